@@ -1,0 +1,1 @@
+//! Starfire's scheduler: requests, continuous batching, KV block manager, tenant fairness.
