@@ -1,0 +1,138 @@
+//! Sampling parameters with vLLM's `SamplingParams` names and semantics.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// How to pick each next token, and when a sequence ends.
+///
+/// The sampler (`Sampler`) applies the token-level fields; the scheduler applies the
+/// sequence-level ones (`n`, `max_tokens`, `stop`, `include_stop_str_in_output`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    /// Number of sequences to return for one prompt (they share the prompt's KV blocks).
+    pub n: usize,
+    /// 0 means greedy (argmax); larger values flatten the distribution.
+    pub temperature: f32,
+    /// Keep the smallest set of tokens whose probabilities add up to at least `top_p`.
+    pub top_p: f32,
+    /// Keep the `top_k` most likely tokens; 0 or a negative value keeps all.
+    pub top_k: i32,
+    /// Drop tokens whose probability is below `min_p` times the top token's.
+    pub min_p: f32,
+    /// Seed for this request's random choices; sampling is then reproducible. `None` draws one.
+    pub seed: Option<u64>,
+    /// Subtracted once from the logit of every token already generated (OpenAI semantics).
+    pub presence_penalty: f32,
+    /// Subtracted from a token's logit once per time it was already generated.
+    pub frequency_penalty: f32,
+    /// > 1 discourages tokens seen in the prompt or the output (CTRL-style, as vLLM).
+    pub repetition_penalty: f32,
+    /// Added to the logits of the named token ids before sampling (OpenAI `logit_bias`).
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Return the log-probability of the chosen token and of this many most likely ones.
+    pub logprobs: Option<usize>,
+    /// Token ids that end the sequence (in addition to EOS unless `ignore_eos`).
+    pub stop_token_ids: Vec<u32>,
+    /// Strings that end the sequence; the text is cut before them.
+    pub stop: Vec<String>,
+    /// Keep the stop string in the returned text.
+    pub include_stop_str_in_output: bool,
+    /// Maximum number of tokens to generate; `None` means up to the model's context length.
+    pub max_tokens: Option<usize>,
+    /// EOS and stop token ids cannot end the sequence before this many tokens.
+    pub min_tokens: usize,
+    /// Keep generating after EOS.
+    pub ignore_eos: bool,
+    /// Do not return the text of special tokens.
+    pub skip_special_tokens: bool,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            n: 1,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            seed: None,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            repetition_penalty: 1.0,
+            logit_bias: Vec::new(),
+            logprobs: None,
+            stop_token_ids: Vec::new(),
+            stop: Vec::new(),
+            include_stop_str_in_output: false,
+            max_tokens: Some(16),
+            min_tokens: 0,
+            ignore_eos: false,
+            skip_special_tokens: true,
+        }
+    }
+}
+
+/// Largest `logprobs` value accepted (vLLM's default `max_logprobs`).
+pub const MAX_LOGPROBS: usize = 20;
+
+impl SamplingParams {
+    /// Greedy decoding of at most `max_tokens` tokens.
+    pub fn greedy(max_tokens: usize) -> Self {
+        Self {
+            temperature: 0.0,
+            max_tokens: Some(max_tokens),
+            ..Self::default()
+        }
+    }
+
+    /// True when the choice is the argmax (no randomness involved).
+    pub fn is_greedy(&self) -> bool {
+        self.temperature < 1e-5
+    }
+
+    /// Checks every field's range; the message names the field.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad =
+            |field: &str, why: &str| Err(EngineError::InvalidParam(format!("{field}: {why}")));
+        if self.n == 0 || self.n > 128 {
+            return bad("n", "must be between 1 and 128");
+        }
+        if !(0.0..=2.0).contains(&self.temperature) || self.temperature.is_nan() {
+            return bad("temperature", "must be between 0 and 2");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p", "must be in (0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min_p", "must be in [0, 1]");
+        }
+        if !(-2.0..=2.0).contains(&self.presence_penalty) {
+            return bad("presence_penalty", "must be between -2 and 2");
+        }
+        if !(-2.0..=2.0).contains(&self.frequency_penalty) {
+            return bad("frequency_penalty", "must be between -2 and 2");
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty <= 10.0) {
+            return bad("repetition_penalty", "must be in (0, 10]");
+        }
+        if self
+            .logit_bias
+            .iter()
+            .any(|(_, b)| !(-100.0..=100.0).contains(b))
+        {
+            return bad("logit_bias", "each bias must be between -100 and 100");
+        }
+        if self.logprobs.is_some_and(|k| k > MAX_LOGPROBS) {
+            return bad("logprobs", "must be at most 20");
+        }
+        if self.max_tokens == Some(0) {
+            return bad("max_tokens", "must be at least 1");
+        }
+        if self.stop.len() > 16 || self.stop.iter().any(|s| s.is_empty() || s.len() > 256) {
+            return bad("stop", "at most 16 non-empty strings of at most 256 bytes");
+        }
+        Ok(())
+    }
+}
