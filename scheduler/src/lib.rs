@@ -7,6 +7,7 @@
 //! - `fairness`: virtual token counters that pick the next tenant to admit.
 //! - `kv`: block pool (ref counts, LRU free queue, prefix-cache hash map) and block tables.
 //! - `scheduler`: `schedule() -> StepPlan`, `update(tokens) -> Vec<Delta>`; preemption, `n`.
+//! - `sequence`: a request's sequences; a sampled token's text and stop checks.
 //! - `executor`: the seam to the model (`ModelExecutor`, `StepPlan`, `SampledToken`).
 //! - `detokenizer`: incremental token-to-text and stop strings.
 //! - `engine_loop`: the thread that owns scheduler and executor; async delta streams.
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod request;
 pub mod request_queue;
 pub mod scheduler;
+mod sequence;
 pub mod testing;
 
 pub use config::{KvCacheShape, SchedulerConfig};

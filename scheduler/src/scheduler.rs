@@ -16,82 +16,16 @@ use std::sync::Arc;
 use engine::{SamplingParams, SequenceStep, StepBatch};
 
 use crate::config::SchedulerConfig;
-use crate::detokenizer::{
-    find_stop_string, floor_char_boundary, stop_holdback, DecodeStream, Detokenizer,
-};
+use crate::detokenizer::Detokenizer;
 use crate::error::SchedulerError;
 use crate::executor::{SampledToken, SamplingInput, StepPlan};
 use crate::fairness::VirtualTokenCounter;
-use crate::kv::block_hash::{hash_block, tenant_cache_keys, BlockHash};
+use crate::kv::block_hash::{tenant_cache_keys, BlockHash};
 use crate::kv::{hash_prompt_blocks, CachedPrefix, KvCacheManager};
 use crate::metrics::{SchedulerStats, TenantStats};
-use crate::request::{Delta, FinishReason, NewRequest, SeqId, StopReason, TokenLogprob, Usage};
+use crate::request::{Delta, FinishReason, NewRequest, SeqId, TokenLogprob, Usage};
 use crate::request_queue::RequestQueue;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SeqState {
-    Waiting,
-    Running,
-    Preempted,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Choice {
-    /// Not forked yet (choices 1.. of an `n > 1` request wait for the prompt).
-    Pending,
-    Live(SeqId),
-    Done,
-}
-
-struct Request {
-    id: String,
-    key: u64,
-    tenant: String,
-    priority: i32,
-    prompt: Arc<[u32]>,
-    prompt_hashes: Vec<BlockHash>,
-    cache_keys: Vec<u8>,
-    params: SamplingParams,
-    /// `max_tokens`, capped by what `max_model_len` leaves.
-    max_tokens: usize,
-    choices: Vec<Choice>,
-    admitted: bool,
-    forked: bool,
-    completion_tokens: usize,
-    cached_tokens: usize,
-    num_preemptions: usize,
-}
-
-struct Sequence {
-    req: u64,
-    index: usize,
-    params: Arc<SamplingParams>,
-    output: Vec<u32>,
-    num_computed: usize,
-    /// Hashes of every full block of prompt + output.
-    hashes: Vec<BlockHash>,
-    state: SeqState,
-    decode: Box<dyn DecodeStream>,
-    text: String,
-    /// Bytes of `text` already sent.
-    emitted: usize,
-    /// Prompt tokens already charged to the tenant (recomputation is not its fault).
-    charged_input: usize,
-}
-
-impl Sequence {
-    fn num_tokens(&self, prompt_len: usize) -> usize {
-        prompt_len + self.output.len()
-    }
-
-    fn token_at(&self, prompt: &[u32], pos: usize) -> u32 {
-        if pos < prompt.len() {
-            prompt[pos]
-        } else {
-            self.output[pos - prompt.len()]
-        }
-    }
-}
+use crate::sequence::{extend_hashes, usage_of, Choice, Request, SeqState, Sequence};
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Counters {
@@ -311,7 +245,11 @@ impl Scheduler {
         let mut scheduled: Vec<(SeqId, usize)> = Vec::new();
         self.schedule_running(&mut budget, &mut scheduled);
         self.schedule_preempted(&mut budget, &mut scheduled);
-        self.schedule_waiting(&mut budget, &mut scheduled);
+        // Preempted sequences keep their place at the front: no new request overtakes them
+        // (it would take the blocks they wait for).
+        if self.preempted.is_empty() {
+            self.schedule_waiting(&mut budget, &mut scheduled);
+        }
         let plan = self.build_plan(&scheduled);
         self.in_flight = Some(scheduled);
         plan
@@ -587,7 +525,6 @@ impl Scheduler {
         let token = tok.token_id;
         let seq = self.seqs.get_mut(&id).expect("sampled sequence exists");
         let req = self.requests.get_mut(&seq.req).expect("its request exists");
-        seq.output.push(token);
         req.completion_tokens += 1;
         self.counters.generation_tokens += 1;
         self.tenant_totals.entry(req.tenant.clone()).or_default().1 += 1;
@@ -596,63 +533,17 @@ impl Scheduler {
             extend_hashes(seq, &req.prompt, self.config.block_size, &req.cache_keys);
         }
 
+        let outcome = seq.accept_token(
+            token,
+            req,
+            &self.config.eos_token_ids,
+            self.config.max_model_len,
+        );
+        let (finish, stop_reason) = (outcome.finish, outcome.stop_reason);
         let params = &req.params;
-        let n_out = seq.output.len();
-        let mut finish = None;
-        let mut stop_reason = None;
-        let mut show_token_text = true;
-        // vLLM: nothing but the length cap ends a sequence before `min_tokens`.
-        if n_out >= params.min_tokens {
-            if !params.ignore_eos && self.config.eos_token_ids.contains(&token) {
-                finish = Some(FinishReason::Stop);
-                show_token_text = false;
-            } else if params.stop_token_ids.contains(&token) {
-                finish = Some(FinishReason::Stop);
-                stop_reason = Some(StopReason::TokenId(token));
-                show_token_text = params.include_stop_str_in_output;
-            }
-        }
-        if show_token_text {
-            let piece = seq.decode.step(token);
-            let prev_len = seq.text.len();
-            seq.text.push_str(&piece);
-            if finish.is_none() && n_out >= params.min_tokens && !params.stop.is_empty() {
-                if let Some((cut, stop)) = find_stop_string(
-                    &seq.text,
-                    prev_len,
-                    &params.stop,
-                    params.include_stop_str_in_output,
-                ) {
-                    seq.text.truncate(cut);
-                    finish = Some(FinishReason::Stop);
-                    stop_reason = Some(StopReason::Text(stop));
-                }
-            }
-        }
-        if finish.is_none()
-            && (n_out >= req.max_tokens
-                || seq.num_tokens(req.prompt.len()) >= self.config.max_model_len)
-        {
-            finish = Some(FinishReason::Length);
-        }
-
-        let upto = if finish.is_some() {
-            seq.text.len()
-        } else {
-            floor_char_boundary(
-                &seq.text,
-                seq.text.len().saturating_sub(stop_holdback(&params.stop)),
-            )
-        };
-        let text = if upto > seq.emitted {
-            seq.text[seq.emitted..upto].to_string()
-        } else {
-            String::new()
-        };
-        seq.emitted = seq.emitted.max(upto);
         let mut delta = Delta::empty(&req.id, seq.index);
         delta.token_ids.push(token);
-        delta.text = text;
+        delta.text = outcome.text;
         if params.logprobs.is_some() {
             if let Some(lp) = tok.logprob {
                 delta.logprobs.push(TokenLogprob {
@@ -881,28 +772,6 @@ impl Scheduler {
             generation_tokens_total: self.counters.generation_tokens,
             tenants,
         }
-    }
-}
-
-fn usage_of(req: &Request) -> Usage {
-    Usage {
-        prompt_tokens: req.prompt.len(),
-        completion_tokens: req.completion_tokens,
-        cached_tokens: req.cached_tokens,
-        num_preemptions: req.num_preemptions,
-    }
-}
-
-fn extend_hashes(seq: &mut Sequence, prompt: &[u32], block_size: usize, first_block_keys: &[u8]) {
-    let total = seq.num_tokens(prompt.len());
-    while (seq.hashes.len() + 1) * block_size <= total {
-        let i = seq.hashes.len();
-        let block: Vec<u32> = (i * block_size..(i + 1) * block_size)
-            .map(|p| seq.token_at(prompt, p))
-            .collect();
-        let keys: &[u8] = if i == 0 { first_block_keys } else { &[] };
-        let h = hash_block(seq.hashes.last(), &block, keys);
-        seq.hashes.push(h);
     }
 }
 
