@@ -459,3 +459,47 @@ fn missing_token_fails_only_that_request() {
     assert_eq!(b.token_ids, vec![5]);
     assert!(s.contains("b") && !s.contains("a"));
 }
+
+#[test]
+fn a_preempted_request_is_not_overtaken_by_a_new_one() {
+    let c = SchedulerConfig {
+        num_gpu_blocks: 8,
+        max_num_seqs: 4,
+        max_num_batched_tokens: 128,
+        ..config()
+    };
+    let mut d = Driver::new(c);
+    d.sched
+        .add_request(NewRequest::new(
+            "first",
+            "t",
+            (1..=48).collect(),
+            params(60),
+        ))
+        .unwrap();
+    d.sched
+        .add_request(NewRequest::new(
+            "second",
+            "t",
+            (100..148).collect(),
+            params(60),
+        ))
+        .unwrap();
+    while d.sched.stats().num_seqs_preempted == 0 {
+        assert!(d.step < 200, "no preemption happened");
+        d.step();
+    }
+    // A small request that would fit in the block left over must still wait its turn.
+    d.sched
+        .add_request(NewRequest::new("third", "t", vec![7; 4], params(4)))
+        .unwrap();
+    d.drain(1000);
+    let first_end = d.out["first"].ended_at_step.unwrap();
+    let third_start = d.out["third"].choices[&0].first_token_step.unwrap();
+    assert!(d.out["second"].usage.unwrap().num_preemptions > 0);
+    assert!(
+        third_start > first_end,
+        "third started at step {third_start}, before the preempted second could resume ({first_end})"
+    );
+    d.assert_pool_whole();
+}

@@ -19,6 +19,10 @@ struct Spec {
 }
 
 fn workload(seed: u64) -> Vec<Spec> {
+    workload_of(seed, NUM_REQUESTS)
+}
+
+fn workload_of(seed: u64, num_requests: usize) -> Vec<Spec> {
     let mut rng = Rng(seed);
     // Shared system prompts per tenant make prefix caching (and its eviction) matter.
     let prefixes: Vec<Vec<u32>> = (0..6)
@@ -29,8 +33,8 @@ fn workload(seed: u64) -> Vec<Spec> {
         })
         .collect();
     let mut step = 0u64;
-    let mut specs = Vec::with_capacity(NUM_REQUESTS);
-    for i in 0..NUM_REQUESTS {
+    let mut specs = Vec::with_capacity(num_requests);
+    for i in 0..num_requests {
         // Bursty arrivals: mostly one every step or so, sometimes a burst.
         if !rng.chance(0.3) {
             step += rng.range(0, 3) as u64;
@@ -104,7 +108,11 @@ fn config(num_blocks: usize) -> SchedulerConfig {
 }
 
 fn run(specs: &[Spec], num_blocks: usize, with_aborts: bool) -> Driver {
-    let mut d = Driver::new(config(num_blocks));
+    run_with(specs, config(num_blocks), with_aborts)
+}
+
+fn run_with(specs: &[Spec], config: SchedulerConfig, with_aborts: bool) -> Driver {
+    let mut d = Driver::new(config);
     let mut aborts: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     if with_aborts {
         for s in specs {
@@ -251,4 +259,38 @@ fn five_thousand_requests_with_preemption_match_a_run_without() {
         "steps: reference {} small {}; preemptions {}; preempted requests {preempted_requests}; aborted {aborted}; prefix hits {}/{}",
         reference.step, small.step, stats.num_preemptions_total, stats.prefix_cache_hits, stats.prefix_cache_queries
     );
+}
+
+/// The same through the paths without prefix caching (preemption then recomputes everything)
+/// and with a prefill chunk cap, on a smaller workload.
+#[test]
+fn preemption_without_prefix_caching_and_with_a_chunk_cap_changes_no_token() {
+    let specs = workload_of(0xcafe, 1_000);
+    let reference = run(&specs, 8192, false);
+    let config = SchedulerConfig {
+        enable_prefix_caching: false,
+        long_prefill_token_threshold: 48,
+        ..config(80)
+    };
+    let small = run_with(&specs, config, false);
+    check_ended_once(&specs, &small.out);
+    small.assert_pool_whole();
+    let stats = small.sched.stats();
+    assert!(
+        stats.num_preemptions_total > 20,
+        "preemptions: {}",
+        stats.num_preemptions_total
+    );
+    assert_eq!(stats.prefix_cache_hits, 0);
+    for s in &specs {
+        let id = &s.req.request_id;
+        for (i, c) in &small.out[id].choices {
+            let w = &reference.out[id].choices[i];
+            assert_eq!(
+                (&c.tokens, &c.text, &c.finish),
+                (&w.tokens, &w.text, &w.finish),
+                "{id}#{i}"
+            );
+        }
+    }
 }
