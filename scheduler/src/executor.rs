@@ -5,6 +5,24 @@
 //! prompt and output token ids (for penalties) and the output index. A sampler that is
 //! deterministic in (seed, output index, logits) makes a preempted sequence, recomputed from
 //! scratch, sample exactly the tokens it would have sampled without preemption.
+//!
+//! Wiring a real model (what an implementation of [`ModelExecutor`] does per step):
+//! 1. Drop any per-sequence state for `plan.released_seq_ids`.
+//! 2. Run the forward pass over `plan.batch` (an `engine::StepBatch`): the new tokens of all
+//!    sequences flattened, K/V written through each `slot_mapping`, attention through each
+//!    `block_table`, logits only for sequences with `want_logits`. Block ids index a cache of
+//!    `SchedulerConfig::num_gpu_blocks` blocks of `block_size` tokens, which the executor
+//!    allocates once (see `config::num_kv_blocks`).
+//! 3. For each `plan.sampling` entry, in order, sample from the logits of
+//!    `plan.batch.seqs[batch_index]` with its `params`, `prompt_token_ids`,
+//!    `output_token_ids` and `output_index`, and return one [`SampledToken`] with that
+//!    `seq_id` (logprobs only when `params.logprobs` is set). The sampler applies the
+//!    token-level parameters (temperature, top-k/p, min-p, penalties, logit bias, and no EOS
+//!    or stop token before `min_tokens`); the scheduler applies the sequence-level ones
+//!    (stop strings, stop token ids, EOS, max tokens, n).
+//! 4. Return `Err` for a failure of the whole step; the scheduler then ends that step's
+//!    requests with an error delta and frees their blocks. Nothing is cached from a failed
+//!    step: blocks enter the prefix cache only after a step succeeded.
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@
 //! - `detokenizer`: incremental token-to-text and stop strings.
 //! - `engine_loop`: the thread that owns scheduler and executor; async delta streams.
 //! - `metrics`: vLLM-named values and their Prometheus text.
+//! - `load`: closed-loop load through an `EngineLoop` (benchmarks).
 //! - `config`: vLLM-named engine arguments and KV cache sizing.
 //! - `testing`: a fake model and detokenizer for deterministic tests.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod executor;
 pub mod fairness;
 pub mod kv;
+pub mod load;
 pub mod metrics;
 pub mod request;
 pub mod request_queue;

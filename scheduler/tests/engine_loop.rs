@@ -239,3 +239,37 @@ async fn admission_errors_come_back_from_submit() {
         Err(SchedulerError::PromptTooLong { .. })
     ));
 }
+
+#[test]
+fn batching_raises_throughput_under_closed_loop_load() {
+    // The gateway shares one loop between request handlers.
+    fn assert_shareable<T: Send + Sync>() {}
+    assert_shareable::<EngineLoop>();
+
+    let mut exec = fake();
+    // A step costs the same whatever its batch, as a memory-bound forward pass roughly does.
+    exec.step_delay = Duration::from_millis(2);
+    let engine = start(exec);
+    let make = |c: usize, i: usize| {
+        let params = SamplingParams {
+            max_tokens: Some(16),
+            ignore_eos: true,
+            ..Default::default()
+        };
+        let prompt = (0..32)
+            .map(|t| (t + c * 37 + i * 101) as u32 % 900 + 1)
+            .collect();
+        NewRequest::new(format!("c{c}-{i}"), "t", prompt, params)
+    };
+    let one = scheduler::load::run_closed_loop(&engine, 1, 2, make);
+    let eight = scheduler::load::run_closed_loop(&engine, 8, 2, make);
+    assert_eq!((one.output_tokens, eight.output_tokens), (32, 256));
+    assert_eq!(eight.failed_requests, 0);
+    assert!(eight.ttft_p50 > 0.0 && eight.itl_p99 >= eight.itl_p50);
+    assert!(
+        eight.output_tokens_per_second > 3.0 * one.output_tokens_per_second,
+        "8 clients: {} tok/s, 1 client: {} tok/s",
+        eight.to_json(),
+        one.to_json()
+    );
+}
