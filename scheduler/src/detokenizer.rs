@@ -3,6 +3,13 @@
 //! Stop strings are checked on text, not tokens: "\n\n" may arrive as one token or two. The
 //! real detokenizer wraps the engine's tokenizer; any implementation must return only text
 //! that is final (never half a UTF-8 character; a piece may be empty while bytes pile up).
+//!
+//! `OffsetDetokenizer` builds such streams from any whole-sequence decoder (`TokenDecoder`,
+//! e.g. a tokenizer's `decode(ids, skip_special_tokens)`), with the prefix/read-offset method
+//! of vLLM and TGI: decode a short window twice, with and without the new token, and emit the
+//! difference once it no longer ends in a replacement character.
+
+use std::sync::Arc;
 
 /// Makes one decoding stream per sequence.
 pub trait Detokenizer: Send + Sync {
@@ -15,6 +22,79 @@ pub trait Detokenizer: Send + Sync {
 pub trait DecodeStream: Send {
     /// Feeds the next token; returns the text that became final with it.
     fn step(&mut self, token_id: u32) -> String;
+}
+
+/// Decodes a whole token sequence to text (invalid or partial UTF-8 as U+FFFD).
+pub trait TokenDecoder: Send + Sync + 'static {
+    fn decode(&self, token_ids: &[u32], skip_special_tokens: bool) -> String;
+}
+
+/// Incremental detokenization over a whole-sequence decoder.
+pub struct OffsetDetokenizer<D> {
+    decoder: Arc<D>,
+}
+
+impl<D: TokenDecoder> OffsetDetokenizer<D> {
+    pub fn new(decoder: Arc<D>) -> Self {
+        Self { decoder }
+    }
+}
+
+/// Prompt tokens kept as context: enough for decoders that drop a leading space or merge
+/// bytes at the start of a sequence (vLLM uses 5).
+const CONTEXT_TOKENS: usize = 5;
+
+impl<D: TokenDecoder> Detokenizer for OffsetDetokenizer<D> {
+    fn stream(&self, prompt_token_ids: &[u32], skip_special_tokens: bool) -> Box<dyn DecodeStream> {
+        let ids =
+            prompt_token_ids[prompt_token_ids.len().saturating_sub(CONTEXT_TOKENS)..].to_vec();
+        Box::new(OffsetDecodeStream {
+            decoder: self.decoder.clone(),
+            read_offset: ids.len(),
+            ids,
+            prefix_offset: 0,
+            skip_special_tokens,
+        })
+    }
+}
+
+struct OffsetDecodeStream<D> {
+    decoder: Arc<D>,
+    /// A window of the sequence: `ids[prefix_offset..read_offset]` is already emitted context,
+    /// `ids[read_offset..]` is not emitted yet.
+    ids: Vec<u32>,
+    prefix_offset: usize,
+    read_offset: usize,
+    skip_special_tokens: bool,
+}
+
+impl<D: TokenDecoder> DecodeStream for OffsetDecodeStream<D> {
+    fn step(&mut self, token_id: u32) -> String {
+        self.ids.push(token_id);
+        let skip = self.skip_special_tokens;
+        let prefix = self
+            .decoder
+            .decode(&self.ids[self.prefix_offset..self.read_offset], skip);
+        let full = self.decoder.decode(&self.ids[self.prefix_offset..], skip);
+        if full.len() <= prefix.len() || full.ends_with(char::REPLACEMENT_CHARACTER) {
+            // Nothing new, or a character still incomplete: wait for more tokens.
+            return String::new();
+        }
+        let piece = match full.strip_prefix(prefix.as_str()) {
+            Some(p) => p.to_string(),
+            // The decoder rewrote the context (rare); emit what lies past its old length.
+            None => full[floor_char_boundary(&full, prefix.len())..].to_string(),
+        };
+        self.prefix_offset = self.read_offset;
+        self.read_offset = self.ids.len();
+        // Keep the window short: everything before prefix_offset is never decoded again.
+        if self.prefix_offset > 64 {
+            self.ids.drain(..self.prefix_offset);
+            self.read_offset -= self.prefix_offset;
+            self.prefix_offset = 0;
+        }
+        piece
+    }
 }
 
 /// A detokenizer that produces no text (token-only clients; stop strings never match).
@@ -91,6 +171,32 @@ pub fn floor_char_boundary(text: &str, mut at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes with the fake vocabulary's byte pieces, lossily, like a byte-level BPE.
+    struct Bytes;
+    impl TokenDecoder for Bytes {
+        fn decode(&self, ids: &[u32], _: bool) -> String {
+            let bytes: Vec<u8> = ids
+                .iter()
+                .flat_map(|&t| crate::testing::FakeDetokenizer::piece(t))
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+
+    #[test]
+    fn offset_stream_adds_up_to_the_whole_decode() {
+        let d = OffsetDetokenizer::new(Arc::new(Bytes));
+        let prompt = [29u32, 1, 2];
+        let out: Vec<u32> = (0..300)
+            .map(|i| [0, 29, 30, 28, 26, 35, 27, 31][i % 8])
+            .collect();
+        let mut s = d.stream(&prompt, true);
+        let pieces: Vec<String> = out.iter().map(|&t| s.step(t)).collect();
+        assert_eq!(pieces.concat(), Bytes.decode(&out, true));
+        assert_eq!(pieces[1], "", "half of '€' waits for its last byte");
+        assert_eq!(pieces[2], "€");
+    }
 
     #[test]
     fn stop_string_cut_is_exact() {

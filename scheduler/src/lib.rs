@@ -32,7 +32,7 @@ mod sequence;
 pub mod testing;
 
 pub use config::{KvCacheShape, SchedulerConfig};
-pub use detokenizer::{DecodeStream, Detokenizer, NoText};
+pub use detokenizer::{DecodeStream, Detokenizer, NoText, OffsetDetokenizer, TokenDecoder};
 pub use engine_loop::{DeltaStream, EngineLoop};
 pub use error::{QueueScope, SchedulerError};
 pub use executor::{ExecutorError, ModelExecutor, SampledToken, SamplingInput, StepPlan};

@@ -760,9 +760,16 @@ impl Scheduler {
         for (t, e) in tenants.iter_mut() {
             e.virtual_token_counter = self.fairness.counter(t);
         }
+        // A request whose sequences are all preempted waits again (as vLLM counts it).
+        let preempted_reqs: BTreeSet<u64> = self
+            .preempted
+            .iter()
+            .map(|&(_, key, _, _)| key)
+            .filter(|k| !running_reqs.contains(k))
+            .collect();
         SchedulerStats {
             num_requests_running: running_reqs.len(),
-            num_requests_waiting: self.waiting.len(),
+            num_requests_waiting: self.waiting.len() + preempted_reqs.len(),
             num_seqs_preempted: self.preempted.len(),
             kv_cache_usage_perc: self.kv.usage(),
             prefix_cache_queries: queries,
