@@ -294,3 +294,59 @@ fn preemption_without_prefix_caching_and_with_a_chunk_cap_changes_no_token() {
         }
     }
 }
+
+/// Failed steps (1 in 50) in the middle of it all: the requests of a failed step end once,
+/// with an error; everyone else is unaffected; no block leaks.
+#[test]
+fn failed_steps_end_their_requests_once_and_leak_nothing() {
+    let specs = workload_of(0xfa11, 1_000);
+    let reference = run(&specs, 8192, false);
+    let mut d = Driver::new(config(96));
+    let mut rng = Rng(7);
+    let mut next = 0;
+    let mut failed_steps = 0;
+    loop {
+        while next < specs.len() && specs[next].arrival_step <= d.step {
+            d.sched
+                .add_request(specs[next].req.clone())
+                .expect("admitted");
+            next += 1;
+        }
+        if next == specs.len() && !d.sched.has_unfinished_requests() {
+            break;
+        }
+        if rng.chance(0.02) {
+            d.step += 1;
+            let plan = d.sched.schedule();
+            let deltas = if plan.is_empty() {
+                d.sched.update(Vec::new())
+            } else {
+                failed_steps += 1;
+                d.sched.fail_step("injected")
+            };
+            d.record(&deltas);
+        } else {
+            d.step();
+        }
+    }
+    assert!(failed_steps > 20);
+    check_ended_once(&specs, &d.out);
+    d.assert_pool_whole();
+    let mut errored = 0;
+    for s in &specs {
+        let id = &s.req.request_id;
+        let got = &d.out[id];
+        if got
+            .choices
+            .values()
+            .any(|c| matches!(c.finish, Some(FinishReason::Error(_))))
+        {
+            errored += 1;
+            continue;
+        }
+        for (i, c) in &got.choices {
+            assert_eq!(c.tokens, reference.out[id].choices[i].tokens, "{id}#{i}");
+        }
+    }
+    assert!(errored > 20, "errors reached requests ({errored})");
+}
