@@ -1,10 +1,14 @@
 //! Scheduler configuration, with vLLM's engine-argument names so operators can carry their
 //! knowledge (and their flags) over.
 
+use serde::{Deserialize, Serialize};
+
 use crate::request_queue::AdmissionLimits;
 
-/// How the scheduler batches and where the KV cache ends.
-#[derive(Clone, Debug, PartialEq)]
+/// How the scheduler batches and where the KV cache ends. Deserialises from a config file
+/// section with vLLM's field names; missing fields take the defaults below.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SchedulerConfig {
     /// Tokens per KV cache block. 16 as in vLLM: small enough that a partial last block wastes
     /// little, large enough that block tables stay short.
@@ -45,6 +49,12 @@ impl Default for SchedulerConfig {
 }
 
 impl SchedulerConfig {
+    /// Sizes the cache from a byte budget (vLLM's `kv_cache_memory`) for a model's KV shape.
+    pub fn with_kv_cache_memory(mut self, shape: KvCacheShape, kv_cache_memory: u64) -> Self {
+        self.num_gpu_blocks = num_kv_blocks(shape, self.block_size, kv_cache_memory);
+        self
+    }
+
     /// Checks the relations between fields that the scheduler relies on.
     pub fn validate(&self) -> Result<(), crate::SchedulerError> {
         let bad = |why: &str| Err(crate::SchedulerError::InvalidConfig(why.to_string()));
@@ -120,6 +130,29 @@ mod tests {
         assert_eq!(num_kv_blocks(shape, 16, 1 << 30), (1usize << 30) / 737_280);
         assert_eq!(default_kv_cache_memory(1000, 0.9, 100), 800);
         assert_eq!(default_kv_cache_memory(1000, 0.9, 5000), 0);
+    }
+
+    #[test]
+    fn sized_from_bytes_and_read_with_defaults() {
+        let shape = KvCacheShape {
+            num_layers: 2,
+            num_kv_heads: 1,
+            head_dim: 4,
+            dtype_bytes: 2,
+        };
+        let c = SchedulerConfig::default().with_kv_cache_memory(shape, 10 * 512 + 7);
+        assert_eq!(c.num_gpu_blocks, 10);
+        let json = r#"{"max_num_seqs": 8, "admission": {"max_waiting_requests": 5}}"#;
+        let c: SchedulerConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            (
+                c.max_num_seqs,
+                c.block_size,
+                c.admission.max_waiting_requests
+            ),
+            (8, 16, 5)
+        );
+        assert_eq!(c.admission.max_waiting_requests_per_tenant, 2_000);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::error::{QueueScope, SchedulerError};
 
 /// Caps on queued (not yet admitted) work. Requests beyond them are refused at once rather
 /// than queued for minutes: a client can retry elsewhere, a queue cannot be drained faster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AdmissionLimits {
     pub max_waiting_requests: usize,
     pub max_waiting_tokens: usize,
