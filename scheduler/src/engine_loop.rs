@@ -347,6 +347,7 @@ impl LoopState {
                             self.scheduler.abort(&id);
                             return;
                         }
+                        tracing::debug!(request_id = %id, "request queued");
                         self.live.insert(
                             id,
                             Live {
@@ -368,13 +369,7 @@ impl LoopState {
                     .get(&id)
                     .is_some_and(|l| l.generation == generation)
                 {
-                    self.live.remove(&id);
-                    self.scheduler.abort(&id);
-                    *self
-                        .loop_metrics
-                        .request_success
-                        .entry("abort".into())
-                        .or_default() += 1;
+                    self.abort_unwanted(&id, "abort command");
                 }
             }
             Command::Shutdown { drain } => {
@@ -386,6 +381,18 @@ impl LoopState {
         }
     }
 
+    /// Ends a request nobody reads any more; its final deltas go nowhere.
+    fn abort_unwanted(&mut self, id: &str, why: &str) {
+        self.live.remove(id);
+        self.scheduler.abort(id);
+        tracing::debug!(request_id = %id, why, "request aborted");
+        *self
+            .loop_metrics
+            .request_success
+            .entry("abort".into())
+            .or_default() += 1;
+    }
+
     fn abort_closed_streams(&mut self) {
         let closed: Vec<String> = self
             .live
@@ -394,13 +401,7 @@ impl LoopState {
             .map(|(id, _)| id.clone())
             .collect();
         for id in closed {
-            self.live.remove(&id);
-            self.scheduler.abort(&id);
-            *self
-                .loop_metrics
-                .request_success
-                .entry("abort".into())
-                .or_default() += 1;
+            self.abort_unwanted(&id, "stream dropped");
         }
     }
 
@@ -439,6 +440,16 @@ impl LoopState {
                     .e2e_request_latency_seconds
                     .observe((now - l.arrival).as_secs_f64());
                 let reason = d.finish_reason.as_ref().map_or("stop", |r| r.as_str());
+                if let Some(u) = &d.usage {
+                    tracing::debug!(
+                        request_id = %d.request_id,
+                        finish_reason = reason,
+                        prompt_tokens = u.prompt_tokens,
+                        completion_tokens = u.completion_tokens,
+                        cached_tokens = u.cached_tokens,
+                        "request finished"
+                    );
+                }
                 *self
                     .loop_metrics
                     .request_success
@@ -448,13 +459,7 @@ impl LoopState {
             let id = d.request_id.clone();
             if l.tx.send(d).is_err() && !last {
                 // The receiver is gone: stop computing for nobody.
-                self.live.remove(&id);
-                self.scheduler.abort(&id);
-                *self
-                    .loop_metrics
-                    .request_success
-                    .entry("abort".into())
-                    .or_default() += 1;
+                self.abort_unwanted(&id, "stream closed");
             } else if last {
                 self.live.remove(&id);
             }
