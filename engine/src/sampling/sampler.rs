@@ -1,0 +1,306 @@
+//! Turning one position's logits into a token, following vLLM's order of operations:
+//! min_tokens masking, logit bias, penalties (repetition, frequency, presence), then greedy
+//! argmax, or temperature, min_p, top_k, top_p and a seeded draw. Logprobs are those of the
+//! model's raw distribution (vLLM's default `raw_logprobs`).
+
+use std::collections::HashMap;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::SamplingParams;
+
+/// What the sampler needs to know about the sequence besides its logits.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleContext<'a> {
+    pub prompt_tokens: &'a [u32],
+    pub output_tokens: &'a [u32],
+    /// Ids that end generation (EOS / EOT), masked while `min_tokens` is not reached.
+    pub eos_token_ids: &'a [u32],
+    /// The request's seed (drawn by the caller when the request set none): with the position
+    /// in the output it fixes the random draw, so a recomputed sequence samples the same token.
+    pub seed: u64,
+}
+
+/// The chosen token with its log-probability and the most likely alternatives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampledToken {
+    pub token: u32,
+    pub logprob: f32,
+    /// `(token, logprob)`, most likely first; as many as `params.logprobs` asked for.
+    pub top_logprobs: Vec<(u32, f32)>,
+}
+
+/// Picks the next token. `logits` is modified in place (it is scratch afterwards).
+pub fn sample(
+    logits: &mut [f32],
+    params: &SamplingParams,
+    ctx: &SampleContext<'_>,
+) -> SampledToken {
+    let raw_logprobs = params.logprobs.map(|_| log_softmax(logits));
+
+    if ctx.output_tokens.len() < params.min_tokens {
+        for &id in ctx.eos_token_ids.iter().chain(&params.stop_token_ids) {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+    for &(id, bias) in &params.logit_bias {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l += bias;
+        }
+    }
+    apply_penalties(logits, params, ctx);
+
+    let token = if params.is_greedy() {
+        argmax(logits)
+    } else {
+        draw(logits, params, ctx)
+    };
+
+    let (logprob, top_logprobs) = match (&raw_logprobs, params.logprobs) {
+        (Some(lp), Some(k)) => (lp[token as usize], top_k_of(lp, k)),
+        _ => (f32::NAN, Vec::new()),
+    };
+    SampledToken {
+        token,
+        logprob,
+        top_logprobs,
+    }
+}
+
+fn apply_penalties(logits: &mut [f32], params: &SamplingParams, ctx: &SampleContext<'_>) {
+    if params.repetition_penalty != 1.0 {
+        let rp = params.repetition_penalty;
+        let mut seen = vec![false; logits.len()];
+        for &t in ctx.prompt_tokens.iter().chain(ctx.output_tokens) {
+            if let Some(s) = seen.get_mut(t as usize) {
+                *s = true;
+            }
+        }
+        for (l, _) in logits.iter_mut().zip(&seen).filter(|(_, &s)| s) {
+            *l = if *l > 0.0 { *l / rp } else { *l * rp };
+        }
+    }
+    if params.frequency_penalty != 0.0 || params.presence_penalty != 0.0 {
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for &t in ctx.output_tokens {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (t, c) in counts {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l -= params.frequency_penalty * c as f32 + params.presence_penalty;
+            }
+        }
+    }
+}
+
+/// The first index of the largest logit.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let lse = max + sum.ln() as f32;
+    logits.iter().map(|&l| l - lse).collect()
+}
+
+/// The `k` largest entries as `(index, value)`, largest first.
+pub fn top_k_of(values: &[f32], k: usize) -> Vec<(u32, f32)> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<u32> = (0..values.len() as u32).collect();
+    let k = k.min(idx.len());
+    let cmp = |a: &u32, b: &u32| {
+        values[*b as usize]
+            .total_cmp(&values[*a as usize])
+            .then(a.cmp(b))
+    };
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i, values[i as usize])).collect()
+}
+
+/// A seeded draw after temperature, min_p, top_k and top_p.
+fn draw(logits: &[f32], params: &SamplingParams, ctx: &SampleContext<'_>) -> u32 {
+    let t = params.temperature;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // Candidates as (token, unnormalized probability), dropping what can never be drawn.
+    let mut cands: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .map(|(i, &l)| (i as u32, ((l - max) / t).exp()))
+        .filter(|&(_, p)| p > 0.0)
+        .collect();
+    if cands.is_empty() {
+        return argmax(logits);
+    }
+    if params.min_p > 0.0 {
+        // The top candidate has probability 1 before normalization (we subtracted the max).
+        cands.retain(|&(_, p)| p >= params.min_p);
+    }
+    let by_prob = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if params.top_k > 0 && (params.top_k as usize) < cands.len() {
+        let k = params.top_k as usize;
+        cands.select_nth_unstable_by(k - 1, by_prob);
+        cands.truncate(k);
+    }
+    if params.top_p < 1.0 {
+        cands.sort_by(by_prob);
+        let total: f32 = cands.iter().map(|c| c.1).sum();
+        let mut acc = 0.0;
+        let mut keep = cands.len();
+        for (i, c) in cands.iter().enumerate() {
+            acc += c.1 / total;
+            if acc >= params.top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+        cands.truncate(keep);
+    }
+    let total: f32 = cands.iter().map(|c| c.1).sum();
+    let mut rng = SmallRng::seed_from_u64(mix(ctx.seed, ctx.output_tokens.len() as u64));
+    let mut u = rng.random::<f32>() * total;
+    for &(id, p) in &cands {
+        if u < p {
+            return id;
+        }
+        u -= p;
+    }
+    cands.last().map_or(0, |c| c.0)
+}
+
+/// SplitMix64 of the seed and the output position: one independent stream per position.
+fn mix(seed: u64, position: u64) -> u64 {
+    let mut z = seed ^ position.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx<'a>(out: &'a [u32], seed: u64) -> SampleContext<'a> {
+        SampleContext {
+            prompt_tokens: &[],
+            output_tokens: out,
+            eos_token_ids: &[0],
+            seed,
+        }
+    }
+
+    #[test]
+    fn greedy_takes_the_argmax() {
+        let mut l = vec![0.1, 2.0, 1.5, -1.0];
+        let s = sample(
+            &mut l,
+            &SamplingParams {
+                logprobs: Some(2),
+                ..SamplingParams::greedy(4)
+            },
+            &ctx(&[], 0),
+        );
+        assert_eq!(s.token, 1);
+        assert_eq!(
+            s.top_logprobs.iter().map(|t| t.0).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert!((s.logprob - s.top_logprobs[0].1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn min_tokens_masks_eos_and_logit_bias_applies() {
+        let p = SamplingParams {
+            min_tokens: 2,
+            ..SamplingParams::greedy(4)
+        };
+        assert_eq!(sample(&mut [5.0, 1.0, 0.0], &p, &ctx(&[], 0)).token, 1);
+        assert_eq!(sample(&mut [5.0, 1.0, 0.0], &p, &ctx(&[7, 7], 0)).token, 0);
+        let p = SamplingParams {
+            logit_bias: vec![(2, 10.0)],
+            ..SamplingParams::greedy(4)
+        };
+        assert_eq!(sample(&mut [5.0, 1.0, 0.0], &p, &ctx(&[], 0)).token, 2);
+    }
+
+    #[test]
+    fn penalties_follow_vllm() {
+        let p = SamplingParams {
+            frequency_penalty: 1.0,
+            presence_penalty: 0.5,
+            ..SamplingParams::greedy(4)
+        };
+        let mut l = vec![0.0, 3.0, 2.0];
+        // Token 1 appeared twice: 3 - 2*1 - 0.5 = 0.5 < 2.
+        assert_eq!(sample(&mut l, &p, &ctx(&[1, 1], 0)).token, 2);
+        let p = SamplingParams {
+            repetition_penalty: 2.0,
+            ..SamplingParams::greedy(4)
+        };
+        let mut l = vec![0.0, 3.0, 2.0];
+        assert_eq!(sample(&mut l, &p, &ctx(&[1], 0)).token, 2);
+        assert_eq!(l[1], 1.5);
+    }
+
+    #[test]
+    fn seeded_draws_repeat_and_follow_the_distribution() {
+        let p = SamplingParams {
+            temperature: 1.0,
+            max_tokens: Some(1),
+            ..SamplingParams::default()
+        };
+        let logits = vec![0.0f32, (3.0f32).ln(), f32::NEG_INFINITY];
+        let mut counts = [0usize; 3];
+        for seed in 0..4000u64 {
+            let a = sample(&mut logits.clone(), &p, &ctx(&[], seed)).token;
+            let b = sample(&mut logits.clone(), &p, &ctx(&[], seed)).token;
+            assert_eq!(a, b, "same seed and position must give the same token");
+            counts[a as usize] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        let frac = counts[1] as f64 / 4000.0;
+        assert!((frac - 0.75).abs() < 0.03, "{frac}");
+    }
+
+    #[test]
+    fn top_k_top_p_and_min_p_restrict_the_candidates() {
+        let logits = vec![2.0f32, 1.9, 0.0, -1.0];
+        for seed in 0..200 {
+            let k1 = SamplingParams {
+                temperature: 1.0,
+                top_k: 1,
+                ..SamplingParams::default()
+            };
+            assert_eq!(sample(&mut logits.clone(), &k1, &ctx(&[], seed)).token, 0);
+            let p = SamplingParams {
+                temperature: 1.0,
+                top_p: 0.5,
+                ..SamplingParams::default()
+            };
+            assert_eq!(sample(&mut logits.clone(), &p, &ctx(&[], seed)).token, 0);
+            let m = SamplingParams {
+                temperature: 1.0,
+                min_p: 0.5,
+                ..SamplingParams::default()
+            };
+            assert!(sample(&mut logits.clone(), &m, &ctx(&[], seed)).token <= 1);
+        }
+    }
+}
