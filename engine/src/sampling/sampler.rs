@@ -291,7 +291,7 @@ mod tests {
             assert_eq!(sample(&mut logits.clone(), &k1, &ctx(&[], seed)).token, 0);
             let p = SamplingParams {
                 temperature: 1.0,
-                top_p: 0.5,
+                top_p: 0.4,
                 ..SamplingParams::default()
             };
             assert_eq!(sample(&mut logits.clone(), &p, &ctx(&[], seed)).token, 0);
