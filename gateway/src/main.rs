@@ -1,1 +1,100 @@
-fn main() {}
+//! The `starfire` binary: one clap `Command` enum whose arms call into the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use gateway::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "starfire",
+    version,
+    about = "Starfire: a self-hostable developer cloud for LLMs"
+)]
+struct Cli {
+    /// TOML configuration file; every field is optional and STARFIRE_* variables override it.
+    #[arg(long, global = true, env = "STARFIRE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API server.
+    Serve {
+        /// Address to listen on (overrides `listen` and STARFIRE_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print the OpenAPI 3.1 document of the API.
+    Openapi,
+    /// Administration of a Starfire installation.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create (idempotently) a tenant, its owner, a default project, an inference key and an
+    /// admin key; print them as one JSON object.
+    Bootstrap {
+        /// The owner's email.
+        #[arg(long)]
+        email: String,
+        /// The owner's password (or STARFIRE_BOOTSTRAP_PASSWORD).
+        #[arg(long, env = "STARFIRE_BOOTSTRAP_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// The tenant's name.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STARFIRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", gateway::openapi_json());
+            Ok(())
+        }
+        Command::Serve { listen } => {
+            init_logging();
+            let mut config = Config::load(cli.config.as_deref())?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            actix_web::rt::System::new()
+                .block_on(gateway::serve(config))
+                .context("server stopped with an error")
+        }
+        Command::Admin(AdminCommand::Bootstrap {
+            email,
+            password,
+            tenant,
+        }) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let out = actix_web::rt::System::new().block_on(async {
+                let store = gateway::server::open_store(&config).await?;
+                let out =
+                    gateway::bootstrap::bootstrap(&store, &email, &password, tenant.as_deref())
+                        .await;
+                store.close().await;
+                anyhow::Ok(out?)
+            })?;
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! `/v1/organization/projects/{project_id}/api_keys`: a project's API keys.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::{JsonBody, QueryArgs};
+use super::list::{list_of, HasId, ListQuery};
+use super::{audit, validate, DeletedObject};
+use crate::auth::api_key::{self, KeyKind};
+use crate::auth::{Permission, Principal};
+use crate::error::{ApiError, ErrorBody};
+use crate::server::AppState;
+use crate::store::api_keys::{ApiKeyRecord, KeyLimits, KeyOwner, NewApiKey, Owner, Scope};
+use crate::store::ms_to_secs;
+
+/// Who created a key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyOwnerObject {
+    /// `user` or `api_key`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// A project API key as listed: the secret itself is never shown again after creation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyObject {
+    pub id: String,
+    /// Always `organization.project.api_key`.
+    #[schema(example = "organization.project.api_key")]
+    pub object: &'static str,
+    pub name: String,
+    /// The visible start of the key, e.g. `sf-AbC123...`.
+    pub redacted_value: String,
+    pub project_id: String,
+    pub scopes: Vec<Scope>,
+    pub limits: KeyLimits,
+    pub owner: KeyOwnerObject,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+impl From<ApiKeyRecord> for ApiKeyObject {
+    fn from(k: ApiKeyRecord) -> Self {
+        ApiKeyObject {
+            id: k.id,
+            object: "organization.project.api_key",
+            name: k.name,
+            redacted_value: api_key::redacted(&k.prefix),
+            project_id: k.project_id.unwrap_or_default(),
+            scopes: k.scopes,
+            limits: k.limits,
+            owner: KeyOwnerObject {
+                kind: k.owner.kind,
+                id: k.owner.id,
+            },
+            created_at: ms_to_secs(k.created_ms),
+            expires_at: k.expires_ms.map(ms_to_secs),
+            last_used_at: k.last_used_ms.map(ms_to_secs),
+        }
+    }
+}
+
+impl HasId for ApiKeyObject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+list_of!(ApiKeyList, ApiKeyObject);
+
+/// The response to creating a key: the only time `value` is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub key: ApiKeyObject,
+    /// The key itself (`sf-...`). Store it now: it cannot be retrieved later.
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreate {
+    /// 1 to 128 characters.
+    pub name: String,
+    /// Default `["inference"]`.
+    pub scopes: Option<Vec<Scope>>,
+    /// Unix seconds; the key is refused from then on. Must be in the future.
+    pub expires_at: Option<i64>,
+    /// Per-key limits (positive integers).
+    pub limits: Option<KeyLimits>,
+}
+
+/// List a project's live API keys.
+#[utoipa::path(get, path = "/v1/organization/projects/{project_id}/api_keys", tag = "API keys",
+    params(("project_id" = String, Path, description = "The project's id"), ListQuery),
+    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_project_keys(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    QueryArgs(query): QueryArgs<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_project(Permission::ReadOrganization, &path)?;
+    let page = query.page()?;
+    let project = state.store.project(&principal.tenant_id, &path).await?;
+    let keys = state
+        .store
+        .list_api_keys(&principal.tenant_id, KeyOwner::Project(&project.id), &page)
+        .await?;
+    Ok(HttpResponse::Ok().json(ApiKeyList::from(keys.map(ApiKeyObject::from))))
+}
+
+/// Create a project API key. It works the moment this returns.
+#[utoipa::path(post, path = "/v1/organization/projects/{project_id}/api_keys", tag = "API keys",
+    params(("project_id" = String, Path, description = "The project's id")),
+    request_body = ApiKeyCreate,
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_project_key(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    JsonBody(body): JsonBody<ApiKeyCreate>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_project(Permission::ManageApiKeys, &path)?;
+    let name = validate::name("name", &body.name)?;
+    let mut scopes = body.scopes.unwrap_or_else(|| vec![Scope::Inference]);
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(ApiError::invalid("scopes", "'scopes' must not be empty."));
+    }
+    let expires_ms = body
+        .expires_at
+        .map(|t| validate::future_time("expires_at", t))
+        .transpose()?;
+    let limits = body.limits.unwrap_or_default();
+    let limits = KeyLimits {
+        rpm: validate::positive("limits.rpm", limits.rpm)?,
+        tpm: validate::positive("limits.tpm", limits.tpm)?,
+    };
+    let project = state.store.project(&principal.tenant_id, &path).await?;
+    if project.archived_ms.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "Project '{}' is archived; its keys cannot be created.",
+            project.id
+        )));
+    }
+    let (owner_type, owner_id) = principal.actor();
+    let owner = Owner {
+        kind: owner_type.to_owned(),
+        id: owner_id.to_owned(),
+    };
+    let secret = api_key::generate(KeyKind::Project);
+    let record = state
+        .store
+        .create_api_key(NewApiKey {
+            tenant_id: &principal.tenant_id,
+            project_id: Some(&project.id),
+            kind: KeyKind::Project,
+            name: &name,
+            hash: &secret.hash,
+            prefix: &secret.prefix,
+            scopes: &scopes,
+            owner: &owner,
+            limits,
+            expires_ms,
+        })
+        .await?;
+    audit(&state, &principal, "api_key.created", "api_key", &record.id).await?;
+    Ok(HttpResponse::Created().json(CreatedApiKey {
+        key: record.into(),
+        value: secret.value,
+    }))
+}
+
+/// Retrieve a project API key (never its secret).
+#[utoipa::path(get, path = "/v1/organization/projects/{project_id}/api_keys/{key_id}", tag = "API keys",
+    params(("project_id" = String, Path, description = "The project's id"),
+        ("key_id" = String, Path, description = "The key's id")),
+    responses((status = 200, body = ApiKeyObject), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_project_key(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project_id, key_id) = path.into_inner();
+    principal.require_project(Permission::ReadOrganization, &project_id)?;
+    let key = state
+        .store
+        .api_key(
+            &principal.tenant_id,
+            KeyOwner::Project(&project_id),
+            &key_id,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(ApiKeyObject::from(key)))
+}
+
+/// Revoke a project API key: refused from this moment on.
+#[utoipa::path(delete, path = "/v1/organization/projects/{project_id}/api_keys/{key_id}", tag = "API keys",
+    params(("project_id" = String, Path, description = "The project's id"),
+        ("key_id" = String, Path, description = "The key's id")),
+    responses((status = 200, body = DeletedObject), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_project_key(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project_id, key_id) = path.into_inner();
+    principal.require_project(Permission::ManageApiKeys, &project_id)?;
+    let key = state
+        .store
+        .revoke_api_key(
+            &principal.tenant_id,
+            KeyOwner::Project(&project_id),
+            &key_id,
+        )
+        .await?;
+    audit(&state, &principal, "api_key.deleted", "api_key", &key.id).await?;
+    Ok(HttpResponse::Ok().json(DeletedObject::new(
+        "organization.project.api_key.deleted",
+        key.id,
+    )))
+}

@@ -1,0 +1,173 @@
+//! Request extractors whose errors name the field at fault: a JSON body (size-limited through
+//! actix's `PayloadConfig`) and a query string, both deserialized through `serde_path_to_error`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::{web, FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+
+use crate::error::{from_payload_error, ApiError};
+
+/// A JSON request body of type `T`.
+pub struct JsonBody<T>(pub T);
+
+/// A query string of type `T`.
+pub struct QueryArgs<T>(pub T);
+
+/// Turns a serde error at `path` into a 400 that names the field.
+fn shape_error(path: String, inner: String) -> ApiError {
+    // A missing field is reported at its parent; take its name from the message.
+    let quoted = inner
+        .split('`')
+        .nth(1)
+        .filter(|_| inner.starts_with("missing field"));
+    // serde_path_to_error says "." for the root and "?" where it lost track (syntax errors).
+    let path = if path == "?" { String::new() } else { path };
+    let param = match (path.as_str(), quoted) {
+        (".", Some(field)) | ("", Some(field)) => field.to_owned(),
+        (parent, Some(field)) => format!("{parent}.{field}"),
+        (".", None) | ("", None) => String::new(),
+        (at, None) => at.to_owned(),
+    };
+    let inner = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
+    if param.is_empty() {
+        ApiError::bad_request(format!("Invalid request: {inner}."), None)
+    } else {
+        ApiError::bad_request(format!("Invalid '{param}': {inner}."), Some(&param))
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "The request body is empty; a JSON object is required.",
+            None,
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| shape_error(e.path().to_string(), e.inner().to_string()))?;
+    de.end()
+        .map_err(|e| shape_error(String::new(), e.to_string()))?;
+    Ok(value)
+}
+
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| shape_error(e.path().to_string(), e.inner().to_string()))
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_ascii_lowercase();
+        let limit = req.app_data::<BodyLimit>().map_or(262_144, |l| l.0);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !content_type.starts_with("application/json") {
+                return Err(ApiError::bad_request(
+                    "Content-Type must be application/json.",
+                    None,
+                ));
+            }
+            let bytes = bytes
+                .await
+                .map_err(|e| match e.as_error::<PayloadError>() {
+                    Some(p) => from_payload_error(p, limit),
+                    None => {
+                        ApiError::bad_request(format!("could not read the request body: {e}"), None)
+                    }
+                })?;
+            parse_json(&bytes).map(JsonBody)
+        })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for QueryArgs<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(QueryArgs))
+    }
+}
+
+/// The configured body limit, kept beside actix's `PayloadConfig` so 413 can state it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Req {
+        name: String,
+        limits: Option<Limits>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Limits {
+        rpm: Option<i64>,
+    }
+
+    fn param_of(err: ApiError) -> Option<String> {
+        match err {
+            ApiError::BadRequest { param, .. } => param,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(
+            param_of(parse_json::<Req>(b"{}").unwrap_err()).as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            param_of(parse_json::<Req>(br#"{"name": 5}"#).unwrap_err()).as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            param_of(parse_json::<Req>(br#"{"name": "a", "limits": {"rpm": "x"}}"#).unwrap_err())
+                .as_deref(),
+            Some("limits.rpm")
+        );
+        assert_eq!(
+            param_of(parse_json::<Req>(br#"{"name": "a", "nme": 1}"#).unwrap_err()).as_deref(),
+            Some("nme")
+        );
+        assert_eq!(param_of(parse_json::<Req>(b"{not json").unwrap_err()), None);
+        assert!(parse_json::<Req>(br#"{"name": "a"}"#).is_ok());
+    }
+
+    #[test]
+    fn query_errors_name_the_field() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Q {
+            limit: Option<u32>,
+        }
+        assert_eq!(
+            param_of(parse_query::<Q>("limit=abc").unwrap_err()).as_deref(),
+            Some("limit")
+        );
+        assert_eq!(parse_query::<Q>("limit=5").unwrap().limit, Some(5));
+    }
+}

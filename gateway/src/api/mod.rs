@@ -1,0 +1,177 @@
+//! The HTTP API: one file per resource, each handler documented with `#[utoipa::path]`.
+//!
+//! Routes are registered from their OpenAPI description (the `routes!` list below), so a route
+//! cannot exist without being in `/openapi.json`. To add a route: write the handler with
+//! `#[utoipa::path(method, path = "...")]`, add `module::handler` to the list, put new schemas
+//! in `components(schemas(...))` only if utoipa does not find them through the handler, then
+//! run `starfire openapi > openapi/openapi.json`.
+
+pub mod admin_keys;
+pub mod api_keys;
+pub mod audit_logs;
+pub mod auth;
+pub mod body;
+pub mod invites;
+pub mod list;
+pub mod meta;
+pub mod projects;
+pub mod users;
+pub mod validate;
+
+use actix_web::web;
+use serde::Serialize;
+use utoipa::openapi::path::HttpMethod;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::store::audit::AuditEvent;
+
+/// The answer to a DELETE, as OpenAI shapes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedObject {
+    /// e.g. `organization.project.api_key.deleted`.
+    pub object: &'static str,
+    pub id: String,
+    pub deleted: bool,
+}
+
+impl DeletedObject {
+    pub fn new(object: &'static str, id: String) -> Self {
+        DeletedObject {
+            object,
+            id,
+            deleted: true,
+        }
+    }
+}
+
+/// Records an audit entry for an action by `principal`.
+pub(crate) async fn audit(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    target_type: &str,
+    target_id: &str,
+) -> Result<(), ApiError> {
+    let (actor_type, actor_id) = principal.actor();
+    state
+        .store
+        .record_audit(AuditEvent {
+            tenant_id: &principal.tenant_id,
+            action,
+            actor_type,
+            actor_id,
+            target_type,
+            target_id,
+            ip: principal.request.ip.as_deref(),
+            request_id: Some(&principal.request.request_id),
+        })
+        .await?;
+    Ok(())
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`sf-...`), an admin key (`sf-admin-...`) or a console access \
+                         token. Keys are also accepted in the `api-key` or `x-api-key` header.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn actix_method(method: &HttpMethod) -> actix_web::http::Method {
+    use actix_web::http::Method;
+    match method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Trace => Method::TRACE,
+    }
+}
+
+/// One list of handlers feeds both the OpenAPI document and the router.
+macro_rules! routes {
+    ($($module:ident :: $handler:ident),* $(,)?) => {
+        /// The OpenAPI 3.1 document of the gateway.
+        #[derive(OpenApi)]
+        #[openapi(
+            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: control plane (organization, projects, keys, members, audit log) and console sessions."),
+            paths($($module::$handler),*),
+            components(schemas(crate::error::ErrorBody, crate::error::ErrorObject)),
+            modifiers(&BearerAuth),
+        )]
+        pub struct ApiDoc;
+
+        /// Registers every documented route.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(
+                paste::paste! {{
+                    use utoipa::Path as _;
+                    let path = $module::[<__path_ $handler>]::path();
+                    for method in $module::[<__path_ $handler>]::methods() {
+                        cfg.route(&path, web::method(actix_method(&method)).to($module::$handler));
+                    }
+                }}
+            )*
+        }
+    };
+}
+
+routes!(
+    meta::health,
+    auth::signup,
+    auth::login,
+    auth::refresh,
+    auth::logout,
+    auth::me,
+    projects::list_projects,
+    projects::create_project,
+    projects::get_project,
+    projects::modify_project,
+    projects::archive_project,
+    api_keys::list_project_keys,
+    api_keys::create_project_key,
+    api_keys::get_project_key,
+    api_keys::delete_project_key,
+    admin_keys::list_admin_keys,
+    admin_keys::create_admin_key,
+    admin_keys::get_admin_key,
+    admin_keys::delete_admin_key,
+    users::list_users,
+    users::get_user,
+    users::modify_user,
+    users::delete_user,
+    invites::list_invites,
+    invites::create_invite,
+    invites::get_invite,
+    invites::delete_invite,
+    audit_logs::list_audit_logs,
+);
+
+/// The document as pretty JSON with a trailing newline (the form committed in
+/// `openapi/openapi.json`).
+pub fn openapi_json() -> String {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    json.push('\n');
+    json
+}

@@ -1,0 +1,206 @@
+//! `/v1/organization/projects`: list, create, retrieve, modify, archive.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::body::{JsonBody, QueryArgs};
+use super::list::{list_of, HasId, ListQuery};
+use super::{audit, validate};
+use crate::auth::{Permission, Principal};
+use crate::error::{ApiError, ErrorBody};
+use crate::server::AppState;
+use crate::store::{ms_to_secs, projects::Project};
+
+/// A project: the unit that owns API keys, usage and limits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectObject {
+    pub id: String,
+    /// Always `organization.project`.
+    #[schema(example = "organization.project")]
+    pub object: &'static str,
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, null while active.
+    pub archived_at: Option<i64>,
+    /// `active` or `archived`.
+    #[schema(example = "active")]
+    pub status: &'static str,
+}
+
+impl From<Project> for ProjectObject {
+    fn from(p: Project) -> Self {
+        ProjectObject {
+            id: p.id,
+            object: "organization.project",
+            name: p.name,
+            created_at: ms_to_secs(p.created_ms),
+            archived_at: p.archived_ms.map(ms_to_secs),
+            status: if p.archived_ms.is_some() {
+                "archived"
+            } else {
+                "active"
+            },
+        }
+    }
+}
+
+impl HasId for ProjectObject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+list_of!(ProjectList, ProjectObject);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectListQuery {
+    /// How many objects to return, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// The id of the last object of the previous page.
+    pub after: Option<String>,
+    /// Include archived projects (default false).
+    #[serde(default)]
+    pub include_archived: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectCreate {
+    /// 1 to 128 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectUpdate {
+    /// 1 to 128 characters.
+    pub name: String,
+}
+
+/// List the organization's projects (a project key with the `admin` scope sees its own).
+#[utoipa::path(get, path = "/v1/organization/projects", tag = "Projects",
+    params(ProjectListQuery),
+    responses((status = 200, body = ProjectList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_projects(
+    state: web::Data<AppState>,
+    principal: Principal,
+    QueryArgs(query): QueryArgs<ProjectListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_organization(Permission::ReadOrganization)?;
+    let page = ListQuery {
+        limit: query.limit,
+        after: query.after,
+    }
+    .page()?;
+    let projects = state
+        .store
+        .list_projects(&principal.tenant_id, query.include_archived, &page)
+        .await?;
+    Ok(HttpResponse::Ok().json(ProjectList::from(projects.map(ProjectObject::from))))
+}
+
+/// Create a project.
+#[utoipa::path(post, path = "/v1/organization/projects", tag = "Projects",
+    request_body = ProjectCreate,
+    responses((status = 201, body = ProjectObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_project(
+    state: web::Data<AppState>,
+    principal: Principal,
+    JsonBody(body): JsonBody<ProjectCreate>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_organization(Permission::ManageProjects)?;
+    let name = validate::name("name", &body.name)?;
+    let project = state
+        .store
+        .create_project(&principal.tenant_id, &name)
+        .await?;
+    audit(
+        &state,
+        &principal,
+        "project.created",
+        "project",
+        &project.id,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(ProjectObject::from(project)))
+}
+
+/// Retrieve a project.
+#[utoipa::path(get, path = "/v1/organization/projects/{project_id}", tag = "Projects",
+    params(("project_id" = String, Path, description = "The project's id")),
+    responses((status = 200, body = ProjectObject), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_project(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_project(Permission::ReadOrganization, &path)?;
+    let project = state.store.project(&principal.tenant_id, &path).await?;
+    Ok(HttpResponse::Ok().json(ProjectObject::from(project)))
+}
+
+/// Rename a project (archived projects cannot be modified: 409).
+#[utoipa::path(post, path = "/v1/organization/projects/{project_id}", tag = "Projects",
+    params(("project_id" = String, Path, description = "The project's id")),
+    request_body = ProjectUpdate,
+    responses((status = 200, body = ProjectObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn modify_project(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    JsonBody(body): JsonBody<ProjectUpdate>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_organization(Permission::ManageProjects)?;
+    let name = validate::name("name", &body.name)?;
+    let project = state
+        .store
+        .rename_project(&principal.tenant_id, &path, &name)
+        .await?;
+    audit(
+        &state,
+        &principal,
+        "project.updated",
+        "project",
+        &project.id,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ProjectObject::from(project)))
+}
+
+/// Archive a project: its API keys stop working at once.
+#[utoipa::path(post, path = "/v1/organization/projects/{project_id}/archive", tag = "Projects",
+    params(("project_id" = String, Path, description = "The project's id")),
+    responses((status = 200, body = ProjectObject), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn archive_project(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_organization(Permission::ManageProjects)?;
+    let project = state
+        .store
+        .archive_project(&principal.tenant_id, &path)
+        .await?;
+    audit(
+        &state,
+        &principal,
+        "project.archived",
+        "project",
+        &project.id,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ProjectObject::from(project)))
+}

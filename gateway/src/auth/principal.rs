@@ -1,0 +1,354 @@
+//! The `Principal` extractor: every authenticated route takes one. It reads the credential from
+//! `Authorization: Bearer`, `api-key` or `x-api-key`, resolves it to a tenant (and for API keys
+//! a project, key id, scopes and limits; for console sessions a user and role), and offers the
+//! permission checks the routes use.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+
+use super::api_key::{self, KeyKind};
+use super::secret::sha256_hex;
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::store::api_keys::{KeyLimits, Scope};
+use crate::store::users::Role;
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A project API key (`sf-...`).
+    ApiKey,
+    /// An organization admin key (`sf-admin-...`).
+    AdminKey,
+    /// A console session (access JWT).
+    Session,
+}
+
+/// What a route needs the caller to be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// See projects, keys, members and invites.
+    ReadOrganization,
+    /// Create, rename and archive projects.
+    ManageProjects,
+    /// Create and revoke project API keys.
+    ManageApiKeys,
+    /// Create and revoke organization admin keys.
+    ManageAdminKeys,
+    /// Invite, re-role and remove members.
+    ManageMembers,
+    /// Read the audit log.
+    ReadAuditLog,
+    /// Read usage.
+    ReadUsage,
+    /// Call the inference endpoints.
+    Inference,
+}
+
+/// The request's id and the peer address, for audit entries and usage events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub ip: Option<String>,
+}
+
+/// The id the request-id middleware put in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestContext {
+    pub fn of(req: &HttpRequest) -> Self {
+        RequestContext {
+            request_id: req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            ip: req.peer_addr().map(|a| a.ip().to_string()),
+        }
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub credential: Credential,
+    pub tenant_id: String,
+    /// Set for project API keys: the only project the caller can see.
+    pub project_id: Option<String>,
+    /// Set for API keys (project and admin).
+    pub key_id: Option<String>,
+    /// Set for console sessions.
+    pub user_id: Option<String>,
+    /// Set for console sessions: the session family.
+    pub session_id: Option<String>,
+    /// The member's role for sessions; admin keys act as `admin`; project keys have none.
+    pub role: Option<Role>,
+    /// The key's scopes; empty for sessions (their role decides).
+    pub scopes: Vec<Scope>,
+    /// The key's own limits (rate limiting reads them).
+    pub limits: KeyLimits,
+    pub request: RequestContext,
+}
+
+impl Principal {
+    /// Whether the caller may do `permission` somewhere in its tenant.
+    pub fn allows(&self, permission: Permission) -> bool {
+        use Permission::*;
+        match self.credential {
+            Credential::Session => match self.role {
+                Some(Role::Owner) | Some(Role::Admin) => true,
+                Some(Role::Developer) => matches!(
+                    permission,
+                    ReadOrganization | ManageApiKeys | ReadUsage | Inference
+                ),
+                Some(Role::Billing) | Some(Role::Viewer) => {
+                    matches!(permission, ReadOrganization | ReadUsage)
+                }
+                None => false,
+            },
+            Credential::AdminKey => permission != Inference,
+            Credential::ApiKey => {
+                let has = |s: Scope| self.scopes.contains(&s);
+                match permission {
+                    Inference => has(Scope::Inference),
+                    ReadUsage => has(Scope::UsageRead) || has(Scope::Admin),
+                    ReadOrganization | ManageApiKeys => has(Scope::Admin),
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// 403 unless `permission` is allowed.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.allows(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "This {} does not have permission to {}.",
+                self.credential_name(),
+                describe(permission)
+            )))
+        }
+    }
+
+    /// For organization-wide routes: 403 for callers bound to one project.
+    pub fn require_organization(&self, permission: Permission) -> Result<(), ApiError> {
+        self.require(permission)?;
+        if self.project_id.is_some() {
+            return Err(ApiError::Forbidden(format!(
+                "A project API key cannot {}; use an admin key or a console session.",
+                describe(permission)
+            )));
+        }
+        Ok(())
+    }
+
+    /// For routes on one project: 403 without the permission, 404 when the caller is bound to
+    /// a different project (it must not learn that the project exists).
+    pub fn require_project(
+        &self,
+        permission: Permission,
+        project_id: &str,
+    ) -> Result<(), ApiError> {
+        self.require(permission)?;
+        match &self.project_id {
+            Some(own) if own != project_id => Err(ApiError::not_found("project", project_id)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Audit actor: `("user", user_id)` for sessions, `("api_key", key_id)` for keys.
+    pub fn actor(&self) -> (&'static str, &str) {
+        match (&self.user_id, &self.key_id) {
+            (Some(user), _) if self.credential == Credential::Session => ("user", user),
+            (_, Some(key)) => ("api_key", key),
+            _ => ("unknown", ""),
+        }
+    }
+
+    fn credential_name(&self) -> &'static str {
+        match self.credential {
+            Credential::ApiKey => "API key",
+            Credential::AdminKey => "admin key",
+            Credential::Session => "user",
+        }
+    }
+
+    async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Principal, ApiError> {
+        let token = credential_of(req)?;
+        let request = RequestContext::of(req);
+        if let Some(kind) = api_key::parse(&token) {
+            let record = state
+                .store
+                .authenticate_api_key(&sha256_hex(&token))
+                .await?
+                .filter(|record| record.kind == kind)
+                .ok_or_else(|| {
+                    ApiError::Unauthenticated(
+                        "Incorrect API key provided, or the key was revoked or has expired."
+                            .to_owned(),
+                    )
+                })?;
+            return Ok(Principal {
+                credential: match kind {
+                    KeyKind::Admin => Credential::AdminKey,
+                    KeyKind::Project => Credential::ApiKey,
+                },
+                tenant_id: record.tenant_id,
+                project_id: record.project_id,
+                key_id: Some(record.id),
+                user_id: None,
+                session_id: None,
+                role: (kind == KeyKind::Admin).then_some(Role::Admin),
+                scopes: record.scopes,
+                limits: record.limits,
+                request,
+            });
+        }
+        let claims = state.tokens.verify_access(&token).ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "Incorrect API key or access token provided, or it has expired.".to_owned(),
+            )
+        })?;
+        let role = state
+            .store
+            .session_role(&claims.sid, &claims.sub, &claims.tid)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("The session was ended; log in again.".to_owned())
+            })?;
+        Ok(Principal {
+            credential: Credential::Session,
+            tenant_id: claims.tid,
+            project_id: None,
+            key_id: None,
+            user_id: Some(claims.sub),
+            session_id: Some(claims.sid),
+            role: Some(role),
+            scopes: Vec::new(),
+            limits: KeyLimits::default(),
+            request,
+        })
+    }
+}
+
+fn describe(permission: Permission) -> &'static str {
+    match permission {
+        Permission::ReadOrganization => "read this organization",
+        Permission::ManageProjects => "manage projects",
+        Permission::ManageApiKeys => "manage API keys",
+        Permission::ManageAdminKeys => "manage admin keys",
+        Permission::ManageMembers => "manage members and invites",
+        Permission::ReadAuditLog => "read the audit log",
+        Permission::ReadUsage => "read usage",
+        Permission::Inference => "call inference endpoints",
+    }
+}
+
+/// The credential from `Authorization: Bearer`, `api-key` or `x-api-key`, in that order.
+fn credential_of(req: &HttpRequest) -> Result<String, ApiError> {
+    let headers = req.headers();
+    if let Some(value) = headers.get("authorization") {
+        let value = value.to_str().unwrap_or_default().trim();
+        let token = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|t| !t.is_empty());
+        return token.map(str::to_owned).ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "The Authorization header must be 'Bearer <API key or access token>'.".to_owned(),
+            )
+        });
+    }
+    for name in ["api-key", "x-api-key"] {
+        if let Some(value) = headers.get(name) {
+            let value = value.to_str().unwrap_or_default().trim();
+            if !value.is_empty() {
+                return Ok(value.to_owned());
+            }
+        }
+    }
+    Err(ApiError::Unauthenticated(
+        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>', or in the \
+         'api-key' or 'x-api-key' header."
+            .to_owned(),
+    ))
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Principal, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| ApiError::Internal("application state missing".into()))?
+                .clone();
+            Principal::authenticate(&state, &req).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(credential: Credential, role: Option<Role>, scopes: &[Scope]) -> Principal {
+        Principal {
+            credential,
+            tenant_id: "org_1".into(),
+            project_id: (credential == Credential::ApiKey).then(|| "proj_1".to_owned()),
+            key_id: None,
+            user_id: None,
+            session_id: None,
+            role,
+            scopes: scopes.to_vec(),
+            limits: KeyLimits::default(),
+            request: RequestContext::default(),
+        }
+    }
+
+    #[test]
+    fn roles_grant_what_the_table_says() {
+        let viewer = principal(Credential::Session, Some(Role::Viewer), &[]);
+        assert!(viewer.allows(Permission::ReadOrganization));
+        assert!(!viewer.allows(Permission::ManageApiKeys));
+        let dev = principal(Credential::Session, Some(Role::Developer), &[]);
+        assert!(dev.allows(Permission::ManageApiKeys));
+        assert!(!dev.allows(Permission::ManageProjects));
+        let owner = principal(Credential::Session, Some(Role::Owner), &[]);
+        assert!(owner.allows(Permission::ManageMembers));
+    }
+
+    #[test]
+    fn project_keys_are_bound_to_their_scopes_and_project() {
+        let inference = principal(Credential::ApiKey, None, &[Scope::Inference]);
+        assert!(inference.allows(Permission::Inference));
+        assert!(inference.require(Permission::ReadOrganization).is_err());
+        let admin = principal(Credential::ApiKey, None, &[Scope::Admin]);
+        assert!(admin
+            .require_project(Permission::ManageApiKeys, "proj_1")
+            .is_ok());
+        assert!(matches!(
+            admin.require_project(Permission::ManageApiKeys, "proj_2"),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            admin.require_organization(Permission::ReadOrganization),
+            Err(ApiError::Forbidden(_))
+        ));
+        let admin_key = principal(Credential::AdminKey, Some(Role::Admin), &[Scope::Admin]);
+        assert!(admin_key
+            .require_organization(Permission::ManageProjects)
+            .is_ok());
+        assert!(!admin_key.allows(Permission::Inference));
+    }
+}

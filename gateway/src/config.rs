@@ -1,0 +1,331 @@
+//! Configuration: an optional TOML file (`--config`) overlaid with `STARFIRE_*` environment
+//! variables. Every field has a default, so `starfire serve` runs on a fresh machine with none.
+//!
+//! | field | env | default |
+//! |---|---|---|
+//! | `home` | `STARFIRE_HOME` | `~/.cache/starfire` |
+//! | `listen` | `STARFIRE_LISTEN` | `127.0.0.1:8080` |
+//! | `database_url` | `STARFIRE_DATABASE_URL` | `sqlite://{home}/starfire.db` |
+//! | `redis_url` | `STARFIRE_REDIS_URL` | none (limits kept in process) |
+//! | `session_secret` | `STARFIRE_SESSION_SECRET` | generated once, kept in `{home}/session_secret` |
+//! | `access_token_ttl_secs` | `STARFIRE_ACCESS_TOKEN_TTL_SECS` | `900` |
+//! | `refresh_token_ttl_secs` | `STARFIRE_REFRESH_TOKEN_TTL_SECS` | `2592000` (30 days) |
+//! | `max_body_bytes` | `STARFIRE_MAX_BODY_BYTES` | `1048576` |
+//! | `invite_ttl_secs` | `STARFIRE_INVITE_TTL_SECS` | `604800` (7 days) |
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::auth::secret::random_base62;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {name}: {message}")]
+    Invalid { name: String, message: String },
+    #[error("cannot keep the session secret in {path}: {source}")]
+    Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The whole configuration, after defaults, file and environment.
+#[derive(Clone)]
+pub struct Config {
+    /// Directory for Starfire's own files (SQLite database, generated session secret).
+    pub home: PathBuf,
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// `sqlite://...` (embedded, single node) or `postgres://...` (shared by replicas).
+    pub database_url: String,
+    /// Redis for shared rate limits; `None` keeps limits in process.
+    pub redis_url: Option<String>,
+    /// HMAC secret that signs console access tokens. Replicas must share it.
+    pub session_secret: String,
+    /// Lifetime of a console access token (JWT).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token.
+    pub refresh_token_ttl_secs: u64,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Lifetime of an organization invite.
+    pub invite_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so that the secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("home", &self.home)
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("session_secret", &"<redacted>")
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("invite_ttl_secs", &self.invite_ttl_secs)
+            .finish()
+    }
+}
+
+/// The TOML file: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    home: Option<PathBuf>,
+    listen: Option<String>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    session_secret: Option<String>,
+    access_token_ttl_secs: Option<u64>,
+    refresh_token_ttl_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    invite_ttl_secs: Option<u64>,
+}
+
+impl Config {
+    /// Loads from the process environment and the optional file, then makes sure a session
+    /// secret exists (generating and persisting one under `home` on first start).
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = Config::resolve(path, |name| std::env::var(name).ok())?;
+        config.ensure_secret()?;
+        Ok(config)
+    }
+
+    /// Defaults, then file, then `env` (a lookup so tests need not touch the real environment).
+    /// Does not touch the disk except to read the file.
+    pub fn resolve(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.message().to_owned(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let home = env("STARFIRE_HOME")
+            .map(PathBuf::from)
+            .or(file.home)
+            .unwrap_or_else(|| default_home(&env));
+        let database_url = env("STARFIRE_DATABASE_URL")
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", home.join("starfire.db").display()));
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            return Err(ConfigError::Invalid {
+                name: "database_url".into(),
+                message: "must start with sqlite: or postgres:".into(),
+            });
+        }
+        Ok(Config {
+            listen: env("STARFIRE_LISTEN")
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+            database_url,
+            redis_url: env("STARFIRE_REDIS_URL")
+                .or(file.redis_url)
+                .filter(|s| !s.is_empty()),
+            session_secret: env("STARFIRE_SESSION_SECRET")
+                .or(file.session_secret)
+                .unwrap_or_default(),
+            access_token_ttl_secs: number(&env, "STARFIRE_ACCESS_TOKEN_TTL_SECS")?
+                .or(file.access_token_ttl_secs)
+                .unwrap_or(900),
+            refresh_token_ttl_secs: number(&env, "STARFIRE_REFRESH_TOKEN_TTL_SECS")?
+                .or(file.refresh_token_ttl_secs)
+                .unwrap_or(30 * 24 * 3600),
+            max_body_bytes: number(&env, "STARFIRE_MAX_BODY_BYTES")?
+                .or(file.max_body_bytes)
+                .unwrap_or(1 << 20),
+            invite_ttl_secs: number(&env, "STARFIRE_INVITE_TTL_SECS")?
+                .or(file.invite_ttl_secs)
+                .unwrap_or(7 * 24 * 3600),
+            home,
+        })
+    }
+
+    /// When no secret was configured: read `{home}/session_secret`, or create it (mode 0600).
+    pub fn ensure_secret(&mut self) -> Result<(), ConfigError> {
+        if !self.session_secret.is_empty() {
+            if self.session_secret.len() < 32 {
+                return Err(ConfigError::Invalid {
+                    name: "session_secret".into(),
+                    message: "must be at least 32 characters".into(),
+                });
+            }
+            return Ok(());
+        }
+        let path = self.home.join("session_secret");
+        let err = |source| ConfigError::Secret {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.home).map_err(err)?;
+        match std::fs::read_to_string(&path) {
+            Ok(existing) if existing.trim().len() >= 32 => {
+                self.session_secret = existing.trim().to_owned();
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        let secret = random_base62(64);
+        write_private(&path, &secret).map_err(err)?;
+        self.session_secret = secret;
+        Ok(())
+    }
+}
+
+fn default_home(env: &impl Fn(&str) -> Option<String>) -> PathBuf {
+    env("HOME")
+        .map(|h| PathBuf::from(h).join(".cache").join("starfire"))
+        .unwrap_or_else(|| PathBuf::from(".starfire"))
+}
+
+fn number<T: std::str::FromStr>(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    env(name)
+        .map(|v| {
+            v.trim().parse::<T>().map_err(|_| ConfigError::Invalid {
+                name: name.to_owned(),
+                message: format!("'{v}' is not a non-negative integer"),
+            })
+        })
+        .transpose()
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// `postgres://user:password@host/db` → `postgres://user:***@host/db`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_need_nothing_but_home() {
+        let c = Config::resolve(None, env_of(&[("HOME", "/h")])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.home, PathBuf::from("/h/.cache/starfire"));
+        assert_eq!(c.database_url, "sqlite:///h/.cache/starfire/starfire.db");
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.access_token_ttl_secs, 900);
+        assert_eq!(c.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("starfire.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nmax_body_bytes = 10\nredis_url = \"redis://127.0.0.1:6379\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(
+            Some(&path),
+            env_of(&[("STARFIRE_LISTEN", "127.0.0.1:1"), ("STARFIRE_HOME", "/x")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.max_body_bytes, 10);
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.database_url, "sqlite:///x/starfire.db");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_numbers_are_errors_that_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("starfire.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let err = Config::resolve(Some(&path), env_of(&[])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err =
+            Config::resolve(None, env_of(&[("STARFIRE_MAX_BODY_BYTES", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("STARFIRE_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn the_session_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap().to_owned();
+        let mut first = Config::resolve(None, env_of(&[("STARFIRE_HOME", &home)])).unwrap();
+        first.ensure_secret().unwrap();
+        assert!(first.session_secret.len() >= 32);
+        let mut second = Config::resolve(None, env_of(&[("STARFIRE_HOME", &home)])).unwrap();
+        second.ensure_secret().unwrap();
+        assert_eq!(first.session_secret, second.session_secret);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("session_secret"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!format!("{first:?}").contains(&first.session_secret));
+    }
+
+    #[test]
+    fn database_passwords_are_redacted_in_debug_output() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    }
+}

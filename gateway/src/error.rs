@@ -1,0 +1,238 @@
+//! The one error table of the gateway. Every failure a client can see leaves the server as
+//! OpenAI's body, `{"error":{"message","type","param","code"}}`, with the status from this table.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// Everything a request can fail with. `param` names the offending field where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body or query could not be read as the expected shape (bad JSON, wrong type).
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// Well-formed input whose value is not acceptable (an email without '@', a past expiry).
+    #[error("{message}")]
+    InvalidValue { message: String, param: String },
+    /// No credential, or one that is unknown, revoked or expired.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A credential that is valid but whose role or scope does not allow the action.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource does not exist for this tenant (another tenant's resource looks the same).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (taken email, last owner, archived project).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than the configured limit.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// A limit was reached; `retry_after` in seconds when known.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<u64>,
+    },
+    /// Anything else. The message sent to the client never includes the cause.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+/// OpenAI's error object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorObject {
+    /// Human-readable explanation; names the field when one is at fault.
+    pub message: String,
+    /// One of `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `not_found_error`, `conflict_error`, `rate_limit_error`, `server_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+    /// A stable machine-readable code.
+    pub code: &'static str,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>, param: Option<&str>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            param: param.map(str::to_owned),
+        }
+    }
+
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        ApiError::InvalidValue {
+            message: message.into(),
+            param: param.to_owned(),
+        }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        ApiError::NotFound(format!("No {what} found with id '{id}'."))
+    }
+
+    /// The row of the table: status, OpenAI type and code.
+    fn row(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::BadRequest { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request",
+            ),
+            ApiError::InvalidValue { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                "invalid_value",
+            ),
+            ApiError::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+            ),
+            ApiError::Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "insufficient_permissions",
+            ),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error", "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict_error", "conflict"),
+            ApiError::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "payload_too_large",
+            ),
+            ApiError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+            ),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (_, kind, code) = self.row();
+        let (message, param) = match self {
+            ApiError::BadRequest { message, param } => (message.clone(), param.clone()),
+            ApiError::InvalidValue { message, param } => (message.clone(), Some(param.clone())),
+            ApiError::Internal(_) => ("The server had an internal error.".to_owned(), None),
+            other => (other.to_string(), None),
+        };
+        ErrorBody {
+            error: ErrorObject {
+                message,
+                kind,
+                param,
+                code,
+            },
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.row().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(%cause, "internal error");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::RateLimited {
+            retry_after: Some(secs),
+            ..
+        } = self
+        {
+            response.insert_header(("retry-after", secs.to_string()));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::Conflict(what) => ApiError::Conflict(what),
+            StoreError::Database(e) => ApiError::Internal(e.to_string()),
+            StoreError::Migrate(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Errors that actix produces before a handler runs (unknown route, oversized or malformed body,
+/// bad query string) are turned into the same table.
+pub fn from_payload_error(err: &actix_web::error::PayloadError, limit: usize) -> ApiError {
+    match err {
+        actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge { limit },
+        other => ApiError::bad_request(format!("could not read the request body: {other}"), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_has_the_openai_shape() {
+        let cases = [
+            (ApiError::bad_request("bad", Some("name")), 400, "name"),
+            (ApiError::invalid("email", "no @"), 422, "email"),
+            (ApiError::Unauthenticated("no".into()), 401, ""),
+            (ApiError::Forbidden("no".into()), 403, ""),
+            (ApiError::NotFound("no".into()), 404, ""),
+            (ApiError::Conflict("no".into()), 409, ""),
+            (ApiError::PayloadTooLarge { limit: 1 }, 413, ""),
+            (
+                ApiError::RateLimited {
+                    message: "slow".into(),
+                    retry_after: Some(3),
+                },
+                429,
+                "",
+            ),
+            (ApiError::Internal("secret cause".into()), 500, ""),
+        ];
+        for (err, status, param) in cases {
+            assert_eq!(err.status_code().as_u16(), status);
+            let body = serde_json::to_value(err.body()).unwrap();
+            let object = body["error"].as_object().unwrap();
+            assert_eq!(object.len(), 4, "{body}");
+            assert!(object["message"].is_string());
+            assert!(object["type"].is_string());
+            assert!(object["code"].is_string());
+            if param.is_empty() {
+                assert!(object["param"].is_null());
+            } else {
+                assert_eq!(object["param"], param);
+            }
+        }
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let body =
+            serde_json::to_string(&ApiError::Internal("password=hunter2".into()).body()).unwrap();
+        assert!(!body.contains("hunter2"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The actix application: shared state, the request-id middleware, error handlers for what
+//! actix rejects before a handler runs, and `serve`.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
+use tracing::Instrument;
+
+use crate::api::body::BodyLimit;
+use crate::auth::principal::RequestId;
+use crate::auth::secret::random_base62;
+use crate::auth::session::SessionTokens;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::store::{Store, StoreError};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub tokens: Arc<SessionTokens>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: Config) -> Self {
+        let tokens = SessionTokens::new(
+            &config.session_secret,
+            config.access_token_ttl_secs,
+            config.refresh_token_ttl_secs,
+        );
+        AppState {
+            store,
+            config: Arc::new(config),
+            tokens: Arc::new(tokens),
+        }
+    }
+}
+
+/// Opens the configured database, creating the SQLite file's directory when needed.
+pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
+    if let Some(rest) = config.database_url.strip_prefix("sqlite:") {
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        if !path.is_empty() && path != ":memory:" {
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                }
+            }
+        }
+    }
+    Store::connect(&config.database_url).await
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The client's `x-request-id` when it is short and plain, else a new one.
+fn request_id_for(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req_{}", random_base62(24)))
+}
+
+async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "Unknown request URL: {} {}.",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::api::openapi_json())
+}
+
+/// The whole application, for `HttpServer` and for in-process tests (`test::init_service`).
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = state.config.max_body_bytes;
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::PayloadConfig::new(limit))
+        .app_data(BodyLimit(limit))
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            ApiError::bad_request(format!("Invalid path: {err}"), None).into()
+        }))
+        .configure(crate::api::configure)
+        .route("/openapi.json", web::get().to(openapi_document))
+        .default_service(web::to(unknown_route))
+        .wrap_fn(|req, srv| {
+            let id = request_id_for(&req);
+            req.extensions_mut().insert(RequestId(id.clone()));
+            let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+            let started = std::time::Instant::now();
+            let fut = srv.call(req);
+            async move {
+                // Handlers' and extractors' errors arrive here as responses already (actix
+                // renders them per route), so every answer passes through this header step.
+                let mut res = fut.await?;
+                if let Ok(value) = HeaderValue::from_str(&id) {
+                    res.headers_mut().insert(REQUEST_ID, value);
+                }
+                tracing::info!(
+                    status = res.status().as_u16(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "request"
+                );
+                Ok(res)
+            }
+            .instrument(span)
+        })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {listen}: {source}")]
+    Bind {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the HTTP server until interrupted.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let store = open_store(&config).await?;
+    let listen = config.listen.clone();
+    tracing::info!(?config, "starting");
+    let state = AppState::new(store, config);
+    let server = HttpServer::new(move || app(state.clone()))
+        .bind(&listen)
+        .map_err(|source| ServeError::Bind {
+            listen: listen.clone(),
+            source,
+        })?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, "listening");
+    }
+    server.run().await?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The one store API of the gateway: every read and write of accounts goes through [`Store`].
+//!
+//! One code path serves SQLite and PostgreSQL through sqlx's `Any` driver; the SQL is the dialect
+//! both share (`$n` placeholders, TEXT ids, BIGINT millisecond times). Every query that touches a
+//! tenant's data takes the tenant id and filters on it, so a resource of another tenant is
+//! indistinguishable from one that does not exist.
+//!
+//! Files by resource: `tenants`, `users` (users and memberships), `projects`, `api_keys`,
+//! `sessions` (refresh-token families), `invites`, `audit`, and `page` (cursor pagination).
+
+pub mod api_keys;
+pub mod audit;
+pub mod invites;
+pub mod page;
+pub mod projects;
+pub mod sessions;
+pub mod tenants;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyPool;
+
+pub use page::{Page, PageRequest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err("database_url must start with sqlite: or postgres:".to_owned())
+        }
+    }
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A handle on the database; cheap to clone (it wraps a pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects and applies pending migrations. For SQLite the file is created when missing.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_str(url).map_err(StoreError::Conflict)?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .connect(&url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch: the unit of every time column.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The creation time of a new row: wall-clock milliseconds, but strictly increasing within
+/// this process, so rows created in the same millisecond still list in creation order (lists
+/// order by `(created_ms, id)`).
+pub fn created_ms() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_ms();
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// The API speaks Unix seconds, like OpenAI's.
+pub fn ms_to_secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+pub(crate) type Row = AnyRow;

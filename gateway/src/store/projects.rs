@@ -1,0 +1,140 @@
+//! Projects of a tenant (what OpenAI calls projects and Spark calls apps). API keys belong to a
+//! project; archiving a project turns its keys off.
+
+use sqlx::Row as _;
+
+use super::page::{self, Page, PageRequest};
+use super::{created_ms, now_ms, Row, Store, StoreError, StoreResult};
+use crate::auth::secret::new_id;
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub archived_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "id, tenant_id, name, created_ms, archived_ms";
+
+fn from_row(row: &Row) -> StoreResult<Project> {
+    Ok(Project {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        name: row.try_get("name")?,
+        created_ms: row.try_get("created_ms")?,
+        archived_ms: row.try_get("archived_ms")?,
+    })
+}
+
+fn not_found(project_id: &str) -> StoreError {
+    StoreError::NotFound(format!("No project found with id '{project_id}'."))
+}
+
+impl Store {
+    pub async fn create_project(&self, tenant_id: &str, name: &str) -> StoreResult<Project> {
+        let project = Project {
+            id: new_id("proj"),
+            tenant_id: tenant_id.to_owned(),
+            name: name.to_owned(),
+            created_ms: created_ms(),
+            archived_ms: None,
+        };
+        sqlx::query(
+            "INSERT INTO projects (id, tenant_id, name, created_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&project.id)
+        .bind(&project.tenant_id)
+        .bind(&project.name)
+        .bind(project.created_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(project)
+    }
+
+    pub async fn project(&self, tenant_id: &str, project_id: &str) -> StoreResult<Project> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM projects WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(project_id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| not_found(project_id))?;
+        from_row(&row)
+    }
+
+    /// The tenant's oldest project with this name, if any (bootstrap uses it to stay idempotent).
+    pub async fn project_by_name(
+        &self,
+        tenant_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<Project>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM projects WHERE tenant_id = $1 AND name = $2 ORDER BY created_ms, id LIMIT 1"
+        ))
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn list_projects(
+        &self,
+        tenant_id: &str,
+        include_archived: bool,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Project>> {
+        let filter = if include_archived {
+            ""
+        } else {
+            "AND archived_ms IS NULL"
+        };
+        let sql = page::query(COLUMNS, "projects", filter, 0, page, false);
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        if let Some(after) = &page.after {
+            q = q.bind(after);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
+        Ok(Page::from_overfetch(items, page.limit))
+    }
+
+    /// Renames an active project; an archived one is read-only (Conflict).
+    pub async fn rename_project(
+        &self,
+        tenant_id: &str,
+        project_id: &str,
+        name: &str,
+    ) -> StoreResult<Project> {
+        let project = self.project(tenant_id, project_id).await?;
+        if project.archived_ms.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "Project '{project_id}' is archived and cannot be modified."
+            )));
+        }
+        sqlx::query("UPDATE projects SET name = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(name)
+            .bind(tenant_id)
+            .bind(project_id)
+            .execute(self.pool())
+            .await?;
+        self.project(tenant_id, project_id).await
+    }
+
+    /// Archives a project (idempotent: archiving twice keeps the first time).
+    pub async fn archive_project(&self, tenant_id: &str, project_id: &str) -> StoreResult<Project> {
+        let done = sqlx::query(
+            "UPDATE projects SET archived_ms = $1 WHERE tenant_id = $2 AND id = $3 AND archived_ms IS NULL",
+        )
+        .bind(now_ms())
+        .bind(tenant_id)
+        .bind(project_id)
+        .execute(self.pool())
+        .await?;
+        let _ = done.rows_affected();
+        self.project(tenant_id, project_id).await
+    }
+}

@@ -1,0 +1,28 @@
+//! The gateway's integration tests, in one binary (faster to link). Route tests start the app
+//! in-process and run once on SQLite and once on PostgreSQL, each with a fresh database; the
+//! `e2e` module runs the real `starfire` binary.
+
+#[path = "integration/support.rs"]
+#[macro_use]
+mod support;
+
+#[path = "integration/admin_keys.rs"]
+mod admin_keys;
+#[path = "integration/api_keys.rs"]
+mod api_keys;
+#[path = "integration/audit_logs.rs"]
+mod audit_logs;
+#[path = "integration/auth.rs"]
+mod auth;
+#[path = "integration/e2e.rs"]
+mod e2e;
+#[path = "integration/http.rs"]
+mod http;
+#[path = "integration/invites.rs"]
+mod invites;
+#[path = "integration/openapi.rs"]
+mod openapi;
+#[path = "integration/projects.rs"]
+mod projects;
+#[path = "integration/users.rs"]
+mod users;

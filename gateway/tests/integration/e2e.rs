@@ -1,0 +1,198 @@
+//! End to end: the real `starfire` binary on a free loopback port, on a fresh home directory
+//! with no configuration at all.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_starfire");
+
+/// A `starfire` command with only this test's environment (no STARFIRE_* from outside).
+fn starfire(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STARFIRE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("STARFIRE_HOME", home);
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 GET, so the test depends on no HTTP client crate.
+fn get(port: u16, path: &str, token: Option<&str>) -> std::io::Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_healthy(port: u16, server: &mut Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((200, _)) = get(port, "/healthz", None) {
+            return;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("starfire serve exited early: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "starfire serve did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn bootstrap(home: &Path) -> Value {
+    let out = starfire(home)
+        .args([
+            "admin",
+            "bootstrap",
+            "--email",
+            "root@example.com",
+            "--password",
+            "correct horse battery",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("bootstrap prints one JSON object")
+}
+
+#[test]
+fn serve_on_a_fresh_machine_and_bootstrap() {
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Server(
+        starfire(home.path())
+            .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port, &mut server);
+    assert!(
+        home.path().join("starfire.db").exists(),
+        "SQLite is the default"
+    );
+    assert!(
+        home.path().join("session_secret").exists(),
+        "secret generated on first start"
+    );
+
+    let first = bootstrap(home.path());
+    let admin_key = first["admin_key"].as_str().unwrap();
+    let api_key = first["api_key"].as_str().unwrap();
+    assert!(admin_key.starts_with("sf-admin-"));
+    assert!(api_key.starts_with("sf-") && !api_key.starts_with("sf-admin-"));
+    assert!(first["tenant_id"].as_str().unwrap().starts_with("org_"));
+
+    let (status, projects) = get(port, "/v1/organization/projects", Some(admin_key)).unwrap();
+    assert_eq!(status, 200, "{projects}");
+    assert_eq!(projects["data"][0]["id"], first["project_id"]);
+    let (status, err) = get(port, "/v1/organization/projects", Some(api_key)).unwrap();
+    assert_eq!(status, 403, "{err}");
+    assert_eq!(err["error"]["type"], "permission_error");
+    let (status, _) = get(port, "/v1/organization/projects", None).unwrap();
+    assert_eq!(status, 401);
+
+    // Idempotent: same tenant and project, fresh keys that work too.
+    let second = bootstrap(home.path());
+    assert_eq!(second["tenant_id"], first["tenant_id"]);
+    assert_eq!(second["project_id"], first["project_id"]);
+    let (status, projects) = get(
+        port,
+        "/v1/organization/projects",
+        second["admin_key"].as_str(),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(projects["data"].as_array().unwrap().len(), 1);
+    let (status, _) = get(port, "/v1/organization/projects", Some(admin_key)).unwrap();
+    assert_eq!(status, 200, "earlier keys keep working");
+
+    // The wrong password for an existing owner is refused.
+    let out = starfire(home.path())
+        .args([
+            "admin",
+            "bootstrap",
+            "--email",
+            "root@example.com",
+            "--password",
+            "not the password",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn openapi_and_help() {
+    let home = tempfile::tempdir().unwrap();
+    let out = starfire(home.path()).arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        gateway::openapi_json()
+    );
+    let help = starfire(home.path()).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for command in ["serve", "openapi", "admin"] {
+        assert!(help.contains(command), "{help}");
+    }
+}
+
+#[test]
+fn a_config_file_is_read_and_bad_ones_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("starfire.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
+    let out = starfire(home.path())
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+}
