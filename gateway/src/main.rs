@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use gateway::config::Config;
 
+mod model_commands;
+
 #[derive(Parser)]
 #[command(
     name = "starfire",
@@ -34,6 +36,11 @@ enum Command {
     /// Administration of a Starfire installation.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The model cache.
+    #[command(subcommand)]
+    Model(model_commands::ModelCommand),
+    /// Generate text with a model, without the server.
+    Generate(model_commands::GenerateArgs),
 }
 
 #[derive(Subcommand)]
@@ -65,6 +72,8 @@ fn init_logging() {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Model(cmd) => model_commands::run_model_command(cmd),
+        Command::Generate(args) => model_commands::run_generate(args),
         Command::Openapi => {
             print!("{}", gateway::openapi_json());
             Ok(())

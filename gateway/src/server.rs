@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
 use tracing::Instrument;
 
 use crate::api::body::BodyLimit;
+use crate::auth::login_throttle::LoginThrottle;
 use crate::auth::principal::RequestId;
 use crate::auth::secret::random_base62;
 use crate::auth::session::SessionTokens;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
     pub tokens: Arc<SessionTokens>,
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
             store,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
+            login_throttle: Arc::new(LoginThrottle::default()),
         }
     }
 }

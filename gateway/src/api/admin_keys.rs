@@ -99,9 +99,10 @@ pub async fn list_admin_keys(
 pub async fn create_admin_key(
     state: web::Data<AppState>,
     principal: Principal,
-    JsonBody(body): JsonBody<AdminKeyCreate>,
+    body: JsonBody<AdminKeyCreate>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageAdminKeys)?;
+    let body = body.parse()?;
     let name = validate::name("name", &body.name)?;
     let (owner_type, owner_id) = principal.actor();
     let (key, value) = mint_admin_key(

@@ -127,12 +127,17 @@ pub async fn create_project_key(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-    JsonBody(body): JsonBody<ApiKeyCreate>,
+    body: JsonBody<ApiKeyCreate>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_project(Permission::ManageApiKeys, &path)?;
+    let body = body.parse()?;
     let name = validate::name("name", &body.name)?;
-    let mut scopes = body.scopes.unwrap_or_else(|| vec![Scope::Inference]);
-    scopes.dedup();
+    let mut scopes: Vec<Scope> = Vec::new();
+    for scope in body.scopes.unwrap_or_else(|| vec![Scope::Inference]) {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
     if scopes.is_empty() {
         return Err(ApiError::invalid("scopes", "'scopes' must not be empty."));
     }

@@ -223,8 +223,9 @@ async fn check_invite(
 pub async fn signup(
     state: web::Data<AppState>,
     req: HttpRequest,
-    JsonBody(body): JsonBody<SignupRequest>,
+    body: JsonBody<SignupRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.parse()?;
     let email = validate::email("email", &body.email)?;
     validate::password("password", &body.password)?;
     let default_name = email.split('@').next().unwrap_or("user").to_owned();
@@ -283,17 +284,26 @@ pub async fn signup(
     Ok(HttpResponse::Created().json(session))
 }
 
-/// Log in with email and password.
+/// Log in with email and password. After 10 wrong passwords for an email within 15 minutes,
+/// logins for it get 429 until the window has passed.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "Auth",
     request_body = LoginRequest,
     responses((status = 200, body = SessionObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    JsonBody(body): JsonBody<LoginRequest>,
+    body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.parse()?;
     let email = validate::email("email", &body.email)?;
+    if let Err(retry_after) = state.login_throttle.check(&email) {
+        return Err(ApiError::RateLimited {
+            message: "Too many failed logins for this email; try again later.".to_owned(),
+            retry_after: Some(retry_after),
+        });
+    }
     let user = state.store.user_by_email(&email).await?;
     let ok = verify_password(
         body.password,
@@ -303,11 +313,13 @@ pub async fn login(
     let user = match user {
         Some(user) if ok => user,
         _ => {
+            state.login_throttle.record_failure(&email);
             return Err(ApiError::Unauthenticated(
                 "Incorrect email or password.".to_owned(),
-            ))
+            ));
         }
     };
+    state.login_throttle.clear(&email);
     let ctx = RequestContext::of(&req);
     let mut wanted = body.organization_id.clone();
     if let Some((_, hash)) = check_invite(&state, body.invite_token.as_deref(), &email).await? {
@@ -360,8 +372,9 @@ pub async fn login(
 pub async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
-    JsonBody(body): JsonBody<RefreshRequest>,
+    body: JsonBody<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.parse()?;
     let invalid = || ApiError::Unauthenticated("Invalid or expired refresh token.".to_owned());
     if !body.refresh_token.starts_with(REFRESH_PREFIX) {
         return Err(invalid());

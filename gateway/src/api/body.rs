@@ -11,8 +11,16 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{from_payload_error, ApiError};
 
-/// A JSON request body of type `T`.
-pub struct JsonBody<T>(pub T);
+/// A JSON request body of type `T`. Reading it (size limit, content type) happens before the
+/// handler runs; deserializing is deferred to [`JsonBody::parse`], so handlers check the
+/// caller's permission first and an unauthorized caller learns nothing from validation errors.
+pub struct JsonBody<T>(Result<T, ApiError>);
+
+impl<T> JsonBody<T> {
+    pub fn parse(self) -> Result<T, ApiError> {
+        self.0
+    }
+}
 
 /// A query string of type `T`.
 pub struct QueryArgs<T>(pub T);
@@ -89,7 +97,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                         ApiError::bad_request(format!("could not read the request body: {e}"), None)
                     }
                 })?;
-            parse_json(&bytes).map(JsonBody)
+            Ok(JsonBody(parse_json(&bytes)))
         })
     }
 }

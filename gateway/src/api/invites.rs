@@ -101,9 +101,10 @@ pub async fn list_invites(
 pub async fn create_invite(
     state: web::Data<AppState>,
     principal: Principal,
-    JsonBody(body): JsonBody<InviteCreate>,
+    body: JsonBody<InviteCreate>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
+    let body = body.parse()?;
     let email = validate::email("email", &body.email)?;
     if body.role == Role::Owner && principal.role != Some(Role::Owner) {
         return Err(ApiError::Forbidden(

@@ -112,9 +112,10 @@ pub async fn list_projects(
 pub async fn create_project(
     state: web::Data<AppState>,
     principal: Principal,
-    JsonBody(body): JsonBody<ProjectCreate>,
+    body: JsonBody<ProjectCreate>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageProjects)?;
+    let body = body.parse()?;
     let name = validate::name("name", &body.name)?;
     let project = state
         .store
@@ -159,9 +160,10 @@ pub async fn modify_project(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-    JsonBody(body): JsonBody<ProjectUpdate>,
+    body: JsonBody<ProjectUpdate>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageProjects)?;
+    let body = body.parse()?;
     let name = validate::name("name", &body.name)?;
     let project = state
         .store

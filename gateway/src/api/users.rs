@@ -115,9 +115,10 @@ pub async fn modify_user(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-    JsonBody(body): JsonBody<UserRoleUpdate>,
+    body: JsonBody<UserRoleUpdate>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
+    let body = body.parse()?;
     let current = state.store.member(&principal.tenant_id, &path).await?;
     guard_owner_change(&principal, current.role, Some(body.role))?;
     let member = state

@@ -13,6 +13,7 @@ on_both_backends!(
     me_needs_a_console_session,
     login_can_choose_the_organization,
     passwords_are_stored_as_argon2_hashes,
+    repeated_wrong_passwords_get_429,
 );
 
 async fn signup_creates_an_owned_organization_and_a_session(app: TestApp) {
@@ -298,4 +299,40 @@ async fn passwords_are_stored_as_argon2_hashes(app: TestApp) {
         .unwrap();
     assert!(hash.starts_with("$argon2id$"));
     assert!(!hash.contains("password123"));
+}
+
+async fn repeated_wrong_passwords_get_429(app: TestApp) {
+    app.signup("ada@example.com").await;
+    app.signup("bob@example.com").await;
+    let attempt = |password: &'static str| {
+        app.post(
+            "/v1/auth/login",
+            None,
+            json!({"email": "ada@example.com", "password": password}),
+        )
+    };
+    for _ in 0..gateway::auth::login_throttle::MAX_FAILURES {
+        attempt("wrong-password").await.expect_error(401, None);
+    }
+    // Locked out: even the right password waits, and the response says how long.
+    let resp = attempt("password123").await;
+    let retry_after: u64 = resp.header("retry-after").parse().unwrap();
+    assert!(retry_after > 0);
+    let err = resp.expect_error(429, None);
+    assert_eq!(err["type"], "rate_limit_error");
+    // Other accounts are unaffected.
+    app.post(
+        "/v1/auth/login",
+        None,
+        json!({"email": "bob@example.com", "password": "password123"}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        "/v1/auth/login",
+        None,
+        json!({"email": "bob@", "password": "password123"}),
+    )
+    .await
+    .expect_error(422, Some("email"));
 }

@@ -87,3 +87,51 @@ async fn every_documented_operation_is_routed() {
     }
     assert!(operations >= 28, "{operations}");
 }
+
+/// Every operation that the document marks as secured answers 401 without a credential and with
+/// an unknown key, and 403 to a project key that only has the `inference` scope (permission is
+/// checked before the body is validated).
+#[actix_web::test]
+async fn every_secured_operation_checks_credentials_and_permissions() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let owner = app.signup("ada@example.com").await;
+    let project = app.default_project(&owner.access).await;
+    let (_, inference) = app
+        .create_key(&owner.access, &project, &["inference"])
+        .await;
+    let unknown = format!("sf-{}", "Z".repeat(40));
+    let doc: serde_json::Value = serde_json::from_str(&gateway::openapi_json()).unwrap();
+    let mut secured = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{project_id}", &project);
+        let concrete = concrete
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "x_1" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("security").is_none() {
+                continue;
+            }
+            secured += 1;
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = (method == Method::POST).then(|| serde_json::json!({}));
+            for token in [None, Some(unknown.as_str())] {
+                let resp = app
+                    .send(method.clone(), &concrete, token, body.as_ref())
+                    .await;
+                assert_eq!(
+                    resp.status.as_u16(),
+                    401,
+                    "{method} {path} with {token:?}: {}",
+                    resp.body
+                );
+            }
+            let resp = app
+                .send(method.clone(), &concrete, Some(&inference), body.as_ref())
+                .await;
+            assert_eq!(resp.status.as_u16(), 403, "{method} {path}: {}", resp.body);
+        }
+    }
+    assert!(secured >= 24, "{secured}");
+}

@@ -151,6 +151,21 @@ async fn credentials_roles_and_scopes_are_checked(app: TestApp) {
         .expect_error(403, None);
     assert_eq!(err["type"], "permission_error");
     let project = app.default_project(&owner.access).await;
+    app.post(
+        &format!("/v1/organization/projects/{project}"),
+        Some(&viewer.access),
+        json!({"name": "renamed"}),
+    )
+    .await
+    .expect_error(403, None);
+    app.send(
+        actix_web::http::Method::POST,
+        &format!("/v1/organization/projects/{project}/archive"),
+        Some(&viewer.access),
+        None,
+    )
+    .await
+    .expect_error(403, None);
     let (_, inference) = app
         .create_key(&owner.access, &project, &["inference"])
         .await;
