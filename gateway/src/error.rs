@@ -174,6 +174,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(what) => ApiError::Conflict(what),
+            StoreError::InvalidUrl(e) => ApiError::Internal(e),
             StoreError::Database(e) => ApiError::Internal(e.to_string()),
             StoreError::Migrate(e) => ApiError::Internal(e.to_string()),
         }

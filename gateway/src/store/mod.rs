@@ -31,6 +31,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
@@ -72,7 +74,7 @@ impl Store {
     /// Connects and applies pending migrations. For SQLite the file is created when missing.
     pub async fn connect(url: &str) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
-        let backend = Backend::from_str(url).map_err(StoreError::Conflict)?;
+        let backend = Backend::from_str(url).map_err(StoreError::InvalidUrl)?;
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
                 let sep = if url.contains('?') { '&' } else { '?' };

@@ -14,6 +14,7 @@ on_both_backends!(
     login_can_choose_the_organization,
     passwords_are_stored_as_argon2_hashes,
     repeated_wrong_passwords_get_429,
+    concurrent_refreshes_with_one_token_let_one_win_and_revoke_the_family,
 );
 
 async fn signup_creates_an_owned_organization_and_a_session(app: TestApp) {
@@ -335,4 +336,33 @@ async fn repeated_wrong_passwords_get_429(app: TestApp) {
     )
     .await
     .expect_error(422, Some("email"));
+}
+
+/// Two refreshes racing with the same token: one may win the rotation, but the other is a
+/// reuse, so the family ends revoked and the winner's new token is refused too.
+async fn concurrent_refreshes_with_one_token_let_one_win_and_revoke_the_family(app: TestApp) {
+    let s = app.signup("ada@example.com").await;
+    let body = json!({"refresh_token": s.refresh});
+    let (a, b) = tokio::join!(
+        app.post("/v1/auth/refresh", None, body.clone()),
+        app.post("/v1/auth/refresh", None, body.clone())
+    );
+    let statuses = [a.status.as_u16(), b.status.as_u16()];
+    assert!(statuses.contains(&401), "{statuses:?}");
+    for won in [a, b].into_iter().filter(|r| r.status.as_u16() == 200) {
+        let next = session_of(&won.body);
+        app.post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": next.refresh}),
+        )
+        .await
+        .expect_error(401, None);
+        app.get("/v1/me", Some(&next.access))
+            .await
+            .expect_error(401, None);
+    }
+    app.get("/v1/me", Some(&s.access))
+        .await
+        .expect_error(401, None);
 }
