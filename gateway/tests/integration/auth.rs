@@ -15,6 +15,7 @@ on_both_backends!(
     passwords_are_stored_as_argon2_hashes,
     repeated_wrong_passwords_get_429,
     concurrent_refreshes_with_one_token_let_one_win_and_revoke_the_family,
+    an_expired_refresh_token_is_refused,
 );
 
 async fn signup_creates_an_owned_organization_and_a_session(app: TestApp) {
@@ -365,4 +366,26 @@ async fn concurrent_refreshes_with_one_token_let_one_win_and_revoke_the_family(a
     app.get("/v1/me", Some(&s.access))
         .await
         .expect_error(401, None);
+}
+
+async fn an_expired_refresh_token_is_refused(app: TestApp) {
+    let s = app.signup("ada@example.com").await;
+    sqlx::query("UPDATE refresh_tokens SET expires_ms = $1")
+        .bind(gateway::store::now_ms() - 1)
+        .execute(app.state.store.pool())
+        .await
+        .unwrap();
+    app.post(
+        "/v1/auth/refresh",
+        None,
+        json!({"refresh_token": s.refresh}),
+    )
+    .await
+    .expect_error(401, None);
+    // The refresh token is stored hashed too.
+    let hash: String = sqlx::query_scalar("SELECT token_hash FROM refresh_tokens")
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(hash, gateway::auth::secret::sha256_hex(&s.refresh));
 }

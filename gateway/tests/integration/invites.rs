@@ -8,6 +8,7 @@ on_both_backends!(
     invite_accept_and_list,
     invites_conflict_and_validate,
     another_tenants_invite_is_not_found,
+    an_expired_invite_is_refused,
 );
 
 async fn invite_accept_and_list(app: TestApp) {
@@ -152,4 +153,46 @@ async fn another_tenants_invite_is_not_found(app: TestApp) {
         .await
         .expect_error(404, None);
     app.get(&path, Some(&ada.access)).await.expect(200);
+}
+
+async fn an_expired_invite_is_refused(app: TestApp) {
+    let owner = app.signup("ada@example.com").await;
+    let invite = app
+        .post(
+            "/v1/organization/invites",
+            Some(&owner.access),
+            json!({"email": "late@example.com", "role": "viewer"}),
+        )
+        .await
+        .expect(201);
+    let id = invite["id"].as_str().unwrap();
+    sqlx::query("UPDATE invites SET expires_ms = $1 WHERE id = $2")
+        .bind(gateway::store::now_ms() - 1)
+        .bind(id)
+        .execute(app.state.store.pool())
+        .await
+        .unwrap();
+    let got = app
+        .get(
+            &format!("/v1/organization/invites/{id}"),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(got["status"], "expired");
+    app.post(
+        "/v1/auth/signup",
+        None,
+        json!({"email": "late@example.com", "password": "password123", "invite_token": invite["token"]}),
+    )
+    .await
+    .expect_error(422, Some("invite_token"));
+    // An expired invite no longer blocks a new one.
+    app.post(
+        "/v1/organization/invites",
+        Some(&owner.access),
+        json!({"email": "late@example.com", "role": "viewer"}),
+    )
+    .await
+    .expect(201);
 }
