@@ -68,6 +68,16 @@ impl Linear {
             }
         };
         use candle_core::quantized::GgmlDType as T;
+        if std::env::var("STARFIRE_KERNELS").is_ok_and(|k| k == "candle")
+            && !matches!(q.dtype(), T::F32 | T::F16 | T::BF16)
+        {
+            // Benchmark baseline: candle's own quantized matmul for every quantized type.
+            return Ok(Self::Candle {
+                rows,
+                cols,
+                inner: QMatMul::from_qtensor(q)?,
+            });
+        }
         Ok(match q.dtype() {
             T::Q4_1 => Self::Q4_1(Q4_1Matrix::from_ggml(&q.data()?, rows, cols)?),
             T::Q8_0 => Self::Q8_0(Q8_0Matrix::from_ggml(&q.data()?, rows, cols)?),
