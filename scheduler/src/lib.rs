@@ -9,6 +9,7 @@
 //! - `scheduler`: `schedule() -> StepPlan`, `update(tokens) -> Vec<Delta>`; preemption, `n`.
 //! - `sequence`: a request's sequences; a sampled token's text and stop checks.
 //! - `executor`: the seam to the model (`ModelExecutor`, `StepPlan`, `SampledToken`).
+//! - `model_executor`: that seam implemented by the engine's `Model` and sampler.
 //! - `detokenizer`: incremental token-to-text and stop strings.
 //! - `engine_loop`: the thread that owns scheduler and executor; async delta streams.
 //! - `metrics`: vLLM-named values and their Prometheus text.
@@ -25,6 +26,7 @@ pub mod fairness;
 pub mod kv;
 pub mod load;
 pub mod metrics;
+pub mod model_executor;
 pub mod request;
 pub mod request_queue;
 pub mod scheduler;

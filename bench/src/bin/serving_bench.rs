@@ -1,0 +1,81 @@
+//! The real engine behind the scheduler's `EngineLoop` (no HTTP): closed-loop clients at 1, 4,
+//! 16 and 64 concurrent requests of 128 output tokens with distinct prompts. Prints one JSON
+//! object: aggregate output tokens/s, TTFT and inter-token latency p50/p99 per concurrency;
+//! the 1-client run is the in-run baseline, llama-server's figures on this machine class
+//! (tests/golden/README.md) are printed beside the ratios.
+//!
+//! Usage: serving_bench [--quick]
+
+use std::sync::Arc;
+
+use engine::{Model, SamplingParams};
+use scheduler::load::run_closed_loop;
+use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
+use scheduler::{EngineLoop, NewRequest, SchedulerConfig};
+use serde_json::json;
+
+/// llama-server -np 16, 16 concurrent chats, 128 output tokens (tests/golden/README.md).
+const SERVER_16_TOK_S: f64 = 102.0;
+const SERVER_16_TTFT_P50_MS: f64 = 3300.0;
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let model = Arc::new(Model::load(&engine::model_cache::find_default_model()?)?);
+    let output_tokens = if quick { 16 } else { 128 };
+    let levels: &[usize] = if quick { &[1, 4] } else { &[1, 4, 16, 64] };
+    let prompts = starfire_bench::distinct_prompts(&model.tokenizer, 64 * 2, 48);
+
+    let base = SchedulerConfig {
+        max_num_seqs: 64,
+        max_num_batched_tokens: 512,
+        ..SchedulerConfig::default()
+    };
+    let config = config_for_model(&model, base, 512 << 20);
+    let (m, c) = (model.clone(), config.clone());
+    let engine = EngineLoop::spawn_with(config, detokenizer_for(&model), move || {
+        EngineExecutor::new(m, &c)
+    })?;
+
+    let mut runs = Vec::new();
+    for &concurrency in levels {
+        let report = run_closed_loop(&engine, concurrency, 1, |client, i| {
+            let params = SamplingParams {
+                ignore_eos: true,
+                ..SamplingParams::greedy(output_tokens)
+            };
+            let prompt = prompts[(client * 2 + i) % prompts.len()].clone();
+            NewRequest::new(
+                format!("c{concurrency}-{client}-{i}"),
+                "bench",
+                prompt,
+                params,
+            )
+        });
+        runs.push(serde_json::from_str::<serde_json::Value>(
+            &report.to_json(),
+        )?);
+    }
+    engine.shutdown();
+
+    let at = |c: u64, key: &str| {
+        runs.iter()
+            .find(|r| r["concurrency"] == c)
+            .and_then(|r| r[key].as_f64())
+    };
+    let report = json!({
+        "model": model.name,
+        "output_tokens_per_request": output_tokens,
+        "runs": runs,
+        "llama_server_16_reference": { "output_tokens_per_second": SERVER_16_TOK_S, "ttft_p50_ms": SERVER_16_TTFT_P50_MS },
+        "ratio_16_vs_llama_server": {
+            "throughput": at(16, "output_tokens_per_second").map(|v| v / SERVER_16_TOK_S),
+            "ttft_p50": at(16, "ttft_p50_ms").map(|v| v / SERVER_16_TTFT_P50_MS),
+        },
+        "speedup_vs_1_client": {
+            "4": at(4, "output_tokens_per_second").zip(at(1, "output_tokens_per_second")).map(|(a, b)| a / b),
+            "16": at(16, "output_tokens_per_second").zip(at(1, "output_tokens_per_second")).map(|(a, b)| a / b),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
