@@ -80,7 +80,11 @@ fn wait_healthy(port: u16, server: &mut Server) {
 }
 
 fn bootstrap(home: &Path) -> Value {
-    let out = starfire(home)
+    bootstrap_with(starfire(home))
+}
+
+fn bootstrap_with(mut cmd: Command) -> Value {
+    let out = cmd
         .args([
             "admin",
             "bootstrap",
@@ -195,4 +199,38 @@ fn a_config_file_is_read_and_bad_ones_are_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+}
+
+/// The same binary on PostgreSQL (a fresh schema), configured through the environment only.
+#[actix_web::test]
+async fn serve_and_bootstrap_on_postgres() {
+    let (url, _guard) = crate::support::fresh_database(crate::support::Backend::Postgres).await;
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let with_db = |mut cmd: Command| {
+        cmd.env("STARFIRE_DATABASE_URL", &url);
+        cmd
+    };
+    let out = bootstrap_with(with_db(starfire(home.path())));
+    let mut server = Server(
+        with_db(starfire(home.path()))
+            .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port, &mut server);
+    assert!(
+        !home.path().join("starfire.db").exists(),
+        "no SQLite file when on PostgreSQL"
+    );
+    let (status, projects) =
+        get(port, "/v1/organization/projects", out["admin_key"].as_str()).unwrap();
+    assert_eq!(status, 200, "{projects}");
+    assert_eq!(projects["data"][0]["id"], out["project_id"]);
+    let (status, _) = get(port, "/v1/organization/projects", out["api_key"].as_str()).unwrap();
+    assert_eq!(status, 403);
+    drop(server);
 }

@@ -35,8 +35,44 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// A URL to a new, empty database (a temporary SQLite file, or a new PostgreSQL schema through
+/// `search_path`), and the guard that removes it when dropped.
+pub async fn fresh_database(backend: Backend) -> (String, DbGuard) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            (
+                format!("sqlite://{}", dir.path().join("test.db").display()),
+                DbGuard::Sqlite(dir),
+            )
+        }
+        Backend::Postgres => {
+            let schema = format!(
+                "sf_test_{}",
+                gateway::auth::secret::random_base62(16).to_lowercase()
+            );
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&postgres_url())
+                .await
+                .expect("PostgreSQL must be reachable (STARFIRE_TEST_DATABASE_URL)");
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut conn)
+                .await
+                .expect("create schema");
+            conn.close().await.ok();
+            let base = postgres_url();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            (
+                format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                DbGuard::Postgres { schema },
+            )
+        }
+    }
+}
+
 /// Removes what a test's database left behind.
-enum DbGuard {
+pub enum DbGuard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { schema: String },
 }
@@ -139,35 +175,7 @@ pub fn test_config(home: &std::path::Path, database_url: String) -> Config {
 
 impl TestApp {
     pub async fn new(backend: Backend) -> TestApp {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (url, guard) = match backend {
-            Backend::Sqlite => (
-                format!("sqlite://{}", dir.path().join("test.db").display()),
-                DbGuard::Sqlite(dir),
-            ),
-            Backend::Postgres => {
-                let schema = format!(
-                    "sf_test_{}",
-                    gateway::auth::secret::random_base62(16).to_lowercase()
-                );
-                use sqlx::Connection;
-                sqlx::any::install_default_drivers();
-                let mut conn = sqlx::AnyConnection::connect(&postgres_url())
-                    .await
-                    .expect("PostgreSQL must be reachable (STARFIRE_TEST_DATABASE_URL)");
-                sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create schema");
-                conn.close().await.ok();
-                let base = postgres_url();
-                let sep = if base.contains('?') { '&' } else { '?' };
-                (
-                    format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-                    DbGuard::Postgres { schema },
-                )
-            }
-        };
+        let (url, guard) = fresh_database(backend).await;
         let home = tempfile::tempdir().expect("tempdir");
         let config = test_config(home.path(), url.clone());
         let store = Store::connect(&url).await.expect("connect and migrate");
