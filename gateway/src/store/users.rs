@@ -216,6 +216,7 @@ impl Store {
         role: Role,
     ) -> StoreResult<Member> {
         let mut tx = self.pool().begin().await?;
+        lock_tenant(&mut tx, tenant_id).await?;
         let current: Option<String> = sqlx::query_scalar(
             "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2",
         )
@@ -242,6 +243,7 @@ impl Store {
     /// owner.
     pub async fn remove_member(&self, tenant_id: &str, user_id: &str) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
+        lock_tenant(&mut tx, tenant_id).await?;
         let current: Option<String> = sqlx::query_scalar(
             "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2",
         )
@@ -291,6 +293,20 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Serializes membership changes of one tenant, portably: the no-op update takes the row lock
+/// in PostgreSQL and the write lock in SQLite, so two concurrent demotions cannot both see
+/// "another owner remains".
+async fn lock_tenant(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE tenants SET name = name WHERE id = $1")
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn ensure_another_owner(

@@ -10,6 +10,7 @@ on_both_backends!(
     only_owners_touch_owners,
     removing_a_member_ends_their_session,
     another_tenants_user_is_not_found,
+    two_owners_demoting_each_other_at_once_leave_one,
 );
 
 async fn members_are_listed_and_re_roled(app: TestApp) {
@@ -167,4 +168,25 @@ async fn another_tenants_user_is_not_found(app: TestApp) {
         .await
         .expect(200);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
+}
+
+async fn two_owners_demoting_each_other_at_once_leave_one(app: TestApp) {
+    let ada = app.signup("ada@example.com").await;
+    let co = app.member_with_role(&ada, "co@example.com", "owner").await;
+    let demote_co = format!("/v1/organization/users/{}", co.user_id);
+    let demote_ada = format!("/v1/organization/users/{}", ada.user_id);
+    let (a, b) = tokio::join!(
+        app.post(&demote_co, Some(&ada.access), json!({"role": "viewer"})),
+        app.post(&demote_ada, Some(&co.access), json!({"role": "viewer"}))
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    // Whichever ran second no longer had the owner role or would have left no owner.
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses[1] == 403 || statuses[1] == 409, "{statuses:?}");
+    let owners: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE role = 'owner'")
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(owners, 1);
 }
