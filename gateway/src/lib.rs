@@ -9,6 +9,19 @@
 //! - `store`: the one store API over SQLite or PostgreSQL (sqlx, versioned migrations).
 //! - `error`: the one error table, producing OpenAI's error body.
 //! - `bootstrap`: `starfire admin bootstrap`.
+//!
+//! Building on it:
+//! - A route takes `principal: Principal` (any credential; 401 before the handler runs) and
+//!   calls `principal.require(Permission::Inference)?` (or `require_organization` /
+//!   `require_project`) first thing; everything it reads is then filtered by
+//!   `principal.tenant_id` (and `project_id` for project keys). `principal.key_id`, `limits` and
+//!   `request.request_id` are what rate limiting and usage metering key on.
+//! - Storage goes through `Store` methods (one file per resource under `store/`), in the SQL
+//!   SQLite and PostgreSQL share; a schema change is a new file under `gateway/migrations/`.
+//! - A route is added to the `routes!` list in `api/mod.rs`, which registers it from its
+//!   `#[utoipa::path]`; then `starfire openapi > openapi/openapi.json`.
+//! - Tests: `tests/integration/support.rs` gives `TestApp::new(Backend::Sqlite | Postgres)`
+//!   (a fresh database each) and `on_both_backends!(test_fn, ...)`.
 
 pub mod api;
 pub mod auth;
