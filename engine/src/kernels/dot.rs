@@ -20,6 +20,26 @@ pub fn q4_1_row(w: &Q4_1Matrix, row: usize, x: &QuantizedRows, tokens: &[usize],
     scalar::q4_1_row(w, row, x, tokens, out)
 }
 
+/// Two adjacent Q4_1 rows at once (`out[0..n]` for `row`, `out[n..2n]` for `row + 1`):
+/// each activation block is loaded once for both rows. Same numbers as [`q4_1_row`].
+pub fn q4_1_row_pair(
+    w: &Q4_1Matrix,
+    row: usize,
+    x: &QuantizedRows,
+    tokens: &[usize],
+    out: &mut [f32],
+) {
+    let n = tokens.len();
+    #[cfg(target_arch = "x86_64")]
+    if avx2_available() && n <= TOKENS_PER_CALL {
+        // SAFETY: as above.
+        unsafe { return avx2::q4_1_row_pair(w, row, x, tokens, out) };
+    }
+    let (a, b) = out.split_at_mut(n);
+    q4_1_row(w, row, x, tokens, a);
+    q4_1_row(w, row + 1, x, tokens, &mut b[..n]);
+}
+
 /// `out[i] = dot(w.row(row), x.row(tokens[i]))` for a Q8_0 weight row.
 pub fn q8_0_row(w: &Q8_0Matrix, row: usize, x: &QuantizedRows, tokens: &[usize], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -195,6 +215,80 @@ mod avx2 {
         }
         for i in 0..N {
             out[i] = hsum(acc[i]) + summs[i];
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn q4_1_row_pair(
+        w: &Q4_1Matrix,
+        row: usize,
+        x: &QuantizedRows,
+        tokens: &[usize],
+        out: &mut [f32],
+    ) {
+        match tokens.len() {
+            4 => q4_1_pair_n::<4>(w, row, x, tokens, out),
+            3 => q4_1_pair_n::<3>(w, row, x, tokens, out),
+            2 => q4_1_pair_n::<2>(w, row, x, tokens, out),
+            _ => q4_1_pair_n::<1>(w, row, x, tokens, out),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn q4_1_pair_n<const N: usize>(
+        w: &Q4_1Matrix,
+        row: usize,
+        x: &QuantizedRows,
+        tokens: &[usize],
+        out: &mut [f32],
+    ) {
+        let nb = w.cols / QK;
+        assert!(w.d.len() >= (row + 2) * nb && w.qs.len() >= (row + 2) * nb * 16);
+        assert!(tokens.len() == N && out.len() >= 2 * N);
+        for &t in tokens {
+            assert!(x.d.len() >= (t + 1) * nb && x.qs.len() >= (t + 1) * nb * QK);
+        }
+        let low = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc0 = [_mm256_setzero_ps(); N];
+        let mut acc1 = [_mm256_setzero_ps(); N];
+        let mut summs0 = [0f32; N];
+        let mut summs1 = [0f32; N];
+        let wqs = w.qs.as_ptr().add(row * nb * 16);
+        let wd = w.d.as_ptr().add(row * nb);
+        let wm = w.m.as_ptr().add(row * nb);
+        let mut xq = [std::ptr::null::<i8>(); N];
+        let mut xd = [std::ptr::null::<f32>(); N];
+        let mut xs = [std::ptr::null::<f32>(); N];
+        for i in 0..N {
+            xq[i] = x.qs.as_ptr().add(tokens[i] * nb * QK);
+            xd[i] = x.d.as_ptr().add(tokens[i] * nb);
+            xs[i] = x.s.as_ptr().add(tokens[i] * nb);
+        }
+        for b in 0..nb {
+            let (d0, m0) = (*wd.add(b), *wm.add(b));
+            let (d1, m1) = (*wd.add(nb + b), *wm.add(nb + b));
+            let p0 = _mm_loadu_si128(wqs.add(b * 16) as *const __m128i);
+            let p1 = _mm_loadu_si128(wqs.add((nb + b) * 16) as *const __m128i);
+            let bx0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(p0, 4), p0), low);
+            let bx1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(p1, 4), p1), low);
+            for i in 0..N {
+                let by = _mm256_loadu_si256(xq[i].add(b * QK) as *const __m256i);
+                let dy = *xd[i].add(b);
+                let sy = *xs[i].add(b);
+                let xy0 =
+                    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(bx0, by), ones));
+                let xy1 =
+                    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(bx1, by), ones));
+                acc0[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dy), xy0, acc0[i]);
+                acc1[i] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dy), xy1, acc1[i]);
+                summs0[i] += m0 * sy;
+                summs1[i] += m1 * sy;
+            }
+        }
+        for i in 0..N {
+            out[i] = hsum(acc0[i]) + summs0[i];
+            out[N + i] = hsum(acc1[i]) + summs1[i];
         }
     }
 

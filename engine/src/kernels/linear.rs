@@ -165,12 +165,24 @@ impl Linear {
             Self::Q4_1(m) => Ok(quantized_matmul(
                 m.rows,
                 &QuantizedRows::quantize(x, t, m.cols),
-                |r, xq, toks, out| dot::q4_1_row(m, r, xq, toks, out),
+                |r, pair, xq, toks, out| {
+                    if pair {
+                        dot::q4_1_row_pair(m, r, xq, toks, out)
+                    } else {
+                        dot::q4_1_row(m, r, xq, toks, out)
+                    }
+                },
             )),
             Self::Q8_0(m) => Ok(quantized_matmul(
                 m.rows,
                 &QuantizedRows::quantize(x, t, m.cols),
-                |r, xq, toks, out| dot::q8_0_row(m, r, xq, toks, out),
+                |r, pair, xq, toks, out| {
+                    let n = toks.len();
+                    dot::q8_0_row(m, r, xq, toks, &mut out[..n]);
+                    if pair {
+                        dot::q8_0_row(m, r + 1, xq, toks, &mut out[n..2 * n]);
+                    }
+                },
             )),
             Self::Dense { cols, weight, .. } => {
                 let xt = Tensor::from_slice(x, (t, *cols), &Device::Cpu)?;
@@ -215,10 +227,12 @@ impl Linear {
     }
 }
 
-/// Runs `kernel` over every (row, token group) pair, rows split across rayon's threads.
+/// Runs `kernel` over every (row pair, token group), rows split across rayon's threads.
+/// `kernel(r, pair, x, tokens, out)` fills `out[..n]` for row `r` and, when `pair`, also
+/// `out[n..2n]` for row `r + 1` (n = tokens.len()).
 fn quantized_matmul<K>(rows: usize, x: &QuantizedRows, kernel: K) -> Vec<f32>
 where
-    K: Fn(usize, &QuantizedRows, &[usize], &mut [f32]) + Sync,
+    K: Fn(usize, bool, &QuantizedRows, &[usize], &mut [f32]) + Sync,
 {
     let t = x.rows;
     let mut out = vec![0.0f32; t * rows];
@@ -230,15 +244,21 @@ where
     (0..rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
         let r0 = c * chunk;
         let r1 = (r0 + chunk).min(rows);
-        let mut buf = [0f32; TOKENS_PER_CALL];
+        let mut buf = [0f32; 2 * TOKENS_PER_CALL];
         for toks in token_ids.chunks(TOKENS_PER_CALL) {
-            for r in r0..r1 {
-                kernel(r, x, toks, &mut buf[..toks.len()]);
-                for (i, &tok) in toks.iter().enumerate() {
-                    // SAFETY: (tok, r) is inside the t × rows output, and no other task writes
-                    // row r (rows are partitioned by chunk).
-                    unsafe { *ptr.at(tok * rows + r) = buf[i] };
+            let n = toks.len();
+            let mut r = r0;
+            while r < r1 {
+                let pair = r + 1 < r1;
+                kernel(r, pair, x, toks, &mut buf[..if pair { 2 * n } else { n }]);
+                for (j, row) in (r..r + 1 + pair as usize).enumerate() {
+                    for (i, &tok) in toks.iter().enumerate() {
+                        // SAFETY: (tok, row) is inside the t × rows output, and no other task
+                        // writes this row (rows are partitioned by chunk).
+                        unsafe { *ptr.at(tok * rows + row) = buf[j * n + i] };
+                    }
                 }
+                r += 1 + pair as usize;
             }
         }
     });
