@@ -10,6 +10,7 @@ use super::{Layer, Model, ModelConfig};
 use crate::chat_template::ChatTemplate;
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
+use crate::kernels::quant::{Q4_1Matrix, Q8_0Matrix};
 use crate::kernels::Linear;
 use crate::tokenizer::Tokenizer;
 
@@ -302,8 +303,10 @@ fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
 /// Embedding lookups read single rows; types without a fast row reader are dequantized once.
 fn embedding_from_qtensor(q: candle_core::quantized::QTensor) -> Result<Linear> {
     use candle_core::quantized::GgmlDType as T;
+    let (rows, cols) = q.shape().dims2()?;
     match q.dtype() {
-        T::Q4_1 | T::Q8_0 => Linear::from_qtensor("token_embd.weight", q),
+        T::Q4_1 => Ok(Linear::Q4_1(Q4_1Matrix::from_ggml(&q.data()?, rows, cols)?)),
+        T::Q8_0 => Ok(Linear::Q8_0(Q8_0Matrix::from_ggml(&q.data()?, rows, cols)?)),
         _ => Linear::dense(q.dequantize(&Device::Cpu)?),
     }
 }
