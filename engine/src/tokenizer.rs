@@ -94,7 +94,7 @@ impl Tokenizer {
             .filter_map(|(i, _)| tokens.get(i))
             .map(|content| AddedToken::from(content.clone(), true).normalized(false))
             .collect();
-        inner.add_special_tokens(&special);
+        inner.add_special_tokens(special.iter().cloned());
         let special_ids = special
             .iter()
             .filter_map(|t| inner.token_to_id(&t.content))

@@ -188,7 +188,7 @@ fn write_tokenizer(dir: &Path) {
     let mut tok = tokenizers::Tokenizer::new(bpe);
     tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
-    tok.add_special_tokens(&[
+    tok.add_special_tokens([
         tokenizers::AddedToken::from("<s>", true),
         tokenizers::AddedToken::from("</s>", true),
     ]);
