@@ -94,7 +94,9 @@ impl Tokenizer {
             .filter_map(|(i, _)| tokens.get(i))
             .map(|content| AddedToken::from(content.clone(), true).normalized(false))
             .collect();
-        inner.add_special_tokens(special.iter().cloned());
+        inner
+            .add_special_tokens(special.iter().cloned())
+            .map_err(|e| EngineError::Tokenizer(format!("special tokens: {e}")))?;
         let special_ids = special
             .iter()
             .filter_map(|t| inner.token_to_id(&t.content))

@@ -191,7 +191,8 @@ fn write_tokenizer(dir: &Path) {
     tok.add_special_tokens([
         tokenizers::AddedToken::from("<s>", true),
         tokenizers::AddedToken::from("</s>", true),
-    ]);
+    ])
+    .unwrap();
     tok.save(dir.join("tokenizer.json"), false).unwrap();
     let cfg = serde_json::json!({
         "bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true,
