@@ -4,7 +4,7 @@
 //! the 1-client run is the in-run baseline, llama-server's figures on this machine class
 //! (tests/golden/README.md) are printed beside the ratios.
 //!
-//! Usage: serving_bench [--quick]
+//! Usage: serving_bench [--quick] [--levels 1,4,16,64] [--max-num-batched-tokens N]
 
 use std::sync::Arc;
 
@@ -17,12 +17,30 @@ use serde_json::json;
 /// llama-server -np 16, 16 concurrent chats, 128 output tokens (tests/golden/README.md).
 const SERVER_16_TOK_S: f64 = 102.0;
 const SERVER_16_TTFT_P50_MS: f64 = 3300.0;
+/// Tokens per step. On two cores a step of 256 tokens takes about a second: small enough that
+/// new requests get their first token soon, large enough to keep the GEMMs efficient.
+const DEFAULT_BATCHED_TOKENS: usize = 256;
 
 fn main() -> anyhow::Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let budget: usize = flag("--max-num-batched-tokens")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(DEFAULT_BATCHED_TOKENS);
     let model = Arc::new(Model::load(&engine::model_cache::find_default_model()?)?);
     let output_tokens = if quick { 16 } else { 128 };
-    let levels: &[usize] = if quick { &[1, 4] } else { &[1, 4, 16, 64] };
+    let levels: Vec<usize> = match flag("--levels") {
+        Some(l) => l.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None if quick => vec![1, 4],
+        None => vec![1, 4, 16, 64],
+    };
     let prompts = starfire_bench::distinct_prompts(&model.tokenizer, 64 * 2, 48);
 
     let base = SchedulerConfig {
@@ -37,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     })?;
 
     let mut runs = Vec::new();
-    for &concurrency in levels {
+    for &concurrency in &levels {
         let report = run_closed_loop(&engine, concurrency, 1, |client, i| {
             let params = SamplingParams {
                 ignore_eos: true,
@@ -65,6 +83,7 @@ fn main() -> anyhow::Result<()> {
     let report = json!({
         "model": model.name,
         "output_tokens_per_request": output_tokens,
+        "max_num_batched_tokens": budget,
         "runs": runs,
         "llama_server_16_reference": { "output_tokens_per_second": SERVER_16_TOK_S, "ttft_p50_ms": SERVER_16_TTFT_P50_MS },
         "ratio_16_vs_llama_server": {
