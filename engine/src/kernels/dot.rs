@@ -159,62 +159,16 @@ mod avx2 {
         out: &mut [f32],
     ) {
         match tokens.len() {
-            4 => q4_1_n::<4>(w, row, x, tokens, out),
-            3 => q4_1_n::<3>(w, row, x, tokens, out),
-            2 => q4_1_n::<2>(w, row, x, tokens, out),
-            1 => q4_1_n::<1>(w, row, x, tokens, out),
+            4 => q4_1_rows_n::<1, 4>(w, row, x, tokens, out),
+            3 => q4_1_rows_n::<1, 3>(w, row, x, tokens, out),
+            2 => q4_1_rows_n::<1, 2>(w, row, x, tokens, out),
+            1 => q4_1_rows_n::<1, 1>(w, row, x, tokens, out),
             n => {
                 for (chunk, o) in tokens.chunks(4).zip(out.chunks_mut(4)) {
                     debug_assert!(n > 4);
                     q4_1_row(w, row, x, chunk, o);
                 }
             }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn q4_1_n<const N: usize>(
-        w: &Q4_1Matrix,
-        row: usize,
-        x: &QuantizedRows,
-        tokens: &[usize],
-        out: &mut [f32],
-    ) {
-        let nb = w.cols / QK;
-        assert!(w.d.len() >= (row + 1) * nb && w.qs.len() >= (row + 1) * nb * 16);
-        assert!(tokens.len() == N && out.len() >= N);
-        for &t in tokens {
-            assert!(x.d.len() >= (t + 1) * nb && x.qs.len() >= (t + 1) * nb * QK);
-        }
-        let low = _mm256_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); N];
-        let mut summs = [0f32; N];
-        let wqs = w.qs.as_ptr().add(row * nb * 16);
-        let wd = w.d.as_ptr().add(row * nb);
-        let wm = w.m.as_ptr().add(row * nb);
-        let mut xq = [std::ptr::null::<i8>(); N];
-        let mut xd = [std::ptr::null::<f32>(); N];
-        let mut xs = [std::ptr::null::<f32>(); N];
-        for i in 0..N {
-            xq[i] = x.qs.as_ptr().add(tokens[i] * nb * QK);
-            xd[i] = x.d.as_ptr().add(tokens[i] * nb);
-            xs[i] = x.s.as_ptr().add(tokens[i] * nb);
-        }
-        for b in 0..nb {
-            let d0 = *wd.add(b);
-            let m0 = *wm.add(b);
-            let packed = _mm_loadu_si128(wqs.add(b * 16) as *const __m128i);
-            let bx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
-            for i in 0..N {
-                let by = _mm256_loadu_si256(xq[i].add(b * QK) as *const __m256i);
-                let xy = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(bx, by), ones));
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * *xd[i].add(b)), xy, acc[i]);
-                summs[i] += m0 * *xs[i].add(b);
-            }
-        }
-        for i in 0..N {
-            out[i] = hsum(acc[i]) + summs[i];
         }
     }
 
@@ -227,15 +181,18 @@ mod avx2 {
         out: &mut [f32],
     ) {
         match tokens.len() {
-            4 => q4_1_pair_n::<4>(w, row, x, tokens, out),
-            3 => q4_1_pair_n::<3>(w, row, x, tokens, out),
-            2 => q4_1_pair_n::<2>(w, row, x, tokens, out),
-            _ => q4_1_pair_n::<1>(w, row, x, tokens, out),
+            4 => q4_1_rows_n::<2, 4>(w, row, x, tokens, out),
+            3 => q4_1_rows_n::<2, 3>(w, row, x, tokens, out),
+            2 => q4_1_rows_n::<2, 2>(w, row, x, tokens, out),
+            _ => q4_1_rows_n::<2, 1>(w, row, x, tokens, out),
         }
     }
 
+    /// `R` adjacent weight rows (1 or 2) against `N` activation rows: each weight block is
+    /// unpacked once for all tokens, each activation block loaded once for all rows.
+    /// `out[r * N + i]` is row `row + r` against token `tokens[i]`.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn q4_1_pair_n<const N: usize>(
+    unsafe fn q4_1_rows_n<const R: usize, const N: usize>(
         w: &Q4_1Matrix,
         row: usize,
         x: &QuantizedRows,
@@ -243,17 +200,15 @@ mod avx2 {
         out: &mut [f32],
     ) {
         let nb = w.cols / QK;
-        assert!(w.d.len() >= (row + 2) * nb && w.qs.len() >= (row + 2) * nb * 16);
-        assert!(tokens.len() == N && out.len() >= 2 * N);
+        assert!(w.d.len() >= (row + R) * nb && w.qs.len() >= (row + R) * nb * 16);
+        assert!(tokens.len() == N && out.len() >= R * N);
         for &t in tokens {
             assert!(x.d.len() >= (t + 1) * nb && x.qs.len() >= (t + 1) * nb * QK);
         }
         let low = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut acc0 = [_mm256_setzero_ps(); N];
-        let mut acc1 = [_mm256_setzero_ps(); N];
-        let mut summs0 = [0f32; N];
-        let mut summs1 = [0f32; N];
+        let mut acc = [[_mm256_setzero_ps(); N]; R];
+        let mut summs = [[0f32; N]; R];
         let wqs = w.qs.as_ptr().add(row * nb * 16);
         let wd = w.d.as_ptr().add(row * nb);
         let wm = w.m.as_ptr().add(row * nb);
@@ -266,29 +221,30 @@ mod avx2 {
             xs[i] = x.s.as_ptr().add(tokens[i] * nb);
         }
         for b in 0..nb {
-            let (d0, m0) = (*wd.add(b), *wm.add(b));
-            let (d1, m1) = (*wd.add(nb + b), *wm.add(nb + b));
-            let p0 = _mm_loadu_si128(wqs.add(b * 16) as *const __m128i);
-            let p1 = _mm_loadu_si128(wqs.add((nb + b) * 16) as *const __m128i);
-            let bx0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(p0, 4), p0), low);
-            let bx1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(p1, 4), p1), low);
+            let mut bx = [_mm256_setzero_si256(); R];
+            let mut dm = [(0f32, 0f32); R];
+            for r in 0..R {
+                let packed = _mm_loadu_si128(wqs.add((r * nb + b) * 16) as *const __m128i);
+                bx[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
+                dm[r] = (*wd.add(r * nb + b), *wm.add(r * nb + b));
+            }
             for i in 0..N {
                 let by = _mm256_loadu_si256(xq[i].add(b * QK) as *const __m256i);
-                let dy = *xd[i].add(b);
-                let sy = *xs[i].add(b);
-                let xy0 =
-                    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(bx0, by), ones));
-                let xy1 =
-                    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(bx1, by), ones));
-                acc0[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dy), xy0, acc0[i]);
-                acc1[i] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dy), xy1, acc1[i]);
-                summs0[i] += m0 * sy;
-                summs1[i] += m1 * sy;
+                let (dy, sy) = (*xd[i].add(b), *xs[i].add(b));
+                for r in 0..R {
+                    let xy = _mm256_cvtepi32_ps(_mm256_madd_epi16(
+                        _mm256_maddubs_epi16(bx[r], by),
+                        ones,
+                    ));
+                    acc[r][i] = _mm256_fmadd_ps(_mm256_set1_ps(dm[r].0 * dy), xy, acc[r][i]);
+                    summs[r][i] += dm[r].1 * sy;
+                }
             }
         }
-        for i in 0..N {
-            out[i] = hsum(acc0[i]) + summs0[i];
-            out[N + i] = hsum(acc1[i]) + summs1[i];
+        for r in 0..R {
+            for i in 0..N {
+                out[r * N + i] = hsum(acc[r][i]) + summs[r][i];
+            }
         }
     }
 
