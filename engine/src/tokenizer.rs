@@ -246,10 +246,12 @@ fn pre_tokenizer_for(pre: &str) -> Result<PreTokenizerWrapper> {
 
 /// Turns a growing list of token ids into text pieces, never emitting a broken UTF-8 sequence.
 ///
-/// It re-decodes a small window (from `prefix_offset`) and emits only what the newest tokens add
-/// once the result no longer ends in an incomplete character (U+FFFD), as vLLM and TGI do.
+/// It re-decodes a short window twice, with and without the newest tokens, and emits the
+/// difference once the result no longer ends in an incomplete character (U+FFFD), as vLLM and
+/// TGI do. The decoding function is a parameter so any tokenizer (or a test double) can drive it.
 #[derive(Clone, Debug, Default)]
 pub struct IncrementalDecoder {
+    /// `ids[prefix_offset..read_offset]` is context already emitted; `ids[read_offset..]` is not.
     ids: Vec<u32>,
     prefix_offset: usize,
     read_offset: usize,
@@ -264,42 +266,72 @@ impl IncrementalDecoder {
         }
     }
 
+    /// Starts after `context` (e.g. the prompt's last tokens): decoders that drop a leading
+    /// space or merge bytes at the start of a sequence then decode the first piece right.
+    pub fn with_context(context: &[u32], skip_special_tokens: bool) -> Self {
+        Self {
+            ids: context.to_vec(),
+            prefix_offset: 0,
+            read_offset: context.len(),
+            skip_special_tokens,
+        }
+    }
+
+    pub fn skip_special_tokens(&self) -> bool {
+        self.skip_special_tokens
+    }
+
     /// Adds one token and returns the text it completes (possibly empty).
     pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
+        let skip = self.skip_special_tokens;
+        Ok(self.push_with(|ids| tokenizer.decode(ids, skip).unwrap_or_default(), id))
+    }
+
+    /// [`push`](Self::push) with any whole-sequence decoder (lossy: invalid UTF-8 as U+FFFD).
+    pub fn push_with(&mut self, decode: impl Fn(&[u32]) -> String, id: u32) -> String {
         self.ids.push(id);
-        let prefix = tokenizer.decode(
-            &self.ids[self.prefix_offset..self.read_offset],
-            self.skip_special_tokens,
-        )?;
-        let full = tokenizer.decode(&self.ids[self.prefix_offset..], self.skip_special_tokens)?;
-        if full.len() > prefix.len()
-            && !full.ends_with('\u{FFFD}')
-            && full.is_char_boundary(prefix.len())
-        {
-            let piece = full[prefix.len()..].to_string();
-            self.prefix_offset = self.read_offset;
-            self.read_offset = self.ids.len();
-            Ok(piece)
-        } else {
-            Ok(String::new())
+        let prefix = decode(&self.ids[self.prefix_offset..self.read_offset]);
+        let full = decode(&self.ids[self.prefix_offset..]);
+        if full.len() <= prefix.len() || full.ends_with('\u{FFFD}') {
+            // Nothing new, or a character still incomplete: wait for more tokens.
+            return String::new();
         }
+        let piece = match full.strip_prefix(prefix.as_str()) {
+            Some(p) => p.to_string(),
+            // The decoder rewrote the context (rare): emit what lies past its old length.
+            None => full[floor_char_boundary(&full, prefix.len())..].to_string(),
+        };
+        self.prefix_offset = self.read_offset;
+        self.read_offset = self.ids.len();
+        // Keep the window short: nothing before prefix_offset is decoded again.
+        if self.prefix_offset > 64 {
+            self.ids.drain(..self.prefix_offset);
+            self.read_offset -= self.prefix_offset;
+            self.prefix_offset = 0;
+        }
+        piece
     }
 
     /// Text held back because it was an incomplete character, decoded lossily at the end.
     pub fn flush(&mut self, tokenizer: &Tokenizer) -> Result<String> {
-        let prefix = tokenizer.decode(
-            &self.ids[self.prefix_offset..self.read_offset],
-            self.skip_special_tokens,
-        )?;
-        let full = tokenizer.decode(&self.ids[self.prefix_offset..], self.skip_special_tokens)?;
+        let skip = self.skip_special_tokens;
+        let prefix = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset], skip)?;
+        let full = tokenizer.decode(&self.ids[self.prefix_offset..], skip)?;
         self.prefix_offset = self.ids.len();
         self.read_offset = self.ids.len();
-        Ok(
-            if full.len() > prefix.len() && full.is_char_boundary(prefix.len()) {
-                full[prefix.len()..].to_string()
-            } else {
-                String::new()
-            },
-        )
+        Ok(full
+            .get(floor_char_boundary(&full, prefix.len())..)
+            .filter(|_| full.len() > prefix.len())
+            .unwrap_or("")
+            .to_string())
     }
+}
+
+/// The largest char boundary of `text` at or below `at`.
+pub fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use engine::IncrementalDecoder;
+
 /// Makes one decoding stream per sequence.
 pub trait Detokenizer: Send + Sync {
     /// A stream for text that follows `prompt_token_ids` (context for tokenizers whose
@@ -46,54 +48,26 @@ const CONTEXT_TOKENS: usize = 5;
 
 impl<D: TokenDecoder> Detokenizer for OffsetDetokenizer<D> {
     fn stream(&self, prompt_token_ids: &[u32], skip_special_tokens: bool) -> Box<dyn DecodeStream> {
-        let ids =
-            prompt_token_ids[prompt_token_ids.len().saturating_sub(CONTEXT_TOKENS)..].to_vec();
+        let context = &prompt_token_ids[prompt_token_ids.len().saturating_sub(CONTEXT_TOKENS)..];
         Box::new(OffsetDecodeStream {
             decoder: self.decoder.clone(),
-            read_offset: ids.len(),
-            ids,
-            prefix_offset: 0,
-            skip_special_tokens,
+            inner: IncrementalDecoder::with_context(context, skip_special_tokens),
         })
     }
 }
 
+/// The engine's incremental decoder driven by a [`TokenDecoder`].
 struct OffsetDecodeStream<D> {
     decoder: Arc<D>,
-    /// A window of the sequence: `ids[prefix_offset..read_offset]` is already emitted context,
-    /// `ids[read_offset..]` is not emitted yet.
-    ids: Vec<u32>,
-    prefix_offset: usize,
-    read_offset: usize,
-    skip_special_tokens: bool,
+    inner: IncrementalDecoder,
 }
 
 impl<D: TokenDecoder> DecodeStream for OffsetDecodeStream<D> {
     fn step(&mut self, token_id: u32) -> String {
-        self.ids.push(token_id);
-        let skip = self.skip_special_tokens;
-        let prefix = self
-            .decoder
-            .decode(&self.ids[self.prefix_offset..self.read_offset], skip);
-        let full = self.decoder.decode(&self.ids[self.prefix_offset..], skip);
-        if full.len() <= prefix.len() || full.ends_with(char::REPLACEMENT_CHARACTER) {
-            // Nothing new, or a character still incomplete: wait for more tokens.
-            return String::new();
-        }
-        let piece = match full.strip_prefix(prefix.as_str()) {
-            Some(p) => p.to_string(),
-            // The decoder rewrote the context (rare); emit what lies past its old length.
-            None => full[floor_char_boundary(&full, prefix.len())..].to_string(),
-        };
-        self.prefix_offset = self.read_offset;
-        self.read_offset = self.ids.len();
-        // Keep the window short: everything before prefix_offset is never decoded again.
-        if self.prefix_offset > 64 {
-            self.ids.drain(..self.prefix_offset);
-            self.read_offset -= self.prefix_offset;
-            self.prefix_offset = 0;
-        }
-        piece
+        let skip = self.inner.skip_special_tokens();
+        let decoder = &self.decoder;
+        self.inner
+            .push_with(|ids| decoder.decode(ids, skip), token_id)
     }
 }
 
@@ -159,14 +133,7 @@ pub fn stop_holdback(stops: &[String]) -> usize {
         .saturating_sub(1)
 }
 
-/// The largest char boundary of `text` at or below `at`.
-pub fn floor_char_boundary(text: &str, mut at: usize) -> usize {
-    at = at.min(text.len());
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
-}
+pub use engine::tokenizer::floor_char_boundary;
 
 #[cfg(test)]
 mod tests {
