@@ -12,6 +12,8 @@
 //! | `refresh_token_ttl_secs` | `STARFIRE_REFRESH_TOKEN_TTL_SECS` | `2592000` (30 days) |
 //! | `max_body_bytes` | `STARFIRE_MAX_BODY_BYTES` | `1048576` |
 //! | `invite_ttl_secs` | `STARFIRE_INVITE_TTL_SECS` | `604800` (7 days) |
+//! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache |
+//! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | `1073741824` (1 GiB) |
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +60,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Lifetime of an organization invite.
     pub invite_ttl_secs: u64,
+    /// The model to serve (a GGUF file or a Hugging Face model directory). `None` serves the
+    /// default model from the model cache (`starfire model fetch`), as `SmolLM2-135M-Instruct`;
+    /// another path is served under its file stem. When the file is missing, `serve` still
+    /// starts and inference routes answer 503 `model_not_loaded`.
+    pub model_path: Option<PathBuf>,
+    /// Bytes of KV cache for the served model (vLLM's `kv_cache_memory`).
+    pub kv_cache_memory: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -73,6 +82,8 @@ impl std::fmt::Debug for Config {
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("invite_ttl_secs", &self.invite_ttl_secs)
+            .field("model_path", &self.model_path)
+            .field("kv_cache_memory", &self.kv_cache_memory)
             .finish()
     }
 }
@@ -90,6 +101,8 @@ struct FileConfig {
     refresh_token_ttl_secs: Option<u64>,
     max_body_bytes: Option<usize>,
     invite_ttl_secs: Option<u64>,
+    model_path: Option<PathBuf>,
+    kv_cache_memory: Option<u64>,
 }
 
 impl Config {
@@ -156,6 +169,13 @@ impl Config {
             invite_ttl_secs: number(&env, "STARFIRE_INVITE_TTL_SECS")?
                 .or(file.invite_ttl_secs)
                 .unwrap_or(7 * 24 * 3600),
+            model_path: env("STARFIRE_MODEL_PATH")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .or(file.model_path),
+            kv_cache_memory: number(&env, "STARFIRE_KV_CACHE_MEMORY")?
+                .or(file.kv_cache_memory)
+                .unwrap_or(1 << 30),
             home,
         })
     }
@@ -268,6 +288,8 @@ mod tests {
         assert_eq!(c.redis_url, None);
         assert_eq!(c.access_token_ttl_secs, 900);
         assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.model_path, None);
+        assert_eq!(c.kv_cache_memory, 1 << 30);
     }
 
     #[test]

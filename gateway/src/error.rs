@@ -41,6 +41,20 @@ pub enum ApiError {
         message: String,
         retry_after: Option<u64>,
     },
+    /// The requested model is not served (OpenAI's `model_not_found`).
+    #[error("{0}")]
+    ModelNotFound(String),
+    /// The prompt (plus `max_tokens`) does not fit the model's context.
+    #[error("{0}")]
+    ContextLengthExceeded(String),
+    /// The server cannot take the request now (no model loaded, overloaded, shutting down);
+    /// `code` says which, `retry_after` in seconds when waiting helps.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        code: &'static str,
+        retry_after: Option<u64>,
+    },
     /// Anything else. The message sent to the client never includes the cause.
     #[error("internal error: {0}")]
     Internal(String),
@@ -121,6 +135,19 @@ impl ApiError {
                 "rate_limit_error",
                 "rate_limit_exceeded",
             ),
+            ApiError::ModelNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+            ),
+            ApiError::ContextLengthExceeded(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "context_length_exceeded",
+            ),
+            ApiError::Unavailable { code, .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_error", code)
+            }
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -135,6 +162,10 @@ impl ApiError {
             ApiError::BadRequest { message, param } => (message.clone(), param.clone()),
             ApiError::InvalidValue { message, param } => (message.clone(), Some(param.clone())),
             ApiError::Internal(_) => ("The server had an internal error.".to_owned(), None),
+            ApiError::ModelNotFound(message) => (message.clone(), Some("model".to_owned())),
+            ApiError::ContextLengthExceeded(message) => {
+                (message.clone(), Some("messages".to_owned()))
+            }
             other => (other.to_string(), None),
         };
         ErrorBody {
@@ -159,6 +190,10 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::RateLimited {
+            retry_after: Some(secs),
+            ..
+        }
+        | ApiError::Unavailable {
             retry_after: Some(secs),
             ..
         } = self
@@ -213,6 +248,21 @@ mod tests {
                 "",
             ),
             (ApiError::Internal("secret cause".into()), 500, ""),
+            (ApiError::ModelNotFound("no".into()), 404, "model"),
+            (
+                ApiError::ContextLengthExceeded("long".into()),
+                400,
+                "messages",
+            ),
+            (
+                ApiError::Unavailable {
+                    message: "later".into(),
+                    code: "model_not_loaded",
+                    retry_after: None,
+                },
+                503,
+                "",
+            ),
         ];
         for (err, status, param) in cases {
             assert_eq!(err.status_code().as_u16(), status);

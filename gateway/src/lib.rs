@@ -3,6 +3,8 @@
 //! Read in the order a request flows:
 //! - `config`: TOML file + `STARFIRE_*` environment, every field with its default.
 //! - `server`: the actix app (request ids, body limit, error handlers) and `serve`.
+//! - `inference`: the backend seam (`InferenceBackend`) and its in-process implementation (the
+//!   engine's model and the scheduler's `EngineLoop`), loaded by `serve` from `model_path`.
 //! - `auth`: credentials (API keys, console sessions) resolved to a [`auth::Principal`] with its
 //!   permission checks.
 //! - `api`: the routes, one file per resource, each in the OpenAPI document.
@@ -28,6 +30,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
+pub mod inference;
 pub mod server;
 pub mod store;
 

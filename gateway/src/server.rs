@@ -16,6 +16,7 @@ use crate::auth::secret::random_base62;
 use crate::auth::session::SessionTokens;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::inference::{InProcessBackend, InferenceBackend, Unloaded};
 use crate::store::{Store, StoreError};
 
 /// What every handler can reach. Cheap to clone.
@@ -25,6 +26,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub tokens: Arc<SessionTokens>,
     pub login_throttle: Arc<LoginThrottle>,
+    /// What serves `/v1/models`, `/v1/chat/completions`, ...
+    pub inference: Arc<dyn InferenceBackend>,
 }
 
 impl AppState {
@@ -39,8 +42,53 @@ impl AppState {
             config: Arc::new(config),
             tokens: Arc::new(tokens),
             login_throttle: Arc::new(LoginThrottle::default()),
+            inference: Arc::new(Unloaded {
+                message: "No model is loaded. Run `starfire model fetch`, then restart \
+                          `starfire serve`."
+                    .to_owned(),
+            }),
         }
     }
+
+    /// The same state with `backend` serving inference.
+    pub fn with_inference(mut self, backend: Arc<dyn InferenceBackend>) -> Self {
+        self.inference = backend;
+        self
+    }
+}
+
+/// Loads the configured model (or the default one from the model cache) and starts its engine
+/// loop. A missing file is not an error: the server then runs without a model and inference
+/// routes answer 503 `model_not_loaded`, saying to run `starfire model fetch`.
+pub fn load_inference(config: &Config) -> Result<Arc<dyn InferenceBackend>, ServeError> {
+    let (path, name) = match &config.model_path {
+        Some(path) => {
+            let stem = if path.is_dir() {
+                path.file_name()
+            } else {
+                path.file_stem()
+            };
+            let name =
+                stem.map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
+            (path.clone(), name)
+        }
+        None => (
+            engine::model_cache::default_model_path(),
+            engine::model_cache::DefaultModel::NAME.to_owned(),
+        ),
+    };
+    if !path.exists() {
+        let unloaded = Unloaded::missing(&path);
+        tracing::warn!(message = %unloaded.message, "serving without a model");
+        return Ok(Arc::new(unloaded));
+    }
+    let started = std::time::Instant::now();
+    let model = engine::Model::load(&path)
+        .map_err(|e| ServeError::Model(format!("cannot load {}: {e}", path.display())))?;
+    let backend = InProcessBackend::start(name.clone(), Arc::new(model), config.kv_cache_memory)
+        .map_err(|e| ServeError::Model(format!("cannot start the engine: {e}")))?;
+    tracing::info!(model = %name, path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+    Ok(Arc::new(backend))
 }
 
 /// Opens the configured database, creating the SQLite file's directory when needed.
@@ -149,6 +197,8 @@ pub enum ServeError {
     },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Model(String),
 }
 
 /// Runs the HTTP server until interrupted.
@@ -156,7 +206,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let store = open_store(&config).await?;
     let listen = config.listen.clone();
     tracing::info!(?config, "starting");
-    let state = AppState::new(store, config);
+    let inference = load_inference(&config)?;
+    let state = AppState::new(store, config).with_inference(inference);
     let server = HttpServer::new(move || app(state.clone()))
         .bind(&listen)
         .map_err(|source| ServeError::Bind {

@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod body;
+pub mod inference;
 pub mod invites;
 pub mod list;
 pub mod meta;
@@ -113,7 +114,7 @@ macro_rules! routes {
         /// The OpenAPI 3.1 document of the gateway.
         #[derive(OpenApi)]
         #[openapi(
-            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: control plane (organization, projects, keys, members, audit log) and console sessions."),
+            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat completions with server-sent-event streaming), control plane (organization, projects, keys, members, audit log) and console sessions."),
             paths($($module::$handler),*),
             components(schemas(crate::error::ErrorBody, crate::error::ErrorObject)),
             modifiers(&BearerAuth),
@@ -137,6 +138,9 @@ macro_rules! routes {
 
 routes!(
     meta::health,
+    inference::list_models,
+    inference::retrieve_model,
+    inference::create_chat_completion,
     auth::signup,
     auth::login,
     auth::refresh,

@@ -82,6 +82,8 @@ async fn every_documented_operation_is_routed() {
         "/v1/auth/refresh",
         "/v1/auth/logout",
         "/v1/me",
+        "/v1/models",
+        "/v1/chat/completions",
     ] {
         assert!(paths.contains_key(path), "{path} is not documented");
     }
@@ -89,8 +91,8 @@ async fn every_documented_operation_is_routed() {
 }
 
 /// Every operation that the document marks as secured answers 401 without a credential and with
-/// an unknown key, and 403 to a project key that only has the `inference` scope (permission is
-/// checked before the body is validated).
+/// an unknown key, and 403 to a project key that only has the `inference` scope, or for the
+/// inference routes to an admin key (permission is checked before the body is validated).
 #[actix_web::test]
 async fn every_secured_operation_checks_credentials_and_permissions() {
     let app = TestApp::new(Backend::Sqlite).await;
@@ -99,6 +101,7 @@ async fn every_secured_operation_checks_credentials_and_permissions() {
     let (_, inference) = app
         .create_key(&owner.access, &project, &["inference"])
         .await;
+    let (_, admin) = app.create_admin_key(&owner.access).await;
     let unknown = format!("sf-{}", "Z".repeat(40));
     let doc: serde_json::Value = serde_json::from_str(&gateway::openapi_json()).unwrap();
     let mut secured = 0;
@@ -127,8 +130,13 @@ async fn every_secured_operation_checks_credentials_and_permissions() {
                     resp.body
                 );
             }
+            // Inference routes are the ones an inference key may call: an admin key may not.
+            let is_inference = op["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "Inference"));
+            let other = if is_inference { &admin } else { &inference };
             let resp = app
-                .send(method.clone(), &concrete, Some(&inference), body.as_ref())
+                .send(method.clone(), &concrete, Some(other), body.as_ref())
                 .await;
             assert_eq!(resp.status.as_u16(), 403, "{method} {path}: {}", resp.body);
         }

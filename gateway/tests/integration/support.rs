@@ -5,7 +5,10 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::test;
 use serde_json::{json, Value};
 
+use std::sync::{Arc, OnceLock};
+
 use gateway::config::Config;
+use gateway::inference::InProcessBackend;
 use gateway::{AppState, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +176,42 @@ pub fn test_config(home: &std::path::Path, database_url: String) -> Config {
     config
 }
 
+/// The default model (from the model cache) behind an in-process engine loop, started once per
+/// test process and shared by every test in it.
+pub fn served_model() -> Arc<InProcessBackend> {
+    static BACKEND: OnceLock<Arc<InProcessBackend>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let path = engine::model_cache::find_default_model()
+                .expect("the default model is in the cache (`starfire model fetch`)");
+            let model = engine::Model::load(&path).expect("load the default model");
+            let backend = InProcessBackend::start(
+                engine::model_cache::DefaultModel::NAME,
+                Arc::new(model),
+                64 << 20,
+            )
+            .expect("start the engine loop");
+            Arc::new(backend)
+        })
+        .clone()
+}
+
 impl TestApp {
+    /// The same app with the default model serving inference.
+    pub fn with_model(mut self) -> TestApp {
+        self.state = self.state.with_inference(served_model());
+        self
+    }
+
+    /// A new organization and a project key with the `inference` scope.
+    pub async fn inference_key(&self) -> String {
+        let owner = self.signup("infer@example.com").await;
+        let project = self.default_project(&owner.access).await;
+        self.create_key(&owner.access, &project, &["inference"])
+            .await
+            .1
+    }
+
     pub async fn new(backend: Backend) -> TestApp {
         let (url, guard) = fresh_database(backend).await;
         let home = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,887 @@
+//! The OpenAI-compatible data plane: `/v1/models` and `/v1/chat/completions` (JSON or SSE).
+//!
+//! A request becomes the engine's `SamplingParams` (vLLM's names) and the scheduler's
+//! `NewRequest` for the caller's tenant (fairness and prefix-cache isolation); the scheduler's
+//! deltas become OpenAI's response or stream chunks. Fields Starfire does not support yet are
+//! refused with a 400 that names them; nothing is silently ignored.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use actix_web::web::{self, Bytes};
+use actix_web::HttpResponse;
+use engine::{ChatMessage, SamplingParams};
+use scheduler::{Delta, DeltaStream, FinishReason, NewRequest, TokenLogprob, Usage};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::body::JsonBody;
+use crate::auth::secret::random_base62;
+use crate::auth::{Permission, Principal};
+use crate::error::{ApiError, ErrorBody};
+use crate::inference::{scheduler_error, ServedModel};
+use crate::server::AppState;
+
+/// Identifies the serving stack in responses (OpenAI's `system_fingerprint`).
+pub const SYSTEM_FINGERPRINT: &str = concat!("fp_starfire_", env!("CARGO_PKG_VERSION"));
+
+/// Largest `n` accepted.
+const MAX_N: usize = 16;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+// ---------------------------------------------------------------------------------------------
+// /v1/models
+
+/// A served model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelObject {
+    /// The name to pass as `model`.
+    #[schema(example = "SmolLM2-135M-Instruct")]
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Unix seconds when the model was loaded.
+    pub created: u64,
+    /// Always `starfire`.
+    pub owned_by: &'static str,
+}
+
+/// The served models.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<ModelObject>,
+}
+
+/// List the served models.
+#[utoipa::path(get, path = "/v1/models", tag = "Inference",
+    responses((status = 200, body = ModelList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 503, description = "No model is loaded (`model_not_loaded`): run `starfire model fetch`", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_models(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::Inference)?;
+    let data = state
+        .inference
+        .models()?
+        .into_iter()
+        .map(|m| ModelObject {
+            id: m.id,
+            object: "model",
+            created: m.created,
+            owned_by: "starfire",
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ModelList {
+        object: "list",
+        data,
+    }))
+}
+
+/// Retrieve a served model.
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "Inference",
+    params(("model" = String, Path, description = "The model's name")),
+    responses((status = 200, body = ModelObject), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "`model_not_found`", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn retrieve_model(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::Inference)?;
+    let name = path.into_inner();
+    let served = state.inference.model(&name)?;
+    let card = state
+        .inference
+        .models()?
+        .into_iter()
+        .find(|m| m.id == served.name())
+        .ok_or_else(|| ApiError::ModelNotFound(format!("The model '{name}' does not exist.")))?;
+    Ok(HttpResponse::Ok().json(ModelObject {
+        id: card.id,
+        object: "model",
+        created: card.created,
+        owned_by: "starfire",
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// /v1/chat/completions: the request
+
+/// `content` of a message: a string, or an array of text parts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a message's content. Only `{"type": "text", "text": ...}` is supported.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+/// A chat message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessageIn {
+    /// `system`, `developer` (treated as `system`), `user` or `assistant`.
+    pub role: String,
+    pub content: MessageContent,
+}
+
+/// `stop`: one string or up to 16.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Options of a streamed response.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Send a last chunk with `usage` (and `choices: []`) before `data: [DONE]`.
+    pub include_usage: Option<bool>,
+}
+
+/// A chat completion request, with OpenAI's fields and vLLM's sampling extras.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatCompletionRequest {
+    /// A served model (`GET /v1/models`).
+    #[schema(example = "SmolLM2-135M-Instruct")]
+    pub model: String,
+    pub messages: Vec<ChatMessageIn>,
+    /// Most tokens to generate per choice (default: what the context leaves).
+    pub max_tokens: Option<u32>,
+    /// Same as `max_tokens` (OpenAI's newer name); give one of them.
+    pub max_completion_tokens: Option<u32>,
+    /// 0 to 2; 0 is greedy. Default 1.
+    pub temperature: Option<f32>,
+    /// In (0, 1]. Default 1.
+    pub top_p: Option<f32>,
+    /// Number of choices, 1 to 16. Default 1.
+    pub n: Option<u32>,
+    pub stop: Option<StopSpec>,
+    /// Makes sampling reproducible.
+    pub seed: Option<i64>,
+    /// -2 to 2.
+    pub presence_penalty: Option<f32>,
+    /// -2 to 2.
+    pub frequency_penalty: Option<f32>,
+    /// Token id (as a string) to a bias from -100 to 100.
+    pub logit_bias: Option<HashMap<String, f32>>,
+    /// Return the log-probability of each output token.
+    pub logprobs: Option<bool>,
+    /// 0 to 20 most likely alternatives per token; needs `logprobs: true`.
+    pub top_logprobs: Option<u32>,
+    /// An end-user id (accepted for compatibility; not used for anything yet).
+    pub user: Option<String>,
+    /// Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    /// vLLM: keep the `top_k` most likely tokens (0 or -1: all).
+    pub top_k: Option<i32>,
+    /// vLLM: drop tokens below `min_p` times the top token's probability.
+    pub min_p: Option<f32>,
+    /// vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
+    pub repetition_penalty: Option<f32>,
+    /// vLLM: EOS and stop tokens cannot end a choice before this many tokens.
+    pub min_tokens: Option<u32>,
+    /// vLLM: keep generating after EOS.
+    pub ignore_eos: Option<bool>,
+    /// vLLM: token ids that end a choice.
+    pub stop_token_ids: Option<Vec<u32>>,
+    /// vLLM: lower runs earlier among this organization's requests (default 0).
+    pub priority: Option<i32>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub tools: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub tool_choice: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub parallel_tool_calls: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub functions: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub function_call: Option<Value>,
+    /// Only `{"type": "text"}` is supported; a JSON schema or JSON mode is refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub audio: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub modalities: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub prediction: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub reasoning_effort: Option<Value>,
+    /// Not supported yet: refused with 400.
+    #[schema(value_type = Option<Object>)]
+    pub web_search_options: Option<Value>,
+}
+
+fn unsupported(field: &str) -> ApiError {
+    ApiError::bad_request(
+        format!("'{field}' is not supported by Starfire yet."),
+        Some(field),
+    )
+}
+
+fn field_error(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Invalid '{field}': {why}."), Some(field))
+}
+
+impl ChatCompletionRequest {
+    fn reject_unsupported(&self) -> Result<(), ApiError> {
+        let fields: [(&str, &Option<Value>); 10] = [
+            ("tools", &self.tools),
+            ("tool_choice", &self.tool_choice),
+            ("parallel_tool_calls", &self.parallel_tool_calls),
+            ("functions", &self.functions),
+            ("function_call", &self.function_call),
+            ("audio", &self.audio),
+            ("modalities", &self.modalities),
+            ("prediction", &self.prediction),
+            ("reasoning_effort", &self.reasoning_effort),
+            ("web_search_options", &self.web_search_options),
+        ];
+        for (name, value) in fields {
+            if value.as_ref().is_some_and(|v| !v.is_null()) {
+                return Err(unsupported(name));
+            }
+        }
+        if let Some(format) = self.response_format.as_ref().filter(|v| !v.is_null()) {
+            if format.get("type").and_then(Value::as_str) != Some("text") {
+                return Err(ApiError::bad_request(
+                    "'response_format' other than {\"type\": \"text\"} (JSON mode, JSON schema) \
+                     is not supported by Starfire yet.",
+                    Some("response_format"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn chat_messages(&self) -> Result<Vec<ChatMessage>, ApiError> {
+        if self.messages.is_empty() {
+            return Err(field_error("messages", "at least one message is required"));
+        }
+        self.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let role = match m.role.as_str() {
+                    "system" | "developer" => "system",
+                    "user" => "user",
+                    "assistant" => "assistant",
+                    other => {
+                        return Err(field_error(
+                            &format!("messages[{i}].role"),
+                            format_args!(
+                                "'{other}' is not supported (system, developer, user, assistant)"
+                            ),
+                        ))
+                    }
+                };
+                let content = match &m.content {
+                    MessageContent::Text(t) => t.clone(),
+                    MessageContent::Parts(parts) => {
+                        let mut text = String::new();
+                        for (j, part) in parts.iter().enumerate() {
+                            match (part.kind.as_str(), &part.text) {
+                                ("text", Some(t)) => text.push_str(t),
+                                ("text", None) => {
+                                    return Err(field_error(
+                                        &format!("messages[{i}].content[{j}].text"),
+                                        "a text part needs `text`",
+                                    ))
+                                }
+                                (other, _) => {
+                                    return Err(field_error(
+                                        &format!("messages[{i}].content[{j}].type"),
+                                        format_args!(
+                                            "'{other}' parts are not supported (text only)"
+                                        ),
+                                    ))
+                                }
+                            }
+                        }
+                        text
+                    }
+                };
+                Ok(ChatMessage::new(role, content))
+            })
+            .collect()
+    }
+
+    /// The sampling parameters, checked against the model; `max_tokens` is left unset here.
+    fn sampling_params(&self, model: &dyn ServedModel) -> Result<SamplingParams, ApiError> {
+        let d = SamplingParams::default();
+        let vocab = model.vocab_size();
+        if self.max_tokens.is_some() && self.max_completion_tokens.is_some() {
+            return Err(field_error(
+                "max_completion_tokens",
+                "give `max_tokens` or `max_completion_tokens`, not both",
+            ));
+        }
+        let n = self.n.unwrap_or(1) as usize;
+        if n == 0 || n > MAX_N {
+            return Err(field_error(
+                "n",
+                format_args!("must be between 1 and {MAX_N}"),
+            ));
+        }
+        let logprobs = match (self.logprobs.unwrap_or(false), self.top_logprobs) {
+            (true, top) => {
+                let top = top.unwrap_or(0) as usize;
+                if top > engine::sampling::MAX_LOGPROBS {
+                    return Err(field_error("top_logprobs", "must be between 0 and 20"));
+                }
+                Some(top)
+            }
+            (false, Some(t)) if t > 0 => {
+                return Err(field_error("top_logprobs", "needs `logprobs: true`"))
+            }
+            (false, _) => None,
+        };
+        let logit_bias = self
+            .logit_bias
+            .iter()
+            .flatten()
+            .map(|(k, v)| match k.parse::<u32>() {
+                Ok(id) if (id as usize) < vocab => Ok((id, *v)),
+                _ => Err(field_error(
+                    "logit_bias",
+                    format_args!("'{k}' is not a token id below {vocab}"),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let stop_token_ids = self.stop_token_ids.clone().unwrap_or_default();
+        if let Some(bad) = stop_token_ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(field_error(
+                "stop_token_ids",
+                format_args!("{bad} is not a token id below {vocab}"),
+            ));
+        }
+        let stop = match &self.stop {
+            None => Vec::new(),
+            Some(StopSpec::One(s)) => vec![s.clone()],
+            Some(StopSpec::Many(v)) => v.clone(),
+        };
+        let params = SamplingParams {
+            n,
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            seed: self.seed.map(|s| s as u64),
+            presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
+            frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
+            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+            logit_bias,
+            logprobs,
+            stop_token_ids,
+            stop,
+            max_tokens: None,
+            min_tokens: self.min_tokens.unwrap_or(0) as usize,
+            ignore_eos: self.ignore_eos.unwrap_or(false),
+            ..d
+        };
+        params.validate().map_err(|e| {
+            let text = match &e {
+                engine::EngineError::InvalidParam(t) => t.clone(),
+                other => other.to_string(),
+            };
+            let (field, why) = text.split_once(": ").unwrap_or(("", &text));
+            let field = match field {
+                "logprobs" => "top_logprobs",
+                f => f,
+            };
+            if field.is_empty() {
+                ApiError::bad_request(text.clone(), None)
+            } else {
+                field_error(field, why)
+            }
+        })?;
+        Ok(params)
+    }
+
+    fn requested_max_tokens(&self) -> Result<Option<usize>, ApiError> {
+        let (field, value) = match (self.max_tokens, self.max_completion_tokens) {
+            (Some(v), _) => ("max_tokens", v),
+            (None, Some(v)) => ("max_completion_tokens", v),
+            (None, None) => return Ok(None),
+        };
+        if value == 0 {
+            return Err(field_error(field, "must be at least 1"));
+        }
+        if let Some(min) = self.min_tokens.filter(|&m| m > value) {
+            return Err(field_error(
+                "min_tokens",
+                format_args!("{min} is more than {field} ({value})"),
+            ));
+        }
+        Ok(Some(value as usize))
+    }
+}
+
+/// Fits `max_tokens` into the context: an explicit value must fit beside the prompt, a missing
+/// one becomes what the context leaves.
+fn fit_context(
+    prompt_len: usize,
+    max_tokens: Option<usize>,
+    max_model_len: usize,
+) -> Result<usize, ApiError> {
+    let exceeded = |requested: usize| {
+        ApiError::ContextLengthExceeded(format!(
+            "This model's maximum context length is {max_model_len} tokens. However, you \
+             requested {requested} tokens ({prompt_len} in the messages, {} in the completion). \
+             Please reduce the length of the messages or completion.",
+            requested - prompt_len
+        ))
+    };
+    match max_tokens {
+        Some(m) if prompt_len + m > max_model_len => Err(exceeded(prompt_len + m)),
+        Some(m) => Ok(m),
+        None if prompt_len >= max_model_len => Err(exceeded(prompt_len + 1)),
+        None => Ok(max_model_len - prompt_len),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /v1/chat/completions: the response
+
+/// Token counts of a request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageObject {
+    pub prompt_tokens: usize,
+    /// Over all choices.
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens: usize,
+}
+
+impl From<Usage> for UsageObject {
+    fn from(u: Usage) -> Self {
+        UsageObject {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: u.cached_tokens,
+            },
+        }
+    }
+}
+
+/// One alternative token and its log-probability.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    /// The token's UTF-8 bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// An output token, its log-probability and the most likely alternatives.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenLogprobObject {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// `logprobs` of a choice.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChoiceLogprobs {
+    pub content: Vec<TokenLogprobObject>,
+}
+
+/// The assistant's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssistantMessage {
+    /// Always `assistant`.
+    pub role: &'static str,
+    pub content: String,
+    /// Always null.
+    pub refusal: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatChoice {
+    pub index: usize,
+    pub message: AssistantMessage,
+    /// Null unless `logprobs` was requested.
+    pub logprobs: Option<ChoiceLogprobs>,
+    /// `stop` (EOS, a stop string or stop token) or `length`.
+    pub finish_reason: String,
+}
+
+/// A chat completion (`stream: false`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletion {
+    /// `chatcmpl-...`
+    pub id: String,
+    /// Always `chat.completion`.
+    pub object: &'static str,
+    /// Unix seconds.
+    pub created: u64,
+    pub model: String,
+    pub system_fingerprint: &'static str,
+    pub choices: Vec<ChatChoice>,
+    pub usage: UsageObject,
+}
+
+fn finite(logprob: f32) -> f32 {
+    // JSON has no -inf; vLLM reports such tokens as -9999.
+    if logprob.is_finite() {
+        logprob
+    } else {
+        -9999.0
+    }
+}
+
+fn logprob_objects(model: &dyn ServedModel, logprobs: &[TokenLogprob]) -> Vec<TokenLogprobObject> {
+    logprobs
+        .iter()
+        .map(|l| {
+            let token = model.token_text(l.token_id);
+            TokenLogprobObject {
+                bytes: token.clone().into_bytes(),
+                token,
+                logprob: finite(l.logprob),
+                top_logprobs: l
+                    .top
+                    .iter()
+                    .map(|&(id, lp)| {
+                        let token = model.token_text(id);
+                        TopLogprob {
+                            bytes: token.clone().into_bytes(),
+                            token,
+                            logprob: finite(lp),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The error a failed generation reports.
+fn generation_error(reason: &FinishReason) -> ApiError {
+    match reason {
+        FinishReason::Error(cause) => ApiError::Internal(format!("generation failed: {cause}")),
+        _ => ApiError::Internal("generation was aborted".to_owned()),
+    }
+}
+
+/// Create a chat completion. With `stream: true` the answer is `text/event-stream`: one
+/// `data: {chat.completion.chunk}` event per piece (the first of each choice carries
+/// `delta.role`, the last its `finish_reason`); with `stream_options.include_usage` a last chunk
+/// with `choices: []` and `usage`; then `data: [DONE]`. An error after the stream started
+/// arrives as `data: {"error": {...}}`. Closing the connection aborts the generation.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "Inference",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "A chat completion, or (`stream: true`) server-sent `chat.completion.chunk` events", body = ChatCompletion),
+        (status = 400, description = "Bad JSON, an unsupported field (named in `param`), a bad value, or `context_length_exceeded`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "`model_not_found`", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 429, description = "This organization has too many queued requests (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "No model loaded (`model_not_loaded`), or the server is overloaded (`Retry-After`)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_chat_completion(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonBody<ChatCompletionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::Inference)?;
+    let req = body.parse()?;
+    req.reject_unsupported()?;
+    let model = state.inference.model(&req.model)?;
+    let messages = req.chat_messages()?;
+    let mut params = req.sampling_params(model.as_ref())?;
+    let requested = req.requested_max_tokens()?;
+    let prompt = model.chat_prompt(&messages)?;
+    params.max_tokens = Some(fit_context(prompt.len(), requested, model.max_model_len())?);
+    let n = params.n;
+
+    let id = format!("chatcmpl-{}", random_base62(29));
+    let mut new_request = NewRequest::new(id.clone(), principal.tenant_id.clone(), prompt, params);
+    new_request.priority = req.priority.unwrap_or(0);
+    let stream = model.submit(new_request).await.map_err(scheduler_error)?;
+    let meta = ChunkMeta {
+        id,
+        created: unix_now(),
+        model: model.name().to_owned(),
+    };
+    if req.stream.unwrap_or(false) {
+        let include_usage = req
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let sse = SseChat::new(stream, meta, model, n, include_usage);
+        Ok(HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .streaming(sse.into_stream()))
+    } else {
+        if req.stream_options.is_some() {
+            return Err(field_error(
+                "stream_options",
+                "only allowed with `stream: true`",
+            ));
+        }
+        let completion = collect(stream, meta, model.as_ref(), n).await?;
+        Ok(HttpResponse::Ok().json(completion))
+    }
+}
+
+struct ChunkMeta {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+/// Runs a request to the end and assembles its choices.
+async fn collect(
+    mut stream: DeltaStream,
+    meta: ChunkMeta,
+    model: &dyn ServedModel,
+    n: usize,
+) -> Result<ChatCompletion, ApiError> {
+    let mut texts = vec![String::new(); n];
+    let mut logprobs: Vec<Option<Vec<TokenLogprobObject>>> = vec![None; n];
+    let mut finish = vec![None; n];
+    let mut usage = None;
+    while let Some(d) = stream.recv().await {
+        let i = d.index.min(n - 1);
+        texts[i].push_str(&d.text);
+        if !d.logprobs.is_empty() {
+            logprobs[i]
+                .get_or_insert_with(Vec::new)
+                .extend(logprob_objects(model, &d.logprobs));
+        }
+        if let Some(reason) = d.finish_reason {
+            if !matches!(reason, FinishReason::Stop | FinishReason::Length) {
+                return Err(generation_error(&reason));
+            }
+            finish[i] = Some(reason.as_str().to_owned());
+        }
+        if d.usage.is_some() {
+            usage = d.usage;
+        }
+    }
+    let usage = usage.ok_or_else(|| ApiError::Internal("the engine stopped early".into()))?;
+    let choices = texts
+        .into_iter()
+        .zip(logprobs)
+        .zip(finish)
+        .enumerate()
+        .map(|(index, ((content, logprobs), finish))| ChatChoice {
+            index,
+            message: AssistantMessage {
+                role: "assistant",
+                content,
+                refusal: None,
+            },
+            logprobs: logprobs.map(|content| ChoiceLogprobs { content }),
+            finish_reason: finish.unwrap_or_else(|| "stop".to_owned()),
+        })
+        .collect();
+    Ok(ChatCompletion {
+        id: meta.id,
+        object: "chat.completion",
+        created: meta.created,
+        model: meta.model,
+        system_fingerprint: SYSTEM_FINGERPRINT,
+        choices,
+        usage: usage.into(),
+    })
+}
+
+/// The SSE side of a streamed chat completion: deltas in, `data:` events out.
+struct SseChat {
+    stream: DeltaStream,
+    meta: ChunkMeta,
+    model: Arc<dyn ServedModel>,
+    include_usage: bool,
+    usage: Option<Usage>,
+    queue: VecDeque<Bytes>,
+    done: bool,
+}
+
+fn event(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+impl SseChat {
+    fn new(
+        stream: DeltaStream,
+        meta: ChunkMeta,
+        model: Arc<dyn ServedModel>,
+        n: usize,
+        include_usage: bool,
+    ) -> Self {
+        let mut sse = SseChat {
+            stream,
+            meta,
+            model,
+            include_usage,
+            usage: None,
+            queue: VecDeque::new(),
+            done: false,
+        };
+        for index in 0..n {
+            sse.push_choice(
+                index,
+                json!({"role": "assistant", "content": ""}),
+                None,
+                None,
+            );
+        }
+        sse
+    }
+
+    fn chunk(&self, choices: Value, usage: Option<Value>) -> Value {
+        let mut chunk = json!({
+            "id": self.meta.id,
+            "object": "chat.completion.chunk",
+            "created": self.meta.created,
+            "model": self.meta.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": choices,
+        });
+        if self.include_usage {
+            chunk["usage"] = usage.unwrap_or(Value::Null);
+        }
+        chunk
+    }
+
+    fn push_choice(
+        &mut self,
+        index: usize,
+        delta: Value,
+        logprobs: Option<Value>,
+        finish_reason: Option<&str>,
+    ) {
+        let choice = json!({
+            "index": index,
+            "delta": delta,
+            "logprobs": logprobs.unwrap_or(Value::Null),
+            "finish_reason": finish_reason,
+        });
+        let chunk = self.chunk(json!([choice]), None);
+        self.queue.push_back(event(&chunk));
+    }
+
+    fn push_delta(&mut self, d: Delta) {
+        if !d.text.is_empty() || !d.logprobs.is_empty() {
+            let logprobs = (!d.logprobs.is_empty())
+                .then(|| json!({"content": logprob_objects(self.model.as_ref(), &d.logprobs)}));
+            self.push_choice(d.index, json!({"content": d.text}), logprobs, None);
+        }
+        if d.usage.is_some() {
+            self.usage = d.usage;
+        }
+        match d.finish_reason {
+            Some(FinishReason::Stop) | Some(FinishReason::Length) => {
+                let reason = d.finish_reason.as_ref().map(FinishReason::as_str);
+                self.push_choice(d.index, json!({}), None, reason);
+            }
+            Some(other) => self.fail(generation_error(&other)),
+            None => {}
+        }
+    }
+
+    fn fail(&mut self, err: ApiError) {
+        if let ApiError::Internal(cause) = &err {
+            tracing::error!(%cause, "generation failed mid-stream");
+        }
+        let body = serde_json::to_value(err.body()).unwrap_or(Value::Null);
+        self.queue.push_back(event(&body));
+        self.done = true;
+    }
+
+    fn finish(&mut self) {
+        match self.usage {
+            Some(usage) => {
+                if self.include_usage {
+                    let usage = serde_json::to_value(UsageObject::from(usage)).ok();
+                    let chunk = self.chunk(json!([]), usage);
+                    self.queue.push_back(event(&chunk));
+                }
+                self.queue
+                    .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.done = true;
+            }
+            None => self.fail(ApiError::Internal("the engine stopped early".into())),
+        }
+    }
+
+    fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+        futures_util::stream::unfold(self, |mut sse| async move {
+            loop {
+                if let Some(bytes) = sse.queue.pop_front() {
+                    return Some((Ok(bytes), sse));
+                }
+                if sse.done {
+                    return None;
+                }
+                match sse.stream.recv().await {
+                    Some(d) => sse.push_delta(d),
+                    None => sse.finish(),
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_tokens_must_fit_beside_the_prompt() {
+        assert_eq!(fit_context(10, Some(5), 100).unwrap(), 5);
+        assert_eq!(fit_context(10, None, 100).unwrap(), 90);
+        let err = fit_context(96, Some(5), 100).unwrap_err();
+        assert_eq!(err.body().error.code, "context_length_exceeded");
+        assert!(fit_context(100, None, 100).is_err());
+    }
+}

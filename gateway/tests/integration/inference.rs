@@ -1,0 +1,382 @@
+//! The OpenAI-compatible inference routes with the real default model, in process.
+
+use engine::generate::{generate, GenerateOptions};
+use engine::model_cache::DefaultModel;
+use engine::{ChatMessage, SamplingParams};
+use serde_json::{json, Value};
+
+use crate::support::{served_model, Backend, TestApp};
+
+const PROMPT: &str = "What is the capital of France?";
+
+async fn app() -> (TestApp, String) {
+    let app = TestApp::new(Backend::Sqlite).await.with_model();
+    let key = app.inference_key().await;
+    (app, key)
+}
+
+fn chat(extra: Value) -> Value {
+    let mut body = json!({
+        "model": DefaultModel::NAME,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 12,
+        "temperature": 0,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// The prompt ids and greedy output of `engine::generate` for PROMPT as one user message.
+fn engine_reference(max_tokens: usize) -> (Vec<u32>, Vec<u32>, String) {
+    let backend = served_model();
+    let model = backend.engine_model();
+    let text = model
+        .chat_template
+        .as_ref()
+        .unwrap()
+        .render(&[ChatMessage::new("user", PROMPT)], true)
+        .unwrap();
+    let prompt = model.tokenizer.encode(&text, true).unwrap();
+    let tokens: Vec<u32> = generate(
+        model,
+        &prompt,
+        &SamplingParams::greedy(max_tokens),
+        0,
+        &GenerateOptions::default(),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|s| s.token)
+    .collect();
+    let text = model.tokenizer.decode(&tokens, true).unwrap();
+    (prompt, tokens, text)
+}
+
+/// The `data:` payloads of an SSE body.
+fn sse_events(body: &Value) -> Vec<String> {
+    let text = body.as_str().expect("an event stream");
+    assert!(text.ends_with("\n\n"), "{text}");
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {e}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn models_lists_the_served_model() {
+    let (app, key) = app().await;
+    let body = app.get("/v1/models", Some(&key)).await.expect(200);
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    let model = &body["data"][0];
+    assert_eq!(model["id"], DefaultModel::NAME);
+    assert_eq!(model["object"], "model");
+    assert_eq!(model["owned_by"], "starfire");
+    assert!(model["created"].as_u64().unwrap() > 0);
+    let one = app
+        .get("/v1/models/smollm2-135m-instruct", Some(&key))
+        .await
+        .expect(200);
+    assert_eq!(one["id"], DefaultModel::NAME);
+    let err = app
+        .get("/v1/models/gpt-4o", Some(&key))
+        .await
+        .expect_error(404, Some("model"));
+    assert_eq!(err["code"], "model_not_found");
+}
+
+#[actix_web::test]
+async fn chat_completion_has_openai_shape_and_greedy_output_equals_the_engine() {
+    let (app, key) = app().await;
+    let body = app
+        .post("/v1/chat/completions", Some(&key), chat(json!({})))
+        .await
+        .expect(200);
+    assert!(
+        body["id"].as_str().unwrap().starts_with("chatcmpl-"),
+        "{body}"
+    );
+    assert_eq!(body["object"], "chat.completion");
+    assert!(body["created"].as_u64().unwrap() > 0);
+    assert_eq!(body["model"], DefaultModel::NAME);
+    assert!(body["system_fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("fp_"));
+    let choices = body["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 1);
+    let choice = &choices[0];
+    assert_eq!(choice["index"], 0);
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert!(choice["logprobs"].is_null());
+    let content = choice["message"]["content"].as_str().unwrap();
+
+    let (prompt, tokens, text) = engine_reference(12);
+    assert_eq!(
+        content, text,
+        "greedy output through the API equals engine::generate"
+    );
+    let finish = if tokens.len() < 12 { "stop" } else { "length" };
+    assert_eq!(choice["finish_reason"], finish, "{body}");
+
+    let usage = &body["usage"];
+    assert_eq!(usage["prompt_tokens"], prompt.len(), "{body}");
+    assert_eq!(usage["completion_tokens"], tokens.len(), "{body}");
+    assert_eq!(usage["total_tokens"], prompt.len() + tokens.len());
+    assert!(usage["prompt_tokens_details"]["cached_tokens"].is_u64());
+}
+
+#[actix_web::test]
+async fn streaming_deltas_add_up_to_the_non_streaming_answer() {
+    let (app, key) = app().await;
+    let plain = app
+        .post("/v1/chat/completions", Some(&key), chat(json!({})))
+        .await
+        .expect(200);
+    let resp = app
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            chat(json!({"stream": true, "stream_options": {"include_usage": true}})),
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.body);
+    assert!(resp.header("content-type").starts_with("text/event-stream"));
+    let events = sse_events(&resp.body);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let id = chunks[0]["id"].as_str().unwrap();
+    assert!(id.starts_with("chatcmpl-"));
+    for c in &chunks {
+        assert_eq!(c["id"], id);
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["model"], DefaultModel::NAME);
+        assert!(c["system_fingerprint"].is_string());
+        assert!(c.as_object().unwrap().contains_key("usage"), "{c}");
+    }
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let (last, content_chunks) = chunks.split_last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    for field in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(last["usage"][field], plain["usage"][field], "{last}");
+    }
+    assert!(
+        last["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "the same prompt again hits this organization's prefix cache: {last}"
+    );
+    let mut text = String::new();
+    let mut finish = Vec::new();
+    for c in content_chunks {
+        assert!(c["usage"].is_null());
+        let choice = &c["choices"][0];
+        text.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
+        if !choice["finish_reason"].is_null() {
+            finish.push(choice["finish_reason"].clone());
+        }
+    }
+    assert_eq!(
+        text,
+        plain["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    assert_eq!(finish, vec![plain["choices"][0]["finish_reason"].clone()]);
+
+    // Without include_usage: no usage field at all, and still [DONE] at the end.
+    let resp = app
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            chat(json!({"stream": true})),
+        )
+        .await;
+    let events = sse_events(&resp.body);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    for e in &events[..events.len() - 1] {
+        let c: Value = serde_json::from_str(e).unwrap();
+        assert!(!c.as_object().unwrap().contains_key("usage"), "{c}");
+        assert_eq!(c["choices"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[actix_web::test]
+async fn options_n_logprobs_stop_and_parts() {
+    let (app, key) = app().await;
+    let body = app
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            chat(json!({"n": 2, "logprobs": true, "top_logprobs": 2, "max_completion_tokens": 6,
+                        "max_tokens": null,
+                        "messages": [{"role": "system", "content": "Be brief."},
+                                     {"role": "user", "content": [{"type": "text", "text": PROMPT}]}]})),
+        )
+        .await
+        .expect(200);
+    let choices = body["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2);
+    assert_eq!(
+        choices[0]["message"]["content"], choices[1]["message"]["content"],
+        "greedy choices agree"
+    );
+    let mut tokens = 0;
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        let lp = c["logprobs"]["content"].as_array().unwrap();
+        assert!(!lp.is_empty() && lp.len() <= 6, "{body}");
+        for t in lp {
+            assert!(t["token"].is_string());
+            assert!(t["logprob"].as_f64().unwrap() <= 0.0);
+            assert!(t["bytes"].is_array());
+            assert_eq!(t["top_logprobs"].as_array().unwrap().len(), 2, "{t}");
+        }
+        tokens += lp.len();
+    }
+    assert_eq!(body["usage"]["completion_tokens"], tokens);
+
+    // A stop string cuts the text before it.
+    let first = choices[0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    if let Some(word) = first.split_whitespace().nth(1) {
+        let body = app
+            .post(
+                "/v1/chat/completions",
+                Some(&key),
+                chat(json!({"stop": [word], "max_tokens": 6,
+                            "messages": [{"role": "system", "content": "Be brief."},
+                                         {"role": "user", "content": PROMPT}]})),
+            )
+            .await
+            .expect(200);
+        let text = body["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(!text.contains(word), "{text:?} still contains {word:?}");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    }
+}
+
+#[actix_web::test]
+async fn credentials_and_scopes_are_checked_first() {
+    let app = TestApp::new(Backend::Sqlite).await.with_model();
+    let owner = app.signup("ada@example.com").await;
+    let (_, admin_key) = app.create_admin_key(&owner.access).await;
+    let project = app.default_project(&owner.access).await;
+    let (_, read_key) = app
+        .create_key(&owner.access, &project, &["usage:read"])
+        .await;
+    for path in ["/v1/models", "/v1/chat/completions"] {
+        let post = path.ends_with("completions");
+        let send = |token: Option<String>| {
+            let app = &app;
+            async move {
+                if post {
+                    app.post(path, token.as_deref(), chat(json!({}))).await
+                } else {
+                    app.get(path, token.as_deref()).await
+                }
+            }
+        };
+        send(None).await.expect_error(401, None);
+        send(Some(admin_key.clone())).await.expect_error(403, None);
+        send(Some(read_key.clone())).await.expect_error(403, None);
+    }
+}
+
+#[actix_web::test]
+async fn invalid_requests_name_the_field() {
+    let (app, key) = app().await;
+    let post = |body: Value| app.post("/v1/chat/completions", Some(&key), body);
+    post(chat(
+        json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
+    ))
+    .await
+    .expect_error(400, Some("tools"));
+    post(chat(
+        json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
+    ))
+    .await
+    .expect_error(400, Some("response_format"));
+    post(chat(json!({"response_format": {"type": "text"}})))
+        .await
+        .expect(200);
+    post(chat(json!({"no_such_field": 1})))
+        .await
+        .expect_error(400, Some("no_such_field"));
+    let err = post(chat(json!({"model": "gpt-4o"})))
+        .await
+        .expect_error(404, Some("model"));
+    assert_eq!(err["code"], "model_not_found");
+    post(chat(json!({"temperature": 3})))
+        .await
+        .expect_error(400, Some("temperature"));
+    post(chat(json!({"top_p": 0})))
+        .await
+        .expect_error(400, Some("top_p"));
+    post(chat(json!({"n": 0})))
+        .await
+        .expect_error(400, Some("n"));
+    post(chat(json!({"top_logprobs": 3})))
+        .await
+        .expect_error(400, Some("top_logprobs"));
+    post(chat(json!({"logit_bias": {"abc": 1}})))
+        .await
+        .expect_error(400, Some("logit_bias"));
+    post(chat(json!({"max_tokens": "many"})))
+        .await
+        .expect_error(400, Some("max_tokens"));
+    post(chat(json!({"messages": []})))
+        .await
+        .expect_error(400, Some("messages"));
+    post(chat(
+        json!({"messages": [{"role": "tool", "content": "x"}]}),
+    ))
+    .await
+    .expect_error(400, Some("messages[0].role"));
+    post(chat(
+        json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+    ))
+    .await
+    .expect_error(400, Some("messages[0].content[0].type"));
+    let err = post(chat(json!({"max_tokens": 1_000_000})))
+        .await
+        .expect_error(400, Some("messages"));
+    assert_eq!(err["code"], "context_length_exceeded");
+    let long = "7 ".repeat(9000);
+    let err = post(chat(json!({"max_tokens": null,
+                               "messages": [{"role": "user", "content": long}]})))
+    .await
+    .expect_error(400, Some("messages"));
+    assert_eq!(err["code"], "context_length_exceeded");
+}
+
+#[actix_web::test]
+async fn without_a_model_inference_answers_503_saying_how_to_fetch_one() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let key = app.inference_key().await;
+    for resp in [
+        app.get("/v1/models", Some(&key)).await,
+        app.post("/v1/chat/completions", Some(&key), chat(json!({})))
+            .await,
+    ] {
+        let err = resp.expect_error(503, None);
+        assert_eq!(err["code"], "model_not_loaded");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("starfire model fetch"),
+            "{err}"
+        );
+    }
+}
