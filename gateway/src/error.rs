@@ -45,8 +45,12 @@ pub enum ApiError {
     #[error("{0}")]
     ModelNotFound(String),
     /// The prompt (plus `max_tokens`) does not fit the model's context.
-    #[error("{0}")]
-    ContextLengthExceeded(String),
+    #[error("{message}")]
+    ContextLengthExceeded {
+        message: String,
+        /// `messages` or `prompt`.
+        param: &'static str,
+    },
     /// The server cannot take the request now (no model loaded, overloaded, shutting down);
     /// `code` says which, `retry_after` in seconds when waiting helps.
     #[error("{message}")]
@@ -140,7 +144,7 @@ impl ApiError {
                 "invalid_request_error",
                 "model_not_found",
             ),
-            ApiError::ContextLengthExceeded(_) => (
+            ApiError::ContextLengthExceeded { .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "context_length_exceeded",
@@ -163,8 +167,8 @@ impl ApiError {
             ApiError::InvalidValue { message, param } => (message.clone(), Some(param.clone())),
             ApiError::Internal(_) => ("The server had an internal error.".to_owned(), None),
             ApiError::ModelNotFound(message) => (message.clone(), Some("model".to_owned())),
-            ApiError::ContextLengthExceeded(message) => {
-                (message.clone(), Some("messages".to_owned()))
+            ApiError::ContextLengthExceeded { message, param } => {
+                (message.clone(), Some((*param).to_owned()))
             }
             other => (other.to_string(), None),
         };
@@ -250,7 +254,10 @@ mod tests {
             (ApiError::Internal("secret cause".into()), 500, ""),
             (ApiError::ModelNotFound("no".into()), 404, "model"),
             (
-                ApiError::ContextLengthExceeded("long".into()),
+                ApiError::ContextLengthExceeded {
+                    message: "long".into(),
+                    param: "messages",
+                },
                 400,
                 "messages",
             ),

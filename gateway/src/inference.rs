@@ -84,7 +84,10 @@ pub fn scheduler_error(err: SchedulerError) -> ApiError {
             retry_after: Some(1),
         },
         SchedulerError::PromptTooLong { .. } | SchedulerError::TooLargeForCache { .. } => {
-            ApiError::ContextLengthExceeded(format!("{err}."))
+            ApiError::ContextLengthExceeded {
+                message: format!("{err}."),
+                param: "messages",
+            }
         }
         SchedulerError::TooManyChoices { .. } => ApiError::invalid("n", format!("{err}.")),
         SchedulerError::InvalidRequest(message) => ApiError::bad_request(message, None),

@@ -1,4 +1,5 @@
-//! The OpenAI-compatible data plane: `/v1/models` and `/v1/chat/completions` (JSON or SSE).
+//! The OpenAI-compatible data plane: `/v1/models`, `/v1/chat/completions` and `/v1/completions`
+//! (JSON or SSE).
 //!
 //! A request becomes the engine's `SamplingParams` (vLLM's names) and the scheduler's
 //! `NewRequest` for the caller's tenant (fairness and prefix-cache isolation); the scheduler's
@@ -6,6 +7,7 @@
 //! refused with a 400 that names them; nothing is silently ignored.
 
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::web::{self, Bytes};
@@ -340,94 +342,40 @@ impl ChatCompletionRequest {
 
     /// The sampling parameters, checked against the model; `max_tokens` is left unset here.
     fn sampling_params(&self, model: &dyn ServedModel) -> Result<SamplingParams, ApiError> {
-        let d = SamplingParams::default();
-        let vocab = model.vocab_size();
         if self.max_tokens.is_some() && self.max_completion_tokens.is_some() {
             return Err(field_error(
                 "max_completion_tokens",
                 "give `max_tokens` or `max_completion_tokens`, not both",
             ));
         }
-        let n = self.n.unwrap_or(1) as usize;
-        if n == 0 || n > MAX_N {
-            return Err(field_error(
-                "n",
-                format_args!("must be between 1 and {MAX_N}"),
-            ));
-        }
         let logprobs = match (self.logprobs.unwrap_or(false), self.top_logprobs) {
-            (true, top) => {
-                let top = top.unwrap_or(0) as usize;
-                if top > engine::sampling::MAX_LOGPROBS {
-                    return Err(field_error("top_logprobs", "must be between 0 and 20"));
-                }
-                Some(top)
-            }
+            (true, top) => Some(top.unwrap_or(0) as usize),
             (false, Some(t)) if t > 0 => {
                 return Err(field_error("top_logprobs", "needs `logprobs: true`"))
             }
             (false, _) => None,
         };
-        let logit_bias = self
-            .logit_bias
-            .iter()
-            .flatten()
-            .map(|(k, v)| match k.parse::<u32>() {
-                Ok(id) if (id as usize) < vocab => Ok((id, *v)),
-                _ => Err(field_error(
-                    "logit_bias",
-                    format_args!("'{k}' is not a token id below {vocab}"),
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let stop_token_ids = self.stop_token_ids.clone().unwrap_or_default();
-        if let Some(bad) = stop_token_ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(field_error(
-                "stop_token_ids",
-                format_args!("{bad} is not a token id below {vocab}"),
-            ));
-        }
-        let stop = match &self.stop {
-            None => Vec::new(),
-            Some(StopSpec::One(s)) => vec![s.clone()],
-            Some(StopSpec::Many(v)) => v.clone(),
-        };
-        let params = SamplingParams {
-            n,
-            temperature: self.temperature.unwrap_or(d.temperature),
-            top_p: self.top_p.unwrap_or(d.top_p),
-            top_k: self.top_k.unwrap_or(d.top_k),
-            min_p: self.min_p.unwrap_or(d.min_p),
-            seed: self.seed.map(|s| s as u64),
-            presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
-            frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
-            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
-            logit_bias,
-            logprobs,
-            stop_token_ids,
-            stop,
-            max_tokens: None,
-            min_tokens: self.min_tokens.unwrap_or(0) as usize,
-            ignore_eos: self.ignore_eos.unwrap_or(false),
-            ..d
-        };
-        params.validate().map_err(|e| {
-            let text = match &e {
-                engine::EngineError::InvalidParam(t) => t.clone(),
-                other => other.to_string(),
-            };
-            let (field, why) = text.split_once(": ").unwrap_or(("", &text));
-            let field = match field {
-                "logprobs" => "top_logprobs",
-                f => f,
-            };
-            if field.is_empty() {
-                ApiError::bad_request(text.clone(), None)
-            } else {
-                field_error(field, why)
-            }
-        })?;
-        Ok(params)
+        sampling_params(
+            SamplingFields {
+                n: self.n,
+                temperature: self.temperature,
+                top_p: self.top_p,
+                top_k: self.top_k,
+                min_p: self.min_p,
+                seed: self.seed,
+                presence_penalty: self.presence_penalty,
+                frequency_penalty: self.frequency_penalty,
+                repetition_penalty: self.repetition_penalty,
+                logit_bias: self.logit_bias.as_ref(),
+                logprobs,
+                logprobs_field: "top_logprobs",
+                stop: self.stop.as_ref(),
+                stop_token_ids: self.stop_token_ids.as_ref(),
+                min_tokens: self.min_tokens,
+                ignore_eos: self.ignore_eos,
+            },
+            model,
+        )
     }
 
     fn requested_max_tokens(&self) -> Result<Option<usize>, ApiError> {
@@ -449,20 +397,121 @@ impl ChatCompletionRequest {
     }
 }
 
+/// The sampling fields chat and text completions share.
+struct SamplingFields<'a> {
+    n: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<i32>,
+    min_p: Option<f32>,
+    seed: Option<i64>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    repetition_penalty: Option<f32>,
+    logit_bias: Option<&'a HashMap<String, f32>>,
+    /// How many top alternatives, when logprobs were asked for.
+    logprobs: Option<usize>,
+    /// The request field that asked for them (`top_logprobs` or `logprobs`).
+    logprobs_field: &'static str,
+    stop: Option<&'a StopSpec>,
+    stop_token_ids: Option<&'a Vec<u32>>,
+    min_tokens: Option<u32>,
+    ignore_eos: Option<bool>,
+}
+
+/// The engine's sampling parameters, checked against the model; `max_tokens` is left unset.
+fn sampling_params(f: SamplingFields, model: &dyn ServedModel) -> Result<SamplingParams, ApiError> {
+    let d = SamplingParams::default();
+    let vocab = model.vocab_size();
+    let n = f.n.unwrap_or(1) as usize;
+    if n == 0 || n > MAX_N {
+        return Err(field_error(
+            "n",
+            format_args!("must be between 1 and {MAX_N}"),
+        ));
+    }
+    let logprobs = f.logprobs;
+    if logprobs.is_some_and(|k| k > engine::sampling::MAX_LOGPROBS) {
+        return Err(field_error(f.logprobs_field, "must be between 0 and 20"));
+    }
+    let logit_bias = f
+        .logit_bias
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| match k.parse::<u32>() {
+            Ok(id) if (id as usize) < vocab => Ok((id, *v)),
+            _ => Err(field_error(
+                "logit_bias",
+                format_args!("'{k}' is not a token id below {vocab}"),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let stop_token_ids = f.stop_token_ids.cloned().unwrap_or_default();
+    if let Some(bad) = stop_token_ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(field_error(
+            "stop_token_ids",
+            format_args!("{bad} is not a token id below {vocab}"),
+        ));
+    }
+    let stop = match f.stop {
+        None => Vec::new(),
+        Some(StopSpec::One(s)) => vec![s.clone()],
+        Some(StopSpec::Many(v)) => v.clone(),
+    };
+    let params = SamplingParams {
+        n,
+        temperature: f.temperature.unwrap_or(d.temperature),
+        top_p: f.top_p.unwrap_or(d.top_p),
+        top_k: f.top_k.unwrap_or(d.top_k),
+        min_p: f.min_p.unwrap_or(d.min_p),
+        seed: f.seed.map(|s| s as u64),
+        presence_penalty: f.presence_penalty.unwrap_or(d.presence_penalty),
+        frequency_penalty: f.frequency_penalty.unwrap_or(d.frequency_penalty),
+        repetition_penalty: f.repetition_penalty.unwrap_or(d.repetition_penalty),
+        logit_bias,
+        logprobs,
+        stop_token_ids,
+        stop,
+        max_tokens: None,
+        min_tokens: f.min_tokens.unwrap_or(0) as usize,
+        ignore_eos: f.ignore_eos.unwrap_or(false),
+        ..d
+    };
+    params.validate().map_err(|e| {
+        let text = match &e {
+            engine::EngineError::InvalidParam(t) => t.clone(),
+            other => other.to_string(),
+        };
+        let (field, why) = text.split_once(": ").unwrap_or(("", &text));
+        let field = match field {
+            "logprobs" => f.logprobs_field,
+            f => f,
+        };
+        if field.is_empty() {
+            ApiError::bad_request(text.clone(), None)
+        } else {
+            field_error(field, why)
+        }
+    })?;
+    Ok(params)
+}
+
 /// Fits `max_tokens` into the context: an explicit value must fit beside the prompt, a missing
 /// one becomes what the context leaves.
 fn fit_context(
     prompt_len: usize,
     max_tokens: Option<usize>,
     max_model_len: usize,
+    what: &'static str,
 ) -> Result<usize, ApiError> {
-    let exceeded = |requested: usize| {
-        ApiError::ContextLengthExceeded(format!(
+    let exceeded = |requested: usize| ApiError::ContextLengthExceeded {
+        message: format!(
             "This model's maximum context length is {max_model_len} tokens. However, you \
-             requested {requested} tokens ({prompt_len} in the messages, {} in the completion). \
-             Please reduce the length of the messages or completion.",
+             requested {requested} tokens ({prompt_len} in the {what}, {} in the completion). \
+             Please reduce the length of the {what} or completion.",
             requested - prompt_len
-        ))
+        ),
+        param: what,
     };
     match max_tokens {
         Some(m) if prompt_len + m > max_model_len => Err(exceeded(prompt_len + m)),
@@ -635,7 +684,12 @@ pub async fn create_chat_completion(
     let mut params = req.sampling_params(model.as_ref())?;
     let requested = req.requested_max_tokens()?;
     let prompt = model.chat_prompt(&messages)?;
-    params.max_tokens = Some(fit_context(prompt.len(), requested, model.max_model_len())?);
+    params.max_tokens = Some(fit_context(
+        prompt.len(),
+        requested,
+        model.max_model_len(),
+        "messages",
+    )?);
     let n = params.n;
 
     let id = format!("chatcmpl-{}", random_base62(29));
@@ -872,16 +926,479 @@ impl SseChat {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// /v1/completions
+
+/// `prompt`: a string, several strings, token ids, or several lists of token ids.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PromptInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+/// A text completion request, with OpenAI's fields and vLLM's sampling extras.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionRequest {
+    /// A served model (`GET /v1/models`).
+    #[schema(example = "SmolLM2-135M-Instruct")]
+    pub model: String,
+    pub prompt: PromptInput,
+    /// Most tokens to generate per choice (default 16, as OpenAI).
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    /// Choices per prompt, 1 to 16; choice `index` is `prompt_index * n + i`.
+    pub n: Option<u32>,
+    pub stop: Option<StopSpec>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub logit_bias: Option<HashMap<String, f32>>,
+    /// Return log-probabilities of each token and of this many alternatives (0 to 20).
+    pub logprobs: Option<u32>,
+    /// Accepted for compatibility; not used for anything yet.
+    pub user: Option<String>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub top_k: Option<i32>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub min_tokens: Option<u32>,
+    pub ignore_eos: Option<bool>,
+    pub stop_token_ids: Option<Vec<u32>>,
+    pub priority: Option<i32>,
+    /// Only `false` is supported.
+    pub echo: Option<bool>,
+    /// Only equal to `n` (or unset) is supported.
+    pub best_of: Option<u32>,
+    /// Not supported yet: refused with 400.
+    pub suffix: Option<String>,
+}
+
+/// `logprobs` of a text completion choice (the legacy shape).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct CompletionLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    pub top_logprobs: Vec<HashMap<String, f32>>,
+    /// Byte offset of each token in the choice's text.
+    pub text_offset: Vec<usize>,
+}
+
+impl CompletionLogprobs {
+    fn extend(&mut self, model: &dyn ServedModel, logprobs: &[TokenLogprob], offset: &mut usize) {
+        for l in logprobs {
+            let token = model.token_text(l.token_id);
+            self.text_offset.push(*offset);
+            *offset += token.len();
+            self.tokens.push(token);
+            self.token_logprobs.push(finite(l.logprob));
+            self.top_logprobs.push(
+                l.top
+                    .iter()
+                    .map(|&(id, lp)| (model.token_text(id), finite(lp)))
+                    .collect(),
+            );
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionChoice {
+    pub index: usize,
+    pub text: String,
+    pub logprobs: Option<CompletionLogprobs>,
+    /// `stop` or `length`.
+    pub finish_reason: String,
+}
+
+/// A text completion (`stream: false`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Completion {
+    /// `cmpl-...`
+    pub id: String,
+    /// Always `text_completion`.
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    pub system_fingerprint: &'static str,
+    pub choices: Vec<CompletionChoice>,
+    pub usage: UsageObject,
+}
+
+impl CompletionRequest {
+    fn reject_unsupported(&self) -> Result<(), ApiError> {
+        if self.echo == Some(true) {
+            return Err(unsupported("echo"));
+        }
+        if self.suffix.is_some() {
+            return Err(unsupported("suffix"));
+        }
+        if let Some(best_of) = self.best_of {
+            if best_of != self.n.unwrap_or(1) {
+                return Err(ApiError::bad_request(
+                    "'best_of' other than `n` is not supported by Starfire yet.",
+                    Some("best_of"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn prompts(&self, model: &dyn ServedModel) -> Result<Vec<Vec<u32>>, ApiError> {
+        let vocab = model.vocab_size();
+        let prompts = match &self.prompt {
+            PromptInput::Text(t) => vec![model.encode(t)?],
+            PromptInput::Texts(ts) => ts
+                .iter()
+                .map(|t| model.encode(t))
+                .collect::<Result<_, _>>()?,
+            PromptInput::Tokens(ids) => vec![ids.clone()],
+            PromptInput::TokenLists(lists) => lists.clone(),
+        };
+        if prompts.is_empty() || prompts.len() > MAX_N {
+            return Err(field_error(
+                "prompt",
+                format_args!("give 1 to {MAX_N} prompts"),
+            ));
+        }
+        for p in &prompts {
+            if p.is_empty() {
+                return Err(field_error(
+                    "prompt",
+                    "a prompt must have at least one token",
+                ));
+            }
+            if let Some(bad) = p.iter().find(|&&id| id as usize >= vocab) {
+                return Err(field_error(
+                    "prompt",
+                    format_args!("{bad} is not a token id below {vocab}"),
+                ));
+            }
+        }
+        Ok(prompts)
+    }
+}
+
+/// Create a text completion for one or several prompts. With `stream: true` the answer is
+/// `text/event-stream`: `data: {text_completion chunk}` events (the last of each choice with its
+/// `finish_reason`), with `stream_options.include_usage` a last chunk with `choices: []` and
+/// `usage`, then `data: [DONE]`. Closing the connection aborts the generation.
+#[utoipa::path(post, path = "/v1/completions", tag = "Inference",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "A text completion, or (`stream: true`) server-sent `text_completion` chunks", body = Completion),
+        (status = 400, description = "Bad JSON, an unsupported field (named in `param`), a bad value, or `context_length_exceeded`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "`model_not_found`", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 429, description = "This organization has too many queued requests (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "No model loaded (`model_not_loaded`), or the server is overloaded (`Retry-After`)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_completion(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonBody<CompletionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::Inference)?;
+    let req = body.parse()?;
+    req.reject_unsupported()?;
+    let model = state.inference.model(&req.model)?;
+    let mut params = sampling_params(
+        SamplingFields {
+            n: req.n,
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            seed: req.seed,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            repetition_penalty: req.repetition_penalty,
+            logit_bias: req.logit_bias.as_ref(),
+            logprobs: req.logprobs.map(|k| k as usize),
+            logprobs_field: "logprobs",
+            stop: req.stop.as_ref(),
+            stop_token_ids: req.stop_token_ids.as_ref(),
+            min_tokens: req.min_tokens,
+            ignore_eos: req.ignore_eos,
+        },
+        model.as_ref(),
+    )?;
+    let max_tokens = req.max_tokens.unwrap_or(16);
+    if max_tokens == 0 {
+        return Err(field_error("max_tokens", "must be at least 1"));
+    }
+    if let Some(min) = req.min_tokens.filter(|&m| m > max_tokens) {
+        return Err(field_error(
+            "min_tokens",
+            format_args!("{min} is more than max_tokens ({max_tokens})"),
+        ));
+    }
+    let prompts = req.prompts(model.as_ref())?;
+    let n = params.n;
+    let mut fitted = Vec::with_capacity(prompts.len());
+    for p in &prompts {
+        fitted.push(fit_context(
+            p.len(),
+            Some(max_tokens as usize),
+            model.max_model_len(),
+            "prompt",
+        )?);
+    }
+    let id = format!("cmpl-{}", random_base62(29));
+    let mut streams = Vec::with_capacity(prompts.len());
+    for (i, (prompt, max)) in prompts.into_iter().zip(fitted).enumerate() {
+        params.max_tokens = Some(max);
+        let mut r = NewRequest::new(
+            format!("{id}-{i}"),
+            principal.tenant_id.clone(),
+            prompt,
+            params.clone(),
+        );
+        r.priority = req.priority.unwrap_or(0);
+        // An error here drops the streams already submitted, which aborts them.
+        streams.push(model.submit(r).await.map_err(scheduler_error)?);
+    }
+    let meta = ChunkMeta {
+        id,
+        created: unix_now(),
+        model: model.name().to_owned(),
+    };
+    if req.stream.unwrap_or(false) {
+        let include_usage = req
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let sse = SseText::new(streams, meta, model, n, include_usage);
+        Ok(HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .streaming(sse.into_stream()))
+    } else {
+        if req.stream_options.is_some() {
+            return Err(field_error(
+                "stream_options",
+                "only allowed with `stream: true`",
+            ));
+        }
+        let mut choices = Vec::new();
+        let mut total = Usage::default();
+        for (p, stream) in streams.into_iter().enumerate() {
+            let one = collect(
+                stream,
+                ChunkMeta {
+                    id: String::new(),
+                    created: 0,
+                    model: String::new(),
+                },
+                model.as_ref(),
+                n,
+            )
+            .await?;
+            total.prompt_tokens += one.usage.prompt_tokens;
+            total.completion_tokens += one.usage.completion_tokens;
+            total.cached_tokens += one.usage.prompt_tokens_details.cached_tokens;
+            for c in one.choices {
+                let logprobs = c.logprobs.map(|l| {
+                    let mut out = CompletionLogprobs::default();
+                    let mut offset = 0;
+                    for t in l.content {
+                        out.text_offset.push(offset);
+                        offset += t.token.len();
+                        out.token_logprobs.push(t.logprob);
+                        out.top_logprobs.push(
+                            t.top_logprobs
+                                .into_iter()
+                                .map(|a| (a.token, a.logprob))
+                                .collect(),
+                        );
+                        out.tokens.push(t.token);
+                    }
+                    out
+                });
+                choices.push(CompletionChoice {
+                    index: p * n + c.index,
+                    text: c.message.content,
+                    logprobs,
+                    finish_reason: c.finish_reason,
+                });
+            }
+        }
+        Ok(HttpResponse::Ok().json(Completion {
+            id: meta.id,
+            object: "text_completion",
+            created: meta.created,
+            model: meta.model,
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            choices,
+            usage: total.into(),
+        }))
+    }
+}
+
+type IndexedDeltas =
+    futures_util::stream::SelectAll<Pin<Box<dyn futures_util::Stream<Item = (usize, Delta)>>>>;
+
+/// The SSE side of a streamed text completion over one or several prompts.
+struct SseText {
+    deltas: IndexedDeltas,
+    meta: ChunkMeta,
+    model: Arc<dyn ServedModel>,
+    n: usize,
+    prompts: usize,
+    include_usage: bool,
+    usage: Usage,
+    finished_prompts: usize,
+    offsets: HashMap<usize, usize>,
+    queue: VecDeque<Bytes>,
+    done: bool,
+}
+
+impl SseText {
+    fn new(
+        streams: Vec<DeltaStream>,
+        meta: ChunkMeta,
+        model: Arc<dyn ServedModel>,
+        n: usize,
+        include_usage: bool,
+    ) -> Self {
+        let prompts = streams.len();
+        let deltas =
+            futures_util::stream::select_all(streams.into_iter().enumerate().map(|(p, s)| {
+                let stream = futures_util::stream::unfold(s, move |mut s| async move {
+                    s.recv().await.map(|d| ((p, d), s))
+                });
+                Box::pin(stream) as Pin<Box<dyn futures_util::Stream<Item = (usize, Delta)>>>
+            }));
+        SseText {
+            deltas,
+            meta,
+            model,
+            n,
+            prompts,
+            include_usage,
+            usage: Usage::default(),
+            finished_prompts: 0,
+            offsets: HashMap::new(),
+            queue: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn chunk(&self, choices: Value, usage: Option<Value>) -> Value {
+        let mut chunk = json!({
+            "id": self.meta.id,
+            "object": "text_completion",
+            "created": self.meta.created,
+            "model": self.meta.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": choices,
+        });
+        if self.include_usage {
+            chunk["usage"] = usage.unwrap_or(Value::Null);
+        }
+        chunk
+    }
+
+    fn push_delta(&mut self, prompt: usize, d: Delta) {
+        let index = prompt * self.n + d.index;
+        if let Some(u) = d.usage {
+            self.usage.prompt_tokens += u.prompt_tokens;
+            self.usage.completion_tokens += u.completion_tokens;
+            self.usage.cached_tokens += u.cached_tokens;
+            self.finished_prompts += 1;
+        }
+        let finish = match &d.finish_reason {
+            None => None,
+            Some(FinishReason::Stop) | Some(FinishReason::Length) => {
+                d.finish_reason.as_ref().map(FinishReason::as_str)
+            }
+            Some(other) => {
+                let err = generation_error(other);
+                if let ApiError::Internal(cause) = &err {
+                    tracing::error!(%cause, "generation failed mid-stream");
+                }
+                let body = serde_json::to_value(err.body()).unwrap_or(Value::Null);
+                self.queue.push_back(event(&body));
+                self.done = true;
+                return;
+            }
+        };
+        if d.text.is_empty() && d.logprobs.is_empty() && finish.is_none() {
+            return;
+        }
+        let logprobs = (!d.logprobs.is_empty()).then(|| {
+            let offset = self.offsets.entry(index).or_insert(0);
+            let mut l = CompletionLogprobs::default();
+            l.extend(self.model.as_ref(), &d.logprobs, offset);
+            serde_json::to_value(l).unwrap_or(Value::Null)
+        });
+        let choice = json!({
+            "index": index,
+            "text": d.text,
+            "logprobs": logprobs.unwrap_or(Value::Null),
+            "finish_reason": finish,
+        });
+        let chunk = self.chunk(json!([choice]), None);
+        self.queue.push_back(event(&chunk));
+    }
+
+    fn finish(&mut self) {
+        if self.finished_prompts < self.prompts {
+            let body =
+                serde_json::to_value(ApiError::Internal("the engine stopped early".into()).body())
+                    .unwrap_or(Value::Null);
+            self.queue.push_back(event(&body));
+        } else {
+            if self.include_usage {
+                let usage = serde_json::to_value(UsageObject::from(self.usage)).ok();
+                let chunk = self.chunk(json!([]), usage);
+                self.queue.push_back(event(&chunk));
+            }
+            self.queue
+                .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+        }
+        self.done = true;
+    }
+
+    fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+        use futures_util::StreamExt;
+        futures_util::stream::unfold(self, |mut sse| async move {
+            loop {
+                if let Some(bytes) = sse.queue.pop_front() {
+                    return Some((Ok(bytes), sse));
+                }
+                if sse.done {
+                    return None;
+                }
+                match sse.deltas.next().await {
+                    Some((p, d)) => sse.push_delta(p, d),
+                    None => sse.finish(),
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn max_tokens_must_fit_beside_the_prompt() {
-        assert_eq!(fit_context(10, Some(5), 100).unwrap(), 5);
-        assert_eq!(fit_context(10, None, 100).unwrap(), 90);
-        let err = fit_context(96, Some(5), 100).unwrap_err();
+        assert_eq!(fit_context(10, Some(5), 100, "prompt").unwrap(), 5);
+        assert_eq!(fit_context(10, None, 100, "prompt").unwrap(), 90);
+        let err = fit_context(96, Some(5), 100, "prompt").unwrap_err();
         assert_eq!(err.body().error.code, "context_length_exceeded");
-        assert!(fit_context(100, None, 100).is_err());
+        assert_eq!(err.body().error.param.as_deref(), Some("prompt"));
+        assert!(fit_context(100, None, 100, "messages").is_err());
     }
 }

@@ -114,7 +114,7 @@ macro_rules! routes {
         /// The OpenAPI 3.1 document of the gateway.
         #[derive(OpenApi)]
         #[openapi(
-            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat completions with server-sent-event streaming), control plane (organization, projects, keys, members, audit log) and console sessions."),
+            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming), control plane (organization, projects, keys, members, audit log) and console sessions."),
             paths($($module::$handler),*),
             components(schemas(crate::error::ErrorBody, crate::error::ErrorObject)),
             modifiers(&BearerAuth),
@@ -141,6 +141,7 @@ routes!(
     inference::list_models,
     inference::retrieve_model,
     inference::create_chat_completion,
+    inference::create_completion,
     auth::signup,
     auth::login,
     auth::refresh,

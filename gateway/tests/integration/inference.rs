@@ -275,7 +275,7 @@ async fn credentials_and_scopes_are_checked_first() {
     let (_, read_key) = app
         .create_key(&owner.access, &project, &["usage:read"])
         .await;
-    for path in ["/v1/models", "/v1/chat/completions"] {
+    for path in ["/v1/models", "/v1/chat/completions", "/v1/completions"] {
         let post = path.ends_with("completions");
         let send = |token: Option<String>| {
             let app = &app;
@@ -379,4 +379,188 @@ async fn without_a_model_inference_answers_503_saying_how_to_fetch_one() {
             "{err}"
         );
     }
+}
+
+fn completion(extra: Value) -> Value {
+    let mut body = json!({
+        "model": DefaultModel::NAME,
+        "prompt": "The capital of France is",
+        "max_tokens": 8,
+        "temperature": 0,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+#[actix_web::test]
+async fn completions_take_strings_lists_and_token_ids() {
+    let (app, key) = app().await;
+    let backend = served_model();
+    let model = backend.engine_model();
+    let prompt = model
+        .tokenizer
+        .encode("The capital of France is", true)
+        .unwrap();
+    let tokens: Vec<u32> = generate(
+        model,
+        &prompt,
+        &SamplingParams::greedy(8),
+        0,
+        &GenerateOptions::default(),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|s| s.token)
+    .collect();
+    let expected = model.tokenizer.decode(&tokens, true).unwrap();
+
+    let body = app
+        .post("/v1/completions", Some(&key), completion(json!({})))
+        .await
+        .expect(200);
+    assert!(body["id"].as_str().unwrap().starts_with("cmpl-"), "{body}");
+    assert_eq!(body["object"], "text_completion");
+    assert_eq!(body["model"], DefaultModel::NAME);
+    assert!(body["system_fingerprint"].is_string());
+    assert_eq!(body["choices"][0]["index"], 0);
+    assert_eq!(body["choices"][0]["text"], expected.as_str());
+    assert!(body["choices"][0]["logprobs"].is_null());
+    assert_eq!(body["usage"]["prompt_tokens"], prompt.len());
+    assert_eq!(body["usage"]["completion_tokens"], tokens.len());
+
+    // The same prompt as token ids gives the same text.
+    let ids = app
+        .post(
+            "/v1/completions",
+            Some(&key),
+            completion(json!({"prompt": prompt})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(ids["choices"][0]["text"], expected.as_str());
+
+    // Two prompts, n = 2: index = prompt * n + choice; usage adds up.
+    let two = app
+        .post(
+            "/v1/completions",
+            Some(&key),
+            completion(json!({"prompt": ["The capital of France is", "Once upon a time"], "n": 2})),
+        )
+        .await
+        .expect(200);
+    let choices = two["choices"].as_array().unwrap();
+    let indexes: Vec<u64> = choices
+        .iter()
+        .map(|c| c["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes, vec![0, 1, 2, 3]);
+    assert_eq!(choices[0]["text"], expected.as_str());
+    assert_eq!(choices[1]["text"], expected.as_str());
+    let other = model.tokenizer.encode("Once upon a time", true).unwrap();
+    assert_eq!(two["usage"]["prompt_tokens"], prompt.len() + other.len());
+
+    // Logprobs in the legacy shape.
+    let lp = app
+        .post(
+            "/v1/completions",
+            Some(&key),
+            completion(json!({"logprobs": 2})),
+        )
+        .await
+        .expect(200);
+    let l = &lp["choices"][0]["logprobs"];
+    let n = l["tokens"].as_array().unwrap().len();
+    assert_eq!(lp["usage"]["completion_tokens"], n);
+    assert_eq!(l["token_logprobs"].as_array().unwrap().len(), n);
+    assert_eq!(l["text_offset"].as_array().unwrap().len(), n);
+    assert_eq!(l["text_offset"][0], 0);
+    for top in l["top_logprobs"].as_array().unwrap() {
+        let k = top.as_object().unwrap().len();
+        assert!((1..=2).contains(&k), "{top}");
+    }
+}
+
+#[actix_web::test]
+async fn completions_stream_and_refuse_what_they_do_not_support() {
+    let (app, key) = app().await;
+    let plain = app
+        .post(
+            "/v1/completions",
+            Some(&key),
+            completion(json!({"prompt": ["The capital of France is", "Once upon a time"]})),
+        )
+        .await
+        .expect(200);
+    let resp = app
+        .post(
+            "/v1/completions",
+            Some(&key),
+            completion(
+                json!({"prompt": ["The capital of France is", "Once upon a time"],
+                              "stream": true, "stream_options": {"include_usage": true}}),
+            ),
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.body);
+    let events = sse_events(&resp.body);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let (last, rest) = chunks.split_last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(
+        last["usage"]["prompt_tokens"],
+        plain["usage"]["prompt_tokens"]
+    );
+    assert_eq!(
+        last["usage"]["completion_tokens"],
+        plain["usage"]["completion_tokens"]
+    );
+    let mut texts = [String::new(), String::new()];
+    let mut finished = [0, 0];
+    for c in rest {
+        assert_eq!(c["object"], "text_completion");
+        let choice = &c["choices"][0];
+        let i = choice["index"].as_u64().unwrap() as usize;
+        texts[i].push_str(choice["text"].as_str().unwrap());
+        if !choice["finish_reason"].is_null() {
+            finished[i] += 1;
+        }
+    }
+    assert_eq!(finished, [1, 1]);
+    for i in 0..2 {
+        assert_eq!(texts[i], plain["choices"][i]["text"].as_str().unwrap());
+    }
+
+    let post = |body: Value| app.post("/v1/completions", Some(&key), body);
+    post(completion(json!({"echo": true})))
+        .await
+        .expect_error(400, Some("echo"));
+    post(completion(json!({"suffix": "x"})))
+        .await
+        .expect_error(400, Some("suffix"));
+    post(completion(json!({"best_of": 3})))
+        .await
+        .expect_error(400, Some("best_of"));
+    post(completion(json!({"prompt": [1, 10_000_000]})))
+        .await
+        .expect_error(400, Some("prompt"));
+    post(completion(json!({"prompt": []})))
+        .await
+        .expect_error(400, Some("prompt"));
+    post(completion(json!({"logprobs": 21})))
+        .await
+        .expect_error(400, Some("logprobs"));
+    let err = post(completion(json!({"max_tokens": 1_000_000})))
+        .await
+        .expect_error(400, Some("prompt"));
+    assert_eq!(err["code"], "context_length_exceeded");
+    let err = post(completion(json!({"model": "davinci"})))
+        .await
+        .expect_error(404, Some("model"));
+    assert_eq!(err["code"], "model_not_found");
 }
