@@ -191,6 +191,11 @@ impl InProcessBackend {
         })
     }
 
+    /// The engine loop's latest metrics (scheduler gauges and counters).
+    pub fn metrics(&self) -> scheduler::MetricsSnapshot {
+        self.served.engine.metrics()
+    }
+
     /// The loaded model (for tests that compare against the engine directly).
     pub fn engine_model(&self) -> &Arc<Model> {
         &self.served.model

@@ -564,3 +564,62 @@ async fn completions_stream_and_refuse_what_they_do_not_support() {
         .expect_error(404, Some("model"));
     assert_eq!(err["code"], "model_not_found");
 }
+
+/// A client that goes away mid-stream aborts its generation: the scheduler has nothing left
+/// running within a second, long before `max_tokens`.
+#[actix_web::test]
+async fn closing_an_sse_stream_aborts_the_generation() {
+    use actix_web::body::MessageBody;
+    use std::sync::Arc;
+
+    // A backend of its own, so that no other test's requests show in its metrics.
+    let backend = Arc::new(
+        gateway::inference::InProcessBackend::start(
+            DefaultModel::NAME,
+            served_model().engine_model().clone(),
+            64 << 20,
+        )
+        .unwrap(),
+    );
+    let mut app = TestApp::new(Backend::Sqlite).await;
+    app.state = app.state.with_inference(backend.clone());
+    let key = app.inference_key().await;
+    let service = actix_web::test::init_service(gateway::app(app.state.clone())).await;
+    let req = actix_web::test::TestRequest::post()
+        .uri("/v1/chat/completions")
+        .insert_header(("authorization", format!("Bearer {key}")))
+        .set_json(chat(
+            json!({"stream": true, "max_tokens": 1000, "ignore_eos": true}),
+        ))
+        .to_request();
+    let resp = actix_web::test::call_service(&service, req).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = Box::pin(resp.into_body());
+    let mut events = 0;
+    while events < 6 {
+        let chunk = std::future::poll_fn(|cx| body.as_mut().poll_next(cx))
+            .await
+            .expect("the stream goes on")
+            .unwrap_or_else(|_| panic!("body error"));
+        events += String::from_utf8_lossy(&chunk).matches("data: ").count();
+    }
+    assert_eq!(backend.metrics().scheduler.num_requests_running, 1);
+    drop(body);
+    let started = std::time::Instant::now();
+    loop {
+        let s = backend.metrics().scheduler;
+        if s.num_requests_running == 0 && s.num_requests_waiting == 0 {
+            assert!(
+                s.generation_tokens_total < 1000,
+                "{}",
+                s.generation_tokens_total
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "still running a second after the client left: {s:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
