@@ -61,8 +61,8 @@ pub struct Config {
     /// Lifetime of an organization invite.
     pub invite_ttl_secs: u64,
     /// The model to serve (a GGUF file or a Hugging Face model directory). `None` serves the
-    /// default model from the model cache (`starfire model fetch`), as `SmolLM2-135M-Instruct`;
-    /// another path is served under its file stem. When the file is missing, `serve` still
+    /// default model from the model cache (`starfire model fetch`), as `SmolLM2-135M-Instruct`
+    /// (also when a path names that file elsewhere); another path is served under its file stem. When the file is missing, `serve` still
     /// starts and inference routes answer 503 `model_not_loaded`.
     pub model_path: Option<PathBuf>,
     /// Bytes of KV cache for the served model (vLLM's `kv_cache_memory`).

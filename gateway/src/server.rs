@@ -68,8 +68,13 @@ pub fn load_inference(config: &Config) -> Result<Arc<dyn InferenceBackend>, Serv
             } else {
                 path.file_stem()
             };
-            let name =
-                stem.map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
+            let is_default = path.file_name().and_then(|n| n.to_str())
+                == Some(engine::model_cache::DefaultModel::FILE_NAME);
+            let name = if is_default {
+                engine::model_cache::DefaultModel::NAME.to_owned()
+            } else {
+                stem.map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned())
+            };
             (path.clone(), name)
         }
         None => (

@@ -142,6 +142,18 @@ fn serve_on_a_fresh_machine_and_bootstrap() {
     let (status, _) = get(port, "/v1/organization/projects", None).unwrap();
     assert_eq!(status, 401);
 
+    // No model in this fresh home: the server runs, inference says how to get one.
+    let (status, err) = get(port, "/v1/models", Some(api_key)).unwrap();
+    assert_eq!(status, 503, "{err}");
+    assert_eq!(err["error"]["code"], "model_not_loaded");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("starfire model fetch"),
+        "{err}"
+    );
+
     // Idempotent: same tenant and project, fresh keys that work too.
     let second = bootstrap(home.path());
     assert_eq!(second["tenant_id"], first["tenant_id"]);
@@ -201,14 +213,17 @@ fn a_config_file_is_read_and_bad_ones_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
 
-/// The same binary on PostgreSQL (a fresh schema), configured through the environment only.
+/// The same binary on PostgreSQL (a fresh schema) and serving the cached default model,
+/// configured through the environment only.
 #[actix_web::test]
 async fn serve_and_bootstrap_on_postgres() {
     let (url, _guard) = crate::support::fresh_database(crate::support::Backend::Postgres).await;
     let home = tempfile::tempdir().unwrap();
     let port = free_port();
+    let model = engine::model_cache::find_default_model().expect("the default model is cached");
     let with_db = |mut cmd: Command| {
         cmd.env("STARFIRE_DATABASE_URL", &url);
+        cmd.env("STARFIRE_MODEL_PATH", &model);
         cmd
     };
     let out = bootstrap_with(with_db(starfire(home.path())));
@@ -232,5 +247,12 @@ async fn serve_and_bootstrap_on_postgres() {
     assert_eq!(projects["data"][0]["id"], out["project_id"]);
     let (status, _) = get(port, "/v1/organization/projects", out["api_key"].as_str()).unwrap();
     assert_eq!(status, 403);
+    // STARFIRE_MODEL_PATH names the default model's file: served under its name.
+    let (status, models) = get(port, "/v1/models", out["api_key"].as_str()).unwrap();
+    assert_eq!(status, 200, "{models}");
+    assert_eq!(
+        models["data"][0]["id"],
+        engine::model_cache::DefaultModel::NAME
+    );
     drop(server);
 }
