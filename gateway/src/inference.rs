@@ -111,10 +111,16 @@ pub trait ServedModel: Send + Sync {
     fn max_model_len(&self) -> usize;
     fn vocab_size(&self) -> usize;
     /// Renders chat messages through the model's chat template (with the assistant's turn
-    /// opener) and tokenizes the result.
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError>;
-    /// Tokenizes plain text (with BOS when the model wants one).
-    fn encode(&self, text: &str) -> Result<Vec<u32>, ApiError>;
+    /// opener when `add_generation_prompt`) and tokenizes the result.
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, ApiError>;
+    /// Tokenizes plain text (with BOS when the model wants one and `add_special`).
+    fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ApiError>;
+    /// The text of token ids (special tokens included).
+    fn decode(&self, ids: &[u32]) -> Result<String, ApiError>;
     /// The text of one token, for logprob listings.
     fn token_text(&self, id: u32) -> String;
     /// Queues a request; its deltas arrive on the stream, which aborts the request when dropped.
@@ -232,7 +238,11 @@ impl ServedModel for InProcessModel {
         self.model.config.vocab_size
     }
 
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, ApiError> {
         let template = self.model.chat_template.as_ref().ok_or_else(|| {
             ApiError::bad_request(
                 format!(
@@ -242,16 +252,25 @@ impl ServedModel for InProcessModel {
                 Some("model"),
             )
         })?;
-        let text = template.render(messages, true).map_err(|e| {
-            ApiError::bad_request(format!("Invalid 'messages': {e}"), Some("messages"))
-        })?;
-        self.encode(&text)
+        let text = template
+            .render(messages, add_generation_prompt)
+            .map_err(|e| {
+                ApiError::bad_request(format!("Invalid 'messages': {e}"), Some("messages"))
+            })?;
+        self.encode(&text, true)
     }
 
-    fn encode(&self, text: &str) -> Result<Vec<u32>, ApiError> {
+    fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ApiError> {
         self.model
             .tokenizer
-            .encode(text, true)
+            .encode(text, add_special)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    fn decode(&self, ids: &[u32]) -> Result<String, ApiError> {
+        self.model
+            .tokenizer
+            .decode(ids, false)
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 

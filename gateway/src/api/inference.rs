@@ -1,5 +1,5 @@
 //! The OpenAI-compatible data plane: `/v1/models`, `/v1/chat/completions` and `/v1/completions`
-//! (JSON or SSE).
+//! (JSON or SSE), and vLLM's `/v1/tokenize` and `/v1/detokenize`.
 //!
 //! A request becomes the engine's `SamplingParams` (vLLM's names) and the scheduler's
 //! `NewRequest` for the caller's tenant (fairness and prefix-cache isolation); the scheduler's
@@ -289,10 +289,15 @@ impl ChatCompletionRequest {
     }
 
     fn chat_messages(&self) -> Result<Vec<ChatMessage>, ApiError> {
-        if self.messages.is_empty() {
+        Self::messages_only(&self.messages)
+    }
+
+    /// Chat messages as the template takes them; errors name `messages[i]...`.
+    fn messages_only(messages: &[ChatMessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
+        if messages.is_empty() {
             return Err(field_error("messages", "at least one message is required"));
         }
-        self.messages
+        messages
             .iter()
             .enumerate()
             .map(|(i, m)| {
@@ -683,7 +688,7 @@ pub async fn create_chat_completion(
     let messages = req.chat_messages()?;
     let mut params = req.sampling_params(model.as_ref())?;
     let requested = req.requested_max_tokens()?;
-    let prompt = model.chat_prompt(&messages)?;
+    let prompt = model.chat_prompt(&messages, true)?;
     params.max_tokens = Some(fit_context(
         prompt.len(),
         requested,
@@ -1052,10 +1057,10 @@ impl CompletionRequest {
     fn prompts(&self, model: &dyn ServedModel) -> Result<Vec<Vec<u32>>, ApiError> {
         let vocab = model.vocab_size();
         let prompts = match &self.prompt {
-            PromptInput::Text(t) => vec![model.encode(t)?],
+            PromptInput::Text(t) => vec![model.encode(t, true)?],
             PromptInput::Texts(ts) => ts
                 .iter()
-                .map(|t| model.encode(t))
+                .map(|t| model.encode(t, true))
                 .collect::<Result<_, _>>()?,
             PromptInput::Tokens(ids) => vec![ids.clone()],
             PromptInput::TokenLists(lists) => lists.clone(),
@@ -1386,6 +1391,105 @@ impl SseText {
             }
         })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /v1/tokenize and /v1/detokenize (vLLM's shapes)
+
+/// Text to tokenize (`prompt`), or chat messages rendered through the chat template first.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeRequest {
+    #[schema(example = "SmolLM2-135M-Instruct")]
+    pub model: String,
+    /// Plain text; give this or `messages`.
+    pub prompt: Option<String>,
+    pub messages: Option<Vec<ChatMessageIn>>,
+    /// With `messages`: end with the assistant's turn opener (default true).
+    pub add_generation_prompt: Option<bool>,
+    /// With `prompt`: add BOS when the model uses one (default true).
+    pub add_special_tokens: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenizeResponse {
+    pub count: usize,
+    pub max_model_len: usize,
+    pub tokens: Vec<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetokenizeRequest {
+    #[schema(example = "SmolLM2-135M-Instruct")]
+    pub model: String,
+    pub tokens: Vec<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DetokenizeResponse {
+    /// The text of the tokens, special tokens included.
+    pub prompt: String,
+}
+
+/// Tokenize text or chat messages with a served model's tokenizer (vLLM's `/tokenize`).
+#[utoipa::path(post, path = "/v1/tokenize", tag = "Inference",
+    request_body = TokenizeRequest,
+    responses((status = 200, body = TokenizeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn tokenize(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonBody<TokenizeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::Inference)?;
+    let req = body.parse()?;
+    let model = state.inference.model(&req.model)?;
+    let tokens = match (&req.prompt, &req.messages) {
+        (Some(text), None) => model.encode(text, req.add_special_tokens.unwrap_or(true))?,
+        (None, Some(messages)) => {
+            let chat = ChatCompletionRequest::messages_only(messages)?;
+            model.chat_prompt(&chat, req.add_generation_prompt.unwrap_or(true))?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "Give exactly one of 'prompt' and 'messages'.",
+                Some("prompt"),
+            ))
+        }
+    };
+    Ok(HttpResponse::Ok().json(TokenizeResponse {
+        count: tokens.len(),
+        max_model_len: model.max_model_len(),
+        tokens,
+    }))
+}
+
+/// Turn token ids back into text (vLLM's `/detokenize`).
+#[utoipa::path(post, path = "/v1/detokenize", tag = "Inference",
+    request_body = DetokenizeRequest,
+    responses((status = 200, body = DetokenizeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn detokenize(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonBody<DetokenizeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::Inference)?;
+    let req = body.parse()?;
+    let model = state.inference.model(&req.model)?;
+    let vocab = model.vocab_size();
+    if let Some(bad) = req.tokens.iter().find(|&&id| id as usize >= vocab) {
+        return Err(field_error(
+            "tokens",
+            format_args!("{bad} is not a token id below {vocab}"),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(DetokenizeResponse {
+        prompt: model.decode(&req.tokens)?,
+    }))
 }
 
 #[cfg(test)]

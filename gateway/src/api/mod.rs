@@ -142,6 +142,8 @@ routes!(
     inference::retrieve_model,
     inference::create_chat_completion,
     inference::create_completion,
+    inference::tokenize,
+    inference::detokenize,
     auth::signup,
     auth::login,
     auth::refresh,

@@ -275,8 +275,13 @@ async fn credentials_and_scopes_are_checked_first() {
     let (_, read_key) = app
         .create_key(&owner.access, &project, &["usage:read"])
         .await;
-    for path in ["/v1/models", "/v1/chat/completions", "/v1/completions"] {
-        let post = path.ends_with("completions");
+    for path in [
+        "/v1/models",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/tokenize",
+    ] {
+        let post = path != "/v1/models";
         let send = |token: Option<String>| {
             let app = &app;
             async move {
@@ -622,4 +627,62 @@ async fn closing_an_sse_stream_aborts_the_generation() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+#[actix_web::test]
+async fn tokenize_and_detokenize_round_trip() {
+    let (app, key) = app().await;
+    let backend = served_model();
+    let model = backend.engine_model();
+    let expected = model.tokenizer.encode("Hello world", true).unwrap();
+    let body = app
+        .post(
+            "/v1/tokenize",
+            Some(&key),
+            json!({"model": DefaultModel::NAME, "prompt": "Hello world"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(body["tokens"], json!(expected));
+    assert_eq!(body["count"], expected.len());
+    assert!(body["max_model_len"].as_u64().unwrap() > 0);
+
+    // Messages are rendered through the chat template: the same ids chat completions use.
+    let (prompt, _, _) = engine_reference(1);
+    let chat = app
+        .post(
+            "/v1/tokenize",
+            Some(&key),
+            json!({"model": DefaultModel::NAME, "messages": [{"role": "user", "content": PROMPT}]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(chat["tokens"], json!(prompt));
+
+    let text = app
+        .post(
+            "/v1/detokenize",
+            Some(&key),
+            json!({"model": DefaultModel::NAME, "tokens": expected}),
+        )
+        .await
+        .expect(200);
+    let expected_text = model.tokenizer.decode(&expected, false).unwrap();
+    assert_eq!(text["prompt"], expected_text.as_str());
+    assert!(text["prompt"].as_str().unwrap().ends_with("Hello world"));
+
+    app.post(
+        "/v1/detokenize",
+        Some(&key),
+        json!({"model": DefaultModel::NAME, "tokens": [10_000_000]}),
+    )
+    .await
+    .expect_error(400, Some("tokens"));
+    app.post(
+        "/v1/tokenize",
+        Some(&key),
+        json!({"model": DefaultModel::NAME}),
+    )
+    .await
+    .expect_error(400, Some("prompt"));
 }

@@ -85,6 +85,8 @@ async fn every_documented_operation_is_routed() {
         "/v1/models",
         "/v1/chat/completions",
         "/v1/completions",
+        "/v1/tokenize",
+        "/v1/detokenize",
     ] {
         assert!(paths.contains_key(path), "{path} is not documented");
     }
