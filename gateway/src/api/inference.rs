@@ -700,6 +700,7 @@ pub async fn create_chat_completion(
     let id = format!("chatcmpl-{}", random_base62(29));
     let mut new_request = NewRequest::new(id.clone(), principal.tenant_id.clone(), prompt, params);
     new_request.priority = req.priority.unwrap_or(0);
+    new_request.tenant_weight = tenant_weight(&state, &principal).await?;
     let stream = model.submit(new_request).await.map_err(scheduler_error)?;
     let meta = ChunkMeta {
         id,
@@ -727,6 +728,12 @@ pub async fn create_chat_completion(
         let completion = collect(stream, meta, model.as_ref(), n).await?;
         Ok(HttpResponse::Ok().json(completion))
     }
+}
+
+/// The caller's organization's weight in the scheduler's fair share, from its plan.
+async fn tenant_weight(state: &AppState, principal: &Principal) -> Result<f64, ApiError> {
+    let tenant = state.store.tenant(&principal.tenant_id).await?;
+    Ok(tenant.plan.scheduler_weight())
 }
 
 struct ChunkMeta {
@@ -1155,6 +1162,7 @@ pub async fn create_completion(
             "prompt",
         )?);
     }
+    let weight = tenant_weight(&state, &principal).await?;
     let id = format!("cmpl-{}", random_base62(29));
     let mut streams = Vec::with_capacity(prompts.len());
     for (i, (prompt, max)) in prompts.into_iter().zip(fitted).enumerate() {
@@ -1166,6 +1174,7 @@ pub async fn create_completion(
             params.clone(),
         );
         r.priority = req.priority.unwrap_or(0);
+        r.tenant_weight = weight;
         // An error here drops the streams already submitted, which aborts them.
         streams.push(model.submit(r).await.map_err(scheduler_error)?);
     }

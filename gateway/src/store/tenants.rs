@@ -25,6 +25,16 @@ impl Plan {
         }
     }
 
+    /// The tenant's weight in the scheduler's fair share: a paying tenant gets twice a free
+    /// one's share of a busy engine, an enterprise tenant four times.
+    pub fn scheduler_weight(self) -> f64 {
+        match self {
+            Plan::Free => 1.0,
+            Plan::PayAsYouGo => 2.0,
+            Plan::Enterprise => 4.0,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Plan> {
         [Plan::Free, Plan::PayAsYouGo, Plan::Enterprise]
             .into_iter()

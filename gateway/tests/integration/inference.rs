@@ -686,3 +686,27 @@ async fn tokenize_and_detokenize_round_trip() {
     .await
     .expect_error(400, Some("prompt"));
 }
+
+/// Requests run in the scheduler as the key's organization.
+#[actix_web::test]
+async fn requests_run_as_the_keys_organization() {
+    let app = TestApp::new(Backend::Sqlite).await.with_model();
+    let owner = app.signup("tenant@example.com").await;
+    let project = app.default_project(&owner.access).await;
+    let (_, key) = app
+        .create_key(&owner.access, &project, &["inference"])
+        .await;
+    app.post(
+        "/v1/chat/completions",
+        Some(&key),
+        chat(json!({"max_tokens": 4})),
+    )
+    .await
+    .expect(200);
+    let stats = served_model().metrics().scheduler;
+    let tenant = stats
+        .tenants
+        .get(&owner.tenant_id)
+        .unwrap_or_else(|| panic!("no stats for {}: {stats:?}", owner.tenant_id));
+    assert!(tenant.generation_tokens_total >= 1, "{tenant:?}");
+}
