@@ -176,7 +176,17 @@ impl InProcessBackend {
         model: Arc<Model>,
         kv_cache_memory: u64,
     ) -> Result<Self, SchedulerError> {
-        let config = config_for_model(&model, SchedulerConfig::default(), kv_cache_memory);
+        Self::start_with(name, model, SchedulerConfig::default(), kv_cache_memory)
+    }
+
+    /// `start` with scheduler settings (batching, admission limits) other than the defaults.
+    pub fn start_with(
+        name: impl Into<String>,
+        model: Arc<Model>,
+        base: SchedulerConfig,
+        kv_cache_memory: u64,
+    ) -> Result<Self, SchedulerError> {
+        let config = config_for_model(&model, base, kv_cache_memory);
         let max_model_len = config.max_model_len;
         let m = model.clone();
         let c = config.clone();

@@ -710,3 +710,51 @@ async fn requests_run_as_the_keys_organization() {
         .unwrap_or_else(|| panic!("no stats for {}: {stats:?}", owner.tenant_id));
     assert!(tenant.generation_tokens_total >= 1, "{tenant:?}");
 }
+
+/// A full queue: 429 when this organization is over its share, 503 when the whole server is,
+/// both with `Retry-After`.
+#[actix_web::test]
+async fn full_queues_answer_429_or_503_with_retry_after() {
+    use scheduler::{AdmissionLimits, SchedulerConfig};
+    use std::sync::Arc;
+
+    let cases = [
+        (
+            AdmissionLimits {
+                max_waiting_tokens_per_tenant: 5,
+                ..AdmissionLimits::default()
+            },
+            429,
+            "rate_limit_exceeded",
+        ),
+        (
+            AdmissionLimits {
+                max_waiting_tokens: 5,
+                ..AdmissionLimits::default()
+            },
+            503,
+            "server_overloaded",
+        ),
+    ];
+    for (admission, status, code) in cases {
+        let backend = gateway::inference::InProcessBackend::start_with(
+            DefaultModel::NAME,
+            served_model().engine_model().clone(),
+            SchedulerConfig {
+                admission,
+                ..SchedulerConfig::default()
+            },
+            16 << 20,
+        )
+        .unwrap();
+        let mut app = TestApp::new(Backend::Sqlite).await;
+        app.state = app.state.with_inference(Arc::new(backend));
+        let key = app.inference_key().await;
+        let resp = app
+            .post("/v1/chat/completions", Some(&key), chat(json!({})))
+            .await;
+        assert_eq!(resp.header("retry-after"), "1", "{}", resp.body);
+        let err = resp.expect_error(status, None);
+        assert_eq!(err["code"], code);
+    }
+}
