@@ -363,6 +363,24 @@ async fn invalid_requests_name_the_field() {
     .await
     .expect_error(400, Some("messages"));
     assert_eq!(err["code"], "context_length_exceeded");
+
+    // A body over the limit is 413; one that is not JSON is 400.
+    let huge = "x".repeat(70_000);
+    post(chat(
+        json!({"messages": [{"role": "user", "content": huge}]}),
+    ))
+    .await
+    .expect_error(413, None);
+    let resp = app
+        .call(
+            actix_web::test::TestRequest::post()
+                .uri("/v1/chat/completions")
+                .insert_header(("authorization", format!("Bearer {key}")))
+                .insert_header(("content-type", "application/json"))
+                .set_payload("{not json"),
+        )
+        .await;
+    resp.expect_error(400, None);
 }
 
 #[actix_web::test]
