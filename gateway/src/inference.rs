@@ -125,6 +125,11 @@ pub trait ServedModel: Send + Sync {
     fn token_text(&self, id: u32) -> String;
     /// Queues a request; its deltas arrive on the stream, which aborts the request when dropped.
     fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, SchedulerError>>;
+    /// The embedding of `tokens`: mean-pooled, L2-normalized final hidden states (after the
+    /// output norm), computed off the async runtime and outside the serving KV cache.
+    fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, ApiError>>;
+    /// Length of one embedding vector.
+    fn embedding_size(&self) -> usize;
 }
 
 /// The backend when no model is loaded: every inference route answers 503.
@@ -293,5 +298,19 @@ impl ServedModel for InProcessModel {
 
     fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, SchedulerError>> {
         Box::pin(self.engine.submit(req))
+    }
+
+    fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, ApiError>> {
+        let model = self.model.clone();
+        Box::pin(async move {
+            actix_web::web::block(move || model.embed(&tokens))
+                .await
+                .map_err(|e| ApiError::Internal(format!("embedding task: {e}")))?
+                .map_err(|e| ApiError::Internal(format!("embedding: {e}")))
+        })
+    }
+
+    fn embedding_size(&self) -> usize {
+        self.model.config.hidden_size
     }
 }

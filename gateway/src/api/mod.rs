@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod body;
+pub mod embeddings;
 pub mod inference;
 pub mod invites;
 pub mod list;
@@ -114,7 +115,7 @@ macro_rules! routes {
         /// The OpenAPI 3.1 document of the gateway.
         #[derive(OpenApi)]
         #[openapi(
-            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming), control plane (organization, projects, keys, members, audit log) and console sessions."),
+            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, embeddings), control plane (organization, projects, keys, members, audit log) and console sessions."),
             paths($($module::$handler),*),
             components(schemas(crate::error::ErrorBody, crate::error::ErrorObject)),
             modifiers(&BearerAuth),
@@ -144,6 +145,7 @@ routes!(
     inference::create_completion,
     inference::tokenize,
     inference::detokenize,
+    embeddings::create_embeddings,
     auth::signup,
     auth::login,
     auth::refresh,

@@ -1,0 +1,175 @@
+//! `/v1/embeddings`: the served model's mean-pooled, L2-normalized final hidden states (after
+//! the output norm), as float arrays or base64 little-endian f32, in OpenAI's shapes.
+//!
+//! These are the decoder's own hidden states, not a model trained for retrieval: useful for
+//! similarity within what the chat model knows, documented as such.
+
+use actix_web::{web, HttpResponse};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::body::JsonBody;
+use crate::auth::{Permission, Principal};
+use crate::error::{ApiError, ErrorBody};
+use crate::server::AppState;
+
+/// Most inputs in one request (OpenAI allows 2048; a CPU model is slower).
+const MAX_INPUTS: usize = 256;
+/// Most tokens over all inputs of one request.
+const MAX_TOTAL_TOKENS: usize = 65_536;
+
+/// One string, several strings, one token-id list or several.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingRequest {
+    #[schema(example = "SmolLM2-135M-Instruct")]
+    pub model: String,
+    pub input: EmbeddingInput,
+    /// `float` (default) or `base64` (little-endian f32 bytes).
+    pub encoding_format: Option<String>,
+    /// Only the model's own size is accepted (no truncation is performed).
+    pub dimensions: Option<usize>,
+    /// An end-user id for abuse monitoring; recorded nowhere yet.
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingObject {
+    /// Always `embedding`.
+    pub object: &'static str,
+    pub index: usize,
+    /// Floats, or a base64 string with `encoding_format: base64`.
+    #[schema(value_type = Object)]
+    pub embedding: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingUsage {
+    pub prompt_tokens: usize,
+    pub total_tokens: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<EmbeddingObject>,
+    pub model: String,
+    pub usage: EmbeddingUsage,
+}
+
+fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Invalid '{field}': {why}."), Some(field))
+}
+
+/// Create embeddings of strings or token ids with a served model.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "Inference",
+    request_body = EmbeddingRequest,
+    responses((status = 200, body = EmbeddingList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_embeddings(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonBody<EmbeddingRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::Inference)?;
+    let req = body.parse()?;
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(invalid(
+                "encoding_format",
+                format_args!("'{other}' is not one of float, base64"),
+            ))
+        }
+    };
+    let model = state.inference.model(&req.model)?;
+    if let Some(d) = req.dimensions.filter(|&d| d != model.embedding_size()) {
+        return Err(invalid(
+            "dimensions",
+            format_args!("{d} differs from the model's {}", model.embedding_size()),
+        ));
+    }
+    let inputs: Vec<Vec<u32>> = match req.input {
+        EmbeddingInput::Text(t) => vec![model.encode(&t, true)?],
+        EmbeddingInput::Texts(ts) => ts
+            .iter()
+            .map(|t| model.encode(t, true))
+            .collect::<Result<_, _>>()?,
+        EmbeddingInput::Tokens(ids) => vec![ids],
+        EmbeddingInput::TokenLists(lists) => lists,
+    };
+    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
+        return Err(invalid(
+            "input",
+            format_args!("give between 1 and {MAX_INPUTS} inputs"),
+        ));
+    }
+    let vocab = model.vocab_size();
+    let mut total = 0;
+    for (i, ids) in inputs.iter().enumerate() {
+        if ids.is_empty() {
+            return Err(invalid("input", format_args!("input {i} is empty")));
+        }
+        if ids.len() > model.max_model_len() {
+            return Err(ApiError::bad_request(
+                format!(
+                    "Input {i} has {} tokens; this model's maximum context length is {}.",
+                    ids.len(),
+                    model.max_model_len()
+                ),
+                Some("input"),
+            ));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(invalid(
+                "input",
+                format_args!("{bad} is not a token id below {vocab}"),
+            ));
+        }
+        total += ids.len();
+    }
+    if total > MAX_TOTAL_TOKENS {
+        return Err(invalid(
+            "input",
+            format_args!("{total} tokens in all; at most {MAX_TOTAL_TOKENS} per request"),
+        ));
+    }
+    let mut data = Vec::with_capacity(inputs.len());
+    for (index, ids) in inputs.into_iter().enumerate() {
+        let vector = model.embed(ids).await?;
+        let embedding = if base64 {
+            let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            serde_json::to_value(&vector).map_err(|e| ApiError::Internal(e.to_string()))?
+        };
+        data.push(EmbeddingObject {
+            object: "embedding",
+            index,
+            embedding,
+        });
+    }
+    Ok(HttpResponse::Ok().json(EmbeddingList {
+        object: "list",
+        data,
+        model: model.name().to_owned(),
+        usage: EmbeddingUsage {
+            prompt_tokens: total,
+            total_tokens: total,
+        },
+    }))
+}
