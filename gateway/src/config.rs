@@ -13,7 +13,7 @@
 //! | `max_body_bytes` | `STARFIRE_MAX_BODY_BYTES` | `1048576` |
 //! | `invite_ttl_secs` | `STARFIRE_INVITE_TTL_SECS` | `604800` (7 days) |
 //! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache |
-//! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | `1073741824` (1 GiB) |
+//! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | a quarter of the memory available at start (`MemAvailable`), between 256 MiB and 8 GiB; 1 GiB where the system does not say |
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,33 @@ pub struct Config {
     pub model_path: Option<PathBuf>,
     /// Bytes of KV cache for the served model (vLLM's `kv_cache_memory`).
     pub kv_cache_memory: u64,
+}
+
+/// The KV cache budget when none is configured: a quarter of the memory available now (the
+/// weights, activations and other processes keep the rest), clamped to 256 MiB..8 GiB.
+fn default_kv_cache_memory() -> u64 {
+    kv_cache_memory_for(
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .as_deref()
+            .and_then(mem_available),
+    )
+}
+
+fn kv_cache_memory_for(available: Option<u64>) -> u64 {
+    match available {
+        Some(bytes) => {
+            scheduler::config::default_kv_cache_memory(bytes, 0.25, 0).clamp(256 << 20, 8 << 30)
+        }
+        None => 1 << 30,
+    }
+}
+
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl std::fmt::Debug for Config {
@@ -175,7 +202,7 @@ impl Config {
                 .or(file.model_path),
             kv_cache_memory: number(&env, "STARFIRE_KV_CACHE_MEMORY")?
                 .or(file.kv_cache_memory)
-                .unwrap_or(1 << 30),
+                .unwrap_or_else(default_kv_cache_memory),
             home,
         })
     }
@@ -289,7 +316,19 @@ mod tests {
         assert_eq!(c.access_token_ttl_secs, 900);
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.model_path, None);
-        assert_eq!(c.kv_cache_memory, 1 << 30);
+        assert!((256 << 20..=8 << 30).contains(&c.kv_cache_memory));
+    }
+
+    #[test]
+    fn kv_cache_default_follows_available_memory() {
+        let meminfo =
+            "MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:   16777216 kB\n";
+        assert_eq!(mem_available(meminfo), Some(16 << 30));
+        assert_eq!(mem_available("MemTotal: 5 kB\n"), None);
+        assert_eq!(kv_cache_memory_for(Some(16 << 30)), 4 << 30);
+        assert_eq!(kv_cache_memory_for(Some(64 << 30)), 8 << 30);
+        assert_eq!(kv_cache_memory_for(Some(512 << 20)), 256 << 20);
+        assert_eq!(kv_cache_memory_for(None), 1 << 30);
     }
 
     #[test]
