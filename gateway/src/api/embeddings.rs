@@ -11,6 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::body::JsonBody;
+use super::inference::PromptInput;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
@@ -20,22 +21,13 @@ const MAX_INPUTS: usize = 256;
 /// Most tokens over all inputs of one request.
 const MAX_TOTAL_TOKENS: usize = 65_536;
 
-/// One string, several strings, one token-id list or several.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum EmbeddingInput {
-    Text(String),
-    Texts(Vec<String>),
-    Tokens(Vec<u32>),
-    TokenLists(Vec<Vec<u32>>),
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingRequest {
     #[schema(example = "SmolLM2-135M-Instruct")]
     pub model: String,
-    pub input: EmbeddingInput,
+    /// One string, several strings, one token-id list or several.
+    pub input: PromptInput,
     /// `float` (default) or `base64` (little-endian f32 bytes).
     pub encoding_format: Option<String>,
     /// Only the model's own size is accepted (no truncation is performed).
@@ -103,15 +95,7 @@ pub async fn create_embeddings(
             format_args!("{d} differs from the model's {}", model.embedding_size()),
         ));
     }
-    let inputs: Vec<Vec<u32>> = match req.input {
-        EmbeddingInput::Text(t) => vec![model.encode(&t, true)?],
-        EmbeddingInput::Texts(ts) => ts
-            .iter()
-            .map(|t| model.encode(t, true))
-            .collect::<Result<_, _>>()?,
-        EmbeddingInput::Tokens(ids) => vec![ids],
-        EmbeddingInput::TokenLists(lists) => lists,
-    };
+    let inputs = req.input.token_lists(&*model)?;
     if inputs.is_empty() || inputs.len() > MAX_INPUTS {
         return Err(invalid(
             "input",

@@ -951,6 +951,21 @@ pub enum PromptInput {
     TokenLists(Vec<Vec<u32>>),
 }
 
+impl PromptInput {
+    /// One token list per input, text tokenized with the model (BOS where it wants one).
+    pub fn token_lists(&self, model: &dyn ServedModel) -> Result<Vec<Vec<u32>>, ApiError> {
+        Ok(match self {
+            PromptInput::Text(t) => vec![model.encode(t, true)?],
+            PromptInput::Texts(ts) => ts
+                .iter()
+                .map(|t| model.encode(t, true))
+                .collect::<Result<_, _>>()?,
+            PromptInput::Tokens(ids) => vec![ids.clone()],
+            PromptInput::TokenLists(lists) => lists.clone(),
+        })
+    }
+}
+
 /// A text completion request, with OpenAI's fields and vLLM's sampling extras.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -1063,15 +1078,7 @@ impl CompletionRequest {
 
     fn prompts(&self, model: &dyn ServedModel) -> Result<Vec<Vec<u32>>, ApiError> {
         let vocab = model.vocab_size();
-        let prompts = match &self.prompt {
-            PromptInput::Text(t) => vec![model.encode(t, true)?],
-            PromptInput::Texts(ts) => ts
-                .iter()
-                .map(|t| model.encode(t, true))
-                .collect::<Result<_, _>>()?,
-            PromptInput::Tokens(ids) => vec![ids.clone()],
-            PromptInput::TokenLists(lists) => lists.clone(),
-        };
+        let prompts = self.prompt.token_lists(model)?;
         if prompts.is_empty() || prompts.len() > MAX_N {
             return Err(field_error(
                 "prompt",
