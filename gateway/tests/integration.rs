@@ -26,5 +26,7 @@ mod invites;
 mod openapi;
 #[path = "integration/projects.rs"]
 mod projects;
+#[path = "integration/registry.rs"]
+mod registry;
 #[path = "integration/users.rs"]
 mod users;
