@@ -15,6 +15,10 @@
 //! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache, served as `smollm2-135m-instruct` |
 //! | `[[models]]` | none | one entry from `model_path`; several models with names, paths, `max_model_len`, `kv_cache_memory` and `default_sampling` (see `registry`) |
 //! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | a quarter of the memory available at start (`MemAvailable`), between 256 MiB and 8 GiB; 1 GiB where the system does not say |
+//! | `ws_ticket_ttl_secs` | `STARFIRE_WS_TICKET_TTL_SECS` | `60` |
+//! | `ws_idle_timeout_secs` | `STARFIRE_WS_IDLE_TIMEOUT_SECS` | `300` |
+//! | `ws_ping_interval_secs` | `STARFIRE_WS_PING_INTERVAL_SECS` | `30` |
+//! | `ws_max_concurrent_requests` | `STARFIRE_WS_MAX_CONCURRENT_REQUESTS` | `16` |
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +75,17 @@ pub struct Config {
     /// Bytes of KV cache, shared evenly by the models that do not set their own
     /// (vLLM's `kv_cache_memory`).
     pub kv_cache_memory: u64,
+    /// Lifetime of a WebSocket ticket (`POST /v1/ws/tickets`); it is also single-use.
+    pub ws_ticket_ttl_secs: u64,
+    /// A chat WebSocket with no request running and no frame from the client (pongs aside) for
+    /// this long is closed (close code 1000); so is one from which nothing at all, pongs
+    /// included, arrived for this long.
+    pub ws_idle_timeout_secs: u64,
+    /// How often the server pings a chat WebSocket.
+    pub ws_ping_interval_secs: u64,
+    /// Requests one chat WebSocket may run at the same time; more get an error frame. Its
+    /// largest accepted frame is `max_body_bytes`, as for a REST body.
+    pub ws_max_concurrent_requests: usize,
 }
 
 /// The KV cache budget when none is configured: a quarter of the memory available now (the
@@ -115,6 +130,13 @@ impl std::fmt::Debug for Config {
             .field("invite_ttl_secs", &self.invite_ttl_secs)
             .field("models", &self.models)
             .field("kv_cache_memory", &self.kv_cache_memory)
+            .field("ws_ticket_ttl_secs", &self.ws_ticket_ttl_secs)
+            .field("ws_idle_timeout_secs", &self.ws_idle_timeout_secs)
+            .field("ws_ping_interval_secs", &self.ws_ping_interval_secs)
+            .field(
+                "ws_max_concurrent_requests",
+                &self.ws_max_concurrent_requests,
+            )
             .finish()
     }
 }
@@ -136,6 +158,10 @@ struct FileConfig {
     kv_cache_memory: Option<u64>,
     #[serde(default)]
     models: Vec<ModelEntry>,
+    ws_ticket_ttl_secs: Option<u64>,
+    ws_idle_timeout_secs: Option<u64>,
+    ws_ping_interval_secs: Option<u64>,
+    ws_max_concurrent_requests: Option<usize>,
 }
 
 impl Config {
@@ -223,6 +249,27 @@ impl Config {
             kv_cache_memory: number(&env, "STARFIRE_KV_CACHE_MEMORY")?
                 .or(file.kv_cache_memory)
                 .unwrap_or_else(default_kv_cache_memory),
+            ws_ticket_ttl_secs: positive(
+                number(&env, "STARFIRE_WS_TICKET_TTL_SECS")?.or(file.ws_ticket_ttl_secs),
+                "ws_ticket_ttl_secs",
+            )?
+            .unwrap_or(60),
+            ws_idle_timeout_secs: positive(
+                number(&env, "STARFIRE_WS_IDLE_TIMEOUT_SECS")?.or(file.ws_idle_timeout_secs),
+                "ws_idle_timeout_secs",
+            )?
+            .unwrap_or(300),
+            ws_ping_interval_secs: positive(
+                number(&env, "STARFIRE_WS_PING_INTERVAL_SECS")?.or(file.ws_ping_interval_secs),
+                "ws_ping_interval_secs",
+            )?
+            .unwrap_or(30),
+            ws_max_concurrent_requests: positive(
+                number(&env, "STARFIRE_WS_MAX_CONCURRENT_REQUESTS")?
+                    .or(file.ws_max_concurrent_requests),
+                "ws_max_concurrent_requests",
+            )?
+            .unwrap_or(16),
             home,
         })
     }
@@ -278,6 +325,20 @@ fn number<T: std::str::FromStr>(
             })
         })
         .transpose()
+}
+
+/// Refuses 0 for settings where it would make no sense (a ticket dead on arrival).
+fn positive<T: PartialEq + Default>(
+    value: Option<T>,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if v == T::default() => Err(ConfigError::Invalid {
+            name: name.to_owned(),
+            message: "must be at least 1".to_owned(),
+        }),
+        other => Ok(other),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -338,6 +399,27 @@ mod tests {
         assert_eq!(c.models, vec![ModelEntry::from_model_path(None)]);
         assert_eq!(c.models[0].name, "smollm2-135m-instruct");
         assert!((256 << 20..=8 << 30).contains(&c.kv_cache_memory));
+        assert_eq!(c.ws_ticket_ttl_secs, 60);
+        assert_eq!(c.ws_idle_timeout_secs, 300);
+        assert_eq!(c.ws_ping_interval_secs, 30);
+        assert_eq!(c.ws_max_concurrent_requests, 16);
+    }
+
+    #[test]
+    fn websocket_settings_come_from_the_environment_and_refuse_zero() {
+        let c = Config::resolve(
+            None,
+            env_of(&[
+                ("STARFIRE_WS_TICKET_TTL_SECS", "5"),
+                ("STARFIRE_WS_MAX_CONCURRENT_REQUESTS", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.ws_ticket_ttl_secs, 5);
+        assert_eq!(c.ws_max_concurrent_requests, 2);
+        let err =
+            Config::resolve(None, env_of(&[("STARFIRE_WS_IDLE_TIMEOUT_SECS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("ws_idle_timeout_secs"), "{err}");
     }
 
     #[test]

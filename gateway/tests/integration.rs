@@ -14,6 +14,8 @@ mod api_keys;
 mod audit_logs;
 #[path = "integration/auth.rs"]
 mod auth;
+#[path = "integration/chat_ws.rs"]
+mod chat_ws;
 #[path = "integration/e2e.rs"]
 mod e2e;
 #[path = "integration/http.rs"]

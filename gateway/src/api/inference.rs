@@ -639,7 +639,10 @@ fn finite(logprob: f32) -> f32 {
     }
 }
 
-fn logprob_objects(model: &dyn ServedModel, logprobs: &[TokenLogprob]) -> Vec<TokenLogprobObject> {
+pub(crate) fn logprob_objects(
+    model: &dyn ServedModel,
+    logprobs: &[TokenLogprob],
+) -> Vec<TokenLogprobObject> {
     logprobs
         .iter()
         .map(|l| {
@@ -666,7 +669,7 @@ fn logprob_objects(model: &dyn ServedModel, logprobs: &[TokenLogprob]) -> Vec<To
 }
 
 /// The error a failed generation reports.
-fn generation_error(reason: &FinishReason) -> ApiError {
+pub(crate) fn generation_error(reason: &FinishReason) -> ApiError {
     match reason {
         FinishReason::Error(cause) => ApiError::Internal(format!("generation failed: {cause}")),
         _ => ApiError::Internal("generation was aborted".to_owned()),
@@ -696,7 +699,84 @@ pub async fn create_chat_completion(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
+    let chat = start_chat(&state, &principal, req, ChatTransport::Http).await?;
+    let meta = ChunkMeta {
+        id: chat.id,
+        created: chat.created,
+        model: chat.model.name().to_owned(),
+    };
+    if chat.stream {
+        let sse = SseChat::new(chat.deltas, meta, chat.model, chat.n, chat.include_usage);
+        Ok(HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .streaming(sse.into_stream()))
+    } else {
+        let completion = collect(chat.deltas, meta, chat.model.as_ref(), chat.n).await?;
+        Ok(HttpResponse::Ok().json(completion))
+    }
+}
+
+/// Which transport carries a chat answer: the only thing [`start_chat`] treats differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatTransport {
+    /// `POST /v1/chat/completions`: JSON, or SSE with `stream: true`.
+    Http,
+    /// `GET /v1/chat/ws`: always streamed, as `chat.delta` frames.
+    WebSocket,
+}
+
+/// A chat request the scheduler accepted: what a transport needs to deliver the answer.
+pub struct StartedChat {
+    /// `chatcmpl-...`: the response's `id` and the scheduler's request id.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    pub model: Arc<dyn ServedModel>,
+    /// Choices per request.
+    pub n: usize,
+    /// Whether the answer is streamed (always over WebSocket).
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// The generation's deltas; dropping them aborts it in the scheduler.
+    pub deltas: DeltaStream,
+}
+
+/// The one way a chat completion starts, for REST and WebSocket alike: checks the caller's
+/// permission and the request against the served model, renders the prompt through the chat
+/// template, builds the sampling parameters, and submits to the scheduler as the caller's
+/// organization. Whatever must hold for every chat request, whichever the transport
+/// (admission, budget reservation, usage settlement of the returned deltas), belongs here.
+pub async fn start_chat(
+    state: &AppState,
+    principal: &Principal,
+    req: ChatCompletionRequest,
+    transport: ChatTransport,
+) -> Result<StartedChat, ApiError> {
+    principal.require(Permission::Inference)?;
     req.reject_unsupported()?;
+    let stream = match (transport, req.stream) {
+        (ChatTransport::Http, stream) => stream.unwrap_or(false),
+        (ChatTransport::WebSocket, Some(false)) => {
+            return Err(field_error(
+                "stream",
+                "a WebSocket request is always streamed; leave `stream` out or set it to true",
+            ))
+        }
+        (ChatTransport::WebSocket, _) => true,
+    };
+    if !stream && req.stream_options.is_some() {
+        return Err(field_error(
+            "stream_options",
+            "only allowed with `stream: true`",
+        ));
+    }
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
     let model = state.inference.model(&req.model)?;
     let messages = req.chat_messages()?;
     let mut params = req.sampling_params(model.as_ref())?;
@@ -714,34 +794,17 @@ pub async fn create_chat_completion(
     let id = format!("chatcmpl-{}", random_base62(29));
     let mut new_request = NewRequest::new(id.clone(), principal.tenant_id.clone(), prompt, params);
     new_request.priority = req.priority.unwrap_or(0);
-    new_request.tenant_weight = tenant_weight(&state, &principal).await?;
-    let stream = model.submit(new_request).await.map_err(scheduler_error)?;
-    let meta = ChunkMeta {
+    new_request.tenant_weight = tenant_weight(state, principal).await?;
+    let deltas = model.submit(new_request).await.map_err(scheduler_error)?;
+    Ok(StartedChat {
         id,
         created: unix_now(),
-        model: model.name().to_owned(),
-    };
-    if req.stream.unwrap_or(false) {
-        let include_usage = req
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        let sse = SseChat::new(stream, meta, model, n, include_usage);
-        Ok(HttpResponse::Ok()
-            .content_type("text/event-stream")
-            .insert_header(("cache-control", "no-cache"))
-            .streaming(sse.into_stream()))
-    } else {
-        if req.stream_options.is_some() {
-            return Err(field_error(
-                "stream_options",
-                "only allowed with `stream: true`",
-            ));
-        }
-        let completion = collect(stream, meta, model.as_ref(), n).await?;
-        Ok(HttpResponse::Ok().json(completion))
-    }
+        model,
+        n,
+        stream,
+        include_usage,
+        deltas,
+    })
 }
 
 /// The caller's organization's weight in the scheduler's fair share, from its plan.

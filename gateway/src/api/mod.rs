@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod body;
+pub mod chat_ws;
 pub mod embeddings;
 pub mod inference;
 pub mod invites;
@@ -115,7 +116,7 @@ macro_rules! routes {
         /// The OpenAPI 3.1 document of the gateway.
         #[derive(OpenApi)]
         #[openapi(
-            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, embeddings), control plane (organization, projects, keys, members, audit log) and console sessions."),
+            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, chat over a WebSocket, embeddings), control plane (organization, projects, keys, members, audit log) and console sessions."),
             paths($($module::$handler),*),
             components(schemas(crate::error::ErrorBody, crate::error::ErrorObject)),
             modifiers(&BearerAuth),
@@ -142,6 +143,8 @@ routes!(
     inference::list_models,
     inference::retrieve_model,
     inference::create_chat_completion,
+    chat_ws::chat_websocket,
+    chat_ws::create_ws_ticket,
     inference::create_completion,
     inference::tokenize,
     inference::detokenize,

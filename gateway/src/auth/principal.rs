@@ -13,8 +13,9 @@ use super::api_key::{self, KeyKind};
 use super::secret::sha256_hex;
 use crate::error::ApiError;
 use crate::server::AppState;
-use crate::store::api_keys::{KeyLimits, Scope};
+use crate::store::api_keys::{ApiKeyRecord, KeyLimits, Scope};
 use crate::store::users::Role;
+use crate::store::ws_tickets::TicketHolder;
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +180,103 @@ impl Principal {
         }
     }
 
-    async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Principal, ApiError> {
+    fn of_key(record: ApiKeyRecord, request: RequestContext) -> Principal {
+        let kind = record.kind;
+        Principal {
+            credential: match kind {
+                KeyKind::Admin => Credential::AdminKey,
+                KeyKind::Project => Credential::ApiKey,
+            },
+            tenant_id: record.tenant_id,
+            project_id: record.project_id,
+            key_id: Some(record.id),
+            user_id: None,
+            session_id: None,
+            role: (kind == KeyKind::Admin).then_some(Role::Admin),
+            scopes: record.scopes,
+            limits: record.limits,
+            request,
+        }
+    }
+
+    /// What a WebSocket ticket created by this caller stands for: its API key or its console
+    /// session.
+    pub fn ticket_holder(&self) -> Option<TicketHolder> {
+        match (
+            self.credential,
+            &self.key_id,
+            &self.user_id,
+            &self.session_id,
+        ) {
+            (Credential::ApiKey, Some(key_id), _, _) => Some(TicketHolder::ApiKey {
+                key_id: key_id.clone(),
+            }),
+            (Credential::Session, _, Some(user_id), Some(session_id)) => {
+                Some(TicketHolder::Session {
+                    user_id: user_id.clone(),
+                    session_id: session_id.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Redeems a WebSocket ticket (`ticket` is the secret as the client sent it) and resolves
+    /// the credential it stands for, checked again now: a key revoked or a session ended since
+    /// the ticket was issued authenticates nothing.
+    pub async fn from_ticket(
+        state: &AppState,
+        ticket: &str,
+        request: RequestContext,
+    ) -> Result<Principal, ApiError> {
+        let invalid = || {
+            ApiError::Unauthenticated(
+                "Invalid WebSocket ticket: it is unknown, was used already, or has expired. \
+                 Get a new one from POST /v1/ws/tickets."
+                    .to_owned(),
+            )
+        };
+        let redeemed = state
+            .store
+            .redeem_ws_ticket(&sha256_hex(ticket))
+            .await?
+            .ok_or_else(invalid)?;
+        match redeemed.holder {
+            TicketHolder::ApiKey { key_id } => {
+                let record = state
+                    .store
+                    .live_api_key(&redeemed.tenant_id, &key_id)
+                    .await?
+                    .ok_or_else(invalid)?;
+                Ok(Principal::of_key(record, request))
+            }
+            TicketHolder::Session {
+                user_id,
+                session_id,
+            } => {
+                let role = state
+                    .store
+                    .session_role(&session_id, &user_id, &redeemed.tenant_id)
+                    .await?
+                    .ok_or_else(invalid)?;
+                Ok(Principal {
+                    credential: Credential::Session,
+                    tenant_id: redeemed.tenant_id,
+                    project_id: None,
+                    key_id: None,
+                    user_id: Some(user_id),
+                    session_id: Some(session_id),
+                    role: Some(role),
+                    scopes: Vec::new(),
+                    limits: KeyLimits::default(),
+                    request,
+                })
+            }
+        }
+    }
+
+    /// Resolves the credential of `req`'s headers (what the extractor does).
+    pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Principal, ApiError> {
         let token = credential_of(req)?;
         let request = RequestContext::of(req);
         if let Some(kind) = api_key::parse(&token) {
@@ -194,21 +291,7 @@ impl Principal {
                             .to_owned(),
                     )
                 })?;
-            return Ok(Principal {
-                credential: match kind {
-                    KeyKind::Admin => Credential::AdminKey,
-                    KeyKind::Project => Credential::ApiKey,
-                },
-                tenant_id: record.tenant_id,
-                project_id: record.project_id,
-                key_id: Some(record.id),
-                user_id: None,
-                session_id: None,
-                role: (kind == KeyKind::Admin).then_some(Role::Admin),
-                scopes: record.scopes,
-                limits: record.limits,
-                request,
-            });
+            return Ok(Principal::of_key(record, request));
         }
         let claims = state.tokens.verify_access(&token).ok_or_else(|| {
             ApiError::Unauthenticated(

@@ -92,6 +92,12 @@ const COLUMNS: &str =
     "id, tenant_id, project_id, kind, name, key_hash, prefix, scopes, owner_type, owner_id, \
      limit_rpm, limit_tpm, created_ms, expires_ms, last_used_ms, revoked_ms";
 
+/// A key that authenticates: not revoked, not expired (`$2` is now), and for a project key its
+/// project not archived. For a query over `api_keys k`.
+const LIVE: &str = "revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > $2) \
+     AND (project_id IS NULL OR EXISTS (SELECT 1 FROM projects p \
+          WHERE p.id = k.project_id AND p.tenant_id = k.tenant_id AND p.archived_ms IS NULL))";
+
 /// `last_used_at` is written at most this often per key, to keep authentication read-mostly.
 const TOUCH_INTERVAL_MS: i64 = 60_000;
 
@@ -267,10 +273,7 @@ impl Store {
     pub async fn authenticate_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let now = now_ms();
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys k WHERE key_hash = $1 AND revoked_ms IS NULL \
-             AND (expires_ms IS NULL OR expires_ms > $2) \
-             AND (project_id IS NULL OR EXISTS (SELECT 1 FROM projects p \
-                  WHERE p.id = k.project_id AND p.tenant_id = k.tenant_id AND p.archived_ms IS NULL))"
+            "SELECT {COLUMNS} FROM api_keys k WHERE key_hash = $1 AND {LIVE}"
         ))
         .bind(key_hash)
         .bind(now)
@@ -293,5 +296,24 @@ impl Store {
                 .await?;
         }
         Ok(Some(record))
+    }
+
+    /// The key `key_id` of the tenant when it would still authenticate (see
+    /// [`Store::authenticate_api_key`]); for credentials that stand in for a key, such as
+    /// WebSocket tickets.
+    pub async fn live_api_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys k WHERE id = $1 AND {LIVE} AND tenant_id = $3"
+        ))
+        .bind(key_id)
+        .bind(now_ms())
+        .bind(tenant_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
     }
 }

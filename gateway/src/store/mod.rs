@@ -6,7 +6,8 @@
 //! indistinguishable from one that does not exist.
 //!
 //! Files by resource: `tenants`, `users` (users and memberships), `projects`, `api_keys`,
-//! `sessions` (refresh-token families), `invites`, `audit`, and `page` (cursor pagination).
+//! `sessions` (refresh-token families), `invites`, `audit`, `ws_tickets` (single-use WebSocket
+//! tickets), and `page` (cursor pagination).
 
 pub mod api_keys;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod projects;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
+pub mod ws_tickets;
 
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -196,7 +196,43 @@ pub fn served_model() -> Arc<InProcessBackend> {
         .clone()
 }
 
+/// The app served by a real `HttpServer` on a loopback port; stopped when dropped.
+pub struct LiveServer {
+    pub port: u16,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        actix_web::rt::spawn(self.handle.stop(false));
+    }
+}
+
 impl TestApp {
+    /// The same app with its configuration changed by `change`.
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = (*self.state.config).clone();
+        change(&mut config);
+        self.state.config = Arc::new(config);
+        self
+    }
+
+    /// Serves the app on a free loopback port (one worker thread) until the result is dropped.
+    pub fn serve(&self) -> LiveServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let state = self.state.clone();
+        let server = actix_web::HttpServer::new(move || gateway::app(state.clone()))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .expect("listen")
+            .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        LiveServer { port, handle }
+    }
+
     /// The same app with the default model serving inference.
     pub fn with_model(mut self) -> TestApp {
         self.state = self.state.with_inference(served_model());
