@@ -19,6 +19,9 @@
 //!   `require_project`) first thing; everything it reads is then filtered by
 //!   `principal.tenant_id` (and `project_id` for project keys). `principal.key_id`, `limits` and
 //!   `request.request_id` are what rate limiting and usage metering key on.
+//! - A chat request, over REST or the WebSocket (`api::chat_ws`), starts through
+//!   `api::inference::start_chat`: what must hold for every request (admission, budget, usage
+//!   settlement) goes there, once for both transports.
 //! - Storage goes through `Store` methods (one file per resource under `store/`), in the SQL
 //!   SQLite and PostgreSQL share; a schema change is a new file under `gateway/migrations/`.
 //! - A route is added to the `routes!` list in `api/mod.rs`, which registers it from its

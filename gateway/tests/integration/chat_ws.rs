@@ -28,6 +28,7 @@ on_both_backends!(
     tickets_work_once_and_not_after_they_expire,
     closing_the_socket_aborts_its_generations,
     idle_sockets_are_pinged_then_closed,
+    a_socket_runs_at_most_its_cap_of_requests_at_once,
 );
 
 /// A chat body as REST takes it: greedy, so transports can be compared.
@@ -627,4 +628,44 @@ async fn idle_sockets_are_pinged_then_closed(app: TestApp) {
         waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
         "{waited:?}"
     );
+}
+
+async fn a_socket_runs_at_most_its_cap_of_requests_at_once(app: TestApp) {
+    let app = app
+        .with_model()
+        .configure(|c| c.ws_max_concurrent_requests = 2);
+    let key = app.inference_key().await;
+    let server = app.serve();
+    let mut ws = connect(&server, Some(&key), "").await.expect("upgrade");
+    let mut long = chat_body("Tell me a long story.", 1000);
+    long["ignore_eos"] = json!(true);
+    for id in ["a", "b", "c"] {
+        ws.send(request_frame(id, &long)).await.unwrap();
+    }
+    let refused = loop {
+        let frame = next_frame(&mut ws).await;
+        if frame["type"] == "error" {
+            break frame;
+        }
+        assert_ne!(frame["id"], "c", "{frame}");
+    };
+    assert_eq!(refused["id"], "c", "{refused}");
+    assert_eq!(refused["error"]["type"], "rate_limit_error", "{refused}");
+    assert_eq!(refused["error"]["code"], "rate_limit_exceeded", "{refused}");
+    for id in ["a", "b"] {
+        ws.send(Message::text(
+            json!({"type": "cancel", "id": id}).to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    let got = answers(&mut ws, &["a", "b"]).await;
+    assert_eq!(got["a"].last["finish_reason"], "cancelled");
+    assert_eq!(got["b"].last["finish_reason"], "cancelled");
+    // With room again, the same request is taken.
+    ws.send(request_frame("c", &chat_body("Hi", 3)))
+        .await
+        .unwrap();
+    let got = answers(&mut ws, &["c"]).await;
+    assert_eq!(got["c"].last["type"], "chat.done", "{:?}", got["c"].last);
 }
