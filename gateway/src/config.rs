@@ -14,12 +14,15 @@
 //! | `invite_ttl_secs` | `STARFIRE_INVITE_TTL_SECS` | `604800` (7 days) |
 //! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache |
 //! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | a quarter of the memory available at start (`MemAvailable`), between 256 MiB and 8 GiB; 1 GiB where the system does not say |
+//! | `metrics_token` | `STARFIRE_METRICS_TOKEN` | none (`/metrics` open) |
+//! | `[metering]` | see `metering::config` | prices, free-plan grant, usage heartbeat |
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::auth::secret::random_base62;
+use crate::metering::config::{MeteringConfig, MeteringFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -67,6 +70,12 @@ pub struct Config {
     pub model_path: Option<PathBuf>,
     /// Bytes of KV cache for the served model (vLLM's `kv_cache_memory`).
     pub kv_cache_memory: u64,
+    /// When set, `/metrics` wants `Authorization: Bearer <metrics_token>`; unset, it is open
+    /// (bind the gateway where only the scraper reaches it, or set this).
+    pub metrics_token: Option<String>,
+    /// Prices, free credits and usage-row liveness (the `[metering]` table; see
+    /// `metering::config`).
+    pub metering: MeteringConfig,
 }
 
 /// The KV cache budget when none is configured: a quarter of the memory available now (the
@@ -111,6 +120,11 @@ impl std::fmt::Debug for Config {
             .field("invite_ttl_secs", &self.invite_ttl_secs)
             .field("model_path", &self.model_path)
             .field("kv_cache_memory", &self.kv_cache_memory)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("metering", &self.metering)
             .finish()
     }
 }
@@ -130,6 +144,8 @@ struct FileConfig {
     invite_ttl_secs: Option<u64>,
     model_path: Option<PathBuf>,
     kv_cache_memory: Option<u64>,
+    metrics_token: Option<String>,
+    metering: Option<MeteringFile>,
 }
 
 impl Config {
@@ -173,7 +189,13 @@ impl Config {
                 message: "must start with sqlite: or postgres:".into(),
             });
         }
+        let metering = MeteringConfig::resolve(file.metering, &env)
+            .map_err(|(name, message)| ConfigError::Invalid { name, message })?;
         Ok(Config {
+            metering,
+            metrics_token: env("STARFIRE_METRICS_TOKEN")
+                .or(file.metrics_token)
+                .filter(|s| !s.is_empty()),
             listen: env("STARFIRE_LISTEN")
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".to_owned()),

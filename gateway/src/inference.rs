@@ -101,6 +101,10 @@ pub trait InferenceBackend: Send + Sync {
     fn models(&self) -> Result<Vec<ModelCard>, BackendError>;
     /// The model called `name` (matched without regard to case).
     fn model(&self, name: &str) -> Result<Arc<dyn ServedModel>, BackendError>;
+    /// The backend's own metrics (the scheduler's `starfire:` series) in Prometheus text.
+    fn prometheus(&self) -> String {
+        String::new()
+    }
 }
 
 /// One served model: what the routes need to turn a request into prompt tokens and run it.
@@ -229,6 +233,10 @@ impl InferenceBackend for InProcessBackend {
             id: self.served.name.clone(),
             created: self.served.created,
         }])
+    }
+
+    fn prometheus(&self) -> String {
+        scheduler::render_prometheus(&self.metrics(), &self.served.name)
     }
 
     fn model(&self, name: &str) -> Result<Arc<dyn ServedModel>, BackendError> {

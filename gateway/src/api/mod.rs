@@ -17,6 +17,7 @@ pub mod invites;
 pub mod list;
 pub mod meta;
 pub mod projects;
+pub mod usage;
 pub mod users;
 pub mod validate;
 
@@ -139,6 +140,7 @@ macro_rules! routes {
 
 routes!(
     meta::health,
+    meta::metrics,
     inference::list_models,
     inference::retrieve_model,
     inference::create_chat_completion,
@@ -173,6 +175,9 @@ routes!(
     invites::get_invite,
     invites::delete_invite,
     audit_logs::list_audit_logs,
+    usage::usage_completions,
+    usage::usage_embeddings,
+    usage::costs,
 );
 
 /// The document as pretty JSON with a trailing newline (the form committed in

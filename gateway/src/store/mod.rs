@@ -6,15 +6,18 @@
 //! indistinguishable from one that does not exist.
 //!
 //! Files by resource: `tenants`, `users` (users and memberships), `projects`, `api_keys`,
-//! `sessions` (refresh-token families), `invites`, `audit`, and `page` (cursor pagination).
+//! `sessions` (refresh-token families), `invites`, `audit`, `usage` (usage events and their
+//! rollup), `credits` (prepaid ledger), and `page` (cursor pagination).
 
 pub mod api_keys;
 pub mod audit;
+pub mod credits;
 pub mod invites;
 pub mod page;
 pub mod projects;
 pub mod sessions;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 use std::str::FromStr;
