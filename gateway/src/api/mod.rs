@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod body;
+pub mod credits;
 pub mod embeddings;
 pub mod inference;
 pub mod invites;
@@ -178,6 +179,7 @@ routes!(
     usage::usage_completions,
     usage::usage_embeddings,
     usage::costs,
+    credits::get_credits,
 );
 
 /// The document as pretty JSON with a trailing newline (the form committed in

@@ -227,6 +227,22 @@ async fn usage_exactly_once(app: TestApp) {
     let billed: i64 = all.iter().map(|e| e.cost.micros()).sum();
     let balance = assert_ledger_adds_up(&app, &tenant).await;
     assert_eq!(balance.micros(), 5_000_000 - billed);
+
+    // The credits route shows the same account: the grant, then one debit per request.
+    let credits = app
+        .get("/v1/organization/credits", Some(&owner.access))
+        .await
+        .expect(200);
+    assert_eq!(credits["mode"], "prepaid");
+    assert_eq!(credits["balance_micros"], balance.micros());
+    assert_eq!(credits["available_micros"], balance.micros());
+    let ledger = credits["ledger"].as_array().unwrap();
+    assert_eq!(ledger[0]["kind"], "grant");
+    assert_eq!(ledger[0]["amount_micros"], 5_000_000);
+    assert_eq!(ledger.len(), 1 + all.len());
+    app.get("/v1/organization/credits", Some(&key))
+        .await
+        .expect_error(403, None);
 }
 
 /// A client that leaves mid-stream is billed for the tokens generated until the abort (what it
