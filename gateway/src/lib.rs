@@ -4,7 +4,8 @@
 //! - `config`: TOML file + `STARFIRE_*` environment, every field with its default.
 //! - `server`: the actix app (request ids, body limit, error handlers) and `serve`.
 //! - `inference`: the backend seam (`InferenceBackend`) and its in-process implementation (the
-//!   engine's model and the scheduler's `EngineLoop`), loaded by `serve` from `model_path`.
+//!   engine's model and the scheduler's `EngineLoop`).
+//! - `registry`: the served models from configuration (`[[models]]` or `model_path`).
 //! - `auth`: credentials (API keys, console sessions) resolved to a [`auth::Principal`] with its
 //!   permission checks.
 //! - `api`: the routes, one file per resource, each in the OpenAPI document.
@@ -35,6 +36,7 @@ pub mod error;
 pub mod inference;
 pub mod metering;
 pub mod metrics;
+pub mod registry;
 pub mod server;
 pub mod store;
 

@@ -28,5 +28,7 @@ mod metering;
 mod openapi;
 #[path = "integration/projects.rs"]
 mod projects;
+#[path = "integration/registry.rs"]
+mod registry;
 #[path = "integration/users.rs"]
 mod users;

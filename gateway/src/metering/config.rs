@@ -6,7 +6,7 @@
 //! heartbeat_secs = 10                # how often in-flight usage rows are refreshed
 //! orphan_after_secs = 60             # a row not refreshed for this long is an orphan
 //!
-//! [metering.prices."SmolLM2-135M-Instruct"]
+//! [metering.prices."smollm2-135m-instruct"]
 //! input_micros_per_million = 50000
 //! cached_input_micros_per_million = 25000
 //! output_micros_per_million = 100000
@@ -127,7 +127,7 @@ impl MeteringConfig {
     /// The one price lookup: the model's configured price, else the default model's configured
     /// price, else [`Prices::DEFAULT`]. (A dated price catalog replaces this function's body.)
     pub fn price(&self, model: &str) -> Prices {
-        let default = engine::model_cache::DefaultModel::NAME.to_lowercase();
+        let default = crate::registry::DEFAULT_MODEL_ID.to_lowercase();
         self.prices
             .get(&model.to_lowercase())
             .or_else(|| self.prices.get(&default))

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::model_cache::DefaultModel;
 use gateway::metering::{Metering, Money, Prices};
+use gateway::registry::DEFAULT_MODEL_ID;
 use gateway::store::credits::CreditKind;
 use gateway::store::now_ms;
 use gateway::store::usage::{Endpoint, FinalUsage, NewUsage, UsageEvent, UsageStatus};
@@ -27,7 +27,7 @@ const PRICES: Prices = Prices {
 /// The app with the model, metered at `PRICES`, free organizations starting with `grant`.
 fn priced(mut app: TestApp, grant: i64) -> TestApp {
     let mut config = app.state.config.metering.clone();
-    config.set_price(DefaultModel::NAME, PRICES);
+    config.set_price(DEFAULT_MODEL_ID, PRICES);
     config.free_grant = Money::from_micros(grant);
     app.state.metering = Metering::new(app.state.store.clone(), config, app.state.metrics.clone());
     app.with_model()
@@ -45,7 +45,7 @@ async fn org(app: &TestApp, email: &str) -> (Session, String, (String, String)) 
 
 fn chat(extra: Value) -> Value {
     let mut body = json!({
-        "model": DefaultModel::NAME,
+        "model": DEFAULT_MODEL_ID,
         "messages": [{"role": "user", "content": "Name three colours."}],
         "max_tokens": 6,
         "temperature": 0,
@@ -133,7 +133,7 @@ async fn usage_exactly_once(app: TestApp) {
     );
     assert_eq!(e.project_id.as_deref(), Some(project.as_str()));
     assert_eq!(e.api_key_id.as_deref(), Some(key_id.as_str()));
-    assert_eq!(e.model, DefaultModel::NAME);
+    assert_eq!(e.model, DEFAULT_MODEL_ID);
     assert_eq!(e.endpoint, "completions");
     assert!(e.ttft_ms.is_some() && e.latency_ms.is_some());
     assert_eq!(
@@ -173,7 +173,7 @@ async fn usage_exactly_once(app: TestApp) {
         .post(
             "/v1/completions",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "prompt": ["One", "Two"], "n": 2,
+            json!({"model": DEFAULT_MODEL_ID, "prompt": ["One", "Two"], "n": 2,
                    "max_tokens": 3, "temperature": 0}),
         )
         .await
@@ -200,7 +200,7 @@ async fn usage_exactly_once(app: TestApp) {
         .post(
             "/v1/embeddings",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "input": ["a b c", "d e"]}),
+            json!({"model": DEFAULT_MODEL_ID, "input": ["a b c", "d e"]}),
         )
         .await
         .expect(200);
@@ -316,7 +316,7 @@ async fn orphans_are_closed_on_restart(app: TestApp) {
         project_id: Some("proj_x".into()),
         api_key_id: Some("key_x".into()),
         endpoint: Endpoint::Completions,
-        model: DefaultModel::NAME.to_owned(),
+        model: DEFAULT_MODEL_ID.to_owned(),
         prompt_tokens: 20,
         max_cost: Prices::DEFAULT.max_cost(20, 100),
         instance_id: instance.to_owned(),
@@ -395,7 +395,7 @@ async fn concurrent_requests_cannot_overspend(app: TestApp) {
         .post(
             "/v1/tokenize",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "messages": body["messages"]}),
+            json!({"model": DEFAULT_MODEL_ID, "messages": body["messages"]}),
         )
         .await
         .expect(200)["count"]
@@ -558,7 +558,7 @@ async fn usage_api_totals_equal_raw_events(app: TestApp) {
     let start_ms = (now_ms() - 3 * day).div_euclid(60_000) * 60_000;
     let projects = ["proj_a", "proj_b"];
     let keys = ["key_1", "key_2", "key_3"];
-    let models = [DefaultModel::NAME, "other-model"];
+    let models = [DEFAULT_MODEL_ID, "other-model"];
     let mut n = 0;
     for (tenant_id, count) in [(&tenant, 60), (&other.tenant_id, 5)] {
         for i in 0..count {
