@@ -19,12 +19,15 @@
 //! | `ws_idle_timeout_secs` | `STARFIRE_WS_IDLE_TIMEOUT_SECS` | `300` |
 //! | `ws_ping_interval_secs` | `STARFIRE_WS_PING_INTERVAL_SECS` | `30` |
 //! | `ws_max_concurrent_requests` | `STARFIRE_WS_MAX_CONCURRENT_REQUESTS` | `16` |
+//! | `metrics_token` | `STARFIRE_METRICS_TOKEN` | none (`/metrics` open) |
+//! | `[metering]` | see `metering::config` | prices, free-plan grant, usage heartbeat |
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::auth::secret::random_base62;
+use crate::metering::config::{MeteringConfig, MeteringFile};
 use crate::registry::ModelEntry;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,12 @@ pub struct Config {
     /// Requests one chat WebSocket may run at the same time; more get an error frame. Its
     /// largest accepted frame is `max_body_bytes`, as for a REST body.
     pub ws_max_concurrent_requests: usize,
+    /// When set, `/metrics` wants `Authorization: Bearer <metrics_token>`; unset, it is open
+    /// (bind the gateway where only the scraper reaches it, or set this).
+    pub metrics_token: Option<String>,
+    /// Prices, free credits and usage-row liveness (the `[metering]` table; see
+    /// `metering::config`).
+    pub metering: MeteringConfig,
 }
 
 /// The KV cache budget when none is configured: a quarter of the memory available now (the
@@ -137,6 +146,11 @@ impl std::fmt::Debug for Config {
                 "ws_max_concurrent_requests",
                 &self.ws_max_concurrent_requests,
             )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("metering", &self.metering)
             .finish()
     }
 }
@@ -156,6 +170,8 @@ struct FileConfig {
     invite_ttl_secs: Option<u64>,
     model_path: Option<PathBuf>,
     kv_cache_memory: Option<u64>,
+    metrics_token: Option<String>,
+    metering: Option<MeteringFile>,
     #[serde(default)]
     models: Vec<ModelEntry>,
     ws_ticket_ttl_secs: Option<u64>,
@@ -205,6 +221,8 @@ impl Config {
                 message: "must start with sqlite: or postgres:".into(),
             });
         }
+        let metering = MeteringConfig::resolve(file.metering, &env)
+            .map_err(|(name, message)| ConfigError::Invalid { name, message })?;
         let model_path = env("STARFIRE_MODEL_PATH")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
@@ -223,6 +241,10 @@ impl Config {
         };
         crate::registry::validate(&models)?;
         Ok(Config {
+            metering,
+            metrics_token: env("STARFIRE_METRICS_TOKEN")
+                .or(file.metrics_token)
+                .filter(|s| !s.is_empty()),
             listen: env("STARFIRE_LISTEN")
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".to_owned()),

@@ -41,6 +41,10 @@ pub enum ApiError {
         message: String,
         retry_after: Option<u64>,
     },
+    /// The organization's credits (or a spend cap) do not cover the request (OpenAI's
+    /// `insufficient_quota`: 429, but retrying does not help until credits are added).
+    #[error("{0}")]
+    InsufficientQuota(String),
     /// The requested model is not served (OpenAI's `model_not_found`).
     #[error("{0}")]
     ModelNotFound(String),
@@ -76,7 +80,8 @@ pub struct ErrorObject {
     /// Human-readable explanation; names the field when one is at fault.
     pub message: String,
     /// One of `invalid_request_error`, `authentication_error`, `permission_error`,
-    /// `not_found_error`, `conflict_error`, `rate_limit_error`, `server_error`.
+    /// `not_found_error`, `conflict_error`, `rate_limit_error`, `insufficient_quota`,
+    /// `server_error`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The request field at fault, when there is one.
@@ -138,6 +143,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 "rate_limit_exceeded",
+            ),
+            ApiError::InsufficientQuota(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "insufficient_quota",
             ),
             ApiError::ModelNotFound(_) => (
                 StatusCode::NOT_FOUND,
@@ -251,6 +261,7 @@ mod tests {
                 429,
                 "",
             ),
+            (ApiError::InsufficientQuota("no credit".into()), 429, ""),
             (ApiError::Internal("secret cause".into()), 500, ""),
             (ApiError::ModelNotFound("no".into()), 404, "model"),
             (

@@ -102,6 +102,10 @@ pub trait InferenceBackend: Send + Sync {
     fn models(&self) -> Result<Vec<ModelCard>, BackendError>;
     /// The model called `name` (matched without regard to case).
     fn model(&self, name: &str) -> Result<Arc<dyn ServedModel>, BackendError>;
+    /// The backend's own metrics (the scheduler's `starfire:` series) in Prometheus text.
+    fn prometheus(&self) -> String {
+        String::new()
+    }
 }
 
 /// One served model: what the routes need to turn a request into prompt tokens and run it.
@@ -289,12 +293,66 @@ impl InferenceBackend for InProcessBackend {
             .collect())
     }
 
+    fn prometheus(&self) -> String {
+        let texts: Vec<String> = self
+            .served
+            .iter()
+            .map(|m| scheduler::render_prometheus(&m.engine.metrics(), &m.name))
+            .collect();
+        merge_families(&texts)
+    }
+
     fn model(&self, name: &str) -> Result<Arc<dyn ServedModel>, BackendError> {
         match self.find(name) {
             Some(m) => Ok(m.clone()),
             None => Err(BackendError::ModelNotFound(name.to_owned())),
         }
     }
+}
+
+/// Joins several Prometheus texts (one per model, same families) so that each family has one
+/// `# HELP`/`# TYPE` header and all its samples together, as the format wants.
+fn merge_families(texts: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
+        std::collections::HashMap::new();
+    for text in texts {
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+            {
+                current = rest.split(' ').next().unwrap_or_default().to_owned();
+                let family = families.entry(current.clone()).or_insert_with(|| {
+                    order.push(current.clone());
+                    Default::default()
+                });
+                if !family.0.iter().any(|h| h == line) {
+                    family.0.push(line.to_owned());
+                }
+            } else if !line.is_empty() {
+                families
+                    .entry(current.clone())
+                    .or_insert_with(|| {
+                        order.push(current.clone());
+                        Default::default()
+                    })
+                    .1
+                    .push(line.to_owned());
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        if let Some((headers, samples)) = families.get(&name) {
+            for line in headers.iter().chain(samples) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 impl ServedModel for InProcessModel {
@@ -373,5 +431,18 @@ impl ServedModel for InProcessModel {
 
     fn embedding_size(&self) -> usize {
         self.model.config.hidden_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn several_models_share_one_header_per_family() {
+        let a = "# HELP x X.\n# TYPE x gauge\nx{model_name=\"a\"} 1\n".to_owned();
+        let b = a.replace("\"a\"", "\"b\"").replace("} 1", "} 2");
+        assert_eq!(
+            super::merge_families(&[a, b]),
+            "# HELP x X.\n# TYPE x gauge\nx{model_name=\"a\"} 1\nx{model_name=\"b\"} 2\n"
+        );
     }
 }

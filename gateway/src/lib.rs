@@ -9,6 +9,8 @@
 //! - `auth`: credentials (API keys, console sessions) resolved to a [`auth::Principal`] with its
 //!   permission checks.
 //! - `api`: the routes, one file per resource, each in the OpenAPI document.
+//! - `metering`: usage events (exactly once per request), prices, prepaid credits and the
+//!   admission-time reservation; `metrics`: the gateway's Prometheus registry.
 //! - `store`: the one store API over SQLite or PostgreSQL (sqlx, versioned migrations).
 //! - `error`: the one error table, producing OpenAI's error body.
 //! - `bootstrap`: `starfire admin bootstrap`.
@@ -35,6 +37,8 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod inference;
+pub mod metering;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod store;

@@ -17,6 +17,8 @@ use crate::auth::session::SessionTokens;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::inference::{InferenceBackend, Unloaded};
+use crate::metering::Metering;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// What every handler can reach. Cheap to clone.
@@ -28,6 +30,10 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// What serves `/v1/models`, `/v1/chat/completions`, ...
     pub inference: Arc<dyn InferenceBackend>,
+    /// The gateway's Prometheus registry (`/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// Usage events, prices and prepaid credits.
+    pub metering: Arc<Metering>,
 }
 
 impl AppState {
@@ -37,8 +43,12 @@ impl AppState {
             config.access_token_ttl_secs,
             config.refresh_token_ttl_secs,
         );
+        let metrics = Arc::new(Metrics::default());
+        let metering = Metering::new(store.clone(), config.metering.clone(), metrics.clone());
         AppState {
             store,
+            metrics,
+            metering,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
             login_throttle: Arc::new(LoginThrottle::default()),
@@ -126,6 +136,7 @@ pub fn app(
     >,
 > {
     let limit = state.config.max_body_bytes;
+    let metrics = state.metrics.clone();
     App::new()
         .app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(limit))
@@ -136,16 +147,19 @@ pub fn app(
         .configure(crate::api::configure)
         .route("/openapi.json", web::get().to(openapi_document))
         .default_service(web::to(unknown_route))
-        .wrap_fn(|req, srv| {
+        .wrap_fn(move |req, srv| {
             let id = request_id_for(&req);
             req.extensions_mut().insert(RequestId(id.clone()));
             let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
             let started = std::time::Instant::now();
+            let method = req.method().to_string();
+            let metrics = metrics.clone();
             let fut = srv.call(req);
             async move {
                 // Handlers' and extractors' errors arrive here as responses already (actix
                 // renders them per route), so every answer passes through this header step.
                 let mut res = fut.await?;
+                let route = res.request().match_pattern();
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     res.headers_mut().insert(REQUEST_ID, value);
                 }
@@ -154,10 +168,38 @@ pub fn app(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "request"
                 );
+                record_request(&metrics, route.as_deref(), &method, res.status().as_u16(), started);
                 Ok(res)
             }
             .instrument(span)
         })
+}
+
+/// Counts a request and times it (to the response head: a stream's body may run longer). The
+/// route is its pattern (`/v1/organization/projects/{project_id}`), never the raw path, so the
+/// series stay few; unknown paths count as `unmatched`.
+fn record_request(
+    metrics: &Metrics,
+    route: Option<&str>,
+    method: &str,
+    status: u16,
+    started: std::time::Instant,
+) {
+    let route = route.unwrap_or("unmatched");
+    let status = status.to_string();
+    metrics.inc(
+        "starfire_http_requests_total",
+        "HTTP requests, by route pattern, method and status.",
+        &[("route", route), ("method", method), ("status", &status)],
+        1,
+    );
+    metrics.observe(
+        "starfire_http_request_duration_seconds",
+        "Time to the response head, by route pattern and method.",
+        crate::metrics::LATENCY_BUCKETS,
+        &[("route", route), ("method", method)],
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +215,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Model(String),
+    #[error("{0}")]
+    Metering(String),
 }
 
 /// Runs the HTTP server until interrupted.
@@ -182,6 +226,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(?config, "starting");
     let inference = load_inference(&config)?;
     let state = AppState::new(store, config).with_inference(inference);
+    // Usage rows a previous process left in flight are closed before serving; then this
+    // process keeps its own rows' heartbeat and sweeps other replicas' orphans.
+    state
+        .metering
+        .sweep_orphans(true)
+        .await
+        .map_err(|e| ServeError::Metering(format!("closing orphaned usage rows: {e}")))?;
+    tokio::spawn(state.metering.clone().run_background());
     let server = HttpServer::new(move || app(state.clone()))
         .bind(&listen)
         .map_err(|source| ServeError::Bind {

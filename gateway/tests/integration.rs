@@ -24,6 +24,8 @@ mod http;
 mod inference;
 #[path = "integration/invites.rs"]
 mod invites;
+#[path = "integration/metering.rs"]
+mod metering;
 #[path = "integration/openapi.rs"]
 mod openapi;
 #[path = "integration/projects.rs"]

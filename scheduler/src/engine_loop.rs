@@ -37,6 +37,15 @@ enum Command {
     },
 }
 
+/// Sees every delta a [`DeltaStream`] hands out, and its end, as they are received: how the
+/// gateway meters a request without wrapping the stream. It is dropped with the stream, so a
+/// stream dropped before its end (a client that went away) drops its observer too.
+pub trait DeltaObserver: Send + Sync {
+    fn on_delta(&mut self, delta: &Delta);
+    /// The stream ended (`recv` returned `None`).
+    fn on_end(&mut self);
+}
+
 /// The deltas of one request, in order; the last one carries `usage`. Dropping it aborts the
 /// request.
 pub struct DeltaStream {
@@ -45,11 +54,18 @@ pub struct DeltaStream {
     rx: tmpsc::UnboundedReceiver<Delta>,
     commands: mpsc::Sender<Command>,
     finished: bool,
+    observer: Option<Box<dyn DeltaObserver>>,
 }
 
 impl DeltaStream {
     pub fn request_id(&self) -> &str {
         &self.request_id
+    }
+
+    /// The same stream, reporting what it hands out to `observer`.
+    pub fn observed(mut self, observer: Box<dyn DeltaObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The next delta; `None` after the last one (or when the loop is gone).
@@ -71,6 +87,12 @@ impl DeltaStream {
             Some(d) if d.usage.is_some() => self.finished = true,
             None => self.finished = true,
             _ => {}
+        }
+        if let Some(observer) = &mut self.observer {
+            match d {
+                Some(d) => observer.on_delta(d),
+                None => observer.on_end(),
+            }
         }
     }
 }
@@ -216,6 +238,7 @@ impl PendingStream {
             rx,
             commands: self.commands,
             finished: false,
+            observer: None,
         }
     }
 }

@@ -35,7 +35,7 @@ pub mod testing;
 
 pub use config::{KvCacheShape, SchedulerConfig};
 pub use detokenizer::{DecodeStream, Detokenizer, NoText, OffsetDetokenizer, TokenDecoder};
-pub use engine_loop::{DeltaStream, EngineLoop};
+pub use engine_loop::{DeltaObserver, DeltaStream, EngineLoop};
 pub use error::{QueueScope, SchedulerError};
 pub use executor::{ExecutorError, ModelExecutor, SampledToken, SamplingInput, StepPlan};
 pub use metrics::{render_prometheus, MetricsSnapshot, SchedulerStats};

@@ -260,6 +260,7 @@ pub async fn signup(
         }
         None => {
             let tenant = state.store.create_tenant(&org_name, Plan::Free).await?;
+            state.metering.open_free_account(&tenant.id).await?;
             state
                 .store
                 .add_member(&tenant.id, &user.id, Role::Owner)

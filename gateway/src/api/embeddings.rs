@@ -12,9 +12,13 @@ use utoipa::ToSchema;
 
 use super::body::JsonBody;
 use super::inference::PromptInput;
+use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
+use crate::inference::ServedModel;
+use crate::metering::Charge;
 use crate::server::AppState;
+use crate::store::usage::Endpoint;
 
 /// Most inputs in one request (OpenAI allows 2048; a CPU model is slower).
 const MAX_INPUTS: usize = 256;
@@ -69,7 +73,9 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
 #[utoipa::path(post, path = "/v1/embeddings", tag = "Inference",
     request_body = EmbeddingRequest,
     responses((status = 200, body = EmbeddingList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = "The organization's credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
+        (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_embeddings(
     state: web::Data<AppState>,
@@ -132,6 +138,40 @@ pub async fn create_embeddings(
             format_args!("{total} tokens in all; at most {MAX_TOTAL_TOKENS} per request"),
         ));
     }
+    let charge = Charge {
+        request_id: format!("embd-{}", random_base62(29)),
+        endpoint: Endpoint::Embeddings,
+        model: model.name().to_owned(),
+        prompt_tokens: total as u64,
+        max_completion_tokens: 0,
+    };
+    let meter = state.metering.admit(&principal, charge).await?;
+    meter.running();
+    let data = match embed_all(model.as_ref(), inputs, base64).await {
+        Ok(data) => data,
+        Err(e) => {
+            meter.fail();
+            return Err(e);
+        }
+    };
+    meter.complete(total as u64, 0).await;
+    Ok(HttpResponse::Ok().json(EmbeddingList {
+        object: "list",
+        data,
+        model: model.name().to_owned(),
+        usage: EmbeddingUsage {
+            prompt_tokens: total,
+            total_tokens: total,
+        },
+    }))
+}
+
+/// The embedding of every input, in order.
+async fn embed_all(
+    model: &dyn ServedModel,
+    inputs: Vec<Vec<u32>>,
+    base64: bool,
+) -> Result<Vec<EmbeddingObject>, ApiError> {
     let mut data = Vec::with_capacity(inputs.len());
     for (index, ids) in inputs.into_iter().enumerate() {
         let vector = model.embed(ids).await?;
@@ -147,13 +187,5 @@ pub async fn create_embeddings(
             embedding,
         });
     }
-    Ok(HttpResponse::Ok().json(EmbeddingList {
-        object: "list",
-        data,
-        model: model.name().to_owned(),
-        usage: EmbeddingUsage {
-            prompt_tokens: total,
-            total_tokens: total,
-        },
-    }))
+    Ok(data)
 }

@@ -23,7 +23,9 @@ use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::inference::{scheduler_error, ServedModel};
+use crate::metering::{Charge, Meter};
 use crate::server::AppState;
+use crate::store::usage::Endpoint;
 
 /// Identifies the serving stack in responses (OpenAI's `system_fingerprint`).
 pub const SYSTEM_FINGERPRINT: &str = concat!("fp_starfire_", env!("CARGO_PKG_VERSION"));
@@ -689,7 +691,7 @@ pub(crate) fn generation_error(reason: &FinishReason) -> ApiError {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "`model_not_found`", body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 429, description = "This organization has too many queued requests (`Retry-After`)", body = ErrorBody),
+        (status = 429, description = "This organization has too many queued requests (`Retry-After`), or its credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
         (status = 503, description = "No model loaded (`model_not_loaded`), or the server is overloaded (`Retry-After`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_chat_completion(
@@ -713,6 +715,7 @@ pub async fn create_chat_completion(
             .streaming(sse.into_stream()))
     } else {
         let completion = collect(chat.deltas, meta, chat.model.as_ref(), chat.n).await?;
+        chat.meter.settled().await;
         Ok(HttpResponse::Ok().json(completion))
     }
 }
@@ -739,8 +742,12 @@ pub struct StartedChat {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
-    /// The generation's deltas; dropping them aborts it in the scheduler.
+    /// The generation's deltas, metered; dropping them aborts it in the scheduler (and
+    /// records the usage so far as cancelled).
     pub deltas: DeltaStream,
+    /// The request's usage meter: non-streamed answers await `settled()` before answering, so
+    /// that a client holding its response finds its usage recorded.
+    pub meter: Meter,
 }
 
 /// The one way a chat completion starts, for REST and WebSocket alike: checks the caller's
@@ -792,10 +799,18 @@ pub async fn start_chat(
     let n = params.n;
 
     let id = format!("chatcmpl-{}", random_base62(29));
+    let charge = Charge {
+        request_id: id.clone(),
+        endpoint: Endpoint::Completions,
+        model: model.name().to_owned(),
+        prompt_tokens: prompt.len() as u64,
+        max_completion_tokens: params.max_tokens.unwrap_or(0) as u64 * n as u64,
+    };
+    let meter = state.metering.admit(principal, charge).await?;
     let mut new_request = NewRequest::new(id.clone(), principal.tenant_id.clone(), prompt, params);
     new_request.priority = req.priority.unwrap_or(0);
     new_request.tenant_weight = tenant_weight(state, principal).await?;
-    let deltas = model.submit(new_request).await.map_err(scheduler_error)?;
+    let deltas = meter.attach(model.submit(new_request).await.map_err(scheduler_error)?);
     Ok(StartedChat {
         id,
         created: unix_now(),
@@ -804,6 +819,7 @@ pub async fn start_chat(
         stream,
         include_usage,
         deltas,
+        meter,
     })
 }
 
@@ -1192,7 +1208,7 @@ impl CompletionRequest {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "`model_not_found`", body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 429, description = "This organization has too many queued requests (`Retry-After`)", body = ErrorBody),
+        (status = 429, description = "This organization has too many queued requests (`Retry-After`), or its credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
         (status = 503, description = "No model loaded (`model_not_loaded`), or the server is overloaded (`Retry-After`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_completion(
@@ -1251,6 +1267,14 @@ pub async fn create_completion(
     }
     let weight = tenant_weight(&state, &principal).await?;
     let id = format!("cmpl-{}", random_base62(29));
+    let charge = Charge {
+        request_id: id.clone(),
+        endpoint: Endpoint::Completions,
+        model: model.name().to_owned(),
+        prompt_tokens: prompts.iter().map(|p| p.len() as u64).sum(),
+        max_completion_tokens: fitted.iter().map(|&m| (m * n) as u64).sum(),
+    };
+    let meter = state.metering.admit(&principal, charge).await?;
     let mut streams = Vec::with_capacity(prompts.len());
     for (i, (prompt, max)) in prompts.into_iter().zip(fitted).enumerate() {
         params.max_tokens = Some(max);
@@ -1263,7 +1287,7 @@ pub async fn create_completion(
         r.priority = req.priority.unwrap_or(0);
         r.tenant_weight = weight;
         // An error here drops the streams already submitted, which aborts them.
-        streams.push(model.submit(r).await.map_err(scheduler_error)?);
+        streams.push(meter.attach(model.submit(r).await.map_err(scheduler_error)?));
     }
     let meta = ChunkMeta {
         id,
@@ -1331,6 +1355,7 @@ pub async fn create_completion(
                 });
             }
         }
+        meter.settled().await;
         Ok(HttpResponse::Ok().json(Completion {
             id: meta.id,
             object: "text_completion",

@@ -12,12 +12,14 @@ pub mod audit_logs;
 pub mod auth;
 pub mod body;
 pub mod chat_ws;
+pub mod credits;
 pub mod embeddings;
 pub mod inference;
 pub mod invites;
 pub mod list;
 pub mod meta;
 pub mod projects;
+pub mod usage;
 pub mod users;
 pub mod validate;
 
@@ -140,6 +142,7 @@ macro_rules! routes {
 
 routes!(
     meta::health,
+    meta::metrics,
     inference::list_models,
     inference::retrieve_model,
     inference::create_chat_completion,
@@ -176,6 +179,10 @@ routes!(
     invites::get_invite,
     invites::delete_invite,
     audit_logs::list_audit_logs,
+    usage::usage_completions,
+    usage::usage_embeddings,
+    usage::costs,
+    credits::get_credits,
 );
 
 /// The document as pretty JSON with a trailing newline (the form committed in

@@ -7,15 +7,18 @@
 //!
 //! Files by resource: `tenants`, `users` (users and memberships), `projects`, `api_keys`,
 //! `sessions` (refresh-token families), `invites`, `audit`, `ws_tickets` (single-use WebSocket
-//! tickets), and `page` (cursor pagination).
+//! tickets), `usage` (usage events and their rollup), `credits` (prepaid ledger), and `page`
+//! (cursor pagination).
 
 pub mod api_keys;
 pub mod audit;
+pub mod credits;
 pub mod invites;
 pub mod page;
 pub mod projects;
 pub mod sessions;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 pub mod ws_tickets;
 

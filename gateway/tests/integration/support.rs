@@ -67,7 +67,11 @@ pub async fn fresh_database(backend: Backend) -> (String, DbGuard) {
             let base = postgres_url();
             let sep = if base.contains('?') { '&' } else { '?' };
             (
-                format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                // The schema's name is also the connections' application name, so that the
+                // guard can end the ones a test left open (see `DbGuard`).
+                format!(
+                    "{base}{sep}options=-c%20search_path%3D{schema}&application_name={schema}"
+                ),
                 DbGuard::Postgres { schema },
             )
         }
@@ -94,6 +98,15 @@ impl Drop for DbGuard {
                     use sqlx::Connection;
                     sqlx::any::install_default_drivers();
                     if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_url()).await {
+                        // A connection the test's runtime abandoned mid-transaction (its
+                        // task was dropped at shutdown) would hold locks forever and make
+                        // DROP SCHEMA wait on them: end this schema's connections first.
+                        let _ = sqlx::query(&format!(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                             WHERE application_name = '{schema}' AND pid <> pg_backend_pid()"
+                        ))
+                        .execute(&mut conn)
+                        .await;
                         let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
                             .execute(&mut conn)
                             .await;
