@@ -41,6 +41,11 @@ pub enum ApiError {
         message: String,
         retry_after: Option<u64>,
     },
+    /// An inference rate limit (requests, tokens or concurrent requests per minute) was
+    /// reached: OpenAI's 429 `rate_limit_exceeded`, `type` saying which, with `Retry-After` and
+    /// the `x-ratelimit-*` headers.
+    #[error("{}", .0.message)]
+    RateLimitExceeded(Box<crate::limits::Refusal>),
     /// The requested model is not served (OpenAI's `model_not_found`).
     #[error("{0}")]
     ModelNotFound(String),
@@ -139,6 +144,11 @@ impl ApiError {
                 "rate_limit_error",
                 "rate_limit_exceeded",
             ),
+            ApiError::RateLimitExceeded(refusal) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                refusal.kind(),
+                "rate_limit_exceeded",
+            ),
             ApiError::ModelNotFound(_) => (
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -203,6 +213,14 @@ impl ResponseError for ApiError {
         } = self
         {
             response.insert_header(("retry-after", secs.to_string()));
+        }
+        if let ApiError::RateLimitExceeded(refusal) = self {
+            if let Some(secs) = refusal.retry_after_secs {
+                response.insert_header(("retry-after", secs.to_string()));
+            }
+            let mut res = response.json(self.body());
+            refusal.headers.apply(res.headers_mut());
+            return res;
         }
         response.json(self.body())
     }

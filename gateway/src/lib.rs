@@ -5,6 +5,8 @@
 //! - `server`: the actix app (request ids, body limit, error handlers) and `serve`.
 //! - `inference`: the backend seam (`InferenceBackend`) and its in-process implementation (the
 //!   engine's model and the scheduler's `EngineLoop`), loaded by `serve` from `model_path`.
+//! - `limits`: rate limits (requests, tokens, concurrency per minute; Redis or in process),
+//!   checked after the request is parsed and before it reaches the engine.
 //! - `auth`: credentials (API keys, console sessions) resolved to a [`auth::Principal`] with its
 //!   permission checks.
 //! - `api`: the routes, one file per resource, each in the OpenAPI document.
@@ -31,6 +33,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod inference;
+pub mod limits;
 pub mod server;
 pub mod store;
 

@@ -17,6 +17,7 @@ use crate::auth::session::SessionTokens;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::inference::{InProcessBackend, InferenceBackend, Unloaded};
+use crate::limits::RateLimiter;
 use crate::store::{Store, StoreError};
 
 /// What every handler can reach. Cheap to clone.
@@ -28,6 +29,8 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// What serves `/v1/models`, `/v1/chat/completions`, ...
     pub inference: Arc<dyn InferenceBackend>,
+    /// Rate limits of the inference routes (shared through Redis when configured).
+    pub limits: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -37,8 +40,10 @@ impl AppState {
             config.access_token_ttl_secs,
             config.refresh_token_ttl_secs,
         );
+        let limits = Arc::new(RateLimiter::new(&config));
         AppState {
             store,
+            limits,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
             login_throttle: Arc::new(LoginThrottle::default()),

@@ -26,5 +26,9 @@ mod invites;
 mod openapi;
 #[path = "integration/projects.rs"]
 mod projects;
+#[path = "integration/rate_limits.rs"]
+mod rate_limits;
+#[path = "integration/rate_limits_e2e.rs"]
+mod rate_limits_e2e;
 #[path = "integration/users.rs"]
 mod users;

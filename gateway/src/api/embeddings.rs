@@ -14,6 +14,7 @@ use super::body::JsonBody;
 use super::inference::PromptInput;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
+use crate::limits::Cost;
 use crate::server::AppState;
 
 /// Most inputs in one request (OpenAI allows 2048; a CPU model is slower).
@@ -69,7 +70,8 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
 #[utoipa::path(post, path = "/v1/embeddings", tag = "Inference",
     request_body = EmbeddingRequest,
     responses((status = 200, body = EmbeddingList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = "A rate limit was reached (`rate_limit_exceeded`, with `Retry-After`)", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_embeddings(
     state: web::Data<AppState>,
@@ -132,6 +134,10 @@ pub async fn create_embeddings(
             format_args!("{total} tokens in all; at most {MAX_TOTAL_TOKENS} per request"),
         ));
     }
+    let admission = state
+        .limits
+        .admit(&state.store, &principal, Cost::prompt_only(total))
+        .await?;
     let mut data = Vec::with_capacity(inputs.len());
     for (index, ids) in inputs.into_iter().enumerate() {
         let vector = model.embed(ids).await?;
@@ -147,7 +153,7 @@ pub async fn create_embeddings(
             embedding,
         });
     }
-    Ok(HttpResponse::Ok().json(EmbeddingList {
+    Ok(admission.respond(HttpResponse::Ok().json(EmbeddingList {
         object: "list",
         data,
         model: model.name().to_owned(),
@@ -155,5 +161,5 @@ pub async fn create_embeddings(
             prompt_tokens: total,
             total_tokens: total,
         },
-    }))
+    })))
 }

@@ -6,13 +6,15 @@
 //! indistinguishable from one that does not exist.
 //!
 //! Files by resource: `tenants`, `users` (users and memberships), `projects`, `api_keys`,
-//! `sessions` (refresh-token families), `invites`, `audit`, and `page` (cursor pagination).
+//! `sessions` (refresh-token families), `invites`, `audit`, `rate_limits` (what the limiter
+//! reads per request), and `page` (cursor pagination).
 
 pub mod api_keys;
 pub mod audit;
 pub mod invites;
 pub mod page;
 pub mod projects;
+pub mod rate_limits;
 pub mod sessions;
 pub mod tenants;
 pub mod users;

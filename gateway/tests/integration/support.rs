@@ -108,7 +108,7 @@ impl Drop for DbGuard {
 
 pub struct TestApp {
     pub state: AppState,
-    _db: DbGuard,
+    _db: Arc<DbGuard>,
 }
 
 /// A response, its body parsed as JSON (Null when empty).
@@ -203,6 +203,14 @@ impl TestApp {
         self
     }
 
+    /// Another app on the same database, with `state` (a second replica, another config).
+    pub fn sharing(&self, state: AppState) -> TestApp {
+        TestApp {
+            state,
+            _db: self._db.clone(),
+        }
+    }
+
     /// A new organization and a project key with the `inference` scope.
     pub async fn inference_key(&self) -> String {
         let owner = self.signup("infer@example.com").await;
@@ -219,7 +227,7 @@ impl TestApp {
         let store = Store::connect(&url).await.expect("connect and migrate");
         TestApp {
             state: AppState::new(store, config),
-            _db: guard,
+            _db: Arc::new(guard),
         }
     }
 
