@@ -15,7 +15,8 @@
 //! | `refresh_token_ttl_secs` | `STARFIRE_REFRESH_TOKEN_TTL_SECS` | `2592000` (30 days) |
 //! | `max_body_bytes` | `STARFIRE_MAX_BODY_BYTES` | `1048576` |
 //! | `invite_ttl_secs` | `STARFIRE_INVITE_TTL_SECS` | `604800` (7 days) |
-//! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache |
+//! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache, served as `smollm2-135m-instruct` |
+//! | `[[models]]` | none | one entry from `model_path`; several models with names, paths, `max_model_len`, `kv_cache_memory` and `default_sampling` (see `registry`) |
 //! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | a quarter of the memory available at start (`MemAvailable`), between 256 MiB and 8 GiB; 1 GiB where the system does not say |
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::secret::random_base62;
+use crate::registry::ModelEntry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -69,12 +71,14 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Lifetime of an organization invite.
     pub invite_ttl_secs: u64,
-    /// The model to serve (a GGUF file or a Hugging Face model directory). `None` serves the
-    /// default model from the model cache (`starfire model fetch`), as `SmolLM2-135M-Instruct`
-    /// (also when a path names that file elsewhere); another path is served under its file stem. When the file is missing, `serve` still
-    /// starts and inference routes answer 503 `model_not_loaded`.
-    pub model_path: Option<PathBuf>,
-    /// Bytes of KV cache for the served model (vLLM's `kv_cache_memory`).
+    /// The served models: `[[models]]` from the file, or else one entry for `model_path` (a
+    /// GGUF file or a Hugging Face model directory; unset: the default model from the model
+    /// cache, served as `smollm2-135m-instruct`, also when a path names that file elsewhere;
+    /// another path is served under its file stem). When that one file is missing, `serve`
+    /// still starts and inference routes answer 503 `model_not_loaded`.
+    pub models: Vec<ModelEntry>,
+    /// Bytes of KV cache, shared evenly by the models that do not set their own
+    /// (vLLM's `kv_cache_memory`).
     pub kv_cache_memory: u64,
 }
 
@@ -143,7 +147,7 @@ impl std::fmt::Debug for Config {
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("invite_ttl_secs", &self.invite_ttl_secs)
-            .field("model_path", &self.model_path)
+            .field("models", &self.models)
             .field("kv_cache_memory", &self.kv_cache_memory)
             .finish()
     }
@@ -167,6 +171,8 @@ struct FileConfig {
     invite_ttl_secs: Option<u64>,
     model_path: Option<PathBuf>,
     kv_cache_memory: Option<u64>,
+    #[serde(default)]
+    models: Vec<ModelEntry>,
 }
 
 impl Config {
@@ -217,6 +223,23 @@ impl Config {
                 None => RedisFailure::Local,
             },
         };
+        let model_path = env("STARFIRE_MODEL_PATH")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .or(file.model_path);
+        let models = match (file.models.is_empty(), model_path) {
+            (true, path) => vec![ModelEntry::from_model_path(path.as_deref())],
+            (false, None) => file.models,
+            (false, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "model_path".into(),
+                    message: "give either model_path (STARFIRE_MODEL_PATH) or [[models]], \
+                              not both"
+                        .into(),
+                })
+            }
+        };
+        crate::registry::validate(&models)?;
         Ok(Config {
             listen: env("STARFIRE_LISTEN")
                 .or(file.listen)
@@ -247,10 +270,7 @@ impl Config {
             invite_ttl_secs: number(&env, "STARFIRE_INVITE_TTL_SECS")?
                 .or(file.invite_ttl_secs)
                 .unwrap_or(7 * 24 * 3600),
-            model_path: env("STARFIRE_MODEL_PATH")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-                .or(file.model_path),
+            models,
             kv_cache_memory: number(&env, "STARFIRE_KV_CACHE_MEMORY")?
                 .or(file.kv_cache_memory)
                 .unwrap_or_else(default_kv_cache_memory),
@@ -366,11 +386,42 @@ mod tests {
         assert_eq!(c.redis_url, None);
         assert_eq!(c.access_token_ttl_secs, 900);
         assert_eq!(c.max_body_bytes, 1 << 20);
-        assert_eq!(c.model_path, None);
         assert_eq!(c.rate_limit_redis_failure, RedisFailure::Local);
         assert_eq!(c.redis_timeout_ms, 250);
         assert_eq!(c.rate_limit_key_prefix, "starfire:rl:");
+        assert_eq!(c.models, vec![ModelEntry::from_model_path(None)]);
+        assert_eq!(c.models[0].name, "smollm2-135m-instruct");
         assert!((256 << 20..=8 << 30).contains(&c.kv_cache_memory));
+    }
+
+    #[test]
+    fn models_come_from_the_file_or_model_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[models]]\nname = \"a\"\n[[models]]\nname = \"b\"\nmax_model_len = 64\n",
+        )
+        .unwrap();
+        let c = Config::resolve(Some(&path), env_of(&[])).unwrap();
+        let names: Vec<_> = c.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(c.models[1].max_model_len, Some(64));
+
+        let both = Config::resolve(Some(&path), env_of(&[("STARFIRE_MODEL_PATH", "/m/x.gguf")]))
+            .unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+
+        let c = Config::resolve(None, env_of(&[("STARFIRE_MODEL_PATH", "/m/x.gguf")])).unwrap();
+        assert_eq!(c.models[0].name, "x");
+        assert_eq!(c.models[0].path.as_deref(), Some(Path::new("/m/x.gguf")));
+
+        std::fs::write(
+            &path,
+            "[[models]]\nname = \"a\"\n[[models]]\nname = \"A\"\n",
+        )
+        .unwrap();
+        assert!(Config::resolve(Some(&path), env_of(&[])).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Routes see an [`InferenceBackend`] (which models are served, and each one as a
 //! [`ServedModel`]: its tokenizer, chat template, context length, and `submit`). The one
 //! implementation today is [`InProcessBackend`]: the engine's `Model` and the scheduler's
-//! `EngineLoop` in this process. [`Unloaded`] stands in when no model could be found, so that
+//! `EngineLoop` in this process, one loop per served model (see `registry`). [`Unloaded`] stands in when no model could be found, so that
 //! `starfire serve` still starts (control plane) and inference routes answer 503
 //! `model_not_loaded`.
 
@@ -17,6 +17,7 @@ use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecuto
 use scheduler::{DeltaStream, EngineLoop, NewRequest, QueueScope, SchedulerConfig, SchedulerError};
 
 use crate::error::ApiError;
+use crate::registry::SamplingDefaults;
 
 /// A boxed future, for the object-safe traits below.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -110,6 +111,8 @@ pub trait ServedModel: Send + Sync {
     /// Longest prompt plus output.
     fn max_model_len(&self) -> usize;
     fn vocab_size(&self) -> usize;
+    /// Sampling values for fields a request leaves out (from the model's configuration).
+    fn defaults(&self) -> &SamplingDefaults;
     /// Renders chat messages through the model's chat template (with the assistant's turn
     /// opener when `add_generation_prompt`) and tokenizes the result.
     fn chat_prompt(
@@ -160,9 +163,34 @@ impl InferenceBackend for Unloaded {
     }
 }
 
-/// The engine and scheduler in this process, serving one model.
+/// How one model is served in process.
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    /// The name clients use.
+    pub name: String,
+    /// Batching and admission settings; `max_model_len` caps the model's own context length.
+    pub scheduler: SchedulerConfig,
+    /// Bytes of KV cache.
+    pub kv_cache_memory: u64,
+    /// Sampling values for fields a request leaves out.
+    pub defaults: SamplingDefaults,
+}
+
+impl ModelOptions {
+    /// Default scheduler settings and sampling defaults.
+    pub fn new(name: impl Into<String>, kv_cache_memory: u64) -> Self {
+        ModelOptions {
+            name: name.into(),
+            scheduler: SchedulerConfig::default(),
+            kv_cache_memory,
+            defaults: SamplingDefaults::default(),
+        }
+    }
+}
+
+/// The engine and scheduler in this process: one engine loop per served model.
 pub struct InProcessBackend {
-    served: Arc<InProcessModel>,
+    served: Vec<Arc<InProcessModel>>,
 }
 
 struct InProcessModel {
@@ -170,6 +198,7 @@ struct InProcessModel {
     created: u64,
     model: Arc<Model>,
     max_model_len: usize,
+    defaults: SamplingDefaults,
     engine: EngineLoop,
 }
 
@@ -191,51 +220,79 @@ impl InProcessBackend {
         base: SchedulerConfig,
         kv_cache_memory: u64,
     ) -> Result<Self, SchedulerError> {
-        let config = config_for_model(&model, base, kv_cache_memory);
-        let max_model_len = config.max_model_len;
-        let m = model.clone();
-        let c = config.clone();
-        let engine = EngineLoop::spawn_with(config, detokenizer_for(&model), move || {
-            EngineExecutor::new(m, &c)
-        })?;
+        let mut options = ModelOptions::new(name, kv_cache_memory);
+        options.scheduler = base;
+        Self::serve(vec![(options, model)]).map_err(|(_, e)| e)
+    }
+
+    /// Starts one engine loop per model. On failure, says which model failed (the loops
+    /// already started stop when dropped).
+    pub fn serve(
+        models: Vec<(ModelOptions, Arc<Model>)>,
+    ) -> Result<Self, (String, SchedulerError)> {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        Ok(InProcessBackend {
-            served: Arc::new(InProcessModel {
-                name: name.into(),
+        let mut served = Vec::with_capacity(models.len());
+        for (options, model) in models {
+            let config = config_for_model(&model, options.scheduler, options.kv_cache_memory);
+            let max_model_len = config.max_model_len;
+            let m = model.clone();
+            let c = config.clone();
+            let engine = EngineLoop::spawn_with(config, detokenizer_for(&model), move || {
+                EngineExecutor::new(m, &c)
+            })
+            .map_err(|e| (options.name.clone(), e))?;
+            served.push(Arc::new(InProcessModel {
+                name: options.name,
                 created,
                 model,
                 max_model_len,
+                defaults: options.defaults,
                 engine,
-            }),
-        })
+            }));
+        }
+        Ok(InProcessBackend { served })
     }
 
-    /// The engine loop's latest metrics (scheduler gauges and counters).
+    /// The first model's engine loop's latest metrics (scheduler gauges and counters).
     pub fn metrics(&self) -> scheduler::MetricsSnapshot {
-        self.served.engine.metrics()
+        self.served[0].engine.metrics()
     }
 
-    /// The loaded model (for tests that compare against the engine directly).
+    /// The metrics of the model served as `name`.
+    pub fn metrics_of(&self, name: &str) -> Option<scheduler::MetricsSnapshot> {
+        self.find(name).map(|m| m.engine.metrics())
+    }
+
+    /// The first loaded model (for tests that compare against the engine directly).
     pub fn engine_model(&self) -> &Arc<Model> {
-        &self.served.model
+        &self.served[0].model
+    }
+
+    fn find(&self, name: &str) -> Option<&Arc<InProcessModel>> {
+        self.served
+            .iter()
+            .find(|m| name.eq_ignore_ascii_case(&m.name))
     }
 }
 
 impl InferenceBackend for InProcessBackend {
     fn models(&self) -> Result<Vec<ModelCard>, BackendError> {
-        Ok(vec![ModelCard {
-            id: self.served.name.clone(),
-            created: self.served.created,
-        }])
+        Ok(self
+            .served
+            .iter()
+            .map(|m| ModelCard {
+                id: m.name.clone(),
+                created: m.created,
+            })
+            .collect())
     }
 
     fn model(&self, name: &str) -> Result<Arc<dyn ServedModel>, BackendError> {
-        if name.eq_ignore_ascii_case(&self.served.name) {
-            Ok(self.served.clone())
-        } else {
-            Err(BackendError::ModelNotFound(name.to_owned()))
+        match self.find(name) {
+            Some(m) => Ok(m.clone()),
+            None => Err(BackendError::ModelNotFound(name.to_owned())),
         }
     }
 }
@@ -251,6 +308,10 @@ impl ServedModel for InProcessModel {
 
     fn vocab_size(&self) -> usize {
         self.model.config.vocab_size
+    }
+
+    fn defaults(&self) -> &SamplingDefaults {
+        &self.defaults
     }
 
     fn chat_prompt(

@@ -4,7 +4,8 @@
 //! - `config`: TOML file + `STARFIRE_*` environment, every field with its default.
 //! - `server`: the actix app (request ids, body limit, error handlers) and `serve`.
 //! - `inference`: the backend seam (`InferenceBackend`) and its in-process implementation (the
-//!   engine's model and the scheduler's `EngineLoop`), loaded by `serve` from `model_path`.
+//!   engine's model and the scheduler's `EngineLoop`).
+//! - `registry`: the served models from configuration (`[[models]]` or `model_path`).
 //! - `limits`: rate limits (requests, tokens, concurrency per minute; Redis or in process),
 //!   checked after the request is parsed and before it reaches the engine.
 //! - `auth`: credentials (API keys, console sessions) resolved to a [`auth::Principal`] with its
@@ -34,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod inference;
 pub mod limits;
+pub mod registry;
 pub mod server;
 pub mod store;
 

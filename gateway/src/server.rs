@@ -16,7 +16,7 @@ use crate::auth::secret::random_base62;
 use crate::auth::session::SessionTokens;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::inference::{InProcessBackend, InferenceBackend, Unloaded};
+use crate::inference::{InferenceBackend, Unloaded};
 use crate::limits::RateLimiter;
 use crate::store::{Store, StoreError};
 
@@ -62,43 +62,12 @@ impl AppState {
     }
 }
 
-/// Loads the configured model (or the default one from the model cache) and starts its engine
-/// loop. A missing file is not an error: the server then runs without a model and inference
-/// routes answer 503 `model_not_loaded`, saying to run `starfire model fetch`.
+/// Loads the configured models (see `registry`) and starts their engine loops. A single
+/// model whose file is missing is not an error: the server then runs without a model and
+/// inference routes answer 503 `model_not_loaded`, saying to run `starfire model fetch`.
 pub fn load_inference(config: &Config) -> Result<Arc<dyn InferenceBackend>, ServeError> {
-    let (path, name) = match &config.model_path {
-        Some(path) => {
-            let stem = if path.is_dir() {
-                path.file_name()
-            } else {
-                path.file_stem()
-            };
-            let is_default = path.file_name().and_then(|n| n.to_str())
-                == Some(engine::model_cache::DefaultModel::FILE_NAME);
-            let name = if is_default {
-                engine::model_cache::DefaultModel::NAME.to_owned()
-            } else {
-                stem.map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned())
-            };
-            (path.clone(), name)
-        }
-        None => (
-            engine::model_cache::default_model_path(),
-            engine::model_cache::DefaultModel::NAME.to_owned(),
-        ),
-    };
-    if !path.exists() {
-        let unloaded = Unloaded::missing(&path);
-        tracing::warn!(message = %unloaded.message, "serving without a model");
-        return Ok(Arc::new(unloaded));
-    }
-    let started = std::time::Instant::now();
-    let model = engine::Model::load(&path)
-        .map_err(|e| ServeError::Model(format!("cannot load {}: {e}", path.display())))?;
-    let backend = InProcessBackend::start(name.clone(), Arc::new(model), config.kv_cache_memory)
-        .map_err(|e| ServeError::Model(format!("cannot start the engine: {e}")))?;
-    tracing::info!(model = %name, path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
-    Ok(Arc::new(backend))
+    crate::registry::load(&config.models, config.kv_cache_memory)
+        .map_err(|e| ServeError::Model(e.to_string()))
 }
 
 /// Opens the configured database, creating the SQLite file's directory when needed.

@@ -30,5 +30,7 @@ mod projects;
 mod rate_limits;
 #[path = "integration/rate_limits_e2e.rs"]
 mod rate_limits_e2e;
+#[path = "integration/registry.rs"]
+mod registry;
 #[path = "integration/users.rs"]
 mod users;

@@ -25,7 +25,7 @@ const MAX_TOTAL_TOKENS: usize = 65_536;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingRequest {
-    #[schema(example = "SmolLM2-135M-Instruct")]
+    #[schema(example = "smollm2-135m-instruct")]
     pub model: String,
     /// One string, several strings, one token-id list or several.
     pub input: PromptInput,

@@ -49,7 +49,7 @@ fn unix_now() -> u64 {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelObject {
     /// The name to pass as `model`.
-    #[schema(example = "SmolLM2-135M-Instruct")]
+    #[schema(example = "smollm2-135m-instruct")]
     pub id: String,
     /// Always `model`.
     pub object: &'static str,
@@ -171,7 +171,7 @@ pub struct StreamOptions {
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
     /// A served model (`GET /v1/models`).
-    #[schema(example = "SmolLM2-135M-Instruct")]
+    #[schema(example = "smollm2-135m-instruct")]
     pub model: String,
     pub messages: Vec<ChatMessageIn>,
     /// Most tokens to generate per choice (default: what the context leaves).
@@ -432,6 +432,7 @@ struct SamplingFields<'a> {
 /// The engine's sampling parameters, checked against the model; `max_tokens` is left unset.
 fn sampling_params(f: SamplingFields, model: &dyn ServedModel) -> Result<SamplingParams, ApiError> {
     let d = SamplingParams::default();
+    let m = model.defaults();
     let vocab = model.vocab_size();
     let n = f.n.unwrap_or(1) as usize;
     if n == 0 || n > MAX_N {
@@ -470,14 +471,23 @@ fn sampling_params(f: SamplingFields, model: &dyn ServedModel) -> Result<Samplin
     };
     let params = SamplingParams {
         n,
-        temperature: f.temperature.unwrap_or(d.temperature),
-        top_p: f.top_p.unwrap_or(d.top_p),
-        top_k: f.top_k.unwrap_or(d.top_k),
-        min_p: f.min_p.unwrap_or(d.min_p),
+        temperature: f.temperature.or(m.temperature).unwrap_or(d.temperature),
+        top_p: f.top_p.or(m.top_p).unwrap_or(d.top_p),
+        top_k: f.top_k.or(m.top_k).unwrap_or(d.top_k),
+        min_p: f.min_p.or(m.min_p).unwrap_or(d.min_p),
         seed: f.seed.map(|s| s as u64),
-        presence_penalty: f.presence_penalty.unwrap_or(d.presence_penalty),
-        frequency_penalty: f.frequency_penalty.unwrap_or(d.frequency_penalty),
-        repetition_penalty: f.repetition_penalty.unwrap_or(d.repetition_penalty),
+        presence_penalty: f
+            .presence_penalty
+            .or(m.presence_penalty)
+            .unwrap_or(d.presence_penalty),
+        frequency_penalty: f
+            .frequency_penalty
+            .or(m.frequency_penalty)
+            .unwrap_or(d.frequency_penalty),
+        repetition_penalty: f
+            .repetition_penalty
+            .or(m.repetition_penalty)
+            .unwrap_or(d.repetition_penalty),
         logit_bias,
         logprobs,
         stop_token_ids,
@@ -507,10 +517,11 @@ fn sampling_params(f: SamplingFields, model: &dyn ServedModel) -> Result<Samplin
 }
 
 /// Fits `max_tokens` into the context: an explicit value must fit beside the prompt, a missing
-/// one becomes what the context leaves.
+/// one becomes the default (the model's configured one, if any), cut to what the context leaves.
 fn fit_context(
     prompt_len: usize,
     max_tokens: Option<usize>,
+    default: Option<usize>,
     max_model_len: usize,
     what: &'static str,
 ) -> Result<usize, ApiError> {
@@ -527,7 +538,9 @@ fn fit_context(
         Some(m) if prompt_len + m > max_model_len => Err(exceeded(prompt_len + m)),
         Some(m) => Ok(m),
         None if prompt_len >= max_model_len => Err(exceeded(prompt_len + 1)),
-        None => Ok(max_model_len - prompt_len),
+        None => Ok(default.map_or(max_model_len - prompt_len, |d| {
+            d.min(max_model_len - prompt_len)
+        })),
     }
 }
 
@@ -697,6 +710,7 @@ pub async fn create_chat_completion(
     params.max_tokens = Some(fit_context(
         prompt.len(),
         requested,
+        model.defaults().max_tokens,
         model.max_model_len(),
         "messages",
     )?);
@@ -988,7 +1002,7 @@ impl PromptInput {
 #[serde(deny_unknown_fields)]
 pub struct CompletionRequest {
     /// A served model (`GET /v1/models`).
-    #[schema(example = "SmolLM2-135M-Instruct")]
+    #[schema(example = "smollm2-135m-instruct")]
     pub model: String,
     pub prompt: PromptInput,
     /// Most tokens to generate per choice (default 16, as OpenAI).
@@ -1165,11 +1179,13 @@ pub async fn create_completion(
         },
         model.as_ref(),
     )?;
-    let max_tokens = req.max_tokens.unwrap_or(16);
-    if max_tokens == 0 {
+    if req.max_tokens == Some(0) {
         return Err(field_error("max_tokens", "must be at least 1"));
     }
-    if let Some(min) = req.min_tokens.filter(|&m| m > max_tokens) {
+    // OpenAI's default for completions is 16; a model's configured default replaces it.
+    let default_max = model.defaults().max_tokens.unwrap_or(16);
+    let max_tokens = req.max_tokens.map_or(default_max, |m| m as usize);
+    if let Some(min) = req.min_tokens.filter(|&m| m as usize > max_tokens) {
         return Err(field_error(
             "min_tokens",
             format_args!("{min} is more than max_tokens ({max_tokens})"),
@@ -1181,7 +1197,8 @@ pub async fn create_completion(
     for p in &prompts {
         fitted.push(fit_context(
             p.len(),
-            Some(max_tokens as usize),
+            req.max_tokens.map(|m| m as usize),
+            Some(default_max),
             model.max_model_len(),
             "prompt",
         )?);
@@ -1190,7 +1207,7 @@ pub async fn create_completion(
         .iter()
         .zip(&fitted)
         .map(|(p, &max)| Cost::generation(p.len(), max, n))
-        .fold(Cost::default(), Cost::add);
+        .fold(Cost::default(), |all, one| all + one);
     let admission = state.limits.admit(&state.store, &principal, cost).await?;
     let weight = tenant_weight(&state, &principal).await?;
     let id = format!("cmpl-{}", random_base62(29));
@@ -1448,7 +1465,7 @@ impl SseText {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizeRequest {
-    #[schema(example = "SmolLM2-135M-Instruct")]
+    #[schema(example = "smollm2-135m-instruct")]
     pub model: String,
     /// Plain text; give this or `messages`.
     pub prompt: Option<String>,
@@ -1469,7 +1486,7 @@ pub struct TokenizeResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetokenizeRequest {
-    #[schema(example = "SmolLM2-135M-Instruct")]
+    #[schema(example = "smollm2-135m-instruct")]
     pub model: String,
     pub tokens: Vec<u32>,
 }
@@ -1558,11 +1575,18 @@ mod tests {
 
     #[test]
     fn max_tokens_must_fit_beside_the_prompt() {
-        assert_eq!(fit_context(10, Some(5), 100, "prompt").unwrap(), 5);
-        assert_eq!(fit_context(10, None, 100, "prompt").unwrap(), 90);
-        let err = fit_context(96, Some(5), 100, "prompt").unwrap_err();
+        assert_eq!(fit_context(10, Some(5), None, 100, "prompt").unwrap(), 5);
+        assert_eq!(fit_context(10, None, None, 100, "prompt").unwrap(), 90);
+        assert_eq!(fit_context(10, None, Some(16), 100, "prompt").unwrap(), 16);
+        assert_eq!(fit_context(95, None, Some(16), 100, "prompt").unwrap(), 5);
+        assert_eq!(
+            fit_context(10, Some(50), Some(16), 100, "prompt").unwrap(),
+            50
+        );
+        let err = fit_context(96, Some(5), None, 100, "prompt").unwrap_err();
         assert_eq!(err.body().error.code, "context_length_exceeded");
         assert_eq!(err.body().error.param.as_deref(), Some("prompt"));
-        assert!(fit_context(100, None, 100, "messages").is_err());
+        assert!(fit_context(100, None, None, 100, "messages").is_err());
+        assert!(fit_context(100, None, Some(4), 100, "messages").is_err());
     }
 }

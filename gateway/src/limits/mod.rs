@@ -214,17 +214,21 @@ impl Cost {
         }
     }
 
-    /// Several engine requests in one (text completions with several prompts).
-    pub fn add(self, other: Cost) -> Cost {
+    fn reserved(&self) -> u64 {
+        self.prompt_tokens + self.max_completion_tokens
+    }
+}
+
+/// Several engine requests in one (text completions with several prompts).
+impl std::ops::Add for Cost {
+    type Output = Cost;
+
+    fn add(self, other: Cost) -> Cost {
         Cost {
             prompt_tokens: self.prompt_tokens + other.prompt_tokens,
             max_completion_tokens: self.max_completion_tokens + other.max_completion_tokens,
             streams: self.streams + other.streams,
         }
-    }
-
-    fn reserved(&self) -> u64 {
-        self.prompt_tokens + self.max_completion_tokens
     }
 }
 

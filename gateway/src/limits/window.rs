@@ -112,7 +112,7 @@ impl LocalLimiter {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let state = &mut *guard;
         state.admissions += 1;
-        if state.admissions % SWEEP_EVERY == 0 {
+        if state.admissions.is_multiple_of(SWEEP_EVERY) {
             sweep(state, now_ms);
         }
         let requests = state.logs.entry(ask.requests_key.clone()).or_default();

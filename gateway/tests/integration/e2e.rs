@@ -250,9 +250,6 @@ async fn serve_and_bootstrap_on_postgres() {
     // STARFIRE_MODEL_PATH names the default model's file: served under its name.
     let (status, models) = get(port, "/v1/models", out["api_key"].as_str()).unwrap();
     assert_eq!(status, 200, "{models}");
-    assert_eq!(
-        models["data"][0]["id"],
-        engine::model_cache::DefaultModel::NAME
-    );
+    assert_eq!(models["data"][0]["id"], gateway::registry::DEFAULT_MODEL_ID);
     drop(server);
 }

@@ -1,8 +1,8 @@
 //! The OpenAI-compatible inference routes with the real default model, in process.
 
 use engine::generate::{generate, GenerateOptions};
-use engine::model_cache::DefaultModel;
 use engine::{ChatMessage, SamplingParams};
+use gateway::registry::DEFAULT_MODEL_ID;
 use serde_json::{json, Value};
 
 use crate::support::{served_model, Backend, TestApp};
@@ -17,7 +17,7 @@ async fn app() -> (TestApp, String) {
 
 fn chat(extra: Value) -> Value {
     let mut body = json!({
-        "model": DefaultModel::NAME,
+        "model": DEFAULT_MODEL_ID,
         "messages": [{"role": "user", "content": PROMPT}],
         "max_tokens": 12,
         "temperature": 0,
@@ -75,7 +75,7 @@ async fn models_lists_the_served_model() {
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"].as_array().unwrap().len(), 1);
     let model = &body["data"][0];
-    assert_eq!(model["id"], DefaultModel::NAME);
+    assert_eq!(model["id"], DEFAULT_MODEL_ID);
     assert_eq!(model["object"], "model");
     assert_eq!(model["owned_by"], "starfire");
     assert!(model["created"].as_u64().unwrap() > 0);
@@ -83,7 +83,7 @@ async fn models_lists_the_served_model() {
         .get("/v1/models/smollm2-135m-instruct", Some(&key))
         .await
         .expect(200);
-    assert_eq!(one["id"], DefaultModel::NAME);
+    assert_eq!(one["id"], DEFAULT_MODEL_ID);
     let err = app
         .get("/v1/models/gpt-4o", Some(&key))
         .await
@@ -104,7 +104,7 @@ async fn chat_completion_has_openai_shape_and_greedy_output_equals_the_engine() 
     );
     assert_eq!(body["object"], "chat.completion");
     assert!(body["created"].as_u64().unwrap() > 0);
-    assert_eq!(body["model"], DefaultModel::NAME);
+    assert_eq!(body["model"], DEFAULT_MODEL_ID);
     assert!(body["system_fingerprint"]
         .as_str()
         .unwrap()
@@ -159,7 +159,7 @@ async fn streaming_deltas_add_up_to_the_non_streaming_answer() {
     for c in &chunks {
         assert_eq!(c["id"], id);
         assert_eq!(c["object"], "chat.completion.chunk");
-        assert_eq!(c["model"], DefaultModel::NAME);
+        assert_eq!(c["model"], DEFAULT_MODEL_ID);
         assert!(c["system_fingerprint"].is_string());
         assert!(c.as_object().unwrap().contains_key("usage"), "{c}");
     }
@@ -407,7 +407,7 @@ async fn without_a_model_inference_answers_503_saying_how_to_fetch_one() {
 
 fn completion(extra: Value) -> Value {
     let mut body = json!({
-        "model": DefaultModel::NAME,
+        "model": DEFAULT_MODEL_ID,
         "prompt": "The capital of France is",
         "max_tokens": 8,
         "temperature": 0,
@@ -446,7 +446,7 @@ async fn completions_take_strings_lists_and_token_ids() {
         .expect(200);
     assert!(body["id"].as_str().unwrap().starts_with("cmpl-"), "{body}");
     assert_eq!(body["object"], "text_completion");
-    assert_eq!(body["model"], DefaultModel::NAME);
+    assert_eq!(body["model"], DEFAULT_MODEL_ID);
     assert!(body["system_fingerprint"].is_string());
     assert_eq!(body["choices"][0]["index"], 0);
     assert_eq!(body["choices"][0]["text"], expected.as_str());
@@ -599,7 +599,7 @@ async fn closing_an_sse_stream_aborts_the_generation() {
     // A backend of its own, so that no other test's requests show in its metrics.
     let backend = Arc::new(
         gateway::inference::InProcessBackend::start(
-            DefaultModel::NAME,
+            DEFAULT_MODEL_ID,
             served_model().engine_model().clone(),
             64 << 20,
         )
@@ -658,7 +658,7 @@ async fn tokenize_and_detokenize_round_trip() {
         .post(
             "/v1/tokenize",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "prompt": "Hello world"}),
+            json!({"model": DEFAULT_MODEL_ID, "prompt": "Hello world"}),
         )
         .await
         .expect(200);
@@ -672,7 +672,7 @@ async fn tokenize_and_detokenize_round_trip() {
         .post(
             "/v1/tokenize",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "messages": [{"role": "user", "content": PROMPT}]}),
+            json!({"model": DEFAULT_MODEL_ID, "messages": [{"role": "user", "content": PROMPT}]}),
         )
         .await
         .expect(200);
@@ -682,7 +682,7 @@ async fn tokenize_and_detokenize_round_trip() {
         .post(
             "/v1/detokenize",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "tokens": expected}),
+            json!({"model": DEFAULT_MODEL_ID, "tokens": expected}),
         )
         .await
         .expect(200);
@@ -693,14 +693,14 @@ async fn tokenize_and_detokenize_round_trip() {
     app.post(
         "/v1/detokenize",
         Some(&key),
-        json!({"model": DefaultModel::NAME, "tokens": [10_000_000]}),
+        json!({"model": DEFAULT_MODEL_ID, "tokens": [10_000_000]}),
     )
     .await
     .expect_error(400, Some("tokens"));
     app.post(
         "/v1/tokenize",
         Some(&key),
-        json!({"model": DefaultModel::NAME}),
+        json!({"model": DEFAULT_MODEL_ID}),
     )
     .await
     .expect_error(400, Some("prompt"));
@@ -757,7 +757,7 @@ async fn full_queues_answer_429_or_503_with_retry_after() {
     ];
     for (admission, status, code) in cases {
         let backend = gateway::inference::InProcessBackend::start_with(
-            DefaultModel::NAME,
+            DEFAULT_MODEL_ID,
             served_model().engine_model().clone(),
             SchedulerConfig {
                 admission,
@@ -812,12 +812,12 @@ async fn embeddings_match_llama_cpp_in_both_encodings() {
         .post(
             "/v1/embeddings",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "input": inputs}),
+            json!({"model": DEFAULT_MODEL_ID, "input": inputs}),
         )
         .await
         .expect(200);
     assert_eq!(body["object"], "list");
-    assert_eq!(body["model"], DefaultModel::NAME);
+    assert_eq!(body["model"], DEFAULT_MODEL_ID);
     let data = body["data"].as_array().unwrap();
     assert_eq!(data.len(), golden.len());
     for (i, (d, g)) in data.iter().zip(&golden).enumerate() {
@@ -836,7 +836,7 @@ async fn embeddings_match_llama_cpp_in_both_encodings() {
         .post(
             "/v1/embeddings",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "input": inputs[0], "encoding_format": "base64"}),
+            json!({"model": DEFAULT_MODEL_ID, "input": inputs[0], "encoding_format": "base64"}),
         )
         .await
         .expect(200);
@@ -854,7 +854,7 @@ async fn embeddings_match_llama_cpp_in_both_encodings() {
         .post(
             "/v1/tokenize",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "prompt": inputs[0]}),
+            json!({"model": DEFAULT_MODEL_ID, "prompt": inputs[0]}),
         )
         .await
         .expect(200);
@@ -862,7 +862,7 @@ async fn embeddings_match_llama_cpp_in_both_encodings() {
         .post(
             "/v1/embeddings",
             Some(&key),
-            json!({"model": DefaultModel::NAME, "input": ids["tokens"]}),
+            json!({"model": DEFAULT_MODEL_ID, "input": ids["tokens"]}),
         )
         .await
         .expect(200);
@@ -876,7 +876,7 @@ async fn embeddings_match_llama_cpp_in_both_encodings() {
 async fn embeddings_refuse_bad_input_naming_the_field() {
     let (app, key) = app().await;
     let post = |body: Value| app.post("/v1/embeddings", Some(&key), body);
-    let m = DefaultModel::NAME;
+    let m = DEFAULT_MODEL_ID;
     post(json!({"model": m, "input": "hi", "encoding_format": "int8"}))
         .await
         .expect_error(400, Some("encoding_format"));

@@ -186,7 +186,7 @@ pub fn served_model() -> Arc<InProcessBackend> {
                 .expect("the default model is in the cache (`starfire model fetch`)");
             let model = engine::Model::load(&path).expect("load the default model");
             let backend = InProcessBackend::start(
-                engine::model_cache::DefaultModel::NAME,
+                gateway::registry::DEFAULT_MODEL_ID,
                 Arc::new(model),
                 64 << 20,
             )

@@ -1,0 +1,274 @@
+//! The model registry: which models `starfire serve` serves, from configuration.
+//!
+//! ```toml
+//! [[models]]
+//! name = "smollm2-135m-instruct"   # what clients put in "model"
+//! # path = "/srv/models/x.gguf"    # a GGUF file or a Hugging Face directory; default: the default model
+//! backend = "cpu"                  # the engine that runs it
+//! max_model_len = 2048             # caps the model's own context length
+//! kv_cache_memory = 268435456      # bytes of KV cache; default: `kv_cache_memory` split evenly
+//! [models.default_sampling]        # used where a request leaves a field out
+//! temperature = 0.7
+//! max_tokens = 256
+//! ```
+//!
+//! Without `[[models]]`, the registry is one entry: `model_path` (or the default model from the
+//! model cache) served as `smollm2-135m-instruct`, or under its file stem for another file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::inference::{InProcessBackend, InferenceBackend, ModelOptions, Unloaded};
+
+/// The name the default model is served under.
+pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
+
+/// Longest accepted model name.
+const MAX_NAME_LEN: usize = 128;
+
+/// The engine that runs a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelBackend {
+    /// The engine on the CPU (our AVX2 kernels, candle for the rest).
+    #[default]
+    Cpu,
+}
+
+/// Sampling values a model uses where a request leaves the field out (a request's own value
+/// always wins; whatever is unset here falls back to vLLM's defaults).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingDefaults {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<i32>,
+    pub min_p: Option<f32>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    /// The completion length when a request gives none (still capped by what the context
+    /// leaves beside the prompt).
+    pub max_tokens: Option<usize>,
+}
+
+/// One `[[models]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub name: String,
+    /// A GGUF file or a Hugging Face model directory; `None` is the default model in the cache.
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub backend: ModelBackend,
+    /// Caps the model's own context length (prompt plus completion).
+    pub max_model_len: Option<usize>,
+    /// Bytes of KV cache for this model.
+    pub kv_cache_memory: Option<u64>,
+    #[serde(default)]
+    pub default_sampling: SamplingDefaults,
+}
+
+impl ModelEntry {
+    /// The single entry for `model_path` (or the default model) when no `[[models]]` is given.
+    pub fn from_model_path(path: Option<&Path>) -> ModelEntry {
+        let name = match path {
+            None => DEFAULT_MODEL_ID.to_owned(),
+            Some(p) if is_default_file(p) => DEFAULT_MODEL_ID.to_owned(),
+            Some(p) => {
+                let stem = if p.is_dir() {
+                    p.file_name()
+                } else {
+                    p.file_stem()
+                };
+                stem.map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned())
+            }
+        };
+        ModelEntry {
+            name,
+            path: path.map(Path::to_owned),
+            backend: ModelBackend::Cpu,
+            max_model_len: None,
+            kv_cache_memory: None,
+            default_sampling: SamplingDefaults::default(),
+        }
+    }
+
+    /// The weights this entry serves.
+    pub fn weights(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(engine::model_cache::default_model_path)
+    }
+}
+
+fn is_default_file(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()) == Some(engine::model_cache::DefaultModel::FILE_NAME)
+}
+
+/// Checks the entries: names present, short, printable, unique without regard to case;
+/// lengths and budgets above zero.
+pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        name: "models".into(),
+        message,
+    };
+    let mut seen = HashSet::new();
+    for e in entries {
+        let name = e.name.trim();
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name != e.name {
+            return Err(invalid(format!(
+                "model name '{}' must be 1 to {MAX_NAME_LEN} characters without surrounding spaces",
+                e.name
+            )));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+        {
+            return Err(invalid(format!(
+                "model name '{name}' may only use letters, digits and - _ . : /"
+            )));
+        }
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(invalid(format!("model name '{name}' is used twice")));
+        }
+        if e.max_model_len == Some(0) || e.kv_cache_memory == Some(0) {
+            return Err(invalid(format!(
+                "model '{name}': max_model_len and kv_cache_memory must be above zero"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why the registry could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("model '{name}': {message}")]
+pub struct RegistryError {
+    pub name: String,
+    pub message: String,
+}
+
+/// Loads every entry and starts one engine loop per model. Entries without their own
+/// `kv_cache_memory` share `kv_cache_memory` evenly. When the only entry's file is missing,
+/// serving goes on without a model (inference routes answer 503 `model_not_loaded`); with
+/// several entries a missing file is an error, since the operator asked for it by name.
+pub fn load(
+    entries: &[ModelEntry],
+    kv_cache_memory: u64,
+) -> Result<Arc<dyn InferenceBackend>, RegistryError> {
+    if let [only] = entries {
+        let path = only.weights();
+        if !path.exists() {
+            let unloaded = Unloaded::missing(&path);
+            tracing::warn!(message = %unloaded.message, "serving without a model");
+            return Ok(Arc::new(unloaded));
+        }
+    }
+    let shared = entries
+        .iter()
+        .filter(|e| e.kv_cache_memory.is_none())
+        .count()
+        .max(1) as u64;
+    let mut loaded = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let err = |message: String| RegistryError {
+            name: entry.name.clone(),
+            message,
+        };
+        let path = entry.weights();
+        if !path.exists() {
+            return Err(err(format!(
+                "{} does not exist (run `starfire model fetch` for the default model)",
+                path.display()
+            )));
+        }
+        let started = std::time::Instant::now();
+        let model = engine::Model::load(&path)
+            .map_err(|e| err(format!("cannot load {}: {e}", path.display())))?;
+        let mut options = ModelOptions::new(
+            entry.name.clone(),
+            entry.kv_cache_memory.unwrap_or(kv_cache_memory / shared),
+        );
+        if let Some(len) = entry.max_model_len {
+            options.scheduler.max_model_len = len;
+        }
+        options.defaults = entry.default_sampling.clone();
+        loaded.push((options, Arc::new(model)));
+        tracing::info!(model = %entry.name, path = %path.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+    }
+    let backend = InProcessBackend::serve(loaded).map_err(|e| RegistryError {
+        name: e.0,
+        message: format!("cannot start the engine: {}", e.1),
+    })?;
+    Ok(Arc::new(backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> ModelEntry {
+        ModelEntry {
+            name: name.to_owned(),
+            ..ModelEntry::from_model_path(None)
+        }
+    }
+
+    #[test]
+    fn names_come_from_the_path() {
+        assert_eq!(ModelEntry::from_model_path(None).name, DEFAULT_MODEL_ID);
+        let default_elsewhere =
+            PathBuf::from("/x").join(engine::model_cache::DefaultModel::FILE_NAME);
+        assert_eq!(
+            ModelEntry::from_model_path(Some(&default_elsewhere)).name,
+            DEFAULT_MODEL_ID
+        );
+        assert_eq!(
+            ModelEntry::from_model_path(Some(Path::new("/m/tiny-llama.Q8_0.gguf"))).name,
+            "tiny-llama.Q8_0"
+        );
+    }
+
+    #[test]
+    fn validation_refuses_bad_entries() {
+        assert!(validate(&[entry("a"), entry("b")]).is_ok());
+        let dup = validate(&[entry("Same"), entry("same")]).unwrap_err();
+        assert!(dup.to_string().contains("used twice"), "{dup}");
+        assert!(validate(&[entry("")]).is_err());
+        assert!(validate(&[entry(" padded")]).is_err());
+        assert!(validate(&[entry("semi;colon")]).is_err());
+        let zero = ModelEntry {
+            max_model_len: Some(0),
+            ..entry("z")
+        };
+        assert!(validate(&[zero]).is_err());
+    }
+
+    #[test]
+    fn entries_parse_from_toml() {
+        #[derive(Deserialize)]
+        struct File {
+            models: Vec<ModelEntry>,
+        }
+        let f: File = toml::from_str(
+            "[[models]]\nname = \"a\"\nmax_model_len = 512\n[models.default_sampling]\n\
+             temperature = 0.5\nmax_tokens = 7\n[[models]]\nname = \"b\"\npath = \"/m/b.gguf\"\n\
+             backend = \"cpu\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.models[0].max_model_len, Some(512));
+        assert_eq!(f.models[0].default_sampling.max_tokens, Some(7));
+        assert_eq!(f.models[1].path.as_deref(), Some(Path::new("/m/b.gguf")));
+        let bad = toml::from_str::<File>("[[models]]\nname = \"a\"\nbackend = \"tpu\"\n");
+        assert!(bad.is_err());
+        let unknown = toml::from_str::<File>("[[models]]\nname = \"a\"\ncolour = 1\n");
+        assert!(unknown.is_err());
+    }
+}
