@@ -7,6 +7,9 @@
 //! | `listen` | `STARFIRE_LISTEN` | `127.0.0.1:8080` |
 //! | `database_url` | `STARFIRE_DATABASE_URL` | `sqlite://{home}/starfire.db` |
 //! | `redis_url` | `STARFIRE_REDIS_URL` | none (limits kept in process) |
+//! | `rate_limit_redis_failure` | `STARFIRE_RATE_LIMIT_REDIS_FAILURE` | `local`: when Redis fails or times out, count in this replica's process (`closed`: refuse with 503 `rate_limiter_unavailable`) |
+//! | `redis_timeout_ms` | `STARFIRE_REDIS_TIMEOUT_MS` | `250` (connect and command timeout of every rate-limit call) |
+//! | `rate_limit_key_prefix` | `STARFIRE_RATE_LIMIT_KEY_PREFIX` | `starfire:rl:` (prefix of every Redis key the limiter writes) |
 //! | `session_secret` | `STARFIRE_SESSION_SECRET` | generated once, kept in `{home}/session_secret` |
 //! | `access_token_ttl_secs` | `STARFIRE_ACCESS_TOKEN_TTL_SECS` | `900` |
 //! | `refresh_token_ttl_secs` | `STARFIRE_REFRESH_TOKEN_TTL_SECS` | `2592000` (30 days) |
@@ -59,6 +62,12 @@ pub struct Config {
     pub database_url: String,
     /// Redis for shared rate limits; `None` keeps limits in process.
     pub redis_url: Option<String>,
+    /// What the rate limiter does when Redis fails or does not answer in time.
+    pub rate_limit_redis_failure: RedisFailure,
+    /// Connect and command timeout of every Redis call of the rate limiter.
+    pub redis_timeout_ms: u64,
+    /// Prefix of the rate limiter's Redis keys (lets several deployments share one Redis).
+    pub rate_limit_key_prefix: String,
     /// HMAC secret that signs console access tokens. Replicas must share it.
     pub session_secret: String,
     /// Lifetime of a console access token (JWT).
@@ -97,6 +106,28 @@ pub struct Config {
     pub metering: MeteringConfig,
 }
 
+/// What the rate limiter does when Redis is configured but fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Refuse inference requests with 503 `rate_limiter_unavailable` until Redis is back.
+    Closed,
+    /// Count in this replica's process: each replica then enforces the limits on its own.
+    Local,
+}
+
+impl RedisFailure {
+    fn parse(name: &str, value: &str) -> Result<RedisFailure, ConfigError> {
+        match value.trim() {
+            "closed" => Ok(RedisFailure::Closed),
+            "local" => Ok(RedisFailure::Local),
+            other => Err(ConfigError::Invalid {
+                name: name.to_owned(),
+                message: format!("'{other}' is not one of closed, local"),
+            }),
+        }
+    }
+}
+
 /// The KV cache budget when none is configured: a quarter of the memory available now (the
 /// weights, activations and other processes keep the rest), clamped to 256 MiB..8 GiB.
 fn default_kv_cache_memory() -> u64 {
@@ -132,6 +163,9 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("rate_limit_redis_failure", &self.rate_limit_redis_failure)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("rate_limit_key_prefix", &self.rate_limit_key_prefix)
             .field("session_secret", &"<redacted>")
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
@@ -163,6 +197,9 @@ struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     redis_url: Option<String>,
+    rate_limit_redis_failure: Option<String>,
+    redis_timeout_ms: Option<u64>,
+    rate_limit_key_prefix: Option<String>,
     session_secret: Option<String>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
@@ -223,6 +260,13 @@ impl Config {
         }
         let metering = MeteringConfig::resolve(file.metering, &env)
             .map_err(|(name, message)| ConfigError::Invalid { name, message })?;
+        let rate_limit_redis_failure = match env("STARFIRE_RATE_LIMIT_REDIS_FAILURE") {
+            Some(v) => RedisFailure::parse("STARFIRE_RATE_LIMIT_REDIS_FAILURE", &v)?,
+            None => match &file.rate_limit_redis_failure {
+                Some(v) => RedisFailure::parse("rate_limit_redis_failure", v)?,
+                None => RedisFailure::Local,
+            },
+        };
         let model_path = env("STARFIRE_MODEL_PATH")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
@@ -252,6 +296,13 @@ impl Config {
             redis_url: env("STARFIRE_REDIS_URL")
                 .or(file.redis_url)
                 .filter(|s| !s.is_empty()),
+            rate_limit_redis_failure,
+            redis_timeout_ms: number(&env, "STARFIRE_REDIS_TIMEOUT_MS")?
+                .or(file.redis_timeout_ms)
+                .unwrap_or(250),
+            rate_limit_key_prefix: env("STARFIRE_RATE_LIMIT_KEY_PREFIX")
+                .or(file.rate_limit_key_prefix)
+                .unwrap_or_else(|| "starfire:rl:".to_owned()),
             session_secret: env("STARFIRE_SESSION_SECRET")
                 .or(file.session_secret)
                 .unwrap_or_default(),
@@ -418,6 +469,9 @@ mod tests {
         assert_eq!(c.redis_url, None);
         assert_eq!(c.access_token_ttl_secs, 900);
         assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.rate_limit_redis_failure, RedisFailure::Local);
+        assert_eq!(c.redis_timeout_ms, 250);
+        assert_eq!(c.rate_limit_key_prefix, "starfire:rl:");
         assert_eq!(c.models, vec![ModelEntry::from_model_path(None)]);
         assert_eq!(c.models[0].name, "smollm2-135m-instruct");
         assert!((256 << 20..=8 << 30).contains(&c.kv_cache_memory));
@@ -516,6 +570,32 @@ mod tests {
         let err =
             Config::resolve(None, env_of(&[("STARFIRE_MAX_BODY_BYTES", "lots")])).unwrap_err();
         assert!(err.to_string().contains("STARFIRE_MAX_BODY_BYTES"), "{err}");
+        let err = Config::resolve(
+            None,
+            env_of(&[("STARFIRE_RATE_LIMIT_REDIS_FAILURE", "open")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("closed, local"), "{err}");
+    }
+
+    #[test]
+    fn the_redis_failure_mode_comes_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("starfire.toml");
+        std::fs::write(
+            &path,
+            "rate_limit_redis_failure = \"closed\"\nredis_timeout_ms = 50\n",
+        )
+        .unwrap();
+        let c = Config::resolve(Some(&path), env_of(&[])).unwrap();
+        assert_eq!(c.rate_limit_redis_failure, RedisFailure::Closed);
+        assert_eq!(c.redis_timeout_ms, 50);
+        let c = Config::resolve(
+            Some(&path),
+            env_of(&[("STARFIRE_RATE_LIMIT_REDIS_FAILURE", "local")]),
+        )
+        .unwrap();
+        assert_eq!(c.rate_limit_redis_failure, RedisFailure::Local);
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub enum ApiError {
     /// `insufficient_quota`: 429, but retrying does not help until credits are added).
     #[error("{0}")]
     InsufficientQuota(String),
+    /// An inference rate limit (requests, tokens or concurrent requests per minute) was
+    /// reached: OpenAI's 429 `rate_limit_exceeded`, `type` saying which, with `Retry-After` and
+    /// the `x-ratelimit-*` headers.
+    #[error("{}", .0.message)]
+    RateLimitExceeded(Box<crate::limits::Refusal>),
     /// The requested model is not served (OpenAI's `model_not_found`).
     #[error("{0}")]
     ModelNotFound(String),
@@ -149,6 +154,11 @@ impl ApiError {
                 "insufficient_quota",
                 "insufficient_quota",
             ),
+            ApiError::RateLimitExceeded(refusal) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                refusal.kind(),
+                "rate_limit_exceeded",
+            ),
             ApiError::ModelNotFound(_) => (
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -213,6 +223,14 @@ impl ResponseError for ApiError {
         } = self
         {
             response.insert_header(("retry-after", secs.to_string()));
+        }
+        if let ApiError::RateLimitExceeded(refusal) = self {
+            if let Some(secs) = refusal.retry_after_secs {
+                response.insert_header(("retry-after", secs.to_string()));
+            }
+            let mut res = response.json(self.body());
+            refusal.headers.apply(res.headers_mut());
+            return res;
         }
         response.json(self.body())
     }

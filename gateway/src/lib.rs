@@ -6,6 +6,8 @@
 //! - `inference`: the backend seam (`InferenceBackend`) and its in-process implementation (the
 //!   engine's model and the scheduler's `EngineLoop`).
 //! - `registry`: the served models from configuration (`[[models]]` or `model_path`).
+//! - `limits`: rate limits (requests, tokens, concurrency per minute; Redis or in process),
+//!   checked after the request is parsed and before it reaches the engine.
 //! - `auth`: credentials (API keys, console sessions) resolved to a [`auth::Principal`] with its
 //!   permission checks.
 //! - `api`: the routes, one file per resource, each in the OpenAPI document.
@@ -37,6 +39,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod inference;
+pub mod limits;
 pub mod metering;
 pub mod metrics;
 pub mod registry;

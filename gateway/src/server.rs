@@ -17,6 +17,7 @@ use crate::auth::session::SessionTokens;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::inference::{InferenceBackend, Unloaded};
+use crate::limits::RateLimiter;
 use crate::metering::Metering;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -34,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Usage events, prices and prepaid credits.
     pub metering: Arc<Metering>,
+    /// Rate limits of the inference routes (shared through Redis when configured).
+    pub limits: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -45,10 +48,12 @@ impl AppState {
         );
         let metrics = Arc::new(Metrics::default());
         let metering = Metering::new(store.clone(), config.metering.clone(), metrics.clone());
+        let limits = Arc::new(RateLimiter::new(&config));
         AppState {
             store,
             metrics,
             metering,
+            limits,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
             login_throttle: Arc::new(LoginThrottle::default()),

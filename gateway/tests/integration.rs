@@ -30,6 +30,10 @@ mod metering;
 mod openapi;
 #[path = "integration/projects.rs"]
 mod projects;
+#[path = "integration/rate_limits.rs"]
+mod rate_limits;
+#[path = "integration/rate_limits_e2e.rs"]
+mod rate_limits_e2e;
 #[path = "integration/registry.rs"]
 mod registry;
 #[path = "integration/users.rs"]

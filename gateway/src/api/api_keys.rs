@@ -89,7 +89,19 @@ pub struct ApiKeyCreate {
     pub scopes: Option<Vec<Scope>>,
     /// Unix seconds; the key is refused from then on. Must be in the future.
     pub expires_at: Option<i64>,
-    /// Per-key limits (positive integers).
+    /// Per-key rate limits (positive integers); unset ones fall back to the project's, then
+    /// the plan's.
+    pub limits: Option<KeyLimits>,
+}
+
+/// Changes to a key: a new name, new rate limits, or both.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyUpdate {
+    /// 1 to 128 characters.
+    pub name: Option<String>,
+    /// Replaces all of the key's limits: a field left out or `null` falls back to the
+    /// project's limit, then the plan's.
     pub limits: Option<KeyLimits>,
 }
 
@@ -145,11 +157,7 @@ pub async fn create_project_key(
         .expires_at
         .map(|t| validate::future_time("expires_at", t))
         .transpose()?;
-    let limits = body.limits.unwrap_or_default();
-    let limits = KeyLimits {
-        rpm: validate::positive("limits.rpm", limits.rpm)?,
-        tpm: validate::positive("limits.tpm", limits.tpm)?,
-    };
+    let limits = validate::limits("limits", body.limits.unwrap_or_default())?;
     let project = state.store.project(&principal.tenant_id, &path).await?;
     if project.archived_ms.is_some() {
         return Err(ApiError::Conflict(format!(
@@ -207,6 +215,52 @@ pub async fn get_project_key(
             &key_id,
         )
         .await?;
+    Ok(HttpResponse::Ok().json(ApiKeyObject::from(key)))
+}
+
+/// Rename a project API key or set its rate limits. They apply from the next request on.
+#[utoipa::path(post, path = "/v1/organization/projects/{project_id}/api_keys/{key_id}", tag = "API keys",
+    params(("project_id" = String, Path, description = "The project's id"),
+        ("key_id" = String, Path, description = "The key's id")),
+    request_body = ApiKeyUpdate,
+    responses((status = 200, body = ApiKeyObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn modify_project_key(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    body: JsonBody<ApiKeyUpdate>,
+) -> Result<HttpResponse, ApiError> {
+    let (project_id, key_id) = path.into_inner();
+    principal.require_project(Permission::ManageApiKeys, &project_id)?;
+    let body = body.parse()?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| validate::name("name", n))
+        .transpose()?;
+    let limits = body
+        .limits
+        .map(|l| validate::limits("limits", l))
+        .transpose()?;
+    if name.is_none() && limits.is_none() {
+        return Err(ApiError::bad_request(
+            "Give 'name', 'limits' or both.",
+            None,
+        ));
+    }
+    let key = state
+        .store
+        .update_api_key(
+            &principal.tenant_id,
+            KeyOwner::Project(&project_id),
+            &key_id,
+            name.as_deref(),
+            limits,
+        )
+        .await?;
+    audit(&state, &principal, "api_key.updated", "api_key", &key.id).await?;
     Ok(HttpResponse::Ok().json(ApiKeyObject::from(key)))
 }
 

@@ -16,6 +16,7 @@ use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::inference::ServedModel;
+use crate::limits::Cost;
 use crate::metering::Charge;
 use crate::server::AppState;
 use crate::store::usage::Endpoint;
@@ -74,7 +75,7 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
     request_body = EmbeddingRequest,
     responses((status = 200, body = EmbeddingList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 429, description = "The organization's credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
+        (status = 429, description = "A rate limit was reached (`rate_limit_exceeded`, with `Retry-After`), or the organization's credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
         (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_embeddings(
@@ -138,6 +139,10 @@ pub async fn create_embeddings(
             format_args!("{total} tokens in all; at most {MAX_TOTAL_TOKENS} per request"),
         ));
     }
+    let admission = state
+        .limits
+        .admit(&state.store, &principal, Cost::prompt_only(total))
+        .await?;
     let charge = Charge {
         request_id: format!("embd-{}", random_base62(29)),
         endpoint: Endpoint::Embeddings,
@@ -155,7 +160,7 @@ pub async fn create_embeddings(
         }
     };
     meter.complete(total as u64, 0).await;
-    Ok(HttpResponse::Ok().json(EmbeddingList {
+    Ok(admission.respond(HttpResponse::Ok().json(EmbeddingList {
         object: "list",
         data,
         model: model.name().to_owned(),
@@ -163,7 +168,7 @@ pub async fn create_embeddings(
             prompt_tokens: total,
             total_tokens: total,
         },
-    }))
+    })))
 }
 
 /// The embedding of every input, in order.

@@ -5,6 +5,10 @@
 //! `NewRequest` for the caller's tenant (fairness and prefix-cache isolation); the scheduler's
 //! deltas become OpenAI's response or stream chunks. Fields Starfire does not support yet are
 //! refused with a 400 that names them; nothing is silently ignored.
+//!
+//! Every route here passes the rate limiter (`limits`) once the request is parsed and its
+//! token cost known, and answers with the `x-ratelimit-*` headers; the admission rides along
+//! with the engine's deltas and settles when the response ends or the client goes away.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -23,6 +27,7 @@ use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::inference::{scheduler_error, ServedModel};
+use crate::limits::{Admission, Cost};
 use crate::metering::{Charge, Meter};
 use crate::server::AppState;
 use crate::store::usage::Endpoint;
@@ -691,7 +696,7 @@ pub(crate) fn generation_error(reason: &FinishReason) -> ApiError {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "`model_not_found`", body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 429, description = "This organization has too many queued requests (`Retry-After`), or its credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
+        (status = 429, description = "A rate limit was reached (`rate_limit_exceeded`, `type` `requests` or `tokens`, with `Retry-After` and the `x-ratelimit-*` headers), this organization has too many queued requests (`Retry-After`), or its credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
         (status = 503, description = "No model loaded (`model_not_loaded`), or the server is overloaded (`Retry-After`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_chat_completion(
@@ -707,16 +712,28 @@ pub async fn create_chat_completion(
         created: chat.created,
         model: chat.model.name().to_owned(),
     };
+    let admission = chat.admission;
     if chat.stream {
-        let sse = SseChat::new(chat.deltas, meta, chat.model, chat.n, chat.include_usage);
-        Ok(HttpResponse::Ok()
+        let headers = *admission.headers();
+        let sse = SseChat::new(
+            chat.deltas,
+            meta,
+            chat.model,
+            chat.n,
+            chat.include_usage,
+            admission,
+        );
+        let mut res = HttpResponse::Ok()
             .content_type("text/event-stream")
             .insert_header(("cache-control", "no-cache"))
-            .streaming(sse.into_stream()))
+            .streaming(sse.into_stream());
+        headers.apply(res.headers_mut());
+        Ok(res)
     } else {
-        let completion = collect(chat.deltas, meta, chat.model.as_ref(), chat.n).await?;
+        let completion =
+            collect(chat.deltas, meta, chat.model.as_ref(), chat.n, &admission).await?;
         chat.meter.settled().await;
-        Ok(HttpResponse::Ok().json(completion))
+        Ok(admission.respond(HttpResponse::Ok().json(completion)))
     }
 }
 
@@ -748,6 +765,9 @@ pub struct StartedChat {
     /// The request's usage meter: non-streamed answers await `settled()` before answering, so
     /// that a client holding its response finds its usage recorded.
     pub meter: Meter,
+    /// The request's rate-limit admission: every delta goes through `note`, and dropping it
+    /// settles the tokens counter and ends the concurrency lease.
+    pub admission: Admission,
 }
 
 /// The one way a chat completion starts, for REST and WebSocket alike: checks the caller's
@@ -797,6 +817,8 @@ pub async fn start_chat(
         "messages",
     )?);
     let n = params.n;
+    let cost = Cost::generation(prompt.len(), params.max_tokens.unwrap_or(0), n);
+    let admission = state.limits.admit(&state.store, principal, cost).await?;
 
     let id = format!("chatcmpl-{}", random_base62(29));
     let charge = Charge {
@@ -820,6 +842,7 @@ pub async fn start_chat(
         include_usage,
         deltas,
         meter,
+        admission,
     })
 }
 
@@ -841,12 +864,14 @@ async fn collect(
     meta: ChunkMeta,
     model: &dyn ServedModel,
     n: usize,
+    admission: &Admission,
 ) -> Result<ChatCompletion, ApiError> {
     let mut texts = vec![String::new(); n];
     let mut logprobs: Vec<Option<Vec<TokenLogprobObject>>> = vec![None; n];
     let mut finish = vec![None; n];
     let mut usage = None;
     while let Some(d) = stream.recv().await {
+        admission.note(&d);
         let i = d.index.min(n - 1);
         texts[i].push_str(&d.text);
         if !d.logprobs.is_empty() {
@@ -901,6 +926,8 @@ struct SseChat {
     usage: Option<Usage>,
     queue: VecDeque<Bytes>,
     done: bool,
+    /// Held until the stream ends or the client goes away.
+    admission: Admission,
 }
 
 fn event(value: &Value) -> Bytes {
@@ -914,6 +941,7 @@ impl SseChat {
         model: Arc<dyn ServedModel>,
         n: usize,
         include_usage: bool,
+        admission: Admission,
     ) -> Self {
         let mut sse = SseChat {
             stream,
@@ -923,6 +951,7 @@ impl SseChat {
             usage: None,
             queue: VecDeque::new(),
             done: false,
+            admission,
         };
         for index in 0..n {
             sse.push_choice(
@@ -968,6 +997,7 @@ impl SseChat {
     }
 
     fn push_delta(&mut self, d: Delta) {
+        self.admission.note(&d);
         if !d.text.is_empty() || !d.logprobs.is_empty() {
             let logprobs = (!d.logprobs.is_empty())
                 .then(|| json!({"content": logprob_objects(self.model.as_ref(), &d.logprobs)}));
@@ -1208,7 +1238,7 @@ impl CompletionRequest {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "`model_not_found`", body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 429, description = "This organization has too many queued requests (`Retry-After`), or its credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
+        (status = 429, description = "A rate limit was reached (`rate_limit_exceeded`, `type` `requests` or `tokens`, with `Retry-After` and the `x-ratelimit-*` headers), this organization has too many queued requests (`Retry-After`), or its credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
         (status = 503, description = "No model loaded (`model_not_loaded`), or the server is overloaded (`Retry-After`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_completion(
@@ -1265,6 +1295,12 @@ pub async fn create_completion(
             "prompt",
         )?);
     }
+    let cost = prompts
+        .iter()
+        .zip(&fitted)
+        .map(|(p, &max)| Cost::generation(p.len(), max, n))
+        .fold(Cost::default(), |all, one| all + one);
+    let admission = state.limits.admit(&state.store, &principal, cost).await?;
     let weight = tenant_weight(&state, &principal).await?;
     let id = format!("cmpl-{}", random_base62(29));
     let charge = Charge {
@@ -1300,11 +1336,14 @@ pub async fn create_completion(
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let sse = SseText::new(streams, meta, model, n, include_usage);
-        Ok(HttpResponse::Ok()
+        let headers = *admission.headers();
+        let sse = SseText::new(streams, meta, model, n, include_usage, admission);
+        let mut res = HttpResponse::Ok()
             .content_type("text/event-stream")
             .insert_header(("cache-control", "no-cache"))
-            .streaming(sse.into_stream()))
+            .streaming(sse.into_stream());
+        headers.apply(res.headers_mut());
+        Ok(res)
     } else {
         if req.stream_options.is_some() {
             return Err(field_error(
@@ -1324,6 +1363,7 @@ pub async fn create_completion(
                 },
                 model.as_ref(),
                 n,
+                &admission,
             )
             .await?;
             total.prompt_tokens += one.usage.prompt_tokens;
@@ -1356,7 +1396,7 @@ pub async fn create_completion(
             }
         }
         meter.settled().await;
-        Ok(HttpResponse::Ok().json(Completion {
+        Ok(admission.respond(HttpResponse::Ok().json(Completion {
             id: meta.id,
             object: "text_completion",
             created: meta.created,
@@ -1364,7 +1404,7 @@ pub async fn create_completion(
             system_fingerprint: SYSTEM_FINGERPRINT,
             choices,
             usage: total.into(),
-        }))
+        })))
     }
 }
 
@@ -1384,6 +1424,8 @@ struct SseText {
     offsets: HashMap<usize, usize>,
     queue: VecDeque<Bytes>,
     done: bool,
+    /// Held until the stream ends or the client goes away.
+    admission: Admission,
 }
 
 impl SseText {
@@ -1393,6 +1435,7 @@ impl SseText {
         model: Arc<dyn ServedModel>,
         n: usize,
         include_usage: bool,
+        admission: Admission,
     ) -> Self {
         let prompts = streams.len();
         let deltas =
@@ -1414,6 +1457,7 @@ impl SseText {
             offsets: HashMap::new(),
             queue: VecDeque::new(),
             done: false,
+            admission,
         }
     }
 
@@ -1433,6 +1477,7 @@ impl SseText {
     }
 
     fn push_delta(&mut self, prompt: usize, d: Delta) {
+        self.admission.note(&d);
         let index = prompt * self.n + d.index;
         if let Some(u) = d.usage {
             self.usage.prompt_tokens += u.prompt_tokens;
@@ -1557,7 +1602,8 @@ pub struct DetokenizeResponse {
 #[utoipa::path(post, path = "/v1/tokenize", tag = "Inference",
     request_body = TokenizeRequest,
     responses((status = 200, body = TokenizeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = "The requests-per-minute limit was reached (`rate_limit_exceeded`)", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn tokenize(
     state: web::Data<AppState>,
@@ -1567,6 +1613,10 @@ pub async fn tokenize(
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
     let model = state.inference.model(&req.model)?;
+    let admission = state
+        .limits
+        .admit(&state.store, &principal, Cost::requests_only())
+        .await?;
     let tokens = match (&req.prompt, &req.messages) {
         (Some(text), None) => model.encode(text, req.add_special_tokens.unwrap_or(true))?,
         (None, Some(messages)) => {
@@ -1580,18 +1630,19 @@ pub async fn tokenize(
             ))
         }
     };
-    Ok(HttpResponse::Ok().json(TokenizeResponse {
+    Ok(admission.respond(HttpResponse::Ok().json(TokenizeResponse {
         count: tokens.len(),
         max_model_len: model.max_model_len(),
         tokens,
-    }))
+    })))
 }
 
 /// Turn token ids back into text (vLLM's `/detokenize`).
 #[utoipa::path(post, path = "/v1/detokenize", tag = "Inference",
     request_body = DetokenizeRequest,
     responses((status = 200, body = DetokenizeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = "The requests-per-minute limit was reached (`rate_limit_exceeded`)", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn detokenize(
     state: web::Data<AppState>,
@@ -1601,6 +1652,10 @@ pub async fn detokenize(
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
     let model = state.inference.model(&req.model)?;
+    let admission = state
+        .limits
+        .admit(&state.store, &principal, Cost::requests_only())
+        .await?;
     let vocab = model.vocab_size();
     if let Some(bad) = req.tokens.iter().find(|&&id| id as usize >= vocab) {
         return Err(field_error(
@@ -1608,9 +1663,11 @@ pub async fn detokenize(
             format_args!("{bad} is not a token id below {vocab}"),
         ));
     }
-    Ok(HttpResponse::Ok().json(DetokenizeResponse {
-        prompt: model.decode(&req.tokens)?,
-    }))
+    Ok(
+        admission.respond(HttpResponse::Ok().json(DetokenizeResponse {
+            prompt: model.decode(&req.tokens)?,
+        })),
+    )
 }
 
 #[cfg(test)]

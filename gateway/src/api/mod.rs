@@ -165,6 +165,7 @@ routes!(
     api_keys::list_project_keys,
     api_keys::create_project_key,
     api_keys::get_project_key,
+    api_keys::modify_project_key,
     api_keys::delete_project_key,
     admin_keys::list_admin_keys,
     admin_keys::create_admin_key,

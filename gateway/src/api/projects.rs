@@ -10,6 +10,7 @@ use super::{audit, validate};
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
+use crate::store::api_keys::KeyLimits;
 use crate::store::{ms_to_secs, projects::Project};
 
 /// A project: the unit that owns API keys, usage and limits.
@@ -27,6 +28,9 @@ pub struct ProjectObject {
     /// `active` or `archived`.
     #[schema(example = "active")]
     pub status: &'static str,
+    /// Rate limits shared by all the project's keys; unset ones are the plan's. A key's own
+    /// limits take precedence.
+    pub limits: KeyLimits,
 }
 
 impl From<Project> for ProjectObject {
@@ -42,6 +46,7 @@ impl From<Project> for ProjectObject {
             } else {
                 "active"
             },
+            limits: p.limits,
         }
     }
 }
@@ -71,13 +76,19 @@ pub struct ProjectListQuery {
 pub struct ProjectCreate {
     /// 1 to 128 characters.
     pub name: String,
+    /// Rate limits shared by all the project's keys (positive integers).
+    pub limits: Option<KeyLimits>,
 }
 
+/// Changes to a project: a new name, new rate limits, or both.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectUpdate {
     /// 1 to 128 characters.
-    pub name: String,
+    pub name: Option<String>,
+    /// Replaces all of the project's limits: a field left out or `null` falls back to the
+    /// plan's limit.
+    pub limits: Option<KeyLimits>,
 }
 
 /// List the organization's projects (a project key with the `admin` scope sees its own).
@@ -117,10 +128,20 @@ pub async fn create_project(
     principal.require_organization(Permission::ManageProjects)?;
     let body = body.parse()?;
     let name = validate::name("name", &body.name)?;
-    let project = state
+    let limits = body
+        .limits
+        .map(|l| validate::limits("limits", l))
+        .transpose()?;
+    let mut project = state
         .store
         .create_project(&principal.tenant_id, &name)
         .await?;
+    if let Some(limits) = limits {
+        project = state
+            .store
+            .set_project_limits(&principal.tenant_id, &project.id, limits)
+            .await?;
+    }
     audit(
         &state,
         &principal,
@@ -148,7 +169,7 @@ pub async fn get_project(
     Ok(HttpResponse::Ok().json(ProjectObject::from(project)))
 }
 
-/// Rename a project (archived projects cannot be modified: 409).
+/// Rename a project or set its rate limits (archived projects cannot be modified: 409).
 #[utoipa::path(post, path = "/v1/organization/projects/{project_id}", tag = "Projects",
     params(("project_id" = String, Path, description = "The project's id")),
     request_body = ProjectUpdate,
@@ -164,11 +185,34 @@ pub async fn modify_project(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageProjects)?;
     let body = body.parse()?;
-    let name = validate::name("name", &body.name)?;
-    let project = state
-        .store
-        .rename_project(&principal.tenant_id, &path, &name)
-        .await?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| validate::name("name", n))
+        .transpose()?;
+    let limits = body
+        .limits
+        .map(|l| validate::limits("limits", l))
+        .transpose()?;
+    if name.is_none() && limits.is_none() {
+        return Err(ApiError::bad_request(
+            "Give 'name', 'limits' or both.",
+            None,
+        ));
+    }
+    let mut project = state.store.project(&principal.tenant_id, &path).await?;
+    if let Some(name) = &name {
+        project = state
+            .store
+            .rename_project(&principal.tenant_id, &path, name)
+            .await?;
+    }
+    if let Some(limits) = limits {
+        project = state
+            .store
+            .set_project_limits(&principal.tenant_id, &path, limits)
+            .await?;
+    }
     audit(
         &state,
         &principal,

@@ -80,6 +80,18 @@ pub fn future_time(field: &str, secs: i64) -> Result<i64, ApiError> {
     })
 }
 
+/// Rate-limit overrides: every given value a positive integer.
+pub fn limits(
+    field: &str,
+    limits: crate::store::api_keys::KeyLimits,
+) -> Result<crate::store::api_keys::KeyLimits, ApiError> {
+    Ok(crate::store::api_keys::KeyLimits {
+        rpm: positive(&format!("{field}.rpm"), limits.rpm)?,
+        tpm: positive(&format!("{field}.tpm"), limits.tpm)?,
+        concurrency: positive(&format!("{field}.concurrency"), limits.concurrency)?,
+    })
+}
+
 pub fn positive(field: &str, value: Option<i64>) -> Result<Option<i64>, ApiError> {
     match value {
         Some(v) if v <= 0 => Err(ApiError::invalid(

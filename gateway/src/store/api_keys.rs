@@ -40,13 +40,18 @@ impl Scope {
     }
 }
 
-/// Per-key limits; enforced by the rate limiter, `None` means "the project's limit".
+/// Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
+/// level: key → project → the organization's plan.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct KeyLimits {
     /// Requests per minute.
     pub rpm: Option<i64>,
-    /// Tokens per minute.
+    /// Tokens per minute (prompt plus `max_tokens` reserved at admission, corrected at the end).
     pub tpm: Option<i64>,
+    /// Requests in flight at once.
+    #[serde(default)]
+    pub concurrency: Option<i64>,
 }
 
 /// Who created a key: a console user or another key.
@@ -90,7 +95,7 @@ pub struct NewApiKey<'a> {
 
 const COLUMNS: &str =
     "id, tenant_id, project_id, kind, name, key_hash, prefix, scopes, owner_type, owner_id, \
-     limit_rpm, limit_tpm, created_ms, expires_ms, last_used_ms, revoked_ms";
+     limit_rpm, limit_tpm, limit_concurrency, created_ms, expires_ms, last_used_ms, revoked_ms";
 
 /// A key that authenticates: not revoked, not expired (`$2` is now), and for a project key its
 /// project not archived. For a query over `api_keys k`.
@@ -124,6 +129,7 @@ fn from_row(row: &Row) -> StoreResult<ApiKeyRecord> {
         limits: KeyLimits {
             rpm: row.try_get("limit_rpm")?,
             tpm: row.try_get("limit_tpm")?,
+            concurrency: row.try_get("limit_concurrency")?,
         },
         created_ms: row.try_get("created_ms")?,
         expires_ms: row.try_get("expires_ms")?,
@@ -176,8 +182,8 @@ impl Store {
         let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, project_id, kind, name, key_hash, prefix, scopes, \
-             owner_type, owner_id, limit_rpm, limit_tpm, created_ms, expires_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             owner_type, owner_id, limit_rpm, limit_tpm, limit_concurrency, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&record.id)
         .bind(&record.tenant_id)
@@ -191,6 +197,7 @@ impl Store {
         .bind(&record.owner.id)
         .bind(record.limits.rpm)
         .bind(record.limits.tpm)
+        .bind(record.limits.concurrency)
         .bind(record.created_ms)
         .bind(record.expires_ms)
         .execute(self.pool())
@@ -247,6 +254,33 @@ impl Store {
         let rows = q.fetch_all(self.pool()).await?;
         let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
         Ok(Page::from_overfetch(items, page.limit))
+    }
+
+    /// Renames a live key and/or replaces its limits.
+    pub async fn update_api_key(
+        &self,
+        tenant_id: &str,
+        owner: KeyOwner<'_>,
+        key_id: &str,
+        name: Option<&str>,
+        limits: Option<KeyLimits>,
+    ) -> StoreResult<ApiKeyRecord> {
+        let record = self.api_key(tenant_id, owner, key_id).await?;
+        let name = name.unwrap_or(&record.name);
+        let limits = limits.unwrap_or(record.limits);
+        sqlx::query(
+            "UPDATE api_keys SET name = $1, limit_rpm = $2, limit_tpm = $3, limit_concurrency = $4 \
+             WHERE tenant_id = $5 AND id = $6 AND revoked_ms IS NULL",
+        )
+        .bind(name)
+        .bind(limits.rpm)
+        .bind(limits.tpm)
+        .bind(limits.concurrency)
+        .bind(tenant_id)
+        .bind(key_id)
+        .execute(self.pool())
+        .await?;
+        self.api_key(tenant_id, owner, key_id).await
     }
 
     /// Revokes a key: from this moment on it authenticates nothing.

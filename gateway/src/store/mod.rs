@@ -7,8 +7,8 @@
 //!
 //! Files by resource: `tenants`, `users` (users and memberships), `projects`, `api_keys`,
 //! `sessions` (refresh-token families), `invites`, `audit`, `ws_tickets` (single-use WebSocket
-//! tickets), `usage` (usage events and their rollup), `credits` (prepaid ledger), and `page`
-//! (cursor pagination).
+//! tickets), `usage` (usage events and their rollup), `credits` (prepaid ledger), `rate_limits`
+//! (what the limiter reads per request), and `page` (cursor pagination).
 
 pub mod api_keys;
 pub mod audit;
@@ -16,6 +16,7 @@ pub mod credits;
 pub mod invites;
 pub mod page;
 pub mod projects;
+pub mod rate_limits;
 pub mod sessions;
 pub mod tenants;
 pub mod usage;

@@ -3,6 +3,7 @@
 
 use sqlx::Row as _;
 
+use super::api_keys::KeyLimits;
 use super::page::{self, Page, PageRequest};
 use super::{created_ms, now_ms, Row, Store, StoreError, StoreResult};
 use crate::auth::secret::new_id;
@@ -14,9 +15,12 @@ pub struct Project {
     pub name: String,
     pub created_ms: i64,
     pub archived_ms: Option<i64>,
+    /// Rate-limit overrides for all the project's keys together.
+    pub limits: KeyLimits,
 }
 
-const COLUMNS: &str = "id, tenant_id, name, created_ms, archived_ms";
+const COLUMNS: &str =
+    "id, tenant_id, name, created_ms, archived_ms, limit_rpm, limit_tpm, limit_concurrency";
 
 fn from_row(row: &Row) -> StoreResult<Project> {
     Ok(Project {
@@ -25,6 +29,11 @@ fn from_row(row: &Row) -> StoreResult<Project> {
         name: row.try_get("name")?,
         created_ms: row.try_get("created_ms")?,
         archived_ms: row.try_get("archived_ms")?,
+        limits: KeyLimits {
+            rpm: row.try_get("limit_rpm")?,
+            tpm: row.try_get("limit_tpm")?,
+            concurrency: row.try_get("limit_concurrency")?,
+        },
     })
 }
 
@@ -40,6 +49,7 @@ impl Store {
             name: name.to_owned(),
             created_ms: created_ms(),
             archived_ms: None,
+            limits: KeyLimits::default(),
         };
         sqlx::query(
             "INSERT INTO projects (id, tenant_id, name, created_ms) VALUES ($1, $2, $3, $4)",
@@ -121,6 +131,33 @@ impl Store {
             .bind(project_id)
             .execute(self.pool())
             .await?;
+        self.project(tenant_id, project_id).await
+    }
+
+    /// Replaces an active project's rate-limit overrides; an archived one is read-only.
+    pub async fn set_project_limits(
+        &self,
+        tenant_id: &str,
+        project_id: &str,
+        limits: KeyLimits,
+    ) -> StoreResult<Project> {
+        let project = self.project(tenant_id, project_id).await?;
+        if project.archived_ms.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "Project '{project_id}' is archived and cannot be modified."
+            )));
+        }
+        sqlx::query(
+            "UPDATE projects SET limit_rpm = $1, limit_tpm = $2, limit_concurrency = $3 \
+             WHERE tenant_id = $4 AND id = $5",
+        )
+        .bind(limits.rpm)
+        .bind(limits.tpm)
+        .bind(limits.concurrency)
+        .bind(tenant_id)
+        .bind(project_id)
+        .execute(self.pool())
+        .await?;
         self.project(tenant_id, project_id).await
     }
 

@@ -165,7 +165,10 @@ async fn listing_shows_metadata_never_the_secret(app: TestApp) {
     let value = created["value"].as_str().unwrap();
     assert_eq!(created["object"], "organization.project.api_key");
     assert_eq!(created["scopes"], json!(["inference", "usage:read"]));
-    assert_eq!(created["limits"], json!({"rpm": 60, "tpm": 1000}));
+    assert_eq!(
+        created["limits"],
+        json!({"rpm": 60, "tpm": 1000, "concurrency": null})
+    );
     assert_eq!(created["owner"]["type"], "user");
     assert_eq!(created["owner"]["id"], owner.user_id);
     assert!(created["last_used_at"].is_null());

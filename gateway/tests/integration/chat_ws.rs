@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::model_cache::DefaultModel;
 use futures_util::{SinkExt, StreamExt};
+use gateway::registry::DEFAULT_MODEL_ID;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -34,7 +34,7 @@ on_both_backends!(
 /// A chat body as REST takes it: greedy, so transports can be compared.
 fn chat_body(prompt: &str, max_tokens: u32) -> Value {
     json!({
-        "model": DefaultModel::NAME,
+        "model": DEFAULT_MODEL_ID,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
@@ -86,7 +86,7 @@ async fn refused(server: &LiveServer, key: Option<&str>, query: &str) -> (u16, V
 fn own_backend() -> Arc<InProcessBackend> {
     Arc::new(
         InProcessBackend::start(
-            DefaultModel::NAME,
+            DEFAULT_MODEL_ID,
             served_model().engine_model().clone(),
             64 << 20,
         )
@@ -191,7 +191,7 @@ async fn three_requests_on_one_socket_with_one_cancelled_leave_the_kv_pool_free(
         .as_str()
         .unwrap()
         .starts_with("chatcmpl-"));
-    assert_eq!(one.last["model"], DefaultModel::NAME);
+    assert_eq!(one.last["model"], DEFAULT_MODEL_ID);
 
     // A long one, cancelled after a few deltas.
     let mut long = chat_body("Tell me a long story.", 1000);

@@ -69,9 +69,7 @@ pub async fn fresh_database(backend: Backend) -> (String, DbGuard) {
             (
                 // The schema's name is also the connections' application name, so that the
                 // guard can end the ones a test left open (see `DbGuard`).
-                format!(
-                    "{base}{sep}options=-c%20search_path%3D{schema}&application_name={schema}"
-                ),
+                format!("{base}{sep}options=-c%20search_path%3D{schema}&application_name={schema}"),
                 DbGuard::Postgres { schema },
             )
         }
@@ -121,7 +119,7 @@ impl Drop for DbGuard {
 
 pub struct TestApp {
     pub state: AppState,
-    _db: DbGuard,
+    _db: Arc<DbGuard>,
 }
 
 /// A response, its body parsed as JSON (Null when empty).
@@ -252,6 +250,14 @@ impl TestApp {
         self
     }
 
+    /// Another app on the same database, with `state` (a second replica, another config).
+    pub fn sharing(&self, state: AppState) -> TestApp {
+        TestApp {
+            state,
+            _db: self._db.clone(),
+        }
+    }
+
     /// A new organization and a project key with the `inference` scope.
     pub async fn inference_key(&self) -> String {
         let owner = self.signup("infer@example.com").await;
@@ -268,7 +274,7 @@ impl TestApp {
         let store = Store::connect(&url).await.expect("connect and migrate");
         TestApp {
             state: AppState::new(store, config),
-            _db: guard,
+            _db: Arc::new(guard),
         }
     }
 

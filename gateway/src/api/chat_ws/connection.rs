@@ -281,6 +281,7 @@ async fn run_request(
         let Some(delta) = delta else {
             break frames.done();
         };
+        chat.admission.note(&delta);
         match frames.delta(delta) {
             Ok(Some(frame)) => {
                 if session.text(frame).await.is_err() {
