@@ -14,10 +14,16 @@
 //! | `invite_ttl_secs` | `STARFIRE_INVITE_TTL_SECS` | `604800` (7 days) |
 //! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache |
 //! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | a quarter of the memory available at start (`MemAvailable`), between 256 MiB and 8 GiB; 1 GiB where the system does not say |
+//! | `max_waiting_requests` | `STARFIRE_MAX_WAITING_REQUESTS` | `10000`: requests queued in the scheduler beyond this get 503 |
+//! | `max_waiting_tokens` | `STARFIRE_MAX_WAITING_TOKENS` | `20000000`: queued prompt tokens beyond this get 503 |
+//! | `max_waiting_requests_per_tenant` | `STARFIRE_MAX_WAITING_REQUESTS_PER_TENANT` | `2000`: one organization's queued requests beyond this get 429 |
+//! | `max_waiting_tokens_per_tenant` | `STARFIRE_MAX_WAITING_TOKENS_PER_TENANT` | `4000000`: one organization's queued prompt tokens beyond this get 429 |
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use scheduler::AdmissionLimits;
 
 use crate::auth::secret::random_base62;
 
@@ -67,6 +73,9 @@ pub struct Config {
     pub model_path: Option<PathBuf>,
     /// Bytes of KV cache for the served model (vLLM's `kv_cache_memory`).
     pub kv_cache_memory: u64,
+    /// Caps on requests queued in the scheduler (not yet running): over an organization's caps
+    /// a request gets 429, over the server's 503, both with `Retry-After`.
+    pub admission: AdmissionLimits,
 }
 
 /// The KV cache budget when none is configured: a quarter of the memory available now (the
@@ -111,6 +120,7 @@ impl std::fmt::Debug for Config {
             .field("invite_ttl_secs", &self.invite_ttl_secs)
             .field("model_path", &self.model_path)
             .field("kv_cache_memory", &self.kv_cache_memory)
+            .field("admission", &self.admission)
             .finish()
     }
 }
@@ -130,6 +140,10 @@ struct FileConfig {
     invite_ttl_secs: Option<u64>,
     model_path: Option<PathBuf>,
     kv_cache_memory: Option<u64>,
+    max_waiting_requests: Option<usize>,
+    max_waiting_tokens: Option<usize>,
+    max_waiting_requests_per_tenant: Option<usize>,
+    max_waiting_tokens_per_tenant: Option<usize>,
 }
 
 impl Config {
@@ -160,6 +174,7 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        let admission = admission_limits(&env, &file)?;
         let home = env("STARFIRE_HOME")
             .map(PathBuf::from)
             .or(file.home)
@@ -203,6 +218,7 @@ impl Config {
             kv_cache_memory: number(&env, "STARFIRE_KV_CACHE_MEMORY")?
                 .or(file.kv_cache_memory)
                 .unwrap_or_else(default_kv_cache_memory),
+            admission,
             home,
         })
     }
@@ -238,6 +254,51 @@ impl Config {
         self.session_secret = secret;
         Ok(())
     }
+}
+
+/// The scheduler's queue caps: each from the environment, else the file, else the scheduler's
+/// default. Zero would refuse every request, so it is an error.
+fn admission_limits(
+    env: &impl Fn(&str) -> Option<String>,
+    file: &FileConfig,
+) -> Result<AdmissionLimits, ConfigError> {
+    let d = AdmissionLimits::default();
+    let cap = |name: &str, field: &str, from_file: Option<usize>, default: usize| {
+        let value = number(env, name)?.or(from_file).unwrap_or(default);
+        if value == 0 {
+            return Err(ConfigError::Invalid {
+                name: field.to_owned(),
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(value)
+    };
+    Ok(AdmissionLimits {
+        max_waiting_requests: cap(
+            "STARFIRE_MAX_WAITING_REQUESTS",
+            "max_waiting_requests",
+            file.max_waiting_requests,
+            d.max_waiting_requests,
+        )?,
+        max_waiting_tokens: cap(
+            "STARFIRE_MAX_WAITING_TOKENS",
+            "max_waiting_tokens",
+            file.max_waiting_tokens,
+            d.max_waiting_tokens,
+        )?,
+        max_waiting_requests_per_tenant: cap(
+            "STARFIRE_MAX_WAITING_REQUESTS_PER_TENANT",
+            "max_waiting_requests_per_tenant",
+            file.max_waiting_requests_per_tenant,
+            d.max_waiting_requests_per_tenant,
+        )?,
+        max_waiting_tokens_per_tenant: cap(
+            "STARFIRE_MAX_WAITING_TOKENS_PER_TENANT",
+            "max_waiting_tokens_per_tenant",
+            file.max_waiting_tokens_per_tenant,
+            d.max_waiting_tokens_per_tenant,
+        )?,
+    })
 }
 
 fn default_home(env: &impl Fn(&str) -> Option<String>) -> PathBuf {
@@ -383,6 +444,41 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!format!("{first:?}").contains(&first.session_secret));
+    }
+
+    #[test]
+    fn queue_caps_come_from_the_file_and_the_environment() {
+        let c = Config::resolve(None, env_of(&[])).unwrap();
+        assert_eq!(c.admission, AdmissionLimits::default());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("starfire.toml");
+        std::fs::write(
+            &path,
+            "max_waiting_requests = 50\nmax_waiting_tokens_per_tenant = 300\n",
+        )
+        .unwrap();
+        let c = Config::resolve(
+            Some(&path),
+            env_of(&[
+                ("STARFIRE_MAX_WAITING_TOKENS_PER_TENANT", "200"),
+                ("STARFIRE_MAX_WAITING_REQUESTS_PER_TENANT", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.admission,
+            AdmissionLimits {
+                max_waiting_requests: 50,
+                max_waiting_requests_per_tenant: 3,
+                max_waiting_tokens_per_tenant: 200,
+                ..AdmissionLimits::default()
+            }
+        );
+
+        let err =
+            Config::resolve(None, env_of(&[("STARFIRE_MAX_WAITING_TOKENS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("max_waiting_tokens"), "{err}");
     }
 
     #[test]

@@ -90,8 +90,17 @@ pub fn load_inference(config: &Config) -> Result<Arc<dyn InferenceBackend>, Serv
     let started = std::time::Instant::now();
     let model = engine::Model::load(&path)
         .map_err(|e| ServeError::Model(format!("cannot load {}: {e}", path.display())))?;
-    let backend = InProcessBackend::start(name.clone(), Arc::new(model), config.kv_cache_memory)
-        .map_err(|e| ServeError::Model(format!("cannot start the engine: {e}")))?;
+    let scheduler = scheduler::SchedulerConfig {
+        admission: config.admission.clone(),
+        ..scheduler::SchedulerConfig::default()
+    };
+    let backend = InProcessBackend::start_with(
+        name.clone(),
+        Arc::new(model),
+        scheduler,
+        config.kv_cache_memory,
+    )
+    .map_err(|e| ServeError::Model(format!("cannot start the engine: {e}")))?;
     tracing::info!(model = %name, path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
     Ok(Arc::new(backend))
 }

@@ -1,6 +1,6 @@
 //! The gateway's integration tests, in one binary (faster to link). Route tests start the app
 //! in-process and run once on SQLite and once on PostgreSQL, each with a fresh database; the
-//! `e2e` module runs the real `starfire` binary.
+//! `e2e` and `openai_sdk` modules run the real `starfire` binary.
 
 #[path = "integration/support.rs"]
 #[macro_use]
@@ -22,6 +22,8 @@ mod http;
 mod inference;
 #[path = "integration/invites.rs"]
 mod invites;
+#[path = "integration/openai_sdk.rs"]
+mod openai_sdk;
 #[path = "integration/openapi.rs"]
 mod openapi;
 #[path = "integration/projects.rs"]
