@@ -24,10 +24,16 @@
 //! | `ws_max_concurrent_requests` | `STARFIRE_WS_MAX_CONCURRENT_REQUESTS` | `16` |
 //! | `metrics_token` | `STARFIRE_METRICS_TOKEN` | none (`/metrics` open) |
 //! | `[metering]` | see `metering::config` | prices, free-plan grant, usage heartbeat |
+//! | `max_waiting_requests` | `STARFIRE_MAX_WAITING_REQUESTS` | `10000`: requests queued in the scheduler beyond this get 503 |
+//! | `max_waiting_tokens` | `STARFIRE_MAX_WAITING_TOKENS` | `20000000`: queued prompt tokens beyond this get 503 |
+//! | `max_waiting_requests_per_tenant` | `STARFIRE_MAX_WAITING_REQUESTS_PER_TENANT` | `2000`: one organization's queued requests beyond this get 429 |
+//! | `max_waiting_tokens_per_tenant` | `STARFIRE_MAX_WAITING_TOKENS_PER_TENANT` | `4000000`: one organization's queued prompt tokens beyond this get 429 |
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use scheduler::AdmissionLimits;
 
 use crate::auth::secret::random_base62;
 use crate::metering::config::{MeteringConfig, MeteringFile};
@@ -104,6 +110,9 @@ pub struct Config {
     /// Prices, free credits and usage-row liveness (the `[metering]` table; see
     /// `metering::config`).
     pub metering: MeteringConfig,
+    /// Caps on requests queued in the scheduler (not yet running): over an organization's caps
+    /// a request gets 429, over the server's 503, both with `Retry-After`.
+    pub admission: AdmissionLimits,
 }
 
 /// What the rate limiter does when Redis is configured but fails.
@@ -185,6 +194,7 @@ impl std::fmt::Debug for Config {
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .field("metering", &self.metering)
+            .field("admission", &self.admission)
             .finish()
     }
 }
@@ -215,6 +225,10 @@ struct FileConfig {
     ws_idle_timeout_secs: Option<u64>,
     ws_ping_interval_secs: Option<u64>,
     ws_max_concurrent_requests: Option<usize>,
+    max_waiting_requests: Option<usize>,
+    max_waiting_tokens: Option<usize>,
+    max_waiting_requests_per_tenant: Option<usize>,
+    max_waiting_tokens_per_tenant: Option<usize>,
 }
 
 impl Config {
@@ -245,6 +259,7 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        let admission = admission_limits(&env, &file)?;
         let home = env("STARFIRE_HOME")
             .map(PathBuf::from)
             .or(file.home)
@@ -343,6 +358,7 @@ impl Config {
                 "ws_max_concurrent_requests",
             )?
             .unwrap_or(16),
+            admission,
             home,
         })
     }
@@ -378,6 +394,51 @@ impl Config {
         self.session_secret = secret;
         Ok(())
     }
+}
+
+/// The scheduler's queue caps: each from the environment, else the file, else the scheduler's
+/// default. Zero would refuse every request, so it is an error.
+fn admission_limits(
+    env: &impl Fn(&str) -> Option<String>,
+    file: &FileConfig,
+) -> Result<AdmissionLimits, ConfigError> {
+    let d = AdmissionLimits::default();
+    let cap = |name: &str, field: &str, from_file: Option<usize>, default: usize| {
+        let value = number(env, name)?.or(from_file).unwrap_or(default);
+        if value == 0 {
+            return Err(ConfigError::Invalid {
+                name: field.to_owned(),
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(value)
+    };
+    Ok(AdmissionLimits {
+        max_waiting_requests: cap(
+            "STARFIRE_MAX_WAITING_REQUESTS",
+            "max_waiting_requests",
+            file.max_waiting_requests,
+            d.max_waiting_requests,
+        )?,
+        max_waiting_tokens: cap(
+            "STARFIRE_MAX_WAITING_TOKENS",
+            "max_waiting_tokens",
+            file.max_waiting_tokens,
+            d.max_waiting_tokens,
+        )?,
+        max_waiting_requests_per_tenant: cap(
+            "STARFIRE_MAX_WAITING_REQUESTS_PER_TENANT",
+            "max_waiting_requests_per_tenant",
+            file.max_waiting_requests_per_tenant,
+            d.max_waiting_requests_per_tenant,
+        )?,
+        max_waiting_tokens_per_tenant: cap(
+            "STARFIRE_MAX_WAITING_TOKENS_PER_TENANT",
+            "max_waiting_tokens_per_tenant",
+            file.max_waiting_tokens_per_tenant,
+            d.max_waiting_tokens_per_tenant,
+        )?,
+    })
 }
 
 fn default_home(env: &impl Fn(&str) -> Option<String>) -> PathBuf {
@@ -618,6 +679,41 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!format!("{first:?}").contains(&first.session_secret));
+    }
+
+    #[test]
+    fn queue_caps_come_from_the_file_and_the_environment() {
+        let c = Config::resolve(None, env_of(&[])).unwrap();
+        assert_eq!(c.admission, AdmissionLimits::default());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("starfire.toml");
+        std::fs::write(
+            &path,
+            "max_waiting_requests = 50\nmax_waiting_tokens_per_tenant = 300\n",
+        )
+        .unwrap();
+        let c = Config::resolve(
+            Some(&path),
+            env_of(&[
+                ("STARFIRE_MAX_WAITING_TOKENS_PER_TENANT", "200"),
+                ("STARFIRE_MAX_WAITING_REQUESTS_PER_TENANT", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.admission,
+            AdmissionLimits {
+                max_waiting_requests: 50,
+                max_waiting_requests_per_tenant: 3,
+                max_waiting_tokens_per_tenant: 200,
+                ..AdmissionLimits::default()
+            }
+        );
+
+        let err =
+            Config::resolve(None, env_of(&[("STARFIRE_MAX_WAITING_TOKENS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("max_waiting_tokens"), "{err}");
     }
 
     #[test]

@@ -155,12 +155,14 @@ pub struct RegistryError {
 }
 
 /// Loads every entry and starts one engine loop per model. Entries without their own
-/// `kv_cache_memory` share `kv_cache_memory` evenly. When the only entry's file is missing,
+/// `kv_cache_memory` share `kv_cache_memory` evenly; each model's scheduler queues up to
+/// `admission`. When the only entry's file is missing,
 /// serving goes on without a model (inference routes answer 503 `model_not_loaded`); with
 /// several entries a missing file is an error, since the operator asked for it by name.
 pub fn load(
     entries: &[ModelEntry],
     kv_cache_memory: u64,
+    admission: &scheduler::AdmissionLimits,
 ) -> Result<Arc<dyn InferenceBackend>, RegistryError> {
     if let [only] = entries {
         let path = only.weights();
@@ -195,6 +197,7 @@ pub fn load(
             entry.name.clone(),
             entry.kv_cache_memory.unwrap_or(kv_cache_memory / shared),
         );
+        options.scheduler.admission = admission.clone();
         if let Some(len) = entry.max_model_len {
             options.scheduler.max_model_len = len;
         }

@@ -76,7 +76,7 @@ impl AppState {
 /// model whose file is missing is not an error: the server then runs without a model and
 /// inference routes answer 503 `model_not_loaded`, saying to run `starfire model fetch`.
 pub fn load_inference(config: &Config) -> Result<Arc<dyn InferenceBackend>, ServeError> {
-    crate::registry::load(&config.models, config.kv_cache_memory)
+    crate::registry::load(&config.models, config.kv_cache_memory, &config.admission)
         .map_err(|e| ServeError::Model(e.to_string()))
 }
 

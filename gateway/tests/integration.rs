@@ -1,6 +1,6 @@
 //! The gateway's integration tests, in one binary (faster to link). Route tests start the app
 //! in-process and run once on SQLite and once on PostgreSQL, each with a fresh database; the
-//! `e2e` module runs the real `starfire` binary.
+//! `e2e` and `openai_sdk` modules run the real `starfire` binary.
 
 #[path = "integration/support.rs"]
 #[macro_use]
@@ -26,6 +26,8 @@ mod inference;
 mod invites;
 #[path = "integration/metering.rs"]
 mod metering;
+#[path = "integration/openai_sdk.rs"]
+mod openai_sdk;
 #[path = "integration/openapi.rs"]
 mod openapi;
 #[path = "integration/projects.rs"]

@@ -12,7 +12,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_starfire");
 
 /// A `starfire` command with only this test's environment (no STARFIRE_* from outside).
-fn starfire(home: &Path) -> Command {
+pub(crate) fn starfire(home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
         if key.starts_with("STARFIRE_") {
@@ -23,7 +23,7 @@ fn starfire(home: &Path) -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -53,7 +53,7 @@ fn get(port: u16, path: &str, token: Option<&str>) -> std::io::Result<(u16, Valu
     Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -62,7 +62,7 @@ impl Drop for Server {
     }
 }
 
-fn wait_healthy(port: u16, server: &mut Server) {
+pub(crate) fn wait_healthy(port: u16, server: &mut Server) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok((200, _)) = get(port, "/healthz", None) {
@@ -83,7 +83,7 @@ fn bootstrap(home: &Path) -> Value {
     bootstrap_with(starfire(home))
 }
 
-fn bootstrap_with(mut cmd: Command) -> Value {
+pub(crate) fn bootstrap_with(mut cmd: Command) -> Value {
     let out = cmd
         .args([
             "admin",

@@ -1,0 +1,496 @@
+//! The gateway under HTTP load, against the scheduler it fronts. Starts the gateway's HTTP
+//! server in this process on a loopback port (the same app, SQLite store and in-process
+//! backend as `starfire serve`), bootstraps an organization for its key, and drives
+//! `POST /v1/chat/completions` with `stream: true` from closed-loop clients (one blocking HTTP
+//! client per thread: send, read the SSE stream to `[DONE]`, send the next) at 1, 4, 16 and 64
+//! concurrent requests of 128 output tokens with distinct prompts of 48 tokens, as
+//! `serving_bench`. Then, as the in-run baseline, it runs the same requests (the same chat
+//! prompts rendered to the same token ids, the same scheduler settings) straight into the
+//! scheduler's `EngineLoop` at 16 (before and after the HTTP runs, so slow drift on a shared
+//! machine shows) and prints the gateway's throughput ratio against it.
+//!
+//! Prints one JSON object: per concurrency output tokens/s, requests/s, TTFT and inter-token
+//! latency p50/p99 (from the client's side of the stream), errors.
+//!
+//! Usage: http_bench [--quick] [--levels 1,4,16,64] [--requests-per-client N]
+
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use engine::model_cache::DefaultModel;
+use engine::{ChatMessage, Model, SamplingParams};
+use gateway::inference::InProcessBackend;
+use scheduler::load::{run_closed_loop, LoadReport};
+use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
+use scheduler::{EngineLoop, NewRequest, SchedulerConfig};
+use serde_json::{json, Value};
+use starfire_bench::percentile;
+
+/// The gateway may cost at most this share of the scheduler's throughput.
+const TARGET_MAX_OVERHEAD: f64 = 0.05;
+/// KV cache for the served model, as `serving_bench`.
+const KV_CACHE_MEMORY: u64 = 512 << 20;
+const PROMPT_TOKENS: usize = 48;
+
+struct Options {
+    levels: Vec<usize>,
+    requests_per_client: usize,
+    output_tokens: usize,
+    /// The concurrency at which the gateway is compared with the scheduler alone.
+    compare_at: usize,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let levels: Vec<usize> = match flag("--levels") {
+        Some(l) => l
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .context("--levels takes numbers such as 1,4,16")?,
+        None if quick => vec![1, 4],
+        None => vec![1, 4, 16, 64],
+    };
+    anyhow::ensure!(
+        !levels.is_empty() && levels.iter().all(|&c| c > 0),
+        "--levels needs at least one concurrency above 0"
+    );
+    let requests_per_client = match flag("--requests-per-client") {
+        Some(n) => n.parse().context("--requests-per-client takes a number")?,
+        None if quick => 1,
+        None => 2,
+    };
+    anyhow::ensure!(
+        requests_per_client > 0,
+        "--requests-per-client must be at least 1"
+    );
+    let compare_at = if levels.contains(&16) {
+        16
+    } else {
+        *levels.iter().max().unwrap_or(&1)
+    };
+    Ok(Options {
+        levels,
+        requests_per_client,
+        output_tokens: if quick { 16 } else { 128 },
+        compare_at,
+    })
+}
+
+/// The scheduler settings of both the gateway's backend and the baseline (`serving_bench`'s).
+fn scheduler_config() -> SchedulerConfig {
+    SchedulerConfig {
+        max_num_seqs: 64,
+        max_num_batched_tokens: 512,
+        ..SchedulerConfig::default()
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let opts = options()?;
+    let model = Arc::new(Model::load(&engine::model_cache::find_default_model()?)?);
+    let template = model
+        .chat_template
+        .as_ref()
+        .context("the default model has a chat template")?;
+    let total: usize = opts.levels.iter().sum::<usize>() * opts.requests_per_client;
+    // Every request of the run gets its own prompt, so no level profits from an earlier one's
+    // prefix cache; the baseline reuses the compared level's prompts on a fresh engine.
+    let texts: Vec<String> =
+        starfire_bench::distinct_prompts(&model.tokenizer, total, PROMPT_TOKENS)
+            .iter()
+            .map(|ids| model.tokenizer.decode(ids, false))
+            .collect::<Result<_, _>>()?;
+    // What the gateway feeds the scheduler for such a chat (`ServedModel::chat_prompt`).
+    let chat_ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| {
+            let text = template.render(&[ChatMessage::new("user", t.as_str())], true)?;
+            model.tokenizer.encode(&text, true)
+        })
+        .collect::<Result<_, _>>()?;
+
+    // Level k's clients use the prompts after those of the levels before it.
+    let offsets: Vec<usize> = opts
+        .levels
+        .iter()
+        .scan(0, |next, &c| {
+            let at = *next;
+            *next += c * opts.requests_per_client;
+            Some(at)
+        })
+        .collect();
+    let compared_run = opts
+        .levels
+        .iter()
+        .position(|&c| c == opts.compare_at)
+        .context("the compared level is run")?;
+    let compared_prompts = &chat_ids[offsets[compared_run]..];
+
+    let baseline_before = in_process(&model, compared_prompts, &opts)?;
+    let server = GatewayServer::start(model.clone())?;
+    let runs: Vec<HttpReport> = opts
+        .levels
+        .iter()
+        .zip(&offsets)
+        .map(|(&concurrency, &at)| http_closed_loop(&server, concurrency, &texts[at..], &opts))
+        .collect();
+    server.stop();
+    let baseline_after = in_process(&model, compared_prompts, &opts)?;
+
+    let gateway_run = &runs[compared_run];
+    let baseline_tok_s =
+        (baseline_before.output_tokens_per_second + baseline_after.output_tokens_per_second) / 2.0;
+    let ratio = gateway_run.output_tokens_per_second / baseline_tok_s.max(1e-9);
+    let baseline_prompt_tokens: usize = compared_prompts
+        .iter()
+        .take(opts.compare_at * opts.requests_per_client)
+        .map(Vec::len)
+        .sum();
+    let report = json!({
+        "model": model.name,
+        "served_as": DefaultModel::NAME,
+        "endpoint": "POST /v1/chat/completions, stream: true, stream_options.include_usage",
+        "user_message_tokens": PROMPT_TOKENS,
+        "prompt_tokens_mean": chat_ids.iter().map(Vec::len).sum::<usize>() as f64
+            / chat_ids.len().max(1) as f64,
+        "output_tokens_per_request": opts.output_tokens,
+        "requests_per_client": opts.requests_per_client,
+        "max_num_seqs": scheduler_config().max_num_seqs,
+        "max_num_batched_tokens": scheduler_config().max_num_batched_tokens,
+        "runs": runs.iter().map(HttpReport::to_json).collect::<Vec<_>>(),
+        "in_process_scheduler": {
+            "concurrency": opts.compare_at,
+            "before_http": scheduler_json(&baseline_before),
+            "after_http": scheduler_json(&baseline_after),
+        },
+        "gateway_vs_in_process": {
+            "concurrency": opts.compare_at,
+            "throughput_ratio": ratio,
+            "overhead_percent": (1.0 - ratio) * 100.0,
+            "target_max_overhead_percent": TARGET_MAX_OVERHEAD * 100.0,
+            "within_target": ratio >= 1.0 - TARGET_MAX_OVERHEAD,
+            "same_prompt_tokens": gateway_run.prompt_tokens == baseline_prompt_tokens,
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// The requests of one level straight into a fresh `EngineLoop` with the gateway's settings.
+fn in_process(
+    model: &Arc<Model>,
+    chat_ids: &[Vec<u32>],
+    opts: &Options,
+) -> anyhow::Result<LoadReport> {
+    let config = config_for_model(model, scheduler_config(), KV_CACHE_MEMORY);
+    let (m, c) = (model.clone(), config.clone());
+    let engine = EngineLoop::spawn_with(config, detokenizer_for(model), move || {
+        EngineExecutor::new(m, &c)
+    })?;
+    let per_client = opts.requests_per_client;
+    let report = run_closed_loop(&engine, opts.compare_at, per_client, |client, i| {
+        let params = SamplingParams {
+            ignore_eos: true,
+            ..SamplingParams::greedy(opts.output_tokens)
+        };
+        NewRequest::new(
+            format!("base-{client}-{i}"),
+            "bench",
+            chat_ids[client * per_client + i].clone(),
+            params,
+        )
+    });
+    engine.shutdown();
+    Ok(report)
+}
+
+fn scheduler_json(r: &LoadReport) -> Value {
+    json!({
+        "requests": r.requests,
+        "errors": r.failed_requests,
+        "output_tokens": r.output_tokens,
+        "wall_seconds": r.wall_seconds,
+        "output_tokens_per_second": r.output_tokens_per_second,
+        "requests_per_second": r.requests as f64 / r.wall_seconds.max(1e-9),
+        "ttft_p50_ms": r.ttft_p50 * 1e3,
+        "ttft_p99_ms": r.ttft_p99 * 1e3,
+        "itl_p50_ms": r.itl_p50 * 1e3,
+        "itl_p99_ms": r.itl_p99 * 1e3,
+    })
+}
+
+/// The gateway's HTTP server on a loopback port, in this process, on a fresh SQLite home.
+struct GatewayServer {
+    base_url: String,
+    api_key: String,
+    handle: actix_web::dev::ServerHandle,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    _home: tempfile::TempDir,
+}
+
+impl GatewayServer {
+    fn start(model: Arc<Model>) -> anyhow::Result<Self> {
+        let home = tempfile::tempdir()?;
+        let home_path = home.path().display().to_string();
+        let mut config = gateway::Config::resolve(None, |name| {
+            (name == "STARFIRE_HOME").then(|| home_path.clone())
+        })?;
+        config.ensure_secret()?;
+        let backend = InProcessBackend::start_with(
+            DefaultModel::NAME,
+            model,
+            scheduler_config(),
+            KV_CACHE_MEMORY,
+        )?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let base_url = format!("http://{}/v1", listener.local_addr()?);
+        let (ready, started) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let setup = async {
+                    let store = gateway::server::open_store(&config).await?;
+                    let keys = gateway::bootstrap::bootstrap(
+                        &store,
+                        "bench@example.com",
+                        "bench password 0123",
+                        None,
+                    )
+                    .await?;
+                    let state =
+                        gateway::AppState::new(store, config).with_inference(Arc::new(backend));
+                    let server = actix_web::HttpServer::new(move || gateway::app(state.clone()))
+                        .listen(listener)?
+                        .run();
+                    anyhow::Ok((keys.api_key, server))
+                };
+                match setup.await {
+                    Ok((key, server)) => {
+                        let _ = ready.send(Ok((key, server.handle())));
+                        server.await?;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let message = format!("{e:#}");
+                        let _ = ready.send(Err(e));
+                        anyhow::bail!("gateway did not start: {message}")
+                    }
+                }
+            })
+        });
+        let (api_key, handle) = started
+            .recv_timeout(Duration::from_secs(120))
+            .context("gateway start")??;
+        Ok(GatewayServer {
+            base_url,
+            api_key,
+            handle,
+            thread,
+            _home: home,
+        })
+    }
+
+    fn stop(self) {
+        actix_web::rt::System::new().block_on(self.handle.stop(true));
+        let _ = self.thread.join();
+    }
+}
+
+/// One level's results, measured from the clients' side of the streams.
+struct HttpReport {
+    concurrency: usize,
+    requests: usize,
+    errors: usize,
+    first_error: Option<String>,
+    output_tokens: usize,
+    prompt_tokens: usize,
+    wall_seconds: f64,
+    output_tokens_per_second: f64,
+    ttft: Vec<f64>,
+    itl: Vec<f64>,
+}
+
+impl HttpReport {
+    fn to_json(&self) -> Value {
+        let (mut ttft, mut itl) = (self.ttft.clone(), self.itl.clone());
+        json!({
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "output_tokens": self.output_tokens,
+            "wall_seconds": self.wall_seconds,
+            "output_tokens_per_second": self.output_tokens_per_second,
+            "requests_per_second": (self.requests - self.errors) as f64 / self.wall_seconds.max(1e-9),
+            "ttft_p50_ms": percentile(&mut ttft, 50.0) * 1e3,
+            "ttft_p99_ms": percentile(&mut ttft, 99.0) * 1e3,
+            "itl_p50_ms": percentile(&mut itl, 50.0) * 1e3,
+            "itl_p99_ms": percentile(&mut itl, 99.0) * 1e3,
+        })
+    }
+}
+
+#[derive(Default)]
+struct ClientStats {
+    requests: usize,
+    errors: usize,
+    first_error: Option<String>,
+    output_tokens: usize,
+    prompt_tokens: usize,
+    ttft: Vec<f64>,
+    itl: Vec<f64>,
+}
+
+/// `concurrency` client threads, each sending `requests_per_client` streamed chats in turn;
+/// client `c`'s `i`-th request asks about `texts[c * requests_per_client + i]`.
+fn http_closed_loop(
+    server: &GatewayServer,
+    concurrency: usize,
+    texts: &[String],
+    opts: &Options,
+) -> HttpReport {
+    let url = format!("{}/chat/completions", server.base_url);
+    let auth = format!("Bearer {}", server.api_key);
+    let started = Instant::now();
+    let clients: Vec<ClientStats> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..concurrency)
+            .map(|c| {
+                let (url, auth) = (&url, &auth);
+                s.spawn(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .timeout_global(Some(Duration::from_secs(600)))
+                        .build()
+                        .into();
+                    let mut st = ClientStats::default();
+                    for i in 0..opts.requests_per_client {
+                        let text = &texts[c * opts.requests_per_client + i];
+                        let body = json!({
+                            "model": DefaultModel::NAME,
+                            "messages": [{"role": "user", "content": text}],
+                            "max_tokens": opts.output_tokens,
+                            "temperature": 0,
+                            "ignore_eos": true,
+                            "stream": true,
+                            "stream_options": {"include_usage": true},
+                        });
+                        st.requests += 1;
+                        if let Err(e) = stream_one(&agent, url, auth, &body, &mut st) {
+                            st.errors += 1;
+                            st.first_error.get_or_insert(e);
+                        }
+                    }
+                    st
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let mut report = HttpReport {
+        concurrency,
+        requests: 0,
+        errors: 0,
+        first_error: None,
+        output_tokens: 0,
+        prompt_tokens: 0,
+        wall_seconds: wall,
+        output_tokens_per_second: 0.0,
+        ttft: Vec::new(),
+        itl: Vec::new(),
+    };
+    for c in clients {
+        report.requests += c.requests;
+        report.errors += c.errors;
+        report.first_error = report.first_error.or(c.first_error);
+        report.output_tokens += c.output_tokens;
+        report.prompt_tokens += c.prompt_tokens;
+        report.ttft.extend(c.ttft);
+        report.itl.extend(c.itl);
+    }
+    report.output_tokens_per_second = report.output_tokens as f64 / wall.max(1e-9);
+    report
+}
+
+/// Sends one streamed chat and reads it to `[DONE]`, recording the time to the first content
+/// chunk, the gaps between content chunks, and the usage chunk's token counts.
+fn stream_one(
+    agent: &ureq::Agent,
+    url: &str,
+    auth: &str,
+    body: &Value,
+    st: &mut ClientStats,
+) -> Result<(), String> {
+    let sent = Instant::now();
+    let resp = agent
+        .post(url)
+        .header("authorization", auth)
+        .content_type("application/json")
+        .send(body.to_string().as_bytes())
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status().as_u16();
+    let mut reader = BufReader::new(resp.into_body().into_reader());
+    if status != 200 {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut text);
+        return Err(format!("HTTP {status}: {text}"));
+    }
+    let mut last: Option<Instant> = None;
+    let mut usage = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the stream: {e}"))?;
+        if n == 0 {
+            return Err("the stream ended without [DONE]".to_owned());
+        }
+        let Some(data) = line.trim_end().strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let chunk: Value =
+            serde_json::from_str(data).map_err(|e| format!("bad chunk {data}: {e}"))?;
+        if chunk.get("error").is_some() {
+            return Err(format!("error event: {data}"));
+        }
+        let content = chunk["choices"].as_array().is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty())
+            })
+        });
+        if content {
+            let now = Instant::now();
+            match last {
+                None => st.ttft.push((now - sent).as_secs_f64()),
+                Some(t) => st.itl.push((now - t).as_secs_f64()),
+            }
+            last = Some(now);
+        }
+        if chunk["usage"].is_object() {
+            usage = Some(chunk["usage"].clone());
+        }
+    }
+    let usage = usage.ok_or("no usage chunk before [DONE]")?;
+    let count = |k: &str| usage[k].as_u64().unwrap_or(0) as usize;
+    st.output_tokens += count("completion_tokens");
+    st.prompt_tokens += count("prompt_tokens");
+    Ok(())
+}
