@@ -18,6 +18,8 @@ mod auth;
 mod e2e;
 #[path = "integration/http.rs"]
 mod http;
+#[path = "integration/idempotency.rs"]
+mod idempotency;
 #[path = "integration/inference.rs"]
 mod inference;
 #[path = "integration/invites.rs"]

@@ -12,6 +12,7 @@ pub mod audit_logs;
 pub mod auth;
 pub mod body;
 pub mod embeddings;
+pub mod idempotency;
 pub mod inference;
 pub mod invites;
 pub mod list;

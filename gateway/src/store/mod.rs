@@ -10,6 +10,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod idempotency;
 pub mod invites;
 pub mod page;
 pub mod projects;
