@@ -16,8 +16,23 @@ from __future__ import annotations
 import httpx
 
 from ._client import DEFAULT_MAX_RETRIES, BaseClient
-from ._errors import *  # noqa: F403
-from ._errors import __all__ as _errors_all
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APIStreamError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InsufficientQuotaError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    StarfireError,
+    UnprocessableEntityError,
+)
 from ._pagination import Page
 from ._resources import Chat, Models, Projects
 from ._streaming import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Stream
@@ -63,5 +78,19 @@ __all__ = [
     "ChunkChoice",
     "ChoiceDelta",
     "__version__",
-    *_errors_all,
+    "StarfireError",
+    "APIError",
+    "APIStatusError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIStreamError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "InsufficientQuotaError",
+    "InternalServerError",
 ]

@@ -96,8 +96,7 @@ def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:
         if line.startswith(":"):
             continue
         name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
+        value = value.removeprefix(" ")
         if name == "data":
             data.append(value)
     if data:

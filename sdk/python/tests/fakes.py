@@ -34,6 +34,8 @@ class FakeServer:
         self.script = list(script)
         self.upstream = upstream
         self.seen: list[Seen] = []
+        # Forward the first request upstream but answer it with 502 (a lost answer).
+        self.lose_first_answer = False
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,6 +64,11 @@ class FakeServer:
                         content=body,
                         timeout=120,
                     )
+                    if fake.lose_first_answer:
+                        fake.lose_first_answer = False
+                        up = httpx.Response(
+                            502, content=b'{"error":{"message":"lost"}}'
+                        )
                     answer = Answer(
                         up.status_code,
                         up.content,

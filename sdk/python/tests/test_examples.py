@@ -11,13 +11,17 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run(example: str, key: str, server) -> str:
-    env = {**os.environ, "STARFIRE_API_KEY": key, "STARFIRE_BASE_URL": server["base_url"]}
+    env = {
+        **os.environ,
+        "STARFIRE_API_KEY": key,
+        "STARFIRE_BASE_URL": server["base_url"],
+    }
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / example)],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -31,3 +35,8 @@ def test_keys_example_creates_lists_and_revokes(server):
     out = run("keys.py", server["admin_key"], server)
     assert "created key_" in out and "revoked key_" in out
     assert "models: ['smollm2-135m-instruct']" in out
+
+
+def test_the_readme_shows_the_quickstart_as_written():
+    readme = (EXAMPLES.parent.parent.parent / "README.md").read_text()
+    assert (EXAMPLES / "quickstart.py").read_text() in readme

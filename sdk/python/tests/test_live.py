@@ -8,6 +8,7 @@ import pytest
 
 from starfire import (
     AuthenticationError,
+    UnprocessableEntityError,
     ChatCompletionChunk,
     NotFoundError,
     Starfire,
@@ -136,3 +137,36 @@ def test_a_retry_after_429_succeeds_with_the_same_idempotency_key(server):
     assert len(proxy.seen) == 2
     keys = {s.headers.get("idempotency-key") for s in proxy.seen}
     assert len(keys) == 1 and None not in keys
+
+
+def test_the_gateway_answers_a_retried_create_with_the_first_object(server):
+    control = admin(server)
+    first = control.projects.create(name="idempotent", idempotency_key="sdk-idem-1")
+    again = control.projects.create(name="idempotent", idempotency_key="sdk-idem-1")
+    assert again.id == first.id
+    project = first.id
+    key = control.projects.api_keys.create(
+        project, name="k", idempotency_key="sdk-idem-2"
+    )
+    key_again = control.projects.api_keys.create(
+        project, name="k", idempotency_key="sdk-idem-2"
+    )
+    assert (key_again.id, key_again.value) == (key.id, key.value)
+    assert [k.id for k in control.projects.api_keys.list(project)] == [key.id]
+    with pytest.raises(UnprocessableEntityError) as err:
+        control.projects.create(name="something else", idempotency_key="sdk-idem-1")
+    assert err.value.param == "Idempotency-Key"
+
+
+def test_a_retry_after_a_lost_answer_does_not_create_twice(server):
+    # The proxy forwards the first attempt but answers 502 (the answer was lost on the way);
+    # the SDK retries with the same Idempotency-Key and the gateway replays the first answer.
+    control_url = server["base_url"]
+    with FakeServer([], upstream=control_url) as proxy:
+        proxy.lose_first_answer = True
+        client = Starfire(api_key=server["admin_key"], base_url=proxy.url)
+        project = client.projects.create(name="lost answer")
+    assert len(proxy.seen) == 2
+    names = [p.name for p in admin(server).projects.list() if p.name == "lost answer"]
+    assert names == ["lost answer"]
+    assert project.name == "lost answer"

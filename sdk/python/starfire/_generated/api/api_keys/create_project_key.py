@@ -9,15 +9,18 @@ from ...client import AuthenticatedClient, Client
 from ...models.api_key_create import ApiKeyCreate
 from ...models.created_api_key import CreatedApiKey
 from ...models.error_body import ErrorBody
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     project_id: str,
     *,
     body: ApiKeyCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(idempotency_key, Unset):
+        headers["Idempotency-Key"] = idempotency_key
 
     _kwargs: dict[str, Any] = {
         "method": "post",
@@ -94,11 +97,13 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: ApiKeyCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> Response[CreatedApiKey | ErrorBody]:
     """Create a project API key. It works the moment this returns.
 
     Args:
         project_id (str):
+        idempotency_key (None | str | Unset):
         body (ApiKeyCreate):
 
     Raises:
@@ -112,6 +117,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         project_id=project_id,
         body=body,
+        idempotency_key=idempotency_key,
     )
 
     response = client.get_httpx_client().request(
@@ -126,11 +132,13 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: ApiKeyCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> CreatedApiKey | ErrorBody | None:
     """Create a project API key. It works the moment this returns.
 
     Args:
         project_id (str):
+        idempotency_key (None | str | Unset):
         body (ApiKeyCreate):
 
     Raises:
@@ -145,6 +153,7 @@ def sync(
         project_id=project_id,
         client=client,
         body=body,
+        idempotency_key=idempotency_key,
     ).parsed
 
 
@@ -153,11 +162,13 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: ApiKeyCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> Response[CreatedApiKey | ErrorBody]:
     """Create a project API key. It works the moment this returns.
 
     Args:
         project_id (str):
+        idempotency_key (None | str | Unset):
         body (ApiKeyCreate):
 
     Raises:
@@ -171,6 +182,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         project_id=project_id,
         body=body,
+        idempotency_key=idempotency_key,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -183,11 +195,13 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: ApiKeyCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> CreatedApiKey | ErrorBody | None:
     """Create a project API key. It works the moment this returns.
 
     Args:
         project_id (str):
+        idempotency_key (None | str | Unset):
         body (ApiKeyCreate):
 
     Raises:
@@ -203,5 +217,6 @@ async def asyncio(
             project_id=project_id,
             client=client,
             body=body,
+            idempotency_key=idempotency_key,
         )
     ).parsed

@@ -8,14 +8,17 @@ from ...client import AuthenticatedClient, Client
 from ...models.created_invite import CreatedInvite
 from ...models.error_body import ErrorBody
 from ...models.invite_create import InviteCreate
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
     body: InviteCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(idempotency_key, Unset):
+        headers["Idempotency-Key"] = idempotency_key
 
     _kwargs: dict[str, Any] = {
         "method": "post",
@@ -84,10 +87,12 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: InviteCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> Response[CreatedInvite | ErrorBody]:
     """Invite someone by email, with a role. 409 when already a member or already invited.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (InviteCreate):
 
     Raises:
@@ -100,6 +105,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        idempotency_key=idempotency_key,
     )
 
     response = client.get_httpx_client().request(
@@ -113,10 +119,12 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: InviteCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> CreatedInvite | ErrorBody | None:
     """Invite someone by email, with a role. 409 when already a member or already invited.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (InviteCreate):
 
     Raises:
@@ -130,6 +138,7 @@ def sync(
     return sync_detailed(
         client=client,
         body=body,
+        idempotency_key=idempotency_key,
     ).parsed
 
 
@@ -137,10 +146,12 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: InviteCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> Response[CreatedInvite | ErrorBody]:
     """Invite someone by email, with a role. 409 when already a member or already invited.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (InviteCreate):
 
     Raises:
@@ -153,6 +164,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        idempotency_key=idempotency_key,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -164,10 +176,12 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: InviteCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> CreatedInvite | ErrorBody | None:
     """Invite someone by email, with a role. 409 when already a member or already invited.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (InviteCreate):
 
     Raises:
@@ -182,5 +196,6 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             body=body,
+            idempotency_key=idempotency_key,
         )
     ).parsed

@@ -8,14 +8,17 @@ from ...client import AuthenticatedClient, Client
 from ...models.error_body import ErrorBody
 from ...models.project_create import ProjectCreate
 from ...models.project_object import ProjectObject
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
     body: ProjectCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(idempotency_key, Unset):
+        headers["Idempotency-Key"] = idempotency_key
 
     _kwargs: dict[str, Any] = {
         "method": "post",
@@ -79,10 +82,12 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: ProjectCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> Response[ErrorBody | ProjectObject]:
     """Create a project.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (ProjectCreate):
 
     Raises:
@@ -95,6 +100,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        idempotency_key=idempotency_key,
     )
 
     response = client.get_httpx_client().request(
@@ -108,10 +114,12 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: ProjectCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> ErrorBody | ProjectObject | None:
     """Create a project.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (ProjectCreate):
 
     Raises:
@@ -125,6 +133,7 @@ def sync(
     return sync_detailed(
         client=client,
         body=body,
+        idempotency_key=idempotency_key,
     ).parsed
 
 
@@ -132,10 +141,12 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: ProjectCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> Response[ErrorBody | ProjectObject]:
     """Create a project.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (ProjectCreate):
 
     Raises:
@@ -148,6 +159,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        idempotency_key=idempotency_key,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -159,10 +171,12 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: ProjectCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> ErrorBody | ProjectObject | None:
     """Create a project.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (ProjectCreate):
 
     Raises:
@@ -177,5 +191,6 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             body=body,
+            idempotency_key=idempotency_key,
         )
     ).parsed
