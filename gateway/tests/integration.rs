@@ -20,6 +20,8 @@ mod chat_ws;
 mod e2e;
 #[path = "integration/http.rs"]
 mod http;
+#[path = "integration/idempotency.rs"]
+mod idempotency;
 #[path = "integration/inference.rs"]
 mod inference;
 #[path = "integration/invites.rs"]

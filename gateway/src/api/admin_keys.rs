@@ -1,11 +1,12 @@
 //! `/v1/organization/admin_api_keys`: organization admin keys (`sf-admin-...`).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::api_keys::KeyOwnerObject;
 use super::body::{JsonBody, QueryArgs};
+use super::idempotency;
 use super::list::{list_of, HasId, ListQuery};
 use super::{audit, validate, DeletedObject};
 use crate::auth::api_key::{self, KeyKind};
@@ -92,6 +93,7 @@ pub async fn list_admin_keys(
 
 /// Create an organization admin key.
 #[utoipa::path(post, path = "/v1/organization/admin_api_keys", tag = "Admin API keys",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = AdminKeyCreate,
     responses((status = 201, body = CreatedAdminKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -99,34 +101,39 @@ pub async fn list_admin_keys(
 pub async fn create_admin_key(
     state: web::Data<AppState>,
     principal: Principal,
+    req: HttpRequest,
     body: JsonBody<AdminKeyCreate>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_organization(Permission::ManageAdminKeys)?;
-    let body = body.parse()?;
-    let name = validate::name("name", &body.name)?;
-    let (owner_type, owner_id) = principal.actor();
-    let (key, value) = mint_admin_key(
-        &state,
-        &principal.tenant_id,
-        &name,
-        &Owner {
-            kind: owner_type.to_owned(),
-            id: owner_id.to_owned(),
-        },
-    )
-    .await?;
-    audit(
-        &state,
-        &principal,
-        "admin_api_key.created",
-        "api_key",
-        &key.id,
-    )
-    .await?;
-    Ok(HttpResponse::Created().json(CreatedAdminKey {
-        key: key.into(),
-        value,
-    }))
+    let digest = body.digest().to_vec();
+    idempotency::once(&state, &principal, &req, &digest, async {
+        principal.require_organization(Permission::ManageAdminKeys)?;
+        let body = body.parse()?;
+        let name = validate::name("name", &body.name)?;
+        let (owner_type, owner_id) = principal.actor();
+        let (key, value) = mint_admin_key(
+            &state,
+            &principal.tenant_id,
+            &name,
+            &Owner {
+                kind: owner_type.to_owned(),
+                id: owner_id.to_owned(),
+            },
+        )
+        .await?;
+        audit(
+            &state,
+            &principal,
+            "admin_api_key.created",
+            "api_key",
+            &key.id,
+        )
+        .await?;
+        Ok::<HttpResponse, ApiError>(HttpResponse::Created().json(CreatedAdminKey {
+            key: key.into(),
+            value,
+        }))
+    })
+    .await
 }
 
 /// Stores a new admin key and returns it with its one-time value.

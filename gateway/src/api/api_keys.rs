@@ -1,10 +1,11 @@
 //! `/v1/organization/projects/{project_id}/api_keys`: a project's API keys.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{JsonBody, QueryArgs};
+use super::idempotency;
 use super::list::{list_of, HasId, ListQuery};
 use super::{audit, validate, DeletedObject};
 use crate::auth::api_key::{self, KeyKind};
@@ -129,7 +130,7 @@ pub async fn list_project_keys(
 
 /// Create a project API key. It works the moment this returns.
 #[utoipa::path(post, path = "/v1/organization/projects/{project_id}/api_keys", tag = "API keys",
-    params(("project_id" = String, Path, description = "The project's id")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)"), ("project_id" = String, Path, description = "The project's id")),
     request_body = ApiKeyCreate,
     responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -138,59 +139,64 @@ pub async fn list_project_keys(
 pub async fn create_project_key(
     state: web::Data<AppState>,
     principal: Principal,
+    req: HttpRequest,
     path: web::Path<String>,
     body: JsonBody<ApiKeyCreate>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_project(Permission::ManageApiKeys, &path)?;
-    let body = body.parse()?;
-    let name = validate::name("name", &body.name)?;
-    let mut scopes: Vec<Scope> = Vec::new();
-    for scope in body.scopes.unwrap_or_else(|| vec![Scope::Inference]) {
-        if !scopes.contains(&scope) {
-            scopes.push(scope);
+    let digest = body.digest().to_vec();
+    idempotency::once(&state, &principal, &req, &digest, async {
+        principal.require_project(Permission::ManageApiKeys, &path)?;
+        let body = body.parse()?;
+        let name = validate::name("name", &body.name)?;
+        let mut scopes: Vec<Scope> = Vec::new();
+        for scope in body.scopes.unwrap_or_else(|| vec![Scope::Inference]) {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
         }
-    }
-    if scopes.is_empty() {
-        return Err(ApiError::invalid("scopes", "'scopes' must not be empty."));
-    }
-    let expires_ms = body
-        .expires_at
-        .map(|t| validate::future_time("expires_at", t))
-        .transpose()?;
-    let limits = validate::limits("limits", body.limits.unwrap_or_default())?;
-    let project = state.store.project(&principal.tenant_id, &path).await?;
-    if project.archived_ms.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "Project '{}' is archived; its keys cannot be created.",
-            project.id
-        )));
-    }
-    let (owner_type, owner_id) = principal.actor();
-    let owner = Owner {
-        kind: owner_type.to_owned(),
-        id: owner_id.to_owned(),
-    };
-    let secret = api_key::generate(KeyKind::Project);
-    let record = state
-        .store
-        .create_api_key(NewApiKey {
-            tenant_id: &principal.tenant_id,
-            project_id: Some(&project.id),
-            kind: KeyKind::Project,
-            name: &name,
-            hash: &secret.hash,
-            prefix: &secret.prefix,
-            scopes: &scopes,
-            owner: &owner,
-            limits,
-            expires_ms,
-        })
-        .await?;
-    audit(&state, &principal, "api_key.created", "api_key", &record.id).await?;
-    Ok(HttpResponse::Created().json(CreatedApiKey {
-        key: record.into(),
-        value: secret.value,
-    }))
+        if scopes.is_empty() {
+            return Err(ApiError::invalid("scopes", "'scopes' must not be empty."));
+        }
+        let expires_ms = body
+            .expires_at
+            .map(|t| validate::future_time("expires_at", t))
+            .transpose()?;
+        let limits = validate::limits("limits", body.limits.unwrap_or_default())?;
+        let project = state.store.project(&principal.tenant_id, &path).await?;
+        if project.archived_ms.is_some() {
+            return Err(ApiError::Conflict(format!(
+                "Project '{}' is archived; its keys cannot be created.",
+                project.id
+            )));
+        }
+        let (owner_type, owner_id) = principal.actor();
+        let owner = Owner {
+            kind: owner_type.to_owned(),
+            id: owner_id.to_owned(),
+        };
+        let secret = api_key::generate(KeyKind::Project);
+        let record = state
+            .store
+            .create_api_key(NewApiKey {
+                tenant_id: &principal.tenant_id,
+                project_id: Some(&project.id),
+                kind: KeyKind::Project,
+                name: &name,
+                hash: &secret.hash,
+                prefix: &secret.prefix,
+                scopes: &scopes,
+                owner: &owner,
+                limits,
+                expires_ms,
+            })
+            .await?;
+        audit(&state, &principal, "api_key.created", "api_key", &record.id).await?;
+        Ok::<HttpResponse, ApiError>(HttpResponse::Created().json(CreatedApiKey {
+            key: record.into(),
+            value: secret.value,
+        }))
+    })
+    .await
 }
 
 /// Retrieve a project API key (never its secret).

@@ -8,17 +8,26 @@ use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::{web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
+use sha2::Digest as _;
 
 use crate::error::{from_payload_error, ApiError};
 
 /// A JSON request body of type `T`. Reading it (size limit, content type) happens before the
 /// handler runs; deserializing is deferred to [`JsonBody::parse`], so handlers check the
 /// caller's permission first and an unauthorized caller learns nothing from validation errors.
-pub struct JsonBody<T>(Result<T, ApiError>);
+pub struct JsonBody<T> {
+    parsed: Result<T, ApiError>,
+    digest: [u8; 32],
+}
 
 impl<T> JsonBody<T> {
     pub fn parse(self) -> Result<T, ApiError> {
-        self.0
+        self.parsed
+    }
+
+    /// The SHA-256 of the raw body (what an idempotency key is bound to).
+    pub fn digest(&self) -> &[u8] {
+        &self.digest
     }
 }
 
@@ -97,7 +106,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                         ApiError::bad_request(format!("could not read the request body: {e}"), None)
                     }
                 })?;
-            Ok(JsonBody(parse_json(&bytes)))
+            Ok(JsonBody {
+                parsed: parse_json(&bytes),
+                digest: sha2::Sha256::digest(&bytes).into(),
+            })
         })
     }
 }

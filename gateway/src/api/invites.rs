@@ -1,11 +1,12 @@
 //! `/v1/organization/invites`: invitations to join the organization. The invite token is
 //! returned once; the invitee passes it as `invite_token` to `/v1/auth/signup` or `/v1/auth/login`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{JsonBody, QueryArgs};
+use super::idempotency;
 use super::list::{list_of, HasId, ListQuery};
 use super::{audit, validate, DeletedObject};
 use crate::auth::secret::{random_base62, sha256_hex};
@@ -94,6 +95,7 @@ pub async fn list_invites(
 
 /// Invite someone by email, with a role. 409 when already a member or already invited.
 #[utoipa::path(post, path = "/v1/organization/invites", tag = "Invites",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = InviteCreate,
     responses((status = 201, body = CreatedInvite), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -101,35 +103,40 @@ pub async fn list_invites(
 pub async fn create_invite(
     state: web::Data<AppState>,
     principal: Principal,
+    req: HttpRequest,
     body: JsonBody<InviteCreate>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_organization(Permission::ManageMembers)?;
-    let body = body.parse()?;
-    let email = validate::email("email", &body.email)?;
-    if body.role == Role::Owner && principal.role != Some(Role::Owner) {
-        return Err(ApiError::Forbidden(
-            "Only an owner can invite another owner.".to_owned(),
-        ));
-    }
-    let token = format!("{INVITE_TOKEN_PREFIX}{}", random_base62(40));
-    let expires_ms = now_ms() + (state.config.invite_ttl_secs as i64) * 1000;
-    let (_, actor_id) = principal.actor();
-    let invite = state
-        .store
-        .create_invite(
-            &principal.tenant_id,
-            &email,
-            body.role,
-            actor_id,
-            &sha256_hex(&token),
-            expires_ms,
-        )
-        .await?;
-    audit(&state, &principal, "invite.sent", "invite", &invite.id).await?;
-    Ok(HttpResponse::Created().json(CreatedInvite {
-        invite: invite.into(),
-        token,
-    }))
+    let digest = body.digest().to_vec();
+    idempotency::once(&state, &principal, &req, &digest, async {
+        principal.require_organization(Permission::ManageMembers)?;
+        let body = body.parse()?;
+        let email = validate::email("email", &body.email)?;
+        if body.role == Role::Owner && principal.role != Some(Role::Owner) {
+            return Err(ApiError::Forbidden(
+                "Only an owner can invite another owner.".to_owned(),
+            ));
+        }
+        let token = format!("{INVITE_TOKEN_PREFIX}{}", random_base62(40));
+        let expires_ms = now_ms() + (state.config.invite_ttl_secs as i64) * 1000;
+        let (_, actor_id) = principal.actor();
+        let invite = state
+            .store
+            .create_invite(
+                &principal.tenant_id,
+                &email,
+                body.role,
+                actor_id,
+                &sha256_hex(&token),
+                expires_ms,
+            )
+            .await?;
+        audit(&state, &principal, "invite.sent", "invite", &invite.id).await?;
+        Ok::<HttpResponse, ApiError>(HttpResponse::Created().json(CreatedInvite {
+            invite: invite.into(),
+            token,
+        }))
+    })
+    .await
 }
 
 /// Retrieve an invite.

@@ -14,6 +14,7 @@ pub mod body;
 pub mod chat_ws;
 pub mod credits;
 pub mod embeddings;
+pub mod idempotency;
 pub mod inference;
 pub mod invites;
 pub mod list;

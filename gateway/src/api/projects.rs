@@ -1,10 +1,11 @@
 //! `/v1/organization/projects`: list, create, retrieve, modify, archive.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::{JsonBody, QueryArgs};
+use super::idempotency;
 use super::list::{list_of, HasId, ListQuery};
 use super::{audit, validate};
 use crate::auth::{Permission, Principal};
@@ -116,6 +117,7 @@ pub async fn list_projects(
 
 /// Create a project.
 #[utoipa::path(post, path = "/v1/organization/projects", tag = "Projects",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = ProjectCreate,
     responses((status = 201, body = ProjectObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -123,34 +125,39 @@ pub async fn list_projects(
 pub async fn create_project(
     state: web::Data<AppState>,
     principal: Principal,
+    req: HttpRequest,
     body: JsonBody<ProjectCreate>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_organization(Permission::ManageProjects)?;
-    let body = body.parse()?;
-    let name = validate::name("name", &body.name)?;
-    let limits = body
-        .limits
-        .map(|l| validate::limits("limits", l))
-        .transpose()?;
-    let mut project = state
-        .store
-        .create_project(&principal.tenant_id, &name)
-        .await?;
-    if let Some(limits) = limits {
-        project = state
+    let digest = body.digest().to_vec();
+    idempotency::once(&state, &principal, &req, &digest, async {
+        principal.require_organization(Permission::ManageProjects)?;
+        let body = body.parse()?;
+        let name = validate::name("name", &body.name)?;
+        let limits = body
+            .limits
+            .map(|l| validate::limits("limits", l))
+            .transpose()?;
+        let mut project = state
             .store
-            .set_project_limits(&principal.tenant_id, &project.id, limits)
+            .create_project(&principal.tenant_id, &name)
             .await?;
-    }
-    audit(
-        &state,
-        &principal,
-        "project.created",
-        "project",
-        &project.id,
-    )
-    .await?;
-    Ok(HttpResponse::Created().json(ProjectObject::from(project)))
+        if let Some(limits) = limits {
+            project = state
+                .store
+                .set_project_limits(&principal.tenant_id, &project.id, limits)
+                .await?;
+        }
+        audit(
+            &state,
+            &principal,
+            "project.created",
+            "project",
+            &project.id,
+        )
+        .await?;
+        Ok::<HttpResponse, ApiError>(HttpResponse::Created().json(ProjectObject::from(project)))
+    })
+    .await
 }
 
 /// Retrieve a project.

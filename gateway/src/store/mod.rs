@@ -13,6 +13,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod credits;
+pub mod idempotency;
 pub mod invites;
 pub mod page;
 pub mod projects;

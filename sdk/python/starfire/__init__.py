@@ -1,0 +1,96 @@
+"""The Python SDK of Starfire's OpenAI-compatible API.
+
+from starfire import Starfire
+
+client = Starfire()  # STARFIRE_API_KEY, STARFIRE_BASE_URL
+for chunk in client.chat.completions.create(
+    model="smollm2-135m-instruct",
+    messages=[{"role": "user", "content": "Hello"}],
+    stream=True,
+):
+    print(chunk.choices[0].delta.content or "", end="")
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from ._client import DEFAULT_MAX_RETRIES, BaseClient
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APIStreamError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InsufficientQuotaError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    StarfireError,
+    UnprocessableEntityError,
+)
+from ._pagination import Page
+from ._resources import Chat, Models, Projects
+from ._streaming import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Stream
+from ._version import __version__
+
+
+class Starfire(BaseClient):
+    """A client of one Starfire server.
+
+    `api_key` defaults to `STARFIRE_API_KEY`, `base_url` to `STARFIRE_BASE_URL` (else
+    http://127.0.0.1:8080). Failed requests (408, 409, 429, 5xx, connection errors) are retried
+    `max_retries` times with exponential backoff and jitter, honouring `Retry-After`."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+        )
+        self.chat = Chat(self)
+        self.models = Models(self)
+        self.projects = Projects(self)
+
+    def __enter__(self) -> Starfire:
+        return self
+
+
+__all__ = [
+    "Starfire",
+    "Page",
+    "Stream",
+    "ChatCompletionChunk",
+    "ChunkChoice",
+    "ChoiceDelta",
+    "__version__",
+    "StarfireError",
+    "APIError",
+    "APIStatusError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIStreamError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "InsufficientQuotaError",
+    "InternalServerError",
+]

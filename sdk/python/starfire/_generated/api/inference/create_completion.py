@@ -1,0 +1,212 @@
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.completion import Completion
+from ...models.completion_request import CompletionRequest
+from ...models.error_body import ErrorBody
+from ...types import Response
+
+
+def _get_kwargs(
+    *,
+    body: CompletionRequest,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+
+    _kwargs: dict[str, Any] = {
+        "method": "post",
+        "url": "/v1/completions",
+    }
+
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Completion | ErrorBody | None:
+    if response.status_code == 200:
+        response_200 = Completion.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = ErrorBody.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = ErrorBody.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = ErrorBody.from_dict(response.json())
+
+        return response_403
+
+    if response.status_code == 404:
+        response_404 = ErrorBody.from_dict(response.json())
+
+        return response_404
+
+    if response.status_code == 413:
+        response_413 = ErrorBody.from_dict(response.json())
+
+        return response_413
+
+    if response.status_code == 429:
+        response_429 = ErrorBody.from_dict(response.json())
+
+        return response_429
+
+    if response.status_code == 503:
+        response_503 = ErrorBody.from_dict(response.json())
+
+        return response_503
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[Completion | ErrorBody]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    *,
+    client: AuthenticatedClient,
+    body: CompletionRequest,
+) -> Response[Completion | ErrorBody]:
+    """Create a text completion for one or several prompts. With `stream: true` the answer is
+    `text/event-stream`: `data: {text_completion chunk}` events (the last of each choice with its
+    `finish_reason`), with `stream_options.include_usage` a last chunk with `choices: []` and
+    `usage`, then `data: [DONE]`. Closing the connection aborts the generation.
+
+    Args:
+        body (CompletionRequest): A text completion request, with OpenAI's fields and vLLM's
+            sampling extras.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Completion | ErrorBody]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    *,
+    client: AuthenticatedClient,
+    body: CompletionRequest,
+) -> Completion | ErrorBody | None:
+    """Create a text completion for one or several prompts. With `stream: true` the answer is
+    `text/event-stream`: `data: {text_completion chunk}` events (the last of each choice with its
+    `finish_reason`), with `stream_options.include_usage` a last chunk with `choices: []` and
+    `usage`, then `data: [DONE]`. Closing the connection aborts the generation.
+
+    Args:
+        body (CompletionRequest): A text completion request, with OpenAI's fields and vLLM's
+            sampling extras.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Completion | ErrorBody
+    """
+
+    return sync_detailed(
+        client=client,
+        body=body,
+    ).parsed
+
+
+async def asyncio_detailed(
+    *,
+    client: AuthenticatedClient,
+    body: CompletionRequest,
+) -> Response[Completion | ErrorBody]:
+    """Create a text completion for one or several prompts. With `stream: true` the answer is
+    `text/event-stream`: `data: {text_completion chunk}` events (the last of each choice with its
+    `finish_reason`), with `stream_options.include_usage` a last chunk with `choices: []` and
+    `usage`, then `data: [DONE]`. Closing the connection aborts the generation.
+
+    Args:
+        body (CompletionRequest): A text completion request, with OpenAI's fields and vLLM's
+            sampling extras.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Completion | ErrorBody]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    *,
+    client: AuthenticatedClient,
+    body: CompletionRequest,
+) -> Completion | ErrorBody | None:
+    """Create a text completion for one or several prompts. With `stream: true` the answer is
+    `text/event-stream`: `data: {text_completion chunk}` events (the last of each choice with its
+    `finish_reason`), with `stream_options.include_usage` a last chunk with `choices: []` and
+    `usage`, then `data: [DONE]`. Closing the connection aborts the generation.
+
+    Args:
+        body (CompletionRequest): A text completion request, with OpenAI's fields and vLLM's
+            sampling extras.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Completion | ErrorBody
+    """
+
+    return (
+        await asyncio_detailed(
+            client=client,
+            body=body,
+        )
+    ).parsed

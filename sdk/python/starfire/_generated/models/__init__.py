@@ -1,0 +1,183 @@
+"""Contains all the data models used in inputs/outputs"""
+
+from .admin_key_create import AdminKeyCreate
+from .admin_key_list import AdminKeyList
+from .admin_key_object import AdminKeyObject
+from .api_key_create import ApiKeyCreate
+from .api_key_list import ApiKeyList
+from .api_key_object import ApiKeyObject
+from .assistant_message import AssistantMessage
+from .audit_log_list import AuditLogList
+from .audit_log_object import AuditLogObject
+from .audit_ref import AuditRef
+from .chat_choice import ChatChoice
+from .chat_completion import ChatCompletion
+from .chat_completion_request import ChatCompletionRequest
+from .chat_completion_request_audio_type_0 import ChatCompletionRequestAudioType0
+from .chat_completion_request_function_call_type_0 import (
+    ChatCompletionRequestFunctionCallType0,
+)
+from .chat_completion_request_functions_type_0 import (
+    ChatCompletionRequestFunctionsType0,
+)
+from .chat_completion_request_logit_bias_type_0 import (
+    ChatCompletionRequestLogitBiasType0,
+)
+from .chat_completion_request_modalities_type_0 import (
+    ChatCompletionRequestModalitiesType0,
+)
+from .chat_completion_request_parallel_tool_calls_type_0 import (
+    ChatCompletionRequestParallelToolCallsType0,
+)
+from .chat_completion_request_prediction_type_0 import (
+    ChatCompletionRequestPredictionType0,
+)
+from .chat_completion_request_reasoning_effort_type_0 import (
+    ChatCompletionRequestReasoningEffortType0,
+)
+from .chat_completion_request_response_format_type_0 import (
+    ChatCompletionRequestResponseFormatType0,
+)
+from .chat_completion_request_tool_choice_type_0 import (
+    ChatCompletionRequestToolChoiceType0,
+)
+from .chat_completion_request_tools_type_0 import ChatCompletionRequestToolsType0
+from .chat_completion_request_web_search_options_type_0 import (
+    ChatCompletionRequestWebSearchOptionsType0,
+)
+from .chat_message_in import ChatMessageIn
+from .choice_logprobs import ChoiceLogprobs
+from .completion import Completion
+from .completion_choice import CompletionChoice
+from .completion_logprobs import CompletionLogprobs
+from .completion_logprobs_top_logprobs_item import CompletionLogprobsTopLogprobsItem
+from .completion_request import CompletionRequest
+from .completion_request_logit_bias_type_0 import CompletionRequestLogitBiasType0
+from .content_part import ContentPart
+from .created_admin_key import CreatedAdminKey
+from .created_api_key import CreatedApiKey
+from .created_invite import CreatedInvite
+from .deleted_object import DeletedObject
+from .detokenize_request import DetokenizeRequest
+from .detokenize_response import DetokenizeResponse
+from .embedding_list import EmbeddingList
+from .embedding_object import EmbeddingObject
+from .embedding_object_embedding import EmbeddingObjectEmbedding
+from .embedding_request import EmbeddingRequest
+from .embedding_usage import EmbeddingUsage
+from .error_body import ErrorBody
+from .error_object import ErrorObject
+from .health import Health
+from .invite_create import InviteCreate
+from .invite_list import InviteList
+from .invite_object import InviteObject
+from .key_limits import KeyLimits
+from .key_owner_object import KeyOwnerObject
+from .login_request import LoginRequest
+from .me_object import MeObject
+from .model_list import ModelList
+from .model_object import ModelObject
+from .organization_summary import OrganizationSummary
+from .plan import Plan
+from .project_create import ProjectCreate
+from .project_list import ProjectList
+from .project_object import ProjectObject
+from .project_update import ProjectUpdate
+from .prompt_tokens_details import PromptTokensDetails
+from .refresh_request import RefreshRequest
+from .role import Role
+from .scope import Scope
+from .session_object import SessionObject
+from .signup_request import SignupRequest
+from .stream_options import StreamOptions
+from .token_logprob_object import TokenLogprobObject
+from .tokenize_request import TokenizeRequest
+from .tokenize_response import TokenizeResponse
+from .top_logprob import TopLogprob
+from .usage_object import UsageObject
+from .user_list import UserList
+from .user_object import UserObject
+from .user_role_update import UserRoleUpdate
+from .user_summary import UserSummary
+
+__all__ = (
+    "AdminKeyCreate",
+    "AdminKeyList",
+    "AdminKeyObject",
+    "ApiKeyCreate",
+    "ApiKeyList",
+    "ApiKeyObject",
+    "AssistantMessage",
+    "AuditLogList",
+    "AuditLogObject",
+    "AuditRef",
+    "ChatChoice",
+    "ChatCompletion",
+    "ChatCompletionRequest",
+    "ChatCompletionRequestAudioType0",
+    "ChatCompletionRequestFunctionCallType0",
+    "ChatCompletionRequestFunctionsType0",
+    "ChatCompletionRequestLogitBiasType0",
+    "ChatCompletionRequestModalitiesType0",
+    "ChatCompletionRequestParallelToolCallsType0",
+    "ChatCompletionRequestPredictionType0",
+    "ChatCompletionRequestReasoningEffortType0",
+    "ChatCompletionRequestResponseFormatType0",
+    "ChatCompletionRequestToolChoiceType0",
+    "ChatCompletionRequestToolsType0",
+    "ChatCompletionRequestWebSearchOptionsType0",
+    "ChatMessageIn",
+    "ChoiceLogprobs",
+    "Completion",
+    "CompletionChoice",
+    "CompletionLogprobs",
+    "CompletionLogprobsTopLogprobsItem",
+    "CompletionRequest",
+    "CompletionRequestLogitBiasType0",
+    "ContentPart",
+    "CreatedAdminKey",
+    "CreatedApiKey",
+    "CreatedInvite",
+    "DeletedObject",
+    "DetokenizeRequest",
+    "DetokenizeResponse",
+    "EmbeddingList",
+    "EmbeddingObject",
+    "EmbeddingObjectEmbedding",
+    "EmbeddingRequest",
+    "EmbeddingUsage",
+    "ErrorBody",
+    "ErrorObject",
+    "Health",
+    "InviteCreate",
+    "InviteList",
+    "InviteObject",
+    "KeyLimits",
+    "KeyOwnerObject",
+    "LoginRequest",
+    "MeObject",
+    "ModelList",
+    "ModelObject",
+    "OrganizationSummary",
+    "Plan",
+    "ProjectCreate",
+    "ProjectList",
+    "ProjectObject",
+    "ProjectUpdate",
+    "PromptTokensDetails",
+    "RefreshRequest",
+    "Role",
+    "Scope",
+    "SessionObject",
+    "SignupRequest",
+    "StreamOptions",
+    "TokenLogprobObject",
+    "TokenizeRequest",
+    "TokenizeResponse",
+    "TopLogprob",
+    "UsageObject",
+    "UserList",
+    "UserObject",
+    "UserRoleUpdate",
+    "UserSummary",
+)

@@ -1,0 +1,1052 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
+
+from attrs import define as _attrs_define
+
+from ..types import UNSET, Unset
+
+if TYPE_CHECKING:
+    from ..models.chat_completion_request_audio_type_0 import (
+        ChatCompletionRequestAudioType0,
+    )
+    from ..models.chat_completion_request_function_call_type_0 import (
+        ChatCompletionRequestFunctionCallType0,
+    )
+    from ..models.chat_completion_request_functions_type_0 import (
+        ChatCompletionRequestFunctionsType0,
+    )
+    from ..models.chat_completion_request_logit_bias_type_0 import (
+        ChatCompletionRequestLogitBiasType0,
+    )
+    from ..models.chat_completion_request_modalities_type_0 import (
+        ChatCompletionRequestModalitiesType0,
+    )
+    from ..models.chat_completion_request_parallel_tool_calls_type_0 import (
+        ChatCompletionRequestParallelToolCallsType0,
+    )
+    from ..models.chat_completion_request_prediction_type_0 import (
+        ChatCompletionRequestPredictionType0,
+    )
+    from ..models.chat_completion_request_reasoning_effort_type_0 import (
+        ChatCompletionRequestReasoningEffortType0,
+    )
+    from ..models.chat_completion_request_response_format_type_0 import (
+        ChatCompletionRequestResponseFormatType0,
+    )
+    from ..models.chat_completion_request_tool_choice_type_0 import (
+        ChatCompletionRequestToolChoiceType0,
+    )
+    from ..models.chat_completion_request_tools_type_0 import (
+        ChatCompletionRequestToolsType0,
+    )
+    from ..models.chat_completion_request_web_search_options_type_0 import (
+        ChatCompletionRequestWebSearchOptionsType0,
+    )
+    from ..models.chat_message_in import ChatMessageIn
+    from ..models.stream_options import StreamOptions
+
+
+T = TypeVar("T", bound="ChatCompletionRequest")
+
+
+@_attrs_define
+class ChatCompletionRequest:
+    """A chat completion request, with OpenAI's fields and vLLM's sampling extras.
+
+    Attributes:
+        messages (list[ChatMessageIn]):
+        model (str): A served model (`GET /v1/models`). Example: smollm2-135m-instruct.
+        audio (ChatCompletionRequestAudioType0 | None | Unset): Not supported yet: refused with 400.
+        frequency_penalty (float | None | Unset): -2 to 2.
+        function_call (ChatCompletionRequestFunctionCallType0 | None | Unset): Not supported yet: refused with 400.
+        functions (ChatCompletionRequestFunctionsType0 | None | Unset): Not supported yet: refused with 400.
+        ignore_eos (bool | None | Unset): vLLM: keep generating after EOS.
+        logit_bias (ChatCompletionRequestLogitBiasType0 | None | Unset): Token id (as a string) to a bias from -100 to
+            100.
+        logprobs (bool | None | Unset): Return the log-probability of each output token.
+        max_completion_tokens (int | None | Unset): Same as `max_tokens` (OpenAI's newer name); give one of them.
+        max_tokens (int | None | Unset): Most tokens to generate per choice (default: what the context leaves).
+        min_p (float | None | Unset): vLLM: drop tokens below `min_p` times the top token's probability.
+        min_tokens (int | None | Unset): vLLM: EOS and stop tokens cannot end a choice before this many tokens.
+        modalities (ChatCompletionRequestModalitiesType0 | None | Unset): Not supported yet: refused with 400.
+        n (int | None | Unset): Number of choices, 1 to 16. Default 1.
+        parallel_tool_calls (ChatCompletionRequestParallelToolCallsType0 | None | Unset): Not supported yet: refused
+            with 400.
+        prediction (ChatCompletionRequestPredictionType0 | None | Unset): Not supported yet: refused with 400.
+        presence_penalty (float | None | Unset): -2 to 2.
+        priority (int | None | Unset): vLLM: lower runs earlier among this organization's requests (default 0).
+        reasoning_effort (ChatCompletionRequestReasoningEffortType0 | None | Unset): Not supported yet: refused with
+            400.
+        repetition_penalty (float | None | Unset): vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
+        response_format (ChatCompletionRequestResponseFormatType0 | None | Unset): Only `{"type": "text"}` is supported;
+            a JSON schema or JSON mode is refused with 400.
+        seed (int | None | Unset): Makes sampling reproducible.
+        stop (list[str] | None | str | Unset):
+        stop_token_ids (list[int] | None | Unset): vLLM: token ids that end a choice.
+        stream (bool | None | Unset): Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
+        stream_options (None | StreamOptions | Unset):
+        temperature (float | None | Unset): 0 to 2; 0 is greedy. Default 1.
+        tool_choice (ChatCompletionRequestToolChoiceType0 | None | Unset): Not supported yet: refused with 400.
+        tools (ChatCompletionRequestToolsType0 | None | Unset): Not supported yet: refused with 400.
+        top_k (int | None | Unset): vLLM: keep the `top_k` most likely tokens (0 or -1: all).
+        top_logprobs (int | None | Unset): 0 to 20 most likely alternatives per token; needs `logprobs: true`.
+        top_p (float | None | Unset): In (0, 1]. Default 1.
+        user (None | str | Unset): An end-user id (accepted for compatibility; not used for anything yet).
+        web_search_options (ChatCompletionRequestWebSearchOptionsType0 | None | Unset): Not supported yet: refused with
+            400.
+    """
+
+    messages: list[ChatMessageIn]
+    model: str
+    audio: ChatCompletionRequestAudioType0 | None | Unset = UNSET
+    frequency_penalty: float | None | Unset = UNSET
+    function_call: ChatCompletionRequestFunctionCallType0 | None | Unset = UNSET
+    functions: ChatCompletionRequestFunctionsType0 | None | Unset = UNSET
+    ignore_eos: bool | None | Unset = UNSET
+    logit_bias: ChatCompletionRequestLogitBiasType0 | None | Unset = UNSET
+    logprobs: bool | None | Unset = UNSET
+    max_completion_tokens: int | None | Unset = UNSET
+    max_tokens: int | None | Unset = UNSET
+    min_p: float | None | Unset = UNSET
+    min_tokens: int | None | Unset = UNSET
+    modalities: ChatCompletionRequestModalitiesType0 | None | Unset = UNSET
+    n: int | None | Unset = UNSET
+    parallel_tool_calls: ChatCompletionRequestParallelToolCallsType0 | None | Unset = (
+        UNSET
+    )
+    prediction: ChatCompletionRequestPredictionType0 | None | Unset = UNSET
+    presence_penalty: float | None | Unset = UNSET
+    priority: int | None | Unset = UNSET
+    reasoning_effort: ChatCompletionRequestReasoningEffortType0 | None | Unset = UNSET
+    repetition_penalty: float | None | Unset = UNSET
+    response_format: ChatCompletionRequestResponseFormatType0 | None | Unset = UNSET
+    seed: int | None | Unset = UNSET
+    stop: list[str] | None | str | Unset = UNSET
+    stop_token_ids: list[int] | None | Unset = UNSET
+    stream: bool | None | Unset = UNSET
+    stream_options: None | StreamOptions | Unset = UNSET
+    temperature: float | None | Unset = UNSET
+    tool_choice: ChatCompletionRequestToolChoiceType0 | None | Unset = UNSET
+    tools: ChatCompletionRequestToolsType0 | None | Unset = UNSET
+    top_k: int | None | Unset = UNSET
+    top_logprobs: int | None | Unset = UNSET
+    top_p: float | None | Unset = UNSET
+    user: None | str | Unset = UNSET
+    web_search_options: ChatCompletionRequestWebSearchOptionsType0 | None | Unset = (
+        UNSET
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        from ..models.chat_completion_request_audio_type_0 import (
+            ChatCompletionRequestAudioType0,
+        )
+        from ..models.chat_completion_request_function_call_type_0 import (
+            ChatCompletionRequestFunctionCallType0,
+        )
+        from ..models.chat_completion_request_functions_type_0 import (
+            ChatCompletionRequestFunctionsType0,
+        )
+        from ..models.chat_completion_request_logit_bias_type_0 import (
+            ChatCompletionRequestLogitBiasType0,
+        )
+        from ..models.chat_completion_request_modalities_type_0 import (
+            ChatCompletionRequestModalitiesType0,
+        )
+        from ..models.chat_completion_request_parallel_tool_calls_type_0 import (
+            ChatCompletionRequestParallelToolCallsType0,
+        )
+        from ..models.chat_completion_request_prediction_type_0 import (
+            ChatCompletionRequestPredictionType0,
+        )
+        from ..models.chat_completion_request_reasoning_effort_type_0 import (
+            ChatCompletionRequestReasoningEffortType0,
+        )
+        from ..models.chat_completion_request_response_format_type_0 import (
+            ChatCompletionRequestResponseFormatType0,
+        )
+        from ..models.chat_completion_request_tool_choice_type_0 import (
+            ChatCompletionRequestToolChoiceType0,
+        )
+        from ..models.chat_completion_request_tools_type_0 import (
+            ChatCompletionRequestToolsType0,
+        )
+        from ..models.chat_completion_request_web_search_options_type_0 import (
+            ChatCompletionRequestWebSearchOptionsType0,
+        )
+        from ..models.stream_options import StreamOptions
+
+        messages = []
+        for messages_item_data in self.messages:
+            messages_item = messages_item_data.to_dict()
+            messages.append(messages_item)
+
+        model = self.model
+
+        audio: dict[str, Any] | None | Unset
+        if isinstance(self.audio, Unset):
+            audio = UNSET
+        elif isinstance(self.audio, ChatCompletionRequestAudioType0):
+            audio = self.audio.to_dict()
+        else:
+            audio = self.audio
+
+        frequency_penalty: float | None | Unset
+        if isinstance(self.frequency_penalty, Unset):
+            frequency_penalty = UNSET
+        else:
+            frequency_penalty = self.frequency_penalty
+
+        function_call: dict[str, Any] | None | Unset
+        if isinstance(self.function_call, Unset):
+            function_call = UNSET
+        elif isinstance(self.function_call, ChatCompletionRequestFunctionCallType0):
+            function_call = self.function_call.to_dict()
+        else:
+            function_call = self.function_call
+
+        functions: dict[str, Any] | None | Unset
+        if isinstance(self.functions, Unset):
+            functions = UNSET
+        elif isinstance(self.functions, ChatCompletionRequestFunctionsType0):
+            functions = self.functions.to_dict()
+        else:
+            functions = self.functions
+
+        ignore_eos: bool | None | Unset
+        if isinstance(self.ignore_eos, Unset):
+            ignore_eos = UNSET
+        else:
+            ignore_eos = self.ignore_eos
+
+        logit_bias: dict[str, Any] | None | Unset
+        if isinstance(self.logit_bias, Unset):
+            logit_bias = UNSET
+        elif isinstance(self.logit_bias, ChatCompletionRequestLogitBiasType0):
+            logit_bias = self.logit_bias.to_dict()
+        else:
+            logit_bias = self.logit_bias
+
+        logprobs: bool | None | Unset
+        if isinstance(self.logprobs, Unset):
+            logprobs = UNSET
+        else:
+            logprobs = self.logprobs
+
+        max_completion_tokens: int | None | Unset
+        if isinstance(self.max_completion_tokens, Unset):
+            max_completion_tokens = UNSET
+        else:
+            max_completion_tokens = self.max_completion_tokens
+
+        max_tokens: int | None | Unset
+        if isinstance(self.max_tokens, Unset):
+            max_tokens = UNSET
+        else:
+            max_tokens = self.max_tokens
+
+        min_p: float | None | Unset
+        if isinstance(self.min_p, Unset):
+            min_p = UNSET
+        else:
+            min_p = self.min_p
+
+        min_tokens: int | None | Unset
+        if isinstance(self.min_tokens, Unset):
+            min_tokens = UNSET
+        else:
+            min_tokens = self.min_tokens
+
+        modalities: dict[str, Any] | None | Unset
+        if isinstance(self.modalities, Unset):
+            modalities = UNSET
+        elif isinstance(self.modalities, ChatCompletionRequestModalitiesType0):
+            modalities = self.modalities.to_dict()
+        else:
+            modalities = self.modalities
+
+        n: int | None | Unset
+        if isinstance(self.n, Unset):
+            n = UNSET
+        else:
+            n = self.n
+
+        parallel_tool_calls: dict[str, Any] | None | Unset
+        if isinstance(self.parallel_tool_calls, Unset):
+            parallel_tool_calls = UNSET
+        elif isinstance(
+            self.parallel_tool_calls, ChatCompletionRequestParallelToolCallsType0
+        ):
+            parallel_tool_calls = self.parallel_tool_calls.to_dict()
+        else:
+            parallel_tool_calls = self.parallel_tool_calls
+
+        prediction: dict[str, Any] | None | Unset
+        if isinstance(self.prediction, Unset):
+            prediction = UNSET
+        elif isinstance(self.prediction, ChatCompletionRequestPredictionType0):
+            prediction = self.prediction.to_dict()
+        else:
+            prediction = self.prediction
+
+        presence_penalty: float | None | Unset
+        if isinstance(self.presence_penalty, Unset):
+            presence_penalty = UNSET
+        else:
+            presence_penalty = self.presence_penalty
+
+        priority: int | None | Unset
+        if isinstance(self.priority, Unset):
+            priority = UNSET
+        else:
+            priority = self.priority
+
+        reasoning_effort: dict[str, Any] | None | Unset
+        if isinstance(self.reasoning_effort, Unset):
+            reasoning_effort = UNSET
+        elif isinstance(
+            self.reasoning_effort, ChatCompletionRequestReasoningEffortType0
+        ):
+            reasoning_effort = self.reasoning_effort.to_dict()
+        else:
+            reasoning_effort = self.reasoning_effort
+
+        repetition_penalty: float | None | Unset
+        if isinstance(self.repetition_penalty, Unset):
+            repetition_penalty = UNSET
+        else:
+            repetition_penalty = self.repetition_penalty
+
+        response_format: dict[str, Any] | None | Unset
+        if isinstance(self.response_format, Unset):
+            response_format = UNSET
+        elif isinstance(self.response_format, ChatCompletionRequestResponseFormatType0):
+            response_format = self.response_format.to_dict()
+        else:
+            response_format = self.response_format
+
+        seed: int | None | Unset
+        if isinstance(self.seed, Unset):
+            seed = UNSET
+        else:
+            seed = self.seed
+
+        stop: list[str] | None | str | Unset
+        if isinstance(self.stop, Unset):
+            stop = UNSET
+        elif isinstance(self.stop, list):
+            stop = self.stop
+
+        else:
+            stop = self.stop
+
+        stop_token_ids: list[int] | None | Unset
+        if isinstance(self.stop_token_ids, Unset):
+            stop_token_ids = UNSET
+        elif isinstance(self.stop_token_ids, list):
+            stop_token_ids = self.stop_token_ids
+
+        else:
+            stop_token_ids = self.stop_token_ids
+
+        stream: bool | None | Unset
+        if isinstance(self.stream, Unset):
+            stream = UNSET
+        else:
+            stream = self.stream
+
+        stream_options: dict[str, Any] | None | Unset
+        if isinstance(self.stream_options, Unset):
+            stream_options = UNSET
+        elif isinstance(self.stream_options, StreamOptions):
+            stream_options = self.stream_options.to_dict()
+        else:
+            stream_options = self.stream_options
+
+        temperature: float | None | Unset
+        if isinstance(self.temperature, Unset):
+            temperature = UNSET
+        else:
+            temperature = self.temperature
+
+        tool_choice: dict[str, Any] | None | Unset
+        if isinstance(self.tool_choice, Unset):
+            tool_choice = UNSET
+        elif isinstance(self.tool_choice, ChatCompletionRequestToolChoiceType0):
+            tool_choice = self.tool_choice.to_dict()
+        else:
+            tool_choice = self.tool_choice
+
+        tools: dict[str, Any] | None | Unset
+        if isinstance(self.tools, Unset):
+            tools = UNSET
+        elif isinstance(self.tools, ChatCompletionRequestToolsType0):
+            tools = self.tools.to_dict()
+        else:
+            tools = self.tools
+
+        top_k: int | None | Unset
+        if isinstance(self.top_k, Unset):
+            top_k = UNSET
+        else:
+            top_k = self.top_k
+
+        top_logprobs: int | None | Unset
+        if isinstance(self.top_logprobs, Unset):
+            top_logprobs = UNSET
+        else:
+            top_logprobs = self.top_logprobs
+
+        top_p: float | None | Unset
+        if isinstance(self.top_p, Unset):
+            top_p = UNSET
+        else:
+            top_p = self.top_p
+
+        user: None | str | Unset
+        if isinstance(self.user, Unset):
+            user = UNSET
+        else:
+            user = self.user
+
+        web_search_options: dict[str, Any] | None | Unset
+        if isinstance(self.web_search_options, Unset):
+            web_search_options = UNSET
+        elif isinstance(
+            self.web_search_options, ChatCompletionRequestWebSearchOptionsType0
+        ):
+            web_search_options = self.web_search_options.to_dict()
+        else:
+            web_search_options = self.web_search_options
+
+        field_dict: dict[str, Any] = {}
+
+        field_dict.update(
+            {
+                "messages": messages,
+                "model": model,
+            }
+        )
+        if audio is not UNSET:
+            field_dict["audio"] = audio
+        if frequency_penalty is not UNSET:
+            field_dict["frequency_penalty"] = frequency_penalty
+        if function_call is not UNSET:
+            field_dict["function_call"] = function_call
+        if functions is not UNSET:
+            field_dict["functions"] = functions
+        if ignore_eos is not UNSET:
+            field_dict["ignore_eos"] = ignore_eos
+        if logit_bias is not UNSET:
+            field_dict["logit_bias"] = logit_bias
+        if logprobs is not UNSET:
+            field_dict["logprobs"] = logprobs
+        if max_completion_tokens is not UNSET:
+            field_dict["max_completion_tokens"] = max_completion_tokens
+        if max_tokens is not UNSET:
+            field_dict["max_tokens"] = max_tokens
+        if min_p is not UNSET:
+            field_dict["min_p"] = min_p
+        if min_tokens is not UNSET:
+            field_dict["min_tokens"] = min_tokens
+        if modalities is not UNSET:
+            field_dict["modalities"] = modalities
+        if n is not UNSET:
+            field_dict["n"] = n
+        if parallel_tool_calls is not UNSET:
+            field_dict["parallel_tool_calls"] = parallel_tool_calls
+        if prediction is not UNSET:
+            field_dict["prediction"] = prediction
+        if presence_penalty is not UNSET:
+            field_dict["presence_penalty"] = presence_penalty
+        if priority is not UNSET:
+            field_dict["priority"] = priority
+        if reasoning_effort is not UNSET:
+            field_dict["reasoning_effort"] = reasoning_effort
+        if repetition_penalty is not UNSET:
+            field_dict["repetition_penalty"] = repetition_penalty
+        if response_format is not UNSET:
+            field_dict["response_format"] = response_format
+        if seed is not UNSET:
+            field_dict["seed"] = seed
+        if stop is not UNSET:
+            field_dict["stop"] = stop
+        if stop_token_ids is not UNSET:
+            field_dict["stop_token_ids"] = stop_token_ids
+        if stream is not UNSET:
+            field_dict["stream"] = stream
+        if stream_options is not UNSET:
+            field_dict["stream_options"] = stream_options
+        if temperature is not UNSET:
+            field_dict["temperature"] = temperature
+        if tool_choice is not UNSET:
+            field_dict["tool_choice"] = tool_choice
+        if tools is not UNSET:
+            field_dict["tools"] = tools
+        if top_k is not UNSET:
+            field_dict["top_k"] = top_k
+        if top_logprobs is not UNSET:
+            field_dict["top_logprobs"] = top_logprobs
+        if top_p is not UNSET:
+            field_dict["top_p"] = top_p
+        if user is not UNSET:
+            field_dict["user"] = user
+        if web_search_options is not UNSET:
+            field_dict["web_search_options"] = web_search_options
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
+        from ..models.chat_completion_request_audio_type_0 import (
+            ChatCompletionRequestAudioType0,
+        )
+        from ..models.chat_completion_request_function_call_type_0 import (
+            ChatCompletionRequestFunctionCallType0,
+        )
+        from ..models.chat_completion_request_functions_type_0 import (
+            ChatCompletionRequestFunctionsType0,
+        )
+        from ..models.chat_completion_request_logit_bias_type_0 import (
+            ChatCompletionRequestLogitBiasType0,
+        )
+        from ..models.chat_completion_request_modalities_type_0 import (
+            ChatCompletionRequestModalitiesType0,
+        )
+        from ..models.chat_completion_request_parallel_tool_calls_type_0 import (
+            ChatCompletionRequestParallelToolCallsType0,
+        )
+        from ..models.chat_completion_request_prediction_type_0 import (
+            ChatCompletionRequestPredictionType0,
+        )
+        from ..models.chat_completion_request_reasoning_effort_type_0 import (
+            ChatCompletionRequestReasoningEffortType0,
+        )
+        from ..models.chat_completion_request_response_format_type_0 import (
+            ChatCompletionRequestResponseFormatType0,
+        )
+        from ..models.chat_completion_request_tool_choice_type_0 import (
+            ChatCompletionRequestToolChoiceType0,
+        )
+        from ..models.chat_completion_request_tools_type_0 import (
+            ChatCompletionRequestToolsType0,
+        )
+        from ..models.chat_completion_request_web_search_options_type_0 import (
+            ChatCompletionRequestWebSearchOptionsType0,
+        )
+        from ..models.chat_message_in import ChatMessageIn
+        from ..models.stream_options import StreamOptions
+
+        d = dict(src_dict)
+        messages = []
+        _messages = d.pop("messages")
+        for messages_item_data in _messages:
+            messages_item = ChatMessageIn.from_dict(messages_item_data)
+
+            messages.append(messages_item)
+
+        model = d.pop("model")
+
+        def _parse_audio(
+            data: object,
+        ) -> ChatCompletionRequestAudioType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                audio_type_0 = ChatCompletionRequestAudioType0.from_dict(data)
+
+                return audio_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestAudioType0 | None | Unset, data)
+
+        audio = _parse_audio(d.pop("audio", UNSET))
+
+        def _parse_frequency_penalty(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        frequency_penalty = _parse_frequency_penalty(d.pop("frequency_penalty", UNSET))
+
+        def _parse_function_call(
+            data: object,
+        ) -> ChatCompletionRequestFunctionCallType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                function_call_type_0 = ChatCompletionRequestFunctionCallType0.from_dict(
+                    data
+                )
+
+                return function_call_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestFunctionCallType0 | None | Unset, data)
+
+        function_call = _parse_function_call(d.pop("function_call", UNSET))
+
+        def _parse_functions(
+            data: object,
+        ) -> ChatCompletionRequestFunctionsType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                functions_type_0 = ChatCompletionRequestFunctionsType0.from_dict(data)
+
+                return functions_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestFunctionsType0 | None | Unset, data)
+
+        functions = _parse_functions(d.pop("functions", UNSET))
+
+        def _parse_ignore_eos(data: object) -> bool | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(bool | None | Unset, data)
+
+        ignore_eos = _parse_ignore_eos(d.pop("ignore_eos", UNSET))
+
+        def _parse_logit_bias(
+            data: object,
+        ) -> ChatCompletionRequestLogitBiasType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                logit_bias_type_0 = ChatCompletionRequestLogitBiasType0.from_dict(data)
+
+                return logit_bias_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestLogitBiasType0 | None | Unset, data)
+
+        logit_bias = _parse_logit_bias(d.pop("logit_bias", UNSET))
+
+        def _parse_logprobs(data: object) -> bool | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(bool | None | Unset, data)
+
+        logprobs = _parse_logprobs(d.pop("logprobs", UNSET))
+
+        def _parse_max_completion_tokens(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        max_completion_tokens = _parse_max_completion_tokens(
+            d.pop("max_completion_tokens", UNSET)
+        )
+
+        def _parse_max_tokens(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        max_tokens = _parse_max_tokens(d.pop("max_tokens", UNSET))
+
+        def _parse_min_p(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        min_p = _parse_min_p(d.pop("min_p", UNSET))
+
+        def _parse_min_tokens(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        min_tokens = _parse_min_tokens(d.pop("min_tokens", UNSET))
+
+        def _parse_modalities(
+            data: object,
+        ) -> ChatCompletionRequestModalitiesType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                modalities_type_0 = ChatCompletionRequestModalitiesType0.from_dict(data)
+
+                return modalities_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestModalitiesType0 | None | Unset, data)
+
+        modalities = _parse_modalities(d.pop("modalities", UNSET))
+
+        def _parse_n(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        n = _parse_n(d.pop("n", UNSET))
+
+        def _parse_parallel_tool_calls(
+            data: object,
+        ) -> ChatCompletionRequestParallelToolCallsType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                parallel_tool_calls_type_0 = (
+                    ChatCompletionRequestParallelToolCallsType0.from_dict(data)
+                )
+
+                return parallel_tool_calls_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(
+                ChatCompletionRequestParallelToolCallsType0 | None | Unset, data
+            )
+
+        parallel_tool_calls = _parse_parallel_tool_calls(
+            d.pop("parallel_tool_calls", UNSET)
+        )
+
+        def _parse_prediction(
+            data: object,
+        ) -> ChatCompletionRequestPredictionType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                prediction_type_0 = ChatCompletionRequestPredictionType0.from_dict(data)
+
+                return prediction_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestPredictionType0 | None | Unset, data)
+
+        prediction = _parse_prediction(d.pop("prediction", UNSET))
+
+        def _parse_presence_penalty(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        presence_penalty = _parse_presence_penalty(d.pop("presence_penalty", UNSET))
+
+        def _parse_priority(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        priority = _parse_priority(d.pop("priority", UNSET))
+
+        def _parse_reasoning_effort(
+            data: object,
+        ) -> ChatCompletionRequestReasoningEffortType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                reasoning_effort_type_0 = (
+                    ChatCompletionRequestReasoningEffortType0.from_dict(data)
+                )
+
+                return reasoning_effort_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestReasoningEffortType0 | None | Unset, data)
+
+        reasoning_effort = _parse_reasoning_effort(d.pop("reasoning_effort", UNSET))
+
+        def _parse_repetition_penalty(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        repetition_penalty = _parse_repetition_penalty(
+            d.pop("repetition_penalty", UNSET)
+        )
+
+        def _parse_response_format(
+            data: object,
+        ) -> ChatCompletionRequestResponseFormatType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                response_format_type_0 = (
+                    ChatCompletionRequestResponseFormatType0.from_dict(data)
+                )
+
+                return response_format_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestResponseFormatType0 | None | Unset, data)
+
+        response_format = _parse_response_format(d.pop("response_format", UNSET))
+
+        def _parse_seed(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        seed = _parse_seed(d.pop("seed", UNSET))
+
+        def _parse_stop(data: object) -> list[str] | None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                componentsschemas_stop_spec_type_1 = cast(list[str], data)
+
+                return componentsschemas_stop_spec_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[str] | None | str | Unset, data)
+
+        stop = _parse_stop(d.pop("stop", UNSET))
+
+        def _parse_stop_token_ids(data: object) -> list[int] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                stop_token_ids_type_0 = cast(list[int], data)
+
+                return stop_token_ids_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[int] | None | Unset, data)
+
+        stop_token_ids = _parse_stop_token_ids(d.pop("stop_token_ids", UNSET))
+
+        def _parse_stream(data: object) -> bool | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(bool | None | Unset, data)
+
+        stream = _parse_stream(d.pop("stream", UNSET))
+
+        def _parse_stream_options(data: object) -> None | StreamOptions | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                stream_options_type_1 = StreamOptions.from_dict(data)
+
+                return stream_options_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | StreamOptions | Unset, data)
+
+        stream_options = _parse_stream_options(d.pop("stream_options", UNSET))
+
+        def _parse_temperature(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        temperature = _parse_temperature(d.pop("temperature", UNSET))
+
+        def _parse_tool_choice(
+            data: object,
+        ) -> ChatCompletionRequestToolChoiceType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                tool_choice_type_0 = ChatCompletionRequestToolChoiceType0.from_dict(
+                    data
+                )
+
+                return tool_choice_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestToolChoiceType0 | None | Unset, data)
+
+        tool_choice = _parse_tool_choice(d.pop("tool_choice", UNSET))
+
+        def _parse_tools(
+            data: object,
+        ) -> ChatCompletionRequestToolsType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                tools_type_0 = ChatCompletionRequestToolsType0.from_dict(data)
+
+                return tools_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestToolsType0 | None | Unset, data)
+
+        tools = _parse_tools(d.pop("tools", UNSET))
+
+        def _parse_top_k(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        top_k = _parse_top_k(d.pop("top_k", UNSET))
+
+        def _parse_top_logprobs(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        top_logprobs = _parse_top_logprobs(d.pop("top_logprobs", UNSET))
+
+        def _parse_top_p(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        top_p = _parse_top_p(d.pop("top_p", UNSET))
+
+        def _parse_user(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        user = _parse_user(d.pop("user", UNSET))
+
+        def _parse_web_search_options(
+            data: object,
+        ) -> ChatCompletionRequestWebSearchOptionsType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                web_search_options_type_0 = (
+                    ChatCompletionRequestWebSearchOptionsType0.from_dict(data)
+                )
+
+                return web_search_options_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestWebSearchOptionsType0 | None | Unset, data)
+
+        web_search_options = _parse_web_search_options(
+            d.pop("web_search_options", UNSET)
+        )
+
+        chat_completion_request = cls(
+            messages=messages,
+            model=model,
+            audio=audio,
+            frequency_penalty=frequency_penalty,
+            function_call=function_call,
+            functions=functions,
+            ignore_eos=ignore_eos,
+            logit_bias=logit_bias,
+            logprobs=logprobs,
+            max_completion_tokens=max_completion_tokens,
+            max_tokens=max_tokens,
+            min_p=min_p,
+            min_tokens=min_tokens,
+            modalities=modalities,
+            n=n,
+            parallel_tool_calls=parallel_tool_calls,
+            prediction=prediction,
+            presence_penalty=presence_penalty,
+            priority=priority,
+            reasoning_effort=reasoning_effort,
+            repetition_penalty=repetition_penalty,
+            response_format=response_format,
+            seed=seed,
+            stop=stop,
+            stop_token_ids=stop_token_ids,
+            stream=stream,
+            stream_options=stream_options,
+            temperature=temperature,
+            tool_choice=tool_choice,
+            tools=tools,
+            top_k=top_k,
+            top_logprobs=top_logprobs,
+            top_p=top_p,
+            user=user,
+            web_search_options=web_search_options,
+        )
+
+        return chat_completion_request

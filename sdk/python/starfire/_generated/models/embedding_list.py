@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from attrs import define as _attrs_define
+from attrs import field as _attrs_field
+
+if TYPE_CHECKING:
+    from ..models.embedding_object import EmbeddingObject
+    from ..models.embedding_usage import EmbeddingUsage
+
+
+T = TypeVar("T", bound="EmbeddingList")
+
+
+@_attrs_define
+class EmbeddingList:
+    """
+    Attributes:
+        data (list[EmbeddingObject]):
+        model (str):
+        object_ (str): Always `list`.
+        usage (EmbeddingUsage):
+    """
+
+    data: list[EmbeddingObject]
+    model: str
+    object_: str
+    usage: EmbeddingUsage
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = []
+        for data_item_data in self.data:
+            data_item = data_item_data.to_dict()
+            data.append(data_item)
+
+        model = self.model
+
+        object_ = self.object_
+
+        usage = self.usage.to_dict()
+
+        field_dict: dict[str, Any] = {}
+        field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "data": data,
+                "model": model,
+                "object": object_,
+                "usage": usage,
+            }
+        )
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
+        from ..models.embedding_object import EmbeddingObject
+        from ..models.embedding_usage import EmbeddingUsage
+
+        d = dict(src_dict)
+        data = []
+        _data = d.pop("data")
+        for data_item_data in _data:
+            data_item = EmbeddingObject.from_dict(data_item_data)
+
+            data.append(data_item)
+
+        model = d.pop("model")
+
+        object_ = d.pop("object")
+
+        usage = EmbeddingUsage.from_dict(d.pop("usage"))
+
+        embedding_list = cls(
+            data=data,
+            model=model,
+            object_=object_,
+            usage=usage,
+        )
+
+        embedding_list.additional_properties = d
+        return embedding_list
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties

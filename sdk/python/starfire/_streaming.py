@@ -1,0 +1,147 @@
+"""Server-sent events and the typed chunks of a streamed chat completion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from ._errors import APIConnectionError, APIStreamError
+
+T = TypeVar("T")
+
+
+@dataclass
+class ChoiceDelta:
+    """What a chunk adds to a choice: the role (first chunk only) and a piece of content."""
+
+    role: str | None = None
+    content: str | None = None
+    refusal: str | None = None
+
+
+@dataclass
+class ChunkChoice:
+    index: int
+    delta: ChoiceDelta
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+@dataclass
+class ChunkUsage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass
+class ChatCompletionChunk:
+    """One `chat.completion.chunk` event."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[ChunkChoice] = field(default_factory=list)
+    system_fingerprint: str | None = None
+    usage: ChunkUsage | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatCompletionChunk:
+        choices = [
+            ChunkChoice(
+                index=c.get("index", 0),
+                delta=ChoiceDelta(
+                    role=(c.get("delta") or {}).get("role"),
+                    content=(c.get("delta") or {}).get("content"),
+                    refusal=(c.get("delta") or {}).get("refusal"),
+                ),
+                finish_reason=c.get("finish_reason"),
+                logprobs=c.get("logprobs"),
+            )
+            for c in data.get("choices") or []
+        ]
+        usage = data.get("usage")
+        return cls(
+            id=data["id"],
+            object=data.get("object", "chat.completion.chunk"),
+            created=data.get("created", 0),
+            model=data.get("model", ""),
+            choices=choices,
+            system_fingerprint=data.get("system_fingerprint"),
+            usage=ChunkUsage(
+                prompt_tokens=usage["prompt_tokens"],
+                completion_tokens=usage["completion_tokens"],
+                total_tokens=usage["total_tokens"],
+            )
+            if usage
+            else None,
+        )
+
+
+def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """The `data` of each event of a server-sent-event stream (multi-line data joined by
+    newlines; comments, `event:`, `id:` and `retry:` fields ignored)."""
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+    if data:
+        yield "\n".join(data)
+
+
+class Stream(Generic[T]):
+    """An iterator of typed chunks over an open response; close it (or use `with`) to stop the
+    generation early. Never retried once it has started."""
+
+    def __init__(self, response: httpx.Response, parse: Any) -> None:
+        self.response = response
+        self.request_id: str | None = response.headers.get("x-request-id")
+        self._parse = parse
+        self._iterator = self._events()
+
+    def _events(self) -> Iterator[T]:
+        try:
+            for data in iter_sse_data(self.response.iter_lines()):
+                if data == "[DONE]":
+                    break
+                payload = json.loads(data)
+                if isinstance(payload, dict) and "error" in payload:
+                    raise APIStreamError(
+                        payload["error"] or {}, request_id=self.request_id
+                    )
+                yield self._parse(payload)
+        except httpx.TransportError as exc:
+            raise APIConnectionError(
+                f"The stream broke: {exc}", request_id=self.request_id
+            ) from exc
+        finally:
+            self.response.close()
+
+    def __iter__(self) -> Iterator[T]:
+        return self._iterator
+
+    def __next__(self) -> T:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        self.response.close()
+
+    def __enter__(self) -> Stream[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,172 @@
+"""The SDK against a live `starfire serve` (see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from starfire import (
+    AuthenticationError,
+    UnprocessableEntityError,
+    ChatCompletionChunk,
+    NotFoundError,
+    Starfire,
+)
+from starfire._generated.models import ChatCompletion
+
+from .conftest import MODEL
+from .fakes import Answer, FakeServer
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def inference(server) -> Starfire:
+    return Starfire(api_key=server["api_key"], base_url=server["base_url"])
+
+
+def admin(server) -> Starfire:
+    return Starfire(api_key=server["admin_key"], base_url=server["base_url"])
+
+
+def test_reads_key_and_base_url_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("STARFIRE_API_KEY", server["api_key"])
+    monkeypatch.setenv("STARFIRE_BASE_URL", server["base_url"])
+    assert [m.id for m in Starfire().models.list()] == [MODEL]
+
+
+def test_chat_completion(server):
+    completion = inference(server).chat.completions.create(
+        model=MODEL, messages=HELLO, max_tokens=8, temperature=0
+    )
+    assert isinstance(completion, ChatCompletion)
+    assert completion.choices[0].message.content
+    assert completion.usage.completion_tokens == 8
+
+
+def test_streamed_chat_completion(server):
+    with inference(server).chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as stream:
+        chunks = list(stream)
+    assert stream.request_id and stream.request_id.startswith("req_")
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+
+
+def test_bad_key_raises_authentication_error_with_request_id(server):
+    client = Starfire(api_key="sf-not-a-real-key", base_url=server["base_url"])
+    with pytest.raises(AuthenticationError) as err:
+        client.models.list()
+    assert err.value.status_code == 401
+    assert err.value.code == "invalid_api_key"
+    assert err.value.request_id and err.value.request_id.startswith("req_")
+
+
+def test_unknown_project_raises_not_found(server):
+    with pytest.raises(NotFoundError) as err:
+        admin(server).projects.retrieve("proj_doesnotexist")
+    assert err.value.request_id and err.value.request_id.startswith("req_")
+
+
+def test_unknown_chat_parameter_is_refused_before_sending(server):
+    with pytest.raises(TypeError, match="max_tokenz"):
+        inference(server).chat.completions.create(
+            model=MODEL, messages=HELLO, max_tokenz=3
+        )
+
+
+def test_key_is_created_used_and_revoked(server):
+    control = admin(server)
+    project = control.projects.create(name="sdk key test")
+    created = control.projects.api_keys.create(project.id, name="ci")
+    assert created.value.startswith("sf-")
+    fresh = Starfire(api_key=created.value, base_url=server["base_url"])
+    assert [m.id for m in fresh.models.list()] == [MODEL]
+    listed = [k.id for k in control.projects.api_keys.list(project.id)]
+    assert listed == [created.id]
+    deleted = control.projects.api_keys.delete(project.id, created.id)
+    assert deleted.deleted
+    with pytest.raises(AuthenticationError):
+        fresh.models.list()
+    assert list(control.projects.api_keys.list(project.id)) == []
+
+
+def test_lists_are_paginated_automatically(server):
+    control = admin(server)
+    project = control.projects.create(name="sdk pagination")
+    made = {
+        control.projects.api_keys.create(project.id, name=f"k{i}").id for i in range(5)
+    }
+    first = control.projects.api_keys.list(project.id, limit=2)
+    assert len(first.data) == 2 and first.has_more
+    pages = list(first.iter_pages())
+    assert [len(p.data) for p in pages] == [2, 2, 1]
+    assert {k.id for k in first} == made
+
+
+def test_a_retry_after_429_succeeds_with_the_same_idempotency_key(server):
+    # A proxy that answers the first attempt with 429 and forwards the rest to the server.
+    limited = json.dumps(
+        {
+            "error": {
+                "message": "slow down",
+                "type": "rate_limit_error",
+                "code": "rate_limit_exceeded",
+            }
+        }
+    ).encode()
+    script = [
+        Answer(429, limited, {"content-type": "application/json", "retry-after": "0"})
+    ]
+    with FakeServer(script, upstream=server["base_url"]) as proxy:
+        client = Starfire(api_key=server["api_key"], base_url=proxy.url)
+        completion = client.chat.completions.create(
+            model=MODEL, messages=HELLO, max_tokens=3
+        )
+    assert completion.usage.completion_tokens == 3
+    assert len(proxy.seen) == 2
+    keys = {s.headers.get("idempotency-key") for s in proxy.seen}
+    assert len(keys) == 1 and None not in keys
+
+
+def test_the_gateway_answers_a_retried_create_with_the_first_object(server):
+    control = admin(server)
+    first = control.projects.create(name="idempotent", idempotency_key="sdk-idem-1")
+    again = control.projects.create(name="idempotent", idempotency_key="sdk-idem-1")
+    assert again.id == first.id
+    project = first.id
+    key = control.projects.api_keys.create(
+        project, name="k", idempotency_key="sdk-idem-2"
+    )
+    key_again = control.projects.api_keys.create(
+        project, name="k", idempotency_key="sdk-idem-2"
+    )
+    assert (key_again.id, key_again.value) == (key.id, key.value)
+    assert [k.id for k in control.projects.api_keys.list(project)] == [key.id]
+    with pytest.raises(UnprocessableEntityError) as err:
+        control.projects.create(name="something else", idempotency_key="sdk-idem-1")
+    assert err.value.param == "Idempotency-Key"
+
+
+def test_a_retry_after_a_lost_answer_does_not_create_twice(server):
+    # The proxy forwards the first attempt but answers 502 (the answer was lost on the way);
+    # the SDK retries with the same Idempotency-Key and the gateway replays the first answer.
+    control_url = server["base_url"]
+    with FakeServer([], upstream=control_url) as proxy:
+        proxy.lose_first_answer = True
+        client = Starfire(api_key=server["admin_key"], base_url=proxy.url)
+        project = client.projects.create(name="lost answer")
+    assert len(proxy.seen) == 2
+    names = [p.name for p in admin(server).projects.list() if p.name == "lost answer"]
+    assert names == ["lost answer"]
+    assert project.name == "lost answer"

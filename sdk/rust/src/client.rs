@@ -1,0 +1,389 @@
+//! The client: configuration, the retry loop and the operations.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use rand::Rng;
+use reqwest::{Method, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind};
+use crate::types::*;
+
+const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Every (method, path) this client calls; `tests/spec.rs` checks them against the spec.
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("post", "/v1/chat/completions"),
+    ("get", "/v1/organization/projects"),
+    ("post", "/v1/organization/projects"),
+    ("get", "/v1/organization/projects/{project_id}/api_keys"),
+    ("post", "/v1/organization/projects/{project_id}/api_keys"),
+    (
+        "delete",
+        "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+    ),
+];
+
+/// A stream of chat completion chunks; never retried once it has started.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, Error>> + Send>>;
+
+/// A client of one Starfire server. Requests answered 408, 409, 429 or 5xx, and connection
+/// failures, are retried `max_retries` times with exponential backoff and jitter, honouring
+/// `Retry-After`; a POST keeps one `Idempotency-Key` across its retries.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    api_key: String,
+    base_url: String,
+    max_retries: u32,
+}
+
+fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .expect("a TLS backend is compiled in")
+}
+
+fn retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = (0.5 * 2f64.powi(attempt as i32)).min(8.0);
+    Duration::from_secs_f64(base * (1.0 - 0.25 * rand::rng().random::<f64>()))
+}
+
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get("retry-after")?.to_str().ok()?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+fn request_id(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn transport(err: reqwest::Error) -> Error {
+    if err.is_timeout() {
+        Error::Timeout
+    } else {
+        Error::Connection(err.to_string())
+    }
+}
+
+async fn api_error(response: Response) -> Error {
+    let status = response.status().as_u16();
+    let request_id = request_id(&response);
+    let text = response.text().await.unwrap_or_default();
+    let (message, code, param) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (body.error.message, body.error.code, body.error.param),
+        Err(_) => (format!("HTTP {status}: {text}"), None, None),
+    };
+    Error::Api {
+        kind: ErrorKind::of(status, code.as_deref()),
+        status,
+        message,
+        code,
+        param,
+        request_id,
+    }
+}
+
+impl Client {
+    pub fn new(api_key: impl Into<String>, base_url: impl Into<String>) -> Client {
+        Client {
+            http: http_client(Duration::from_secs(600)),
+            api_key: api_key.into(),
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            max_retries: 2,
+        }
+    }
+
+    /// `STARFIRE_API_KEY` and `STARFIRE_BASE_URL` (default http://127.0.0.1:8080).
+    pub fn from_env() -> Result<Client, Error> {
+        let key = std::env::var("STARFIRE_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| Error::Config("No API key: set STARFIRE_API_KEY.".into()))?;
+        let base = std::env::var("STARFIRE_BASE_URL").unwrap_or_else(|_| DEFAULT_BASE_URL.into());
+        Ok(Client::new(key, base))
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.http = http_client(timeout);
+        self
+    }
+
+    pub fn with_max_retries(mut self, max_retries: u32) -> Client {
+        self.max_retries = max_retries;
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends with retries; returns the successful response, its body unread.
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Response, Error> {
+        let idempotency_key = (method == Method::POST).then(|| {
+            let bytes: [u8; 16] = rand::rng().random();
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("sf-rs-{hex}")
+        });
+        let mut attempt = 0;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base_url))
+                .bearer_auth(&self.api_key);
+            if let Some(key) = &idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let outcome = request.send().await;
+            let wait = match outcome {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) => {
+                    let after = retry_after(&response);
+                    let status = response.status();
+                    let err = api_error(response).await;
+                    // A spent quota does not come back by waiting.
+                    if attempt >= self.max_retries
+                        || !retryable(status)
+                        || err.kind() == Some(ErrorKind::InsufficientQuota)
+                    {
+                        return Err(err);
+                    }
+                    match after {
+                        Some(after) if after > MAX_RETRY_AFTER => return Err(err),
+                        Some(after) => after,
+                        None => backoff(attempt),
+                    }
+                }
+                Err(err) => {
+                    if attempt >= self.max_retries {
+                        return Err(transport(err));
+                    }
+                    backoff(attempt)
+                }
+            };
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, Error> {
+        let response = self.send(method, path, body).await?;
+        let bytes = response.bytes().await.map_err(transport)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// A whole chat completion.
+    pub async fn chat_completion(
+        &self,
+        mut request: ChatCompletionRequest,
+    ) -> Result<ChatCompletion, Error> {
+        request.stream = None;
+        self.json(Method::POST, "/v1/chat/completions", Some(&request))
+            .await
+    }
+
+    /// A streamed chat completion: chunks as they are generated.
+    pub async fn chat_completion_stream(
+        &self,
+        mut request: ChatCompletionRequest,
+    ) -> Result<ChunkStream, Error> {
+        request.stream = Some(true);
+        let response = self
+            .send(Method::POST, "/v1/chat/completions", Some(&request))
+            .await?;
+        let id = request_id(&response);
+        let bytes = response.bytes_stream();
+        struct State<S> {
+            bytes: S,
+            buffer: Vec<u8>,
+            done: bool,
+            request_id: Option<String>,
+        }
+        let state = State {
+            bytes: Box::pin(bytes),
+            buffer: Vec::new(),
+            done: false,
+            request_id: id,
+        };
+        let stream = futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                if st.done {
+                    return None;
+                }
+                // One event per blank-line-terminated block; only `data:` lines matter.
+                if let Some(end) = find_event_end(&st.buffer) {
+                    let event: Vec<u8> = st.buffer.drain(..end.1).collect();
+                    let event = String::from_utf8_lossy(&event[..end.0]).into_owned();
+                    let data: Vec<&str> = event
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                        .collect();
+                    if data.is_empty() {
+                        continue;
+                    }
+                    let data = data.join("\n");
+                    if data == "[DONE]" {
+                        return None;
+                    }
+                    let item = parse_chunk(&data, &st.request_id);
+                    if item.is_err() {
+                        st.done = true;
+                    }
+                    return Some((item, st));
+                }
+                match st.bytes.next().await {
+                    Some(Ok(bytes)) => st.buffer.extend_from_slice(&bytes),
+                    Some(Err(e)) => {
+                        st.done = true;
+                        return Some((Err(transport(e)), st));
+                    }
+                    None => {
+                        st.done = true;
+                        return Some((
+                            Err(Error::Connection("the stream ended before [DONE]".into())),
+                            st,
+                        ));
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    pub async fn create_project(&self, name: &str) -> Result<Project, Error> {
+        let body = ProjectCreate { name: name.into() };
+        self.json(Method::POST, "/v1/organization/projects", Some(&body))
+            .await
+    }
+
+    /// Every project, following the list's cursor.
+    pub async fn list_projects(&self) -> Result<Vec<Project>, Error> {
+        self.all("/v1/organization/projects").await
+    }
+
+    /// Creates a project API key; `value` of the answer is the only time the secret is shown.
+    pub async fn create_api_key(
+        &self,
+        project_id: &str,
+        key: &ApiKeyCreate,
+    ) -> Result<CreatedApiKey, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/api_keys");
+        self.json(Method::POST, &path, Some(key)).await
+    }
+
+    /// Every live key of a project, following the list's cursor.
+    pub async fn list_api_keys(&self, project_id: &str) -> Result<Vec<ApiKey>, Error> {
+        self.all(&format!("/v1/organization/projects/{project_id}/api_keys"))
+            .await
+    }
+
+    /// Revokes a key.
+    pub async fn delete_api_key(&self, project_id: &str, key_id: &str) -> Result<Deleted, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/api_keys/{key_id}");
+        self.json::<Deleted, ()>(Method::DELETE, &path, None).await
+    }
+
+    async fn all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, Error> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(a) => format!("{path}?limit=100&after={a}"),
+                None => format!("{path}?limit=100"),
+            };
+            let page: List<T> = self.json::<List<T>, ()>(Method::GET, &url, None).await?;
+            items.extend(page.data);
+            match (page.has_more, page.last_id) {
+                (true, Some(last)) => after = Some(last),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+/// (end of the event's text, end including the blank line) of the first complete event.
+fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
+    for i in 0..buffer.len() {
+        if buffer[i..].starts_with(b"\n\n") {
+            return Some((i, i + 2));
+        }
+        if buffer[i..].starts_with(b"\r\n\r\n") {
+            return Some((i, i + 4));
+        }
+    }
+    None
+}
+
+fn parse_chunk(data: &str, request_id: &Option<String>) -> Result<ChatCompletionChunk, Error> {
+    let value: serde_json::Value =
+        serde_json::from_str(data).map_err(|e| Error::Decode(e.to_string()))?;
+    if let Some(err) = value.get("error") {
+        return Err(Error::Stream {
+            message: err["message"].as_str().unwrap_or("stream error").to_owned(),
+            code: err["code"].as_str().map(str::to_owned),
+            request_id: request_id.clone(),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| Error::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_on_blank_lines() {
+        assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some((7, 9)));
+        assert_eq!(find_event_end(b"data: a\r\n\r\n"), Some((7, 11)));
+        assert_eq!(find_event_end(b"data: a\n"), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(500));
+        assert!(backoff(1) >= Duration::from_millis(750));
+        assert!(backoff(10) <= Duration::from_secs(8));
+    }
+
+    #[test]
+    fn stream_errors_carry_the_request_id() {
+        let err = parse_chunk(
+            r#"{"error":{"message":"boom","code":"x"}}"#,
+            &Some("req_1".into()),
+        )
+        .unwrap_err();
+        assert_eq!(err.request_id(), Some("req_1"));
+    }
+}

@@ -1,0 +1,31 @@
+//! Rust client of Starfire's OpenAI-compatible API: chat completions (whole or streamed), projects
+//! and API keys, with retries, timeouts and typed errors.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), starfire_sdk::Error> {
+//! use futures_util::StreamExt;
+//! use starfire_sdk::{ChatCompletionRequest, ChatMessage, Client};
+//!
+//! let client = Client::from_env()?; // STARFIRE_API_KEY, STARFIRE_BASE_URL
+//! let mut stream = client
+//!     .chat_completion_stream(ChatCompletionRequest {
+//!         model: "smollm2-135m-instruct".into(),
+//!         messages: vec![ChatMessage::user("Hello")],
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! while let Some(chunk) = stream.next().await {
+//!     for choice in chunk?.choices {
+//!         print!("{}", choice.delta.content.unwrap_or_default());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+pub mod types;
+
+pub use client::{ChunkStream, Client, OPERATIONS};
+pub use error::{Error, ErrorKind};
+pub use types::*;

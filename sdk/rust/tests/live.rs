@@ -1,0 +1,273 @@
+//! The client against a live `starfire serve` (the binary in STARFIRE_BIN, started here on a
+//! loopback port with a temporary SQLite database), and its retries against a scripted server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use starfire_sdk::*;
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+struct Server {
+    child: Child,
+    base_url: String,
+    api_key: String,
+    admin_key: String,
+    _home: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start() -> Server {
+    let bin = std::env::var("STARFIRE_BIN")
+        .expect("STARFIRE_BIN must name the starfire binary (scripts/test-sdks sets it)");
+    let home = std::env::temp_dir().join(format!("starfire-rs-sdk-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let model = std::env::var("STARFIRE_MODEL_PATH").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/starfire/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    let env = |cmd: &mut Command| {
+        cmd.env("STARFIRE_HOME", &home)
+            .env(
+                "STARFIRE_DATABASE_URL",
+                format!("sqlite://{}/starfire.db", home.display()),
+            )
+            .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("STARFIRE_MODEL_PATH", &model)
+            .env("STARFIRE_LOG", "warn")
+            .env_remove("STARFIRE_CONFIG");
+    };
+    let mut boot = Command::new(&bin);
+    env(&mut boot);
+    let out = boot
+        .args(["admin", "bootstrap", "--email", "rs@example.com"])
+        .env("STARFIRE_BOOTSTRAP_PASSWORD", "rust-sdk-password-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let creds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut serve = Command::new(&bin);
+    env(&mut serve);
+    let child = serve
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base_url: format!("http://127.0.0.1:{port}"),
+        api_key: creds["api_key"].as_str().unwrap().into(),
+        admin_key: creds["admin_key"].as_str().unwrap().into(),
+        _home: home,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "starfire serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+fn hello(max_tokens: u32) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: MODEL.into(),
+        messages: vec![ChatMessage::user("Say hello.")],
+        max_tokens: Some(max_tokens),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_keys_and_errors_against_a_live_server() {
+    let server = start();
+    let client = Client::new(&server.api_key, &server.base_url);
+
+    let completion = client.chat_completion(hello(5)).await.unwrap();
+    assert_eq!(completion.usage.completion_tokens, 5);
+    assert!(completion.choices[0]
+        .message
+        .content
+        .as_deref()
+        .is_some_and(|c| !c.is_empty()));
+
+    let mut stream = client.chat_completion_stream(hello(4)).await.unwrap();
+    let mut text = String::new();
+    let mut finish = None;
+    let mut first_role = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        for choice in chunk.choices {
+            first_role = first_role.or(choice.delta.role);
+            text.push_str(&choice.delta.content.unwrap_or_default());
+            finish = choice.finish_reason.or(finish);
+        }
+    }
+    assert!(!text.is_empty());
+    assert_eq!(first_role.as_deref(), Some("assistant"));
+    assert_eq!(finish.as_deref(), Some("length"));
+
+    // 401 is an authentication error carrying the request id.
+    let bad = Client::new("sf-wrong", &server.base_url);
+    let err = bad.chat_completion(hello(1)).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Authentication));
+    assert!(err.request_id().is_some_and(|id| id.starts_with("req_")));
+
+    // A key is created, used and revoked.
+    let admin = Client::new(&server.admin_key, &server.base_url);
+    let project = admin.create_project("rust sdk").await.unwrap();
+    let key = admin
+        .create_api_key(
+            &project.id,
+            &ApiKeyCreate {
+                name: "ci".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let fresh = Client::new(&key.value, &server.base_url);
+    fresh.chat_completion(hello(1)).await.unwrap();
+    let listed: Vec<String> = admin
+        .list_api_keys(&project.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, std::slice::from_ref(&key.id));
+    assert!(
+        admin
+            .delete_api_key(&project.id, &key.id)
+            .await
+            .unwrap()
+            .deleted
+    );
+    let err = fresh.chat_completion(hello(1)).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Authentication));
+    assert!(admin
+        .list_projects()
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.id == project.id));
+}
+
+/// A server that answers each connection with the next scripted response and records the
+/// requests' `Idempotency-Key`.
+fn scripted(answers: Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for (stream, answer) in listener.incoming().zip(answers) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut key = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if lower.starts_with("idempotency-key:") {
+                    key = line["idempotency-key:".len()..].trim().to_owned();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            record.lock().unwrap().push(key);
+            stream.write_all(answer.as_bytes()).unwrap();
+        }
+    });
+    (url, seen)
+}
+
+fn response(status: &str, extra: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nx-request-id: req_fake\r\n\
+         connection: close\r\n{extra}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn a_retry_after_429_succeeds_with_the_same_idempotency_key() {
+    let limited = r#"{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#;
+    let ok = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+    let (url, seen) = scripted(vec![
+        response("429 Too Many Requests", "retry-after: 0\r\n", limited),
+        response("200 OK", "", ok),
+    ]);
+    let completion = Client::new("sf-x", url)
+        .chat_completion(hello(1))
+        .await
+        .unwrap();
+    assert_eq!(completion.choices[0].message.content.as_deref(), Some("hi"));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(!seen[0].is_empty() && seen[0] == seen[1]);
+}
+
+#[tokio::test]
+async fn rate_limits_and_quota_raise_their_kinds() {
+    let limited = r#"{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#;
+    let quota = r#"{"error":{"message":"no credit","type":"rate_limit_error","param":null,"code":"insufficient_quota"}}"#;
+    let (url, seen) = scripted(vec![
+        response(
+            "429 Too Many Requests",
+            "retry-after: 0\r\n",
+            limited
+        );
+        2
+    ]);
+    let err = Client::new("sf-x", url)
+        .with_max_retries(1)
+        .chat_completion(hello(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::RateLimit));
+    assert_eq!(err.request_id(), Some("req_fake"));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    let (url, seen) = scripted(vec![response("429 Too Many Requests", "", quota); 3]);
+    let err = Client::new("sf-x", url)
+        .chat_completion(hello(1))
+        .await
+        .unwrap_err();
+    // A spent quota is not retried.
+    assert_eq!(err.kind(), Some(ErrorKind::InsufficientQuota));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
