@@ -83,13 +83,22 @@ pub async fn list_invites(
     principal: Principal,
     QueryArgs(query): QueryArgs<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&state, &principal, &query).await?))
+}
+
+/// The organization's invites (shared by the JSON API and the console).
+pub(crate) async fn list(
+    state: &AppState,
+    principal: &Principal,
+    query: &ListQuery,
+) -> Result<InviteList, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
     let page = query.page()?;
     let invites = state
         .store
         .list_invites(&principal.tenant_id, &page)
         .await?;
-    Ok(HttpResponse::Ok().json(InviteList::from(invites.map(InviteObject::from))))
+    Ok(InviteList::from(invites.map(InviteObject::from)))
 }
 
 /// Invite someone by email, with a role. 409 when already a member or already invited.
@@ -105,6 +114,17 @@ pub async fn create_invite(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
     let body = body.parse()?;
+    Ok(HttpResponse::Created().json(create(&state, &principal, body).await?))
+}
+
+/// Creates an invite and returns its token, the only time it is shown (shared by the JSON API
+/// and the console).
+pub(crate) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    body: InviteCreate,
+) -> Result<CreatedInvite, ApiError> {
+    principal.require_organization(Permission::ManageMembers)?;
     let email = validate::email("email", &body.email)?;
     if body.role == Role::Owner && principal.role != Some(Role::Owner) {
         return Err(ApiError::Forbidden(
@@ -125,11 +145,11 @@ pub async fn create_invite(
             expires_ms,
         )
         .await?;
-    audit(&state, &principal, "invite.sent", "invite", &invite.id).await?;
-    Ok(HttpResponse::Created().json(CreatedInvite {
+    audit(state, principal, "invite.sent", "invite", &invite.id).await?;
+    Ok(CreatedInvite {
         invite: invite.into(),
         token,
-    }))
+    })
 }
 
 /// Retrieve an invite.
