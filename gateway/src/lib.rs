@@ -30,6 +30,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod inference;
 pub mod registry;

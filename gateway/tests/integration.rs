@@ -14,6 +14,10 @@ mod api_keys;
 mod audit_logs;
 #[path = "integration/auth.rs"]
 mod auth;
+#[path = "integration/console.rs"]
+mod console;
+#[path = "integration/console_browser.rs"]
+mod console_browser;
 #[path = "integration/e2e.rs"]
 mod e2e;
 #[path = "integration/http.rs"]
