@@ -90,16 +90,21 @@ impl Session {
         .unwrap();
     }
 
+    /// The text of `css`, retried while the page is still changing (a click that navigates
+    /// returns before the next page has replaced the old one).
     async fn text(&self, css: &str) -> String {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
-            .text()
-            .await
-            .unwrap()
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match found {
+                Ok(text) => return text,
+                Err(e) if Instant::now() >= deadline => panic!("{css} on the page: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     async fn fill(&self, css: &str, value: &str) {
@@ -137,13 +142,23 @@ impl Session {
         }
     }
 
-    async fn heading(&self) -> String {
-        let heading = self.text("h1").await;
-        if let Ok(error) = self.client.find(Locator::Css(".error")).await {
-            let message = error.text().await.unwrap_or_default();
-            return format!("{heading}: {message}");
+    /// Waits for the page whose heading is `expected`; fails with the page's error if any.
+    async fn expect_heading(&self, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let heading = self.text("h1").await;
+            if heading == expected {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let error = match self.client.find(Locator::Css(".error")).await {
+                    Ok(element) => element.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                panic!("expected the page {expected:?}, got {heading:?} {error}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        heading
     }
 }
 
@@ -223,35 +238,34 @@ async fn console_in_a_headless_browser() {
 async fn run(s: &mut Session) {
     // Sign up.
     s.goto("/").await;
-    assert_eq!(
-        s.heading().await,
-        "Sign in",
-        "/ sends a stranger to sign in"
-    );
+    s.expect_heading("Sign in").await;
     s.screenshot("signin").await;
     s.goto("/signup").await;
-    assert_eq!(s.heading().await, "Create your account");
+    s.expect_heading("Create your account").await;
     s.fill("#email", "browser@example.com").await;
     s.fill("#password", "password123").await;
     s.fill("#organization_name", "Browser Org").await;
     s.screenshot("signup").await;
     s.click("button[type=submit]").await;
-    assert_eq!(s.heading().await, "Projects");
-    assert_eq!(s.text("#project-count").await, "1 project");
+    s.expect_heading("Projects").await;
+    s.wait_text("#project-count", "1 project", Duration::from_secs(20))
+        .await;
     assert!(s.text("header").await.contains("Browser Org"));
     s.screenshot("projects").await;
 
     // A project, then a key: the secret shown once, the copy button enabled by the script.
     s.fill("#project-name", "Browser project").await;
     s.click("main button[type=submit]").await;
-    assert_eq!(s.heading().await, "API keys · Browser project");
-    assert_eq!(s.text("#key-count").await, "0 live keys");
+    s.expect_heading("API keys · Browser project").await;
+    s.wait_text("#key-count", "0 live keys", Duration::from_secs(20))
+        .await;
     s.screenshot("keys-empty").await;
     s.fill("#key-name", "browser key").await;
     s.click("main form button[type=submit]").await;
     let secret = s.text("#new-key").await;
     assert!(secret.starts_with("sf-"), "{secret}");
-    assert_eq!(s.text("#key-count").await, "1 live key");
+    s.wait_text("#key-count", "1 live key", Duration::from_secs(20))
+        .await;
     let copy = s
         .client
         .find(Locator::Css("button[data-copy=new-key]"))
@@ -267,7 +281,7 @@ async fn run(s: &mut Session) {
 
     // The playground streams an answer with tokens/s and usage.
     s.goto("/playground").await;
-    assert_eq!(s.heading().await, "Playground");
+    s.expect_heading("Playground").await;
     s.fill("#max_tokens", "16").await;
     s.fill("#prompt", "Say hello.").await;
     let curl = s.text("#curl").await;
@@ -292,7 +306,8 @@ async fn run(s: &mut Session) {
 
     // Invite a member.
     s.goto("/members").await;
-    assert_eq!(s.text("#member-count").await, "1 member");
+    s.wait_text("#member-count", "1 member", Duration::from_secs(20))
+        .await;
     s.fill("#invite-email", "invitee@example.com").await;
     s.click("main form button[type=submit]").await;
     let link = s.text("#invite-link").await;
@@ -303,33 +318,37 @@ async fn run(s: &mut Session) {
     // Revoke the key, through the confirmation page.
     s.client.goto(&keys_url).await.unwrap();
     s.click("a[href$='/revoke']").await;
-    assert_eq!(s.heading().await, "Revoke key");
+    s.expect_heading("Revoke key").await;
     s.screenshot("revoke-confirm").await;
     s.click("button.danger").await;
-    assert_eq!(s.text("#key-count").await, "0 live keys");
+    s.wait_text("#key-count", "0 live keys", Duration::from_secs(20))
+        .await;
     s.screenshot("keys-revoked").await;
 
     // Sign out; the invitee accepts through the link.
     s.click("header button[type=submit]").await;
-    assert_eq!(s.heading().await, "Sign in");
+    s.expect_heading("Sign in").await;
     s.client.goto(&link).await.unwrap();
-    assert_eq!(s.heading().await, "You are invited");
+    s.expect_heading("You are invited").await;
     s.screenshot("invite-landing").await;
     s.click("a.button").await;
-    assert_eq!(s.heading().await, "Create your account");
+    s.expect_heading("Create your account").await;
     s.fill("#password", "password123").await;
     s.click("button[type=submit]").await;
-    assert_eq!(s.heading().await, "Projects");
-    assert_eq!(s.text("#project-count").await, "2 projects");
-    assert_eq!(s.text("#role").await, "developer");
+    s.expect_heading("Projects").await;
+    s.wait_text("#project-count", "2 projects", Duration::from_secs(20))
+        .await;
+    s.wait_text("#role", "developer", Duration::from_secs(20))
+        .await;
     s.goto("/members").await;
-    assert_eq!(s.text("#member-count").await, "2 members");
+    s.wait_text("#member-count", "2 members", Duration::from_secs(20))
+        .await;
     s.screenshot("members-joined").await;
 
     // Phone width: the navigation and tables still fit.
     s.client.set_window_size(390, 844).await.unwrap();
     s.goto("/projects").await;
-    assert_eq!(s.heading().await, "Projects");
+    s.expect_heading("Projects").await;
     let width: f64 = s
         .client
         .execute("return document.documentElement.scrollWidth", vec![])
