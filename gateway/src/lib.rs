@@ -37,6 +37,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod inference;
 pub mod limits;

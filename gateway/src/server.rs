@@ -150,6 +150,7 @@ pub fn app(
             ApiError::bad_request(format!("Invalid path: {err}"), None).into()
         }))
         .configure(crate::api::configure)
+        .configure(crate::console::configure)
         .route("/openapi.json", web::get().to(openapi_document))
         .default_service(web::to(unknown_route))
         .wrap_fn(move |req, srv| {

@@ -16,6 +16,10 @@ mod audit_logs;
 mod auth;
 #[path = "integration/chat_ws.rs"]
 mod chat_ws;
+#[path = "integration/console.rs"]
+mod console;
+#[path = "integration/console_browser.rs"]
+mod console_browser;
 #[path = "integration/e2e.rs"]
 mod e2e;
 #[path = "integration/http.rs"]

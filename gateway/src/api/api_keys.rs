@@ -118,14 +118,27 @@ pub async fn list_project_keys(
     path: web::Path<String>,
     QueryArgs(query): QueryArgs<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_project(Permission::ReadOrganization, &path)?;
+    Ok(HttpResponse::Ok().json(list(&state, &principal, &path, &query).await?))
+}
+
+/// A project's live keys (shared by the JSON API and the console).
+pub(crate) async fn list(
+    state: &AppState,
+    principal: &Principal,
+    project_id: &str,
+    query: &ListQuery,
+) -> Result<ApiKeyList, ApiError> {
+    principal.require_project(Permission::ReadOrganization, project_id)?;
     let page = query.page()?;
-    let project = state.store.project(&principal.tenant_id, &path).await?;
+    let project = state
+        .store
+        .project(&principal.tenant_id, project_id)
+        .await?;
     let keys = state
         .store
         .list_api_keys(&principal.tenant_id, KeyOwner::Project(&project.id), &page)
         .await?;
-    Ok(HttpResponse::Ok().json(ApiKeyList::from(keys.map(ApiKeyObject::from))))
+    Ok(ApiKeyList::from(keys.map(ApiKeyObject::from)))
 }
 
 /// Create a project API key. It works the moment this returns.
@@ -147,56 +160,73 @@ pub async fn create_project_key(
     idempotency::once(&state, &principal, &req, &digest, async {
         principal.require_project(Permission::ManageApiKeys, &path)?;
         let body = body.parse()?;
-        let name = validate::name("name", &body.name)?;
-        let mut scopes: Vec<Scope> = Vec::new();
-        for scope in body.scopes.unwrap_or_else(|| vec![Scope::Inference]) {
-            if !scopes.contains(&scope) {
-                scopes.push(scope);
-            }
-        }
-        if scopes.is_empty() {
-            return Err(ApiError::invalid("scopes", "'scopes' must not be empty."));
-        }
-        let expires_ms = body
-            .expires_at
-            .map(|t| validate::future_time("expires_at", t))
-            .transpose()?;
-        let limits = validate::limits("limits", body.limits.unwrap_or_default())?;
-        let project = state.store.project(&principal.tenant_id, &path).await?;
-        if project.archived_ms.is_some() {
-            return Err(ApiError::Conflict(format!(
-                "Project '{}' is archived; its keys cannot be created.",
-                project.id
-            )));
-        }
-        let (owner_type, owner_id) = principal.actor();
-        let owner = Owner {
-            kind: owner_type.to_owned(),
-            id: owner_id.to_owned(),
-        };
-        let secret = api_key::generate(KeyKind::Project);
-        let record = state
-            .store
-            .create_api_key(NewApiKey {
-                tenant_id: &principal.tenant_id,
-                project_id: Some(&project.id),
-                kind: KeyKind::Project,
-                name: &name,
-                hash: &secret.hash,
-                prefix: &secret.prefix,
-                scopes: &scopes,
-                owner: &owner,
-                limits,
-                expires_ms,
-            })
-            .await?;
-        audit(&state, &principal, "api_key.created", "api_key", &record.id).await?;
-        Ok::<HttpResponse, ApiError>(HttpResponse::Created().json(CreatedApiKey {
-            key: record.into(),
-            value: secret.value,
-        }))
+        Ok::<HttpResponse, ApiError>(
+            HttpResponse::Created().json(create(&state, &principal, &path, body).await?),
+        )
     })
     .await
+}
+
+/// Creates a project key and returns its secret, the only time it is shown (shared by the JSON
+/// API and the console).
+pub(crate) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    project_id: &str,
+    body: ApiKeyCreate,
+) -> Result<CreatedApiKey, ApiError> {
+    principal.require_project(Permission::ManageApiKeys, project_id)?;
+    let name = validate::name("name", &body.name)?;
+    let mut scopes: Vec<Scope> = Vec::new();
+    for scope in body.scopes.unwrap_or_else(|| vec![Scope::Inference]) {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    if scopes.is_empty() {
+        return Err(ApiError::invalid("scopes", "'scopes' must not be empty."));
+    }
+    let expires_ms = body
+        .expires_at
+        .map(|t| validate::future_time("expires_at", t))
+        .transpose()?;
+    let limits = validate::limits("limits", body.limits.unwrap_or_default())?;
+    let project = state
+        .store
+        .project(&principal.tenant_id, project_id)
+        .await?;
+    if project.archived_ms.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "Project '{}' is archived; its keys cannot be created.",
+            project.id
+        )));
+    }
+    let (owner_type, owner_id) = principal.actor();
+    let owner = Owner {
+        kind: owner_type.to_owned(),
+        id: owner_id.to_owned(),
+    };
+    let secret = api_key::generate(KeyKind::Project);
+    let record = state
+        .store
+        .create_api_key(NewApiKey {
+            tenant_id: &principal.tenant_id,
+            project_id: Some(&project.id),
+            kind: KeyKind::Project,
+            name: &name,
+            hash: &secret.hash,
+            prefix: &secret.prefix,
+            scopes: &scopes,
+            owner: &owner,
+            limits,
+            expires_ms,
+        })
+        .await?;
+    audit(state, principal, "api_key.created", "api_key", &record.id).await?;
+    Ok(CreatedApiKey {
+        key: record.into(),
+        value: secret.value,
+    })
 }
 
 /// Retrieve a project API key (never its secret).
@@ -283,18 +313,24 @@ pub async fn delete_project_key(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (project_id, key_id) = path.into_inner();
-    principal.require_project(Permission::ManageApiKeys, &project_id)?;
+    Ok(HttpResponse::Ok().json(revoke(&state, &principal, &project_id, &key_id).await?))
+}
+
+/// Revokes a project key (shared by the JSON API and the console).
+pub(crate) async fn revoke(
+    state: &AppState,
+    principal: &Principal,
+    project_id: &str,
+    key_id: &str,
+) -> Result<DeletedObject, ApiError> {
+    principal.require_project(Permission::ManageApiKeys, project_id)?;
     let key = state
         .store
-        .revoke_api_key(
-            &principal.tenant_id,
-            KeyOwner::Project(&project_id),
-            &key_id,
-        )
+        .revoke_api_key(&principal.tenant_id, KeyOwner::Project(project_id), key_id)
         .await?;
-    audit(&state, &principal, "api_key.deleted", "api_key", &key.id).await?;
-    Ok(HttpResponse::Ok().json(DeletedObject::new(
+    audit(state, principal, "api_key.deleted", "api_key", &key.id).await?;
+    Ok(DeletedObject::new(
         "organization.project.api_key.deleted",
         key.id,
-    )))
+    ))
 }

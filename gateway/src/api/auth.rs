@@ -226,6 +226,18 @@ pub async fn signup(
     body: JsonBody<SignupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.parse()?;
+    let (user, tenant, role) = create_account(&state, &RequestContext::of(&req), body).await?;
+    let session = start_session(&state, &user, tenant, role).await?;
+    Ok(HttpResponse::Created().json(session))
+}
+
+/// Creates the user (and their organization, or joins the inviting one): what signup does
+/// before it starts a session. Shared by the JSON API and the console.
+pub(crate) async fn create_account(
+    state: &AppState,
+    ctx: &RequestContext,
+    body: SignupRequest,
+) -> Result<(User, Tenant, Role), ApiError> {
     let email = validate::email("email", &body.email)?;
     validate::password("password", &body.password)?;
     let default_name = email.split('@').next().unwrap_or("user").to_owned();
@@ -236,10 +248,9 @@ pub async fn signup(
         .map(|n| validate::name("organization_name", n))
         .transpose()?
         .unwrap_or_else(|| "Personal".to_owned());
-    let invite = check_invite(&state, body.invite_token.as_deref(), &email).await?;
+    let invite = check_invite(state, body.invite_token.as_deref(), &email).await?;
     let phc = hash_password(body.password).await?;
     let user = state.store.create_user(&email, &name, &phc).await?;
-    let ctx = RequestContext::of(&req);
     let (tenant, role) = match invite {
         Some((_, hash)) => {
             let invite = state
@@ -248,8 +259,8 @@ pub async fn signup(
                 .await?
                 .ok_or_else(bad_invite)?;
             record(
-                &state,
-                &ctx,
+                state,
+                ctx,
                 &invite.tenant_id,
                 &user.id,
                 "invite.accepted",
@@ -270,8 +281,8 @@ pub async fn signup(
                 .create_project(&tenant.id, "Default project")
                 .await?;
             record(
-                &state,
-                &ctx,
+                state,
+                ctx,
                 &tenant.id,
                 &user.id,
                 "organization.created",
@@ -281,8 +292,7 @@ pub async fn signup(
             (tenant, Role::Owner)
         }
     };
-    let session = start_session(&state, &user, tenant, role).await?;
-    Ok(HttpResponse::Created().json(session))
+    Ok((user, tenant, role))
 }
 
 /// Log in with email and password. After 10 wrong passwords for an email within 15 minutes,
@@ -298,6 +308,19 @@ pub async fn login(
     body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.parse()?;
+    let (user, tenant, role) = authenticate_login(&state, &RequestContext::of(&req), body).await?;
+    let session = start_session(&state, &user, tenant, role).await?;
+    Ok(HttpResponse::Ok().json(session))
+}
+
+/// Checks the password (with the throttle), accepts an invite when given, and picks the
+/// organization: what login does before it starts a session. Records `login.succeeded`.
+/// Shared by the JSON API and the console.
+pub(crate) async fn authenticate_login(
+    state: &AppState,
+    ctx: &RequestContext,
+    body: LoginRequest,
+) -> Result<(User, Tenant, Role), ApiError> {
     let email = validate::email("email", &body.email)?;
     if let Err(retry_after) = state.login_throttle.check(&email) {
         return Err(ApiError::RateLimited {
@@ -321,17 +344,16 @@ pub async fn login(
         }
     };
     state.login_throttle.clear(&email);
-    let ctx = RequestContext::of(&req);
     let mut wanted = body.organization_id.clone();
-    if let Some((_, hash)) = check_invite(&state, body.invite_token.as_deref(), &email).await? {
+    if let Some((_, hash)) = check_invite(state, body.invite_token.as_deref(), &email).await? {
         let invite = state
             .store
             .accept_invite(&hash, &user.id, &email)
             .await?
             .ok_or_else(bad_invite)?;
         record(
-            &state,
-            &ctx,
+            state,
+            ctx,
             &invite.tenant_id,
             &user.id,
             "invite.accepted",
@@ -351,18 +373,16 @@ pub async fn login(
         })?,
     };
     let (tenant, role) = chosen;
-    let tenant_id = tenant.id.clone();
-    let session = start_session(&state, &user, tenant, role).await?;
     record(
-        &state,
-        &ctx,
-        &tenant_id,
+        state,
+        ctx,
+        &tenant.id,
         &user.id,
         "login.succeeded",
         ("user", &user.id),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(session))
+    Ok((user, tenant, role))
 }
 
 /// Exchange a refresh token for a new access and refresh token. Each refresh token works once;

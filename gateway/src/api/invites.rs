@@ -84,13 +84,22 @@ pub async fn list_invites(
     principal: Principal,
     QueryArgs(query): QueryArgs<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&state, &principal, &query).await?))
+}
+
+/// The organization's invites (shared by the JSON API and the console).
+pub(crate) async fn list(
+    state: &AppState,
+    principal: &Principal,
+    query: &ListQuery,
+) -> Result<InviteList, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
     let page = query.page()?;
     let invites = state
         .store
         .list_invites(&principal.tenant_id, &page)
         .await?;
-    Ok(HttpResponse::Ok().json(InviteList::from(invites.map(InviteObject::from))))
+    Ok(InviteList::from(invites.map(InviteObject::from)))
 }
 
 /// Invite someone by email, with a role. 409 when already a member or already invited.
@@ -110,33 +119,46 @@ pub async fn create_invite(
     idempotency::once(&state, &principal, &req, &digest, async {
         principal.require_organization(Permission::ManageMembers)?;
         let body = body.parse()?;
-        let email = validate::email("email", &body.email)?;
-        if body.role == Role::Owner && principal.role != Some(Role::Owner) {
-            return Err(ApiError::Forbidden(
-                "Only an owner can invite another owner.".to_owned(),
-            ));
-        }
-        let token = format!("{INVITE_TOKEN_PREFIX}{}", random_base62(40));
-        let expires_ms = now_ms() + (state.config.invite_ttl_secs as i64) * 1000;
-        let (_, actor_id) = principal.actor();
-        let invite = state
-            .store
-            .create_invite(
-                &principal.tenant_id,
-                &email,
-                body.role,
-                actor_id,
-                &sha256_hex(&token),
-                expires_ms,
-            )
-            .await?;
-        audit(&state, &principal, "invite.sent", "invite", &invite.id).await?;
-        Ok::<HttpResponse, ApiError>(HttpResponse::Created().json(CreatedInvite {
-            invite: invite.into(),
-            token,
-        }))
+        Ok::<HttpResponse, ApiError>(
+            HttpResponse::Created().json(create(&state, &principal, body).await?),
+        )
     })
     .await
+}
+
+/// Creates an invite and returns its token, the only time it is shown (shared by the JSON API
+/// and the console).
+pub(crate) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    body: InviteCreate,
+) -> Result<CreatedInvite, ApiError> {
+    principal.require_organization(Permission::ManageMembers)?;
+    let email = validate::email("email", &body.email)?;
+    if body.role == Role::Owner && principal.role != Some(Role::Owner) {
+        return Err(ApiError::Forbidden(
+            "Only an owner can invite another owner.".to_owned(),
+        ));
+    }
+    let token = format!("{INVITE_TOKEN_PREFIX}{}", random_base62(40));
+    let expires_ms = now_ms() + (state.config.invite_ttl_secs as i64) * 1000;
+    let (_, actor_id) = principal.actor();
+    let invite = state
+        .store
+        .create_invite(
+            &principal.tenant_id,
+            &email,
+            body.role,
+            actor_id,
+            &sha256_hex(&token),
+            expires_ms,
+        )
+        .await?;
+    audit(state, principal, "invite.sent", "invite", &invite.id).await?;
+    Ok(CreatedInvite {
+        invite: invite.into(),
+        token,
+    })
 }
 
 /// Retrieve an invite.

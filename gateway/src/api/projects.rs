@@ -102,6 +102,15 @@ pub async fn list_projects(
     principal: Principal,
     QueryArgs(query): QueryArgs<ProjectListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&state, &principal, query).await?))
+}
+
+/// The projects `principal` may see (shared by the JSON API and the console).
+pub(crate) async fn list(
+    state: &AppState,
+    principal: &Principal,
+    query: ProjectListQuery,
+) -> Result<ProjectList, ApiError> {
     principal.require_organization(Permission::ReadOrganization)?;
     let page = ListQuery {
         limit: query.limit,
@@ -112,7 +121,7 @@ pub async fn list_projects(
         .store
         .list_projects(&principal.tenant_id, query.include_archived, &page)
         .await?;
-    Ok(HttpResponse::Ok().json(ProjectList::from(projects.map(ProjectObject::from))))
+    Ok(ProjectList::from(projects.map(ProjectObject::from)))
 }
 
 /// Create a project.
@@ -132,32 +141,37 @@ pub async fn create_project(
     idempotency::once(&state, &principal, &req, &digest, async {
         principal.require_organization(Permission::ManageProjects)?;
         let body = body.parse()?;
-        let name = validate::name("name", &body.name)?;
-        let limits = body
-            .limits
-            .map(|l| validate::limits("limits", l))
-            .transpose()?;
-        let mut project = state
-            .store
-            .create_project(&principal.tenant_id, &name)
-            .await?;
-        if let Some(limits) = limits {
-            project = state
-                .store
-                .set_project_limits(&principal.tenant_id, &project.id, limits)
-                .await?;
-        }
-        audit(
-            &state,
-            &principal,
-            "project.created",
-            "project",
-            &project.id,
+        Ok::<HttpResponse, ApiError>(
+            HttpResponse::Created().json(create(&state, &principal, body).await?),
         )
-        .await?;
-        Ok::<HttpResponse, ApiError>(HttpResponse::Created().json(ProjectObject::from(project)))
     })
     .await
+}
+
+/// Creates a project (shared by the JSON API and the console).
+pub(crate) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    body: ProjectCreate,
+) -> Result<ProjectObject, ApiError> {
+    principal.require_organization(Permission::ManageProjects)?;
+    let name = validate::name("name", &body.name)?;
+    let limits = body
+        .limits
+        .map(|l| validate::limits("limits", l))
+        .transpose()?;
+    let mut project = state
+        .store
+        .create_project(&principal.tenant_id, &name)
+        .await?;
+    if let Some(limits) = limits {
+        project = state
+            .store
+            .set_project_limits(&principal.tenant_id, &project.id, limits)
+            .await?;
+    }
+    audit(state, principal, "project.created", "project", &project.id).await?;
+    Ok(ProjectObject::from(project))
 }
 
 /// Retrieve a project.

@@ -79,13 +79,22 @@ pub async fn list_users(
     principal: Principal,
     QueryArgs(query): QueryArgs<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&state, &principal, &query).await?))
+}
+
+/// The organization's members (shared by the JSON API and the console).
+pub(crate) async fn list(
+    state: &AppState,
+    principal: &Principal,
+    query: &ListQuery,
+) -> Result<UserList, ApiError> {
     principal.require_organization(Permission::ReadOrganization)?;
     let page = query.page()?;
     let members = state
         .store
         .list_members(&principal.tenant_id, &page)
         .await?;
-    Ok(HttpResponse::Ok().json(UserList::from(members.map(UserObject::from))))
+    Ok(UserList::from(members.map(UserObject::from)))
 }
 
 /// Retrieve a member.

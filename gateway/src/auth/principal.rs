@@ -293,7 +293,18 @@ impl Principal {
                 })?;
             return Ok(Principal::of_key(record, request));
         }
-        let claims = state.tokens.verify_access(&token).ok_or_else(|| {
+        Principal::from_access_token(state, &token, request).await
+    }
+
+    /// The caller of a console access token (from `Authorization: Bearer` or the console's
+    /// session cookie): the signature and expiry are checked, and the role is read from the
+    /// database, so a revoked session or a removed member is refused at once.
+    pub async fn from_access_token(
+        state: &AppState,
+        token: &str,
+        request: RequestContext,
+    ) -> Result<Principal, ApiError> {
+        let claims = state.tokens.verify_access(token).ok_or_else(|| {
             ApiError::Unauthenticated(
                 "Incorrect API key or access token provided, or it has expired.".to_owned(),
             )

@@ -55,12 +55,31 @@ impl SessionTokens {
         family_id: &str,
         now_secs: u64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_access_for(
+            user_id,
+            tenant_id,
+            family_id,
+            now_secs,
+            self.access_ttl_secs,
+        )
+    }
+
+    /// An access token valid for `ttl_secs` (the console's cookie lives longer than API access
+    /// tokens; it is still checked against the session family on every request).
+    pub fn issue_access_for(
+        &self,
+        user_id: &str,
+        tenant_id: &str,
+        family_id: &str,
+        now_secs: u64,
+        ttl_secs: u64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: user_id.to_owned(),
             tid: tenant_id.to_owned(),
             sid: family_id.to_owned(),
             iat: now_secs,
-            exp: now_secs + self.access_ttl_secs,
+            exp: now_secs + ttl_secs,
             iss: ISSUER.to_owned(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)

@@ -1,0 +1,153 @@
+//! The web console, served at `/` by `starfire serve`: server-rendered HTML (maud) with a small
+//! hand-written script (`console/static/console.js`) for copy buttons and the playground's
+//! streamed answer. Everything is embedded in the binary.
+//!
+//! Every action calls the same functions as the JSON API (`api::projects::create`,
+//! `api::api_keys::{create, revoke}`, ...), which do the permission checks, validation and audit
+//! entries; the console only adds its cookie session, CSRF checks and HTML.
+
+mod pages;
+pub mod session;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use maud::Markup;
+
+use crate::error::ApiError;
+
+const CSS: &str = include_str!("../../../console/static/console.css");
+const JS: &str = include_str!("../../../console/static/console.js");
+
+/// No inline script or style, nothing from other origins, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+/// Registers the console's routes (before the API's catch-all).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(pages::home))
+        .route("/assets/console.css", web::get().to(css))
+        .route("/assets/console.js", web::get().to(js))
+        .route("/signin", web::get().to(pages::signin_form))
+        .route("/signin", web::post().to(pages::signin))
+        .route("/signup", web::get().to(pages::signup_form))
+        .route("/signup", web::post().to(pages::signup))
+        .route("/signout", web::post().to(pages::signout))
+        .route("/invite", web::get().to(pages::invite_landing))
+        .route("/projects", web::get().to(pages::projects))
+        .route("/projects", web::post().to(pages::create_project))
+        .route("/projects/{project}/keys", web::get().to(pages::keys))
+        .route(
+            "/projects/{project}/keys",
+            web::post().to(pages::create_key),
+        )
+        .route(
+            "/projects/{project}/keys/{key}/revoke",
+            web::get().to(pages::confirm_revoke),
+        )
+        .route(
+            "/projects/{project}/keys/{key}/revoke",
+            web::post().to(pages::revoke_key),
+        )
+        .route("/members", web::get().to(pages::members))
+        .route("/members/invites", web::post().to(pages::invite))
+        .route("/playground", web::get().to(pages::playground));
+}
+
+/// Headers every console answer carries.
+fn secure_headers(res: &mut HttpResponse) {
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Invite links carry their token in the URL: never send it to another site. (Not
+    // `no-referrer`: with it, browsers send `Origin: null` on form posts.)
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+/// An HTML page.
+pub(crate) fn html(status: StatusCode, markup: Markup) -> HttpResponse {
+    let mut res = HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(markup.into_string());
+    secure_headers(&mut res);
+    res
+}
+
+/// A 303 to `location`.
+pub(crate) fn see_other(location: &str) -> HttpResponse {
+    let mut res = HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish();
+    secure_headers(&mut res);
+    res
+}
+
+async fn css() -> HttpResponse {
+    let mut res = HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(CSS);
+    secure_headers(&mut res);
+    res
+}
+
+async fn js() -> HttpResponse {
+    let mut res = HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(JS);
+    secure_headers(&mut res);
+    res
+}
+
+/// An error shown as an HTML page with the API's status and message.
+#[derive(Debug)]
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(err: ApiError) -> Self {
+        PageError(err)
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(err: crate::store::StoreError) -> Self {
+        PageError(err.into())
+    }
+}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.body().error.message)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = &self.0 {
+            tracing::error!(%cause, "internal error");
+        }
+        let message = self.0.body().error.message;
+        html(
+            self.status_code(),
+            pages::error_page(self.status_code(), &message),
+        )
+    }
+}

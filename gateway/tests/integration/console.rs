@@ -1,0 +1,579 @@
+//! The web console at `/`: pages, forms, cookie sessions, CSRF and role checks, in-process on
+//! both backends. (The real-browser test is `console_browser`.)
+
+use std::collections::HashMap;
+
+use actix_web::http::Method;
+use actix_web::test::TestRequest;
+use serde_json::{json, Value};
+
+use crate::support::{Resp, TestApp};
+use gateway::auth::secret::sha256_hex;
+
+/// A minimal browser: a cookie jar over the in-process app.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: HashMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Browser {
+            app,
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, req: TestRequest) -> Resp {
+        let mut req = req.peer_addr("127.0.0.1:40000".parse().unwrap());
+        if !self.cookies.is_empty() {
+            let header: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req = req.insert_header(("cookie", header.join("; ")));
+        }
+        let resp = self.app.call(req).await;
+        for value in resp.headers.get_all("set-cookie") {
+            let value = value.to_str().unwrap();
+            let (pair, _) = value.split_once(';').unwrap_or((value, ""));
+            let (name, val) = pair.split_once('=').unwrap();
+            if value.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), val.to_owned());
+            }
+        }
+        resp
+    }
+
+    async fn get(&mut self, path: &str) -> Resp {
+        self.send(TestRequest::default().method(Method::GET).uri(path))
+            .await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        self.send(
+            TestRequest::default()
+                .method(Method::POST)
+                .uri(path)
+                .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                .set_payload(body),
+        )
+        .await
+    }
+
+    /// GETs `page`, then posts `form` to `action` with the page's CSRF token.
+    async fn submit(&mut self, page: &str, action: &str, form: &[(&str, &str)]) -> Resp {
+        let html = text(self.get(page).await.expect(200));
+        let csrf = csrf_of(&html);
+        let mut fields = vec![("csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post(action, &fields).await
+    }
+
+    async fn signup(&mut self, email: &str) {
+        let resp = self
+            .submit(
+                "/signup",
+                "/signup",
+                &[("email", email), ("password", "password123")],
+            )
+            .await;
+        assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+        assert_eq!(resp.header("location"), "/projects");
+    }
+
+    async fn signin(&mut self, email: &str) {
+        let resp = self
+            .submit(
+                "/signin",
+                "/signin",
+                &[("email", email), ("password", "password123")],
+            )
+            .await;
+        assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    }
+}
+
+fn text(body: Value) -> String {
+    body.as_str().expect("an HTML body").to_owned()
+}
+
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// The text between `start` and the next `end` after it.
+fn between<'h>(html: &'h str, start: &str, end: &str) -> &'h str {
+    let from = html
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {html}"))
+        + start.len();
+    &html[from..from + html[from..].find(end).unwrap()]
+}
+
+#[track_caller]
+fn assert_html(resp: &Resp, status: u16) -> String {
+    assert_eq!(resp.status.as_u16(), status, "{}", resp.body);
+    assert!(resp
+        .header("content-type")
+        .starts_with("text/html; charset=utf-8"));
+    let csp = resp.header("content-security-policy");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(resp.header("x-content-type-options"), "nosniff");
+    let html = resp.body.as_str().unwrap().to_owned();
+    // No inline script: every <script> loads a file.
+    for piece in html.split("<script").skip(1) {
+        assert!(
+            piece.trim_start().starts_with("src="),
+            "inline script in {html}"
+        );
+    }
+    html
+}
+
+async fn sign_up_in_out(app: TestApp) {
+    let mut browser = Browser::new(&app);
+    let resp = browser.get("/").await;
+    assert_eq!(resp.status.as_u16(), 303);
+    assert_eq!(resp.header("location"), "/signin");
+    let resp = browser.get("/projects").await;
+    assert_eq!(resp.header("location"), "/signin", "pages need a session");
+
+    // Sign-up: the form's CSRF cookie, then the session cookie's attributes.
+    let signup = browser.get("/signup").await;
+    let html = assert_html(&signup, 200);
+    assert!(html.contains("<label for=\"email\">Email</label>"));
+    let pre = signup.header("set-cookie");
+    assert!(
+        pre.starts_with("sf_csrf=") && pre.contains("HttpOnly"),
+        "{pre}"
+    );
+    let csrf = csrf_of(&html);
+    let refused = browser
+        .post(
+            "/signup",
+            &[("email", "ada@example.com"), ("password", "password123")],
+        )
+        .await;
+    assert_html(&refused, 403);
+    let wrong = browser
+        .post(
+            "/signup",
+            &[
+                ("csrf", "x".repeat(32).as_str()),
+                ("email", "ada@example.com"),
+                ("password", "password123"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        wrong.status.as_u16(),
+        403,
+        "a token that is not the cookie's"
+    );
+    let short = browser
+        .post(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", "ada@example.com"),
+                ("password", "short"),
+            ],
+        )
+        .await;
+    let html = assert_html(&short, 422);
+    assert!(html.contains("password"), "{html}");
+    assert!(html.contains("value=\"ada@example.com\""), "email kept");
+    let created = browser
+        .post(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", "ada@example.com"),
+                ("password", "password123"),
+                ("organization_name", "Analytical Engines"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 303, "{}", created.body);
+    let cookie = created.header("set-cookie");
+    assert!(cookie.starts_with("sf_console="), "{cookie}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure");
+
+    let page = browser.get("/projects").await;
+    let html = assert_html(&page, 200);
+    assert!(html.contains("ada@example.com"));
+    assert!(html.contains("Analytical Engines"));
+    assert!(html.contains("<span id=\"role\">owner</span>"));
+    assert!(html.contains("1 project"));
+    assert!(html.contains("Default project"));
+    assert!(html.contains("aria-current=\"page\""));
+
+    // Sign out: needs the session's CSRF token; afterwards the old cookie is dead.
+    let old_cookie = browser.cookies["sf_console"].clone();
+    let refused = browser.post("/signout", &[("csrf", "nope")]).await;
+    assert_html(&refused, 403);
+    let resp = browser.submit("/projects", "/signout", &[]).await;
+    assert_eq!(resp.status.as_u16(), 303);
+    assert_eq!(resp.header("location"), "/signin");
+    assert!(resp.header("set-cookie").contains("Max-Age=0"));
+    browser
+        .cookies
+        .insert("sf_console".to_owned(), old_cookie.clone());
+    let resp = browser.get("/projects").await;
+    assert_eq!(resp.header("location"), "/signin", "revoked session");
+    let resp = browser.post("/projects", &[("name", "x")]).await;
+    assert_html(&resp, 401);
+    browser.cookies.remove("sf_console");
+
+    // Sign in: wrong password shows the form again with the error.
+    let page = browser.get("/signin").await;
+    let csrf = csrf_of(&assert_html(&page, 200));
+    let wrong = browser
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", "ada@example.com"),
+                ("password", "wrong password"),
+            ],
+        )
+        .await;
+    let html = assert_html(&wrong, 401);
+    assert!(html.contains("Incorrect email or password."));
+    browser.signin("ada@example.com").await;
+    let html = assert_html(&browser.get("/projects").await, 200);
+    assert!(html.contains("Default project"));
+
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let mut tls = Browser::new(&app);
+    let resp = tls
+        .send(
+            TestRequest::default()
+                .uri("/signin")
+                .insert_header(("x-forwarded-proto", "https")),
+        )
+        .await;
+    assert!(resp.header("set-cookie").contains("; Secure"));
+
+    // A cross-site post is refused even with a valid token.
+    let page = browser.get("/projects").await;
+    let csrf = csrf_of(&assert_html(&page, 200));
+    let resp = browser
+        .send(
+            TestRequest::default()
+                .method(Method::POST)
+                .uri("/projects")
+                .insert_header(("origin", "https://evil.example"))
+                .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                .set_payload(format!("csrf={csrf}&name=evil")),
+        )
+        .await;
+    assert_html(&resp, 403);
+}
+
+async fn projects_and_keys(app: TestApp) {
+    let mut browser = Browser::new(&app);
+    browser.signup("grace@example.com").await;
+
+    let resp = browser
+        .submit("/projects", "/projects", &[("name", "Compiler")])
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    let keys_url = resp.header("location");
+    assert!(keys_url.starts_with("/projects/proj_") && keys_url.ends_with("/keys"));
+    let html = assert_html(&browser.get("/projects").await, 200);
+    assert!(html.contains("2 projects") && html.contains("Compiler"));
+    let bad = browser
+        .submit("/projects", "/projects", &[("name", "")])
+        .await;
+    let html = assert_html(&bad, 422);
+    assert!(html.contains("name"), "{html}");
+
+    let html = assert_html(&browser.get(&keys_url).await, 200);
+    assert!(html.contains("API keys · Compiler"));
+    assert!(html.contains("0 live keys"));
+    assert!(html.contains("<legend>Scopes</legend>"));
+
+    let created = browser
+        .submit(
+            &keys_url,
+            &keys_url,
+            &[
+                ("name", "ci key"),
+                ("scopes", "inference"),
+                ("scopes", "usage:read"),
+            ],
+        )
+        .await;
+    let html = assert_html(&created, 200);
+    let secret = between(&html, "<code id=\"new-key\">", "</code>").to_owned();
+    assert!(secret.starts_with("sf-"), "{secret}");
+    assert!(html.contains("it will not be shown again"));
+    assert!(html.contains("data-copy=\"new-key\""));
+    assert!(html.contains("1 live key"));
+    assert!(html.contains("inference, usage:read"));
+    assert!(html.contains("never"), "not used yet");
+    let record = app
+        .state
+        .store
+        .authenticate_api_key(&sha256_hex(&secret))
+        .await
+        .unwrap()
+        .expect("the shown key works");
+    assert_eq!(record.name, "ci key");
+
+    // Listed later with its prefix only.
+    let html = assert_html(&browser.get(&keys_url).await, 200);
+    assert!(!html.contains(&secret), "the secret is shown once");
+    assert!(html.contains(&format!("{}...", &secret[..9])));
+    let bad = browser
+        .submit(&keys_url, &keys_url, &[("name", "x"), ("scopes", "root")])
+        .await;
+    assert_html(&bad, 422);
+
+    // Revoke: a confirmation page, then the post (with CSRF).
+    let revoke_url = format!("{keys_url}/{}/revoke", record.id);
+    assert!(html.contains(&format!("href=\"{revoke_url}\"")));
+    let confirm = assert_html(&browser.get(&revoke_url).await, 200);
+    assert!(confirm.contains("Revoke <strong>ci key</strong>"));
+    assert!(confirm.contains("Cancel"));
+    let refused = browser.post(&revoke_url, &[("csrf", "bad")]).await;
+    assert_html(&refused, 403);
+    assert!(app
+        .state
+        .store
+        .authenticate_api_key(&sha256_hex(&secret))
+        .await
+        .unwrap()
+        .is_some());
+    let done = browser.submit(&revoke_url, &revoke_url, &[]).await;
+    assert_eq!(done.status.as_u16(), 303);
+    assert_eq!(done.header("location"), keys_url);
+    let html = assert_html(&browser.get(&keys_url).await, 200);
+    assert!(html.contains("0 live keys"));
+    assert!(app
+        .state
+        .store
+        .authenticate_api_key(&sha256_hex(&secret))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Another organization's project is not found.
+    let mut other = Browser::new(&app);
+    other.signup("eve@example.com").await;
+    assert_html(&other.get(&keys_url).await, 404);
+    let resp = other
+        .submit(
+            "/projects",
+            &keys_url,
+            &[("name", "steal"), ("scopes", "inference")],
+        )
+        .await;
+    assert_html(&resp, 404);
+}
+
+async fn viewer_cannot_manage_keys(app: TestApp) {
+    let owner = app.signup("owner@example.com").await;
+    let project = app.default_project(&owner.access).await;
+    let (key_id, secret) = app
+        .create_key(&owner.access, &project, &["inference"])
+        .await;
+    app.member_with_role(&owner, "viewer@example.com", "viewer")
+        .await;
+
+    let mut viewer = Browser::new(&app);
+    viewer.signin("viewer@example.com").await;
+    let keys_url = format!("/projects/{project}/keys");
+    let html = assert_html(&viewer.get(&keys_url).await, 200);
+    assert!(html.contains("<span id=\"role\">viewer</span>"));
+    assert!(html.contains("1 live key"));
+    assert!(!html.contains("Create key"), "no form for viewers");
+    assert!(!html.contains("/revoke\""), "no revoke links for viewers");
+    assert!(html.contains("can see this page but not change it"));
+
+    // Posting the forms directly (with a valid CSRF token) is refused too.
+    let resp = viewer
+        .submit(
+            &keys_url,
+            &keys_url,
+            &[("name", "sneaky"), ("scopes", "inference")],
+        )
+        .await;
+    let html = assert_html(&resp, 403);
+    assert!(html.contains("permission to manage API keys"), "{html}");
+    let revoke_url = format!("{keys_url}/{key_id}/revoke");
+    assert_html(&viewer.get(&revoke_url).await, 403);
+    let resp = viewer.submit(&keys_url, &revoke_url, &[]).await;
+    assert_html(&resp, 403);
+    assert!(app
+        .state
+        .store
+        .authenticate_api_key(&sha256_hex(&secret))
+        .await
+        .unwrap()
+        .is_some());
+    let resp = viewer
+        .submit("/projects", "/projects", &[("name", "nope")])
+        .await;
+    assert_html(&resp, 403);
+    let resp = viewer
+        .submit(
+            "/members",
+            "/members/invites",
+            &[("email", "x@example.com"), ("role", "viewer")],
+        )
+        .await;
+    assert_html(&resp, 403);
+    assert_html(&viewer.get("/playground").await, 403);
+    let html = assert_html(&viewer.get("/members").await, 200);
+    assert!(html.contains("2 members"));
+    assert!(!html.contains("Invite a member"));
+
+    // A developer may manage keys but not projects.
+    app.member_with_role(&owner, "dev@example.com", "developer")
+        .await;
+    let mut dev = Browser::new(&app);
+    dev.signin("dev@example.com").await;
+    let resp = dev
+        .submit(
+            &keys_url,
+            &keys_url,
+            &[("name", "dev key"), ("scopes", "inference")],
+        )
+        .await;
+    assert!(assert_html(&resp, 200).contains("2 live keys"));
+    let html = assert_html(&dev.get("/projects").await, 200);
+    assert!(!html.contains("Create project"));
+}
+
+async fn members_invite_and_accept(app: TestApp) {
+    let mut owner = Browser::new(&app);
+    owner.signup("lead@example.com").await;
+    let html = assert_html(&owner.get("/members").await, 200);
+    assert!(html.contains("1 member"));
+    assert!(html.contains("No invites yet."));
+    assert!(html.contains("<label for=\"invite-role\">Role</label>"));
+
+    let refused = owner
+        .post(
+            "/members/invites",
+            &[("email", "new@example.com"), ("role", "developer")],
+        )
+        .await;
+    assert_html(&refused, 403);
+    let bad = owner
+        .submit(
+            "/members",
+            "/members/invites",
+            &[("email", "new@example.com"), ("role", "emperor")],
+        )
+        .await;
+    assert_html(&bad, 422);
+    let resp = owner
+        .submit(
+            "/members",
+            "/members/invites",
+            &[("email", "new@example.com"), ("role", "developer")],
+        )
+        .await;
+    let html = assert_html(&resp, 200);
+    let link = between(&html, "<code id=\"invite-link\">", "</code>").to_owned();
+    assert!(
+        link.starts_with("http://localhost:8080/invite?token=sfi-"),
+        "{link}"
+    );
+    assert!(html.contains("new@example.com") && html.contains("pending"));
+    let path = link.trim_start_matches("http://localhost:8080");
+    let token = path.trim_start_matches("/invite?token=").to_owned();
+
+    let mut invitee = Browser::new(&app);
+    let landing = assert_html(&invitee.get(path).await, 200);
+    assert!(landing.contains("new@example.com is invited to join"));
+    assert!(landing.contains("as developer"));
+    let form = assert_html(&invitee.get(&format!("/signup?invite={token}")).await, 200);
+    assert!(
+        form.contains("value=\"new@example.com\""),
+        "email prefilled"
+    );
+    let csrf = csrf_of(&form);
+    let resp = invitee
+        .post(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", "new@example.com"),
+                ("password", "password123"),
+                ("invite_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    let html = assert_html(&invitee.get("/members").await, 200);
+    assert!(html.contains("<span id=\"role\">developer</span>"));
+    assert!(html.contains("2 members"));
+    // Used: the link no longer works.
+    assert_html(&invitee.get(path).await, 404);
+    let html = assert_html(&owner.get("/members").await, 200);
+    assert!(html.contains("accepted"));
+    assert_html(&owner.get("/invite?token=%3Cscript%3E").await, 422);
+}
+
+async fn playground_session_token(app: TestApp) {
+    let app = app.with_model();
+    let mut browser = Browser::new(&app);
+    browser.signup("play@example.com").await;
+    let html = assert_html(&browser.get("/playground").await, 200);
+    assert!(html.contains("<label for=\"temperature\">Temperature</label>"));
+    assert!(html.contains("<option value=\"smollm2-135m-instruct\">"));
+    let token = between(&html, "data-token=\"", "\"").to_owned();
+    let resp = app
+        .post(
+            "/v1/chat/completions",
+            Some(&token),
+            json!({"model": "smollm2-135m-instruct", "max_tokens": 4,
+                   "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    let body = resp.expect(200);
+    assert!(body["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
+    // The token belongs to the console session: signing out ends it.
+    let resp = browser.submit("/playground", "/signout", &[]).await;
+    assert_eq!(resp.status.as_u16(), 303);
+    app.get("/v1/models", Some(&token)).await.expect(401);
+}
+
+async fn static_assets(app: TestApp) {
+    let resp = app.get("/assets/console.js", None).await;
+    assert_eq!(resp.status.as_u16(), 200);
+    assert!(resp.header("content-type").starts_with("text/javascript"));
+    assert!(text(resp.body).contains("/v1/chat/completions"));
+    let resp = app.get("/assets/console.css", None).await;
+    assert!(resp.header("content-type").starts_with("text/css"));
+    assert!(text(resp.body).contains(":focus-visible"));
+}
+
+on_both_backends!(
+    sign_up_in_out,
+    projects_and_keys,
+    viewer_cannot_manage_keys,
+    members_invite_and_accept,
+    playground_session_token,
+    static_assets,
+);

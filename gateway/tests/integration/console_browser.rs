@@ -1,0 +1,364 @@
+//! The console in a real headless browser: Debian's `chromium` driven through `chromedriver`
+//! (WebDriver) against the real `starfire serve` with the default model. It signs up, creates a
+//! project and a key, streams a chat in the playground, invites a member who accepts, and revokes
+//! the key, asserting what each page shows; a screenshot of every page lands in
+//! `target/console-screenshots/`.
+//!
+//! It needs `chromium` and `chromium-driver` (`scripts/test` installs them); without them it fails
+//! and says so.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_starfire");
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str, process: &mut Process) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = process.0.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not start listening");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The first of `names` found on PATH.
+fn which(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = option_env!("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Session {
+    client: Client,
+    base: String,
+    shots: PathBuf,
+    count: usize,
+}
+
+impl Session {
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn screenshot(&mut self, name: &str) {
+        self.count += 1;
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(
+            self.shots.join(format!("{:02}-{name}.png", self.count)),
+            png,
+        )
+        .unwrap();
+    }
+
+    /// The text of `css`, retried while the page is still changing (a click that navigates
+    /// returns before the next page has replaced the old one).
+    async fn text(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match found {
+                Ok(text) => return text,
+                Err(e) if Instant::now() >= deadline => panic!("{css} on the page: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `css`'s text is `expected`, or fails saying what it was.
+    async fn wait_text(&self, css: &str, expected: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} should read {expected:?}, reads {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the page whose heading is `expected`; fails with the page's error if any.
+    async fn expect_heading(&self, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let heading = self.text("h1").await;
+            if heading == expected {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let error = match self.client.find(Locator::Css(".error")).await {
+                    Ok(element) => element.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                panic!("expected the page {expected:?}, got {heading:?} {error}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn console_in_a_headless_browser() {
+    let driver = which(&["chromedriver"]).unwrap_or_else(|| {
+        panic!(
+            "the console browser test needs chromedriver and chromium: \
+             `apt-get install -y chromium chromium-driver` (scripts/test installs them)"
+        )
+    });
+    let chromium = which(&["chromium", "chromium-browser"]).unwrap_or_else(|| {
+        panic!(
+            "the console browser test needs chromium: `apt-get install -y chromium \
+             chromium-driver` (scripts/test installs them)"
+        )
+    });
+    let model = engine::model_cache::find_default_model()
+        .expect("the default model is cached (`starfire model fetch`)");
+
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STARFIRE_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut server = Process(
+        cmd.env("STARFIRE_HOME", home.path())
+            .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("STARFIRE_MODEL_PATH", &model)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "starfire serve", &mut server);
+
+    let driver_port = free_port();
+    let mut chromedriver = Process(
+        Command::new(&driver)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(driver_port, "chromedriver", &mut chromedriver);
+
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1000"],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a chromium session through chromedriver");
+    let mut s = Session {
+        client,
+        base: format!("http://127.0.0.1:{port}"),
+        shots: screenshot_dir(),
+        count: 0,
+    };
+    let result = run(&mut s).await;
+    let _ = s.client.close().await;
+    result
+}
+
+async fn run(s: &mut Session) {
+    // Sign up.
+    s.goto("/").await;
+    s.expect_heading("Sign in").await;
+    s.screenshot("signin").await;
+    s.goto("/signup").await;
+    s.expect_heading("Create your account").await;
+    s.fill("#email", "browser@example.com").await;
+    s.fill("#password", "password123").await;
+    s.fill("#organization_name", "Browser Org").await;
+    s.screenshot("signup").await;
+    s.click("button[type=submit]").await;
+    s.expect_heading("Projects").await;
+    s.wait_text("#project-count", "1 project", Duration::from_secs(20))
+        .await;
+    assert!(s.text("header").await.contains("Browser Org"));
+    s.screenshot("projects").await;
+
+    // A project, then a key: the secret shown once, the copy button enabled by the script.
+    s.fill("#project-name", "Browser project").await;
+    s.click("main button[type=submit]").await;
+    s.expect_heading("API keys · Browser project").await;
+    s.wait_text("#key-count", "0 live keys", Duration::from_secs(20))
+        .await;
+    s.screenshot("keys-empty").await;
+    s.fill("#key-name", "browser key").await;
+    s.click("main form button[type=submit]").await;
+    let secret = s.text("#new-key").await;
+    assert!(secret.starts_with("sf-"), "{secret}");
+    s.wait_text("#key-count", "1 live key", Duration::from_secs(20))
+        .await;
+    let copy = s
+        .client
+        .find(Locator::Css("button[data-copy=new-key]"))
+        .await
+        .unwrap();
+    assert!(
+        copy.is_displayed().await.unwrap(),
+        "console.js ran (CSP allows it) and showed the copy button"
+    );
+    assert!(s.text("tbody").await.contains("never"));
+    s.screenshot("key-created").await;
+    let keys_url = s.client.current_url().await.unwrap().to_string();
+
+    // The playground streams an answer with tokens/s and usage.
+    s.goto("/playground").await;
+    s.expect_heading("Playground").await;
+    s.fill("#max_tokens", "16").await;
+    s.fill("#prompt", "Say hello.").await;
+    let curl = s.text("#curl").await;
+    assert!(
+        curl.contains(&format!("curl {}/v1/chat/completions", s.base)),
+        "{curl}"
+    );
+    assert!(curl.contains("\"max_tokens\":16"), "{curl}");
+    s.click("#playground button[type=submit]").await;
+    s.wait_text("#status", "Done.", Duration::from_secs(120))
+        .await;
+    let answer = s.text("#answer").await;
+    assert!(!answer.trim().is_empty(), "a streamed answer");
+    let completion: u64 = s.text("#stat-completion").await.parse().unwrap();
+    assert!((1..=16).contains(&completion), "{completion}");
+    let prompt: u64 = s.text("#stat-prompt").await.parse().unwrap();
+    let total: u64 = s.text("#stat-total").await.parse().unwrap();
+    assert_eq!(total, prompt + completion);
+    let rate: f64 = s.text("#stat-rate").await.parse().unwrap();
+    assert!(rate > 0.0, "{rate}");
+    s.screenshot("playground").await;
+
+    // Invite a member.
+    s.goto("/members").await;
+    s.wait_text("#member-count", "1 member", Duration::from_secs(20))
+        .await;
+    s.fill("#invite-email", "invitee@example.com").await;
+    s.click("main form button[type=submit]").await;
+    let link = s.text("#invite-link").await;
+    assert!(link.contains("/invite?token=sfi-"), "{link}");
+    assert!(s.text("#invites").await.contains("invitee@example.com"));
+    s.screenshot("members-invited").await;
+
+    // Revoke the key, through the confirmation page.
+    s.client.goto(&keys_url).await.unwrap();
+    s.click("a[href$='/revoke']").await;
+    s.expect_heading("Revoke key").await;
+    s.screenshot("revoke-confirm").await;
+    s.click("button.danger").await;
+    s.wait_text("#key-count", "0 live keys", Duration::from_secs(20))
+        .await;
+    s.screenshot("keys-revoked").await;
+
+    // Sign out; the invitee accepts through the link.
+    s.click("header button[type=submit]").await;
+    s.expect_heading("Sign in").await;
+    s.client.goto(&link).await.unwrap();
+    s.expect_heading("You are invited").await;
+    s.screenshot("invite-landing").await;
+    s.click("a.button").await;
+    s.expect_heading("Create your account").await;
+    s.fill("#password", "password123").await;
+    s.click("button[type=submit]").await;
+    s.expect_heading("Projects").await;
+    s.wait_text("#project-count", "2 projects", Duration::from_secs(20))
+        .await;
+    s.wait_text("#role", "developer", Duration::from_secs(20))
+        .await;
+    s.goto("/members").await;
+    s.wait_text("#member-count", "2 members", Duration::from_secs(20))
+        .await;
+    s.screenshot("members-joined").await;
+
+    // Phone width: the navigation and tables still fit.
+    s.client.set_window_size(390, 844).await.unwrap();
+    s.goto("/projects").await;
+    s.expect_heading("Projects").await;
+    let width: f64 = s
+        .client
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(
+        width <= 400.0,
+        "no horizontal scrolling at phone width: {width}"
+    );
+    s.screenshot("projects-phone").await;
+}
