@@ -2,6 +2,8 @@
 # the pinned generator and test tools (sdk/python/requirements-dev.txt), reinstalled only when
 # that file changes. Its directory: STARFIRE_SDK_TOOLS, default target/sdk-tools.
 SDK_TOOLS="${STARFIRE_SDK_TOOLS:-${CARGO_TARGET_DIR:-target}/sdk-tools}"
+# Absolute: the generator runs its formatter from another directory through PATH.
+case "$SDK_TOOLS" in /*) ;; *) SDK_TOOLS="$PWD/$SDK_TOOLS" ;; esac
 SDK_PY="$SDK_TOOLS/py"
 sdk_tools_install() {
   local req=sdk/python/requirements-dev.txt stamp="$SDK_PY/.requirements"

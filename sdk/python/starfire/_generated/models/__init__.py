@@ -6,6 +6,7 @@ from .admin_key_object import AdminKeyObject
 from .api_key_create import ApiKeyCreate
 from .api_key_list import ApiKeyList
 from .api_key_object import ApiKeyObject
+from .api_key_update import ApiKeyUpdate
 from .assistant_message import AssistantMessage
 from .audit_log_list import AuditLogList
 from .audit_log_object import AuditLogObject
@@ -53,10 +54,15 @@ from .completion_logprobs import CompletionLogprobs
 from .completion_logprobs_top_logprobs_item import CompletionLogprobsTopLogprobsItem
 from .completion_request import CompletionRequest
 from .completion_request_logit_bias_type_0 import CompletionRequestLogitBiasType0
+from .completions_usage_result import CompletionsUsageResult
 from .content_part import ContentPart
+from .cost_amount import CostAmount
+from .cost_result import CostResult
 from .created_admin_key import CreatedAdminKey
 from .created_api_key import CreatedApiKey
 from .created_invite import CreatedInvite
+from .credit_entry_object import CreditEntryObject
+from .credits_object import CreditsObject
 from .deleted_object import DeletedObject
 from .detokenize_request import DetokenizeRequest
 from .detokenize_response import DetokenizeResponse
@@ -65,6 +71,7 @@ from .embedding_object import EmbeddingObject
 from .embedding_object_embedding import EmbeddingObjectEmbedding
 from .embedding_request import EmbeddingRequest
 from .embedding_usage import EmbeddingUsage
+from .embeddings_usage_result import EmbeddingsUsageResult
 from .error_body import ErrorBody
 from .error_object import ErrorObject
 from .health import Health
@@ -94,11 +101,25 @@ from .token_logprob_object import TokenLogprobObject
 from .tokenize_request import TokenizeRequest
 from .tokenize_response import TokenizeResponse
 from .top_logprob import TopLogprob
+from .usage_bucket_completions_usage_result import UsageBucketCompletionsUsageResult
+from .usage_bucket_completions_usage_result_results_item import (
+    UsageBucketCompletionsUsageResultResultsItem,
+)
+from .usage_bucket_cost_result import UsageBucketCostResult
+from .usage_bucket_cost_result_results_item import UsageBucketCostResultResultsItem
+from .usage_bucket_embeddings_usage_result import UsageBucketEmbeddingsUsageResult
+from .usage_bucket_embeddings_usage_result_results_item import (
+    UsageBucketEmbeddingsUsageResultResultsItem,
+)
 from .usage_object import UsageObject
+from .usage_page_completions_usage_result import UsagePageCompletionsUsageResult
+from .usage_page_cost_result import UsagePageCostResult
+from .usage_page_embeddings_usage_result import UsagePageEmbeddingsUsageResult
 from .user_list import UserList
 from .user_object import UserObject
 from .user_role_update import UserRoleUpdate
 from .user_summary import UserSummary
+from .ws_ticket import WsTicket
 
 __all__ = (
     "AdminKeyCreate",
@@ -107,6 +128,7 @@ __all__ = (
     "ApiKeyCreate",
     "ApiKeyList",
     "ApiKeyObject",
+    "ApiKeyUpdate",
     "AssistantMessage",
     "AuditLogList",
     "AuditLogObject",
@@ -134,10 +156,15 @@ __all__ = (
     "CompletionLogprobsTopLogprobsItem",
     "CompletionRequest",
     "CompletionRequestLogitBiasType0",
+    "CompletionsUsageResult",
     "ContentPart",
+    "CostAmount",
+    "CostResult",
     "CreatedAdminKey",
     "CreatedApiKey",
     "CreatedInvite",
+    "CreditEntryObject",
+    "CreditsObject",
     "DeletedObject",
     "DetokenizeRequest",
     "DetokenizeResponse",
@@ -146,6 +173,7 @@ __all__ = (
     "EmbeddingObjectEmbedding",
     "EmbeddingRequest",
     "EmbeddingUsage",
+    "EmbeddingsUsageResult",
     "ErrorBody",
     "ErrorObject",
     "Health",
@@ -175,9 +203,19 @@ __all__ = (
     "TokenizeRequest",
     "TokenizeResponse",
     "TopLogprob",
+    "UsageBucketCompletionsUsageResult",
+    "UsageBucketCompletionsUsageResultResultsItem",
+    "UsageBucketCostResult",
+    "UsageBucketCostResultResultsItem",
+    "UsageBucketEmbeddingsUsageResult",
+    "UsageBucketEmbeddingsUsageResultResultsItem",
     "UsageObject",
+    "UsagePageCompletionsUsageResult",
+    "UsagePageCostResult",
+    "UsagePageEmbeddingsUsageResult",
     "UserList",
     "UserObject",
     "UserRoleUpdate",
     "UserSummary",
+    "WsTicket",
 )

@@ -24,7 +24,8 @@ class ApiKeyObject:
     Attributes:
         created_at (int):
         id (str):
-        limits (KeyLimits): Per-key limits; enforced by the rate limiter, `None` means "the project's limit".
+        limits (KeyLimits): Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
+            level: key → project → the organization's plan.
         name (str):
         object_ (str): Always `organization.project.api_key`. Example: organization.project.api_key.
         owner (KeyOwnerObject): Who created a key.

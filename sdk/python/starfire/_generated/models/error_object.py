@@ -19,7 +19,8 @@ class ErrorObject:
         code (str): A stable machine-readable code.
         message (str): Human-readable explanation; names the field when one is at fault.
         type_ (str): One of `invalid_request_error`, `authentication_error`, `permission_error`,
-            `not_found_error`, `conflict_error`, `rate_limit_error`, `server_error`.
+            `not_found_error`, `conflict_error`, `rate_limit_error`, `insufficient_quota`,
+            `server_error`.
         param (None | str | Unset): The request field at fault, when there is one.
     """
 

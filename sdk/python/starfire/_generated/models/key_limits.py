@@ -4,7 +4,6 @@ from collections.abc import Mapping
 from typing import Any, Self, TypeVar, cast
 
 from attrs import define as _attrs_define
-from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
 
@@ -13,18 +12,27 @@ T = TypeVar("T", bound="KeyLimits")
 
 @_attrs_define
 class KeyLimits:
-    """Per-key limits; enforced by the rate limiter, `None` means "the project's limit".
+    """Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
+    level: key → project → the organization's plan.
 
-    Attributes:
-        rpm (int | None | Unset): Requests per minute.
-        tpm (int | None | Unset): Tokens per minute.
+        Attributes:
+            concurrency (int | None | Unset): Requests in flight at once.
+            rpm (int | None | Unset): Requests per minute.
+            tpm (int | None | Unset): Tokens per minute (prompt plus `max_tokens` reserved at admission, corrected at the
+                end).
     """
 
+    concurrency: int | None | Unset = UNSET
     rpm: int | None | Unset = UNSET
     tpm: int | None | Unset = UNSET
-    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        concurrency: int | None | Unset
+        if isinstance(self.concurrency, Unset):
+            concurrency = UNSET
+        else:
+            concurrency = self.concurrency
+
         rpm: int | None | Unset
         if isinstance(self.rpm, Unset):
             rpm = UNSET
@@ -38,8 +46,10 @@ class KeyLimits:
             tpm = self.tpm
 
         field_dict: dict[str, Any] = {}
-        field_dict.update(self.additional_properties)
+
         field_dict.update({})
+        if concurrency is not UNSET:
+            field_dict["concurrency"] = concurrency
         if rpm is not UNSET:
             field_dict["rpm"] = rpm
         if tpm is not UNSET:
@@ -50,6 +60,15 @@ class KeyLimits:
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         d = dict(src_dict)
+
+        def _parse_concurrency(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        concurrency = _parse_concurrency(d.pop("concurrency", UNSET))
 
         def _parse_rpm(data: object) -> int | None | Unset:
             if data is None:
@@ -70,25 +89,9 @@ class KeyLimits:
         tpm = _parse_tpm(d.pop("tpm", UNSET))
 
         key_limits = cls(
+            concurrency=concurrency,
             rpm=rpm,
             tpm=tpm,
         )
 
-        key_limits.additional_properties = d
         return key_limits
-
-    @property
-    def additional_keys(self) -> list[str]:
-        return list(self.additional_properties.keys())
-
-    def __getitem__(self, key: str) -> Any:
-        return self.additional_properties[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.additional_properties[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.additional_properties[key]
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.additional_properties

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from attrs import define as _attrs_define
+
+from ..types import UNSET, Unset
+
+if TYPE_CHECKING:
+    from ..models.key_limits import KeyLimits
+
 
 T = TypeVar("T", bound="ProjectCreate")
 
@@ -13,12 +19,24 @@ class ProjectCreate:
     """
     Attributes:
         name (str): 1 to 128 characters.
+        limits (KeyLimits | None | Unset):
     """
 
     name: str
+    limits: KeyLimits | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.key_limits import KeyLimits
+
         name = self.name
+
+        limits: dict[str, Any] | None | Unset
+        if isinstance(self.limits, Unset):
+            limits = UNSET
+        elif isinstance(self.limits, KeyLimits):
+            limits = self.limits.to_dict()
+        else:
+            limits = self.limits
 
         field_dict: dict[str, Any] = {}
 
@@ -27,16 +45,38 @@ class ProjectCreate:
                 "name": name,
             }
         )
+        if limits is not UNSET:
+            field_dict["limits"] = limits
 
         return field_dict
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
+        from ..models.key_limits import KeyLimits
+
         d = dict(src_dict)
         name = d.pop("name")
 
+        def _parse_limits(data: object) -> KeyLimits | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                limits_type_1 = KeyLimits.from_dict(data)
+
+                return limits_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(KeyLimits | None | Unset, data)
+
+        limits = _parse_limits(d.pop("limits", UNSET))
+
         project_create = cls(
             name=name,
+            limits=limits,
         )
 
         return project_create

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
+
+if TYPE_CHECKING:
+    from ..models.key_limits import KeyLimits
+
 
 T = TypeVar("T", bound="ProjectObject")
 
@@ -18,6 +22,8 @@ class ProjectObject:
     Attributes:
         created_at (int): Unix seconds.
         id (str):
+        limits (KeyLimits): Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
+            level: key → project → the organization's plan.
         name (str):
         object_ (str): Always `organization.project`. Example: organization.project.
         status (str): `active` or `archived`. Example: active.
@@ -26,6 +32,7 @@ class ProjectObject:
 
     created_at: int
     id: str
+    limits: KeyLimits
     name: str
     object_: str
     status: str
@@ -36,6 +43,8 @@ class ProjectObject:
         created_at = self.created_at
 
         id = self.id
+
+        limits = self.limits.to_dict()
 
         name = self.name
 
@@ -55,6 +64,7 @@ class ProjectObject:
             {
                 "created_at": created_at,
                 "id": id,
+                "limits": limits,
                 "name": name,
                 "object": object_,
                 "status": status,
@@ -67,10 +77,14 @@ class ProjectObject:
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
+        from ..models.key_limits import KeyLimits
+
         d = dict(src_dict)
         created_at = d.pop("created_at")
 
         id = d.pop("id")
+
+        limits = KeyLimits.from_dict(d.pop("limits"))
 
         name = d.pop("name")
 
@@ -90,6 +104,7 @@ class ProjectObject:
         project_object = cls(
             created_at=created_at,
             id=id,
+            limits=limits,
             name=name,
             object_=object_,
             status=status,

@@ -95,11 +95,11 @@ def sync_detailed(
     client: AuthenticatedClient,
     body: ProjectUpdate,
 ) -> Response[ErrorBody | ProjectObject]:
-    """Rename a project (archived projects cannot be modified: 409).
+    """Rename a project or set its rate limits (archived projects cannot be modified: 409).
 
     Args:
         project_id (str):
-        body (ProjectUpdate):
+        body (ProjectUpdate): Changes to a project: a new name, new rate limits, or both.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -127,11 +127,11 @@ def sync(
     client: AuthenticatedClient,
     body: ProjectUpdate,
 ) -> ErrorBody | ProjectObject | None:
-    """Rename a project (archived projects cannot be modified: 409).
+    """Rename a project or set its rate limits (archived projects cannot be modified: 409).
 
     Args:
         project_id (str):
-        body (ProjectUpdate):
+        body (ProjectUpdate): Changes to a project: a new name, new rate limits, or both.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -154,11 +154,11 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     body: ProjectUpdate,
 ) -> Response[ErrorBody | ProjectObject]:
-    """Rename a project (archived projects cannot be modified: 409).
+    """Rename a project or set its rate limits (archived projects cannot be modified: 409).
 
     Args:
         project_id (str):
-        body (ProjectUpdate):
+        body (ProjectUpdate): Changes to a project: a new name, new rate limits, or both.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -184,11 +184,11 @@ async def asyncio(
     client: AuthenticatedClient,
     body: ProjectUpdate,
 ) -> ErrorBody | ProjectObject | None:
-    """Rename a project (archived projects cannot be modified: 409).
+    """Rename a project or set its rate limits (archived projects cannot be modified: 409).
 
     Args:
         project_id (str):
-        body (ProjectUpdate):
+        body (ProjectUpdate): Changes to a project: a new name, new rate limits, or both.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
