@@ -388,8 +388,22 @@ async fn orphans_are_closed_on_restart(app: TestApp) {
 /// `insufficient_quota`, the balance ends at zero and the ledger adds up.
 async fn concurrent_requests_cannot_overspend(app: TestApp) {
     let app = priced(app, 0);
-    let (owner, _, (_, key)) = org(&app, "race@example.com").await;
+    let (owner, project, (_, key)) = org(&app, "race@example.com").await;
     let tenant = owner.tenant_id.clone();
+    // Rate limits out of the way (the free plan runs 8 at once): the budget alone decides.
+    app.state
+        .store
+        .set_project_limits(
+            &tenant,
+            &project,
+            gateway::store::api_keys::KeyLimits {
+                rpm: Some(10_000),
+                tpm: Some(10_000_000),
+                concurrency: Some(100),
+            },
+        )
+        .await
+        .unwrap();
     let body = chat(json!({"max_tokens": 4, "ignore_eos": true}));
     let prompt = app
         .post(
