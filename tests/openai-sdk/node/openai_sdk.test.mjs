@@ -14,7 +14,7 @@ const apiKey = process.env.OPENAI_API_KEY;
 const queueTokenLimit = Number(process.env.STARFIRE_QUEUE_TOKEN_LIMIT);
 assert.ok(baseURL && apiKey && queueTokenLimit > 0, 'run through gateway/tests/integration/openai_sdk.rs');
 
-const MODEL = 'SmolLM2-135M-Instruct';
+const MODEL = 'smollm2-135m-instruct';
 const COUNT = [{ role: 'user', content: 'Count from one to twenty, separated by commas.' }];
 
 // No retries: a 429 must reach the test as RateLimitError, not be retried away.

@@ -15,7 +15,7 @@ from openai import OpenAI
 BASE_URL = os.environ["OPENAI_BASE_URL"]
 API_KEY = os.environ["OPENAI_API_KEY"]
 QUEUE_TOKEN_LIMIT = int(os.environ["STARFIRE_QUEUE_TOKEN_LIMIT"])
-MODEL = "SmolLM2-135M-Instruct"
+MODEL = "smollm2-135m-instruct"
 COUNT = [{"role": "user", "content": "Count from one to twenty, separated by commas."}]
 
 
