@@ -9,13 +9,24 @@ for chunk in client.chat.completions.create(
     stream=True,
 ):
     print(chunk.choices[0].delta.content or "", end="")
+
+`AsyncStarfire` is the same client for asyncio; `client.chat.ws()` opens a chat WebSocket.
 """
 
 from __future__ import annotations
 
 import httpx
 
-from ._client import DEFAULT_MAX_RETRIES, BaseClient
+from ._async_resources import (
+    AsyncChat,
+    AsyncCosts,
+    AsyncCredits,
+    AsyncModels,
+    AsyncProjects,
+    AsyncUsage,
+    AsyncWsTickets,
+)
+from ._client import DEFAULT_MAX_RETRIES, AsyncBaseClient, BaseClient
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -33,10 +44,25 @@ from ._errors import (
     StarfireError,
     UnprocessableEntityError,
 )
-from ._pagination import Page
-from ._resources import Chat, Models, Projects
-from ._streaming import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Stream
+from ._pagination import AsyncPage, Page
+from ._resources import Chat, Costs, Credits, Models, Projects, Usage, WsTickets
+from ._streaming import (
+    AsyncStream,
+    ChatCompletionChunk,
+    ChoiceDelta,
+    ChunkChoice,
+    ChunkUsage,
+    Stream,
+)
 from ._version import __version__
+from ._websocket import (
+    AsyncChatSocket,
+    AsyncChatSocketStream,
+    ChatDeltaFrame,
+    ChatDoneFrame,
+    ChatSocket,
+    ChatSocketStream,
+)
 
 
 class Starfire(BaseClient):
@@ -65,15 +91,61 @@ class Starfire(BaseClient):
         self.chat = Chat(self)
         self.models = Models(self)
         self.projects = Projects(self)
+        self.usage = Usage(self)
+        self.costs = Costs(self)
+        self.credits = Credits(self)
+        self.ws_tickets = WsTickets(self)
 
     def __enter__(self) -> Starfire:
         return self
 
 
+class AsyncStarfire(AsyncBaseClient):
+    """The asyncio client (httpx.AsyncClient): the same configuration, retries and typed errors
+    as `Starfire`, every call awaited. Use it with `async with`, or `await client.close()`."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+        )
+        self.chat = AsyncChat(self)
+        self.models = AsyncModels(self)
+        self.projects = AsyncProjects(self)
+        self.usage = AsyncUsage(self)
+        self.costs = AsyncCosts(self)
+        self.credits = AsyncCredits(self)
+        self.ws_tickets = AsyncWsTickets(self)
+
+    async def __aenter__(self) -> AsyncStarfire:
+        return self
+
+
 __all__ = [
     "Starfire",
+    "AsyncStarfire",
     "Page",
+    "AsyncPage",
     "Stream",
+    "AsyncStream",
+    "ChatSocket",
+    "ChatSocketStream",
+    "AsyncChatSocket",
+    "AsyncChatSocketStream",
+    "ChatDeltaFrame",
+    "ChatDoneFrame",
+    "ChunkUsage",
     "ChatCompletionChunk",
     "ChunkChoice",
     "ChoiceDelta",

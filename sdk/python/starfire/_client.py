@@ -3,6 +3,7 @@ response models come from the generated package (`starfire._generated`)."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import os
 import random
@@ -64,8 +65,9 @@ def _should_retry(response: httpx.Response) -> bool:
     return response.status_code in RETRYABLE_STATUSES or response.status_code >= 500
 
 
-class BaseClient:
-    """Sends requests with retries and turns error answers into typed errors."""
+class _ClientConfig:
+    """What the sync and async clients share: the key, base URL, timeout and retry policy, and
+    how a request is built."""
 
     def __init__(
         self,
@@ -74,7 +76,6 @@ class BaseClient:
         base_url: str | None,
         timeout: float | httpx.Timeout | None,
         max_retries: int,
-        http_client: httpx.Client | None,
     ) -> None:
         api_key = api_key if api_key is not None else os.environ.get("STARFIRE_API_KEY")
         if not api_key:
@@ -92,7 +93,77 @@ class BaseClient:
         elif not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(timeout)
         self.timeout = timeout
-        self._http = http_client or httpx.Client(timeout=timeout)
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self.api_key}",
+            "User-Agent": f"starfire-python/{__version__}",
+            "Accept": "application/json",
+        }
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _build(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        method: str,
+        url: str,
+        *,
+        json: Any,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        idempotency_key: str | None,
+        timeout: float | httpx.Timeout | None,
+    ) -> httpx.Request:
+        """The request every attempt sends: a POST carries one `Idempotency-Key` for all."""
+        method = method.upper()
+        all_headers = self._headers(headers)
+        if method == "POST":
+            all_headers.setdefault(
+                "Idempotency-Key", idempotency_key or f"sf-py-{uuid.uuid4().hex}"
+            )
+        if params is not None:
+            params = {k: v for k, v in params.items() if v is not None}
+        return http.build_request(
+            method,
+            self.base_url + url,
+            json=json,
+            params=params,
+            headers=all_headers,
+            timeout=timeout if timeout is not None else self.timeout,
+        )
+
+
+def _transport_error(exc: httpx.TransportError) -> _errors.APIConnectionError:
+    if isinstance(exc, httpx.TimeoutException):
+        return _errors.APITimeoutError()
+    return _errors.APIConnectionError(f"Connection error: {exc}")
+
+
+def _retry_delay(attempt: int, retries: int, response: httpx.Response) -> float | None:
+    """The wait before retrying an error answer, or None to raise it now."""
+    if attempt < retries and _should_retry(response):
+        return backoff_delay(attempt, response)
+    return None
+
+
+class BaseClient(_ClientConfig):
+    """Sends requests with retries and turns error answers into typed errors."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float | httpx.Timeout | None,
+        max_retries: int,
+        http_client: httpx.Client | None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+        self._http = http_client or httpx.Client(timeout=self.timeout)
         self._owns_http = http_client is None
 
     def close(self) -> None:
@@ -104,16 +175,6 @@ class BaseClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
-        headers = {
-            "Authorization": f"Bearer {self.api_key}",
-            "User-Agent": f"starfire-python/{__version__}",
-            "Accept": "application/json",
-        }
-        if extra:
-            headers.update(extra)
-        return headers
 
     def request(
         self,
@@ -132,39 +193,27 @@ class BaseClient:
         backoff. A POST carries one `Idempotency-Key` across all its attempts. With `stream`
         the successful response is returned unread (the caller must close it); a retry only
         ever happens before any of the body has been handed to the caller."""
-        method = method.upper()
-        all_headers = self._headers(headers)
-        if method == "POST":
-            all_headers.setdefault(
-                "Idempotency-Key", idempotency_key or f"sf-py-{uuid.uuid4().hex}"
-            )
-        if params is not None:
-            params = {k: v for k, v in params.items() if v is not None}
-        retries = self.max_retries if max_retries is None else max_retries
-        request = self._http.build_request(
+        request = self._build(
+            self._http,
             method,
-            self.base_url + url,
+            url,
             json=json,
             params=params,
-            headers=all_headers,
-            timeout=timeout if timeout is not None else self.timeout,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            timeout=timeout,
         )
+        retries = self.max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
             try:
                 response = self._http.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                if attempt < retries:
-                    time.sleep(backoff_delay(attempt, None) or 0)
-                    attempt += 1
-                    continue
-                raise _errors.APITimeoutError() from exc
             except httpx.TransportError as exc:
                 if attempt < retries:
                     time.sleep(backoff_delay(attempt, None) or 0)
                     attempt += 1
                     continue
-                raise _errors.APIConnectionError(f"Connection error: {exc}") from exc
+                raise _transport_error(exc) from exc
 
             if response.is_success:
                 if not stream:
@@ -179,10 +228,91 @@ class BaseClient:
                 response.read()
             finally:
                 response.close()
-            if attempt < retries and _should_retry(response):
-                delay = backoff_delay(attempt, response)
-                if delay is not None:
-                    time.sleep(delay)
+            delay = _retry_delay(attempt, retries, response)
+            if delay is None:
+                raise _errors.status_error(response)
+            time.sleep(delay)
+            attempt += 1
+
+
+class AsyncBaseClient(_ClientConfig):
+    """The asyncio twin of `BaseClient` (httpx.AsyncClient), with the same retries and errors."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float | httpx.Timeout | None,
+        max_retries: int,
+        http_client: httpx.AsyncClient | None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+        self._http = http_client or httpx.AsyncClient(timeout=self.timeout)
+        self._owns_http = http_client is None
+
+    async def close(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncBaseClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        idempotency_key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        """See `BaseClient.request`."""
+        request = self._build(
+            self._http,
+            method,
+            url,
+            json=json,
+            params=params,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+        )
+        retries = self.max_retries if max_retries is None else max_retries
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                if attempt < retries:
+                    await asyncio.sleep(backoff_delay(attempt, None) or 0)
                     attempt += 1
                     continue
-            raise _errors.status_error(response)
+                raise _transport_error(exc) from exc
+
+            if response.is_success:
+                if not stream:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                return response
+
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            delay = _retry_delay(attempt, retries, response)
+            if delay is None:
+                raise _errors.status_error(response)
+            await asyncio.sleep(delay)
+            attempt += 1

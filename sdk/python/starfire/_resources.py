@@ -1,5 +1,6 @@
-"""Resources: `client.chat.completions`, `client.models`, `client.projects` and
-`client.projects.api_keys`. Each call takes its method and path from the generated operation
+"""Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
+`client.projects.api_keys`, `client.usage`, `client.costs`, `client.credits` and
+`client.ws_tickets`. Each call takes its method and path from the generated operation
 and parses the answer into the generated model, so a change to the spec shows up here."""
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from ._generated.api.api_keys import (
     delete_project_key,
     get_project_key,
     list_project_keys,
+    modify_project_key,
 )
 from ._generated.api.inference import (
     create_chat_completion,
+    create_ws_ticket,
     list_models,
     retrieve_model,
 )
@@ -26,14 +29,23 @@ from ._generated.api.projects import (
     list_projects,
     modify_project,
 )
+from ._generated.api.usage import (
+    costs,
+    get_credits,
+    usage_completions,
+    usage_embeddings,
+)
 from ._generated.models import (
     ApiKeyCreate,
     ApiKeyList,
     ApiKeyObject,
+    ApiKeyUpdate,
     ChatCompletion,
     ChatCompletionRequest,
     CreatedApiKey,
+    CreditsObject,
     DeletedObject,
+    KeyLimits,
     ModelList,
     ModelObject,
     ProjectCreate,
@@ -41,10 +53,18 @@ from ._generated.models import (
     ProjectObject,
     ProjectUpdate,
     Scope,
+    UsageBucketCompletionsUsageResult,
+    UsageBucketCostResult,
+    UsageBucketEmbeddingsUsageResult,
+    UsagePageCompletionsUsageResult,
+    UsagePageCostResult,
+    UsagePageEmbeddingsUsageResult,
+    WsTicket,
 )
 from ._generated.types import UNSET
 from ._pagination import Page
 from ._streaming import ChatCompletionChunk, Stream
+from ._websocket import ChatSocket
 
 if TYPE_CHECKING:
     from ._client import BaseClient
@@ -52,6 +72,11 @@ if TYPE_CHECKING:
 _CHAT_FIELDS = frozenset(f.name for f in attrs.fields(ChatCompletionRequest)) - {
     "additional_properties"
 }
+
+
+def opt(value: Any) -> Any:
+    """None (left out by the caller) as the generated code's UNSET."""
+    return UNSET if value is None else value
 
 
 def _send(client: BaseClient, kwargs: dict[str, Any], **options: Any):
@@ -129,7 +154,13 @@ class ChatCompletions:
 
 class Chat:
     def __init__(self, client: BaseClient) -> None:
+        self._client = client
         self.completions = ChatCompletions(client)
+
+    def ws(self, *, use_ticket: bool = False) -> ChatSocket:
+        """Opens a chat WebSocket (`GET /v1/chat/ws`); use it with `with`. With `use_ticket`,
+        it authenticates with a single-use ticket in the URL instead of the key header."""
+        return ChatSocket.connect(self._client, use_ticket=use_ticket)
 
 
 class Models:
@@ -158,11 +189,13 @@ class ApiKeys:
         name: str,
         scopes: list[str] | None = None,
         expires_at: int | None = None,
+        limits: dict[str, int | None] | None = None,
         idempotency_key: str | None = None,
     ) -> CreatedApiKey:
         """Creates a key; `value` of the answer is the only time the secret is shown."""
         body = ApiKeyCreate(
             name=name,
+            limits=KeyLimits.from_dict(limits) if limits is not None else UNSET,
             scopes=[Scope(s) for s in scopes] if scopes is not None else UNSET,
             expires_at=expires_at if expires_at is not None else UNSET,
         )
@@ -190,6 +223,22 @@ class ApiKeys:
     def retrieve(self, project_id: str, key_id: str) -> ApiKeyObject:
         response = _send(self._client, get_project_key._get_kwargs(project_id, key_id))
         return ApiKeyObject.from_dict(response.json())
+
+    def update(
+        self,
+        project_id: str,
+        key_id: str,
+        *,
+        name: str | None = None,
+        limits: dict[str, int | None] | None = None,
+    ) -> ApiKeyObject:
+        """Renames a key and/or replaces its rate limits (`rpm`, `tpm`, `concurrency`)."""
+        body = ApiKeyUpdate(
+            name=opt(name),
+            limits=KeyLimits.from_dict(limits) if limits is not None else UNSET,
+        )
+        kwargs = modify_project_key._get_kwargs(project_id, key_id, body=body)
+        return ApiKeyObject.from_dict(_send(self._client, kwargs).json())
 
     def delete(self, project_id: str, key_id: str) -> DeletedObject:
         """Revokes a key: it stops working at once."""
@@ -241,3 +290,127 @@ class Projects:
     def archive(self, project_id: str) -> ProjectObject:
         response = _send(self._client, archive_project._get_kwargs(project_id))
         return ProjectObject.from_dict(response.json())
+
+
+class Usage:
+    """Token usage in time buckets; iterate a page to walk every bucket."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = client
+
+    def completions(
+        self,
+        *,
+        start_time: int,
+        end_time: int | None = None,
+        bucket_width: str | None = None,
+        project_ids: list[str] | None = None,
+        api_key_ids: list[str] | None = None,
+        models: list[str] | None = None,
+        group_by: list[str] | None = None,
+        limit: int | None = None,
+    ) -> Page[UsageBucketCompletionsUsageResult]:
+        def fetch(page: str | None) -> Page[UsageBucketCompletionsUsageResult]:
+            kwargs = usage_completions._get_kwargs(
+                start_time=start_time,
+                end_time=opt(end_time),
+                bucket_width=opt(bucket_width),
+                project_ids=opt(project_ids),
+                api_key_ids=opt(api_key_ids),
+                models=opt(models),
+                group_by=opt(group_by),
+                limit=opt(limit),
+                page=opt(page),
+            )
+            parsed = UsagePageCompletionsUsageResult.from_dict(
+                _send(self._client, kwargs).json()
+            )
+            return Page(parsed, fetch)
+
+        return fetch(None)
+
+    def embeddings(
+        self,
+        *,
+        start_time: int,
+        end_time: int | None = None,
+        bucket_width: str | None = None,
+        project_ids: list[str] | None = None,
+        api_key_ids: list[str] | None = None,
+        models: list[str] | None = None,
+        group_by: list[str] | None = None,
+        limit: int | None = None,
+    ) -> Page[UsageBucketEmbeddingsUsageResult]:
+        def fetch(page: str | None) -> Page[UsageBucketEmbeddingsUsageResult]:
+            kwargs = usage_embeddings._get_kwargs(
+                start_time=start_time,
+                end_time=opt(end_time),
+                bucket_width=opt(bucket_width),
+                project_ids=opt(project_ids),
+                api_key_ids=opt(api_key_ids),
+                models=opt(models),
+                group_by=opt(group_by),
+                limit=opt(limit),
+                page=opt(page),
+            )
+            parsed = UsagePageEmbeddingsUsageResult.from_dict(
+                _send(self._client, kwargs).json()
+            )
+            return Page(parsed, fetch)
+
+        return fetch(None)
+
+
+class Costs:
+    """What the organization spent, per day."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = client
+
+    def list(
+        self,
+        *,
+        start_time: int,
+        end_time: int | None = None,
+        bucket_width: str | None = None,
+        project_ids: list[str] | None = None,
+        group_by: list[str] | None = None,
+        limit: int | None = None,
+    ) -> Page[UsageBucketCostResult]:
+        def fetch(page: str | None) -> Page[UsageBucketCostResult]:
+            kwargs = costs._get_kwargs(
+                start_time=start_time,
+                end_time=opt(end_time),
+                bucket_width=opt(bucket_width),
+                project_ids=opt(project_ids),
+                group_by=opt(group_by),
+                limit=opt(limit),
+                page=opt(page),
+            )
+            parsed = UsagePageCostResult.from_dict(_send(self._client, kwargs).json())
+            return Page(parsed, fetch)
+
+        return fetch(None)
+
+
+class Credits:
+    """The organization's prepaid credits and ledger."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = client
+
+    def retrieve(self) -> CreditsObject:
+        response = _send(self._client, get_credits._get_kwargs())
+        return CreditsObject.from_dict(response.json())
+
+
+class WsTickets:
+    """Single-use tickets for `GET /v1/chat/ws?ticket=` (for clients that cannot set headers)."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = client
+
+    def create(self) -> WsTicket:
+        return WsTicket.from_dict(
+            _send(self._client, create_ws_ticket._get_kwargs()).json()
+        )

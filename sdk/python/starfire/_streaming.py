@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -83,24 +83,60 @@ class ChatCompletionChunk:
         )
 
 
+class _SseParser:
+    """Collects the `data` fields of one event; `line` returns the event's data at its end."""
+
+    def __init__(self) -> None:
+        self.data: list[str] = []
+
+    def line(self, line: str) -> str | None:
+        if line == "":
+            return self.flush()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if name == "data":
+            self.data.append(value.removeprefix(" "))
+        return None
+
+    def flush(self) -> str | None:
+        if not self.data:
+            return None
+        data, self.data = "\n".join(self.data), []
+        return data
+
+
 def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:
     """The `data` of each event of a server-sent-event stream (multi-line data joined by
     newlines; comments, `event:`, `id:` and `retry:` fields ignored)."""
-    data: list[str] = []
+    parser = _SseParser()
     for line in lines:
-        if line == "":
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data.append(value)
-    if data:
-        yield "\n".join(data)
+        data = parser.line(line)
+        if data is not None:
+            yield data
+    data = parser.flush()
+    if data is not None:
+        yield data
+
+
+async def aiter_sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """`iter_sse_data` over an async iterator of lines."""
+    parser = _SseParser()
+    async for line in lines:
+        data = parser.line(line)
+        if data is not None:
+            yield data
+    data = parser.flush()
+    if data is not None:
+        yield data
+
+
+def _parse_event(data: str, request_id: str | None) -> Any:
+    """An event's payload; an `error` event raises `APIStreamError`."""
+    payload = json.loads(data)
+    if isinstance(payload, dict) and "error" in payload:
+        raise APIStreamError(payload["error"] or {}, request_id=request_id)
+    return payload
 
 
 class Stream(Generic[T]):
@@ -118,12 +154,7 @@ class Stream(Generic[T]):
             for data in iter_sse_data(self.response.iter_lines()):
                 if data == "[DONE]":
                     break
-                payload = json.loads(data)
-                if isinstance(payload, dict) and "error" in payload:
-                    raise APIStreamError(
-                        payload["error"] or {}, request_id=self.request_id
-                    )
-                yield self._parse(payload)
+                yield self._parse(_parse_event(data, self.request_id))
         except httpx.TransportError as exc:
             raise APIConnectionError(
                 f"The stream broke: {exc}", request_id=self.request_id
@@ -145,3 +176,42 @@ class Stream(Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class AsyncStream(Generic[T]):
+    """The asyncio twin of `Stream`: `async for` over typed chunks; `await close()` (or
+    `async with`) stops the generation early. Never retried once it has started."""
+
+    def __init__(self, response: httpx.Response, parse: Any) -> None:
+        self.response = response
+        self.request_id: str | None = response.headers.get("x-request-id")
+        self._parse = parse
+        self._iterator = self._events()
+
+    async def _events(self) -> AsyncIterator[T]:
+        try:
+            async for data in aiter_sse_data(self.response.aiter_lines()):
+                if data == "[DONE]":
+                    break
+                yield self._parse(_parse_event(data, self.request_id))
+        except httpx.TransportError as exc:
+            raise APIConnectionError(
+                f"The stream broke: {exc}", request_id=self.request_id
+            ) from exc
+        finally:
+            await self.response.aclose()
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iterator
+
+    async def __anext__(self) -> T:
+        return await self._iterator.__anext__()
+
+    async def close(self) -> None:
+        await self.response.aclose()
+
+    async def __aenter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

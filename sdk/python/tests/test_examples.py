@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ def test_keys_example_creates_lists_and_revokes(server):
     out = run("keys.py", server["admin_key"], server)
     assert "created key_" in out and "revoked key_" in out
     assert "models: ['smollm2-135m-instruct']" in out
+    assert re.search(r"usage: 1 requests, \d+ in, 5 out", out), out
 
 
 def test_the_readme_shows_the_quickstart_as_written():

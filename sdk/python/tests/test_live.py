@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from starfire import (
+    APIStreamError,
     AuthenticationError,
-    UnprocessableEntityError,
     ChatCompletionChunk,
     NotFoundError,
+    RateLimitError,
     Starfire,
+    UnprocessableEntityError,
 )
 from starfire._generated.models import ChatCompletion
 
@@ -170,3 +173,80 @@ def test_a_retry_after_a_lost_answer_does_not_create_twice(server):
     names = [p.name for p in admin(server).projects.list() if p.name == "lost answer"]
     assert names == ["lost answer"]
     assert project.name == "lost answer"
+
+
+def test_websocket_chat_runs_two_requests_on_one_socket(server):
+    with inference(server).chat.ws() as socket:
+        first = socket.chat(model=MODEL, messages=HELLO, max_tokens=5)
+        second = socket.chat(model=MODEL, messages=HELLO, max_tokens=3)
+        frames = list(first)
+        assert frames[0].delta.role == "assistant"
+        assert "".join(f.delta.content or "" for f in frames)
+        assert second.text()
+    assert first.done is not None and first.done.finish_reason == "length"
+    assert first.done.usage is not None and first.done.usage.completion_tokens == 5
+    assert second.done is not None and second.done.usage.completion_tokens == 3
+
+
+def test_websocket_chat_with_a_ticket_and_a_request_error(server):
+    with inference(server).chat.ws(use_ticket=True) as socket:
+        assert socket.chat(model=MODEL, messages=HELLO, max_tokens=2).text()
+        with pytest.raises(APIStreamError) as err:
+            list(socket.chat(model="no-such-model", messages=HELLO))
+        assert err.value.code == "model_not_found"
+
+
+def test_websocket_with_a_bad_key_raises_authentication_error(server):
+    client = Starfire(api_key="sf-not-a-real-key", base_url=server["base_url"])
+    with pytest.raises(AuthenticationError) as err:
+        client.chat.ws()
+    assert err.value.status_code == 401
+    assert err.value.request_id and err.value.request_id.startswith("req_")
+
+
+def test_a_key_over_its_rate_limit_raises_rate_limit_error(server):
+    control = admin(server)
+    project = control.projects.create(name="py rate limit")
+    key = control.projects.api_keys.create(project.id, name="slow")
+    updated = control.projects.api_keys.update(project.id, key.id, limits={"rpm": 1})
+    assert updated.limits.rpm == 1
+    client = Starfire(api_key=key.value, base_url=server["base_url"], max_retries=0)
+    client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+    with pytest.raises(RateLimitError) as err:
+        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+    assert err.value.status_code == 429
+    assert err.value.code == "rate_limit_exceeded"
+    assert err.value.request_id and err.value.request_id.startswith("req_")
+    assert err.value.response.headers.get("retry-after")
+
+
+def test_usage_costs_and_credits_are_read_back(server):
+    control = admin(server)
+    start = int(time.time()) - 60
+    project = control.projects.create(name="py usage")
+    key = control.projects.api_keys.create(project.id, name="metered")
+    used = Starfire(api_key=key.value, base_url=server["base_url"])
+    completion = used.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4)
+    results = [
+        r
+        for bucket in control.usage.completions(
+            start_time=start,
+            bucket_width="1m",
+            api_key_ids=[key.id],
+            group_by=["api_key_id"],
+        )
+        for r in bucket.results
+    ]
+    assert [r.api_key_id for r in results] == [key.id]
+    assert results[0].num_model_requests == 1
+    assert results[0].input_tokens == completion.usage.prompt_tokens
+    assert results[0].output_tokens == 4
+    costs = [
+        r
+        for bucket in control.costs.list(
+            start_time=start - 86_400, group_by=["project_id"]
+        )
+        for r in bucket.results
+    ]
+    assert any(c.project_id == project.id for c in costs)
+    assert control.credits.retrieve().object_ == "organization.credits"

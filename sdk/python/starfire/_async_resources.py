@@ -1,0 +1,409 @@
+"""The asyncio twins of the resources in `_resources.py`: the same operations, awaited; lists
+as `AsyncPage`s (`async for` walks every page) and streams as `AsyncStream`s."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from ._generated.api.api_keys import (
+    create_project_key,
+    delete_project_key,
+    get_project_key,
+    list_project_keys,
+    modify_project_key,
+)
+from ._generated.api.inference import (
+    create_chat_completion,
+    create_ws_ticket,
+    list_models,
+    retrieve_model,
+)
+from ._generated.api.projects import (
+    archive_project,
+    create_project,
+    get_project,
+    list_projects,
+    modify_project,
+)
+from ._generated.api.usage import (
+    costs,
+    get_credits,
+    usage_completions,
+    usage_embeddings,
+)
+from ._generated.models import (
+    ApiKeyCreate,
+    ApiKeyList,
+    ApiKeyObject,
+    ApiKeyUpdate,
+    ChatCompletion,
+    ChatCompletionRequest,
+    CreatedApiKey,
+    CreditsObject,
+    DeletedObject,
+    KeyLimits,
+    ModelList,
+    ModelObject,
+    ProjectCreate,
+    ProjectList,
+    ProjectObject,
+    ProjectUpdate,
+    Scope,
+    UsageBucketCompletionsUsageResult,
+    UsageBucketCostResult,
+    UsageBucketEmbeddingsUsageResult,
+    UsagePageCompletionsUsageResult,
+    UsagePageCostResult,
+    UsagePageEmbeddingsUsageResult,
+    WsTicket,
+)
+from ._generated.types import UNSET
+from ._pagination import AsyncPage
+from ._resources import _CHAT_FIELDS, opt
+from ._streaming import AsyncStream, ChatCompletionChunk
+from ._websocket import AsyncChatSocket
+
+if TYPE_CHECKING:
+    from ._client import AsyncBaseClient
+
+
+async def _send(client: AsyncBaseClient, kwargs: dict[str, Any], **options: Any) -> Any:
+    response = await client.request(
+        kwargs["method"],
+        kwargs["url"],
+        json=kwargs.get("json"),
+        params=kwargs.get("params"),
+        **options,
+    )
+    return response.json()
+
+
+class AsyncChatCompletions:
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        stream: Literal[False] = False,
+        **params: Any,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        stream: Literal[True],
+        **params: Any,
+    ) -> AsyncStream[ChatCompletionChunk]: ...
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        stream: bool = False,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        **params: Any,
+    ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
+        """Creates a chat completion. With `stream=True`, returns an async iterator of
+        `ChatCompletionChunk` (close it, or use `async with`, to stop early)."""
+        unknown = sorted(set(params) - _CHAT_FIELDS)
+        if unknown:
+            raise TypeError(
+                f"unknown chat completion parameter(s): {', '.join(unknown)}"
+            )
+        body = {"model": model, "messages": messages, **params}
+        if stream:
+            body["stream"] = True
+        kwargs = create_chat_completion._get_kwargs(
+            body=ChatCompletionRequest(model=model, messages=[])
+        )
+        response = await self._client.request(
+            kwargs["method"],
+            kwargs["url"],
+            json=body,
+            stream=stream,
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers={"Accept": "text/event-stream"} if stream else None,
+        )
+        if stream:
+            return AsyncStream(response, ChatCompletionChunk.from_dict)
+        return ChatCompletion.from_dict(response.json())
+
+
+class AsyncChat:
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+        self.completions = AsyncChatCompletions(client)
+
+    async def ws(self, *, use_ticket: bool = False) -> AsyncChatSocket:
+        """Opens a chat WebSocket (`GET /v1/chat/ws`): `async with await client.chat.ws()`."""
+        return await AsyncChatSocket.connect(self._client, use_ticket=use_ticket)
+
+
+class AsyncModels:
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def list(self) -> list[ModelObject]:
+        return list(
+            ModelList.from_dict(
+                await _send(self._client, list_models._get_kwargs())
+            ).data
+        )
+
+    async def retrieve(self, model: str) -> ModelObject:
+        return ModelObject.from_dict(
+            await _send(self._client, retrieve_model._get_kwargs(model))
+        )
+
+
+class AsyncApiKeys:
+    """A project's API keys."""
+
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        project_id: str,
+        *,
+        name: str,
+        scopes: list[str] | None = None,
+        expires_at: int | None = None,
+        limits: dict[str, int | None] | None = None,
+        idempotency_key: str | None = None,
+    ) -> CreatedApiKey:
+        """Creates a key; `value` of the answer is the only time the secret is shown."""
+        body = ApiKeyCreate(
+            name=name,
+            limits=KeyLimits.from_dict(limits) if limits is not None else UNSET,
+            scopes=[Scope(s) for s in scopes] if scopes is not None else UNSET,
+            expires_at=opt(expires_at),
+        )
+        kwargs = create_project_key._get_kwargs(project_id, body=body)
+        return CreatedApiKey.from_dict(
+            await _send(self._client, kwargs, idempotency_key=idempotency_key)
+        )
+
+    async def list(
+        self, project_id: str, *, limit: int | None = None
+    ) -> AsyncPage[ApiKeyObject]:
+        """The project's live keys; `async for` over the page walks all of them."""
+
+        async def fetch(after: str | None) -> AsyncPage[ApiKeyObject]:
+            kwargs = list_project_keys._get_kwargs(
+                project_id, limit=opt(limit), after=opt(after)
+            )
+            return AsyncPage(
+                ApiKeyList.from_dict(await _send(self._client, kwargs)), fetch
+            )
+
+        return await fetch(None)
+
+    async def retrieve(self, project_id: str, key_id: str) -> ApiKeyObject:
+        kwargs = get_project_key._get_kwargs(project_id, key_id)
+        return ApiKeyObject.from_dict(await _send(self._client, kwargs))
+
+    async def update(
+        self,
+        project_id: str,
+        key_id: str,
+        *,
+        name: str | None = None,
+        limits: dict[str, int | None] | None = None,
+    ) -> ApiKeyObject:
+        """Renames a key and/or replaces its rate limits (`rpm`, `tpm`, `concurrency`)."""
+        body = ApiKeyUpdate(
+            name=opt(name),
+            limits=KeyLimits.from_dict(limits) if limits is not None else UNSET,
+        )
+        kwargs = modify_project_key._get_kwargs(project_id, key_id, body=body)
+        return ApiKeyObject.from_dict(await _send(self._client, kwargs))
+
+    async def delete(self, project_id: str, key_id: str) -> DeletedObject:
+        """Revokes a key: it stops working at once."""
+        kwargs = delete_project_key._get_kwargs(project_id, key_id)
+        return DeletedObject.from_dict(await _send(self._client, kwargs))
+
+
+class AsyncProjects:
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+        self.api_keys = AsyncApiKeys(client)
+
+    async def create(
+        self, *, name: str, idempotency_key: str | None = None
+    ) -> ProjectObject:
+        kwargs = create_project._get_kwargs(body=ProjectCreate(name=name))
+        return ProjectObject.from_dict(
+            await _send(self._client, kwargs, idempotency_key=idempotency_key)
+        )
+
+    async def list(
+        self, *, limit: int | None = None, include_archived: bool | None = None
+    ) -> AsyncPage[ProjectObject]:
+        """The organization's projects; `async for` over the page walks all of them."""
+
+        async def fetch(after: str | None) -> AsyncPage[ProjectObject]:
+            kwargs = list_projects._get_kwargs(
+                limit=opt(limit),
+                after=opt(after),
+                include_archived=opt(include_archived),
+            )
+            return AsyncPage(
+                ProjectList.from_dict(await _send(self._client, kwargs)), fetch
+            )
+
+        return await fetch(None)
+
+    async def retrieve(self, project_id: str) -> ProjectObject:
+        kwargs = get_project._get_kwargs(project_id)
+        return ProjectObject.from_dict(await _send(self._client, kwargs))
+
+    async def update(self, project_id: str, *, name: str) -> ProjectObject:
+        kwargs = modify_project._get_kwargs(project_id, body=ProjectUpdate(name=name))
+        return ProjectObject.from_dict(await _send(self._client, kwargs))
+
+    async def archive(self, project_id: str) -> ProjectObject:
+        kwargs = archive_project._get_kwargs(project_id)
+        return ProjectObject.from_dict(await _send(self._client, kwargs))
+
+
+class AsyncUsage:
+    """Token usage in time buckets; `async for` over a page walks every bucket."""
+
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def completions(
+        self,
+        *,
+        start_time: int,
+        end_time: int | None = None,
+        bucket_width: str | None = None,
+        project_ids: list[str] | None = None,
+        api_key_ids: list[str] | None = None,
+        models: list[str] | None = None,
+        group_by: list[str] | None = None,
+        limit: int | None = None,
+    ) -> AsyncPage[UsageBucketCompletionsUsageResult]:
+        async def fetch(
+            page: str | None,
+        ) -> AsyncPage[UsageBucketCompletionsUsageResult]:
+            kwargs = usage_completions._get_kwargs(
+                start_time=start_time,
+                end_time=opt(end_time),
+                bucket_width=opt(bucket_width),
+                project_ids=opt(project_ids),
+                api_key_ids=opt(api_key_ids),
+                models=opt(models),
+                group_by=opt(group_by),
+                limit=opt(limit),
+                page=opt(page),
+            )
+            parsed = UsagePageCompletionsUsageResult.from_dict(
+                await _send(self._client, kwargs)
+            )
+            return AsyncPage(parsed, fetch)
+
+        return await fetch(None)
+
+    async def embeddings(
+        self,
+        *,
+        start_time: int,
+        end_time: int | None = None,
+        bucket_width: str | None = None,
+        project_ids: list[str] | None = None,
+        api_key_ids: list[str] | None = None,
+        models: list[str] | None = None,
+        group_by: list[str] | None = None,
+        limit: int | None = None,
+    ) -> AsyncPage[UsageBucketEmbeddingsUsageResult]:
+        async def fetch(
+            page: str | None,
+        ) -> AsyncPage[UsageBucketEmbeddingsUsageResult]:
+            kwargs = usage_embeddings._get_kwargs(
+                start_time=start_time,
+                end_time=opt(end_time),
+                bucket_width=opt(bucket_width),
+                project_ids=opt(project_ids),
+                api_key_ids=opt(api_key_ids),
+                models=opt(models),
+                group_by=opt(group_by),
+                limit=opt(limit),
+                page=opt(page),
+            )
+            parsed = UsagePageEmbeddingsUsageResult.from_dict(
+                await _send(self._client, kwargs)
+            )
+            return AsyncPage(parsed, fetch)
+
+        return await fetch(None)
+
+
+class AsyncCosts:
+    """What the organization spent, per day."""
+
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def list(
+        self,
+        *,
+        start_time: int,
+        end_time: int | None = None,
+        bucket_width: str | None = None,
+        project_ids: list[str] | None = None,
+        group_by: list[str] | None = None,
+        limit: int | None = None,
+    ) -> AsyncPage[UsageBucketCostResult]:
+        async def fetch(page: str | None) -> AsyncPage[UsageBucketCostResult]:
+            kwargs = costs._get_kwargs(
+                start_time=start_time,
+                end_time=opt(end_time),
+                bucket_width=opt(bucket_width),
+                project_ids=opt(project_ids),
+                group_by=opt(group_by),
+                limit=opt(limit),
+                page=opt(page),
+            )
+            parsed = UsagePageCostResult.from_dict(await _send(self._client, kwargs))
+            return AsyncPage(parsed, fetch)
+
+        return await fetch(None)
+
+
+class AsyncCredits:
+    """The organization's prepaid credits and ledger."""
+
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def retrieve(self) -> CreditsObject:
+        return CreditsObject.from_dict(
+            await _send(self._client, get_credits._get_kwargs())
+        )
+
+
+class AsyncWsTickets:
+    """Single-use tickets for `GET /v1/chat/ws?ticket=`."""
+
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def create(self) -> WsTicket:
+        return WsTicket.from_dict(
+            await _send(self._client, create_ws_ticket._get_kwargs())
+        )
