@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
 use crate::types::*;
+use crate::websocket::ChatSocket;
 
 const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -23,9 +24,18 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/v1/organization/projects/{project_id}/api_keys"),
     ("post", "/v1/organization/projects/{project_id}/api_keys"),
     (
+        "post",
+        "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+    ),
+    (
         "delete",
         "/v1/organization/projects/{project_id}/api_keys/{key_id}",
     ),
+    ("get", "/v1/organization/usage/completions"),
+    ("get", "/v1/organization/costs"),
+    ("get", "/v1/organization/credits"),
+    ("post", "/v1/ws/tickets"),
+    ("get", "/v1/chat/ws"),
 ];
 
 /// A stream of chat completion chunks; never retried once it has started.
@@ -315,6 +325,87 @@ impl Client {
         self.json::<Deleted, ()>(Method::DELETE, &path, None).await
     }
 
+    /// Renames a key and/or replaces its rate limits.
+    pub async fn update_api_key(
+        &self,
+        project_id: &str,
+        key_id: &str,
+        update: &ApiKeyUpdate,
+    ) -> Result<ApiKey, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/api_keys/{key_id}");
+        self.json(Method::POST, &path, Some(update)).await
+    }
+
+    /// Token usage of chat and text completions: every bucket, following `next_page`.
+    pub async fn usage_completions(
+        &self,
+        query: &UsageQuery,
+    ) -> Result<Vec<UsageBucket<CompletionsUsage>>, Error> {
+        self.buckets("/v1/organization/usage/completions", query)
+            .await
+    }
+
+    /// What the organization spent, per day: every bucket, following `next_page`.
+    pub async fn costs(&self, query: &UsageQuery) -> Result<Vec<UsageBucket<CostResult>>, Error> {
+        self.buckets("/v1/organization/costs", query).await
+    }
+
+    /// The organization's prepaid credits and ledger.
+    pub async fn credits(&self) -> Result<Credits, Error> {
+        self.json::<Credits, ()>(Method::GET, "/v1/organization/credits", None)
+            .await
+    }
+
+    /// A single-use ticket for `GET /v1/chat/ws?ticket=`.
+    pub async fn create_ws_ticket(&self) -> Result<WsTicket, Error> {
+        self.json::<WsTicket, ()>(Method::POST, "/v1/ws/tickets", None)
+            .await
+    }
+
+    fn ws_url(&self) -> String {
+        let base = self.base_url.strip_prefix("http").unwrap_or(&self.base_url);
+        format!("ws{base}/v1/chat/ws")
+    }
+
+    /// Opens a chat WebSocket authenticated with the key header.
+    pub async fn chat_socket(&self) -> Result<ChatSocket, Error> {
+        ChatSocket::connect(&self.ws_url(), Some(&self.api_key)).await
+    }
+
+    /// Opens a chat WebSocket authenticated with a fresh single-use ticket in the URL (as a
+    /// client that cannot set headers must).
+    pub async fn chat_socket_with_ticket(&self) -> Result<ChatSocket, Error> {
+        let ticket = self.create_ws_ticket().await?;
+        let url = format!("{}?ticket={}", self.ws_url(), ticket.ticket);
+        ChatSocket::connect(&url, None).await
+    }
+
+    async fn buckets<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &UsageQuery,
+    ) -> Result<Vec<UsageBucket<T>>, Error> {
+        let mut buckets = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let pairs = query.pairs(page.as_deref());
+            let qs: String = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let url = format!("{path}?{qs}");
+            let got: UsagePage<T> = self
+                .json::<UsagePage<T>, ()>(Method::GET, &url, None)
+                .await?;
+            buckets.extend(got.data);
+            match (got.has_more, got.next_page) {
+                (true, Some(next)) => page = Some(next),
+                _ => return Ok(buckets),
+            }
+        }
+    }
+
     async fn all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, Error> {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
@@ -331,6 +422,19 @@ impl Client {
             }
         }
     }
+}
+
+/// A query value, percent-encoded (RFC 3986 unreserved characters kept).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// (end of the event's text, end including the blank line) of the first complete event.

@@ -1,5 +1,6 @@
-//! Rust client of Starfire's OpenAI-compatible API: chat completions (whole or streamed), projects
-//! and API keys, with retries, timeouts and typed errors.
+//! Rust client of Starfire's OpenAI-compatible API: chat completions (whole, streamed, or over
+//! a WebSocket), projects, API keys, usage, costs and credits, with retries, timeouts and typed
+//! errors.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), starfire_sdk::Error> {
@@ -25,7 +26,9 @@
 mod client;
 mod error;
 pub mod types;
+mod websocket;
 
 pub use client::{ChunkStream, Client, OPERATIONS};
 pub use error::{Error, ErrorKind};
 pub use types::*;
+pub use websocket::{ChatDone, ChatSocket, ServerFrame};

@@ -112,6 +112,8 @@ pub struct ApiKeyCreate {
     pub scopes: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<KeyLimits>,
 }
 
 /// A project API key as listed (the secret is never shown again).
@@ -123,6 +125,7 @@ pub struct ApiKey {
     pub project_id: String,
     pub redacted_value: String,
     pub scopes: Vec<String>,
+    pub limits: KeyLimits,
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
@@ -187,4 +190,155 @@ pub struct ErrorObject {
     pub kind: String,
     pub param: Option<String>,
     pub code: Option<String>,
+}
+
+/// Rate-limit overrides of a key (`null` falls back to the project's, then the plan's).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Requests per minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<i64>,
+    /// Tokens per minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<i64>,
+    /// Requests in flight at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<i64>,
+}
+
+/// `POST /v1/organization/projects/{project_id}/api_keys/{key_id}`: a new name, new limits, or both.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ApiKeyUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<KeyLimits>,
+}
+
+/// The query of the usage and costs routes; `None` fields are left out.
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    /// Start (inclusive), Unix seconds.
+    pub start_time: i64,
+    /// End (exclusive), Unix seconds; default now.
+    pub end_time: Option<i64>,
+    /// `1m`, `1h` or `1d` (costs: only `1d`).
+    pub bucket_width: Option<String>,
+    pub project_ids: Vec<String>,
+    /// Usage only.
+    pub api_key_ids: Vec<String>,
+    /// Usage only.
+    pub models: Vec<String>,
+    /// Usage: `project_id`, `api_key_id`, `model`; costs: `project_id`, `line_item`.
+    pub group_by: Vec<String>,
+    /// Buckets per page (the client follows `next_page` to the end).
+    pub limit: Option<i64>,
+}
+
+impl UsageQuery {
+    /// From `start_time` to now, in the route's default buckets.
+    pub fn since(start_time: i64) -> UsageQuery {
+        UsageQuery {
+            start_time,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn pairs(&self, page: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![("start_time", self.start_time.to_string())];
+        let mut one = |name, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push((name, value));
+            }
+        };
+        one("end_time", self.end_time.map(|t| t.to_string()));
+        one("bucket_width", self.bucket_width.clone());
+        one("limit", self.limit.map(|l| l.to_string()));
+        one("page", page.map(str::to_owned));
+        for (name, values) in [
+            ("project_ids", &self.project_ids),
+            ("api_key_ids", &self.api_key_ids),
+            ("models", &self.models),
+            ("group_by", &self.group_by),
+        ] {
+            pairs.extend(values.iter().map(|v| (name, v.clone())));
+        }
+        pairs
+    }
+}
+
+/// A page of time buckets (`object: page`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UsagePage<T> {
+    pub data: Vec<UsageBucket<T>>,
+    pub has_more: bool,
+    pub next_page: Option<String>,
+}
+
+/// A time bucket and its results.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UsageBucket<T> {
+    /// Unix seconds (inclusive).
+    pub start_time: i64,
+    /// Unix seconds (exclusive).
+    pub end_time: i64,
+    pub results: Vec<T>,
+}
+
+/// One result of a completions usage bucket.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletionsUsage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub input_cached_tokens: i64,
+    pub num_model_requests: i64,
+    pub project_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub model: Option<String>,
+}
+
+/// One result of a costs bucket.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CostResult {
+    pub amount: CostAmount,
+    pub project_id: Option<String>,
+    /// The model, when grouped by `line_item`.
+    pub line_item: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CostAmount {
+    /// In `currency` units (display only; the ledger counts integer micro-units).
+    pub value: f64,
+    pub currency: String,
+}
+
+/// The organization's prepaid credits (`GET /v1/organization/credits`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Credits {
+    pub object: String,
+    /// `prepaid` or `postpaid`.
+    pub mode: String,
+    pub balance_micros: i64,
+    pub reserved_micros: i64,
+    pub available_micros: i64,
+    pub ledger: Vec<CreditEntry>,
+}
+
+/// One ledger entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreditEntry {
+    pub id: String,
+    /// `grant`, `top_up`, `usage` (negative) or `adjustment`.
+    pub kind: String,
+    pub amount_micros: i64,
+    pub created_at: i64,
+    pub request_id: Option<String>,
+}
+
+/// A single-use ticket for `GET /v1/chat/ws?ticket=`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WsTicket {
+    pub ticket: String,
+    pub expires_at: i64,
 }

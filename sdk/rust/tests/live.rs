@@ -38,9 +38,9 @@ fn free_port() -> u16 {
 fn start() -> Server {
     let bin = std::env::var("STARFIRE_BIN")
         .expect("STARFIRE_BIN must name the starfire binary (scripts/test-sdks sets it)");
-    let home = std::env::temp_dir().join(format!("starfire-rs-sdk-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
     let port = free_port();
+    let home = std::env::temp_dir().join(format!("starfire-rs-sdk-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
     let model = std::env::var("STARFIRE_MODEL_PATH").unwrap_or_else(|_| {
         format!(
             "{}/.cache/starfire/models/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -178,6 +178,115 @@ async fn chat_keys_and_errors_against_a_live_server() {
         .any(|p| p.id == project.id));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_limits_and_usage_against_a_live_server() {
+    let server = start();
+    let client = Client::new(&server.api_key, &server.base_url);
+
+    // Two requests at once on one socket, then one by itself.
+    let mut socket = client.chat_socket().await.unwrap();
+    let first = socket.send_chat(&hello(3)).await.unwrap();
+    let second = socket.send_chat(&hello(2)).await.unwrap();
+    let mut done = Vec::new();
+    let mut deltas = 0;
+    while done.len() < 2 {
+        match socket.next_frame().await.unwrap().unwrap() {
+            ServerFrame::Delta { id, .. } => {
+                assert!(id == first || id == second);
+                deltas += 1;
+            }
+            ServerFrame::Done(d) => done.push((d.id, d.usage.unwrap().completion_tokens)),
+            ServerFrame::Error { error, .. } => panic!("{error:?}"),
+        }
+    }
+    done.sort();
+    assert_eq!(done, vec![(first, 3), (second, 2)]);
+    assert!(deltas >= 5);
+    let (text, last) = socket.chat(&hello(4)).await.unwrap();
+    assert!(!text.is_empty());
+    assert_eq!(last.finish_reason, "length");
+    let mut bad_model = hello(1);
+    bad_model.model = "no-such-model".into();
+    match socket.chat(&bad_model).await.unwrap_err() {
+        Error::Stream { code, .. } => assert_eq!(code.as_deref(), Some("model_not_found")),
+        other => panic!("{other:?}"),
+    }
+    socket.close().await.unwrap();
+
+    // A ticket instead of the key header; a bad key is refused before the upgrade.
+    let mut socket = client.chat_socket_with_ticket().await.unwrap();
+    assert!(!socket.chat(&hello(2)).await.unwrap().0.is_empty());
+    let err = Client::new("sf-wrong", &server.base_url)
+        .chat_socket()
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), Some(ErrorKind::Authentication));
+    assert!(err.request_id().is_some_and(|id| id.starts_with("req_")));
+
+    // A key limited to one request a minute gets a rate-limit error on its second.
+    let admin = Client::new(&server.admin_key, &server.base_url);
+    let project = admin.create_project("rust limits").await.unwrap();
+    let key = admin
+        .create_api_key(
+            &project.id,
+            &ApiKeyCreate {
+                name: "slow".into(),
+                limits: Some(KeyLimits {
+                    rpm: Some(1),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 60;
+    let slow = Client::new(&key.value, &server.base_url).with_max_retries(0);
+    let used = slow.chat_completion(hello(2)).await.unwrap();
+    let err = slow.chat_completion(hello(1)).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::RateLimit));
+    assert!(err.request_id().is_some_and(|id| id.starts_with("req_")));
+
+    // Its usage is read back.
+    let usage = admin
+        .usage_completions(&UsageQuery {
+            bucket_width: Some("1m".into()),
+            api_key_ids: vec![key.id.clone()],
+            group_by: vec!["api_key_id".into()],
+            ..UsageQuery::since(start)
+        })
+        .await
+        .unwrap();
+    let results: Vec<_> = usage.iter().flat_map(|b| &b.results).collect();
+    assert_eq!(results.len(), 1, "{usage:?}");
+    assert_eq!(results[0].api_key_id.as_deref(), Some(key.id.as_str()));
+    assert_eq!(results[0].num_model_requests, 1);
+    assert_eq!(results[0].input_tokens, i64::from(used.usage.prompt_tokens));
+    assert_eq!(results[0].output_tokens, 2);
+    let costs = admin
+        .costs(&UsageQuery {
+            group_by: vec!["project_id".into()],
+            ..UsageQuery::since(start - 86_400)
+        })
+        .await
+        .unwrap();
+    assert!(costs
+        .iter()
+        .flat_map(|b| &b.results)
+        .any(
+            |c| c.project_id.as_deref() == Some(project.id.as_str()) && c.amount.currency == "usd"
+        ));
+    assert_eq!(
+        admin.credits().await.unwrap().object,
+        "organization.credits"
+    );
+}
+
 /// A server that answers each connection with the next scripted response and records the
 /// requests' `Idempotency-Key`.
 fn scripted(answers: Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
@@ -270,4 +379,55 @@ async fn rate_limits_and_quota_raise_their_kinds() {
     // A spent quota is not retried.
     assert_eq!(err.kind(), Some(ErrorKind::InsufficientQuota));
     assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+/// An example's binary, which `cargo test` builds beside the test binaries.
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run all of the crate's tests (`cargo test`), which builds the examples",
+        path.display()
+    );
+    path
+}
+
+fn run_example(name: &str, key: &str, server: &Server) -> String {
+    let out = Command::new(example(name))
+        .env("STARFIRE_API_KEY", key)
+        .env("STARFIRE_BASE_URL", &server.base_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_examples_run_as_written_in_the_readme() {
+    let server = start();
+    assert!(!run_example("quickstart", &server.api_key, &server)
+        .trim()
+        .is_empty());
+    let out = run_example("keys", &server.admin_key, &server);
+    assert!(
+        out.contains("created key_") && out.contains("revoked key_"),
+        "{out}"
+    );
+    assert!(
+        out.contains("usage: 1 requests,") && out.contains(" 5 out"),
+        "{out}"
+    );
+    let readme = include_str!("../../../README.md");
+    assert!(readme.contains(include_str!("../examples/quickstart.rs")));
 }

@@ -117,6 +117,10 @@ fn response_types_read_their_schemas() {
     reads::<List<Project>>(&spec, "ProjectList");
     reads::<Deleted>(&spec, "DeletedObject");
     reads::<ErrorBody>(&spec, "ErrorBody");
+    reads::<UsagePage<CompletionsUsage>>(&spec, "UsagePage_CompletionsUsageResult");
+    reads::<UsagePage<CostResult>>(&spec, "UsagePage_CostResult");
+    reads::<Credits>(&spec, "CreditsObject");
+    reads::<WsTicket>(&spec, "WsTicket");
 }
 
 #[test]
@@ -137,8 +141,19 @@ fn request_types_send_documented_fields() {
         name: "k".into(),
         scopes: Some(vec!["inference".into()]),
         expires_at: Some(1),
+        limits: Some(KeyLimits {
+            rpm: Some(1),
+            tpm: Some(1),
+            concurrency: Some(1),
+        }),
     };
     sends(&spec, "ApiKeyCreate", &key);
+    sends(&spec, "KeyLimits", key.limits.as_ref().unwrap());
+    let update = ApiKeyUpdate {
+        name: Some("k".into()),
+        limits: Some(KeyLimits::default()),
+    };
+    sends(&spec, "ApiKeyUpdate", &update);
     sends(&spec, "ProjectCreate", &ProjectCreate { name: "p".into() });
 }
 
