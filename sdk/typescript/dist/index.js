@@ -1,0 +1,49 @@
+/**
+ * The TypeScript SDK of Starfire's OpenAI-compatible API.
+ *
+ * ```ts
+ * import { Starfire } from "starfire";
+ *
+ * const client = new Starfire(); // STARFIRE_API_KEY, STARFIRE_BASE_URL
+ * const stream = await client.chat.completions.create({
+ *   model: "smollm2-135m-instruct",
+ *   messages: [{ role: "user", content: "Hello" }],
+ *   stream: true,
+ * });
+ * for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta.content ?? "");
+ * ```
+ */
+import { APIClient } from "./core.js";
+import { Chat, Costs, CreditsResource, Models, Projects, Usage, WsTickets } from "./resources.js";
+/**
+ * A client of one Starfire server. `apiKey` defaults to `STARFIRE_API_KEY`, `baseURL` to
+ * `STARFIRE_BASE_URL` (else http://127.0.0.1:8080). Failed requests (408, 409, 429, 5xx,
+ * connection errors) are retried `maxRetries` times with exponential backoff and jitter,
+ * honouring `Retry-After`.
+ */
+export class Starfire extends APIClient {
+    chat;
+    models;
+    projects;
+    usage;
+    costs;
+    credits;
+    wsTickets;
+    constructor(options = {}) {
+        super(options);
+        this.chat = new Chat(this);
+        this.models = new Models(this);
+        this.projects = new Projects(this);
+        this.usage = new Usage(this);
+        this.costs = new Costs(this);
+        this.credits = new CreditsResource(this);
+        this.wsTickets = new WsTickets(this);
+    }
+}
+export default Starfire;
+export { APIClient, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS } from "./core.js";
+export * from "./errors.js";
+export { Page, PagePromise } from "./pagination.js";
+export { Stream } from "./streaming.js";
+export { ChatSocket, ChatSocketStream } from "./websocket.js";
+export { VERSION } from "./version.js";

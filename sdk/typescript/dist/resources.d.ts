@@ -1,0 +1,111 @@
+/**
+ * Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
+ * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`. Paths, bodies
+ * and answers are the generated spec types.
+ */
+import type { APIClient, RequestOptions } from "./core.js";
+import type { components, operations } from "./generated/openapi.js";
+import { type PagePromise } from "./pagination.js";
+import { type ChatCompletionChunk, Stream } from "./streaming.js";
+import { ChatSocket, type ChatSocketOptions } from "./websocket.js";
+type Schemas = components["schemas"];
+export type ChatCompletion = Schemas["ChatCompletion"];
+export type ChatCompletionRequest = Schemas["ChatCompletionRequest"];
+export type ChatCompletionCreateParams = Omit<ChatCompletionRequest, "stream">;
+export type Model = Schemas["ModelObject"];
+export type Project = Schemas["ProjectObject"];
+export type ProjectCreate = Schemas["ProjectCreate"];
+export type ProjectUpdate = Schemas["ProjectUpdate"];
+export type ApiKey = Schemas["ApiKeyObject"];
+export type ApiKeyCreate = Schemas["ApiKeyCreate"];
+export type ApiKeyUpdate = Schemas["ApiKeyUpdate"];
+export type CreatedApiKey = Schemas["CreatedApiKey"];
+export type DeletedObject = Schemas["DeletedObject"];
+export type WsTicket = Schemas["WsTicket"];
+export type CompletionsUsageBucket = Schemas["UsageBucket_CompletionsUsageResult"];
+export type EmbeddingsUsageBucket = Schemas["UsageBucket_EmbeddingsUsageResult"];
+export type CostBucket = Schemas["UsageBucket_CostResult"];
+export type Credits = Schemas["CreditsObject"];
+/** Query of `GET /v1/organization/usage/completions` (less `page`, which the pager drives). */
+export type CompletionsUsageParams = Omit<NonNullable<operations["usage_completions"]["parameters"]["query"]>, "page">;
+export type EmbeddingsUsageParams = Omit<NonNullable<operations["usage_embeddings"]["parameters"]["query"]>, "page">;
+export type CostsParams = Omit<NonNullable<operations["costs"]["parameters"]["query"]>, "page">;
+export interface ListParams {
+    limit?: number;
+}
+export declare class ChatCompletions {
+    private readonly client;
+    constructor(client: APIClient);
+    /** Creates a chat completion; with `stream: true`, an async iterator of typed chunks. */
+    create(params: ChatCompletionCreateParams & {
+        stream?: false | null;
+    }, options?: RequestOptions): Promise<ChatCompletion>;
+    create(params: ChatCompletionCreateParams & {
+        stream: true;
+    }, options?: RequestOptions): Promise<Stream<ChatCompletionChunk>>;
+}
+export declare class Chat {
+    private readonly client;
+    readonly completions: ChatCompletions;
+    constructor(client: APIClient);
+    /** Opens a chat WebSocket (`GET /v1/chat/ws`); close it when done. */
+    ws(options?: ChatSocketOptions): Promise<ChatSocket>;
+}
+export declare class Models {
+    private readonly client;
+    constructor(client: APIClient);
+    list(options?: RequestOptions): Promise<Model[]>;
+    retrieve(model: string, options?: RequestOptions): Promise<Model>;
+}
+/** A project's API keys. */
+export declare class ApiKeys {
+    private readonly client;
+    constructor(client: APIClient);
+    /** Creates a key; `value` of the answer is the only time the secret is shown. */
+    create(projectId: string, body: ApiKeyCreate, options?: RequestOptions): Promise<CreatedApiKey>;
+    /** The project's live keys: `await` for the first page, `for await` for all of them. */
+    list(projectId: string, params?: ListParams, options?: RequestOptions): PagePromise<ApiKey>;
+    retrieve(projectId: string, keyId: string, options?: RequestOptions): Promise<ApiKey>;
+    update(projectId: string, keyId: string, body: ApiKeyUpdate, options?: RequestOptions): Promise<ApiKey>;
+    /** Revokes a key: it stops working at once. */
+    delete(projectId: string, keyId: string, options?: RequestOptions): Promise<DeletedObject>;
+}
+export declare class Projects {
+    private readonly client;
+    readonly apiKeys: ApiKeys;
+    constructor(client: APIClient);
+    create(body: ProjectCreate, options?: RequestOptions): Promise<Project>;
+    /** The organization's projects: `await` for the first page, `for await` for all of them. */
+    list(params?: ListParams & {
+        include_archived?: boolean;
+    }, options?: RequestOptions): PagePromise<Project>;
+    retrieve(projectId: string, options?: RequestOptions): Promise<Project>;
+    update(projectId: string, body: ProjectUpdate, options?: RequestOptions): Promise<Project>;
+    archive(projectId: string, options?: RequestOptions): Promise<Project>;
+}
+/** Token usage in time buckets: `await` for the first page of buckets, `for await` for all. */
+export declare class Usage {
+    private readonly client;
+    constructor(client: APIClient);
+    completions(params: CompletionsUsageParams, options?: RequestOptions): PagePromise<CompletionsUsageBucket>;
+    embeddings(params: EmbeddingsUsageParams, options?: RequestOptions): PagePromise<EmbeddingsUsageBucket>;
+}
+/** What the organization spent, per day. */
+export declare class Costs {
+    private readonly client;
+    constructor(client: APIClient);
+    list(params: CostsParams, options?: RequestOptions): PagePromise<CostBucket>;
+}
+/** The organization's prepaid credits and ledger. */
+export declare class CreditsResource {
+    private readonly client;
+    constructor(client: APIClient);
+    retrieve(options?: RequestOptions): Promise<Credits>;
+}
+/** Single-use tickets for `GET /v1/chat/ws?ticket=` (for clients that cannot set headers). */
+export declare class WsTickets {
+    private readonly client;
+    constructor(client: APIClient);
+    create(options?: RequestOptions): Promise<WsTicket>;
+}
+export {};

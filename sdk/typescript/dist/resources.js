@@ -1,0 +1,211 @@
+/**
+ * Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
+ * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`. Paths, bodies
+ * and answers are the generated spec types.
+ */
+import { paginate } from "./pagination.js";
+import { Stream } from "./streaming.js";
+import { ChatSocket } from "./websocket.js";
+export class ChatCompletions {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    async create(params, options = {}) {
+        if (!params.stream) {
+            return this.client.json({ ...options, method: "POST", path: "/v1/chat/completions", body: params });
+        }
+        const controller = new AbortController();
+        const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+        const response = await this.client.send({
+            ...options,
+            signal,
+            method: "POST",
+            path: "/v1/chat/completions",
+            body: params,
+            stream: true,
+        });
+        return new Stream(response, controller);
+    }
+}
+export class Chat {
+    client;
+    completions;
+    constructor(client) {
+        this.client = client;
+        this.completions = new ChatCompletions(client);
+    }
+    /** Opens a chat WebSocket (`GET /v1/chat/ws`); close it when done. */
+    ws(options) {
+        return ChatSocket.connect(this.client, options);
+    }
+}
+export class Models {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    async list(options) {
+        const list = await this.client.json({ ...options, method: "GET", path: "/v1/models" });
+        return list.data;
+    }
+    retrieve(model, options) {
+        return this.client.json({ ...options, method: "GET", path: "/v1/models/{model}", params: { model } });
+    }
+}
+/** A project's API keys. */
+export class ApiKeys {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    /** Creates a key; `value` of the answer is the only time the secret is shown. */
+    create(projectId, body, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/projects/{project_id}/api_keys",
+            params: { project_id: projectId },
+            body,
+        });
+    }
+    /** The project's live keys: `await` for the first page, `for await` for all of them. */
+    list(projectId, params = {}, options) {
+        return paginate((after) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/projects/{project_id}/api_keys",
+            params: { project_id: projectId },
+            query: { ...params, after },
+        }));
+    }
+    retrieve(projectId, keyId, options) {
+        return this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+            params: { project_id: projectId, key_id: keyId },
+        });
+    }
+    update(projectId, keyId, body, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+            params: { project_id: projectId, key_id: keyId },
+            body,
+        });
+    }
+    /** Revokes a key: it stops working at once. */
+    delete(projectId, keyId, options) {
+        return this.client.json({
+            ...options,
+            method: "DELETE",
+            path: "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+            params: { project_id: projectId, key_id: keyId },
+        });
+    }
+}
+export class Projects {
+    client;
+    apiKeys;
+    constructor(client) {
+        this.client = client;
+        this.apiKeys = new ApiKeys(client);
+    }
+    create(body, options) {
+        return this.client.json({ ...options, method: "POST", path: "/v1/organization/projects", body });
+    }
+    /** The organization's projects: `await` for the first page, `for await` for all of them. */
+    list(params = {}, options) {
+        return paginate((after) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/projects",
+            query: { ...params, after },
+        }));
+    }
+    retrieve(projectId, options) {
+        return this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/projects/{project_id}",
+            params: { project_id: projectId },
+        });
+    }
+    update(projectId, body, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/projects/{project_id}",
+            params: { project_id: projectId },
+            body,
+        });
+    }
+    archive(projectId, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/projects/{project_id}/archive",
+            params: { project_id: projectId },
+        });
+    }
+}
+/** Token usage in time buckets: `await` for the first page of buckets, `for await` for all. */
+export class Usage {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    completions(params, options) {
+        return paginate((page) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/usage/completions",
+            query: { ...params, page },
+        }));
+    }
+    embeddings(params, options) {
+        return paginate((page) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/usage/embeddings",
+            query: { ...params, page },
+        }));
+    }
+}
+/** What the organization spent, per day. */
+export class Costs {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    list(params, options) {
+        return paginate((page) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/costs",
+            query: { ...params, page },
+        }));
+    }
+}
+/** The organization's prepaid credits and ledger. */
+export class CreditsResource {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    retrieve(options) {
+        return this.client.json({ ...options, method: "GET", path: "/v1/organization/credits" });
+    }
+}
+/** Single-use tickets for `GET /v1/chat/ws?ticket=` (for clients that cannot set headers). */
+export class WsTickets {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    create(options) {
+        return this.client.json({ ...options, method: "POST", path: "/v1/ws/tickets" });
+    }
+}

@@ -1,0 +1,240 @@
+/**
+ * The hand-written core: configuration, the retry loop and typed errors. Paths and bodies are
+ * typed by the generated `paths` and `components` (src/generated/openapi.ts), so a route that
+ * leaves the spec stops compiling here.
+ */
+
+import { randomUUID } from "node:crypto";
+
+import {
+  APIConnectionError,
+  APITimeoutError,
+  StarfireError,
+  isInsufficientQuota,
+  statusError,
+} from "./errors.js";
+import type { paths } from "./generated/openapi.js";
+import { VERSION } from "./version.js";
+
+export const DEFAULT_BASE_URL = "http://127.0.0.1:8080";
+/** Milliseconds a request may take (for a stream: until the answer starts). */
+export const DEFAULT_TIMEOUT_MS = 600_000;
+export const DEFAULT_MAX_RETRIES = 2;
+const INITIAL_RETRY_DELAY_MS = 500;
+const MAX_RETRY_DELAY_MS = 8_000;
+/** A `Retry-After` beyond this is not waited for: the error is thrown instead. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+export interface ClientOptions {
+  /** Default: `STARFIRE_API_KEY`. */
+  apiKey?: string;
+  /** Default: `STARFIRE_BASE_URL`, else http://127.0.0.1:8080. */
+  baseURL?: string;
+  /** Milliseconds per request (default 600 000); a stream's timeout ends when it starts. */
+  timeout?: number;
+  /** Retries of a failed request (default 2). */
+  maxRetries?: number;
+  /** Another `fetch` (a proxy agent, a test double). */
+  fetch?: typeof fetch;
+}
+
+/** Options every call takes. */
+export interface RequestOptions {
+  timeout?: number;
+  maxRetries?: number;
+  /** For a POST: the `Idempotency-Key` (default a fresh one, kept across the call's retries). */
+  idempotencyKey?: string;
+  signal?: AbortSignal;
+}
+
+/** Any path of the spec. */
+export type Path = keyof paths;
+type Method = "GET" | "POST" | "DELETE";
+type Query = Record<string, string | number | boolean | readonly string[] | null | undefined>;
+
+export interface Request extends RequestOptions {
+  method: Method;
+  /** A spec path, with `{param}`s filled in by `params`. */
+  path: Path;
+  params?: Record<string, string>;
+  query?: Query;
+  body?: unknown;
+  /** Return the successful response unread (the caller reads or cancels its body). */
+  stream?: boolean;
+}
+
+/** Milliseconds from `Retry-After` (delta-seconds or an HTTP date), when present and sane. */
+export function retryAfterMs(headers: Headers): number | null {
+  const value = headers.get("retry-after");
+  if (value === null) return null;
+  const seconds = Number(value);
+  if (value.trim() !== "" && Number.isFinite(seconds)) return Math.max(seconds * 1000, 0);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(date - Date.now(), 0);
+}
+
+/** The wait before retry number `attempt` (0-based): the server's `Retry-After` when it gives
+ * one (null when it asks for longer than we wait), else exponential backoff with jitter. */
+export function backoffMs(attempt: number, headers: Headers | null): number | null {
+  const after = headers ? retryAfterMs(headers) : null;
+  if (after !== null) return after <= MAX_RETRY_AFTER_MS ? after : null;
+  const delay = Math.min(INITIAL_RETRY_DELAY_MS * 2 ** attempt, MAX_RETRY_DELAY_MS);
+  return delay * (1 - 0.25 * Math.random());
+}
+
+function retryable(status: number, body: unknown): boolean {
+  // A spent quota does not come back by waiting.
+  if (status === 429) return !isInsufficientQuota(body);
+  return status === 408 || status === 409 || status >= 500;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function fillPath(path: string, params: Record<string, string> = {}): string {
+  return path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) throw new StarfireError(`missing path parameter ${name}`);
+    return encodeURIComponent(value);
+  });
+}
+
+function queryString(query: Query | undefined): string {
+  if (!query) return "";
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (value === undefined || value === null) continue;
+    if (Array.isArray(value)) for (const item of value) search.append(name, String(item));
+    else search.append(name, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+async function readBody(response: Response): Promise<unknown> {
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Sends requests with retries and turns error answers into typed errors. */
+export class APIClient {
+  readonly apiKey: string;
+  readonly baseURL: string;
+  readonly timeout: number;
+  readonly maxRetries: number;
+  private readonly fetch: typeof fetch;
+
+  constructor(options: ClientOptions = {}) {
+    const apiKey = options.apiKey ?? process.env.STARFIRE_API_KEY;
+    if (!apiKey) {
+      throw new StarfireError(
+        "No API key: pass { apiKey } or set the STARFIRE_API_KEY environment variable.",
+      );
+    }
+    this.apiKey = apiKey;
+    this.baseURL = (options.baseURL || process.env.STARFIRE_BASE_URL || DEFAULT_BASE_URL).replace(/\/+$/, "");
+    const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
+    if (!Number.isInteger(maxRetries) || maxRetries < 0) {
+      throw new StarfireError("maxRetries must be an integer, 0 or more");
+    }
+    this.maxRetries = maxRetries;
+    this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** The headers of every request. */
+  authHeaders(): Record<string, string> {
+    return {
+      Authorization: `Bearer ${this.apiKey}`,
+      "User-Agent": `starfire-typescript/${VERSION}`,
+    };
+  }
+
+  /** A spec path made into a URL. */
+  url(path: Path, params?: Record<string, string>, query?: Query): string {
+    return this.baseURL + fillPath(path, params) + queryString(query);
+  }
+
+  /** Sends one call and parses its JSON answer. */
+  async json<T>(request: Request): Promise<T> {
+    const response = await this.send({ ...request, stream: false });
+    return (await response.json()) as T;
+  }
+
+  /**
+   * Sends one logical request, retrying 408/409/429/5xx and connection failures with backoff.
+   * A POST carries one `Idempotency-Key` across all its attempts. With `stream` the successful
+   * response comes back unread, so a retry only ever happens before any of the body has been
+   * handed to the caller.
+   */
+  async send(request: Request): Promise<Response> {
+    const headers: Record<string, string> = { ...this.authHeaders(), Accept: "application/json" };
+    if (request.stream) headers.Accept = "text/event-stream";
+    if (request.body !== undefined) headers["Content-Type"] = "application/json";
+    if (request.method === "POST") {
+      headers["Idempotency-Key"] = request.idempotencyKey ?? `sf-ts-${randomUUID()}`;
+    }
+    const url = this.url(request.path, request.params, request.query);
+    const body = request.body === undefined ? undefined : JSON.stringify(request.body);
+    const retries = request.maxRetries ?? this.maxRetries;
+    const timeout = request.timeout ?? this.timeout;
+    for (let attempt = 0; ; attempt++) {
+      const controller = new AbortController();
+      const onAbort = () => controller.abort(request.signal?.reason);
+      request.signal?.addEventListener("abort", onAbort, { once: true });
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, timeout);
+      let handedOver = false;
+      try {
+        let response: Response;
+        try {
+          response = await this.fetch(url, { method: request.method, headers, body, signal: controller.signal });
+          if (response.ok) {
+            if (request.stream) {
+              // From here the caller owns the body; its own abort signal still stops it.
+              handedOver = true;
+              return response;
+            }
+            // Read the whole answer under the timeout.
+            const text = await response.text();
+            return new Response(text, { status: response.status, headers: response.headers });
+          }
+        } catch (error) {
+          if (request.signal?.aborted) throw error;
+          if (attempt < retries) {
+            await sleep(backoffMs(attempt, null) ?? 0);
+            continue;
+          }
+          if (timedOut) throw new APITimeoutError();
+          throw new APIConnectionError(`Connection error: ${String(error)}`, null, { cause: error });
+        }
+        // An error answer: read it (it is small) and decide.
+        let errorBody: unknown;
+        try {
+          errorBody = await readBody(response);
+        } catch (error) {
+          throw new APIConnectionError(`Connection error: ${String(error)}`, response.headers.get("x-request-id"), {
+            cause: error,
+          });
+        }
+        if (attempt < retries && retryable(response.status, errorBody)) {
+          const delay = backoffMs(attempt, response.headers);
+          if (delay !== null) {
+            await sleep(delay);
+            continue;
+          }
+        }
+        throw statusError(response.status, response.headers, errorBody);
+      } finally {
+        clearTimeout(timer);
+        if (!handedOver) request.signal?.removeEventListener("abort", onAbort);
+      }
+    }
+  }
+}

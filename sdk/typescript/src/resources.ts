@@ -1,0 +1,261 @@
+/**
+ * Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
+ * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`. Paths, bodies
+ * and answers are the generated spec types.
+ */
+
+import type { APIClient, RequestOptions } from "./core.js";
+import type { components, operations } from "./generated/openapi.js";
+import { paginate, type PagePromise } from "./pagination.js";
+import { type ChatCompletionChunk, Stream } from "./streaming.js";
+import { ChatSocket, type ChatSocketOptions } from "./websocket.js";
+
+type Schemas = components["schemas"];
+export type ChatCompletion = Schemas["ChatCompletion"];
+export type ChatCompletionRequest = Schemas["ChatCompletionRequest"];
+export type ChatCompletionCreateParams = Omit<ChatCompletionRequest, "stream">;
+export type Model = Schemas["ModelObject"];
+export type Project = Schemas["ProjectObject"];
+export type ProjectCreate = Schemas["ProjectCreate"];
+export type ProjectUpdate = Schemas["ProjectUpdate"];
+export type ApiKey = Schemas["ApiKeyObject"];
+export type ApiKeyCreate = Schemas["ApiKeyCreate"];
+export type ApiKeyUpdate = Schemas["ApiKeyUpdate"];
+export type CreatedApiKey = Schemas["CreatedApiKey"];
+export type DeletedObject = Schemas["DeletedObject"];
+export type WsTicket = Schemas["WsTicket"];
+export type CompletionsUsageBucket = Schemas["UsageBucket_CompletionsUsageResult"];
+export type EmbeddingsUsageBucket = Schemas["UsageBucket_EmbeddingsUsageResult"];
+export type CostBucket = Schemas["UsageBucket_CostResult"];
+export type Credits = Schemas["CreditsObject"];
+/** Query of `GET /v1/organization/usage/completions` (less `page`, which the pager drives). */
+export type CompletionsUsageParams = Omit<NonNullable<operations["usage_completions"]["parameters"]["query"]>, "page">;
+export type EmbeddingsUsageParams = Omit<NonNullable<operations["usage_embeddings"]["parameters"]["query"]>, "page">;
+export type CostsParams = Omit<NonNullable<operations["costs"]["parameters"]["query"]>, "page">;
+export interface ListParams {
+  limit?: number;
+}
+
+export class ChatCompletions {
+  constructor(private readonly client: APIClient) {}
+
+  /** Creates a chat completion; with `stream: true`, an async iterator of typed chunks. */
+  create(params: ChatCompletionCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<ChatCompletion>;
+  create(params: ChatCompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<Stream<ChatCompletionChunk>>;
+  async create(
+    params: ChatCompletionRequest,
+    options: RequestOptions = {},
+  ): Promise<ChatCompletion | Stream<ChatCompletionChunk>> {
+    if (!params.stream) {
+      return this.client.json<ChatCompletion>({ ...options, method: "POST", path: "/v1/chat/completions", body: params });
+    }
+    const controller = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+    const response = await this.client.send({
+      ...options,
+      signal,
+      method: "POST",
+      path: "/v1/chat/completions",
+      body: params,
+      stream: true,
+    });
+    return new Stream<ChatCompletionChunk>(response, controller);
+  }
+}
+
+export class Chat {
+  readonly completions: ChatCompletions;
+
+  constructor(private readonly client: APIClient) {
+    this.completions = new ChatCompletions(client);
+  }
+
+  /** Opens a chat WebSocket (`GET /v1/chat/ws`); close it when done. */
+  ws(options?: ChatSocketOptions): Promise<ChatSocket> {
+    return ChatSocket.connect(this.client, options);
+  }
+}
+
+export class Models {
+  constructor(private readonly client: APIClient) {}
+
+  async list(options?: RequestOptions): Promise<Model[]> {
+    const list = await this.client.json<Schemas["ModelList"]>({ ...options, method: "GET", path: "/v1/models" });
+    return list.data;
+  }
+
+  retrieve(model: string, options?: RequestOptions): Promise<Model> {
+    return this.client.json({ ...options, method: "GET", path: "/v1/models/{model}", params: { model } });
+  }
+}
+
+/** A project's API keys. */
+export class ApiKeys {
+  constructor(private readonly client: APIClient) {}
+
+  /** Creates a key; `value` of the answer is the only time the secret is shown. */
+  create(projectId: string, body: ApiKeyCreate, options?: RequestOptions): Promise<CreatedApiKey> {
+    return this.client.json({
+      ...options,
+      method: "POST",
+      path: "/v1/organization/projects/{project_id}/api_keys",
+      params: { project_id: projectId },
+      body,
+    });
+  }
+
+  /** The project's live keys: `await` for the first page, `for await` for all of them. */
+  list(projectId: string, params: ListParams = {}, options?: RequestOptions): PagePromise<ApiKey> {
+    return paginate((after) =>
+      this.client.json<Schemas["ApiKeyList"]>({
+        ...options,
+        method: "GET",
+        path: "/v1/organization/projects/{project_id}/api_keys",
+        params: { project_id: projectId },
+        query: { ...params, after },
+      }),
+    );
+  }
+
+  retrieve(projectId: string, keyId: string, options?: RequestOptions): Promise<ApiKey> {
+    return this.client.json({
+      ...options,
+      method: "GET",
+      path: "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+      params: { project_id: projectId, key_id: keyId },
+    });
+  }
+
+  update(projectId: string, keyId: string, body: ApiKeyUpdate, options?: RequestOptions): Promise<ApiKey> {
+    return this.client.json({
+      ...options,
+      method: "POST",
+      path: "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+      params: { project_id: projectId, key_id: keyId },
+      body,
+    });
+  }
+
+  /** Revokes a key: it stops working at once. */
+  delete(projectId: string, keyId: string, options?: RequestOptions): Promise<DeletedObject> {
+    return this.client.json({
+      ...options,
+      method: "DELETE",
+      path: "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+      params: { project_id: projectId, key_id: keyId },
+    });
+  }
+}
+
+export class Projects {
+  readonly apiKeys: ApiKeys;
+
+  constructor(private readonly client: APIClient) {
+    this.apiKeys = new ApiKeys(client);
+  }
+
+  create(body: ProjectCreate, options?: RequestOptions): Promise<Project> {
+    return this.client.json({ ...options, method: "POST", path: "/v1/organization/projects", body });
+  }
+
+  /** The organization's projects: `await` for the first page, `for await` for all of them. */
+  list(params: ListParams & { include_archived?: boolean } = {}, options?: RequestOptions): PagePromise<Project> {
+    return paginate((after) =>
+      this.client.json<Schemas["ProjectList"]>({
+        ...options,
+        method: "GET",
+        path: "/v1/organization/projects",
+        query: { ...params, after },
+      }),
+    );
+  }
+
+  retrieve(projectId: string, options?: RequestOptions): Promise<Project> {
+    return this.client.json({
+      ...options,
+      method: "GET",
+      path: "/v1/organization/projects/{project_id}",
+      params: { project_id: projectId },
+    });
+  }
+
+  update(projectId: string, body: ProjectUpdate, options?: RequestOptions): Promise<Project> {
+    return this.client.json({
+      ...options,
+      method: "POST",
+      path: "/v1/organization/projects/{project_id}",
+      params: { project_id: projectId },
+      body,
+    });
+  }
+
+  archive(projectId: string, options?: RequestOptions): Promise<Project> {
+    return this.client.json({
+      ...options,
+      method: "POST",
+      path: "/v1/organization/projects/{project_id}/archive",
+      params: { project_id: projectId },
+    });
+  }
+}
+
+/** Token usage in time buckets: `await` for the first page of buckets, `for await` for all. */
+export class Usage {
+  constructor(private readonly client: APIClient) {}
+
+  completions(params: CompletionsUsageParams, options?: RequestOptions): PagePromise<CompletionsUsageBucket> {
+    return paginate((page) =>
+      this.client.json<Schemas["UsagePage_CompletionsUsageResult"]>({
+        ...options,
+        method: "GET",
+        path: "/v1/organization/usage/completions",
+        query: { ...params, page },
+      }),
+    );
+  }
+
+  embeddings(params: EmbeddingsUsageParams, options?: RequestOptions): PagePromise<EmbeddingsUsageBucket> {
+    return paginate((page) =>
+      this.client.json<Schemas["UsagePage_EmbeddingsUsageResult"]>({
+        ...options,
+        method: "GET",
+        path: "/v1/organization/usage/embeddings",
+        query: { ...params, page },
+      }),
+    );
+  }
+}
+
+/** What the organization spent, per day. */
+export class Costs {
+  constructor(private readonly client: APIClient) {}
+
+  list(params: CostsParams, options?: RequestOptions): PagePromise<CostBucket> {
+    return paginate((page) =>
+      this.client.json<Schemas["UsagePage_CostResult"]>({
+        ...options,
+        method: "GET",
+        path: "/v1/organization/costs",
+        query: { ...params, page },
+      }),
+    );
+  }
+}
+
+/** The organization's prepaid credits and ledger. */
+export class CreditsResource {
+  constructor(private readonly client: APIClient) {}
+
+  retrieve(options?: RequestOptions): Promise<Credits> {
+    return this.client.json({ ...options, method: "GET", path: "/v1/organization/credits" });
+  }
+}
+
+/** Single-use tickets for `GET /v1/chat/ws?ticket=` (for clients that cannot set headers). */
+export class WsTickets {
+  constructor(private readonly client: APIClient) {}
+
+  create(options?: RequestOptions): Promise<WsTicket> {
+    return this.client.json({ ...options, method: "POST", path: "/v1/ws/tickets" });
+  }
+}

@@ -1,0 +1,215 @@
+// The SDK against a live `starfire serve` (see server.mjs).
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import {
+  AuthenticationError,
+  ChatSocketStream,
+  NotFoundError,
+  RateLimitError,
+  Starfire,
+  UnprocessableEntityError,
+} from "starfire";
+
+import { fakeServer } from "./fake.mjs";
+import { MODEL, startServer } from "./server.mjs";
+
+const HELLO = [{ role: "user", content: "Say hello." }];
+let server;
+const inference = () => new Starfire({ apiKey: server.api_key, baseURL: server.baseURL });
+const admin = () => new Starfire({ apiKey: server.admin_key, baseURL: server.baseURL });
+
+before(async () => {
+  server = await startServer();
+});
+after(async () => {
+  await server?.stop();
+});
+
+test("reads the key and base URL from the environment", async () => {
+  const saved = { ...process.env };
+  try {
+    process.env.STARFIRE_API_KEY = server.api_key;
+    process.env.STARFIRE_BASE_URL = server.baseURL;
+    assert.deepEqual((await new Starfire().models.list()).map((m) => m.id), [MODEL]);
+  } finally {
+    process.env = saved;
+  }
+});
+
+test("chat completion", async () => {
+  const completion = await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 8, temperature: 0 });
+  assert.equal(completion.object, "chat.completion");
+  assert.ok(completion.choices[0].message.content);
+  assert.equal(completion.usage.completion_tokens, 8);
+});
+
+test("streamed chat completion", async () => {
+  const stream = await inference().chat.completions.create({
+    model: MODEL,
+    messages: HELLO,
+    max_tokens: 6,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  assert.match(stream.requestId, /^req_/);
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  assert.ok(chunks.every((c) => c.object === "chat.completion.chunk"));
+  assert.equal(chunks[0].choices[0].delta.role, "assistant");
+  const text = chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+  assert.ok(text);
+  const finishes = chunks.filter((c) => c.choices.length).map((c) => c.choices[0].finish_reason);
+  assert.equal(finishes.at(-1), "length");
+  assert.equal(chunks.at(-1).usage.completion_tokens, 6);
+});
+
+test("leaving a stream early closes it", async () => {
+  const stream = await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 64, stream: true });
+  let seen = 0;
+  for await (const _chunk of stream) if (++seen === 2) break;
+  assert.equal(seen, 2);
+  // The server is still fine for the next request.
+  const completion = await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 2 });
+  assert.equal(completion.usage.completion_tokens, 2);
+});
+
+test("WebSocket chat with the key header: two requests on one socket", async () => {
+  const socket = await inference().chat.ws();
+  try {
+    const first = socket.chat({ model: MODEL, messages: HELLO, max_tokens: 5 });
+    const second = socket.chat({ model: MODEL, messages: HELLO, max_tokens: 3 });
+    assert.ok(first instanceof ChatSocketStream);
+    const [a, b] = await Promise.all([first.text(), second.text()]);
+    assert.ok(a && b);
+    const done = await first.done;
+    assert.equal(done.type, "chat.done");
+    assert.equal(done.finish_reason, "length");
+    assert.equal(done.usage.completion_tokens, 5);
+    assert.equal((await second.done).usage.completion_tokens, 3);
+  } finally {
+    await socket.close();
+  }
+});
+
+test("WebSocket chat with a ticket, and a request error as a typed error", async () => {
+  const socket = await inference().chat.ws({ useTicket: true });
+  try {
+    const frames = [];
+    for await (const frame of socket.chat({ model: MODEL, messages: HELLO, max_tokens: 4 })) frames.push(frame);
+    assert.equal(frames[0].delta.role, "assistant");
+    const bad = socket.chat({ model: "no-such-model", messages: HELLO });
+    await assert.rejects(bad.done, (err) => err.name === "APIStreamError" && err.code === "model_not_found");
+  } finally {
+    await socket.close();
+  }
+});
+
+test("a WebSocket with a bad key is refused with AuthenticationError", async () => {
+  const client = new Starfire({ apiKey: "sf-not-a-real-key", baseURL: server.baseURL });
+  await assert.rejects(client.chat.ws(), (err) => err instanceof AuthenticationError && err.status === 401 && /^req_/.test(err.requestId));
+});
+
+test("a bad key throws AuthenticationError with the request id", async () => {
+  const client = new Starfire({ apiKey: "sf-not-a-real-key", baseURL: server.baseURL });
+  await assert.rejects(client.models.list(), (err) => {
+    assert.ok(err instanceof AuthenticationError);
+    assert.equal(err.status, 401);
+    assert.equal(err.code, "invalid_api_key");
+    assert.match(err.requestId, /^req_/);
+    return true;
+  });
+});
+
+test("an unknown project throws NotFoundError", async () => {
+  await assert.rejects(admin().projects.retrieve("proj_doesnotexist"), NotFoundError);
+});
+
+test("a key over its rate limit throws RateLimitError", async () => {
+  const control = admin();
+  const project = await control.projects.create({ name: "ts rate limit" });
+  const key = await control.projects.apiKeys.create(project.id, { name: "slow", limits: { rpm: 1 } });
+  const client = new Starfire({ apiKey: key.value, baseURL: server.baseURL, maxRetries: 0 });
+  await client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 1 });
+  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 1 }), (err) => {
+    assert.ok(err instanceof RateLimitError);
+    assert.equal(err.status, 429);
+    assert.equal(err.code, "rate_limit_exceeded");
+    assert.match(err.requestId, /^req_/);
+    assert.ok(err.headers.get("retry-after"));
+    return true;
+  });
+});
+
+test("a retry after 429 succeeds with the same Idempotency-Key", async () => {
+  const limited = JSON.stringify({ error: { message: "slow down", type: "rate_limit_error", code: "rate_limit_exceeded" } });
+  const proxy = await fakeServer([{ status: 429, body: limited, headers: { "content-type": "application/json", "retry-after": "0" } }], server.baseURL);
+  try {
+    const client = new Starfire({ apiKey: server.api_key, baseURL: proxy.url });
+    const completion = await client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 3 });
+    assert.equal(completion.usage.completion_tokens, 3);
+    assert.equal(proxy.seen.length, 2);
+    const keys = new Set(proxy.seen.map((s) => s.headers["idempotency-key"]));
+    assert.equal(keys.size, 1);
+    assert.ok([...keys][0]);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("the gateway answers a retried create with the first object", async () => {
+  const control = admin();
+  const first = await control.projects.create({ name: "ts idempotent" }, { idempotencyKey: "ts-idem-1" });
+  const again = await control.projects.create({ name: "ts idempotent" }, { idempotencyKey: "ts-idem-1" });
+  assert.equal(again.id, first.id);
+  await assert.rejects(
+    control.projects.create({ name: "something else" }, { idempotencyKey: "ts-idem-1" }),
+    (err) => err instanceof UnprocessableEntityError && err.param === "Idempotency-Key",
+  );
+});
+
+test("a key is created, used, listed across pages, revoked; its usage is read back", async () => {
+  const control = admin();
+  const start = Math.floor(Date.now() / 1000) - 60;
+  const project = await control.projects.create({ name: "ts key test" });
+  const created = await control.projects.apiKeys.create(project.id, { name: "ci" });
+  assert.match(created.value, /^sf-/);
+  const fresh = new Starfire({ apiKey: created.value, baseURL: server.baseURL });
+  const completion = await fresh.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 4 });
+  const others = [];
+  for (let i = 0; i < 3; i++) others.push((await control.projects.apiKeys.create(project.id, { name: `k${i}` })).id);
+  const firstPage = await control.projects.apiKeys.list(project.id, { limit: 2 });
+  assert.equal(firstPage.data.length, 2);
+  assert.ok(firstPage.hasNextPage());
+  const all = [];
+  for await (const key of control.projects.apiKeys.list(project.id, { limit: 2 })) all.push(key.id);
+  assert.deepEqual(new Set(all), new Set([created.id, ...others]));
+
+  // Usage is recorded when the request ends; read it back for this key.
+  let tokens = null;
+  for (let tries = 0; tries < 50 && tokens === null; tries++) {
+    let input = 0;
+    let output = 0;
+    let requests = 0;
+    for await (const bucket of control.usage.completions({ start_time: start, bucket_width: "1m", api_key_ids: [created.id], group_by: ["api_key_id"] })) {
+      for (const result of bucket.results) {
+        assert.equal(result.api_key_id, created.id);
+        input += result.input_tokens;
+        output += result.output_tokens;
+        requests += result.num_model_requests;
+      }
+    }
+    if (requests > 0) tokens = { input, output, requests };
+    else await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.deepEqual(tokens, { input: completion.usage.prompt_tokens, output: 4, requests: 1 });
+  const costs = [];
+  for await (const bucket of control.costs.list({ start_time: start - 86_400, group_by: ["project_id"] })) costs.push(...bucket.results);
+  assert.ok(costs.some((c) => c.project_id === project.id && c.amount.currency === "usd"));
+  const credits = await control.credits.retrieve();
+  assert.equal(credits.object, "organization.credits");
+
+  const deleted = await control.projects.apiKeys.delete(project.id, created.id);
+  assert.equal(deleted.deleted, true);
+  await assert.rejects(fresh.models.list(), AuthenticationError);
+});
