@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -182,8 +183,11 @@ class ChatSocketStream:
 class ChatSocket:
     """A chat WebSocket (sync). Open it with `client.chat.ws()`, use it as a context manager."""
 
-    def __init__(self, connection: ClientConnection) -> None:
+    def __init__(
+        self, connection: ClientConnection, stack: contextlib.ExitStack
+    ) -> None:
         self._connection = connection
+        self._stack = stack
         self._running: dict[str, _Request] = {}
         self._next_id = 1
 
@@ -195,18 +199,22 @@ class ChatSocket:
             ticket = client.request("POST", TICKETS_PATH).json()["ticket"]
             headers.pop("Authorization")
         timeout = client.timeout.connect or 5.0
+        # Entered as a context manager, as newer websockets releases require.
+        stack = contextlib.ExitStack()
         try:
-            connection = connect(
-                _ws_url(client.base_url, ticket),
-                additional_headers=headers,
-                open_timeout=timeout,
-                max_size=None,
+            connection = stack.enter_context(
+                connect(
+                    _ws_url(client.base_url, ticket),
+                    additional_headers=headers,
+                    open_timeout=timeout,
+                    max_size=None,
+                )
             )
         except InvalidStatus as exc:
             raise _refused(exc) from None
         except (OSError, TimeoutError) as exc:
             raise APIConnectionError(f"WebSocket connection failed: {exc}") from exc
-        return cls(connection)
+        return cls(connection, stack)
 
     def chat(
         self, *, request_id: str | None = None, **request: Any
@@ -240,7 +248,7 @@ class ChatSocket:
         _dispatch(self._running, raw)
 
     def close(self) -> None:
-        self._connection.close()
+        self._stack.close()
 
     def __enter__(self) -> ChatSocket:
         return self
