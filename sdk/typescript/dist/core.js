@@ -65,6 +65,12 @@ function queryString(query) {
     const text = search.toString();
     return text ? `?${text}` : "";
 }
+/** What went wrong, including what fetch wraps as its `cause` (ECONNREFUSED, ...). */
+function describe(error) {
+    const text = error instanceof Error ? error.message : String(error);
+    const cause = error instanceof Error ? error.cause : undefined;
+    return cause instanceof Error ? `${text}: ${cause.message}` : text;
+}
 async function readBody(response) {
     const text = await response.text();
     try {
@@ -165,7 +171,7 @@ export class APIClient {
                     }
                     if (timedOut)
                         throw new APITimeoutError();
-                    throw new APIConnectionError(`Connection error: ${String(error)}`, null, { cause: error });
+                    throw new APIConnectionError(`Connection error: ${describe(error)}`, null, { cause: error });
                 }
                 // An error answer: read it (it is small) and decide.
                 let errorBody;
@@ -173,7 +179,7 @@ export class APIClient {
                     errorBody = await readBody(response);
                 }
                 catch (error) {
-                    throw new APIConnectionError(`Connection error: ${String(error)}`, response.headers.get("x-request-id"), {
+                    throw new APIConnectionError(`Connection error: ${describe(error)}`, response.headers.get("x-request-id"), {
                         cause: error,
                     });
                 }

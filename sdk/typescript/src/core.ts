@@ -110,6 +110,13 @@ function queryString(query: Query | undefined): string {
   return text ? `?${text}` : "";
 }
 
+/** What went wrong, including what fetch wraps as its `cause` (ECONNREFUSED, ...). */
+function describe(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const cause = error instanceof Error ? error.cause : undefined;
+  return cause instanceof Error ? `${text}: ${cause.message}` : text;
+}
+
 async function readBody(response: Response): Promise<unknown> {
   const text = await response.text();
   try {
@@ -212,14 +219,14 @@ export class APIClient {
             continue;
           }
           if (timedOut) throw new APITimeoutError();
-          throw new APIConnectionError(`Connection error: ${String(error)}`, null, { cause: error });
+          throw new APIConnectionError(`Connection error: ${describe(error)}`, null, { cause: error });
         }
         // An error answer: read it (it is small) and decide.
         let errorBody: unknown;
         try {
           errorBody = await readBody(response);
         } catch (error) {
-          throw new APIConnectionError(`Connection error: ${String(error)}`, response.headers.get("x-request-id"), {
+          throw new APIConnectionError(`Connection error: ${describe(error)}`, response.headers.get("x-request-id"), {
             cause: error,
           });
         }
