@@ -61,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/members", web::get().to(pages::members))
         .route("/members/invites", web::post().to(pages::invite))
+        .route("/members/{user}/role", web::post().to(pages::change_role))
         .route("/playground", web::get().to(pages::playground))
         .route("/projects/{project}/limits", web::get().to(limits::limits))
         .route(

@@ -944,7 +944,27 @@ async fn members_page(
                     thead { tr { th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Joined" } } }
                     tbody {
                         @for m in &members.data {
-                            tr { td { (m.name) } td { (m.email) } td { (m.role.as_str()) } td { (time(m.added_at)) } }
+                            tr {
+                                td { (m.name) }
+                                td { (m.email) }
+                                td {
+                                    @if manage && Some(&m.id) != ctx.principal.user_id.as_ref() {
+                                        form.inline method="post" action=(format!("/members/{}/role", m.id)) {
+                                            (csrf_field(&ctx.csrf))
+                                            label.skip for=(format!("role-{}", m.id)) { "Role of " (m.email) }
+                                            select id=(format!("role-{}", m.id)) name="role" {
+                                                @for role in ROLES {
+                                                    option value=(role.as_str()) selected[role == m.role] { (role.as_str()) }
+                                                }
+                                            }
+                                            button.secondary type="submit" { "Change" span.skip { " role of " (m.email) } }
+                                        }
+                                    } @else {
+                                        (m.role.as_str())
+                                    }
+                                }
+                                td { (time(m.added_at)) }
+                            }
                         }
                     }
                 }
@@ -992,6 +1012,26 @@ pub async fn members(state: web::Data<AppState>, req: HttpRequest) -> PageResult
         StatusCode::OK,
         members_page(&state, &ctx, &req, None).await?,
     ))
+}
+
+pub async fn change_role(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> PageResult {
+    let form = Form::parse(&body)?;
+    let ctx = Ctx::for_post(&state, &req, &form).await?;
+    ctx.principal
+        .require_organization(Permission::ManageMembers)?;
+    let role = Role::parse(form.get("role").unwrap_or_default()).ok_or_else(|| {
+        ApiError::invalid(
+            "role",
+            "'role' must be owner, admin, developer, billing or viewer.",
+        )
+    })?;
+    users::set_role(&state, &ctx.principal, &path, role).await?;
+    Ok(see_other("/members"))
 }
 
 pub async fn invite(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> PageResult {

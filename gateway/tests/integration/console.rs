@@ -1011,6 +1011,69 @@ async fn playground_snippets(app: TestApp) {
     assert!(html.contains("<label for=\"system\">System message (optional)</label>"));
 }
 
+async fn members_change_role(app: TestApp) {
+    let owner = app.signup("boss@example.com").await;
+    let dev = app
+        .member_with_role(&owner, "worker@example.com", "developer")
+        .await;
+    let mut browser = Browser::new(&app);
+    browser.signin("boss@example.com").await;
+    let html = assert_html(&browser.get("/members").await, 200);
+    let select = format!("<select id=\"role-{}\" name=\"role\">", dev.user_id);
+    assert!(html.contains(&select), "{html}");
+    assert!(html.contains(&format!(
+        "<label class=\"skip\" for=\"role-{}\">Role of worker@example.com</label>",
+        dev.user_id
+    )));
+    assert!(
+        !html.contains(&format!("role-{}", owner.user_id)),
+        "not one's own role"
+    );
+    let action = format!("/members/{}/role", dev.user_id);
+    let resp = browser
+        .submit("/members", &action, &[("role", "viewer")])
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    let member = app
+        .get(
+            &format!("/v1/organization/users/{}", dev.user_id),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(member["role"], "viewer");
+    assert_html(
+        &browser
+            .submit("/members", &action, &[("role", "emperor")])
+            .await,
+        422,
+    );
+    assert_html(
+        &browser
+            .post(&action, &[("csrf", "x"), ("role", "admin")])
+            .await,
+        403,
+    );
+
+    // The demoted member cannot promote themselves by posting the form.
+    let mut worker = Browser::new(&app);
+    worker.signin("worker@example.com").await;
+    let html = assert_html(&worker.get("/members").await, 200);
+    assert!(!html.contains("<select id=\"role-"));
+    let resp = worker
+        .submit("/members", &action, &[("role", "owner")])
+        .await;
+    assert_html(&resp, 403);
+    let member = app
+        .get(
+            &format!("/v1/organization/users/{}", dev.user_id),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(member["role"], "viewer");
+}
+
 async fn static_assets(app: TestApp) {
     let resp = app.get("/assets/console.js", None).await;
     assert_eq!(resp.status.as_u16(), 200);
@@ -1032,4 +1095,5 @@ on_both_backends!(
     keys_with_expiry_and_limits,
     organization_switcher,
     playground_snippets,
+    members_change_role,
 );
