@@ -277,6 +277,40 @@ async fn run(s: &mut Session) {
     assert!(s.text("header").await.contains("Browser Org"));
     s.screenshot("projects").await;
 
+    // Keyboard: the first Tab lands on the skip link, which shows a focus outline; Enter on it
+    // moves focus to the page's content.
+    let body = s.client.active_element().await.unwrap();
+    body.send_keys(&fantoccini::key::Key::Tab.to_string())
+        .await
+        .unwrap();
+    let focused: Vec<serde_json::Value> = s
+        .client
+        .execute(
+            "const e = document.activeElement; \
+             return [e.textContent, getComputedStyle(e).outlineStyle, getComputedStyle(e).left];",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(focused[0], "Skip to content", "{focused:?}");
+    assert_eq!(focused[1], "solid", "a visible focus outline: {focused:?}");
+    s.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&fantoccini::key::Key::Enter.to_string())
+        .await
+        .unwrap();
+    let id = s
+        .client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(id, "main", "the skip link moves focus to the content");
+
     // A project, then a key: the secret shown once, the copy button enabled by the script.
     s.fill("#project-name", "Browser project").await;
     s.click("main button[type=submit]").await;
