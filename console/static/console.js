@@ -34,25 +34,69 @@ if (playground) {
     total: document.getElementById("stat-total"),
     rate: document.getElementById("stat-rate"),
   };
-  const snippet = document.getElementById("curl");
+  const snippets = {
+    curl: document.getElementById("curl"),
+    python: document.getElementById("python"),
+    typescript: document.getElementById("typescript"),
+  };
   const submit = playground.querySelector("button[type=submit]");
 
-  const request = () => ({
-    model: playground.elements.model.value,
-    messages: [{ role: "user", content: playground.elements.prompt.value }],
-    temperature: Number(playground.elements.temperature.value),
-    max_tokens: Number(playground.elements.max_tokens.value),
-    stream: true,
-    stream_options: { include_usage: true },
-  });
+  const request = () => {
+    const messages = [];
+    const system = playground.elements.system.value.trim();
+    if (system) messages.push({ role: "system", content: system });
+    messages.push({ role: "user", content: playground.elements.prompt.value });
+    return {
+      model: playground.elements.model.value,
+      messages,
+      temperature: Number(playground.elements.temperature.value),
+      top_p: Number(playground.elements.top_p.value),
+      max_tokens: Number(playground.elements.max_tokens.value),
+      stream: true,
+      stream_options: { include_usage: true },
+    };
+  };
 
   const shellQuote = (s) => "'" + s.replace(/'/g, "'\\''") + "'";
+  // A Python literal of a JSON value.
+  const py = (v) => {
+    if (v === true) return "True";
+    if (v === false) return "False";
+    if (v === null) return "None";
+    if (Array.isArray(v)) return "[" + v.map(py).join(", ") + "]";
+    if (typeof v === "object") {
+      return "{" + Object.entries(v).map(([k, x]) => JSON.stringify(k) + ": " + py(x)).join(", ") + "}";
+    }
+    return JSON.stringify(v);
+  };
   const updateSnippet = () => {
-    snippet.textContent =
-      "curl " + location.origin + "/v1/chat/completions \\\n" +
-      "  -H 'Authorization: Bearer $STARFIRE_API_KEY' \\\n" +
+    const body = request();
+    const base = location.origin + "/v1";
+    snippets.curl.textContent =
+      "curl " + base + "/chat/completions \\\n" +
+      "  -H \"Authorization: Bearer $STARFIRE_API_KEY\" \\\n" +
       "  -H 'Content-Type: application/json' \\\n" +
-      "  -d " + shellQuote(JSON.stringify(request()));
+      "  -d " + shellQuote(JSON.stringify(body));
+    const args = Object.entries(body)
+      .map(([k, v]) => "    " + k + "=" + py(v) + ",")
+      .join("\n");
+    snippets.python.textContent =
+      "import os\n\nfrom openai import OpenAI\n\n" +
+      "client = OpenAI(base_url=" + JSON.stringify(base) + ", api_key=os.environ[\"STARFIRE_API_KEY\"])\n" +
+      "stream = client.chat.completions.create(\n" + args + "\n)\n" +
+      "for chunk in stream:\n" +
+      "    if chunk.choices and chunk.choices[0].delta.content:\n" +
+      "        print(chunk.choices[0].delta.content, end=\"\", flush=True)\n" +
+      "    if chunk.usage:\n" +
+      "        print(\"\\n\", chunk.usage)\n";
+    snippets.typescript.textContent =
+      "import OpenAI from \"openai\";\n\n" +
+      "const client = new OpenAI({ baseURL: " + JSON.stringify(base) + ", apiKey: process.env.STARFIRE_API_KEY });\n" +
+      "const stream = await client.chat.completions.create(" + JSON.stringify(body, null, 2) + ");\n" +
+      "for await (const chunk of stream) {\n" +
+      "  process.stdout.write(chunk.choices[0]?.delta?.content ?? \"\");\n" +
+      "  if (chunk.usage) console.log(\"\\n\", chunk.usage);\n" +
+      "}\n";
   };
   playground.addEventListener("input", updateSnippet);
   updateSnippet();

@@ -271,6 +271,18 @@ pub async fn modify_project_key(
     let (project_id, key_id) = path.into_inner();
     principal.require_project(Permission::ManageApiKeys, &project_id)?;
     let body = body.parse()?;
+    Ok(HttpResponse::Ok().json(update(&state, &principal, &project_id, &key_id, body).await?))
+}
+
+/// Renames a key and/or replaces its limits (the API's and the console's action).
+pub(crate) async fn update(
+    state: &AppState,
+    principal: &Principal,
+    project_id: &str,
+    key_id: &str,
+    body: ApiKeyUpdate,
+) -> Result<ApiKeyObject, ApiError> {
+    principal.require_project(Permission::ManageApiKeys, project_id)?;
     let name = body
         .name
         .as_deref()
@@ -290,14 +302,14 @@ pub async fn modify_project_key(
         .store
         .update_api_key(
             &principal.tenant_id,
-            KeyOwner::Project(&project_id),
-            &key_id,
+            KeyOwner::Project(project_id),
+            key_id,
             name.as_deref(),
             limits,
         )
         .await?;
-    audit(&state, &principal, "api_key.updated", "api_key", &key.id).await?;
-    Ok(HttpResponse::Ok().json(ApiKeyObject::from(key)))
+    audit(state, principal, "api_key.updated", "api_key", &key.id).await?;
+    Ok(ApiKeyObject::from(key))
 }
 
 /// Revoke a project API key: refused from this moment on.

@@ -206,6 +206,18 @@ pub async fn modify_project(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageProjects)?;
     let body = body.parse()?;
+    Ok(HttpResponse::Ok().json(update(&state, &principal, &path, body).await?))
+}
+
+/// Renames a project and/or sets its limits (the API's and the console's action).
+pub(crate) async fn update(
+    state: &AppState,
+    principal: &Principal,
+    project_id: &str,
+    body: ProjectUpdate,
+) -> Result<ProjectObject, ApiError> {
+    principal.require_organization(Permission::ManageProjects)?;
+    let path = project_id;
     let name = body
         .name
         .as_deref()
@@ -221,28 +233,21 @@ pub async fn modify_project(
             None,
         ));
     }
-    let mut project = state.store.project(&principal.tenant_id, &path).await?;
+    let mut project = state.store.project(&principal.tenant_id, path).await?;
     if let Some(name) = &name {
         project = state
             .store
-            .rename_project(&principal.tenant_id, &path, name)
+            .rename_project(&principal.tenant_id, path, name)
             .await?;
     }
     if let Some(limits) = limits {
         project = state
             .store
-            .set_project_limits(&principal.tenant_id, &path, limits)
+            .set_project_limits(&principal.tenant_id, path, limits)
             .await?;
     }
-    audit(
-        &state,
-        &principal,
-        "project.updated",
-        "project",
-        &project.id,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(ProjectObject::from(project)))
+    audit(state, principal, "project.updated", "project", &project.id).await?;
+    Ok(ProjectObject::from(project))
 }
 
 /// Archive a project: its API keys stop working at once.

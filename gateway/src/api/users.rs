@@ -128,14 +128,25 @@ pub async fn modify_user(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
     let body = body.parse()?;
-    let current = state.store.member(&principal.tenant_id, &path).await?;
-    guard_owner_change(&principal, current.role, Some(body.role))?;
+    Ok(HttpResponse::Ok().json(set_role(&state, &principal, &path, body.role).await?))
+}
+
+/// Changes a member's role (shared by the JSON API and the console).
+pub(crate) async fn set_role(
+    state: &AppState,
+    principal: &Principal,
+    user_id: &str,
+    role: Role,
+) -> Result<UserObject, ApiError> {
+    principal.require_organization(Permission::ManageMembers)?;
+    let current = state.store.member(&principal.tenant_id, user_id).await?;
+    guard_owner_change(principal, current.role, Some(role))?;
     let member = state
         .store
-        .set_role(&principal.tenant_id, &path, body.role)
+        .set_role(&principal.tenant_id, user_id, role)
         .await?;
-    audit(&state, &principal, "user.updated", "user", &member.user_id).await?;
-    Ok(HttpResponse::Ok().json(UserObject::from(member)))
+    audit(state, principal, "user.updated", "user", &member.user_id).await?;
+    Ok(UserObject::from(member))
 }
 
 /// Remove a member from the organization (their sessions in it end). The last owner cannot be

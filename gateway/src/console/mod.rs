@@ -2,12 +2,21 @@
 //! hand-written script (`console/static/console.js`) for copy buttons and the playground's
 //! streamed answer. Everything is embedded in the binary.
 //!
+//! `pages` (sign-in, projects, keys, members, playground, and the shared layout and form
+//! helpers) ▸ `usage` (SVG charts, CSV) ▸ `billing` (balance, ledger) ▸ `audit_log` ▸ `limits`
+//! (per project and key) ▸ `organizations` (the switcher) ▸ `session` (cookie and CSRF).
+//!
 //! Every action calls the same functions as the JSON API (`api::projects::create`,
 //! `api::api_keys::{create, revoke}`, ...), which do the permission checks, validation and audit
 //! entries; the console only adds its cookie session, CSRF checks and HTML.
 
+mod audit_log;
+mod billing;
+mod limits;
+mod organizations;
 mod pages;
 pub mod session;
+mod usage;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -52,7 +61,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/members", web::get().to(pages::members))
         .route("/members/invites", web::post().to(pages::invite))
-        .route("/playground", web::get().to(pages::playground));
+        .route("/members/{user}/role", web::post().to(pages::change_role))
+        .route("/playground", web::get().to(pages::playground))
+        .route("/projects/{project}/limits", web::get().to(limits::limits))
+        .route(
+            "/projects/{project}/limits",
+            web::post().to(limits::set_project_limits),
+        )
+        .route(
+            "/projects/{project}/keys/{key}/limits",
+            web::post().to(limits::set_key_limits),
+        )
+        .route("/usage", web::get().to(usage::usage))
+        .route("/usage.csv", web::get().to(usage::usage_csv))
+        .route("/billing", web::get().to(billing::billing))
+        .route("/audit", web::get().to(audit_log::audit_log))
+        .route(
+            "/organizations/switch",
+            web::post().to(organizations::switch),
+        );
 }
 
 /// Headers every console answer carries.

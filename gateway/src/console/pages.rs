@@ -17,19 +17,20 @@ use crate::auth::secret::sha256_hex;
 use crate::auth::{Permission, Principal, RequestContext};
 use crate::error::ApiError;
 use crate::server::AppState;
-use crate::store::api_keys::{KeyOwner, Scope};
+use crate::store::api_keys::{KeyLimits, KeyOwner, Scope};
+use crate::store::tenants::Tenant;
 use crate::store::users::Role;
 
-type PageResult = Result<HttpResponse, PageError>;
+pub(super) type PageResult = Result<HttpResponse, PageError>;
 
 /// Largest form body the console accepts.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// A urlencoded form body (fields may repeat, e.g. checkboxes).
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(Vec<(String, String)>);
 
 impl Form {
-    fn parse(body: &[u8]) -> Result<Form, ApiError> {
+    pub(super) fn parse(body: &[u8]) -> Result<Form, ApiError> {
         if body.len() > MAX_FORM_BYTES {
             return Err(ApiError::bad_request("The form is too large.", None));
         }
@@ -40,7 +41,7 @@ impl Form {
         ))
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -48,19 +49,19 @@ impl Form {
     }
 
     /// The field, or "" when absent.
-    fn text(&self, name: &str) -> String {
+    pub(super) fn text(&self, name: &str) -> String {
         self.get(name).unwrap_or_default().to_owned()
     }
 
     /// The field when present and not blank.
-    fn optional(&self, name: &str) -> Option<String> {
+    pub(super) fn optional(&self, name: &str) -> Option<String> {
         self.get(name)
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
     }
 
-    fn all(&self, name: &str) -> Vec<&str> {
+    pub(super) fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)
@@ -69,7 +70,7 @@ impl Form {
     }
 }
 
-fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+pub(super) fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
     form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -78,38 +79,52 @@ fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
 
 /// Which navigation entry is current.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Section {
+pub(super) enum Section {
     Projects,
-    Members,
+    Usage,
     Playground,
+    Billing,
+    Members,
+    Audit,
 }
 
 /// A signed-in request: who, where, and the CSRF token for its forms.
-struct Ctx {
-    principal: Principal,
-    email: String,
-    organization: String,
-    csrf: String,
+pub(super) struct Ctx {
+    pub(super) principal: Principal,
+    pub(super) email: String,
+    pub(super) organization: String,
+    /// Every organization the user belongs to, for the switcher.
+    pub(super) organizations: Vec<(Tenant, Role)>,
+    pub(super) csrf: String,
 }
 
 impl Ctx {
-    async fn load(state: &AppState, req: &HttpRequest) -> Result<Option<Ctx>, PageError> {
+    pub(super) async fn load(
+        state: &AppState,
+        req: &HttpRequest,
+    ) -> Result<Option<Ctx>, PageError> {
         let Some(principal) = session::principal(state, req).await else {
             return Ok(None);
         };
         let user_id = principal.user_id.clone().unwrap_or_default();
         let user = state.store.user(&user_id).await?;
         let tenant = state.store.tenant(&principal.tenant_id).await?;
+        let organizations = state.store.tenants_of_user(&user_id).await?;
         Ok(Some(Ctx {
             csrf: session::session_csrf(state, &principal),
             principal,
             email: user.email,
             organization: tenant.name,
+            organizations,
         }))
     }
 
     /// For form posts: the session (401 without one) with its CSRF token checked (403).
-    async fn for_post(state: &AppState, req: &HttpRequest, form: &Form) -> Result<Ctx, PageError> {
+    pub(super) async fn for_post(
+        state: &AppState,
+        req: &HttpRequest,
+        form: &Form,
+    ) -> Result<Ctx, PageError> {
         let ctx = Ctx::load(state, req).await?.ok_or_else(|| {
             PageError(ApiError::Unauthenticated(
                 "Your console session has ended; sign in again.".to_owned(),
@@ -119,16 +134,16 @@ impl Ctx {
         Ok(ctx)
     }
 
-    fn role(&self) -> &'static str {
+    pub(super) fn role(&self) -> &'static str {
         self.principal.role.map(Role::as_str).unwrap_or("none")
     }
 
-    fn can(&self, permission: Permission) -> bool {
+    pub(super) fn can(&self, permission: Permission) -> bool {
         self.principal.allows(permission)
     }
 }
 
-fn csrf_field(token: &str) -> Markup {
+pub(super) fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
 
@@ -145,7 +160,7 @@ fn head(title: &str) -> Markup {
 }
 
 /// A page for a signed-in user: skip link, navigation, who and sign-out, then `body`.
-fn layout(ctx: &Ctx, section: Section, title: &str, body: Markup) -> Markup {
+pub(super) fn layout(ctx: &Ctx, section: Section, title: &str, body: Markup) -> Markup {
     let entry = |s: Section, href: &str, label: &str| {
         html! {
             li { a href=(href) aria-current=[(s == section).then_some("page")] { (label) } }
@@ -162,13 +177,34 @@ fn layout(ctx: &Ctx, section: Section, title: &str, body: Markup) -> Markup {
                     nav aria-label="Main" {
                         ul {
                             (entry(Section::Projects, "/projects", "Projects"))
+                            (entry(Section::Usage, "/usage", "Usage"))
+                            @if ctx.can(Permission::Inference) {
+                                (entry(Section::Playground, "/playground", "Playground"))
+                            }
+                            (entry(Section::Billing, "/billing", "Billing"))
                             (entry(Section::Members, "/members", "Members"))
-                            (entry(Section::Playground, "/playground", "Playground"))
+                            @if ctx.can(Permission::ReadAuditLog) {
+                                (entry(Section::Audit, "/audit", "Audit log"))
+                            }
                         }
                     }
                     div.who {
-                        span { (ctx.email) " · " (ctx.organization) " · " span #role { (ctx.role()) } }
-                        form method="post" action="/signout" {
+                        span { (ctx.email) " · " span #organization { (ctx.organization) } " · " span #role { (ctx.role()) } }
+                        @if ctx.organizations.len() > 1 {
+                            form #switch-org.inline method="post" action="/organizations/switch" {
+                                (csrf_field(&ctx.csrf))
+                                label for="organization" { "Organization" }
+                                select #organization name="organization" {
+                                    @for (tenant, role) in &ctx.organizations {
+                                        option value=(tenant.id) selected[tenant.id == ctx.principal.tenant_id] {
+                                            (tenant.name) " (" (role.as_str()) ")"
+                                        }
+                                    }
+                                }
+                                button.secondary type="submit" { "Switch" }
+                            }
+                        }
+                        form #signout method="post" action="/signout" {
                             (csrf_field(&ctx.csrf))
                             button.secondary type="submit" { "Sign out" }
                         }
@@ -211,7 +247,7 @@ pub(super) fn error_page(status: StatusCode, message: &str) -> Markup {
     )
 }
 
-fn not_allowed(ctx: &Ctx, what: Permission) -> Option<Markup> {
+pub(super) fn not_allowed(ctx: &Ctx, what: Permission) -> Option<Markup> {
     (!ctx.can(what)).then(|| {
         html! {
             p.muted { "Your role (" (ctx.role()) ") can see this page but not change it." }
@@ -220,7 +256,7 @@ fn not_allowed(ctx: &Ctx, what: Permission) -> Option<Markup> {
 }
 
 /// `YYYY-MM-DD HH:MM UTC` from Unix seconds.
-fn time(secs: i64) -> String {
+pub(super) fn time(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rest = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
@@ -267,7 +303,7 @@ fn with_pre_csrf(
     res
 }
 
-fn signed_in_response(req: &HttpRequest, token: &str) -> HttpResponse {
+pub(super) fn signed_in_response(req: &HttpRequest, token: &str) -> HttpResponse {
     let mut res = see_other("/projects");
     let value = session::cookie(req, SESSION_COOKIE, token, CONSOLE_SESSION_SECS);
     if let Ok(value) = header::HeaderValue::from_str(&value) {
@@ -597,7 +633,7 @@ async fn keys_page(
         Section::Projects,
         &format!("API keys · {}", project.name),
         html! {
-            p { a href="/projects" { "← All projects" } }
+            p { a href="/projects" { "← All projects" } " · " a href=(format!("/projects/{}/limits", project.id)) { "Rate limits" } " · " a href=(format!("/usage?project={}&group=key", project.id)) { "Usage" } }
             @if let Some(created) = &created {
                 div.notice role="status" {
                     p { "Key " strong { (created.key.name) } " created. Copy it now: it will not be shown again." }
@@ -610,14 +646,16 @@ async fn keys_page(
             p #key-count { (count) @if count == 1 { " live key" } @else { " live keys" } }
             div.table-wrap {
                 table {
-                    thead { tr { th scope="col" { "Name" } th scope="col" { "Key" } th scope="col" { "Scopes" } th scope="col" { "Created" } th scope="col" { "Last used" } @if manage { th scope="col" { "Action" } } } }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Key" } th scope="col" { "Scopes" } th scope="col" { "Limits" } th scope="col" { "Created" } th scope="col" { "Expires" } th scope="col" { "Last used" } @if manage { th scope="col" { "Action" } } } }
                     tbody {
                         @for k in &keys.data {
                             tr {
                                 td { (k.name) }
                                 td { code { (k.redacted_value) } }
                                 td { (k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) }
+                                td { (describe_limits(&k.limits)) }
                                 td { (time(k.created_at)) }
+                                td { @match k.expires_at { Some(t) => { (time(t)) } None => { "never" } } }
                                 td { @match k.last_used_at { Some(t) => { (time(t)) } None => { "never" } } }
                                 @if manage {
                                     td { a href=(format!("/projects/{}/keys/{}/revoke", project.id, k.id)) { "Revoke" span.skip { " " (k.name) } } }
@@ -640,6 +678,15 @@ async fn keys_page(
                         label { input type="checkbox" name="scopes" value="usage:read"; "usage:read" }
                         label { input type="checkbox" name="scopes" value="admin"; "admin" }
                     }
+                    div {
+                        label for="key-expires" { "Expires (optional, end of that day UTC)" }
+                        input #key-expires type="date" name="expires" aria-describedby="key-expires-hint";
+                        small #key-expires-hint.muted { "Leave empty for a key that does not expire." }
+                    }
+                    fieldset {
+                        legend { "Limits (optional; empty means the project's and plan's limits apply)" }
+                        (limit_inputs("key", &KeyLimits::default()))
+                    }
                     div { button type="submit" { "Create key" } }
                 }
             }
@@ -659,6 +706,94 @@ pub async fn keys(
         StatusCode::OK,
         keys_page(&state, &ctx, &path, None).await?,
     ))
+}
+
+/// Number inputs for rate limits, ids prefixed with `prefix`.
+pub(super) fn limit_inputs(prefix: &str, limits: &KeyLimits) -> Markup {
+    let field = |name: &str, label: &str, value: Option<i64>| {
+        let id = format!("{prefix}-{name}");
+        html! {
+            div {
+                label for=(id) { (label) }
+                input id=(id) type="number" name=(name) min="1" step="1" value=[value];
+            }
+        }
+    };
+    html! {
+        div.grid3 {
+            (field("rpm", "Requests per minute", limits.rpm))
+            (field("tpm", "Tokens per minute", limits.tpm))
+            (field("concurrency", "Requests at once", limits.concurrency))
+        }
+    }
+}
+
+/// `rpm 60 · tpm 10000`, or "default".
+pub(super) fn describe_limits(limits: &KeyLimits) -> String {
+    let parts: Vec<String> = [
+        ("rpm", limits.rpm),
+        ("tpm", limits.tpm),
+        ("concurrent", limits.concurrency),
+    ]
+    .iter()
+    .filter_map(|(name, v)| v.map(|v| format!("{name} {v}")))
+    .collect();
+    if parts.is_empty() {
+        "default".to_owned()
+    } else {
+        parts.join(" · ")
+    }
+}
+
+/// The `rpm`, `tpm` and `concurrency` fields; blank ones are unset (checked by the API).
+pub(super) fn limits_of(form: &Form) -> Result<KeyLimits, ApiError> {
+    let number = |name: &str| {
+        form.optional(name)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::invalid(name, format!("'{name}' must be a positive integer."))
+                })
+            })
+            .transpose()
+    };
+    Ok(KeyLimits {
+        rpm: number("rpm")?,
+        tpm: number("tpm")?,
+        concurrency: number("concurrency")?,
+    })
+}
+
+/// Unix seconds of the last second of `YYYY-MM-DD` (UTC).
+fn end_of_day(field: &str, date: &str) -> Result<i64, ApiError> {
+    parse_date(date)
+        .map(|day| day * 86_400 + 86_399)
+        .ok_or_else(|| ApiError::invalid(field, format!("'{field}' must be a date (YYYY-MM-DD).")))
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+pub(super) fn parse_date(date: &str) -> Option<i64> {
+    let mut parts = date.trim().splitn(3, '-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: i64 = parts.next()?.parse().ok()?;
+    let day: i64 = parts.next()?.parse().ok()?;
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    // Refuse dates that do not exist (31 February): they would not round-trip.
+    (date_of(days * 86_400) == date.trim()).then_some(days)
+}
+
+/// `YYYY-MM-DD` from Unix seconds.
+pub(super) fn date_of(secs: i64) -> String {
+    time(secs)[..10].to_owned()
 }
 
 fn parse_scopes(values: &[&str]) -> Result<Vec<Scope>, ApiError> {
@@ -683,6 +818,9 @@ pub async fn create_key(
 ) -> PageResult {
     let form = Form::parse(&body)?;
     let ctx = Ctx::for_post(&state, &req, &form).await?;
+    // The role before the fields: a viewer learns nothing from a malformed form.
+    ctx.principal
+        .require_project(Permission::ManageApiKeys, &path)?;
     let created = api_keys::create(
         &state,
         &ctx.principal,
@@ -690,8 +828,11 @@ pub async fn create_key(
         ApiKeyCreate {
             name: form.text("name"),
             scopes: Some(parse_scopes(&form.all("scopes"))?),
-            expires_at: None,
-            limits: None,
+            expires_at: form
+                .optional("expires")
+                .map(|d| end_of_day("expires", &d))
+                .transpose()?,
+            limits: Some(limits_of(&form)?),
         },
     )
     .await?;
@@ -803,7 +944,27 @@ async fn members_page(
                     thead { tr { th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Joined" } } }
                     tbody {
                         @for m in &members.data {
-                            tr { td { (m.name) } td { (m.email) } td { (m.role.as_str()) } td { (time(m.added_at)) } }
+                            tr {
+                                td { (m.name) }
+                                td { (m.email) }
+                                td {
+                                    @if manage && Some(&m.id) != ctx.principal.user_id.as_ref() {
+                                        form.inline method="post" action=(format!("/members/{}/role", m.id)) {
+                                            (csrf_field(&ctx.csrf))
+                                            label.skip for=(format!("role-{}", m.id)) { "Role of " (m.email) }
+                                            select id=(format!("role-{}", m.id)) name="role" {
+                                                @for role in ROLES {
+                                                    option value=(role.as_str()) selected[role == m.role] { (role.as_str()) }
+                                                }
+                                            }
+                                            button.secondary type="submit" { "Change" span.skip { " role of " (m.email) } }
+                                        }
+                                    } @else {
+                                        (m.role.as_str())
+                                    }
+                                }
+                                td { (time(m.added_at)) }
+                            }
                         }
                     }
                 }
@@ -851,6 +1012,26 @@ pub async fn members(state: web::Data<AppState>, req: HttpRequest) -> PageResult
         StatusCode::OK,
         members_page(&state, &ctx, &req, None).await?,
     ))
+}
+
+pub async fn change_role(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> PageResult {
+    let form = Form::parse(&body)?;
+    let ctx = Ctx::for_post(&state, &req, &form).await?;
+    ctx.principal
+        .require_organization(Permission::ManageMembers)?;
+    let role = Role::parse(form.get("role").unwrap_or_default()).ok_or_else(|| {
+        ApiError::invalid(
+            "role",
+            "'role' must be owner, admin, developer, billing or viewer.",
+        )
+    })?;
+    users::set_role(&state, &ctx.principal, &path, role).await?;
+    Ok(see_other("/members"))
 }
 
 pub async fn invite(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> PageResult {
@@ -907,7 +1088,9 @@ pub async fn playground(state: web::Data<AppState>, req: HttpRequest) -> PageRes
                     div.grid2 {
                         div { label for="temperature" { "Temperature" } input #temperature type="number" name="temperature" min="0" max="2" step="0.1" value="0.7"; }
                         div { label for="max_tokens" { "Max tokens" } input #max_tokens type="number" name="max_tokens" min="1" max="4096" step="1" value="64"; }
+                        div { label for="top_p" { "Top p" } input #top_p type="number" name="top_p" min="0" max="1" step="0.05" value="1"; }
                     }
+                    div { label for="system" { "System message (optional)" } textarea #system name="system" rows="2" {} }
                     div { label for="prompt" { "Message" } textarea #prompt name="prompt" required { "Write one sentence about the sea." } }
                     div { button type="submit" { "Send" } }
                 }
@@ -920,9 +1103,15 @@ pub async fn playground(state: web::Data<AppState>, req: HttpRequest) -> PageRes
                     dt { "Completion tokens" } dd #stat-completion { "–" }
                     dt { "Total tokens" } dd #stat-total { "–" }
                 }
-                h2 { "The same request with curl" }
-                pre #curl { "curl /v1/chat/completions -H 'Authorization: Bearer $STARFIRE_API_KEY' ..." }
-                button.secondary type="button" data-copy="curl" hidden { "Copy curl command" }
+                h2 { "The same request in code" }
+                p.muted { "Each snippet sends exactly the request above; replace the session with an API key of yours in STARFIRE_API_KEY." }
+                @for (id, label) in [("curl", "curl"), ("python", "Python (openai package)"), ("typescript", "TypeScript (openai package)")] {
+                    section.snippet aria-labelledby=(format!("{id}-title")) {
+                        h3 id=(format!("{id}-title")) { (label) }
+                        pre id=(id) tabindex="0" { "Enable JavaScript to see the " (label) " snippet." }
+                        button.secondary type="button" data-copy=(id) hidden { "Copy " (label) " snippet" }
+                    }
+                }
             },
         ),
     ))
@@ -936,6 +1125,17 @@ mod tests {
     fn times_render_as_utc_dates() {
         assert_eq!(time(0), "1970-01-01 00:00 UTC");
         assert_eq!(time(1_709_210_096), "2024-02-29 12:34 UTC");
+    }
+
+    #[test]
+    fn dates_parse_to_days_and_back() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        assert_eq!(date_of(19_782 * 86_400), "2024-02-29");
+        assert_eq!(parse_date("2023-02-29"), None);
+        assert_eq!(parse_date("2024-13-01"), None);
+        assert_eq!(parse_date("nope"), None);
+        assert_eq!(end_of_day("e", "1970-01-02").unwrap(), 2 * 86_400 - 1);
     }
 
     #[test]

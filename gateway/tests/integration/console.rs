@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 
 use crate::support::{Resp, TestApp};
 use gateway::auth::secret::sha256_hex;
+use gateway::metering::Money;
+use gateway::store::now_ms;
+use gateway::store::usage::{Endpoint, FinalUsage, NewUsage, UsageStatus};
 
 /// A minimal browser: a cookie jar over the in-process app.
 struct Browser<'a> {
@@ -559,6 +562,518 @@ async fn playground_session_token(app: TestApp) {
     app.get("/v1/models", Some(&token)).await.expect(401);
 }
 
+/// One finished request of `model` on `project`/`key`, today.
+async fn record_usage(
+    app: &TestApp,
+    tenant: &str,
+    project: &str,
+    key: &str,
+    model: &str,
+    tokens: (u64, u64),
+) {
+    let store = &app.state.store;
+    let id = format!("chatcmpl-{}", gateway::auth::secret::random_base62(12));
+    let now = now_ms();
+    store
+        .admit_usage(
+            &NewUsage {
+                request_id: id.clone(),
+                http_request_id: None,
+                tenant_id: tenant.to_owned(),
+                project_id: Some(project.to_owned()),
+                api_key_id: Some(key.to_owned()),
+                endpoint: Endpoint::Completions,
+                model: model.to_owned(),
+                prompt_tokens: tokens.0,
+                max_cost: Money::from_micros(1_000),
+                instance_id: "gw_test".into(),
+                started_ms: now,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    let done = FinalUsage {
+        status: UsageStatus::Completed,
+        prompt_tokens: tokens.0,
+        cached_tokens: 0,
+        completion_tokens: tokens.1,
+        ttft_ms: Some(5),
+        latency_ms: Some(10),
+        cost: Money::from_micros(100),
+        finished_ms: now,
+    };
+    assert!(store.finalize_usage(&id, &done).await.unwrap());
+}
+
+fn today() -> String {
+    let secs = now_ms() / 1000;
+    let days = secs.div_euclid(86_400);
+    // The page prints dates; compare with its own rendering of today.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+async fn usage_billing_and_audit(app: TestApp) {
+    let owner = app.signup("ada@example.com").await;
+    let project = app.default_project(&owner.access).await;
+    let project_name = app
+        .get(
+            &format!("/v1/organization/projects/{project}"),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200)["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (key, _) = app
+        .create_key(&owner.access, &project, &["inference"])
+        .await;
+    record_usage(
+        &app,
+        &owner.tenant_id,
+        &project,
+        &key,
+        "smollm2-135m-instruct",
+        (20, 7),
+    )
+    .await;
+    record_usage(
+        &app,
+        &owner.tenant_id,
+        &project,
+        &key,
+        "other-model",
+        (5, 3),
+    )
+    .await;
+    let mut browser = Browser::new(&app);
+    browser.signin("ada@example.com").await;
+
+    // Usage: totals, one titled chart per model and a row per model and day.
+    let html = assert_html(&browser.get("/usage").await, 200);
+    assert!(html.contains("<dd id=\"total-requests\">2</dd>"), "{html}");
+    assert!(html.contains("<dd id=\"total-input\">25</dd>"));
+    assert!(html.contains("<dd id=\"total-output\">10</dd>"));
+    assert!(html.contains("<dd id=\"total-cost\">$0.000200</dd>"));
+    assert!(html.contains("id=\"chart-all\""));
+    assert!(html.contains("<strong>smollm2-135m-instruct</strong>"));
+    assert!(html.contains("<strong>other-model</strong>"));
+    assert_eq!(html.matches("<figure class=\"chart\">").count(), 3);
+    // Every bar is titled in text (7 days, 3 charts), today's with its value.
+    assert_eq!(html.matches("<rect class=\"bar\"").count(), 21);
+    assert!(html.contains(&format!("{}: 27 tokens", today())));
+    let table = between(&html, "<table id=\"usage-table\">", "</table>");
+    assert_eq!(table.matches("<tr>").count(), 3, "header and two rows");
+    let html = assert_html(&browser.get("/usage?group=key&metric=requests").await, 200);
+    assert!(html.contains("<strong>test key</strong>"));
+    assert!(html.contains("2 requests in total"));
+    let html = assert_html(&browser.get("/usage?group=project").await, 200);
+    assert!(html.contains(&format!("<strong>{project_name}</strong>")));
+    let html = assert_html(
+        &browser
+            .get(&format!(
+                "/usage?project={project}&from=2020-01-01&to=2020-01-31"
+            ))
+            .await,
+        200,
+    );
+    assert!(html.contains("No usage in this range."));
+    assert_eq!(html.matches("<rect class=\"bar\"").count(), 31);
+    assert_html(&browser.get("/usage?from=2020-13-01").await, 422);
+    assert_html(
+        &browser.get("/usage?from=2020-01-01&to=2021-01-01").await,
+        422,
+    );
+    assert_html(&browser.get("/usage?group=user").await, 422);
+
+    // CSV: the same rows, as an attachment.
+    let resp = browser.get("/usage.csv?group=model").await;
+    assert_eq!(resp.status.as_u16(), 200);
+    assert!(resp.header("content-type").starts_with("text/csv"));
+    assert!(resp
+        .header("content-disposition")
+        .starts_with("attachment; filename=\"usage-"));
+    let csv = text(resp.body);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "date,model,requests,input_tokens,cached_input_tokens,output_tokens,cost_usd"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines.contains(&format!("{},smollm2-135m-instruct,1,20,0,7,0.000100", today()).as_str())
+    );
+    assert!(lines.contains(&format!("{},other-model,1,5,0,3,0.000100", today()).as_str()));
+
+    // Another organization sees none of it.
+    let mut other = Browser::new(&app);
+    other.signup("bob@example.com").await;
+    let html = assert_html(&other.get("/usage").await, 200);
+    assert!(html.contains("<dd id=\"total-requests\">0</dd>"));
+    assert!(!html.contains("other-model"));
+    let csv = text(other.get("/usage.csv").await.body);
+    assert_eq!(csv.lines().count(), 1);
+
+    // Billing: the balance is the ledger's sum (grant minus the two requests).
+    let balance = app
+        .state
+        .store
+        .credit_balance(&owner.tenant_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(balance.balance.micros(), 5_000_000 - 200);
+    let html = assert_html(&browser.get("/billing").await, 200);
+    assert!(
+        html.contains("<dd id=\"balance-value\">$4.999800</dd>"),
+        "{html}"
+    );
+    assert!(html.contains("<dd id=\"grant-value\">$5.000000</dd>"));
+    assert!(html.contains("3 entries"));
+    let ledger = between(&html, "<table id=\"ledger\">", "</table>");
+    assert_eq!(ledger.matches("<td>usage</td>").count(), 2);
+    assert_eq!(ledger.matches("<td>grant</td>").count(), 1);
+    assert!(!html.contains("Top up"), "no payment provider configured");
+
+    // Audit log: owners see it, filtered by action; developers neither see nor open it.
+    let html = assert_html(&browser.get("/audit").await, 200);
+    assert!(html.contains("<code>api_key.created</code>"));
+    assert!(html.contains("<code>login.succeeded</code>"));
+    let html = assert_html(&browser.get("/audit?type=api_key.created").await, 200);
+    assert!(html.contains("<p id=\"audit-count\">1 entry</p>"), "{html}");
+    assert!(html.contains(&format!("<code>{key}</code>")));
+    assert_html(&browser.get("/audit?type=%3Cb%3E").await, 422);
+    app.member_with_role(&owner, "dev@example.com", "developer")
+        .await;
+    let mut dev = Browser::new(&app);
+    dev.signin("dev@example.com").await;
+    let html = assert_html(&dev.get("/projects").await, 200);
+    assert!(!html.contains("href=\"/audit\""));
+    assert!(html.contains("href=\"/usage\"") && html.contains("href=\"/billing\""));
+    assert_html(&dev.get("/audit").await, 403);
+    // Members see the organization's usage too (their role reads usage).
+    let html = assert_html(&dev.get("/usage").await, 200);
+    assert!(html.contains("<dd id=\"total-requests\">2</dd>"));
+}
+
+async fn keys_with_expiry_and_limits(app: TestApp) {
+    let owner = app.signup("lim@example.com").await;
+    let project = app.default_project(&owner.access).await;
+    let mut browser = Browser::new(&app);
+    browser.signin("lim@example.com").await;
+    let keys_url = format!("/projects/{project}/keys");
+    let html = assert_html(&browser.get(&keys_url).await, 200);
+    for label in [
+        "<label for=\"key-expires\">",
+        "<label for=\"key-rpm\">Requests per minute</label>",
+        "<label for=\"key-tpm\">Tokens per minute</label>",
+        "<label for=\"key-concurrency\">Requests at once</label>",
+    ] {
+        assert!(html.contains(label), "{label}");
+    }
+    let year = today()[..4].parse::<i32>().unwrap() + 1;
+    let expires = format!("{year}-06-30");
+    let created = browser
+        .submit(
+            &keys_url,
+            &keys_url,
+            &[
+                ("name", "limited"),
+                ("scopes", "inference"),
+                ("expires", &expires),
+                ("rpm", "60"),
+                ("tpm", "1000"),
+                ("concurrency", ""),
+            ],
+        )
+        .await;
+    let html = assert_html(&created, 200);
+    assert!(html.contains("<td>rpm 60 · tpm 1000</td>"), "{html}");
+    assert!(html.contains(&format!("<td>{expires} 23:59 UTC</td>")));
+    let secret = between(&html, "<code id=\"new-key\">", "</code>").to_owned();
+    let record = app
+        .state
+        .store
+        .authenticate_api_key(&sha256_hex(&secret))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            record.limits.rpm,
+            record.limits.tpm,
+            record.limits.concurrency
+        ),
+        (Some(60), Some(1000), None)
+    );
+    assert!(record.expires_ms.is_some());
+    for bad in [
+        vec![("name", "x"), ("rpm", "0")],
+        vec![("name", "x"), ("rpm", "many")],
+        vec![("name", "x"), ("expires", "2001-01-01")],
+        vec![("name", "x"), ("expires", "soon")],
+    ] {
+        let mut form = vec![("scopes", "inference")];
+        form.extend(bad);
+        assert_html(&browser.submit(&keys_url, &keys_url, &form).await, 422);
+    }
+
+    // The rate-limits page sets the project's limits and each key's.
+    let limits_url = format!("/projects/{project}/limits");
+    let html = assert_html(&browser.get(&limits_url).await, 200);
+    assert!(html.contains("<p id=\"project-limits\">default</p>"));
+    assert!(html.contains("<p class=\"limits\">rpm 60 · tpm 1000</p>"));
+    let resp = browser
+        .submit(
+            &limits_url,
+            &limits_url,
+            &[("rpm", "100"), ("concurrency", "4")],
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    let html = assert_html(&browser.get(&limits_url).await, 200);
+    assert!(html.contains("<p id=\"project-limits\">rpm 100 · concurrent 4</p>"));
+    let project_row = app
+        .state
+        .store
+        .project(&owner.tenant_id, &project)
+        .await
+        .unwrap();
+    assert_eq!(project_row.limits.rpm, Some(100));
+    let key_limits = format!("/projects/{project}/keys/{}/limits", record.id);
+    let resp = browser
+        .submit(&limits_url, &key_limits, &[("tpm", "500")])
+        .await;
+    assert_eq!(resp.status.as_u16(), 303);
+    let html = assert_html(&browser.get(&limits_url).await, 200);
+    assert!(html.contains("<p class=\"limits\">tpm 500</p>"));
+    assert_html(
+        &browser
+            .submit(&limits_url, &key_limits, &[("tpm", "-1")])
+            .await,
+        422,
+    );
+    assert_html(
+        &browser
+            .post(&limits_url, &[("csrf", "forged"), ("rpm", "1")])
+            .await,
+        403,
+    );
+
+    // Viewers see the limits but cannot change them, even by posting the forms.
+    app.member_with_role(&owner, "viewer2@example.com", "viewer")
+        .await;
+    let mut viewer = Browser::new(&app);
+    viewer.signin("viewer2@example.com").await;
+    let html = assert_html(&viewer.get(&limits_url).await, 200);
+    assert!(!html.contains("Save project limits") && !html.contains("Save limits of"));
+    let html = assert_html(&viewer.get(&keys_url).await, 200);
+    assert!(!html.contains("key-rpm"), "no key form for viewers");
+    assert_html(
+        &viewer
+            .submit(&limits_url, &limits_url, &[("rpm", "1")])
+            .await,
+        403,
+    );
+    assert_html(
+        &viewer
+            .submit(&limits_url, &key_limits, &[("rpm", "1")])
+            .await,
+        403,
+    );
+    let resp = viewer
+        .submit(
+            &keys_url,
+            &keys_url,
+            &[("name", "v"), ("scopes", "inference"), ("rpm", "5")],
+        )
+        .await;
+    assert_html(&resp, 403);
+    let project_row = app
+        .state
+        .store
+        .project(&owner.tenant_id, &project)
+        .await
+        .unwrap();
+    assert_eq!(project_row.limits.rpm, Some(100), "unchanged");
+}
+
+async fn organization_switcher(app: TestApp) {
+    let alice = app.signup("alice@example.com").await;
+    let bob = app.signup("bob@example.com").await;
+    let invite = app
+        .post(
+            "/v1/organization/invites",
+            Some(&alice.access),
+            json!({"email": "bob@example.com", "role": "developer"}),
+        )
+        .await
+        .expect(201);
+    app.post(
+        "/v1/auth/login",
+        None,
+        json!({"email": "bob@example.com", "password": "password123",
+               "invite_token": invite["token"]}),
+    )
+    .await
+    .expect(200);
+
+    let mut browser = Browser::new(&app);
+    browser.signin("bob@example.com").await;
+    let html = assert_html(&browser.get("/projects").await, 200);
+    let switcher = between(&html, "id=\"switch-org\"", "</form>");
+    assert!(switcher.contains("<label for=\"organization\">Organization</label>"));
+    assert_eq!(switcher.matches("<option").count(), 2);
+    assert!(switcher.contains(&format!("value=\"{}\"", alice.tenant_id)));
+    assert!(switcher.contains(&format!("value=\"{}\"", bob.tenant_id)));
+    let old_cookie = browser.cookies.get("sf_console").cloned().unwrap();
+
+    // Into Alice's organization as a developer, and back.
+    let resp = browser
+        .submit(
+            "/projects",
+            "/organizations/switch",
+            &[("organization", &alice.tenant_id)],
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    assert_eq!(resp.header("location"), "/projects");
+    let html = assert_html(&browser.get("/projects").await, 200);
+    assert!(
+        html.contains("<span id=\"role\">developer</span>"),
+        "{html}"
+    );
+    assert!(between(&html, "id=\"switch-org\"", "</form>")
+        .contains(&format!("<option value=\"{}\" selected>", alice.tenant_id)));
+    // The previous session ended with the switch.
+    let mut stale = Browser::new(&app);
+    stale.cookies.insert("sf_console".into(), old_cookie);
+    assert_eq!(stale.get("/projects").await.header("location"), "/signin");
+    let resp = browser
+        .submit(
+            "/projects",
+            "/organizations/switch",
+            &[("organization", &bob.tenant_id)],
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 303);
+    let html = assert_html(&browser.get("/projects").await, 200);
+    assert!(html.contains("<span id=\"role\">owner</span>"));
+
+    // Not into an organization Bob is not a member of, nor without the form's token.
+    let carol = app.signup("carol@example.com").await;
+    let resp = browser
+        .submit(
+            "/projects",
+            "/organizations/switch",
+            &[("organization", &carol.tenant_id)],
+        )
+        .await;
+    assert_html(&resp, 404);
+    let resp = browser
+        .post(
+            "/organizations/switch",
+            &[("csrf", "x"), ("organization", &alice.tenant_id)],
+        )
+        .await;
+    assert_html(&resp, 403);
+
+    // One organization: no switcher.
+    let mut single = Browser::new(&app);
+    single.signin("carol@example.com").await;
+    let html = assert_html(&single.get("/projects").await, 200);
+    assert!(!html.contains("switch-org"));
+}
+
+async fn playground_snippets(app: TestApp) {
+    let app = app.with_model();
+    let mut browser = Browser::new(&app);
+    browser.signup("snip@example.com").await;
+    let html = assert_html(&browser.get("/playground").await, 200);
+    for id in ["curl", "python", "typescript"] {
+        assert!(
+            html.contains(&format!("<pre id=\"{id}\" tabindex=\"0\">")),
+            "{id}"
+        );
+        assert!(html.contains(&format!("data-copy=\"{id}\"")));
+    }
+    assert!(html.contains("<label for=\"top_p\">Top p</label>"));
+    assert!(html.contains("<label for=\"system\">System message (optional)</label>"));
+}
+
+async fn members_change_role(app: TestApp) {
+    let owner = app.signup("boss@example.com").await;
+    let dev = app
+        .member_with_role(&owner, "worker@example.com", "developer")
+        .await;
+    let mut browser = Browser::new(&app);
+    browser.signin("boss@example.com").await;
+    let html = assert_html(&browser.get("/members").await, 200);
+    let select = format!("<select id=\"role-{}\" name=\"role\">", dev.user_id);
+    assert!(html.contains(&select), "{html}");
+    assert!(html.contains(&format!(
+        "<label class=\"skip\" for=\"role-{}\">Role of worker@example.com</label>",
+        dev.user_id
+    )));
+    assert!(
+        !html.contains(&format!("role-{}", owner.user_id)),
+        "not one's own role"
+    );
+    let action = format!("/members/{}/role", dev.user_id);
+    let resp = browser
+        .submit("/members", &action, &[("role", "viewer")])
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    let member = app
+        .get(
+            &format!("/v1/organization/users/{}", dev.user_id),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(member["role"], "viewer");
+    assert_html(
+        &browser
+            .submit("/members", &action, &[("role", "emperor")])
+            .await,
+        422,
+    );
+    assert_html(
+        &browser
+            .post(&action, &[("csrf", "x"), ("role", "admin")])
+            .await,
+        403,
+    );
+
+    // The demoted member cannot promote themselves by posting the form.
+    let mut worker = Browser::new(&app);
+    worker.signin("worker@example.com").await;
+    let html = assert_html(&worker.get("/members").await, 200);
+    assert!(!html.contains("<select id=\"role-"));
+    let resp = worker
+        .submit("/members", &action, &[("role", "owner")])
+        .await;
+    assert_html(&resp, 403);
+    let member = app
+        .get(
+            &format!("/v1/organization/users/{}", dev.user_id),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(member["role"], "viewer");
+}
+
 async fn static_assets(app: TestApp) {
     let resp = app.get("/assets/console.js", None).await;
     assert_eq!(resp.status.as_u16(), 200);
@@ -576,4 +1091,9 @@ on_both_backends!(
     members_invite_and_accept,
     playground_session_token,
     static_assets,
+    usage_billing_and_audit,
+    keys_with_expiry_and_limits,
+    organization_switcher,
+    playground_snippets,
+    members_change_role,
 );

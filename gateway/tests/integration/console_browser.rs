@@ -64,6 +64,30 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
+/// `program args` accepts `source` on stdin (a syntax check).
+fn parses(program: &str, args: &[&str], source: &str) {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(source.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} refuses the snippet: {}\n{source}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 struct Session {
     client: Client,
     base: String,
@@ -253,6 +277,40 @@ async fn run(s: &mut Session) {
     assert!(s.text("header").await.contains("Browser Org"));
     s.screenshot("projects").await;
 
+    // Keyboard: the first Tab lands on the skip link, which shows a focus outline; Enter on it
+    // moves focus to the page's content.
+    let body = s.client.active_element().await.unwrap();
+    body.send_keys(&fantoccini::key::Key::Tab.to_string())
+        .await
+        .unwrap();
+    let focused: Vec<serde_json::Value> = s
+        .client
+        .execute(
+            "const e = document.activeElement; \
+             return [e.textContent, getComputedStyle(e).outlineStyle, getComputedStyle(e).left];",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(focused[0], "Skip to content", "{focused:?}");
+    assert_eq!(focused[1], "solid", "a visible focus outline: {focused:?}");
+    s.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&fantoccini::key::Key::Enter.to_string())
+        .await
+        .unwrap();
+    let id = s
+        .client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(id, "main", "the skip link moves focus to the content");
+
     // A project, then a key: the secret shown once, the copy button enabled by the script.
     s.fill("#project-name", "Browser project").await;
     s.click("main button[type=submit]").await;
@@ -261,6 +319,7 @@ async fn run(s: &mut Session) {
         .await;
     s.screenshot("keys-empty").await;
     s.fill("#key-name", "browser key").await;
+    s.fill("#key-rpm", "120").await;
     s.click("main form button[type=submit]").await;
     let secret = s.text("#new-key").await;
     assert!(secret.starts_with("sf-"), "{secret}");
@@ -275,9 +334,31 @@ async fn run(s: &mut Session) {
         copy.is_displayed().await.unwrap(),
         "console.js ran (CSP allows it) and showed the copy button"
     );
-    assert!(s.text("tbody").await.contains("never"));
+    let row = s.text("tbody").await;
+    assert!(row.contains("never") && row.contains("rpm 120"), "{row}");
     s.screenshot("key-created").await;
     let keys_url = s.client.current_url().await.unwrap().to_string();
+
+    // The project's rate limits.
+    s.click("main a[href$='/limits']").await;
+    s.expect_heading("Rate limits · Browser project").await;
+    s.wait_text("#project-limits", "default", Duration::from_secs(20))
+        .await;
+    s.fill("#project-tpm", "50000").await;
+    s.click("main form button[type=submit]").await;
+    s.wait_text("#project-limits", "tpm 50000", Duration::from_secs(20))
+        .await;
+    s.screenshot("limits").await;
+
+    // Billing before any request: the free grant, untouched.
+    s.goto("/billing").await;
+    s.expect_heading("Billing").await;
+    s.wait_text("#balance-value", "$5.000000", Duration::from_secs(20))
+        .await;
+    assert_eq!(s.text("#grant-value").await, "$5.000000");
+    s.wait_text("#ledger-count", "1 entry", Duration::from_secs(20))
+        .await;
+    s.screenshot("billing-before").await;
 
     // The playground streams an answer with tokens/s and usage.
     s.goto("/playground").await;
@@ -290,6 +371,31 @@ async fn run(s: &mut Session) {
         "{curl}"
     );
     assert!(curl.contains("\"max_tokens\":16"), "{curl}");
+    let python = s.text("#python").await;
+    assert!(python.contains("from openai import OpenAI"), "{python}");
+    assert!(
+        python.contains("max_tokens=16,") && python.contains("stream=True,"),
+        "{python}"
+    );
+    assert!(
+        python.contains(&format!("base_url=\"{}/v1\"", s.base)),
+        "{python}"
+    );
+    let typescript = s.text("#typescript").await;
+    assert!(
+        typescript.contains("\"max_tokens\": 16") && typescript.contains("for await"),
+        "{typescript}"
+    );
+    // Each snippet parses in its language (the TypeScript one is plain JavaScript too).
+    parses("bash", &["-n"], &curl);
+    parses(
+        "python3",
+        &["-c", "import ast, sys; ast.parse(sys.stdin.read())"],
+        &python,
+    );
+    if which(&["node"]).is_some() {
+        parses("node", &["--input-type=module", "--check"], &typescript);
+    }
     s.click("#playground button[type=submit]").await;
     s.wait_text("#status", "Done.", Duration::from_secs(120))
         .await;
@@ -303,6 +409,41 @@ async fn run(s: &mut Session) {
     let rate: f64 = s.text("#stat-rate").await.parse().unwrap();
     assert!(rate > 0.0, "{rate}");
     s.screenshot("playground").await;
+
+    // The usage page charts the request (the playground runs as the session: no key).
+    s.goto("/usage").await;
+    s.expect_heading("Usage").await;
+    s.wait_text("#total-requests", "1", Duration::from_secs(20))
+        .await;
+    assert_eq!(s.text("#total-input").await, prompt.to_string());
+    assert_eq!(s.text("#total-output").await, completion.to_string());
+    let caption = s.text("figure.chart figcaption").await;
+    assert!(
+        caption.contains(&format!("{} tokens", prompt + completion)),
+        "{caption}"
+    );
+    let bars = s
+        .client
+        .find_all(Locator::Css("#chart-all rect.bar"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 7, "one bar a day for the last week");
+    assert!(s
+        .text("#usage-table")
+        .await
+        .contains("smollm2-135m-instruct"));
+    s.screenshot("usage").await;
+
+    // The balance went down by the request's cost, which the ledger lists.
+    s.goto("/billing").await;
+    s.expect_heading("Billing").await;
+    s.wait_text("#ledger-count", "2 entries", Duration::from_secs(20))
+        .await;
+    let balance = s.text("#balance-value").await;
+    assert_ne!(balance, "$5.000000");
+    assert!(balance.starts_with("$4.99"), "{balance}");
+    assert!(s.text("#ledger").await.contains("usage"));
+    s.screenshot("billing-after").await;
 
     // Invite a member.
     s.goto("/members").await;
@@ -325,8 +466,23 @@ async fn run(s: &mut Session) {
         .await;
     s.screenshot("keys-revoked").await;
 
+    // The audit log lists what happened, newest first.
+    s.goto("/audit").await;
+    s.expect_heading("Audit log").await;
+    let log = s.text("#audit").await;
+    for action in [
+        "api_key.deleted",
+        "invite.sent",
+        "project.updated",
+        "api_key.created",
+        "project.created",
+    ] {
+        assert!(log.contains(action), "{action} in {log}");
+    }
+    s.screenshot("audit").await;
+
     // Sign out; the invitee accepts through the link.
-    s.click("header button[type=submit]").await;
+    s.click("#signout button").await;
     s.expect_heading("Sign in").await;
     s.client.goto(&link).await.unwrap();
     s.expect_heading("You are invited").await;
@@ -361,4 +517,15 @@ async fn run(s: &mut Session) {
         "no horizontal scrolling at phone width: {width}"
     );
     s.screenshot("projects-phone").await;
+    s.goto("/usage").await;
+    s.expect_heading("Usage").await;
+    let width: f64 = s
+        .client
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(width <= 400.0, "usage fits a phone: {width}");
+    s.screenshot("usage-phone").await;
 }
