@@ -46,5 +46,7 @@ mod rate_limits;
 mod rate_limits_e2e;
 #[path = "integration/registry.rs"]
 mod registry;
+#[path = "integration/usage_e2e.rs"]
+mod usage_e2e;
 #[path = "integration/users.rs"]
 mod users;
