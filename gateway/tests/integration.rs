@@ -14,6 +14,8 @@ mod api_keys;
 mod audit_logs;
 #[path = "integration/auth.rs"]
 mod auth;
+#[path = "integration/budgets.rs"]
+mod budgets;
 #[path = "integration/chat_ws.rs"]
 mod chat_ws;
 #[path = "integration/console.rs"]
@@ -44,5 +46,7 @@ mod rate_limits;
 mod rate_limits_e2e;
 #[path = "integration/registry.rs"]
 mod registry;
+#[path = "integration/usage_e2e.rs"]
+mod usage_e2e;
 #[path = "integration/users.rs"]
 mod users;

@@ -38,8 +38,8 @@ enum Command {
 }
 
 /// Sees every delta a [`DeltaStream`] hands out, and its end, as they are received: how the
-/// gateway meters a request without wrapping the stream. It is dropped with the stream, so a
-/// stream dropped before its end (a client that went away) drops its observer too.
+/// gateway meters a request without wrapping the stream. A stream dropped before its end (a
+/// client that went away) first shows it the deltas still queued unread, then drops it.
 pub trait DeltaObserver: Send + Sync {
     fn on_delta(&mut self, delta: &Delta);
     /// The stream ended (`recv` returned `None`).
@@ -100,6 +100,14 @@ impl DeltaStream {
 impl Drop for DeltaStream {
     fn drop(&mut self) {
         if !self.finished {
+            // Deltas the loop sent that nobody read were generated all the same: the observer
+            // (the gateway's meter) sees them, so that an abort bills every token generated
+            // before it, but for the step running when the loop gets the abort.
+            if let Some(observer) = &mut self.observer {
+                while let Ok(d) = self.rx.try_recv() {
+                    observer.on_delta(&d);
+                }
+            }
             // The loop may be gone already; then there is nothing left to abort.
             let _ = self
                 .commands

@@ -27,7 +27,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// Prometheus metrics in the text exposition format: the gateway's (`starfire_http_*`,
-/// `starfire_usage_*`, `starfire_budget_refusals_total`, ...) and the scheduler's
+/// `starfire_usage_*`, `starfire_budget_refusals_total`, `starfire_rate_limit_*`, ...) and the scheduler's
 /// (`starfire:*`, vLLM's names). Open unless `metrics_token` is configured; then it wants
 /// `Authorization: Bearer <metrics_token>`.
 #[utoipa::path(get, path = "/metrics", tag = "Meta",
@@ -51,6 +51,7 @@ pub async fn metrics(
         }
     }
     let mut body = state.metrics.render();
+    body.push_str(&state.limits.counters().snapshot().prometheus());
     body.push_str(&state.inference.prometheus());
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

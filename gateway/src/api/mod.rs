@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
 pub mod body;
+pub mod budgets;
 pub mod chat_ws;
 pub mod credits;
 pub mod embeddings;
@@ -185,6 +186,15 @@ routes!(
     usage::usage_embeddings,
     usage::costs,
     credits::get_credits,
+    budgets::get_organization_budget,
+    budgets::set_organization_budget,
+    budgets::delete_organization_budget,
+    budgets::get_project_budget,
+    budgets::set_project_budget,
+    budgets::delete_project_budget,
+    budgets::get_key_budget,
+    budgets::set_key_budget,
+    budgets::delete_key_budget,
 );
 
 /// The document as pretty JSON with a trailing newline (the form committed in

@@ -29,7 +29,7 @@
 //! request is either refused with 503 `rate_limiter_unavailable` (`rate_limit_redis_failure =
 //! "closed"`) or counted by this replica's in-process limiter (`"local"`, the default: N
 //! replicas then admit up to N times the limit). Either way it is logged and counted in
-//! [`LimiterCounters`]. Leases taken in Redis by a replica that died expire after
+//! [`LimiterCounters`] (exported at `/metrics` as `starfire_rate_limit_*`). Leases taken in Redis by a replica that died expire after
 //! [`LEASE_MS`].
 
 pub mod headers;
@@ -315,6 +315,45 @@ pub struct CountersSnapshot {
     pub redis_errors: u64,
     pub local_fallbacks: u64,
     pub unavailable: u64,
+}
+
+impl CountersSnapshot {
+    /// The counters in Prometheus' text format (always present, zero included, so that a
+    /// dashboard can rate them from the first scrape).
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, help: &str, series: &[(&str, u64)]| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (labels, value) in series {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        family(
+            "starfire_rate_limit_refusals_total",
+            "Inference requests refused with 429 rate_limit_exceeded, by the limit reached.",
+            &[
+                ("{kind=\"requests\"}", self.refused_requests),
+                ("{kind=\"tokens\"}", self.refused_tokens),
+                ("{kind=\"concurrency\"}", self.refused_concurrency),
+            ],
+        );
+        family(
+            "starfire_rate_limit_redis_errors_total",
+            "Rate-limiter calls to Redis that failed or timed out.",
+            &[("", self.redis_errors)],
+        );
+        family(
+            "starfire_rate_limit_local_fallbacks_total",
+            "Admissions counted in process because Redis failed (rate_limit_redis_failure = local).",
+            &[("", self.local_fallbacks)],
+        );
+        family(
+            "starfire_rate_limit_unavailable_total",
+            "Requests refused with 503 because Redis failed (rate_limit_redis_failure = closed).",
+            &[("", self.unavailable)],
+        );
+        out
+    }
 }
 
 impl LimiterCounters {

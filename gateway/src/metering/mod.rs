@@ -5,7 +5,9 @@
 //! 1. [`Metering::admit`] after validation, with the prompt's token count and the most tokens
 //!    the request may generate: reserves the request's maximum cost on the tenant's prepaid
 //!    account (one atomic conditional UPDATE) and writes the `in_progress` usage row, in one
-//!    transaction; refuses with 429 `insufficient_quota` when the balance does not cover it.
+//!    transaction, and the same maximum on every spend cap that applies (the organization's and
+//!    the project's monthly caps, the key's budget: `store::budgets`); refuses with 429
+//!    `insufficient_quota`, naming the balance or the cap, when one does not cover it.
 //! 2. [`Meter::attach`] puts an observer on each of the scheduler's `DeltaStream`s, counting
 //!    tokens as the route receives them (time to first token, tokens so far).
 //! 3. The end finalizes the row once: the last usage delta (`completed`), a failed generation
@@ -37,6 +39,7 @@ use crate::auth::secret::random_base62;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, WRITE_BUCKETS};
+use crate::store::budgets::BudgetPeriod;
 use crate::store::tenants::Plan;
 use crate::store::usage::{Admission, Endpoint, FinalUsage, NewUsage, UsageStatus};
 use crate::store::{now_ms, Backend, Store};
@@ -154,6 +157,21 @@ impl Metering {
                     "You exceeded your current quota: this request may cost up to {max_cost} \
                      and your organization's available credit is {available}. Add credits or \
                      lower max_tokens."
+                )))
+            }
+            Admission::OverBudget(over) => {
+                self.refuse(&row, over.scope.budget_reason()).await;
+                Err(ApiError::InsufficientQuota(format!(
+                    "You exceeded your current quota: this request may cost up to {max_cost} and \
+                     {} of {} has {} left{}. Raise or clear the budget, or lower max_tokens.",
+                    over.scope.describe(),
+                    over.limit,
+                    over.available,
+                    if over.scope.period() == BudgetPeriod::Monthly {
+                        " this month (it resets on the 1st, UTC)"
+                    } else {
+                        ""
+                    },
                 )))
             }
             Admission::NoAccount => {

@@ -7,11 +7,13 @@
 //!
 //! Files by resource: `tenants`, `users` (users and memberships), `projects`, `api_keys`,
 //! `sessions` (refresh-token families), `invites`, `audit`, `ws_tickets` (single-use WebSocket
-//! tickets), `usage` (usage events and their rollup), `credits` (prepaid ledger), `rate_limits`
+//! tickets), `usage` (usage events and their rollup), `credits` (prepaid ledger), `budgets` (spend caps),
+//! `rate_limits`
 //! (what the limiter reads per request), and `page` (cursor pagination).
 
 pub mod api_keys;
 pub mod audit;
+pub mod budgets;
 pub mod credits;
 pub mod idempotency;
 pub mod invites;

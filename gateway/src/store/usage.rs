@@ -5,10 +5,12 @@
 //! (`WHERE status = 'in_progress'`), so that however many paths try to finalize a request (the
 //! normal end, a dropped stream, the orphan sweep of another replica), exactly one succeeds.
 //! The finalizing transaction also settles the reservation, appends the ledger debit and adds
-//! the event to `usage_minutes`.
+//! the event to `usage_minutes`. The same two transactions reserve and settle the request's
+//! maximum cost on the spend caps that apply to it (`store::budgets`).
 
 use sqlx::Row as _;
 
+use super::budgets::{self, Charged, OverBudget};
 use super::{is_unique_violation, Row, Store, StoreError, StoreResult};
 use crate::auth::secret::new_id;
 use crate::metering::money::Money;
@@ -91,7 +93,7 @@ pub struct NewUsage {
 }
 
 /// What admission decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     /// Row written; `reserved` is held on the prepaid account (zero for postpaid tenants).
     Admitted { reserved: Money },
@@ -100,6 +102,9 @@ pub enum Admission {
     Insufficient { available: Money },
     /// The tenant has no prepaid account and postpaid use was not allowed. Nothing written.
     NoAccount,
+    /// A spend cap (organization, project or key) cannot hold the request's maximum cost.
+    /// Nothing was written.
+    OverBudget(OverBudget),
 }
 
 /// The end of a request.
@@ -181,8 +186,9 @@ pub fn minute_of(ms: i64) -> i64 {
 
 impl Store {
     /// Reserves `u.max_cost` on the tenant's prepaid account (one atomic conditional UPDATE:
-    /// concurrent admissions cannot hold more than the balance) and writes the in-flight row,
-    /// in one transaction. Without a prepaid account the row is written with nothing reserved
+    /// concurrent admissions cannot hold more than the balance) and on every spend cap that
+    /// applies (the same, one UPDATE per cap), and writes the in-flight row, in one
+    /// transaction. Without a prepaid account the row is written with nothing reserved
     /// when `postpaid_ok`, else nothing is written.
     pub async fn admit_usage(&self, u: &NewUsage, postpaid_ok: bool) -> StoreResult<Admission> {
         let mut tx = self.pool().begin().await?;
@@ -223,7 +229,21 @@ impl Store {
                 }
             }
         };
-        insert_row(&mut tx, u, UsageStatus::InProgress, held).await?;
+        let capped = budgets::reserve(&mut tx, &charged(u), u.max_cost, u.started_ms).await?;
+        let scopes = match capped {
+            Ok(scopes) => scopes,
+            Err(over) => {
+                tx.rollback().await?;
+                return Ok(Admission::OverBudget(over));
+            }
+        };
+        let budget_held = if scopes.is_empty() {
+            Money::ZERO
+        } else {
+            u.max_cost
+        };
+        let on_caps = (budget_held, budgets::scopes_text(&scopes));
+        insert_row(&mut tx, u, UsageStatus::InProgress, held, on_caps).await?;
         tx.commit().await?;
         Ok(Admission::Admitted { reserved: held })
     }
@@ -231,7 +251,14 @@ impl Store {
     /// Records a request refused at admission (nothing reserved, nothing billed).
     pub async fn record_rejected_usage(&self, u: &NewUsage) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
-        insert_row(&mut tx, u, UsageStatus::Rejected, Money::ZERO).await?;
+        insert_row(
+            &mut tx,
+            u,
+            UsageStatus::Rejected,
+            Money::ZERO,
+            (Money::ZERO, String::new()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -249,7 +276,7 @@ impl Store {
              finished_ms = $8, heartbeat_ms = $8 \
              WHERE request_id = $9 AND status = 'in_progress' \
              RETURNING tenant_id, project_id, api_key_id, endpoint, model, reserved_micros, \
-                 cost_micros, started_ms",
+                 cost_micros, started_ms, budget_reserved_micros, budget_scopes",
         )
         .bind(f.status.as_str())
         .bind(f.prompt_tokens as i64)
@@ -274,6 +301,21 @@ impl Store {
         let reserved: i64 = row.try_get("reserved_micros")?;
         let cost: i64 = row.try_get("cost_micros")?;
         let started_ms: i64 = row.try_get("started_ms")?;
+        let budget_held: i64 = row.try_get("budget_reserved_micros")?;
+        let budget_scopes: String = row.try_get("budget_scopes")?;
+        budgets::settle(
+            &mut tx,
+            &Charged {
+                tenant_id: &tenant_id,
+                project_id: project_id.as_deref(),
+                api_key_id: api_key_id.as_deref(),
+            },
+            &budget_scopes,
+            Money::from_micros(budget_held),
+            Money::from_micros(cost),
+            f.finished_ms,
+        )
+        .await?;
         // Only a prepaid reservation is settled against the account; a postpaid request
         // (nothing reserved) is billed from the events by invoices.
         let settled = reserved > 0
@@ -427,19 +469,29 @@ impl Store {
     }
 }
 
+fn charged(u: &NewUsage) -> Charged<'_> {
+    Charged {
+        tenant_id: &u.tenant_id,
+        project_id: u.project_id.as_deref(),
+        api_key_id: u.api_key_id.as_deref(),
+    }
+}
+
 async fn insert_row(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     u: &NewUsage,
     status: UsageStatus,
     reserved: Money,
+    (budget_held, budget_scopes): (Money, String),
 ) -> StoreResult<()> {
     let finished = (status != UsageStatus::InProgress).then_some(u.started_ms);
     sqlx::query(
         "INSERT INTO usage_events (request_id, http_request_id, tenant_id, project_id, \
          api_key_id, endpoint, model, status, prompt_tokens, cached_tokens, completion_tokens, \
          ttft_ms, latency_ms, reserved_micros, cost_micros, instance_id, started_ms, \
-         heartbeat_ms, finished_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, NULL, NULL, $10, 0, $11, $12, $12, $13)",
+         heartbeat_ms, finished_ms, budget_reserved_micros, budget_scopes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, NULL, NULL, $10, 0, $11, $12, $12, $13, \
+         $14, $15)",
     )
     .bind(&u.request_id)
     .bind(u.http_request_id.as_deref())
@@ -454,6 +506,8 @@ async fn insert_row(
     .bind(&u.instance_id)
     .bind(u.started_ms)
     .bind(finished)
+    .bind(budget_held.micros())
+    .bind(budget_scopes)
     .execute(&mut **tx)
     .await
     .map_err(|e| {

@@ -18,14 +18,14 @@ use crate::support::{Session, TestApp};
 
 /// One token costs one micro-dollar in and two out, cached or not (so that the real cost of
 /// an `ignore_eos` request is exactly its maximum).
-const PRICES: Prices = Prices {
+pub const PRICES: Prices = Prices {
     input_micros_per_million: 1_000_000,
     cached_input_micros_per_million: 1_000_000,
     output_micros_per_million: 2_000_000,
 };
 
 /// The app with the model, metered at `PRICES`, free organizations starting with `grant`.
-fn priced(mut app: TestApp, grant: i64) -> TestApp {
+pub fn priced(mut app: TestApp, grant: i64) -> TestApp {
     let mut config = app.state.config.metering.clone();
     config.set_price(DEFAULT_MODEL_ID, PRICES);
     config.free_grant = Money::from_micros(grant);
@@ -34,7 +34,7 @@ fn priced(mut app: TestApp, grant: i64) -> TestApp {
 }
 
 /// An organization (owner session), its default project and an inference key (id, value).
-async fn org(app: &TestApp, email: &str) -> (Session, String, (String, String)) {
+pub async fn org(app: &TestApp, email: &str) -> (Session, String, (String, String)) {
     let owner = app.signup(email).await;
     let project = app.default_project(&owner.access).await;
     let key = app
@@ -43,7 +43,7 @@ async fn org(app: &TestApp, email: &str) -> (Session, String, (String, String)) 
     (owner, project, key)
 }
 
-fn chat(extra: Value) -> Value {
+pub fn chat(extra: Value) -> Value {
     let mut body = json!({
         "model": DEFAULT_MODEL_ID,
         "messages": [{"role": "user", "content": "Name three colours."}],
@@ -56,7 +56,7 @@ fn chat(extra: Value) -> Value {
     body
 }
 
-async fn events(app: &TestApp, tenant: &str) -> Vec<UsageEvent> {
+pub async fn events(app: &TestApp, tenant: &str) -> Vec<UsageEvent> {
     app.state
         .store
         .usage_events(tenant, 0, i64::MAX)

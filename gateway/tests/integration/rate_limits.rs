@@ -392,6 +392,10 @@ async fn redis_down_fails_closed_or_falls_back_to_local_limits() {
     };
 
     let closed = app.sharing(down(RedisFailure::Closed));
+    assert_eq!(
+        scrape(&closed, "starfire_rate_limit_unavailable_total").await,
+        0
+    );
     let started = Instant::now();
     let resp = tokenize(&closed, &key).await;
     assert!(
@@ -405,6 +409,14 @@ async fn redis_down_fails_closed_or_falls_back_to_local_limits() {
     assert!(!err["message"].as_str().unwrap().contains("127.0.0.1"));
     let counters = closed.state.limits.counters().snapshot();
     assert_eq!((counters.unavailable, counters.redis_errors), (1, 1));
+    assert_eq!(
+        scrape(&closed, "starfire_rate_limit_unavailable_total").await,
+        1
+    );
+    assert_eq!(
+        scrape(&closed, "starfire_rate_limit_redis_errors_total").await,
+        1
+    );
 
     let local = app.sharing(down(RedisFailure::Local));
     for _ in 0..2 {
@@ -416,6 +428,26 @@ async fn redis_down_fails_closed_or_falls_back_to_local_limits() {
     let counters = local.state.limits.counters().snapshot();
     assert_eq!(counters.local_fallbacks, 3);
     assert_eq!(counters.refused_requests, 1);
+    // The same, as Prometheus scrapes it.
+    for (series, value) in [
+        ("starfire_rate_limit_local_fallbacks_total", 3),
+        ("starfire_rate_limit_redis_errors_total", 3),
+        ("starfire_rate_limit_refusals_total{kind=\"requests\"}", 1),
+        ("starfire_rate_limit_refusals_total{kind=\"tokens\"}", 0),
+        ("starfire_rate_limit_unavailable_total", 0),
+    ] {
+        assert_eq!(scrape(&local, series).await, value, "{series}");
+    }
+}
+
+/// The value of one series in `/metrics`.
+async fn scrape(app: &TestApp, series: &str) -> u64 {
+    let resp = app.get("/metrics", None).await;
+    assert_eq!(resp.status.as_u16(), 200);
+    let text = resp.body.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
 /// Two app instances (replicas) on one Redis share the limits; settlement reaches Redis.

@@ -19,7 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_starfire");
 const REQUESTS: usize = 500;
 const CLIENTS: usize = 25;
 
-struct Server(Child);
+pub struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -28,7 +28,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -36,14 +36,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Value,
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
 }
 
 /// A minimal HTTP/1.1 exchange, so the test depends on no HTTP client crate.
-fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &Value) -> Reply {
+pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &Value) -> Reply {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -83,7 +83,7 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &Value) 
     }
 }
 
-fn starfire(home: &Path, database_url: &str, prefix: &str) -> Command {
+pub fn starfire(home: &Path, database_url: &str, prefix: &str) -> Command {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
         if key.starts_with("STARFIRE_") {
@@ -103,10 +103,21 @@ fn starfire(home: &Path, database_url: &str, prefix: &str) -> Command {
 }
 
 fn serve(home: &Path, database_url: &str, prefix: &str) -> (Server, u16) {
-    let port = free_port();
+    serve_with(home, database_url, prefix, free_port(), &[])
+}
+
+/// `starfire serve` on `port` with more `STARFIRE_*` settings; returns once it answers.
+pub fn serve_with(
+    home: &Path,
+    database_url: &str,
+    prefix: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> (Server, u16) {
+    let mut cmd = starfire(home, database_url, prefix);
+    cmd.envs(env.iter().copied());
     let mut server = Server(
-        starfire(home, database_url, prefix)
-            .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
+        cmd.env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
