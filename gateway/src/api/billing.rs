@@ -455,7 +455,7 @@ fn price_field(field: &str, v: i64) -> Result<i64, ApiError> {
     if !(0..=MAX_PRICE_MICROS).contains(&v) {
         return Err(ApiError::invalid(
             field,
-            &format!("'{field}' must be between 0 and {MAX_PRICE_MICROS} micro-USD per 1M tokens."),
+            format!("'{field}' must be between 0 and {MAX_PRICE_MICROS} micro-USD per 1M tokens."),
         ));
     }
     Ok(v)
@@ -466,7 +466,7 @@ fn reason_of(raw: &str) -> Result<String, ApiError> {
     if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::invalid(
             "reason",
-            &format!("'reason' must be 1 to {MAX_REASON_CHARS} characters."),
+            format!("'reason' must be 1 to {MAX_REASON_CHARS} characters."),
         ));
     }
     Ok(reason.to_owned())
@@ -619,7 +619,7 @@ pub async fn create_adjustment(
     if body.amount_micros == 0 || body.amount_micros.abs() > MAX_ADJUSTMENT_MICROS {
         return Err(ApiError::invalid(
             "amount_micros",
-            &format!(
+            format!(
                 "'amount_micros' must be non-zero and at most {MAX_ADJUSTMENT_MICROS} either way."
             ),
         ));
