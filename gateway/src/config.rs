@@ -24,6 +24,7 @@
 //! | `ws_max_concurrent_requests` | `STARFIRE_WS_MAX_CONCURRENT_REQUESTS` | `16` |
 //! | `metrics_token` | `STARFIRE_METRICS_TOKEN` | none (`/metrics` open) |
 //! | `[metering]` | see `metering::config` | prices, free-plan grant, usage heartbeat |
+//! | `[billing]` | see `billing::config` | operator tokens, invoice finalization |
 //! | `max_waiting_requests` | `STARFIRE_MAX_WAITING_REQUESTS` | `10000`: requests queued in the scheduler beyond this get 503 |
 //! | `max_waiting_tokens` | `STARFIRE_MAX_WAITING_TOKENS` | `20000000`: queued prompt tokens beyond this get 503 |
 //! | `max_waiting_requests_per_tenant` | `STARFIRE_MAX_WAITING_REQUESTS_PER_TENANT` | `2000`: one organization's queued requests beyond this get 429 |
@@ -36,6 +37,7 @@ use serde::Deserialize;
 use scheduler::AdmissionLimits;
 
 use crate::auth::secret::random_base62;
+use crate::billing::config::{BillingConfig, BillingFile};
 use crate::metering::config::{MeteringConfig, MeteringFile};
 use crate::registry::ModelEntry;
 
@@ -110,6 +112,9 @@ pub struct Config {
     /// Prices, free credits and usage-row liveness (the `[metering]` table; see
     /// `metering::config`).
     pub metering: MeteringConfig,
+    /// Billing operators and invoice finalization (the `[billing]` table; see
+    /// `billing::config`).
+    pub billing: BillingConfig,
     /// Caps on requests queued in the scheduler (not yet running): over an organization's caps
     /// a request gets 429, over the server's 503, both with `Retry-After`.
     pub admission: AdmissionLimits,
@@ -194,6 +199,7 @@ impl std::fmt::Debug for Config {
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .field("metering", &self.metering)
+            .field("billing", &self.billing)
             .field("admission", &self.admission)
             .finish()
     }
@@ -219,6 +225,7 @@ struct FileConfig {
     kv_cache_memory: Option<u64>,
     metrics_token: Option<String>,
     metering: Option<MeteringFile>,
+    billing: Option<BillingFile>,
     #[serde(default)]
     models: Vec<ModelEntry>,
     ws_ticket_ttl_secs: Option<u64>,
@@ -275,6 +282,8 @@ impl Config {
         }
         let metering = MeteringConfig::resolve(file.metering, &env)
             .map_err(|(name, message)| ConfigError::Invalid { name, message })?;
+        let billing = BillingConfig::resolve(file.billing, metering.orphan_after_secs, &env)
+            .map_err(|(name, message)| ConfigError::Invalid { name, message })?;
         let rate_limit_redis_failure = match env("STARFIRE_RATE_LIMIT_REDIS_FAILURE") {
             Some(v) => RedisFailure::parse("STARFIRE_RATE_LIMIT_REDIS_FAILURE", &v)?,
             None => match &file.rate_limit_redis_failure {
@@ -301,6 +310,7 @@ impl Config {
         crate::registry::validate(&models)?;
         Ok(Config {
             metering,
+            billing,
             metrics_token: env("STARFIRE_METRICS_TOKEN")
                 .or(file.metrics_token)
                 .filter(|s| !s.is_empty()),

@@ -13,6 +13,8 @@
 //! - `api`: the routes, one file per resource, each in the OpenAPI document.
 //! - `metering`: usage events (exactly once per request), prices, prepaid credits and the
 //!   admission-time reservation; `metrics`: the gateway's Prometheus registry.
+//! - `billing`: the dated price catalog, invoices (finalized per month), the billing
+//!   operator's credential.
 //! - `store`: the one store API over SQLite or PostgreSQL (sqlx, versioned migrations).
 //! - `error`: the one error table, producing OpenAI's error body.
 //! - `bootstrap`: `starfire admin bootstrap`.
@@ -35,6 +37,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod billing;
 pub mod bootstrap;
 pub mod config;
 pub mod console;

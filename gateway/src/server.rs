@@ -240,6 +240,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .await
         .map_err(|e| ServeError::Metering(format!("closing orphaned usage rows: {e}")))?;
     tokio::spawn(state.metering.clone().run_background());
+    // The configured prices seed the price catalog; invoices are finalized as months end.
+    crate::billing::catalog::seed_configured(&state.store, &state.config.metering).await?;
+    tokio::spawn(crate::billing::invoice::run_background(
+        state.store.clone(),
+        state.config.billing.clone(),
+    ));
     let server = HttpServer::new(move || app(state.clone()))
         .bind(&listen)
         .map_err(|source| ServeError::Bind {

@@ -14,6 +14,8 @@ mod api_keys;
 mod audit_logs;
 #[path = "integration/auth.rs"]
 mod auth;
+#[path = "integration/billing.rs"]
+mod billing;
 #[path = "integration/budgets.rs"]
 mod budgets;
 #[path = "integration/chat_ws.rs"]

@@ -10,6 +10,7 @@ pub mod admin_keys;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
+pub mod billing;
 pub mod body;
 pub mod budgets;
 pub mod chat_ws;
@@ -97,6 +98,18 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "operator",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A billing operator token of the platform (`[billing.operator_tokens]`), \
+                         for `/v1/billing/admin/*`; no organization credential is accepted there.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -120,7 +133,7 @@ macro_rules! routes {
         /// The OpenAPI 3.1 document of the gateway.
         #[derive(OpenApi)]
         #[openapi(
-            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, chat over a WebSocket, embeddings), control plane (organization, projects, keys, members, audit log) and console sessions."),
+            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, chat over a WebSocket, embeddings), control plane (organization, projects, keys, members, audit log), usage and billing (balance, ledger, invoices, prices), and console sessions."),
             paths($($module::$handler),*),
             components(schemas(crate::error::ErrorBody, crate::error::ErrorObject)),
             modifiers(&BearerAuth),
@@ -195,6 +208,16 @@ routes!(
     budgets::get_key_budget,
     budgets::set_key_budget,
     budgets::delete_key_budget,
+    billing::get_balance,
+    billing::list_ledger,
+    billing::list_invoices,
+    billing::upcoming_invoice,
+    billing::get_invoice,
+    billing::get_invoice_html,
+    billing::list_prices,
+    billing::create_price,
+    billing::create_adjustment,
+    billing::create_refund,
 );
 
 /// The document as pretty JSON with a trailing newline (the form committed in

@@ -124,8 +124,14 @@ impl MeteringConfig {
         self.prices.insert(model.to_lowercase(), prices);
     }
 
-    /// The one price lookup: the model's configured price, else the default model's configured
-    /// price, else [`Prices::DEFAULT`]. (A dated price catalog replaces this function's body.)
+    /// The configured prices (lower-cased model names).
+    pub fn configured_prices(&self) -> impl Iterator<Item = (&str, Prices)> {
+        self.prices.iter().map(|(m, p)| (m.as_str(), *p))
+    }
+
+    /// The configured price of a model: its own, else the default model's, else
+    /// [`Prices::DEFAULT`]. Requests are priced from the dated catalog
+    /// (`billing::catalog::price_at`), which this seeds.
     pub fn price(&self, model: &str) -> Prices {
         let default = crate::registry::DEFAULT_MODEL_ID.to_lowercase();
         self.prices

@@ -21,7 +21,8 @@
 //! reported by [`Metering::run_background`]'s progress updates.
 //!
 //! Files: `money` (the `Money` type and per-model `Prices`), `config` (the `[metering]` table
-//! and the one price lookup), `meter` (the per-request guard). Storage is in
+//! with the configured prices that seed the catalog), `meter` (the per-request guard). Prices
+//! come from the dated catalog (`billing::catalog`). Storage is in
 //! `store::usage` and `store::credits`.
 
 pub mod config;
@@ -112,9 +113,13 @@ impl Metering {
         principal: &Principal,
         charge: Charge,
     ) -> Result<Meter, ApiError> {
-        let prices = self.config.price(&charge.model);
-        let max_cost = prices.max_cost(charge.prompt_tokens, charge.max_completion_tokens);
         let started_ms = now_ms();
+        // Priced at the catalog price effective at the request's start.
+        let price =
+            crate::billing::catalog::price_at(&self.store, &self.config, &charge.model, started_ms)
+                .await?;
+        let prices = price.prices;
+        let max_cost = prices.max_cost(charge.prompt_tokens, charge.max_completion_tokens);
         let row = NewUsage {
             request_id: charge.request_id.clone(),
             http_request_id: Some(principal.request.request_id.clone()).filter(|id| !id.is_empty()),
@@ -127,19 +132,22 @@ impl Metering {
             max_cost,
             instance_id: self.instance_id.clone(),
             started_ms,
+            price_id: Some(price.id),
         };
         let timer = std::time::Instant::now();
         let mut admission = self.store.admit_usage(&row, false).await?;
         if admission == Admission::NoAccount {
-            // Free organizations from before metering get their grant on first use; other
-            // plans without a prepaid account are billed afterwards (no prepaid limit).
+            // Free organizations from before metering get their grant on first use;
+            // enterprise organizations without a prepaid account are postpaid (invoiced, no
+            // prepaid limit); pay-as-you-go ones pay from credits they bought, so without an
+            // account they have none.
             let tenant = self.store.tenant(&principal.tenant_id).await?;
             if tenant.plan == Plan::Free {
                 self.open_free_account(&tenant.id).await?;
             }
             admission = self
                 .store
-                .admit_usage(&row, tenant.plan != Plan::Free)
+                .admit_usage(&row, tenant.plan == Plan::Enterprise)
                 .await?;
         }
         self.observe_write("admit", timer);
@@ -286,7 +294,14 @@ impl Metering {
                 break;
             }
             for o in &orphans {
-                let prices = self.config.price(&o.model);
+                let prices = crate::billing::catalog::price_at(
+                    &self.store,
+                    &self.config,
+                    &o.model,
+                    o.started_ms,
+                )
+                .await?
+                .prices;
                 let final_usage = FinalUsage {
                     status: UsageStatus::Interrupted,
                     prompt_tokens: o.prompt_tokens,

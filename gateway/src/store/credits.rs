@@ -2,10 +2,16 @@
 //! adjustments) and the account row that holds its sum and what in-flight requests reserve.
 //! Every ledger entry changes the account's balance in the same transaction, so the balance is
 //! always the ledger's sum (a test checks it).
+//!
+//! Every entry points at its cause: a usage debit at its request (`request_id`, unique: one
+//! debit per request, written when the request is settled), a top-up at its payment
+//! (`payment_id`, unique: a payment is credited once however often it is reported), an
+//! adjustment or refund at the operator who made it (`actor`) and its reason (`note`), a refund
+//! at the entry it reverses (`refund_of`, unique: refunded at most once).
 
 use sqlx::Row as _;
 
-use super::{now_ms, Store, StoreResult};
+use super::{created_ms, is_unique_violation, now_ms, Page, PageRequest, Store, StoreResult};
 use crate::auth::secret::new_id;
 use crate::metering::money::Money;
 
@@ -16,8 +22,10 @@ pub enum CreditKind {
     Grant,
     /// Credits bought.
     TopUp,
-    /// Manual correction by an operator.
+    /// Manual correction by an operator, with a reason.
     Adjustment,
+    /// A usage debit given back by an operator (points at the debit it reverses).
+    Refund,
 }
 
 impl CreditKind {
@@ -26,8 +34,43 @@ impl CreditKind {
             CreditKind::Grant => "grant",
             CreditKind::TopUp => "top_up",
             CreditKind::Adjustment => "adjustment",
+            CreditKind::Refund => "refund",
         }
     }
+}
+
+/// A ledger entry to post, with its cause.
+#[derive(Debug, Clone)]
+pub struct NewCredit<'a> {
+    pub tenant_id: &'a str,
+    pub kind: CreditKind,
+    pub amount: Money,
+    /// The reason (adjustments, refunds) or a description (grants, top-ups).
+    pub note: Option<&'a str>,
+    /// The payment a top-up came from.
+    pub payment_id: Option<&'a str>,
+    /// Who posted it: `operator:<name>`, `stripe`, `system`.
+    pub actor: Option<&'a str>,
+    /// The entry a refund reverses.
+    pub refund_of: Option<&'a str>,
+    /// Opens a prepaid account when the tenant has none (top-ups, grants); otherwise a tenant
+    /// without one gets [`Posted::NoAccount`].
+    pub open_account: bool,
+}
+
+/// What posting an entry did.
+#[derive(Debug, Clone)]
+pub enum Posted {
+    Posted {
+        entry: LedgerEntry,
+        balance: CreditBalance,
+    },
+    /// The payment was credited, or the entry refunded, already: nothing changed.
+    Duplicate,
+    /// The tenant has no prepaid account (postpaid) and none was to be opened.
+    NoAccount,
+    /// A debit would take the balance below what in-flight requests hold.
+    Overdrawn { balance: CreditBalance },
 }
 
 /// A prepaid account's state.
@@ -53,7 +96,28 @@ pub struct LedgerEntry {
     pub kind: String,
     pub amount: Money,
     pub request_id: Option<String>,
+    pub note: Option<String>,
+    pub payment_id: Option<String>,
+    pub actor: Option<String>,
+    pub refund_of: Option<String>,
     pub created_ms: i64,
+}
+
+const LEDGER_COLUMNS: &str =
+    "id, kind, amount_micros, request_id, note, payment_id, actor, refund_of, created_ms";
+
+fn entry_from_row(row: &super::Row) -> StoreResult<LedgerEntry> {
+    Ok(LedgerEntry {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        amount: Money::from_micros(row.try_get("amount_micros")?),
+        request_id: row.try_get("request_id")?,
+        note: row.try_get("note")?,
+        payment_id: row.try_get("payment_id")?,
+        actor: row.try_get("actor")?,
+        refund_of: row.try_get("refund_of")?,
+        created_ms: row.try_get("created_ms")?,
+    })
 }
 
 impl Store {
@@ -138,24 +202,135 @@ impl Store {
 
     /// The tenant's ledger, oldest first.
     pub async fn credit_ledger(&self, tenant_id: &str) -> StoreResult<Vec<LedgerEntry>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, amount_micros, request_id, created_ms FROM credit_ledger \
-             WHERE tenant_id = $1 ORDER BY created_ms, id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM credit_ledger WHERE tenant_id = $1 \
+             ORDER BY created_ms, id"
+        ))
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LedgerEntry {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("kind")?,
-                    amount: Money::from_micros(row.try_get("amount_micros")?),
-                    request_id: row.try_get("request_id")?,
-                    created_ms: row.try_get("created_ms")?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// One page of the tenant's ledger, newest first.
+    pub async fn credit_ledger_page(
+        &self,
+        tenant_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LedgerEntry>> {
+        let sql = super::page::query(LEDGER_COLUMNS, "credit_ledger", "", 0, page, true);
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        if let Some(after) = &page.after {
+            q = q.bind(after);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        let items = rows
+            .iter()
+            .map(entry_from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok(Page::from_overfetch(items, page.limit))
+    }
+
+    /// The usage debit of one of the tenant's requests, if it was settled from credits.
+    pub async fn usage_debit(
+        &self,
+        tenant_id: &str,
+        request_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>> {
+        let row = sqlx::query(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM credit_ledger WHERE tenant_id = $1 \
+             AND request_id = $2 AND kind = 'usage'"
+        ))
+        .bind(tenant_id)
+        .bind(request_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    /// Posts one entry with its cause and moves the balance by it, in one transaction. A
+    /// payment or refund seen before changes nothing ([`Posted::Duplicate`]); a debit never
+    /// takes the balance below what in-flight requests hold.
+    pub async fn post_credit(&self, c: &NewCredit<'_>) -> StoreResult<Posted> {
+        let now = created_ms();
+        let mut tx = self.pool().begin().await?;
+        let entry = LedgerEntry {
+            id: new_id("cred"),
+            kind: c.kind.as_str().to_owned(),
+            amount: c.amount,
+            request_id: None,
+            note: c.note.map(str::to_owned),
+            payment_id: c.payment_id.map(str::to_owned),
+            actor: c.actor.map(str::to_owned),
+            refund_of: c.refund_of.map(str::to_owned),
+            created_ms: now,
+        };
+        // The entry first: its unique payment / refund keys decide duplicates atomically.
+        let inserted = sqlx::query(
+            "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, note, \
+             payment_id, actor, refund_of, created_ms) \
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9)",
+        )
+        .bind(&entry.id)
+        .bind(c.tenant_id)
+        .bind(&entry.kind)
+        .bind(c.amount.micros())
+        .bind(c.note)
+        .bind(c.payment_id)
+        .bind(c.actor)
+        .bind(c.refund_of)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                tx.rollback().await?;
+                return Ok(Posted::Duplicate);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if c.open_account {
+            sqlx::query(
+                "INSERT INTO credit_accounts (tenant_id, balance_micros, reserved_micros, \
+                 updated_ms) VALUES ($1, 0, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
+            )
+            .bind(c.tenant_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let moved = sqlx::query(
+            "UPDATE credit_accounts SET balance_micros = balance_micros + $1, updated_ms = $2 \
+             WHERE tenant_id = $3 AND balance_micros + $1 >= reserved_micros",
+        )
+        .bind(c.amount.micros())
+        .bind(now)
+        .bind(c.tenant_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let account = sqlx::query(
+            "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
+        )
+        .bind(c.tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(account) = account else {
+            tx.rollback().await?;
+            return Ok(Posted::NoAccount);
+        };
+        let balance = CreditBalance {
+            balance: Money::from_micros(account.try_get("balance_micros")?),
+            reserved: Money::from_micros(account.try_get("reserved_micros")?),
+        };
+        if !moved {
+            tx.rollback().await?;
+            return Ok(Posted::Overdrawn { balance });
+        }
+        tx.commit().await?;
+        Ok(Posted::Posted { entry, balance })
     }
 }
 
@@ -178,7 +353,7 @@ async fn append(
     .await?;
     sqlx::query(
         "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, note, \
-         created_ms) VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+         actor, created_ms) VALUES ($1, $2, $3, $4, NULL, $5, 'system', $6)",
     )
     .bind(new_id("cred"))
     .bind(tenant_id)

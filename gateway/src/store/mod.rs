@@ -7,9 +7,9 @@
 //!
 //! Files by resource: `tenants`, `users` (users and memberships), `projects`, `api_keys`,
 //! `sessions` (refresh-token families), `invites`, `audit`, `ws_tickets` (single-use WebSocket
-//! tickets), `usage` (usage events and their rollup), `credits` (prepaid ledger), `budgets` (spend caps),
-//! `rate_limits`
-//! (what the limiter reads per request), and `page` (cursor pagination).
+//! tickets), `usage` (usage events and their rollup), `credits` (prepaid ledger), `budgets` (spend caps), `prices` (the
+//! dated price catalog), `invoices` (statements, finalized once), `rate_limits` (what the
+//! limiter reads per request), and `page` (cursor pagination).
 
 pub mod api_keys;
 pub mod audit;
@@ -17,7 +17,9 @@ pub mod budgets;
 pub mod credits;
 pub mod idempotency;
 pub mod invites;
+pub mod invoices;
 pub mod page;
+pub mod prices;
 pub mod projects;
 pub mod rate_limits;
 pub mod sessions;

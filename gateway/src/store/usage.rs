@@ -90,6 +90,8 @@ pub struct NewUsage {
     pub max_cost: Money,
     pub instance_id: String,
     pub started_ms: i64,
+    /// The catalog price the request is billed at (`store::prices`).
+    pub price_id: Option<String>,
 }
 
 /// What admission decided.
@@ -489,9 +491,9 @@ async fn insert_row(
         "INSERT INTO usage_events (request_id, http_request_id, tenant_id, project_id, \
          api_key_id, endpoint, model, status, prompt_tokens, cached_tokens, completion_tokens, \
          ttft_ms, latency_ms, reserved_micros, cost_micros, instance_id, started_ms, \
-         heartbeat_ms, finished_ms, budget_reserved_micros, budget_scopes) \
+         heartbeat_ms, finished_ms, budget_reserved_micros, budget_scopes, price_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, NULL, NULL, $10, 0, $11, $12, $12, $13, \
-         $14, $15)",
+         $14, $15, $16)",
     )
     .bind(&u.request_id)
     .bind(u.http_request_id.as_deref())
@@ -508,6 +510,7 @@ async fn insert_row(
     .bind(finished)
     .bind(budget_held.micros())
     .bind(budget_scopes)
+    .bind(u.price_id.as_deref())
     .execute(&mut **tx)
     .await
     .map_err(|e| {

@@ -321,6 +321,7 @@ async fn orphans_are_closed_on_restart(app: TestApp) {
         max_cost: Prices::DEFAULT.max_cost(20, 100),
         instance_id: instance.to_owned(),
         started_ms,
+        price_id: None,
     };
     // The dead process admitted a request and reported 7 tokens before it died.
     store
@@ -596,6 +597,7 @@ async fn usage_api_totals_equal_raw_events(app: TestApp) {
                 max_cost: Money::from_micros(1_000),
                 instance_id: "gw_test".into(),
                 started_ms,
+                price_id: None,
             };
             if i % 13 == 7 {
                 store.record_rejected_usage(&u).await.unwrap();

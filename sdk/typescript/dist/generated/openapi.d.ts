@@ -29,7 +29,7 @@ export interface paths {
         };
         /**
          * Prometheus metrics in the text exposition format: the gateway's (`starfire_http_*`,
-         *     `starfire_usage_*`, `starfire_budget_refusals_total`, ...) and the scheduler's
+         *     `starfire_usage_*`, `starfire_budget_refusals_total`, `starfire_rate_limit_*`, ...) and the scheduler's
          *     (`starfire:*`, vLLM's names). Open unless `metrics_token` is configured; then it wants
          *     `Authorization: Bearer <metrics_token>`.
          */
@@ -113,6 +113,188 @@ export interface paths {
          *     they own, with a default project.
          */
         post: operations["signup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/admin/organizations/{organization_id}/adjustments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Adjust an organization's credits (operator only), with a reason. */
+        post: operations["create_adjustment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/admin/organizations/{organization_id}/refunds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give back a request's usage debit (operator only), with a reason. A debit is refunded at
+         *     most once.
+         */
+        post: operations["create_refund"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/admin/prices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a price to the catalog (operator only). Requests that start from `effective_at` on
+         *     are billed at it; earlier ones keep theirs.
+         */
+        post: operations["create_price"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/balance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's prepaid balance. */
+        get: operations["get_balance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/invoices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's finalized invoices, newest first. */
+        get: operations["list_invoices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/invoices/upcoming": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The statement of a month: the finalized invoice when there is one, else the running draft
+         *     computed from the usage so far.
+         */
+        get: operations["upcoming_invoice"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/invoices/{invoice_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One finalized invoice. */
+        get: operations["get_invoice"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/invoices/{invoice_id}/html": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One finalized invoice as a printable HTML page. */
+        get: operations["get_invoice_html"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's ledger, newest first. */
+        get: operations["list_ledger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/prices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The price catalog: every model's prices, past, current and scheduled, by model and
+         *     effective time. Any credential that may read usage (project keys with `usage.read` too).
+         */
+        get: operations["list_prices"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -356,6 +538,25 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/organization/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's monthly spend cap and this month's spend. */
+        get: operations["get_organization_budget"];
+        put?: never;
+        /** Set the organization's monthly spend cap (owners and admins). */
+        post: operations["set_organization_budget"];
+        /** Clear the organization's monthly spend cap (owners and admins). */
+        delete: operations["delete_organization_budget"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/organization/costs": {
         parameters: {
             query?: never;
@@ -499,6 +700,25 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A project API key's lifetime budget and what the key has spent. */
+        get: operations["get_key_budget"];
+        put?: never;
+        /** Set a project API key's lifetime budget (owners and admins). The key's spend so far counts. */
+        post: operations["set_key_budget"];
+        /** Clear a project API key's budget (owners and admins). */
+        delete: operations["delete_key_budget"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/organization/projects/{project_id}/archive": {
         parameters: {
             query?: never;
@@ -511,6 +731,25 @@ export interface paths {
         /** Archive a project: its API keys stop working at once. */
         post: operations["archive_project"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organization/projects/{project_id}/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A project's monthly spend cap (all its keys together) and this month's spend. */
+        get: operations["get_project_budget"];
+        put?: never;
+        /** Set a project's monthly spend cap (owners and admins). */
+        post: operations["set_project_budget"];
+        /** Clear a project's monthly spend cap (owners and admins). */
+        delete: operations["delete_project_budget"];
         options?: never;
         head?: never;
         patch?: never;
@@ -633,6 +872,16 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AdjustmentCreate: {
+            /**
+             * Format: int64
+             * @description Micro-USD; positive credits the organization, negative debits it. Not zero; at most
+             *     1,000,000 USD either way.
+             */
+            amount_micros: number;
+            /** @description Why (1 to 500 characters); kept on the ledger entry. */
+            reason: string;
+        };
         AdminKeyCreate: {
             /** @description 1 to 128 characters. */
             name: string;
@@ -762,6 +1011,96 @@ export interface components {
              *     targets.
              */
             type: string;
+        };
+        /** @description An organization's prepaid balance. */
+        BalanceObject: {
+            /**
+             * Format: int64
+             * @description What new requests can still reserve, micro-USD.
+             */
+            available_micros: number;
+            /**
+             * Format: int64
+             * @description The ledger's sum, micro-USD (1 USD = 1,000,000).
+             */
+            balance_micros: number;
+            /** @description Always `usd`. */
+            currency: string;
+            /**
+             * @description `prepaid` (requests are paid from the balance), or `postpaid` (no prepaid account:
+             *     usage is invoiced; amounts are 0).
+             */
+            mode: string;
+            /** @description Always `billing.balance`. */
+            object: string;
+            /** @description `free`, `pay_as_you_go` or `enterprise`. */
+            plan: components["schemas"]["Plan"];
+            /**
+             * Format: int64
+             * @description Held by requests in flight, micro-USD.
+             */
+            reserved_micros: number;
+        };
+        /** @description A spend cap and what it counts. */
+        BudgetObject: {
+            /**
+             * Format: int64
+             * @description What new requests can still reserve, micro-USD; null without a cap.
+             */
+            available_micros?: number | null;
+            /**
+             * Format: int64
+             * @description The cap in micro-USD (1 USD = 1,000,000); null when none is set.
+             */
+            limit_micros?: number | null;
+            /**
+             * @description Always `organization.budget`.
+             * @example organization.budget
+             */
+            object: string;
+            /**
+             * @description `monthly` (organization and project: spend starts again on the 1st of each month, UTC)
+             *     or `lifetime` (API key: everything the key ever spent).
+             * @example monthly
+             */
+            period: string;
+            /**
+             * Format: int64
+             * @description Unix seconds: the start of the current period (null for lifetime budgets).
+             */
+            period_start?: number | null;
+            /**
+             * Format: int64
+             * @description Held by requests in flight (their maximum cost), micro-USD.
+             */
+            reserved_micros: number;
+            /**
+             * Format: int64
+             * @description Unix seconds: when a monthly budget starts again (null for lifetime budgets).
+             */
+            resets_at?: number | null;
+            /**
+             * @description `organization`, `project` or `api_key`.
+             * @example project
+             */
+            scope: string;
+            /** @description The organization's, project's or key's id. */
+            scope_id: string;
+            /**
+             * Format: int64
+             * @description Spent in the current period, micro-USD.
+             */
+            spent_micros: number;
+        };
+        /** @description A new cap. */
+        BudgetUpdate: {
+            /**
+             * Format: int64
+             * @description The cap in micro-USD (1 USD = 1,000,000): a positive integer up to 10^15. Requests whose
+             *     maximum cost (prompt plus `max_tokens` at the model's prices) does not fit in what is
+             *     left are refused with 429 `insufficient_quota`.
+             */
+            limit_micros: number;
         };
         ChatChoice: {
             /** @description `stop` (EOS, a stop string or stop token) or `length`. */
@@ -1235,6 +1574,95 @@ export interface components {
              */
             status: string;
         };
+        /** @description One invoice line: a model's billed requests at one catalog price. */
+        InvoiceLineObject: {
+            /**
+             * Format: int64
+             * @description The sum of the requests' costs (each rounded up to the micro-dollar), micro-USD.
+             */
+            amount_micros: number;
+            /** Format: int64 */
+            cached_input_micros_per_million?: number | null;
+            /**
+             * Format: int64
+             * @description Prompt tokens served from the prefix cache, billed at the cached-input price.
+             */
+            cached_input_tokens: number;
+            /**
+             * Format: int64
+             * @description Unit prices, micro-USD per 1M tokens.
+             */
+            input_micros_per_million?: number | null;
+            /**
+             * Format: int64
+             * @description Prompt tokens billed at the input price.
+             */
+            input_tokens: number;
+            model: string;
+            /** Format: int64 */
+            output_micros_per_million?: number | null;
+            /** Format: int64 */
+            output_tokens: number;
+            /** @description The catalog price (null for usage older than the catalog). */
+            price_id?: string | null;
+            /** Format: int64 */
+            requests: number;
+        };
+        InvoiceList: {
+            data: components["schemas"]["InvoiceObject"][];
+            first_id?: string | null;
+            has_more: boolean;
+            last_id?: string | null;
+            /**
+             * @description Always `list`.
+             * @example list
+             */
+            object: string;
+        };
+        /** @description A statement of one calendar month (UTC). */
+        InvoiceObject: {
+            /**
+             * Format: int64
+             * @description What is owed (postpaid usage), micro-USD.
+             */
+            amount_due_micros: number;
+            /**
+             * Format: int64
+             * @description Finalization time (drafts: now), Unix seconds.
+             */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description What prepaid credits paid of it, micro-USD.
+             */
+            credits_applied_micros: number;
+            currency: string;
+            /** @description Null for a draft (the running statement of a period not finalized yet). */
+            id?: string | null;
+            lines: components["schemas"]["InvoiceLineObject"][];
+            /** @description Always `billing.invoice`. */
+            object: string;
+            /** @description The month, `YYYY-MM`. */
+            period: string;
+            /**
+             * Format: int64
+             * @description Unix seconds, exclusive.
+             */
+            period_end: number;
+            /**
+             * Format: int64
+             * @description Unix seconds, inclusive.
+             */
+            period_start: number;
+            plan: string;
+            /** @description `draft` or `finalized` (never changes again). */
+            status: string;
+            /**
+             * Format: int64
+             * @description The sum of the lines, micro-USD.
+             */
+            subtotal_micros: number;
+        };
         /**
          * @description Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
          *     level: key → project → the organization's plan.
@@ -1261,6 +1689,47 @@ export interface components {
             id: string;
             /** @description `user` or `api_key`. */
             type: string;
+        };
+        LedgerEntryList: {
+            data: components["schemas"]["LedgerEntryObject"][];
+            first_id?: string | null;
+            has_more: boolean;
+            last_id?: string | null;
+            /**
+             * @description Always `list`.
+             * @example list
+             */
+            object: string;
+        };
+        /** @description One ledger entry and its cause. */
+        LedgerEntryObject: {
+            /** @description Who posted it: `system`, `stripe`, `operator:<name>`. */
+            actor?: string | null;
+            /**
+             * Format: int64
+             * @description Micro-USD; negative for debits.
+             */
+            amount_micros: number;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            /** @description Always `usd`. */
+            currency: string;
+            id: string;
+            /** @description `grant`, `top_up`, `usage` (negative), `adjustment` or `refund`. */
+            kind: string;
+            /** @description Always `billing.ledger_entry`. */
+            object: string;
+            /** @description The payment a top-up came from. */
+            payment_id?: string | null;
+            /** @description The reason of an adjustment or refund; a description otherwise. */
+            reason?: string | null;
+            /** @description The entry a refund reverses. */
+            refund_of?: string | null;
+            /** @description The request a usage debit is for. */
+            request_id?: string | null;
         };
         LoginRequest: {
             email: string;
@@ -1320,6 +1789,76 @@ export interface components {
          * @enum {string}
          */
         Plan: "free" | "pay_as_you_go" | "enterprise";
+        PriceCreate: {
+            /**
+             * Format: int64
+             * @description Micro-USD per 1M prompt tokens served from the prefix cache.
+             */
+            cached_input_micros_per_million: number;
+            /** @description Only `usd` (the ledger's currency). */
+            currency?: string | null;
+            /**
+             * Format: int64
+             * @description When the price takes effect, Unix seconds; at least one second from now (a price
+             *     never changes the past). Default: the next whole second.
+             */
+            effective_at?: number | null;
+            /**
+             * Format: int64
+             * @description Micro-USD per 1M uncached prompt tokens.
+             */
+            input_micros_per_million: number;
+            /** @description The served model name (case-insensitive), 1 to 256 characters. */
+            model: string;
+            /**
+             * Format: int64
+             * @description Micro-USD per 1M generated tokens.
+             */
+            output_micros_per_million: number;
+        };
+        PriceList: {
+            data: components["schemas"]["PriceObject"][];
+            first_id?: string | null;
+            has_more: boolean;
+            last_id?: string | null;
+            /**
+             * @description Always `list`.
+             * @example list
+             */
+            object: string;
+        };
+        /** @description A catalog price. */
+        PriceObject: {
+            /**
+             * Format: int64
+             * @description Micro-USD per 1M prompt tokens served from the prefix cache.
+             */
+            cached_input_micros_per_million: number;
+            /** Format: int64 */
+            created_at: number;
+            /** @description `config`, or `operator:<name>`. */
+            created_by: string;
+            currency: string;
+            /**
+             * Format: int64
+             * @description From when (Unix seconds) until the model's next price; 0 for the configured price.
+             */
+            effective_at: number;
+            id: string;
+            /**
+             * Format: int64
+             * @description Micro-USD per 1M uncached prompt tokens.
+             */
+            input_micros_per_million: number;
+            model: string;
+            /** @description Always `billing.price`. */
+            object: string;
+            /**
+             * Format: int64
+             * @description Micro-USD per 1M generated tokens.
+             */
+            output_micros_per_million: number;
+        };
         ProjectCreate: {
             limits?: null | components["schemas"]["KeyLimits"];
             /** @description 1 to 128 characters. */
@@ -1380,6 +1919,12 @@ export interface components {
         };
         RefreshRequest: {
             refresh_token: string;
+        };
+        RefundCreate: {
+            /** @description Why (1 to 500 characters); kept on the ledger entry. */
+            reason: string;
+            /** @description The request whose usage debit is given back. */
+            request_id: string;
         };
         /**
          * @description A member's role in a tenant, from most to least powerful.
@@ -1877,6 +2422,529 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_adjustment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdjustmentCreate"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerEntryObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_refund: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefundCreate"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerEntryObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_price: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PriceCreate"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PriceObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_balance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BalanceObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_invoices: {
+        parameters: {
+            query?: {
+                /** @description How many objects to return, 1 to 100 (default 20). */
+                limit?: number;
+                /** @description The id of the last object of the previous page. */
+                after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvoiceList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    upcoming_invoice: {
+        parameters: {
+            query?: {
+                /** @description The month, `YYYY-MM` (UTC); default the current one. */
+                period?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvoiceObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_invoice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                invoice_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvoiceObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_invoice_html: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                invoice_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A self-contained printable page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_ledger: {
+        parameters: {
+            query?: {
+                /** @description How many objects to return, 1 to 100 (default 20). */
+                limit?: number;
+                /** @description The id of the last object of the previous page. */
+                after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerEntryList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_prices: {
+        parameters: {
+            query?: {
+                /** @description Only this model's prices. */
+                model?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PriceList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2592,6 +3660,131 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AuditLogList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_organization_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_organization_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_organization_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
                 };
             };
             401: {
@@ -3423,6 +4616,170 @@ export interface operations {
             };
         };
     };
+    get_key_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id */
+                project_id: string;
+                /** @description The key's id */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_key_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id */
+                project_id: string;
+                /** @description The key's id */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_key_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id */
+                project_id: string;
+                /** @description The key's id */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     archive_project: {
         parameters: {
             query?: never;
@@ -3441,6 +4798,164 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ProjectObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_project_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id */
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_project_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id */
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_project_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id */
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetObject"];
                 };
             };
             401: {

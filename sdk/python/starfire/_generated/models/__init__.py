@@ -1,5 +1,6 @@
 """Contains all the data models used in inputs/outputs"""
 
+from .adjustment_create import AdjustmentCreate
 from .admin_key_create import AdminKeyCreate
 from .admin_key_list import AdminKeyList
 from .admin_key_object import AdminKeyObject
@@ -11,6 +12,9 @@ from .assistant_message import AssistantMessage
 from .audit_log_list import AuditLogList
 from .audit_log_object import AuditLogObject
 from .audit_ref import AuditRef
+from .balance_object import BalanceObject
+from .budget_object import BudgetObject
+from .budget_update import BudgetUpdate
 from .chat_choice import ChatChoice
 from .chat_completion import ChatCompletion
 from .chat_completion_request import ChatCompletionRequest
@@ -78,20 +82,29 @@ from .health import Health
 from .invite_create import InviteCreate
 from .invite_list import InviteList
 from .invite_object import InviteObject
+from .invoice_line_object import InvoiceLineObject
+from .invoice_list import InvoiceList
+from .invoice_object import InvoiceObject
 from .key_limits import KeyLimits
 from .key_owner_object import KeyOwnerObject
+from .ledger_entry_list import LedgerEntryList
+from .ledger_entry_object import LedgerEntryObject
 from .login_request import LoginRequest
 from .me_object import MeObject
 from .model_list import ModelList
 from .model_object import ModelObject
 from .organization_summary import OrganizationSummary
 from .plan import Plan
+from .price_create import PriceCreate
+from .price_list import PriceList
+from .price_object import PriceObject
 from .project_create import ProjectCreate
 from .project_list import ProjectList
 from .project_object import ProjectObject
 from .project_update import ProjectUpdate
 from .prompt_tokens_details import PromptTokensDetails
 from .refresh_request import RefreshRequest
+from .refund_create import RefundCreate
 from .role import Role
 from .scope import Scope
 from .session_object import SessionObject
@@ -122,6 +135,7 @@ from .user_summary import UserSummary
 from .ws_ticket import WsTicket
 
 __all__ = (
+    "AdjustmentCreate",
     "AdminKeyCreate",
     "AdminKeyList",
     "AdminKeyObject",
@@ -133,6 +147,9 @@ __all__ = (
     "AuditLogList",
     "AuditLogObject",
     "AuditRef",
+    "BalanceObject",
+    "BudgetObject",
+    "BudgetUpdate",
     "ChatChoice",
     "ChatCompletion",
     "ChatCompletionRequest",
@@ -180,20 +197,29 @@ __all__ = (
     "InviteCreate",
     "InviteList",
     "InviteObject",
+    "InvoiceLineObject",
+    "InvoiceList",
+    "InvoiceObject",
     "KeyLimits",
     "KeyOwnerObject",
+    "LedgerEntryList",
+    "LedgerEntryObject",
     "LoginRequest",
     "MeObject",
     "ModelList",
     "ModelObject",
     "OrganizationSummary",
     "Plan",
+    "PriceCreate",
+    "PriceList",
+    "PriceObject",
     "ProjectCreate",
     "ProjectList",
     "ProjectObject",
     "ProjectUpdate",
     "PromptTokensDetails",
     "RefreshRequest",
+    "RefundCreate",
     "Role",
     "Scope",
     "SessionObject",

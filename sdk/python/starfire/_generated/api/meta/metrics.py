@@ -53,7 +53,8 @@ def sync_detailed(
     client: AuthenticatedClient | Client,
 ) -> Response[ErrorBody | str]:
     """Prometheus metrics in the text exposition format: the gateway's (`starfire_http_*`,
-    `starfire_usage_*`, `starfire_budget_refusals_total`, ...) and the scheduler's
+    `starfire_usage_*`, `starfire_budget_refusals_total`, `starfire_rate_limit_*`, ...) and the
+    scheduler's
     (`starfire:*`, vLLM's names). Open unless `metrics_token` is configured; then it wants
     `Authorization: Bearer <metrics_token>`.
 
@@ -79,7 +80,8 @@ def sync(
     client: AuthenticatedClient | Client,
 ) -> ErrorBody | str | None:
     """Prometheus metrics in the text exposition format: the gateway's (`starfire_http_*`,
-    `starfire_usage_*`, `starfire_budget_refusals_total`, ...) and the scheduler's
+    `starfire_usage_*`, `starfire_budget_refusals_total`, `starfire_rate_limit_*`, ...) and the
+    scheduler's
     (`starfire:*`, vLLM's names). Open unless `metrics_token` is configured; then it wants
     `Authorization: Bearer <metrics_token>`.
 
@@ -101,7 +103,8 @@ async def asyncio_detailed(
     client: AuthenticatedClient | Client,
 ) -> Response[ErrorBody | str]:
     """Prometheus metrics in the text exposition format: the gateway's (`starfire_http_*`,
-    `starfire_usage_*`, `starfire_budget_refusals_total`, ...) and the scheduler's
+    `starfire_usage_*`, `starfire_budget_refusals_total`, `starfire_rate_limit_*`, ...) and the
+    scheduler's
     (`starfire:*`, vLLM's names). Open unless `metrics_token` is configured; then it wants
     `Authorization: Bearer <metrics_token>`.
 
@@ -125,7 +128,8 @@ async def asyncio(
     client: AuthenticatedClient | Client,
 ) -> ErrorBody | str | None:
     """Prometheus metrics in the text exposition format: the gateway's (`starfire_http_*`,
-    `starfire_usage_*`, `starfire_budget_refusals_total`, ...) and the scheduler's
+    `starfire_usage_*`, `starfire_budget_refusals_total`, `starfire_rate_limit_*`, ...) and the
+    scheduler's
     (`starfire:*`, vLLM's names). Open unless `metrics_token` is configured; then it wants
     `Authorization: Bearer <metrics_token>`.
 

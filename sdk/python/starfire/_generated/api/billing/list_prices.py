@@ -1,0 +1,175 @@
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.error_body import ErrorBody
+from ...models.price_list import PriceList
+from ...types import UNSET, Response, Unset
+
+
+def _get_kwargs(
+    *,
+    model: str | Unset = UNSET,
+) -> dict[str, Any]:
+
+    params: dict[str, Any] = {}
+
+    params["model"] = model
+
+    params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
+
+    _kwargs: dict[str, Any] = {
+        "method": "get",
+        "url": "/v1/billing/prices",
+        "params": params,
+    }
+
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> ErrorBody | PriceList | None:
+    if response.status_code == 200:
+        response_200 = PriceList.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 401:
+        response_401 = ErrorBody.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = ErrorBody.from_dict(response.json())
+
+        return response_403
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[ErrorBody | PriceList]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    *,
+    client: AuthenticatedClient,
+    model: str | Unset = UNSET,
+) -> Response[ErrorBody | PriceList]:
+    """The price catalog: every model's prices, past, current and scheduled, by model and
+    effective time. Any credential that may read usage (project keys with `usage.read` too).
+
+    Args:
+        model (str | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorBody | PriceList]
+    """
+
+    kwargs = _get_kwargs(
+        model=model,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    *,
+    client: AuthenticatedClient,
+    model: str | Unset = UNSET,
+) -> ErrorBody | PriceList | None:
+    """The price catalog: every model's prices, past, current and scheduled, by model and
+    effective time. Any credential that may read usage (project keys with `usage.read` too).
+
+    Args:
+        model (str | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorBody | PriceList
+    """
+
+    return sync_detailed(
+        client=client,
+        model=model,
+    ).parsed
+
+
+async def asyncio_detailed(
+    *,
+    client: AuthenticatedClient,
+    model: str | Unset = UNSET,
+) -> Response[ErrorBody | PriceList]:
+    """The price catalog: every model's prices, past, current and scheduled, by model and
+    effective time. Any credential that may read usage (project keys with `usage.read` too).
+
+    Args:
+        model (str | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorBody | PriceList]
+    """
+
+    kwargs = _get_kwargs(
+        model=model,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    *,
+    client: AuthenticatedClient,
+    model: str | Unset = UNSET,
+) -> ErrorBody | PriceList | None:
+    """The price catalog: every model's prices, past, current and scheduled, by model and
+    effective time. Any credential that may read usage (project keys with `usage.read` too).
+
+    Args:
+        model (str | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorBody | PriceList
+    """
+
+    return (
+        await asyncio_detailed(
+            client=client,
+            model=model,
+        )
+    ).parsed
