@@ -18,6 +18,8 @@ from __future__ import annotations
 import httpx
 
 from ._async_resources import (
+    AsyncBilling,
+    AsyncBudgets,
     AsyncChat,
     AsyncCosts,
     AsyncCredits,
@@ -45,7 +47,17 @@ from ._errors import (
     UnprocessableEntityError,
 )
 from ._pagination import AsyncPage, Page
-from ._resources import Chat, Costs, Credits, Models, Projects, Usage, WsTickets
+from ._resources import (
+    Billing,
+    Budgets,
+    Chat,
+    Costs,
+    Credits,
+    Models,
+    Projects,
+    Usage,
+    WsTickets,
+)
 from ._streaming import (
     AsyncStream,
     ChatCompletionChunk,
@@ -94,6 +106,8 @@ class Starfire(BaseClient):
         self.usage = Usage(self)
         self.costs = Costs(self)
         self.credits = Credits(self)
+        self.billing = Billing(self)
+        self.budgets = Budgets(self)
         self.ws_tickets = WsTickets(self)
 
     def __enter__(self) -> Starfire:
@@ -126,6 +140,8 @@ class AsyncStarfire(AsyncBaseClient):
         self.usage = AsyncUsage(self)
         self.costs = AsyncCosts(self)
         self.credits = AsyncCredits(self)
+        self.billing = AsyncBilling(self)
+        self.budgets = AsyncBudgets(self)
         self.ws_tickets = AsyncWsTickets(self)
 
     async def __aenter__(self) -> AsyncStarfire:

@@ -7,10 +7,21 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._generated.api.api_keys import (
     create_project_key,
+    delete_key_budget,
     delete_project_key,
+    get_key_budget,
     get_project_key,
     list_project_keys,
     modify_project_key,
+    set_key_budget,
+)
+from ._generated.api.billing import (
+    get_balance,
+    get_invoice,
+    list_invoices,
+    list_ledger,
+    list_prices,
+    upcoming_invoice,
 )
 from ._generated.api.inference import (
     create_chat_completion,
@@ -21,13 +32,19 @@ from ._generated.api.inference import (
 from ._generated.api.projects import (
     archive_project,
     create_project,
+    delete_project_budget,
     get_project,
+    get_project_budget,
     list_projects,
     modify_project,
+    set_project_budget,
 )
 from ._generated.api.usage import (
     costs,
+    delete_organization_budget,
     get_credits,
+    get_organization_budget,
+    set_organization_budget,
     usage_completions,
     usage_embeddings,
 )
@@ -36,14 +53,23 @@ from ._generated.models import (
     ApiKeyList,
     ApiKeyObject,
     ApiKeyUpdate,
+    BalanceObject,
+    BudgetObject,
+    BudgetUpdate,
     ChatCompletion,
     ChatCompletionRequest,
     CreatedApiKey,
     CreditsObject,
     DeletedObject,
+    InvoiceList,
+    InvoiceObject,
     KeyLimits,
+    LedgerEntryList,
+    LedgerEntryObject,
     ModelList,
     ModelObject,
+    PriceList,
+    PriceObject,
     ProjectCreate,
     ProjectList,
     ProjectObject,
@@ -407,3 +433,91 @@ class AsyncWsTickets:
         return WsTicket.from_dict(
             await _send(self._client, create_ws_ticket._get_kwargs())
         )
+
+
+class AsyncBilling:
+    """The organization's balance, ledger, invoices and the price catalog (micro-USD)."""
+
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def balance(self) -> BalanceObject:
+        return BalanceObject.from_dict(
+            await _send(self._client, get_balance._get_kwargs())
+        )
+
+    async def ledger(self, *, limit: int | None = None) -> AsyncPage[LedgerEntryObject]:
+        """The ledger's entries, newest first; `async for` walks all of them."""
+
+        async def fetch(after: str | None) -> AsyncPage[LedgerEntryObject]:
+            kwargs = list_ledger._get_kwargs(limit=opt(limit), after=opt(after))
+            parsed = LedgerEntryList.from_dict(await _send(self._client, kwargs))
+            return AsyncPage(parsed, fetch)
+
+        return await fetch(None)
+
+    async def invoices(self, *, limit: int | None = None) -> AsyncPage[InvoiceObject]:
+        async def fetch(after: str | None) -> AsyncPage[InvoiceObject]:
+            kwargs = list_invoices._get_kwargs(limit=opt(limit), after=opt(after))
+            parsed = InvoiceList.from_dict(await _send(self._client, kwargs))
+            return AsyncPage(parsed, fetch)
+
+        return await fetch(None)
+
+    async def upcoming_invoice(self, period: str | None = None) -> InvoiceObject:
+        """The draft invoice of a month (`YYYY-MM`, UTC; default the current one)."""
+        kwargs = upcoming_invoice._get_kwargs(period=opt(period))
+        return InvoiceObject.from_dict(await _send(self._client, kwargs))
+
+    async def invoice(self, invoice_id: str) -> InvoiceObject:
+        return InvoiceObject.from_dict(
+            await _send(self._client, get_invoice._get_kwargs(invoice_id))
+        )
+
+    async def prices(self, *, model: str | None = None) -> list[PriceObject]:
+        kwargs = list_prices._get_kwargs(model=opt(model))
+        return list(PriceList.from_dict(await _send(self._client, kwargs)).data)
+
+
+class AsyncBudgets:
+    """Spend caps of the organization, a project or an API key (see `Budgets`)."""
+
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def _budget(self, kwargs: dict[str, Any]) -> BudgetObject:
+        return BudgetObject.from_dict(await _send(self._client, kwargs))
+
+    async def organization(self) -> BudgetObject:
+        return await self._budget(get_organization_budget._get_kwargs())
+
+    async def set_organization(self, *, limit_micros: int) -> BudgetObject:
+        body = BudgetUpdate(limit_micros=limit_micros)
+        return await self._budget(set_organization_budget._get_kwargs(body=body))
+
+    async def clear_organization(self) -> BudgetObject:
+        return await self._budget(delete_organization_budget._get_kwargs())
+
+    async def project(self, project_id: str) -> BudgetObject:
+        return await self._budget(get_project_budget._get_kwargs(project_id))
+
+    async def set_project(self, project_id: str, *, limit_micros: int) -> BudgetObject:
+        body = BudgetUpdate(limit_micros=limit_micros)
+        return await self._budget(set_project_budget._get_kwargs(project_id, body=body))
+
+    async def clear_project(self, project_id: str) -> BudgetObject:
+        return await self._budget(delete_project_budget._get_kwargs(project_id))
+
+    async def key(self, project_id: str, key_id: str) -> BudgetObject:
+        return await self._budget(get_key_budget._get_kwargs(project_id, key_id))
+
+    async def set_key(
+        self, project_id: str, key_id: str, *, limit_micros: int
+    ) -> BudgetObject:
+        body = BudgetUpdate(limit_micros=limit_micros)
+        return await self._budget(
+            set_key_budget._get_kwargs(project_id, key_id, body=body)
+        )
+
+    async def clear_key(self, project_id: str, key_id: str) -> BudgetObject:
+        return await self._budget(delete_key_budget._get_kwargs(project_id, key_id))

@@ -1,6 +1,6 @@
 """Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
-`client.projects.api_keys`, `client.usage`, `client.costs`, `client.credits` and
-`client.ws_tickets`. Each call takes its method and path from the generated operation
+`client.projects.api_keys`, `client.usage`, `client.costs`, `client.credits`, `client.billing`,
+`client.budgets` and `client.ws_tickets`. Each call takes its method and path from the generated operation
 and parses the answer into the generated model, so a change to the spec shows up here."""
 
 from __future__ import annotations
@@ -11,10 +11,21 @@ import attrs
 
 from ._generated.api.api_keys import (
     create_project_key,
+    delete_key_budget,
     delete_project_key,
+    get_key_budget,
     get_project_key,
     list_project_keys,
     modify_project_key,
+    set_key_budget,
+)
+from ._generated.api.billing import (
+    get_balance,
+    get_invoice,
+    list_invoices,
+    list_ledger,
+    list_prices,
+    upcoming_invoice,
 )
 from ._generated.api.inference import (
     create_chat_completion,
@@ -25,13 +36,19 @@ from ._generated.api.inference import (
 from ._generated.api.projects import (
     archive_project,
     create_project,
+    delete_project_budget,
     get_project,
+    get_project_budget,
     list_projects,
     modify_project,
+    set_project_budget,
 )
 from ._generated.api.usage import (
     costs,
+    delete_organization_budget,
     get_credits,
+    get_organization_budget,
+    set_organization_budget,
     usage_completions,
     usage_embeddings,
 )
@@ -40,14 +57,23 @@ from ._generated.models import (
     ApiKeyList,
     ApiKeyObject,
     ApiKeyUpdate,
+    BalanceObject,
+    BudgetObject,
+    BudgetUpdate,
     ChatCompletion,
     ChatCompletionRequest,
     CreatedApiKey,
     CreditsObject,
     DeletedObject,
+    InvoiceList,
+    InvoiceObject,
     KeyLimits,
+    LedgerEntryList,
+    LedgerEntryObject,
     ModelList,
     ModelObject,
+    PriceList,
+    PriceObject,
     ProjectCreate,
     ProjectList,
     ProjectObject,
@@ -414,3 +440,93 @@ class WsTickets:
         return WsTicket.from_dict(
             _send(self._client, create_ws_ticket._get_kwargs()).json()
         )
+
+
+class Billing:
+    """The organization's balance, ledger, invoices and the price catalog (amounts in
+    micro-USD: 1 USD = 1,000,000)."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = client
+
+    def balance(self) -> BalanceObject:
+        """The prepaid balance: what the ledger holds, what is reserved, what is available."""
+        response = _send(self._client, get_balance._get_kwargs())
+        return BalanceObject.from_dict(response.json())
+
+    def ledger(self, *, limit: int | None = None) -> Page[LedgerEntryObject]:
+        """The ledger's entries, newest first; iterate the page to walk all of them."""
+
+        def fetch(after: str | None) -> Page[LedgerEntryObject]:
+            kwargs = list_ledger._get_kwargs(limit=opt(limit), after=opt(after))
+            parsed = LedgerEntryList.from_dict(_send(self._client, kwargs).json())
+            return Page(parsed, fetch)
+
+        return fetch(None)
+
+    def invoices(self, *, limit: int | None = None) -> Page[InvoiceObject]:
+        """The finalized invoices; iterate the page to walk all of them."""
+
+        def fetch(after: str | None) -> Page[InvoiceObject]:
+            kwargs = list_invoices._get_kwargs(limit=opt(limit), after=opt(after))
+            parsed = InvoiceList.from_dict(_send(self._client, kwargs).json())
+            return Page(parsed, fetch)
+
+        return fetch(None)
+
+    def upcoming_invoice(self, period: str | None = None) -> InvoiceObject:
+        """The draft invoice of a month (`YYYY-MM`, UTC; default the current one)."""
+        kwargs = upcoming_invoice._get_kwargs(period=opt(period))
+        return InvoiceObject.from_dict(_send(self._client, kwargs).json())
+
+    def invoice(self, invoice_id: str) -> InvoiceObject:
+        response = _send(self._client, get_invoice._get_kwargs(invoice_id))
+        return InvoiceObject.from_dict(response.json())
+
+    def prices(self, *, model: str | None = None) -> list[PriceObject]:
+        """The price catalog (optionally one model's prices)."""
+        kwargs = list_prices._get_kwargs(model=opt(model))
+        return list(PriceList.from_dict(_send(self._client, kwargs).json()).data)
+
+
+class Budgets:
+    """Spend caps of the organization, a project or an API key. `set_*` sets or replaces the
+    cap (`limit_micros`, micro-USD); `clear_*` removes it; each answers the budget."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = client
+
+    def _budget(self, kwargs: dict[str, Any]) -> BudgetObject:
+        return BudgetObject.from_dict(_send(self._client, kwargs).json())
+
+    def organization(self) -> BudgetObject:
+        return self._budget(get_organization_budget._get_kwargs())
+
+    def set_organization(self, *, limit_micros: int) -> BudgetObject:
+        body = BudgetUpdate(limit_micros=limit_micros)
+        return self._budget(set_organization_budget._get_kwargs(body=body))
+
+    def clear_organization(self) -> BudgetObject:
+        return self._budget(delete_organization_budget._get_kwargs())
+
+    def project(self, project_id: str) -> BudgetObject:
+        return self._budget(get_project_budget._get_kwargs(project_id))
+
+    def set_project(self, project_id: str, *, limit_micros: int) -> BudgetObject:
+        body = BudgetUpdate(limit_micros=limit_micros)
+        return self._budget(set_project_budget._get_kwargs(project_id, body=body))
+
+    def clear_project(self, project_id: str) -> BudgetObject:
+        return self._budget(delete_project_budget._get_kwargs(project_id))
+
+    def key(self, project_id: str, key_id: str) -> BudgetObject:
+        return self._budget(get_key_budget._get_kwargs(project_id, key_id))
+
+    def set_key(
+        self, project_id: str, key_id: str, *, limit_micros: int
+    ) -> BudgetObject:
+        body = BudgetUpdate(limit_micros=limit_micros)
+        return self._budget(set_key_budget._get_kwargs(project_id, key_id, body=body))
+
+    def clear_key(self, project_id: str, key_id: str) -> BudgetObject:
+        return self._budget(delete_key_budget._get_kwargs(project_id, key_id))

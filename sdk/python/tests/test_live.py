@@ -16,7 +16,14 @@ from starfire import (
     Starfire,
     UnprocessableEntityError,
 )
-from starfire._generated.models import ChatCompletion
+from starfire._generated.models import (
+    BalanceObject,
+    BudgetObject,
+    ChatCompletion,
+    InvoiceObject,
+    LedgerEntryObject,
+    PriceObject,
+)
 
 from .conftest import MODEL
 from .fakes import Answer, FakeServer
@@ -250,3 +257,77 @@ def test_usage_costs_and_credits_are_read_back(server):
     ]
     assert any(c.project_id == project.id for c in costs)
     assert control.credits.retrieve().object_ == "organization.credits"
+
+
+def _requests(invoice: InvoiceObject) -> int:
+    """The chat requests an invoice counts for the default model."""
+    return sum(line.requests for line in invoice.lines if line.model == MODEL)
+
+
+def test_billing_balance_ledger_prices_and_invoices_are_read_back(server):
+    control = admin(server)
+    project = control.projects.create(name="py billing")
+    key = control.projects.api_keys.create(project.id, name="billed")
+    used = Starfire(api_key=key.value, base_url=server["base_url"])
+    before = control.billing.upcoming_invoice()
+    used.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4)
+    balance = control.billing.balance()
+    assert isinstance(balance, BalanceObject)
+    assert balance.object_ == "billing.balance" and balance.currency == "usd"
+    assert balance.mode in ("prepaid", "postpaid")
+    ledger = control.billing.ledger(limit=2)
+    entries = list(ledger)
+    assert all(isinstance(e, LedgerEntryObject) for e in entries)
+    assert all(e.object_ == "billing.ledger_entry" for e in entries)
+    if balance.mode == "prepaid":
+        assert any(e.kind == "usage" and e.amount_micros < 0 for e in entries)
+    prices = control.billing.prices()
+    assert prices and all(isinstance(p, PriceObject) for p in prices)
+    assert MODEL in {p.model for p in prices}
+    assert [p.model for p in control.billing.prices(model=MODEL)] == [MODEL]
+    # Usage is recorded when the request ends: wait for the draft to count the chat.
+    upcoming = control.billing.upcoming_invoice()
+    for _ in range(50):
+        if _requests(upcoming) > _requests(before):
+            break
+        time.sleep(0.1)
+        upcoming = control.billing.upcoming_invoice()
+    assert isinstance(upcoming, InvoiceObject)
+    assert upcoming.status == "draft" and upcoming.id is None
+    assert upcoming.period == time.strftime("%Y-%m", time.gmtime())
+    assert control.billing.upcoming_invoice(upcoming.period).period == upcoming.period
+    assert _requests(upcoming) > _requests(before)
+    assert upcoming.subtotal_micros >= before.subtotal_micros
+    assert all(isinstance(i, InvoiceObject) for i in control.billing.invoices())
+    with pytest.raises(NotFoundError):
+        control.billing.invoice("inv_doesnotexist")
+    with pytest.raises(UnprocessableEntityError):
+        control.billing.upcoming_invoice("not-a-month")
+
+
+def test_budgets_are_set_read_back_and_cleared(server):
+    control = admin(server)
+    project = control.projects.create(name="py budget")
+    assert control.budgets.project(project.id).limit_micros is None
+    set_ = control.budgets.set_project(project.id, limit_micros=5_000_000)
+    assert isinstance(set_, BudgetObject)
+    assert (set_.scope, set_.scope_id, set_.limit_micros) == (
+        "project",
+        project.id,
+        5_000_000,
+    )
+    read = control.budgets.project(project.id)
+    assert read.limit_micros == 5_000_000 and read.available_micros == 5_000_000
+    cleared = control.budgets.clear_project(project.id)
+    assert cleared.limit_micros is None and cleared.available_micros is None
+    assert control.budgets.project(project.id).limit_micros is None
+    key = control.projects.api_keys.create(project.id, name="capped")
+    assert control.budgets.set_key(project.id, key.id, limit_micros=7).limit_micros == 7
+    assert control.budgets.key(project.id, key.id).scope == "api_key"
+    assert control.budgets.clear_key(project.id, key.id).limit_micros is None
+    org = control.budgets.organization()
+    assert org.scope == "organization" and org.limit_micros is None
+    assert control.budgets.set_organization(limit_micros=10**12).limit_micros == 10**12
+    assert control.budgets.clear_organization().limit_micros is None
+    with pytest.raises(NotFoundError):
+        control.budgets.project("proj_doesnotexist")

@@ -115,3 +115,29 @@ def test_async_key_created_used_revoked_and_usage_read_back(server):
         (key.id, 1, 3)
     ]
     assert credits.object_ == "organization.credits"
+
+
+def test_async_billing_and_budgets(server):
+    async def main():
+        async with client(server, "admin_key") as control:
+            project = await control.projects.create(name="async budget")
+            balance = await control.billing.balance()
+            ledger = [e async for e in await control.billing.ledger()]
+            prices = await control.billing.prices()
+            upcoming = await control.billing.upcoming_invoice()
+            invoices = [i async for i in await control.billing.invoices()]
+            set_ = await control.budgets.set_project(project.id, limit_micros=3_000)
+            read = await control.budgets.project(project.id)
+            cleared = await control.budgets.clear_project(project.id)
+            return balance, ledger, prices, upcoming, invoices, set_, read, cleared
+
+    balance, ledger, prices, upcoming, invoices, set_, read, cleared = asyncio.run(
+        main()
+    )
+    assert balance.object_ == "billing.balance"
+    assert all(e.object_ == "billing.ledger_entry" for e in ledger)
+    assert MODEL in {p.model for p in prices}
+    assert upcoming.status == "draft"
+    assert all(i.object_ == "billing.invoice" for i in invoices)
+    assert set_.limit_micros == read.limit_micros == 3_000
+    assert cleared.limit_micros is None

@@ -14,7 +14,7 @@
  * ```
  */
 import { APIClient } from "./core.js";
-import { Chat, Costs, CreditsResource, Models, Projects, Usage, WsTickets } from "./resources.js";
+import { Billing, Budgets, Chat, Costs, CreditsResource, Models, Projects, Usage, WsTickets } from "./resources.js";
 /**
  * A client of one Starfire server. `apiKey` defaults to `STARFIRE_API_KEY`, `baseURL` to
  * `STARFIRE_BASE_URL` (else http://127.0.0.1:8080). Failed requests (408, 409, 429, 5xx,
@@ -28,6 +28,8 @@ export class Starfire extends APIClient {
     usage;
     costs;
     credits;
+    billing;
+    budgets;
     wsTickets;
     constructor(options = {}) {
         super(options);
@@ -37,6 +39,8 @@ export class Starfire extends APIClient {
         this.usage = new Usage(this);
         this.costs = new Costs(this);
         this.credits = new CreditsResource(this);
+        this.billing = new Billing(this);
+        this.budgets = new Budgets(this);
         this.wsTickets = new WsTickets(this);
     }
 }

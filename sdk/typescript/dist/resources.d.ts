@@ -1,7 +1,7 @@
 /**
  * Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
- * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`. Paths, bodies
- * and answers are the generated spec types.
+ * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`, `client.billing`,
+ * `client.budgets`. Paths, bodies and answers are the generated spec types.
  */
 import type { APIClient, RequestOptions } from "./core.js";
 import type { components, operations } from "./generated/openapi.js";
@@ -26,6 +26,15 @@ export type CompletionsUsageBucket = Schemas["UsageBucket_CompletionsUsageResult
 export type EmbeddingsUsageBucket = Schemas["UsageBucket_EmbeddingsUsageResult"];
 export type CostBucket = Schemas["UsageBucket_CostResult"];
 export type Credits = Schemas["CreditsObject"];
+export type Balance = Schemas["BalanceObject"];
+export type LedgerEntry = Schemas["LedgerEntryObject"];
+export type Invoice = Schemas["InvoiceObject"];
+export type InvoiceLine = Schemas["InvoiceLineObject"];
+export type Price = Schemas["PriceObject"];
+export type Budget = Schemas["BudgetObject"];
+export type BudgetUpdate = Schemas["BudgetUpdate"];
+/** Query of `GET /v1/billing/prices`. */
+export type PricesParams = NonNullable<operations["list_prices"]["parameters"]["query"]>;
 /** Query of `GET /v1/organization/usage/completions` (less `page`, which the pager drives). */
 export type CompletionsUsageParams = Omit<NonNullable<operations["usage_completions"]["parameters"]["query"]>, "page">;
 export type EmbeddingsUsageParams = Omit<NonNullable<operations["usage_embeddings"]["parameters"]["query"]>, "page">;
@@ -101,6 +110,38 @@ export declare class CreditsResource {
     private readonly client;
     constructor(client: APIClient);
     retrieve(options?: RequestOptions): Promise<Credits>;
+}
+/** The organization's balance, ledger, invoices and the price catalog (amounts in micro-USD:
+ * 1 USD = 1,000,000). */
+export declare class Billing {
+    private readonly client;
+    constructor(client: APIClient);
+    /** The prepaid balance: what the ledger holds, what is reserved, what is available. */
+    balance(options?: RequestOptions): Promise<Balance>;
+    /** The ledger's entries, newest first: `await` for the first page, `for await` for all. */
+    ledger(params?: ListParams, options?: RequestOptions): PagePromise<LedgerEntry>;
+    /** The finalized invoices: `await` for the first page, `for await` for all. */
+    invoices(params?: ListParams, options?: RequestOptions): PagePromise<Invoice>;
+    /** The draft invoice of a month (`YYYY-MM`, UTC; default the current one). */
+    upcomingInvoice(period?: string, options?: RequestOptions): Promise<Invoice>;
+    invoice(invoiceId: string, options?: RequestOptions): Promise<Invoice>;
+    /** The price catalog (optionally one model's prices). */
+    prices(params?: PricesParams, options?: RequestOptions): Promise<Price[]>;
+}
+/** Spend caps of the organization, a project or an API key. `set*` sets or replaces the cap
+ * (`{ limit_micros }`, micro-USD); `clear*` removes it; each answers the budget. */
+export declare class Budgets {
+    private readonly client;
+    constructor(client: APIClient);
+    organization(options?: RequestOptions): Promise<Budget>;
+    setOrganization(body: BudgetUpdate, options?: RequestOptions): Promise<Budget>;
+    clearOrganization(options?: RequestOptions): Promise<Budget>;
+    project(projectId: string, options?: RequestOptions): Promise<Budget>;
+    setProject(projectId: string, body: BudgetUpdate, options?: RequestOptions): Promise<Budget>;
+    clearProject(projectId: string, options?: RequestOptions): Promise<Budget>;
+    key(projectId: string, keyId: string, options?: RequestOptions): Promise<Budget>;
+    setKey(projectId: string, keyId: string, body: BudgetUpdate, options?: RequestOptions): Promise<Budget>;
+    clearKey(projectId: string, keyId: string, options?: RequestOptions): Promise<Budget>;
 }
 /** Single-use tickets for `GET /v1/chat/ws?ticket=` (for clients that cannot set headers). */
 export declare class WsTickets {

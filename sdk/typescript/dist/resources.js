@@ -1,7 +1,7 @@
 /**
  * Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
- * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`. Paths, bodies
- * and answers are the generated spec types.
+ * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`, `client.billing`,
+ * `client.budgets`. Paths, bodies and answers are the generated spec types.
  */
 import { paginate } from "./pagination.js";
 import { Stream } from "./streaming.js";
@@ -197,6 +197,130 @@ export class CreditsResource {
     }
     retrieve(options) {
         return this.client.json({ ...options, method: "GET", path: "/v1/organization/credits" });
+    }
+}
+/** The organization's balance, ledger, invoices and the price catalog (amounts in micro-USD:
+ * 1 USD = 1,000,000). */
+export class Billing {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    /** The prepaid balance: what the ledger holds, what is reserved, what is available. */
+    balance(options) {
+        return this.client.json({ ...options, method: "GET", path: "/v1/billing/balance" });
+    }
+    /** The ledger's entries, newest first: `await` for the first page, `for await` for all. */
+    ledger(params = {}, options) {
+        return paginate((after) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/billing/ledger",
+            query: { ...params, after },
+        }));
+    }
+    /** The finalized invoices: `await` for the first page, `for await` for all. */
+    invoices(params = {}, options) {
+        return paginate((after) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/billing/invoices",
+            query: { ...params, after },
+        }));
+    }
+    /** The draft invoice of a month (`YYYY-MM`, UTC; default the current one). */
+    upcomingInvoice(period, options) {
+        return this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/billing/invoices/upcoming",
+            query: { period },
+        });
+    }
+    invoice(invoiceId, options) {
+        return this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/billing/invoices/{invoice_id}",
+            params: { invoice_id: invoiceId },
+        });
+    }
+    /** The price catalog (optionally one model's prices). */
+    async prices(params = {}, options) {
+        const list = await this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/billing/prices",
+            query: { ...params },
+        });
+        return list.data;
+    }
+}
+/** Spend caps of the organization, a project or an API key. `set*` sets or replaces the cap
+ * (`{ limit_micros }`, micro-USD); `clear*` removes it; each answers the budget. */
+export class Budgets {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    organization(options) {
+        return this.client.json({ ...options, method: "GET", path: "/v1/organization/budget" });
+    }
+    setOrganization(body, options) {
+        return this.client.json({ ...options, method: "POST", path: "/v1/organization/budget", body });
+    }
+    clearOrganization(options) {
+        return this.client.json({ ...options, method: "DELETE", path: "/v1/organization/budget" });
+    }
+    project(projectId, options) {
+        return this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/projects/{project_id}/budget",
+            params: { project_id: projectId },
+        });
+    }
+    setProject(projectId, body, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/projects/{project_id}/budget",
+            params: { project_id: projectId },
+            body,
+        });
+    }
+    clearProject(projectId, options) {
+        return this.client.json({
+            ...options,
+            method: "DELETE",
+            path: "/v1/organization/projects/{project_id}/budget",
+            params: { project_id: projectId },
+        });
+    }
+    key(projectId, keyId, options) {
+        return this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+            params: { project_id: projectId, key_id: keyId },
+        });
+    }
+    setKey(projectId, keyId, body, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+            params: { project_id: projectId, key_id: keyId },
+            body,
+        });
+    }
+    clearKey(projectId, keyId, options) {
+        return this.client.json({
+            ...options,
+            method: "DELETE",
+            path: "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+            params: { project_id: projectId, key_id: keyId },
+        });
     }
 }
 /** Single-use tickets for `GET /v1/chat/ws?ticket=` (for clients that cannot set headers). */

@@ -15,7 +15,7 @@
  */
 
 import { APIClient, type ClientOptions } from "./core.js";
-import { Chat, Costs, CreditsResource, Models, Projects, Usage, WsTickets } from "./resources.js";
+import { Billing, Budgets, Chat, Costs, CreditsResource, Models, Projects, Usage, WsTickets } from "./resources.js";
 
 /**
  * A client of one Starfire server. `apiKey` defaults to `STARFIRE_API_KEY`, `baseURL` to
@@ -30,6 +30,8 @@ export class Starfire extends APIClient {
   readonly usage: Usage;
   readonly costs: Costs;
   readonly credits: CreditsResource;
+  readonly billing: Billing;
+  readonly budgets: Budgets;
   readonly wsTickets: WsTickets;
 
   constructor(options: ClientOptions = {}) {
@@ -40,6 +42,8 @@ export class Starfire extends APIClient {
     this.usage = new Usage(this);
     this.costs = new Costs(this);
     this.credits = new CreditsResource(this);
+    this.billing = new Billing(this);
+    this.budgets = new Budgets(this);
     this.wsTickets = new WsTickets(this);
   }
 }

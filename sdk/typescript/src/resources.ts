@@ -1,7 +1,7 @@
 /**
  * Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
- * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`. Paths, bodies
- * and answers are the generated spec types.
+ * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`, `client.billing`,
+ * `client.budgets`. Paths, bodies and answers are the generated spec types.
  */
 
 import type { APIClient, RequestOptions } from "./core.js";
@@ -28,6 +28,15 @@ export type CompletionsUsageBucket = Schemas["UsageBucket_CompletionsUsageResult
 export type EmbeddingsUsageBucket = Schemas["UsageBucket_EmbeddingsUsageResult"];
 export type CostBucket = Schemas["UsageBucket_CostResult"];
 export type Credits = Schemas["CreditsObject"];
+export type Balance = Schemas["BalanceObject"];
+export type LedgerEntry = Schemas["LedgerEntryObject"];
+export type Invoice = Schemas["InvoiceObject"];
+export type InvoiceLine = Schemas["InvoiceLineObject"];
+export type Price = Schemas["PriceObject"];
+export type Budget = Schemas["BudgetObject"];
+export type BudgetUpdate = Schemas["BudgetUpdate"];
+/** Query of `GET /v1/billing/prices`. */
+export type PricesParams = NonNullable<operations["list_prices"]["parameters"]["query"]>;
 /** Query of `GET /v1/organization/usage/completions` (less `page`, which the pager drives). */
 export type CompletionsUsageParams = Omit<NonNullable<operations["usage_completions"]["parameters"]["query"]>, "page">;
 export type EmbeddingsUsageParams = Omit<NonNullable<operations["usage_embeddings"]["parameters"]["query"]>, "page">;
@@ -248,6 +257,145 @@ export class CreditsResource {
 
   retrieve(options?: RequestOptions): Promise<Credits> {
     return this.client.json({ ...options, method: "GET", path: "/v1/organization/credits" });
+  }
+}
+
+/** The organization's balance, ledger, invoices and the price catalog (amounts in micro-USD:
+ * 1 USD = 1,000,000). */
+export class Billing {
+  constructor(private readonly client: APIClient) {}
+
+  /** The prepaid balance: what the ledger holds, what is reserved, what is available. */
+  balance(options?: RequestOptions): Promise<Balance> {
+    return this.client.json({ ...options, method: "GET", path: "/v1/billing/balance" });
+  }
+
+  /** The ledger's entries, newest first: `await` for the first page, `for await` for all. */
+  ledger(params: ListParams = {}, options?: RequestOptions): PagePromise<LedgerEntry> {
+    return paginate((after) =>
+      this.client.json<Schemas["LedgerEntryList"]>({
+        ...options,
+        method: "GET",
+        path: "/v1/billing/ledger",
+        query: { ...params, after },
+      }),
+    );
+  }
+
+  /** The finalized invoices: `await` for the first page, `for await` for all. */
+  invoices(params: ListParams = {}, options?: RequestOptions): PagePromise<Invoice> {
+    return paginate((after) =>
+      this.client.json<Schemas["InvoiceList"]>({
+        ...options,
+        method: "GET",
+        path: "/v1/billing/invoices",
+        query: { ...params, after },
+      }),
+    );
+  }
+
+  /** The draft invoice of a month (`YYYY-MM`, UTC; default the current one). */
+  upcomingInvoice(period?: string, options?: RequestOptions): Promise<Invoice> {
+    return this.client.json({
+      ...options,
+      method: "GET",
+      path: "/v1/billing/invoices/upcoming",
+      query: { period },
+    });
+  }
+
+  invoice(invoiceId: string, options?: RequestOptions): Promise<Invoice> {
+    return this.client.json({
+      ...options,
+      method: "GET",
+      path: "/v1/billing/invoices/{invoice_id}",
+      params: { invoice_id: invoiceId },
+    });
+  }
+
+  /** The price catalog (optionally one model's prices). */
+  async prices(params: PricesParams = {}, options?: RequestOptions): Promise<Price[]> {
+    const list = await this.client.json<Schemas["PriceList"]>({
+      ...options,
+      method: "GET",
+      path: "/v1/billing/prices",
+      query: { ...params },
+    });
+    return list.data;
+  }
+}
+
+/** Spend caps of the organization, a project or an API key. `set*` sets or replaces the cap
+ * (`{ limit_micros }`, micro-USD); `clear*` removes it; each answers the budget. */
+export class Budgets {
+  constructor(private readonly client: APIClient) {}
+
+  organization(options?: RequestOptions): Promise<Budget> {
+    return this.client.json({ ...options, method: "GET", path: "/v1/organization/budget" });
+  }
+
+  setOrganization(body: BudgetUpdate, options?: RequestOptions): Promise<Budget> {
+    return this.client.json({ ...options, method: "POST", path: "/v1/organization/budget", body });
+  }
+
+  clearOrganization(options?: RequestOptions): Promise<Budget> {
+    return this.client.json({ ...options, method: "DELETE", path: "/v1/organization/budget" });
+  }
+
+  project(projectId: string, options?: RequestOptions): Promise<Budget> {
+    return this.client.json({
+      ...options,
+      method: "GET",
+      path: "/v1/organization/projects/{project_id}/budget",
+      params: { project_id: projectId },
+    });
+  }
+
+  setProject(projectId: string, body: BudgetUpdate, options?: RequestOptions): Promise<Budget> {
+    return this.client.json({
+      ...options,
+      method: "POST",
+      path: "/v1/organization/projects/{project_id}/budget",
+      params: { project_id: projectId },
+      body,
+    });
+  }
+
+  clearProject(projectId: string, options?: RequestOptions): Promise<Budget> {
+    return this.client.json({
+      ...options,
+      method: "DELETE",
+      path: "/v1/organization/projects/{project_id}/budget",
+      params: { project_id: projectId },
+    });
+  }
+
+  key(projectId: string, keyId: string, options?: RequestOptions): Promise<Budget> {
+    return this.client.json({
+      ...options,
+      method: "GET",
+      path: "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+      params: { project_id: projectId, key_id: keyId },
+    });
+  }
+
+  setKey(projectId: string, keyId: string, body: BudgetUpdate, options?: RequestOptions): Promise<Budget> {
+    return this.client.json({
+      ...options,
+      method: "POST",
+      path: "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+      params: { project_id: projectId, key_id: keyId },
+      body,
+    });
+  }
+
+  clearKey(projectId: string, keyId: string, options?: RequestOptions): Promise<Budget> {
+    return this.client.json({
+      ...options,
+      method: "DELETE",
+      path: "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+      params: { project_id: projectId, key_id: keyId },
+    });
   }
 }
 

@@ -213,3 +213,64 @@ test("a key is created, used, listed across pages, revoked; its usage is read ba
   assert.equal(deleted.deleted, true);
   await assert.rejects(fresh.models.list(), AuthenticationError);
 });
+
+const modelRequests = (invoice) => invoice.lines.filter((l) => l.model === MODEL).reduce((n, l) => n + l.requests, 0);
+
+test("billing: balance and ledger after a chat, prices, the upcoming invoice", async () => {
+  const control = admin();
+  const before = await control.billing.upcomingInvoice();
+  await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 4 });
+  const balance = await control.billing.balance();
+  assert.equal(balance.object, "billing.balance");
+  assert.equal(balance.currency, "usd");
+  assert.ok(["prepaid", "postpaid"].includes(balance.mode));
+  const first = await control.billing.ledger({ limit: 2 });
+  assert.ok(Array.isArray(first.data));
+  const entries = [];
+  for await (const entry of control.billing.ledger({ limit: 2 })) entries.push(entry);
+  assert.ok(entries.every((e) => e.object === "billing.ledger_entry"));
+  if (balance.mode === "prepaid") assert.ok(entries.some((e) => e.kind === "usage" && e.amount_micros < 0));
+
+  const prices = await control.billing.prices();
+  assert.ok(prices.some((p) => p.object === "billing.price" && p.model === MODEL));
+  assert.deepEqual((await control.billing.prices({ model: MODEL })).map((p) => p.model), [MODEL]);
+
+  // Usage is recorded when the request ends: wait for the draft to count the chat.
+  let upcoming = await control.billing.upcomingInvoice();
+  for (let tries = 0; tries < 50 && modelRequests(upcoming) <= modelRequests(before); tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    upcoming = await control.billing.upcomingInvoice();
+  }
+  assert.equal(upcoming.object, "billing.invoice");
+  assert.equal(upcoming.status, "draft");
+  assert.equal(upcoming.id ?? null, null);
+  assert.equal(upcoming.period, new Date().toISOString().slice(0, 7));
+  assert.ok(modelRequests(upcoming) > modelRequests(before));
+  assert.equal((await control.billing.upcomingInvoice(upcoming.period)).period, upcoming.period);
+  for await (const invoice of control.billing.invoices()) assert.equal(invoice.object, "billing.invoice");
+  await assert.rejects(control.billing.invoice("inv_doesnotexist"), NotFoundError);
+  await assert.rejects(control.billing.upcomingInvoice("not-a-month"), UnprocessableEntityError);
+});
+
+test("budgets: a project budget is set, read back and cleared", async () => {
+  const control = admin();
+  const project = await control.projects.create({ name: "ts budget" });
+  assert.equal((await control.budgets.project(project.id)).limit_micros ?? null, null);
+  const set = await control.budgets.setProject(project.id, { limit_micros: 5_000_000 });
+  assert.deepEqual([set.object, set.scope, set.scope_id, set.limit_micros], ["organization.budget", "project", project.id, 5_000_000]);
+  const read = await control.budgets.project(project.id);
+  assert.equal(read.limit_micros, 5_000_000);
+  assert.equal(read.available_micros, 5_000_000);
+  const cleared = await control.budgets.clearProject(project.id);
+  assert.equal(cleared.limit_micros ?? null, null);
+  assert.equal((await control.budgets.project(project.id)).limit_micros ?? null, null);
+
+  const key = await control.projects.apiKeys.create(project.id, { name: "capped" });
+  assert.equal((await control.budgets.setKey(project.id, key.id, { limit_micros: 7 })).limit_micros, 7);
+  assert.equal((await control.budgets.key(project.id, key.id)).scope, "api_key");
+  assert.equal((await control.budgets.clearKey(project.id, key.id)).limit_micros ?? null, null);
+  assert.equal((await control.budgets.organization()).scope, "organization");
+  assert.equal((await control.budgets.setOrganization({ limit_micros: 10 ** 12 })).limit_micros, 10 ** 12);
+  assert.equal((await control.budgets.clearOrganization()).limit_micros ?? null, null);
+  await assert.rejects(control.budgets.project("proj_doesnotexist"), NotFoundError);
+});
