@@ -223,6 +223,7 @@ async fn a_monthly_cap_starts_again_next_month(app: TestApp) {
         max_cost: Money::from_micros(600),
         instance_id: "gw_test".to_owned(),
         started_ms: at,
+        price_id: None,
     };
     let end = |at: i64| FinalUsage {
         status: UsageStatus::Completed,

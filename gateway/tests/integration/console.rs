@@ -588,6 +588,7 @@ async fn record_usage(
                 max_cost: Money::from_micros(1_000),
                 instance_id: "gw_test".into(),
                 started_ms: now,
+                price_id: None,
             },
             true,
         )
