@@ -15,6 +15,7 @@
 use sqlx::Row as _;
 
 use super::{now_ms, Row, Store, StoreError, StoreResult};
+use crate::billing::period::Period;
 use crate::metering::money::Money;
 
 /// What a cap applies to.
@@ -148,43 +149,14 @@ pub struct OverBudget {
     pub available: Money,
 }
 
-/// Days since 1970-01-01 of a civil date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil (year, month) of a day count since 1970-01-01 (Hinnant's `civil_from_days`).
-fn year_month(days: i64) -> (i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m)
-}
-
-const DAY_MS: i64 = 86_400_000;
-
-/// Midnight UTC of the first day of the month `ms` falls in.
+/// Midnight UTC of the first day of the month `ms` falls in (the billing period's start).
 pub fn month_start_ms(ms: i64) -> i64 {
-    let (y, m) = year_month(ms.div_euclid(DAY_MS));
-    days_from_civil(y, m, 1) * DAY_MS
+    Period::containing(ms).start_ms()
 }
 
 /// Midnight UTC of the first day of the month after the one `ms` falls in.
 pub fn next_month_start_ms(ms: i64) -> i64 {
-    let (y, m) = year_month(ms.div_euclid(DAY_MS));
-    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    days_from_civil(y, m, 1) * DAY_MS
+    Period::containing(ms).end_ms()
 }
 
 const COLUMNS: &str = "tenant_id, scope, scope_id, period, limit_micros, period_start_ms, \
@@ -472,12 +444,9 @@ mod tests {
         assert_eq!(next_month_start_ms(dec), 1_798_761_600_000); // 2027-01-01
         assert_eq!(month_start_ms(dec - 1), month_start_ms(t));
         // Leap February: 2028-02-29 is in February.
-        let feb29 = days_from_civil(2028, 2, 29) * DAY_MS;
-        assert_eq!(month_start_ms(feb29), days_from_civil(2028, 2, 1) * DAY_MS);
-        assert_eq!(
-            next_month_start_ms(feb29),
-            days_from_civil(2028, 3, 1) * DAY_MS
-        );
+        let feb29 = 1_835_395_200_000; // 2028-02-29
+        assert_eq!(month_start_ms(feb29), 1_832_976_000_000); // 2028-02-01
+        assert_eq!(next_month_start_ms(feb29), 1_835_481_600_000); // 2028-03-01
         assert_eq!(month_start_ms(0), 0);
         assert_eq!(BudgetPeriod::Lifetime.start_of(t), 0);
     }
