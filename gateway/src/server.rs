@@ -37,6 +37,8 @@ pub struct AppState {
     pub metering: Arc<Metering>,
     /// Rate limits of the inference routes (shared through Redis when configured).
     pub limits: Arc<RateLimiter>,
+    /// Stripe, when `[billing.stripe]` has a secret key.
+    pub stripe: Option<crate::billing::stripe::Stripe>,
 }
 
 impl AppState {
@@ -49,7 +51,9 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let metering = Metering::new(store.clone(), config.metering.clone(), metrics.clone());
         let limits = Arc::new(RateLimiter::new(&config));
+        let stripe = stripe_of(&config);
         AppState {
+            stripe,
             store,
             metrics,
             metering,
@@ -65,11 +69,32 @@ impl AppState {
         }
     }
 
+    /// The same state with `config` (and what is built from it: metering, Stripe).
+    pub fn reconfigured(mut self, config: Config) -> Self {
+        self.metering = Metering::new(
+            self.store.clone(),
+            config.metering.clone(),
+            self.metrics.clone(),
+        );
+        self.stripe = stripe_of(&config);
+        self.config = Arc::new(config);
+        self
+    }
+
     /// The same state with `backend` serving inference.
     pub fn with_inference(mut self, backend: Arc<dyn InferenceBackend>) -> Self {
         self.inference = backend;
         self
     }
+}
+
+/// The Stripe client of the configuration (validated when it was read, so building it fails
+/// only on a URL the HTTP client rejects: logged, and payments stay off).
+fn stripe_of(config: &Config) -> Option<crate::billing::stripe::Stripe> {
+    crate::billing::stripe::Stripe::from_config(&config.billing.stripe).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "Stripe is configured but unusable; payments are off");
+        None
+    })
 }
 
 /// Loads the configured models (see `registry`) and starts their engine loops. A single
@@ -246,6 +271,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         state.store.clone(),
         state.config.billing.clone(),
     ));
+    // Postpaid usage owed to Stripe as meter events.
+    if let Some(stripe) = state.stripe.clone() {
+        tokio::spawn(crate::billing::stripe::run_meter_reporter(
+            stripe,
+            state.store.clone(),
+            state.metrics.clone(),
+        ));
+    }
     let server = HttpServer::new(move || app(state.clone()))
         .bind(&listen)
         .map_err(|source| ServeError::Bind {

@@ -26,6 +26,8 @@ mod console;
 mod console_browser;
 #[path = "integration/e2e.rs"]
 mod e2e;
+#[path = "integration/fake_stripe.rs"]
+mod fake_stripe;
 #[path = "integration/http.rs"]
 mod http;
 #[path = "integration/idempotency.rs"]
@@ -48,6 +50,8 @@ mod rate_limits;
 mod rate_limits_e2e;
 #[path = "integration/registry.rs"]
 mod registry;
+#[path = "integration/stripe.rs"]
+mod stripe;
 #[path = "integration/usage_e2e.rs"]
 mod usage_e2e;
 #[path = "integration/users.rs"]

@@ -47,6 +47,12 @@ pub struct BalanceObject {
     pub reserved_micros: i64,
     /// What new requests can still reserve, micro-USD.
     pub available_micros: i64,
+    /// `ok`, or `past_due` after a failed invoice payment (a postpaid organization that is
+    /// past due is refused new requests until the invoice is paid).
+    pub billing_status: &'static str,
+    /// Whether credits can be bought here (`POST /v1/billing/top_ups`: Stripe is configured
+    /// and the organization is prepaid).
+    pub top_ups_available: bool,
 }
 
 /// One ledger entry and its cause.
@@ -255,9 +261,11 @@ pub async fn get_balance(
     principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
     reader(&principal)?;
-    let tenant = state.store.tenant(&principal.tenant_id).await?;
+    let tenant = state.store.tenant_billing(&principal.tenant_id).await?;
     let account = state.store.credit_balance(&principal.tenant_id).await?;
     Ok(HttpResponse::Ok().json(BalanceObject {
+        billing_status: tenant.status.as_str(),
+        top_ups_available: state.stripe.is_some() && tenant.plan != Plan::Enterprise,
         object: "billing.balance",
         plan: tenant.plan,
         mode: if account.is_some() {
@@ -560,13 +568,14 @@ pub struct RefundCreate {
     pub reason: String,
 }
 
-async fn audit_operator(
+/// Records an operator's action in the organization's audit log.
+pub(crate) async fn audit_operator(
     state: &AppState,
     operator: &Operator,
     req: &HttpRequest,
     tenant_id: &str,
     action: &str,
-    entry_id: &str,
+    target: (&str, &str),
 ) -> Result<(), ApiError> {
     let context = RequestContext::of(req);
     state
@@ -576,8 +585,8 @@ async fn audit_operator(
             action,
             actor_type: "operator",
             actor_id: &operator.name,
-            target_type: "ledger_entry",
-            target_id: entry_id,
+            target_type: target.0,
+            target_id: target.1,
             ip: context.ip.as_deref(),
             request_id: Some(&context.request_id),
         })
@@ -648,7 +657,7 @@ pub async fn create_adjustment(
         &req,
         &tenant.id,
         "billing.credits_adjusted",
-        &entry.id,
+        ("ledger_entry", &entry.id),
     )
     .await?;
     Ok(HttpResponse::Created().json(LedgerEntryObject::from(entry)))
@@ -703,7 +712,7 @@ pub async fn create_refund(
         &req,
         &tenant.id,
         "billing.usage_refunded",
-        &entry.id,
+        ("ledger_entry", &entry.id),
     )
     .await?;
     Ok(HttpResponse::Created().json(LedgerEntryObject::from(entry)))

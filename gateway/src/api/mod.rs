@@ -21,6 +21,7 @@ pub mod inference;
 pub mod invites;
 pub mod list;
 pub mod meta;
+pub mod payments;
 pub mod projects;
 pub mod usage;
 pub mod users;
@@ -133,7 +134,7 @@ macro_rules! routes {
         /// The OpenAPI 3.1 document of the gateway.
         #[derive(OpenApi)]
         #[openapi(
-            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, chat over a WebSocket, embeddings), control plane (organization, projects, keys, members, audit log), usage and billing (balance, ledger, invoices, prices), and console sessions."),
+            info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, chat over a WebSocket, embeddings), control plane (organization, projects, keys, members, audit log), usage and billing (balance, ledger, invoices, prices, Stripe top-ups and webhooks), and console sessions."),
             paths($($module::$handler),*),
             components(schemas(crate::error::ErrorBody, crate::error::ErrorObject)),
             modifiers(&BearerAuth),
@@ -218,6 +219,11 @@ routes!(
     billing::create_price,
     billing::create_adjustment,
     billing::create_refund,
+    payments::create_top_up,
+    payments::list_top_ups,
+    payments::get_top_up,
+    payments::stripe_webhook,
+    payments::change_plan,
 );
 
 /// The document as pretty JSON with a trailing newline (the form committed in

@@ -45,6 +45,8 @@ pub enum Permission {
     ReadAuditLog,
     /// Read usage.
     ReadUsage,
+    /// Pay: buy credits (top-ups).
+    ManageBilling,
     /// Call the inference endpoints.
     Inference,
 }
@@ -106,9 +108,10 @@ impl Principal {
                     permission,
                     ReadOrganization | ManageApiKeys | ReadUsage | Inference
                 ),
-                Some(Role::Billing) | Some(Role::Viewer) => {
-                    matches!(permission, ReadOrganization | ReadUsage)
+                Some(Role::Billing) => {
+                    matches!(permission, ReadOrganization | ReadUsage | ManageBilling)
                 }
+                Some(Role::Viewer) => matches!(permission, ReadOrganization | ReadUsage),
                 None => false,
             },
             Credential::AdminKey => permission != Inference,
@@ -340,6 +343,7 @@ fn describe(permission: Permission) -> &'static str {
         Permission::ManageMembers => "manage members and invites",
         Permission::ReadAuditLog => "read the audit log",
         Permission::ReadUsage => "read usage",
+        Permission::ManageBilling => "buy credits",
         Permission::Inference => "call inference endpoints",
     }
 }

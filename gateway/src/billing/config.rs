@@ -6,12 +6,27 @@
 //!
 //! [billing.operator_tokens]        # the platform's billing operators, by name
 //! alice = "a long random secret"
+//!
+//! [billing.stripe]                  # optional: without it, billing runs from the ledger alone
+//! secret_key = "sk_live_..."
+//! webhook_secrets = ["whsec_..."]   # every secret in use (two while one is rotated)
+//! api_base = "https://api.stripe.com/"
+//! meter_event_name = "starfire_usage"
+//! meter_interval_secs = 60
+//! min_top_up_micros = 5000000       # $5
+//! max_top_up_micros = 10000000000   # $10,000
 //! ```
 //!
 //! | field | env | default |
 //! |---|---|---|
 //! | `operator_tokens` | `STARFIRE_BILLING_OPERATOR_TOKEN` (one token, named `operator`) | none: the `/v1/billing/admin/*` routes answer 403 |
 //! | `invoice_grace_secs` | `STARFIRE_INVOICE_GRACE_SECS` | `3600` (at least twice `metering.orphan_after_secs`, so that no request of the period is still open) |
+//! | `stripe.secret_key` | `STARFIRE_STRIPE_SECRET_KEY` | none: no top-ups, no meter events |
+//! | `stripe.webhook_secrets` | `STARFIRE_STRIPE_WEBHOOK_SECRET` (comma-separated) | none: the webhook answers 503 |
+//! | `stripe.api_base` | `STARFIRE_STRIPE_API_BASE` | `https://api.stripe.com/` |
+//! | `stripe.meter_event_name` | | `starfire_usage` |
+//! | `stripe.meter_interval_secs` | `STARFIRE_STRIPE_METER_INTERVAL_SECS` | `60` |
+//! | `stripe.min_top_up_micros`, `stripe.max_top_up_micros` | | `5000000`, `10000000000` |
 //!
 //! Operator tokens are the platform operator's credential (prices, adjustments, refunds,
 //! finalizing invoices), distinct from an organization's own admin keys: an organization's
@@ -29,6 +44,142 @@ pub struct BillingConfig {
     pub operator_tokens: BTreeMap<String, String>,
     /// Seconds after a month's end before its invoices are finalized.
     pub invoice_grace_secs: u64,
+    /// Stripe, when configured.
+    pub stripe: StripeConfig,
+}
+
+/// The `[billing.stripe]` table, resolved.
+#[derive(Clone, PartialEq)]
+pub struct StripeConfig {
+    /// The API secret key; `None`: Stripe is not used (no top-ups, no meter events).
+    pub secret_key: Option<String>,
+    /// Every webhook signing secret accepted (more than one while a secret is rotated).
+    pub webhook_secrets: Vec<String>,
+    /// Where the Stripe API is (a test points it at a local fake).
+    pub api_base: String,
+    /// The Billing Meter's event name; its value is a request's cost in micro-USD.
+    pub meter_event_name: String,
+    /// How often the reporter sends the meter events owed.
+    pub meter_interval_secs: u64,
+    /// The smallest and largest top-up accepted.
+    pub min_top_up_micros: i64,
+    pub max_top_up_micros: i64,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        StripeConfig {
+            secret_key: None,
+            webhook_secrets: Vec::new(),
+            api_base: "https://api.stripe.com/".to_owned(),
+            meter_event_name: "starfire_usage".to_owned(),
+            meter_interval_secs: 60,
+            min_top_up_micros: 5_000_000,
+            max_top_up_micros: 10_000_000_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for StripeConfig {
+    // Hand-written so that secrets never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<set>"))
+            .field("webhook_secrets", &self.webhook_secrets.len())
+            .field("api_base", &self.api_base)
+            .field("meter_event_name", &self.meter_event_name)
+            .field("meter_interval_secs", &self.meter_interval_secs)
+            .finish()
+    }
+}
+
+/// The `[billing.stripe]` table as written in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeFile {
+    secret_key: Option<String>,
+    #[serde(default)]
+    webhook_secrets: Vec<String>,
+    api_base: Option<String>,
+    meter_event_name: Option<String>,
+    meter_interval_secs: Option<u64>,
+    min_top_up_micros: Option<i64>,
+    max_top_up_micros: Option<i64>,
+}
+
+impl StripeConfig {
+    fn resolve(
+        file: Option<StripeFile>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<StripeConfig, (String, String)> {
+        let file = file.unwrap_or_default();
+        let d = StripeConfig::default();
+        let secret_key = env("STARFIRE_STRIPE_SECRET_KEY")
+            .or(file.secret_key)
+            .filter(|k| !k.is_empty());
+        let webhook_secrets = match env("STARFIRE_STRIPE_WEBHOOK_SECRET") {
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.webhook_secrets,
+        };
+        if webhook_secrets.iter().any(|s| s.len() < 16) {
+            return Err((
+                "billing.stripe.webhook_secrets".into(),
+                "every webhook secret must be at least 16 characters".into(),
+            ));
+        }
+        let api_base = env("STARFIRE_STRIPE_API_BASE")
+            .or(file.api_base)
+            .unwrap_or(d.api_base);
+        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+            return Err((
+                "billing.stripe.api_base".into(),
+                format!("'{api_base}' is not an http(s) URL"),
+            ));
+        }
+        let meter_event_name = file.meter_event_name.unwrap_or(d.meter_event_name);
+        if meter_event_name.is_empty() || meter_event_name.len() > 100 {
+            return Err((
+                "billing.stripe.meter_event_name".into(),
+                "must be 1 to 100 characters".into(),
+            ));
+        }
+        let meter_interval_secs = match env("STARFIRE_STRIPE_METER_INTERVAL_SECS") {
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                (
+                    "STARFIRE_STRIPE_METER_INTERVAL_SECS".to_owned(),
+                    format!("'{v}' is not a non-negative integer"),
+                )
+            })?,
+            None => file.meter_interval_secs.unwrap_or(d.meter_interval_secs),
+        }
+        .max(1);
+        let min_top_up_micros = file.min_top_up_micros.unwrap_or(d.min_top_up_micros);
+        let max_top_up_micros = file.max_top_up_micros.unwrap_or(d.max_top_up_micros);
+        // Stripe charges whole cents, at least $0.50.
+        if min_top_up_micros < 500_000
+            || max_top_up_micros < min_top_up_micros
+            || min_top_up_micros % 10_000 != 0
+            || max_top_up_micros % 10_000 != 0
+        {
+            return Err((
+                "billing.stripe.min_top_up_micros".into(),
+                "top-up bounds must be whole cents, at least 500000 ($0.50), min <= max".into(),
+            ));
+        }
+        Ok(StripeConfig {
+            secret_key,
+            webhook_secrets,
+            api_base,
+            meter_event_name,
+            meter_interval_secs,
+            min_top_up_micros,
+            max_top_up_micros,
+        })
+    }
 }
 
 impl std::fmt::Debug for BillingConfig {
@@ -40,6 +191,7 @@ impl std::fmt::Debug for BillingConfig {
                 &self.operator_tokens.keys().collect::<Vec<_>>(),
             )
             .field("invoice_grace_secs", &self.invoice_grace_secs)
+            .field("stripe", &self.stripe)
             .finish()
     }
 }
@@ -51,6 +203,7 @@ pub struct BillingFile {
     #[serde(default)]
     operator_tokens: BTreeMap<String, String>,
     invoice_grace_secs: Option<u64>,
+    stripe: Option<StripeFile>,
 }
 
 /// Shortest accepted operator token: it guards money.
@@ -107,6 +260,7 @@ impl BillingConfig {
         Ok(BillingConfig {
             operator_tokens,
             invoice_grace_secs,
+            stripe: StripeConfig::resolve(file.stripe, env)?,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The billing page: the organization's prepaid balance, what requests in flight hold, the
 //! free-plan grant and the credit ledger, newest first (`store::credits`, the ledger that is
-//! the source of truth). Invoices and Stripe Checkout top-ups belong to the billing module;
-//! [`payments_section`] is where the page shows them.
+//! the source of truth), and the payments part (`payments`: Stripe Checkout top-ups, a
+//! postpaid organization's standing).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
@@ -17,17 +17,12 @@ use crate::store::ms_to_secs;
 /// Ledger entries shown (newest first); the API returns them all.
 const LEDGER_ROWS: usize = 50;
 
-/// Invoices and top-ups. No payment provider is wired into the server yet, so this says how
-/// credits are added today; the billing module replaces it with its invoices list and, when
-/// Stripe is configured, a Checkout top-up form (for roles that may pay).
-fn payments_section(_state: &AppState, _ctx: &Ctx) -> Markup {
-    html! {
-        h2 { "Invoices and top-ups" }
-        p.muted #payments { "No payment provider is configured on this server: credits are added by an operator." }
-    }
-}
-
-async fn billing_page(state: &AppState, ctx: &Ctx) -> Result<Markup, PageError> {
+async fn billing_page(
+    state: &AppState,
+    ctx: &Ctx,
+    opened: Option<&str>,
+) -> Result<Markup, PageError> {
+    let payments = super::payments::payments_markup(state, ctx, opened).await?;
     ctx.principal.require_organization(Permission::ReadUsage)?;
     let tenant = &ctx.principal.tenant_id;
     let account = state.store.credit_balance(tenant).await?;
@@ -59,7 +54,7 @@ async fn billing_page(state: &AppState, ctx: &Ctx) -> Result<Markup, PageError> 
                     p #balance-value { "Postpaid: usage is invoiced at the end of each period." }
                 }
             }
-            (payments_section(state, ctx))
+            (payments)
             h2 { "Ledger" }
             p #ledger-count {
                 (ledger.len()) @if ledger.len() == 1 { " entry" } @else { " entries" }
@@ -88,5 +83,12 @@ pub async fn billing(state: web::Data<AppState>, req: HttpRequest) -> PageResult
     let Some(ctx) = Ctx::load(&state, &req).await? else {
         return Ok(see_other("/signin"));
     };
-    Ok(page(StatusCode::OK, billing_page(&state, &ctx).await?))
+    // `?top_up=<id>`: the top-up the form just opened (its payment link is shown).
+    let opened = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "top_up")
+        .map(|(_, v)| v.into_owned());
+    Ok(page(
+        StatusCode::OK,
+        billing_page(&state, &ctx, opened.as_deref()).await?,
+    ))
 }

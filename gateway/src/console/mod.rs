@@ -15,6 +15,7 @@ mod billing;
 mod limits;
 mod organizations;
 mod pages;
+mod payments;
 pub mod session;
 mod usage;
 
@@ -75,6 +76,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/usage", web::get().to(usage::usage))
         .route("/usage.csv", web::get().to(usage::usage_csv))
         .route("/billing", web::get().to(billing::billing))
+        .route("/billing/top_ups", web::post().to(payments::top_up))
         .route("/audit", web::get().to(audit_log::audit_log))
         .route(
             "/organizations/switch",

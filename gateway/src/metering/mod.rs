@@ -41,6 +41,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, WRITE_BUCKETS};
 use crate::store::budgets::BudgetPeriod;
+use crate::store::stripe::BillingStatus;
 use crate::store::tenants::Plan;
 use crate::store::usage::{Admission, Endpoint, FinalUsage, NewUsage, UsageStatus};
 use crate::store::{now_ms, Backend, Store};
@@ -141,9 +142,17 @@ impl Metering {
             // enterprise organizations without a prepaid account are postpaid (invoiced, no
             // prepaid limit); pay-as-you-go ones pay from credits they bought, so without an
             // account they have none.
-            let tenant = self.store.tenant(&principal.tenant_id).await?;
+            let tenant = self.store.tenant_billing(&principal.tenant_id).await?;
             if tenant.plan == Plan::Free {
-                self.open_free_account(&tenant.id).await?;
+                self.open_free_account(&tenant.tenant_id).await?;
+            }
+            if tenant.plan == Plan::Enterprise && tenant.status == BillingStatus::PastDue {
+                self.refuse(&row, "past_due").await;
+                return Err(ApiError::InsufficientQuota(
+                    "Your organization's last invoice payment failed; new requests resume once \
+                     it is paid."
+                        .to_owned(),
+                ));
             }
             admission = self
                 .store

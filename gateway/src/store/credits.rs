@@ -11,7 +11,7 @@
 
 use sqlx::Row as _;
 
-use super::{created_ms, is_unique_violation, now_ms, Page, PageRequest, Store, StoreResult};
+use super::{created_ms, now_ms, Page, PageRequest, Store, StoreResult};
 use crate::auth::secret::new_id;
 use crate::metering::money::Money;
 
@@ -252,86 +252,96 @@ impl Store {
     /// payment or refund seen before changes nothing ([`Posted::Duplicate`]); a debit never
     /// takes the balance below what in-flight requests hold.
     pub async fn post_credit(&self, c: &NewCredit<'_>) -> StoreResult<Posted> {
-        let now = created_ms();
         let mut tx = self.pool().begin().await?;
-        let entry = LedgerEntry {
-            id: new_id("cred"),
-            kind: c.kind.as_str().to_owned(),
-            amount: c.amount,
-            request_id: None,
-            note: c.note.map(str::to_owned),
-            payment_id: c.payment_id.map(str::to_owned),
-            actor: c.actor.map(str::to_owned),
-            refund_of: c.refund_of.map(str::to_owned),
-            created_ms: now,
-        };
-        // The entry first: its unique payment / refund keys decide duplicates atomically.
-        let inserted = sqlx::query(
-            "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, note, \
-             payment_id, actor, refund_of, created_ms) \
-             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9)",
-        )
-        .bind(&entry.id)
-        .bind(c.tenant_id)
-        .bind(&entry.kind)
-        .bind(c.amount.micros())
-        .bind(c.note)
-        .bind(c.payment_id)
-        .bind(c.actor)
-        .bind(c.refund_of)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                tx.rollback().await?;
-                return Ok(Posted::Duplicate);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        if c.open_account {
-            sqlx::query(
-                "INSERT INTO credit_accounts (tenant_id, balance_micros, reserved_micros, \
-                 updated_ms) VALUES ($1, 0, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
-            )
-            .bind(c.tenant_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let moved = sqlx::query(
-            "UPDATE credit_accounts SET balance_micros = balance_micros + $1, updated_ms = $2 \
-             WHERE tenant_id = $3 AND balance_micros + $1 >= reserved_micros",
-        )
-        .bind(c.amount.micros())
-        .bind(now)
-        .bind(c.tenant_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let account = sqlx::query(
-            "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
-        )
-        .bind(c.tenant_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(account) = account else {
+        let posted = post_credit_in(&mut tx, c, created_ms()).await?;
+        if matches!(posted, Posted::Posted { .. }) {
+            tx.commit().await?;
+        } else {
             tx.rollback().await?;
-            return Ok(Posted::NoAccount);
-        };
-        let balance = CreditBalance {
-            balance: Money::from_micros(account.try_get("balance_micros")?),
-            reserved: Money::from_micros(account.try_get("reserved_micros")?),
-        };
-        if !moved {
-            tx.rollback().await?;
-            return Ok(Posted::Overdrawn { balance });
         }
-        tx.commit().await?;
-        Ok(Posted::Posted { entry, balance })
+        Ok(posted)
     }
+}
+
+/// [`Store::post_credit`] inside the caller's transaction (a Stripe event applies its credit
+/// in the transaction that records the event). On anything but [`Posted::Posted`] the caller
+/// must roll back, or commit knowing that the entry was not written.
+pub(crate) async fn post_credit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    c: &NewCredit<'_>,
+    now: i64,
+) -> StoreResult<Posted> {
+    let entry = LedgerEntry {
+        id: new_id("cred"),
+        kind: c.kind.as_str().to_owned(),
+        amount: c.amount,
+        request_id: None,
+        note: c.note.map(str::to_owned),
+        payment_id: c.payment_id.map(str::to_owned),
+        actor: c.actor.map(str::to_owned),
+        refund_of: c.refund_of.map(str::to_owned),
+        created_ms: now,
+    };
+    // The entry first: its unique payment / refund keys decide duplicates atomically (without
+    // an error, which would end a PostgreSQL transaction).
+    let inserted = sqlx::query(
+        "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, note, \
+         payment_id, actor, refund_of, created_ms) \
+         VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
+    .bind(&entry.id)
+    .bind(c.tenant_id)
+    .bind(&entry.kind)
+    .bind(c.amount.micros())
+    .bind(c.note)
+    .bind(c.payment_id)
+    .bind(c.actor)
+    .bind(c.refund_of)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Posted::Duplicate);
+    }
+    if c.open_account {
+        sqlx::query(
+            "INSERT INTO credit_accounts (tenant_id, balance_micros, reserved_micros, \
+             updated_ms) VALUES ($1, 0, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .bind(c.tenant_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let moved = sqlx::query(
+        "UPDATE credit_accounts SET balance_micros = balance_micros + $1, updated_ms = $2 \
+         WHERE tenant_id = $3 AND balance_micros + $1 >= reserved_micros",
+    )
+    .bind(c.amount.micros())
+    .bind(now)
+    .bind(c.tenant_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let account = sqlx::query(
+        "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
+    )
+    .bind(c.tenant_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(account) = account else {
+        return Ok(Posted::NoAccount);
+    };
+    let balance = CreditBalance {
+        balance: Money::from_micros(account.try_get("balance_micros")?),
+        reserved: Money::from_micros(account.try_get("reserved_micros")?),
+    };
+    if !moved {
+        return Ok(Posted::Overdrawn { balance });
+    }
+    Ok(Posted::Posted { entry, balance })
 }
 
 async fn append(

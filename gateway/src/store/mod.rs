@@ -23,6 +23,7 @@ pub mod prices;
 pub mod projects;
 pub mod rate_limits;
 pub mod sessions;
+pub mod stripe;
 pub mod tenants;
 pub mod usage;
 pub mod users;

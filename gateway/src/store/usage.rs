@@ -346,6 +346,22 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        if reserved == 0 && cost > 0 {
+            // A postpaid request of an organization billed through Stripe owes one meter event
+            // (the outbox `billing::stripe`'s reporter sends), written with the usage itself.
+            sqlx::query(
+                "INSERT INTO stripe_meter_outbox (request_id, tenant_id, customer_id, value, \
+                 event_ms) SELECT $1, id, stripe_customer_id, $2, $3 FROM tenants \
+                 WHERE id = $4 AND plan = 'enterprise' AND stripe_customer_id IS NOT NULL \
+                 ON CONFLICT (request_id) DO NOTHING",
+            )
+            .bind(request_id)
+            .bind(cost)
+            .bind(f.finished_ms)
+            .bind(&tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         if f.status == UsageStatus::Rejected {
             // Nothing ran: the reservation is released, nothing is counted.
             tx.commit().await?;

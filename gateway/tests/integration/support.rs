@@ -224,7 +224,7 @@ impl TestApp {
     pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = (*self.state.config).clone();
         change(&mut config);
-        self.state.config = Arc::new(config);
+        self.state = self.state.reconfigured(config);
         self
     }
 
