@@ -206,6 +206,20 @@ fn nested_response_types_read_their_schemas() {
 }
 
 #[test]
+fn billing_and_budget_types_read_their_schemas() {
+    let spec = spec();
+    reads::<Balance>(&spec, "BalanceObject");
+    reads::<LedgerEntry>(&spec, "LedgerEntryObject");
+    reads::<List<LedgerEntry>>(&spec, "LedgerEntryList");
+    reads::<Invoice>(&spec, "InvoiceObject");
+    reads::<InvoiceLine>(&spec, "InvoiceLineObject");
+    reads::<List<Invoice>>(&spec, "InvoiceList");
+    reads::<Price>(&spec, "PriceObject");
+    reads::<List<Price>>(&spec, "PriceList");
+    reads::<Budget>(&spec, "BudgetObject");
+}
+
+#[test]
 fn request_types_send_documented_fields() {
     let spec = spec();
     let chat = ChatCompletionRequest {
@@ -237,6 +251,7 @@ fn request_types_send_documented_fields() {
     };
     sends(&spec, "ApiKeyUpdate", &update);
     sends(&spec, "ProjectCreate", &ProjectCreate { name: "p".into() });
+    sends(&spec, "BudgetUpdate", &BudgetUpdate { limit_micros: 1 });
 }
 
 #[test]
