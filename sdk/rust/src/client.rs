@@ -21,8 +21,15 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/chat/completions"),
     ("get", "/v1/organization/projects"),
     ("post", "/v1/organization/projects"),
+    ("get", "/v1/organization/projects/{project_id}"),
+    ("post", "/v1/organization/projects/{project_id}"),
+    ("post", "/v1/organization/projects/{project_id}/archive"),
     ("get", "/v1/organization/projects/{project_id}/api_keys"),
     ("post", "/v1/organization/projects/{project_id}/api_keys"),
+    (
+        "get",
+        "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+    ),
     (
         "post",
         "/v1/organization/projects/{project_id}/api_keys/{key_id}",
@@ -327,6 +334,29 @@ impl Client {
         self.all("/v1/organization/projects").await
     }
 
+    /// One project of the organization, archived or not.
+    pub async fn get_project(&self, project_id: &str) -> Result<Project, Error> {
+        let path = format!("/v1/organization/projects/{project_id}");
+        self.json::<Project, ()>(Method::GET, &path, None).await
+    }
+
+    /// Renames a project and/or replaces its rate limits.
+    pub async fn update_project(
+        &self,
+        project_id: &str,
+        update: &ProjectUpdate,
+    ) -> Result<Project, Error> {
+        let path = format!("/v1/organization/projects/{project_id}");
+        self.json(Method::POST, &path, Some(update)).await
+    }
+
+    /// Archives a project: its API keys stop working at once, and it leaves the list of
+    /// projects.
+    pub async fn archive_project(&self, project_id: &str) -> Result<Project, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/archive");
+        self.json::<Project, ()>(Method::POST, &path, None).await
+    }
+
     /// Creates a project API key; `value` of the answer is the only time the secret is shown.
     pub async fn create_api_key(
         &self,
@@ -341,6 +371,12 @@ impl Client {
     pub async fn list_api_keys(&self, project_id: &str) -> Result<Vec<ApiKey>, Error> {
         self.all(&format!("/v1/organization/projects/{project_id}/api_keys"))
             .await
+    }
+
+    /// One key of a project (the secret is never shown again).
+    pub async fn get_api_key(&self, project_id: &str, key_id: &str) -> Result<ApiKey, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/api_keys/{key_id}");
+        self.json::<ApiKey, ()>(Method::GET, &path, None).await
     }
 
     /// Revokes a key.

@@ -150,12 +150,26 @@ pub struct ProjectCreate {
     pub name: String,
 }
 
+/// `POST /v1/organization/projects/{project_id}`: a new name, new limits, or both.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ProjectUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Replaces all of the project's limits (a field left out falls back to the plan's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<KeyLimits>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Project {
     pub id: String,
     pub object: String,
     pub name: String,
+    /// `active` or `archived`.
     pub status: String,
+    /// Rate limits shared by the project's keys (unset ones are the plan's; a key's own
+    /// limits take precedence).
+    pub limits: KeyLimits,
     pub created_at: i64,
     pub archived_at: Option<i64>,
 }

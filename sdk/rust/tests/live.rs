@@ -153,6 +153,12 @@ async fn chat_keys_and_errors_against_a_live_server() {
         .unwrap();
     let fresh = Client::new(&key.value, &server.base_url);
     fresh.chat_completion(hello(1)).await.unwrap();
+    let got = admin.get_api_key(&project.id, &key.id).await.unwrap();
+    assert_eq!(
+        (got.id.as_str(), got.redacted_value.as_str()),
+        (key.id.as_str(), key.redacted_value.as_str())
+    );
+    assert!(got.last_used_at.is_some());
     let listed: Vec<String> = admin
         .list_api_keys(&project.id)
         .await
@@ -176,6 +182,62 @@ async fn chat_keys_and_errors_against_a_live_server() {
         .unwrap()
         .iter()
         .any(|p| p.id == project.id));
+
+    // A project is renamed with limits, read back, and archived: its keys stop working.
+    let update = ProjectUpdate {
+        name: Some("rust sdk renamed".into()),
+        limits: Some(KeyLimits {
+            rpm: Some(7),
+            ..Default::default()
+        }),
+    };
+    let renamed = admin.update_project(&project.id, &update).await.unwrap();
+    assert_eq!(renamed.name, "rust sdk renamed");
+    assert_eq!(renamed.limits.rpm, Some(7));
+    let got = admin.get_project(&project.id).await.unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.status.as_str()),
+        ("rust sdk renamed", "active")
+    );
+    assert_eq!(got.limits, renamed.limits);
+    let second = admin
+        .create_api_key(
+            &project.id,
+            &ApiKeyCreate {
+                name: "second".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let archived = admin.archive_project(&project.id).await.unwrap();
+    assert_eq!(archived.status, "archived");
+    assert!(archived.archived_at.is_some());
+    assert_eq!(
+        admin.get_project(&project.id).await.unwrap().archived_at,
+        archived.archived_at
+    );
+    let err = Client::new(&second.value, &server.base_url)
+        .chat_completion(hello(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Authentication));
+    assert!(!admin
+        .list_projects()
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.id == project.id));
+    // 409 is retried by default; once is enough here.
+    let err = admin
+        .clone()
+        .with_max_retries(0)
+        .update_project(&project.id, &update)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Conflict));
+    let err = admin.get_project("proj_doesnotexist").await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound));
 }
 
 #[tokio::test(flavor = "multi_thread")]

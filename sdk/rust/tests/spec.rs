@@ -252,6 +252,11 @@ fn request_types_send_documented_fields() {
     sends(&spec, "ApiKeyUpdate", &update);
     sends(&spec, "ProjectCreate", &ProjectCreate { name: "p".into() });
     sends(&spec, "BudgetUpdate", &BudgetUpdate { limit_micros: 1 });
+    let project = ProjectUpdate {
+        name: Some("p".into()),
+        limits: Some(KeyLimits::default()),
+    };
+    sends(&spec, "ProjectUpdate", &project);
 }
 
 #[test]
