@@ -21,8 +21,15 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/chat/completions"),
     ("get", "/v1/organization/projects"),
     ("post", "/v1/organization/projects"),
+    ("get", "/v1/organization/projects/{project_id}"),
+    ("post", "/v1/organization/projects/{project_id}"),
+    ("post", "/v1/organization/projects/{project_id}/archive"),
     ("get", "/v1/organization/projects/{project_id}/api_keys"),
     ("post", "/v1/organization/projects/{project_id}/api_keys"),
+    (
+        "get",
+        "/v1/organization/projects/{project_id}/api_keys/{key_id}",
+    ),
     (
         "post",
         "/v1/organization/projects/{project_id}/api_keys/{key_id}",
@@ -34,6 +41,30 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/v1/organization/usage/completions"),
     ("get", "/v1/organization/costs"),
     ("get", "/v1/organization/credits"),
+    ("get", "/v1/billing/balance"),
+    ("get", "/v1/billing/ledger"),
+    ("get", "/v1/billing/invoices"),
+    ("get", "/v1/billing/invoices/upcoming"),
+    ("get", "/v1/billing/invoices/{invoice_id}"),
+    ("get", "/v1/billing/prices"),
+    ("get", "/v1/organization/budget"),
+    ("post", "/v1/organization/budget"),
+    ("delete", "/v1/organization/budget"),
+    ("get", "/v1/organization/projects/{project_id}/budget"),
+    ("post", "/v1/organization/projects/{project_id}/budget"),
+    ("delete", "/v1/organization/projects/{project_id}/budget"),
+    (
+        "get",
+        "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+    ),
+    (
+        "post",
+        "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+    ),
+    (
+        "delete",
+        "/v1/organization/projects/{project_id}/api_keys/{key_id}/budget",
+    ),
     ("post", "/v1/ws/tickets"),
     ("get", "/v1/chat/ws"),
 ];
@@ -303,6 +334,29 @@ impl Client {
         self.all("/v1/organization/projects").await
     }
 
+    /// One project of the organization, archived or not.
+    pub async fn get_project(&self, project_id: &str) -> Result<Project, Error> {
+        let path = format!("/v1/organization/projects/{project_id}");
+        self.json::<Project, ()>(Method::GET, &path, None).await
+    }
+
+    /// Renames a project and/or replaces its rate limits.
+    pub async fn update_project(
+        &self,
+        project_id: &str,
+        update: &ProjectUpdate,
+    ) -> Result<Project, Error> {
+        let path = format!("/v1/organization/projects/{project_id}");
+        self.json(Method::POST, &path, Some(update)).await
+    }
+
+    /// Archives a project: its API keys stop working at once, and it leaves the list of
+    /// projects.
+    pub async fn archive_project(&self, project_id: &str) -> Result<Project, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/archive");
+        self.json::<Project, ()>(Method::POST, &path, None).await
+    }
+
     /// Creates a project API key; `value` of the answer is the only time the secret is shown.
     pub async fn create_api_key(
         &self,
@@ -317,6 +371,12 @@ impl Client {
     pub async fn list_api_keys(&self, project_id: &str) -> Result<Vec<ApiKey>, Error> {
         self.all(&format!("/v1/organization/projects/{project_id}/api_keys"))
             .await
+    }
+
+    /// One key of a project (the secret is never shown again).
+    pub async fn get_api_key(&self, project_id: &str, key_id: &str) -> Result<ApiKey, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/api_keys/{key_id}");
+        self.json::<ApiKey, ()>(Method::GET, &path, None).await
     }
 
     /// Revokes a key.
@@ -354,6 +414,117 @@ impl Client {
     pub async fn credits(&self) -> Result<Credits, Error> {
         self.json::<Credits, ()>(Method::GET, "/v1/organization/credits", None)
             .await
+    }
+
+    /// The organization's prepaid balance (micro-USD: 1 USD = 1,000,000).
+    pub async fn get_balance(&self) -> Result<Balance, Error> {
+        self.json::<Balance, ()>(Method::GET, "/v1/billing/balance", None)
+            .await
+    }
+
+    /// Every ledger entry of the organization, newest first, following the list's cursor.
+    pub async fn list_ledger(&self) -> Result<Vec<LedgerEntry>, Error> {
+        self.all("/v1/billing/ledger").await
+    }
+
+    /// Every finalized invoice of the organization, newest first, following the list's cursor.
+    pub async fn list_invoices(&self) -> Result<Vec<Invoice>, Error> {
+        self.all("/v1/billing/invoices").await
+    }
+
+    /// One finalized invoice.
+    pub async fn get_invoice(&self, invoice_id: &str) -> Result<Invoice, Error> {
+        let path = format!("/v1/billing/invoices/{}", percent_encode(invoice_id));
+        self.json::<Invoice, ()>(Method::GET, &path, None).await
+    }
+
+    /// The statement of a month (`YYYY-MM`, UTC; `None`: the current one): the finalized
+    /// invoice when there is one, else the running draft.
+    pub async fn upcoming_invoice(&self, period: Option<&str>) -> Result<Invoice, Error> {
+        let path = with_query("/v1/billing/invoices/upcoming", &[("period", period)]);
+        self.json::<Invoice, ()>(Method::GET, &path, None).await
+    }
+
+    /// The price catalog (past, current and scheduled prices), or one model's prices.
+    pub async fn list_prices(&self, model: Option<&str>) -> Result<Vec<Price>, Error> {
+        let path = with_query("/v1/billing/prices", &[("model", model)]);
+        let list: List<Price> = self
+            .json::<List<Price>, ()>(Method::GET, &path, None)
+            .await?;
+        Ok(list.data)
+    }
+
+    /// The organization's monthly spend cap and what it counts.
+    pub async fn get_organization_budget(&self) -> Result<Budget, Error> {
+        self.budget(Method::GET, "/v1/organization/budget", None)
+            .await
+    }
+
+    /// Sets or replaces the organization's monthly cap, in micro-USD.
+    pub async fn set_organization_budget(&self, limit_micros: i64) -> Result<Budget, Error> {
+        self.budget(Method::POST, "/v1/organization/budget", Some(limit_micros))
+            .await
+    }
+
+    /// Removes the organization's cap; answers the budget without it.
+    pub async fn delete_organization_budget(&self) -> Result<Budget, Error> {
+        self.budget(Method::DELETE, "/v1/organization/budget", None)
+            .await
+    }
+
+    /// A project's monthly spend cap and what it counts.
+    pub async fn get_project_budget(&self, project_id: &str) -> Result<Budget, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/budget");
+        self.budget(Method::GET, &path, None).await
+    }
+
+    /// Sets or replaces a project's monthly cap, in micro-USD.
+    pub async fn set_project_budget(
+        &self,
+        project_id: &str,
+        limit_micros: i64,
+    ) -> Result<Budget, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/budget");
+        self.budget(Method::POST, &path, Some(limit_micros)).await
+    }
+
+    /// Removes a project's cap; answers the budget without it.
+    pub async fn delete_project_budget(&self, project_id: &str) -> Result<Budget, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/budget");
+        self.budget(Method::DELETE, &path, None).await
+    }
+
+    /// An API key's lifetime spend cap and what it counts.
+    pub async fn get_key_budget(&self, project_id: &str, key_id: &str) -> Result<Budget, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/api_keys/{key_id}/budget");
+        self.budget(Method::GET, &path, None).await
+    }
+
+    /// Sets or replaces an API key's lifetime cap, in micro-USD.
+    pub async fn set_key_budget(
+        &self,
+        project_id: &str,
+        key_id: &str,
+        limit_micros: i64,
+    ) -> Result<Budget, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/api_keys/{key_id}/budget");
+        self.budget(Method::POST, &path, Some(limit_micros)).await
+    }
+
+    /// Removes an API key's cap; answers the budget without it.
+    pub async fn delete_key_budget(&self, project_id: &str, key_id: &str) -> Result<Budget, Error> {
+        let path = format!("/v1/organization/projects/{project_id}/api_keys/{key_id}/budget");
+        self.budget(Method::DELETE, &path, None).await
+    }
+
+    async fn budget(
+        &self,
+        method: Method,
+        path: &str,
+        limit_micros: Option<i64>,
+    ) -> Result<Budget, Error> {
+        let body = limit_micros.map(|limit_micros| BudgetUpdate { limit_micros });
+        self.json(method, path, body.as_ref()).await
     }
 
     /// A single-use ticket for `GET /v1/chat/ws?ticket=`.
@@ -424,6 +595,19 @@ impl Client {
     }
 }
 
+/// `path` with the given query parameters (those that are `Some`), percent-encoded.
+fn with_query(path: &str, params: &[(&str, Option<&str>)]) -> String {
+    let qs: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={}", percent_encode(v))))
+        .collect();
+    if qs.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", qs.join("&"))
+    }
+}
+
 /// A query value, percent-encoded (RFC 3986 unreserved characters kept).
 fn percent_encode(value: &str) -> String {
     value
@@ -479,6 +663,15 @@ mod tests {
         assert!(backoff(0) <= Duration::from_millis(500));
         assert!(backoff(1) >= Duration::from_millis(750));
         assert!(backoff(10) <= Duration::from_secs(8));
+    }
+
+    #[test]
+    fn queries_leave_out_none_and_encode_values() {
+        assert_eq!(with_query("/p", &[("model", None)]), "/p");
+        assert_eq!(
+            with_query("/p", &[("a", Some("x y/z")), ("b", None), ("c", Some("1"))]),
+            "/p?a=x%20y%2Fz&c=1"
+        );
     }
 
     #[test]

@@ -150,12 +150,26 @@ pub struct ProjectCreate {
     pub name: String,
 }
 
+/// `POST /v1/organization/projects/{project_id}`: a new name, new limits, or both.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ProjectUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Replaces all of the project's limits (a field left out falls back to the plan's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<KeyLimits>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Project {
     pub id: String,
     pub object: String,
     pub name: String,
+    /// `active` or `archived`.
     pub status: String,
+    /// Rate limits shared by the project's keys (unset ones are the plan's; a key's own
+    /// limits take precedence).
+    pub limits: KeyLimits,
     pub created_at: i64,
     pub archived_at: Option<i64>,
 }
@@ -341,4 +355,148 @@ pub struct CreditEntry {
 pub struct WsTicket {
     pub ticket: String,
     pub expires_at: i64,
+}
+
+/// The organization's prepaid balance (`GET /v1/billing/balance`). Amounts are micro-USD
+/// (1 USD = 1,000,000).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Balance {
+    /// Always `billing.balance`.
+    pub object: String,
+    /// `free`, `pay_as_you_go` or `enterprise`.
+    pub plan: String,
+    /// `prepaid` (requests are paid from the balance) or `postpaid` (usage is invoiced; the
+    /// amounts are 0).
+    pub mode: String,
+    pub currency: String,
+    /// The ledger's sum.
+    pub balance_micros: i64,
+    /// Held by requests in flight.
+    pub reserved_micros: i64,
+    /// What new requests can still reserve.
+    pub available_micros: i64,
+}
+
+/// One ledger entry and its cause (`object: billing.ledger_entry`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LedgerEntry {
+    pub id: String,
+    pub object: String,
+    /// `grant`, `top_up`, `usage` (negative), `adjustment` or `refund`.
+    pub kind: String,
+    /// Micro-USD; negative for debits.
+    pub amount_micros: i64,
+    pub currency: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The request a usage debit is for.
+    pub request_id: Option<String>,
+    /// The payment a top-up came from.
+    pub payment_id: Option<String>,
+    /// Who posted it: `system`, `stripe`, `operator:<name>`.
+    pub actor: Option<String>,
+    /// The reason of an adjustment or refund; a description otherwise.
+    pub reason: Option<String>,
+    /// The entry a refund reverses.
+    pub refund_of: Option<String>,
+}
+
+/// The statement of one calendar month, UTC (`object: billing.invoice`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Invoice {
+    /// `None` for a draft (the running statement of a month not finalized yet).
+    pub id: Option<String>,
+    pub object: String,
+    /// `draft` or `finalized` (never changes again).
+    pub status: String,
+    /// The month, `YYYY-MM`.
+    pub period: String,
+    /// Unix seconds, inclusive.
+    pub period_start: i64,
+    /// Unix seconds, exclusive.
+    pub period_end: i64,
+    pub plan: String,
+    pub currency: String,
+    pub lines: Vec<InvoiceLine>,
+    /// The sum of the lines, micro-USD.
+    pub subtotal_micros: i64,
+    /// What prepaid credits paid of it, micro-USD.
+    pub credits_applied_micros: i64,
+    /// What is owed (postpaid usage), micro-USD.
+    pub amount_due_micros: i64,
+    /// Finalization time (drafts: now), Unix seconds.
+    pub created_at: i64,
+}
+
+/// One invoice line: a model's billed requests at one catalog price.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvoiceLine {
+    pub model: String,
+    /// The catalog price (`None` for usage older than the catalog).
+    pub price_id: Option<String>,
+    pub requests: i64,
+    /// Prompt tokens billed at the input price.
+    pub input_tokens: i64,
+    /// Prompt tokens served from the prefix cache, billed at the cached-input price.
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    /// Micro-USD per 1M tokens.
+    pub input_micros_per_million: Option<i64>,
+    pub cached_input_micros_per_million: Option<i64>,
+    pub output_micros_per_million: Option<i64>,
+    /// The sum of the requests' costs, micro-USD.
+    pub amount_micros: i64,
+}
+
+/// A catalog price (`object: billing.price`), micro-USD per 1M tokens.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Price {
+    pub id: String,
+    pub object: String,
+    pub model: String,
+    pub currency: String,
+    /// Uncached prompt tokens.
+    pub input_micros_per_million: i64,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_input_micros_per_million: i64,
+    /// Generated tokens.
+    pub output_micros_per_million: i64,
+    /// From when (Unix seconds) until the model's next price; 0 for the configured price.
+    pub effective_at: i64,
+    pub created_at: i64,
+    /// `config`, or `operator:<name>`.
+    pub created_by: String,
+}
+
+/// A spend cap and what it counts (`object: organization.budget`), micro-USD.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Budget {
+    pub object: String,
+    /// `organization`, `project` or `api_key`.
+    pub scope: String,
+    /// The organization's, project's or key's id.
+    pub scope_id: String,
+    /// `monthly` (organization and project: starts again on the 1st of each month, UTC) or
+    /// `lifetime` (API key).
+    pub period: String,
+    /// The cap; `None` when none is set.
+    pub limit_micros: Option<i64>,
+    /// Spent in the current period.
+    pub spent_micros: i64,
+    /// Held by requests in flight (their maximum cost).
+    pub reserved_micros: i64,
+    /// What new requests can still reserve; `None` without a cap.
+    pub available_micros: Option<i64>,
+    /// Unix seconds: the start of the current period (`None` for lifetime budgets).
+    pub period_start: Option<i64>,
+    /// Unix seconds: when a monthly budget starts again (`None` for lifetime budgets).
+    pub resets_at: Option<i64>,
+}
+
+/// `POST .../budget`: a new cap.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetUpdate {
+    /// Micro-USD, 1 to 10^15. Requests whose maximum cost does not fit in what is left are
+    /// refused with 429 `insufficient_quota`.
+    pub limit_micros: i64,
 }

@@ -94,11 +94,14 @@ fn start() -> Server {
     server
 }
 
+/// A short chat, greedy: a sampled answer may end (EOS) before `max_tokens`, which the
+/// assertions on token counts and `finish_reason: length` cannot allow.
 fn hello(max_tokens: u32) -> ChatCompletionRequest {
     ChatCompletionRequest {
         model: MODEL.into(),
         messages: vec![ChatMessage::user("Say hello.")],
         max_tokens: Some(max_tokens),
+        temperature: Some(0.0),
         ..Default::default()
     }
 }
@@ -153,6 +156,12 @@ async fn chat_keys_and_errors_against_a_live_server() {
         .unwrap();
     let fresh = Client::new(&key.value, &server.base_url);
     fresh.chat_completion(hello(1)).await.unwrap();
+    let got = admin.get_api_key(&project.id, &key.id).await.unwrap();
+    assert_eq!(
+        (got.id.as_str(), got.redacted_value.as_str()),
+        (key.id.as_str(), key.redacted_value.as_str())
+    );
+    assert!(got.last_used_at.is_some());
     let listed: Vec<String> = admin
         .list_api_keys(&project.id)
         .await
@@ -176,6 +185,62 @@ async fn chat_keys_and_errors_against_a_live_server() {
         .unwrap()
         .iter()
         .any(|p| p.id == project.id));
+
+    // A project is renamed with limits, read back, and archived: its keys stop working.
+    let update = ProjectUpdate {
+        name: Some("rust sdk renamed".into()),
+        limits: Some(KeyLimits {
+            rpm: Some(7),
+            ..Default::default()
+        }),
+    };
+    let renamed = admin.update_project(&project.id, &update).await.unwrap();
+    assert_eq!(renamed.name, "rust sdk renamed");
+    assert_eq!(renamed.limits.rpm, Some(7));
+    let got = admin.get_project(&project.id).await.unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.status.as_str()),
+        ("rust sdk renamed", "active")
+    );
+    assert_eq!(got.limits, renamed.limits);
+    let second = admin
+        .create_api_key(
+            &project.id,
+            &ApiKeyCreate {
+                name: "second".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let archived = admin.archive_project(&project.id).await.unwrap();
+    assert_eq!(archived.status, "archived");
+    assert!(archived.archived_at.is_some());
+    assert_eq!(
+        admin.get_project(&project.id).await.unwrap().archived_at,
+        archived.archived_at
+    );
+    let err = Client::new(&second.value, &server.base_url)
+        .chat_completion(hello(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Authentication));
+    assert!(!admin
+        .list_projects()
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.id == project.id));
+    // 409 is retried by default; once is enough here.
+    let err = admin
+        .clone()
+        .with_max_retries(0)
+        .update_project(&project.id, &update)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Conflict));
+    let err = admin.get_project("proj_doesnotexist").await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,9 +352,284 @@ async fn websocket_limits_and_usage_against_a_live_server() {
     );
 }
 
+/// Signs up a new user, which creates a new organization on the free plan; answers a client
+/// authenticated with the session's access token (the organization's owner).
+async fn sign_up(server: &Server, email: &str) -> Client {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/auth/signup", server.base_url))
+        .json(&serde_json::json!({ "email": email, "password": "rust-sdk-password-2" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let session: serde_json::Value = response.json().await.unwrap();
+    Client::new(session["access_token"].as_str().unwrap(), &server.base_url)
+}
+
+/// The ledger once it holds `n` entries (a request's debit is written as it ends).
+async fn ledger_of(client: &Client, n: usize) -> Vec<LedgerEntry> {
+    for _ in 0..100 {
+        let ledger = client.list_ledger().await.unwrap();
+        if ledger.len() >= n {
+            return ledger;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the ledger never held {n} entries");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn billing_and_budgets_of_a_fresh_organization() {
+    let server = start();
+    let owner = sign_up(&server, "billing@example.com").await;
+
+    // A new organization is on the free plan, prepaid from its grant, and owes nothing yet.
+    let balance = owner.get_balance().await.unwrap();
+    assert_eq!(balance.object, "billing.balance");
+    assert_eq!(
+        (
+            balance.plan.as_str(),
+            balance.mode.as_str(),
+            balance.currency.as_str()
+        ),
+        ("free", "prepaid", "usd")
+    );
+    assert!(balance.balance_micros > 0);
+    assert_eq!(balance.reserved_micros, 0);
+    assert_eq!(balance.available_micros, balance.balance_micros);
+    let ledger = owner.list_ledger().await.unwrap();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].object, "billing.ledger_entry");
+    assert_eq!(ledger[0].kind, "grant");
+    assert_eq!(ledger[0].amount_micros, balance.balance_micros);
+    assert!(owner.list_invoices().await.unwrap().is_empty());
+    let draft = owner.upcoming_invoice(None).await.unwrap();
+    assert_eq!(
+        (draft.status.as_str(), draft.id.as_deref()),
+        ("draft", None)
+    );
+    assert!(draft.lines.is_empty() && draft.subtotal_micros == 0);
+
+    // A chat through one of its keys is debited from the balance at the catalog price.
+    let project = owner.create_project("billed").await.unwrap();
+    let key = owner
+        .create_api_key(
+            &project.id,
+            &ApiKeyCreate {
+                name: "billed".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let member = Client::new(&key.value, &server.base_url);
+    let chat = member.chat_completion(hello(3)).await.unwrap();
+    let ledger = ledger_of(&owner, 2).await;
+    let debit = &ledger[0];
+    assert_eq!(debit.kind, "usage", "newest first: {ledger:?}");
+    assert!(debit.amount_micros < 0 && debit.request_id.is_some());
+    assert_eq!(ledger[1].kind, "grant");
+    let after = owner.get_balance().await.unwrap();
+    assert_eq!(
+        after.balance_micros,
+        ledger.iter().map(|e| e.amount_micros).sum::<i64>()
+    );
+    let prices = owner.list_prices(None).await.unwrap();
+    assert!(prices.iter().any(|p| p.model == MODEL), "{prices:?}");
+    let price = owner.list_prices(Some(MODEL)).await.unwrap();
+    assert!(price
+        .iter()
+        .all(|p| p.model == MODEL && p.object == "billing.price"));
+    let invoice = owner.upcoming_invoice(None).await.unwrap();
+    assert_eq!(invoice.lines.len(), 1, "{invoice:?}");
+    let line = &invoice.lines[0];
+    assert_eq!((line.model.as_str(), line.requests), (MODEL, 1));
+    assert_eq!(
+        line.input_tokens + line.cached_input_tokens,
+        i64::from(chat.usage.prompt_tokens)
+    );
+    assert_eq!(line.output_tokens, i64::from(chat.usage.completion_tokens));
+    assert_eq!(line.amount_micros, -debit.amount_micros);
+    assert_eq!(invoice.subtotal_micros, line.amount_micros);
+    let billed_at = price
+        .iter()
+        .find(|p| Some(&p.id) == line.price_id.as_ref())
+        .expect("the line's price is in the catalog");
+    assert_eq!(
+        line.output_micros_per_million,
+        Some(billed_at.output_micros_per_million)
+    );
+    assert_eq!(
+        owner
+            .upcoming_invoice(Some(&invoice.period))
+            .await
+            .unwrap()
+            .period_start,
+        invoice.period_start
+    );
+    let err = owner
+        .upcoming_invoice(Some("not-a-month"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::UnprocessableEntity));
+    let err = owner.get_invoice("inv_doesnotexist").await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound));
+
+    // A project budget is set, counts the project's spend this month, and is deleted.
+    assert_eq!(
+        owner
+            .get_project_budget(&project.id)
+            .await
+            .unwrap()
+            .limit_micros,
+        None
+    );
+    let set = owner
+        .set_project_budget(&project.id, 5_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            set.scope.as_str(),
+            set.scope_id.as_str(),
+            set.period.as_str()
+        ),
+        ("project", project.id.as_str(), "monthly")
+    );
+    assert_eq!(set.limit_micros, Some(5_000_000));
+    let read = owner.get_project_budget(&project.id).await.unwrap();
+    assert_eq!(read.limit_micros, Some(5_000_000));
+    assert_eq!(read.spent_micros, -debit.amount_micros);
+    assert_eq!(
+        read.available_micros,
+        Some(5_000_000 - read.spent_micros - read.reserved_micros)
+    );
+    assert!(matches!((read.period_start, read.resets_at), (Some(s), Some(e)) if e > s));
+    let deleted = owner.delete_project_budget(&project.id).await.unwrap();
+    assert_eq!(
+        (deleted.limit_micros, deleted.available_micros),
+        (None, None)
+    );
+    assert_eq!(
+        owner
+            .get_project_budget(&project.id)
+            .await
+            .unwrap()
+            .limit_micros,
+        None
+    );
+    let err = owner.set_project_budget(&project.id, 0).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::UnprocessableEntity));
+    let err = owner
+        .get_project_budget("proj_doesnotexist")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound));
+
+    // A key's budget below what it already spent refuses its next request until deleted.
+    let capped = owner.set_key_budget(&project.id, &key.id, 1).await.unwrap();
+    assert_eq!(
+        (
+            capped.scope.as_str(),
+            capped.period.as_str(),
+            capped.limit_micros
+        ),
+        ("api_key", "lifetime", Some(1))
+    );
+    assert_eq!(
+        owner
+            .get_key_budget(&project.id, &key.id)
+            .await
+            .unwrap()
+            .spent_micros,
+        -debit.amount_micros
+    );
+    let err = member.chat_completion(hello(1)).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InsufficientQuota), "{err}");
+    let uncapped = owner.delete_key_budget(&project.id, &key.id).await.unwrap();
+    assert_eq!(uncapped.limit_micros, None);
+    member.chat_completion(hello(1)).await.unwrap();
+
+    // The organization's budget.
+    let org = owner.get_organization_budget().await.unwrap();
+    assert_eq!(
+        (org.scope.as_str(), org.limit_micros),
+        ("organization", None)
+    );
+    let set = owner.set_organization_budget(1_000_000_000).await.unwrap();
+    assert_eq!(
+        (set.scope_id.as_str(), set.limit_micros),
+        (org.scope_id.as_str(), Some(1_000_000_000))
+    );
+    assert_eq!(
+        owner.get_organization_budget().await.unwrap().limit_micros,
+        Some(1_000_000_000)
+    );
+    assert_eq!(
+        owner
+            .delete_organization_budget()
+            .await
+            .unwrap()
+            .limit_micros,
+        None
+    );
+
+    // Another organization sees none of it.
+    let other = sign_up(&server, "other@example.com").await;
+    assert_eq!(other.list_ledger().await.unwrap().len(), 1);
+    let err = other.get_project_budget(&project.id).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound));
+}
+
+#[tokio::test]
+async fn the_ledger_follows_its_cursor_to_the_last_page() {
+    let entry = |id: &str| {
+        format!(
+            r#"{{"id":"{id}","object":"billing.ledger_entry","kind":"usage","amount_micros":-1,"currency":"usd","created_at":1,"request_id":"r","payment_id":null,"actor":"system","reason":null,"refund_of":null}}"#
+        )
+    };
+    let page = |ids: &[&str], has_more: bool| {
+        let data: Vec<String> = ids.iter().map(|id| entry(id)).collect();
+        format!(
+            r#"{{"object":"list","data":[{}],"first_id":"{}","last_id":"{}","has_more":{has_more}}}"#,
+            data.join(","),
+            ids[0],
+            ids[ids.len() - 1]
+        )
+    };
+    let (url, seen) = scripted(vec![
+        response("200 OK", "", &page(&["led_3", "led_2"], true)),
+        response("200 OK", "", &page(&["led_1"], false)),
+    ]);
+    let ledger = Client::new("sf-x", url).list_ledger().await.unwrap();
+    let ids: Vec<&str> = ledger.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["led_3", "led_2", "led_1"]);
+    let targets: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.target.clone())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "/v1/billing/ledger?limit=100",
+            "/v1/billing/ledger?limit=100&after=led_2"
+        ]
+    );
+}
+
+/// What the scripted server saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// The request line's target, e.g. `/v1/billing/ledger?limit=100`.
+    target: String,
+    idempotency_key: String,
+}
+
 /// A server that answers each connection with the next scripted response and records the
-/// requests' `Idempotency-Key`.
-fn scripted(answers: Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
+/// requests' targets and `Idempotency-Key`.
+fn scripted(answers: Vec<String>) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -300,6 +640,13 @@ fn scripted(answers: Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut length = 0;
             let mut key = String::new();
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let target = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
             loop {
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
@@ -317,7 +664,10 @@ fn scripted(answers: Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            record.lock().unwrap().push(key);
+            record.lock().unwrap().push(Seen {
+                target,
+                idempotency_key: key,
+            });
             stream.write_all(answer.as_bytes()).unwrap();
         }
     });
@@ -347,7 +697,8 @@ async fn a_retry_after_429_succeeds_with_the_same_idempotency_key() {
     assert_eq!(completion.choices[0].message.content.as_deref(), Some("hi"));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
-    assert!(!seen[0].is_empty() && seen[0] == seen[1]);
+    assert!(!seen[0].idempotency_key.is_empty());
+    assert_eq!(seen[0].idempotency_key, seen[1].idempotency_key);
 }
 
 #[tokio::test]

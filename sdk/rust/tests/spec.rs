@@ -71,10 +71,76 @@ fn instance(spec: &Value, s: &Value) -> Value {
     }
 }
 
+/// The field names a struct reads, as its `Deserialize` derive declares them to serde (before
+/// any data is read): a deserializer that only answers `deserialize_struct`, with the names.
+fn fields_of<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+    use serde::de::Visitor;
+
+    #[derive(Debug)]
+    struct Fields(Vec<&'static str>);
+    impl std::fmt::Display for Fields {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "fields {:?}", self.0)
+        }
+    }
+    impl std::error::Error for Fields {}
+    impl serde::de::Error for Fields {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Fields(Vec::new())
+        }
+    }
+    struct Probe;
+    impl<'de> serde::Deserializer<'de> for Probe {
+        type Error = Fields;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+            Err(Fields(Vec::new()))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Fields> {
+            Err(Fields(fields.to_vec()))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    match T::deserialize(Probe) {
+        Err(Fields(fields)) => fields,
+        Ok(_) => Vec::new(),
+    }
+}
+
+/// Whether an object schema (or one of the parts of its `allOf`) has the property `field`.
+fn documents(spec: &Value, s: &Value, field: &str) -> bool {
+    let s = resolve(spec, s);
+    s["properties"].get(field).is_some()
+        || s["allOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|part| documents(spec, part, field))
+}
+
+/// `T` reads a minimal instance of the schema `name`, and every field it reads is one the
+/// schema documents (so an optional field cannot be misspelt into never being read).
 fn reads<T: serde::de::DeserializeOwned>(spec: &Value, name: &str) {
-    let value = instance(spec, schema(spec, name));
+    let s = schema(spec, name);
+    let value = instance(spec, s);
     if let Err(e) = serde_json::from_value::<T>(value.clone()) {
         panic!("{name}: the Rust type does not read {value}: {e}");
+    }
+    let fields = fields_of::<T>();
+    assert!(!fields.is_empty(), "{name}: the Rust type is not a struct");
+    for field in fields {
+        assert!(
+            documents(spec, s, field),
+            "{name}: the Rust type reads '{field}', which the spec does not document"
+        );
     }
 }
 
@@ -124,6 +190,36 @@ fn response_types_read_their_schemas() {
 }
 
 #[test]
+fn nested_response_types_read_their_schemas() {
+    let spec = spec();
+    reads::<ChatChoice>(&spec, "ChatChoice");
+    reads::<AssistantMessage>(&spec, "AssistantMessage");
+    reads::<Usage>(&spec, "UsageObject");
+    reads::<ErrorObject>(&spec, "ErrorObject");
+    reads::<KeyLimits>(&spec, "KeyLimits");
+    reads::<UsageBucket<CompletionsUsage>>(&spec, "UsageBucket_CompletionsUsageResult");
+    reads::<CompletionsUsage>(&spec, "CompletionsUsageResult");
+    reads::<UsageBucket<CostResult>>(&spec, "UsageBucket_CostResult");
+    reads::<CostResult>(&spec, "CostResult");
+    reads::<CostAmount>(&spec, "CostAmount");
+    reads::<CreditEntry>(&spec, "CreditEntryObject");
+}
+
+#[test]
+fn billing_and_budget_types_read_their_schemas() {
+    let spec = spec();
+    reads::<Balance>(&spec, "BalanceObject");
+    reads::<LedgerEntry>(&spec, "LedgerEntryObject");
+    reads::<List<LedgerEntry>>(&spec, "LedgerEntryList");
+    reads::<Invoice>(&spec, "InvoiceObject");
+    reads::<InvoiceLine>(&spec, "InvoiceLineObject");
+    reads::<List<Invoice>>(&spec, "InvoiceList");
+    reads::<Price>(&spec, "PriceObject");
+    reads::<List<Price>>(&spec, "PriceList");
+    reads::<Budget>(&spec, "BudgetObject");
+}
+
+#[test]
 fn request_types_send_documented_fields() {
     let spec = spec();
     let chat = ChatCompletionRequest {
@@ -155,6 +251,12 @@ fn request_types_send_documented_fields() {
     };
     sends(&spec, "ApiKeyUpdate", &update);
     sends(&spec, "ProjectCreate", &ProjectCreate { name: "p".into() });
+    sends(&spec, "BudgetUpdate", &BudgetUpdate { limit_micros: 1 });
+    let project = ProjectUpdate {
+        name: Some("p".into()),
+        limits: Some(KeyLimits::default()),
+    };
+    sends(&spec, "ProjectUpdate", &project);
 }
 
 #[test]
@@ -169,4 +271,21 @@ fn the_checker_catches_a_type_that_does_not_fit() {
     let spec = spec();
     let value = instance(&spec, schema(&spec, "ProjectObject"));
     assert!(serde_json::from_value::<Wrong>(value).is_err());
+}
+
+#[test]
+fn the_checker_catches_an_undocumented_optional_field() {
+    // An optional field reads any instance, but its name must still be in the schema.
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Misspelt {
+        id: String,
+        #[serde(rename = "archived")]
+        archived_at: Option<i64>,
+    }
+    assert_eq!(fields_of::<Misspelt>(), ["id", "archived"]);
+    let spec = spec();
+    let caught = std::panic::catch_unwind(|| reads::<Misspelt>(&spec, "ProjectObject"));
+    assert!(caught.is_err());
+    reads::<Project>(&spec, "ProjectObject");
 }
