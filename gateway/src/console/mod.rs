@@ -75,6 +75,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/usage", web::get().to(usage::usage))
         .route("/usage.csv", web::get().to(usage::usage_csv))
         .route("/billing", web::get().to(billing::billing))
+        .route(
+            "/billing/invoices/upcoming",
+            web::get().to(billing::upcoming_invoice),
+        )
+        .route(
+            "/billing/invoices/{invoice}",
+            web::get().to(billing::invoice),
+        )
         .route("/audit", web::get().to(audit_log::audit_log))
         .route(
             "/organizations/switch",

@@ -1075,6 +1075,220 @@ async fn members_change_role(app: TestApp) {
     assert_eq!(member["role"], "viewer");
 }
 
+/// The amounts of the ledger table's rows, top to bottom.
+fn ledger_amounts(html: &str) -> Vec<String> {
+    let table = between(html, "<table id=\"ledger\">", "</table>");
+    let body = between(table, "<tbody>", "</tbody>");
+    body.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            row.split("<td>")
+                .nth(3)
+                .unwrap()
+                .split("</td>")
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The `href` of the link with id `id`, if the page has one.
+fn link_of(html: &str, id: &str) -> Option<String> {
+    let marker = format!("id=\"{id}\"");
+    let at = html.find(&marker)?;
+    let tag_start = html[..at].rfind('<').unwrap();
+    let tag = &html[tag_start..tag_start + html[tag_start..].find('>').unwrap()];
+    Some(between(tag, "href=\"", "\"").replace("&amp;", "&"))
+}
+
+/// The billing page lists the running month's statement and the finalized invoices, each
+/// opening the printable page, for members of the organization only.
+async fn billing_invoices(app: TestApp) {
+    let owner = app.signup("payer@example.com").await;
+    let project = app.default_project(&owner.access).await;
+    let (key, _) = app
+        .create_key(&owner.access, &project, &["inference"])
+        .await;
+    record_usage(
+        &app,
+        &owner.tenant_id,
+        &project,
+        &key,
+        "smollm2-135m-instruct",
+        (20, 7),
+    )
+    .await;
+    let mut browser = Browser::new(&app);
+    browser.signin("payer@example.com").await;
+
+    // Before finalization: the running draft, no invoices yet, and a spot for top-ups.
+    let html = assert_html(&browser.get("/billing").await, 200);
+    assert!(html.contains("<h2>Top-ups</h2>"), "{html}");
+    assert!(
+        html.contains("<dd id=\"upcoming-status\">draft</dd>"),
+        "{html}"
+    );
+    assert!(html.contains("<dd id=\"upcoming-subtotal\">$0.000100</dd>"));
+    assert!(html.contains("<dd id=\"upcoming-credits\">$0.000100</dd>"));
+    assert!(html.contains("<dd id=\"upcoming-due\">$0.000000</dd>"));
+    assert!(html.contains("<p id=\"invoice-count\">0 finalized invoices</p>"));
+    assert!(!html.contains("<table id=\"invoices\">"));
+    assert!(html.contains("href=\"/billing/invoices/upcoming\""));
+    let draft = browser.get("/billing/invoices/upcoming").await;
+    assert_eq!(draft.status.as_u16(), 200, "{}", draft.body);
+    let draft = text(draft.body);
+    assert!(draft.contains("<td>draft</td>"), "{draft}");
+    assert!(draft.contains("smollm2-135m-instruct"));
+
+    // Finalized: listed, and its printable page is the billing module's.
+    let period = gateway::billing::period::Period::containing(now_ms());
+    let invoice = app
+        .state
+        .store
+        .finalize_invoice(&owner.tenant_id, period.start_ms(), period.end_ms())
+        .await
+        .unwrap();
+    let id = invoice.id.clone().unwrap();
+    let html = assert_html(&browser.get("/billing").await, 200);
+    assert!(
+        html.contains("<p id=\"invoice-count\">1 finalized invoice</p>"),
+        "{html}"
+    );
+    let table = between(&html, "<table id=\"invoices\">", "</table>");
+    assert_eq!(table.matches("<tr>").count(), 2, "header and one invoice");
+    assert!(table.contains(&format!("href=\"/billing/invoices/{id}\"")));
+    assert!(table.contains("<td>$0.000100</td>"));
+    assert!(html.contains("<dd id=\"upcoming-status\">finalized</dd>"));
+    let resp = browser.get(&format!("/billing/invoices/{id}")).await;
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.body);
+    assert!(resp.header("content-type").starts_with("text/html"));
+    let csp = resp.header("content-security-policy");
+    assert!(
+        csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(resp.header("x-content-type-options"), "nosniff");
+    let page = text(resp.body);
+    let api = app
+        .state
+        .store
+        .tenant(&owner.tenant_id)
+        .await
+        .map(|t| gateway::billing::invoice::render_html(&invoice, &t.name))
+        .unwrap();
+    assert_eq!(
+        page, api,
+        "the same page as /v1/billing/invoices/{{id}}/html"
+    );
+    assert!(page.contains(&id) && page.contains("finalized"));
+
+    // Nobody else reads it: signed out, or another organization (404, as for a missing one).
+    let mut stranger = Browser::new(&app);
+    let resp = stranger.get(&format!("/billing/invoices/{id}")).await;
+    assert_eq!(resp.header("location"), "/signin");
+    stranger.signup("stranger@example.com").await;
+    assert_html(&stranger.get(&format!("/billing/invoices/{id}")).await, 404);
+    assert_html(&browser.get("/billing/invoices/inv_nope").await, 404);
+    let html = assert_html(&stranger.get("/billing").await, 200);
+    assert!(html.contains("0 finalized invoices"));
+    assert!(html.contains("<dd id=\"upcoming-subtotal\">$0.000000</dd>"));
+}
+
+/// More than a page of ledger entries: Older and Newer walk every entry exactly once, and
+/// malformed or foreign cursors are refused with a 400 page.
+async fn billing_ledger_pages(app: TestApp) {
+    let owner = app.signup("ledgerpages@example.com").await;
+    let store = &app.state.store;
+    // The sign-up grant and 120 operator adjustments of distinct amounts: 121 entries. (The
+    // pause keeps the grant strictly oldest; entries of one millisecond order by id.)
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    for micros in 1..=120 {
+        store
+            .add_credits(
+                &owner.tenant_id,
+                gateway::store::credits::CreditKind::Adjustment,
+                Money::from_micros(micros),
+                Some("paging test"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut browser = Browser::new(&app);
+    browser.signin("ledgerpages@example.com").await;
+
+    let first = assert_html(&browser.get("/billing").await, 200);
+    assert!(
+        first.contains("<p id=\"ledger-count\">121 entries (50 on this page)</p>"),
+        "{first}"
+    );
+    assert!(link_of(&first, "ledger-newer").is_none(), "the newest page");
+    let page1 = ledger_amounts(&first);
+    assert_eq!(page1.len(), 50);
+    assert!(!page1.contains(&"$5.000000".to_owned()), "newest first");
+    let older = link_of(&first, "ledger-older").expect("an Older link");
+    assert!(older.starts_with("/billing?after="), "{older}");
+
+    let second = assert_html(&browser.get(&older).await, 200);
+    let page2 = ledger_amounts(&second);
+    assert_eq!(page2.len(), 50);
+    let third = assert_html(
+        &browser
+            .get(&link_of(&second, "ledger-older").expect("an Older link"))
+            .await,
+        200,
+    );
+    let page3 = ledger_amounts(&third);
+    assert_eq!(page3.len(), 21);
+    assert!(link_of(&third, "ledger-older").is_none(), "the oldest page");
+    assert_eq!(page3.last().unwrap(), "$5.000000", "the grant came first");
+
+    // Every entry exactly once.
+    let mut all: Vec<String> = [page1.clone(), page2.clone(), page3].concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 121);
+
+    // Newer walks back to the same pages.
+    let newer = link_of(&third, "ledger-newer").expect("a Newer link");
+    assert!(newer.starts_with("/billing?before="), "{newer}");
+    let back2 = assert_html(&browser.get(&newer).await, 200);
+    assert_eq!(ledger_amounts(&back2), page2);
+    let back1 = assert_html(
+        &browser
+            .get(&link_of(&back2, "ledger-newer").expect("a Newer link"))
+            .await,
+        200,
+    );
+    assert_eq!(ledger_amounts(&back1), page1);
+    assert!(link_of(&back1, "ledger-newer").is_none());
+    assert!(link_of(&back1, "ledger-older").is_some());
+
+    // Bad cursors: a 400 page, not an empty one (nor a panic).
+    let cursor = older.trim_start_matches("/billing?after=").to_owned();
+    for bad in [
+        "/billing?after=led_nope".to_owned(),
+        "/billing?before=%3Cscript%3E".to_owned(),
+        format!("/billing?after={}", "a".repeat(65)),
+        format!("/billing?after={cursor}&before={cursor}"),
+    ] {
+        let html = assert_html(&browser.get(&bad).await, 400);
+        assert!(
+            html.contains("ledger entries") || html.contains("not both"),
+            "{html}"
+        );
+    }
+    // Another organization's entry is no cursor for this one.
+    let mut other = Browser::new(&app);
+    other.signup("otherledger@example.com").await;
+    assert_html(&other.get(&format!("/billing?after={cursor}")).await, 400);
+    let html = assert_html(&other.get("/billing").await, 200);
+    assert!(
+        html.contains("<p id=\"ledger-count\">1 entry</p>"),
+        "{html}"
+    );
+}
+
 async fn static_assets(app: TestApp) {
     let resp = app.get("/assets/console.js", None).await;
     assert_eq!(resp.status.as_u16(), 200);
@@ -1097,4 +1311,6 @@ on_both_backends!(
     organization_switcher,
     playground_snippets,
     members_change_role,
+    billing_invoices,
+    billing_ledger_pages,
 );
