@@ -347,24 +347,39 @@ pub async fn upcoming_invoice(
         })?,
         None => Period::containing(now_ms()),
     };
-    let tenant = &principal.tenant_id;
-    let invoice = match state
-        .store
-        .invoice_for_period(tenant, period.start_ms())
-        .await?
-    {
-        Some(finalized) => finalized,
-        None => {
-            state
-                .store
-                .draft_invoice(tenant, period.start_ms(), period.end_ms())
-                .await?
-        }
-    };
+    let invoice = statement(&state, &principal, period).await?;
     Ok(HttpResponse::Ok().json(InvoiceObject::from(invoice)))
 }
 
-async fn invoice_of(
+/// The statement of `period`: the finalized invoice when there is one, else the running draft
+/// (shared by the JSON API and the console).
+pub(crate) async fn statement(
+    state: &AppState,
+    principal: &Principal,
+    period: Period,
+) -> Result<Invoice, ApiError> {
+    reader(principal)?;
+    let tenant = &principal.tenant_id;
+    Ok(
+        match state
+            .store
+            .invoice_for_period(tenant, period.start_ms())
+            .await?
+        {
+            Some(finalized) => finalized,
+            None => {
+                state
+                    .store
+                    .draft_invoice(tenant, period.start_ms(), period.end_ms())
+                    .await?
+            }
+        },
+    )
+}
+
+/// One of the caller's organization's finalized invoices (shared by the JSON API and the
+/// console); 404 for another organization's.
+pub(crate) async fn invoice_of(
     state: &AppState,
     principal: &Principal,
     invoice_id: &str,
@@ -404,13 +419,19 @@ pub async fn get_invoice_html(
 ) -> Result<HttpResponse, ApiError> {
     let invoice = invoice_of(&state, &principal, &path).await?;
     let tenant = state.store.tenant(&principal.tenant_id).await?;
-    Ok(HttpResponse::Ok()
+    Ok(invoice_page(&invoice, &tenant.name))
+}
+
+/// The printable page of a statement, with the headers it needs (its style is inline, nothing
+/// else may load); the console serves the same page to signed-in members.
+pub(crate) fn invoice_page(invoice: &Invoice, organization: &str) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
         ))
-        .body(render_html(&invoice, &tenant.name)))
+        .body(render_html(invoice, organization))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -188,14 +188,25 @@ pub async fn delete_invite(
     principal: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_organization(Permission::ManageMembers)?;
-    state
-        .store
-        .delete_invite(&principal.tenant_id, &path)
-        .await?;
-    audit(&state, &principal, "invite.deleted", "invite", &path).await?;
+    withdraw(&state, &principal, &path).await?;
     Ok(HttpResponse::Ok().json(DeletedObject::new(
         "organization.invite.deleted",
         path.into_inner(),
     )))
+}
+
+/// Withdraws an invite that was not accepted (shared by the JSON API and the console): its
+/// link stops working at once. 409 once accepted.
+pub(crate) async fn withdraw(
+    state: &AppState,
+    principal: &Principal,
+    invite_id: &str,
+) -> Result<(), ApiError> {
+    principal.require_organization(Permission::ManageMembers)?;
+    state
+        .store
+        .delete_invite(&principal.tenant_id, invite_id)
+        .await?;
+    audit(state, principal, "invite.deleted", "invite", invite_id).await?;
+    Ok(())
 }

@@ -161,16 +161,28 @@ pub async fn delete_user(
     principal: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_organization(Permission::ManageMembers)?;
-    let current = state.store.member(&principal.tenant_id, &path).await?;
-    guard_owner_change(&principal, current.role, None)?;
-    state
-        .store
-        .remove_member(&principal.tenant_id, &path)
-        .await?;
-    audit(&state, &principal, "user.deleted", "user", &current.user_id).await?;
+    let removed = remove(&state, &principal, &path).await?;
     Ok(HttpResponse::Ok().json(DeletedObject::new(
         "organization.user.deleted",
-        current.user_id,
+        removed.user_id,
     )))
+}
+
+/// Removes a member (shared by the JSON API and the console): only owners remove owners, and
+/// the store refuses to remove the last owner (409), in one transaction with the owner count.
+/// Returns the member as they were.
+pub(crate) async fn remove(
+    state: &AppState,
+    principal: &Principal,
+    user_id: &str,
+) -> Result<Member, ApiError> {
+    principal.require_organization(Permission::ManageMembers)?;
+    let current = state.store.member(&principal.tenant_id, user_id).await?;
+    guard_owner_change(principal, current.role, None)?;
+    state
+        .store
+        .remove_member(&principal.tenant_id, user_id)
+        .await?;
+    audit(state, principal, "user.deleted", "user", &current.user_id).await?;
+    Ok(current)
 }

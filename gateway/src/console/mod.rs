@@ -2,9 +2,10 @@
 //! hand-written script (`console/static/console.js`) for copy buttons and the playground's
 //! streamed answer. Everything is embedded in the binary.
 //!
-//! `pages` (sign-in, projects, keys, members, playground, and the shared layout and form
-//! helpers) ▸ `usage` (SVG charts, CSV) ▸ `billing` (balance, ledger) ▸ `audit_log` ▸ `limits`
-//! (per project and key) ▸ `organizations` (the switcher) ▸ `session` (cookie and CSRF).
+//! `pages` (sign-in, projects, keys, playground, and the shared layout and form helpers) ▸
+//! `members` (roles, invites, removal) ▸ `usage` (SVG charts, CSV) ▸ `billing` (balance,
+//! invoices, ledger) ▸ `audit_log` ▸ `limits` (per project and key) ▸ `organizations` (the
+//! switcher) ▸ `session` (cookie and CSRF).
 //!
 //! Every action calls the same functions as the JSON API (`api::projects::create`,
 //! `api::api_keys::{create, revoke}`, ...), which do the permission checks, validation and audit
@@ -13,6 +14,7 @@
 mod audit_log;
 mod billing;
 mod limits;
+mod members;
 mod organizations;
 mod pages;
 mod payments;
@@ -60,9 +62,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/projects/{project}/keys/{key}/revoke",
             web::post().to(pages::revoke_key),
         )
-        .route("/members", web::get().to(pages::members))
-        .route("/members/invites", web::post().to(pages::invite))
-        .route("/members/{user}/role", web::post().to(pages::change_role))
+        .route("/members", web::get().to(members::members))
+        .route("/members/invites", web::post().to(members::invite))
+        .route(
+            "/members/invites/{invite}/withdraw",
+            web::post().to(members::withdraw_invite),
+        )
+        .route("/members/{user}/role", web::post().to(members::change_role))
+        .route(
+            "/members/{user}/remove",
+            web::get().to(members::confirm_remove),
+        )
+        .route(
+            "/members/{user}/remove",
+            web::post().to(members::remove_member),
+        )
         .route("/playground", web::get().to(pages::playground))
         .route("/projects/{project}/limits", web::get().to(limits::limits))
         .route(
@@ -77,6 +91,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/usage.csv", web::get().to(usage::usage_csv))
         .route("/billing", web::get().to(billing::billing))
         .route("/billing/top_ups", web::post().to(payments::top_up))
+        .route(
+            "/billing/invoices/upcoming",
+            web::get().to(billing::upcoming_invoice),
+        )
+        .route(
+            "/billing/invoices/{invoice}",
+            web::get().to(billing::invoice),
+        )
         .route("/audit", web::get().to(audit_log::audit_log))
         .route(
             "/organizations/switch",

@@ -231,6 +231,56 @@ impl Store {
         Ok(Page::from_overfetch(items, page.limit))
     }
 
+    /// The page of the tenant's ledger just newer than the entry `page.after` (the way back
+    /// from [`Store::credit_ledger_page`]), newest first; `has_more` says whether still newer
+    /// entries exist. An id of another tenant matches nothing.
+    pub async fn credit_ledger_page_newer(
+        &self,
+        tenant_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LedgerEntry>> {
+        let sql = super::page::query(LEDGER_COLUMNS, "credit_ledger", "", 0, page, false);
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        if let Some(after) = &page.after {
+            q = q.bind(after);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        let items = rows
+            .iter()
+            .map(entry_from_row)
+            .collect::<StoreResult<_>>()?;
+        let mut page = Page::from_overfetch(items, page.limit);
+        page.items.reverse();
+        Ok(page)
+    }
+
+    /// Whether `entry_id` is one of the tenant's ledger entries (a cursor to check).
+    pub async fn has_ledger_entry(&self, tenant_id: &str, entry_id: &str) -> StoreResult<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM credit_ledger WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(entry_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// How many entries the tenant's ledger has, and the sum of its grants.
+    pub async fn credit_ledger_summary(&self, tenant_id: &str) -> StoreResult<(i64, Money)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS entries, \
+             CAST(COALESCE(SUM(CASE WHEN kind = 'grant' THEN amount_micros ELSE 0 END), 0) AS BIGINT) AS granted \
+             FROM credit_ledger WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((
+            row.try_get("entries")?,
+            Money::from_micros(row.try_get("granted")?),
+        ))
+    }
+
     /// The usage debit of one of the tenant's requests, if it was settled from credits.
     pub async fn usage_debit(
         &self,

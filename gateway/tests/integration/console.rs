@@ -1075,6 +1075,379 @@ async fn members_change_role(app: TestApp) {
     assert_eq!(member["role"], "viewer");
 }
 
+/// The amounts of the ledger table's rows, top to bottom.
+fn ledger_amounts(html: &str) -> Vec<String> {
+    let table = between(html, "<table id=\"ledger\">", "</table>");
+    let body = between(table, "<tbody>", "</tbody>");
+    body.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            row.split("<td>")
+                .nth(3)
+                .unwrap()
+                .split("</td>")
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The `href` of the link with id `id`, if the page has one.
+fn link_of(html: &str, id: &str) -> Option<String> {
+    let marker = format!("id=\"{id}\"");
+    let at = html.find(&marker)?;
+    let tag_start = html[..at].rfind('<').unwrap();
+    let tag = &html[tag_start..tag_start + html[tag_start..].find('>').unwrap()];
+    Some(between(tag, "href=\"", "\"").replace("&amp;", "&"))
+}
+
+/// The billing page lists the running month's statement and the finalized invoices, each
+/// opening the printable page, for members of the organization only.
+async fn billing_invoices(app: TestApp) {
+    let owner = app.signup("payer@example.com").await;
+    let project = app.default_project(&owner.access).await;
+    let (key, _) = app
+        .create_key(&owner.access, &project, &["inference"])
+        .await;
+    record_usage(
+        &app,
+        &owner.tenant_id,
+        &project,
+        &key,
+        "smollm2-135m-instruct",
+        (20, 7),
+    )
+    .await;
+    let mut browser = Browser::new(&app);
+    browser.signin("payer@example.com").await;
+
+    // Before finalization: the running draft, no invoices yet, and a spot for top-ups.
+    let html = assert_html(&browser.get("/billing").await, 200);
+    assert!(html.contains("<h2>Buy credits</h2>"), "{html}");
+    assert!(html.contains("No payment provider is configured"), "{html}");
+    assert!(
+        html.contains("<dd id=\"upcoming-status\">draft</dd>"),
+        "{html}"
+    );
+    assert!(html.contains("<dd id=\"upcoming-subtotal\">$0.000100</dd>"));
+    assert!(html.contains("<dd id=\"upcoming-credits\">$0.000100</dd>"));
+    assert!(html.contains("<dd id=\"upcoming-due\">$0.000000</dd>"));
+    assert!(html.contains("<p id=\"invoice-count\">0 finalized invoices</p>"));
+    assert!(!html.contains("<table id=\"invoices\">"));
+    assert!(html.contains("href=\"/billing/invoices/upcoming\""));
+    let draft = browser.get("/billing/invoices/upcoming").await;
+    assert_eq!(draft.status.as_u16(), 200, "{}", draft.body);
+    let draft = text(draft.body);
+    assert!(draft.contains("<td>draft</td>"), "{draft}");
+    assert!(draft.contains("smollm2-135m-instruct"));
+
+    // Finalized: listed, and its printable page is the billing module's.
+    let period = gateway::billing::period::Period::containing(now_ms());
+    let invoice = app
+        .state
+        .store
+        .finalize_invoice(&owner.tenant_id, period.start_ms(), period.end_ms())
+        .await
+        .unwrap();
+    let id = invoice.id.clone().unwrap();
+    let html = assert_html(&browser.get("/billing").await, 200);
+    assert!(
+        html.contains("<p id=\"invoice-count\">1 finalized invoice</p>"),
+        "{html}"
+    );
+    let table = between(&html, "<table id=\"invoices\">", "</table>");
+    assert_eq!(table.matches("<tr>").count(), 2, "header and one invoice");
+    assert!(table.contains(&format!("href=\"/billing/invoices/{id}\"")));
+    assert!(table.contains("<td>$0.000100</td>"));
+    assert!(html.contains("<dd id=\"upcoming-status\">finalized</dd>"));
+    let resp = browser.get(&format!("/billing/invoices/{id}")).await;
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.body);
+    assert!(resp.header("content-type").starts_with("text/html"));
+    let csp = resp.header("content-security-policy");
+    assert!(
+        csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(resp.header("x-content-type-options"), "nosniff");
+    let page = text(resp.body);
+    let api = app
+        .state
+        .store
+        .tenant(&owner.tenant_id)
+        .await
+        .map(|t| gateway::billing::invoice::render_html(&invoice, &t.name))
+        .unwrap();
+    assert_eq!(
+        page, api,
+        "the same page as /v1/billing/invoices/{{id}}/html"
+    );
+    assert!(page.contains(&id) && page.contains("finalized"));
+
+    // Nobody else reads it: signed out, or another organization (404, as for a missing one).
+    let mut stranger = Browser::new(&app);
+    let resp = stranger.get(&format!("/billing/invoices/{id}")).await;
+    assert_eq!(resp.header("location"), "/signin");
+    stranger.signup("stranger@example.com").await;
+    assert_html(&stranger.get(&format!("/billing/invoices/{id}")).await, 404);
+    assert_html(&browser.get("/billing/invoices/inv_nope").await, 404);
+    let html = assert_html(&stranger.get("/billing").await, 200);
+    assert!(html.contains("0 finalized invoices"));
+    assert!(html.contains("<dd id=\"upcoming-subtotal\">$0.000000</dd>"));
+}
+
+/// More than a page of ledger entries: Older and Newer walk every entry exactly once, and
+/// malformed or foreign cursors are refused with a 400 page.
+async fn billing_ledger_pages(app: TestApp) {
+    let owner = app.signup("ledgerpages@example.com").await;
+    let store = &app.state.store;
+    // The sign-up grant and 120 operator adjustments of distinct amounts: 121 entries. (The
+    // pause keeps the grant strictly oldest; entries of one millisecond order by id.)
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    for micros in 1..=120 {
+        store
+            .add_credits(
+                &owner.tenant_id,
+                gateway::store::credits::CreditKind::Adjustment,
+                Money::from_micros(micros),
+                Some("paging test"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut browser = Browser::new(&app);
+    browser.signin("ledgerpages@example.com").await;
+
+    let first = assert_html(&browser.get("/billing").await, 200);
+    assert!(
+        first.contains("<p id=\"ledger-count\">121 entries (50 on this page)</p>"),
+        "{first}"
+    );
+    assert!(link_of(&first, "ledger-newer").is_none(), "the newest page");
+    let page1 = ledger_amounts(&first);
+    assert_eq!(page1.len(), 50);
+    assert!(!page1.contains(&"$5.000000".to_owned()), "newest first");
+    let older = link_of(&first, "ledger-older").expect("an Older link");
+    assert!(older.starts_with("/billing?after="), "{older}");
+
+    let second = assert_html(&browser.get(&older).await, 200);
+    let page2 = ledger_amounts(&second);
+    assert_eq!(page2.len(), 50);
+    let third = assert_html(
+        &browser
+            .get(&link_of(&second, "ledger-older").expect("an Older link"))
+            .await,
+        200,
+    );
+    let page3 = ledger_amounts(&third);
+    assert_eq!(page3.len(), 21);
+    assert!(link_of(&third, "ledger-older").is_none(), "the oldest page");
+    assert_eq!(page3.last().unwrap(), "$5.000000", "the grant came first");
+
+    // Every entry exactly once.
+    let mut all: Vec<String> = [page1.clone(), page2.clone(), page3].concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 121);
+
+    // Newer walks back to the same pages.
+    let newer = link_of(&third, "ledger-newer").expect("a Newer link");
+    assert!(newer.starts_with("/billing?before="), "{newer}");
+    let back2 = assert_html(&browser.get(&newer).await, 200);
+    assert_eq!(ledger_amounts(&back2), page2);
+    let back1 = assert_html(
+        &browser
+            .get(&link_of(&back2, "ledger-newer").expect("a Newer link"))
+            .await,
+        200,
+    );
+    assert_eq!(ledger_amounts(&back1), page1);
+    assert!(link_of(&back1, "ledger-newer").is_none());
+    assert!(link_of(&back1, "ledger-older").is_some());
+
+    // Bad cursors: a 400 page, not an empty one (nor a panic).
+    let cursor = older.trim_start_matches("/billing?after=").to_owned();
+    for bad in [
+        "/billing?after=led_nope".to_owned(),
+        "/billing?before=%3Cscript%3E".to_owned(),
+        format!("/billing?after={}", "a".repeat(65)),
+        format!("/billing?after={cursor}&before={cursor}"),
+    ] {
+        let html = assert_html(&browser.get(&bad).await, 400);
+        assert!(
+            html.contains("ledger entries") || html.contains("not both"),
+            "{html}"
+        );
+    }
+    // Another organization's entry is no cursor for this one.
+    let mut other = Browser::new(&app);
+    other.signup("otherledger@example.com").await;
+    assert_html(&other.get(&format!("/billing?after={cursor}")).await, 400);
+    let html = assert_html(&other.get("/billing").await, 200);
+    assert!(
+        html.contains("<p id=\"ledger-count\">1 entry</p>"),
+        "{html}"
+    );
+}
+
+/// Owners and admins remove members (after a confirmation) and withdraw invites; other roles
+/// cannot, from the page or by posting the form; the last owner stays.
+async fn members_remove_and_withdraw(app: TestApp) {
+    let owner = app.signup("founder@example.com").await;
+    let admin = app
+        .member_with_role(&owner, "deputy@example.com", "admin")
+        .await;
+    let dev = app
+        .member_with_role(&owner, "coder@example.com", "developer")
+        .await;
+    app.member_with_role(&owner, "watcher@example.com", "viewer")
+        .await;
+    let invite = app
+        .post(
+            "/v1/organization/invites",
+            Some(&owner.access),
+            json!({"email": "later@example.com", "role": "developer"}),
+        )
+        .await
+        .expect(201);
+    let invite_id = invite["id"].as_str().unwrap().to_owned();
+    let invite_token = invite["token"].as_str().unwrap().to_owned();
+    let remove_dev = format!("/members/{}/remove", dev.user_id);
+    let withdraw = format!("/members/invites/{invite_id}/withdraw");
+
+    // A viewer and a developer see no actions and are refused when posting.
+    for (email, role) in [
+        ("watcher@example.com", "viewer"),
+        ("coder@example.com", "developer"),
+    ] {
+        let mut browser = Browser::new(&app);
+        browser.signin(email).await;
+        let html = assert_html(&browser.get("/members").await, 200);
+        assert!(html.contains(&format!("<span id=\"role\">{role}</span>")));
+        assert!(!html.contains("/remove\""), "{html}");
+        assert!(!html.contains("Withdraw"));
+        assert_html(&browser.get(&remove_dev).await, 403);
+        assert_html(&browser.submit("/members", &remove_dev, &[]).await, 403);
+        assert_html(&browser.submit("/members", &withdraw, &[]).await, 403);
+    }
+    app.get(
+        &format!("/v1/organization/users/{}", dev.user_id),
+        Some(&owner.access),
+    )
+    .await
+    .expect(200);
+    app.get(
+        &format!("/v1/organization/invites/{invite_id}"),
+        Some(&owner.access),
+    )
+    .await
+    .expect(200);
+
+    // An admin cannot remove an owner.
+    let mut deputy = Browser::new(&app);
+    deputy.signin("deputy@example.com").await;
+    let html = assert_html(&deputy.get("/members").await, 200);
+    assert!(html.contains(&format!("href=\"{remove_dev}\"")));
+    assert!(!html.contains(&format!("href=\"/members/{}/remove\"", owner.user_id)));
+    let remove_owner = format!("/members/{}/remove", owner.user_id);
+    let html = assert_html(&deputy.submit("/members", &remove_owner, &[]).await, 403);
+    assert!(html.contains("Only an owner"), "{html}");
+
+    // The owner removes the developer through the confirmation page.
+    let mut chief = Browser::new(&app);
+    chief.signin("founder@example.com").await;
+    let mut coder = Browser::new(&app);
+    coder.signin("coder@example.com").await;
+    let html = assert_html(&chief.get("/members").await, 200);
+    assert!(html.contains("4 members"));
+    assert!(
+        !html.contains(&format!("href=\"{remove_owner}\"")),
+        "the only owner cannot leave"
+    );
+    let confirm = assert_html(&chief.get(&remove_dev).await, 200);
+    assert!(
+        confirm.contains("Remove <strong>coder@example.com</strong> (developer)"),
+        "{confirm}"
+    );
+    assert!(confirm.contains(&format!("<form method=\"post\" action=\"{remove_dev}\">")));
+    assert_html(&chief.post(&remove_dev, &[("csrf", "x")]).await, 403);
+    let resp = chief.submit(&remove_dev, &remove_dev, &[]).await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    assert_eq!(resp.header("location"), "/members");
+    app.get(
+        &format!("/v1/organization/users/{}", dev.user_id),
+        Some(&owner.access),
+    )
+    .await
+    .expect_error(404, None);
+    let html = assert_html(&chief.get("/members").await, 200);
+    assert!(html.contains("3 members"), "{html}");
+    assert!(!html.contains(&format!("href=\"{remove_dev}\"")));
+    // The removed member's console session ends at once.
+    assert_eq!(coder.get("/members").await.header("location"), "/signin");
+    assert_html(&chief.get(&remove_dev).await, 404);
+
+    // The owner withdraws the invite: its link stops working.
+    assert!(html.contains(&format!("action=\"{withdraw}\"")));
+    assert_html(&chief.post(&withdraw, &[("csrf", "x")]).await, 403);
+    let resp = chief.submit("/members", &withdraw, &[]).await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    app.get(
+        &format!("/v1/organization/invites/{invite_id}"),
+        Some(&owner.access),
+    )
+    .await
+    .expect_error(404, None);
+    assert_html(
+        &chief.get(&format!("/invite?token={invite_token}")).await,
+        404,
+    );
+    assert_html(&chief.submit("/members", &withdraw, &[]).await, 404);
+
+    // Both actions are in the audit log.
+    for action in ["user.deleted", "invite.deleted"] {
+        let html = assert_html(&chief.get(&format!("/audit?type={action}")).await, 200);
+        assert!(
+            html.contains("<p id=\"audit-count\">1 entry</p>"),
+            "{action}: {html}"
+        );
+    }
+
+    // The last owner cannot remove themselves, even by posting the form.
+    let html = assert_html(&chief.submit("/members", &remove_owner, &[]).await, 409);
+    assert!(html.contains("at least one owner"), "{html}");
+    app.get(
+        &format!("/v1/organization/users/{}", owner.user_id),
+        Some(&owner.access),
+    )
+    .await
+    .expect(200);
+
+    // With a second owner, the first may leave; then the second is the last.
+    app.post(
+        &format!("/v1/organization/users/{}", admin.user_id),
+        Some(&owner.access),
+        json!({"role": "owner"}),
+    )
+    .await
+    .expect(200);
+    let html = assert_html(&chief.get("/members").await, 200);
+    assert!(html.contains(&format!("href=\"{remove_owner}\"")), "{html}");
+    let confirm = assert_html(&chief.get(&remove_owner).await, 200);
+    assert!(confirm.contains("Leave the organization"));
+    let resp = chief.submit(&remove_owner, &remove_owner, &[]).await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    assert_eq!(resp.header("location"), "/signin");
+    assert_eq!(chief.get("/members").await.header("location"), "/signin");
+    let mut deputy = Browser::new(&app);
+    deputy.signin("deputy@example.com").await;
+    let remove_self = format!("/members/{}/remove", admin.user_id);
+    let html = assert_html(&deputy.get("/members").await, 200);
+    assert!(html.contains("2 members"), "{html}");
+    assert!(!html.contains(&format!("href=\"{remove_self}\"")));
+    assert_html(&deputy.submit("/members", &remove_self, &[]).await, 409);
+}
+
 async fn static_assets(app: TestApp) {
     let resp = app.get("/assets/console.js", None).await;
     assert_eq!(resp.status.as_u16(), 200);
@@ -1083,6 +1456,67 @@ async fn static_assets(app: TestApp) {
     let resp = app.get("/assets/console.css", None).await;
     assert!(resp.header("content-type").starts_with("text/css"));
     assert!(text(resp.body).contains(":focus-visible"));
+}
+
+/// The billing page's top-up form (Stripe configured, against the fake Stripe server): an owner
+/// opens a Checkout Session and the page links to it; a viewer sees no form and a posted one is
+/// refused; without Stripe the page says so.
+async fn billing_top_up_form(app: TestApp) {
+    let fake = crate::fake_stripe::FakeStripe::start();
+    let url = fake.url.clone();
+    let app = app.configure(|c| {
+        c.billing.stripe.secret_key = Some(crate::fake_stripe::SECRET_KEY.to_owned());
+        c.billing.stripe.api_base = url;
+    });
+    let mut owner = Browser::new(&app);
+    owner.signup("topup-owner@example.com").await;
+    let html = assert_html(&owner.get("/billing").await, 200);
+    assert!(html.contains("id=\"top-up-form\""), "{html}");
+    // Bad amounts are refused without calling Stripe.
+    for bad in ["abc", "1.234", "0.10", "999999"] {
+        let resp = owner
+            .submit("/billing", "/billing/top_ups", &[("amount", bad)])
+            .await;
+        assert_eq!(resp.status.as_u16(), 422, "{bad}: {}", resp.body);
+    }
+    assert!(fake.requests_to("/v1/checkout/sessions").is_empty());
+    let resp = owner
+        .submit("/billing", "/billing/top_ups", &[("amount", "25.50")])
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    let location = resp.header("location");
+    assert!(location.starts_with("/billing?top_up=topup_"), "{location}");
+    let html = assert_html(&owner.get(&location).await, 200);
+    let link = between(&html, "id=\"pay-link\" href=\"", "\"");
+    assert!(
+        link.starts_with("https://checkout.stripe.test/c/pay/cs_test_"),
+        "{link}"
+    );
+    assert!(between(&html, "id=\"top-ups\"", "</table>").contains("$25.500000"));
+    let sessions = fake.requests_to("/v1/checkout/sessions");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        sessions[0].form["line_items[0][price_data][unit_amount]"],
+        "2550"
+    );
+    assert!(sessions[0].form["success_url"].ends_with("/billing?top_up=success"));
+    // No CSRF token: refused.
+    let resp = owner.post("/billing/top_ups", &[("amount", "10")]).await;
+    assert_eq!(resp.status.as_u16(), 403);
+    // A viewer has no form, and posting one directly is refused.
+    let owner_session = app.signup("topup-owner2@example.com").await;
+    app.member_with_role(&owner_session, "topup-viewer@example.com", "viewer")
+        .await;
+    let mut viewer = Browser::new(&app);
+    viewer.signin("topup-viewer@example.com").await;
+    let html = assert_html(&viewer.get("/billing").await, 200);
+    assert!(!html.contains("id=\"top-up-form\""));
+    let resp = viewer
+        .submit("/billing", "/billing/top_ups", &[("amount", "10")])
+        .await;
+    assert_eq!(resp.status.as_u16(), 403, "{}", resp.body);
+    assert_eq!(fake.requests_to("/v1/checkout/sessions").len(), 1);
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 
 on_both_backends!(
@@ -1097,4 +1531,8 @@ on_both_backends!(
     organization_switcher,
     playground_snippets,
     members_change_role,
+    billing_invoices,
+    billing_ledger_pages,
+    members_remove_and_withdraw,
+    billing_top_up_form,
 );

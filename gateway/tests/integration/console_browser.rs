@@ -443,6 +443,10 @@ async fn run(s: &mut Session) {
     assert_ne!(balance, "$5.000000");
     assert!(balance.starts_with("$4.99"), "{balance}");
     assert!(s.text("#ledger").await.contains("usage"));
+    // The month's running statement shows the request; nothing is finalized yet.
+    assert_eq!(s.text("#upcoming-status").await, "draft");
+    assert_ne!(s.text("#upcoming-subtotal").await, "$0.000000");
+    assert_eq!(s.text("#invoice-count").await, "0 finalized invoices");
     s.screenshot("billing-after").await;
 
     // Invite a member.
