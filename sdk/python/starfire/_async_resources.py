@@ -16,11 +16,14 @@ from ._generated.api.api_keys import (
     set_key_budget,
 )
 from ._generated.api.billing import (
+    create_top_up,
     get_balance,
     get_invoice,
+    get_top_up,
     list_invoices,
     list_ledger,
     list_prices,
+    list_top_ups,
     upcoming_invoice,
 )
 from ._generated.api.inference import (
@@ -70,6 +73,9 @@ from ._generated.models import (
     ModelObject,
     PriceList,
     PriceObject,
+    TopUpCreate,
+    TopUpList,
+    TopUpObject,
     ProjectCreate,
     ProjectList,
     ProjectObject,
@@ -477,6 +483,41 @@ class AsyncBilling:
     async def prices(self, *, model: str | None = None) -> list[PriceObject]:
         kwargs = list_prices._get_kwargs(model=opt(model))
         return list(PriceList.from_dict(await _send(self._client, kwargs)).data)
+
+    async def create_top_up(
+        self,
+        *,
+        amount_micros: int,
+        success_url: str | None = None,
+        cancel_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TopUpObject:
+        """Buy credits through Stripe Checkout (see `Billing.create_top_up`)."""
+        body = TopUpCreate(
+            amount_micros=amount_micros,
+            success_url=opt(success_url),
+            cancel_url=opt(cancel_url),
+        )
+        return TopUpObject.from_dict(
+            await _send(
+                self._client,
+                create_top_up._get_kwargs(body=body),
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def top_ups(self, *, limit: int | None = None) -> AsyncPage[TopUpObject]:
+        async def fetch(after: str | None) -> AsyncPage[TopUpObject]:
+            kwargs = list_top_ups._get_kwargs(limit=opt(limit), after=opt(after))
+            parsed = TopUpList.from_dict(await _send(self._client, kwargs))
+            return AsyncPage(parsed, fetch)
+
+        return await fetch(None)
+
+    async def top_up(self, top_up_id: str) -> TopUpObject:
+        return TopUpObject.from_dict(
+            await _send(self._client, get_top_up._get_kwargs(top_up_id))
+        )
 
 
 class AsyncBudgets:

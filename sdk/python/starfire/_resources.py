@@ -20,11 +20,14 @@ from ._generated.api.api_keys import (
     set_key_budget,
 )
 from ._generated.api.billing import (
+    create_top_up,
     get_balance,
     get_invoice,
+    get_top_up,
     list_invoices,
     list_ledger,
     list_prices,
+    list_top_ups,
     upcoming_invoice,
 )
 from ._generated.api.inference import (
@@ -74,6 +77,9 @@ from ._generated.models import (
     ModelObject,
     PriceList,
     PriceObject,
+    TopUpCreate,
+    TopUpList,
+    TopUpObject,
     ProjectCreate,
     ProjectList,
     ProjectObject,
@@ -487,6 +493,42 @@ class Billing:
         """The price catalog (optionally one model's prices)."""
         kwargs = list_prices._get_kwargs(model=opt(model))
         return list(PriceList.from_dict(_send(self._client, kwargs).json()).data)
+
+    def create_top_up(
+        self,
+        *,
+        amount_micros: int,
+        success_url: str | None = None,
+        cancel_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> TopUpObject:
+        """Buy credits: opens a Stripe Checkout Session (pay at `checkout_url`); the credits
+        are added when Stripe reports the payment. Retries keep one idempotency key."""
+        body = TopUpCreate(
+            amount_micros=amount_micros,
+            success_url=opt(success_url),
+            cancel_url=opt(cancel_url),
+        )
+        response = _send(
+            self._client,
+            create_top_up._get_kwargs(body=body),
+            idempotency_key=idempotency_key,
+        )
+        return TopUpObject.from_dict(response.json())
+
+    def top_ups(self, *, limit: int | None = None) -> Page[TopUpObject]:
+        """The organization's top-ups, newest first; iterate the page to walk all of them."""
+
+        def fetch(after: str | None) -> Page[TopUpObject]:
+            kwargs = list_top_ups._get_kwargs(limit=opt(limit), after=opt(after))
+            parsed = TopUpList.from_dict(_send(self._client, kwargs).json())
+            return Page(parsed, fetch)
+
+        return fetch(None)
+
+    def top_up(self, top_up_id: str) -> TopUpObject:
+        response = _send(self._client, get_top_up._get_kwargs(top_up_id))
+        return TopUpObject.from_dict(response.json())
 
 
 class Budgets:

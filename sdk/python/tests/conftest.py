@@ -8,7 +8,10 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -20,6 +23,73 @@ DEFAULT_MODEL_FILE = (
 MODEL = "smollm2-135m-instruct"
 
 
+class FakeStripe:
+    """The two Stripe calls a top-up makes (a customer, a Checkout Session), answered like
+    Stripe: the same Idempotency-Key gets the first answer again."""
+
+    SECRET = "sk_test_sdk_0123456789"
+
+    def __init__(self) -> None:
+        self.sessions: list[dict] = []
+        self.answers: dict[str, bytes] = {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                ok = self.headers.get("authorization") == f"Bearer {fake.SECRET}"
+                key = self.headers.get("idempotency-key") or ""
+                body = fake.answers.get(key) if ok else None
+                if ok and body is None:
+                    body = json.dumps(fake.create(self.path, form)).encode()
+                    fake.answers[key] = body
+                self.send_response(200 if ok else 401)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body or b"{}")))
+                self.end_headers()
+                self.wfile.write(body or b"{}")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def create(self, path: str, form: dict) -> dict:
+        now = int(time.time())
+        if path == "/v1/customers":
+            return {"id": "cus_sdk", "object": "customer", "created": now, "livemode": False}
+        session_id = f"cs_test_sdk_{len(self.sessions) + 1}"
+        self.sessions.append(form)
+        return {
+            "id": session_id,
+            "object": "checkout.session",
+            "amount_total": int(form["line_items[0][price_data][unit_amount]"]),
+            "automatic_tax": {"enabled": False},
+            "created": now,
+            "currency": "usd",
+            "custom_fields": [],
+            "custom_text": {},
+            "expires_at": now + 86400,
+            "livemode": False,
+            "mode": "payment",
+            "payment_method_types": ["card"],
+            "payment_status": "unpaid",
+            "shipping_options": [],
+            "status": "open",
+            "url": f"https://checkout.stripe.test/{session_id}",
+        }
+
+
+@pytest.fixture(scope="session")
+def fake_stripe():
+    fake = FakeStripe()
+    yield fake
+    fake.httpd.shutdown()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -27,7 +97,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server():
+def server(fake_stripe):
     binary = os.environ.get("STARFIRE_BIN")
     if not binary:
         pytest.fail(
@@ -44,6 +114,8 @@ def server():
             "STARFIRE_MODEL_PATH", str(DEFAULT_MODEL_FILE)
         ),
         "STARFIRE_LOG": "warn",
+        "STARFIRE_STRIPE_SECRET_KEY": FakeStripe.SECRET,
+        "STARFIRE_STRIPE_API_BASE": fake_stripe.url,
     }
     env.pop("STARFIRE_CONFIG", None)
     boot = subprocess.run(

@@ -11,6 +11,7 @@ from starfire import (
     APIStreamError,
     AuthenticationError,
     ChatCompletionChunk,
+    ConflictError,
     NotFoundError,
     RateLimitError,
     Starfire,
@@ -331,3 +332,33 @@ def test_budgets_are_set_read_back_and_cleared(server):
     assert control.budgets.clear_organization().limit_micros is None
     with pytest.raises(NotFoundError):
         control.budgets.project("proj_doesnotexist")
+
+
+def test_a_free_organization_opens_a_top_up_once_per_idempotency_key(server, fake_stripe):
+    import httpx
+
+    signup = httpx.post(
+        server["base_url"] + "/v1/auth/signup",
+        json={"email": "payer@example.com", "password": "password123"},
+    )
+    assert signup.status_code == 201, signup.text
+    payer = Starfire(api_key=signup.json()["access_token"], base_url=server["base_url"])
+    assert payer.billing.balance().top_ups_available
+    first = payer.billing.create_top_up(
+        amount_micros=12_340_000, idempotency_key="sdk-top-up-1"
+    )
+    again = payer.billing.create_top_up(
+        amount_micros=12_340_000, idempotency_key="sdk-top-up-1"
+    )
+    assert again.id == first.id and first.status == "open"
+    assert first.checkout_url.endswith(first.checkout_session_id)
+    assert len(fake_stripe.sessions) == 1
+    assert fake_stripe.sessions[0]["line_items[0][price_data][unit_amount]"] == "1234"
+    assert [t.id for t in payer.billing.top_ups()] == [first.id]
+    assert payer.billing.top_up(first.id).amount_micros == 12_340_000
+    with pytest.raises(UnprocessableEntityError) as err:
+        payer.billing.create_top_up(amount_micros=1)
+    assert err.value.param == "amount_micros"
+    # The bootstrapped organization is enterprise (postpaid): nothing to top up.
+    with pytest.raises(ConflictError):
+        admin(server).billing.create_top_up(amount_micros=5_000_000)

@@ -775,10 +775,16 @@ fn the_examples_run_as_written_in_the_readme() {
         out.contains("created key_") && out.contains("revoked key_"),
         "{out}"
     );
-    assert!(
-        out.contains("usage: 1 requests,") && out.contains(" 5 out"),
-        "{out}"
-    );
+    // The example samples (the default temperature), so the answer may end before its 5
+    // tokens: the usage line counts 1 to 5 of them.
+    let generated: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("usage: 1 requests, "))
+        .and_then(|l| l.strip_suffix(" out"))
+        .and_then(|l| l.rsplit(", ").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no usage line: {out}"));
+    assert!((1..=5).contains(&generated), "{out}");
     let readme = include_str!("../../../README.md");
     assert!(readme.contains(include_str!("../examples/quickstart.rs")));
 }

@@ -31,6 +31,8 @@ export type LedgerEntry = Schemas["LedgerEntryObject"];
 export type Invoice = Schemas["InvoiceObject"];
 export type InvoiceLine = Schemas["InvoiceLineObject"];
 export type Price = Schemas["PriceObject"];
+export type TopUp = Schemas["TopUpObject"];
+export type TopUpCreate = Schemas["TopUpCreate"];
 export type Budget = Schemas["BudgetObject"];
 export type BudgetUpdate = Schemas["BudgetUpdate"];
 /** Query of `GET /v1/billing/prices`. */
@@ -127,6 +129,12 @@ export declare class Billing {
     invoice(invoiceId: string, options?: RequestOptions): Promise<Invoice>;
     /** The price catalog (optionally one model's prices). */
     prices(params?: PricesParams, options?: RequestOptions): Promise<Price[]>;
+    /** Buy credits: opens a Stripe Checkout Session (`checkout_url`); credits are added when
+     * Stripe reports the payment. Retries keep one `Idempotency-Key`, so one session is opened. */
+    createTopUp(body: TopUpCreate, options?: RequestOptions): Promise<TopUp>;
+    /** The organization's top-ups, newest first: `await` for the first page, `for await` for all. */
+    topUps(params?: ListParams, options?: RequestOptions): PagePromise<TopUp>;
+    topUp(topUpId: string, options?: RequestOptions): Promise<TopUp>;
 }
 /** Spend caps of the organization, a project or an API key. `set*` sets or replaces the cap
  * (`{ limit_micros }`, micro-USD); `clear*` removes it; each answers the budget. */

@@ -255,6 +255,28 @@ export class Billing {
         });
         return list.data;
     }
+    /** Buy credits: opens a Stripe Checkout Session (`checkout_url`); credits are added when
+     * Stripe reports the payment. Retries keep one `Idempotency-Key`, so one session is opened. */
+    createTopUp(body, options) {
+        return this.client.json({ ...options, method: "POST", path: "/v1/billing/top_ups", body });
+    }
+    /** The organization's top-ups, newest first: `await` for the first page, `for await` for all. */
+    topUps(params = {}, options) {
+        return paginate((after) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/billing/top_ups",
+            query: { ...params, after },
+        }));
+    }
+    topUp(topUpId, options) {
+        return this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/billing/top_ups/{top_up_id}",
+            params: { top_up_id: topUpId },
+        });
+    }
 }
 /** Spend caps of the organization, a project or an API key. `set*` sets or replaces the cap
  * (`{ limit_micros }`, micro-USD); `clear*` removes it; each answers the budget. */

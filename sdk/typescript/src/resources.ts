@@ -33,6 +33,8 @@ export type LedgerEntry = Schemas["LedgerEntryObject"];
 export type Invoice = Schemas["InvoiceObject"];
 export type InvoiceLine = Schemas["InvoiceLineObject"];
 export type Price = Schemas["PriceObject"];
+export type TopUp = Schemas["TopUpObject"];
+export type TopUpCreate = Schemas["TopUpCreate"];
 export type Budget = Schemas["BudgetObject"];
 export type BudgetUpdate = Schemas["BudgetUpdate"];
 /** Query of `GET /v1/billing/prices`. */
@@ -322,6 +324,33 @@ export class Billing {
       query: { ...params },
     });
     return list.data;
+  }
+
+  /** Buy credits: opens a Stripe Checkout Session (`checkout_url`); credits are added when
+   * Stripe reports the payment. Retries keep one `Idempotency-Key`, so one session is opened. */
+  createTopUp(body: TopUpCreate, options?: RequestOptions): Promise<TopUp> {
+    return this.client.json({ ...options, method: "POST", path: "/v1/billing/top_ups", body });
+  }
+
+  /** The organization's top-ups, newest first: `await` for the first page, `for await` for all. */
+  topUps(params: ListParams = {}, options?: RequestOptions): PagePromise<TopUp> {
+    return paginate((after) =>
+      this.client.json<Schemas["TopUpList"]>({
+        ...options,
+        method: "GET",
+        path: "/v1/billing/top_ups",
+        query: { ...params, after },
+      }),
+    );
+  }
+
+  topUp(topUpId: string, options?: RequestOptions): Promise<TopUp> {
+    return this.client.json({
+      ...options,
+      method: "GET",
+      path: "/v1/billing/top_ups/{top_up_id}",
+      params: { top_up_id: topUpId },
+    });
   }
 }
 

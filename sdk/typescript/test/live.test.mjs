@@ -5,6 +5,7 @@ import { after, before, test } from "node:test";
 import {
   AuthenticationError,
   ChatSocketStream,
+  ConflictError,
   NotFoundError,
   RateLimitError,
   Starfire,
@@ -250,6 +251,20 @@ test("billing: balance and ledger after a chat, prices, the upcoming invoice", a
   for await (const invoice of control.billing.invoices()) assert.equal(invoice.object, "billing.invoice");
   await assert.rejects(control.billing.invoice("inv_doesnotexist"), NotFoundError);
   await assert.rejects(control.billing.upcomingInvoice("not-a-month"), UnprocessableEntityError);
+});
+
+test("billing: top-ups are refused with ConflictError where payments are not configured", async () => {
+  const control = admin();
+  assert.equal((await control.billing.balance()).top_ups_available, false);
+  const err = await control.billing.createTopUp({ amount_micros: 5_000_000 }).then(
+    () => assert.fail("a top-up without a payment provider must be refused"),
+    (e) => e,
+  );
+  assert.ok(err instanceof ConflictError, String(err));
+  assert.match(err.message, /not configured/);
+  const page = await control.billing.topUps();
+  assert.deepEqual(page.data, []);
+  await assert.rejects(control.billing.topUp("topup_doesnotexist"), NotFoundError);
 });
 
 test("budgets: a project budget is set, read back and cleared", async () => {

@@ -136,6 +136,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/admin/organizations/{organization_id}/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change an organization's plan (operator only). Becoming enterprise (postpaid) needs an empty
+         *     prepaid balance and creates its Stripe customer when Stripe is configured; leaving
+         *     enterprise opens an empty prepaid account.
+         */
+        post: operations["change_plan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/admin/organizations/{organization_id}/refunds": {
         parameters: {
             query?: never;
@@ -293,6 +314,65 @@ export interface paths {
          *     effective time. Any credential that may read usage (project keys with `usage.read` too).
          */
         get: operations["list_prices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/stripe/webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stripe's webhook. Authenticated by the `Stripe-Signature` header (HMAC-SHA256 with the
+         *     endpoint's secret, 300 s tolerance), not by a bearer credential; every event is applied
+         *     once, however often Stripe delivers it.
+         */
+        post: operations["stripe_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/top_ups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's top-ups, newest first. */
+        get: operations["list_top_ups"];
+        put?: never;
+        /**
+         * Buy credits: opens a Stripe Checkout Session for the amount and returns where to pay. The
+         *     credits are added when Stripe reports the payment.
+         */
+        post: operations["create_top_up"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/top_ups/{top_up_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of the organization's top-ups. */
+        get: operations["get_top_up"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1024,6 +1104,11 @@ export interface components {
              * @description The ledger's sum, micro-USD (1 USD = 1,000,000).
              */
             balance_micros: number;
+            /**
+             * @description `ok`, or `past_due` after a failed invoice payment (a postpaid organization that is
+             *     past due is refused new requests until the invoice is paid).
+             */
+            billing_status: string;
             /** @description Always `usd`. */
             currency: string;
             /**
@@ -1040,6 +1125,11 @@ export interface components {
              * @description Held by requests in flight, micro-USD.
              */
             reserved_micros: number;
+            /**
+             * @description Whether credits can be bought here (`POST /v1/billing/top_ups`: Stripe is configured
+             *     and the organization is prepaid).
+             */
+            top_ups_available: boolean;
         };
         /** @description A spend cap and what it counts. */
         BudgetObject: {
@@ -1777,6 +1867,20 @@ export interface components {
             /** @description Always `starfire`. */
             owned_by: string;
         };
+        /** @description An organization's plan and payment standing. */
+        OrganizationBilling: {
+            /** @description `ok`, or `past_due` after a failed invoice payment. */
+            billing_status: string;
+            /** @description The organization's id. */
+            id: string;
+            /** @description Always `billing.organization`. */
+            object: string;
+            plan: components["schemas"]["Plan"];
+            /** @description The plan before this change. */
+            previous_plan: components["schemas"]["Plan"];
+            /** @description The Stripe customer, when there is one. */
+            stripe_customer_id?: string | null;
+        };
         OrganizationSummary: {
             id: string;
             name: string;
@@ -1789,6 +1893,11 @@ export interface components {
          * @enum {string}
          */
         Plan: "free" | "pay_as_you_go" | "enterprise";
+        /** @description A plan change. */
+        PlanChange: {
+            /** @description `free`, `pay_as_you_go` or `enterprise`. */
+            plan: string;
+        };
         PriceCreate: {
             /**
              * Format: int64
@@ -2008,6 +2117,66 @@ export interface components {
             logprob: number;
             token: string;
         };
+        /** @description Buy credits. */
+        TopUpCreate: {
+            /**
+             * Format: int64
+             * @description Micro-USD, whole cents, within the server's bounds (by default $5 to $10,000).
+             */
+            amount_micros: number;
+            /** @description Where Stripe sends the payer who cancels; default the console's billing page. */
+            cancel_url?: string | null;
+            /** @description Where Stripe sends the payer after paying; default the console's billing page. */
+            success_url?: string | null;
+        };
+        TopUpList: {
+            data: components["schemas"]["TopUpObject"][];
+            first_id?: string | null;
+            has_more: boolean;
+            last_id?: string | null;
+            /**
+             * @description Always `list`.
+             * @example list
+             */
+            object: string;
+        };
+        /**
+         * @description A prepaid top-up: a Stripe Checkout Session; the credit is added when Stripe reports the
+         *     payment (webhook), never before.
+         */
+        TopUpObject: {
+            /**
+             * Format: int64
+             * @description Micro-USD (whole cents).
+             */
+            amount_micros: number;
+            /** @description The Checkout Session's id. */
+            checkout_session_id?: string | null;
+            /** @description Where to pay (Stripe Checkout), while `open`. */
+            checkout_url?: string | null;
+            /**
+             * Format: int64
+             * @description Unix seconds, once completed.
+             */
+            completed_at?: number | null;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            /** @description Always `usd`. */
+            currency: string;
+            id: string;
+            /** @description The ledger entry that credited it, once completed. */
+            ledger_entry_id?: string | null;
+            /** @description Always `billing.top_up`. */
+            object: string;
+            /**
+             * @description `creating`, `open` (waiting for the payment), `completed` (credited), `expired` or
+             *     `failed` (the payment provider refused to open the session).
+             */
+            status: string;
+        };
         /** @description A time bucket and its results. */
         UsageBucket_CompletionsUsageResult: {
             /**
@@ -2171,6 +2340,17 @@ export interface components {
             email: string;
             id: string;
             name: string;
+        };
+        /** @description What the webhook did with an event. */
+        WebhookReceipt: {
+            /** @description The event's id. */
+            id: string;
+            /** @description What applying it did. */
+            outcome?: string | null;
+            /** @description Always true (a refused delivery gets an error). */
+            received: boolean;
+            /** @description `applied`, or `duplicate` when the event was applied before (nothing changed). */
+            status: string;
         };
         /** @description A WebSocket ticket. */
         WsTicket: {
@@ -2452,6 +2632,79 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LedgerEntryObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    change_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlanChange"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrganizationBilling"];
                 };
             };
             400: {
@@ -2945,6 +3198,218 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stripe_webhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'> */
+                "Stripe-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A Stripe event */
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookReceipt"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No webhook secret is configured */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_top_ups: {
+        parameters: {
+            query?: {
+                /** @description How many objects to return, 1 to 100 (default 20). */
+                limit?: number;
+                /** @description The id of the last object of the previous page. */
+                after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopUpList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_top_up: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential) */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TopUpCreate"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopUpObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The payment provider could not be reached (`payment_provider_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_top_up: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                top_up_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopUpObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -93,8 +93,10 @@ from .login_request import LoginRequest
 from .me_object import MeObject
 from .model_list import ModelList
 from .model_object import ModelObject
+from .organization_billing import OrganizationBilling
 from .organization_summary import OrganizationSummary
 from .plan import Plan
+from .plan_change import PlanChange
 from .price_create import PriceCreate
 from .price_list import PriceList
 from .price_object import PriceObject
@@ -110,10 +112,14 @@ from .scope import Scope
 from .session_object import SessionObject
 from .signup_request import SignupRequest
 from .stream_options import StreamOptions
+from .stripe_webhook_body import StripeWebhookBody
 from .token_logprob_object import TokenLogprobObject
 from .tokenize_request import TokenizeRequest
 from .tokenize_response import TokenizeResponse
 from .top_logprob import TopLogprob
+from .top_up_create import TopUpCreate
+from .top_up_list import TopUpList
+from .top_up_object import TopUpObject
 from .usage_bucket_completions_usage_result import UsageBucketCompletionsUsageResult
 from .usage_bucket_completions_usage_result_results_item import (
     UsageBucketCompletionsUsageResultResultsItem,
@@ -132,6 +138,7 @@ from .user_list import UserList
 from .user_object import UserObject
 from .user_role_update import UserRoleUpdate
 from .user_summary import UserSummary
+from .webhook_receipt import WebhookReceipt
 from .ws_ticket import WsTicket
 
 __all__ = (
@@ -208,8 +215,10 @@ __all__ = (
     "MeObject",
     "ModelList",
     "ModelObject",
+    "OrganizationBilling",
     "OrganizationSummary",
     "Plan",
+    "PlanChange",
     "PriceCreate",
     "PriceList",
     "PriceObject",
@@ -225,10 +234,14 @@ __all__ = (
     "SessionObject",
     "SignupRequest",
     "StreamOptions",
+    "StripeWebhookBody",
     "TokenLogprobObject",
     "TokenizeRequest",
     "TokenizeResponse",
     "TopLogprob",
+    "TopUpCreate",
+    "TopUpList",
+    "TopUpObject",
     "UsageBucketCompletionsUsageResult",
     "UsageBucketCompletionsUsageResultResultsItem",
     "UsageBucketCostResult",
@@ -243,5 +256,6 @@ __all__ = (
     "UserObject",
     "UserRoleUpdate",
     "UserSummary",
+    "WebhookReceipt",
     "WsTicket",
 )
