@@ -47,6 +47,9 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/v1/billing/invoices/upcoming"),
     ("get", "/v1/billing/invoices/{invoice_id}"),
     ("get", "/v1/billing/prices"),
+    ("post", "/v1/billing/top_ups"),
+    ("get", "/v1/billing/top_ups"),
+    ("get", "/v1/billing/top_ups/{top_up_id}"),
     ("get", "/v1/organization/budget"),
     ("post", "/v1/organization/budget"),
     ("delete", "/v1/organization/budget"),
@@ -452,6 +455,25 @@ impl Client {
             .json::<List<Price>, ()>(Method::GET, &path, None)
             .await?;
         Ok(list.data)
+    }
+
+    /// Buys credits: opens a Stripe Checkout Session for `amount_micros` (whole cents) and
+    /// returns where to pay (`checkout_url`). The credits are added when Stripe reports the
+    /// payment; retries keep one `Idempotency-Key`, so one session is opened.
+    pub async fn create_top_up(&self, top_up: &TopUpCreate) -> Result<TopUp, Error> {
+        self.json(Method::POST, "/v1/billing/top_ups", Some(top_up))
+            .await
+    }
+
+    /// Every top-up of the organization, newest first, following the list's cursor.
+    pub async fn list_top_ups(&self) -> Result<Vec<TopUp>, Error> {
+        self.all("/v1/billing/top_ups").await
+    }
+
+    /// One top-up.
+    pub async fn get_top_up(&self, top_up_id: &str) -> Result<TopUp, Error> {
+        let path = format!("/v1/billing/top_ups/{}", percent_encode(top_up_id));
+        self.json::<TopUp, ()>(Method::GET, &path, None).await
     }
 
     /// The organization's monthly spend cap and what it counts.

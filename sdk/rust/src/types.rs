@@ -375,6 +375,42 @@ pub struct Balance {
     pub reserved_micros: i64,
     /// What new requests can still reserve.
     pub available_micros: i64,
+    /// `ok`, or `past_due` after a failed invoice payment.
+    pub billing_status: String,
+    /// Whether credits can be bought here (Stripe is configured, the organization prepaid).
+    pub top_ups_available: bool,
+}
+
+/// `POST /v1/billing/top_ups`: buy credits through Stripe Checkout.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TopUpCreate {
+    /// Micro-USD, whole cents, within the server's bounds.
+    pub amount_micros: i64,
+    /// Where Stripe sends the payer after paying (default the console's billing page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_url: Option<String>,
+    /// Where Stripe sends a payer who cancels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_url: Option<String>,
+}
+
+/// A top-up (`object: billing.top_up`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TopUp {
+    pub id: String,
+    pub object: String,
+    pub amount_micros: i64,
+    pub currency: String,
+    /// `creating`, `open`, `completed`, `expired` or `failed`.
+    pub status: String,
+    /// Where to pay, while `open`.
+    pub checkout_url: Option<String>,
+    pub checkout_session_id: Option<String>,
+    /// The ledger entry that credited it, once completed.
+    pub ledger_entry_id: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
 }
 
 /// One ledger entry and its cause (`object: billing.ledger_entry`).

@@ -397,6 +397,21 @@ async fn billing_and_budgets_of_a_fresh_organization() {
     assert!(balance.balance_micros > 0);
     assert_eq!(balance.reserved_micros, 0);
     assert_eq!(balance.available_micros, balance.balance_micros);
+    assert_eq!(balance.billing_status, "ok");
+    // This server has no payment provider: a top-up is a typed conflict, and there are none.
+    assert!(!balance.top_ups_available);
+    let err = owner
+        .create_top_up(&TopUpCreate {
+            amount_micros: 5_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Conflict), "{err}");
+    assert!(err.to_string().contains("not configured"), "{err}");
+    assert!(owner.list_top_ups().await.unwrap().is_empty());
+    let err = owner.get_top_up("topup_doesnotexist").await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound), "{err}");
     let ledger = owner.list_ledger().await.unwrap();
     assert_eq!(ledger.len(), 1, "{ledger:?}");
     assert_eq!(ledger[0].object, "billing.ledger_entry");

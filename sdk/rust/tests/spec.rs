@@ -217,6 +217,17 @@ fn billing_and_budget_types_read_their_schemas() {
     reads::<Price>(&spec, "PriceObject");
     reads::<List<Price>>(&spec, "PriceList");
     reads::<Budget>(&spec, "BudgetObject");
+    reads::<TopUp>(&spec, "TopUpObject");
+    reads::<List<TopUp>>(&spec, "TopUpList");
+    sends(
+        &spec,
+        "TopUpCreate",
+        &TopUpCreate {
+            amount_micros: 5_000_000,
+            success_url: Some("https://example.com/ok".into()),
+            cancel_url: Some("https://example.com/no".into()),
+        },
+    );
 }
 
 #[test]
