@@ -49,7 +49,7 @@ impl AppState {
             config.refresh_token_ttl_secs,
         );
         let metrics = Arc::new(Metrics::default());
-        let metering = Metering::new(store.clone(), config.metering.clone(), metrics.clone());
+        let metering = metering_of(&store, &config, &metrics);
         let limits = Arc::new(RateLimiter::new(&config));
         let stripe = stripe_of(&config);
         AppState {
@@ -71,11 +71,7 @@ impl AppState {
 
     /// The same state with `config` (and what is built from it: metering, Stripe).
     pub fn reconfigured(mut self, config: Config) -> Self {
-        self.metering = Metering::new(
-            self.store.clone(),
-            config.metering.clone(),
-            self.metrics.clone(),
-        );
+        self.metering = metering_of(&self.store, &config, &self.metrics);
         self.stripe = stripe_of(&config);
         self.config = Arc::new(config);
         self
@@ -86,6 +82,21 @@ impl AppState {
         self.inference = backend;
         self
     }
+}
+
+/// Metering, journaling per-step progress in Redis when `redis_url` is set.
+fn metering_of(store: &Store, config: &Config, metrics: &Arc<Metrics>) -> Arc<Metering> {
+    Metering::with_journal(
+        store.clone(),
+        config.metering.clone(),
+        metrics.clone(),
+        config.redis_url.as_deref().map(|url| {
+            (
+                url,
+                std::time::Duration::from_millis(config.redis_timeout_ms.max(1)),
+            )
+        }),
+    )
 }
 
 /// The Stripe client of the configuration (validated when it was read, so building it fails

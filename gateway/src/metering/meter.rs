@@ -273,6 +273,9 @@ impl DeltaObserver for StreamMeter {
             }
             self.received += d.token_ids.len() as u64;
             p.completion_tokens += d.token_ids.len() as u64;
+            if let Some(journal) = self.shared.metering.journal() {
+                journal.progress(&self.shared.request_id, p.completion_tokens);
+            }
         }
         if matches!(
             d.finish_reason,

@@ -18,7 +18,8 @@
 //!
 //! A process that dies leaves `in_progress` rows; [`Metering::sweep_orphans`] (at start, then
 //! periodically) closes rows whose heartbeat stopped as `interrupted` with the tokens last
-//! reported by [`Metering::run_background`]'s progress updates.
+//! reported by [`Metering::run_background`]'s progress updates, or, with Redis, the tokens
+//! journaled at every step (`journal`), whichever is further.
 //!
 //! Files: `money` (the `Money` type and per-model `Prices`), `config` (the `[metering]` table
 //! with the configured prices that seed the catalog), `meter` (the per-request guard). Prices
@@ -26,6 +27,7 @@
 //! `store::usage` and `store::credits`.
 
 pub mod config;
+pub mod journal;
 pub mod meter;
 pub mod money;
 
@@ -69,6 +71,8 @@ pub struct Metering {
     instance_id: String,
     /// In-flight meters, for the periodic progress updates.
     live: Mutex<HashMap<String, Weak<meter::Shared>>>,
+    /// Per-step progress in Redis, when configured (`journal`).
+    journal: Option<journal::ProgressJournal>,
 }
 
 impl std::fmt::Debug for Metering {
@@ -81,13 +85,34 @@ impl std::fmt::Debug for Metering {
 
 impl Metering {
     pub fn new(store: Store, config: MeteringConfig, metrics: Arc<Metrics>) -> Arc<Metering> {
+        Self::with_journal(store, config, metrics, None)
+    }
+
+    /// With a progress journal in Redis (`journal`) when `redis` (its URL and command
+    /// timeout) is given.
+    pub fn with_journal(
+        store: Store,
+        config: MeteringConfig,
+        metrics: Arc<Metrics>,
+        redis: Option<(&str, Duration)>,
+    ) -> Arc<Metering> {
+        let journal = redis.and_then(|(url, timeout)| {
+            journal::ProgressJournal::new(url, timeout, config.orphan_after_secs)
+                .map_err(|e| tracing::warn!(error = %e, "no usage progress journal: bad Redis URL"))
+                .ok()
+        });
         Arc::new(Metering {
             store,
             config,
             metrics,
             instance_id: format!("gw_{}", random_base62(16)),
             live: Mutex::new(HashMap::new()),
+            journal,
         })
+    }
+
+    pub(crate) fn journal(&self) -> Option<&journal::ProgressJournal> {
+        self.journal.as_ref()
     }
 
     pub fn config(&self) -> &MeteringConfig {
@@ -228,6 +253,9 @@ impl Metering {
         for attempt in 0..4u32 {
             match self.store.finalize_usage(request_id, &f).await {
                 Ok(_) => {
+                    if let Some(journal) = &self.journal {
+                        journal.forget(request_id);
+                    }
                     self.observe_write("finalize", timer);
                     self.metrics.inc(
                         "starfire_usage_events_total",
@@ -302,7 +330,19 @@ impl Metering {
             if orphans.is_empty() {
                 break;
             }
+            // What the dead process journaled step by step, when it is further than its last
+            // heartbeat.
+            let journaled = match &self.journal {
+                Some(j) => {
+                    let ids: Vec<String> = orphans.iter().map(|o| o.request_id.clone()).collect();
+                    j.read(&ids).await
+                }
+                None => HashMap::new(),
+            };
             for o in &orphans {
+                let completion_tokens = journaled
+                    .get(&o.request_id)
+                    .map_or(o.completion_tokens, |&n| n.max(o.completion_tokens));
                 let prices = crate::billing::catalog::price_at(
                     &self.store,
                     &self.config,
@@ -315,10 +355,10 @@ impl Metering {
                     status: UsageStatus::Interrupted,
                     prompt_tokens: o.prompt_tokens,
                     cached_tokens: o.cached_tokens,
-                    completion_tokens: o.completion_tokens,
+                    completion_tokens,
                     ttft_ms: o.ttft_ms,
                     latency_ms: Some((o.heartbeat_ms - o.started_ms).max(0)),
-                    cost: prices.cost(o.prompt_tokens, o.cached_tokens, o.completion_tokens),
+                    cost: prices.cost(o.prompt_tokens, o.cached_tokens, completion_tokens),
                     finished_ms: now,
                 };
                 if self

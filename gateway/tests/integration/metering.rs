@@ -385,6 +385,71 @@ async fn orphans_are_closed_on_restart(app: TestApp) {
     assert_eq!(debits.len(), 2);
 }
 
+/// With Redis, a dead process's request is billed to the step it journaled, even past its last
+/// heartbeat; a journal behind the heartbeat never lowers the count.
+async fn orphans_are_billed_to_their_journaled_step(app: TestApp) {
+    use gateway::metering::journal::ProgressJournal;
+    let owner = app.signup("journal@example.com").await;
+    let tenant = owner.tenant_id.clone();
+    let store = app.state.store.clone();
+    let long_ago = now_ms() - 600_000;
+    let suffix = gateway::auth::secret::random_base62(12);
+    let ahead = format!("chatcmpl-ahead-{suffix}");
+    let behind = format!("chatcmpl-behind-{suffix}");
+    for (id, heartbeat_tokens) in [(&ahead, 3), (&behind, 5)] {
+        let row = NewUsage {
+            request_id: id.clone(),
+            http_request_id: None,
+            tenant_id: tenant.clone(),
+            project_id: Some("proj_x".into()),
+            api_key_id: Some("key_x".into()),
+            endpoint: Endpoint::Completions,
+            model: DEFAULT_MODEL_ID.to_owned(),
+            prompt_tokens: 20,
+            max_cost: Prices::DEFAULT.max_cost(20, 100),
+            instance_id: "gw_dead".to_owned(),
+            started_ms: long_ago,
+            price_id: None,
+        };
+        store.admit_usage(&row, false).await.unwrap();
+        store
+            .usage_progress(id, heartbeat_tokens, Some(40), long_ago + 1_000)
+            .await
+            .unwrap();
+    }
+    // What the dead process journaled after its last heartbeat (and, for the other request,
+    // a count older than its heartbeat).
+    let url = crate::rate_limits::redis_url();
+    let timeout = Duration::from_millis(500);
+    let journal = ProgressJournal::new(&url, timeout, 60).unwrap();
+    journal.progress(&ahead, 9);
+    journal.progress(&behind, 2);
+    let ids = vec![ahead.clone(), behind.clone()];
+    let started = std::time::Instant::now();
+    while journal.read(&ids).await.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the journal never wrote"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let restarted = Metering::with_journal(
+        store.clone(),
+        app.state.config.metering.clone(),
+        app.state.metrics.clone(),
+        Some((&url, timeout)),
+    );
+    assert_eq!(restarted.sweep_orphans(false).await.unwrap(), 2);
+    let ahead_event = store.usage_event(&tenant, &ahead).await.unwrap().unwrap();
+    assert_eq!(ahead_event.status, UsageStatus::Interrupted);
+    assert_eq!(ahead_event.completion_tokens, 9);
+    assert_eq!(ahead_event.cost, Prices::DEFAULT.cost(20, 0, 9));
+    let behind_event = store.usage_event(&tenant, &behind).await.unwrap().unwrap();
+    assert_eq!(behind_event.completion_tokens, 5);
+    assert_ledger_adds_up(&app, &tenant).await;
+}
+
 /// A balance that pays for exactly 10 requests, 50 at once: 10 succeed, 40 get 429
 /// `insufficient_quota`, the balance ends at zero and the ledger adds up.
 async fn concurrent_requests_cannot_overspend(app: TestApp) {
@@ -803,6 +868,7 @@ async fn metrics_expose_gateway_and_scheduler_series(app: TestApp) {
 }
 
 on_both_backends!(
+    orphans_are_billed_to_their_journaled_step,
     usage_exactly_once,
     disconnect_mid_stream_records_cancelled,
     orphans_are_closed_on_restart,

@@ -3,7 +3,9 @@
 //! of one replica mid-load. After it restarts (the orphan sweep closes the dead replica's
 //! rows), the usage table has exactly one final row per accepted request; the surviving
 //! replica billed exactly what its engine generated, less at most one step per aborted
-//! request; completed requests are billed what their clients were told.
+//! request; completed requests are billed what their clients were told; and the killed
+//! replica's requests are billed what their clients received, less at most one step (the
+//! progress it journaled in Redis at every step).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,6 +24,9 @@ use crate::support::{fresh_database, Backend};
 
 const REQUESTS: usize = 40;
 const MAX_TOKENS: u64 = 24;
+/// A's streams are this many chunks in when it is killed (so that the killed replica's
+/// requests have tokens to account for).
+const TOKENS_BEFORE_KILL: u64 = 4;
 /// Small heartbeat and orphan settings, so that the dead replica's rows close in seconds.
 const FAST_SWEEP: [(&str, &str); 2] = [
     ("STARFIRE_USAGE_HEARTBEAT_SECS", "1"),
@@ -107,7 +112,7 @@ fn stream(port: u16, key: &str, leave_after: Option<u64>, first: &AtomicUsize) -
             seen.id = v["id"].as_str().map(str::to_owned).or(seen.id.take());
             if v["choices"].as_array().is_some_and(|c| !c.is_empty()) {
                 seen.token_chunks += 1;
-                if seen.token_chunks == 1 {
+                if seen.token_chunks == TOKENS_BEFORE_KILL {
                     first.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -283,17 +288,27 @@ fn usage_is_exactly_once_through_disconnects_and_a_killed_replica() {
 
     let mut billed_b = 0;
     let mut aborted_b = 0;
+    let mut swept_checked = 0;
+    let (mut swept_received, mut swept_billed) = (0, 0);
     for s in seen.iter().filter(|s| s.id.is_some()) {
         let row = by_id[s.id.as_deref().unwrap()];
         assert!(row.completion_tokens <= MAX_TOKENS, "{row:?}");
         // A request on A may have been closed by the sweep instead, when A died before its
-        // final write committed: billed as of A's last heartbeat.
+        // final write committed: billed as of the step A last journaled.
         let swept = s.port == port_a && row.status == UsageStatus::Interrupted;
         // A completed request is billed what its client was told.
         if let Some(usage) = s.usage.filter(|_| !swept) {
             assert_eq!(row.status, UsageStatus::Completed, "{s:?} {row:?}");
             assert_eq!(row.completion_tokens, usage, "{s:?}");
             assert_eq!(usage, MAX_TOKENS);
+        }
+        // A request the sweep closed is billed to the step its replica journaled in Redis
+        // before it died: what its client received, but for at most one step.
+        if swept {
+            assert!(row.completion_tokens + 1 >= s.token_chunks, "{s:?} {row:?}");
+            swept_checked += 1;
+            swept_received += s.token_chunks;
+            swept_billed += row.completion_tokens;
         }
         // A client that left is billed every token it got, and what was generated after.
         if s.left && !swept {
@@ -310,8 +325,9 @@ fn usage_is_exactly_once_through_disconnects_and_a_killed_replica() {
         }
     }
     eprintln!(
-        "rows {}, interrupted {interrupted}, B billed {billed_b} of {generated_b} generated, \
-         {aborted_b} aborted",
+        "rows {}, interrupted {interrupted} ({swept_checked} seen by their clients: \
+         {swept_received} chunks received, {swept_billed} tokens billed), B billed {billed_b} of \
+         {generated_b} generated, {aborted_b} aborted",
         rows.len()
     );
     // What B's engine generated is what B billed, but for at most one step per abort.
