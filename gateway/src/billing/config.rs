@@ -290,4 +290,60 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.0, "invoice_grace_secs");
     }
+
+    #[test]
+    fn stripe_comes_from_file_and_env_and_is_checked() {
+        let file: BillingFile = toml::from_str(
+            "[stripe]\nsecret_key = \"sk_test_file\"\nwebhook_secrets = [\"whsec_0123456789abcdef\"]\n\
+             min_top_up_micros = 1000000\n",
+        )
+        .unwrap();
+        let c = BillingConfig::resolve(Some(file), 60, &|n| match n {
+            "STARFIRE_STRIPE_SECRET_KEY" => Some("sk_test_env".into()),
+            "STARFIRE_STRIPE_API_BASE" => Some("http://127.0.0.1:12111/".into()),
+            _ => None,
+        })
+        .unwrap();
+        let s = &c.stripe;
+        assert_eq!(s.secret_key.as_deref(), Some("sk_test_env"));
+        assert_eq!(s.webhook_secrets, ["whsec_0123456789abcdef"]);
+        assert_eq!(s.api_base, "http://127.0.0.1:12111/");
+        assert_eq!(
+            (s.min_top_up_micros, s.max_top_up_micros),
+            (1_000_000, 10_000_000_000)
+        );
+        assert_eq!(s.meter_event_name, "starfire_usage");
+        // Secrets never reach a log line.
+        let logged = format!("{c:?}");
+        assert!(
+            !logged.contains("sk_test_env") && !logged.contains("whsec_"),
+            "{logged}"
+        );
+        // Rotation through the environment: comma-separated.
+        let c = BillingConfig::resolve(None, 60, &|n| {
+            (n == "STARFIRE_STRIPE_WEBHOOK_SECRET")
+                .then(|| "whsec_new_0123456789, whsec_old_0123456789".into())
+        })
+        .unwrap();
+        assert_eq!(c.stripe.webhook_secrets.len(), 2);
+        assert!(c.stripe.secret_key.is_none());
+        for (toml, field) in [
+            (
+                "[stripe]\nwebhook_secrets = [\"short\"]\n",
+                "billing.stripe.webhook_secrets",
+            ),
+            (
+                "[stripe]\napi_base = \"ftp://x\"\n",
+                "billing.stripe.api_base",
+            ),
+            (
+                "[stripe]\nmin_top_up_micros = 1\n",
+                "billing.stripe.min_top_up_micros",
+            ),
+        ] {
+            let file: BillingFile = toml::from_str(toml).unwrap();
+            let err = BillingConfig::resolve(Some(file), 60, &|_| None).unwrap_err();
+            assert_eq!(err.0, field);
+        }
+    }
 }

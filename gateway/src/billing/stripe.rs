@@ -32,7 +32,6 @@ use stripe_core::customer::CreateCustomer;
 
 use super::config::StripeConfig;
 use crate::error::ApiError;
-use crate::metering::money::Money;
 use crate::metrics::Metrics;
 use crate::store::stripe::{MeterRow, TopUp};
 use crate::store::{now_ms, Store};
@@ -255,9 +254,4 @@ fn upstream(what: &str, e: StripeError) -> ApiError {
         code: "payment_provider_unavailable",
         retry_after: Some(5),
     }
-}
-
-/// Whole cents of an amount (top-ups are whole cents).
-pub fn cents(amount: Money) -> i64 {
-    amount.micros() / 10_000
 }
