@@ -123,11 +123,7 @@ where
     hasher.update(req.path().as_bytes());
     hasher.update([0]);
     hasher.update(body_digest);
-    let request_hash: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let request_hash = crate::auth::secret::hex(&hasher.finalize());
     let tenant = &principal.tenant_id;
     let sealing = sealing_key(&state.config.session_secret, &who, &key);
 

@@ -21,10 +21,15 @@ pub fn new_id(prefix: &str) -> String {
 
 /// Lower-case hex SHA-256, the only form in which secrets are stored.
 pub fn sha256_hex(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Lower-case hex of `bytes` (digests and MACs).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
     }
     out
 }

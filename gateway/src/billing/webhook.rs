@@ -62,11 +62,7 @@ pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(payload);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::auth::secret::hex(&mac.finalize().into_bytes())
 }
 
 /// Checks a delivery's `Stripe-Signature` header against every secret.

@@ -117,8 +117,7 @@ pub fn session_csrf(state: &AppState, principal: &Principal) -> String {
             .unwrap_or_default()
             .as_bytes(),
     );
-    let bytes = mac.finalize().into_bytes();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::auth::secret::hex(&mac.finalize().into_bytes())
 }
 
 /// The pre-sign-in CSRF value: the one already in the cookie, or a new one (which the caller
