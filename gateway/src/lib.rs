@@ -46,6 +46,7 @@ pub mod inference;
 pub mod limits;
 pub mod metering;
 pub mod metrics;
+pub mod redis_conn;
 pub mod registry;
 pub mod server;
 pub mod store;

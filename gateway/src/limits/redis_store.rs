@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::{Ask, Decision, Refused, WindowState, LEASE_MS, WINDOW_MS};
+use crate::redis_conn::LazyRedis;
 
 /// Admission: trim, check the three counters, count on all of them or on none.
 const ADMIT: &str = r#"
@@ -121,8 +122,7 @@ pub enum RedisLimitError {
 /// A lazily connected handle, shared by all workers; reconnects on its own.
 #[derive(Clone)]
 pub struct RedisLimiter {
-    client: redis::Client,
-    manager: std::sync::Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    redis: LazyRedis,
     timeout: Duration,
     admit: std::sync::Arc<Script>,
     settle: std::sync::Arc<Script>,
@@ -133,8 +133,7 @@ type Answer = (String, i64, i64, i64, i64, i64);
 impl RedisLimiter {
     pub fn new(url: &str, timeout: Duration) -> redis::RedisResult<RedisLimiter> {
         Ok(RedisLimiter {
-            client: redis::Client::open(url)?,
-            manager: Default::default(),
+            redis: LazyRedis::open(url, timeout)?,
             timeout,
             admit: std::sync::Arc::new(Script::new(ADMIT)),
             settle: std::sync::Arc::new(Script::new(SETTLE)),
@@ -142,18 +141,7 @@ impl RedisLimiter {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, RedisLimitError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(self.timeout);
-        let manager = self
-            .manager
-            .get_or_try_init(|| async {
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .await?;
-        Ok(manager.clone())
+        Ok(self.redis.connection().await?)
     }
 
     /// Runs `f` under the timeout, whatever the connection manager does meanwhile.

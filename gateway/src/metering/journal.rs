@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
+
+use crate::redis_conn::LazyRedis;
 
 /// Where the counts live: `<prefix><request id>`.
 pub const KEY_PREFIX: &str = "starfire:usage:progress:";
@@ -28,11 +29,9 @@ enum Entry {
 
 /// The journal of one process. Cheap to call from any thread.
 pub struct ProgressJournal {
-    client: redis::Client,
-    timeout: Duration,
+    redis: LazyRedis,
     /// Seconds a count outlives its request's last step (well past the orphan sweep).
     ttl_secs: u64,
-    manager: Arc<tokio::sync::OnceCell<ConnectionManager>>,
     /// The writer's queue, started on first use on the runtime of that call.
     queue: OnceLock<mpsc::UnboundedSender<Entry>>,
     /// Failures already logged (one line per burst, not per step).
@@ -48,31 +47,11 @@ impl std::fmt::Debug for ProgressJournal {
 impl ProgressJournal {
     pub fn new(url: &str, timeout: Duration, orphan_after_secs: u64) -> redis::RedisResult<Self> {
         Ok(ProgressJournal {
-            client: redis::Client::open(url)?,
-            timeout,
+            redis: LazyRedis::open(url, timeout)?,
             ttl_secs: (orphan_after_secs * 10).max(3600),
-            manager: Default::default(),
             queue: OnceLock::new(),
             failing: Arc::new(Mutex::new(false)),
         })
-    }
-
-    async fn connection(
-        manager: &tokio::sync::OnceCell<ConnectionManager>,
-        client: &redis::Client,
-        timeout: Duration,
-    ) -> redis::RedisResult<ConnectionManager> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(timeout);
-        let manager = manager
-            .get_or_try_init(|| async {
-                ConnectionManager::new_lazy_with_config(client.clone(), config)
-            })
-            .await?;
-        Ok(manager.clone())
     }
 
     fn send(&self, entry: Entry) {
@@ -82,9 +61,7 @@ impl ProgressJournal {
                 Ok(runtime) => {
                     runtime.spawn(write_loop(
                         rx,
-                        self.client.clone(),
-                        self.manager.clone(),
-                        self.timeout,
+                        self.redis.clone(),
                         self.ttl_secs,
                         self.failing.clone(),
                     ));
@@ -117,12 +94,12 @@ impl ProgressJournal {
             .map(|id| format!("{KEY_PREFIX}{id}"))
             .collect();
         let read = async {
-            let mut conn = Self::connection(&self.manager, &self.client, self.timeout).await?;
+            let mut conn = self.redis.connection().await?;
             let values: Vec<Option<u64>> =
                 redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
             Ok::<_, redis::RedisError>(values)
         };
-        match tokio::time::timeout(self.timeout * 4, read).await {
+        match tokio::time::timeout(self.redis.timeout() * 4, read).await {
             Ok(Ok(values)) => request_ids
                 .iter()
                 .zip(values)
@@ -144,9 +121,7 @@ impl ProgressJournal {
 
 async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Entry>,
-    client: redis::Client,
-    manager: Arc<tokio::sync::OnceCell<ConnectionManager>>,
-    timeout: Duration,
+    redis: LazyRedis,
     ttl_secs: u64,
     failing: Arc<Mutex<bool>>,
 ) {
@@ -182,8 +157,8 @@ async fn write_loop(
                 None => pipe.cmd("DEL").arg(key).ignore(),
             };
         }
-        let sent = tokio::time::timeout(timeout, async {
-            let mut conn = ProgressJournal::connection(&manager, &client, timeout).await?;
+        let sent = tokio::time::timeout(redis.timeout(), async {
+            let mut conn = redis.connection().await?;
             pipe.query_async::<()>(&mut conn).await
         })
         .await;
