@@ -60,6 +60,7 @@ def test_streamed_chat_completion(server):
         model=MODEL,
         messages=HELLO,
         max_tokens=6,
+        temperature=0,
         stream=True,
         stream_options={"include_usage": True},
     ) as stream:
@@ -142,7 +143,7 @@ def test_a_retry_after_429_succeeds_with_the_same_idempotency_key(server):
     with FakeServer(script, upstream=server["base_url"]) as proxy:
         client = Starfire(api_key=server["api_key"], base_url=proxy.url)
         completion = client.chat.completions.create(
-            model=MODEL, messages=HELLO, max_tokens=3
+            model=MODEL, messages=HELLO, max_tokens=3, temperature=0
         )
     assert completion.usage.completion_tokens == 3
     assert len(proxy.seen) == 2
@@ -185,8 +186,8 @@ def test_a_retry_after_a_lost_answer_does_not_create_twice(server):
 
 def test_websocket_chat_runs_two_requests_on_one_socket(server):
     with inference(server).chat.ws() as socket:
-        first = socket.chat(model=MODEL, messages=HELLO, max_tokens=5)
-        second = socket.chat(model=MODEL, messages=HELLO, max_tokens=3)
+        first = socket.chat(model=MODEL, messages=HELLO, max_tokens=5, temperature=0)
+        second = socket.chat(model=MODEL, messages=HELLO, max_tokens=3, temperature=0)
         frames = list(first)
         assert frames[0].delta.role == "assistant"
         assert "".join(f.delta.content or "" for f in frames)
@@ -198,7 +199,7 @@ def test_websocket_chat_runs_two_requests_on_one_socket(server):
 
 def test_websocket_chat_with_a_ticket_and_a_request_error(server):
     with inference(server).chat.ws(use_ticket=True) as socket:
-        assert socket.chat(model=MODEL, messages=HELLO, max_tokens=2).text()
+        assert socket.chat(model=MODEL, messages=HELLO, max_tokens=2, temperature=0).text()
         with pytest.raises(APIStreamError) as err:
             list(socket.chat(model="no-such-model", messages=HELLO))
         assert err.value.code == "model_not_found"
@@ -219,9 +220,9 @@ def test_a_key_over_its_rate_limit_raises_rate_limit_error(server):
     updated = control.projects.api_keys.update(project.id, key.id, limits={"rpm": 1})
     assert updated.limits.rpm == 1
     client = Starfire(api_key=key.value, base_url=server["base_url"], max_retries=0)
-    client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+    client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1, temperature=0)
     with pytest.raises(RateLimitError) as err:
-        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1, temperature=0)
     assert err.value.status_code == 429
     assert err.value.code == "rate_limit_exceeded"
     assert err.value.request_id and err.value.request_id.startswith("req_")
@@ -234,7 +235,7 @@ def test_usage_costs_and_credits_are_read_back(server):
     project = control.projects.create(name="py usage")
     key = control.projects.api_keys.create(project.id, name="metered")
     used = Starfire(api_key=key.value, base_url=server["base_url"])
-    completion = used.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4)
+    completion = used.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4, temperature=0)
     results = [
         r
         for bucket in control.usage.completions(
@@ -271,7 +272,7 @@ def test_billing_balance_ledger_prices_and_invoices_are_read_back(server):
     key = control.projects.api_keys.create(project.id, name="billed")
     used = Starfire(api_key=key.value, base_url=server["base_url"])
     before = control.billing.upcoming_invoice()
-    used.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4)
+    used.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4, temperature=0)
     balance = control.billing.balance()
     assert isinstance(balance, BalanceObject)
     assert balance.object_ == "billing.balance" and balance.currency == "usd"

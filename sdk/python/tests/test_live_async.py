@@ -27,12 +27,13 @@ def test_async_chat_whole_and_streamed(server):
     async def main():
         async with client(server) as c:
             completion = await c.chat.completions.create(
-                model=MODEL, messages=HELLO, max_tokens=4
+                model=MODEL, messages=HELLO, max_tokens=4, temperature=0
             )
             stream = await c.chat.completions.create(
                 model=MODEL,
                 messages=HELLO,
                 max_tokens=5,
+                temperature=0,
                 stream=True,
                 stream_options={"include_usage": True},
             )
@@ -52,8 +53,8 @@ def test_async_websocket_runs_requests_at_once(server):
     async def main():
         async with client(server) as c:
             async with await c.chat.ws() as socket:
-                first = await socket.chat(model=MODEL, messages=HELLO, max_tokens=5)
-                second = await socket.chat(model=MODEL, messages=HELLO, max_tokens=3)
+                first = await socket.chat(model=MODEL, messages=HELLO, max_tokens=5, temperature=0)
+                second = await socket.chat(model=MODEL, messages=HELLO, max_tokens=3, temperature=0)
                 texts = await asyncio.gather(first.text(), second.text())
                 bad = await socket.chat(model="no-such-model", messages=HELLO)
                 with pytest.raises(APIStreamError) as err:
@@ -71,7 +72,7 @@ def test_async_websocket_with_a_ticket_and_a_bad_key(server):
     async def main():
         async with client(server) as c:
             async with await c.chat.ws(use_ticket=True) as socket:
-                stream = await socket.chat(model=MODEL, messages=HELLO, max_tokens=2)
+                stream = await socket.chat(model=MODEL, messages=HELLO, max_tokens=2, temperature=0)
                 text = await stream.text()
         bad = AsyncStarfire(api_key="sf-not-a-real-key", base_url=server["base_url"])
         with pytest.raises(AuthenticationError) as err:
@@ -94,7 +95,7 @@ def test_async_key_created_used_revoked_and_usage_read_back(server):
                 api_key=key.value, base_url=server["base_url"]
             ) as used:
                 await used.chat.completions.create(
-                    model=MODEL, messages=HELLO, max_tokens=3
+                    model=MODEL, messages=HELLO, max_tokens=3, temperature=0
                 )
                 listed = [
                     k.id async for k in await control.projects.api_keys.list(project.id)

@@ -50,6 +50,7 @@ test("streamed chat completion", async () => {
     model: MODEL,
     messages: HELLO,
     max_tokens: 6,
+    temperature: 0,
     stream: true,
     stream_options: { include_usage: true },
   });
@@ -66,20 +67,20 @@ test("streamed chat completion", async () => {
 });
 
 test("leaving a stream early closes it", async () => {
-  const stream = await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 64, stream: true });
+  const stream = await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 64, temperature: 0, stream: true });
   let seen = 0;
   for await (const _chunk of stream) if (++seen === 2) break;
   assert.equal(seen, 2);
   // The server is still fine for the next request.
-  const completion = await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 2 });
+  const completion = await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 2, temperature: 0 });
   assert.equal(completion.usage.completion_tokens, 2);
 });
 
 test("WebSocket chat with the key header: two requests on one socket", async () => {
   const socket = await inference().chat.ws();
   try {
-    const first = socket.chat({ model: MODEL, messages: HELLO, max_tokens: 5 });
-    const second = socket.chat({ model: MODEL, messages: HELLO, max_tokens: 3 });
+    const first = socket.chat({ model: MODEL, messages: HELLO, max_tokens: 5, temperature: 0 });
+    const second = socket.chat({ model: MODEL, messages: HELLO, max_tokens: 3, temperature: 0 });
     assert.ok(first instanceof ChatSocketStream);
     const [a, b] = await Promise.all([first.text(), second.text()]);
     assert.ok(a && b);
@@ -97,7 +98,7 @@ test("WebSocket chat with a ticket, and a request error as a typed error", async
   const socket = await inference().chat.ws({ useTicket: true });
   try {
     const frames = [];
-    for await (const frame of socket.chat({ model: MODEL, messages: HELLO, max_tokens: 4 })) frames.push(frame);
+    for await (const frame of socket.chat({ model: MODEL, messages: HELLO, max_tokens: 4, temperature: 0 })) frames.push(frame);
     assert.equal(frames[0].delta.role, "assistant");
     const bad = socket.chat({ model: "no-such-model", messages: HELLO });
     await assert.rejects(bad.done, (err) => err.name === "APIStreamError" && err.code === "model_not_found");
@@ -131,8 +132,8 @@ test("a key over its rate limit throws RateLimitError", async () => {
   const project = await control.projects.create({ name: "ts rate limit" });
   const key = await control.projects.apiKeys.create(project.id, { name: "slow", limits: { rpm: 1 } });
   const client = new Starfire({ apiKey: key.value, baseURL: server.baseURL, maxRetries: 0 });
-  await client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 1 });
-  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 1 }), (err) => {
+  await client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 1, temperature: 0 });
+  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 1, temperature: 0 }), (err) => {
     assert.ok(err instanceof RateLimitError);
     assert.equal(err.status, 429);
     assert.equal(err.code, "rate_limit_exceeded");
@@ -147,7 +148,7 @@ test("a retry after 429 succeeds with the same Idempotency-Key", async () => {
   const proxy = await fakeServer([{ status: 429, body: limited, headers: { "content-type": "application/json", "retry-after": "0" } }], server.baseURL);
   try {
     const client = new Starfire({ apiKey: server.api_key, baseURL: proxy.url });
-    const completion = await client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 3 });
+    const completion = await client.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 3, temperature: 0 });
     assert.equal(completion.usage.completion_tokens, 3);
     assert.equal(proxy.seen.length, 2);
     const keys = new Set(proxy.seen.map((s) => s.headers["idempotency-key"]));
@@ -176,7 +177,7 @@ test("a key is created, used, listed across pages, revoked; its usage is read ba
   const created = await control.projects.apiKeys.create(project.id, { name: "ci" });
   assert.match(created.value, /^sf-/);
   const fresh = new Starfire({ apiKey: created.value, baseURL: server.baseURL });
-  const completion = await fresh.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 4 });
+  const completion = await fresh.chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 4, temperature: 0 });
   const others = [];
   for (let i = 0; i < 3; i++) others.push((await control.projects.apiKeys.create(project.id, { name: `k${i}` })).id);
   const firstPage = await control.projects.apiKeys.list(project.id, { limit: 2 });
@@ -220,7 +221,7 @@ const modelRequests = (invoice) => invoice.lines.filter((l) => l.model === MODEL
 test("billing: balance and ledger after a chat, prices, the upcoming invoice", async () => {
   const control = admin();
   const before = await control.billing.upcomingInvoice();
-  await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 4 });
+  await inference().chat.completions.create({ model: MODEL, messages: HELLO, max_tokens: 4, temperature: 0 });
   const balance = await control.billing.balance();
   assert.equal(balance.object, "billing.balance");
   assert.equal(balance.currency, "usd");
