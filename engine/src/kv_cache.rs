@@ -2,22 +2,25 @@
 //! holding one token's keys and values for all KV heads. Which blocks belong to which sequence
 //! is the scheduler's business; the engine only follows block tables and slot mappings.
 
+use half::f16;
+
 use crate::error::{EngineError, Result};
 
 #[derive(Debug)]
 pub struct KvCache {
     block_size: usize,
     num_blocks: usize,
-    /// Floats per slot: `num_kv_heads * head_dim`.
+    /// Values per slot: `num_kv_heads * head_dim`.
     kv_dim: usize,
-    /// Per layer: keys and values, `num_blocks * block_size * kv_dim` floats each.
+    /// Per layer: keys and values, `num_blocks * block_size * kv_dim` f16 values each (f16 as
+    /// in llama.cpp's default cache; see `kernels::attention`).
     pub(crate) layers: Vec<LayerCache>,
 }
 
 #[derive(Debug)]
 pub(crate) struct LayerCache {
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
+    pub k: Vec<f16>,
+    pub v: Vec<f16>,
 }
 
 impl KvCache {
@@ -38,8 +41,8 @@ impl KvCache {
             .ok_or_else(|| EngineError::InvalidBatch("KV cache size overflows".into()))?;
         let layers = (0..num_layers)
             .map(|_| LayerCache {
-                k: vec![0.0; slots],
-                v: vec![0.0; slots],
+                k: vec![f16::ZERO; slots],
+                v: vec![f16::ZERO; slots],
             })
             .collect();
         Ok(Self {
@@ -50,9 +53,12 @@ impl KvCache {
         })
     }
 
+    /// Bytes of one cached key or value element.
+    pub const BYTES_PER_VALUE: usize = std::mem::size_of::<f16>();
+
     /// Bytes one block takes across all layers (keys and values), for sizing the cache.
     pub fn bytes_per_block(num_layers: usize, kv_dim: usize, block_size: usize) -> usize {
-        2 * num_layers * kv_dim * block_size * std::mem::size_of::<f32>()
+        2 * num_layers * kv_dim * block_size * Self::BYTES_PER_VALUE
     }
 
     pub fn block_size(&self) -> usize {

@@ -79,15 +79,18 @@ fn reported_view(m: &Model, ids: &[u32]) -> Vec<u32> {
         .collect()
 }
 
-/// Greedy continuations against llama.cpp's. Every divergence must come where the reference
-/// itself was close to a tie, and most cases must match over the whole reference length.
+/// Greedy continuations against llama.cpp's: at least 90% identical over the whole reference
+/// length, and any divergence only where the reference itself was at a near-tie (top-2 gap
+/// under 0.1).
 ///
-/// Measured (see the engine issue's note): llama.cpp's own arithmetic (8-bit activations, f16
-/// attention accumulators) perturbs logprobs by 0.1-0.5 on this 4-bit model, so divergences
-/// appear at reference gaps up to ~0.21; the bounds below are what this engine meets.
+/// The engine follows llama.cpp's CPU arithmetic operation for operation (8-bit activation
+/// blocks, FMA-contracted RoPE, ggml's vectorised expf in SiLU, f16 KV cache and f16 flash
+/// attention accumulators), so teacher-forced logprobs agree to the reference's printed
+/// precision on every case but one: `summarize-long`, whose 176-token prompt llama.cpp ran
+/// through its tiled attention kernel (see `kernels::attention`), still decodes identically.
 #[test]
 fn greedy_continuations_match_llama_cpp() {
-    const MAX_DIVERGENCE_GAP: f32 = 0.25;
+    const MAX_DIVERGENCE_GAP: f32 = 0.1;
     let m = model();
     let all = cases();
     let mut exact = 0;
@@ -109,7 +112,7 @@ fn greedy_continuations_match_llama_cpp() {
         .map(|s| s.token)
         .collect();
         let reference_is_reported_view =
-            m.tokenizer.decode(&case.greedy_token_ids, false).unwrap() != case.greedy_text;
+            m.tokenizer.decode(&case.greedy_token_ids, true).unwrap() != case.greedy_text;
         let got = if reference_is_reported_view {
             reported_view(m, &got)
         } else {
@@ -143,7 +146,7 @@ fn greedy_continuations_match_llama_cpp() {
     }
     eprintln!("{exact}/{} exact; {report:?}", all.len());
     assert!(
-        exact * 10 >= all.len() * 6,
+        exact * 10 >= all.len() * 9,
         "only {exact}/{} cases match exactly: {report:?}",
         all.len()
     );

@@ -253,6 +253,11 @@ fn reference_logits(w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> Vec<f64> {
             }
             rope(&mut q, pos);
             rope(&mut k, pos);
+            // The engine keeps keys and values in an f16 cache and rounds the query to f16
+            // for the scores, as llama.cpp does; the reference rounds at the same points.
+            for x in q.iter_mut().chain(k.iter_mut()).chain(v.iter_mut()) {
+                *x = half::f16::from_f64(*x).to_f64();
+            }
             qs.push(q);
             ks.push(k);
             vs.push(v);
@@ -331,6 +336,12 @@ fn check(model_type: &str, bias: bool, dtype: DType, tol: f64) {
         .unwrap();
     let reference = reference_logits(&weights, &tokens);
     let scale = reference.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    let worst = logits[0]
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (*a as f64 - b).abs() / scale)
+        .fold(0.0, f64::max);
+    eprintln!("{model_type} {dtype:?}: largest logit error {worst:.2e} of the largest logit");
     for (i, (a, b)) in logits[0].iter().zip(&reference).enumerate() {
         assert!(
             (*a as f64 - b).abs() <= tol * scale,
@@ -340,19 +351,23 @@ fn check(model_type: &str, bias: bool, dtype: DType, tol: f64) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The logits may differ from the f64 reference by this fraction of the largest logit: the
+/// attention accumulates its weighted values in f16 (as llama.cpp's does), about 2-3e-4 here.
+const F16_ATTENTION_TOL: f64 = 1e-3;
+
 #[test]
 fn llama_f32_matches_reference() {
-    check("llama", false, DType::F32, 1e-4);
+    check("llama", false, DType::F32, F16_ATTENTION_TOL);
 }
 
 #[test]
 fn qwen2_with_qkv_bias_bf16_matches_reference() {
-    check("qwen2", true, DType::BF16, 1e-4);
+    check("qwen2", true, DType::BF16, F16_ATTENTION_TOL);
 }
 
 #[test]
 fn llama_f16_matches_reference() {
-    check("llama", false, DType::F16, 1e-4);
+    check("llama", false, DType::F16, F16_ATTENTION_TOL);
 }
 
 #[test]

@@ -82,7 +82,7 @@ pub fn kv_cache_shape(model: &Model) -> KvCacheShape {
         num_layers: model.config.num_layers,
         num_kv_heads: model.config.num_kv_heads,
         head_dim: model.config.head_dim,
-        dtype_bytes: std::mem::size_of::<f32>(),
+        dtype_bytes: engine::KvCache::BYTES_PER_VALUE,
     }
 }
 

@@ -1,12 +1,14 @@
 //! The forward pass of one step: every new token of every sequence goes through each linear
 //! layer as one `[T, hidden]` matrix; attention runs per token over its sequence's blocks.
 
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::{Model, ModelConfig, RopeStyle};
 use crate::batch::StepBatch;
 use crate::error::{EngineError, Result};
 use crate::kernels::attention::{paged_attention, AttentionShape};
+use crate::kernels::elementwise::{rotate_pairs, swiglu};
 use crate::kv_cache::KvCache;
 
 /// cos/sin of every (position, frequency) pair, computed once at load.
@@ -49,23 +51,21 @@ impl RopeTable {
             &self.cos[pos * self.half..][..self.half],
             &self.sin[pos * self.half..][..self.half],
         );
-        for head in x.chunks_exact_mut(2 * self.half) {
-            for i in 0..self.half {
-                let (a, b) = match self.style {
-                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
-                    RopeStyle::Neox => (i, i + self.half),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos[i] - x1 * sin[i];
-                head[b] = x0 * sin[i] + x1 * cos[i];
+        let half = self.half;
+        for head in x.chunks_exact_mut(2 * half) {
+            match self.style {
+                RopeStyle::Interleaved => {
+                    rotate_pairs(head, (0..half).map(|i| (2 * i, 2 * i + 1)), cos, sin)
+                }
+                RopeStyle::Neox => rotate_pairs(head, (0..half).map(|i| (i, i + half)), cos, sin),
             }
         }
     }
 }
 
-/// `x / rms(x) * weight`, the mean of squares summed in f64 as ggml does.
+/// `x / rms(x) * weight`, the squares (in f32) summed in f64 as ggml does.
 fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
     let mean = (sum / x.len() as f64) as f32;
     let scale = 1.0 / (mean + eps).sqrt();
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
@@ -80,10 +80,6 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
         rms_norm(row, weight, eps, o);
     }
     out
-}
-
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
 }
 
 impl Model {
@@ -260,14 +256,14 @@ impl Model {
                 self.rope.apply(q, token_pos[i]);
                 self.rope.apply(&mut kv[..kvd], token_pos[i]);
                 let slot = token_slot[i];
-                lc.k[slot * kvd..(slot + 1) * kvd].copy_from_slice(&kv[..kvd]);
-                lc.v[slot * kvd..(slot + 1) * kvd].copy_from_slice(&kv[kvd..]);
+                lc.k[slot * kvd..(slot + 1) * kvd].convert_from_f32_slice(&kv[..kvd]);
+                lc.v[slot * kvd..(slot + 1) * kvd].convert_from_f32_slice(&kv[kvd..]);
             }
             let (kc, vc) = (&lc.k, &lc.v);
             let mut attn = vec![0f32; t * qd];
             attn.par_chunks_mut(qd)
                 .enumerate()
-                .for_each_init(Vec::new, |scores, (i, out)| {
+                .for_each_init(Vec::new, |scratch, (i, out)| {
                     let seq = &batch.seqs[token_seq[i]];
                     let q = &qkv[i * width..i * width + qd];
                     paged_attention(
@@ -278,7 +274,7 @@ impl Model {
                         &seq.block_table,
                         token_pos[i] + 1,
                         out,
-                        scores,
+                        scratch,
                     );
                 });
             let o = layer.o.forward(&attn, t)?;
@@ -289,9 +285,8 @@ impl Model {
             let f = cfg.intermediate_size;
             let mut act = vec![0f32; t * f];
             for (a, g) in act.chunks_exact_mut(f).zip(gu.chunks_exact(2 * f)) {
-                for j in 0..f {
-                    a[j] = silu(g[j]) * g[f + j];
-                }
+                let (gate, up) = g.split_at(f);
+                swiglu(gate, up, a);
             }
             let d = layer.down.forward(&act, t)?;
             x.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
