@@ -15,7 +15,8 @@ const queueTokenLimit = Number(process.env.STARFIRE_QUEUE_TOKEN_LIMIT);
 assert.ok(baseURL && apiKey && queueTokenLimit > 0, 'run through gateway/tests/integration/openai_sdk.rs');
 
 const MODEL = 'smollm2-135m-instruct';
-const COUNT = [{ role: 'user', content: 'Count from one to twenty, separated by commas.' }];
+// Its greedy answer runs past 24 tokens, so max_tokens ends it ('length') in the tests below.
+const PLANETS = [{ role: 'user', content: 'List the planets of the solar system.' }];
 
 // No retries: a 429 must reach the test as RateLimitError, not be retried away.
 const client = (key = apiKey) => new OpenAI({ baseURL, apiKey: key, maxRetries: 0, timeout: 120_000 });
@@ -31,7 +32,7 @@ test('models list and retrieve', async () => {
 
 test('chat: greedy, then the same streamed with usage last', async () => {
   const c = client();
-  const full = await c.chat.completions.create({ model: MODEL, messages: COUNT, max_tokens: 16, temperature: 0 });
+  const full = await c.chat.completions.create({ model: MODEL, messages: PLANETS, max_tokens: 16, temperature: 0 });
   assert.equal(full.object, 'chat.completion');
   assert.equal(full.model, MODEL);
   assert.equal(full.choices[0].message.role, 'assistant');
@@ -41,7 +42,7 @@ test('chat: greedy, then the same streamed with usage last', async () => {
 
   const stream = await c.chat.completions.create({
     model: MODEL,
-    messages: COUNT,
+    messages: PLANETS,
     max_tokens: 16,
     temperature: 0,
     stream: true,
@@ -66,7 +67,7 @@ test('chat: greedy, then the same streamed with usage last', async () => {
 test('chat: n=2 with logprobs and top_logprobs', async () => {
   const r = await client().chat.completions.create({
     model: MODEL,
-    messages: COUNT,
+    messages: PLANETS,
     max_tokens: 8,
     n: 2,
     temperature: 1,
@@ -93,7 +94,7 @@ test('chat: n=2 with logprobs and top_logprobs', async () => {
 test('chat: n=2 streamed finishes both choices', async () => {
   const stream = await client().chat.completions.create({
     model: MODEL,
-    messages: COUNT,
+    messages: PLANETS,
     max_tokens: 6,
     n: 2,
     temperature: 1,
@@ -109,12 +110,12 @@ test('chat: n=2 streamed finishes both choices', async () => {
 
 test('chat: stop ends before the stop string', async () => {
   const c = client();
-  const full = await c.chat.completions.create({ model: MODEL, messages: COUNT, max_tokens: 24, temperature: 0 });
+  const full = await c.chat.completions.create({ model: MODEL, messages: PLANETS, max_tokens: 24, temperature: 0 });
   const text = full.choices[0].message.content;
   const words = text.split(/\s+/).filter(Boolean);
   assert.ok(words.length > 3, text);
   const stop = words[2];
-  const cut = await c.chat.completions.create({ model: MODEL, messages: COUNT, max_tokens: 24, temperature: 0, stop });
+  const cut = await c.chat.completions.create({ model: MODEL, messages: PLANETS, max_tokens: 24, temperature: 0, stop });
   assert.equal(cut.choices[0].finish_reason, 'stop');
   assert.equal(cut.choices[0].message.content, text.slice(0, text.indexOf(stop)));
 });
@@ -167,7 +168,7 @@ test('errors map to the SDK exception types', async () => {
     return true;
   });
   await assert.rejects(
-    client().chat.completions.create({ model: 'no-such-model', messages: COUNT, max_tokens: 1 }),
+    client().chat.completions.create({ model: 'no-such-model', messages: PLANETS, max_tokens: 1 }),
     (e) => {
       assert.ok(e instanceof OpenAI.NotFoundError, String(e));
       assert.equal(e.code, 'model_not_found');
@@ -175,7 +176,7 @@ test('errors map to the SDK exception types', async () => {
     },
   );
   await assert.rejects(
-    client().chat.completions.create({ model: MODEL, messages: COUNT, temperature: 5 }),
+    client().chat.completions.create({ model: MODEL, messages: PLANETS, temperature: 5 }),
     (e) => {
       assert.ok(e instanceof OpenAI.BadRequestError, String(e));
       assert.equal(e.param, 'temperature');
