@@ -3,6 +3,7 @@
 //! is the scheduler's business; the engine only follows block tables and slot mappings.
 
 use half::f16;
+use half::slice::HalfBitsSliceExt;
 
 use crate::error::{EngineError, Result};
 
@@ -17,10 +18,25 @@ pub struct KvCache {
     pub(crate) layers: Vec<LayerCache>,
 }
 
+/// One layer's keys and values, held as f16 bit patterns: a `Vec<u16>` of zeros is allocated
+/// zeroed (pages the OS maps lazily), where a `Vec<f16>` would be written element by element,
+/// touching all of a cache that may be gigabytes at start-up.
 #[derive(Debug)]
 pub(crate) struct LayerCache {
-    pub k: Vec<f16>,
-    pub v: Vec<f16>,
+    k: Vec<u16>,
+    v: Vec<u16>,
+}
+
+impl LayerCache {
+    /// Keys and values, read-only.
+    pub fn kv(&self) -> (&[f16], &[f16]) {
+        (self.k.reinterpret_cast(), self.v.reinterpret_cast())
+    }
+
+    /// Keys and values, writable.
+    pub fn kv_mut(&mut self) -> (&mut [f16], &mut [f16]) {
+        (self.k.reinterpret_cast_mut(), self.v.reinterpret_cast_mut())
+    }
 }
 
 impl KvCache {
@@ -41,8 +57,8 @@ impl KvCache {
             .ok_or_else(|| EngineError::InvalidBatch("KV cache size overflows".into()))?;
         let layers = (0..num_layers)
             .map(|_| LayerCache {
-                k: vec![f16::ZERO; slots],
-                v: vec![f16::ZERO; slots],
+                k: vec![0u16; slots],
+                v: vec![0u16; slots],
             })
             .collect();
         Ok(Self {
@@ -75,5 +91,43 @@ impl KvCache {
 
     pub fn kv_dim(&self) -> usize {
         self.kv_dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resident memory of this process, from /proc (Linux).
+    #[cfg(target_os = "linux")]
+    fn resident_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    /// A new cache is zeroed memory the OS hands out lazily: creating 1 GiB of it does not make
+    /// it resident, and what a step writes reads back as written.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_new_cache_is_not_resident_until_written() {
+        let before = resident_bytes();
+        let (layers, kv_dim, block_size) = (32, 512, 16);
+        let per_block = KvCache::bytes_per_block(layers, kv_dim, block_size);
+        let blocks = (1usize << 30) / per_block;
+        let mut cache = KvCache::new(layers, kv_dim, block_size, blocks).unwrap();
+        let grown = resident_bytes().saturating_sub(before);
+        assert!(
+            grown < 64 << 20,
+            "a 1 GiB cache made {grown} bytes resident"
+        );
+        let (k, v) = cache.layers[3].kv_mut();
+        k[12345] = f16::from_f32(1.5);
+        v[54321] = f16::from_f32(-2.0);
+        let (k, v) = cache.layers[3].kv();
+        assert_eq!(
+            (k[12345].to_f32(), v[54321].to_f32(), k[0].to_f32()),
+            (1.5, -2.0, 0.0)
+        );
     }
 }

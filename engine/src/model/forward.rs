@@ -247,7 +247,7 @@ impl Model {
             let normed = rms_norm_rows(&x, &layer.attn_norm, cfg.rms_norm_eps);
             let mut qkv = layer.qkv.forward(&normed, t)?;
             let width = qd + 2 * kvd;
-            let lc = &mut cache.layers[li];
+            let (kc, vc) = cache.layers[li].kv_mut();
             for (i, r) in qkv.chunks_exact_mut(width).enumerate() {
                 if let Some(b) = &layer.qkv_bias {
                     r.iter_mut().zip(b).for_each(|(v, b)| *v += b);
@@ -256,10 +256,10 @@ impl Model {
                 self.rope.apply(q, token_pos[i]);
                 self.rope.apply(&mut kv[..kvd], token_pos[i]);
                 let slot = token_slot[i];
-                lc.k[slot * kvd..(slot + 1) * kvd].convert_from_f32_slice(&kv[..kvd]);
-                lc.v[slot * kvd..(slot + 1) * kvd].convert_from_f32_slice(&kv[kvd..]);
+                kc[slot * kvd..(slot + 1) * kvd].convert_from_f32_slice(&kv[..kvd]);
+                vc[slot * kvd..(slot + 1) * kvd].convert_from_f32_slice(&kv[kvd..]);
             }
-            let (kc, vc) = (&lc.k, &lc.v);
+            let (kc, vc) = cache.layers[li].kv();
             let mut attn = vec![0f32; t * qd];
             attn.par_chunks_mut(qd)
                 .enumerate()
