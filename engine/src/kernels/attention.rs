@@ -17,6 +17,8 @@
 
 use half::f16;
 
+use super::quant::round_f16;
+
 /// Shapes shared by every attention call of a model.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
@@ -36,8 +38,16 @@ impl AttentionShape {
     }
 }
 
+/// Buffers one thread reuses from call to call.
+#[derive(Debug, Default)]
+pub struct AttentionScratch {
+    /// Where each position's keys and values start in the cache.
+    bases: Vec<usize>,
+    floats: Vec<f32>,
+}
+
 /// Attention output (`q_dim` floats) of one query token at position `ctx_len - 1`, attending
-/// to positions `0..ctx_len` found through `block_table`. `scratch` is reused between calls.
+/// to positions `0..ctx_len` found through `block_table`.
 #[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
     shape: &AttentionShape,
@@ -47,11 +57,11 @@ pub fn paged_attention(
     block_table: &[u32],
     ctx_len: usize,
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
+    scratch: &mut AttentionScratch,
 ) {
     let bs = shape.block_size;
-    let slot = |p: usize| block_table[p / bs] as usize * bs + p % bs;
-    attend(shape, q, ctx_len, &slot, k_cache, v_cache, out, scratch)
+    let slots = (0..ctx_len).map(|p| block_table[p / bs] as usize * bs + p % bs);
+    attend(shape, q, slots, k_cache, v_cache, out, scratch)
 }
 
 /// The same computation over contiguous `[ctx_len, kv_dim]` keys and values.
@@ -63,20 +73,31 @@ pub fn contiguous_attention(
     ctx_len: usize,
     out: &mut [f32],
 ) {
-    attend(shape, q, ctx_len, &|p| p, k, v, out, &mut Vec::new())
+    attend(
+        shape,
+        q,
+        0..ctx_len,
+        k,
+        v,
+        out,
+        &mut AttentionScratch::default(),
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Resolves every position's slot once, then runs the kernel for the head size.
 fn attend(
     shape: &AttentionShape,
     q: &[f32],
-    ctx_len: usize,
-    slot: &dyn Fn(usize) -> usize,
+    slots: impl Iterator<Item = usize>,
     k: &[f16],
     v: &[f16],
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
+    scratch: &mut AttentionScratch,
 ) {
+    let kv_dim = shape.kv_dim();
+    scratch.bases.clear();
+    scratch.bases.extend(slots.map(|s| s * kv_dim));
+    let (bases, floats) = (&scratch.bases[..], &mut scratch.floats);
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("fma")
@@ -93,14 +114,10 @@ fn attend(
                 256 => attend_avx2::<32>,
                 _ => attend_generic,
             };
-            return kernel(shape, q, ctx_len, slot, k, v, out, scratch);
+            return kernel(shape, q, bases, k, v, out, floats);
         }
     }
-    attend_generic(shape, q, ctx_len, slot, k, v, out, scratch)
-}
-
-fn round_f16(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
+    attend_generic(shape, q, bases, k, v, out, floats)
 }
 
 /// The kernel written plainly, element by element: the reference the SIMD kernel must equal
@@ -109,15 +126,13 @@ fn round_f16(x: f32) -> f32 {
 fn attend_generic(
     shape: &AttentionShape,
     q: &[f32],
-    ctx_len: usize,
-    slot: &dyn Fn(usize) -> usize,
+    bases: &[usize],
     k: &[f16],
     v: &[f16],
     out: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
     let hd = shape.head_dim;
-    let kv_dim = shape.kv_dim();
     let group = shape.num_heads / shape.num_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     scratch.clear();
@@ -131,8 +146,8 @@ fn attend_generic(
         let mut max = f32::NEG_INFINITY;
         let mut sum = 0.0f32;
         let off = (h / group) * hd;
-        for p in 0..ctx_len {
-            let base = slot(p) * kv_dim + off;
+        for &base in bases {
+            let base = base + off;
             let s = dot_f16(q16, &k[base..base + hd]) * scale;
             let (ms, vs) = if s > max {
                 // A new maximum: rescale what was accumulated; this position weighs e^0.
@@ -194,8 +209,7 @@ fn dot_f16(x: &[f32], y: &[f16]) -> f32 {
 unsafe fn attend_avx2<const V: usize>(
     shape: &AttentionShape,
     q: &[f32],
-    ctx_len: usize,
-    slot: &dyn Fn(usize) -> usize,
+    bases: &[usize],
     k: &[f16],
     v: &[f16],
     out: &mut [f32],
@@ -205,9 +219,9 @@ unsafe fn attend_avx2<const V: usize>(
     const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT;
     let hd = V * 8;
     debug_assert_eq!(shape.head_dim, hd);
-    let kv_dim = shape.kv_dim();
     let group = shape.num_heads / shape.num_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
+    let ctx_len = bases.len();
     // Macros rather than closures, so the intrinsics inline under this function's features.
     macro_rules! load16 {
         ($p:expr) => {
@@ -224,7 +238,6 @@ unsafe fn attend_avx2<const V: usize>(
     scratch.clear();
     scratch.resize(2 * ctx_len, 0.0);
     let (weights, rescale) = scratch.split_at_mut(ctx_len);
-    let bases: Vec<usize> = (0..ctx_len).map(|p| slot(p) * kv_dim).collect();
     for h in 0..shape.num_heads {
         let off = (h / group) * hd;
         let qh = q[h * hd..(h + 1) * hd].as_ptr();
@@ -353,10 +366,11 @@ mod tests {
                         &blocks,
                         ctx,
                         &mut paged,
-                        &mut Vec::new(),
+                        &mut AttentionScratch::default(),
                     );
                     contiguous_attention(&shape, &q, &k, &v, ctx, &mut contiguous);
-                    attend_generic(&shape, &q, ctx, &|p| p, &k, &v, &mut plain, &mut Vec::new());
+                    let bases: Vec<usize> = (0..ctx).map(|p| p * kv_dim).collect();
+                    attend_generic(&shape, &q, &bases, &k, &v, &mut plain, &mut Vec::new());
                     naive_reference(&shape, &q, &k, &v, ctx, &mut reference);
                     for (((a, c), p), b) in
                         paged.iter().zip(&contiguous).zip(&plain).zip(&reference)

@@ -9,21 +9,21 @@
 /// the C library's `expf`, exactly as `ggml_vec_swiglu_f32` splits the work.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     debug_assert!(gate.len() == out.len() && up.len() == out.len());
-    let mut done = 0;
+    let blocks = out.len() & !7;
+    let mut simd = false;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the features the function is compiled for are present.
         unsafe { swiglu_avx2(gate, up, out) };
-        done = out.len() & !7;
+        simd = true;
     }
-    if done == 0 {
+    if !simd {
         // Without AVX2 the blocks of 8 take the same arithmetic one lane at a time.
-        done = out.len() & !7;
-        for i in 0..done {
+        for i in 0..blocks {
             out[i] = gate[i] / (1.0 + ggml_expf(-gate[i])) * up[i];
         }
     }
-    for i in done..out.len() {
+    for i in blocks..out.len() {
         out[i] = gate[i] / (1.0 + (-gate[i]).exp()) * up[i];
     }
 }

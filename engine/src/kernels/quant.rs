@@ -12,7 +12,8 @@ use crate::error::{EngineError, Result};
 /// Elements per quantization block (ggml's QK4_1 = QK8_0 = QK8_1 = 32).
 pub const QK: usize = 32;
 
-fn round_f16(x: f32) -> f32 {
+/// `x` rounded to the nearest f16 (ties to even), as f32.
+pub(crate) fn round_f16(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
 }
 

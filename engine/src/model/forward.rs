@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::{Model, ModelConfig, RopeStyle};
 use crate::batch::StepBatch;
 use crate::error::{EngineError, Result};
-use crate::kernels::attention::{paged_attention, AttentionShape};
+use crate::kernels::attention::{paged_attention, AttentionScratch, AttentionShape};
 use crate::kernels::elementwise::{rotate_pairs, swiglu};
 use crate::kv_cache::KvCache;
 
@@ -261,9 +261,9 @@ impl Model {
             }
             let (kc, vc) = cache.layers[li].kv();
             let mut attn = vec![0f32; t * qd];
-            attn.par_chunks_mut(qd)
-                .enumerate()
-                .for_each_init(Vec::new, |scratch, (i, out)| {
+            attn.par_chunks_mut(qd).enumerate().for_each_init(
+                AttentionScratch::default,
+                |scratch, (i, out)| {
                     let seq = &batch.seqs[token_seq[i]];
                     let q = &qkv[i * width..i * width + qd];
                     paged_attention(
@@ -276,7 +276,8 @@ impl Model {
                         out,
                         scratch,
                     );
-                });
+                },
+            );
             let o = layer.o.forward(&attn, t)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
 
