@@ -2,25 +2,9 @@
 //! `tokenizer_config.json`), rendered with minijinja plus its Python-compatibility methods.
 
 use minijinja::{context, Environment, ErrorKind};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-
-/// One chat message, as templates expect it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-}
+pub use protocol::ChatMessage;
 
 /// A compiled chat template with the special token strings it may refer to.
 pub struct ChatTemplate {

@@ -12,7 +12,7 @@ pub enum EngineError {
     #[error("chat template: {0}")]
     ChatTemplate(String),
     #[error("invalid sampling parameter {0}")]
-    InvalidParam(String),
+    InvalidParam(#[from] protocol::InvalidParam),
     #[error("invalid step batch: {0}")]
     InvalidBatch(String),
     #[error("model cache: {0}")]

@@ -6,7 +6,87 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use protocol::{BackendError, QueueScope};
+
 use crate::store::StoreError;
+
+/// Declares [`Code`] from its table: variant, code string, HTTP status, OpenAI `type`.
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = ($code:literal, $status:ident, $kind:literal),)*) => {
+        /// Every error code a client can see: one row each, with its HTTP status and its
+        /// OpenAI `type`. A code means one thing; a new kind of failure gets a new row.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Code {
+            /// Every row, in the table's order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The `code` of the error body.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $code,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(Code::$variant => StatusCode::$status,)*
+                }
+            }
+
+            /// The `type` of the error body.
+            pub fn kind(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $kind,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The body or query could not be read as the expected shape, or a field's value is refused.
+    InvalidRequest = ("invalid_request", BAD_REQUEST, "invalid_request_error"),
+    /// A well-formed value that is not acceptable (an email without '@', a past expiry).
+    InvalidValue = ("invalid_value", UNPROCESSABLE_ENTITY, "invalid_request_error"),
+    /// No credential, or one that is unknown, revoked or expired.
+    InvalidApiKey = ("invalid_api_key", UNAUTHORIZED, "authentication_error"),
+    /// A valid credential whose role or scope does not allow the action.
+    InsufficientPermissions = ("insufficient_permissions", FORBIDDEN, "permission_error"),
+    /// The resource does not exist for this organization.
+    NotFound = ("not_found", NOT_FOUND, "not_found_error"),
+    /// The requested model is not served (for this organization).
+    ModelNotFound = ("model_not_found", NOT_FOUND, "invalid_request_error"),
+    /// The request conflicts with the current state.
+    Conflict = ("conflict", CONFLICT, "conflict_error"),
+    /// The body is larger than the configured limit.
+    PayloadTooLarge = ("payload_too_large", PAYLOAD_TOO_LARGE, "invalid_request_error"),
+    /// The prompt plus the completion does not fit the model's context.
+    ContextLengthExceeded = ("context_length_exceeded", BAD_REQUEST, "invalid_request_error"),
+    /// The caller reached a limit on how much it may ask for at once or per minute (rate
+    /// limits, its share of the queue, a socket's concurrent requests, login attempts): slow
+    /// down and retry, after `Retry-After` when given.
+    RateLimitExceeded = ("rate_limit_exceeded", TOO_MANY_REQUESTS, "rate_limit_error"),
+    /// Credits or a spend cap do not cover the request; retrying does not help.
+    InsufficientQuota = ("insufficient_quota", TOO_MANY_REQUESTS, "insufficient_quota"),
+    /// No model is loaded.
+    ModelNotLoaded = ("model_not_loaded", SERVICE_UNAVAILABLE, "server_error"),
+    /// The server as a whole is over capacity.
+    ServerOverloaded = ("server_overloaded", SERVICE_UNAVAILABLE, "server_error"),
+    /// The server (or its backend) is stopping.
+    ShuttingDown = ("shutting_down", SERVICE_UNAVAILABLE, "server_error"),
+    /// The shared rate limiter (Redis) cannot be reached and limits fail closed.
+    RateLimiterUnavailable = ("rate_limiter_unavailable", SERVICE_UNAVAILABLE, "server_error"),
+    /// The payment provider cannot be reached or is not configured.
+    PaymentProviderUnavailable = ("payment_provider_unavailable", SERVICE_UNAVAILABLE, "server_error"),
+    /// Stripe webhooks arrive but no signing secret is configured.
+    WebhooksNotConfigured = ("webhooks_not_configured", SERVICE_UNAVAILABLE, "server_error"),
+    /// Anything else; the cause is logged, never sent.
+    InternalError = ("internal_error", INTERNAL_SERVER_ERROR, "server_error"),
+}
 
 /// Everything a request can fail with. `param` names the offending field where there is one.
 #[derive(Debug, thiserror::Error)]
@@ -61,16 +141,63 @@ pub enum ApiError {
         param: &'static str,
     },
     /// The server cannot take the request now (no model loaded, overloaded, shutting down);
-    /// `code` says which, `retry_after` in seconds when waiting helps.
+    /// `code` says which (a 503 row of [`Code`]), `retry_after` in seconds when waiting helps.
     #[error("{message}")]
     Unavailable {
         message: String,
-        code: &'static str,
+        code: Code,
         retry_after: Option<u64>,
     },
     /// Anything else. The message sent to the client never includes the cause.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A backend's refusals as HTTP answers: a tenant over its queue share gets 429, a saturated
+/// or stopping server 503 (both with `Retry-After`), a bad field 400 naming it.
+impl From<BackendError> for ApiError {
+    fn from(err: BackendError) -> Self {
+        match err {
+            BackendError::NotLoaded(message) => ApiError::Unavailable {
+                message,
+                code: Code::ModelNotLoaded,
+                retry_after: None,
+            },
+            BackendError::ModelNotFound(_) => ApiError::ModelNotFound(err.to_string()),
+            BackendError::InvalidParam(p) => ApiError::field(&p.field, p.message),
+            BackendError::InvalidRequest(message) => ApiError::bad_request(message, None),
+            BackendError::Unsupported { message, field } => {
+                ApiError::bad_request(message, Some(&field))
+            }
+            BackendError::ContextLengthExceeded(message) => ApiError::ContextLengthExceeded {
+                message,
+                param: "messages",
+            },
+            BackendError::QueueFull {
+                scope: QueueScope::Tenant,
+                what,
+            } => ApiError::RateLimited {
+                message: format!(
+                    "Too many queued requests for this organization ({what}); retry shortly."
+                ),
+                retry_after: Some(1),
+            },
+            BackendError::QueueFull {
+                scope: QueueScope::Global,
+                what,
+            } => ApiError::Unavailable {
+                message: format!("The server is overloaded ({what}); retry shortly."),
+                code: Code::ServerOverloaded,
+                retry_after: Some(1),
+            },
+            BackendError::ShuttingDown => ApiError::Unavailable {
+                message: "The server is shutting down.".to_owned(),
+                code: Code::ShuttingDown,
+                retry_after: Some(1),
+            },
+            BackendError::Internal(message) => ApiError::Internal(message),
+        }
+    }
 }
 
 /// The JSON body of every error response.
@@ -110,74 +237,45 @@ impl ApiError {
         }
     }
 
+    /// A request field whose value is refused: "Invalid 'field': why." (400, `param` = field).
+    pub fn field(field: &str, why: impl std::fmt::Display) -> Self {
+        ApiError::bad_request(format!("Invalid '{field}': {why}."), Some(field))
+    }
+
     pub fn not_found(what: &str, id: &str) -> Self {
         ApiError::NotFound(format!("No {what} found with id '{id}'."))
     }
 
-    /// The row of the table: status, OpenAI type and code.
-    fn row(&self) -> (StatusCode, &'static str, &'static str) {
+    /// The code of the table this error answers with.
+    pub fn code(&self) -> Code {
         match self {
-            ApiError::BadRequest { .. } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "invalid_request",
-            ),
-            ApiError::InvalidValue { .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request_error",
-                "invalid_value",
-            ),
-            ApiError::Unauthenticated(_) => (
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "invalid_api_key",
-            ),
-            ApiError::Forbidden(_) => (
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "insufficient_permissions",
-            ),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error", "not_found"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict_error", "conflict"),
-            ApiError::PayloadTooLarge { .. } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "payload_too_large",
-            ),
-            ApiError::RateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "rate_limit_exceeded",
-            ),
-            ApiError::InsufficientQuota(_) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "insufficient_quota",
-                "insufficient_quota",
-            ),
-            ApiError::RateLimitExceeded(refusal) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                refusal.kind(),
-                "rate_limit_exceeded",
-            ),
-            ApiError::ModelNotFound(_) => (
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "model_not_found",
-            ),
-            ApiError::ContextLengthExceeded { .. } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "context_length_exceeded",
-            ),
-            ApiError::Unavailable { code, .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "server_error", code)
+            ApiError::BadRequest { .. } => Code::InvalidRequest,
+            ApiError::InvalidValue { .. } => Code::InvalidValue,
+            ApiError::Unauthenticated(_) => Code::InvalidApiKey,
+            ApiError::Forbidden(_) => Code::InsufficientPermissions,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::Conflict(_) => Code::Conflict,
+            ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            ApiError::RateLimited { .. } | ApiError::RateLimitExceeded(_) => {
+                Code::RateLimitExceeded
             }
-            ApiError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "internal_error",
-            ),
+            ApiError::InsufficientQuota(_) => Code::InsufficientQuota,
+            ApiError::ModelNotFound(_) => Code::ModelNotFound,
+            ApiError::ContextLengthExceeded { .. } => Code::ContextLengthExceeded,
+            ApiError::Unavailable { code, .. } => *code,
+            ApiError::Internal(_) => Code::InternalError,
         }
+    }
+
+    /// The row of the table: status, OpenAI type and code. A rate limiter's refusal names the
+    /// limit it hit as its type (`requests`, `tokens`), as OpenAI does.
+    fn row(&self) -> (StatusCode, &'static str, &'static str) {
+        let code = self.code();
+        let kind = match self {
+            ApiError::RateLimitExceeded(refusal) => refusal.kind(),
+            _ => code.kind(),
+        };
+        (code.status(), kind, code.as_str())
     }
 
     pub fn body(&self) -> ErrorBody {
@@ -293,7 +391,7 @@ mod tests {
             (
                 ApiError::Unavailable {
                     message: "later".into(),
-                    code: "model_not_loaded",
+                    code: Code::ModelNotLoaded,
                     retry_after: None,
                 },
                 503,
@@ -313,6 +411,20 @@ mod tests {
             } else {
                 assert_eq!(object["param"], param);
             }
+        }
+    }
+
+    #[test]
+    fn every_code_is_listed_once_and_means_one_thing() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert_eq!(
+                code.kind() == "server_error",
+                code.status().is_server_error(),
+                "{code:?}"
+            );
         }
     }
 

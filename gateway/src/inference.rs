@@ -1,143 +1,25 @@
 //! The seam between the HTTP routes and whatever runs the model.
 //!
 //! Routes see an [`InferenceBackend`] (which models are served, and each one as a
-//! [`ServedModel`]: its tokenizer, chat template, context length, and `submit`). The one
-//! implementation today is [`InProcessBackend`]: the engine's `Model` and the scheduler's
-//! `EngineLoop` in this process, one loop per served model (see `registry`). [`Unloaded`] stands in when no model could be found, so that
-//! `starfire serve` still starts (control plane) and inference routes answer 503
-//! `model_not_loaded`.
+//! [`ServedModel`]: its tokenizer, chat template, context length, and `submit`), defined with
+//! their request, delta-stream and error types in the `protocol` crate, which has no engine in
+//! it: anything that can fill a `DeltaStream` can serve the routes. The implementation here is
+//! [`InProcessBackend`]: the engine's `Model` and the scheduler's `EngineLoop` in this process,
+//! one loop per served model (see `registry`). [`Unloaded`] stands in when no model could be
+//! found, so that `starfire serve` still starts (control plane) and inference routes answer
+//! 503 `model_not_loaded`.
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use engine::{ChatMessage, Model};
+use engine::Model;
 use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
-use scheduler::{DeltaStream, EngineLoop, NewRequest, QueueScope, SchedulerConfig, SchedulerError};
+use scheduler::{EngineLoop, SchedulerConfig, SchedulerError};
 
-use crate::error::ApiError;
-use crate::registry::SamplingDefaults;
-
-/// A boxed future, for the object-safe traits below.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// One entry of `/v1/models`.
-#[derive(Debug, Clone)]
-pub struct ModelCard {
-    pub id: String,
-    /// Unix seconds when the model was loaded.
-    pub created: u64,
-}
-
-/// Why a backend could not serve a request before generation started.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// No model is loaded at all; the message says how to get one.
-    #[error("{0}")]
-    NotLoaded(String),
-    /// The requested model is not among the served ones.
-    #[error("The model '{0}' does not exist or you do not have access to it.")]
-    ModelNotFound(String),
-    /// The scheduler refused the request.
-    #[error(transparent)]
-    Scheduler(#[from] SchedulerError),
-}
-
-impl From<BackendError> for ApiError {
-    fn from(err: BackendError) -> Self {
-        match err {
-            BackendError::NotLoaded(message) => ApiError::Unavailable {
-                message,
-                code: "model_not_loaded",
-                retry_after: None,
-            },
-            BackendError::ModelNotFound(_) => ApiError::ModelNotFound(err.to_string()),
-            BackendError::Scheduler(e) => scheduler_error(e),
-        }
-    }
-}
-
-/// The scheduler's admission errors as HTTP answers: a tenant over its share gets 429, a
-/// saturated server 503, both with `Retry-After`.
-pub fn scheduler_error(err: SchedulerError) -> ApiError {
-    match err {
-        SchedulerError::QueueFull {
-            scope: QueueScope::Tenant,
-            what,
-        } => ApiError::RateLimited {
-            message: format!(
-                "Too many queued requests for this organization ({what}); retry shortly."
-            ),
-            retry_after: Some(1),
-        },
-        SchedulerError::QueueFull {
-            scope: QueueScope::Global,
-            what,
-        } => ApiError::Unavailable {
-            message: format!("The server is overloaded ({what}); retry shortly."),
-            code: "server_overloaded",
-            retry_after: Some(1),
-        },
-        SchedulerError::ShuttingDown => ApiError::Unavailable {
-            message: "The server is shutting down.".to_owned(),
-            code: "shutting_down",
-            retry_after: Some(1),
-        },
-        SchedulerError::PromptTooLong { .. } | SchedulerError::TooLargeForCache { .. } => {
-            ApiError::ContextLengthExceeded {
-                message: format!("{err}."),
-                param: "messages",
-            }
-        }
-        SchedulerError::TooManyChoices { .. } => ApiError::invalid("n", format!("{err}.")),
-        SchedulerError::InvalidRequest(message) => ApiError::bad_request(message, None),
-        other => ApiError::Internal(other.to_string()),
-    }
-}
-
-/// What serves the inference routes.
-pub trait InferenceBackend: Send + Sync {
-    /// The served models, for `/v1/models`; `Err(NotLoaded)` when there is none.
-    fn models(&self) -> Result<Vec<ModelCard>, BackendError>;
-    /// The model called `name` (matched without regard to case).
-    fn model(&self, name: &str) -> Result<Arc<dyn ServedModel>, BackendError>;
-    /// The backend's own metrics (the scheduler's `starfire:` series) in Prometheus text.
-    fn prometheus(&self) -> String {
-        String::new()
-    }
-}
-
-/// One served model: what the routes need to turn a request into prompt tokens and run it.
-pub trait ServedModel: Send + Sync {
-    /// The name clients use and responses carry.
-    fn name(&self) -> &str;
-    /// Longest prompt plus output.
-    fn max_model_len(&self) -> usize;
-    fn vocab_size(&self) -> usize;
-    /// Sampling values for fields a request leaves out (from the model's configuration).
-    fn defaults(&self) -> &SamplingDefaults;
-    /// Renders chat messages through the model's chat template (with the assistant's turn
-    /// opener when `add_generation_prompt`) and tokenizes the result.
-    fn chat_prompt(
-        &self,
-        messages: &[ChatMessage],
-        add_generation_prompt: bool,
-    ) -> Result<Vec<u32>, ApiError>;
-    /// Tokenizes plain text (with BOS when the model wants one and `add_special`).
-    fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ApiError>;
-    /// The text of token ids (special tokens included).
-    fn decode(&self, ids: &[u32]) -> Result<String, ApiError>;
-    /// The text of one token, for logprob listings.
-    fn token_text(&self, id: u32) -> String;
-    /// Queues a request; its deltas arrive on the stream, which aborts the request when dropped.
-    fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, SchedulerError>>;
-    /// The embedding of `tokens`: mean-pooled, L2-normalized final hidden states (after the
-    /// output norm), computed off the async runtime and outside the serving KV cache.
-    fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, ApiError>>;
-    /// Length of one embedding vector.
-    fn embedding_size(&self) -> usize;
-}
+pub use protocol::{
+    BackendError, BoxFuture, ChatMessage, DeltaStream, InferenceBackend, ModelCard, NewRequest,
+    SamplingDefaults, ServedModel,
+};
 
 /// The backend when no model is loaded: every inference route answers 503.
 pub struct Unloaded {
@@ -376,36 +258,36 @@ impl ServedModel for InProcessModel {
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
-    ) -> Result<Vec<u32>, ApiError> {
-        let template = self.model.chat_template.as_ref().ok_or_else(|| {
-            ApiError::bad_request(
-                format!(
-                    "The model '{}' has no chat template; use /v1/completions.",
-                    self.name
-                ),
-                Some("model"),
-            )
-        })?;
+    ) -> Result<Vec<u32>, BackendError> {
+        let template =
+            self.model
+                .chat_template
+                .as_ref()
+                .ok_or_else(|| BackendError::Unsupported {
+                    message: format!(
+                        "The model '{}' has no chat template; use /v1/completions.",
+                        self.name
+                    ),
+                    field: "model".to_owned(),
+                })?;
         let text = template
             .render(messages, add_generation_prompt)
-            .map_err(|e| {
-                ApiError::bad_request(format!("Invalid 'messages': {e}"), Some("messages"))
-            })?;
+            .map_err(|e| protocol::InvalidParam::new("messages", e.to_string()))?;
         self.encode(&text, true)
     }
 
-    fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ApiError> {
+    fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, BackendError> {
         self.model
             .tokenizer
             .encode(text, add_special)
-            .map_err(|e| ApiError::Internal(e.to_string()))
+            .map_err(|e| BackendError::Internal(e.to_string()))
     }
 
-    fn decode(&self, ids: &[u32]) -> Result<String, ApiError> {
+    fn decode(&self, ids: &[u32]) -> Result<String, BackendError> {
         self.model
             .tokenizer
             .decode(ids, false)
-            .map_err(|e| ApiError::Internal(e.to_string()))
+            .map_err(|e| BackendError::Internal(e.to_string()))
     }
 
     fn token_text(&self, id: u32) -> String {
@@ -415,17 +297,17 @@ impl ServedModel for InProcessModel {
             .unwrap_or_default()
     }
 
-    fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, SchedulerError>> {
-        Box::pin(self.engine.submit(req))
+    fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, BackendError>> {
+        Box::pin(async move { Ok(self.engine.submit(req).await?) })
     }
 
-    fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, ApiError>> {
+    fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, BackendError>> {
         let model = self.model.clone();
         Box::pin(async move {
             actix_web::web::block(move || model.embed(&tokens))
                 .await
-                .map_err(|e| ApiError::Internal(format!("embedding task: {e}")))?
-                .map_err(|e| ApiError::Internal(format!("embedding: {e}")))
+                .map_err(|e| BackendError::Internal(format!("embedding task: {e}")))?
+                .map_err(|e| BackendError::Internal(format!("embedding: {e}")))
         })
     }
 

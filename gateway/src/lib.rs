@@ -3,8 +3,11 @@
 //! Read in the order a request flows:
 //! - `config`: TOML file + `STARFIRE_*` environment, every field with its default.
 //! - `server`: the actix app (request ids, body limit, error handlers) and `serve`.
-//! - `inference`: the backend seam (`InferenceBackend`) and its in-process implementation (the
-//!   engine's model and the scheduler's `EngineLoop`).
+//! - `inference`: the backend seam (`InferenceBackend`, `ServedModel`, `DeltaStream` and
+//!   `BackendError`, from the `protocol` crate) and its in-process implementation (the engine's
+//!   model and the scheduler's `EngineLoop`).
+//! - `generation`: the one start-up sequence of every inference request (rate limits,
+//!   fair-share weight, budget reservation and usage row, submission to the backend).
 //! - `registry`: the served models from configuration (`[[models]]` or `model_path`).
 //! - `limits`: rate limits (requests, tokens, concurrency per minute; Redis or in process),
 //!   checked after the request is parsed and before it reaches the engine.
@@ -25,9 +28,12 @@
 //!   `require_project`) first thing; everything it reads is then filtered by
 //!   `principal.tenant_id` (and `project_id` for project keys). `principal.key_id`, `limits` and
 //!   `request.request_id` are what rate limiting and usage metering key on.
-//! - A chat request, over REST or the WebSocket (`api::chat_ws`), starts through
-//!   `api::inference::start_chat`: what must hold for every request (admission, budget, usage
-//!   settlement) goes there, once for both transports.
+//! - Every inference request starts through `generation::admit` and `Admitted::submit`: what
+//!   must hold for every request (admission, budget, usage settlement) goes there, once for
+//!   chat, completions and embeddings. A chat, over REST or the WebSocket (`api::chat_ws`),
+//!   starts through `api::inference::start_chat`, once for both transports.
+//! - A backend's refusals are `BackendError`s, turned into HTTP answers in one table
+//!   (`error.rs`); nothing parses an error's text.
 //! - Storage goes through `Store` methods (one file per resource under `store/`), in the SQL
 //!   SQLite and PostgreSQL share; a schema change is a new file under `gateway/migrations/`.
 //! - A route is added to the `routes!` list in `api/mod.rs`, which registers it from its
@@ -42,6 +48,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod generation;
 pub mod inference;
 pub mod limits;
 pub mod metering;

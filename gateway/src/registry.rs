@@ -39,22 +39,7 @@ pub enum ModelBackend {
     Cpu,
 }
 
-/// Sampling values a model uses where a request leaves the field out (a request's own value
-/// always wins; whatever is unset here falls back to vLLM's defaults).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SamplingDefaults {
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
-    pub top_k: Option<i32>,
-    pub min_p: Option<f32>,
-    pub presence_penalty: Option<f32>,
-    pub frequency_penalty: Option<f32>,
-    pub repetition_penalty: Option<f32>,
-    /// The completion length when a request gives none (still capped by what the context
-    /// leaves beside the prompt).
-    pub max_tokens: Option<usize>,
-}
+pub use protocol::SamplingDefaults;
 
 /// One `[[models]]` entry.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -50,6 +50,8 @@ mod rate_limits;
 mod rate_limits_e2e;
 #[path = "integration/registry.rs"]
 mod registry;
+#[path = "integration/remote_backend.rs"]
+mod remote_backend;
 #[path = "integration/stripe.rs"]
 mod stripe;
 #[path = "integration/usage_e2e.rs"]

@@ -22,6 +22,7 @@ use crate::executor::{ExecutorError, ModelExecutor};
 use crate::metrics::{LoopMetrics, MetricsSnapshot};
 use crate::request::{Delta, NewRequest};
 use crate::scheduler::Scheduler;
+pub use protocol::{DeltaObserver, DeltaStream};
 
 enum Command {
     Submit {
@@ -35,85 +36,6 @@ enum Command {
     Shutdown {
         drain: bool,
     },
-}
-
-/// Sees every delta a [`DeltaStream`] hands out, and its end, as they are received: how the
-/// gateway meters a request without wrapping the stream. A stream dropped before its end (a
-/// client that went away) first shows it the deltas still queued unread, then drops it.
-pub trait DeltaObserver: Send + Sync {
-    fn on_delta(&mut self, delta: &Delta);
-    /// The stream ended (`recv` returned `None`).
-    fn on_end(&mut self);
-}
-
-/// The deltas of one request, in order; the last one carries `usage`. Dropping it aborts the
-/// request.
-pub struct DeltaStream {
-    request_id: String,
-    generation: u64,
-    rx: tmpsc::UnboundedReceiver<Delta>,
-    commands: mpsc::Sender<Command>,
-    finished: bool,
-    observer: Option<Box<dyn DeltaObserver>>,
-}
-
-impl DeltaStream {
-    pub fn request_id(&self) -> &str {
-        &self.request_id
-    }
-
-    /// The same stream, reporting what it hands out to `observer`.
-    pub fn observed(mut self, observer: Box<dyn DeltaObserver>) -> Self {
-        self.observer = Some(observer);
-        self
-    }
-
-    /// The next delta; `None` after the last one (or when the loop is gone).
-    pub async fn recv(&mut self) -> Option<Delta> {
-        let d = self.rx.recv().await;
-        self.note(&d);
-        d
-    }
-
-    /// `recv` for threads outside a runtime.
-    pub fn blocking_recv(&mut self) -> Option<Delta> {
-        let d = self.rx.blocking_recv();
-        self.note(&d);
-        d
-    }
-
-    fn note(&mut self, d: &Option<Delta>) {
-        match d {
-            Some(d) if d.usage.is_some() => self.finished = true,
-            None => self.finished = true,
-            _ => {}
-        }
-        if let Some(observer) = &mut self.observer {
-            match d {
-                Some(d) => observer.on_delta(d),
-                None => observer.on_end(),
-            }
-        }
-    }
-}
-
-impl Drop for DeltaStream {
-    fn drop(&mut self) {
-        if !self.finished {
-            // Deltas the loop sent that nobody read were generated all the same: the observer
-            // (the gateway's meter) sees them, so that an abort bills every token generated
-            // before it, but for the step running when the loop gets the abort.
-            if let Some(observer) = &mut self.observer {
-                while let Ok(d) = self.rx.try_recv() {
-                    observer.on_delta(&d);
-                }
-            }
-            // The loop may be gone already; then there is nothing left to abort.
-            let _ = self
-                .commands
-                .send(Command::Abort(self.request_id.clone(), self.generation));
-        }
-    }
 }
 
 /// Handle to the loop thread. Cloneable through `Arc`; dropping it aborts what is left and
@@ -240,14 +162,12 @@ struct PendingStream {
 
 impl PendingStream {
     fn into_stream(self, rx: tmpsc::UnboundedReceiver<Delta>, generation: u64) -> DeltaStream {
-        DeltaStream {
-            request_id: self.request_id,
-            generation,
-            rx,
-            commands: self.commands,
-            finished: false,
-            observer: None,
-        }
+        let (commands, id) = (self.commands, self.request_id.clone());
+        // The loop may be gone already; then there is nothing left to abort.
+        let abort = Box::new(move || {
+            let _ = commands.send(Command::Abort(id, generation));
+        });
+        DeltaStream::new(self.request_id, rx, abort)
     }
 }
 

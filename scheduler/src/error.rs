@@ -1,14 +1,8 @@
 //! The scheduler's errors. `QueueFull` is its own variant so the gateway can answer 429 (one
 //! tenant over its share) or 503 (the whole server over capacity) instead of 400.
 
-/// Which admission cap refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueueScope {
-    /// The tenant's own cap: answer 429, the tenant should slow down.
-    Tenant,
-    /// The server-wide cap: answer 503, the server is saturated.
-    Global,
-}
+pub use protocol::QueueScope;
+use protocol::{BackendError, InvalidParam};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum SchedulerError {
@@ -29,8 +23,31 @@ pub enum SchedulerError {
     DuplicateRequestId(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("invalid sampling parameter {0}")]
+    InvalidParam(#[from] InvalidParam),
     #[error("invalid scheduler config: {0}")]
     InvalidConfig(String),
     #[error("the engine loop is shutting down")]
     ShuttingDown,
+}
+
+impl From<SchedulerError> for BackendError {
+    fn from(err: SchedulerError) -> Self {
+        match err {
+            SchedulerError::QueueFull { scope, what } => BackendError::QueueFull { scope, what },
+            SchedulerError::PromptTooLong { .. } | SchedulerError::TooLargeForCache { .. } => {
+                BackendError::ContextLengthExceeded(format!("{err}."))
+            }
+            SchedulerError::TooManyChoices { n, max_num_seqs } => {
+                BackendError::InvalidParam(InvalidParam::new(
+                    "n",
+                    format!("{n} choices exceed this server's max_num_seqs ({max_num_seqs})"),
+                ))
+            }
+            SchedulerError::InvalidParam(p) => BackendError::InvalidParam(p),
+            SchedulerError::InvalidRequest(message) => BackendError::InvalidRequest(message),
+            SchedulerError::ShuttingDown => BackendError::ShuttingDown,
+            other => BackendError::Internal(other.to_string()),
+        }
+    }
 }

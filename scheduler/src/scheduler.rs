@@ -129,9 +129,7 @@ impl Scheduler {
     /// Queues a request, or refuses it (`QueueFull` when over an admission cap).
     pub fn add_request(&mut self, req: NewRequest) -> Result<(), SchedulerError> {
         let mut params = req.params;
-        params
-            .validate()
-            .map_err(|e| SchedulerError::InvalidRequest(e.to_string()))?;
+        params.validate()?;
         let prompt_len = req.prompt_token_ids.len();
         if prompt_len == 0 {
             return Err(SchedulerError::InvalidRequest("prompt is empty".into()));

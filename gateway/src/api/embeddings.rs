@@ -15,9 +15,8 @@ use super::inference::PromptInput;
 use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
+use crate::generation::{self, Admitted, PromptBudget, Work};
 use crate::inference::ServedModel;
-use crate::limits::Cost;
-use crate::metering::Charge;
 use crate::server::AppState;
 use crate::store::usage::Endpoint;
 
@@ -66,10 +65,6 @@ pub struct EmbeddingList {
     pub usage: EmbeddingUsage,
 }
 
-fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("Invalid '{field}': {why}."), Some(field))
-}
-
 /// Create embeddings of strings or token ids with a served model.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "Inference",
     request_body = EmbeddingRequest,
@@ -89,7 +84,7 @@ pub async fn create_embeddings(
         None | Some("float") => false,
         Some("base64") => true,
         Some(other) => {
-            return Err(invalid(
+            return Err(ApiError::field(
                 "encoding_format",
                 format_args!("'{other}' is not one of float, base64"),
             ))
@@ -97,14 +92,14 @@ pub async fn create_embeddings(
     };
     let model = state.inference.model(&req.model)?;
     if let Some(d) = req.dimensions.filter(|&d| d != model.embedding_size()) {
-        return Err(invalid(
+        return Err(ApiError::field(
             "dimensions",
             format_args!("{d} differs from the model's {}", model.embedding_size()),
         ));
     }
     let inputs = req.input.token_lists(&*model)?;
     if inputs.is_empty() || inputs.len() > MAX_INPUTS {
-        return Err(invalid(
+        return Err(ApiError::field(
             "input",
             format_args!("give between 1 and {MAX_INPUTS} inputs"),
         ));
@@ -113,7 +108,7 @@ pub async fn create_embeddings(
     let mut total = 0;
     for (i, ids) in inputs.iter().enumerate() {
         if ids.is_empty() {
-            return Err(invalid("input", format_args!("input {i} is empty")));
+            return Err(ApiError::field("input", format_args!("input {i} is empty")));
         }
         if ids.len() > model.max_model_len() {
             return Err(ApiError::bad_request(
@@ -126,7 +121,7 @@ pub async fn create_embeddings(
             ));
         }
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(invalid(
+            return Err(ApiError::field(
                 "input",
                 format_args!("{bad} is not a token id below {vocab}"),
             ));
@@ -134,23 +129,30 @@ pub async fn create_embeddings(
         total += ids.len();
     }
     if total > MAX_TOTAL_TOKENS {
-        return Err(invalid(
+        return Err(ApiError::field(
             "input",
             format_args!("{total} tokens in all; at most {MAX_TOTAL_TOKENS} per request"),
         ));
     }
-    let admission = state
-        .limits
-        .admit(&state.store, &principal, Cost::prompt_only(total))
-        .await?;
-    let charge = Charge {
-        request_id: format!("embd-{}", random_base62(29)),
+    let request_id = format!("embd-{}", random_base62(29));
+    let budgets: Vec<PromptBudget> = inputs
+        .iter()
+        .map(|ids| PromptBudget {
+            prompt_tokens: ids.len(),
+            max_tokens: 0,
+        })
+        .collect();
+    let work = Work {
+        model: model.clone(),
         endpoint: Endpoint::Embeddings,
-        model: model.name().to_owned(),
-        prompt_tokens: total as u64,
-        max_completion_tokens: 0,
+        request_id: &request_id,
+        prompts: &budgets,
+        n: 1,
+        priority: 0,
     };
-    let meter = state.metering.admit(&principal, charge).await?;
+    let Admitted {
+        admission, meter, ..
+    } = generation::admit(&state, &principal, work).await?;
     meter.running();
     let data = match embed_all(model.as_ref(), inputs, base64).await {
         Ok(data) => data,

@@ -136,7 +136,9 @@ macro_rules! routes {
         #[openapi(
             info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, chat over a WebSocket, embeddings), control plane (organization, projects, keys, members, audit log), usage and billing (balance, ledger, invoices, prices, Stripe top-ups and webhooks), and console sessions."),
             paths($($module::$handler),*),
-            components(schemas(crate::error::ErrorBody, crate::error::ErrorObject)),
+            components(schemas(crate::error::ErrorBody, crate::error::ErrorObject,
+                chat_ws::frames::ChatDeltaFrame, chat_ws::frames::ChatDoneFrame,
+                chat_ws::frames::ChatErrorFrame)),
             modifiers(&BearerAuth),
         )]
         pub struct ApiDoc;

@@ -286,7 +286,7 @@ pub async fn stripe_webhook(
     if secrets.is_empty() {
         return Err(ApiError::Unavailable {
             message: "Stripe webhooks are not configured on this server.".to_owned(),
-            code: "webhooks_not_configured",
+            code: crate::error::Code::WebhooksNotConfigured,
             retry_after: None,
         });
     }

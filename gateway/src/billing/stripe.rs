@@ -251,7 +251,7 @@ fn upstream(what: &str, e: StripeError) -> ApiError {
     tracing::warn!(error = %describe(&e), "Stripe refused to {what}");
     ApiError::Unavailable {
         message: format!("The payment provider could not {what}; try again shortly."),
-        code: "payment_provider_unavailable",
+        code: crate::error::Code::PaymentProviderUnavailable,
         retry_after: Some(5),
     }
 }

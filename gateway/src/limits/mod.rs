@@ -469,7 +469,7 @@ impl RateLimiter {
                                 message: "The rate limiter is unavailable. Please try again \
                                           shortly."
                                     .to_owned(),
-                                code: "rate_limiter_unavailable",
+                                code: crate::error::Code::RateLimiterUnavailable,
                                 retry_after: Some(1),
                             });
                         }

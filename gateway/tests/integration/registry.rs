@@ -10,10 +10,10 @@ use gateway::inference::{
     ServedModel,
 };
 use gateway::registry::{SamplingDefaults, DEFAULT_MODEL_ID};
-use gateway::ApiError;
+use protocol::{DeltaStream, NewRequest};
 use scheduler::executor::{ExecutorError, ModelExecutor, SampledToken, StepPlan};
 use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
-use scheduler::{DeltaStream, EngineLoop, NewRequest, SchedulerConfig, SchedulerError};
+use scheduler::{EngineLoop, SchedulerConfig};
 use serde_json::{json, Value};
 
 use crate::support::{served_model, Backend, TestApp};
@@ -194,22 +194,22 @@ impl ServedModel for BreakingModel {
     fn defaults(&self) -> &SamplingDefaults {
         self.tokens.defaults()
     }
-    fn chat_prompt(&self, m: &[ChatMessage], add: bool) -> Result<Vec<u32>, ApiError> {
+    fn chat_prompt(&self, m: &[ChatMessage], add: bool) -> Result<Vec<u32>, BackendError> {
         self.tokens.chat_prompt(m, add)
     }
-    fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ApiError> {
+    fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, BackendError> {
         self.tokens.encode(text, add_special)
     }
-    fn decode(&self, ids: &[u32]) -> Result<String, ApiError> {
+    fn decode(&self, ids: &[u32]) -> Result<String, BackendError> {
         self.tokens.decode(ids)
     }
     fn token_text(&self, id: u32) -> String {
         self.tokens.token_text(id)
     }
-    fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, SchedulerError>> {
-        Box::pin(self.engine.submit(req))
+    fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, BackendError>> {
+        Box::pin(async move { Ok(self.engine.submit(req).await?) })
     }
-    fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, ApiError>> {
+    fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, BackendError>> {
         self.tokens.embed(tokens)
     }
     fn embedding_size(&self) -> usize {

@@ -20,7 +20,6 @@ class ChoiceDelta:
 
     role: str | None = None
     content: str | None = None
-    refusal: str | None = None
 
 
 @dataclass
@@ -58,7 +57,6 @@ class ChatCompletionChunk:
                 delta=ChoiceDelta(
                     role=(c.get("delta") or {}).get("role"),
                     content=(c.get("delta") or {}).get("content"),
-                    refusal=(c.get("delta") or {}).get("refusal"),
                 ),
                 finish_reason=c.get("finish_reason"),
                 logprobs=c.get("logprobs"),

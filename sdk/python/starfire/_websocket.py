@@ -58,7 +58,6 @@ def _delta(frame: dict[str, Any]) -> ChatDeltaFrame:
         delta=ChoiceDelta(
             role=delta.get("role"),
             content=delta.get("content"),
-            refusal=delta.get("refusal"),
         ),
         logprobs=frame.get("logprobs"),
     )

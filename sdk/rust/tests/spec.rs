@@ -193,6 +193,9 @@ fn response_types_read_their_schemas() {
 fn nested_response_types_read_their_schemas() {
     let spec = spec();
     reads::<ChatChoice>(&spec, "ChatChoice");
+    reads::<ChatCompletionChunk>(&spec, "ChatCompletionChunk");
+    reads::<ChunkChoice>(&spec, "ChatChunkChoice");
+    reads::<ChunkDelta>(&spec, "ChatDelta");
     reads::<AssistantMessage>(&spec, "AssistantMessage");
     reads::<Usage>(&spec, "UsageObject");
     reads::<ErrorObject>(&spec, "ErrorObject");

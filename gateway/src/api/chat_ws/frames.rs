@@ -4,10 +4,14 @@
 use std::sync::Arc;
 
 use scheduler::{Delta, FinishReason, Usage};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
-use crate::api::inference::{generation_error, logprob_objects, StartedChat, UsageObject};
-use crate::error::ApiError;
+use crate::api::inference::{
+    generation_error, logprob_objects, ChatDelta, ChoiceLogprobs, StartedChat, UsageObject,
+};
+use crate::error::{ApiError, ErrorObject};
 use crate::inference::ServedModel;
 
 /// Longest request id a client may choose.
@@ -100,21 +104,85 @@ fn request_id(map: &mut Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
-/// `{"type": "error", "id": ..., "error": {...}}`: `error` is what a REST answer's body holds.
+/// Server frame `chat.delta`: new output of one choice of the request `id`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatDeltaFrame {
+    /// Always `chat.delta`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The client's id of the request.
+    pub id: String,
+    /// Which of the `n` choices.
+    pub index: usize,
+    /// `role` on the choice's first delta; `content` the new text.
+    pub delta: ChatDelta,
+    /// The new tokens' log-probabilities, when `logprobs` was requested.
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+/// Server frame `chat.done`: the request `id` ended (or was cancelled).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatDoneFrame {
+    /// Always `chat.done`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The client's id of the request.
+    pub id: String,
+    /// The `chatcmpl-...` id its usage is recorded under.
+    pub completion_id: String,
+    pub model: String,
+    /// `stop`, `length` or `cancelled`: one string with one choice, else one per choice.
+    pub finish_reason: FinishReasons,
+    /// Null for a cancelled request.
+    pub usage: Option<UsageObject>,
+}
+
+/// One finish reason per choice: a plain string when there is one choice, else an array.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FinishReasons {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl FinishReasons {
+    fn of(mut reasons: Vec<String>) -> Self {
+        if reasons.len() == 1 {
+            FinishReasons::One(reasons.pop().unwrap_or_default())
+        } else {
+            FinishReasons::Many(reasons)
+        }
+    }
+}
+
+/// Server frame `error`: `error` is what a REST answer's body holds; `id` is null when the
+/// fault is the frame itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatErrorFrame {
+    /// Always `error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: Option<String>,
+    pub error: ErrorObject,
+}
+
+fn frame_text<T: Serialize>(frame: &T) -> String {
+    serde_json::to_string(frame).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "encoding a WebSocket frame");
+        String::from(r#"{"type":"error","id":null,"error":{"message":"The server had an internal error.","type":"server_error","param":null,"code":"internal_error"}}"#)
+    })
+}
+
+/// `{"type": "error", "id": ..., "error": {...}}`.
 pub fn error_frame(id: Option<&str>, err: &ApiError) -> String {
     if let ApiError::Internal(cause) = err {
         tracing::error!(%cause, "internal error on a chat WebSocket");
     }
-    json!({"type": "error", "id": id, "error": err.body().error}).to_string()
-}
-
-/// One finish reason per choice: a plain string when there is one choice, else an array.
-fn finish_reasons(reasons: Vec<String>) -> Value {
-    if reasons.len() == 1 {
-        Value::String(reasons.into_iter().next().unwrap_or_default())
-    } else {
-        json!(reasons)
-    }
+    frame_text(&ChatErrorFrame {
+        kind: "error",
+        id: id.map(str::to_owned),
+        error: err.body().error,
+    })
 }
 
 /// Turns one request's deltas into its `chat.delta` frames and, at the end, its `chat.done`.
@@ -156,22 +224,20 @@ impl ChatFrames {
         if d.text.is_empty() && d.logprobs.is_empty() {
             return Ok(None);
         }
-        let mut delta = json!({"content": d.text});
-        if !std::mem::replace(&mut self.started[index], true) {
-            delta["role"] = json!("assistant");
-        }
-        let logprobs = (!d.logprobs.is_empty())
-            .then(|| json!({"content": logprob_objects(self.model.as_ref(), &d.logprobs)}));
-        Ok(Some(
-            json!({
-                "type": "chat.delta",
-                "id": self.id,
-                "index": d.index,
-                "delta": delta,
-                "logprobs": logprobs,
-            })
-            .to_string(),
-        ))
+        let first = !std::mem::replace(&mut self.started[index], true);
+        let logprobs = (!d.logprobs.is_empty()).then(|| ChoiceLogprobs {
+            content: logprob_objects(self.model.as_ref(), &d.logprobs),
+        });
+        Ok(Some(frame_text(&ChatDeltaFrame {
+            kind: "chat.delta",
+            id: self.id.clone(),
+            index: d.index,
+            delta: ChatDelta {
+                role: first.then_some("assistant"),
+                content: Some(d.text),
+            },
+            logprobs,
+        })))
     }
 
     /// `chat.done` after the last delta; an error when the engine stopped before finishing.
@@ -184,30 +250,31 @@ impl ChatFrames {
             .iter()
             .map(|r| r.unwrap_or("stop").to_owned())
             .collect();
-        Ok(self.done_frame(finish_reasons(reasons), json!(UsageObject::from(usage))))
+        Ok(self.done_frame(reasons, Some(usage.into())))
     }
 
     /// `chat.done` of a cancelled request: every choice `cancelled`, no usage.
     pub fn cancelled(&self) -> String {
         let reasons = vec!["cancelled".to_owned(); self.finish.len()];
-        self.done_frame(finish_reasons(reasons), Value::Null)
+        self.done_frame(reasons, None)
     }
 
-    fn done_frame(&self, finish_reason: Value, usage: Value) -> String {
-        json!({
-            "type": "chat.done",
-            "id": self.id,
-            "completion_id": self.completion_id,
-            "model": self.model.name(),
-            "finish_reason": finish_reason,
-            "usage": usage,
+    fn done_frame(&self, reasons: Vec<String>, usage: Option<UsageObject>) -> String {
+        frame_text(&ChatDoneFrame {
+            kind: "chat.done",
+            id: self.id.clone(),
+            completion_id: self.completion_id.clone(),
+            model: self.model.name().to_owned(),
+            finish_reason: FinishReasons::of(reasons),
+            usage,
         })
-        .to_string()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn param(err: ApiError) -> Option<String> {

@@ -1200,6 +1200,14 @@ export interface components {
             logprobs?: null | components["schemas"]["ChoiceLogprobs"];
             message: components["schemas"]["AssistantMessage"];
         };
+        /** @description One choice's piece of a chunk. */
+        ChatChunkChoice: {
+            delta: components["schemas"]["ChatDelta"];
+            /** @description `stop` or `length` on the choice's last chunk, else null. */
+            finish_reason?: string | null;
+            index: number;
+            logprobs?: null | components["schemas"]["ChoiceLogprobs"];
+        };
         /** @description A chat completion (`stream: false`). */
         ChatCompletion: {
             choices: components["schemas"]["ChatChoice"][];
@@ -1215,6 +1223,23 @@ export interface components {
             object: string;
             system_fingerprint: string;
             usage: components["schemas"]["UsageObject"];
+        };
+        /** @description One server-sent event of a streamed chat completion (`data: {chunk}`). */
+        ChatCompletionChunk: {
+            /** @description One choice's piece; empty in the last chunk with `usage`. */
+            choices: components["schemas"]["ChatChunkChoice"][];
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created: number;
+            /** @description `chatcmpl-...`, the same in every chunk of one answer. */
+            id: string;
+            model: string;
+            /** @description Always `chat.completion.chunk`. */
+            object: string;
+            system_fingerprint: string;
+            usage?: null | components["schemas"]["UsageObject"];
         };
         /** @description A chat completion request, with OpenAI's fields and vLLM's sampling extras. */
         ChatCompletionRequest: {
@@ -1267,7 +1292,7 @@ export interface components {
             model: string;
             /**
              * Format: int32
-             * @description Number of choices, 1 to 16. Default 1.
+             * @description Choices per prompt, 1 to 16. Default 1.
              */
             n?: number | null;
             /** @description Not supported yet: refused with 400. */
@@ -1333,6 +1358,51 @@ export interface components {
             /** @description Not supported yet: refused with 400. */
             web_search_options?: Record<string, never> | null;
         };
+        /** @description What a chunk adds to a choice's message. */
+        ChatDelta: {
+            /**
+             * @description New text of the answer (empty on the first chunk); absent on the chunk that finishes
+             *     the choice.
+             */
+            content?: string | null;
+            /** @description `assistant`, on the first chunk of each choice only. */
+            role?: string | null;
+        };
+        /** @description Server frame `chat.delta`: new output of one choice of the request `id`. */
+        ChatDeltaFrame: {
+            /** @description `role` on the choice's first delta; `content` the new text. */
+            delta: components["schemas"]["ChatDelta"];
+            /** @description The client's id of the request. */
+            id: string;
+            /** @description Which of the `n` choices. */
+            index: number;
+            logprobs?: null | components["schemas"]["ChoiceLogprobs"];
+            /** @description Always `chat.delta`. */
+            type: string;
+        };
+        /** @description Server frame `chat.done`: the request `id` ended (or was cancelled). */
+        ChatDoneFrame: {
+            /** @description The `chatcmpl-...` id its usage is recorded under. */
+            completion_id: string;
+            /** @description `stop`, `length` or `cancelled`: one string with one choice, else one per choice. */
+            finish_reason: components["schemas"]["FinishReasons"];
+            /** @description The client's id of the request. */
+            id: string;
+            model: string;
+            /** @description Always `chat.done`. */
+            type: string;
+            usage?: null | components["schemas"]["UsageObject"];
+        };
+        /**
+         * @description Server frame `error`: `error` is what a REST answer's body holds; `id` is null when the
+         *     fault is the frame itself.
+         */
+        ChatErrorFrame: {
+            error: components["schemas"]["ErrorObject"];
+            id?: string | null;
+            /** @description Always `error`. */
+            type: string;
+        };
         /** @description A chat message. */
         ChatMessageIn: {
             content: components["schemas"]["MessageContent"];
@@ -1359,8 +1429,36 @@ export interface components {
         CompletionChoice: {
             /** @description `stop` or `length`. */
             finish_reason: string;
+            /** @description `prompt_index * n + i`. */
             index: number;
             logprobs?: null | components["schemas"]["CompletionLogprobs"];
+            text: string;
+        };
+        /** @description One server-sent event of a streamed text completion (`data: {chunk}`). */
+        CompletionChunk: {
+            /** @description One choice's piece; empty in the last chunk with `usage`. */
+            choices: components["schemas"]["CompletionChunkChoice"][];
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created: number;
+            /** @description `cmpl-...`, the same in every chunk of one answer. */
+            id: string;
+            model: string;
+            /** @description Always `text_completion`. */
+            object: string;
+            system_fingerprint: string;
+            usage?: null | components["schemas"]["UsageObject"];
+        };
+        /** @description One choice's piece of a streamed text completion. */
+        CompletionChunkChoice: {
+            /** @description `stop` or `length` on the choice's last chunk, else null. */
+            finish_reason?: string | null;
+            /** @description `prompt_index * n + i`. */
+            index: number;
+            logprobs?: null | components["schemas"]["CompletionLogprobs"];
+            /** @description New text (empty on a chunk that only finishes the choice). */
             text: string;
         };
         /** @description `logprobs` of a text completion choice (the legacy shape). */
@@ -1382,9 +1480,14 @@ export interface components {
             best_of?: number | null;
             /** @description Only `false` is supported. */
             echo?: boolean | null;
-            /** Format: float */
+            /**
+             * Format: float
+             * @description -2 to 2.
+             */
             frequency_penalty?: number | null;
+            /** @description vLLM: keep generating after EOS. */
             ignore_eos?: boolean | null;
+            /** @description Token id (as a string) to a bias from -100 to 100. */
             logit_bias?: {
                 [key: string]: number;
             } | null;
@@ -1398,9 +1501,15 @@ export interface components {
              * @description Most tokens to generate per choice (default 16, as OpenAI).
              */
             max_tokens?: number | null;
-            /** Format: float */
+            /**
+             * Format: float
+             * @description vLLM: drop tokens below `min_p` times the top token's probability.
+             */
             min_p?: number | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description vLLM: EOS and stop tokens cannot end a choice before this many tokens.
+             */
             min_tokens?: number | null;
             /**
              * @description A served model (`GET /v1/models`).
@@ -1409,31 +1518,54 @@ export interface components {
             model: string;
             /**
              * Format: int32
-             * @description Choices per prompt, 1 to 16; choice `index` is `prompt_index * n + i`.
+             * @description Choices per prompt, 1 to 16. Default 1.
              */
             n?: number | null;
-            /** Format: float */
+            /**
+             * Format: float
+             * @description -2 to 2.
+             */
             presence_penalty?: number | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description vLLM: lower runs earlier among this organization's requests (default 0).
+             */
             priority?: number | null;
             prompt: components["schemas"]["PromptInput"];
-            /** Format: float */
+            /**
+             * Format: float
+             * @description vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
+             */
             repetition_penalty?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Makes sampling reproducible.
+             */
             seed?: number | null;
             stop?: null | components["schemas"]["StopSpec"];
+            /** @description vLLM: token ids that end a choice. */
             stop_token_ids?: number[] | null;
+            /** @description Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`). */
             stream?: boolean | null;
             stream_options?: null | components["schemas"]["StreamOptions"];
             /** @description Not supported yet: refused with 400. */
             suffix?: string | null;
-            /** Format: float */
+            /**
+             * Format: float
+             * @description 0 to 2; 0 is greedy. Default 1.
+             */
             temperature?: number | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description vLLM: keep the `top_k` most likely tokens (0 or -1: all).
+             */
             top_k?: number | null;
-            /** Format: float */
+            /**
+             * Format: float
+             * @description In (0, 1]. Default 1.
+             */
             top_p?: number | null;
-            /** @description Accepted for compatibility; not used for anything yet. */
+            /** @description An end-user id (accepted for compatibility; not used for anything yet). */
             user?: string | null;
         };
         /** @description One result of a completions usage bucket. */
@@ -1622,6 +1754,8 @@ export interface components {
              */
             type: string;
         };
+        /** @description One finish reason per choice: a plain string when there is one choice, else an array. */
+        FinishReasons: string | string[];
         Health: {
             /**
              * @description `ok` when the database answers.
@@ -3433,13 +3567,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A chat completion, or (`stream: true`) server-sent `chat.completion.chunk` events */
+            /** @description A chat completion, or (`stream: true`) server-sent `chat.completion.chunk` events, each `data: {ChatCompletionChunk}`, then `data: [DONE]` */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["ChatCompletion"];
+                    "text/event-stream": components["schemas"]["ChatCompletionChunk"];
                 };
             };
             /** @description Bad JSON, an unsupported field (named in `param`), a bad value, or `context_length_exceeded` */
@@ -3565,13 +3700,14 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A text completion, or (`stream: true`) server-sent `text_completion` chunks */
+            /** @description A text completion, or (`stream: true`) server-sent `text_completion` chunks, each `data: {CompletionChunk}`, then `data: [DONE]` */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Completion"];
+                    "text/event-stream": components["schemas"]["CompletionChunk"];
                 };
             };
             /** @description Bad JSON, an unsupported field (named in `param`), a bad value, or `context_length_exceeded` */

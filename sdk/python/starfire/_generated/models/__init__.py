@@ -16,7 +16,9 @@ from .balance_object import BalanceObject
 from .budget_object import BudgetObject
 from .budget_update import BudgetUpdate
 from .chat_choice import ChatChoice
+from .chat_chunk_choice import ChatChunkChoice
 from .chat_completion import ChatCompletion
+from .chat_completion_chunk import ChatCompletionChunk
 from .chat_completion_request import ChatCompletionRequest
 from .chat_completion_request_audio_type_0 import ChatCompletionRequestAudioType0
 from .chat_completion_request_function_call_type_0 import (
@@ -50,10 +52,16 @@ from .chat_completion_request_tools_type_0 import ChatCompletionRequestToolsType
 from .chat_completion_request_web_search_options_type_0 import (
     ChatCompletionRequestWebSearchOptionsType0,
 )
+from .chat_delta import ChatDelta
+from .chat_delta_frame import ChatDeltaFrame
+from .chat_done_frame import ChatDoneFrame
+from .chat_error_frame import ChatErrorFrame
 from .chat_message_in import ChatMessageIn
 from .choice_logprobs import ChoiceLogprobs
 from .completion import Completion
 from .completion_choice import CompletionChoice
+from .completion_chunk import CompletionChunk
+from .completion_chunk_choice import CompletionChunkChoice
 from .completion_logprobs import CompletionLogprobs
 from .completion_logprobs_top_logprobs_item import CompletionLogprobsTopLogprobsItem
 from .completion_request import CompletionRequest
@@ -158,7 +166,9 @@ __all__ = (
     "BudgetObject",
     "BudgetUpdate",
     "ChatChoice",
+    "ChatChunkChoice",
     "ChatCompletion",
+    "ChatCompletionChunk",
     "ChatCompletionRequest",
     "ChatCompletionRequestAudioType0",
     "ChatCompletionRequestFunctionCallType0",
@@ -172,10 +182,16 @@ __all__ = (
     "ChatCompletionRequestToolChoiceType0",
     "ChatCompletionRequestToolsType0",
     "ChatCompletionRequestWebSearchOptionsType0",
+    "ChatDelta",
+    "ChatDeltaFrame",
+    "ChatDoneFrame",
+    "ChatErrorFrame",
     "ChatMessageIn",
     "ChoiceLogprobs",
     "Completion",
     "CompletionChoice",
+    "CompletionChunk",
+    "CompletionChunkChoice",
     "CompletionLogprobs",
     "CompletionLogprobsTopLogprobsItem",
     "CompletionRequest",

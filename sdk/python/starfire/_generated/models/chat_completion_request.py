@@ -71,7 +71,7 @@ class ChatCompletionRequest:
         min_p (float | None | Unset): vLLM: drop tokens below `min_p` times the top token's probability.
         min_tokens (int | None | Unset): vLLM: EOS and stop tokens cannot end a choice before this many tokens.
         modalities (ChatCompletionRequestModalitiesType0 | None | Unset): Not supported yet: refused with 400.
-        n (int | None | Unset): Number of choices, 1 to 16. Default 1.
+        n (int | None | Unset): Choices per prompt, 1 to 16. Default 1.
         parallel_tool_calls (ChatCompletionRequestParallelToolCallsType0 | None | Unset): Not supported yet: refused
             with 400.
         prediction (ChatCompletionRequestPredictionType0 | None | Unset): Not supported yet: refused with 400.

@@ -20,7 +20,7 @@ class CompletionChoice:
     """
     Attributes:
         finish_reason (str): `stop` or `length`.
-        index (int):
+        index (int): `prompt_index * n + i`.
         text (str):
         logprobs (CompletionLogprobs | None | Unset):
     """

@@ -27,27 +27,27 @@ class CompletionRequest:
             several lists of token ids.
         best_of (int | None | Unset): Only equal to `n` (or unset) is supported.
         echo (bool | None | Unset): Only `false` is supported.
-        frequency_penalty (float | None | Unset):
-        ignore_eos (bool | None | Unset):
-        logit_bias (CompletionRequestLogitBiasType0 | None | Unset):
+        frequency_penalty (float | None | Unset): -2 to 2.
+        ignore_eos (bool | None | Unset): vLLM: keep generating after EOS.
+        logit_bias (CompletionRequestLogitBiasType0 | None | Unset): Token id (as a string) to a bias from -100 to 100.
         logprobs (int | None | Unset): Return log-probabilities of each token and of this many alternatives (0 to 20).
         max_tokens (int | None | Unset): Most tokens to generate per choice (default 16, as OpenAI).
-        min_p (float | None | Unset):
-        min_tokens (int | None | Unset):
-        n (int | None | Unset): Choices per prompt, 1 to 16; choice `index` is `prompt_index * n + i`.
-        presence_penalty (float | None | Unset):
-        priority (int | None | Unset):
-        repetition_penalty (float | None | Unset):
-        seed (int | None | Unset):
+        min_p (float | None | Unset): vLLM: drop tokens below `min_p` times the top token's probability.
+        min_tokens (int | None | Unset): vLLM: EOS and stop tokens cannot end a choice before this many tokens.
+        n (int | None | Unset): Choices per prompt, 1 to 16. Default 1.
+        presence_penalty (float | None | Unset): -2 to 2.
+        priority (int | None | Unset): vLLM: lower runs earlier among this organization's requests (default 0).
+        repetition_penalty (float | None | Unset): vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
+        seed (int | None | Unset): Makes sampling reproducible.
         stop (list[str] | None | str | Unset):
-        stop_token_ids (list[int] | None | Unset):
-        stream (bool | None | Unset):
+        stop_token_ids (list[int] | None | Unset): vLLM: token ids that end a choice.
+        stream (bool | None | Unset): Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
         stream_options (None | StreamOptions | Unset):
         suffix (None | str | Unset): Not supported yet: refused with 400.
-        temperature (float | None | Unset):
-        top_k (int | None | Unset):
-        top_p (float | None | Unset):
-        user (None | str | Unset): Accepted for compatibility; not used for anything yet.
+        temperature (float | None | Unset): 0 to 2; 0 is greedy. Default 1.
+        top_k (int | None | Unset): vLLM: keep the `top_k` most likely tokens (0 or -1: all).
+        top_p (float | None | Unset): In (0, 1]. Default 1.
+        user (None | str | Unset): An end-user id (accepted for compatibility; not used for anything yet).
     """
 
     model: str

@@ -11,6 +11,8 @@ T = TypeVar("T", bound="CompletionRequestLogitBiasType0")
 
 @_attrs_define
 class CompletionRequestLogitBiasType0:
+    """Token id (as a string) to a bias from -100 to 100."""
+
     additional_properties: dict[str, float] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::EngineError;
+use crate::error::InvalidParam;
 
 /// How to pick each next token, and when a sequence ends.
 ///
@@ -92,10 +92,9 @@ impl SamplingParams {
         self.temperature < 1e-5
     }
 
-    /// Checks every field's range; the message names the field.
-    pub fn validate(&self) -> Result<(), EngineError> {
-        let bad =
-            |field: &str, why: &str| Err(EngineError::InvalidParam(format!("{field}: {why}")));
+    /// Checks every field's range; the error names the field.
+    pub fn validate(&self) -> Result<(), InvalidParam> {
+        let bad = |field: &'static str, why: &str| Err(InvalidParam::new(field, why));
         if self.n == 0 || self.n > 128 {
             return bad("n", "must be between 1 and 128");
         }

@@ -1,0 +1,230 @@
+//! `/v1/completions`: text completions of one or several prompts (token ids or text), each
+//! prompt its own backend request, their choices numbered `prompt_index * n + i`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use scheduler::{Delta, FinishReason, Usage};
+
+use super::request::CompletionRequest;
+use super::sampling::{fit_context, sampling_params};
+use super::sse::{self, ChunkEncoder, Events};
+use super::wire::{
+    Completion, CompletionChoice, CompletionChunk, CompletionChunkChoice, CompletionLogprobs,
+    UsageObject, SYSTEM_FINGERPRINT,
+};
+use super::{collect, generation_error, unix_now};
+use crate::api::body::JsonBody;
+use crate::auth::secret::random_base62;
+use crate::auth::{Permission, Principal};
+use crate::error::{ApiError, ErrorBody};
+use crate::generation::{self, PromptBudget, Work};
+use crate::inference::ServedModel;
+use crate::server::AppState;
+use crate::store::usage::Endpoint;
+
+/// Create a text completion for one or several prompts. With `stream: true` the answer is
+/// `text/event-stream`: `data: {text_completion chunk}` events (the last of each choice with its
+/// `finish_reason`), with `stream_options.include_usage` a last chunk with `choices: []` and
+/// `usage`, then `data: [DONE]`. Closing the connection aborts the generation.
+#[utoipa::path(post, path = "/v1/completions", tag = "Inference",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "A text completion, or (`stream: true`) server-sent `text_completion` chunks, each `data: {CompletionChunk}`, then `data: [DONE]`",
+            content((Completion = "application/json"), (CompletionChunk = "text/event-stream"))),
+        (status = 400, description = "Bad JSON, an unsupported field (named in `param`), a bad value, or `context_length_exceeded`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "`model_not_found`", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 429, description = "A rate limit was reached (`rate_limit_exceeded`, `type` `requests` or `tokens`, with `Retry-After` and the `x-ratelimit-*` headers), this organization has too many queued requests (`Retry-After`), or its credits do not cover the request (`insufficient_quota`)", body = ErrorBody),
+        (status = 503, description = "No model loaded (`model_not_loaded`), or the server is overloaded (`Retry-After`)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_completion(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonBody<CompletionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::Inference)?;
+    let req = body.parse()?;
+    req.reject_unsupported()?;
+    let stream = req.stream.unwrap_or(false);
+    let include_usage = req.include_usage(stream)?;
+    let model = state.inference.model(&req.model)?;
+    let mut params = sampling_params(req.text_sampling_fields(), model.as_ref())?;
+    if req.max_tokens == Some(0) {
+        return Err(ApiError::field("max_tokens", "must be at least 1"));
+    }
+    // OpenAI's default for completions is 16; a model's configured default replaces it.
+    let default_max = model.defaults().max_tokens.unwrap_or(16);
+    let max_tokens = req.max_tokens.map_or(default_max, |m| m as usize);
+    if let Some(min) = req.min_tokens.filter(|&m| m as usize > max_tokens) {
+        return Err(ApiError::field(
+            "min_tokens",
+            format_args!("{min} is more than max_tokens ({max_tokens})"),
+        ));
+    }
+    let prompts = req.prompts(model.as_ref())?;
+    let n = params.n;
+    let budgets = prompts
+        .iter()
+        .map(|p| {
+            Ok(PromptBudget {
+                prompt_tokens: p.len(),
+                max_tokens: fit_context(
+                    p.len(),
+                    req.max_tokens.map(|m| m as usize),
+                    Some(default_max),
+                    model.max_model_len(),
+                    "prompt",
+                )?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let id = format!("cmpl-{}", random_base62(29));
+    let work = Work {
+        model: model.clone(),
+        endpoint: Endpoint::Completions,
+        request_id: &id,
+        prompts: &budgets,
+        n,
+        priority: req.priority.unwrap_or(0),
+    };
+    let admitted = generation::admit(&state, &principal, work).await?;
+    let mut streams = Vec::with_capacity(prompts.len());
+    for (i, (prompt, budget)) in prompts.into_iter().zip(&budgets).enumerate() {
+        params.max_tokens = Some(budget.max_tokens);
+        // An error here drops the streams already submitted, which aborts them.
+        streams.push(
+            admitted
+                .submit(format!("{id}-{i}"), prompt, params.clone())
+                .await?,
+        );
+    }
+    let created = unix_now();
+    if stream {
+        let encoder = TextChunks {
+            id,
+            created,
+            prompts: streams.len(),
+            model,
+            n,
+            include_usage,
+            usage: Usage::default(),
+            finished_prompts: 0,
+            offsets: HashMap::new(),
+        };
+        return Ok(sse::response(streams, encoder, admitted.admission));
+    }
+    let mut choices = Vec::new();
+    let mut total = Usage::default();
+    for (p, stream) in streams.into_iter().enumerate() {
+        let one = collect(stream, n, &admitted.admission).await?;
+        add_usage(&mut total, one.usage);
+        for (i, c) in one.choices.into_iter().enumerate() {
+            let logprobs = c.logprobs.map(|l| {
+                let mut out = CompletionLogprobs::default();
+                out.extend(model.as_ref(), &l, &mut 0);
+                out
+            });
+            choices.push(CompletionChoice {
+                index: p * n + i,
+                text: c.text,
+                logprobs,
+                finish_reason: c.finish_reason,
+            });
+        }
+    }
+    admitted.meter.settled().await;
+    let completion = Completion {
+        id,
+        object: "text_completion",
+        created,
+        model: model.name().to_owned(),
+        system_fingerprint: SYSTEM_FINGERPRINT,
+        choices,
+        usage: total.into(),
+    };
+    Ok(admitted
+        .admission
+        .respond(HttpResponse::Ok().json(completion)))
+}
+
+fn add_usage(total: &mut Usage, one: Usage) {
+    total.prompt_tokens += one.prompt_tokens;
+    total.completion_tokens += one.completion_tokens;
+    total.cached_tokens += one.cached_tokens;
+}
+
+/// A streamed text completion's chunks, over one request per prompt.
+struct TextChunks {
+    id: String,
+    created: u64,
+    model: Arc<dyn ServedModel>,
+    n: usize,
+    prompts: usize,
+    include_usage: bool,
+    usage: Usage,
+    finished_prompts: usize,
+    /// Byte offset reached in each choice's text, for `text_offset`.
+    offsets: HashMap<usize, usize>,
+}
+
+impl TextChunks {
+    fn chunk(
+        &self,
+        choices: Vec<CompletionChunkChoice>,
+        usage: Option<UsageObject>,
+    ) -> CompletionChunk {
+        CompletionChunk {
+            id: self.id.clone(),
+            object: "text_completion",
+            created: self.created,
+            model: self.model.name().to_owned(),
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            choices,
+            usage: self.include_usage.then_some(usage),
+        }
+    }
+}
+
+impl ChunkEncoder for TextChunks {
+    fn delta(&mut self, prompt: usize, d: Delta, out: &mut Events) {
+        let index = prompt * self.n + d.index;
+        if let Some(u) = d.usage {
+            add_usage(&mut self.usage, u);
+            self.finished_prompts += 1;
+        }
+        let finish_reason = match &d.finish_reason {
+            None => None,
+            Some(reason @ (FinishReason::Stop | FinishReason::Length)) => Some(reason.as_str()),
+            Some(other) => return out.error(generation_error(other)),
+        };
+        if d.text.is_empty() && d.logprobs.is_empty() && finish_reason.is_none() {
+            return;
+        }
+        let logprobs = (!d.logprobs.is_empty()).then(|| {
+            let offset = self.offsets.entry(index).or_insert(0);
+            let mut l = CompletionLogprobs::default();
+            l.extend(self.model.as_ref(), &d.logprobs, offset);
+            l
+        });
+        let choice = CompletionChunkChoice {
+            index,
+            text: d.text,
+            logprobs,
+            finish_reason,
+        };
+        out.data(&self.chunk(vec![choice], None));
+    }
+
+    fn end(&mut self, out: &mut Events) {
+        if self.finished_prompts < self.prompts {
+            return out.error(ApiError::Internal("the engine stopped early".into()));
+        }
+        if self.include_usage {
+            out.data(&self.chunk(Vec::new(), Some(self.usage.into())));
+        }
+        out.done();
+    }
+}

@@ -1,0 +1,99 @@
+//! The OpenAI-compatible data plane: `/v1/models`, `/v1/chat/completions` and `/v1/completions`
+//! (JSON or SSE), and vLLM's `/v1/tokenize` and `/v1/detokenize`.
+//!
+//! A request (`request`: the shapes accepted, the sampling fields declared once) becomes the
+//! engine's `SamplingParams` (`sampling`, vLLM's names, checked against the model) and starts
+//! through `crate::generation` (rate limits, fair-share weight, budget, usage row, submission
+//! for the caller's tenant). The backend's typed deltas become OpenAI's response or stream
+//! chunks (`wire`, every shape a typed struct in the OpenAPI document), streamed by the one SSE
+//! encoder (`sse`). `chat` also serves the WebSocket (`start_chat`); `completions` runs one
+//! backend request per prompt.
+
+mod chat;
+mod completions;
+mod models;
+pub mod request;
+mod sampling;
+mod sse;
+mod tokenize;
+pub mod wire;
+
+pub use chat::*;
+pub use completions::*;
+pub use models::*;
+pub use request::{ChatCompletionRequest, CompletionRequest, PromptInput};
+pub use tokenize::*;
+pub use wire::*;
+
+use scheduler::{DeltaStream, FinishReason, TokenLogprob, Usage};
+
+use crate::error::ApiError;
+use crate::limits::Admission;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The error a failed generation reports.
+pub(crate) fn generation_error(reason: &FinishReason) -> ApiError {
+    match reason {
+        FinishReason::Error(cause) => ApiError::Internal(format!("generation failed: {cause}")),
+        _ => ApiError::Internal("generation was aborted".to_owned()),
+    }
+}
+
+/// One choice of a request run to its end.
+pub(crate) struct CollectedChoice {
+    pub text: String,
+    /// Each output token's, when logprobs were requested.
+    pub logprobs: Option<Vec<TokenLogprob>>,
+    /// `stop` or `length`.
+    pub finish_reason: String,
+}
+
+/// A request run to its end (a non-streamed answer).
+pub(crate) struct Collected {
+    pub choices: Vec<CollectedChoice>,
+    pub usage: Usage,
+}
+
+/// Runs a request with `n` choices to its end, every delta passing `admission`.
+pub(crate) async fn collect(
+    mut stream: DeltaStream,
+    n: usize,
+    admission: &Admission,
+) -> Result<Collected, ApiError> {
+    let mut choices: Vec<CollectedChoice> = (0..n)
+        .map(|_| CollectedChoice {
+            text: String::new(),
+            logprobs: None,
+            finish_reason: "stop".to_owned(),
+        })
+        .collect();
+    let mut usage = None;
+    while let Some(d) = stream.recv().await {
+        admission.note(&d);
+        let choice = &mut choices[d.index.min(n - 1)];
+        choice.text.push_str(&d.text);
+        if !d.logprobs.is_empty() {
+            choice
+                .logprobs
+                .get_or_insert_with(Vec::new)
+                .extend(d.logprobs);
+        }
+        match d.finish_reason {
+            Some(reason @ (FinishReason::Stop | FinishReason::Length)) => {
+                choice.finish_reason = reason.as_str().to_owned();
+            }
+            Some(other) => return Err(generation_error(&other)),
+            None => {}
+        }
+        if d.usage.is_some() {
+            usage = d.usage;
+        }
+    }
+    let usage = usage.ok_or_else(|| ApiError::Internal("the engine stopped early".into()))?;
+    Ok(Collected { choices, usage })
+}

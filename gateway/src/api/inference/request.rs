@@ -1,0 +1,431 @@
+//! What the data plane accepts: the chat and text completion requests, whose shared sampling
+//! fields are declared once (`generation_request!`; serde's `flatten` would lose
+//! `deny_unknown_fields`), and the prompt and message shapes. Fields Starfire does not support
+//! yet are refused with a 400 that names them; nothing is silently ignored.
+
+use std::collections::HashMap;
+
+use engine::ChatMessage;
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::sampling::SamplingFields;
+use crate::error::ApiError;
+use crate::inference::ServedModel;
+
+/// Largest `n`, and most prompts in one text completion.
+pub const MAX_N: usize = 16;
+
+/// `content` of a message: a string, or an array of text parts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a message's content. Only `{"type": "text", "text": ...}` is supported.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+/// A chat message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessageIn {
+    /// `system`, `developer` (treated as `system`), `user` or `assistant`.
+    pub role: String,
+    pub content: MessageContent,
+}
+
+/// `stop`: one string or up to 16.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Options of a streamed response.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Send a last chunk with `usage` (and `choices: []`) before `data: [DONE]`.
+    pub include_usage: Option<bool>,
+}
+
+/// `prompt`: a string, several strings, token ids, or several lists of token ids.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PromptInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+impl PromptInput {
+    /// One token list per input, text tokenized with the model (BOS where it wants one).
+    pub fn token_lists(&self, model: &dyn ServedModel) -> Result<Vec<Vec<u32>>, ApiError> {
+        Ok(match self {
+            PromptInput::Text(t) => vec![model.encode(t, true)?],
+            PromptInput::Texts(ts) => ts
+                .iter()
+                .map(|t| model.encode(t, true))
+                .collect::<Result<_, _>>()?,
+            PromptInput::Tokens(ids) => vec![ids.clone()],
+            PromptInput::TokenLists(lists) => lists.clone(),
+        })
+    }
+}
+
+/// Declares a generation request: its own fields, then the sampling and streaming fields every
+/// generation request shares, and `sampling_fields` to read the latter.
+macro_rules! generation_request {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($body)*
+            /// 0 to 2; 0 is greedy. Default 1.
+            pub temperature: Option<f32>,
+            /// In (0, 1]. Default 1.
+            pub top_p: Option<f32>,
+            /// Choices per prompt, 1 to 16. Default 1.
+            pub n: Option<u32>,
+            pub stop: Option<StopSpec>,
+            /// Makes sampling reproducible.
+            pub seed: Option<i64>,
+            /// -2 to 2.
+            pub presence_penalty: Option<f32>,
+            /// -2 to 2.
+            pub frequency_penalty: Option<f32>,
+            /// Token id (as a string) to a bias from -100 to 100.
+            pub logit_bias: Option<HashMap<String, f32>>,
+            /// An end-user id (accepted for compatibility; not used for anything yet).
+            pub user: Option<String>,
+            /// Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
+            pub stream: Option<bool>,
+            pub stream_options: Option<StreamOptions>,
+            /// vLLM: keep the `top_k` most likely tokens (0 or -1: all).
+            pub top_k: Option<i32>,
+            /// vLLM: drop tokens below `min_p` times the top token's probability.
+            pub min_p: Option<f32>,
+            /// vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
+            pub repetition_penalty: Option<f32>,
+            /// vLLM: EOS and stop tokens cannot end a choice before this many tokens.
+            pub min_tokens: Option<u32>,
+            /// vLLM: keep generating after EOS.
+            pub ignore_eos: Option<bool>,
+            /// vLLM: token ids that end a choice.
+            pub stop_token_ids: Option<Vec<u32>>,
+            /// vLLM: lower runs earlier among this organization's requests (default 0).
+            pub priority: Option<i32>,
+        }
+
+        impl $name {
+            /// The shared sampling fields, with the logprobs count the request asked for and
+            /// the name of the field that asked.
+            fn sampling_fields(
+                &self,
+                logprobs: Option<usize>,
+                logprobs_field: &'static str,
+            ) -> SamplingFields<'_> {
+                SamplingFields {
+                    n: self.n,
+                    temperature: self.temperature,
+                    top_p: self.top_p,
+                    top_k: self.top_k,
+                    min_p: self.min_p,
+                    seed: self.seed,
+                    presence_penalty: self.presence_penalty,
+                    frequency_penalty: self.frequency_penalty,
+                    repetition_penalty: self.repetition_penalty,
+                    logit_bias: self.logit_bias.as_ref(),
+                    logprobs,
+                    logprobs_field,
+                    stop: self.stop.as_ref(),
+                    stop_token_ids: self.stop_token_ids.as_ref(),
+                    min_tokens: self.min_tokens,
+                    ignore_eos: self.ignore_eos,
+                }
+            }
+
+            /// `stream_options.include_usage`, refused without `stream: true`.
+            pub fn include_usage(&self, stream: bool) -> Result<bool, ApiError> {
+                if !stream && self.stream_options.is_some() {
+                    return Err(ApiError::field(
+                        "stream_options",
+                        "only allowed with `stream: true`",
+                    ));
+                }
+                Ok(self
+                    .stream_options
+                    .as_ref()
+                    .and_then(|o| o.include_usage)
+                    .unwrap_or(false))
+            }
+        }
+    };
+}
+
+generation_request! {
+    /// A chat completion request, with OpenAI's fields and vLLM's sampling extras.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ChatCompletionRequest {
+        /// A served model (`GET /v1/models`).
+        #[schema(example = "smollm2-135m-instruct")]
+        pub model: String,
+        pub messages: Vec<ChatMessageIn>,
+        /// Most tokens to generate per choice (default: what the context leaves).
+        pub max_tokens: Option<u32>,
+        /// Same as `max_tokens` (OpenAI's newer name); give one of them.
+        pub max_completion_tokens: Option<u32>,
+        /// Return the log-probability of each output token.
+        pub logprobs: Option<bool>,
+        /// 0 to 20 most likely alternatives per token; needs `logprobs: true`.
+        pub top_logprobs: Option<u32>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub tools: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub tool_choice: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub parallel_tool_calls: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub functions: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub function_call: Option<Value>,
+        /// Only `{"type": "text"}` is supported; a JSON schema or JSON mode is refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub response_format: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub audio: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub modalities: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub prediction: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub reasoning_effort: Option<Value>,
+        /// Not supported yet: refused with 400.
+        #[schema(value_type = Option<Object>)]
+        pub web_search_options: Option<Value>,
+    }
+}
+
+generation_request! {
+    /// A text completion request, with OpenAI's fields and vLLM's sampling extras.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CompletionRequest {
+        /// A served model (`GET /v1/models`).
+        #[schema(example = "smollm2-135m-instruct")]
+        pub model: String,
+        pub prompt: PromptInput,
+        /// Most tokens to generate per choice (default 16, as OpenAI).
+        pub max_tokens: Option<u32>,
+        /// Return log-probabilities of each token and of this many alternatives (0 to 20).
+        pub logprobs: Option<u32>,
+        /// Only `false` is supported.
+        pub echo: Option<bool>,
+        /// Only equal to `n` (or unset) is supported.
+        pub best_of: Option<u32>,
+        /// Not supported yet: refused with 400.
+        pub suffix: Option<String>,
+    }
+}
+
+fn unsupported(field: &str) -> ApiError {
+    ApiError::bad_request(
+        format!("'{field}' is not supported by Starfire yet."),
+        Some(field),
+    )
+}
+
+impl ChatCompletionRequest {
+    pub(crate) fn reject_unsupported(&self) -> Result<(), ApiError> {
+        let fields: [(&str, &Option<Value>); 10] = [
+            ("tools", &self.tools),
+            ("tool_choice", &self.tool_choice),
+            ("parallel_tool_calls", &self.parallel_tool_calls),
+            ("functions", &self.functions),
+            ("function_call", &self.function_call),
+            ("audio", &self.audio),
+            ("modalities", &self.modalities),
+            ("prediction", &self.prediction),
+            ("reasoning_effort", &self.reasoning_effort),
+            ("web_search_options", &self.web_search_options),
+        ];
+        for (name, value) in fields {
+            if value.as_ref().is_some_and(|v| !v.is_null()) {
+                return Err(unsupported(name));
+            }
+        }
+        if let Some(format) = self.response_format.as_ref().filter(|v| !v.is_null()) {
+            if format.get("type").and_then(Value::as_str) != Some("text") {
+                return Err(ApiError::bad_request(
+                    "'response_format' other than {\"type\": \"text\"} (JSON mode, JSON schema) \
+                     is not supported by Starfire yet.",
+                    Some("response_format"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sampling fields; `top_logprobs` without `logprobs: true` is refused.
+    pub(crate) fn chat_sampling_fields(&self) -> Result<SamplingFields<'_>, ApiError> {
+        if self.max_tokens.is_some() && self.max_completion_tokens.is_some() {
+            return Err(ApiError::field(
+                "max_completion_tokens",
+                "give `max_tokens` or `max_completion_tokens`, not both",
+            ));
+        }
+        let logprobs = match (self.logprobs.unwrap_or(false), self.top_logprobs) {
+            (true, top) => Some(top.unwrap_or(0) as usize),
+            (false, Some(t)) if t > 0 => {
+                return Err(ApiError::field("top_logprobs", "needs `logprobs: true`"))
+            }
+            (false, _) => None,
+        };
+        Ok(self.sampling_fields(logprobs, "top_logprobs"))
+    }
+
+    pub(crate) fn requested_max_tokens(&self) -> Result<Option<usize>, ApiError> {
+        let (field, value) = match (self.max_tokens, self.max_completion_tokens) {
+            (Some(v), _) => ("max_tokens", v),
+            (None, Some(v)) => ("max_completion_tokens", v),
+            (None, None) => return Ok(None),
+        };
+        if value == 0 {
+            return Err(ApiError::field(field, "must be at least 1"));
+        }
+        if let Some(min) = self.min_tokens.filter(|&m| m > value) {
+            return Err(ApiError::field(
+                "min_tokens",
+                format_args!("{min} is more than {field} ({value})"),
+            ));
+        }
+        Ok(Some(value as usize))
+    }
+}
+
+impl CompletionRequest {
+    pub(crate) fn reject_unsupported(&self) -> Result<(), ApiError> {
+        if self.echo == Some(true) {
+            return Err(unsupported("echo"));
+        }
+        if self.suffix.is_some() {
+            return Err(unsupported("suffix"));
+        }
+        if let Some(best_of) = self.best_of {
+            if best_of != self.n.unwrap_or(1) {
+                return Err(ApiError::bad_request(
+                    "'best_of' other than `n` is not supported by Starfire yet.",
+                    Some("best_of"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn text_sampling_fields(&self) -> SamplingFields<'_> {
+        self.sampling_fields(self.logprobs.map(|k| k as usize), "logprobs")
+    }
+
+    /// The prompts as token lists, each non-empty and within the vocabulary.
+    pub(crate) fn prompts(&self, model: &dyn ServedModel) -> Result<Vec<Vec<u32>>, ApiError> {
+        let vocab = model.vocab_size();
+        let prompts = self.prompt.token_lists(model)?;
+        if prompts.is_empty() || prompts.len() > MAX_N {
+            return Err(ApiError::field(
+                "prompt",
+                format_args!("give 1 to {MAX_N} prompts"),
+            ));
+        }
+        for p in &prompts {
+            if p.is_empty() {
+                return Err(ApiError::field(
+                    "prompt",
+                    "a prompt must have at least one token",
+                ));
+            }
+            if let Some(bad) = p.iter().find(|&&id| id as usize >= vocab) {
+                return Err(ApiError::field(
+                    "prompt",
+                    format_args!("{bad} is not a token id below {vocab}"),
+                ));
+            }
+        }
+        Ok(prompts)
+    }
+}
+
+/// Chat messages as the template takes them; errors name `messages[i]...`.
+pub(crate) fn chat_messages(messages: &[ChatMessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::field(
+            "messages",
+            "at least one message is required",
+        ));
+    }
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                other => {
+                    return Err(ApiError::field(
+                        &format!("messages[{i}].role"),
+                        format_args!(
+                            "'{other}' is not supported (system, developer, user, assistant)"
+                        ),
+                    ))
+                }
+            };
+            Ok(ChatMessage::new(role, message_text(i, &m.content)?))
+        })
+        .collect()
+}
+
+/// The text of message `i`'s content (text parts joined).
+fn message_text(i: usize, content: &MessageContent) -> Result<String, ApiError> {
+    let parts = match content {
+        MessageContent::Text(t) => return Ok(t.clone()),
+        MessageContent::Parts(parts) => parts,
+    };
+    let mut text = String::new();
+    for (j, part) in parts.iter().enumerate() {
+        match (part.kind.as_str(), &part.text) {
+            ("text", Some(t)) => text.push_str(t),
+            ("text", None) => {
+                return Err(ApiError::field(
+                    &format!("messages[{i}].content[{j}].text"),
+                    "a text part needs `text`",
+                ))
+            }
+            (other, _) => {
+                return Err(ApiError::field(
+                    &format!("messages[{i}].content[{j}].type"),
+                    format_args!("'{other}' parts are not supported (text only)"),
+                ))
+            }
+        }
+    }
+    Ok(text)
+}

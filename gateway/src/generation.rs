@@ -1,0 +1,122 @@
+//! The one way an inference request starts, whatever the route or transport (in the spirit of
+//! text-generation-inference's `Infer`): chat over REST or the WebSocket, text completions and
+//! embeddings all pass [`admit`], in this order:
+//!
+//! 1. the rate limiter (requests, tokens and concurrency per minute, for the key, the project
+//!    and the plan), which answers 429 with the `x-ratelimit-*` headers;
+//! 2. the organization's weight in the scheduler's fair share, from its plan (generations);
+//! 3. metering: the budget reservation of the request's maximum cost and its in-flight usage
+//!    row (429 `insufficient_quota` when credits or a spend cap do not cover it).
+//!
+//! Then [`Admitted::submit`] hands each prompt to the backend as the caller's organization and
+//! returns its typed deltas, metered: every delta counts toward the usage row, and dropping the
+//! stream aborts the generation and bills what was generated before it (disconnect billing).
+//! The [`Admission`] rides along with the deltas and settles the tokens counter and the
+//! concurrency lease when the response ends or the client goes away.
+
+use std::sync::Arc;
+
+use engine::SamplingParams;
+use scheduler::{DeltaStream, NewRequest};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::inference::ServedModel;
+use crate::limits::{Admission, Cost};
+use crate::metering::{Charge, Meter};
+use crate::server::AppState;
+use crate::store::usage::Endpoint;
+
+/// A request past admission: its rate-limit admission and its usage meter.
+pub struct Admitted {
+    pub admission: Admission,
+    pub meter: Meter,
+    model: Arc<dyn ServedModel>,
+    tenant: String,
+    weight: f64,
+    priority: i32,
+}
+
+/// What one prompt of a generation may cost: its length and the most tokens per choice.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptBudget {
+    pub prompt_tokens: usize,
+    pub max_tokens: usize,
+}
+
+/// What a request asks to be admitted for.
+pub struct Work<'a> {
+    pub model: Arc<dyn ServedModel>,
+    pub endpoint: Endpoint,
+    /// The id the response carries (`chatcmpl-...`, `cmpl-...`, `embd-...`).
+    pub request_id: &'a str,
+    /// Each prompt's length and most tokens per choice (embeddings: `max_tokens` 0).
+    pub prompts: &'a [PromptBudget],
+    /// Choices per prompt.
+    pub n: usize,
+    /// Lower runs earlier among the organization's requests.
+    pub priority: i32,
+}
+
+/// Admits `work` for the caller: rate limits, fair-share weight, budget and usage row.
+pub async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    work: Work<'_>,
+) -> Result<Admitted, ApiError> {
+    let Work {
+        model,
+        endpoint,
+        request_id,
+        prompts,
+        n,
+        priority,
+    } = work;
+    let cost = prompts
+        .iter()
+        .map(|p| match endpoint {
+            Endpoint::Embeddings => Cost::prompt_only(p.prompt_tokens),
+            Endpoint::Completions => Cost::generation(p.prompt_tokens, p.max_tokens, n),
+        })
+        .fold(Cost::default(), |all, one| all + one);
+    let admission = state.limits.admit(&state.store, principal, cost).await?;
+    let weight = match endpoint {
+        Endpoint::Completions => {
+            let tenant = state.store.tenant(&principal.tenant_id).await?;
+            tenant.plan.scheduler_weight()
+        }
+        Endpoint::Embeddings => 1.0,
+    };
+    let charge = Charge {
+        request_id: request_id.to_owned(),
+        endpoint,
+        model: model.name().to_owned(),
+        prompt_tokens: prompts.iter().map(|p| p.prompt_tokens as u64).sum(),
+        max_completion_tokens: prompts.iter().map(|p| (p.max_tokens * n) as u64).sum(),
+    };
+    let meter = state.metering.admit(principal, charge).await?;
+    Ok(Admitted {
+        admission,
+        meter,
+        model,
+        tenant: principal.tenant_id.clone(),
+        weight,
+        priority,
+    })
+}
+
+impl Admitted {
+    /// Queues one prompt as `request_id` for the caller's organization; its deltas are
+    /// metered, and dropping them aborts it.
+    pub async fn submit(
+        &self,
+        request_id: String,
+        prompt: Vec<u32>,
+        params: SamplingParams,
+    ) -> Result<DeltaStream, ApiError> {
+        let mut request = NewRequest::new(request_id, self.tenant.clone(), prompt, params);
+        request.priority = self.priority;
+        request.tenant_weight = self.weight;
+        Ok(self.meter.attach(self.model.submit(request).await?))
+    }
+}

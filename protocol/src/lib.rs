@@ -1,0 +1,30 @@
+//! What the gateway and whatever runs a model say to each other, with no engine, scheduler or
+//! HTTP in it.
+//!
+//! Read in the order a request flows:
+//! - `chat`: a chat message as templates take it.
+//! - `sampling`: vLLM's `SamplingParams`, checked field by field (`InvalidParam` names the field).
+//! - `request`: what goes in (`NewRequest`: prompt token ids, sampling, tenant, weight,
+//!   priority) and what comes out (`Delta`: new token ids and text of one choice, logprobs,
+//!   the finish reason, and on the last one `Usage`).
+//! - `stream`: `DeltaStream`, the deltas of one request as any backend delivers them: a channel
+//!   it fills and an abort it provides, run when the consumer drops the stream unfinished.
+//! - `error`: `BackendError`, why a request was refused before it started, as data.
+//! - `backend`: the `InferenceBackend` / `ServedModel` traits the gateway routes through.
+//!
+//! The engine re-exports `SamplingParams` and `ChatMessage`, the scheduler the request types
+//! and `DeltaStream`, so code on either side of the seam names one type.
+
+pub mod backend;
+pub mod chat;
+pub mod error;
+pub mod request;
+pub mod sampling;
+pub mod stream;
+
+pub use backend::{BoxFuture, InferenceBackend, ModelCard, SamplingDefaults, ServedModel};
+pub use chat::ChatMessage;
+pub use error::{BackendError, InvalidParam, QueueScope};
+pub use request::{Delta, FinishReason, NewRequest, StopReason, TokenLogprob, Usage};
+pub use sampling::{SamplingParams, MAX_LOGPROBS};
+pub use stream::{AbortFn, DeltaObserver, DeltaStream};

@@ -1,0 +1,127 @@
+//! What comes in (`NewRequest`) and what goes out (`Delta`), as plain data.
+
+use crate::sampling::SamplingParams;
+
+/// A request as the gateway hands it over.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    /// Unique among live requests (the gateway's request id).
+    pub request_id: String,
+    /// Who pays; fairness and prefix-cache isolation are per tenant.
+    pub tenant: String,
+    /// The tenant's plan weight for fairness (dedicated > paid > free); must be positive.
+    pub tenant_weight: f64,
+    /// Lower runs earlier inside the tenant, and is preempted later (vLLM's convention).
+    pub priority: i32,
+    pub prompt_token_ids: Vec<u32>,
+    pub params: SamplingParams,
+    /// Server-set salt mixed into the prefix-cache keys, on top of the tenant.
+    pub cache_salt: Option<String>,
+}
+
+impl NewRequest {
+    /// A request with weight 1, priority 0 and no salt.
+    pub fn new(
+        request_id: impl Into<String>,
+        tenant: impl Into<String>,
+        prompt_token_ids: Vec<u32>,
+        params: SamplingParams,
+    ) -> Self {
+        Self {
+            request_id: request_id.into(),
+            tenant: tenant.into(),
+            tenant_weight: 1.0,
+            priority: 0,
+            prompt_token_ids,
+            params,
+            cache_salt: None,
+        }
+    }
+}
+
+/// Why a choice ended. Serialises to OpenAI's `finish_reason` through `as_str`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// EOS, a stop token id or a stop string.
+    Stop,
+    /// `max_tokens` or `max_model_len` reached.
+    Length,
+    /// The client went away or the request was cancelled.
+    Abort,
+    /// The engine failed the step this request was in.
+    Error(String),
+}
+
+impl FinishReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Abort => "abort",
+            FinishReason::Error(_) => "error",
+        }
+    }
+}
+
+/// Which stop condition fired (vLLM's `stop_reason`); `None` with `Stop` means EOS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    TokenId(u32),
+    Text(String),
+}
+
+/// Log-probability of a sampled token and of the most likely alternatives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub token_id: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Token counts of a finished request (they become the usage event).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    /// Over all `n` choices.
+    pub completion_tokens: usize,
+    /// Prompt tokens served from the prefix cache at first admission.
+    pub cached_tokens: usize,
+    /// Times one of its sequences was preempted and recomputed.
+    pub num_preemptions: usize,
+}
+
+/// New output of one choice of one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delta {
+    pub request_id: String,
+    /// Which of the `n` choices.
+    pub index: usize,
+    /// Tokens sampled since the last delta (also stop tokens, as vLLM reports them).
+    pub token_ids: Vec<u32>,
+    /// Text that became final since the last delta. Text that could still turn into a stop
+    /// string is held back until it cannot.
+    pub text: String,
+    /// One per token in `token_ids` when logprobs were requested.
+    pub logprobs: Vec<TokenLogprob>,
+    /// Set on the choice's last delta.
+    pub finish_reason: Option<FinishReason>,
+    pub stop_reason: Option<StopReason>,
+    /// Set on the request's last delta (every choice finished); exactly once per request.
+    pub usage: Option<Usage>,
+}
+
+impl Delta {
+    /// A delta of choice `index` with nothing in it yet.
+    pub fn empty(request_id: &str, index: usize) -> Self {
+        Self {
+            request_id: request_id.to_string(),
+            index,
+            token_ids: Vec::new(),
+            text: String::new(),
+            logprobs: Vec::new(),
+            finish_reason: None,
+            stop_reason: None,
+            usage: None,
+        }
+    }
+}
