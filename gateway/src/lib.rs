@@ -18,7 +18,8 @@
 //!   admission-time reservation; `metrics`: the gateway's Prometheus registry.
 //! - `billing`: the dated price catalog, invoices (finalized per month), the billing
 //!   operator's credential.
-//! - `store`: the one store API over SQLite or PostgreSQL (sqlx, versioned migrations).
+//! - `store`: the `store` crate, the one store API over SQLite or PostgreSQL (sqlx, versioned
+//!   migrations), with no HTTP in it.
 //! - `error`: the one error table, producing OpenAI's error body.
 //! - `bootstrap`: `starfire admin bootstrap`.
 //!
@@ -34,8 +35,8 @@
 //!   starts through `api::inference::start_chat`, once for both transports.
 //! - A backend's refusals are `BackendError`s, turned into HTTP answers in one table
 //!   (`error.rs`); nothing parses an error's text.
-//! - Storage goes through `Store` methods (one file per resource under `store/`), in the SQL
-//!   SQLite and PostgreSQL share; a schema change is a new file under `gateway/migrations/`.
+//! - Storage goes through `Store` methods (the `store` crate, one file per resource), in the SQL
+//!   SQLite and PostgreSQL share; a schema change is a new file under `store/migrations/`.
 //! - A route is added to the `routes!` list in `api/mod.rs`, which registers it from its
 //!   `#[utoipa::path]`; then `starfire openapi > openapi/openapi.json`.
 //! - Tests: `tests/integration/support.rs` gives `TestApp::new(Backend::Sqlite | Postgres)`
@@ -56,7 +57,9 @@ pub mod metrics;
 pub mod redis_conn;
 pub mod registry;
 pub mod server;
-pub mod store;
+
+/// The database layer, its own crate (no HTTP in it).
+pub use store;
 
 pub use api::openapi_json;
 pub use auth::Principal;

@@ -11,25 +11,13 @@ pub const SECRET_LEN: usize = 40;
 /// Random characters kept visible (after the prefix) so people can tell their keys apart.
 const VISIBLE_LEN: usize = 6;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    Project,
-    Admin,
-}
+pub use store::api_keys::KeyKind;
 
-impl KeyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Project => "project",
-            KeyKind::Admin => "admin",
-        }
-    }
-
-    fn prefix(self) -> &'static str {
-        match self {
-            KeyKind::Project => PROJECT_PREFIX,
-            KeyKind::Admin => ADMIN_PREFIX,
-        }
+/// The visible prefix of a kind of key.
+fn prefix(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Project => PROJECT_PREFIX,
+        KeyKind::Admin => ADMIN_PREFIX,
     }
 }
 
@@ -42,8 +30,8 @@ pub struct NewKey {
 
 pub fn generate(kind: KeyKind) -> NewKey {
     let secret = random_base62(SECRET_LEN);
-    let value = format!("{}{secret}", kind.prefix());
-    let prefix = format!("{}{}", kind.prefix(), &secret[..VISIBLE_LEN]);
+    let value = format!("{}{secret}", prefix(kind));
+    let prefix = format!("{}{}", prefix(kind), &secret[..VISIBLE_LEN]);
     NewKey {
         hash: sha256_hex(&value),
         value,

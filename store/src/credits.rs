@@ -12,8 +12,8 @@
 use sqlx::Row as _;
 
 use super::{created_ms, now_ms, Page, PageRequest, Store, StoreResult};
-use crate::auth::secret::new_id;
-use crate::metering::money::Money;
+use crate::money::Money;
+use crate::secret::new_id;
 
 /// What a ledger entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use sqlx::Row as _;
 use super::page::{self, Page, PageRequest};
 use super::users::Role;
 use super::{created_ms, now_ms, Row, Store, StoreError, StoreResult};
-use crate::auth::secret::new_id;
+use crate::secret::new_id;
 
 #[derive(Debug, Clone)]
 pub struct Invite {

@@ -6,7 +6,7 @@ use sqlx::Row as _;
 
 use super::users::Role;
 use super::{now_ms, Store, StoreResult};
-use crate::auth::secret::new_id;
+use crate::secret::new_id;
 
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::page::{self, Page, PageRequest};
 use super::tenants::{tenant_from_row, Tenant};
 use super::{created_ms, is_unique_violation, now_ms, Row, Store, StoreError, StoreResult};
-use crate::auth::secret::new_id;
+use crate::secret::new_id;
 
 /// A member's role in a tenant, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -5,7 +5,7 @@
 use sqlx::Row as _;
 
 use super::{now_ms, Store, StoreResult};
-use crate::auth::secret::constant_time_eq;
+use crate::secret::constant_time_eq;
 
 /// The credential a ticket stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]

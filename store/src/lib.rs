@@ -1,4 +1,5 @@
-//! The one store API of the gateway: every read and write of accounts goes through [`Store`].
+//! Starfire's database layer: every read and write of accounts, usage, credits and billing goes
+//! through [`Store`]. It knows nothing of HTTP: the gateway maps its errors to answers.
 //!
 //! One code path serves SQLite and PostgreSQL through sqlx's `Any` driver; the SQL is the dialect
 //! both share (`$n` placeholders, TEXT ids, BIGINT millisecond times). Every query that touches a
@@ -9,7 +10,10 @@
 //! `sessions` (refresh-token families), `invites`, `audit`, `ws_tickets` (single-use WebSocket
 //! tickets), `usage` (usage events and their rollup), `credits` (prepaid ledger), `budgets` (spend caps), `prices` (the
 //! dated price catalog), `invoices` (statements, finalized once), `rate_limits` (what the
-//! limiter reads per request), and `page` (cursor pagination).
+//! limiter reads per request), and `page` (cursor pagination). The values its rows hold live
+//! here too: `money` (integer micro-dollars and per-model prices), `period` (calendar months
+//! for budgets and invoices) and `secret` (random ids and secrets, hashes, constant-time
+//! comparison). A schema change is a new file under `store/migrations/`.
 
 pub mod api_keys;
 pub mod audit;
@@ -28,6 +32,10 @@ pub mod tenants;
 pub mod usage;
 pub mod users;
 pub mod ws_tickets;
+
+pub mod money;
+pub mod period;
+pub mod secret;
 
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};

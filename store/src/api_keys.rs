@@ -7,8 +7,23 @@ use utoipa::ToSchema;
 
 use super::page::{self, Page, PageRequest};
 use super::{created_ms, now_ms, Row, Store, StoreError, StoreResult};
-use crate::auth::api_key::KeyKind;
-use crate::auth::secret::{constant_time_eq, new_id};
+use crate::secret::{constant_time_eq, new_id};
+
+/// Which kind of key a row holds: a project's inference key or an organization admin key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Project,
+    Admin,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Project => "project",
+            KeyKind::Admin => "admin",
+        }
+    }
+}
 
 /// What a key may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -10,9 +10,9 @@
 use sqlx::Row as _;
 
 use super::{created_ms, Page, PageRequest, Row, Store, StoreResult};
-use crate::auth::secret::new_id;
-use crate::metering::money::{Money, Prices};
-use crate::store::prices::CURRENCY;
+use crate::money::{Money, Prices};
+use crate::prices::CURRENCY;
+use crate::secret::new_id;
 
 /// One line: the billed requests of one model at one catalog price.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use sqlx::Row as _;
 use super::credits::{post_credit_in, CreditKind, NewCredit, Posted};
 use super::tenants::Plan;
 use super::{created_ms, Page, PageRequest, Row, Store, StoreError, StoreResult};
-use crate::auth::secret::new_id;
-use crate::metering::money::Money;
+use crate::money::Money;
+use crate::secret::new_id;
 
 /// Whether a tenant's last Stripe invoice was paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use sqlx::Row as _;
 
 use super::budgets::{self, Charged, OverBudget};
 use super::{is_unique_violation, Row, Store, StoreError, StoreResult};
-use crate::auth::secret::new_id;
-use crate::metering::money::Money;
+use crate::money::Money;
+use crate::secret::new_id;
 
 /// Which family of endpoints a request belongs to (the usage API's `completions` and
 /// `embeddings`).

@@ -15,8 +15,8 @@
 use sqlx::Row as _;
 
 use super::{now_ms, Row, Store, StoreError, StoreResult};
-use crate::billing::period::Period;
-use crate::metering::money::Money;
+use crate::money::Money;
+use crate::period::Period;
 
 /// What a cap applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

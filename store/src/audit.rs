@@ -4,7 +4,7 @@ use sqlx::Row as _;
 
 use super::page::{self, Page, PageRequest};
 use super::{created_ms, Row, Store, StoreResult};
-use crate::auth::secret::new_id;
+use crate::secret::new_id;
 
 /// One entry to record; `action` reads like OpenAI's audit event types (`project.created`).
 #[derive(Debug, Clone)]

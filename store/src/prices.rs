@@ -5,8 +5,8 @@
 use sqlx::Row as _;
 
 use super::{created_ms, is_unique_violation, Row, Store, StoreError, StoreResult};
-use crate::auth::secret::new_id;
-use crate::metering::money::Prices;
+use crate::money::Prices;
+use crate::secret::new_id;
 
 /// The one currency of the ledger (`Money` is micro-USD).
 pub const CURRENCY: &str = "usd";

@@ -5,7 +5,7 @@ use sqlx::Row as _;
 use utoipa::ToSchema;
 
 use super::{created_ms, Row, Store, StoreError, StoreResult};
-use crate::auth::secret::new_id;
+use crate::secret::new_id;
 
 /// What a tenant pays for; the scheduler weighs tenants by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
