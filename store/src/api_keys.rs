@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
 
-use super::page::{self, Page, PageRequest};
+use super::page::{Listing, Page, PageRequest};
 use super::{created_ms, now_ms, Row, Store, StoreError, StoreResult};
 use crate::secret::{constant_time_eq, new_id};
 
@@ -251,24 +251,16 @@ impl Store {
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKeyRecord>> {
         let (filter, project) = owner.filter();
-        let sql = page::query(
-            COLUMNS,
-            "api_keys",
+        let binds: Vec<&str> = project.into_iter().collect();
+        let listing = Listing {
+            columns: COLUMNS,
+            table: "api_keys",
             filter,
-            usize::from(project.is_some()),
-            page,
-            false,
-        );
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(p) = project {
-            q = q.bind(p);
-        }
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
-        Ok(Page::from_overfetch(items, page.limit))
+            binds: &binds,
+            newest_first: false,
+            from_row,
+        };
+        self.fetch_page(tenant_id, listing, page).await
     }
 
     /// Renames a live key and/or replaces its limits.

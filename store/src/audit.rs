@@ -2,7 +2,7 @@
 
 use sqlx::Row as _;
 
-use super::page::{self, Page, PageRequest};
+use super::page::{Listing, Page, PageRequest};
 use super::{created_ms, Row, Store, StoreResult};
 use crate::secret::new_id;
 
@@ -82,23 +82,15 @@ impl Store {
         } else {
             ""
         };
-        let sql = page::query(
-            COLUMNS,
-            "audit_logs",
+        let binds: Vec<&str> = action.into_iter().collect();
+        let listing = Listing {
+            columns: COLUMNS,
+            table: "audit_logs",
             filter,
-            usize::from(action.is_some()),
-            page,
-            true,
-        );
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(a) = action {
-            q = q.bind(a);
-        }
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
-        Ok(Page::from_overfetch(items, page.limit))
+            binds: &binds,
+            newest_first: true,
+            from_row,
+        };
+        self.fetch_page(tenant_id, listing, page).await
     }
 }

@@ -106,6 +106,18 @@ pub struct LedgerEntry {
 const LEDGER_COLUMNS: &str =
     "id, kind, amount_micros, request_id, note, payment_id, actor, refund_of, created_ms";
 
+/// The tenant's ledger as a paged listing.
+fn ledger_listing(newest_first: bool) -> super::page::Listing<'static, LedgerEntry> {
+    super::page::Listing {
+        columns: LEDGER_COLUMNS,
+        table: "credit_ledger",
+        filter: "",
+        binds: &[],
+        newest_first,
+        from_row: entry_from_row,
+    }
+}
+
 fn entry_from_row(row: &super::Row) -> StoreResult<LedgerEntry> {
     Ok(LedgerEntry {
         id: row.try_get("id")?,
@@ -218,17 +230,7 @@ impl Store {
         tenant_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<LedgerEntry>> {
-        let sql = super::page::query(LEDGER_COLUMNS, "credit_ledger", "", 0, page, true);
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let items = rows
-            .iter()
-            .map(entry_from_row)
-            .collect::<StoreResult<_>>()?;
-        Ok(Page::from_overfetch(items, page.limit))
+        self.fetch_page(tenant_id, ledger_listing(true), page).await
     }
 
     /// The page of the tenant's ledger just newer than the entry `page.after` (the way back
@@ -239,17 +241,9 @@ impl Store {
         tenant_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<LedgerEntry>> {
-        let sql = super::page::query(LEDGER_COLUMNS, "credit_ledger", "", 0, page, false);
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let items = rows
-            .iter()
-            .map(entry_from_row)
-            .collect::<StoreResult<_>>()?;
-        let mut page = Page::from_overfetch(items, page.limit);
+        let mut page = self
+            .fetch_page(tenant_id, ledger_listing(false), page)
+            .await?;
         page.items.reverse();
         Ok(page)
     }

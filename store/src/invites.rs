@@ -3,7 +3,7 @@
 
 use sqlx::Row as _;
 
-use super::page::{self, Page, PageRequest};
+use super::page::{Listing, Page, PageRequest};
 use super::users::Role;
 use super::{created_ms, now_ms, Row, Store, StoreError, StoreResult};
 use crate::secret::new_id;
@@ -127,14 +127,15 @@ impl Store {
         tenant_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<Invite>> {
-        let sql = page::query(COLUMNS, "invites", "", 0, page, false);
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
-        Ok(Page::from_overfetch(items, page.limit))
+        let listing = Listing {
+            columns: COLUMNS,
+            table: "invites",
+            filter: "",
+            binds: &[],
+            newest_first: false,
+            from_row,
+        };
+        self.fetch_page(tenant_id, listing, page).await
     }
 
     /// Deletes an invite that has not been accepted.

@@ -290,17 +290,15 @@ impl Store {
         tenant_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<Invoice>> {
-        let sql = super::page::query(INVOICE_COLUMNS, "invoices", "", 0, page, true);
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            items.push(self.with_lines(invoice_from_row(row)?).await?);
-        }
-        Ok(Page::from_overfetch(items, page.limit))
+        let listing = super::page::Listing {
+            columns: INVOICE_COLUMNS,
+            table: "invoices",
+            filter: "",
+            binds: &[],
+            newest_first: true,
+            from_row: invoice_from_row,
+        };
+        self.fetch_page(tenant_id, listing, page).await
     }
 
     async fn with_lines(&self, mut invoice: Invoice) -> StoreResult<Invoice> {

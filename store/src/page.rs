@@ -2,6 +2,8 @@
 //! (created time, id); the cursor is the id of the last row seen, looked up inside the same
 //! tenant so a foreign id yields nothing.
 
+use super::{Row, Store, StoreResult};
+
 /// What the client asked for, already validated (1..=100).
 #[derive(Debug, Clone)]
 pub struct PageRequest {
@@ -37,6 +39,50 @@ impl<T> Page<T> {
             items: self.items.into_iter().map(f).collect(),
             has_more: self.has_more,
         }
+    }
+}
+
+/// A keyset-paged listing of one tenant's rows: what [`Store::fetch_page`] needs besides the
+/// tenant and the page asked for.
+pub(crate) struct Listing<'a, T> {
+    pub columns: &'a str,
+    pub table: &'a str,
+    /// Extra conditions after `tenant_id = $1` (`AND ...`), with `$2..` placeholders for `binds`.
+    pub filter: &'a str,
+    pub binds: &'a [&'a str],
+    pub newest_first: bool,
+    pub from_row: fn(&Row) -> StoreResult<T>,
+}
+
+impl Store {
+    /// One page of `listing` for `tenant_id`, the cursor looked up inside the same tenant.
+    pub(crate) async fn fetch_page<T>(
+        &self,
+        tenant_id: &str,
+        listing: Listing<'_, T>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<T>> {
+        let sql = query(
+            listing.columns,
+            listing.table,
+            listing.filter,
+            listing.binds.len(),
+            page,
+            listing.newest_first,
+        );
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        for bind in listing.binds {
+            q = q.bind(*bind);
+        }
+        if let Some(after) = &page.after {
+            q = q.bind(after.as_str());
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        let items = rows
+            .iter()
+            .map(listing.from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok(Page::from_overfetch(items, page.limit))
     }
 }
 

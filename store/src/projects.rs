@@ -4,7 +4,7 @@
 use sqlx::Row as _;
 
 use super::api_keys::KeyLimits;
-use super::page::{self, Page, PageRequest};
+use super::page::{Listing, Page, PageRequest};
 use super::{created_ms, now_ms, Row, Store, StoreError, StoreResult};
 use crate::secret::new_id;
 
@@ -102,14 +102,15 @@ impl Store {
         } else {
             "AND archived_ms IS NULL"
         };
-        let sql = page::query(COLUMNS, "projects", filter, 0, page, false);
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
-        Ok(Page::from_overfetch(items, page.limit))
+        let listing = Listing {
+            columns: COLUMNS,
+            table: "projects",
+            filter,
+            binds: &[],
+            newest_first: false,
+            from_row,
+        };
+        self.fetch_page(tenant_id, listing, page).await
     }
 
     /// Renames an active project; an archived one is read-only (Conflict).

@@ -364,17 +364,15 @@ impl Store {
         tenant_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<TopUp>> {
-        let sql = super::page::query(TOP_UP_COLUMNS, "top_ups", "", 0, page, true);
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let items = rows
-            .iter()
-            .map(top_up_from_row)
-            .collect::<StoreResult<_>>()?;
-        Ok(Page::from_overfetch(items, page.limit))
+        let listing = super::page::Listing {
+            columns: TOP_UP_COLUMNS,
+            table: "top_ups",
+            filter: "",
+            binds: &[],
+            newest_first: true,
+            from_row: top_up_from_row,
+        };
+        self.fetch_page(tenant_id, listing, page).await
     }
 
     /// Applies a Stripe event once: the event's id is recorded in the same transaction as what

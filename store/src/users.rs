@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
 
-use super::page::{self, Page, PageRequest};
+use super::page::{Listing, Page, PageRequest};
 use super::tenants::{tenant_from_row, Tenant};
 use super::{created_ms, is_unique_violation, now_ms, Row, Store, StoreError, StoreResult};
 use crate::secret::new_id;
@@ -195,17 +195,15 @@ impl Store {
         tenant_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<Member>> {
-        let sql = page::query(MEMBER_COLUMNS, "members", "", 0, page, false);
-        let mut q = sqlx::query(&sql).bind(tenant_id);
-        if let Some(after) = &page.after {
-            q = q.bind(after);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let items = rows
-            .iter()
-            .map(member_from_row)
-            .collect::<StoreResult<_>>()?;
-        Ok(Page::from_overfetch(items, page.limit))
+        let listing = Listing {
+            columns: MEMBER_COLUMNS,
+            table: "members",
+            filter: "",
+            binds: &[],
+            newest_first: false,
+            from_row: member_from_row,
+        };
+        self.fetch_page(tenant_id, listing, page).await
     }
 
     /// Changes a member's role, refusing to leave the tenant without an owner.
