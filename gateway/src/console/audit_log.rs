@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
 
-use super::pages::{query_param, time, Ctx, PageResult, Section};
+use super::layout::{query_param, time, Ctx, PageResult, Section};
 use super::{html as page, see_other, PageError};
 use crate::api::list::ListQuery;
 use crate::auth::Permission;
@@ -59,7 +59,7 @@ async fn audit_page(state: &AppState, ctx: &Ctx, req: &HttpRequest) -> Result<Ma
             format!("/audit?{}", q.finish())
         });
     let count = entries.items.len();
-    Ok(super::pages::layout(
+    Ok(super::layout::layout(
         ctx,
         Section::Audit,
         "Audit log",

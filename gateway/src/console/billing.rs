@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use super::pages::{query_param, time, Ctx, PageResult, Section};
+use super::layout::{query_param, time, Ctx, PageResult, Section};
 use super::{html as page, see_other, PageError};
 use crate::api::billing::{invoice_of, invoice_page, statement};
 use crate::auth::Permission;
@@ -273,7 +273,7 @@ async fn billing_page(state: &AppState, ctx: &Ctx, req: &HttpRequest) -> Result<
     // `?top_up=<id>`: the top-up the form just opened (its payment link comes first).
     let opened = query_param(req, "top_up");
     let payments = super::payments::payments_markup(state, ctx, opened.as_deref()).await?;
-    Ok(super::pages::layout(
+    Ok(super::layout::layout(
         ctx,
         Section::Billing,
         "Billing",

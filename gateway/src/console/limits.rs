@@ -5,10 +5,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
 
-use super::pages::{
-    csrf_field, describe_limits, limit_inputs, limits_of, not_allowed, Ctx, Form, PageResult,
-    Section,
-};
+use super::layout::{csrf_field, not_allowed, Ctx, Form, PageResult, Section};
+use super::pages::describe_limits;
+use super::pages::limit_inputs;
+use super::pages::limits_of;
 use super::{html as page, see_other, PageError};
 use crate::api::api_keys::{self, ApiKeyUpdate};
 use crate::api::list::ListQuery;
@@ -36,7 +36,7 @@ async fn limits_page(state: &AppState, ctx: &Ctx, project_id: &str) -> Result<Ma
     let manage_project = ctx.can(Permission::ManageProjects);
     let manage_keys = ctx.can(Permission::ManageApiKeys);
     let base = format!("/projects/{}", project.id);
-    Ok(super::pages::layout(
+    Ok(super::layout::layout(
         ctx,
         Section::Projects,
         &format!("Rate limits · {}", project.name),

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
 
-use super::pages::{csrf_field, layout, not_allowed, time, Ctx, Form, PageResult, Section};
+use super::layout::{csrf_field, layout, not_allowed, time, Ctx, Form, PageResult, Section};
 use super::{html as page, see_other, PageError};
 use crate::api::invites::{CreatedInvite, InviteCreate};
 use crate::api::list::ListQuery;

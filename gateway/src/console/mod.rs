@@ -13,12 +13,14 @@
 
 mod audit_log;
 mod billing;
+mod layout;
 mod limits;
 mod members;
 mod organizations;
 mod pages;
 mod payments;
 pub mod session;
+mod signin;
 mod usage;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -38,15 +40,15 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 /// Registers the console's routes (before the API's catch-all).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(pages::home))
+    cfg.route("/", web::get().to(signin::home))
         .route("/assets/console.css", web::get().to(css))
         .route("/assets/console.js", web::get().to(js))
-        .route("/signin", web::get().to(pages::signin_form))
-        .route("/signin", web::post().to(pages::signin))
-        .route("/signup", web::get().to(pages::signup_form))
-        .route("/signup", web::post().to(pages::signup))
-        .route("/signout", web::post().to(pages::signout))
-        .route("/invite", web::get().to(pages::invite_landing))
+        .route("/signin", web::get().to(signin::signin_form))
+        .route("/signin", web::post().to(signin::signin))
+        .route("/signup", web::get().to(signin::signup_form))
+        .route("/signup", web::post().to(signin::signup))
+        .route("/signout", web::post().to(signin::signout))
+        .route("/invite", web::get().to(signin::invite_landing))
         .route("/projects", web::get().to(pages::projects))
         .route("/projects", web::post().to(pages::create_project))
         .route("/projects/{project}/keys", web::get().to(pages::keys))
@@ -198,7 +200,7 @@ impl ResponseError for PageError {
         let message = self.0.body().error.message;
         html(
             self.status_code(),
-            pages::error_page(self.status_code(), &message),
+            layout::error_page(self.status_code(), &message),
         )
     }
 }

@@ -4,8 +4,9 @@
 
 use actix_web::{web, HttpRequest};
 
-use super::pages::{signed_in_response, Ctx, Form, PageResult};
+use super::layout::{Ctx, Form, PageResult};
 use super::session;
+use super::signin::signed_in_response;
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::audit::AuditEvent;

@@ -7,7 +7,7 @@
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
 
-use super::pages::{csrf_field, time, Ctx, Form, PageResult};
+use super::layout::{csrf_field, time, Ctx, Form, PageResult};
 use super::{see_other, PageError};
 use crate::api::payments::{open_top_up, TopUpCreate};
 use crate::auth::Permission;

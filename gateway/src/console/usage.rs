@@ -10,7 +10,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use super::pages::{date_of, parse_date, query_param, Ctx, PageResult, Section};
+use super::layout::{date_of, parse_date, query_param, Ctx, PageResult, Section};
 use super::{html as page, see_other, PageError};
 use crate::api::list::ListQuery;
 use crate::auth::Permission;
@@ -371,7 +371,7 @@ async fn usage_page(state: &AppState, ctx: &Ctx, f: &Filter) -> Result<Markup, P
         .items;
     let metric = f.metric;
     let values = |days: &[UsageTotals]| days.iter().map(|t| metric.of(t)).collect::<Vec<_>>();
-    Ok(super::pages::layout(
+    Ok(super::layout::layout(
         ctx,
         Section::Usage,
         "Usage",
