@@ -22,10 +22,16 @@ mod budgets;
 mod chat_ws;
 #[path = "integration/console.rs"]
 mod console;
+#[path = "integration/console_billing.rs"]
+mod console_billing;
 #[path = "integration/console_browser.rs"]
 mod console_browser;
+#[path = "integration/console_members.rs"]
+mod console_members;
 #[path = "integration/e2e.rs"]
 mod e2e;
+#[path = "integration/embeddings.rs"]
+mod embeddings;
 #[path = "integration/fake_stripe.rs"]
 mod fake_stripe;
 #[path = "integration/http.rs"]
@@ -54,6 +60,8 @@ mod registry;
 mod remote_backend;
 #[path = "integration/stripe.rs"]
 mod stripe;
+#[path = "integration/usage_api.rs"]
+mod usage_api;
 #[path = "integration/usage_e2e.rs"]
 mod usage_e2e;
 #[path = "integration/users.rs"]
