@@ -130,7 +130,7 @@ pub async fn bootstrap(
         })
         .await?;
     Ok(Bootstrapped {
-        tenant_id: tenant.id,
+        tenant_id: tenant.id.into_string(),
         project_id: project.id,
         api_key: inference.value,
         admin_key: admin.value,

@@ -99,7 +99,7 @@ pub async fn admit(
         admission,
         meter,
         model,
-        tenant: principal.tenant_id.clone(),
+        tenant: principal.tenant_id.to_string(),
         weight,
         priority,
     })

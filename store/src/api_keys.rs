@@ -1,6 +1,7 @@
 //! API keys: project keys (`sf-...`) and organization admin keys (`sf-admin-...`). Only the
 //! SHA-256 of a key and a short visible prefix are stored.
 
+use crate::ids::TenantId;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
@@ -79,7 +80,7 @@ pub struct Owner {
 #[derive(Debug, Clone)]
 pub struct ApiKeyRecord {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub project_id: Option<String>,
     pub kind: KeyKind,
     pub name: String,
@@ -96,7 +97,7 @@ pub struct ApiKeyRecord {
 
 /// Everything needed to store a new key; `hash` and `prefix` come from `auth::api_key::generate`.
 pub struct NewApiKey<'a> {
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     pub project_id: Option<&'a str>,
     pub kind: KeyKind,
     pub name: &'a str,
@@ -223,7 +224,7 @@ impl Store {
     /// A live (not revoked) key of the tenant, seen through `owner`.
     pub async fn api_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         owner: KeyOwner<'_>,
         key_id: &str,
     ) -> StoreResult<ApiKeyRecord> {
@@ -246,7 +247,7 @@ impl Store {
 
     pub async fn list_api_keys(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         owner: KeyOwner<'_>,
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKeyRecord>> {
@@ -266,7 +267,7 @@ impl Store {
     /// Renames a live key and/or replaces its limits.
     pub async fn update_api_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         owner: KeyOwner<'_>,
         key_id: &str,
         name: Option<&str>,
@@ -293,7 +294,7 @@ impl Store {
     /// Revokes a key: from this moment on it authenticates nothing.
     pub async fn revoke_api_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         owner: KeyOwner<'_>,
         key_id: &str,
     ) -> StoreResult<ApiKeyRecord> {
@@ -344,7 +345,7 @@ impl Store {
     /// WebSocket tickets.
     pub async fn live_api_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         key_id: &str,
     ) -> StoreResult<Option<ApiKeyRecord>> {
         let row = sqlx::query(&format!(

@@ -1,5 +1,6 @@
 //! The audit log: who did what to which resource, from where, in which request.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::page::{Listing, Page, PageRequest};
@@ -9,7 +10,7 @@ use crate::secret::new_id;
 /// One entry to record; `action` reads like OpenAI's audit event types (`project.created`).
 #[derive(Debug, Clone)]
 pub struct AuditEvent<'a> {
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     pub action: &'a str,
     pub actor_type: &'a str,
     pub actor_id: &'a str,
@@ -73,7 +74,7 @@ impl Store {
     /// Newest first, optionally only one action.
     pub async fn list_audit_logs(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         action: Option<&str>,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEntry>> {

@@ -12,6 +12,7 @@
 //! A cap set for the first time starts from the scope's spend so far in the period, read from
 //! the usage rollup, so that setting a cap mid-month counts what the month already spent.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::{now_ms, Row, Store, StoreError, StoreResult};
@@ -105,7 +106,7 @@ impl BudgetPeriod {
 /// A cap's state, as of a moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub scope: BudgetScope,
     pub scope_id: String,
     pub period: BudgetPeriod,
@@ -136,7 +137,7 @@ impl Budget {
 /// The scopes a request is charged to: its organization, and its project and key if any.
 #[derive(Debug, Clone, Copy)]
 pub struct Charged<'a> {
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     pub project_id: Option<&'a str>,
     pub api_key_id: Option<&'a str>,
 }
@@ -317,7 +318,7 @@ impl Store {
     /// caller has checked that the scope (project, key) belongs to the tenant.
     pub async fn budget(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         scope: BudgetScope,
         scope_id: &str,
     ) -> StoreResult<Budget> {
@@ -353,7 +354,7 @@ impl Store {
     /// period; a changed one keeps its spend and reservations.
     pub async fn set_budget(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         scope: BudgetScope,
         scope_id: &str,
         limit: Money,
@@ -386,7 +387,7 @@ impl Store {
     /// Removes a cap. Returns whether there was one.
     pub async fn clear_budget(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         scope: BudgetScope,
         scope_id: &str,
     ) -> StoreResult<bool> {
@@ -405,7 +406,7 @@ impl Store {
     /// per-minute rollup.
     async fn spent_since(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         scope: BudgetScope,
         scope_id: &str,
         since_ms: i64,

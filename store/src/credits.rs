@@ -9,6 +9,7 @@
 //! adjustment or refund at the operator who made it (`actor`) and its reason (`note`), a refund
 //! at the entry it reverses (`refund_of`, unique: refunded at most once).
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::{created_ms, now_ms, Page, PageRequest, Store, StoreResult};
@@ -42,7 +43,7 @@ impl CreditKind {
 /// A ledger entry to post, with its cause.
 #[derive(Debug, Clone)]
 pub struct NewCredit<'a> {
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     pub kind: CreditKind,
     pub amount: Money,
     /// The reason (adjustments, refunds) or a description (grants, top-ups).
@@ -135,7 +136,11 @@ fn entry_from_row(row: &super::Row) -> StoreResult<LedgerEntry> {
 impl Store {
     /// Opens a prepaid account for the tenant with `grant` as its first entry; nothing when it
     /// has one already. Returns whether the account was opened.
-    pub async fn open_credit_account(&self, tenant_id: &str, grant: Money) -> StoreResult<bool> {
+    pub async fn open_credit_account(
+        &self,
+        tenant_id: &TenantId,
+        grant: Money,
+    ) -> StoreResult<bool> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
         let opened = sqlx::query(
@@ -166,7 +171,7 @@ impl Store {
     /// Appends a ledger entry (opening the account when needed) and moves the balance by it.
     pub async fn add_credits(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         kind: CreditKind,
         amount: Money,
         note: Option<&str>,
@@ -196,7 +201,7 @@ impl Store {
     }
 
     /// The tenant's prepaid account; `None` for postpaid tenants.
-    pub async fn credit_balance(&self, tenant_id: &str) -> StoreResult<Option<CreditBalance>> {
+    pub async fn credit_balance(&self, tenant_id: &TenantId) -> StoreResult<Option<CreditBalance>> {
         let row = sqlx::query(
             "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
         )
@@ -213,7 +218,7 @@ impl Store {
     }
 
     /// The tenant's ledger, oldest first.
-    pub async fn credit_ledger(&self, tenant_id: &str) -> StoreResult<Vec<LedgerEntry>> {
+    pub async fn credit_ledger(&self, tenant_id: &TenantId) -> StoreResult<Vec<LedgerEntry>> {
         let rows = sqlx::query(&format!(
             "SELECT {LEDGER_COLUMNS} FROM credit_ledger WHERE tenant_id = $1 \
              ORDER BY created_ms, id"
@@ -227,7 +232,7 @@ impl Store {
     /// One page of the tenant's ledger, newest first.
     pub async fn credit_ledger_page(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         page: &PageRequest,
     ) -> StoreResult<Page<LedgerEntry>> {
         self.fetch_page(tenant_id, ledger_listing(true), page).await
@@ -238,7 +243,7 @@ impl Store {
     /// entries exist. An id of another tenant matches nothing.
     pub async fn credit_ledger_page_newer(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         page: &PageRequest,
     ) -> StoreResult<Page<LedgerEntry>> {
         let mut page = self
@@ -249,7 +254,11 @@ impl Store {
     }
 
     /// Whether `entry_id` is one of the tenant's ledger entries (a cursor to check).
-    pub async fn has_ledger_entry(&self, tenant_id: &str, entry_id: &str) -> StoreResult<bool> {
+    pub async fn has_ledger_entry(
+        &self,
+        tenant_id: &TenantId,
+        entry_id: &str,
+    ) -> StoreResult<bool> {
         let found: Option<String> =
             sqlx::query_scalar("SELECT id FROM credit_ledger WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant_id)
@@ -260,7 +269,7 @@ impl Store {
     }
 
     /// How many entries the tenant's ledger has, and the sum of its grants.
-    pub async fn credit_ledger_summary(&self, tenant_id: &str) -> StoreResult<(i64, Money)> {
+    pub async fn credit_ledger_summary(&self, tenant_id: &TenantId) -> StoreResult<(i64, Money)> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS entries, \
              CAST(COALESCE(SUM(CASE WHEN kind = 'grant' THEN amount_micros ELSE 0 END), 0) AS BIGINT) AS granted \
@@ -278,7 +287,7 @@ impl Store {
     /// The usage debit of one of the tenant's requests, if it was settled from credits.
     pub async fn usage_debit(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         request_id: &str,
     ) -> StoreResult<Option<LedgerEntry>> {
         let row = sqlx::query(&format!(
@@ -390,7 +399,7 @@ pub(crate) async fn post_credit_in(
 
 async fn append(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     kind: CreditKind,
     amount: Money,
     note: Option<&str>,

@@ -1,6 +1,7 @@
 //! Idempotency keys: a reservation row per `(tenant, principal, key hash)`, completed with the
 //! sealed first response. See `api::idempotency` for the protocol.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::{is_unique_violation, now_ms, Store, StoreResult};
@@ -27,7 +28,7 @@ impl Store {
     /// Reserves `key_hash` for a request, or reports what an earlier request with it left.
     pub async fn reserve_idempotency_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         principal: &str,
         key_hash: &str,
         request_hash: &str,
@@ -95,7 +96,7 @@ impl Store {
     /// Stores the response of the request that holds the reservation.
     pub async fn complete_idempotency_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         principal: &str,
         key_hash: &str,
         status: i64,
@@ -118,7 +119,7 @@ impl Store {
     /// Drops a reservation whose request failed, so that a retry runs it again.
     pub async fn release_idempotency_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         principal: &str,
         key_hash: &str,
     ) -> StoreResult<()> {

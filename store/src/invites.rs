@@ -1,6 +1,7 @@
 //! Invitations to join a tenant. The invite token is shown once to whoever created the invite;
 //! the invitee presents it at signup or login.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::page::{Listing, Page, PageRequest};
@@ -11,7 +12,7 @@ use crate::secret::new_id;
 #[derive(Debug, Clone)]
 pub struct Invite {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub email: String,
     pub role: Role,
     pub invited_by: String,
@@ -56,7 +57,7 @@ impl Store {
     /// Creates an invite; Conflict when the email is a member or has a pending invite.
     pub async fn create_invite(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         email: &str,
         role: Role,
         invited_by: &str,
@@ -110,7 +111,7 @@ impl Store {
         Ok(invite)
     }
 
-    pub async fn invite(&self, tenant_id: &str, invite_id: &str) -> StoreResult<Invite> {
+    pub async fn invite(&self, tenant_id: &TenantId, invite_id: &str) -> StoreResult<Invite> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM invites WHERE tenant_id = $1 AND id = $2"
         ))
@@ -124,7 +125,7 @@ impl Store {
 
     pub async fn list_invites(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         page: &PageRequest,
     ) -> StoreResult<Page<Invite>> {
         let listing = Listing {
@@ -139,7 +140,7 @@ impl Store {
     }
 
     /// Deletes an invite that has not been accepted.
-    pub async fn delete_invite(&self, tenant_id: &str, invite_id: &str) -> StoreResult<()> {
+    pub async fn delete_invite(&self, tenant_id: &TenantId, invite_id: &str) -> StoreResult<()> {
         let invite = self.invite(tenant_id, invite_id).await?;
         if invite.accepted_ms.is_some() {
             return Err(StoreError::Conflict(format!(

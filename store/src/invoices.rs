@@ -7,6 +7,7 @@
 //! period_start_ms)`, `ON CONFLICT DO NOTHING`). Events that change after finalization (none
 //! should: the routine waits out the orphan grace) do not change a finalized invoice.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::{created_ms, Page, PageRequest, Row, Store, StoreResult};
@@ -55,7 +56,7 @@ impl InvoiceStatus {
 pub struct Invoice {
     /// `None` for a draft.
     pub id: Option<String>,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub status: InvoiceStatus,
     pub period_start_ms: i64,
     pub period_end_ms: i64,
@@ -96,7 +97,7 @@ impl Store {
     /// (by the requests' start), one line per model and catalog price.
     pub async fn draft_invoice(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         start_ms: i64,
         end_ms: i64,
     ) -> StoreResult<Invoice> {
@@ -168,7 +169,7 @@ impl Store {
     /// was stored, whatever the events say now.
     pub async fn finalize_invoice(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         start_ms: i64,
         end_ms: i64,
     ) -> StoreResult<Invoice> {
@@ -235,7 +236,11 @@ impl Store {
     }
 
     /// Tenants with billed requests in `[start_ms, end_ms)` and no invoice for it yet.
-    pub async fn tenants_to_invoice(&self, start_ms: i64, end_ms: i64) -> StoreResult<Vec<String>> {
+    pub async fn tenants_to_invoice(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> StoreResult<Vec<TenantId>> {
         let rows = sqlx::query(
             "SELECT DISTINCT e.tenant_id FROM usage_events e WHERE e.started_ms >= $1 \
              AND e.started_ms < $2 AND e.status <> 'in_progress' AND e.status <> 'rejected' \
@@ -253,7 +258,7 @@ impl Store {
     /// The tenant's finalized invoice of the period starting at `start_ms`, with its lines.
     pub async fn invoice_for_period(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         start_ms: i64,
     ) -> StoreResult<Option<Invoice>> {
         let row = sqlx::query(&format!(
@@ -270,7 +275,7 @@ impl Store {
     }
 
     /// One finalized invoice of the tenant, with its lines.
-    pub async fn invoice(&self, tenant_id: &str, id: &str) -> StoreResult<Option<Invoice>> {
+    pub async fn invoice(&self, tenant_id: &TenantId, id: &str) -> StoreResult<Option<Invoice>> {
         let row = sqlx::query(&format!(
             "SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2"
         ))
@@ -287,7 +292,7 @@ impl Store {
     /// A page of the tenant's finalized invoices, newest first, with their lines.
     pub async fn invoices_page(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         page: &PageRequest,
     ) -> StoreResult<Page<Invoice>> {
         let listing = super::page::Listing {

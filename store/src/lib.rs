@@ -33,6 +33,7 @@ pub mod usage;
 pub mod users;
 pub mod ws_tickets;
 
+pub mod ids;
 pub mod money;
 pub mod period;
 pub mod secret;
@@ -43,6 +44,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 
+pub use ids::TenantId;
 pub use page::{Page, PageRequest};
 
 #[derive(Debug, thiserror::Error)]

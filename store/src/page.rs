@@ -3,6 +3,7 @@
 //! tenant so a foreign id yields nothing.
 
 use super::{Row, Store, StoreResult};
+use crate::ids::TenantId;
 
 /// What the client asked for, already validated (1..=100).
 #[derive(Debug, Clone)]
@@ -58,7 +59,7 @@ impl Store {
     /// One page of `listing` for `tenant_id`, the cursor looked up inside the same tenant.
     pub(crate) async fn fetch_page<T>(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         listing: Listing<'_, T>,
         page: &PageRequest,
     ) -> StoreResult<Page<T>> {

@@ -1,6 +1,7 @@
 //! Projects of a tenant (what OpenAI calls projects and Spark calls apps). API keys belong to a
 //! project; archiving a project turns its keys off.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::api_keys::KeyLimits;
@@ -11,7 +12,7 @@ use crate::secret::new_id;
 #[derive(Debug, Clone)]
 pub struct Project {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub name: String,
     pub created_ms: i64,
     pub archived_ms: Option<i64>,
@@ -42,7 +43,7 @@ fn not_found(project_id: &str) -> StoreError {
 }
 
 impl Store {
-    pub async fn create_project(&self, tenant_id: &str, name: &str) -> StoreResult<Project> {
+    pub async fn create_project(&self, tenant_id: &TenantId, name: &str) -> StoreResult<Project> {
         let project = Project {
             id: new_id("proj"),
             tenant_id: tenant_id.to_owned(),
@@ -63,7 +64,7 @@ impl Store {
         Ok(project)
     }
 
-    pub async fn project(&self, tenant_id: &str, project_id: &str) -> StoreResult<Project> {
+    pub async fn project(&self, tenant_id: &TenantId, project_id: &str) -> StoreResult<Project> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM projects WHERE tenant_id = $1 AND id = $2"
         ))
@@ -78,7 +79,7 @@ impl Store {
     /// The tenant's oldest project with this name, if any (bootstrap uses it to stay idempotent).
     pub async fn project_by_name(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         name: &str,
     ) -> StoreResult<Option<Project>> {
         let row = sqlx::query(&format!(
@@ -93,7 +94,7 @@ impl Store {
 
     pub async fn list_projects(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         include_archived: bool,
         page: &PageRequest,
     ) -> StoreResult<Page<Project>> {
@@ -116,7 +117,7 @@ impl Store {
     /// Renames an active project; an archived one is read-only (Conflict).
     pub async fn rename_project(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         project_id: &str,
         name: &str,
     ) -> StoreResult<Project> {
@@ -138,7 +139,7 @@ impl Store {
     /// Replaces an active project's rate-limit overrides; an archived one is read-only.
     pub async fn set_project_limits(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         project_id: &str,
         limits: KeyLimits,
     ) -> StoreResult<Project> {
@@ -163,7 +164,11 @@ impl Store {
     }
 
     /// Archives a project (idempotent: archiving twice keeps the first time).
-    pub async fn archive_project(&self, tenant_id: &str, project_id: &str) -> StoreResult<Project> {
+    pub async fn archive_project(
+        &self,
+        tenant_id: &TenantId,
+        project_id: &str,
+    ) -> StoreResult<Project> {
         let done = sqlx::query(
             "UPDATE projects SET archived_ms = $1 WHERE tenant_id = $2 AND id = $3 AND archived_ms IS NULL",
         )

@@ -1,6 +1,7 @@
 //! What the rate limiter reads on every inference request: the organization's plan and the
 //! caller's project overrides, in one primary-key lookup.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::api_keys::KeyLimits;
@@ -12,7 +13,7 @@ impl Store {
     /// project must belong to the tenant).
     pub async fn rate_limit_context(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         project_id: Option<&str>,
     ) -> StoreResult<(Plan, Option<KeyLimits>)> {
         let row = sqlx::query(

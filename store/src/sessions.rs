@@ -2,6 +2,7 @@
 //! used and issues the next one in the same family. A token presented a second time means it
 //! leaked, so the whole family is revoked (RFC 6819 §5.2.2.3, OAuth 2.1 refresh rotation).
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::users::Role;
@@ -15,13 +16,13 @@ pub enum Rotation {
     Rotated {
         family_id: String,
         user_id: String,
-        tenant_id: String,
+        tenant_id: TenantId,
     },
     /// The token had been used already: the family is now revoked.
     Reused {
         family_id: String,
         user_id: String,
-        tenant_id: String,
+        tenant_id: TenantId,
     },
     /// Unknown, expired, or its family was revoked.
     Invalid,
@@ -32,7 +33,7 @@ impl Store {
     pub async fn create_session(
         &self,
         user_id: &str,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         refresh_hash: &str,
         refresh_expires_ms: i64,
     ) -> StoreResult<String> {
@@ -74,7 +75,7 @@ impl Store {
         let token_id: String = row.try_get("id")?;
         let family_id: String = row.try_get("family_id")?;
         let user_id: String = row.try_get("user_id")?;
-        let tenant_id: String = row.try_get("tenant_id")?;
+        let tenant_id: TenantId = row.try_get("tenant_id")?;
         let expires_ms: i64 = row.try_get("expires_ms")?;
         let used_ms: Option<i64> = row.try_get("used_ms")?;
         let revoked_ms: Option<i64> = row.try_get("revoked_ms")?;
@@ -129,7 +130,7 @@ impl Store {
         &self,
         family_id: &str,
         user_id: &str,
-        tenant_id: &str,
+        tenant_id: &TenantId,
     ) -> StoreResult<Option<Role>> {
         let role: Option<String> = sqlx::query_scalar(
             "SELECT m.role FROM session_families f JOIN memberships m \

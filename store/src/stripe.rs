@@ -2,6 +2,7 @@
 //! (Checkout Sessions), the Stripe events applied (each once, in the transaction that applies
 //! it), Stripe invoices of postpaid tenants, and the meter-event outbox of postpaid usage.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::credits::{post_credit_in, CreditKind, NewCredit, Posted};
@@ -30,7 +31,7 @@ impl BillingStatus {
 /// A tenant's plan and payment standing.
 #[derive(Debug, Clone)]
 pub struct TenantBilling {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub name: String,
     pub plan: Plan,
     pub stripe_customer_id: Option<String>,
@@ -78,7 +79,7 @@ impl TopUpStatus {
 #[derive(Debug, Clone)]
 pub struct TopUp {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub amount: Money,
     pub currency: String,
     pub status: TopUpStatus,
@@ -162,7 +163,7 @@ pub enum Applied {
 #[derive(Debug, Clone)]
 pub struct MeterRow {
     pub request_id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub customer_id: String,
     pub value: i64,
     pub event_ms: i64,
@@ -171,7 +172,7 @@ pub struct MeterRow {
 
 impl Store {
     /// A tenant's plan, Stripe customer and payment standing.
-    pub async fn tenant_billing(&self, tenant_id: &str) -> StoreResult<TenantBilling> {
+    pub async fn tenant_billing(&self, tenant_id: &TenantId) -> StoreResult<TenantBilling> {
         let row = sqlx::query(
             "SELECT id, name, plan, stripe_customer_id, billing_status FROM tenants WHERE id = $1",
         )
@@ -197,7 +198,7 @@ impl Store {
     /// Records the tenant's Stripe customer unless it has one; returns the one it has.
     pub async fn set_stripe_customer(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         customer_id: &str,
     ) -> StoreResult<String> {
         sqlx::query(
@@ -217,7 +218,7 @@ impl Store {
     /// Changes a tenant's plan. Becoming enterprise (postpaid) closes the prepaid account, which
     /// must be empty and hold nothing; leaving enterprise opens an empty one. Returns the plan
     /// it had.
-    pub async fn change_plan(&self, tenant_id: &str, plan: Plan) -> StoreResult<Plan> {
+    pub async fn change_plan(&self, tenant_id: &TenantId, plan: Plan) -> StoreResult<Plan> {
         let now = created_ms();
         let mut tx = self.pool().begin().await?;
         let before = sqlx::query("SELECT plan FROM tenants WHERE id = $1")
@@ -285,7 +286,7 @@ impl Store {
     /// Records a new top-up (`creating`), before its Checkout Session is made.
     pub async fn create_top_up(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         amount: Money,
         currency: &str,
         created_by: &str,
@@ -323,7 +324,7 @@ impl Store {
     /// one (`failed`, no session). A top-up a webhook already completed stays completed.
     pub async fn set_top_up_session(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         top_up_id: &str,
         session: Option<(&str, &str)>,
     ) -> StoreResult<TopUp> {
@@ -346,7 +347,7 @@ impl Store {
     }
 
     /// One of the tenant's top-ups.
-    pub async fn top_up(&self, tenant_id: &str, top_up_id: &str) -> StoreResult<TopUp> {
+    pub async fn top_up(&self, tenant_id: &TenantId, top_up_id: &str) -> StoreResult<TopUp> {
         let row = sqlx::query(&format!(
             "SELECT {TOP_UP_COLUMNS} FROM top_ups WHERE tenant_id = $1 AND id = $2"
         ))
@@ -361,7 +362,7 @@ impl Store {
     /// A page of the tenant's top-ups, newest first.
     pub async fn top_ups_page(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         page: &PageRequest,
     ) -> StoreResult<Page<TopUp>> {
         let listing = super::page::Listing {
@@ -585,6 +586,7 @@ impl Store {
 async fn complete_top_up(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     top_up_id: &str,
+    // From the event's metadata: checked against the top-up's owner before anything is posted.
     tenant_id: &str,
     session_id: &str,
     amount: Money,
@@ -615,10 +617,11 @@ async fn complete_top_up(
         );
     }
     let note = format!("Top-up {top_up_id} (Stripe Checkout)");
+    let tenant = TenantId::from(tenant_id);
     let posted = post_credit_in(
         tx,
         &NewCredit {
-            tenant_id,
+            tenant_id: &tenant,
             kind: CreditKind::TopUp,
             amount,
             note: Some(&note),

@@ -1,5 +1,6 @@
 //! Tenants (organizations) and their plan.
 
+use crate::ids::TenantId;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
@@ -44,7 +45,7 @@ impl Plan {
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
-    pub id: String,
+    pub id: TenantId,
     pub name: String,
     pub plan: Plan,
     pub created_ms: i64,
@@ -63,7 +64,7 @@ pub(crate) fn tenant_from_row(row: &Row) -> StoreResult<Tenant> {
 impl Store {
     pub async fn create_tenant(&self, name: &str, plan: Plan) -> StoreResult<Tenant> {
         let tenant = Tenant {
-            id: new_id("org"),
+            id: TenantId::new(new_id("org")),
             name: name.to_owned(),
             plan,
             created_ms: created_ms(),
@@ -78,7 +79,7 @@ impl Store {
         Ok(tenant)
     }
 
-    pub async fn tenant(&self, tenant_id: &str) -> StoreResult<Tenant> {
+    pub async fn tenant(&self, tenant_id: &TenantId) -> StoreResult<Tenant> {
         let row = sqlx::query("SELECT id, name, plan, created_ms FROM tenants WHERE id = $1")
             .bind(tenant_id)
             .fetch_optional(self.pool())

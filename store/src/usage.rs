@@ -8,6 +8,7 @@
 //! the event to `usage_minutes`. The same two transactions reserve and settle the request's
 //! maximum cost on the spend caps that apply to it (`store::budgets`).
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::budgets::{self, Charged, OverBudget};
@@ -80,7 +81,7 @@ impl UsageStatus {
 pub struct NewUsage {
     pub request_id: String,
     pub http_request_id: Option<String>,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub project_id: Option<String>,
     pub api_key_id: Option<String>,
     pub endpoint: Endpoint,
@@ -128,7 +129,7 @@ pub struct FinalUsage {
 pub struct UsageEvent {
     pub request_id: String,
     pub http_request_id: Option<String>,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub project_id: Option<String>,
     pub api_key_id: Option<String>,
     pub endpoint: String,
@@ -295,7 +296,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         };
-        let tenant_id: String = row.try_get("tenant_id")?;
+        let tenant_id: TenantId = row.try_get("tenant_id")?;
         let project_id: Option<String> = row.try_get("project_id")?;
         let api_key_id: Option<String> = row.try_get("api_key_id")?;
         let endpoint: String = row.try_get("endpoint")?;
@@ -454,7 +455,7 @@ impl Store {
     /// One usage event of a tenant.
     pub async fn usage_event(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         request_id: &str,
     ) -> StoreResult<Option<UsageEvent>> {
         let row = sqlx::query(&format!(
@@ -470,7 +471,7 @@ impl Store {
     /// A tenant's usage events started in `[start_ms, end_ms)`, oldest first.
     pub async fn usage_events(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         start_ms: i64,
         end_ms: i64,
     ) -> StoreResult<Vec<UsageEvent>> {
@@ -547,7 +548,7 @@ async fn insert_row(
 /// grouping.
 #[derive(Debug, Clone, Default)]
 pub struct UsageQuery {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// `None`: every endpoint (costs).
     pub endpoint: Option<Endpoint>,
     pub start_ms: i64,

@@ -1,5 +1,6 @@
 //! Users (console accounts) and their memberships in tenants, with a role each.
 
+use crate::ids::TenantId;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
@@ -142,7 +143,12 @@ impl Store {
         user_from_row(&row)
     }
 
-    pub async fn add_member(&self, tenant_id: &str, user_id: &str, role: Role) -> StoreResult<()> {
+    pub async fn add_member(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &str,
+        role: Role,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO memberships (tenant_id, user_id, role, created_ms) VALUES ($1, $2, $3, $4)",
         )
@@ -163,7 +169,7 @@ impl Store {
     }
 
     /// The member `user_id` of `tenant_id`; NotFound when the user is not a member.
-    pub async fn member(&self, tenant_id: &str, user_id: &str) -> StoreResult<Member> {
+    pub async fn member(&self, tenant_id: &TenantId, user_id: &str) -> StoreResult<Member> {
         let row = sqlx::query(&format!(
             "SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 AND id = $2"
         ))
@@ -177,7 +183,7 @@ impl Store {
 
     pub async fn member_by_email(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         email: &str,
     ) -> StoreResult<Option<Member>> {
         let row = sqlx::query(&format!(
@@ -192,7 +198,7 @@ impl Store {
 
     pub async fn list_members(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         page: &PageRequest,
     ) -> StoreResult<Page<Member>> {
         let listing = Listing {
@@ -209,7 +215,7 @@ impl Store {
     /// Changes a member's role, refusing to leave the tenant without an owner.
     pub async fn set_role(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         user_id: &str,
         role: Role,
     ) -> StoreResult<Member> {
@@ -239,7 +245,7 @@ impl Store {
 
     /// Removes a member (and ends their sessions in this tenant), refusing to remove the last
     /// owner.
-    pub async fn remove_member(&self, tenant_id: &str, user_id: &str) -> StoreResult<()> {
+    pub async fn remove_member(&self, tenant_id: &TenantId, user_id: &str) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
         lock_tenant(&mut tx, tenant_id).await?;
         let current: Option<String> = sqlx::query_scalar(
@@ -298,7 +304,7 @@ impl Store {
 /// "another owner remains".
 async fn lock_tenant(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant_id: &str,
+    tenant_id: &TenantId,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE tenants SET name = name WHERE id = $1")
         .bind(tenant_id)
@@ -309,7 +315,7 @@ async fn lock_tenant(
 
 async fn ensure_another_owner(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant_id: &str,
+    tenant_id: &TenantId,
 ) -> StoreResult<()> {
     let owners: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = 'owner'",

@@ -2,6 +2,7 @@
 //! Only a ticket's SHA-256 is stored. Redeeming is one `DELETE ... RETURNING`, so a ticket is
 //! single-use even when several gateway replicas share the database.
 
+use crate::ids::TenantId;
 use sqlx::Row as _;
 
 use super::{now_ms, Store, StoreResult};
@@ -19,7 +20,7 @@ pub enum TicketHolder {
 /// A ticket that was just redeemed (and so no longer exists).
 #[derive(Debug, Clone)]
 pub struct RedeemedTicket {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub holder: TicketHolder,
 }
 
@@ -28,7 +29,7 @@ impl Store {
     pub async fn create_ws_ticket(
         &self,
         ticket_hash: &str,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         holder: &TicketHolder,
         expires_ms: i64,
     ) -> StoreResult<()> {

@@ -1,5 +1,6 @@
 //! `/v1/organization/admin_api_keys`: organization admin keys (`sf-admin-...`).
 
+use crate::store::TenantId;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -139,7 +140,7 @@ pub async fn create_admin_key(
 /// Stores a new admin key and returns it with its one-time value.
 pub async fn mint_admin_key(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     name: &str,
     owner: &Owner,
 ) -> Result<(ApiKeyRecord, String), ApiError> {

@@ -1,5 +1,6 @@
 //! Console sessions under `/v1/auth/` (signup, login, refresh, logout) and `/v1/me`.
 
+use crate::store::TenantId;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -70,7 +71,7 @@ pub struct OrganizationSummary {
 impl OrganizationSummary {
     fn new(tenant: Tenant, role: Role) -> Self {
         OrganizationSummary {
-            id: tenant.id,
+            id: tenant.id.into_string(),
             name: tenant.name,
             plan: tenant.plan,
             role,
@@ -125,7 +126,7 @@ fn now_secs() -> u64 {
 async fn record(
     state: &AppState,
     ctx: &RequestContext,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     user_id: &str,
     action: &str,
     target: (&str, &str),
@@ -360,7 +361,7 @@ pub(crate) async fn authenticate_login(
             ("invite", &invite.id),
         )
         .await?;
-        wanted.get_or_insert(invite.tenant_id);
+        wanted.get_or_insert(invite.tenant_id.into_string());
     }
     let memberships = state.store.tenants_of_user(&user.id).await?;
     let chosen = match &wanted {

@@ -2,6 +2,7 @@
 //! `/v1/billing/admin/*`, the platform operator's routes (prices, adjustments, refunds), which
 //! no organization credential can call (`billing::operator`).
 
+use crate::store::TenantId;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -594,7 +595,7 @@ pub(crate) async fn audit_operator(
     state: &AppState,
     operator: &Operator,
     req: &HttpRequest,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     action: &str,
     target: (&str, &str),
 ) -> Result<(), ApiError> {
@@ -642,7 +643,7 @@ pub async fn create_adjustment(
     state: web::Data<AppState>,
     operator: Operator,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<TenantId>,
     body: JsonBody<AdjustmentCreate>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.parse()?;
@@ -696,7 +697,7 @@ pub async fn create_refund(
     state: web::Data<AppState>,
     operator: Operator,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<TenantId>,
     body: JsonBody<RefundCreate>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.parse()?;

@@ -88,7 +88,7 @@ async fn target(
     key_id: Option<&str>,
 ) -> Result<String, ApiError> {
     match (scope, project_id, key_id) {
-        (BudgetScope::Organization, _, _) => Ok(principal.tenant_id.clone()),
+        (BudgetScope::Organization, _, _) => Ok(principal.tenant_id.to_string()),
         (BudgetScope::Project, Some(project), _) => {
             Ok(state.store.project(&principal.tenant_id, project).await?.id)
         }

@@ -2,6 +2,7 @@
 //! credits them and records invoice payments, and the operator's plan changes
 //! (`billing::stripe`, `billing::webhook`, `store::stripe`).
 
+use crate::store::TenantId;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -382,7 +383,7 @@ pub async fn change_plan(
     state: web::Data<AppState>,
     operator: Operator,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<TenantId>,
     body: JsonBody<PlanChange>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.parse()?;
@@ -409,7 +410,7 @@ pub async fn change_plan(
     .await?;
     let tenant = state.store.tenant_billing(&path).await?;
     Ok(HttpResponse::Ok().json(OrganizationBilling {
-        id: tenant.tenant_id,
+        id: tenant.tenant_id.into_string(),
         object: "billing.organization",
         plan: tenant.plan,
         previous_plan,

@@ -16,6 +16,7 @@ use crate::server::AppState;
 use crate::store::api_keys::{ApiKeyRecord, KeyLimits, Scope};
 use crate::store::users::Role;
 use crate::store::ws_tickets::TicketHolder;
+use crate::store::TenantId;
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +80,7 @@ impl RequestContext {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub credential: Credential,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Set for project API keys: the only project the caller can see.
     pub project_id: Option<String>,
     /// Set for API keys (project and admin).
@@ -314,14 +315,18 @@ impl Principal {
         })?;
         let role = state
             .store
-            .session_role(&claims.sid, &claims.sub, &claims.tid)
+            .session_role(
+                &claims.sid,
+                &claims.sub,
+                &TenantId::from(claims.tid.as_str()),
+            )
             .await?
             .ok_or_else(|| {
                 ApiError::Unauthenticated("The session was ended; log in again.".to_owned())
             })?;
         Ok(Principal {
             credential: Credential::Session,
-            tenant_id: claims.tid,
+            tenant_id: claims.tid.into(),
             project_id: None,
             key_id: None,
             user_id: Some(claims.sub),

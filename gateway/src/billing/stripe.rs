@@ -15,6 +15,7 @@
 //!   meter event's value is the request's cost in micro-USD: configure the Stripe price of
 //!   the meter at 0.0001 cents per unit.
 
+use crate::store::TenantId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,7 +92,7 @@ impl Stripe {
     pub async fn ensure_customer(
         &self,
         store: &Store,
-        tenant_id: &str,
+        tenant_id: &TenantId,
     ) -> Result<String, ApiError> {
         let tenant = store.tenant_billing(tenant_id).await?;
         if let Some(id) = tenant.stripe_customer_id {
@@ -101,7 +102,7 @@ impl Stripe {
             .name(tenant.name.clone())
             .metadata(HashMap::from([(
                 "starfire_organization".to_owned(),
-                tenant_id.to_owned(),
+                tenant_id.to_string(),
             )]))
             .customize()
             .request_strategy(idempotent(&format!("starfire-customer-{tenant_id}"))?)
@@ -129,7 +130,10 @@ impl Stripe {
         line.price_data = Some(price);
         line.quantity = Some(1);
         let metadata = HashMap::from([
-            ("starfire_organization".to_owned(), top_up.tenant_id.clone()),
+            (
+                "starfire_organization".to_owned(),
+                top_up.tenant_id.to_string(),
+            ),
             ("starfire_top_up".to_owned(), top_up.id.clone()),
         ]);
         let session = CreateCheckoutSession::new()

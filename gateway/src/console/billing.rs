@@ -4,6 +4,7 @@
 //! time (`store::credits`, the ledger that is the source of truth), and the payments part
 //! (`payments`: Stripe Checkout top-ups, a postpaid organization's standing).
 
+use crate::store::TenantId;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -164,7 +165,7 @@ struct LedgerPage {
 
 async fn ledger_page(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     cursor: LedgerCursor,
 ) -> Result<LedgerPage, PageError> {
     let request = |after: Option<String>| PageRequest {

@@ -4,6 +4,7 @@
 //! nothing is told by colour alone, each with a data table below; `/usage.csv` exports the
 //! same rows.
 
+use crate::store::TenantId;
 use std::collections::{BTreeMap, HashMap};
 
 use actix_web::http::{header, StatusCode};
@@ -247,7 +248,7 @@ struct Labels {
 impl Labels {
     async fn load(
         state: &AppState,
-        tenant: &str,
+        tenant: &TenantId,
         group: Group,
         totals: &[UsageTotals],
     ) -> Result<Labels, PageError> {

@@ -31,6 +31,7 @@ pub mod journal;
 pub mod meter;
 pub mod money;
 
+use crate::store::TenantId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -125,7 +126,7 @@ impl Metering {
 
     /// Opens a new organization's prepaid account with the free plan's grant (called when a
     /// free-plan organization is created).
-    pub async fn open_free_account(&self, tenant_id: &str) -> Result<(), ApiError> {
+    pub async fn open_free_account(&self, tenant_id: &TenantId) -> Result<(), ApiError> {
         self.store
             .open_credit_account(tenant_id, self.config.free_grant)
             .await?;

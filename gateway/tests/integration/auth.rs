@@ -39,7 +39,7 @@ async fn signup_creates_an_owned_organization_and_a_session(app: TestApp) {
     let s = session_of(&body);
     let me = app.get("/v1/me", Some(&s.access)).await.expect(200);
     assert_eq!(me["user"]["id"], s.user_id);
-    assert_eq!(me["organization"]["id"], s.tenant_id);
+    assert_eq!(me["organization"]["id"], s.tenant_id.as_str());
     let projects = app
         .get("/v1/organization/projects", Some(&s.access))
         .await
@@ -102,7 +102,7 @@ async fn login_checks_the_password(app: TestApp) {
         )
         .await
         .expect(200);
-    assert_eq!(ok["organization"]["id"], s.tenant_id);
+    assert_eq!(ok["organization"]["id"], s.tenant_id.as_str());
     let wrong = app
         .post(
             "/v1/auth/login",
@@ -268,7 +268,7 @@ async fn login_can_choose_the_organization(app: TestApp) {
         )
         .await
         .expect(200);
-    assert_eq!(joined["organization"]["id"], bob.tenant_id);
+    assert_eq!(joined["organization"]["id"], bob.tenant_id.as_str());
     assert_eq!(joined["organization"]["role"], "developer");
     let me = app
         .get("/v1/me", Some(joined["access_token"].as_str().unwrap()))

@@ -1,6 +1,7 @@
 //! Billing: the dated price catalog, ledger entries with their causes (adjustments, refunds),
 //! invoices (drafts, finalization, immutability, HTML) and the billing API.
 
+use gateway::store::TenantId;
 use std::time::Duration;
 
 use gateway::billing::config::BillingConfig;
@@ -59,7 +60,7 @@ fn chat() -> Value {
     })
 }
 
-async fn finished_events(store: &Store, tenant: &str) -> Vec<UsageEvent> {
+async fn finished_events(store: &Store, tenant: &TenantId) -> Vec<UsageEvent> {
     let started = std::time::Instant::now();
     loop {
         let events = store.usage_events(tenant, 0, i64::MAX).await.unwrap();
@@ -293,7 +294,13 @@ async fn invoice_across_a_price_change_equals_tokens_times_price(app: TestApp) {
 }
 
 /// Writes a finished usage event straight through the store (as the request path does).
-async fn usage(store: &Store, tenant: &str, id: &str, started_ms: i64, tokens: (u64, u64, u64)) {
+async fn usage(
+    store: &Store,
+    tenant: &TenantId,
+    id: &str,
+    started_ms: i64,
+    tokens: (u64, u64, u64),
+) {
     let price = gateway::billing::catalog::price_at(
         store,
         &gateway::metering::config::MeteringConfig::default(),
@@ -306,7 +313,7 @@ async fn usage(store: &Store, tenant: &str, id: &str, started_ms: i64, tokens: (
     let row = NewUsage {
         request_id: id.to_owned(),
         http_request_id: None,
-        tenant_id: tenant.to_owned(),
+        tenant_id: tenant.clone(),
         project_id: None,
         api_key_id: None,
         endpoint: Endpoint::Completions,
@@ -620,9 +627,9 @@ async fn plans_decide_prepaid_or_postpaid(app: TestApp) {
     use gateway::store::api_keys::KeyLimits;
     let app = billed(app);
     let store = &app.state.store;
-    let principal = |tenant: &str| gateway::Principal {
+    let principal = |tenant: &TenantId| gateway::Principal {
         credential: Credential::ApiKey,
-        tenant_id: tenant.to_owned(),
+        tenant_id: tenant.clone(),
         project_id: None,
         key_id: None,
         user_id: None,

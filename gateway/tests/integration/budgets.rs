@@ -8,13 +8,14 @@ use gateway::store::api_keys::KeyLimits;
 use gateway::store::budgets::{next_month_start_ms, BudgetScope, OverBudget};
 use gateway::store::now_ms;
 use gateway::store::usage::{Admission, Endpoint, FinalUsage, NewUsage, UsageStatus};
+use gateway::store::TenantId;
 use serde_json::{json, Value};
 
 use crate::metering::{chat, events, org, priced, PRICES};
 use crate::support::TestApp;
 
 /// Rate limits out of the way (the free plan runs 8 at once): the caps alone decide.
-async fn lift_rate_limits(app: &TestApp, tenant: &str, project: &str) {
+async fn lift_rate_limits(app: &TestApp, tenant: &TenantId, project: &str) {
     app.state
         .store
         .set_project_limits(

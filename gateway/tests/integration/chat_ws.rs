@@ -461,7 +461,7 @@ async fn tickets_work_once_and_not_after_they_expire(app: TestApp) {
         .metrics()
         .scheduler
         .tenants
-        .get(&owner.tenant_id)
+        .get(owner.tenant_id.as_str())
         .cloned();
     assert!(tenant.is_some_and(|t| t.generation_tokens_total >= 3));
     let (status, body) = refused(&server, None, &query).await;

@@ -6,11 +6,12 @@ use crate::support::TestApp;
 use gateway::metering::Money;
 use gateway::store::now_ms;
 use gateway::store::usage::{Endpoint, FinalUsage, NewUsage, UsageStatus};
+use gateway::store::TenantId;
 
 /// One finished request of `model` on `project`/`key`, today.
 async fn record_usage(
     app: &TestApp,
-    tenant: &str,
+    tenant: &TenantId,
     project: &str,
     key: &str,
     model: &str,
@@ -24,7 +25,7 @@ async fn record_usage(
             &NewUsage {
                 request_id: id.clone(),
                 http_request_id: None,
-                tenant_id: tenant.to_owned(),
+                tenant_id: tenant.clone(),
                 project_id: Some(project.to_owned()),
                 api_key_id: Some(key.to_owned()),
                 endpoint: Endpoint::Completions,

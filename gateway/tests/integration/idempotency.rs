@@ -1,6 +1,7 @@
 //! `Idempotency-Key` on the POSTs that create things.
 
 use actix_web::test;
+use gateway::store::TenantId;
 use serde_json::{json, Value};
 use sqlx::Row as _;
 
@@ -250,7 +251,8 @@ async fn every_create_route_honours_the_key(app: TestApp) {
 async fn unfinished_reservations_block_then_go_stale(app: TestApp) {
     use gateway::store::idempotency::Reservation;
     let store = &app.state.store;
-    let reserve = || store.reserve_idempotency_key("org_1", "api_key:key_1", "kh", "rh", 60_000);
+    let org_1 = TenantId::from("org_1");
+    let reserve = || store.reserve_idempotency_key(&org_1, "api_key:key_1", "kh", "rh", 60_000);
     assert!(matches!(reserve().await.unwrap(), Reservation::Reserved));
     // A second request while the first runs: in progress (the API answers 409).
     match reserve().await.unwrap() {
@@ -260,7 +262,13 @@ async fn unfinished_reservations_block_then_go_stale(app: TestApp) {
     // Another principal or tenant is not affected.
     assert!(matches!(
         store
-            .reserve_idempotency_key("org_2", "api_key:key_1", "kh", "rh", 60_000)
+            .reserve_idempotency_key(
+                &TenantId::from("org_2"),
+                "api_key:key_1",
+                "kh",
+                "rh",
+                60_000
+            )
             .await
             .unwrap(),
         Reservation::Reserved
@@ -272,7 +280,13 @@ async fn unfinished_reservations_block_then_go_stale(app: TestApp) {
         .unwrap();
     assert!(matches!(reserve().await.unwrap(), Reservation::Reserved));
     store
-        .complete_idempotency_key("org_1", "api_key:key_1", "kh", 201, "sealed")
+        .complete_idempotency_key(
+            &TenantId::from("org_1"),
+            "api_key:key_1",
+            "kh",
+            201,
+            "sealed",
+        )
         .await
         .unwrap();
     match reserve().await.unwrap() {

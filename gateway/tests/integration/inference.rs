@@ -725,7 +725,7 @@ async fn requests_run_as_the_keys_organization() {
     let stats = served_model().metrics().scheduler;
     let tenant = stats
         .tenants
-        .get(&owner.tenant_id)
+        .get(owner.tenant_id.as_str())
         .unwrap_or_else(|| panic!("no stats for {}: {stats:?}", owner.tenant_id));
     assert!(tenant.generation_tokens_total >= 1, "{tenant:?}");
 }

@@ -49,7 +49,7 @@ async fn invite_accept_and_list(app: TestApp) {
         )
         .await
         .expect(201);
-    assert_eq!(joined["organization"]["id"], owner.tenant_id);
+    assert_eq!(joined["organization"]["id"], owner.tenant_id.as_str());
     assert_eq!(joined["organization"]["role"], "developer");
     let got = app
         .get(

@@ -2,6 +2,7 @@
 //! and for processes that die), prepaid credits that concurrency cannot overspend, and
 //! `/metrics`. (The usage and costs API against the raw events is `usage_api`.)
 
+use gateway::store::TenantId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +57,7 @@ pub fn chat(extra: Value) -> Value {
     body
 }
 
-pub async fn events(app: &TestApp, tenant: &str) -> Vec<UsageEvent> {
+pub async fn events(app: &TestApp, tenant: &TenantId) -> Vec<UsageEvent> {
     app.state
         .store
         .usage_events(tenant, 0, i64::MAX)
@@ -66,7 +67,7 @@ pub async fn events(app: &TestApp, tenant: &str) -> Vec<UsageEvent> {
 
 /// The event of `request_id` once it is final (the end of a stream is written right after
 /// the stream's last chunk).
-async fn final_event(app: &TestApp, tenant: &str, request_id: &str) -> UsageEvent {
+async fn final_event(app: &TestApp, tenant: &TenantId, request_id: &str) -> UsageEvent {
     let started = std::time::Instant::now();
     loop {
         let event = app
@@ -88,7 +89,7 @@ async fn final_event(app: &TestApp, tenant: &str, request_id: &str) -> UsageEven
 }
 
 /// The balance equals the ledger's sum, nothing is held, and it is not negative.
-async fn assert_ledger_adds_up(app: &TestApp, tenant: &str) -> Money {
+async fn assert_ledger_adds_up(app: &TestApp, tenant: &TenantId) -> Money {
     let account = app
         .state
         .store

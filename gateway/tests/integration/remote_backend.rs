@@ -2,6 +2,7 @@
 //! `protocol` crate alone (its own byte-level tokenizer, its deltas produced by a task, as a
 //! client of a worker would), served through the real routes with keys, metering and aborts.
 
+use gateway::store::TenantId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -153,7 +154,7 @@ impl ServedModel for EchoWorker {
     }
 }
 
-async fn remote_app() -> (TestApp, Arc<EchoWorker>, String, String) {
+async fn remote_app() -> (TestApp, Arc<EchoWorker>, String, TenantId) {
     let mut app = TestApp::new(Backend::Sqlite).await;
     let worker = Arc::new(EchoWorker::default());
     app.state = app
@@ -255,7 +256,7 @@ async fn a_backend_outside_the_engine_serves_chat_through_the_real_routes() {
     assert!(events.iter().all(|e| e.model == NAME), "{events:?}");
 }
 
-async fn events_of(app: &TestApp, tenant: &str) -> Vec<(u64, u64)> {
+async fn events_of(app: &TestApp, tenant: &TenantId) -> Vec<(u64, u64)> {
     app.state
         .store
         .usage_events(tenant, 0, i64::MAX)

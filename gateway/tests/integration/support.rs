@@ -3,6 +3,7 @@
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::test;
+use gateway::store::TenantId;
 use serde_json::{json, Value};
 
 use std::sync::{Arc, OnceLock};
@@ -172,7 +173,7 @@ pub struct Session {
     pub access: String,
     pub refresh: String,
     pub user_id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
 }
 
 pub fn test_config(home: &std::path::Path, database_url: String) -> Config {
@@ -424,6 +425,6 @@ pub fn session_of(body: &Value) -> Session {
             .expect("refresh_token")
             .to_owned(),
         user_id: body["user"]["id"].as_str().unwrap().to_owned(),
-        tenant_id: body["organization"]["id"].as_str().unwrap().to_owned(),
+        tenant_id: body["organization"]["id"].as_str().unwrap().into(),
     }
 }

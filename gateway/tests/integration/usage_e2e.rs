@@ -7,6 +7,7 @@
 //! replica's requests are billed what their clients received, less at most one step (the
 //! progress it journaled in Redis at every step).
 
+use gateway::store::TenantId;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -150,7 +151,7 @@ fn generated(port: u16) -> u64 {
 }
 
 /// Every usage row of `tenant`, once none is in progress (the sweep closes the dead replica's).
-async fn final_rows(store: &Store, tenant: &str) -> Vec<UsageEvent> {
+async fn final_rows(store: &Store, tenant: &TenantId) -> Vec<UsageEvent> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let rows = store.usage_events(tenant, 0, i64::MAX).await.unwrap();
@@ -203,7 +204,7 @@ fn usage_is_exactly_once_through_disconnects_and_a_killed_replica() {
         String::from_utf8_lossy(&out.stderr)
     );
     let boot: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let tenant = boot["tenant_id"].as_str().unwrap().to_owned();
+    let tenant = TenantId::from(boot["tenant_id"].as_str().unwrap());
     let created = http(
         port_b,
         "POST",
