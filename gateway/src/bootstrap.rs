@@ -131,7 +131,7 @@ pub async fn bootstrap(
         .await?;
     Ok(Bootstrapped {
         tenant_id: tenant.id.into_string(),
-        project_id: project.id,
+        project_id: project.id.into_string(),
         api_key: inference.value,
         admin_key: admin.value,
     })

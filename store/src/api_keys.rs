@@ -1,7 +1,7 @@
 //! API keys: project keys (`sf-...`) and organization admin keys (`sf-admin-...`). Only the
 //! SHA-256 of a key and a short visible prefix are stored.
 
-use crate::ids::TenantId;
+use crate::ids::{ProjectId, TenantId};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
@@ -81,7 +81,7 @@ pub struct Owner {
 pub struct ApiKeyRecord {
     pub id: String,
     pub tenant_id: TenantId,
-    pub project_id: Option<String>,
+    pub project_id: Option<ProjectId>,
     pub kind: KeyKind,
     pub name: String,
     pub key_hash: String,
@@ -98,7 +98,7 @@ pub struct ApiKeyRecord {
 /// Everything needed to store a new key; `hash` and `prefix` come from `auth::api_key::generate`.
 pub struct NewApiKey<'a> {
     pub tenant_id: &'a TenantId,
-    pub project_id: Option<&'a str>,
+    pub project_id: Option<&'a ProjectId>,
     pub kind: KeyKind,
     pub name: &'a str,
     pub hash: &'a str,
@@ -182,7 +182,7 @@ impl Store {
         let record = ApiKeyRecord {
             id: new_id("key"),
             tenant_id: new.tenant_id.to_owned(),
-            project_id: new.project_id.map(str::to_owned),
+            project_id: new.project_id.cloned(),
             kind: new.kind,
             name: new.name.to_owned(),
             key_hash: new.hash.to_owned(),

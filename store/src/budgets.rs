@@ -12,7 +12,7 @@
 //! A cap set for the first time starts from the scope's spend so far in the period, read from
 //! the usage rollup, so that setting a cap mid-month counts what the month already spent.
 
-use crate::ids::TenantId;
+use crate::ids::{ProjectId, TenantId};
 use sqlx::Row as _;
 
 use super::{now_ms, Row, Store, StoreError, StoreResult};
@@ -138,7 +138,7 @@ impl Budget {
 #[derive(Debug, Clone, Copy)]
 pub struct Charged<'a> {
     pub tenant_id: &'a TenantId,
-    pub project_id: Option<&'a str>,
+    pub project_id: Option<&'a ProjectId>,
     pub api_key_id: Option<&'a str>,
 }
 
@@ -204,7 +204,7 @@ async fn caps_of(
          OR (scope = 'api_key' AND scope_id = $3))",
     )
     .bind(charged.tenant_id)
-    .bind(charged.project_id.unwrap_or(""))
+    .bind(charged.project_id.map_or("", ProjectId::as_str))
     .bind(charged.api_key_id.unwrap_or(""))
     .fetch_all(&mut **tx)
     .await?;

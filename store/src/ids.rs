@@ -126,6 +126,11 @@ id_type! {
     TenantId
 }
 
+id_type! {
+    /// A project's id (`proj_...`), always looked up inside its organization.
+    ProjectId
+}
+
 #[cfg(test)]
 mod tests {
     use super::TenantId;

@@ -1,7 +1,7 @@
 //! Projects of a tenant (what OpenAI calls projects and Spark calls apps). API keys belong to a
 //! project; archiving a project turns its keys off.
 
-use crate::ids::TenantId;
+use crate::ids::{ProjectId, TenantId};
 use sqlx::Row as _;
 
 use super::api_keys::KeyLimits;
@@ -11,7 +11,7 @@ use crate::secret::new_id;
 
 #[derive(Debug, Clone)]
 pub struct Project {
-    pub id: String,
+    pub id: ProjectId,
     pub tenant_id: TenantId,
     pub name: String,
     pub created_ms: i64,
@@ -38,14 +38,14 @@ fn from_row(row: &Row) -> StoreResult<Project> {
     })
 }
 
-fn not_found(project_id: &str) -> StoreError {
+fn not_found(project_id: &ProjectId) -> StoreError {
     StoreError::NotFound(format!("No project found with id '{project_id}'."))
 }
 
 impl Store {
     pub async fn create_project(&self, tenant_id: &TenantId, name: &str) -> StoreResult<Project> {
         let project = Project {
-            id: new_id("proj"),
+            id: ProjectId::new(new_id("proj")),
             tenant_id: tenant_id.to_owned(),
             name: name.to_owned(),
             created_ms: created_ms(),
@@ -64,7 +64,11 @@ impl Store {
         Ok(project)
     }
 
-    pub async fn project(&self, tenant_id: &TenantId, project_id: &str) -> StoreResult<Project> {
+    pub async fn project(
+        &self,
+        tenant_id: &TenantId,
+        project_id: &ProjectId,
+    ) -> StoreResult<Project> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM projects WHERE tenant_id = $1 AND id = $2"
         ))
@@ -118,7 +122,7 @@ impl Store {
     pub async fn rename_project(
         &self,
         tenant_id: &TenantId,
-        project_id: &str,
+        project_id: &ProjectId,
         name: &str,
     ) -> StoreResult<Project> {
         let project = self.project(tenant_id, project_id).await?;
@@ -140,7 +144,7 @@ impl Store {
     pub async fn set_project_limits(
         &self,
         tenant_id: &TenantId,
-        project_id: &str,
+        project_id: &ProjectId,
         limits: KeyLimits,
     ) -> StoreResult<Project> {
         let project = self.project(tenant_id, project_id).await?;
@@ -167,7 +171,7 @@ impl Store {
     pub async fn archive_project(
         &self,
         tenant_id: &TenantId,
-        project_id: &str,
+        project_id: &ProjectId,
     ) -> StoreResult<Project> {
         let done = sqlx::query(
             "UPDATE projects SET archived_ms = $1 WHERE tenant_id = $2 AND id = $3 AND archived_ms IS NULL",

@@ -1,7 +1,7 @@
 //! What the rate limiter reads on every inference request: the organization's plan and the
 //! caller's project overrides, in one primary-key lookup.
 
-use crate::ids::TenantId;
+use crate::ids::{ProjectId, TenantId};
 use sqlx::Row as _;
 
 use super::api_keys::KeyLimits;
@@ -14,7 +14,7 @@ impl Store {
     pub async fn rate_limit_context(
         &self,
         tenant_id: &TenantId,
-        project_id: Option<&str>,
+        project_id: Option<&ProjectId>,
     ) -> StoreResult<(Plan, Option<KeyLimits>)> {
         let row = sqlx::query(
             "SELECT t.plan, p.id AS project_id, p.limit_rpm, p.limit_tpm, p.limit_concurrency \
@@ -22,7 +22,7 @@ impl Store {
              WHERE t.id = $1",
         )
         .bind(tenant_id)
-        .bind(project_id.unwrap_or(""))
+        .bind(project_id.map_or("", ProjectId::as_str))
         .fetch_optional(self.pool())
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("No organization '{tenant_id}'.")))?;

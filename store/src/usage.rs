@@ -8,7 +8,7 @@
 //! the event to `usage_minutes`. The same two transactions reserve and settle the request's
 //! maximum cost on the spend caps that apply to it (`store::budgets`).
 
-use crate::ids::TenantId;
+use crate::ids::{ProjectId, TenantId};
 use sqlx::Row as _;
 
 use super::budgets::{self, Charged, OverBudget};
@@ -82,7 +82,7 @@ pub struct NewUsage {
     pub request_id: String,
     pub http_request_id: Option<String>,
     pub tenant_id: TenantId,
-    pub project_id: Option<String>,
+    pub project_id: Option<ProjectId>,
     pub api_key_id: Option<String>,
     pub endpoint: Endpoint,
     pub model: String,
@@ -130,7 +130,7 @@ pub struct UsageEvent {
     pub request_id: String,
     pub http_request_id: Option<String>,
     pub tenant_id: TenantId,
-    pub project_id: Option<String>,
+    pub project_id: Option<ProjectId>,
     pub api_key_id: Option<String>,
     pub endpoint: String,
     pub model: String,
@@ -297,7 +297,7 @@ impl Store {
             return Ok(false);
         };
         let tenant_id: TenantId = row.try_get("tenant_id")?;
-        let project_id: Option<String> = row.try_get("project_id")?;
+        let project_id: Option<ProjectId> = row.try_get("project_id")?;
         let api_key_id: Option<String> = row.try_get("api_key_id")?;
         let endpoint: String = row.try_get("endpoint")?;
         let model: String = row.try_get("model")?;
@@ -310,7 +310,7 @@ impl Store {
             &mut tx,
             &Charged {
                 tenant_id: &tenant_id,
-                project_id: project_id.as_deref(),
+                project_id: project_id.as_ref(),
                 api_key_id: api_key_id.as_deref(),
             },
             &budget_scopes,
@@ -491,7 +491,7 @@ impl Store {
 fn charged(u: &NewUsage) -> Charged<'_> {
     Charged {
         tenant_id: &u.tenant_id,
-        project_id: u.project_id.as_deref(),
+        project_id: u.project_id.as_ref(),
         api_key_id: u.api_key_id.as_deref(),
     }
 }

@@ -1,5 +1,6 @@
 //! `/v1/organization/projects/{project_id}/api_keys`: a project's API keys.
 
+use crate::store::ProjectId;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -50,7 +51,7 @@ impl From<ApiKeyRecord> for ApiKeyObject {
             object: "organization.project.api_key",
             name: k.name,
             redacted_value: api_key::redacted(&k.prefix),
-            project_id: k.project_id.unwrap_or_default(),
+            project_id: k.project_id.map(ProjectId::into_string).unwrap_or_default(),
             scopes: k.scopes,
             limits: k.limits,
             owner: KeyOwnerObject {
@@ -132,7 +133,7 @@ pub(crate) async fn list(
     let page = query.page()?;
     let project = state
         .store
-        .project(&principal.tenant_id, project_id)
+        .project(&principal.tenant_id, &ProjectId::from(project_id))
         .await?;
     let keys = state
         .store
@@ -193,7 +194,7 @@ pub(crate) async fn create(
     let limits = validate::limits("limits", body.limits.unwrap_or_default())?;
     let project = state
         .store
-        .project(&principal.tenant_id, project_id)
+        .project(&principal.tenant_id, &ProjectId::from(project_id))
         .await?;
     if project.archived_ms.is_some() {
         return Err(ApiError::Conflict(format!(

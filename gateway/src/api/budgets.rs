@@ -5,6 +5,7 @@
 //! `/v1/organization/budget`, `/v1/organization/projects/{project_id}/budget`,
 //! `/v1/organization/projects/{project_id}/api_keys/{key_id}/budget`.
 
+use crate::store::ProjectId;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -89,9 +90,12 @@ async fn target(
 ) -> Result<String, ApiError> {
     match (scope, project_id, key_id) {
         (BudgetScope::Organization, _, _) => Ok(principal.tenant_id.to_string()),
-        (BudgetScope::Project, Some(project), _) => {
-            Ok(state.store.project(&principal.tenant_id, project).await?.id)
-        }
+        (BudgetScope::Project, Some(project), _) => Ok(state
+            .store
+            .project(&principal.tenant_id, &ProjectId::from(project))
+            .await?
+            .id
+            .into_string()),
         (BudgetScope::ApiKey, Some(project), Some(key)) => Ok(state
             .store
             .api_key(&principal.tenant_id, KeyOwner::Project(project), key)

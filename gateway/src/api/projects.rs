@@ -1,5 +1,6 @@
 //! `/v1/organization/projects`: list, create, retrieve, modify, archive.
 
+use crate::store::ProjectId;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -37,7 +38,7 @@ pub struct ProjectObject {
 impl From<Project> for ProjectObject {
     fn from(p: Project) -> Self {
         ProjectObject {
-            id: p.id,
+            id: p.id.into_string(),
             object: "organization.project",
             name: p.name,
             created_at: ms_to_secs(p.created_ms),
@@ -186,7 +187,10 @@ pub async fn get_project(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_project(Permission::ReadOrganization, &path)?;
-    let project = state.store.project(&principal.tenant_id, &path).await?;
+    let project = state
+        .store
+        .project(&principal.tenant_id, &ProjectId::from(path.as_str()))
+        .await?;
     Ok(HttpResponse::Ok().json(ProjectObject::from(project)))
 }
 
@@ -233,6 +237,7 @@ pub(crate) async fn update(
             None,
         ));
     }
+    let path = &ProjectId::from(path);
     let mut project = state.store.project(&principal.tenant_id, path).await?;
     if let Some(name) = &name {
         project = state
@@ -264,7 +269,7 @@ pub async fn archive_project(
     principal.require_organization(Permission::ManageProjects)?;
     let project = state
         .store
-        .archive_project(&principal.tenant_id, &path)
+        .archive_project(&principal.tenant_id, &ProjectId::from(path.as_str()))
         .await?;
     audit(
         &state,

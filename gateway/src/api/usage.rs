@@ -298,7 +298,9 @@ fn window(p: &Parsed, widths: &[&str]) -> Result<Window, ApiError> {
 /// the caller asked only for projects it cannot see (an empty answer).
 fn project_filter(principal: &Principal, requested: Vec<String>) -> Option<Vec<String>> {
     match &principal.project_id {
-        Some(own) if requested.is_empty() || requested.contains(own) => Some(vec![own.clone()]),
+        Some(own) if requested.is_empty() || requested.iter().any(|p| own == p) => {
+            Some(vec![own.to_string()])
+        }
         Some(_) => None,
         None => Some(requested),
     }

@@ -16,7 +16,7 @@ use crate::server::AppState;
 use crate::store::api_keys::{ApiKeyRecord, KeyLimits, Scope};
 use crate::store::users::Role;
 use crate::store::ws_tickets::TicketHolder;
-use crate::store::TenantId;
+use crate::store::{ProjectId, TenantId};
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub struct Principal {
     pub credential: Credential,
     pub tenant_id: TenantId,
     /// Set for project API keys: the only project the caller can see.
-    pub project_id: Option<String>,
+    pub project_id: Option<ProjectId>,
     /// Set for API keys (project and admin).
     pub key_id: Option<String>,
     /// Set for console sessions.
@@ -408,7 +408,7 @@ mod tests {
         Principal {
             credential,
             tenant_id: "org_1".into(),
-            project_id: (credential == Credential::ApiKey).then(|| "proj_1".to_owned()),
+            project_id: (credential == Credential::ApiKey).then(|| "proj_1".into()),
             key_id: None,
             user_id: None,
             session_id: None,

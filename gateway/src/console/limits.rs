@@ -1,6 +1,7 @@
 //! Rate limits of a project and of each of its keys: requests and tokens per minute and
 //! requests at once. The rate limiter applies the tightest of key, project and plan.
 
+use crate::store::ProjectId;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
@@ -21,7 +22,7 @@ async fn limits_page(state: &AppState, ctx: &Ctx, project_id: &str) -> Result<Ma
         .require_project(Permission::ReadOrganization, project_id)?;
     let project = state
         .store
-        .project(&ctx.principal.tenant_id, project_id)
+        .project(&ctx.principal.tenant_id, &ProjectId::from(project_id))
         .await?;
     let keys = api_keys::list(
         state,

@@ -1,5 +1,6 @@
 //! The console's project pages: projects, API keys (create, list, revoke) and the playground.
 
+use crate::store::ProjectId;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
@@ -105,7 +106,7 @@ async fn keys_page(
         .require_project(Permission::ReadOrganization, project_id)?;
     let project = state
         .store
-        .project(&ctx.principal.tenant_id, project_id)
+        .project(&ctx.principal.tenant_id, &ProjectId::from(project_id))
         .await?;
     let keys = api_keys::list(
         state,

@@ -190,7 +190,7 @@ async fn load(state: &AppState, ctx: &Ctx, f: &Filter) -> Result<Vec<Series>, Pa
     // A caller bound to one project sees only that one (sessions are not, today).
     let project_ids = match (&ctx.principal.project_id, &f.project) {
         (Some(own), Some(p)) if own != p => return Ok(Vec::new()),
-        (Some(own), _) => vec![own.clone()],
+        (Some(own), _) => vec![own.to_string()],
         (None, Some(p)) => vec![p.clone()],
         (None, None) => Vec::new(),
     };
@@ -265,7 +265,7 @@ impl Labels {
         }
         .page()?;
         for p in state.store.list_projects(tenant, true, &page).await?.items {
-            labels.projects.insert(p.id, p.name);
+            labels.projects.insert(p.id.into_string(), p.name);
         }
         if group == Group::Key {
             for t in totals {

@@ -425,7 +425,7 @@ impl RateLimiter {
         cost: Cost,
     ) -> Result<Admission, ApiError> {
         let (plan, project_limits) = store
-            .rate_limit_context(&principal.tenant_id, principal.project_id.as_deref())
+            .rate_limit_context(&principal.tenant_id, principal.project_id.as_ref())
             .await?;
         let effective = resolve(&Caller {
             tenant_id: &principal.tenant_id,

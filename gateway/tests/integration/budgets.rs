@@ -8,7 +8,7 @@ use gateway::store::api_keys::KeyLimits;
 use gateway::store::budgets::{next_month_start_ms, BudgetScope, OverBudget};
 use gateway::store::now_ms;
 use gateway::store::usage::{Admission, Endpoint, FinalUsage, NewUsage, UsageStatus};
-use gateway::store::TenantId;
+use gateway::store::{ProjectId, TenantId};
 use serde_json::{json, Value};
 
 use crate::metering::{chat, events, org, priced, PRICES};
@@ -20,7 +20,7 @@ async fn lift_rate_limits(app: &TestApp, tenant: &TenantId, project: &str) {
         .store
         .set_project_limits(
             tenant,
-            project,
+            &ProjectId::from(project),
             KeyLimits {
                 rpm: Some(10_000),
                 tpm: Some(10_000_000),
@@ -216,7 +216,7 @@ async fn a_monthly_cap_starts_again_next_month(app: TestApp) {
         request_id: id.to_owned(),
         http_request_id: None,
         tenant_id: tenant.clone(),
-        project_id: Some(project.clone()),
+        project_id: Some(project.as_str().into()),
         api_key_id: None,
         endpoint: Endpoint::Completions,
         model: DEFAULT_MODEL_ID.to_owned(),

@@ -1,6 +1,7 @@
 //! The web console at `/`: pages, forms, cookie sessions, CSRF and role checks, in-process on
 //! both backends. (The real-browser test is `console_browser`.)
 
+use gateway::store::ProjectId;
 use std::collections::HashMap;
 
 use actix_web::http::Method;
@@ -568,7 +569,7 @@ async fn keys_with_expiry_and_limits(app: TestApp) {
     let project_row = app
         .state
         .store
-        .project(&owner.tenant_id, &project)
+        .project(&owner.tenant_id, &ProjectId::from(project.as_str()))
         .await
         .unwrap();
     assert_eq!(project_row.limits.rpm, Some(100));
@@ -624,7 +625,7 @@ async fn keys_with_expiry_and_limits(app: TestApp) {
     let project_row = app
         .state
         .store
-        .project(&owner.tenant_id, &project)
+        .project(&owner.tenant_id, &ProjectId::from(project.as_str()))
         .await
         .unwrap();
     assert_eq!(project_row.limits.rpm, Some(100), "unchanged");

@@ -26,7 +26,7 @@ async fn record_usage(
                 request_id: id.clone(),
                 http_request_id: None,
                 tenant_id: tenant.clone(),
-                project_id: Some(project.to_owned()),
+                project_id: Some(project.into()),
                 api_key_id: Some(key.to_owned()),
                 endpoint: Endpoint::Completions,
                 model: model.to_owned(),

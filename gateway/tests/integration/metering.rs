@@ -2,7 +2,7 @@
 //! and for processes that die), prepaid credits that concurrency cannot overspend, and
 //! `/metrics`. (The usage and costs API against the raw events is `usage_api`.)
 
-use gateway::store::TenantId;
+use gateway::store::{ProjectId, TenantId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -462,7 +462,7 @@ async fn concurrent_requests_cannot_overspend(app: TestApp) {
         .store
         .set_project_limits(
             &tenant,
-            &project,
+            &ProjectId::from(project.as_str()),
             gateway::store::api_keys::KeyLimits {
                 rpm: Some(10_000),
                 tpm: Some(10_000_000),
