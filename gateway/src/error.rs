@@ -64,6 +64,8 @@ codes! {
     Conflict = ("conflict", CONFLICT, "conflict_error"),
     /// The body is larger than the configured limit.
     PayloadTooLarge = ("payload_too_large", PAYLOAD_TOO_LARGE, "invalid_request_error"),
+    /// The path exists but not with this method; `Allow` lists the methods it has.
+    MethodNotAllowed = ("method_not_allowed", METHOD_NOT_ALLOWED, "invalid_request_error"),
     /// The prompt plus the completion does not fit the model's context.
     ContextLengthExceeded = ("context_length_exceeded", BAD_REQUEST, "invalid_request_error"),
     /// The caller reached a limit on how much it may ask for at once or per minute (rate
@@ -115,6 +117,14 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The path exists, but not with this method; answered with `Allow`.
+    #[error("{method} is not allowed on {path}; it takes {}.", .allowed.join(", "))]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        /// The path's methods, in the `Allow` header's order.
+        allowed: Vec<String>,
+    },
     /// A limit was reached; `retry_after` in seconds when known.
     #[error("{message}")]
     RateLimited {
@@ -256,6 +266,7 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::Conflict(_) => Code::Conflict,
             ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            ApiError::MethodNotAllowed { .. } => Code::MethodNotAllowed,
             ApiError::RateLimited { .. } | ApiError::RateLimitExceeded(_) => {
                 Code::RateLimitExceeded
             }
@@ -322,6 +333,9 @@ impl ResponseError for ApiError {
         {
             response.insert_header(("retry-after", secs.to_string()));
         }
+        if let ApiError::MethodNotAllowed { allowed, .. } = self {
+            response.insert_header(("allow", allowed.join(", ")));
+        }
         if let ApiError::RateLimitExceeded(refusal) = self {
             if let Some(secs) = refusal.retry_after_secs {
                 response.insert_header(("retry-after", secs.to_string()));
@@ -369,6 +383,15 @@ mod tests {
             (ApiError::NotFound("no".into()), 404, ""),
             (ApiError::Conflict("no".into()), 409, ""),
             (ApiError::PayloadTooLarge { limit: 1 }, 413, ""),
+            (
+                ApiError::MethodNotAllowed {
+                    method: "TRACE".into(),
+                    path: "/v1/models".into(),
+                    allowed: vec!["GET".into()],
+                },
+                405,
+                "",
+            ),
             (
                 ApiError::RateLimited {
                     message: "slow".into(),

@@ -143,17 +143,43 @@ macro_rules! routes {
         )]
         pub struct ApiDoc;
 
-        /// Registers every documented route.
+        /// Registers every documented route: one resource per path with a route per method,
+        /// so that a method the path does not declare is answered 405 with `Allow` (not 404).
         pub fn configure(cfg: &mut web::ServiceConfig) {
+            let mut paths: Vec<(String, Vec<(actix_web::http::Method, actix_web::Route)>)> = Vec::new();
             $(
                 paste::paste! {{
                     use utoipa::Path as _;
                     let path = $module::[<__path_ $handler>]::path();
                     for method in $module::[<__path_ $handler>]::methods() {
-                        cfg.route(&path, web::method(actix_method(&method)).to($module::$handler));
+                        let method = actix_method(&method);
+                        let route = web::method(method.clone()).to($module::$handler);
+                        match paths.iter_mut().find(|(p, _)| *p == path) {
+                            Some((_, routes)) => routes.push((method, route)),
+                            None => paths.push((path.clone(), vec![(method, route)])),
+                        }
                     }
                 }}
             )*
+            for (path, routes) in paths {
+                let allowed: Vec<String> = routes.iter().map(|(m, _)| m.to_string()).collect();
+                let mut resource = web::resource(path.as_str());
+                for (_, route) in routes {
+                    resource = resource.route(route);
+                }
+                cfg.service(resource.default_service(web::to(
+                    move |req: actix_web::HttpRequest| {
+                        let allowed = allowed.clone();
+                        async move {
+                            Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed {
+                                method: req.method().to_string(),
+                                path: req.path().to_owned(),
+                                allowed,
+                            })
+                        }
+                    },
+                )));
+            }
         }
     };
 }

@@ -9,6 +9,7 @@ on_both_backends!(
     every_response_has_a_request_id,
     oversized_bodies_get_413,
     unknown_routes_get_an_openai_404,
+    undeclared_methods_get_405_with_allow,
     health_answers_without_credentials,
     non_json_bodies_are_refused,
 );
@@ -78,10 +79,11 @@ async fn unknown_routes_get_an_openai_404(app: TestApp) {
         .as_str()
         .unwrap()
         .contains("/v1/nothing-here"));
-    // A known path with a method it does not have is unknown too.
-    app.delete("/v1/organization/projects", None)
-        .await
-        .expect_error(404, None);
+    // A known path with a method it does not have is not unknown: 405 with `Allow` (see
+    // `undeclared_methods_get_405_with_allow`).
+    let resp = app.delete("/v1/organization/projects", None).await;
+    assert_eq!(resp.header("allow"), "GET, POST");
+    resp.expect_error(405, None);
 }
 
 async fn health_answers_without_credentials(app: TestApp) {
@@ -99,4 +101,44 @@ async fn non_json_bodies_are_refused(app: TestApp) {
         .uri("/v1/auth/login")
         .insert_header(("content-type", "application/json"));
     app.call(req).await.expect_error(400, None);
+}
+
+/// A path the API has, asked with a method it does not declare: 405 with `Allow` naming the
+/// declared ones (before any credential is looked at), in OpenAI's error shape; the declared
+/// methods still work and an unknown path is still 404.
+async fn undeclared_methods_get_405_with_allow(app: TestApp) {
+    use actix_web::http::Method;
+    let cases = [
+        (Method::TRACE, "/v1/models", "GET"),
+        (Method::DELETE, "/v1/billing/balance", "GET"),
+        (Method::PUT, "/v1/organization/projects", "GET, POST"),
+        (Method::PATCH, "/v1/chat/completions", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let resp = app.send(method.clone(), path, None, None).await;
+        assert_eq!(
+            resp.header("allow"),
+            allow,
+            "{method} {path}: {}",
+            resp.body
+        );
+        let err = resp.expect_error(405, None);
+        assert_eq!(err["code"], "method_not_allowed");
+        assert!(err["message"].as_str().unwrap().contains(allow), "{err}");
+    }
+    // The declared methods are unaffected: GET and POST on the same path reach their handlers.
+    let owner = app.signup("ada@example.com").await;
+    app.get("/v1/organization/projects", Some(&owner.access))
+        .await
+        .expect(200);
+    app.post(
+        "/v1/organization/projects",
+        Some(&owner.access),
+        json!({"name": "p"}),
+    )
+    .await
+    .expect(201);
+    app.send(Method::TRACE, "/v1/nothing-here", None, None)
+        .await
+        .expect_error(404, None);
 }
