@@ -1,7 +1,7 @@
 //! API keys: project keys (`sf-...`) and organization admin keys (`sf-admin-...`). Only the
 //! SHA-256 of a key and a short visible prefix are stored.
 
-use crate::ids::{ProjectId, TenantId};
+use crate::ids::{KeyId, ProjectId, TenantId};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
@@ -79,7 +79,7 @@ pub struct Owner {
 
 #[derive(Debug, Clone)]
 pub struct ApiKeyRecord {
-    pub id: String,
+    pub id: KeyId,
     pub tenant_id: TenantId,
     pub project_id: Option<ProjectId>,
     pub kind: KeyKind,
@@ -173,14 +173,14 @@ impl KeyOwner<'_> {
     }
 }
 
-fn not_found(key_id: &str) -> StoreError {
+fn not_found(key_id: &KeyId) -> StoreError {
     StoreError::NotFound(format!("No API key found with id '{key_id}'."))
 }
 
 impl Store {
     pub async fn create_api_key(&self, new: NewApiKey<'_>) -> StoreResult<ApiKeyRecord> {
         let record = ApiKeyRecord {
-            id: new_id("key"),
+            id: KeyId::new(new_id("key")),
             tenant_id: new.tenant_id.to_owned(),
             project_id: new.project_id.cloned(),
             kind: new.kind,
@@ -226,7 +226,7 @@ impl Store {
         &self,
         tenant_id: &TenantId,
         owner: KeyOwner<'_>,
-        key_id: &str,
+        key_id: &KeyId,
     ) -> StoreResult<ApiKeyRecord> {
         let (filter, project) = owner.filter();
         let id_param = if project.is_some() { "$3" } else { "$2" };
@@ -269,7 +269,7 @@ impl Store {
         &self,
         tenant_id: &TenantId,
         owner: KeyOwner<'_>,
-        key_id: &str,
+        key_id: &KeyId,
         name: Option<&str>,
         limits: Option<KeyLimits>,
     ) -> StoreResult<ApiKeyRecord> {
@@ -296,7 +296,7 @@ impl Store {
         &self,
         tenant_id: &TenantId,
         owner: KeyOwner<'_>,
-        key_id: &str,
+        key_id: &KeyId,
     ) -> StoreResult<ApiKeyRecord> {
         let record = self.api_key(tenant_id, owner, key_id).await?;
         sqlx::query(
@@ -346,7 +346,7 @@ impl Store {
     pub async fn live_api_key(
         &self,
         tenant_id: &TenantId,
-        key_id: &str,
+        key_id: &KeyId,
     ) -> StoreResult<Option<ApiKeyRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM api_keys k WHERE id = $1 AND {LIVE} AND tenant_id = $3"

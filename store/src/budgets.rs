@@ -12,7 +12,7 @@
 //! A cap set for the first time starts from the scope's spend so far in the period, read from
 //! the usage rollup, so that setting a cap mid-month counts what the month already spent.
 
-use crate::ids::{ProjectId, TenantId};
+use crate::ids::{KeyId, ProjectId, TenantId};
 use sqlx::Row as _;
 
 use super::{now_ms, Row, Store, StoreError, StoreResult};
@@ -139,7 +139,7 @@ impl Budget {
 pub struct Charged<'a> {
     pub tenant_id: &'a TenantId,
     pub project_id: Option<&'a ProjectId>,
-    pub api_key_id: Option<&'a str>,
+    pub api_key_id: Option<&'a KeyId>,
 }
 
 /// A cap that refused a request.
@@ -205,7 +205,7 @@ async fn caps_of(
     )
     .bind(charged.tenant_id)
     .bind(charged.project_id.map_or("", ProjectId::as_str))
-    .bind(charged.api_key_id.unwrap_or(""))
+    .bind(charged.api_key_id.map_or("", KeyId::as_str))
     .fetch_all(&mut **tx)
     .await?;
     let mut caps = Vec::with_capacity(rows.len());

@@ -131,6 +131,11 @@ id_type! {
     ProjectId
 }
 
+id_type! {
+    /// An API key's id (`key_...`; never the key itself), looked up inside its organization.
+    KeyId
+}
+
 #[cfg(test)]
 mod tests {
     use super::TenantId;

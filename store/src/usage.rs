@@ -8,7 +8,7 @@
 //! the event to `usage_minutes`. The same two transactions reserve and settle the request's
 //! maximum cost on the spend caps that apply to it (`store::budgets`).
 
-use crate::ids::{ProjectId, TenantId};
+use crate::ids::{KeyId, ProjectId, TenantId};
 use sqlx::Row as _;
 
 use super::budgets::{self, Charged, OverBudget};
@@ -83,7 +83,7 @@ pub struct NewUsage {
     pub http_request_id: Option<String>,
     pub tenant_id: TenantId,
     pub project_id: Option<ProjectId>,
-    pub api_key_id: Option<String>,
+    pub api_key_id: Option<KeyId>,
     pub endpoint: Endpoint,
     pub model: String,
     pub prompt_tokens: u64,
@@ -131,7 +131,7 @@ pub struct UsageEvent {
     pub http_request_id: Option<String>,
     pub tenant_id: TenantId,
     pub project_id: Option<ProjectId>,
-    pub api_key_id: Option<String>,
+    pub api_key_id: Option<KeyId>,
     pub endpoint: String,
     pub model: String,
     pub status: UsageStatus,
@@ -298,7 +298,7 @@ impl Store {
         };
         let tenant_id: TenantId = row.try_get("tenant_id")?;
         let project_id: Option<ProjectId> = row.try_get("project_id")?;
-        let api_key_id: Option<String> = row.try_get("api_key_id")?;
+        let api_key_id: Option<KeyId> = row.try_get("api_key_id")?;
         let endpoint: String = row.try_get("endpoint")?;
         let model: String = row.try_get("model")?;
         let reserved: i64 = row.try_get("reserved_micros")?;
@@ -311,7 +311,7 @@ impl Store {
             &Charged {
                 tenant_id: &tenant_id,
                 project_id: project_id.as_ref(),
-                api_key_id: api_key_id.as_deref(),
+                api_key_id: api_key_id.as_ref(),
             },
             &budget_scopes,
             Money::from_micros(budget_held),
@@ -492,7 +492,7 @@ fn charged(u: &NewUsage) -> Charged<'_> {
     Charged {
         tenant_id: &u.tenant_id,
         project_id: u.project_id.as_ref(),
-        api_key_id: u.api_key_id.as_deref(),
+        api_key_id: u.api_key_id.as_ref(),
     }
 }
 

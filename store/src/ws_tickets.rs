@@ -2,7 +2,7 @@
 //! Only a ticket's SHA-256 is stored. Redeeming is one `DELETE ... RETURNING`, so a ticket is
 //! single-use even when several gateway replicas share the database.
 
-use crate::ids::TenantId;
+use crate::ids::{KeyId, TenantId};
 use sqlx::Row as _;
 
 use super::{now_ms, Store, StoreResult};
@@ -12,7 +12,7 @@ use crate::secret::constant_time_eq;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TicketHolder {
     /// A project API key.
-    ApiKey { key_id: String },
+    ApiKey { key_id: KeyId },
     /// A console session of a user.
     Session { user_id: String, session_id: String },
 }
@@ -80,7 +80,7 @@ impl Store {
             return Ok(None);
         }
         let credential: String = row.try_get("credential")?;
-        let key_id: Option<String> = row.try_get("key_id")?;
+        let key_id: Option<KeyId> = row.try_get("key_id")?;
         let user_id: Option<String> = row.try_get("user_id")?;
         let session_id: Option<String> = row.try_get("session_id")?;
         let holder = match (credential.as_str(), key_id, user_id, session_id) {

@@ -1,6 +1,6 @@
 //! `/v1/organization/admin_api_keys`: organization admin keys (`sf-admin-...`).
 
-use crate::store::TenantId;
+use crate::store::{KeyId, TenantId};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -35,7 +35,7 @@ pub struct AdminKeyObject {
 impl From<ApiKeyRecord> for AdminKeyObject {
     fn from(k: ApiKeyRecord) -> Self {
         AdminKeyObject {
-            id: k.id,
+            id: k.id.into_string(),
             object: "organization.admin_api_key",
             name: k.name,
             redacted_value: api_key::redacted(&k.prefix),
@@ -177,7 +177,11 @@ pub async fn get_admin_key(
     principal.require_organization(Permission::ManageAdminKeys)?;
     let key = state
         .store
-        .api_key(&principal.tenant_id, KeyOwner::Admin, &path)
+        .api_key(
+            &principal.tenant_id,
+            KeyOwner::Admin,
+            &KeyId::from(path.as_str()),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(AdminKeyObject::from(key)))
 }
@@ -196,7 +200,11 @@ pub async fn delete_admin_key(
     principal.require_organization(Permission::ManageAdminKeys)?;
     let key = state
         .store
-        .revoke_api_key(&principal.tenant_id, KeyOwner::Admin, &path)
+        .revoke_api_key(
+            &principal.tenant_id,
+            KeyOwner::Admin,
+            &KeyId::from(path.as_str()),
+        )
         .await?;
     audit(
         &state,
@@ -208,6 +216,6 @@ pub async fn delete_admin_key(
     .await?;
     Ok(HttpResponse::Ok().json(DeletedObject::new(
         "organization.admin_api_key.deleted",
-        key.id,
+        key.id.into_string(),
     )))
 }

@@ -1,6 +1,6 @@
 //! `/v1/organization/projects/{project_id}/api_keys`: a project's API keys.
 
-use crate::store::ProjectId;
+use crate::store::{KeyId, ProjectId};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -47,7 +47,7 @@ pub struct ApiKeyObject {
 impl From<ApiKeyRecord> for ApiKeyObject {
     fn from(k: ApiKeyRecord) -> Self {
         ApiKeyObject {
-            id: k.id,
+            id: k.id.into_string(),
             object: "organization.project.api_key",
             name: k.name,
             redacted_value: api_key::redacted(&k.prefix),
@@ -249,7 +249,7 @@ pub async fn get_project_key(
         .api_key(
             &principal.tenant_id,
             KeyOwner::Project(&project_id),
-            &key_id,
+            &KeyId::from(key_id.as_str()),
         )
         .await?;
     Ok(HttpResponse::Ok().json(ApiKeyObject::from(key)))
@@ -304,7 +304,7 @@ pub(crate) async fn update(
         .update_api_key(
             &principal.tenant_id,
             KeyOwner::Project(project_id),
-            key_id,
+            &KeyId::from(key_id),
             name.as_deref(),
             limits,
         )
@@ -339,11 +339,15 @@ pub(crate) async fn revoke(
     principal.require_project(Permission::ManageApiKeys, project_id)?;
     let key = state
         .store
-        .revoke_api_key(&principal.tenant_id, KeyOwner::Project(project_id), key_id)
+        .revoke_api_key(
+            &principal.tenant_id,
+            KeyOwner::Project(project_id),
+            &KeyId::from(key_id),
+        )
         .await?;
     audit(state, principal, "api_key.deleted", "api_key", &key.id).await?;
     Ok(DeletedObject::new(
         "organization.project.api_key.deleted",
-        key.id,
+        key.id.into_string(),
     ))
 }

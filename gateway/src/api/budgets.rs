@@ -5,7 +5,7 @@
 //! `/v1/organization/budget`, `/v1/organization/projects/{project_id}/budget`,
 //! `/v1/organization/projects/{project_id}/api_keys/{key_id}/budget`.
 
-use crate::store::ProjectId;
+use crate::store::{KeyId, ProjectId};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -98,9 +98,14 @@ async fn target(
             .into_string()),
         (BudgetScope::ApiKey, Some(project), Some(key)) => Ok(state
             .store
-            .api_key(&principal.tenant_id, KeyOwner::Project(project), key)
+            .api_key(
+                &principal.tenant_id,
+                KeyOwner::Project(project),
+                &KeyId::from(key),
+            )
             .await?
-            .id),
+            .id
+            .into_string()),
         _ => Err(ApiError::Internal("a budget route without its ids".into())),
     }
 }

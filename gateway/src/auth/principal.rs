@@ -16,7 +16,7 @@ use crate::server::AppState;
 use crate::store::api_keys::{ApiKeyRecord, KeyLimits, Scope};
 use crate::store::users::Role;
 use crate::store::ws_tickets::TicketHolder;
-use crate::store::{ProjectId, TenantId};
+use crate::store::{KeyId, ProjectId, TenantId};
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct Principal {
     /// Set for project API keys: the only project the caller can see.
     pub project_id: Option<ProjectId>,
     /// Set for API keys (project and admin).
-    pub key_id: Option<String>,
+    pub key_id: Option<KeyId>,
     /// Set for console sessions.
     pub user_id: Option<String>,
     /// Set for console sessions: the session family.

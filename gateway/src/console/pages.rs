@@ -1,6 +1,6 @@
 //! The console's project pages: projects, API keys (create, list, revoke) and the playground.
 
-use crate::store::ProjectId;
+use crate::store::{KeyId, ProjectId};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
@@ -324,7 +324,7 @@ pub async fn confirm_revoke(
         .api_key(
             &ctx.principal.tenant_id,
             KeyOwner::Project(&project_id),
-            &key_id,
+            &KeyId::from(key_id.as_str()),
         )
         .await?;
     let back = format!("/projects/{project_id}/keys");

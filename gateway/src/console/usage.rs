@@ -4,7 +4,7 @@
 //! nothing is told by colour alone, each with a data table below; `/usage.csv` exports the
 //! same rows.
 
-use crate::store::TenantId;
+use crate::store::{KeyId, TenantId};
 use std::collections::{BTreeMap, HashMap};
 
 use actix_web::http::{header, StatusCode};
@@ -278,7 +278,11 @@ impl Labels {
                 // Revoked keys are not found: they keep their id.
                 let name = match state
                     .store
-                    .api_key(tenant, KeyOwner::Project(project), key)
+                    .api_key(
+                        tenant,
+                        KeyOwner::Project(project),
+                        &KeyId::from(key.as_str()),
+                    )
                     .await
                 {
                     Ok(record) => record.name,

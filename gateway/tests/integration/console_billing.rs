@@ -27,7 +27,7 @@ async fn record_usage(
                 http_request_id: None,
                 tenant_id: tenant.clone(),
                 project_id: Some(project.into()),
-                api_key_id: Some(key.to_owned()),
+                api_key_id: Some(key.into()),
                 endpoint: Endpoint::Completions,
                 model: model.to_owned(),
                 prompt_tokens: tokens.0,

@@ -29,7 +29,7 @@ fn reference(
             .iter()
             .map(|g| match *g {
                 "project_id" => e.project_id.clone().map(String::from).unwrap_or_default(),
-                "api_key_id" => e.api_key_id.clone().unwrap_or_default(),
+                "api_key_id" => e.api_key_id.clone().map(String::from).unwrap_or_default(),
                 _ => e.model.clone(),
             })
             .collect();
@@ -121,7 +121,7 @@ async fn usage_api_totals_equal_raw_events(app: TestApp) {
                 http_request_id: None,
                 tenant_id: tenant_id.clone(),
                 project_id: Some(projects[i % 2].into()),
-                api_key_id: Some(keys[i % 3].to_owned()),
+                api_key_id: Some(keys[i % 3].into()),
                 endpoint: if i % 5 == 0 {
                     Endpoint::Embeddings
                 } else {
