@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::api::inference::{
-    generation_error, logprob_objects, ChatDelta, ChoiceLogprobs, StartedChat, UsageObject,
+    generation_error, logprob_objects, stopped_early, ChatDelta, ChoiceLogprobs, StartedChat,
+    UsageObject,
 };
 use crate::error::{ApiError, ErrorObject};
 use crate::inference::ServedModel;
@@ -242,9 +243,7 @@ impl ChatFrames {
 
     /// `chat.done` after the last delta; an error when the engine stopped before finishing.
     pub fn done(&self) -> Result<String, ApiError> {
-        let usage = self
-            .usage
-            .ok_or_else(|| ApiError::Internal("the engine stopped early".into()))?;
+        let usage = self.usage.ok_or_else(stopped_early)?;
         let reasons = self
             .finish
             .iter()

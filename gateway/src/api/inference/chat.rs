@@ -13,7 +13,7 @@ use super::wire::{
     logprob_objects, AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion,
     ChatCompletionChunk, ChatDelta, ChoiceLogprobs, UsageObject, SYSTEM_FINGERPRINT,
 };
-use super::{collect, generation_error, unix_now};
+use super::{collect, generation_error, stopped_early, unix_now};
 use crate::api::body::JsonBody;
 use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
@@ -206,12 +206,12 @@ impl ChatChunks {
         &self,
         choices: Vec<ChatChunkChoice>,
         usage: Option<UsageObject>,
-    ) -> ChatCompletionChunk {
+    ) -> ChatCompletionChunk<'_> {
         ChatCompletionChunk {
-            id: self.id.clone(),
+            id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
-            model: self.model.name().to_owned(),
+            model: self.model.name(),
             system_fingerprint: SYSTEM_FINGERPRINT,
             choices,
             usage: self.include_usage.then_some(usage),
@@ -284,7 +284,7 @@ impl ChunkEncoder for ChatChunks {
                 }
                 out.done();
             }
-            None => out.error(ApiError::Internal("the engine stopped early".into())),
+            None => out.error(stopped_early()),
         }
     }
 }

@@ -14,7 +14,7 @@ use super::wire::{
     Completion, CompletionChoice, CompletionChunk, CompletionChunkChoice, CompletionLogprobs,
     UsageObject, SYSTEM_FINGERPRINT,
 };
-use super::{collect, generation_error, unix_now};
+use super::{collect, generation_error, stopped_early, unix_now};
 use crate::api::body::JsonBody;
 use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
@@ -175,12 +175,12 @@ impl TextChunks {
         &self,
         choices: Vec<CompletionChunkChoice>,
         usage: Option<UsageObject>,
-    ) -> CompletionChunk {
+    ) -> CompletionChunk<'_> {
         CompletionChunk {
-            id: self.id.clone(),
+            id: &self.id,
             object: "text_completion",
             created: self.created,
-            model: self.model.name().to_owned(),
+            model: self.model.name(),
             system_fingerprint: SYSTEM_FINGERPRINT,
             choices,
             usage: self.include_usage.then_some(usage),
@@ -220,7 +220,7 @@ impl ChunkEncoder for TextChunks {
 
     fn end(&mut self, out: &mut Events) {
         if self.finished_prompts < self.prompts {
-            return out.error(ApiError::Internal("the engine stopped early".into()));
+            return out.error(stopped_early());
         }
         if self.include_usage {
             out.data(&self.chunk(Vec::new(), Some(self.usage.into())));

@@ -44,6 +44,11 @@ pub(crate) fn generation_error(reason: &FinishReason) -> ApiError {
     }
 }
 
+/// The error of a request whose deltas ended before its usage delta.
+pub(crate) fn stopped_early() -> ApiError {
+    ApiError::Internal("the engine stopped early".into())
+}
+
 /// One choice of a request run to its end.
 pub(crate) struct CollectedChoice {
     pub text: String,
@@ -94,6 +99,6 @@ pub(crate) async fn collect(
             usage = d.usage;
         }
     }
-    let usage = usage.ok_or_else(|| ApiError::Internal("the engine stopped early".into()))?;
+    let usage = usage.ok_or_else(stopped_early)?;
     Ok(Collected { choices, usage })
 }

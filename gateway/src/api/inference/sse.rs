@@ -70,7 +70,7 @@ pub(crate) trait ChunkEncoder: 'static {
 type IndexedDeltas = SelectAll<Pin<Box<dyn Stream<Item = (usize, Delta)>>>>;
 
 /// The deltas of several requests as one stream, each tagged with its request's position.
-pub(crate) fn indexed(streams: Vec<DeltaStream>) -> IndexedDeltas {
+fn indexed(streams: Vec<DeltaStream>) -> IndexedDeltas {
     select_all(streams.into_iter().enumerate().map(|(p, s)| {
         let stream = unfold(s, move |mut s| async move {
             s.recv().await.map(|d| ((p, d), s))

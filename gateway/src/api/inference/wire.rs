@@ -127,14 +127,14 @@ pub struct ChatChunkChoice {
 
 /// One server-sent event of a streamed chat completion (`data: {chunk}`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ChatCompletionChunk {
+pub struct ChatCompletionChunk<'a> {
     /// `chatcmpl-...`, the same in every chunk of one answer.
-    pub id: String,
+    pub id: &'a str,
     /// Always `chat.completion.chunk`.
     pub object: &'static str,
     /// Unix seconds.
     pub created: u64,
-    pub model: String,
+    pub model: &'a str,
     pub system_fingerprint: &'static str,
     /// One choice's piece; empty in the last chunk with `usage`.
     pub choices: Vec<ChatChunkChoice>,
@@ -218,14 +218,14 @@ pub struct CompletionChunkChoice {
 
 /// One server-sent event of a streamed text completion (`data: {chunk}`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CompletionChunk {
+pub struct CompletionChunk<'a> {
     /// `cmpl-...`, the same in every chunk of one answer.
-    pub id: String,
+    pub id: &'a str,
     /// Always `text_completion`.
     pub object: &'static str,
     /// Unix seconds.
     pub created: u64,
-    pub model: String,
+    pub model: &'a str,
     pub system_fingerprint: &'static str,
     /// One choice's piece; empty in the last chunk with `usage`.
     pub choices: Vec<CompletionChunkChoice>,
