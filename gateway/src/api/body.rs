@@ -53,7 +53,7 @@ fn shape_error(path: String, inner: String) -> ApiError {
     if param.is_empty() {
         ApiError::bad_request(format!("Invalid request: {inner}."), None)
     } else {
-        ApiError::bad_request(format!("Invalid '{param}': {inner}."), Some(&param))
+        ApiError::field(&param, inner)
     }
 }
 

@@ -162,19 +162,15 @@ struct Parsed {
     page: Option<String>,
 }
 
-fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("Invalid '{field}': {why}."), Some(field))
-}
-
 fn parse_query(query: &str, allowed: &[&str]) -> Result<Parsed, ApiError> {
     let mut p = Parsed::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let key = key.strip_suffix("[]").unwrap_or(&key).to_owned();
         if !allowed.contains(&key.as_str()) {
-            return Err(invalid(&key, "unknown query parameter"));
+            return Err(ApiError::field(&key, "unknown query parameter"));
         }
         if value.len() > MAX_VALUE_LEN {
-            return Err(invalid(
+            return Err(ApiError::field(
                 &key,
                 format_args!("longer than {MAX_VALUE_LEN} characters"),
             ));
@@ -182,7 +178,7 @@ fn parse_query(query: &str, allowed: &[&str]) -> Result<Parsed, ApiError> {
         let value = value.into_owned();
         let number = |v: &str| {
             v.parse::<i64>()
-                .map_err(|_| invalid(&key, format_args!("'{v}' is not an integer")))
+                .map_err(|_| ApiError::field(&key, format_args!("'{v}' is not an integer")))
         };
         let list = match key.as_str() {
             "start_time" => {
@@ -209,14 +205,14 @@ fn parse_query(query: &str, allowed: &[&str]) -> Result<Parsed, ApiError> {
             "api_key_ids" => &mut p.api_key_ids,
             "models" => &mut p.models,
             "group_by" => &mut p.group_by,
-            _ => return Err(invalid(&key, "unknown query parameter")),
+            _ => return Err(ApiError::field(&key, "unknown query parameter")),
         };
         // `a,b` is accepted as well as repeated keys.
         for v in value.split(',').filter(|v| !v.is_empty()) {
             list.push(v.to_owned());
         }
         if list.len() > MAX_FILTER_VALUES {
-            return Err(invalid(
+            return Err(ApiError::field(
                 &key,
                 format_args!("at most {MAX_FILTER_VALUES} values"),
             ));
@@ -240,21 +236,21 @@ struct Window {
 fn window(p: &Parsed, widths: &[&str]) -> Result<Window, ApiError> {
     let start = p
         .start_time
-        .ok_or_else(|| invalid("start_time", "required (Unix seconds)"))?;
+        .ok_or_else(|| ApiError::field("start_time", "required (Unix seconds)"))?;
     if start < 0 {
-        return Err(invalid("start_time", "must not be negative"));
+        return Err(ApiError::field("start_time", "must not be negative"));
     }
     let start_ms = start.saturating_mul(1000).div_euclid(60_000) * 60_000;
     let end_ms = match p.end_time {
         Some(end) if end <= start => {
-            return Err(invalid("end_time", "must be after start_time"));
+            return Err(ApiError::field("end_time", "must be after start_time"));
         }
         Some(end) => end.saturating_mul(1000),
         None => now_ms(),
     };
     let width = p.bucket_width.as_deref().unwrap_or("1d");
     if !widths.contains(&width) {
-        return Err(invalid(
+        return Err(ApiError::field(
             "bucket_width",
             format_args!("'{width}' is not one of {}", widths.join(", ")),
         ));
@@ -267,7 +263,7 @@ fn window(p: &Parsed, widths: &[&str]) -> Result<Window, ApiError> {
     };
     let limit = p.limit.unwrap_or(default_limit);
     if !(1..=max_limit).contains(&limit) {
-        return Err(invalid(
+        return Err(ApiError::field(
             "limit",
             format_args!("must be between 1 and {max_limit}"),
         ));
@@ -281,7 +277,7 @@ fn window(p: &Parsed, widths: &[&str]) -> Result<Window, ApiError> {
             .strip_prefix("page_")
             .and_then(|n| n.parse::<i64>().ok())
             .filter(|b| (0..total).contains(b))
-            .ok_or_else(|| invalid("page", "not a page token of this query"))?,
+            .ok_or_else(|| ApiError::field("page", "not a page token of this query"))?,
     };
     let count = limit.min(total - first);
     Ok(Window {
@@ -309,7 +305,7 @@ fn project_filter(principal: &Principal, requested: Vec<String>) -> Option<Vec<S
 fn group_flags(group_by: &[String], allowed: &[&str]) -> Result<(bool, bool, bool), ApiError> {
     for g in group_by {
         if !allowed.contains(&g.as_str()) {
-            return Err(invalid(
+            return Err(ApiError::field(
                 "group_by",
                 format_args!("'{g}' is not one of {}", allowed.join(", ")),
             ));
