@@ -37,104 +37,63 @@ fn rand_vec(n: usize, seed: &mut u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// Random weights of the test model (a fixed seed), with the attention biases when `bias`.
+fn random_weights(bias: bool) -> HashMap<String, (Vec<f32>, Vec<usize>)> {
+    let hd = D.hidden / D.heads;
+    let mut seed = 42u64;
+    let mut weights = HashMap::new();
+    let mut add = |name: String, shape: Vec<usize>, scale: f32| {
+        let n = shape.iter().product();
+        weights.insert(name, (rand_vec(n, &mut seed, scale), shape));
+    };
+    add(
+        "model.embed_tokens.weight".into(),
+        vec![D.vocab, D.hidden],
+        1.0,
+    );
+    add("lm_head.weight".into(), vec![D.vocab, D.hidden], 0.2);
+    add("model.norm.weight".into(), vec![D.hidden], 1.0);
+    for l in 0..D.layers {
+        let mut layer = vec![
+            ("input_layernorm.weight", vec![D.hidden], 1.0),
+            ("post_attention_layernorm.weight", vec![D.hidden], 1.0),
+            ("self_attn.q_proj.weight", vec![D.heads * hd, D.hidden], 0.2),
+            (
+                "self_attn.k_proj.weight",
+                vec![D.kv_heads * hd, D.hidden],
+                0.2,
+            ),
+            (
+                "self_attn.v_proj.weight",
+                vec![D.kv_heads * hd, D.hidden],
+                0.2,
+            ),
+            ("self_attn.o_proj.weight", vec![D.hidden, D.heads * hd], 0.2),
+            ("mlp.gate_proj.weight", vec![D.ffn, D.hidden], 0.2),
+            ("mlp.up_proj.weight", vec![D.ffn, D.hidden], 0.2),
+            ("mlp.down_proj.weight", vec![D.hidden, D.ffn], 0.2),
+        ];
+        if bias {
+            layer.extend([
+                ("self_attn.q_proj.bias", vec![D.heads * hd], 0.5),
+                ("self_attn.k_proj.bias", vec![D.kv_heads * hd], 0.5),
+                ("self_attn.v_proj.bias", vec![D.kv_heads * hd], 0.5),
+            ]);
+        }
+        for (name, shape, scale) in layer {
+            add(format!("model.layers.{l}.{name}"), shape, scale);
+        }
+    }
+    weights
+}
+
 fn write_model(
     dir: &Path,
     model_type: &str,
     bias: bool,
     dtype: DType,
 ) -> HashMap<String, Vec<f32>> {
-    let hd = D.hidden / D.heads;
-    let mut seed = 42u64;
-    let mut weights: HashMap<String, (Vec<f32>, Vec<usize>)> = HashMap::new();
-    let mut add = |name: String, shape: Vec<usize>, scale: f32, seed: &mut u64| {
-        let n = shape.iter().product();
-        weights.insert(name, (rand_vec(n, seed, scale), shape));
-    };
-    add(
-        "model.embed_tokens.weight".into(),
-        vec![D.vocab, D.hidden],
-        1.0,
-        &mut seed,
-    );
-    add(
-        "lm_head.weight".into(),
-        vec![D.vocab, D.hidden],
-        0.2,
-        &mut seed,
-    );
-    add("model.norm.weight".into(), vec![D.hidden], 1.0, &mut seed);
-    for l in 0..D.layers {
-        let p = |n: &str| format!("model.layers.{l}.{n}");
-        add(p("input_layernorm.weight"), vec![D.hidden], 1.0, &mut seed);
-        add(
-            p("post_attention_layernorm.weight"),
-            vec![D.hidden],
-            1.0,
-            &mut seed,
-        );
-        add(
-            p("self_attn.q_proj.weight"),
-            vec![D.heads * hd, D.hidden],
-            0.2,
-            &mut seed,
-        );
-        add(
-            p("self_attn.k_proj.weight"),
-            vec![D.kv_heads * hd, D.hidden],
-            0.2,
-            &mut seed,
-        );
-        add(
-            p("self_attn.v_proj.weight"),
-            vec![D.kv_heads * hd, D.hidden],
-            0.2,
-            &mut seed,
-        );
-        add(
-            p("self_attn.o_proj.weight"),
-            vec![D.hidden, D.heads * hd],
-            0.2,
-            &mut seed,
-        );
-        add(
-            p("mlp.gate_proj.weight"),
-            vec![D.ffn, D.hidden],
-            0.2,
-            &mut seed,
-        );
-        add(
-            p("mlp.up_proj.weight"),
-            vec![D.ffn, D.hidden],
-            0.2,
-            &mut seed,
-        );
-        add(
-            p("mlp.down_proj.weight"),
-            vec![D.hidden, D.ffn],
-            0.2,
-            &mut seed,
-        );
-        if bias {
-            add(
-                p("self_attn.q_proj.bias"),
-                vec![D.heads * hd],
-                0.5,
-                &mut seed,
-            );
-            add(
-                p("self_attn.k_proj.bias"),
-                vec![D.kv_heads * hd],
-                0.5,
-                &mut seed,
-            );
-            add(
-                p("self_attn.v_proj.bias"),
-                vec![D.kv_heads * hd],
-                0.5,
-                &mut seed,
-            );
-        }
-    }
+    let weights = random_weights(bias);
     // Store in the requested dtype; the reference uses the same rounded values.
     let mut tensors = HashMap::new();
     let mut rounded = HashMap::new();

@@ -238,6 +238,40 @@ struct FileConfig {
     max_waiting_tokens_per_tenant: Option<usize>,
 }
 
+impl FileConfig {
+    fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })
+    }
+}
+
+/// The served models: `[[models]]`, or the one model of `model_path` (STARFIRE_MODEL_PATH, or
+/// the default model when neither is given); both at once is an error.
+fn models_of(
+    env: &impl Fn(&str) -> Option<String>,
+    file_model_path: Option<PathBuf>,
+    file_models: Vec<ModelEntry>,
+) -> Result<Vec<ModelEntry>, ConfigError> {
+    let model_path = env("STARFIRE_MODEL_PATH")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or(file_model_path);
+    match (file_models.is_empty(), model_path) {
+        (true, path) => Ok(vec![ModelEntry::from_model_path(path.as_deref())]),
+        (false, None) => Ok(file_models),
+        (false, Some(_)) => Err(ConfigError::Invalid {
+            name: "model_path".into(),
+            message: "give either model_path (STARFIRE_MODEL_PATH) or [[models]], not both".into(),
+        }),
+    }
+}
+
 impl Config {
     /// Loads from the process environment and the optional file, then makes sure a session
     /// secret exists (generating and persisting one under `home` on first start).
@@ -254,16 +288,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let file = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-                    path: path.to_owned(),
-                    message: e.message().to_owned(),
-                })?
-            }
+            Some(path) => FileConfig::read(path)?,
             None => FileConfig::default(),
         };
         let admission = admission_limits(&env, &file)?;
@@ -291,22 +316,7 @@ impl Config {
                 None => RedisFailure::Local,
             },
         };
-        let model_path = env("STARFIRE_MODEL_PATH")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .or(file.model_path);
-        let models = match (file.models.is_empty(), model_path) {
-            (true, path) => vec![ModelEntry::from_model_path(path.as_deref())],
-            (false, None) => file.models,
-            (false, Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    name: "model_path".into(),
-                    message: "give either model_path (STARFIRE_MODEL_PATH) or [[models]], \
-                              not both"
-                        .into(),
-                })
-            }
-        };
+        let models = models_of(&env, file.model_path, file.models)?;
         crate::registry::validate(&models)?;
         Ok(Config {
             metering,
@@ -314,6 +324,7 @@ impl Config {
             metrics_token: env("STARFIRE_METRICS_TOKEN")
                 .or(file.metrics_token)
                 .filter(|s| !s.is_empty()),
+
             listen: env("STARFIRE_LISTEN")
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".to_owned()),

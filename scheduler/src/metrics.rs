@@ -120,169 +120,159 @@ pub struct MetricsSnapshot {
 /// `model_name` (as vLLM does).
 pub fn render_prometheus(m: &MetricsSnapshot, model_name: &str) -> String {
     let mut out = String::new();
-    let model = escape(model_name);
-    let base = format!("model_name=\"{model}\"");
-    let s = &m.scheduler;
-    let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
-        header(out, name, help, "gauge");
+    let base = format!("model_name=\"{}\"", escape(model_name));
+    let (s, l) = (&m.scheduler, &m.engine_loop);
+    let gauges: [(&str, &str, f64); 3] = [
+        (
+            "num_requests_running",
+            "Requests with a sequence in the running batch.",
+            s.num_requests_running as f64,
+        ),
+        (
+            "num_requests_waiting",
+            "Requests waiting for admission.",
+            s.num_requests_waiting as f64,
+        ),
+        (
+            "kv_cache_usage_perc",
+            "Fraction of KV cache blocks in use (1 = full).",
+            s.kv_cache_usage_perc,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        header(&mut out, name, help, "gauge");
         let _ = writeln!(out, "starfire:{name}{{{base}}} {v}");
-    };
-    gauge(
-        &mut out,
-        "num_requests_running",
-        "Requests with a sequence in the running batch.",
-        s.num_requests_running as f64,
-    );
-    gauge(
-        &mut out,
-        "num_requests_waiting",
-        "Requests waiting for admission.",
-        s.num_requests_waiting as f64,
-    );
-    gauge(
-        &mut out,
-        "kv_cache_usage_perc",
-        "Fraction of KV cache blocks in use (1 = full).",
-        s.kv_cache_usage_perc,
-    );
-    let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-        header(out, &format!("{name}_total"), help, "counter");
+    }
+    let counters: [(&str, &str, u64); 7] = [
+        (
+            "prefix_cache_queries",
+            "Tokens looked up in the prefix cache.",
+            s.prefix_cache_queries,
+        ),
+        (
+            "prefix_cache_hits",
+            "Tokens found in the prefix cache.",
+            s.prefix_cache_hits,
+        ),
+        (
+            "num_preemptions",
+            "Sequences preempted (recomputed later).",
+            s.num_preemptions_total,
+        ),
+        (
+            "prompt_tokens",
+            "Prompt tokens computed.",
+            s.prompt_tokens_total,
+        ),
+        (
+            "generation_tokens",
+            "Tokens generated.",
+            s.generation_tokens_total,
+        ),
+        ("num_steps", "Engine steps run.", l.num_steps_total),
+        (
+            "num_step_errors",
+            "Engine steps that failed.",
+            l.num_step_errors_total,
+        ),
+    ];
+    for (name, help, v) in counters {
+        header(&mut out, &format!("{name}_total"), help, "counter");
         let _ = writeln!(out, "starfire:{name}_total{{{base}}} {v}");
-    };
-    counter(
-        &mut out,
-        "prefix_cache_queries",
-        "Tokens looked up in the prefix cache.",
-        s.prefix_cache_queries,
-    );
-    counter(
-        &mut out,
-        "prefix_cache_hits",
-        "Tokens found in the prefix cache.",
-        s.prefix_cache_hits,
-    );
-    counter(
-        &mut out,
-        "num_preemptions",
-        "Sequences preempted (recomputed later).",
-        s.num_preemptions_total,
-    );
-    counter(
-        &mut out,
-        "prompt_tokens",
-        "Prompt tokens computed.",
-        s.prompt_tokens_total,
-    );
-    counter(
-        &mut out,
-        "generation_tokens",
-        "Tokens generated.",
-        s.generation_tokens_total,
-    );
-    counter(
-        &mut out,
-        "num_steps",
-        "Engine steps run.",
-        m.engine_loop.num_steps_total,
-    );
-    counter(
-        &mut out,
-        "num_step_errors",
-        "Engine steps that failed.",
-        m.engine_loop.num_step_errors_total,
-    );
+    }
+    render_tenants(&mut out, &base, s);
+    render_outcomes(&mut out, &base, l);
+    out
+}
 
-    let per_tenant =
-        |out: &mut String, name: &str, help: &str, kind: &str, f: &dyn Fn(&TenantStats) -> f64| {
-            header(out, name, help, kind);
-            for (t, ts) in &s.tenants {
-                let _ = writeln!(
-                    out,
-                    "starfire:{name}{{{base},tenant=\"{}\"}} {}",
-                    escape(t),
-                    f(ts)
-                );
-            }
-        };
-    per_tenant(
-        &mut out,
-        "tenant_num_seqs_running",
-        "Running sequences per tenant.",
-        "gauge",
-        &|t| t.num_running_seqs as f64,
-    );
-    per_tenant(
-        &mut out,
-        "tenant_num_requests_waiting",
-        "Waiting requests per tenant.",
-        "gauge",
-        &|t| t.num_waiting_requests as f64,
-    );
-    per_tenant(
-        &mut out,
-        "tenant_prompt_tokens_total",
-        "Prompt tokens computed per tenant.",
-        "counter",
-        &|t| t.prompt_tokens_total as f64,
-    );
-    per_tenant(
-        &mut out,
-        "tenant_generation_tokens_total",
-        "Tokens generated per tenant.",
-        "counter",
-        &|t| t.generation_tokens_total as f64,
-    );
-    per_tenant(
-        &mut out,
-        "tenant_virtual_token_counter",
-        "Fairness counter (weighted service) per tenant.",
-        "gauge",
-        &|t| t.virtual_token_counter,
-    );
+/// The fairness view: one series per tenant with work in the scheduler.
+fn render_tenants(out: &mut String, base: &str, s: &SchedulerStats) {
+    type PerTenant = fn(&TenantStats) -> f64;
+    let per_tenant: [(&str, &str, &str, PerTenant); 5] = [
+        (
+            "tenant_num_seqs_running",
+            "Running sequences per tenant.",
+            "gauge",
+            |t| t.num_running_seqs as f64,
+        ),
+        (
+            "tenant_num_requests_waiting",
+            "Waiting requests per tenant.",
+            "gauge",
+            |t| t.num_waiting_requests as f64,
+        ),
+        (
+            "tenant_prompt_tokens_total",
+            "Prompt tokens computed per tenant.",
+            "counter",
+            |t| t.prompt_tokens_total as f64,
+        ),
+        (
+            "tenant_generation_tokens_total",
+            "Tokens generated per tenant.",
+            "counter",
+            |t| t.generation_tokens_total as f64,
+        ),
+        (
+            "tenant_virtual_token_counter",
+            "Fairness counter (weighted service) per tenant.",
+            "gauge",
+            |t| t.virtual_token_counter,
+        ),
+    ];
+    for (name, help, kind, value) in per_tenant {
+        header(out, name, help, kind);
+        for (t, ts) in &s.tenants {
+            let tenant = escape(t);
+            let _ = writeln!(
+                out,
+                "starfire:{name}{{{base},tenant=\"{tenant}\"}} {}",
+                value(ts)
+            );
+        }
+    }
+}
 
+/// How requests ended and how long their phases took.
+fn render_outcomes(out: &mut String, base: &str, l: &LoopMetrics) {
     header(
-        &mut out,
+        out,
         "request_success_total",
         "Finished requests by finish reason.",
         "counter",
     );
-    for (reason, n) in &m.engine_loop.request_success {
+    for (reason, n) in &l.request_success {
         let _ = writeln!(
             out,
             "starfire:request_success_total{{{base},finished_reason=\"{}\"}} {n}",
             escape(reason)
         );
     }
-    let l = &m.engine_loop;
-    histogram(
-        &mut out,
-        &base,
-        "time_to_first_token_seconds",
-        "Time to first token.",
-        &l.time_to_first_token_seconds,
-    );
-    histogram(
-        &mut out,
-        &base,
-        "inter_token_latency_seconds",
-        "Time between two output tokens.",
-        &l.inter_token_latency_seconds,
-    );
-    histogram(
-        &mut out,
-        &base,
-        "e2e_request_latency_seconds",
-        "Request latency, arrival to finish.",
-        &l.e2e_request_latency_seconds,
-    );
-    histogram(
-        &mut out,
-        &base,
-        "request_queue_time_seconds",
-        "Time from arrival to first scheduling.",
-        &l.request_queue_time_seconds,
-    );
-    out
+    let histograms: [(&str, &str, &Histogram); 4] = [
+        (
+            "time_to_first_token_seconds",
+            "Time to first token.",
+            &l.time_to_first_token_seconds,
+        ),
+        (
+            "inter_token_latency_seconds",
+            "Time between two output tokens.",
+            &l.inter_token_latency_seconds,
+        ),
+        (
+            "e2e_request_latency_seconds",
+            "Request latency, arrival to finish.",
+            &l.e2e_request_latency_seconds,
+        ),
+        (
+            "request_queue_time_seconds",
+            "Time from arrival to first scheduling.",
+            &l.request_queue_time_seconds,
+        ),
+    ];
+    for (name, help, h) in histograms {
+        histogram(out, base, name, help, h);
+    }
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {

@@ -319,78 +319,30 @@ impl Store {
             f.finished_ms,
         )
         .await?;
-        // Only a prepaid reservation is settled against the account; a postpaid request
-        // (nothing reserved) is billed from the events by invoices.
-        let settled = reserved > 0
-            && sqlx::query(
-                "UPDATE credit_accounts SET balance_micros = balance_micros - $1, \
-                 reserved_micros = reserved_micros - $2, updated_ms = $3 WHERE tenant_id = $4",
-            )
-            .bind(cost)
-            .bind(reserved)
-            .bind(f.finished_ms)
-            .bind(&tenant_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-        if settled && cost > 0 {
-            sqlx::query(
-                "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, note, \
-                 created_ms) VALUES ($1, $2, 'usage', $3, $4, NULL, $5)",
-            )
-            .bind(new_id("cred"))
-            .bind(&tenant_id)
-            .bind(-cost)
-            .bind(request_id)
-            .bind(f.finished_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if reserved == 0 && cost > 0 {
-            // A postpaid request of an organization billed through Stripe owes one meter event
-            // (the outbox `billing::stripe`'s reporter sends), written with the usage itself.
-            sqlx::query(
-                "INSERT INTO stripe_meter_outbox (request_id, tenant_id, customer_id, value, \
-                 event_ms) SELECT $1, id, stripe_customer_id, $2, $3 FROM tenants \
-                 WHERE id = $4 AND plan = 'enterprise' AND stripe_customer_id IS NOT NULL \
-                 ON CONFLICT (request_id) DO NOTHING",
-            )
-            .bind(request_id)
-            .bind(cost)
-            .bind(f.finished_ms)
-            .bind(&tenant_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        settle_credits(
+            &mut tx,
+            request_id,
+            &tenant_id,
+            reserved,
+            cost,
+            f.finished_ms,
+        )
+        .await?;
         if f.status == UsageStatus::Rejected {
             // Nothing ran: the reservation is released, nothing is counted.
             tx.commit().await?;
             return Ok(true);
         }
-        sqlx::query(
-            "INSERT INTO usage_minutes (tenant_id, endpoint, minute_ms, project_id, api_key_id, \
-             model, requests, input_tokens, cached_tokens, output_tokens, cost_micros) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10) \
-             ON CONFLICT (tenant_id, endpoint, minute_ms, project_id, api_key_id, model) \
-             DO UPDATE SET requests = usage_minutes.requests + 1, \
-                 input_tokens = usage_minutes.input_tokens + excluded.input_tokens, \
-                 cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens, \
-                 output_tokens = usage_minutes.output_tokens + excluded.output_tokens, \
-                 cost_micros = usage_minutes.cost_micros + excluded.cost_micros",
-        )
-        .bind(&tenant_id)
-        .bind(&endpoint)
-        .bind(minute_of(started_ms))
-        .bind(project_id.unwrap_or_default())
-        .bind(api_key_id.unwrap_or_default())
-        .bind(&model)
-        .bind(f.prompt_tokens as i64)
-        .bind(f.cached_tokens.min(f.prompt_tokens) as i64)
-        .bind(f.completion_tokens as i64)
-        .bind(cost)
-        .execute(&mut *tx)
-        .await?;
+        let row = Rollup {
+            tenant_id: &tenant_id,
+            endpoint: &endpoint,
+            project_id: project_id.unwrap_or_default(),
+            api_key_id: api_key_id.unwrap_or_default(),
+            model: &model,
+            started_ms,
+            cost,
+        };
+        add_to_rollup(&mut tx, &row, f).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -486,6 +438,107 @@ impl Store {
         .await?;
         rows.iter().map(from_row).collect()
     }
+}
+
+/// Settles a finished request's credits: a prepaid reservation becomes a debit of `cost` (and
+/// a ledger entry), the rest is released; a postpaid request of an organization billed through
+/// Stripe owes a meter event instead.
+async fn settle_credits(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    request_id: &str,
+    tenant_id: &TenantId,
+    reserved: i64,
+    cost: i64,
+    finished_ms: i64,
+) -> StoreResult<()> {
+    // Only a prepaid reservation is settled against the account; a postpaid request
+    // (nothing reserved) is billed from the events by invoices.
+    let settled = reserved > 0
+        && sqlx::query(
+            "UPDATE credit_accounts SET balance_micros = balance_micros - $1, \
+             reserved_micros = reserved_micros - $2, updated_ms = $3 WHERE tenant_id = $4",
+        )
+        .bind(cost)
+        .bind(reserved)
+        .bind(finished_ms)
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1;
+    if settled && cost > 0 {
+        sqlx::query(
+            "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, note, \
+             created_ms) VALUES ($1, $2, 'usage', $3, $4, NULL, $5)",
+        )
+        .bind(new_id("cred"))
+        .bind(tenant_id)
+        .bind(-cost)
+        .bind(request_id)
+        .bind(finished_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if reserved == 0 && cost > 0 {
+        // A postpaid request of an organization billed through Stripe owes one meter event
+        // (the outbox `billing::stripe`'s reporter sends), written with the usage itself.
+        sqlx::query(
+            "INSERT INTO stripe_meter_outbox (request_id, tenant_id, customer_id, value, \
+             event_ms) SELECT $1, id, stripe_customer_id, $2, $3 FROM tenants \
+             WHERE id = $4 AND plan = 'enterprise' AND stripe_customer_id IS NOT NULL \
+             ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(request_id)
+        .bind(cost)
+        .bind(finished_ms)
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// What a finished request adds to its minute of the usage rollup.
+struct Rollup<'a> {
+    tenant_id: &'a TenantId,
+    endpoint: &'a str,
+    project_id: ProjectId,
+    api_key_id: KeyId,
+    model: &'a str,
+    started_ms: i64,
+    cost: i64,
+}
+
+/// Adds a finished request to the per-minute rollup the usage API reads.
+async fn add_to_rollup(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    r: &Rollup<'_>,
+    f: &FinalUsage,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO usage_minutes (tenant_id, endpoint, minute_ms, project_id, api_key_id, \
+         model, requests, input_tokens, cached_tokens, output_tokens, cost_micros) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10) \
+         ON CONFLICT (tenant_id, endpoint, minute_ms, project_id, api_key_id, model) \
+         DO UPDATE SET requests = usage_minutes.requests + 1, \
+             input_tokens = usage_minutes.input_tokens + excluded.input_tokens, \
+             cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens, \
+             output_tokens = usage_minutes.output_tokens + excluded.output_tokens, \
+             cost_micros = usage_minutes.cost_micros + excluded.cost_micros",
+    )
+    .bind(r.tenant_id)
+    .bind(r.endpoint)
+    .bind(minute_of(r.started_ms))
+    .bind(&r.project_id)
+    .bind(&r.api_key_id)
+    .bind(r.model)
+    .bind(f.prompt_tokens as i64)
+    .bind(f.cached_tokens.min(f.prompt_tokens) as i64)
+    .bind(f.completion_tokens as i64)
+    .bind(r.cost)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn charged(u: &NewUsage) -> Charged<'_> {

@@ -1,10 +1,9 @@
 //! The client against a live `starfire serve` (the binary in STARFIRE_BIN, started here on a
-//! loopback port with a temporary SQLite database), and its retries against a scripted server.
+//! loopback port with a temporary SQLite database). `scripted.rs` has the tests that need
+//! answers no real server gives on demand (retries, pagination).
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -186,7 +185,12 @@ async fn chat_keys_and_errors_against_a_live_server() {
         .iter()
         .any(|p| p.id == project.id));
 
-    // A project is renamed with limits, read back, and archived: its keys stop working.
+    rename_and_archive(&admin, &server, &project.id).await;
+}
+
+/// A project is renamed with limits, read back, and archived: its keys stop working, and a
+/// second update of the archived project is a conflict.
+async fn rename_and_archive(admin: &Client, server: &Server, project_id: &str) {
     let update = ProjectUpdate {
         name: Some("rust sdk renamed".into()),
         limits: Some(KeyLimits {
@@ -194,10 +198,10 @@ async fn chat_keys_and_errors_against_a_live_server() {
             ..Default::default()
         }),
     };
-    let renamed = admin.update_project(&project.id, &update).await.unwrap();
+    let renamed = admin.update_project(project_id, &update).await.unwrap();
     assert_eq!(renamed.name, "rust sdk renamed");
     assert_eq!(renamed.limits.rpm, Some(7));
-    let got = admin.get_project(&project.id).await.unwrap();
+    let got = admin.get_project(project_id).await.unwrap();
     assert_eq!(
         (got.name.as_str(), got.status.as_str()),
         ("rust sdk renamed", "active")
@@ -205,7 +209,7 @@ async fn chat_keys_and_errors_against_a_live_server() {
     assert_eq!(got.limits, renamed.limits);
     let second = admin
         .create_api_key(
-            &project.id,
+            project_id,
             &ApiKeyCreate {
                 name: "second".into(),
                 ..Default::default()
@@ -213,11 +217,11 @@ async fn chat_keys_and_errors_against_a_live_server() {
         )
         .await
         .unwrap();
-    let archived = admin.archive_project(&project.id).await.unwrap();
+    let archived = admin.archive_project(project_id).await.unwrap();
     assert_eq!(archived.status, "archived");
     assert!(archived.archived_at.is_some());
     assert_eq!(
-        admin.get_project(&project.id).await.unwrap().archived_at,
+        admin.get_project(project_id).await.unwrap().archived_at,
         archived.archived_at
     );
     let err = Client::new(&second.value, &server.base_url)
@@ -230,12 +234,12 @@ async fn chat_keys_and_errors_against_a_live_server() {
         .await
         .unwrap()
         .iter()
-        .any(|p| p.id == project.id));
+        .any(|p| p.id == project_id));
     // 409 is retried by default; once is enough here.
     let err = admin
         .clone()
         .with_max_retries(0)
-        .update_project(&project.id, &update)
+        .update_project(project_id, &update)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), Some(ErrorKind::Conflict));
@@ -383,7 +387,72 @@ async fn billing_and_budgets_of_a_fresh_organization() {
     let server = start();
     let owner = sign_up(&server, "billing@example.com").await;
 
-    // A new organization is on the free plan, prepaid from its grant, and owes nothing yet.
+    a_new_organization_owes_nothing(&owner).await;
+
+    // A chat through one of its keys is debited from the balance at the catalog price.
+    let project = owner.create_project("billed").await.unwrap();
+    let key = owner
+        .create_api_key(
+            &project.id,
+            &ApiKeyCreate {
+                name: "billed".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let member = Client::new(&key.value, &server.base_url);
+    let chat = member.chat_completion(hello(3)).await.unwrap();
+    let ledger = ledger_of(&owner, 2).await;
+    let debit = &ledger[0];
+    assert_eq!(debit.kind, "usage", "newest first: {ledger:?}");
+    assert!(debit.amount_micros < 0 && debit.request_id.is_some());
+    assert_eq!(ledger[1].kind, "grant");
+    let after = owner.get_balance().await.unwrap();
+    assert_eq!(
+        after.balance_micros,
+        ledger.iter().map(|e| e.amount_micros).sum::<i64>()
+    );
+    the_chat_is_on_the_statement(&owner, &chat, debit).await;
+
+    a_project_budget(&owner, &project.id, -debit.amount_micros).await;
+
+    // A key's budget below what it already spent refuses its next request until deleted.
+    let capped = owner.set_key_budget(&project.id, &key.id, 1).await.unwrap();
+    assert_eq!(
+        (
+            capped.scope.as_str(),
+            capped.period.as_str(),
+            capped.limit_micros
+        ),
+        ("api_key", "lifetime", Some(1))
+    );
+    assert_eq!(
+        owner
+            .get_key_budget(&project.id, &key.id)
+            .await
+            .unwrap()
+            .spent_micros,
+        -debit.amount_micros
+    );
+    let err = member.chat_completion(hello(1)).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InsufficientQuota), "{err}");
+    let uncapped = owner.delete_key_budget(&project.id, &key.id).await.unwrap();
+    assert_eq!(uncapped.limit_micros, None);
+    member.chat_completion(hello(1)).await.unwrap();
+
+    the_organization_budget(&owner).await;
+
+    // Another organization sees none of it.
+    let other = sign_up(&server, "other@example.com").await;
+    assert_eq!(other.list_ledger().await.unwrap().len(), 1);
+    let err = other.get_project_budget(&project.id).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound));
+}
+
+/// A new organization is on the free plan, prepaid from its grant, and owes nothing yet; this
+/// server has no payment provider, so a top-up is a typed conflict.
+async fn a_new_organization_owes_nothing(owner: &Client) {
     let balance = owner.get_balance().await.unwrap();
     assert_eq!(balance.object, "billing.balance");
     assert_eq!(
@@ -424,31 +493,11 @@ async fn billing_and_budgets_of_a_fresh_organization() {
         ("draft", None)
     );
     assert!(draft.lines.is_empty() && draft.subtotal_micros == 0);
+}
 
-    // A chat through one of its keys is debited from the balance at the catalog price.
-    let project = owner.create_project("billed").await.unwrap();
-    let key = owner
-        .create_api_key(
-            &project.id,
-            &ApiKeyCreate {
-                name: "billed".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let member = Client::new(&key.value, &server.base_url);
-    let chat = member.chat_completion(hello(3)).await.unwrap();
-    let ledger = ledger_of(&owner, 2).await;
-    let debit = &ledger[0];
-    assert_eq!(debit.kind, "usage", "newest first: {ledger:?}");
-    assert!(debit.amount_micros < 0 && debit.request_id.is_some());
-    assert_eq!(ledger[1].kind, "grant");
-    let after = owner.get_balance().await.unwrap();
-    assert_eq!(
-        after.balance_micros,
-        ledger.iter().map(|e| e.amount_micros).sum::<i64>()
-    );
+/// The month's statement has the chat as one line at its catalog price, equal to its debit;
+/// bad periods and unknown invoices are typed errors.
+async fn the_chat_is_on_the_statement(owner: &Client, chat: &ChatCompletion, debit: &LedgerEntry) {
     let prices = owner.list_prices(None).await.unwrap();
     assert!(prices.iter().any(|p| p.model == MODEL), "{prices:?}");
     let price = owner.list_prices(Some(MODEL)).await.unwrap();
@@ -489,18 +538,20 @@ async fn billing_and_budgets_of_a_fresh_organization() {
     assert_eq!(err.kind(), Some(ErrorKind::UnprocessableEntity));
     let err = owner.get_invoice("inv_doesnotexist").await.unwrap_err();
     assert_eq!(err.kind(), Some(ErrorKind::NotFound));
+}
 
-    // A project budget is set, counts the project's spend this month, and is deleted.
+/// A project budget is set, counts the project's spend this month, and is deleted.
+async fn a_project_budget(owner: &Client, project_id: &str, spent_micros: i64) {
     assert_eq!(
         owner
-            .get_project_budget(&project.id)
+            .get_project_budget(project_id)
             .await
             .unwrap()
             .limit_micros,
         None
     );
     let set = owner
-        .set_project_budget(&project.id, 5_000_000)
+        .set_project_budget(project_id, 5_000_000)
         .await
         .unwrap();
     assert_eq!(
@@ -509,63 +560,41 @@ async fn billing_and_budgets_of_a_fresh_organization() {
             set.scope_id.as_str(),
             set.period.as_str()
         ),
-        ("project", project.id.as_str(), "monthly")
+        ("project", project_id, "monthly")
     );
     assert_eq!(set.limit_micros, Some(5_000_000));
-    let read = owner.get_project_budget(&project.id).await.unwrap();
+    let read = owner.get_project_budget(project_id).await.unwrap();
     assert_eq!(read.limit_micros, Some(5_000_000));
-    assert_eq!(read.spent_micros, -debit.amount_micros);
+    assert_eq!(read.spent_micros, spent_micros);
     assert_eq!(
         read.available_micros,
         Some(5_000_000 - read.spent_micros - read.reserved_micros)
     );
     assert!(matches!((read.period_start, read.resets_at), (Some(s), Some(e)) if e > s));
-    let deleted = owner.delete_project_budget(&project.id).await.unwrap();
+    let deleted = owner.delete_project_budget(project_id).await.unwrap();
     assert_eq!(
         (deleted.limit_micros, deleted.available_micros),
         (None, None)
     );
     assert_eq!(
         owner
-            .get_project_budget(&project.id)
+            .get_project_budget(project_id)
             .await
             .unwrap()
             .limit_micros,
         None
     );
-    let err = owner.set_project_budget(&project.id, 0).await.unwrap_err();
+    let err = owner.set_project_budget(project_id, 0).await.unwrap_err();
     assert_eq!(err.kind(), Some(ErrorKind::UnprocessableEntity));
     let err = owner
         .get_project_budget("proj_doesnotexist")
         .await
         .unwrap_err();
     assert_eq!(err.kind(), Some(ErrorKind::NotFound));
+}
 
-    // A key's budget below what it already spent refuses its next request until deleted.
-    let capped = owner.set_key_budget(&project.id, &key.id, 1).await.unwrap();
-    assert_eq!(
-        (
-            capped.scope.as_str(),
-            capped.period.as_str(),
-            capped.limit_micros
-        ),
-        ("api_key", "lifetime", Some(1))
-    );
-    assert_eq!(
-        owner
-            .get_key_budget(&project.id, &key.id)
-            .await
-            .unwrap()
-            .spent_micros,
-        -debit.amount_micros
-    );
-    let err = member.chat_completion(hello(1)).await.unwrap_err();
-    assert_eq!(err.kind(), Some(ErrorKind::InsufficientQuota), "{err}");
-    let uncapped = owner.delete_key_budget(&project.id, &key.id).await.unwrap();
-    assert_eq!(uncapped.limit_micros, None);
-    member.chat_completion(hello(1)).await.unwrap();
-
-    // The organization's budget.
+/// The organization's budget: none, set, read back, deleted.
+async fn the_organization_budget(owner: &Client) {
     let org = owner.get_organization_budget().await.unwrap();
     assert_eq!(
         (org.scope.as_str(), org.limit_micros),
@@ -588,163 +617,6 @@ async fn billing_and_budgets_of_a_fresh_organization() {
             .limit_micros,
         None
     );
-
-    // Another organization sees none of it.
-    let other = sign_up(&server, "other@example.com").await;
-    assert_eq!(other.list_ledger().await.unwrap().len(), 1);
-    let err = other.get_project_budget(&project.id).await.unwrap_err();
-    assert_eq!(err.kind(), Some(ErrorKind::NotFound));
-}
-
-#[tokio::test]
-async fn the_ledger_follows_its_cursor_to_the_last_page() {
-    let entry = |id: &str| {
-        format!(
-            r#"{{"id":"{id}","object":"billing.ledger_entry","kind":"usage","amount_micros":-1,"currency":"usd","created_at":1,"request_id":"r","payment_id":null,"actor":"system","reason":null,"refund_of":null}}"#
-        )
-    };
-    let page = |ids: &[&str], has_more: bool| {
-        let data: Vec<String> = ids.iter().map(|id| entry(id)).collect();
-        format!(
-            r#"{{"object":"list","data":[{}],"first_id":"{}","last_id":"{}","has_more":{has_more}}}"#,
-            data.join(","),
-            ids[0],
-            ids[ids.len() - 1]
-        )
-    };
-    let (url, seen) = scripted(vec![
-        response("200 OK", "", &page(&["led_3", "led_2"], true)),
-        response("200 OK", "", &page(&["led_1"], false)),
-    ]);
-    let ledger = Client::new("sf-x", url).list_ledger().await.unwrap();
-    let ids: Vec<&str> = ledger.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["led_3", "led_2", "led_1"]);
-    let targets: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.target.clone())
-        .collect();
-    assert_eq!(
-        targets,
-        [
-            "/v1/billing/ledger?limit=100",
-            "/v1/billing/ledger?limit=100&after=led_2"
-        ]
-    );
-}
-
-/// What the scripted server saw of one request.
-#[derive(Debug, Clone)]
-struct Seen {
-    /// The request line's target, e.g. `/v1/billing/ledger?limit=100`.
-    target: String,
-    idempotency_key: String,
-}
-
-/// A server that answers each connection with the next scripted response and records the
-/// requests' targets and `Idempotency-Key`.
-fn scripted(answers: Vec<String>) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    std::thread::spawn(move || {
-        for (stream, answer) in listener.incoming().zip(answers) {
-            let mut stream = stream.unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            let mut key = String::new();
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let target = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                if lower.starts_with("idempotency-key:") {
-                    key = line["idempotency-key:".len()..].trim().to_owned();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            record.lock().unwrap().push(Seen {
-                target,
-                idempotency_key: key,
-            });
-            stream.write_all(answer.as_bytes()).unwrap();
-        }
-    });
-    (url, seen)
-}
-
-fn response(status: &str, extra: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nx-request-id: req_fake\r\n\
-         connection: close\r\n{extra}content-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-#[tokio::test]
-async fn a_retry_after_429_succeeds_with_the_same_idempotency_key() {
-    let limited = r#"{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#;
-    let ok = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
-    let (url, seen) = scripted(vec![
-        response("429 Too Many Requests", "retry-after: 0\r\n", limited),
-        response("200 OK", "", ok),
-    ]);
-    let completion = Client::new("sf-x", url)
-        .chat_completion(hello(1))
-        .await
-        .unwrap();
-    assert_eq!(completion.choices[0].message.content.as_deref(), Some("hi"));
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 2);
-    assert!(!seen[0].idempotency_key.is_empty());
-    assert_eq!(seen[0].idempotency_key, seen[1].idempotency_key);
-}
-
-#[tokio::test]
-async fn rate_limits_and_quota_raise_their_kinds() {
-    let limited = r#"{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#;
-    let quota = r#"{"error":{"message":"no credit","type":"rate_limit_error","param":null,"code":"insufficient_quota"}}"#;
-    let (url, seen) = scripted(vec![
-        response(
-            "429 Too Many Requests",
-            "retry-after: 0\r\n",
-            limited
-        );
-        2
-    ]);
-    let err = Client::new("sf-x", url)
-        .with_max_retries(1)
-        .chat_completion(hello(1))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), Some(ErrorKind::RateLimit));
-    assert_eq!(err.request_id(), Some("req_fake"));
-    assert_eq!(seen.lock().unwrap().len(), 2);
-
-    let (url, seen) = scripted(vec![response("429 Too Many Requests", "", quota); 3]);
-    let err = Client::new("sf-x", url)
-        .chat_completion(hello(1))
-        .await
-        .unwrap_err();
-    // A spent quota is not retried.
-    assert_eq!(err.kind(), Some(ErrorKind::InsufficientQuota));
-    assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 /// An example's binary, which `cargo test` builds beside the test binaries.
