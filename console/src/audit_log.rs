@@ -7,11 +7,11 @@ use maud::{html, Markup};
 
 use super::layout::{query_param, time, Ctx, PageResult, Section};
 use super::{html as page, see_other, PageError};
-use crate::api::list::ListQuery;
-use crate::auth::Permission;
-use crate::error::ApiError;
-use crate::server::AppState;
-use crate::store::ms_to_secs;
+use gateway::api::list::ListQuery;
+use gateway::auth::Permission;
+use gateway::error::ApiError;
+use gateway::server::AppState;
+use store::ms_to_secs;
 
 const PAGE_SIZE: i64 = 50;
 

@@ -4,22 +4,22 @@
 //! time (`store::credits`, the ledger that is the source of truth), and the payments part
 //! (`payments`: Stripe Checkout top-ups, a postpaid organization's standing).
 
-use crate::store::TenantId;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
+use store::TenantId;
 
 use super::layout::{query_param, time, Ctx, PageResult, Section};
 use super::{html as page, see_other, PageError};
-use crate::api::billing::{invoice_of, invoice_page, statement};
-use crate::auth::Permission;
-use crate::billing::period::Period;
-use crate::error::ApiError;
-use crate::server::AppState;
-use crate::store::credits::LedgerEntry;
-use crate::store::invoices::Invoice;
-use crate::store::{ms_to_secs, now_ms, Page, PageRequest};
+use gateway::api::billing::{invoice_of, invoice_page, statement};
+use gateway::auth::Permission;
+use gateway::billing::period::Period;
+use gateway::error::ApiError;
+use gateway::server::AppState;
+use store::credits::LedgerEntry;
+use store::invoices::Invoice;
+use store::{ms_to_secs, now_ms, Page, PageRequest};
 
 /// Ledger entries per page.
 const LEDGER_ROWS: u32 = 50;

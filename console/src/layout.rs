@@ -7,11 +7,11 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::session::{self};
 use super::PageError;
-use crate::auth::{Permission, Principal};
-use crate::error::ApiError;
-use crate::server::AppState;
-use crate::store::tenants::Tenant;
-use crate::store::users::Role;
+use gateway::auth::{Permission, Principal};
+use gateway::error::ApiError;
+use gateway::server::AppState;
+use store::tenants::Tenant;
+use store::users::Role;
 
 pub(super) type PageResult = Result<HttpResponse, PageError>;
 

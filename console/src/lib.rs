@@ -28,10 +28,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
 use maud::Markup;
 
-use crate::error::ApiError;
+use gateway::error::ApiError;
 
-const CSS: &str = include_str!("../../../console/static/console.css");
-const JS: &str = include_str!("../../../console/static/console.js");
+const CSS: &str = include_str!("../static/console.css");
+const JS: &str = include_str!("../static/console.js");
 
 /// No inline script or style, nothing from other origins, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -176,8 +176,8 @@ impl From<ApiError> for PageError {
     }
 }
 
-impl From<crate::store::StoreError> for PageError {
-    fn from(err: crate::store::StoreError) -> Self {
+impl From<store::StoreError> for PageError {
+    fn from(err: store::StoreError) -> Self {
         PageError(err.into())
     }
 }

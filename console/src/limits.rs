@@ -1,21 +1,21 @@
 //! Rate limits of a project and of each of its keys: requests and tokens per minute and
 //! requests at once. The rate limiter applies the tightest of key, project and plan.
 
-use crate::store::ProjectId;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
+use store::ProjectId;
 
 use super::layout::{csrf_field, not_allowed, Ctx, Form, PageResult, Section};
 use super::pages::describe_limits;
 use super::pages::limit_inputs;
 use super::pages::limits_of;
 use super::{html as page, see_other, PageError};
-use crate::api::api_keys::{self, ApiKeyUpdate};
-use crate::api::list::ListQuery;
-use crate::api::projects::{self, ProjectUpdate};
-use crate::auth::Permission;
-use crate::server::AppState;
+use gateway::api::api_keys::{self, ApiKeyUpdate};
+use gateway::api::list::ListQuery;
+use gateway::api::projects::{self, ProjectUpdate};
+use gateway::auth::Permission;
+use gateway::server::AppState;
 
 async fn limits_page(state: &AppState, ctx: &Ctx, project_id: &str) -> Result<Markup, PageError> {
     ctx.principal

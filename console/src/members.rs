@@ -9,14 +9,15 @@ use maud::{html, Markup};
 
 use super::layout::{csrf_field, layout, not_allowed, time, Ctx, Form, PageResult, Section};
 use super::{html as page, see_other, PageError};
-use crate::api::invites::{CreatedInvite, InviteCreate};
-use crate::api::list::ListQuery;
-use crate::api::users::UserObject;
-use crate::api::{invites, users};
-use crate::auth::Permission;
-use crate::error::ApiError;
-use crate::server::AppState;
-use crate::store::users::Role;
+use gateway::api::invites::{CreatedInvite, InviteCreate, InviteList};
+use gateway::api::list::ListQuery;
+use gateway::api::users::UserObject;
+use gateway::api::{invites, users};
+use gateway::auth::Permission;
+use gateway::error::ApiError;
+use gateway::server::AppState;
+use store::users::Role;
+use store::UserId;
 
 const ROLES: [Role; 5] = [
     Role::Owner,
@@ -118,25 +119,34 @@ async fn members_page(
                 }
             }
             @if let Some(invites) = &invites {
-                h2 { "Invites" }
-                @if invites.data.is_empty() { p.muted { "No invites yet." } } @else {
-                    div.table-wrap {
-                        table #invites {
-                            thead { tr {
-                                th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Status" } th scope="col" { "Expires" }
-                                th scope="col" { "Actions" }
-                            } }
-                            tbody {
-                                @for i in &invites.data {
-                                    tr {
-                                        td { (i.email) } td { (i.role.as_str()) } td { (i.status) } td { (time(i.expires_at)) }
-                                        td {
-                                            @if i.accepted_at.is_none() {
-                                                form.inline method="post" action=(format!("/members/invites/{}/withdraw", i.id)) {
-                                                    (csrf_field(&ctx.csrf))
-                                                    button.secondary type="submit" { "Withdraw" span.skip { " the invite for " (i.email) } }
-                                                }
-                                            }
+                (invites_section(ctx, invites))
+            } @else if let Some(note) = not_allowed(ctx, Permission::ManageMembers) {
+                (note)
+            }
+        },
+    ))
+}
+
+/// The invites table (withdraw what is not yet accepted) and the form for a new one.
+fn invites_section(ctx: &Ctx, invites: &InviteList) -> Markup {
+    html! {
+        h2 { "Invites" }
+        @if invites.data.is_empty() { p.muted { "No invites yet." } } @else {
+            div.table-wrap {
+                table #invites {
+                    thead { tr {
+                        th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Status" } th scope="col" { "Expires" }
+                        th scope="col" { "Actions" }
+                    } }
+                    tbody {
+                        @for i in &invites.data {
+                            tr {
+                                td { (i.email) } td { (i.role.as_str()) } td { (i.status) } td { (time(i.expires_at)) }
+                                td {
+                                    @if i.accepted_at.is_none() {
+                                        form.inline method="post" action=(format!("/members/invites/{}/withdraw", i.id)) {
+                                            (csrf_field(&ctx.csrf))
+                                            button.secondary type="submit" { "Withdraw" span.skip { " the invite for " (i.email) } }
                                         }
                                     }
                                 }
@@ -144,25 +154,23 @@ async fn members_page(
                         }
                     }
                 }
-                h2 { "Invite a member" }
-                form.stack method="post" action="/members/invites" {
-                    (csrf_field(&ctx.csrf))
-                    div { label for="invite-email" { "Email" } input #invite-email type="email" name="email" required maxlength="254"; }
-                    div {
-                        label for="invite-role" { "Role" }
-                        select #invite-role name="role" {
-                            @for role in ROLES {
-                                option value=(role.as_str()) selected[role == Role::Developer] { (role.as_str()) }
-                            }
-                        }
-                    }
-                    div { button type="submit" { "Create invite" } }
-                }
-            } @else if let Some(note) = not_allowed(ctx, Permission::ManageMembers) {
-                (note)
             }
-        },
-    ))
+        }
+        h2 { "Invite a member" }
+        form.stack method="post" action="/members/invites" {
+            (csrf_field(&ctx.csrf))
+            div { label for="invite-email" { "Email" } input #invite-email type="email" name="email" required maxlength="254"; }
+            div {
+                label for="invite-role" { "Role" }
+                select #invite-role name="role" {
+                    @for role in ROLES {
+                        option value=(role.as_str()) selected[role == Role::Developer] { (role.as_str()) }
+                    }
+                }
+            }
+            div { button type="submit" { "Create invite" } }
+        }
+    }
 }
 
 pub async fn members(state: web::Data<AppState>, req: HttpRequest) -> PageResult {
@@ -178,7 +186,7 @@ pub async fn members(state: web::Data<AppState>, req: HttpRequest) -> PageResult
 pub async fn change_role(
     state: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<UserId>,
     body: web::Bytes,
 ) -> PageResult {
     let form = Form::parse(&body)?;
@@ -222,7 +230,7 @@ pub async fn invite(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
 pub async fn confirm_remove(
     state: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<UserId>,
 ) -> PageResult {
     let Some(ctx) = Ctx::load(&state, &req).await? else {
         return Ok(see_other("/signin"));
@@ -262,7 +270,7 @@ pub async fn confirm_remove(
 pub async fn remove_member(
     state: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<UserId>,
     body: web::Bytes,
 ) -> PageResult {
     let form = Form::parse(&body)?;

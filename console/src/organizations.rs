@@ -7,9 +7,9 @@ use actix_web::{web, HttpRequest};
 use super::layout::{Ctx, Form, PageResult};
 use super::session;
 use super::signin::signed_in_response;
-use crate::error::ApiError;
-use crate::server::AppState;
-use crate::store::audit::AuditEvent;
+use gateway::error::ApiError;
+use gateway::server::AppState;
+use store::audit::AuditEvent;
 
 pub async fn switch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> PageResult {
     let form = Form::parse(&body)?;

@@ -1,20 +1,20 @@
 //! The console's project pages: projects, API keys (create, list, revoke) and the playground.
 
-use crate::store::{KeyId, ProjectId};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
+use store::{KeyId, ProjectId};
 
 use super::session::{self};
 use super::{html as page, see_other, PageError};
-use crate::api::api_keys::{ApiKeyCreate, CreatedApiKey};
-use crate::api::list::ListQuery;
-use crate::api::projects::{ProjectCreate, ProjectListQuery};
-use crate::api::{api_keys, projects};
-use crate::auth::Permission;
-use crate::error::ApiError;
-use crate::server::AppState;
-use crate::store::api_keys::{KeyLimits, KeyOwner, Scope};
+use gateway::api::api_keys::{ApiKeyCreate, CreatedApiKey};
+use gateway::api::list::ListQuery;
+use gateway::api::projects::{ProjectCreate, ProjectListQuery};
+use gateway::api::{api_keys, projects};
+use gateway::auth::Permission;
+use gateway::error::ApiError;
+use gateway::server::AppState;
+use store::api_keys::{KeyLimits, KeyOwner, Scope};
 
 use super::layout::*;
 
@@ -335,7 +335,7 @@ pub async fn confirm_revoke(
             Section::Projects,
             "Revoke key",
             html! {
-                p { "Revoke " strong { (key.name) } " (" code { (crate::auth::api_key::redacted(&key.prefix)) } ")? Requests with it are refused from that moment; this cannot be undone." }
+                p { "Revoke " strong { (key.name) } " (" code { (gateway::auth::api_key::redacted(&key.prefix)) } ")? Requests with it are refused from that moment; this cannot be undone." }
                 form method="post" action=(format!("{back}/{key_id}/revoke")) {
                     (csrf_field(&ctx.csrf))
                     button.danger type="submit" { "Revoke key" }

@@ -9,15 +9,15 @@ use maud::{html, Markup};
 
 use super::layout::{csrf_field, time, Ctx, Form, PageResult};
 use super::{see_other, PageError};
-use crate::api::payments::{open_top_up, TopUpCreate};
-use crate::auth::Permission;
-use crate::error::ApiError;
-use crate::metering::money::Money;
-use crate::server::AppState;
-use crate::store::ms_to_secs;
-use crate::store::stripe::{BillingStatus, TopUpStatus};
-use crate::store::tenants::Plan;
-use crate::store::PageRequest;
+use gateway::api::payments::{open_top_up, TopUpCreate};
+use gateway::auth::Permission;
+use gateway::error::ApiError;
+use gateway::metering::money::Money;
+use gateway::server::AppState;
+use store::ms_to_secs;
+use store::stripe::{BillingStatus, TopUpStatus};
+use store::tenants::Plan;
+use store::PageRequest;
 
 /// Top-ups listed on the page.
 const TOP_UP_ROWS: u32 = 10;

@@ -14,14 +14,14 @@ use actix_web::HttpRequest;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::auth::secret::{constant_time_eq, random_base62};
-use crate::auth::session::SessionTokens;
-use crate::auth::{Credential, Principal, RequestContext};
-use crate::error::ApiError;
-use crate::server::AppState;
-use crate::store::now_ms;
-use crate::store::tenants::Tenant;
-use crate::store::users::User;
+use gateway::auth::secret::{constant_time_eq, random_base62};
+use gateway::auth::session::SessionTokens;
+use gateway::auth::{Credential, Principal, RequestContext};
+use gateway::error::ApiError;
+use gateway::server::AppState;
+use store::now_ms;
+use store::tenants::Tenant;
+use store::users::User;
 
 pub const SESSION_COOKIE: &str = "sf_console";
 pub const PRE_CSRF_COOKIE: &str = "sf_csrf";
@@ -117,7 +117,7 @@ pub fn session_csrf(state: &AppState, principal: &Principal) -> String {
             .unwrap_or_default()
             .as_bytes(),
     );
-    crate::auth::secret::hex(&mac.finalize().into_bytes())
+    gateway::auth::secret::hex(&mac.finalize().into_bytes())
 }
 
 /// The pre-sign-in CSRF value: the one already in the cookie, or a new one (which the caller

@@ -7,13 +7,13 @@ use maud::{html, Markup};
 
 use super::session::{self, CONSOLE_SESSION_SECS, PRE_CSRF_COOKIE, SESSION_COOKIE};
 use super::{html as page, see_other};
-use crate::api::auth::{LoginRequest, SignupRequest};
-use crate::api::invites::INVITE_TOKEN_PREFIX;
-use crate::api::{audit, auth};
-use crate::auth::secret::sha256_hex;
-use crate::auth::RequestContext;
-use crate::error::ApiError;
-use crate::server::AppState;
+use gateway::api::auth::{LoginRequest, SignupRequest};
+use gateway::api::invites::INVITE_TOKEN_PREFIX;
+use gateway::api::{audit, auth};
+use gateway::auth::secret::sha256_hex;
+use gateway::auth::RequestContext;
+use gateway::error::ApiError;
+use gateway::server::AppState;
 
 use super::layout::*;
 

@@ -4,8 +4,8 @@
 //! nothing is told by colour alone, each with a data table below; `/usage.csv` exports the
 //! same rows.
 
-use crate::store::{KeyId, TenantId};
 use std::collections::{BTreeMap, HashMap};
+use store::{KeyId, TenantId};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,14 +13,14 @@ use maud::{html, Markup};
 
 use super::layout::{date_of, parse_date, query_param, Ctx, PageResult, Section};
 use super::{html as page, see_other, PageError};
-use crate::api::list::ListQuery;
-use crate::auth::Permission;
-use crate::error::ApiError;
-use crate::metering::money::Money;
-use crate::server::AppState;
-use crate::store::api_keys::KeyOwner;
-use crate::store::now_ms;
-use crate::store::usage::{UsageQuery, UsageTotals};
+use gateway::api::list::ListQuery;
+use gateway::auth::Permission;
+use gateway::error::ApiError;
+use gateway::metering::money::Money;
+use gateway::server::AppState;
+use store::api_keys::KeyOwner;
+use store::now_ms;
+use store::usage::{UsageQuery, UsageTotals};
 
 /// Longest date range, in days (one bar per day).
 const MAX_DAYS: i64 = 92;
@@ -286,7 +286,7 @@ impl Labels {
                     .await
                 {
                     Ok(record) => record.name,
-                    Err(crate::store::StoreError::NotFound(_)) => format!("{key} (revoked)"),
+                    Err(store::StoreError::NotFound(_)) => format!("{key} (revoked)"),
                     Err(e) => return Err(e.into()),
                 };
                 labels.keys.insert(key.clone(), name);

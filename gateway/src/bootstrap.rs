@@ -85,7 +85,7 @@ pub async fn bootstrap(
     };
     let owner = Owner {
         kind: "user".to_owned(),
-        id: user.id.clone(),
+        id: user.id.to_string(),
     };
     let inference = api_key::generate(KeyKind::Project);
     store

@@ -2,7 +2,9 @@
 //!
 //! Read in the order a request flows:
 //! - `config`: TOML file + `STARFIRE_*` environment, every field with its default.
-//! - `server`: the actix app (request ids, body limit, error handlers) and `serve`.
+//! - `server`: the actix app (request ids, body limit, error handlers) and `serve`; routes that
+//!   are not the API's (the `console` crate's pages) come in through `app_with` and `serve`'s
+//!   `extra` argument, so the API knows nothing of them.
 //! - `inference`: the backend seam (`InferenceBackend`, `ServedModel`, `DeltaStream` and
 //!   `BackendError`, from the `protocol` crate) and its in-process implementation (the engine's
 //!   model and the scheduler's `EngineLoop`).
@@ -39,7 +41,8 @@
 //!   SQLite and PostgreSQL share; a schema change is a new file under `store/migrations/`.
 //! - A route is added to the `routes!` list in `api/mod.rs`, which registers it from its
 //!   `#[utoipa::path]`; then `starfire openapi > openapi/openapi.json`.
-//! - Tests: `tests/integration/support.rs` gives `TestApp::new(Backend::Sqlite | Postgres)`
+//! - Tests: the product's integration tests live in the `starfire` crate (next to the binary
+//!   they start); its `tests/integration/support.rs` gives `TestApp::new(Backend::Sqlite | Postgres)`
 //!   (a fresh database each) and `on_both_backends!(test_fn, ...)`.
 
 pub mod api;
@@ -47,7 +50,6 @@ pub mod auth;
 pub mod billing;
 pub mod bootstrap;
 pub mod config;
-pub mod console;
 pub mod error;
 pub mod generation;
 pub mod inference;
@@ -65,5 +67,5 @@ pub use api::openapi_json;
 pub use auth::Principal;
 pub use config::Config;
 pub use error::ApiError;
-pub use server::{app, serve, AppState};
+pub use server::{app, app_with, serve, AppState, ExtraRoutes};
 pub use store::Store;

@@ -164,9 +164,29 @@ async fn openapi_document() -> HttpResponse {
         .body(crate::api::openapi_json())
 }
 
-/// The whole application, for `HttpServer` and for in-process tests (`test::init_service`).
+/// Routes served beside the API (the console's pages), registered before the catch-all.
+pub type ExtraRoutes = fn(&mut web::ServiceConfig);
+
+/// The API alone, for `HttpServer` and for in-process tests (`test::init_service`).
 pub fn app(
     state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    app_with(state, |_| {})
+}
+
+/// The API and `extra` routes (the `starfire` binary passes the console's): one app, one
+/// middleware stack, one catch-all for unknown URLs.
+pub fn app_with(
+    state: AppState,
+    extra: ExtraRoutes,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -186,7 +206,7 @@ pub fn app(
             ApiError::bad_request(format!("Invalid path: {err}"), None).into()
         }))
         .configure(crate::api::configure)
-        .configure(crate::console::configure)
+        .configure(extra)
         .route("/openapi.json", web::get().to(openapi_document))
         .default_service(web::to(unknown_route))
         .wrap_fn(move |req, srv| {
@@ -261,8 +281,8 @@ pub enum ServeError {
     Metering(String),
 }
 
-/// Runs the HTTP server until interrupted.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
+/// Runs the HTTP server until interrupted: the API and the `extra` routes.
+pub async fn serve(config: Config, extra: ExtraRoutes) -> Result<(), ServeError> {
     let store = open_store(&config).await?;
     let listen = config.listen.clone();
     tracing::info!(?config, "starting");
@@ -290,7 +310,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             state.metrics.clone(),
         ));
     }
-    let server = HttpServer::new(move || app(state.clone()))
+    let server = HttpServer::new(move || app_with(state.clone(), extra))
         .bind(&listen)
         .map_err(|source| ServeError::Bind {
             listen: listen.clone(),

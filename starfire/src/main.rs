@@ -1,4 +1,5 @@
-//! The `starfire` binary: one clap `Command` enum whose arms call into the library.
+//! The `starfire` binary: one clap `Command` enum whose arms call into the libraries. `serve`
+//! assembles the product: the gateway's API (`gateway`) with the web console (`console`).
 
 use std::path::PathBuf;
 
@@ -85,7 +86,7 @@ fn main() -> anyhow::Result<()> {
                 config.listen = listen;
             }
             actix_web::rt::System::new()
-                .block_on(gateway::serve(config))
+                .block_on(gateway::serve(config, console::configure))
                 .context("server stopped with an error")
         }
         Command::Admin(AdminCommand::Bootstrap {

@@ -1,6 +1,7 @@
-//! The gateway's integration tests, in one binary (faster to link). Route tests start the app
-//! in-process and run once on SQLite and once on PostgreSQL, each with a fresh database; the
-//! `e2e` and `openai_sdk` modules run the real `starfire` binary.
+//! The product's integration tests (the gateway's API, the console, the binary), in one binary
+//! (faster to link). Route tests start the app in-process and run once on SQLite and once on
+//! PostgreSQL, each with a fresh database; the `e2e` and `openai_sdk` modules run the real
+//! `starfire` binary.
 
 #[path = "integration/support.rs"]
 #[macro_use]

@@ -132,6 +132,11 @@ id_type! {
 }
 
 id_type! {
+    /// A user's id (`user_...`): one person, who may be a member of several organizations.
+    UserId
+}
+
+id_type! {
     /// An API key's id (`key_...`; never the key itself), looked up inside its organization.
     KeyId
 }

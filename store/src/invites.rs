@@ -1,7 +1,7 @@
 //! Invitations to join a tenant. The invite token is shown once to whoever created the invite;
 //! the invitee presents it at signup or login.
 
-use crate::ids::TenantId;
+use crate::ids::{TenantId, UserId};
 use sqlx::Row as _;
 
 use super::page::{Listing, Page, PageRequest};
@@ -173,7 +173,7 @@ impl Store {
     pub async fn accept_invite(
         &self,
         token_hash: &str,
-        user_id: &str,
+        user_id: &UserId,
         email: &str,
     ) -> StoreResult<Option<Invite>> {
         let now = now_ms();

@@ -44,7 +44,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 
-pub use ids::{KeyId, ProjectId, TenantId};
+pub use ids::{KeyId, ProjectId, TenantId, UserId};
 pub use page::{Page, PageRequest};
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! used and issues the next one in the same family. A token presented a second time means it
 //! leaked, so the whole family is revoked (RFC 6819 §5.2.2.3, OAuth 2.1 refresh rotation).
 
-use crate::ids::TenantId;
+use crate::ids::{TenantId, UserId};
 use sqlx::Row as _;
 
 use super::users::Role;
@@ -15,13 +15,13 @@ pub enum Rotation {
     /// The token was live; `family_id` continues with the new token.
     Rotated {
         family_id: String,
-        user_id: String,
+        user_id: UserId,
         tenant_id: TenantId,
     },
     /// The token had been used already: the family is now revoked.
     Reused {
         family_id: String,
-        user_id: String,
+        user_id: UserId,
         tenant_id: TenantId,
     },
     /// Unknown, expired, or its family was revoked.
@@ -32,7 +32,7 @@ impl Store {
     /// Starts a session family with its first refresh token; returns the family id.
     pub async fn create_session(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         tenant_id: &TenantId,
         refresh_hash: &str,
         refresh_expires_ms: i64,
@@ -74,7 +74,7 @@ impl Store {
         };
         let token_id: String = row.try_get("id")?;
         let family_id: String = row.try_get("family_id")?;
-        let user_id: String = row.try_get("user_id")?;
+        let user_id: UserId = row.try_get("user_id")?;
         let tenant_id: TenantId = row.try_get("tenant_id")?;
         let expires_ms: i64 = row.try_get("expires_ms")?;
         let used_ms: Option<i64> = row.try_get("used_ms")?;
@@ -129,7 +129,7 @@ impl Store {
     pub async fn session_role(
         &self,
         family_id: &str,
-        user_id: &str,
+        user_id: &UserId,
         tenant_id: &TenantId,
     ) -> StoreResult<Option<Role>> {
         let role: Option<String> = sqlx::query_scalar(

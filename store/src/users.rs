@@ -1,6 +1,6 @@
 //! Users (console accounts) and their memberships in tenants, with a role each.
 
-use crate::ids::TenantId;
+use crate::ids::{TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
@@ -47,7 +47,7 @@ impl Role {
 
 #[derive(Debug, Clone)]
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub password_hash: String,
@@ -57,7 +57,7 @@ pub struct User {
 /// A user as a member of one tenant.
 #[derive(Debug, Clone)]
 pub struct Member {
-    pub user_id: String,
+    pub user_id: UserId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -96,7 +96,7 @@ impl Store {
         password_hash: &str,
     ) -> StoreResult<User> {
         let user = User {
-            id: new_id("user"),
+            id: UserId::from(new_id("user")),
             email: email.to_owned(),
             name: name.to_owned(),
             password_hash: password_hash.to_owned(),
@@ -132,7 +132,7 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    pub async fn user(&self, user_id: &str) -> StoreResult<User> {
+    pub async fn user(&self, user_id: &UserId) -> StoreResult<User> {
         let row = sqlx::query(
             "SELECT id, email, name, password_hash, created_ms FROM users WHERE id = $1",
         )
@@ -146,7 +146,7 @@ impl Store {
     pub async fn add_member(
         &self,
         tenant_id: &TenantId,
-        user_id: &str,
+        user_id: &UserId,
         role: Role,
     ) -> StoreResult<()> {
         sqlx::query(
@@ -169,7 +169,7 @@ impl Store {
     }
 
     /// The member `user_id` of `tenant_id`; NotFound when the user is not a member.
-    pub async fn member(&self, tenant_id: &TenantId, user_id: &str) -> StoreResult<Member> {
+    pub async fn member(&self, tenant_id: &TenantId, user_id: &UserId) -> StoreResult<Member> {
         let row = sqlx::query(&format!(
             "SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 AND id = $2"
         ))
@@ -216,7 +216,7 @@ impl Store {
     pub async fn set_role(
         &self,
         tenant_id: &TenantId,
-        user_id: &str,
+        user_id: &UserId,
         role: Role,
     ) -> StoreResult<Member> {
         let mut tx = self.pool().begin().await?;
@@ -245,7 +245,7 @@ impl Store {
 
     /// Removes a member (and ends their sessions in this tenant), refusing to remove the last
     /// owner.
-    pub async fn remove_member(&self, tenant_id: &TenantId, user_id: &str) -> StoreResult<()> {
+    pub async fn remove_member(&self, tenant_id: &TenantId, user_id: &UserId) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
         lock_tenant(&mut tx, tenant_id).await?;
         let current: Option<String> = sqlx::query_scalar(
@@ -278,7 +278,7 @@ impl Store {
     }
 
     /// The tenants a user belongs to, oldest membership first.
-    pub async fn tenants_of_user(&self, user_id: &str) -> StoreResult<Vec<(Tenant, Role)>> {
+    pub async fn tenants_of_user(&self, user_id: &UserId) -> StoreResult<Vec<(Tenant, Role)>> {
         let rows = sqlx::query(
             "SELECT t.id, t.name, t.plan, t.created_ms, m.role FROM memberships m \
              JOIN tenants t ON t.id = m.tenant_id WHERE m.user_id = $1 \

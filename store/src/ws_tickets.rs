@@ -2,7 +2,7 @@
 //! Only a ticket's SHA-256 is stored. Redeeming is one `DELETE ... RETURNING`, so a ticket is
 //! single-use even when several gateway replicas share the database.
 
-use crate::ids::{KeyId, TenantId};
+use crate::ids::{KeyId, TenantId, UserId};
 use sqlx::Row as _;
 
 use super::{now_ms, Store, StoreResult};
@@ -14,7 +14,7 @@ pub enum TicketHolder {
     /// A project API key.
     ApiKey { key_id: KeyId },
     /// A console session of a user.
-    Session { user_id: String, session_id: String },
+    Session { user_id: UserId, session_id: String },
 }
 
 /// A ticket that was just redeemed (and so no longer exists).
@@ -81,7 +81,7 @@ impl Store {
         }
         let credential: String = row.try_get("credential")?;
         let key_id: Option<KeyId> = row.try_get("key_id")?;
-        let user_id: Option<String> = row.try_get("user_id")?;
+        let user_id: Option<UserId> = row.try_get("user_id")?;
         let session_id: Option<String> = row.try_get("session_id")?;
         let holder = match (credential.as_str(), key_id, user_id, session_id) {
             ("api_key", Some(key_id), _, _) => TicketHolder::ApiKey { key_id },

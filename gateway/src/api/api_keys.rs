@@ -123,7 +123,7 @@ pub async fn list_project_keys(
 }
 
 /// A project's live keys (shared by the JSON API and the console).
-pub(crate) async fn list(
+pub async fn list(
     state: &AppState,
     principal: &Principal,
     project_id: &str,
@@ -170,7 +170,7 @@ pub async fn create_project_key(
 
 /// Creates a project key and returns its secret, the only time it is shown (shared by the JSON
 /// API and the console).
-pub(crate) async fn create(
+pub async fn create(
     state: &AppState,
     principal: &Principal,
     project_id: &str,
@@ -276,7 +276,7 @@ pub async fn modify_project_key(
 }
 
 /// Renames a key and/or replaces its limits (the API's and the console's action).
-pub(crate) async fn update(
+pub async fn update(
     state: &AppState,
     principal: &Principal,
     project_id: &str,
@@ -330,7 +330,7 @@ pub async fn delete_project_key(
 }
 
 /// Revokes a project key (shared by the JSON API and the console).
-pub(crate) async fn revoke(
+pub async fn revoke(
     state: &AppState,
     principal: &Principal,
     project_id: &str,

@@ -1,6 +1,6 @@
 //! Console sessions under `/v1/auth/` (signup, login, refresh, logout) and `/v1/me`.
 
-use crate::store::TenantId;
+use crate::store::{TenantId, UserId};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -112,7 +112,7 @@ pub struct MeObject {
 
 fn summary(user: &User) -> UserSummary {
     UserSummary {
-        id: user.id.clone(),
+        id: user.id.to_string(),
         email: user.email.clone(),
         name: user.name.clone(),
         created_at: ms_to_secs(user.created_ms),
@@ -234,7 +234,7 @@ pub async fn signup(
 
 /// Creates the user (and their organization, or joins the inviting one): what signup does
 /// before it starts a session. Shared by the JSON API and the console.
-pub(crate) async fn create_account(
+pub async fn create_account(
     state: &AppState,
     ctx: &RequestContext,
     body: SignupRequest,
@@ -317,7 +317,7 @@ pub async fn login(
 /// Checks the password (with the throttle), accepts an invite when given, and picks the
 /// organization: what login does before it starts a session. Records `login.succeeded`.
 /// Shared by the JSON API and the console.
-pub(crate) async fn authenticate_login(
+pub async fn authenticate_login(
     state: &AppState,
     ctx: &RequestContext,
     body: LoginRequest,
@@ -457,7 +457,7 @@ pub async fn refresh(
     }))
 }
 
-fn require_session(principal: &Principal) -> Result<(&str, &str), ApiError> {
+fn require_session(principal: &Principal) -> Result<(&UserId, &str), ApiError> {
     match (
         &principal.credential,
         &principal.user_id,

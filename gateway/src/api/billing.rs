@@ -354,7 +354,7 @@ pub async fn upcoming_invoice(
 
 /// The statement of `period`: the finalized invoice when there is one, else the running draft
 /// (shared by the JSON API and the console).
-pub(crate) async fn statement(
+pub async fn statement(
     state: &AppState,
     principal: &Principal,
     period: Period,
@@ -380,7 +380,7 @@ pub(crate) async fn statement(
 
 /// One of the caller's organization's finalized invoices (shared by the JSON API and the
 /// console); 404 for another organization's.
-pub(crate) async fn invoice_of(
+pub async fn invoice_of(
     state: &AppState,
     principal: &Principal,
     invoice_id: &str,
@@ -425,7 +425,7 @@ pub async fn get_invoice_html(
 
 /// The printable page of a statement, with the headers it needs (its style is inline, nothing
 /// else may load); the console serves the same page to signed-in members.
-pub(crate) fn invoice_page(invoice: &Invoice, organization: &str) -> HttpResponse {
+pub fn invoice_page(invoice: &Invoice, organization: &str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((

@@ -88,7 +88,7 @@ pub async fn list_invites(
 }
 
 /// The organization's invites (shared by the JSON API and the console).
-pub(crate) async fn list(
+pub async fn list(
     state: &AppState,
     principal: &Principal,
     query: &ListQuery,
@@ -128,7 +128,7 @@ pub async fn create_invite(
 
 /// Creates an invite and returns its token, the only time it is shown (shared by the JSON API
 /// and the console).
-pub(crate) async fn create(
+pub async fn create(
     state: &AppState,
     principal: &Principal,
     body: InviteCreate,
@@ -197,7 +197,7 @@ pub async fn delete_invite(
 
 /// Withdraws an invite that was not accepted (shared by the JSON API and the console): its
 /// link stops working at once. 409 once accepted.
-pub(crate) async fn withdraw(
+pub async fn withdraw(
     state: &AppState,
     principal: &Principal,
     invite_id: &str,

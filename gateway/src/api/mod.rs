@@ -58,7 +58,7 @@ impl DeletedObject {
 }
 
 /// Records an audit entry for an action by `principal`.
-pub(crate) async fn audit(
+pub async fn audit(
     state: &AppState,
     principal: &Principal,
     action: &str,

@@ -109,7 +109,7 @@ fn redirect_url(given: Option<String>, param: &str, default: String) -> Result<S
 }
 
 /// Opens a Stripe Checkout Session for a top-up: shared by this API and the console.
-pub(crate) async fn open_top_up(
+pub async fn open_top_up(
     state: &AppState,
     principal: &Principal,
     req: &HttpRequest,

@@ -107,7 +107,7 @@ pub async fn list_projects(
 }
 
 /// The projects `principal` may see (shared by the JSON API and the console).
-pub(crate) async fn list(
+pub async fn list(
     state: &AppState,
     principal: &Principal,
     query: ProjectListQuery,
@@ -150,7 +150,7 @@ pub async fn create_project(
 }
 
 /// Creates a project (shared by the JSON API and the console).
-pub(crate) async fn create(
+pub async fn create(
     state: &AppState,
     principal: &Principal,
     body: ProjectCreate,
@@ -214,7 +214,7 @@ pub async fn modify_project(
 }
 
 /// Renames a project and/or sets its limits (the API's and the console's action).
-pub(crate) async fn update(
+pub async fn update(
     state: &AppState,
     principal: &Principal,
     project_id: &str,

@@ -10,8 +10,8 @@ use super::{audit, DeletedObject};
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
-use crate::store::ms_to_secs;
 use crate::store::users::{Member, Role};
+use crate::store::{ms_to_secs, UserId};
 
 /// A member of the organization.
 #[derive(Debug, Serialize, ToSchema)]
@@ -30,7 +30,7 @@ pub struct UserObject {
 impl From<Member> for UserObject {
     fn from(m: Member) -> Self {
         UserObject {
-            id: m.user_id,
+            id: m.user_id.into_string(),
             object: "organization.user",
             name: m.name,
             email: m.email,
@@ -83,7 +83,7 @@ pub async fn list_users(
 }
 
 /// The organization's members (shared by the JSON API and the console).
-pub(crate) async fn list(
+pub async fn list(
     state: &AppState,
     principal: &Principal,
     query: &ListQuery,
@@ -106,7 +106,7 @@ pub(crate) async fn list(
 pub async fn get_user(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ReadOrganization)?;
     let member = state.store.member(&principal.tenant_id, &path).await?;
@@ -123,7 +123,7 @@ pub async fn get_user(
 pub async fn modify_user(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: web::Path<UserId>,
     body: JsonBody<UserRoleUpdate>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
@@ -132,10 +132,10 @@ pub async fn modify_user(
 }
 
 /// Changes a member's role (shared by the JSON API and the console).
-pub(crate) async fn set_role(
+pub async fn set_role(
     state: &AppState,
     principal: &Principal,
-    user_id: &str,
+    user_id: &UserId,
     role: Role,
 ) -> Result<UserObject, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
@@ -159,22 +159,22 @@ pub(crate) async fn set_role(
 pub async fn delete_user(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<String>,
+    path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     let removed = remove(&state, &principal, &path).await?;
     Ok(HttpResponse::Ok().json(DeletedObject::new(
         "organization.user.deleted",
-        removed.user_id,
+        removed.user_id.into_string(),
     )))
 }
 
 /// Removes a member (shared by the JSON API and the console): only owners remove owners, and
 /// the store refuses to remove the last owner (409), in one transaction with the owner count.
 /// Returns the member as they were.
-pub(crate) async fn remove(
+pub async fn remove(
     state: &AppState,
     principal: &Principal,
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<Member, ApiError> {
     principal.require_organization(Permission::ManageMembers)?;
     let current = state.store.member(&principal.tenant_id, user_id).await?;

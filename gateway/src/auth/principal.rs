@@ -16,7 +16,7 @@ use crate::server::AppState;
 use crate::store::api_keys::{ApiKeyRecord, KeyLimits, Scope};
 use crate::store::users::Role;
 use crate::store::ws_tickets::TicketHolder;
-use crate::store::{KeyId, ProjectId, TenantId};
+use crate::store::{KeyId, ProjectId, TenantId, UserId};
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub struct Principal {
     /// Set for API keys (project and admin).
     pub key_id: Option<KeyId>,
     /// Set for console sessions.
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     /// Set for console sessions: the session family.
     pub session_id: Option<String>,
     /// The member's role for sessions; admin keys act as `admin`; project keys have none.
@@ -317,7 +317,7 @@ impl Principal {
             .store
             .session_role(
                 &claims.sid,
-                &claims.sub,
+                &UserId::from(claims.sub.as_str()),
                 &TenantId::from(claims.tid.as_str()),
             )
             .await?
@@ -329,7 +329,7 @@ impl Principal {
             tenant_id: claims.tid.into(),
             project_id: None,
             key_id: None,
-            user_id: Some(claims.sub),
+            user_id: Some(UserId::from(claims.sub)),
             session_id: Some(claims.sid),
             role: Some(role),
             scopes: Vec::new(),

@@ -15,7 +15,7 @@ use gateway::store::usage::{Endpoint, FinalUsage, NewUsage, UsageEvent, UsageSta
 use gateway::Store;
 use serde_json::{json, Value};
 
-use crate::support::TestApp;
+use crate::support::{Session, TestApp};
 
 const OPERATOR_TOKEN: &str = "operator-token-0123456789abcdefghij";
 
@@ -89,46 +89,7 @@ async fn invoice_across_a_price_change_equals_tokens_times_price(app: TestApp) {
             .await
             .expect(200);
     }
-    // Only the platform operator can change prices, never in the past.
-    let price_body = json!({
-        "model": DEFAULT_MODEL_ID.to_uppercase(),
-        "input_micros_per_million": SECOND.input_micros_per_million,
-        "cached_input_micros_per_million": SECOND.cached_input_micros_per_million,
-        "output_micros_per_million": SECOND.output_micros_per_million,
-    });
-    app.post(
-        "/v1/billing/admin/prices",
-        Some(&owner.access),
-        price_body.clone(),
-    )
-    .await
-    .expect_error(403, None);
-    let mut past = price_body.clone();
-    past["effective_at"] = json!(now_ms() / 1000 - 10);
-    app.post("/v1/billing/admin/prices", Some(OPERATOR_TOKEN), past)
-        .await
-        .expect_error(422, Some("effective_at"));
-    let mut negative = price_body.clone();
-    negative["output_micros_per_million"] = json!(-1);
-    app.post("/v1/billing/admin/prices", Some(OPERATOR_TOKEN), negative)
-        .await
-        .expect_error(422, Some("output_micros_per_million"));
-    let price = app
-        .post("/v1/billing/admin/prices", Some(OPERATOR_TOKEN), price_body)
-        .await
-        .expect(201);
-    assert_eq!(price["model"], DEFAULT_MODEL_ID);
-    assert_eq!(price["created_by"], "operator:ops");
-    let effective_ms = price["effective_at"].as_i64().unwrap() * 1000;
-    assert!(effective_ms > now_ms());
-    while now_ms() < effective_ms {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for _ in 0..3 {
-        app.post("/v1/chat/completions", Some(&key), chat())
-            .await
-            .expect(200);
-    }
+    let (price, effective_ms) = schedule_second_price(&app, &owner, &key).await;
 
     // The catalog lists the configured price (since the beginning) and the new one.
     let prices = app
@@ -148,67 +109,9 @@ async fn invoice_across_a_price_change_equals_tokens_times_price(app: TestApp) {
     );
     assert_eq!(rows[1]["id"], price["id"]);
 
-    // Each event is priced at the price effective at its start.
-    let events = finished_events(&app.state.store, &tenant).await;
-    assert_eq!(events.len(), 6);
-    let mut expected_total = 0i64;
-    let (mut before, mut after) = (0, 0);
-    for e in &events {
-        let p = if e.started_ms < effective_ms {
-            before += 1;
-            FIRST
-        } else {
-            after += 1;
-            SECOND
-        };
-        let cost = p.cost(e.prompt_tokens, e.cached_tokens, e.completion_tokens);
-        assert_eq!(e.cost, cost, "{e:?}");
-        expected_total += cost.micros();
-    }
-    assert_eq!((before, after), (3, 3));
+    let expected_total = priced_at_their_start(&app, &tenant, effective_ms).await;
 
-    // The running statement: one line per price, the total to the micro-dollar, paid by
-    // credits, and equal to the ledger's usage debits.
-    let draft = app
-        .get("/v1/billing/invoices/upcoming", Some(&owner.access))
-        .await
-        .expect(200);
-    assert_eq!(draft["status"], "draft");
-    assert_eq!(draft["subtotal_micros"], expected_total, "{draft}");
-    assert_eq!(draft["credits_applied_micros"], expected_total);
-    assert_eq!(draft["amount_due_micros"], 0);
-    let lines = draft["lines"].as_array().unwrap();
-    assert_eq!(lines.len(), 2, "{draft}");
-    assert_eq!(
-        lines[0]["output_micros_per_million"],
-        FIRST.output_micros_per_million
-    );
-    assert_eq!(
-        lines[1]["output_micros_per_million"],
-        SECOND.output_micros_per_million
-    );
-    assert_eq!(lines[1]["price_id"], price["id"]);
-    for (line, n) in lines.iter().zip([3, 3]) {
-        assert_eq!(line["requests"], n);
-    }
-    let line_sum: i64 = lines
-        .iter()
-        .map(|l| l["amount_micros"].as_i64().unwrap())
-        .sum();
-    assert_eq!(line_sum, expected_total);
-    let ledger = app.state.store.credit_ledger(&tenant).await.unwrap();
-    let debits: i64 = ledger
-        .iter()
-        .filter(|e| e.kind == "usage")
-        .map(|e| e.amount.micros())
-        .sum();
-    assert_eq!(-debits, expected_total);
-    let balance = app
-        .get("/v1/billing/balance", Some(&owner.access))
-        .await
-        .expect(200);
-    assert_eq!(balance["balance_micros"], 5_000_000 - expected_total);
-    assert_eq!(balance["mode"], "prepaid");
+    let draft = running_statement(&app, &owner, &price, expected_total).await;
 
     // Finalized: stored once, listed, readable as JSON and HTML, and never changed again.
     let period = Period::containing(now_ms());
@@ -271,7 +174,136 @@ async fn invoice_across_a_price_change_equals_tokens_times_price(app: TestApp) {
     assert_eq!(upcoming["id"], id.as_str());
     assert_eq!(upcoming["subtotal_micros"], expected_total);
 
-    // Another organization sees none of it.
+    invoices_are_private(&app, &id, &key).await;
+}
+
+/// Only the platform operator can change prices, never in the past: the second price is
+/// scheduled a moment ahead and waited for, then three more requests run through `key`.
+/// Returns the price and the millisecond it takes effect.
+async fn schedule_second_price(app: &TestApp, owner: &Session, key: &str) -> (Value, i64) {
+    let price_body = json!({
+        "model": DEFAULT_MODEL_ID.to_uppercase(),
+        "input_micros_per_million": SECOND.input_micros_per_million,
+        "cached_input_micros_per_million": SECOND.cached_input_micros_per_million,
+        "output_micros_per_million": SECOND.output_micros_per_million,
+    });
+    app.post(
+        "/v1/billing/admin/prices",
+        Some(&owner.access),
+        price_body.clone(),
+    )
+    .await
+    .expect_error(403, None);
+    let mut past = price_body.clone();
+    past["effective_at"] = json!(now_ms() / 1000 - 10);
+    app.post("/v1/billing/admin/prices", Some(OPERATOR_TOKEN), past)
+        .await
+        .expect_error(422, Some("effective_at"));
+    let mut negative = price_body.clone();
+    negative["output_micros_per_million"] = json!(-1);
+    app.post("/v1/billing/admin/prices", Some(OPERATOR_TOKEN), negative)
+        .await
+        .expect_error(422, Some("output_micros_per_million"));
+    let price = app
+        .post("/v1/billing/admin/prices", Some(OPERATOR_TOKEN), price_body)
+        .await
+        .expect(201);
+    assert_eq!(price["model"], DEFAULT_MODEL_ID);
+    assert_eq!(price["created_by"], "operator:ops");
+    let effective_ms = price["effective_at"].as_i64().unwrap() * 1000;
+    assert!(effective_ms > now_ms());
+    while now_ms() < effective_ms {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        app.post("/v1/chat/completions", Some(key), chat())
+            .await
+            .expect(200);
+    }
+    (price, effective_ms)
+}
+
+/// Each of the six events is priced at the price effective at its start; returns their total.
+async fn priced_at_their_start(app: &TestApp, tenant: &TenantId, effective_ms: i64) -> i64 {
+    let events = finished_events(&app.state.store, tenant).await;
+    assert_eq!(events.len(), 6);
+    let mut expected_total = 0i64;
+    let (mut before, mut after) = (0, 0);
+    for e in &events {
+        let p = if e.started_ms < effective_ms {
+            before += 1;
+            FIRST
+        } else {
+            after += 1;
+            SECOND
+        };
+        let cost = p.cost(e.prompt_tokens, e.cached_tokens, e.completion_tokens);
+        assert_eq!(e.cost, cost, "{e:?}");
+        expected_total += cost.micros();
+    }
+    assert_eq!((before, after), (3, 3));
+    expected_total
+}
+
+/// The running statement: one line per price, the total to the micro-dollar, paid by
+/// credits, and equal to the ledger's usage debits. Returns it.
+async fn running_statement(
+    app: &TestApp,
+    owner: &Session,
+    price: &Value,
+    expected_total: i64,
+) -> Value {
+    let draft = app
+        .get("/v1/billing/invoices/upcoming", Some(&owner.access))
+        .await
+        .expect(200);
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["subtotal_micros"], expected_total, "{draft}");
+    assert_eq!(draft["credits_applied_micros"], expected_total);
+    assert_eq!(draft["amount_due_micros"], 0);
+    let lines = draft["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{draft}");
+    assert_eq!(
+        lines[0]["output_micros_per_million"],
+        FIRST.output_micros_per_million
+    );
+    assert_eq!(
+        lines[1]["output_micros_per_million"],
+        SECOND.output_micros_per_million
+    );
+    assert_eq!(lines[1]["price_id"], price["id"]);
+    for (line, n) in lines.iter().zip([3, 3]) {
+        assert_eq!(line["requests"], n);
+    }
+    let line_sum: i64 = lines
+        .iter()
+        .map(|l| l["amount_micros"].as_i64().unwrap())
+        .sum();
+    assert_eq!(line_sum, expected_total);
+    let ledger = app
+        .state
+        .store
+        .credit_ledger(&owner.tenant_id)
+        .await
+        .unwrap();
+    let debits: i64 = ledger
+        .iter()
+        .filter(|e| e.kind == "usage")
+        .map(|e| e.amount.micros())
+        .sum();
+    assert_eq!(-debits, expected_total);
+    let balance = app
+        .get("/v1/billing/balance", Some(&owner.access))
+        .await
+        .expect(200);
+    assert_eq!(balance["balance_micros"], 5_000_000 - expected_total);
+    assert_eq!(balance["mode"], "prepaid");
+    draft
+}
+
+/// Another organization sees none of an organization's invoices; a project key cannot read
+/// organization billing.
+async fn invoices_are_private(app: &TestApp, id: &str, key: &str) {
     let other = app.signup("other-prices@example.com").await;
     app.get(&format!("/v1/billing/invoices/{id}"), Some(&other.access))
         .await
@@ -288,7 +320,7 @@ async fn invoice_across_a_price_change_equals_tokens_times_price(app: TestApp) {
         .expect(200);
     assert_eq!(theirs["data"].as_array().unwrap().len(), 0);
     // A project key cannot read organization billing.
-    app.get("/v1/billing/invoices", Some(&key))
+    app.get("/v1/billing/invoices", Some(key))
         .await
         .expect_error(403, None);
 }
@@ -462,45 +494,7 @@ async fn ledger_entries_point_at_their_cause(app: TestApp) {
     .expect_error(403, None);
     let app = billed(app);
 
-    // An organization's own credentials cannot credit it.
-    let (_, admin_key) = app.create_admin_key(&owner.access).await;
-    for token in [owner.access.as_str(), admin_key.as_str()] {
-        app.post(
-            &adjust,
-            Some(token),
-            json!({"amount_micros": 1_000, "reason": "x"}),
-        )
-        .await
-        .expect_error(403, None);
-    }
-    app.post(
-        &adjust,
-        Some("wrong-token-0123456789abcdefgh"),
-        json!({"amount_micros": 1_000, "reason": "x"}),
-    )
-    .await
-    .expect_error(401, None);
-    app.post(
-        &adjust,
-        Some(OPERATOR_TOKEN),
-        json!({"amount_micros": 0, "reason": "x"}),
-    )
-    .await
-    .expect_error(422, Some("amount_micros"));
-    app.post(
-        &adjust,
-        Some(OPERATOR_TOKEN),
-        json!({"amount_micros": 5, "reason": "  "}),
-    )
-    .await
-    .expect_error(422, Some("reason"));
-    app.post(
-        "/v1/billing/admin/organizations/org_nope/adjustments",
-        Some(OPERATOR_TOKEN),
-        json!({"amount_micros": 5, "reason": "x"}),
-    )
-    .await
-    .expect_error(404, None);
+    refused_adjustments(&app, &owner, &adjust).await;
 
     let credit = app
         .post(
@@ -522,18 +516,84 @@ async fn ledger_entries_point_at_their_cause(app: TestApp) {
     .await
     .expect_error(409, None);
 
-    // A request's debit, then its refund (once).
+    refund_once(&app, &tenant).await;
+
+    // The balance is the ledger's sum: grant + credit - debit + refund.
+    let balance = app
+        .get("/v1/billing/balance", Some(&owner.access))
+        .await
+        .expect(200);
+    assert_eq!(balance["balance_micros"], 6_000_000);
+    assert_eq!(balance["plan"], "free");
+
+    ledger_pages(&app, &owner).await;
+
+    // Operator actions are in the organization's audit log.
+    let audit = app
+        .get("/v1/organization/audit_logs", Some(&owner.access))
+        .await
+        .expect(200);
+    let text = audit.to_string();
+    assert!(text.contains("billing.credits_adjusted"), "{text}");
+    assert!(text.contains("billing.usage_refunded"), "{text}");
+}
+
+/// An organization's own credentials cannot credit it, a wrong operator token is 401, and a
+/// zero amount, a blank reason or an unknown organization are refused.
+async fn refused_adjustments(app: &TestApp, owner: &Session, adjust: &str) {
+    let (_, admin_key) = app.create_admin_key(&owner.access).await;
+    for token in [owner.access.as_str(), admin_key.as_str()] {
+        app.post(
+            adjust,
+            Some(token),
+            json!({"amount_micros": 1_000, "reason": "x"}),
+        )
+        .await
+        .expect_error(403, None);
+    }
+    app.post(
+        adjust,
+        Some("wrong-token-0123456789abcdefgh"),
+        json!({"amount_micros": 1_000, "reason": "x"}),
+    )
+    .await
+    .expect_error(401, None);
+    app.post(
+        adjust,
+        Some(OPERATOR_TOKEN),
+        json!({"amount_micros": 0, "reason": "x"}),
+    )
+    .await
+    .expect_error(422, Some("amount_micros"));
+    app.post(
+        adjust,
+        Some(OPERATOR_TOKEN),
+        json!({"amount_micros": 5, "reason": "  "}),
+    )
+    .await
+    .expect_error(422, Some("reason"));
+    app.post(
+        "/v1/billing/admin/organizations/org_nope/adjustments",
+        Some(OPERATOR_TOKEN),
+        json!({"amount_micros": 5, "reason": "x"}),
+    )
+    .await
+    .expect_error(404, None);
+}
+
+/// A request's debit, then its refund (once); postpaid organizations have no balance to adjust.
+async fn refund_once(app: &TestApp, tenant: &TenantId) {
     let store = &app.state.store;
     usage(
         store,
-        &tenant,
+        tenant,
         "chatcmpl-refund",
         now_ms(),
         (1_000, 0, 1_000),
     )
     .await;
     let debit = store
-        .usage_debit(&tenant, "chatcmpl-refund")
+        .usage_debit(tenant, "chatcmpl-refund")
         .await
         .unwrap()
         .unwrap();
@@ -575,16 +635,11 @@ async fn ledger_entries_point_at_their_cause(app: TestApp) {
     )
     .await
     .expect_error(409, None);
+}
 
-    // The balance is the ledger's sum: grant + credit - debit + refund.
-    let balance = app
-        .get("/v1/billing/balance", Some(&owner.access))
-        .await
-        .expect(200);
-    assert_eq!(balance["balance_micros"], 6_000_000);
-    assert_eq!(balance["plan"], "free");
-
-    // The ledger, newest first, two per page.
+/// The ledger, newest first, two per page: refund, usage, adjustment, grant, summing to the
+/// balance.
+async fn ledger_pages(app: &TestApp, owner: &Session) {
     let mut seen: Vec<Value> = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -608,14 +663,6 @@ async fn ledger_entries_point_at_their_cause(app: TestApp) {
         .map(|e| e["amount_micros"].as_i64().unwrap())
         .sum();
     assert_eq!(sum, 6_000_000);
-    // Operator actions are in the organization's audit log.
-    let audit = app
-        .get("/v1/organization/audit_logs", Some(&owner.access))
-        .await
-        .expect(200);
-    let text = audit.to_string();
-    assert!(text.contains("billing.credits_adjusted"), "{text}");
-    assert!(text.contains("billing.usage_refunded"), "{text}");
 }
 
 /// Plans decide how a request is paid: free from its signup grant, pay-as-you-go only from

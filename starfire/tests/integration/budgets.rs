@@ -80,7 +80,9 @@ async fn a_project_cap_holds_under_concurrency(app: TestApp) {
     );
     assert!(set["resets_at"].as_i64().unwrap() > set["period_start"].as_i64().unwrap());
 
-    let service = actix_web::test::init_service(gateway::app(app.state.clone())).await;
+    let service =
+        actix_web::test::init_service(gateway::app_with(app.state.clone(), ::console::configure))
+            .await;
     let calls = (0..50).map(|_| {
         let req = actix_web::test::TestRequest::post()
             .uri("/v1/chat/completions")

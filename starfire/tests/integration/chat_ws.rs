@@ -471,52 +471,9 @@ async fn tickets_work_once_and_not_after_they_expire(app: TestApp) {
         .unwrap()
         .contains("ticket"));
 
-    // An unused ticket stops working when it expires. Only its hash is stored.
-    let late = app
-        .post("/v1/ws/tickets", Some(&key), json!({}))
-        .await
-        .expect(200);
-    let late_ticket = late["ticket"].as_str().unwrap();
-    let rows = |value: String| {
-        let pool = app.state.store.pool().clone();
-        async move {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM ws_tickets WHERE ticket_hash = $1")
-                .bind(value)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(rows(late_ticket.to_owned()).await, 0);
-    assert_eq!(
-        rows(gateway::auth::secret::sha256_hex(late_ticket)).await,
-        1
-    );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, _) = refused(
-        &server,
-        None,
-        &format!("?ticket={}", late["ticket"].as_str().unwrap()),
-    )
-    .await;
-    assert_eq!(status, 401);
+    unused_tickets_expire(&app, &server, &key).await;
 
-    // Two sockets racing for one ticket: exactly one gets in.
-    let raced = app
-        .post("/v1/ws/tickets", Some(&key), json!({}))
-        .await
-        .expect(200);
-    let query = format!("?ticket={}", raced["ticket"].as_str().unwrap());
-    let (a, b) = tokio::join!(
-        connect(&server, None, &query),
-        connect(&server, None, &query)
-    );
-    let outcomes = [a.map(|_| ()), b.map(|_| ())].map(|r| r.map_err(|e| e.to_string()));
-    assert_eq!(
-        outcomes.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{outcomes:?}"
-    );
+    one_ticket_one_socket(&app, &server, &key).await;
 
     // A ticket stands for its key: revoking the key voids the tickets it made.
     let pending = app
@@ -568,6 +525,54 @@ async fn tickets_work_once_and_not_after_they_expire(app: TestApp) {
     assert_eq!(
         answers(&mut ws, &["s"]).await["s"].last["type"],
         "chat.done"
+    );
+}
+
+/// An unused ticket stops working when it expires. Only its hash is stored.
+async fn unused_tickets_expire(app: &TestApp, server: &LiveServer, key: &str) {
+    let late = app
+        .post("/v1/ws/tickets", Some(key), json!({}))
+        .await
+        .expect(200);
+    let late_ticket = late["ticket"].as_str().unwrap();
+    let rows = |value: String| {
+        let pool = app.state.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM ws_tickets WHERE ticket_hash = $1")
+                .bind(value)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rows(late_ticket.to_owned()).await, 0);
+    assert_eq!(
+        rows(gateway::auth::secret::sha256_hex(late_ticket)).await,
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = refused(
+        server,
+        None,
+        &format!("?ticket={}", late["ticket"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+/// Two sockets racing for one ticket: exactly one gets in.
+async fn one_ticket_one_socket(app: &TestApp, server: &LiveServer, key: &str) {
+    let raced = app
+        .post("/v1/ws/tickets", Some(key), json!({}))
+        .await
+        .expect(200);
+    let query = format!("?ticket={}", raced["ticket"].as_str().unwrap());
+    let (a, b) = tokio::join!(connect(server, None, &query), connect(server, None, &query));
+    let outcomes = [a.map(|_| ()), b.map(|_| ())].map(|r| r.map_err(|e| e.to_string()));
+    assert_eq!(
+        outcomes.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{outcomes:?}"
     );
 }
 

@@ -9,7 +9,7 @@ use actix_web::test::TestRequest;
 use serde_json::{json, Value};
 
 use crate::console_billing::today;
-use crate::support::{Resp, TestApp};
+use crate::support::{Resp, Session, TestApp};
 use gateway::auth::secret::sha256_hex;
 
 /// A minimal browser: a cookie jar over the in-process app.
@@ -153,7 +153,68 @@ async fn sign_up_in_out(app: TestApp) {
     let resp = browser.get("/projects").await;
     assert_eq!(resp.header("location"), "/signin", "pages need a session");
 
-    // Sign-up: the form's CSRF cookie, then the session cookie's attributes.
+    sign_up_through_the_form(&mut browser).await;
+
+    let page = browser.get("/projects").await;
+    let html = assert_html(&page, 200);
+    assert!(html.contains("ada@example.com"));
+    assert!(html.contains("Analytical Engines"));
+    assert!(html.contains("<span id=\"role\">owner</span>"));
+    assert!(html.contains("1 project"));
+    assert!(html.contains("Default project"));
+    assert!(html.contains("aria-current=\"page\""));
+
+    sign_out_kills_the_session(&mut browser).await;
+
+    // Sign in: wrong password shows the form again with the error.
+    let page = browser.get("/signin").await;
+    let csrf = csrf_of(&assert_html(&page, 200));
+    let wrong = browser
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", "ada@example.com"),
+                ("password", "wrong password"),
+            ],
+        )
+        .await;
+    let html = assert_html(&wrong, 401);
+    assert!(html.contains("Incorrect email or password."));
+    browser.signin("ada@example.com").await;
+    let html = assert_html(&browser.get("/projects").await, 200);
+    assert!(html.contains("Default project"));
+
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let mut tls = Browser::new(&app);
+    let resp = tls
+        .send(
+            TestRequest::default()
+                .uri("/signin")
+                .insert_header(("x-forwarded-proto", "https")),
+        )
+        .await;
+    assert!(resp.header("set-cookie").contains("; Secure"));
+
+    // A cross-site post is refused even with a valid token.
+    let page = browser.get("/projects").await;
+    let csrf = csrf_of(&assert_html(&page, 200));
+    let resp = browser
+        .send(
+            TestRequest::default()
+                .method(Method::POST)
+                .uri("/projects")
+                .insert_header(("origin", "https://evil.example"))
+                .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                .set_payload(format!("csrf={csrf}&name=evil")),
+        )
+        .await;
+    assert_html(&resp, 403);
+}
+
+/// Sign-up: the form's CSRF cookie is required and must match; a short password shows the
+/// form again with the email kept; then the session cookie's attributes.
+async fn sign_up_through_the_form(browser: &mut Browser<'_>) {
     let signup = browser.get("/signup").await;
     let html = assert_html(&signup, 200);
     assert!(html.contains("<label for=\"email\">Email</label>"));
@@ -216,17 +277,10 @@ async fn sign_up_in_out(app: TestApp) {
         assert!(cookie.contains(attr), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: no Secure");
+}
 
-    let page = browser.get("/projects").await;
-    let html = assert_html(&page, 200);
-    assert!(html.contains("ada@example.com"));
-    assert!(html.contains("Analytical Engines"));
-    assert!(html.contains("<span id=\"role\">owner</span>"));
-    assert!(html.contains("1 project"));
-    assert!(html.contains("Default project"));
-    assert!(html.contains("aria-current=\"page\""));
-
-    // Sign out: needs the session's CSRF token; afterwards the old cookie is dead.
+/// Sign out needs the session's CSRF token; afterwards the old cookie is dead.
+async fn sign_out_kills_the_session(browser: &mut Browser<'_>) {
     let old_cookie = browser.cookies["sf_console"].clone();
     let refused = browser.post("/signout", &[("csrf", "nope")]).await;
     assert_html(&refused, 403);
@@ -242,51 +296,6 @@ async fn sign_up_in_out(app: TestApp) {
     let resp = browser.post("/projects", &[("name", "x")]).await;
     assert_html(&resp, 401);
     browser.cookies.remove("sf_console");
-
-    // Sign in: wrong password shows the form again with the error.
-    let page = browser.get("/signin").await;
-    let csrf = csrf_of(&assert_html(&page, 200));
-    let wrong = browser
-        .post(
-            "/signin",
-            &[
-                ("csrf", &csrf),
-                ("email", "ada@example.com"),
-                ("password", "wrong password"),
-            ],
-        )
-        .await;
-    let html = assert_html(&wrong, 401);
-    assert!(html.contains("Incorrect email or password."));
-    browser.signin("ada@example.com").await;
-    let html = assert_html(&browser.get("/projects").await, 200);
-    assert!(html.contains("Default project"));
-
-    // Behind a TLS-terminating proxy the cookie is Secure.
-    let mut tls = Browser::new(&app);
-    let resp = tls
-        .send(
-            TestRequest::default()
-                .uri("/signin")
-                .insert_header(("x-forwarded-proto", "https")),
-        )
-        .await;
-    assert!(resp.header("set-cookie").contains("; Secure"));
-
-    // A cross-site post is refused even with a valid token.
-    let page = browser.get("/projects").await;
-    let csrf = csrf_of(&assert_html(&page, 200));
-    let resp = browser
-        .send(
-            TestRequest::default()
-                .method(Method::POST)
-                .uri("/projects")
-                .insert_header(("origin", "https://evil.example"))
-                .insert_header(("content-type", "application/x-www-form-urlencoded"))
-                .set_payload(format!("csrf={csrf}&name=evil")),
-        )
-        .await;
-    assert_html(&resp, 403);
 }
 
 async fn projects_and_keys(app: TestApp) {
@@ -593,10 +602,21 @@ async fn keys_with_expiry_and_limits(app: TestApp) {
         403,
     );
 
-    // Viewers see the limits but cannot change them, even by posting the forms.
-    app.member_with_role(&owner, "viewer2@example.com", "viewer")
+    viewers_cannot_change_limits(&app, &owner, &project, &key_limits).await;
+}
+
+/// Viewers see the limits but cannot change them, even by posting the forms.
+async fn viewers_cannot_change_limits(
+    app: &TestApp,
+    owner: &Session,
+    project: &str,
+    key_limits: &str,
+) {
+    let limits_url = format!("/projects/{project}/limits");
+    let keys_url = format!("/projects/{project}/keys");
+    app.member_with_role(owner, "viewer2@example.com", "viewer")
         .await;
-    let mut viewer = Browser::new(&app);
+    let mut viewer = Browser::new(app);
     viewer.signin("viewer2@example.com").await;
     let html = assert_html(&viewer.get(&limits_url).await, 200);
     assert!(!html.contains("Save project limits") && !html.contains("Save limits of"));
@@ -610,7 +630,7 @@ async fn keys_with_expiry_and_limits(app: TestApp) {
     );
     assert_html(
         &viewer
-            .submit(&limits_url, &key_limits, &[("rpm", "1")])
+            .submit(&limits_url, key_limits, &[("rpm", "1")])
             .await,
         403,
     );
@@ -625,7 +645,7 @@ async fn keys_with_expiry_and_limits(app: TestApp) {
     let project_row = app
         .state
         .store
-        .project(&owner.tenant_id, &ProjectId::from(project.as_str()))
+        .project(&owner.tenant_id, &ProjectId::from(project))
         .await
         .unwrap();
     assert_eq!(project_row.limits.rpm, Some(100), "unchanged");

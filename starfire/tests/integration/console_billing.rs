@@ -2,7 +2,7 @@
 //! statement and invoices, ledger paging, the top-up form; in-process on both backends.
 
 use crate::console::{assert_html, between, text, Browser};
-use crate::support::TestApp;
+use crate::support::{Session, TestApp};
 use gateway::metering::Money;
 use gateway::store::now_ms;
 use gateway::store::usage::{Endpoint, FinalUsage, NewUsage, UsageStatus};
@@ -143,24 +143,7 @@ async fn usage_billing_and_audit(app: TestApp) {
     );
     assert_html(&browser.get("/usage?group=user").await, 422);
 
-    // CSV: the same rows, as an attachment.
-    let resp = browser.get("/usage.csv?group=model").await;
-    assert_eq!(resp.status.as_u16(), 200);
-    assert!(resp.header("content-type").starts_with("text/csv"));
-    assert!(resp
-        .header("content-disposition")
-        .starts_with("attachment; filename=\"usage-"));
-    let csv = text(resp.body);
-    let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(
-        lines[0],
-        "date,model,requests,input_tokens,cached_input_tokens,output_tokens,cost_usd"
-    );
-    assert_eq!(lines.len(), 3, "{csv}");
-    assert!(
-        lines.contains(&format!("{},smollm2-135m-instruct,1,20,0,7,0.000100", today()).as_str())
-    );
-    assert!(lines.contains(&format!("{},other-model,1,5,0,3,0.000100", today()).as_str()));
+    usage_as_csv(&mut browser).await;
 
     // Another organization sees none of it.
     let mut other = Browser::new(&app);
@@ -192,7 +175,38 @@ async fn usage_billing_and_audit(app: TestApp) {
     assert_eq!(ledger.matches("<td>grant</td>").count(), 1);
     assert!(!html.contains("Top up"), "no payment provider configured");
 
-    // Audit log: owners see it, filtered by action; developers neither see nor open it.
+    audit_log_for_owners_only(&app, &owner, &mut browser, &key).await;
+}
+
+/// CSV: the same rows as the usage page, as an attachment.
+async fn usage_as_csv(browser: &mut Browser<'_>) {
+    let resp = browser.get("/usage.csv?group=model").await;
+    assert_eq!(resp.status.as_u16(), 200);
+    assert!(resp.header("content-type").starts_with("text/csv"));
+    assert!(resp
+        .header("content-disposition")
+        .starts_with("attachment; filename=\"usage-"));
+    let csv = text(resp.body);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "date,model,requests,input_tokens,cached_input_tokens,output_tokens,cost_usd"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines.contains(&format!("{},smollm2-135m-instruct,1,20,0,7,0.000100", today()).as_str())
+    );
+    assert!(lines.contains(&format!("{},other-model,1,5,0,3,0.000100", today()).as_str()));
+}
+
+/// Audit log: owners see it, filtered by action; developers neither see nor open it, but
+/// read the organization's usage.
+async fn audit_log_for_owners_only(
+    app: &TestApp,
+    owner: &Session,
+    browser: &mut Browser<'_>,
+    key: &str,
+) {
     let html = assert_html(&browser.get("/audit").await, 200);
     assert!(html.contains("<code>api_key.created</code>"));
     assert!(html.contains("<code>login.succeeded</code>"));
@@ -200,9 +214,9 @@ async fn usage_billing_and_audit(app: TestApp) {
     assert!(html.contains("<p id=\"audit-count\">1 entry</p>"), "{html}");
     assert!(html.contains(&format!("<code>{key}</code>")));
     assert_html(&browser.get("/audit?type=%3Cb%3E").await, 422);
-    app.member_with_role(&owner, "dev@example.com", "developer")
+    app.member_with_role(owner, "dev@example.com", "developer")
         .await;
-    let mut dev = Browser::new(&app);
+    let mut dev = Browser::new(app);
     dev.signin("dev@example.com").await;
     let html = assert_html(&dev.get("/projects").await, 200);
     assert!(!html.contains("href=\"/audit\""));

@@ -259,7 +259,24 @@ async fn console_in_a_headless_browser() {
     result
 }
 
+/// The console as a new user meets it, one step after another in one browser session.
 async fn run(s: &mut Session) {
+    sign_up(s).await;
+    skip_link(s).await;
+    let keys_url = project_and_key(s).await;
+    project_limits(s).await;
+    billing_before_requests(s).await;
+    let tokens = playground(s).await;
+    usage_after_request(s, tokens).await;
+    billing_after_request(s).await;
+    let link = invite_member(s).await;
+    revoke_key(s, &keys_url).await;
+    audit_log(s).await;
+    invitee_joins(s, &link).await;
+    phone_width(s).await;
+}
+
+async fn sign_up(s: &mut Session) {
     // Sign up.
     s.goto("/").await;
     s.expect_heading("Sign in").await;
@@ -276,7 +293,9 @@ async fn run(s: &mut Session) {
         .await;
     assert!(s.text("header").await.contains("Browser Org"));
     s.screenshot("projects").await;
+}
 
+async fn skip_link(s: &mut Session) {
     // Keyboard: the first Tab lands on the skip link, which shows a focus outline; Enter on it
     // moves focus to the page's content.
     let body = s.client.active_element().await.unwrap();
@@ -310,7 +329,9 @@ async fn run(s: &mut Session) {
         .await
         .unwrap();
     assert_eq!(id, "main", "the skip link moves focus to the content");
+}
 
+async fn project_and_key(s: &mut Session) -> String {
     // A project, then a key: the secret shown once, the copy button enabled by the script.
     s.fill("#project-name", "Browser project").await;
     s.click("main button[type=submit]").await;
@@ -338,7 +359,10 @@ async fn run(s: &mut Session) {
     assert!(row.contains("never") && row.contains("rpm 120"), "{row}");
     s.screenshot("key-created").await;
     let keys_url = s.client.current_url().await.unwrap().to_string();
+    keys_url
+}
 
+async fn project_limits(s: &mut Session) {
     // The project's rate limits.
     s.click("main a[href$='/limits']").await;
     s.expect_heading("Rate limits · Browser project").await;
@@ -349,7 +373,9 @@ async fn run(s: &mut Session) {
     s.wait_text("#project-limits", "tpm 50000", Duration::from_secs(20))
         .await;
     s.screenshot("limits").await;
+}
 
+async fn billing_before_requests(s: &mut Session) {
     // Billing before any request: the free grant, untouched.
     s.goto("/billing").await;
     s.expect_heading("Billing").await;
@@ -359,7 +385,9 @@ async fn run(s: &mut Session) {
     s.wait_text("#ledger-count", "1 entry", Duration::from_secs(20))
         .await;
     s.screenshot("billing-before").await;
+}
 
+async fn playground(s: &mut Session) -> (u64, u64) {
     // The playground streams an answer with tokens/s and usage.
     s.goto("/playground").await;
     s.expect_heading("Playground").await;
@@ -409,7 +437,10 @@ async fn run(s: &mut Session) {
     let rate: f64 = s.text("#stat-rate").await.parse().unwrap();
     assert!(rate > 0.0, "{rate}");
     s.screenshot("playground").await;
+    (prompt, completion)
+}
 
+async fn usage_after_request(s: &mut Session, (prompt, completion): (u64, u64)) {
     // The usage page charts the request (the playground runs as the session: no key).
     s.goto("/usage").await;
     s.expect_heading("Usage").await;
@@ -433,7 +464,9 @@ async fn run(s: &mut Session) {
         .await
         .contains("smollm2-135m-instruct"));
     s.screenshot("usage").await;
+}
 
+async fn billing_after_request(s: &mut Session) {
     // The balance went down by the request's cost, which the ledger lists.
     s.goto("/billing").await;
     s.expect_heading("Billing").await;
@@ -448,7 +481,9 @@ async fn run(s: &mut Session) {
     assert_ne!(s.text("#upcoming-subtotal").await, "$0.000000");
     assert_eq!(s.text("#invoice-count").await, "0 finalized invoices");
     s.screenshot("billing-after").await;
+}
 
+async fn invite_member(s: &mut Session) -> String {
     // Invite a member.
     s.goto("/members").await;
     s.wait_text("#member-count", "1 member", Duration::from_secs(20))
@@ -459,9 +494,12 @@ async fn run(s: &mut Session) {
     assert!(link.contains("/invite?token=sfi-"), "{link}");
     assert!(s.text("#invites").await.contains("invitee@example.com"));
     s.screenshot("members-invited").await;
+    link
+}
 
+async fn revoke_key(s: &mut Session, keys_url: &str) {
     // Revoke the key, through the confirmation page.
-    s.client.goto(&keys_url).await.unwrap();
+    s.client.goto(keys_url).await.unwrap();
     s.click("a[href$='/revoke']").await;
     s.expect_heading("Revoke key").await;
     s.screenshot("revoke-confirm").await;
@@ -469,7 +507,9 @@ async fn run(s: &mut Session) {
     s.wait_text("#key-count", "0 live keys", Duration::from_secs(20))
         .await;
     s.screenshot("keys-revoked").await;
+}
 
+async fn audit_log(s: &mut Session) {
     // The audit log lists what happened, newest first.
     s.goto("/audit").await;
     s.expect_heading("Audit log").await;
@@ -484,11 +524,13 @@ async fn run(s: &mut Session) {
         assert!(log.contains(action), "{action} in {log}");
     }
     s.screenshot("audit").await;
+}
 
+async fn invitee_joins(s: &mut Session, link: &str) {
     // Sign out; the invitee accepts through the link.
     s.click("#signout button").await;
     s.expect_heading("Sign in").await;
-    s.client.goto(&link).await.unwrap();
+    s.client.goto(link).await.unwrap();
     s.expect_heading("You are invited").await;
     s.screenshot("invite-landing").await;
     s.click("a.button").await;
@@ -504,7 +546,9 @@ async fn run(s: &mut Session) {
     s.wait_text("#member-count", "2 members", Duration::from_secs(20))
         .await;
     s.screenshot("members-joined").await;
+}
 
+async fn phone_width(s: &mut Session) {
     // Phone width: the navigation and tables still fit.
     s.client.set_window_size(390, 844).await.unwrap();
     s.goto("/projects").await;

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::console::{assert_html, between, csrf_of, Browser};
-use crate::support::TestApp;
+use crate::support::{Session, TestApp};
 
 async fn members_invite_and_accept(app: TestApp) {
     let mut owner = Browser::new(&app);
@@ -166,33 +166,7 @@ async fn members_remove_and_withdraw(app: TestApp) {
     let remove_dev = format!("/members/{}/remove", dev.user_id);
     let withdraw = format!("/members/invites/{invite_id}/withdraw");
 
-    // A viewer and a developer see no actions and are refused when posting.
-    for (email, role) in [
-        ("watcher@example.com", "viewer"),
-        ("coder@example.com", "developer"),
-    ] {
-        let mut browser = Browser::new(&app);
-        browser.signin(email).await;
-        let html = assert_html(&browser.get("/members").await, 200);
-        assert!(html.contains(&format!("<span id=\"role\">{role}</span>")));
-        assert!(!html.contains("/remove\""), "{html}");
-        assert!(!html.contains("Withdraw"));
-        assert_html(&browser.get(&remove_dev).await, 403);
-        assert_html(&browser.submit("/members", &remove_dev, &[]).await, 403);
-        assert_html(&browser.submit("/members", &withdraw, &[]).await, 403);
-    }
-    app.get(
-        &format!("/v1/organization/users/{}", dev.user_id),
-        Some(&owner.access),
-    )
-    .await
-    .expect(200);
-    app.get(
-        &format!("/v1/organization/invites/{invite_id}"),
-        Some(&owner.access),
-    )
-    .await
-    .expect(200);
+    only_managers_see_actions(&app, &owner, &dev, &remove_dev, &withdraw, &invite_id).await;
 
     // An admin cannot remove an owner.
     let mut deputy = Browser::new(&app);
@@ -274,7 +248,54 @@ async fn members_remove_and_withdraw(app: TestApp) {
     .await
     .expect(200);
 
-    // With a second owner, the first may leave; then the second is the last.
+    a_second_owner_lets_the_first_leave(&app, &owner, &admin, &mut chief, &remove_owner).await;
+}
+
+/// A viewer and a developer see no actions and are refused when posting; nothing changed.
+async fn only_managers_see_actions(
+    app: &TestApp,
+    owner: &Session,
+    dev: &Session,
+    remove_dev: &str,
+    withdraw: &str,
+    invite_id: &str,
+) {
+    for (email, role) in [
+        ("watcher@example.com", "viewer"),
+        ("coder@example.com", "developer"),
+    ] {
+        let mut browser = Browser::new(app);
+        browser.signin(email).await;
+        let html = assert_html(&browser.get("/members").await, 200);
+        assert!(html.contains(&format!("<span id=\"role\">{role}</span>")));
+        assert!(!html.contains("/remove\""), "{html}");
+        assert!(!html.contains("Withdraw"));
+        assert_html(&browser.get(remove_dev).await, 403);
+        assert_html(&browser.submit("/members", remove_dev, &[]).await, 403);
+        assert_html(&browser.submit("/members", withdraw, &[]).await, 403);
+    }
+    app.get(
+        &format!("/v1/organization/users/{}", dev.user_id),
+        Some(&owner.access),
+    )
+    .await
+    .expect(200);
+    app.get(
+        &format!("/v1/organization/invites/{invite_id}"),
+        Some(&owner.access),
+    )
+    .await
+    .expect(200);
+}
+
+/// With a second owner, the first may leave (signed out at once); then the second is the last.
+async fn a_second_owner_lets_the_first_leave(
+    app: &TestApp,
+    owner: &Session,
+    admin: &Session,
+    chief: &mut Browser<'_>,
+    remove_owner: &str,
+) {
     app.post(
         &format!("/v1/organization/users/{}", admin.user_id),
         Some(&owner.access),
@@ -284,13 +305,13 @@ async fn members_remove_and_withdraw(app: TestApp) {
     .expect(200);
     let html = assert_html(&chief.get("/members").await, 200);
     assert!(html.contains(&format!("href=\"{remove_owner}\"")), "{html}");
-    let confirm = assert_html(&chief.get(&remove_owner).await, 200);
+    let confirm = assert_html(&chief.get(remove_owner).await, 200);
     assert!(confirm.contains("Leave the organization"));
-    let resp = chief.submit(&remove_owner, &remove_owner, &[]).await;
+    let resp = chief.submit(remove_owner, remove_owner, &[]).await;
     assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
     assert_eq!(resp.header("location"), "/signin");
     assert_eq!(chief.get("/members").await.header("location"), "/signin");
-    let mut deputy = Browser::new(&app);
+    let mut deputy = Browser::new(app);
     deputy.signin("deputy@example.com").await;
     let remove_self = format!("/members/{}/remove", admin.user_id);
     let html = assert_html(&deputy.get("/members").await, 200);

@@ -608,7 +608,9 @@ async fn closing_an_sse_stream_aborts_the_generation() {
     let mut app = TestApp::new(Backend::Sqlite).await;
     app.state = app.state.with_inference(backend.clone());
     let key = app.inference_key().await;
-    let service = actix_web::test::init_service(gateway::app(app.state.clone())).await;
+    let service =
+        actix_web::test::init_service(gateway::app_with(app.state.clone(), ::console::configure))
+            .await;
     let req = actix_web::test::TestRequest::post()
         .uri("/v1/chat/completions")
         .insert_header(("authorization", format!("Bearer {key}")))

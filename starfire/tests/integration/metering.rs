@@ -169,50 +169,7 @@ async fn usage_exactly_once(app: TestApp) {
         last["usage"]["completion_tokens"].as_u64().unwrap()
     );
 
-    // Text completions over two prompts and n = 2: one event for the whole request.
-    let body = app
-        .post(
-            "/v1/completions",
-            Some(&key),
-            json!({"model": DEFAULT_MODEL_ID, "prompt": ["One", "Two"], "n": 2,
-                   "max_tokens": 3, "temperature": 0}),
-        )
-        .await
-        .expect(200);
-    let e = app
-        .state
-        .store
-        .usage_event(&tenant, body["id"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(e.status, UsageStatus::Completed);
-    assert_eq!(
-        e.completion_tokens,
-        body["usage"]["completion_tokens"].as_u64().unwrap()
-    );
-    assert_eq!(
-        e.prompt_tokens,
-        body["usage"]["prompt_tokens"].as_u64().unwrap()
-    );
-
-    // Embeddings.
-    let body = app
-        .post(
-            "/v1/embeddings",
-            Some(&key),
-            json!({"model": DEFAULT_MODEL_ID, "input": ["a b c", "d e"]}),
-        )
-        .await
-        .expect(200);
-    let all = events(&app, &tenant).await;
-    let embedding = all.iter().find(|e| e.endpoint == "embeddings").unwrap();
-    assert_eq!(embedding.status, UsageStatus::Completed);
-    assert_eq!(
-        embedding.prompt_tokens,
-        body["usage"]["prompt_tokens"].as_u64().unwrap()
-    );
-    assert_eq!(embedding.cost, PRICES.cost(embedding.prompt_tokens, 0, 0));
+    completions_and_embeddings_once(&app, &key, &tenant).await;
 
     // One row per request id, and the ledger debits exactly the events' costs.
     let all = events(&app, &tenant).await;
@@ -246,6 +203,55 @@ async fn usage_exactly_once(app: TestApp) {
         .expect_error(403, None);
 }
 
+/// Text completions over two prompts and n = 2 are one event for the whole request;
+/// embeddings are one event priced on their input.
+async fn completions_and_embeddings_once(app: &TestApp, key: &str, tenant: &TenantId) {
+    // Text completions over two prompts and n = 2: one event for the whole request.
+    let body = app
+        .post(
+            "/v1/completions",
+            Some(key),
+            json!({"model": DEFAULT_MODEL_ID, "prompt": ["One", "Two"], "n": 2,
+                   "max_tokens": 3, "temperature": 0}),
+        )
+        .await
+        .expect(200);
+    let e = app
+        .state
+        .store
+        .usage_event(tenant, body["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.status, UsageStatus::Completed);
+    assert_eq!(
+        e.completion_tokens,
+        body["usage"]["completion_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(
+        e.prompt_tokens,
+        body["usage"]["prompt_tokens"].as_u64().unwrap()
+    );
+
+    // Embeddings.
+    let body = app
+        .post(
+            "/v1/embeddings",
+            Some(key),
+            json!({"model": DEFAULT_MODEL_ID, "input": ["a b c", "d e"]}),
+        )
+        .await
+        .expect(200);
+    let all = events(app, tenant).await;
+    let embedding = all.iter().find(|e| e.endpoint == "embeddings").unwrap();
+    assert_eq!(embedding.status, UsageStatus::Completed);
+    assert_eq!(
+        embedding.prompt_tokens,
+        body["usage"]["prompt_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(embedding.cost, PRICES.cost(embedding.prompt_tokens, 0, 0));
+}
+
 /// A client that leaves mid-stream is billed for the tokens generated until the abort (what it
 /// received, within one step), and its reservation is released.
 async fn disconnect_mid_stream_records_cancelled(app: TestApp) {
@@ -253,7 +259,9 @@ async fn disconnect_mid_stream_records_cancelled(app: TestApp) {
 
     let app = priced(app, 5_000_000);
     let (owner, _, (_, key)) = org(&app, "leaver@example.com").await;
-    let service = actix_web::test::init_service(gateway::app(app.state.clone())).await;
+    let service =
+        actix_web::test::init_service(gateway::app_with(app.state.clone(), ::console::configure))
+            .await;
     let req = actix_web::test::TestRequest::post()
         .uri("/v1/chat/completions")
         .insert_header(("authorization", format!("Bearer {key}")))
@@ -494,7 +502,9 @@ async fn concurrent_requests_cannot_overspend(app: TestApp) {
         .await
         .unwrap();
 
-    let service = actix_web::test::init_service(gateway::app(app.state.clone())).await;
+    let service =
+        actix_web::test::init_service(gateway::app_with(app.state.clone(), ::console::configure))
+            .await;
     let calls = (0..50).map(|_| {
         let req = actix_web::test::TestRequest::post()
             .uri("/v1/chat/completions")

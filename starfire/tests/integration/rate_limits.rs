@@ -10,7 +10,7 @@ use gateway::config::RedisFailure;
 use gateway::AppState;
 use serde_json::{json, Value};
 
-use crate::support::{served_model, Backend, Resp, TestApp};
+use crate::support::{served_model, Backend, Resp, Session, TestApp};
 
 pub fn redis_url() -> String {
     std::env::var("STARFIRE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -210,43 +210,48 @@ async fn overrides_take_precedence(app: TestApp) {
         .expect(200);
     assert_eq!(got["limits"]["rpm"], 5);
 
-    // Bad values name the field; unknown fields are refused.
+    bad_limits_are_refused(&app, &owner, &project, &key_a_id, &key_b).await;
+}
+
+/// Bad limits name the field; unknown fields are refused; an inference key cannot change
+/// limits.
+async fn bad_limits_are_refused(
+    app: &TestApp,
+    owner: &Session,
+    project: &str,
+    key_id: &str,
+    key_b: &str,
+) {
+    let project_path = format!("/v1/organization/projects/{project}");
+    let key_path = format!("{project_path}/api_keys/{key_id}");
     app.post(
-        &format!("/v1/organization/projects/{project}/api_keys/{key_a_id}"),
+        &key_path,
         Some(&owner.access),
         json!({"limits": {"rpm": 0}}),
     )
     .await
     .expect_error(422, Some("limits.rpm"));
     app.post(
-        &format!("/v1/organization/projects/{project}"),
+        &project_path,
         Some(&owner.access),
         json!({"limits": {"concurrency": -1}}),
     )
     .await
     .expect_error(422, Some("limits.concurrency"));
     app.post(
-        &format!("/v1/organization/projects/{project}"),
+        &project_path,
         Some(&owner.access),
         json!({"limits": {"rpd": 1}}),
     )
     .await
     .expect_error(400, None);
-    app.post(
-        &format!("/v1/organization/projects/{project}"),
-        Some(&owner.access),
-        json!({}),
-    )
-    .await
-    .expect_error(400, None);
+    app.post(&project_path, Some(&owner.access), json!({}))
+        .await
+        .expect_error(400, None);
     // An inference key cannot change limits.
-    app.post(
-        &format!("/v1/organization/projects/{project}/api_keys/{key_a_id}"),
-        Some(&key_b),
-        json!({"limits": {"rpm": 1000}}),
-    )
-    .await
-    .expect_error(403, None);
+    app.post(&key_path, Some(key_b), json!({"limits": {"rpm": 1000}}))
+        .await
+        .expect_error(403, None);
 }
 
 on_both_backends!(overrides_take_precedence);
@@ -335,7 +340,9 @@ async fn concurrency_is_released_when_the_client_disconnects() {
     let owner = app.signup("con@example.com").await;
     let project = app.default_project(&owner.access).await;
     let (_, key) = create_key(&app, &owner.access, &project, json!({"concurrency": 1})).await;
-    let service = actix_web::test::init_service(gateway::app(app.state.clone())).await;
+    let service =
+        actix_web::test::init_service(gateway::app_with(app.state.clone(), ::console::configure))
+            .await;
     let request = || {
         actix_web::test::TestRequest::post()
             .uri("/v1/chat/completions")

@@ -15,7 +15,7 @@ use gateway::store::usage::UsageStatus;
 use serde_json::{json, Value};
 
 use crate::fake_stripe::{FakeStripe, SECRET_KEY};
-use crate::support::{Resp, TestApp};
+use crate::support::{Resp, Session, TestApp};
 
 const OPERATOR_TOKEN: &str = "operator-token-0123456789abcdefghij";
 const WEBHOOK_SECRET: &str = "whsec_starfire_test_0123456789";
@@ -133,86 +133,8 @@ async fn top_up_through_checkout_restores_service(app: TestApp) {
     assert_eq!(before["plan"], "free");
     assert_eq!(before["top_ups_available"], true);
 
-    // Bad amounts and URLs are refused before Stripe is called; a viewer cannot pay.
-    for amount in [0_i64, 1_000_000, 5_000_001, 20_000_000_000] {
-        app.post(
-            "/v1/billing/top_ups",
-            Some(&owner.access),
-            json!({"amount_micros": amount}),
-        )
-        .await
-        .expect_error(422, Some("amount_micros"));
-    }
-    app.post(
-        "/v1/billing/top_ups",
-        Some(&owner.access),
-        json!({"amount_micros": 5_000_000, "success_url": "javascript:alert(1)"}),
-    )
-    .await
-    .expect_error(422, Some("success_url"));
-    let viewer = app
-        .member_with_role(&owner, "viewer@example.com", "viewer")
-        .await;
-    app.post(
-        "/v1/billing/top_ups",
-        Some(&viewer.access),
-        json!({"amount_micros": 5_000_000}),
-    )
-    .await
-    .expect_error(403, None);
-    assert!(fake.requests_to("/v1/checkout/sessions").is_empty());
-
-    // A top-up, retried with the same Idempotency-Key: one session, the same answer.
-    let body = json!({"amount_micros": 5_000_000, "success_url": "https://console.example/paid"});
-    let first = post_with_key(&app, "/v1/billing/top_ups", &owner.access, "topup-1", &body)
-        .await
-        .expect(201);
-    let again = post_with_key(&app, "/v1/billing/top_ups", &owner.access, "topup-1", &body).await;
-    assert_eq!(again.header("idempotent-replayed"), "true");
-    let again = again.expect(201);
-    assert_eq!(first, again);
-    assert_eq!(first["object"], "billing.top_up");
-    assert_eq!(first["status"], "open");
-    assert_eq!(first["amount_micros"], 5_000_000);
-    let top_up_id = first["id"].as_str().unwrap().to_owned();
-    let session_id = first["checkout_session_id"].as_str().unwrap().to_owned();
-    assert!(first["checkout_url"]
-        .as_str()
-        .unwrap()
-        .ends_with(&session_id));
-
-    let customers = fake.requests_to("/v1/customers");
-    assert_eq!(customers.len(), 1, "{customers:?}");
-    assert_eq!(
-        customers[0].form["metadata[starfire_organization]"],
-        owner.tenant_id
-    );
-    let sessions = fake.requests_to("/v1/checkout/sessions");
-    assert_eq!(sessions.len(), 1, "{sessions:?}");
-    let sent = &sessions[0].form;
-    assert_eq!(sent["line_items[0][price_data][unit_amount]"], "500");
-    assert_eq!(sent["customer"], "cus_1");
-    assert_eq!(sent["client_reference_id"], top_up_id);
-    assert_eq!(sent["metadata[starfire_organization]"], owner.tenant_id);
-    assert_eq!(sent["success_url"], "https://console.example/paid");
-    assert!(sent["cancel_url"].ends_with("/billing?top_up=cancelled"));
-    assert!(sessions[0]
-        .idempotency_key
-        .as_deref()
-        .unwrap()
-        .contains(&top_up_id));
-    // A second top-up reuses the customer.
-    post_with_key(
-        &app,
-        "/v1/billing/top_ups",
-        &owner.access,
-        "topup-2",
-        &json!({"amount_micros": 10_000_000}),
-    )
-    .await
-    .expect(201);
-    assert_eq!(fake.requests_to("/v1/customers").len(), 1);
-    assert_eq!(fake.requests_to("/v1/checkout/sessions").len(), 2);
+    refused_top_ups(&app, &fake, &owner).await;
+    let (top_up_id, session_id) = open_top_up(&app, &fake, &owner).await;
 
     // Nothing is credited until Stripe says it was paid.
     app.post("/v1/chat/completions", Some(&key), chat())
@@ -222,38 +144,10 @@ async fn top_up_through_checkout_restores_service(app: TestApp) {
     let session = fake.state.lock().unwrap().sessions[0].clone();
     let event = session_completed("evt_paid_1", "checkout.session.completed", &session);
 
-    // Refused deliveries change nothing: a wrong secret, a stale or future timestamp, a
-    // tampered body, no signature, a malformed one.
-    let t = now_secs();
-    deliver(&app, &event, "whsec_someone_else_0123456789", t)
-        .await
-        .expect_error(400, Some("Stripe-Signature"));
-    deliver(&app, &event, WEBHOOK_SECRET, t - 301)
-        .await
-        .expect_error(400, Some("Stripe-Signature"));
-    deliver(&app, &event, WEBHOOK_SECRET, t + 301)
-        .await
-        .expect_error(400, Some("Stripe-Signature"));
-    let signed = event.to_string();
-    let signature = format!("t={t},v1={}", sign(WEBHOOK_SECRET, t, signed.as_bytes()));
-    let tampered = signed.replace("\"amount_total\":500", "\"amount_total\":500000");
-    assert_ne!(tampered, signed);
-    deliver_raw(&app, tampered.into_bytes(), Some(signature.clone()))
-        .await
-        .expect_error(400, Some("Stripe-Signature"));
-    deliver_raw(&app, signed.clone().into_bytes(), None)
-        .await
-        .expect_error(400, Some("Stripe-Signature"));
-    deliver_raw(&app, signed.clone().into_bytes(), Some("v1=00".into()))
-        .await
-        .expect_error(400, Some("Stripe-Signature"));
-    assert_eq!(
-        balance(&app, &owner.access).await["balance_micros"],
-        before["balance_micros"]
-    );
+    refused_deliveries(&app, &event, &owner, &before).await;
 
     // The real delivery, signed with the secret being rotated out: credited.
-    let applied = deliver(&app, &event, OLD_WEBHOOK_SECRET, t)
+    let applied = deliver(&app, &event, OLD_WEBHOOK_SECRET, now_secs())
         .await
         .expect(200);
     assert_eq!(applied["status"], "applied");
@@ -263,29 +157,7 @@ async fn top_up_through_checkout_restores_service(app: TestApp) {
         .await
         .expect(200);
 
-    // Redelivered (same event): nothing changes. Another event for the same session (the
-    // delayed-payment notification): applied, but the session is credited once.
-    let after = balance(&app, &owner.access).await;
-    let redelivered = deliver(&app, &event, WEBHOOK_SECRET, now_secs())
-        .await
-        .expect(200);
-    assert_eq!(redelivered["status"], "duplicate");
-    let second = session_completed(
-        "evt_paid_2",
-        "checkout.session.async_payment_succeeded",
-        &session,
-    );
-    let second = deliver(&app, &second, WEBHOOK_SECRET, now_secs())
-        .await
-        .expect(200);
-    assert_eq!(
-        second["outcome"],
-        "ignored: the session was credited already"
-    );
-    assert_eq!(
-        balance(&app, &owner.access).await["balance_micros"],
-        after["balance_micros"]
-    );
+    redeliveries_change_nothing(&app, &event, &session, &owner).await;
 
     // The ledger: one top-up entry pointing at the session, by Stripe; the balance adds up.
     let ledger = app
@@ -349,6 +221,158 @@ async fn top_up_through_checkout_restores_service(app: TestApp) {
         .expect(200);
     assert!(audit.to_string().contains("billing.top_up_created"));
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+/// Bad amounts and URLs are refused before Stripe is called; a viewer cannot pay.
+async fn refused_top_ups(app: &TestApp, fake: &FakeStripe, owner: &Session) {
+    for amount in [0_i64, 1_000_000, 5_000_001, 20_000_000_000] {
+        app.post(
+            "/v1/billing/top_ups",
+            Some(&owner.access),
+            json!({"amount_micros": amount}),
+        )
+        .await
+        .expect_error(422, Some("amount_micros"));
+    }
+    app.post(
+        "/v1/billing/top_ups",
+        Some(&owner.access),
+        json!({"amount_micros": 5_000_000, "success_url": "javascript:alert(1)"}),
+    )
+    .await
+    .expect_error(422, Some("success_url"));
+    let viewer = app
+        .member_with_role(owner, "viewer@example.com", "viewer")
+        .await;
+    app.post(
+        "/v1/billing/top_ups",
+        Some(&viewer.access),
+        json!({"amount_micros": 5_000_000}),
+    )
+    .await
+    .expect_error(403, None);
+    assert!(fake.requests_to("/v1/checkout/sessions").is_empty());
+}
+
+/// A top-up, retried with the same Idempotency-Key: one Checkout Session, the same answer;
+/// the customer and session sent to Stripe carry the organization. Returns the top-up's id
+/// and its session's.
+async fn open_top_up(app: &TestApp, fake: &FakeStripe, owner: &Session) -> (String, String) {
+    let body = json!({"amount_micros": 5_000_000, "success_url": "https://console.example/paid"});
+    let first = post_with_key(app, "/v1/billing/top_ups", &owner.access, "topup-1", &body)
+        .await
+        .expect(201);
+    let again = post_with_key(app, "/v1/billing/top_ups", &owner.access, "topup-1", &body).await;
+    assert_eq!(again.header("idempotent-replayed"), "true");
+    let again = again.expect(201);
+    assert_eq!(first, again);
+    assert_eq!(first["object"], "billing.top_up");
+    assert_eq!(first["status"], "open");
+    assert_eq!(first["amount_micros"], 5_000_000);
+    let top_up_id = first["id"].as_str().unwrap().to_owned();
+    let session_id = first["checkout_session_id"].as_str().unwrap().to_owned();
+    assert!(first["checkout_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&session_id));
+
+    let customers = fake.requests_to("/v1/customers");
+    assert_eq!(customers.len(), 1, "{customers:?}");
+    assert_eq!(
+        customers[0].form["metadata[starfire_organization]"],
+        owner.tenant_id
+    );
+    let sessions = fake.requests_to("/v1/checkout/sessions");
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let sent = &sessions[0].form;
+    assert_eq!(sent["line_items[0][price_data][unit_amount]"], "500");
+    assert_eq!(sent["customer"], "cus_1");
+    assert_eq!(sent["client_reference_id"], top_up_id);
+    assert_eq!(sent["metadata[starfire_organization]"], owner.tenant_id);
+    assert_eq!(sent["success_url"], "https://console.example/paid");
+    assert!(sent["cancel_url"].ends_with("/billing?top_up=cancelled"));
+    assert!(sessions[0]
+        .idempotency_key
+        .as_deref()
+        .unwrap()
+        .contains(&top_up_id));
+    // A second top-up reuses the customer.
+    post_with_key(
+        app,
+        "/v1/billing/top_ups",
+        &owner.access,
+        "topup-2",
+        &json!({"amount_micros": 10_000_000}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(fake.requests_to("/v1/customers").len(), 1);
+    assert_eq!(fake.requests_to("/v1/checkout/sessions").len(), 2);
+
+    (top_up_id, session_id)
+}
+
+/// Deliveries Stripe did not sign as this server expects change nothing: a wrong secret, a
+/// stale or future timestamp, a tampered body, no signature, a malformed one.
+async fn refused_deliveries(app: &TestApp, event: &Value, owner: &Session, before: &Value) {
+    let t = now_secs();
+    deliver(app, event, "whsec_someone_else_0123456789", t)
+        .await
+        .expect_error(400, Some("Stripe-Signature"));
+    deliver(app, event, WEBHOOK_SECRET, t - 301)
+        .await
+        .expect_error(400, Some("Stripe-Signature"));
+    deliver(app, event, WEBHOOK_SECRET, t + 301)
+        .await
+        .expect_error(400, Some("Stripe-Signature"));
+    let signed = event.to_string();
+    let signature = format!("t={t},v1={}", sign(WEBHOOK_SECRET, t, signed.as_bytes()));
+    let tampered = signed.replace("\"amount_total\":500", "\"amount_total\":500000");
+    assert_ne!(tampered, signed);
+    deliver_raw(app, tampered.into_bytes(), Some(signature.clone()))
+        .await
+        .expect_error(400, Some("Stripe-Signature"));
+    deliver_raw(app, signed.clone().into_bytes(), None)
+        .await
+        .expect_error(400, Some("Stripe-Signature"));
+    deliver_raw(app, signed.clone().into_bytes(), Some("v1=00".into()))
+        .await
+        .expect_error(400, Some("Stripe-Signature"));
+    assert_eq!(
+        balance(app, &owner.access).await["balance_micros"],
+        before["balance_micros"]
+    );
+}
+
+/// Redelivered (same event): nothing changes. Another event for the same session (the
+/// delayed-payment notification): applied, but the session is credited once.
+async fn redeliveries_change_nothing(
+    app: &TestApp,
+    event: &Value,
+    session: &Value,
+    owner: &Session,
+) {
+    let after = balance(app, &owner.access).await;
+    let redelivered = deliver(app, event, WEBHOOK_SECRET, now_secs())
+        .await
+        .expect(200);
+    assert_eq!(redelivered["status"], "duplicate");
+    let second = session_completed(
+        "evt_paid_2",
+        "checkout.session.async_payment_succeeded",
+        session,
+    );
+    let second = deliver(app, &second, WEBHOOK_SECRET, now_secs())
+        .await
+        .expect(200);
+    assert_eq!(
+        second["outcome"],
+        "ignored: the session was credited already"
+    );
+    assert_eq!(
+        balance(app, &owner.access).await["balance_micros"],
+        after["balance_micros"]
+    );
 }
 
 /// An enterprise organization's usage is reported as meter events, once per request, even when

@@ -234,12 +234,14 @@ impl TestApp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("local address").port();
         let state = self.state.clone();
-        let server = actix_web::HttpServer::new(move || gateway::app(state.clone()))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)
-            .expect("listen")
-            .run();
+        let server = actix_web::HttpServer::new(move || {
+            gateway::app_with(state.clone(), ::console::configure)
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
         LiveServer { port, handle }
@@ -300,7 +302,8 @@ impl TestApp {
     }
 
     pub async fn call(&self, req: test::TestRequest) -> Resp {
-        let app = test::init_service(gateway::app(self.state.clone())).await;
+        let app =
+            test::init_service(gateway::app_with(self.state.clone(), ::console::configure)).await;
         let resp = test::call_service(&app, req.to_request()).await;
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use gateway::metering::Money;
 use gateway::registry::DEFAULT_MODEL_ID;
-use gateway::store::now_ms;
 use gateway::store::usage::{Endpoint, FinalUsage, NewUsage, UsageEvent, UsageStatus};
+use gateway::store::{now_ms, TenantId};
+use gateway::Store;
 
 use crate::metering::events;
-use crate::support::TestApp;
+use crate::support::{Session, TestApp};
 
 /// Sums raw events the way the API groups them (the reference the API must match).
 fn reference(
@@ -96,6 +97,8 @@ async fn from_api(
     out
 }
 
+const DAY_MS: i64 = 86_400_000;
+
 /// The usage and costs API equal the sums of the raw events for every bucket width and
 /// grouping; other tenants' events never show; a project key sees its project only.
 async fn usage_api_totals_equal_raw_events(app: TestApp) {
@@ -103,19 +106,98 @@ async fn usage_api_totals_equal_raw_events(app: TestApp) {
     let other = app.signup("other@example.com").await;
     let tenant = owner.tenant_id.clone();
     let store = app.state.store.clone();
-    let day = 86_400_000;
     // Three days, starting mid-day, minute-aligned.
-    let start_ms = (now_ms() - 3 * day).div_euclid(60_000) * 60_000;
+    let start_ms = (now_ms() - 3 * DAY_MS).div_euclid(60_000) * 60_000;
+    seed_events(&store, [&tenant, &other.tenant_id], start_ms).await;
+
+    let raw = events(&app, &tenant).await;
+    let start = start_ms / 1000;
+    let end = start + 3 * 86_400 + 60;
+    usage_by_every_width_and_grouping(&app, &owner, &raw, start_ms).await;
+
+    // Costs: per day, all endpoints, by project and line item.
+    for groups in [&[][..], &["project_id", "line_item"][..]] {
+        let group_query: String = groups.iter().map(|g| format!("&group_by[]={g}")).collect();
+        let query = format!("start_time={start}&end_time={end}{group_query}");
+        let mut want = reference(
+            &raw,
+            "",
+            start_ms,
+            DAY_MS,
+            &groups
+                .iter()
+                .map(|g| if *g == "line_item" { "model" } else { *g })
+                .collect::<Vec<_>>(),
+        );
+        for t in want.values_mut() {
+            *t = [0, 0, 0, 0, t[4]];
+        }
+        let got = from_api(
+            &app,
+            &owner.access,
+            "/v1/organization/costs",
+            &query,
+            groups,
+        )
+        .await;
+        assert_eq!(got, want, "costs {query}");
+    }
+    // Filters.
+    let query = format!(
+        "start_time={start}&end_time={end}&bucket_width=1d&project_ids[]=proj_a&models[]=other-model&api_key_ids=key_1,key_2"
+    );
+    let filtered: Vec<UsageEvent> = raw
+        .iter()
+        .filter(|e| {
+            e.project_id.as_deref() == Some("proj_a")
+                && e.model == "other-model"
+                && e.api_key_id.as_deref() != Some("key_3")
+        })
+        .cloned()
+        .collect();
+    let mut want = reference(&filtered, "completions", start_ms, DAY_MS, &[]);
+    for t in want.values_mut() {
+        t[4] = 0;
+    }
+    let got = from_api(
+        &app,
+        &owner.access,
+        "/v1/organization/usage/completions",
+        &query,
+        &[],
+    )
+    .await;
+    assert_eq!(got, want);
+
+    // The other tenant sees only its own five-ish events.
+    let theirs = from_api(
+        &app,
+        &other.access,
+        "/v1/organization/usage/completions",
+        &format!("start_time={start}&end_time={end}"),
+        &[],
+    )
+    .await;
+    let their_requests: i64 = theirs.values().map(|t| t[0]).sum();
+    assert!(their_requests > 0 && their_requests <= 5, "{theirs:?}");
+
+    access_and_bad_input(&app, &owner, start).await;
+}
+
+/// Sixty events of the first tenant and five of the second over three days from `start_ms`,
+/// across two projects, three keys, two models and both endpoints; some rejected, some
+/// cancelled.
+async fn seed_events(store: &Store, tenants: [&TenantId; 2], start_ms: i64) {
     let projects = ["proj_a", "proj_b"];
     let keys = ["key_1", "key_2", "key_3"];
     let models = [DEFAULT_MODEL_ID, "other-model"];
     let mut n = 0;
-    for (tenant_id, count) in [(&tenant, 60), (&other.tenant_id, 5)] {
+    for (tenant_id, count) in [(tenants[0], 60), (tenants[1], 5)] {
         for i in 0..count {
             n += 1;
             let id = format!("req-{n}");
             // Spread over three days, several per minute sometimes.
-            let started_ms = start_ms + (i as i64 * 4_001_003) % (3 * day - 1);
+            let started_ms = start_ms + (i as i64 * 4_001_003) % (3 * DAY_MS - 1);
             let u = NewUsage {
                 request_id: id.clone(),
                 http_request_id: None,
@@ -161,10 +243,19 @@ async fn usage_api_totals_equal_raw_events(app: TestApp) {
             assert!(store.finalize_usage(&id, &f).await.unwrap());
         }
     }
-    let raw = events(&app, &tenant).await;
+}
+
+/// Completions and embeddings usage, per minute, hour and day, under every grouping, equal
+/// the reference sums of `raw`.
+async fn usage_by_every_width_and_grouping(
+    app: &TestApp,
+    owner: &Session,
+    raw: &[UsageEvent],
+    start_ms: i64,
+) {
     let start = start_ms / 1000;
     let end = start + 3 * 86_400 + 60;
-    for (width, width_ms) in [("1m", 60_000), ("1h", 3_600_000), ("1d", day)] {
+    for (width, width_ms) in [("1m", 60_000), ("1h", 3_600_000), ("1d", DAY_MS)] {
         for groups in [
             &[][..],
             &["project_id"][..],
@@ -181,7 +272,7 @@ async fn usage_api_totals_equal_raw_events(app: TestApp) {
                 ("completions", "/v1/organization/usage/completions"),
                 ("embeddings", "/v1/organization/usage/embeddings"),
             ] {
-                let mut want = reference(&raw, endpoint, start_ms, width_ms, groups);
+                let mut want = reference(raw, endpoint, start_ms, width_ms, groups);
                 if endpoint == "embeddings" {
                     for t in want.values_mut() {
                         t[2] = 0;
@@ -191,78 +282,16 @@ async fn usage_api_totals_equal_raw_events(app: TestApp) {
                 for t in want.values_mut() {
                     t[4] = 0;
                 }
-                let got = from_api(&app, &owner.access, path, &query, groups).await;
+                let got = from_api(app, &owner.access, path, &query, groups).await;
                 assert_eq!(got, want, "{path} {query}");
             }
         }
     }
-    // Costs: per day, all endpoints, by project and line item.
-    for groups in [&[][..], &["project_id", "line_item"][..]] {
-        let group_query: String = groups.iter().map(|g| format!("&group_by[]={g}")).collect();
-        let query = format!("start_time={start}&end_time={end}{group_query}");
-        let mut want = reference(
-            &raw,
-            "",
-            start_ms,
-            day,
-            &groups
-                .iter()
-                .map(|g| if *g == "line_item" { "model" } else { *g })
-                .collect::<Vec<_>>(),
-        );
-        for t in want.values_mut() {
-            *t = [0, 0, 0, 0, t[4]];
-        }
-        let got = from_api(
-            &app,
-            &owner.access,
-            "/v1/organization/costs",
-            &query,
-            groups,
-        )
-        .await;
-        assert_eq!(got, want, "costs {query}");
-    }
-    // Filters.
-    let query = format!(
-        "start_time={start}&end_time={end}&bucket_width=1d&project_ids[]=proj_a&models[]=other-model&api_key_ids=key_1,key_2"
-    );
-    let filtered: Vec<UsageEvent> = raw
-        .iter()
-        .filter(|e| {
-            e.project_id.as_deref() == Some("proj_a")
-                && e.model == "other-model"
-                && e.api_key_id.as_deref() != Some("key_3")
-        })
-        .cloned()
-        .collect();
-    let mut want = reference(&filtered, "completions", start_ms, day, &[]);
-    for t in want.values_mut() {
-        t[4] = 0;
-    }
-    let got = from_api(
-        &app,
-        &owner.access,
-        "/v1/organization/usage/completions",
-        &query,
-        &[],
-    )
-    .await;
-    assert_eq!(got, want);
+}
 
-    // The other tenant sees only its own five-ish events.
-    let theirs = from_api(
-        &app,
-        &other.access,
-        "/v1/organization/usage/completions",
-        &format!("start_time={start}&end_time={end}"),
-        &[],
-    )
-    .await;
-    let their_requests: i64 = theirs.values().map(|t| t[0]).sum();
-    assert!(their_requests > 0 && their_requests <= 5, "{theirs:?}");
-
-    // Access: a project key needs `usage.read`; with it, it sees its own project only.
+/// A project key needs `usage.read` and with it sees its own project only; bad input names
+/// the field.
+async fn access_and_bad_input(app: &TestApp, owner: &Session, start: i64) {
     let project = app.default_project(&owner.access).await;
     let (_, inference_only) = app
         .create_key(&owner.access, &project, &["inference"])

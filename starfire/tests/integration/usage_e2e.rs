@@ -11,6 +11,7 @@ use gateway::store::TenantId;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -193,30 +194,7 @@ fn usage_is_exactly_once_through_disconnects_and_a_killed_replica() {
         free_port(),
         &FAST_SWEEP,
     );
-    let out = starfire(homes[0].path(), &database_url, &prefix.0)
-        .args(["admin", "bootstrap", "--email", "once@example.com"])
-        .args(["--password", "correct horse battery"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let boot: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let tenant = TenantId::from(boot["tenant_id"].as_str().unwrap());
-    let created = http(
-        port_b,
-        "POST",
-        &format!(
-            "/v1/organization/projects/{}/api_keys",
-            boot["project_id"].as_str().unwrap()
-        ),
-        boot["admin_key"].as_str(),
-        &json!({"name": "load", "limits": {"rpm": 100000, "tpm": 10000000, "concurrency": 1000}}),
-    );
-    assert_eq!(created.status, 201, "{}", created.body);
-    let key: Arc<str> = created.body["value"].as_str().unwrap().into();
+    let (tenant, key) = bootstrap_load_key(homes[0].path(), &database_url, &prefix.0, port_b);
 
     // Every third client leaves after 1 to 8 chunks; even requests go to A, odd ones to B.
     let streaming_on_a = Arc::new(AtomicUsize::new(0));
@@ -287,6 +265,55 @@ fn usage_is_exactly_once_through_disconnects_and_a_killed_replica() {
         .count();
     assert!(interrupted > 0, "A died with requests in flight: {rows:?}");
 
+    billed_as_told(&seen, &by_id, (port_a, port_b), generated_b, interrupted);
+}
+
+/// Bootstraps an organization through the binary and creates a key with limits far above the
+/// load (through the replica on `port`); returns the tenant and the key.
+fn bootstrap_load_key(
+    home: &Path,
+    database_url: &str,
+    prefix: &str,
+    port: u16,
+) -> (TenantId, Arc<str>) {
+    let out = starfire(home, database_url, prefix)
+        .args(["admin", "bootstrap", "--email", "once@example.com"])
+        .args(["--password", "correct horse battery"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let boot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tenant = TenantId::from(boot["tenant_id"].as_str().unwrap());
+    let created = http(
+        port,
+        "POST",
+        &format!(
+            "/v1/organization/projects/{}/api_keys",
+            boot["project_id"].as_str().unwrap()
+        ),
+        boot["admin_key"].as_str(),
+        &json!({"name": "load", "limits": {"rpm": 100000, "tpm": 10000000, "concurrency": 1000}}),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key: Arc<str> = created.body["value"].as_str().unwrap().into();
+    (tenant, key)
+}
+
+/// Each request's row against what its client saw: completed ones billed what the client was
+/// told, swept ones to the last journaled step, abandoned ones every token received and what
+/// was generated after; B billed what its engine generated, but for one step per abort.
+fn billed_as_told(
+    seen: &[Seen],
+    by_id: &HashMap<&str, &UsageEvent>,
+    ports: (u16, u16),
+    generated_b: u64,
+    interrupted: usize,
+) {
+    let (port_a, port_b) = ports;
     let mut billed_b = 0;
     let mut aborted_b = 0;
     let mut swept_checked = 0;
@@ -329,7 +356,7 @@ fn usage_is_exactly_once_through_disconnects_and_a_killed_replica() {
         "rows {}, interrupted {interrupted} ({swept_checked} seen by their clients: \
          {swept_received} chunks received, {swept_billed} tokens billed), B billed {billed_b} of \
          {generated_b} generated, {aborted_b} aborted",
-        rows.len()
+        by_id.len()
     );
     // What B's engine generated is what B billed, but for at most one step per abort.
     assert!(

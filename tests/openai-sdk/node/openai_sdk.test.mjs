@@ -1,6 +1,6 @@
 // The official OpenAI Node SDK against a running `starfire serve`.
 //
-// gateway/tests/integration/openai_sdk.rs starts the server and runs `node --test` here with
+// starfire/tests/integration/openai_sdk.rs starts the server and runs `node --test` here with
 // OPENAI_BASE_URL (.../v1), OPENAI_API_KEY (an inference key) and STARFIRE_QUEUE_TOKEN_LIMIT
 // (the server's per-organization limit on waiting prompt tokens, so a longer prompt gets 429).
 
@@ -12,7 +12,7 @@ import OpenAI from 'openai';
 const baseURL = process.env.OPENAI_BASE_URL;
 const apiKey = process.env.OPENAI_API_KEY;
 const queueTokenLimit = Number(process.env.STARFIRE_QUEUE_TOKEN_LIMIT);
-assert.ok(baseURL && apiKey && queueTokenLimit > 0, 'run through gateway/tests/integration/openai_sdk.rs');
+assert.ok(baseURL && apiKey && queueTokenLimit > 0, 'run through starfire/tests/integration/openai_sdk.rs');
 
 const MODEL = 'smollm2-135m-instruct';
 // Its greedy answer runs past 24 tokens, so max_tokens ends it ('length') in the tests below.

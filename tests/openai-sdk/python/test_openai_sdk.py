@@ -1,6 +1,6 @@
 """The official OpenAI Python SDK against a running `starfire serve`.
 
-gateway/tests/integration/openai_sdk.rs starts the server and runs this file with
+starfire/tests/integration/openai_sdk.rs starts the server and runs this file with
 OPENAI_BASE_URL (…/v1), OPENAI_API_KEY (an inference key) and STARFIRE_QUEUE_TOKEN_LIMIT (the
 server's per-organization limit on waiting prompt tokens, so that a longer prompt gets 429).
 """
