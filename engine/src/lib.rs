@@ -28,6 +28,6 @@ pub use batch::{SequenceStep, StepBatch};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use error::{EngineError, Result};
 pub use kv_cache::KvCache;
-pub use model::{Model, ModelConfig};
+pub use model::{Model, ModelConfig, TextModel};
 pub use sampling::SamplingParams;
 pub use tokenizer::{IncrementalDecoder, Tokenizer};

@@ -109,6 +109,10 @@ pub struct Config {
     /// When set, `/metrics` wants `Authorization: Bearer <metrics_token>`; unset, it is open
     /// (bind the gateway where only the scraper reaches it, or set this).
     pub metrics_token: Option<String>,
+    /// The token between gateways and `starfire worker`s (STARFIRE_WORKER_TOKEN): a worker
+    /// wants it from callers, a gateway sends it to the workers of `[[models]]` entries with
+    /// `workers`. A worker without one listens on loopback only.
+    pub worker_token: Option<String>,
     /// Prices, free credits and usage-row liveness (the `[metering]` table; see
     /// `metering::config`).
     pub metering: MeteringConfig,
@@ -198,6 +202,10 @@ impl std::fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "worker_token",
+                &self.worker_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("metering", &self.metering)
             .field("billing", &self.billing)
             .field("admission", &self.admission)
@@ -221,6 +229,7 @@ struct FileConfig {
     refresh_token_ttl_secs: Option<u64>,
     max_body_bytes: Option<usize>,
     invite_ttl_secs: Option<u64>,
+    worker_token: Option<String>,
     model_path: Option<PathBuf>,
     kv_cache_memory: Option<u64>,
     metrics_token: Option<String>,
@@ -324,7 +333,9 @@ impl Config {
             metrics_token: env("STARFIRE_METRICS_TOKEN")
                 .or(file.metrics_token)
                 .filter(|s| !s.is_empty()),
-
+            worker_token: env("STARFIRE_WORKER_TOKEN")
+                .or(file.worker_token)
+                .filter(|s| !s.is_empty()),
             listen: env("STARFIRE_LISTEN")
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".to_owned()),

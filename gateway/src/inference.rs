@@ -192,6 +192,68 @@ impl InferenceBackend for InProcessBackend {
     }
 }
 
+/// Models from more than one place behind one backend: those this process runs (`local`) and
+/// those served by pools of workers.
+pub struct Routed {
+    local: Option<Arc<dyn InferenceBackend>>,
+    remote: Vec<Arc<crate::worker::RemoteModel>>,
+}
+
+impl Routed {
+    pub fn new(
+        local: Option<Arc<dyn InferenceBackend>>,
+        remote: Vec<Arc<crate::worker::RemoteModel>>,
+    ) -> Self {
+        Routed { local, remote }
+    }
+}
+
+impl InferenceBackend for Routed {
+    fn models(&self) -> Result<Vec<ModelCard>, BackendError> {
+        let mut cards = match &self.local {
+            Some(local) => local.models()?,
+            None => Vec::new(),
+        };
+        cards.extend(self.remote.iter().map(|m| ModelCard {
+            id: m.name().to_owned(),
+            created: m.created(),
+        }));
+        Ok(cards)
+    }
+
+    fn model(&self, name: &str) -> Result<Arc<dyn ServedModel>, BackendError> {
+        if let Some(m) = self
+            .remote
+            .iter()
+            .find(|m| name.eq_ignore_ascii_case(m.name()))
+        {
+            return Ok(m.clone());
+        }
+        match &self.local {
+            Some(local) => local.model(name),
+            None => Err(BackendError::ModelNotFound(name.to_owned())),
+        }
+    }
+
+    fn prometheus(&self) -> String {
+        let mut out = self
+            .local
+            .as_ref()
+            .map(|l| l.prometheus())
+            .unwrap_or_default();
+        if !self.remote.is_empty() {
+            out.push_str(
+                "# HELP starfire_worker_requests_in_flight This gateway's requests in flight, \
+                 by model and worker.\n# TYPE starfire_worker_requests_in_flight gauge\n",
+            );
+            for m in &self.remote {
+                out.push_str(&m.prometheus());
+            }
+        }
+        out
+    }
+}
+
 /// Joins several Prometheus texts (one per model, same families) so that each family has one
 /// `# HELP`/`# TYPE` header and all its samples together, as the format wants.
 fn merge_families(texts: &[String]) -> String {
@@ -259,42 +321,25 @@ impl ServedModel for InProcessModel {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, BackendError> {
-        let template =
-            self.model
-                .chat_template
-                .as_ref()
-                .ok_or_else(|| BackendError::Unsupported {
-                    message: format!(
-                        "The model '{}' has no chat template; use /v1/completions.",
-                        self.name
-                    ),
-                    field: "model".to_owned(),
-                })?;
-        let text = template
-            .render(messages, add_generation_prompt)
-            .map_err(|e| protocol::InvalidParam::new("messages", e.to_string()))?;
-        self.encode(&text, true)
+        text::chat_prompt(
+            &self.name,
+            &self.model.tokenizer,
+            self.model.chat_template.as_ref(),
+            messages,
+            add_generation_prompt,
+        )
     }
 
     fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, BackendError> {
-        self.model
-            .tokenizer
-            .encode(text, add_special)
-            .map_err(|e| BackendError::Internal(e.to_string()))
+        text::encode(&self.model.tokenizer, text, add_special)
     }
 
     fn decode(&self, ids: &[u32]) -> Result<String, BackendError> {
-        self.model
-            .tokenizer
-            .decode(ids, false)
-            .map_err(|e| BackendError::Internal(e.to_string()))
+        text::decode(&self.model.tokenizer, ids)
     }
 
     fn token_text(&self, id: u32) -> String {
-        self.model
-            .tokenizer
-            .decode(&[id], false)
-            .unwrap_or_default()
+        text::decode(&self.model.tokenizer, &[id]).unwrap_or_default()
     }
 
     fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, BackendError>> {
@@ -313,6 +358,47 @@ impl ServedModel for InProcessModel {
 
     fn embedding_size(&self) -> usize {
         self.model.config.hidden_size
+    }
+}
+
+/// A model's text side, whoever runs its weights: the in-process engine and a worker pool's
+/// model tokenize and template the same way.
+pub(crate) mod text {
+    use engine::{ChatTemplate, Tokenizer};
+    use protocol::{BackendError, ChatMessage, InvalidParam};
+
+    /// The chat rendered through the model's template and tokenized.
+    pub fn chat_prompt(
+        name: &str,
+        tokenizer: &Tokenizer,
+        template: Option<&ChatTemplate>,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, BackendError> {
+        let template = template.ok_or_else(|| BackendError::Unsupported {
+            message: format!("The model '{name}' has no chat template; use /v1/completions."),
+            field: "model".to_owned(),
+        })?;
+        let text = template
+            .render(messages, add_generation_prompt)
+            .map_err(|e| InvalidParam::new("messages", e.to_string()))?;
+        encode(tokenizer, &text, true)
+    }
+
+    pub fn encode(
+        tokenizer: &Tokenizer,
+        text: &str,
+        add_special: bool,
+    ) -> Result<Vec<u32>, BackendError> {
+        tokenizer
+            .encode(text, add_special)
+            .map_err(|e| BackendError::Internal(e.to_string()))
+    }
+
+    pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String, BackendError> {
+        tokenizer
+            .decode(ids, false)
+            .map_err(|e| BackendError::Internal(e.to_string()))
     }
 }
 

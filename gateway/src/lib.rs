@@ -10,7 +10,10 @@
 //!   model and the scheduler's `EngineLoop`).
 //! - `generation`: the one start-up sequence of every inference request (rate limits,
 //!   fair-share weight, budget reservation and usage row, submission to the backend).
-//! - `registry`: the served models from configuration (`[[models]]` or `model_path`).
+//! - `registry`: the served models from configuration (`[[models]]` or `model_path`), each run
+//!   in this process or by a pool of workers.
+//! - `worker`: `starfire worker` (a model behind HTTP, no accounts) and the worker pools a
+//!   gateway routes a model's requests over.
 //! - `limits`: rate limits (requests, tokens, concurrency per minute; Redis or in process),
 //!   checked after the request is parsed and before it reaches the engine.
 //! - `auth`: credentials (API keys, console sessions) resolved to a [`auth::Principal`] with its
@@ -59,6 +62,7 @@ pub mod metrics;
 pub mod redis_conn;
 pub mod registry;
 pub mod server;
+pub mod worker;
 
 /// The database layer, its own crate (no HTTP in it).
 pub use store;

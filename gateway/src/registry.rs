@@ -7,10 +7,16 @@
 //! backend = "cpu"                  # the engine that runs it
 //! max_model_len = 2048             # caps the model's own context length
 //! kv_cache_memory = 268435456      # bytes of KV cache; default: `kv_cache_memory` split evenly
+//! # workers = ["http://10.0.0.2:8090", "http://10.0.0.3:8090"]   # run by `starfire worker`s
 //! [models.default_sampling]        # used where a request leaves a field out
 //! temperature = 0.7
 //! max_tokens = 256
 //! ```
+//!
+//! With `workers`, this process loads only the model's text side (tokenizer and chat
+//! template, from `path`) and sends token ids to the workers (`worker::pool` routes them;
+//! `worker_token` authenticates the gateway to them). `starfire worker` itself loads every entry
+//! into its own engine, whatever `workers` says.
 //!
 //! Without `[[models]]`, the registry is one entry: `model_path` (or the default model from the
 //! model cache) served as `smollm2-135m-instruct`, or under its file stem for another file.
@@ -22,7 +28,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
-use crate::inference::{InProcessBackend, InferenceBackend, ModelOptions, Unloaded};
+use crate::inference::{InProcessBackend, InferenceBackend, ModelOptions, Routed, Unloaded};
+use crate::worker::{RemoteModel, Timeouts, WorkerPool};
 
 /// The name the default model is served under.
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
@@ -56,6 +63,9 @@ pub struct ModelEntry {
     pub kv_cache_memory: Option<u64>,
     #[serde(default)]
     pub default_sampling: SamplingDefaults,
+    /// Starfire workers that run this model (`http://host:port`); empty: this process runs it.
+    #[serde(default)]
+    pub workers: Vec<String>,
 }
 
 impl ModelEntry {
@@ -80,6 +90,7 @@ impl ModelEntry {
             max_model_len: None,
             kv_cache_memory: None,
             default_sampling: SamplingDefaults::default(),
+            workers: Vec::new(),
         }
     }
 
@@ -122,6 +133,11 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
         if !seen.insert(name.to_ascii_lowercase()) {
             return Err(invalid(format!("model name '{name}' is used twice")));
         }
+        if let Some(url) = e.workers.iter().find(|u| !u.starts_with("http://")) {
+            return Err(invalid(format!(
+                "model '{name}': worker '{url}' must be an http:// URL"
+            )));
+        }
         if e.max_model_len == Some(0) || e.kv_cache_memory == Some(0) {
             return Err(invalid(format!(
                 "model '{name}': max_model_len and kv_cache_memory must be above zero"
@@ -139,12 +155,74 @@ pub struct RegistryError {
     pub message: String,
 }
 
-/// Loads every entry and starts one engine loop per model. Entries without their own
-/// `kv_cache_memory` share `kv_cache_memory` evenly; each model's scheduler queues up to
-/// `admission`. When the only entry's file is missing,
-/// serving goes on without a model (inference routes answer 503 `model_not_loaded`); with
-/// several entries a missing file is an error, since the operator asked for it by name.
+/// Loads every entry: those with `workers` as pools of workers (the text side here, the
+/// weights there), the others in this process (`load_local`).
 pub fn load(
+    entries: &[ModelEntry],
+    kv_cache_memory: u64,
+    admission: &scheduler::AdmissionLimits,
+    workers: &WorkerSettings,
+) -> Result<Arc<dyn InferenceBackend>, RegistryError> {
+    let (remote, local): (Vec<&ModelEntry>, Vec<&ModelEntry>) =
+        entries.iter().partition(|e| !e.workers.is_empty());
+    if remote.is_empty() {
+        let local: Vec<ModelEntry> = local.into_iter().cloned().collect();
+        return load_local(&local, kv_cache_memory, admission);
+    }
+    let remote = remote
+        .into_iter()
+        .map(|e| load_remote(e, workers))
+        .collect::<Result<Vec<_>, _>>()?;
+    let local = if local.is_empty() {
+        None
+    } else {
+        let local: Vec<ModelEntry> = local.into_iter().cloned().collect();
+        Some(load_local(&local, kv_cache_memory, admission)?)
+    };
+    Ok(Arc::new(Routed::new(local, remote)))
+}
+
+/// How the gateway talks to its workers.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSettings {
+    /// Sent as `Authorization: Bearer` to every worker.
+    pub token: Option<String>,
+    pub timeouts: Timeouts,
+}
+
+/// A model served by workers: its text side from `path`, its pool from `workers`.
+fn load_remote(
+    entry: &ModelEntry,
+    settings: &WorkerSettings,
+) -> Result<Arc<RemoteModel>, RegistryError> {
+    let err = |message: String| RegistryError {
+        name: entry.name.clone(),
+        message,
+    };
+    let path = entry.weights();
+    let text = engine::TextModel::load(&path).map_err(|e| {
+        err(format!(
+            "cannot read the tokenizer of {} (the gateway tokenizes for its workers): {e}",
+            path.display()
+        ))
+    })?;
+    let pool =
+        WorkerPool::new(&entry.workers, settings.token.clone(), settings.timeouts).map_err(err)?;
+    tracing::info!(model = %entry.name, workers = ?entry.workers, "model served by workers");
+    Ok(Arc::new(RemoteModel::new(
+        entry.name.clone(),
+        text,
+        entry.max_model_len,
+        entry.default_sampling.clone(),
+        pool,
+    )))
+}
+
+/// Loads the entries this process runs and starts one engine loop per model. Entries without
+/// their own `kv_cache_memory` share `kv_cache_memory` evenly; each model's scheduler queues
+/// up to `admission`. When the only entry's file is missing, serving goes on without a model (inference routes answer 503 `model_not_loaded`); with
+/// several entries a missing file is an error, since the operator asked for it by name.
+pub fn load_local(
     entries: &[ModelEntry],
     kv_cache_memory: u64,
     admission: &scheduler::AdmissionLimits,

@@ -112,8 +112,17 @@ fn stripe_of(config: &Config) -> Option<crate::billing::stripe::Stripe> {
 /// model whose file is missing is not an error: the server then runs without a model and
 /// inference routes answer 503 `model_not_loaded`, saying to run `starfire model fetch`.
 pub fn load_inference(config: &Config) -> Result<Arc<dyn InferenceBackend>, ServeError> {
-    crate::registry::load(&config.models, config.kv_cache_memory, &config.admission)
-        .map_err(|e| ServeError::Model(e.to_string()))
+    let workers = crate::registry::WorkerSettings {
+        token: config.worker_token.clone(),
+        ..Default::default()
+    };
+    crate::registry::load(
+        &config.models,
+        config.kv_cache_memory,
+        &config.admission,
+        &workers,
+    )
+    .map_err(|e| ServeError::Model(e.to_string()))
 }
 
 /// Opens the configured database, creating the SQLite file's directory when needed.

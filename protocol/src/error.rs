@@ -1,8 +1,11 @@
 //! Why a backend could not serve a request, as data: the gateway turns each variant into its
-//! HTTP answer in one table, and no caller parses an error's text.
+//! HTTP answer in one table, and no caller parses an error's text. They serialise as they are,
+//! so a remote worker's refusal reaches the gateway as the same variant.
+
+use serde::{Deserialize, Serialize};
 
 /// A request field whose value a backend refuses, and why.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{field}: {message}")]
 pub struct InvalidParam {
     /// The request field, in the OpenAI/vLLM request's own naming (`top_p`, `logprobs`, `n`).
@@ -21,7 +24,8 @@ impl InvalidParam {
 }
 
 /// Which admission cap refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum QueueScope {
     /// The tenant's own cap: the tenant should slow down (HTTP 429).
     Tenant,
@@ -30,7 +34,8 @@ pub enum QueueScope {
 }
 
 /// Why a backend could not serve a request before its generation started.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BackendError {
     /// No model is loaded at all; the message says how to get one.
     #[error("{0}")]

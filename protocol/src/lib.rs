@@ -11,6 +11,8 @@
 //!   it fills and an abort it provides, run when the consumer drops the stream unfinished.
 //! - `error`: `BackendError`, why a request was refused before it started, as data.
 //! - `backend`: the `InferenceBackend` / `ServedModel` traits the gateway routes through.
+//! - `wire`: the same, over HTTP between a gateway and a Starfire worker (JSON bodies, a
+//!   generation's deltas as NDJSON, refusals as `BackendError`s).
 //!
 //! The engine re-exports `SamplingParams` and `ChatMessage`, the scheduler the request types
 //! and `DeltaStream`, so code on either side of the seam names one type.
@@ -21,6 +23,7 @@ pub mod error;
 pub mod request;
 pub mod sampling;
 pub mod stream;
+pub mod wire;
 
 pub use backend::{BoxFuture, InferenceBackend, ModelCard, SamplingDefaults, ServedModel};
 pub use chat::ChatMessage;

@@ -1,5 +1,7 @@
 //! What comes in (`NewRequest`) and what goes out (`Delta`), as plain data.
 
+use serde::{Deserialize, Serialize};
+
 use crate::sampling::SamplingParams;
 
 /// A request as the gateway hands it over.
@@ -40,7 +42,8 @@ impl NewRequest {
 }
 
 /// Why a choice ended. Serialises to OpenAI's `finish_reason` through `as_str`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// EOS, a stop token id or a stop string.
     Stop,
@@ -64,14 +67,15 @@ impl FinishReason {
 }
 
 /// Which stop condition fired (vLLM's `stop_reason`); `None` with `Stop` means EOS.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StopReason {
     TokenId(u32),
     Text(String),
 }
 
 /// Log-probability of a sampled token and of the most likely alternatives.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenLogprob {
     pub token_id: u32,
     pub logprob: f32,
@@ -79,7 +83,7 @@ pub struct TokenLogprob {
 }
 
 /// Token counts of a finished request (they become the usage event).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: usize,
     /// Over all `n` choices.
@@ -91,7 +95,7 @@ pub struct Usage {
 }
 
 /// New output of one choice of one request.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
     pub request_id: String,
     /// Which of the `n` choices.

@@ -32,6 +32,19 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run models as a worker: the engine and scheduler behind HTTP, with no accounts or
+    /// database, for gateways whose `[[models]]` list it under `workers`. SIGTERM drains it.
+    Worker {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// A GGUF file or a Hugging Face model directory to serve instead of `[[models]]`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Seconds running requests get to finish after SIGTERM.
+        #[arg(long, default_value_t = 120)]
+        drain_timeout: u64,
+    },
     /// Print the OpenAPI 3.1 document of the API.
     Openapi,
     /// Administration of a Starfire installation.
@@ -88,6 +101,22 @@ fn main() -> anyhow::Result<()> {
             actix_web::rt::System::new()
                 .block_on(gateway::serve(config, console::configure))
                 .context("server stopped with an error")
+        }
+        Command::Worker {
+            listen,
+            model,
+            drain_timeout,
+        } => {
+            init_logging();
+            let config = Config::resolve(cli.config.as_deref(), |name| std::env::var(name).ok())?;
+            let state = gateway::worker::server::load(&config, &listen, model.as_deref())?;
+            actix_web::rt::System::new()
+                .block_on(gateway::worker::server::serve(
+                    state,
+                    &listen,
+                    std::time::Duration::from_secs(drain_timeout),
+                ))
+                .context("worker stopped with an error")
         }
         Command::Admin(AdminCommand::Bootstrap {
             email,

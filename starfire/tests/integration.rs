@@ -67,3 +67,5 @@ mod usage_api;
 mod usage_e2e;
 #[path = "integration/users.rs"]
 mod users;
+#[path = "integration/workers.rs"]
+mod workers;

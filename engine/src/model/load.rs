@@ -6,10 +6,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::forward::RopeTable;
-use super::{Layer, Model, ModelConfig};
+use super::{Layer, Model, ModelConfig, TextModel};
 use crate::chat_template::ChatTemplate;
 use crate::error::{EngineError, Result};
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, Metadata};
 use crate::kernels::quant::{Q4_1Matrix, Q8_0Matrix};
 use crate::kernels::Linear;
 use crate::tokenizer::Tokenizer;
@@ -26,16 +26,12 @@ impl Model {
 
     pub fn from_gguf(path: &Path) -> Result<Self> {
         let mut file = GgufFile::open(path)?;
-        let config = ModelConfig::from_gguf(&file.metadata)?;
-        let tokenizer = Tokenizer::from_gguf(&file.metadata)?;
-        let chat_template = match file.metadata.string("tokenizer.chat_template") {
-            Ok(src) => Some(template_for(&src, &tokenizer)?),
-            Err(_) => None,
-        };
-        let name = file
-            .metadata
-            .string("general.name")
-            .unwrap_or_else(|_| file_stem(path));
+        let TextModel {
+            config,
+            tokenizer,
+            chat_template,
+            name,
+        } = TextModel::from_gguf_metadata(&file.metadata, path)?;
 
         let vector = |file: &mut GgufFile, name: &str| -> Result<Vec<f32>> {
             Ok(file
@@ -98,30 +94,19 @@ impl Model {
 
     /// Loads `config.json`, `*.safetensors`, `tokenizer.json` and `tokenizer_config.json`.
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
-        let config_json = std::fs::read_to_string(dir.join("config.json")).map_err(|e| {
-            EngineError::Model(format!("{}: {e}", dir.join("config.json").display()))
-        })?;
-        let config = ModelConfig::from_hf_json(&config_json)?;
-        let raw: serde_json::Value =
-            serde_json::from_str(&config_json).map_err(|e| EngineError::Model(e.to_string()))?;
-        let eos_ids: Vec<u32> = match raw.get("eos_token_id") {
-            Some(serde_json::Value::Number(n)) => {
-                n.as_u64().map(|v| v as u32).into_iter().collect()
-            }
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_u64().map(|v| v as u32))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let (
+            TextModel {
+                config,
+                tokenizer,
+                chat_template,
+                ..
+            },
+            raw,
+        ) = TextModel::from_hf_dir(dir)?;
         let tie = raw
             .get("tie_word_embeddings")
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
-        let tokenizer = Tokenizer::from_hf_dir(dir, &eos_ids)?;
-        let chat_template = hf_chat_template(dir)?
-            .map(|src| template_for(&src, &tokenizer))
-            .transpose()?;
 
         let mut tensors = read_safetensors(dir)?;
         let mut take = |name: &str| -> Result<Tensor> {
@@ -235,6 +220,71 @@ impl Model {
             output,
             rope,
         })
+    }
+}
+impl TextModel {
+    /// The text side of a GGUF file or a Hugging Face model directory, whichever `path` is:
+    /// its metadata, tokenizer and template, never its weights.
+    pub fn load(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            Ok(Self::from_hf_dir(path)?.0)
+        } else {
+            Self::from_gguf_metadata(&GgufFile::open(path)?.metadata, path)
+        }
+    }
+
+    fn from_gguf_metadata(metadata: &Metadata, path: &Path) -> Result<Self> {
+        let config = ModelConfig::from_gguf(metadata)?;
+        let tokenizer = Tokenizer::from_gguf(metadata)?;
+        let chat_template = match metadata.string("tokenizer.chat_template") {
+            Ok(src) => Some(template_for(&src, &tokenizer)?),
+            Err(_) => None,
+        };
+        let name = metadata
+            .string("general.name")
+            .unwrap_or_else(|_| file_stem(path));
+        Ok(TextModel {
+            config,
+            tokenizer,
+            chat_template,
+            name,
+        })
+    }
+
+    /// The text side of a directory, with its `config.json` as read (the weights' loader
+    /// needs more of it).
+    fn from_hf_dir(dir: &Path) -> Result<(Self, serde_json::Value)> {
+        let config_json = std::fs::read_to_string(dir.join("config.json")).map_err(|e| {
+            EngineError::Model(format!("{}: {e}", dir.join("config.json").display()))
+        })?;
+        let config = ModelConfig::from_hf_json(&config_json)?;
+        let raw: serde_json::Value =
+            serde_json::from_str(&config_json).map_err(|e| EngineError::Model(e.to_string()))?;
+        let eos_ids: Vec<u32> = match raw.get("eos_token_id") {
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|v| v as u32).into_iter().collect()
+            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64().map(|v| v as u32))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let tokenizer = Tokenizer::from_hf_dir(dir, &eos_ids)?;
+        let chat_template = hf_chat_template(dir)?
+            .map(|src| template_for(&src, &tokenizer))
+            .transpose()?;
+
+        let name = file_stem(dir);
+        Ok((
+            TextModel {
+                config,
+                tokenizer,
+                chat_template,
+                name,
+            },
+            raw,
+        ))
     }
 }
 

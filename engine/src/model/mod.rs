@@ -23,6 +23,17 @@ pub(crate) struct Layer {
     pub down: Linear,
 }
 
+/// A model's text side without its weights: enough to tokenize and template prompts for
+/// workers that hold the weights (a gateway in front of them).
+#[derive(Debug)]
+pub struct TextModel {
+    pub config: ModelConfig,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<ChatTemplate>,
+    /// GGUF `general.name` or the file's or directory's name.
+    pub name: String,
+}
+
 /// A loaded model: weights, tokenizer and chat template.
 pub struct Model {
     pub config: ModelConfig,

@@ -67,7 +67,7 @@ pub async fn events(app: &TestApp, tenant: &TenantId) -> Vec<UsageEvent> {
 
 /// The event of `request_id` once it is final (the end of a stream is written right after
 /// the stream's last chunk).
-async fn final_event(app: &TestApp, tenant: &TenantId, request_id: &str) -> UsageEvent {
+pub(crate) async fn final_event(app: &TestApp, tenant: &TenantId, request_id: &str) -> UsageEvent {
     let started = std::time::Instant::now();
     loop {
         let event = app

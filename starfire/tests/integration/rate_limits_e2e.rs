@@ -40,6 +40,24 @@ pub struct Reply {
     pub status: u16,
     pub headers: HashMap<String, String>,
     pub body: Value,
+    /// The body as text (de-chunked).
+    pub text: String,
+}
+
+/// A body sent with `Transfer-Encoding: chunked`, joined.
+fn dechunk(mut raw: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = raw.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        raw = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
 }
 
 /// A minimal HTTP/1.1 exchange, so the test depends on no HTTP client crate.
@@ -72,14 +90,20 @@ pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &Val
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let headers = lines
+    let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
+    let text = if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Reply {
         status,
         headers,
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
     }
 }
 

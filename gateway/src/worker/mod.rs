@@ -1,0 +1,18 @@
+//! The model as a separate service: `starfire worker` on one side, a pool of workers behind the
+//! backend seam on the other.
+//!
+//! - `server`: the worker process (engine and scheduler behind HTTP, no accounts or database),
+//!   its health, readiness and metrics routes, and its drain on SIGTERM.
+//! - `pool`: a model's workers, the router that picks one per request, retries and cool-downs.
+//! - `remote`: a model served by a pool, implementing `ServedModel` like the in-process engine
+//!   (the gateway keeps the tokenizer and chat template; workers get token ids).
+//!
+//! What travels between them is `protocol::wire`.
+
+pub mod pool;
+pub mod remote;
+pub mod server;
+
+pub use pool::{Timeouts, WorkerPool};
+pub use remote::RemoteModel;
+pub use server::WorkerState;

@@ -1,0 +1,347 @@
+//! The model out of the gateway's process: two real `starfire worker` processes, a gateway
+//! whose model lists them under `workers`, and what must hold across the seam: the worker's
+//! own routes refuse callers without its token and tokens outside the vocabulary; answers
+//! equal the in-process engine's; requests spread over both workers; streamed usage is
+//! metered exactly; a client that leaves aborts the request on its worker; a worker killed
+//! with `kill -9` costs no later request; a worker sent SIGTERM finishes what it runs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gateway::registry::{ModelEntry, WorkerSettings, DEFAULT_MODEL_ID};
+use gateway::store::usage::UsageStatus;
+use serde_json::{json, Value};
+
+use crate::metering::{events, final_event};
+use crate::rate_limits_e2e::{free_port, http, Server};
+use crate::support::{Backend, TestApp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_starfire");
+const TOKEN: &str = "worker-token-0123456789abcdefghij";
+
+/// `starfire worker` on a free loopback port, once it is ready.
+fn start_worker(home: &Path) -> (Server, u16) {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STARFIRE_") {
+            cmd.env_remove(key);
+        }
+    }
+    let model = engine::model_cache::find_default_model()
+        .expect("the default model is in the cache (`starfire model fetch`)");
+    let child = cmd
+        .env("STARFIRE_HOME", home)
+        .env("STARFIRE_WORKER_TOKEN", TOKEN)
+        .env("STARFIRE_KV_CACHE_MEMORY", (64u64 << 20).to_string())
+        .args([
+            "worker",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--drain-timeout",
+            "60",
+        ])
+        .arg("--model")
+        .arg(model)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut worker = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/ready", None, &Value::Null).status == 200
+        {
+            return (worker, port);
+        }
+        if let Ok(Some(status)) = worker.0.try_wait() {
+            panic!("starfire worker exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "starfire worker did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A worker's Prometheus text.
+fn metrics(port: u16) -> String {
+    http(port, "GET", "/metrics", None, &Value::Null).text
+}
+
+/// The sum of a series' samples in a Prometheus text.
+fn sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series) && l[series.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn finished(port: u16) -> f64 {
+    sum(&metrics(port), "starfire:request_success_total")
+}
+
+fn chat(max_tokens: u32, stream: bool) -> Value {
+    json!({
+        "model": DEFAULT_MODEL_ID,
+        "messages": [{"role": "user", "content": "Name three colours."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+        "stream_options": if stream { json!({"include_usage": true}) } else { Value::Null },
+    })
+}
+
+/// Waits until `check` holds, for at most `secs` seconds.
+fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A gateway whose default model is served by the workers on `ports`.
+async fn gateway_over(ports: &[u16]) -> TestApp {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let entry = ModelEntry {
+        workers: ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect(),
+        ..ModelEntry::from_model_path(None)
+    };
+    let settings = WorkerSettings {
+        token: Some(TOKEN.to_owned()),
+        ..Default::default()
+    };
+    let backend = gateway::registry::load(&[entry], 64 << 20, &Default::default(), &settings)
+        .expect("a pool over the workers");
+    let state = app.state.clone().with_inference(backend);
+    app.sharing(state)
+}
+
+/// A worker's own routes: its token, and token ids inside the vocabulary.
+fn worker_routes_are_guarded(port: u16) {
+    let body = json!({"model": DEFAULT_MODEL_ID, "prompt_token_ids": [1, 2, 3],
+                      "params": {"max_tokens": 2}});
+    let anonymous = http(port, "POST", "/v1/worker/generate", None, &body);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text);
+    let wrong = http(
+        port,
+        "POST",
+        "/v1/worker/generate",
+        Some("not-the-token"),
+        &body,
+    );
+    assert_eq!(wrong.status, 401);
+    let outside = json!({"model": DEFAULT_MODEL_ID, "prompt_token_ids": [1, 4_000_000_000u32],
+                         "params": {"max_tokens": 2}});
+    let refused = http(port, "POST", "/v1/worker/generate", Some(TOKEN), &outside);
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(
+        refused.body["error"]["invalid_param"]["field"], "prompt_token_ids",
+        "{}",
+        refused.text
+    );
+    let ran = http(port, "POST", "/v1/worker/generate", Some(TOKEN), &body);
+    assert_eq!(ran.status, 200, "{}", ran.text);
+    let last: Value = serde_json::from_str(ran.text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["usage"]["prompt_tokens"], 3, "{}", ran.text);
+    let models = http(port, "GET", "/v1/worker/models", Some(TOKEN), &Value::Null);
+    assert_eq!(models.body["data"][0]["id"], DEFAULT_MODEL_ID);
+    assert!(models.body["data"][0]["max_model_len"].as_u64().unwrap() > 0);
+    let text = metrics(port);
+    assert!(text.contains("vllm:num_requests_running{"), "{text}");
+    assert!(text.contains("vllm:kv_cache_usage_perc{"), "{text}");
+}
+
+/// Opens a streamed chat on the live gateway, reads its first token chunk and leaves.
+fn leave_after_first_chunk(port: u16, key: &str) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = chat(200, true).to_string();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut chunks = 0;
+    let mut line = String::new();
+    while chunks < 2 {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended");
+        if line.starts_with("data: {") {
+            chunks += 1;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_model_served_by_workers() {
+    let homes = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (mut first, port_a) = start_worker(homes[0].path());
+    let (mut second, port_b) = start_worker(homes[1].path());
+    worker_routes_are_guarded(port_a);
+
+    let app = gateway_over(&[port_a, port_b]).await;
+    let owner = app.signup("workers@example.com").await;
+    let project = app.default_project(&owner.access).await;
+    let (_, key) = app
+        .create_key(&owner.access, &project, &["inference"])
+        .await;
+    let tenant = owner.tenant_id.clone();
+    let reference = TestApp::new(Backend::Sqlite).await.with_model();
+    let reference_key = reference.inference_key().await;
+    let expected = reference
+        .post(
+            "/v1/chat/completions",
+            Some(&reference_key),
+            chat(12, false),
+        )
+        .await
+        .expect(200);
+
+    // The same greedy answer as in process, and both workers get a share.
+    let before = (finished(port_a), finished(port_b));
+    for _ in 0..6 {
+        let got = app
+            .post("/v1/chat/completions", Some(&key), chat(12, false))
+            .await
+            .expect(200);
+        assert_eq!(
+            got["choices"][0]["message"], expected["choices"][0]["message"],
+            "{got}"
+        );
+        for count in ["prompt_tokens", "completion_tokens"] {
+            assert_eq!(got["usage"][count], expected["usage"][count], "{got}");
+        }
+    }
+    let after = (finished(port_a), finished(port_b));
+    assert!(
+        after.0 - before.0 >= 1.0 && after.1 - before.1 >= 1.0,
+        "both workers served: {before:?} -> {after:?}"
+    );
+    assert_eq!(after.0 + after.1 - before.0 - before.1, 6.0);
+
+    // A streamed chat is metered as the client was told.
+    let streamed = app
+        .post("/v1/chat/completions", Some(&key), chat(9, true))
+        .await
+        .expect(200);
+    let text = streamed.as_str().unwrap().to_owned();
+    let last: Value = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| d.starts_with('{'))
+        .last()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .unwrap();
+    assert_eq!(last["usage"]["completion_tokens"], 9, "{text}");
+    let row = final_event(&app, &tenant, last["id"].as_str().unwrap()).await;
+    assert_eq!(row.completion_tokens, 9);
+    assert_eq!(row.status, UsageStatus::Completed);
+
+    // A client that leaves mid-stream aborts its request on the worker.
+    let server = app.serve();
+    let port = server.port;
+    let leaving_key = key.clone();
+    actix_web::rt::task::spawn_blocking(move || leave_after_first_chunk(port, &leaving_key))
+        .await
+        .unwrap();
+    actix_web::rt::task::spawn_blocking(move || {
+        eventually(20, "the abandoned request to end on its worker", || {
+            sum(&metrics(port_a), "starfire:num_requests_running")
+                + sum(&metrics(port_b), "starfire:num_requests_running")
+                == 0.0
+        })
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cancelled = loop {
+        let rows = events(&app, &tenant).await;
+        if let Some(row) = rows.iter().find(|r| r.status == UsageStatus::Cancelled) {
+            break row.clone();
+        }
+        assert!(Instant::now() < deadline, "no cancelled row: {rows:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        cancelled.completion_tokens >= 1 && cancelled.completion_tokens < 200,
+        "{cancelled:?}"
+    );
+
+    // kill -9 one worker: every later request is served by the other.
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
+    let before_b = finished(port_b);
+    for _ in 0..4 {
+        app.post("/v1/chat/completions", Some(&key), chat(4, false))
+            .await
+            .expect(200);
+    }
+    assert_eq!(finished(port_b) - before_b, 4.0);
+
+    // SIGTERM drains the other: the request it runs finishes, then it exits.
+    let draining_key = key.clone();
+    let long = json!({"model": DEFAULT_MODEL_ID, "prompt": "Once upon a time",
+                      "max_tokens": 200, "ignore_eos": true, "temperature": 0});
+    let running = std::thread::spawn(move || {
+        http(port, "POST", "/v1/completions", Some(&draining_key), &long)
+    });
+    actix_web::rt::task::spawn_blocking(move || {
+        eventually(20, "the request to run on the worker", || {
+            sum(&metrics(port_b), "starfire:num_requests_running") >= 1.0
+        })
+    })
+    .await
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &second.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    actix_web::rt::task::spawn_blocking(move || {
+        eventually(10, "the draining worker to say it is not ready", || {
+            http(port_b, "GET", "/ready", None, &Value::Null).status == 503
+        })
+    })
+    .await
+    .unwrap();
+    let done = actix_web::rt::task::spawn_blocking(move || running.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(
+        done.body["choices"][0]["finish_reason"], "length",
+        "{}",
+        done.text
+    );
+    assert_eq!(done.body["usage"]["completion_tokens"], 200);
+    let exited = actix_web::rt::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = second.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the drained worker did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(exited.success(), "{exited}");
+
+    // No worker left: a clear 503, not a hang.
+    let refused = app
+        .post("/v1/chat/completions", Some(&key), chat(4, false))
+        .await
+        .expect_error(503, None);
+    assert_eq!(refused["code"], "server_overloaded", "{refused}");
+    drop(server);
+}
