@@ -8,6 +8,7 @@
 //! max_model_len = 2048             # caps the model's own context length
 //! kv_cache_memory = 268435456      # bytes of KV cache; default: `kv_cache_memory` split evenly
 //! # workers = ["http://10.0.0.2:8090", "http://10.0.0.3:8090"]   # run by `starfire worker`s
+//! # routing = "prefix_affinity"    # or least_loaded, round_robin (see `worker::pool`)
 //! [models.default_sampling]        # used where a request leaves a field out
 //! temperature = 0.7
 //! max_tokens = 256
@@ -29,7 +30,7 @@ use serde::Deserialize;
 
 use crate::config::ConfigError;
 use crate::inference::{InProcessBackend, InferenceBackend, ModelOptions, Routed, Unloaded};
-use crate::worker::{RemoteModel, Timeouts, WorkerPool};
+use crate::worker::{RemoteModel, Routing, Timeouts, WorkerPool};
 
 /// The name the default model is served under.
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
@@ -66,6 +67,9 @@ pub struct ModelEntry {
     /// Starfire workers that run this model (`http://host:port`); empty: this process runs it.
     #[serde(default)]
     pub workers: Vec<String>,
+    /// How a request picks one of `workers` (`prefix_affinity`, `least_loaded`, `round_robin`).
+    #[serde(default)]
+    pub routing: Routing,
 }
 
 impl ModelEntry {
@@ -91,6 +95,7 @@ impl ModelEntry {
             kv_cache_memory: None,
             default_sampling: SamplingDefaults::default(),
             workers: Vec::new(),
+            routing: Routing::default(),
         }
     }
 
@@ -206,8 +211,13 @@ fn load_remote(
             path.display()
         ))
     })?;
-    let pool =
-        WorkerPool::new(&entry.workers, settings.token.clone(), settings.timeouts).map_err(err)?;
+    let pool = WorkerPool::new(
+        &entry.workers,
+        settings.token.clone(),
+        settings.timeouts,
+        entry.routing,
+    )
+    .map_err(err)?;
     tracing::info!(model = %entry.name, workers = ?entry.workers, "model served by workers");
     Ok(Arc::new(RemoteModel::new(
         entry.name.clone(),

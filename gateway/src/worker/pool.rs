@@ -1,9 +1,19 @@
 //! A pool of Starfire workers serving one model, and the router that picks one per request.
 //!
-//! The score: among the workers that are not cooling down and not yet tried for this request,
-//! the one with the fewest requests this gateway has in flight on it, ties broken round-robin.
-//! Counting our own in-flight requests (not a scraped gauge) is what keeps two requests that
-//! arrive together from both landing on the same "emptiest" worker.
+//! The score (`Routing::PrefixAffinity`, the default), among the workers that are not cooling
+//! down and not yet tried for this request:
+//! 1. the worker that was last sent the longest prefix of this prompt (`affinity`: chained
+//!    hashes of the prompt's KV blocks, salted per tenant), when that prefix is at least half
+//!    the prompt's blocks and the worker's requests in flight stay under the bounded-load cap,
+//!    `ceil(1.25 × (in flight in the pool + 1) / workers) + 1`: affinity pulls a tenant's
+//!    repeats to where its cache is, but never piles them onto one worker, and a short shared
+//!    header (a default system prompt) does not decide on its own;
+//! 2. otherwise the worker with the fewest requests this gateway has in flight on it, ties
+//!    going to the one picked least recently. Counting our own in-flight requests (not a
+//!    scraped gauge) is what keeps two requests that arrive together from both landing on the
+//!    same "emptiest" worker.
+//!
+//! `LeastLoaded` skips step 1; `RoundRobin` takes the workers in turn, whatever their load.
 //!
 //! Failures: a connect error, a timeout or a 5xx before the first byte marks the worker failed
 //! (it cools down for 250 ms, doubling per consecutive failure up to 30 s; the first success
@@ -12,7 +22,7 @@
 //! every worker is cooling down, the one whose cool-down ends first is tried anyway: a pool
 //! never refuses outright because of old failures.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +34,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use protocol::wire::ErrorAnswer;
 use protocol::{BackendError, QueueScope};
+use serde::Deserialize;
+
+use super::affinity::Affinity;
 
 /// How many workers one request may try before it is refused.
 const MAX_ATTEMPTS: usize = 3;
@@ -51,10 +64,26 @@ impl Default for Timeouts {
     }
 }
 
+/// How a pool picks a worker (`[[models]]` `routing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// The worker that holds the prompt's longest prefix, within a load cap; else the least
+    /// loaded.
+    #[default]
+    PrefixAffinity,
+    /// The worker with the fewest requests in flight.
+    LeastLoaded,
+    /// Each worker in turn.
+    RoundRobin,
+}
+
 struct Worker {
     /// `http://host:port`, without a trailing slash.
     url: String,
     in_flight: AtomicUsize,
+    /// The pool's pick count when this worker was last picked.
+    last_pick: AtomicU64,
     health: Mutex<Health>,
 }
 
@@ -70,6 +99,9 @@ pub struct WorkerPool {
     client: Client<HttpConnector, Full<Bytes>>,
     token: Option<String>,
     next: AtomicUsize,
+    picks: AtomicU64,
+    routing: Routing,
+    affinity: Affinity,
     pub timeouts: Timeouts,
 }
 
@@ -100,7 +132,12 @@ impl InFlight {
 
 impl WorkerPool {
     /// A pool over `urls` (`http://host:port`), sending `token` to each.
-    pub fn new(urls: &[String], token: Option<String>, timeouts: Timeouts) -> Result<Self, String> {
+    pub fn new(
+        urls: &[String],
+        token: Option<String>,
+        timeouts: Timeouts,
+        routing: Routing,
+    ) -> Result<Self, String> {
         if urls.is_empty() {
             return Err("a pool needs at least one worker".to_owned());
         }
@@ -119,6 +156,7 @@ impl WorkerPool {
             workers.push(Worker {
                 url: base.to_owned(),
                 in_flight: AtomicUsize::new(0),
+                last_pick: AtomicU64::new(0),
                 health: Mutex::new(Health::default()),
             });
         }
@@ -133,6 +171,9 @@ impl WorkerPool {
             client,
             token: token.filter(|t| !t.is_empty()),
             next: AtomicUsize::new(0),
+            picks: AtomicU64::new(0),
+            routing,
+            affinity: Affinity::default(),
             timeouts,
         })
     }
@@ -145,12 +186,14 @@ impl WorkerPool {
             .collect()
     }
 
-    /// The worker for the next attempt, among those not in `tried`.
-    fn pick(&self, tried: &[usize]) -> Option<usize> {
+    /// The worker for the next attempt at a prompt with these prefix keys, among those not
+    /// in `tried` (see the module's score).
+    fn pick(&self, tried: &[usize], prefix: &[u64]) -> Option<usize> {
         let now = Instant::now();
         let n = self.workers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best: Option<(usize, usize)> = None;
+        // (index, in flight) of the workers ready for this attempt, in turn from `start`.
+        let mut ready: Vec<(usize, usize)> = Vec::with_capacity(n);
         let mut soonest: Option<(usize, Instant)> = None;
         for k in 0..n {
             let i = (start + k) % n;
@@ -158,25 +201,48 @@ impl WorkerPool {
                 continue;
             }
             let w = &self.workers[i];
-            let cool_until = w.health.lock().unwrap().cool_until;
-            match cool_until {
+            match w.health.lock().unwrap().cool_until {
                 Some(until) if until > now => {
                     if soonest.is_none_or(|(_, s)| until < s) {
                         soonest = Some((i, until));
                     }
                 }
-                _ => {
-                    let load = w.in_flight.load(Ordering::SeqCst);
-                    if best.is_none_or(|(_, b)| load < b) {
-                        best = Some((i, load));
+                _ => ready.push((i, w.in_flight.load(Ordering::SeqCst))),
+            }
+        }
+        let chosen = self.choose(&ready, prefix).or(soonest.map(|(i, _)| i))?;
+        let pick = self.picks.fetch_add(1, Ordering::Relaxed) + 1;
+        self.workers[chosen]
+            .last_pick
+            .store(pick, Ordering::Relaxed);
+        Some(chosen)
+    }
+
+    /// The routing policy over the ready workers (index, in flight), in turn order.
+    fn choose(&self, ready: &[(usize, usize)], prefix: &[u64]) -> Option<usize> {
+        match self.routing {
+            Routing::RoundRobin => return ready.first().map(|&(i, _)| i),
+            Routing::LeastLoaded => {}
+            Routing::PrefixAffinity => {
+                let total: usize = ready.iter().map(|(_, load)| load).sum();
+                let cap =
+                    (1.25 * (total + 1) as f64 / ready.len().max(1) as f64).ceil() as usize + 1;
+                if let Some((w, blocks)) = self.affinity.lookup(prefix) {
+                    let long_enough = blocks * 2 >= prefix.len();
+                    if long_enough && ready.iter().any(|&(i, load)| i == w && load < cap) {
+                        return Some(w);
                     }
                 }
             }
         }
-        best.map(|(i, _)| i).or(soonest.map(|(i, _)| i))
+        ready
+            .iter()
+            .min_by_key(|&&(i, load)| (load, self.workers[i].last_pick.load(Ordering::Relaxed)))
+            .map(|&(i, _)| i)
     }
 
     fn failed(&self, i: usize) {
+        self.affinity.forget(i);
         let mut h = self.workers[i].health.lock().unwrap();
         h.failures = h.failures.saturating_add(1);
         let backoff = Duration::from_millis(250) * 2u32.saturating_pow(h.failures.min(8) - 1);
@@ -219,8 +285,8 @@ impl WorkerPool {
         }
     }
 
-    /// Sends a request to the best worker, and on a failure before the answer to the next
-    /// (up to three). Returns the successful answer with its worker's claim, or the refusal
+    /// Sends a request to the best worker for a prompt with these prefix keys, and on a
+    /// failure before the answer to the next (up to three). Returns the successful answer with its worker's claim, or the refusal
     /// the request itself earned (a bad parameter, a tenant's full queue).
     pub async fn call(
         self: &Arc<Self>,
@@ -228,12 +294,17 @@ impl WorkerPool {
         path: &str,
         headers: &[(&str, String)],
         body: Bytes,
+        prefix: &[u64],
     ) -> Result<(InFlight, Response<Incoming>), BackendError> {
         let mut tried = Vec::with_capacity(MAX_ATTEMPTS);
         let mut last = String::new();
         while tried.len() < MAX_ATTEMPTS.min(self.workers.len()) {
-            let Some(i) = self.pick(&tried) else { break };
+            let Some(i) = self.pick(&tried, prefix) else {
+                break;
+            };
             tried.push(i);
+            // Recorded before the answer: the next request with this prefix follows at once.
+            self.affinity.record(prefix, i);
             self.workers[i].in_flight.fetch_add(1, Ordering::SeqCst);
             let claim = InFlight {
                 pool: self.clone(),

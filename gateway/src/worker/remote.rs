@@ -19,6 +19,7 @@ use protocol::{
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
+use super::affinity::prefix_keys;
 use super::pool::{read_all, InFlight, WorkerPool};
 use crate::inference::text;
 
@@ -122,6 +123,11 @@ impl ServedModel for RemoteModel {
     fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, BackendError>> {
         Box::pin(async move {
             let prompt_tokens = req.prompt_token_ids.len();
+            let prefix = prefix_keys(
+                &req.tenant,
+                req.cache_salt.as_deref(),
+                &req.prompt_token_ids,
+            );
             let headers = [
                 (TENANT_HEADER, req.tenant),
                 (WEIGHT_HEADER, req.tenant_weight.to_string()),
@@ -138,7 +144,13 @@ impl ServedModel for RemoteModel {
                 serde_json::to_vec(&body).map_err(|e| BackendError::Internal(e.to_string()))?;
             let (claim, resp) = self
                 .pool
-                .call(&self.name, GENERATE_PATH, &headers, Bytes::from(body))
+                .call(
+                    &self.name,
+                    GENERATE_PATH,
+                    &headers,
+                    Bytes::from(body),
+                    &prefix,
+                )
                 .await?;
             let (tx, rx) = unbounded_channel();
             let reader = Reader {
@@ -167,7 +179,7 @@ impl ServedModel for RemoteModel {
                 serde_json::to_vec(&body).map_err(|e| BackendError::Internal(e.to_string()))?;
             let (claim, resp) = self
                 .pool
-                .call(&self.name, EMBED_PATH, &[], Bytes::from(body))
+                .call(&self.name, EMBED_PATH, &[], Bytes::from(body), &[])
                 .await?;
             let bytes = read_all(
                 resp.into_body(),

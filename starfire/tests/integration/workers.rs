@@ -2,8 +2,9 @@
 //! whose model lists them under `workers`, and what must hold across the seam: the worker's
 //! own routes refuse callers without its token and tokens outside the vocabulary; answers
 //! equal the in-process engine's; requests spread over both workers; streamed usage is
-//! metered exactly; a client that leaves aborts the request on its worker; a worker killed
-//! with `kill -9` costs no later request; a worker sent SIGTERM finishes what it runs.
+//! metered exactly; a tenant's repeated prefix finds its cache through prefix affinity where
+//! round-robin misses it; a client that leaves aborts the request on its worker; a worker
+//! killed with `kill -9` costs no later request; a worker sent SIGTERM finishes what it runs.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use gateway::registry::{ModelEntry, WorkerSettings, DEFAULT_MODEL_ID};
 use gateway::store::usage::UsageStatus;
+use gateway::worker::Routing;
 use serde_json::{json, Value};
 
 use crate::metering::{events, final_event};
@@ -104,13 +106,14 @@ fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// A gateway whose default model is served by the workers on `ports`.
-async fn gateway_over(ports: &[u16]) -> TestApp {
+async fn gateway_over(ports: &[u16], routing: Routing) -> TestApp {
     let app = TestApp::new(Backend::Sqlite).await;
     let entry = ModelEntry {
         workers: ports
             .iter()
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect(),
+        routing,
         ..ModelEntry::from_model_path(None)
     };
     let settings = WorkerSettings {
@@ -121,6 +124,44 @@ async fn gateway_over(ports: &[u16]) -> TestApp {
         .expect("a pool over the workers");
     let state = app.state.clone().with_inference(backend);
     app.sharing(state)
+}
+
+/// Six organizations each send a chat with a long system prompt of their own twice in a row
+/// through `app`; returns the prompt tokens the repeats found cached.
+async fn cached_on_repeats(app: &TestApp, label: &str) -> u64 {
+    let passage =
+        "The quick brown fox jumps over the lazy dog while the river runs on. ".repeat(24);
+    let mut cached = 0;
+    for org in 0..6 {
+        let owner = app.signup(&format!("{label}-{org}@example.com")).await;
+        let project = app.default_project(&owner.access).await;
+        let (_, key) = app
+            .create_key(&owner.access, &project, &["inference"])
+            .await;
+        for turn in 0..2 {
+            let body = json!({
+                "model": DEFAULT_MODEL_ID,
+                "messages": [{"role": "system", "content": passage},
+                             {"role": "user", "content": format!("Question {turn}?")}],
+                "max_tokens": 2,
+                "temperature": 0,
+            });
+            let got = app
+                .post("/v1/chat/completions", Some(&key), body)
+                .await
+                .expect(200);
+            assert!(
+                got["usage"]["prompt_tokens"].as_u64().unwrap() > 300,
+                "{got}"
+            );
+            if turn == 1 {
+                cached += got["usage"]["prompt_tokens_details"]["cached_tokens"]
+                    .as_u64()
+                    .unwrap();
+            }
+        }
+    }
+    cached
 }
 
 /// A worker's own routes: its token, and token ids inside the vocabulary.
@@ -188,7 +229,7 @@ async fn a_model_served_by_workers() {
     let (mut second, port_b) = start_worker(homes[1].path());
     worker_routes_are_guarded(port_a);
 
-    let app = gateway_over(&[port_a, port_b]).await;
+    let app = gateway_over(&[port_a, port_b], Routing::PrefixAffinity).await;
     let owner = app.signup("workers@example.com").await;
     let project = app.default_project(&owner.access).await;
     let (_, key) = app
@@ -206,7 +247,8 @@ async fn a_model_served_by_workers() {
         .await
         .expect(200);
 
-    // The same greedy answer as in process, and both workers get a share.
+    // The same greedy answer as in process; the same prompt of the same tenant stays on one
+    // worker (where its prefix is cached).
     let before = (finished(port_a), finished(port_b));
     for _ in 0..6 {
         let got = app
@@ -222,11 +264,11 @@ async fn a_model_served_by_workers() {
         }
     }
     let after = (finished(port_a), finished(port_b));
+    let served = (after.0 - before.0, after.1 - before.1);
     assert!(
-        after.0 - before.0 >= 1.0 && after.1 - before.1 >= 1.0,
-        "both workers served: {before:?} -> {after:?}"
+        served == (6.0, 0.0) || served == (0.0, 6.0),
+        "one worker served the repeats: {served:?}"
     );
-    assert_eq!(after.0 + after.1 - before.0 - before.1, 6.0);
 
     // A streamed chat is metered as the client was told.
     let streamed = app
@@ -245,6 +287,27 @@ async fn a_model_served_by_workers() {
     let row = final_event(&app, &tenant, last["id"].as_str().unwrap()).await;
     assert_eq!(row.completion_tokens, 9);
     assert_eq!(row.status, UsageStatus::Completed);
+
+    // A tenant's repeated prefix: prefix affinity sends the repeat where the prefix is cached;
+    // round-robin sends it to the other worker, which has not seen it.
+    let before = (finished(port_a), finished(port_b));
+    let affine = cached_on_repeats(&app, "affine").await;
+    let after = (finished(port_a), finished(port_b));
+    let served = (after.0 - before.0, after.1 - before.1);
+    assert!(
+        served.0 >= 4.0 && served.1 >= 4.0,
+        "new tenants spread over both workers: {served:?}"
+    );
+    let rotating = gateway_over(&[port_a, port_b], Routing::RoundRobin).await;
+    let round_robin = cached_on_repeats(&rotating, "rotating").await;
+    eprintln!(
+        "cached prompt tokens on 6 repeats: prefix affinity {affine}, round-robin {round_robin}"
+    );
+    assert!(affine >= 6 * 256, "prefix affinity: {affine} cached tokens");
+    assert!(
+        round_robin * 4 < affine,
+        "round-robin: {round_robin}, prefix affinity: {affine} cached tokens"
+    );
 
     // A client that leaves mid-stream aborts its request on the worker.
     let server = app.serve();
