@@ -1,7 +1,7 @@
 //! The model out of the gateway's process: two real `starfire worker` processes, a gateway
 //! whose model lists them under `workers`, and what must hold across the seam: the worker's
-//! own routes refuse callers without its token and tokens outside the vocabulary; answers
-//! equal the in-process engine's; requests spread over both workers; streamed usage is
+//! own routes refuse callers without its token and tokens outside the vocabulary; answers and
+//! embeddings equal the in-process engine's; requests spread over both workers; streamed usage is
 //! metered exactly; a tenant's repeated prefix finds its cache through prefix affinity where
 //! round-robin misses it; a client that leaves aborts the request on its worker; a worker
 //! killed with `kill -9` costs no later request; a worker sent SIGTERM finishes what it runs.
@@ -287,6 +287,19 @@ async fn a_model_served_by_workers() {
     let row = final_event(&app, &tenant, last["id"].as_str().unwrap()).await;
     assert_eq!(row.completion_tokens, 9);
     assert_eq!(row.status, UsageStatus::Completed);
+
+    // Embeddings through a worker equal the in-process ones.
+    let input = json!({"model": DEFAULT_MODEL_ID, "input": ["a red fox", "blue"]});
+    let here = reference
+        .post("/v1/embeddings", Some(&reference_key), input.clone())
+        .await
+        .expect(200);
+    let there = app
+        .post("/v1/embeddings", Some(&key), input)
+        .await
+        .expect(200);
+    assert_eq!(there["data"], here["data"]);
+    assert_eq!(there["usage"], here["usage"]);
 
     // A tenant's repeated prefix: prefix affinity sends the repeat where the prefix is cached;
     // round-robin sends it to the other worker, which has not seen it.
