@@ -9,10 +9,14 @@
 //! scheduler's `EngineLoop` at 16 (before and after the HTTP runs, so slow drift on a shared
 //! machine shows) and prints the gateway's throughput ratio against it.
 //!
+//! With `--through-worker`, the model runs behind a worker's HTTP server (`starfire worker`'s
+//! routes, in this process on another loopback port) and the gateway reaches it as a pool of
+//! one: the same requests pay the extra hop (token ids out, NDJSON deltas back).
+//!
 //! Prints one JSON object: per concurrency output tokens/s, requests/s, TTFT and inter-token
 //! latency p50/p99 (from the client's side of the stream), errors.
 //!
-//! Usage: http_bench [--quick] [--levels 1,4,16,64] [--requests-per-client N]
+//! Usage: http_bench [--quick] [--through-worker] [--levels 1,4,16,64] [--requests-per-client N]
 
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use anyhow::Context;
 use engine::model_cache::DefaultModel;
 use engine::{ChatMessage, Model, SamplingParams};
 use gateway::inference::InProcessBackend;
+use gateway::worker::WorkerState;
 use scheduler::load::{run_closed_loop, LoadReport};
 use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
 use scheduler::{EngineLoop, NewRequest, SchedulerConfig};
@@ -40,6 +45,8 @@ struct Options {
     output_tokens: usize,
     /// The concurrency at which the gateway is compared with the scheduler alone.
     compare_at: usize,
+    /// The model behind a worker's HTTP server instead of in the gateway's process.
+    through_worker: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -83,6 +90,7 @@ fn options() -> anyhow::Result<Options> {
         requests_per_client,
         output_tokens: if quick { 16 } else { 128 },
         compare_at,
+        through_worker: args.iter().any(|a| a == "--through-worker"),
     })
 }
 
@@ -137,7 +145,7 @@ fn main() -> anyhow::Result<()> {
     let compared_prompts = &chat_ids[offsets[compared_run]..];
 
     let baseline_before = in_process(&model, compared_prompts, &opts)?;
-    let server = GatewayServer::start(model.clone())?;
+    let server = GatewayServer::start(model.clone(), opts.through_worker)?;
     let runs: Vec<HttpReport> = opts
         .levels
         .iter()
@@ -160,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         "model": model.name,
         "served_as": DefaultModel::NAME,
         "endpoint": "POST /v1/chat/completions, stream: true, stream_options.include_usage",
+        "backend": if opts.through_worker { "one worker over loopback HTTP" } else { "in process" },
         "user_message_tokens": PROMPT_TOKENS,
         "prompt_tokens_mean": chat_ids.iter().map(Vec::len).sum::<usize>() as f64
             / chat_ids.len().max(1) as f64,
@@ -239,7 +248,7 @@ struct GatewayServer {
 }
 
 impl GatewayServer {
-    fn start(model: Arc<Model>) -> anyhow::Result<Self> {
+    fn start(model: Arc<Model>, through_worker: bool) -> anyhow::Result<Self> {
         let home = tempfile::tempdir()?;
         let home_path = home.path().display().to_string();
         let mut config = gateway::Config::resolve(None, |name| {
@@ -254,6 +263,8 @@ impl GatewayServer {
         )?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let base_url = format!("http://{}/v1", listener.local_addr()?);
+        let worker_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let worker_url = format!("http://{}", worker_listener.local_addr()?);
         let (ready, started) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -266,8 +277,31 @@ impl GatewayServer {
                         None,
                     )
                     .await?;
-                    let state =
-                        gateway::AppState::new(store, config).with_inference(Arc::new(backend));
+                    let backend: Arc<dyn gateway::inference::InferenceBackend> = Arc::new(backend);
+                    let inference = if through_worker {
+                        let worker = WorkerState::new(backend, None);
+                        let server = actix_web::HttpServer::new(move || {
+                            actix_web::App::new()
+                                .app_data(actix_web::web::Data::new(worker.clone()))
+                                .configure(gateway::worker::server::configure)
+                        })
+                        .listen(worker_listener)?
+                        .run();
+                        actix_web::rt::spawn(server);
+                        let entry = gateway::registry::ModelEntry {
+                            workers: vec![worker_url],
+                            ..gateway::registry::ModelEntry::from_model_path(None)
+                        };
+                        gateway::registry::load(
+                            &[entry],
+                            KV_CACHE_MEMORY,
+                            &config.admission,
+                            &Default::default(),
+                        )?
+                    } else {
+                        backend
+                    };
+                    let state = gateway::AppState::new(store, config).with_inference(inference);
                     let server = actix_web::HttpServer::new(move || gateway::app(state.clone()))
                         .listen(listener)?
                         .run();

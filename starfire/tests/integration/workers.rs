@@ -4,7 +4,9 @@
 //! embeddings equal the in-process engine's; requests spread over both workers; streamed usage is
 //! metered exactly; a tenant's repeated prefix finds its cache through prefix affinity where
 //! round-robin misses it; a client that leaves aborts the request on its worker; a worker
-//! killed with `kill -9` costs no later request; a worker sent SIGTERM finishes what it runs.
+//! killed with `kill -9` mid-stream ends that stream with an error billed as received and costs
+//! no later request, and rejoins the pool once restarted; a worker sent SIGTERM finishes what
+//! it runs.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -26,7 +28,11 @@ const TOKEN: &str = "worker-token-0123456789abcdefghij";
 
 /// `starfire worker` on a free loopback port, once it is ready.
 fn start_worker(home: &Path) -> (Server, u16) {
-    let port = free_port();
+    start_worker_on(home, free_port())
+}
+
+/// `starfire worker` on `port`, once it is ready.
+fn start_worker_on(home: &Path, port: u16) -> (Server, u16) {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
         if key.starts_with("STARFIRE_") {
@@ -222,6 +228,55 @@ fn leave_after_first_chunk(port: u16, key: &str) {
     }
 }
 
+/// Streams a long chat from the live gateway on `port`, counting the tokens received (one
+/// logprob each); once five have arrived, runs `kill`. Returns the completion's id, the tokens
+/// received and whether the stream ended with an error event.
+fn stream_while_killing(port: u16, key: &str, kill: impl FnOnce()) -> (String, usize, bool) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut body = chat(200, true);
+    body["logprobs"] = json!(true);
+    body["ignore_eos"] = json!(true);
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let (mut id, mut tokens, mut errored) = (String::new(), 0, false);
+    let mut kill = Some(kill);
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let event: Value = serde_json::from_str(data).unwrap();
+        if event.get("error").is_some() {
+            errored = true;
+            continue;
+        }
+        if let Some(i) = event["id"].as_str() {
+            id = i.to_owned();
+        }
+        for choice in event["choices"].as_array().into_iter().flatten() {
+            tokens += choice["logprobs"]["content"].as_array().map_or(0, Vec::len);
+        }
+        if tokens >= 5 {
+            if let Some(kill) = kill.take() {
+                kill();
+            }
+        }
+    }
+    (id, tokens, errored)
+}
+
 #[actix_web::test]
 async fn a_model_served_by_workers() {
     let homes = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -352,9 +407,33 @@ async fn a_model_served_by_workers() {
         "{cancelled:?}"
     );
 
-    // kill -9 one worker: every later request is served by the other.
-    first.0.kill().unwrap();
-    let _ = first.0.wait();
+    // kill -9 a worker mid-stream: the stream ends with an error event and is billed exactly
+    // the tokens its client received.
+    let solo = gateway_over(&[port_a], Routing::LeastLoaded).await;
+    let solo_owner = solo.signup("solo@example.com").await;
+    let solo_project = solo.default_project(&solo_owner.access).await;
+    let (_, solo_key) = solo
+        .create_key(&solo_owner.access, &solo_project, &["inference"])
+        .await;
+    let solo_server = solo.serve();
+    let solo_port = solo_server.port;
+    let (id, received, errored) = actix_web::rt::task::spawn_blocking(move || {
+        stream_while_killing(solo_port, &solo_key, move || {
+            first.0.kill().unwrap();
+            let _ = first.0.wait();
+        })
+    })
+    .await
+    .unwrap();
+    eprintln!("a worker killed mid-stream after {received} tokens reached the client");
+    assert!(errored, "the broken stream ends with an error event");
+    assert!((5..200).contains(&received), "{received} tokens received");
+    let row = final_event(&solo, &solo_owner.tenant_id, &id).await;
+    assert_eq!(row.completion_tokens, received as u64, "{row:?}");
+    assert_ne!(row.status, UsageStatus::Completed, "{row:?}");
+    drop(solo_server);
+
+    // Every later request is served by the other worker.
     let before_b = finished(port_b);
     for _ in 0..4 {
         app.post("/v1/chat/completions", Some(&key), chat(4, false))
@@ -419,5 +498,22 @@ async fn a_model_served_by_workers() {
         .await
         .expect_error(503, None);
     assert_eq!(refused["code"], "server_overloaded", "{refused}");
+
+    // The killed worker, restarted on its address, rejoins the pool once its cool-down ends.
+    let (_restarted, _) = start_worker_on(homes[0].path(), port_a);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let resp = app
+            .post("/v1/chat/completions", Some(&key), chat(4, false))
+            .await;
+        if resp.status.as_u16() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted worker never rejoined"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(server);
 }
