@@ -8,6 +8,7 @@
 //! max_model_len = 2048             # caps the model's own context length
 //! kv_cache_memory = 268435456      # bytes of KV cache; default: `kv_cache_memory` split evenly
 //! # workers = ["http://10.0.0.2:8090", "http://10.0.0.3:8090"]   # run by `starfire worker`s
+//! # workers_dns = "workers.starfire.svc:8090"   # or: the addresses a DNS name resolves to
 //! # routing = "prefix_affinity"    # or least_loaded, round_robin (see `worker::pool`)
 //! [models.default_sampling]        # used where a request leaves a field out
 //! temperature = 0.7
@@ -30,7 +31,7 @@ use serde::Deserialize;
 
 use crate::config::ConfigError;
 use crate::inference::{InProcessBackend, InferenceBackend, ModelOptions, Routed, Unloaded};
-use crate::worker::{RemoteModel, Routing, Timeouts, WorkerPool};
+use crate::worker::{Members, RemoteModel, Routing, Timeouts, WorkerPool};
 
 /// The name the default model is served under.
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
@@ -67,6 +68,9 @@ pub struct ModelEntry {
     /// Starfire workers that run this model (`http://host:port`); empty: this process runs it.
     #[serde(default)]
     pub workers: Vec<String>,
+    /// Instead of `workers`: a DNS name and port (`workers.starfire.svc:8090`) whose addresses
+    /// are the workers (a Kubernetes headless Service), looked up again every five seconds.
+    pub workers_dns: Option<String>,
     /// How a request picks one of `workers` (`prefix_affinity`, `least_loaded`, `round_robin`).
     #[serde(default)]
     pub routing: Routing,
@@ -95,8 +99,14 @@ impl ModelEntry {
             kv_cache_memory: None,
             default_sampling: SamplingDefaults::default(),
             workers: Vec::new(),
+            workers_dns: None,
             routing: Routing::default(),
         }
+    }
+
+    /// Whether `starfire worker`s run this model (`workers` or `workers_dns`).
+    pub fn served_by_workers(&self) -> bool {
+        !self.workers.is_empty() || self.workers_dns.is_some()
     }
 
     /// The weights this entry serves.
@@ -138,6 +148,18 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
         if !seen.insert(name.to_ascii_lowercase()) {
             return Err(invalid(format!("model name '{name}' is used twice")));
         }
+        if !e.workers.is_empty() && e.workers_dns.is_some() {
+            return Err(invalid(format!(
+                "model '{name}': give workers or workers_dns, not both"
+            )));
+        }
+        if let Some(dns) = &e.workers_dns {
+            if members_of_dns(dns).is_none() {
+                return Err(invalid(format!(
+                    "model '{name}': workers_dns '{dns}' must be host:port"
+                )));
+            }
+        }
         if let Some(url) = e.workers.iter().find(|u| !u.starts_with("http://")) {
             return Err(invalid(format!(
                 "model '{name}': worker '{url}' must be an http:// URL"
@@ -150,6 +172,17 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// `host:port` as a DNS pool's members.
+fn members_of_dns(dns: &str) -> Option<Members> {
+    let (host, port) = dns.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|&p| p > 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| Members::Dns {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// Why the registry could not start.
@@ -169,7 +202,7 @@ pub fn load(
     workers: &WorkerSettings,
 ) -> Result<Arc<dyn InferenceBackend>, RegistryError> {
     let (remote, local): (Vec<&ModelEntry>, Vec<&ModelEntry>) =
-        entries.iter().partition(|e| !e.workers.is_empty());
+        entries.iter().partition(|e| e.served_by_workers());
     if remote.is_empty() {
         let local: Vec<ModelEntry> = local.into_iter().cloned().collect();
         return load_local(&local, kv_cache_memory, admission);
@@ -211,14 +244,20 @@ fn load_remote(
             path.display()
         ))
     })?;
+    let members = match &entry.workers_dns {
+        Some(dns) => members_of_dns(dns)
+            .ok_or_else(|| err(format!("workers_dns '{dns}' must be host:port")))?,
+        None => Members::Listed(entry.workers.clone()),
+    };
     let pool = WorkerPool::new(
-        &entry.workers,
+        members,
         settings.token.clone(),
         settings.timeouts,
         entry.routing,
     )
     .map_err(err)?;
-    tracing::info!(model = %entry.name, workers = ?entry.workers, "model served by workers");
+    tracing::info!(model = %entry.name, workers = ?entry.workers, workers_dns = ?entry.workers_dns,
+        "model served by workers");
     Ok(Arc::new(RemoteModel::new(
         entry.name.clone(),
         text,

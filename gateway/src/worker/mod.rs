@@ -15,6 +15,6 @@ pub mod pool;
 pub mod remote;
 pub mod server;
 
-pub use pool::{Routing, Timeouts, WorkerPool};
+pub use pool::{Members, Routing, Timeouts, WorkerPool};
 pub use remote::RemoteModel;
 pub use server::WorkerState;

@@ -22,8 +22,8 @@
 //! every worker is cooling down, the one whose cool-down ends first is tried anyway: a pool
 //! never refuses outright because of old failures.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -79,11 +79,17 @@ pub enum Routing {
 }
 
 struct Worker {
+    /// Unique in its pool for the pool's life (affinity and retries name workers by it).
+    id: usize,
     /// `http://host:port`, without a trailing slash.
     url: String,
     in_flight: AtomicUsize,
     /// The pool's pick count when this worker was last picked.
     last_pick: AtomicU64,
+    /// Requests waiting in the worker's scheduler, every gateway's (scraped from `/metrics`).
+    waiting: AtomicUsize,
+    /// The worker's KV cache use in thousandths (scraped).
+    kv_milli: AtomicUsize,
     health: Mutex<Health>,
 }
 
@@ -93,94 +99,168 @@ struct Health {
     cool_until: Option<Instant>,
 }
 
+impl Worker {
+    /// What the router compares: this gateway's requests on it and everyone's queued there.
+    fn load(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst) + self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn cooling(&self, now: Instant) -> Option<Instant> {
+        self.health
+            .lock()
+            .unwrap()
+            .cool_until
+            .filter(|&until| until > now)
+    }
+}
+
+/// Where a pool's workers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members {
+    /// A fixed list of `http://host:port` URLs.
+    Listed(Vec<String>),
+    /// The addresses a DNS name resolves to (a Kubernetes headless Service's pods), on `port`,
+    /// resolved again every few seconds.
+    Dns { host: String, port: u16 },
+}
+
 /// The workers of one model.
 pub struct WorkerPool {
-    workers: Vec<Worker>,
+    members: Members,
+    workers: RwLock<Vec<Arc<Worker>>>,
+    next_id: AtomicUsize,
     client: Client<HttpConnector, Full<Bytes>>,
     token: Option<String>,
     next: AtomicUsize,
     picks: AtomicU64,
     routing: Routing,
     affinity: Affinity,
+    watching: AtomicBool,
     pub timeouts: Timeouts,
 }
 
 /// One request's claim on a worker: counted in its in-flight number until dropped.
 pub struct InFlight {
     pool: Arc<WorkerPool>,
-    index: usize,
+    worker: Arc<Worker>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.pool.workers[self.index]
-            .in_flight
-            .fetch_sub(1, Ordering::SeqCst);
+        self.worker.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl InFlight {
     /// The worker failed this request after answering (its stream broke off).
     pub fn failed(&self) {
-        self.pool.failed(self.index);
+        self.pool.failed(&self.worker);
     }
 
     pub fn url(&self) -> &str {
-        &self.pool.workers[self.index].url
+        &self.worker.url
     }
 }
 
+/// A worker's base URL, checked: `http://host:port` and nothing more.
+fn worker_url(url: &str) -> Result<String, String> {
+    let base = url.trim_end_matches('/');
+    let uri: hyper::Uri = base
+        .parse()
+        .map_err(|e| format!("worker '{url}' is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.path() != "/" {
+        return Err(format!(
+            "worker '{url}' must be http://host:port (TLS between gateway and workers belongs \
+             to the network: a service mesh or a private network)"
+        ));
+    }
+    Ok(base.to_owned())
+}
+
 impl WorkerPool {
-    /// A pool over `urls` (`http://host:port`), sending `token` to each.
+    /// A pool over `members`, sending `token` to each worker.
     pub fn new(
-        urls: &[String],
+        members: Members,
         token: Option<String>,
         timeouts: Timeouts,
         routing: Routing,
     ) -> Result<Self, String> {
-        if urls.is_empty() {
-            return Err("a pool needs at least one worker".to_owned());
-        }
-        let mut workers = Vec::with_capacity(urls.len());
-        for url in urls {
-            let base = url.trim_end_matches('/');
-            let uri: hyper::Uri = base
-                .parse()
-                .map_err(|e| format!("worker '{url}' is not a URL: {e}"))?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.path() != "/" {
-                return Err(format!(
-                    "worker '{url}' must be http://host:port (TLS between gateway and workers \
-                     belongs to the network: a service mesh or a private network)"
-                ));
+        let urls = match &members {
+            Members::Listed(urls) if urls.is_empty() => {
+                return Err("a pool needs at least one worker".to_owned())
             }
-            workers.push(Worker {
-                url: base.to_owned(),
-                in_flight: AtomicUsize::new(0),
-                last_pick: AtomicU64::new(0),
-                health: Mutex::new(Health::default()),
-            });
-        }
+            Members::Listed(urls) => urls
+                .iter()
+                .map(|u| worker_url(u))
+                .collect::<Result<Vec<_>, _>>()?,
+            Members::Dns { host, port } => {
+                if host.is_empty() || *port == 0 {
+                    return Err("workers_dns must be host:port".to_owned());
+                }
+                Vec::new()
+            }
+        };
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeouts.connect));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(WorkerPool {
-            workers,
+        let pool = WorkerPool {
+            members,
+            workers: RwLock::new(Vec::new()),
+            next_id: AtomicUsize::new(0),
             client,
             token: token.filter(|t| !t.is_empty()),
             next: AtomicUsize::new(0),
             picks: AtomicU64::new(0),
             routing,
             affinity: Affinity::default(),
+            watching: AtomicBool::new(false),
             timeouts,
-        })
+        };
+        pool.set_members(urls);
+        Ok(pool)
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Worker>> {
+        self.workers.read().unwrap().clone()
+    }
+
+    /// Makes the pool's workers exactly `urls`: new ones join, missing ones leave (requests
+    /// running on them finish).
+    fn set_members(&self, urls: Vec<String>) {
+        let mut workers = self.workers.write().unwrap();
+        let before = workers.len();
+        workers.retain(|w| {
+            let stays = urls.contains(&w.url);
+            if !stays {
+                tracing::info!(worker = %w.url, "worker left the pool");
+                self.affinity.forget(w.id);
+            }
+            stays
+        });
+        for url in urls {
+            if workers.iter().all(|w| w.url != url) {
+                if before > 0 {
+                    tracing::info!(worker = %url, "worker joined the pool");
+                }
+                workers.push(Arc::new(Worker {
+                    id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                    url,
+                    in_flight: AtomicUsize::new(0),
+                    last_pick: AtomicU64::new(0),
+                    waiting: AtomicUsize::new(0),
+                    kv_milli: AtomicUsize::new(0),
+                    health: Mutex::new(Health::default()),
+                }));
+            }
+        }
     }
 
     /// The workers' URLs and this gateway's requests in flight on each.
     pub fn in_flight(&self) -> Vec<(String, usize)> {
-        self.workers
+        self.snapshot()
             .iter()
             .map(|w| (w.url.clone(), w.in_flight.load(Ordering::SeqCst)))
             .collect()
@@ -188,85 +268,96 @@ impl WorkerPool {
 
     /// The worker for the next attempt at a prompt with these prefix keys, among those not
     /// in `tried` (see the module's score).
-    fn pick(&self, tried: &[usize], prefix: &[u64]) -> Option<usize> {
+    fn pick(&self, tried: &[usize], prefix: &[u64]) -> Option<Arc<Worker>> {
         let now = Instant::now();
-        let n = self.workers.len();
+        let workers = self.snapshot();
+        let n = workers.len();
+        if n == 0 {
+            return None;
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        // (index, in flight) of the workers ready for this attempt, in turn from `start`.
-        let mut ready: Vec<(usize, usize)> = Vec::with_capacity(n);
-        let mut soonest: Option<(usize, Instant)> = None;
+        // The workers ready for this attempt, in turn from `start`.
+        let mut ready: Vec<&Arc<Worker>> = Vec::with_capacity(n);
+        let mut soonest: Option<(&Arc<Worker>, Instant)> = None;
         for k in 0..n {
-            let i = (start + k) % n;
-            if tried.contains(&i) {
+            let w = &workers[(start + k) % n];
+            if tried.contains(&w.id) {
                 continue;
             }
-            let w = &self.workers[i];
-            match w.health.lock().unwrap().cool_until {
-                Some(until) if until > now => {
+            match w.cooling(now) {
+                Some(until) => {
                     if soonest.is_none_or(|(_, s)| until < s) {
-                        soonest = Some((i, until));
+                        soonest = Some((w, until));
                     }
                 }
-                _ => ready.push((i, w.in_flight.load(Ordering::SeqCst))),
+                None => ready.push(w),
             }
         }
-        let chosen = self.choose(&ready, prefix).or(soonest.map(|(i, _)| i))?;
+        let chosen = self
+            .choose(&ready, prefix)
+            .or(soonest.map(|(w, _)| w))?
+            .clone();
         let pick = self.picks.fetch_add(1, Ordering::Relaxed) + 1;
-        self.workers[chosen]
-            .last_pick
-            .store(pick, Ordering::Relaxed);
+        chosen.last_pick.store(pick, Ordering::Relaxed);
         Some(chosen)
     }
 
-    /// The routing policy over the ready workers (index, in flight), in turn order.
-    fn choose(&self, ready: &[(usize, usize)], prefix: &[u64]) -> Option<usize> {
+    /// The routing policy over the ready workers, in turn order.
+    fn choose<'a>(&self, ready: &[&'a Arc<Worker>], prefix: &[u64]) -> Option<&'a Arc<Worker>> {
         match self.routing {
-            Routing::RoundRobin => return ready.first().map(|&(i, _)| i),
+            Routing::RoundRobin => return ready.first().copied(),
             Routing::LeastLoaded => {}
             Routing::PrefixAffinity => {
-                let total: usize = ready.iter().map(|(_, load)| load).sum();
+                let total: usize = ready.iter().map(|w| w.load()).sum();
                 let cap =
                     (1.25 * (total + 1) as f64 / ready.len().max(1) as f64).ceil() as usize + 1;
-                if let Some((w, blocks)) = self.affinity.lookup(prefix) {
+                if let Some((id, blocks)) = self.affinity.lookup(prefix) {
                     let long_enough = blocks * 2 >= prefix.len();
-                    if long_enough && ready.iter().any(|&(i, load)| i == w && load < cap) {
-                        return Some(w);
+                    let holder = ready.iter().find(|w| w.id == id && w.load() < cap);
+                    if let (true, Some(w)) = (long_enough, holder) {
+                        return Some(*w);
                     }
                 }
             }
         }
-        ready
-            .iter()
-            .min_by_key(|&&(i, load)| (load, self.workers[i].last_pick.load(Ordering::Relaxed)))
-            .map(|&(i, _)| i)
+        ready.iter().copied().min_by_key(|w| {
+            (
+                w.load(),
+                w.kv_milli.load(Ordering::Relaxed),
+                w.last_pick.load(Ordering::Relaxed),
+            )
+        })
     }
 
-    fn failed(&self, i: usize) {
-        self.affinity.forget(i);
-        let mut h = self.workers[i].health.lock().unwrap();
+    fn failed(&self, w: &Worker) {
+        self.affinity.forget(w.id);
+        let mut h = w.health.lock().unwrap();
         h.failures = h.failures.saturating_add(1);
-        let backoff = Duration::from_millis(250) * 2u32.saturating_pow(h.failures.min(8) - 1);
-        h.cool_until = Some(Instant::now() + backoff.min(Duration::from_secs(30)));
-        tracing::warn!(worker = %self.workers[i].url, failures = h.failures,
-            cool_down_ms = backoff.min(Duration::from_secs(30)).as_millis() as u64, "worker failed");
+        let backoff = (Duration::from_millis(250) * 2u32.saturating_pow(h.failures.min(8) - 1))
+            .min(Duration::from_secs(30));
+        h.cool_until = Some(Instant::now() + backoff);
+        tracing::warn!(worker = %w.url, failures = h.failures,
+            cool_down_ms = backoff.as_millis() as u64, "worker failed");
     }
 
-    fn succeeded(&self, i: usize) {
-        let mut h = self.workers[i].health.lock().unwrap();
+    fn succeeded(&self, w: &Worker) {
+        let mut h = w.health.lock().unwrap();
         if h.failures > 0 {
-            tracing::info!(worker = %self.workers[i].url, "worker answers again");
+            tracing::info!(worker = %w.url, "worker answers again");
         }
         *h = Health::default();
     }
 
-    async fn send(
+    fn request(
         &self,
-        i: usize,
-        path: &str,
+        method: hyper::Method,
+        url: String,
         headers: &[(&str, String)],
         body: Bytes,
-    ) -> Result<Response<Incoming>, String> {
-        let mut req = Request::post(format!("{}{path}", self.workers[i].url))
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(url)
             .header("content-type", "application/json");
         if let Some(token) = &self.token {
             req = req.header("authorization", format!("Bearer {token}"));
@@ -274,20 +365,25 @@ impl WorkerPool {
         for (name, value) in headers {
             req = req.header(*name, value.as_str());
         }
-        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        match tokio::time::timeout(self.timeouts.response, self.client.request(req)).await {
+        req.body(Full::new(body)).map_err(|e| e.to_string())
+    }
+
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, String> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "no answer within {} ms",
-                self.timeouts.response.as_millis()
-            )),
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
         }
     }
 
     /// Sends a request to the best worker for a prompt with these prefix keys, and on a
-    /// failure before the answer to the next (up to three). Returns the successful answer with its worker's claim, or the refusal
-    /// the request itself earned (a bad parameter, a tenant's full queue).
+    /// failure before the answer to the next (up to three). Returns the successful answer
+    /// with its worker's claim, or the refusal the request itself earned (a bad parameter, a
+    /// tenant's full queue).
     pub async fn call(
         self: &Arc<Self>,
         model: &str,
@@ -296,44 +392,53 @@ impl WorkerPool {
         body: Bytes,
         prefix: &[u64],
     ) -> Result<(InFlight, Response<Incoming>), BackendError> {
+        self.watch();
+        if self.workers.read().unwrap().is_empty() {
+            self.resolve().await;
+        }
         let mut tried = Vec::with_capacity(MAX_ATTEMPTS);
-        let mut last = String::new();
-        while tried.len() < MAX_ATTEMPTS.min(self.workers.len()) {
-            let Some(i) = self.pick(&tried, prefix) else {
+        let mut last = String::from("no worker is known");
+        while tried.len() < MAX_ATTEMPTS.min(self.workers.read().unwrap().len()) {
+            let Some(worker) = self.pick(&tried, prefix) else {
                 break;
             };
-            tried.push(i);
+            tried.push(worker.id);
             // Recorded before the answer: the next request with this prefix follows at once.
-            self.affinity.record(prefix, i);
-            self.workers[i].in_flight.fetch_add(1, Ordering::SeqCst);
+            self.affinity.record(prefix, worker.id);
+            worker.in_flight.fetch_add(1, Ordering::SeqCst);
             let claim = InFlight {
                 pool: self.clone(),
-                index: i,
+                worker: worker.clone(),
             };
-            let resp = match self.send(i, path, headers, body.clone()).await {
+            let url = format!("{}{path}", worker.url);
+            let sent = match self.request(hyper::Method::POST, url, headers, body.clone()) {
+                Ok(req) => self.send(req, self.timeouts.response).await,
+                Err(e) => Err(e),
+            };
+            let resp = match sent {
                 Ok(resp) => resp,
                 Err(e) => {
-                    last = format!("{}: {e}", self.workers[i].url);
-                    self.failed(i);
+                    last = format!("{}: {e}", worker.url);
+                    self.failed(&worker);
                     continue;
                 }
             };
             if resp.status() == StatusCode::OK {
-                self.succeeded(i);
+                self.succeeded(&worker);
                 return Ok((claim, resp));
             }
             let status = resp.status();
             match self.refusal(resp).await {
                 Some(error) if !retry_elsewhere(&error) => {
-                    self.succeeded(i);
+                    self.succeeded(&worker);
                     return Err(error);
                 }
                 Some(error @ (BackendError::ShuttingDown | BackendError::QueueFull { .. })) => {
-                    last = format!("{}: {error}", self.workers[i].url);
+                    last = format!("{}: {error}", worker.url);
                 }
                 other => {
-                    last = format!("{}: {status} {other:?}", self.workers[i].url);
-                    self.failed(i);
+                    last = format!("{}: {status} {other:?}", worker.url);
+                    self.failed(&worker);
                 }
             }
         }
@@ -353,6 +458,104 @@ impl WorkerPool {
             .ok()
             .map(|a| a.error)
     }
+
+    /// Starts the pool's watcher once (from the first request, so it runs on a runtime that
+    /// serves requests): every second it scrapes each worker's queue and KV use every other
+    /// second, probes cooling workers' `/ready`, and re-resolves a DNS pool every fifth.
+    fn watch(self: &Arc<Self>) {
+        if self.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = 0u64;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                tick += 1;
+                let Some(pool) = pool.upgrade() else { return };
+                if tick.is_multiple_of(5) {
+                    pool.resolve().await;
+                }
+                if tick.is_multiple_of(2) {
+                    pool.scrape().await;
+                }
+            }
+        });
+    }
+
+    /// A DNS pool's members, looked up again (a failed lookup keeps the members it had).
+    async fn resolve(&self) {
+        let Members::Dns { host, port } = &self.members else {
+            return;
+        };
+        let lookup = tokio::net::lookup_host((host.as_str(), *port));
+        match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+            Ok(Ok(addrs)) => {
+                let mut urls: Vec<String> = addrs.map(|a| format!("http://{a}")).collect();
+                urls.sort();
+                urls.dedup();
+                self.set_members(urls);
+            }
+            Ok(Err(e)) => tracing::warn!(%host, error = %e, "worker lookup failed"),
+            Err(_) => tracing::warn!(%host, "worker lookup timed out"),
+        }
+    }
+
+    /// Each worker's queue and KV use from its `/metrics`; a cooling worker whose `/ready`
+    /// answers is back in the pool.
+    async fn scrape(&self) {
+        let now = Instant::now();
+        for w in self.snapshot() {
+            let timeout = self.timeouts.connect;
+            if w.cooling(now).is_some() {
+                let Ok(req) = self.request(
+                    hyper::Method::GET,
+                    format!("{}/ready", w.url),
+                    &[],
+                    Bytes::new(),
+                ) else {
+                    continue;
+                };
+                if let Ok(resp) = self.send(req, timeout).await {
+                    if resp.status() == StatusCode::OK {
+                        self.succeeded(&w);
+                    }
+                }
+                continue;
+            }
+            let Ok(req) = self.request(
+                hyper::Method::GET,
+                format!("{}/metrics", w.url),
+                &[],
+                Bytes::new(),
+            ) else {
+                continue;
+            };
+            let Ok(resp) = self.send(req, timeout).await else {
+                continue;
+            };
+            let Ok(body) = read_all(resp.into_body(), 1 << 20, timeout).await else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&body);
+            let waiting = series_sum(&text, "vllm:num_requests_waiting");
+            let kv = series_sum(&text, "vllm:kv_cache_usage_perc");
+            w.waiting.store(waiting as usize, Ordering::Relaxed);
+            w.kv_milli.store((kv * 1000.0) as usize, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The sum of a series' samples in a Prometheus text.
+fn series_sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .sum()
 }
 
 /// Whether a refusal is the worker's state rather than the request's: another worker may take
@@ -382,5 +585,109 @@ pub async fn read_all(
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the body did not arrive in time".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(urls: &[&str], routing: Routing) -> WorkerPool {
+        let urls = urls.iter().map(|u| u.to_string()).collect();
+        WorkerPool::new(Members::Listed(urls), None, Timeouts::default(), routing).unwrap()
+    }
+
+    #[test]
+    fn members_join_and_leave_and_urls_are_checked() {
+        let p = pool(
+            &["http://10.0.0.1:8090/", "http://10.0.0.2:8090"],
+            Routing::LeastLoaded,
+        );
+        assert_eq!(p.in_flight().len(), 2);
+        assert_eq!(p.in_flight()[0].0, "http://10.0.0.1:8090");
+        let kept = p.snapshot()[1].id;
+        p.set_members(vec![
+            "http://10.0.0.2:8090".into(),
+            "http://10.0.0.3:8090".into(),
+        ]);
+        let ids: Vec<usize> = p.snapshot().iter().map(|w| w.id).collect();
+        assert_eq!(
+            ids,
+            [kept, 2],
+            "the staying worker keeps its id, a new one gets a new id"
+        );
+        for bad in ["https://x:1", "http://x:1/path", "x:1"] {
+            let urls = vec![bad.to_owned()];
+            assert!(
+                WorkerPool::new(
+                    Members::Listed(urls),
+                    None,
+                    Timeouts::default(),
+                    Routing::LeastLoaded
+                )
+                .is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_wins_and_scraped_queues_count() {
+        let p = pool(&["http://a:1", "http://b:1"], Routing::LeastLoaded);
+        let [a, b] = [p.snapshot()[0].clone(), p.snapshot()[1].clone()];
+        a.in_flight.store(2, Ordering::SeqCst);
+        assert_eq!(p.pick(&[], &[]).unwrap().id, b.id);
+        b.waiting.store(5, Ordering::SeqCst);
+        assert_eq!(
+            p.pick(&[], &[]).unwrap().id,
+            a.id,
+            "b's queue holds other gateways' work"
+        );
+        assert_eq!(p.pick(&[a.id], &[]).unwrap().id, b.id, "a was tried");
+        p.failed(&a);
+        assert_eq!(p.pick(&[], &[]).unwrap().id, b.id, "a cools down");
+        assert_eq!(
+            p.pick(&[b.id], &[]).unwrap().id,
+            a.id,
+            "a cooling worker before none"
+        );
+    }
+
+    #[test]
+    fn affinity_holds_within_the_load_cap() {
+        let p = pool(&["http://a:1", "http://b:1"], Routing::PrefixAffinity);
+        let [a, b] = [p.snapshot()[0].clone(), p.snapshot()[1].clone()];
+        let keys: Vec<u64> = (0..8).collect();
+        p.affinity.record(&keys, a.id);
+        a.in_flight.store(1, Ordering::SeqCst);
+        assert_eq!(
+            p.pick(&[], &keys).unwrap().id,
+            a.id,
+            "busier, but holds the prefix"
+        );
+        // 4 in flight on a: the cap is ceil(1.25 × 5 / 2) + 1 = 5; with 5, it is 5 again.
+        a.in_flight.store(4, Ordering::SeqCst);
+        assert_eq!(p.pick(&[], &keys).unwrap().id, a.id, "under the cap");
+        a.in_flight.store(5, Ordering::SeqCst);
+        assert_eq!(p.pick(&[], &keys).unwrap().id, b.id, "at the cap");
+        a.in_flight.store(0, Ordering::SeqCst);
+        p.affinity.record(&keys[..3], a.id);
+        let other: Vec<u64> = (0..3).chain(100..110).collect();
+        b.in_flight.store(0, Ordering::SeqCst);
+        a.last_pick.store(u64::MAX, Ordering::SeqCst);
+        assert_eq!(
+            p.pick(&[], &other).unwrap().id,
+            b.id,
+            "3 of 13 blocks is too short a match"
+        );
+    }
+
+    #[test]
+    fn series_add_up_over_labels() {
+        let text = "# TYPE vllm:num_requests_waiting gauge\n\
+                    vllm:num_requests_waiting{model_name=\"a\"} 2\n\
+                    vllm:num_requests_waiting{model_name=\"b\"} 3\n\
+                    vllm:num_requests_waiting_other 9\n";
+        assert_eq!(series_sum(text, "vllm:num_requests_waiting"), 5.0);
     }
 }

@@ -342,6 +342,7 @@ pub fn load(
             .iter()
             .map(|e| crate::registry::ModelEntry {
                 workers: Vec::new(),
+                workers_dns: None,
                 ..e.clone()
             })
             .collect(),

@@ -5,7 +5,7 @@
 //! metered exactly; a tenant's repeated prefix finds its cache through prefix affinity where
 //! round-robin misses it; a client that leaves aborts the request on its worker; a worker
 //! killed with `kill -9` mid-stream ends that stream with an error billed as received and costs
-//! no later request, and rejoins the pool once restarted; a worker sent SIGTERM finishes what
+//! no later request, and rejoins the pool once restarted; a pool can come from DNS; a worker sent SIGTERM finishes what
 //! it runs.
 
 use std::io::{BufRead, BufReader, Write};
@@ -441,6 +441,27 @@ async fn a_model_served_by_workers() {
             .expect(200);
     }
     assert_eq!(finished(port_b) - before_b, 4.0);
+
+    // A pool found through DNS: `localhost` resolves to the surviving worker's address.
+    let discovered = TestApp::new(Backend::Sqlite).await;
+    let entry = ModelEntry {
+        workers_dns: Some(format!("localhost:{port_b}")),
+        ..ModelEntry::from_model_path(None)
+    };
+    let settings = WorkerSettings {
+        token: Some(TOKEN.to_owned()),
+        ..Default::default()
+    };
+    let backend = gateway::registry::load(&[entry], 64 << 20, &Default::default(), &settings)
+        .expect("a pool from DNS");
+    let discovered = discovered.sharing(discovered.state.clone().with_inference(backend));
+    let dns_key = discovered.inference_key().await;
+    let before_b = finished(port_b);
+    discovered
+        .post("/v1/chat/completions", Some(&dns_key), chat(4, false))
+        .await
+        .expect(200);
+    assert_eq!(finished(port_b) - before_b, 1.0);
 
     // SIGTERM drains the other: the request it runs finishes, then it exits.
     let draining_key = key.clone();
