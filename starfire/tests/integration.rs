@@ -69,3 +69,5 @@ mod usage_e2e;
 mod users;
 #[path = "integration/workers.rs"]
 mod workers;
+#[path = "integration/workers_spread.rs"]
+mod workers_spread;

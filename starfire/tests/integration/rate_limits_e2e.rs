@@ -62,7 +62,19 @@ fn dechunk(mut raw: &str) -> String {
 
 /// A minimal HTTP/1.1 exchange, so the test depends on no HTTP client crate.
 pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &Value) -> Reply {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    http_to("127.0.0.1", port, method, path, token, body)
+}
+
+/// `http` to `host:port`.
+pub fn http_to(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Reply {
+    let mut stream = TcpStream::connect((host, port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();

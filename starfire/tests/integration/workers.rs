@@ -20,11 +20,11 @@ use gateway::worker::Routing;
 use serde_json::{json, Value};
 
 use crate::metering::{events, final_event};
-use crate::rate_limits_e2e::{free_port, http, Server};
+use crate::rate_limits_e2e::{free_port, http, http_to, Server};
 use crate::support::{Backend, TestApp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starfire");
-const TOKEN: &str = "worker-token-0123456789abcdefghij";
+pub(crate) const TOKEN: &str = "worker-token-0123456789abcdefghij";
 
 /// `starfire worker` on a free loopback port, once it is ready.
 fn start_worker(home: &Path) -> (Server, u16) {
@@ -33,6 +33,11 @@ fn start_worker(home: &Path) -> (Server, u16) {
 
 /// `starfire worker` on `port`, once it is ready.
 fn start_worker_on(home: &Path, port: u16) -> (Server, u16) {
+    start_worker_at(home, "127.0.0.1", port)
+}
+
+/// `starfire worker` on `host:port` (any 127.x address is loopback), once it is ready.
+pub(crate) fn start_worker_at(home: &Path, host: &str, port: u16) -> (Server, u16) {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
         if key.starts_with("STARFIRE_") {
@@ -48,7 +53,7 @@ fn start_worker_on(home: &Path, port: u16) -> (Server, u16) {
         .args([
             "worker",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &format!("{host}:{port}"),
             "--drain-timeout",
             "60",
         ])
@@ -61,8 +66,8 @@ fn start_worker_on(home: &Path, port: u16) -> (Server, u16) {
     let mut worker = Server(child);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && http(port, "GET", "/ready", None, &Value::Null).status == 200
+        if TcpStream::connect((host, port)).is_ok()
+            && http_to(host, port, "GET", "/ready", None, &Value::Null).status == 200
         {
             return (worker, port);
         }
@@ -88,7 +93,13 @@ fn sum(text: &str, series: &str) -> f64 {
 }
 
 fn finished(port: u16) -> f64 {
-    sum(&metrics(port), "starfire:request_success_total")
+    finished_at("127.0.0.1", port)
+}
+
+/// Requests the worker on `host:port` has finished.
+pub(crate) fn finished_at(host: &str, port: u16) -> f64 {
+    let text = http_to(host, port, "GET", "/metrics", None, &Value::Null).text;
+    sum(&text, "starfire:request_success_total")
 }
 
 fn chat(max_tokens: u32, stream: bool) -> Value {
