@@ -58,8 +58,7 @@ impl Scope {
 
 /// Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
 /// level: key → project → the organization's plan.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct KeyLimits {
     /// Requests per minute.
     pub rpm: Option<i64>,
@@ -68,6 +67,43 @@ pub struct KeyLimits {
     /// Requests in flight at once.
     #[serde(default)]
     pub concurrency: Option<i64>,
+}
+
+/// The fields of `KeyLimits` as they are read, from a JSON object only: serde's derive would
+/// also take them positionally from an array (`[null, null]`), which the schema does not allow.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyLimitsFields {
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    #[serde(default)]
+    concurrency: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for KeyLimits {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = KeyLimits;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with rpm, tpm and concurrency")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<KeyLimits, A::Error> {
+                let f = KeyLimitsFields::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(KeyLimits {
+                    rpm: f.rpm,
+                    tpm: f.tpm,
+                    concurrency: f.concurrency,
+                })
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
+    }
 }
 
 /// Who created a key: a console user or another key.

@@ -64,6 +64,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             None,
         ));
     }
+    // A body is an object: serde would also read a struct positionally from an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
+            None,
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| shape_error(e.path().to_string(), e.inner().to_string()))?;

@@ -224,6 +224,17 @@ async fn bad_limits_are_refused(
 ) {
     let project_path = format!("/v1/organization/projects/{project}");
     let key_path = format!("{project_path}/api_keys/{key_id}");
+    // Limits are an object, never read positionally from an array; a body is an object.
+    app.post(
+        &project_path,
+        Some(&owner.access),
+        json!({"limits": [null, null], "name": null}),
+    )
+    .await
+    .expect_error(400, Some("limits"));
+    app.post(&project_path, Some(&owner.access), json!([null, null]))
+        .await
+        .expect_error(400, None);
     app.post(
         &key_path,
         Some(&owner.access),
