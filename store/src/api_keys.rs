@@ -59,6 +59,8 @@ impl Scope {
 /// Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
 /// level: key → project → the organization's plan.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+// Read by `ToSchema` (the schema's `additionalProperties: false`); `KeyLimitsFields` refuses.
+#[serde(deny_unknown_fields)]
 pub struct KeyLimits {
     /// Requests per minute.
     pub rpm: Option<i64>,

@@ -19,7 +19,7 @@ use gateway::inference::InProcessBackend;
 
 use crate::support::{served_model, LiveServer, TestApp};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 on_both_backends!(
     three_requests_on_one_socket_with_one_cancelled_leave_the_kv_pool_free,
@@ -32,7 +32,7 @@ on_both_backends!(
 );
 
 /// A chat body as REST takes it: greedy, so transports can be compared.
-fn chat_body(prompt: &str, max_tokens: u32) -> Value {
+pub(crate) fn chat_body(prompt: &str, max_tokens: u32) -> Value {
     json!({
         "model": DEFAULT_MODEL_ID,
         "messages": [{"role": "user", "content": prompt}],
@@ -42,7 +42,7 @@ fn chat_body(prompt: &str, max_tokens: u32) -> Value {
 }
 
 /// `body` as a `chat.request` frame with `id`.
-fn request_frame(id: &str, body: &Value) -> Message {
+pub(crate) fn request_frame(id: &str, body: &Value) -> Message {
     let mut frame = body.clone();
     frame["type"] = json!("chat.request");
     frame["id"] = json!(id);
@@ -53,7 +53,11 @@ fn url(server: &LiveServer, query: &str) -> String {
     format!("ws://127.0.0.1:{}/v1/chat/ws{query}", server.port)
 }
 
-async fn connect(server: &LiveServer, key: Option<&str>, query: &str) -> Result<Ws, WsError> {
+pub(crate) async fn connect(
+    server: &LiveServer,
+    key: Option<&str>,
+    query: &str,
+) -> Result<Ws, WsError> {
     let mut request = url(server, query).into_client_request()?;
     if let Some(key) = key {
         request.headers_mut().insert(
@@ -112,14 +116,14 @@ async fn next_frame(ws: &mut Ws) -> Value {
 
 /// What a request streamed: its text per choice, its last frame, and how many deltas.
 #[derive(Debug, Default, Clone)]
-struct Answer {
-    texts: Vec<String>,
-    deltas: usize,
-    last: Value,
+pub(crate) struct Answer {
+    pub texts: Vec<String>,
+    pub deltas: usize,
+    pub last: Value,
 }
 
 /// Reads frames until every id in `ids` has its last frame (`chat.done` or `error`).
-async fn answers(ws: &mut Ws, ids: &[&str]) -> HashMap<String, Answer> {
+pub(crate) async fn answers(ws: &mut Ws, ids: &[&str]) -> HashMap<String, Answer> {
     let mut out: HashMap<String, Answer> = HashMap::new();
     let mut open: Vec<&str> = ids.to_vec();
     while !open.is_empty() {

@@ -1,12 +1,13 @@
 //! The model out of the gateway's process: two real `starfire worker` processes, a gateway
 //! whose model lists them under `workers`, and what must hold across the seam: the worker's
-//! own routes refuse callers without its token and tokens outside the vocabulary; answers and
-//! embeddings equal the in-process engine's; requests spread over both workers; streamed usage is
-//! metered exactly; a tenant's repeated prefix finds its cache through prefix affinity where
+//! own routes refuse callers without its token and tokens outside the vocabulary; answers
+//! (over REST and the WebSocket) and embeddings equal the in-process engine's; one tenant's
+//! repeated prompt stays on one worker while new tenants spread; streamed usage is metered
+//! exactly; a tenant's repeated prefix finds its cache through prefix affinity where
 //! round-robin misses it; a client that leaves aborts the request on its worker; a worker
-//! killed with `kill -9` mid-stream ends that stream with an error billed as received and costs
-//! no later request, and rejoins the pool once restarted; a pool can come from DNS; a worker sent SIGTERM finishes what
-//! it runs.
+//! killed with `kill -9` mid-stream ends that stream with an error billed as received, costs
+//! no later request, and rejoins the pool once restarted; a pool can come from DNS; a worker
+//! sent SIGTERM finishes what it runs, then exits.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -14,11 +15,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures_util::SinkExt;
 use gateway::registry::{ModelEntry, WorkerSettings, DEFAULT_MODEL_ID};
 use gateway::store::usage::UsageStatus;
 use gateway::worker::Routing;
 use serde_json::{json, Value};
 
+use crate::chat_ws::{answers, chat_body, connect, request_frame};
 use crate::metering::{events, final_event};
 use crate::rate_limits_e2e::{free_port, http, http_to, Server};
 use crate::support::{Backend, TestApp};
@@ -391,6 +394,21 @@ async fn a_model_served_by_workers() {
     // A client that leaves mid-stream aborts its request on the worker.
     let server = app.serve();
     let port = server.port;
+
+    // The chat WebSocket through the pool: the same greedy text as REST.
+    let mut ws = connect(&server, Some(&key), "").await.expect("upgrade");
+    ws.send(request_frame("w", &chat_body("Name three colours.", 12)))
+        .await
+        .unwrap();
+    let got = answers(&mut ws, &["w"]).await;
+    assert_eq!(got["w"].last["type"], "chat.done", "{:?}", got["w"].last);
+    assert_eq!(
+        got["w"].texts[0],
+        expected["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+    );
+    drop(ws);
     let leaving_key = key.clone();
     actix_web::rt::task::spawn_blocking(move || leave_after_first_chunk(port, &leaving_key))
         .await
