@@ -24,8 +24,8 @@ mod signin;
 mod usage;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, FromRequest, Handler, HttpResponse, Responder, ResponseError};
 use maud::Markup;
 
 use gateway::error::ApiError;
@@ -38,74 +38,74 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
-/// Registers the console's routes (before the API's catch-all).
+/// Registers the console's routes (before the API's catch-all), grouped by path so that a
+/// method a page does not take is answered 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(signin::home))
-        .route("/assets/console.css", web::get().to(css))
-        .route("/assets/console.js", web::get().to(js))
-        .route("/signin", web::get().to(signin::signin_form))
-        .route("/signin", web::post().to(signin::signin))
-        .route("/signup", web::get().to(signin::signup_form))
-        .route("/signup", web::post().to(signin::signup))
-        .route("/signout", web::post().to(signin::signout))
-        .route("/invite", web::get().to(signin::invite_landing))
-        .route("/projects", web::get().to(pages::projects))
-        .route("/projects", web::post().to(pages::create_project))
-        .route("/projects/{project}/keys", web::get().to(pages::keys))
-        .route(
-            "/projects/{project}/keys",
-            web::post().to(pages::create_key),
-        )
-        .route(
+    let routes = vec![
+        get("/", signin::home),
+        get("/assets/console.css", css),
+        get("/assets/console.js", js),
+        get("/signin", signin::signin_form),
+        post("/signin", signin::signin),
+        get("/signup", signin::signup_form),
+        post("/signup", signin::signup),
+        post("/signout", signin::signout),
+        get("/invite", signin::invite_landing),
+        get("/projects", pages::projects),
+        post("/projects", pages::create_project),
+        get("/projects/{project}/keys", pages::keys),
+        post("/projects/{project}/keys", pages::create_key),
+        get(
             "/projects/{project}/keys/{key}/revoke",
-            web::get().to(pages::confirm_revoke),
-        )
-        .route(
-            "/projects/{project}/keys/{key}/revoke",
-            web::post().to(pages::revoke_key),
-        )
-        .route("/members", web::get().to(members::members))
-        .route("/members/invites", web::post().to(members::invite))
-        .route(
+            pages::confirm_revoke,
+        ),
+        post("/projects/{project}/keys/{key}/revoke", pages::revoke_key),
+        get("/members", members::members),
+        post("/members/invites", members::invite),
+        post(
             "/members/invites/{invite}/withdraw",
-            web::post().to(members::withdraw_invite),
-        )
-        .route("/members/{user}/role", web::post().to(members::change_role))
-        .route(
-            "/members/{user}/remove",
-            web::get().to(members::confirm_remove),
-        )
-        .route(
-            "/members/{user}/remove",
-            web::post().to(members::remove_member),
-        )
-        .route("/playground", web::get().to(pages::playground))
-        .route("/projects/{project}/limits", web::get().to(limits::limits))
-        .route(
-            "/projects/{project}/limits",
-            web::post().to(limits::set_project_limits),
-        )
-        .route(
+            members::withdraw_invite,
+        ),
+        post("/members/{user}/role", members::change_role),
+        get("/members/{user}/remove", members::confirm_remove),
+        post("/members/{user}/remove", members::remove_member),
+        get("/playground", pages::playground),
+        get("/projects/{project}/limits", limits::limits),
+        post("/projects/{project}/limits", limits::set_project_limits),
+        post(
             "/projects/{project}/keys/{key}/limits",
-            web::post().to(limits::set_key_limits),
-        )
-        .route("/usage", web::get().to(usage::usage))
-        .route("/usage.csv", web::get().to(usage::usage_csv))
-        .route("/billing", web::get().to(billing::billing))
-        .route("/billing/top_ups", web::post().to(payments::top_up))
-        .route(
-            "/billing/invoices/upcoming",
-            web::get().to(billing::upcoming_invoice),
-        )
-        .route(
-            "/billing/invoices/{invoice}",
-            web::get().to(billing::invoice),
-        )
-        .route("/audit", web::get().to(audit_log::audit_log))
-        .route(
-            "/organizations/switch",
-            web::post().to(organizations::switch),
-        );
+            limits::set_key_limits,
+        ),
+        get("/usage", usage::usage),
+        get("/usage.csv", usage::usage_csv),
+        get("/billing", billing::billing),
+        post("/billing/top_ups", payments::top_up),
+        get("/billing/invoices/upcoming", billing::upcoming_invoice),
+        get("/billing/invoices/{invoice}", billing::invoice),
+        get("/audit", audit_log::audit_log),
+        post("/organizations/switch", organizations::switch),
+    ];
+    gateway::api::resources(cfg, routes);
+}
+
+type Registered = (String, Method, actix_web::Route);
+
+fn get<F, Args>(path: &str, handler: F) -> Registered
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (path.to_owned(), Method::GET, web::get().to(handler))
+}
+
+fn post<F, Args>(path: &str, handler: F) -> Registered
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (path.to_owned(), Method::POST, web::post().to(handler))
 }
 
 /// Headers every console answer carries.

@@ -143,10 +143,9 @@ macro_rules! routes {
         )]
         pub struct ApiDoc;
 
-        /// Registers every documented route: one resource per path with a route per method,
-        /// so that a method the path does not declare is answered 405 with `Allow` (not 404).
+        /// Registers every documented route (see [`resources`]).
         pub fn configure(cfg: &mut web::ServiceConfig) {
-            let mut paths: Vec<(String, Vec<(actix_web::http::Method, actix_web::Route)>)> = Vec::new();
+            let mut routes: Vec<(String, actix_web::http::Method, actix_web::Route)> = Vec::new();
             $(
                 paste::paste! {{
                     use utoipa::Path as _;
@@ -154,34 +153,48 @@ macro_rules! routes {
                     for method in $module::[<__path_ $handler>]::methods() {
                         let method = actix_method(&method);
                         let route = web::method(method.clone()).to($module::$handler);
-                        match paths.iter_mut().find(|(p, _)| *p == path) {
-                            Some((_, routes)) => routes.push((method, route)),
-                            None => paths.push((path.clone(), vec![(method, route)])),
-                        }
+                        routes.push((path.clone(), method, route));
                     }
                 }}
             )*
-            for (path, routes) in paths {
-                let allowed: Vec<String> = routes.iter().map(|(m, _)| m.to_string()).collect();
-                let mut resource = web::resource(path.as_str());
-                for (_, route) in routes {
-                    resource = resource.route(route);
-                }
-                cfg.service(resource.default_service(web::to(
-                    move |req: actix_web::HttpRequest| {
-                        let allowed = allowed.clone();
-                        async move {
-                            Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed {
-                                method: req.method().to_string(),
-                                path: req.path().to_owned(),
-                                allowed,
-                            })
-                        }
-                    },
-                )));
-            }
+            resources(cfg, routes);
         }
     };
+}
+
+/// Registers `routes` (path, method, route) as one resource per path with a route per method,
+/// so that a method the path does not declare is answered 405 with `Allow` (not 404). Paths
+/// keep the order of their first route (actix matches resources in registration order).
+pub fn resources(
+    cfg: &mut web::ServiceConfig,
+    routes: Vec<(String, actix_web::http::Method, actix_web::Route)>,
+) {
+    let mut paths: Vec<(String, Vec<(actix_web::http::Method, actix_web::Route)>)> = Vec::new();
+    for (path, method, route) in routes {
+        match paths.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, routes)) => routes.push((method, route)),
+            None => paths.push((path, vec![(method, route)])),
+        }
+    }
+    for (path, routes) in paths {
+        let allowed: Vec<String> = routes.iter().map(|(m, _)| m.to_string()).collect();
+        let mut resource = web::resource(path.as_str());
+        for (_, route) in routes {
+            resource = resource.route(route);
+        }
+        cfg.service(
+            resource.default_service(web::to(move |req: actix_web::HttpRequest| {
+                let allowed = allowed.clone();
+                async move {
+                    Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed {
+                        method: req.method().to_string(),
+                        path: req.path().to_owned(),
+                        allowed,
+                    })
+                }
+            })),
+        );
+    }
 }
 
 routes!(

@@ -113,6 +113,10 @@ async fn undeclared_methods_get_405_with_allow(app: TestApp) {
         (Method::DELETE, "/v1/billing/balance", "GET"),
         (Method::PUT, "/v1/organization/projects", "GET, POST"),
         (Method::PATCH, "/v1/chat/completions", "POST"),
+        // The console's pages too.
+        (Method::DELETE, "/projects", "GET, POST"),
+        (Method::PUT, "/billing", "GET"),
+        (Method::GET, "/signout", "POST"),
     ];
     for (method, path, allow) in cases {
         let resp = app.send(method.clone(), path, None, None).await;
