@@ -546,8 +546,8 @@ impl WorkerPool {
     }
 }
 
-/// The sum of a series' samples in a Prometheus text.
-fn series_sum(text: &str, series: &str) -> f64 {
+/// The sum of a series' samples (over all its labels) in a Prometheus text.
+pub fn series_sum(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| {
             l.strip_prefix(series)

@@ -160,17 +160,24 @@ pub fn serve_with(
             .spawn()
             .unwrap(),
     );
+    wait_until_up(&mut server, "127.0.0.1", port, "/healthz", "starfire serve");
+    (server, port)
+}
+
+/// Waits (two minutes at most) until the process `server` answers 200 on `host:port` `path`;
+/// panics if it exits first.
+pub fn wait_until_up(server: &mut Server, host: &str, port: u16, path: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && http(port, "GET", "/healthz", None, &Value::Null).status == 200
+        if TcpStream::connect((host, port)).is_ok()
+            && http_to(host, port, "GET", path, None, &Value::Null).status == 200
         {
-            return (server, port);
+            return;
         }
         if let Ok(Some(status)) = server.0.try_wait() {
-            panic!("starfire serve exited early: {status}");
+            panic!("{what} exited early: {status}");
         }
-        assert!(Instant::now() < deadline, "starfire serve did not start");
+        assert!(Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

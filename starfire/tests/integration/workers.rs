@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use futures_util::SinkExt;
 use gateway::registry::{ModelEntry, WorkerSettings, DEFAULT_MODEL_ID};
 use gateway::store::usage::UsageStatus;
+use gateway::worker::pool::series_sum as sum;
 use gateway::worker::Routing;
 use serde_json::{json, Value};
 
 use crate::chat_ws::{answers, chat_body, connect, request_frame};
 use crate::metering::{events, final_event};
-use crate::rate_limits_e2e::{free_port, http, http_to, Server};
+use crate::rate_limits_e2e::{free_port, http, http_to, wait_until_up, Server};
 use crate::support::{Backend, TestApp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starfire");
@@ -67,32 +68,13 @@ pub(crate) fn start_worker_at(home: &Path, host: &str, port: u16) -> (Server, u1
         .spawn()
         .unwrap();
     let mut worker = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if TcpStream::connect((host, port)).is_ok()
-            && http_to(host, port, "GET", "/ready", None, &Value::Null).status == 200
-        {
-            return (worker, port);
-        }
-        if let Ok(Some(status)) = worker.0.try_wait() {
-            panic!("starfire worker exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "starfire worker did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_up(&mut worker, host, port, "/ready", "starfire worker");
+    (worker, port)
 }
 
 /// A worker's Prometheus text.
 fn metrics(port: u16) -> String {
     http(port, "GET", "/metrics", None, &Value::Null).text
-}
-
-/// The sum of a series' samples in a Prometheus text.
-fn sum(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(series) && l[series.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn finished(port: u16) -> f64 {
