@@ -16,7 +16,8 @@
 
 use std::sync::Arc;
 
-use engine::SamplingParams;
+use engine::{ChatMessage, SamplingParams};
+use protocol::{ForwardedPrompt, ForwardedRequest};
 use scheduler::{DeltaStream, NewRequest};
 
 use crate::auth::Principal;
@@ -105,18 +106,98 @@ pub async fn admit(
     })
 }
 
+/// One prompt as a route hands it to the backend: token ids the gateway rendered and
+/// tokenized, or (for a model that owns its tokenizer) the request's own messages or text.
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    Tokens(Vec<u32>),
+    Forwarded(ForwardedPrompt),
+}
+
+impl Prompt {
+    /// The prompt as `model` takes it: chat messages rendered and tokenized here, unless the
+    /// model owns its tokenizer.
+    pub fn chat(model: &dyn ServedModel, messages: Vec<ChatMessage>) -> Result<Self, ApiError> {
+        if model.owns_tokenizer() {
+            return Ok(Prompt::Forwarded(ForwardedPrompt::Chat(messages)));
+        }
+        Ok(Prompt::Tokens(model.chat_prompt(&messages, true)?))
+    }
+
+    /// The prompt's length in tokens: exact for token ids, else an estimate that the backend's
+    /// usage replaces at the end (admission and the budget hold the estimate until then).
+    pub fn tokens(&self) -> usize {
+        match self {
+            Prompt::Tokens(ids) => ids.len(),
+            Prompt::Forwarded(p) => p.estimated_tokens(),
+        }
+    }
+}
+
+/// Who a submission runs for: the organization (fairness and prefix-cache isolation), its
+/// plan's weight, and the priority among its requests.
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    pub tenant: String,
+    pub weight: f64,
+    pub priority: i32,
+}
+
+/// Queues one prompt on `model` as `request_id` for `who`: token ids as the scheduler's
+/// request, a forwarded prompt through `submit_forwarded` (`stream`: whether the client reads
+/// the answer as it comes). Dropping the stream aborts it.
+pub async fn submit(
+    model: &dyn ServedModel,
+    request_id: String,
+    who: Submitter,
+    prompt: Prompt,
+    params: SamplingParams,
+    stream: bool,
+) -> Result<DeltaStream, ApiError> {
+    Ok(match prompt {
+        Prompt::Tokens(ids) => {
+            let mut request = NewRequest::new(request_id, who.tenant, ids, params);
+            request.priority = who.priority;
+            request.tenant_weight = who.weight;
+            model.submit(request).await?
+        }
+        Prompt::Forwarded(prompt) => {
+            let request = ForwardedRequest {
+                request_id,
+                tenant: who.tenant,
+                priority: who.priority,
+                prompt,
+                params,
+                stream,
+            };
+            model.submit_forwarded(request).await?
+        }
+    })
+}
+
 impl Admitted {
     /// Queues one prompt as `request_id` for the caller's organization; its deltas are
     /// metered, and dropping them aborts it.
     pub async fn submit(
         &self,
         request_id: String,
-        prompt: Vec<u32>,
+        prompt: Prompt,
         params: SamplingParams,
+        stream: bool,
     ) -> Result<DeltaStream, ApiError> {
-        let mut request = NewRequest::new(request_id, self.tenant.clone(), prompt, params);
-        request.priority = self.priority;
-        request.tenant_weight = self.weight;
-        Ok(self.meter.attach(self.model.submit(request).await?))
+        let counted = prompt.tokens();
+        let who = Submitter {
+            tenant: self.tenant.clone(),
+            weight: self.weight,
+            priority: self.priority,
+        };
+        if matches!(prompt, Prompt::Forwarded(_)) {
+            // An upstream answering a whole request only answers at its end: a client that
+            // leaves before then is billed the prompt (`cancelled`), not nothing.
+            self.meter.running();
+        }
+        let model = self.model.as_ref();
+        let stream = submit(model, request_id, who, prompt, params, stream).await?;
+        Ok(self.meter.attach(stream, counted))
     }
 }

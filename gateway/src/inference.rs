@@ -192,19 +192,25 @@ impl InferenceBackend for InProcessBackend {
     }
 }
 
-/// Models from more than one place behind one backend: those this process runs (`local`) and
-/// those served by pools of workers.
+/// Models from more than one place behind one backend: those this process runs (`local`),
+/// those served by pools of workers, and those served by OpenAI-compatible upstreams.
 pub struct Routed {
     local: Option<Arc<dyn InferenceBackend>>,
     remote: Vec<Arc<crate::worker::RemoteModel>>,
+    upstream: Vec<Arc<crate::worker::UpstreamModel>>,
 }
 
 impl Routed {
     pub fn new(
         local: Option<Arc<dyn InferenceBackend>>,
         remote: Vec<Arc<crate::worker::RemoteModel>>,
+        upstream: Vec<Arc<crate::worker::UpstreamModel>>,
     ) -> Self {
-        Routed { local, remote }
+        Routed {
+            local,
+            remote,
+            upstream,
+        }
     }
 }
 
@@ -218,12 +224,23 @@ impl InferenceBackend for Routed {
             id: m.name().to_owned(),
             created: m.created(),
         }));
+        cards.extend(self.upstream.iter().map(|m| ModelCard {
+            id: m.name().to_owned(),
+            created: m.created(),
+        }));
         Ok(cards)
     }
 
     fn model(&self, name: &str) -> Result<Arc<dyn ServedModel>, BackendError> {
         if let Some(m) = self
             .remote
+            .iter()
+            .find(|m| name.eq_ignore_ascii_case(m.name()))
+        {
+            return Ok(m.clone());
+        }
+        if let Some(m) = self
+            .upstream
             .iter()
             .find(|m| name.eq_ignore_ascii_case(m.name()))
         {

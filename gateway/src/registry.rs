@@ -10,6 +10,11 @@
 //! # workers = ["http://10.0.0.2:8090", "http://10.0.0.3:8090"]   # run by `starfire worker`s
 //! # workers_dns = "workers.starfire.svc:8090"   # or: the addresses a DNS name resolves to
 //! # routing = "prefix_affinity"    # or least_loaded, round_robin (see `worker::pool`)
+//! # [models.openai]                # or: an OpenAI-compatible server runs it
+//! # base_url = "http://10.0.0.5:8000/v1"
+//! # api_key_env = "UPSTREAM_API_KEY"   # the variable holding its key
+//! # model = "upstream-name"        # its name there (default: `name`)
+//! # timeout_secs = 60
 //! [models.default_sampling]        # used where a request leaves a field out
 //! temperature = 0.7
 //! max_tokens = 256
@@ -31,7 +36,9 @@ use serde::Deserialize;
 
 use crate::config::ConfigError;
 use crate::inference::{InProcessBackend, InferenceBackend, ModelOptions, Routed, Unloaded};
-use crate::worker::{Members, RemoteModel, Routing, Timeouts, WorkerPool};
+use crate::worker::{
+    Members, RemoteModel, Routing, Timeouts, UpstreamModel, UpstreamSettings, WorkerPool,
+};
 
 /// The name the default model is served under.
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
@@ -74,6 +81,25 @@ pub struct ModelEntry {
     /// How a request picks one of `workers` (`prefix_affinity`, `least_loaded`, `round_robin`).
     #[serde(default)]
     pub routing: Routing,
+    /// Instead of running it: an OpenAI-compatible upstream that serves this model.
+    pub openai: Option<OpenAiEntry>,
+}
+
+/// `[models.openai]`: the model is served by an OpenAI-compatible server (vLLM, llama.cpp's
+/// server, a Starfire worker's OpenAI routes, a hosted provider), which tokenizes for itself.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiEntry {
+    /// Up to and including `/v1`: `https://api.example.com/v1`.
+    pub base_url: String,
+    /// The environment variable holding the upstream's API key (the key itself never goes in
+    /// the file).
+    pub api_key_env: Option<String>,
+    /// The upstream's name for the model; default: this entry's `name`.
+    pub model: Option<String>,
+    /// Seconds to wait for an answer's head (default 30) and between two chunks of a streamed
+    /// answer (default 60).
+    pub timeout_secs: Option<u64>,
 }
 
 impl ModelEntry {
@@ -101,6 +127,7 @@ impl ModelEntry {
             workers: Vec::new(),
             workers_dns: None,
             routing: Routing::default(),
+            openai: None,
         }
     }
 
@@ -147,6 +174,23 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
         }
         if !seen.insert(name.to_ascii_lowercase()) {
             return Err(invalid(format!("model name '{name}' is used twice")));
+        }
+        if let Some(up) = &e.openai {
+            if e.served_by_workers() {
+                return Err(invalid(format!(
+                    "model '{name}': give workers or openai, not both"
+                )));
+            }
+            if !(up.base_url.starts_with("http://") || up.base_url.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "model '{name}': openai.base_url must be an http:// or https:// URL"
+                )));
+            }
+            if up.timeout_secs == Some(0) {
+                return Err(invalid(format!(
+                    "model '{name}': openai.timeout_secs must be above zero"
+                )));
+            }
         }
         if !e.workers.is_empty() && e.workers_dns.is_some() {
             return Err(invalid(format!(
@@ -201,9 +245,11 @@ pub fn load(
     admission: &scheduler::AdmissionLimits,
     workers: &WorkerSettings,
 ) -> Result<Arc<dyn InferenceBackend>, RegistryError> {
+    let (upstream, rest): (Vec<&ModelEntry>, Vec<&ModelEntry>) =
+        entries.iter().partition(|e| e.openai.is_some());
     let (remote, local): (Vec<&ModelEntry>, Vec<&ModelEntry>) =
-        entries.iter().partition(|e| e.served_by_workers());
-    if remote.is_empty() {
+        rest.into_iter().partition(|e| e.served_by_workers());
+    if remote.is_empty() && upstream.is_empty() {
         let local: Vec<ModelEntry> = local.into_iter().cloned().collect();
         return load_local(&local, kv_cache_memory, admission);
     }
@@ -211,13 +257,57 @@ pub fn load(
         .into_iter()
         .map(|e| load_remote(e, workers))
         .collect::<Result<Vec<_>, _>>()?;
+    let upstream = upstream
+        .into_iter()
+        .map(load_upstream)
+        .collect::<Result<Vec<_>, _>>()?;
     let local = if local.is_empty() {
         None
     } else {
         let local: Vec<ModelEntry> = local.into_iter().cloned().collect();
         Some(load_local(&local, kv_cache_memory, admission)?)
     };
-    Ok(Arc::new(Routed::new(local, remote)))
+    Ok(Arc::new(Routed::new(local, remote, upstream)))
+}
+
+/// A model an OpenAI-compatible upstream serves; its API key is read from the environment now.
+fn load_upstream(entry: &ModelEntry) -> Result<Arc<UpstreamModel>, RegistryError> {
+    let err = |message: String| RegistryError {
+        name: entry.name.clone(),
+        message,
+    };
+    let up = entry
+        .openai
+        .as_ref()
+        .ok_or_else(|| err("no [models.openai] table".to_owned()))?;
+    let api_key = match &up.api_key_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            err(format!(
+                "openai.api_key_env names {var}, which is not set in the environment"
+            ))
+        })?),
+    };
+    let mut timeouts = Timeouts::default();
+    if let Some(secs) = up.timeout_secs {
+        timeouts.response = std::time::Duration::from_secs(secs);
+        timeouts.chunk = std::time::Duration::from_secs(secs);
+    }
+    let settings = UpstreamSettings {
+        base_url: up.base_url.clone(),
+        api_key,
+        model: up.model.clone().unwrap_or_else(|| entry.name.clone()),
+        timeouts,
+    };
+    tracing::info!(model = %entry.name, upstream = %up.base_url, "model served by an upstream");
+    let model = UpstreamModel::new(
+        entry.name.clone(),
+        entry.max_model_len,
+        entry.default_sampling.clone(),
+        settings,
+    )
+    .map_err(err)?;
+    Ok(Arc::new(model))
 }
 
 /// How the gateway talks to its workers.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::chat::ChatMessage;
 use crate::error::BackendError;
-use crate::request::NewRequest;
+use crate::request::{ForwardedPrompt, ForwardedRequest, NewRequest};
 use crate::stream::DeltaStream;
 
 /// A boxed future, for the object-safe traits below.
@@ -39,6 +39,13 @@ pub struct SamplingDefaults {
     /// The completion length when a request gives none (still capped by what the context
     /// leaves beside the prompt).
     pub max_tokens: Option<usize>,
+}
+
+/// Embeddings of several inputs, in input order, and the prompt tokens they took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: usize,
 }
 
 /// What serves the inference routes.
@@ -82,4 +89,38 @@ pub trait ServedModel: Send + Sync {
     fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, BackendError>>;
     /// Length of one embedding vector.
     fn embedding_size(&self) -> usize;
+    /// Whether the model tokenizes prompts itself (an OpenAI-compatible upstream). Routes then
+    /// hand it the request's messages or text through [`ServedModel::submit_forwarded`] instead
+    /// of token ids, count the prompt by an estimate until the model's usage gives the real
+    /// count, and refuse what needs its vocabulary here (logprobs); `chat_prompt`, `encode`
+    /// and `decode` are not available.
+    fn owns_tokenizer(&self) -> bool {
+        false
+    }
+    /// Queues a request whose prompt the model tokenizes itself (see `owns_tokenizer`).
+    fn submit_forwarded(
+        &self,
+        req: ForwardedRequest,
+    ) -> BoxFuture<'_, Result<DeltaStream, BackendError>> {
+        let _ = req;
+        Box::pin(async move {
+            Err(BackendError::Internal(format!(
+                "the model '{}' takes token ids, not forwarded prompts",
+                self.name()
+            )))
+        })
+    }
+    /// Embeddings of texts the model tokenizes itself, with the prompt tokens it counted.
+    fn embed_forwarded(
+        &self,
+        input: Vec<ForwardedPrompt>,
+    ) -> BoxFuture<'_, Result<Embeddings, BackendError>> {
+        let _ = input;
+        Box::pin(async move {
+            Err(BackendError::Internal(format!(
+                "the model '{}' takes token ids, not forwarded prompts",
+                self.name()
+            )))
+        })
+    }
 }

@@ -25,9 +25,14 @@ pub mod sampling;
 pub mod stream;
 pub mod wire;
 
-pub use backend::{BoxFuture, InferenceBackend, ModelCard, SamplingDefaults, ServedModel};
+pub use backend::{
+    BoxFuture, Embeddings, InferenceBackend, ModelCard, SamplingDefaults, ServedModel,
+};
 pub use chat::ChatMessage;
 pub use error::{BackendError, InvalidParam, QueueScope};
-pub use request::{Delta, FinishReason, NewRequest, StopReason, TokenLogprob, Usage};
+pub use request::{
+    estimate_tokens, Delta, FinishReason, ForwardedPrompt, ForwardedRequest, NewRequest,
+    StopReason, TokenLogprob, Usage,
+};
 pub use sampling::{SamplingParams, MAX_LOGPROBS};
 pub use stream::{AbortFn, DeltaObserver, DeltaStream};

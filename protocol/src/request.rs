@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat::ChatMessage;
 use crate::sampling::SamplingParams;
 
 /// A request as the gateway hands it over.
@@ -39,6 +40,54 @@ impl NewRequest {
             cache_salt: None,
         }
     }
+}
+
+/// A prompt for a backend that owns its tokenizer (an OpenAI-compatible upstream): the
+/// request's own messages or text, which the backend templates and tokenizes itself.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ForwardedPrompt {
+    /// Chat messages (`/v1/chat/completions`).
+    Chat(Vec<ChatMessage>),
+    /// Plain text (`/v1/completions`).
+    Text(String),
+    /// Token ids in the backend's own vocabulary (`/v1/completions` with token prompts).
+    Tokens(Vec<u32>),
+}
+
+impl ForwardedPrompt {
+    /// The prompt's tokens for a tokenizer this side does not have, erring high (see
+    /// [`estimate_tokens`]); what admission holds until the backend's usage gives the count.
+    pub fn estimated_tokens(&self) -> usize {
+        match self {
+            ForwardedPrompt::Tokens(ids) => ids.len(),
+            ForwardedPrompt::Text(text) => estimate_tokens(text),
+            // Each message adds a few tokens of template around its role and content.
+            ForwardedPrompt::Chat(messages) => messages
+                .iter()
+                .map(|m| estimate_tokens(&m.content) + estimate_tokens(&m.role) + 3)
+                .sum::<usize>()
+                .saturating_add(3),
+        }
+    }
+}
+
+/// Tokens of `text` for a tokenizer this side does not have, erring high: one per three bytes
+/// of UTF-8 (English averages about four characters a token; CJK about one character, three
+/// bytes, a token), at least one.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.len().div_ceil(3).max(1)
+}
+
+/// A request for a backend that owns its tokenizer: [`NewRequest`] with the prompt as given.
+#[derive(Clone, Debug)]
+pub struct ForwardedRequest {
+    pub request_id: String,
+    pub tenant: String,
+    pub priority: i32,
+    pub prompt: ForwardedPrompt,
+    pub params: SamplingParams,
+    /// The client reads the answer as it comes (else it waits for the whole answer).
+    pub stream: bool,
 }
 
 /// Why a choice ended. Serialises to OpenAI's `finish_reason` through `as_str`.
@@ -102,6 +151,11 @@ pub struct Delta {
     pub index: usize,
     /// Tokens sampled since the last delta (also stop tokens, as vLLM reports them).
     pub token_ids: Vec<u32>,
+    /// Tokens generated since the last delta whose ids the backend does not know: an upstream
+    /// that owns its tokenizer streams text only, and each streamed piece counts as one token
+    /// until the upstream's usage gives the real count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub opaque_tokens: usize,
     /// Text that became final since the last delta. Text that could still turn into a stop
     /// string is held back until it cannot.
     pub text: String,
@@ -114,13 +168,23 @@ pub struct Delta {
     pub usage: Option<Usage>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl Delta {
+    /// Tokens generated since the last delta, with or without their ids.
+    pub fn tokens(&self) -> usize {
+        self.token_ids.len() + self.opaque_tokens
+    }
+
     /// A delta of choice `index` with nothing in it yet.
     pub fn empty(request_id: &str, index: usize) -> Self {
         Self {
             request_id: request_id.to_string(),
             index,
             token_ids: Vec::new(),
+            opaque_tokens: 0,
             text: String::new(),
             logprobs: Vec::new(),
             finish_reason: None,

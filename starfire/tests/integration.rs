@@ -47,6 +47,8 @@ mod invites;
 mod metering;
 #[path = "integration/openai_sdk.rs"]
 mod openai_sdk;
+#[path = "integration/openai_upstream.rs"]
+mod openai_upstream;
 #[path = "integration/openapi.rs"]
 mod openapi;
 #[path = "integration/projects.rs"]

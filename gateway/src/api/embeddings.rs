@@ -15,10 +15,11 @@ use super::inference::PromptInput;
 use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::generation::{self, Admitted, PromptBudget, Work};
+use crate::generation::{self, Admitted, Prompt, PromptBudget, Work};
 use crate::inference::ServedModel;
 use crate::server::AppState;
 use crate::store::usage::Endpoint;
+use protocol::ForwardedPrompt;
 
 /// Most inputs in one request (OpenAI allows 2048; a CPU model is slower).
 const MAX_INPUTS: usize = 256;
@@ -80,30 +81,86 @@ pub async fn create_embeddings(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
-    let base64 = match req.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(ApiError::field(
-                "encoding_format",
-                format_args!("'{other}' is not one of float, base64"),
-            ))
+    let base64 = encoding_is_base64(&req)?;
+    let model = state.inference.model(&req.model)?;
+    let inputs = if model.owns_tokenizer() {
+        forwarded_inputs(&req)?
+    } else {
+        token_inputs(&req, model.as_ref())?
+    };
+    let request_id = format!("embd-{}", random_base62(29));
+    let budgets: Vec<PromptBudget> = inputs
+        .iter()
+        .map(|p| PromptBudget {
+            prompt_tokens: p.tokens(),
+            max_tokens: 0,
+        })
+        .collect();
+    let work = Work {
+        model: model.clone(),
+        endpoint: Endpoint::Embeddings,
+        request_id: &request_id,
+        prompts: &budgets,
+        n: 1,
+        priority: 0,
+    };
+    let Admitted {
+        admission, meter, ..
+    } = generation::admit(&state, &principal, work).await?;
+    meter.running();
+    let (data, total) = match embed_all(model.as_ref(), inputs, base64).await {
+        Ok(done) => done,
+        Err(e) => {
+            meter.fail();
+            return Err(e);
         }
     };
-    let model = state.inference.model(&req.model)?;
+    meter.complete(total as u64, 0).await;
+    Ok(admission.respond(HttpResponse::Ok().json(embedding_list(model.name(), data, total))))
+}
+
+/// Whether `encoding_format` asks for base64 (else floats).
+pub(crate) fn encoding_is_base64(req: &EmbeddingRequest) -> Result<bool, ApiError> {
+    match req.encoding_format.as_deref() {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(ApiError::field(
+            "encoding_format",
+            format_args!("'{other}' is not one of float, base64"),
+        )),
+    }
+}
+
+/// The answer: `data` from `model`, which took `total` prompt tokens.
+pub(crate) fn embedding_list(
+    model: &str,
+    data: Vec<EmbeddingObject>,
+    total: usize,
+) -> EmbeddingList {
+    EmbeddingList {
+        object: "list",
+        data,
+        model: model.to_owned(),
+        usage: EmbeddingUsage {
+            prompt_tokens: total,
+            total_tokens: total,
+        },
+    }
+}
+
+/// The inputs as token lists, each non-empty, within the context and the vocabulary.
+pub(crate) fn token_inputs(
+    req: &EmbeddingRequest,
+    model: &dyn ServedModel,
+) -> Result<Vec<Prompt>, ApiError> {
     if let Some(d) = req.dimensions.filter(|&d| d != model.embedding_size()) {
         return Err(ApiError::field(
             "dimensions",
             format_args!("{d} differs from the model's {}", model.embedding_size()),
         ));
     }
-    let inputs = req.input.token_lists(&*model)?;
-    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
-        return Err(ApiError::field(
-            "input",
-            format_args!("give between 1 and {MAX_INPUTS} inputs"),
-        ));
-    }
+    let inputs = req.input.token_lists(model)?;
+    check_input_count(inputs.len())?;
     let vocab = model.vocab_size();
     let mut total = 0;
     for (i, ids) in inputs.iter().enumerate() {
@@ -134,54 +191,76 @@ pub async fn create_embeddings(
             format_args!("{total} tokens in all; at most {MAX_TOTAL_TOKENS} per request"),
         ));
     }
-    let request_id = format!("embd-{}", random_base62(29));
-    let budgets: Vec<PromptBudget> = inputs
-        .iter()
-        .map(|ids| PromptBudget {
-            prompt_tokens: ids.len(),
-            max_tokens: 0,
-        })
-        .collect();
-    let work = Work {
-        model: model.clone(),
-        endpoint: Endpoint::Embeddings,
-        request_id: &request_id,
-        prompts: &budgets,
-        n: 1,
-        priority: 0,
-    };
-    let Admitted {
-        admission, meter, ..
-    } = generation::admit(&state, &principal, work).await?;
-    meter.running();
-    let data = match embed_all(model.as_ref(), inputs, base64).await {
-        Ok(data) => data,
-        Err(e) => {
-            meter.fail();
-            return Err(e);
-        }
-    };
-    meter.complete(total as u64, 0).await;
-    Ok(admission.respond(HttpResponse::Ok().json(EmbeddingList {
-        object: "list",
-        data,
-        model: model.name().to_owned(),
-        usage: EmbeddingUsage {
-            prompt_tokens: total,
-            total_tokens: total,
-        },
-    })))
+    Ok(inputs.into_iter().map(Prompt::Tokens).collect())
 }
 
-/// The embedding of every input, in order.
-async fn embed_all(
+/// The inputs as given, for a model that tokenizes them itself.
+pub(crate) fn forwarded_inputs(req: &EmbeddingRequest) -> Result<Vec<Prompt>, ApiError> {
+    if req.dimensions.is_some() {
+        return Err(ApiError::bad_request(
+            format!(
+                "'dimensions' is not supported for the model '{}', which an upstream server \
+                 serves.",
+                req.model
+            ),
+            Some("dimensions"),
+        ));
+    }
+    let inputs: Vec<ForwardedPrompt> = match &req.input {
+        PromptInput::Text(t) => vec![ForwardedPrompt::Text(t.clone())],
+        PromptInput::Texts(ts) => ts.iter().cloned().map(ForwardedPrompt::Text).collect(),
+        PromptInput::Tokens(ids) => vec![ForwardedPrompt::Tokens(ids.clone())],
+        PromptInput::TokenLists(l) => l.iter().cloned().map(ForwardedPrompt::Tokens).collect(),
+    };
+    check_input_count(inputs.len())?;
+    for (i, input) in inputs.iter().enumerate() {
+        let empty = match input {
+            ForwardedPrompt::Text(t) => t.is_empty(),
+            ForwardedPrompt::Tokens(ids) => ids.is_empty(),
+            ForwardedPrompt::Chat(m) => m.is_empty(),
+        };
+        if empty {
+            return Err(ApiError::field("input", format_args!("input {i} is empty")));
+        }
+    }
+    Ok(inputs.into_iter().map(Prompt::Forwarded).collect())
+}
+
+fn check_input_count(count: usize) -> Result<(), ApiError> {
+    if count == 0 || count > MAX_INPUTS {
+        return Err(ApiError::field(
+            "input",
+            format_args!("give between 1 and {MAX_INPUTS} inputs"),
+        ));
+    }
+    Ok(())
+}
+
+/// The embedding of every input, in order, and the prompt tokens they took.
+pub(crate) async fn embed_all(
     model: &dyn ServedModel,
-    inputs: Vec<Vec<u32>>,
+    inputs: Vec<Prompt>,
     base64: bool,
-) -> Result<Vec<EmbeddingObject>, ApiError> {
-    let mut data = Vec::with_capacity(inputs.len());
-    for (index, ids) in inputs.into_iter().enumerate() {
-        let vector = model.embed(ids).await?;
+) -> Result<(Vec<EmbeddingObject>, usize), ApiError> {
+    let mut vectors = Vec::with_capacity(inputs.len());
+    let mut forwarded = Vec::new();
+    let mut total = 0;
+    for input in inputs {
+        match input {
+            Prompt::Tokens(ids) => {
+                total += ids.len();
+                vectors.push(model.embed(ids).await?);
+            }
+            Prompt::Forwarded(p) => forwarded.push(p),
+        }
+    }
+    if !forwarded.is_empty() {
+        let upstream = model.embed_forwarded(forwarded).await?;
+        vectors.extend(upstream.vectors);
+        total += upstream.prompt_tokens;
+    }
+    let mut data = Vec::with_capacity(vectors.len());
+    for (index, vector) in vectors.into_iter().enumerate() {
         let embedding = if base64 {
             let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
             Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -194,5 +273,5 @@ async fn embed_all(
             embedding,
         });
     }
-    Ok(data)
+    Ok((data, total))
 }

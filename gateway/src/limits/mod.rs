@@ -556,7 +556,7 @@ impl Admission {
     /// Sees one engine delta: its tokens, and its usage when it is the last.
     pub fn note(&self, delta: &Delta) {
         self.generated
-            .fetch_add(delta.token_ids.len() as u64, Ordering::Relaxed);
+            .fetch_add(delta.tokens() as u64, Ordering::Relaxed);
         if let Some(usage) = &delta.usage {
             self.reported_tokens.fetch_add(
                 (usage.prompt_tokens + usage.completion_tokens) as u64,
@@ -667,18 +667,13 @@ mod tests {
 
     fn delta(tokens: usize, usage: Option<(usize, usize)>) -> Delta {
         Delta {
-            request_id: "r".into(),
-            index: 0,
             token_ids: vec![1; tokens],
-            text: String::new(),
-            logprobs: Vec::new(),
-            finish_reason: None,
-            stop_reason: None,
             usage: usage.map(|(p, c)| scheduler::Usage {
                 prompt_tokens: p,
                 completion_tokens: c,
                 ..Default::default()
             }),
+            ..Delta::empty("r", 0)
         }
     }
 

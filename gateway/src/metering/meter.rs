@@ -210,9 +210,10 @@ impl Meter {
         self.shared.reserved
     }
 
-    /// Meters one of the request's streams: the same stream, reporting to this meter. Attach
-    /// every stream of the request before reading any.
-    pub fn attach(&self, stream: DeltaStream) -> DeltaStream {
+    /// Meters one of the request's streams, whose prompt was counted as `prompt_tokens` at
+    /// admission: the same stream, reporting to this meter. Attach every stream of the request
+    /// before reading any.
+    pub fn attach(&self, stream: DeltaStream, prompt_tokens: usize) -> DeltaStream {
         {
             let mut p = self.shared.lock();
             p.streams += 1;
@@ -220,6 +221,7 @@ impl Meter {
         }
         stream.observed(Box::new(StreamMeter {
             shared: self.shared.clone(),
+            prompt_counted: prompt_tokens as u64,
             received: 0,
             ended: false,
         }))
@@ -259,6 +261,9 @@ impl Meter {
 /// What a metered stream reports to its request's meter (the stream's observer).
 struct StreamMeter {
     shared: Arc<Shared>,
+    /// This stream's prompt tokens as counted at admission (an estimate where the backend
+    /// owns its tokenizer; its usage then replaces it).
+    prompt_counted: u64,
     /// Tokens this stream delivered (before its usage delta replaces the count).
     received: u64,
     ended: bool,
@@ -267,12 +272,12 @@ struct StreamMeter {
 impl DeltaObserver for StreamMeter {
     fn on_delta(&mut self, d: &Delta) {
         let mut p = self.shared.lock();
-        if !d.token_ids.is_empty() {
+        if d.tokens() > 0 {
             if p.ttft_ms.is_none() {
                 p.ttft_ms = Some(self.shared.started.elapsed().as_millis() as i64);
             }
-            self.received += d.token_ids.len() as u64;
-            p.completion_tokens += d.token_ids.len() as u64;
+            self.received += d.tokens() as u64;
+            p.completion_tokens += d.tokens() as u64;
             if let Some(journal) = self.shared.metering.journal() {
                 journal.progress(&self.shared.request_id, p.completion_tokens);
             }
@@ -284,9 +289,13 @@ impl DeltaObserver for StreamMeter {
             p.failed = true;
         }
         if let Some(u) = d.usage {
-            // The scheduler's count is authoritative; the prompt was counted at admission.
+            // The backend's counts are authoritative: they replace what was counted so far
+            // (for the prompt, the count made at admission).
             p.completion_tokens = p.completion_tokens - self.received + u.completion_tokens as u64;
             self.received = u.completion_tokens as u64;
+            p.prompt_tokens =
+                p.prompt_tokens.saturating_sub(self.prompt_counted) + u.prompt_tokens as u64;
+            self.prompt_counted = u.prompt_tokens as u64;
             p.cached_tokens += u.cached_tokens as u64;
             drop(p);
             self.end(false);

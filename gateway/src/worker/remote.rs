@@ -233,7 +233,7 @@ impl Reader {
                         return;
                     }
                 };
-                received += delta.token_ids.len();
+                received += delta.tokens();
                 let last = delta.usage.is_some();
                 if self.tx.send(delta).is_err() || last {
                     return;
@@ -263,7 +263,7 @@ impl Reader {
 }
 
 /// The next data chunk of a body (trailers skipped), `None` at its end.
-async fn next_frame(body: &mut Incoming) -> Option<Result<Bytes, String>> {
+pub(crate) async fn next_frame(body: &mut Incoming) -> Option<Result<Bytes, String>> {
     use http_body_util::BodyExt;
     loop {
         match body.frame().await? {

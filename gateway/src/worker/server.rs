@@ -45,10 +45,10 @@ pub struct WorkerState {
 }
 
 /// One generation being streamed: counted in `running` until its body is dropped.
-struct Running(Arc<AtomicUsize>);
+pub(crate) struct Running(Arc<AtomicUsize>);
 
 impl Running {
-    fn start(count: &Arc<AtomicUsize>) -> Self {
+    pub(crate) fn start(count: &Arc<AtomicUsize>) -> Self {
         count.fetch_add(1, Ordering::SeqCst);
         Running(count.clone())
     }
@@ -76,7 +76,19 @@ impl WorkerState {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    fn authorized(&self, req: &HttpRequest) -> bool {
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<dyn InferenceBackend> {
+        &self.backend
+    }
+
+    pub(crate) fn running(&self) -> &Arc<AtomicUsize> {
+        &self.running
+    }
+
+    pub(crate) fn authorized(&self, req: &HttpRequest) -> bool {
         let Some(token) = &self.token else {
             return true;
         };
@@ -90,9 +102,12 @@ impl WorkerState {
     }
 }
 
-/// The worker's routes, for `HttpServer` and for in-process tests.
+/// The worker's routes, for `HttpServer` and for in-process tests: its own, and OpenAI's
+/// (`openai_routes`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .app_data(crate::api::body::BodyLimit(MAX_BODY_BYTES))
+        .configure(super::openai_routes::configure)
         .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics))
@@ -195,8 +210,16 @@ async fn models(state: web::Data<WorkerState>, req: HttpRequest) -> HttpResponse
     HttpResponse::Ok().json(WorkerModels { data })
 }
 
+/// Who a request runs for, as its caller (a gateway) said in the worker headers.
+pub(crate) struct Caller {
+    pub tenant: String,
+    pub weight: f64,
+    pub priority: i32,
+    pub request_id: String,
+}
+
 /// The tenant, weight, priority and request id a gateway sent in headers.
-fn request_of(req: &HttpRequest, body: GenerateBody) -> Result<NewRequest, BackendError> {
+pub(crate) fn caller_of(req: &HttpRequest) -> Result<Caller, BackendError> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -229,11 +252,22 @@ fn request_of(req: &HttpRequest, body: GenerateBody) -> Result<NewRequest, Backe
         }
         None => format!("wrk_{}", random_base62(24)),
     };
-    Ok(NewRequest {
-        request_id,
+    Ok(Caller {
         tenant: tenant.to_owned(),
-        tenant_weight: weight,
+        weight,
         priority,
+        request_id,
+    })
+}
+
+/// A generation request as the scheduler takes it, for the caller in the headers.
+fn request_of(req: &HttpRequest, body: GenerateBody) -> Result<NewRequest, BackendError> {
+    let caller = caller_of(req)?;
+    Ok(NewRequest {
+        request_id: caller.request_id,
+        tenant: caller.tenant,
+        tenant_weight: caller.weight,
+        priority: caller.priority,
         prompt_token_ids: body.prompt_token_ids,
         params: body.params,
         cache_salt: body.cache_salt,
@@ -340,6 +374,8 @@ pub fn load(
         None => config
             .models
             .iter()
+            // A model an upstream serves is not this worker's to run.
+            .filter(|e| e.openai.is_none())
             .map(|e| crate::registry::ModelEntry {
                 workers: Vec::new(),
                 workers_dns: None,

@@ -202,7 +202,7 @@ fn worker_routes_are_guarded(port: u16) {
 }
 
 /// Opens a streamed chat on the live gateway, reads its first token chunk and leaves.
-fn leave_after_first_chunk(port: u16, key: &str) {
+pub(crate) fn leave_after_first_chunk(port: u16, key: &str) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let body = chat(200, true).to_string();
     write!(

@@ -281,7 +281,9 @@ async fn run_request(
         let Some(delta) = delta else {
             break frames.done();
         };
-        chat.admission.note(&delta);
+        if let Some(admission) = &chat.admission {
+            admission.note(&delta);
+        }
         match frames.delta(delta) {
             Ok(Some(frame)) => {
                 if session.text(frame).await.is_err() {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
+use engine::SamplingParams;
 use scheduler::{Delta, DeltaStream, FinishReason, Usage};
 
 use super::request::{chat_messages, ChatCompletionRequest};
@@ -18,7 +19,7 @@ use crate::api::body::JsonBody;
 use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::generation::{self, PromptBudget, Work};
+use crate::generation::{self, Prompt, PromptBudget, Work};
 use crate::inference::ServedModel;
 use crate::limits::Admission;
 use crate::metering::Meter;
@@ -50,6 +51,12 @@ pub async fn create_chat_completion(
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
     let chat = start_chat(&state, &principal, req, ChatTransport::Http).await?;
+    answer_chat(chat).await
+}
+
+/// The HTTP answer of a started chat: SSE chunks when streamed, else the whole completion
+/// once it is done (and, when metered, once its usage row is written).
+pub(crate) async fn answer_chat(chat: StartedChat) -> Result<HttpResponse, ApiError> {
     if chat.stream {
         let encoder = ChatChunks {
             id: chat.id,
@@ -61,7 +68,7 @@ pub async fn create_chat_completion(
         };
         return Ok(sse::response(vec![chat.deltas], encoder, chat.admission));
     }
-    let collected = collect(chat.deltas, chat.n, &chat.admission).await?;
+    let collected = collect(chat.deltas, chat.n, chat.admission.as_ref()).await?;
     let model = chat.model.as_ref();
     let choices = collected
         .choices
@@ -80,7 +87,9 @@ pub async fn create_chat_completion(
             finish_reason: c.finish_reason,
         })
         .collect();
-    chat.meter.settled().await;
+    if let Some(meter) = &chat.meter {
+        meter.settled().await;
+    }
     let completion = ChatCompletion {
         id: chat.id,
         object: "chat.completion",
@@ -90,7 +99,11 @@ pub async fn create_chat_completion(
         choices,
         usage: collected.usage.into(),
     };
-    Ok(chat.admission.respond(HttpResponse::Ok().json(completion)))
+    let res = HttpResponse::Ok().json(completion);
+    Ok(match &chat.admission {
+        Some(admission) => admission.respond(res),
+        None => res,
+    })
 }
 
 /// Which transport carries a chat answer: the only thing [`start_chat`] treats differently.
@@ -119,11 +132,101 @@ pub struct StartedChat {
     /// records the usage so far as cancelled).
     pub deltas: DeltaStream,
     /// The request's usage meter: non-streamed answers await `settled()` before answering, so
-    /// that a client holding its response finds its usage recorded.
-    pub meter: Meter,
+    /// that a client holding its response finds its usage recorded. `None` where nothing is
+    /// metered (a worker's OpenAI routes: its gateway meters).
+    pub meter: Option<Meter>,
     /// The request's rate-limit admission: every delta goes through `note`, and dropping it
-    /// settles the tokens counter and ends the concurrency lease.
-    pub admission: Admission,
+    /// settles the tokens counter and ends the concurrency lease. `None` where nothing is
+    /// rate limited.
+    pub admission: Option<Admission>,
+}
+
+/// A chat request checked against its model, ready to submit.
+pub(crate) struct ChatPlan {
+    pub model: Arc<dyn ServedModel>,
+    pub prompt: Prompt,
+    /// With `max_tokens` fitted into the context.
+    pub params: SamplingParams,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// The request's own `priority`.
+    pub priority: Option<i32>,
+}
+
+impl ChatPlan {
+    /// Checks `req` against `model`, renders the prompt through the chat template (unless the
+    /// model owns its tokenizer) and builds the sampling parameters.
+    pub(crate) fn new(
+        model: Arc<dyn ServedModel>,
+        req: ChatCompletionRequest,
+        transport: ChatTransport,
+    ) -> Result<ChatPlan, ApiError> {
+        req.reject_unsupported()?;
+        let stream =
+            match (transport, req.stream) {
+                (ChatTransport::Http, stream) => stream.unwrap_or(false),
+                (ChatTransport::WebSocket, Some(false)) => return Err(ApiError::field(
+                    "stream",
+                    "a WebSocket request is always streamed; leave `stream` out or set it to true",
+                )),
+                (ChatTransport::WebSocket, _) => true,
+            };
+        let include_usage = req.include_usage(stream)?;
+        let messages = chat_messages(&req.messages)?;
+        let mut params = sampling_params(req.chat_sampling_fields()?, model.as_ref())?;
+        let requested = req.requested_max_tokens()?;
+        let prompt = Prompt::chat(model.as_ref(), messages)?;
+        params.max_tokens = Some(fit_context(
+            prompt.tokens(),
+            requested,
+            model.defaults().max_tokens,
+            model.max_model_len(),
+            "messages",
+        )?);
+        Ok(ChatPlan {
+            model,
+            prompt,
+            params,
+            stream,
+            include_usage,
+            priority: req.priority,
+        })
+    }
+
+    /// The chat started without accounts (a worker's OpenAI routes): submitted straight to the
+    /// model for `who` (whose priority the request's own replaces when it has one), neither
+    /// rate limited nor metered here.
+    pub(crate) async fn start_unmetered(
+        self,
+        mut who: generation::Submitter,
+    ) -> Result<StartedChat, ApiError> {
+        let id = format!("chatcmpl-{}", random_base62(29));
+        let n = self.params.n;
+        if let Some(priority) = self.priority {
+            who.priority = priority;
+        }
+        let model = self.model.as_ref();
+        let deltas = generation::submit(
+            model,
+            id.clone(),
+            who,
+            self.prompt,
+            self.params,
+            self.stream,
+        )
+        .await?;
+        Ok(StartedChat {
+            id,
+            created: unix_now(),
+            model: self.model,
+            n,
+            stream: self.stream,
+            include_usage: self.include_usage,
+            deltas,
+            meter: None,
+            admission: None,
+        })
+    }
 }
 
 /// The one way a chat completion starts, for REST and WebSocket alike: checks the caller's
@@ -137,57 +240,36 @@ pub async fn start_chat(
     transport: ChatTransport,
 ) -> Result<StartedChat, ApiError> {
     principal.require(Permission::Inference)?;
-    req.reject_unsupported()?;
-    let stream = match (transport, req.stream) {
-        (ChatTransport::Http, stream) => stream.unwrap_or(false),
-        (ChatTransport::WebSocket, Some(false)) => {
-            return Err(ApiError::field(
-                "stream",
-                "a WebSocket request is always streamed; leave `stream` out or set it to true",
-            ))
-        }
-        (ChatTransport::WebSocket, _) => true,
-    };
-    let include_usage = req.include_usage(stream)?;
     let model = state.inference.model(&req.model)?;
-    let messages = chat_messages(&req.messages)?;
-    let mut params = sampling_params(req.chat_sampling_fields()?, model.as_ref())?;
-    let requested = req.requested_max_tokens()?;
-    let prompt = model.chat_prompt(&messages, true)?;
-    let max_tokens = fit_context(
-        prompt.len(),
-        requested,
-        model.defaults().max_tokens,
-        model.max_model_len(),
-        "messages",
-    )?;
-    params.max_tokens = Some(max_tokens);
-    let n = params.n;
+    let plan = ChatPlan::new(model, req, transport)?;
+    let n = plan.params.n;
     let id = format!("chatcmpl-{}", random_base62(29));
     let budget = PromptBudget {
-        prompt_tokens: prompt.len(),
-        max_tokens,
+        prompt_tokens: plan.prompt.tokens(),
+        max_tokens: plan.params.max_tokens.unwrap_or(0),
     };
     let work = Work {
-        model: model.clone(),
+        model: plan.model.clone(),
         endpoint: Endpoint::Completions,
         request_id: &id,
         prompts: &[budget],
         n,
-        priority: req.priority.unwrap_or(0),
+        priority: plan.priority.unwrap_or(0),
     };
     let admitted = generation::admit(state, principal, work).await?;
-    let deltas = admitted.submit(id.clone(), prompt, params).await?;
+    let deltas = admitted
+        .submit(id.clone(), plan.prompt, plan.params, plan.stream)
+        .await?;
     Ok(StartedChat {
         id,
         created: unix_now(),
-        model,
+        model: plan.model,
         n,
-        stream,
-        include_usage,
+        stream: plan.stream,
+        include_usage: plan.include_usage,
         deltas,
-        meter: admitted.meter,
-        admission: admitted.admission,
+        meter: Some(admitted.meter),
+        admission: Some(admitted.admission),
     })
 }
 

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use scheduler::{Delta, FinishReason, Usage};
+use engine::SamplingParams;
+use scheduler::{Delta, DeltaStream, FinishReason, Usage};
 
 use super::request::CompletionRequest;
 use super::sampling::{fit_context, sampling_params};
@@ -19,8 +20,10 @@ use crate::api::body::JsonBody;
 use crate::auth::secret::random_base62;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::generation::{self, PromptBudget, Work};
+use crate::generation::{self, Admitted, Prompt, PromptBudget, Work};
 use crate::inference::ServedModel;
+use crate::limits::Admission;
+use crate::metering::Meter;
 use crate::server::AppState;
 use crate::store::usage::Endpoint;
 
@@ -47,107 +50,182 @@ pub async fn create_completion(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
-    req.reject_unsupported()?;
-    let stream = req.stream.unwrap_or(false);
-    let include_usage = req.include_usage(stream)?;
     let model = state.inference.model(&req.model)?;
-    let mut params = sampling_params(req.text_sampling_fields(), model.as_ref())?;
-    if req.max_tokens == Some(0) {
-        return Err(ApiError::field("max_tokens", "must be at least 1"));
-    }
-    // OpenAI's default for completions is 16; a model's configured default replaces it.
-    let default_max = model.defaults().max_tokens.unwrap_or(16);
-    let max_tokens = req.max_tokens.map_or(default_max, |m| m as usize);
-    if let Some(min) = req.min_tokens.filter(|&m| m as usize > max_tokens) {
-        return Err(ApiError::field(
-            "min_tokens",
-            format_args!("{min} is more than max_tokens ({max_tokens})"),
-        ));
-    }
-    let prompts = req.prompts(model.as_ref())?;
-    let n = params.n;
-    let budgets = prompts
-        .iter()
-        .map(|p| {
-            Ok(PromptBudget {
-                prompt_tokens: p.len(),
-                max_tokens: fit_context(
-                    p.len(),
-                    req.max_tokens.map(|m| m as usize),
-                    Some(default_max),
-                    model.max_model_len(),
-                    "prompt",
-                )?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let plan = CompletionPlan::new(model, &req)?;
     let id = format!("cmpl-{}", random_base62(29));
     let work = Work {
-        model: model.clone(),
+        model: plan.model.clone(),
         endpoint: Endpoint::Completions,
         request_id: &id,
-        prompts: &budgets,
-        n,
+        prompts: &plan.budgets,
+        n: plan.params.n,
         priority: req.priority.unwrap_or(0),
     };
     let admitted = generation::admit(&state, &principal, work).await?;
-    let mut streams = Vec::with_capacity(prompts.len());
-    for (i, (prompt, budget)) in prompts.into_iter().zip(&budgets).enumerate() {
+    let mut streams = Vec::with_capacity(plan.prompts.len());
+    let mut params = plan.params.clone();
+    for (i, (prompt, budget)) in plan.prompts.iter().zip(&plan.budgets).enumerate() {
         params.max_tokens = Some(budget.max_tokens);
         // An error here drops the streams already submitted, which aborts them.
         streams.push(
             admitted
-                .submit(format!("{id}-{i}"), prompt, params.clone())
+                .submit(
+                    format!("{id}-{i}"),
+                    prompt.clone(),
+                    params.clone(),
+                    plan.stream,
+                )
                 .await?,
         );
     }
-    let created = unix_now();
-    if stream {
-        let encoder = TextChunks {
-            id,
-            created,
-            prompts: streams.len(),
-            model,
-            n,
-            include_usage,
-            usage: Usage::default(),
-            finished_prompts: 0,
-            offsets: HashMap::new(),
-        };
-        return Ok(sse::response(streams, encoder, admitted.admission));
-    }
-    let mut choices = Vec::new();
-    let mut total = Usage::default();
-    for (p, stream) in streams.into_iter().enumerate() {
-        let one = collect(stream, n, &admitted.admission).await?;
-        add_usage(&mut total, one.usage);
-        for (i, c) in one.choices.into_iter().enumerate() {
-            let logprobs = c.logprobs.map(|l| {
-                let mut out = CompletionLogprobs::default();
-                out.extend(model.as_ref(), &l, &mut 0);
-                out
-            });
-            choices.push(CompletionChoice {
-                index: p * n + i,
-                text: c.text,
-                logprobs,
-                finish_reason: c.finish_reason,
-            });
+    let Admitted {
+        admission, meter, ..
+    } = admitted;
+    plan.answer(id, streams, Some(admission), Some(meter)).await
+}
+
+/// A text completion request checked against its model, ready to submit: one prompt each.
+pub(crate) struct CompletionPlan {
+    model: Arc<dyn ServedModel>,
+    prompts: Vec<Prompt>,
+    /// Each prompt's length and its `max_tokens` fitted into the context.
+    budgets: Vec<PromptBudget>,
+    params: SamplingParams,
+    stream: bool,
+    include_usage: bool,
+}
+
+impl CompletionPlan {
+    pub(crate) fn new(
+        model: Arc<dyn ServedModel>,
+        req: &CompletionRequest,
+    ) -> Result<CompletionPlan, ApiError> {
+        req.reject_unsupported()?;
+        let stream = req.stream.unwrap_or(false);
+        let include_usage = req.include_usage(stream)?;
+        let params = sampling_params(req.text_sampling_fields(), model.as_ref())?;
+        if req.max_tokens == Some(0) {
+            return Err(ApiError::field("max_tokens", "must be at least 1"));
         }
+        // OpenAI's default for completions is 16; a model's configured default replaces it.
+        let default_max = model.defaults().max_tokens.unwrap_or(16);
+        let max_tokens = req.max_tokens.map_or(default_max, |m| m as usize);
+        if let Some(min) = req.min_tokens.filter(|&m| m as usize > max_tokens) {
+            return Err(ApiError::field(
+                "min_tokens",
+                format_args!("{min} is more than max_tokens ({max_tokens})"),
+            ));
+        }
+        let prompts = req.prompts(model.as_ref())?;
+        let budgets = prompts
+            .iter()
+            .map(|p| {
+                Ok(PromptBudget {
+                    prompt_tokens: p.tokens(),
+                    max_tokens: fit_context(
+                        p.tokens(),
+                        req.max_tokens.map(|m| m as usize),
+                        Some(default_max),
+                        model.max_model_len(),
+                        "prompt",
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(CompletionPlan {
+            model,
+            prompts,
+            budgets,
+            params,
+            stream,
+            include_usage,
+        })
     }
-    admitted.meter.settled().await;
-    let completion = Completion {
-        id,
-        object: "text_completion",
-        created,
-        model: model.name().to_owned(),
-        system_fingerprint: SYSTEM_FINGERPRINT,
-        choices,
-        usage: total.into(),
-    };
-    Ok(admitted
-        .admission
-        .respond(HttpResponse::Ok().json(completion)))
+
+    /// The completion started without accounts (a worker's OpenAI routes): each prompt
+    /// submitted straight to the model for `who`, neither rate limited nor metered here.
+    pub(crate) async fn run_unmetered(
+        self,
+        who: generation::Submitter,
+    ) -> Result<HttpResponse, ApiError> {
+        let id = format!("cmpl-{}", random_base62(29));
+        let mut streams = Vec::with_capacity(self.prompts.len());
+        let mut params = self.params.clone();
+        for (i, (prompt, budget)) in self.prompts.iter().zip(&self.budgets).enumerate() {
+            params.max_tokens = Some(budget.max_tokens);
+            let request_id = format!("{id}-{i}");
+            let model = self.model.as_ref();
+            let (who, prompt) = (who.clone(), prompt.clone());
+            streams.push(
+                generation::submit(model, request_id, who, prompt, params.clone(), self.stream)
+                    .await?,
+            );
+        }
+        self.answer(id, streams, None, None).await
+    }
+
+    /// The answer over the prompts' `streams`: SSE chunks when streamed, else the whole
+    /// completion once every prompt is done (and, when metered, its usage row written).
+    async fn answer(
+        self,
+        id: String,
+        streams: Vec<DeltaStream>,
+        admission: Option<Admission>,
+        meter: Option<Meter>,
+    ) -> Result<HttpResponse, ApiError> {
+        let created = unix_now();
+        let (model, n) = (self.model, self.params.n);
+        if self.stream {
+            let encoder = TextChunks {
+                id,
+                created,
+                prompts: streams.len(),
+                model,
+                n,
+                include_usage: self.include_usage,
+                usage: Usage::default(),
+                finished_prompts: 0,
+                offsets: HashMap::new(),
+            };
+            return Ok(sse::response(streams, encoder, admission));
+        }
+        let mut choices = Vec::new();
+        let mut total = Usage::default();
+        for (p, stream) in streams.into_iter().enumerate() {
+            let one = collect(stream, n, admission.as_ref()).await?;
+            add_usage(&mut total, one.usage);
+            for (i, c) in one.choices.into_iter().enumerate() {
+                let logprobs = c.logprobs.map(|l| {
+                    let mut out = CompletionLogprobs::default();
+                    out.extend(model.as_ref(), &l, &mut 0);
+                    out
+                });
+                choices.push(CompletionChoice {
+                    index: p * n + i,
+                    text: c.text,
+                    logprobs,
+                    finish_reason: c.finish_reason,
+                });
+            }
+        }
+        if let Some(meter) = &meter {
+            meter.settled().await;
+        }
+        let completion = Completion {
+            id,
+            object: "text_completion",
+            created,
+            model: model.name().to_owned(),
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            choices,
+            usage: total.into(),
+        };
+        let res = HttpResponse::Ok().json(completion);
+        Ok(match &admission {
+            Some(admission) => admission.respond(res),
+            None => res,
+        })
+    }
 }
 
 fn add_usage(total: &mut Usage, one: Usage) {

@@ -64,11 +64,11 @@ pub(crate) struct Collected {
     pub usage: Usage,
 }
 
-/// Runs a request with `n` choices to its end, every delta passing `admission`.
+/// Runs a request with `n` choices to its end, every delta passing `admission` (if any).
 pub(crate) async fn collect(
     mut stream: DeltaStream,
     n: usize,
-    admission: &Admission,
+    admission: Option<&Admission>,
 ) -> Result<Collected, ApiError> {
     let mut choices: Vec<CollectedChoice> = (0..n)
         .map(|_| CollectedChoice {
@@ -79,7 +79,9 @@ pub(crate) async fn collect(
         .collect();
     let mut usage = None;
     while let Some(d) = stream.recv().await {
-        admission.note(&d);
+        if let Some(admission) = admission {
+            admission.note(&d);
+        }
         let choice = &mut choices[d.index.min(n - 1)];
         choice.text.push_str(&d.text);
         if !d.logprobs.is_empty() {

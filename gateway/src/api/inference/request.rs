@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 
 use super::sampling::SamplingFields;
 use crate::error::ApiError;
+use crate::generation::Prompt;
 use crate::inference::ServedModel;
+use protocol::ForwardedPrompt;
 
 /// Largest `n`, and most prompts in one text completion.
 pub const MAX_N: usize = 16;
@@ -345,16 +347,33 @@ impl CompletionRequest {
         self.sampling_fields(self.logprobs.map(|k| k as usize), "logprobs")
     }
 
-    /// The prompts as token lists, each non-empty and within the vocabulary.
-    pub(crate) fn prompts(&self, model: &dyn ServedModel) -> Result<Vec<Vec<u32>>, ApiError> {
+    /// The prompts as `model` takes them: token lists, each non-empty and within the
+    /// vocabulary; for a model that owns its tokenizer, the texts and token lists as given.
+    pub(crate) fn prompts(&self, model: &dyn ServedModel) -> Result<Vec<Prompt>, ApiError> {
+        if model.owns_tokenizer() {
+            let prompts: Vec<ForwardedPrompt> = match &self.prompt {
+                PromptInput::Text(t) => vec![ForwardedPrompt::Text(t.clone())],
+                PromptInput::Texts(ts) => ts.iter().cloned().map(ForwardedPrompt::Text).collect(),
+                PromptInput::Tokens(ids) => vec![ForwardedPrompt::Tokens(ids.clone())],
+                PromptInput::TokenLists(lists) => {
+                    lists.iter().cloned().map(ForwardedPrompt::Tokens).collect()
+                }
+            };
+            check_prompt_count(prompts.len())?;
+            if prompts
+                .iter()
+                .any(|p| matches!(p, ForwardedPrompt::Tokens(ids) if ids.is_empty()))
+            {
+                return Err(ApiError::field(
+                    "prompt",
+                    "a prompt must have at least one token",
+                ));
+            }
+            return Ok(prompts.into_iter().map(Prompt::Forwarded).collect());
+        }
         let vocab = model.vocab_size();
         let prompts = self.prompt.token_lists(model)?;
-        if prompts.is_empty() || prompts.len() > MAX_N {
-            return Err(ApiError::field(
-                "prompt",
-                format_args!("give 1 to {MAX_N} prompts"),
-            ));
-        }
+        check_prompt_count(prompts.len())?;
         for p in &prompts {
             if p.is_empty() {
                 return Err(ApiError::field(
@@ -369,8 +388,18 @@ impl CompletionRequest {
                 ));
             }
         }
-        Ok(prompts)
+        Ok(prompts.into_iter().map(Prompt::Tokens).collect())
     }
+}
+
+fn check_prompt_count(count: usize) -> Result<(), ApiError> {
+    if count == 0 || count > MAX_N {
+        return Err(ApiError::field(
+            "prompt",
+            format_args!("give 1 to {MAX_N} prompts"),
+        ));
+    }
+    Ok(())
 }
 
 /// Chat messages as the template takes them; errors name `messages[i]...`.

@@ -48,6 +48,16 @@ pub(crate) fn sampling_params(
         ));
     }
     let logprobs = f.logprobs;
+    if logprobs.is_some() && model.owns_tokenizer() {
+        return Err(ApiError::bad_request(
+            format!(
+                "'logprobs' is not supported for the model '{}': an upstream server runs it \
+                 with its own tokenizer, so Starfire cannot name its tokens.",
+                model.name()
+            ),
+            Some("logprobs"),
+        ));
+    }
     if logprobs.is_some_and(|k| k > engine::sampling::MAX_LOGPROBS) {
         return Err(ApiError::field(
             f.logprobs_field,

@@ -80,13 +80,13 @@ fn indexed(streams: Vec<DeltaStream>) -> IndexedDeltas {
 }
 
 /// A `text/event-stream` response with the rate-limit headers, encoding `streams` with
-/// `encoder`.
+/// `encoder`. `admission` is `None` where nothing is rate limited (a worker's OpenAI routes).
 pub(crate) fn response<E: ChunkEncoder>(
     streams: Vec<DeltaStream>,
     mut encoder: E,
-    admission: Admission,
+    admission: Option<Admission>,
 ) -> HttpResponse {
-    let headers = *admission.headers();
+    let headers = admission.as_ref().map(|a| *a.headers());
     let mut events = Events::default();
     encoder.start(&mut events);
     let state = (indexed(streams), encoder, events, admission);
@@ -105,7 +105,9 @@ pub(crate) fn response<E: ChunkEncoder>(
                 }
                 match deltas.next().await {
                     Some((prompt, d)) => {
-                        admission.note(&d);
+                        if let Some(admission) = &admission {
+                            admission.note(&d);
+                        }
                         encoder.delta(prompt, d, &mut events);
                     }
                     None => {
@@ -120,6 +122,8 @@ pub(crate) fn response<E: ChunkEncoder>(
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .streaming(body);
-    headers.apply(res.headers_mut());
+    if let Some(headers) = headers {
+        headers.apply(res.headers_mut());
+    }
     res
 }
