@@ -109,8 +109,32 @@ impl Store {
                 Backend::Sqlite => 4,
                 Backend::Postgres => 16,
             })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // With the write-ahead log, a commit appends to the log without an
+                        // fsync (the log is synced at checkpoints): a power loss can lose the
+                        // last commits but never corrupts the file, and an application crash
+                        // loses nothing. The rollback journal's default fsyncs every commit
+                        // several times, which made each metered request wait on the disk.
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await?;
+        if backend == Backend::Sqlite && !url.contains(":memory:") {
+            // Persistent in the file: readers no longer block the writer, nor it them.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
         MIGRATOR.run(&pool).await?;
         Ok(Store { pool, backend })
     }
