@@ -1,4 +1,10 @@
-//! Shared pieces of the benchmarks: distinct prompts and percentile helpers.
+//! Shared pieces of the benchmarks: distinct prompts, percentile helpers, and the `starfire`
+//! binary the process benchmarks start.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// `n` distinct prompts of about `len` tokens each (every prompt starts differently, so no
 /// prefix is shared).
@@ -36,4 +42,39 @@ pub fn percentile(values: &mut [f64], q: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     let rank = ((q / 100.0) * values.len() as f64).ceil().max(1.0) as usize;
     values[rank.min(values.len()) - 1]
+}
+
+/// The `starfire` binary next to the running benchmark (`cargo build --release --bin starfire`).
+pub fn starfire_binary() -> anyhow::Result<PathBuf> {
+    std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("starfire"))
+        .filter(|p| p.exists())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no starfire binary next to this one: cargo build --release --bin starfire"
+            )
+        })
+}
+
+/// Waits until `GET path` on the loopback `port` answers 200, for at most `limit`.
+pub fn wait_for_ok(port: u16, path: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut head = String::new();
+            let _ = BufReader::new(s).read_line(&mut head);
+            if head.contains(" 200 ") {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("nothing answered 200 on 127.0.0.1:{port}{path}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

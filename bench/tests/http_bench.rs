@@ -72,3 +72,25 @@ fn quick_run_serves_every_request_and_compares_with_the_scheduler() {
     assert_eq!(compared["same_prompt_tokens"], true, "{compared}");
     assert!(number(compared, "throughput_ratio") > 0.0, "{compared}");
 }
+
+#[test]
+fn quick_run_through_a_worker_process() {
+    let out = Command::new(env!("CARGO_BIN_EXE_http_bench"))
+        .args(["--quick", "--worker-process", "--levels", "4"])
+        .output()
+        .expect("run http_bench");
+    assert!(
+        out.status.success(),
+        "http_bench --quick --worker-process failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        report["backend"], "one starfire worker process over loopback HTTP",
+        "{report}"
+    );
+    let run = &report["runs"][0];
+    assert_eq!(run["errors"], 0, "{run}");
+    assert_eq!(run["requests"], 4, "{run}");
+    assert!(number(run, "output_tokens_per_second") > 0.0, "{run}");
+}

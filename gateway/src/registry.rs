@@ -7,6 +7,8 @@
 //! backend = "cpu"                  # the engine that runs it
 //! max_model_len = 2048             # caps the model's own context length
 //! kv_cache_memory = 268435456      # bytes of KV cache; default: `kv_cache_memory` split evenly
+//! # max_num_seqs = 256             # most sequences per engine step
+//! # max_num_batched_tokens = 2048  # most tokens per engine step (prefill chunks included)
 //! # workers = ["http://10.0.0.2:8090", "http://10.0.0.3:8090"]   # run by `starfire worker`s
 //! # workers_dns = "workers.starfire.svc:8090"   # or: the addresses a DNS name resolves to
 //! # routing = "prefix_affinity"    # or least_loaded, round_robin (see `worker::pool`)
@@ -70,6 +72,11 @@ pub struct ModelEntry {
     pub max_model_len: Option<usize>,
     /// Bytes of KV cache for this model.
     pub kv_cache_memory: Option<u64>,
+    /// Most sequences in one engine step (vLLM's `--max-num-seqs`; default 256).
+    pub max_num_seqs: Option<usize>,
+    /// Most tokens in one engine step, prefill chunks included (vLLM's
+    /// `--max-num-batched-tokens`; default 2048).
+    pub max_num_batched_tokens: Option<usize>,
     #[serde(default)]
     pub default_sampling: SamplingDefaults,
     /// Starfire workers that run this model (`http://host:port`); empty: this process runs it.
@@ -123,6 +130,8 @@ impl ModelEntry {
             backend: ModelBackend::Cpu,
             max_model_len: None,
             kv_cache_memory: None,
+            max_num_seqs: None,
+            max_num_batched_tokens: None,
             default_sampling: SamplingDefaults::default(),
             workers: Vec::new(),
             workers_dns: None,
@@ -209,9 +218,14 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
                 "model '{name}': worker '{url}' must be an http:// URL"
             )));
         }
-        if e.max_model_len == Some(0) || e.kv_cache_memory == Some(0) {
+        if e.max_model_len == Some(0)
+            || e.kv_cache_memory == Some(0)
+            || e.max_num_seqs == Some(0)
+            || e.max_num_batched_tokens == Some(0)
+        {
             return Err(invalid(format!(
-                "model '{name}': max_model_len and kv_cache_memory must be above zero"
+                "model '{name}': max_model_len, kv_cache_memory, max_num_seqs and \
+                 max_num_batched_tokens must be above zero"
             )));
         }
     }
@@ -403,6 +417,12 @@ pub fn load_local(
         if let Some(len) = entry.max_model_len {
             options.scheduler.max_model_len = len;
         }
+        if let Some(seqs) = entry.max_num_seqs {
+            options.scheduler.max_num_seqs = seqs;
+        }
+        if let Some(tokens) = entry.max_num_batched_tokens {
+            options.scheduler.max_num_batched_tokens = tokens;
+        }
         options.defaults = entry.default_sampling.clone();
         loaded.push((options, Arc::new(model)));
         tracing::info!(model = %entry.name, path = %path.display(),
@@ -454,6 +474,33 @@ mod tests {
             ..entry("z")
         };
         assert!(validate(&[zero]).is_err());
+        let no_seqs = ModelEntry {
+            max_num_seqs: Some(0),
+            ..entry("s")
+        };
+        assert!(validate(&[no_seqs]).is_err());
+        let both = ModelEntry {
+            workers: vec!["http://127.0.0.1:1".into()],
+            openai: Some(OpenAiEntry {
+                base_url: "http://127.0.0.1:2/v1".into(),
+                api_key_env: None,
+                model: None,
+                timeout_secs: None,
+            }),
+            ..entry("w")
+        };
+        let err = validate(&[both]).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let ftp = ModelEntry {
+            openai: Some(OpenAiEntry {
+                base_url: "ftp://x/v1".into(),
+                api_key_env: None,
+                model: None,
+                timeout_secs: None,
+            }),
+            ..entry("f")
+        };
+        assert!(validate(&[ftp]).is_err());
     }
 
     #[test]
@@ -465,9 +512,18 @@ mod tests {
         let f: File = toml::from_str(
             "[[models]]\nname = \"a\"\nmax_model_len = 512\n[models.default_sampling]\n\
              temperature = 0.5\nmax_tokens = 7\n[[models]]\nname = \"b\"\npath = \"/m/b.gguf\"\n\
-             backend = \"cpu\"\n",
+             backend = \"cpu\"\nmax_num_seqs = 8\nmax_num_batched_tokens = 64\n\
+             [[models]]\nname = \"c\"\n[models.openai]\nbase_url = \"https://x/v1\"\n\
+             api_key_env = \"X_KEY\"\n",
         )
         .unwrap();
+        assert_eq!(f.models[1].max_num_seqs, Some(8));
+        assert_eq!(f.models[1].max_num_batched_tokens, Some(64));
+        let up = f.models[2].openai.as_ref().unwrap();
+        assert_eq!(
+            (up.base_url.as_str(), up.api_key_env.as_deref()),
+            ("https://x/v1", Some("X_KEY"))
+        );
         assert_eq!(f.models[0].max_model_len, Some(512));
         assert_eq!(f.models[0].default_sampling.max_tokens, Some(7));
         assert_eq!(f.models[1].path.as_deref(), Some(Path::new("/m/b.gguf")));

@@ -186,26 +186,8 @@ fn cpu_name() -> String {
         .unwrap_or_default()
 }
 
-/// Waits until `GET path` on the loopback `port` answers 200.
 fn wait_for(port: u16, path: &str, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            );
-            let mut head = String::new();
-            let _ = BufReader::new(s).read_line(&mut head);
-            if head.contains(" 200 ") {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("nothing answered 200 on 127.0.0.1:{port}{path}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    starfire_bench::wait_for_ok(port, path, limit)
 }
 
 // --- the fake upstream ------------------------------------------------------------------------
@@ -284,11 +266,7 @@ struct Starfire {
 
 impl Starfire {
     fn start(home: &Path, upstream: &str) -> anyhow::Result<Starfire> {
-        let bin = std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("starfire"))
-            .filter(|p| p.exists())
-            .context("no starfire binary next to this one: cargo build --release --bin starfire")?;
+        let bin = starfire_bench::starfire_binary()?;
         let config = home.join("starfire.toml");
         std::fs::write(
             &config,

@@ -11,12 +11,15 @@
 //!
 //! With `--through-worker`, the model runs behind a worker's HTTP server (`starfire worker`'s
 //! routes, in this process on another loopback port) and the gateway reaches it as a pool of
-//! one: the same requests pay the extra hop (token ids out, NDJSON deltas back).
+//! one: the same requests pay the extra hop (token ids out, NDJSON deltas back). With
+//! `--worker-process`, the worker is a `starfire worker` process of its own (the binary next to
+//! this one) with the same scheduler settings and KV cache, as a deployment would run it.
 //!
 //! Prints one JSON object: per concurrency output tokens/s, requests/s, TTFT and inter-token
 //! latency p50/p99 (from the client's side of the stream), errors.
 //!
-//! Usage: http_bench [--quick] [--through-worker] [--levels 1,4,16,64] [--requests-per-client N]
+//! Usage: http_bench [--quick] [--through-worker | --worker-process] [--levels 1,4,16,64]
+//!        [--requests-per-client N]
 
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -45,8 +48,29 @@ struct Options {
     output_tokens: usize,
     /// The concurrency at which the gateway is compared with the scheduler alone.
     compare_at: usize,
-    /// The model behind a worker's HTTP server instead of in the gateway's process.
-    through_worker: bool,
+    /// Where the model runs.
+    placement: Placement,
+}
+
+/// Where the model runs, relative to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// In the gateway's process.
+    InProcess,
+    /// Behind a worker's HTTP server in this process.
+    WorkerRoutes,
+    /// In a `starfire worker` process.
+    WorkerProcess,
+}
+
+impl Placement {
+    fn describe(self) -> &'static str {
+        match self {
+            Placement::InProcess => "in process",
+            Placement::WorkerRoutes => "one worker over loopback HTTP, in this process",
+            Placement::WorkerProcess => "one starfire worker process over loopback HTTP",
+        }
+    }
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -90,7 +114,13 @@ fn options() -> anyhow::Result<Options> {
         requests_per_client,
         output_tokens: if quick { 16 } else { 128 },
         compare_at,
-        through_worker: args.iter().any(|a| a == "--through-worker"),
+        placement: if args.iter().any(|a| a == "--worker-process") {
+            Placement::WorkerProcess
+        } else if args.iter().any(|a| a == "--through-worker") {
+            Placement::WorkerRoutes
+        } else {
+            Placement::InProcess
+        },
     })
 }
 
@@ -145,7 +175,7 @@ fn main() -> anyhow::Result<()> {
     let compared_prompts = &chat_ids[offsets[compared_run]..];
 
     let baseline_before = in_process(&model, compared_prompts, &opts)?;
-    let server = GatewayServer::start(model.clone(), opts.through_worker)?;
+    let server = GatewayServer::start(model.clone(), opts.placement)?;
     let runs: Vec<HttpReport> = opts
         .levels
         .iter()
@@ -168,7 +198,7 @@ fn main() -> anyhow::Result<()> {
         "model": model.name,
         "served_as": DefaultModel::NAME,
         "endpoint": "POST /v1/chat/completions, stream: true, stream_options.include_usage",
-        "backend": if opts.through_worker { "one worker over loopback HTTP" } else { "in process" },
+        "backend": opts.placement.describe(),
         "user_message_tokens": PROMPT_TOKENS,
         "prompt_tokens_mean": chat_ids.iter().map(Vec::len).sum::<usize>() as f64
             / chat_ids.len().max(1) as f64,
@@ -244,27 +274,42 @@ struct GatewayServer {
     api_key: String,
     handle: actix_web::dev::ServerHandle,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    /// The `starfire worker` process, with `--worker-process`.
+    _worker: Option<WorkerProcess>,
     _home: tempfile::TempDir,
 }
 
 impl GatewayServer {
-    fn start(model: Arc<Model>, through_worker: bool) -> anyhow::Result<Self> {
+    fn start(model: Arc<Model>, placement: Placement) -> anyhow::Result<Self> {
         let home = tempfile::tempdir()?;
         let home_path = home.path().display().to_string();
         let mut config = gateway::Config::resolve(None, |name| {
             (name == "STARFIRE_HOME").then(|| home_path.clone())
         })?;
         config.ensure_secret()?;
-        let backend = InProcessBackend::start_with(
-            DefaultModel::NAME,
-            model,
-            scheduler_config(),
-            KV_CACHE_MEMORY,
-        )?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let base_url = format!("http://{}/v1", listener.local_addr()?);
+        // The worker's port: a listener here for the in-process routes, a process of its own
+        // on a free port.
         let worker_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let worker_url = format!("http://{}", worker_listener.local_addr()?);
+        let (backend, worker_listener, worker) = match placement {
+            Placement::WorkerProcess => {
+                let port = worker_listener.local_addr()?.port();
+                drop(worker_listener);
+                (None, None, Some(WorkerProcess::start(home.path(), port)?))
+            }
+            _ => {
+                let backend = InProcessBackend::start_with(
+                    DefaultModel::NAME,
+                    model,
+                    scheduler_config(),
+                    KV_CACHE_MEMORY,
+                )?;
+                let backend: Arc<dyn gateway::inference::InferenceBackend> = Arc::new(backend);
+                (Some(backend), Some(worker_listener), None)
+            }
+        };
         let (ready, started) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -277,19 +322,9 @@ impl GatewayServer {
                         None,
                     )
                     .await?;
-                    let backend: Arc<dyn gateway::inference::InferenceBackend> = Arc::new(backend);
-                    let inference = if through_worker {
-                        let worker = WorkerState::new(backend, None);
-                        let server = actix_web::HttpServer::new(move || {
-                            actix_web::App::new()
-                                .app_data(actix_web::web::Data::new(worker.clone()))
-                                .configure(gateway::worker::server::configure)
-                        })
-                        .listen(worker_listener)?
-                        .run();
-                        actix_web::rt::spawn(server);
+                    let pool_over_worker = || {
                         let entry = gateway::registry::ModelEntry {
-                            workers: vec![worker_url],
+                            workers: vec![worker_url.clone()],
                             ..gateway::registry::ModelEntry::from_model_path(None)
                         };
                         gateway::registry::load(
@@ -297,9 +332,24 @@ impl GatewayServer {
                             KV_CACHE_MEMORY,
                             &config.admission,
                             &Default::default(),
-                        )?
-                    } else {
-                        backend
+                        )
+                    };
+                    let inference = match (placement, backend, worker_listener) {
+                        (Placement::WorkerRoutes, Some(backend), Some(worker_listener)) => {
+                            let worker = WorkerState::new(backend, None);
+                            let server = actix_web::HttpServer::new(move || {
+                                actix_web::App::new()
+                                    .app_data(actix_web::web::Data::new(worker.clone()))
+                                    .configure(gateway::worker::server::configure)
+                            })
+                            .listen(worker_listener)?
+                            .run();
+                            actix_web::rt::spawn(server);
+                            pool_over_worker()?
+                        }
+                        (Placement::WorkerProcess, _, _) => pool_over_worker()?,
+                        (_, Some(backend), _) => backend,
+                        _ => anyhow::bail!("no backend for {placement:?}"),
                     };
                     let state = gateway::AppState::new(store, config).with_inference(inference);
                     let server = actix_web::HttpServer::new(move || gateway::app(state.clone()))
@@ -329,6 +379,7 @@ impl GatewayServer {
             api_key,
             handle,
             thread,
+            _worker: worker,
             _home: home,
         })
     }
@@ -336,6 +387,55 @@ impl GatewayServer {
     fn stop(self) {
         actix_web::rt::System::new().block_on(self.handle.stop(true));
         let _ = self.thread.join();
+    }
+}
+
+/// `starfire worker` with the default model and the benchmark's scheduler settings and KV
+/// cache, stopped when dropped.
+struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    fn start(home: &std::path::Path, port: u16) -> anyhow::Result<WorkerProcess> {
+        let bin = starfire_bench::starfire_binary()?;
+        let config = home.join("worker.toml");
+        let scheduler = scheduler_config();
+        std::fs::write(
+            &config,
+            format!(
+                "[[models]]\nname = \"{}\"\npath = \"{}\"\nkv_cache_memory = {KV_CACHE_MEMORY}\n\
+                 max_num_seqs = {}\nmax_num_batched_tokens = {}\n",
+                DefaultModel::NAME,
+                engine::model_cache::find_default_model()?.display(),
+                scheduler.max_num_seqs,
+                scheduler.max_num_batched_tokens,
+            ),
+        )?;
+        let mut cmd = std::process::Command::new(bin);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("STARFIRE_") {
+                cmd.env_remove(key);
+            }
+        }
+        let child = cmd
+            .env("STARFIRE_HOME", home)
+            .env("RUST_LOG", "warn")
+            .arg("--config")
+            .arg(&config)
+            .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let worker = WorkerProcess(child);
+        starfire_bench::wait_for_ok(port, "/ready", Duration::from_secs(120))
+            .context("starfire worker")?;
+        Ok(worker)
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
