@@ -81,12 +81,13 @@ pub async fn admit(
         })
         .fold(Cost::default(), |all, one| all + one);
     let admission = state.limits.admit(&state.store, principal, cost).await?;
-    let weight = match endpoint {
-        Endpoint::Completions => {
+    let weight = match (endpoint, admission.plan()) {
+        (Endpoint::Completions, Some(plan)) => plan.scheduler_weight(),
+        (Endpoint::Completions, None) => {
             let tenant = state.store.tenant(&principal.tenant_id).await?;
             tenant.plan.scheduler_weight()
         }
-        Endpoint::Embeddings => 1.0,
+        (Endpoint::Embeddings, _) => 1.0,
     };
     let charge = Charge {
         request_id: request_id.to_owned(),

@@ -305,7 +305,7 @@ impl Starfire {
         let port = free_port()?;
         let child = command(&["serve"])
             .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
+            .env("STARFIRE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

@@ -418,7 +418,7 @@ impl WorkerProcess {
         }
         let child = cmd
             .env("STARFIRE_HOME", home)
-            .env("RUST_LOG", "warn")
+            .env("STARFIRE_LOG", "warn")
             .arg("--config")
             .arg(&config)
             .args(["worker", "--listen", &format!("127.0.0.1:{port}")])

@@ -436,7 +436,9 @@ impl RateLimiter {
                 .map(|p| (p, project_limits.unwrap_or_default())),
             key: principal.key_id.as_deref().map(|k| (k, principal.limits)),
         });
-        self.admit_effective(&effective, cost).await
+        let mut admission = self.admit_effective(&effective, cost).await?;
+        admission.plan = Some(plan);
+        Ok(admission)
     }
 
     /// [`RateLimiter::admit`] with the limits already resolved.
@@ -501,6 +503,7 @@ impl RateLimiter {
             reported_tokens: AtomicU64::new(0),
             reported_streams: AtomicU64::new(0),
             settled: AtomicBool::new(false),
+            plan: None,
         })
     }
 
@@ -539,6 +542,9 @@ pub struct Admission {
     reported_tokens: AtomicU64,
     reported_streams: AtomicU64,
     settled: AtomicBool,
+    /// The organization's plan as read for this admission (so that callers need not read it
+    /// again).
+    plan: Option<Plan>,
 }
 
 impl Admission {
@@ -546,6 +552,11 @@ impl Admission {
     pub fn respond(&self, mut res: actix_web::HttpResponse) -> actix_web::HttpResponse {
         self.headers.apply(res.headers_mut());
         res
+    }
+
+    /// The caller's plan, when the admission read it.
+    pub fn plan(&self) -> Option<Plan> {
+        self.plan
     }
 
     /// The `x-ratelimit-*` headers as of this admission.
