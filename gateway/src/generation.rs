@@ -166,6 +166,7 @@ pub async fn submit(
             let request = ForwardedRequest {
                 request_id,
                 tenant: who.tenant,
+                tenant_weight: who.weight,
                 priority: who.priority,
                 prompt,
                 params,

@@ -17,6 +17,7 @@
 //! # api_key_env = "UPSTREAM_API_KEY"   # the variable holding its key
 //! # model = "upstream-name"        # its name there (default: `name`)
 //! # timeout_secs = 60
+//! # forward_tenant = true         # a Starfire worker upstream: keep organizations apart
 //! [models.default_sampling]        # used where a request leaves a field out
 //! temperature = 0.7
 //! max_tokens = 256
@@ -107,6 +108,11 @@ pub struct OpenAiEntry {
     /// Seconds to wait for an answer's head (default 30) and between two chunks of a streamed
     /// answer (default 60).
     pub timeout_secs: Option<u64>,
+    /// Send the organization id, its weight and the priority in the worker headers (for a
+    /// Starfire worker upstream: fairness and prefix-cache isolation per organization). Off by
+    /// default: other upstreams have no use for them and should not see organization ids.
+    #[serde(default)]
+    pub forward_tenant: bool,
 }
 
 impl ModelEntry {
@@ -312,6 +318,7 @@ fn load_upstream(entry: &ModelEntry) -> Result<Arc<UpstreamModel>, RegistryError
         api_key,
         model: up.model.clone().unwrap_or_else(|| entry.name.clone()),
         timeouts,
+        forward_tenant: up.forward_tenant,
     };
     tracing::info!(model = %entry.name, upstream = %up.base_url, "model served by an upstream");
     let model = UpstreamModel::new(
@@ -486,6 +493,7 @@ mod tests {
                 api_key_env: None,
                 model: None,
                 timeout_secs: None,
+                forward_tenant: false,
             }),
             ..entry("w")
         };
@@ -497,6 +505,7 @@ mod tests {
                 api_key_env: None,
                 model: None,
                 timeout_secs: None,
+                forward_tenant: false,
             }),
             ..entry("f")
         };

@@ -83,6 +83,8 @@ pub fn estimate_tokens(text: &str) -> usize {
 pub struct ForwardedRequest {
     pub request_id: String,
     pub tenant: String,
+    /// The tenant's plan weight for fairness (an upstream that is a Starfire worker uses it).
+    pub tenant_weight: f64,
     pub priority: i32,
     pub prompt: ForwardedPrompt,
     pub params: SamplingParams,

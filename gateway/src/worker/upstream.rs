@@ -29,6 +29,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
+use protocol::wire::{PRIORITY_HEADER, TENANT_HEADER, WEIGHT_HEADER};
+
 use super::pool::{read_all, Timeouts};
 use super::remote::next_frame;
 
@@ -49,6 +51,10 @@ pub struct UpstreamSettings {
     /// The upstream's name for the model.
     pub model: String,
     pub timeouts: Timeouts,
+    /// Send the organization, its weight and the priority in the worker headers, so that a
+    /// Starfire worker upstream keeps tenants apart (fairness, prefix-cache isolation). Only
+    /// for an upstream trusted with organization ids.
+    pub forward_tenant: bool,
 }
 
 impl std::fmt::Debug for UpstreamSettings {
@@ -58,6 +64,7 @@ impl std::fmt::Debug for UpstreamSettings {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("model", &self.model)
             .field("timeouts", &self.timeouts)
+            .field("forward_tenant", &self.forward_tenant)
             .finish()
     }
 }
@@ -141,13 +148,24 @@ impl UpstreamModel {
     }
 
     /// POSTs `body` to `path` under the base URL; the answer's head, or why there is none.
-    async fn post(&self, path: &str, body: &Value) -> Result<Response<Incoming>, BackendError> {
+    async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        caller: Option<&ForwardedRequest>,
+    ) -> Result<Response<Incoming>, BackendError> {
         let body = serde_json::to_vec(body).map_err(|e| BackendError::Internal(e.to_string()))?;
         let mut req = Request::post(format!("{}{path}", self.settings.base_url))
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
         if let Some(key) = &self.settings.api_key {
             req = req.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(caller) = caller.filter(|_| self.settings.forward_tenant) {
+            req = req
+                .header(TENANT_HEADER, caller.tenant.as_str())
+                .header(WEIGHT_HEADER, caller.tenant_weight.to_string())
+                .header(PRIORITY_HEADER, caller.priority.to_string());
         }
         let req = req
             .body(Full::new(Bytes::from(body)))
@@ -378,7 +396,7 @@ impl ServedModel for UpstreamModel {
                 Route::Chat => "/chat/completions",
                 Route::Completions => "/completions",
             };
-            let resp = self.post(path, &self.body(route, &req)).await?;
+            let resp = self.post(path, &self.body(route, &req), Some(&req)).await?;
             let (tx, rx) = unbounded_channel();
             let reader = Reader {
                 request_id: req.request_id.clone(),
@@ -424,7 +442,7 @@ impl ServedModel for UpstreamModel {
                 .collect();
             let body = json!({"model": self.settings.model, "input": inputs,
                 "encoding_format": "float"});
-            let resp = self.post("/embeddings", &body).await?;
+            let resp = self.post("/embeddings", &body, None).await?;
             let bytes = read_all(resp.into_body(), MAX_BODY, self.settings.timeouts.chunk)
                 .await
                 .map_err(|e| BackendError::Internal(format!("upstream embeddings: {e}")))?;
@@ -715,6 +733,7 @@ mod tests {
             api_key: Some("sk-secret".to_owned()),
             model: "up".to_owned(),
             timeouts: Timeouts::default(),
+            forward_tenant: false,
         };
         UpstreamModel::new("ours".into(), None, SamplingDefaults::default(), settings).unwrap()
     }
@@ -736,7 +755,7 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_request_sends_only_openai_fields_and_always_streams_with_usage() {
+    fn a_plain_request_sends_only_openai_fields_and_streams_with_usage_when_the_client_does() {
         let m = model();
         assert_eq!(m.settings.base_url, "https://api.example.com/v1");
         assert!(!format!("{:?}", m.settings).contains("sk-secret"));
@@ -747,6 +766,7 @@ mod tests {
         let req = ForwardedRequest {
             request_id: "r".into(),
             tenant: "t".into(),
+            tenant_weight: 1.0,
             priority: 0,
             prompt: ForwardedPrompt::Chat(vec![ChatMessage::new("user", "hi")]),
             params: params.clone(),

@@ -3,7 +3,8 @@
 //! points at it. The worker's OpenAI routes take its token as the API key and answer as the
 //! gateway does; through the gateway, chats and text completions (streamed and not) and
 //! embeddings equal the in-process engine's, and each usage row holds exactly the usage the
-//! upstream reported (the gateway only estimated the prompt at admission); what needs the
+//! upstream reported (the gateway only estimated the prompt at admission); the organization
+//! travels to the worker, so one organization's prompt is not another's cache; what needs the
 //! upstream's vocabulary (logprobs) is refused by name; a client that leaves aborts the
 //! request upstream and is billed what it received; an upstream that cannot be reached is a
 //! 503, not a hang.
@@ -25,7 +26,8 @@ use crate::workers::{leave_after_first_chunk, start_worker_at, TOKEN};
 /// Where the gateway finds the upstream's key (set by this test, read when the model loads).
 const KEY_VAR: &str = "STARFIRE_TEST_UPSTREAM_KEY";
 
-/// A gateway whose default model is served by the OpenAI-compatible server at `base_url`.
+/// A gateway whose default model is served by the OpenAI-compatible server at `base_url`,
+/// which is sent the organization of each request.
 async fn gateway_over_upstream(base_url: String) -> TestApp {
     let app = TestApp::new(Backend::Sqlite).await;
     let entry = ModelEntry {
@@ -34,6 +36,7 @@ async fn gateway_over_upstream(base_url: String) -> TestApp {
             api_key_env: Some(KEY_VAR.to_owned()),
             model: Some(DEFAULT_MODEL_ID.to_owned()),
             timeout_secs: Some(20),
+            forward_tenant: true,
         }),
         ..ModelEntry::from_model_path(None)
     };
@@ -164,13 +167,30 @@ async fn a_model_served_by_an_openai_compatible_upstream() {
     same_counts(&got["usage"], &expected["usage"]);
     let row = final_event(&app, &tenant, got["id"].as_str().unwrap()).await;
     assert_eq!(row.status, UsageStatus::Completed);
-    // The worker has this prompt cached from the check above: the upstream says so, and the
-    // row holds what it said.
-    let cached = got["usage"]["prompt_tokens_details"]["cached_tokens"]
-        .as_u64()
-        .unwrap();
-    assert!(cached > 0, "{got}");
-    assert_eq!(row.cached_tokens, cached);
+    // The organization travels to the worker (`forward_tenant`): the prompt the worker ran for
+    // its own caller above is not in this organization's prefix cache...
+    let cached = |answer: &Value| {
+        answer["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(cached(&got), 0, "{got}");
+    assert_eq!(row.cached_tokens, 0);
+    // ...its own repeat is, and the row holds what the upstream said...
+    let again = app
+        .post("/v1/chat/completions", Some(&key), chat(12, false))
+        .await
+        .expect(200);
+    assert!(cached(&again) > 0, "{again}");
+    let row = final_event(&app, &tenant, again["id"].as_str().unwrap()).await;
+    assert_eq!(row.cached_tokens, cached(&again));
+    // ...and another organization's same prompt finds nothing of it.
+    let stranger = app.inference_key().await;
+    let theirs = app
+        .post("/v1/chat/completions", Some(&stranger), chat(12, false))
+        .await
+        .expect(200);
+    assert_eq!(cached(&theirs), 0, "{theirs}");
     assert_eq!(
         row.prompt_tokens,
         got["usage"]["prompt_tokens"].as_u64().unwrap()
