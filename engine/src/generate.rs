@@ -65,6 +65,7 @@ pub fn generate(
     let mut output_ids: Vec<u32> = Vec::new();
     while let Some(mut row) = logits.pop() {
         let ctx = SampleContext {
+            mask: None,
             prompt_tokens: prompt,
             output_tokens: &output_ids,
             eos_token_ids: &eos,

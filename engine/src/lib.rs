@@ -11,6 +11,7 @@
 //! - `kernels`: quantized dot products, linear layers, paged attention.
 //! - `generate`: a plain one-sequence generation loop (CLI, tests, benchmarks).
 //! - `sampling`: vLLM's `SamplingParams` and the sampler that turns logits into a token.
+//! - `structured`: structured outputs (JSON Schema, regex, choice, Lark) as token masks.
 
 pub mod batch;
 pub mod chat_template;
@@ -22,6 +23,7 @@ pub mod kv_cache;
 pub mod model;
 pub mod model_cache;
 pub mod sampling;
+pub mod structured;
 pub mod tokenizer;
 
 pub use batch::{SequenceStep, StepBatch};

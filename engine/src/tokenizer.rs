@@ -6,6 +6,7 @@
 //! user-defined token as a special token that text may contain (`<|im_start|>` is one token).
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
@@ -18,6 +19,7 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use crate::error::{EngineError, Result};
 use crate::gguf::Metadata;
+use crate::structured::Grammars;
 
 /// GGUF `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
 const TOKEN_TYPE_CONTROL: i32 = 3;
@@ -36,6 +38,7 @@ pub struct Tokenizer {
     eos_token_ids: Vec<u32>,
     add_bos: bool,
     special_ids: Vec<u32>,
+    grammars: Arc<OnceLock<Arc<Grammars>>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -114,6 +117,7 @@ impl Tokenizer {
             eos_token_ids,
             add_bos,
             special_ids,
+            grammars: Arc::default(),
         })
     }
 
@@ -155,6 +159,7 @@ impl Tokenizer {
             eos_token_ids,
             add_bos,
             special_ids,
+            grammars: Arc::default(),
         })
     }
 
@@ -200,6 +205,21 @@ impl Tokenizer {
     /// Ids that end generation (EOS, and EOT where the model has one).
     pub fn eos_token_ids(&self) -> &[u32] {
         &self.eos_token_ids
+    }
+
+    /// The `tokenizers` pipeline underneath (its vocabulary as `tokenizer.json` states it).
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// The grammar compiler over this vocabulary (structured outputs), built on first use
+    /// and shared by every clone of this tokenizer.
+    pub fn grammars(&self) -> Result<Arc<Grammars>> {
+        if let Some(g) = self.grammars.get() {
+            return Ok(g.clone());
+        }
+        let built = Arc::new(Grammars::new(self)?);
+        Ok(self.grammars.get_or_init(|| built).clone())
     }
 
     pub fn is_special(&self, id: u32) -> bool {

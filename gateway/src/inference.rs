@@ -18,7 +18,7 @@ use scheduler::{EngineLoop, SchedulerConfig, SchedulerError};
 
 pub use protocol::{
     BackendError, BoxFuture, ChatMessage, DeltaStream, InferenceBackend, ModelCard, NewRequest,
-    SamplingDefaults, ServedModel,
+    SamplingDefaults, ServedModel, StructuredOutput,
 };
 
 /// The backend when no model is loaded: every inference route answers 503.
@@ -376,13 +376,17 @@ impl ServedModel for InProcessModel {
     fn embedding_size(&self) -> usize {
         self.model.config.hidden_size
     }
+
+    fn check_structured(&self, spec: &StructuredOutput, field: &str) -> Result<(), BackendError> {
+        text::check_structured(&self.model.tokenizer, spec, field)
+    }
 }
 
 /// A model's text side, whoever runs its weights: the in-process engine and a worker pool's
 /// model tokenize and template the same way.
 pub(crate) mod text {
     use engine::{ChatTemplate, Tokenizer};
-    use protocol::{BackendError, ChatMessage, InvalidParam};
+    use protocol::{BackendError, ChatMessage, InvalidParam, StructuredOutput};
 
     /// The chat rendered through the model's template and tokenized.
     pub fn chat_prompt(
@@ -416,6 +420,19 @@ pub(crate) mod text {
         tokenizer
             .decode(ids, false)
             .map_err(|e| BackendError::Internal(e.to_string()))
+    }
+
+    /// Compiles a structured output over the model's vocabulary (the compiled grammar is
+    /// kept, so the engine's own compile of the same specification is a lookup).
+    pub fn check_structured(
+        tokenizer: &Tokenizer,
+        spec: &StructuredOutput,
+        field: &str,
+    ) -> Result<(), BackendError> {
+        let grammars = tokenizer
+            .grammars()
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
+        Ok(grammars.check(spec, field)?)
     }
 }
 

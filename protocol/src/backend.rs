@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::chat::ChatMessage;
 use crate::error::BackendError;
 use crate::request::{ForwardedPrompt, ForwardedRequest, NewRequest};
+use crate::sampling::StructuredOutput;
 use crate::stream::DeltaStream;
 
 /// A boxed future, for the object-safe traits below.
@@ -89,6 +90,18 @@ pub trait ServedModel: Send + Sync {
     fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, BackendError>>;
     /// Length of one embedding vector.
     fn embedding_size(&self) -> usize;
+    /// Checks that the model can enforce `spec` (a structured output; `field` is the request
+    /// field that asked for it): `InvalidParam` names what it cannot enforce.
+    fn check_structured(&self, spec: &StructuredOutput, field: &str) -> Result<(), BackendError> {
+        let _ = spec;
+        Err(BackendError::Unsupported {
+            message: format!(
+                "The model '{}' does not support structured outputs.",
+                self.name()
+            ),
+            field: field.to_owned(),
+        })
+    }
     /// Whether the model tokenizes prompts itself (an OpenAI-compatible upstream). Routes then
     /// hand it the request's messages or text through [`ServedModel::submit_forwarded`] instead
     /// of token ids, count the prompt by an estimate until the model's usage gives the real

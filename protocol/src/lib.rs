@@ -34,5 +34,5 @@ pub use request::{
     estimate_tokens, Delta, FinishReason, ForwardedPrompt, ForwardedRequest, NewRequest,
     StopReason, TokenLogprob, Usage,
 };
-pub use sampling::{SamplingParams, MAX_LOGPROBS};
+pub use sampling::{SamplingParams, StructuredOutput, MAX_LOGPROBS};
 pub use stream::{AbortFn, DeltaObserver, DeltaStream};

@@ -47,6 +47,70 @@ pub struct SamplingParams {
     pub ignore_eos: bool,
     /// Do not return the text of special tokens.
     pub skip_special_tokens: bool,
+    /// A grammar the output must follow, enforced token by token (constrained decoding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structured: Option<StructuredOutput>,
+}
+
+/// What a constrained output must be (OpenAI's `response_format`, vLLM's
+/// `structured_outputs` and `guided_*`). The engine compiles it into a token mask per step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON value valid against the JSON Schema.
+    JsonSchema { schema: serde_json::Value },
+    /// Text the regular expression (Rust `regex` syntax) matches as a whole.
+    Regex { pattern: String },
+    /// Exactly one of the strings.
+    Choice { options: Vec<String> },
+    /// Text of a context-free grammar in llguidance's Lark syntax.
+    Grammar { lark: String },
+}
+
+/// Largest structured-output specification accepted, as JSON text.
+pub const MAX_STRUCTURED_BYTES: usize = 256 * 1024;
+/// Most options of a `choice`.
+pub const MAX_CHOICES: usize = 1024;
+
+impl StructuredOutput {
+    /// Checks sizes and shapes the grammar compiler would not name well; `field` is the
+    /// request field it came from.
+    pub fn validate(&self, field: &str) -> Result<(), InvalidParam> {
+        let size = serde_json::to_string(self).map_or(usize::MAX, |s| s.len());
+        if size > MAX_STRUCTURED_BYTES {
+            return Err(InvalidParam::new(
+                field,
+                format!("is {size} bytes as JSON; at most {MAX_STRUCTURED_BYTES} are accepted"),
+            ));
+        }
+        match self {
+            StructuredOutput::JsonSchema { schema }
+                if !schema.is_object() && !schema.is_boolean() =>
+            {
+                Err(InvalidParam::new(field, "the schema must be a JSON object"))
+            }
+            StructuredOutput::Regex { pattern } if pattern.is_empty() => {
+                Err(InvalidParam::new(field, "the regular expression is empty"))
+            }
+            StructuredOutput::Choice { options }
+                if options.is_empty() || options.len() > MAX_CHOICES =>
+            {
+                Err(InvalidParam::new(
+                    field,
+                    format!("give 1 to {MAX_CHOICES} choices"),
+                ))
+            }
+            StructuredOutput::Choice { options } if options.iter().any(String::is_empty) => {
+                Err(InvalidParam::new(field, "a choice must not be empty"))
+            }
+            StructuredOutput::Grammar { lark } if lark.trim().is_empty() => {
+                Err(InvalidParam::new(field, "the grammar is empty"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for SamplingParams {
@@ -70,6 +134,7 @@ impl Default for SamplingParams {
             min_tokens: 0,
             ignore_eos: false,
             skip_special_tokens: true,
+            structured: None,
         }
     }
 }
@@ -128,6 +193,12 @@ impl SamplingParams {
         }
         if self.max_tokens == Some(0) {
             return bad("max_tokens", "must be at least 1");
+        }
+        if self.structured.is_some() && self.ignore_eos {
+            return bad(
+                "ignore_eos",
+                "cannot be combined with a structured output (the grammar decides where it ends)",
+            );
         }
         if self.stop.len() > 16 || self.stop.iter().any(|s| s.is_empty() || s.len() > 256) {
             return bad("stop", "at most 16 non-empty strings of at most 256 bytes");

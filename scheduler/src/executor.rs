@@ -79,6 +79,22 @@ pub struct SampledToken {
     pub logprob: Option<f32>,
     /// The `params.logprobs` most likely tokens, when asked.
     pub top_logprobs: Vec<(u32, f32)>,
+    /// Set when this sequence alone could not be sampled (its structured output's grammar
+    /// failed): its request ends with this error and the step's others carry on.
+    pub error: Option<String>,
+}
+
+impl SampledToken {
+    /// A sampled token without logprobs.
+    pub fn new(seq_id: SeqId, token_id: u32) -> Self {
+        Self {
+            seq_id,
+            token_id,
+            logprob: None,
+            top_logprobs: Vec::new(),
+            error: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,19 +1,29 @@
 //! The real executor: an engine `Model` stepping over its paged KV cache, sampling with the
 //! engine's sampler, and the engine's tokenizer as the scheduler's detokenizer.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use engine::sampling::{sample, SampleContext};
+use engine::structured::{Constraint, Mask};
 use engine::{KvCache, Model, Tokenizer};
 
 use crate::config::{KvCacheShape, SchedulerConfig};
 use crate::detokenizer::{Detokenizer, OffsetDetokenizer, TokenDecoder};
 use crate::executor::{ExecutorError, ModelExecutor, SampledToken, StepPlan};
+use crate::request::SeqId;
 
 /// Runs each step's batch through the model and samples one token per sampled sequence.
+///
+/// A sequence with a structured output keeps a grammar [`Constraint`] here, keyed by its id
+/// and dropped when the scheduler releases the sequence (a preempted one rebuilds it from its
+/// output). Its mask for the step is computed on a thread of its own while the forward pass
+/// runs, and applied to its logits before sampling; sequences without one pay nothing.
 pub struct EngineExecutor {
     model: Arc<Model>,
     cache: KvCache,
+    constraints: HashMap<SeqId, Constraint>,
 }
 
 impl EngineExecutor {
@@ -21,13 +31,94 @@ impl EngineExecutor {
     /// `block_size` tokens.
     pub fn new(model: Arc<Model>, config: &SchedulerConfig) -> Result<Self, ExecutorError> {
         let cache = model.new_kv_cache(config.block_size, config.num_gpu_blocks)?;
-        Ok(Self { model, cache })
+        Ok(Self {
+            model,
+            cache,
+            constraints: HashMap::new(),
+        })
     }
+
+    /// Brings the constraint of every constrained sequence of the step up to its output;
+    /// returns the sequences whose grammar could not be built or refused a token.
+    fn advance_constraints(&mut self, plan: &StepPlan) -> HashMap<SeqId, String> {
+        let mut failed = HashMap::new();
+        for s in &plan.sampling {
+            let Some(spec) = &s.params.structured else {
+                continue;
+            };
+            let constraint = match self.constraints.entry(s.seq_id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let built = self
+                        .model
+                        .tokenizer
+                        .grammars()
+                        .map_err(|e| e.to_string())
+                        .and_then(|g| g.constraint(spec));
+                    match built {
+                        Ok(c) => e.insert(c),
+                        Err(msg) => {
+                            failed.insert(s.seq_id, msg);
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Err(msg) = constraint.advance(&s.output_token_ids) {
+                self.constraints.remove(&s.seq_id);
+                failed.insert(s.seq_id, msg);
+            }
+        }
+        failed
+    }
+}
+
+/// The masks of the step's constrained sequences.
+fn compute_masks(
+    constraints: &mut HashMap<SeqId, Constraint>,
+    plan: &StepPlan,
+    failed: &HashMap<SeqId, String>,
+) -> HashMap<SeqId, Result<Mask, String>> {
+    plan.sampling
+        .iter()
+        .filter(|s| !failed.contains_key(&s.seq_id))
+        .filter_map(|s| {
+            let c = constraints.get_mut(&s.seq_id)?;
+            Some((s.seq_id, c.mask()))
+        })
+        .collect()
 }
 
 impl ModelExecutor for EngineExecutor {
     fn execute(&mut self, plan: &StepPlan) -> Result<Vec<SampledToken>, ExecutorError> {
-        let logits = self.model.step(&mut self.cache, &plan.batch)?;
+        for id in &plan.released_seq_ids {
+            self.constraints.remove(id);
+        }
+        let failed = self.advance_constraints(plan);
+        let constrained = plan
+            .sampling
+            .iter()
+            .any(|s| self.constraints.contains_key(&s.seq_id));
+        let Self {
+            model,
+            cache,
+            constraints,
+        } = self;
+        // The masks depend only on the tokens already sampled: they are computed while the
+        // forward pass runs.
+        let (logits, masks) = if constrained {
+            std::thread::scope(|scope| {
+                let masks = scope.spawn(|| compute_masks(constraints, plan, &failed));
+                let logits = model.step(cache, &plan.batch);
+                let masks = masks
+                    .join()
+                    .map_err(|_| ExecutorError::Panicked("computing token masks".to_string()));
+                (logits, masks)
+            })
+        } else {
+            (model.step(cache, &plan.batch), Ok(HashMap::new()))
+        };
+        let (logits, mut masks) = (logits?, masks?);
         // Logits come back for `want_logits` sequences only, in batch order.
         let mut row_of = vec![usize::MAX; plan.batch.seqs.len()];
         let mut next = 0;
@@ -38,30 +129,42 @@ impl ModelExecutor for EngineExecutor {
             }
         }
         let eos = self.model.tokenizer.eos_token_ids();
-        plan.sampling
-            .iter()
-            .map(|s| {
-                let row = logits
-                    .get(row_of.get(s.batch_index).copied().unwrap_or(usize::MAX))
-                    .ok_or_else(|| {
-                        ExecutorError::Other(format!("no logits for batch entry {}", s.batch_index))
-                    })?;
-                let mut row = row.clone();
-                let ctx = SampleContext {
-                    prompt_tokens: &s.prompt_token_ids,
-                    output_tokens: &s.output_token_ids,
-                    eos_token_ids: eos,
-                    seed: s.params.seed.unwrap_or(0),
-                };
-                let t = sample(&mut row, &s.params, &ctx);
-                Ok(SampledToken {
-                    seq_id: s.seq_id,
-                    token_id: t.token,
-                    logprob: s.params.logprobs.map(|_| t.logprob),
-                    top_logprobs: t.top_logprobs,
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(plan.sampling.len());
+        for s in &plan.sampling {
+            let mask = match (masks.remove(&s.seq_id), failed.get(&s.seq_id).cloned()) {
+                (Some(Ok(mask)), _) => Some(mask),
+                (Some(Err(msg)), _) | (None, Some(msg)) => {
+                    out.push(SampledToken {
+                        error: Some(msg),
+                        ..SampledToken::new(s.seq_id, 0)
+                    });
+                    continue;
+                }
+                (None, None) => None,
+            };
+            let row = logits
+                .get(row_of.get(s.batch_index).copied().unwrap_or(usize::MAX))
+                .ok_or_else(|| {
+                    ExecutorError::Other(format!("no logits for batch entry {}", s.batch_index))
+                })?;
+            let mut row = row.clone();
+            let ctx = SampleContext {
+                prompt_tokens: &s.prompt_token_ids,
+                output_tokens: &s.output_token_ids,
+                eos_token_ids: eos,
+                seed: s.params.seed.unwrap_or(0),
+                mask: mask.as_ref(),
+            };
+            let t = sample(&mut row, &s.params, &ctx);
+            out.push(SampledToken {
+                seq_id: s.seq_id,
+                token_id: t.token,
+                logprob: s.params.logprobs.map(|_| t.logprob),
+                top_logprobs: t.top_logprobs,
+                error: None,
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -489,6 +489,12 @@ impl Scheduler {
                 continue; // a prefill chunk: nothing sampled yet
             }
             match by_seq.remove(&id) {
+                Some(SampledToken {
+                    error: Some(msg), ..
+                }) => {
+                    let key = seq.req;
+                    deltas.extend(self.end_request(key, FinishReason::Error(msg)));
+                }
                 Some(tok) => self.append_token(id, tok, &mut deltas),
                 None => {
                     let key = seq.req;

@@ -187,6 +187,7 @@ impl ModelExecutor for FakeExecutor {
                 token_id: token,
                 logprob,
                 top_logprobs: top,
+                error: None,
             });
         }
         Ok(out)

@@ -97,12 +97,7 @@ impl ModelExecutor for Scripted {
         Ok(plan
             .sampling
             .iter()
-            .map(|s| SampledToken {
-                seq_id: s.seq_id,
-                token_id: self.0[s.output_index.min(self.0.len() - 1)],
-                logprob: None,
-                top_logprobs: vec![],
-            })
+            .map(|s| SampledToken::new(s.seq_id, self.0[s.output_index.min(self.0.len() - 1)]))
             .collect())
     }
 }
@@ -437,12 +432,7 @@ fn missing_token_fails_only_that_request() {
                 .sampling
                 .iter()
                 .skip(1)
-                .map(|s| SampledToken {
-                    seq_id: s.seq_id,
-                    token_id: 5,
-                    logprob: None,
-                    top_logprobs: vec![],
-                })
+                .map(|s| SampledToken::new(s.seq_id, 5))
                 .collect())
         }
     }

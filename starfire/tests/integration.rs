@@ -63,6 +63,8 @@ mod registry;
 mod remote_backend;
 #[path = "integration/stripe.rs"]
 mod stripe;
+#[path = "integration/structured.rs"]
+mod structured;
 #[path = "integration/usage_api.rs"]
 mod usage_api;
 #[path = "integration/usage_e2e.rs"]

@@ -9,6 +9,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::SamplingParams;
+use crate::structured::{apply_mask, Mask};
 
 /// What the sampler needs to know about the sequence besides its logits.
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +21,8 @@ pub struct SampleContext<'a> {
     /// The request's seed (drawn by the caller when the request set none): with the position
     /// in the output it fixes the random draw, so a recomputed sequence samples the same token.
     pub seed: u64,
+    /// The tokens a structured output allows at this position; the others cannot be drawn.
+    pub mask: Option<&'a Mask>,
 }
 
 /// The chosen token with its log-probability and the most likely alternatives.
@@ -38,6 +41,9 @@ pub fn sample(
     ctx: &SampleContext<'_>,
 ) -> SampledToken {
     let raw_logprobs = params.logprobs.map(|_| log_softmax(logits));
+    if let Some(mask) = ctx.mask {
+        apply_mask(logits, mask);
+    }
 
     if ctx.output_tokens.len() < params.min_tokens {
         for &id in ctx.eos_token_ids.iter().chain(&params.stop_token_ids) {
@@ -53,11 +59,18 @@ pub fn sample(
     }
     apply_penalties(logits, params, ctx);
 
-    let token = if params.is_greedy() {
+    let mut token = if params.is_greedy() {
         argmax(logits)
     } else {
         draw(logits, params, ctx)
     };
+    if let Some(mask) = ctx.mask {
+        // Every allowed token was pushed to minus infinity (a bias, or `min_tokens` holding
+        // back the only allowed EOS): the grammar still decides.
+        if !mask.is_allowed(token) {
+            token = mask.first_allowed().unwrap_or(token);
+        }
+    }
 
     let (logprob, top_logprobs) = match (&raw_logprobs, params.logprobs) {
         (Some(lp), Some(k)) => (lp[token as usize], top_k_of(lp, k)),
@@ -199,6 +212,7 @@ mod tests {
 
     fn ctx<'a>(out: &'a [u32], seed: u64) -> SampleContext<'a> {
         SampleContext {
+            mask: None,
             prompt_tokens: &[],
             output_tokens: out,
             eos_token_ids: &[0],

@@ -15,7 +15,7 @@ use protocol::wire::{EmbedAnswer, EmbedBody, GenerateBody, EMBED_PATH, GENERATE_
 use protocol::wire::{PRIORITY_HEADER, REQUEST_ID_HEADER, TENANT_HEADER, WEIGHT_HEADER};
 use protocol::{
     BackendError, BoxFuture, ChatMessage, Delta, DeltaStream, FinishReason, NewRequest,
-    SamplingDefaults, ServedModel, Usage,
+    SamplingDefaults, ServedModel, StructuredOutput, Usage,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
@@ -118,6 +118,10 @@ impl ServedModel for RemoteModel {
 
     fn token_text(&self, id: u32) -> String {
         text::decode(&self.text.tokenizer, &[id]).unwrap_or_default()
+    }
+
+    fn check_structured(&self, spec: &StructuredOutput, field: &str) -> Result<(), BackendError> {
+        text::check_structured(&self.text.tokenizer, spec, field)
     }
 
     fn submit(&self, req: NewRequest) -> BoxFuture<'_, Result<DeltaStream, BackendError>> {

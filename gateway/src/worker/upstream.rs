@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use protocol::{
     BackendError, BoxFuture, ChatMessage, Delta, DeltaStream, Embeddings, FinishReason,
     ForwardedPrompt, ForwardedRequest, InvalidParam, NewRequest, QueueScope, SamplingDefaults,
-    SamplingParams, ServedModel, Usage,
+    SamplingParams, ServedModel, StructuredOutput, Usage,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -323,6 +323,30 @@ fn sampling_fields(p: &SamplingParams, body: &mut Map<String, Value>) {
     if !p.stop_token_ids.is_empty() {
         body.insert("stop_token_ids".into(), json!(p.stop_token_ids));
     }
+    // JSON in OpenAI's own fields (every OpenAI-compatible server has them); the other
+    // constraints in vLLM's `structured_outputs`.
+    match &p.structured {
+        None => {}
+        Some(StructuredOutput::JsonObject) => {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Some(StructuredOutput::JsonSchema { schema }) => {
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_schema",
+                       "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+            );
+        }
+        Some(StructuredOutput::Regex { pattern }) => {
+            body.insert("structured_outputs".into(), json!({"regex": pattern}));
+        }
+        Some(StructuredOutput::Choice { options }) => {
+            body.insert("structured_outputs".into(), json!({"choice": options}));
+        }
+        Some(StructuredOutput::Grammar { lark }) => {
+            body.insert("structured_outputs".into(), json!({"grammar": lark}));
+        }
+    }
 }
 
 fn no_tokenizer(name: &str) -> BackendError {
@@ -334,6 +358,11 @@ fn no_tokenizer(name: &str) -> BackendError {
 impl ServedModel for UpstreamModel {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The upstream enforces the constraint itself (and refuses what it cannot).
+    fn check_structured(&self, _spec: &StructuredOutput, _field: &str) -> Result<(), BackendError> {
+        Ok(())
     }
 
     fn max_model_len(&self) -> usize {
@@ -773,12 +802,13 @@ mod tests {
             stream: true,
         };
         let body = m.body(Route::Chat, &req);
-        let keys: Vec<&str> = body
+        let mut keys: Vec<&str> = body
             .as_object()
             .unwrap()
             .keys()
             .map(String::as_str)
             .collect();
+        keys.sort_unstable();
         assert_eq!(
             keys,
             [

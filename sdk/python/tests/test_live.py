@@ -75,6 +75,28 @@ def test_streamed_chat_completion(server):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
 
 
+def test_a_json_schema_is_enforced(server):
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 20},
+            "population": {"type": "integer", "minimum": 0},
+        },
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    completion = inference(server).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+        max_tokens=60,
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+    )
+    city = json.loads(completion.choices[0].message.content)
+    assert set(city) == {"city", "population"}
+    assert isinstance(city["population"], int) and city["population"] >= 0
+
+
 def test_bad_key_raises_authentication_error_with_request_id(server):
     client = Starfire(api_key="sf-not-a-real-key", base_url=server["base_url"])
     with pytest.raises(AuthenticationError) as err:

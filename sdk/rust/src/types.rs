@@ -44,6 +44,47 @@ pub struct ChatCompletionRequest {
     pub stop: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// JSON mode or a JSON schema the answer must follow (enforced while generating).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// `response_format` of a chat completion.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Free text (the default).
+    Text,
+    /// The answer is one JSON object.
+    JsonObject,
+    /// The answer is JSON valid against the schema.
+    JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+impl ResponseFormat {
+    /// A JSON schema called `name` (1 to 64 letters, digits, `_` or `-`).
+    pub fn json_schema(name: impl Into<String>, schema: serde_json::Value) -> Self {
+        ResponseFormat::JsonSchema {
+            json_schema: JsonSchemaFormat {
+                name: name.into(),
+                description: None,
+                schema: Some(schema),
+                strict: Some(true),
+            },
+        }
+    }
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JsonSchemaFormat {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -134,6 +134,26 @@ async fn chat_keys_and_errors_against_a_live_server() {
     assert_eq!(first_role.as_deref(), Some("assistant"));
     assert_eq!(finish.as_deref(), Some("length"));
 
+    // A JSON schema is enforced: the answer parses and has the required fields.
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20},
+                       "population": {"type": "integer", "minimum": 0}},
+        "required": ["city", "population"],
+        "additionalProperties": false
+    });
+    let structured = client
+        .chat_completion(ChatCompletionRequest {
+            response_format: Some(ResponseFormat::json_schema("city", schema)),
+            max_tokens: Some(60),
+            ..hello(1)
+        })
+        .await
+        .unwrap();
+    let content = structured.choices[0].message.content.clone().unwrap();
+    let city: serde_json::Value = serde_json::from_str(&content).unwrap();
+    assert!(city["city"].is_string() && city["population"].is_u64(), "{content}");
+
     // 401 is an authentication error carrying the request id.
     let bad = Client::new("sf-wrong", &server.base_url);
     let err = bad.chat_completion(hello(1)).await.unwrap_err();

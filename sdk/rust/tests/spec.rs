@@ -245,8 +245,16 @@ fn request_types_send_documented_fields() {
         seed: Some(1),
         stop: Some(vec!["x".into()]),
         stream: Some(true),
+        response_format: Some(ResponseFormat::JsonObject),
     };
     sends(&spec, "ChatCompletionRequest", &chat);
+    let format = JsonSchemaFormat {
+        name: "n".into(),
+        description: Some("d".into()),
+        schema: Some(serde_json::json!({"type": "object"})),
+        strict: Some(true),
+    };
+    sends(&spec, "JsonSchemaFormat", &format);
     let key = ApiKeyCreate {
         name: "k".into(),
         scopes: Some(vec!["inference".into()]),

@@ -45,6 +45,25 @@ test("chat completion", async () => {
   assert.equal(completion.usage.completion_tokens, 8);
 });
 
+test("a JSON schema is enforced", async () => {
+  const schema = {
+    type: "object",
+    properties: { city: { type: "string", maxLength: 20 }, population: { type: "integer", minimum: 0 } },
+    required: ["city", "population"],
+    additionalProperties: false,
+  };
+  const completion = await inference().chat.completions.create({
+    model: MODEL,
+    messages: [{ role: "user", content: "Describe Paris as JSON." }],
+    max_tokens: 60,
+    temperature: 0,
+    response_format: { type: "json_schema", json_schema: { name: "city", schema } },
+  });
+  const city = JSON.parse(completion.choices[0].message.content);
+  assert.deepEqual(Object.keys(city).sort(), ["city", "population"]);
+  assert.ok(Number.isInteger(city.population) && city.population >= 0);
+});
+
 test("streamed chat completion", async () => {
   const stream = await inference().chat.completions.create({
     model: MODEL,

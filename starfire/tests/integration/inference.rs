@@ -5,7 +5,7 @@ use engine::{ChatMessage, SamplingParams};
 use gateway::registry::DEFAULT_MODEL_ID;
 use serde_json::{json, Value};
 
-use crate::support::{served_model, Backend, TestApp};
+use crate::support::{served_model, sse_events, Backend, TestApp};
 
 const PROMPT: &str = "What is the capital of France?";
 
@@ -52,20 +52,6 @@ fn engine_reference(max_tokens: usize) -> (Vec<u32>, Vec<u32>, String) {
     .collect();
     let text = model.tokenizer.decode(&tokens, true).unwrap();
     (prompt, tokens, text)
-}
-
-/// The `data:` payloads of an SSE body.
-fn sse_events(body: &Value) -> Vec<String> {
-    let text = body.as_str().expect("an event stream");
-    assert!(text.ends_with("\n\n"), "{text}");
-    text.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            e.strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("not a data event: {e}"))
-                .to_owned()
-        })
-        .collect()
 }
 
 #[actix_web::test]

@@ -167,6 +167,34 @@ async fn a_model_served_by_an_openai_compatible_upstream() {
     same_counts(&got["usage"], &expected["usage"]);
     let row = final_event(&app, &tenant, got["id"].as_str().unwrap()).await;
     assert_eq!(row.status, UsageStatus::Completed);
+    // Structured outputs travel upstream (JSON schemas in OpenAI's `response_format`, the
+    // rest in vLLM's `structured_outputs`) and the upstream enforces them: the same answers as
+    // the in-process engine's.
+    for constraint in [
+        json!({"response_format": {"type": "json_schema", "json_schema": {"name": "colours",
+               "schema": {"type": "object", "properties": {"colours": {"type": "array",
+               "items": {"enum": ["red", "green", "blue", "yellow"]}, "minItems": 3,
+               "maxItems": 3}}, "required": ["colours"], "additionalProperties": false}}}}),
+        json!({"guided_choice": ["red", "green", "blue"]}),
+    ] {
+        let mut body = chat(40, false);
+        for (k, v) in constraint.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let want = reference
+            .post("/v1/chat/completions", Some(&reference_key), body.clone())
+            .await
+            .expect(200);
+        let got = app
+            .post("/v1/chat/completions", Some(&key), body)
+            .await
+            .expect(200);
+        assert_eq!(
+            got["choices"][0]["message"], want["choices"][0]["message"],
+            "{constraint}"
+        );
+        assert_eq!(got["choices"][0]["finish_reason"], "stop", "{got}");
+    }
     // The organization travels to the worker (`forward_tenant`): the prompt the worker ran for
     // its own caller above is not in this organization's prefix cache...
     let cached = |answer: &Value| {

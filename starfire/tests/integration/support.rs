@@ -431,3 +431,17 @@ pub fn session_of(body: &Value) -> Session {
         tenant_id: body["organization"]["id"].as_str().unwrap().into(),
     }
 }
+
+/// The `data:` payloads of an SSE body.
+pub fn sse_events(body: &Value) -> Vec<String> {
+    let text = body.as_str().expect("an event stream");
+    assert!(text.ends_with("\n\n"), "{text}");
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {e}"))
+                .to_owned()
+        })
+        .collect()
+}

@@ -10,6 +10,7 @@ import os
 import unittest
 
 import openai
+import pydantic
 from openai import OpenAI
 
 BASE_URL = os.environ["OPENAI_BASE_URL"]
@@ -202,6 +203,53 @@ class Errors(unittest.TestCase):
         self.assertEqual(ctx.exception.status_code, 429)
         self.assertEqual(ctx.exception.code, "rate_limit_exceeded")
         self.assertEqual(ctx.exception.response.headers["retry-after"], "1")
+
+
+class City(pydantic.BaseModel):
+    name: str = pydantic.Field(max_length=24)
+    country: str = pydantic.Field(max_length=24)
+    population: int = pydantic.Field(ge=0)
+    capital: bool
+
+
+CITY = [{"role": "user", "content": "Describe Paris as JSON."}]
+
+
+class StructuredOutputs(unittest.TestCase):
+    def test_parse_with_a_pydantic_model(self):
+        completion = client().chat.completions.parse(
+            model=MODEL, messages=CITY, response_format=City, temperature=0, max_tokens=120
+        )
+        choice = completion.choices[0]
+        self.assertEqual(choice.finish_reason, "stop")
+        self.assertIsInstance(choice.message.parsed, City)
+        self.assertEqual(City.model_validate_json(choice.message.content), choice.message.parsed)
+
+    def test_stream_helper_parses_the_same_answer(self):
+        c = client()
+        plain = c.chat.completions.parse(
+            model=MODEL, messages=CITY, response_format=City, temperature=0, max_tokens=120
+        )
+        with c.chat.completions.stream(
+            model=MODEL, messages=CITY, response_format=City, temperature=0, max_tokens=120
+        ) as stream:
+            for _ in stream:
+                pass
+            final = stream.get_final_completion()
+        self.assertEqual(final.choices[0].message.parsed, plain.choices[0].message.parsed)
+
+    def test_unenforceable_schema_is_bad_request(self):
+        with self.assertRaises(openai.BadRequestError) as ctx:
+            client().chat.completions.create(
+                model=MODEL,
+                messages=CITY,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "schema": {"type": "array", "uniqueItems": True}},
+                },
+            )
+        self.assertEqual(ctx.exception.param, "response_format")
+        self.assertIn("uniqueItems", ctx.exception.message)
 
 
 if __name__ == "__main__":

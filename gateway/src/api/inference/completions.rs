@@ -103,7 +103,7 @@ impl CompletionPlan {
         req.reject_unsupported()?;
         let stream = req.stream.unwrap_or(false);
         let include_usage = req.include_usage(stream)?;
-        let params = sampling_params(req.text_sampling_fields(), model.as_ref())?;
+        let params = sampling_params(req.text_sampling_fields()?, model.as_ref())?;
         if req.max_tokens == Some(0) {
             return Err(ApiError::field("max_tokens", "must be at least 1"));
         }

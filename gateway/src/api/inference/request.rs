@@ -14,7 +14,7 @@ use super::sampling::SamplingFields;
 use crate::error::ApiError;
 use crate::generation::Prompt;
 use crate::inference::ServedModel;
-use protocol::ForwardedPrompt;
+use protocol::{ForwardedPrompt, StructuredOutput};
 
 /// Largest `n`, and most prompts in one text completion.
 pub const MAX_N: usize = 16;
@@ -126,6 +126,21 @@ macro_rules! generation_request {
             pub stop_token_ids: Option<Vec<u32>>,
             /// vLLM: lower runs earlier among this organization's requests (default 0).
             pub priority: Option<i32>,
+            /// What the answer must be: text (the default), any JSON object (JSON mode), or
+            /// JSON valid against a schema. Enforced while generating (constrained decoding).
+            pub response_format: Option<ResponseFormat>,
+            /// vLLM: a constraint on the output; give exactly one of its fields.
+            pub structured_outputs: Option<StructuredOutputs>,
+            /// vLLM's older name for `structured_outputs.json`: a JSON schema (an object, or
+            /// its text).
+            #[schema(value_type = Option<Object>)]
+            pub guided_json: Option<Value>,
+            /// vLLM's older name for `structured_outputs.regex`.
+            pub guided_regex: Option<String>,
+            /// vLLM's older name for `structured_outputs.choice`.
+            pub guided_choice: Option<Vec<String>>,
+            /// vLLM's older name for `structured_outputs.grammar` (llguidance's Lark syntax).
+            pub guided_grammar: Option<String>,
         }
 
         impl $name {
@@ -135,8 +150,8 @@ macro_rules! generation_request {
                 &self,
                 logprobs: Option<usize>,
                 logprobs_field: &'static str,
-            ) -> SamplingFields<'_> {
-                SamplingFields {
+            ) -> Result<SamplingFields<'_>, ApiError> {
+                Ok(SamplingFields {
                     n: self.n,
                     temperature: self.temperature,
                     top_p: self.top_p,
@@ -153,7 +168,68 @@ macro_rules! generation_request {
                     stop_token_ids: self.stop_token_ids.as_ref(),
                     min_tokens: self.min_tokens,
                     ignore_eos: self.ignore_eos,
+                    structured: self.structured_output()?,
+                })
+            }
+
+            /// The constraint the request puts on its output, if any, with the request field
+            /// that gave it. Two ways of asking at once are refused.
+            pub(crate) fn structured_output(
+                &self,
+            ) -> Result<Option<(StructuredOutput, &'static str)>, ApiError> {
+                let mut given: Vec<(StructuredOutput, &'static str)> = Vec::new();
+                match &self.response_format {
+                    None | Some(ResponseFormat::Text) => {}
+                    Some(ResponseFormat::JsonObject) => {
+                        given.push((StructuredOutput::JsonObject, "response_format"))
+                    }
+                    Some(ResponseFormat::JsonSchema { json_schema }) => {
+                        given.push((json_schema.to_structured()?, "response_format"))
+                    }
                 }
+                if let Some(so) = &self.structured_outputs {
+                    given.extend(so.to_structured()?);
+                }
+                if let Some(schema) = &self.guided_json {
+                    given.push((schema_value(schema, "guided_json")?, "guided_json"));
+                }
+                if let Some(pattern) = &self.guided_regex {
+                    given.push((
+                        StructuredOutput::Regex {
+                            pattern: pattern.clone(),
+                        },
+                        "guided_regex",
+                    ));
+                }
+                if let Some(options) = &self.guided_choice {
+                    given.push((
+                        StructuredOutput::Choice {
+                            options: options.clone(),
+                        },
+                        "guided_choice",
+                    ));
+                }
+                if let Some(lark) = &self.guided_grammar {
+                    given.push((
+                        StructuredOutput::Grammar { lark: lark.clone() },
+                        "guided_grammar",
+                    ));
+                }
+                if given.len() > 1 {
+                    return Err(ApiError::field(
+                        given[1].1,
+                        format_args!(
+                            "give one structured output; `{}` already asks for one",
+                            given[0].1
+                        ),
+                    ));
+                }
+                let given = given.pop();
+                if let Some((spec, field)) = &given {
+                    spec.validate(field)
+                        .map_err(|e| ApiError::field(field, &e.message))?;
+                }
+                Ok(given)
             }
 
             /// `stream_options.include_usage`, refused without `stream: true`.
@@ -206,9 +282,6 @@ generation_request! {
         /// Not supported yet: refused with 400.
         #[schema(value_type = Option<Object>)]
         pub function_call: Option<Value>,
-        /// Only `{"type": "text"}` is supported; a JSON schema or JSON mode is refused with 400.
-        #[schema(value_type = Option<Object>)]
-        pub response_format: Option<Value>,
         /// Not supported yet: refused with 400.
         #[schema(value_type = Option<Object>)]
         pub audio: Option<Value>,
@@ -249,6 +322,129 @@ generation_request! {
     }
 }
 
+/// `response_format`: OpenAI's shapes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponseFormat {
+    /// Free text (the default).
+    Text,
+    /// JSON mode: the answer is one JSON object.
+    JsonObject,
+    /// The answer is JSON valid against `json_schema.schema`.
+    JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSchemaFormat {
+    /// 1 to 64 letters, digits, underscores and dashes.
+    pub name: String,
+    pub description: Option<String>,
+    /// The JSON Schema (draft 2020-12 keywords; a keyword Starfire cannot enforce is a 400
+    /// that names it). Absent: any JSON value.
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
+    /// Accepted for compatibility: Starfire always enforces the schema.
+    pub strict: Option<bool>,
+}
+
+impl JsonSchemaFormat {
+    fn to_structured(&self) -> Result<StructuredOutput, ApiError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err(ApiError::field(
+                "response_format.json_schema.name",
+                "must be 1 to 64 letters, digits, underscores or dashes",
+            ));
+        }
+        Ok(StructuredOutput::JsonSchema {
+            schema: self
+                .schema
+                .clone()
+                .unwrap_or_else(|| Value::Object(Default::default())),
+        })
+    }
+}
+
+/// vLLM's `structured_outputs`: exactly one field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StructuredOutputs {
+    /// A JSON schema (an object, or its text).
+    #[schema(value_type = Option<Object>)]
+    pub json: Option<Value>,
+    /// A regular expression (Rust `regex` syntax) the whole output matches.
+    pub regex: Option<String>,
+    /// The output is exactly one of these strings.
+    pub choice: Option<Vec<String>>,
+    /// A context-free grammar in llguidance's Lark syntax.
+    pub grammar: Option<String>,
+    /// `true`: any JSON object.
+    pub json_object: Option<bool>,
+}
+
+impl StructuredOutputs {
+    fn to_structured(&self) -> Result<Vec<(StructuredOutput, &'static str)>, ApiError> {
+        let mut given = Vec::new();
+        if let Some(schema) = &self.json {
+            given.push((
+                schema_value(schema, "structured_outputs.json")?,
+                "structured_outputs.json",
+            ));
+        }
+        if let Some(pattern) = &self.regex {
+            let pattern = pattern.clone();
+            given.push((
+                StructuredOutput::Regex { pattern },
+                "structured_outputs.regex",
+            ));
+        }
+        if let Some(options) = &self.choice {
+            let options = options.clone();
+            given.push((
+                StructuredOutput::Choice { options },
+                "structured_outputs.choice",
+            ));
+        }
+        if let Some(lark) = &self.grammar {
+            let lark = lark.clone();
+            given.push((
+                StructuredOutput::Grammar { lark },
+                "structured_outputs.grammar",
+            ));
+        }
+        if self.json_object == Some(true) {
+            given.push((
+                StructuredOutput::JsonObject,
+                "structured_outputs.json_object",
+            ));
+        }
+        if given.is_empty() {
+            return Err(ApiError::field(
+                "structured_outputs",
+                "give one of json, regex, choice, grammar or json_object",
+            ));
+        }
+        Ok(given)
+    }
+}
+
+/// A JSON schema given as an object or as its text.
+fn schema_value(value: &Value, field: &'static str) -> Result<StructuredOutput, ApiError> {
+    let schema = match value {
+        Value::String(text) => serde_json::from_str(text)
+            .map_err(|e| ApiError::field(field, format_args!("is not JSON: {e}")))?,
+        other => other.clone(),
+    };
+    Ok(StructuredOutput::JsonSchema { schema })
+}
+
 fn unsupported(field: &str) -> ApiError {
     ApiError::bad_request(
         format!("'{field}' is not supported by Starfire yet."),
@@ -275,15 +471,6 @@ impl ChatCompletionRequest {
                 return Err(unsupported(name));
             }
         }
-        if let Some(format) = self.response_format.as_ref().filter(|v| !v.is_null()) {
-            if format.get("type").and_then(Value::as_str) != Some("text") {
-                return Err(ApiError::bad_request(
-                    "'response_format' other than {\"type\": \"text\"} (JSON mode, JSON schema) \
-                     is not supported by Starfire yet.",
-                    Some("response_format"),
-                ));
-            }
-        }
         Ok(())
     }
 
@@ -302,7 +489,7 @@ impl ChatCompletionRequest {
             }
             (false, _) => None,
         };
-        Ok(self.sampling_fields(logprobs, "top_logprobs"))
+        self.sampling_fields(logprobs, "top_logprobs")
     }
 
     pub(crate) fn requested_max_tokens(&self) -> Result<Option<usize>, ApiError> {
@@ -343,7 +530,7 @@ impl CompletionRequest {
         Ok(())
     }
 
-    pub(crate) fn text_sampling_fields(&self) -> SamplingFields<'_> {
+    pub(crate) fn text_sampling_fields(&self) -> Result<SamplingFields<'_>, ApiError> {
         self.sampling_fields(self.logprobs.map(|k| k as usize), "logprobs")
     }
 

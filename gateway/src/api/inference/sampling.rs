@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use engine::SamplingParams;
+use protocol::StructuredOutput;
 
 use super::request::{StopSpec, MAX_N};
 use crate::error::ApiError;
@@ -30,6 +31,8 @@ pub(crate) struct SamplingFields<'a> {
     pub stop_token_ids: Option<&'a Vec<u32>>,
     pub min_tokens: Option<u32>,
     pub ignore_eos: Option<bool>,
+    /// The output's constraint and the request field that gave it.
+    pub structured: Option<(StructuredOutput, &'static str)>,
 }
 
 /// The engine's sampling parameters, checked against the model; `max_tokens` is left unset.
@@ -88,7 +91,21 @@ pub(crate) fn sampling_params(
         Some(StopSpec::One(s)) => vec![s.clone()],
         Some(StopSpec::Many(v)) => v.clone(),
     };
+    let structured = match f.structured {
+        Some((spec, field)) => {
+            if f.ignore_eos == Some(true) {
+                return Err(ApiError::field(
+                    "ignore_eos",
+                    format_args!("cannot be combined with `{field}` (the grammar decides where the output ends)"),
+                ));
+            }
+            model.check_structured(&spec, field)?;
+            Some(spec)
+        }
+        None => None,
+    };
     let params = SamplingParams {
+        structured,
         n,
         temperature: f.temperature.or(m.temperature).unwrap_or(d.temperature),
         top_p: f.top_p.or(m.top_p).unwrap_or(d.top_p),

@@ -1253,6 +1253,17 @@ export interface components {
             function_call?: Record<string, never> | null;
             /** @description Not supported yet: refused with 400. */
             functions?: Record<string, never> | null;
+            /** @description vLLM's older name for `structured_outputs.choice`. */
+            guided_choice?: string[] | null;
+            /** @description vLLM's older name for `structured_outputs.grammar` (llguidance's Lark syntax). */
+            guided_grammar?: string | null;
+            /**
+             * @description vLLM's older name for `structured_outputs.json`: a JSON schema (an object, or
+             *     its text).
+             */
+            guided_json?: Record<string, never> | null;
+            /** @description vLLM's older name for `structured_outputs.regex`. */
+            guided_regex?: string | null;
             /** @description vLLM: keep generating after EOS. */
             ignore_eos?: boolean | null;
             /** @description Token id (as a string) to a bias from -100 to 100. */
@@ -1315,8 +1326,7 @@ export interface components {
              * @description vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
              */
             repetition_penalty?: number | null;
-            /** @description Only `{"type": "text"}` is supported; a JSON schema or JSON mode is refused with 400. */
-            response_format?: Record<string, never> | null;
+            response_format?: null | components["schemas"]["ResponseFormat"];
             /**
              * Format: int64
              * @description Makes sampling reproducible.
@@ -1328,6 +1338,7 @@ export interface components {
             /** @description Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`). */
             stream?: boolean | null;
             stream_options?: null | components["schemas"]["StreamOptions"];
+            structured_outputs?: null | components["schemas"]["StructuredOutputs"];
             /**
              * Format: float
              * @description 0 to 2; 0 is greedy. Default 1.
@@ -1484,6 +1495,17 @@ export interface components {
              * @description -2 to 2.
              */
             frequency_penalty?: number | null;
+            /** @description vLLM's older name for `structured_outputs.choice`. */
+            guided_choice?: string[] | null;
+            /** @description vLLM's older name for `structured_outputs.grammar` (llguidance's Lark syntax). */
+            guided_grammar?: string | null;
+            /**
+             * @description vLLM's older name for `structured_outputs.json`: a JSON schema (an object, or
+             *     its text).
+             */
+            guided_json?: Record<string, never> | null;
+            /** @description vLLM's older name for `structured_outputs.regex`. */
+            guided_regex?: string | null;
             /** @description vLLM: keep generating after EOS. */
             ignore_eos?: boolean | null;
             /** @description Token id (as a string) to a bias from -100 to 100. */
@@ -1536,6 +1558,7 @@ export interface components {
              * @description vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
              */
             repetition_penalty?: number | null;
+            response_format?: null | components["schemas"]["ResponseFormat"];
             /**
              * Format: int64
              * @description Makes sampling reproducible.
@@ -1547,6 +1570,7 @@ export interface components {
             /** @description Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`). */
             stream?: boolean | null;
             stream_options?: null | components["schemas"]["StreamOptions"];
+            structured_outputs?: null | components["schemas"]["StructuredOutputs"];
             /** @description Not supported yet: refused with 400. */
             suffix?: string | null;
             /**
@@ -1887,6 +1911,19 @@ export interface components {
              */
             subtotal_micros: number;
         };
+        /** @description `response_format.json_schema`. */
+        JsonSchemaFormat: {
+            description?: string | null;
+            /** @description 1 to 64 letters, digits, underscores and dashes. */
+            name: string;
+            /**
+             * @description The JSON Schema (draft 2020-12 keywords; a keyword Starfire cannot enforce is a 400
+             *     that names it). Absent: any JSON value.
+             */
+            schema?: Record<string, never> | null;
+            /** @description Accepted for compatibility: Starfire always enforces the schema. */
+            strict?: boolean | null;
+        };
         /**
          * @description Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
          *     level: key → project → the organization's plan.
@@ -2169,6 +2206,18 @@ export interface components {
             /** @description The request whose usage debit is given back. */
             request_id: string;
         };
+        /** @description `response_format`: OpenAI's shapes. */
+        ResponseFormat: {
+            /** @enum {string} */
+            type: "text";
+        } | {
+            /** @enum {string} */
+            type: "json_object";
+        } | {
+            json_schema: components["schemas"]["JsonSchemaFormat"];
+            /** @enum {string} */
+            type: "json_schema";
+        };
         /**
          * @description A member's role in a tenant, from most to least powerful.
          * @enum {string}
@@ -2217,6 +2266,19 @@ export interface components {
         StreamOptions: {
             /** @description Send a last chunk with `usage` (and `choices: []`) before `data: [DONE]`. */
             include_usage?: boolean | null;
+        };
+        /** @description vLLM's `structured_outputs`: exactly one field. */
+        StructuredOutputs: {
+            /** @description The output is exactly one of these strings. */
+            choice?: string[] | null;
+            /** @description A context-free grammar in llguidance's Lark syntax. */
+            grammar?: string | null;
+            /** @description A JSON schema (an object, or its text). */
+            json?: Record<string, never> | null;
+            /** @description `true`: any JSON object. */
+            json_object?: boolean | null;
+            /** @description A regular expression (Rust `regex` syntax) the whole output matches. */
+            regex?: string | null;
         };
         /** @description An output token, its log-probability and the most likely alternatives. */
         TokenLogprobObject: {

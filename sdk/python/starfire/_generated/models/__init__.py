@@ -27,6 +27,9 @@ from .chat_completion_request_function_call_type_0 import (
 from .chat_completion_request_functions_type_0 import (
     ChatCompletionRequestFunctionsType0,
 )
+from .chat_completion_request_guided_json_type_0 import (
+    ChatCompletionRequestGuidedJsonType0,
+)
 from .chat_completion_request_logit_bias_type_0 import (
     ChatCompletionRequestLogitBiasType0,
 )
@@ -41,9 +44,6 @@ from .chat_completion_request_prediction_type_0 import (
 )
 from .chat_completion_request_reasoning_effort_type_0 import (
     ChatCompletionRequestReasoningEffortType0,
-)
-from .chat_completion_request_response_format_type_0 import (
-    ChatCompletionRequestResponseFormatType0,
 )
 from .chat_completion_request_tool_choice_type_0 import (
     ChatCompletionRequestToolChoiceType0,
@@ -65,6 +65,7 @@ from .completion_chunk_choice import CompletionChunkChoice
 from .completion_logprobs import CompletionLogprobs
 from .completion_logprobs_top_logprobs_item import CompletionLogprobsTopLogprobsItem
 from .completion_request import CompletionRequest
+from .completion_request_guided_json_type_0 import CompletionRequestGuidedJsonType0
 from .completion_request_logit_bias_type_0 import CompletionRequestLogitBiasType0
 from .completions_usage_result import CompletionsUsageResult
 from .content_part import ContentPart
@@ -93,6 +94,8 @@ from .invite_object import InviteObject
 from .invoice_line_object import InvoiceLineObject
 from .invoice_list import InvoiceList
 from .invoice_object import InvoiceObject
+from .json_schema_format import JsonSchemaFormat
+from .json_schema_format_schema_type_0 import JsonSchemaFormatSchemaType0
 from .key_limits import KeyLimits
 from .key_owner_object import KeyOwnerObject
 from .ledger_entry_list import LedgerEntryList
@@ -115,12 +118,20 @@ from .project_update import ProjectUpdate
 from .prompt_tokens_details import PromptTokensDetails
 from .refresh_request import RefreshRequest
 from .refund_create import RefundCreate
+from .response_format_type_0 import ResponseFormatType0
+from .response_format_type_0_type import ResponseFormatType0Type
+from .response_format_type_1 import ResponseFormatType1
+from .response_format_type_1_type import ResponseFormatType1Type
+from .response_format_type_2 import ResponseFormatType2
+from .response_format_type_2_type import ResponseFormatType2Type
 from .role import Role
 from .scope import Scope
 from .session_object import SessionObject
 from .signup_request import SignupRequest
 from .stream_options import StreamOptions
 from .stripe_webhook_body import StripeWebhookBody
+from .structured_outputs import StructuredOutputs
+from .structured_outputs_json_type_0 import StructuredOutputsJsonType0
 from .token_logprob_object import TokenLogprobObject
 from .tokenize_request import TokenizeRequest
 from .tokenize_response import TokenizeResponse
@@ -173,12 +184,12 @@ __all__ = (
     "ChatCompletionRequestAudioType0",
     "ChatCompletionRequestFunctionCallType0",
     "ChatCompletionRequestFunctionsType0",
+    "ChatCompletionRequestGuidedJsonType0",
     "ChatCompletionRequestLogitBiasType0",
     "ChatCompletionRequestModalitiesType0",
     "ChatCompletionRequestParallelToolCallsType0",
     "ChatCompletionRequestPredictionType0",
     "ChatCompletionRequestReasoningEffortType0",
-    "ChatCompletionRequestResponseFormatType0",
     "ChatCompletionRequestToolChoiceType0",
     "ChatCompletionRequestToolsType0",
     "ChatCompletionRequestWebSearchOptionsType0",
@@ -195,6 +206,7 @@ __all__ = (
     "CompletionLogprobs",
     "CompletionLogprobsTopLogprobsItem",
     "CompletionRequest",
+    "CompletionRequestGuidedJsonType0",
     "CompletionRequestLogitBiasType0",
     "CompletionsUsageResult",
     "ContentPart",
@@ -223,6 +235,8 @@ __all__ = (
     "InvoiceLineObject",
     "InvoiceList",
     "InvoiceObject",
+    "JsonSchemaFormat",
+    "JsonSchemaFormatSchemaType0",
     "KeyLimits",
     "KeyOwnerObject",
     "LedgerEntryList",
@@ -245,12 +259,20 @@ __all__ = (
     "PromptTokensDetails",
     "RefreshRequest",
     "RefundCreate",
+    "ResponseFormatType0",
+    "ResponseFormatType0Type",
+    "ResponseFormatType1",
+    "ResponseFormatType1Type",
+    "ResponseFormatType2",
+    "ResponseFormatType2Type",
     "Role",
     "Scope",
     "SessionObject",
     "SignupRequest",
     "StreamOptions",
     "StripeWebhookBody",
+    "StructuredOutputs",
+    "StructuredOutputsJsonType0",
     "TokenLogprobObject",
     "TokenizeRequest",
     "TokenizeResponse",

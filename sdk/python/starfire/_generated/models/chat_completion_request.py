@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from ..models.chat_completion_request_functions_type_0 import (
         ChatCompletionRequestFunctionsType0,
     )
+    from ..models.chat_completion_request_guided_json_type_0 import (
+        ChatCompletionRequestGuidedJsonType0,
+    )
     from ..models.chat_completion_request_logit_bias_type_0 import (
         ChatCompletionRequestLogitBiasType0,
     )
@@ -32,9 +35,6 @@ if TYPE_CHECKING:
     from ..models.chat_completion_request_reasoning_effort_type_0 import (
         ChatCompletionRequestReasoningEffortType0,
     )
-    from ..models.chat_completion_request_response_format_type_0 import (
-        ChatCompletionRequestResponseFormatType0,
-    )
     from ..models.chat_completion_request_tool_choice_type_0 import (
         ChatCompletionRequestToolChoiceType0,
     )
@@ -45,7 +45,11 @@ if TYPE_CHECKING:
         ChatCompletionRequestWebSearchOptionsType0,
     )
     from ..models.chat_message_in import ChatMessageIn
+    from ..models.response_format_type_0 import ResponseFormatType0
+    from ..models.response_format_type_1 import ResponseFormatType1
+    from ..models.response_format_type_2 import ResponseFormatType2
     from ..models.stream_options import StreamOptions
+    from ..models.structured_outputs import StructuredOutputs
 
 
 T = TypeVar("T", bound="ChatCompletionRequest")
@@ -62,6 +66,13 @@ class ChatCompletionRequest:
         frequency_penalty (float | None | Unset): -2 to 2.
         function_call (ChatCompletionRequestFunctionCallType0 | None | Unset): Not supported yet: refused with 400.
         functions (ChatCompletionRequestFunctionsType0 | None | Unset): Not supported yet: refused with 400.
+        guided_choice (list[str] | None | Unset): vLLM's older name for `structured_outputs.choice`.
+        guided_grammar (None | str | Unset): vLLM's older name for `structured_outputs.grammar` (llguidance's Lark
+            syntax).
+        guided_json (ChatCompletionRequestGuidedJsonType0 | None | Unset): vLLM's older name for
+            `structured_outputs.json`: a JSON schema (an object, or
+            its text).
+        guided_regex (None | str | Unset): vLLM's older name for `structured_outputs.regex`.
         ignore_eos (bool | None | Unset): vLLM: keep generating after EOS.
         logit_bias (ChatCompletionRequestLogitBiasType0 | None | Unset): Token id (as a string) to a bias from -100 to
             100.
@@ -80,13 +91,13 @@ class ChatCompletionRequest:
         reasoning_effort (ChatCompletionRequestReasoningEffortType0 | None | Unset): Not supported yet: refused with
             400.
         repetition_penalty (float | None | Unset): vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
-        response_format (ChatCompletionRequestResponseFormatType0 | None | Unset): Only `{"type": "text"}` is supported;
-            a JSON schema or JSON mode is refused with 400.
+        response_format (None | ResponseFormatType0 | ResponseFormatType1 | ResponseFormatType2 | Unset):
         seed (int | None | Unset): Makes sampling reproducible.
         stop (list[str] | None | str | Unset):
         stop_token_ids (list[int] | None | Unset): vLLM: token ids that end a choice.
         stream (bool | None | Unset): Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
         stream_options (None | StreamOptions | Unset):
+        structured_outputs (None | StructuredOutputs | Unset):
         temperature (float | None | Unset): 0 to 2; 0 is greedy. Default 1.
         tool_choice (ChatCompletionRequestToolChoiceType0 | None | Unset): Not supported yet: refused with 400.
         tools (ChatCompletionRequestToolsType0 | None | Unset): Not supported yet: refused with 400.
@@ -104,6 +115,10 @@ class ChatCompletionRequest:
     frequency_penalty: float | None | Unset = UNSET
     function_call: ChatCompletionRequestFunctionCallType0 | None | Unset = UNSET
     functions: ChatCompletionRequestFunctionsType0 | None | Unset = UNSET
+    guided_choice: list[str] | None | Unset = UNSET
+    guided_grammar: None | str | Unset = UNSET
+    guided_json: ChatCompletionRequestGuidedJsonType0 | None | Unset = UNSET
+    guided_regex: None | str | Unset = UNSET
     ignore_eos: bool | None | Unset = UNSET
     logit_bias: ChatCompletionRequestLogitBiasType0 | None | Unset = UNSET
     logprobs: bool | None | Unset = UNSET
@@ -121,12 +136,15 @@ class ChatCompletionRequest:
     priority: int | None | Unset = UNSET
     reasoning_effort: ChatCompletionRequestReasoningEffortType0 | None | Unset = UNSET
     repetition_penalty: float | None | Unset = UNSET
-    response_format: ChatCompletionRequestResponseFormatType0 | None | Unset = UNSET
+    response_format: (
+        None | ResponseFormatType0 | ResponseFormatType1 | ResponseFormatType2 | Unset
+    ) = UNSET
     seed: int | None | Unset = UNSET
     stop: list[str] | None | str | Unset = UNSET
     stop_token_ids: list[int] | None | Unset = UNSET
     stream: bool | None | Unset = UNSET
     stream_options: None | StreamOptions | Unset = UNSET
+    structured_outputs: None | StructuredOutputs | Unset = UNSET
     temperature: float | None | Unset = UNSET
     tool_choice: ChatCompletionRequestToolChoiceType0 | None | Unset = UNSET
     tools: ChatCompletionRequestToolsType0 | None | Unset = UNSET
@@ -148,6 +166,9 @@ class ChatCompletionRequest:
         from ..models.chat_completion_request_functions_type_0 import (
             ChatCompletionRequestFunctionsType0,
         )
+        from ..models.chat_completion_request_guided_json_type_0 import (
+            ChatCompletionRequestGuidedJsonType0,
+        )
         from ..models.chat_completion_request_logit_bias_type_0 import (
             ChatCompletionRequestLogitBiasType0,
         )
@@ -163,9 +184,6 @@ class ChatCompletionRequest:
         from ..models.chat_completion_request_reasoning_effort_type_0 import (
             ChatCompletionRequestReasoningEffortType0,
         )
-        from ..models.chat_completion_request_response_format_type_0 import (
-            ChatCompletionRequestResponseFormatType0,
-        )
         from ..models.chat_completion_request_tool_choice_type_0 import (
             ChatCompletionRequestToolChoiceType0,
         )
@@ -175,7 +193,11 @@ class ChatCompletionRequest:
         from ..models.chat_completion_request_web_search_options_type_0 import (
             ChatCompletionRequestWebSearchOptionsType0,
         )
+        from ..models.response_format_type_0 import ResponseFormatType0
+        from ..models.response_format_type_1 import ResponseFormatType1
+        from ..models.response_format_type_2 import ResponseFormatType2
         from ..models.stream_options import StreamOptions
+        from ..models.structured_outputs import StructuredOutputs
 
         messages = []
         for messages_item_data in self.messages:
@@ -213,6 +235,35 @@ class ChatCompletionRequest:
             functions = self.functions.to_dict()
         else:
             functions = self.functions
+
+        guided_choice: list[str] | None | Unset
+        if isinstance(self.guided_choice, Unset):
+            guided_choice = UNSET
+        elif isinstance(self.guided_choice, list):
+            guided_choice = self.guided_choice
+
+        else:
+            guided_choice = self.guided_choice
+
+        guided_grammar: None | str | Unset
+        if isinstance(self.guided_grammar, Unset):
+            guided_grammar = UNSET
+        else:
+            guided_grammar = self.guided_grammar
+
+        guided_json: dict[str, Any] | None | Unset
+        if isinstance(self.guided_json, Unset):
+            guided_json = UNSET
+        elif isinstance(self.guided_json, ChatCompletionRequestGuidedJsonType0):
+            guided_json = self.guided_json.to_dict()
+        else:
+            guided_json = self.guided_json
+
+        guided_regex: None | str | Unset
+        if isinstance(self.guided_regex, Unset):
+            guided_regex = UNSET
+        else:
+            guided_regex = self.guided_regex
 
         ignore_eos: bool | None | Unset
         if isinstance(self.ignore_eos, Unset):
@@ -321,7 +372,11 @@ class ChatCompletionRequest:
         response_format: dict[str, Any] | None | Unset
         if isinstance(self.response_format, Unset):
             response_format = UNSET
-        elif isinstance(self.response_format, ChatCompletionRequestResponseFormatType0):
+        elif (
+            isinstance(self.response_format, ResponseFormatType0)
+            or isinstance(self.response_format, ResponseFormatType1)
+            or isinstance(self.response_format, ResponseFormatType2)
+        ):
             response_format = self.response_format.to_dict()
         else:
             response_format = self.response_format
@@ -363,6 +418,14 @@ class ChatCompletionRequest:
             stream_options = self.stream_options.to_dict()
         else:
             stream_options = self.stream_options
+
+        structured_outputs: dict[str, Any] | None | Unset
+        if isinstance(self.structured_outputs, Unset):
+            structured_outputs = UNSET
+        elif isinstance(self.structured_outputs, StructuredOutputs):
+            structured_outputs = self.structured_outputs.to_dict()
+        else:
+            structured_outputs = self.structured_outputs
 
         temperature: float | None | Unset
         if isinstance(self.temperature, Unset):
@@ -436,6 +499,14 @@ class ChatCompletionRequest:
             field_dict["function_call"] = function_call
         if functions is not UNSET:
             field_dict["functions"] = functions
+        if guided_choice is not UNSET:
+            field_dict["guided_choice"] = guided_choice
+        if guided_grammar is not UNSET:
+            field_dict["guided_grammar"] = guided_grammar
+        if guided_json is not UNSET:
+            field_dict["guided_json"] = guided_json
+        if guided_regex is not UNSET:
+            field_dict["guided_regex"] = guided_regex
         if ignore_eos is not UNSET:
             field_dict["ignore_eos"] = ignore_eos
         if logit_bias is not UNSET:
@@ -478,6 +549,8 @@ class ChatCompletionRequest:
             field_dict["stream"] = stream
         if stream_options is not UNSET:
             field_dict["stream_options"] = stream_options
+        if structured_outputs is not UNSET:
+            field_dict["structured_outputs"] = structured_outputs
         if temperature is not UNSET:
             field_dict["temperature"] = temperature
         if tool_choice is not UNSET:
@@ -508,6 +581,9 @@ class ChatCompletionRequest:
         from ..models.chat_completion_request_functions_type_0 import (
             ChatCompletionRequestFunctionsType0,
         )
+        from ..models.chat_completion_request_guided_json_type_0 import (
+            ChatCompletionRequestGuidedJsonType0,
+        )
         from ..models.chat_completion_request_logit_bias_type_0 import (
             ChatCompletionRequestLogitBiasType0,
         )
@@ -523,9 +599,6 @@ class ChatCompletionRequest:
         from ..models.chat_completion_request_reasoning_effort_type_0 import (
             ChatCompletionRequestReasoningEffortType0,
         )
-        from ..models.chat_completion_request_response_format_type_0 import (
-            ChatCompletionRequestResponseFormatType0,
-        )
         from ..models.chat_completion_request_tool_choice_type_0 import (
             ChatCompletionRequestToolChoiceType0,
         )
@@ -536,7 +609,11 @@ class ChatCompletionRequest:
             ChatCompletionRequestWebSearchOptionsType0,
         )
         from ..models.chat_message_in import ChatMessageIn
+        from ..models.response_format_type_0 import ResponseFormatType0
+        from ..models.response_format_type_1 import ResponseFormatType1
+        from ..models.response_format_type_2 import ResponseFormatType2
         from ..models.stream_options import StreamOptions
+        from ..models.structured_outputs import StructuredOutputs
 
         d = dict(src_dict)
         messages = []
@@ -615,6 +692,62 @@ class ChatCompletionRequest:
             return cast(ChatCompletionRequestFunctionsType0 | None | Unset, data)
 
         functions = _parse_functions(d.pop("functions", UNSET))
+
+        def _parse_guided_choice(data: object) -> list[str] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                guided_choice_type_0 = cast(list[str], data)
+
+                return guided_choice_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[str] | None | Unset, data)
+
+        guided_choice = _parse_guided_choice(d.pop("guided_choice", UNSET))
+
+        def _parse_guided_grammar(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        guided_grammar = _parse_guided_grammar(d.pop("guided_grammar", UNSET))
+
+        def _parse_guided_json(
+            data: object,
+        ) -> ChatCompletionRequestGuidedJsonType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                guided_json_type_0 = ChatCompletionRequestGuidedJsonType0.from_dict(
+                    data
+                )
+
+                return guided_json_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChatCompletionRequestGuidedJsonType0 | None | Unset, data)
+
+        guided_json = _parse_guided_json(d.pop("guided_json", UNSET))
+
+        def _parse_guided_regex(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        guided_regex = _parse_guided_regex(d.pop("guided_regex", UNSET))
 
         def _parse_ignore_eos(data: object) -> bool | None | Unset:
             if data is None:
@@ -815,7 +948,13 @@ class ChatCompletionRequest:
 
         def _parse_response_format(
             data: object,
-        ) -> ChatCompletionRequestResponseFormatType0 | None | Unset:
+        ) -> (
+            None
+            | ResponseFormatType0
+            | ResponseFormatType1
+            | ResponseFormatType2
+            | Unset
+        ):
             if data is None:
                 return data
             if isinstance(data, Unset):
@@ -823,14 +962,41 @@ class ChatCompletionRequest:
             try:
                 if not isinstance(data, dict):
                     raise TypeError()
-                response_format_type_0 = (
-                    ChatCompletionRequestResponseFormatType0.from_dict(data)
+                componentsschemas_response_format_type_0 = (
+                    ResponseFormatType0.from_dict(data)
                 )
 
-                return response_format_type_0
+                return componentsschemas_response_format_type_0
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
-            return cast(ChatCompletionRequestResponseFormatType0 | None | Unset, data)
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_response_format_type_1 = (
+                    ResponseFormatType1.from_dict(data)
+                )
+
+                return componentsschemas_response_format_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_response_format_type_2 = (
+                    ResponseFormatType2.from_dict(data)
+                )
+
+                return componentsschemas_response_format_type_2
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(
+                None
+                | ResponseFormatType0
+                | ResponseFormatType1
+                | ResponseFormatType2
+                | Unset,
+                data,
+            )
 
         response_format = _parse_response_format(d.pop("response_format", UNSET))
 
@@ -902,6 +1068,25 @@ class ChatCompletionRequest:
             return cast(None | StreamOptions | Unset, data)
 
         stream_options = _parse_stream_options(d.pop("stream_options", UNSET))
+
+        def _parse_structured_outputs(data: object) -> None | StructuredOutputs | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                structured_outputs_type_1 = StructuredOutputs.from_dict(data)
+
+                return structured_outputs_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | StructuredOutputs | Unset, data)
+
+        structured_outputs = _parse_structured_outputs(
+            d.pop("structured_outputs", UNSET)
+        )
 
         def _parse_temperature(data: object) -> float | None | Unset:
             if data is None:
@@ -1018,6 +1203,10 @@ class ChatCompletionRequest:
             frequency_penalty=frequency_penalty,
             function_call=function_call,
             functions=functions,
+            guided_choice=guided_choice,
+            guided_grammar=guided_grammar,
+            guided_json=guided_json,
+            guided_regex=guided_regex,
             ignore_eos=ignore_eos,
             logit_bias=logit_bias,
             logprobs=logprobs,
@@ -1039,6 +1228,7 @@ class ChatCompletionRequest:
             stop_token_ids=stop_token_ids,
             stream=stream,
             stream_options=stream_options,
+            structured_outputs=structured_outputs,
             temperature=temperature,
             tool_choice=tool_choice,
             tools=tools,

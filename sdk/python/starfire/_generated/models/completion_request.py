@@ -8,10 +8,17 @@ from attrs import define as _attrs_define
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.completion_request_guided_json_type_0 import (
+        CompletionRequestGuidedJsonType0,
+    )
     from ..models.completion_request_logit_bias_type_0 import (
         CompletionRequestLogitBiasType0,
     )
+    from ..models.response_format_type_0 import ResponseFormatType0
+    from ..models.response_format_type_1 import ResponseFormatType1
+    from ..models.response_format_type_2 import ResponseFormatType2
     from ..models.stream_options import StreamOptions
+    from ..models.structured_outputs import StructuredOutputs
 
 
 T = TypeVar("T", bound="CompletionRequest")
@@ -28,6 +35,13 @@ class CompletionRequest:
         best_of (int | None | Unset): Only equal to `n` (or unset) is supported.
         echo (bool | None | Unset): Only `false` is supported.
         frequency_penalty (float | None | Unset): -2 to 2.
+        guided_choice (list[str] | None | Unset): vLLM's older name for `structured_outputs.choice`.
+        guided_grammar (None | str | Unset): vLLM's older name for `structured_outputs.grammar` (llguidance's Lark
+            syntax).
+        guided_json (CompletionRequestGuidedJsonType0 | None | Unset): vLLM's older name for `structured_outputs.json`:
+            a JSON schema (an object, or
+            its text).
+        guided_regex (None | str | Unset): vLLM's older name for `structured_outputs.regex`.
         ignore_eos (bool | None | Unset): vLLM: keep generating after EOS.
         logit_bias (CompletionRequestLogitBiasType0 | None | Unset): Token id (as a string) to a bias from -100 to 100.
         logprobs (int | None | Unset): Return log-probabilities of each token and of this many alternatives (0 to 20).
@@ -38,11 +52,13 @@ class CompletionRequest:
         presence_penalty (float | None | Unset): -2 to 2.
         priority (int | None | Unset): vLLM: lower runs earlier among this organization's requests (default 0).
         repetition_penalty (float | None | Unset): vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
+        response_format (None | ResponseFormatType0 | ResponseFormatType1 | ResponseFormatType2 | Unset):
         seed (int | None | Unset): Makes sampling reproducible.
         stop (list[str] | None | str | Unset):
         stop_token_ids (list[int] | None | Unset): vLLM: token ids that end a choice.
         stream (bool | None | Unset): Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
         stream_options (None | StreamOptions | Unset):
+        structured_outputs (None | StructuredOutputs | Unset):
         suffix (None | str | Unset): Not supported yet: refused with 400.
         temperature (float | None | Unset): 0 to 2; 0 is greedy. Default 1.
         top_k (int | None | Unset): vLLM: keep the `top_k` most likely tokens (0 or -1: all).
@@ -55,6 +71,10 @@ class CompletionRequest:
     best_of: int | None | Unset = UNSET
     echo: bool | None | Unset = UNSET
     frequency_penalty: float | None | Unset = UNSET
+    guided_choice: list[str] | None | Unset = UNSET
+    guided_grammar: None | str | Unset = UNSET
+    guided_json: CompletionRequestGuidedJsonType0 | None | Unset = UNSET
+    guided_regex: None | str | Unset = UNSET
     ignore_eos: bool | None | Unset = UNSET
     logit_bias: CompletionRequestLogitBiasType0 | None | Unset = UNSET
     logprobs: int | None | Unset = UNSET
@@ -65,11 +85,15 @@ class CompletionRequest:
     presence_penalty: float | None | Unset = UNSET
     priority: int | None | Unset = UNSET
     repetition_penalty: float | None | Unset = UNSET
+    response_format: (
+        None | ResponseFormatType0 | ResponseFormatType1 | ResponseFormatType2 | Unset
+    ) = UNSET
     seed: int | None | Unset = UNSET
     stop: list[str] | None | str | Unset = UNSET
     stop_token_ids: list[int] | None | Unset = UNSET
     stream: bool | None | Unset = UNSET
     stream_options: None | StreamOptions | Unset = UNSET
+    structured_outputs: None | StructuredOutputs | Unset = UNSET
     suffix: None | str | Unset = UNSET
     temperature: float | None | Unset = UNSET
     top_k: int | None | Unset = UNSET
@@ -77,10 +101,17 @@ class CompletionRequest:
     user: None | str | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.completion_request_guided_json_type_0 import (
+            CompletionRequestGuidedJsonType0,
+        )
         from ..models.completion_request_logit_bias_type_0 import (
             CompletionRequestLogitBiasType0,
         )
+        from ..models.response_format_type_0 import ResponseFormatType0
+        from ..models.response_format_type_1 import ResponseFormatType1
+        from ..models.response_format_type_2 import ResponseFormatType2
         from ..models.stream_options import StreamOptions
+        from ..models.structured_outputs import StructuredOutputs
 
         model = self.model
 
@@ -117,6 +148,35 @@ class CompletionRequest:
             frequency_penalty = UNSET
         else:
             frequency_penalty = self.frequency_penalty
+
+        guided_choice: list[str] | None | Unset
+        if isinstance(self.guided_choice, Unset):
+            guided_choice = UNSET
+        elif isinstance(self.guided_choice, list):
+            guided_choice = self.guided_choice
+
+        else:
+            guided_choice = self.guided_choice
+
+        guided_grammar: None | str | Unset
+        if isinstance(self.guided_grammar, Unset):
+            guided_grammar = UNSET
+        else:
+            guided_grammar = self.guided_grammar
+
+        guided_json: dict[str, Any] | None | Unset
+        if isinstance(self.guided_json, Unset):
+            guided_json = UNSET
+        elif isinstance(self.guided_json, CompletionRequestGuidedJsonType0):
+            guided_json = self.guided_json.to_dict()
+        else:
+            guided_json = self.guided_json
+
+        guided_regex: None | str | Unset
+        if isinstance(self.guided_regex, Unset):
+            guided_regex = UNSET
+        else:
+            guided_regex = self.guided_regex
 
         ignore_eos: bool | None | Unset
         if isinstance(self.ignore_eos, Unset):
@@ -180,6 +240,18 @@ class CompletionRequest:
         else:
             repetition_penalty = self.repetition_penalty
 
+        response_format: dict[str, Any] | None | Unset
+        if isinstance(self.response_format, Unset):
+            response_format = UNSET
+        elif (
+            isinstance(self.response_format, ResponseFormatType0)
+            or isinstance(self.response_format, ResponseFormatType1)
+            or isinstance(self.response_format, ResponseFormatType2)
+        ):
+            response_format = self.response_format.to_dict()
+        else:
+            response_format = self.response_format
+
         seed: int | None | Unset
         if isinstance(self.seed, Unset):
             seed = UNSET
@@ -217,6 +289,14 @@ class CompletionRequest:
             stream_options = self.stream_options.to_dict()
         else:
             stream_options = self.stream_options
+
+        structured_outputs: dict[str, Any] | None | Unset
+        if isinstance(self.structured_outputs, Unset):
+            structured_outputs = UNSET
+        elif isinstance(self.structured_outputs, StructuredOutputs):
+            structured_outputs = self.structured_outputs.to_dict()
+        else:
+            structured_outputs = self.structured_outputs
 
         suffix: None | str | Unset
         if isinstance(self.suffix, Unset):
@@ -262,6 +342,14 @@ class CompletionRequest:
             field_dict["echo"] = echo
         if frequency_penalty is not UNSET:
             field_dict["frequency_penalty"] = frequency_penalty
+        if guided_choice is not UNSET:
+            field_dict["guided_choice"] = guided_choice
+        if guided_grammar is not UNSET:
+            field_dict["guided_grammar"] = guided_grammar
+        if guided_json is not UNSET:
+            field_dict["guided_json"] = guided_json
+        if guided_regex is not UNSET:
+            field_dict["guided_regex"] = guided_regex
         if ignore_eos is not UNSET:
             field_dict["ignore_eos"] = ignore_eos
         if logit_bias is not UNSET:
@@ -282,6 +370,8 @@ class CompletionRequest:
             field_dict["priority"] = priority
         if repetition_penalty is not UNSET:
             field_dict["repetition_penalty"] = repetition_penalty
+        if response_format is not UNSET:
+            field_dict["response_format"] = response_format
         if seed is not UNSET:
             field_dict["seed"] = seed
         if stop is not UNSET:
@@ -292,6 +382,8 @@ class CompletionRequest:
             field_dict["stream"] = stream
         if stream_options is not UNSET:
             field_dict["stream_options"] = stream_options
+        if structured_outputs is not UNSET:
+            field_dict["structured_outputs"] = structured_outputs
         if suffix is not UNSET:
             field_dict["suffix"] = suffix
         if temperature is not UNSET:
@@ -307,10 +399,17 @@ class CompletionRequest:
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
+        from ..models.completion_request_guided_json_type_0 import (
+            CompletionRequestGuidedJsonType0,
+        )
         from ..models.completion_request_logit_bias_type_0 import (
             CompletionRequestLogitBiasType0,
         )
+        from ..models.response_format_type_0 import ResponseFormatType0
+        from ..models.response_format_type_1 import ResponseFormatType1
+        from ..models.response_format_type_2 import ResponseFormatType2
         from ..models.stream_options import StreamOptions
+        from ..models.structured_outputs import StructuredOutputs
 
         d = dict(src_dict)
         model = d.pop("model")
@@ -383,6 +482,60 @@ class CompletionRequest:
             return cast(float | None | Unset, data)
 
         frequency_penalty = _parse_frequency_penalty(d.pop("frequency_penalty", UNSET))
+
+        def _parse_guided_choice(data: object) -> list[str] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                guided_choice_type_0 = cast(list[str], data)
+
+                return guided_choice_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[str] | None | Unset, data)
+
+        guided_choice = _parse_guided_choice(d.pop("guided_choice", UNSET))
+
+        def _parse_guided_grammar(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        guided_grammar = _parse_guided_grammar(d.pop("guided_grammar", UNSET))
+
+        def _parse_guided_json(
+            data: object,
+        ) -> CompletionRequestGuidedJsonType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                guided_json_type_0 = CompletionRequestGuidedJsonType0.from_dict(data)
+
+                return guided_json_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CompletionRequestGuidedJsonType0 | None | Unset, data)
+
+        guided_json = _parse_guided_json(d.pop("guided_json", UNSET))
+
+        def _parse_guided_regex(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        guided_regex = _parse_guided_regex(d.pop("guided_regex", UNSET))
 
         def _parse_ignore_eos(data: object) -> bool | None | Unset:
             if data is None:
@@ -486,6 +639,60 @@ class CompletionRequest:
             d.pop("repetition_penalty", UNSET)
         )
 
+        def _parse_response_format(
+            data: object,
+        ) -> (
+            None
+            | ResponseFormatType0
+            | ResponseFormatType1
+            | ResponseFormatType2
+            | Unset
+        ):
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_response_format_type_0 = (
+                    ResponseFormatType0.from_dict(data)
+                )
+
+                return componentsschemas_response_format_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_response_format_type_1 = (
+                    ResponseFormatType1.from_dict(data)
+                )
+
+                return componentsschemas_response_format_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_response_format_type_2 = (
+                    ResponseFormatType2.from_dict(data)
+                )
+
+                return componentsschemas_response_format_type_2
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(
+                None
+                | ResponseFormatType0
+                | ResponseFormatType1
+                | ResponseFormatType2
+                | Unset,
+                data,
+            )
+
+        response_format = _parse_response_format(d.pop("response_format", UNSET))
+
         def _parse_seed(data: object) -> int | None | Unset:
             if data is None:
                 return data
@@ -555,6 +762,25 @@ class CompletionRequest:
 
         stream_options = _parse_stream_options(d.pop("stream_options", UNSET))
 
+        def _parse_structured_outputs(data: object) -> None | StructuredOutputs | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                structured_outputs_type_1 = StructuredOutputs.from_dict(data)
+
+                return structured_outputs_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | StructuredOutputs | Unset, data)
+
+        structured_outputs = _parse_structured_outputs(
+            d.pop("structured_outputs", UNSET)
+        )
+
         def _parse_suffix(data: object) -> None | str | Unset:
             if data is None:
                 return data
@@ -606,6 +832,10 @@ class CompletionRequest:
             best_of=best_of,
             echo=echo,
             frequency_penalty=frequency_penalty,
+            guided_choice=guided_choice,
+            guided_grammar=guided_grammar,
+            guided_json=guided_json,
+            guided_regex=guided_regex,
             ignore_eos=ignore_eos,
             logit_bias=logit_bias,
             logprobs=logprobs,
@@ -616,11 +846,13 @@ class CompletionRequest:
             presence_penalty=presence_penalty,
             priority=priority,
             repetition_penalty=repetition_penalty,
+            response_format=response_format,
             seed=seed,
             stop=stop,
             stop_token_ids=stop_token_ids,
             stream=stream,
             stream_options=stream_options,
+            structured_outputs=structured_outputs,
             suffix=suffix,
             temperature=temperature,
             top_k=top_k,

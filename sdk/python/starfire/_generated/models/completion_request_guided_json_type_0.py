@@ -6,12 +6,15 @@ from typing import Any, Self, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-T = TypeVar("T", bound="ChatCompletionRequestResponseFormatType0")
+T = TypeVar("T", bound="CompletionRequestGuidedJsonType0")
 
 
 @_attrs_define
-class ChatCompletionRequestResponseFormatType0:
-    """Only `{"type": "text"}` is supported; a JSON schema or JSON mode is refused with 400."""
+class CompletionRequestGuidedJsonType0:
+    """vLLM's older name for `structured_outputs.json`: a JSON schema (an object, or
+    its text).
+
+    """
 
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -25,10 +28,10 @@ class ChatCompletionRequestResponseFormatType0:
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         d = dict(src_dict)
-        chat_completion_request_response_format_type_0 = cls()
+        completion_request_guided_json_type_0 = cls()
 
-        chat_completion_request_response_format_type_0.additional_properties = d
-        return chat_completion_request_response_format_type_0
+        completion_request_guided_json_type_0.additional_properties = d
+        return completion_request_guided_json_type_0
 
     @property
     def additional_keys(self) -> list[str]:

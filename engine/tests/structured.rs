@@ -1,0 +1,157 @@
+//! Structured outputs over the default model's vocabulary: what the masks allow, step by step,
+//! and greedy decoding under a JSON schema with the real model.
+
+use std::sync::OnceLock;
+
+use engine::sampling::{sample, SampleContext, SamplingParams};
+use engine::structured::apply_mask;
+use engine::{ChatMessage, KvCache, Model, StepBatch};
+use protocol::StructuredOutput;
+use serde_json::json;
+
+fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let path =
+            engine::model_cache::find_default_model().expect("run `starfire model fetch` first");
+        Model::load(&path).expect("load the default model")
+    })
+}
+
+fn choice(options: &[&str]) -> StructuredOutput {
+    StructuredOutput::Choice {
+        options: options.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn a_choice_allows_only_its_options_then_only_eos() {
+    let tok = &model().tokenizer;
+    let grammars = tok.grammars().unwrap();
+    let mut c = grammars.constraint(&choice(&["yes", "no"])).unwrap();
+    let mask = c.mask().unwrap();
+    let eos = tok.eos_token_ids()[0];
+    assert!(!mask.is_allowed(eos), "nothing was written yet");
+    let yes = tok.encode("yes", false).unwrap();
+    let maybe = tok.encode("maybe", false).unwrap();
+    assert!(mask.is_allowed(yes[0]));
+    assert!(!mask.is_allowed(maybe[0]));
+    c.advance(&yes).unwrap();
+    let mask = c.mask().unwrap();
+    assert!(mask.is_allowed(eos), "the option is complete");
+    for id in 0..tok.vocab_size() as u32 {
+        if !tok.eos_token_ids().contains(&id) {
+            assert!(!mask.is_allowed(id), "{id} after a complete option");
+        }
+    }
+    // A token the grammar refuses is an error, not a silent pass.
+    let mut c = grammars.constraint(&choice(&["yes", "no"])).unwrap();
+    assert!(c.advance(&maybe).is_err());
+
+    let mut logits = vec![0.0f32; model().config.vocab_size];
+    apply_mask(&mut logits, &mask);
+    let open: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
+    assert_eq!(
+        open,
+        tok.eos_token_ids()
+            .iter()
+            .map(|&i| i as usize)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn what_cannot_be_enforced_is_named() {
+    let grammars = model().tokenizer.grammars().unwrap();
+    let unique = StructuredOutput::JsonSchema {
+        schema: json!({"type": "array", "uniqueItems": true}),
+    };
+    let err = grammars.check(&unique, "response_format").unwrap_err();
+    assert_eq!(err.field, "response_format");
+    assert!(err.message.contains("uniqueItems"), "{}", err.message);
+    let bad = StructuredOutput::Regex {
+        pattern: "(unclosed".into(),
+    };
+    assert!(grammars.check(&bad, "guided_regex").is_err());
+    let ok = StructuredOutput::JsonSchema {
+        schema: json!({"type": "object", "properties": {"a": {"type": "integer"}}}),
+    };
+    grammars.check(&ok, "response_format").unwrap();
+}
+
+/// Greedy decoding with the mask applied, one sequence, straight through the model.
+fn constrained_greedy(spec: &StructuredOutput, user: &str, max_tokens: usize) -> (String, bool) {
+    let model = model();
+    let text = model
+        .chat_template
+        .as_ref()
+        .unwrap()
+        .render(&[ChatMessage::new("user", user)], true)
+        .unwrap();
+    let prompt = model.tokenizer.encode(&text, true).unwrap();
+    let block_size = 16;
+    let blocks = (prompt.len() + max_tokens).div_ceil(block_size) + 1;
+    let mut cache: KvCache = model.new_kv_cache(block_size, blocks).unwrap();
+    let table: Vec<u32> = (0..blocks as u32).collect();
+    let mut constraint = model
+        .tokenizer
+        .grammars()
+        .unwrap()
+        .constraint(spec)
+        .unwrap();
+    let eos = model.tokenizer.eos_token_ids().to_vec();
+    let params = SamplingParams::greedy(max_tokens);
+    let mut output: Vec<u32> = Vec::new();
+    let mut step =
+        engine::SequenceStep::contiguous(prompt.clone(), 0, table.clone(), block_size, true);
+    for _ in 0..max_tokens {
+        let mut logits = model
+            .step(&mut cache, &StepBatch { seqs: vec![step] })
+            .unwrap();
+        constraint.advance(&output).unwrap();
+        let mask = constraint.mask().unwrap();
+        let ctx = SampleContext {
+            prompt_tokens: &prompt,
+            output_tokens: &output,
+            eos_token_ids: &eos,
+            seed: 0,
+            mask: Some(&mask),
+        };
+        let token = sample(&mut logits[0], &params, &ctx).token;
+        if eos.contains(&token) {
+            return (model.tokenizer.decode(&output, true).unwrap(), true);
+        }
+        output.push(token);
+        let pos = prompt.len() + output.len() - 1;
+        step = engine::SequenceStep::contiguous(vec![token], pos, table.clone(), block_size, true);
+    }
+    (model.tokenizer.decode(&output, true).unwrap(), false)
+}
+
+#[test]
+fn greedy_decoding_under_a_schema_gives_valid_compact_json() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 20},
+            "population": {"type": "integer", "minimum": 0},
+            "capital": {"type": "boolean"}
+        },
+        "required": ["city", "population", "capital"],
+        "additionalProperties": false
+    });
+    let spec = StructuredOutput::JsonSchema { schema };
+    let (text, ended) = constrained_greedy(&spec, "Describe Paris as JSON.", 80);
+    assert!(ended, "the grammar ends the output: {text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(
+        v["city"].is_string() && v["population"].is_u64() && v["capital"].is_boolean(),
+        "{text}"
+    );
+    // Compact separators, no other whitespace outside strings.
+    assert!(text.starts_with("{\"city\": "), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+}
