@@ -298,7 +298,7 @@ async fn invalid_requests_name_the_field() {
         json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
     ))
     .await
-    .expect_error(400, Some("response_format"));
+    .expect_error(400, Some("response_format.json_schema.name"));
     post(chat(json!({"response_format": {"type": "text"}})))
         .await
         .expect(200);

@@ -339,6 +339,28 @@ async fn a_model_served_by_workers() {
     assert_eq!(row.completion_tokens, 9);
     assert_eq!(row.status, UsageStatus::Completed);
 
+    // A structured output travels in the sampling parameters and the worker enforces it: the
+    // same answer as in process.
+    let mut body = chat(40, false);
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "c",
+        "schema": {"type": "object", "properties": {"colour": {"enum": ["red", "green"]}},
+                   "required": ["colour"], "additionalProperties": false}}});
+    let want = reference
+        .post("/v1/chat/completions", Some(&reference_key), body.clone())
+        .await
+        .expect(200);
+    let got = app
+        .post("/v1/chat/completions", Some(&key), body)
+        .await
+        .expect(200);
+    assert_eq!(got["choices"][0]["message"], want["choices"][0]["message"]);
+    let colour: Value =
+        serde_json::from_str(got["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(
+        colour["colour"] == "red" || colour["colour"] == "green",
+        "{got}"
+    );
+
     // Embeddings through a worker equal the in-process ones.
     let input = json!({"model": DEFAULT_MODEL_ID, "input": ["a red fox", "blue"]});
     let here = reference

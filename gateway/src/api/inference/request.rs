@@ -339,6 +339,9 @@ pub enum ResponseFormat {
 #[serde(deny_unknown_fields)]
 pub struct JsonSchemaFormat {
     /// 1 to 64 letters, digits, underscores and dashes.
+    // Read as empty when missing, so that the error names `response_format.json_schema.name`.
+    #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
     pub description: Option<String>,
     /// The JSON Schema (draft 2020-12 keywords; a keyword Starfire cannot enforce is a 400
