@@ -155,3 +155,33 @@ fn greedy_decoding_under_a_schema_gives_valid_compact_json() {
     assert!(text.starts_with("{\"city\": "), "{text}");
     assert!(!text.contains('\n'), "{text}");
 }
+
+/// `min_tokens` holds back EOS, but a grammar that is complete allows nothing else: the
+/// grammar wins, so the output stays valid.
+#[test]
+fn a_complete_grammar_ends_even_before_min_tokens() {
+    let tok = &model().tokenizer;
+    let mut c = tok
+        .grammars()
+        .unwrap()
+        .constraint(&choice(&["yes"]))
+        .unwrap();
+    let yes = tok.encode("yes", false).unwrap();
+    c.advance(&yes).unwrap();
+    let mask = c.mask().unwrap();
+    let eos = tok.eos_token_ids().to_vec();
+    let params = SamplingParams {
+        min_tokens: 10,
+        ..SamplingParams::greedy(16)
+    };
+    let mut logits = vec![0.0f32; model().config.vocab_size];
+    let ctx = SampleContext {
+        prompt_tokens: &[],
+        output_tokens: &yes,
+        eos_token_ids: &eos,
+        seed: 0,
+        mask: Some(&mask),
+    };
+    let token = sample(&mut logits, &params, &ctx).token;
+    assert!(eos.contains(&token), "{token} is not EOS");
+}
