@@ -50,7 +50,7 @@ impl TokenizerEnv for Env {
 /// The grammar compiler of one vocabulary.
 pub struct Grammars {
     factory: ParserFactory,
-    eos_token_ids: Vec<u32>,
+    eos_token_ids: Arc<[u32]>,
     /// (specification as JSON, fresh matcher), most recently used last.
     cache: Mutex<VecDeque<(String, Matcher)>>,
 }
@@ -96,7 +96,7 @@ impl Grammars {
         };
         Ok(Self {
             factory,
-            eos_token_ids,
+            eos_token_ids: eos_token_ids.into(),
             cache: Mutex::new(VecDeque::new()),
         })
     }
@@ -203,7 +203,7 @@ pub struct Constraint {
     matcher: Matcher,
     /// How many of the sequence's output tokens the matcher has consumed.
     consumed: usize,
-    eos_token_ids: Vec<u32>,
+    eos_token_ids: Arc<[u32]>,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -252,7 +252,7 @@ impl Constraint {
 pub struct Mask {
     allowed: SimpleVob,
     eos_allowed: bool,
-    eos_token_ids: Vec<u32>,
+    eos_token_ids: Arc<[u32]>,
 }
 
 impl Mask {

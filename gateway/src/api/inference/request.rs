@@ -190,31 +190,15 @@ macro_rules! generation_request {
                 if let Some(so) = &self.structured_outputs {
                     given.extend(so.to_structured()?);
                 }
-                if let Some(schema) = &self.guided_json {
-                    given.push((schema_value(schema, "guided_json")?, "guided_json"));
-                }
-                if let Some(pattern) = &self.guided_regex {
-                    given.push((
-                        StructuredOutput::Regex {
-                            pattern: pattern.clone(),
-                        },
-                        "guided_regex",
-                    ));
-                }
-                if let Some(options) = &self.guided_choice {
-                    given.push((
-                        StructuredOutput::Choice {
-                            options: options.clone(),
-                        },
-                        "guided_choice",
-                    ));
-                }
-                if let Some(lark) = &self.guided_grammar {
-                    given.push((
-                        StructuredOutput::Grammar { lark: lark.clone() },
-                        "guided_grammar",
-                    ));
-                }
+                given.extend(vllm_constraints(
+                    VllmFields {
+                        json: self.guided_json.as_ref(),
+                        regex: self.guided_regex.as_ref(),
+                        choice: self.guided_choice.as_ref(),
+                        grammar: self.guided_grammar.as_ref(),
+                    },
+                    ["guided_json", "guided_regex", "guided_choice", "guided_grammar"],
+                )?);
                 if given.len() > 1 {
                     return Err(ApiError::field(
                         given[1].1,
@@ -394,34 +378,20 @@ pub struct StructuredOutputs {
 
 impl StructuredOutputs {
     fn to_structured(&self) -> Result<Vec<(StructuredOutput, &'static str)>, ApiError> {
-        let mut given = Vec::new();
-        if let Some(schema) = &self.json {
-            given.push((
-                schema_value(schema, "structured_outputs.json")?,
+        let mut given = vllm_constraints(
+            VllmFields {
+                json: self.json.as_ref(),
+                regex: self.regex.as_ref(),
+                choice: self.choice.as_ref(),
+                grammar: self.grammar.as_ref(),
+            },
+            [
                 "structured_outputs.json",
-            ));
-        }
-        if let Some(pattern) = &self.regex {
-            let pattern = pattern.clone();
-            given.push((
-                StructuredOutput::Regex { pattern },
                 "structured_outputs.regex",
-            ));
-        }
-        if let Some(options) = &self.choice {
-            let options = options.clone();
-            given.push((
-                StructuredOutput::Choice { options },
                 "structured_outputs.choice",
-            ));
-        }
-        if let Some(lark) = &self.grammar {
-            let lark = lark.clone();
-            given.push((
-                StructuredOutput::Grammar { lark },
                 "structured_outputs.grammar",
-            ));
-        }
+            ],
+        )?;
         if self.json_object == Some(true) {
             given.push((
                 StructuredOutput::JsonObject,
@@ -436,6 +406,40 @@ impl StructuredOutputs {
         }
         Ok(given)
     }
+}
+
+/// vLLM's four constraint fields, as `structured_outputs.*` or as the older `guided_*`.
+struct VllmFields<'a> {
+    json: Option<&'a Value>,
+    regex: Option<&'a String>,
+    choice: Option<&'a Vec<String>>,
+    grammar: Option<&'a String>,
+}
+
+/// The constraints among `f`, each with its field's name (`names`: json, regex, choice,
+/// grammar, in that order).
+fn vllm_constraints(
+    f: VllmFields<'_>,
+    names: [&'static str; 4],
+) -> Result<Vec<(StructuredOutput, &'static str)>, ApiError> {
+    let [json, regex, choice, grammar] = names;
+    let mut given = Vec::new();
+    if let Some(schema) = f.json {
+        given.push((schema_value(schema, json)?, json));
+    }
+    if let Some(pattern) = f.regex {
+        let pattern = pattern.clone();
+        given.push((StructuredOutput::Regex { pattern }, regex));
+    }
+    if let Some(options) = f.choice {
+        let options = options.clone();
+        given.push((StructuredOutput::Choice { options }, choice));
+    }
+    if let Some(lark) = f.grammar {
+        let lark = lark.clone();
+        given.push((StructuredOutput::Grammar { lark }, grammar));
+    }
+    Ok(given)
 }
 
 /// A JSON schema given as an object or as its text.
