@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use engine::Model;
-use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
+use scheduler::model_executor::{config_for_model, spawn_engine};
 use scheduler::{EngineLoop, SchedulerConfig, SchedulerError};
 
 pub use protocol::{
@@ -123,12 +123,7 @@ impl InProcessBackend {
         for (options, model) in models {
             let config = config_for_model(&model, options.scheduler, options.kv_cache_memory);
             let max_model_len = config.max_model_len;
-            let m = model.clone();
-            let c = config.clone();
-            let engine = EngineLoop::spawn_with(config, detokenizer_for(&model), move || {
-                EngineExecutor::new(m, &c)
-            })
-            .map_err(|e| (options.name.clone(), e))?;
+            let engine = spawn_engine(&model, config).map_err(|e| (options.name.clone(), e))?;
             served.push(Arc::new(InProcessModel {
                 name: options.name,
                 created,

@@ -13,6 +13,7 @@ use crate::config::{KvCacheShape, SchedulerConfig};
 use crate::detokenizer::{Detokenizer, OffsetDetokenizer, TokenDecoder};
 use crate::executor::{ExecutorError, ModelExecutor, SampledToken, StepPlan};
 use crate::request::SeqId;
+use crate::{EngineLoop, SchedulerError};
 
 /// Runs each step's batch through the model and samples one token per sampled sequence.
 ///
@@ -202,4 +203,16 @@ pub fn config_for_model(
         .max_model_len
         .min(model.config.max_position_embeddings);
     config
+}
+
+/// An engine loop running `model` with `config` (from [`config_for_model`]): the scheduler in
+/// front of an [`EngineExecutor`] and the model's tokenizer as the detokenizer.
+pub fn spawn_engine(
+    model: &Arc<Model>,
+    config: SchedulerConfig,
+) -> Result<EngineLoop, SchedulerError> {
+    let (m, c) = (model.clone(), config.clone());
+    EngineLoop::spawn_with(config, detokenizer_for(model), move || {
+        EngineExecutor::new(m, &c)
+    })
 }

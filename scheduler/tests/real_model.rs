@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use engine::{Model, SamplingParams};
-use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
+use scheduler::model_executor::{config_for_model, spawn_engine};
 use scheduler::{EngineLoop, NewRequest, SchedulerConfig, Usage};
 
 fn model() -> Arc<Model> {
@@ -18,12 +18,7 @@ fn start(model: &Arc<Model>, prefix_caching: bool) -> EngineLoop {
         ..SchedulerConfig::default()
     };
     let config = config_for_model(model, base, 64 << 20);
-    let m = model.clone();
-    let c = config.clone();
-    EngineLoop::spawn_with(config, detokenizer_for(model), move || {
-        EngineExecutor::new(m, &c)
-    })
-    .unwrap()
+    spawn_engine(model, config).unwrap()
 }
 
 /// Runs one request to the end; returns its tokens, text and usage.

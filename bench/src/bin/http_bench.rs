@@ -31,8 +31,8 @@ use engine::{ChatMessage, Model, SamplingParams};
 use gateway::inference::InProcessBackend;
 use gateway::worker::WorkerState;
 use scheduler::load::{run_closed_loop, LoadReport};
-use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
-use scheduler::{EngineLoop, NewRequest, SchedulerConfig};
+use scheduler::model_executor::{config_for_model, spawn_engine};
+use scheduler::{NewRequest, SchedulerConfig};
 use serde_json::{json, Value};
 use starfire_bench::percentile;
 
@@ -232,10 +232,7 @@ fn in_process(
     opts: &Options,
 ) -> anyhow::Result<LoadReport> {
     let config = config_for_model(model, scheduler_config(), KV_CACHE_MEMORY);
-    let (m, c) = (model.clone(), config.clone());
-    let engine = EngineLoop::spawn_with(config, detokenizer_for(model), move || {
-        EngineExecutor::new(m, &c)
-    })?;
+    let engine = spawn_engine(model, config)?;
     let per_client = opts.requests_per_client;
     let report = run_closed_loop(&engine, opts.compare_at, per_client, |client, i| {
         let params = SamplingParams {

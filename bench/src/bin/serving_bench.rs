@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use engine::{Model, SamplingParams};
 use scheduler::load::run_closed_loop;
-use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
-use scheduler::{EngineLoop, NewRequest, SchedulerConfig};
+use scheduler::model_executor::{config_for_model, spawn_engine};
+use scheduler::{NewRequest, SchedulerConfig};
 use serde_json::json;
 
 /// llama-server -np 16, 16 concurrent chats, 128 output tokens (tests/golden/README.md).
@@ -49,10 +49,7 @@ fn main() -> anyhow::Result<()> {
         ..SchedulerConfig::default()
     };
     let config = config_for_model(&model, base, 512 << 20);
-    let (m, c) = (model.clone(), config.clone());
-    let engine = EngineLoop::spawn_with(config, detokenizer_for(&model), move || {
-        EngineExecutor::new(m, &c)
-    })?;
+    let engine = spawn_engine(&model, config)?;
 
     let mut runs = Vec::new();
     for &concurrency in &levels {

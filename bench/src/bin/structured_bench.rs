@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use engine::structured::{Constraint, StructuredOutput};
 use engine::{Model, SamplingParams};
-use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
+use scheduler::model_executor::{config_for_model, spawn_engine};
 use scheduler::{EngineLoop, FinishReason, NewRequest, SchedulerConfig};
 use serde_json::json;
 use starfire_bench::percentile;
@@ -146,10 +146,7 @@ fn main() -> anyhow::Result<()> {
         ..SchedulerConfig::default()
     };
     let config = config_for_model(&model, base, 512 << 20);
-    let (m, c) = (model.clone(), config.clone());
-    let engine = EngineLoop::spawn_with(config, detokenizer_for(&model), move || {
-        EngineExecutor::new(m, &c)
-    })?;
+    let engine = spawn_engine(&model, config)?;
     let grammars = model.tokenizer.grammars()?;
     // The first compile of the schema happens here, not inside the first timed round.
     grammars
