@@ -379,7 +379,14 @@ pub async fn playground(state: web::Data<AppState>, req: HttpRequest) -> PageRes
                 @if models.is_empty() {
                     p.error role="alert" { "No model is loaded. Run `starfire model fetch`, then restart `starfire serve`." }
                 }
-                p.muted { "Requests here run as you (this console session), not as an API key." }
+                p.muted { "Requests here run as you (this console session), not as an API key. Each message continues the conversation; tool calls are shown with a box for the tool's result." }
+                h2 { "Conversation" }
+                ol #conversation.conversation aria-live="polite" {}
+                form #tool-results.stack hidden {
+                    h3 { "Tool calls" }
+                    div #tool-calls {}
+                    div { button #send-results type="submit" { "Send tool results" } }
+                }
                 form #playground.stack data-token=(token) {
                     div {
                         label for="model" { "Model" }
@@ -393,8 +400,25 @@ pub async fn playground(state: web::Data<AppState>, req: HttpRequest) -> PageRes
                         div { label for="top_p" { "Top p" } input #top_p type="number" name="top_p" min="0" max="1" step="0.05" value="1"; }
                     }
                     div { label for="system" { "System message (optional)" } textarea #system name="system" rows="2" {} }
+                    fieldset {
+                        legend { "Output" }
+                        div { input #json_mode type="checkbox" name="json_mode"; " " label for="json_mode" { "JSON output" } }
+                        div { label for="schema" { "JSON schema (optional; empty: any JSON object)" } textarea #schema name="schema" rows="3" placeholder=r#"{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}"# {} }
+                    }
+                    fieldset {
+                        legend { "Tools" }
+                        div { label for="tools" { "Functions the model may call (optional): a JSON array of tools" } textarea #tools name="tools" rows="4" placeholder=r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]"# {} }
+                        div {
+                            label for="tool_choice" { "Tool choice" }
+                            select #tool_choice name="tool_choice" {
+                                option value="auto" { "auto" }
+                                option value="required" { "required" }
+                                option value="none" { "none" }
+                            }
+                        }
+                    }
                     div { label for="prompt" { "Message" } textarea #prompt name="prompt" required { "Write one sentence about the sea." } }
-                    div { button type="submit" { "Send" } }
+                    div.actions { button type="submit" { "Send" } " " button.secondary #reset type="button" { "New conversation" } }
                 }
                 h2 { "Answer" }
                 p #status role="status" aria-live="polite" { "Ready." }

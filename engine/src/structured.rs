@@ -20,6 +20,7 @@ use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenizerEnv};
 use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
 use protocol::InvalidParam;
 pub use protocol::StructuredOutput;
+use protocol::{ToolAnswer, ToolDefinition};
 
 use crate::error::{EngineError, Result};
 use crate::tokenizer::Tokenizer;
@@ -176,11 +177,65 @@ fn top_level_grammar(spec: &StructuredOutput) -> TopLevelGrammar {
             TopLevelGrammar::from_regex(&format!("(?:{})", alternatives.join("|")))
         }
         StructuredOutput::Grammar { lark } => TopLevelGrammar::from_lark(lark.clone()),
+        StructuredOutput::ToolCalls {
+            functions,
+            answer,
+            parallel,
+        } => TopLevelGrammar::from_lark(tool_calls_lark(functions, answer, *parallel)),
     }
 }
 
+/// The hermes tool-call format as a Lark grammar: each call is `<tool_call>\n` + a JSON
+/// object `{"name": <one of the functions>, "arguments": <valid against its parameters>}` +
+/// `\n</tool_call>`. With `ToolAnswer::Auto` the answer is free text without `<tool_call>`
+/// in it, or text that ends in the first `<tool_call>`, whose call then follows: the grammar
+/// only binds once a call has begun.
+fn tool_calls_lark(functions: &[ToolDefinition], answer: &ToolAnswer, parallel: bool) -> String {
+    let calls: Vec<serde_json::Value> = functions
+        .iter()
+        .map(|f| {
+            let parameters = match &f.parameters {
+                serde_json::Value::Bool(true) => serde_json::json!({}),
+                other => other.clone(),
+            };
+            serde_json::json!({
+                "type": "object",
+                "properties": {"name": {"const": f.name}, "arguments": parameters},
+                "required": ["name", "arguments"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    let call_schema = compact_json_schema(serde_json::json!({ "anyOf": calls }));
+    let more = if parallel { " (\"\\n\" call)*" } else { "" };
+    let start = match answer {
+        ToolAnswer::Required => format!("start: call{more}"),
+        ToolAnswer::Auto => format!(
+            "start: TEXT | PRE body{more}\n\
+             TEXT: /(?s:.*)/ & ~/(?s:.*<tool_call>.*)/\n\
+             PRE: /(?s:.*)<tool_call>/ & ~/(?s:.*<tool_call>.+)/"
+        ),
+        ToolAnswer::AutoJson { schema } => format!(
+            "start: answer | call{more}\nanswer: %json {}",
+            compact_json_schema(schema.clone())
+        ),
+    };
+    format!(
+        "%llguidance {{}}\n{start}\n\
+         call: \"<tool_call>\" body\n\
+         body: \"\\n\" arguments \"\\n</tool_call>\"\n\
+         arguments: %json {call_schema}\n"
+    )
+}
+
 /// A JSON Schema grammar with compact separators and no free whitespace.
-fn json_grammar(mut schema: serde_json::Value) -> TopLevelGrammar {
+fn json_grammar(schema: serde_json::Value) -> TopLevelGrammar {
+    TopLevelGrammar::from_json_schema(compact_json_schema(schema))
+}
+
+/// `schema` with llguidance's options for compact JSON: Python's separators, no free
+/// whitespace (a schema's own `x-guidance` is replaced).
+fn compact_json_schema(mut schema: serde_json::Value) -> serde_json::Value {
     if schema == serde_json::Value::Bool(true) {
         schema = serde_json::json!({});
     }
@@ -194,7 +249,7 @@ fn json_grammar(mut schema: serde_json::Value) -> TopLevelGrammar {
         object.remove("x-guidance");
         options.apply_to(&mut schema);
     }
-    TopLevelGrammar::from_json_schema(schema)
+    schema
 }
 
 /// One sequence's grammar state.

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use engine::sampling::{sample, SampleContext, SamplingParams};
 use engine::structured::apply_mask;
 use engine::{ChatMessage, KvCache, Model, StepBatch};
-use protocol::StructuredOutput;
+use protocol::{StructuredOutput, ToolAnswer, ToolDefinition};
 use serde_json::json;
 
 fn model() -> &'static Model {
@@ -81,14 +81,143 @@ fn what_cannot_be_enforced_is_named() {
     grammars.check(&ok, "response_format").unwrap();
 }
 
+fn weather_tools() -> Vec<ToolDefinition> {
+    vec![
+        ToolDefinition {
+            name: "get_weather".into(),
+            description: Some("The weather of a city".into()),
+            parameters: json!({
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 30}},
+                "required": ["city"],
+                "additionalProperties": false
+            }),
+        },
+        ToolDefinition {
+            name: "get_time".into(),
+            description: None,
+            parameters: json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        },
+    ]
+}
+
+fn tool_calls(answer: ToolAnswer, parallel: bool) -> StructuredOutput {
+    StructuredOutput::ToolCalls {
+        functions: weather_tools(),
+        answer,
+        parallel,
+    }
+}
+
+/// Whether the constraint takes `text` (tokenized on its own) and then allows EOS.
+fn takes(spec: &StructuredOutput, text: &str) -> (bool, bool) {
+    let tok = &model().tokenizer;
+    let mut c = tok.grammars().unwrap().constraint(spec).unwrap();
+    let ids = tok.encode(text, false).unwrap();
+    if c.advance(&ids).is_err() {
+        return (false, false);
+    }
+    let eos = tok.eos_token_ids()[0];
+    (true, c.mask().unwrap().is_allowed(eos))
+}
+
+#[test]
+fn tool_call_grammars_bind_calls_and_free_text_as_asked() {
+    let call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+    let empty = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+    let unknown = "<tool_call>\n{\"name\": \"get_news\"";
+    let bad_args = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"town\"";
+
+    let auto = tool_calls(ToolAnswer::Auto, true);
+    assert_eq!(takes(&auto, "It is sunny <b>today</b>."), (true, true));
+    assert_eq!(takes(&auto, call), (true, true));
+    assert_eq!(
+        takes(&auto, &format!("Let me check.\n{call}\n{empty}")),
+        (true, true)
+    );
+    assert_eq!(
+        takes(&auto, &format!("{call}\n")),
+        (true, false),
+        "a second call must follow"
+    );
+    assert!(!takes(&auto, unknown).0, "only offered functions");
+    assert!(!takes(&auto, bad_args).0, "arguments follow the schema");
+    assert!(!takes(&auto, &format!("{call} and more text")).0);
+
+    let required = tool_calls(ToolAnswer::Required, false);
+    assert!(!takes(&required, "It is sunny").0, "a call is required");
+    assert_eq!(takes(&required, empty), (true, true));
+    assert!(
+        !takes(&required, &format!("{call}\n{empty}")).0,
+        "one call only"
+    );
+
+    let json_or_call = tool_calls(
+        ToolAnswer::AutoJson {
+            schema: json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}),
+        },
+        false,
+    );
+    assert_eq!(
+        takes(&json_or_call, "{\"answer\": \"sunny\"}"),
+        (true, true)
+    );
+    assert_eq!(takes(&json_or_call, call), (true, true));
+    assert!(!takes(&json_or_call, "sunny").0);
+
+    let bad = StructuredOutput::ToolCalls {
+        functions: vec![ToolDefinition {
+            name: "f".into(),
+            description: None,
+            parameters: json!({"type": "array", "uniqueItems": true}),
+        }],
+        answer: ToolAnswer::Required,
+        parallel: false,
+    };
+    let err = model()
+        .tokenizer
+        .grammars()
+        .unwrap()
+        .check(&bad, "tools")
+        .unwrap_err();
+    assert!(err.message.contains("uniqueItems"), "{}", err.message);
+}
+
+#[test]
+fn greedy_decoding_with_a_required_tool_gives_a_valid_call() {
+    let spec = tool_calls(ToolAnswer::Required, false);
+    let messages = [ChatMessage::new("user", "What is the weather in Paris?")];
+    let (text, ended) = constrained_greedy_chat(&spec, &messages, &weather_tools(), 80);
+    assert!(ended, "the grammar ends the output: {text}");
+    let body = text
+        .strip_prefix("<tool_call>\n")
+        .and_then(|t| t.strip_suffix("\n</tool_call>"))
+        .unwrap_or_else(|| panic!("not one call: {text}"));
+    let call: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(
+        call["name"] == "get_weather" && call["arguments"]["city"].is_string()
+            || call["name"] == "get_time" && call["arguments"] == json!({}),
+        "{text}"
+    );
+}
+
 /// Greedy decoding with the mask applied, one sequence, straight through the model.
 fn constrained_greedy(spec: &StructuredOutput, user: &str, max_tokens: usize) -> (String, bool) {
+    constrained_greedy_chat(spec, &[ChatMessage::new("user", user)], &[], max_tokens)
+}
+
+fn constrained_greedy_chat(
+    spec: &StructuredOutput,
+    messages: &[ChatMessage],
+    tools: &[ToolDefinition],
+    max_tokens: usize,
+) -> (String, bool) {
     let model = model();
     let text = model
         .chat_template
         .as_ref()
         .unwrap()
-        .render(&[ChatMessage::new("user", user)], true)
+        .render_with_tools(messages, tools, true)
         .unwrap();
     let prompt = model.tokenizer.encode(&text, true).unwrap();
     let block_size = 16;

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use engine::{ChatMessage, SamplingParams};
+use engine::{ChatMessage, SamplingParams, ToolDefinition};
 use protocol::{ForwardedPrompt, ForwardedRequest};
 use scheduler::{DeltaStream, NewRequest};
 
@@ -118,11 +118,17 @@ pub enum Prompt {
 impl Prompt {
     /// The prompt as `model` takes it: chat messages rendered and tokenized here, unless the
     /// model owns its tokenizer.
-    pub fn chat(model: &dyn ServedModel, messages: Vec<ChatMessage>) -> Result<Self, ApiError> {
+    /// `tools`: the functions the template offers the model (a model that owns its tokenizer
+    /// refuses them before this, through `check_structured`).
+    pub fn chat(
+        model: &dyn ServedModel,
+        messages: Vec<ChatMessage>,
+        tools: &[ToolDefinition],
+    ) -> Result<Self, ApiError> {
         if model.owns_tokenizer() {
             return Ok(Prompt::Forwarded(ForwardedPrompt::Chat(messages)));
         }
-        Ok(Prompt::Tokens(model.chat_prompt(&messages, true)?))
+        Ok(Prompt::Tokens(model.chat_prompt(&messages, tools, true)?))
     }
 
     /// The prompt's length in tokens: exact for token ids, else an estimate that the backend's

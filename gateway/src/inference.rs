@@ -18,7 +18,7 @@ use scheduler::{EngineLoop, SchedulerConfig, SchedulerError};
 
 pub use protocol::{
     BackendError, BoxFuture, ChatMessage, DeltaStream, InferenceBackend, ModelCard, NewRequest,
-    SamplingDefaults, ServedModel, StructuredOutput,
+    SamplingDefaults, ServedModel, StructuredOutput, ToolDefinition,
 };
 
 /// The backend when no model is loaded: every inference route answers 503.
@@ -331,6 +331,7 @@ impl ServedModel for InProcessModel {
     fn chat_prompt(
         &self,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, BackendError> {
         text::chat_prompt(
@@ -338,6 +339,7 @@ impl ServedModel for InProcessModel {
             &self.model.tokenizer,
             self.model.chat_template.as_ref(),
             messages,
+            tools,
             add_generation_prompt,
         )
     }
@@ -381,7 +383,7 @@ impl ServedModel for InProcessModel {
 /// model tokenize and template the same way.
 pub(crate) mod text {
     use engine::{ChatTemplate, Tokenizer};
-    use protocol::{BackendError, ChatMessage, InvalidParam, StructuredOutput};
+    use protocol::{BackendError, ChatMessage, InvalidParam, StructuredOutput, ToolDefinition};
 
     /// The chat rendered through the model's template and tokenized.
     pub fn chat_prompt(
@@ -389,6 +391,7 @@ pub(crate) mod text {
         tokenizer: &Tokenizer,
         template: Option<&ChatTemplate>,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, BackendError> {
         let template = template.ok_or_else(|| BackendError::Unsupported {
@@ -396,7 +399,7 @@ pub(crate) mod text {
             field: "model".to_owned(),
         })?;
         let text = template
-            .render(messages, add_generation_prompt)
+            .render_with_tools(messages, tools, add_generation_prompt)
             .map_err(|e| InvalidParam::new("messages", e.to_string()))?;
         encode(tokenizer, &text, true)
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::chat::ChatMessage;
+use crate::chat::{ChatMessage, ToolDefinition};
 use crate::error::BackendError;
 use crate::request::{ForwardedPrompt, ForwardedRequest, NewRequest};
 use crate::sampling::StructuredOutput;
@@ -70,11 +70,13 @@ pub trait ServedModel: Send + Sync {
     fn vocab_size(&self) -> usize;
     /// Sampling values for fields a request leaves out (from the model's configuration).
     fn defaults(&self) -> &SamplingDefaults;
-    /// Renders chat messages through the model's chat template (with the assistant's turn
-    /// opener when `add_generation_prompt`) and tokenizes the result.
+    /// Renders chat messages, and the functions the model may call, through the model's chat
+    /// template (with the assistant's turn opener when `add_generation_prompt`) and tokenizes
+    /// the result.
     fn chat_prompt(
         &self,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, BackendError>;
     /// Tokenizes plain text (with BOS when the model wants one and `add_special`).

@@ -2,7 +2,8 @@
 //! HTTP in it.
 //!
 //! Read in the order a request flows:
-//! - `chat`: a chat message as templates take it.
+//! - `chat`: a chat message as templates take it (with tool calls and tool results), and the
+//!   definition of a function a model may call.
 //! - `sampling`: vLLM's `SamplingParams`, checked field by field (`InvalidParam` names the field).
 //! - `request`: what goes in (`NewRequest`: prompt token ids, sampling, tenant, weight,
 //!   priority) and what comes out (`Delta`: new token ids and text of one choice, logprobs,
@@ -28,11 +29,13 @@ pub mod wire;
 pub use backend::{
     BoxFuture, Embeddings, InferenceBackend, ModelCard, SamplingDefaults, ServedModel,
 };
-pub use chat::ChatMessage;
+pub use chat::{ChatMessage, FunctionCall, ToolCall, ToolDefinition};
 pub use error::{BackendError, InvalidParam, QueueScope};
 pub use request::{
     estimate_tokens, Delta, FinishReason, ForwardedPrompt, ForwardedRequest, NewRequest,
     StopReason, TokenLogprob, Usage,
 };
-pub use sampling::{SamplingParams, StructuredOutput, MAX_LOGPROBS};
+pub use sampling::{
+    valid_function_name, SamplingParams, StructuredOutput, ToolAnswer, MAX_LOGPROBS, MAX_TOOLS,
+};
 pub use stream::{AbortFn, DeltaObserver, DeltaStream};

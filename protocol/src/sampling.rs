@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat::ToolDefinition;
 use crate::error::InvalidParam;
 
 /// How to pick each next token, and when a sequence ends.
@@ -67,7 +68,31 @@ pub enum StructuredOutput {
     Choice { options: Vec<String> },
     /// Text of a context-free grammar in llguidance's Lark syntax.
     Grammar { lark: String },
+    /// Calls of `functions` in the hermes format, one per `<tool_call>` block:
+    /// `<tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>`, the arguments valid
+    /// against the function's parameter schema; several blocks (separated by a newline) when
+    /// `parallel`. `answer` says whether text may come instead.
+    ToolCalls {
+        functions: Vec<ToolDefinition>,
+        answer: ToolAnswer,
+        parallel: bool,
+    },
 }
+
+/// What a [`StructuredOutput::ToolCalls`] output may be besides calls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolAnswer {
+    /// Only calls (`tool_choice: required` or a named function).
+    Required,
+    /// Free text, or text that ends in calls (`tool_choice: auto`).
+    Auto,
+    /// JSON valid against `schema` (the request's `response_format`), or calls.
+    AutoJson { schema: serde_json::Value },
+}
+
+/// Most functions one request may offer (OpenAI's limit).
+pub const MAX_TOOLS: usize = 128;
 
 /// Largest structured-output specification accepted, as JSON text.
 pub const MAX_STRUCTURED_BYTES: usize = 256 * 1024;
@@ -108,9 +133,39 @@ impl StructuredOutput {
             StructuredOutput::Grammar { lark } if lark.trim().is_empty() => {
                 Err(InvalidParam::new(field, "the grammar is empty"))
             }
+            StructuredOutput::ToolCalls { functions, .. }
+                if functions.is_empty() || functions.len() > MAX_TOOLS =>
+            {
+                Err(InvalidParam::new(
+                    field,
+                    format!("give 1 to {MAX_TOOLS} functions"),
+                ))
+            }
+            StructuredOutput::ToolCalls { functions, .. } => {
+                match functions.iter().find(|f| !valid_function_name(&f.name)) {
+                    Some(f) => Err(InvalidParam::new(
+                        field,
+                        format!(
+                            "'{}' is not a function name (1 to 64 letters, digits, underscores or dashes)",
+                            f.name
+                        ),
+                    )),
+                    None => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// OpenAI's rule for function and schema names: 1 to 64 ASCII letters, digits, underscores
+/// and dashes.
+pub fn valid_function_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl Default for SamplingParams {

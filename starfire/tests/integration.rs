@@ -65,6 +65,8 @@ mod remote_backend;
 mod stripe;
 #[path = "integration/structured.rs"]
 mod structured;
+#[path = "integration/tools.rs"]
+mod tools;
 #[path = "integration/usage_api.rs"]
 mod usage_api;
 #[path = "integration/usage_e2e.rs"]

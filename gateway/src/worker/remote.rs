@@ -15,7 +15,7 @@ use protocol::wire::{EmbedAnswer, EmbedBody, GenerateBody, EMBED_PATH, GENERATE_
 use protocol::wire::{PRIORITY_HEADER, REQUEST_ID_HEADER, TENANT_HEADER, WEIGHT_HEADER};
 use protocol::{
     BackendError, BoxFuture, ChatMessage, Delta, DeltaStream, FinishReason, NewRequest,
-    SamplingDefaults, ServedModel, StructuredOutput, Usage,
+    SamplingDefaults, ServedModel, StructuredOutput, ToolDefinition, Usage,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
@@ -97,6 +97,7 @@ impl ServedModel for RemoteModel {
     fn chat_prompt(
         &self,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, BackendError> {
         text::chat_prompt(
@@ -104,6 +105,7 @@ impl ServedModel for RemoteModel {
             &self.text.tokenizer,
             self.text.chat_template.as_ref(),
             messages,
+            tools,
             add_generation_prompt,
         )
     }

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use protocol::{
     BackendError, BoxFuture, ChatMessage, Delta, DeltaStream, Embeddings, FinishReason,
     ForwardedPrompt, ForwardedRequest, InvalidParam, NewRequest, QueueScope, SamplingDefaults,
-    SamplingParams, ServedModel, StructuredOutput, Usage,
+    SamplingParams, ServedModel, StructuredOutput, ToolDefinition, Usage,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -346,6 +346,8 @@ fn sampling_fields(p: &SamplingParams, body: &mut Map<String, Value>) {
         Some(StructuredOutput::Grammar { lark }) => {
             body.insert("structured_outputs".into(), json!({"grammar": lark}));
         }
+        // Refused by `check_structured` before a request gets here.
+        Some(StructuredOutput::ToolCalls { .. }) => {}
     }
 }
 
@@ -360,9 +362,20 @@ impl ServedModel for UpstreamModel {
         &self.name
     }
 
-    /// The upstream enforces the constraint itself (and refuses what it cannot).
-    fn check_structured(&self, _spec: &StructuredOutput, _field: &str) -> Result<(), BackendError> {
-        Ok(())
+    /// The upstream enforces the constraint itself (and refuses what it cannot). Tool calls
+    /// are not passed on yet.
+    fn check_structured(&self, spec: &StructuredOutput, field: &str) -> Result<(), BackendError> {
+        match spec {
+            StructuredOutput::ToolCalls { .. } => Err(BackendError::Unsupported {
+                message: format!(
+                    "Tool calling is not supported for the model '{}' (an OpenAI-compatible \
+                     upstream) yet.",
+                    self.name
+                ),
+                field: field.to_owned(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn max_model_len(&self) -> usize {
@@ -379,7 +392,12 @@ impl ServedModel for UpstreamModel {
         &self.defaults
     }
 
-    fn chat_prompt(&self, _: &[ChatMessage], _: bool) -> Result<Vec<u32>, BackendError> {
+    fn chat_prompt(
+        &self,
+        _: &[ChatMessage],
+        _: &[ToolDefinition],
+        _: bool,
+    ) -> Result<Vec<u32>, BackendError> {
         Err(self.not_here("tokenize"))
     }
 

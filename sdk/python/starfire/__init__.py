@@ -64,7 +64,12 @@ from ._streaming import (
     ChoiceDelta,
     ChunkChoice,
     ChunkUsage,
+    FunctionCall,
+    FunctionDelta,
     Stream,
+    ToolCall,
+    ToolCallAccumulator,
+    ToolCallDelta,
 )
 from ._version import __version__
 from ._websocket import (
@@ -165,6 +170,11 @@ __all__ = [
     "ChatCompletionChunk",
     "ChunkChoice",
     "ChoiceDelta",
+    "ToolCallDelta",
+    "FunctionDelta",
+    "ToolCall",
+    "FunctionCall",
+    "ToolCallAccumulator",
     "__version__",
     "StarfireError",
     "APIError",

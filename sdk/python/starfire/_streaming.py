@@ -15,11 +15,90 @@ T = TypeVar("T")
 
 
 @dataclass
+class FunctionDelta:
+    """What a piece adds to a call's function: its name (first piece) or more arguments."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+@dataclass
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first of each call has its `id`, `type` and
+    `function.name`; the next ones more of `function.arguments`."""
+
+    index: int
+    function: FunctionDelta
+    id: str | None = None
+    type: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolCallDelta:
+        function = data.get("function") or {}
+        return cls(
+            index=data.get("index", 0),
+            id=data.get("id"),
+            type=data.get("type"),
+            function=FunctionDelta(
+                name=function.get("name"), arguments=function.get("arguments")
+            ),
+        )
+
+
+@dataclass
 class ChoiceDelta:
-    """What a chunk adds to a choice: the role (first chunk only) and a piece of content."""
+    """What a chunk adds to a choice: the role (first chunk only), a piece of content, or a
+    piece of a tool call."""
 
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+@dataclass
+class FunctionCall:
+    name: str
+    arguments: str
+
+    def parsed_arguments(self) -> Any:
+        """The arguments (JSON text) parsed."""
+        return json.loads(self.arguments)
+
+
+@dataclass
+class ToolCall:
+    """A whole tool call, as `ToolCallAccumulator` assembles it."""
+
+    id: str
+    function: FunctionCall
+    type: str = "function"
+
+
+class ToolCallAccumulator:
+    """Assembles the tool calls of one streamed choice from its deltas:
+
+    calls = ToolCallAccumulator()
+    for chunk in stream:
+        calls.add(chunk.choices[0].delta)
+    calls.calls  # [ToolCall(id=..., function=FunctionCall(name=..., arguments=...))]
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[ToolCall] = []
+
+    def add(self, delta: ChoiceDelta) -> None:
+        for piece in delta.tool_calls or []:
+            while len(self.calls) <= piece.index:
+                self.calls.append(ToolCall(id="", function=FunctionCall(name="", arguments="")))
+            call = self.calls[piece.index]
+            if piece.id is not None:
+                call.id = piece.id
+            if piece.type is not None:
+                call.type = piece.type
+            if piece.function.name is not None:
+                call.function.name += piece.function.name
+            if piece.function.arguments is not None:
+                call.function.arguments += piece.function.arguments
 
 
 @dataclass
@@ -57,6 +136,11 @@ class ChatCompletionChunk:
                 delta=ChoiceDelta(
                     role=(c.get("delta") or {}).get("role"),
                     content=(c.get("delta") or {}).get("content"),
+                    tool_calls=[
+                        ToolCallDelta.from_dict(t)
+                        for t in (c.get("delta") or {}).get("tool_calls") or []
+                    ]
+                    or None,
                 ),
                 finish_reason=c.get("finish_reason"),
                 logprobs=c.get("logprobs"),

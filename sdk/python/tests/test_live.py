@@ -15,6 +15,7 @@ from starfire import (
     NotFoundError,
     RateLimitError,
     Starfire,
+    ToolCallAccumulator,
     UnprocessableEntityError,
 )
 from starfire._generated.models import (
@@ -95,6 +96,58 @@ def test_a_json_schema_is_enforced(server):
     city = json.loads(completion.choices[0].message.content)
     assert set(city) == {"city", "population"}
     assert isinstance(city["population"], int) and city["population"] >= 0
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the weather of a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_tool_calls_whole_and_streamed_agree(server):
+    client = inference(server)
+    ask = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=60,
+        temperature=0,
+    )
+    completion = client.chat.completions.create(**ask)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city"}
+    assembled = ToolCallAccumulator()
+    with client.chat.completions.create(**ask, stream=True) as stream:
+        for chunk in stream:
+            if chunk.choices:
+                assembled.add(chunk.choices[0].delta)
+    assert [(c.function.name, c.function.arguments) for c in assembled.calls] == [
+        (c.function.name, c.function.arguments) for c in choice.message.tool_calls
+    ]
+    assert assembled.calls[0].id.startswith("call_")
+    # The answer and the tool's result continue the conversation.
+    messages = ask["messages"] + [
+        choice.message.to_dict(),
+        {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"},
+    ]
+    answer = client.chat.completions.create(
+        **{**ask, "messages": messages, "tool_choice": "none", "max_tokens": 10}
+    )
+    assert isinstance(answer.choices[0].message.content, str)
 
 
 def test_bad_key_raises_authentication_error_with_request_id(server):

@@ -6,24 +6,219 @@ use serde::{Deserialize, Serialize};
 /// One message of a chat.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
-    pub content: String,
+    /// Null only on an assistant message that made tool calls.
+    pub content: Option<String>,
+    /// The calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
-    pub fn user(content: impl Into<String>) -> Self {
+    fn text(role: &str, content: impl Into<String>) -> Self {
         ChatMessage {
-            role: "user".into(),
-            content: content.into(),
+            role: role.into(),
+            content: Some(content.into()),
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::text("user", content)
+    }
+
     pub fn system(content: impl Into<String>) -> Self {
+        Self::text("system", content)
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::text("assistant", content)
+    }
+
+    /// The result of the call `tool_call_id`.
+    pub fn tool(tool_call_id: impl Into<String>, content: impl Into<String>) -> Self {
         ChatMessage {
-            role: "system".into(),
-            content: content.into(),
+            tool_call_id: Some(tool_call_id.into()),
+            ..Self::text("tool", content)
         }
+    }
+}
+
+impl From<AssistantMessage> for ChatMessage {
+    /// An answer, to continue the conversation with (its calls included).
+    fn from(m: AssistantMessage) -> Self {
+        ChatMessage {
+            role: m.role,
+            content: m.content,
+            tool_calls: m.tool_calls,
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A function the model may call (`tools[]`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Tool {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDefinition,
+}
+
+impl Tool {
+    /// A function `name` whose arguments follow the JSON Schema `parameters`.
+    pub fn function(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        parameters: serde_json::Value,
+    ) -> Self {
+        Tool {
+            kind: "function".into(),
+            function: FunctionDefinition {
+                name: name.into(),
+                description: Some(description.into()),
+                parameters: Some(parameters),
+                strict: None,
+            },
+        }
+    }
+}
+
+/// `tools[].function`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+    /// Answer in text.
+    None,
+    /// Text or calls (the default with tools).
+    Auto,
+    /// One or more calls.
+    Required,
+    /// One call of this function.
+    Function(String),
+}
+
+impl Serialize for ToolChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ToolChoice::None => s.serialize_str("none"),
+            ToolChoice::Auto => s.serialize_str("auto"),
+            ToolChoice::Required => s.serialize_str("required"),
+            ToolChoice::Function(name) => serde_json::json!({
+                "type": "function", "function": {"name": name}
+            })
+            .serialize(s),
+        }
+    }
+}
+
+/// A call the model made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+/// The function a call calls and its arguments (JSON text).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+impl FunctionCall {
+    /// The arguments read into `T`.
+    pub fn parse_arguments<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(&self.arguments)
+    }
+}
+
+/// A piece of a streamed call (`delta.tool_calls[]`): the first of a call has its id, type and
+/// name; the next ones more of its arguments. [`ToolCallAccumulator`] puts them together.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ToolCallDelta {
+    pub index: usize,
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub function: FunctionCallDelta,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct FunctionCallDelta {
+    pub name: Option<String>,
+    pub arguments: Option<String>,
+}
+
+/// Assembles the calls of one streamed choice from its `delta.tool_calls` pieces.
+#[derive(Debug, Clone, Default)]
+pub struct ToolCallAccumulator {
+    calls: Vec<ToolCall>,
+}
+
+impl ToolCallAccumulator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the pieces of one chunk's delta.
+    pub fn push(&mut self, delta: &ChunkDelta) {
+        for piece in delta.tool_calls.iter().flatten() {
+            if piece.index >= self.calls.len() {
+                self.calls.resize(
+                    piece.index + 1,
+                    ToolCall {
+                        id: String::new(),
+                        kind: "function".into(),
+                        function: FunctionCall {
+                            name: String::new(),
+                            arguments: String::new(),
+                        },
+                    },
+                );
+            }
+            let call = &mut self.calls[piece.index];
+            if let Some(id) = &piece.id {
+                call.id.clone_from(id);
+            }
+            if let Some(kind) = &piece.kind {
+                call.kind.clone_from(kind);
+            }
+            if let Some(name) = &piece.function.name {
+                call.function.name.push_str(name);
+            }
+            if let Some(arguments) = &piece.function.arguments {
+                call.function.arguments.push_str(arguments);
+            }
+        }
+    }
+
+    /// The calls so far (whole once the choice finished).
+    pub fn calls(&self) -> &[ToolCall] {
+        &self.calls
+    }
+
+    pub fn into_calls(self) -> Vec<ToolCall> {
+        self.calls
     }
 }
 
@@ -47,6 +242,13 @@ pub struct ChatCompletionRequest {
     /// JSON mode or a JSON schema the answer must follow (enforced while generating).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
+    /// Functions the model may call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// `response_format` of a chat completion.
@@ -90,7 +292,10 @@ pub struct JsonSchemaFormat {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AssistantMessage {
     pub role: String,
+    /// Null when the answer is only tool calls.
     pub content: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +328,9 @@ pub struct ChatCompletion {
 pub struct ChunkDelta {
     pub role: Option<String>,
     pub content: Option<String>,
+    /// A piece of a tool call.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

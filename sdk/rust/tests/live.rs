@@ -154,6 +154,56 @@ async fn chat_keys_and_errors_against_a_live_server() {
     let city: serde_json::Value = serde_json::from_str(&content).unwrap();
     assert!(city["city"].is_string() && city["population"].is_u64(), "{content}");
 
+    // A required tool call: its arguments follow the schema, streamed or not.
+    let weather = Tool::function(
+        "get_weather",
+        "Get the weather of a city.",
+        serde_json::json!({"type": "object",
+                           "properties": {"city": {"type": "string", "maxLength": 20}},
+                           "required": ["city"], "additionalProperties": false}),
+    );
+    let ask = ChatCompletionRequest {
+        messages: vec![ChatMessage::user("What is the weather in Paris?")],
+        tools: Some(vec![weather]),
+        tool_choice: Some(ToolChoice::Required),
+        parallel_tool_calls: Some(false),
+        max_tokens: Some(60),
+        ..hello(1)
+    };
+    let called = client.chat_completion(ask.clone()).await.unwrap();
+    assert_eq!(called.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    let calls = called.choices[0].message.tool_calls.clone().unwrap();
+    #[derive(serde::Deserialize)]
+    struct City {
+        city: String,
+    }
+    let args: City = calls[0].function.parse_arguments().unwrap();
+    assert!(!args.city.is_empty());
+    let mut stream = client.chat_completion_stream(ask.clone()).await.unwrap();
+    let mut assembled = ToolCallAccumulator::new();
+    while let Some(chunk) = stream.next().await {
+        for choice in chunk.unwrap().choices {
+            assembled.push(&choice.delta);
+        }
+    }
+    let streamed = assembled.into_calls();
+    assert_eq!(streamed.len(), calls.len());
+    assert_eq!(streamed[0].function, calls[0].function);
+    // The answer and the tool's result continue the conversation.
+    let mut messages = ask.messages.clone();
+    messages.push(called.choices[0].message.clone().into());
+    messages.push(ChatMessage::tool(&calls[0].id, "18 degrees and sunny"));
+    let answer = client
+        .chat_completion(ChatCompletionRequest {
+            messages,
+            tool_choice: Some(ToolChoice::None),
+            max_tokens: Some(10),
+            ..ask
+        })
+        .await
+        .unwrap();
+    assert!(answer.choices[0].message.content.is_some());
+
     // 401 is an authentication error carrying the request id.
     let bad = Client::new("sf-wrong", &server.base_url);
     let err = bad.chat_completion(hello(1)).await.unwrap_err();

@@ -197,6 +197,10 @@ fn nested_response_types_read_their_schemas() {
     reads::<ChunkChoice>(&spec, "ChatChunkChoice");
     reads::<ChunkDelta>(&spec, "ChatDelta");
     reads::<AssistantMessage>(&spec, "AssistantMessage");
+    reads::<ToolCall>(&spec, "ToolCallObject");
+    reads::<FunctionCall>(&spec, "FunctionCallObject");
+    reads::<ToolCallDelta>(&spec, "ToolCallDelta");
+    reads::<FunctionCallDelta>(&spec, "FunctionCallDelta");
     reads::<Usage>(&spec, "UsageObject");
     reads::<ErrorObject>(&spec, "ErrorObject");
     reads::<KeyLimits>(&spec, "KeyLimits");
@@ -246,8 +250,37 @@ fn request_types_send_documented_fields() {
         stop: Some(vec!["x".into()]),
         stream: Some(true),
         response_format: Some(ResponseFormat::JsonObject),
+        tools: Some(vec![Tool {
+            kind: "function".into(),
+            function: FunctionDefinition {
+                name: "f".into(),
+                description: Some("d".into()),
+                parameters: Some(serde_json::json!({"type": "object"})),
+                strict: Some(true),
+            },
+        }]),
+        tool_choice: Some(ToolChoice::Required),
+        parallel_tool_calls: Some(false),
     };
     sends(&spec, "ChatCompletionRequest", &chat);
+    sends(&spec, "ChatTool", &chat.tools.as_ref().unwrap()[0]);
+    sends(
+        &spec,
+        "FunctionDefinition",
+        &chat.tools.as_ref().unwrap()[0].function,
+    );
+    let message = ChatMessage {
+        tool_calls: Some(vec![ToolCall {
+            id: "c".into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: "f".into(),
+                arguments: "{}".into(),
+            },
+        }]),
+        ..ChatMessage::tool("c", "x")
+    };
+    sends(&spec, "ChatMessageIn", &message);
     let format = JsonSchemaFormat {
         name: "n".into(),
         description: Some("d".into()),

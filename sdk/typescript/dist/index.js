@@ -48,6 +48,6 @@ export default Starfire;
 export { APIClient, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS } from "./core.js";
 export * from "./errors.js";
 export { Page, PagePromise } from "./pagination.js";
-export { Stream } from "./streaming.js";
+export { Stream, ToolCallAccumulator } from "./streaming.js";
 export { ChatSocket, ChatSocketStream } from "./websocket.js";
 export { VERSION } from "./version.js";

@@ -25,3 +25,21 @@ export declare class Stream<T> implements AsyncIterable<T> {
     /** Stops the stream (and the generation on the server). */
     abort(): void;
 }
+/** A piece of a streamed tool call (`delta.tool_calls[]`). */
+export type ToolCallDelta = components["schemas"]["ToolCallDelta"];
+/** A whole tool call, as a chat completion carries it. */
+export type ToolCall = components["schemas"]["ToolCallObject"];
+/**
+ * Assembles the tool calls of one streamed choice from its deltas: the first piece of each call
+ * has its `id`, `type` and `function.name`, the next ones more of `function.arguments`.
+ *
+ * ```ts
+ * const calls = new ToolCallAccumulator();
+ * for await (const chunk of stream) if (chunk.choices[0]) calls.add(chunk.choices[0].delta);
+ * calls.calls; // [{ id, type: "function", function: { name, arguments } }]
+ * ```
+ */
+export declare class ToolCallAccumulator {
+    readonly calls: ToolCall[];
+    add(delta: ChoiceDelta): void;
+}

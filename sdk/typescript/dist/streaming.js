@@ -104,3 +104,32 @@ export class Stream {
         this.controller.abort();
     }
 }
+/**
+ * Assembles the tool calls of one streamed choice from its deltas: the first piece of each call
+ * has its `id`, `type` and `function.name`, the next ones more of `function.arguments`.
+ *
+ * ```ts
+ * const calls = new ToolCallAccumulator();
+ * for await (const chunk of stream) if (chunk.choices[0]) calls.add(chunk.choices[0].delta);
+ * calls.calls; // [{ id, type: "function", function: { name, arguments } }]
+ * ```
+ */
+export class ToolCallAccumulator {
+    calls = [];
+    add(delta) {
+        for (const piece of delta.tool_calls ?? []) {
+            while (this.calls.length <= piece.index) {
+                this.calls.push({ id: "", type: "function", function: { name: "", arguments: "" } });
+            }
+            const call = this.calls[piece.index];
+            if (piece.id != null)
+                call.id = piece.id;
+            if (piece.type != null)
+                call.type = piece.type;
+            if (piece.function.name != null)
+                call.function.name += piece.function.name;
+            if (piece.function.arguments != null)
+                call.function.arguments += piece.function.arguments;
+        }
+    }
+}

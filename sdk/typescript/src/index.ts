@@ -53,8 +53,8 @@ export { APIClient, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS } 
 export type { ClientOptions, RequestOptions } from "./core.js";
 export * from "./errors.js";
 export { Page, PagePromise } from "./pagination.js";
-export { Stream } from "./streaming.js";
-export type { ChatCompletionChunk, ChoiceDelta, ChunkChoice } from "./streaming.js";
+export { Stream, ToolCallAccumulator } from "./streaming.js";
+export type { ChatCompletionChunk, ChoiceDelta, ChunkChoice, ToolCall, ToolCallDelta } from "./streaming.js";
 export { ChatSocket, ChatSocketStream } from "./websocket.js";
 export type { ChatDeltaFrame, ChatDoneFrame, ChatSocketOptions, ChatSocketRequest } from "./websocket.js";
 export type * from "./resources.js";

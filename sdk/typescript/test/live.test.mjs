@@ -9,6 +9,7 @@ import {
   NotFoundError,
   RateLimitError,
   Starfire,
+  ToolCallAccumulator,
   UnprocessableEntityError,
 } from "starfire";
 
@@ -62,6 +63,54 @@ test("a JSON schema is enforced", async () => {
   const city = JSON.parse(completion.choices[0].message.content);
   assert.deepEqual(Object.keys(city).sort(), ["city", "population"]);
   assert.ok(Number.isInteger(city.population) && city.population >= 0);
+});
+
+test("tool calls: whole and streamed agree, and a result continues the conversation", async () => {
+  const weather = {
+    type: "function",
+    function: {
+      name: "get_weather",
+      description: "Get the weather of a city.",
+      parameters: {
+        type: "object",
+        properties: { city: { type: "string", maxLength: 20 } },
+        required: ["city"],
+        additionalProperties: false,
+      },
+    },
+  };
+  const ask = {
+    model: MODEL,
+    messages: [{ role: "user", content: "What is the weather in Paris?" }],
+    tools: [weather],
+    tool_choice: "required",
+    parallel_tool_calls: false,
+    max_tokens: 60,
+    temperature: 0,
+  };
+  const client = inference();
+  const completion = await client.chat.completions.create(ask);
+  const choice = completion.choices[0];
+  assert.equal(choice.finish_reason, "tool_calls");
+  const calls = choice.message.tool_calls;
+  assert.equal(calls[0].function.name, "get_weather");
+  assert.deepEqual(Object.keys(JSON.parse(calls[0].function.arguments)), ["city"]);
+  const assembled = new ToolCallAccumulator();
+  for await (const chunk of await client.chat.completions.create({ ...ask, stream: true })) {
+    if (chunk.choices[0]) assembled.add(chunk.choices[0].delta);
+  }
+  assert.deepEqual(
+    assembled.calls.map((c) => c.function),
+    calls.map((c) => c.function),
+  );
+  assert.ok(assembled.calls[0].id.startsWith("call_"));
+  const answer = await client.chat.completions.create({
+    ...ask,
+    messages: [...ask.messages, choice.message, { role: "tool", tool_call_id: calls[0].id, content: "18 degrees" }],
+    tool_choice: "none",
+    max_tokens: 10,
+  });
+  assert.equal(typeof answer.choices[0].message.content, "string");
 });
 
 test("streamed chat completion", async () => {

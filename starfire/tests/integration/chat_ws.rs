@@ -119,6 +119,8 @@ async fn next_frame(ws: &mut Ws) -> Value {
 pub(crate) struct Answer {
     pub texts: Vec<String>,
     pub deltas: usize,
+    /// Every `chat.delta` frame, in order.
+    pub frames: Vec<Value>,
     pub last: Value,
 }
 
@@ -140,8 +142,14 @@ pub(crate) async fn answers(ws: &mut Ws, ids: &[&str]) -> HashMap<String, Answer
                 if answer.texts.len() <= index {
                     answer.texts.resize(index + 1, String::new());
                 }
-                answer.texts[index].push_str(frame["delta"]["content"].as_str().unwrap());
+                let content = frame["delta"]["content"].as_str();
+                assert!(
+                    content.is_some() || frame["delta"]["tool_calls"].is_array(),
+                    "{frame}"
+                );
+                answer.texts[index].push_str(content.unwrap_or_default());
                 answer.deltas += 1;
+                answer.frames.push(frame.clone());
             }
             Some("chat.done") | Some("error") => {
                 answer.last = frame.clone();

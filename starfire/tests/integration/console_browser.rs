@@ -266,9 +266,9 @@ async fn run(s: &mut Session) {
     let keys_url = project_and_key(s).await;
     project_limits(s).await;
     billing_before_requests(s).await;
-    let tokens = playground(s).await;
-    usage_after_request(s, tokens).await;
-    billing_after_request(s).await;
+    let used = playground(s).await;
+    usage_after_request(s, used).await;
+    billing_after_request(s, used.requests).await;
     let link = invite_member(s).await;
     revoke_key(s, &keys_url).await;
     audit_log(s).await;
@@ -387,7 +387,38 @@ async fn billing_before_requests(s: &mut Session) {
     s.screenshot("billing-before").await;
 }
 
-async fn playground(s: &mut Session) -> (u64, u64) {
+/// What the playground's requests used.
+#[derive(Debug, Clone, Copy, Default)]
+struct Used {
+    requests: u64,
+    prompt: u64,
+    completion: u64,
+}
+
+impl Session {
+    /// Sends the playground's form (or `button`'s) and waits for the answer; adds its usage.
+    async fn playground_send(&self, button: &str, used: &mut Used) {
+        self.click(button).await;
+        self.wait_text("#status", "Done.", Duration::from_secs(120))
+            .await;
+        let stat = |v: String| v.parse::<u64>().unwrap_or_else(|e| panic!("{e}: {v:?}"));
+        used.requests += 1;
+        used.prompt += stat(self.text("#stat-prompt").await);
+        used.completion += stat(self.text("#stat-completion").await);
+    }
+
+    async fn select(&self, css: &str, value: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+}
+
+async fn playground(s: &mut Session) -> Used {
     // The playground streams an answer with tokens/s and usage.
     s.goto("/playground").await;
     s.expect_heading("Playground").await;
@@ -424,8 +455,8 @@ async fn playground(s: &mut Session) -> (u64, u64) {
     if which(&["node"]).is_some() {
         parses("node", &["--input-type=module", "--check"], &typescript);
     }
-    s.click("#playground button[type=submit]").await;
-    s.wait_text("#status", "Done.", Duration::from_secs(120))
+    let mut used = Used::default();
+    s.playground_send("#playground button[type=submit]", &mut used)
         .await;
     let answer = s.text("#answer").await;
     assert!(!answer.trim().is_empty(), "a streamed answer");
@@ -437,15 +468,91 @@ async fn playground(s: &mut Session) -> (u64, u64) {
     let rate: f64 = s.text("#stat-rate").await.parse().unwrap();
     assert!(rate > 0.0, "{rate}");
     s.screenshot("playground").await;
-    (prompt, completion)
+
+    // The next message continues the conversation: its prompt holds the first turn.
+    s.fill("#prompt", "Say it again.").await;
+    s.playground_send("#playground button[type=submit]", &mut used)
+        .await;
+    let transcript = s.text("#conversation").await;
+    assert!(
+        transcript.contains("Say hello.") && transcript.contains("Say it again."),
+        "{transcript}"
+    );
+    let second: u64 = s.text("#stat-prompt").await.parse().unwrap();
+    assert!(
+        second > prompt + completion,
+        "{second} after {prompt} + {completion}"
+    );
+
+    // JSON mode with a schema: the answer is that JSON.
+    s.click("#reset").await;
+    assert_eq!(s.text("#conversation").await, "");
+    s.click("#json_mode").await;
+    s.fill(
+        "#schema",
+        r#"{"type": "object", "properties": {"greeting": {"type": "string", "maxLength": 20}}, "required": ["greeting"], "additionalProperties": false}"#,
+    )
+    .await;
+    s.fill("#max_tokens", "40").await;
+    s.fill("#prompt", "Greet me as JSON.").await;
+    assert!(s.text("#curl").await.contains("\"json_schema\""));
+    s.playground_send("#playground button[type=submit]", &mut used)
+        .await;
+    let answer = s.text("#answer").await;
+    let greeting: serde_json::Value =
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert!(greeting["greeting"].is_string(), "{answer}");
+    s.screenshot("playground-json").await;
+
+    // Tools: a required call is shown with a box for its result, which continues the chat.
+    s.click("#reset").await;
+    s.click("#json_mode").await;
+    s.fill(
+        "#tools",
+        r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"], "additionalProperties": false}}}]"#,
+    )
+    .await;
+    s.select("#tool_choice", "required").await;
+    s.fill("#max_tokens", "60").await;
+    s.fill("#prompt", "What is the weather in Paris?").await;
+    s.playground_send("#playground button[type=submit]", &mut used)
+        .await;
+    let answer = s.text("#answer").await;
+    assert!(answer.starts_with("calls get_weather({"), "{answer}");
+    assert!(s
+        .text("#tool-calls")
+        .await
+        .contains("Result of get_weather("));
+    s.screenshot("playground-tool-call").await;
+    s.select("#tool_choice", "none").await;
+    s.fill("#tool-result-0", "18 degrees and sunny").await;
+    s.playground_send("#send-results", &mut used).await;
+    let transcript = s.text("#conversation").await;
+    assert!(
+        transcript.contains("calls get_weather(")
+            && transcript.contains("tool result 18 degrees and sunny"),
+        "{transcript}"
+    );
+    assert!(!s.text("#answer").await.trim().is_empty());
+    s.screenshot("playground-tool-result").await;
+    used
 }
 
-async fn usage_after_request(s: &mut Session, (prompt, completion): (u64, u64)) {
-    // The usage page charts the request (the playground runs as the session: no key).
+async fn usage_after_request(s: &mut Session, used: Used) {
+    let Used {
+        requests,
+        prompt,
+        completion,
+    } = used;
+    // The usage page charts the requests (the playground runs as the session: no key).
     s.goto("/usage").await;
     s.expect_heading("Usage").await;
-    s.wait_text("#total-requests", "1", Duration::from_secs(20))
-        .await;
+    s.wait_text(
+        "#total-requests",
+        &requests.to_string(),
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(s.text("#total-input").await, prompt.to_string());
     assert_eq!(s.text("#total-output").await, completion.to_string());
     let caption = s.text("figure.chart figcaption").await;
@@ -466,11 +573,12 @@ async fn usage_after_request(s: &mut Session, (prompt, completion): (u64, u64)) 
     s.screenshot("usage").await;
 }
 
-async fn billing_after_request(s: &mut Session) {
-    // The balance went down by the request's cost, which the ledger lists.
+async fn billing_after_request(s: &mut Session, requests: u64) {
+    // The balance went down by the requests' cost, which the ledger lists (after the grant).
     s.goto("/billing").await;
     s.expect_heading("Billing").await;
-    s.wait_text("#ledger-count", "2 entries", Duration::from_secs(20))
+    let entries = format!("{} entries", requests + 1);
+    s.wait_text("#ledger-count", &entries, Duration::from_secs(20))
         .await;
     let balance = s.text("#balance-value").await;
     assert_ne!(balance, "$5.000000");

@@ -289,11 +289,9 @@ async fn credentials_and_scopes_are_checked_first() {
 async fn invalid_requests_name_the_field() {
     let (app, key) = app().await;
     let post = |body: Value| app.post("/v1/chat/completions", Some(&key), body);
-    post(chat(
-        json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
-    ))
-    .await
-    .expect_error(400, Some("tools"));
+    post(chat(json!({"functions": [{"name": "f"}]})))
+        .await
+        .expect_error(400, Some("functions"));
     post(chat(
         json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
     ))
@@ -331,7 +329,7 @@ async fn invalid_requests_name_the_field() {
         .await
         .expect_error(400, Some("messages"));
     post(chat(
-        json!({"messages": [{"role": "tool", "content": "x"}]}),
+        json!({"messages": [{"role": "function", "content": "x"}]}),
     ))
     .await
     .expect_error(400, Some("messages[0].role"));

@@ -178,7 +178,7 @@ fn official_python_and_node_sdks_work_against_serve() {
 
     // One after the other: both share the organization's small queue allowance.
     let failures: Vec<String> = [
-        run_suite("the Python SDK tests", &mut python, 15, unittest_count),
+        run_suite("the Python SDK tests", &mut python, 18, unittest_count),
         run_suite("the Node SDK tests", &mut node, 8, node_test_count),
     ]
     .into_iter()

@@ -10,7 +10,7 @@ use gateway::inference::{
     ServedModel,
 };
 use gateway::registry::{SamplingDefaults, DEFAULT_MODEL_ID};
-use protocol::{DeltaStream, NewRequest};
+use protocol::{DeltaStream, NewRequest, ToolDefinition};
 use scheduler::executor::{ExecutorError, ModelExecutor, SampledToken, StepPlan};
 use scheduler::model_executor::{config_for_model, detokenizer_for, EngineExecutor};
 use scheduler::{EngineLoop, SchedulerConfig};
@@ -194,8 +194,13 @@ impl ServedModel for BreakingModel {
     fn defaults(&self) -> &SamplingDefaults {
         self.tokens.defaults()
     }
-    fn chat_prompt(&self, m: &[ChatMessage], add: bool) -> Result<Vec<u32>, BackendError> {
-        self.tokens.chat_prompt(m, add)
+    fn chat_prompt(
+        &self,
+        m: &[ChatMessage],
+        tools: &[ToolDefinition],
+        add: bool,
+    ) -> Result<Vec<u32>, BackendError> {
+        self.tokens.chat_prompt(m, tools, add)
     }
     fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, BackendError> {
         self.tokens.encode(text, add_special)

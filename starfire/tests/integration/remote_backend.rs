@@ -10,7 +10,7 @@ use std::time::Duration;
 use gateway::store::usage::UsageStatus;
 use protocol::{
     BackendError, BoxFuture, ChatMessage, Delta, DeltaStream, FinishReason, InferenceBackend,
-    ModelCard, NewRequest, QueueScope, SamplingDefaults, ServedModel, Usage,
+    ModelCard, NewRequest, QueueScope, SamplingDefaults, ServedModel, ToolDefinition, Usage,
 };
 use serde_json::{json, Value};
 
@@ -75,7 +75,12 @@ impl ServedModel for EchoWorker {
     fn defaults(&self) -> &SamplingDefaults {
         &self.defaults
     }
-    fn chat_prompt(&self, messages: &[ChatMessage], _: bool) -> Result<Vec<u32>, BackendError> {
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        _: &[ToolDefinition],
+        _: bool,
+    ) -> Result<Vec<u32>, BackendError> {
         let text: String = messages
             .iter()
             .map(|m| format!("{}: {}\n", m.role, m.content))

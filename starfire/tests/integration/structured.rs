@@ -14,7 +14,7 @@ use futures_util::SinkExt;
 
 use crate::chat_ws::{answers as ws_answers, connect, request_frame};
 use crate::inference::app;
-use crate::support::{sse_events, Backend, TestApp};
+use crate::support::{merged, sse_events, temperatures, Backend, TestApp};
 
 fn person_schema() -> Value {
     json!({
@@ -122,22 +122,6 @@ async fn answers(app: &TestApp, key: &str, body: Value) -> Vec<(String, String)>
             )
         })
         .collect()
-}
-
-/// Temperature 0, then temperature 1 with two choices for each of three seeds.
-fn temperatures() -> Vec<Value> {
-    let mut t = vec![json!({"temperature": 0})];
-    for seed in 1..=3 {
-        t.push(json!({"temperature": 1, "seed": seed, "n": 2}));
-    }
-    t
-}
-
-fn merged(mut a: Value, b: &Value) -> Value {
-    for (k, v) in b.as_object().unwrap() {
-        a[k] = v.clone();
-    }
-    a
 }
 
 #[actix_web::test]

@@ -445,3 +445,21 @@ pub fn sse_events(body: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// Temperature 0, then temperature 1 with two choices for each of three seeds: the sampling
+/// settings a constrained output is checked under.
+pub fn temperatures() -> Vec<Value> {
+    let mut t = vec![json!({"temperature": 0})];
+    for seed in 1..=3 {
+        t.push(json!({"temperature": 1, "seed": seed, "n": 2}));
+    }
+    t
+}
+
+/// `a` with `b`'s fields set on it.
+pub fn merged(mut a: Value, b: &Value) -> Value {
+    for (k, v) in b.as_object().unwrap() {
+        a[k] = v.clone();
+    }
+    a
+}

@@ -361,6 +361,34 @@ async fn a_model_served_by_workers() {
         "{got}"
     );
 
+    // Tools: the gateway renders them into the prompt and the worker enforces the call grammar
+    // that travels in the sampling parameters: the same calls as in process.
+    let mut body = chat(60, false);
+    body["messages"] = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
+    body["tools"] = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                       "required": ["city"], "additionalProperties": false}}}]);
+    body["tool_choice"] = json!("required");
+    body["parallel_tool_calls"] = json!(false);
+    let want = reference
+        .post("/v1/chat/completions", Some(&reference_key), body.clone())
+        .await
+        .expect(200);
+    let got = app
+        .post("/v1/chat/completions", Some(&key), body)
+        .await
+        .expect(200);
+    let calls = |v: &Value| -> Vec<Value> {
+        v["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tool calls: {v}"))
+            .iter()
+            .map(|c| c["function"].clone())
+            .collect()
+    };
+    assert_eq!(calls(&got), calls(&want));
+    assert_eq!(got["choices"][0]["finish_reason"], "tool_calls", "{got}");
+
     // Embeddings through a worker equal the in-process ones.
     let input = json!({"model": DEFAULT_MODEL_ID, "input": ["a red fox", "blue"]});
     let here = reference

@@ -8,6 +8,7 @@ server's per-organization limit on waiting prompt tokens, so that a longer promp
 import math
 import os
 import unittest
+from typing import Literal
 
 import openai
 import pydantic
@@ -250,6 +251,108 @@ class StructuredOutputs(unittest.TestCase):
             )
         self.assertEqual(ctx.exception.param, "response_format")
         self.assertIn("uniqueItems", ctx.exception.message)
+
+
+class GetWeather(pydantic.BaseModel):
+    """Get the weather forecast of a city."""
+
+    city: str = pydantic.Field(max_length=24)
+    unit: Literal["celsius", "fahrenheit"]
+
+
+WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the weather forecast of a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 24}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+class Tools(unittest.TestCase):
+    def test_parse_gives_typed_arguments(self):
+        completion = client().chat.completions.parse(
+            model=MODEL,
+            messages=WEATHER,
+            tools=[openai.pydantic_function_tool(GetWeather)],
+            tool_choice="required",
+            temperature=0,
+            max_tokens=120,
+        )
+        choice = completion.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls")
+        self.assertIsNone(choice.message.content)
+        call = choice.message.tool_calls[0]
+        self.assertTrue(call.id.startswith("call_"))
+        self.assertEqual(call.function.name, "GetWeather")
+        self.assertIsInstance(call.function.parsed_arguments, GetWeather)
+
+    def test_stream_helper_assembles_the_same_calls(self):
+        c = client()
+        args = dict(
+            model=MODEL,
+            messages=WEATHER,
+            tools=[openai.pydantic_function_tool(GetWeather)],
+            tool_choice="required",
+            temperature=0,
+            max_tokens=120,
+        )
+        plain = c.chat.completions.parse(**args)
+        with c.chat.completions.stream(**args) as stream:
+            done = [e for e in stream if e.type == "tool_calls.function.arguments.done"]
+            final = stream.get_final_completion()
+        want = [(t.function.name, t.function.arguments) for t in plain.choices[0].message.tool_calls]
+        self.assertEqual([(e.name, e.arguments) for e in done], want)
+        got = final.choices[0].message.tool_calls
+        self.assertEqual([(t.function.name, t.function.arguments) for t in got], want)
+        self.assertEqual(got[0].function.parsed_arguments, done[0].parsed_arguments)
+
+    def test_a_tool_result_round_trips(self):
+        c = client()
+        first = c.chat.completions.create(
+            model=MODEL,
+            messages=WEATHER,
+            tools=[WEATHER_TOOL],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            temperature=0,
+            max_tokens=120,
+        )
+        self.assertEqual(first.choices[0].finish_reason, "stop")
+        message = first.choices[0].message
+        self.assertEqual(message.tool_calls[0].function.name, "get_weather")
+        result = {
+            "role": "tool",
+            "tool_call_id": message.tool_calls[0].id,
+            "content": "18 degrees and sunny",
+        }
+        second = c.chat.completions.create(
+            model=MODEL,
+            messages=WEATHER + [message, result],
+            tools=[WEATHER_TOOL],
+            temperature=0,
+            max_tokens=30,
+        )
+        self.assertIn(second.choices[0].finish_reason, ("stop", "length", "tool_calls"))
+        # The prompt holds the first one, the call and its result.
+        self.assertGreater(second.usage.prompt_tokens, first.usage.prompt_tokens + 20)
+        # With `none`, the answer is text.
+        third = c.chat.completions.create(
+            model=MODEL,
+            messages=WEATHER + [message, result],
+            tools=[WEATHER_TOOL],
+            tool_choice="none",
+            temperature=0,
+            max_tokens=30,
+        )
+        self.assertIsInstance(third.choices[0].message.content, str)
+        self.assertIsNone(third.choices[0].message.tool_calls)
 
 
 if __name__ == "__main__":

@@ -285,12 +285,13 @@ async fn run_request(
             admission.note(&delta);
         }
         match frames.delta(delta) {
-            Ok(Some(frame)) => {
-                if session.text(frame).await.is_err() {
-                    return;
+            Ok(out) => {
+                for frame in out {
+                    if session.text(frame).await.is_err() {
+                        return;
+                    }
                 }
             }
-            Ok(None) => {}
             Err(err) => break Err(err),
         }
     };

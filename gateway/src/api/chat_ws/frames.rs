@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::api::inference::tools::DeltaReader;
 use crate::api::inference::{
     generation_error, logprob_objects, stopped_early, ChatDelta, ChoiceLogprobs, StartedChat,
     UsageObject,
@@ -115,7 +116,8 @@ pub struct ChatDeltaFrame {
     pub id: String,
     /// Which of the `n` choices.
     pub index: usize,
-    /// `role` on the choice's first delta; `content` the new text.
+    /// `role` on the choice's first delta; `content` the new text, or `tool_calls` a piece of
+    /// a call (as in a streamed chat completion's chunks).
     pub delta: ChatDelta,
     /// The new tokens' log-probabilities, when `logprobs` was requested.
     pub logprobs: Option<ChoiceLogprobs>,
@@ -132,7 +134,8 @@ pub struct ChatDoneFrame {
     /// The `chatcmpl-...` id its usage is recorded under.
     pub completion_id: String,
     pub model: String,
-    /// `stop`, `length` or `cancelled`: one string with one choice, else one per choice.
+    /// `stop`, `length`, `tool_calls` or `cancelled`: one string with one choice, else one per
+    /// choice.
     pub finish_reason: FinishReasons,
     /// Null for a cancelled request.
     pub usage: Option<UsageObject>,
@@ -195,6 +198,7 @@ pub struct ChatFrames {
     started: Vec<bool>,
     finish: Vec<Option<&'static str>>,
     usage: Option<Usage>,
+    reader: DeltaReader,
 }
 
 impl ChatFrames {
@@ -206,39 +210,45 @@ impl ChatFrames {
             started: vec![false; chat.n],
             finish: vec![None; chat.n],
             usage: None,
+            reader: DeltaReader::new(chat.format, chat.n),
         }
     }
 
     /// The frames of one delta; an error when the generation failed.
-    pub fn delta(&mut self, d: Delta) -> Result<Option<String>, ApiError> {
+    pub fn delta(&mut self, d: Delta) -> Result<Vec<String>, ApiError> {
         let index = d.index.min(self.started.len().saturating_sub(1));
         if d.usage.is_some() {
             self.usage = d.usage;
         }
-        match &d.finish_reason {
-            Some(FinishReason::Stop) | Some(FinishReason::Length) => {
-                self.finish[index] = d.finish_reason.as_ref().map(FinishReason::as_str);
-            }
+        let finished = match &d.finish_reason {
+            Some(FinishReason::Stop | FinishReason::Length) => true,
             Some(other) => return Err(generation_error(other)),
-            None => {}
+            None => false,
+        };
+        let mut deltas = self.reader.deltas(index, d.text, finished);
+        if let Some(reason) = d.finish_reason.as_ref().filter(|_| finished) {
+            self.finish[index] = Some(self.reader.finish_reason(index, reason));
         }
-        if d.text.is_empty() && d.logprobs.is_empty() {
-            return Ok(None);
-        }
-        let first = !std::mem::replace(&mut self.started[index], true);
-        let logprobs = (!d.logprobs.is_empty()).then(|| ChoiceLogprobs {
+        let mut logprobs = (!d.logprobs.is_empty()).then(|| ChoiceLogprobs {
             content: logprob_objects(self.model.as_ref(), &d.logprobs),
         });
-        Ok(Some(frame_text(&ChatDeltaFrame {
-            kind: "chat.delta",
-            id: self.id.clone(),
-            index: d.index,
-            delta: ChatDelta {
-                role: first.then_some("assistant"),
-                content: Some(d.text),
-            },
-            logprobs,
-        })))
+        if deltas.is_empty() && logprobs.is_some() {
+            deltas.push(ChatDelta::content(String::new()));
+        }
+        Ok(deltas
+            .into_iter()
+            .map(|mut delta| {
+                let first = !std::mem::replace(&mut self.started[index], true);
+                delta.role = first.then_some("assistant");
+                frame_text(&ChatDeltaFrame {
+                    kind: "chat.delta",
+                    id: self.id.clone(),
+                    index,
+                    delta,
+                    logprobs: logprobs.take(),
+                })
+            })
+            .collect())
     }
 
     /// `chat.done` after the last delta; an error when the engine stopped before finishing.

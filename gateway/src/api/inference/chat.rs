@@ -10,6 +10,7 @@ use scheduler::{Delta, DeltaStream, FinishReason, Usage};
 use super::request::{chat_messages, ChatCompletionRequest};
 use super::sampling::{fit_context, sampling_params};
 use super::sse::{self, ChunkEncoder, Events};
+use super::tools::{read_answer, tool_plan, AnswerFormat, DeltaReader};
 use super::wire::{
     logprob_objects, AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion,
     ChatCompletionChunk, ChatDelta, ChoiceLogprobs, UsageObject, SYSTEM_FINGERPRINT,
@@ -65,6 +66,7 @@ pub(crate) async fn answer_chat(chat: StartedChat) -> Result<HttpResponse, ApiEr
             n: chat.n,
             include_usage: chat.include_usage,
             usage: None,
+            reader: DeltaReader::new(chat.format, chat.n),
         };
         return Ok(sse::response(vec![chat.deltas], encoder, chat.admission));
     }
@@ -74,17 +76,28 @@ pub(crate) async fn answer_chat(chat: StartedChat) -> Result<HttpResponse, ApiEr
         .choices
         .into_iter()
         .enumerate()
-        .map(|(index, c)| ChatChoice {
-            index,
-            message: AssistantMessage {
-                role: "assistant",
-                content: c.text,
-                refusal: None,
-            },
-            logprobs: c.logprobs.map(|l| ChoiceLogprobs {
-                content: logprob_objects(model, &l),
-            }),
-            finish_reason: c.finish_reason,
+        .map(|(index, c)| {
+            let (content, calls) = match chat.format {
+                AnswerFormat::Text => (Some(c.text), Vec::new()),
+                AnswerFormat::ToolCalls { .. } => read_answer(&c.text),
+            };
+            ChatChoice {
+                index,
+                finish_reason: chat
+                    .format
+                    .finish_reason(&c.finish_reason, calls.len())
+                    .to_owned(),
+                message: AssistantMessage {
+                    role: "assistant",
+                    content,
+                    refusal: None,
+                    tool_calls: (!calls.is_empty())
+                        .then(|| calls.into_iter().map(Into::into).collect()),
+                },
+                logprobs: c.logprobs.map(|l| ChoiceLogprobs {
+                    content: logprob_objects(model, &l),
+                }),
+            }
         })
         .collect();
     if let Some(meter) = &chat.meter {
@@ -128,6 +141,8 @@ pub struct StartedChat {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Whether the output is read for tool calls.
+    pub format: AnswerFormat,
     /// The generation's deltas, metered; dropping them aborts it in the backend (and
     /// records the usage so far as cancelled).
     pub deltas: DeltaStream,
@@ -151,6 +166,7 @@ pub(crate) struct ChatPlan {
     pub include_usage: bool,
     /// The request's own `priority`.
     pub priority: Option<i32>,
+    pub format: AnswerFormat,
 }
 
 impl ChatPlan {
@@ -173,9 +189,20 @@ impl ChatPlan {
             };
         let include_usage = req.include_usage(stream)?;
         let messages = chat_messages(&req.messages)?;
-        let mut params = sampling_params(req.chat_sampling_fields()?, model.as_ref())?;
+        let mut fields = req.chat_sampling_fields()?;
+        let tools = tool_plan(
+            req.tools.as_deref(),
+            req.tool_choice.as_ref(),
+            req.parallel_tool_calls,
+            fields.structured.as_ref(),
+            model.as_ref(),
+        )?;
+        if let Some(grammar) = tools.grammar {
+            fields.structured = Some((grammar, "tools"));
+        }
+        let mut params = sampling_params(fields, model.as_ref())?;
         let requested = req.requested_max_tokens()?;
-        let prompt = Prompt::chat(model.as_ref(), messages)?;
+        let prompt = Prompt::chat(model.as_ref(), messages, &tools.definitions)?;
         params.max_tokens = Some(fit_context(
             prompt.tokens(),
             requested,
@@ -190,6 +217,7 @@ impl ChatPlan {
             stream,
             include_usage,
             priority: req.priority,
+            format: tools.format,
         })
     }
 
@@ -222,6 +250,7 @@ impl ChatPlan {
             n,
             stream: self.stream,
             include_usage: self.include_usage,
+            format: self.format,
             deltas,
             meter: None,
             admission: None,
@@ -267,6 +296,7 @@ pub async fn start_chat(
         n,
         stream: plan.stream,
         include_usage: plan.include_usage,
+        format: plan.format,
         deltas,
         meter: Some(admitted.meter),
         admission: Some(admitted.admission),
@@ -281,6 +311,7 @@ struct ChatChunks {
     n: usize,
     include_usage: bool,
     usage: Option<Usage>,
+    reader: DeltaReader,
 }
 
 impl ChatChunks {
@@ -323,35 +354,34 @@ impl ChunkEncoder for ChatChunks {
         for index in 0..self.n {
             let delta = ChatDelta {
                 role: Some("assistant"),
-                content: Some(String::new()),
+                ..ChatDelta::content(String::new())
             };
             self.choice(out, index, delta, None, None);
         }
     }
 
     fn delta(&mut self, _prompt: usize, d: Delta, out: &mut Events) {
-        if !d.text.is_empty() || !d.logprobs.is_empty() {
-            let logprobs = (!d.logprobs.is_empty()).then(|| ChoiceLogprobs {
-                content: logprob_objects(self.model.as_ref(), &d.logprobs),
-            });
-            let delta = ChatDelta {
-                role: None,
-                content: Some(d.text),
-            };
-            self.choice(out, d.index, delta, logprobs, None);
+        let finished = matches!(
+            d.finish_reason,
+            Some(FinishReason::Stop | FinishReason::Length)
+        );
+        let mut logprobs = (!d.logprobs.is_empty()).then(|| ChoiceLogprobs {
+            content: logprob_objects(self.model.as_ref(), &d.logprobs),
+        });
+        let mut deltas = self.reader.deltas(d.index, d.text, finished);
+        if deltas.is_empty() && logprobs.is_some() {
+            deltas.push(ChatDelta::content(String::new()));
+        }
+        for delta in deltas {
+            self.choice(out, d.index, delta, logprobs.take(), None);
         }
         if d.usage.is_some() {
             self.usage = d.usage;
         }
         match d.finish_reason {
             Some(reason @ (FinishReason::Stop | FinishReason::Length)) => {
-                self.choice(
-                    out,
-                    d.index,
-                    ChatDelta::default(),
-                    None,
-                    Some(reason.as_str()),
-                );
+                let reason = self.reader.finish_reason(d.index, &reason);
+                self.choice(out, d.index, ChatDelta::default(), None, Some(reason));
             }
             Some(other) => out.error(generation_error(&other)),
             None => {}

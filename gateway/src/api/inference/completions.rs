@@ -204,7 +204,7 @@ impl CompletionPlan {
                     index: p * n + i,
                     text: c.text,
                     logprobs,
-                    finish_reason: c.finish_reason,
+                    finish_reason: c.finish_reason.as_str().to_owned(),
                 });
             }
         }

@@ -16,6 +16,7 @@ pub mod request;
 mod sampling;
 mod sse;
 mod tokenize;
+pub mod tools;
 pub mod wire;
 
 pub use chat::*;
@@ -23,6 +24,7 @@ pub use completions::*;
 pub use models::*;
 pub use request::{ChatCompletionRequest, CompletionRequest, PromptInput};
 pub use tokenize::*;
+pub use tools::AnswerFormat;
 pub use wire::*;
 
 use scheduler::{DeltaStream, FinishReason, TokenLogprob, Usage};
@@ -54,8 +56,8 @@ pub(crate) struct CollectedChoice {
     pub text: String,
     /// Each output token's, when logprobs were requested.
     pub logprobs: Option<Vec<TokenLogprob>>,
-    /// `stop` or `length`.
-    pub finish_reason: String,
+    /// `Stop` or `Length`.
+    pub finish_reason: FinishReason,
 }
 
 /// A request run to its end (a non-streamed answer).
@@ -74,7 +76,7 @@ pub(crate) async fn collect(
         .map(|_| CollectedChoice {
             text: String::new(),
             logprobs: None,
-            finish_reason: "stop".to_owned(),
+            finish_reason: FinishReason::Stop,
         })
         .collect();
     let mut usage = None;
@@ -92,7 +94,7 @@ pub(crate) async fn collect(
         }
         match d.finish_reason {
             Some(reason @ (FinishReason::Stop | FinishReason::Length)) => {
-                choice.finish_reason = reason.as_str().to_owned();
+                choice.finish_reason = reason;
             }
             Some(other) => return Err(generation_error(&other)),
             None => {}

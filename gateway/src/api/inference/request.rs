@@ -11,6 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::sampling::SamplingFields;
+use super::tools::{ChatTool, ToolCallIn, ToolChoice};
 use crate::error::ApiError;
 use crate::generation::Prompt;
 use crate::inference::ServedModel;
@@ -39,9 +40,19 @@ pub struct ContentPart {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessageIn {
-    /// `system`, `developer` (treated as `system`), `user` or `assistant`.
+    /// `system`, `developer` (treated as `system`), `user`, `assistant` or `tool` (a tool's
+    /// result).
     pub role: String,
-    pub content: MessageContent,
+    /// Required, except on an assistant message that has `tool_calls`.
+    pub content: Option<MessageContent>,
+    /// An assistant message's calls (as a response gave them).
+    pub tool_calls: Option<Vec<ToolCallIn>>,
+    /// A `tool` message: the id of the call it answers.
+    pub tool_call_id: Option<String>,
+    /// A participant's name: accepted for compatibility; templates do not see it.
+    pub name: Option<String>,
+    /// An assistant message's refusal, as responses carry it: only null is accepted.
+    pub refusal: Option<String>,
 }
 
 /// `stop`: one string or up to 16.
@@ -251,15 +262,15 @@ generation_request! {
         pub logprobs: Option<bool>,
         /// 0 to 20 most likely alternatives per token; needs `logprobs: true`.
         pub top_logprobs: Option<u32>,
-        /// Not supported yet: refused with 400.
-        #[schema(value_type = Option<Object>)]
-        pub tools: Option<Value>,
-        /// Not supported yet: refused with 400.
-        #[schema(value_type = Option<Object>)]
-        pub tool_choice: Option<Value>,
-        /// Not supported yet: refused with 400.
-        #[schema(value_type = Option<Object>)]
-        pub parallel_tool_calls: Option<Value>,
+        /// Functions the model may call (at most 128). Calls come back in
+        /// `message.tool_calls`; their arguments are valid against each function's
+        /// `parameters` (enforced while generating).
+        pub tools: Option<Vec<ChatTool>>,
+        /// `auto` (the default with tools): text or calls; `none`: text; `required`: one or
+        /// more calls; `{"type": "function", "function": {"name": ...}}`: one call of it.
+        pub tool_choice: Option<ToolChoice>,
+        /// Whether one answer may make several calls (default true).
+        pub parallel_tool_calls: Option<bool>,
         /// Not supported yet: refused with 400.
         #[schema(value_type = Option<Object>)]
         pub functions: Option<Value>,
@@ -461,10 +472,7 @@ fn unsupported(field: &str) -> ApiError {
 
 impl ChatCompletionRequest {
     pub(crate) fn reject_unsupported(&self) -> Result<(), ApiError> {
-        let fields: [(&str, &Option<Value>); 10] = [
-            ("tools", &self.tools),
-            ("tool_choice", &self.tool_choice),
-            ("parallel_tool_calls", &self.parallel_tool_calls),
+        let fields: [(&str, &Option<Value>); 7] = [
             ("functions", &self.functions),
             ("function_call", &self.function_call),
             ("audio", &self.audio),
@@ -607,23 +615,77 @@ pub(crate) fn chat_messages(messages: &[ChatMessageIn]) -> Result<Vec<ChatMessag
     messages
         .iter()
         .enumerate()
-        .map(|(i, m)| {
-            let role = match m.role.as_str() {
-                "system" | "developer" => "system",
-                "user" => "user",
-                "assistant" => "assistant",
-                other => {
-                    return Err(ApiError::field(
-                        &format!("messages[{i}].role"),
-                        format_args!(
-                            "'{other}' is not supported (system, developer, user, assistant)"
-                        ),
-                    ))
-                }
-            };
-            Ok(ChatMessage::new(role, message_text(i, &m.content)?))
-        })
+        .map(|(i, m)| chat_message(i, m))
         .collect()
+}
+
+fn chat_message(i: usize, m: &ChatMessageIn) -> Result<ChatMessage, ApiError> {
+    let role = match m.role.as_str() {
+        "system" | "developer" => "system",
+        "user" => "user",
+        "assistant" => "assistant",
+        "tool" => "tool",
+        other => {
+            return Err(ApiError::field(
+                &format!("messages[{i}].role"),
+                format_args!(
+                    "'{other}' is not supported (system, developer, user, assistant, tool)"
+                ),
+            ))
+        }
+    };
+    let tool_calls = match &m.tool_calls {
+        Some(_) if role != "assistant" => {
+            return Err(ApiError::field(
+                &format!("messages[{i}].tool_calls"),
+                "only assistant messages have tool calls",
+            ));
+        }
+        Some(calls) => calls
+            .iter()
+            .enumerate()
+            .map(|(j, c)| c.to_call(&format!("messages[{i}].tool_calls[{j}]")))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let tool_call_id = match (&m.tool_call_id, role) {
+        (Some(id), "tool") if !id.is_empty() && id.len() <= 256 => Some(id.clone()),
+        (None, "tool") | (Some(_), "tool") => {
+            return Err(ApiError::field(
+                &format!("messages[{i}].tool_call_id"),
+                "a tool message needs the id (1 to 256 bytes) of the call it answers",
+            ))
+        }
+        (Some(_), _) => {
+            return Err(ApiError::field(
+                &format!("messages[{i}].tool_call_id"),
+                "only tool messages answer a call",
+            ))
+        }
+        (None, _) => None,
+    };
+    if m.refusal.is_some() {
+        return Err(ApiError::field(
+            &format!("messages[{i}].refusal"),
+            "only null is accepted",
+        ));
+    }
+    let content = match &m.content {
+        Some(content) => message_text(i, content)?,
+        None if !tool_calls.is_empty() => String::new(),
+        None => {
+            return Err(ApiError::field(
+                &format!("messages[{i}].content"),
+                "is required (except on an assistant message with tool_calls)",
+            ))
+        }
+    };
+    Ok(ChatMessage {
+        role: role.to_owned(),
+        content,
+        tool_calls,
+        tool_call_id,
+    })
 }
 
 /// The text of message `i`'s content (text parts joined).

@@ -71,7 +71,7 @@ pub async fn tokenize(
         (Some(text), None) => model.encode(text, req.add_special_tokens.unwrap_or(true))?,
         (None, Some(messages)) => {
             let chat = chat_messages(messages)?;
-            model.chat_prompt(&chat, req.add_generation_prompt.unwrap_or(true))?
+            model.chat_prompt(&chat, &[], req.add_generation_prompt.unwrap_or(true))?
         }
         _ => {
             return Err(ApiError::bad_request(

@@ -72,9 +72,68 @@ pub struct ChoiceLogprobs {
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: &'static str,
-    pub content: String,
+    /// The answer's text; null when the answer is only tool calls.
+    pub content: Option<String>,
     /// Always null.
     pub refusal: Option<String>,
+    /// The calls the model made, when `tools` were given and it called some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallObject>>,
+}
+
+/// A call the model made.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ToolCallObject {
+    /// `call_...`: what the `tool` message with the result names in `tool_call_id`.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCallObject,
+}
+
+/// The function a call calls.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FunctionCallObject {
+    pub name: String,
+    /// The arguments as JSON text, valid against the function's `parameters`.
+    pub arguments: String,
+}
+
+impl From<protocol::ToolCall> for ToolCallObject {
+    fn from(call: protocol::ToolCall) -> Self {
+        ToolCallObject {
+            id: call.id,
+            kind: "function",
+            function: FunctionCallObject {
+                name: call.function.name,
+                arguments: call.function.arguments,
+            },
+        }
+    }
+}
+
+/// A piece of a streamed call: the first of each call has its `id`, `type` and
+/// `function.name` (and empty `arguments`); the next ones more of `function.arguments`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ToolCallDelta {
+    /// The call's position among the choice's calls.
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function`, on the call's first piece.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionCallDelta,
+}
+
+/// What a piece adds to a call's function.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FunctionCallDelta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -83,7 +142,8 @@ pub struct ChatChoice {
     pub message: AssistantMessage,
     /// Null unless `logprobs` was requested.
     pub logprobs: Option<ChoiceLogprobs>,
-    /// `stop` (EOS, a stop string or stop token) or `length`.
+    /// `stop` (EOS, a stop string or stop token), `length`, or `tool_calls` (the model called
+    /// tools; `stop` when `tool_choice` named the function).
     pub finish_reason: String,
 }
 
@@ -109,9 +169,30 @@ pub struct ChatDelta {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
     /// New text of the answer (empty on the first chunk); absent on the chunk that finishes
-    /// the choice.
+    /// the choice and on tool-call chunks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// A piece of a tool call (one per chunk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+impl ChatDelta {
+    /// New answer text.
+    pub fn content(text: String) -> Self {
+        ChatDelta {
+            content: Some(text),
+            ..ChatDelta::default()
+        }
+    }
+
+    /// A piece of a tool call.
+    pub fn tool_call(call: ToolCallDelta) -> Self {
+        ChatDelta {
+            tool_calls: Some(vec![call]),
+            ..ChatDelta::default()
+        }
+    }
 }
 
 /// One choice's piece of a chunk.
@@ -121,7 +202,7 @@ pub struct ChatChunkChoice {
     pub delta: ChatDelta,
     /// The new tokens' log-probabilities, when `logprobs` was requested.
     pub logprobs: Option<ChoiceLogprobs>,
-    /// `stop` or `length` on the choice's last chunk, else null.
+    /// `stop`, `length` or `tool_calls` on the choice's last chunk, else null.
     pub finish_reason: Option<&'static str>,
 }
 

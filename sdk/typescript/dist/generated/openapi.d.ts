@@ -1047,11 +1047,14 @@ export interface components {
         };
         /** @description The assistant's answer. */
         AssistantMessage: {
-            content: string;
+            /** @description The answer's text; null when the answer is only tool calls. */
+            content?: string | null;
             /** @description Always null. */
             refusal?: string | null;
             /** @description Always `assistant`. */
             role: string;
+            /** @description The calls the model made, when `tools` were given and it called some. */
+            tool_calls?: components["schemas"]["ToolCallObject"][] | null;
         };
         AuditLogList: {
             data: components["schemas"]["AuditLogObject"][];
@@ -1193,7 +1196,10 @@ export interface components {
             limit_micros: number;
         };
         ChatChoice: {
-            /** @description `stop` (EOS, a stop string or stop token) or `length`. */
+            /**
+             * @description `stop` (EOS, a stop string or stop token), `length`, or `tool_calls` (the model called
+             *     tools; `stop` when `tool_choice` named the function).
+             */
             finish_reason: string;
             index: number;
             logprobs?: null | components["schemas"]["ChoiceLogprobs"];
@@ -1202,7 +1208,7 @@ export interface components {
         /** @description One choice's piece of a chunk. */
         ChatChunkChoice: {
             delta: components["schemas"]["ChatDelta"];
-            /** @description `stop` or `length` on the choice's last chunk, else null. */
+            /** @description `stop`, `length` or `tool_calls` on the choice's last chunk, else null. */
             finish_reason?: string | null;
             index: number;
             logprobs?: null | components["schemas"]["ChoiceLogprobs"];
@@ -1305,8 +1311,8 @@ export interface components {
              * @description Choices per prompt, 1 to 16. Default 1.
              */
             n?: number | null;
-            /** @description Not supported yet: refused with 400. */
-            parallel_tool_calls?: Record<string, never> | null;
+            /** @description Whether one answer may make several calls (default true). */
+            parallel_tool_calls?: boolean | null;
             /** @description Not supported yet: refused with 400. */
             prediction?: Record<string, never> | null;
             /**
@@ -1344,10 +1350,13 @@ export interface components {
              * @description 0 to 2; 0 is greedy. Default 1.
              */
             temperature?: number | null;
-            /** @description Not supported yet: refused with 400. */
-            tool_choice?: Record<string, never> | null;
-            /** @description Not supported yet: refused with 400. */
-            tools?: Record<string, never> | null;
+            tool_choice?: null | components["schemas"]["ToolChoice"];
+            /**
+             * @description Functions the model may call (at most 128). Calls come back in
+             *     `message.tool_calls`; their arguments are valid against each function's
+             *     `parameters` (enforced while generating).
+             */
+            tools?: components["schemas"]["ChatTool"][] | null;
             /**
              * Format: int32
              * @description vLLM: keep the `top_k` most likely tokens (0 or -1: all).
@@ -1372,15 +1381,20 @@ export interface components {
         ChatDelta: {
             /**
              * @description New text of the answer (empty on the first chunk); absent on the chunk that finishes
-             *     the choice.
+             *     the choice and on tool-call chunks.
              */
             content?: string | null;
             /** @description `assistant`, on the first chunk of each choice only. */
             role?: string | null;
+            /** @description A piece of a tool call (one per chunk). */
+            tool_calls?: components["schemas"]["ToolCallDelta"][] | null;
         };
         /** @description Server frame `chat.delta`: new output of one choice of the request `id`. */
         ChatDeltaFrame: {
-            /** @description `role` on the choice's first delta; `content` the new text. */
+            /**
+             * @description `role` on the choice's first delta; `content` the new text, or `tool_calls` a piece of
+             *     a call (as in a streamed chat completion's chunks).
+             */
             delta: components["schemas"]["ChatDelta"];
             /** @description The client's id of the request. */
             id: string;
@@ -1394,7 +1408,10 @@ export interface components {
         ChatDoneFrame: {
             /** @description The `chatcmpl-...` id its usage is recorded under. */
             completion_id: string;
-            /** @description `stop`, `length` or `cancelled`: one string with one choice, else one per choice. */
+            /**
+             * @description `stop`, `length`, `tool_calls` or `cancelled`: one string with one choice, else one per
+             *     choice.
+             */
             finish_reason: components["schemas"]["FinishReasons"];
             /** @description The client's id of the request. */
             id: string;
@@ -1415,9 +1432,26 @@ export interface components {
         };
         /** @description A chat message. */
         ChatMessageIn: {
-            content: components["schemas"]["MessageContent"];
-            /** @description `system`, `developer` (treated as `system`), `user` or `assistant`. */
+            content?: null | components["schemas"]["MessageContent"];
+            /** @description A participant's name: accepted for compatibility; templates do not see it. */
+            name?: string | null;
+            /** @description An assistant message's refusal, as responses carry it: only null is accepted. */
+            refusal?: string | null;
+            /**
+             * @description `system`, `developer` (treated as `system`), `user`, `assistant` or `tool` (a tool's
+             *     result).
+             */
             role: string;
+            /** @description A `tool` message: the id of the call it answers. */
+            tool_call_id?: string | null;
+            /** @description An assistant message's calls (as a response gave them). */
+            tool_calls?: components["schemas"]["ToolCallIn"][] | null;
+        };
+        /** @description A tool the model may call (`tools[]`): a function. */
+        ChatTool: {
+            function: components["schemas"]["FunctionDefinition"];
+            /** @description Always `function`. */
+            type: string;
         };
         /** @description `logprobs` of a choice. */
         ChoiceLogprobs: {
@@ -1779,6 +1813,37 @@ export interface components {
         };
         /** @description One finish reason per choice: a plain string when there is one choice, else an array. */
         FinishReasons: string | string[];
+        /** @description What a piece adds to a call's function. */
+        FunctionCallDelta: {
+            arguments?: string | null;
+            name?: string | null;
+        };
+        /** @description The function an earlier call called, and its arguments as JSON text. */
+        FunctionCallIn: {
+            arguments: string;
+            name: string;
+        };
+        /** @description The function a call calls. */
+        FunctionCallObject: {
+            /** @description The arguments as JSON text, valid against the function's `parameters`. */
+            arguments: string;
+            name: string;
+        };
+        /** @description A function the model may call. */
+        FunctionDefinition: {
+            /** @description What the function does and when to call it (the model reads it). */
+            description?: string | null;
+            /** @description 1 to 64 letters, digits, underscores and dashes; unique among the tools. */
+            name: string;
+            /**
+             * @description JSON Schema of the arguments (an object schema). Absent: the function takes no
+             *     arguments (`{}`). Always enforced while generating; a keyword Starfire cannot enforce
+             *     is a 400 that names it.
+             */
+            parameters?: Record<string, never> | null;
+            /** @description Accepted for compatibility: Starfire always enforces the parameters' schema. */
+            strict?: boolean | null;
+        };
         Health: {
             /**
              * @description `ok` when the database answers.
@@ -2037,6 +2102,16 @@ export interface components {
             object: string;
             /** @description Always `starfire`. */
             owned_by: string;
+        };
+        /** @description The function a named `tool_choice` calls. */
+        NamedFunction: {
+            name: string;
+        };
+        /** @description `{"type": "function", "function": {"name": ...}}`: call this function. */
+        NamedToolChoice: {
+            function: components["schemas"]["NamedFunction"];
+            /** @description Always `function`. */
+            type: string;
         };
         /** @description An organization's plan and payment standing. */
         OrganizationBilling: {
@@ -2305,6 +2380,40 @@ export interface components {
             max_model_len: number;
             tokens: number[];
         };
+        /**
+         * @description A piece of a streamed call: the first of each call has its `id`, `type` and
+         *     `function.name` (and empty `arguments`); the next ones more of `function.arguments`.
+         */
+        ToolCallDelta: {
+            function: components["schemas"]["FunctionCallDelta"];
+            id?: string | null;
+            /** @description The call's position among the choice's calls. */
+            index: number;
+            /** @description `function`, on the call's first piece. */
+            type?: string | null;
+        };
+        /** @description A call in an assistant message of the conversation (as a response gave it). */
+        ToolCallIn: {
+            function: components["schemas"]["FunctionCallIn"];
+            id: string;
+            /** @description Always `function`. */
+            type: string;
+        };
+        /** @description A call the model made. */
+        ToolCallObject: {
+            function: components["schemas"]["FunctionCallObject"];
+            /** @description `call_...`: what the `tool` message with the result names in `tool_call_id`. */
+            id: string;
+            /** @description Always `function`. */
+            type: string;
+        };
+        /** @description `tool_choice`: `none`, `auto` (the default with tools), `required`, or one function. */
+        ToolChoice: components["schemas"]["ToolChoiceMode"] | components["schemas"]["NamedToolChoice"];
+        /**
+         * @description `none`: answer in text; `auto`: text or calls; `required`: one or more calls.
+         * @enum {string}
+         */
+        ToolChoiceMode: "none" | "auto" | "required";
         /** @description One alternative token and its log-probability. */
         TopLogprob: {
             /** @description The token's UTF-8 bytes. */

@@ -36,19 +36,12 @@ from .chat_completion_request_logit_bias_type_0 import (
 from .chat_completion_request_modalities_type_0 import (
     ChatCompletionRequestModalitiesType0,
 )
-from .chat_completion_request_parallel_tool_calls_type_0 import (
-    ChatCompletionRequestParallelToolCallsType0,
-)
 from .chat_completion_request_prediction_type_0 import (
     ChatCompletionRequestPredictionType0,
 )
 from .chat_completion_request_reasoning_effort_type_0 import (
     ChatCompletionRequestReasoningEffortType0,
 )
-from .chat_completion_request_tool_choice_type_0 import (
-    ChatCompletionRequestToolChoiceType0,
-)
-from .chat_completion_request_tools_type_0 import ChatCompletionRequestToolsType0
 from .chat_completion_request_web_search_options_type_0 import (
     ChatCompletionRequestWebSearchOptionsType0,
 )
@@ -57,6 +50,7 @@ from .chat_delta_frame import ChatDeltaFrame
 from .chat_done_frame import ChatDoneFrame
 from .chat_error_frame import ChatErrorFrame
 from .chat_message_in import ChatMessageIn
+from .chat_tool import ChatTool
 from .choice_logprobs import ChoiceLogprobs
 from .completion import Completion
 from .completion_choice import CompletionChoice
@@ -87,6 +81,11 @@ from .embedding_usage import EmbeddingUsage
 from .embeddings_usage_result import EmbeddingsUsageResult
 from .error_body import ErrorBody
 from .error_object import ErrorObject
+from .function_call_delta import FunctionCallDelta
+from .function_call_in import FunctionCallIn
+from .function_call_object import FunctionCallObject
+from .function_definition import FunctionDefinition
+from .function_definition_parameters_type_0 import FunctionDefinitionParametersType0
 from .health import Health
 from .invite_create import InviteCreate
 from .invite_list import InviteList
@@ -104,6 +103,8 @@ from .login_request import LoginRequest
 from .me_object import MeObject
 from .model_list import ModelList
 from .model_object import ModelObject
+from .named_function import NamedFunction
+from .named_tool_choice import NamedToolChoice
 from .organization_billing import OrganizationBilling
 from .organization_summary import OrganizationSummary
 from .plan import Plan
@@ -135,6 +136,10 @@ from .structured_outputs_json_type_0 import StructuredOutputsJsonType0
 from .token_logprob_object import TokenLogprobObject
 from .tokenize_request import TokenizeRequest
 from .tokenize_response import TokenizeResponse
+from .tool_call_delta import ToolCallDelta
+from .tool_call_in import ToolCallIn
+from .tool_call_object import ToolCallObject
+from .tool_choice_mode import ToolChoiceMode
 from .top_logprob import TopLogprob
 from .top_up_create import TopUpCreate
 from .top_up_list import TopUpList
@@ -187,17 +192,15 @@ __all__ = (
     "ChatCompletionRequestGuidedJsonType0",
     "ChatCompletionRequestLogitBiasType0",
     "ChatCompletionRequestModalitiesType0",
-    "ChatCompletionRequestParallelToolCallsType0",
     "ChatCompletionRequestPredictionType0",
     "ChatCompletionRequestReasoningEffortType0",
-    "ChatCompletionRequestToolChoiceType0",
-    "ChatCompletionRequestToolsType0",
     "ChatCompletionRequestWebSearchOptionsType0",
     "ChatDelta",
     "ChatDeltaFrame",
     "ChatDoneFrame",
     "ChatErrorFrame",
     "ChatMessageIn",
+    "ChatTool",
     "ChoiceLogprobs",
     "Completion",
     "CompletionChoice",
@@ -228,6 +231,11 @@ __all__ = (
     "EmbeddingsUsageResult",
     "ErrorBody",
     "ErrorObject",
+    "FunctionCallDelta",
+    "FunctionCallIn",
+    "FunctionCallObject",
+    "FunctionDefinition",
+    "FunctionDefinitionParametersType0",
     "Health",
     "InviteCreate",
     "InviteList",
@@ -245,6 +253,8 @@ __all__ = (
     "MeObject",
     "ModelList",
     "ModelObject",
+    "NamedFunction",
+    "NamedToolChoice",
     "OrganizationBilling",
     "OrganizationSummary",
     "Plan",
@@ -276,6 +286,10 @@ __all__ = (
     "TokenLogprobObject",
     "TokenizeRequest",
     "TokenizeResponse",
+    "ToolCallDelta",
+    "ToolCallIn",
+    "ToolCallObject",
+    "ToolChoiceMode",
     "TopLogprob",
     "TopUpCreate",
     "TopUpList",

@@ -20,7 +20,8 @@ T = TypeVar("T", bound="ChatChoice")
 class ChatChoice:
     """
     Attributes:
-        finish_reason (str): `stop` (EOS, a stop string or stop token) or `length`.
+        finish_reason (str): `stop` (EOS, a stop string or stop token), `length`, or `tool_calls` (the model called
+            tools; `stop` when `tool_choice` named the function).
         index (int):
         message (AssistantMessage): The assistant's answer.
         logprobs (ChoiceLogprobs | None | Unset):

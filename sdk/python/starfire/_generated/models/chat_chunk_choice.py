@@ -23,7 +23,7 @@ class ChatChunkChoice:
     Attributes:
         delta (ChatDelta): What a chunk adds to a choice's message.
         index (int):
-        finish_reason (None | str | Unset): `stop` or `length` on the choice's last chunk, else null.
+        finish_reason (None | str | Unset): `stop`, `length` or `tool_calls` on the choice's last chunk, else null.
         logprobs (ChoiceLogprobs | None | Unset):
     """
 

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from attrs import define as _attrs_define
 
+from ..models.tool_choice_mode import ToolChoiceMode
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -26,25 +27,18 @@ if TYPE_CHECKING:
     from ..models.chat_completion_request_modalities_type_0 import (
         ChatCompletionRequestModalitiesType0,
     )
-    from ..models.chat_completion_request_parallel_tool_calls_type_0 import (
-        ChatCompletionRequestParallelToolCallsType0,
-    )
     from ..models.chat_completion_request_prediction_type_0 import (
         ChatCompletionRequestPredictionType0,
     )
     from ..models.chat_completion_request_reasoning_effort_type_0 import (
         ChatCompletionRequestReasoningEffortType0,
     )
-    from ..models.chat_completion_request_tool_choice_type_0 import (
-        ChatCompletionRequestToolChoiceType0,
-    )
-    from ..models.chat_completion_request_tools_type_0 import (
-        ChatCompletionRequestToolsType0,
-    )
     from ..models.chat_completion_request_web_search_options_type_0 import (
         ChatCompletionRequestWebSearchOptionsType0,
     )
     from ..models.chat_message_in import ChatMessageIn
+    from ..models.chat_tool import ChatTool
+    from ..models.named_tool_choice import NamedToolChoice
     from ..models.response_format_type_0 import ResponseFormatType0
     from ..models.response_format_type_1 import ResponseFormatType1
     from ..models.response_format_type_2 import ResponseFormatType2
@@ -83,8 +77,7 @@ class ChatCompletionRequest:
         min_tokens (int | None | Unset): vLLM: EOS and stop tokens cannot end a choice before this many tokens.
         modalities (ChatCompletionRequestModalitiesType0 | None | Unset): Not supported yet: refused with 400.
         n (int | None | Unset): Choices per prompt, 1 to 16. Default 1.
-        parallel_tool_calls (ChatCompletionRequestParallelToolCallsType0 | None | Unset): Not supported yet: refused
-            with 400.
+        parallel_tool_calls (bool | None | Unset): Whether one answer may make several calls (default true).
         prediction (ChatCompletionRequestPredictionType0 | None | Unset): Not supported yet: refused with 400.
         presence_penalty (float | None | Unset): -2 to 2.
         priority (int | None | Unset): vLLM: lower runs earlier among this organization's requests (default 0).
@@ -99,8 +92,10 @@ class ChatCompletionRequest:
         stream_options (None | StreamOptions | Unset):
         structured_outputs (None | StructuredOutputs | Unset):
         temperature (float | None | Unset): 0 to 2; 0 is greedy. Default 1.
-        tool_choice (ChatCompletionRequestToolChoiceType0 | None | Unset): Not supported yet: refused with 400.
-        tools (ChatCompletionRequestToolsType0 | None | Unset): Not supported yet: refused with 400.
+        tool_choice (NamedToolChoice | None | ToolChoiceMode | Unset):
+        tools (list[ChatTool] | None | Unset): Functions the model may call (at most 128). Calls come back in
+            `message.tool_calls`; their arguments are valid against each function's
+            `parameters` (enforced while generating).
         top_k (int | None | Unset): vLLM: keep the `top_k` most likely tokens (0 or -1: all).
         top_logprobs (int | None | Unset): 0 to 20 most likely alternatives per token; needs `logprobs: true`.
         top_p (float | None | Unset): In (0, 1]. Default 1.
@@ -128,9 +123,7 @@ class ChatCompletionRequest:
     min_tokens: int | None | Unset = UNSET
     modalities: ChatCompletionRequestModalitiesType0 | None | Unset = UNSET
     n: int | None | Unset = UNSET
-    parallel_tool_calls: ChatCompletionRequestParallelToolCallsType0 | None | Unset = (
-        UNSET
-    )
+    parallel_tool_calls: bool | None | Unset = UNSET
     prediction: ChatCompletionRequestPredictionType0 | None | Unset = UNSET
     presence_penalty: float | None | Unset = UNSET
     priority: int | None | Unset = UNSET
@@ -146,8 +139,8 @@ class ChatCompletionRequest:
     stream_options: None | StreamOptions | Unset = UNSET
     structured_outputs: None | StructuredOutputs | Unset = UNSET
     temperature: float | None | Unset = UNSET
-    tool_choice: ChatCompletionRequestToolChoiceType0 | None | Unset = UNSET
-    tools: ChatCompletionRequestToolsType0 | None | Unset = UNSET
+    tool_choice: NamedToolChoice | None | ToolChoiceMode | Unset = UNSET
+    tools: list[ChatTool] | None | Unset = UNSET
     top_k: int | None | Unset = UNSET
     top_logprobs: int | None | Unset = UNSET
     top_p: float | None | Unset = UNSET
@@ -175,24 +168,16 @@ class ChatCompletionRequest:
         from ..models.chat_completion_request_modalities_type_0 import (
             ChatCompletionRequestModalitiesType0,
         )
-        from ..models.chat_completion_request_parallel_tool_calls_type_0 import (
-            ChatCompletionRequestParallelToolCallsType0,
-        )
         from ..models.chat_completion_request_prediction_type_0 import (
             ChatCompletionRequestPredictionType0,
         )
         from ..models.chat_completion_request_reasoning_effort_type_0 import (
             ChatCompletionRequestReasoningEffortType0,
         )
-        from ..models.chat_completion_request_tool_choice_type_0 import (
-            ChatCompletionRequestToolChoiceType0,
-        )
-        from ..models.chat_completion_request_tools_type_0 import (
-            ChatCompletionRequestToolsType0,
-        )
         from ..models.chat_completion_request_web_search_options_type_0 import (
             ChatCompletionRequestWebSearchOptionsType0,
         )
+        from ..models.named_tool_choice import NamedToolChoice
         from ..models.response_format_type_0 import ResponseFormatType0
         from ..models.response_format_type_1 import ResponseFormatType1
         from ..models.response_format_type_2 import ResponseFormatType2
@@ -323,13 +308,9 @@ class ChatCompletionRequest:
         else:
             n = self.n
 
-        parallel_tool_calls: dict[str, Any] | None | Unset
+        parallel_tool_calls: bool | None | Unset
         if isinstance(self.parallel_tool_calls, Unset):
             parallel_tool_calls = UNSET
-        elif isinstance(
-            self.parallel_tool_calls, ChatCompletionRequestParallelToolCallsType0
-        ):
-            parallel_tool_calls = self.parallel_tool_calls.to_dict()
         else:
             parallel_tool_calls = self.parallel_tool_calls
 
@@ -433,19 +414,25 @@ class ChatCompletionRequest:
         else:
             temperature = self.temperature
 
-        tool_choice: dict[str, Any] | None | Unset
+        tool_choice: dict[str, Any] | None | str | Unset
         if isinstance(self.tool_choice, Unset):
             tool_choice = UNSET
-        elif isinstance(self.tool_choice, ChatCompletionRequestToolChoiceType0):
+        elif isinstance(self.tool_choice, ToolChoiceMode):
+            tool_choice = self.tool_choice.value
+        elif isinstance(self.tool_choice, NamedToolChoice):
             tool_choice = self.tool_choice.to_dict()
         else:
             tool_choice = self.tool_choice
 
-        tools: dict[str, Any] | None | Unset
+        tools: list[dict[str, Any]] | None | Unset
         if isinstance(self.tools, Unset):
             tools = UNSET
-        elif isinstance(self.tools, ChatCompletionRequestToolsType0):
-            tools = self.tools.to_dict()
+        elif isinstance(self.tools, list):
+            tools = []
+            for tools_type_0_item_data in self.tools:
+                tools_type_0_item = tools_type_0_item_data.to_dict()
+                tools.append(tools_type_0_item)
+
         else:
             tools = self.tools
 
@@ -590,25 +577,18 @@ class ChatCompletionRequest:
         from ..models.chat_completion_request_modalities_type_0 import (
             ChatCompletionRequestModalitiesType0,
         )
-        from ..models.chat_completion_request_parallel_tool_calls_type_0 import (
-            ChatCompletionRequestParallelToolCallsType0,
-        )
         from ..models.chat_completion_request_prediction_type_0 import (
             ChatCompletionRequestPredictionType0,
         )
         from ..models.chat_completion_request_reasoning_effort_type_0 import (
             ChatCompletionRequestReasoningEffortType0,
         )
-        from ..models.chat_completion_request_tool_choice_type_0 import (
-            ChatCompletionRequestToolChoiceType0,
-        )
-        from ..models.chat_completion_request_tools_type_0 import (
-            ChatCompletionRequestToolsType0,
-        )
         from ..models.chat_completion_request_web_search_options_type_0 import (
             ChatCompletionRequestWebSearchOptionsType0,
         )
         from ..models.chat_message_in import ChatMessageIn
+        from ..models.chat_tool import ChatTool
+        from ..models.named_tool_choice import NamedToolChoice
         from ..models.response_format_type_0 import ResponseFormatType0
         from ..models.response_format_type_1 import ResponseFormatType1
         from ..models.response_format_type_2 import ResponseFormatType2
@@ -852,26 +832,12 @@ class ChatCompletionRequest:
 
         n = _parse_n(d.pop("n", UNSET))
 
-        def _parse_parallel_tool_calls(
-            data: object,
-        ) -> ChatCompletionRequestParallelToolCallsType0 | None | Unset:
+        def _parse_parallel_tool_calls(data: object) -> bool | None | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
                 return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                parallel_tool_calls_type_0 = (
-                    ChatCompletionRequestParallelToolCallsType0.from_dict(data)
-                )
-
-                return parallel_tool_calls_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(
-                ChatCompletionRequestParallelToolCallsType0 | None | Unset, data
-            )
+            return cast(bool | None | Unset, data)
 
         parallel_tool_calls = _parse_parallel_tool_calls(
             d.pop("parallel_tool_calls", UNSET)
@@ -1099,41 +1065,50 @@ class ChatCompletionRequest:
 
         def _parse_tool_choice(
             data: object,
-        ) -> ChatCompletionRequestToolChoiceType0 | None | Unset:
+        ) -> NamedToolChoice | None | ToolChoiceMode | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
                 return data
             try:
-                if not isinstance(data, dict):
+                if not isinstance(data, str):
                     raise TypeError()
-                tool_choice_type_0 = ChatCompletionRequestToolChoiceType0.from_dict(
-                    data
-                )
+                componentsschemas_tool_choice_type_0 = ToolChoiceMode(data)
 
-                return tool_choice_type_0
+                return componentsschemas_tool_choice_type_0
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
-            return cast(ChatCompletionRequestToolChoiceType0 | None | Unset, data)
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_tool_choice_type_1 = NamedToolChoice.from_dict(data)
+
+                return componentsschemas_tool_choice_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(NamedToolChoice | None | ToolChoiceMode | Unset, data)
 
         tool_choice = _parse_tool_choice(d.pop("tool_choice", UNSET))
 
-        def _parse_tools(
-            data: object,
-        ) -> ChatCompletionRequestToolsType0 | None | Unset:
+        def _parse_tools(data: object) -> list[ChatTool] | None | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
                 return data
             try:
-                if not isinstance(data, dict):
+                if not isinstance(data, list):
                     raise TypeError()
-                tools_type_0 = ChatCompletionRequestToolsType0.from_dict(data)
+                tools_type_0 = []
+                _tools_type_0 = data
+                for tools_type_0_item_data in _tools_type_0:
+                    tools_type_0_item = ChatTool.from_dict(tools_type_0_item_data)
+
+                    tools_type_0.append(tools_type_0_item)
 
                 return tools_type_0
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
-            return cast(ChatCompletionRequestToolsType0 | None | Unset, data)
+            return cast(list[ChatTool] | None | Unset, data)
 
         tools = _parse_tools(d.pop("tools", UNSET))
 

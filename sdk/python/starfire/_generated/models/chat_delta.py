@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
+
+if TYPE_CHECKING:
+    from ..models.tool_call_delta import ToolCallDelta
+
 
 T = TypeVar("T", bound="ChatDelta")
 
@@ -18,12 +22,14 @@ class ChatDelta:
     Attributes:
         content (None | str | Unset): New text of the answer (empty on the first chunk); absent on the chunk that
             finishes
-            the choice.
+            the choice and on tool-call chunks.
         role (None | str | Unset): `assistant`, on the first chunk of each choice only.
+        tool_calls (list[ToolCallDelta] | None | Unset): A piece of a tool call (one per chunk).
     """
 
     content: None | str | Unset = UNSET
     role: None | str | Unset = UNSET
+    tool_calls: list[ToolCallDelta] | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -39,6 +45,18 @@ class ChatDelta:
         else:
             role = self.role
 
+        tool_calls: list[dict[str, Any]] | None | Unset
+        if isinstance(self.tool_calls, Unset):
+            tool_calls = UNSET
+        elif isinstance(self.tool_calls, list):
+            tool_calls = []
+            for tool_calls_type_0_item_data in self.tool_calls:
+                tool_calls_type_0_item = tool_calls_type_0_item_data.to_dict()
+                tool_calls.append(tool_calls_type_0_item)
+
+        else:
+            tool_calls = self.tool_calls
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update({})
@@ -46,11 +64,15 @@ class ChatDelta:
             field_dict["content"] = content
         if role is not UNSET:
             field_dict["role"] = role
+        if tool_calls is not UNSET:
+            field_dict["tool_calls"] = tool_calls
 
         return field_dict
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
+        from ..models.tool_call_delta import ToolCallDelta
+
         d = dict(src_dict)
 
         def _parse_content(data: object) -> None | str | Unset:
@@ -71,9 +93,34 @@ class ChatDelta:
 
         role = _parse_role(d.pop("role", UNSET))
 
+        def _parse_tool_calls(data: object) -> list[ToolCallDelta] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                tool_calls_type_0 = []
+                _tool_calls_type_0 = data
+                for tool_calls_type_0_item_data in _tool_calls_type_0:
+                    tool_calls_type_0_item = ToolCallDelta.from_dict(
+                        tool_calls_type_0_item_data
+                    )
+
+                    tool_calls_type_0.append(tool_calls_type_0_item)
+
+                return tool_calls_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[ToolCallDelta] | None | Unset, data)
+
+        tool_calls = _parse_tool_calls(d.pop("tool_calls", UNSET))
+
         chat_delta = cls(
             content=content,
             role=role,
+            tool_calls=tool_calls,
         )
 
         chat_delta.additional_properties = d

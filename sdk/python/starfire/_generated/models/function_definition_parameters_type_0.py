@@ -6,12 +6,16 @@ from typing import Any, Self, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-T = TypeVar("T", bound="ChatCompletionRequestToolChoiceType0")
+T = TypeVar("T", bound="FunctionDefinitionParametersType0")
 
 
 @_attrs_define
-class ChatCompletionRequestToolChoiceType0:
-    """Not supported yet: refused with 400."""
+class FunctionDefinitionParametersType0:
+    """JSON Schema of the arguments (an object schema). Absent: the function takes no
+    arguments (`{}`). Always enforced while generating; a keyword Starfire cannot enforce
+    is a 400 that names it.
+
+    """
 
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -25,10 +29,10 @@ class ChatCompletionRequestToolChoiceType0:
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         d = dict(src_dict)
-        chat_completion_request_tool_choice_type_0 = cls()
+        function_definition_parameters_type_0 = cls()
 
-        chat_completion_request_tool_choice_type_0.additional_properties = d
-        return chat_completion_request_tool_choice_type_0
+        function_definition_parameters_type_0.additional_properties = d
+        return function_definition_parameters_type_0
 
     @property
     def additional_keys(self) -> list[str]:

@@ -6,29 +6,52 @@ from typing import Any, Self, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-T = TypeVar("T", bound="ChatCompletionRequestToolsType0")
+T = TypeVar("T", bound="FunctionCallObject")
 
 
 @_attrs_define
-class ChatCompletionRequestToolsType0:
-    """Not supported yet: refused with 400."""
+class FunctionCallObject:
+    """The function a call calls.
 
+    Attributes:
+        arguments (str): The arguments as JSON text, valid against the function's `parameters`.
+        name (str):
+    """
+
+    arguments: str
+    name: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        arguments = self.arguments
+
+        name = self.name
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "arguments": arguments,
+                "name": name,
+            }
+        )
 
         return field_dict
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         d = dict(src_dict)
-        chat_completion_request_tools_type_0 = cls()
+        arguments = d.pop("arguments")
 
-        chat_completion_request_tools_type_0.additional_properties = d
-        return chat_completion_request_tools_type_0
+        name = d.pop("name")
+
+        function_call_object = cls(
+            arguments=arguments,
+            name=name,
+        )
+
+        function_call_object.additional_properties = d
+        return function_call_object
 
     @property
     def additional_keys(self) -> list[str]:
