@@ -132,13 +132,22 @@ async fn a_named_choice_calls_that_function_and_none_gives_text() {
     for t in temperatures() {
         let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_time"}}});
         let body = chat("What is the weather in Paris?", merged(named, &t));
-        for choice in choices(&app, &key, body).await {
+        let whole = choices(&app, &key, body.clone()).await;
+        for choice in &whole {
             // OpenAI finishes a forced function call with `stop`.
             assert_eq!(choice["finish_reason"], "stop", "{choice}");
             let calls = choice["message"]["tool_calls"].as_array().unwrap();
             assert_eq!(calls.len(), 1, "{choice}");
             assert_eq!(calls[0]["function"]["name"], "get_time", "{choice}");
             assert_valid_call(&calls[0]);
+        }
+        if t["temperature"] == 0 {
+            // Streamed, the call without arguments is `{}` too, and finishes with `stop`.
+            let (streamed, finish, content) = stream(&app, &key, &body).await;
+            let calls = whole[0]["message"]["tool_calls"].as_array().unwrap();
+            assert_eq!(without_ids(&streamed), without_ids(calls));
+            assert_eq!(streamed[0]["function"]["arguments"], "{}");
+            assert_eq!((finish, content), (vec!["stop".to_owned()], String::new()));
         }
         let body = chat(
             "What is the weather in Paris?",
@@ -248,6 +257,38 @@ fn without_ids(calls: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// A streamed answer of one choice over SSE: its calls (assembled), finish reasons and text.
+async fn stream(app: &TestApp, key: &str, body: &Value) -> (Vec<Value>, Vec<String>, String) {
+    let resp = app
+        .post(
+            "/v1/chat/completions",
+            Some(key),
+            merged(body.clone(), &json!({"stream": true})),
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.body);
+    let mut pieces = Vec::new();
+    let mut finish = Vec::new();
+    let mut content = String::new();
+    for event in sse_events(&resp.body) {
+        if event == "[DONE]" {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(&event).unwrap();
+        let choice = &chunk["choices"][0];
+        if let Some(calls) = choice["delta"].get("tool_calls") {
+            assert_eq!(calls.as_array().unwrap().len(), 1, "{chunk}");
+            assert!(choice["delta"].get("content").is_none(), "{chunk}");
+            pieces.push(calls[0].clone());
+        }
+        content.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            finish.push(reason.to_owned());
+        }
+    }
+    (assemble(&pieces), finish, content)
+}
+
 #[actix_web::test]
 async fn parallel_calls_stream_as_they_answer_whole() {
     let (app, key) = app().await;
@@ -279,36 +320,9 @@ async fn parallel_calls_stream_as_they_answer_whole() {
     );
 
     // SSE: the same calls, piece by piece.
-    let resp = app
-        .post(
-            "/v1/chat/completions",
-            Some(&key),
-            merged(body.clone(), &json!({"stream": true})),
-        )
-        .await;
-    assert_eq!(resp.status.as_u16(), 200, "{}", resp.body);
-    let mut pieces = Vec::new();
-    let mut finish = Vec::new();
-    let mut content = String::new();
-    for event in sse_events(&resp.body) {
-        if event == "[DONE]" {
-            continue;
-        }
-        let chunk: Value = serde_json::from_str(&event).unwrap();
-        let choice = &chunk["choices"][0];
-        if let Some(calls) = choice["delta"].get("tool_calls") {
-            assert_eq!(calls.as_array().unwrap().len(), 1, "{chunk}");
-            assert!(choice["delta"].get("content").is_none(), "{chunk}");
-            pieces.push(calls[0].clone());
-        }
-        content.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
-        if let Some(reason) = choice["finish_reason"].as_str() {
-            finish.push(reason.to_owned());
-        }
-    }
+    let (streamed, finish, content) = stream(&app, &key, &body).await;
     assert_eq!(content, "");
     assert_eq!(finish, vec!["tool_calls"]);
-    let streamed = assemble(&pieces);
     assert_eq!(without_ids(&streamed), without_ids(&calls));
 
     // The WebSocket: the same pieces in `chat.delta` frames.
