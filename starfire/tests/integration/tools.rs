@@ -407,6 +407,48 @@ async fn a_conversation_with_tool_results_round_trips_through_the_template() {
 }
 
 #[actix_web::test]
+async fn tokenize_counts_the_prompt_a_chat_with_tools_gets() {
+    let (app, key) = app().await;
+    let body = chat(
+        "What is the weather in Paris?",
+        json!({"tool_choice": "required", "temperature": 0, "parallel_tool_calls": false}),
+    );
+    let answer = app
+        .post("/v1/chat/completions", Some(&key), body.clone())
+        .await
+        .expect(200);
+    let tokenize =
+        json!({"model": DEFAULT_MODEL_ID, "messages": body["messages"], "tools": tools()});
+    let counted = app
+        .post("/v1/tokenize", Some(&key), tokenize.clone())
+        .await
+        .expect(200);
+    assert_eq!(
+        counted["count"], answer["usage"]["prompt_tokens"],
+        "{counted}"
+    );
+    let without = app
+        .post(
+            "/v1/tokenize",
+            Some(&key),
+            json!({"model": DEFAULT_MODEL_ID, "messages": body["messages"]}),
+        )
+        .await
+        .expect(200);
+    assert!(
+        without["count"].as_u64() < counted["count"].as_u64(),
+        "the tools are in the prompt"
+    );
+    app.post(
+        "/v1/tokenize",
+        Some(&key),
+        json!({"model": DEFAULT_MODEL_ID, "prompt": "hi", "tools": tools()}),
+    )
+    .await
+    .expect_error(400, Some("tools"));
+}
+
+#[actix_web::test]
 async fn bad_tool_requests_are_400s_naming_the_field() {
     let (app, key) = app().await;
     let cases: Vec<(Value, &str)> = vec![

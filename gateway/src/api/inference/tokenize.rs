@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::request::{chat_messages, ChatMessageIn};
+use super::tools::{tool_definitions, ChatTool};
 use crate::api::body::JsonBody;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ErrorBody};
@@ -21,6 +22,9 @@ pub struct TokenizeRequest {
     /// Plain text; give this or `messages`.
     pub prompt: Option<String>,
     pub messages: Option<Vec<ChatMessageIn>>,
+    /// With `messages`: functions the template offers the model, rendered as a chat
+    /// completion with these `tools` renders them.
+    pub tools: Option<Vec<ChatTool>>,
     /// With `messages`: end with the assistant's turn opener (default true).
     pub add_generation_prompt: Option<bool>,
     /// With `prompt`: add BOS when the model uses one (default true).
@@ -68,10 +72,17 @@ pub async fn tokenize(
         .admit(&state.store, &principal, Cost::requests_only())
         .await?;
     let tokens = match (&req.prompt, &req.messages) {
+        (Some(_), None) if req.tools.is_some() => {
+            return Err(ApiError::field("tools", "is only allowed with `messages`"))
+        }
         (Some(text), None) => model.encode(text, req.add_special_tokens.unwrap_or(true))?,
         (None, Some(messages)) => {
             let chat = chat_messages(messages)?;
-            model.chat_prompt(&chat, &[], req.add_generation_prompt.unwrap_or(true))?
+            let tools = match &req.tools {
+                Some(tools) => tool_definitions(tools, model.as_ref())?,
+                None => Vec::new(),
+            };
+            model.chat_prompt(&chat, &tools, req.add_generation_prompt.unwrap_or(true))?
         }
         _ => {
             return Err(ApiError::bad_request(

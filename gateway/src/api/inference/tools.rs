@@ -178,56 +178,7 @@ pub(crate) fn tool_plan(
         }
         return Ok(ToolPlan::default());
     }
-    if tools.len() > MAX_TOOLS {
-        return Err(ApiError::field(
-            "tools",
-            format_args!("give at most {MAX_TOOLS} tools"),
-        ));
-    }
-    let mut definitions: Vec<ToolDefinition> = Vec::with_capacity(tools.len());
-    for (i, tool) in tools.iter().enumerate() {
-        if tool.kind != "function" {
-            return Err(ApiError::field(
-                &format!("tools[{i}].type"),
-                format_args!("'{}' is not supported (function)", tool.kind),
-            ));
-        }
-        let f = &tool.function;
-        if !valid_function_name(&f.name) {
-            return Err(ApiError::field(
-                &format!("tools[{i}].function.name"),
-                "must be 1 to 64 letters, digits, underscores or dashes",
-            ));
-        }
-        if definitions.iter().any(|d| d.name == f.name) {
-            return Err(ApiError::field(
-                &format!("tools[{i}].function.name"),
-                format_args!("'{}' is already the name of another tool", f.name),
-            ));
-        }
-        let parameters = match &f.parameters {
-            None => json!({"type": "object", "properties": {}, "additionalProperties": false}),
-            Some(p @ Value::Object(_)) => p.clone(),
-            Some(_) => {
-                return Err(ApiError::field(
-                    &format!("tools[{i}].function.parameters"),
-                    "must be a JSON Schema object",
-                ))
-            }
-        };
-        let field = format!("tools[{i}].function.parameters");
-        model.check_structured(
-            &StructuredOutput::JsonSchema {
-                schema: parameters.clone(),
-            },
-            &field,
-        )?;
-        definitions.push(ToolDefinition {
-            name: f.name.clone(),
-            description: f.description.clone(),
-            parameters,
-        });
-    }
+    let definitions = tool_definitions(tools, model)?;
     let (answer, functions, named) = match choice {
         None | Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => {
             let answer = match structured {
@@ -286,6 +237,65 @@ pub(crate) fn tool_plan(
         grammar: Some(grammar),
         format: AnswerFormat::ToolCalls { named },
     })
+}
+
+/// The functions of `tools` as the template takes them, each checked (its type, a unique
+/// valid name, parameters the model can enforce); errors name `tools[i]...`.
+pub(crate) fn tool_definitions(
+    tools: &[ChatTool],
+    model: &dyn ServedModel,
+) -> Result<Vec<ToolDefinition>, ApiError> {
+    if tools.len() > MAX_TOOLS {
+        return Err(ApiError::field(
+            "tools",
+            format_args!("give at most {MAX_TOOLS} tools"),
+        ));
+    }
+    let mut definitions: Vec<ToolDefinition> = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.iter().enumerate() {
+        if tool.kind != "function" {
+            return Err(ApiError::field(
+                &format!("tools[{i}].type"),
+                format_args!("'{}' is not supported (function)", tool.kind),
+            ));
+        }
+        let f = &tool.function;
+        if !valid_function_name(&f.name) {
+            return Err(ApiError::field(
+                &format!("tools[{i}].function.name"),
+                "must be 1 to 64 letters, digits, underscores or dashes",
+            ));
+        }
+        if definitions.iter().any(|d| d.name == f.name) {
+            return Err(ApiError::field(
+                &format!("tools[{i}].function.name"),
+                format_args!("'{}' is already the name of another tool", f.name),
+            ));
+        }
+        let parameters = match &f.parameters {
+            None => json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            Some(p @ Value::Object(_)) => p.clone(),
+            Some(_) => {
+                return Err(ApiError::field(
+                    &format!("tools[{i}].function.parameters"),
+                    "must be a JSON Schema object",
+                ))
+            }
+        };
+        let field = format!("tools[{i}].function.parameters");
+        model.check_structured(
+            &StructuredOutput::JsonSchema {
+                schema: parameters.clone(),
+            },
+            &field,
+        )?;
+        definitions.push(ToolDefinition {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            parameters,
+        });
+    }
+    Ok(definitions)
 }
 
 const OPEN: &str = "<tool_call>";

@@ -2374,6 +2374,11 @@ export interface components {
             model: string;
             /** @description Plain text; give this or `messages`. */
             prompt?: string | null;
+            /**
+             * @description With `messages`: functions the template offers the model, rendered as a chat
+             *     completion with these `tools` renders them.
+             */
+            tools?: components["schemas"]["ChatTool"][] | null;
         };
         TokenizeResponse: {
             count: number;

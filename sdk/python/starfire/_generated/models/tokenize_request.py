@@ -9,6 +9,7 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.chat_message_in import ChatMessageIn
+    from ..models.chat_tool import ChatTool
 
 
 T = TypeVar("T", bound="TokenizeRequest")
@@ -25,6 +26,9 @@ class TokenizeRequest:
         add_special_tokens (bool | None | Unset): With `prompt`: add BOS when the model uses one (default true).
         messages (list[ChatMessageIn] | None | Unset):
         prompt (None | str | Unset): Plain text; give this or `messages`.
+        tools (list[ChatTool] | None | Unset): With `messages`: functions the template offers the model, rendered as a
+            chat
+            completion with these `tools` renders them.
     """
 
     model: str
@@ -32,6 +36,7 @@ class TokenizeRequest:
     add_special_tokens: bool | None | Unset = UNSET
     messages: list[ChatMessageIn] | None | Unset = UNSET
     prompt: None | str | Unset = UNSET
+    tools: list[ChatTool] | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         model = self.model
@@ -66,6 +71,18 @@ class TokenizeRequest:
         else:
             prompt = self.prompt
 
+        tools: list[dict[str, Any]] | None | Unset
+        if isinstance(self.tools, Unset):
+            tools = UNSET
+        elif isinstance(self.tools, list):
+            tools = []
+            for tools_type_0_item_data in self.tools:
+                tools_type_0_item = tools_type_0_item_data.to_dict()
+                tools.append(tools_type_0_item)
+
+        else:
+            tools = self.tools
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -81,12 +98,15 @@ class TokenizeRequest:
             field_dict["messages"] = messages
         if prompt is not UNSET:
             field_dict["prompt"] = prompt
+        if tools is not UNSET:
+            field_dict["tools"] = tools
 
         return field_dict
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         from ..models.chat_message_in import ChatMessageIn
+        from ..models.chat_tool import ChatTool
 
         d = dict(src_dict)
         model = d.pop("model")
@@ -146,12 +166,35 @@ class TokenizeRequest:
 
         prompt = _parse_prompt(d.pop("prompt", UNSET))
 
+        def _parse_tools(data: object) -> list[ChatTool] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                tools_type_0 = []
+                _tools_type_0 = data
+                for tools_type_0_item_data in _tools_type_0:
+                    tools_type_0_item = ChatTool.from_dict(tools_type_0_item_data)
+
+                    tools_type_0.append(tools_type_0_item)
+
+                return tools_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[ChatTool] | None | Unset, data)
+
+        tools = _parse_tools(d.pop("tools", UNSET))
+
         tokenize_request = cls(
             model=model,
             add_generation_prompt=add_generation_prompt,
             add_special_tokens=add_special_tokens,
             messages=messages,
             prompt=prompt,
+            tools=tools,
         )
 
         return tokenize_request
