@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use protocol::{
     BackendError, BoxFuture, ChatMessage, Delta, DeltaStream, Embeddings, FinishReason,
     ForwardedPrompt, ForwardedRequest, InvalidParam, NewRequest, QueueScope, SamplingDefaults,
-    SamplingParams, ServedModel, StructuredOutput, ToolDefinition, Usage,
+    SamplingParams, ServedModel, StructuredOutput, ToolAnswer, ToolDefinition, Usage,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -346,8 +346,43 @@ fn sampling_fields(p: &SamplingParams, body: &mut Map<String, Value>) {
         Some(StructuredOutput::Grammar { lark }) => {
             body.insert("structured_outputs".into(), json!({"grammar": lark}));
         }
-        // Refused by `check_structured` before a request gets here.
-        Some(StructuredOutput::ToolCalls { .. }) => {}
+        // Tools in OpenAI's fields: the upstream renders and enforces them itself, and its
+        // calls come back written in the hermes format (`HermesWriter`) for the gateway's
+        // one parser of tool calls.
+        Some(StructuredOutput::ToolCalls {
+            functions,
+            answer,
+            parallel,
+        }) => {
+            let tools: Vec<Value> = functions
+                .iter()
+                .map(|f| {
+                    let mut function = json!({"name": f.name, "parameters": f.parameters});
+                    if let Some(description) = &f.description {
+                        function["description"] = json!(description);
+                    }
+                    json!({"type": "function", "function": function})
+                })
+                .collect();
+            body.insert("tools".into(), Value::Array(tools));
+            let choice = match (answer, functions.as_slice()) {
+                (ToolAnswer::Required, [only]) => {
+                    json!({"type": "function", "function": {"name": only.name}})
+                }
+                (ToolAnswer::Required, _) => json!("required"),
+                (ToolAnswer::Auto, _) => json!("auto"),
+                (ToolAnswer::AutoJson { schema }, _) => {
+                    body.insert(
+                        "response_format".into(),
+                        json!({"type": "json_schema",
+                               "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+                    );
+                    json!("auto")
+                }
+            };
+            body.insert("tool_choice".into(), choice);
+            body.insert("parallel_tool_calls".into(), json!(parallel));
+        }
     }
 }
 
@@ -362,20 +397,9 @@ impl ServedModel for UpstreamModel {
         &self.name
     }
 
-    /// The upstream enforces the constraint itself (and refuses what it cannot). Tool calls
-    /// are not passed on yet.
-    fn check_structured(&self, spec: &StructuredOutput, field: &str) -> Result<(), BackendError> {
-        match spec {
-            StructuredOutput::ToolCalls { .. } => Err(BackendError::Unsupported {
-                message: format!(
-                    "Tool calling is not supported for the model '{}' (an OpenAI-compatible \
-                     upstream) yet.",
-                    self.name
-                ),
-                field: field.to_owned(),
-            }),
-            _ => Ok(()),
-        }
+    /// The upstream enforces the constraint (and tools) itself, and refuses what it cannot.
+    fn check_structured(&self, _spec: &StructuredOutput, _field: &str) -> Result<(), BackendError> {
+        Ok(())
     }
 
     fn max_model_len(&self) -> usize {
@@ -455,6 +479,7 @@ impl ServedModel for UpstreamModel {
                 tx,
                 received: 0,
                 finished: vec![false; req.params.n],
+                calls: vec![HermesWriter::default(); req.params.n],
             };
             let task = if req.stream {
                 tokio::spawn(reader.run(resp.into_body()))
@@ -574,6 +599,73 @@ struct ChunkChoice {
 struct ChunkDelta {
     #[serde(default)]
     content: Option<String>,
+    /// Pieces of calls (streamed), or whole calls (a whole answer).
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallPiece>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallPiece {
+    /// Absent in a whole answer's list: the position then.
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    function: Option<FunctionPiece>,
+}
+
+#[derive(Deserialize)]
+struct FunctionPiece {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+/// Writes an upstream's tool calls of one choice as the hermes-format text the gateway parses
+/// (`<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>`, calls separated by a newline).
+#[derive(Debug, Default, Clone)]
+struct HermesWriter {
+    /// The upstream's index of the call being written, and whether it had arguments yet.
+    open: Option<(usize, bool)>,
+    calls: usize,
+}
+
+impl HermesWriter {
+    /// The text of the pieces (in order; `position` numbers a whole answer's calls).
+    fn pieces(&mut self, pieces: Vec<ToolCallPiece>, out: &mut String) {
+        for (position, piece) in pieces.into_iter().enumerate() {
+            let index = piece.index.unwrap_or(position);
+            let function = piece.function.unwrap_or(FunctionPiece {
+                name: None,
+                arguments: None,
+            });
+            if self.open.map(|(i, _)| i) != Some(index) {
+                self.close(out);
+                if self.calls > 0 {
+                    out.push('\n');
+                }
+                self.calls += 1;
+                let name = serde_json::to_string(function.name.as_deref().unwrap_or_default())
+                    .unwrap_or_default();
+                out.push_str(&format!("<tool_call>\n{{\"name\": {name}, \"arguments\": "));
+                self.open = Some((index, false));
+            }
+            if let Some(arguments) = function.arguments.filter(|a| !a.is_empty()) {
+                out.push_str(&arguments);
+                self.open = Some((index, true));
+            }
+        }
+    }
+
+    /// Ends the call being written (`{}` when it had no arguments).
+    fn close(&mut self, out: &mut String) {
+        if let Some((_, had_arguments)) = self.open.take() {
+            if !had_arguments {
+                out.push_str("{}");
+            }
+            out.push_str("}\n</tool_call>");
+        }
+    }
 }
 
 /// Reads one upstream stream into the delta stream.
@@ -589,6 +681,8 @@ struct Reader {
     /// Pieces of text received (the token count until the usage arrives).
     received: usize,
     finished: Vec<bool>,
+    /// Each choice's tool calls so far, as text.
+    calls: Vec<HermesWriter>,
 }
 
 /// What one line of the stream says.
@@ -713,7 +807,20 @@ impl Reader {
                 return Line::Failed(format!("choice {} of {}", c.index, self.n));
             }
             let piece = match self.route {
-                Route::Chat => c.delta.or(c.message).and_then(|d| d.content),
+                Route::Chat => {
+                    let writer = &mut self.calls[c.index];
+                    let mut text = String::new();
+                    if let Some(d) = c.delta.or(c.message) {
+                        text = d.content.unwrap_or_default();
+                        if let Some(pieces) = d.tool_calls {
+                            writer.pieces(pieces, &mut text);
+                        }
+                    }
+                    if c.finish_reason.as_deref().is_some_and(|r| !r.is_empty()) {
+                        writer.close(&mut text);
+                    }
+                    Some(text)
+                }
                 Route::Completions => c.text,
             }
             .unwrap_or_default();
@@ -797,6 +904,7 @@ mod tests {
             tx,
             received: 0,
             finished: vec![false; n],
+            calls: vec![HermesWriter::default(); n],
         };
         (reader, rx)
     }
@@ -854,6 +962,43 @@ mod tests {
         sampling_fields(&params, &mut extras);
         assert_eq!(extras["top_k"], 40);
         assert_eq!(extras["stop_token_ids"], json!([7]));
+    }
+
+    #[test]
+    fn upstream_tool_calls_become_hermes_text() {
+        let piece =
+            |index: Option<usize>, name: Option<&str>, arguments: Option<&str>| ToolCallPiece {
+                index,
+                function: Some(FunctionPiece {
+                    name: name.map(str::to_owned),
+                    arguments: arguments.map(str::to_owned),
+                }),
+            };
+        // Streamed: a call's name, then its arguments in pieces; a second call without any.
+        let mut w = HermesWriter::default();
+        let mut text = String::new();
+        w.pieces(vec![piece(Some(0), Some("f"), Some(""))], &mut text);
+        w.pieces(vec![piece(Some(0), None, Some("{\"a\": "))], &mut text);
+        w.pieces(vec![piece(Some(0), None, Some("1}"))], &mut text);
+        w.pieces(vec![piece(Some(1), Some("g"), None)], &mut text);
+        w.close(&mut text);
+        assert_eq!(
+            text,
+            "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>\n\
+             <tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>"
+        );
+        // A whole answer's list (no indexes) reads the same.
+        let mut w = HermesWriter::default();
+        let mut whole = String::new();
+        w.pieces(
+            vec![
+                piece(None, Some("f"), Some("{\"a\": 1}")),
+                piece(None, Some("g"), Some("")),
+            ],
+            &mut whole,
+        );
+        w.close(&mut whole);
+        assert_eq!(whole, text);
     }
 
     #[test]

@@ -195,6 +195,71 @@ async fn a_model_served_by_an_openai_compatible_upstream() {
         );
         assert_eq!(got["choices"][0]["finish_reason"], "stop", "{got}");
     }
+    // Tools travel upstream in OpenAI's fields and its calls come back as calls: the same
+    // functions and arguments as in process, whole and streamed (a call without arguments too).
+    let tools = json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city.",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                        "required": ["city"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "get_time"}}
+    ]);
+    for choice in [
+        json!("required"),
+        json!({"type": "function", "function": {"name": "get_time"}}),
+    ] {
+        let mut body = chat(60, false);
+        body["messages"] = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
+        body["tools"] = tools.clone();
+        body["tool_choice"] = choice.clone();
+        body["parallel_tool_calls"] = json!(false);
+        let want = reference
+            .post("/v1/chat/completions", Some(&reference_key), body.clone())
+            .await
+            .expect(200);
+        let got = app
+            .post("/v1/chat/completions", Some(&key), body.clone())
+            .await
+            .expect(200);
+        let functions = |v: &Value| -> Vec<Value> {
+            v["choices"][0]["message"]["tool_calls"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no calls: {v}"))
+                .iter()
+                .map(|c| c["function"].clone())
+                .collect()
+        };
+        assert_eq!(functions(&got), functions(&want), "{choice}");
+        assert!(got["choices"][0]["message"]["content"].is_null(), "{got}");
+        assert_eq!(
+            got["choices"][0]["finish_reason"],
+            want["choices"][0]["finish_reason"]
+        );
+        body["stream"] = json!(true);
+        let streamed = app
+            .post("/v1/chat/completions", Some(&key), body)
+            .await
+            .expect(200);
+        let mut calls: Vec<Value> = Vec::new();
+        for chunk in sse_events(streamed.as_str().unwrap()) {
+            for piece in chunk["choices"][0]["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let index = piece["index"].as_u64().unwrap() as usize;
+                if index == calls.len() {
+                    calls.push(json!({"name": piece["function"]["name"], "arguments": ""}));
+                }
+                let all = format!(
+                    "{}{}",
+                    calls[index]["arguments"].as_str().unwrap(),
+                    piece["function"]["arguments"].as_str().unwrap_or_default()
+                );
+                calls[index]["arguments"] = json!(all);
+            }
+        }
+        assert_eq!(calls, functions(&want), "{choice}");
+    }
     // The organization travels to the worker (`forward_tenant`): the prompt the worker ran for
     // its own caller above is not in this organization's prefix cache...
     let cached = |answer: &Value| {

@@ -221,14 +221,9 @@ pub(crate) fn tool_plan(
         }
     };
     let parallel = parallel.unwrap_or(true) && !named;
+    // The descriptions stay: an upstream that takes tools itself shows them to its model.
     let grammar = StructuredOutput::ToolCalls {
-        functions: functions
-            .into_iter()
-            .map(|f| ToolDefinition {
-                description: None,
-                ..f
-            })
-            .collect(),
+        functions,
         answer,
         parallel,
     };
