@@ -193,6 +193,10 @@ fn top_level_grammar(spec: &StructuredOutput) -> TopLevelGrammar {
 fn tool_calls_lark(functions: &[ToolDefinition], answer: &ToolAnswer, parallel: bool) -> String {
     let calls: Vec<serde_json::Value> = functions
         .iter()
+        .filter(|f| match answer {
+            ToolAnswer::Named { name } => f.name == *name,
+            _ => true,
+        })
         .map(|f| {
             let parameters = match &f.parameters {
                 serde_json::Value::Bool(true) => serde_json::json!({}),
@@ -209,7 +213,7 @@ fn tool_calls_lark(functions: &[ToolDefinition], answer: &ToolAnswer, parallel: 
     let call_schema = compact_json_schema(serde_json::json!({ "anyOf": calls }));
     let more = if parallel { " (\"\\n\" call)*" } else { "" };
     let start = match answer {
-        ToolAnswer::Required => format!("start: call{more}"),
+        ToolAnswer::Required | ToolAnswer::Named { .. } => format!("start: call{more}"),
         ToolAnswer::Auto => format!(
             "start: TEXT | PRE body{more}\n\
              TEXT: /(?s:.*)/ & ~/(?s:.*<tool_call>.*)/\n\

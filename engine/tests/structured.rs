@@ -152,6 +152,15 @@ fn tool_call_grammars_bind_calls_and_free_text_as_asked() {
         "one call only"
     );
 
+    let named = tool_calls(
+        ToolAnswer::Named {
+            name: "get_time".into(),
+        },
+        false,
+    );
+    assert!(!takes(&named, call).0, "only the named function");
+    assert_eq!(takes(&named, empty), (true, true));
+
     let json_or_call = tool_calls(
         ToolAnswer::AutoJson {
             schema: json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}),

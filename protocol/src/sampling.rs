@@ -83,8 +83,10 @@ pub enum StructuredOutput {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolAnswer {
-    /// Only calls (`tool_choice: required` or a named function).
+    /// Only calls (`tool_choice: required`).
     Required,
+    /// One call of the function `name` (a named `tool_choice`).
+    Named { name: String },
     /// Free text, or text that ends in calls (`tool_choice: auto`).
     Auto,
     /// JSON valid against `schema` (the request's `response_format`), or calls.
@@ -141,6 +143,14 @@ impl StructuredOutput {
                     format!("give 1 to {MAX_TOOLS} functions"),
                 ))
             }
+            StructuredOutput::ToolCalls {
+                functions,
+                answer: ToolAnswer::Named { name },
+                ..
+            } if !functions.iter().any(|f| f.name == *name) => Err(InvalidParam::new(
+                field,
+                format!("'{name}' is not one of the functions"),
+            )),
             StructuredOutput::ToolCalls { functions, .. } => {
                 match functions.iter().find(|f| !valid_function_name(&f.name)) {
                     Some(f) => Err(InvalidParam::new(

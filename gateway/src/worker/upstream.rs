@@ -365,13 +365,13 @@ fn sampling_fields(p: &SamplingParams, body: &mut Map<String, Value>) {
                 })
                 .collect();
             body.insert("tools".into(), Value::Array(tools));
-            let choice = match (answer, functions.as_slice()) {
-                (ToolAnswer::Required, [only]) => {
-                    json!({"type": "function", "function": {"name": only.name}})
+            let choice = match answer {
+                ToolAnswer::Named { name } => {
+                    json!({"type": "function", "function": {"name": name}})
                 }
-                (ToolAnswer::Required, _) => json!("required"),
-                (ToolAnswer::Auto, _) => json!("auto"),
-                (ToolAnswer::AutoJson { schema }, _) => {
+                ToolAnswer::Required => json!("required"),
+                ToolAnswer::Auto => json!("auto"),
+                ToolAnswer::AutoJson { schema } => {
                     body.insert(
                         "response_format".into(),
                         json!({"type": "json_schema",

@@ -179,31 +179,26 @@ pub(crate) fn tool_plan(
         return Ok(ToolPlan::default());
     }
     let definitions = tool_definitions(tools, model)?;
-    let (answer, functions, named) = match choice {
-        None | Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => {
-            let answer = match structured {
-                None => ToolAnswer::Auto,
-                Some((StructuredOutput::JsonObject, _)) => ToolAnswer::AutoJson {
-                    schema: json!({"type": "object"}),
-                },
-                Some((StructuredOutput::JsonSchema { schema }, _)) => ToolAnswer::AutoJson {
-                    schema: schema.clone(),
-                },
-                Some((_, field)) => {
-                    return Err(ApiError::field(
-                        field,
-                        "cannot be combined with `tools` (a JSON `response_format` can)",
-                    ))
-                }
-            };
-            (answer, definitions.clone(), false)
-        }
+    let answer = match choice {
+        None | Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => match structured {
+            None => ToolAnswer::Auto,
+            Some((StructuredOutput::JsonObject, _)) => ToolAnswer::AutoJson {
+                schema: json!({"type": "object"}),
+            },
+            Some((StructuredOutput::JsonSchema { schema }, _)) => ToolAnswer::AutoJson {
+                schema: schema.clone(),
+            },
+            Some((_, field)) => {
+                return Err(ApiError::field(
+                    field,
+                    "cannot be combined with `tools` (a JSON `response_format` can)",
+                ))
+            }
+        },
         Some(ToolChoice::Mode(ToolChoiceMode::None)) => {
             return Ok(ToolPlan::default());
         }
-        Some(ToolChoice::Mode(ToolChoiceMode::Required)) => {
-            (ToolAnswer::Required, definitions.clone(), false)
-        }
+        Some(ToolChoice::Mode(ToolChoiceMode::Required)) => ToolAnswer::Required,
         Some(ToolChoice::Function(named)) => {
             if named.kind != "function" {
                 return Err(ApiError::field(
@@ -211,19 +206,22 @@ pub(crate) fn tool_plan(
                     format_args!("'{}' is not supported (function)", named.kind),
                 ));
             }
-            let Some(function) = definitions.iter().find(|d| d.name == named.function.name) else {
+            if !definitions.iter().any(|d| d.name == named.function.name) {
                 return Err(ApiError::field(
                     "tool_choice.function.name",
                     format_args!("'{}' is not one of the tools", named.function.name),
                 ));
-            };
-            (ToolAnswer::Required, vec![function.clone()], true)
+            }
+            let name = named.function.name.clone();
+            ToolAnswer::Named { name }
         }
     };
+    let named = matches!(answer, ToolAnswer::Named { .. });
     let parallel = parallel.unwrap_or(true) && !named;
-    // The descriptions stay: an upstream that takes tools itself shows them to its model.
+    // Every function, with its description: an upstream that takes tools itself shows them
+    // all to its model (as a template here does), whatever the choice.
     let grammar = StructuredOutput::ToolCalls {
-        functions,
+        functions: definitions.clone(),
         answer,
         parallel,
     };
