@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::chat_ws::{answers, chat_body, connect, request_frame};
 use crate::metering::{events, final_event};
 use crate::rate_limits_e2e::{free_port, http};
-use crate::support::{Backend, TestApp};
+use crate::support::{called_functions, Backend, TestApp};
 use crate::workers::{leave_after_first_chunk, start_worker_at, TOKEN};
 
 /// Where the gateway finds the upstream's key (set by this test, read when the model loads).
@@ -220,15 +220,7 @@ async fn a_model_served_by_an_openai_compatible_upstream() {
             .post("/v1/chat/completions", Some(&key), body.clone())
             .await
             .expect(200);
-        let functions = |v: &Value| -> Vec<Value> {
-            v["choices"][0]["message"]["tool_calls"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no calls: {v}"))
-                .iter()
-                .map(|c| c["function"].clone())
-                .collect()
-        };
-        assert_eq!(functions(&got), functions(&want), "{choice}");
+        assert_eq!(called_functions(&got), called_functions(&want), "{choice}");
         assert!(got["choices"][0]["message"]["content"].is_null(), "{got}");
         assert_eq!(
             got["choices"][0]["finish_reason"],
@@ -258,7 +250,7 @@ async fn a_model_served_by_an_openai_compatible_upstream() {
                 calls[index]["arguments"] = json!(all);
             }
         }
-        assert_eq!(calls, functions(&want), "{choice}");
+        assert_eq!(calls, called_functions(&want), "{choice}");
     }
     // The organization travels to the worker (`forward_tenant`): the prompt the worker ran for
     // its own caller above is not in this organization's prefix cache...

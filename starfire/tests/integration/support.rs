@@ -463,3 +463,14 @@ pub fn merged(mut a: Value, b: &Value) -> Value {
     }
     a
 }
+
+/// The functions (name and arguments) a chat completion's first choice called, in order.
+#[track_caller]
+pub fn called_functions(completion: &Value) -> Vec<Value> {
+    completion["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tool calls: {completion}"))
+        .iter()
+        .map(|c| c["function"].clone())
+        .collect()
+}

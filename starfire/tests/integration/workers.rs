@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::chat_ws::{answers, chat_body, connect, request_frame};
 use crate::metering::{events, final_event};
 use crate::rate_limits_e2e::{free_port, http, http_to, wait_until_up, Server};
-use crate::support::{Backend, TestApp};
+use crate::support::{called_functions, Backend, TestApp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_starfire");
 pub(crate) const TOKEN: &str = "worker-token-0123456789abcdefghij";
@@ -378,15 +378,7 @@ async fn a_model_served_by_workers() {
         .post("/v1/chat/completions", Some(&key), body)
         .await
         .expect(200);
-    let calls = |v: &Value| -> Vec<Value> {
-        v["choices"][0]["message"]["tool_calls"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no tool calls: {v}"))
-            .iter()
-            .map(|c| c["function"].clone())
-            .collect()
-    };
-    assert_eq!(calls(&got), calls(&want));
+    assert_eq!(called_functions(&got), called_functions(&want));
     assert_eq!(got["choices"][0]["finish_reason"], "tool_calls", "{got}");
 
     // Embeddings through a worker equal the in-process ones.
