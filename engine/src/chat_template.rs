@@ -139,7 +139,7 @@ fn native_message(m: &ChatMessage) -> Value {
 }
 
 /// How a call is written in the hermes format (and how the model is asked to write one).
-pub fn hermes_call(name: &str, arguments: &str) -> String {
+fn hermes_call(name: &str, arguments: &str) -> String {
     let name = serde_json::to_string(name).unwrap_or_default();
     format!("<tool_call>\n{{\"name\": {name}, \"arguments\": {arguments}}}\n</tool_call>")
 }

@@ -27,7 +27,7 @@ pub mod structured;
 pub mod tokenizer;
 
 pub use batch::{SequenceStep, StepBatch};
-pub use chat_template::{hermes_call, ChatMessage, ChatTemplate, ToolCall, ToolDefinition};
+pub use chat_template::{ChatMessage, ChatTemplate, ToolCall, ToolDefinition};
 pub use error::{EngineError, Result};
 pub use kv_cache::KvCache;
 pub use model::{Model, ModelConfig, TextModel};

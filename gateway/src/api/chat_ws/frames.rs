@@ -225,15 +225,14 @@ impl ChatFrames {
             Some(other) => return Err(generation_error(other)),
             None => false,
         };
-        let mut deltas = self.reader.deltas(index, d.text, finished);
-        if let Some(reason) = d.finish_reason.as_ref().filter(|_| finished) {
-            self.finish[index] = Some(self.reader.finish_reason(index, reason));
-        }
         let mut logprobs = (!d.logprobs.is_empty()).then(|| ChoiceLogprobs {
             content: logprob_objects(self.model.as_ref(), &d.logprobs),
         });
-        if deltas.is_empty() && logprobs.is_some() {
-            deltas.push(ChatDelta::content(String::new()));
+        let deltas = self
+            .reader
+            .deltas(index, d.text, finished, logprobs.is_some());
+        if let Some(reason) = d.finish_reason.as_ref().filter(|_| finished) {
+            self.finish[index] = Some(self.reader.finish_reason(index, reason));
         }
         Ok(deltas
             .into_iter()

@@ -368,10 +368,9 @@ impl ChunkEncoder for ChatChunks {
         let mut logprobs = (!d.logprobs.is_empty()).then(|| ChoiceLogprobs {
             content: logprob_objects(self.model.as_ref(), &d.logprobs),
         });
-        let mut deltas = self.reader.deltas(d.index, d.text, finished);
-        if deltas.is_empty() && logprobs.is_some() {
-            deltas.push(ChatDelta::content(String::new()));
-        }
+        let deltas = self
+            .reader
+            .deltas(d.index, d.text, finished, logprobs.is_some());
         for delta in deltas {
             self.choice(out, d.index, delta, logprobs.take(), None);
         }

@@ -79,7 +79,7 @@ pub async fn tokenize(
         (None, Some(messages)) => {
             let chat = chat_messages(messages)?;
             let tools = match &req.tools {
-                Some(tools) => tool_definitions(tools, model.as_ref())?,
+                Some(tools) => tool_definitions(tools)?,
                 None => Vec::new(),
             };
             model.chat_prompt(&chat, &tools, req.add_generation_prompt.unwrap_or(true))?

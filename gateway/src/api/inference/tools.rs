@@ -178,7 +178,7 @@ pub(crate) fn tool_plan(
         }
         return Ok(ToolPlan::default());
     }
-    let definitions = tool_definitions(tools, model)?;
+    let definitions = tool_definitions(tools)?;
     let answer = match choice {
         None | Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => match structured {
             None => ToolAnswer::Auto,
@@ -225,6 +225,16 @@ pub(crate) fn tool_plan(
         answer,
         parallel,
     };
+    // One compile for all the functions (kept, so the sampling parameters' check of the same
+    // grammar is a lookup); only when it fails is each schema compiled, to name the culprit.
+    if let Err(err) = model.check_structured(&grammar, "tools") {
+        for (i, d) in definitions.iter().enumerate() {
+            let schema = d.parameters.clone();
+            let field = format!("tools[{i}].function.parameters");
+            model.check_structured(&StructuredOutput::JsonSchema { schema }, &field)?;
+        }
+        return Err(err.into());
+    }
     Ok(ToolPlan {
         definitions,
         grammar: Some(grammar),
@@ -233,11 +243,8 @@ pub(crate) fn tool_plan(
 }
 
 /// The functions of `tools` as the template takes them, each checked (its type, a unique
-/// valid name, parameters the model can enforce); errors name `tools[i]...`.
-pub(crate) fn tool_definitions(
-    tools: &[ChatTool],
-    model: &dyn ServedModel,
-) -> Result<Vec<ToolDefinition>, ApiError> {
+/// valid name, an object schema); errors name `tools[i]...`.
+pub(crate) fn tool_definitions(tools: &[ChatTool]) -> Result<Vec<ToolDefinition>, ApiError> {
     if tools.len() > MAX_TOOLS {
         return Err(ApiError::field(
             "tools",
@@ -275,13 +282,6 @@ pub(crate) fn tool_definitions(
                 ))
             }
         };
-        let field = format!("tools[{i}].function.parameters");
-        model.check_structured(
-            &StructuredOutput::JsonSchema {
-                schema: parameters.clone(),
-            },
-            &field,
-        )?;
         definitions.push(ToolDefinition {
             name: f.name.clone(),
             description: f.description.clone(),
@@ -679,8 +679,23 @@ impl DeltaReader {
         Self { format, parsers }
     }
 
-    /// The deltas of choice `index`'s new `text` (and of its end, when `finished`).
-    pub fn deltas(&mut self, index: usize, text: String, finished: bool) -> Vec<ChatDelta> {
+    /// The deltas of choice `index`'s new `text` (and of its end, when `finished`); at least
+    /// one (empty content) when the piece `carries_logprobs`, so that they have a delta to ride.
+    pub fn deltas(
+        &mut self,
+        index: usize,
+        text: String,
+        finished: bool,
+        carries_logprobs: bool,
+    ) -> Vec<ChatDelta> {
+        let mut out = self.read(index, text, finished);
+        if out.is_empty() && carries_logprobs {
+            out.push(ChatDelta::content(String::new()));
+        }
+        out
+    }
+
+    fn read(&mut self, index: usize, text: String, finished: bool) -> Vec<ChatDelta> {
         let Some(parser) = self.parsers.get_mut(index) else {
             return if text.is_empty() {
                 Vec::new()
