@@ -1,6 +1,8 @@
 //! Shared pieces of the benchmarks: distinct prompts, percentile helpers, and the `starfire`
 //! binary the process benchmarks start.
 
+pub mod llama_cpp;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;

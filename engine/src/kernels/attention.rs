@@ -17,6 +17,7 @@
 
 use half::f16;
 
+use super::cpu::{self, Isa};
 use super::quant::round_f16;
 
 /// Shapes shared by every attention call of a model.
@@ -98,30 +99,51 @@ fn attend(
     scratch.bases.clear();
     scratch.bases.extend(slots.map(|s| s * kv_dim));
     let (bases, floats) = (&scratch.bases[..], &mut scratch.floats);
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-        && std::is_x86_feature_detected!("f16c")
-    {
-        // SAFETY: the features the kernel is compiled for are present, and it is called with
-        // the head size it is instantiated for.
-        unsafe {
-            let kernel = match shape.head_dim {
-                32 => attend_avx2::<4>,
-                64 => attend_avx2::<8>,
-                96 => attend_avx2::<12>,
-                128 => attend_avx2::<16>,
-                256 => attend_avx2::<32>,
-                _ => attend_generic,
-            };
-            return kernel(shape, q, bases, k, v, out, floats);
-        }
-    }
-    attend_generic(shape, q, bases, k, v, out, floats)
+    run_kernel(cpu::isa(), shape, q, bases, k, v, out, floats)
 }
 
-/// The kernel written plainly, element by element: the reference the SIMD kernel must equal
-/// bit for bit, and the path for head sizes that are not a multiple of 32.
+/// The kernel of `isa` for the head size, or the plain one with `isa`'s numbers.
+#[allow(clippy::too_many_arguments)]
+fn run_kernel(
+    isa: Isa,
+    shape: &AttentionShape,
+    q: &[f32],
+    bases: &[usize],
+    k: &[f16],
+    v: &[f16],
+    out: &mut [f32],
+    floats: &mut Vec<f32>,
+) {
+    debug_assert!(isa <= cpu::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    {
+        let kernel: Option<Kernel> = match (isa, shape.head_dim) {
+            (Isa::Avx512, 64) => Some(attend_avx512::<4>),
+            (Isa::Avx512, 128) => Some(attend_avx512::<8>),
+            (Isa::Avx512, 256) => Some(attend_avx512::<16>),
+            (Isa::Avx2, 32) => Some(attend_avx2::<4>),
+            (Isa::Avx2, 64) => Some(attend_avx2::<8>),
+            (Isa::Avx2, 96) => Some(attend_avx2::<12>),
+            (Isa::Avx2, 128) => Some(attend_avx2::<16>),
+            (Isa::Avx2, 256) => Some(attend_avx2::<32>),
+            _ => None,
+        };
+        if let Some(kernel) = kernel {
+            // SAFETY: `isa` only names a path whose features the CPU has (callers pass
+            // `cpu::isa()` or a path checked against `best_supported`), and each kernel is
+            // called with the head size it is instantiated for.
+            return unsafe { kernel(shape, q, bases, k, v, out, floats) };
+        }
+    }
+    attend_generic(shape, q, bases, k, v, out, floats, isa)
+}
+
+#[cfg(target_arch = "x86_64")]
+type Kernel =
+    unsafe fn(&AttentionShape, &[f32], &[usize], &[f16], &[f16], &mut [f32], &mut Vec<f32>) -> ();
+
+/// The kernel written plainly, element by element: the reference the SIMD kernels must equal
+/// bit for bit (scores summed in `isa`'s lane order), and the path for other head sizes.
 #[allow(clippy::too_many_arguments)]
 fn attend_generic(
     shape: &AttentionShape,
@@ -131,6 +153,7 @@ fn attend_generic(
     v: &[f16],
     out: &mut [f32],
     scratch: &mut Vec<f32>,
+    isa: Isa,
 ) {
     let hd = shape.head_dim;
     let group = shape.num_heads / shape.num_kv_heads;
@@ -148,7 +171,7 @@ fn attend_generic(
         let off = (h / group) * hd;
         for &base in bases {
             let base = base + off;
-            let s = dot_f16(q16, &k[base..base + hd]) * scale;
+            let s = dot_f16(q16, &k[base..base + hd], isa) * scale;
             let (ms, vs) = if s > max {
                 // A new maximum: rescale what was accumulated; this position weighs e^0.
                 let ms = (max - s).exp();
@@ -173,26 +196,40 @@ fn attend_generic(
     }
 }
 
-/// `ggml_vec_dot_f16` as built for AVX2: four 8-lane f32 accumulators over steps of 32
-/// elements, reduced pairwise; the elements past the last full step are added in f64.
-fn dot_f16(x: &[f32], y: &[f16]) -> f32 {
+/// `ggml_vec_dot_f16` as ggml builds it for `isa`: four f32 accumulators of `W` lanes (8 for
+/// AVX2, 16 for AVX-512) over steps of `4 * W` elements, reduced as that build reduces them;
+/// the elements past the last full step are added in f64.
+fn dot_f16(x: &[f32], y: &[f16], isa: Isa) -> f32 {
+    let w = if isa == Isa::Avx512 { 16 } else { 8 };
     let n = x.len();
-    let np = n & !31;
-    let mut acc = [[0f32; 8]; 4];
-    for i in (0..np).step_by(32) {
+    let np = n - n % (4 * w);
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..np).step_by(4 * w) {
         for (j, a) in acc.iter_mut().enumerate() {
-            for (l, al) in a.iter_mut().enumerate() {
-                let e = i + j * 8 + l;
+            for (l, al) in a[..w].iter_mut().enumerate() {
+                let e = i + j * w + l;
                 *al = x[e].mul_add(y[e].to_f32(), *al);
             }
         }
     }
-    let mut r = [0f32; 8];
-    for (l, rl) in r.iter_mut().enumerate() {
+    let mut r = [0f32; 16];
+    for (l, rl) in r[..w].iter_mut().enumerate() {
         *rl = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
     }
-    let t = [r[0] + r[4], r[1] + r[5], r[2] + r[6], r[3] + r[7]];
-    let mut sum = ((t[0] + t[1]) + (t[2] + t[3])) as f64;
+    let total = if w == 8 {
+        // GGML_F32x8_REDUCE: the 128-bit halves added, then two horizontal adds.
+        let t = [r[0] + r[4], r[1] + r[5], r[2] + r[6], r[3] + r[7]];
+        (t[0] + t[1]) + (t[2] + t[3])
+    } else {
+        // GCC's `_mm512_reduce_add_ps`: 256-bit halves, 128-bit halves, then {0+2, 1+3}.
+        let mut t = [0f32; 8];
+        for (l, tl) in t.iter_mut().enumerate() {
+            *tl = r[l + 8] + r[l];
+        }
+        let u = [t[4] + t[0], t[5] + t[1], t[6] + t[2], t[7] + t[3]];
+        (u[0] + u[2]) + (u[1] + u[3])
+    };
+    let mut sum = total as f64;
     for e in np..n {
         sum += (x[e] * y[e].to_f32()) as f64;
     }
@@ -298,6 +335,103 @@ unsafe fn attend_avx2<const V: usize>(
     }
 }
 
+/// The AVX-512 build's arithmetic: scores from four 16-lane accumulators reduced as GCC's
+/// `_mm512_reduce_add_ps` does, the softmax recurrence and the f16 accumulation as in
+/// [`attend_avx2`], with the accumulator in `V` registers of 16 lanes (`V * 16` = head size,
+/// a multiple of 64).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx512<const V: usize>(
+    shape: &AttentionShape,
+    q: &[f32],
+    bases: &[usize],
+    k: &[f16],
+    v: &[f16],
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    use std::arch::x86_64::*;
+    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT;
+    let hd = V * 16;
+    debug_assert!(shape.head_dim == hd && V.is_multiple_of(4));
+    let group = shape.num_heads / shape.num_kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let ctx_len = bases.len();
+    macro_rules! load16 {
+        ($p:expr) => {
+            _mm512_cvtph_ps(_mm256_loadu_si256($p as *const __m256i))
+        };
+    }
+    macro_rules! round {
+        ($x:expr) => {
+            _mm512_cvtph_ps(_mm512_cvtps_ph::<NEAREST>($x))
+        };
+    }
+    scratch.clear();
+    scratch.resize(2 * ctx_len, 0.0);
+    let (weights, rescale) = scratch.split_at_mut(ctx_len);
+    for h in 0..shape.num_heads {
+        let off = (h / group) * hd;
+        let qh = q[h * hd..(h + 1) * hd].as_ptr();
+        let mut q16 = [_mm512_setzero_ps(); V];
+        for (i, r) in q16.iter_mut().enumerate() {
+            *r = round!(_mm512_loadu_ps(qh.add(16 * i)));
+        }
+        for (p, w) in weights.iter_mut().enumerate() {
+            let kp = k[bases[p] + off..bases[p] + off + hd].as_ptr();
+            let mut lanes = [_mm512_setzero_ps(); 4];
+            for i in 0..V {
+                lanes[i % 4] = _mm512_fmadd_ps(q16[i], load16!(kp.add(16 * i)), lanes[i % 4]);
+            }
+            let r = _mm512_add_ps(
+                _mm512_add_ps(lanes[0], lanes[2]),
+                _mm512_add_ps(lanes[1], lanes[3]),
+            );
+            let t = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(r), _mm512_castps512_ps256(r));
+            let u = _mm_add_ps(_mm256_extractf128_ps::<1>(t), _mm256_castps256_ps128(t));
+            let x = _mm_add_ps(u, _mm_shuffle_ps::<0b01_00_11_10>(u, u));
+            *w = (_mm_cvtss_f32(x) + _mm_cvtss_f32(_mm_movehdup_ps(x))) * scale;
+        }
+        let mut max = f32::NEG_INFINITY;
+        let mut sum = 0.0f32;
+        for (w, r) in weights.iter_mut().zip(rescale.iter_mut()) {
+            let s = *w;
+            let (ms, vs) = if s > max {
+                let ms = (max - s).exp();
+                max = s;
+                *r = ms;
+                (ms, 1.0)
+            } else {
+                *r = f32::NAN;
+                (1.0, (s - max).exp())
+            };
+            *w = vs;
+            sum = sum.mul_add(ms, vs);
+        }
+        let mut acc = [_mm512_setzero_ps(); V];
+        for p in 0..ctx_len {
+            let r = rescale[p];
+            if !r.is_nan() {
+                let m = _mm512_set1_ps(r);
+                for a in acc.iter_mut() {
+                    *a = round!(_mm512_mul_ps(*a, m));
+                }
+            }
+            let w = _mm512_set1_ps(weights[p]);
+            let vp = v[bases[p] + off..bases[p] + off + hd].as_ptr();
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = round!(_mm512_fmadd_ps(load16!(vp.add(16 * i)), w, *a));
+            }
+        }
+        let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
+        let op = out[h * hd..(h + 1) * hd].as_mut_ptr();
+        for (i, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(op.add(16 * i), _mm512_mul_ps(*a, inv));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,12 +453,17 @@ mod tests {
 
     /// Several sequences of lengths crossing block boundaries, their blocks scattered over the
     /// pool in shuffled order: paged attention equals contiguous attention within 1e-4 (in
-    /// fact bit for bit), the kernel in use equals the plain element-by-element reference bit
-    /// for bit, and both are attention: within f16 accumulation error of textbook attention
-    /// computed in f64 on the same (f16) keys and values.
+    /// fact bit for bit), every kernel path this CPU has equals the plain element-by-element
+    /// reference with that path's lane order bit for bit, and all are attention: within f16
+    /// accumulation error of textbook attention computed in f64 on the same (f16) keys and
+    /// values.
     #[test]
     fn paged_equals_contiguous() {
-        for head_dim in [64, 16] {
+        let isas: Vec<Isa> = [Isa::Scalar, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&i| i <= cpu::best_supported())
+            .collect();
+        for head_dim in [64, 128, 96, 16] {
             let shape = AttentionShape {
                 num_heads: 6,
                 num_kv_heads: 2,
@@ -370,7 +509,21 @@ mod tests {
                     );
                     contiguous_attention(&shape, &q, &k, &v, ctx, &mut contiguous);
                     let bases: Vec<usize> = (0..ctx).map(|p| p * kv_dim).collect();
-                    attend_generic(&shape, &q, &bases, &k, &v, &mut plain, &mut Vec::new());
+                    let isa = cpu::isa();
+                    attend_generic(&shape, &q, &bases, &k, &v, &mut plain, &mut Vec::new(), isa);
+                    for &other in &isas {
+                        let mut fast = vec![0.0; shape.q_dim()];
+                        let mut slow = vec![0.0; shape.q_dim()];
+                        let mut scratch = Vec::new();
+                        run_kernel(other, &shape, &q, &bases, &k, &v, &mut fast, &mut scratch);
+                        attend_generic(&shape, &q, &bases, &k, &v, &mut slow, &mut scratch, other);
+                        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&fast),
+                            bits(&slow),
+                            "{other:?} hd {head_dim} ctx {ctx}"
+                        );
+                    }
                     naive_reference(&shape, &q, &k, &v, ctx, &mut reference);
                     for (((a, c), p), b) in
                         paged.iter().zip(&contiguous).zip(&plain).zip(&reference)

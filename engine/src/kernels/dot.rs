@@ -13,9 +13,12 @@ pub const TOKENS_PER_CALL: usize = 4;
 /// `out[i] = dot(w.row(row), x.row(tokens[i]))` for a Q4_1 weight row.
 pub fn q4_1_row(w: &Q4_1Matrix, row: usize, x: &QuantizedRows, tokens: &[usize], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if avx2_available() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above); slices are bounds-checked below.
-        unsafe { return avx2::q4_1_row(w, row, x, tokens, out) };
+    match simd() {
+        // SAFETY: `simd()` names only paths whose features the CPU has; the kernels check
+        // their slices' bounds before reading.
+        Simd::Vnni => unsafe { return avx2::q4_1_row_vnni(w, row, x, tokens, out) },
+        Simd::Avx2 => unsafe { return avx2::q4_1_row(w, row, x, tokens, out) },
+        Simd::None => {}
     }
     scalar::q4_1_row(w, row, x, tokens, out)
 }
@@ -31,9 +34,13 @@ pub fn q4_1_row_pair(
 ) {
     let n = tokens.len();
     #[cfg(target_arch = "x86_64")]
-    if avx2_available() && n <= TOKENS_PER_CALL {
-        // SAFETY: as above.
-        unsafe { return avx2::q4_1_row_pair(w, row, x, tokens, out) };
+    if n <= TOKENS_PER_CALL {
+        match simd() {
+            // SAFETY: as above.
+            Simd::Vnni => unsafe { return avx2::q4_1_row_pair_vnni(w, row, x, tokens, out) },
+            Simd::Avx2 => unsafe { return avx2::q4_1_row_pair(w, row, x, tokens, out) },
+            Simd::None => {}
+        }
     }
     let (a, b) = out.split_at_mut(n);
     q4_1_row(w, row, x, tokens, a);
@@ -43,22 +50,35 @@ pub fn q4_1_row_pair(
 /// `out[i] = dot(w.row(row), x.row(tokens[i]))` for a Q8_0 weight row.
 pub fn q8_0_row(w: &Q8_0Matrix, row: usize, x: &QuantizedRows, tokens: &[usize], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if avx2_available() {
+    match simd() {
         // SAFETY: as above.
-        unsafe { return avx2::q8_0_row(w, row, x, tokens, out) };
+        Simd::Vnni => unsafe { return avx2::q8_0_row_vnni(w, row, x, tokens, out) },
+        Simd::Avx2 => unsafe { return avx2::q8_0_row(w, row, x, tokens, out) },
+        Simd::None => {}
     }
     scalar::q8_0_row(w, row, x, tokens, out)
 }
 
-#[cfg(target_arch = "x86_64")]
-fn avx2_available() -> bool {
-    use std::sync::OnceLock;
-    static AVX2: OnceLock<bool> = OnceLock::new();
-    *AVX2.get_or_init(|| {
-        std::env::var_os("STARFIRE_NO_SIMD").is_none()
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-    })
+/// How the integer part of a block product is computed. Both give the same integers (no
+/// product pair saturates 16 bits: 4-bit × 8-bit, or |8-bit| × 8-bit with the values ±127),
+/// so every path gives the same floats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Simd {
+    /// Plain Rust.
+    None,
+    /// `vpmaddubsw` + `vpmaddwd`: AVX2.
+    Avx2,
+    /// `vpdpbusd`: AVX-512 VNNI (the AVX-512 path on CPUs that have it).
+    Vnni,
+}
+
+fn simd() -> Simd {
+    use super::cpu::{self, Isa};
+    match cpu::isa() {
+        Isa::Avx512 if cpu::has_avx512_vnni() => Simd::Vnni,
+        Isa::Avx512 | Isa::Avx2 => Simd::Avx2,
+        Isa::Scalar => Simd::None,
+    }
 }
 
 /// ggml's `hsum_float_8` order: (hi + lo) halves, then pairs, then the last two.
@@ -150,8 +170,57 @@ mod avx2 {
         _mm_cvtss_f32(res)
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn q4_1_row(
+    /// Eight i32 lanes, each the sum of four products of unsigned bytes of `a` by signed
+    /// bytes of `b`. Inlined into each entry point, so it compiles for that one's features.
+    trait ByteDot {
+        unsafe fn dot(a: __m256i, b: __m256i) -> __m256i;
+    }
+
+    struct Maddubs;
+    impl ByteDot for Maddubs {
+        #[inline(always)]
+        unsafe fn dot(a: __m256i, b: __m256i) -> __m256i {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+        }
+    }
+
+    struct Vnni;
+    impl ByteDot for Vnni {
+        #[inline(always)]
+        unsafe fn dot(a: __m256i, b: __m256i) -> __m256i {
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+        }
+    }
+
+    /// One AVX2 entry point and its VNNI twin per kernel body, compiled for their features.
+    macro_rules! entry_points {
+        ($(($name:ident, $vnni:ident, $weights:ty, $body:ident [$($p:tt)*])),* $(,)?) => {$(
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn $name(
+                w: &$weights,
+                row: usize,
+                x: &QuantizedRows,
+                tokens: &[usize],
+                out: &mut [f32],
+            ) {
+                $body::<Maddubs, $($p)*>(w, row, x, tokens, out)
+            }
+
+            #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+            pub unsafe fn $vnni(
+                w: &$weights,
+                row: usize,
+                x: &QuantizedRows,
+                tokens: &[usize],
+                out: &mut [f32],
+            ) {
+                $body::<Vnni, $($p)*>(w, row, x, tokens, out)
+            }
+        )*};
+    }
+
+    #[inline(always)]
+    unsafe fn q4_1_rows<D: ByteDot, const R: usize>(
         w: &Q4_1Matrix,
         row: usize,
         x: &QuantizedRows,
@@ -159,40 +228,51 @@ mod avx2 {
         out: &mut [f32],
     ) {
         match tokens.len() {
-            4 => q4_1_rows_n::<1, 4>(w, row, x, tokens, out),
-            3 => q4_1_rows_n::<1, 3>(w, row, x, tokens, out),
-            2 => q4_1_rows_n::<1, 2>(w, row, x, tokens, out),
-            1 => q4_1_rows_n::<1, 1>(w, row, x, tokens, out),
-            n => {
+            4 => q4_1_rows_n::<D, R, 4>(w, row, x, tokens, out),
+            3 => q4_1_rows_n::<D, R, 3>(w, row, x, tokens, out),
+            2 => q4_1_rows_n::<D, R, 2>(w, row, x, tokens, out),
+            1 => q4_1_rows_n::<D, R, 1>(w, row, x, tokens, out),
+            _ if R == 1 => {
                 for (chunk, o) in tokens.chunks(4).zip(out.chunks_mut(4)) {
-                    debug_assert!(n > 4);
-                    q4_1_row(w, row, x, chunk, o);
+                    q4_1_rows::<D, 1>(w, row, x, chunk, o);
+                }
+            }
+            n => panic!("a row pair takes at most 4 tokens, got {n}"),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn q8_0_rows<D: ByteDot>(
+        w: &Q8_0Matrix,
+        row: usize,
+        x: &QuantizedRows,
+        tokens: &[usize],
+        out: &mut [f32],
+    ) {
+        match tokens.len() {
+            4 => q8_0_n::<D, 4>(w, row, x, tokens, out),
+            3 => q8_0_n::<D, 3>(w, row, x, tokens, out),
+            2 => q8_0_n::<D, 2>(w, row, x, tokens, out),
+            1 => q8_0_n::<D, 1>(w, row, x, tokens, out),
+            _ => {
+                for (chunk, o) in tokens.chunks(4).zip(out.chunks_mut(4)) {
+                    q8_0_rows::<D>(w, row, x, chunk, o);
                 }
             }
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn q4_1_row_pair(
-        w: &Q4_1Matrix,
-        row: usize,
-        x: &QuantizedRows,
-        tokens: &[usize],
-        out: &mut [f32],
-    ) {
-        match tokens.len() {
-            4 => q4_1_rows_n::<2, 4>(w, row, x, tokens, out),
-            3 => q4_1_rows_n::<2, 3>(w, row, x, tokens, out),
-            2 => q4_1_rows_n::<2, 2>(w, row, x, tokens, out),
-            _ => q4_1_rows_n::<2, 1>(w, row, x, tokens, out),
-        }
-    }
+    entry_points!(
+        (q4_1_row, q4_1_row_vnni, Q4_1Matrix, q4_1_rows[1]),
+        (q4_1_row_pair, q4_1_row_pair_vnni, Q4_1Matrix, q4_1_rows[2]),
+        (q8_0_row, q8_0_row_vnni, Q8_0Matrix, q8_0_rows[]),
+    );
 
     /// `R` adjacent weight rows (1 or 2) against `N` activation rows: each weight block is
     /// unpacked once for all tokens, each activation block loaded once for all rows.
     /// `out[r * N + i]` is row `row + r` against token `tokens[i]`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn q4_1_rows_n<const R: usize, const N: usize>(
+    #[inline(always)]
+    unsafe fn q4_1_rows_n<D: ByteDot, const R: usize, const N: usize>(
         w: &Q4_1Matrix,
         row: usize,
         x: &QuantizedRows,
@@ -206,7 +286,6 @@ mod avx2 {
             assert!(x.d.len() >= (t + 1) * nb && x.qs.len() >= (t + 1) * nb * QK);
         }
         let low = _mm256_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_ps(); N]; R];
         let mut summs = [[0f32; N]; R];
         let wqs = w.qs.as_ptr().add(row * nb * 16);
@@ -232,10 +311,7 @@ mod avx2 {
                 let by = _mm256_loadu_si256(xq[i].add(b * QK) as *const __m256i);
                 let (dy, sy) = (*xd[i].add(b), *xs[i].add(b));
                 for r in 0..R {
-                    let xy = _mm256_cvtepi32_ps(_mm256_madd_epi16(
-                        _mm256_maddubs_epi16(bx[r], by),
-                        ones,
-                    ));
+                    let xy = _mm256_cvtepi32_ps(D::dot(bx[r], by));
                     acc[r][i] = _mm256_fmadd_ps(_mm256_set1_ps(dm[r].0 * dy), xy, acc[r][i]);
                     summs[r][i] += dm[r].1 * sy;
                 }
@@ -248,29 +324,8 @@ mod avx2 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn q8_0_row(
-        w: &Q8_0Matrix,
-        row: usize,
-        x: &QuantizedRows,
-        tokens: &[usize],
-        out: &mut [f32],
-    ) {
-        match tokens.len() {
-            4 => q8_0_n::<4>(w, row, x, tokens, out),
-            3 => q8_0_n::<3>(w, row, x, tokens, out),
-            2 => q8_0_n::<2>(w, row, x, tokens, out),
-            1 => q8_0_n::<1>(w, row, x, tokens, out),
-            _ => {
-                for (chunk, o) in tokens.chunks(4).zip(out.chunks_mut(4)) {
-                    q8_0_row(w, row, x, chunk, o);
-                }
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn q8_0_n<const N: usize>(
+    #[inline(always)]
+    unsafe fn q8_0_n<D: ByteDot, const N: usize>(
         w: &Q8_0Matrix,
         row: usize,
         x: &QuantizedRows,
@@ -283,7 +338,6 @@ mod avx2 {
         for &t in tokens {
             assert!(x.d.len() >= (t + 1) * nb && x.qs.len() >= (t + 1) * nb * QK);
         }
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); N];
         let wqs = w.qs.as_ptr().add(row * nb * QK);
         let wd = w.d.as_ptr().add(row * nb);
@@ -300,7 +354,7 @@ mod avx2 {
             for i in 0..N {
                 let qy = _mm256_loadu_si256(xq[i].add(b * QK) as *const __m256i);
                 let sy = _mm256_sign_epi8(qy, qx);
-                let xy = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones));
+                let xy = _mm256_cvtepi32_ps(D::dot(ax, sy));
                 acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * *xd[i].add(b)), xy, acc[i]);
             }
         }
@@ -335,6 +389,68 @@ mod tests {
             raw.extend((0..16).map(|j| ((vals[b * 18 + 2 + j] + 1.0) * 127.9) as u8));
         }
         Q4_1Matrix::from_ggml(&raw, rows, cols).unwrap()
+    }
+
+    /// Every integer-dot path this CPU has.
+    fn paths() -> Vec<Simd> {
+        use crate::kernels::cpu::{best_supported, has_avx512_vnni, Isa};
+        let mut p = vec![Simd::None];
+        if best_supported() >= Isa::Avx2 {
+            p.push(Simd::Avx2);
+        }
+        if best_supported() >= Isa::Avx512 && has_avx512_vnni() {
+            p.push(Simd::Vnni);
+        }
+        p
+    }
+
+    /// Rows `row..row + R` against `tokens` on one path (`R` = 2 when `pair`).
+    fn on_path(
+        simd: Simd,
+        w: &Q4_1Matrix,
+        row: usize,
+        pair: bool,
+        x: &QuantizedRows,
+        tokens: &[usize],
+        out: &mut [f32],
+    ) {
+        // SAFETY: `paths()` lists only what the CPU has.
+        unsafe {
+            match (simd, pair) {
+                (Simd::None, false) => scalar::q4_1_row(w, row, x, tokens, out),
+                (Simd::None, true) => {
+                    let n = tokens.len();
+                    scalar::q4_1_row(w, row, x, tokens, &mut out[..n]);
+                    scalar::q4_1_row(w, row + 1, x, tokens, &mut out[n..2 * n]);
+                }
+                (Simd::Avx2, false) => avx2::q4_1_row(w, row, x, tokens, out),
+                (Simd::Avx2, true) => avx2::q4_1_row_pair(w, row, x, tokens, out),
+                (Simd::Vnni, false) => avx2::q4_1_row_vnni(w, row, x, tokens, out),
+                (Simd::Vnni, true) => avx2::q4_1_row_pair_vnni(w, row, x, tokens, out),
+            }
+        }
+    }
+
+    /// Every path gives the scalar kernel's bits, one row or a pair, any token count.
+    #[test]
+    fn q4_1_every_path_equals_scalar() {
+        let (rows, cols, ntok) = (4, 256, 7);
+        let w = q4_1_random(rows, cols);
+        let x = QuantizedRows::quantize(&random(ntok * cols, 9), ntok, cols);
+        for simd in paths() {
+            for n in 1..=ntok {
+                let tokens: Vec<usize> = (ntok - n..ntok).collect();
+                let mut want = vec![0.0; 2 * n];
+                on_path(Simd::None, &w, 1, true, &x, &tokens, &mut want);
+                let mut got = vec![0.0; 2 * n];
+                on_path(simd, &w, 1, false, &x, &tokens, &mut got[..n]);
+                assert_eq!(got[..n], want[..n], "{simd:?} one row, {n} tokens");
+                if n <= TOKENS_PER_CALL {
+                    on_path(simd, &w, 1, true, &x, &tokens, &mut got);
+                    assert_eq!(got, want, "{simd:?} row pair, {n} tokens");
+                }
+            }
+        }
     }
 
     #[test]
@@ -395,6 +511,18 @@ mod tests {
             q8_0_row(&w, r, &x, &tokens, &mut fast);
             scalar::q8_0_row(&w, r, &x, &tokens, &mut slow);
             assert_eq!(fast, slow);
+            for simd in paths() {
+                let mut other = vec![0.0; ntok];
+                // SAFETY: `paths()` lists only what the CPU has.
+                unsafe {
+                    match simd {
+                        Simd::None => scalar::q8_0_row(&w, r, &x, &tokens, &mut other),
+                        Simd::Avx2 => avx2::q8_0_row(&w, r, &x, &tokens, &mut other),
+                        Simd::Vnni => avx2::q8_0_row_vnni(&w, r, &x, &tokens, &mut other),
+                    }
+                }
+                assert_eq!(other, slow, "{simd:?}");
+            }
             w.dequantize_row(r, &mut wrow);
             for t in 0..ntok {
                 let exact: f32 = wrow

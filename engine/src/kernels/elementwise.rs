@@ -1,31 +1,111 @@
 //! Element-wise kernels that follow ggml's CPU arithmetic exactly: the SwiGLU gate with ggml's
 //! vectorised `expf`, and the RoPE rotation with ggml's fused multiply-adds. Both run on AVX2 +
 //! FMA where the CPU has them (as ggml built for the machine does) and fall back to the same
-//! formulas in scalar code elsewhere.
+//! formulas in scalar code elsewhere. SwiGLU follows ggml's AVX-512 build on the AVX-512 path.
+
+use super::cpu::{self, Isa};
 
 /// `out[i] = silu(gate[i]) * up[i]`, where `silu(x) = x / (1 + e^-x)`.
 ///
-/// Blocks of 8 use `ggml_v_expf` (ggml's vectorised `expf`, within 1.5 ulp); the remainder uses
-/// the C library's `expf`, exactly as `ggml_vec_swiglu_f32` splits the work.
+/// As `ggml_vec_swiglu_f32` splits the work for the path in use ([`cpu::isa`]): blocks of 16
+/// with AVX-512's vectorised `expf`, or blocks of 8 with AVX2's (the scalar path computes
+/// AVX2's numbers lane by lane); the remainder uses the C library's `expf`.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    swiglu_with(cpu::isa(), gate, up, out)
+}
+
+fn swiglu_with(isa: Isa, gate: &[f32], up: &[f32], out: &mut [f32]) {
     debug_assert!(gate.len() == out.len() && up.len() == out.len());
-    let blocks = out.len() & !7;
-    let mut simd = false;
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the features the function is compiled for are present.
-        unsafe { swiglu_avx2(gate, up, out) };
-        simd = true;
-    }
-    if !simd {
-        // Without AVX2 the blocks of 8 take the same arithmetic one lane at a time.
-        for i in 0..blocks {
-            out[i] = gate[i] / (1.0 + ggml_expf(-gate[i])) * up[i];
+    debug_assert!(isa <= cpu::best_supported());
+    let width = if isa == Isa::Avx512 { 16 } else { 8 };
+    let blocks = out.len() - out.len() % width;
+    match isa {
+        // SAFETY: `isa` only names a path whose features the CPU has.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { swiglu_avx512(gate, up, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { swiglu_avx2(gate, up, out) },
+        _ => {
+            for i in 0..blocks {
+                out[i] = gate[i] / (1.0 + ggml_expf(-gate[i])) * up[i];
+            }
         }
     }
     for i in blocks..out.len() {
         out[i] = gate[i] / (1.0 + (-gate[i]).exp()) * up[i];
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn swiglu_avx512(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    for ((g, u), o) in gate
+        .chunks_exact(16)
+        .zip(up.chunks_exact(16))
+        .zip(out.chunks_exact_mut(16))
+    {
+        let x = _mm512_loadu_ps(g.as_ptr());
+        let e = v_expf_avx512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        let silu = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0), e));
+        _mm512_storeu_ps(
+            o.as_mut_ptr(),
+            _mm512_mul_ps(silu, _mm512_loadu_ps(u.as_ptr())),
+        );
+    }
+}
+
+/// `ggml_v_expf` for AVX-512, lane for lane: the same reduction as AVX2's, a polynomial that
+/// ends in `c4·b + 1`, and the power of two applied with `vscalefps`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn v_expf_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let c = |b: u32| _mm512_set1_ps(f32::from_bits(b));
+    let r = c(EXP_SHIFT);
+    let z = _mm512_fmadd_ps(x, c(EXP_LOG2E), r);
+    let n = _mm512_sub_ps(z, r);
+    let b = _mm512_fnmadd_ps(n, c(EXP_LN2_LO), _mm512_fnmadd_ps(n, c(EXP_LN2_HI), x));
+    let d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
+    let u = _mm512_mul_ps(b, b);
+    let j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(
+            _mm512_fmadd_ps(c(EXP_C[0]), b, c(EXP_C[1])),
+            u,
+            _mm512_fmadd_ps(c(EXP_C[2]), b, c(EXP_C[3])),
+        ),
+        u,
+        _mm512_fmadd_ps(c(EXP_C[4]), b, _mm512_set1_ps(1.0)),
+    );
+    let res = _mm512_scalef_ps(j, n);
+    if d == 0 {
+        return res;
+    }
+    let alt = _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps()),
+        _mm512_set1_ps(f32::INFINITY),
+        _mm512_setzero_ps(),
+    );
+    _mm512_mask_blend_ps(d, res, alt)
+}
+
+/// [`v_expf_avx512`] one lane at a time (the test's reference).
+pub fn ggml_expf_avx512(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let r = c(EXP_SHIFT);
+    let z = x.mul_add(c(EXP_LOG2E), r);
+    let n = z - r;
+    let b = (-n).mul_add(c(EXP_LN2_LO), (-n).mul_add(c(EXP_LN2_HI), x));
+    let u = b * b;
+    let j = c(EXP_C[0])
+        .mul_add(b, c(EXP_C[1]))
+        .mul_add(u, c(EXP_C[2]).mul_add(b, c(EXP_C[3])))
+        .mul_add(u, c(EXP_C[4]).mul_add(b, 1.0));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // vscalefps: j · 2^n rounded once (exact in f64, n is an integer within ±192).
+    (j as f64 * (n as f64).exp2()) as f32
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -150,7 +230,7 @@ pub fn rotate_pairs(
     sin: &[f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("fma") {
+    if cpu::isa() >= Isa::Avx2 {
         // SAFETY: the feature the function is compiled for is present.
         unsafe { return rotate_pairs_fma(head, pairs, cos, sin) };
     }
@@ -202,27 +282,63 @@ mod tests {
         assert_eq!(ggml_expf(100.0), f32::INFINITY);
     }
 
-    /// The vectorised SwiGLU equals the lane-by-lane formula bit for bit, including lanes on
-    /// the scaled paths of expf and a remainder that is not a multiple of 8.
+    /// Both expf variants stay within 2 ulp of the correctly rounded one over SiLU's range and
+    /// agree with each other within 2 ulp; AVX-512's flushes past |n| > 192 as ggml's does.
+    #[test]
+    fn avx512_expf_is_exp() {
+        let ulp = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (got, want) = (ggml_expf_avx512(x), ((x as f64).exp()) as f32);
+            assert!(ulp(got, want) <= 2, "exp({x}) = {got}, want {want}");
+            assert!(
+                ulp(got, ggml_expf(x)) <= 2,
+                "exp({x}): {got} vs {}",
+                ggml_expf(x)
+            );
+            x += 0.0137;
+        }
+        assert!(ggml_expf_avx512(-100.0) > 0.0 && ggml_expf_avx512(-100.0) < 1e-38);
+        assert_eq!(ggml_expf_avx512(-200.0), 0.0);
+        assert_eq!(ggml_expf_avx512(100.0), f32::INFINITY);
+        assert_eq!(ggml_expf_avx512(200.0), f32::INFINITY);
+    }
+
+    /// Every SwiGLU path this CPU has equals its lane-by-lane formula bit for bit, including
+    /// lanes on the scaled paths of expf and a remainder that is not a whole block.
     #[test]
     fn swiglu_simd_equals_scalar() {
         let gate: Vec<f32> = (0..203)
             .map(|i| (i as f32 - 101.0) * if i % 17 == 0 { 1.9 } else { 0.173 })
+            .map(|x| if x.abs() > 150.0 { x * 1.5 } else { x })
             .collect();
         let up: Vec<f32> = (0..203)
             .map(|i| ((i * 37) % 23) as f32 / 7.0 - 1.5)
             .collect();
-        let mut out = vec![0.0; gate.len()];
-        swiglu(&gate, &up, &mut out);
-        for i in 0..gate.len() {
-            let x = gate[i];
-            let want = if i < 200 {
-                x / (1.0 + ggml_expf(-x)) * up[i]
-            } else {
-                x / (1.0 + (-x).exp()) * up[i]
+        for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+            if isa > cpu::best_supported() {
+                continue;
+            }
+            let (width, expf): (usize, fn(f32) -> f32) = match isa {
+                Isa::Avx512 => (16, ggml_expf_avx512),
+                _ => (8, ggml_expf),
             };
-            assert_eq!(out[i].to_bits(), want.to_bits(), "lane {i}: silu({x})");
+            let mut out = vec![0.0; gate.len()];
+            swiglu_with(isa, &gate, &up, &mut out);
+            for i in 0..gate.len() {
+                let x = gate[i];
+                let want = if i < gate.len() / width * width {
+                    x / (1.0 + expf(-x)) * up[i]
+                } else {
+                    x / (1.0 + (-x).exp()) * up[i]
+                };
+                assert_eq!(
+                    out[i].to_bits(),
+                    want.to_bits(),
+                    "{isa:?} lane {i}: silu({x})"
+                );
+            }
+            assert_eq!(out[101], 0.0);
         }
-        assert_eq!(out[101], 0.0);
     }
 }

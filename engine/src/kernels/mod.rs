@@ -2,6 +2,7 @@
 //! element-wise operations (SwiGLU, RoPE).
 
 pub mod attention;
+pub mod cpu;
 pub mod dot;
 pub mod elementwise;
 pub mod linear;

@@ -44,7 +44,7 @@ impl QuantizedRows {
             s: vec![0.0; nb],
         };
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        if super::cpu::isa() >= super::cpu::Isa::Avx2 {
             // SAFETY: the feature the function is compiled for is present.
             unsafe { quantize_blocks_avx2(x, &mut out) };
             return out;
