@@ -18,8 +18,15 @@
 //! Prints one JSON object: per concurrency output tokens/s, requests/s, TTFT and inter-token
 //! latency p50/p99 (from the client's side of the stream), errors.
 //!
+//! With `--llama-server`, llama.cpp's `llama-server` (found as `starfire_bench::llama_cpp`
+//! describes; `-np` = the concurrency, the same thread count, prompt cache off) gets the same
+//! requests side by side: `--rounds N` (default 3) alternating rounds, each level on both
+//! (which goes first alternates), every request of the run with a prompt of its own; the medians
+//! per level and Starfire's ratios (throughput, TTFT p50) are printed. Without a llama.cpp
+//! build it says so and prints no ratio.
+//!
 //! Usage: http_bench [--quick] [--through-worker | --worker-process] [--levels 1,4,16,64]
-//!        [--requests-per-client N]
+//!        [--requests-per-client N] [--llama-server [--llama-cpp DIR] [--rounds N]]
 
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -34,6 +41,7 @@ use scheduler::load::{run_closed_loop, LoadReport};
 use scheduler::model_executor::{config_for_model, spawn_engine};
 use scheduler::{NewRequest, SchedulerConfig};
 use serde_json::{json, Value};
+use starfire_bench::llama_cpp::LlamaCpp;
 use starfire_bench::percentile;
 
 /// The gateway may cost at most this share of the scheduler's throughput.
@@ -50,6 +58,10 @@ struct Options {
     compare_at: usize,
     /// Where the model runs.
     placement: Placement,
+    /// llama-server side by side, when asked for: the build, or why there is none.
+    llama: Option<Result<LlamaCpp, String>>,
+    /// Rounds of every level (on both sides when llama-server runs).
+    rounds: usize,
 }
 
 /// Where the model runs, relative to the gateway.
@@ -109,7 +121,19 @@ fn options() -> anyhow::Result<Options> {
     } else {
         *levels.iter().max().unwrap_or(&1)
     };
+    let llama = args
+        .iter()
+        .any(|a| a == "--llama-server" || a == "--llama-cpp")
+        .then(|| LlamaCpp::find(flag("--llama-cpp").as_deref()));
+    let rounds = match flag("--rounds") {
+        Some(n) => n.parse().context("--rounds takes a number")?,
+        None if llama.is_some() && !quick => 3,
+        None => 1,
+    };
+    anyhow::ensure!(rounds > 0, "--rounds must be at least 1");
     Ok(Options {
+        llama,
+        rounds,
         levels,
         requests_per_client,
         output_tokens: if quick { 16 } else { 128 },
@@ -140,7 +164,9 @@ fn main() -> anyhow::Result<()> {
         .chat_template
         .as_ref()
         .context("the default model has a chat template")?;
-    let total: usize = opts.levels.iter().sum::<usize>() * opts.requests_per_client;
+    let per_round: usize = opts.levels.iter().sum::<usize>() * opts.requests_per_client;
+    let sides = if opts.llama.is_some() { 2 } else { 1 };
+    let total = per_round * opts.rounds * sides;
     // Every request of the run gets its own prompt, so no level profits from an earlier one's
     // prefix cache; the baseline reuses the compared level's prompts on a fresh engine.
     let texts: Vec<String> =
@@ -157,7 +183,8 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
 
-    // Level k's clients use the prompts after those of the levels before it.
+    // Level k's clients use the prompts after those of the levels before it; each round and
+    // side has its own block of `per_round` prompts.
     let offsets: Vec<usize> = opts
         .levels
         .iter()
@@ -176,14 +203,64 @@ fn main() -> anyhow::Result<()> {
 
     let baseline_before = in_process(&model, compared_prompts, &opts)?;
     let server = GatewayServer::start(model.clone(), opts.placement)?;
-    let runs: Vec<HttpReport> = opts
-        .levels
-        .iter()
-        .zip(&offsets)
-        .map(|(&concurrency, &at)| http_closed_loop(&server, concurrency, &texts[at..], &opts))
-        .collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let gguf = engine::model_cache::find_default_model()?;
+    let mut rounds: Vec<Vec<HttpReport>> = Vec::new();
+    let mut llama_rounds: Vec<Vec<HttpReport>> = Vec::new();
+    let mut llama_error = opts.llama.as_ref().and_then(|l| l.as_ref().err().cloned());
+    for round in 0..opts.rounds {
+        let block = |side: usize| (round * sides + side) * per_round;
+        let ours = |texts: &[String]| -> Vec<HttpReport> {
+            let target = Target {
+                base_url: server.base_url.clone(),
+                auth: Some(format!("Bearer {}", server.api_key)),
+                llama_server: false,
+            };
+            opts.levels
+                .iter()
+                .zip(&offsets)
+                .map(|(&c, &at)| http_closed_loop(&target, c, &texts[at..], &opts))
+                .collect()
+        };
+        let llama_first = round % 2 == 1;
+        let mut run_llama = |rounds_out: &mut Vec<Vec<HttpReport>>| {
+            let (Some(Ok(llama)), None) = (&opts.llama, &llama_error) else {
+                return;
+            };
+            let mut level_reports = Vec::new();
+            for (&c, &at) in opts.levels.iter().zip(&offsets) {
+                let ctx = PROMPT_TOKENS + opts.output_tokens + 64;
+                let started = llama.server(&gguf, threads, c, ctx, free_port());
+                let srv = match started {
+                    Ok(s) => s,
+                    Err(e) => {
+                        llama_error = Some(e.to_string());
+                        return;
+                    }
+                };
+                let target = Target {
+                    base_url: srv.base_url(),
+                    auth: None,
+                    llama_server: true,
+                };
+                level_reports.push(http_closed_loop(&target, c, &texts[block(1) + at..], &opts));
+            }
+            rounds_out.push(level_reports);
+        };
+        if llama_first {
+            run_llama(&mut llama_rounds);
+        }
+        rounds.push(ours(&texts[block(0)..]));
+        if !llama_first {
+            run_llama(&mut llama_rounds);
+        }
+    }
     server.stop();
     let baseline_after = in_process(&model, compared_prompts, &opts)?;
+    let runs: Vec<HttpReport> = rounds.remove(0);
+    let side_by_side = side_by_side(&opts, &runs, &rounds, &llama_rounds, &llama_error);
 
     let gateway_run = &runs[compared_run];
     let baseline_tok_s =
@@ -206,7 +283,9 @@ fn main() -> anyhow::Result<()> {
         "requests_per_client": opts.requests_per_client,
         "max_num_seqs": scheduler_config().max_num_seqs,
         "max_num_batched_tokens": scheduler_config().max_num_batched_tokens,
+        "machine": starfire_bench::llama_cpp::machine(),
         "runs": runs.iter().map(HttpReport::to_json).collect::<Vec<_>>(),
+        "llama_server_side_by_side": side_by_side,
         "in_process_scheduler": {
             "concurrency": opts.compare_at,
             "before_http": scheduler_json(&baseline_before),
@@ -481,16 +560,88 @@ struct ClientStats {
     itl: Vec<f64>,
 }
 
+/// Where the closed-loop clients send their chats.
+struct Target {
+    /// Up to `/v1`.
+    base_url: String,
+    /// The `authorization` header, if the server wants one.
+    auth: Option<String>,
+    /// llama.cpp's server: its prompt cache is turned off per request too.
+    llama_server: bool,
+}
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18181)
+}
+
+/// Medians per level over the rounds of both sides, and Starfire's ratios.
+fn side_by_side(
+    opts: &Options,
+    first: &[HttpReport],
+    later: &[Vec<HttpReport>],
+    llama: &[Vec<HttpReport>],
+    llama_error: &Option<String>,
+) -> Value {
+    if opts.llama.is_none() {
+        return Value::Null;
+    }
+    if llama.is_empty() || llama_error.is_some() {
+        return json!({ "unavailable": llama_error });
+    }
+    let ours: Vec<&[HttpReport]> = std::iter::once(first)
+        .chain(later.iter().map(Vec::as_slice))
+        .collect();
+    let stat = |r: &HttpReport, key: &str| r.to_json()[key].as_f64().unwrap_or(f64::NAN);
+    let levels: Vec<Value> = opts
+        .levels
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let med = |side: &[&[HttpReport]], key: &str| {
+                starfire_bench::llama_cpp::median(
+                    &side.iter().map(|r| stat(&r[i], key)).collect::<Vec<_>>(),
+                )
+            };
+            let theirs: Vec<&[HttpReport]> = llama.iter().map(Vec::as_slice).collect();
+            let (tput, ttft) = ("output_tokens_per_second", "ttft_p50_ms");
+            let ratio = |a: Option<f64>, b: Option<f64>| {
+                a.zip(b).map(|(a, b)| (a / b * 1000.0).round() / 1000.0)
+            };
+            json!({
+                "concurrency": c,
+                "starfire": { tput: med(&ours, tput), ttft: med(&ours, ttft),
+                              "errors": ours.iter().map(|r| r[i].errors).sum::<usize>() },
+                "llama_server": { tput: med(&theirs, tput), ttft: med(&theirs, ttft),
+                                  "errors": theirs.iter().map(|r| r[i].errors).sum::<usize>(),
+                                  "first_error": theirs.iter().find_map(|r| r[i].first_error.clone()) },
+                "throughput_ratio": ratio(med(&ours, tput), med(&theirs, tput)),
+                "ttft_p50_ratio": ratio(med(&ours, ttft), med(&theirs, ttft)),
+            })
+        })
+        .collect();
+    json!({
+        "rounds": llama.len(),
+        "llama_server": "llama-server -np <concurrency> -t <threads> --no-cache-prompt, cache_prompt: false",
+        "levels": levels,
+        "starfire_rounds": ours.iter().map(|r| r.iter().map(HttpReport::to_json).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "llama_server_rounds": llama.iter().map(|r| r.iter().map(HttpReport::to_json).collect::<Vec<_>>()).collect::<Vec<_>>(),
+    })
+}
+
 /// `concurrency` client threads, each sending `requests_per_client` streamed chats in turn;
 /// client `c`'s `i`-th request asks about `texts[c * requests_per_client + i]`.
 fn http_closed_loop(
-    server: &GatewayServer,
+    target: &Target,
     concurrency: usize,
     texts: &[String],
     opts: &Options,
 ) -> HttpReport {
-    let url = format!("{}/chat/completions", server.base_url);
-    let auth = format!("Bearer {}", server.api_key);
+    let url = format!("{}/chat/completions", target.base_url);
+    let auth = target.auth.clone().unwrap_or_default();
     let started = Instant::now();
     let clients: Vec<ClientStats> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..concurrency)
@@ -505,7 +656,7 @@ fn http_closed_loop(
                     let mut st = ClientStats::default();
                     for i in 0..opts.requests_per_client {
                         let text = &texts[c * opts.requests_per_client + i];
-                        let body = json!({
+                        let mut body = json!({
                             "model": DefaultModel::NAME,
                             "messages": [{"role": "user", "content": text}],
                             "max_tokens": opts.output_tokens,
@@ -514,6 +665,9 @@ fn http_closed_loop(
                             "stream": true,
                             "stream_options": {"include_usage": true},
                         });
+                        if target.llama_server {
+                            body["cache_prompt"] = json!(false);
+                        }
                         st.requests += 1;
                         if let Err(e) = stream_one(&agent, url, auth, &body, &mut st) {
                             st.errors += 1;
@@ -565,10 +719,11 @@ fn stream_one(
     st: &mut ClientStats,
 ) -> Result<(), String> {
     let sent = Instant::now();
-    let resp = agent
-        .post(url)
-        .header("authorization", auth)
-        .content_type("application/json")
+    let mut req = agent.post(url).content_type("application/json");
+    if !auth.is_empty() {
+        req = req.header("authorization", auth);
+    }
+    let resp = req
         .send(body.to_string().as_bytes())
         .map_err(|e| format!("request: {e}"))?;
     let status = resp.status().as_u16();

@@ -1,8 +1,8 @@
 //! The real engine behind the scheduler's `EngineLoop` (no HTTP): closed-loop clients at 1, 4,
 //! 16 and 64 concurrent requests of 128 output tokens with distinct prompts. Prints one JSON
 //! object: aggregate output tokens/s, TTFT and inter-token latency p50/p99 per concurrency;
-//! the 1-client run is the in-run baseline, llama-server's figures on this machine class
-//! (tests/golden/README.md) are printed beside the ratios.
+//! the 1-client run is the in-run baseline. The side-by-side with llama.cpp's server over
+//! HTTP is `http_bench --llama-server`.
 //!
 //! Usage: serving_bench [--quick] [--levels 1,4,16,64] [--max-num-batched-tokens N]
 
@@ -14,9 +14,6 @@ use scheduler::model_executor::{config_for_model, spawn_engine};
 use scheduler::{NewRequest, SchedulerConfig};
 use serde_json::json;
 
-/// llama-server -np 16, 16 concurrent chats, 128 output tokens (tests/golden/README.md).
-const SERVER_16_TOK_S: f64 = 102.0;
-const SERVER_16_TTFT_P50_MS: f64 = 3300.0;
 /// Tokens per step. On two cores a step of 256 tokens takes about a second: small enough that
 /// new requests get their first token soon, large enough to keep the GEMMs efficient.
 const DEFAULT_BATCHED_TOKENS: usize = 256;
@@ -82,11 +79,7 @@ fn main() -> anyhow::Result<()> {
         "output_tokens_per_request": output_tokens,
         "max_num_batched_tokens": budget,
         "runs": runs,
-        "llama_server_16_reference": { "output_tokens_per_second": SERVER_16_TOK_S, "ttft_p50_ms": SERVER_16_TTFT_P50_MS },
-        "ratio_16_vs_llama_server": {
-            "throughput": at(16, "output_tokens_per_second").map(|v| v / SERVER_16_TOK_S),
-            "ttft_p50": at(16, "ttft_p50_ms").map(|v| v / SERVER_16_TTFT_P50_MS),
-        },
+        "machine": starfire_bench::llama_cpp::machine(),
         "speedup_vs_1_client": {
             "4": at(4, "output_tokens_per_second").zip(at(1, "output_tokens_per_second")).map(|(a, b)| a / b),
             "16": at(16, "output_tokens_per_second").zip(at(1, "output_tokens_per_second")).map(|(a, b)| a / b),

@@ -219,6 +219,9 @@ mod avx2 {
         )*};
     }
 
+    /// Any number of tokens for one row (`R` = 1), or up to four for a row pair (`R` = 2),
+    /// in groups of four. No recursion: an `inline(always)` body that called itself would be
+    /// compiled on its own, without its entry point's features (intrinsics as calls).
     #[inline(always)]
     unsafe fn q4_1_rows<D: ByteDot, const R: usize>(
         w: &Q4_1Matrix,
@@ -227,20 +230,22 @@ mod avx2 {
         tokens: &[usize],
         out: &mut [f32],
     ) {
-        match tokens.len() {
-            4 => q4_1_rows_n::<D, R, 4>(w, row, x, tokens, out),
-            3 => q4_1_rows_n::<D, R, 3>(w, row, x, tokens, out),
-            2 => q4_1_rows_n::<D, R, 2>(w, row, x, tokens, out),
-            1 => q4_1_rows_n::<D, R, 1>(w, row, x, tokens, out),
-            _ if R == 1 => {
-                for (chunk, o) in tokens.chunks(4).zip(out.chunks_mut(4)) {
-                    q4_1_rows::<D, 1>(w, row, x, chunk, o);
-                }
+        assert!(
+            R == 1 || tokens.len() <= 4,
+            "a row pair takes at most 4 tokens"
+        );
+        let group = if R == 1 { 4 } else { tokens.len().max(1) };
+        for (chunk, o) in tokens.chunks(group).zip(out.chunks_mut(group * R)) {
+            match chunk.len() {
+                4 => q4_1_rows_n::<D, R, 4>(w, row, x, chunk, o),
+                3 => q4_1_rows_n::<D, R, 3>(w, row, x, chunk, o),
+                2 => q4_1_rows_n::<D, R, 2>(w, row, x, chunk, o),
+                _ => q4_1_rows_n::<D, R, 1>(w, row, x, chunk, o),
             }
-            n => panic!("a row pair takes at most 4 tokens, got {n}"),
         }
     }
 
+    /// Any number of tokens against one Q8_0 row, in groups of four (no recursion, as above).
     #[inline(always)]
     unsafe fn q8_0_rows<D: ByteDot>(
         w: &Q8_0Matrix,
@@ -249,15 +254,12 @@ mod avx2 {
         tokens: &[usize],
         out: &mut [f32],
     ) {
-        match tokens.len() {
-            4 => q8_0_n::<D, 4>(w, row, x, tokens, out),
-            3 => q8_0_n::<D, 3>(w, row, x, tokens, out),
-            2 => q8_0_n::<D, 2>(w, row, x, tokens, out),
-            1 => q8_0_n::<D, 1>(w, row, x, tokens, out),
-            _ => {
-                for (chunk, o) in tokens.chunks(4).zip(out.chunks_mut(4)) {
-                    q8_0_rows::<D>(w, row, x, chunk, o);
-                }
+        for (chunk, o) in tokens.chunks(4).zip(out.chunks_mut(4)) {
+            match chunk.len() {
+                4 => q8_0_n::<D, 4>(w, row, x, chunk, o),
+                3 => q8_0_n::<D, 3>(w, row, x, chunk, o),
+                2 => q8_0_n::<D, 2>(w, row, x, chunk, o),
+                _ => q8_0_n::<D, 1>(w, row, x, chunk, o),
             }
         }
     }
@@ -301,19 +303,24 @@ mod avx2 {
         }
         for b in 0..nb {
             let mut bx = [_mm256_setzero_si256(); R];
-            let mut dm = [(0f32, 0f32); R];
+            let mut dw = [_mm256_setzero_ps(); R];
+            let mut m = [0f32; R];
             for r in 0..R {
                 let packed = _mm_loadu_si128(wqs.add((r * nb + b) * 16) as *const __m128i);
                 bx[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
-                dm[r] = (*wd.add(r * nb + b), *wm.add(r * nb + b));
+                dw[r] = _mm256_broadcast_ss(&*wd.add(r * nb + b));
+                m[r] = *wm.add(r * nb + b);
             }
             for i in 0..N {
                 let by = _mm256_loadu_si256(xq[i].add(b * QK) as *const __m256i);
-                let (dy, sy) = (*xd[i].add(b), *xs[i].add(b));
+                // Broadcast loads, then one multiply per row: the same product as the scalar
+                // `d * dy` in every lane, without a scalar multiply and a shuffle per pair.
+                let dy = _mm256_broadcast_ss(&*xd[i].add(b));
+                let sy = *xs[i].add(b);
                 for r in 0..R {
                     let xy = _mm256_cvtepi32_ps(D::dot(bx[r], by));
-                    acc[r][i] = _mm256_fmadd_ps(_mm256_set1_ps(dm[r].0 * dy), xy, acc[r][i]);
-                    summs[r][i] += dm[r].1 * sy;
+                    acc[r][i] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dy), xy, acc[r][i]);
+                    summs[r][i] += m[r] * sy;
                 }
             }
         }
@@ -350,12 +357,13 @@ mod avx2 {
         for b in 0..nb {
             let qx = _mm256_loadu_si256(wqs.add(b * QK) as *const __m256i);
             let ax = _mm256_sign_epi8(qx, qx);
-            let d0 = *wd.add(b);
+            let d0 = _mm256_broadcast_ss(&*wd.add(b));
             for i in 0..N {
                 let qy = _mm256_loadu_si256(xq[i].add(b * QK) as *const __m256i);
                 let sy = _mm256_sign_epi8(qy, qx);
                 let xy = _mm256_cvtepi32_ps(D::dot(ax, sy));
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * *xd[i].add(b)), xy, acc[i]);
+                let d = _mm256_mul_ps(d0, _mm256_broadcast_ss(&*xd[i].add(b)));
+                acc[i] = _mm256_fmadd_ps(d, xy, acc[i]);
             }
         }
         for i in 0..N {
