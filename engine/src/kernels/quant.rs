@@ -28,6 +28,9 @@ pub struct QuantizedRows {
     pub d: Vec<f32>,
     /// One `d * Σ qs` per block (f16-rounded), used against weights with a minimum (Q4_1).
     pub s: Vec<f32>,
+    /// `s` regrouped for the kernels: for each group of four rows (`4g..4g + 4`, full groups
+    /// only) and block `b`, the four rows' values side by side at `(g * blocks + b) * 4`.
+    pub s4: Vec<f32>,
 }
 
 impl QuantizedRows {
@@ -42,15 +45,30 @@ impl QuantizedRows {
             qs: vec![0; rows * cols],
             d: vec![0.0; nb],
             s: vec![0.0; nb],
+            s4: Vec::new(),
         };
         #[cfg(target_arch = "x86_64")]
         if super::cpu::isa() >= super::cpu::Isa::Avx2 {
             // SAFETY: the feature the function is compiled for is present.
             unsafe { quantize_blocks_avx2(x, &mut out) };
-            return out;
+        } else {
+            quantize_blocks(x, &mut out);
         }
-        quantize_blocks(x, &mut out);
+        out.regroup_sums();
         out
+    }
+
+    fn regroup_sums(&mut self) {
+        let nb = self.blocks_per_row();
+        let groups = self.rows / 4;
+        self.s4 = vec![0.0; groups * nb * 4];
+        for g in 0..groups {
+            for b in 0..nb {
+                for i in 0..4 {
+                    self.s4[(g * nb + b) * 4 + i] = self.s[(4 * g + i) * nb + b];
+                }
+            }
+        }
     }
 
     pub fn blocks_per_row(&self) -> usize {
