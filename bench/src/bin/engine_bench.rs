@@ -49,27 +49,19 @@ fn main() -> anyhow::Result<()> {
     let mut llama_error = llama.as_ref().err().cloned();
     for round in 0..rounds {
         // Alternate which side goes first, so slow drift on a shared machine hits both.
-        let llama_first = round % 2 == 1;
-        if llama_first {
-            run_llama(
-                &llama,
-                &path,
-                threads,
-                decode_tokens,
-                &mut theirs,
-                &mut llama_error,
-            );
-        }
-        ours.push(measure(&model, decode_tokens, quick)?);
-        if !llama_first {
-            run_llama(
-                &llama,
-                &path,
-                threads,
-                decode_tokens,
-                &mut theirs,
-                &mut llama_error,
-            );
+        for llama_turn in [round % 2 == 1, round % 2 == 0] {
+            if llama_turn {
+                run_llama(
+                    &llama,
+                    &path,
+                    threads,
+                    decode_tokens,
+                    &mut theirs,
+                    &mut llama_error,
+                );
+            } else {
+                ours.push(measure(&model, decode_tokens, quick)?);
+            }
         }
     }
     let ours_median = |key: &str| {

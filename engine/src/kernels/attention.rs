@@ -296,22 +296,7 @@ unsafe fn attend_avx2<const V: usize>(
             let t1 = _mm_hadd_ps(t0, t0);
             *w = _mm_cvtss_f32(_mm_hadd_ps(t1, t1)) * scale;
         }
-        let mut max = f32::NEG_INFINITY;
-        let mut sum = 0.0f32;
-        for (w, r) in weights.iter_mut().zip(rescale.iter_mut()) {
-            let s = *w;
-            let (ms, vs) = if s > max {
-                let ms = (max - s).exp();
-                max = s;
-                *r = ms;
-                (ms, 1.0)
-            } else {
-                *r = f32::NAN;
-                (1.0, (s - max).exp())
-            };
-            *w = vs;
-            sum = sum.mul_add(ms, vs);
-        }
+        let sum = online_softmax(weights, rescale);
         let mut acc = [_mm256_setzero_ps(); V];
         for p in 0..ctx_len {
             let r = rescale[p];
@@ -333,6 +318,31 @@ unsafe fn attend_avx2<const V: usize>(
             _mm256_storeu_ps(op.add(8 * i), _mm256_mul_ps(*a, inv));
         }
     }
+}
+
+/// The online-softmax recurrence over one head's scores, in position order: each score in
+/// `weights` becomes its weight; where the maximum rose, `rescale` gets the factor for what was
+/// accumulated before (NaN elsewhere). Returns the sum of weights. Inlined into each kernel.
+#[inline(always)]
+fn online_softmax(weights: &mut [f32], rescale: &mut [f32]) -> f32 {
+    let mut max = f32::NEG_INFINITY;
+    let mut sum = 0.0f32;
+    for (w, r) in weights.iter_mut().zip(rescale.iter_mut()) {
+        let s = *w;
+        let (ms, vs) = if s > max {
+            let ms = (max - s).exp();
+            max = s;
+            *r = ms;
+            (ms, 1.0)
+        } else {
+            *r = f32::NAN;
+            (1.0, (s - max).exp())
+        };
+        *w = vs;
+        // ggml is compiled with FMA contraction, which fuses this one.
+        sum = sum.mul_add(ms, vs);
+    }
+    sum
 }
 
 /// The AVX-512 build's arithmetic: scores from four 16-lane accumulators reduced as GCC's
@@ -393,22 +403,7 @@ unsafe fn attend_avx512<const V: usize>(
             let x = _mm_add_ps(u, _mm_shuffle_ps::<0b01_00_11_10>(u, u));
             *w = (_mm_cvtss_f32(x) + _mm_cvtss_f32(_mm_movehdup_ps(x))) * scale;
         }
-        let mut max = f32::NEG_INFINITY;
-        let mut sum = 0.0f32;
-        for (w, r) in weights.iter_mut().zip(rescale.iter_mut()) {
-            let s = *w;
-            let (ms, vs) = if s > max {
-                let ms = (max - s).exp();
-                max = s;
-                *r = ms;
-                (ms, 1.0)
-            } else {
-                *r = f32::NAN;
-                (1.0, (s - max).exp())
-            };
-            *w = vs;
-            sum = sum.mul_add(ms, vs);
-        }
+        let sum = online_softmax(weights, rescale);
         let mut acc = [_mm512_setzero_ps(); V];
         for p in 0..ctx_len {
             let r = rescale[p];

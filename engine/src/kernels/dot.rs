@@ -7,8 +7,19 @@
 
 use super::quant::{Q4_1Matrix, Q8_0Matrix, QuantizedRows, QK};
 
-/// How many activation rows one kernel call handles (the weight block is unpacked once for all).
-pub const TOKENS_PER_CALL: usize = 4;
+/// The most activation rows one kernel call handles (the weight block is unpacked once for
+/// all of them); see [`tokens_per_call`].
+pub const MAX_TOKENS_PER_CALL: usize = 8;
+
+/// How many activation rows one kernel call takes on the path in use: 8 with AVX-512 VNNI
+/// (32 vector registers hold a row pair's 16 accumulators), 4 otherwise.
+pub fn tokens_per_call() -> usize {
+    if simd() == Simd::Vnni {
+        8
+    } else {
+        4
+    }
+}
 
 /// `out[i] = dot(w.row(row), x.row(tokens[i]))` for a Q4_1 weight row.
 pub fn q4_1_row(w: &Q4_1Matrix, row: usize, x: &QuantizedRows, tokens: &[usize], out: &mut [f32]) {
@@ -34,7 +45,7 @@ pub fn q4_1_row_pair(
 ) {
     let n = tokens.len();
     #[cfg(target_arch = "x86_64")]
-    if n <= TOKENS_PER_CALL {
+    if n <= tokens_per_call() {
         match simd() {
             // SAFETY: as above.
             Simd::Vnni => unsafe { return avx2::q4_1_row_pair_vnni(w, row, x, tokens, out) },
@@ -203,7 +214,7 @@ mod avx2 {
                 tokens: &[usize],
                 out: &mut [f32],
             ) {
-                $body::<Maddubs, $($p)*>(w, row, x, tokens, out)
+                $body::<Maddubs, 4, $($p)*>(w, row, x, tokens, out)
             }
 
             #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -214,16 +225,16 @@ mod avx2 {
                 tokens: &[usize],
                 out: &mut [f32],
             ) {
-                $body::<Vnni, $($p)*>(w, row, x, tokens, out)
+                $body::<Vnni, 8, $($p)*>(w, row, x, tokens, out)
             }
         )*};
     }
 
-    /// Any number of tokens for one row (`R` = 1), or up to four for a row pair (`R` = 2),
-    /// in groups of four. No recursion: an `inline(always)` body that called itself would be
-    /// compiled on its own, without its entry point's features (intrinsics as calls).
+    /// Any number of tokens for one row (`R` = 1), or up to `G` for a row pair (`R` = 2), in
+    /// groups of `G` (4 or 8). No recursion: an `inline(always)` body that called itself would
+    /// be compiled on its own, without its entry point's features (intrinsics as calls).
     #[inline(always)]
-    unsafe fn q4_1_rows<D: ByteDot, const R: usize>(
+    unsafe fn q4_1_rows<D: ByteDot, const G: usize, const R: usize>(
         w: &Q4_1Matrix,
         row: usize,
         x: &QuantizedRows,
@@ -231,12 +242,16 @@ mod avx2 {
         out: &mut [f32],
     ) {
         assert!(
-            R == 1 || tokens.len() <= 4,
-            "a row pair takes at most 4 tokens"
+            R == 1 || tokens.len() <= G,
+            "a row pair takes at most {G} tokens"
         );
-        let group = if R == 1 { 4 } else { tokens.len().max(1) };
+        let group = if R == 1 { G } else { tokens.len().max(1) };
         for (chunk, o) in tokens.chunks(group).zip(out.chunks_mut(group * R)) {
             match chunk.len() {
+                8 if G == 8 => q4_1_rows_n::<D, R, 8>(w, row, x, chunk, o),
+                7 if G == 8 => q4_1_rows_n::<D, R, 7>(w, row, x, chunk, o),
+                6 if G == 8 => q4_1_rows_n::<D, R, 6>(w, row, x, chunk, o),
+                5 if G == 8 => q4_1_rows_n::<D, R, 5>(w, row, x, chunk, o),
                 4 => q4_1_rows_n::<D, R, 4>(w, row, x, chunk, o),
                 3 => q4_1_rows_n::<D, R, 3>(w, row, x, chunk, o),
                 2 => q4_1_rows_n::<D, R, 2>(w, row, x, chunk, o),
@@ -247,7 +262,7 @@ mod avx2 {
 
     /// Any number of tokens against one Q8_0 row, in groups of four (no recursion, as above).
     #[inline(always)]
-    unsafe fn q8_0_rows<D: ByteDot>(
+    unsafe fn q8_0_rows<D: ByteDot, const G: usize>(
         w: &Q8_0Matrix,
         row: usize,
         x: &QuantizedRows,
@@ -274,6 +289,7 @@ mod avx2 {
     /// unpacked once for all tokens, each activation block loaded once for all rows.
     /// `out[r * N + i]` is row `row + r` against token `tokens[i]`.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     unsafe fn q4_1_rows_n<D: ByteDot, const R: usize, const N: usize>(
         w: &Q4_1Matrix,
         row: usize,
@@ -301,20 +317,20 @@ mod avx2 {
             xd[i] = x.d.as_ptr().add(tokens[i] * nb);
             xs[i] = x.s.as_ptr().add(tokens[i] * nb);
         }
-        // A full, aligned group of four tokens (as `quantized_matmul` hands out) takes the
-        // four `m * s` products of a block in one vector from `x.s4`: the same products added in
-        // the same order as the scalar sums, a quarter of the instructions.
-        let group = tokens[0] / 4;
-        let grouped = N == 4
+        // Full, aligned groups of four tokens (as `quantized_matmul` hands out) take the four
+        // `m * s` products of a block in one vector from `x.s4`: the same products added in the
+        // same order as the scalar sums, a quarter of the instructions.
+        let first_group = tokens[0] / 4;
+        let grouped = N.is_multiple_of(4)
             && tokens[0].is_multiple_of(4)
             && (0..N).all(|i| tokens[i] == tokens[0] + i)
-            && x.s4.len() >= (group + 1) * nb * 4;
+            && x.s4.len() >= (first_group + N / 4) * nb * 4;
         let s4 = if grouped {
-            x.s4.as_ptr().add(group * nb * 4)
+            x.s4.as_ptr().add(first_group * nb * 4)
         } else {
             std::ptr::null()
         };
-        let mut summs4 = [_mm_setzero_ps(); R];
+        let mut summs4 = [[_mm_setzero_ps(); 2]; R];
         for b in 0..nb {
             let mut bx = [_mm256_setzero_si256(); R];
             let mut dw = [_mm256_setzero_ps(); R];
@@ -326,9 +342,11 @@ mod avx2 {
                 m[r] = *wm.add(r * nb + b);
             }
             if grouped {
-                let sv = _mm_loadu_ps(s4.add(b * 4));
-                for r in 0..R {
-                    summs4[r] = _mm_add_ps(summs4[r], _mm_mul_ps(_mm_set1_ps(m[r]), sv));
+                for k in 0..N / 4 {
+                    let sv = _mm_loadu_ps(s4.add((k * nb + b) * 4));
+                    for r in 0..R {
+                        summs4[r][k] = _mm_add_ps(summs4[r][k], _mm_mul_ps(_mm_set1_ps(m[r]), sv));
+                    }
                 }
             }
             for i in 0..N {
@@ -350,9 +368,11 @@ mod avx2 {
         }
         if grouped {
             for r in 0..R {
-                let mut lanes = [0f32; 4];
-                _mm_storeu_ps(lanes.as_mut_ptr(), summs4[r]);
-                summs[r][..N].copy_from_slice(&lanes[..N]);
+                for k in 0..N / 4 {
+                    let mut lanes = [0f32; 4];
+                    _mm_storeu_ps(lanes.as_mut_ptr(), summs4[r][k]);
+                    summs[r][4 * k..4 * k + 4].copy_from_slice(&lanes);
+                }
             }
         }
         for r in 0..R {
@@ -473,19 +493,24 @@ mod tests {
     /// Every path gives the scalar kernel's bits, one row or a pair, any token count.
     #[test]
     fn q4_1_every_path_equals_scalar() {
-        let (rows, cols, ntok) = (4, 256, 8);
+        let (rows, cols, ntok) = (4, 256, 12);
         let w = q4_1_random(rows, cols);
         let x = QuantizedRows::quantize(&random(ntok * cols, 9), ntok, cols);
         for simd in paths() {
             // Unaligned groups (scalar sums) and the aligned group 4..8 (regrouped sums).
-            for (n, first) in (1..=ntok).map(|n| (n, ntok - n)).chain([(4, 4), (4, 0)]) {
+            for (n, first) in
+                (1..=ntok)
+                    .map(|n| (n, ntok - n))
+                    .chain([(4, 4), (4, 0), (8, 0), (8, 4)])
+            {
                 let tokens: Vec<usize> = (first..first + n).collect();
                 let mut want = vec![0.0; 2 * n];
                 on_path(Simd::None, &w, 1, true, &x, &tokens, &mut want);
                 let mut got = vec![0.0; 2 * n];
                 on_path(simd, &w, 1, false, &x, &tokens, &mut got[..n]);
                 assert_eq!(got[..n], want[..n], "{simd:?} one row, {n} tokens");
-                if n <= TOKENS_PER_CALL {
+                let most = if simd == Simd::Vnni { 8 } else { 4 };
+                if n <= most {
                     on_path(simd, &w, 1, true, &x, &tokens, &mut got);
                     assert_eq!(got, want, "{simd:?} row pair, {n} tokens");
                 }

@@ -4,7 +4,7 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use rayon::prelude::*;
 
-use super::dot::{self, TOKENS_PER_CALL};
+use super::dot::{self, MAX_TOKENS_PER_CALL};
 use super::quant::{Q4_1Matrix, Q8_0Matrix, QuantizedRows};
 use crate::error::{EngineError, Result};
 
@@ -241,11 +241,12 @@ where
     let chunk = (rows / (threads * 4)).clamp(16, 256);
     let ptr = OutPtr(out.as_mut_ptr());
     let token_ids: Vec<usize> = (0..t).collect();
+    let per_call = dot::tokens_per_call();
     (0..rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
         let r0 = c * chunk;
         let r1 = (r0 + chunk).min(rows);
-        let mut buf = [0f32; 2 * TOKENS_PER_CALL];
-        for toks in token_ids.chunks(TOKENS_PER_CALL) {
+        let mut buf = [0f32; 2 * MAX_TOKENS_PER_CALL];
+        for toks in token_ids.chunks(per_call) {
             let n = toks.len();
             let mut r = r0;
             while r < r1 {
