@@ -81,7 +81,7 @@ def test_a_json_schema_is_enforced(server):
         "type": "object",
         "properties": {
             "city": {"type": "string", "maxLength": 20},
-            "population": {"type": "integer", "minimum": 0},
+            "population": {"type": "integer", "minimum": 0, "maximum": 99999999},
         },
         "required": ["city", "population"],
         "additionalProperties": False,
@@ -95,7 +95,7 @@ def test_a_json_schema_is_enforced(server):
     )
     city = json.loads(completion.choices[0].message.content)
     assert set(city) == {"city", "population"}
-    assert isinstance(city["population"], int) and city["population"] >= 0
+    assert isinstance(city["population"], int) and 0 <= city["population"] <= 99999999
 
 
 WEATHER_TOOL = {

@@ -138,7 +138,7 @@ async fn chat_keys_and_errors_against_a_live_server() {
     let schema = serde_json::json!({
         "type": "object",
         "properties": {"city": {"type": "string", "maxLength": 20},
-                       "population": {"type": "integer", "minimum": 0}},
+                       "population": {"type": "integer", "minimum": 0, "maximum": 99999999}},
         "required": ["city", "population"],
         "additionalProperties": false
     });

@@ -49,7 +49,7 @@ test("chat completion", async () => {
 test("a JSON schema is enforced", async () => {
   const schema = {
     type: "object",
-    properties: { city: { type: "string", maxLength: 20 }, population: { type: "integer", minimum: 0 } },
+    properties: { city: { type: "string", maxLength: 20 }, population: { type: "integer", minimum: 0, maximum: 99999999 } },
     required: ["city", "population"],
     additionalProperties: false,
   };
