@@ -59,6 +59,26 @@ pub fn starfire_binary() -> anyhow::Result<PathBuf> {
         })
 }
 
+/// A free loopback port (bound, then released for a server or child process to take).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The CPU's model name as the kernel reports it (empty where it does not).
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
 /// Waits until `GET path` on the loopback `port` answers 200, for at most `limit`.
 pub fn wait_for_ok(port: u16, path: &str, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;

@@ -193,17 +193,8 @@ pub fn median(values: &[f64]) -> Option<f64> {
 
 /// What the benchmarks print about the machine: CPU model, SIMD flags, the kernel path.
 pub fn machine() -> Value {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
     json!({
-        "cpu": cpu_model,
+        "cpu": crate::cpu_name(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "cpu_flags": engine::kernels::cpu::cpu_flags(),
         "kernel_path": engine::kernels::cpu::isa().name(),

@@ -21,7 +21,7 @@
 //! Usage: gateway_bench [--seconds 10] [--litellm PATH | --install-litellm] [--quick]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,7 +74,7 @@ fn options() -> anyhow::Result<Options> {
 
 fn main() -> anyhow::Result<()> {
     let opts = options()?;
-    let upstream = free_port()?;
+    let upstream = starfire_bench::free_port()?;
     std::thread::spawn(move || fake_upstream(upstream));
     wait_for(upstream, "/health", Duration::from_secs(10)).context("the fake upstream")?;
     let base = format!("http://127.0.0.1:{upstream}");
@@ -152,7 +152,7 @@ fn main() -> anyhow::Result<()> {
     }
     let out = json!({
         "benchmark": "gateway_bench",
-        "cpu": cpu_name(),
+        "cpu": starfire_bench::cpu_name(),
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "seconds_per_run": opts.seconds,
         "max_tokens": MAX_TOKENS,
@@ -168,22 +168,6 @@ fn main() -> anyhow::Result<()> {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_default()
 }
 
 fn wait_for(port: u16, path: &str, limit: Duration) -> anyhow::Result<()> {
@@ -302,7 +286,7 @@ impl Starfire {
         }
         let minted: Value = serde_json::from_slice(&out.stdout)?;
         let key = minted["api_key"].as_str().context("an api_key")?.to_owned();
-        let port = free_port()?;
+        let port = starfire_bench::free_port()?;
         let child = command(&["serve"])
             .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
             .env("STARFIRE_LOG", "warn")
@@ -376,7 +360,7 @@ impl LiteLlm {
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default();
-        let port = free_port()?;
+        let port = starfire_bench::free_port()?;
         let child = Command::new(bin)
             .arg("--config")
             .arg(&config)

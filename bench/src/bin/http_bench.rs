@@ -232,7 +232,8 @@ fn main() -> anyhow::Result<()> {
             let mut level_reports = Vec::new();
             for (&c, &at) in opts.levels.iter().zip(&offsets) {
                 let ctx = PROMPT_TOKENS + opts.output_tokens + 64;
-                let started = llama.server(&gguf, threads, c, ctx, free_port());
+                let started = starfire_bench::free_port()
+                    .and_then(|port| llama.server(&gguf, threads, c, ctx, port));
                 let srv = match started {
                     Ok(s) => s,
                     Err(e) => {
@@ -568,14 +569,6 @@ struct Target {
     auth: Option<String>,
     /// llama.cpp's server: its prompt cache is turned off per request too.
     llama_server: bool,
-}
-
-/// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18181)
 }
 
 /// Medians per level over the rounds of both sides, and Starfire's ratios.
