@@ -118,7 +118,9 @@ fn run_kernel(
     #[cfg(target_arch = "x86_64")]
     {
         let kernel: Option<Kernel> = match (isa, shape.head_dim) {
+            (Isa::Avx512, 32) => Some(attend_avx512::<2>),
             (Isa::Avx512, 64) => Some(attend_avx512::<4>),
+            (Isa::Avx512, 96) => Some(attend_avx512::<6>),
             (Isa::Avx512, 128) => Some(attend_avx512::<8>),
             (Isa::Avx512, 256) => Some(attend_avx512::<16>),
             (Isa::Avx2, 32) => Some(attend_avx2::<4>),
@@ -347,8 +349,9 @@ fn online_softmax(weights: &mut [f32], rescale: &mut [f32]) -> f32 {
 
 /// The AVX-512 build's arithmetic: scores from four 16-lane accumulators reduced as GCC's
 /// `_mm512_reduce_add_ps` does, the softmax recurrence and the f16 accumulation as in
-/// [`attend_avx2`], with the accumulator in `V` registers of 16 lanes (`V * 16` = head size,
-/// a multiple of 64).
+/// [`attend_avx2`], with the accumulator in `V` registers of 16 lanes (`V * 16` = head size).
+/// Where the head size is not a multiple of 64, the score elements past the last full step of
+/// 64 are added one by one in f64, as `ggml_vec_dot_f16` adds its leftovers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
@@ -364,7 +367,9 @@ unsafe fn attend_avx512<const V: usize>(
     use std::arch::x86_64::*;
     const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT;
     let hd = V * 16;
-    debug_assert!(shape.head_dim == hd && V.is_multiple_of(4));
+    debug_assert_eq!(shape.head_dim, hd);
+    // Registers covered by whole steps of four; the rest are the dot product's leftovers.
+    let full = V / 4 * 4;
     let group = shape.num_heads / shape.num_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let ctx_len = bases.len();
@@ -391,7 +396,7 @@ unsafe fn attend_avx512<const V: usize>(
         for (p, w) in weights.iter_mut().enumerate() {
             let kp = k[bases[p] + off..bases[p] + off + hd].as_ptr();
             let mut lanes = [_mm512_setzero_ps(); 4];
-            for i in 0..V {
+            for i in 0..full {
                 lanes[i % 4] = _mm512_fmadd_ps(q16[i], load16!(kp.add(16 * i)), lanes[i % 4]);
             }
             let r = _mm512_add_ps(
@@ -401,7 +406,15 @@ unsafe fn attend_avx512<const V: usize>(
             let t = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(r), _mm512_castps512_ps256(r));
             let u = _mm_add_ps(_mm256_extractf128_ps::<1>(t), _mm256_castps256_ps128(t));
             let x = _mm_add_ps(u, _mm_shuffle_ps::<0b01_00_11_10>(u, u));
-            *w = (_mm_cvtss_f32(x) + _mm_cvtss_f32(_mm_movehdup_ps(x))) * scale;
+            let mut score = (_mm_cvtss_f32(x) + _mm_cvtss_f32(_mm_movehdup_ps(x))) as f64;
+            for (i, qi) in q16.iter().enumerate().skip(full) {
+                let mut qs = [0f32; 16];
+                _mm512_storeu_ps(qs.as_mut_ptr(), *qi);
+                for (l, q) in qs.iter().enumerate() {
+                    score += (q * (*kp.add(16 * i + l)).to_f32()) as f64;
+                }
+            }
+            *w = score as f32 * scale;
         }
         let sum = online_softmax(weights, rescale);
         let mut acc = [_mm512_setzero_ps(); V];
@@ -458,7 +471,7 @@ mod tests {
             .into_iter()
             .filter(|&i| i <= cpu::best_supported())
             .collect();
-        for head_dim in [64, 128, 96, 16] {
+        for head_dim in [64, 128, 96, 32, 16] {
             let shape = AttentionShape {
                 num_heads: 6,
                 num_kv_heads: 2,
