@@ -77,6 +77,7 @@ pub(super) enum Section {
     Playground,
     Billing,
     Members,
+    Deployments,
     Audit,
 }
 
@@ -175,6 +176,7 @@ pub(super) fn layout(ctx: &Ctx, section: Section, title: &str, body: Markup) -> 
                             }
                             (entry(Section::Billing, "/billing", "Billing"))
                             (entry(Section::Members, "/members", "Members"))
+                            (entry(Section::Deployments, "/deployments", "Deployments"))
                             @if ctx.can(Permission::ReadAuditLog) {
                                 (entry(Section::Audit, "/audit", "Audit log"))
                             }

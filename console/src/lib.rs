@@ -13,6 +13,7 @@
 
 mod audit_log;
 mod billing;
+mod deployments;
 mod layout;
 mod limits;
 mod members;
@@ -70,6 +71,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         get("/members/{user}/remove", members::confirm_remove),
         post("/members/{user}/remove", members::remove_member),
         get("/playground", pages::playground),
+        get("/deployments", deployments::deployments),
+        post("/deployments", deployments::create),
+        post("/deployments/{id}/replicas", deployments::scale),
+        post("/deployments/{id}/{action}", deployments::act),
         get("/projects/{project}/limits", limits::limits),
         post("/projects/{project}/limits", limits::set_project_limits),
         post(

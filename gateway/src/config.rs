@@ -122,6 +122,9 @@ pub struct Config {
     /// Caps on requests queued in the scheduler (not yet running): over an organization's caps
     /// a request gets 429, over the server's 503, both with `Retry-After`.
     pub admission: AdmissionLimits,
+    /// Private deployments: who approves, what runs replicas, what capacity costs (the
+    /// `[deployments]` table; see `deployments`).
+    pub deployments: crate::deployments::DeploymentsConfig,
 }
 
 /// What the rate limiter does when Redis is configured but fails.
@@ -208,6 +211,7 @@ impl std::fmt::Debug for Config {
             )
             .field("metering", &self.metering)
             .field("billing", &self.billing)
+            .field("deployments", &self.deployments)
             .field("admission", &self.admission)
             .finish()
     }
@@ -235,6 +239,7 @@ struct FileConfig {
     metrics_token: Option<String>,
     metering: Option<MeteringFile>,
     billing: Option<BillingFile>,
+    deployments: Option<crate::deployments::DeploymentsConfig>,
     #[serde(default)]
     models: Vec<ModelEntry>,
     ws_ticket_ttl_secs: Option<u64>,
@@ -327,9 +332,17 @@ impl Config {
         };
         let models = models_of(&env, file.model_path, file.models)?;
         crate::registry::validate(&models)?;
+        let deployments = file.deployments.unwrap_or_default();
+        deployments
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                name: "deployments".into(),
+                message,
+            })?;
         Ok(Config {
             metering,
             billing,
+            deployments,
             metrics_token: env("STARFIRE_METRICS_TOKEN")
                 .or(file.metrics_token)
                 .filter(|s| !s.is_empty()),

@@ -78,6 +78,9 @@ codes! {
     ModelNotLoaded = ("model_not_loaded", SERVICE_UNAVAILABLE, "server_error"),
     /// The server as a whole is over capacity.
     ServerOverloaded = ("server_overloaded", SERVICE_UNAVAILABLE, "server_error"),
+    /// A private deployment exists but does not serve now (requested, provisioning, stopped,
+    /// failed...); the message names its state.
+    DeploymentNotReady = ("deployment_not_ready", SERVICE_UNAVAILABLE, "server_error"),
     /// The server (or its backend) is stopping.
     ShuttingDown = ("shutting_down", SERVICE_UNAVAILABLE, "server_error"),
     /// The shared rate limiter (Redis) cannot be reached and limits fail closed.

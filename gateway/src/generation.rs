@@ -93,6 +93,7 @@ pub async fn admit(
         request_id: request_id.to_owned(),
         endpoint,
         model: model.name().to_owned(),
+        price_model: model.price_key().map(str::to_owned),
         prompt_tokens: prompts.iter().map(|p| p.prompt_tokens as u64).sum(),
         max_completion_tokens: prompts.iter().map(|p| (p.max_tokens * n) as u64).sum(),
     };

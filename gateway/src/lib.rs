@@ -53,6 +53,7 @@ pub mod auth;
 pub mod billing;
 pub mod bootstrap;
 pub mod config;
+pub mod deployments;
 pub mod error;
 pub mod generation;
 pub mod inference;

@@ -15,6 +15,7 @@ use crate::auth::principal::RequestId;
 use crate::auth::secret::random_base62;
 use crate::auth::session::SessionTokens;
 use crate::config::Config;
+use crate::deployments::DeploymentRouter;
 use crate::error::ApiError;
 use crate::inference::{InferenceBackend, Unloaded};
 use crate::limits::RateLimiter;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub limits: Arc<RateLimiter>,
     /// Stripe, when `[billing.stripe]` has a secret key.
     pub stripe: Option<crate::billing::stripe::Stripe>,
+    /// The organizations' private deployments, for routing their requests.
+    pub deployments: Arc<DeploymentRouter>,
 }
 
 impl AppState {
@@ -52,8 +55,10 @@ impl AppState {
         let metering = metering_of(&store, &config, &metrics);
         let limits = Arc::new(RateLimiter::new(&config));
         let stripe = stripe_of(&config);
+        let deployments = deployments_of(&store, &config);
         AppState {
             stripe,
+            deployments,
             store,
             metrics,
             metering,
@@ -73,6 +78,7 @@ impl AppState {
     pub fn reconfigured(mut self, config: Config) -> Self {
         self.metering = metering_of(&self.store, &config, &self.metrics);
         self.stripe = stripe_of(&config);
+        self.deployments = deployments_of(&self.store, &config);
         self.config = Arc::new(config);
         self
     }
@@ -101,6 +107,38 @@ fn metering_of(store: &Store, config: &Config, metrics: &Arc<Metrics>) -> Arc<Me
 
 /// The Stripe client of the configuration (validated when it was read, so building it fails
 /// only on a URL the HTTP client rejects: logged, and payments stay off).
+/// The deployment router; its replicas take `worker_token`, or a token of this process's own
+/// when none is configured (then only this process can reach them: several gateways in front
+/// of the same deployments must share `worker_token`).
+fn deployments_of(store: &Store, config: &Config) -> Arc<DeploymentRouter> {
+    let token = config
+        .worker_token
+        .clone()
+        .unwrap_or_else(|| random_base62(40));
+    Arc::new(DeploymentRouter::new(
+        store.clone(),
+        crate::deployments::router::base_models(&config.models),
+        Some(token),
+    ))
+}
+
+/// Where a request's `model` is served for its caller: one of the caller's organization's
+/// deployments (its own replicas, or the shared model it overflows to), else a shared model.
+impl AppState {
+    pub fn model_for(
+        &self,
+        principal: &crate::auth::Principal,
+        name: &str,
+    ) -> Result<Arc<dyn crate::inference::ServedModel>, ApiError> {
+        use crate::deployments::router::Resolved;
+        match self.deployments.resolve(&principal.tenant_id, name)? {
+            Resolved::Own(model) => Ok(model),
+            Resolved::Shared(base) => Ok(self.inference.model(&base)?),
+            Resolved::NotADeployment => Ok(self.inference.model(name)?),
+        }
+    }
+}
+
 fn stripe_of(config: &Config) -> Option<crate::billing::stripe::Stripe> {
     crate::billing::stripe::Stripe::from_config(&config.billing.stripe).unwrap_or_else(|e| {
         tracing::error!(error = %e, "Stripe is configured but unusable; payments are off");
@@ -273,6 +311,72 @@ fn record_request(
     );
 }
 
+/// Starts the reconciler with the configured driver (or, without one, a task that keeps the
+/// routing table fresh). The driver's replicas are killed when the returned handle is dropped.
+pub async fn start_deployments(
+    state: &AppState,
+) -> Option<Arc<dyn crate::deployments::driver::Driver>> {
+    use crate::deployments::driver::Driver;
+    use crate::deployments::{local::LocalDriver, reconciler::Reconciler, DriverKind};
+    let config = &state.config.deployments;
+    let interval = std::time::Duration::from_millis(config.reconcile_interval_ms);
+    let reconcile = |driver: Arc<dyn Driver>| {
+        let reconciler = Arc::new(Reconciler::new(
+            state.store.clone(),
+            driver.clone(),
+            state.deployments.clone(),
+            config.clone(),
+        ));
+        tokio::spawn(reconciler.run());
+        Some(driver)
+    };
+    match config.driver {
+        DriverKind::None => {
+            let router = state.deployments.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    if let Err(e) = router.refresh().await {
+                        tracing::warn!(error = %e, "refreshing the deployments failed");
+                    }
+                }
+            });
+            None
+        }
+        DriverKind::Local => {
+            let command = match &config.worker_command {
+                Some(path) => path.clone(),
+                None => match std::env::current_exe() {
+                    Ok(path) => path,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot find this executable; deployments will not run");
+                        return None;
+                    }
+                },
+            };
+            reconcile(Arc::new(LocalDriver::new(
+                command,
+                config.worker_host.clone(),
+                &state.config.home,
+                state.deployments.token().unwrap_or_default().to_owned(),
+                std::time::Duration::from_secs(config.drain_timeout_secs),
+            )))
+        }
+        DriverKind::Kubernetes => match kube::Client::try_default().await {
+            Ok(client) => reconcile(Arc::new(crate::deployments::kubernetes::KubeDriver::new(
+                client,
+                config.kubernetes.clone(),
+                config.drain_timeout_secs,
+            ))),
+            Err(e) => {
+                tracing::error!(error = %e, "no Kubernetes API reachable (in a pod, or through a \
+                    kubeconfig); deployments will not run");
+                None
+            }
+        },
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -319,6 +423,9 @@ pub async fn serve(config: Config, extra: ExtraRoutes) -> Result<(), ServeError>
             state.metrics.clone(),
         ));
     }
+    // Private deployments: this process's routing table, and the driver that runs replicas.
+    state.deployments.refresh().await?;
+    let _driver = start_deployments(&state).await;
     let server = HttpServer::new(move || app_with(state.clone(), extra))
         .bind(&listen)
         .map_err(|source| ServeError::Bind {

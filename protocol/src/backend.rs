@@ -65,6 +65,11 @@ pub trait InferenceBackend: Send + Sync {
 pub trait ServedModel: Send + Sync {
     /// The name clients use and responses carry.
     fn name(&self) -> &str;
+    /// The price catalog's name for this model's tokens when it is not `name` (a private
+    /// deployment is priced as `deployment:<id>`, whatever the organization calls it).
+    fn price_key(&self) -> Option<&str> {
+        None
+    }
     /// Longest prompt plus output.
     fn max_model_len(&self) -> usize;
     fn vocab_size(&self) -> usize;

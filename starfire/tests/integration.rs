@@ -29,6 +29,10 @@ mod console_billing;
 mod console_browser;
 #[path = "integration/console_members.rs"]
 mod console_members;
+#[path = "integration/deploy_manifests.rs"]
+mod deploy_manifests;
+#[path = "integration/deployments.rs"]
+mod deployments;
 #[path = "integration/e2e.rs"]
 mod e2e;
 #[path = "integration/embeddings.rs"]

@@ -31,6 +31,9 @@ pub struct InvoiceLine {
     pub prices: Option<Prices>,
     /// The sum of the requests' costs (each rounded up to the micro-dollar, as debited).
     pub amount: Money,
+    /// What a line that is not tokens is (a deployment's reserved capacity); `model` is
+    /// then the deployment's name.
+    pub description: Option<String>,
 }
 
 /// Whether a statement is final.
@@ -142,6 +145,44 @@ impl Store {
                 output_tokens: row.try_get("output_tokens")?,
                 prices: price.map(|p| p.prices),
                 amount: Money::from_micros(amount),
+                description: None,
+            });
+        }
+        // Reserved capacity of private deployments, one line per deployment (by the start of
+        // each charged period); what prepaid credits paid of it counts as applied.
+        let charges = sqlx::query(
+            "SELECT d.name, CAST(SUM(c.amount_micros) AS BIGINT) AS amount, \
+             CAST(SUM(c.paid_micros) AS BIGINT) AS paid, \
+             CAST(SUM(c.replicas * (c.period_end_ms - c.period_start_ms)) AS BIGINT) AS replica_ms \
+             FROM deployment_charges c JOIN deployments d ON d.id = c.deployment_id \
+             WHERE c.tenant_id = $1 AND c.period_start_ms >= $2 AND c.period_start_ms < $3 \
+             GROUP BY c.deployment_id, d.name",
+        )
+        .bind(tenant_id)
+        .bind(start_ms)
+        .bind(end_ms)
+        .fetch_all(self.pool())
+        .await?;
+        for row in &charges {
+            let name: String = row.try_get("name")?;
+            let amount: i64 = row.try_get("amount")?;
+            let replica_ms: i64 = row.try_get("replica_ms")?;
+            subtotal += amount;
+            prepaid += row.try_get::<i64, _>("paid")?;
+            keyed.push(i64::MAX);
+            lines.push(InvoiceLine {
+                description: Some(format!(
+                    "Reserved capacity of deployment '{name}': {:.3} replica-hours",
+                    replica_ms as f64 / 3_600_000.0
+                )),
+                model: name,
+                price_id: None,
+                requests: 0,
+                input_tokens: 0,
+                cached_tokens: 0,
+                output_tokens: 0,
+                prices: None,
+                amount: Money::from_micros(amount),
             });
         }
         // By model, then by when the price took effect.
@@ -211,8 +252,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO invoice_lines (invoice_id, line_no, model, price_id, requests, \
                  input_tokens, cached_tokens, output_tokens, input_micros_per_million, \
-                 cached_input_micros_per_million, output_micros_per_million, amount_micros) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 cached_input_micros_per_million, output_micros_per_million, amount_micros, \
+                 description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&id)
             .bind(n as i64)
@@ -226,6 +267,7 @@ impl Store {
             .bind(line.prices.map(|p| p.cached_input_micros_per_million))
             .bind(line.prices.map(|p| p.output_micros_per_million))
             .bind(line.amount.micros())
+            .bind(line.description.as_deref())
             .execute(&mut *tx)
             .await?;
         }
@@ -242,11 +284,15 @@ impl Store {
         end_ms: i64,
     ) -> StoreResult<Vec<TenantId>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT e.tenant_id FROM usage_events e WHERE e.started_ms >= $1 \
-             AND e.started_ms < $2 AND e.status <> 'in_progress' AND e.status <> 'rejected' \
-             AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.tenant_id = e.tenant_id \
+            "SELECT tenant_id FROM (\
+                 SELECT e.tenant_id FROM usage_events e WHERE e.started_ms >= $1 \
+                 AND e.started_ms < $2 AND e.status <> 'in_progress' \
+                 AND e.status <> 'rejected' \
+                 UNION SELECT c.tenant_id FROM deployment_charges c \
+                 WHERE c.period_start_ms >= $1 AND c.period_start_ms < $2) t \
+             WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.tenant_id = t.tenant_id \
                  AND i.period_start_ms = $1) \
-             ORDER BY e.tenant_id",
+             ORDER BY tenant_id",
         )
         .bind(start_ms)
         .bind(end_ms)
@@ -310,7 +356,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT model, price_id, requests, input_tokens, cached_tokens, output_tokens, \
              input_micros_per_million, cached_input_micros_per_million, \
-             output_micros_per_million, amount_micros FROM invoice_lines \
+             output_micros_per_million, amount_micros, description FROM invoice_lines \
              WHERE invoice_id = $1 ORDER BY line_no",
         )
         .bind(invoice.id.as_deref())
@@ -338,6 +384,7 @@ impl Store {
                         _ => None,
                     },
                     amount: Money::from_micros(row.try_get("amount_micros")?),
+                    description: row.try_get("description")?,
                 })
             })
             .collect::<StoreResult<_>>()?;

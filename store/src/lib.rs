@@ -19,6 +19,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod budgets;
 pub mod credits;
+pub mod deployments;
 pub mod idempotency;
 pub mod invites;
 pub mod invoices;

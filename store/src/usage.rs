@@ -146,11 +146,13 @@ pub struct UsageEvent {
     pub started_ms: i64,
     pub heartbeat_ms: i64,
     pub finished_ms: Option<i64>,
+    /// The catalog price the request was admitted at.
+    pub price_id: Option<String>,
 }
 
 const COLUMNS: &str = "request_id, http_request_id, tenant_id, project_id, api_key_id, endpoint, \
      model, status, prompt_tokens, cached_tokens, completion_tokens, ttft_ms, latency_ms, \
-     reserved_micros, cost_micros, instance_id, started_ms, heartbeat_ms, finished_ms";
+     reserved_micros, cost_micros, instance_id, started_ms, heartbeat_ms, finished_ms, price_id";
 
 fn count(row: &Row, column: &str) -> StoreResult<u64> {
     let v: i64 = row.try_get(column)?;
@@ -179,6 +181,7 @@ fn from_row(row: &Row) -> StoreResult<UsageEvent> {
         started_ms: row.try_get("started_ms")?,
         heartbeat_ms: row.try_get("heartbeat_ms")?,
         finished_ms: row.try_get("finished_ms")?,
+        price_id: row.try_get("price_id")?,
     })
 }
 

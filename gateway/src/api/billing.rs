@@ -126,6 +126,9 @@ pub struct InvoiceLineObject {
     pub output_micros_per_million: Option<i64>,
     /// The sum of the requests' costs (each rounded up to the micro-dollar), micro-USD.
     pub amount_micros: i64,
+    /// What a line that is not tokens is (a private deployment's reserved capacity, `model`
+    /// being the deployment's name); null for token lines.
+    pub description: Option<String>,
 }
 
 impl From<InvoiceLine> for InvoiceLineObject {
@@ -141,6 +144,7 @@ impl From<InvoiceLine> for InvoiceLineObject {
             cached_input_micros_per_million: l.prices.map(|p| p.cached_input_micros_per_million),
             output_micros_per_million: l.prices.map(|p| p.output_micros_per_million),
             amount_micros: l.amount.micros(),
+            description: l.description,
         }
     }
 }

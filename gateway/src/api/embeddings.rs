@@ -82,7 +82,7 @@ pub async fn create_embeddings(
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
     let base64 = encoding_is_base64(&req)?;
-    let model = state.inference.model(&req.model)?;
+    let model = state.model_for(&principal, &req.model)?;
     let inputs = if model.owns_tokenizer() {
         forwarded_inputs(&req)?
     } else {

@@ -15,6 +15,7 @@ pub mod body;
 pub mod budgets;
 pub mod chat_ws;
 pub mod credits;
+pub mod deployments;
 pub mod embeddings;
 pub mod idempotency;
 pub mod inference;
@@ -244,6 +245,17 @@ routes!(
     budgets::get_organization_budget,
     budgets::set_organization_budget,
     budgets::delete_organization_budget,
+    deployments::list_deployments,
+    deployments::create_deployment,
+    deployments::get_deployment,
+    deployments::update_deployment,
+    deployments::delete_deployment,
+    deployments::stop_deployment,
+    deployments::start_deployment,
+    deployments::list_deployment_events,
+    deployments::operator_list_deployments,
+    deployments::approve_deployment,
+    deployments::reject_deployment,
     budgets::get_project_budget,
     budgets::set_project_budget,
     budgets::delete_project_budget,

@@ -50,6 +50,8 @@ pub enum Permission {
     ManageBilling,
     /// Call the inference endpoints.
     Inference,
+    /// Request, scale, stop, start and delete private deployments.
+    ManageDeployments,
 }
 
 /// The request's id and the peer address, for audit entries and usage events.
@@ -350,6 +352,7 @@ fn describe(permission: Permission) -> &'static str {
         Permission::ReadUsage => "read usage",
         Permission::ManageBilling => "buy credits",
         Permission::Inference => "call inference endpoints",
+        Permission::ManageDeployments => "manage deployments",
     }
 }
 

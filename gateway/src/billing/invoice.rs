@@ -93,6 +93,12 @@ pub fn render_html(invoice: &Invoice, organization: &str) -> String {
                     } }
                     tbody {
                         @for line in &invoice.lines {
+                            @if let Some(description) = &line.description {
+                                tr {
+                                    td colspan="8" { (description) }
+                                    td.n { (line.amount) }
+                                }
+                            } @else {
                             tr {
                                 td { (line.model) }
                                 td.n { (line.requests) }
@@ -103,6 +109,7 @@ pub fn render_html(invoice: &Invoice, organization: &str) -> String {
                                 td.n { (line.output_tokens) }
                                 td.n { (line.prices.map(|p| per_million(p.output_micros_per_million)).unwrap_or_default()) }
                                 td.n { (line.amount) }
+                            }
                             }
                         }
                         @if invoice.lines.is_empty() {
@@ -164,6 +171,7 @@ mod tests {
                 output_tokens: 20,
                 prices: Some(Prices::DEFAULT),
                 amount: Money::from_micros(1_500_000),
+                description: None,
             }],
             subtotal: Money::from_micros(1_500_000),
             credits_applied: Money::ZERO,

@@ -57,6 +57,9 @@ pub struct Charge {
     pub request_id: String,
     pub endpoint: Endpoint,
     pub model: String,
+    /// The catalog entry that prices it when that is not `model` (a private deployment's
+    /// `deployment:<id>`).
+    pub price_model: Option<String>,
     /// Prompt tokens over all prompts.
     pub prompt_tokens: u64,
     /// The most tokens the request may generate over all prompts and choices.
@@ -142,9 +145,13 @@ impl Metering {
     ) -> Result<Meter, ApiError> {
         let started_ms = now_ms();
         // Priced at the catalog price effective at the request's start.
-        let price =
-            crate::billing::catalog::price_at(&self.store, &self.config, &charge.model, started_ms)
-                .await?;
+        let price = crate::billing::catalog::price_at(
+            &self.store,
+            &self.config,
+            charge.price_model.as_deref().unwrap_or(&charge.model),
+            started_ms,
+        )
+        .await?;
         let prices = price.prices;
         let max_cost = prices.max_cost(charge.prompt_tokens, charge.max_completion_tokens);
         let row = NewUsage {
@@ -344,14 +351,24 @@ impl Metering {
                 let completion_tokens = journaled
                     .get(&o.request_id)
                     .map_or(o.completion_tokens, |&n| n.max(o.completion_tokens));
-                let prices = crate::billing::catalog::price_at(
-                    &self.store,
-                    &self.config,
-                    &o.model,
-                    o.started_ms,
-                )
-                .await?
-                .prices;
+                // The price it was admitted at; rows from before the catalog by their model.
+                let admitted = match &o.price_id {
+                    Some(id) => self.store.price_by_id(id).await?,
+                    None => None,
+                };
+                let prices = match admitted {
+                    Some(price) => price.prices,
+                    None => {
+                        crate::billing::catalog::price_at(
+                            &self.store,
+                            &self.config,
+                            &o.model,
+                            o.started_ms,
+                        )
+                        .await?
+                        .prices
+                    }
+                };
                 let final_usage = FinalUsage {
                     status: UsageStatus::Interrupted,
                     prompt_tokens: o.prompt_tokens,

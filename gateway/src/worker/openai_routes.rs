@@ -60,7 +60,7 @@ async fn models(state: web::Data<WorkerState>, req: HttpRequest) -> Result<HttpR
             id: m.id,
             object: "model",
             created: m.created,
-            owned_by: "starfire",
+            owned_by: "starfire".to_owned(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(ModelList {

@@ -122,6 +122,9 @@ pub enum Members {
     /// The addresses a DNS name resolves to (a Kubernetes headless Service's pods), on `port`,
     /// resolved again every few seconds.
     Dns { host: String, port: u16 },
+    /// Set by whoever runs the workers ([`WorkerPool::set_members`]); empty at first (a
+    /// private deployment's replicas, as its driver reports them).
+    Managed,
 }
 
 /// The workers of one model.
@@ -199,6 +202,7 @@ impl WorkerPool {
                 }
                 Vec::new()
             }
+            Members::Managed => Vec::new(),
         };
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeouts.connect));
@@ -229,7 +233,7 @@ impl WorkerPool {
 
     /// Makes the pool's workers exactly `urls`: new ones join, missing ones leave (requests
     /// running on them finish).
-    fn set_members(&self, urls: Vec<String>) {
+    pub fn set_members(&self, urls: Vec<String>) {
         let mut workers = self.workers.write().unwrap();
         let before = workers.len();
         workers.retain(|w| {

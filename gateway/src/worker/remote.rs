@@ -28,6 +28,9 @@ const MAX_EMBEDDING_BODY: usize = 16 << 20;
 
 pub struct RemoteModel {
     name: String,
+    /// The model's name on the workers (a deployment's replicas serve it under their own).
+    worker_model: String,
+    price_key: Option<String>,
     created: u64,
     text: TextModel,
     max_model_len: usize,
@@ -48,6 +51,8 @@ impl RemoteModel {
             .map_or(0, |d| d.as_secs());
         let trained = text.config.max_position_embeddings;
         RemoteModel {
+            worker_model: name.clone(),
+            price_key: None,
             name,
             created,
             max_model_len: max_model_len.map_or(trained, |m| m.min(trained)),
@@ -59,6 +64,23 @@ impl RemoteModel {
 
     pub fn created(&self) -> u64 {
         self.created
+    }
+
+    /// Sends requests for the model under `name` (the name the workers serve it under).
+    pub fn with_worker_model(mut self, name: String) -> Self {
+        self.worker_model = name;
+        self
+    }
+
+    /// Prices its tokens as the catalog's `key` instead of its name.
+    pub fn with_price_key(mut self, key: String) -> Self {
+        self.price_key = Some(key);
+        self
+    }
+
+    /// The workers it runs on.
+    pub fn pool(&self) -> &Arc<WorkerPool> {
+        &self.pool
     }
 
     /// This gateway's requests in flight on each worker, as Prometheus samples.
@@ -80,6 +102,10 @@ impl RemoteModel {
 impl ServedModel for RemoteModel {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn price_key(&self) -> Option<&str> {
+        self.price_key.as_deref()
     }
 
     fn max_model_len(&self) -> usize {
@@ -141,7 +167,7 @@ impl ServedModel for RemoteModel {
                 (REQUEST_ID_HEADER, req.request_id.clone()),
             ];
             let body = GenerateBody {
-                model: self.name.clone(),
+                model: self.worker_model.clone(),
                 prompt_token_ids: req.prompt_token_ids,
                 params: req.params,
                 cache_salt: req.cache_salt,
@@ -178,14 +204,14 @@ impl ServedModel for RemoteModel {
     fn embed(&self, tokens: Vec<u32>) -> BoxFuture<'_, Result<Vec<f32>, BackendError>> {
         Box::pin(async move {
             let body = EmbedBody {
-                model: self.name.clone(),
+                model: self.worker_model.clone(),
                 tokens,
             };
             let body =
                 serde_json::to_vec(&body).map_err(|e| BackendError::Internal(e.to_string()))?;
             let (claim, resp) = self
                 .pool
-                .call(&self.name, EMBED_PATH, &[], Bytes::from(body), &[])
+                .call(&self.worker_model, EMBED_PATH, &[], Bytes::from(body), &[])
                 .await?;
             let bytes = read_all(
                 resp.into_body(),

@@ -690,6 +690,7 @@ async fn plans_decide_prepaid_or_postpaid(app: TestApp) {
         request_id: id.to_owned(),
         endpoint: Endpoint::Completions,
         model: DEFAULT_MODEL_ID.to_owned(),
+        price_model: None,
         prompt_tokens: 100,
         max_completion_tokens: 100,
     };

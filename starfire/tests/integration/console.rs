@@ -773,4 +773,104 @@ on_both_backends!(
     keys_with_expiry_and_limits,
     organization_switcher,
     playground_snippets,
+    deployments_page,
 );
+
+/// The Deployments page: an owner requests one through the form, sees it listed with its
+/// state and replicas, scales it and deletes it; a viewer sees the list but no forms, and its
+/// posts are refused.
+async fn deployments_page(app: TestApp) {
+    let owner = app.signup("owner@example.com").await;
+    let mut browser = Browser::new(&app);
+    browser.signin("owner@example.com").await;
+    let html = assert_html(&browser.get("/deployments").await, 200);
+    assert!(html.contains("No deployments yet."), "{html}");
+    assert!(html.contains("id=\"request-deployment\""));
+    assert!(html.contains("<option value=\"smollm2-135m-instruct\">"));
+    let resp = browser
+        .submit(
+            "/deployments",
+            "/deployments",
+            &[
+                ("name", "support-bot"),
+                ("model", "smollm2-135m-instruct"),
+                ("min", "2"),
+                ("max", "3"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    assert_eq!(resp.header("location"), "/deployments");
+    let html = assert_html(&browser.get("/deployments").await, 200);
+    let row = between(&html, "<tbody>", "</tbody>");
+    assert!(row.contains("<code>support-bot</code>"), "{row}");
+    assert!(row.contains("requested"), "{row}");
+    assert!(row.contains("2–3"), "{row}");
+    let listed = app
+        .get("/v1/organization/deployments", Some(&owner.access))
+        .await
+        .expect(200);
+    let id = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    // A name the form refuses comes back as the page's error, not a 500.
+    let bad = browser
+        .submit(
+            "/deployments",
+            "/deployments",
+            &[
+                ("name", "smollm2-135m-instruct"),
+                ("model", "smollm2-135m-instruct"),
+                ("min", "1"),
+                ("max", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status.as_u16(), 422, "{}", bad.body);
+
+    let scaled = browser
+        .submit(
+            "/deployments",
+            &format!("/deployments/{id}/replicas"),
+            &[("min", "3"), ("max", "3")],
+        )
+        .await;
+    assert_eq!(scaled.status.as_u16(), 303, "{}", scaled.body);
+    let d = app
+        .get(
+            &format!("/v1/organization/deployments/{id}"),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(d["replicas"], json!({"min": 3, "max": 3}));
+    // Stopping one that waits for approval is a conflict naming its state.
+    let refused = browser
+        .submit("/deployments", &format!("/deployments/{id}/stop"), &[])
+        .await;
+    assert_eq!(refused.status.as_u16(), 409, "{}", refused.body);
+
+    app.member_with_role(&owner, "viewer@example.com", "viewer")
+        .await;
+    let mut viewer = Browser::new(&app);
+    viewer.signin("viewer@example.com").await;
+    let html = assert_html(&viewer.get("/deployments").await, 200);
+    assert!(html.contains("<code>support-bot</code>"));
+    assert!(!html.contains("id=\"request-deployment\""));
+    assert!(!html.contains("/stop\""));
+    let resp = viewer
+        .submit("/deployments", &format!("/deployments/{id}/delete"), &[])
+        .await;
+    assert_eq!(resp.status.as_u16(), 403, "{}", resp.body);
+
+    let deleted = browser
+        .submit("/deployments", &format!("/deployments/{id}/delete"), &[])
+        .await;
+    assert_eq!(deleted.status.as_u16(), 303, "{}", deleted.body);
+    let d = app
+        .get(
+            &format!("/v1/organization/deployments/{id}"),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(d["state"], "deleting");
+}

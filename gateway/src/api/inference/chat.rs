@@ -269,7 +269,7 @@ pub async fn start_chat(
     transport: ChatTransport,
 ) -> Result<StartedChat, ApiError> {
     principal.require(Permission::Inference)?;
-    let model = state.inference.model(&req.model)?;
+    let model = state.model_for(principal, &req.model)?;
     let plan = ChatPlan::new(model, req, transport)?;
     let n = plan.params.n;
     let id = format!("chatcmpl-{}", random_base62(29));

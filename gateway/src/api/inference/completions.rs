@@ -50,7 +50,7 @@ pub async fn create_completion(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
-    let model = state.inference.model(&req.model)?;
+    let model = state.model_for(&principal, &req.model)?;
     let plan = CompletionPlan::new(model, &req)?;
     let id = format!("cmpl-{}", random_base62(29));
     let work = Work {

@@ -18,8 +18,8 @@ pub struct ModelObject {
     pub object: &'static str,
     /// Unix seconds when the model was loaded.
     pub created: u64,
-    /// Always `starfire`.
-    pub owned_by: &'static str,
+    /// `starfire` for shared models; the organization's id for its own deployments.
+    pub owned_by: String,
 }
 
 /// The served models.
@@ -40,7 +40,7 @@ pub async fn list_models(
     principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Permission::Inference)?;
-    let data = state
+    let mut data: Vec<ModelObject> = state
         .inference
         .models()?
         .into_iter()
@@ -48,9 +48,19 @@ pub async fn list_models(
             id: m.id,
             object: "model",
             created: m.created,
-            owned_by: "starfire",
+            owned_by: "starfire".to_owned(),
         })
         .collect();
+    // The organization's own deployments that serve now, owned by it.
+    let owner = principal.tenant_id.to_string();
+    for (name, created) in state.deployments.serving(&principal.tenant_id) {
+        data.push(ModelObject {
+            id: name,
+            object: "model",
+            created,
+            owned_by: owner.clone(),
+        });
+    }
     Ok(HttpResponse::Ok().json(ModelList {
         object: "list",
         data,
@@ -70,7 +80,20 @@ pub async fn retrieve_model(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Permission::Inference)?;
     let name = path.into_inner();
-    let served = state.inference.model(&name)?;
+    let served = state.model_for(&principal, &name)?;
+    if let Some((id, created)) = state
+        .deployments
+        .serving(&principal.tenant_id)
+        .into_iter()
+        .find(|(id, _)| id == served.name())
+    {
+        return Ok(HttpResponse::Ok().json(ModelObject {
+            id,
+            object: "model",
+            created,
+            owned_by: principal.tenant_id.to_string(),
+        }));
+    }
     let card = state
         .inference
         .models()?
@@ -81,6 +104,6 @@ pub async fn retrieve_model(
         id: card.id,
         object: "model",
         created: card.created,
-        owned_by: "starfire",
+        owned_by: "starfire".to_owned(),
     }))
 }

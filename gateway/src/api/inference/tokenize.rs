@@ -66,7 +66,7 @@ pub async fn tokenize(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
-    let model = state.inference.model(&req.model)?;
+    let model = state.model_for(&principal, &req.model)?;
     let admission = state
         .limits
         .admit(&state.store, &principal, Cost::requests_only())
@@ -112,7 +112,7 @@ pub async fn detokenize(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Permission::Inference)?;
     let req = body.parse()?;
-    let model = state.inference.model(&req.model)?;
+    let model = state.model_for(&principal, &req.model)?;
     let admission = state
         .limits
         .admit(&state.store, &principal, Cost::requests_only())

@@ -120,6 +120,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/admin/deployments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every organization's deployments in one state, oldest first (operator only): what waits
+         *     for approval by default.
+         */
+        get: operations["operator_list_deployments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/admin/deployments/{deployment_id}/approve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Approve a requested deployment (operator only): its replicas start. */
+        post: operations["approve_deployment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/admin/deployments/{deployment_id}/reject": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reject a requested deployment (operator only), with a reason the organization sees. */
+        post: operations["reject_deployment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/admin/organizations/{organization_id}/adjustments": {
         parameters: {
             query?: never;
@@ -666,6 +720,106 @@ export interface paths {
         get: operations["get_credits"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organization/deployments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the organization's deployments. */
+        get: operations["list_deployments"];
+        put?: never;
+        /**
+         * Request a private deployment. It waits for a platform operator's approval (unless the
+         *     installation approves automatically), then its replicas start.
+         */
+        post: operations["create_deployment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organization/deployments/{deployment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Retrieve a deployment. */
+        get: operations["get_deployment"];
+        put?: never;
+        /**
+         * Change how many replicas a deployment runs. A serving deployment goes to `scaling` until
+         *     the new count is ready; one that is not running yet keeps its state.
+         */
+        post: operations["update_deployment"];
+        /**
+         * Delete a deployment: its replicas stop and it goes to `deleting`, then `deleted` (its name
+         *     is free again; its history and charges stay).
+         */
+        delete: operations["delete_deployment"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organization/deployments/{deployment_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A deployment's history of states, oldest first. */
+        get: operations["list_deployment_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organization/deployments/{deployment_id}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start a stopped (or failed) deployment again. */
+        post: operations["start_deployment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organization/deployments/{deployment_id}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stop a deployment: its replicas finish what they run, then stop; reserved capacity is no
+         *     longer charged. Its requests get 503 `deployment_not_ready` until it is started again.
+         */
+        post: operations["stop_deployment"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1741,6 +1895,131 @@ export interface components {
             /** @description e.g. `organization.project.api_key.deleted`. */
             object: string;
         };
+        /** @description What a new deployment asks for. */
+        DeploymentCreate: {
+            /** @description `cpu` (default). */
+            hardware?: string | null;
+            /**
+             * Format: int64
+             * @description Bytes of KV cache per replica (default: the installation's).
+             */
+            kv_cache_memory?: number | null;
+            /**
+             * Format: int64
+             * @description Cap on prompt plus completion tokens (default: the model's).
+             */
+            max_model_len?: number | null;
+            /** @description A served model (see `GET /v1/models`). */
+            model: string;
+            /**
+             * @description 1 to 64 letters, digits, `-`, `_` or `.`; unique among the organization's deployments
+             *     and different from every shared model's name.
+             */
+            name: string;
+            /** @description `none` (default) or `shared`. */
+            overflow?: string | null;
+            replicas?: null | components["schemas"]["ReplicaRange"];
+        };
+        /** @description A deployment's history, oldest first. */
+        DeploymentEventList: {
+            data: components["schemas"]["DeploymentEventObject"][];
+            /** @description Always `list`. */
+            object: string;
+        };
+        /** @description One transition of a deployment. */
+        DeploymentEventObject: {
+            /** @description `user:<id>`, `api_key:<id>`, `operator:<name>` or `system`. */
+            actor: string;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            /** @description Null for the first. */
+            from_state?: string | null;
+            id: string;
+            message?: string | null;
+            /**
+             * @description Always `deployment.event`.
+             * @example deployment.event
+             */
+            object: string;
+            to_state: string;
+        };
+        DeploymentList: {
+            data: components["schemas"]["DeploymentObject"][];
+            first_id?: string | null;
+            has_more: boolean;
+            last_id?: string | null;
+            /**
+             * @description Always `list`.
+             * @example list
+             */
+            object: string;
+        };
+        /** @description A private deployment: replicas of a model that only this organization's requests reach. */
+        DeploymentObject: {
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            /** @description `cpu` (or `cuda` once that engine exists). */
+            hardware: string;
+            id: string;
+            /**
+             * Format: int64
+             * @description Bytes of KV cache per replica.
+             */
+            kv_cache_memory: number;
+            /**
+             * Format: int64
+             * @description Cap on prompt plus completion tokens; null: the model's own.
+             */
+            max_model_len?: number | null;
+            /** @description The served model it runs. */
+            model: string;
+            /** @description What requests put in `model` to reach it. */
+            name: string;
+            /**
+             * @description Always `deployment`.
+             * @example deployment
+             */
+            object: string;
+            /**
+             * @description `none`: only its own replicas serve it; `shared`: the shared pool serves it while it
+             *     has no ready replica.
+             */
+            overflow: string;
+            /**
+             * Format: int64
+             * @description Replicas that answer now.
+             */
+            ready_replicas: number;
+            replicas: components["schemas"]["ReplicaRange"];
+            /**
+             * @description `requested`, `rejected`, `provisioning`, `ready`, `scaling`, `stopping`, `stopped`,
+             *     `deleting`, `deleted` or `failed`.
+             * @example ready
+             */
+            state: string;
+            /** @description Why it is in its state (a failure's or rejection's reason). */
+            status_message?: string | null;
+            /**
+             * Format: int64
+             * @description Unix seconds of the last change of state or replicas.
+             */
+            updated_at: number;
+        };
+        /** @description Why an operator rejects a request. */
+        DeploymentRejection: {
+            /** @description 1 to 500 characters, shown to the organization. */
+            reason: string;
+        };
+        /** @description New replicas for a deployment. */
+        DeploymentUpdate: {
+            replicas: components["schemas"]["ReplicaRange"];
+        };
         DetokenizeRequest: {
             /** @example smollm2-135m-instruct */
             model: string;
@@ -1902,6 +2181,11 @@ export interface components {
              * @description Prompt tokens served from the prefix cache, billed at the cached-input price.
              */
             cached_input_tokens: number;
+            /**
+             * @description What a line that is not tokens is (a private deployment's reserved capacity, `model`
+             *     being the deployment's name); null for token lines.
+             */
+            description?: string | null;
             /**
              * Format: int64
              * @description Unit prices, micro-USD per 1M tokens.
@@ -2101,7 +2385,7 @@ export interface components {
             id: string;
             /** @description Always `model`. */
             object: string;
-            /** @description Always `starfire`. */
+            /** @description `starfire` for shared models; the organization's id for its own deployments. */
             owned_by: string;
         };
         /** @description The function a named `tool_choice` calls. */
@@ -2113,6 +2397,16 @@ export interface components {
             function: components["schemas"]["NamedFunction"];
             /** @description Always `function`. */
             type: string;
+        };
+        /** @description Every organization's deployments in one state (operator). */
+        OperatorDeploymentList: {
+            data: components["schemas"]["OperatorDeploymentObject"][];
+            /** @description Always `list`. */
+            object: string;
+        };
+        /** @description A deployment with its organization (operator). */
+        OperatorDeploymentObject: components["schemas"]["DeploymentObject"] & {
+            organization_id: string;
         };
         /** @description An organization's plan and payment standing. */
         OrganizationBilling: {
@@ -2281,6 +2575,19 @@ export interface components {
             reason: string;
             /** @description The request whose usage debit is given back. */
             request_id: string;
+        };
+        /** @description How many replicas run: `min` always; `max` is the most the deployment may be scaled to. */
+        ReplicaRange: {
+            /**
+             * Format: int64
+             * @description The most replicas (at least `min`, at most the installation's `max_replicas`).
+             */
+            max: number;
+            /**
+             * Format: int64
+             * @description Replicas that run (at least 1).
+             */
+            min: number;
         };
         /** @description `response_format`: OpenAI's shapes. */
         ResponseFormat: {
@@ -2897,6 +3204,180 @@ export interface operations {
                 };
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    operator_list_deployments: {
+        parameters: {
+            query?: {
+                /** @description Only deployments in this state (default `requested`). */
+                state?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OperatorDeploymentList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    approve_deployment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    reject_deployment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeploymentRejection"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4667,6 +5148,447 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_deployments: {
+        parameters: {
+            query?: {
+                /** @description How many objects to return, 1 to 100 (default 20). */
+                limit?: number;
+                /** @description The id of the last object of the previous page. */
+                after?: string;
+                /** @description Include deleted deployments (default false). */
+                include_deleted?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_deployment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeploymentCreate"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_deployment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_deployment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeploymentUpdate"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_deployment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_deployment_events: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentEventList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start_deployment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stop_deployment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The deployment's id */
+                deployment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

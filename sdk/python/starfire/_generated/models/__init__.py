@@ -71,6 +71,13 @@ from .created_invite import CreatedInvite
 from .credit_entry_object import CreditEntryObject
 from .credits_object import CreditsObject
 from .deleted_object import DeletedObject
+from .deployment_create import DeploymentCreate
+from .deployment_event_list import DeploymentEventList
+from .deployment_event_object import DeploymentEventObject
+from .deployment_list import DeploymentList
+from .deployment_object import DeploymentObject
+from .deployment_rejection import DeploymentRejection
+from .deployment_update import DeploymentUpdate
 from .detokenize_request import DetokenizeRequest
 from .detokenize_response import DetokenizeResponse
 from .embedding_list import EmbeddingList
@@ -105,6 +112,8 @@ from .model_list import ModelList
 from .model_object import ModelObject
 from .named_function import NamedFunction
 from .named_tool_choice import NamedToolChoice
+from .operator_deployment_list import OperatorDeploymentList
+from .operator_deployment_object import OperatorDeploymentObject
 from .organization_billing import OrganizationBilling
 from .organization_summary import OrganizationSummary
 from .plan import Plan
@@ -119,6 +128,7 @@ from .project_update import ProjectUpdate
 from .prompt_tokens_details import PromptTokensDetails
 from .refresh_request import RefreshRequest
 from .refund_create import RefundCreate
+from .replica_range import ReplicaRange
 from .response_format_type_0 import ResponseFormatType0
 from .response_format_type_0_type import ResponseFormatType0Type
 from .response_format_type_1 import ResponseFormatType1
@@ -221,6 +231,13 @@ __all__ = (
     "CreditEntryObject",
     "CreditsObject",
     "DeletedObject",
+    "DeploymentCreate",
+    "DeploymentEventList",
+    "DeploymentEventObject",
+    "DeploymentList",
+    "DeploymentObject",
+    "DeploymentRejection",
+    "DeploymentUpdate",
     "DetokenizeRequest",
     "DetokenizeResponse",
     "EmbeddingList",
@@ -255,6 +272,8 @@ __all__ = (
     "ModelObject",
     "NamedFunction",
     "NamedToolChoice",
+    "OperatorDeploymentList",
+    "OperatorDeploymentObject",
     "OrganizationBilling",
     "OrganizationSummary",
     "Plan",
@@ -269,6 +288,7 @@ __all__ = (
     "PromptTokensDetails",
     "RefreshRequest",
     "RefundCreate",
+    "ReplicaRange",
     "ResponseFormatType0",
     "ResponseFormatType0Type",
     "ResponseFormatType1",

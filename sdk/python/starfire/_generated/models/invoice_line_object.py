@@ -23,6 +23,9 @@ class InvoiceLineObject:
         output_tokens (int):
         requests (int):
         cached_input_micros_per_million (int | None | Unset):
+        description (None | str | Unset): What a line that is not tokens is (a private deployment's reserved capacity,
+            `model`
+            being the deployment's name); null for token lines.
         input_micros_per_million (int | None | Unset): Unit prices, micro-USD per 1M tokens.
         output_micros_per_million (int | None | Unset):
         price_id (None | str | Unset): The catalog price (null for usage older than the catalog).
@@ -35,6 +38,7 @@ class InvoiceLineObject:
     output_tokens: int
     requests: int
     cached_input_micros_per_million: int | None | Unset = UNSET
+    description: None | str | Unset = UNSET
     input_micros_per_million: int | None | Unset = UNSET
     output_micros_per_million: int | None | Unset = UNSET
     price_id: None | str | Unset = UNSET
@@ -58,6 +62,12 @@ class InvoiceLineObject:
             cached_input_micros_per_million = UNSET
         else:
             cached_input_micros_per_million = self.cached_input_micros_per_million
+
+        description: None | str | Unset
+        if isinstance(self.description, Unset):
+            description = UNSET
+        else:
+            description = self.description
 
         input_micros_per_million: int | None | Unset
         if isinstance(self.input_micros_per_million, Unset):
@@ -93,6 +103,8 @@ class InvoiceLineObject:
             field_dict["cached_input_micros_per_million"] = (
                 cached_input_micros_per_million
             )
+        if description is not UNSET:
+            field_dict["description"] = description
         if input_micros_per_million is not UNSET:
             field_dict["input_micros_per_million"] = input_micros_per_million
         if output_micros_per_million is not UNSET:
@@ -127,6 +139,15 @@ class InvoiceLineObject:
         cached_input_micros_per_million = _parse_cached_input_micros_per_million(
             d.pop("cached_input_micros_per_million", UNSET)
         )
+
+        def _parse_description(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        description = _parse_description(d.pop("description", UNSET))
 
         def _parse_input_micros_per_million(data: object) -> int | None | Unset:
             if data is None:
@@ -167,6 +188,7 @@ class InvoiceLineObject:
             output_tokens=output_tokens,
             requests=requests,
             cached_input_micros_per_million=cached_input_micros_per_million,
+            description=description,
             input_micros_per_million=input_micros_per_million,
             output_micros_per_million=output_micros_per_million,
             price_id=price_id,

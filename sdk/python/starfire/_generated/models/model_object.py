@@ -17,7 +17,7 @@ class ModelObject:
         created (int): Unix seconds when the model was loaded.
         id (str): The name to pass as `model`. Example: smollm2-135m-instruct.
         object_ (str): Always `model`.
-        owned_by (str): Always `starfire`.
+        owned_by (str): `starfire` for shared models; the organization's id for its own deployments.
     """
 
     created: int
