@@ -6,9 +6,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::audit;
 use super::body::{JsonBody, QueryArgs};
 use super::list::{list_of, HasId, ListQuery};
+use super::{audit, idempotency};
 use crate::auth::{Permission, Principal};
 use crate::billing::operator::Operator;
 use crate::deployments::reconciler::close_period;
@@ -264,6 +264,7 @@ fn deployment_name(state: &AppState, raw: &str) -> Result<String, ApiError> {
 /// Request a private deployment. It waits for a platform operator's approval (unless the
 /// installation approves automatically), then its replicas start.
 #[utoipa::path(post, path = "/v1/organization/deployments", tag = "Deployments",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = DeploymentCreate,
     responses((status = 201, body = DeploymentObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -271,11 +272,18 @@ fn deployment_name(state: &AppState, raw: &str) -> Result<String, ApiError> {
 pub async fn create_deployment(
     state: web::Data<AppState>,
     principal: Principal,
+    req: HttpRequest,
     body: JsonBody<DeploymentCreate>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_organization(Permission::ManageDeployments)?;
-    let body = body.parse()?;
-    Ok(HttpResponse::Created().json(create(&state, &principal, body).await?))
+    let digest = body.digest().to_vec();
+    idempotency::once(&state, &principal, &req, &digest, async {
+        principal.require_organization(Permission::ManageDeployments)?;
+        let body = body.parse()?;
+        Ok::<HttpResponse, ApiError>(
+            HttpResponse::Created().json(create(&state, &principal, body).await?),
+        )
+    })
+    .await
 }
 
 /// Creates a deployment (the API's and the console's action).

@@ -23,6 +23,7 @@ from ._async_resources import (
     AsyncChat,
     AsyncCosts,
     AsyncCredits,
+    AsyncDeployments,
     AsyncModels,
     AsyncProjects,
     AsyncUsage,
@@ -53,6 +54,7 @@ from ._resources import (
     Chat,
     Costs,
     Credits,
+    Deployments,
     Models,
     Projects,
     Usage,
@@ -108,6 +110,7 @@ class Starfire(BaseClient):
         self.chat = Chat(self)
         self.models = Models(self)
         self.projects = Projects(self)
+        self.deployments = Deployments(self)
         self.usage = Usage(self)
         self.costs = Costs(self)
         self.credits = Credits(self)
@@ -142,6 +145,7 @@ class AsyncStarfire(AsyncBaseClient):
         self.chat = AsyncChat(self)
         self.models = AsyncModels(self)
         self.projects = AsyncProjects(self)
+        self.deployments = AsyncDeployments(self)
         self.usage = AsyncUsage(self)
         self.costs = AsyncCosts(self)
         self.credits = AsyncCredits(self)

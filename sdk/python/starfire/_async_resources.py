@@ -26,6 +26,16 @@ from ._generated.api.billing import (
     list_top_ups,
     upcoming_invoice,
 )
+from ._generated.api.deployments import (
+    create_deployment,
+    delete_deployment,
+    get_deployment,
+    list_deployment_events,
+    list_deployments,
+    start_deployment,
+    stop_deployment,
+    update_deployment,
+)
 from ._generated.api.inference import (
     create_chat_completion,
     create_ws_ticket,
@@ -64,6 +74,12 @@ from ._generated.models import (
     CreatedApiKey,
     CreditsObject,
     DeletedObject,
+    DeploymentCreate,
+    DeploymentEventList,
+    DeploymentEventObject,
+    DeploymentList,
+    DeploymentObject,
+    DeploymentUpdate,
     InvoiceList,
     InvoiceObject,
     KeyLimits,
@@ -80,6 +96,7 @@ from ._generated.models import (
     ProjectList,
     ProjectObject,
     ProjectUpdate,
+    ReplicaRange,
     Scope,
     UsageBucketCompletionsUsageResult,
     UsageBucketCostResult,
@@ -310,6 +327,92 @@ class AsyncProjects:
     async def archive(self, project_id: str) -> ProjectObject:
         kwargs = archive_project._get_kwargs(project_id)
         return ProjectObject.from_dict(await _send(self._client, kwargs))
+
+
+class AsyncDeployments:
+    """The organization's private deployments (see `Deployments`), awaited."""
+
+    def __init__(self, client: AsyncBaseClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        *,
+        name: str,
+        model: str,
+        replicas: dict[str, int] | None = None,
+        hardware: str | None = None,
+        kv_cache_memory: int | None = None,
+        max_model_len: int | None = None,
+        overflow: Literal["none", "shared"] | None = None,
+        idempotency_key: str | None = None,
+    ) -> DeploymentObject:
+        """Requests a deployment of a served `model` under `name` (see `Deployments.create`)."""
+        body = DeploymentCreate(
+            name=name,
+            model=model,
+            replicas=ReplicaRange.from_dict(replicas)
+            if replicas is not None
+            else UNSET,
+            hardware=opt(hardware),
+            kv_cache_memory=opt(kv_cache_memory),
+            max_model_len=opt(max_model_len),
+            overflow=opt(overflow),
+        )
+        kwargs = create_deployment._get_kwargs(body=body)
+        return DeploymentObject.from_dict(
+            await _send(self._client, kwargs, idempotency_key=idempotency_key)
+        )
+
+    async def list(
+        self, *, limit: int | None = None, include_deleted: bool | None = None
+    ) -> AsyncPage[DeploymentObject]:
+        """The organization's deployments; `async for` over the page walks all of them."""
+
+        async def fetch(after: str | None) -> AsyncPage[DeploymentObject]:
+            kwargs = list_deployments._get_kwargs(
+                limit=opt(limit),
+                after=opt(after),
+                include_deleted=opt(include_deleted),
+            )
+            return AsyncPage(
+                DeploymentList.from_dict(await _send(self._client, kwargs)), fetch
+            )
+
+        return await fetch(None)
+
+    async def retrieve(self, deployment_id: str) -> DeploymentObject:
+        kwargs = get_deployment._get_kwargs(deployment_id)
+        return DeploymentObject.from_dict(await _send(self._client, kwargs))
+
+    async def update(
+        self, deployment_id: str, *, replicas: dict[str, int]
+    ) -> DeploymentObject:
+        """Scales a deployment to `replicas` (`{"min": N, "max": M}`)."""
+        body = DeploymentUpdate(replicas=ReplicaRange.from_dict(replicas))
+        kwargs = update_deployment._get_kwargs(deployment_id, body=body)
+        return DeploymentObject.from_dict(await _send(self._client, kwargs))
+
+    async def stop(self, deployment_id: str) -> DeploymentObject:
+        """Stops its replicas; its requests get 503 until it is started again."""
+        kwargs = stop_deployment._get_kwargs(deployment_id)
+        return DeploymentObject.from_dict(await _send(self._client, kwargs))
+
+    async def start(self, deployment_id: str) -> DeploymentObject:
+        """Starts a stopped (or failed) deployment again."""
+        kwargs = start_deployment._get_kwargs(deployment_id)
+        return DeploymentObject.from_dict(await _send(self._client, kwargs))
+
+    async def delete(self, deployment_id: str) -> DeploymentObject:
+        """Deletes a deployment: it answers in state `deleting`, then becomes `deleted`."""
+        kwargs = delete_deployment._get_kwargs(deployment_id)
+        return DeploymentObject.from_dict(await _send(self._client, kwargs))
+
+    async def events(self, deployment_id: str) -> list[DeploymentEventObject]:
+        """The deployment's history of states, oldest first."""
+        kwargs = list_deployment_events._get_kwargs(deployment_id)
+        parsed = DeploymentEventList.from_dict(await _send(self._client, kwargs))
+        return list(parsed.data)
 
 
 class AsyncUsage:

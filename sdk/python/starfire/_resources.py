@@ -1,6 +1,6 @@
 """Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
-`client.projects.api_keys`, `client.usage`, `client.costs`, `client.credits`, `client.billing`,
-`client.budgets` and `client.ws_tickets`. Each call takes its method and path from the generated operation
+`client.projects.api_keys`, `client.deployments`, `client.usage`, `client.costs`,
+`client.credits`, `client.billing`, `client.budgets` and `client.ws_tickets`. Each call takes its method and path from the generated operation
 and parses the answer into the generated model, so a change to the spec shows up here."""
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ from ._generated.api.billing import (
     list_prices,
     list_top_ups,
     upcoming_invoice,
+)
+from ._generated.api.deployments import (
+    create_deployment,
+    delete_deployment,
+    get_deployment,
+    list_deployment_events,
+    list_deployments,
+    start_deployment,
+    stop_deployment,
+    update_deployment,
 )
 from ._generated.api.inference import (
     create_chat_completion,
@@ -68,6 +78,12 @@ from ._generated.models import (
     CreatedApiKey,
     CreditsObject,
     DeletedObject,
+    DeploymentCreate,
+    DeploymentEventList,
+    DeploymentEventObject,
+    DeploymentList,
+    DeploymentObject,
+    DeploymentUpdate,
     InvoiceList,
     InvoiceObject,
     KeyLimits,
@@ -84,6 +100,7 @@ from ._generated.models import (
     ProjectList,
     ProjectObject,
     ProjectUpdate,
+    ReplicaRange,
     Scope,
     UsageBucketCompletionsUsageResult,
     UsageBucketCostResult,
@@ -322,6 +339,102 @@ class Projects:
     def archive(self, project_id: str) -> ProjectObject:
         response = _send(self._client, archive_project._get_kwargs(project_id))
         return ProjectObject.from_dict(response.json())
+
+
+class Deployments:
+    """The organization's private deployments: replicas of a model that only its requests reach
+    (a request puts the deployment's `name` in `model`). A new deployment waits for a platform
+    operator's approval (`state` `requested`) unless the installation approves automatically.
+    `replicas` is `{"min": N, "max": M}`."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = client
+
+    def create(
+        self,
+        *,
+        name: str,
+        model: str,
+        replicas: dict[str, int] | None = None,
+        hardware: str | None = None,
+        kv_cache_memory: int | None = None,
+        max_model_len: int | None = None,
+        overflow: Literal["none", "shared"] | None = None,
+        idempotency_key: str | None = None,
+    ) -> DeploymentObject:
+        """Requests a deployment of a served `model` under `name`. Left out, the server's
+        defaults apply: one replica, `cpu`, the installation's KV cache, the model's context
+        length, `overflow="none"` (`"shared"` lets the shared pool answer while no replica is
+        ready)."""
+        body = DeploymentCreate(
+            name=name,
+            model=model,
+            replicas=ReplicaRange.from_dict(replicas)
+            if replicas is not None
+            else UNSET,
+            hardware=opt(hardware),
+            kv_cache_memory=opt(kv_cache_memory),
+            max_model_len=opt(max_model_len),
+            overflow=opt(overflow),
+        )
+        response = _send(
+            self._client,
+            create_deployment._get_kwargs(body=body),
+            idempotency_key=idempotency_key,
+        )
+        return DeploymentObject.from_dict(response.json())
+
+    def list(
+        self, *, limit: int | None = None, include_deleted: bool | None = None
+    ) -> Page[DeploymentObject]:
+        """The organization's deployments; iterate the page to walk all of them."""
+
+        def fetch(after: str | None) -> Page[DeploymentObject]:
+            kwargs = list_deployments._get_kwargs(
+                limit=opt(limit),
+                after=opt(after),
+                include_deleted=opt(include_deleted),
+            )
+            parsed = DeploymentList.from_dict(_send(self._client, kwargs).json())
+            return Page(parsed, fetch)
+
+        return fetch(None)
+
+    def retrieve(self, deployment_id: str) -> DeploymentObject:
+        response = _send(self._client, get_deployment._get_kwargs(deployment_id))
+        return DeploymentObject.from_dict(response.json())
+
+    def update(
+        self, deployment_id: str, *, replicas: dict[str, int]
+    ) -> DeploymentObject:
+        """Scales a deployment to `replicas` (`{"min": N, "max": M}`); a serving one goes to
+        `scaling` until the new count is ready."""
+        body = DeploymentUpdate(replicas=ReplicaRange.from_dict(replicas))
+        kwargs = update_deployment._get_kwargs(deployment_id, body=body)
+        return DeploymentObject.from_dict(_send(self._client, kwargs).json())
+
+    def stop(self, deployment_id: str) -> DeploymentObject:
+        """Stops its replicas (reserved capacity is no longer charged); its requests get 503
+        `deployment_not_ready` until it is started again."""
+        response = _send(self._client, stop_deployment._get_kwargs(deployment_id))
+        return DeploymentObject.from_dict(response.json())
+
+    def start(self, deployment_id: str) -> DeploymentObject:
+        """Starts a stopped (or failed) deployment again."""
+        response = _send(self._client, start_deployment._get_kwargs(deployment_id))
+        return DeploymentObject.from_dict(response.json())
+
+    def delete(self, deployment_id: str) -> DeploymentObject:
+        """Deletes a deployment: it answers in state `deleting`, then becomes `deleted` (its
+        name is free again; its history and charges stay)."""
+        response = _send(self._client, delete_deployment._get_kwargs(deployment_id))
+        return DeploymentObject.from_dict(response.json())
+
+    def events(self, deployment_id: str) -> list[DeploymentEventObject]:
+        """The deployment's history of states, oldest first."""
+        kwargs = list_deployment_events._get_kwargs(deployment_id)
+        parsed = DeploymentEventList.from_dict(_send(self._client, kwargs).json())
+        return list(parsed.data)
 
 
 class Usage:

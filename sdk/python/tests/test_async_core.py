@@ -18,7 +18,17 @@ from starfire import (
 )
 
 from .fakes import Answer, FakeServer
-from .test_core import HELLO, JSON, chunk, error, ok, sse
+from .test_core import (
+    HELLO,
+    JSON,
+    answer,
+    chunk,
+    deployment,
+    deployment_page,
+    error,
+    ok,
+    sse,
+)
 
 
 def run(coro):
@@ -123,3 +133,74 @@ def test_lists_are_walked_across_pages():
     with FakeServer([page(["a", "b"], True), page(["c"], False)]) as fake:
         assert run(walk(fake.url)) == ["a", "b", "c"]
     assert fake.seen[1].path.endswith("after=b")
+
+
+def test_deployments_are_awaited_and_paged():
+    events = {
+        "object": "list",
+        "data": [
+            {
+                "id": "depev_1",
+                "object": "deployment.event",
+                "from_state": None,
+                "to_state": "requested",
+                "actor": "system",
+                "message": None,
+                "created_at": 1,
+            }
+        ],
+    }
+    script = [
+        answer(deployment("requested"), 201),
+        deployment_page(["dep_a"], True),
+        deployment_page(["dep_b"], False),
+        answer(deployment("scaling", replicas={"min": 2, "max": 2})),
+        answer(deployment("stopping")),
+        answer(deployment("provisioning")),
+        answer(events),
+        answer(deployment("deleting")),
+        answer(deployment()),
+    ]
+
+    async def walk(url: str):
+        async with AsyncStarfire(api_key="sf-test", base_url=url) as client:
+            deployments = client.deployments
+            created = await deployments.create(
+                name="my-llm", model="m", replicas={"min": 1, "max": 2}
+            )
+            first = await deployments.list(limit=1)
+            ids = [d.id async for d in first]
+            scaled = await deployments.update("dep_1", replicas={"min": 2, "max": 2})
+            states = [
+                (await deployments.stop("dep_1")).state,
+                (await deployments.start("dep_1")).state,
+            ]
+            history = await deployments.events("dep_1")
+            deleted = await deployments.delete("dep_1")
+            got = await deployments.retrieve("dep_1")
+            return created, ids, scaled, states, history, deleted, got
+
+    with FakeServer(script) as fake:
+        created, ids, scaled, states, history, deleted, got = run(walk(fake.url))
+    assert created.state == "requested" and created.name == "my-llm"
+    assert ids == ["dep_a", "dep_b"]
+    assert scaled.replicas.min_ == 2 and states == ["stopping", "provisioning"]
+    assert [(e.from_state, e.to_state) for e in history] == [(None, "requested")]
+    assert deleted.state == "deleting" and got.state == "ready"
+    assert [(s.method, s.path) for s in fake.seen] == [
+        ("POST", "/v1/organization/deployments"),
+        ("GET", "/v1/organization/deployments?limit=1"),
+        ("GET", "/v1/organization/deployments?limit=1&after=dep_a"),
+        ("POST", "/v1/organization/deployments/dep_1"),
+        ("POST", "/v1/organization/deployments/dep_1/stop"),
+        ("POST", "/v1/organization/deployments/dep_1/start"),
+        ("GET", "/v1/organization/deployments/dep_1/events"),
+        ("DELETE", "/v1/organization/deployments/dep_1"),
+        ("GET", "/v1/organization/deployments/dep_1"),
+    ]
+    assert json.loads(fake.seen[0].body) == {
+        "name": "my-llm",
+        "model": "m",
+        "replicas": {"min": 1, "max": 2},
+    }
+    assert json.loads(fake.seen[3].body) == {"replicas": {"min": 2, "max": 2}}

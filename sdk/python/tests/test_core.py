@@ -230,3 +230,148 @@ def test_an_error_inside_a_stream_is_raised():
 def test_sse_parsing_joins_multiline_data_and_skips_comments():
     lines = [": ping", "event: x", "data: a", "data: b", "", "data:c", "", "id: 1"]
     assert list(iter_sse_data(iter(lines))) == ["a\nb", "c"]
+
+
+def deployment(state: str = "ready", **fields: object) -> dict:
+    """A `DeploymentObject` as the server writes it."""
+    return {
+        "id": "dep_1",
+        "object": "deployment",
+        "name": "my-llm",
+        "model": "m",
+        "replicas": {"min": 1, "max": 2},
+        "ready_replicas": 1,
+        "hardware": "cpu",
+        "kv_cache_memory": 67108864,
+        "max_model_len": None,
+        "overflow": "none",
+        "state": state,
+        "status_message": None,
+        "created_at": 1,
+        "updated_at": 2,
+        **fields,
+    }
+
+
+def answer(body: object, status: int = 200) -> Answer:
+    return Answer(status, json.dumps(body).encode(), JSON)
+
+
+def deployment_page(ids: list[str], has_more: bool) -> Answer:
+    return answer(
+        {
+            "object": "list",
+            "data": [deployment(id=i) for i in ids],
+            "first_id": ids[0],
+            "last_id": ids[-1],
+            "has_more": has_more,
+        }
+    )
+
+
+def test_deployments_call_their_routes_and_parse_the_answers():
+    events = {
+        "object": "list",
+        "data": [
+            {
+                "id": "depev_1",
+                "object": "deployment.event",
+                "from_state": None,
+                "to_state": "requested",
+                "actor": "user:user_1",
+                "message": None,
+                "created_at": 1,
+            },
+            {
+                "id": "depev_2",
+                "object": "deployment.event",
+                "from_state": "requested",
+                "to_state": "provisioning",
+                "actor": "operator:ops",
+                "message": "approved",
+                "created_at": 2,
+            },
+        ],
+    }
+    script = [
+        answer(deployment("requested", replicas={"min": 1, "max": 3}), 201),
+        answer(deployment()),
+        answer(deployment("scaling", replicas={"min": 2, "max": 3})),
+        answer(deployment("stopping", ready_replicas=0)),
+        answer(deployment("provisioning", ready_replicas=0)),
+        answer(events),
+        answer(deployment("deleting", ready_replicas=0)),
+    ]
+    with FakeServer(script) as fake:
+        deployments = Starfire(api_key="sf-test", base_url=fake.url).deployments
+        created = deployments.create(
+            name="my-llm",
+            model="m",
+            replicas={"min": 1, "max": 3},
+            max_model_len=2048,
+            overflow="shared",
+            idempotency_key="dep-key",
+        )
+        got = deployments.retrieve("dep_1")
+        scaled = deployments.update("dep_1", replicas={"min": 2, "max": 3})
+        stopped = deployments.stop("dep_1")
+        started = deployments.start("dep_1")
+        history = deployments.events("dep_1")
+        deleted = deployments.delete("dep_1")
+    assert created.state == "requested" and created.replicas.max_ == 3
+    assert got.id == "dep_1" and got.ready_replicas == 1 and got.max_model_len is None
+    assert scaled.state == "scaling" and scaled.replicas.min_ == 2
+    assert (stopped.state, started.state, deleted.state) == (
+        "stopping",
+        "provisioning",
+        "deleting",
+    )
+    assert [(e.from_state, e.to_state, e.actor) for e in history] == [
+        (None, "requested", "user:user_1"),
+        ("requested", "provisioning", "operator:ops"),
+    ]
+    assert [(s.method, s.path) for s in fake.seen] == [
+        ("POST", "/v1/organization/deployments"),
+        ("GET", "/v1/organization/deployments/dep_1"),
+        ("POST", "/v1/organization/deployments/dep_1"),
+        ("POST", "/v1/organization/deployments/dep_1/stop"),
+        ("POST", "/v1/organization/deployments/dep_1/start"),
+        ("GET", "/v1/organization/deployments/dep_1/events"),
+        ("DELETE", "/v1/organization/deployments/dep_1"),
+    ]
+    # Only what the caller gave is sent; the server fills in the rest.
+    assert json.loads(fake.seen[0].body) == {
+        "name": "my-llm",
+        "model": "m",
+        "replicas": {"min": 1, "max": 3},
+        "max_model_len": 2048,
+        "overflow": "shared",
+    }
+    assert fake.seen[0].headers["idempotency-key"] == "dep-key"
+    assert json.loads(fake.seen[2].body) == {"replicas": {"min": 2, "max": 3}}
+    assert fake.seen[3].body == b"" and "idempotency-key" in fake.seen[3].headers
+
+
+def test_deployments_are_listed_across_pages():
+    with FakeServer(
+        [deployment_page(["dep_a", "dep_b"], True), deployment_page(["dep_c"], False)]
+    ) as fake:
+        client = Starfire(api_key="sf-test", base_url=fake.url)
+        first = client.deployments.list(limit=2, include_deleted=True)
+        ids = [d.id for d in first]
+    assert [d.id for d in first.data] == ["dep_a", "dep_b"] and first.has_more
+    assert ids == ["dep_a", "dep_b", "dep_c"]
+    assert fake.seen[0].path == (
+        "/v1/organization/deployments?limit=2&include_deleted=true"
+    )
+    assert fake.seen[1].path == (
+        "/v1/organization/deployments?limit=2&after=dep_b&include_deleted=true"
+    )
+
+
+def test_a_deployment_conflict_is_a_typed_error():
+    with FakeServer([error(409, "conflict")]) as fake:
+        client = Starfire(api_key="sf-test", base_url=fake.url, max_retries=0)
+        with pytest.raises(ConflictError) as err:
+            client.deployments.start("dep_1")
+    assert err.value.code == "conflict" and len(fake.seen) == 1

@@ -38,6 +38,14 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         "delete",
         "/v1/organization/projects/{project_id}/api_keys/{key_id}",
     ),
+    ("get", "/v1/organization/deployments"),
+    ("post", "/v1/organization/deployments"),
+    ("get", "/v1/organization/deployments/{deployment_id}"),
+    ("post", "/v1/organization/deployments/{deployment_id}"),
+    ("delete", "/v1/organization/deployments/{deployment_id}"),
+    ("post", "/v1/organization/deployments/{deployment_id}/stop"),
+    ("post", "/v1/organization/deployments/{deployment_id}/start"),
+    ("get", "/v1/organization/deployments/{deployment_id}/events"),
     ("get", "/v1/organization/usage/completions"),
     ("get", "/v1/organization/costs"),
     ("get", "/v1/organization/credits"),
@@ -399,6 +407,81 @@ impl Client {
         self.json(Method::POST, &path, Some(update)).await
     }
 
+    /// Requests a private deployment. It waits for a platform operator's approval (state
+    /// `requested`) unless the installation approves automatically; then its replicas start.
+    pub async fn create_deployment(
+        &self,
+        deployment: &DeploymentCreate,
+    ) -> Result<Deployment, Error> {
+        self.json(
+            Method::POST,
+            "/v1/organization/deployments",
+            Some(deployment),
+        )
+        .await
+    }
+
+    /// Every deployment of the organization (with `include_deleted`, deleted ones too),
+    /// following the list's cursor.
+    pub async fn list_deployments(&self, include_deleted: bool) -> Result<Vec<Deployment>, Error> {
+        let path = with_query(
+            "/v1/organization/deployments",
+            &[("include_deleted", include_deleted.then_some("true"))],
+        );
+        self.all(&path).await
+    }
+
+    /// One deployment of the organization.
+    pub async fn get_deployment(&self, deployment_id: &str) -> Result<Deployment, Error> {
+        let path = deployment_path(deployment_id, "");
+        self.json::<Deployment, ()>(Method::GET, &path, None).await
+    }
+
+    /// Scales a deployment to `replicas`; a serving one goes to `scaling` until the new count
+    /// is ready, one not running yet keeps its state.
+    pub async fn update_deployment_replicas(
+        &self,
+        deployment_id: &str,
+        replicas: ReplicaRange,
+    ) -> Result<Deployment, Error> {
+        let path = deployment_path(deployment_id, "");
+        let body = DeploymentUpdate { replicas };
+        self.json(Method::POST, &path, Some(&body)).await
+    }
+
+    /// Stops a deployment: its replicas finish what they run, then stop (reserved capacity is
+    /// no longer charged); its requests get 503 `deployment_not_ready` until it starts again.
+    pub async fn stop_deployment(&self, deployment_id: &str) -> Result<Deployment, Error> {
+        let path = deployment_path(deployment_id, "/stop");
+        self.json::<Deployment, ()>(Method::POST, &path, None).await
+    }
+
+    /// Starts a stopped (or failed) deployment again.
+    pub async fn start_deployment(&self, deployment_id: &str) -> Result<Deployment, Error> {
+        let path = deployment_path(deployment_id, "/start");
+        self.json::<Deployment, ()>(Method::POST, &path, None).await
+    }
+
+    /// Deletes a deployment: its replicas stop and it answers in state `deleting`, then becomes
+    /// `deleted` (its name is free again; its history and charges stay).
+    pub async fn delete_deployment(&self, deployment_id: &str) -> Result<Deployment, Error> {
+        let path = deployment_path(deployment_id, "");
+        self.json::<Deployment, ()>(Method::DELETE, &path, None)
+            .await
+    }
+
+    /// A deployment's history of states, oldest first.
+    pub async fn deployment_events(
+        &self,
+        deployment_id: &str,
+    ) -> Result<Vec<DeploymentEvent>, Error> {
+        let path = deployment_path(deployment_id, "/events");
+        let list: DeploymentEventList = self
+            .json::<DeploymentEventList, ()>(Method::GET, &path, None)
+            .await?;
+        Ok(list.data)
+    }
+
     /// Token usage of chat and text completions: every bucket, following `next_page`.
     pub async fn usage_completions(
         &self,
@@ -599,13 +682,15 @@ impl Client {
         }
     }
 
+    /// Every item of a cursor list; `path` may carry a query of its own.
     async fn all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, Error> {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
+        let sep = if path.contains('?') { '&' } else { '?' };
         loop {
             let url = match &after {
-                Some(a) => format!("{path}?limit=100&after={a}"),
-                None => format!("{path}?limit=100"),
+                Some(a) => format!("{path}{sep}limit=100&after={a}"),
+                None => format!("{path}{sep}limit=100"),
             };
             let page: List<T> = self.json::<List<T>, ()>(Method::GET, &url, None).await?;
             items.extend(page.data);
@@ -615,6 +700,14 @@ impl Client {
             }
         }
     }
+}
+
+/// `/v1/organization/deployments/{deployment_id}` (the id percent-encoded) and `rest`.
+fn deployment_path(deployment_id: &str, rest: &str) -> String {
+    format!(
+        "/v1/organization/deployments/{}{rest}",
+        percent_encode(deployment_id)
+    )
 }
 
 /// `path` with the given query parameters (those that are `Some`), percent-encoded.
@@ -693,6 +786,18 @@ mod tests {
         assert_eq!(
             with_query("/p", &[("a", Some("x y/z")), ("b", None), ("c", Some("1"))]),
             "/p?a=x%20y%2Fz&c=1"
+        );
+    }
+
+    #[test]
+    fn deployment_paths_encode_the_id() {
+        assert_eq!(
+            deployment_path("dep_1", "/stop"),
+            "/v1/organization/deployments/dep_1/stop"
+        );
+        assert_eq!(
+            deployment_path("a/b", ""),
+            "/v1/organization/deployments/a%2Fb"
         );
     }
 

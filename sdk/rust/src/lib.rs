@@ -1,6 +1,6 @@
 //! Rust client of Starfire's OpenAI-compatible API: chat completions (whole, streamed, or over
-//! a WebSocket), projects, API keys, usage, costs, credits, billing (balance, ledger, invoices,
-//! prices) and budgets, with retries, timeouts and typed errors.
+//! a WebSocket), projects, API keys, private deployments, usage, costs, credits, billing
+//! (balance, ledger, invoices, prices) and budgets, with retries, timeouts and typed errors.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), starfire_sdk::Error> {

@@ -785,3 +785,109 @@ pub struct BudgetUpdate {
     /// refused with 429 `insufficient_quota`.
     pub limit_micros: i64,
 }
+
+/// How many replicas a deployment runs: `min` always; `max` is the most it may be scaled to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicaRange {
+    /// Replicas that run (at least 1).
+    pub min: i64,
+    /// The most replicas (at least `min`, at most the installation's `max_replicas`).
+    pub max: i64,
+}
+
+impl ReplicaRange {
+    /// Exactly `n` replicas (`min` and `max` both `n`).
+    pub fn exactly(n: i64) -> ReplicaRange {
+        ReplicaRange { min: n, max: n }
+    }
+}
+
+/// `POST /v1/organization/deployments`: a private deployment of a served model. A field left
+/// `None` takes the server's default.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DeploymentCreate {
+    /// What requests put in `model` to reach it: 1 to 64 letters, digits, `-`, `_` or `.`,
+    /// unique among the organization's deployments and different from every shared model's.
+    pub name: String,
+    /// A served model (see `GET /v1/models`).
+    pub model: String,
+    /// Default one replica (`{"min": 1, "max": 1}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicaRange>,
+    /// `cpu` (default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<String>,
+    /// Bytes of KV cache per replica (at least 4 MiB; default the installation's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_cache_memory: Option<i64>,
+    /// Cap on prompt plus completion tokens (at least 16; default the model's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_model_len: Option<i64>,
+    /// `none` (default: only its own replicas serve it) or `shared` (the shared pool serves it
+    /// while it has no ready replica).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<String>,
+}
+
+/// `POST /v1/organization/deployments/{deployment_id}`: new replicas.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentUpdate {
+    pub replicas: ReplicaRange,
+}
+
+/// A private deployment (`object: deployment`): replicas of a model that only this
+/// organization's requests reach.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub object: String,
+    /// What requests put in `model` to reach it.
+    pub name: String,
+    /// The served model it runs.
+    pub model: String,
+    pub replicas: ReplicaRange,
+    /// Replicas that answer now.
+    pub ready_replicas: i64,
+    /// `cpu` (or `cuda` once that engine exists).
+    pub hardware: String,
+    /// Bytes of KV cache per replica.
+    pub kv_cache_memory: i64,
+    /// Cap on prompt plus completion tokens; `None`: the model's own.
+    pub max_model_len: Option<i64>,
+    /// `none` or `shared`.
+    pub overflow: String,
+    /// `requested`, `rejected`, `provisioning`, `ready`, `scaling`, `stopping`, `stopped`,
+    /// `deleting`, `deleted` or `failed`.
+    pub state: String,
+    /// Why it is in its state (a failure's or rejection's reason).
+    pub status_message: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last change of state or replicas.
+    pub updated_at: i64,
+}
+
+/// The spec's name for [`Deployment`].
+pub type DeploymentObject = Deployment;
+
+/// One transition of a deployment (`object: deployment.event`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeploymentEvent {
+    pub id: String,
+    pub object: String,
+    /// `None` for the first.
+    pub from_state: Option<String>,
+    pub to_state: String,
+    /// `user:<id>`, `api_key:<id>`, `operator:<name>` or `system`.
+    pub actor: String,
+    pub message: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A deployment's history, oldest first (`GET .../events`; not paged).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeploymentEventList {
+    pub object: String,
+    pub data: Vec<DeploymentEvent>,
+}

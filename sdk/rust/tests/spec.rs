@@ -238,6 +238,45 @@ fn billing_and_budget_types_read_their_schemas() {
 }
 
 #[test]
+fn deployment_types_read_and_send_their_schemas() {
+    let spec = spec();
+    reads::<Deployment>(&spec, "DeploymentObject");
+    reads::<List<Deployment>>(&spec, "DeploymentList");
+    reads::<ReplicaRange>(&spec, "ReplicaRange");
+    reads::<DeploymentEvent>(&spec, "DeploymentEventObject");
+    reads::<DeploymentEventList>(&spec, "DeploymentEventList");
+    let create = DeploymentCreate {
+        name: "my-llm".into(),
+        model: "m".into(),
+        replicas: Some(ReplicaRange { min: 1, max: 2 }),
+        hardware: Some("cpu".into()),
+        kv_cache_memory: Some(1 << 26),
+        max_model_len: Some(2048),
+        overflow: Some("shared".into()),
+    };
+    sends(&spec, "DeploymentCreate", &create);
+    sends(&spec, "ReplicaRange", &ReplicaRange::exactly(2));
+    sends(
+        &spec,
+        "DeploymentUpdate",
+        &DeploymentUpdate {
+            replicas: ReplicaRange::exactly(2),
+        },
+    );
+    // Left out, the optional fields are not sent at all (the server's defaults apply).
+    let minimal = DeploymentCreate {
+        name: "my-llm".into(),
+        model: "m".into(),
+        ..Default::default()
+    };
+    sends(&spec, "DeploymentCreate", &minimal);
+    assert_eq!(
+        serde_json::to_value(&minimal).unwrap(),
+        json!({"name": "my-llm", "model": "m"})
+    );
+}
+
+#[test]
 fn request_types_send_documented_fields() {
     let spec = spec();
     let chat = ChatCompletionRequest {

@@ -14,7 +14,7 @@
  * ```
  */
 import { APIClient, type ClientOptions } from "./core.js";
-import { Billing, Budgets, Chat, Costs, CreditsResource, Models, Projects, Usage, WsTickets } from "./resources.js";
+import { Billing, Budgets, Chat, Costs, CreditsResource, Deployments, Models, Projects, Usage, WsTickets } from "./resources.js";
 /**
  * A client of one Starfire server. `apiKey` defaults to `STARFIRE_API_KEY`, `baseURL` to
  * `STARFIRE_BASE_URL` (else http://127.0.0.1:8080). Failed requests (408, 409, 429, 5xx,
@@ -25,6 +25,7 @@ export declare class Starfire extends APIClient {
     readonly chat: Chat;
     readonly models: Models;
     readonly projects: Projects;
+    readonly deployments: Deployments;
     readonly usage: Usage;
     readonly costs: Costs;
     readonly credits: CreditsResource;

@@ -14,7 +14,7 @@
  * ```
  */
 import { APIClient } from "./core.js";
-import { Billing, Budgets, Chat, Costs, CreditsResource, Models, Projects, Usage, WsTickets } from "./resources.js";
+import { Billing, Budgets, Chat, Costs, CreditsResource, Deployments, Models, Projects, Usage, WsTickets } from "./resources.js";
 /**
  * A client of one Starfire server. `apiKey` defaults to `STARFIRE_API_KEY`, `baseURL` to
  * `STARFIRE_BASE_URL` (else http://127.0.0.1:8080). Failed requests (408, 409, 429, 5xx,
@@ -25,6 +25,7 @@ export class Starfire extends APIClient {
     chat;
     models;
     projects;
+    deployments;
     usage;
     costs;
     credits;
@@ -36,6 +37,7 @@ export class Starfire extends APIClient {
         this.chat = new Chat(this);
         this.models = new Models(this);
         this.projects = new Projects(this);
+        this.deployments = new Deployments(this);
         this.usage = new Usage(this);
         this.costs = new Costs(this);
         this.credits = new CreditsResource(this);

@@ -1,7 +1,7 @@
 /**
  * Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
- * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`, `client.billing`,
- * `client.budgets`. Paths, bodies and answers are the generated spec types.
+ * `client.projects.apiKeys`, `client.deployments`, `client.usage`, `client.costs`,
+ * `client.credits`, `client.billing`, `client.budgets`. Paths, bodies and answers are the generated spec types.
  */
 import type { APIClient, RequestOptions } from "./core.js";
 import type { components, operations } from "./generated/openapi.js";
@@ -21,6 +21,11 @@ export type ApiKeyCreate = Schemas["ApiKeyCreate"];
 export type ApiKeyUpdate = Schemas["ApiKeyUpdate"];
 export type CreatedApiKey = Schemas["CreatedApiKey"];
 export type DeletedObject = Schemas["DeletedObject"];
+export type Deployment = Schemas["DeploymentObject"];
+export type DeploymentCreate = Schemas["DeploymentCreate"];
+export type DeploymentUpdate = Schemas["DeploymentUpdate"];
+export type DeploymentEvent = Schemas["DeploymentEventObject"];
+export type ReplicaRange = Schemas["ReplicaRange"];
 export type WsTicket = Schemas["WsTicket"];
 export type CompletionsUsageBucket = Schemas["UsageBucket_CompletionsUsageResult"];
 export type EmbeddingsUsageBucket = Schemas["UsageBucket_EmbeddingsUsageResult"];
@@ -93,6 +98,40 @@ export declare class Projects {
     retrieve(projectId: string, options?: RequestOptions): Promise<Project>;
     update(projectId: string, body: ProjectUpdate, options?: RequestOptions): Promise<Project>;
     archive(projectId: string, options?: RequestOptions): Promise<Project>;
+}
+/**
+ * The organization's private deployments: replicas of a model that only its requests reach (a
+ * request puts the deployment's `name` in `model`). A new deployment waits for a platform
+ * operator's approval (`state` `requested`) unless the installation approves automatically.
+ */
+export declare class Deployments {
+    private readonly client;
+    constructor(client: APIClient);
+    /**
+     * Requests a deployment of a served `model` under `name`. Left out, the server's defaults
+     * apply: `replicas` `{ min: 1, max: 1 }`, `hardware` `cpu`, the installation's
+     * `kv_cache_memory`, the model's `max_model_len`, `overflow` `none` (`shared` lets the shared
+     * pool answer while no replica is ready).
+     */
+    create(body: DeploymentCreate, options?: RequestOptions): Promise<Deployment>;
+    /** The organization's deployments: `await` for the first page, `for await` for all of them. */
+    list(params?: ListParams & {
+        include_deleted?: boolean;
+    }, options?: RequestOptions): PagePromise<Deployment>;
+    retrieve(deploymentId: string, options?: RequestOptions): Promise<Deployment>;
+    /** Scales a deployment to `{ replicas: { min, max } }`; a serving one goes to `scaling` until
+     * the new count is ready. */
+    update(deploymentId: string, body: DeploymentUpdate, options?: RequestOptions): Promise<Deployment>;
+    /** Stops its replicas (reserved capacity is no longer charged); its requests get 503
+     * `deployment_not_ready` until it is started again. */
+    stop(deploymentId: string, options?: RequestOptions): Promise<Deployment>;
+    /** Starts a stopped (or failed) deployment again. */
+    start(deploymentId: string, options?: RequestOptions): Promise<Deployment>;
+    /** Deletes a deployment: it answers in state `deleting`, then becomes `deleted` (its name is
+     * free again; its history and charges stay). */
+    delete(deploymentId: string, options?: RequestOptions): Promise<Deployment>;
+    /** The deployment's history of states, oldest first. */
+    events(deploymentId: string, options?: RequestOptions): Promise<DeploymentEvent[]>;
 }
 /** Token usage in time buckets: `await` for the first page of buckets, `for await` for all. */
 export declare class Usage {

@@ -1,7 +1,7 @@
 /**
  * Resources: `client.chat.completions`, `client.chat.ws()`, `client.models`, `client.projects`,
- * `client.projects.apiKeys`, `client.usage`, `client.costs`, `client.credits`, `client.billing`,
- * `client.budgets`. Paths, bodies and answers are the generated spec types.
+ * `client.projects.apiKeys`, `client.deployments`, `client.usage`, `client.costs`,
+ * `client.credits`, `client.billing`, `client.budgets`. Paths, bodies and answers are the generated spec types.
  */
 import { paginate } from "./pagination.js";
 import { Stream } from "./streaming.js";
@@ -149,6 +149,93 @@ export class Projects {
             path: "/v1/organization/projects/{project_id}/archive",
             params: { project_id: projectId },
         });
+    }
+}
+/**
+ * The organization's private deployments: replicas of a model that only its requests reach (a
+ * request puts the deployment's `name` in `model`). A new deployment waits for a platform
+ * operator's approval (`state` `requested`) unless the installation approves automatically.
+ */
+export class Deployments {
+    client;
+    constructor(client) {
+        this.client = client;
+    }
+    /**
+     * Requests a deployment of a served `model` under `name`. Left out, the server's defaults
+     * apply: `replicas` `{ min: 1, max: 1 }`, `hardware` `cpu`, the installation's
+     * `kv_cache_memory`, the model's `max_model_len`, `overflow` `none` (`shared` lets the shared
+     * pool answer while no replica is ready).
+     */
+    create(body, options) {
+        return this.client.json({ ...options, method: "POST", path: "/v1/organization/deployments", body });
+    }
+    /** The organization's deployments: `await` for the first page, `for await` for all of them. */
+    list(params = {}, options) {
+        return paginate((after) => this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/deployments",
+            query: { ...params, after },
+        }));
+    }
+    retrieve(deploymentId, options) {
+        return this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/deployments/{deployment_id}",
+            params: { deployment_id: deploymentId },
+        });
+    }
+    /** Scales a deployment to `{ replicas: { min, max } }`; a serving one goes to `scaling` until
+     * the new count is ready. */
+    update(deploymentId, body, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/deployments/{deployment_id}",
+            params: { deployment_id: deploymentId },
+            body,
+        });
+    }
+    /** Stops its replicas (reserved capacity is no longer charged); its requests get 503
+     * `deployment_not_ready` until it is started again. */
+    stop(deploymentId, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/deployments/{deployment_id}/stop",
+            params: { deployment_id: deploymentId },
+        });
+    }
+    /** Starts a stopped (or failed) deployment again. */
+    start(deploymentId, options) {
+        return this.client.json({
+            ...options,
+            method: "POST",
+            path: "/v1/organization/deployments/{deployment_id}/start",
+            params: { deployment_id: deploymentId },
+        });
+    }
+    /** Deletes a deployment: it answers in state `deleting`, then becomes `deleted` (its name is
+     * free again; its history and charges stay). */
+    delete(deploymentId, options) {
+        return this.client.json({
+            ...options,
+            method: "DELETE",
+            path: "/v1/organization/deployments/{deployment_id}",
+            params: { deployment_id: deploymentId },
+        });
+    }
+    /** The deployment's history of states, oldest first. */
+    async events(deploymentId, options) {
+        const list = await this.client.json({
+            ...options,
+            method: "GET",
+            path: "/v1/organization/deployments/{deployment_id}/events",
+            params: { deployment_id: deploymentId },
+        });
+        return list.data;
     }
 }
 /** Token usage in time buckets: `await` for the first page of buckets, `for await` for all. */

@@ -15,7 +15,7 @@
  */
 
 import { APIClient, type ClientOptions } from "./core.js";
-import { Billing, Budgets, Chat, Costs, CreditsResource, Models, Projects, Usage, WsTickets } from "./resources.js";
+import { Billing, Budgets, Chat, Costs, CreditsResource, Deployments, Models, Projects, Usage, WsTickets } from "./resources.js";
 
 /**
  * A client of one Starfire server. `apiKey` defaults to `STARFIRE_API_KEY`, `baseURL` to
@@ -27,6 +27,7 @@ export class Starfire extends APIClient {
   readonly chat: Chat;
   readonly models: Models;
   readonly projects: Projects;
+  readonly deployments: Deployments;
   readonly usage: Usage;
   readonly costs: Costs;
   readonly credits: CreditsResource;
@@ -39,6 +40,7 @@ export class Starfire extends APIClient {
     this.chat = new Chat(this);
     this.models = new Models(this);
     this.projects = new Projects(this);
+    this.deployments = new Deployments(this);
     this.usage = new Usage(this);
     this.costs = new Costs(this);
     this.credits = new CreditsResource(this);

@@ -209,3 +209,100 @@ test("lists are walked across pages", async () => {
     assert.ok(first.hasNextPage());
   });
 });
+
+const DEPLOYMENT = {
+  id: "dep_1",
+  object: "deployment",
+  name: "my-llm",
+  model: "m",
+  replicas: { min: 1, max: 2 },
+  ready_replicas: 1,
+  hardware: "cpu",
+  kv_cache_memory: 67108864,
+  max_model_len: null,
+  overflow: "none",
+  state: "ready",
+  status_message: null,
+  created_at: 1,
+  updated_at: 2,
+};
+const deployment = (fields = {}) => ({ status: 200, ...json({ ...DEPLOYMENT, ...fields }) });
+
+test("deployments call their routes and parse the answers", async () => {
+  const events = {
+    object: "list",
+    data: [
+      { id: "depev_1", object: "deployment.event", from_state: null, to_state: "requested", actor: "user:user_1", message: null, created_at: 1 },
+      { id: "depev_2", object: "deployment.event", from_state: "requested", to_state: "provisioning", actor: "operator:ops", message: "approved", created_at: 2 },
+    ],
+  };
+  const script = [
+    { ...deployment({ state: "requested", replicas: { min: 1, max: 3 } }), status: 201 },
+    deployment(),
+    deployment({ state: "scaling", replicas: { min: 2, max: 3 } }),
+    deployment({ state: "stopping", ready_replicas: 0 }),
+    deployment({ state: "provisioning", ready_replicas: 0 }),
+    { status: 200, ...json(events) },
+    deployment({ state: "deleting", ready_replicas: 0 }),
+  ];
+  await withFake(script, async (fake, client) => {
+    const created = await client.deployments.create(
+      { name: "my-llm", model: "m", replicas: { min: 1, max: 3 }, max_model_len: 2048, overflow: "shared" },
+      { idempotencyKey: "dep-key" },
+    );
+    assert.equal(created.state, "requested");
+    assert.equal(created.replicas.max, 3);
+    const got = await client.deployments.retrieve("dep_1");
+    assert.equal(got.ready_replicas, 1);
+    assert.equal(got.max_model_len, null);
+    const scaled = await client.deployments.update("dep_1", { replicas: { min: 2, max: 3 } });
+    assert.equal(scaled.state, "scaling");
+    assert.equal((await client.deployments.stop("dep_1")).state, "stopping");
+    assert.equal((await client.deployments.start("dep_1")).state, "provisioning");
+    const history = await client.deployments.events("dep_1");
+    assert.deepEqual(history.map((e) => [e.from_state, e.to_state, e.actor]), [
+      [null, "requested", "user:user_1"],
+      ["requested", "provisioning", "operator:ops"],
+    ]);
+    assert.equal((await client.deployments.delete("dep_1")).state, "deleting");
+    assert.deepEqual(fake.seen.map((s) => [s.method, s.path]), [
+      ["POST", "/v1/organization/deployments"],
+      ["GET", "/v1/organization/deployments/dep_1"],
+      ["POST", "/v1/organization/deployments/dep_1"],
+      ["POST", "/v1/organization/deployments/dep_1/stop"],
+      ["POST", "/v1/organization/deployments/dep_1/start"],
+      ["GET", "/v1/organization/deployments/dep_1/events"],
+      ["DELETE", "/v1/organization/deployments/dep_1"],
+    ]);
+    assert.deepEqual(JSON.parse(fake.seen[0].body), {
+      name: "my-llm",
+      model: "m",
+      replicas: { min: 1, max: 3 },
+      max_model_len: 2048,
+      overflow: "shared",
+    });
+    assert.equal(fake.seen[0].headers["idempotency-key"], "dep-key");
+    assert.deepEqual(JSON.parse(fake.seen[2].body), { replicas: { min: 2, max: 3 } });
+    // stop and start send no body, but still one Idempotency-Key (they are POSTs).
+    assert.equal(fake.seen[3].body, "");
+    assert.match(fake.seen[3].headers["idempotency-key"], /^sf-ts-/);
+  });
+});
+
+test("deployments are listed across pages", async () => {
+  const page = (ids, hasMore) => ({
+    status: 200,
+    ...json({ object: "list", data: ids.map((id) => ({ ...DEPLOYMENT, id })), first_id: ids[0], last_id: ids.at(-1), has_more: hasMore }),
+  });
+  await withFake([page(["dep_a", "dep_b"], true), page(["dep_c"], false), page(["dep_a"], false)], async (fake, client) => {
+    const ids = [];
+    for await (const d of client.deployments.list({ limit: 2, include_deleted: true })) ids.push(d.id);
+    assert.deepEqual(ids, ["dep_a", "dep_b", "dep_c"]);
+    assert.equal(fake.seen[0].path, "/v1/organization/deployments?limit=2&include_deleted=true");
+    assert.equal(fake.seen[1].path, "/v1/organization/deployments?limit=2&include_deleted=true&after=dep_b");
+    const first = await client.deployments.list();
+    assert.deepEqual(first.data.map((d) => d.id), ["dep_a"]);
+    assert.ok(!first.hasNextPage());
+    assert.equal(fake.seen[2].path, "/v1/organization/deployments");
+  });
+});

@@ -237,6 +237,10 @@ async fn every_create_route_honours_the_key(app: TestApp) {
             "/v1/organization/invites",
             json!({"email": "eve@example.com", "role": "viewer"}),
         ),
+        (
+            "/v1/organization/deployments",
+            json!({"name": "dedicated", "model": gateway::registry::DEFAULT_MODEL_ID}),
+        ),
     ] {
         // One key per request: reusing a key on another route would be refused.
         let key = format!("once{path}").replace('/', "-");

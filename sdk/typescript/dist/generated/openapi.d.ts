@@ -5209,7 +5209,10 @@ export interface operations {
     create_deployment: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential) */
+                "Idempotency-Key"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };

@@ -8,14 +8,17 @@ from ...client import AuthenticatedClient, Client
 from ...models.deployment_create import DeploymentCreate
 from ...models.deployment_object import DeploymentObject
 from ...models.error_body import ErrorBody
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
     body: DeploymentCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(idempotency_key, Unset):
+        headers["Idempotency-Key"] = idempotency_key
 
     _kwargs: dict[str, Any] = {
         "method": "post",
@@ -84,11 +87,13 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: DeploymentCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> Response[DeploymentObject | ErrorBody]:
     """Request a private deployment. It waits for a platform operator's approval (unless the
     installation approves automatically), then its replicas start.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (DeploymentCreate): What a new deployment asks for.
 
     Raises:
@@ -101,6 +106,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        idempotency_key=idempotency_key,
     )
 
     response = client.get_httpx_client().request(
@@ -114,11 +120,13 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: DeploymentCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> DeploymentObject | ErrorBody | None:
     """Request a private deployment. It waits for a platform operator's approval (unless the
     installation approves automatically), then its replicas start.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (DeploymentCreate): What a new deployment asks for.
 
     Raises:
@@ -132,6 +140,7 @@ def sync(
     return sync_detailed(
         client=client,
         body=body,
+        idempotency_key=idempotency_key,
     ).parsed
 
 
@@ -139,11 +148,13 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: DeploymentCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> Response[DeploymentObject | ErrorBody]:
     """Request a private deployment. It waits for a platform operator's approval (unless the
     installation approves automatically), then its replicas start.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (DeploymentCreate): What a new deployment asks for.
 
     Raises:
@@ -156,6 +167,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        idempotency_key=idempotency_key,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -167,11 +179,13 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: DeploymentCreate,
+    idempotency_key: None | str | Unset = UNSET,
 ) -> DeploymentObject | ErrorBody | None:
     """Request a private deployment. It waits for a platform operator's approval (unless the
     installation approves automatically), then its replicas start.
 
     Args:
+        idempotency_key (None | str | Unset):
         body (DeploymentCreate): What a new deployment asks for.
 
     Raises:
@@ -186,5 +200,6 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             body=body,
+            idempotency_key=idempotency_key,
         )
     ).parsed
