@@ -1,6 +1,7 @@
 //! Shared pieces of the benchmarks: distinct prompts, percentile helpers, and the `starfire`
 //! binary the process benchmarks start.
 
+pub mod http_load;
 pub mod llama_cpp;
 
 use std::io::{BufRead, BufReader, Write};

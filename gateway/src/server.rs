@@ -354,13 +354,19 @@ pub async fn start_deployments(
                     }
                 },
             };
-            reconcile(Arc::new(LocalDriver::new(
+            let mut driver = LocalDriver::new(
                 command,
                 config.worker_host.clone(),
                 &state.config.home,
                 state.deployments.token().unwrap_or_default().to_owned(),
                 std::time::Duration::from_secs(config.drain_timeout_secs),
-            )))
+            );
+            if let Some(pool) = &config.cpu_pool {
+                // Checked when the configuration was read.
+                let cpus = crate::deployments::parse_cpu_list(pool).unwrap_or_default();
+                driver = driver.pinned(cpus, config.cpus_per_replica);
+            }
+            reconcile(Arc::new(driver))
         }
         DriverKind::Kubernetes => match kube::Client::try_default().await {
             Ok(client) => reconcile(Arc::new(crate::deployments::kubernetes::KubeDriver::new(

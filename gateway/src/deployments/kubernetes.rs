@@ -649,42 +649,11 @@ mod tests {
     #[tokio::test]
     async fn a_pod_that_never_becomes_ready_fails_the_deployment_with_its_reason() {
         use crate::deployments::reconciler::Reconciler;
-        use crate::deployments::router::BaseModel;
-        use crate::deployments::{DeploymentRouter, DeploymentsConfig};
-        use crate::store::deployments::NewDeployment;
-        use crate::store::tenants::Plan;
-        use crate::store::Store;
+        use crate::deployments::DeploymentsConfig;
 
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        let tenant = store.create_tenant("Acme", Plan::Free).await.unwrap();
-        let router = Arc::new(DeploymentRouter::new(
-            store.clone(),
-            vec![BaseModel {
-                name: "base".into(),
-                path: dir.path().join("m.gguf"),
-                max_model_len: None,
-                defaults: Default::default(),
-            }],
-            None,
-        ));
-        let d = store
-            .create_deployment(&NewDeployment {
-                tenant_id: &tenant.id,
-                name: "mine",
-                model: "base",
-                hardware: "cpu",
-                replicas_min: 1,
-                replicas_max: 1,
-                kv_cache_memory: 1 << 20,
-                max_model_len: None,
-                overflow: "none",
-                state: "provisioning",
-                created_by: "test",
-            })
-            .await
-            .unwrap();
+        let setup = crate::deployments::testing::provisioning(1).await;
+        let (store, d) = (setup.store.clone(), setup.deployment.clone());
+        let tenant_id = d.tenant_id.clone();
         let mut unready = pod("p", "10.1.0.7", false, None);
         unready["metadata"]["labels"][LABEL] = json!(object_name(&d.id));
         let (client, calls) = mock_cluster(cluster_with(json!([unready])));
@@ -693,15 +662,15 @@ mod tests {
             ready_timeout_secs: 1,
             ..Default::default()
         };
-        let reconciler = Reconciler::new(store.clone(), driver, router, config);
+        let reconciler = Reconciler::new(store.clone(), driver, setup.router.clone(), config);
         reconciler.tick().await.unwrap();
         assert_eq!(
-            store.deployment(&tenant.id, &d.id).await.unwrap().state,
+            store.deployment(&tenant_id, &d.id).await.unwrap().state,
             "provisioning"
         );
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         reconciler.tick().await.unwrap();
-        let failed = store.deployment(&tenant.id, &d.id).await.unwrap();
+        let failed = store.deployment(&tenant_id, &d.id).await.unwrap();
         assert_eq!(failed.state, "failed");
         assert_eq!(
             failed.status_message.as_deref(),

@@ -7,6 +7,11 @@
 //! its log), which fails a deployment still provisioning. Scaling down and stopping send SIGTERM,
 //! so the worker finishes what it runs (its own drain), and SIGKILL after the drain timeout.
 //! Every child is killed when the driver is dropped (`serve` ending).
+//!
+//! With a CPU pool, each replica is pinned (its affinity set before it runs) to CPUs of the pool
+//! that no other replica holds, and runs as many engine threads as it has CPUs: a deployment's
+//! compute is its own, whatever the shared pool or another deployment does. A replica that
+//! finds no free CPUs is not started (the deployment fails with the reason).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,8 @@ pub struct LocalDriver {
     home: PathBuf,
     token: String,
     drain_timeout: Duration,
+    /// The CPUs replicas may be pinned to, and how many each holds.
+    cpus: Option<(Vec<usize>, usize)>,
     deployments: Mutex<HashMap<String, Replicas>>,
 }
 
@@ -45,6 +52,8 @@ struct Process {
     drain_deadline: Option<Instant>,
     log: PathBuf,
     spec: ReplicaSpec,
+    /// The CPUs it is pinned to (none: not pinned).
+    cpus: Vec<usize>,
 }
 
 impl LocalDriver {
@@ -63,8 +72,37 @@ impl LocalDriver {
             home: home.join("deployments"),
             token,
             drain_timeout,
+            cpus: None,
             deployments: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Pins every replica to `per_replica` CPUs of `pool` that no other replica holds.
+    pub fn pinned(mut self, pool: Vec<usize>, per_replica: usize) -> Self {
+        self.cpus = Some((pool, per_replica.max(1)));
+        self
+    }
+
+    /// CPUs for a new replica, given every replica's of every deployment.
+    fn free_cpus(&self, all: &HashMap<String, Replicas>) -> Result<Vec<usize>, String> {
+        let Some((pool, per)) = &self.cpus else {
+            return Ok(Vec::new());
+        };
+        let held: Vec<usize> = all
+            .values()
+            .flat_map(|r| r.serving.iter().chain(&r.draining))
+            .flat_map(|p| p.cpus.iter().copied())
+            .collect();
+        let free: Vec<usize> = pool.iter().copied().filter(|c| !held.contains(c)).collect();
+        if free.len() < *per {
+            return Err(format!(
+                "no free CPUs for another replica: the pool has {}, {} held by running \
+                 replicas, each needs {per}",
+                pool.len(),
+                held.len()
+            ));
+        }
+        Ok(free[..*per].to_vec())
     }
 
     fn url(&self, port: u16) -> String {
@@ -75,7 +113,7 @@ impl LocalDriver {
         }
     }
 
-    fn spawn(&self, spec: &ReplicaSpec) -> Result<Process, String> {
+    fn spawn(&self, spec: &ReplicaSpec, cpus: Vec<usize>) -> Result<Process, String> {
         let port = free_port(&self.host)?;
         let dir = self.home.join(&spec.deployment_id);
         std::fs::create_dir_all(&dir)
@@ -89,6 +127,7 @@ impl LocalDriver {
             drain_deadline: None,
             log,
             spec: spec.clone(),
+            cpus,
         };
         self.start(&mut process)?;
         Ok(process)
@@ -130,11 +169,30 @@ impl LocalDriver {
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true);
+        if !p.cpus.is_empty() {
+            cmd.env("RAYON_NUM_THREADS", p.cpus.len().to_string());
+            let cpus = p.cpus.clone();
+            // SAFETY: between fork and exec the closure only calls async-signal-safe libc
+            // functions on a stack value (no allocation, no locks).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    for &cpu in &cpus {
+                        libc::CPU_SET(cpu, &mut set);
+                    }
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.command.display()))?;
         tracing::info!(deployment = %p.spec.deployment_id, port = p.port, pid = child.id(),
-            "deployment replica started");
+            cpus = ?p.cpus, "deployment replica started");
         p.child = Some(child);
         p.restart_at = None;
         Ok(())
@@ -208,8 +266,13 @@ impl Driver for LocalDriver {
                     set.draining.push(p);
                 }
             }
-            while set.serving.len() < replicas {
-                set.serving.push(self.spawn(spec)?);
+            while all[&spec.deployment_id].serving.len() < replicas {
+                let cpus = self.free_cpus(&all)?;
+                let process = self.spawn(spec, cpus)?;
+                all.get_mut(&spec.deployment_id)
+                    .expect("entered above")
+                    .serving
+                    .push(process);
             }
             Ok(())
         })();
@@ -314,5 +377,75 @@ fn log_tail(path: &Path) -> String {
         "(empty)".to_owned()
     } else {
         tail.replace('\n', " | ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn spec(id: &str) -> ReplicaSpec {
+        ReplicaSpec {
+            deployment_id: id.into(),
+            name: id.into(),
+            model_path: "/nonexistent.gguf".into(),
+            kv_cache_memory: 1 << 20,
+        }
+    }
+
+    /// A "worker" that only waits, whatever its arguments.
+    fn sleeper(dir: &Path) -> PathBuf {
+        let path = dir.join("fake-starfire");
+        std::fs::write(&path, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn pids(driver: &LocalDriver, id: &str) -> Vec<u32> {
+        driver.deployments.lock().unwrap()[id]
+            .serving
+            .iter()
+            .filter_map(|p| p.child.as_ref()?.id())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pinned_replicas_hold_their_own_cpus_and_the_pool_runs_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = LocalDriver::new(
+            sleeper(dir.path()),
+            "127.0.0.1".into(),
+            dir.path(),
+            "token".into(),
+            Duration::from_secs(1),
+        )
+        .pinned(vec![0], 1);
+        driver.apply(&spec("dep_a"), 1).await.unwrap();
+        let pid = pids(&driver, "dep_a")[0];
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let allowed = status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .unwrap();
+        assert_eq!(allowed.split_whitespace().last(), Some("0"), "{allowed}");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"RAYON_NUM_THREADS=1"));
+        // The only CPU is held: another deployment's replica cannot start.
+        let refused = driver.apply(&spec("dep_b"), 1).await.unwrap_err();
+        assert!(refused.contains("no free CPUs"), "{refused}");
+        // Once the first is gone, its CPU is free again.
+        driver.remove("dep_a").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while driver.deployments.lock().unwrap().contains_key("dep_a") {
+            assert!(Instant::now() < deadline, "the replica did not go");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            driver.remove("dep_a").await.unwrap();
+        }
+        driver.apply(&spec("dep_b"), 1).await.unwrap();
+        assert_eq!(pids(&driver, "dep_b").len(), 1);
     }
 }

@@ -145,6 +145,12 @@ pub struct DeploymentsConfig {
     pub worker_host: String,
     /// Seconds a replica that is scaled away or stopped may take to finish its requests.
     pub drain_timeout_secs: u64,
+    /// `local`: the CPUs reserved for deployments' replicas (`"4-7,12"`); each replica is
+    /// pinned to `cpus_per_replica` of them that no other replica holds, and runs that many
+    /// engine threads, so a deployment's compute is its own. Unset: replicas are not pinned.
+    pub cpu_pool: Option<String>,
+    /// CPUs each pinned replica holds (with `cpu_pool`; default 1).
+    pub cpus_per_replica: usize,
     /// The `kubernetes` driver's settings.
     pub kubernetes: kubernetes::KubernetesConfig,
 }
@@ -164,6 +170,8 @@ impl Default for DeploymentsConfig {
             worker_command: None,
             worker_host: "127.0.0.1".to_owned(),
             drain_timeout_secs: 60,
+            cpu_pool: None,
+            cpus_per_replica: 1,
             kubernetes: kubernetes::KubernetesConfig::default(),
         }
     }
@@ -188,6 +196,15 @@ impl DeploymentsConfig {
                 "max_replicas, max_per_organization and kv_cache_memory must be above zero".into(),
             );
         }
+        if let Some(pool) = &self.cpu_pool {
+            let cpus = parse_cpu_list(pool)?;
+            if self.cpus_per_replica == 0 || self.cpus_per_replica > cpus.len() {
+                return Err(format!(
+                    "cpus_per_replica must be 1 to the {} CPUs of cpu_pool",
+                    cpus.len()
+                ));
+            }
+        }
         if self.worker_host.parse::<std::net::IpAddr>().is_err() {
             return Err(format!(
                 "worker_host '{}' must be an IP address",
@@ -195,5 +212,106 @@ impl DeploymentsConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A CPU list as Linux writes it (`"0-3,8,10-11"`), in order, without repeats.
+pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("'{list}' is not a CPU list such as \"2-5,8\"");
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let first: usize = first.parse().map_err(|_| bad())?;
+        let last: usize = last.parse().map_err(|_| bad())?;
+        if first > last || last >= 1024 {
+            return Err(bad());
+        }
+        for cpu in first..=last {
+            if !cpus.contains(&cpu) {
+                cpus.push(cpu);
+            }
+        }
+    }
+    if cpus.is_empty() {
+        return Err(bad());
+    }
+    Ok(cpus)
+}
+
+/// What the driver and reconciler tests start from: a store in a temporary SQLite file, a
+/// router whose one deployable model is `base`, and a deployment `mine` of it with `replicas`
+/// replicas, provisioning.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::router::BaseModel;
+    use super::DeploymentRouter;
+    use crate::store::deployments::{Deployment, NewDeployment};
+    use crate::store::tenants::Plan;
+    use crate::store::Store;
+
+    pub(crate) struct Setup {
+        pub _dir: tempfile::TempDir,
+        pub store: Store,
+        pub router: Arc<DeploymentRouter>,
+        pub deployment: Deployment,
+    }
+
+    pub(crate) async fn provisioning(replicas: i64) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let tenant = store.create_tenant("Acme", Plan::Free).await.unwrap();
+        let base = BaseModel {
+            name: "base".into(),
+            path: dir.path().join("missing.gguf"),
+            max_model_len: None,
+            defaults: Default::default(),
+        };
+        let router = Arc::new(DeploymentRouter::new(store.clone(), vec![base], None));
+        let deployment = store
+            .create_deployment(&NewDeployment {
+                tenant_id: &tenant.id,
+                name: "mine",
+                model: "base",
+                hardware: "cpu",
+                replicas_min: replicas,
+                replicas_max: replicas,
+                kv_cache_memory: 1 << 20,
+                max_model_len: None,
+                overflow: "none",
+                state: "provisioning",
+                created_by: "test",
+            })
+            .await
+            .unwrap();
+        Setup {
+            _dir: dir,
+            store,
+            router,
+            deployment,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_as_linux_writes_them() {
+        assert_eq!(
+            parse_cpu_list("0-3,8, 10-11").unwrap(),
+            [0, 1, 2, 3, 8, 10, 11]
+        );
+        assert_eq!(parse_cpu_list("5").unwrap(), [5]);
+        assert_eq!(parse_cpu_list("1,1-2").unwrap(), [1, 2]);
+        for bad in ["", "a", "3-1", "1-", "2048"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad}");
+        }
     }
 }

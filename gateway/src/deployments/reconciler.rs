@@ -314,9 +314,6 @@ mod tests {
 
     use super::*;
     use crate::deployments::driver::{Observed, Replica};
-    use crate::deployments::router::BaseModel;
-    use crate::store::deployments::NewDeployment;
-    use crate::store::tenants::Plan;
 
     /// A driver whose replicas are as the test says.
     #[derive(Default)]
@@ -361,36 +358,10 @@ mod tests {
     async fn setup(
         config: DeploymentsConfig,
     ) -> (tempfile::TempDir, Store, Arc<Fake>, Reconciler, Deployment) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        let tenant = store.create_tenant("Acme", Plan::Free).await.unwrap();
-        let base = BaseModel {
-            name: "base".into(),
-            path: dir.path().join("missing.gguf"),
-            max_model_len: None,
-            defaults: Default::default(),
-        };
-        let router = Arc::new(DeploymentRouter::new(store.clone(), vec![base], None));
+        let setup = crate::deployments::testing::provisioning(2).await;
         let fake = Arc::new(Fake::default());
-        let reconciler = Reconciler::new(store.clone(), fake.clone(), router, config);
-        let d = store
-            .create_deployment(&NewDeployment {
-                tenant_id: &tenant.id,
-                name: "mine",
-                model: "base",
-                hardware: "cpu",
-                replicas_min: 2,
-                replicas_max: 2,
-                kv_cache_memory: 1 << 20,
-                max_model_len: None,
-                overflow: "none",
-                state: "provisioning",
-                created_by: "test",
-            })
-            .await
-            .unwrap();
-        (dir, store, fake, reconciler, d)
+        let reconciler = Reconciler::new(setup.store.clone(), fake.clone(), setup.router, config);
+        (setup._dir, setup.store, fake, reconciler, setup.deployment)
     }
 
     #[tokio::test]
