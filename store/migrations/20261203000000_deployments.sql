@@ -55,6 +55,8 @@ CREATE TABLE deployment_charges (
     period_end_ms               BIGINT NOT NULL,
     replicas                    BIGINT NOT NULL,
     micros_per_replica_hour     BIGINT NOT NULL,
+    -- The capacity price row it was charged at.
+    price_id                    TEXT,
     amount_micros               BIGINT NOT NULL,
     -- What the prepaid balance paid of it (0 for a postpaid tenant: invoiced), and what a
     -- prepaid balance could not pay (its credits ran out: the deployment is stopped and the
@@ -72,3 +74,17 @@ CREATE UNIQUE INDEX credit_ledger_charge ON credit_ledger (charge_id);
 
 -- An invoice line that is not tokens (a deployment's reserved capacity) says what it is.
 ALTER TABLE invoice_lines ADD COLUMN description TEXT;
+
+-- The dated catalog of reserved capacity, like model_prices for tokens: per hardware, rows each
+-- effective from a time on (inserted only; a period is charged at the row in force at its
+-- start). Seeded from `[deployments] replica_hour_micros` (effective from 0).
+CREATE TABLE capacity_prices (
+    id                        TEXT PRIMARY KEY,
+    hardware                  TEXT NOT NULL,
+    micros_per_replica_hour   BIGINT NOT NULL,
+    effective_ms              BIGINT NOT NULL,
+    created_ms                BIGINT NOT NULL,
+    created_by                TEXT NOT NULL,
+    UNIQUE (hardware, effective_ms),
+    CHECK (micros_per_replica_hour >= 0)
+);

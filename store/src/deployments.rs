@@ -93,6 +93,34 @@ pub struct NewCharge<'a> {
     pub period_end_ms: i64,
     pub replicas: i64,
     pub micros_per_replica_hour: i64,
+    /// The catalog row of that price.
+    pub price_id: Option<&'a str>,
+}
+
+/// A dated row of the capacity price catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacityPrice {
+    pub id: String,
+    pub hardware: String,
+    pub micros_per_replica_hour: i64,
+    pub effective_ms: i64,
+    pub created_ms: i64,
+    /// `config` (seeded) or `operator:<name>`.
+    pub created_by: String,
+}
+
+const PRICE_COLUMNS: &str =
+    "id, hardware, micros_per_replica_hour, effective_ms, created_ms, created_by";
+
+fn price_from_row(row: &Row) -> StoreResult<CapacityPrice> {
+    Ok(CapacityPrice {
+        id: row.try_get("id")?,
+        hardware: row.try_get("hardware")?,
+        micros_per_replica_hour: row.try_get("micros_per_replica_hour")?,
+        effective_ms: row.try_get("effective_ms")?,
+        created_ms: row.try_get("created_ms")?,
+        created_by: row.try_get("created_by")?,
+    })
 }
 
 /// A recorded capacity charge.
@@ -466,7 +494,8 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO deployment_charges (id, tenant_id, deployment_id, period_start_ms, \
              period_end_ms, replicas, micros_per_replica_hour, amount_micros, paid_micros, \
-             short_micros, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9) \
+             short_micros, created_ms, price_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&id)
@@ -478,6 +507,7 @@ impl Store {
         .bind(c.micros_per_replica_hour)
         .bind(amount)
         .bind(now)
+        .bind(c.price_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -552,6 +582,88 @@ impl Store {
             paid: Money::from_micros(paid),
             short: Money::from_micros(short),
         }))
+    }
+
+    /// The capacity price of `hardware` in force at `at_ms`, if the catalog has one.
+    pub async fn capacity_price_at(
+        &self,
+        hardware: &str,
+        at_ms: i64,
+    ) -> StoreResult<Option<CapacityPrice>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PRICE_COLUMNS} FROM capacity_prices WHERE hardware = $1 \
+             AND effective_ms <= $2 ORDER BY effective_ms DESC LIMIT 1"
+        ))
+        .bind(hardware)
+        .bind(at_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(price_from_row).transpose()
+    }
+
+    /// Seeds `hardware`'s price effective from time 0 when it has none (replicas race safely).
+    pub async fn seed_capacity_price(&self, hardware: &str, micros: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO capacity_prices (id, hardware, micros_per_replica_hour, effective_ms, \
+             created_ms, created_by) VALUES ($1, $2, $3, 0, $4, 'config') ON CONFLICT DO NOTHING",
+        )
+        .bind(new_id("capprice"))
+        .bind(hardware)
+        .bind(micros)
+        .bind(created_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Adds a capacity price effective from `effective_ms`; a second row for the same hardware
+    /// and time is a Conflict.
+    pub async fn add_capacity_price(
+        &self,
+        hardware: &str,
+        micros: i64,
+        effective_ms: i64,
+        created_by: &str,
+    ) -> StoreResult<CapacityPrice> {
+        let price = CapacityPrice {
+            id: new_id("capprice"),
+            hardware: hardware.to_owned(),
+            micros_per_replica_hour: micros,
+            effective_ms,
+            created_ms: created_ms(),
+            created_by: created_by.to_owned(),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO capacity_prices (id, hardware, micros_per_replica_hour, effective_ms, \
+             created_ms, created_by) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&price.id)
+        .bind(&price.hardware)
+        .bind(price.micros_per_replica_hour)
+        .bind(price.effective_ms)
+        .bind(price.created_ms)
+        .bind(&price.created_by)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "Hardware '{hardware}' already has a capacity price effective from that time."
+            )));
+        }
+        Ok(price)
+    }
+
+    /// The whole capacity catalog, by hardware then effective time.
+    pub async fn capacity_prices(&self) -> StoreResult<Vec<CapacityPrice>> {
+        sqlx::query(&format!(
+            "SELECT {PRICE_COLUMNS} FROM capacity_prices ORDER BY hardware, effective_ms"
+        ))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(price_from_row)
+        .collect()
     }
 
     /// A deployment's charges, oldest first.

@@ -11,12 +11,14 @@ use super::list::{list_of, HasId, ListQuery};
 use super::{audit, idempotency};
 use crate::auth::{Permission, Principal};
 use crate::billing::operator::Operator;
-use crate::deployments::reconciler::close_period;
+use crate::deployments::reconciler::{capacity_price, close_period};
 use crate::deployments::router::price_key;
 use crate::deployments::{names, Approval, State};
 use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
-use crate::store::deployments::{Deployment, DeploymentEvent, Moved, NewDeployment, Transition};
+use crate::store::deployments::{
+    CapacityPrice, Deployment, DeploymentEvent, Moved, NewDeployment, Transition,
+};
 use crate::store::money::Prices;
 use crate::store::{ms_to_secs, now_ms, TenantId};
 
@@ -824,4 +826,133 @@ pub async fn reject_deployment(
     )
     .await?;
     Ok(HttpResponse::Ok().json(DeploymentObject::from(d)))
+}
+
+/// A row of the reserved-capacity price catalog.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CapacityPriceObject {
+    pub id: String,
+    /// Always `billing.capacity_price`.
+    #[schema(example = "billing.capacity_price")]
+    pub object: &'static str,
+    /// `cpu` (or `cuda` once that engine exists).
+    pub hardware: String,
+    /// Always `usd`.
+    pub currency: &'static str,
+    /// What one replica costs for one hour, micro-USD.
+    pub micros_per_replica_hour: i64,
+    /// Unix seconds from which it applies (0: since the beginning).
+    pub effective_at: i64,
+    pub created_at: i64,
+    /// `config` or `operator:<name>`.
+    pub created_by: String,
+}
+
+impl From<CapacityPrice> for CapacityPriceObject {
+    fn from(p: CapacityPrice) -> Self {
+        CapacityPriceObject {
+            id: p.id,
+            object: "billing.capacity_price",
+            hardware: p.hardware,
+            currency: "usd",
+            micros_per_replica_hour: p.micros_per_replica_hour,
+            effective_at: ms_to_secs(p.effective_ms),
+            created_at: ms_to_secs(p.created_ms),
+            created_by: p.created_by,
+        }
+    }
+}
+
+/// The capacity catalog, by hardware then effective time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CapacityPriceList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<CapacityPriceObject>,
+}
+
+/// A new capacity price.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityPriceCreate {
+    /// `cpu`.
+    pub hardware: String,
+    /// Micro-USD per replica-hour, 0 to 1,000,000,000.
+    #[schema(minimum = 0, maximum = 1000000000)]
+    pub micros_per_replica_hour: i64,
+    /// Unix seconds, at least one second from now (a price never changes the past); default:
+    /// the next whole second.
+    pub effective_at: Option<i64>,
+}
+
+/// The prices of reserved capacity (what a deployment's replica costs per hour, and from
+/// when): a period is charged at the row in force at its start.
+#[utoipa::path(get, path = "/v1/billing/capacity_prices", tag = "Billing",
+    responses((status = 200, body = CapacityPriceList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_capacity_prices(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::ReadUsage)?;
+    capacity_price(&state.store, &state.config.deployments, "cpu", now_ms()).await?;
+    let prices = state.store.capacity_prices().await?;
+    Ok(HttpResponse::Ok().json(CapacityPriceList {
+        object: "list",
+        data: prices.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Add a capacity price (operator only): periods that start from `effective_at` on are charged
+/// at it; earlier ones keep theirs.
+#[utoipa::path(post, path = "/v1/billing/admin/capacity_prices", tag = "Billing administration",
+    request_body = CapacityPriceCreate,
+    responses((status = 201, body = CapacityPriceObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("operator" = [])))]
+pub async fn create_capacity_price(
+    state: web::Data<AppState>,
+    operator: Operator,
+    body: JsonBody<CapacityPriceCreate>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.parse()?;
+    if body.hardware != "cpu" {
+        return Err(ApiError::invalid(
+            "hardware",
+            "'hardware' must be 'cpu' (the only engine of this installation).",
+        ));
+    }
+    if !(0..=1_000_000_000).contains(&body.micros_per_replica_hour) {
+        return Err(ApiError::invalid(
+            "micros_per_replica_hour",
+            "'micros_per_replica_hour' must be between 0 and 1000000000.",
+        ));
+    }
+    let earliest_ms = now_ms() + crate::billing::catalog::MIN_NOTICE_MS;
+    let effective_ms = match body.effective_at {
+        Some(secs) => secs
+            .checked_mul(1000)
+            .filter(|ms| *ms >= earliest_ms)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "effective_at",
+                    "'effective_at' must be at least one second in the future: a price change \
+                     never rewrites the past.",
+                )
+            })?,
+        None => (earliest_ms + 999).div_euclid(1000) * 1000,
+    };
+    // Periods before it keep the configured price they had.
+    capacity_price(&state.store, &state.config.deployments, "cpu", now_ms()).await?;
+    let price = state
+        .store
+        .add_capacity_price(
+            &body.hardware,
+            body.micros_per_replica_hour,
+            effective_ms,
+            &operator.actor(),
+        )
+        .await?;
+    tracing::info!(operator = %operator.name, price_id = %price.id, "capacity price added");
+    Ok(HttpResponse::Created().json(CapacityPriceObject::from(price)))
 }

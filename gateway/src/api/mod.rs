@@ -256,6 +256,8 @@ routes!(
     deployments::operator_list_deployments,
     deployments::approve_deployment,
     deployments::reject_deployment,
+    deployments::list_capacity_prices,
+    deployments::create_capacity_price,
     budgets::get_project_budget,
     budgets::set_project_budget,
     budgets::delete_project_budget,

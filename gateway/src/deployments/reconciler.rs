@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use super::driver::{Driver, ReplicaSpec};
 use super::{names, DeploymentRouter, DeploymentsConfig, State};
-use crate::store::deployments::{Charged, Deployment, Moved, NewCharge, Transition};
-use crate::store::{now_ms, Store, StoreResult};
+use crate::store::deployments::{CapacityPrice, Charged, Deployment, Moved, NewCharge, Transition};
+use crate::store::{now_ms, Store, StoreError, StoreResult};
 
 pub struct Reconciler {
     store: Store,
@@ -272,13 +272,15 @@ async fn charge(
     if end <= start {
         return Ok(false);
     }
+    let price = capacity_price(store, config, &d.hardware, start).await?;
     let charged = store
         .charge_deployment(&NewCharge {
             deployment: d,
             period_start_ms: start,
             period_end_ms: end,
             replicas: d.replicas_min,
-            micros_per_replica_hour: config.replica_hour_micros,
+            micros_per_replica_hour: price.micros_per_replica_hour,
+            price_id: Some(&price.id),
         })
         .await?;
     Ok(match charged {
@@ -289,6 +291,26 @@ async fn charge(
         }
         Charged::Duplicate => false,
     })
+}
+
+/// The capacity price of `hardware` in force at `at_ms`, seeding the catalog from the
+/// configuration when it has none.
+pub async fn capacity_price(
+    store: &Store,
+    config: &DeploymentsConfig,
+    hardware: &str,
+    at_ms: i64,
+) -> StoreResult<CapacityPrice> {
+    if let Some(price) = store.capacity_price_at(hardware, at_ms).await? {
+        return Ok(price);
+    }
+    store
+        .seed_capacity_price(hardware, config.replica_hour_micros)
+        .await?;
+    store
+        .capacity_price_at(hardware, at_ms)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("No capacity price for '{hardware}'.")))
 }
 
 /// Charges the running period of a deployment up to `now` (before its replicas change or it
@@ -431,13 +453,22 @@ mod tests {
             .set_deployment_billed_until(&d.id, Some(start))
             .await
             .unwrap();
+        // An operator doubled the price from the second period on.
+        store
+            .add_capacity_price("cpu", 7_200_000, start + 10_000, "operator:test")
+            .await
+            .unwrap();
         reconciler.tick().await.unwrap();
         reconciler.tick().await.unwrap();
         let charges = store.deployment_charges(&d.tenant_id, &d.id).await.unwrap();
         assert_eq!(charges.len(), 2, "{charges:?}");
         assert_eq!(charges[0].period_start_ms, start);
-        // 2 replicas × 10 s × $3.60/h = 20,000 micro-USD.
-        assert!(charges.iter().all(|c| c.amount.micros() == 20_000));
+        // 2 replicas × 10 s × $3.60/h (seeded from the configuration) = 20,000 micro-USD;
+        // then at $7.20/h, 40,000.
+        assert_eq!(charges[0].amount.micros(), 20_000);
+        assert_eq!(charges[0].micros_per_replica_hour, 3_600_000);
+        assert_eq!(charges[1].amount.micros(), 40_000);
+        assert_eq!(charges[1].micros_per_replica_hour, 7_200_000);
         let after = store.deployment(&d.tenant_id, &d.id).await.unwrap();
         assert_eq!(after.billed_until_ms, Some(start + 20_000));
 
@@ -446,10 +477,11 @@ mod tests {
             .set_deployment_billed_until(&d.id, Some(now_ms() - 10_000_000))
             .await
             .unwrap();
-        let big = DeploymentsConfig {
-            replica_hour_micros: 1_000_000_000,
-            ..config
-        };
+        store
+            .add_capacity_price("cpu", 1_000_000_000, now_ms() - 20_000_000, "operator:test")
+            .await
+            .unwrap();
+        let big = config;
         let greedy = Reconciler::new(store.clone(), fake.clone(), reconciler.router.clone(), big);
         store
             .open_credit_account(&d.tenant_id, crate::store::money::Money::from_micros(1_000))

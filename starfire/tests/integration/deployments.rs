@@ -577,6 +577,7 @@ async fn requests_are_kept_apart_rejected_with_a_reason_and_charged_once(app: Te
         period_end_ms: 3_600_000,
         replicas: 2,
         micros_per_replica_hour: 10_000,
+        price_id: None,
     };
     let first = store.charge_deployment(&charge).await.unwrap();
     assert!(matches!(
@@ -613,6 +614,46 @@ async fn requests_are_kept_apart_rejected_with_a_reason_and_charged_once(app: Te
     assert_eq!(invoice.amount_due.micros(), 0);
     let due = store.tenants_to_invoice(0, 3_600_000).await.unwrap();
     assert!(due.contains(&owner.tenant_id), "{due:?}");
+
+    // The capacity catalog: the configured price since the beginning, an operator's change
+    // from a future time on; organizations read it, only operators write it.
+    let listed = app
+        .get("/v1/billing/capacity_prices", Some(&owner.access))
+        .await
+        .expect(200);
+    assert_eq!(listed["data"][0]["hardware"], "cpu");
+    assert_eq!(listed["data"][0]["micros_per_replica_hour"], 500_000);
+    assert_eq!(listed["data"][0]["effective_at"], 0);
+    let later = (gateway::store::now_ms() / 1000) + 3600;
+    let added = app
+        .post(
+            "/v1/billing/admin/capacity_prices",
+            Some(OPS),
+            json!({"hardware": "cpu", "micros_per_replica_hour": 750_000, "effective_at": later}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(added["created_by"], "operator:ops");
+    app.post(
+        "/v1/billing/admin/capacity_prices",
+        Some(OPS),
+        json!({"hardware": "cpu", "micros_per_replica_hour": 1, "effective_at": 10}),
+    )
+    .await
+    .expect_error(422, Some("effective_at"));
+    app.post(
+        "/v1/billing/admin/capacity_prices",
+        Some(&admin_key),
+        json!({"hardware": "cpu", "micros_per_replica_hour": 1}),
+    )
+    .await
+    .expect(403);
+    let listed = app
+        .get("/v1/billing/capacity_prices", Some(&owner.access))
+        .await
+        .expect(200);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed["data"][1]["effective_at"], later);
 
     // Deleting (no driver runs here to finish it); a second delete is a conflict.
     let deleting = app.delete(&path, Some(&admin_key)).await.expect(200);

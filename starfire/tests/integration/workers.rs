@@ -503,9 +503,11 @@ async fn a_model_served_by_workers() {
             .expect(200);
     }
     // The worker counts a request as finished just after its last byte: wait for the count.
-    eventually(10, "4 more requests finished on the surviving worker", || {
-        finished(port_b) - before_b == 4.0
-    });
+    eventually(
+        10,
+        "4 more requests finished on the surviving worker",
+        || finished(port_b) - before_b == 4.0,
+    );
 
     // A pool found through DNS: `localhost` resolves to the surviving worker's address.
     let discovered = TestApp::new(Backend::Sqlite).await;

@@ -119,6 +119,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/admin/capacity_prices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a capacity price (operator only): periods that start from `effective_at` on are charged
+         *     at it; earlier ones keep theirs.
+         */
+        post: operations["create_capacity_price"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/admin/deployments": {
         parameters: {
             query?: never;
@@ -260,6 +280,26 @@ export interface paths {
         };
         /** The organization's prepaid balance. */
         get: operations["get_balance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/capacity_prices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The prices of reserved capacity (what a deployment's replica costs per hour, and from
+         *     when): a period is charged at the row in force at its start.
+         */
+        get: operations["list_capacity_prices"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1348,6 +1388,55 @@ export interface components {
              *     left are refused with 429 `insufficient_quota`.
              */
             limit_micros: number;
+        };
+        /** @description A new capacity price. */
+        CapacityPriceCreate: {
+            /**
+             * Format: int64
+             * @description Unix seconds, at least one second from now (a price never changes the past); default:
+             *     the next whole second.
+             */
+            effective_at?: number | null;
+            /** @description `cpu`. */
+            hardware: string;
+            /**
+             * Format: int64
+             * @description Micro-USD per replica-hour, 0 to 1,000,000,000.
+             */
+            micros_per_replica_hour: number;
+        };
+        /** @description The capacity catalog, by hardware then effective time. */
+        CapacityPriceList: {
+            data: components["schemas"]["CapacityPriceObject"][];
+            /** @description Always `list`. */
+            object: string;
+        };
+        /** @description A row of the reserved-capacity price catalog. */
+        CapacityPriceObject: {
+            /** Format: int64 */
+            created_at: number;
+            /** @description `config` or `operator:<name>`. */
+            created_by: string;
+            /** @description Always `usd`. */
+            currency: string;
+            /**
+             * Format: int64
+             * @description Unix seconds from which it applies (0: since the beginning).
+             */
+            effective_at: number;
+            /** @description `cpu` (or `cuda` once that engine exists). */
+            hardware: string;
+            id: string;
+            /**
+             * Format: int64
+             * @description What one replica costs for one hour, micro-USD.
+             */
+            micros_per_replica_hour: number;
+            /**
+             * @description Always `billing.capacity_price`.
+             * @example billing.capacity_price
+             */
+            object: string;
         };
         ChatChoice: {
             /**
@@ -3228,6 +3317,69 @@ export interface operations {
             };
         };
     };
+    create_capacity_price: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CapacityPriceCreate"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CapacityPriceObject"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     operator_list_deployments: {
         parameters: {
             query?: {
@@ -3699,6 +3851,41 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BalanceObject"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_capacity_prices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CapacityPriceList"];
                 };
             };
             401: {

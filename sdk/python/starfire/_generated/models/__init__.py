@@ -15,6 +15,9 @@ from .audit_ref import AuditRef
 from .balance_object import BalanceObject
 from .budget_object import BudgetObject
 from .budget_update import BudgetUpdate
+from .capacity_price_create import CapacityPriceCreate
+from .capacity_price_list import CapacityPriceList
+from .capacity_price_object import CapacityPriceObject
 from .chat_choice import ChatChoice
 from .chat_chunk_choice import ChatChunkChoice
 from .chat_completion import ChatCompletion
@@ -191,6 +194,9 @@ __all__ = (
     "BalanceObject",
     "BudgetObject",
     "BudgetUpdate",
+    "CapacityPriceCreate",
+    "CapacityPriceList",
+    "CapacityPriceObject",
     "ChatChoice",
     "ChatChunkChoice",
     "ChatCompletion",
