@@ -315,6 +315,18 @@ impl Store {
         })
     }
 
+    /// How many deployments the tenant has that are not deleted.
+    pub async fn count_deployments(&self, tenant_id: &TenantId) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM deployments \
+             WHERE tenant_id = $1 AND state <> 'deleted'",
+        )
+        .bind(tenant_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Oldest first; deleted ones only when asked.
     pub async fn list_deployments(
         &self,

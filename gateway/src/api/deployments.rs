@@ -346,22 +346,7 @@ pub async fn create(
             "'overflow' must be 'none' or 'shared'.",
         ));
     }
-    let mut existing = 0;
-    let mut page = crate::store::PageRequest {
-        limit: 100,
-        after: None,
-    };
-    loop {
-        let listed = state
-            .store
-            .list_deployments(&principal.tenant_id, false, &page)
-            .await?;
-        existing += listed.items.len() as i64;
-        match (listed.has_more, listed.items.last()) {
-            (true, Some(last)) => page.after = Some(last.id.clone()),
-            _ => break,
-        }
-    }
+    let existing = state.store.count_deployments(&principal.tenant_id).await?;
     if existing >= config.max_per_organization {
         return Err(ApiError::Conflict(format!(
             "The organization has {existing} deployments, the most it may have; delete one first."

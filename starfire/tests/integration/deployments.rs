@@ -464,6 +464,7 @@ async fn requests_are_kept_apart_rejected_with_a_reason_and_charged_once(app: Te
         c.billing
             .operator_tokens
             .insert("ops".to_owned(), OPS.to_owned());
+        c.deployments.max_per_organization = 1;
     });
     let owner = app.signup("owner@example.com").await;
     let other = app.signup("other@example.com").await;
@@ -479,6 +480,22 @@ async fn requests_are_kept_apart_rejected_with_a_reason_and_charged_once(app: Te
         .expect(201);
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["replicas"], json!({"min": 1, "max": 1}));
+    // One per organization here: a second is refused.
+    let full = app
+        .post(
+            "/v1/organization/deployments",
+            Some(&admin_key),
+            json!({"name": "another", "model": DEFAULT_MODEL_ID}),
+        )
+        .await
+        .expect(409);
+    assert!(
+        full["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the most it may have"),
+        "{full}"
+    );
     assert_eq!(created["hardware"], "cpu");
     // Another organization may use the same name; it sees nothing of this one.
     app.post(
