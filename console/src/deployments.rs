@@ -1,6 +1,7 @@
 //! Private deployments: the organization's deployments with their state, replicas, the name
 //! requests use and the capacity charged so far; the request form; scale, stop, start and
-//! delete. Approval is the platform operator's (`/v1/billing/admin/deployments`).
+//! delete. Approval is the platform operator's (`/operator/deployments`, or
+//! `/v1/billing/admin/deployments`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
@@ -50,7 +51,7 @@ async fn deployments_page(state: &AppState, ctx: &Ctx) -> Result<Markup, PageErr
                 table #deployments {
                     thead { tr {
                         th { "Name (use as model)" } th { "Model" } th { "State" }
-                        th { "Replicas" } th { "Ready" } th { "Charged so far" } th { "Actions" }
+                        th { "Replicas" } th { "Ready of running" } th { "Charged so far" } th { "Actions" }
                     } }
                     tbody {
                         @for (d, cost) in listed.data.iter().zip(&charged) {
@@ -62,14 +63,14 @@ async fn deployments_page(state: &AppState, ctx: &Ctx) -> Result<Markup, PageErr
                                     @if let Some(message) = &d.status_message { br; small.muted { (message) } }
                                 }
                                 td.n { (d.replicas.min) "–" (d.replicas.max) }
-                                td.n { (d.ready_replicas) }
+                                td.n { (d.ready_replicas) " of " (d.target_replicas) }
                                 td.n { (cost) }
                                 td {
                                     @if manage {
                                         form.inline method="post" action=(format!("/deployments/{}/replicas", d.id)) {
                                             (csrf_field(&ctx.csrf))
                                             label { "Replicas " input type="number" name="min" min="1" value=(d.replicas.min) required; }
-                                            input type="hidden" name="max" value=(d.replicas.max.max(d.replicas.min));
+                                            label { " to " input type="number" name="max" min="1" value=(d.replicas.max) required; }
                                             button type="submit" { "Scale" }
                                         }
                                         @for (action, label) in [("stop", "Stop"), ("start", "Start"), ("delete", "Delete")] {
@@ -96,7 +97,7 @@ async fn deployments_page(state: &AppState, ctx: &Ctx) -> Result<Markup, PageErr
                         }
                     }
                     label { "Replicas " input type="number" name="min" min="1" value="1" required; }
-                    label { "At most " input type="number" name="max" min="1" value="1" required; }
+                    label { "At most (autoscaled under load) " input type="number" name="max" min="1" value="1" required; }
                     label { input type="checkbox" name="overflow" value="shared"; " Use the shared pool while no replica is ready" }
                     div { button type="submit" { "Request deployment" } }
                 }
@@ -121,10 +122,9 @@ fn replicas_of(form: &Form) -> Result<ReplicaRange, ApiError> {
             .parse::<i64>()
             .map_err(|_| ApiError::invalid("replicas", format!("'{name}' must be a whole number.")))
     };
-    let min = number("min")?;
     Ok(ReplicaRange {
-        min,
-        max: number("max")?.max(min),
+        min: number("min")?,
+        max: number("max")?,
     })
 }
 

@@ -5,7 +5,8 @@
 //! `pages` (sign-in, projects, keys, playground, and the shared layout and form helpers) ▸
 //! `members` (roles, invites, removal) ▸ `usage` (SVG charts, CSV) ▸ `billing` (balance,
 //! invoices, ledger) ▸ `audit_log` ▸ `limits` (per project and key) ▸ `organizations` (the
-//! switcher) ▸ `session` (cookie and CSRF).
+//! switcher) ▸ `deployments` ▸ `operator` (the platform operator's own sign-in and deployment
+//! approvals) ▸ `session` (cookie and CSRF).
 //!
 //! Every action calls the same functions as the JSON API (`api::projects::create`,
 //! `api::api_keys::{create, revoke}`, ...), which do the permission checks, validation and audit
@@ -17,6 +18,7 @@ mod deployments;
 mod layout;
 mod limits;
 mod members;
+mod operator;
 mod organizations;
 mod pages;
 mod payments;
@@ -75,6 +77,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         post("/deployments", deployments::create),
         post("/deployments/{id}/replicas", deployments::scale),
         post("/deployments/{id}/{action}", deployments::act),
+        get("/operator/signin", operator::signin_form),
+        post("/operator/signin", operator::signin),
+        post("/operator/signout", operator::signout),
+        get("/operator/deployments", operator::deployments),
+        post("/operator/deployments/{id}/{decision}", operator::decide),
         get("/projects/{project}/limits", limits::limits),
         post("/projects/{project}/limits", limits::set_project_limits),
         post(

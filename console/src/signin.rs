@@ -26,7 +26,7 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
 }
 
 /// A pre-sign-in form page, setting its CSRF cookie when new.
-fn with_pre_csrf(
+pub(super) fn with_pre_csrf(
     req: &HttpRequest,
     status: StatusCode,
     render: impl FnOnce(&str) -> Markup,

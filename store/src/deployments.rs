@@ -23,6 +23,8 @@ pub struct Deployment {
     pub hardware: String,
     pub replicas_min: i64,
     pub replicas_max: i64,
+    /// How many replicas run now, between min and max (the autoscaler moves it).
+    pub replicas_target: i64,
     pub kv_cache_memory: i64,
     pub max_model_len: Option<i64>,
     pub overflow: String,
@@ -73,8 +75,10 @@ pub struct Transition<'a> {
     pub to: &'a str,
     pub actor: &'a str,
     pub message: Option<&'a str>,
-    /// New `(min, max)` replicas, set in the same update.
+    /// New `(min, max)` replicas, set in the same update (the target is kept within them).
     pub replicas: Option<(i64, i64)>,
+    /// A new target (the autoscaler's); clamped to the replicas' range.
+    pub target: Option<i64>,
 }
 
 /// What a transition did.
@@ -155,19 +159,25 @@ impl Charge {
 }
 
 const COLUMNS: &str = "id, tenant_id, name, model, hardware, replicas_min, replicas_max, \
-     kv_cache_memory, max_model_len, overflow, state, status_message, ready_replicas, endpoints, \
-     billed_until_ms, created_by, created_ms, updated_ms";
+     replicas_target, kv_cache_memory, max_model_len, overflow, state, status_message, \
+     ready_replicas, endpoints, billed_until_ms, created_by, created_ms, updated_ms";
 
 fn from_row(row: &Row) -> StoreResult<Deployment> {
     let endpoints: String = row.try_get("endpoints")?;
+    let replicas_min: i64 = row.try_get("replicas_min")?;
+    let replicas_max: i64 = row.try_get("replicas_max")?;
+    let target: Option<i64> = row.try_get("replicas_target")?;
     Ok(Deployment {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
         name: row.try_get("name")?,
         model: row.try_get("model")?,
         hardware: row.try_get("hardware")?,
-        replicas_min: row.try_get("replicas_min")?,
-        replicas_max: row.try_get("replicas_max")?,
+        replicas_min,
+        replicas_max,
+        replicas_target: target
+            .unwrap_or(replicas_min)
+            .clamp(replicas_min, replicas_max.max(replicas_min)),
         kv_cache_memory: row.try_get("kv_cache_memory")?,
         max_model_len: row.try_get("max_model_len")?,
         overflow: row.try_get("overflow")?,
@@ -241,6 +251,7 @@ impl Store {
             hardware: new.hardware.to_owned(),
             replicas_min: new.replicas_min,
             replicas_max: new.replicas_max,
+            replicas_target: new.replicas_min,
             kv_cache_memory: new.kv_cache_memory,
             max_model_len: new.max_model_len,
             overflow: new.overflow.to_owned(),
@@ -256,9 +267,9 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO deployments (id, tenant_id, name, model, hardware, replicas_min, \
-             replicas_max, kv_cache_memory, max_model_len, overflow, state, created_by, \
-             created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             $13, $14) ON CONFLICT DO NOTHING",
+             replicas_max, replicas_target, kv_cache_memory, max_model_len, overflow, state, \
+             created_by, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
         )
         .bind(&d.id)
         .bind(&d.tenant_id)
@@ -267,6 +278,7 @@ impl Store {
         .bind(&d.hardware)
         .bind(d.replicas_min)
         .bind(d.replicas_max)
+        .bind(d.replicas_target)
         .bind(d.kv_cache_memory)
         .bind(d.max_model_len)
         .bind(&d.overflow)
@@ -393,14 +405,20 @@ impl Store {
         let (min, max) = t
             .replicas
             .unwrap_or((before.replicas_min, before.replicas_max));
+        let target = t
+            .target
+            .unwrap_or(before.replicas_target)
+            .clamp(min, max.max(min));
         let moved = sqlx::query(
             "UPDATE deployments SET state = $1, status_message = $2, replicas_min = $3, \
-             replicas_max = $4, updated_ms = $5 WHERE tenant_id = $6 AND id = $7 AND state = $8",
+             replicas_max = $4, replicas_target = $5, updated_ms = $6 WHERE tenant_id = $7 \
+             AND id = $8 AND state = $9",
         )
         .bind(t.to)
         .bind(t.message)
         .bind(min)
         .bind(max)
+        .bind(target)
         .bind(now)
         .bind(tenant_id)
         .bind(id)
@@ -431,6 +449,7 @@ impl Store {
             status_message: t.message.map(str::to_owned),
             replicas_min: min,
             replicas_max: max,
+            replicas_target: target,
             updated_ms: now,
             ..before
         }))

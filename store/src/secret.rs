@@ -34,6 +34,17 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes of lower- or upper-case hex; `None` for anything else.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Compares two secrets (or hashes) without leaking where they first differ.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
@@ -54,6 +65,16 @@ mod tests {
         assert_eq!(a.len(), 40);
         assert!(is_base62(&a));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn hex_round_trips_and_bad_hex_is_refused() {
+        let bytes = "ops team.β".as_bytes();
+        assert_eq!(unhex(&hex(bytes)).unwrap(), bytes);
+        assert_eq!(unhex("ABff").unwrap(), [0xab, 0xff]);
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é1"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::list::{list_of, HasId, ListQuery};
 use super::{audit, idempotency};
 use crate::auth::{Permission, Principal};
 use crate::billing::operator::Operator;
-use crate::deployments::reconciler::{capacity_price, close_period};
+use crate::deployments::reconciler::{capacity_price, transition_billed};
 use crate::deployments::router::price_key;
 use crate::deployments::{names, Approval, State};
 use crate::error::{ApiError, ErrorBody};
@@ -32,10 +32,11 @@ const MAX_KV_CACHE: u64 = 256 << 30;
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicaRange {
-    /// Replicas that run (at least 1).
+    /// Replicas that always run (at least 1).
     #[schema(minimum = 1)]
     pub min: i64,
-    /// The most replicas (at least `min`, at most the installation's `max_replicas`).
+    /// The most replicas (at least `min`, at most the installation's `max_replicas`); above
+    /// `min`, the autoscaler adds replicas up to it under load and removes them when load falls.
     #[schema(minimum = 1)]
     pub max: i64,
 }
@@ -52,6 +53,9 @@ pub struct DeploymentObject {
     /// The served model it runs.
     pub model: String,
     pub replicas: ReplicaRange,
+    /// Replicas it runs now: `replicas.min` at first, moved within `[min, max]` by the
+    /// autoscaler as load comes and goes (and charged for).
+    pub target_replicas: i64,
     /// Replicas that answer now.
     pub ready_replicas: i64,
     /// `cpu` (or `cuda` once that engine exists).
@@ -86,6 +90,7 @@ impl From<Deployment> for DeploymentObject {
                 min: d.replicas_min,
                 max: d.replicas_max,
             },
+            target_replicas: d.replicas_target,
             ready_replicas: d.ready_replicas,
             hardware: d.hardware,
             kv_cache_memory: d.kv_cache_memory,
@@ -480,25 +485,21 @@ struct Move<'a> {
 /// replicas change; 409 naming the state when it is not in one of `from`.
 async fn move_deployment(state: &AppState, m: Move<'_>) -> Result<Deployment, ApiError> {
     let before = state.store.deployment(m.tenant_id, m.id).await?;
-    let was_serving = State::parse(&before.state).is_some_and(State::serves);
-    if was_serving && m.from.iter().any(|s| s.as_str() == before.state) {
-        close_period(&state.store, &state.config.deployments, &before, now_ms()).await?;
-    }
     let from = names(m.from);
-    let moved = state
-        .store
-        .transition_deployment(
-            m.tenant_id,
-            m.id,
-            &Transition {
-                from: &from,
-                to: m.to.as_str(),
-                actor: m.actor,
-                message: m.message,
-                replicas: m.replicas.map(|r| (r.min, r.max)),
-            },
-        )
-        .await?;
+    let moved = transition_billed(
+        &state.store,
+        &state.config.deployments,
+        &before,
+        &Transition {
+            from: &from,
+            to: m.to.as_str(),
+            actor: m.actor,
+            message: m.message,
+            replicas: m.replicas.map(|r| (r.min, r.max)),
+            target: None,
+        },
+    )
+    .await?;
     let d = match moved {
         Moved::Moved(d) => d,
         Moved::Refused(d) => {
@@ -511,13 +512,6 @@ async fn move_deployment(state: &AppState, m: Move<'_>) -> Result<Deployment, Ap
             )))
         }
     };
-    if was_serving {
-        // The next period starts now (or, for a deployment that stopped serving, none).
-        let next = State::parse(&d.state)
-            .is_some_and(State::serves)
-            .then(now_ms);
-        state.store.set_deployment_billed_until(&d.id, next).await?;
-    }
     state.deployments.refresh().await?;
     Ok(d)
 }
@@ -693,7 +687,15 @@ pub async fn operator_list_deployments(
     _operator: Operator,
     QueryArgs(query): QueryArgs<OperatorDeploymentQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let wanted = query.state.as_deref().unwrap_or("requested");
+    Ok(HttpResponse::Ok().json(operator_list(&state, query.state.as_deref()).await?))
+}
+
+/// Every organization's deployments in state `wanted` (default `requested`), oldest first.
+pub async fn operator_list(
+    state: &AppState,
+    wanted: Option<&str>,
+) -> Result<OperatorDeploymentList, ApiError> {
+    let wanted = wanted.unwrap_or("requested");
     let Some(s) = State::parse(wanted) else {
         return Err(ApiError::invalid(
             "state",
@@ -701,7 +703,7 @@ pub async fn operator_list_deployments(
         ));
     };
     let found = state.store.deployments_in(&[s.as_str()]).await?;
-    Ok(HttpResponse::Ok().json(OperatorDeploymentList {
+    Ok(OperatorDeploymentList {
         object: "list",
         data: found
             .into_iter()
@@ -710,7 +712,7 @@ pub async fn operator_list_deployments(
                 deployment: d.into(),
             })
             .collect(),
-    }))
+    })
 }
 
 /// The organization of a deployment, for an operator who knows only its id.
@@ -734,32 +736,76 @@ pub async fn approve_deployment(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = owner_of(&state, &path).await?;
+    Ok(HttpResponse::Ok().json(approve(&state, &operator, &req, &path).await?))
+}
+
+/// Approves a requested deployment as `operator` (the API's route and the console's form).
+pub async fn approve(
+    state: &AppState,
+    operator: &Operator,
+    req: &HttpRequest,
+    id: &str,
+) -> Result<DeploymentObject, ApiError> {
+    decide(state, operator, req, id, None).await
+}
+
+/// Rejects a requested deployment as `operator`, with a reason the organization sees.
+pub async fn reject(
+    state: &AppState,
+    operator: &Operator,
+    req: &HttpRequest,
+    id: &str,
+    reason: &str,
+) -> Result<DeploymentObject, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "reason",
+            "'reason' must be 1 to 500 characters without control characters.",
+        ));
+    }
+    decide(state, operator, req, id, Some(reason)).await
+}
+
+/// An operator's decision on a requested deployment: approved without a reason, rejected with
+/// one.
+async fn decide(
+    state: &AppState,
+    operator: &Operator,
+    req: &HttpRequest,
+    id: &str,
+    rejection: Option<&str>,
+) -> Result<DeploymentObject, ApiError> {
+    let tenant = owner_of(state, id).await?;
     let actor = operator.actor();
+    let (to, verb, audited) = match rejection {
+        None => (State::Provisioning, "be approved", "deployment.approved"),
+        Some(_) => (State::Rejected, "be rejected", "deployment.rejected"),
+    };
     let d = move_deployment(
-        &state,
+        state,
         Move {
             tenant_id: &tenant,
-            id: &path,
+            id,
             from: &[State::Requested],
-            to: State::Provisioning,
+            to,
             actor: &actor,
-            message: None,
+            message: rejection,
             replicas: None,
-            verb: "be approved",
+            verb,
         },
     )
     .await?;
     super::billing::audit_operator(
-        &state,
-        &operator,
-        &req,
+        state,
+        operator,
+        req,
         &tenant,
-        "deployment.approved",
+        audited,
         ("deployment", &d.id),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(DeploymentObject::from(d)))
+    Ok(DeploymentObject::from(d))
 }
 
 /// Reject a requested deployment (operator only), with a reason the organization sees.
@@ -778,39 +824,7 @@ pub async fn reject_deployment(
     body: JsonBody<DeploymentRejection>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.parse()?;
-    let reason = body.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "reason",
-            "'reason' must be 1 to 500 characters without control characters.",
-        ));
-    }
-    let tenant = owner_of(&state, &path).await?;
-    let actor = operator.actor();
-    let d = move_deployment(
-        &state,
-        Move {
-            tenant_id: &tenant,
-            id: &path,
-            from: &[State::Requested],
-            to: State::Rejected,
-            actor: &actor,
-            message: Some(&reason),
-            replicas: None,
-            verb: "be rejected",
-        },
-    )
-    .await?;
-    super::billing::audit_operator(
-        &state,
-        &operator,
-        &req,
-        &tenant,
-        "deployment.rejected",
-        ("deployment", &d.id),
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(DeploymentObject::from(d)))
+    Ok(HttpResponse::Ok().json(reject(&state, &operator, &req, &path, &body.reason).await?))
 }
 
 /// A row of the reserved-capacity price catalog.

@@ -28,6 +28,31 @@ impl Operator {
         format!("operator:{}", self.name)
     }
 
+    /// The configured operator whose token `given` is. Hashes have one length, so the
+    /// comparison's time says nothing about the token; every configured token is compared (no
+    /// early exit).
+    pub fn by_token(state: &AppState, given: &str) -> Option<Operator> {
+        let hashed = sha256_hex(given);
+        let mut found = None;
+        for (name, token) in &state.config.billing.operator_tokens {
+            if constant_time_eq(&hashed, &sha256_hex(token)) {
+                found = Some(name.clone());
+            }
+        }
+        found.map(|name| Operator { name })
+    }
+
+    /// A digest of the operator's current token, for binding a console sign-in to it (a new
+    /// token, or the operator's removal, ends the sign-in); `None` for an unknown name.
+    pub fn token_digest(state: &AppState, name: &str) -> Option<String> {
+        state
+            .config
+            .billing
+            .operator_tokens
+            .get(name)
+            .map(|token| sha256_hex(token))
+    }
+
     /// The operator whose token the request bears. Anything else is refused: no credential or
     /// an unknown one with 401, an organization's own credential with 403 (it is valid, but
     /// not for these routes).
@@ -44,17 +69,8 @@ impl Operator {
                     "This route wants 'Authorization: Bearer <operator token>'.".to_owned(),
                 )
             })?;
-        // Hashes have one length, so the comparison's time says nothing about the token; every
-        // configured token is compared (no early exit).
-        let hashed = sha256_hex(given);
-        let mut found = None;
-        for (name, token) in &state.config.billing.operator_tokens {
-            if constant_time_eq(&hashed, &sha256_hex(token)) {
-                found = Some(name.clone());
-            }
-        }
-        if let Some(name) = found {
-            return Ok(Operator { name });
+        if let Some(operator) = Operator::by_token(state, given) {
+            return Ok(operator);
         }
         // Not an operator: an organization's credential (403) or nothing known (401).
         Principal::authenticate(state, req).await?;

@@ -151,6 +151,13 @@ pub struct DeploymentsConfig {
     pub cpu_pool: Option<String>,
     /// CPUs each pinned replica holds (with `cpu_pool`; default 1).
     pub cpus_per_replica: usize,
+    /// Autoscaling of a deployment whose replicas' `max` is above its `min`: the requests
+    /// running and waiting on its replicas (their `/metrics`) over this many per replica is
+    /// the count it wants (default 8; see `reconciler`).
+    pub autoscale_target_load: f64,
+    /// Autoscaling adds replicas at once but removes them only after the load has wanted fewer
+    /// for this long (default 300).
+    pub scale_down_delay_secs: u64,
     /// The `kubernetes` driver's settings.
     pub kubernetes: kubernetes::KubernetesConfig,
 }
@@ -172,6 +179,8 @@ impl Default for DeploymentsConfig {
             drain_timeout_secs: 60,
             cpu_pool: None,
             cpus_per_replica: 1,
+            autoscale_target_load: 8.0,
+            scale_down_delay_secs: 300,
             kubernetes: kubernetes::KubernetesConfig::default(),
         }
     }
@@ -195,6 +204,9 @@ impl DeploymentsConfig {
             return Err(
                 "max_replicas, max_per_organization and kv_cache_memory must be above zero".into(),
             );
+        }
+        if !(self.autoscale_target_load.is_finite() && self.autoscale_target_load > 0.0) {
+            return Err("autoscale_target_load must be a number above zero".into());
         }
         if let Some(pool) = &self.cpu_pool {
             let cpus = parse_cpu_list(pool)?;
@@ -262,6 +274,11 @@ pub(crate) mod testing {
     }
 
     pub(crate) async fn provisioning(replicas: i64) -> Setup {
+        provisioning_range(replicas, replicas).await
+    }
+
+    /// The same with `min` to `max` replicas.
+    pub(crate) async fn provisioning_range(min: i64, max: i64) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = Store::connect(&url).await.unwrap();
@@ -279,8 +296,8 @@ pub(crate) mod testing {
                 name: "mine",
                 model: "base",
                 hardware: "cpu",
-                replicas_min: replicas,
-                replicas_max: replicas,
+                replicas_min: min,
+                replicas_max: max,
                 kv_cache_memory: 1 << 20,
                 max_model_len: None,
                 overflow: "none",

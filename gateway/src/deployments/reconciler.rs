@@ -1,7 +1,7 @@
 //! Moves each deployment toward what its state asks for and reads back what runs:
 //!
-//! - `provisioning`, `ready`, `scaling`: the driver runs `replicas.min` replicas; the ready ones
-//!   become the deployment's endpoints. Provisioning becomes `ready` when all are ready, or
+//! - `provisioning`, `ready`, `scaling`: the driver runs the deployment's target count of
+//!   replicas (`replicas.min` at first); the ready ones become the deployment's endpoints. Provisioning becomes `ready` when all are ready, or
 //!   `failed` (with the reason) when the driver reports a crash loop or `ready_timeout_secs`
 //!   pass; scaling becomes `ready` when the new count is ready and the removed ones drained.
 //! - `stopping` and `deleting`: the driver drains and removes every replica; then `stopped` or
@@ -11,22 +11,58 @@
 //!   replicas) closes the running period early. A prepaid organization whose credits run out
 //!   has its deployment stopped.
 //!
+//! - Autoscaling, for a `ready` deployment whose `replicas.max` is above `replicas.min`: every
+//!   pass reads the requests running and waiting on each ready replica (its `/metrics`, so every
+//!   gateway's requests count) and recommends `ceil(load / autoscale_target_load)` replicas,
+//!   within `[min, max]`. A recommendation above the target applies at once (`scaling`, actor
+//!   `autoscaler`, the load in its message); the target comes down only to the highest
+//!   recommendation of the last `scale_down_delay_secs`, and only once that long has passed
+//!   since its last change, so a lull between bursts does not drop replicas that the next
+//!   burst needs. No answer from any replica: no change.
+//!
 //! One process runs it (the one with the driver); charges are unique per deployment and period
 //! in the database, so a second one could not charge twice.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::driver::{Driver, ReplicaSpec};
 use super::{names, DeploymentRouter, DeploymentsConfig, State};
 use crate::store::deployments::{CapacityPrice, Charged, Deployment, Moved, NewCharge, Transition};
 use crate::store::{now_ms, Store, StoreError, StoreResult};
+use crate::worker::pool::{http_client, scrape, WorkerClient};
 
 pub struct Reconciler {
     store: Store,
     driver: Arc<dyn Driver>,
     router: Arc<DeploymentRouter>,
     config: DeploymentsConfig,
+    /// Reads the replicas' `/metrics` for autoscaling.
+    client: WorkerClient,
+    /// Per deployment, the autoscaler's recent recommendations.
+    autoscaling: Mutex<HashMap<String, Recommendations>>,
+}
+
+/// What the autoscaler recommended for one deployment lately.
+struct Recommendations {
+    /// When its target last changed (or the autoscaler first saw it).
+    since: Instant,
+    /// The target it was recommended for.
+    target: i64,
+    /// `(when, replicas)`, oldest first, within the scale-down delay.
+    recent: VecDeque<(Instant, i64)>,
+}
+
+/// The replicas a load wants: `ceil(load / per_replica)`, within `[min, max]`.
+pub fn recommend(load: f64, per_replica: f64, min: i64, max: i64) -> i64 {
+    let wanted = (load / per_replica).ceil();
+    let wanted = if wanted.is_finite() {
+        wanted as i64
+    } else {
+        max
+    };
+    wanted.clamp(min, max.max(min))
 }
 
 /// The states the reconciler acts on.
@@ -50,7 +86,9 @@ impl Reconciler {
             store,
             driver,
             router,
+            client: http_client(Duration::from_secs(1)),
             config,
+            autoscaling: Mutex::new(HashMap::new()),
         }
     }
 
@@ -71,6 +109,19 @@ impl Reconciler {
         for d in &deployments {
             if let Err(e) = self.reconcile(d).await {
                 tracing::error!(deployment = %d.id, error = %e, "reconciling a deployment failed");
+            }
+        }
+        self.autoscaling
+            .lock()
+            .unwrap()
+            .retain(|id, _| deployments.iter().any(|d| &d.id == id));
+        for d in &deployments {
+            if d.state == State::Ready.as_str() && d.replicas_max > d.replicas_min {
+                // Read again: reconciling may have moved it.
+                let now = self.store.deployment(&d.tenant_id, &d.id).await?;
+                if let Err(e) = self.autoscale(&now).await {
+                    tracing::error!(deployment = %d.id, error = %e, "autoscaling a deployment failed");
+                }
             }
         }
         // Charges read the deployments again: a transition above may have closed a period.
@@ -127,7 +178,7 @@ impl Reconciler {
             model_path: base.path.clone(),
             kv_cache_memory: d.kv_cache_memory as u64,
         };
-        let want = d.replicas_min.max(0) as usize;
+        let want = d.replicas_target.max(0) as usize;
         if let Err(e) = self.driver.apply(&spec, want).await {
             return self.fail(d, state, &e).await;
         }
@@ -170,6 +221,101 @@ impl Reconciler {
         }
     }
 
+    /// The requests running and waiting on the deployment's ready replicas, or `None` when no
+    /// replica answers.
+    async fn load(&self, d: &Deployment) -> Option<f64> {
+        let token = self.router.token();
+        let mut answered = false;
+        let mut load = 0.0;
+        for url in &d.endpoints {
+            if let Some(l) = scrape(&self.client, url, token, Duration::from_secs(1)).await {
+                answered = true;
+                load += l.running + l.waiting;
+            }
+        }
+        answered.then_some(load)
+    }
+
+    /// Moves a ready deployment's target toward what its load wants (see the module's notes).
+    async fn autoscale(&self, d: &Deployment) -> StoreResult<()> {
+        if d.state != State::Ready.as_str() {
+            return Ok(());
+        }
+        let Some(load) = self.load(d).await else {
+            return Ok(());
+        };
+        let wanted = recommend(
+            load,
+            self.config.autoscale_target_load,
+            d.replicas_min,
+            d.replicas_max,
+        );
+        let delay = Duration::from_secs(self.config.scale_down_delay_secs);
+        let now = Instant::now();
+        let target = {
+            let mut all = self.autoscaling.lock().unwrap();
+            let r = all.entry(d.id.clone()).or_insert_with(|| Recommendations {
+                since: now,
+                target: d.replicas_target,
+                recent: VecDeque::new(),
+            });
+            if r.target != d.replicas_target {
+                // Someone else changed it (a user's new range): the delay starts again.
+                r.since = now;
+                r.target = d.replicas_target;
+            }
+            r.recent.push_back((now, wanted));
+            while r
+                .recent
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > delay)
+            {
+                r.recent.pop_front();
+            }
+            let highest = r.recent.iter().map(|(_, n)| *n).max().unwrap_or(wanted);
+            if wanted > d.replicas_target {
+                wanted
+            } else if highest < d.replicas_target && now.duration_since(r.since) >= delay {
+                highest
+            } else {
+                d.replicas_target
+            }
+        };
+        if target == d.replicas_target {
+            return Ok(());
+        }
+        let message = format!(
+            "autoscaler: {load} requests running or waiting on {} replicas (target {} per \
+             replica); {} to {target} replicas",
+            d.ready_replicas, self.config.autoscale_target_load, d.replicas_target
+        );
+        let from = names(&[State::Ready]);
+        let moved = transition_billed(
+            &self.store,
+            &self.config,
+            d,
+            &Transition {
+                from: &from,
+                to: State::Scaling.as_str(),
+                actor: "autoscaler",
+                message: Some(&message),
+                replicas: None,
+                target: Some(target),
+            },
+        )
+        .await?;
+        if let Moved::Moved(now_d) = moved {
+            tracing::info!(deployment = %d.id, from = d.replicas_target, to = now_d.replicas_target,
+                load, "deployment autoscaled");
+            if let Some(r) = self.autoscaling.lock().unwrap().get_mut(&d.id) {
+                r.since = now;
+                r.target = now_d.replicas_target;
+            }
+            self.router.refresh().await?;
+        }
+        Ok(())
+    }
+
     async fn fail(&self, d: &Deployment, state: State, why: &str) -> StoreResult<()> {
         tracing::warn!(deployment = %d.id, reason = %why, "deployment failed");
         self.system_move(d, &[state], State::Failed, Some(why))
@@ -199,6 +345,7 @@ impl Reconciler {
                     actor: "system",
                     message,
                     replicas: None,
+                    target: None,
                 },
             )
             .await?;
@@ -253,6 +400,7 @@ impl Reconciler {
                         actor: "system",
                         message: Some("the organization's credits ran out"),
                         replicas: None,
+                        target: None,
                     },
                 )
                 .await?;
@@ -278,7 +426,7 @@ async fn charge(
             deployment: d,
             period_start_ms: start,
             period_end_ms: end,
-            replicas: d.replicas_min,
+            replicas: d.replicas_target,
             micros_per_replica_hour: price.micros_per_replica_hour,
             price_id: Some(&price.id),
         })
@@ -291,6 +439,30 @@ async fn charge(
         }
         Charged::Duplicate => false,
     })
+}
+
+/// Makes transition `t` of deployment `before`; when it served, charges its running period up to
+/// now at the replicas it ran (before the change) and starts the next one (if it still serves).
+/// Every mover of a serving deployment goes through here: members, operators, the autoscaler.
+pub async fn transition_billed(
+    store: &Store,
+    config: &DeploymentsConfig,
+    before: &Deployment,
+    t: &Transition<'_>,
+) -> StoreResult<Moved> {
+    let moved = store
+        .transition_deployment(&before.tenant_id, &before.id, t)
+        .await?;
+    let was_serving = State::parse(&before.state).is_some_and(State::serves);
+    if let (true, Moved::Moved(d)) = (was_serving, &moved) {
+        let now = now_ms();
+        close_period(store, config, before, now).await?;
+        let next = State::parse(&d.state)
+            .is_some_and(State::serves)
+            .then_some(now);
+        store.set_deployment_billed_until(&d.id, next).await?;
+    }
+    Ok(moved)
 }
 
 /// The capacity price of `hardware` in force at `at_ms`, seeding the catalog from the
@@ -340,6 +512,8 @@ mod tests {
     /// A driver whose replicas are as the test says.
     #[derive(Default)]
     struct Fake {
+        /// Replica `i`'s URL, when the test serves it (else a closed port).
+        urls: Mutex<Vec<String>>,
         ready: AtomicUsize,
         problem: Mutex<Option<String>>,
         wanted: AtomicUsize,
@@ -359,9 +533,13 @@ mod tests {
         fn observe(&self, _: &str) -> BoxFuture<'_, Result<Observed, String>> {
             let wanted = self.wanted.load(Ordering::SeqCst);
             let ready = self.ready.load(Ordering::SeqCst);
+            let urls = self.urls.lock().unwrap().clone();
             let replicas = (0..wanted)
                 .map(|i| Replica {
-                    url: format!("http://127.0.0.1:{}", 9000 + i),
+                    url: urls
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("http://127.0.0.1:{}", 9000 + i)),
                     ready: i < ready,
                 })
                 .collect();
@@ -380,7 +558,15 @@ mod tests {
     async fn setup(
         config: DeploymentsConfig,
     ) -> (tempfile::TempDir, Store, Arc<Fake>, Reconciler, Deployment) {
-        let setup = crate::deployments::testing::provisioning(2).await;
+        setup_range(config, 2, 2).await
+    }
+
+    async fn setup_range(
+        config: DeploymentsConfig,
+        min: i64,
+        max: i64,
+    ) -> (tempfile::TempDir, Store, Arc<Fake>, Reconciler, Deployment) {
+        let setup = crate::deployments::testing::provisioning_range(min, max).await;
         let fake = Arc::new(Fake::default());
         let reconciler = Reconciler::new(setup.store.clone(), fake.clone(), setup.router, config);
         (setup._dir, setup.store, fake, reconciler, setup.deployment)
@@ -493,5 +679,123 @@ mod tests {
         assert!(stopped.status_message.unwrap().contains("credits ran out"));
         let balance = store.credit_balance(&d.tenant_id).await.unwrap().unwrap();
         assert_eq!(balance.balance.micros(), 0, "it paid what it had");
+    }
+
+    /// A replica's `/metrics` reporting `(running, waiting)` as the test sets it.
+    async fn metrics_server(load: Arc<Mutex<(u32, u32)>>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let load = load.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let (running, waiting) = *load.lock().unwrap();
+                    let body = format!(
+                        "# TYPE vllm:num_requests_running gauge\n\
+                         vllm:num_requests_running{{model_name=\"m\"}} {running}\n\
+                         vllm:num_requests_waiting{{model_name=\"m\"}} {waiting}\n"
+                    );
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn the_recommendation_is_the_load_over_the_target_within_the_range() {
+        assert_eq!(recommend(0.0, 8.0, 1, 4), 1);
+        assert_eq!(recommend(8.0, 8.0, 1, 4), 1);
+        assert_eq!(recommend(8.5, 8.0, 1, 4), 2);
+        assert_eq!(recommend(31.0, 8.0, 1, 4), 4);
+        assert_eq!(recommend(1000.0, 8.0, 1, 4), 4);
+        assert_eq!(recommend(3.0, 8.0, 2, 4), 2);
+        assert_eq!(recommend(f64::INFINITY, 8.0, 2, 4), 4);
+    }
+
+    /// Load on the replicas (their `/metrics`, as a worker reports it) scales a 1–3 deployment
+    /// up at once and back down only after the delay; each change closes a billing period at
+    /// the replicas that ran, and is in the history with the load that caused it.
+    #[tokio::test]
+    async fn load_scales_up_at_once_and_down_after_the_delay() {
+        let config = DeploymentsConfig {
+            autoscale_target_load: 4.0,
+            scale_down_delay_secs: 1,
+            ..Default::default()
+        };
+        let (_dir, store, fake, reconciler, d) = setup_range(config, 1, 3).await;
+        let loads: Vec<Arc<Mutex<(u32, u32)>>> =
+            (0..3).map(|_| Arc::new(Mutex::new((0, 0)))).collect();
+        let mut urls = Vec::new();
+        for load in &loads {
+            urls.push(metrics_server(load.clone()).await);
+        }
+        *fake.urls.lock().unwrap() = urls.clone();
+        fake.ready.store(3, Ordering::SeqCst);
+        let get = || store.deployment(&d.tenant_id, &d.id);
+
+        reconciler.tick().await.unwrap();
+        let ready = get().await.unwrap();
+        assert_eq!(ready.state, "ready");
+        assert_eq!(ready.replicas_target, 1);
+        assert_eq!(fake.wanted.load(Ordering::SeqCst), 1);
+        // Idle: nothing changes.
+        reconciler.tick().await.unwrap();
+        assert_eq!(get().await.unwrap().replicas_target, 1);
+
+        // 6 running and 3 waiting on one replica want ceil(9 / 4) = 3. (The pause gives the
+        // billing period that closes a length.)
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        *loads[0].lock().unwrap() = (6, 3);
+        reconciler.tick().await.unwrap();
+        let scaled = get().await.unwrap();
+        assert_eq!(scaled.state, "scaling");
+        assert_eq!(scaled.replicas_target, 3);
+        let events = store.deployment_events(&d.tenant_id, &d.id).await.unwrap();
+        let up = events.last().unwrap();
+        assert_eq!(up.actor, "autoscaler");
+        assert!(
+            up.message
+                .as_deref()
+                .unwrap()
+                .contains("9 requests running or waiting"),
+            "{up:?}"
+        );
+        reconciler.tick().await.unwrap();
+        assert_eq!(fake.wanted.load(Ordering::SeqCst), 3);
+        let ready = get().await.unwrap();
+        assert_eq!(ready.state, "ready");
+        assert_eq!(ready.endpoints, urls);
+
+        // The load falls to 1: nothing for the delay, then back to 1 replica.
+        *loads[0].lock().unwrap() = (1, 0);
+        reconciler.tick().await.unwrap();
+        assert_eq!(get().await.unwrap().replicas_target, 3);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        reconciler.tick().await.unwrap();
+        let down = get().await.unwrap();
+        assert_eq!((down.state.as_str(), down.replicas_target), ("scaling", 1));
+        reconciler.tick().await.unwrap();
+        assert_eq!(fake.wanted.load(Ordering::SeqCst), 1);
+        assert_eq!(get().await.unwrap().state, "ready");
+
+        // Each change charged the period before it at the replicas that ran then.
+        let charges = store.deployment_charges(&d.tenant_id, &d.id).await.unwrap();
+        let replicas: Vec<i64> = charges.iter().map(|c| c.replicas).collect();
+        assert_eq!(replicas, [1, 3], "{charges:?}");
+        assert_eq!(charges[0].period_end_ms, charges[1].period_start_ms);
+
+        // With no replica answering, nothing moves.
+        *fake.urls.lock().unwrap() = vec!["http://127.0.0.1:9".to_owned()];
+        reconciler.tick().await.unwrap();
+        reconciler.tick().await.unwrap();
+        assert_eq!(get().await.unwrap().replicas_target, 1);
     }
 }

@@ -132,7 +132,7 @@ pub struct WorkerPool {
     members: Members,
     workers: RwLock<Vec<Arc<Worker>>>,
     next_id: AtomicUsize,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: WorkerClient,
     token: Option<String>,
     next: AtomicUsize,
     picks: AtomicU64,
@@ -204,12 +204,7 @@ impl WorkerPool {
             }
             Members::Managed => Vec::new(),
         };
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.connect));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = http_client(timeouts.connect);
         let pool = WorkerPool {
             members,
             workers: RwLock::new(Vec::new()),
@@ -481,7 +476,7 @@ impl WorkerPool {
                     pool.resolve().await;
                 }
                 if tick.is_multiple_of(2) {
-                    pool.scrape().await;
+                    pool.refresh_load().await;
                 }
             }
         });
@@ -507,7 +502,7 @@ impl WorkerPool {
 
     /// Each worker's queue and KV use from its `/metrics`; a cooling worker whose `/ready`
     /// answers is back in the pool.
-    async fn scrape(&self) {
+    async fn refresh_load(&self) {
         let now = Instant::now();
         for w in self.snapshot() {
             let timeout = self.timeouts.connect;
@@ -527,27 +522,70 @@ impl WorkerPool {
                 }
                 continue;
             }
-            let Ok(req) = self.request(
-                hyper::Method::GET,
-                format!("{}/metrics", w.url),
-                &[],
-                Bytes::new(),
-            ) else {
+            let Some(load) = scrape(&self.client, &w.url, self.token.as_deref(), timeout).await
+            else {
                 continue;
             };
-            let Ok(resp) = self.send(req, timeout).await else {
-                continue;
-            };
-            let Ok(body) = read_all(resp.into_body(), 1 << 20, timeout).await else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&body);
-            let waiting = series_sum(&text, "vllm:num_requests_waiting");
-            let kv = series_sum(&text, "vllm:kv_cache_usage_perc");
-            w.waiting.store(waiting as usize, Ordering::Relaxed);
-            w.kv_milli.store((kv * 1000.0) as usize, Ordering::Relaxed);
+            w.waiting.store(load.waiting as usize, Ordering::Relaxed);
+            w.kv_milli
+                .store((load.kv_usage * 1000.0) as usize, Ordering::Relaxed);
         }
     }
+}
+
+/// The HTTP client the gateway talks to workers with.
+pub type WorkerClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A [`WorkerClient`] whose connections give up after `connect`.
+pub fn http_client(connect: Duration) -> WorkerClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+/// What a worker's `/metrics` says of its load.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WorkerLoad {
+    /// Requests its scheduler runs now.
+    pub running: f64,
+    /// Requests waiting in its scheduler.
+    pub waiting: f64,
+    /// Its KV cache's use, 0 to 1.
+    pub kv_usage: f64,
+}
+
+/// Reads the load of the worker at `url` (`http://host:port`) from its `/metrics` (vLLM's
+/// names); `None` when it does not answer in time.
+pub async fn scrape(
+    client: &WorkerClient,
+    url: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Option<WorkerLoad> {
+    let mut req = Request::builder()
+        .method(hyper::Method::GET)
+        .uri(format!("{url}/metrics"));
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let req = req.body(Full::new(Bytes::new())).ok()?;
+    let resp = tokio::time::timeout(timeout, client.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    if resp.status() != StatusCode::OK {
+        return None;
+    }
+    let body = read_all(resp.into_body(), 1 << 20, timeout).await.ok()?;
+    let text = String::from_utf8_lossy(&body);
+    Some(WorkerLoad {
+        running: series_sum(&text, "vllm:num_requests_running"),
+        waiting: series_sum(&text, "vllm:num_requests_waiting"),
+        kv_usage: series_sum(&text, "vllm:kv_cache_usage_perc"),
+    })
 }
 
 /// The sum of a series' samples (over all its labels) in a Prometheus text.

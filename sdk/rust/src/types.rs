@@ -786,10 +786,11 @@ pub struct BudgetUpdate {
     pub limit_micros: i64,
 }
 
-/// How many replicas a deployment runs: `min` always; `max` is the most it may be scaled to.
+/// How many replicas a deployment runs: `min` always; above it, the autoscaler adds replicas up
+/// to `max` under load and removes them when load falls.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReplicaRange {
-    /// Replicas that run (at least 1).
+    /// Replicas that always run (at least 1).
     pub min: i64,
     /// The most replicas (at least `min`, at most the installation's `max_replicas`).
     pub max: i64,
@@ -846,6 +847,9 @@ pub struct Deployment {
     /// The served model it runs.
     pub model: String,
     pub replicas: ReplicaRange,
+    /// Replicas it runs now: `replicas.min` at first, moved within the range by the
+    /// autoscaler as load comes and goes (and charged for).
+    pub target_replicas: i64,
     /// Replicas that answer now.
     pub ready_replicas: i64,
     /// `cpu` (or `cuda` once that engine exists).

@@ -175,7 +175,7 @@ async fn rate_limits_and_quota_raise_their_kinds() {
 /// A deployment as the server writes it, in `state`, with `replicas` `{"min": min, "max": 3}`.
 fn deployment(id: &str, state: &str, min: i64) -> String {
     format!(
-        r#"{{"id":"{id}","object":"deployment","name":"my-llm","model":"m","replicas":{{"min":{min},"max":3}},"ready_replicas":0,"hardware":"cpu","kv_cache_memory":67108864,"max_model_len":null,"overflow":"none","state":"{state}","status_message":null,"created_at":1,"updated_at":2}}"#
+        r#"{{"id":"{id}","object":"deployment","name":"my-llm","model":"m","replicas":{{"min":{min},"max":3}},"target_replicas":{min},"ready_replicas":0,"hardware":"cpu","kv_cache_memory":67108864,"max_model_len":null,"overflow":"none","state":"{state}","status_message":null,"created_at":1,"updated_at":2}}"#
     )
 }
 

@@ -216,6 +216,7 @@ const DEPLOYMENT = {
   name: "my-llm",
   model: "m",
   replicas: { min: 1, max: 2 },
+  target_replicas: 1,
   ready_replicas: 1,
   hardware: "cpu",
   kv_cache_memory: 67108864,

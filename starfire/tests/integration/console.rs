@@ -774,6 +774,7 @@ on_both_backends!(
     organization_switcher,
     playground_snippets,
     deployments_page,
+    operator_approvals,
 );
 
 /// The Deployments page: an owner requests one through the form, sees it listed with its
@@ -873,4 +874,180 @@ async fn deployments_page(app: TestApp) {
         .await
         .expect(200);
     assert_eq!(d["state"], "deleting");
+}
+
+/// The platform operator's pages: signing in with an operator token (a wrong one is refused;
+/// the cookie holds a signature, never the token), every organization's requested deployments
+/// listed, one rejected with a reason and one approved (each audited in the organization's
+/// log); a forged cookie, a missing form token and an organization's own session are refused.
+async fn operator_approvals(app: TestApp) {
+    const TOKEN: &str = "operator-token-0123456789abcdefghij";
+    let app = app.configure(|c| {
+        c.billing
+            .operator_tokens
+            .insert("ops".to_owned(), TOKEN.to_owned());
+    });
+    let owner = app.signup("owner@example.com").await;
+    let other = app.signup("other@example.com").await;
+    let request = |access: String, name: &'static str| {
+        let app = &app;
+        async move {
+            let d = app
+                .post(
+                    "/v1/organization/deployments",
+                    Some(&access),
+                    json!({"name": name, "model": "smollm2-135m-instruct"}),
+                )
+                .await
+                .expect(201);
+            d["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let alpha = request(owner.access.clone(), "alpha").await;
+    let beta = request(other.access.clone(), "beta").await;
+
+    // An organization's console session is not an operator's.
+    let mut member = Browser::new(&app);
+    member.signin("owner@example.com").await;
+    let resp = member.get("/operator/deployments").await;
+    assert_eq!(resp.status.as_u16(), 303);
+    assert_eq!(resp.header("location"), "/operator/signin");
+
+    let mut ops = Browser::new(&app);
+    let html = assert_html(&ops.get("/operator/signin").await, 200);
+    assert!(html.contains("id=\"operator-signin\""), "{html}");
+    let wrong = ops
+        .submit(
+            "/operator/signin",
+            "/operator/signin",
+            &[("token", "operator-token-not-this-one-0123456")],
+        )
+        .await;
+    let html = assert_html(&wrong, 401);
+    assert!(html.contains("That is not an operator token."), "{html}");
+    assert!(!ops.cookies.contains_key("sf_operator"));
+    let signed_in = ops
+        .submit("/operator/signin", "/operator/signin", &[("token", TOKEN)])
+        .await;
+    assert_eq!(signed_in.status.as_u16(), 303, "{}", signed_in.body);
+    assert_eq!(signed_in.header("location"), "/operator/deployments");
+    let cookie = ops.cookies["sf_operator"].clone();
+    assert!(!cookie.contains(TOKEN) && !cookie.contains(&sha256_hex(TOKEN)));
+
+    let html = assert_html(&ops.get("/operator/deployments").await, 200);
+    assert!(
+        html.contains("<strong id=\"operator\">ops</strong>"),
+        "{html}"
+    );
+    let rows = between(&html, "<tbody>", "</tbody>");
+    for (id, name) in [(&alpha, "alpha"), (&beta, "beta")] {
+        assert!(
+            rows.contains(&format!("data-deployment=\"{id}\"")),
+            "{rows}"
+        );
+        assert!(rows.contains(&format!("<code>{name}</code>")), "{rows}");
+    }
+    assert!(rows.contains(&owner.tenant_id.to_string()), "{rows}");
+
+    // Without the form's token, nothing happens.
+    let refused = ops
+        .post(&format!("/operator/deployments/{alpha}/approve"), &[])
+        .await;
+    assert_eq!(refused.status.as_u16(), 403, "{}", refused.body);
+    // A rejection needs a reason.
+    let no_reason = ops
+        .submit(
+            "/operator/deployments",
+            &format!("/operator/deployments/{alpha}/reject"),
+            &[("reason", " ")],
+        )
+        .await;
+    assert_eq!(no_reason.status.as_u16(), 422, "{}", no_reason.body);
+    let rejected = ops
+        .submit(
+            "/operator/deployments",
+            &format!("/operator/deployments/{alpha}/reject"),
+            &[("reason", "No capacity this week.")],
+        )
+        .await;
+    assert_eq!(rejected.status.as_u16(), 303, "{}", rejected.body);
+    let approved = ops
+        .submit(
+            "/operator/deployments",
+            &format!("/operator/deployments/{beta}/approve"),
+            &[],
+        )
+        .await;
+    assert_eq!(approved.status.as_u16(), 303, "{}", approved.body);
+    let d = app
+        .get(
+            &format!("/v1/organization/deployments/{alpha}"),
+            Some(&owner.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(d["state"], "rejected");
+    assert_eq!(d["status_message"], "No capacity this week.");
+    let d = app
+        .get(
+            &format!("/v1/organization/deployments/{beta}"),
+            Some(&other.access),
+        )
+        .await
+        .expect(200);
+    assert_eq!(d["state"], "provisioning");
+    // Deciding twice is a conflict naming the state.
+    let twice = ops
+        .submit(
+            "/operator/deployments",
+            &format!("/operator/deployments/{beta}/approve"),
+            &[],
+        )
+        .await;
+    assert_eq!(twice.status.as_u16(), 409, "{}", twice.body);
+    let html = assert_html(&ops.get("/operator/deployments").await, 200);
+    assert!(html.contains("No deployment is requested."), "{html}");
+    let html = assert_html(
+        &ops.get("/operator/deployments?state=provisioning").await,
+        200,
+    );
+    assert!(
+        html.contains(&format!("data-deployment=\"{beta}\"")),
+        "{html}"
+    );
+    let logs = app
+        .get("/v1/organization/audit_logs", Some(&other.access))
+        .await
+        .expect(200);
+    assert!(
+        logs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "deployment.approved"),
+        "{logs}"
+    );
+
+    // A cookie naming another operator, or with its signature altered, signs nobody in.
+    let (_, rest) = cookie.split_once('.').unwrap();
+    for forged in [
+        format!("{}.{rest}", gateway::auth::secret::hex(b"root")),
+        format!(
+            "{}{}",
+            &cookie[..cookie.len() - 1],
+            if cookie.ends_with('0') { '1' } else { '0' }
+        ),
+    ] {
+        let mut forger = Browser::new(&app);
+        forger.cookies.insert("sf_operator".to_owned(), forged);
+        let resp = forger.get("/operator/deployments").await;
+        assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    }
+
+    let out = ops
+        .submit("/operator/deployments", "/operator/signout", &[])
+        .await;
+    assert_eq!(out.status.as_u16(), 303, "{}", out.body);
+    assert!(!ops.cookies.contains_key("sf_operator"));
+    assert_eq!(ops.get("/operator/deployments").await.status.as_u16(), 303);
 }

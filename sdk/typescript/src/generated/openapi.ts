@@ -53,8 +53,10 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Log in with email and password. After 10 wrong passwords for an email within 15 minutes,
-         *     logins for it get 429 until the window has passed.
+         * Log in with email and password. After 10 wrong passwords for an email from one client
+         *     address within 15 minutes, that address gets 429 for that email until the window has
+         *     passed (the owner signing in from elsewhere is not locked out); after 100 from one address
+         *     over any accounts, that address gets 429 for every account.
          */
         post: operations["login"];
         delete?: never;
@@ -2096,6 +2098,12 @@ export interface components {
             status_message?: string | null;
             /**
              * Format: int64
+             * @description Replicas it runs now: `replicas.min` at first, moved within `[min, max]` by the
+             *     autoscaler as load comes and goes (and charged for).
+             */
+            target_replicas: number;
+            /**
+             * Format: int64
              * @description Unix seconds of the last change of state or replicas.
              */
             updated_at: number;
@@ -2669,12 +2677,13 @@ export interface components {
         ReplicaRange: {
             /**
              * Format: int64
-             * @description The most replicas (at least `min`, at most the installation's `max_replicas`).
+             * @description The most replicas (at least `min`, at most the installation's `max_replicas`); above
+             *     `min`, the autoscaler adds replicas up to it under load and removes them when load falls.
              */
             max: number;
             /**
              * Format: int64
-             * @description Replicas that run (at least 1).
+             * @description Replicas that always run (at least 1).
              */
             min: number;
         };

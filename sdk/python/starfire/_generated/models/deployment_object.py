@@ -33,6 +33,8 @@ class DeploymentObject:
         replicas (ReplicaRange): How many replicas run: `min` always; `max` is the most the deployment may be scaled to.
         state (str): `requested`, `rejected`, `provisioning`, `ready`, `scaling`, `stopping`, `stopped`,
             `deleting`, `deleted` or `failed`. Example: ready.
+        target_replicas (int): Replicas it runs now: `replicas.min` at first, moved within `[min, max]` by the
+            autoscaler as load comes and goes (and charged for).
         updated_at (int): Unix seconds of the last change of state or replicas.
         max_model_len (int | None | Unset): Cap on prompt plus completion tokens; null: the model's own.
         status_message (None | str | Unset): Why it is in its state (a failure's or rejection's reason).
@@ -49,6 +51,7 @@ class DeploymentObject:
     ready_replicas: int
     replicas: ReplicaRange
     state: str
+    target_replicas: int
     updated_at: int
     max_model_len: int | None | Unset = UNSET
     status_message: None | str | Unset = UNSET
@@ -76,6 +79,8 @@ class DeploymentObject:
         replicas = self.replicas.to_dict()
 
         state = self.state
+
+        target_replicas = self.target_replicas
 
         updated_at = self.updated_at
 
@@ -106,6 +111,7 @@ class DeploymentObject:
                 "ready_replicas": ready_replicas,
                 "replicas": replicas,
                 "state": state,
+                "target_replicas": target_replicas,
                 "updated_at": updated_at,
             }
         )
@@ -143,6 +149,8 @@ class DeploymentObject:
 
         state = d.pop("state")
 
+        target_replicas = d.pop("target_replicas")
+
         updated_at = d.pop("updated_at")
 
         def _parse_max_model_len(data: object) -> int | None | Unset:
@@ -175,6 +183,7 @@ class DeploymentObject:
             ready_replicas=ready_replicas,
             replicas=replicas,
             state=state,
+            target_replicas=target_replicas,
             updated_at=updated_at,
             max_model_len=max_model_len,
             status_message=status_message,

@@ -33,6 +33,8 @@ class OperatorDeploymentObject:
         replicas (ReplicaRange): How many replicas run: `min` always; `max` is the most the deployment may be scaled to.
         state (str): `requested`, `rejected`, `provisioning`, `ready`, `scaling`, `stopping`, `stopped`,
             `deleting`, `deleted` or `failed`. Example: ready.
+        target_replicas (int): Replicas it runs now: `replicas.min` at first, moved within `[min, max]` by the
+            autoscaler as load comes and goes (and charged for).
         updated_at (int): Unix seconds of the last change of state or replicas.
         organization_id (str):
         max_model_len (int | None | Unset): Cap on prompt plus completion tokens; null: the model's own.
@@ -50,6 +52,7 @@ class OperatorDeploymentObject:
     ready_replicas: int
     replicas: ReplicaRange
     state: str
+    target_replicas: int
     updated_at: int
     organization_id: str
     max_model_len: int | None | Unset = UNSET
@@ -78,6 +81,8 @@ class OperatorDeploymentObject:
         replicas = self.replicas.to_dict()
 
         state = self.state
+
+        target_replicas = self.target_replicas
 
         updated_at = self.updated_at
 
@@ -110,6 +115,7 @@ class OperatorDeploymentObject:
                 "ready_replicas": ready_replicas,
                 "replicas": replicas,
                 "state": state,
+                "target_replicas": target_replicas,
                 "updated_at": updated_at,
                 "organization_id": organization_id,
             }
@@ -148,6 +154,8 @@ class OperatorDeploymentObject:
 
         state = d.pop("state")
 
+        target_replicas = d.pop("target_replicas")
+
         updated_at = d.pop("updated_at")
 
         organization_id = d.pop("organization_id")
@@ -182,6 +190,7 @@ class OperatorDeploymentObject:
             ready_replicas=ready_replicas,
             replicas=replicas,
             state=state,
+            target_replicas=target_replicas,
             updated_at=updated_at,
             organization_id=organization_id,
             max_model_len=max_model_len,

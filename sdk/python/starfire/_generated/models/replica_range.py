@@ -13,8 +13,9 @@ class ReplicaRange:
     """How many replicas run: `min` always; `max` is the most the deployment may be scaled to.
 
     Attributes:
-        max_ (int): The most replicas (at least `min`, at most the installation's `max_replicas`).
-        min_ (int): Replicas that run (at least 1).
+        max_ (int): The most replicas (at least `min`, at most the installation's `max_replicas`); above
+            `min`, the autoscaler adds replicas up to it under load and removes them when load falls.
+        min_ (int): Replicas that always run (at least 1).
     """
 
     max_: int
