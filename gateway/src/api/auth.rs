@@ -296,8 +296,10 @@ pub async fn create_account(
     Ok((user, tenant, role))
 }
 
-/// Log in with email and password. After 10 wrong passwords for an email within 15 minutes,
-/// logins for it get 429 until the window has passed.
+/// Log in with email and password. After 10 wrong passwords for an email from one client
+/// address within 15 minutes, that address gets 429 for that email until the window has
+/// passed (the owner signing in from elsewhere is not locked out); after 100 from one address
+/// over any accounts, that address gets 429 for every account.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "Auth",
     request_body = LoginRequest,
     responses((status = 200, body = SessionObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -323,9 +325,10 @@ pub async fn authenticate_login(
     body: LoginRequest,
 ) -> Result<(User, Tenant, Role), ApiError> {
     let email = validate::email("email", &body.email)?;
-    if let Err(retry_after) = state.login_throttle.check(&email) {
+    let address = ctx.ip.as_deref().unwrap_or_default();
+    if let Err(retry_after) = state.login_throttle.check(&email, address) {
         return Err(ApiError::RateLimited {
-            message: "Too many failed logins for this email; try again later.".to_owned(),
+            message: "Too many failed logins from this address; try again later.".to_owned(),
             retry_after: Some(retry_after),
         });
     }
@@ -338,13 +341,13 @@ pub async fn authenticate_login(
     let user = match user {
         Some(user) if ok => user,
         _ => {
-            state.login_throttle.record_failure(&email);
+            state.login_throttle.record_failure(&email, address);
             return Err(ApiError::Unauthenticated(
                 "Incorrect email or password.".to_owned(),
             ));
         }
     };
-    state.login_throttle.clear(&email);
+    state.login_throttle.clear(&email, address);
     let mut wanted = body.organization_id.clone();
     if let Some((_, hash)) = check_invite(state, body.invite_token.as_deref(), &email).await? {
         let invite = state

@@ -1,52 +1,91 @@
-//! Slows password guessing: after `MAX_FAILURES` wrong passwords for one email within
-//! `WINDOW`, logins for that email get 429 until the window has passed. Kept in process; with
-//! several replicas each keeps its own count (the shared Redis limiter will take this over).
+//! Slows password guessing without handing attackers a way to lock users out.
+//!
+//! Failures are counted per account *and client address*: after `MAX_FAILURES` wrong passwords
+//! for one email from one address within `WINDOW`, that address gets 429 for that email until
+//! the window has passed, while the owner, signing in from anywhere else, is not affected. An
+//! address that fails `MAX_ADDRESS_FAILURES` times over any accounts within the window (one
+//! guess against many accounts: credential stuffing) is refused for every account. A
+//! successful login clears its account-and-address count, not the address's total (so logging
+//! in to one's own account does not buy more guesses at others).
+//!
+//! Kept in process; with several replicas each keeps its own counts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Wrong passwords for one account from one address before that address waits.
 pub const MAX_FAILURES: u32 = 10;
+/// Wrong passwords from one address, over every account, before it waits.
+pub const MAX_ADDRESS_FAILURES: u32 = 100;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Above this many tracked emails, expired entries are dropped on the next failure.
+/// Above this many tracked keys, expired entries are dropped on the next failure.
 const PRUNE_ABOVE: usize = 10_000;
+
+/// Failures within a window that started at the instant.
+type Count = (u32, Instant);
 
 #[derive(Default)]
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    state: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// `(email, address)` → failures.
+    pairs: HashMap<(String, String), Count>,
+    /// Address → failures over every account.
+    addresses: HashMap<String, Count>,
+}
+
+fn locked(count: Option<&Count>, max: u32) -> Option<u64> {
+    match count {
+        Some((n, since)) if *n >= max && since.elapsed() < WINDOW => {
+            Some((WINDOW - since.elapsed()).as_secs().max(1))
+        }
+        _ => None,
+    }
+}
+
+fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Count>, key: K) {
+    if map.len() > PRUNE_ABOVE {
+        map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+    }
+    let entry = map.entry(key).or_insert((0, Instant::now()));
+    if entry.1.elapsed() >= WINDOW {
+        *entry = (0, Instant::now());
+    }
+    entry.0 += 1;
 }
 
 impl LoginThrottle {
-    /// `Err(seconds to wait)` while `email` is locked out.
-    pub fn check(&self, email: &str) -> Result<(), u64> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match failures.get(email) {
-            Some((count, since)) if *count >= MAX_FAILURES && since.elapsed() < WINDOW => {
-                Err((WINDOW - since.elapsed()).as_secs().max(1))
-            }
-            _ => Ok(()),
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Err(seconds to wait)` while `address` may not try `email`. `address` is the client's
+    /// (an empty one counts as one address).
+    pub fn check(&self, email: &str, address: &str) -> Result<(), u64> {
+        let counts = self.counts();
+        let pair = counts.pairs.get(&(email.to_owned(), address.to_owned()));
+        match locked(pair, MAX_FAILURES)
+            .or_else(|| locked(counts.addresses.get(address), MAX_ADDRESS_FAILURES))
+        {
+            Some(wait) => Err(wait),
+            None => Ok(()),
         }
     }
 
-    pub fn record_failure(&self, email: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() > PRUNE_ABOVE {
-            failures.retain(|_, (_, since)| since.elapsed() < WINDOW);
-        }
-        let entry = failures
-            .entry(email.to_owned())
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
+    pub fn record_failure(&self, email: &str, address: &str) {
+        let mut counts = self.counts();
+        bump(&mut counts.pairs, (email.to_owned(), address.to_owned()));
+        bump(&mut counts.addresses, address.to_owned());
     }
 
-    pub fn clear(&self, email: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(email);
+    pub fn clear(&self, email: &str, address: &str) {
+        self.counts()
+            .pairs
+            .remove(&(email.to_owned(), address.to_owned()));
     }
 }
 
@@ -55,17 +94,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn locks_after_max_failures_and_clears_on_success() {
+    fn an_address_is_locked_out_of_one_account_and_the_owner_elsewhere_is_not() {
         let t = LoginThrottle::default();
         for _ in 0..MAX_FAILURES - 1 {
-            t.record_failure("a@x.io");
+            t.record_failure("a@x.io", "203.0.113.9");
         }
-        assert!(t.check("a@x.io").is_ok());
-        t.record_failure("a@x.io");
-        let wait = t.check("a@x.io").unwrap_err();
+        assert!(t.check("a@x.io", "203.0.113.9").is_ok());
+        t.record_failure("a@x.io", "203.0.113.9");
+        let wait = t.check("a@x.io", "203.0.113.9").unwrap_err();
         assert!(wait > 0 && wait <= WINDOW.as_secs());
-        assert!(t.check("b@x.io").is_ok(), "other emails are unaffected");
-        t.clear("a@x.io");
-        assert!(t.check("a@x.io").is_ok());
+        assert!(
+            t.check("a@x.io", "198.51.100.1").is_ok(),
+            "the owner elsewhere"
+        );
+        assert!(t.check("b@x.io", "203.0.113.9").is_ok(), "other accounts");
+        t.clear("a@x.io", "203.0.113.9");
+        assert!(t.check("a@x.io", "203.0.113.9").is_ok());
+    }
+
+    #[test]
+    fn one_address_guessing_across_many_accounts_is_stopped() {
+        let t = LoginThrottle::default();
+        for i in 0..MAX_ADDRESS_FAILURES {
+            let email = format!("user{i}@x.io");
+            assert!(t.check(&email, "203.0.113.9").is_ok());
+            t.record_failure(&email, "203.0.113.9");
+            // Logging in to an account of its own does not reset the address's total.
+            t.clear(&email, "203.0.113.9");
+        }
+        assert!(t.check("fresh@x.io", "203.0.113.9").is_err());
+        assert!(t.check("fresh@x.io", "198.51.100.1").is_ok());
     }
 }

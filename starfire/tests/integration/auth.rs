@@ -1,5 +1,7 @@
 //! `/v1/auth/*` and `/v1/me`: signup, login, refresh rotation with reuse detection, logout.
 
+use actix_web::http::Method;
+use actix_web::test::TestRequest;
 use serde_json::json;
 
 use crate::support::{session_of, TestApp};
@@ -303,33 +305,45 @@ async fn passwords_are_stored_as_argon2_hashes(app: TestApp) {
     assert!(!hash.contains("password123"));
 }
 
+/// The lock-out, measured: 10 wrong passwords from one address lock that address out of that
+/// account (even with the right password, with `Retry-After`), while the owner signing in from
+/// another address gets in and other accounts are unaffected; an address guessing across
+/// 100 accounts is stopped for every account.
 async fn repeated_wrong_passwords_get_429(app: TestApp) {
     app.signup("ada@example.com").await;
     app.signup("bob@example.com").await;
-    let attempt = |password: &'static str| {
-        app.post(
-            "/v1/auth/login",
-            None,
-            json!({"email": "ada@example.com", "password": password}),
-        )
+    let attempt = |email: String, password: &'static str, from: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                TestRequest::default()
+                    .method(Method::POST)
+                    .uri("/v1/auth/login")
+                    .peer_addr(from.parse().unwrap())
+                    .set_json(json!({"email": email, "password": password})),
+            )
+            .await
+        }
     };
+    const ATTACKER: &str = "203.0.113.9:5000";
+    const OWNER: &str = "198.51.100.7:6000";
+    let ada = || "ada@example.com".to_owned();
     for _ in 0..gateway::auth::login_throttle::MAX_FAILURES {
-        attempt("wrong-password").await.expect_error(401, None);
+        attempt(ada(), "wrong-password", ATTACKER)
+            .await
+            .expect_error(401, None);
     }
     // Locked out: even the right password waits, and the response says how long.
-    let resp = attempt("password123").await;
+    let resp = attempt(ada(), "password123", ATTACKER).await;
     let retry_after: u64 = resp.header("retry-after").parse().unwrap();
     assert!(retry_after > 0);
     let err = resp.expect_error(429, None);
     assert_eq!(err["type"], "rate_limit_error");
-    // Other accounts are unaffected.
-    app.post(
-        "/v1/auth/login",
-        None,
-        json!({"email": "bob@example.com", "password": "password123"}),
-    )
-    .await
-    .expect(200);
+    // The owner, from their own address, is not locked out; nor are other accounts.
+    attempt(ada(), "password123", OWNER).await.expect(200);
+    attempt("bob@example.com".to_owned(), "password123", ATTACKER)
+        .await
+        .expect(200);
     app.post(
         "/v1/auth/login",
         None,
@@ -337,6 +351,20 @@ async fn repeated_wrong_passwords_get_429(app: TestApp) {
     )
     .await
     .expect_error(422, Some("email"));
+
+    // Credential stuffing: one guess at each of many accounts from one address.
+    const STUFFER: &str = "192.0.2.44:7000";
+    for i in 0..gateway::auth::login_throttle::MAX_ADDRESS_FAILURES {
+        attempt(format!("user{i}@example.com"), "password123", STUFFER)
+            .await
+            .expect_error(401, None);
+    }
+    attempt("bob@example.com".to_owned(), "password123", STUFFER)
+        .await
+        .expect_error(429, None);
+    attempt("bob@example.com".to_owned(), "password123", OWNER)
+        .await
+        .expect(200);
 }
 
 /// Two refreshes racing with the same token: one may win the rotation, but the other is a

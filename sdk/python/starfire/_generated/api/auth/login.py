@@ -85,8 +85,10 @@ def sync_detailed(
     client: AuthenticatedClient | Client,
     body: LoginRequest,
 ) -> Response[ErrorBody | SessionObject]:
-    """Log in with email and password. After 10 wrong passwords for an email within 15 minutes,
-    logins for it get 429 until the window has passed.
+    """Log in with email and password. After 10 wrong passwords for an email from one client
+    address within 15 minutes, that address gets 429 for that email until the window has
+    passed (the owner signing in from elsewhere is not locked out); after 100 from one address
+    over any accounts, that address gets 429 for every account.
 
     Args:
         body (LoginRequest):
@@ -115,8 +117,10 @@ def sync(
     client: AuthenticatedClient | Client,
     body: LoginRequest,
 ) -> ErrorBody | SessionObject | None:
-    """Log in with email and password. After 10 wrong passwords for an email within 15 minutes,
-    logins for it get 429 until the window has passed.
+    """Log in with email and password. After 10 wrong passwords for an email from one client
+    address within 15 minutes, that address gets 429 for that email until the window has
+    passed (the owner signing in from elsewhere is not locked out); after 100 from one address
+    over any accounts, that address gets 429 for every account.
 
     Args:
         body (LoginRequest):
@@ -140,8 +144,10 @@ async def asyncio_detailed(
     client: AuthenticatedClient | Client,
     body: LoginRequest,
 ) -> Response[ErrorBody | SessionObject]:
-    """Log in with email and password. After 10 wrong passwords for an email within 15 minutes,
-    logins for it get 429 until the window has passed.
+    """Log in with email and password. After 10 wrong passwords for an email from one client
+    address within 15 minutes, that address gets 429 for that email until the window has
+    passed (the owner signing in from elsewhere is not locked out); after 100 from one address
+    over any accounts, that address gets 429 for every account.
 
     Args:
         body (LoginRequest):
@@ -168,8 +174,10 @@ async def asyncio(
     client: AuthenticatedClient | Client,
     body: LoginRequest,
 ) -> ErrorBody | SessionObject | None:
-    """Log in with email and password. After 10 wrong passwords for an email within 15 minutes,
-    logins for it get 429 until the window has passed.
+    """Log in with email and password. After 10 wrong passwords for an email from one client
+    address within 15 minutes, that address gets 429 for that email until the window has
+    passed (the owner signing in from elsewhere is not locked out); after 100 from one address
+    over any accounts, that address gets 429 for every account.
 
     Args:
         body (LoginRequest):
