@@ -14,6 +14,7 @@
 //! | `access_token_ttl_secs` | `STARFIRE_ACCESS_TOKEN_TTL_SECS` | `900` |
 //! | `refresh_token_ttl_secs` | `STARFIRE_REFRESH_TOKEN_TTL_SECS` | `2592000` (30 days) |
 //! | `max_body_bytes` | `STARFIRE_MAX_BODY_BYTES` | `1048576` |
+//! | `body_timeout_secs` | `STARFIRE_BODY_TIMEOUT_SECS` | `30`: a request body not fully arrived this long after its headers gets 408 and the connection closes (headers themselves must arrive within 5 s) |
 //! | `invite_ttl_secs` | `STARFIRE_INVITE_TTL_SECS` | `604800` (7 days) |
 //! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache, served as `smollm2-135m-instruct` |
 //! | `[[models]]` | none | one entry from `model_path`; several models with names, paths, `max_model_len`, `kv_cache_memory` and `default_sampling` (see `registry`) |
@@ -84,6 +85,8 @@ pub struct Config {
     pub refresh_token_ttl_secs: u64,
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Seconds a request body may take to arrive after its headers; slower gets 408.
+    pub body_timeout_secs: u64,
     /// Lifetime of an organization invite.
     pub invite_ttl_secs: u64,
     /// The served models: `[[models]]` from the file, or else one entry for `model_path` (a
@@ -191,6 +194,7 @@ impl std::fmt::Debug for Config {
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout_secs", &self.body_timeout_secs)
             .field("invite_ttl_secs", &self.invite_ttl_secs)
             .field("models", &self.models)
             .field("kv_cache_memory", &self.kv_cache_memory)
@@ -232,6 +236,7 @@ struct FileConfig {
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
     max_body_bytes: Option<usize>,
+    body_timeout_secs: Option<u64>,
     invite_ttl_secs: Option<u64>,
     worker_token: Option<String>,
     model_path: Option<PathBuf>,
@@ -375,6 +380,18 @@ impl Config {
             max_body_bytes: number(&env, "STARFIRE_MAX_BODY_BYTES")?
                 .or(file.max_body_bytes)
                 .unwrap_or(1 << 20),
+            body_timeout_secs: match number(&env, "STARFIRE_BODY_TIMEOUT_SECS")?
+                .or(file.body_timeout_secs)
+                .unwrap_or(30)
+            {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        name: "body_timeout_secs".into(),
+                        message: "must be at least 1".into(),
+                    })
+                }
+                secs => secs,
+            },
             invite_ttl_secs: number(&env, "STARFIRE_INVITE_TTL_SECS")?
                 .or(file.invite_ttl_secs)
                 .unwrap_or(7 * 24 * 3600),

@@ -64,6 +64,8 @@ codes! {
     Conflict = ("conflict", CONFLICT, "conflict_error"),
     /// The body is larger than the configured limit.
     PayloadTooLarge = ("payload_too_large", PAYLOAD_TOO_LARGE, "invalid_request_error"),
+    /// The request body did not arrive in time (a client sending it too slowly).
+    RequestTimeout = ("request_timeout", REQUEST_TIMEOUT, "invalid_request_error"),
     /// The path exists but not with this method; `Allow` lists the methods it has.
     MethodNotAllowed = ("method_not_allowed", METHOD_NOT_ALLOWED, "invalid_request_error"),
     /// The prompt plus the completion does not fit the model's context.
@@ -120,6 +122,9 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive within the server's body timeout.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The path exists, but not with this method; answered with `Allow`.
     #[error("{method} is not allowed on {path}; it takes {}.", .allowed.join(", "))]
     MethodNotAllowed {
@@ -269,6 +274,7 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::Conflict(_) => Code::Conflict,
             ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            ApiError::RequestTimeout(_) => Code::RequestTimeout,
             ApiError::MethodNotAllowed { .. } => Code::MethodNotAllowed,
             ApiError::RateLimited { .. } | ApiError::RateLimitExceeded(_) => {
                 Code::RateLimitExceeded
@@ -368,6 +374,12 @@ impl From<StoreError> for ApiError {
 pub fn from_payload_error(err: &actix_web::error::PayloadError, limit: usize) -> ApiError {
     match err {
         actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge { limit },
+        actix_web::error::PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            ApiError::RequestTimeout(
+                "The request body did not arrive in time; send it at once, not byte by byte."
+                    .to_owned(),
+            )
+        }
         other => ApiError::bad_request(format!("could not read the request body: {other}"), None),
     }
 }
@@ -386,6 +398,7 @@ mod tests {
             (ApiError::NotFound("no".into()), 404, ""),
             (ApiError::Conflict("no".into()), 409, ""),
             (ApiError::PayloadTooLarge { limit: 1 }, 413, ""),
+            (ApiError::RequestTimeout("slow".into()), 408, ""),
             (
                 ApiError::MethodNotAllowed {
                     method: "TRACE".into(),

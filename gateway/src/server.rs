@@ -244,11 +244,15 @@ pub fn app_with(
     >,
 > {
     let limit = state.config.max_body_bytes;
+    let body_timeout = std::time::Duration::from_secs(state.config.body_timeout_secs);
     let metrics = state.metrics.clone();
     App::new()
         .app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(limit))
-        .app_data(BodyLimit(limit))
+        .app_data(BodyLimit {
+            bytes: limit,
+            timeout: body_timeout,
+        })
         .app_data(web::PathConfig::default().error_handler(|err, _| {
             ApiError::bad_request(format!("Invalid path: {err}"), None).into()
         }))
@@ -256,7 +260,8 @@ pub fn app_with(
         .configure(extra)
         .route("/openapi.json", web::get().to(openapi_document))
         .default_service(web::to(unknown_route))
-        .wrap_fn(move |req, srv| {
+        .wrap_fn(move |mut req, srv| {
+            crate::api::body::limit_body_time(&mut req, body_timeout);
             let id = request_id_for(&req);
             req.extensions_mut().insert(RequestId(id.clone()));
             let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());

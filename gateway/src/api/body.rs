@@ -96,7 +96,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/json")
             .to_ascii_lowercase();
-        let limit = req.app_data::<BodyLimit>().map_or(262_144, |l| l.0);
+        let BodyLimit { bytes: limit, .. } =
+            req.app_data::<BodyLimit>().copied().unwrap_or_default();
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if !content_type.starts_with("application/json") {
@@ -130,9 +131,79 @@ impl<T: DeserializeOwned + 'static> FromRequest for QueryArgs<T> {
     }
 }
 
-/// The configured body limit, kept beside actix's `PayloadConfig` so 413 can state it.
+/// The configured body limit, kept beside actix's `PayloadConfig` so 413 can state it, and how
+/// long a body may take to arrive ([`limit_body_time`]).
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    pub bytes: usize,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        BodyLimit {
+            bytes: 262_144,
+            timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// Gives the request's body `timeout` to arrive in full: after it, reading the body fails with
+/// a timed-out I/O error, which the body extractors answer 408 (`request_timeout`) and after
+/// which the connection closes, so a client sending one byte a second holds nothing for long.
+/// Requests without a body (and WebSocket upgrades, whose "body" is the socket) are untouched.
+pub fn limit_body_time(req: &mut actix_web::dev::ServiceRequest, timeout: std::time::Duration) {
+    let headers = req.headers();
+    let has_body = headers.contains_key(actix_web::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if !has_body || headers.contains_key(actix_web::http::header::UPGRADE) {
+        return;
+    }
+    let payload = actix_web::HttpMessage::take_payload(req);
+    let timed = TimedPayload {
+        inner: payload,
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        expired: false,
+    };
+    req.set_payload(Payload::Stream {
+        payload: Box::pin(timed),
+    });
+}
+
+/// A body stream that fails once its deadline passes.
+struct TimedPayload {
+    inner: Payload,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl futures_util::Stream for TimedPayload {
+    type Item = Result<web::Bytes, PayloadError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            )))));
+        }
+        Poll::Pending
+    }
+}
 
 #[cfg(test)]
 mod tests {

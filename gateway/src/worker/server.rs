@@ -106,7 +106,10 @@ impl WorkerState {
 /// (`openai_routes`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-        .app_data(crate::api::body::BodyLimit(MAX_BODY_BYTES))
+        .app_data(crate::api::body::BodyLimit {
+            bytes: MAX_BODY_BYTES,
+            ..Default::default()
+        })
         .configure(super::openai_routes::configure)
         .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
