@@ -277,6 +277,17 @@ pub fn app_with(
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     res.headers_mut().insert(REQUEST_ID, value);
                 }
+                // Every answer, JSON and streams included, is what its Content-Type says and is
+                // not to be framed (the console's pages set their own, stricter, set first).
+                let headers = res.headers_mut();
+                for (name, value) in [
+                    (actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    (actix_web::http::header::X_FRAME_OPTIONS, "DENY"),
+                ] {
+                    if !headers.contains_key(&name) {
+                        headers.insert(name, HeaderValue::from_static(value));
+                    }
+                }
                 tracing::info!(
                     status = res.status().as_u16(),
                     elapsed_ms = started.elapsed().as_millis() as u64,

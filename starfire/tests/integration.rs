@@ -47,6 +47,8 @@ mod idempotency;
 mod inference;
 #[path = "integration/invites.rs"]
 mod invites;
+#[path = "integration/isolation.rs"]
+mod isolation;
 #[path = "integration/metering.rs"]
 mod metering;
 #[path = "integration/openai_sdk.rs"]

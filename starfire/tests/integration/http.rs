@@ -1,4 +1,5 @@
-//! What every response shares: request ids, the error shape, body limits, unknown routes.
+//! What every response shares: request ids, security headers, the error shape, body limits and
+//! timeouts, unknown routes.
 
 use actix_web::test::TestRequest;
 use serde_json::json;
@@ -23,6 +24,8 @@ async fn every_response_has_a_request_id(app: TestApp) {
     let bad = app.post("/v1/auth/signup", None, json!({})).await;
     let mut ids = Vec::new();
     for resp in [&ok, &unauthorized, &missing, &bad] {
+        assert_eq!(resp.header("x-content-type-options"), "nosniff");
+        assert_eq!(resp.header("x-frame-options"), "DENY");
         let id = resp.header("x-request-id");
         assert!(id.starts_with("req_"), "{id}");
         ids.push(id);
