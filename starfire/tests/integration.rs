@@ -49,6 +49,8 @@ mod inference;
 mod invites;
 #[path = "integration/isolation.rs"]
 mod isolation;
+#[path = "integration/log_secrets.rs"]
+mod log_secrets;
 #[path = "integration/metering.rs"]
 mod metering;
 #[path = "integration/openai_sdk.rs"]
