@@ -39,6 +39,8 @@ mod e2e;
 mod embeddings;
 #[path = "integration/fake_stripe.rs"]
 mod fake_stripe;
+#[path = "integration/graceful_shutdown.rs"]
+mod graceful_shutdown;
 #[path = "integration/http.rs"]
 mod http;
 #[path = "integration/idempotency.rs"]
