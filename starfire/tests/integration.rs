@@ -67,6 +67,8 @@ mod projects;
 mod rate_limits;
 #[path = "integration/rate_limits_e2e.rs"]
 mod rate_limits_e2e;
+#[path = "integration/redis_faults.rs"]
+mod redis_faults;
 #[path = "integration/registry.rs"]
 mod registry;
 #[path = "integration/remote_backend.rs"]
