@@ -45,6 +45,8 @@ mod graceful_shutdown;
 mod http;
 #[path = "integration/idempotency.rs"]
 mod idempotency;
+#[path = "integration/idle_websockets.rs"]
+mod idle_websockets;
 #[path = "integration/inference.rs"]
 mod inference;
 #[path = "integration/invites.rs"]
