@@ -87,6 +87,8 @@ codes! {
     ShuttingDown = ("shutting_down", SERVICE_UNAVAILABLE, "server_error"),
     /// The shared rate limiter (Redis) cannot be reached and limits fail closed.
     RateLimiterUnavailable = ("rate_limiter_unavailable", SERVICE_UNAVAILABLE, "server_error"),
+    /// The database cannot be reached (restarting, down, or every connection busy).
+    DatabaseUnavailable = ("database_unavailable", SERVICE_UNAVAILABLE, "server_error"),
     /// The payment provider cannot be reached or is not configured.
     PaymentProviderUnavailable = ("payment_provider_unavailable", SERVICE_UNAVAILABLE, "server_error"),
     /// Stripe webhooks arrive but no signing secret is configured.
@@ -363,9 +365,37 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::InvalidUrl(e) => ApiError::Internal(e),
+            StoreError::Database(e) if database_unreachable(&e) => {
+                tracing::warn!(error = %e, "the database cannot be reached");
+                ApiError::Unavailable {
+                    message: "The database cannot be reached at the moment; retry shortly."
+                        .to_owned(),
+                    code: Code::DatabaseUnavailable,
+                    retry_after: Some(1),
+                }
+            }
             StoreError::Database(e) => ApiError::Internal(e.to_string()),
             StoreError::Migrate(e) => ApiError::Internal(e.to_string()),
         }
+    }
+}
+
+/// Whether a database error means the database is out of reach (a connection refused or
+/// dropped, no free connection in time, the server shutting down or starting), not that the
+/// request was wrong: those are 503s a retry can cure, not internal errors.
+fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin or crash shutdown,
+        // cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 
@@ -399,6 +429,11 @@ mod tests {
             (ApiError::Conflict("no".into()), 409, ""),
             (ApiError::PayloadTooLarge { limit: 1 }, 413, ""),
             (ApiError::RequestTimeout("slow".into()), 408, ""),
+            (
+                ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut)),
+                503,
+                "",
+            ),
             (
                 ApiError::MethodNotAllowed {
                     method: "TRACE".into(),

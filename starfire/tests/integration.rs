@@ -63,6 +63,8 @@ mod openai_sdk;
 mod openai_upstream;
 #[path = "integration/openapi.rs"]
 mod openapi;
+#[path = "integration/postgres_faults.rs"]
+mod postgres_faults;
 #[path = "integration/projects.rs"]
 mod projects;
 #[path = "integration/rate_limits.rs"]
