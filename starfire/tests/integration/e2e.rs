@@ -253,3 +253,160 @@ async fn serve_and_bootstrap_on_postgres() {
     assert_eq!(models["data"][0]["id"], gateway::registry::DEFAULT_MODEL_ID);
     drop(server);
 }
+
+/// `cmd` set to serve the default model from the cache with a small KV cache.
+pub(crate) fn with_default_model(mut cmd: Command) -> Command {
+    let model = engine::model_cache::find_default_model()
+        .expect("the default model is cached (`starfire model fetch`)");
+    cmd.env("STARFIRE_MODEL_PATH", model)
+        .env("STARFIRE_KV_CACHE_MEMORY", (64u64 << 20).to_string());
+    cmd
+}
+
+/// `cmd` running `serve` on `port`, its output discarded; returns once `/healthz` answers.
+pub(crate) fn serve_on(mut cmd: Command, port: u16) -> Server {
+    let mut server = Server(
+        cmd.env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port, &mut server);
+    server
+}
+
+/// Sends SIGTERM and waits (40 s at most) for the process to exit; its exit status.
+pub(crate) fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 40 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every usage row of `tenant` in the database at `url`.
+pub(crate) fn usage_rows(url: &str, tenant: &str) -> Vec<gateway::store::usage::UsageEvent> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = gateway::Store::connect(url).await.unwrap();
+        store
+            .usage_events(&tenant.into(), 0, i64::MAX)
+            .await
+            .unwrap()
+    })
+}
+
+/// One request of a [`Load`] as its client saw it.
+pub(crate) struct Outcome {
+    /// The load's phase when it was sent.
+    pub phase: usize,
+    pub status: u16,
+    pub code: String,
+    pub took: Duration,
+}
+
+/// `clients` threads sending small completions to `port` with `key` until stopped, each
+/// outcome tagged with the phase the test was in when it was sent (for fault tests).
+pub(crate) struct Load {
+    phase: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    outcomes: std::sync::Arc<std::sync::Mutex<Vec<Outcome>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub(crate) fn start(port: u16, key: &str, clients: usize) -> Load {
+        use std::sync::atomic::Ordering;
+        let load = Load {
+            phase: Default::default(),
+            stop: Default::default(),
+            outcomes: Default::default(),
+            clients: Vec::new(),
+        };
+        let clients = (0..clients)
+            .map(|_| {
+                let (key, phase, stop, outcomes) = (
+                    key.to_owned(),
+                    load.phase.clone(),
+                    load.stop.clone(),
+                    load.outcomes.clone(),
+                );
+                std::thread::spawn(move || {
+                    let request = serde_json::json!({"model": "smollm2-135m-instruct",
+                        "prompt": [1, 2, 3, 4, 5, 6, 7, 8, 9], "max_tokens": 1,
+                        "ignore_eos": true, "temperature": 0});
+                    while !stop.load(Ordering::SeqCst) {
+                        let at = phase.load(Ordering::SeqCst);
+                        let started = Instant::now();
+                        let reply = crate::rate_limits_e2e::http(
+                            port,
+                            "POST",
+                            "/v1/completions",
+                            Some(&key),
+                            &request,
+                        );
+                        outcomes.lock().unwrap().push(Outcome {
+                            phase: at,
+                            status: reply.status,
+                            code: reply.body["error"]["code"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            took: started.elapsed(),
+                        });
+                    }
+                })
+            })
+            .collect();
+        Load { clients, ..load }
+    }
+
+    pub(crate) fn set_phase(&self, phase: usize) {
+        self.phase.store(phase, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The requests sent in `phase` that got `status`.
+    pub(crate) fn count(&self, phase: usize, status: u16) -> usize {
+        self.outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|o| o.phase == phase && o.status == status)
+            .count()
+    }
+
+    /// Waits (60 s at most) until `count(phase, status)` reaches `n`.
+    pub(crate) fn wait_for(&self, phase: usize, status: u16, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.count(phase, status) < n {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {n} answers {status} in phase {phase}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the clients; every outcome, in the order they came.
+    pub(crate) fn finish(self) -> Vec<Outcome> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.clients {
+            c.join().unwrap();
+        }
+        std::mem::take(&mut *self.outcomes.lock().unwrap())
+    }
+}

@@ -2,7 +2,6 @@
 //! bounded amount per socket, and it goes on answering HTTP requests and a chat over one of the
 //! sockets while they are open.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -10,8 +9,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::e2e::{bootstrap_with, free_port, starfire, Server};
-use crate::rate_limits_e2e::{http, wait_until_up};
+use crate::e2e::{bootstrap_with, free_port, serve_on, starfire, with_default_model};
+use crate::rate_limits_e2e::http;
 
 const SOCKETS: usize = 1000;
 /// What 1,000 idle sockets may add to the server's resident memory.
@@ -29,26 +28,10 @@ fn resident_bytes(pid: u32) -> u64 {
 
 #[test]
 fn a_thousand_idle_websockets_stay_cheap_and_the_server_answers() {
-    let model = engine::model_cache::find_default_model()
-        .expect("the default model is cached (`starfire model fetch`)");
     let home = tempfile::tempdir().unwrap();
     let port = free_port();
-    let with_env = |mut cmd: std::process::Command| {
-        cmd.env("STARFIRE_MODEL_PATH", &model)
-            .env("STARFIRE_KV_CACHE_MEMORY", (64u64 << 20).to_string());
-        cmd
-    };
-    let mut server = Server(
-        with_env(starfire(home.path()))
-            .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until_up(&mut server, "127.0.0.1", port, "/healthz", "starfire serve");
-    let keys = bootstrap_with(with_env(starfire(home.path())));
+    let server = serve_on(with_default_model(starfire(home.path())), port);
+    let keys = bootstrap_with(with_default_model(starfire(home.path())));
     let key = keys["api_key"].as_str().unwrap().to_owned();
     let chat = json!({"model": "smollm2-135m-instruct", "max_tokens": 4, "temperature": 0,
                       "messages": [{"role": "user", "content": "Hi"}]});

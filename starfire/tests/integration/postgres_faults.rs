@@ -9,16 +9,14 @@
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway::store::usage::UsageStatus;
-use gateway::Store;
-use serde_json::json;
 
-use crate::e2e::{bootstrap_with, free_port, starfire, Server};
-use crate::rate_limits_e2e::{http, wait_until_up};
+use crate::e2e::{
+    bootstrap_with, free_port, serve_on, starfire, usage_rows, with_default_model, Load, Outcome,
+    Server,
+};
 
 const CLIENTS: usize = 4;
 
@@ -85,17 +83,8 @@ fn postgres(dir: &Path, port: u16) -> Postgres {
     Postgres(server)
 }
 
-struct Outcome {
-    phase: usize,
-    status: u16,
-    code: String,
-    took: Duration,
-}
-
 #[test]
 fn postgres_restarted_under_load() {
-    let model = engine::model_cache::find_default_model()
-        .expect("the default model is cached (`starfire model fetch`)");
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),
@@ -114,91 +103,29 @@ fn postgres_restarted_under_load() {
     let pg = postgres(dir.path(), pg_port);
 
     let home = tempfile::tempdir().unwrap();
-    let port = free_port();
     let database_url = format!("postgres://postgres@127.0.0.1:{pg_port}/postgres");
-    let with_env = |mut cmd: Command| {
-        cmd.env("STARFIRE_MODEL_PATH", &model)
-            .env("STARFIRE_KV_CACHE_MEMORY", (64u64 << 20).to_string())
-            .env("STARFIRE_DATABASE_URL", &database_url)
+    let with_env = |cmd: Command| {
+        let mut cmd = with_default_model(cmd);
+        cmd.env("STARFIRE_DATABASE_URL", &database_url)
             .env("STARFIRE_USAGE_HEARTBEAT_SECS", "1")
             .env("STARFIRE_USAGE_ORPHAN_AFTER_SECS", "3");
         cmd
     };
-    let serve = |port: u16| {
-        let mut server = Server(
-            with_env(starfire(home.path()))
-                .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
-                .arg("serve")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_until_up(&mut server, "127.0.0.1", port, "/healthz", "starfire serve");
-        server
-    };
-    let server = serve(port);
+    let port = free_port();
+    let server = serve_on(with_env(starfire(home.path())), port);
     let boot = bootstrap_with(with_env(starfire(home.path())));
-    let key: Arc<str> = boot["api_key"].as_str().unwrap().into();
+    let load = Load::start(port, boot["api_key"].as_str().unwrap(), CLIENTS);
 
-    let phase = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (key, phase, stop, outcomes) =
-                (key.clone(), phase.clone(), stop.clone(), outcomes.clone());
-            std::thread::spawn(move || {
-                let request = json!({"model": "smollm2-135m-instruct",
-                    "prompt": [1, 2, 3, 4, 5, 6, 7, 8, 9], "max_tokens": 2,
-                    "ignore_eos": true, "temperature": 0});
-                while !stop.load(Ordering::SeqCst) {
-                    let at = phase.load(Ordering::SeqCst);
-                    let started = Instant::now();
-                    let reply = http(port, "POST", "/v1/completions", Some(&key), &request);
-                    outcomes.lock().unwrap().push(Outcome {
-                        phase: at,
-                        status: reply.status,
-                        code: reply.body["error"]["code"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        took: started.elapsed(),
-                    });
-                }
-            })
-        })
-        .collect();
-    let count = |p: usize, status: u16| {
-        outcomes
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|o| o.phase == p && o.status == status)
-            .count()
-    };
-    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-
-    wait_for("requests served before the outage", &|| count(0, 200) >= 10);
+    load.wait_for(0, 200, 10);
     drop(pg);
-    phase.store(1, Ordering::SeqCst);
-    wait_for("refusals during the outage", &|| count(1, 503) >= 4);
+    load.set_phase(1);
+    load.wait_for(1, 503, 4);
     std::thread::sleep(Duration::from_secs(2));
     let _pg = postgres(dir.path(), pg_port);
-    phase.store(2, Ordering::SeqCst);
-    wait_for("requests served after the restart", &|| count(2, 200) >= 20);
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.join().unwrap();
-    }
+    load.set_phase(2);
+    load.wait_for(2, 200, 20);
+    let outcomes = load.finish();
 
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     let unexpected: Vec<String> = outcomes
         .iter()
         .filter(|o| o.status != 200 && !(o.status == 503 && o.code == "database_unavailable"))
@@ -229,16 +156,8 @@ fn postgres_restarted_under_load() {
     // A new serve sweeps what the outage left in flight; then nothing is open, nothing doubled.
     drop(server);
     std::thread::sleep(Duration::from_secs(4));
-    let again = serve(free_port());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = rt.block_on(Store::connect(&database_url)).unwrap();
-    let tenant = boot["tenant_id"].as_str().unwrap().into();
-    let rows = rt
-        .block_on(store.usage_events(&tenant, 0, i64::MAX))
-        .unwrap();
+    let again = serve_on(with_env(starfire(home.path())), free_port());
+    let rows = usage_rows(&database_url, boot["tenant_id"].as_str().unwrap());
     drop(again);
     assert!(
         rows.iter().all(|r| r.status != UsageStatus::InProgress),

@@ -8,16 +8,16 @@
 
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway::store::usage::UsageStatus;
-use gateway::Store;
 use serde_json::json;
 
-use crate::e2e::{bootstrap_with, free_port, starfire, Server};
-use crate::rate_limits_e2e::{http, wait_until_up};
+use crate::e2e::{
+    bootstrap_with, free_port, serve_on, starfire, terminate, usage_rows, with_default_model, Load,
+    Outcome, Server,
+};
+use crate::rate_limits_e2e::http;
 
 const CLIENTS: usize = 4;
 
@@ -39,15 +39,6 @@ fn redis_server(port: u16) -> Server {
     server
 }
 
-/// One request as a client saw it.
-struct Outcome {
-    /// 0 before the outage, 1 during, 2 after Redis came back (when it was sent).
-    phase: usize,
-    status: u16,
-    code: String,
-    took: Duration,
-}
-
 #[test]
 fn redis_stopped_and_restarted_under_load_closed() {
     redis_outage("closed");
@@ -59,33 +50,21 @@ fn redis_stopped_and_restarted_under_load_local() {
 }
 
 fn redis_outage(mode: &str) {
-    let model = engine::model_cache::find_default_model()
-        .expect("the default model is cached (`starfire model fetch`)");
     let redis_port = free_port();
     let redis = redis_server(redis_port);
     let home = tempfile::tempdir().unwrap();
     let port = free_port();
-    let with_env = |mut cmd: Command| {
-        cmd.env("STARFIRE_MODEL_PATH", &model)
-            .env("STARFIRE_KV_CACHE_MEMORY", (64u64 << 20).to_string())
-            .env(
-                "STARFIRE_REDIS_URL",
-                format!("redis://127.0.0.1:{redis_port}"),
-            )
-            .env("STARFIRE_RATE_LIMIT_REDIS_FAILURE", mode)
-            .env("STARFIRE_REDIS_TIMEOUT_MS", "200");
+    let with_env = |cmd: Command| {
+        let mut cmd = with_default_model(cmd);
+        cmd.env(
+            "STARFIRE_REDIS_URL",
+            format!("redis://127.0.0.1:{redis_port}"),
+        )
+        .env("STARFIRE_RATE_LIMIT_REDIS_FAILURE", mode)
+        .env("STARFIRE_REDIS_TIMEOUT_MS", "200");
         cmd
     };
-    let mut server = Server(
-        with_env(starfire(home.path()))
-            .env("STARFIRE_LISTEN", format!("127.0.0.1:{port}"))
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until_up(&mut server, "127.0.0.1", port, "/healthz", "starfire serve");
+    let mut server = serve_on(with_env(starfire(home.path())), port);
     let boot = bootstrap_with(with_env(starfire(home.path())));
     let created = http(
         port,
@@ -99,67 +78,17 @@ fn redis_outage(mode: &str) {
                 "limits": {"rpm": 100000, "tpm": 10000000, "concurrency": 1000}}),
     );
     assert_eq!(created.status, 201, "{}", created.text);
-    let key: Arc<str> = created.body["value"].as_str().unwrap().into();
+    let load = Load::start(port, created.body["value"].as_str().unwrap(), CLIENTS);
 
-    let phase = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (key, phase, stop, outcomes) =
-                (key.clone(), phase.clone(), stop.clone(), outcomes.clone());
-            std::thread::spawn(move || {
-                let request = json!({"model": "smollm2-135m-instruct",
-                    "prompt": [1, 2, 3, 4, 5, 6, 7, 8, 9], "max_tokens": 1,
-                    "ignore_eos": true, "temperature": 0});
-                while !stop.load(Ordering::SeqCst) {
-                    let at = phase.load(Ordering::SeqCst);
-                    let started = Instant::now();
-                    let reply = http(port, "POST", "/v1/completions", Some(&key), &request);
-                    outcomes.lock().unwrap().push(Outcome {
-                        phase: at,
-                        status: reply.status,
-                        code: reply.body["error"]["code"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        took: started.elapsed(),
-                    });
-                }
-            })
-        })
-        .collect();
-    let served_in = |p: usize| {
-        outcomes
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|o| o.phase == p && o.status == 200)
-            .count()
-    };
-    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !done() {
-            assert!(Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-
-    wait_for("requests served before the outage", &|| served_in(0) >= 10);
+    load.wait_for(0, 200, 10);
     drop(redis);
-    phase.store(1, Ordering::SeqCst);
+    load.set_phase(1);
     std::thread::sleep(Duration::from_secs(2));
     let _redis = redis_server(redis_port);
-    phase.store(2, Ordering::SeqCst);
-    wait_for("requests served after Redis came back", &|| {
-        served_in(2) >= 20
-    });
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.join().unwrap();
-    }
+    load.set_phase(2);
+    load.wait_for(2, 200, 20);
+    let outcomes = load.finish();
 
-    let outcomes = outcomes.lock().unwrap();
     let unexpected: Vec<String> = outcomes
         .iter()
         .filter(|o| {
@@ -200,24 +129,9 @@ fn redis_outage(mode: &str) {
     );
 
     // Exactly one completed usage row per request answered 200, and none left open.
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while server.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "serve did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    terminate(&mut server);
     let url = format!("sqlite://{}", home.path().join("starfire.db").display());
-    let store = rt.block_on(Store::connect(&url)).unwrap();
-    let tenant = boot["tenant_id"].as_str().unwrap().into();
-    let rows = rt
-        .block_on(store.usage_events(&tenant, 0, i64::MAX))
-        .unwrap();
+    let rows = usage_rows(&url, boot["tenant_id"].as_str().unwrap());
     let completed = rows
         .iter()
         .filter(|r| r.status == UsageStatus::Completed)
