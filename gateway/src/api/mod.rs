@@ -115,6 +115,61 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the errors a query string can earn on every route that reads one: 400 when it
+/// cannot be read as the route's parameters (a wrong type, an unknown parameter), and, on the
+/// paged lists (`limit`, `after`), 422 for a value out of range or a cursor that is not one of
+/// the list's ids.
+struct QueryErrors;
+
+impl Modify for QueryErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let query: Vec<String> = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.parameter_in == ParameterIn::Query)
+                    .map(|p| p.name.clone())
+                    .collect();
+                if query.is_empty() {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                responses.entry("400".to_owned()).or_insert_with(|| {
+                    error("The query string cannot be read as this route's parameters.").into()
+                });
+                if query.iter().any(|name| name == "limit" || name == "after") {
+                    responses.entry("422".to_owned()).or_insert_with(|| {
+                        error("A parameter's value is refused (out of range, or not an id of this list).")
+                            .into()
+                    });
+                }
+            }
+        }
+    }
+}
+
 fn actix_method(method: &HttpMethod) -> actix_web::http::Method {
     use actix_web::http::Method;
     match method {
@@ -140,7 +195,7 @@ macro_rules! routes {
             components(schemas(crate::error::ErrorBody, crate::error::ErrorObject,
                 chat_ws::frames::ChatDeltaFrame, chat_ws::frames::ChatDoneFrame,
                 chat_ws::frames::ChatErrorFrame)),
-            modifiers(&BearerAuth),
+            modifiers(&BearerAuth, &QueryErrors),
         )]
         pub struct ApiDoc;
 
