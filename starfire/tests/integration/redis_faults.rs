@@ -102,7 +102,7 @@ fn redis_outage(mode: &str) {
     if mode == "closed" {
         assert!(!refused.is_empty(), "the outage was not noticed");
         assert!(
-            refused.iter().all(|o| o.took < Duration::from_secs(2)),
+            refused.iter().all(|o| o.took < Duration::from_secs(5)),
             "refusals are fast"
         );
         // Once Redis is back, the limiter works again: the last requests all succeed.
