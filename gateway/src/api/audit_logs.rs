@@ -72,6 +72,7 @@ list_of!(AuditLogList, AuditLogObject);
 #[into_params(parameter_in = Query)]
 pub struct AuditLogQuery {
     /// How many entries to return, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The id of the last entry of the previous page.
     pub after: Option<String>,

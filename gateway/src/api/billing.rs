@@ -328,6 +328,7 @@ pub async fn list_invoices(
 #[serde(deny_unknown_fields)]
 pub struct UpcomingQuery {
     /// The month, `YYYY-MM` (UTC); default the current one.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub period: Option<String>,
 }
 

@@ -77,6 +77,7 @@ pub struct BudgetUpdate {
     /// The cap in micro-USD (1 USD = 1,000,000): a positive integer up to 10^15. Requests whose
     /// maximum cost (prompt plus `max_tokens` at the model's prices) does not fit in what is
     /// left are refused with 429 `insufficient_quota`.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub limit_micros: i64,
 }
 

@@ -155,6 +155,7 @@ pub struct DeploymentEventList {
 #[into_params(parameter_in = Query)]
 pub struct DeploymentListQuery {
     /// How many objects to return, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The id of the last object of the previous page.
     pub after: Option<String>,

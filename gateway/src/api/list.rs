@@ -12,6 +12,7 @@ use crate::store::{Page, PageRequest};
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// How many objects to return, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The id of the last object of the previous page.
     pub after: Option<String>,

@@ -65,6 +65,7 @@ list_of!(ProjectList, ProjectObject);
 #[into_params(parameter_in = Query)]
 pub struct ProjectListQuery {
     /// How many objects to return, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The id of the last object of the previous page.
     pub after: Option<String>,

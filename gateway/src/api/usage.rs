@@ -64,6 +64,7 @@ pub struct CostsParams {
     /// Group by `project_id` and/or `line_item` (the model).
     group_by: Option<Vec<String>>,
     /// Buckets per page, 1 to 180 (default 7).
+    #[param(minimum = 1, maximum = 180)]
     limit: Option<i64>,
     /// `next_page` of the previous answer.
     page: Option<String>,
