@@ -8,14 +8,14 @@
 //! operator's current token, so a changed token or a removed operator ends the sign-in at once.
 //! Forms carry an HMAC of the cookie as their CSRF token.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hmac::{Hmac, Mac};
 use maud::{html, Markup};
 use sha2::Sha256;
 
 use super::layout::{bare, csrf_field, query_param, time, Form, PageResult};
-use super::session::{self, check_origin, cookie, read_cookie};
+use super::session::{self, check_csrf, check_origin, cookie, read_cookie, set_cookie};
 use super::signin::with_pre_csrf;
 use super::{html as page, see_other, PageError};
 use gateway::api::deployments::{self as api, OperatorDeploymentList};
@@ -99,13 +99,8 @@ impl OperatorCtx {
                 "Your operator sign-in has ended; sign in again at /operator/signin.".to_owned(),
             )
         })?;
-        match form.get("csrf") {
-            Some(sent) if constant_time_eq(sent, &ctx.csrf) => Ok(ctx),
-            _ => Err(ApiError::Forbidden(
-                "The form's security token is missing or stale; reload the page and try again."
-                    .to_owned(),
-            )),
-        }
+        check_csrf(req, &ctx.csrf, form.get("csrf"))?;
+        Ok(ctx)
     }
 }
 
@@ -164,12 +159,6 @@ pub async fn signout(state: web::Data<AppState>, req: HttpRequest, body: web::By
     let mut res = see_other("/operator/signin");
     set_cookie(&mut res, &cookie(&req, OPERATOR_COOKIE, "", 0));
     Ok(res)
-}
-
-fn set_cookie(res: &mut HttpResponse, value: &str) {
-    if let Ok(value) = header::HeaderValue::from_str(value) {
-        res.headers_mut().append(header::SET_COOKIE, value);
-    }
 }
 
 fn deployments_markup(ctx: &OperatorCtx, wanted: State, listed: &OperatorDeploymentList) -> Markup {

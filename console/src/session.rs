@@ -159,11 +159,23 @@ pub fn check_session_csrf(
     principal: &Principal,
     sent: Option<&str>,
 ) -> Result<(), ApiError> {
+    check_csrf(req, &session_csrf(state, principal), sent)
+}
+
+/// Checks a form's origin and that its token is `expected` (in constant time).
+pub fn check_csrf(req: &HttpRequest, expected: &str, sent: Option<&str>) -> Result<(), ApiError> {
     check_origin(req)?;
-    let expected = session_csrf(state, principal);
     match sent {
-        Some(sent) if constant_time_eq(sent, &expected) => Ok(()),
+        Some(sent) if constant_time_eq(sent, expected) => Ok(()),
         _ => Err(forbidden_csrf()),
+    }
+}
+
+/// Adds a `Set-Cookie` made by [`cookie`] to `res`.
+pub fn set_cookie(res: &mut actix_web::HttpResponse, value: &str) {
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(value) {
+        res.headers_mut()
+            .append(actix_web::http::header::SET_COOKIE, value);
     }
 }
 

@@ -1,6 +1,5 @@
 //! The signed-out pages: home, sign-in, sign-up, sign-out and the invite landing page.
 
-use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use maud::{html, Markup};
@@ -34,20 +33,20 @@ pub(super) fn with_pre_csrf(
     let (token, fresh) = session::pre_csrf(req);
     let mut res = page(status, render(&token));
     if fresh {
-        let value = session::cookie(req, PRE_CSRF_COOKIE, &token, 3600);
-        if let Ok(value) = header::HeaderValue::from_str(&value) {
-            res.headers_mut().append(header::SET_COOKIE, value);
-        }
+        session::set_cookie(
+            &mut res,
+            &session::cookie(req, PRE_CSRF_COOKIE, &token, 3600),
+        );
     }
     res
 }
 
 pub(super) fn signed_in_response(req: &HttpRequest, token: &str) -> HttpResponse {
     let mut res = see_other("/projects");
-    let value = session::cookie(req, SESSION_COOKIE, token, CONSOLE_SESSION_SECS);
-    if let Ok(value) = header::HeaderValue::from_str(&value) {
-        res.headers_mut().append(header::SET_COOKIE, value);
-    }
+    session::set_cookie(
+        &mut res,
+        &session::cookie(req, SESSION_COOKIE, token, CONSOLE_SESSION_SECS),
+    );
     res
 }
 
@@ -227,10 +226,7 @@ pub async fn signout(state: web::Data<AppState>, req: HttpRequest, body: web::By
     )
     .await?;
     let mut res = see_other("/signin");
-    let value = session::cookie(&req, SESSION_COOKIE, "", 0);
-    if let Ok(value) = header::HeaderValue::from_str(&value) {
-        res.headers_mut().append(header::SET_COOKIE, value);
-    }
+    session::set_cookie(&mut res, &session::cookie(&req, SESSION_COOKIE, "", 0));
     Ok(res)
 }
 
