@@ -84,6 +84,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         post("/operator/deployments/{id}/{decision}", operator::decide),
         get("/projects/{project}/limits", limits::limits),
         post("/projects/{project}/limits", limits::set_project_limits),
+        post("/projects/{project}/origins", limits::set_project_origins),
         post(
             "/projects/{project}/keys/{key}/limits",
             limits::set_key_limits,

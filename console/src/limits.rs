@@ -58,6 +58,23 @@ async fn limits_page(state: &AppState, ctx: &Ctx, project_id: &str) -> Result<Ma
             } @else if let Some(note) = not_allowed(ctx, Permission::ManageProjects) {
                 (note)
             }
+            h2 { "Browser origins" }
+            p.muted { "Pages of these origins may call the API with this project's keys from a browser (CORS). None: browsers cannot." }
+            @if project.allowed_origins.is_empty() {
+                p #project-origins { "No origin allowed." }
+            } @else {
+                ul #project-origins { @for origin in &project.allowed_origins { li { code { (origin) } } } }
+            }
+            @if manage_project {
+                form.stack method="post" action=(format!("{base}/origins")) {
+                    (csrf_field(&ctx.csrf))
+                    label {
+                        "Allowed origins, one per line (like https://app.example.com or http://localhost:5173)"
+                        textarea name="allowed_origins" rows="3" { (project.allowed_origins.join("\n")) }
+                    }
+                    div { button type="submit" { "Save origins" } }
+                }
+            }
             h2 { "Keys" }
             @if keys.data.is_empty() { p.muted { "This project has no live keys." } }
             @for k in &keys.data {
@@ -111,6 +128,37 @@ pub async fn set_project_limits(
         ProjectUpdate {
             name: None,
             limits: Some(limits_of(&form)?),
+            allowed_origins: None,
+        },
+    )
+    .await?;
+    Ok(see_other(&format!("/projects/{}/limits", project.id)))
+}
+
+/// Replaces the project's allowed browser origins (one per line of the form's text).
+pub async fn set_project_origins(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> PageResult {
+    let form = Form::parse(&body)?;
+    let ctx = Ctx::for_post(&state, &req, &form).await?;
+    let origins = form
+        .text("allowed_origins")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let project = projects::update(
+        &state,
+        &ctx.principal,
+        &path,
+        ProjectUpdate {
+            name: None,
+            limits: None,
+            allowed_origins: Some(origins),
         },
     )
     .await?;

@@ -88,6 +88,7 @@ pub async fn create_project(
         ProjectCreate {
             name: form.text("name"),
             limits: None,
+            allowed_origins: None,
         },
     )
     .await?;

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `home` | `STARFIRE_HOME` | `~/.cache/starfire` |
 //! | `listen` | `STARFIRE_LISTEN` | `127.0.0.1:8080` |
+//! | `tls_cert`, `tls_key` | `STARFIRE_TLS_CERT`, `STARFIRE_TLS_KEY` | none (plain HTTP): PEM certificate chain and private key; both set, `serve` and `worker` speak HTTPS (HTTP/1.1 and HTTP/2) and re-read the files on SIGHUP |
 //! | `database_url` | `STARFIRE_DATABASE_URL` | `sqlite://{home}/starfire.db` |
 //! | `redis_url` | `STARFIRE_REDIS_URL` | none (limits kept in process) |
 //! | `rate_limit_redis_failure` | `STARFIRE_RATE_LIMIT_REDIS_FAILURE` | `local`: when Redis fails or times out, count in this replica's process (`closed`: refuse with 503 `rate_limiter_unavailable`) |
@@ -67,6 +68,8 @@ pub struct Config {
     pub home: PathBuf,
     /// Address the HTTP server binds.
     pub listen: String,
+    /// PEM certificate chain and private key: set, the server speaks only HTTPS (see `tls`).
+    pub tls: Option<TlsFiles>,
     /// `sqlite://...` (embedded, single node) or `postgres://...` (shared by replicas).
     pub database_url: String,
     /// Redis for shared rate limits; `None` keeps limits in process.
@@ -185,6 +188,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("home", &self.home)
             .field("listen", &self.listen)
+            .field("tls", &self.tls)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("rate_limit_redis_failure", &self.rate_limit_redis_failure)
@@ -227,6 +231,8 @@ impl std::fmt::Debug for Config {
 struct FileConfig {
     home: Option<PathBuf>,
     listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     database_url: Option<String>,
     redis_url: Option<String>,
     rate_limit_redis_failure: Option<String>,
@@ -267,6 +273,42 @@ impl FileConfig {
             path: path.to_owned(),
             message: e.message().to_owned(),
         })
+    }
+}
+
+/// Where the TLS certificate chain and its private key are (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Both or neither: a certificate without its key (or the reverse) is an error.
+    fn resolve(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Option<TlsFiles>, ConfigError> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+            (None, None) => Ok(None),
+            (cert, _) => Err(ConfigError::Invalid {
+                name: if cert.is_some() {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                }
+                .into(),
+                message: "TLS needs both tls_cert (STARFIRE_TLS_CERT) and tls_key \
+                          (STARFIRE_TLS_KEY)"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Reads and checks the pair (at start: a bad file stops the server with the reason).
+    pub fn load(&self) -> Result<std::sync::Arc<crate::tls::Reloading>, crate::tls::TlsError> {
+        crate::tls::Reloading::load(&self.cert, &self.key)
     }
 }
 
@@ -335,6 +377,16 @@ impl Config {
                 None => RedisFailure::Local,
             },
         };
+        let tls = TlsFiles::resolve(
+            env("STARFIRE_TLS_CERT")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .or(file.tls_cert),
+            env("STARFIRE_TLS_KEY")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .or(file.tls_key),
+        )?;
         let models = models_of(&env, file.model_path, file.models)?;
         crate::registry::validate(&models)?;
         let deployments = file.deployments.unwrap_or_default();
@@ -357,6 +409,7 @@ impl Config {
             listen: env("STARFIRE_LISTEN")
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+            tls,
             database_url,
             redis_url: env("STARFIRE_REDIS_URL")
                 .or(file.redis_url)

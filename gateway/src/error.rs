@@ -56,6 +56,9 @@ codes! {
     InvalidApiKey = ("invalid_api_key", UNAUTHORIZED, "authentication_error"),
     /// A valid credential whose role or scope does not allow the action.
     InsufficientPermissions = ("insufficient_permissions", FORBIDDEN, "permission_error"),
+    /// A browser request from an origin its credential does not allow (see a project's
+    /// `allowed_origins`).
+    OriginNotAllowed = ("origin_not_allowed", FORBIDDEN, "permission_error"),
     /// The resource does not exist for this organization.
     NotFound = ("not_found", NOT_FOUND, "not_found_error"),
     /// The requested model is not served (for this organization).
@@ -115,6 +118,9 @@ pub enum ApiError {
     /// A credential that is valid but whose role or scope does not allow the action.
     #[error("{0}")]
     Forbidden(String),
+    /// A browser request from an origin the credential does not allow (CORS).
+    #[error("{0}")]
+    OriginNotAllowed(String),
     /// The resource does not exist for this tenant (another tenant's resource looks the same).
     #[error("{0}")]
     NotFound(String),
@@ -273,6 +279,7 @@ impl ApiError {
             ApiError::InvalidValue { .. } => Code::InvalidValue,
             ApiError::Unauthenticated(_) => Code::InvalidApiKey,
             ApiError::Forbidden(_) => Code::InsufficientPermissions,
+            ApiError::OriginNotAllowed(_) => Code::OriginNotAllowed,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::Conflict(_) => Code::Conflict,
             ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
@@ -425,6 +432,7 @@ mod tests {
             (ApiError::invalid("email", "no @"), 422, "email"),
             (ApiError::Unauthenticated("no".into()), 401, ""),
             (ApiError::Forbidden("no".into()), 403, ""),
+            (ApiError::OriginNotAllowed("no".into()), 403, ""),
             (ApiError::NotFound("no".into()), 404, ""),
             (ApiError::Conflict("no".into()), 409, ""),
             (ApiError::PayloadTooLarge { limit: 1 }, 413, ""),

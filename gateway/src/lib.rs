@@ -63,6 +63,7 @@ pub mod metrics;
 pub mod redis_conn;
 pub mod registry;
 pub mod server;
+pub mod tls;
 pub mod worker;
 
 /// The database layer, its own crate (no HTTP in it).

@@ -42,6 +42,8 @@ pub struct AppState {
     pub stripe: Option<crate::billing::stripe::Stripe>,
     /// The organizations' private deployments, for routing their requests.
     pub deployments: Arc<DeploymentRouter>,
+    /// The browser origins projects allow (CORS).
+    pub cors: Arc<crate::api::cors::Cors>,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             config: Arc::new(config),
             tokens: Arc::new(tokens),
             login_throttle: Arc::new(LoginThrottle::default()),
+            cors: Arc::default(),
             inference: Arc::new(Unloaded {
                 message: "No model is loaded. Run `starfire model fetch`, then restart \
                           `starfire serve`."
@@ -246,6 +249,7 @@ pub fn app_with(
     let limit = state.config.max_body_bytes;
     let body_timeout = std::time::Duration::from_secs(state.config.body_timeout_secs);
     let metrics = state.metrics.clone();
+    let (cors, store) = (state.cors.clone(), state.store.clone());
     App::new()
         .app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(limit))
@@ -268,11 +272,54 @@ pub fn app_with(
             let started = std::time::Instant::now();
             let method = req.method().to_string();
             let metrics = metrics.clone();
-            let fut = srv.call(req);
+            let (cors, store) = (cors.clone(), store.clone());
+            // CORS applies to the API's routes only (never the console's pages).
+            let origin = req
+                .path()
+                .starts_with("/v1/")
+                .then(|| crate::api::cors::cross_origin(req.headers()))
+                .flatten();
+            let preflight = origin.is_some()
+                && req.method() == actix_web::http::Method::OPTIONS
+                && crate::api::cors::is_preflight(req.headers());
+            // A preflight is answered here, before routing (no route declares OPTIONS).
+            let call = if preflight {
+                Err(req)
+            } else {
+                Ok(srv.call(req))
+            };
             async move {
+                // Whether some project allows the origin: then its pages may read the answer
+                // (the credential itself was checked against its own project's origins).
+                let allowed = match &origin {
+                    Some(origin) => match cors.table(&store).await {
+                        Ok(table) => table.allows_any(origin),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the allowed origins failed");
+                            false
+                        }
+                    },
+                    None => false,
+                };
                 // Handlers' and extractors' errors arrive here as responses already (actix
                 // renders them per route), so every answer passes through this header step.
-                let mut res = fut.await?;
+                let mut res = match call {
+                    Ok(fut) => fut.await?.map_into_left_body(),
+                    Err(req) => {
+                        let origin = origin.as_deref().unwrap_or_default();
+                        let answer = crate::api::cors::preflight(req.headers(), origin, allowed);
+                        req.into_response(answer).map_into_right_body()
+                    }
+                };
+                if let (Some(origin), true) = (&origin, allowed) {
+                    crate::api::cors::allow_origin(res.headers_mut(), origin);
+                }
+                if origin.is_some() && !preflight {
+                    res.headers_mut().append(
+                        actix_web::http::header::VARY,
+                        HeaderValue::from_static("Origin"),
+                    );
+                }
                 let route = res.request().match_pattern();
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     res.headers_mut().insert(REQUEST_ID, value);
@@ -414,12 +461,16 @@ pub enum ServeError {
     Model(String),
     #[error("{0}")]
     Metering(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Runs the HTTP server until interrupted: the API and the `extra` routes.
 pub async fn serve(config: Config, extra: ExtraRoutes) -> Result<(), ServeError> {
     let store = open_store(&config).await?;
     let listen = config.listen.clone();
+    // A bad certificate or key stops the start with the reason; once serving, SIGHUP re-reads.
+    let tls = config.tls.as_ref().map(|files| files.load()).transpose()?;
     tracing::info!(?config, "starting");
     let inference = load_inference(&config)?;
     let state = AppState::new(store, config).with_inference(inference);
@@ -448,14 +499,20 @@ pub async fn serve(config: Config, extra: ExtraRoutes) -> Result<(), ServeError>
     // Private deployments: this process's routing table, and the driver that runs replicas.
     state.deployments.refresh().await?;
     let _driver = start_deployments(&state).await;
-    let server = HttpServer::new(move || app_with(state.clone(), extra))
-        .bind(&listen)
-        .map_err(|source| ServeError::Bind {
-            listen: listen.clone(),
-            source,
-        })?;
+    let server = HttpServer::new(move || app_with(state.clone(), extra));
+    let server = match &tls {
+        Some(tls) => server.bind_rustls_0_23(&listen, tls.server_config()?),
+        None => server.bind(&listen),
+    }
+    .map_err(|source| ServeError::Bind {
+        listen: listen.clone(),
+        source,
+    })?;
     for addr in server.addrs() {
-        tracing::info!(%addr, "listening");
+        tracing::info!(%addr, tls = tls.is_some(), "listening");
+    }
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup();
     }
     server.run().await?;
     Ok(())

@@ -117,6 +117,7 @@ fn main() -> anyhow::Result<()> {
                 .block_on(gateway::worker::server::serve(
                     state,
                     &listen,
+                    config.tls.as_ref(),
                     std::time::Duration::from_secs(drain_timeout),
                 ))
                 .context("worker stopped with an error")

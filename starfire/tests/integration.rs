@@ -29,6 +29,8 @@ mod console_billing;
 mod console_browser;
 #[path = "integration/console_members.rs"]
 mod console_members;
+#[path = "integration/cors.rs"]
+mod cors;
 #[path = "integration/deploy_manifests.rs"]
 mod deploy_manifests;
 #[path = "integration/deployments.rs"]
@@ -81,6 +83,8 @@ mod remote_backend;
 mod stripe;
 #[path = "integration/structured.rs"]
 mod structured;
+#[path = "integration/tls.rs"]
+mod tls;
 #[path = "integration/tools.rs"]
 mod tools;
 #[path = "integration/usage_api.rs"]

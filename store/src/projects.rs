@@ -18,10 +18,17 @@ pub struct Project {
     pub archived_ms: Option<i64>,
     /// Rate-limit overrides for all the project's keys together.
     pub limits: KeyLimits,
+    /// The browser origins allowed to call the API with the project's keys (CORS); empty: none.
+    pub allowed_origins: Vec<String>,
 }
 
-const COLUMNS: &str =
-    "id, tenant_id, name, created_ms, archived_ms, limit_rpm, limit_tpm, limit_concurrency";
+const COLUMNS: &str = "id, tenant_id, name, created_ms, archived_ms, limit_rpm, limit_tpm, \
+                       limit_concurrency, allowed_origins";
+
+/// Origins are stored space-separated (an origin never contains a space).
+fn split_origins(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
 
 fn from_row(row: &Row) -> StoreResult<Project> {
     Ok(Project {
@@ -35,6 +42,7 @@ fn from_row(row: &Row) -> StoreResult<Project> {
             tpm: row.try_get("limit_tpm")?,
             concurrency: row.try_get("limit_concurrency")?,
         },
+        allowed_origins: split_origins(&row.try_get::<String, _>("allowed_origins")?),
     })
 }
 
@@ -51,6 +59,7 @@ impl Store {
             created_ms: created_ms(),
             archived_ms: None,
             limits: KeyLimits::default(),
+            allowed_origins: Vec::new(),
         };
         sqlx::query(
             "INSERT INTO projects (id, tenant_id, name, created_ms) VALUES ($1, $2, $3, $4)",
@@ -165,6 +174,48 @@ impl Store {
         .execute(self.pool())
         .await?;
         self.project(tenant_id, project_id).await
+    }
+
+    /// Replaces an active project's allowed browser origins (already validated and
+    /// normalized by the caller); an archived one is read-only.
+    pub async fn set_project_origins(
+        &self,
+        tenant_id: &TenantId,
+        project_id: &ProjectId,
+        origins: &[String],
+    ) -> StoreResult<Project> {
+        let project = self.project(tenant_id, project_id).await?;
+        if project.archived_ms.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "Project '{project_id}' is archived and cannot be modified."
+            )));
+        }
+        sqlx::query("UPDATE projects SET allowed_origins = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(origins.join(" "))
+            .bind(tenant_id)
+            .bind(project_id)
+            .execute(self.pool())
+            .await?;
+        self.project(tenant_id, project_id).await
+    }
+
+    /// Every active project that allows some origin, with its origins (all organizations': the
+    /// gateway's CORS table, which answers preflights before any credential is seen).
+    pub async fn project_origins(&self) -> StoreResult<Vec<(ProjectId, Vec<String>)>> {
+        let rows = sqlx::query(
+            "SELECT id, allowed_origins FROM projects \
+             WHERE archived_ms IS NULL AND allowed_origins <> ''",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id")?,
+                    split_origins(&row.try_get::<String, _>("allowed_origins")?),
+                ))
+            })
+            .collect()
     }
 
     /// Archives a project (idempotent: archiving twice keeps the first time).

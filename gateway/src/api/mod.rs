@@ -14,6 +14,7 @@ pub mod billing;
 pub mod body;
 pub mod budgets;
 pub mod chat_ws;
+pub mod cors;
 pub mod credits;
 pub mod deployments;
 pub mod embeddings;

@@ -33,6 +33,10 @@ pub struct ProjectObject {
     /// Rate limits shared by all the project's keys; unset ones are the plan's. A key's own
     /// limits take precedence.
     pub limits: KeyLimits,
+    /// Browser origins whose pages may call the API with this project's keys (CORS); empty:
+    /// none (the default).
+    #[schema(example = json!(["https://demo.example.com"]))]
+    pub allowed_origins: Vec<String>,
 }
 
 impl From<Project> for ProjectObject {
@@ -49,6 +53,7 @@ impl From<Project> for ProjectObject {
                 "active"
             },
             limits: p.limits,
+            allowed_origins: p.allowed_origins,
         }
     }
 }
@@ -81,9 +86,13 @@ pub struct ProjectCreate {
     pub name: String,
     /// Rate limits shared by all the project's keys (positive integers).
     pub limits: Option<KeyLimits>,
+    /// Browser origins (`https://app.example.com`, `http://localhost:5173`: scheme, host and
+    /// port) whose pages may call the API with the project's keys. Default: none.
+    #[schema(max_items = 20)]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
-/// Changes to a project: a new name, new rate limits, or both.
+/// Changes to a project: a new name, new rate limits, new allowed origins, or several.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectUpdate {
@@ -92,6 +101,10 @@ pub struct ProjectUpdate {
     /// Replaces all of the project's limits: a field left out or `null` falls back to the
     /// plan's limit.
     pub limits: Option<KeyLimits>,
+    /// Replaces the browser origins allowed to call the API with the project's keys (`[]`
+    /// turns CORS off for the project).
+    #[schema(max_items = 20)]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// List the organization's projects (a project key with the `admin` scope sees its own).
@@ -162,6 +175,10 @@ pub async fn create(
         .limits
         .map(|l| validate::limits("limits", l))
         .transpose()?;
+    let origins = body
+        .allowed_origins
+        .map(|o| super::cors::origins("allowed_origins", &o))
+        .transpose()?;
     let mut project = state
         .store
         .create_project(&principal.tenant_id, &name)
@@ -171,6 +188,13 @@ pub async fn create(
             .store
             .set_project_limits(&principal.tenant_id, &project.id, limits)
             .await?;
+    }
+    if let Some(origins) = origins.filter(|o| !o.is_empty()) {
+        project = state
+            .store
+            .set_project_origins(&principal.tenant_id, &project.id, &origins)
+            .await?;
+        state.cors.invalidate();
     }
     audit(state, principal, "project.created", "project", &project.id).await?;
     Ok(ProjectObject::from(project))
@@ -232,9 +256,13 @@ pub async fn update(
         .limits
         .map(|l| validate::limits("limits", l))
         .transpose()?;
-    if name.is_none() && limits.is_none() {
+    let origins = body
+        .allowed_origins
+        .map(|o| super::cors::origins("allowed_origins", &o))
+        .transpose()?;
+    if name.is_none() && limits.is_none() && origins.is_none() {
         return Err(ApiError::bad_request(
-            "Give 'name', 'limits' or both.",
+            "Give 'name', 'limits', 'allowed_origins' or several.",
             None,
         ));
     }
@@ -251,6 +279,13 @@ pub async fn update(
             .store
             .set_project_limits(&principal.tenant_id, path, limits)
             .await?;
+    }
+    if let Some(origins) = origins {
+        project = state
+            .store
+            .set_project_origins(&principal.tenant_id, path, &origins)
+            .await?;
+        state.cors.invalidate();
     }
     audit(state, principal, "project.updated", "project", &project.id).await?;
     Ok(ProjectObject::from(project))
@@ -272,6 +307,7 @@ pub async fn archive_project(
         .store
         .archive_project(&principal.tenant_id, &ProjectId::from(path.as_str()))
         .await?;
+    state.cors.invalidate();
     audit(
         &state,
         &principal,

@@ -59,6 +59,8 @@ pub enum Permission {
 pub struct RequestContext {
     pub request_id: String,
     pub ip: Option<String>,
+    /// The browser origin of an API request from another origin (see `api::cors`).
+    pub origin: Option<String>,
 }
 
 /// The id the request-id middleware put in the request's extensions.
@@ -74,6 +76,11 @@ impl RequestContext {
                 .map(|r| r.0.clone())
                 .unwrap_or_default(),
             ip: req.peer_addr().map(|a| a.ip().to_string()),
+            origin: if req.path().starts_with("/v1/") {
+                crate::api::cors::cross_origin(req.headers())
+            } else {
+                None
+            },
         }
     }
 }
@@ -247,14 +254,14 @@ impl Principal {
             .redeem_ws_ticket(&sha256_hex(ticket))
             .await?
             .ok_or_else(invalid)?;
-        match redeemed.holder {
+        let principal = match redeemed.holder {
             TicketHolder::ApiKey { key_id } => {
                 let record = state
                     .store
                     .live_api_key(&redeemed.tenant_id, &key_id)
                     .await?
                     .ok_or_else(invalid)?;
-                Ok(Principal::of_key(record, request))
+                Principal::of_key(record, request)
             }
             TicketHolder::Session {
                 user_id,
@@ -265,7 +272,7 @@ impl Principal {
                     .session_role(&session_id, &user_id, &redeemed.tenant_id)
                     .await?
                     .ok_or_else(invalid)?;
-                Ok(Principal {
+                Principal {
                     credential: Credential::Session,
                     tenant_id: redeemed.tenant_id,
                     project_id: None,
@@ -276,9 +283,12 @@ impl Principal {
                     scopes: Vec::new(),
                     limits: KeyLimits::default(),
                     request,
-                })
+                }
             }
-        }
+        };
+        // A browser's WebSocket handshake carries its page's origin: a ticket is no way
+        // around the origin rules (cross-site WebSocket hijacking).
+        principal.check_origin(state).await
     }
 
     /// Resolves the credential of `req`'s headers (what the extractor does).
@@ -297,9 +307,34 @@ impl Principal {
                             .to_owned(),
                     )
                 })?;
-            return Ok(Principal::of_key(record, request));
+            return Principal::of_key(record, request).check_origin(state).await;
         }
-        Principal::from_access_token(state, &token, request).await
+        Principal::from_access_token(state, &token, request)
+            .await?
+            .check_origin(state)
+            .await
+    }
+
+    /// Refuses a browser request from an origin this credential does not allow: a project
+    /// key's requests only from its project's `allowed_origins`, admin keys' and sessions'
+    /// never from another origin (see `api::cors`).
+    async fn check_origin(self, state: &AppState) -> Result<Principal, ApiError> {
+        let Some(origin) = &self.request.origin else {
+            return Ok(self);
+        };
+        let allowed = match (self.credential, &self.project_id) {
+            (Credential::ApiKey, Some(project)) => state
+                .cors
+                .table(&state.store)
+                .await?
+                .allows(project.as_str(), origin),
+            _ => false,
+        };
+        if allowed {
+            Ok(self)
+        } else {
+            Err(crate::api::cors::not_allowed(origin))
+        }
     }
 
     /// The caller of a console access token (from `Authorization: Bearer` or the console's

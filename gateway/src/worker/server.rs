@@ -401,11 +401,16 @@ fn is_loopback(listen: &str) -> bool {
 /// Runs a worker on `listen` until SIGTERM or Ctrl-C, then drains: refuses new requests and
 /// answers `/ready` with 503 while the running ones finish (at most `drain_timeout`), then
 /// closes the listener and returns.
+///
+/// With `tls` (the configuration's `tls_cert` and `tls_key`), it speaks only HTTPS and re-reads
+/// the pair on SIGHUP.
 pub async fn serve(
     state: WorkerState,
     listen: &str,
+    tls: Option<&crate::config::TlsFiles>,
     drain_timeout: Duration,
 ) -> Result<(), ServeError> {
+    let tls = tls.map(|files| files.load()).transpose()?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -413,14 +418,20 @@ pub async fn serve(
             .configure(configure)
     })
     .disable_signals()
-    .shutdown_timeout(drain_timeout.as_secs().max(1))
-    .bind(listen)
+    .shutdown_timeout(drain_timeout.as_secs().max(1));
+    let server = match &tls {
+        Some(tls) => server.bind_rustls_0_23(listen, tls.server_config()?),
+        None => server.bind(listen),
+    }
     .map_err(|source| ServeError::Bind {
         listen: listen.to_owned(),
         source,
     })?;
     for addr in server.addrs() {
-        tracing::info!(%addr, "worker listening");
+        tracing::info!(%addr, tls = tls.is_some(), "worker listening");
+    }
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup();
     }
     let server = server.run();
     let handle = server.handle();

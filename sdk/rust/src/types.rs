@@ -399,7 +399,8 @@ pub struct ProjectCreate {
     pub name: String,
 }
 
-/// `POST /v1/organization/projects/{project_id}`: a new name, new limits, or both.
+/// `POST /v1/organization/projects/{project_id}`: a new name, new limits, new allowed
+/// origins, or several.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ProjectUpdate {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -407,6 +408,10 @@ pub struct ProjectUpdate {
     /// Replaces all of the project's limits (a field left out falls back to the plan's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<KeyLimits>,
+    /// Replaces the browser origins (`https://app.example.com`) whose pages may call the API
+    /// with the project's keys (CORS); `Some(vec![])` turns it off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -419,6 +424,9 @@ pub struct Project {
     /// Rate limits shared by the project's keys (unset ones are the plan's; a key's own
     /// limits take precedence).
     pub limits: KeyLimits,
+    /// Browser origins allowed to call the API with the project's keys (CORS); empty: none.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     pub created_at: i64,
     pub archived_at: Option<i64>,
 }

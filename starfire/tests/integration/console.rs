@@ -602,6 +602,38 @@ async fn keys_with_expiry_and_limits(app: TestApp) {
         403,
     );
 
+    // The same page sets the browser origins (CORS), one per line, checked as the API does.
+    let origins_url = format!("/projects/{project}/origins");
+    assert!(html.contains("No origin allowed."));
+    let resp = browser
+        .submit(
+            &limits_url,
+            &origins_url,
+            &[(
+                "allowed_origins",
+                "https://Demo.example/\r\n\r\nhttp://localhost:5173",
+            )],
+        )
+        .await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.body);
+    let html = assert_html(&browser.get(&limits_url).await, 200);
+    assert!(
+        html.contains(
+            "<li><code>https://demo.example</code></li><li><code>http://localhost:5173</code></li>"
+        ),
+        "{html}"
+    );
+    assert_html(
+        &browser
+            .submit(
+                &limits_url,
+                &origins_url,
+                &[("allowed_origins", "demo.example")],
+            )
+            .await,
+        422,
+    );
+
     viewers_cannot_change_limits(&app, &owner, &project, &key_limits).await;
 }
 
@@ -620,6 +652,17 @@ async fn viewers_cannot_change_limits(
     viewer.signin("viewer2@example.com").await;
     let html = assert_html(&viewer.get(&limits_url).await, 200);
     assert!(!html.contains("Save project limits") && !html.contains("Save limits of"));
+    assert!(!html.contains("Save origins"));
+    assert_html(
+        &viewer
+            .submit(
+                &limits_url,
+                &format!("/projects/{project}/origins"),
+                &[("allowed_origins", "https://x.example")],
+            )
+            .await,
+        403,
+    );
     let html = assert_html(&viewer.get(&keys_url).await, 200);
     assert!(!html.contains("key-rpm"), "no key form for viewers");
     assert_html(

@@ -7,31 +7,25 @@
 //! It needs `chromium` and `chromium-driver` (`scripts/test` installs them); without them it fails
 //! and says so.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::e2e::free_port;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_starfire");
 
-struct Process(Child);
+pub(crate) struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(port: u16, what: &str, process: &mut Process) {
@@ -186,20 +180,49 @@ impl Session {
     }
 }
 
-#[actix_web::test]
-async fn console_in_a_headless_browser() {
+/// A headless Debian chromium driven through chromedriver (dropping the process stops it).
+pub(crate) async fn headless_chromium() -> (Client, Process) {
     let driver = which(&["chromedriver"]).unwrap_or_else(|| {
         panic!(
-            "the console browser test needs chromedriver and chromium: \
+            "the browser tests need chromedriver and chromium: \
              `apt-get install -y chromium chromium-driver` (scripts/test installs them)"
         )
     });
     let chromium = which(&["chromium", "chromium-browser"]).unwrap_or_else(|| {
         panic!(
-            "the console browser test needs chromium: `apt-get install -y chromium \
+            "the browser tests need chromium: `apt-get install -y chromium \
              chromium-driver` (scripts/test installs them)"
         )
     });
+    let driver_port = free_port();
+    let mut chromedriver = Process(
+        Command::new(&driver)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(driver_port, "chromedriver", &mut chromedriver);
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1000"],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a chromium session through chromedriver");
+    (client, chromedriver)
+}
+
+#[actix_web::test]
+async fn console_in_a_headless_browser() {
     let model = engine::model_cache::find_default_model()
         .expect("the default model is cached (`starfire model fetch`)");
 
@@ -222,32 +245,7 @@ async fn console_in_a_headless_browser() {
             .unwrap(),
     );
     wait_for_port(port, "starfire serve", &mut server);
-
-    let driver_port = free_port();
-    let mut chromedriver = Process(
-        Command::new(&driver)
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(driver_port, "chromedriver", &mut chromedriver);
-
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".to_owned(),
-        json!({
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,1000"],
-        }),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{driver_port}"))
-        .await
-        .expect("a chromium session through chromedriver");
+    let (client, _chromedriver) = headless_chromium().await;
     let mut s = Session {
         client,
         base: format!("http://127.0.0.1:{port}"),

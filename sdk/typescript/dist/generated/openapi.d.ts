@@ -2606,6 +2606,11 @@ export interface components {
             output_micros_per_million: number;
         };
         ProjectCreate: {
+            /**
+             * @description Browser origins (`https://app.example.com`, `http://localhost:5173`: scheme, host and
+             *     port) whose pages may call the API with the project's keys. Default: none.
+             */
+            allowed_origins?: string[] | null;
             limits?: null | components["schemas"]["KeyLimits"];
             /** @description 1 to 128 characters. */
             name: string;
@@ -2623,6 +2628,14 @@ export interface components {
         };
         /** @description A project: the unit that owns API keys, usage and limits. */
         ProjectObject: {
+            /**
+             * @description Browser origins whose pages may call the API with this project's keys (CORS); empty:
+             *     none (the default).
+             * @example [
+             *       "https://demo.example.com"
+             *     ]
+             */
+            allowed_origins: string[];
             /**
              * Format: int64
              * @description Unix seconds, null while active.
@@ -2651,8 +2664,13 @@ export interface components {
              */
             status: string;
         };
-        /** @description Changes to a project: a new name, new rate limits, or both. */
+        /** @description Changes to a project: a new name, new rate limits, new allowed origins, or several. */
         ProjectUpdate: {
+            /**
+             * @description Replaces the browser origins allowed to call the API with the project's keys (`[]`
+             *     turns CORS off for the project).
+             */
+            allowed_origins?: string[] | null;
             limits?: null | components["schemas"]["KeyLimits"];
             /** @description 1 to 128 characters. */
             name?: string | null;

@@ -19,16 +19,29 @@ class ProjectCreate:
     """
     Attributes:
         name (str): 1 to 128 characters.
+        allowed_origins (list[str] | None | Unset): Browser origins (`https://app.example.com`, `http://localhost:5173`:
+            scheme, host and
+            port) whose pages may call the API with the project's keys. Default: none.
         limits (KeyLimits | None | Unset):
     """
 
     name: str
+    allowed_origins: list[str] | None | Unset = UNSET
     limits: KeyLimits | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.key_limits import KeyLimits
 
         name = self.name
+
+        allowed_origins: list[str] | None | Unset
+        if isinstance(self.allowed_origins, Unset):
+            allowed_origins = UNSET
+        elif isinstance(self.allowed_origins, list):
+            allowed_origins = self.allowed_origins
+
+        else:
+            allowed_origins = self.allowed_origins
 
         limits: dict[str, Any] | None | Unset
         if isinstance(self.limits, Unset):
@@ -45,6 +58,8 @@ class ProjectCreate:
                 "name": name,
             }
         )
+        if allowed_origins is not UNSET:
+            field_dict["allowed_origins"] = allowed_origins
         if limits is not UNSET:
             field_dict["limits"] = limits
 
@@ -56,6 +71,23 @@ class ProjectCreate:
 
         d = dict(src_dict)
         name = d.pop("name")
+
+        def _parse_allowed_origins(data: object) -> list[str] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                allowed_origins_type_0 = cast(list[str], data)
+
+                return allowed_origins_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[str] | None | Unset, data)
+
+        allowed_origins = _parse_allowed_origins(d.pop("allowed_origins", UNSET))
 
         def _parse_limits(data: object) -> KeyLimits | None | Unset:
             if data is None:
@@ -76,6 +108,7 @@ class ProjectCreate:
 
         project_create = cls(
             name=name,
+            allowed_origins=allowed_origins,
             limits=limits,
         )
 

@@ -20,6 +20,9 @@ class ProjectObject:
     """A project: the unit that owns API keys, usage and limits.
 
     Attributes:
+        allowed_origins (list[str]): Browser origins whose pages may call the API with this project's keys (CORS);
+            empty:
+            none (the default). Example: ['https://demo.example.com'].
         created_at (int): Unix seconds.
         id (str):
         limits (KeyLimits): Rate-limit overrides of an API key or a project. `null` (or absent) falls back to the next
@@ -30,6 +33,7 @@ class ProjectObject:
         archived_at (int | None | Unset): Unix seconds, null while active.
     """
 
+    allowed_origins: list[str]
     created_at: int
     id: str
     limits: KeyLimits
@@ -40,6 +44,8 @@ class ProjectObject:
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        allowed_origins = self.allowed_origins
+
         created_at = self.created_at
 
         id = self.id
@@ -62,6 +68,7 @@ class ProjectObject:
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
+                "allowed_origins": allowed_origins,
                 "created_at": created_at,
                 "id": id,
                 "limits": limits,
@@ -80,6 +87,8 @@ class ProjectObject:
         from ..models.key_limits import KeyLimits
 
         d = dict(src_dict)
+        allowed_origins = cast(list[str], d.pop("allowed_origins"))
+
         created_at = d.pop("created_at")
 
         id = d.pop("id")
@@ -102,6 +111,7 @@ class ProjectObject:
         archived_at = _parse_archived_at(d.pop("archived_at", UNSET))
 
         project_object = cls(
+            allowed_origins=allowed_origins,
             created_at=created_at,
             id=id,
             limits=limits,

@@ -16,18 +16,31 @@ T = TypeVar("T", bound="ProjectUpdate")
 
 @_attrs_define
 class ProjectUpdate:
-    """Changes to a project: a new name, new rate limits, or both.
+    """Changes to a project: a new name, new rate limits, new allowed origins, or several.
 
     Attributes:
+        allowed_origins (list[str] | None | Unset): Replaces the browser origins allowed to call the API with the
+            project's keys (`[]`
+            turns CORS off for the project).
         limits (KeyLimits | None | Unset):
         name (None | str | Unset): 1 to 128 characters.
     """
 
+    allowed_origins: list[str] | None | Unset = UNSET
     limits: KeyLimits | None | Unset = UNSET
     name: None | str | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.key_limits import KeyLimits
+
+        allowed_origins: list[str] | None | Unset
+        if isinstance(self.allowed_origins, Unset):
+            allowed_origins = UNSET
+        elif isinstance(self.allowed_origins, list):
+            allowed_origins = self.allowed_origins
+
+        else:
+            allowed_origins = self.allowed_origins
 
         limits: dict[str, Any] | None | Unset
         if isinstance(self.limits, Unset):
@@ -46,6 +59,8 @@ class ProjectUpdate:
         field_dict: dict[str, Any] = {}
 
         field_dict.update({})
+        if allowed_origins is not UNSET:
+            field_dict["allowed_origins"] = allowed_origins
         if limits is not UNSET:
             field_dict["limits"] = limits
         if name is not UNSET:
@@ -58,6 +73,23 @@ class ProjectUpdate:
         from ..models.key_limits import KeyLimits
 
         d = dict(src_dict)
+
+        def _parse_allowed_origins(data: object) -> list[str] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                allowed_origins_type_0 = cast(list[str], data)
+
+                return allowed_origins_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[str] | None | Unset, data)
+
+        allowed_origins = _parse_allowed_origins(d.pop("allowed_origins", UNSET))
 
         def _parse_limits(data: object) -> KeyLimits | None | Unset:
             if data is None:
@@ -86,6 +118,7 @@ class ProjectUpdate:
         name = _parse_name(d.pop("name", UNSET))
 
         project_update = cls(
+            allowed_origins=allowed_origins,
             limits=limits,
             name=name,
         )

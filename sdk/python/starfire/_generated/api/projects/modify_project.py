@@ -99,7 +99,8 @@ def sync_detailed(
 
     Args:
         project_id (str):
-        body (ProjectUpdate): Changes to a project: a new name, new rate limits, or both.
+        body (ProjectUpdate): Changes to a project: a new name, new rate limits, new allowed
+            origins, or several.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -131,7 +132,8 @@ def sync(
 
     Args:
         project_id (str):
-        body (ProjectUpdate): Changes to a project: a new name, new rate limits, or both.
+        body (ProjectUpdate): Changes to a project: a new name, new rate limits, new allowed
+            origins, or several.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -158,7 +160,8 @@ async def asyncio_detailed(
 
     Args:
         project_id (str):
-        body (ProjectUpdate): Changes to a project: a new name, new rate limits, or both.
+        body (ProjectUpdate): Changes to a project: a new name, new rate limits, new allowed
+            origins, or several.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -188,7 +191,8 @@ async def asyncio(
 
     Args:
         project_id (str):
-        body (ProjectUpdate): Changes to a project: a new name, new rate limits, or both.
+        body (ProjectUpdate): Changes to a project: a new name, new rate limits, new allowed
+            origins, or several.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
