@@ -69,7 +69,12 @@ pub struct CreatedAdminKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminKeyCreate {
-    /// 1 to 128 characters.
+    /// 1 to 128 characters (trimmed), not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
 }
 
@@ -94,7 +99,7 @@ pub async fn list_admin_keys(
 
 /// Create an organization admin key.
 #[utoipa::path(post, path = "/v1/organization/admin_api_keys", tag = "Admin API keys",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = AdminKeyCreate,
     responses((status = 201, body = CreatedAdminKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),

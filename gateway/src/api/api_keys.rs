@@ -85,7 +85,12 @@ pub struct CreatedApiKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyCreate {
-    /// 1 to 128 characters.
+    /// 1 to 128 characters (trimmed), not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     /// Default `["inference"]`.
     pub scopes: Option<Vec<Scope>>,
@@ -100,7 +105,12 @@ pub struct ApiKeyCreate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyUpdate {
-    /// 1 to 128 characters.
+    /// 1 to 128 characters (trimmed), not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// Replaces all of the key's limits: a field left out or `null` falls back to the
     /// project's limit, then the plan's.
@@ -144,7 +154,7 @@ pub async fn list(
 
 /// Create a project API key. It works the moment this returns.
 #[utoipa::path(post, path = "/v1/organization/projects/{project_id}/api_keys", tag = "API keys",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)"), ("project_id" = String, Path, description = "The project's id")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)"), ("project_id" = String, Path, description = "The project's id")),
     request_body = ApiKeyCreate,
     responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),

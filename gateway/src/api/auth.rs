@@ -23,12 +23,31 @@ use crate::store::{ms_to_secs, now_ms};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
+    /// An address like name@example.com (stored trimmed and lower-cased).
+    #[schema(
+        min_length = 5,
+        max_length = 254,
+        pattern = "^[^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^@.\\s\\x00-\\x1f\\x7f-\\x9f][^@\\s\\x00-\\x1f\\x7f-\\x9f]*\\.[^@\\s\\x00-\\x1f\\x7f-\\x9f]*[^@.\\s\\x00-\\x1f\\x7f-\\x9f]$"
+    )]
     pub email: String,
     /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
-    /// Display name; defaults to the part of the email before '@'.
+    /// Display name; defaults to the part of the email before '@'. 1 to 128 characters
+    /// (trimmed), not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
-    /// Name of the organization created for the new user (ignored with `invite_token`).
+    /// Name of the organization created for the new user (ignored with `invite_token`); same
+    /// rules as `name`.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub organization_name: Option<String>,
     /// Join the inviting organization instead of creating one.
     pub invite_token: Option<String>,

@@ -272,7 +272,7 @@ fn deployment_name(state: &AppState, raw: &str) -> Result<String, ApiError> {
 /// Request a private deployment. It waits for a platform operator's approval (unless the
 /// installation approves automatically), then its replicas start.
 #[utoipa::path(post, path = "/v1/organization/deployments", tag = "Deployments",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = DeploymentCreate,
     responses((status = 201, body = DeploymentObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),

@@ -70,6 +70,12 @@ pub struct CreatedInvite {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteCreate {
+    /// An address like name@example.com.
+    #[schema(
+        min_length = 5,
+        max_length = 254,
+        pattern = "^[^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^@.\\s\\x00-\\x1f\\x7f-\\x9f][^@\\s\\x00-\\x1f\\x7f-\\x9f]*\\.[^@\\s\\x00-\\x1f\\x7f-\\x9f]*[^@.\\s\\x00-\\x1f\\x7f-\\x9f]$"
+    )]
     pub email: String,
     pub role: Role,
 }
@@ -104,7 +110,7 @@ pub async fn list(
 
 /// Invite someone by email, with a role. 409 when already a member or already invited.
 #[utoipa::path(post, path = "/v1/organization/invites", tag = "Invites",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = InviteCreate,
     responses((status = 201, body = CreatedInvite), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),

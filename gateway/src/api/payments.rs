@@ -200,7 +200,7 @@ pub async fn open_top_up(
 /// Buy credits: opens a Stripe Checkout Session for the amount and returns where to pay. The
 /// credits are added when Stripe reports the payment.
 #[utoipa::path(post, path = "/v1/billing/top_ups", tag = "Billing",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = TopUpCreate,
     responses((status = 201, body = TopUpObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),

@@ -82,7 +82,12 @@ pub struct ProjectListQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
-    /// 1 to 128 characters.
+    /// 1 to 128 characters (trimmed), not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     /// Rate limits shared by all the project's keys (positive integers).
     pub limits: Option<KeyLimits>,
@@ -96,7 +101,12 @@ pub struct ProjectCreate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectUpdate {
-    /// 1 to 128 characters.
+    /// 1 to 128 characters (trimmed), not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// Replaces all of the project's limits: a field left out or `null` falls back to the
     /// plan's limit.
@@ -141,7 +151,7 @@ pub async fn list(
 
 /// Create a project.
 #[utoipa::path(post, path = "/v1/organization/projects", tag = "Projects",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes a retry safe: a repeated request with the same key returns the first response (24 hours, per credential)")),
     request_body = ProjectCreate,
     responses((status = 201, body = ProjectObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),

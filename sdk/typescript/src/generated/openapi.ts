@@ -1160,7 +1160,7 @@ export interface components {
             reason: string;
         };
         AdminKeyCreate: {
-            /** @description 1 to 128 characters. */
+            /** @description 1 to 128 characters (trimmed), not blank, no control characters. */
             name: string;
         };
         AdminKeyList: {
@@ -1198,7 +1198,7 @@ export interface components {
              */
             expires_at?: number | null;
             limits?: null | components["schemas"]["KeyLimits"];
-            /** @description 1 to 128 characters. */
+            /** @description 1 to 128 characters (trimmed), not blank, no control characters. */
             name: string;
             /** @description Default `["inference"]`. */
             scopes?: components["schemas"]["Scope"][] | null;
@@ -1239,7 +1239,7 @@ export interface components {
         /** @description Changes to a key: a new name, new rate limits, or both. */
         ApiKeyUpdate: {
             limits?: null | components["schemas"]["KeyLimits"];
-            /** @description 1 to 128 characters. */
+            /** @description 1 to 128 characters (trimmed), not blank, no control characters. */
             name?: string | null;
         };
         /** @description The assistant's answer. */
@@ -2229,6 +2229,7 @@ export interface components {
             status: string;
         };
         InviteCreate: {
+            /** @description An address like name@example.com. */
             email: string;
             role: components["schemas"]["Role"];
         };
@@ -2613,7 +2614,7 @@ export interface components {
              */
             allowed_origins?: string[] | null;
             limits?: null | components["schemas"]["KeyLimits"];
-            /** @description 1 to 128 characters. */
+            /** @description 1 to 128 characters (trimmed), not blank, no control characters. */
             name: string;
         };
         ProjectList: {
@@ -2673,7 +2674,7 @@ export interface components {
              */
             allowed_origins?: string[] | null;
             limits?: null | components["schemas"]["KeyLimits"];
-            /** @description 1 to 128 characters. */
+            /** @description 1 to 128 characters (trimmed), not blank, no control characters. */
             name?: string | null;
         };
         /** @description `prompt`: a string, several strings, token ids, or several lists of token ids. */
@@ -2749,12 +2750,19 @@ export interface components {
             user: components["schemas"]["UserSummary"];
         };
         SignupRequest: {
+            /** @description An address like name@example.com (stored trimmed and lower-cased). */
             email: string;
             /** @description Join the inviting organization instead of creating one. */
             invite_token?: string | null;
-            /** @description Display name; defaults to the part of the email before '@'. */
+            /**
+             * @description Display name; defaults to the part of the email before '@'. 1 to 128 characters
+             *     (trimmed), not blank, no control characters.
+             */
             name?: string | null;
-            /** @description Name of the organization created for the new user (ignored with `invite_token`). */
+            /**
+             * @description Name of the organization created for the new user (ignored with `invite_token`); same
+             *     rules as `name`.
+             */
             organization_name?: string | null;
             /** @description 8 to 256 characters. */
             password: string;

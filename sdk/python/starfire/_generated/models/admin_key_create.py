@@ -12,7 +12,7 @@ T = TypeVar("T", bound="AdminKeyCreate")
 class AdminKeyCreate:
     """
     Attributes:
-        name (str): 1 to 128 characters.
+        name (str): 1 to 128 characters (trimmed), not blank, no control characters.
     """
 
     name: str

@@ -20,7 +20,7 @@ class ApiKeyUpdate:
 
     Attributes:
         limits (KeyLimits | None | Unset):
-        name (None | str | Unset): 1 to 128 characters.
+        name (None | str | Unset): 1 to 128 characters (trimmed), not blank, no control characters.
     """
 
     limits: KeyLimits | None | Unset = UNSET

@@ -14,7 +14,7 @@ T = TypeVar("T", bound="InviteCreate")
 class InviteCreate:
     """
     Attributes:
-        email (str):
+        email (str): An address like name@example.com.
         role (Role): A member's role in a tenant, from most to least powerful.
     """
 

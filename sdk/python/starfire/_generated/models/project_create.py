@@ -18,7 +18,7 @@ T = TypeVar("T", bound="ProjectCreate")
 class ProjectCreate:
     """
     Attributes:
-        name (str): 1 to 128 characters.
+        name (str): 1 to 128 characters (trimmed), not blank, no control characters.
         allowed_origins (list[str] | None | Unset): Browser origins (`https://app.example.com`, `http://localhost:5173`:
             scheme, host and
             port) whose pages may call the API with the project's keys. Default: none.

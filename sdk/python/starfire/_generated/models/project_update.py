@@ -23,7 +23,7 @@ class ProjectUpdate:
             project's keys (`[]`
             turns CORS off for the project).
         limits (KeyLimits | None | Unset):
-        name (None | str | Unset): 1 to 128 characters.
+        name (None | str | Unset): 1 to 128 characters (trimmed), not blank, no control characters.
     """
 
     allowed_origins: list[str] | None | Unset = UNSET

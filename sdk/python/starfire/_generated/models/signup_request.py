@@ -14,12 +14,14 @@ T = TypeVar("T", bound="SignupRequest")
 class SignupRequest:
     """
     Attributes:
-        email (str):
+        email (str): An address like name@example.com (stored trimmed and lower-cased).
         password (str): 8 to 256 characters.
         invite_token (None | str | Unset): Join the inviting organization instead of creating one.
-        name (None | str | Unset): Display name; defaults to the part of the email before '@'.
+        name (None | str | Unset): Display name; defaults to the part of the email before '@'. 1 to 128 characters
+            (trimmed), not blank, no control characters.
         organization_name (None | str | Unset): Name of the organization created for the new user (ignored with
-            `invite_token`).
+            `invite_token`); same
+            rules as `name`.
     """
 
     email: str
