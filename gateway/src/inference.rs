@@ -381,7 +381,8 @@ impl ServedModel for InProcessModel {
 
 /// A model's text side, whoever runs its weights: the in-process engine and a worker pool's
 /// model tokenize and template the same way.
-pub(crate) mod text {
+#[doc(hidden)]
+pub mod text {
     use engine::{ChatTemplate, Tokenizer};
     use protocol::{BackendError, ChatMessage, InvalidParam, StructuredOutput, ToolDefinition};
 

@@ -96,7 +96,9 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now_secs - timestamp).abs() > TOLERANCE_SECS {
+    // `abs_diff`: `now - t` overflows for a `t` near i64::MIN (and `abs` of i64::MIN is
+    // itself again), which let `t = now - 2^63` pass as fresh.
+    if now_secs.abs_diff(timestamp) > TOLERANCE_SECS as u64 {
         return Err(SignatureError::Stale);
     }
     // Every secret against every signature, without stopping early: the time taken says
@@ -304,6 +306,21 @@ mod tests {
             verify(Some(&header(SECRET, now, body)), body, &[], now),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        let body = br#"{"id":"evt_1","type":"invoice.paid"}"#;
+        let now = 1_800_000_000;
+        let secrets = vec![SECRET.to_owned()];
+        // `now - t` is exactly 2^63 for the first: it used to wrap to i64::MIN and pass.
+        for t in [now + i64::MIN, i64::MIN, i64::MAX, now - (1 << 62)] {
+            assert_eq!(
+                verify(Some(&header(SECRET, t, body)), body, &secrets, now),
+                Err(SignatureError::Stale),
+                "t={t}"
+            );
+        }
     }
 
     #[test]

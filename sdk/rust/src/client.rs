@@ -293,19 +293,10 @@ impl Client {
                 if st.done {
                     return None;
                 }
-                // One event per blank-line-terminated block; only `data:` lines matter.
-                if let Some(end) = find_event_end(&st.buffer) {
-                    let event: Vec<u8> = st.buffer.drain(..end.1).collect();
-                    let event = String::from_utf8_lossy(&event[..end.0]).into_owned();
-                    let data: Vec<&str> = event
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("data:"))
-                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                        .collect();
-                    if data.is_empty() {
+                if let Some(data) = next_event_data(&mut st.buffer) {
+                    let Some(data) = data else {
                         continue;
-                    }
-                    let data = data.join("\n");
+                    };
                     if data == "[DONE]" {
                         return None;
                     }
@@ -736,6 +727,27 @@ fn percent_encode(value: &str) -> String {
         .collect()
 }
 
+/// One step of the SSE parser of [`Client::chat_completion_stream`]: the first complete event
+/// of `buffer` (the bytes received so far), removed from it. One event per blank-line-terminated
+/// block; only `data:` lines matter, joined with `\n` (`Some(None)`: an event without data,
+/// which the stream skips). `None` until a blank line ends an event. Public for the fuzz
+/// targets (`fuzz/` in the server's repository).
+#[doc(hidden)]
+pub fn next_event_data(buffer: &mut Vec<u8>) -> Option<Option<String>> {
+    let end = find_event_end(buffer)?;
+    let event: Vec<u8> = buffer.drain(..end.1).collect();
+    let event = String::from_utf8_lossy(&event[..end.0]).into_owned();
+    let data: Vec<&str> = event
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect();
+    if data.is_empty() {
+        return Some(None);
+    }
+    Some(Some(data.join("\n")))
+}
+
 /// (end of the event's text, end including the blank line) of the first complete event.
 fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
     for i in 0..buffer.len() {
@@ -749,7 +761,9 @@ fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-fn parse_chunk(data: &str, request_id: &Option<String>) -> Result<ChatCompletionChunk, Error> {
+/// A streamed event's data as a chunk, or the stream's error. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_chunk(data: &str, request_id: &Option<String>) -> Result<ChatCompletionChunk, Error> {
     let value: serde_json::Value =
         serde_json::from_str(data).map_err(|e| Error::Decode(e.to_string()))?;
     if let Some(err) = value.get("error") {

@@ -28,6 +28,8 @@ mod error;
 pub mod types;
 mod websocket;
 
+#[doc(hidden)]
+pub use client::{next_event_data, parse_chunk};
 pub use client::{ChunkStream, Client, OPERATIONS};
 pub use error::{Error, ErrorKind};
 pub use types::*;

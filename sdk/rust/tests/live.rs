@@ -152,7 +152,10 @@ async fn chat_keys_and_errors_against_a_live_server() {
         .unwrap();
     let content = structured.choices[0].message.content.clone().unwrap();
     let city: serde_json::Value = serde_json::from_str(&content).unwrap();
-    assert!(city["city"].is_string() && city["population"].is_u64(), "{content}");
+    assert!(
+        city["city"].is_string() && city["population"].is_u64(),
+        "{content}"
+    );
 
     // A required tool call: its arguments follow the schema, streamed or not.
     let weather = Tool::function(
@@ -171,7 +174,10 @@ async fn chat_keys_and_errors_against_a_live_server() {
         ..hello(1)
     };
     let called = client.chat_completion(ask.clone()).await.unwrap();
-    assert_eq!(called.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        called.choices[0].finish_reason.as_deref(),
+        Some("tool_calls")
+    );
     let calls = called.choices[0].message.tool_calls.clone().unwrap();
     #[derive(serde::Deserialize)]
     struct City {

@@ -156,8 +156,10 @@ pub struct StartedChat {
     pub admission: Option<Admission>,
 }
 
-/// A chat request checked against its model, ready to submit.
-pub(crate) struct ChatPlan {
+/// A chat request checked against its model, ready to submit. Public for the fuzz targets
+/// (`fuzz/`), which decode and check requests as the handlers do, up to the model.
+#[doc(hidden)]
+pub struct ChatPlan {
     pub model: Arc<dyn ServedModel>,
     pub prompt: Prompt,
     /// With `max_tokens` fitted into the context.
@@ -172,7 +174,7 @@ pub(crate) struct ChatPlan {
 impl ChatPlan {
     /// Checks `req` against `model`, renders the prompt through the chat template (unless the
     /// model owns its tokenizer) and builds the sampling parameters.
-    pub(crate) fn new(
+    pub fn new(
         model: Arc<dyn ServedModel>,
         req: ChatCompletionRequest,
         transport: ChatTransport,

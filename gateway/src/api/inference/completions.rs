@@ -85,7 +85,9 @@ pub async fn create_completion(
 }
 
 /// A text completion request checked against its model, ready to submit: one prompt each.
-pub(crate) struct CompletionPlan {
+/// Public for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub struct CompletionPlan {
     model: Arc<dyn ServedModel>,
     prompts: Vec<Prompt>,
     /// Each prompt's length and its `max_tokens` fitted into the context.
@@ -96,7 +98,7 @@ pub(crate) struct CompletionPlan {
 }
 
 impl CompletionPlan {
-    pub(crate) fn new(
+    pub fn new(
         model: Arc<dyn ServedModel>,
         req: &CompletionRequest,
     ) -> Result<CompletionPlan, ApiError> {
