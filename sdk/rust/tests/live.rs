@@ -264,7 +264,7 @@ async fn chat_keys_and_errors_against_a_live_server() {
     rename_and_archive(&admin, &server, &project.id).await;
 }
 
-/// A project is renamed with limits, read back, and archived: its keys stop working, and a
+/// A project is renamed with limits and an allowed origin, read back, and archived: its keys stop working, and a
 /// second update of the archived project is a conflict.
 async fn rename_and_archive(admin: &Client, server: &Server, project_id: &str) {
     let update = ProjectUpdate {
@@ -273,10 +273,12 @@ async fn rename_and_archive(admin: &Client, server: &Server, project_id: &str) {
             rpm: Some(7),
             ..Default::default()
         }),
+        allowed_origins: Some(vec!["https://Demo.example/".into()]),
     };
     let renamed = admin.update_project(project_id, &update).await.unwrap();
     assert_eq!(renamed.name, "rust sdk renamed");
     assert_eq!(renamed.limits.rpm, Some(7));
+    assert_eq!(renamed.allowed_origins, ["https://demo.example"]);
     let got = admin.get_project(project_id).await.unwrap();
     assert_eq!(
         (got.name.as_str(), got.status.as_str()),

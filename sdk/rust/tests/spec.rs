@@ -349,6 +349,7 @@ fn request_types_send_documented_fields() {
     let project = ProjectUpdate {
         name: Some("p".into()),
         limits: Some(KeyLimits::default()),
+        allowed_origins: Some(vec!["https://demo.example".into()]),
     };
     sends(&spec, "ProjectUpdate", &project);
 }

@@ -162,6 +162,17 @@ async fn http1(tls: Tls) -> H1 {
     sender
 }
 
+type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+async fn http2(tls: Tls) -> H2 {
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 async fn status_of(
     response: Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
 ) -> (u16, hyper::Version, String) {
@@ -224,11 +235,7 @@ async fn serve_terminates_tls_over_http1_and_http2_and_reloads_on_sighup() {
     // HTTP/2 by ALPN: a read and a JSON API call with a body.
     let (tls, _, alpn) = handshake(port, &h2).await;
     assert_eq!(alpn, b"h2");
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http2(tls).await;
     let (status, version, _) =
         status_of(sender.send_request(request("GET", "/healthz", "")).await).await;
     assert_eq!((status, version), (200, hyper::Version::HTTP_2));
@@ -358,11 +365,7 @@ async fn worker_terminates_tls() {
     wait_for_port(port, &mut worker);
     let (tls, presented, _) = handshake(port, &connector(&[&pair.der], b"h2")).await;
     assert!(presented == pair.der);
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http2(tls).await;
     let (status, version, _) =
         status_of(sender.send_request(request("GET", "/health", "")).await).await;
     assert_eq!((status, version), (200, hyper::Version::HTTP_2));
