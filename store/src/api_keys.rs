@@ -63,11 +63,14 @@ impl Scope {
 #[serde(deny_unknown_fields)]
 pub struct KeyLimits {
     /// Requests per minute.
+    #[schema(minimum = 1)]
     pub rpm: Option<i64>,
     /// Tokens per minute (prompt plus `max_tokens` reserved at admission, corrected at the end).
+    #[schema(minimum = 1)]
     pub tpm: Option<i64>,
     /// Requests in flight at once.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub concurrency: Option<i64>,
 }
 

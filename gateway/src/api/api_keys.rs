@@ -92,7 +92,8 @@ pub struct ApiKeyCreate {
         pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
     )]
     pub name: String,
-    /// Default `["inference"]`.
+    /// Default `["inference"]`; not empty.
+    #[schema(min_items = 1)]
     pub scopes: Option<Vec<Scope>>,
     /// Unix seconds; the key is refused from then on. Must be in the future.
     pub expires_at: Option<i64>,

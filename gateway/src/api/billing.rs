@@ -327,8 +327,8 @@ pub async fn list_invoices(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UpcomingQuery {
-    /// The month, `YYYY-MM` (UTC); default the current one.
-    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    /// The month, `YYYY-MM` (UTC, 1970-01 to 9999-12); default the current one.
+    #[param(pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$")]
     pub period: Option<String>,
 }
 

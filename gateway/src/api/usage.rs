@@ -28,6 +28,7 @@ const MAX_VALUE_LEN: usize = 256;
 #[allow(dead_code)] // Documents the query; it is parsed by hand (repeated keys).
 pub struct UsageParams {
     /// Start (inclusive), Unix seconds; rounded down to the minute.
+    #[param(minimum = 0)]
     start_time: i64,
     /// End (exclusive), Unix seconds; default now.
     end_time: Option<i64>,
@@ -54,6 +55,7 @@ pub struct UsageParams {
 #[allow(dead_code)]
 pub struct CostsParams {
     /// Start (inclusive), Unix seconds; rounded down to the minute.
+    #[param(minimum = 0)]
     start_time: i64,
     /// End (exclusive), Unix seconds; default now.
     end_time: Option<i64>,

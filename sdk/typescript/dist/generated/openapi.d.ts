@@ -1199,7 +1199,7 @@ export interface components {
             limits?: null | components["schemas"]["KeyLimits"];
             /** @description 1 to 128 characters (trimmed), not blank, no control characters. */
             name: string;
-            /** @description Default `["inference"]`. */
+            /** @description Default `["inference"]`; not empty. */
             scopes?: components["schemas"]["Scope"][] | null;
         };
         ApiKeyList: {
@@ -2440,6 +2440,7 @@ export interface components {
             request_id?: string | null;
         };
         LoginRequest: {
+            /** @description The address signed up with. */
             email: string;
             /** @description Accept an invite while logging in; the session acts in the inviting organization. */
             invite_token?: string | null;
@@ -4001,7 +4002,7 @@ export interface operations {
     upcoming_invoice: {
         parameters: {
             query?: {
-                /** @description The month, `YYYY-MM` (UTC); default the current one. */
+                /** @description The month, `YYYY-MM` (UTC, 1970-01 to 9999-12); default the current one. */
                 period?: string;
             };
             header?: never;

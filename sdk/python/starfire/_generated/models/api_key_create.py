@@ -22,7 +22,7 @@ class ApiKeyCreate:
         name (str): 1 to 128 characters (trimmed), not blank, no control characters.
         expires_at (int | None | Unset): Unix seconds; the key is refused from then on. Must be in the future.
         limits (KeyLimits | None | Unset):
-        scopes (list[Scope] | None | Unset): Default `["inference"]`.
+        scopes (list[Scope] | None | Unset): Default `["inference"]`; not empty.
     """
 
     name: str

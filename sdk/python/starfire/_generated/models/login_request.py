@@ -14,7 +14,7 @@ T = TypeVar("T", bound="LoginRequest")
 class LoginRequest:
     """
     Attributes:
-        email (str):
+        email (str): The address signed up with.
         password (str):
         invite_token (None | str | Unset): Accept an invite while logging in; the session acts in the inviting
             organization.
