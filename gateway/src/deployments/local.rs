@@ -430,10 +430,23 @@ mod tests {
             .find(|l| l.starts_with("Cpus_allowed_list:"))
             .unwrap();
         assert_eq!(allowed.split_whitespace().last(), Some("0"), "{allowed}");
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-        assert!(environ
-            .split(|&b| b == 0)
-            .any(|v| v == b"RAYON_NUM_THREADS=1"));
+        // Read until it shows: the fake replica is a shell script that execs `sleep`, and
+        // during that exec the process's environment reads as empty for a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if environ
+                .split(|&b| b == 0)
+                .any(|v| v == b"RAYON_NUM_THREADS=1")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "RAYON_NUM_THREADS=1 not in the environment"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // The only CPU is held: another deployment's replica cannot start.
         let refused = driver.apply(&spec("dep_b"), 1).await.unwrap_err();
         assert!(refused.contains("no free CPUs"), "{refused}");
