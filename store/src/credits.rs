@@ -142,7 +142,7 @@ impl Store {
         grant: Money,
     ) -> StoreResult<bool> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let opened = sqlx::query(
             "INSERT INTO credit_accounts (tenant_id, balance_micros, reserved_micros, updated_ms) \
              VALUES ($1, 0, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
@@ -177,7 +177,7 @@ impl Store {
         note: Option<&str>,
     ) -> StoreResult<CreditBalance> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO credit_accounts (tenant_id, balance_micros, reserved_micros, updated_ms) \
              VALUES ($1, 0, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
@@ -305,7 +305,7 @@ impl Store {
     /// payment or refund seen before changes nothing ([`Posted::Duplicate`]); a debit never
     /// takes the balance below what in-flight requests hold.
     pub async fn post_credit(&self, c: &NewCredit<'_>) -> StoreResult<Posted> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let posted = post_credit_in(&mut tx, c, created_ms()).await?;
         if matches!(posted, Posted::Posted { .. }) {
             tx.commit().await?;

@@ -264,7 +264,7 @@ impl Store {
             created_ms: now,
             updated_ms: now,
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO deployments (id, tenant_id, name, model, hardware, replicas_min, \
              replicas_max, replicas_target, kv_cache_memory, max_model_len, overflow, state, \
@@ -388,7 +388,7 @@ impl Store {
         t: &Transition<'_>,
     ) -> StoreResult<Moved> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM deployments WHERE tenant_id = $1 AND id = $2"
         ))
@@ -521,7 +521,7 @@ impl Store {
                 / 3_600_000) as i64;
         let now = created_ms();
         let id = new_id("depchg");
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO deployment_charges (id, tenant_id, deployment_id, period_start_ms, \
              period_end_ms, replicas, micros_per_replica_hour, amount_micros, paid_micros, \

@@ -189,7 +189,7 @@ impl Store {
         if invite.email != email {
             return Ok(None);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let marked = sqlx::query(
             "UPDATE invites SET accepted_ms = $1 WHERE id = $2 AND accepted_ms IS NULL",
         )

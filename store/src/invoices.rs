@@ -219,7 +219,7 @@ impl Store {
         }
         let mut invoice = self.draft_invoice(tenant_id, start_ms, end_ms).await?;
         let id = new_id("inv");
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO invoices (id, tenant_id, period_start_ms, period_end_ms, plan, \
              currency, subtotal_micros, credits_applied_micros, amount_due_micros, created_ms) \

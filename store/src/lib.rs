@@ -146,6 +146,17 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock when it begins (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads and then writes while another connection
+    /// commits fails at once with "database is locked" (no busy wait can save it), where this
+    /// one waits its turn (`busy_timeout`). PostgreSQL's row locks need nothing more.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -39,7 +39,7 @@ impl Store {
     ) -> StoreResult<String> {
         let family_id = new_id("sess");
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO session_families (id, user_id, tenant_id, created_ms) VALUES ($1, $2, $3, $4)",
         )
@@ -91,7 +91,7 @@ impl Store {
             self.revoke_session(&family_id).await?;
             return Ok(reused);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // Only one of two concurrent refreshes with the same token can win this update.
         let marked =
             sqlx::query("UPDATE refresh_tokens SET used_ms = $1 WHERE id = $2 AND used_ms IS NULL")

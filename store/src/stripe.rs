@@ -220,7 +220,7 @@ impl Store {
     /// it had.
     pub async fn change_plan(&self, tenant_id: &TenantId, plan: Plan) -> StoreResult<Plan> {
         let now = created_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let before = sqlx::query("SELECT plan FROM tenants WHERE id = $1")
             .bind(tenant_id)
             .fetch_optional(&mut *tx)
@@ -384,7 +384,7 @@ impl Store {
         action: &EventAction,
     ) -> StoreResult<Applied> {
         let now = created_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let fresh = sqlx::query(
             "INSERT INTO stripe_events (id, type, tenant_id, outcome, created_ms, received_ms) \
              VALUES ($1, $2, NULL, 'applying', $3, $4) ON CONFLICT (id) DO NOTHING",

@@ -197,7 +197,7 @@ impl Store {
     /// transaction. Without a prepaid account the row is written with nothing reserved
     /// when `postpaid_ok`, else nothing is written.
     pub async fn admit_usage(&self, u: &NewUsage, postpaid_ok: bool) -> StoreResult<Admission> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // A write first, so that SQLite takes the write lock at once (no read-then-upgrade).
         let reserved = sqlx::query(
             "UPDATE credit_accounts SET reserved_micros = reserved_micros + $1, updated_ms = $2 \
@@ -256,7 +256,7 @@ impl Store {
 
     /// Records a request refused at admission (nothing reserved, nothing billed).
     pub async fn record_rejected_usage(&self, u: &NewUsage) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_row(
             &mut tx,
             u,
@@ -273,7 +273,7 @@ impl Store {
     /// rest), appends the ledger's usage entry and adds it to the rollup, in one transaction.
     /// `Ok(false)` when the row was finalized already (or never admitted): nothing changes.
     pub async fn finalize_usage(&self, request_id: &str, f: &FinalUsage) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE usage_events SET status = $1, prompt_tokens = $2, cached_tokens = $3, \
              completion_tokens = $4, ttft_ms = $5, latency_ms = $6, \

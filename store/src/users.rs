@@ -219,7 +219,7 @@ impl Store {
         user_id: &UserId,
         role: Role,
     ) -> StoreResult<Member> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_tenant(&mut tx, tenant_id).await?;
         let current: Option<String> = sqlx::query_scalar(
             "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2",
@@ -246,7 +246,7 @@ impl Store {
     /// Removes a member (and ends their sessions in this tenant), refusing to remove the last
     /// owner.
     pub async fn remove_member(&self, tenant_id: &TenantId, user_id: &UserId) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_tenant(&mut tx, tenant_id).await?;
         let current: Option<String> = sqlx::query_scalar(
             "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2",
