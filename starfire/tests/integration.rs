@@ -29,6 +29,8 @@ mod console_billing;
 mod console_browser;
 #[path = "integration/console_members.rs"]
 mod console_members;
+#[path = "integration/contract.rs"]
+mod contract;
 #[path = "integration/cors.rs"]
 mod cors;
 #[path = "integration/deploy_manifests.rs"]

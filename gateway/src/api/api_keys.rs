@@ -305,10 +305,16 @@ pub async fn update(
         .map(|l| validate::limits("limits", l))
         .transpose()?;
     if name.is_none() && limits.is_none() {
-        return Err(ApiError::bad_request(
-            "Give 'name', 'limits' or both.",
-            None,
-        ));
+        // Nothing to change: the key as it is (like any update that changes nothing).
+        let key = state
+            .store
+            .api_key(
+                &principal.tenant_id,
+                KeyOwner::Project(project_id),
+                &KeyId::from(key_id),
+            )
+            .await?;
+        return Ok(ApiKeyObject::from(key));
     }
     let key = state
         .store

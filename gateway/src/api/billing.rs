@@ -471,15 +471,24 @@ pub async fn list_prices(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceCreate {
-    /// The served model name (case-insensitive), 1 to 256 characters.
+    /// The served model name (case-insensitive), 1 to 256 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub model: String,
-    /// Micro-USD per 1M uncached prompt tokens.
+    /// Micro-USD per 1M uncached prompt tokens (0 to 10^12).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub input_micros_per_million: i64,
-    /// Micro-USD per 1M prompt tokens served from the prefix cache.
+    /// Micro-USD per 1M prompt tokens served from the prefix cache (0 to 10^12).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub cached_input_micros_per_million: i64,
-    /// Micro-USD per 1M generated tokens.
+    /// Micro-USD per 1M generated tokens (0 to 10^12).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub output_micros_per_million: i64,
-    /// Only `usd` (the ledger's currency).
+    /// Only `usd` (the ledger's currency; any case).
+    #[schema(pattern = "^[Uu][Ss][Dd]$")]
     pub currency: Option<String>,
     /// When the price takes effect, Unix seconds; at least one second from now (a price
     /// never changes the past). Default: the next whole second.
@@ -497,14 +506,7 @@ fn price_field(field: &str, v: i64) -> Result<i64, ApiError> {
 }
 
 fn reason_of(raw: &str) -> Result<String, ApiError> {
-    let reason = raw.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-        return Err(ApiError::invalid(
-            "reason",
-            format!("'reason' must be 1 to {MAX_REASON_CHARS} characters."),
-        ));
-    }
-    Ok(reason.to_owned())
+    super::validate::text("reason", raw, MAX_REASON_CHARS)
 }
 
 /// Add a price to the catalog (operator only). Requests that start from `effective_at` on
@@ -520,13 +522,7 @@ pub async fn create_price(
     body: JsonBody<PriceCreate>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.parse()?;
-    let model = body.model.trim();
-    if model.is_empty() || model.len() > 256 {
-        return Err(ApiError::invalid(
-            "model",
-            "'model' must be 1 to 256 characters.",
-        ));
-    }
+    let model = &super::validate::text("model", &body.model, 256)?;
     if let Some(currency) = &body.currency {
         if !currency.eq_ignore_ascii_case(CURRENCY) {
             return Err(ApiError::invalid(
@@ -581,8 +577,14 @@ pub async fn create_price(
 pub struct AdjustmentCreate {
     /// Micro-USD; positive credits the organization, negative debits it. Not zero; at most
     /// 1,000,000 USD either way.
+    #[schema(minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
     pub amount_micros: i64,
-    /// Why (1 to 500 characters); kept on the ledger entry.
+    /// Why (1 to 500 characters, not blank, no control characters); kept on the ledger entry.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub reason: String,
 }
 
@@ -591,7 +593,12 @@ pub struct AdjustmentCreate {
 pub struct RefundCreate {
     /// The request whose usage debit is given back.
     pub request_id: String,
-    /// Why (1 to 500 characters); kept on the ledger entry.
+    /// Why (1 to 500 characters, not blank, no control characters); kept on the ledger entry.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub reason: String,
 }
 

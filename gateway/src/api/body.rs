@@ -72,11 +72,61 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| shape_error(e.path().to_string(), e.inner().to_string()))?;
-    de.end()
-        .map_err(|e| shape_error(String::new(), e.to_string()))?;
-    Ok(value)
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => {
+            de.end()
+                .map_err(|e| shape_error(String::new(), e.to_string()))?;
+            Ok(value)
+        }
+        // JSON (and the OpenAPI document's JSON Schema) has numbers, not integers and floats:
+        // `5.0` is an integer there, but serde refuses it for an integer field. Only when the
+        // body does not fit is it read again as a tree with its integral floats made
+        // integers, so the common case stays one pass; if that changes nothing, the first
+        // error stands.
+        Err(first) => {
+            let retry = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|mut tree| integral_floats_to_integers(&mut tree).then_some(tree));
+            match retry {
+                Some(tree) => serde_path_to_error::deserialize(tree)
+                    .map_err(|e| shape_error(e.path().to_string(), e.inner().to_string())),
+                None => Err(shape_error(
+                    first.path().to_string(),
+                    first.inner().to_string(),
+                )),
+            }
+        }
+    }
+}
+
+/// Rewrites every float with no fractional part that fits an `i64` or `u64` as that integer;
+/// whether it changed any.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    // Depth is bounded by serde_json's recursion limit on the parse that built the tree.
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() != 0.0 {
+                return false;
+            }
+            if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+                *value = Value::from(f as i64);
+            } else if (0.0..1.844_674_407_370_955_2e19).contains(&f) {
+                *value = Value::from(f as u64);
+            } else {
+                return false;
+            }
+            true
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, v| integral_floats_to_integers(v) | changed),
+        Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |changed, v| integral_floats_to_integers(v) | changed),
+        _ => false,
+    }
 }
 
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
@@ -253,6 +303,38 @@ mod tests {
         );
         assert_eq!(param_of(parse_json::<Req>(b"{not json").unwrap_err()), None);
         assert!(parse_json::<Req>(br#"{"name": "a"}"#).is_ok());
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        let req = parse_json::<Req>(br#"{"name": "a", "limits": {"rpm": 224718478.0}}"#).unwrap();
+        assert_eq!(req.limits.unwrap().rpm, Some(224_718_478));
+        assert_eq!(
+            param_of(parse_json::<Req>(br#"{"name": "a", "limits": {"rpm": 1.5}}"#).unwrap_err())
+                .as_deref(),
+            Some("limits.rpm")
+        );
+        assert_eq!(
+            param_of(parse_json::<Req>(br#"{"name": "a", "limits": {"rpm": 1e300}}"#).unwrap_err())
+                .as_deref(),
+            Some("limits.rpm")
+        );
+        // Still one object: trailing data after a float is refused on the second reading too.
+        assert!(parse_json::<Req>(br#"{"name": "a", "limits": {"rpm": 2.0}} x"#).is_err());
+        // Untagged enums too (a prompt of token ids).
+        #[derive(Debug, Deserialize)]
+        #[serde(untagged)]
+        #[allow(dead_code)]
+        enum Prompt {
+            Tokens(Vec<u32>),
+            Text(String),
+        }
+        #[derive(Debug, Deserialize)]
+        struct P {
+            prompt: Prompt,
+        }
+        let p = parse_json::<P>(br#"{"prompt": [1, 2.0, 3]}"#).unwrap();
+        assert!(matches!(p.prompt, Prompt::Tokens(ids) if ids == [1, 2, 3]));
     }
 
     #[test]

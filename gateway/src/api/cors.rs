@@ -37,8 +37,22 @@ const EXPOSED: &str = "x-request-id, retry-after, x-ratelimit-limit-requests, \
                        x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, \
                        x-ratelimit-reset-tokens";
 
+/// The shape of an origin that projects may list, as the OpenAPI document states it: http or
+/// https, a host name (letters, digits, single hyphens inside labels, the last label starting
+/// with a letter) or an IPv4 address, an optional port (0-65535), an optional `/`. Case does not
+/// matter. [`origin`] refuses anything else before parsing what matches as a URL.
+pub const ORIGIN_PATTERN: &str = concat!(
+    "^[Hh][Tt][Tt][Pp][Ss]?://",
+    "(([A-Za-z0-9]+(-[A-Za-z0-9]+)*\\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*",
+    "|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))",
+    "(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|0[0-9]{4}|[0-9]{1,4}))?",
+    "/?$"
+);
+/// The longest origin accepted.
+pub const ORIGIN_MAX_LENGTH: usize = 200;
+
 /// `raw` as an origin (`https://app.example.com`, `http://localhost:5173`): http or https, a
-/// host, an optional port, nothing else. Returned in the form browsers send (lower case, the
+/// host, an optional port, nothing else ([`ORIGIN_PATTERN`]). Returned in the form browsers send (lower case, the
 /// scheme's default port left out, international names in punycode).
 pub fn origin(field: &str, raw: &str) -> Result<String, ApiError> {
     let refuse = |why: &str| {
@@ -51,7 +65,12 @@ pub fn origin(field: &str, raw: &str) -> Result<String, ApiError> {
             ),
         )
     };
-    let url = url::Url::parse(raw.trim()).map_err(|_| refuse("is not a URL"))?;
+    static SHAPE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(ORIGIN_PATTERN).expect("a valid pattern"));
+    if raw.len() > ORIGIN_MAX_LENGTH || !SHAPE.is_match(raw) {
+        return Err(refuse("is not of that shape"));
+    }
+    let url = url::Url::parse(raw).map_err(|_| refuse("is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(refuse("is not http or https"));
     }
@@ -252,7 +271,19 @@ mod tests {
         assert_eq!(ok("https://app.example.com:443"), "https://app.example.com");
         assert_eq!(ok("http://localhost:5173"), "http://localhost:5173");
         assert_eq!(ok("http://127.0.0.1:80"), "http://127.0.0.1");
+        assert_eq!(
+            ok("HTTP://my-app.dev.example:65535"),
+            "http://my-app.dev.example:65535"
+        );
         for bad in [
+            " https://app.example.com",
+            "https://app.example.com:65536",
+            "https://1.2.3.256",
+            "https://1.2.3",
+            "https://app.example.com.",
+            "https://-app.example.com",
+            "https://xn--bcher-kva.example",
+            "https://bücher.example",
             "app.example.com",
             "ftp://example.com",
             "https://example.com/app",
@@ -273,6 +304,22 @@ mod tests {
         .unwrap();
         assert_eq!(list, ["https://a.example"]);
         assert!(origins("o", &vec!["https://a.example".to_owned(); MAX_ORIGINS + 1]).is_err());
+    }
+
+    /// Whatever the documented pattern admits, the URL parser takes too (so the document never
+    /// calls a value valid that the server refuses).
+    #[test]
+    fn what_the_pattern_admits_is_an_origin() {
+        for raw in [
+            "http://a",
+            "https://A-1.b2-c.Example:0",
+            "http://0.0.0.0:00080/",
+            "https://255.255.255.255:09999",
+            "http://a1.2b.c",
+            "https://x.y.z.localhost:8080/",
+        ] {
+            origin("o", raw).unwrap_or_else(|e| panic!("{raw}: {e:?}"));
+        }
     }
 
     #[test]

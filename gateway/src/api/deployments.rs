@@ -178,13 +178,14 @@ pub struct DeploymentCreate {
     pub replicas: Option<ReplicaRange>,
     /// `cpu` (default).
     pub hardware: Option<String>,
-    /// Bytes of KV cache per replica (default: the installation's).
-    #[schema(minimum = 4194304)]
+    /// Bytes of KV cache per replica, 4 MiB to 256 GiB (default: the installation's).
+    #[schema(minimum = 4194304, maximum = 274877906944_u64)]
     pub kv_cache_memory: Option<u64>,
-    /// Cap on prompt plus completion tokens (default: the model's).
-    #[schema(minimum = 16)]
+    /// Cap on prompt plus completion tokens, 16 to 16777216 (default: the model's).
+    #[schema(minimum = 16, maximum = 16777216)]
     pub max_model_len: Option<u64>,
     /// `none` (default) or `shared`.
+    #[schema(pattern = "^(none|shared)$")]
     pub overflow: Option<String>,
 }
 
@@ -199,7 +200,12 @@ pub struct DeploymentUpdate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentRejection {
-    /// 1 to 500 characters, shown to the organization.
+    /// 1 to 500 characters, not blank, no control characters; shown to the organization.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub reason: String,
 }
 
@@ -207,7 +213,7 @@ pub struct DeploymentRejection {
 #[into_params(parameter_in = Query)]
 pub struct OperatorDeploymentQuery {
     /// Only deployments in this state (default `requested`).
-    pub state: Option<String>,
+    pub state: Option<State>,
 }
 
 /// Every organization's deployments in one state (operator).
@@ -688,7 +694,7 @@ pub async fn operator_list_deployments(
     _operator: Operator,
     QueryArgs(query): QueryArgs<OperatorDeploymentQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(operator_list(&state, query.state.as_deref()).await?))
+    Ok(HttpResponse::Ok().json(operator_list(&state, query.state.map(State::as_str)).await?))
 }
 
 /// Every organization's deployments in state `wanted` (default `requested`), oldest first.
@@ -758,13 +764,7 @@ pub async fn reject(
     id: &str,
     reason: &str,
 ) -> Result<DeploymentObject, ApiError> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "reason",
-            "'reason' must be 1 to 500 characters without control characters.",
-        ));
-    }
+    let reason = &super::validate::text("reason", reason, 500)?;
     decide(state, operator, req, id, Some(reason)).await
 }
 

@@ -34,6 +34,7 @@ pub struct EmbeddingRequest {
     /// One string, several strings, one token-id list or several.
     pub input: PromptInput,
     /// `float` (default) or `base64` (little-endian f32 bytes).
+    #[schema(pattern = "^(float|base64)$")]
     pub encoding_format: Option<String>,
     /// Only the model's own size is accepted (no truncation is performed).
     pub dimensions: Option<usize>,
@@ -47,8 +48,20 @@ pub struct EmbeddingObject {
     pub object: &'static str,
     pub index: usize,
     /// Floats, or a base64 string with `encoding_format: base64`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = EmbeddingValue)]
     pub embedding: Value,
+}
+
+/// An embedding in the encoding the request asked for (the OpenAPI document's shape of
+/// `EmbeddingObject.embedding`, which is built as JSON).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum EmbeddingValue {
+    /// `encoding_format: float` (the default).
+    Floats(Vec<f32>),
+    /// `encoding_format: base64`: the little-endian f32 bytes.
+    Base64(String),
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -14,6 +14,7 @@ pub mod billing;
 pub mod body;
 pub mod budgets;
 pub mod chat_ws;
+mod constraints;
 pub mod cors;
 pub mod credits;
 pub mod deployments;
@@ -30,6 +31,7 @@ pub mod users;
 pub mod validate;
 
 use actix_web::web;
+use constraints::Constraints;
 use serde::Serialize;
 use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -194,9 +196,10 @@ macro_rules! routes {
             info(title = "Starfire", description = "Starfire's OpenAI-compatible API: inference (models, chat and text completions with server-sent-event streaming, chat over a WebSocket, embeddings), control plane (organization, projects, keys, members, audit log), usage and billing (balance, ledger, invoices, prices, Stripe top-ups and webhooks), and console sessions."),
             paths($($module::$handler),*),
             components(schemas(crate::error::ErrorBody, crate::error::ErrorObject,
+                crate::deployments::State,
                 chat_ws::frames::ChatDeltaFrame, chat_ws::frames::ChatDoneFrame,
                 chat_ws::frames::ChatErrorFrame)),
-            modifiers(&BearerAuth, &QueryErrors),
+            modifiers(&BearerAuth, &QueryErrors, &Constraints),
         )]
         pub struct ApiDoc;
 

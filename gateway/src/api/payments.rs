@@ -351,6 +351,7 @@ pub async fn stripe_webhook(
 #[serde(deny_unknown_fields)]
 pub struct PlanChange {
     /// `free`, `pay_as_you_go` or `enterprise`.
+    #[schema(value_type = Plan)]
     pub plan: String,
 }
 

@@ -270,14 +270,12 @@ pub async fn update(
         .allowed_origins
         .map(|o| super::cors::origins("allowed_origins", &o))
         .transpose()?;
-    if name.is_none() && limits.is_none() && origins.is_none() {
-        return Err(ApiError::bad_request(
-            "Give 'name', 'limits', 'allowed_origins' or several.",
-            None,
-        ));
-    }
     let path = &ProjectId::from(path);
     let mut project = state.store.project(&principal.tenant_id, path).await?;
+    if name.is_none() && limits.is_none() && origins.is_none() {
+        // Nothing to change: the project as it is, and nothing audited.
+        return Ok(ProjectObject::from(project));
+    }
     if let Some(name) = &name {
         project = state
             .store

@@ -33,6 +33,7 @@ pub struct UsageParams {
     /// End (exclusive), Unix seconds; default now.
     end_time: Option<i64>,
     /// `1m`, `1h` or `1d` (default).
+    #[param(pattern = "^(1m|1h|1d)$")]
     bucket_width: Option<String>,
     /// Only these projects.
     project_ids: Option<Vec<String>>,
@@ -44,6 +45,7 @@ pub struct UsageParams {
     group_by: Option<Vec<String>>,
     /// Buckets per page: 1d up to 31 (default 7), 1h up to 168 (default 24), 1m up to 1440
     /// (default 60).
+    #[param(minimum = 1, maximum = 1440)]
     limit: Option<i64>,
     /// `next_page` of the previous answer.
     page: Option<String>,
@@ -60,6 +62,7 @@ pub struct CostsParams {
     /// End (exclusive), Unix seconds; default now.
     end_time: Option<i64>,
     /// Only `1d` (default).
+    #[param(pattern = "^1d$")]
     bucket_width: Option<String>,
     /// Only these projects.
     project_ids: Option<Vec<String>>,

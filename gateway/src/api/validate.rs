@@ -47,6 +47,17 @@ pub const MAX_NAME: usize = 128;
 
 /// A display name: trimmed, 1..=128 characters, no control characters.
 pub fn name(field: &str, raw: &str) -> Result<String, ApiError> {
+    text(field, raw, MAX_NAME)
+}
+
+/// The pattern of [`text`] as the OpenAPI document states it (with `minLength` 1 and the
+/// `maxLength`): no control characters, at least one that is not white space.
+pub const TEXT_PATTERN: &str =
+    "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$";
+
+/// Short free text (a name, a reason): trimmed, not empty, at most `max` characters (counted
+/// before trimming, as JSON Schema's `maxLength` counts), no control characters.
+pub fn text(field: &str, raw: &str, max: usize) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() {
         return Err(ApiError::invalid(
@@ -54,13 +65,13 @@ pub fn name(field: &str, raw: &str) -> Result<String, ApiError> {
             format!("'{field}' must not be empty."),
         ));
     }
-    if name.chars().count() > MAX_NAME {
+    if raw.chars().count() > max {
         return Err(ApiError::invalid(
             field,
-            format!("'{field}' must be at most {MAX_NAME} characters."),
+            format!("'{field}' must be at most {max} characters."),
         ));
     }
-    if name.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             field,
             format!("'{field}' must not contain control characters."),
@@ -146,5 +157,37 @@ mod tests {
             param(positive("limits.rpm", Some(0)).unwrap_err()),
             "limits.rpm"
         );
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    /// The documented pattern and `text` agree: what one admits the other accepts.
+    #[test]
+    fn text_pattern_matches_what_text_accepts() {
+        let pattern = regex::Regex::new(TEXT_PATTERN).unwrap();
+        for raw in [
+            "a",
+            " a ",
+            "Ünïcødé name",
+            "\u{85}a",
+            "a\n",
+            "\ta",
+            "",
+            "   ",
+            "\u{2028}",
+            "a\u{9f}",
+            "a\u{7f}",
+            "name with  spaces",
+            "\u{a0}x\u{a0}",
+        ] {
+            assert_eq!(
+                pattern.is_match(raw),
+                text("f", raw, MAX_NAME).is_ok(),
+                "{raw:?}"
+            );
+        }
     }
 }

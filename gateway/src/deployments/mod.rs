@@ -30,7 +30,9 @@ use serde::Deserialize;
 pub use router::DeploymentRouter;
 
 /// A deployment's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DeploymentState)]
 pub enum State {
     Requested,
     Rejected,

@@ -31,8 +31,11 @@ pub enum MessageContent {
 /// One part of a message's content. Only `{"type": "text", "text": ...}` is supported.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ContentPart {
+    /// `text`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^text$")]
     pub kind: String,
+    #[schema(value_type = String, required = true)]
     pub text: Option<String>,
 }
 
@@ -42,6 +45,7 @@ pub struct ContentPart {
 pub struct ChatMessageIn {
     /// `system`, `developer` (treated as `system`), `user`, `assistant` or `tool` (a tool's
     /// result).
+    #[schema(pattern = "^(system|developer|user|assistant|tool)$")]
     pub role: String,
     /// Required, except on an assistant message that has `tool_calls`.
     pub content: Option<MessageContent>,
@@ -104,17 +108,22 @@ macro_rules! generation_request {
         pub struct $name {
             $($body)*
             /// 0 to 2; 0 is greedy. Default 1.
+            #[schema(minimum = 0, maximum = 2)]
             pub temperature: Option<f32>,
             /// In (0, 1]. Default 1.
+            #[schema(exclusive_minimum = 0, maximum = 1)]
             pub top_p: Option<f32>,
             /// Choices per prompt, 1 to 16. Default 1.
+            #[schema(minimum = 1, maximum = 16)]
             pub n: Option<u32>,
             pub stop: Option<StopSpec>,
             /// Makes sampling reproducible.
             pub seed: Option<i64>,
             /// -2 to 2.
+            #[schema(minimum = -2, maximum = 2)]
             pub presence_penalty: Option<f32>,
             /// -2 to 2.
+            #[schema(minimum = -2, maximum = 2)]
             pub frequency_penalty: Option<f32>,
             /// Token id (as a string) to a bias from -100 to 100.
             pub logit_bias: Option<HashMap<String, f32>>,
@@ -125,9 +134,11 @@ macro_rules! generation_request {
             pub stream_options: Option<StreamOptions>,
             /// vLLM: keep the `top_k` most likely tokens (0 or -1: all).
             pub top_k: Option<i32>,
-            /// vLLM: drop tokens below `min_p` times the top token's probability.
+            /// vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
+            #[schema(minimum = 0, maximum = 1)]
             pub min_p: Option<f32>,
             /// vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
+            #[schema(exclusive_minimum = 0, maximum = 10)]
             pub repetition_penalty: Option<f32>,
             /// vLLM: EOS and stop tokens cannot end a choice before this many tokens.
             pub min_tokens: Option<u32>,
@@ -149,6 +160,7 @@ macro_rules! generation_request {
             /// vLLM's older name for `structured_outputs.regex`.
             pub guided_regex: Option<String>,
             /// vLLM's older name for `structured_outputs.choice`.
+            #[schema(min_items = 1, max_items = 1024)]
             pub guided_choice: Option<Vec<String>>,
             /// vLLM's older name for `structured_outputs.grammar` (llguidance's Lark syntax).
             pub guided_grammar: Option<String>,
@@ -253,14 +265,18 @@ generation_request! {
         /// A served model (`GET /v1/models`).
         #[schema(example = "smollm2-135m-instruct")]
         pub model: String,
+        #[schema(min_items = 1)]
         pub messages: Vec<ChatMessageIn>,
         /// Most tokens to generate per choice (default: what the context leaves).
+        #[schema(minimum = 1)]
         pub max_tokens: Option<u32>,
         /// Same as `max_tokens` (OpenAI's newer name); give one of them.
+        #[schema(minimum = 1)]
         pub max_completion_tokens: Option<u32>,
         /// Return the log-probability of each output token.
         pub logprobs: Option<bool>,
         /// 0 to 20 most likely alternatives per token; needs `logprobs: true`.
+        #[schema(maximum = 20)]
         pub top_logprobs: Option<u32>,
         /// Functions the model may call (at most 128). Calls come back in
         /// `message.tool_calls`; their arguments are valid against each function's
@@ -305,8 +321,10 @@ generation_request! {
         pub model: String,
         pub prompt: PromptInput,
         /// Most tokens to generate per choice (default 16, as OpenAI).
+        #[schema(minimum = 1)]
         pub max_tokens: Option<u32>,
         /// Return log-probabilities of each token and of this many alternatives (0 to 20).
+        #[schema(maximum = 20)]
         pub logprobs: Option<u32>,
         /// Only `false` is supported.
         pub echo: Option<bool>,
@@ -379,7 +397,8 @@ pub struct StructuredOutputs {
     pub json: Option<Value>,
     /// A regular expression (Rust `regex` syntax) the whole output matches.
     pub regex: Option<String>,
-    /// The output is exactly one of these strings.
+    /// The output is exactly one of these strings (1 to 1024 of them).
+    #[schema(min_items = 1, max_items = 1024)]
     pub choice: Option<Vec<String>>,
     /// A context-free grammar in llguidance's Lark syntax.
     pub grammar: Option<String>,

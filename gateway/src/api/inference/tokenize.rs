@@ -21,6 +21,8 @@ pub struct TokenizeRequest {
     pub model: String,
     /// Plain text; give this or `messages`.
     pub prompt: Option<String>,
+    /// Chat messages (at least one); give this or `prompt`.
+    #[schema(min_items = 1)]
     pub messages: Option<Vec<ChatMessageIn>>,
     /// With `messages`: functions the template offers the model, rendered as a chat
     /// completion with these `tools` renders them.

@@ -1155,7 +1155,7 @@ export interface components {
              *     1,000,000 USD either way.
              */
             amount_micros: number;
-            /** @description Why (1 to 500 characters); kept on the ledger entry. */
+            /** @description Why (1 to 500 characters, not blank, no control characters); kept on the ledger entry. */
             reason: string;
         };
         AdminKeyCreate: {
@@ -1493,17 +1493,17 @@ export interface components {
         };
         /** @description A chat completion request, with OpenAI's fields and vLLM's sampling extras. */
         ChatCompletionRequest: {
-            /** @description Not supported yet: refused with 400. */
-            audio?: Record<string, never> | null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            audio?: null;
             /**
              * Format: float
              * @description -2 to 2.
              */
             frequency_penalty?: number | null;
-            /** @description Not supported yet: refused with 400. */
-            function_call?: Record<string, never> | null;
-            /** @description Not supported yet: refused with 400. */
-            functions?: Record<string, never> | null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            function_call?: null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            functions?: null;
             /** @description vLLM's older name for `structured_outputs.choice`. */
             guided_choice?: string[] | null;
             /** @description vLLM's older name for `structured_outputs.grammar` (llguidance's Lark syntax). */
@@ -1536,7 +1536,7 @@ export interface components {
             messages: components["schemas"]["ChatMessageIn"][];
             /**
              * Format: float
-             * @description vLLM: drop tokens below `min_p` times the top token's probability.
+             * @description vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
              */
             min_p?: number | null;
             /**
@@ -1544,8 +1544,8 @@ export interface components {
              * @description vLLM: EOS and stop tokens cannot end a choice before this many tokens.
              */
             min_tokens?: number | null;
-            /** @description Not supported yet: refused with 400. */
-            modalities?: Record<string, never> | null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            modalities?: null;
             /**
              * @description A served model (`GET /v1/models`).
              * @example smollm2-135m-instruct
@@ -1558,8 +1558,8 @@ export interface components {
             n?: number | null;
             /** @description Whether one answer may make several calls (default true). */
             parallel_tool_calls?: boolean | null;
-            /** @description Not supported yet: refused with 400. */
-            prediction?: Record<string, never> | null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            prediction?: null;
             /**
              * Format: float
              * @description -2 to 2.
@@ -1570,8 +1570,8 @@ export interface components {
              * @description vLLM: lower runs earlier among this organization's requests (default 0).
              */
             priority?: number | null;
-            /** @description Not supported yet: refused with 400. */
-            reasoning_effort?: Record<string, never> | null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            reasoning_effort?: null;
             /**
              * Format: float
              * @description vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
@@ -1619,8 +1619,8 @@ export interface components {
             top_p?: number | null;
             /** @description An end-user id (accepted for compatibility; not used for anything yet). */
             user?: string | null;
-            /** @description Not supported yet: refused with 400. */
-            web_search_options?: Record<string, never> | null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            web_search_options?: null;
         };
         /** @description What a chunk adds to a choice's message. */
         ChatDelta: {
@@ -1803,7 +1803,7 @@ export interface components {
             max_tokens?: number | null;
             /**
              * Format: float
-             * @description vLLM: drop tokens below `min_p` times the top token's probability.
+             * @description vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
              */
             min_p?: number | null;
             /**
@@ -1850,8 +1850,8 @@ export interface components {
             stream?: boolean | null;
             stream_options?: null | components["schemas"]["StreamOptions"];
             structured_outputs?: null | components["schemas"]["StructuredOutputs"];
-            /** @description Not supported yet: refused with 400. */
-            suffix?: string | null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            suffix?: null;
             /**
              * Format: float
              * @description 0 to 2; 0 is greedy. Default 1.
@@ -1899,7 +1899,8 @@ export interface components {
         };
         /** @description One part of a message's content. Only `{"type": "text", "text": ...}` is supported. */
         ContentPart: {
-            text?: string | null;
+            text: string;
+            /** @description `text`. */
             type: string;
         };
         /** @description An amount of money. */
@@ -1991,12 +1992,12 @@ export interface components {
             hardware?: string | null;
             /**
              * Format: int64
-             * @description Bytes of KV cache per replica (default: the installation's).
+             * @description Bytes of KV cache per replica, 4 MiB to 256 GiB (default: the installation's).
              */
             kv_cache_memory?: number | null;
             /**
              * Format: int64
-             * @description Cap on prompt plus completion tokens (default: the model's).
+             * @description Cap on prompt plus completion tokens, 16 to 16777216 (default: the model's).
              */
             max_model_len?: number | null;
             /** @description A served model (see `GET /v1/models`). */
@@ -2109,9 +2110,14 @@ export interface components {
         };
         /** @description Why an operator rejects a request. */
         DeploymentRejection: {
-            /** @description 1 to 500 characters, shown to the organization. */
+            /** @description 1 to 500 characters, not blank, no control characters; shown to the organization. */
             reason: string;
         };
+        /**
+         * @description A deployment's state.
+         * @enum {string}
+         */
+        DeploymentState: "requested" | "rejected" | "provisioning" | "ready" | "scaling" | "stopping" | "stopped" | "deleting" | "deleted" | "failed";
         /** @description New replicas for a deployment. */
         DeploymentUpdate: {
             replicas: components["schemas"]["ReplicaRange"];
@@ -2134,7 +2140,7 @@ export interface components {
         };
         EmbeddingObject: {
             /** @description Floats, or a base64 string with `encoding_format: base64`. */
-            embedding: Record<string, never>;
+            embedding: components["schemas"]["EmbeddingValue"];
             index: number;
             /** @description Always `embedding`. */
             object: string;
@@ -2155,6 +2161,11 @@ export interface components {
             prompt_tokens: number;
             total_tokens: number;
         };
+        /**
+         * @description An embedding in the encoding the request asked for (the OpenAPI document's shape of
+         *     `EmbeddingObject.embedding`, which is built as JSON).
+         */
+        EmbeddingValue: number[] | string;
         /** @description One result of an embeddings usage bucket. */
         EmbeddingsUsageResult: {
             api_key_id?: string | null;
@@ -2535,15 +2546,15 @@ export interface components {
         /** @description A plan change. */
         PlanChange: {
             /** @description `free`, `pay_as_you_go` or `enterprise`. */
-            plan: string;
+            plan: components["schemas"]["Plan"];
         };
         PriceCreate: {
             /**
              * Format: int64
-             * @description Micro-USD per 1M prompt tokens served from the prefix cache.
+             * @description Micro-USD per 1M prompt tokens served from the prefix cache (0 to 10^12).
              */
             cached_input_micros_per_million: number;
-            /** @description Only `usd` (the ledger's currency). */
+            /** @description Only `usd` (the ledger's currency; any case). */
             currency?: string | null;
             /**
              * Format: int64
@@ -2553,14 +2564,14 @@ export interface components {
             effective_at?: number | null;
             /**
              * Format: int64
-             * @description Micro-USD per 1M uncached prompt tokens.
+             * @description Micro-USD per 1M uncached prompt tokens (0 to 10^12).
              */
             input_micros_per_million: number;
-            /** @description The served model name (case-insensitive), 1 to 256 characters. */
+            /** @description The served model name (case-insensitive), 1 to 256 characters, no control characters. */
             model: string;
             /**
              * Format: int64
-             * @description Micro-USD per 1M generated tokens.
+             * @description Micro-USD per 1M generated tokens (0 to 10^12).
              */
             output_micros_per_million: number;
         };
@@ -2687,7 +2698,7 @@ export interface components {
             refresh_token: string;
         };
         RefundCreate: {
-            /** @description Why (1 to 500 characters); kept on the ledger entry. */
+            /** @description Why (1 to 500 characters, not blank, no control characters); kept on the ledger entry. */
             reason: string;
             /** @description The request whose usage debit is given back. */
             request_id: string;
@@ -2776,7 +2787,7 @@ export interface components {
         };
         /** @description vLLM's `structured_outputs`: exactly one field. */
         StructuredOutputs: {
-            /** @description The output is exactly one of these strings. */
+            /** @description The output is exactly one of these strings (1 to 1024 of them). */
             choice?: string[] | null;
             /** @description A context-free grammar in llguidance's Lark syntax. */
             grammar?: string | null;
@@ -2801,6 +2812,7 @@ export interface components {
             add_generation_prompt?: boolean | null;
             /** @description With `prompt`: add BOS when the model uses one (default true). */
             add_special_tokens?: boolean | null;
+            /** @description Chat messages (at least one); give this or `prompt`. */
             messages?: components["schemas"]["ChatMessageIn"][] | null;
             /** @example smollm2-135m-instruct */
             model: string;
@@ -3420,7 +3432,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Only deployments in this state (default `requested`). */
-                state?: string;
+                state?: components["schemas"]["DeploymentState"];
             };
             header?: never;
             path?: never;

@@ -23,30 +23,11 @@ from .chat_chunk_choice import ChatChunkChoice
 from .chat_completion import ChatCompletion
 from .chat_completion_chunk import ChatCompletionChunk
 from .chat_completion_request import ChatCompletionRequest
-from .chat_completion_request_audio_type_0 import ChatCompletionRequestAudioType0
-from .chat_completion_request_function_call_type_0 import (
-    ChatCompletionRequestFunctionCallType0,
-)
-from .chat_completion_request_functions_type_0 import (
-    ChatCompletionRequestFunctionsType0,
-)
 from .chat_completion_request_guided_json_type_0 import (
     ChatCompletionRequestGuidedJsonType0,
 )
 from .chat_completion_request_logit_bias_type_0 import (
     ChatCompletionRequestLogitBiasType0,
-)
-from .chat_completion_request_modalities_type_0 import (
-    ChatCompletionRequestModalitiesType0,
-)
-from .chat_completion_request_prediction_type_0 import (
-    ChatCompletionRequestPredictionType0,
-)
-from .chat_completion_request_reasoning_effort_type_0 import (
-    ChatCompletionRequestReasoningEffortType0,
-)
-from .chat_completion_request_web_search_options_type_0 import (
-    ChatCompletionRequestWebSearchOptionsType0,
 )
 from .chat_delta import ChatDelta
 from .chat_delta_frame import ChatDeltaFrame
@@ -80,12 +61,12 @@ from .deployment_event_object import DeploymentEventObject
 from .deployment_list import DeploymentList
 from .deployment_object import DeploymentObject
 from .deployment_rejection import DeploymentRejection
+from .deployment_state import DeploymentState
 from .deployment_update import DeploymentUpdate
 from .detokenize_request import DetokenizeRequest
 from .detokenize_response import DetokenizeResponse
 from .embedding_list import EmbeddingList
 from .embedding_object import EmbeddingObject
-from .embedding_object_embedding import EmbeddingObjectEmbedding
 from .embedding_request import EmbeddingRequest
 from .embedding_usage import EmbeddingUsage
 from .embeddings_usage_result import EmbeddingsUsageResult
@@ -202,15 +183,8 @@ __all__ = (
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionRequest",
-    "ChatCompletionRequestAudioType0",
-    "ChatCompletionRequestFunctionCallType0",
-    "ChatCompletionRequestFunctionsType0",
     "ChatCompletionRequestGuidedJsonType0",
     "ChatCompletionRequestLogitBiasType0",
-    "ChatCompletionRequestModalitiesType0",
-    "ChatCompletionRequestPredictionType0",
-    "ChatCompletionRequestReasoningEffortType0",
-    "ChatCompletionRequestWebSearchOptionsType0",
     "ChatDelta",
     "ChatDeltaFrame",
     "ChatDoneFrame",
@@ -243,12 +217,12 @@ __all__ = (
     "DeploymentList",
     "DeploymentObject",
     "DeploymentRejection",
+    "DeploymentState",
     "DeploymentUpdate",
     "DetokenizeRequest",
     "DetokenizeResponse",
     "EmbeddingList",
     "EmbeddingObject",
-    "EmbeddingObjectEmbedding",
     "EmbeddingRequest",
     "EmbeddingUsage",
     "EmbeddingsUsageResult",

@@ -14,7 +14,7 @@ class AdjustmentCreate:
     Attributes:
         amount_micros (int): Micro-USD; positive credits the organization, negative debits it. Not zero; at most
             1,000,000 USD either way.
-        reason (str): Why (1 to 500 characters); kept on the ledger entry.
+        reason (str): Why (1 to 500 characters, not blank, no control characters); kept on the ledger entry.
     """
 
     amount_micros: int

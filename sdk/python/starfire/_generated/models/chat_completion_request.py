@@ -9,32 +9,11 @@ from ..models.tool_choice_mode import ToolChoiceMode
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
-    from ..models.chat_completion_request_audio_type_0 import (
-        ChatCompletionRequestAudioType0,
-    )
-    from ..models.chat_completion_request_function_call_type_0 import (
-        ChatCompletionRequestFunctionCallType0,
-    )
-    from ..models.chat_completion_request_functions_type_0 import (
-        ChatCompletionRequestFunctionsType0,
-    )
     from ..models.chat_completion_request_guided_json_type_0 import (
         ChatCompletionRequestGuidedJsonType0,
     )
     from ..models.chat_completion_request_logit_bias_type_0 import (
         ChatCompletionRequestLogitBiasType0,
-    )
-    from ..models.chat_completion_request_modalities_type_0 import (
-        ChatCompletionRequestModalitiesType0,
-    )
-    from ..models.chat_completion_request_prediction_type_0 import (
-        ChatCompletionRequestPredictionType0,
-    )
-    from ..models.chat_completion_request_reasoning_effort_type_0 import (
-        ChatCompletionRequestReasoningEffortType0,
-    )
-    from ..models.chat_completion_request_web_search_options_type_0 import (
-        ChatCompletionRequestWebSearchOptionsType0,
     )
     from ..models.chat_message_in import ChatMessageIn
     from ..models.chat_tool import ChatTool
@@ -56,10 +35,10 @@ class ChatCompletionRequest:
     Attributes:
         messages (list[ChatMessageIn]):
         model (str): A served model (`GET /v1/models`). Example: smollm2-135m-instruct.
-        audio (ChatCompletionRequestAudioType0 | None | Unset): Not supported yet: refused with 400.
+        audio (None | Unset): Not supported yet: refused with 400 unless null.
         frequency_penalty (float | None | Unset): -2 to 2.
-        function_call (ChatCompletionRequestFunctionCallType0 | None | Unset): Not supported yet: refused with 400.
-        functions (ChatCompletionRequestFunctionsType0 | None | Unset): Not supported yet: refused with 400.
+        function_call (None | Unset): Not supported yet: refused with 400 unless null.
+        functions (None | Unset): Not supported yet: refused with 400 unless null.
         guided_choice (list[str] | None | Unset): vLLM's older name for `structured_outputs.choice`.
         guided_grammar (None | str | Unset): vLLM's older name for `structured_outputs.grammar` (llguidance's Lark
             syntax).
@@ -73,16 +52,15 @@ class ChatCompletionRequest:
         logprobs (bool | None | Unset): Return the log-probability of each output token.
         max_completion_tokens (int | None | Unset): Same as `max_tokens` (OpenAI's newer name); give one of them.
         max_tokens (int | None | Unset): Most tokens to generate per choice (default: what the context leaves).
-        min_p (float | None | Unset): vLLM: drop tokens below `min_p` times the top token's probability.
+        min_p (float | None | Unset): vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
         min_tokens (int | None | Unset): vLLM: EOS and stop tokens cannot end a choice before this many tokens.
-        modalities (ChatCompletionRequestModalitiesType0 | None | Unset): Not supported yet: refused with 400.
+        modalities (None | Unset): Not supported yet: refused with 400 unless null.
         n (int | None | Unset): Choices per prompt, 1 to 16. Default 1.
         parallel_tool_calls (bool | None | Unset): Whether one answer may make several calls (default true).
-        prediction (ChatCompletionRequestPredictionType0 | None | Unset): Not supported yet: refused with 400.
+        prediction (None | Unset): Not supported yet: refused with 400 unless null.
         presence_penalty (float | None | Unset): -2 to 2.
         priority (int | None | Unset): vLLM: lower runs earlier among this organization's requests (default 0).
-        reasoning_effort (ChatCompletionRequestReasoningEffortType0 | None | Unset): Not supported yet: refused with
-            400.
+        reasoning_effort (None | Unset): Not supported yet: refused with 400 unless null.
         repetition_penalty (float | None | Unset): vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
         response_format (None | ResponseFormatType0 | ResponseFormatType1 | ResponseFormatType2 | Unset):
         seed (int | None | Unset): Makes sampling reproducible.
@@ -100,16 +78,15 @@ class ChatCompletionRequest:
         top_logprobs (int | None | Unset): 0 to 20 most likely alternatives per token; needs `logprobs: true`.
         top_p (float | None | Unset): In (0, 1]. Default 1.
         user (None | str | Unset): An end-user id (accepted for compatibility; not used for anything yet).
-        web_search_options (ChatCompletionRequestWebSearchOptionsType0 | None | Unset): Not supported yet: refused with
-            400.
+        web_search_options (None | Unset): Not supported yet: refused with 400 unless null.
     """
 
     messages: list[ChatMessageIn]
     model: str
-    audio: ChatCompletionRequestAudioType0 | None | Unset = UNSET
+    audio: None | Unset = UNSET
     frequency_penalty: float | None | Unset = UNSET
-    function_call: ChatCompletionRequestFunctionCallType0 | None | Unset = UNSET
-    functions: ChatCompletionRequestFunctionsType0 | None | Unset = UNSET
+    function_call: None | Unset = UNSET
+    functions: None | Unset = UNSET
     guided_choice: list[str] | None | Unset = UNSET
     guided_grammar: None | str | Unset = UNSET
     guided_json: ChatCompletionRequestGuidedJsonType0 | None | Unset = UNSET
@@ -121,13 +98,13 @@ class ChatCompletionRequest:
     max_tokens: int | None | Unset = UNSET
     min_p: float | None | Unset = UNSET
     min_tokens: int | None | Unset = UNSET
-    modalities: ChatCompletionRequestModalitiesType0 | None | Unset = UNSET
+    modalities: None | Unset = UNSET
     n: int | None | Unset = UNSET
     parallel_tool_calls: bool | None | Unset = UNSET
-    prediction: ChatCompletionRequestPredictionType0 | None | Unset = UNSET
+    prediction: None | Unset = UNSET
     presence_penalty: float | None | Unset = UNSET
     priority: int | None | Unset = UNSET
-    reasoning_effort: ChatCompletionRequestReasoningEffortType0 | None | Unset = UNSET
+    reasoning_effort: None | Unset = UNSET
     repetition_penalty: float | None | Unset = UNSET
     response_format: (
         None | ResponseFormatType0 | ResponseFormatType1 | ResponseFormatType2 | Unset
@@ -145,37 +122,14 @@ class ChatCompletionRequest:
     top_logprobs: int | None | Unset = UNSET
     top_p: float | None | Unset = UNSET
     user: None | str | Unset = UNSET
-    web_search_options: ChatCompletionRequestWebSearchOptionsType0 | None | Unset = (
-        UNSET
-    )
+    web_search_options: None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
-        from ..models.chat_completion_request_audio_type_0 import (
-            ChatCompletionRequestAudioType0,
-        )
-        from ..models.chat_completion_request_function_call_type_0 import (
-            ChatCompletionRequestFunctionCallType0,
-        )
-        from ..models.chat_completion_request_functions_type_0 import (
-            ChatCompletionRequestFunctionsType0,
-        )
         from ..models.chat_completion_request_guided_json_type_0 import (
             ChatCompletionRequestGuidedJsonType0,
         )
         from ..models.chat_completion_request_logit_bias_type_0 import (
             ChatCompletionRequestLogitBiasType0,
-        )
-        from ..models.chat_completion_request_modalities_type_0 import (
-            ChatCompletionRequestModalitiesType0,
-        )
-        from ..models.chat_completion_request_prediction_type_0 import (
-            ChatCompletionRequestPredictionType0,
-        )
-        from ..models.chat_completion_request_reasoning_effort_type_0 import (
-            ChatCompletionRequestReasoningEffortType0,
-        )
-        from ..models.chat_completion_request_web_search_options_type_0 import (
-            ChatCompletionRequestWebSearchOptionsType0,
         )
         from ..models.named_tool_choice import NamedToolChoice
         from ..models.response_format_type_0 import ResponseFormatType0
@@ -191,13 +145,7 @@ class ChatCompletionRequest:
 
         model = self.model
 
-        audio: dict[str, Any] | None | Unset
-        if isinstance(self.audio, Unset):
-            audio = UNSET
-        elif isinstance(self.audio, ChatCompletionRequestAudioType0):
-            audio = self.audio.to_dict()
-        else:
-            audio = self.audio
+        audio = self.audio
 
         frequency_penalty: float | None | Unset
         if isinstance(self.frequency_penalty, Unset):
@@ -205,21 +153,9 @@ class ChatCompletionRequest:
         else:
             frequency_penalty = self.frequency_penalty
 
-        function_call: dict[str, Any] | None | Unset
-        if isinstance(self.function_call, Unset):
-            function_call = UNSET
-        elif isinstance(self.function_call, ChatCompletionRequestFunctionCallType0):
-            function_call = self.function_call.to_dict()
-        else:
-            function_call = self.function_call
+        function_call = self.function_call
 
-        functions: dict[str, Any] | None | Unset
-        if isinstance(self.functions, Unset):
-            functions = UNSET
-        elif isinstance(self.functions, ChatCompletionRequestFunctionsType0):
-            functions = self.functions.to_dict()
-        else:
-            functions = self.functions
+        functions = self.functions
 
         guided_choice: list[str] | None | Unset
         if isinstance(self.guided_choice, Unset):
@@ -294,13 +230,7 @@ class ChatCompletionRequest:
         else:
             min_tokens = self.min_tokens
 
-        modalities: dict[str, Any] | None | Unset
-        if isinstance(self.modalities, Unset):
-            modalities = UNSET
-        elif isinstance(self.modalities, ChatCompletionRequestModalitiesType0):
-            modalities = self.modalities.to_dict()
-        else:
-            modalities = self.modalities
+        modalities = self.modalities
 
         n: int | None | Unset
         if isinstance(self.n, Unset):
@@ -314,13 +244,7 @@ class ChatCompletionRequest:
         else:
             parallel_tool_calls = self.parallel_tool_calls
 
-        prediction: dict[str, Any] | None | Unset
-        if isinstance(self.prediction, Unset):
-            prediction = UNSET
-        elif isinstance(self.prediction, ChatCompletionRequestPredictionType0):
-            prediction = self.prediction.to_dict()
-        else:
-            prediction = self.prediction
+        prediction = self.prediction
 
         presence_penalty: float | None | Unset
         if isinstance(self.presence_penalty, Unset):
@@ -334,15 +258,7 @@ class ChatCompletionRequest:
         else:
             priority = self.priority
 
-        reasoning_effort: dict[str, Any] | None | Unset
-        if isinstance(self.reasoning_effort, Unset):
-            reasoning_effort = UNSET
-        elif isinstance(
-            self.reasoning_effort, ChatCompletionRequestReasoningEffortType0
-        ):
-            reasoning_effort = self.reasoning_effort.to_dict()
-        else:
-            reasoning_effort = self.reasoning_effort
+        reasoning_effort = self.reasoning_effort
 
         repetition_penalty: float | None | Unset
         if isinstance(self.repetition_penalty, Unset):
@@ -460,15 +376,7 @@ class ChatCompletionRequest:
         else:
             user = self.user
 
-        web_search_options: dict[str, Any] | None | Unset
-        if isinstance(self.web_search_options, Unset):
-            web_search_options = UNSET
-        elif isinstance(
-            self.web_search_options, ChatCompletionRequestWebSearchOptionsType0
-        ):
-            web_search_options = self.web_search_options.to_dict()
-        else:
-            web_search_options = self.web_search_options
+        web_search_options = self.web_search_options
 
         field_dict: dict[str, Any] = {}
 
@@ -559,32 +467,11 @@ class ChatCompletionRequest:
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
-        from ..models.chat_completion_request_audio_type_0 import (
-            ChatCompletionRequestAudioType0,
-        )
-        from ..models.chat_completion_request_function_call_type_0 import (
-            ChatCompletionRequestFunctionCallType0,
-        )
-        from ..models.chat_completion_request_functions_type_0 import (
-            ChatCompletionRequestFunctionsType0,
-        )
         from ..models.chat_completion_request_guided_json_type_0 import (
             ChatCompletionRequestGuidedJsonType0,
         )
         from ..models.chat_completion_request_logit_bias_type_0 import (
             ChatCompletionRequestLogitBiasType0,
-        )
-        from ..models.chat_completion_request_modalities_type_0 import (
-            ChatCompletionRequestModalitiesType0,
-        )
-        from ..models.chat_completion_request_prediction_type_0 import (
-            ChatCompletionRequestPredictionType0,
-        )
-        from ..models.chat_completion_request_reasoning_effort_type_0 import (
-            ChatCompletionRequestReasoningEffortType0,
-        )
-        from ..models.chat_completion_request_web_search_options_type_0 import (
-            ChatCompletionRequestWebSearchOptionsType0,
         )
         from ..models.chat_message_in import ChatMessageIn
         from ..models.chat_tool import ChatTool
@@ -605,24 +492,7 @@ class ChatCompletionRequest:
 
         model = d.pop("model")
 
-        def _parse_audio(
-            data: object,
-        ) -> ChatCompletionRequestAudioType0 | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                audio_type_0 = ChatCompletionRequestAudioType0.from_dict(data)
-
-                return audio_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(ChatCompletionRequestAudioType0 | None | Unset, data)
-
-        audio = _parse_audio(d.pop("audio", UNSET))
+        audio = d.pop("audio", UNSET)
 
         def _parse_frequency_penalty(data: object) -> float | None | Unset:
             if data is None:
@@ -633,45 +503,9 @@ class ChatCompletionRequest:
 
         frequency_penalty = _parse_frequency_penalty(d.pop("frequency_penalty", UNSET))
 
-        def _parse_function_call(
-            data: object,
-        ) -> ChatCompletionRequestFunctionCallType0 | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                function_call_type_0 = ChatCompletionRequestFunctionCallType0.from_dict(
-                    data
-                )
+        function_call = d.pop("function_call", UNSET)
 
-                return function_call_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(ChatCompletionRequestFunctionCallType0 | None | Unset, data)
-
-        function_call = _parse_function_call(d.pop("function_call", UNSET))
-
-        def _parse_functions(
-            data: object,
-        ) -> ChatCompletionRequestFunctionsType0 | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                functions_type_0 = ChatCompletionRequestFunctionsType0.from_dict(data)
-
-                return functions_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(ChatCompletionRequestFunctionsType0 | None | Unset, data)
-
-        functions = _parse_functions(d.pop("functions", UNSET))
+        functions = d.pop("functions", UNSET)
 
         def _parse_guided_choice(data: object) -> list[str] | None | Unset:
             if data is None:
@@ -804,24 +638,7 @@ class ChatCompletionRequest:
 
         min_tokens = _parse_min_tokens(d.pop("min_tokens", UNSET))
 
-        def _parse_modalities(
-            data: object,
-        ) -> ChatCompletionRequestModalitiesType0 | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                modalities_type_0 = ChatCompletionRequestModalitiesType0.from_dict(data)
-
-                return modalities_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(ChatCompletionRequestModalitiesType0 | None | Unset, data)
-
-        modalities = _parse_modalities(d.pop("modalities", UNSET))
+        modalities = d.pop("modalities", UNSET)
 
         def _parse_n(data: object) -> int | None | Unset:
             if data is None:
@@ -843,24 +660,7 @@ class ChatCompletionRequest:
             d.pop("parallel_tool_calls", UNSET)
         )
 
-        def _parse_prediction(
-            data: object,
-        ) -> ChatCompletionRequestPredictionType0 | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                prediction_type_0 = ChatCompletionRequestPredictionType0.from_dict(data)
-
-                return prediction_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(ChatCompletionRequestPredictionType0 | None | Unset, data)
-
-        prediction = _parse_prediction(d.pop("prediction", UNSET))
+        prediction = d.pop("prediction", UNSET)
 
         def _parse_presence_penalty(data: object) -> float | None | Unset:
             if data is None:
@@ -880,26 +680,7 @@ class ChatCompletionRequest:
 
         priority = _parse_priority(d.pop("priority", UNSET))
 
-        def _parse_reasoning_effort(
-            data: object,
-        ) -> ChatCompletionRequestReasoningEffortType0 | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                reasoning_effort_type_0 = (
-                    ChatCompletionRequestReasoningEffortType0.from_dict(data)
-                )
-
-                return reasoning_effort_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(ChatCompletionRequestReasoningEffortType0 | None | Unset, data)
-
-        reasoning_effort = _parse_reasoning_effort(d.pop("reasoning_effort", UNSET))
+        reasoning_effort = d.pop("reasoning_effort", UNSET)
 
         def _parse_repetition_penalty(data: object) -> float | None | Unset:
             if data is None:
@@ -1148,28 +929,7 @@ class ChatCompletionRequest:
 
         user = _parse_user(d.pop("user", UNSET))
 
-        def _parse_web_search_options(
-            data: object,
-        ) -> ChatCompletionRequestWebSearchOptionsType0 | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                web_search_options_type_0 = (
-                    ChatCompletionRequestWebSearchOptionsType0.from_dict(data)
-                )
-
-                return web_search_options_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(ChatCompletionRequestWebSearchOptionsType0 | None | Unset, data)
-
-        web_search_options = _parse_web_search_options(
-            d.pop("web_search_options", UNSET)
-        )
+        web_search_options = d.pop("web_search_options", UNSET)
 
         chat_completion_request = cls(
             messages=messages,

@@ -46,7 +46,7 @@ class CompletionRequest:
         logit_bias (CompletionRequestLogitBiasType0 | None | Unset): Token id (as a string) to a bias from -100 to 100.
         logprobs (int | None | Unset): Return log-probabilities of each token and of this many alternatives (0 to 20).
         max_tokens (int | None | Unset): Most tokens to generate per choice (default 16, as OpenAI).
-        min_p (float | None | Unset): vLLM: drop tokens below `min_p` times the top token's probability.
+        min_p (float | None | Unset): vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
         min_tokens (int | None | Unset): vLLM: EOS and stop tokens cannot end a choice before this many tokens.
         n (int | None | Unset): Choices per prompt, 1 to 16. Default 1.
         presence_penalty (float | None | Unset): -2 to 2.
@@ -59,7 +59,7 @@ class CompletionRequest:
         stream (bool | None | Unset): Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
         stream_options (None | StreamOptions | Unset):
         structured_outputs (None | StructuredOutputs | Unset):
-        suffix (None | str | Unset): Not supported yet: refused with 400.
+        suffix (None | Unset): Not supported yet: refused with 400 unless null.
         temperature (float | None | Unset): 0 to 2; 0 is greedy. Default 1.
         top_k (int | None | Unset): vLLM: keep the `top_k` most likely tokens (0 or -1: all).
         top_p (float | None | Unset): In (0, 1]. Default 1.
@@ -94,7 +94,7 @@ class CompletionRequest:
     stream: bool | None | Unset = UNSET
     stream_options: None | StreamOptions | Unset = UNSET
     structured_outputs: None | StructuredOutputs | Unset = UNSET
-    suffix: None | str | Unset = UNSET
+    suffix: None | Unset = UNSET
     temperature: float | None | Unset = UNSET
     top_k: int | None | Unset = UNSET
     top_p: float | None | Unset = UNSET
@@ -298,11 +298,7 @@ class CompletionRequest:
         else:
             structured_outputs = self.structured_outputs
 
-        suffix: None | str | Unset
-        if isinstance(self.suffix, Unset):
-            suffix = UNSET
-        else:
-            suffix = self.suffix
+        suffix = self.suffix
 
         temperature: float | None | Unset
         if isinstance(self.temperature, Unset):
@@ -781,14 +777,7 @@ class CompletionRequest:
             d.pop("structured_outputs", UNSET)
         )
 
-        def _parse_suffix(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        suffix = _parse_suffix(d.pop("suffix", UNSET))
+        suffix = d.pop("suffix", UNSET)
 
         def _parse_temperature(data: object) -> float | None | Unset:
             if data is None:

@@ -23,8 +23,9 @@ class DeploymentCreate:
         name (str): 1 to 64 letters, digits, `-`, `_` or `.`; unique among the organization's deployments
             and different from every shared model's name.
         hardware (None | str | Unset): `cpu` (default).
-        kv_cache_memory (int | None | Unset): Bytes of KV cache per replica (default: the installation's).
-        max_model_len (int | None | Unset): Cap on prompt plus completion tokens (default: the model's).
+        kv_cache_memory (int | None | Unset): Bytes of KV cache per replica, 4 MiB to 256 GiB (default: the
+            installation's).
+        max_model_len (int | None | Unset): Cap on prompt plus completion tokens, 16 to 16777216 (default: the model's).
         overflow (None | str | Unset): `none` (default) or `shared`.
         replicas (None | ReplicaRange | Unset):
     """

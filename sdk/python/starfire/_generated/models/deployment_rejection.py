@@ -13,7 +13,7 @@ class DeploymentRejection:
     """Why an operator rejects a request.
 
     Attributes:
-        reason (str): 1 to 500 characters, shown to the organization.
+        reason (str): 1 to 500 characters, not blank, no control characters; shown to the organization.
     """
 
     reason: str

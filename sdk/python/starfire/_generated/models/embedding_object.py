@@ -1,14 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
-
-if TYPE_CHECKING:
-    from ..models.embedding_object_embedding import EmbeddingObjectEmbedding
-
 
 T = TypeVar("T", bound="EmbeddingObject")
 
@@ -17,18 +13,25 @@ T = TypeVar("T", bound="EmbeddingObject")
 class EmbeddingObject:
     """
     Attributes:
-        embedding (EmbeddingObjectEmbedding): Floats, or a base64 string with `encoding_format: base64`.
+        embedding (list[float] | str): An embedding in the encoding the request asked for (the OpenAPI document's shape
+            of
+            `EmbeddingObject.embedding`, which is built as JSON).
         index (int):
         object_ (str): Always `embedding`.
     """
 
-    embedding: EmbeddingObjectEmbedding
+    embedding: list[float] | str
     index: int
     object_: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        embedding = self.embedding.to_dict()
+        embedding: list[float] | str
+        if isinstance(self.embedding, list):
+            embedding = self.embedding
+
+        else:
+            embedding = self.embedding
 
         index = self.index
 
@@ -48,10 +51,20 @@ class EmbeddingObject:
 
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
-        from ..models.embedding_object_embedding import EmbeddingObjectEmbedding
-
         d = dict(src_dict)
-        embedding = EmbeddingObjectEmbedding.from_dict(d.pop("embedding"))
+
+        def _parse_embedding(data: object) -> list[float] | str:
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                componentsschemas_embedding_value_type_0 = cast(list[float], data)
+
+                return componentsschemas_embedding_value_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[float] | str, data)
+
+        embedding = _parse_embedding(d.pop("embedding"))
 
         index = d.pop("index")
 

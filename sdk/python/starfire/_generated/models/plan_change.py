@@ -5,6 +5,8 @@ from typing import Any, Self, TypeVar
 
 from attrs import define as _attrs_define
 
+from ..models.plan import Plan
+
 T = TypeVar("T", bound="PlanChange")
 
 
@@ -13,13 +15,13 @@ class PlanChange:
     """A plan change.
 
     Attributes:
-        plan (str): `free`, `pay_as_you_go` or `enterprise`.
+        plan (Plan): What a tenant pays for; the scheduler weighs tenants by it.
     """
 
-    plan: str
+    plan: Plan
 
     def to_dict(self) -> dict[str, Any]:
-        plan = self.plan
+        plan = self.plan.value
 
         field_dict: dict[str, Any] = {}
 
@@ -34,7 +36,7 @@ class PlanChange:
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         d = dict(src_dict)
-        plan = d.pop("plan")
+        plan = Plan(d.pop("plan"))
 
         plan_change = cls(
             plan=plan,

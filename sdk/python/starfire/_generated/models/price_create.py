@@ -14,11 +14,11 @@ T = TypeVar("T", bound="PriceCreate")
 class PriceCreate:
     """
     Attributes:
-        cached_input_micros_per_million (int): Micro-USD per 1M prompt tokens served from the prefix cache.
-        input_micros_per_million (int): Micro-USD per 1M uncached prompt tokens.
-        model (str): The served model name (case-insensitive), 1 to 256 characters.
-        output_micros_per_million (int): Micro-USD per 1M generated tokens.
-        currency (None | str | Unset): Only `usd` (the ledger's currency).
+        cached_input_micros_per_million (int): Micro-USD per 1M prompt tokens served from the prefix cache (0 to 10^12).
+        input_micros_per_million (int): Micro-USD per 1M uncached prompt tokens (0 to 10^12).
+        model (str): The served model name (case-insensitive), 1 to 256 characters, no control characters.
+        output_micros_per_million (int): Micro-USD per 1M generated tokens (0 to 10^12).
+        currency (None | str | Unset): Only `usd` (the ledger's currency; any case).
         effective_at (int | None | Unset): When the price takes effect, Unix seconds; at least one second from now (a
             price
             never changes the past). Default: the next whole second.

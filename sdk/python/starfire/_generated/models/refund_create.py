@@ -12,7 +12,7 @@ T = TypeVar("T", bound="RefundCreate")
 class RefundCreate:
     """
     Attributes:
-        reason (str): Why (1 to 500 characters); kept on the ledger entry.
+        reason (str): Why (1 to 500 characters, not blank, no control characters); kept on the ledger entry.
         request_id (str): The request whose usage debit is given back.
     """
 

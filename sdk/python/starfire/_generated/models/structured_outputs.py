@@ -19,7 +19,7 @@ class StructuredOutputs:
     """vLLM's `structured_outputs`: exactly one field.
 
     Attributes:
-        choice (list[str] | None | Unset): The output is exactly one of these strings.
+        choice (list[str] | None | Unset): The output is exactly one of these strings (1 to 1024 of them).
         grammar (None | str | Unset): A context-free grammar in llguidance's Lark syntax.
         json (None | StructuredOutputsJsonType0 | Unset): A JSON schema (an object, or its text).
         json_object (bool | None | Unset): `true`: any JSON object.

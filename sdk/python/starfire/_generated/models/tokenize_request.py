@@ -24,7 +24,7 @@ class TokenizeRequest:
         add_generation_prompt (bool | None | Unset): With `messages`: end with the assistant's turn opener (default
             true).
         add_special_tokens (bool | None | Unset): With `prompt`: add BOS when the model uses one (default true).
-        messages (list[ChatMessageIn] | None | Unset):
+        messages (list[ChatMessageIn] | None | Unset): Chat messages (at least one); give this or `prompt`.
         prompt (None | str | Unset): Plain text; give this or `messages`.
         tools (list[ChatTool] | None | Unset): With `messages`: functions the template offers the model, rendered as a
             chat

@@ -5,6 +5,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.deployment_state import DeploymentState
 from ...models.error_body import ErrorBody
 from ...models.operator_deployment_list import OperatorDeploymentList
 from ...types import UNSET, Response, Unset
@@ -12,12 +13,16 @@ from ...types import UNSET, Response, Unset
 
 def _get_kwargs(
     *,
-    state: str | Unset = UNSET,
+    state: DeploymentState | Unset = UNSET,
 ) -> dict[str, Any]:
 
     params: dict[str, Any] = {}
 
-    params["state"] = state
+    json_state: str | Unset = UNSET
+    if not isinstance(state, Unset):
+        json_state = state.value
+
+    params["state"] = json_state
 
     params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
 
@@ -73,13 +78,13 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    state: str | Unset = UNSET,
+    state: DeploymentState | Unset = UNSET,
 ) -> Response[ErrorBody | OperatorDeploymentList]:
     """Every organization's deployments in one state, oldest first (operator only): what waits
     for approval by default.
 
     Args:
-        state (str | Unset):
+        state (DeploymentState | Unset): A deployment's state.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -103,13 +108,13 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    state: str | Unset = UNSET,
+    state: DeploymentState | Unset = UNSET,
 ) -> ErrorBody | OperatorDeploymentList | None:
     """Every organization's deployments in one state, oldest first (operator only): what waits
     for approval by default.
 
     Args:
-        state (str | Unset):
+        state (DeploymentState | Unset): A deployment's state.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -128,13 +133,13 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    state: str | Unset = UNSET,
+    state: DeploymentState | Unset = UNSET,
 ) -> Response[ErrorBody | OperatorDeploymentList]:
     """Every organization's deployments in one state, oldest first (operator only): what waits
     for approval by default.
 
     Args:
-        state (str | Unset):
+        state (DeploymentState | Unset): A deployment's state.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -156,13 +161,13 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    state: str | Unset = UNSET,
+    state: DeploymentState | Unset = UNSET,
 ) -> ErrorBody | OperatorDeploymentList | None:
     """Every organization's deployments in one state, oldest first (operator only): what waits
     for approval by default.
 
     Args:
-        state (str | Unset):
+        state (DeploymentState | Unset): A deployment's state.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
