@@ -378,7 +378,8 @@ pub struct OrganizationBilling {
     params(("organization_id" = String, Path)),
     request_body = PlanChange,
     responses((status = 200, body = OrganizationBilling), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "Stripe could not create the organization's customer (becoming enterprise with Stripe configured); nothing changed")),
     security(("operator" = [])))]
 pub async fn change_plan(
     state: web::Data<AppState>,

@@ -1,8 +1,8 @@
 //! The OpenAPI contract, checked by a standard API fuzzer: schemathesis (pinned in
 //! `tests/schemathesis/requirements.txt`; `scripts/test` installs it under
 //! `target/schemathesis`) runs every phase (examples, coverage, fuzzing, stateful links) and
-//! every check against a live `starfire serve` with the default model, SQLite, a fake Stripe
-//! and a billing operator token. Every operation is reached with the credential it takes: the
+//! every check against a live `starfire serve` with the default model, SQLite, a Stripe webhook
+//! secret (so the webhook verifies signatures) and a billing operator token. Every operation is reached with the credential it takes: the
 //! owner's admin key, a project API key, a console session (and a second one to sign out), the
 //! operator token. Configuration and hooks: `tests/schemathesis/`.
 
@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 use crate::e2e::{bootstrap_with, free_port, starfire, with_default_model, Server};
-use crate::fake_stripe::FakeStripe;
 use crate::rate_limits_e2e::http;
 
 const OPERATOR_TOKEN: &str = "contract-test-operator-token-0123456789";
@@ -104,22 +103,18 @@ fn schemathesis(root: &Path, env: &[(&str, String)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-#[actix_web::test]
-async fn the_api_keeps_its_openapi_contract() {
+#[test]
+fn the_api_keeps_its_openapi_contract() {
     let root = repo_root();
     require_schemathesis(&root);
-    // Top-ups need Stripe; the fake answers on this test's runtime while the rest blocks
-    // elsewhere.
-    let fake = FakeStripe::start();
-    let stripe_url = fake.url.clone();
-    let (ok, output, log) = actix_web::rt::task::spawn_blocking(move || {
+    let (ok, output, log) = {
         let home = tempfile::tempdir().unwrap();
         let port = free_port();
         let with_env = |cmd: Command| {
             let mut cmd = with_default_model(cmd);
+            // No Stripe API key: top-ups answer 409 (payments off), and no request waits on
+            // Stripe; the webhook still verifies signatures.
             cmd.env("STARFIRE_BILLING_OPERATOR_TOKEN", OPERATOR_TOKEN)
-                .env("STARFIRE_STRIPE_SECRET_KEY", "sk_test_contract")
-                .env("STARFIRE_STRIPE_API_BASE", &stripe_url)
                 .env("STARFIRE_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET);
             cmd
         };
@@ -175,9 +170,7 @@ async fn the_api_keeps_its_openapi_contract() {
         drop(server);
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         (ok, output, log)
-    })
-    .await
-    .unwrap();
+    };
     println!("{output}");
     if !ok {
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
