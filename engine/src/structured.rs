@@ -40,11 +40,17 @@ impl TokenizerEnv for Env {
         &self.trie
     }
 
+    /// llguidance tokenizes the bytes a grammar forces, which can be part of a character
+    /// (the rest of `±` after a token that was its first byte): valid UTF-8 goes through the
+    /// tokenizer, anything else byte by byte through the trie. (Decoding it lossily made
+    /// U+FFFD's tokens, which the grammar then refused.)
     fn tokenize_bytes(&self, s: &[u8]) -> Vec<u32> {
-        self.tokenizer
-            .encode_fast(String::from_utf8_lossy(s).as_ref(), false)
-            .map(|e| e.get_ids().to_vec())
-            .unwrap_or_default()
+        self.trie.tokenize_with_greedy_fallback(s, |text| {
+            self.tokenizer
+                .encode_fast(text, false)
+                .map(|e| e.get_ids().to_vec())
+                .unwrap_or_default()
+        })
     }
 }
 

@@ -63,6 +63,38 @@ fn a_choice_allows_only_its_options_then_only_eos() {
 }
 
 #[test]
+fn a_token_that_splits_a_character_leaves_the_rest_of_it_allowed() {
+    // The contract test's fuzzer found it: after a token holding only the first byte of `±`
+    // (0xC2, which byte-level BPE writes `Â`), the grammar forces the byte 0xB1. Forced bytes
+    // were tokenized as lossy UTF-8 (U+FFFD's tokens), so the mask let through a token that
+    // the grammar then refused: a 500 in the middle of generation.
+    let tok = &model().tokenizer;
+    let grammars = tok.grammars().unwrap();
+    let first_byte = tok
+        .inner()
+        .token_to_id("Â")
+        .expect("the byte 0xC2 is a token");
+    let mut c = grammars.constraint(&choice(&["±", "Î"])).unwrap();
+    assert!(c.mask().unwrap().is_allowed(first_byte));
+    c.advance(&[first_byte]).unwrap();
+    let mask = c.mask().unwrap();
+    let mut allowed = Vec::new();
+    for id in 0..tok.vocab_size() as u32 {
+        if mask.is_allowed(id) {
+            allowed.push(id);
+            let mut next = c.clone();
+            next.advance(&[first_byte, id])
+                .unwrap_or_else(|e| panic!("the mask allowed {id}, then: {e}"));
+        }
+    }
+    let rest = tok
+        .inner()
+        .token_to_id("±")
+        .expect("the byte 0xB1 is a token");
+    assert_eq!(allowed, vec![rest]);
+}
+
+#[test]
 fn what_cannot_be_enforced_is_named() {
     let grammars = model().tokenizer.grammars().unwrap();
     let unique = StructuredOutput::JsonSchema {

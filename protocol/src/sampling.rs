@@ -265,8 +265,13 @@ impl SamplingParams {
                 "cannot be combined with a structured output (the grammar decides where it ends)",
             );
         }
-        if self.stop.len() > 16 || self.stop.iter().any(|s| s.is_empty() || s.len() > 256) {
-            return bad("stop", "at most 16 non-empty strings of at most 256 bytes");
+        if self.stop.len() > 16
+            || self
+                .stop
+                .iter()
+                .any(|s| s.is_empty() || s.chars().count() > 256)
+        {
+            return bad("stop", "at most 16 strings of 1 to 256 characters");
         }
         Ok(())
     }

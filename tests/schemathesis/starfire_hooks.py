@@ -73,6 +73,39 @@ def before_call(ctx, case, **kwargs):
     case.headers = headers
 
 
+# A message's fields that depend on its role.
+MESSAGE_RULES = {"messages[].content", "messages[].tool_calls", "messages[].tool_call_id"}
+
+# The generation requests' rules beyond their schema:
+GENERATION_RULES = {
+    # between fields: stream_options only with stream: true; max_tokens or
+    # max_completion_tokens, not both, and min_tokens not above it; top_logprobs needs
+    # logprobs: true; ignore_eos not with a structured output; tool_choice and
+    # parallel_tool_calls only with tools, a named tool_choice one of them, their names unique;
+    "stream_options",
+    "max_completion_tokens",
+    "min_tokens",
+    "top_logprobs",
+    "ignore_eos",
+    "tool_choice",
+    "parallel_tool_calls",
+    "tool_choice.function.name",
+    "tools[].function.name",
+    # structured outputs: one of them at most, and one the grammar compiler takes (a JSON
+    # schema's keywords, a regular expression's and a Lark grammar's syntax);
+    "response_format",
+    "structured_outputs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "tools",
+    "tools[].function.parameters",
+    # the model's: token ids below its vocabulary.
+    "logit_bias",
+    "stop_token_ids",
+}
+
 # (method, path) -> {status: the `param`s of rules the schema cannot state}
 RULES_BEYOND_THE_SCHEMA = {
     # end_time must be after start_time; a page token comes from the previous answer; the
@@ -80,17 +113,17 @@ RULES_BEYOND_THE_SCHEMA = {
     ("GET", "/v1/organization/usage/completions"): {400: {"end_time", "page", "limit"}},
     ("GET", "/v1/organization/usage/embeddings"): {400: {"end_time", "page", "limit"}},
     ("GET", "/v1/organization/costs"): {400: {"end_time", "page"}},
-    # stream_options only with stream: true; token ids below the model's vocabulary (in
-    # `tokens`, and in an embedding's `input`); an embedding's dimensions are the model's.
-    # A message's content is required unless it is an assistant's with tool_calls, which only
-    # assistant messages have.
-    ("POST", "/v1/chat/completions"): {
-        400: {"stream_options", "messages[].content", "messages[].tool_calls"}
+    # Token ids below the model's vocabulary (in `tokens`, and in an embedding's `input`); an
+    # embedding's dimensions are the model's.
+    ("POST", "/v1/chat/completions"): {400: {*GENERATION_RULES, *MESSAGE_RULES, "messages"}},
+    # Exactly one of prompt and messages; tools only with messages, their names unique, their
+    # parameters an object schema.
+    ("POST", "/v1/tokenize"): {
+        400: {"prompt", "tools", "tools[].function.name", "tools[].function.parameters", *MESSAGE_RULES}
     },
-    # Exactly one of prompt and messages.
-    ("POST", "/v1/tokenize"): {400: {"messages[].content", "messages[].tool_calls", "prompt"}},
-    # best_of only equal to n.
-    ("POST", "/v1/completions"): {400: {"stream_options", "best_of"}},
+    # best_of only equal to n; a token prompt within the vocabulary, any prompt within the
+    # context.
+    ("POST", "/v1/completions"): {400: {*GENERATION_RULES, "best_of", "prompt"}},
     ("POST", "/v1/detokenize"): {400: {"tokens"}},
     ("POST", "/v1/embeddings"): {400: {"dimensions", "input"}},
     # A top-up's bounds are the installation's (`billing.stripe.min_top_up_micros`, ...).

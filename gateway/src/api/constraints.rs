@@ -2,8 +2,9 @@
 //! document after it is derived: the items of string arrays, `not`, and fields that must be
 //! absent. Each matches what the handler enforces (the contract test checks both ways).
 
-use utoipa::openapi::schema::{ArrayItems, Object, Schema, Type};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Object, Schema, Type};
 use utoipa::openapi::{OpenApi, RefOr};
+use utoipa::Number;
 
 use super::cors::{ORIGIN_MAX_LENGTH, ORIGIN_PATTERN};
 
@@ -126,6 +127,53 @@ impl utoipa::Modify for Constraints {
         ] {
             items(openapi, schema, field, string(None, Some(1), None));
         }
+        // `response_format`'s variants refuse unknown fields (serde's tagged enum with
+        // `deny_unknown_fields`; utoipa states it only for structs).
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("ResponseFormat"))
+        {
+            for variant in &mut one_of.items {
+                if let RefOr::T(Schema::Object(variant)) = variant {
+                    variant.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+        // A stop string has 1 to 256 characters, and there are at most 16 (`SamplingParams`).
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("StopSpec"))
+        {
+            for alternative in &mut one_of.items {
+                match alternative {
+                    RefOr::T(Schema::Object(one)) => {
+                        one.min_length = Some(1);
+                        one.max_length = Some(256);
+                    }
+                    RefOr::T(Schema::Array(many)) => {
+                        many.max_items = Some(16);
+                        let item = string(None, Some(1), Some(256));
+                        many.items =
+                            ArrayItems::RefOrSchema(Box::new(RefOr::T(Schema::Object(item))));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // A logit bias is -100 to 100 (`sampling::sampling_params`).
+        for schema in ["ChatCompletionRequest", "CompletionRequest"] {
+            if let Some(Schema::Object(bias)) = property(openapi, schema, "logit_bias") {
+                let mut value = Object::with_type(Type::Number);
+                value.minimum = Some(Number::Float(-100.0));
+                value.maximum = Some(Number::Float(100.0));
+                bias.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
+                    Schema::Object(value),
+                ))));
+            }
+        }
         // An adjustment of zero changes nothing: refused.
         if let Some(Schema::Object(amount)) = property(openapi, "AdjustmentCreate", "amount_micros")
         {
@@ -134,11 +182,20 @@ impl utoipa::Modify for Constraints {
                 .get_or_insert_with(Default::default)
                 .insert("not".to_owned(), serde_json::json!({"const": 0}));
         }
+        // `echo: true` is not supported (yet): absent, null or false.
+        if let Some(Schema::Object(echo)) = property(openapi, "CompletionRequest", "echo") {
+            echo.extensions
+                .get_or_insert_with(Default::default)
+                .insert("not".to_owned(), serde_json::json!({"const": true}));
+        }
         // Absent or null only.
         let unsupported = UNSUPPORTED_CHAT_FIELDS
             .iter()
             .map(|field| ("ChatCompletionRequest", *field))
-            .chain([("CompletionRequest", "suffix")]);
+            .chain([
+                ("CompletionRequest", "suffix"),
+                ("ChatMessageIn", "refusal"),
+            ]);
         for (schema, field) in unsupported {
             if let Some(schema) = property(openapi, schema, field) {
                 let mut null = Object::with_type(Type::Null);

@@ -78,6 +78,13 @@ fn schemathesis(root: &Path, env: &[(&str, String)]) -> (bool, String) {
     .arg(root.join("openapi/openapi.json"))
     .args(["--report", "junit", "--report-dir"])
     .arg(root.join("target/schemathesis-report"))
+    // A longer or differently seeded run by hand: `STARFIRE_SCHEMATHESIS_ARGS="--seed 7
+    // --max-examples 100"`.
+    .args(
+        std::env::var("STARFIRE_SCHEMATHESIS_ARGS")
+            .unwrap_or_default()
+            .split_whitespace(),
+    )
     .env(
         "PYTHONPATH",
         format!(

@@ -51,7 +51,8 @@ pub struct ChatMessageIn {
     pub content: Option<MessageContent>,
     /// An assistant message's calls (as a response gave them).
     pub tool_calls: Option<Vec<ToolCallIn>>,
-    /// A `tool` message: the id of the call it answers.
+    /// A `tool` message (and only one): the id of the call it answers, 1 to 256 characters.
+    #[schema(min_length = 1, max_length = 256)]
     pub tool_call_id: Option<String>,
     /// A participant's name: accepted for compatibility; templates do not see it.
     pub name: Option<String>,
@@ -59,7 +60,7 @@ pub struct ChatMessageIn {
     pub refusal: Option<String>,
 }
 
-/// `stop`: one string or up to 16.
+/// `stop`: one string or up to 16, each 1 to 256 characters.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum StopSpec {
@@ -109,10 +110,10 @@ macro_rules! generation_request {
             $($body)*
             /// 0 to 2; 0 is greedy. Default 1.
             #[schema(minimum = 0, maximum = 2)]
-            pub temperature: Option<f32>,
+            pub temperature: Option<f64>,
             /// In (0, 1]. Default 1.
             #[schema(exclusive_minimum = 0, maximum = 1)]
-            pub top_p: Option<f32>,
+            pub top_p: Option<f64>,
             /// Choices per prompt, 1 to 16. Default 1.
             #[schema(minimum = 1, maximum = 16)]
             pub n: Option<u32>,
@@ -121,12 +122,12 @@ macro_rules! generation_request {
             pub seed: Option<i64>,
             /// -2 to 2.
             #[schema(minimum = -2, maximum = 2)]
-            pub presence_penalty: Option<f32>,
+            pub presence_penalty: Option<f64>,
             /// -2 to 2.
             #[schema(minimum = -2, maximum = 2)]
-            pub frequency_penalty: Option<f32>,
+            pub frequency_penalty: Option<f64>,
             /// Token id (as a string) to a bias from -100 to 100.
-            pub logit_bias: Option<HashMap<String, f32>>,
+            pub logit_bias: Option<HashMap<String, f64>>,
             /// An end-user id (accepted for compatibility; not used for anything yet).
             pub user: Option<String>,
             /// Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
@@ -136,10 +137,10 @@ macro_rules! generation_request {
             pub top_k: Option<i32>,
             /// vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
             #[schema(minimum = 0, maximum = 1)]
-            pub min_p: Option<f32>,
+            pub min_p: Option<f64>,
             /// vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
             #[schema(exclusive_minimum = 0, maximum = 10)]
-            pub repetition_penalty: Option<f32>,
+            pub repetition_penalty: Option<f64>,
             /// vLLM: EOS and stop tokens cannot end a choice before this many tokens.
             pub min_tokens: Option<u32>,
             /// vLLM: keep generating after EOS.
@@ -281,6 +282,7 @@ generation_request! {
         /// Functions the model may call (at most 128). Calls come back in
         /// `message.tool_calls`; their arguments are valid against each function's
         /// `parameters` (enforced while generating).
+        #[schema(max_items = 128)]
         pub tools: Option<Vec<ChatTool>>,
         /// `auto` (the default with tools): text or calls; `none`: text; `required`: one or
         /// more calls; `{"type": "function", "function": {"name": ...}}`: one call of it.
@@ -354,7 +356,7 @@ pub struct JsonSchemaFormat {
     /// 1 to 64 letters, digits, underscores and dashes.
     // Read as empty when missing, so that the error names `response_format.json_schema.name`.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     pub description: Option<String>,
     /// The JSON Schema (draft 2020-12 keywords; a keyword Starfire cannot enforce is a 400
@@ -367,13 +369,7 @@ pub struct JsonSchemaFormat {
 
 impl JsonSchemaFormat {
     fn to_structured(&self) -> Result<StructuredOutput, ApiError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !name_ok {
+        if !protocol::valid_function_name(&self.name) {
             return Err(ApiError::field(
                 "response_format.json_schema.name",
                 "must be 1 to 64 letters, digits, underscores or dashes",
@@ -668,11 +664,11 @@ fn chat_message(i: usize, m: &ChatMessageIn) -> Result<ChatMessage, ApiError> {
         None => Vec::new(),
     };
     let tool_call_id = match (&m.tool_call_id, role) {
-        (Some(id), "tool") if !id.is_empty() && id.len() <= 256 => Some(id.clone()),
+        (Some(id), "tool") if !id.is_empty() && id.chars().count() <= 256 => Some(id.clone()),
         (None, "tool") | (Some(_), "tool") => {
             return Err(ApiError::field(
                 &format!("messages[{i}].tool_call_id"),
-                "a tool message needs the id (1 to 256 bytes) of the call it answers",
+                "a tool message needs the id (1 to 256 characters) of the call it answers",
             ))
         }
         (Some(_), _) => {

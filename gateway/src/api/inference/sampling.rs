@@ -14,15 +14,15 @@ use crate::inference::ServedModel;
 /// The sampling fields every generation request shares (see `generation_request!`).
 pub(crate) struct SamplingFields<'a> {
     pub n: Option<u32>,
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
     pub top_k: Option<i32>,
-    pub min_p: Option<f32>,
+    pub min_p: Option<f64>,
     pub seed: Option<i64>,
-    pub presence_penalty: Option<f32>,
-    pub frequency_penalty: Option<f32>,
-    pub repetition_penalty: Option<f32>,
-    pub logit_bias: Option<&'a HashMap<String, f32>>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub logit_bias: Option<&'a HashMap<String, f64>>,
     /// How many top alternatives, when logprobs were asked for.
     pub logprobs: Option<usize>,
     /// The request field that asked for them (`top_logprobs` or `logprobs`).
@@ -72,7 +72,11 @@ pub(crate) fn sampling_params(
         .into_iter()
         .flatten()
         .map(|(k, v)| match k.parse::<u32>() {
-            Ok(id) if (id as usize) < vocab => Ok((id, *v)),
+            Ok(_) if !(-100.0..=100.0).contains(v) => Err(ApiError::field(
+                "logit_bias",
+                format_args!("the bias of '{k}' must be between -100 and 100"),
+            )),
+            Ok(id) if (id as usize) < vocab => Ok((id, *v as f32)),
             _ => Err(ApiError::field(
                 "logit_bias",
                 format_args!("'{k}' is not a token id below {vocab}"),
@@ -104,24 +108,27 @@ pub(crate) fn sampling_params(
         }
         None => None,
     };
+    let temperature = TEMPERATURE.narrow(f.temperature)?;
+    let top_p = TOP_P.narrow(f.top_p)?;
+    let min_p = MIN_P.narrow(f.min_p)?;
+    let presence_penalty = PRESENCE_PENALTY.narrow(f.presence_penalty)?;
+    let frequency_penalty = FREQUENCY_PENALTY.narrow(f.frequency_penalty)?;
+    let repetition_penalty = REPETITION_PENALTY.narrow(f.repetition_penalty)?;
     let params = SamplingParams {
         structured,
         n,
-        temperature: f.temperature.or(m.temperature).unwrap_or(d.temperature),
-        top_p: f.top_p.or(m.top_p).unwrap_or(d.top_p),
+        temperature: temperature.or(m.temperature).unwrap_or(d.temperature),
+        top_p: top_p.or(m.top_p).unwrap_or(d.top_p),
         top_k: f.top_k.or(m.top_k).unwrap_or(d.top_k),
-        min_p: f.min_p.or(m.min_p).unwrap_or(d.min_p),
+        min_p: min_p.or(m.min_p).unwrap_or(d.min_p),
         seed: f.seed.map(|s| s as u64),
-        presence_penalty: f
-            .presence_penalty
+        presence_penalty: presence_penalty
             .or(m.presence_penalty)
             .unwrap_or(d.presence_penalty),
-        frequency_penalty: f
-            .frequency_penalty
+        frequency_penalty: frequency_penalty
             .or(m.frequency_penalty)
             .unwrap_or(d.frequency_penalty),
-        repetition_penalty: f
-            .repetition_penalty
+        repetition_penalty: repetition_penalty
             .or(m.repetition_penalty)
             .unwrap_or(d.repetition_penalty),
         logit_bias,
@@ -142,6 +149,81 @@ pub(crate) fn sampling_params(
         ApiError::field(field, &e.message)
     })?;
     Ok(params)
+}
+
+/// The range of a float sampling field. Requests carry it as a 64-bit float and it is checked
+/// as one, before it becomes the engine's 32-bit float: a positive `top_p` of 1e-300 is in range
+/// and must not round to a 0 that is not.
+struct FloatRange {
+    field: &'static str,
+    min: f64,
+    /// `min` itself is out of range.
+    min_exclusive: bool,
+    max: f64,
+    /// Why a value is refused, as the engine says it.
+    rule: &'static str,
+}
+
+const TEMPERATURE: FloatRange =
+    FloatRange::closed("temperature", 0.0, 2.0, "must be between 0 and 2");
+const TOP_P: FloatRange = FloatRange::open_below("top_p", 0.0, 1.0, "must be in (0, 1]");
+const MIN_P: FloatRange = FloatRange::closed("min_p", 0.0, 1.0, "must be in [0, 1]");
+const PRESENCE_PENALTY: FloatRange =
+    FloatRange::closed("presence_penalty", -2.0, 2.0, "must be between -2 and 2");
+const FREQUENCY_PENALTY: FloatRange =
+    FloatRange::closed("frequency_penalty", -2.0, 2.0, "must be between -2 and 2");
+const REPETITION_PENALTY: FloatRange =
+    FloatRange::open_below("repetition_penalty", 0.0, 10.0, "must be in (0, 10]");
+
+impl FloatRange {
+    const fn closed(field: &'static str, min: f64, max: f64, rule: &'static str) -> Self {
+        Self {
+            field,
+            min,
+            min_exclusive: false,
+            max,
+            rule,
+        }
+    }
+
+    const fn open_below(field: &'static str, min: f64, max: f64, rule: &'static str) -> Self {
+        Self {
+            min_exclusive: true,
+            ..Self::closed(field, min, max, rule)
+        }
+    }
+
+    /// The value as the engine's f32, or the field's 400. A value above an exclusive minimum
+    /// stays above it: one too close to round to it becomes the next f32 up.
+    fn narrow(&self, value: Option<f64>) -> Result<Option<f32>, ApiError> {
+        let Some(v) = value else { return Ok(None) };
+        let above_min = if self.min_exclusive {
+            v > self.min
+        } else {
+            v >= self.min
+        };
+        if !above_min || v > self.max || v.is_nan() {
+            return Err(ApiError::field(self.field, self.rule));
+        }
+        let narrow = v as f32;
+        let min = self.min as f32;
+        Ok(Some(if self.min_exclusive && narrow <= min {
+            next_up(min)
+        } else {
+            narrow
+        }))
+    }
+}
+
+/// The smallest f32 above `x` (finite `x`).
+fn next_up(x: f32) -> f32 {
+    if x == 0.0 {
+        f32::from_bits(1)
+    } else if x > 0.0 {
+        f32::from_bits(x.to_bits() + 1)
+    } else {
+        f32::from_bits(x.to_bits() - 1)
+    }
 }
 
 /// Fits `max_tokens` into the context: an explicit value must fit beside the prompt, a missing
@@ -175,6 +257,26 @@ pub(crate) fn fit_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_fields_are_checked_before_they_become_f32() {
+        // Positive, but 0 as an f32: still positive, and accepted.
+        let tiny = TOP_P.narrow(Some(1e-300)).unwrap().unwrap();
+        assert!(tiny > 0.0);
+        assert!(REPETITION_PENALTY.narrow(Some(1e-50)).unwrap().unwrap() > 0.0);
+        // Above the bound, but the bound as an f32: refused.
+        let err = TEMPERATURE.narrow(Some(2.000_000_000_1)).unwrap_err();
+        assert_eq!(err.body().error.param.as_deref(), Some("temperature"));
+        assert!(TOP_P.narrow(Some(0.0)).is_err());
+        assert!(TOP_P.narrow(Some(-1e-300)).is_err());
+        assert!(MIN_P.narrow(Some(-1e-300)).is_err());
+        assert_eq!(MIN_P.narrow(Some(0.0)).unwrap(), Some(0.0));
+        assert_eq!(PRESENCE_PENALTY.narrow(Some(-2.0)).unwrap(), Some(-2.0));
+        assert_eq!(TEMPERATURE.narrow(None).unwrap(), None);
+        assert_eq!(TOP_P.narrow(Some(0.25)).unwrap(), Some(0.25));
+        assert_eq!(next_up(1.0), 1.0 + f32::EPSILON);
+        assert!(next_up(-1.0) > -1.0);
+    }
 
     #[test]
     fn max_tokens_must_fit_beside_the_prompt() {

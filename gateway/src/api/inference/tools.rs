@@ -26,6 +26,7 @@ use crate::inference::ServedModel;
 pub struct ChatTool {
     /// Always `function`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^function$")]
     pub kind: String,
     pub function: FunctionDefinition,
 }
@@ -35,6 +36,7 @@ pub struct ChatTool {
 #[serde(deny_unknown_fields)]
 pub struct FunctionDefinition {
     /// 1 to 64 letters, digits, underscores and dashes; unique among the tools.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     /// What the function does and when to call it (the model reads it).
     pub description: Option<String>,
@@ -70,6 +72,7 @@ pub enum ToolChoiceMode {
 pub struct NamedToolChoice {
     /// Always `function`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^function$")]
     pub kind: String,
     pub function: NamedFunction,
 }
@@ -78,6 +81,8 @@ pub struct NamedToolChoice {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedFunction {
+    /// One of the `tools`' functions.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
 }
 
@@ -85,9 +90,12 @@ pub struct NamedFunction {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolCallIn {
+    /// 1 to 256 characters.
+    #[schema(min_length = 1, max_length = 256)]
     pub id: String,
     /// Always `function`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^function$")]
     pub kind: String,
     pub function: FunctionCallIn,
 }
@@ -96,6 +104,7 @@ pub struct ToolCallIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionCallIn {
+    #[schema(min_length = 1)]
     pub name: String,
     pub arguments: String,
 }
@@ -109,10 +118,10 @@ impl ToolCallIn {
                 format_args!("'{}' is not supported (function)", self.kind),
             ));
         }
-        if self.id.is_empty() || self.id.len() > 256 {
+        if self.id.is_empty() || self.id.chars().count() > 256 {
             return Err(ApiError::field(
                 &format!("{at}.id"),
-                "must be 1 to 256 bytes",
+                "must be 1 to 256 characters",
             ));
         }
         if self.function.name.is_empty() {

@@ -1497,7 +1497,7 @@ export interface components {
             /** @description Not supported yet: refused with 400 unless null. */
             audio?: null;
             /**
-             * Format: float
+             * Format: double
              * @description -2 to 2.
              */
             frequency_penalty?: number | null;
@@ -1536,7 +1536,7 @@ export interface components {
             max_tokens?: number | null;
             messages: components["schemas"]["ChatMessageIn"][];
             /**
-             * Format: float
+             * Format: double
              * @description vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
              */
             min_p?: number | null;
@@ -1562,7 +1562,7 @@ export interface components {
             /** @description Not supported yet: refused with 400 unless null. */
             prediction?: null;
             /**
-             * Format: float
+             * Format: double
              * @description -2 to 2.
              */
             presence_penalty?: number | null;
@@ -1574,7 +1574,7 @@ export interface components {
             /** @description Not supported yet: refused with 400 unless null. */
             reasoning_effort?: null;
             /**
-             * Format: float
+             * Format: double
              * @description vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
              */
             repetition_penalty?: number | null;
@@ -1592,7 +1592,7 @@ export interface components {
             stream_options?: null | components["schemas"]["StreamOptions"];
             structured_outputs?: null | components["schemas"]["StructuredOutputs"];
             /**
-             * Format: float
+             * Format: double
              * @description 0 to 2; 0 is greedy. Default 1.
              */
             temperature?: number | null;
@@ -1614,7 +1614,7 @@ export interface components {
              */
             top_logprobs?: number | null;
             /**
-             * Format: float
+             * Format: double
              * @description In (0, 1]. Default 1.
              */
             top_p?: number | null;
@@ -1681,14 +1681,14 @@ export interface components {
             content?: null | components["schemas"]["MessageContent"];
             /** @description A participant's name: accepted for compatibility; templates do not see it. */
             name?: string | null;
-            /** @description An assistant message's refusal, as responses carry it: only null is accepted. */
-            refusal?: string | null;
+            /** @description Not supported yet: refused with 400 unless null. */
+            refusal?: null;
             /**
              * @description `system`, `developer` (treated as `system`), `user`, `assistant` or `tool` (a tool's
              *     result).
              */
             role: string;
-            /** @description A `tool` message: the id of the call it answers. */
+            /** @description A `tool` message (and only one): the id of the call it answers, 1 to 256 characters. */
             tool_call_id?: string | null;
             /** @description An assistant message's calls (as a response gave them). */
             tool_calls?: components["schemas"]["ToolCallIn"][] | null;
@@ -1771,7 +1771,7 @@ export interface components {
             /** @description Only `false` is supported. */
             echo?: boolean | null;
             /**
-             * Format: float
+             * Format: double
              * @description -2 to 2.
              */
             frequency_penalty?: number | null;
@@ -1803,7 +1803,7 @@ export interface components {
              */
             max_tokens?: number | null;
             /**
-             * Format: float
+             * Format: double
              * @description vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
              */
             min_p?: number | null;
@@ -1823,7 +1823,7 @@ export interface components {
              */
             n?: number | null;
             /**
-             * Format: float
+             * Format: double
              * @description -2 to 2.
              */
             presence_penalty?: number | null;
@@ -1834,7 +1834,7 @@ export interface components {
             priority?: number | null;
             prompt: components["schemas"]["PromptInput"];
             /**
-             * Format: float
+             * Format: double
              * @description vLLM: > 1 discourages repeating prompt or output tokens; in (0, 10].
              */
             repetition_penalty?: number | null;
@@ -1854,7 +1854,7 @@ export interface components {
             /** @description Not supported yet: refused with 400 unless null. */
             suffix?: null;
             /**
-             * Format: float
+             * Format: double
              * @description 0 to 2; 0 is greedy. Default 1.
              */
             temperature?: number | null;
@@ -1864,7 +1864,7 @@ export interface components {
              */
             top_k?: number | null;
             /**
-             * Format: float
+             * Format: double
              * @description In (0, 1]. Default 1.
              */
             top_p?: number | null;
@@ -2500,6 +2500,7 @@ export interface components {
         };
         /** @description The function a named `tool_choice` calls. */
         NamedFunction: {
+            /** @description One of the `tools`' functions. */
             name: string;
         };
         /** @description `{"type": "function", "function": {"name": ...}}`: call this function. */
@@ -2779,7 +2780,7 @@ export interface components {
             /** @description 8 to 256 characters. */
             password: string;
         };
-        /** @description `stop`: one string or up to 16. */
+        /** @description `stop`: one string or up to 16, each 1 to 256 characters. */
         StopSpec: string | string[];
         /** @description Options of a streamed response. */
         StreamOptions: {
@@ -2845,6 +2846,7 @@ export interface components {
         /** @description A call in an assistant message of the conversation (as a response gave it). */
         ToolCallIn: {
             function: components["schemas"]["FunctionCallIn"];
+            /** @description 1 to 256 characters. */
             id: string;
             /** @description Always `function`. */
             type: string;

@@ -24,15 +24,16 @@ class ChatMessageIn:
             result).
         content (list[ContentPart] | None | str | Unset):
         name (None | str | Unset): A participant's name: accepted for compatibility; templates do not see it.
-        refusal (None | str | Unset): An assistant message's refusal, as responses carry it: only null is accepted.
-        tool_call_id (None | str | Unset): A `tool` message: the id of the call it answers.
+        refusal (None | Unset): Not supported yet: refused with 400 unless null.
+        tool_call_id (None | str | Unset): A `tool` message (and only one): the id of the call it answers, 1 to 256
+            characters.
         tool_calls (list[ToolCallIn] | None | Unset): An assistant message's calls (as a response gave them).
     """
 
     role: str
     content: list[ContentPart] | None | str | Unset = UNSET
     name: None | str | Unset = UNSET
-    refusal: None | str | Unset = UNSET
+    refusal: None | Unset = UNSET
     tool_call_id: None | str | Unset = UNSET
     tool_calls: list[ToolCallIn] | None | Unset = UNSET
 
@@ -59,11 +60,7 @@ class ChatMessageIn:
         else:
             name = self.name
 
-        refusal: None | str | Unset
-        if isinstance(self.refusal, Unset):
-            refusal = UNSET
-        else:
-            refusal = self.refusal
+        refusal = self.refusal
 
         tool_call_id: None | str | Unset
         if isinstance(self.tool_call_id, Unset):
@@ -150,14 +147,7 @@ class ChatMessageIn:
 
         name = _parse_name(d.pop("name", UNSET))
 
-        def _parse_refusal(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        refusal = _parse_refusal(d.pop("refusal", UNSET))
+        refusal = d.pop("refusal", UNSET)
 
         def _parse_tool_call_id(data: object) -> None | str | Unset:
             if data is None:

@@ -13,7 +13,7 @@ class NamedFunction:
     """The function a named `tool_choice` calls.
 
     Attributes:
-        name (str):
+        name (str): One of the `tools`' functions.
     """
 
     name: str

@@ -18,7 +18,7 @@ class ToolCallIn:
 
     Attributes:
         function (FunctionCallIn): The function an earlier call called, and its arguments as JSON text.
-        id (str):
+        id (str): 1 to 256 characters.
         type_ (str): Always `function`.
     """
 
