@@ -7,6 +7,7 @@ use sqlx::Row as _;
 use utoipa::ToSchema;
 
 use super::page::{Listing, Page, PageRequest};
+use super::rate_limits::{context_from_row, RateLimitContext, CONTEXT_COLUMNS, CONTEXT_JOINS};
 use super::{created_ms, now_ms, Row, Store, StoreError, StoreResult};
 use crate::secret::{constant_time_eq, new_id};
 
@@ -354,9 +355,22 @@ impl Store {
     /// The live key whose SHA-256 is `key_hash`: not revoked, not expired, and for a project key
     /// its project not archived. Records the use (`last_used_at`, at most once a minute).
     pub async fn authenticate_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        Ok(self
+            .authenticate_api_key_with_limits(key_hash)
+            .await?
+            .map(|(record, _)| record))
+    }
+
+    /// [`Store::authenticate_api_key`] with what the rate limiter reads for the key's requests
+    /// ([`Store::rate_limit_context`]), in the same lookup.
+    pub async fn authenticate_api_key_with_limits(
+        &self,
+        key_hash: &str,
+    ) -> StoreResult<Option<(ApiKeyRecord, RateLimitContext)>> {
         let now = now_ms();
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys k WHERE key_hash = $1 AND {LIVE}"
+            "SELECT k.*, {CONTEXT_COLUMNS} FROM api_keys k {CONTEXT_JOINS} \
+             WHERE key_hash = $1 AND {LIVE}"
         ))
         .bind(key_hash)
         .bind(now)
@@ -364,6 +378,7 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let record = from_row(&row)?;
+        let context = context_from_row(&row)?;
         // The index lookup already matched; compare again without timing leaks anyway.
         if !constant_time_eq(&record.key_hash, key_hash) {
             return Ok(None);
@@ -378,7 +393,7 @@ impl Store {
                 .execute(self.pool())
                 .await?;
         }
-        Ok(Some(record))
+        Ok(Some((record, context)))
     }
 
     /// The key `key_id` of the tenant when it would still authenticate (see

@@ -149,7 +149,7 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
             == 1;
@@ -184,14 +184,14 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         append(&mut tx, tenant_id, kind, amount, note, now).await?;
         let row = sqlx::query(
             "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
         )
         .bind(tenant_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         tx.commit().await?;
         Ok(CreditBalance {

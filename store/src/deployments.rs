@@ -286,7 +286,7 @@ impl Store {
         .bind(&d.created_by)
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if inserted == 0 {
@@ -394,7 +394,7 @@ impl Store {
         ))
         .bind(tenant_id)
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| not_found(id))?;
         let before = from_row(&row)?;
@@ -423,7 +423,7 @@ impl Store {
         .bind(tenant_id)
         .bind(id)
         .bind(&before.state)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if moved == 0 {
@@ -539,7 +539,7 @@ impl Store {
         .bind(amount)
         .bind(now)
         .bind(c.price_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if inserted == 0 {
@@ -551,7 +551,7 @@ impl Store {
             "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
         )
         .bind(&d.tenant_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         if let Some(account) = account {
             let balance: i64 = account.try_get("balance_micros")?;
@@ -565,7 +565,7 @@ impl Store {
                 .bind(paid)
                 .bind(now)
                 .bind(&d.tenant_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 sqlx::query(
                     "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, \
@@ -583,7 +583,7 @@ impl Store {
                 ))
                 .bind(&id)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             short = amount - paid;
@@ -593,13 +593,13 @@ impl Store {
             .bind(paid)
             .bind(short)
             .bind(&id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         sqlx::query("UPDATE deployments SET billed_until_ms = $1 WHERE id = $2")
             .bind(c.period_end_ms)
             .bind(&d.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         tx.commit().await?;
         Ok(Charged::Charged(Charge {

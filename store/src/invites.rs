@@ -195,7 +195,7 @@ impl Store {
         )
         .bind(now)
         .bind(&invite.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if marked.rows_affected() != 1 {
             tx.rollback().await?;
@@ -206,7 +206,7 @@ impl Store {
         )
         .bind(&invite.tenant_id)
         .bind(user_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         if exists == 0 {
             sqlx::query(
@@ -216,7 +216,7 @@ impl Store {
             .bind(user_id)
             .bind(invite.role.as_str())
             .bind(created_ms())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         tx.commit().await?;

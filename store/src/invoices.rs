@@ -236,7 +236,7 @@ impl Store {
         .bind(invoice.credits_applied.micros())
         .bind(invoice.amount_due.micros())
         .bind(invoice.created_ms)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
             == 1;
@@ -268,7 +268,7 @@ impl Store {
             .bind(line.prices.map(|p| p.output_micros_per_million))
             .bind(line.amount.micros())
             .bind(line.description.as_deref())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         tx.commit().await?;

@@ -40,6 +40,7 @@ pub mod period;
 pub mod secret;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -91,6 +92,40 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's one writer at a time, taken in process before `BEGIN IMMEDIATE` (see
+    /// [`Store::begin_write`]).
+    write_turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A transaction that writes ([`Store::begin_write`]): the transaction itself (`&mut **tx`
+/// executes on it) and, on SQLite, this process's writer turn, held until it ends.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::Transaction<'static, sqlx::Any>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -112,6 +147,10 @@ impl Store {
             })
             // A database that is down makes requests fail fast (503), not wait half a minute.
             .acquire_timeout(std::time::Duration::from_secs(5))
+            // A pooled SQLite connection is a file handle that cannot go stale: pinging it
+            // before each use only cost every query a round trip to its thread. A PostgreSQL
+            // connection can (a restarted server), so it is checked before it is handed out.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -139,7 +178,11 @@ impl Store {
                 .await?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            write_turn: Arc::default(),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -150,10 +193,25 @@ impl Store {
     /// IMMEDIATE`): a deferred transaction that reads and then writes while another connection
     /// commits fails at once with "database is locked" (no busy wait can save it), where this
     /// one waits its turn (`busy_timeout`). PostgreSQL's row locks need nothing more.
-    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    ///
+    /// Writers of this process wait for their turn here rather than in SQLite: its busy
+    /// handler polls the lock with sleeps of 1 to 100 ms, so under load each waiting writer
+    /// slept far longer than the transaction ahead of it took; a queued turn is handed over
+    /// the moment the previous transaction ends. Another process (a second gateway on the same
+    /// file) still waits through `busy_timeout`.
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let turn = Arc::clone(&self.write_turn).lock_owned().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            Backend::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
         })
     }
 

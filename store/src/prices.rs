@@ -59,6 +59,28 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// [`Store::price_at`] with, when the catalog has a later price for the model, the time
+    /// the next one takes effect (one statement; for caches of the current price).
+    pub async fn price_window_at(
+        &self,
+        model: &str,
+        at_ms: i64,
+    ) -> StoreResult<Option<(CatalogPrice, Option<i64>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS}, (SELECT MIN(n.effective_ms) FROM model_prices n \
+             WHERE n.model = $1 AND n.effective_ms > $2) AS next_ms \
+             FROM model_prices WHERE model = $1 AND effective_ms <= $2 \
+             ORDER BY effective_ms DESC LIMIT 1"
+        ))
+        .bind(model.to_lowercase())
+        .bind(at_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref()
+            .map(|row| Ok((from_row(row)?, row.try_get("next_ms")?)))
+            .transpose()
+    }
+
     /// One catalog row by id.
     pub async fn price_by_id(&self, id: &str) -> StoreResult<Option<CatalogPrice>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM model_prices WHERE id = $1"))

@@ -47,7 +47,7 @@ impl Store {
         .bind(user_id)
         .bind(tenant_id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         insert_refresh_token(&mut tx, &family_id, refresh_hash, now, refresh_expires_ms).await?;
         tx.commit().await?;
@@ -97,7 +97,7 @@ impl Store {
             sqlx::query("UPDATE refresh_tokens SET used_ms = $1 WHERE id = $2 AND used_ms IS NULL")
                 .bind(now)
                 .bind(&token_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         if marked.rows_affected() != 1 {
             tx.rollback().await?;

@@ -223,7 +223,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let before = sqlx::query("SELECT plan FROM tenants WHERE id = $1")
             .bind(tenant_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         let Some(before) = before else {
             tx.rollback().await?;
@@ -235,13 +235,13 @@ impl Store {
         sqlx::query("UPDATE tenants SET plan = $1 WHERE id = $2")
             .bind(plan.as_str())
             .bind(tenant_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let account = sqlx::query(
             "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
         )
         .bind(tenant_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         match (plan, account) {
             (Plan::Enterprise, Some(account)) => {
@@ -251,7 +251,7 @@ impl Store {
                      AND reserved_micros = 0",
                 )
                 .bind(tenant_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?
                 .rows_affected();
                 if closed == 0 {
@@ -274,7 +274,7 @@ impl Store {
                 )
                 .bind(tenant_id)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             _ => {}
@@ -393,7 +393,7 @@ impl Store {
         .bind(event.kind)
         .bind(event.created_ms)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
             == 1;
@@ -414,7 +414,7 @@ impl Store {
                      AND status IN ('creating', 'open') RETURNING tenant_id",
                 )
                 .bind(session_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
                 match row {
                     Some(row) => (Some(row.try_get("tenant_id")?), "expired".to_owned()),
@@ -433,7 +433,7 @@ impl Store {
             } => {
                 let tenant = sqlx::query("SELECT id FROM tenants WHERE stripe_customer_id = $1")
                     .bind(customer_id)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
                 match tenant {
                     None => (
@@ -460,7 +460,7 @@ impl Store {
                         .bind(currency)
                         .bind(hosted_url.as_deref())
                         .bind(event.created_ms)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                         // An older event delivered late never overrides a newer one.
                         let standing = if *paid { "ok" } else { "past_due" };
@@ -471,7 +471,7 @@ impl Store {
                         .bind(standing)
                         .bind(event.created_ms)
                         .bind(&tenant_id)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?
                         .rows_affected();
                         let outcome = if changed == 1 {
@@ -489,7 +489,7 @@ impl Store {
             .bind(tenant_id.as_deref())
             .bind(&outcome)
             .bind(event.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         tx.commit().await?;
         Ok(Applied::Applied { tenant_id, outcome })

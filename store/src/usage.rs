@@ -110,6 +110,36 @@ pub enum Admission {
     OverBudget(OverBudget),
 }
 
+/// When a tenant without a prepaid account is admitted postpaid.
+#[derive(Debug, Clone, Copy)]
+enum Postpaid {
+    Always,
+    Never,
+    /// On the enterprise plan, with no invoice past due.
+    EnterpriseInGoodStanding,
+}
+
+impl Postpaid {
+    async fn allows(
+        self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant_id: &TenantId,
+    ) -> StoreResult<bool> {
+        Ok(match self {
+            Postpaid::Always => true,
+            Postpaid::Never => false,
+            Postpaid::EnterpriseInGoodStanding => sqlx::query(
+                "SELECT 1 FROM tenants WHERE id = $1 AND plan = 'enterprise' \
+                 AND billing_status <> 'past_due'",
+            )
+            .bind(tenant_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some(),
+        })
+    }
+}
+
 /// The end of a request.
 #[derive(Debug, Clone)]
 pub struct FinalUsage {
@@ -197,6 +227,23 @@ impl Store {
     /// transaction. Without a prepaid account the row is written with nothing reserved
     /// when `postpaid_ok`, else nothing is written.
     pub async fn admit_usage(&self, u: &NewUsage, postpaid_ok: bool) -> StoreResult<Admission> {
+        let postpaid = if postpaid_ok {
+            Postpaid::Always
+        } else {
+            Postpaid::Never
+        };
+        self.admit_usage_with(u, postpaid).await
+    }
+
+    /// [`Store::admit_usage`] for a tenant billed as its plan says: postpaid (nothing
+    /// reserved) when it has no prepaid account, is on the enterprise plan and its last
+    /// invoice is not past due, decided in the same transaction. `NoAccount` otherwise.
+    pub async fn admit_usage_as_billed(&self, u: &NewUsage) -> StoreResult<Admission> {
+        self.admit_usage_with(u, Postpaid::EnterpriseInGoodStanding)
+            .await
+    }
+
+    async fn admit_usage_with(&self, u: &NewUsage, postpaid: Postpaid) -> StoreResult<Admission> {
         let mut tx = self.begin_write().await?;
         // A write first, so that SQLite takes the write lock at once (no read-then-upgrade).
         let reserved = sqlx::query(
@@ -206,7 +253,7 @@ impl Store {
         .bind(u.max_cost.micros())
         .bind(u.started_ms)
         .bind(&u.tenant_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
             == 1;
@@ -217,7 +264,7 @@ impl Store {
                 "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
             )
             .bind(&u.tenant_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
             match account {
                 Some(row) => {
@@ -228,10 +275,12 @@ impl Store {
                         available: Money::from_micros((balance - held).max(0)),
                     });
                 }
-                None if postpaid_ok => Money::ZERO,
                 None => {
-                    tx.rollback().await?;
-                    return Ok(Admission::NoAccount);
+                    if !postpaid.allows(&mut tx, &u.tenant_id).await? {
+                        tx.rollback().await?;
+                        return Ok(Admission::NoAccount);
+                    }
+                    Money::ZERO
                 }
             }
         };
@@ -293,7 +342,7 @@ impl Store {
         .bind(f.cost.micros())
         .bind(f.finished_ms)
         .bind(request_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else {
             tx.rollback().await?;

@@ -226,7 +226,7 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(user_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let current = current
             .ok_or_else(|| StoreError::NotFound(format!("No user found with id '{user_id}'.")))?;
@@ -237,7 +237,7 @@ impl Store {
             .bind(role.as_str())
             .bind(tenant_id)
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         tx.commit().await?;
         self.member(tenant_id, user_id).await
@@ -253,7 +253,7 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(user_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let current = current
             .ok_or_else(|| StoreError::NotFound(format!("No user found with id '{user_id}'.")))?;
@@ -263,7 +263,7 @@ impl Store {
         sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant_id)
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         sqlx::query(
             "UPDATE session_families SET revoked_ms = $1 WHERE tenant_id = $2 AND user_id = $3 AND revoked_ms IS NULL",
@@ -271,7 +271,7 @@ impl Store {
         .bind(now_ms())
         .bind(tenant_id)
         .bind(user_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         tx.commit().await?;
         Ok(())

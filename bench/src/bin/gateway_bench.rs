@@ -451,6 +451,7 @@ struct RunReport {
     ttfb_p50: f64,
     ttfb_p99: f64,
     cpu_ms_per_request: Option<f64>,
+    switches_per_request: Option<f64>,
 }
 
 impl RunReport {
@@ -467,6 +468,7 @@ impl RunReport {
             "ttfb_p50_ms": self.stream.then(|| round3(self.ttfb_p50)),
             "ttfb_p99_ms": self.stream.then(|| round3(self.ttfb_p99)),
             "server_cpu_ms_per_request": self.cpu_ms_per_request.map(round3),
+            "server_context_switches_per_request": self.switches_per_request.map(round3),
         })
     }
 }
@@ -481,6 +483,7 @@ fn run(t: &Target, concurrency: usize, stream: bool, seconds: f64, warmup: f64) 
         Duration::from_secs_f64(warmup + seconds),
     );
     let cpu_before = t.pid.map(process_cpu_seconds);
+    let switches_before = t.pid.map(process_context_switches);
     let mut body = json!({"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}],
                           "max_tokens": MAX_TOKENS});
     if stream {
@@ -527,6 +530,10 @@ fn run(t: &Target, concurrency: usize, stream: bool, seconds: f64, warmup: f64) 
         (Some(pid), Some(before)) => Some(process_cpu_seconds(pid) - before),
         _ => None,
     };
+    let switches = match (t.pid, switches_before) {
+        (Some(pid), Some(before)) => Some(process_context_switches(pid) - before),
+        _ => None,
+    };
     let mut latencies: Vec<f64> = Vec::new();
     let mut ttfbs: Vec<f64> = Vec::new();
     let mut report = RunReport {
@@ -550,14 +557,54 @@ fn run(t: &Target, concurrency: usize, stream: bool, seconds: f64, warmup: f64) 
     report.cpu_ms_per_request = cpu
         .filter(|_| report.rps > 0.0)
         .map(|s| s * 1e3 / (report.rps * (seconds + warmup)));
+    // Each one a thread put to sleep and woken again: what the shared machines' noise moves
+    // least, and what a request's hops between threads (and their cost) come down to.
+    report.switches_per_request = switches
+        .filter(|_| report.rps > 0.0)
+        .map(|n| n / (report.rps * (seconds + warmup)));
     report
 }
 
 /// User plus system CPU seconds of `pid` and its descendants.
 fn process_cpu_seconds(pid: u32) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
+    process_tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .sum()
+}
+
+/// Context switches (voluntary and not) of every thread of `pid`'s process tree so far.
+fn process_context_switches(pid: u32) -> f64 {
+    let mut total = 0.0;
+    for p in process_tree(pid) {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+    }
+    total
+}
+
+/// The processes of the tree rooted at `pid`: it and its descendants.
+fn process_tree(pid: u32) -> Vec<u32> {
     let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
-    let mut own: std::collections::HashMap<u32, f64> = Default::default();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -568,19 +615,19 @@ fn process_cpu_seconds(pid: u32) -> f64 {
         let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
             continue;
         };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let parent: u32 = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let utime: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        let stime: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let parent: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         children.entry(parent).or_default().push(p);
-        own.insert(p, (utime + stime) / ticks);
     }
-    let (mut total, mut todo) = (0.0, vec![pid]);
+    let (mut tree, mut todo) = (Vec::new(), vec![pid]);
     while let Some(p) = todo.pop() {
-        total += own.get(&p).copied().unwrap_or(0.0);
+        tree.push(p);
         todo.extend(children.get(&p).into_iter().flatten());
     }
-    total
+    tree
 }
 
 /// A keep-alive HTTP/1.1 connection and what it measured.

@@ -14,6 +14,7 @@ use super::secret::sha256_hex;
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::api_keys::{ApiKeyRecord, KeyLimits, Scope};
+use crate::store::rate_limits::RateLimitContext;
 use crate::store::users::Role;
 use crate::store::ws_tickets::TicketHolder;
 use crate::store::{KeyId, ProjectId, TenantId, UserId};
@@ -104,6 +105,9 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// The key's own limits (rate limiting reads them).
     pub limits: KeyLimits,
+    /// The organization's plan and the project's limit overrides, when authentication read
+    /// them with the key (else the rate limiter reads them).
+    pub limit_context: Option<RateLimitContext>,
     pub request: RequestContext,
 }
 
@@ -193,7 +197,11 @@ impl Principal {
         }
     }
 
-    fn of_key(record: ApiKeyRecord, request: RequestContext) -> Principal {
+    fn of_key(
+        record: ApiKeyRecord,
+        limit_context: Option<RateLimitContext>,
+        request: RequestContext,
+    ) -> Principal {
         let kind = record.kind;
         Principal {
             credential: match kind {
@@ -208,6 +216,7 @@ impl Principal {
             role: (kind == KeyKind::Admin).then_some(Role::Admin),
             scopes: record.scopes,
             limits: record.limits,
+            limit_context,
             request,
         }
     }
@@ -261,7 +270,7 @@ impl Principal {
                     .live_api_key(&redeemed.tenant_id, &key_id)
                     .await?
                     .ok_or_else(invalid)?;
-                Principal::of_key(record, request)
+                Principal::of_key(record, None, request)
             }
             TicketHolder::Session {
                 user_id,
@@ -282,6 +291,7 @@ impl Principal {
                     role: Some(role),
                     scopes: Vec::new(),
                     limits: KeyLimits::default(),
+                    limit_context: None,
                     request,
                 }
             }
@@ -296,18 +306,20 @@ impl Principal {
         let token = credential_of(req)?;
         let request = RequestContext::of(req);
         if let Some(kind) = api_key::parse(&token) {
-            let record = state
+            let (record, context) = state
                 .store
-                .authenticate_api_key(&sha256_hex(&token))
+                .authenticate_api_key_with_limits(&sha256_hex(&token))
                 .await?
-                .filter(|record| record.kind == kind)
+                .filter(|(record, _)| record.kind == kind)
                 .ok_or_else(|| {
                     ApiError::Unauthenticated(
                         "Incorrect API key provided, or the key was revoked or has expired."
                             .to_owned(),
                     )
                 })?;
-            return Principal::of_key(record, request).check_origin(state).await;
+            return Principal::of_key(record, Some(context), request)
+                .check_origin(state)
+                .await;
         }
         Principal::from_access_token(state, &token, request)
             .await?
@@ -371,6 +383,7 @@ impl Principal {
             role: Some(role),
             scopes: Vec::new(),
             limits: KeyLimits::default(),
+            limit_context: None,
             request,
         })
     }
@@ -453,6 +466,7 @@ mod tests {
             role,
             scopes: scopes.to_vec(),
             limits: KeyLimits::default(),
+            limit_context: None,
             request: RequestContext::default(),
         }
     }

@@ -424,9 +424,14 @@ impl RateLimiter {
         principal: &Principal,
         cost: Cost,
     ) -> Result<Admission, ApiError> {
-        let (plan, project_limits) = store
-            .rate_limit_context(&principal.tenant_id, principal.project_id.as_ref())
-            .await?;
+        let (plan, project_limits) = match principal.limit_context {
+            Some(context) => context,
+            None => {
+                store
+                    .rate_limit_context(&principal.tenant_id, principal.project_id.as_ref())
+                    .await?
+            }
+        };
         let effective = resolve(&Caller {
             tenant_id: &principal.tenant_id,
             plan,

@@ -72,9 +72,11 @@ impl Log {
         self.total += cost;
     }
 
-    /// Sets the cost of reservation `id` (when it is still in the window).
+    /// Sets the cost of reservation `id` (when it is still in the window). Searched newest
+    /// first: a request settles soon after it was admitted, so its entry is near the end of a
+    /// log that holds a minute of traffic.
     fn correct(&mut self, id: &str, cost: u64) {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+        if let Some(e) = self.entries.iter_mut().rev().find(|e| e.id == id) {
             self.total = self.total - e.cost + cost;
             e.cost = cost;
         }

@@ -77,6 +77,8 @@ pub struct Metering {
     live: Mutex<HashMap<String, Weak<meter::Shared>>>,
     /// Per-step progress in Redis, when configured (`journal`).
     journal: Option<journal::ProgressJournal>,
+    /// The catalog's current prices, read at most every half second per model.
+    prices: crate::billing::catalog::PriceCache,
 }
 
 impl std::fmt::Debug for Metering {
@@ -112,6 +114,7 @@ impl Metering {
             instance_id: format!("gw_{}", random_base62(16)),
             live: Mutex::new(HashMap::new()),
             journal,
+            prices: Default::default(),
         })
     }
 
@@ -145,13 +148,15 @@ impl Metering {
     ) -> Result<Meter, ApiError> {
         let started_ms = now_ms();
         // Priced at the catalog price effective at the request's start.
-        let price = crate::billing::catalog::price_at(
-            &self.store,
-            &self.config,
-            charge.price_model.as_deref().unwrap_or(&charge.model),
-            started_ms,
-        )
-        .await?;
+        let price = self
+            .prices
+            .price_at(
+                &self.store,
+                &self.config,
+                charge.price_model.as_deref().unwrap_or(&charge.model),
+                started_ms,
+            )
+            .await?;
         let prices = price.prices;
         let max_cost = prices.max_cost(charge.prompt_tokens, charge.max_completion_tokens);
         let row = NewUsage {
@@ -169,7 +174,9 @@ impl Metering {
             price_id: Some(price.id),
         };
         let timer = std::time::Instant::now();
-        let mut admission = self.store.admit_usage(&row, false).await?;
+        // One transaction for a prepaid account or an enterprise organization in good
+        // standing; the rest (a first use, a payment past due) look at the organization.
+        let mut admission = self.store.admit_usage_as_billed(&row).await?;
         if admission == Admission::NoAccount {
             // Free organizations from before metering get their grant on first use;
             // enterprise organizations without a prepaid account are postpaid (invoiced, no

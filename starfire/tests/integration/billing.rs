@@ -684,6 +684,7 @@ async fn plans_decide_prepaid_or_postpaid(app: TestApp) {
         role: None,
         scopes: Vec::new(),
         limits: KeyLimits::default(),
+        limit_context: None,
         request: RequestContext::default(),
     };
     let charge = |id: &str| Charge {
@@ -768,7 +769,40 @@ async fn concurrent_read_then_write_transactions_wait_their_turn(app: TestApp) {
     }
 }
 
+/// The metering's price cache answers as the catalog does: a price added after the cache
+/// read the current one applies from its start, and a later price the cache knew of ends its
+/// entry where it starts.
+async fn the_price_cache_answers_as_the_catalog_does(app: TestApp) {
+    use gateway::billing::catalog::{PriceCache, MIN_NOTICE_MS};
+    let store = &app.state.store;
+    let config = gateway::metering::config::MeteringConfig::default();
+    let cache = PriceCache::default();
+    let model = "cache-model";
+    let first = cache
+        .price_at(store, &config, model, now_ms())
+        .await
+        .unwrap();
+    let second_at = now_ms() + MIN_NOTICE_MS;
+    let second = store
+        .add_price(model, SECOND, second_at, "operator:test")
+        .await
+        .unwrap();
+    let third_at = second_at + 60_000;
+    let third = store
+        .add_price(model, FIRST, third_at, "operator:test")
+        .await
+        .unwrap();
+    let at = |t: i64| cache.price_at(store, &config, "Cache-Model", t);
+    assert_eq!(at(second_at - 1).await.unwrap().id, first.id);
+    assert_eq!(at(second_at).await.unwrap().id, second.id);
+    assert_eq!(at(third_at - 1).await.unwrap().id, second.id);
+    assert_eq!(at(third_at).await.unwrap().id, third.id);
+    assert_eq!(at(second_at).await.unwrap().id, second.id);
+    assert_eq!(at(second_at - 1).await.unwrap().id, first.id);
+}
+
 on_both_backends!(
+    the_price_cache_answers_as_the_catalog_does,
     concurrent_read_then_write_transactions_wait_their_turn,
     plans_decide_prepaid_or_postpaid,
     invoice_across_a_price_change_equals_tokens_times_price,

@@ -528,6 +528,12 @@ async fn a_model_served_by_workers() {
         .post("/v1/chat/completions", Some(&dns_key), chat(4, false))
         .await
         .expect(200);
+    // The worker counts a request once its stream has ended, which can be just after the
+    // gateway has the answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while finished(port_b) - before_b < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(finished(port_b) - before_b, 1.0);
 
     // SIGTERM drains the other: the request it runs finishes, then it exits.
