@@ -46,21 +46,9 @@ fn from_row(row: &Row) -> StoreResult<CatalogPrice> {
 }
 
 impl Store {
-    /// The price of `model` effective at `at_ms`, if the catalog has one.
-    pub async fn price_at(&self, model: &str, at_ms: i64) -> StoreResult<Option<CatalogPrice>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM model_prices WHERE model = $1 AND effective_ms <= $2 \
-             ORDER BY effective_ms DESC LIMIT 1"
-        ))
-        .bind(model.to_lowercase())
-        .bind(at_ms)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(from_row).transpose()
-    }
-
-    /// [`Store::price_at`] with, when the catalog has a later price for the model, the time
-    /// the next one takes effect (one statement; for caches of the current price).
+    /// The price of `model` effective at `at_ms`, if the catalog has one, with the time the
+    /// model's next price takes effect when the catalog has a later one (for caches of the
+    /// current price).
     pub async fn price_window_at(
         &self,
         model: &str,

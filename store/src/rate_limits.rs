@@ -11,8 +11,8 @@ use super::{Store, StoreError, StoreResult};
 /// The organization's plan and, for a project's caller, that project's limit overrides.
 pub type RateLimitContext = (Plan, Option<KeyLimits>);
 
-/// The columns [`context_from_row`] reads, from the joins [`CONTEXT_JOINS`] adds to a query
-/// over `api_keys k`.
+/// The columns [`context_from_row`] reads, from `tenants rl_t` and `projects rl_p` (the joins
+/// [`CONTEXT_JOINS`] adds to a query over `api_keys k`).
 pub(crate) const CONTEXT_COLUMNS: &str = "rl_t.plan AS rl_plan, rl_p.id AS rl_project_id, \
      rl_p.limit_rpm AS rl_limit_rpm, rl_p.limit_tpm AS rl_limit_tpm, \
      rl_p.limit_concurrency AS rl_limit_concurrency";
@@ -43,13 +43,10 @@ impl Store {
         tenant_id: &TenantId,
         project_id: Option<&ProjectId>,
     ) -> StoreResult<RateLimitContext> {
-        let row = sqlx::query(
-            "SELECT rl_t.plan AS rl_plan, rl_p.id AS rl_project_id, \
-             rl_p.limit_rpm AS rl_limit_rpm, rl_p.limit_tpm AS rl_limit_tpm, \
-             rl_p.limit_concurrency AS rl_limit_concurrency \
-             FROM tenants rl_t LEFT JOIN projects rl_p ON rl_p.tenant_id = rl_t.id AND rl_p.id = $2 \
-             WHERE rl_t.id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CONTEXT_COLUMNS} FROM tenants rl_t LEFT JOIN projects rl_p \
+             ON rl_p.tenant_id = rl_t.id AND rl_p.id = $2 WHERE rl_t.id = $1"
+        ))
         .bind(tenant_id)
         .bind(project_id.map_or("", ProjectId::as_str))
         .fetch_optional(self.pool())

@@ -22,12 +22,22 @@ pub async fn price_at(
     model: &str,
     at_ms: i64,
 ) -> StoreResult<CatalogPrice> {
-    if let Some(price) = store.price_at(model, at_ms).await? {
-        return Ok(price);
+    Ok(price_window_at(store, config, model, at_ms).await?.0)
+}
+
+/// [`price_at`] with the time the model's next price takes effect, when the catalog has one.
+async fn price_window_at(
+    store: &Store,
+    config: &MeteringConfig,
+    model: &str,
+    at_ms: i64,
+) -> StoreResult<(CatalogPrice, Option<i64>)> {
+    if let Some(window) = store.price_window_at(model, at_ms).await? {
+        return Ok(window);
     }
     store.seed_price(model, config.price(model)).await?;
     store
-        .price_at(model, at_ms)
+        .price_window_at(model, at_ms)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("No price for model '{model}'.")))
 }
@@ -70,17 +80,7 @@ impl PriceCache {
             return Ok(hit);
         }
         let read_ms = crate::store::now_ms();
-        let window = match store.price_window_at(&key, at_ms).await? {
-            Some(window) => window,
-            None => {
-                store.seed_price(model, config.price(model)).await?;
-                store
-                    .price_window_at(&key, at_ms)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(format!("No price for model '{model}'.")))?
-            }
-        };
-        let (price, next_ms) = window;
+        let (price, next_ms) = price_window_at(store, config, model, at_ms).await?;
         let until_ms = next_ms.map_or(read_ms + CACHED_FOR_MS, |next| {
             next.min(read_ms + CACHED_FOR_MS)
         });
