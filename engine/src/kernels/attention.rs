@@ -15,6 +15,8 @@
 //! else is in the batch or on the thread count; here every token is computed the same way
 //! whatever shares its step.
 
+use std::ops::Range;
+
 use half::f16;
 
 use super::cpu::{self, Isa};
@@ -47,12 +49,15 @@ pub struct AttentionScratch {
     floats: Vec<f32>,
 }
 
-/// Attention output (`q_dim` floats) of one query token at position `ctx_len - 1`, attending
-/// to positions `0..ctx_len` found through `block_table`.
+/// Attention output of the query heads `heads` (`heads.len() * head_dim` floats in `out`) of
+/// one query token (`q`: all its heads) at position `ctx_len - 1`, attending to positions
+/// `0..ctx_len` found through `block_table`. Heads are independent: any split of them gives the
+/// same numbers as one call for all, so a lone token's heads can go to different threads.
 #[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
     shape: &AttentionShape,
     q: &[f32],
+    heads: Range<usize>,
     k_cache: &[f16],
     v_cache: &[f16],
     block_table: &[u32],
@@ -62,7 +67,7 @@ pub fn paged_attention(
 ) {
     let bs = shape.block_size;
     let slots = (0..ctx_len).map(|p| block_table[p / bs] as usize * bs + p % bs);
-    attend(shape, q, slots, k_cache, v_cache, out, scratch)
+    attend(shape, q, heads, slots, k_cache, v_cache, out, scratch)
 }
 
 /// The same computation over contiguous `[ctx_len, kv_dim]` keys and values.
@@ -77,6 +82,7 @@ pub fn contiguous_attention(
     attend(
         shape,
         q,
+        0..shape.num_heads,
         0..ctx_len,
         k,
         v,
@@ -86,9 +92,11 @@ pub fn contiguous_attention(
 }
 
 /// Resolves every position's slot once, then runs the kernel for the head size.
+#[allow(clippy::too_many_arguments)]
 fn attend(
     shape: &AttentionShape,
     q: &[f32],
+    heads: Range<usize>,
     slots: impl Iterator<Item = usize>,
     k: &[f16],
     v: &[f16],
@@ -99,7 +107,8 @@ fn attend(
     scratch.bases.clear();
     scratch.bases.extend(slots.map(|s| s * kv_dim));
     let (bases, floats) = (&scratch.bases[..], &mut scratch.floats);
-    run_kernel(cpu::isa(), shape, q, bases, k, v, out, floats)
+    debug_assert!(heads.end <= shape.num_heads && out.len() == heads.len() * shape.head_dim);
+    run_kernel(cpu::isa(), shape, q, heads, bases, k, v, out, floats)
 }
 
 /// The kernel of `isa` for the head size, or the plain one with `isa`'s numbers.
@@ -108,6 +117,7 @@ fn run_kernel(
     isa: Isa,
     shape: &AttentionShape,
     q: &[f32],
+    heads: Range<usize>,
     bases: &[usize],
     k: &[f16],
     v: &[f16],
@@ -134,15 +144,23 @@ fn run_kernel(
             // SAFETY: `isa` only names a path whose features the CPU has (callers pass
             // `cpu::isa()` or a path checked against `best_supported`), and each kernel is
             // called with the head size it is instantiated for.
-            return unsafe { kernel(shape, q, bases, k, v, out, floats) };
+            return unsafe { kernel(shape, q, heads, bases, k, v, out, floats) };
         }
     }
-    attend_generic(shape, q, bases, k, v, out, floats, isa)
+    attend_generic(shape, q, heads, bases, k, v, out, floats, isa)
 }
 
 #[cfg(target_arch = "x86_64")]
-type Kernel =
-    unsafe fn(&AttentionShape, &[f32], &[usize], &[f16], &[f16], &mut [f32], &mut Vec<f32>) -> ();
+type Kernel = unsafe fn(
+    &AttentionShape,
+    &[f32],
+    Range<usize>,
+    &[usize],
+    &[f16],
+    &[f16],
+    &mut [f32],
+    &mut Vec<f32>,
+) -> ();
 
 /// The kernel written plainly, element by element: the reference the SIMD kernels must equal
 /// bit for bit (scores summed in `isa`'s lane order), and the path for other head sizes.
@@ -150,6 +168,7 @@ type Kernel =
 fn attend_generic(
     shape: &AttentionShape,
     q: &[f32],
+    heads: Range<usize>,
     bases: &[usize],
     k: &[f16],
     v: &[f16],
@@ -163,7 +182,7 @@ fn attend_generic(
     scratch.clear();
     scratch.resize(2 * hd, 0.0);
     let (q16, acc) = scratch.split_at_mut(hd);
-    for h in 0..shape.num_heads {
+    for h in heads.clone() {
         for (d, &x) in q16.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
             *d = round_f16(x);
         }
@@ -192,7 +211,10 @@ fn attend_generic(
             sum = sum.mul_add(ms, vs);
         }
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-        for (o, &a) in out[h * hd..(h + 1) * hd].iter_mut().zip(acc.iter()) {
+        for (o, &a) in out[(h - heads.start) * hd..(h - heads.start + 1) * hd]
+            .iter_mut()
+            .zip(acc.iter())
+        {
             *o = a * inv;
         }
     }
@@ -248,6 +270,7 @@ fn dot_f16(x: &[f32], y: &[f16], isa: Isa) -> f32 {
 unsafe fn attend_avx2<const V: usize>(
     shape: &AttentionShape,
     q: &[f32],
+    heads: Range<usize>,
     bases: &[usize],
     k: &[f16],
     v: &[f16],
@@ -277,7 +300,7 @@ unsafe fn attend_avx2<const V: usize>(
     scratch.clear();
     scratch.resize(2 * ctx_len, 0.0);
     let (weights, rescale) = scratch.split_at_mut(ctx_len);
-    for h in 0..shape.num_heads {
+    for h in heads.clone() {
         let off = (h / group) * hd;
         let qh = q[h * hd..(h + 1) * hd].as_ptr();
         let mut q16 = [_mm256_setzero_ps(); V];
@@ -315,7 +338,7 @@ unsafe fn attend_avx2<const V: usize>(
             }
         }
         let inv = _mm256_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
-        let op = out[h * hd..(h + 1) * hd].as_mut_ptr();
+        let op = out[(h - heads.start) * hd..(h - heads.start + 1) * hd].as_mut_ptr();
         for (i, a) in acc.iter().enumerate() {
             _mm256_storeu_ps(op.add(8 * i), _mm256_mul_ps(*a, inv));
         }
@@ -358,6 +381,7 @@ fn online_softmax(weights: &mut [f32], rescale: &mut [f32]) -> f32 {
 unsafe fn attend_avx512<const V: usize>(
     shape: &AttentionShape,
     q: &[f32],
+    heads: Range<usize>,
     bases: &[usize],
     k: &[f16],
     v: &[f16],
@@ -386,7 +410,7 @@ unsafe fn attend_avx512<const V: usize>(
     scratch.clear();
     scratch.resize(2 * ctx_len, 0.0);
     let (weights, rescale) = scratch.split_at_mut(ctx_len);
-    for h in 0..shape.num_heads {
+    for h in heads.clone() {
         let off = (h / group) * hd;
         let qh = q[h * hd..(h + 1) * hd].as_ptr();
         let mut q16 = [_mm512_setzero_ps(); V];
@@ -433,7 +457,7 @@ unsafe fn attend_avx512<const V: usize>(
             }
         }
         let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
-        let op = out[h * hd..(h + 1) * hd].as_mut_ptr();
+        let op = out[(h - heads.start) * hd..(h - heads.start + 1) * hd].as_mut_ptr();
         for (i, a) in acc.iter().enumerate() {
             _mm512_storeu_ps(op.add(16 * i), _mm512_mul_ps(*a, inv));
         }
@@ -508,6 +532,7 @@ mod tests {
                     paged_attention(
                         &shape,
                         &q,
+                        0..shape.num_heads,
                         &k_cache,
                         &v_cache,
                         &blocks,
@@ -515,16 +540,68 @@ mod tests {
                         &mut paged,
                         &mut AttentionScratch::default(),
                     );
+                    // Heads split into ranges (as a lone token's are across threads): the
+                    // same bits.
+                    let hd = shape.head_dim;
+                    for split in [1, 2, 4] {
+                        let mut parts = vec![0.0; shape.q_dim()];
+                        for (c, o) in parts.chunks_mut(split * hd).enumerate() {
+                            let h0 = c * split;
+                            paged_attention(
+                                &shape,
+                                &q,
+                                h0..(h0 + split).min(shape.num_heads),
+                                &k_cache,
+                                &v_cache,
+                                &blocks,
+                                ctx,
+                                o,
+                                &mut AttentionScratch::default(),
+                            );
+                        }
+                        assert_eq!(parts, paged, "heads in ranges of {split}");
+                    }
                     contiguous_attention(&shape, &q, &k, &v, ctx, &mut contiguous);
                     let bases: Vec<usize> = (0..ctx).map(|p| p * kv_dim).collect();
                     let isa = cpu::isa();
-                    attend_generic(&shape, &q, &bases, &k, &v, &mut plain, &mut Vec::new(), isa);
+                    let all = 0..shape.num_heads;
+                    attend_generic(
+                        &shape,
+                        &q,
+                        all.clone(),
+                        &bases,
+                        &k,
+                        &v,
+                        &mut plain,
+                        &mut Vec::new(),
+                        isa,
+                    );
                     for &other in &isas {
                         let mut fast = vec![0.0; shape.q_dim()];
                         let mut slow = vec![0.0; shape.q_dim()];
                         let mut scratch = Vec::new();
-                        run_kernel(other, &shape, &q, &bases, &k, &v, &mut fast, &mut scratch);
-                        attend_generic(&shape, &q, &bases, &k, &v, &mut slow, &mut scratch, other);
+                        run_kernel(
+                            other,
+                            &shape,
+                            &q,
+                            all.clone(),
+                            &bases,
+                            &k,
+                            &v,
+                            &mut fast,
+                            &mut scratch,
+                        );
+                        attend_generic(
+                            &shape,
+                            &q,
+                            all.clone(),
+                            &bases,
+                            &k,
+                            &v,
+                            &mut slow,
+                            &mut scratch,
+                            other,
+                        );
                         let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(
                             bits(&fast),

@@ -177,10 +177,10 @@ impl Linear {
                 m.rows,
                 &QuantizedRows::quantize(x, t, m.cols),
                 |r, pair, xq, toks, out| {
-                    let n = toks.len();
-                    dot::q8_0_row(m, r, xq, toks, &mut out[..n]);
                     if pair {
-                        dot::q8_0_row(m, r + 1, xq, toks, &mut out[n..2 * n]);
+                        dot::q8_0_row_pair(m, r, xq, toks, out)
+                    } else {
+                        dot::q8_0_row(m, r, xq, toks, out)
                     }
                 },
             )),

@@ -259,6 +259,7 @@ impl Model {
             }
         }
         let shape = self.attention_shape(cache.block_size());
+        let threads = rayon::current_num_threads().max(1);
         for (li, layer) in self.layers.iter().enumerate() {
             let normed = rms_norm_rows(&x, &layer.attn_norm, cfg.rms_norm_eps);
             let mut qkv = layer.qkv.forward(&normed, t)?;
@@ -277,14 +278,24 @@ impl Model {
             }
             let (kc, vc) = cache.layers[li].kv();
             let mut attn = vec![0f32; t * qd];
-            attn.par_chunks_mut(qd).enumerate().for_each_init(
-                AttentionScratch::default,
-                |scratch, (i, out)| {
+            // Tokens in parallel; a step of few tokens also splits each token's heads, so that
+            // a lone decode does not leave the other threads idle (and asleep) through it.
+            let hd = cfg.head_dim;
+            let heads_per_task = cfg.num_heads.div_ceil((2 * threads).div_ceil(t));
+            attn.par_chunks_mut(qd)
+                .enumerate()
+                .flat_map(|(i, row)| {
+                    row.par_chunks_mut(heads_per_task * hd)
+                        .enumerate()
+                        .map(move |(c, out)| (i, c * heads_per_task, out))
+                })
+                .for_each_init(AttentionScratch::default, |scratch, (i, h0, out)| {
                     let seq = &batch.seqs[token_seq[i]];
                     let q = &qkv[i * width..i * width + qd];
                     paged_attention(
                         &shape,
                         q,
+                        h0..h0 + out.len() / hd,
                         kc,
                         vc,
                         &seq.block_table,
@@ -292,8 +303,7 @@ impl Model {
                         out,
                         scratch,
                     );
-                },
-            );
+                });
             let o = layer.o.forward(&attn, t)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
 
