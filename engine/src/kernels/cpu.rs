@@ -89,6 +89,19 @@ pub fn has_avx512_vnni() -> bool {
     false
 }
 
+/// Whether the AVX2 path can use AVX-VNNI's 256-bit `vpdpbusd` (the same integer dot products
+/// as AVX-512 VNNI, on CPUs without AVX-512 or beside it).
+pub fn has_avx_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static VNNI: OnceLock<bool> = OnceLock::new();
+        *VNNI.get_or_init(|| std::arch::is_x86_feature_detected!("avxvnni"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// The CPU's SIMD features, as benchmarks print them.
 pub fn cpu_flags() -> Vec<&'static str> {
     #[allow(unused_mut)]

@@ -29,6 +29,7 @@ pub fn q4_1_row(w: &Q4_1Matrix, row: usize, x: &QuantizedRows, tokens: &[usize],
         // SAFETY: `simd()` names only paths whose features the CPU has; the kernels check
         // their slices' bounds before reading.
         Simd::Vnni => unsafe { return avx2::q4_1_row_vnni(w, row, x, tokens, out) },
+        Simd::AvxVnni => unsafe { return avx2::q4_1_row_avx_vnni(w, row, x, tokens, out) },
         Simd::Avx2 => unsafe { return avx2::q4_1_row(w, row, x, tokens, out) },
         Simd::None => {}
     }
@@ -51,6 +52,9 @@ pub fn q4_1_row_pair(
         match simd() {
             // SAFETY: as above.
             Simd::Vnni => unsafe { return avx512::q4_1_row_pair(w, row, x, tokens, out) },
+            Simd::AvxVnni => unsafe {
+                return avx2::q4_1_row_pair_avx_vnni(w, row, x, tokens, out);
+            },
             Simd::Avx2 => unsafe { return avx2::q4_1_row_pair(w, row, x, tokens, out) },
             Simd::None => {}
         }
@@ -66,6 +70,7 @@ pub fn q8_0_row(w: &Q8_0Matrix, row: usize, x: &QuantizedRows, tokens: &[usize],
     match simd() {
         // SAFETY: as above.
         Simd::Vnni => unsafe { return avx2::q8_0_row_vnni(w, row, x, tokens, out) },
+        Simd::AvxVnni => unsafe { return avx2::q8_0_row_avx_vnni(w, row, x, tokens, out) },
         Simd::Avx2 => unsafe { return avx2::q8_0_row(w, row, x, tokens, out) },
         Simd::None => {}
     }
@@ -94,7 +99,7 @@ pub fn q8_0_row_pair(
     q8_0_row(w, row + 1, x, tokens, &mut b[..n]);
 }
 
-/// How the integer part of a block product is computed. Both give the same integers (no
+/// How the integer part of a block product is computed. All give the same integers (no
 /// product pair saturates 16 bits: 4-bit × 8-bit, or |8-bit| × 8-bit with the values ±127),
 /// so every path gives the same floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +108,8 @@ enum Simd {
     None,
     /// `vpmaddubsw` + `vpmaddwd`: AVX2.
     Avx2,
+    /// `vpdpbusd` on 256-bit registers: AVX-VNNI (the AVX2 path on CPUs that have it).
+    AvxVnni,
     /// `vpdpbusd`: AVX-512 VNNI (the AVX-512 path on CPUs that have it).
     Vnni,
 }
@@ -111,6 +118,7 @@ fn simd() -> Simd {
     use super::cpu::{self, Isa};
     match cpu::isa() {
         Isa::Avx512 if cpu::has_avx512_vnni() => Simd::Vnni,
+        Isa::Avx512 | Isa::Avx2 if cpu::has_avx_vnni() => Simd::AvxVnni,
         Isa::Avx512 | Isa::Avx2 => Simd::Avx2,
         Isa::Scalar => Simd::None,
     }
@@ -227,10 +235,19 @@ mod avx2 {
         }
     }
 
-    /// One AVX2 entry point and its VNNI twin per kernel body, compiled for their features.
-    macro_rules! entry_points {
-        ($(($name:ident, $vnni:ident, $weights:ty, $body:ident [$($p:tt)*])),* $(,)?) => {$(
-            #[target_feature(enable = "avx2,fma")]
+    struct AvxVnni;
+    impl ByteDot for AvxVnni {
+        #[inline(always)]
+        unsafe fn dot(a: __m256i, b: __m256i) -> __m256i {
+            _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b)
+        }
+    }
+
+    /// An entry point compiled for `$features`: a kernel body with its integer dot product and
+    /// token group size.
+    macro_rules! entry_point {
+        ($name:ident, $features:literal, $dot:ty, $g:literal, $weights:ty, $body:ident [$($p:tt)*]) => {
+            #[target_feature(enable = $features)]
             pub unsafe fn $name(
                 w: &$weights,
                 row: usize,
@@ -238,20 +255,9 @@ mod avx2 {
                 tokens: &[usize],
                 out: &mut [f32],
             ) {
-                $body::<Maddubs, 4, $($p)*>(w, row, x, tokens, out)
+                $body::<$dot, $g, $($p)*>(w, row, x, tokens, out)
             }
-
-            #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-            pub unsafe fn $vnni(
-                w: &$weights,
-                row: usize,
-                x: &QuantizedRows,
-                tokens: &[usize],
-                out: &mut [f32],
-            ) {
-                $body::<Vnni, 8, $($p)*>(w, row, x, tokens, out)
-            }
-        )*};
+        };
     }
 
     /// Any number of tokens for one row (`R` = 1), or up to `G` for a row pair (`R` = 2), in
@@ -303,22 +309,32 @@ mod avx2 {
         }
     }
 
-    entry_points!(
-        (q4_1_row, q4_1_row_vnni, Q4_1Matrix, q4_1_rows[1]),
-        (q8_0_row, q8_0_row_vnni, Q8_0Matrix, q8_0_rows[]),
+    entry_point!(q4_1_row, "avx2,fma", Maddubs, 4, Q4_1Matrix, q4_1_rows[1]);
+    entry_point!(
+        q4_1_row_avx_vnni,
+        "avx2,fma,avxvnni",
+        AvxVnni,
+        4,
+        Q4_1Matrix,
+        q4_1_rows[1]
     );
-
-    /// Up to four tokens against a row pair (AVX-512 VNNI has its own, [`super::avx512`]).
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn q4_1_row_pair(
-        w: &Q4_1Matrix,
-        row: usize,
-        x: &QuantizedRows,
-        tokens: &[usize],
-        out: &mut [f32],
-    ) {
-        q4_1_rows::<Maddubs, 4, 2>(w, row, x, tokens, out)
-    }
+    #[rustfmt::skip]
+    entry_point!(q4_1_row_vnni, "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni", Vnni, 8, Q4_1Matrix, q4_1_rows[1]);
+    // Row pairs take at most four tokens here; AVX-512 VNNI has its own, [`super::avx512`].
+    entry_point!(
+        q4_1_row_pair,
+        "avx2,fma",
+        Maddubs,
+        4,
+        Q4_1Matrix,
+        q4_1_rows[2]
+    );
+    #[rustfmt::skip]
+    entry_point!(q4_1_row_pair_avx_vnni, "avx2,fma,avxvnni", AvxVnni, 4, Q4_1Matrix, q4_1_rows[2]);
+    entry_point!(q8_0_row, "avx2,fma", Maddubs, 4, Q8_0Matrix, q8_0_rows[]);
+    entry_point!(q8_0_row_avx_vnni, "avx2,fma,avxvnni", AvxVnni, 4, Q8_0Matrix, q8_0_rows[]);
+    #[rustfmt::skip]
+    entry_point!(q8_0_row_vnni, "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni", Vnni, 8, Q8_0Matrix, q8_0_rows[]);
 
     /// `R` adjacent weight rows (1 or 2) against `N` activation rows: each weight block is
     /// unpacked once for all tokens, each activation block loaded once for all rows.
@@ -712,10 +728,13 @@ mod tests {
 
     /// Every integer-dot path this CPU has.
     fn paths() -> Vec<Simd> {
-        use crate::kernels::cpu::{best_supported, has_avx512_vnni, Isa};
+        use crate::kernels::cpu::{best_supported, has_avx512_vnni, has_avx_vnni, Isa};
         let mut p = vec![Simd::None];
         if best_supported() >= Isa::Avx2 {
             p.push(Simd::Avx2);
+            if has_avx_vnni() {
+                p.push(Simd::AvxVnni);
+            }
         }
         if best_supported() >= Isa::Avx512 && has_avx512_vnni() {
             p.push(Simd::Vnni);
@@ -744,6 +763,8 @@ mod tests {
                 }
                 (Simd::Avx2, false) => avx2::q4_1_row(w, row, x, tokens, out),
                 (Simd::Avx2, true) => avx2::q4_1_row_pair(w, row, x, tokens, out),
+                (Simd::AvxVnni, false) => avx2::q4_1_row_avx_vnni(w, row, x, tokens, out),
+                (Simd::AvxVnni, true) => avx2::q4_1_row_pair_avx_vnni(w, row, x, tokens, out),
                 (Simd::Vnni, false) => avx2::q4_1_row_vnni(w, row, x, tokens, out),
                 (Simd::Vnni, true) => avx512::q4_1_row_pair(w, row, x, tokens, out),
             }
@@ -847,6 +868,7 @@ mod tests {
                     match simd {
                         Simd::None => scalar::q8_0_row(&w, r, &x, &tokens, &mut other),
                         Simd::Avx2 => avx2::q8_0_row(&w, r, &x, &tokens, &mut other),
+                        Simd::AvxVnni => avx2::q8_0_row_avx_vnni(&w, r, &x, &tokens, &mut other),
                         Simd::Vnni => avx2::q8_0_row_vnni(&w, r, &x, &tokens, &mut other),
                     }
                 }
