@@ -14,9 +14,10 @@ use scheduler::model_executor::{config_for_model, spawn_engine};
 use scheduler::{NewRequest, SchedulerConfig};
 use serde_json::json;
 
-/// Tokens per step. On two cores a step of 256 tokens takes about a second: small enough that
-/// new requests get their first token soon, large enough to keep the GEMMs efficient.
-const DEFAULT_BATCHED_TOKENS: usize = 256;
+/// Tokens per step, as `http_bench` runs the scheduler (so the two benchmarks' figures compare):
+/// small enough that new requests get their first token soon, large enough to keep the
+/// matrix products efficient.
+const DEFAULT_BATCHED_TOKENS: usize = 512;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -42,7 +43,7 @@ fn main() -> anyhow::Result<()> {
 
     let base = SchedulerConfig {
         max_num_seqs: 64,
-        max_num_batched_tokens: 512,
+        max_num_batched_tokens: budget,
         ..SchedulerConfig::default()
     };
     let config = config_for_model(&model, base, 512 << 20);
