@@ -246,18 +246,24 @@ impl Store {
     async fn admit_usage_with(&self, u: &NewUsage, postpaid: Postpaid) -> StoreResult<Admission> {
         let mut tx = self.begin_write().await?;
         // A write first, so that SQLite takes the write lock at once (no read-then-upgrade).
-        let reserved = sqlx::query(
+        // It also counts the spend caps that apply, so a request without any skips their read.
+        let reserved = sqlx::query(&format!(
             "UPDATE credit_accounts SET reserved_micros = reserved_micros + $1, updated_ms = $2 \
-             WHERE tenant_id = $3 AND balance_micros - reserved_micros >= $1",
-        )
+             WHERE tenant_id = $3 AND balance_micros - reserved_micros >= $1 \
+             RETURNING {} AS caps",
+            budgets::caps_count("$3", "$4", "$5")
+        ))
         .bind(u.max_cost.micros())
         .bind(u.started_ms)
         .bind(&u.tenant_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let held = if reserved {
+        .bind(u.project_id.as_ref().map_or("", ProjectId::as_str))
+        .bind(u.api_key_id.as_ref().map_or("", KeyId::as_str))
+        .fetch_optional(&mut **tx)
+        .await?;
+        // `None`: not counted (no prepaid reservation), so the caps are read.
+        let mut caps: Option<i64> = None;
+        let held = if let Some(row) = reserved {
+            caps = Some(row.try_get("caps")?);
             u.max_cost
         } else {
             let account = sqlx::query(
@@ -284,7 +290,11 @@ impl Store {
                 }
             }
         };
-        let capped = budgets::reserve(&mut tx, &charged(u), u.max_cost, u.started_ms).await?;
+        let capped = if caps == Some(0) {
+            Ok(Vec::new())
+        } else {
+            budgets::reserve(&mut tx, &charged(u), u.max_cost, u.started_ms).await?
+        };
         let scopes = match capped {
             Ok(scopes) => scopes,
             Err(over) => {
@@ -323,7 +333,7 @@ impl Store {
     /// `Ok(false)` when the row was finalized already (or never admitted): nothing changes.
     pub async fn finalize_usage(&self, request_id: &str, f: &FinalUsage) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "UPDATE usage_events SET status = $1, prompt_tokens = $2, cached_tokens = $3, \
              completion_tokens = $4, ttft_ms = $5, latency_ms = $6, \
              cost_micros = CASE WHEN reserved_micros > 0 AND $7 > reserved_micros \
@@ -331,8 +341,13 @@ impl Store {
              finished_ms = $8, heartbeat_ms = $8 \
              WHERE request_id = $9 AND status = 'in_progress' \
              RETURNING tenant_id, project_id, api_key_id, endpoint, model, reserved_micros, \
-                 cost_micros, started_ms, budget_reserved_micros, budget_scopes",
-        )
+                 cost_micros, started_ms, budget_reserved_micros, budget_scopes, {} AS caps",
+            budgets::caps_count(
+                "usage_events.tenant_id",
+                "COALESCE(usage_events.project_id, '')",
+                "COALESCE(usage_events.api_key_id, '')"
+            )
+        ))
         .bind(f.status.as_str())
         .bind(f.prompt_tokens as i64)
         .bind(f.cached_tokens.min(f.prompt_tokens) as i64)
@@ -358,19 +373,22 @@ impl Store {
         let started_ms: i64 = row.try_get("started_ms")?;
         let budget_held: i64 = row.try_get("budget_reserved_micros")?;
         let budget_scopes: String = row.try_get("budget_scopes")?;
-        budgets::settle(
-            &mut tx,
-            &Charged {
-                tenant_id: &tenant_id,
-                project_id: project_id.as_ref(),
-                api_key_id: api_key_id.as_ref(),
-            },
-            &budget_scopes,
-            Money::from_micros(budget_held),
-            Money::from_micros(cost),
-            f.finished_ms,
-        )
-        .await?;
+        let caps: i64 = row.try_get("caps")?;
+        if caps > 0 {
+            budgets::settle(
+                &mut tx,
+                &Charged {
+                    tenant_id: &tenant_id,
+                    project_id: project_id.as_ref(),
+                    api_key_id: api_key_id.as_ref(),
+                },
+                &budget_scopes,
+                Money::from_micros(budget_held),
+                Money::from_micros(cost),
+                f.finished_ms,
+            )
+            .await?;
+        }
         settle_credits(
             &mut tx,
             request_id,
