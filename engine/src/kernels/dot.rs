@@ -1,9 +1,11 @@
-//! Block dot products: one weight row against up to four quantized activation rows at once.
+//! Block dot products: one weight row, or a pair, against up to `MAX_TOKENS_PER_CALL` quantized
+//! activation rows at once.
 //!
 //! Each result is computed exactly as ggml's AVX2 `vec_dot` computes it (eight f32 lanes of
 //! per-block partial sums, fused multiply-adds, then ggml's horizontal sum), so a token's output
 //! does not depend on how many other tokens share the call: batching never changes the numbers.
-//! The scalar fallback emulates the same lanes, so it agrees bit for bit.
+//! The scalar fallback emulates the same lanes, so it agrees bit for bit; the 512-bit row-pair
+//! kernels hold each row's eight lanes in one half of a register, so they do too.
 
 use super::quant::{Q4_1Matrix, Q8_0Matrix, QuantizedRows, QK};
 
