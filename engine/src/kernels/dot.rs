@@ -134,6 +134,43 @@ fn hsum_lanes(l: [f32; 8]) -> f32 {
     b0 + b1
 }
 
+/// Where each of `N` tokens' activation blocks start (bounds checked), for the SIMD kernels.
+struct Activations<const N: usize> {
+    qs: [*const i8; N],
+    d: [*const f32; N],
+    s: [*const f32; N],
+    /// Full, aligned groups of four tokens (as `quantized_matmul` hands out) take the four
+    /// `m * s` products of a block in one vector from `x.s4`: the same products added in the
+    /// same order as the scalar sums, a quarter of the instructions. Null when not grouped.
+    s4: *const f32,
+}
+
+impl<const N: usize> Activations<N> {
+    #[inline(always)]
+    fn new(x: &QuantizedRows, tokens: &[usize], nb: usize) -> Self {
+        assert_eq!(tokens.len(), N);
+        let first_group = tokens[0] / 4;
+        let grouped = N.is_multiple_of(4)
+            && tokens[0].is_multiple_of(4)
+            && (0..N).all(|i| tokens[i] == tokens[0] + i)
+            && x.s4.len() >= (first_group + N / 4) * nb * 4;
+        Self {
+            qs: std::array::from_fn(|i| x.qs[tokens[i] * nb * QK..].as_ptr()),
+            d: std::array::from_fn(|i| x.d[tokens[i] * nb..].as_ptr()),
+            s: std::array::from_fn(|i| x.s[tokens[i] * nb..].as_ptr()),
+            s4: if grouped {
+                x.s4[first_group * nb * 4..].as_ptr()
+            } else {
+                std::ptr::null()
+            },
+        }
+    }
+
+    fn grouped(&self) -> bool {
+        !self.s4.is_null()
+    }
+}
+
 mod scalar {
     use super::*;
 
@@ -353,36 +390,14 @@ mod avx2 {
         let nb = w.cols / QK;
         assert!(w.d.len() >= (row + R) * nb && w.qs.len() >= (row + R) * nb * 16);
         assert!(tokens.len() == N && out.len() >= R * N);
-        for &t in tokens {
-            assert!(x.d.len() >= (t + 1) * nb && x.qs.len() >= (t + 1) * nb * QK);
-        }
         let low = _mm256_set1_epi8(0x0F);
         let mut acc = [[_mm256_setzero_ps(); N]; R];
         let mut summs = [[0f32; N]; R];
         let wqs = w.qs.as_ptr().add(row * nb * 16);
         let wd = w.d.as_ptr().add(row * nb);
         let wm = w.m.as_ptr().add(row * nb);
-        let mut xq = [std::ptr::null::<i8>(); N];
-        let mut xd = [std::ptr::null::<f32>(); N];
-        let mut xs = [std::ptr::null::<f32>(); N];
-        for i in 0..N {
-            xq[i] = x.qs.as_ptr().add(tokens[i] * nb * QK);
-            xd[i] = x.d.as_ptr().add(tokens[i] * nb);
-            xs[i] = x.s.as_ptr().add(tokens[i] * nb);
-        }
-        // Full, aligned groups of four tokens (as `quantized_matmul` hands out) take the four
-        // `m * s` products of a block in one vector from `x.s4`: the same products added in the
-        // same order as the scalar sums, a quarter of the instructions.
-        let first_group = tokens[0] / 4;
-        let grouped = N.is_multiple_of(4)
-            && tokens[0].is_multiple_of(4)
-            && (0..N).all(|i| tokens[i] == tokens[0] + i)
-            && x.s4.len() >= (first_group + N / 4) * nb * 4;
-        let s4 = if grouped {
-            x.s4.as_ptr().add(first_group * nb * 4)
-        } else {
-            std::ptr::null()
-        };
+        let a = Activations::<N>::new(x, tokens, nb);
+        let (xq, xd, xs, s4, grouped) = (a.qs, a.d, a.s, a.s4, a.grouped());
         let mut summs4 = [[_mm_setzero_ps(); 2]; R];
         for b in 0..nb {
             let mut bx = [_mm256_setzero_si256(); R];
@@ -446,18 +461,11 @@ mod avx2 {
         let nb = w.cols / QK;
         assert!(w.d.len() >= (row + 1) * nb && w.qs.len() >= (row + 1) * nb * QK);
         assert!(tokens.len() == N && out.len() >= N);
-        for &t in tokens {
-            assert!(x.d.len() >= (t + 1) * nb && x.qs.len() >= (t + 1) * nb * QK);
-        }
         let mut acc = [_mm256_setzero_ps(); N];
         let wqs = w.qs.as_ptr().add(row * nb * QK);
         let wd = w.d.as_ptr().add(row * nb);
-        let mut xq = [std::ptr::null::<i8>(); N];
-        let mut xd = [std::ptr::null::<f32>(); N];
-        for i in 0..N {
-            xq[i] = x.qs.as_ptr().add(tokens[i] * nb * QK);
-            xd[i] = x.d.as_ptr().add(tokens[i] * nb);
-        }
+        let a = Activations::<N>::new(x, tokens, nb);
+        let (xq, xd) = (a.qs, a.d);
         for b in 0..nb {
             let qx = _mm256_loadu_si256(wqs.add(b * QK) as *const __m256i);
             let ax = _mm256_sign_epi8(qx, qx);
@@ -563,9 +571,6 @@ mod avx512 {
         let nb = w.cols / QK;
         assert!(w.d.len() >= (row + 2) * nb && w.qs.len() >= (row + 2) * nb * 16);
         assert!(tokens.len() == N && out.len() >= 2 * N);
-        for &t in tokens {
-            assert!(x.d.len() >= (t + 1) * nb && x.qs.len() >= (t + 1) * nb * QK);
-        }
         let low = _mm512_set1_epi8(0x0F);
         // Quadwords [v0, v1, s0, s1, v2, v3, s2, s3] of the packed pair `v` and its nibbles
         // shifted down `s`: each row's low nibbles, then its high nibbles.
@@ -575,26 +580,8 @@ mod avx512 {
         let wqs = w.qs.as_ptr().add(row * nb * 16);
         let wd = w.d.as_ptr().add(row * nb);
         let wm = w.m.as_ptr().add(row * nb);
-        let mut xq = [std::ptr::null::<i8>(); N];
-        let mut xd = [std::ptr::null::<f32>(); N];
-        let mut xs = [std::ptr::null::<f32>(); N];
-        for i in 0..N {
-            xq[i] = x.qs.as_ptr().add(tokens[i] * nb * QK);
-            xd[i] = x.d.as_ptr().add(tokens[i] * nb);
-            xs[i] = x.s.as_ptr().add(tokens[i] * nb);
-        }
-        // Aligned groups of four tokens take their `m * s` products four at a time, as the
-        // 256-bit kernel does (same products, same order).
-        let first_group = tokens[0] / 4;
-        let grouped = N.is_multiple_of(4)
-            && tokens[0].is_multiple_of(4)
-            && (0..N).all(|i| tokens[i] == tokens[0] + i)
-            && x.s4.len() >= (first_group + N / 4) * nb * 4;
-        let s4 = if grouped {
-            x.s4.as_ptr().add(first_group * nb * 4)
-        } else {
-            std::ptr::null()
-        };
+        let a = Activations::<N>::new(x, tokens, nb);
+        let (xq, xd, xs, s4, grouped) = (a.qs, a.d, a.s, a.s4, a.grouped());
         let mut summs4 = [[_mm_setzero_ps(); MAX_TOKENS_PER_CALL / 4]; 2];
         for b in 0..nb {
             let v = _mm256_set_m128i(
@@ -668,12 +655,8 @@ mod avx512 {
         let mut acc = [_mm512_setzero_ps(); N];
         let wqs = w.qs.as_ptr().add(row * nb * QK);
         let wd = w.d.as_ptr().add(row * nb);
-        let mut xq = [std::ptr::null::<i8>(); N];
-        let mut xd = [std::ptr::null::<f32>(); N];
-        for i in 0..N {
-            xq[i] = x.qs.as_ptr().add(tokens[i] * nb * QK);
-            xd[i] = x.d.as_ptr().add(tokens[i] * nb);
-        }
+        let a = Activations::<N>::new(x, tokens, nb);
+        let (xq, xd) = (a.qs, a.d);
         let zero = _mm512_setzero_si512();
         for b in 0..nb {
             let qx = _mm512_inserti64x4::<1>(
