@@ -19,6 +19,8 @@ pub enum EngineError {
     ModelCache(String),
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),
+    #[error("{0}")]
+    Cuda(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

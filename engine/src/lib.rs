@@ -11,10 +11,12 @@
 //! - `kernels`: quantized dot products, linear layers, paged attention.
 //! - `generate`: a plain one-sequence generation loop (CLI, tests, benchmarks).
 //! - `sampling`: vLLM's `SamplingParams` and the sampler that turns logits into a token.
+//! - `cuda`: the CUDA backend's kernels (CUDA C compiled by NVRTC) and its driver probe.
 //! - `structured`: structured outputs (JSON Schema, regex, choice, Lark) as token masks.
 
 pub mod batch;
 pub mod chat_template;
+pub mod cuda;
 pub mod error;
 pub mod generate;
 pub mod gguf;

@@ -1,0 +1,44 @@
+//! `cuda_bench --quick`: on a GPU machine, a complete report (copy baseline, both matrix-vector
+//! kernels at 1 and 8 tokens, each as a fraction of the copy's rate); elsewhere, the engine's
+//! clear no-driver error and exit status 2, never a panic. No timing is asserted.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn quick_run_reports_kernels_against_the_copy_or_names_the_missing_driver() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cuda_bench"))
+        .arg("--quick")
+        .output()
+        .expect("run cuda_bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !engine::cuda::driver_present() {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("no CUDA driver found; backend = \"cuda\" needs an NVIDIA GPU"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        return;
+    }
+    assert!(out.status.success(), "cuda_bench --quick failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(
+        report["copy"]["gb_per_s_read_plus_written"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{report}"
+    );
+    let runs = report["matvec"].as_array().expect("matvec runs");
+    assert_eq!(runs.len(), 2, "{report}");
+    for run in runs {
+        for k in ["q4_1", "q8_0"] {
+            assert!(
+                run[k]["fraction_of_copy"].as_f64().unwrap() > 0.0,
+                "{report}"
+            );
+        }
+    }
+}

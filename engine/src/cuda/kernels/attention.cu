@@ -1,0 +1,112 @@
+// Paged attention of every new token of a step over its sequence's cached keys and values,
+// for decode and prefill alike (a prefill token attends to the positions up to its own).
+//
+// One block per (token, KV head, partition of SF_ATT_PART positions), one warp per query head
+// of the KV head's group (GQA): each tile of 32 positions' keys and values is loaded from the
+// cache once, into shared memory as f32, and read by every query head of the group. Within a
+// warp, lane j scores position j of the tile; the softmax runs online over the tiles; each lane
+// accumulates hd/32 of the output dimensions. A partition writes its unnormalised output with
+// its running maximum and sum; `attention_reduce` merges a token's partitions, so long contexts
+// are spread over many blocks instead of one.
+
+#define SF_ATT_PART 512
+#define SF_ATT_MAX_DIMS_PER_LANE 8  // head_dim up to 256
+
+// Shared memory (dynamic): q of the group [group * hd], k and v tiles [32 * (hd + 1)] each.
+// Grid: (tokens, nkv, max partitions); block: group * 32 threads.
+// `part_ml`: [tokens, nh, parts, 2] (max, sum); `part_acc`: [tokens, nh, parts, hd].
+SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __restrict__ k_cache,
+                                 const u16* __restrict__ v_cache, const int* __restrict__ block_tables,
+                                 int max_blocks, const int* __restrict__ token_seq,
+                                 const int* __restrict__ ctx_len, float* __restrict__ part_ml,
+                                 float* __restrict__ part_acc, int nh, int nkv, int hd, int block_size,
+                                 int parts, float scale) {
+    const int t = blockIdx.x, g = blockIdx.y, p = blockIdx.z;
+    const int group = nh / nkv;
+    const int warp = threadIdx.x / SF_WARP, lane = threadIdx.x % SF_WARP;
+    const int head = g * group + warp;
+    const int len = ctx_len[t];
+    const int start = p * SF_ATT_PART;
+    const i64 out_ml = (((i64)t * nh + head) * parts + p) * 2;
+    const i64 out_acc = (((i64)t * nh + head) * parts + p) * hd;
+    if (start >= len) {  // the whole block: this token's context is shorter
+        if (lane == 0) {
+            part_ml[out_ml] = SF_NEG_INF;
+            part_ml[out_ml + 1] = 0.0f;
+        }
+        return;
+    }
+    const int end = len < start + SF_ATT_PART ? len : start + SF_ATT_PART;
+    const int width = (nh + 2 * nkv) * hd, kvd = nkv * hd, stride = hd + 1;
+    float* qs = SF_DYN_SMEM(float);
+    float* ks = qs + group * hd;
+    float* vs = ks + 32 * stride;
+    for (int i = threadIdx.x; i < group * hd; i += blockDim.x)
+        qs[i] = qkv[(i64)t * width + (i64)g * group * hd + i] * scale;
+    const int* table = block_tables + (i64)token_seq[t] * max_blocks;
+    const int dpl = hd / SF_WARP;
+    float acc[SF_ATT_MAX_DIMS_PER_LANE];
+#pragma unroll
+    for (int k = 0; k < SF_ATT_MAX_DIMS_PER_LANE; k++) acc[k] = 0.0f;
+    float m = SF_NEG_INF, l = 0.0f;
+    for (int tile = start; tile < end; tile += 32) {
+        __syncthreads();  // the previous tile is read by every warp (and q written, the first time)
+        for (int i = threadIdx.x; i < 32 * hd; i += blockDim.x) {
+            const int j = i / hd, d = i % hd, at = tile + j;
+            float kv_k = 0.0f, kv_v = 0.0f;
+            if (at < end) {
+                const i64 s = (i64)table[at / block_size] * block_size + at % block_size;
+                kv_k = sf_h2f(k_cache[s * kvd + (i64)g * hd + d]);
+                kv_v = sf_h2f(v_cache[s * kvd + (i64)g * hd + d]);
+            }
+            ks[j * stride + d] = kv_k;
+            vs[j * stride + d] = kv_v;
+        }
+        __syncthreads();
+        const bool valid = tile + lane < end;
+        float score = SF_NEG_INF;
+        if (valid) {
+            score = 0.0f;
+            for (int d = 0; d < hd; d++) score += qs[warp * hd + d] * ks[lane * stride + d];
+        }
+        const float m_new = fmaxf(m, sf_warp_max(score));
+        const float corr = expf(m - m_new);
+        const float pr = valid ? expf(score - m_new) : 0.0f;
+        l = l * corr + sf_warp_sum(pr);
+        m = m_new;
+#pragma unroll
+        for (int k = 0; k < SF_ATT_MAX_DIMS_PER_LANE; k++) acc[k] *= corr;
+        for (int j = 0; j < 32; j++) {
+            const float pj = __shfl_sync(SF_FULL_MASK, pr, j);
+#pragma unroll
+            for (int k = 0; k < SF_ATT_MAX_DIMS_PER_LANE; k++)
+                if (k < dpl) acc[k] += pj * vs[j * stride + k * SF_WARP + lane];
+        }
+    }
+    if (lane == 0) {
+        part_ml[out_ml] = m;
+        part_ml[out_ml + 1] = l;
+    }
+#pragma unroll
+    for (int k = 0; k < SF_ATT_MAX_DIMS_PER_LANE; k++)
+        if (k < dpl) part_acc[out_acc + k * SF_WARP + lane] = acc[k];
+}
+
+// Merges a token's partitions: grid (tokens, nh), block of hd threads (at most 1024).
+// `out`: [tokens, nh * hd].
+SF_KERNEL void attention_reduce(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
+                                const int* __restrict__ ctx_len, float* __restrict__ out, int nh,
+                                int hd, int parts) {
+    const int t = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+    const int used = (ctx_len[t] + SF_ATT_PART - 1) / SF_ATT_PART;
+    const i64 base = ((i64)t * nh + h) * parts;
+    float mx = SF_NEG_INF;
+    for (int p = 0; p < used; p++) mx = fmaxf(mx, part_ml[(base + p) * 2]);
+    float sum = 0.0f, v = 0.0f;
+    for (int p = 0; p < used; p++) {
+        const float w = expf(part_ml[(base + p) * 2] - mx);
+        sum += w * part_ml[(base + p) * 2 + 1];
+        v += w * part_acc[(base + p) * hd + d];
+    }
+    out[((i64)t * nh + h) * hd + d] = v / sum;
+}

@@ -1,0 +1,233 @@
+// Runs the CUDA kernels' own source on the CPU, for tests on machines without a GPU.
+//
+// Each CUDA thread of a block is a fiber (ucontext) on one OS thread; blocks run one after
+// another. A fiber runs until it reaches a barrier: `__syncthreads` waits for every thread of
+// the block, a warp shuffle for every thread of its warp (two barriers around an exchange
+// through memory). A barrier that can never be released (threads of one warp at different
+// barriers, or some threads at `__syncthreads` while others of the block wait elsewhere) is a
+// bug in the kernel; the launcher reports it and aborts rather than guess. Threads that have
+// returned count as arrived, as on the GPU.
+//
+// `__shared__` variables become static storage: blocks never overlap, so one copy serves them
+// all. Dynamic shared memory is a buffer sized by the launch.
+#pragma once
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <vector>
+
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+// CUDA's built-in vector types that the kernels use.
+struct alignas(16) int4 {
+    int x, y, z, w;
+};
+struct alignas(8) float2 {
+    float x, y;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+
+#define SF_DEVICE static inline
+#define SF_KERNEL extern "C"
+#define __shared__ static
+#define __restrict__ __restrict
+#define __align__(n) alignas(n)
+#define SF_DYN_SMEM(type) (reinterpret_cast<type*>(sfcpu::dyn_smem))
+
+namespace sfcpu {
+
+enum class State { Run, BlockBarrier, WarpBarrier, Done };
+
+struct Fiber {
+    ucontext_t ctx;
+    State state;
+    dim3 idx;
+};
+
+inline std::vector<Fiber> fibers;
+inline std::vector<std::vector<unsigned char>> stacks;
+inline ucontext_t scheduler;
+inline unsigned current;
+inline std::function<void()> body;
+inline unsigned char* dyn_smem;
+// One 8-byte slot per thread for warp exchanges.
+inline std::vector<uint64_t> exchange;
+
+inline void wait(State s) {
+    fibers[current].state = s;
+    swapcontext(&fibers[current].ctx, &scheduler);
+}
+
+inline void entry() {
+    body();
+    fibers[current].state = State::Done;
+}
+
+inline unsigned linear_tid() {
+    return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+}
+
+// Runs every thread of the current block to completion.
+inline void run_block(unsigned n) {
+    for (unsigned i = 0; i < n; i++) {
+        Fiber& f = fibers[i];
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = stacks[i].data();
+        f.ctx.uc_stack.ss_size = stacks[i].size();
+        f.ctx.uc_link = &scheduler;
+        f.state = State::Run;
+        f.idx = dim3(i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y));
+        makecontext(&f.ctx, entry, 0);
+    }
+    const unsigned warps = (n + 31) / 32;
+    for (;;) {
+        for (unsigned i = 0; i < n; i++) {
+            if (fibers[i].state != State::Run) continue;
+            current = i;
+            threadIdx = fibers[i].idx;
+            swapcontext(&scheduler, &fibers[i].ctx);
+        }
+        // Everyone is at a barrier or done. Release whole warps waiting at a shuffle first.
+        bool released = false, all_done = true;
+        for (unsigned w = 0; w < warps; w++) {
+            bool any = false, all = true;
+            for (unsigned i = w * 32; i < std::min(n, w * 32 + 32); i++) {
+                any |= fibers[i].state == State::WarpBarrier;
+                all &= fibers[i].state == State::WarpBarrier || fibers[i].state == State::Done;
+            }
+            if (any && all) {
+                for (unsigned i = w * 32; i < std::min(n, w * 32 + 32); i++)
+                    if (fibers[i].state == State::WarpBarrier) fibers[i].state = State::Run;
+                released = true;
+            }
+        }
+        if (released) continue;
+        bool any_block = false, all_block = true;
+        for (unsigned i = 0; i < n; i++) {
+            all_done &= fibers[i].state == State::Done;
+            any_block |= fibers[i].state == State::BlockBarrier;
+            all_block &= fibers[i].state == State::BlockBarrier || fibers[i].state == State::Done;
+        }
+        if (all_done) return;
+        if (any_block && all_block) {
+            for (unsigned i = 0; i < n; i++)
+                if (fibers[i].state == State::BlockBarrier) fibers[i].state = State::Run;
+            continue;
+        }
+        std::fprintf(stderr, "cpu_shim: barrier deadlock in block (%u,%u,%u)\n", blockIdx.x, blockIdx.y,
+                     blockIdx.z);
+        std::abort();
+    }
+}
+
+inline void launch(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
+    const unsigned n = block.x * block.y * block.z;
+    if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+        std::fprintf(stderr, "cpu_shim: bad launch shape\n");
+        std::abort();
+    }
+    fibers.assign(n, Fiber{});
+    stacks.resize(n);
+    for (auto& s : stacks) s.resize(256 * 1024);
+    exchange.assign(n, 0);
+    std::vector<unsigned char> dyn(std::max(smem, 16u));
+    dyn_smem = dyn.data();
+    blockDim = block;
+    gridDim = grid;
+    body = std::move(kernel);
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                blockIdx = dim3(x, y, z);
+                run_block(n);
+            }
+    body = nullptr;
+}
+
+}  // namespace sfcpu
+
+inline void __syncthreads() { sfcpu::wait(sfcpu::State::BlockBarrier); }
+inline void __syncwarp(unsigned = 0xffffffffu) { sfcpu::wait(sfcpu::State::WarpBarrier); }
+
+template <class T>
+inline T sf_exchange(T v, unsigned from_lane) {
+    static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
+    const unsigned tid = sfcpu::linear_tid();
+    std::memcpy(&sfcpu::exchange[tid], &v, sizeof(T));
+    sfcpu::wait(sfcpu::State::WarpBarrier);
+    T out;
+    std::memcpy(&out, &sfcpu::exchange[(tid / 32) * 32 + from_lane % 32], sizeof(T));
+    sfcpu::wait(sfcpu::State::WarpBarrier);
+    return out;
+}
+
+template <class T>
+inline T __shfl_xor_sync(unsigned, T v, int lane_mask, int = 32) {
+    return sf_exchange(v, (sfcpu::linear_tid() % 32) ^ unsigned(lane_mask));
+}
+template <class T>
+inline T __shfl_sync(unsigned, T v, int src_lane, int = 32) {
+    return sf_exchange(v, unsigned(src_lane));
+}
+
+inline int __dp4a(int a, int b, int c) {
+    for (int i = 0; i < 4; i++) c += int(int8_t(a >> (8 * i))) * int(int8_t(b >> (8 * i)));
+    return c;
+}
+inline int __dp4a(unsigned a, int b, int c) { return __dp4a(int(a), b, c); }
+
+inline float __int_as_float(unsigned v) {
+    float f;
+    std::memcpy(&f, &v, 4);
+    return f;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned v;
+    std::memcpy(&v, &f, 4);
+    return v;
+}
+inline int __float2int_rn(float f) { return int(std::nearbyint(f)); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __saturatef(float x) { return std::min(1.0f, std::max(0.0f, x)); }
+template <class T>
+inline T __ldg(const T* p) {
+    return *p;
+}
+inline int atomicAdd(int* p, int v) {
+    int old = *p;
+    *p += v;
+    return old;
+}
+inline float atomicAdd(float* p, float v) {
+    float old = *p;
+    *p += v;
+    return old;
+}
+
+// f16 <-> f32 with round-to-nearest-even, subnormals and infinities as IEEE says.
+inline float sf_h2f(uint16_t h) { return float(reinterpret_cast<const _Float16&>(h)); }
+inline uint16_t sf_f2h(float f) {
+    _Float16 h = _Float16(f);
+    return reinterpret_cast<const uint16_t&>(h);
+}
+
+using std::exp;
+using std::fabs;
+using std::sqrt;

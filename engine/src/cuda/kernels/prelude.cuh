@@ -1,0 +1,82 @@
+// What every kernel file sees first. The same kernel source compiles two ways:
+// - by NVRTC for the GPU (`__CUDACC_RTC__` defined): no headers are needed, half-precision
+//   conversions are single PTX instructions;
+// - as C++ on the CPU for tests (`cpu_shim.h` included before this file): CUDA threads become
+//   fibers, shared memory static storage, warp shuffles an exchange through memory.
+// Kernels use only what both provide: the names defined here, `threadIdx` and friends,
+// `__syncthreads`, `__shfl_xor_sync`, `__dp4a` and the usual float functions.
+
+typedef signed char i8;
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+#define SF_FULL_MASK 0xffffffffu
+#define SF_WARP 32
+
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+#define SF_DEVICE __device__ __forceinline__
+#define SF_KERNEL extern "C" __global__
+#define SF_DYN_SMEM(type) \
+    ([]() -> type* { extern __shared__ __align__(16) unsigned char sf_dyn_smem_[]; return (type*)sf_dyn_smem_; }())
+
+// f16 bits <-> f32; the narrowing rounds to nearest even, as `half::f16::from_f32` does.
+SF_DEVICE float sf_h2f(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+SF_DEVICE u16 sf_f2h(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+#endif
+
+#define SF_NEG_INF __int_as_float(0xff800000u)
+
+// `x` rounded to the nearest f16, as f32 (the CPU engine stores activation scales this way).
+SF_DEVICE float sf_round_f16(float x) { return sf_h2f(sf_f2h(x)); }
+
+SF_DEVICE float sf_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(SF_FULL_MASK, v, o);
+    return v;
+}
+
+SF_DEVICE int sf_warp_sum_int(int v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(SF_FULL_MASK, v, o);
+    return v;
+}
+
+SF_DEVICE float sf_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(SF_FULL_MASK, v, o));
+    return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+// `scratch` holds 32 floats of shared memory; the function may be called again at once.
+SF_DEVICE float sf_block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x % SF_WARP, warp = threadIdx.x / SF_WARP;
+    const int warps = blockDim.x / SF_WARP;
+    v = sf_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.0f;
+    return sf_warp_sum(v);
+}
+
+SF_DEVICE float sf_block_max(float v, float* scratch) {
+    const int lane = threadIdx.x % SF_WARP, warp = threadIdx.x / SF_WARP;
+    const int warps = blockDim.x / SF_WARP;
+    v = sf_warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : SF_NEG_INF;
+    return sf_warp_max(v);
+}

@@ -1,0 +1,259 @@
+//! The CUDA backend's kernels and the pieces that need no GPU: their source, the driver probe,
+//! and compilation with NVRTC.
+//!
+//! The kernels are CUDA C under `kernels/`, compiled at run time by NVRTC (cudarc loads the
+//! driver and NVRTC dynamically, so the engine builds and its tests run where neither exists).
+//! The same source also compiles as C++ for the CPU through `kernels/cpu_shim.h` (CUDA threads
+//! as fibers), which is how the tests check every kernel against the CPU engine's functions on
+//! machines without a GPU.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{CudaContext, CudaModule};
+use cudarc::nvrtc::sys as nvrtc_sys;
+
+use crate::error::{EngineError, Result};
+
+/// Every kernel file, in the order they are concatenated after the prelude.
+pub const KERNEL_FILES: [(&str, &str); 6] = [
+    ("quant.cu", include_str!("kernels/quant.cu")),
+    ("linear.cu", include_str!("kernels/linear.cu")),
+    ("norm.cu", include_str!("kernels/norm.cu")),
+    ("rope.cu", include_str!("kernels/rope.cu")),
+    ("attention.cu", include_str!("kernels/attention.cu")),
+    ("sample.cu", include_str!("kernels/sample.cu")),
+];
+
+/// The definitions every kernel file relies on.
+pub const PRELUDE: &str = include_str!("kernels/prelude.cuh");
+
+/// The header that turns the kernels into C++ for the CPU (tests only).
+pub const CPU_SHIM: &str = include_str!("kernels/cpu_shim.h");
+
+/// Every kernel's name (`extern "C"`, so the names in the compiled module are these).
+pub const KERNELS: &[&str] = &[
+    "quantize_q8_1",
+    "embed_q4_1",
+    "embed_q8_0",
+    "embed_f32",
+    "dequantize_q4_1_f16",
+    "dequantize_q8_0_f16",
+    "f32_to_f16",
+    "matvec_q4_1",
+    "matvec_q8_0",
+    "matvec_f32",
+    "rms_norm",
+    "add_rms_norm",
+    "add_inplace",
+    "silu_mul",
+    "rope_write_kv",
+    "attention_partial",
+    "attention_reduce",
+    "argmax_lse",
+];
+
+/// Positions one `attention_partial` block covers (`SF_ATT_PART` in `attention.cu`).
+pub const ATTENTION_PARTITION: usize = 512;
+
+/// The source NVRTC compiles: the prelude, then every kernel file.
+pub fn source() -> String {
+    let mut s = String::from(PRELUDE);
+    for (name, text) in KERNEL_FILES {
+        s.push_str(&format!("\n// ---- {name}\n"));
+        s.push_str(text);
+    }
+    s
+}
+
+/// The source as C++ for the CPU: the shim first, then [`source`].
+pub fn cpu_source() -> String {
+    format!("{CPU_SHIM}\n{}", source())
+}
+
+const NO_DRIVER: &str = "no CUDA driver found; backend = \"cuda\" needs an NVIDIA GPU";
+
+/// Whether the CUDA driver library can be loaded. Nothing calls into the driver before this
+/// says yes (cudarc panics on a missing library; this never does).
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to open the library; calls nothing in it.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Fails with a clear error where the CUDA backend cannot run.
+pub fn probe_driver() -> Result<()> {
+    if driver_present() {
+        Ok(())
+    } else {
+        Err(EngineError::Cuda(NO_DRIVER.into()))
+    }
+}
+
+/// Whether NVRTC can be loaded (`libnvrtc.so.13` on the library path).
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to open the library.
+    unsafe { nvrtc_sys::is_culib_present() }
+}
+
+/// One NVRTC compilation's output.
+#[derive(Debug)]
+pub struct Compiled {
+    /// A cubin for a real architecture (`sm_90`), or PTX text for a virtual one (`compute_90`).
+    pub image: Vec<u8>,
+    /// NVRTC's log, with ptxas's per-kernel report (registers, spills) for a real architecture.
+    pub log: String,
+}
+
+impl Compiled {
+    /// The lines of ptxas's report that show a kernel spilling registers to local memory.
+    pub fn spills(&self) -> Vec<&str> {
+        self.log
+            .lines()
+            .filter(|l| {
+                l.contains("spill stores")
+                    && !(l.contains(" 0 bytes spill stores") && l.contains(" 0 bytes spill loads"))
+            })
+            .collect()
+    }
+}
+
+/// Compiles `src` with NVRTC for `arch` (`sm_90` gives a cubin, `compute_90` PTX), with the
+/// CUDA headers in `include_dirs` visible. The ptxas report goes into the log.
+pub fn compile(src: &str, arch: &str, include_dirs: &[String]) -> Result<Compiled> {
+    if !nvrtc_present() {
+        return Err(EngineError::Cuda(
+            "NVRTC not found (libnvrtc.so.13 on the library path)".into(),
+        ));
+    }
+    let real = arch.starts_with("sm_");
+    let mut options = vec![
+        format!("--gpu-architecture={arch}"),
+        "--std=c++17".to_string(),
+    ];
+    if real {
+        options.push("--ptxas-options=-v".into());
+    }
+    options.extend(include_dirs.iter().map(|d| format!("--include-path={d}")));
+    let src = CString::new(src)
+        .map_err(|_| EngineError::Cuda("kernel source holds a NUL byte".into()))?;
+    let name = CString::new("starfire.cu").expect("no NUL");
+    let nvrtc_err = |what: &str, e: cudarc::nvrtc::result::NvrtcError| {
+        EngineError::Cuda(format!("NVRTC {what}: {e:?}"))
+    };
+    let prog = cudarc::nvrtc::result::create_program(&src, Some(&name))
+        .map_err(|e| nvrtc_err("create", e))?;
+    // SAFETY: `prog` is live until the destroy below; the buffers are sized by NVRTC's own
+    // size calls.
+    let out = unsafe {
+        let compiled = cudarc::nvrtc::result::compile_program(prog, &options);
+        let log = cudarc::nvrtc::result::get_program_log(prog)
+            .map(|l| CStr::from_ptr(l.as_ptr()).to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let image = match compiled {
+            Err(_) => Err(EngineError::Cuda(format!(
+                "NVRTC could not compile the kernels for {arch}:\n{log}"
+            ))),
+            Ok(()) if real => {
+                let mut size = 0usize;
+                nvrtc_sys::nvrtcGetCUBINSize(prog, &mut size)
+                    .result()
+                    .map_err(|e| nvrtc_err("cubin size", e))?;
+                let mut buf = vec![0u8; size];
+                nvrtc_sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr().cast())
+                    .result()
+                    .map_err(|e| nvrtc_err("cubin", e))?;
+                Ok(buf)
+            }
+            Ok(()) => cudarc::nvrtc::result::get_ptx(prog)
+                .map(|p| CStr::from_ptr(p.as_ptr()).to_bytes().to_vec())
+                .map_err(|e| nvrtc_err("ptx", e)),
+        };
+        let _ = cudarc::nvrtc::result::destroy_program(prog);
+        image.map(|image| Compiled { image, log })
+    };
+    out
+}
+
+/// Extra include directories for NVRTC (`STARFIRE_CUDA_INCLUDE`); the kernels need none.
+pub fn include_dirs_from_env() -> Vec<String> {
+    std::env::var("STARFIRE_CUDA_INCLUDE")
+        .map(|d| vec![d])
+        .unwrap_or_default()
+}
+
+/// Opens device `ordinal` after probing for the driver, so a machine without one gets
+/// [`probe_driver`]'s error instead of a panic.
+pub fn open_device(ordinal: usize) -> Result<Arc<CudaContext>> {
+    probe_driver()?;
+    CudaContext::new(ordinal)
+        .map_err(|e| EngineError::Cuda(format!("CUDA device {ordinal}: {e:?}")))
+}
+
+/// The kernels compiled for `ctx`'s device (a cubin for its exact architecture, compiled once
+/// per architecture per process) and loaded into it.
+pub fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<CudaModule>> {
+    static CUBINS: Mutex<Option<HashMap<String, Arc<Vec<u8>>>>> = Mutex::new(None);
+    let drv = |e: cudarc::driver::DriverError| EngineError::Cuda(format!("CUDA driver: {e:?}"));
+    let (major, minor) = ctx.compute_capability().map_err(drv)?;
+    let arch = format!("sm_{major}{minor}");
+    let cubin = {
+        let mut cache = CUBINS.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = cache.get_or_insert_with(HashMap::new);
+        match cache.get(&arch) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(compile(&source(), &arch, &include_dirs_from_env())?.image);
+                cache.insert(arch.clone(), c.clone());
+                c
+            }
+        }
+    };
+    ctx.load_module(cudarc::nvrtc::Ptx::from_binary(cubin.to_vec()))
+        .map_err(drv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_is_defined_once_and_listed() {
+        let src = source();
+        let defined: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.strip_prefix("SF_KERNEL void "))
+            .map(|l| l.split('(').next().unwrap_or(""))
+            .collect();
+        let mut sorted = defined.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), defined.len(), "a kernel is defined twice");
+        let mut listed: Vec<&str> = KERNELS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(sorted, listed);
+    }
+
+    #[test]
+    fn spills_are_found_in_the_ptxas_report() {
+        let c = Compiled {
+            image: vec![],
+            log: "ptxas info    : Function properties for a\n    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\nptxas info    : Function properties for b\n    8 bytes stack frame, 8 bytes spill stores, 8 bytes spill loads\n".into(),
+        };
+        assert_eq!(c.spills().len(), 1);
+        assert!(c.spills()[0].contains("8 bytes spill stores"));
+    }
+
+    #[test]
+    fn a_missing_driver_is_an_error_not_a_panic() {
+        if driver_present() {
+            eprintln!("a CUDA driver is present here; the no-driver error is not reachable");
+            return;
+        }
+        let e = probe_driver().unwrap_err().to_string();
+        assert!(
+            e.contains("no CUDA driver found; backend = \"cuda\" needs an NVIDIA GPU"),
+            "{e}"
+        );
+    }
+}

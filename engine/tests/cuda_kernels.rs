@@ -1,0 +1,948 @@
+//! The CUDA kernels against the CPU engine's functions, run two ways: their own source compiled
+//! as C++ for the CPU (`kernels/cpu_shim.h`: CUDA threads as fibers, warps exchanging through
+//! memory; `cpu::` tests: no GPU or CUDA installation involved; `g++` builds the library once
+//! per source version), and compiled by NVRTC on the GPU (`gpu::` tests, skipped with one line
+//! where there is no driver; `scripts/gpu-check` runs them on a GPU machine).
+//!
+//! What this checks: indexing, warp and block reductions, barriers (a kernel whose threads meet
+//! different barriers aborts the shim), partial tiles and partitions, and the arithmetic. What
+//! the CPU build cannot check is what only hardware shows (races between blocks, the memory
+//! model, speed): the `gpu::` tests do.
+
+use std::ffi::{c_char, c_void, CString};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use cudarc::driver::{CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+
+use engine::cuda;
+use engine::kernels::attention::{paged_attention, AttentionScratch, AttentionShape};
+use engine::kernels::dot;
+use engine::kernels::elementwise::{rotate_pairs, swiglu};
+use engine::kernels::quant::{Q4_1Matrix, Q8_0Matrix, QuantizedRows};
+use half::f16;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+type LaunchFn =
+    unsafe extern "C" fn(*const c_char, u32, u32, u32, u32, u32, u32, u32, *mut *mut c_void) -> i32;
+
+struct CpuKernels {
+    _lib: libloading::Library,
+    launch: LaunchFn,
+}
+
+/// One kernel argument, as `cuLaunchKernel` takes them: a pointer to each value.
+enum Arg {
+    /// A host buffer: its start and length in bytes.
+    Ptr(*mut u8, usize),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+}
+
+fn p<T>(v: &mut [T]) -> Arg {
+    Arg::Ptr(v.as_mut_ptr().cast(), std::mem::size_of_val(v))
+}
+
+fn registry() -> String {
+    let mut s = String::from(
+        r#"
+#include <cstring>
+#include <type_traits>
+#include <utility>
+template <class... A, std::size_t... I>
+static void sf_call(void (*f)(A...), void** args, std::index_sequence<I...>) {
+    f(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
+}
+template <class... A>
+static std::function<void()> sf_bind(void (*f)(A...), void** args) {
+    return [f, args] { sf_call(f, args, std::index_sequence_for<A...>{}); };
+}
+extern "C" int sf_cpu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                             unsigned by, unsigned bz, unsigned smem, void** args) {
+"#,
+    );
+    for k in cuda::KERNELS {
+        s.push_str(&format!(
+            "    if (!std::strcmp(name, \"{k}\")) {{ sfcpu::launch(sf_bind(&{k}, args), dim3(gx, gy, gz), dim3(bx, by, bz), smem); return 0; }}\n"
+        ));
+    }
+    s.push_str("    return -1;\n}\n");
+    s
+}
+
+fn kernels() -> &'static CpuKernels {
+    static K: OnceLock<CpuKernels> = OnceLock::new();
+    K.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let src = format!("{}\n{}", cuda::cpu_source(), registry());
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        src.hash(&mut h);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu");
+        std::fs::create_dir_all(&dir).unwrap();
+        let so = dir.join(format!("kernels-{:016x}.so", h.finish()));
+        if !so.exists() {
+            let cpp = dir.join(format!("kernels-{:016x}.cpp", h.finish()));
+            std::fs::write(&cpp, &src).unwrap();
+            let tmp = so.with_extension(format!("{}.tmp", std::process::id()));
+            let out = std::process::Command::new("g++")
+                .args([
+                    "-std=c++20",
+                    "-O2",
+                    "-fPIC",
+                    "-shared",
+                    "-Wall",
+                    "-Wno-pragma-once-outside-header",
+                    "-Wno-unused-function",
+                    "-o",
+                ])
+                .arg(&tmp)
+                .arg(&cpp)
+                .output()
+                .expect("g++ runs (the CPU build of the CUDA kernels needs it)");
+            assert!(
+                out.status.success(),
+                "the kernels do not compile as C++:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::rename(&tmp, &so).unwrap();
+        }
+        // SAFETY: the library is ours, built just above; the symbol has the declared type.
+        unsafe {
+            let lib = libloading::Library::new(&so).unwrap();
+            let launch = *lib.get::<LaunchFn>(b"sf_cpu_launch\0").unwrap();
+            CpuKernels { _lib: lib, launch }
+        }
+    })
+}
+
+/// Where this thread's test launches its kernels.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Cpu,
+    Gpu,
+}
+
+thread_local! {
+    static TARGET: std::cell::Cell<Target> = const { std::cell::Cell::new(Target::Cpu) };
+}
+
+struct Gpu {
+    stream: Arc<CudaStream>,
+    module: Arc<CudaModule>,
+}
+
+/// The GPU, when this machine has a driver (and then NVRTC must work: a GPU machine that
+/// cannot compile the kernels is a failure, not a skip).
+fn gpu() -> Option<&'static Gpu> {
+    static G: OnceLock<Option<Gpu>> = OnceLock::new();
+    G.get_or_init(|| {
+        if !cuda::driver_present() {
+            return None;
+        }
+        let ctx = cuda::open_device(0).unwrap_or_else(|e| panic!("{e}"));
+        let module = cuda::load_kernels(&ctx).unwrap_or_else(|e| panic!("{e}"));
+        Some(Gpu {
+            stream: ctx.default_stream(),
+            module,
+        })
+    })
+    .as_ref()
+}
+
+/// Runs `check` with its kernels on the CPU (always) or on the GPU (when there is one).
+fn run_on(target: Target, check: fn()) {
+    if target == Target::Gpu && gpu().is_none() {
+        eprintln!("skipped: no CUDA driver found (this runs on a GPU machine)");
+        return;
+    }
+    TARGET.with(|t| t.set(target));
+    check();
+}
+
+/// A `_cpu` and a `_gpu` test for each check.
+macro_rules! on_both {
+    ($($check:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test] fn $check() { super::run_on(super::Target::Cpu, super::$check) })*
+        }
+        mod gpu {
+            $(#[test] fn $check() { super::run_on(super::Target::Gpu, super::$check) })*
+        }
+    };
+}
+
+on_both!(
+    quantize_q8_1_matches_the_cpu_engine_bit_for_bit,
+    matvec_kernels_match_the_cpu_dot_products,
+    embedding_and_dequantize_kernels_match_the_cpu_rows,
+    norm_and_elementwise_kernels_match_the_cpu_engine,
+    rope_write_kv_matches_the_cpu_engine_bit_for_bit,
+    paged_attention_matches_exact_attention_and_the_cpu_kernel,
+    argmax_lse_picks_the_first_maximum_and_the_log_sum_exp,
+    every_thread_of_every_block_runs_once,
+);
+
+fn launch(name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: Vec<Arg>) {
+    match TARGET.with(|t| t.get()) {
+        Target::Cpu => launch_cpu(name, grid, block, smem, args),
+        Target::Gpu => launch_gpu(
+            gpu().expect("checked by run_on"),
+            name,
+            grid,
+            block,
+            smem,
+            args,
+        ),
+    }
+}
+
+/// Copies every buffer to the device, launches, and copies every buffer back.
+fn launch_gpu(g: &Gpu, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: Vec<Arg>) {
+    let s = &g.stream;
+    let bufs: Vec<Option<CudaSlice<u8>>> = args
+        .iter()
+        .map(|a| match a {
+            // SAFETY: the caller's buffer, alive for the call.
+            Arg::Ptr(p, n) => Some(
+                s.clone_htod(unsafe { std::slice::from_raw_parts(*p, *n) })
+                    .unwrap(),
+            ),
+            _ => None,
+        })
+        .collect();
+    let f = g.module.load_function(name).unwrap();
+    let mut b = s.launch_builder(&f);
+    for (a, buf) in args.iter().zip(&bufs) {
+        match a {
+            Arg::Ptr(..) => b.arg(buf.as_ref().unwrap()),
+            Arg::I32(v) => b.arg(v),
+            Arg::I64(v) => b.arg(v),
+            Arg::F32(v) => b.arg(v),
+        };
+    }
+    let cfg = LaunchConfig {
+        grid_dim: grid,
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: smem,
+    };
+    // SAFETY: the arguments match the kernel's parameters (the same lists the CPU build
+    // checks), and the buffers are sized for the launch.
+    unsafe { b.launch(cfg) }.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    for (a, buf) in args.iter().zip(&bufs) {
+        if let (Arg::Ptr(p, n), Some(buf)) = (a, buf) {
+            // SAFETY: as above.
+            s.memcpy_dtoh(buf, unsafe { std::slice::from_raw_parts_mut(*p, *n) })
+                .unwrap();
+        }
+    }
+    s.synchronize().unwrap();
+}
+
+/// The shim runs one launch at a time (its fibers live in globals).
+fn launch_cpu(name: &str, grid: (u32, u32, u32), block: u32, smem: u32, mut args: Vec<Arg>) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let k = kernels();
+    let mut ptrs: Vec<*mut c_void> = args
+        .iter_mut()
+        .map(|a| match a {
+            Arg::Ptr(p, _) => (p as *mut *mut u8).cast(),
+            Arg::I32(v) => (v as *mut i32).cast(),
+            Arg::I64(v) => (v as *mut i64).cast(),
+            Arg::F32(v) => (v as *mut f32).cast(),
+        })
+        .collect();
+    let name = CString::new(name).unwrap();
+    // SAFETY: every pointer argument points into a live buffer sized for the launch by the
+    // caller; scalars are read through pointers into `args`, alive for the call.
+    let rc = unsafe {
+        (k.launch)(
+            name.as_ptr(),
+            grid.0,
+            grid.1,
+            grid.2,
+            block,
+            1,
+            1,
+            smem,
+            ptrs.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "unknown kernel {name:?}");
+}
+
+fn randn(rng: &mut SmallRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+fn close(a: f32, b: f32, tol: f32) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(close(g, w, tol), "{what}[{i}]: got {g}, want {w}");
+    }
+}
+
+/// Random ggml blocks: f16 scales of a realistic size, random quants.
+fn q4_1_matrix(rng: &mut SmallRng, rows: usize, cols: usize) -> Q4_1Matrix {
+    let mut raw = Vec::new();
+    for _ in 0..rows * cols / 32 {
+        raw.extend(f16::from_f32(rng.random::<f32>() * 0.02 + 0.001).to_le_bytes());
+        raw.extend(f16::from_f32(-rng.random::<f32>() * 0.1).to_le_bytes());
+        raw.extend((0..16).map(|_| rng.random::<u8>()));
+    }
+    Q4_1Matrix::from_ggml(&raw, rows, cols).unwrap()
+}
+
+fn q8_0_matrix(rng: &mut SmallRng, rows: usize, cols: usize) -> Q8_0Matrix {
+    let mut raw = Vec::new();
+    for _ in 0..rows * cols / 32 {
+        raw.extend(f16::from_f32(rng.random::<f32>() * 0.01 + 0.0005).to_le_bytes());
+        raw.extend((0..32).map(|_| rng.random::<u8>()));
+    }
+    Q8_0Matrix::from_ggml(&raw, rows, cols).unwrap()
+}
+
+/// The device layout of a Q4_1 matrix: its quants as they are, `dm` packed f16 pairs.
+fn q4_1_dm(w: &Q4_1Matrix) -> Vec<u32> {
+    w.d.iter()
+        .zip(&w.m)
+        .map(|(&d, &m)| {
+            f16::from_f32(d).to_bits() as u32 | (f16::from_f32(m).to_bits() as u32) << 16
+        })
+        .collect()
+}
+
+fn f16_bits(v: &[f32]) -> Vec<u16> {
+    v.iter().map(|&x| f16::from_f32(x).to_bits()).collect()
+}
+
+/// Runs `quantize_q8_1` over `rows × cols` floats: (quants, interleaved d/s pairs).
+fn quantize_on_kernels(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
+    let nblocks = x.len() / 32;
+    let mut x = x.to_vec();
+    let mut q = vec![0i8; x.len()];
+    let mut ds = vec![0f32; 2 * nblocks];
+    launch(
+        "quantize_q8_1",
+        (nblocks.div_ceil(8) as u32, 1, 1),
+        256,
+        0,
+        vec![p(&mut x), p(&mut q), p(&mut ds), Arg::I32(nblocks as i32)],
+    );
+    (q, ds)
+}
+
+fn quantize_q8_1_matches_the_cpu_engine_bit_for_bit() {
+    let mut rng = SmallRng::seed_from_u64(1);
+    let (rows, cols) = (3, 96 * 3);
+    let mut x = randn(&mut rng, rows * cols, 3.0);
+    x[0..32].fill(0.0); // a zero block
+    x[40] = 1.5; // ties at .5 after scaling are likely with exact values
+    x[41] = -127.0 / 254.0;
+    let (q, ds) = quantize_on_kernels(&x);
+    let want = QuantizedRows::quantize(&x, rows, cols);
+    assert_eq!(q, want.qs);
+    for b in 0..want.d.len() {
+        assert_eq!(ds[2 * b].to_bits(), want.d[b].to_bits(), "d of block {b}");
+        assert_eq!(
+            ds[2 * b + 1].to_bits(),
+            want.s[b].to_bits(),
+            "s of block {b}"
+        );
+    }
+}
+
+/// Q4_1 and Q8_0 products for 1, 3 and 8 tokens, rows that do not fill the last block of
+/// warps, and rows shorter and longer than a warp's 32 blocks.
+fn matvec_kernels_match_the_cpu_dot_products() {
+    let mut rng = SmallRng::seed_from_u64(2);
+    for (rows, cols) in [(37, 576), (10, 2048 + 96)] {
+        let w4 = q4_1_matrix(&mut rng, rows, cols);
+        let w8 = q8_0_matrix(&mut rng, rows, cols);
+        let mut qs4 = w4.qs.clone();
+        let mut dm = q4_1_dm(&w4);
+        let mut qs8 = w8.qs.clone();
+        let mut d8 = f16_bits(&w8.d);
+        for ntok in [1usize, 3, 8] {
+            let x = randn(&mut rng, ntok * cols, 1.0);
+            let (mut xq, mut xds) = quantize_on_kernels(&x);
+            let xr = QuantizedRows::quantize(&x, ntok, cols);
+            let tokens: Vec<usize> = (0..ntok).collect();
+            let grid = (rows.div_ceil(4) as u32, 1, 1);
+            let mut y = vec![0f32; ntok * rows];
+            launch(
+                "matvec_q4_1",
+                grid,
+                128,
+                0,
+                vec![
+                    p(&mut qs4),
+                    p(&mut dm),
+                    p(&mut xq),
+                    p(&mut xds),
+                    p(&mut y),
+                    Arg::I32(rows as i32),
+                    Arg::I32(cols as i32),
+                    Arg::I32(ntok as i32),
+                ],
+            );
+            let mut want = vec![0f32; ntok * rows];
+            let mut out = vec![0f32; ntok];
+            for r in 0..rows {
+                dot::q4_1_row(&w4, r, &xr, &tokens, &mut out);
+                for t in 0..ntok {
+                    want[t * rows + r] = out[t];
+                }
+            }
+            assert_close(&format!("q4_1 {rows}x{cols} ntok {ntok}"), &y, &want, 1e-4);
+
+            launch(
+                "matvec_q8_0",
+                grid,
+                128,
+                0,
+                vec![
+                    p(&mut qs8),
+                    p(&mut d8),
+                    p(&mut xq),
+                    p(&mut xds),
+                    p(&mut y),
+                    Arg::I32(rows as i32),
+                    Arg::I32(cols as i32),
+                    Arg::I32(ntok as i32),
+                ],
+            );
+            for r in 0..rows {
+                dot::q8_0_row(&w8, r, &xr, &tokens, &mut out);
+                for t in 0..ntok {
+                    want[t * rows + r] = out[t];
+                }
+            }
+            assert_close(&format!("q8_0 {rows}x{cols} ntok {ntok}"), &y, &want, 1e-4);
+
+            let mut wf = randn(&mut rng, rows * cols, 0.1);
+            let mut xf = x.clone();
+            launch(
+                "matvec_f32",
+                grid,
+                128,
+                0,
+                vec![
+                    p(&mut wf),
+                    p(&mut xf),
+                    p(&mut y),
+                    Arg::I32(rows as i32),
+                    Arg::I32(cols as i32),
+                    Arg::I32(ntok as i32),
+                ],
+            );
+            for t in 0..ntok {
+                for r in 0..rows {
+                    want[t * rows + r] = (0..cols)
+                        .map(|c| wf[r * cols + c] as f64 * x[t * cols + c] as f64)
+                        .sum::<f64>() as f32;
+                }
+            }
+            assert_close("f32", &y, &want, 1e-4);
+        }
+    }
+}
+
+fn embedding_and_dequantize_kernels_match_the_cpu_rows() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let (rows, cols) = (20, 160);
+    let w4 = q4_1_matrix(&mut rng, rows, cols);
+    let w8 = q8_0_matrix(&mut rng, rows, cols);
+    let id_list = [3i32, 0, 19, 3];
+    let mut ids = id_list.to_vec();
+    let want_rows = |deq: &dyn Fn(usize, &mut [f32])| {
+        let mut want = vec![0f32; id_list.len() * cols];
+        for (t, &id) in id_list.iter().enumerate() {
+            deq(id as usize, &mut want[t * cols..(t + 1) * cols]);
+        }
+        want
+    };
+    let mut out = vec![0f32; ids.len() * cols];
+    let (mut qs4, mut dm) = (w4.qs.clone(), q4_1_dm(&w4));
+    launch(
+        "embed_q4_1",
+        (4, 1, 1),
+        64,
+        0,
+        vec![
+            p(&mut qs4),
+            p(&mut dm),
+            p(&mut ids),
+            p(&mut out),
+            Arg::I32(cols as i32),
+        ],
+    );
+    assert_close(
+        "embed_q4_1",
+        &out,
+        &want_rows(&|r, o| w4.dequantize_row(r, o)),
+        1e-6,
+    );
+    let (mut qs8, mut d8) = (w8.qs.clone(), f16_bits(&w8.d));
+    launch(
+        "embed_q8_0",
+        (4, 1, 1),
+        64,
+        0,
+        vec![
+            p(&mut qs8),
+            p(&mut d8),
+            p(&mut ids),
+            p(&mut out),
+            Arg::I32(cols as i32),
+        ],
+    );
+    assert_close(
+        "embed_q8_0",
+        &out,
+        &want_rows(&|r, o| w8.dequantize_row(r, o)),
+        1e-6,
+    );
+    let mut wf = randn(&mut rng, rows * cols, 1.0);
+    launch(
+        "embed_f32",
+        (4, 1, 1),
+        64,
+        0,
+        vec![p(&mut wf), p(&mut ids), p(&mut out), Arg::I32(cols as i32)],
+    );
+    assert_close(
+        "embed_f32",
+        &out,
+        &want_rows(&|r, o| o.copy_from_slice(&wf[r * cols..(r + 1) * cols])),
+        0.0,
+    );
+
+    // Whole matrices to f16 for the GEMM path.
+    let nblocks = (rows * cols / 32) as i64;
+    let mut h = vec![0u16; rows * cols];
+    let grid = ((rows * cols).div_ceil(256) as u32, 1, 1);
+    launch(
+        "dequantize_q4_1_f16",
+        grid,
+        256,
+        0,
+        vec![p(&mut qs4), p(&mut dm), p(&mut h), Arg::I64(nblocks)],
+    );
+    let mut row = vec![0f32; cols];
+    for r in 0..rows {
+        w4.dequantize_row(r, &mut row);
+        for c in 0..cols {
+            let got = f16::from_bits(h[r * cols + c]).to_f32();
+            assert!(
+                close(got, row[c], 1e-3),
+                "q4_1 f16 [{r},{c}]: {got} vs {}",
+                row[c]
+            );
+        }
+    }
+    launch(
+        "dequantize_q8_0_f16",
+        grid,
+        256,
+        0,
+        vec![p(&mut qs8), p(&mut d8), p(&mut h), Arg::I64(nblocks)],
+    );
+    for r in 0..rows {
+        w8.dequantize_row(r, &mut row);
+        for c in 0..cols {
+            assert_eq!(
+                h[r * cols + c],
+                f16::from_f32(row[c]).to_bits(),
+                "q8_0 f16 [{r},{c}]"
+            );
+        }
+    }
+    let mut x = randn(&mut rng, 1000, 100.0);
+    launch(
+        "f32_to_f16",
+        (4, 1, 1),
+        256,
+        0,
+        vec![p(&mut x), p(&mut h), Arg::I64(1000)],
+    );
+    assert_eq!(&h[..1000], &f16_bits(&x)[..]);
+}
+
+fn rms_norm_ref(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let scale = 1.0 / ((sum / x.len() as f64) as f32 + eps).sqrt();
+    x.iter().zip(w).map(|(&v, &w)| v * scale * w).collect()
+}
+
+fn norm_and_elementwise_kernels_match_the_cpu_engine() {
+    let mut rng = SmallRng::seed_from_u64(4);
+    let (rows, h, eps) = (3, 576, 1e-5f32);
+    let mut x = randn(&mut rng, rows * h, 2.0);
+    let mut w = randn(&mut rng, h, 1.0);
+    let mut delta = randn(&mut rng, rows * h, 1.0);
+    let mut out = vec![0f32; rows * h];
+    launch(
+        "rms_norm",
+        (rows as u32, 1, 1),
+        256,
+        0,
+        vec![
+            p(&mut x),
+            p(&mut w),
+            p(&mut out),
+            Arg::I32(h as i32),
+            Arg::F32(eps),
+        ],
+    );
+    let want: Vec<f32> = x.chunks(h).flat_map(|r| rms_norm_ref(r, &w, eps)).collect();
+    assert_close("rms_norm", &out, &want, 1e-5);
+
+    let summed: Vec<f32> = x.iter().zip(&delta).map(|(a, b)| a + b).collect();
+    launch(
+        "add_rms_norm",
+        (rows as u32, 1, 1),
+        128,
+        0,
+        vec![
+            p(&mut x),
+            p(&mut delta),
+            p(&mut w),
+            p(&mut out),
+            Arg::I32(h as i32),
+            Arg::F32(eps),
+        ],
+    );
+    assert_eq!(x, summed, "the residual is added in place");
+    let want: Vec<f32> = summed
+        .chunks(h)
+        .flat_map(|r| rms_norm_ref(r, &w, eps))
+        .collect();
+    assert_close("add_rms_norm", &out, &want, 1e-5);
+
+    let n = (rows * h) as i64;
+    launch(
+        "add_inplace",
+        ((n as usize).div_ceil(256) as u32, 1, 1),
+        256,
+        0,
+        vec![p(&mut x), p(&mut delta), Arg::I64(n)],
+    );
+    let want: Vec<f32> = summed.iter().zip(&delta).map(|(a, b)| a + b).collect();
+    assert_eq!(x, want);
+
+    let f = 1536;
+    let mut gu = randn(&mut rng, rows * 2 * f, 6.0);
+    let mut act = vec![0f32; rows * f];
+    let n = (rows * f) as i64;
+    launch(
+        "silu_mul",
+        ((n as usize).div_ceil(256) as u32, 1, 1),
+        256,
+        0,
+        vec![p(&mut gu), p(&mut act), Arg::I32(f as i32), Arg::I64(n)],
+    );
+    let mut want = vec![0f32; rows * f];
+    for (o, g) in want.chunks_mut(f).zip(gu.chunks(2 * f)) {
+        swiglu(&g[..f], &g[f..], o);
+    }
+    assert_close("silu_mul", &act, &want, 1e-5);
+}
+
+/// q and k rotated with the CPU engine's arithmetic (the same bits), bias added first, and k,
+/// v written as f16 at each token's slot; other slots untouched.
+fn rope_write_kv_matches_the_cpu_engine_bit_for_bit() {
+    let mut rng = SmallRng::seed_from_u64(5);
+    let (nh, nkv, hd) = (9usize, 3usize, 64usize);
+    let half = hd / 2;
+    let width = (nh + 2 * nkv) * hd;
+    let kvd = nkv * hd;
+    let max_pos = 64;
+    let theta_scale = 10000f32.powf(-2.0 / hd as f32);
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for pos in 0..max_pos {
+        let mut theta = pos as f32;
+        for _ in 0..half {
+            cos.push(theta.cos());
+            sin.push(theta.sin());
+            theta *= theta_scale;
+        }
+    }
+    for neox in [false, true] {
+        let t = 4;
+        let mut qkv = randn(&mut rng, t * width, 1.0);
+        let mut bias = randn(&mut rng, width, 0.1);
+        let mut pos = vec![0i32, 5, 17, 63];
+        let mut slot = vec![7i64, 0, 3, 12];
+        let slots = 16;
+        let mut kc = vec![0xffffu16; slots * kvd];
+        let mut vc = vec![0xffffu16; slots * kvd];
+        let mut want = qkv.clone();
+        launch(
+            "rope_write_kv",
+            (t as u32, 1, 1),
+            128,
+            0,
+            vec![
+                p(&mut qkv),
+                p(&mut bias),
+                p(&mut kc),
+                p(&mut vc),
+                p(&mut pos),
+                p(&mut slot),
+                p(&mut cos),
+                p(&mut sin),
+                Arg::I32(nh as i32),
+                Arg::I32(nkv as i32),
+                Arg::I32(hd as i32),
+                Arg::I32(neox as i32),
+            ],
+        );
+        for i in 0..t {
+            let row = &mut want[i * width..(i + 1) * width];
+            row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
+            let (c, s) = (
+                &cos[pos[i] as usize * half..][..half],
+                &sin[pos[i] as usize * half..][..half],
+            );
+            for head in row[..(nh + nkv) * hd].chunks_exact_mut(hd) {
+                if neox {
+                    rotate_pairs(head, (0..half).map(|j| (j, j + half)), c, s);
+                } else {
+                    rotate_pairs(head, (0..half).map(|j| (2 * j, 2 * j + 1)), c, s);
+                }
+            }
+        }
+        assert_eq!(qkv, want, "q and k rotated (neox {neox})");
+        for s in 0..slots {
+            let token = slot.iter().position(|&x| x == s as i64);
+            for d in 0..kvd {
+                let (k, v) = (kc[s * kvd + d], vc[s * kvd + d]);
+                match token {
+                    Some(i) => {
+                        assert_eq!(k, f16::from_f32(want[i * width + nh * hd + d]).to_bits());
+                        assert_eq!(
+                            v,
+                            f16::from_f32(want[i * width + nh * hd + kvd + d]).to_bits()
+                        );
+                    }
+                    None => assert_eq!((k, v), (0xffff, 0xffff), "slot {s} untouched"),
+                }
+            }
+        }
+    }
+}
+
+/// Decode and prefill tokens of two sequences over a shuffled block table, contexts shorter
+/// than a tile, across a tile boundary and across a partition boundary (several partitions
+/// merged by `attention_reduce`), against exact attention in f64 and the CPU engine's kernel.
+fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
+    let mut rng = SmallRng::seed_from_u64(6);
+    let (nh, nkv, hd, bs) = (9usize, 3usize, 64usize, 16usize);
+    let (qd, kvd, width) = (nh * hd, nkv * hd, (nh + 2 * nkv) * hd);
+    let num_blocks = 80;
+    let mut kc = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
+    let mut vc = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
+    // Sequence 0: blocks 0..50 shuffled; sequence 1: the rest.
+    let mut blocks: Vec<i32> = (0..num_blocks as i32).collect();
+    for i in (1..blocks.len()).rev() {
+        blocks.swap(i, rng.random_range(0..=i));
+    }
+    let max_blocks = 50;
+    let mut tables = vec![0i32; 2 * max_blocks];
+    tables[..50].copy_from_slice(&blocks[..50]);
+    tables[max_blocks..max_blocks + 30].copy_from_slice(&blocks[50..80]);
+    // (sequence, context length) per token: decode, across a tile, past a partition, prefill rows.
+    let tokens = [
+        (0usize, 700usize),
+        (1, 5),
+        (1, 33),
+        (0, 1),
+        (0, 513),
+        (1, 480),
+    ];
+    let t = tokens.len();
+    let mut token_seq: Vec<i32> = tokens.iter().map(|x| x.0 as i32).collect();
+    let mut ctx: Vec<i32> = tokens.iter().map(|x| x.1 as i32).collect();
+    let mut qkv = randn(&mut rng, t * width, 1.0);
+    let parts = tokens
+        .iter()
+        .map(|x| x.1)
+        .max()
+        .unwrap()
+        .div_ceil(cuda::ATTENTION_PARTITION);
+    let mut part_ml = vec![0f32; t * nh * parts * 2];
+    let mut part_acc = vec![0f32; t * nh * parts * hd];
+    let scale = 1.0 / (hd as f32).sqrt();
+    let group = nh / nkv;
+    let smem = ((group * hd + 2 * 32 * (hd + 1)) * 4) as u32;
+    launch(
+        "attention_partial",
+        (t as u32, nkv as u32, parts as u32),
+        (group * 32) as u32,
+        smem,
+        vec![
+            p(&mut qkv),
+            p(&mut kc),
+            p(&mut vc),
+            p(&mut tables),
+            Arg::I32(max_blocks as i32),
+            p(&mut token_seq),
+            p(&mut ctx),
+            p(&mut part_ml),
+            p(&mut part_acc),
+            Arg::I32(nh as i32),
+            Arg::I32(nkv as i32),
+            Arg::I32(hd as i32),
+            Arg::I32(bs as i32),
+            Arg::I32(parts as i32),
+            Arg::F32(scale),
+        ],
+    );
+    let mut out = vec![0f32; t * qd];
+    launch(
+        "attention_reduce",
+        (t as u32, nh as u32, 1),
+        hd as u32,
+        0,
+        vec![
+            p(&mut part_ml),
+            p(&mut part_acc),
+            p(&mut ctx),
+            p(&mut out),
+            Arg::I32(nh as i32),
+            Arg::I32(hd as i32),
+            Arg::I32(parts as i32),
+        ],
+    );
+    let kf: Vec<f32> = kc.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
+    let vf: Vec<f32> = vc.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
+    let shape = AttentionShape {
+        num_heads: nh,
+        num_kv_heads: nkv,
+        head_dim: hd,
+        block_size: bs,
+    };
+    let kh: Vec<f16> = kc.iter().map(|&b| f16::from_bits(b)).collect();
+    let vh: Vec<f16> = vc.iter().map(|&b| f16::from_bits(b)).collect();
+    for (i, &(seq, len)) in tokens.iter().enumerate() {
+        let table: Vec<u32> = tables[seq * max_blocks..][..max_blocks]
+            .iter()
+            .map(|&b| b as u32)
+            .collect();
+        let q = &qkv[i * width..i * width + qd];
+        for h in 0..nh {
+            let g = h / group;
+            let qh = &q[h * hd..(h + 1) * hd];
+            let slot = |pos: usize| table[pos / bs] as usize * bs + pos % bs;
+            let scores: Vec<f64> = (0..len)
+                .map(|pos| {
+                    let k = &kf[slot(pos) * kvd + g * hd..][..hd];
+                    qh.iter()
+                        .zip(k)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                        * scale as f64
+                })
+                .collect();
+            let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let ws: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+            let total: f64 = ws.iter().sum();
+            for d in 0..hd {
+                let v: f64 = (0..len)
+                    .map(|pos| ws[pos] * vf[slot(pos) * kvd + g * hd + d] as f64)
+                    .sum::<f64>()
+                    / total;
+                let got = out[i * qd + h * hd + d];
+                assert!(
+                    (got as f64 - v).abs() < 1e-4,
+                    "token {i} head {h} dim {d}: {got} vs exact {v}"
+                );
+            }
+        }
+        let mut cpu = vec![0f32; qd];
+        paged_attention(
+            &shape,
+            q,
+            0..nh,
+            &kh,
+            &vh,
+            &table,
+            len,
+            &mut cpu,
+            &mut AttentionScratch::default(),
+        );
+        assert_close(
+            &format!("token {i} against the CPU kernel"),
+            &out[i * qd..(i + 1) * qd],
+            &cpu,
+            2e-2,
+        );
+    }
+}
+
+fn argmax_lse_picks_the_first_maximum_and_the_log_sum_exp() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let vocab = 49152 + 17;
+    let rows = 3;
+    let mut logits = randn(&mut rng, rows * vocab, 10.0);
+    logits[vocab + 100] = 50.0; // row 1: a tie, the lower id wins
+    logits[vocab + 40000] = 50.0;
+    logits[2 * vocab + vocab - 1] = 60.0; // row 2: the last id
+    let mut best = vec![0i32; rows];
+    let mut lse = vec![0f32; rows];
+    launch(
+        "argmax_lse",
+        (rows as u32, 1, 1),
+        256,
+        0,
+        vec![
+            p(&mut logits),
+            Arg::I32(vocab as i32),
+            p(&mut best),
+            p(&mut lse),
+        ],
+    );
+    for r in 0..rows {
+        let row = &logits[r * vocab..(r + 1) * vocab];
+        let mut want = 0;
+        for (i, &v) in row.iter().enumerate() {
+            if v > row[want] {
+                want = i;
+            }
+        }
+        assert_eq!(best[r] as usize, want, "row {r}");
+        let mx = row[want] as f64;
+        let l = mx + row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
+        assert!(
+            (lse[r] as f64 - l).abs() < 1e-4 * l.abs().max(1.0),
+            "row {r}: {} vs {l}",
+            lse[r]
+        );
+    }
+    assert_eq!(best[1], 100);
+    assert_eq!(best[2] as usize, vocab - 1);
+}
+
+/// Every thread of every block runs exactly once: nothing skipped, nothing repeated.
+fn every_thread_of_every_block_runs_once() {
+    let n = 3 * 256 + 100;
+    let mut x = vec![0f32; n];
+    let mut y = vec![1f32; n];
+    launch(
+        "add_inplace",
+        (n.div_ceil(256) as u32, 1, 1),
+        256,
+        0,
+        vec![p(&mut x), p(&mut y), Arg::I64(n as i64)],
+    );
+    assert!(x.iter().all(|&v| v == 1.0));
+}
