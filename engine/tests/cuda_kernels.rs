@@ -9,13 +9,14 @@
 //! the CPU build cannot check is what only hardware shows (races between blocks, the memory
 //! model, speed): the `gpu::` tests do.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use engine::cuda;
+use engine::cuda::device::{HostDevice, Launch};
 use engine::kernels::attention::{paged_attention, AttentionScratch, AttentionShape};
 use engine::kernels::dot;
 use engine::kernels::elementwise::{rotate_pairs, swiglu};
@@ -23,14 +24,6 @@ use engine::kernels::quant::{Q4_1Matrix, Q8_0Matrix, QuantizedRows};
 use half::f16;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-
-type LaunchFn =
-    unsafe extern "C" fn(*const c_char, u32, u32, u32, u32, u32, u32, u32, *mut *mut c_void) -> i32;
-
-struct CpuKernels {
-    _lib: libloading::Library,
-    launch: LaunchFn,
-}
 
 /// One kernel argument, as `cuLaunchKernel` takes them: a pointer to each value.
 enum Arg {
@@ -45,75 +38,12 @@ fn p<T>(v: &mut [T]) -> Arg {
     Arg::Ptr(v.as_mut_ptr().cast(), std::mem::size_of_val(v))
 }
 
-fn registry() -> String {
-    let mut s = String::from(
-        r#"
-#include <cstring>
-#include <type_traits>
-#include <utility>
-template <class... A, std::size_t... I>
-static void sf_call(void (*f)(A...), void** args, std::index_sequence<I...>) {
-    f(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
-}
-template <class... A>
-static std::function<void()> sf_bind(void (*f)(A...), void** args) {
-    return [f, args] { sf_call(f, args, std::index_sequence_for<A...>{}); };
-}
-extern "C" int sf_cpu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                             unsigned by, unsigned bz, unsigned smem, void** args) {
-"#,
-    );
-    for k in cuda::KERNELS {
-        s.push_str(&format!(
-            "    if (!std::strcmp(name, \"{k}\")) {{ sfcpu::launch(sf_bind(&{k}, args), dim3(gx, gy, gz), dim3(bx, by, bz), smem); return 0; }}\n"
-        ));
-    }
-    s.push_str("    return -1;\n}\n");
-    s
-}
-
-fn kernels() -> &'static CpuKernels {
-    static K: OnceLock<CpuKernels> = OnceLock::new();
-    K.get_or_init(|| {
-        use std::hash::{Hash, Hasher};
-        let src = format!("{}\n{}", cuda::cpu_source(), registry());
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        src.hash(&mut h);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu");
-        std::fs::create_dir_all(&dir).unwrap();
-        let so = dir.join(format!("kernels-{:016x}.so", h.finish()));
-        if !so.exists() {
-            let cpp = dir.join(format!("kernels-{:016x}.cpp", h.finish()));
-            std::fs::write(&cpp, &src).unwrap();
-            let tmp = so.with_extension(format!("{}.tmp", std::process::id()));
-            let out = std::process::Command::new("g++")
-                .args([
-                    "-std=c++20",
-                    "-O2",
-                    "-fPIC",
-                    "-shared",
-                    "-Wall",
-                    "-Wno-pragma-once-outside-header",
-                    "-Wno-unused-function",
-                    "-o",
-                ])
-                .arg(&tmp)
-                .arg(&cpp)
-                .output()
-                .expect("g++ runs (the CPU build of the CUDA kernels needs it)");
-            assert!(
-                out.status.success(),
-                "the kernels do not compile as C++:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::fs::rename(&tmp, &so).unwrap();
-        }
-        // SAFETY: the library is ours, built just above; the symbol has the declared type.
-        unsafe {
-            let lib = libloading::Library::new(&so).unwrap();
-            let launch = *lib.get::<LaunchFn>(b"sf_cpu_launch\0").unwrap();
-            CpuKernels { _lib: lib, launch }
-        }
+/// The kernels compiled as C++ for this CPU (once per source version, under target/).
+fn host() -> &'static HostDevice {
+    static H: OnceLock<HostDevice> = OnceLock::new();
+    H.get_or_init(|| {
+        HostDevice::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
+            .unwrap_or_else(|e| panic!("{e}"))
     })
 }
 
@@ -240,11 +170,7 @@ fn launch_gpu(g: &Gpu, name: &str, grid: (u32, u32, u32), block: u32, smem: u32,
     s.synchronize().unwrap();
 }
 
-/// The shim runs one launch at a time (its fibers live in globals).
 fn launch_cpu(name: &str, grid: (u32, u32, u32), block: u32, smem: u32, mut args: Vec<Arg>) {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let k = kernels();
     let mut ptrs: Vec<*mut c_void> = args
         .iter_mut()
         .map(|a| match a {
@@ -254,23 +180,10 @@ fn launch_cpu(name: &str, grid: (u32, u32, u32), block: u32, smem: u32, mut args
             Arg::F32(v) => (v as *mut f32).cast(),
         })
         .collect();
-    let name = CString::new(name).unwrap();
     // SAFETY: every pointer argument points into a live buffer sized for the launch by the
     // caller; scalars are read through pointers into `args`, alive for the call.
-    let rc = unsafe {
-        (k.launch)(
-            name.as_ptr(),
-            grid.0,
-            grid.1,
-            grid.2,
-            block,
-            1,
-            1,
-            smem,
-            ptrs.as_mut_ptr(),
-        )
-    };
-    assert_eq!(rc, 0, "unknown kernel {name:?}");
+    unsafe { host().launch_raw(name, Launch { grid, block, smem }, &mut ptrs) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn randn(rng: &mut SmallRng, n: usize, scale: f32) -> Vec<f32> {
@@ -360,8 +273,9 @@ fn quantize_q8_1_matches_the_cpu_engine_bit_for_bit() {
     }
 }
 
-/// Q4_1 and Q8_0 products for 1, 3 and 8 tokens, rows that do not fill the last block of
-/// warps, and rows shorter and longer than a warp's 32 blocks.
+/// Q4_1 and Q8_0 products for 1, 3, 8 and 19 tokens (chunks of up to 8, the last partial),
+/// rows that do not fill the last block of warps, and rows shorter and longer than a warp's 32
+/// blocks.
 fn matvec_kernels_match_the_cpu_dot_products() {
     let mut rng = SmallRng::seed_from_u64(2);
     for (rows, cols) in [(37, 576), (10, 2048 + 96)] {
@@ -371,12 +285,12 @@ fn matvec_kernels_match_the_cpu_dot_products() {
         let mut dm = q4_1_dm(&w4);
         let mut qs8 = w8.qs.clone();
         let mut d8 = f16_bits(&w8.d);
-        for ntok in [1usize, 3, 8] {
+        for ntok in [1usize, 3, 8, 19] {
             let x = randn(&mut rng, ntok * cols, 1.0);
             let (mut xq, mut xds) = quantize_on_kernels(&x);
             let xr = QuantizedRows::quantize(&x, ntok, cols);
             let tokens: Vec<usize> = (0..ntok).collect();
-            let grid = (rows.div_ceil(4) as u32, 1, 1);
+            let grid = (rows.div_ceil(4) as u32, ntok.div_ceil(8) as u32, 1);
             let mut y = vec![0f32; ntok * rows];
             launch(
                 "matvec_q4_1",
@@ -565,6 +479,27 @@ fn embedding_and_dequantize_kernels_match_the_cpu_rows() {
                 "q8_0 f16 [{r},{c}]"
             );
         }
+    }
+    // Rows picked out of a matrix (the last token of each sequence, before the output layer).
+    let mut picks = vec![2i32, 0, 2];
+    let mut gathered = vec![0f32; 3 * cols];
+    launch(
+        "gather_rows",
+        (3, 1, 1),
+        64,
+        0,
+        vec![
+            p(&mut wf),
+            p(&mut picks),
+            p(&mut gathered),
+            Arg::I32(cols as i32),
+        ],
+    );
+    for (i, &r) in picks.iter().enumerate() {
+        assert_eq!(
+            &gathered[i * cols..(i + 1) * cols],
+            &wf[r as usize * cols..(r as usize + 1) * cols]
+        );
     }
     let mut x = randn(&mut rng, 1000, 100.0);
     launch(

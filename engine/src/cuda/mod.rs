@@ -16,6 +16,9 @@ use cudarc::nvrtc::sys as nvrtc_sys;
 
 use crate::error::{EngineError, Result};
 
+pub mod device;
+pub mod model;
+
 /// Every kernel file, in the order they are concatenated after the prelude.
 pub const KERNEL_FILES: [(&str, &str); 6] = [
     ("quant.cu", include_str!("kernels/quant.cu")),
@@ -41,6 +44,7 @@ pub const KERNELS: &[&str] = &[
     "dequantize_q4_1_f16",
     "dequantize_q8_0_f16",
     "f32_to_f16",
+    "gather_rows",
     "matvec_q4_1",
     "matvec_q8_0",
     "matvec_f32",

@@ -45,6 +45,15 @@ impl RopeTable {
         }
     }
 
+    /// cos of every (position, frequency) pair, `max_positions × head_dim/2`.
+    pub(crate) fn cos_table(&self) -> &[f32] {
+        &self.cos
+    }
+
+    pub(crate) fn sin_table(&self) -> &[f32] {
+        &self.sin
+    }
+
     /// Rotates every head of `x` (heads of `2 * half` floats) for position `pos`.
     fn apply(&self, x: &mut [f32], pos: usize) {
         let (cos, sin) = (

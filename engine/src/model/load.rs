@@ -92,6 +92,68 @@ impl Model {
         )
     }
 
+    /// A model of `config`'s shapes with seeded random weights (Q4_1 layers, Q8_0 embeddings
+    /// and output, norms near 1), for checking one backend against another where the real file
+    /// is not at hand. The tokenizer is only carried along; `config.vocab_size` may be smaller
+    /// than its vocabulary (token ids are then limited to the config's).
+    pub fn synthetic(config: ModelConfig, tokenizer: Tokenizer, seed: u64) -> Result<Self> {
+        use half::f16;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let mut q4_1 = |rows: usize, cols: usize, scale: f32| -> Result<Linear> {
+            let mut raw = Vec::with_capacity(rows * cols / 32 * 20);
+            for _ in 0..rows * cols / 32 {
+                let d = scale * (0.5 + rng.random::<f32>());
+                raw.extend(f16::from_f32(d).to_le_bytes());
+                raw.extend(f16::from_f32(-7.5 * d).to_le_bytes());
+                raw.extend((0..16).map(|_| rng.random::<u8>()));
+            }
+            Ok(Linear::Q4_1(Q4_1Matrix::from_ggml(&raw, rows, cols)?))
+        };
+        let (h, q, kv, f) = (
+            config.hidden_size,
+            config.q_dim(),
+            config.kv_dim(),
+            config.intermediate_size,
+        );
+        let s_in = 1.0 / (h as f32).sqrt();
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for _ in 0..config.num_layers {
+            layers.push(Layer {
+                attn_norm: vec![1.0; h],
+                qkv: q4_1(q + 2 * kv, h, s_in)?,
+                qkv_bias: None,
+                o: q4_1(h, q, 1.0 / (q as f32).sqrt())?,
+                ffn_norm: vec![1.0; h],
+                gate_up: q4_1(2 * f, h, s_in)?,
+                down: q4_1(h, f, 1.0 / (f as f32).sqrt())?,
+            });
+        }
+        let mut q8_0 = |rows: usize, cols: usize, scale: f32| -> Result<Linear> {
+            let mut raw = Vec::with_capacity(rows * cols / 32 * 34);
+            for _ in 0..rows * cols / 32 {
+                raw.extend(
+                    f16::from_f32(scale * (0.5 + rng.random::<f32>()) / 127.0).to_le_bytes(),
+                );
+                raw.extend((0..32).map(|_| rng.random::<u8>()));
+            }
+            Ok(Linear::Q8_0(Q8_0Matrix::from_ggml(&raw, rows, cols)?))
+        };
+        let embed = q8_0(config.vocab_size, h, 1.0)?;
+        let output = q8_0(config.vocab_size, h, 4.0 * s_in)?;
+        let norm = vec![1.0; h];
+        Self::assemble(
+            config,
+            tokenizer,
+            None,
+            "synthetic".into(),
+            embed,
+            layers,
+            norm,
+            output,
+        )
+    }
+
     /// Loads `config.json`, `*.safetensors`, `tokenizer.json` and `tokenizer_config.json`.
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let (

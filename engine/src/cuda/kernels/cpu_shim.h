@@ -12,6 +12,7 @@
 // all. Dynamic shared memory is a buffer sized by the launch.
 #pragma once
 
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -53,15 +54,20 @@ namespace sfcpu {
 
 enum class State { Run, BlockBarrier, WarpBarrier, Done };
 
+// A fiber starts on its own stack through `setcontext` and from then on switches with
+// `_setjmp`/`_longjmp`, which (unlike `swapcontext`) save no signal mask: no system call per
+// switch, which is what a kernel's thousands of barriers would otherwise cost.
 struct Fiber {
     ucontext_t ctx;
+    jmp_buf jb;
+    bool started;
     State state;
     dim3 idx;
 };
 
 inline std::vector<Fiber> fibers;
 inline std::vector<std::vector<unsigned char>> stacks;
-inline ucontext_t scheduler;
+inline jmp_buf scheduler;
 inline unsigned current;
 inline std::function<void()> body;
 inline unsigned char* dyn_smem;
@@ -70,12 +76,13 @@ inline std::vector<uint64_t> exchange;
 
 inline void wait(State s) {
     fibers[current].state = s;
-    swapcontext(&fibers[current].ctx, &scheduler);
+    if (!_setjmp(fibers[current].jb)) _longjmp(scheduler, 1);
 }
 
 inline void entry() {
     body();
     fibers[current].state = State::Done;
+    _longjmp(scheduler, 1);  // never returns into makecontext's trampoline
 }
 
 inline unsigned linear_tid() {
@@ -89,7 +96,8 @@ inline void run_block(unsigned n) {
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = stacks[i].data();
         f.ctx.uc_stack.ss_size = stacks[i].size();
-        f.ctx.uc_link = &scheduler;
+        f.ctx.uc_link = nullptr;
+        f.started = false;
         f.state = State::Run;
         f.idx = dim3(i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y));
         makecontext(&f.ctx, entry, 0);
@@ -100,7 +108,13 @@ inline void run_block(unsigned n) {
             if (fibers[i].state != State::Run) continue;
             current = i;
             threadIdx = fibers[i].idx;
-            swapcontext(&scheduler, &fibers[i].ctx);
+            if (!_setjmp(scheduler)) {
+                if (!fibers[i].started) {
+                    fibers[i].started = true;
+                    setcontext(&fibers[i].ctx);
+                }
+                _longjmp(fibers[i].jb, 1);
+            }
         }
         // Everyone is at a barrier or done. Release whole warps waiting at a shuffle first.
         bool released = false, all_done = true;

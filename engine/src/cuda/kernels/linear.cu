@@ -4,10 +4,21 @@
 //
 // One warp per output row, its lanes over the row's blocks (consecutive lanes, consecutive
 // blocks: each load instruction of a warp reads one contiguous stretch of the matrix), each
-// weight block loaded once and used for every token of the step. Up to SF_MV_MAX_TOKENS tokens
-// per launch; the host splits larger steps (or takes the GEMM path).
+// weight block loaded once and used for every token of its chunk: `blockIdx.y` picks tokens
+// `8 * y .. 8 * y + 8` of the step (grid.y = ceil(ntok / 8)).
 
 #define SF_MV_MAX_TOKENS 8
+
+// Moves the activation and output pointers to this block's chunk of tokens; `ntok` becomes the
+// chunk's size.
+#define SF_MV_CHUNK()                                                       \
+    do {                                                                    \
+        const int t0 = blockIdx.y * SF_MV_MAX_TOKENS;                       \
+        xq += (i64)t0 * cols;                                               \
+        xds += 2 * (i64)t0 * nb;                                            \
+        y += (i64)t0 * rows;                                                \
+        ntok = ntok - t0 < SF_MV_MAX_TOKENS ? ntok - t0 : SF_MV_MAX_TOKENS; \
+    } while (0)
 
 SF_DEVICE int sf_dot_q4_block(const int4 w, const int* __restrict__ x) {
     int s = 0;
@@ -54,6 +65,7 @@ SF_KERNEL void matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm
     const int row = blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP;
     if (row >= rows) return;  // whole warps only
     const int nb = cols / 32;
+    SF_MV_CHUNK();
     float acc[SF_MV_MAX_TOKENS];
 #pragma unroll
     for (int t = 0; t < SF_MV_MAX_TOKENS; t++) acc[t] = 0.0f;
@@ -81,6 +93,7 @@ SF_KERNEL void matvec_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
     const int row = blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP;
     if (row >= rows) return;
     const int nb = cols / 32;
+    SF_MV_CHUNK();
     float acc[SF_MV_MAX_TOKENS];
 #pragma unroll
     for (int t = 0; t < SF_MV_MAX_TOKENS; t++) acc[t] = 0.0f;
@@ -106,6 +119,12 @@ SF_KERNEL void matvec_f32(const float* __restrict__ w, const float* __restrict__
                           float* __restrict__ y, int rows, int cols, int ntok) {
     const int row = blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP;
     if (row >= rows) return;
+    {
+        const int t0 = blockIdx.y * SF_MV_MAX_TOKENS;
+        x += (i64)t0 * cols;
+        y += (i64)t0 * rows;
+        ntok = ntok - t0 < SF_MV_MAX_TOKENS ? ntok - t0 : SF_MV_MAX_TOKENS;
+    }
     float acc[SF_MV_MAX_TOKENS];
 #pragma unroll
     for (int t = 0; t < SF_MV_MAX_TOKENS; t++) acc[t] = 0.0f;

@@ -87,3 +87,10 @@ SF_KERNEL void f32_to_f16(const float* __restrict__ x, u16* __restrict__ out, i6
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = sf_f2h(x[i]);
 }
+
+// Rows `idx[i]` of `src` (`cols` floats each) into row i of `dst`; one block per row.
+SF_KERNEL void gather_rows(const float* __restrict__ src, const int* __restrict__ idx,
+                           float* __restrict__ dst, int cols) {
+    const i64 from = idx[blockIdx.x], to = blockIdx.x;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[to * cols + c] = src[from * cols + c];
+}

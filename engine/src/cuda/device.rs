@@ -1,0 +1,355 @@
+//! Where kernels run: a [`Device`] allocates buffers, copies to and from them and launches the
+//! kernels by name with `cuLaunchKernel`'s argument convention. [`CudaDevice`] is a GPU through
+//! cudarc; [`HostDevice`] runs the same kernel source compiled as C++ for the CPU (`g++` at run
+//! time, `cpu_shim.h`), so the whole CUDA forward pass is tested on machines without a GPU.
+
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CString};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
+
+use super::{load_kernels, open_device, KERNELS};
+use crate::error::{EngineError, Result};
+
+/// One kernel argument: a buffer (its start), or a scalar.
+pub enum KArg<'a, B> {
+    Buf(&'a B),
+    /// A null pointer (an optional input that is absent).
+    Null,
+    I32(i32),
+    I64(i64),
+    F32(f32),
+}
+
+/// Launch geometry: blocks in x/y/z, threads per block (x only), dynamic shared memory bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Launch {
+    pub grid: (u32, u32, u32),
+    pub block: u32,
+    pub smem: u32,
+}
+
+impl Launch {
+    pub fn new(grid: (u32, u32, u32), block: u32) -> Self {
+        Self {
+            grid,
+            block,
+            smem: 0,
+        }
+    }
+}
+
+/// Memory and kernel launches of one device, in one stream (launches run in order).
+pub trait Device {
+    type Buf;
+    /// A zeroed buffer of `bytes` bytes (at least one).
+    fn alloc(&self, bytes: usize) -> Result<Self::Buf>;
+    /// Copies `src` into the start of `dst`.
+    fn write(&self, dst: &mut Self::Buf, src: &[u8]) -> Result<()>;
+    /// Copies the start of `src` into `dst` (waiting for the launches before it).
+    fn read(&self, src: &Self::Buf, dst: &mut [u8]) -> Result<()>;
+    /// Launches kernel `name` (one of [`KERNELS`]) with `args` in its parameters' order.
+    fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()>;
+
+    fn upload(&self, src: &[u8]) -> Result<Self::Buf> {
+        let mut b = self.alloc(src.len())?;
+        self.write(&mut b, src)?;
+        Ok(b)
+    }
+}
+
+/// The bytes of a slice of plain numbers.
+pub fn bytes_of<T: Copy>(v: &[T]) -> &[u8] {
+    // SAFETY: any initialised memory may be viewed as bytes; the types used are plain numbers.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+/// A slice of plain numbers as mutable bytes.
+pub fn bytes_of_mut<T: Copy>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: as above; every byte pattern is a valid f32 / i32 / u16.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+fn drv(e: cudarc::driver::DriverError) -> EngineError {
+    EngineError::Cuda(format!("CUDA driver: {e:?}"))
+}
+
+/// A GPU through cudarc: its context, one stream, the kernels compiled for it.
+pub struct CudaDevice {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    module: Arc<CudaModule>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+}
+
+impl CudaDevice {
+    /// Device `ordinal`, after the driver probe (no driver: the clear error, never a panic).
+    pub fn open(ordinal: usize) -> Result<Self> {
+        let ctx = open_device(ordinal)?;
+        let module = load_kernels(&ctx)?;
+        let stream = ctx.default_stream();
+        Ok(Self {
+            ctx,
+            stream,
+            module,
+            functions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn function(&self, name: &'static str) -> Result<CudaFunction> {
+        let mut f = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = f.get(name) {
+            return Ok(k.clone());
+        }
+        let k = self.module.load_function(name).map_err(drv)?;
+        f.insert(name, k.clone());
+        Ok(k)
+    }
+}
+
+impl Device for CudaDevice {
+    type Buf = CudaSlice<u8>;
+
+    fn alloc(&self, bytes: usize) -> Result<Self::Buf> {
+        self.stream.alloc_zeros(bytes.max(1)).map_err(drv)
+    }
+
+    fn write(&self, dst: &mut Self::Buf, src: &[u8]) -> Result<()> {
+        if src.is_empty() {
+            return Ok(());
+        }
+        let mut view = dst.slice_mut(..src.len());
+        self.stream.memcpy_htod(src, &mut view).map_err(drv)
+    }
+
+    fn read(&self, src: &Self::Buf, dst: &mut [u8]) -> Result<()> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        let view = src.slice(..dst.len());
+        self.stream.memcpy_dtoh(&view, dst).map_err(drv)?;
+        self.stream.synchronize().map_err(drv)
+    }
+
+    fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
+        let f = self.function(name)?;
+        let null = 0u64;
+        let mut b = self.stream.launch_builder(&f);
+        for a in args {
+            match a {
+                KArg::Buf(buf) => b.arg(*buf),
+                KArg::Null => b.arg(&null),
+                KArg::I32(v) => b.arg(v),
+                KArg::I64(v) => b.arg(v),
+                KArg::F32(v) => b.arg(v),
+            };
+        }
+        let cfg = LaunchConfig {
+            grid_dim: at.grid,
+            block_dim: (at.block, 1, 1),
+            shared_mem_bytes: at.smem,
+        };
+        // SAFETY: callers pass the kernel's parameters in order with buffers sized for the
+        // launch (the host forward pass, checked against the CPU engine through HostDevice).
+        unsafe { b.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))
+    }
+}
+
+type LaunchFn =
+    unsafe extern "C" fn(*const c_char, u32, u32, u32, u32, u32, u32, u32, *mut *mut c_void) -> i32;
+
+/// The kernels compiled as C++ and run on this CPU, one launch at a time (the shim's fibers
+/// live in globals). For tests: it needs `g++` and is slow (every CUDA thread is a fiber).
+pub struct HostDevice {
+    _lib: libloading::Library,
+    launch: LaunchFn,
+}
+
+/// A host buffer the kernels may write through (16-byte aligned, as device memory is).
+pub struct HostBuf(UnsafeCell<Vec<u128>>, usize);
+
+impl HostBuf {
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: the vector is never resized after creation; the pointer stays valid.
+        unsafe { (*self.0.get()).as_mut_ptr().cast() }
+    }
+}
+
+/// The C++ that `HostDevice` compiles: the shim, the kernels, and `sf_cpu_launch`, which finds
+/// a kernel by name and calls it with `cuLaunchKernel`-style `void**` arguments.
+pub fn host_source() -> String {
+    let mut s = super::cpu_source();
+    s.push_str(
+        r#"
+#include <cstring>
+#include <type_traits>
+#include <utility>
+template <class... A, std::size_t... I>
+static void sf_call(void (*f)(A...), void** args, std::index_sequence<I...>) {
+    f(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
+}
+template <class... A>
+static std::function<void()> sf_bind(void (*f)(A...), void** args) {
+    return [f, args] { sf_call(f, args, std::index_sequence_for<A...>{}); };
+}
+extern "C" int sf_cpu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                             unsigned by, unsigned bz, unsigned smem, void** args) {
+"#,
+    );
+    for k in KERNELS {
+        s.push_str(&format!(
+            "    if (!std::strcmp(name, \"{k}\")) {{ sfcpu::launch(sf_bind(&{k}, args), dim3(gx, gy, gz), dim3(bx, by, bz), smem); return 0; }}\n"
+        ));
+    }
+    s.push_str("    return -1;\n}\n");
+    s
+}
+
+static HOST_LOCK: Mutex<()> = Mutex::new(());
+
+impl HostDevice {
+    /// Compiles the kernels with `g++` into `dir` (once per source version) and loads them.
+    pub fn build(dir: &Path) -> Result<Self> {
+        use std::hash::{Hash, Hasher};
+        let src = host_source();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        src.hash(&mut h);
+        let stem = format!("kernels-{:016x}", h.finish());
+        let so = dir.join(format!("{stem}.so"));
+        let _g = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if !so.exists() {
+            std::fs::create_dir_all(dir)?;
+            let cpp = dir.join(format!("{stem}.cpp"));
+            std::fs::write(&cpp, &src)?;
+            let tmp = dir.join(format!("{stem}.{}.tmp", std::process::id()));
+            let out = std::process::Command::new("g++")
+                .args([
+                    "-std=c++20",
+                    "-O2",
+                    // The shim's fibers switch stacks with longjmp, which the fortified
+                    // variant refuses.
+                    "-U_FORTIFY_SOURCE",
+                    "-fPIC",
+                    "-shared",
+                    "-Wall",
+                    "-Wno-pragma-once-outside-header",
+                    "-Wno-unused-function",
+                    "-o",
+                ])
+                .arg(&tmp)
+                .arg(&cpp)
+                .output()
+                .map_err(|e| EngineError::Cuda(format!("running g++: {e}")))?;
+            if !out.status.success() {
+                return Err(EngineError::Cuda(format!(
+                    "the kernels do not compile as C++:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+            std::fs::rename(&tmp, &so)?;
+        }
+        // SAFETY: the library was built above from our source; the symbol has this type.
+        unsafe {
+            let lib = libloading::Library::new(&so)
+                .map_err(|e| EngineError::Cuda(format!("loading {}: {e}", so.display())))?;
+            let launch = *lib
+                .get::<LaunchFn>(b"sf_cpu_launch\0")
+                .map_err(|e| EngineError::Cuda(e.to_string()))?;
+            Ok(Self { _lib: lib, launch })
+        }
+    }
+
+    /// Launches with raw host pointers (what `Device::launch` and the kernel tests share).
+    ///
+    /// # Safety
+    /// Every pointer in `args` must point to a live value of the kernel parameter's type, and
+    /// pointer parameters to buffers sized for the launch.
+    pub unsafe fn launch_raw(
+        &self,
+        name: &str,
+        at: Launch,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        let _g = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let c = CString::new(name).map_err(|_| EngineError::Cuda("kernel name".into()))?;
+        let (g, b) = (at.grid, at.block);
+        let rc = (self.launch)(
+            c.as_ptr(),
+            g.0,
+            g.1,
+            g.2,
+            b,
+            1,
+            1,
+            at.smem,
+            args.as_mut_ptr(),
+        );
+        if rc != 0 {
+            return Err(EngineError::Cuda(format!("unknown kernel {name}")));
+        }
+        Ok(())
+    }
+}
+
+impl Device for HostDevice {
+    type Buf = HostBuf;
+
+    fn alloc(&self, bytes: usize) -> Result<Self::Buf> {
+        Ok(HostBuf(
+            UnsafeCell::new(vec![0u128; bytes.div_ceil(16).max(1)]),
+            bytes,
+        ))
+    }
+
+    fn write(&self, dst: &mut Self::Buf, src: &[u8]) -> Result<()> {
+        assert!(src.len() <= dst.1, "write past the buffer");
+        // SAFETY: `dst` holds at least `src.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.ptr(), src.len()) };
+        Ok(())
+    }
+
+    fn read(&self, src: &Self::Buf, dst: &mut [u8]) -> Result<()> {
+        assert!(dst.len() <= src.1, "read past the buffer");
+        // SAFETY: as above.
+        unsafe { std::ptr::copy_nonoverlapping(src.ptr(), dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
+        enum V {
+            P(*mut u8),
+            I(i32),
+            L(i64),
+            F(f32),
+        }
+        let mut vals: Vec<V> = args
+            .iter()
+            .map(|a| match a {
+                KArg::Buf(b) => V::P(b.ptr()),
+                KArg::Null => V::P(std::ptr::null_mut()),
+                KArg::I32(v) => V::I(*v),
+                KArg::I64(v) => V::L(*v),
+                KArg::F32(v) => V::F(*v),
+            })
+            .collect();
+        let mut ptrs: Vec<*mut c_void> = vals
+            .iter_mut()
+            .map(|v| match v {
+                V::P(p) => (p as *mut *mut u8).cast(),
+                V::I(x) => (x as *mut i32).cast(),
+                V::L(x) => (x as *mut i64).cast(),
+                V::F(x) => (x as *mut f32).cast(),
+            })
+            .collect();
+        // SAFETY: each pointer points into `vals`, alive for the call; buffers are HostBufs
+        // sized by the caller for the launch.
+        unsafe { self.launch_raw(name, at, &mut ptrs) }
+    }
+}
