@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use engine::Model;
-use scheduler::model_executor::{config_for_model, spawn_engine};
+use scheduler::model_executor::{config_for_model, spawn_engine, spawn_engine_with};
 use scheduler::{EngineLoop, SchedulerConfig, SchedulerError};
 
 pub use protocol::{
@@ -60,6 +60,8 @@ pub struct ModelOptions {
     pub kv_cache_memory: u64,
     /// Sampling values for fields a request leaves out.
     pub defaults: SamplingDefaults,
+    /// The engine that runs the model.
+    pub backend: crate::registry::ModelBackend,
 }
 
 impl ModelOptions {
@@ -70,6 +72,7 @@ impl ModelOptions {
             scheduler: SchedulerConfig::default(),
             kv_cache_memory,
             defaults: SamplingDefaults::default(),
+            backend: crate::registry::ModelBackend::Cpu,
         }
     }
 }
@@ -123,7 +126,17 @@ impl InProcessBackend {
         for (options, model) in models {
             let config = config_for_model(&model, options.scheduler, options.kv_cache_memory);
             let max_model_len = config.max_model_len;
-            let engine = spawn_engine(&model, config).map_err(|e| (options.name.clone(), e))?;
+            let engine = match options.backend {
+                crate::registry::ModelBackend::Cpu => spawn_engine(&model, config),
+                crate::registry::ModelBackend::Cuda => engine::cuda::model::cuda_forward(
+                    &model,
+                    config.block_size,
+                    config.num_gpu_blocks,
+                )
+                .map_err(|e| SchedulerError::EngineStart(e.to_string()))
+                .and_then(|forward| spawn_engine_with(&model, config, forward)),
+            }
+            .map_err(|e| (options.name.clone(), e))?;
             served.push(Arc::new(InProcessModel {
                 name: options.name,
                 created,

@@ -4,7 +4,7 @@
 //! [[models]]
 //! name = "smollm2-135m-instruct"   # what clients put in "model"
 //! # path = "/srv/models/x.gguf"    # a GGUF file or a Hugging Face directory; default: the default model
-//! backend = "cpu"                  # the engine that runs it
+//! backend = "cpu"                  # the engine that runs it: "cpu", or "cuda" (GPU 0)
 //! max_model_len = 2048             # caps the model's own context length
 //! kv_cache_memory = 268435456      # bytes of KV cache; default: `kv_cache_memory` split evenly
 //! # max_num_seqs = 256             # most sequences per engine step
@@ -56,6 +56,9 @@ pub enum ModelBackend {
     /// The engine on the CPU (our AVX2 kernels, candle for the rest).
     #[default]
     Cpu,
+    /// The CUDA kernels on GPU 0 (Q4_1, Q8_0 and f16/f32 weights); the KV cache
+    /// (`kv_cache_memory`) in device memory. Without an NVIDIA driver, starting fails.
+    Cuda,
 }
 
 pub use protocol::SamplingDefaults;
@@ -431,6 +434,7 @@ pub fn load_local(
             options.scheduler.max_num_batched_tokens = tokens;
         }
         options.defaults = entry.default_sampling.clone();
+        options.backend = entry.backend;
         loaded.push((options, Arc::new(model)));
         tracing::info!(model = %entry.name, path = %path.display(),
             elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");

@@ -27,6 +27,9 @@ pub enum SchedulerError {
     InvalidParam(#[from] InvalidParam),
     #[error("invalid scheduler config: {0}")]
     InvalidConfig(String),
+    /// The engine could not start (its backend's device, weights or kernels).
+    #[error("{0}")]
+    EngineStart(String),
     #[error("the engine loop is shutting down")]
     ShuttingDown,
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use engine::sampling::{sample, SampleContext};
 use engine::structured::{Constraint, Mask};
-use engine::{KvCache, Model, Tokenizer};
+use engine::{CpuForward, Model, StepForward, Tokenizer};
 
 use crate::config::{KvCacheShape, SchedulerConfig};
 use crate::detokenizer::{Detokenizer, OffsetDetokenizer, TokenDecoder};
@@ -23,20 +23,27 @@ use crate::{EngineLoop, SchedulerError};
 /// runs, and applied to its logits before sampling; sequences without one pay nothing.
 pub struct EngineExecutor {
     model: Arc<Model>,
-    cache: KvCache,
+    forward: Box<dyn StepForward>,
     constraints: HashMap<SeqId, Constraint>,
 }
 
 impl EngineExecutor {
-    /// Allocates the KV cache the scheduler's block ids index: `num_gpu_blocks` blocks of
-    /// `block_size` tokens.
+    /// The CPU engine, with the KV cache the scheduler's block ids index: `num_gpu_blocks`
+    /// blocks of `block_size` tokens.
     pub fn new(model: Arc<Model>, config: &SchedulerConfig) -> Result<Self, ExecutorError> {
-        let cache = model.new_kv_cache(config.block_size, config.num_gpu_blocks)?;
-        Ok(Self {
+        let forward = CpuForward::new(model.clone(), config.block_size, config.num_gpu_blocks)?;
+        Ok(Self::with_forward(model, Box::new(forward)))
+    }
+
+    /// Another forward pass for `model` (the CUDA engine), whose KV cache holds the
+    /// scheduler's `num_gpu_blocks` blocks of `block_size` tokens. Sampling, structured
+    /// outputs and logprobs stay here, on the logits it returns.
+    pub fn with_forward(model: Arc<Model>, forward: Box<dyn StepForward>) -> Self {
+        Self {
             model,
-            cache,
+            forward,
             constraints: HashMap::new(),
-        })
+        }
     }
 
     /// Brings the constraint of every constrained sequence of the step up to its output;
@@ -101,23 +108,23 @@ impl ModelExecutor for EngineExecutor {
             .iter()
             .any(|s| self.constraints.contains_key(&s.seq_id));
         let Self {
-            model,
-            cache,
+            forward,
             constraints,
+            ..
         } = self;
         // The masks depend only on the tokens already sampled: they are computed while the
         // forward pass runs.
         let (logits, masks) = if constrained {
             std::thread::scope(|scope| {
                 let masks = scope.spawn(|| compute_masks(constraints, plan, &failed));
-                let logits = model.step(cache, &plan.batch);
+                let logits = forward.step(&plan.batch);
                 let masks = masks
                     .join()
                     .map_err(|_| ExecutorError::Panicked("computing token masks".to_string()));
                 (logits, masks)
             })
         } else {
-            (model.step(cache, &plan.batch), Ok(HashMap::new()))
+            (forward.step(&plan.batch), Ok(HashMap::new()))
         };
         let (logits, mut masks) = (logits?, masks?);
         // Logits come back for `want_logits` sequences only, in batch order.
@@ -214,5 +221,18 @@ pub fn spawn_engine(
     let (m, c) = (model.clone(), config.clone());
     EngineLoop::spawn_with(config, detokenizer_for(model), move || {
         EngineExecutor::new(m, &c)
+    })
+}
+
+/// [`spawn_engine`] with another forward pass (built for `config`'s KV cache: `num_gpu_blocks`
+/// blocks of `block_size` tokens), such as the CUDA engine's.
+pub fn spawn_engine_with(
+    model: &Arc<Model>,
+    config: SchedulerConfig,
+    forward: Box<dyn StepForward>,
+) -> Result<EngineLoop, SchedulerError> {
+    let m = model.clone();
+    EngineLoop::spawn_with(config, detokenizer_for(model), move || {
+        Ok(EngineExecutor::with_forward(m, forward))
     })
 }

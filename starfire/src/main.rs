@@ -44,6 +44,10 @@ enum Command {
         /// Seconds running requests get to finish after SIGTERM.
         #[arg(long, default_value_t = 120)]
         drain_timeout: u64,
+        /// The engine for every model: `cpu`, or `cuda` (GPU 0); default: each `[[models]]`
+        /// entry's `backend`.
+        #[arg(long, value_parser = ["cpu", "cuda"])]
+        backend: Option<String>,
     },
     /// Print the OpenAPI 3.1 document of the API.
     Openapi,
@@ -109,10 +113,15 @@ fn main() -> anyhow::Result<()> {
             listen,
             model,
             drain_timeout,
+            backend,
         } => {
             init_logging();
             let config = Config::resolve(cli.config.as_deref(), |name| std::env::var(name).ok())?;
-            let state = gateway::worker::server::load(&config, &listen, model.as_deref())?;
+            let backend = backend.map(|b| match b.as_str() {
+                "cuda" => gateway::registry::ModelBackend::Cuda,
+                _ => gateway::registry::ModelBackend::Cpu,
+            });
+            let state = gateway::worker::server::load(&config, &listen, model.as_deref(), backend)?;
             actix_web::rt::System::new()
                 .block_on(gateway::worker::server::serve(
                     state,

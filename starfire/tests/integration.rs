@@ -33,6 +33,8 @@ mod console_members;
 mod contract;
 #[path = "integration/cors.rs"]
 mod cors;
+#[path = "integration/cuda_backend.rs"]
+mod cuda_backend;
 #[path = "integration/deploy_manifests.rs"]
 mod deploy_manifests;
 #[path = "integration/deployments.rs"]

@@ -552,3 +552,27 @@ impl<D: Device> DeviceModel<D> {
             .collect())
     }
 }
+
+impl<D> crate::model::StepForward for DeviceModel<D>
+where
+    D: Device + Send,
+    D::Buf: Send,
+{
+    fn step(&mut self, batch: &StepBatch) -> Result<Vec<Vec<f32>>> {
+        DeviceModel::step(self, batch)
+    }
+}
+
+/// The CUDA forward pass of `model` on GPU 0 with a KV cache of `num_blocks` blocks of
+/// `block_size` tokens in device memory. Without a driver: the clear error of
+/// [`super::probe_driver`].
+pub fn cuda_forward(
+    model: &Model,
+    block_size: usize,
+    num_blocks: usize,
+) -> Result<Box<dyn crate::model::StepForward>> {
+    let dev = super::device::CudaDevice::open(0)?;
+    Ok(Box::new(DeviceModel::new(
+        dev, model, block_size, num_blocks,
+    )?))
+}

@@ -56,3 +56,34 @@ impl std::fmt::Debug for Model {
             .finish_non_exhaustive()
     }
 }
+
+/// One step of a model over its KV cache, wherever it runs: the CPU engine ([`CpuForward`]) or
+/// the CUDA kernels (`cuda::model::DeviceModel`). Returns, for every sequence with
+/// `want_logits`, in batch order, the logits of its last new token.
+pub trait StepForward: Send {
+    fn step(&mut self, batch: &crate::batch::StepBatch) -> crate::error::Result<Vec<Vec<f32>>>;
+}
+
+/// The CPU engine's forward pass with its KV cache.
+pub struct CpuForward {
+    model: std::sync::Arc<Model>,
+    cache: crate::kv_cache::KvCache,
+}
+
+impl CpuForward {
+    /// A KV cache of `num_blocks` blocks of `block_size` tokens for `model`.
+    pub fn new(
+        model: std::sync::Arc<Model>,
+        block_size: usize,
+        num_blocks: usize,
+    ) -> crate::error::Result<Self> {
+        let cache = model.new_kv_cache(block_size, num_blocks)?;
+        Ok(Self { model, cache })
+    }
+}
+
+impl StepForward for CpuForward {
+    fn step(&mut self, batch: &crate::batch::StepBatch) -> crate::error::Result<Vec<Vec<f32>>> {
+        self.model.step(&mut self.cache, batch)
+    }
+}

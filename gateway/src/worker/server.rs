@@ -361,10 +361,13 @@ async fn embed(state: web::Data<WorkerState>, req: HttpRequest, body: Bytes) -> 
 /// The worker's state for `config`: the models of `[[models]]` (or `model`, a file or
 /// directory, instead), each loaded into this process whatever its `workers` says, and the
 /// worker token. Without a token the worker may only listen on loopback.
+/// `backend`, when given (`starfire worker --backend`), runs every model on that engine
+/// whatever its `[[models]]` entry says.
 pub fn load(
     config: &crate::config::Config,
     listen: &str,
     model: Option<&std::path::Path>,
+    backend: Option<crate::registry::ModelBackend>,
 ) -> Result<WorkerState, ServeError> {
     if config.worker_token.is_none() && !is_loopback(listen) {
         return Err(ServeError::Model(format!(
@@ -372,7 +375,7 @@ pub fn load(
              worker_token), the same on the gateways"
         )));
     }
-    let entries: Vec<crate::registry::ModelEntry> = match model {
+    let mut entries: Vec<crate::registry::ModelEntry> = match model {
         Some(path) => vec![crate::registry::ModelEntry::from_model_path(Some(path))],
         None => config
             .models
@@ -386,6 +389,9 @@ pub fn load(
             })
             .collect(),
     };
+    if let Some(b) = backend {
+        entries.iter_mut().for_each(|e| e.backend = b);
+    }
     let backend = crate::registry::load_local(&entries, config.kv_cache_memory, &config.admission)
         .map_err(|e| ServeError::Model(e.to_string()))?;
     Ok(WorkerState::new(backend, config.worker_token.clone()))
