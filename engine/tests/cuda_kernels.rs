@@ -17,6 +17,7 @@ use cudarc::driver::{CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernel
 
 use engine::cuda;
 use engine::cuda::device::{HostDevice, Launch};
+use engine::cuda::model::q4_1_scales;
 use engine::kernels::attention::{paged_attention, AttentionScratch, AttentionShape};
 use engine::kernels::dot;
 use engine::kernels::elementwise::{rotate_pairs, swiglu};
@@ -223,16 +224,6 @@ fn q8_0_matrix(rng: &mut SmallRng, rows: usize, cols: usize) -> Q8_0Matrix {
     Q8_0Matrix::from_ggml(&raw, rows, cols).unwrap()
 }
 
-/// The device layout of a Q4_1 matrix: its quants as they are, `dm` packed f16 pairs.
-fn q4_1_dm(w: &Q4_1Matrix) -> Vec<u32> {
-    w.d.iter()
-        .zip(&w.m)
-        .map(|(&d, &m)| {
-            f16::from_f32(d).to_bits() as u32 | (f16::from_f32(m).to_bits() as u32) << 16
-        })
-        .collect()
-}
-
 fn f16_bits(v: &[f32]) -> Vec<u16> {
     v.iter().map(|&x| f16::from_f32(x).to_bits()).collect()
 }
@@ -282,7 +273,7 @@ fn matvec_kernels_match_the_cpu_dot_products() {
         let w4 = q4_1_matrix(&mut rng, rows, cols);
         let w8 = q8_0_matrix(&mut rng, rows, cols);
         let mut qs4 = w4.qs.clone();
-        let mut dm = q4_1_dm(&w4);
+        let mut dm = q4_1_scales(&w4);
         let mut qs8 = w8.qs.clone();
         let mut d8 = f16_bits(&w8.d);
         for ntok in [1usize, 3, 8, 19] {
@@ -385,7 +376,7 @@ fn embedding_and_dequantize_kernels_match_the_cpu_rows() {
         want
     };
     let mut out = vec![0f32; ids.len() * cols];
-    let (mut qs4, mut dm) = (w4.qs.clone(), q4_1_dm(&w4));
+    let (mut qs4, mut dm) = (w4.qs.clone(), q4_1_scales(&w4));
     launch(
         "embed_q4_1",
         (4, 1, 1),

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
-use engine::cuda;
+use cudarc::driver::CudaStream;
+use engine::cuda::device::{bytes_of, CudaDevice, Device, KArg, Launch};
 use serde_json::json;
 
 struct Args {
@@ -97,15 +97,14 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
-    let ctx = cuda::open_device(0)?;
-    let stream = ctx.default_stream();
-    let (major, minor) = ctx.compute_capability()?;
-    let module = cuda::load_kernels(&ctx)?;
+    let dev = CudaDevice::open(0)?;
+    let stream = dev.stream.clone();
+    let (major, minor) = dev.ctx.compute_capability()?;
 
     // The baseline: copies of a buffer large enough to leave the caches behind.
     let copy_bytes = (a.rows * a.cols / 2).max(64 << 20);
-    let src: CudaSlice<u8> = stream.alloc_zeros(copy_bytes)?;
-    let mut dst: CudaSlice<u8> = stream.alloc_zeros(copy_bytes)?;
+    let src = dev.alloc(copy_bytes)?;
+    let mut dst = dev.alloc(copy_bytes)?;
     let copy_ms = time_ms(&stream, a.rounds, a.iters, || {
         stream.memcpy_dtod(&src, &mut dst)?;
         Ok(())
@@ -115,96 +114,86 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
 
     let (rows, cols) = (a.rows, a.cols);
     let nb = rows * cols / 32;
-    // Q4_1: 16 bytes of quants and a packed (d, m) f16 pair per block; scales kept small.
-    let q4 = stream.clone_htod(&bytes(nb * 16, 1))?;
-    let dm_host: Vec<u32> = bytes(nb, 2)
+    // Q4_1: 16 bytes of quants and a packed (d, m) f16 pair per block; Q8_0: 32 bytes and an
+    // f16 d. Scales kept small.
+    let q4_scales: Vec<u32> = bytes(nb, 2)
         .iter()
         .map(|&b| {
             let d = half::f16::from_f32(0.001 + b as f32 * 1e-5).to_bits() as u32;
-            let m = half::f16::from_f32(-0.01).to_bits() as u32;
-            d | m << 16
+            d | (half::f16::from_f32(-0.01).to_bits() as u32) << 16
         })
         .collect();
-    let dm = stream.clone_htod(&dm_host)?;
-    let q8 = stream.clone_htod(&bytes(nb * 32, 3))?;
-    let d8_host: Vec<u16> = (0..nb)
+    let q8_scales: Vec<u16> = (0..nb)
         .map(|i| half::f16::from_f32(0.001 + (i % 7) as f32 * 1e-4).to_bits())
         .collect();
-    let d8 = stream.clone_htod(&d8_host)?;
+    // (kernel, quants, scales, bytes read per block)
+    let weights = [
+        (
+            "matvec_q4_1",
+            dev.upload(&bytes(nb * 16, 1))?,
+            dev.upload(bytes_of(&q4_scales))?,
+            20,
+        ),
+        (
+            "matvec_q8_0",
+            dev.upload(&bytes(nb * 32, 3))?,
+            dev.upload(bytes_of(&q8_scales))?,
+            34,
+        ),
+    ];
 
-    let quantize = module.load_function("quantize_q8_1")?;
-    let mv_q4 = module.load_function("matvec_q4_1")?;
-    let mv_q8 = module.load_function("matvec_q8_0")?;
     let mut results = Vec::new();
     for ntok in [1usize, 8] {
         let x_host: Vec<f32> = bytes(ntok * cols, 4)
             .iter()
             .map(|&b| b as f32 / 128.0 - 1.0)
             .collect();
-        let x = stream.clone_htod(&x_host)?;
-        let mut xq: CudaSlice<i8> = stream.alloc_zeros(ntok * cols)?;
-        let mut xds: CudaSlice<f32> = stream.alloc_zeros(2 * ntok * cols / 32)?;
-        let nblocks = (ntok * cols / 32) as i32;
-        let mut b = stream.launch_builder(&quantize);
-        b.arg(&x).arg(&mut xq).arg(&mut xds).arg(&nblocks);
-        // SAFETY: the buffers are sized for `nblocks` blocks, as the kernel reads them.
-        unsafe {
-            b.launch(LaunchConfig {
-                grid_dim: ((nblocks as u32).div_ceil(8), 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            })
-        }?;
-        let mut y: CudaSlice<f32> = stream.alloc_zeros(ntok * rows)?;
-        let (r, c, t) = (rows as i32, cols as i32, ntok as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (rows.div_ceil(4) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let q4_ms = time_ms(&stream, a.rounds, a.iters, || {
-            let mut b = stream.launch_builder(&mv_q4);
-            b.arg(&q4)
-                .arg(&dm)
-                .arg(&xq)
-                .arg(&xds)
-                .arg(&mut y)
-                .arg(&r)
-                .arg(&c)
-                .arg(&t);
-            // SAFETY: weights `rows × cols`, activations `ntok × cols`, output `ntok × rows`.
-            unsafe { b.launch(cfg) }?;
-            Ok(())
-        })?;
-        let q8_ms = time_ms(&stream, a.rounds, a.iters, || {
-            let mut b = stream.launch_builder(&mv_q8);
-            b.arg(&q8)
-                .arg(&d8)
-                .arg(&xq)
-                .arg(&xds)
-                .arg(&mut y)
-                .arg(&r)
-                .arg(&c)
-                .arg(&t);
-            // SAFETY: as above.
-            unsafe { b.launch(cfg) }?;
-            Ok(())
-        })?;
-        let q4_bytes = (nb * 20) as f64;
-        let q8_bytes = (nb * 34) as f64;
-        let q4_gbs = q4_bytes / (q4_ms * 1e6);
-        let q8_gbs = q8_bytes / (q8_ms * 1e6);
-        results.push(json!({
-            "tokens": ntok,
-            "q4_1": {"ms": q4_ms, "weight_gb_per_s": q4_gbs, "fraction_of_copy": q4_gbs / copy_gbs},
-            "q8_0": {"ms": q8_ms, "weight_gb_per_s": q8_gbs, "fraction_of_copy": q8_gbs / copy_gbs},
-        }));
+        let x = dev.upload(bytes_of(&x_host))?;
+        let xq = dev.alloc(ntok * cols)?;
+        let xds = dev.alloc(4 * 2 * ntok * cols / 32)?;
+        let nblocks = ntok * cols / 32;
+        dev.launch(
+            "quantize_q8_1",
+            Launch::new(((nblocks as u32).div_ceil(8), 1, 1), 256),
+            &[
+                KArg::Buf(&x),
+                KArg::Buf(&xq),
+                KArg::Buf(&xds),
+                KArg::I32(nblocks as i32),
+            ],
+        )?;
+        let y = dev.alloc(4 * ntok * rows)?;
+        let mv = Launch::new((rows.div_ceil(4) as u32, 1, 1), 128);
+        let mut run = json!({ "tokens": ntok });
+        for (kernel, qs, scales, block_bytes) in &weights {
+            let ms = time_ms(&stream, a.rounds, a.iters, || {
+                dev.launch(
+                    kernel,
+                    mv,
+                    &[
+                        KArg::Buf(qs),
+                        KArg::Buf(scales),
+                        KArg::Buf(&xq),
+                        KArg::Buf(&xds),
+                        KArg::Buf(&y),
+                        KArg::I32(rows as i32),
+                        KArg::I32(cols as i32),
+                        KArg::I32(ntok as i32),
+                    ],
+                )?;
+                Ok(())
+            })?;
+            let gbs = (nb * block_bytes) as f64 / (ms * 1e6);
+            run[kernel.trim_start_matches("matvec_")] =
+                json!({"ms": ms, "weight_gb_per_s": gbs, "fraction_of_copy": gbs / copy_gbs});
+        }
+        results.push(run);
     }
     let q4_one = results[0]["q4_1"]["fraction_of_copy"]
         .as_f64()
         .unwrap_or(0.0);
     Ok(json!({
-        "device": ctx.name()?,
+        "device": dev.ctx.name()?,
         "compute_capability": format!("{major}.{minor}"),
         "matrix": {"rows": rows, "cols": cols},
         "iters": a.iters,

@@ -11,19 +11,31 @@ use crate::error::{EngineError, Result};
 use crate::kernels::Linear;
 use crate::model::{Model, RopeStyle};
 
+/// A Q4_1 matrix's scales as the kernels read them: one u32 a block, f16 d in the low half and
+/// f16 m in the high half (its quants are used as they are).
+pub fn q4_1_scales(m: &crate::kernels::quant::Q4_1Matrix) -> Vec<u32> {
+    use half::f16;
+    m.d.iter()
+        .zip(&m.m)
+        .map(|(&d, &mm)| {
+            f16::from_f32(d).to_bits() as u32 | (f16::from_f32(mm).to_bits() as u32) << 16
+        })
+        .collect()
+}
+
 /// A weight matrix in device memory.
 enum DevLinear<B> {
-    /// Quants (16 bytes a block) and packed (d, m) f16 pairs.
+    /// Quants (16 bytes a block) and `scales`: packed (d, m) f16 pairs.
     Q4_1 {
         qs: B,
-        dm: B,
+        scales: B,
         rows: usize,
         cols: usize,
     },
-    /// Quants (32 bytes a block) and f16 scales.
+    /// Quants (32 bytes a block) and `scales`: f16 d.
     Q8_0 {
         qs: B,
-        d: B,
+        scales: B,
         rows: usize,
         cols: usize,
     },
@@ -39,17 +51,9 @@ impl<B> DevLinear<B> {
         use half::f16;
         Ok(match l {
             Linear::Q4_1(m) => {
-                let dm: Vec<u32> = m
-                    .d
-                    .iter()
-                    .zip(&m.m)
-                    .map(|(&d, &mm)| {
-                        f16::from_f32(d).to_bits() as u32 | (f16::from_f32(mm).to_bits() as u32) << 16
-                    })
-                    .collect();
                 Self::Q4_1 {
                     qs: dev.upload(&m.qs)?,
-                    dm: dev.upload(bytes_of(&dm))?,
+                    scales: dev.upload(bytes_of(&q4_1_scales(m)))?,
                     rows: m.rows,
                     cols: m.cols,
                 }
@@ -59,7 +63,7 @@ impl<B> DevLinear<B> {
                 let qs: Vec<u8> = m.qs.iter().map(|&q| q as u8).collect();
                 Self::Q8_0 {
                     qs: dev.upload(&qs)?,
-                    d: dev.upload(bytes_of(&d))?,
+                    scales: dev.upload(bytes_of(&d))?,
                     rows: m.rows,
                     cols: m.cols,
                 }
@@ -255,31 +259,29 @@ impl<D: Device> DeviceModel<D> {
             )
         };
         match w {
-            DevLinear::Q4_1 { qs, dm, rows, cols } => {
-                quantize(*cols)?;
-                dev.launch(
-                    "matvec_q4_1",
-                    mv,
-                    &[
-                        KArg::Buf(qs),
-                        KArg::Buf(dm),
-                        KArg::Buf(&s.xq),
-                        KArg::Buf(&s.xds),
-                        KArg::Buf(y),
-                        KArg::I32(*rows as i32),
-                        KArg::I32(*cols as i32),
-                        KArg::I32(t as i32),
-                    ],
-                )
+            DevLinear::Q4_1 {
+                qs,
+                scales,
+                rows,
+                cols,
             }
-            DevLinear::Q8_0 { qs, d, rows, cols } => {
+            | DevLinear::Q8_0 {
+                qs,
+                scales,
+                rows,
+                cols,
+            } => {
                 quantize(*cols)?;
+                let kernel = match w {
+                    DevLinear::Q4_1 { .. } => "matvec_q4_1",
+                    _ => "matvec_q8_0",
+                };
                 dev.launch(
-                    "matvec_q8_0",
+                    kernel,
                     mv,
                     &[
                         KArg::Buf(qs),
-                        KArg::Buf(d),
+                        KArg::Buf(scales),
                         KArg::Buf(&s.xq),
                         KArg::Buf(&s.xds),
                         KArg::Buf(y),
@@ -394,23 +396,17 @@ impl<D: Device> DeviceModel<D> {
 
         // The embeddings of every new token.
         let tail = [KArg::Buf(&ids_b), KArg::Buf(&s.x), KArg::I32(h as i32)];
-        match &self.embed {
-            DevLinear::Q4_1 { qs, dm, .. } => {
-                let mut a = vec![KArg::Buf(qs), KArg::Buf(dm)];
-                a.extend(tail);
-                dev.launch("embed_q4_1", rows(t), &a)?
+        let (kernel, mut args) = match &self.embed {
+            DevLinear::Q4_1 { qs, scales, .. } => {
+                ("embed_q4_1", vec![KArg::Buf(qs), KArg::Buf(scales)])
             }
-            DevLinear::Q8_0 { qs, d, .. } => {
-                let mut a = vec![KArg::Buf(qs), KArg::Buf(d)];
-                a.extend(tail);
-                dev.launch("embed_q8_0", rows(t), &a)?
+            DevLinear::Q8_0 { qs, scales, .. } => {
+                ("embed_q8_0", vec![KArg::Buf(qs), KArg::Buf(scales)])
             }
-            DevLinear::F32 { w, .. } => {
-                let mut a = vec![KArg::Buf(w)];
-                a.extend(tail);
-                dev.launch("embed_f32", rows(t), &a)?
-            }
-        }
+            DevLinear::F32 { w, .. } => ("embed_f32", vec![KArg::Buf(w)]),
+        };
+        args.extend(tail);
+        dev.launch(kernel, rows(t), &args)?;
         let group = c.num_heads / c.num_kv_heads;
         let att_smem = ((group * c.head_dim + 2 * 32 * (c.head_dim + 1)) * 4) as u32;
         for (li, l) in self.layers.iter().enumerate() {
