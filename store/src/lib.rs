@@ -34,6 +34,8 @@ pub mod usage;
 pub mod users;
 pub mod ws_tickets;
 
+mod group_commit;
+
 pub mod ids;
 pub mod money;
 pub mod period;
@@ -95,6 +97,8 @@ pub struct Store {
     /// SQLite's one writer at a time, taken in process before `BEGIN IMMEDIATE` (see
     /// [`Store::begin_write`]).
     write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Metering writes waiting for that turn (SQLite: `group_commit`).
+    group: Arc<group_commit::GroupCommit>,
 }
 
 /// A transaction that writes ([`Store::begin_write`]): the transaction itself (`&mut **tx`
@@ -182,6 +186,7 @@ impl Store {
             pool,
             backend,
             write_turn: Arc::default(),
+            group: Arc::default(),
         })
     }
 
@@ -200,18 +205,21 @@ impl Store {
     /// the moment the previous transaction ends. Another process (a second gateway on the same
     /// file) still waits through `busy_timeout`.
     pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(Arc::clone(&self.write_turn).lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(WriteTx {
+            tx: self.begin_in_turn().await?,
+            _turn: turn,
+        })
+    }
+
+    /// [`Store::begin_write`]'s transaction, for a caller that holds the writer's turn.
+    pub(crate) async fn begin_in_turn(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => {
-                let turn = Arc::clone(&self.write_turn).lock_owned().await;
-                WriteTx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: Some(turn),
-                }
-            }
-            Backend::Postgres => WriteTx {
-                tx: self.pool.begin().await?,
-                _turn: None,
-            },
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
         })
     }
 

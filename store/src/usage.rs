@@ -8,8 +8,10 @@
 //! the event to `usage_minutes`. The same two transactions reserve and settle the request's
 //! maximum cost on the spend caps that apply to it (`store::budgets`).
 
+use std::collections::BTreeMap;
+
 use crate::ids::{KeyId, ProjectId, TenantId};
-use sqlx::Row as _;
+use sqlx::{Acquire as _, Row as _};
 
 use super::budgets::{self, Charged, OverBudget};
 use super::{is_unique_violation, Row, Store, StoreError, StoreResult};
@@ -112,32 +114,11 @@ pub enum Admission {
 
 /// When a tenant without a prepaid account is admitted postpaid.
 #[derive(Debug, Clone, Copy)]
-enum Postpaid {
+pub(crate) enum Postpaid {
     Always,
     Never,
     /// On the enterprise plan, with no invoice past due.
     EnterpriseInGoodStanding,
-}
-
-impl Postpaid {
-    async fn allows(
-        self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        tenant_id: &TenantId,
-    ) -> StoreResult<bool> {
-        Ok(match self {
-            Postpaid::Always => true,
-            Postpaid::Never => false,
-            Postpaid::EnterpriseInGoodStanding => sqlx::query(
-                "SELECT 1 FROM tenants WHERE id = $1 AND plan = 'enterprise' \
-                 AND billing_status <> 'past_due'",
-            )
-            .bind(tenant_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .is_some(),
-        })
-    }
 }
 
 /// The end of a request.
@@ -232,99 +213,26 @@ impl Store {
         } else {
             Postpaid::Never
         };
-        self.admit_usage_with(u, postpaid).await
+        self.write_usage(UsageWrite::Admit(u.clone(), postpaid))
+            .await
+            .map(UsageWritten::admission)
     }
 
     /// [`Store::admit_usage`] for a tenant billed as its plan says: postpaid (nothing
     /// reserved) when it has no prepaid account, is on the enterprise plan and its last
     /// invoice is not past due, decided in the same transaction. `NoAccount` otherwise.
     pub async fn admit_usage_as_billed(&self, u: &NewUsage) -> StoreResult<Admission> {
-        self.admit_usage_with(u, Postpaid::EnterpriseInGoodStanding)
-            .await
-    }
-
-    async fn admit_usage_with(&self, u: &NewUsage, postpaid: Postpaid) -> StoreResult<Admission> {
-        let mut tx = self.begin_write().await?;
-        // A write first, so that SQLite takes the write lock at once (no read-then-upgrade).
-        // It also counts the spend caps that apply, so a request without any skips their read.
-        let reserved = sqlx::query(&format!(
-            "UPDATE credit_accounts SET reserved_micros = reserved_micros + $1, updated_ms = $2 \
-             WHERE tenant_id = $3 AND balance_micros - reserved_micros >= $1 \
-             RETURNING {} AS caps",
-            budgets::caps_count("$3", "$4", "$5")
+        self.write_usage(UsageWrite::Admit(
+            u.clone(),
+            Postpaid::EnterpriseInGoodStanding,
         ))
-        .bind(u.max_cost.micros())
-        .bind(u.started_ms)
-        .bind(&u.tenant_id)
-        .bind(u.project_id.as_ref().map_or("", ProjectId::as_str))
-        .bind(u.api_key_id.as_ref().map_or("", KeyId::as_str))
-        .fetch_optional(&mut **tx)
-        .await?;
-        // `None`: not counted (no prepaid reservation), so the caps are read.
-        let mut caps: Option<i64> = None;
-        let held = if let Some(row) = reserved {
-            caps = Some(row.try_get("caps")?);
-            u.max_cost
-        } else {
-            let account = sqlx::query(
-                "SELECT balance_micros, reserved_micros FROM credit_accounts WHERE tenant_id = $1",
-            )
-            .bind(&u.tenant_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match account {
-                Some(row) => {
-                    let balance: i64 = row.try_get("balance_micros")?;
-                    let held: i64 = row.try_get("reserved_micros")?;
-                    tx.rollback().await?;
-                    return Ok(Admission::Insufficient {
-                        available: Money::from_micros((balance - held).max(0)),
-                    });
-                }
-                None => {
-                    if !postpaid.allows(&mut tx, &u.tenant_id).await? {
-                        tx.rollback().await?;
-                        return Ok(Admission::NoAccount);
-                    }
-                    Money::ZERO
-                }
-            }
-        };
-        let capped = if caps == Some(0) {
-            Ok(Vec::new())
-        } else {
-            budgets::reserve(&mut tx, &charged(u), u.max_cost, u.started_ms).await?
-        };
-        let scopes = match capped {
-            Ok(scopes) => scopes,
-            Err(over) => {
-                tx.rollback().await?;
-                return Ok(Admission::OverBudget(over));
-            }
-        };
-        let budget_held = if scopes.is_empty() {
-            Money::ZERO
-        } else {
-            u.max_cost
-        };
-        let on_caps = (budget_held, budgets::scopes_text(&scopes));
-        insert_row(&mut tx, u, UsageStatus::InProgress, held, on_caps).await?;
-        tx.commit().await?;
-        Ok(Admission::Admitted { reserved: held })
+        .await
+        .map(UsageWritten::admission)
     }
 
     /// Records a request refused at admission (nothing reserved, nothing billed).
     pub async fn record_rejected_usage(&self, u: &NewUsage) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        insert_row(
-            &mut tx,
-            u,
-            UsageStatus::Rejected,
-            Money::ZERO,
-            (Money::ZERO, String::new()),
-        )
-        .await?;
-        tx.commit().await?;
+        self.write_usage(UsageWrite::Rejected(u.clone())).await?;
         Ok(())
     }
 
@@ -332,91 +240,569 @@ impl Store {
     /// rest), appends the ledger's usage entry and adds it to the rollup, in one transaction.
     /// `Ok(false)` when the row was finalized already (or never admitted): nothing changes.
     pub async fn finalize_usage(&self, request_id: &str, f: &FinalUsage) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE usage_events SET status = $1, prompt_tokens = $2, cached_tokens = $3, \
-             completion_tokens = $4, ttft_ms = $5, latency_ms = $6, \
-             cost_micros = CASE WHEN reserved_micros > 0 AND $7 > reserved_micros \
-                 THEN reserved_micros ELSE $7 END, \
-             finished_ms = $8, heartbeat_ms = $8 \
-             WHERE request_id = $9 AND status = 'in_progress' \
-             RETURNING tenant_id, project_id, api_key_id, endpoint, model, reserved_micros, \
-                 cost_micros, started_ms, budget_reserved_micros, budget_scopes, {} AS caps",
-            budgets::caps_count(
-                "usage_events.tenant_id",
-                "COALESCE(usage_events.project_id, '')",
-                "COALESCE(usage_events.api_key_id, '')"
-            )
-        ))
-        .bind(f.status.as_str())
-        .bind(f.prompt_tokens as i64)
-        .bind(f.cached_tokens.min(f.prompt_tokens) as i64)
-        .bind(f.completion_tokens as i64)
-        .bind(f.ttft_ms)
-        .bind(f.latency_ms)
-        .bind(f.cost.micros())
-        .bind(f.finished_ms)
-        .bind(request_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(false);
-        };
-        let tenant_id: TenantId = row.try_get("tenant_id")?;
-        let project_id: Option<ProjectId> = row.try_get("project_id")?;
-        let api_key_id: Option<KeyId> = row.try_get("api_key_id")?;
-        let endpoint: String = row.try_get("endpoint")?;
-        let model: String = row.try_get("model")?;
-        let reserved: i64 = row.try_get("reserved_micros")?;
-        let cost: i64 = row.try_get("cost_micros")?;
-        let started_ms: i64 = row.try_get("started_ms")?;
+        self.write_usage(UsageWrite::Finalize(request_id.to_owned(), f.clone()))
+            .await
+            .map(UsageWritten::finalized)
+    }
+
+    /// Runs one metering write: on SQLite with the others waiting at the same time, in one
+    /// transaction (`group_commit`); on PostgreSQL, whose row locks let writers run side by
+    /// side, in a transaction of its own.
+    async fn write_usage(&self, op: UsageWrite) -> StoreResult<UsageWritten> {
+        match self.backend() {
+            super::Backend::Sqlite => self.group_write(op).await,
+            super::Backend::Postgres => {
+                let mut tx = self.begin_write().await?;
+                let written = apply_usage_writes(&mut tx, std::slice::from_ref(&op)).await?;
+                tx.commit().await?;
+                Ok(one(written))
+            }
+        }
+    }
+}
+
+/// The only result of a one-write batch.
+pub(crate) fn one(mut written: Vec<UsageWritten>) -> UsageWritten {
+    written
+        .pop()
+        .expect("apply_usage_writes answers every write")
+}
+
+/// One metering write: a request's admission, its refusal or its end.
+#[derive(Debug, Clone)]
+pub(crate) enum UsageWrite {
+    Admit(NewUsage, Postpaid),
+    Rejected(NewUsage),
+    Finalize(String, FinalUsage),
+}
+
+impl UsageWrite {
+    /// An admission's result that nobody received: the row it wrote, to be closed.
+    pub(crate) fn unclaimed(&self, written: &UsageWritten) -> Option<UsageWrite> {
+        match (self, written) {
+            (UsageWrite::Admit(u, _), UsageWritten::Admission(Admission::Admitted { .. })) => {
+                Some(UsageWrite::Finalize(
+                    u.request_id.clone(),
+                    FinalUsage {
+                        status: UsageStatus::Rejected,
+                        prompt_tokens: u.prompt_tokens,
+                        cached_tokens: 0,
+                        completion_tokens: 0,
+                        ttft_ms: None,
+                        latency_ms: None,
+                        cost: Money::ZERO,
+                        finished_ms: super::now_ms(),
+                    },
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// An admission: worth running only while its caller waits.
+    pub(crate) fn is_admission(&self) -> bool {
+        matches!(self, UsageWrite::Admit(..))
+    }
+}
+
+/// What a [`UsageWrite`] did.
+#[derive(Debug)]
+pub(crate) enum UsageWritten {
+    Admission(Admission),
+    Recorded,
+    Finalized(bool),
+}
+
+impl UsageWritten {
+    fn admission(self) -> Admission {
+        match self {
+            UsageWritten::Admission(a) => a,
+            other => unreachable!("an admission answered {other:?}"),
+        }
+    }
+
+    fn finalized(self) -> bool {
+        match self {
+            UsageWritten::Finalized(done) => done,
+            other => unreachable!("a finalization answered {other:?}"),
+        }
+    }
+}
+
+/// Runs `ops` in the transaction `tx` and answers each, in order. Finalizations run first:
+/// their credit settlements (one UPDATE per tenant), ledger entries (one INSERT) and rollup
+/// additions (one upsert per minute and key) are summed and written together, before the
+/// admissions see the accounts; the admissions' rows are then inserted together. Concurrent
+/// requests have no order among themselves, so none is lost by this one.
+///
+/// An error leaves the transaction to be rolled back; a refused admission writes nothing
+/// (what it reserved before a spend cap refused it is released in the transaction).
+pub(crate) async fn apply_usage_writes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ops: &[UsageWrite],
+) -> StoreResult<Vec<UsageWritten>> {
+    let mut written: Vec<Option<UsageWritten>> = ops.iter().map(|_| None).collect();
+    let mut ends = Ends::default();
+    for (i, op) in ops.iter().enumerate() {
+        if let UsageWrite::Finalize(request_id, f) = op {
+            let done = finalize_in(tx, request_id, f, &mut ends).await?;
+            written[i] = Some(UsageWritten::Finalized(done));
+        }
+    }
+    ends.write(tx).await?;
+    let mut rows = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            UsageWrite::Admit(u, postpaid) => {
+                let (admission, row) = admit_in(tx, u, *postpaid).await?;
+                rows.extend(row);
+                written[i] = Some(UsageWritten::Admission(admission));
+            }
+            UsageWrite::Rejected(u) => {
+                rows.push(NewRow {
+                    u,
+                    status: UsageStatus::Rejected,
+                    reserved: Money::ZERO,
+                    budget_held: Money::ZERO,
+                    budget_scopes: String::new(),
+                });
+                written[i] = Some(UsageWritten::Recorded);
+            }
+            UsageWrite::Finalize(..) => {}
+        }
+    }
+    insert_rows(tx, &rows).await?;
+    Ok(written.into_iter().flatten().collect())
+}
+
+/// Reserves an admission's maximum cost in `tx`; the row to insert when admitted.
+async fn admit_in<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    u: &'a NewUsage,
+    postpaid: Postpaid,
+) -> StoreResult<(Admission, Option<NewRow<'a>>)> {
+    // A write first, so that SQLite takes the write lock at once (no read-then-upgrade).
+    // It also counts the spend caps that apply, so a request without any skips their read.
+    let reserved = sqlx::query(&format!(
+        "UPDATE credit_accounts SET reserved_micros = reserved_micros + $1, updated_ms = $2 \
+         WHERE tenant_id = $3 AND balance_micros - reserved_micros >= $1 \
+         RETURNING {} AS caps",
+        budgets::caps_count("$3", "$4", "$5")
+    ))
+    .bind(u.max_cost.micros())
+    .bind(u.started_ms)
+    .bind(&u.tenant_id)
+    .bind(u.project_id.as_ref().map_or("", ProjectId::as_str))
+    .bind(u.api_key_id.as_ref().map_or("", KeyId::as_str))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let (held, caps) = match reserved {
+        Some(row) => (u.max_cost, row.try_get::<i64, _>("caps")?),
+        None => {
+            // Nothing reserved: one read says why (the balance is short, or there is no
+            // account) and, without an account, whether the tenant is billed postpaid and
+            // which caps apply.
+            let row = sqlx::query(&format!(
+                "SELECT (SELECT balance_micros - reserved_micros FROM credit_accounts \
+                     WHERE tenant_id = $1) AS available, \
+                 (SELECT COUNT(*) FROM tenants WHERE id = $1 AND plan = 'enterprise' \
+                     AND billing_status <> 'past_due') AS enterprise, \
+                 {} AS caps",
+                budgets::caps_count("$1", "$2", "$3")
+            ))
+            .bind(&u.tenant_id)
+            .bind(u.project_id.as_ref().map_or("", ProjectId::as_str))
+            .bind(u.api_key_id.as_ref().map_or("", KeyId::as_str))
+            .fetch_one(&mut **tx)
+            .await?;
+            if let Some(available) = row.try_get::<Option<i64>, _>("available")? {
+                let available = Money::from_micros(available.max(0));
+                return Ok((Admission::Insufficient { available }, None));
+            }
+            let postpaid_ok = match postpaid {
+                Postpaid::Always => true,
+                Postpaid::Never => false,
+                Postpaid::EnterpriseInGoodStanding => row.try_get::<i64, _>("enterprise")? > 0,
+            };
+            if !postpaid_ok {
+                return Ok((Admission::NoAccount, None));
+            }
+            (Money::ZERO, row.try_get::<i64, _>("caps")?)
+        }
+    };
+    let scopes = if caps == 0 {
+        Vec::new()
+    } else {
+        // In a savepoint: a cap that refuses undoes what the caps before it reserved.
+        let mut on_caps = tx.begin().await?;
+        match budgets::reserve(&mut on_caps, &charged(u), u.max_cost, u.started_ms).await? {
+            Ok(scopes) => {
+                on_caps.commit().await?;
+                scopes
+            }
+            Err(over) => {
+                on_caps.rollback().await?;
+                if held > Money::ZERO {
+                    sqlx::query(
+                        "UPDATE credit_accounts SET reserved_micros = reserved_micros - $1 \
+                         WHERE tenant_id = $2",
+                    )
+                    .bind(held.micros())
+                    .bind(&u.tenant_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                return Ok((Admission::OverBudget(over), None));
+            }
+        }
+    };
+    let budget_held = if scopes.is_empty() {
+        Money::ZERO
+    } else {
+        u.max_cost
+    };
+    let row = NewRow {
+        u,
+        status: UsageStatus::InProgress,
+        reserved: held,
+        budget_held,
+        budget_scopes: budgets::scopes_text(&scopes),
+    };
+    Ok((Admission::Admitted { reserved: held }, Some(row)))
+}
+
+/// Closes an in-flight row in `tx` and settles its spend caps; what it owes the prepaid
+/// account, the ledger and the rollup goes to `ends`. `false` when the row was finalized
+/// already (or never admitted): nothing changes.
+async fn finalize_in<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    request_id: &'a str,
+    f: &FinalUsage,
+    ends: &mut Ends<'a>,
+) -> StoreResult<bool> {
+    let row = sqlx::query(&format!(
+        "UPDATE usage_events SET status = $1, prompt_tokens = $2, cached_tokens = $3, \
+         completion_tokens = $4, ttft_ms = $5, latency_ms = $6, \
+         cost_micros = CASE WHEN reserved_micros > 0 AND $7 > reserved_micros \
+             THEN reserved_micros ELSE $7 END, \
+         finished_ms = $8, heartbeat_ms = $8 \
+         WHERE request_id = $9 AND status = 'in_progress' \
+         RETURNING tenant_id, project_id, api_key_id, endpoint, model, reserved_micros, \
+             cost_micros, started_ms, budget_reserved_micros, budget_scopes, {} AS caps",
+        budgets::caps_count(
+            "usage_events.tenant_id",
+            "COALESCE(usage_events.project_id, '')",
+            "COALESCE(usage_events.api_key_id, '')"
+        )
+    ))
+    .bind(f.status.as_str())
+    .bind(f.prompt_tokens as i64)
+    .bind(f.cached_tokens.min(f.prompt_tokens) as i64)
+    .bind(f.completion_tokens as i64)
+    .bind(f.ttft_ms)
+    .bind(f.latency_ms)
+    .bind(f.cost.micros())
+    .bind(f.finished_ms)
+    .bind(request_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let tenant_id: TenantId = row.try_get("tenant_id")?;
+    let project_id: Option<ProjectId> = row.try_get("project_id")?;
+    let api_key_id: Option<KeyId> = row.try_get("api_key_id")?;
+    let reserved: i64 = row.try_get("reserved_micros")?;
+    let cost: i64 = row.try_get("cost_micros")?;
+    let caps: i64 = row.try_get("caps")?;
+    if caps > 0 {
         let budget_held: i64 = row.try_get("budget_reserved_micros")?;
         let budget_scopes: String = row.try_get("budget_scopes")?;
-        let caps: i64 = row.try_get("caps")?;
-        if caps > 0 {
-            budgets::settle(
-                &mut tx,
-                &Charged {
-                    tenant_id: &tenant_id,
-                    project_id: project_id.as_ref(),
-                    api_key_id: api_key_id.as_ref(),
-                },
-                &budget_scopes,
-                Money::from_micros(budget_held),
-                Money::from_micros(cost),
-                f.finished_ms,
-            )
-            .await?;
-        }
-        settle_credits(
-            &mut tx,
-            request_id,
-            &tenant_id,
-            reserved,
-            cost,
+        budgets::settle(
+            tx,
+            &Charged {
+                tenant_id: &tenant_id,
+                project_id: project_id.as_ref(),
+                api_key_id: api_key_id.as_ref(),
+            },
+            &budget_scopes,
+            Money::from_micros(budget_held),
+            Money::from_micros(cost),
             f.finished_ms,
         )
         .await?;
-        if f.status == UsageStatus::Rejected {
-            // Nothing ran: the reservation is released, nothing is counted.
-            tx.commit().await?;
-            return Ok(true);
+    }
+    if reserved > 0 {
+        // A prepaid reservation becomes a debit of the cost (and a ledger entry), the rest is
+        // released.
+        let s = ends.credits.entry(tenant_id.clone()).or_default();
+        s.cost += cost;
+        s.reserved += reserved;
+        s.updated_ms = s.updated_ms.max(f.finished_ms);
+        if cost > 0 {
+            s.ledger.push((request_id, cost, f.finished_ms));
         }
-        let row = Rollup {
-            tenant_id: &tenant_id,
-            endpoint: &endpoint,
+    } else if cost > 0 {
+        // A postpaid request of an organization billed through Stripe owes one meter event
+        // (the outbox `billing::stripe`'s reporter sends), written with the usage itself; a
+        // postpaid request is otherwise billed from the events by invoices.
+        ends.postpaid
+            .entry(tenant_id.clone())
+            .or_default()
+            .push((request_id, cost, f.finished_ms));
+    }
+    if f.status != UsageStatus::Rejected {
+        // Nothing ran for a rejected request: nothing is counted.
+        let started_ms: i64 = row.try_get("started_ms")?;
+        let key = RollupKey {
+            tenant_id,
+            endpoint: row.try_get("endpoint")?,
+            minute_ms: minute_of(started_ms),
             project_id: project_id.unwrap_or_default(),
             api_key_id: api_key_id.unwrap_or_default(),
-            model: &model,
-            started_ms,
-            cost,
+            model: row.try_get("model")?,
         };
-        add_to_rollup(&mut tx, &row, f).await?;
-        tx.commit().await?;
-        Ok(true)
+        let sums = ends.rollup.entry(key).or_default();
+        sums.requests += 1;
+        sums.input_tokens += f.prompt_tokens as i64;
+        sums.cached_tokens += f.cached_tokens.min(f.prompt_tokens) as i64;
+        sums.output_tokens += f.completion_tokens as i64;
+        sums.cost += cost;
     }
+    Ok(true)
+}
 
+/// What finalized requests owe, summed: per tenant, the prepaid settlement and its ledger
+/// entries; per minute and key, the rollup's additions. Ordered maps: every transaction
+/// takes the rows' locks in one order.
+#[derive(Default)]
+struct Ends<'a> {
+    credits: BTreeMap<TenantId, Settlement<'a>>,
+    /// `(request_id, cost, at_ms)` of postpaid requests that cost something, per tenant.
+    postpaid: BTreeMap<TenantId, Vec<(&'a str, i64, i64)>>,
+    rollup: BTreeMap<RollupKey, RollupSums>,
+}
+
+#[derive(Default)]
+struct Settlement<'a> {
+    cost: i64,
+    reserved: i64,
+    updated_ms: i64,
+    /// `(request_id, cost, at_ms)` of each request that cost something.
+    ledger: Vec<(&'a str, i64, i64)>,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct RollupKey {
+    tenant_id: TenantId,
+    endpoint: String,
+    minute_ms: i64,
+    project_id: ProjectId,
+    api_key_id: KeyId,
+    model: String,
+}
+
+#[derive(Default)]
+struct RollupSums {
+    requests: i64,
+    input_tokens: i64,
+    cached_tokens: i64,
+    output_tokens: i64,
+    cost: i64,
+}
+
+/// Rows per multi-row INSERT.
+const ROWS_PER_INSERT: usize = 32;
+
+impl Ends<'_> {
+    async fn write(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> StoreResult<()> {
+        for (tenant_id, s) in &self.credits {
+            let settled = sqlx::query(
+                "UPDATE credit_accounts SET balance_micros = balance_micros - $1, \
+                 reserved_micros = reserved_micros - $2, updated_ms = $3 WHERE tenant_id = $4",
+            )
+            .bind(s.cost)
+            .bind(s.reserved)
+            .bind(s.updated_ms)
+            .bind(tenant_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !settled {
+                continue;
+            }
+            for entries in s.ledger.chunks(ROWS_PER_INSERT) {
+                let sql = format!(
+                    "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, \
+                     note, created_ms) VALUES {}",
+                    values(entries.len(), 5, |p| format!(
+                        "({}, {}, 'usage', {}, {}, NULL, {})",
+                        p[0], p[1], p[2], p[3], p[4]
+                    ))
+                );
+                let mut insert = sqlx::query(&sql);
+                for (request_id, cost, at_ms) in entries {
+                    insert = insert
+                        .bind(new_id("cred"))
+                        .bind(tenant_id)
+                        .bind(-cost)
+                        .bind(*request_id)
+                        .bind(*at_ms);
+                }
+                insert.execute(&mut **tx).await?;
+            }
+        }
+        for (tenant_id, events) in &self.postpaid {
+            // Billed through Stripe: an enterprise organization with a Stripe customer.
+            let customer: Option<String> = sqlx::query_scalar(
+                "SELECT stripe_customer_id FROM tenants WHERE id = $1 AND plan = 'enterprise' \
+                 AND stripe_customer_id IS NOT NULL",
+            )
+            .bind(tenant_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(customer) = customer else { continue };
+            for events in events.chunks(ROWS_PER_INSERT) {
+                let sql = format!(
+                    "INSERT INTO stripe_meter_outbox (request_id, tenant_id, customer_id, value, \
+                     event_ms) VALUES {} ON CONFLICT (request_id) DO NOTHING",
+                    values(events.len(), 5, |p| format!(
+                        "({}, {}, {}, {}, {})",
+                        p[0], p[1], p[2], p[3], p[4]
+                    ))
+                );
+                let mut insert = sqlx::query(&sql);
+                for (request_id, cost, at_ms) in events {
+                    insert = insert
+                        .bind(*request_id)
+                        .bind(tenant_id)
+                        .bind(customer.as_str())
+                        .bind(*cost)
+                        .bind(*at_ms);
+                }
+                insert.execute(&mut **tx).await?;
+            }
+        }
+        for (key, sums) in &self.rollup {
+            sqlx::query(
+                "INSERT INTO usage_minutes (tenant_id, endpoint, minute_ms, project_id, \
+                 api_key_id, model, requests, input_tokens, cached_tokens, output_tokens, \
+                 cost_micros) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (tenant_id, endpoint, minute_ms, project_id, api_key_id, model) \
+                 DO UPDATE SET requests = usage_minutes.requests + excluded.requests, \
+                     input_tokens = usage_minutes.input_tokens + excluded.input_tokens, \
+                     cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens, \
+                     output_tokens = usage_minutes.output_tokens + excluded.output_tokens, \
+                     cost_micros = usage_minutes.cost_micros + excluded.cost_micros",
+            )
+            .bind(&key.tenant_id)
+            .bind(&key.endpoint)
+            .bind(key.minute_ms)
+            .bind(&key.project_id)
+            .bind(&key.api_key_id)
+            .bind(&key.model)
+            .bind(sums.requests)
+            .bind(sums.input_tokens)
+            .bind(sums.cached_tokens)
+            .bind(sums.output_tokens)
+            .bind(sums.cost)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `rows` groups of `per_row` numbered placeholders (`$1`, `$2`, ...), each formatted by
+/// `row`, joined by commas.
+fn values(rows: usize, per_row: usize, row: impl Fn(&[String]) -> String) -> String {
+    (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (1..=per_row)
+                .map(|c| format!("${}", r * per_row + c))
+                .collect();
+            row(&p)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A usage row to insert: an admitted request's (`in_progress`) or a refused one's.
+struct NewRow<'a> {
+    u: &'a NewUsage,
+    status: UsageStatus,
+    reserved: Money,
+    budget_held: Money,
+    budget_scopes: String,
+}
+
+fn charged(u: &NewUsage) -> Charged<'_> {
+    Charged {
+        tenant_id: &u.tenant_id,
+        project_id: u.project_id.as_ref(),
+        api_key_id: u.api_key_id.as_ref(),
+    }
+}
+
+/// Inserts usage rows, [`ROWS_PER_INSERT`] per statement.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[NewRow<'_>],
+) -> StoreResult<()> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql =
+            format!(
+                "INSERT INTO usage_events (request_id, http_request_id, tenant_id, project_id, \
+             api_key_id, endpoint, model, status, prompt_tokens, cached_tokens, \
+             completion_tokens, ttft_ms, latency_ms, reserved_micros, cost_micros, instance_id, \
+             started_ms, heartbeat_ms, finished_ms, budget_reserved_micros, budget_scopes, \
+             price_id) VALUES {}",
+                values(chunk.len(), 16, |p| format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {}, 0, 0, NULL, NULL, {}, 0, {}, {}, {}, {}, \
+                 {}, {}, {})",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[11],
+                p[12], p[13], p[14], p[15]
+            ))
+            );
+        let mut insert = sqlx::query(&sql);
+        for r in chunk {
+            let u = r.u;
+            let finished = (r.status != UsageStatus::InProgress).then_some(u.started_ms);
+            insert = insert
+                .bind(&u.request_id)
+                .bind(u.http_request_id.as_deref())
+                .bind(&u.tenant_id)
+                .bind(u.project_id.as_deref())
+                .bind(u.api_key_id.as_deref())
+                .bind(u.endpoint.as_str())
+                .bind(&u.model)
+                .bind(r.status.as_str())
+                .bind(u.prompt_tokens as i64)
+                .bind(r.reserved.micros())
+                .bind(&u.instance_id)
+                .bind(u.started_ms)
+                .bind(finished)
+                .bind(r.budget_held.micros())
+                .bind(r.budget_scopes.as_str())
+                .bind(u.price_id.as_deref());
+        }
+        insert.execute(&mut **tx).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                let ids: Vec<&str> = chunk.iter().map(|r| r.u.request_id.as_str()).collect();
+                StoreError::Conflict(format!(
+                    "A request with id '{}' exists already.",
+                    ids.join("' or '")
+                ))
+            } else {
+                StoreError::Database(e)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+impl Store {
     /// Writes the tokens an in-flight request has generated so far (what the orphan sweep
     /// bills if the process dies).
     pub async fn usage_progress(
@@ -508,162 +894,6 @@ impl Store {
         .await?;
         rows.iter().map(from_row).collect()
     }
-}
-
-/// Settles a finished request's credits: a prepaid reservation becomes a debit of `cost` (and
-/// a ledger entry), the rest is released; a postpaid request of an organization billed through
-/// Stripe owes a meter event instead.
-async fn settle_credits(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    request_id: &str,
-    tenant_id: &TenantId,
-    reserved: i64,
-    cost: i64,
-    finished_ms: i64,
-) -> StoreResult<()> {
-    // Only a prepaid reservation is settled against the account; a postpaid request
-    // (nothing reserved) is billed from the events by invoices.
-    let settled = reserved > 0
-        && sqlx::query(
-            "UPDATE credit_accounts SET balance_micros = balance_micros - $1, \
-             reserved_micros = reserved_micros - $2, updated_ms = $3 WHERE tenant_id = $4",
-        )
-        .bind(cost)
-        .bind(reserved)
-        .bind(finished_ms)
-        .bind(tenant_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-            == 1;
-    if settled && cost > 0 {
-        sqlx::query(
-            "INSERT INTO credit_ledger (id, tenant_id, kind, amount_micros, request_id, note, \
-             created_ms) VALUES ($1, $2, 'usage', $3, $4, NULL, $5)",
-        )
-        .bind(new_id("cred"))
-        .bind(tenant_id)
-        .bind(-cost)
-        .bind(request_id)
-        .bind(finished_ms)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if reserved == 0 && cost > 0 {
-        // A postpaid request of an organization billed through Stripe owes one meter event
-        // (the outbox `billing::stripe`'s reporter sends), written with the usage itself.
-        sqlx::query(
-            "INSERT INTO stripe_meter_outbox (request_id, tenant_id, customer_id, value, \
-             event_ms) SELECT $1, id, stripe_customer_id, $2, $3 FROM tenants \
-             WHERE id = $4 AND plan = 'enterprise' AND stripe_customer_id IS NOT NULL \
-             ON CONFLICT (request_id) DO NOTHING",
-        )
-        .bind(request_id)
-        .bind(cost)
-        .bind(finished_ms)
-        .bind(tenant_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// What a finished request adds to its minute of the usage rollup.
-struct Rollup<'a> {
-    tenant_id: &'a TenantId,
-    endpoint: &'a str,
-    project_id: ProjectId,
-    api_key_id: KeyId,
-    model: &'a str,
-    started_ms: i64,
-    cost: i64,
-}
-
-/// Adds a finished request to the per-minute rollup the usage API reads.
-async fn add_to_rollup(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    r: &Rollup<'_>,
-    f: &FinalUsage,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO usage_minutes (tenant_id, endpoint, minute_ms, project_id, api_key_id, \
-         model, requests, input_tokens, cached_tokens, output_tokens, cost_micros) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10) \
-         ON CONFLICT (tenant_id, endpoint, minute_ms, project_id, api_key_id, model) \
-         DO UPDATE SET requests = usage_minutes.requests + 1, \
-             input_tokens = usage_minutes.input_tokens + excluded.input_tokens, \
-             cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens, \
-             output_tokens = usage_minutes.output_tokens + excluded.output_tokens, \
-             cost_micros = usage_minutes.cost_micros + excluded.cost_micros",
-    )
-    .bind(r.tenant_id)
-    .bind(r.endpoint)
-    .bind(minute_of(r.started_ms))
-    .bind(&r.project_id)
-    .bind(&r.api_key_id)
-    .bind(r.model)
-    .bind(f.prompt_tokens as i64)
-    .bind(f.cached_tokens.min(f.prompt_tokens) as i64)
-    .bind(f.completion_tokens as i64)
-    .bind(r.cost)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-fn charged(u: &NewUsage) -> Charged<'_> {
-    Charged {
-        tenant_id: &u.tenant_id,
-        project_id: u.project_id.as_ref(),
-        api_key_id: u.api_key_id.as_ref(),
-    }
-}
-
-async fn insert_row(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    u: &NewUsage,
-    status: UsageStatus,
-    reserved: Money,
-    (budget_held, budget_scopes): (Money, String),
-) -> StoreResult<()> {
-    let finished = (status != UsageStatus::InProgress).then_some(u.started_ms);
-    sqlx::query(
-        "INSERT INTO usage_events (request_id, http_request_id, tenant_id, project_id, \
-         api_key_id, endpoint, model, status, prompt_tokens, cached_tokens, completion_tokens, \
-         ttft_ms, latency_ms, reserved_micros, cost_micros, instance_id, started_ms, \
-         heartbeat_ms, finished_ms, budget_reserved_micros, budget_scopes, price_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, NULL, NULL, $10, 0, $11, $12, $12, $13, \
-         $14, $15, $16)",
-    )
-    .bind(&u.request_id)
-    .bind(u.http_request_id.as_deref())
-    .bind(&u.tenant_id)
-    .bind(u.project_id.as_deref())
-    .bind(u.api_key_id.as_deref())
-    .bind(u.endpoint.as_str())
-    .bind(&u.model)
-    .bind(status.as_str())
-    .bind(u.prompt_tokens as i64)
-    .bind(reserved.micros())
-    .bind(&u.instance_id)
-    .bind(u.started_ms)
-    .bind(finished)
-    .bind(budget_held.micros())
-    .bind(budget_scopes)
-    .bind(u.price_id.as_deref())
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict(format!(
-                "A request with id '{}' exists already.",
-                u.request_id
-            ))
-        } else {
-            StoreError::Database(e)
-        }
-    })?;
-    Ok(())
 }
 
 /// A usage query over the rollup: one endpoint of one tenant, buckets of `width_ms` counted

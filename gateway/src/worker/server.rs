@@ -424,6 +424,8 @@ pub async fn serve(
             .configure(configure)
     })
     .disable_signals()
+    // Each token is written as it is generated (see `server::serve`).
+    .tcp_nodelay(true)
     .shutdown_timeout(drain_timeout.as_secs().max(1));
     let server = match &tls {
         Some(tls) => server.bind_rustls_0_23(listen, tls.server_config()?),
