@@ -7,6 +7,11 @@
 //! The finalizing transaction also settles the reservation, appends the ledger debit and adds
 //! the event to `usage_minutes`. The same two transactions reserve and settle the request's
 //! maximum cost on the spend caps that apply to it (`store::budgets`).
+//!
+//! These writes ([`UsageWrite`]) run through [`apply_usage_writes`], alone in a transaction
+//! (PostgreSQL) or with every other write waiting for SQLite's writer (`group_commit`); the
+//! statements are the same, summed over the transaction's writes where they touch the same
+//! rows.
 
 use std::collections::BTreeMap;
 
@@ -113,7 +118,7 @@ pub enum Admission {
 }
 
 /// When a tenant without a prepaid account is admitted postpaid.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Postpaid {
     Always,
     Never,
@@ -343,32 +348,57 @@ pub(crate) async fn apply_usage_writes(
 ) -> StoreResult<Vec<UsageWritten>> {
     let mut written: Vec<Option<UsageWritten>> = ops.iter().map(|_| None).collect();
     let mut ends = Ends::default();
-    for (i, op) in ops.iter().enumerate() {
-        if let UsageWrite::Finalize(request_id, f) = op {
-            let done = finalize_in(tx, request_id, f, &mut ends).await?;
-            written[i] = Some(UsageWritten::Finalized(done));
-        }
+    let (indices, finals): (Vec<usize>, Vec<(&str, &FinalUsage)>) = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            UsageWrite::Finalize(request_id, f) => Some((i, (request_id.as_str(), f))),
+            _ => None,
+        })
+        .unzip();
+    let done = finalize_together(tx, &finals, &mut ends).await?;
+    for (i, done) in indices.into_iter().zip(done) {
+        written[i] = Some(UsageWritten::Finalized(done));
     }
     ends.write(tx).await?;
-    let mut rows = Vec::new();
+    // Admissions by tenant, project, key and billing rule, in their order within each.
+    type Group<'o> = (
+        &'o TenantId,
+        Option<&'o ProjectId>,
+        Option<&'o KeyId>,
+        Postpaid,
+    );
+    let mut groups: BTreeMap<Group<'_>, Vec<(usize, &NewUsage)>> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
-        match op {
-            UsageWrite::Admit(u, postpaid) => {
-                let (admission, row) = admit_in(tx, u, *postpaid).await?;
-                rows.extend(row);
-                written[i] = Some(UsageWritten::Admission(admission));
-            }
-            UsageWrite::Rejected(u) => {
-                rows.push(NewRow {
-                    u,
-                    status: UsageStatus::Rejected,
-                    reserved: Money::ZERO,
-                    budget_held: Money::ZERO,
-                    budget_scopes: String::new(),
-                });
-                written[i] = Some(UsageWritten::Recorded);
-            }
-            UsageWrite::Finalize(..) => {}
+        if let UsageWrite::Admit(u, postpaid) = op {
+            let key = (
+                &u.tenant_id,
+                u.project_id.as_ref(),
+                u.api_key_id.as_ref(),
+                *postpaid,
+            );
+            groups.entry(key).or_default().push((i, u));
+        }
+    }
+    let mut rows = Vec::new();
+    for ((.., postpaid), members) in groups {
+        let (indices, group): (Vec<usize>, Vec<&NewUsage>) = members.into_iter().unzip();
+        let admitted = admit_together(tx, &group, postpaid).await?;
+        for (i, (admission, row)) in indices.into_iter().zip(admitted) {
+            rows.extend(row);
+            written[i] = Some(UsageWritten::Admission(admission));
+        }
+    }
+    for (i, op) in ops.iter().enumerate() {
+        if let UsageWrite::Rejected(u) = op {
+            rows.push(NewRow {
+                u,
+                status: UsageStatus::Rejected,
+                reserved: Money::ZERO,
+                budget_held: Money::ZERO,
+                budget_scopes: String::new(),
+            });
+            written[i] = Some(UsageWritten::Recorded);
         }
     }
     insert_rows(tx, &rows).await?;
@@ -381,54 +411,15 @@ async fn admit_in<'a>(
     u: &'a NewUsage,
     postpaid: Postpaid,
 ) -> StoreResult<(Admission, Option<NewRow<'a>>)> {
-    // A write first, so that SQLite takes the write lock at once (no read-then-upgrade).
-    // It also counts the spend caps that apply, so a request without any skips their read.
-    let reserved = sqlx::query(&format!(
-        "UPDATE credit_accounts SET reserved_micros = reserved_micros + $1, updated_ms = $2 \
-         WHERE tenant_id = $3 AND balance_micros - reserved_micros >= $1 \
-         RETURNING {} AS caps",
-        budgets::caps_count("$3", "$4", "$5")
-    ))
-    .bind(u.max_cost.micros())
-    .bind(u.started_ms)
-    .bind(&u.tenant_id)
-    .bind(u.project_id.as_ref().map_or("", ProjectId::as_str))
-    .bind(u.api_key_id.as_ref().map_or("", KeyId::as_str))
-    .fetch_optional(&mut **tx)
-    .await?;
-    let (held, caps) = match reserved {
-        Some(row) => (u.max_cost, row.try_get::<i64, _>("caps")?),
-        None => {
-            // Nothing reserved: one read says why (the balance is short, or there is no
-            // account) and, without an account, whether the tenant is billed postpaid and
-            // which caps apply.
-            let row = sqlx::query(&format!(
-                "SELECT (SELECT balance_micros - reserved_micros FROM credit_accounts \
-                     WHERE tenant_id = $1) AS available, \
-                 (SELECT COUNT(*) FROM tenants WHERE id = $1 AND plan = 'enterprise' \
-                     AND billing_status <> 'past_due') AS enterprise, \
-                 {} AS caps",
-                budgets::caps_count("$1", "$2", "$3")
-            ))
-            .bind(&u.tenant_id)
-            .bind(u.project_id.as_ref().map_or("", ProjectId::as_str))
-            .bind(u.api_key_id.as_ref().map_or("", KeyId::as_str))
-            .fetch_one(&mut **tx)
-            .await?;
-            if let Some(available) = row.try_get::<Option<i64>, _>("available")? {
-                let available = Money::from_micros(available.max(0));
-                return Ok((Admission::Insufficient { available }, None));
+    let (held, caps) = match reserve_credit(tx, u, u.max_cost, u.started_ms).await? {
+        Some(caps) => (u.max_cost, caps),
+        None => match unreserved(tx, u, postpaid).await? {
+            Unreserved::Short(available) => {
+                return Ok((Admission::Insufficient { available }, None))
             }
-            let postpaid_ok = match postpaid {
-                Postpaid::Always => true,
-                Postpaid::Never => false,
-                Postpaid::EnterpriseInGoodStanding => row.try_get::<i64, _>("enterprise")? > 0,
-            };
-            if !postpaid_ok {
-                return Ok((Admission::NoAccount, None));
-            }
-            (Money::ZERO, row.try_get::<i64, _>("caps")?)
-        }
+            Unreserved::NoAccount => return Ok((Admission::NoAccount, None)),
+            Unreserved::Postpaid { caps } => (Money::ZERO, caps),
+        },
     };
     let scopes = if caps == 0 {
         Vec::new()
@@ -442,73 +433,261 @@ async fn admit_in<'a>(
             }
             Err(over) => {
                 on_caps.rollback().await?;
-                if held > Money::ZERO {
-                    sqlx::query(
-                        "UPDATE credit_accounts SET reserved_micros = reserved_micros - $1 \
-                         WHERE tenant_id = $2",
-                    )
-                    .bind(held.micros())
-                    .bind(&u.tenant_id)
-                    .execute(&mut **tx)
-                    .await?;
-                }
+                release_credit(tx, &u.tenant_id, held).await?;
                 return Ok((Admission::OverBudget(over), None));
             }
         }
     };
-    let budget_held = if scopes.is_empty() {
-        Money::ZERO
-    } else {
-        u.max_cost
-    };
-    let row = NewRow {
-        u,
-        status: UsageStatus::InProgress,
-        reserved: held,
-        budget_held,
-        budget_scopes: budgets::scopes_text(&scopes),
-    };
+    let mut row = NewRow::admitted(u, held);
+    if !scopes.is_empty() {
+        row.budget_held = u.max_cost;
+        row.budget_scopes = budgets::scopes_text(&scopes);
+    }
     Ok((Admission::Admitted { reserved: held }, Some(row)))
 }
 
-/// Closes an in-flight row in `tx` and settles its spend caps; what it owes the prepaid
-/// account, the ledger and the rollup goes to `ends`. `false` when the row was finalized
-/// already (or never admitted): nothing changes.
-async fn finalize_in<'a>(
+/// Admissions of one tenant, project, key and billing rule, reserved together: one UPDATE
+/// for all when the balance holds them all and no spend cap applies (or, without an
+/// account, one read), else each alone ([`admit_in`]).
+async fn admit_together<'a>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    group: &[&'a NewUsage],
+    postpaid: Postpaid,
+) -> StoreResult<Vec<(Admission, Option<NewRow<'a>>)>> {
+    let (Some(first), true) = (group.first(), group.len() > 1) else {
+        let mut alone = Vec::new();
+        for u in group {
+            alone.push(admit_in(tx, u, postpaid).await?);
+        }
+        return Ok(alone);
+    };
+    let total = group
+        .iter()
+        .fold(Money::ZERO, |sum, u| sum.saturating_add(u.max_cost));
+    let at_ms = group.iter().map(|u| u.started_ms).max().unwrap_or(0);
+    let all_admitted = match reserve_credit(tx, first, total, at_ms).await? {
+        Some(0) => true,
+        Some(_) => {
+            // Spend caps apply: each admission reserves on them in turn.
+            release_credit(tx, &first.tenant_id, total).await?;
+            false
+        }
+        None => match unreserved(tx, first, postpaid).await? {
+            // Some may fit: each tries in turn.
+            Unreserved::Short(_) => false,
+            Unreserved::NoAccount => {
+                return Ok(group.iter().map(|_| (Admission::NoAccount, None)).collect())
+            }
+            Unreserved::Postpaid { caps } => {
+                if caps == 0 {
+                    return Ok(group
+                        .iter()
+                        .map(|u| {
+                            let row = NewRow::admitted(u, Money::ZERO);
+                            (
+                                Admission::Admitted {
+                                    reserved: Money::ZERO,
+                                },
+                                Some(row),
+                            )
+                        })
+                        .collect());
+                }
+                false
+            }
+        },
+    };
+    if all_admitted {
+        return Ok(group
+            .iter()
+            .map(|u| {
+                let row = NewRow::admitted(u, u.max_cost);
+                (
+                    Admission::Admitted {
+                        reserved: u.max_cost,
+                    },
+                    Some(row),
+                )
+            })
+            .collect());
+    }
+    let mut alone = Vec::new();
+    for u in group {
+        alone.push(admit_in(tx, u, postpaid).await?);
+    }
+    Ok(alone)
+}
+
+/// Reserves `amount` on `u`'s tenant's prepaid account when its available balance covers it;
+/// then the number of spend caps on `u`'s organization, project and key. `None`: nothing
+/// reserved. A write first, so that SQLite takes the write lock at once (no
+/// read-then-upgrade); it counts the caps so that a request without any skips their read.
+async fn reserve_credit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    u: &NewUsage,
+    amount: Money,
+    at_ms: i64,
+) -> StoreResult<Option<i64>> {
+    let row = sqlx::query(&format!(
+        "UPDATE credit_accounts SET reserved_micros = reserved_micros + $1, updated_ms = $2 \
+         WHERE tenant_id = $3 AND balance_micros - reserved_micros >= $1 \
+         RETURNING {} AS caps",
+        budgets::caps_count("$3", "$4", "$5")
+    ))
+    .bind(amount.micros())
+    .bind(at_ms)
+    .bind(&u.tenant_id)
+    .bind(u.project_id.as_ref().map_or("", ProjectId::as_str))
+    .bind(u.api_key_id.as_ref().map_or("", KeyId::as_str))
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| row.try_get("caps"))
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// Gives back `amount` reserved by [`reserve_credit`] in the same transaction.
+async fn release_credit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &TenantId,
+    amount: Money,
+) -> StoreResult<()> {
+    if amount > Money::ZERO {
+        sqlx::query(
+            "UPDATE credit_accounts SET reserved_micros = reserved_micros - $1 \
+             WHERE tenant_id = $2",
+        )
+        .bind(amount.micros())
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Why nothing was reserved for `u`.
+enum Unreserved {
+    /// The available balance is short of the amount.
+    Short(Money),
+    /// No prepaid account, and not billed postpaid.
+    NoAccount,
+    /// No prepaid account, billed postpaid; `caps` spend caps apply.
+    Postpaid { caps: i64 },
+}
+
+/// One read says why nothing was reserved (the balance is short, or there is no account)
+/// and, without an account, whether the tenant is billed postpaid and which caps apply.
+async fn unreserved(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    u: &NewUsage,
+    postpaid: Postpaid,
+) -> StoreResult<Unreserved> {
+    let row = sqlx::query(&format!(
+        "SELECT (SELECT balance_micros - reserved_micros FROM credit_accounts \
+             WHERE tenant_id = $1) AS available, \
+         (SELECT COUNT(*) FROM tenants WHERE id = $1 AND plan = 'enterprise' \
+             AND billing_status <> 'past_due') AS enterprise, \
+         {} AS caps",
+        budgets::caps_count("$1", "$2", "$3")
+    ))
+    .bind(&u.tenant_id)
+    .bind(u.project_id.as_ref().map_or("", ProjectId::as_str))
+    .bind(u.api_key_id.as_ref().map_or("", KeyId::as_str))
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(available) = row.try_get::<Option<i64>, _>("available")? {
+        return Ok(Unreserved::Short(Money::from_micros(available.max(0))));
+    }
+    let postpaid_ok = match postpaid {
+        Postpaid::Always => true,
+        Postpaid::Never => false,
+        Postpaid::EnterpriseInGoodStanding => row.try_get::<i64, _>("enterprise")? > 0,
+    };
+    Ok(if postpaid_ok {
+        Unreserved::Postpaid {
+            caps: row.try_get("caps")?,
+        }
+    } else {
+        Unreserved::NoAccount
+    })
+}
+
+/// Closes in-flight rows in `tx`, [`ROWS_PER_INSERT`] per UPDATE, and settles their spend
+/// caps; what they owe the prepaid accounts, the ledger and the rollup goes to `ends`. Each
+/// answer is `false` when the row was finalized already (or never admitted, or finalized by
+/// an earlier write of the same transaction): nothing changes for it.
+async fn finalize_together<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    finals: &[(&'a str, &FinalUsage)],
+    ends: &mut Ends<'a>,
+) -> StoreResult<Vec<bool>> {
+    let mut done = vec![false; finals.len()];
+    // The first write for a request is the one that may count.
+    let mut firsts: Vec<usize> = Vec::with_capacity(finals.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, (request_id, _)) in finals.iter().enumerate() {
+        if seen.insert(*request_id) {
+            firsts.push(i);
+        }
+    }
+    for chunk in firsts.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "UPDATE usage_events SET status = v.column2, prompt_tokens = v.column3, \
+             cached_tokens = v.column4, completion_tokens = v.column5, ttft_ms = v.column6, \
+             latency_ms = v.column7, \
+             cost_micros = CASE WHEN reserved_micros > 0 AND v.column8 > reserved_micros \
+                 THEN reserved_micros ELSE v.column8 END, \
+             finished_ms = v.column9, heartbeat_ms = v.column9 \
+             FROM (VALUES {}) AS v \
+             WHERE usage_events.request_id = v.column1 AND usage_events.status = 'in_progress' \
+             RETURNING usage_events.request_id AS request_id, tenant_id, project_id, \
+                 api_key_id, endpoint, model, reserved_micros, cost_micros, started_ms, \
+                 budget_reserved_micros, budget_scopes, {} AS caps, \
+                 (SELECT stripe_customer_id FROM tenants WHERE id = usage_events.tenant_id \
+                     AND plan = 'enterprise') AS stripe_customer_id",
+            values(chunk.len(), 9, |p| format!("({})", p.join(", "))),
+            budgets::caps_count(
+                "usage_events.tenant_id",
+                "COALESCE(usage_events.project_id, '')",
+                "COALESCE(usage_events.api_key_id, '')"
+            )
+        );
+        let mut update = sqlx::query(&sql);
+        for &i in chunk {
+            let (request_id, f) = finals[i];
+            update = update
+                .bind(request_id)
+                .bind(f.status.as_str())
+                .bind(f.prompt_tokens as i64)
+                .bind(f.cached_tokens.min(f.prompt_tokens) as i64)
+                .bind(f.completion_tokens as i64)
+                .bind(f.ttft_ms)
+                .bind(f.latency_ms)
+                .bind(f.cost.micros())
+                .bind(f.finished_ms);
+        }
+        for row in update.fetch_all(&mut **tx).await? {
+            let request_id: String = row.try_get("request_id")?;
+            let Some(&i) = chunk.iter().find(|&&i| finals[i].0 == request_id) else {
+                continue;
+            };
+            done[i] = true;
+            let (request_id, f) = finals[i];
+            settle_end(tx, &row, request_id, f, ends).await?;
+        }
+    }
+    Ok(done)
+}
+
+/// What one closed row (`row`, as the finalizing UPDATE returned it) owes: its spend caps are
+/// settled in `tx`, the rest goes to `ends`.
+async fn settle_end<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    row: &Row,
     request_id: &'a str,
     f: &FinalUsage,
     ends: &mut Ends<'a>,
-) -> StoreResult<bool> {
-    let row = sqlx::query(&format!(
-        "UPDATE usage_events SET status = $1, prompt_tokens = $2, cached_tokens = $3, \
-         completion_tokens = $4, ttft_ms = $5, latency_ms = $6, \
-         cost_micros = CASE WHEN reserved_micros > 0 AND $7 > reserved_micros \
-             THEN reserved_micros ELSE $7 END, \
-         finished_ms = $8, heartbeat_ms = $8 \
-         WHERE request_id = $9 AND status = 'in_progress' \
-         RETURNING tenant_id, project_id, api_key_id, endpoint, model, reserved_micros, \
-             cost_micros, started_ms, budget_reserved_micros, budget_scopes, {} AS caps",
-        budgets::caps_count(
-            "usage_events.tenant_id",
-            "COALESCE(usage_events.project_id, '')",
-            "COALESCE(usage_events.api_key_id, '')"
-        )
-    ))
-    .bind(f.status.as_str())
-    .bind(f.prompt_tokens as i64)
-    .bind(f.cached_tokens.min(f.prompt_tokens) as i64)
-    .bind(f.completion_tokens as i64)
-    .bind(f.ttft_ms)
-    .bind(f.latency_ms)
-    .bind(f.cost.micros())
-    .bind(f.finished_ms)
-    .bind(request_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        return Ok(false);
-    };
+) -> StoreResult<()> {
     let tenant_id: TenantId = row.try_get("tenant_id")?;
     let project_id: Option<ProjectId> = row.try_get("project_id")?;
     let api_key_id: Option<KeyId> = row.try_get("api_key_id")?;
@@ -546,10 +725,13 @@ async fn finalize_in<'a>(
         // A postpaid request of an organization billed through Stripe owes one meter event
         // (the outbox `billing::stripe`'s reporter sends), written with the usage itself; a
         // postpaid request is otherwise billed from the events by invoices.
-        ends.postpaid
-            .entry(tenant_id.clone())
-            .or_default()
-            .push((request_id, cost, f.finished_ms));
+        let customer: Option<String> = row.try_get("stripe_customer_id")?;
+        if let Some(customer) = customer {
+            ends.postpaid
+                .entry((tenant_id.clone(), customer))
+                .or_default()
+                .push((request_id, cost, f.finished_ms));
+        }
     }
     if f.status != UsageStatus::Rejected {
         // Nothing ran for a rejected request: nothing is counted.
@@ -569,7 +751,7 @@ async fn finalize_in<'a>(
         sums.output_tokens += f.completion_tokens as i64;
         sums.cost += cost;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// What finalized requests owe, summed: per tenant, the prepaid settlement and its ledger
@@ -578,18 +760,22 @@ async fn finalize_in<'a>(
 #[derive(Default)]
 struct Ends<'a> {
     credits: BTreeMap<TenantId, Settlement<'a>>,
-    /// `(request_id, cost, at_ms)` of postpaid requests that cost something, per tenant.
-    postpaid: BTreeMap<TenantId, Vec<(&'a str, i64, i64)>>,
+    /// `(request_id, cost, at_ms)` of postpaid requests that cost something, per tenant
+    /// billed through Stripe (an enterprise organization with a Stripe customer).
+    postpaid: BTreeMap<(TenantId, String), Debits<'a>>,
     rollup: BTreeMap<RollupKey, RollupSums>,
 }
+
+/// `(request_id, cost, at_ms)` of requests that cost something.
+type Debits<'a> = Vec<(&'a str, i64, i64)>;
 
 #[derive(Default)]
 struct Settlement<'a> {
     cost: i64,
     reserved: i64,
     updated_ms: i64,
-    /// `(request_id, cost, at_ms)` of each request that cost something.
-    ledger: Vec<(&'a str, i64, i64)>,
+    /// Each request that cost something.
+    ledger: Debits<'a>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -653,16 +839,7 @@ impl Ends<'_> {
                 insert.execute(&mut **tx).await?;
             }
         }
-        for (tenant_id, events) in &self.postpaid {
-            // Billed through Stripe: an enterprise organization with a Stripe customer.
-            let customer: Option<String> = sqlx::query_scalar(
-                "SELECT stripe_customer_id FROM tenants WHERE id = $1 AND plan = 'enterprise' \
-                 AND stripe_customer_id IS NOT NULL",
-            )
-            .bind(tenant_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let Some(customer) = customer else { continue };
+        for ((tenant_id, customer), events) in &self.postpaid {
             for events in events.chunks(ROWS_PER_INSERT) {
                 let sql = format!(
                     "INSERT INTO stripe_meter_outbox (request_id, tenant_id, customer_id, value, \
@@ -735,6 +912,19 @@ struct NewRow<'a> {
     reserved: Money,
     budget_held: Money,
     budget_scopes: String,
+}
+
+impl<'a> NewRow<'a> {
+    /// An admitted request's row, `reserved` held on its account, nothing on spend caps.
+    fn admitted(u: &'a NewUsage, reserved: Money) -> NewRow<'a> {
+        NewRow {
+            u,
+            status: UsageStatus::InProgress,
+            reserved,
+            budget_held: Money::ZERO,
+            budget_scopes: String::new(),
+        }
+    }
 }
 
 fn charged(u: &NewUsage) -> Charged<'_> {
