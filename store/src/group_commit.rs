@@ -331,6 +331,50 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admissions_of_one_key_that_do_not_all_fit_are_admitted_in_turn() {
+        let (_dir, store) = store().await;
+        let tenant = store.create_tenant("g", Plan::PayAsYouGo).await.unwrap().id;
+        store
+            .open_credit_account(&tenant, Money::from_micros(100_000))
+            .await
+            .unwrap();
+        // Postpaid, without an account: admitted together, nothing held.
+        let postpaid = store.create_tenant("p", Plan::Enterprise).await.unwrap().id;
+        let batches = store.group.batches.load(Ordering::Relaxed);
+        let turn = store.write_turn.clone().lock_owned().await;
+        let mut admissions = Vec::new();
+        for i in 0..3 {
+            for (t, postpaid_ok) in [(&tenant, false), (&postpaid, true)] {
+                let u = usage(t, &format!("req-{t}-{i}"), "key_a", 40_000);
+                let s = store.clone();
+                admissions.push(tokio::spawn(async move {
+                    (postpaid_ok, s.admit_usage(&u, postpaid_ok).await.unwrap())
+                }));
+            }
+        }
+        release_when_queued(&store, turn, 6).await;
+        let (mut prepaid, mut short, mut on_invoice) = (0, 0, 0);
+        for a in admissions {
+            match a.await.unwrap() {
+                (false, Admission::Admitted { reserved }) if reserved.micros() == 40_000 => {
+                    prepaid += 1
+                }
+                (false, Admission::Insufficient { available }) => {
+                    assert_eq!(available.micros(), 100_000 - 2 * 40_000);
+                    short += 1
+                }
+                (true, Admission::Admitted { reserved }) if reserved == Money::ZERO => {
+                    on_invoice += 1
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((prepaid, short, on_invoice), (2, 1, 3));
+        assert_eq!(store.group.batches.load(Ordering::Relaxed), batches + 1);
+        assert_eq!(reserved(&store, &tenant).await, (100_000, 2 * 40_000));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_write_fails_alone() {
         let (_dir, store) = store().await;
         let tenant = store.create_tenant("g", Plan::PayAsYouGo).await.unwrap().id;
