@@ -85,6 +85,11 @@ fn gpu() -> Option<&'static Gpu> {
 /// Runs `check` with its kernels on the CPU (always) or on the GPU (when there is one).
 fn run_on(target: Target, check: fn()) {
     if target == Target::Gpu && gpu().is_none() {
+        // `scripts/gpu-check` sets it on the GPU machine: there a missing driver is a failure.
+        assert!(
+            std::env::var_os("STARFIRE_REQUIRE_GPU").is_none(),
+            "STARFIRE_REQUIRE_GPU is set but no CUDA driver was found"
+        );
         eprintln!("skipped: no CUDA driver found (this runs on a GPU machine)");
         return;
     }

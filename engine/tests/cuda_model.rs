@@ -130,6 +130,11 @@ fn on_the_cpu_the_cuda_forward_pass_matches_the_cpu_engine() {
 #[test]
 fn on_a_gpu_the_cuda_forward_pass_matches_the_cpu_engine() {
     if !engine::cuda::driver_present() {
+        // `scripts/gpu-check` sets it on the GPU machine: there a missing driver is a failure.
+        assert!(
+            std::env::var_os("STARFIRE_REQUIRE_GPU").is_none(),
+            "STARFIRE_REQUIRE_GPU is set but no CUDA driver was found"
+        );
         eprintln!("skipped: no CUDA driver found (this runs on a GPU machine)");
         return;
     }
