@@ -323,6 +323,8 @@ pub(crate) struct Outcome {
 /// outcome tagged with the phase the test was in when it was sent (for fault tests).
 pub(crate) struct Load {
     phase: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests sent and not yet answered, by the phase they were sent in.
+    in_flight: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     outcomes: std::sync::Arc<std::sync::Mutex<Vec<Outcome>>>,
     clients: Vec<std::thread::JoinHandle<()>>,
@@ -333,15 +335,17 @@ impl Load {
         use std::sync::atomic::Ordering;
         let load = Load {
             phase: Default::default(),
+            in_flight: Default::default(),
             stop: Default::default(),
             outcomes: Default::default(),
             clients: Vec::new(),
         };
         let clients = (0..clients)
             .map(|_| {
-                let (key, phase, stop, outcomes) = (
+                let (key, phase, in_flight, stop, outcomes) = (
                     key.to_owned(),
                     load.phase.clone(),
+                    load.in_flight.clone(),
                     load.stop.clone(),
                     load.outcomes.clone(),
                 );
@@ -350,7 +354,17 @@ impl Load {
                         "prompt": [1, 2, 3, 4, 5, 6, 7, 8, 9], "max_tokens": 1,
                         "ignore_eos": true, "temperature": 0});
                     while !stop.load(Ordering::SeqCst) {
-                        let at = phase.load(Ordering::SeqCst);
+                        let at = {
+                            // Read under the lock `enter_phase` takes: a request is counted
+                            // in flight in the phase it is tagged with.
+                            let mut in_flight = in_flight.lock().unwrap();
+                            let at = phase.load(Ordering::SeqCst);
+                            if in_flight.len() <= at {
+                                in_flight.resize(at + 1, 0);
+                            }
+                            in_flight[at] += 1;
+                            at
+                        };
                         let started = Instant::now();
                         let reply = crate::rate_limits_e2e::http(
                             port,
@@ -368,6 +382,7 @@ impl Load {
                                 .to_owned(),
                             took: started.elapsed(),
                         });
+                        in_flight.lock().unwrap()[at] -= 1;
                     }
                 })
             })
@@ -377,6 +392,30 @@ impl Load {
 
     pub(crate) fn set_phase(&self, phase: usize) {
         self.phase.store(phase, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Enters `phase` and waits (60 s at most) until every request sent in an earlier phase
+    /// has its answer: a fault injected after this cannot reach a request tagged before it.
+    pub(crate) fn enter_phase(&self, phase: usize) {
+        {
+            let _counting = self.in_flight.lock().unwrap();
+            self.set_phase(phase);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .in_flight
+            .lock()
+            .unwrap()
+            .iter()
+            .take(phase)
+            .any(|&n| n > 0)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "requests of the phases before {phase} never finished"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The requests sent in `phase` that got `status`.

@@ -117,13 +117,16 @@ fn postgres_restarted_under_load() {
     let load = Load::start(port, boot["api_key"].as_str().unwrap(), CLIENTS);
 
     load.wait_for(0, 200, 10);
+    // Phase 0's requests all ran with the database up; phase 1's may meet it going down;
+    // phase 2's are sent while it is down, phase 3's once it is back.
+    load.enter_phase(1);
     drop(pg);
-    load.set_phase(1);
-    load.wait_for(1, 503, 4);
+    load.set_phase(2);
+    load.wait_for(2, 503, 4);
     std::thread::sleep(Duration::from_secs(2));
     let _pg = postgres(dir.path(), pg_port);
-    load.set_phase(2);
-    load.wait_for(2, 200, 20);
+    load.set_phase(3);
+    load.wait_for(3, 200, 20);
     let outcomes = load.finish();
 
     let unexpected: Vec<String> = outcomes
