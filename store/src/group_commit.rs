@@ -25,15 +25,11 @@ use std::sync::Mutex;
 
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use crate::usage::{apply_usage_writes, one, UsageWrite, UsageWritten};
+use crate::usage::{one, UsageWrite, UsageWritten};
 use crate::{Store, StoreError, StoreResult};
 
 /// The most writes one transaction takes.
 pub(crate) const MAX_BATCH: usize = 64;
-
-/// How many times a write whose batch was dropped unfinished (its task's runtime shut down)
-/// is queued again.
-const ATTEMPTS: usize = 3;
 
 /// Writes waiting for the writer's turn.
 #[derive(Default)]
@@ -71,39 +67,33 @@ impl GroupCommit {
 impl Store {
     /// Runs `op` in the next transaction of the writer's turn, with whatever else is waiting.
     pub(crate) async fn group_write(&self, op: UsageWrite) -> StoreResult<UsageWritten> {
-        for _ in 0..ATTEMPTS {
-            let (reply, mut answer) = oneshot::channel();
-            self.group.lock().push_back(Job {
-                op: op.clone(),
-                reply,
-            });
-            loop {
-                tokio::select! {
-                    biased;
-                    answered = &mut answer => match answered {
-                        Ok(written) => return written,
-                        // Its batch was dropped before it answered: queue it again.
-                        Err(_) => break,
-                    },
-                    turn = self.write_turn.clone().lock_owned() => {
-                        let jobs = self.group.take();
-                        if jobs.is_empty() {
-                            // A batch before this turn took it: the answer is there.
-                            continue;
-                        }
-                        let batch = self.clone().run_batch(jobs, turn);
-                        match tokio::runtime::Handle::try_current() {
-                            Ok(runtime) => {
-                                let _ = runtime.spawn(batch).await;
-                            }
-                            Err(_) => batch.await,
-                        }
-                        // This caller's write may have been beyond the batch's: it waits on.
+        let (reply, mut answer) = oneshot::channel();
+        self.group.lock().push_back(Job { op, reply });
+        loop {
+            tokio::select! {
+                biased;
+                answered = &mut answer => {
+                    // Dropped unanswered: its batch's task ended unfinished (its runtime shut
+                    // down), and the transaction with it.
+                    return answered.unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)));
+                }
+                turn = self.write_turn.clone().lock_owned() => {
+                    let jobs = self.group.take();
+                    if jobs.is_empty() {
+                        // A batch before this turn took it: the answer is there.
+                        continue;
                     }
+                    let batch = self.clone().run_batch(jobs, turn);
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(runtime) => {
+                            let _ = runtime.spawn(batch).await;
+                        }
+                        Err(_) => batch.await,
+                    }
+                    // This caller's write may have been beyond the batch's: it waits on.
                 }
             }
         }
-        Err(StoreError::Database(sqlx::Error::WorkerCrashed))
     }
 
     /// Runs `jobs` in one transaction (each alone when that fails) and answers them; holds
@@ -117,7 +107,7 @@ impl Store {
         if ops.is_empty() {
             return;
         }
-        let written: Vec<StoreResult<UsageWritten>> = match self.apply_in_turn(&ops).await {
+        let written: Vec<StoreResult<UsageWritten>> = match self.apply_usage_tx(&ops).await {
             Ok(written) => {
                 self.group.batches.fetch_add(1, Ordering::Relaxed);
                 written.into_iter().map(Ok).collect()
@@ -127,26 +117,18 @@ impl Store {
                 tracing::warn!(error = %e, writes = ops.len(), "a grouped usage write failed; each runs alone");
                 let mut alone = Vec::with_capacity(ops.len());
                 for op in &ops {
-                    alone.push(self.apply_in_turn(std::slice::from_ref(op)).await.map(one));
+                    alone.push(self.apply_usage_tx(std::slice::from_ref(op)).await.map(one));
                 }
                 alone
             }
         };
         let unclaimed = answer(&ops, replies, written);
         if !unclaimed.is_empty() {
-            if let Err(e) = self.apply_in_turn(&unclaimed).await {
+            if let Err(e) = self.apply_usage_tx(&unclaimed).await {
                 tracing::warn!(error = %e, "cannot close admissions nobody waited for; the orphan sweep will");
             }
         }
         drop(turn);
-    }
-
-    /// One transaction of `ops`, the writer's turn being held.
-    async fn apply_in_turn(&self, ops: &[UsageWrite]) -> StoreResult<Vec<UsageWritten>> {
-        let mut tx = self.begin_in_turn().await?;
-        let written = apply_usage_writes(&mut tx, ops).await?;
-        tx.commit().await?;
-        Ok(written)
     }
 }
 
@@ -210,13 +192,28 @@ mod tests {
         }
     }
 
-    /// Holds the writer's turn until `n` writes wait for it, then lets them run.
-    async fn release_when_queued(store: &Store, turn: OwnedMutexGuard<()>, n: usize) {
+    /// A new pay-as-you-go tenant whose prepaid account holds `micros`.
+    async fn funded(store: &Store, micros: i64) -> TenantId {
+        let tenant = store.create_tenant("g", Plan::PayAsYouGo).await.unwrap().id;
+        store
+            .open_credit_account(&tenant, Money::from_micros(micros))
+            .await
+            .unwrap();
+        tenant
+    }
+
+    /// Waits until `n` writes wait for the writer's turn.
+    async fn queued(store: &Store, n: usize) {
         let started = std::time::Instant::now();
         while store.group.lock().len() < n {
             assert!(started.elapsed().as_secs() < 10, "the writes never queued");
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+
+    /// Holds the writer's turn until `n` writes wait for it, then lets them run.
+    async fn release_when_queued(store: &Store, turn: OwnedMutexGuard<()>, n: usize) {
+        queued(store, n).await;
         drop(turn);
     }
 
@@ -228,11 +225,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn waiting_writes_share_a_transaction_and_each_gets_its_own_answer() {
         let (_dir, store) = store().await;
-        let tenant = store.create_tenant("g", Plan::PayAsYouGo).await.unwrap().id;
-        store
-            .open_credit_account(&tenant, Money::from_micros(1_000_000))
-            .await
-            .unwrap();
+        let tenant = funded(&store, 1_000_000).await;
         // The key `key_capped` may hold 100_000: two of its admissions fit, a third does not.
         store
             .set_budget(
@@ -333,11 +326,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn admissions_of_one_key_that_do_not_all_fit_are_admitted_in_turn() {
         let (_dir, store) = store().await;
-        let tenant = store.create_tenant("g", Plan::PayAsYouGo).await.unwrap().id;
-        store
-            .open_credit_account(&tenant, Money::from_micros(100_000))
-            .await
-            .unwrap();
+        let tenant = funded(&store, 100_000).await;
         // Postpaid, without an account: admitted together, nothing held.
         let postpaid = store.create_tenant("p", Plan::Enterprise).await.unwrap().id;
         let batches = store.group.batches.load(Ordering::Relaxed);
@@ -377,11 +366,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_write_fails_alone() {
         let (_dir, store) = store().await;
-        let tenant = store.create_tenant("g", Plan::PayAsYouGo).await.unwrap().id;
-        store
-            .open_credit_account(&tenant, Money::from_micros(1_000_000))
-            .await
-            .unwrap();
+        let tenant = funded(&store, 1_000_000).await;
         let first = usage(&tenant, "req-dup", "key_a", 10_000);
         assert!(matches!(
             store.admit_usage(&first, false).await.unwrap(),
@@ -415,11 +400,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_admission_whose_caller_left_holds_nothing() {
         let (_dir, store) = store().await;
-        let tenant = store.create_tenant("g", Plan::PayAsYouGo).await.unwrap().id;
-        store
-            .open_credit_account(&tenant, Money::from_micros(1_000_000))
-            .await
-            .unwrap();
+        let tenant = funded(&store, 1_000_000).await;
         let turn = store.write_turn.clone().lock_owned().await;
         let u = usage(&tenant, "req-gone", "key_a", 10_000);
         let s = store.clone();
@@ -427,11 +408,7 @@ mod tests {
         let kept = usage(&tenant, "req-kept", "key_a", 10_000);
         let s = store.clone();
         let waiting = tokio::spawn(async move { s.admit_usage(&kept, false).await });
-        let started = std::time::Instant::now();
-        while store.group.lock().len() < 2 {
-            assert!(started.elapsed().as_secs() < 10);
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        queued(&store, 2).await;
         gone.abort();
         let _ = gone.await;
         drop(turn);
@@ -453,7 +430,7 @@ mod tests {
         );
         let turn = store.write_turn.clone().lock_owned().await;
         let committed = store
-            .apply_in_turn(std::slice::from_ref(&op))
+            .apply_usage_tx(std::slice::from_ref(&op))
             .await
             .unwrap();
         let (reply, gone) = oneshot::channel();
@@ -464,7 +441,7 @@ mod tests {
             committed.into_iter().map(Ok).collect(),
         );
         assert_eq!(close.len(), 1);
-        store.apply_in_turn(&close).await.unwrap();
+        store.apply_usage_tx(&close).await.unwrap();
         drop(turn);
         let e = store
             .usage_event(&tenant, "req-late")

@@ -8,7 +8,7 @@
 //! the event to `usage_minutes`. The same two transactions reserve and settle the request's
 //! maximum cost on the spend caps that apply to it (`store::budgets`).
 //!
-//! These writes ([`UsageWrite`]) run through [`apply_usage_writes`], alone in a transaction
+//! These writes (`UsageWrite`) run through `apply_usage_writes`, alone in a transaction
 //! (PostgreSQL) or with every other write waiting for SQLite's writer (`group_commit`); the
 //! statements are the same, summed over the transaction's writes where they touch the same
 //! rows.
@@ -256,13 +256,22 @@ impl Store {
     async fn write_usage(&self, op: UsageWrite) -> StoreResult<UsageWritten> {
         match self.backend() {
             super::Backend::Sqlite => self.group_write(op).await,
-            super::Backend::Postgres => {
-                let mut tx = self.begin_write().await?;
-                let written = apply_usage_writes(&mut tx, std::slice::from_ref(&op)).await?;
-                tx.commit().await?;
-                Ok(one(written))
-            }
+            super::Backend::Postgres => self
+                .apply_usage_tx(std::slice::from_ref(&op))
+                .await
+                .map(one),
         }
+    }
+
+    /// One transaction of `ops` (on SQLite the caller holds the writer's turn).
+    pub(crate) async fn apply_usage_tx(
+        &self,
+        ops: &[UsageWrite],
+    ) -> StoreResult<Vec<UsageWritten>> {
+        let mut tx = self.begin_in_turn().await?;
+        let written = apply_usage_writes(&mut tx, ops).await?;
+        tx.commit().await?;
+        Ok(written)
     }
 }
 
@@ -342,7 +351,7 @@ impl UsageWritten {
 ///
 /// An error leaves the transaction to be rolled back; a refused admission writes nothing
 /// (what it reserved before a spend cap refused it is released in the transaction).
-pub(crate) async fn apply_usage_writes(
+async fn apply_usage_writes(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ops: &[UsageWrite],
 ) -> StoreResult<Vec<UsageWritten>> {
@@ -454,68 +463,56 @@ async fn admit_together<'a>(
     group: &[&'a NewUsage],
     postpaid: Postpaid,
 ) -> StoreResult<Vec<(Admission, Option<NewRow<'a>>)>> {
-    let (Some(first), true) = (group.first(), group.len() > 1) else {
-        let mut alone = Vec::new();
-        for u in group {
-            alone.push(admit_in(tx, u, postpaid).await?);
-        }
-        return Ok(alone);
+    let [first, _, ..] = group else {
+        return admit_each(tx, group, postpaid).await;
     };
     let total = group
         .iter()
         .fold(Money::ZERO, |sum, u| sum.saturating_add(u.max_cost));
     let at_ms = group.iter().map(|u| u.started_ms).max().unwrap_or(0);
-    let all_admitted = match reserve_credit(tx, first, total, at_ms).await? {
-        Some(0) => true,
+    // When one answer serves them all: whether each holds its maximum (prepaid) or nothing
+    // (postpaid). `None`: each in turn.
+    let prepaid = match reserve_credit(tx, first, total, at_ms).await? {
+        Some(0) => Some(true),
         Some(_) => {
             // Spend caps apply: each admission reserves on them in turn.
             release_credit(tx, &first.tenant_id, total).await?;
-            false
+            None
         }
         None => match unreserved(tx, first, postpaid).await? {
-            // Some may fit: each tries in turn.
-            Unreserved::Short(_) => false,
+            // Some may fit.
+            Unreserved::Short(_) => None,
             Unreserved::NoAccount => {
                 return Ok(group.iter().map(|_| (Admission::NoAccount, None)).collect())
             }
-            Unreserved::Postpaid { caps } => {
-                if caps == 0 {
-                    return Ok(group
-                        .iter()
-                        .map(|u| {
-                            let row = NewRow::admitted(u, Money::ZERO);
-                            (
-                                Admission::Admitted {
-                                    reserved: Money::ZERO,
-                                },
-                                Some(row),
-                            )
-                        })
-                        .collect());
-                }
-                false
-            }
+            Unreserved::Postpaid { caps: 0 } => Some(false),
+            Unreserved::Postpaid { .. } => None,
         },
     };
-    if all_admitted {
-        return Ok(group
-            .iter()
-            .map(|u| {
-                let row = NewRow::admitted(u, u.max_cost);
-                (
-                    Admission::Admitted {
-                        reserved: u.max_cost,
-                    },
-                    Some(row),
-                )
-            })
-            .collect());
-    }
-    let mut alone = Vec::new();
+    let Some(prepaid) = prepaid else {
+        return admit_each(tx, group, postpaid).await;
+    };
+    Ok(group
+        .iter()
+        .map(|u| {
+            let reserved = if prepaid { u.max_cost } else { Money::ZERO };
+            let row = NewRow::admitted(u, reserved);
+            (Admission::Admitted { reserved }, Some(row))
+        })
+        .collect())
+}
+
+/// [`admit_in`] for each of `group`, in order.
+async fn admit_each<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    group: &[&'a NewUsage],
+    postpaid: Postpaid,
+) -> StoreResult<Vec<(Admission, Option<NewRow<'a>>)>> {
+    let mut each = Vec::with_capacity(group.len());
     for u in group {
-        alone.push(admit_in(tx, u, postpaid).await?);
+        each.push(admit_in(tx, u, postpaid).await?);
     }
-    Ok(alone)
+    Ok(each)
 }
 
 /// Reserves `amount` on `u`'s tenant's prepaid account when its available balance covers it;
