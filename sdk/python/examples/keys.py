@@ -17,7 +17,7 @@ answer = client.chat.completions.create(
     messages=[{"role": "user", "content": "Say hello."}],
     max_tokens=5,
 )
-print("answer:", answer.choices[0].message.content)
+print("answer:", answer.choices[0].message.content, f"({answer.usage.completion_tokens} tokens)")
 
 hour_ago = int(time.time()) - 3600
 for bucket in admin.usage.completions(start_time=hour_ago, bucket_width="1h", api_key_ids=[key.id]):

@@ -13,7 +13,7 @@ const answer = await client.chat.completions.create({
   messages: [{ role: "user", content: "Say hello." }],
   max_tokens: 5,
 });
-console.log("answer:", answer.choices[0].message.content);
+console.log("answer:", answer.choices[0].message.content, `(${answer.usage.completion_tokens} tokens)`);
 
 const hourAgo = Math.floor(Date.now() / 1000) - 3600;
 for await (const bucket of admin.usage.completions({ start_time: hourAgo, bucket_width: "1h", api_key_ids: [key.id] })) {
