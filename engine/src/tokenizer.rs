@@ -121,6 +121,31 @@ impl Tokenizer {
         })
     }
 
+    /// `vocab_size` tokens named `<0>`, `<1>`, ..., split on whitespace, no special tokens and
+    /// no EOS: for models of random weights (the GPU check, benchmarks), where only ids matter.
+    pub fn numbered(vocab_size: usize) -> Result<Self> {
+        let vocab: tokenizers::models::bpe::Vocab = (0..vocab_size as u32)
+            .map(|i| (format!("<{i}>"), i))
+            .collect();
+        let model = tokenizers::models::wordlevel::WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("<0>".into())
+            .build()
+            .map_err(|e| EngineError::Tokenizer(format!("word-level vocabulary: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(model);
+        inner.with_pre_tokenizer(Some(PreTokenizerWrapper::WhitespaceSplit(
+            tokenizers::pre_tokenizers::whitespace::WhitespaceSplit,
+        )));
+        Ok(Self {
+            inner,
+            bos_token_id: None,
+            eos_token_ids: Vec::new(),
+            add_bos: false,
+            special_ids: Vec::new(),
+            grammars: Arc::default(),
+        })
+    }
+
     /// Loads `tokenizer.json`; BOS/EOS come from `tokenizer_config.json` when present.
     pub fn from_hf_dir(dir: &Path, eos_from_config: &[u32]) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))

@@ -116,7 +116,8 @@ on_both!(
     norm_and_elementwise_kernels_match_the_cpu_engine,
     rope_write_kv_matches_the_cpu_engine_bit_for_bit,
     paged_attention_matches_exact_attention_and_the_cpu_kernel,
-    argmax_lse_picks_the_first_maximum_and_the_log_sum_exp,
+    argmax_logprob_picks_the_first_maximum_and_its_log_probability,
+    sample_rows_picks_the_cpu_samplers_tokens,
     every_thread_of_every_block_runs_once,
 );
 
@@ -735,6 +736,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             Arg::I32(hd as i32),
             Arg::I32(bs as i32),
             Arg::I32(parts as i32),
+            Arg::I32(cuda::ATTENTION_PARTITION as i32),
             Arg::F32(scale),
         ],
     );
@@ -752,6 +754,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             Arg::I32(nh as i32),
             Arg::I32(hd as i32),
             Arg::I32(parts as i32),
+            Arg::I32(cuda::ATTENTION_PARTITION as i32),
         ],
     );
     let kf: Vec<f32> = kc.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
@@ -820,7 +823,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
     }
 }
 
-fn argmax_lse_picks_the_first_maximum_and_the_log_sum_exp() {
+fn argmax_logprob_picks_the_first_maximum_and_its_log_probability() {
     let mut rng = SmallRng::seed_from_u64(7);
     let vocab = 49152 + 17;
     let rows = 3;
@@ -829,9 +832,9 @@ fn argmax_lse_picks_the_first_maximum_and_the_log_sum_exp() {
     logits[vocab + 40000] = 50.0;
     logits[2 * vocab + vocab - 1] = 60.0; // row 2: the last id
     let mut best = vec![0i32; rows];
-    let mut lse = vec![0f32; rows];
+    let mut logprob = vec![0f32; rows];
     launch(
-        "argmax_lse",
+        "argmax_logprob",
         (rows as u32, 1, 1),
         256,
         0,
@@ -839,7 +842,7 @@ fn argmax_lse_picks_the_first_maximum_and_the_log_sum_exp() {
             p(&mut logits),
             Arg::I32(vocab as i32),
             p(&mut best),
-            p(&mut lse),
+            p(&mut logprob),
         ],
     );
     for r in 0..rows {
@@ -852,15 +855,136 @@ fn argmax_lse_picks_the_first_maximum_and_the_log_sum_exp() {
         }
         assert_eq!(best[r] as usize, want, "row {r}");
         let mx = row[want] as f64;
-        let l = mx + row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
+        let lse = mx + row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
+        let want_lp = mx - lse;
         assert!(
-            (lse[r] as f64 - l).abs() < 1e-4 * l.abs().max(1.0),
-            "row {r}: {} vs {l}",
-            lse[r]
+            (logprob[r] as f64 - want_lp).abs() < 1e-4 * lse.abs().max(1.0),
+            "row {r}: {} vs {want_lp}",
+            logprob[r]
         );
     }
     assert_eq!(best[1], 100);
     assert_eq!(best[2] as usize, vocab - 1);
+}
+
+/// `sample_rows` against the CPU sampler (`engine::sampling::sample`) on the same rows and
+/// parameters (`device_pick` turns them into the kernel's numbers): temperature alone (a draw
+/// in id order), top_k, top_p, min_p and all three (draws in probability order), greedy with a
+/// repetition penalty, frequency and presence penalties, logit bias with min_tokens holding
+/// back EOS. Logits are rounded to quarters so that many tie, and one row is wider than the
+/// block. The same token, and the raw log-probability within 1e-4.
+fn sample_rows_picks_the_cpu_samplers_tokens() {
+    use engine::sampling::{device_pick, sample, RowPick, SampleContext, SamplingParams};
+    let mut rng = SmallRng::seed_from_u64(9);
+    let base = SamplingParams {
+        logprobs: Some(0),
+        ..SamplingParams::default()
+    };
+    let with = |f: &dyn Fn(&mut SamplingParams)| {
+        let mut p = base.clone();
+        f(&mut p);
+        p
+    };
+    let params = [
+        with(&|p| p.temperature = 0.7),
+        with(&|p| p.top_k = 5),
+        with(&|p| p.top_p = 0.9),
+        with(&|p| p.min_p = 0.1),
+        with(&|p| {
+            (p.temperature, p.top_k, p.top_p, p.min_p) = (1.3, 40, 0.83, 0.02);
+        }),
+        with(&|p| (p.temperature, p.repetition_penalty) = (0.0, 1.3)),
+        with(&|p| (p.frequency_penalty, p.presence_penalty) = (0.5, 0.25)),
+        with(&|p| {
+            p.logit_bias = vec![(3, 5.0), (7, -100.0), (1, 2.5)];
+            p.min_tokens = 9;
+            p.stop_token_ids = vec![4];
+        }),
+    ];
+    let prompt: Vec<u32> = (0..40).map(|i| (i * 7) % 300).collect();
+    let output: Vec<u32> = vec![3, 3, 5, 11, 3, 250, 5];
+    let eos = [2u32, 7];
+    let mut rows = Vec::new(); // (logits, params, seed)
+    for (pi, prm) in params.iter().enumerate() {
+        for seed in 0..6u64 {
+            let vocab = if seed == 5 { 3000 } else { 300 };
+            let logits: Vec<f32> = randn(&mut rng, vocab, 4.0)
+                .into_iter()
+                .map(|v| (v * 4.0).round() / 4.0)
+                .collect();
+            rows.push((logits, prm.clone(), seed * 31 + pi as u64));
+        }
+    }
+    // Each vocabulary size in one launch.
+    for vocab in [300usize, 3000] {
+        let batch: Vec<&(Vec<f32>, SamplingParams, u64)> =
+            rows.iter().filter(|r| r.0.len() == vocab).collect();
+        let n = batch.len();
+        let (mut meta, mut fparams, mut tok, mut val) = (vec![], vec![], vec![], vec![]);
+        let mut logits = Vec::new();
+        let mut want = Vec::new();
+        for (j, (l, prm, seed)) in batch.iter().enumerate() {
+            let ctx = SampleContext {
+                prompt_tokens: &prompt,
+                output_tokens: &output,
+                eos_token_ids: &eos,
+                seed: *seed,
+                mask: None,
+            };
+            let plan = match device_pick(prm, &ctx, vocab) {
+                RowPick::Sample(s) => s,
+                other => panic!("row {j}: {other:?}"),
+            };
+            meta.extend([
+                j as i32,
+                tok.len() as i32,
+                (tok.len() + plan.edits.len()) as i32,
+                plan.top_k,
+            ]);
+            fparams.extend([plan.temperature, plan.top_p, plan.min_p, plan.u]);
+            for (t, v) in &plan.edits {
+                tok.push(*t as i32);
+                val.extend(v);
+            }
+            logits.extend_from_slice(l);
+            want.push(sample(&mut l.clone(), prm, &ctx));
+        }
+        tok.push(0); // never empty
+        val.extend([0.0; 3]);
+        let mut work = vec![0f32; n * vocab];
+        let mut token = vec![0i32; n];
+        let mut logprob = vec![0f32; n];
+        launch(
+            "sample_rows",
+            (n as u32, 1, 1),
+            1024,
+            0,
+            vec![
+                p(&mut logits),
+                Arg::I32(vocab as i32),
+                p(&mut meta),
+                p(&mut fparams),
+                p(&mut tok),
+                p(&mut val),
+                p(&mut work),
+                p(&mut token),
+                p(&mut logprob),
+            ],
+        );
+        for (j, w) in want.iter().enumerate() {
+            let (_, prm, seed) = batch[j];
+            assert_eq!(
+                token[j] as u32, w.token,
+                "vocab {vocab}, row {j} (seed {seed}, {prm:?})"
+            );
+            assert!(
+                (logprob[j] - w.logprob).abs() <= 1e-4,
+                "vocab {vocab}, row {j}: logprob {} against {}",
+                logprob[j],
+                w.logprob
+            );
+        }
+    }
 }
 
 /// Every thread of every block runs exactly once: nothing skipped, nothing repeated.

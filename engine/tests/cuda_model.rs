@@ -7,7 +7,8 @@
 
 use engine::cuda::device::{CudaDevice, Device, HostDevice};
 use engine::cuda::model::DeviceModel;
-use engine::{Model, SequenceStep, StepBatch, TextModel};
+use engine::sampling::RowPick;
+use engine::{Model, SequenceStep, StepBatch, StepOutput, TextModel};
 
 fn small_model() -> Model {
     let path = engine::model_cache::find_default_model().expect("run `starfire model fetch` first");
@@ -119,6 +120,127 @@ fn forward_matches_the_cpu_engine<D: Device>(dev: D) {
     );
 }
 
+/// Decode steps run as graphs (three sequences padded to a batch of four, one of them past
+/// the first attention partition, here of 64 positions) give the logits that the same steps
+/// launched kernel by kernel give, across a prefill that grows the buffers the graphs were
+/// captured against; and the greedy rows are those logits' argmax and log-softmax.
+fn graphs_match_launches_kernel_by_kernel<D: Device>(make: impl Fn() -> D, exact: bool) {
+    let model = small_model();
+    let bs = 16;
+    let num_blocks = 80;
+    let mut graphed = DeviceModel::new(make(), &model, bs, num_blocks).unwrap();
+    let mut eager = DeviceModel::new(make(), &model, bs, num_blocks).unwrap();
+    eager.set_graphs(false);
+    for m in [&mut graphed, &mut eager] {
+        m.set_attention_partition(64).unwrap();
+        m.set_graph_batch_limit(8);
+    }
+    let vocab = model.config.vocab_size as u32;
+    let prompt =
+        |len: usize, k: u32| -> Vec<u32> { (0..len as u32).map(|i| (i * k + 1) % vocab).collect() };
+    // Sequence 0 reaches past the first 64 positions: two attention partitions.
+    let mut seqs: Vec<(Vec<u32>, Vec<u32>)> = vec![
+        (prompt(70, 3), (0..5).collect()),
+        (prompt(7, 5), vec![40, 41]),
+        (prompt(20, 7), vec![42, 43]),
+    ];
+    let prefill = StepBatch {
+        seqs: seqs
+            .iter()
+            .map(|(p, t)| SequenceStep::contiguous(p.clone(), 0, t.clone(), bs, true))
+            .collect(),
+    };
+    let a = graphed.step(&prefill).unwrap();
+    let b = eager.step(&prefill).unwrap();
+    assert_eq!(a, b, "the prefill launched the same way on both");
+    let close = |x: &[f32], y: &[f32], what: &str| {
+        let d = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            if exact { d == 0.0 } else { d <= 1e-4 },
+            "{what}: graph and kernel-by-kernel logits differ by {d}"
+        );
+    };
+    let argmax = |v: &[f32]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b }) as u32;
+    let mut next: Vec<u32> = b.iter().map(|l| argmax(l)).collect();
+    for step in 0..5 {
+        if step == 3 {
+            // A prefill of more sequences than the graphs' buffers hold logits for (sized for
+            // batches of 8) grows them: the graphs captured against the old ones are dropped
+            // and captured again.
+            let wide = StepBatch {
+                seqs: (0..10u32)
+                    .map(|i| SequenceStep::contiguous(prompt(3, i + 2), 0, vec![60 + i], bs, true))
+                    .collect(),
+            };
+            let (x, y) = (graphed.step(&wide).unwrap(), eager.step(&wide).unwrap());
+            for (i, (x, y)) in x.iter().zip(&y).enumerate() {
+                close(x, y, &format!("the wide prefill, sequence {i}"));
+            }
+        }
+        let batch = StepBatch {
+            seqs: seqs
+                .iter()
+                .zip(&next)
+                .map(|((p, t), &tok)| {
+                    SequenceStep::contiguous(vec![tok], p.len(), t.clone(), bs, true)
+                })
+                .collect(),
+        };
+        let greedy: Vec<bool> = (0..seqs.len()).map(|i| i != 1).collect();
+        let picks: Vec<RowPick> = greedy
+            .iter()
+            .map(|&g| if g { RowPick::Greedy } else { RowPick::Logits })
+            .collect();
+        let got = graphed.step_outputs(&batch, &picks).unwrap();
+        let want = eager.step(&batch).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            match g {
+                StepOutput::Logits(l) => {
+                    assert!(!greedy[i]);
+                    close(l, w, &format!("step {step}, sequence {i}"));
+                }
+                StepOutput::Token { token, logprob } => {
+                    assert!(greedy[i]);
+                    assert_eq!(*token, argmax(w), "step {step}, sequence {i}: greedy token");
+                    let lp = engine::sampling::log_softmax(w)[*token as usize];
+                    assert!(
+                        (lp - logprob).abs() <= 1e-4,
+                        "step {step}, sequence {i}: logprob {logprob} against {lp}"
+                    );
+                }
+            }
+        }
+        for (s, &tok) in seqs.iter_mut().zip(&next) {
+            s.0.push(tok);
+        }
+        next = want.iter().map(|w| argmax(w)).collect();
+    }
+    // Five decode steps as graphs of four sequences and two partitions: captured once, and
+    // once more after the long prefill grew the buffers.
+    assert_eq!(graphed.graph_replays, 5);
+    assert_eq!(graphed.graph_captures, 2);
+    assert_eq!(eager.graph_replays, 0);
+}
+
+#[test]
+fn on_the_cpu_decode_graphs_match_launches_kernel_by_kernel() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu");
+    graphs_match_launches_kernel_by_kernel(|| HostDevice::build(&dir).unwrap(), true);
+}
+
+#[test]
+fn on_a_gpu_decode_graphs_match_launches_kernel_by_kernel() {
+    if !gpu_or_skip() {
+        return;
+    }
+    graphs_match_launches_kernel_by_kernel(|| CudaDevice::open(0).unwrap(), false);
+}
+
 #[test]
 fn on_the_cpu_the_cuda_forward_pass_matches_the_cpu_engine() {
     let dev =
@@ -127,15 +249,23 @@ fn on_the_cpu_the_cuda_forward_pass_matches_the_cpu_engine() {
     forward_matches_the_cpu_engine(dev);
 }
 
+/// Whether a GPU test can run here; without a driver it says so in one line (and fails where
+/// `scripts/gpu-check` set `STARFIRE_REQUIRE_GPU`: there a missing driver is a failure).
+fn gpu_or_skip() -> bool {
+    if engine::cuda::driver_present() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("STARFIRE_REQUIRE_GPU").is_none(),
+        "STARFIRE_REQUIRE_GPU is set but no CUDA driver was found"
+    );
+    eprintln!("skipped: no CUDA driver found (this runs on a GPU machine)");
+    false
+}
+
 #[test]
 fn on_a_gpu_the_cuda_forward_pass_matches_the_cpu_engine() {
-    if !engine::cuda::driver_present() {
-        // `scripts/gpu-check` sets it on the GPU machine: there a missing driver is a failure.
-        assert!(
-            std::env::var_os("STARFIRE_REQUIRE_GPU").is_none(),
-            "STARFIRE_REQUIRE_GPU is set but no CUDA driver was found"
-        );
-        eprintln!("skipped: no CUDA driver found (this runs on a GPU machine)");
+    if !gpu_or_skip() {
         return;
     }
     forward_matches_the_cpu_engine(CudaDevice::open(0).unwrap());

@@ -5,13 +5,13 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use engine::sampling::{sample, SampleContext};
+use engine::sampling::{device_pick, sample, RowPick, SampleContext};
 use engine::structured::{Constraint, Mask};
-use engine::{CpuForward, Model, StepForward, Tokenizer};
+use engine::{CpuForward, Model, StepForward, StepOutput, Tokenizer};
 
 use crate::config::{KvCacheShape, SchedulerConfig};
 use crate::detokenizer::{Detokenizer, OffsetDetokenizer, TokenDecoder};
-use crate::executor::{ExecutorError, ModelExecutor, SampledToken, StepPlan};
+use crate::executor::{ExecutorError, ModelExecutor, SampledToken, SamplingInput, StepPlan};
 use crate::request::SeqId;
 use crate::{EngineLoop, SchedulerError};
 
@@ -107,26 +107,6 @@ impl ModelExecutor for EngineExecutor {
             .sampling
             .iter()
             .any(|s| self.constraints.contains_key(&s.seq_id));
-        let Self {
-            forward,
-            constraints,
-            ..
-        } = self;
-        // The masks depend only on the tokens already sampled: they are computed while the
-        // forward pass runs.
-        let (logits, masks) = if constrained {
-            std::thread::scope(|scope| {
-                let masks = scope.spawn(|| compute_masks(constraints, plan, &failed));
-                let logits = forward.step(&plan.batch);
-                let masks = masks
-                    .join()
-                    .map_err(|_| ExecutorError::Panicked("computing token masks".to_string()));
-                (logits, masks)
-            })
-        } else {
-            (forward.step(&plan.batch), Ok(HashMap::new()))
-        };
-        let (logits, mut masks) = (logits?, masks?);
         // Logits come back for `want_logits` sequences only, in batch order.
         let mut row_of = vec![usize::MAX; plan.batch.seqs.len()];
         let mut next = 0;
@@ -137,6 +117,58 @@ impl ModelExecutor for EngineExecutor {
             }
         }
         let eos = self.model.tokenizer.eos_token_ids();
+        fn context<'a>(s: &'a SamplingInput, eos: &'a [u32]) -> SampleContext<'a> {
+            SampleContext {
+                prompt_tokens: &s.prompt_token_ids,
+                output_tokens: &s.output_token_ids,
+                eos_token_ids: eos,
+                seed: s.params.seed.unwrap_or(0),
+                mask: None,
+            }
+        }
+        // What a device may pick itself (the CPU engine returns logits whatever this says):
+        // rows with a grammar or top logprobs need the logits here.
+        let vocab = self.model.config.vocab_size;
+        let mut picks: Vec<Option<RowPick>> = vec![None; next];
+        for s in &plan.sampling {
+            let row = row_of.get(s.batch_index).copied().unwrap_or(usize::MAX);
+            if let Some(p) = picks.get_mut(row) {
+                let pick = if self.constraints.contains_key(&s.seq_id) {
+                    RowPick::Logits
+                } else {
+                    device_pick(&s.params, &context(s, eos), vocab)
+                };
+                // Two samplers of one row (not made by the scheduler): the logits serve both.
+                *p = Some(if p.is_some() { RowPick::Logits } else { pick });
+            }
+        }
+        let picks: Vec<RowPick> = picks
+            .into_iter()
+            .map(|p| p.unwrap_or(RowPick::Greedy))
+            .collect();
+        let Self {
+            forward,
+            constraints,
+            ..
+        } = self;
+        // The masks depend only on the tokens already sampled: they are computed while the
+        // forward pass runs.
+        let (outputs, masks) = if constrained {
+            std::thread::scope(|scope| {
+                let masks = scope.spawn(|| compute_masks(constraints, plan, &failed));
+                let outputs = forward.step_outputs(&plan.batch, &picks);
+                let masks = masks
+                    .join()
+                    .map_err(|_| ExecutorError::Panicked("computing token masks".to_string()));
+                (outputs, masks)
+            })
+        } else {
+            (
+                forward.step_outputs(&plan.batch, &picks),
+                Ok(HashMap::new()),
+            )
+        };
+        let (outputs, mut masks) = (outputs?, masks?);
         let mut out = Vec::with_capacity(plan.sampling.len());
         for s in &plan.sampling {
             let mask = match (masks.remove(&s.seq_id), failed.get(&s.seq_id).cloned()) {
@@ -150,20 +182,26 @@ impl ModelExecutor for EngineExecutor {
                 }
                 (None, None) => None,
             };
-            let row = logits
+            let output = outputs
                 .get(row_of.get(s.batch_index).copied().unwrap_or(usize::MAX))
                 .ok_or_else(|| {
                     ExecutorError::Other(format!("no logits for batch entry {}", s.batch_index))
                 })?;
-            let mut row = row.clone();
-            let ctx = SampleContext {
-                prompt_tokens: &s.prompt_token_ids,
-                output_tokens: &s.output_token_ids,
-                eos_token_ids: eos,
-                seed: s.params.seed.unwrap_or(0),
-                mask: mask.as_ref(),
+            let t = match output {
+                StepOutput::Token { token, logprob } => engine::sampling::SampledToken {
+                    token: *token,
+                    logprob: *logprob,
+                    top_logprobs: Vec::new(),
+                },
+                StepOutput::Logits(row) => {
+                    let mut row = row.clone();
+                    let ctx = SampleContext {
+                        mask: mask.as_ref(),
+                        ..context(s, eos)
+                    };
+                    sample(&mut row, &s.params, &ctx)
+                }
             };
-            let t = sample(&mut row, &s.params, &ctx);
             out.push(SampledToken {
                 seq_id: s.seq_id,
                 token_id: t.token,

@@ -27,6 +27,14 @@ fn generate(engine: &EngineLoop) -> Vec<Vec<u32>> {
         ignore_eos: true,
         ..SamplingParams::greedy(6)
     };
+    generate_with(engine, &params)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// [`generate`] with `params`; each request's tokens and logprobs.
+fn generate_with(engine: &EngineLoop, params: &SamplingParams) -> Vec<(Vec<u32>, Vec<f32>)> {
     let prompts = [
         (0..21).map(|i| (i * 5 + 2) % 256).collect::<Vec<u32>>(),
         vec![9, 8, 7],
@@ -48,13 +56,14 @@ fn generate(engine: &EngineLoop) -> Vec<Vec<u32>> {
     streams
         .into_iter()
         .map(|mut s| {
-            let (mut tokens, mut usage) = (Vec::new(), None);
+            let (mut tokens, mut logprobs, mut usage) = (Vec::new(), Vec::new(), None);
             while let Some(d) = s.blocking_recv() {
                 tokens.extend(d.token_ids);
+                logprobs.extend(d.logprobs.iter().map(|l| l.logprob));
                 usage = d.usage.or(usage);
             }
             assert_eq!(usage.expect("usage at the end").completion_tokens, 6);
-            tokens
+            (tokens, logprobs)
         })
         .collect()
 }
@@ -71,4 +80,62 @@ fn the_engine_loop_over_the_cuda_forward_pass_matches_the_cpu_engine() {
     let got = generate(&spawn_engine_with(&model, config, Box::new(forward)).unwrap());
     assert_eq!(got, want);
     assert!(got.iter().all(|t| t.len() == 6));
+}
+
+/// The CUDA forward pass with every row's logits coming back (the default `step_outputs`), so
+/// that the executor samples on the CPU.
+struct LogitsOnly(DeviceModel<HostDevice>);
+
+impl engine::StepForward for LogitsOnly {
+    fn step(&mut self, batch: &engine::StepBatch) -> engine::Result<Vec<Vec<f32>>> {
+        self.0.step(batch)
+    }
+}
+
+#[test]
+fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
+    let model = synthetic();
+    let config = config_for_model(&model, SchedulerConfig::default(), 4 << 20);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu");
+    let forward = || {
+        DeviceModel::new(
+            HostDevice::build(&dir).unwrap(),
+            &model,
+            config.block_size,
+            config.num_gpu_blocks,
+        )
+        .unwrap()
+    };
+    let params = SamplingParams {
+        temperature: 1.5,
+        top_k: 50,
+        top_p: 0.95,
+        repetition_penalty: 1.2,
+        presence_penalty: 0.3,
+        seed: Some(7),
+        logprobs: Some(0),
+        ignore_eos: true,
+        ..SamplingParams::greedy(6)
+    };
+    let on_cpu = generate_with(
+        &spawn_engine_with(&model, config.clone(), Box::new(LogitsOnly(forward()))).unwrap(),
+        &params,
+    );
+    let on_device = generate_with(
+        &spawn_engine_with(&model, config.clone(), Box::new(forward())).unwrap(),
+        &params,
+    );
+    for ((ct, cl), (dt, dl)) in on_cpu.iter().zip(&on_device) {
+        assert_eq!(dt, ct, "the tokens sampled on the device and on the CPU");
+        assert_eq!(dl.len(), 6);
+        for (a, b) in cl.iter().zip(dl) {
+            assert!((a - b).abs() <= 1e-4, "logprobs {cl:?} against {dl:?}");
+        }
+    }
+    // Sampled, not greedy: the two requests' outputs are not the argmax chain.
+    let greedy = generate(&spawn_engine_with(&model, config.clone(), Box::new(forward())).unwrap());
+    assert_ne!(
+        on_device.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+        greedy
+    );
 }

@@ -1,20 +1,35 @@
-//! The CUDA kernels' speed against the GPU's own memory bandwidth, in one run: a
-//! device-to-device copy (bytes read plus bytes written per second, the baseline), then the
-//! quantized matrix-vector kernels over a `rows × cols` matrix (default 16384 × 16384) for 1
-//! and 8 tokens, each as bytes of weights read per second and as a fraction of the copy's rate
-//! (target for Q4_1 at one token: at least 0.70). Times are CUDA events around `--iters`
-//! launches after warm-up launches; the median of `--rounds` rounds is reported.
+//! The CUDA engine on a GPU, in one run:
+//!
+//! - `matvec`: the quantized matrix-vector kernels against the GPU's own memory bandwidth: a
+//!   device-to-device copy (bytes read plus bytes written per second, the baseline), then the
+//!   kernels over a `rows × cols` matrix (default 16384 × 16384) for 1 and 8 tokens, each as
+//!   bytes of weights read per second and as a fraction of the copy's rate (target for Q4_1
+//!   at one token: at least 0.70). Times are CUDA events around `--iters` launches after
+//!   warm-up launches; the median of `--rounds` rounds is reported.
+//! - `model`: a model of the default model's exact shapes (SmolLM2-135M: 30 layers, Q4_1
+//!   layers, Q8_0 embeddings and output) with seeded random weights, made here (the real file
+//!   is not needed): greedy tokens of the CPU engine and the CUDA engine on 20 prompts (each
+//!   decode step fed the CPU's token, so one near-tie does not change what follows; a token
+//!   may differ only where the CPU's top two logits are within 0.1), then decode throughput
+//!   at batch 1, 16 and 64 (tokens per second of wall time, greedy tokens picked on the GPU
+//!   and read back each step, decode steps as CUDA graphs; batch 1 also without graphs, batch
+//!   64 also sampled on the GPU with temperature 1 and top_p 0.95), and a prefill of 512
+//!   tokens. Targets: 1,000 tokens/s at batch 1, 30,000 at batch 64.
 //!
 //! Prints one JSON object. On a machine without a GPU it prints the engine's error
 //! ("no CUDA driver found; ...") and exits with status 2.
 //!
-//! Usage: cuda_bench [--quick] [--rows N] [--cols N] [--iters N] [--rounds N]
+//! Usage: cuda_bench [--quick] [--rows N] [--cols N] [--iters N] [--rounds N] [--no-model]
 
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
 use engine::cuda::device::{bytes_of, CudaDevice, Device, KArg, Launch};
+use engine::cuda::model::DeviceModel;
+use engine::model::{Architecture, ModelConfig, RopeStyle};
+use engine::sampling::{DeviceSample, RowPick};
+use engine::{CpuForward, Model, SequenceStep, StepBatch, StepForward, StepOutput, Tokenizer};
 use serde_json::json;
 
 struct Args {
@@ -22,6 +37,8 @@ struct Args {
     cols: usize,
     iters: usize,
     rounds: usize,
+    model: bool,
+    quick: bool,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -30,6 +47,8 @@ fn parse() -> anyhow::Result<Args> {
         cols: 16384,
         iters: 50,
         rounds: 5,
+        model: true,
+        quick: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -44,7 +63,9 @@ fn parse() -> anyhow::Result<Args> {
                 a.cols = 1024;
                 a.iters = 5;
                 a.rounds = 2;
+                a.quick = true;
             }
+            "--no-model" => a.model = false,
             "--rows" => a.rows = num("--rows")?,
             "--cols" => a.cols = num("--cols")?,
             "--iters" => a.iters = num("--iters")?,
@@ -94,6 +115,312 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
             (s >> 24) as u8
         })
         .collect()
+}
+
+/// The default model's shapes (SmolLM2-135M-Instruct; a test checks them against the file).
+fn default_model_shapes() -> ModelConfig {
+    ModelConfig {
+        architecture: Architecture::Llama,
+        hidden_size: 576,
+        num_layers: 30,
+        num_heads: 9,
+        num_kv_heads: 3,
+        head_dim: 64,
+        intermediate_size: 1536,
+        vocab_size: 49152,
+        rms_norm_eps: 1e-5,
+        rope_theta: 100_000.0,
+        rope_style: RopeStyle::Interleaved,
+        max_position_embeddings: 8192,
+    }
+}
+
+const BLOCK: usize = 16;
+
+/// Sequences in fixed block ranges of a cache (`per_seq` blocks each).
+struct Seqs {
+    tokens: Vec<Vec<u32>>,
+    per_seq: usize,
+}
+
+impl Seqs {
+    fn table(&self, i: usize) -> Vec<u32> {
+        ((i * self.per_seq) as u32..((i + 1) * self.per_seq) as u32).collect()
+    }
+
+    /// All sequences' whole token lists, prefilled in one step.
+    fn prefill(&self) -> StepBatch {
+        StepBatch {
+            seqs: (0..self.tokens.len())
+                .map(|i| {
+                    SequenceStep::contiguous(self.tokens[i].clone(), 0, self.table(i), BLOCK, true)
+                })
+                .collect(),
+        }
+    }
+
+    /// One new token per sequence (appended).
+    fn decode(&mut self, next: &[u32]) -> StepBatch {
+        StepBatch {
+            seqs: (0..self.tokens.len())
+                .map(|i| {
+                    let at = self.tokens[i].len();
+                    self.tokens[i].push(next[i]);
+                    SequenceStep::contiguous(vec![next[i]], at, self.table(i), BLOCK, true)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b }) as u32
+}
+
+/// Deterministic prompt token ids.
+fn prompt(len: usize, seed: u64, vocab: usize) -> Vec<u32> {
+    bytes(4 * len, seed)
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) % vocab as u32)
+        .collect()
+}
+
+/// Greedy tokens of the CPU and CUDA engines on 20 prompts, decode steps fed the CPU's token.
+fn greedy_agreement<D: Device>(
+    model: &std::sync::Arc<Model>,
+    gpu: &mut DeviceModel<D>,
+    steps: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let vocab = model.config.vocab_size;
+    let n = 20;
+    let mut seqs = Seqs {
+        tokens: (0..n)
+            .map(|i| prompt(8 + 5 * i, 100 + i as u64, vocab))
+            .collect(),
+        per_seq: (8 + 5 * n + steps).div_ceil(BLOCK) + 1,
+    };
+    let mut cpu = CpuForward::new(model.clone(), BLOCK, n * seqs.per_seq)?;
+    let mut batch = seqs.prefill();
+    let (mut equal, mut near_ties, mut differ) = (0, 0, 0);
+    let mut worst_gap = 0f32;
+    for _ in 0..=steps {
+        let want = cpu.step(&batch)?;
+        let got = gpu.step(&batch)?;
+        let mut next = Vec::with_capacity(n);
+        for (w, g) in want.iter().zip(&got) {
+            let (c, d) = (argmax(w), argmax(g));
+            if c == d {
+                equal += 1;
+            } else {
+                let mut top: Vec<f32> = w.clone();
+                top.sort_by(|a, b| b.total_cmp(a));
+                let gap = top[0] - top[1];
+                if gap < 0.1 {
+                    near_ties += 1;
+                } else {
+                    differ += 1;
+                    worst_gap = worst_gap.max(gap);
+                }
+            }
+            next.push(c);
+        }
+        batch = seqs.decode(&next);
+    }
+    Ok(json!({
+        "prompts": n,
+        "tokens_compared": n * (steps + 1),
+        "equal": equal,
+        "differ_where_cpu_top2_within_0.1": near_ties,
+        "differ": differ,
+        "largest_cpu_top2_gap_where_differ": worst_gap,
+        "ok": differ == 0,
+    }))
+}
+
+/// Decode throughput at `batch` sequences of `context` prompt tokens: `steps` timed steps
+/// after warm-up ones, each step's tokens picked on the GPU as `pick` says (greedy, or
+/// sampled) and read back.
+fn decode_rate<D: Device>(
+    gpu: &mut DeviceModel<D>,
+    vocab: usize,
+    batch: usize,
+    context: usize,
+    steps: usize,
+    graphs: bool,
+    pick: &RowPick,
+) -> anyhow::Result<serde_json::Value> {
+    gpu.set_graphs(graphs);
+    let warm = 5;
+    let mut seqs = Seqs {
+        tokens: (0..batch)
+            .map(|i| prompt(context, 1000 + i as u64, vocab))
+            .collect(),
+        per_seq: (context + warm + steps).div_ceil(BLOCK) + 1,
+    };
+    gpu.step(&seqs.prefill())?;
+    let picks = vec![pick.clone(); batch];
+    let mut next = vec![1u32; batch];
+    let mut run = |seqs: &mut Seqs, next: &mut Vec<u32>| -> anyhow::Result<()> {
+        let b = seqs.decode(next);
+        let out = gpu.step_outputs(&b, &picks)?;
+        for (n, o) in next.iter_mut().zip(out) {
+            match o {
+                StepOutput::Token { token, .. } => *n = token,
+                StepOutput::Logits(_) => anyhow::bail!("logits came back for a picked row"),
+            }
+        }
+        Ok(())
+    };
+    for _ in 0..warm {
+        run(&mut seqs, &mut next)?;
+    }
+    let start = std::time::Instant::now();
+    for _ in 0..steps {
+        run(&mut seqs, &mut next)?;
+    }
+    let s = start.elapsed().as_secs_f64();
+    gpu.set_graphs(true);
+    Ok(json!({
+        "batch": batch,
+        "context": context,
+        "steps": steps,
+        "graphs": graphs,
+        "sampling": if *pick == RowPick::Greedy { "greedy" } else { "temperature 1, top_p 0.95" },
+        "ms_per_step": 1e3 * s / steps as f64,
+        "tokens_per_s": (batch * steps) as f64 / s,
+    }))
+}
+
+/// One sequence of `len` tokens prefilled in one step (median of `rounds`).
+fn prefill_rate<D: Device>(
+    gpu: &mut DeviceModel<D>,
+    vocab: usize,
+    len: usize,
+    rounds: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let seqs = Seqs {
+        tokens: vec![prompt(len, 7, vocab)],
+        per_seq: len.div_ceil(BLOCK),
+    };
+    let b = seqs.prefill();
+    gpu.step(&b)?;
+    let mut ms = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let start = std::time::Instant::now();
+        gpu.step(&b)?;
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let med = ms[ms.len() / 2];
+    Ok(json!({"tokens": len, "ms": med, "tokens_per_s": len as f64 / (med / 1e3)}))
+}
+
+/// What the model section runs: decode batches of `context`-token prompts, a prefill.
+struct ModelRuns {
+    agreement_steps: usize,
+    decode_steps: usize,
+    context: usize,
+    batches: [usize; 3],
+    prefill: usize,
+    prefill_rounds: usize,
+}
+
+fn run_model(a: &Args) -> anyhow::Result<serde_json::Value> {
+    let runs = if a.quick {
+        ModelRuns {
+            agreement_steps: 3,
+            decode_steps: 10,
+            context: 128,
+            batches: [1, 16, 64],
+            prefill: 512,
+            prefill_rounds: 1,
+        }
+    } else {
+        ModelRuns {
+            agreement_steps: 16,
+            decode_steps: 100,
+            context: 128,
+            batches: [1, 16, 64],
+            prefill: 512,
+            prefill_rounds: 5,
+        }
+    };
+    run_model_on(|| Ok(CudaDevice::open(0)?), default_model_shapes(), &runs)
+}
+
+/// The model section on the device `open` gives (the GPU; the CPU build of the kernels in
+/// this file's test).
+fn run_model_on<D: Device>(
+    open: impl FnOnce() -> anyhow::Result<D>,
+    cfg: ModelConfig,
+    runs: &ModelRuns,
+) -> anyhow::Result<serde_json::Value> {
+    let made = std::time::Instant::now();
+    let vocab = cfg.vocab_size;
+    let model = std::sync::Arc::new(Model::synthetic(
+        cfg.clone(),
+        Tokenizer::numbered(vocab)?,
+        1,
+    )?);
+    let most = runs.batches.iter().copied().max().unwrap_or(1);
+    // Room for the largest run: its sequences' prompts, warm-up and timed steps, and the
+    // agreement check's 20 prompts.
+    let per_seq = (runs.context + 5 + runs.decode_steps).div_ceil(BLOCK) + 1;
+    let num_blocks = (most * per_seq)
+        .max(20 * ((8 + 5 * 20 + runs.agreement_steps).div_ceil(BLOCK) + 1))
+        .max(runs.prefill.div_ceil(BLOCK));
+    let mut gpu = DeviceModel::new(open()?, &model, BLOCK, num_blocks)?;
+    let made_s = made.elapsed().as_secs_f64();
+    let agreement = greedy_agreement(&model, &mut gpu, runs.agreement_steps)?;
+    let sampled = RowPick::Sample(DeviceSample {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 0.95,
+        min_p: 0.0,
+        u: 0.5,
+        edits: Vec::new(),
+    });
+    let [b1, b2, b3] = runs.batches;
+    let mut decode = Vec::new();
+    for (batch, graphs, pick) in [
+        (b1, false, &RowPick::Greedy),
+        (b1, true, &RowPick::Greedy),
+        (b2, true, &RowPick::Greedy),
+        (b3, true, &RowPick::Greedy),
+        (b3, true, &sampled),
+    ] {
+        decode.push(decode_rate(
+            &mut gpu,
+            vocab,
+            batch,
+            runs.context,
+            runs.decode_steps,
+            graphs,
+            pick,
+        )?);
+    }
+    let prefill = prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds)?;
+    let rate = |b: usize| {
+        decode
+            .iter()
+            .find(|d| d["batch"] == b && d["graphs"] == true && d["sampling"] == "greedy")
+            .and_then(|d| d["tokens_per_s"].as_f64())
+            .unwrap_or(0.0)
+    };
+    let (r1, r64) = (rate(1), rate(64));
+    Ok(json!({
+        "shapes": format!("{cfg:?}"),
+        "setup_s": made_s,
+        "greedy_agreement": agreement,
+        "decode": decode,
+        "prefill": prefill,
+        "graph_captures": gpu.graph_captures,
+        "graph_replays": gpu.graph_replays,
+        "targets": {
+            "decode_batch1_tokens_per_s": {"target": 1000, "measured": r1, "met": r1 >= 1000.0},
+            "decode_batch64_tokens_per_s": {"target": 30000, "measured": r64, "met": r64 >= 30000.0},
+        },
+    }))
 }
 
 fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
@@ -192,6 +519,12 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
     let q4_one = results[0]["q4_1"]["fraction_of_copy"]
         .as_f64()
         .unwrap_or(0.0);
+    drop(weights);
+    let model = if a.model {
+        run_model(a)?
+    } else {
+        serde_json::Value::Null
+    };
     Ok(json!({
         "device": dev.ctx.name()?,
         "compute_capability": format!("{major}.{minor}"),
@@ -201,6 +534,7 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
         "copy": {"bytes": copy_bytes, "ms": copy_ms, "gb_per_s_read_plus_written": copy_gbs},
         "matvec": results,
         "target": {"q4_1_one_token_fraction_of_copy": 0.70, "met": q4_one >= 0.70},
+        "model": model,
     }))
 }
 
@@ -218,5 +552,83 @@ fn main() {
             eprintln!("cuda_bench: {e}");
             std::process::exit(2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_model_shapes_are_those_of_the_default_model() {
+        let path =
+            engine::model_cache::find_default_model().expect("run `starfire model fetch` first");
+        let text = engine::TextModel::load(&path).expect("the default model");
+        assert_eq!(
+            format!("{:?}", default_model_shapes()),
+            format!("{:?}", text.config)
+        );
+    }
+
+    /// The whole model section, on the CPU build of the kernels with a small model: every
+    /// run completes, the agreement check counts every token (on this tiny random model a
+    /// rare token may differ by more than the 0.1 the default shapes are held to), graphs are
+    /// captured and replayed.
+    #[test]
+    fn the_model_section_runs_on_the_cpu_build_of_the_kernels() {
+        let mut cfg = default_model_shapes();
+        (cfg.hidden_size, cfg.num_layers, cfg.intermediate_size) = (64, 2, 128);
+        (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim) = (2, 1, 32);
+        cfg.vocab_size = 384;
+        let runs = ModelRuns {
+            agreement_steps: 2,
+            decode_steps: 2,
+            context: 20,
+            batches: [1, 3, 5],
+            prefill: 40,
+            prefill_rounds: 1,
+        };
+        // Built once per kernel source version (the file name holds its hash).
+        let dir = std::env::temp_dir().join("starfire-cuda-cpu");
+        let v = run_model_on(
+            || Ok(engine::cuda::device::HostDevice::build(&dir)?),
+            cfg,
+            &runs,
+        )
+        .unwrap();
+        let a = &v["greedy_agreement"];
+        assert_eq!(a["tokens_compared"], 60);
+        let count = |k: &str| a[k].as_u64().unwrap();
+        assert_eq!(
+            count("equal") + count("differ_where_cpu_top2_within_0.1") + count("differ"),
+            60
+        );
+        assert!(count("equal") >= 55, "{v:#}");
+        assert_eq!(v["decode"].as_array().unwrap().len(), 5);
+        assert!(v["decode"][4]["tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["prefill"]["tokens"], 40);
+        // Batches 3 and 5 run as graphs of 4 and 8; 1 with graphs, and the warm-up steps.
+        assert!(v["graph_captures"].as_u64().unwrap() >= 3, "{v:#}");
+        assert!(v["graph_replays"].as_u64().unwrap() >= 4 * 7, "{v:#}");
+    }
+
+    #[test]
+    fn the_seeded_model_runs_on_the_cpu_with_a_numbered_tokenizer() {
+        let mut cfg = default_model_shapes();
+        (cfg.num_layers, cfg.vocab_size) = (2, 512);
+        let t = Tokenizer::numbered(cfg.vocab_size).unwrap();
+        assert_eq!(t.encode("<3> <7>  <511>", false).unwrap(), vec![3, 7, 511]);
+        let model = std::sync::Arc::new(Model::synthetic(cfg, t, 1).unwrap());
+        let mut seqs = Seqs {
+            tokens: vec![prompt(20, 1, 512), prompt(9, 2, 512)],
+            per_seq: 3,
+        };
+        let mut cpu = CpuForward::new(model, BLOCK, 6).unwrap();
+        let first = cpu.step(&seqs.prefill()).unwrap();
+        let next: Vec<u32> = first.iter().map(|l| argmax(l)).collect();
+        let b = seqs.decode(&next);
+        assert_eq!(b.seqs[0].positions, vec![20]);
+        assert_eq!(b.seqs[1].block_table, vec![3, 4, 5]);
+        assert_eq!(cpu.step(&b).unwrap().len(), 2);
     }
 }

@@ -9,8 +9,10 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
+    LaunchConfig, PushKernelArg,
 };
 
 use super::{load_kernels, open_device, KERNELS};
@@ -19,6 +21,8 @@ use crate::error::{EngineError, Result};
 /// One kernel argument: a buffer (its start), or a scalar.
 pub enum KArg<'a, B> {
     Buf(&'a B),
+    /// A buffer from a byte offset (one array of a packed buffer).
+    At(&'a B, usize),
     /// A null pointer (an optional input that is absent).
     Null,
     I32(i32),
@@ -47,12 +51,28 @@ impl Launch {
 /// Memory and kernel launches of one device, in one stream (launches run in order).
 pub trait Device {
     type Buf;
+    /// Launches recorded once and replayed as one (a CUDA graph).
+    type Graph;
     /// A zeroed buffer of `bytes` bytes (at least one).
     fn alloc(&self, bytes: usize) -> Result<Self::Buf>;
     /// Copies `src` into the start of `dst`.
     fn write(&self, dst: &mut Self::Buf, src: &[u8]) -> Result<()>;
+    /// Copies `dst.len()` bytes of `src` from byte `offset` into `dst` (waiting for the
+    /// launches before it).
+    fn read_at(&self, src: &Self::Buf, offset: usize, dst: &mut [u8]) -> Result<()>;
+    /// Starts recording launches instead of running them; nothing else may touch the device
+    /// until [`Device::end_capture`].
+    fn begin_capture(&self) -> Result<()>;
+    /// The launches since [`Device::begin_capture`], as one graph. Its buffers and scalars are
+    /// fixed: a replay reads whatever the buffers hold then.
+    fn end_capture(&self) -> Result<Self::Graph>;
+    /// Runs a captured graph's launches, in order, after the work before it.
+    fn replay(&self, graph: &Self::Graph) -> Result<()>;
+
     /// Copies the start of `src` into `dst` (waiting for the launches before it).
-    fn read(&self, src: &Self::Buf, dst: &mut [u8]) -> Result<()>;
+    fn read(&self, src: &Self::Buf, dst: &mut [u8]) -> Result<()> {
+        self.read_at(src, 0, dst)
+    }
     /// Launches kernel `name` (one of [`KERNELS`]) with `args` in its parameters' order.
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()>;
 
@@ -79,7 +99,10 @@ fn drv(e: cudarc::driver::DriverError) -> EngineError {
     EngineError::Cuda(format!("CUDA driver: {e:?}"))
 }
 
-/// A GPU through cudarc: its context, one stream, the kernels compiled for it.
+/// A GPU through cudarc: its context, one stream of its own (graphs cannot be captured on the
+/// legacy default stream), the kernels compiled for it. Every launch and copy goes to that
+/// stream, so cudarc's cross-stream event tracking is turned off: it would record events into
+/// captured graphs.
 pub struct CudaDevice {
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
@@ -91,13 +114,20 @@ impl CudaDevice {
     /// Device `ordinal`, after the driver probe (no driver: the clear error, never a panic).
     pub fn open(ordinal: usize) -> Result<Self> {
         let ctx = open_device(ordinal)?;
+        // SAFETY: before any buffer exists; this device orders all its work on one stream.
+        unsafe { ctx.disable_event_tracking() };
         let module = load_kernels(&ctx)?;
-        let stream = ctx.default_stream();
+        let stream = ctx.new_stream().map_err(drv)?;
+        // Every function looked up now: nothing but launches happens while a graph is captured.
+        let functions = KERNELS
+            .iter()
+            .map(|&k| Ok((k, module.load_function(k).map_err(drv)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
         Ok(Self {
             ctx,
             stream,
             module,
-            functions: Mutex::new(HashMap::new()),
+            functions: Mutex::new(functions),
         })
     }
 
@@ -112,8 +142,16 @@ impl CudaDevice {
     }
 }
 
+/// A captured CUDA graph. cudarc's graph is not `Send` (graph objects must not be used from
+/// two threads at once); the model that owns it uses it only through `&mut self`.
+pub struct CudaGraphBox(CudaGraph);
+
+// SAFETY: see above: one owner, used by one thread at a time, never shared.
+unsafe impl Send for CudaGraphBox {}
+
 impl Device for CudaDevice {
     type Buf = CudaSlice<u8>;
+    type Graph = CudaGraphBox;
 
     fn alloc(&self, bytes: usize) -> Result<Self::Buf> {
         self.stream.alloc_zeros(bytes.max(1)).map_err(drv)
@@ -127,23 +165,54 @@ impl Device for CudaDevice {
         self.stream.memcpy_htod(src, &mut view).map_err(drv)
     }
 
-    fn read(&self, src: &Self::Buf, dst: &mut [u8]) -> Result<()> {
+    fn read_at(&self, src: &Self::Buf, offset: usize, dst: &mut [u8]) -> Result<()> {
         if dst.is_empty() {
             return Ok(());
         }
-        let view = src.slice(..dst.len());
+        let view = src.slice(offset..offset + dst.len());
         self.stream.memcpy_dtoh(&view, dst).map_err(drv)?;
         self.stream.synchronize().map_err(drv)
     }
 
+    fn begin_capture(&self) -> Result<()> {
+        self.stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(drv)
+    }
+
+    fn end_capture(&self) -> Result<Self::Graph> {
+        let graph = self
+            .stream
+            .end_capture(CUgraphInstantiate_flags(0))
+            .map_err(drv)?
+            .ok_or_else(|| EngineError::Cuda("the captured graph is empty".into()))?;
+        graph.upload().map_err(drv)?;
+        Ok(CudaGraphBox(graph))
+    }
+
+    fn replay(&self, graph: &Self::Graph) -> Result<()> {
+        graph.0.launch().map_err(drv)
+    }
+
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
         let f = self.function(name)?;
-        let null = 0u64;
+        // Buffers go as raw device addresses (event tracking is off: nothing to record).
+        let ptr = |buf: &Self::Buf, offset: usize| -> u64 {
+            let (p, _record) = buf.device_ptr(&self.stream);
+            p + offset as u64
+        };
+        let ptrs: Vec<u64> = args
+            .iter()
+            .map(|a| match a {
+                KArg::Buf(buf) => ptr(buf, 0),
+                KArg::At(buf, offset) => ptr(buf, *offset),
+                _ => 0,
+            })
+            .collect();
         let mut b = self.stream.launch_builder(&f);
-        for a in args {
+        for (a, p) in args.iter().zip(&ptrs) {
             match a {
-                KArg::Buf(buf) => b.arg(*buf),
-                KArg::Null => b.arg(&null),
+                KArg::Buf(_) | KArg::At(..) | KArg::Null => b.arg(p),
                 KArg::I32(v) => b.arg(v),
                 KArg::I64(v) => b.arg(v),
                 KArg::F32(v) => b.arg(v),
@@ -170,7 +239,33 @@ type LaunchFn =
 pub struct HostDevice {
     _lib: libloading::Library,
     launch: LaunchFn,
+    /// While capturing: the launches recorded so far.
+    capture: Mutex<Option<Vec<HostLaunch>>>,
 }
+
+/// One launch's argument, as its value.
+#[derive(Clone, Copy)]
+enum HostArg {
+    P(*mut u8),
+    I(i32),
+    L(i64),
+    F(f32),
+}
+
+/// A recorded launch: kernel, geometry and argument values (buffers as their addresses, as a
+/// CUDA graph holds them).
+pub struct HostLaunch {
+    name: &'static str,
+    at: Launch,
+    args: Vec<HostArg>,
+}
+
+// SAFETY: the addresses are of `HostBuf`s, which the graph's owner keeps alive and touches only
+// through the device's launches, one at a time (`HOST_LOCK`).
+unsafe impl Send for HostLaunch {}
+
+/// The launches of a capture, replayed in order.
+pub struct HostGraph(Vec<HostLaunch>);
 
 /// A host buffer the kernels may write through (16-byte aligned, as device memory is).
 pub struct HostBuf(UnsafeCell<Vec<u128>>, usize);
@@ -262,7 +357,11 @@ impl HostDevice {
             let launch = *lib
                 .get::<LaunchFn>(b"sf_cpu_launch\0")
                 .map_err(|e| EngineError::Cuda(e.to_string()))?;
-            Ok(Self { _lib: lib, launch })
+            Ok(Self {
+                _lib: lib,
+                launch,
+                capture: Mutex::new(None),
+            })
         }
     }
 
@@ -298,8 +397,27 @@ impl HostDevice {
     }
 }
 
+impl HostDevice {
+    fn run(&self, l: &HostLaunch) -> Result<()> {
+        let mut vals = l.args.clone();
+        let mut ptrs: Vec<*mut c_void> = vals
+            .iter_mut()
+            .map(|v| match v {
+                HostArg::P(p) => (p as *mut *mut u8).cast(),
+                HostArg::I(x) => (x as *mut i32).cast(),
+                HostArg::L(x) => (x as *mut i64).cast(),
+                HostArg::F(x) => (x as *mut f32).cast(),
+            })
+            .collect();
+        // SAFETY: each pointer points into `vals`, alive for the call; buffers are HostBufs
+        // sized by the caller for the launch.
+        unsafe { self.launch_raw(l.name, l.at, &mut ptrs) }
+    }
+}
+
 impl Device for HostDevice {
     type Buf = HostBuf;
+    type Graph = HostGraph;
 
     fn alloc(&self, bytes: usize) -> Result<Self::Buf> {
         Ok(HostBuf(
@@ -315,41 +433,65 @@ impl Device for HostDevice {
         Ok(())
     }
 
-    fn read(&self, src: &Self::Buf, dst: &mut [u8]) -> Result<()> {
-        assert!(dst.len() <= src.1, "read past the buffer");
+    fn read_at(&self, src: &Self::Buf, offset: usize, dst: &mut [u8]) -> Result<()> {
+        assert!(offset + dst.len() <= src.1, "read past the buffer");
         // SAFETY: as above.
-        unsafe { std::ptr::copy_nonoverlapping(src.ptr(), dst.as_mut_ptr(), dst.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.ptr().add(offset), dst.as_mut_ptr(), dst.len())
+        };
         Ok(())
     }
 
-    fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
-        enum V {
-            P(*mut u8),
-            I(i32),
-            L(i64),
-            F(f32),
+    fn begin_capture(&self) -> Result<()> {
+        let mut c = self.capture.lock().unwrap_or_else(|e| e.into_inner());
+        if c.is_some() {
+            return Err(EngineError::Cuda("already capturing".into()));
         }
-        let mut vals: Vec<V> = args
-            .iter()
-            .map(|a| match a {
-                KArg::Buf(b) => V::P(b.ptr()),
-                KArg::Null => V::P(std::ptr::null_mut()),
-                KArg::I32(v) => V::I(*v),
-                KArg::I64(v) => V::L(*v),
-                KArg::F32(v) => V::F(*v),
-            })
-            .collect();
-        let mut ptrs: Vec<*mut c_void> = vals
-            .iter_mut()
-            .map(|v| match v {
-                V::P(p) => (p as *mut *mut u8).cast(),
-                V::I(x) => (x as *mut i32).cast(),
-                V::L(x) => (x as *mut i64).cast(),
-                V::F(x) => (x as *mut f32).cast(),
-            })
-            .collect();
-        // SAFETY: each pointer points into `vals`, alive for the call; buffers are HostBufs
-        // sized by the caller for the launch.
-        unsafe { self.launch_raw(name, at, &mut ptrs) }
+        *c = Some(Vec::new());
+        Ok(())
+    }
+
+    fn end_capture(&self) -> Result<Self::Graph> {
+        let mut c = self.capture.lock().unwrap_or_else(|e| e.into_inner());
+        c.take()
+            .map(HostGraph)
+            .ok_or_else(|| EngineError::Cuda("not capturing".into()))
+    }
+
+    fn replay(&self, graph: &Self::Graph) -> Result<()> {
+        graph.0.iter().try_for_each(|l| self.run(l))
+    }
+
+    fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
+        let l = HostLaunch {
+            name,
+            at,
+            args: args
+                .iter()
+                .map(|a| match a {
+                    KArg::Buf(b) => HostArg::P(b.ptr()),
+                    KArg::At(b, offset) => {
+                        assert!(*offset <= b.1, "offset past the buffer");
+                        // SAFETY: inside the buffer, checked above.
+                        HostArg::P(unsafe { b.ptr().add(*offset) })
+                    }
+                    KArg::Null => HostArg::P(std::ptr::null_mut()),
+                    KArg::I32(v) => HostArg::I(*v),
+                    KArg::I64(v) => HostArg::L(*v),
+                    KArg::F32(v) => HostArg::F(*v),
+                })
+                .collect(),
+        };
+        let mut c = self.capture.lock().unwrap_or_else(|e| e.into_inner());
+        match c.as_mut() {
+            Some(recorded) => {
+                recorded.push(l);
+                Ok(())
+            }
+            None => {
+                drop(c);
+                self.run(&l)
+            }
+        }
     }
 }

@@ -55,10 +55,12 @@ pub const KERNELS: &[&str] = &[
     "rope_write_kv",
     "attention_partial",
     "attention_reduce",
-    "argmax_lse",
+    "argmax_logprob",
+    "sample_rows",
 ];
 
-/// Positions one `attention_partial` block covers (`SF_ATT_PART` in `attention.cu`).
+/// Positions one `attention_partial` block covers by default (its `part_len`; a multiple of
+/// the 32-position tile).
 pub const ATTENTION_PARTITION: usize = 512;
 
 /// The source NVRTC compiles: the prelude, then every kernel file.

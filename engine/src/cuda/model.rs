@@ -9,7 +9,8 @@ use super::ATTENTION_PARTITION;
 use crate::batch::StepBatch;
 use crate::error::{EngineError, Result};
 use crate::kernels::Linear;
-use crate::model::{Model, RopeStyle};
+use crate::model::{Model, RopeStyle, StepOutput};
+use crate::sampling::{DeviceSample, RowPick};
 
 /// A Q4_1 matrix's scales as the kernels read them: one u32 a block, f16 d in the low half and
 /// f16 m in the high half (its quants are used as they are).
@@ -101,9 +102,15 @@ struct DevLayer<B> {
     down: DevLinear<B>,
 }
 
-/// Buffers a step reuses, grown to the largest step seen.
+/// Buffers a step reuses, grown to the largest step seen. Captured graphs hold their
+/// addresses, so growing them drops the graphs (they are captured again on next use).
 struct Scratch<B> {
+    /// Token rows of the activations.
     tokens: usize,
+    /// Tokens times attention partitions (the partial results' rows).
+    token_parts: usize,
+    /// Rows of logits.
+    rows: usize,
     x: B,
     normed: B,
     qkv: B,
@@ -114,7 +121,125 @@ struct Scratch<B> {
     xds: B,
     part_ml: B,
     part_acc: B,
+    /// `[rows, hidden]`: the final hidden state of each token whose logits are wanted.
+    last: B,
+    /// `[rows, vocab]`.
+    logits: B,
+    /// `[rows]` greedy token ids (i32), then `[rows]` their log-probabilities (f32), for the
+    /// rows of one launch (the second array starts at `4 * rows of the launch`).
+    picked: B,
+}
+
+/// Where each input of a step lies in one packed buffer, so a step costs one copy to the
+/// device: token ids, positions, sequence of each token and its context length (i32 each),
+/// cache slots (i64), the token of each logits row (i32), block tables (`seqs * width` i32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    tokens: usize,
+    seqs: usize,
+    width: usize,
+}
+
+impl Layout {
+    const IDS: usize = 0;
+    fn pos(&self) -> usize {
+        4 * self.tokens
+    }
+    fn seq(&self) -> usize {
+        8 * self.tokens
+    }
+    fn ctx(&self) -> usize {
+        12 * self.tokens
+    }
+    fn slot(&self) -> usize {
+        16 * self.tokens
+    }
+    fn rows(&self) -> usize {
+        24 * self.tokens
+    }
+    fn tables(&self) -> usize {
+        self.rows() + 4 * self.seqs
+    }
+    fn bytes(&self) -> usize {
+        self.tables() + 4 * self.seqs * self.width
+    }
+}
+
+/// A step flattened as the CPU forward pass does, with what the kernels trust checked.
+struct StepInputs {
+    ids: Vec<i32>,
+    pos: Vec<i32>,
+    slot: Vec<i64>,
+    seq: Vec<i32>,
+    ctx: Vec<i32>,
+    /// The token of each logits row (the last new token of each sequence that wants them).
+    rows: Vec<i32>,
+    /// Block tables, `width` entries a sequence.
+    tables: Vec<i32>,
+    width: usize,
+    seqs: usize,
+    /// Attention partitions the longest context needs.
     parts: usize,
+    /// One new token for every sequence, each wanting logits: a decode step.
+    decode: bool,
+}
+
+impl StepInputs {
+    /// Packs the inputs into `l`, which may be larger: extra tokens are token 0 at position 0
+    /// of a sequence of their own, whose table points at the padding block (its K/V go there,
+    /// nothing reads them), and extra logits rows are theirs. Tables wider than `l.width` are
+    /// cut (positions past it are never read).
+    fn pack(&self, l: Layout, pad_block: i32, block_size: usize) -> Vec<u8> {
+        let mut out = vec![0u8; l.bytes()];
+        let mut put = |at: usize, b: &[u8]| out[at..at + b.len()].copy_from_slice(b);
+        let pad = |real: &[i32], fill: &dyn Fn(usize) -> i32, n: usize| -> Vec<i32> {
+            (0..n)
+                .map(|i| real.get(i).copied().unwrap_or_else(|| fill(i)))
+                .collect()
+        };
+        put(Layout::IDS, bytes_of(&pad(&self.ids, &|_| 0, l.tokens)));
+        put(l.pos(), bytes_of(&pad(&self.pos, &|_| 0, l.tokens)));
+        put(l.seq(), bytes_of(&pad(&self.seq, &|i| i as i32, l.tokens)));
+        put(l.ctx(), bytes_of(&pad(&self.ctx, &|_| 1, l.tokens)));
+        let slots: Vec<i64> = (0..l.tokens)
+            .map(|i| {
+                self.slot
+                    .get(i)
+                    .copied()
+                    .unwrap_or(pad_block as i64 * block_size as i64)
+            })
+            .collect();
+        put(l.slot(), bytes_of(&slots));
+        put(l.rows(), bytes_of(&pad(&self.rows, &|i| i as i32, l.seqs)));
+        let mut tables = vec![pad_block; l.seqs * l.width];
+        let w = self.width.min(l.width);
+        for s in 0..self.seqs {
+            tables[s * l.width..s * l.width + w]
+                .copy_from_slice(&self.tables[s * self.width..s * self.width + w]);
+        }
+        put(l.tables(), bytes_of(&tables));
+        out
+    }
+}
+
+/// Decode batches up to this many sequences run as CUDA graphs, padded to the next of
+/// [`GRAPH_BATCH_SIZES`]; larger ones, and prefill steps, launch kernel by kernel.
+pub const GRAPH_BATCH_SIZES: &[usize] = &[1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
+
+/// The device sampler's buffers: its packed parameters, and scratch rows with its output at
+/// the end.
+struct SamplingBufs<B> {
+    io: B,
+    io_cap: usize,
+    work: B,
+    work_cap: usize,
+}
+
+/// Captured decode steps: one packed input buffer per batch size, one graph per batch size
+/// and attention partition count (a power of two).
+struct Graphs<D: Device> {
+    io: Vec<(usize, D::Buf)>,
+    graphs: Vec<((usize, usize), D::Graph)>,
 }
 
 /// A model's weights and KV cache on a device.
@@ -127,11 +252,24 @@ pub struct DeviceModel<D: Device> {
     output: DevLinear<D::Buf>,
     cos: D::Buf,
     sin: D::Buf,
-    /// Per layer: keys and values, `[num_blocks * block_size, kv_dim]` f16 each.
+    /// Per layer: keys and values, `[(num_blocks + 1) * block_size, kv_dim]` f16 each (the
+    /// last block takes the padding tokens of graph steps).
     kv: Vec<(D::Buf, D::Buf)>,
     block_size: usize,
     num_blocks: usize,
     scratch: Option<Scratch<D::Buf>>,
+    /// Packed inputs of steps launched kernel by kernel, grown as needed.
+    io: Option<(usize, D::Buf)>,
+    sampling: Option<SamplingBufs<D::Buf>>,
+    graphs: Graphs<D>,
+    use_graphs: bool,
+    /// Positions per attention partition.
+    partition: usize,
+    /// The largest decode batch run as a graph.
+    graph_limit: usize,
+    /// How many decode steps ran as graphs (replays), and how many graphs were captured.
+    pub graph_replays: u64,
+    pub graph_captures: u64,
 }
 
 fn grid1(n: usize, per_block: usize) -> (u32, u32, u32) {
@@ -140,7 +278,7 @@ fn grid1(n: usize, per_block: usize) -> (u32, u32, u32) {
 
 impl<D: Device> DeviceModel<D> {
     /// Uploads `model`'s weights and allocates a KV cache of `num_blocks` blocks of
-    /// `block_size` tokens.
+    /// `block_size` tokens (and one more for padding). Decode steps run as graphs.
     pub fn new(dev: D, model: &Model, block_size: usize, num_blocks: usize) -> Result<Self> {
         let cfg = model.config.clone();
         if !cfg.head_dim.is_multiple_of(32) || cfg.head_dim > 256 {
@@ -171,7 +309,7 @@ impl<D: Device> DeviceModel<D> {
                 down: DevLinear::upload(&dev, &name("ffn_down"), &l.down)?,
             });
         }
-        let kv_bytes = num_blocks * block_size * cfg.kv_dim() * 2;
+        let kv_bytes = (num_blocks + 1) * block_size * cfg.kv_dim() * 2;
         let kv = (0..cfg.num_layers)
             .map(|_| Ok((dev.alloc(kv_bytes)?, dev.alloc(kv_bytes)?)))
             .collect::<Result<Vec<_>>>()?;
@@ -186,28 +324,74 @@ impl<D: Device> DeviceModel<D> {
             block_size,
             num_blocks,
             scratch: None,
+            io: None,
+            sampling: None,
+            graphs: Graphs {
+                io: Vec::new(),
+                graphs: Vec::new(),
+            },
+            use_graphs: true,
+            partition: ATTENTION_PARTITION,
+            graph_limit: *GRAPH_BATCH_SIZES.last().expect("not empty"),
+            graph_replays: 0,
+            graph_captures: 0,
             cfg,
             dev,
         })
+    }
+
+    /// Whether decode steps run as graphs (on by default); off, every step launches kernel by
+    /// kernel.
+    pub fn set_graphs(&mut self, on: bool) {
+        self.use_graphs = on;
+        if !on {
+            self.graphs.graphs.clear();
+        }
+    }
+
+    /// Decode batches of at most `limit` sequences run as graphs (default: all of
+    /// [`GRAPH_BATCH_SIZES`]); the graphs' buffers are sized for the largest such batch.
+    pub fn set_graph_batch_limit(&mut self, limit: usize) {
+        self.graph_limit = limit;
+        self.graphs.graphs.clear();
+    }
+
+    /// Positions one attention block covers (default [`ATTENTION_PARTITION`]): shorter spreads
+    /// a long context over more blocks. A multiple of 32.
+    pub fn set_attention_partition(&mut self, positions: usize) -> Result<()> {
+        if positions == 0 || !positions.is_multiple_of(32) {
+            return Err(EngineError::Cuda(format!(
+                "an attention partition of {positions} positions is not a positive multiple of 32"
+            )));
+        }
+        self.partition = positions;
+        self.graphs.graphs.clear();
+        Ok(())
     }
 
     pub fn device(&self) -> &D {
         &self.dev
     }
 
-    fn scratch(&mut self, t: usize, parts: usize) -> Result<()> {
+    /// Grows the scratch buffers to hold `tokens` tokens, `token_parts` partial attention
+    /// rows and `rows` rows of logits; growing drops the captured graphs.
+    fn scratch(&mut self, tokens: usize, token_parts: usize, rows: usize) -> Result<()> {
         if self
             .scratch
             .as_ref()
-            .is_some_and(|s| s.tokens >= t && s.parts >= parts)
+            .is_some_and(|s| s.tokens >= tokens && s.token_parts >= token_parts && s.rows >= rows)
         {
             return Ok(());
         }
+        self.graphs.graphs.clear();
         let c = &self.cfg;
-        let (t, parts) = (
-            t.max(self.scratch.as_ref().map_or(0, |s| s.tokens)),
-            parts.max(self.scratch.as_ref().map_or(1, |s| s.parts)),
+        let old = self.scratch.take();
+        let (t, tp, r) = (
+            tokens.max(old.as_ref().map_or(0, |s| s.tokens)),
+            token_parts.max(old.as_ref().map_or(0, |s| s.token_parts)),
+            rows.max(old.as_ref().map_or(0, |s| s.rows)),
         );
+        drop(old);
         let widest = [
             c.hidden_size,
             c.q_dim() + 2 * c.kv_dim(),
@@ -219,6 +403,8 @@ impl<D: Device> DeviceModel<D> {
         let f4 = |n: usize| self.dev.alloc(4 * n);
         self.scratch = Some(Scratch {
             tokens: t,
+            token_parts: tp,
+            rows: r,
             x: f4(t * c.hidden_size)?,
             normed: f4(t * c.hidden_size)?,
             qkv: f4(t * (c.q_dim() + 2 * c.kv_dim()))?,
@@ -227,9 +413,11 @@ impl<D: Device> DeviceModel<D> {
             act: f4(t * c.intermediate_size)?,
             xq: self.dev.alloc(t * widest)?,
             xds: f4(t * widest / 16)?,
-            part_ml: f4(t * c.num_heads * parts * 2)?,
-            part_acc: f4(t * c.num_heads * parts * c.head_dim)?,
-            parts,
+            part_ml: f4(tp * c.num_heads * 2)?,
+            part_acc: f4(tp * c.num_heads * c.head_dim)?,
+            last: f4(r * c.hidden_size)?,
+            logits: f4(r * c.vocab_size)?,
+            picked: f4(2 * r)?,
         });
         Ok(())
     }
@@ -306,33 +494,32 @@ impl<D: Device> DeviceModel<D> {
         }
     }
 
-    /// Runs one step and returns, for every sequence with `want_logits`, in batch order, the
-    /// logits of its last new token (what `Model::step` returns on the CPU).
-    pub fn step(&mut self, batch: &StepBatch) -> Result<Vec<Vec<f32>>> {
-        let c = self.cfg.clone();
-        let h = c.hidden_size;
+    /// Flattens `batch`, checking token ids, positions, slots and blocks against the model and
+    /// the cache.
+    fn inputs(&self, batch: &StepBatch) -> Result<StepInputs> {
+        let c = &self.cfg;
         let t = batch.num_tokens();
-        if t == 0 {
-            return Ok(Vec::new());
-        }
-        // Flatten the step as the CPU forward pass does, checking what the kernels trust.
         let slots = self.num_blocks * self.block_size;
-        let max_blocks = batch
+        let width = batch
             .seqs
             .iter()
             .map(|s| s.block_table.len())
             .max()
             .unwrap_or(0)
             .max(1);
-        let (mut ids, mut pos, mut slot, mut seq_of, mut ctx) = (
-            Vec::with_capacity(t),
-            Vec::with_capacity(t),
-            Vec::with_capacity(t),
-            Vec::with_capacity(t),
-            Vec::with_capacity(t),
-        );
-        let mut tables = vec![0i32; batch.seqs.len() * max_blocks];
-        let mut last_rows = Vec::new();
+        let mut x = StepInputs {
+            ids: Vec::with_capacity(t),
+            pos: Vec::with_capacity(t),
+            slot: Vec::with_capacity(t),
+            seq: Vec::with_capacity(t),
+            ctx: Vec::with_capacity(t),
+            rows: Vec::new(),
+            tables: vec![0i32; batch.seqs.len() * width],
+            width,
+            seqs: batch.seqs.len(),
+            parts: 1,
+            decode: true,
+        };
         for (si, s) in batch.seqs.iter().enumerate() {
             if s.tokens.is_empty()
                 || s.tokens.len() != s.positions.len()
@@ -340,13 +527,14 @@ impl<D: Device> DeviceModel<D> {
             {
                 return Err(EngineError::InvalidBatch(format!("sequence {si}: tokens, positions and slot_mapping must be non-empty and equally long")));
             }
+            x.decode &= s.tokens.len() == 1 && s.want_logits;
             for (j, &b) in s.block_table.iter().enumerate() {
                 if b as usize >= self.num_blocks {
                     return Err(EngineError::InvalidBatch(format!(
                         "sequence {si}: block {b} outside the cache"
                     )));
                 }
-                tables[si * max_blocks + j] = b as i32;
+                x.tables[si * width + j] = b as i32;
             }
             for j in 0..s.tokens.len() {
                 let (tok, p, sl) = (s.tokens[j], s.positions[j], s.slot_mapping[j]);
@@ -363,39 +551,37 @@ impl<D: Device> DeviceModel<D> {
                         "sequence {si}: position {p} or slot {sl} outside the cache or context"
                     )));
                 }
-                ids.push(tok as i32);
-                pos.push(p as i32);
-                slot.push(sl as i64);
-                seq_of.push(si as i32);
-                ctx.push(p as i32 + 1);
+                x.ids.push(tok as i32);
+                x.pos.push(p as i32);
+                x.slot.push(sl as i64);
+                x.seq.push(si as i32);
+                x.ctx.push(p as i32 + 1);
+                x.parts = x.parts.max((p + 1).div_ceil(self.partition));
             }
             if s.want_logits {
-                last_rows.push(ids.len() as i32 - 1);
+                x.rows.push(x.ids.len() as i32 - 1);
             }
         }
-        let parts = ctx
-            .iter()
-            .map(|&n| n as usize)
-            .max()
-            .unwrap_or(1)
-            .div_ceil(ATTENTION_PARTITION);
-        self.scratch(t, parts)?;
+        Ok(x)
+    }
+
+    /// Launches one whole step over the inputs packed in `io` (laid out as `l`): `t` tokens,
+    /// attention over `parts` partitions, `n` rows of logits and each row's greedy token and
+    /// its log-probability into the scratch buffers. Only launches: it can be captured.
+    fn launch_step(&self, io: &D::Buf, l: Layout, t: usize, n: usize, parts: usize) -> Result<()> {
+        let c = &self.cfg;
+        let h = c.hidden_size;
         let dev = &self.dev;
-        let s = self.scratch.as_ref().expect("allocated above");
-        let up = |v: &[u8]| dev.upload(v);
-        let (ids_b, pos_b, slot_b, seq_b, ctx_b, tables_b) = (
-            up(bytes_of(&ids))?,
-            up(bytes_of(&pos))?,
-            up(bytes_of(&slot))?,
-            up(bytes_of(&seq_of))?,
-            up(bytes_of(&ctx))?,
-            up(bytes_of(&tables))?,
-        );
+        let s = self.scratch.as_ref().expect("sized before the launch");
         let eps = c.rms_norm_eps;
         let rows = |n: usize| Launch::new((n as u32, 1, 1), 256);
 
         // The embeddings of every new token.
-        let tail = [KArg::Buf(&ids_b), KArg::Buf(&s.x), KArg::I32(h as i32)];
+        let tail = [
+            KArg::At(io, Layout::IDS),
+            KArg::Buf(&s.x),
+            KArg::I32(h as i32),
+        ];
         let (kernel, mut args) = match &self.embed {
             DevLinear::Q4_1 { qs, scales, .. } => {
                 ("embed_q4_1", vec![KArg::Buf(qs), KArg::Buf(scales)])
@@ -409,32 +595,32 @@ impl<D: Device> DeviceModel<D> {
         dev.launch(kernel, rows(t), &args)?;
         let group = c.num_heads / c.num_kv_heads;
         let att_smem = ((group * c.head_dim + 2 * 32 * (c.head_dim + 1)) * 4) as u32;
-        for (li, l) in self.layers.iter().enumerate() {
+        for (li, layer) in self.layers.iter().enumerate() {
             if li == 0 {
                 dev.launch(
                     "rms_norm",
                     rows(t),
                     &[
                         KArg::Buf(&s.x),
-                        KArg::Buf(&l.attn_norm),
+                        KArg::Buf(&layer.attn_norm),
                         KArg::Buf(&s.normed),
                         KArg::I32(h as i32),
                         KArg::F32(eps),
                     ],
                 )?;
             }
-            Self::linear(dev, s, &l.qkv, &s.normed, &s.qkv, t)?;
+            Self::linear(dev, s, &layer.qkv, &s.normed, &s.qkv, t)?;
             let (kc, vc) = &self.kv[li];
             dev.launch(
                 "rope_write_kv",
                 Launch::new((t as u32, 1, 1), 128),
                 &[
                     KArg::Buf(&s.qkv),
-                    l.qkv_bias.as_ref().map_or(KArg::Null, KArg::Buf),
+                    layer.qkv_bias.as_ref().map_or(KArg::Null, KArg::Buf),
                     KArg::Buf(kc),
                     KArg::Buf(vc),
-                    KArg::Buf(&pos_b),
-                    KArg::Buf(&slot_b),
+                    KArg::At(io, l.pos()),
+                    KArg::At(io, l.slot()),
                     KArg::Buf(&self.cos),
                     KArg::Buf(&self.sin),
                     KArg::I32(c.num_heads as i32),
@@ -454,10 +640,10 @@ impl<D: Device> DeviceModel<D> {
                     KArg::Buf(&s.qkv),
                     KArg::Buf(kc),
                     KArg::Buf(vc),
-                    KArg::Buf(&tables_b),
-                    KArg::I32(max_blocks as i32),
-                    KArg::Buf(&seq_b),
-                    KArg::Buf(&ctx_b),
+                    KArg::At(io, l.tables()),
+                    KArg::I32(l.width as i32),
+                    KArg::At(io, l.seq()),
+                    KArg::At(io, l.ctx()),
                     KArg::Buf(&s.part_ml),
                     KArg::Buf(&s.part_acc),
                     KArg::I32(c.num_heads as i32),
@@ -465,6 +651,7 @@ impl<D: Device> DeviceModel<D> {
                     KArg::I32(c.head_dim as i32),
                     KArg::I32(self.block_size as i32),
                     KArg::I32(parts as i32),
+                    KArg::I32(self.partition as i32),
                     KArg::F32(1.0 / (c.head_dim as f32).sqrt()),
                 ],
             )?;
@@ -474,39 +661,40 @@ impl<D: Device> DeviceModel<D> {
                 &[
                     KArg::Buf(&s.part_ml),
                     KArg::Buf(&s.part_acc),
-                    KArg::Buf(&ctx_b),
+                    KArg::At(io, l.ctx()),
                     KArg::Buf(&s.attn),
                     KArg::I32(c.num_heads as i32),
                     KArg::I32(c.head_dim as i32),
                     KArg::I32(parts as i32),
+                    KArg::I32(self.partition as i32),
                 ],
             )?;
-            Self::linear(dev, s, &l.o, &s.attn, &s.mlp, t)?;
+            Self::linear(dev, s, &layer.o, &s.attn, &s.mlp, t)?;
             dev.launch(
                 "add_rms_norm",
                 rows(t),
                 &[
                     KArg::Buf(&s.x),
                     KArg::Buf(&s.mlp),
-                    KArg::Buf(&l.ffn_norm),
+                    KArg::Buf(&layer.ffn_norm),
                     KArg::Buf(&s.normed),
                     KArg::I32(h as i32),
                     KArg::F32(eps),
                 ],
             )?;
-            Self::linear(dev, s, &l.gate_up, &s.normed, &s.mlp, t)?;
-            let n = t * c.intermediate_size;
+            Self::linear(dev, s, &layer.gate_up, &s.normed, &s.mlp, t)?;
+            let n_act = t * c.intermediate_size;
             dev.launch(
                 "silu_mul",
-                Launch::new(grid1(n, 256), 256),
+                Launch::new(grid1(n_act, 256), 256),
                 &[
                     KArg::Buf(&s.mlp),
                     KArg::Buf(&s.act),
                     KArg::I32(c.intermediate_size as i32),
-                    KArg::I64(n as i64),
+                    KArg::I64(n_act as i64),
                 ],
             )?;
-            Self::linear(dev, s, &l.down, &s.act, &s.mlp, t)?;
+            Self::linear(dev, s, &layer.down, &s.act, &s.mlp, t)?;
             // The residual, fused with the next layer's attention norm (or the output norm).
             let next_norm = self.layers.get(li + 1).map_or(&self.norm, |n| &n.attn_norm);
             dev.launch(
@@ -522,29 +710,284 @@ impl<D: Device> DeviceModel<D> {
                 ],
             )?;
         }
-        let n = last_rows.len();
         if n == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let picks = up(bytes_of(&last_rows))?;
-        let last = dev.alloc(4 * n * h)?;
         dev.launch(
             "gather_rows",
             rows(n),
             &[
                 KArg::Buf(&s.normed),
-                KArg::Buf(&picks),
-                KArg::Buf(&last),
+                KArg::At(io, l.rows()),
+                KArg::Buf(&s.last),
                 KArg::I32(h as i32),
             ],
         )?;
-        let logits = dev.alloc(4 * n * c.vocab_size)?;
-        Self::linear(dev, s, &self.output, &last, &logits, n)?;
-        let mut host = vec![0f32; n * c.vocab_size];
-        dev.read(&logits, bytes_of_mut(&mut host))?;
-        Ok(host
-            .chunks_exact(c.vocab_size)
-            .map(<[f32]>::to_vec)
+        Self::linear(dev, s, &self.output, &s.last, &s.logits, n)?;
+        dev.launch(
+            "argmax_logprob",
+            Launch::new((n as u32, 1, 1), 256),
+            &[
+                KArg::Buf(&s.logits),
+                KArg::I32(c.vocab_size as i32),
+                KArg::Buf(&s.picked),
+                KArg::At(&s.picked, 4 * n),
+            ],
+        )
+    }
+
+    /// Runs a decode step of `x.seqs` sequences as the graph of the next batch size up
+    /// (capturing it the first time). Returns the rows computed (the batch size).
+    fn run_graph(&mut self, x: &StepInputs, bucket: usize) -> Result<usize> {
+        let width = self.cfg.max_position_embeddings.div_ceil(self.block_size);
+        let parts = x.parts.next_power_of_two();
+        // Graphs are captured against buffers large enough for every batch size, so that a
+        // larger batch does not grow (and drop) them.
+        let most = GRAPH_BATCH_SIZES
+            .iter()
+            .copied()
+            .filter(|&b| b <= self.graph_limit)
+            .max()
+            .unwrap_or(bucket);
+        let tp_have = self.scratch.as_ref().map_or(0, |s| s.token_parts);
+        let tp = if tp_have >= bucket * parts {
+            0
+        } else {
+            (bucket * parts).max(2 * tp_have)
+        };
+        self.scratch(most, tp, most)?;
+        let l = Layout {
+            tokens: bucket,
+            seqs: bucket,
+            width,
+        };
+        if !self.graphs.io.iter().any(|(b, _)| *b == bucket) {
+            let buf = self.dev.alloc(l.bytes())?;
+            self.graphs.io.push((bucket, buf));
+        }
+        let packed = x.pack(l, self.num_blocks as i32, self.block_size);
+        let Self { dev, graphs, .. } = self;
+        let io = &mut graphs
+            .io
+            .iter_mut()
+            .find(|(b, _)| *b == bucket)
+            .expect("allocated above")
+            .1;
+        dev.write(io, &packed)?;
+        if !self
+            .graphs
+            .graphs
+            .iter()
+            .any(|(k, _)| *k == (bucket, parts))
+        {
+            let io = &self
+                .graphs
+                .io
+                .iter()
+                .find(|(b, _)| *b == bucket)
+                .expect("allocated")
+                .1;
+            self.dev.begin_capture()?;
+            let launched = self.launch_step(io, l, bucket, bucket, parts);
+            let graph = self.dev.end_capture();
+            launched?;
+            self.graphs.graphs.push(((bucket, parts), graph?));
+            self.graph_captures += 1;
+        }
+        let graph = &self
+            .graphs
+            .graphs
+            .iter()
+            .find(|(k, _)| *k == (bucket, parts))
+            .expect("captured above")
+            .1;
+        self.dev.replay(graph)?;
+        self.graph_replays += 1;
+        Ok(bucket)
+    }
+
+    /// Runs a step kernel by kernel. Returns the rows of logits computed.
+    fn run_eager(&mut self, x: &StepInputs) -> Result<usize> {
+        let (t, n) = (x.ids.len(), x.rows.len());
+        self.scratch(t, t * x.parts, n)?;
+        let l = Layout {
+            tokens: t,
+            seqs: x.seqs,
+            width: x.width,
+        };
+        let packed = x.pack(l, self.num_blocks as i32, self.block_size);
+        if self.io.as_ref().is_none_or(|(cap, _)| *cap < packed.len()) {
+            let cap = packed
+                .len()
+                .max(2 * self.io.as_ref().map_or(0, |(c, _)| *c));
+            self.io = Some((cap, self.dev.alloc(cap)?));
+        }
+        let io = &mut self.io.as_mut().expect("allocated above").1;
+        self.dev.write(io, &packed)?;
+        let io = &self.io.as_ref().expect("allocated above").1;
+        self.launch_step(io, l, t, n, x.parts)?;
+        Ok(n)
+    }
+
+    /// Samples the rows of `picks` on the device (`sample_rows`); their tokens and
+    /// log-probabilities, in that order.
+    fn sample_on_device(&mut self, picks: &[(usize, &DeviceSample)]) -> Result<Vec<(u32, f32)>> {
+        let n = picks.len();
+        let vocab = self.cfg.vocab_size;
+        let edits: usize = picks.iter().map(|(_, p)| p.edits.len()).sum();
+        // One packed upload: meta [n, 4] i32, fparams [n, 4] f32, edit tokens [e] i32, edit
+        // values [e, 3] f32.
+        let mut meta = Vec::with_capacity(4 * n);
+        let mut fparams = Vec::with_capacity(4 * n);
+        let (mut tok, mut val): (Vec<i32>, Vec<f32>) =
+            (Vec::with_capacity(edits), Vec::with_capacity(3 * edits));
+        for (row, p) in picks {
+            meta.extend([
+                *row as i32,
+                tok.len() as i32,
+                (tok.len() + p.edits.len()) as i32,
+                p.top_k,
+            ]);
+            fparams.extend([p.temperature, p.top_p, p.min_p, p.u]);
+            for (t, v) in &p.edits {
+                tok.push(*t as i32);
+                val.extend(v);
+            }
+        }
+        let (f_at, t_at, v_at) = (16 * n, 32 * n, 32 * n + 4 * edits);
+        let bytes = v_at + 12 * edits;
+        let mut packed = vec![0u8; bytes];
+        packed[..f_at].copy_from_slice(bytes_of(&meta));
+        packed[f_at..t_at].copy_from_slice(bytes_of(&fparams));
+        packed[t_at..v_at].copy_from_slice(bytes_of(&tok));
+        packed[v_at..].copy_from_slice(bytes_of(&val));
+        let need_work = n * vocab * 4 + 8 * n;
+        if self
+            .sampling
+            .as_ref()
+            .is_none_or(|s| s.io_cap < bytes || s.work_cap < need_work)
+        {
+            let old = self.sampling.take();
+            let io_cap = bytes.max(old.as_ref().map_or(0, |s| 2 * s.io_cap));
+            let work_cap = need_work.max(old.as_ref().map_or(0, |s| s.work_cap));
+            self.sampling = Some(SamplingBufs {
+                io: self.dev.alloc(io_cap)?,
+                io_cap,
+                work: self.dev.alloc(work_cap)?,
+                work_cap,
+            });
+        }
+        let sb = self.sampling.as_mut().expect("allocated above");
+        self.dev.write(&mut sb.io, &packed)?;
+        let s = self.scratch.as_ref().expect("sized by the step");
+        let out_at = n * vocab * 4;
+        self.dev.launch(
+            "sample_rows",
+            Launch::new((n as u32, 1, 1), 1024),
+            &[
+                KArg::Buf(&s.logits),
+                KArg::I32(vocab as i32),
+                KArg::At(&sb.io, 0),
+                KArg::At(&sb.io, f_at),
+                KArg::At(&sb.io, t_at),
+                KArg::At(&sb.io, v_at),
+                KArg::Buf(&sb.work),
+                KArg::At(&sb.work, out_at),
+                KArg::At(&sb.work, out_at + 4 * n),
+            ],
+        )?;
+        let mut out = vec![0u32; 2 * n];
+        self.dev.read_at(&sb.work, out_at, bytes_of_mut(&mut out))?;
+        Ok((0..n)
+            .map(|i| (out[i], f32::from_bits(out[n + i])))
+            .collect())
+    }
+
+    /// Runs one step. For every sequence with `want_logits`, in batch order, what `picks` asks
+    /// of its row (one entry per such sequence; missing entries: logits): the token picked on
+    /// the device, greedy or sampled as `engine::sampling::sample` would, with its raw
+    /// log-probability (only those numbers come back), or the logits of its last new token
+    /// (what `Model::step` returns on the CPU).
+    pub fn step_outputs(
+        &mut self,
+        batch: &StepBatch,
+        picks: &[RowPick],
+    ) -> Result<Vec<StepOutput>> {
+        if batch.num_tokens() == 0 {
+            return Ok(Vec::new());
+        }
+        let x = self.inputs(batch)?;
+        let n = x.rows.len();
+        let bucket = GRAPH_BATCH_SIZES
+            .iter()
+            .copied()
+            .find(|&b| b >= x.seqs)
+            .filter(|&b| b <= self.graph_limit);
+        let computed = match bucket {
+            Some(b) if self.use_graphs && x.decode => self.run_graph(&x, b)?,
+            _ => self.run_eager(&x)?,
+        };
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let pick = |i: usize| picks.get(i).unwrap_or(&RowPick::Logits);
+        let mut out: Vec<Option<StepOutput>> = vec![None; n];
+        if (0..n).any(|i| *pick(i) == RowPick::Greedy) {
+            let s = self.scratch.as_ref().expect("sized by the step");
+            let mut picked = vec![0u32; 2 * computed];
+            self.dev.read(&s.picked, bytes_of_mut(&mut picked))?;
+            for i in (0..n).filter(|&i| *pick(i) == RowPick::Greedy) {
+                out[i] = Some(StepOutput::Token {
+                    token: picked[i],
+                    logprob: f32::from_bits(picked[computed + i]),
+                });
+            }
+        }
+        let sampled: Vec<(usize, &DeviceSample)> = (0..n)
+            .filter_map(|i| match pick(i) {
+                RowPick::Sample(p) => Some((i, p)),
+                _ => None,
+            })
+            .collect();
+        if !sampled.is_empty() {
+            for ((i, _), (token, logprob)) in sampled.iter().zip(self.sample_on_device(&sampled)?) {
+                out[*i] = Some(StepOutput::Token { token, logprob });
+            }
+        }
+        let s = self.scratch.as_ref().expect("sized by the step");
+        let vocab = self.cfg.vocab_size;
+        // Full rows: in one read when they are most of the step, else row by row.
+        let full: Vec<usize> = (0..n).filter(|&i| *pick(i) == RowPick::Logits).collect();
+        if full.len() * 2 > n {
+            let mut all = vec![0f32; n * vocab];
+            self.dev.read(&s.logits, bytes_of_mut(&mut all))?;
+            for &i in &full {
+                out[i] = Some(StepOutput::Logits(all[i * vocab..(i + 1) * vocab].to_vec()));
+            }
+        } else {
+            for &i in &full {
+                let mut row = vec![0f32; vocab];
+                self.dev
+                    .read_at(&s.logits, 4 * i * vocab, bytes_of_mut(&mut row))?;
+                out[i] = Some(StepOutput::Logits(row));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every row answered"))
+            .collect())
+    }
+
+    /// Runs one step and returns, for every sequence with `want_logits`, in batch order, the
+    /// logits of its last new token (what `Model::step` returns on the CPU).
+    pub fn step(&mut self, batch: &StepBatch) -> Result<Vec<Vec<f32>>> {
+        Ok(self
+            .step_outputs(batch, &[])?
+            .into_iter()
+            .map(|o| match o {
+                StepOutput::Logits(l) => l,
+                StepOutput::Token { .. } => unreachable!("every row asked for logits"),
+            })
             .collect())
     }
 }
@@ -553,9 +996,14 @@ impl<D> crate::model::StepForward for DeviceModel<D>
 where
     D: Device + Send,
     D::Buf: Send,
+    D::Graph: Send,
 {
     fn step(&mut self, batch: &StepBatch) -> Result<Vec<Vec<f32>>> {
         DeviceModel::step(self, batch)
+    }
+
+    fn step_outputs(&mut self, batch: &StepBatch, picks: &[RowPick]) -> Result<Vec<StepOutput>> {
+        DeviceModel::step_outputs(self, batch, picks)
     }
 }
 

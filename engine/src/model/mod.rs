@@ -62,6 +62,33 @@ impl std::fmt::Debug for Model {
 /// `want_logits`, in batch order, the logits of its last new token.
 pub trait StepForward: Send {
     fn step(&mut self, batch: &crate::batch::StepBatch) -> crate::error::Result<Vec<Vec<f32>>>;
+
+    /// [`StepForward::step`], where `picks` (one entry per sequence with `want_logits`, in
+    /// batch order) says which rows' tokens the forward pass may pick itself, greedy or
+    /// sampled, so that only the token and its log-probability come back. The CPU engine
+    /// returns every row's logits (the caller's sampler is as cheap there).
+    fn step_outputs(
+        &mut self,
+        batch: &crate::batch::StepBatch,
+        picks: &[crate::sampling::RowPick],
+    ) -> crate::error::Result<Vec<StepOutput>> {
+        let _ = picks;
+        Ok(self
+            .step(batch)?
+            .into_iter()
+            .map(StepOutput::Logits)
+            .collect())
+    }
+}
+
+/// What a step returns for one sequence that wants logits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutput {
+    /// The logits of its last new token.
+    Logits(Vec<f32>),
+    /// The token picked by the forward pass ([`crate::sampling::RowPick`]) and its raw
+    /// log-probability.
+    Token { token: u32, logprob: f32 },
 }
 
 /// The CPU engine's forward pass with its KV cache.

@@ -34,6 +34,108 @@ pub struct SampledToken {
     pub top_logprobs: Vec<(u32, f32)>,
 }
 
+/// Whether [`sample`] with these parameters and context is the argmax of the raw logits, its
+/// logprob that token's log-softmax and no alternatives: what a device can pick on its own,
+/// without the logits coming back.
+pub fn is_plain_greedy(params: &SamplingParams, ctx: &SampleContext<'_>) -> bool {
+    params.is_greedy()
+        && ctx.mask.is_none()
+        && params.logit_bias.is_empty()
+        && params.repetition_penalty == 1.0
+        && params.frequency_penalty == 0.0
+        && params.presence_penalty == 0.0
+        && ctx.output_tokens.len() >= params.min_tokens
+        && params.logprobs.is_none_or(|k| k == 0)
+}
+
+/// How a device can pick a row's token without the logits coming back (the CUDA engine).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowPick {
+    /// The logits come back; [`sample`] runs here (a grammar mask, top logprobs).
+    Logits,
+    /// The argmax of the raw logits ([`is_plain_greedy`]).
+    Greedy,
+    /// [`sample`]'s steps on the device.
+    Sample(DeviceSample),
+}
+
+/// [`sample`] reduced to numbers a device kernel follows: per-token edits, the filters, and the
+/// uniform the CPU's seeded draw would use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceSample {
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    /// The draw's uniform in `[0, 1)`.
+    pub u: f32,
+    /// `(token, [add, rp, sub])`: the token's logit becomes `pen(l + add) - sub`, `pen`
+    /// dividing a positive value by `rp` and multiplying the others (min_tokens' -inf, the
+    /// logit bias and the penalties, in the order [`sample`] applies them).
+    pub edits: Vec<(u32, [f32; 3])>,
+}
+
+/// How a device can take this row's token (see [`RowPick`]); `vocab` bounds the edits.
+pub fn device_pick(params: &SamplingParams, ctx: &SampleContext<'_>, vocab: usize) -> RowPick {
+    if ctx.mask.is_some() || params.logprobs.is_some_and(|k| k > 0) {
+        return RowPick::Logits;
+    }
+    if is_plain_greedy(params, ctx) {
+        return RowPick::Greedy;
+    }
+    let mut edits: HashMap<u32, [f32; 3]> = HashMap::new();
+    fn edit(edits: &mut HashMap<u32, [f32; 3]>, t: u32) -> &mut [f32; 3] {
+        edits.entry(t).or_insert([0.0, 1.0, 0.0])
+    }
+    if ctx.output_tokens.len() < params.min_tokens {
+        for &id in ctx.eos_token_ids.iter().chain(&params.stop_token_ids) {
+            edit(&mut edits, id)[0] = f32::NEG_INFINITY;
+        }
+    }
+    for (i, &(id, bias)) in params.logit_bias.iter().enumerate() {
+        if params.logit_bias[..i].iter().any(|b| b.0 == id) {
+            // Added twice in turn on the CPU: not one sum.
+            return RowPick::Logits;
+        }
+        let e = edit(&mut edits, id);
+        if e[0] != f32::NEG_INFINITY {
+            e[0] = bias;
+        }
+    }
+    if params.repetition_penalty != 1.0 {
+        for &t in ctx.prompt_tokens.iter().chain(ctx.output_tokens) {
+            edit(&mut edits, t)[1] = params.repetition_penalty;
+        }
+    }
+    if params.frequency_penalty != 0.0 || params.presence_penalty != 0.0 {
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for &t in ctx.output_tokens {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (t, c) in counts {
+            edit(&mut edits, t)[2] = params.frequency_penalty * c as f32 + params.presence_penalty;
+        }
+    }
+    let mut edits: Vec<(u32, [f32; 3])> = edits
+        .into_iter()
+        .filter(|(t, _)| (*t as usize) < vocab)
+        .collect();
+    edits.sort_unstable_by_key(|e| e.0);
+    let mut rng = SmallRng::seed_from_u64(mix(ctx.seed, ctx.output_tokens.len() as u64));
+    RowPick::Sample(DeviceSample {
+        temperature: params.temperature,
+        top_k: params.top_k,
+        top_p: params.top_p,
+        min_p: params.min_p,
+        u: if params.is_greedy() {
+            0.0
+        } else {
+            rng.random::<f32>()
+        },
+        edits,
+    })
+}
+
 /// Picks the next token. `logits` is modified in place (it is scratch afterwards).
 pub fn sample(
     logits: &mut [f32],
@@ -171,15 +273,21 @@ fn draw(logits: &[f32], params: &SamplingParams, ctx: &SampleContext<'_>) -> u32
         let k = params.top_k as usize;
         cands.select_nth_unstable_by(k - 1, by_prob);
         cands.truncate(k);
+        // The draw walks a cut set most likely first (as after top_p), so that the order
+        // does not depend on the selection's internals and a device can follow it.
+        cands.sort_by(by_prob);
     }
     if params.top_p < 1.0 {
+        // The shortest most-likely prefix holding `top_p` of the mass (mass against a goal, not
+        // a sum of fractions: the device sampler finds the same cut).
         cands.sort_by(by_prob);
         let total: f32 = cands.iter().map(|c| c.1).sum();
+        let goal = params.top_p * total;
         let mut acc = 0.0;
         let mut keep = cands.len();
         for (i, c) in cands.iter().enumerate() {
-            acc += c.1 / total;
-            if acc >= params.top_p {
+            acc += c.1;
+            if acc >= goal {
                 keep = i + 1;
                 break;
             }
@@ -188,12 +296,14 @@ fn draw(logits: &[f32], params: &SamplingParams, ctx: &SampleContext<'_>) -> u32
     }
     let total: f32 = cands.iter().map(|c| c.1).sum();
     let mut rng = SmallRng::seed_from_u64(mix(ctx.seed, ctx.output_tokens.len() as u64));
-    let mut u = rng.random::<f32>() * total;
+    let goal = rng.random::<f32>() * total;
+    // The first candidate whose running mass passes the goal.
+    let mut acc = 0.0;
     for &(id, p) in &cands {
-        if u < p {
+        acc += p;
+        if goal < acc {
             return id;
         }
-        u -= p;
     }
     cands.last().map_or(0, |c| c.0)
 }

@@ -1,7 +1,7 @@
 // Paged attention of every new token of a step over its sequence's cached keys and values,
 // for decode and prefill alike (a prefill token attends to the positions up to its own).
 //
-// One block per (token, KV head, partition of SF_ATT_PART positions), one warp per query head
+// One block per (token, KV head, partition of `part_len` positions), one warp per query head
 // of the KV head's group (GQA): each tile of 32 positions' keys and values is loaded from the
 // cache once, into shared memory as f32, and read by every query head of the group. Within a
 // warp, lane j scores position j of the tile; the softmax runs online over the tiles; each lane
@@ -9,7 +9,6 @@
 // its running maximum and sum; `attention_reduce` merges a token's partitions, so long contexts
 // are spread over many blocks instead of one.
 
-#define SF_ATT_PART 512
 #define SF_ATT_MAX_DIMS_PER_LANE 8  // head_dim up to 256
 
 // Shared memory (dynamic): q of the group [group * hd], k and v tiles [32 * (hd + 1)] each.
@@ -20,13 +19,13 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
                                  int max_blocks, const int* __restrict__ token_seq,
                                  const int* __restrict__ ctx_len, float* __restrict__ part_ml,
                                  float* __restrict__ part_acc, int nh, int nkv, int hd, int block_size,
-                                 int parts, float scale) {
+                                 int parts, int part_len, float scale) {
     const int t = blockIdx.x, g = blockIdx.y, p = blockIdx.z;
     const int group = nh / nkv;
     const int warp = threadIdx.x / SF_WARP, lane = threadIdx.x % SF_WARP;
     const int head = g * group + warp;
     const int len = ctx_len[t];
-    const int start = p * SF_ATT_PART;
+    const int start = p * part_len;
     const i64 out_ml = (((i64)t * nh + head) * parts + p) * 2;
     const i64 out_acc = (((i64)t * nh + head) * parts + p) * hd;
     if (start >= len) {  // the whole block: this token's context is shorter
@@ -36,7 +35,7 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
         }
         return;
     }
-    const int end = len < start + SF_ATT_PART ? len : start + SF_ATT_PART;
+    const int end = len < start + part_len ? len : start + part_len;
     const int width = (nh + 2 * nkv) * hd, kvd = nkv * hd, stride = hd + 1;
     float* qs = SF_DYN_SMEM(float);
     float* ks = qs + group * hd;
@@ -96,9 +95,9 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
 // `out`: [tokens, nh * hd].
 SF_KERNEL void attention_reduce(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
                                 const int* __restrict__ ctx_len, float* __restrict__ out, int nh,
-                                int hd, int parts) {
+                                int hd, int parts, int part_len) {
     const int t = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
-    const int used = (ctx_len[t] + SF_ATT_PART - 1) / SF_ATT_PART;
+    const int used = (ctx_len[t] + part_len - 1) / part_len;
     const i64 base = ((i64)t * nh + h) * parts;
     float mx = SF_NEG_INF;
     for (int p = 0; p < used; p++) mx = fmaxf(mx, part_ml[(base + p) * 2]);

@@ -1,9 +1,9 @@
-// What the host needs of each row of logits, so only a few numbers per sequence come back:
-// the greedy token and the row's log-sum-exp (for logprobs: logprob(i) = logit(i) - lse).
+// What the host needs of each row of logits for a greedy pick, so only two numbers per
+// sequence come back: the greedy token and its log-probability (its log-softmax).
 
 // One block per row of `vocab` logits. Ties go to the lowest token id, as the CPU sampler's.
-SF_KERNEL void argmax_lse(const float* __restrict__ logits, int vocab, int* __restrict__ best,
-                          float* __restrict__ lse) {
+SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* __restrict__ best,
+                              float* __restrict__ logprob) {
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ float scratch[32];
@@ -43,6 +43,235 @@ SF_KERNEL void argmax_lse(const float* __restrict__ logits, int vocab, int* __re
     s = sf_block_sum(s, scratch);
     if (threadIdx.x == 0) {
         best[row] = si[0];
-        lse[row] = mx + logf(s);
+        logprob[row] = -logf(s);  // logit(best) - (mx + log s), with logit(best) = mx
+    }
+}
+
+// Sampling on the device, the CPU sampler's (`engine::sampling::sample`) steps in its order,
+// so only the token and its log-probability come back: edits (min_tokens' -inf for EOS and
+// stop ids, logit_bias, repetition / frequency / presence penalties, folded per token by the
+// host into `l' = pen(l + add) - sub`, pen dividing positive logits by `rp` and multiplying
+// the others), then greedy argmax, or temperature, min_p, top_k, top_p and the draw of `u`
+// (the CPU's seeded uniform, drawn by the host) through the kept tokens: in (probability
+// descending, id ascending) order when top_k or top_p cut, else in id order. The log-prob is
+// that of the raw logits, as the CPU reports it.
+//
+// The kept set is never sorted: each cut is a threshold on the probabilities' bits (a
+// positive float's bits order as the float does) plus, among ties, a cut on the id, each
+// found by binary search with one block-wide sum per probe.
+//
+// One block (1024 threads) per sampled row. `meta`: [n, 4] ints (logits row, first edit,
+// end of edits, top_k); `fparams`: [n, 4] floats (temperature, top_p, min_p, u); edits:
+// `edit_tok` [e] and `edit_val` [e, 3] (add, rp, sub). `work`: [n, vocab] scratch.
+// Out: `token` [n], `logprob` [n].
+
+SF_DEVICE bool sf_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u; }
+
+// Whether token i (probability bits b) is kept by a cut at bits v, ties up to id c.
+SF_DEVICE bool sf_above(u32 b, int i, u32 v, int c) { return b > v || (b == v && i <= c); }
+
+struct SfCuts {
+    float min_p;
+    u32 kv;  // top_k: bits threshold (0: no cut), ties up to id kc
+    int kc;
+    u32 pv;  // top_p: likewise
+    int pc;
+};
+
+SF_DEVICE bool sf_kept(float p, int i, const SfCuts& k) {
+    const u32 b = __float_as_uint(p);
+    return p > 0.0f && (k.min_p <= 0.0f || p >= k.min_p) && sf_above(b, i, k.kv, k.kc) &&
+           sf_above(b, i, k.pv, k.pc);
+}
+
+// Sum over the kept tokens with bits >= v (ge) or > v, of p (mass) or 1 (count).
+SF_DEVICE float sf_sum_from(const float* w, int vocab, const SfCuts& k, u32 v, bool ge, bool mass,
+                            float* scratch) {
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        const float p = w[i];
+        const u32 b = __float_as_uint(p);
+        if (sf_kept(p, i, k) && (ge ? b >= v : b > v)) s += mass ? p : 1.0f;
+    }
+    return sf_block_sum(s, scratch);
+}
+
+// Sum over the kept tokens with bits == v and id <= c.
+SF_DEVICE float sf_sum_ties(const float* w, int vocab, const SfCuts& k, u32 v, int c, bool mass,
+                            float* scratch) {
+    float s = 0.0f;
+    for (int i = threadIdx.x; i <= c && i < vocab; i += blockDim.x) {
+        const float p = w[i];
+        if (sf_kept(p, i, k) && __float_as_uint(p) == v) s += mass ? p : 1.0f;
+    }
+    return sf_block_sum(s, scratch);
+}
+
+// The first kept token, in (p descending, id ascending) order, at which the running sum (of
+// p, or of 1) exceeds `goal` (`strict`) or reaches it: its bits in *v, its id in *c. False
+// when the whole sum stays short.
+SF_DEVICE bool sf_cut(const float* w, int vocab, const SfCuts& k, float goal, bool strict, bool mass,
+                      u32* v, int* c, float* scratch) {
+    // The largest bits value whose kept-from mass passes the goal.
+    const float all = sf_sum_from(w, vocab, k, 0u, true, mass, scratch);
+    if (strict ? !(all > goal) : !(all >= goal)) return false;
+    u32 lo = 0u, hi = 0x7f800000u;
+    while (lo < hi) {
+        const u32 mid = lo + (hi - lo + 1u) / 2u;
+        const float s = sf_sum_from(w, vocab, k, mid, true, mass, scratch);
+        if (strict ? s > goal : s >= goal) lo = mid; else hi = mid - 1u;
+    }
+    const float before = sf_sum_from(w, vocab, k, lo, false, mass, scratch);
+    int clo = 0, chi = vocab - 1;
+    while (clo < chi) {
+        const int mid = clo + (chi - clo) / 2;
+        const float s = before + sf_sum_ties(w, vocab, k, lo, mid, mass, scratch);
+        if (strict ? s > goal : s >= goal) chi = mid; else clo = mid + 1;
+    }
+    *v = lo;
+    *c = clo;
+    return true;
+}
+
+SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const int* __restrict__ meta,
+                           const float* __restrict__ fparams, const int* __restrict__ edit_tok,
+                           const float* __restrict__ edit_val, float* __restrict__ work,
+                           int* __restrict__ token, float* __restrict__ logprob) {
+    __shared__ float scratch[32];
+    __shared__ float si_v[32];
+    __shared__ int si_i[32];
+    const int j = blockIdx.x;
+    const int row = meta[j * 4], e0 = meta[j * 4 + 1], e1 = meta[j * 4 + 2], top_k = meta[j * 4 + 3];
+    const float temp = fparams[j * 4], top_p = fparams[j * 4 + 1], min_p = fparams[j * 4 + 2],
+                u = fparams[j * 4 + 3];
+    const float* x = logits + (i64)row * vocab;
+    float* w = work + (i64)j * vocab;
+
+    // The raw distribution's log-sum-exp, for the log-prob.
+    float m = SF_NEG_INF;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) m = fmaxf(m, x[i]);
+    m = sf_block_max(m, scratch);
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += expf(x[i] - m);
+    const float lse = m + logf(sf_block_sum(s, scratch));
+
+    // The edited logits.
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) w[i] = x[i];
+    __syncthreads();
+    for (int e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+        const int t = edit_tok[e];
+        float l = w[t] + edit_val[e * 3];
+        const float rp = edit_val[e * 3 + 1];
+        if (rp != 1.0f) l = l > 0.0f ? l / rp : l * rp;
+        w[t] = l - edit_val[e * 3 + 2];
+    }
+    __syncthreads();
+
+    int pick;
+    // Greedy (as the CPU: temperature below 1e-5), or no finite logit: the first maximum.
+    float wm = SF_NEG_INF;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+        if (sf_finite(w[i])) wm = fmaxf(wm, w[i]);
+    wm = sf_block_max(wm, scratch);
+    if (temp < 1e-5f || wm == SF_NEG_INF) {
+        float bv = SF_NEG_INF;
+        int bi = 0x7fffffff;
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+            if (w[i] > bv) { bv = w[i]; bi = i; }
+        // Threads whose every value was -inf or NaN keep id "infinity": the CPU's argmax
+        // then stays at 0.
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(SF_FULL_MASK, bv, o);
+            const int oi = __shfl_xor_sync(SF_FULL_MASK, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+        }
+        const int lane = threadIdx.x % SF_WARP, warp = threadIdx.x / SF_WARP;
+        __syncthreads();
+        if (lane == 0) { si_v[warp] = bv; si_i[warp] = bi; }
+        __syncthreads();
+        if (warp == 0) {
+            const int warps = blockDim.x / SF_WARP;
+            bv = lane < warps ? si_v[lane] : SF_NEG_INF;
+            bi = lane < warps ? si_i[lane] : 0x7fffffff;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float ov = __shfl_xor_sync(SF_FULL_MASK, bv, o);
+                const int oi = __shfl_xor_sync(SF_FULL_MASK, bi, o);
+                if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+            }
+            if (lane == 0) si_i[0] = bi == 0x7fffffff ? 0 : bi;
+        }
+        __syncthreads();
+        pick = si_i[0];
+    } else {
+        // Unnormalised probabilities, the top one exactly 1 (as the CPU's).
+        __syncthreads();
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+            w[i] = sf_finite(w[i]) ? expf((w[i] - wm) / temp) : 0.0f;
+        __syncthreads();
+        SfCuts k = {min_p, 0u, vocab, 0u, vocab};
+        bool sorted = false;
+        const float count = sf_sum_from(w, vocab, k, 0u, true, false, scratch);
+        if (top_k > 0 && (float)top_k < count) {
+            u32 v;
+            int c;
+            sf_cut(w, vocab, k, (float)top_k, false, false, &v, &c, scratch);
+            k.kv = v;
+            k.kc = c;
+            sorted = true;
+        }
+        if (top_p < 1.0f) {
+            const float total = sf_sum_from(w, vocab, k, 0u, true, true, scratch);
+            u32 v;
+            int c;
+            if (sf_cut(w, vocab, k, top_p * total, false, true, &v, &c, scratch)) {
+                k.pv = v;
+                k.pc = c;
+            }
+            sorted = true;
+        }
+        const float total = sf_sum_from(w, vocab, k, 0u, true, true, scratch);
+        const float goal = u * total;
+        if (sorted) {
+            u32 v;
+            int c;
+            if (sf_cut(w, vocab, k, goal, true, true, &v, &c, scratch)) {
+                pick = c;
+            } else {
+                // Rounding left the goal past the sum: the last kept token in that order.
+                float lv = 2.0f;
+                for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+                    if (sf_kept(w[i], i, k)) lv = fminf(lv, w[i]);
+                lv = -sf_block_max(-lv, scratch);
+                float li = -1.0f;
+                for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+                    if (sf_kept(w[i], i, k) && w[i] == lv) li = fmaxf(li, (float)i);
+                pick = (int)sf_block_max(li, scratch);
+            }
+        } else {
+            // Id order: the first id whose running mass passes the goal.
+            int lo = 0, hi = vocab - 1;
+            const float all = sf_sum_from(w, vocab, k, 0u, true, true, scratch);
+            if (all > goal) {
+                while (lo < hi) {
+                    const int mid = lo + (hi - lo) / 2;
+                    float part = 0.0f;
+                    for (int i = threadIdx.x; i <= mid; i += blockDim.x)
+                        if (sf_kept(w[i], i, k)) part += w[i];
+                    if (sf_block_sum(part, scratch) > goal) hi = mid; else lo = mid + 1;
+                }
+                pick = lo;
+            } else {
+                float li = -1.0f;
+                for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+                    if (sf_kept(w[i], i, k)) li = fmaxf(li, (float)i);
+                pick = (int)sf_block_max(li, scratch);
+            }
+        }
+    }
+    if (threadIdx.x == 0) {
+        token[j] = pick;
+        logprob[j] = x[pick] - lse;
     }
 }
