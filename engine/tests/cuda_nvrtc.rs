@@ -67,3 +67,31 @@ fn a_broken_kernel_fails_with_nvrtcs_message() {
         .to_string();
     assert!(err.contains("undefined_name"), "{err}");
 }
+
+#[test]
+fn the_cubin_is_compiled_once_and_then_read_from_the_cache() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = cuda::cached_cubin("sm_90", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), first);
+    // A second start reads the file: the same bytes, even where it was changed to prove it.
+    let mut marked = first.clone();
+    let at = marked.len() - 1;
+    marked[at] ^= 0xff;
+    std::fs::write(&files[0], &marked).unwrap();
+    assert_eq!(cuda::cached_cubin("sm_90", dir.path()).unwrap(), marked);
+    // A file that is not a cubin is compiled again and replaced.
+    std::fs::write(&files[0], b"partial").unwrap();
+    assert_eq!(cuda::cached_cubin("sm_90", dir.path()).unwrap(), first);
+    assert_eq!(std::fs::read(&files[0]).unwrap(), first);
+    // Another architecture is another file.
+    cuda::cached_cubin("sm_89", dir.path()).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}

@@ -196,8 +196,59 @@ pub fn open_device(ordinal: usize) -> Result<Arc<CudaContext>> {
         .map_err(|e| EngineError::Cuda(format!("CUDA device {ordinal}: {e:?}")))
 }
 
-/// The kernels compiled for `ctx`'s device (a cubin for its exact architecture, compiled once
-/// per architecture per process) and loaded into it.
+/// NVRTC's version (`major.minor`), after [`nvrtc_present`] said yes.
+fn nvrtc_version() -> Result<String> {
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: two out-parameters; the library is loaded (checked by the caller).
+    unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| EngineError::Cuda(format!("NVRTC version: {e:?}")))?;
+    Ok(format!("{major}.{minor}"))
+}
+
+/// The kernels as a cubin for `arch` (`sm_90`), from `dir` when an earlier run compiled the
+/// same source with the same NVRTC for it, else compiled now and stored there (written
+/// whole, then renamed into place, so that a reader never sees part of one; a cache that
+/// cannot be written only costs the next start a compile).
+pub fn cached_cubin(arch: &str, dir: &std::path::Path) -> Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    if !nvrtc_present() {
+        return Err(EngineError::Cuda(
+            "NVRTC not found (libnvrtc.so.13 on the library path)".into(),
+        ));
+    }
+    let src = source();
+    let includes = include_dirs_from_env();
+    let mut h = Sha256::new();
+    for part in [src.as_str(), arch, &nvrtc_version()?, &includes.join("\n")] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let key: String = h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join(format!("kernels-{arch}-{key}.cubin"));
+    if let Ok(bytes) = std::fs::read(&path) {
+        if bytes.starts_with(b"\x7fELF") {
+            return Ok(bytes);
+        }
+    }
+    let image = compile(&src, arch, &includes)?.image;
+    let tmp = dir.join(format!(".kernels-{arch}-{key}.{}.tmp", std::process::id()));
+    let stored = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&tmp, &image))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = stored {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(path = %path.display(), error = %e, "could not store the compiled CUDA kernels");
+    }
+    Ok(image)
+}
+
+/// The kernels compiled for `ctx`'s device (a cubin for its exact architecture, from the
+/// on-disk cache under the Starfire home when present, once per architecture per process) and
+/// loaded into it.
 pub fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<CudaModule>> {
     static CUBINS: Mutex<Option<HashMap<String, Arc<Vec<u8>>>>> = Mutex::new(None);
     let drv = |e: cudarc::driver::DriverError| EngineError::Cuda(format!("CUDA driver: {e:?}"));
@@ -209,7 +260,8 @@ pub fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<CudaModule>> {
         match cache.get(&arch) {
             Some(c) => c.clone(),
             None => {
-                let c = Arc::new(compile(&source(), &arch, &include_dirs_from_env())?.image);
+                let dir = crate::model_cache::starfire_home().join("cuda");
+                let c = Arc::new(cached_cubin(&arch, &dir)?);
                 cache.insert(arch.clone(), c.clone());
                 c
             }
