@@ -531,12 +531,32 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
             p(&mut x),
             p(&mut w),
             p(&mut out),
+            NULL,
+            NULL,
             Arg::I32(h as i32),
             Arg::F32(eps),
         ],
     );
     let want: Vec<f32> = x.chunks(h).flat_map(|r| rms_norm_ref(r, &w, eps)).collect();
     assert_close("rms_norm", &out, &want, 1e-5);
+    // Quantized as it is written: what quantize_q8_1 makes of the output, byte for byte.
+    let (mut q, mut ds) = (vec![0i8; rows * h], vec![0f32; rows * h / 16]);
+    launch(
+        "rms_norm",
+        (rows as u32, 1, 1),
+        256,
+        0,
+        vec![
+            p(&mut x),
+            p(&mut w),
+            p(&mut out),
+            p(&mut q),
+            p(&mut ds),
+            Arg::I32(h as i32),
+            Arg::F32(eps),
+        ],
+    );
+    assert_quantized_as_written("rms_norm", &mut out, &q, &ds);
 
     let summed: Vec<f32> = x.iter().zip(&delta).map(|(a, b)| a + b).collect();
     launch(
@@ -549,11 +569,14 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
             p(&mut delta),
             p(&mut w),
             p(&mut out),
+            p(&mut q),
+            p(&mut ds),
             Arg::I32(h as i32),
             Arg::F32(eps),
         ],
     );
     assert_eq!(x, summed, "the residual is added in place");
+    assert_quantized_as_written("add_rms_norm", &mut out, &q, &ds);
     let want: Vec<f32> = summed
         .chunks(h)
         .flat_map(|r| rms_norm_ref(r, &w, eps))
@@ -580,13 +603,55 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
         ((n as usize).div_ceil(256) as u32, 1, 1),
         256,
         0,
-        vec![p(&mut gu), p(&mut act), Arg::I32(f as i32), Arg::I64(n)],
+        vec![
+            p(&mut gu),
+            p(&mut act),
+            NULL,
+            NULL,
+            Arg::I32(f as i32),
+            Arg::I64(n),
+        ],
     );
     let mut want = vec![0f32; rows * f];
     for (o, g) in want.chunks_mut(f).zip(gu.chunks(2 * f)) {
         swiglu(&g[..f], &g[f..], o);
     }
     assert_close("silu_mul", &act, &want, 1e-5);
+    let (mut q, mut ds) = (vec![0i8; rows * f], vec![0f32; rows * f / 16]);
+    launch(
+        "silu_mul",
+        ((n as usize).div_ceil(256) as u32, 1, 1),
+        256,
+        0,
+        vec![
+            p(&mut gu),
+            p(&mut act),
+            p(&mut q),
+            p(&mut ds),
+            Arg::I32(f as i32),
+            Arg::I64(n),
+        ],
+    );
+    assert_close("silu_mul, quantizing", &act, &want, 1e-5);
+    assert_quantized_as_written("silu_mul", &mut act, &q, &ds);
+}
+
+/// A null pointer argument (an optional output left out).
+const NULL: Arg = Arg::I64(0);
+
+/// `q`, `ds` are what `quantize_q8_1` makes of `x`, byte for byte.
+fn assert_quantized_as_written(what: &str, x: &mut [f32], q: &[i8], ds: &[f32]) {
+    let nblocks = x.len() / 32;
+    let (mut wq, mut wds) = (vec![0i8; x.len()], vec![0f32; 2 * nblocks]);
+    launch(
+        "quantize_q8_1",
+        (nblocks.div_ceil(8) as u32, 1, 1),
+        256,
+        0,
+        vec![p(x), p(&mut wq), p(&mut wds), Arg::I32(nblocks as i32)],
+    );
+    assert_eq!(q, &wq[..], "{what}: quantized values");
+    assert_eq!(ds, &wds[..], "{what}: block scales and sums");
 }
 
 /// q and k rotated with the CPU engine's arithmetic (the same bits), bias added first, and k,
@@ -731,6 +796,9 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             p(&mut ctx),
             p(&mut part_ml),
             p(&mut part_acc),
+            NULL,
+            NULL,
+            NULL,
             Arg::I32(nh as i32),
             Arg::I32(nkv as i32),
             Arg::I32(hd as i32),
@@ -751,12 +819,47 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             p(&mut part_acc),
             p(&mut ctx),
             p(&mut out),
+            NULL,
+            NULL,
             Arg::I32(nh as i32),
             Arg::I32(hd as i32),
             Arg::I32(parts as i32),
             Arg::I32(cuda::ATTENTION_PARTITION as i32),
         ],
     );
+    // One partition as long as the longest context: attention_partial writes the output
+    // itself (no reduce), the same to rounding, and quantized as written.
+    let mut one = vec![0f32; t * qd];
+    let (mut q, mut ds) = (vec![0i8; t * qd], vec![0f32; t * qd / 16]);
+    launch(
+        "attention_partial",
+        (t as u32, nkv as u32, 1),
+        (group * 32) as u32,
+        smem,
+        vec![
+            p(&mut qkv),
+            p(&mut kc),
+            p(&mut vc),
+            p(&mut tables),
+            Arg::I32(max_blocks as i32),
+            p(&mut token_seq),
+            p(&mut ctx),
+            p(&mut part_ml),
+            p(&mut part_acc),
+            p(&mut one),
+            p(&mut q),
+            p(&mut ds),
+            Arg::I32(nh as i32),
+            Arg::I32(nkv as i32),
+            Arg::I32(hd as i32),
+            Arg::I32(bs as i32),
+            Arg::I32(1),
+            Arg::I32(704),
+            Arg::F32(scale),
+        ],
+    );
+    assert_close("one partition against several", &one, &out, 1e-5);
+    assert_quantized_as_written("attention_partial", &mut one, &q, &ds);
     let kf: Vec<f32> = kc.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
     let vf: Vec<f32> = vc.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
     let shape = AttentionShape {

@@ -30,6 +30,14 @@ pub enum KArg<'a, B> {
     F32(f32),
 }
 
+impl<B> Clone for KArg<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for KArg<'_, B> {}
+
 /// Launch geometry: blocks in x/y/z, threads per block (x only), dynamic shared memory bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Launch {

@@ -423,7 +423,8 @@ impl<D: Device> DeviceModel<D> {
     }
 
     /// `y = x · Wᵀ` for `t` tokens: 8-bit activations and integer dot products for quantized
-    /// weights, plain floats for f32 ones.
+    /// weights, plain floats for f32 ones. `quantized`: the kernel that wrote `x` also left it
+    /// quantized in the scratch buffers (see [`Self::quantize_into`]).
     fn linear(
         dev: &D,
         s: &Scratch<D::Buf>,
@@ -431,6 +432,7 @@ impl<D: Device> DeviceModel<D> {
         x: &D::Buf,
         y: &D::Buf,
         t: usize,
+        quantized: bool,
     ) -> Result<()> {
         let mv = Launch::new((w.rows().div_ceil(4) as u32, t.div_ceil(8) as u32, 1), 128);
         let quantize = |cols: usize| {
@@ -459,7 +461,9 @@ impl<D: Device> DeviceModel<D> {
                 rows,
                 cols,
             } => {
-                quantize(*cols)?;
+                if !quantized {
+                    quantize(*cols)?;
+                }
                 let kernel = match w {
                     DevLinear::Q4_1 { .. } => "matvec_q4_1",
                     _ => "matvec_q8_0",
@@ -492,6 +496,25 @@ impl<D: Device> DeviceModel<D> {
                 ],
             ),
         }
+    }
+
+    /// The arguments that make a kernel quantize what it writes for a product with `w` (the
+    /// scratch buffers `linear` reads), or two nulls where `w` takes floats.
+    fn quantize_into<'a>(
+        s: &'a Scratch<D::Buf>,
+        w: Option<&DevLinear<D::Buf>>,
+    ) -> [KArg<'a, D::Buf>; 2] {
+        match w {
+            Some(DevLinear::Q4_1 { .. } | DevLinear::Q8_0 { .. }) => {
+                [KArg::Buf(&s.xq), KArg::Buf(&s.xds)]
+            }
+            _ => [KArg::Null, KArg::Null],
+        }
+    }
+
+    /// Whether [`Self::quantize_into`] quantizes for `w`.
+    fn takes_quantized(w: Option<&DevLinear<D::Buf>>) -> bool {
+        matches!(w, Some(DevLinear::Q4_1 { .. } | DevLinear::Q8_0 { .. }))
     }
 
     /// Flattens `batch`, checking token ids, positions, slots and blocks against the model and
@@ -595,8 +618,11 @@ impl<D: Device> DeviceModel<D> {
         dev.launch(kernel, rows(t), &args)?;
         let group = c.num_heads / c.num_kv_heads;
         let att_smem = ((group * c.head_dim + 2 * 32 * (c.head_dim + 1)) * 4) as u32;
+        // Each norm, SiLU-multiply and attention output is quantized by the kernel that writes
+        // it, for the quantized product that reads it.
         for (li, layer) in self.layers.iter().enumerate() {
             if li == 0 {
+                let [q, ds] = Self::quantize_into(s, Some(&layer.qkv));
                 dev.launch(
                     "rms_norm",
                     rows(t),
@@ -604,12 +630,15 @@ impl<D: Device> DeviceModel<D> {
                         KArg::Buf(&s.x),
                         KArg::Buf(&layer.attn_norm),
                         KArg::Buf(&s.normed),
+                        q,
+                        ds,
                         KArg::I32(h as i32),
                         KArg::F32(eps),
                     ],
                 )?;
             }
-            Self::linear(dev, s, &layer.qkv, &s.normed, &s.qkv, t)?;
+            let pre = Self::takes_quantized(Some(&layer.qkv));
+            Self::linear(dev, s, &layer.qkv, &s.normed, &s.qkv, t, pre)?;
             let (kc, vc) = &self.kv[li];
             dev.launch(
                 "rope_write_kv",
@@ -629,6 +658,7 @@ impl<D: Device> DeviceModel<D> {
                     KArg::I32((c.rope_style == RopeStyle::Neox) as i32),
                 ],
             )?;
+            let [q, ds] = Self::quantize_into(s, Some(&layer.o));
             dev.launch(
                 "attention_partial",
                 Launch {
@@ -646,6 +676,9 @@ impl<D: Device> DeviceModel<D> {
                     KArg::At(io, l.ctx()),
                     KArg::Buf(&s.part_ml),
                     KArg::Buf(&s.part_acc),
+                    KArg::Buf(&s.attn),
+                    q,
+                    ds,
                     KArg::I32(c.num_heads as i32),
                     KArg::I32(c.num_kv_heads as i32),
                     KArg::I32(c.head_dim as i32),
@@ -655,21 +688,27 @@ impl<D: Device> DeviceModel<D> {
                     KArg::F32(1.0 / (c.head_dim as f32).sqrt()),
                 ],
             )?;
-            dev.launch(
-                "attention_reduce",
-                Launch::new((t as u32, c.num_heads as u32, 1), c.head_dim as u32),
-                &[
-                    KArg::Buf(&s.part_ml),
-                    KArg::Buf(&s.part_acc),
-                    KArg::At(io, l.ctx()),
-                    KArg::Buf(&s.attn),
-                    KArg::I32(c.num_heads as i32),
-                    KArg::I32(c.head_dim as i32),
-                    KArg::I32(parts as i32),
-                    KArg::I32(self.partition as i32),
-                ],
-            )?;
-            Self::linear(dev, s, &layer.o, &s.attn, &s.mlp, t)?;
+            if parts > 1 {
+                dev.launch(
+                    "attention_reduce",
+                    Launch::new((t as u32, c.num_heads as u32, 1), c.head_dim as u32),
+                    &[
+                        KArg::Buf(&s.part_ml),
+                        KArg::Buf(&s.part_acc),
+                        KArg::At(io, l.ctx()),
+                        KArg::Buf(&s.attn),
+                        q,
+                        ds,
+                        KArg::I32(c.num_heads as i32),
+                        KArg::I32(c.head_dim as i32),
+                        KArg::I32(parts as i32),
+                        KArg::I32(self.partition as i32),
+                    ],
+                )?;
+            }
+            let pre = Self::takes_quantized(Some(&layer.o));
+            Self::linear(dev, s, &layer.o, &s.attn, &s.mlp, t, pre)?;
+            let [q, ds] = Self::quantize_into(s, Some(&layer.gate_up));
             dev.launch(
                 "add_rms_norm",
                 rows(t),
@@ -678,25 +717,35 @@ impl<D: Device> DeviceModel<D> {
                     KArg::Buf(&s.mlp),
                     KArg::Buf(&layer.ffn_norm),
                     KArg::Buf(&s.normed),
+                    q,
+                    ds,
                     KArg::I32(h as i32),
                     KArg::F32(eps),
                 ],
             )?;
-            Self::linear(dev, s, &layer.gate_up, &s.normed, &s.mlp, t)?;
+            let pre = Self::takes_quantized(Some(&layer.gate_up));
+            Self::linear(dev, s, &layer.gate_up, &s.normed, &s.mlp, t, pre)?;
             let n_act = t * c.intermediate_size;
+            let [q, ds] = Self::quantize_into(s, Some(&layer.down));
             dev.launch(
                 "silu_mul",
                 Launch::new(grid1(n_act, 256), 256),
                 &[
                     KArg::Buf(&s.mlp),
                     KArg::Buf(&s.act),
+                    q,
+                    ds,
                     KArg::I32(c.intermediate_size as i32),
                     KArg::I64(n_act as i64),
                 ],
             )?;
-            Self::linear(dev, s, &layer.down, &s.act, &s.mlp, t)?;
-            // The residual, fused with the next layer's attention norm (or the output norm).
-            let next_norm = self.layers.get(li + 1).map_or(&self.norm, |n| &n.attn_norm);
+            let pre = Self::takes_quantized(Some(&layer.down));
+            Self::linear(dev, s, &layer.down, &s.act, &s.mlp, t, pre)?;
+            // The residual, fused with the next layer's attention norm (quantized for its
+            // q/k/v product) or the output norm (whose rows are gathered first).
+            let next = self.layers.get(li + 1);
+            let next_norm = next.map_or(&self.norm, |n| &n.attn_norm);
+            let [q, ds] = Self::quantize_into(s, next.map(|n| &n.qkv));
             dev.launch(
                 "add_rms_norm",
                 rows(t),
@@ -705,6 +754,8 @@ impl<D: Device> DeviceModel<D> {
                     KArg::Buf(&s.mlp),
                     KArg::Buf(next_norm),
                     KArg::Buf(&s.normed),
+                    q,
+                    ds,
                     KArg::I32(h as i32),
                     KArg::F32(eps),
                 ],
@@ -723,7 +774,7 @@ impl<D: Device> DeviceModel<D> {
                 KArg::I32(h as i32),
             ],
         )?;
-        Self::linear(dev, s, &self.output, &s.last, &s.logits, n)?;
+        Self::linear(dev, s, &self.output, &s.last, &s.logits, n, false)?;
         dev.launch(
             "argmax_logprob",
             Launch::new((n as u32, 1, 1), 256),

@@ -13,13 +13,16 @@
 
 // Shared memory (dynamic): q of the group [group * hd], k and v tiles [32 * (hd + 1)] each.
 // Grid: (tokens, nkv, max partitions); block: group * 32 threads.
-// `part_ml`: [tokens, nh, parts, 2] (max, sum); `part_acc`: [tokens, nh, parts, hd].
+// `part_ml`: [tokens, nh, parts, 2] (max, sum); `part_acc`: [tokens, nh, parts, hd]. With one
+// partition (`parts == 1`) the output is final: it goes normalised into `out` [tokens, nh * hd]
+// (and quantized into `q`, `ds` where given) and `attention_reduce` is not needed.
 SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __restrict__ k_cache,
                                  const u16* __restrict__ v_cache, const int* __restrict__ block_tables,
                                  int max_blocks, const int* __restrict__ token_seq,
                                  const int* __restrict__ ctx_len, float* __restrict__ part_ml,
-                                 float* __restrict__ part_acc, int nh, int nkv, int hd, int block_size,
-                                 int parts, int part_len, float scale) {
+                                 float* __restrict__ part_acc, float* __restrict__ out,
+                                 i8* __restrict__ q, float* __restrict__ ds, int nh, int nkv, int hd,
+                                 int block_size, int parts, int part_len, float scale) {
     const int t = blockIdx.x, g = blockIdx.y, p = blockIdx.z;
     const int group = nh / nkv;
     const int warp = threadIdx.x / SF_WARP, lane = threadIdx.x % SF_WARP;
@@ -82,6 +85,17 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
                 if (k < dpl) acc[k] += pj * vs[j * stride + k * SF_WARP + lane];
         }
     }
+    if (parts == 1) {  // the only partition: the output itself (as attention_reduce gives it)
+        const i64 o = ((i64)t * nh + head) * hd;
+#pragma unroll
+        for (int k = 0; k < SF_ATT_MAX_DIMS_PER_LANE; k++)
+            if (k < dpl) {
+                const float v = acc[k] / l;
+                out[o + k * SF_WARP + lane] = v;
+                if (q) sf_quantize_block(v, q, ds, (o + k * SF_WARP) / 32);
+            }
+        return;
+    }
     if (lane == 0) {
         part_ml[out_ml] = m;
         part_ml[out_ml + 1] = l;
@@ -92,10 +106,11 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
 }
 
 // Merges a token's partitions: grid (tokens, nh), block of hd threads (at most 1024).
-// `out`: [tokens, nh * hd].
+// `out`: [tokens, nh * hd], quantized into `q`, `ds` where given.
 SF_KERNEL void attention_reduce(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
-                                const int* __restrict__ ctx_len, float* __restrict__ out, int nh,
-                                int hd, int parts, int part_len) {
+                                const int* __restrict__ ctx_len, float* __restrict__ out,
+                                i8* __restrict__ q, float* __restrict__ ds, int nh, int hd, int parts,
+                                int part_len) {
     const int t = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
     const int used = (ctx_len[t] + part_len - 1) / part_len;
     const i64 base = ((i64)t * nh + h) * parts;
@@ -107,5 +122,7 @@ SF_KERNEL void attention_reduce(const float* __restrict__ part_ml, const float* 
         sum += w * part_ml[(base + p) * 2 + 1];
         v += w * part_acc[(base + p) * hd + d];
     }
-    out[((i64)t * nh + h) * hd + d] = v / sum;
+    const i64 o = ((i64)t * nh + h) * hd + d;
+    out[o] = v / sum;
+    if (q) sf_quantize_block(v / sum, q, ds, o / 32);
 }

@@ -80,3 +80,22 @@ SF_DEVICE float sf_block_max(float v, float* scratch) {
     v = lane < warps ? scratch[lane] : SF_NEG_INF;
     return sf_warp_max(v);
 }
+
+// Quantizes one block of 32 values, held one per lane of a whole warp, as the CPU engine does
+// (ggml's Q8_1): d = amax/127, q = round_to_even(v * 127/amax), s = d * sum(q), d and s
+// rounded to f16 and kept as f32 pairs. Writes block `b` of `q` and `ds`. Every kernel that
+// leaves activations for a quantized matrix product quantizes them this way as it writes them.
+SF_DEVICE void sf_quantize_block(float v, i8* __restrict__ q, float* __restrict__ ds, i64 b) {
+    const int lane = threadIdx.x % SF_WARP;
+    const float amax = sf_warp_max(fabsf(v));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int r = __float2int_rn(v * id);
+    r = r < -127 ? -127 : (r > 127 ? 127 : r);
+    const int sum = sf_warp_sum_int(r);
+    q[b * 32 + lane] = (i8)r;
+    if (lane == 0) {
+        ds[2 * b] = sf_round_f16(d);
+        ds[2 * b + 1] = sf_round_f16(d * (float)sum);
+    }
+}

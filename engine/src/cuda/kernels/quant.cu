@@ -5,8 +5,8 @@
 // high one) and `dm` (one u32 a block: f16 d in the low half, f16 m in the high half); Q8_0 as
 // `qs` (32 signed bytes a block) and `d` (one f16 a block).
 //
-// Activations are quantized as the CPU engine does (ggml's Q8_1): per block of 32, d = amax/127,
-// q = round_to_even(v * 127/amax), s = d * sum(q), d and s rounded to f16 and kept as f32 pairs.
+// Activations are quantized as the CPU engine does (ggml's Q8_1, `sf_quantize_block`), by this
+// kernel or by the kernel that writes them.
 
 // One warp per block of 32 values; `x` holds `nblocks * 32` floats.
 SF_KERNEL void quantize_q8_1(const float* __restrict__ x, i8* __restrict__ q,
@@ -14,18 +14,7 @@ SF_KERNEL void quantize_q8_1(const float* __restrict__ x, i8* __restrict__ q,
     const int lane = threadIdx.x % SF_WARP;
     const int b = blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP;
     if (b >= nblocks) return;  // whole warps only
-    const float v = x[b * 32 + lane];
-    const float amax = sf_warp_max(fabsf(v));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    int r = __float2int_rn(v * id);
-    r = r < -127 ? -127 : (r > 127 ? 127 : r);
-    const int sum = sf_warp_sum_int(r);
-    q[b * 32 + lane] = (i8)r;
-    if (lane == 0) {
-        ds[2 * b] = sf_round_f16(d);
-        ds[2 * b + 1] = sf_round_f16(d * (float)sum);
-    }
+    sf_quantize_block(x[b * 32 + lane], q, ds, b);
 }
 
 // Rows `ids[t]` of a Q4_1 matrix with `cols` columns, as floats: `out[t * cols + c]`.
