@@ -1,27 +1,36 @@
 //! The CUDA forward pass (`engine::cuda::model::DeviceModel`) against the CPU engine on the
-//! same weights: a small model of seeded random weights with the default model's tokenizer and
-//! layer types (Q4_1 layers, Q8_0 embeddings and output), two sequences prefilled together in
-//! one step across several KV blocks, then decoded together. Runs on the CPU through
+//! same weights: a small model of seeded random weights with the default model's layer types
+//! (Q4_1 layers, Q8_0 embeddings and output; no model file needed, so it runs on the GPU
+//! machine), two sequences prefilled together in one step across several KV blocks, then
+//! decoded together. Runs on the CPU through
 //! `HostDevice` (the kernels compiled as C++), and on a GPU through `CudaDevice` where a driver
 //! is present (skipped with one line elsewhere).
 
 use engine::cuda::device::{CudaDevice, Device, HostDevice};
 use engine::cuda::model::DeviceModel;
+use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::RowPick;
-use engine::{Model, SequenceStep, StepBatch, StepOutput, TextModel};
+use engine::{Model, SequenceStep, StepBatch, StepOutput, Tokenizer};
 
+/// A small model of seeded random weights with the default model's layer types (Q4_1 layers,
+/// Q8_0 embeddings and output) and family settings, made without its file (the GPU machine
+/// that runs these tests has none) and a numbered tokenizer (only ids matter here).
 fn small_model() -> Model {
-    let path = engine::model_cache::find_default_model().expect("run `starfire model fetch` first");
-    let text = TextModel::load(&path).expect("the default model's text side");
-    let mut cfg = text.config.clone();
-    cfg.hidden_size = 128;
-    cfg.num_layers = 2;
-    cfg.num_heads = 4;
-    cfg.num_kv_heads = 2;
-    cfg.head_dim = 32;
-    cfg.intermediate_size = 256;
-    cfg.vocab_size = 320;
-    Model::synthetic(cfg, text.tokenizer, 7).expect("a synthetic model")
+    let cfg = ModelConfig {
+        architecture: Architecture::Llama,
+        hidden_size: 128,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 32,
+        intermediate_size: 256,
+        vocab_size: 320,
+        rms_norm_eps: 1e-5,
+        rope_theta: 100_000.0,
+        rope_style: RopeStyle::Interleaved,
+        max_position_embeddings: 8192,
+    };
+    Model::synthetic(cfg, Tokenizer::numbered(320).unwrap(), 7).expect("a synthetic model")
 }
 
 /// Largest |a - b| over the row, and whether the greedy tokens agree (or the CPU's top two are
