@@ -17,7 +17,7 @@ use cudarc::driver::{CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernel
 
 use engine::cuda;
 use engine::cuda::device::{HostDevice, Launch};
-use engine::cuda::model::q4_1_scales;
+use engine::cuda::model::{q4_1_scales, SampleArrays};
 use engine::kernels::attention::{paged_attention, AttentionScratch, AttentionShape};
 use engine::kernels::dot;
 use engine::kernels::elementwise::{rotate_pairs, swiglu};
@@ -1023,7 +1023,7 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
         let batch: Vec<&(Vec<f32>, SamplingParams, u64)> =
             rows.iter().filter(|r| r.0.len() == vocab).collect();
         let n = batch.len();
-        let (mut meta, mut fparams, mut tok, mut val) = (vec![], vec![], vec![], vec![]);
+        let mut plans = Vec::new();
         let mut logits = Vec::new();
         let mut want = Vec::new();
         for (j, (l, prm, seed)) in batch.iter().enumerate() {
@@ -1034,24 +1034,20 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
                 seed: *seed,
                 mask: None,
             };
-            let plan = match device_pick(prm, &ctx, vocab) {
-                RowPick::Sample(s) => s,
+            match device_pick(prm, &ctx, vocab) {
+                RowPick::Sample(s) => plans.push(s),
                 other => panic!("row {j}: {other:?}"),
             };
-            meta.extend([
-                j as i32,
-                tok.len() as i32,
-                (tok.len() + plan.edits.len()) as i32,
-                plan.top_k,
-            ]);
-            fparams.extend([plan.temperature, plan.top_p, plan.min_p, plan.u]);
-            for (t, v) in &plan.edits {
-                tok.push(*t as i32);
-                val.extend(v);
-            }
             logits.extend_from_slice(l);
             want.push(sample(&mut l.clone(), prm, &ctx));
         }
+        let rows: Vec<_> = plans.iter().enumerate().collect();
+        let SampleArrays {
+            mut meta,
+            mut fparams,
+            mut tok,
+            mut val,
+        } = SampleArrays::new(&rows);
         tok.push(0); // never empty
         val.extend([0.0; 3]);
         let mut work = vec![0f32; n * vocab];

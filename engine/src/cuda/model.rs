@@ -226,6 +226,42 @@ impl StepInputs {
 /// [`GRAPH_BATCH_SIZES`]; larger ones, and prefill steps, launch kernel by kernel.
 pub const GRAPH_BATCH_SIZES: &[usize] = &[1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 
+/// `sample_rows`' parameters for rows `(logits row, sample)`: `meta` [n, 4] (logits row, first
+/// edit, end of edits, top_k), `fparams` [n, 4] (temperature, top_p, min_p, u), the edits'
+/// tokens [e] and values [e, 3] (add, rp, sub).
+pub struct SampleArrays {
+    pub meta: Vec<i32>,
+    pub fparams: Vec<f32>,
+    pub tok: Vec<i32>,
+    pub val: Vec<f32>,
+}
+
+impl SampleArrays {
+    pub fn new(picks: &[(usize, &DeviceSample)]) -> Self {
+        let edits: usize = picks.iter().map(|(_, p)| p.edits.len()).sum();
+        let mut a = Self {
+            meta: Vec::with_capacity(4 * picks.len()),
+            fparams: Vec::with_capacity(4 * picks.len()),
+            tok: Vec::with_capacity(edits),
+            val: Vec::with_capacity(3 * edits),
+        };
+        for (row, p) in picks {
+            a.meta.extend([
+                *row as i32,
+                a.tok.len() as i32,
+                (a.tok.len() + p.edits.len()) as i32,
+                p.top_k,
+            ]);
+            a.fparams.extend([p.temperature, p.top_p, p.min_p, p.u]);
+            for (t, v) in &p.edits {
+                a.tok.push(*t as i32);
+                a.val.extend(v);
+            }
+        }
+        a
+    }
+}
+
 /// The device sampler's buffers: its packed parameters, and scratch rows with its output at
 /// the end.
 struct SamplingBufs<B> {
@@ -885,26 +921,15 @@ impl<D: Device> DeviceModel<D> {
     fn sample_on_device(&mut self, picks: &[(usize, &DeviceSample)]) -> Result<Vec<(u32, f32)>> {
         let n = picks.len();
         let vocab = self.cfg.vocab_size;
-        let edits: usize = picks.iter().map(|(_, p)| p.edits.len()).sum();
+        let SampleArrays {
+            meta,
+            fparams,
+            tok,
+            val,
+        } = SampleArrays::new(picks);
+        let edits = tok.len();
         // One packed upload: meta [n, 4] i32, fparams [n, 4] f32, edit tokens [e] i32, edit
         // values [e, 3] f32.
-        let mut meta = Vec::with_capacity(4 * n);
-        let mut fparams = Vec::with_capacity(4 * n);
-        let (mut tok, mut val): (Vec<i32>, Vec<f32>) =
-            (Vec::with_capacity(edits), Vec::with_capacity(3 * edits));
-        for (row, p) in picks {
-            meta.extend([
-                *row as i32,
-                tok.len() as i32,
-                (tok.len() + p.edits.len()) as i32,
-                p.top_k,
-            ]);
-            fparams.extend([p.temperature, p.top_p, p.min_p, p.u]);
-            for (t, v) in &p.edits {
-                tok.push(*t as i32);
-                val.extend(v);
-            }
-        }
         let (f_at, t_at, v_at) = (16 * n, 32 * n, 32 * n + 4 * edits);
         let bytes = v_at + 12 * edits;
         let mut packed = vec![0u8; bytes];

@@ -1,20 +1,14 @@
 // What the host needs of each row of logits for a greedy pick, so only two numbers per
 // sequence come back: the greedy token and its log-probability (its log-softmax).
 
-// One block per row of `vocab` logits. Ties go to the lowest token id, as the CPU sampler's.
-SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* __restrict__ best,
-                              float* __restrict__ logprob) {
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    __shared__ float scratch[32];
-    const i64 row = blockIdx.x;
-    const float* x = logits + row * vocab;
+// The block's first maximum of `x[0..n)` (ties to the lowest index; 0 where every value is -inf
+// or NaN, as the CPU's argmax): its index, and its value in `*best`. `sv`, `si`: 32 floats and
+// 32 ints of shared memory. Every thread of the block gets the answer.
+SF_DEVICE int sf_block_argmax(const float* __restrict__ x, int n, float* best, float* sv, int* si) {
     float bv = SF_NEG_INF;
     int bi = 0x7fffffff;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float v = x[i];
-        if (v > bv) { bv = v; bi = i; }  // i grows: the first of equal values stays
-    }
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        if (x[i] > bv) { bv = x[i]; bi = i; }  // i grows: the first of equal values stays
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(SF_FULL_MASK, bv, o);
@@ -22,6 +16,7 @@ SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* 
         if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
     }
     const int lane = threadIdx.x % SF_WARP, warp = threadIdx.x / SF_WARP;
+    __syncthreads();  // an earlier call's answer has been read
     if (lane == 0) { sv[warp] = bv; si[warp] = bi; }
     __syncthreads();
     if (warp == 0) {
@@ -34,15 +29,28 @@ SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* 
             const int oi = __shfl_xor_sync(SF_FULL_MASK, bi, o);
             if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
         }
-        if (lane == 0) { sv[0] = bv; si[0] = bi; }
+        if (lane == 0) { sv[0] = bv; si[0] = bi == 0x7fffffff ? 0 : bi; }
     }
     __syncthreads();
-    const float mx = sv[0];
+    *best = sv[0];
+    return si[0];
+}
+
+// One block per row of `vocab` logits. Ties go to the lowest token id, as the CPU sampler's.
+SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* __restrict__ best,
+                              float* __restrict__ logprob) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ float scratch[32];
+    const i64 row = blockIdx.x;
+    const float* x = logits + row * vocab;
+    float mx;
+    const int pick = sf_block_argmax(x, vocab, &mx, sv, si);
     float s = 0.0f;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += expf(x[i] - mx);
     s = sf_block_sum(s, scratch);
     if (threadIdx.x == 0) {
-        best[row] = si[0];
+        best[row] = pick;
         logprob[row] = -logf(s);  // logit(best) - (mx + log s), with logit(best) = mx
     }
 }
@@ -174,36 +182,8 @@ SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const in
         if (sf_finite(w[i])) wm = fmaxf(wm, w[i]);
     wm = sf_block_max(wm, scratch);
     if (temp < 1e-5f || wm == SF_NEG_INF) {
-        float bv = SF_NEG_INF;
-        int bi = 0x7fffffff;
-        for (int i = threadIdx.x; i < vocab; i += blockDim.x)
-            if (w[i] > bv) { bv = w[i]; bi = i; }
-        // Threads whose every value was -inf or NaN keep id "infinity": the CPU's argmax
-        // then stays at 0.
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(SF_FULL_MASK, bv, o);
-            const int oi = __shfl_xor_sync(SF_FULL_MASK, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-        }
-        const int lane = threadIdx.x % SF_WARP, warp = threadIdx.x / SF_WARP;
-        __syncthreads();
-        if (lane == 0) { si_v[warp] = bv; si_i[warp] = bi; }
-        __syncthreads();
-        if (warp == 0) {
-            const int warps = blockDim.x / SF_WARP;
-            bv = lane < warps ? si_v[lane] : SF_NEG_INF;
-            bi = lane < warps ? si_i[lane] : 0x7fffffff;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                const float ov = __shfl_xor_sync(SF_FULL_MASK, bv, o);
-                const int oi = __shfl_xor_sync(SF_FULL_MASK, bi, o);
-                if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-            }
-            if (lane == 0) si_i[0] = bi == 0x7fffffff ? 0 : bi;
-        }
-        __syncthreads();
-        pick = si_i[0];
+        float top;
+        pick = sf_block_argmax(w, vocab, &top, si_v, si_i);
     } else {
         // Unnormalised probabilities, the top one exactly 1 (as the CPU's).
         __syncthreads();
