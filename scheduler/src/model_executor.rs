@@ -126,11 +126,12 @@ impl ModelExecutor for EngineExecutor {
                 mask: None,
             }
         }
-        // What a device may pick itself (the CPU engine returns logits whatever this says):
-        // rows with a grammar or top logprobs need the logits here.
+        // What a device may pick itself: rows with a grammar or top logprobs need the logits
+        // here. Not computed for the CPU engine, which returns logits whatever this says.
         let vocab = self.model.config.vocab_size;
         let mut picks: Vec<Option<RowPick>> = vec![None; next];
-        for s in &plan.sampling {
+        let device_picks = self.forward.picks_tokens();
+        for s in plan.sampling.iter().filter(|_| device_picks) {
             let row = row_of.get(s.batch_index).copied().unwrap_or(usize::MAX);
             if let Some(p) = picks.get_mut(row) {
                 let pick = if self.constraints.contains_key(&s.seq_id) {

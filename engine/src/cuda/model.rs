@@ -1078,6 +1078,10 @@ where
         DeviceModel::step(self, batch)
     }
 
+    fn picks_tokens(&self) -> bool {
+        true
+    }
+
     fn step_outputs(&mut self, batch: &StepBatch, picks: &[RowPick]) -> Result<Vec<StepOutput>> {
         DeviceModel::step_outputs(self, batch, picks)
     }

@@ -63,6 +63,12 @@ impl std::fmt::Debug for Model {
 pub trait StepForward: Send {
     fn step(&mut self, batch: &crate::batch::StepBatch) -> crate::error::Result<Vec<Vec<f32>>>;
 
+    /// Whether [`StepForward::step_outputs`] picks tokens itself (else the `picks` are not
+    /// worth computing: every row's logits come back).
+    fn picks_tokens(&self) -> bool {
+        false
+    }
+
     /// [`StepForward::step`], where `picks` (one entry per sequence with `want_logits`, in
     /// batch order) says which rows' tokens the forward pass may pick itself, greedy or
     /// sampled, so that only the token and its log-probability come back. The CPU engine
