@@ -371,7 +371,9 @@ fn run_model_on<D: Device>(
         .max(runs.prefill.div_ceil(BLOCK));
     let mut gpu = DeviceModel::new(open()?, &model, BLOCK, num_blocks)?;
     let made_s = made.elapsed().as_secs_f64();
+    eprintln!("cuda_bench: model made in {made_s:.1} s");
     let agreement = greedy_agreement(&model, &mut gpu, runs.agreement_steps)?;
+    eprintln!("cuda_bench: greedy agreement {agreement}");
     let sampled = RowPick::Sample(DeviceSample {
         temperature: 1.0,
         top_k: 0,
@@ -389,7 +391,7 @@ fn run_model_on<D: Device>(
         (b3, true, &RowPick::Greedy),
         (b3, true, &sampled),
     ] {
-        decode.push(decode_rate(
+        let d = decode_rate(
             &mut gpu,
             vocab,
             batch,
@@ -397,9 +399,12 @@ fn run_model_on<D: Device>(
             runs.decode_steps,
             graphs,
             pick,
-        )?);
+        )?;
+        eprintln!("cuda_bench: decode {d}");
+        decode.push(d);
     }
     let prefill = prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds)?;
+    eprintln!("cuda_bench: prefill {prefill}");
     let rate = |b: usize| {
         decode
             .iter()
@@ -520,8 +525,10 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
         .as_f64()
         .unwrap_or(0.0);
     drop(weights);
+    eprintln!("cuda_bench: copy {copy_gbs:.0} GB/s, matvec {}", json!(results));
+    // A model section that fails leaves the kernel numbers standing; the run still fails.
     let model = if a.model {
-        run_model(a)?
+        run_model(a).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
     } else {
         serde_json::Value::Null
     };
@@ -547,7 +554,13 @@ fn main() {
         }
     };
     match run(&args) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            if v["model"].get("error").is_some() {
+                eprintln!("cuda_bench: the model section failed: {}", v["model"]["error"]);
+                std::process::exit(3);
+            }
+        }
         Err(e) => {
             eprintln!("cuda_bench: {e}");
             std::process::exit(2);
