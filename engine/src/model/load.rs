@@ -100,10 +100,17 @@ impl Model {
         use half::f16;
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        // Each weight is `d * (q - 7.5)` for a uniform 4-bit `q`, whose spread about 7.5 is
+        // sqrt((16² - 1) / 12) ≈ 4.61 steps: `d` is the wanted standard deviation over that,
+        // so that a layer keeps its input's scale (about 1 / sqrt(fan-in), as a trained
+        // network's weights are). Larger weights make every layer amplify and every softmax
+        // near one-hot, and such a network turns a rounding difference into a different token
+        // (the CPU engine's own AVX2 and AVX-512 paths, which sum in different lane orders,
+        // then disagree on a third of greedy tokens).
         let mut q4_1 = |rows: usize, cols: usize, scale: f32| -> Result<Linear> {
             let mut raw = Vec::with_capacity(rows * cols / 32 * 20);
             for _ in 0..rows * cols / 32 {
-                let d = scale * (0.5 + rng.random::<f32>());
+                let d = scale / 4.61 * (0.5 + rng.random::<f32>());
                 raw.extend(f16::from_f32(d).to_le_bytes());
                 raw.extend(f16::from_f32(-7.5 * d).to_le_bytes());
                 raw.extend((0..16).map(|_| rng.random::<u8>()));
