@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
-use engine::cuda::device::{bytes_of, CudaDevice, Device, KArg, Launch};
+use engine::cuda::device::{bytes_of, CudaDevice, Device, KArg, KernelTime, Launch};
 use engine::cuda::model::DeviceModel;
+use engine::kernels::cpu::{self, Isa};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::{DeviceSample, RowPick};
 use engine::{CpuForward, Model, SequenceStep, StepBatch, StepForward, StepOutput, Tokenizer};
@@ -185,29 +186,41 @@ fn prompt(len: usize, seed: u64, vocab: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Greedy tokens of the CPU and CUDA engines on 20 prompts, decode steps fed the CPU's token.
-fn greedy_agreement<D: Device>(
-    model: &std::sync::Arc<Model>,
-    gpu: &mut DeviceModel<D>,
+/// One step's logits of an engine under comparison.
+type Stepper<'a> = Box<dyn FnMut(&StepBatch) -> anyhow::Result<Vec<Vec<f32>>> + 'a>;
+
+/// Greedy tokens of two engines (`reference`: the CPU engine) on 20 prompts, decode steps fed
+/// the reference's token, so one near-tie does not change what follows.
+fn greedy_agreement(
+    vocab: usize,
     steps: usize,
+    mut reference: impl FnMut(usize) -> anyhow::Result<Stepper<'static>>,
+    mut candidate: Stepper<'_>,
 ) -> anyhow::Result<serde_json::Value> {
-    let vocab = model.config.vocab_size;
     let n = 20;
     let mut seqs = Seqs {
         tokens: (0..n)
             .map(|i| prompt(8 + 5 * i, 100 + i as u64, vocab))
             .collect(),
-        per_seq: (8 + 5 * n + steps).div_ceil(BLOCK) + 1,
+        per_seq: agreement_blocks_per_seq(steps),
     };
-    let mut cpu = CpuForward::new(model.clone(), BLOCK, n * seqs.per_seq)?;
+    let mut cpu = reference(n * seqs.per_seq)?;
     let mut batch = seqs.prefill();
     let (mut equal, mut near_ties, mut differ) = (0, 0, 0);
-    let mut worst_gap = 0f32;
+    let (mut worst_gap, mut worst_rel) = (0f32, 0f32);
+    let mut gaps = Vec::new();
     for _ in 0..=steps {
-        let want = cpu.step(&batch)?;
-        let got = gpu.step(&batch)?;
+        let want = cpu(&batch)?;
+        let got = candidate(&batch)?;
         let mut next = Vec::with_capacity(n);
         for (w, g) in want.iter().zip(&got) {
+            let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = w
+                .iter()
+                .zip(g)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            worst_rel = worst_rel.max(diff / scale);
             let (c, d) = (argmax(w), argmax(g));
             if c == d {
                 equal += 1;
@@ -220,6 +233,7 @@ fn greedy_agreement<D: Device>(
                 } else {
                     differ += 1;
                     worst_gap = worst_gap.max(gap);
+                    gaps.push(gap);
                 }
             }
             next.push(c);
@@ -232,9 +246,63 @@ fn greedy_agreement<D: Device>(
         "equal": equal,
         "differ_where_cpu_top2_within_0.1": near_ties,
         "differ": differ,
+        "cpu_top2_gaps_where_differ": gaps,
         "largest_cpu_top2_gap_where_differ": worst_gap,
+        "largest_logit_difference_relative_to_row_max": worst_rel,
         "ok": differ == 0,
     }))
+}
+
+/// Cache blocks each of the agreement check's sequences takes.
+fn agreement_blocks_per_seq(steps: usize) -> usize {
+    (8 + 5 * 20 + steps).div_ceil(BLOCK) + 1
+}
+
+/// The CPU engine on `model`, each step run on the kernel path `isa` (the engine's own choice
+/// where `None`), restoring the path it found.
+fn cpu_stepper(
+    model: &Arc<Model>,
+    isa: Option<Isa>,
+) -> impl FnMut(usize) -> anyhow::Result<Stepper<'static>> {
+    let model = model.clone();
+    move |blocks| {
+        let mut cpu = CpuForward::new(model.clone(), BLOCK, blocks)?;
+        Ok(Box::new(move |b: &StepBatch| {
+            let was = cpu::isa();
+            if let Some(isa) = isa {
+                cpu::force(isa);
+            }
+            let out = cpu.step(b);
+            cpu::force(was);
+            Ok(out?)
+        }) as Stepper<'static>)
+    }
+}
+
+/// How a timed run launches its steps.
+#[derive(Clone, Copy, PartialEq)]
+enum Launches {
+    /// Kernel by kernel.
+    Eager,
+    /// Decode steps replayed as CUDA graphs.
+    Graphs,
+    /// Kernel by kernel, each launch timed on the device (the profile's events slow the
+    /// wall-clock rate a little).
+    Profiled,
+}
+
+/// The device time of a profile, per step: in all, and the kernels that took most.
+fn profile_json(profile: &[KernelTime], steps: usize) -> serde_json::Value {
+    let per_step = |ms: f64| ms / steps as f64;
+    json!({
+        "device_ms_per_step": per_step(profile.iter().map(|k| k.ms).sum()),
+        "launches_per_step": profile.iter().map(|k| k.launches).sum::<usize>() as f64 / steps as f64,
+        "kernels": profile.iter().take(10).map(|k| json!({
+            "kernel": k.kernel,
+            "launches_per_step": k.launches as f64 / steps as f64,
+            "ms_per_step": per_step(k.ms),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Decode throughput at `batch` sequences of `context` prompt tokens: `steps` timed steps
@@ -246,10 +314,10 @@ fn decode_rate<D: Device>(
     batch: usize,
     context: usize,
     steps: usize,
-    graphs: bool,
+    launches: Launches,
     pick: &RowPick,
 ) -> anyhow::Result<serde_json::Value> {
-    gpu.set_graphs(graphs);
+    gpu.set_graphs(launches == Launches::Graphs);
     let warm = 5;
     let mut seqs = Seqs {
         tokens: (0..batch)
@@ -260,35 +328,44 @@ fn decode_rate<D: Device>(
     gpu.step(&seqs.prefill())?;
     let picks = vec![pick.clone(); batch];
     let mut next = vec![1u32; batch];
-    let mut run = |seqs: &mut Seqs, next: &mut Vec<u32>| -> anyhow::Result<()> {
-        let b = seqs.decode(next);
-        let out = gpu.step_outputs(&b, &picks)?;
-        for (n, o) in next.iter_mut().zip(out) {
-            match o {
-                StepOutput::Token { token, .. } => *n = token,
-                StepOutput::Logits(_) => anyhow::bail!("logits came back for a picked row"),
+    let run =
+        |gpu: &mut DeviceModel<D>, seqs: &mut Seqs, next: &mut Vec<u32>| -> anyhow::Result<()> {
+            let b = seqs.decode(next);
+            let out = gpu.step_outputs(&b, &picks)?;
+            for (n, o) in next.iter_mut().zip(out) {
+                match o {
+                    StepOutput::Token { token, .. } => *n = token,
+                    StepOutput::Logits(_) => anyhow::bail!("logits came back for a picked row"),
+                }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for _ in 0..warm {
-        run(&mut seqs, &mut next)?;
+        run(gpu, &mut seqs, &mut next)?;
     }
+    let profiled = launches == Launches::Profiled;
+    gpu.device().set_profiling(profiled);
     let start = std::time::Instant::now();
     for _ in 0..steps {
-        run(&mut seqs, &mut next)?;
+        run(gpu, &mut seqs, &mut next)?;
     }
     let s = start.elapsed().as_secs_f64();
+    let profile = gpu.device().take_profile();
+    gpu.device().set_profiling(false);
     gpu.set_graphs(true);
-    Ok(json!({
+    let mut v = json!({
         "batch": batch,
         "context": context,
         "steps": steps,
-        "graphs": graphs,
+        "graphs": launches == Launches::Graphs,
         "sampling": if *pick == RowPick::Greedy { "greedy" } else { "temperature 1, top_p 0.95" },
         "ms_per_step": 1e3 * s / steps as f64,
         "tokens_per_s": (batch * steps) as f64 / s,
-    }))
+    });
+    if profiled {
+        v["profile"] = profile_json(&profile?, steps);
+    }
+    Ok(v)
 }
 
 /// One sequence of `len` tokens prefilled in one step (median of `rounds`).
@@ -312,7 +389,16 @@ fn prefill_rate<D: Device>(
     }
     ms.sort_by(|a, b| a.total_cmp(b));
     let med = ms[ms.len() / 2];
-    Ok(json!({"tokens": len, "ms": med, "tokens_per_s": len as f64 / (med / 1e3)}))
+    gpu.device().set_profiling(true);
+    gpu.step(&b)?;
+    let profile = gpu.device().take_profile();
+    gpu.device().set_profiling(false);
+    Ok(json!({
+        "tokens": len,
+        "ms": med,
+        "tokens_per_s": len as f64 / (med / 1e3),
+        "profile": profile_json(&profile?, 1),
+    }))
 }
 
 /// What the model section runs: decode batches of `context`-token prompts, a prefill.
@@ -367,13 +453,36 @@ fn run_model_on<D: Device>(
     // agreement check's 20 prompts.
     let per_seq = (runs.context + 5 + runs.decode_steps).div_ceil(BLOCK) + 1;
     let num_blocks = (most * per_seq)
-        .max(20 * ((8 + 5 * 20 + runs.agreement_steps).div_ceil(BLOCK) + 1))
+        .max(20 * agreement_blocks_per_seq(runs.agreement_steps))
         .max(runs.prefill.div_ceil(BLOCK));
     let mut gpu = DeviceModel::new(open()?, &model, BLOCK, num_blocks)?;
     let made_s = made.elapsed().as_secs_f64();
     eprintln!("cuda_bench: model made in {made_s:.1} s");
-    let agreement = greedy_agreement(&model, &mut gpu, runs.agreement_steps)?;
+    let agreement = greedy_agreement(
+        vocab,
+        runs.agreement_steps,
+        cpu_stepper(&model, None),
+        Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
+    )?;
     eprintln!("cuda_bench: greedy agreement {agreement}");
+    // The baseline: the CPU engine against itself on its other SIMD path (AVX-512 and AVX2
+    // sum in different lane orders), where this CPU has both; how far rounding alone moves
+    // this model's tokens.
+    let baseline = match cpu::best_supported() {
+        Isa::Avx512 => {
+            let v = greedy_agreement(
+                vocab,
+                runs.agreement_steps,
+                cpu_stepper(&model, Some(Isa::Avx512)),
+                cpu_stepper(&model, Some(Isa::Avx2))(
+                    20 * agreement_blocks_per_seq(runs.agreement_steps),
+                )?,
+            )?;
+            eprintln!("cuda_bench: avx512 against avx2 {v}");
+            v
+        }
+        _ => json!("this CPU has one lane order only (no AVX-512)"),
+    };
     let sampled = RowPick::Sample(DeviceSample {
         temperature: 1.0,
         top_k: 0,
@@ -384,12 +493,14 @@ fn run_model_on<D: Device>(
     });
     let [b1, b2, b3] = runs.batches;
     let mut decode = Vec::new();
-    for (batch, graphs, pick) in [
-        (b1, false, &RowPick::Greedy),
-        (b1, true, &RowPick::Greedy),
-        (b2, true, &RowPick::Greedy),
-        (b3, true, &RowPick::Greedy),
-        (b3, true, &sampled),
+    for (batch, launches, pick) in [
+        (b1, Launches::Eager, &RowPick::Greedy),
+        (b1, Launches::Graphs, &RowPick::Greedy),
+        (b2, Launches::Graphs, &RowPick::Greedy),
+        (b3, Launches::Graphs, &RowPick::Greedy),
+        (b3, Launches::Graphs, &sampled),
+        (b1, Launches::Profiled, &RowPick::Greedy),
+        (b3, Launches::Profiled, &RowPick::Greedy),
     ] {
         let d = decode_rate(
             &mut gpu,
@@ -397,7 +508,7 @@ fn run_model_on<D: Device>(
             batch,
             runs.context,
             runs.decode_steps,
-            graphs,
+            launches,
             pick,
         )?;
         eprintln!("cuda_bench: decode {d}");
@@ -417,6 +528,7 @@ fn run_model_on<D: Device>(
         "shapes": format!("{cfg:?}"),
         "setup_s": made_s,
         "greedy_agreement": agreement,
+        "greedy_agreement_cpu_avx512_against_avx2": baseline,
         "decode": decode,
         "prefill": prefill,
         "graph_captures": gpu.graph_captures,
@@ -495,7 +607,7 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
             ],
         )?;
         let y = dev.alloc(4 * ntok * rows)?;
-        let mv = Launch::new((rows.div_ceil(4) as u32, 1, 1), 128);
+        let mv = engine::cuda::matvec_launch(rows, ntok);
         let mut run = json!({ "tokens": ntok });
         for (kernel, qs, scales, block_bytes) in &weights {
             let ms = time_ms(&stream, a.rounds, a.iters, || {
@@ -525,7 +637,10 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
         .as_f64()
         .unwrap_or(0.0);
     drop(weights);
-    eprintln!("cuda_bench: copy {copy_gbs:.0} GB/s, matvec {}", json!(results));
+    eprintln!(
+        "cuda_bench: copy {copy_gbs:.0} GB/s, matvec {}",
+        json!(results)
+    );
     // A model section that fails leaves the kernel numbers standing; the run still fails.
     let model = if a.model {
         run_model(a).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
@@ -557,7 +672,10 @@ fn main() {
         Ok(v) => {
             println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
             if v["model"].get("error").is_some() {
-                eprintln!("cuda_bench: the model section failed: {}", v["model"]["error"]);
+                eprintln!(
+                    "cuda_bench: the model section failed: {}",
+                    v["model"]["error"]
+                );
                 std::process::exit(3);
             }
         }
@@ -617,7 +735,7 @@ mod tests {
             60
         );
         assert!(count("equal") >= 55, "{v:#}");
-        assert_eq!(v["decode"].as_array().unwrap().len(), 5);
+        assert_eq!(v["decode"].as_array().unwrap().len(), 7);
         assert!(v["decode"][4]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(v["prefill"]["tokens"], 40);
         // Batches 3 and 5 run as graphs of 4 and 8; 1 with graphs, and the warm-up steps.

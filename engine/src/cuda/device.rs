@@ -9,9 +9,10 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
+    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
     LaunchConfig, PushKernelArg,
 };
 
@@ -89,6 +90,25 @@ pub trait Device {
         self.write(&mut b, src)?;
         Ok(b)
     }
+
+    /// Starts (or stops) timing each launch on the device, for [`Device::take_profile`]. Only
+    /// for launches made one by one: a graph is not captured while it is on. A device that
+    /// cannot time its launches ignores it.
+    fn set_profiling(&self, _on: bool) {}
+
+    /// The device time of the launches since profiling started, per kernel, longest first
+    /// (waits for them); empty where launches are not timed.
+    fn take_profile(&self) -> Result<Vec<KernelTime>> {
+        Ok(Vec::new())
+    }
+}
+
+/// One kernel's share of a profile: its launches and their device time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub kernel: &'static str,
+    pub launches: usize,
+    pub ms: f64,
 }
 
 /// The bytes of a slice of plain numbers.
@@ -116,6 +136,8 @@ pub struct CudaDevice {
     pub stream: Arc<CudaStream>,
     module: Arc<CudaModule>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    /// While profiling: each launch's kernel between its start and end events.
+    profile: Mutex<Option<Vec<TimedLaunch>>>,
 }
 
 impl CudaDevice {
@@ -136,6 +158,7 @@ impl CudaDevice {
             stream,
             module,
             functions: Mutex::new(functions),
+            profile: Mutex::new(None),
         })
     }
 
@@ -149,6 +172,9 @@ impl CudaDevice {
         Ok(k)
     }
 }
+
+/// A profiled launch: its kernel, between its start and end events.
+type TimedLaunch = (&'static str, CudaEvent, CudaEvent);
 
 /// A captured CUDA graph. cudarc's graph is not `Send` (graph objects must not be used from
 /// two threads at once); the model that owns it uses it only through `&mut self`.
@@ -183,6 +209,11 @@ impl Device for CudaDevice {
     }
 
     fn begin_capture(&self) -> Result<()> {
+        if self.lock_profile().is_some() {
+            return Err(EngineError::Cuda(
+                "a graph cannot be captured while launches are profiled".into(),
+            ));
+        }
         self.stream
             .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             .map_err(drv)
@@ -231,11 +262,59 @@ impl Device for CudaDevice {
             block_dim: (at.block, 1, 1),
             shared_mem_bytes: at.smem,
         };
+        let mut profile = self.lock_profile();
+        let event = || {
+            self.stream
+                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(drv)
+        };
+        let start = profile.as_ref().map(|_| event()).transpose()?;
         // SAFETY: callers pass the kernel's parameters in order with buffers sized for the
         // launch (the host forward pass, checked against the CPU engine through HostDevice).
         unsafe { b.launch(cfg) }
-            .map(|_| ())
-            .map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))
+            .map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))?;
+        if let (Some(list), Some(start)) = (profile.as_mut(), start) {
+            list.push((name, start, event()?));
+        }
+        Ok(())
+    }
+
+    fn set_profiling(&self, on: bool) {
+        let mut p = self.lock_profile();
+        if on != p.is_some() {
+            *p = on.then(Vec::new);
+        }
+    }
+
+    fn take_profile(&self) -> Result<Vec<KernelTime>> {
+        let list = match self.lock_profile().as_mut() {
+            Some(list) => std::mem::take(list),
+            None => return Ok(Vec::new()),
+        };
+        self.stream.synchronize().map_err(drv)?;
+        let mut per: Vec<KernelTime> = Vec::new();
+        for (kernel, start, end) in list {
+            let ms = start.elapsed_ms(&end).map_err(drv)? as f64;
+            match per.iter_mut().find(|k| k.kernel == kernel) {
+                Some(k) => {
+                    k.launches += 1;
+                    k.ms += ms;
+                }
+                None => per.push(KernelTime {
+                    kernel,
+                    launches: 1,
+                    ms,
+                }),
+            }
+        }
+        per.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(per)
+    }
+}
+
+impl CudaDevice {
+    fn lock_profile(&self) -> std::sync::MutexGuard<'_, Option<Vec<TimedLaunch>>> {
+        self.profile.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
