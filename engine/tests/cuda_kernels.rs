@@ -287,7 +287,7 @@ fn matvec_kernels_match_the_cpu_dot_products() {
             let (mut xq, mut xds) = quantize_on_kernels(&x);
             let xr = QuantizedRows::quantize(&x, ntok, cols);
             let tokens: Vec<usize> = (0..ntok).collect();
-            let grid = (rows.div_ceil(4) as u32, ntok.div_ceil(8) as u32, 1);
+            let grid = cuda::matvec_launch(rows, ntok).grid;
             let mut y = vec![0f32; ntok * rows];
             launch(
                 "matvec_q4_1",
@@ -780,7 +780,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
     let mut part_acc = vec![0f32; t * nh * parts * hd];
     let scale = 1.0 / (hd as f32).sqrt();
     let group = nh / nkv;
-    let smem = ((group * hd + 2 * 32 * (hd + 1)) * 4) as u32;
+    let smem = cuda::attention_smem(group, hd);
     launch(
         "attention_partial",
         (t as u32, nkv as u32, parts as u32),
@@ -939,7 +939,7 @@ fn argmax_logprob_picks_the_first_maximum_and_its_log_probability() {
     launch(
         "argmax_logprob",
         (rows as u32, 1, 1),
-        256,
+        1024,
         0,
         vec![
             p(&mut logits),

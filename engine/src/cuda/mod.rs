@@ -63,6 +63,21 @@ pub const KERNELS: &[&str] = &[
 /// the 32-position tile).
 pub const ATTENTION_PARTITION: usize = 512;
 
+/// The launch of a `matvec_*` kernel over `rows` rows and `ntok` tokens: 128 threads, each warp
+/// two rows (`SF_MV_ROWS`), each block row of the grid 8 tokens (`SF_MV_MAX_TOKENS`).
+pub fn matvec_launch(rows: usize, ntok: usize) -> device::Launch {
+    device::Launch::new(
+        (rows.div_ceil(2 * 4) as u32, ntok.div_ceil(8) as u32, 1),
+        128,
+    )
+}
+
+/// The dynamic shared memory of an `attention_partial` block (its layout is in the kernel):
+/// the group's queries, a tile of keys and of values as f32, the tile's cache slots.
+pub fn attention_smem(group: usize, head_dim: usize) -> u32 {
+    ((group * head_dim + 2 * 32 * (head_dim + 1) + 32) * 4) as u32
+}
+
 /// The source NVRTC compiles: the prelude, then every kernel file.
 pub fn source() -> String {
     let mut s = String::from(PRELUDE);

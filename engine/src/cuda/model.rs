@@ -470,7 +470,7 @@ impl<D: Device> DeviceModel<D> {
         t: usize,
         quantized: bool,
     ) -> Result<()> {
-        let mv = Launch::new((w.rows().div_ceil(4) as u32, t.div_ceil(8) as u32, 1), 128);
+        let mv = super::matvec_launch(w.rows(), t);
         let quantize = |cols: usize| {
             let nblocks = t * cols / 32;
             dev.launch(
@@ -653,7 +653,7 @@ impl<D: Device> DeviceModel<D> {
         args.extend(tail);
         dev.launch(kernel, rows(t), &args)?;
         let group = c.num_heads / c.num_kv_heads;
-        let att_smem = ((group * c.head_dim + 2 * 32 * (c.head_dim + 1)) * 4) as u32;
+        let att_smem = super::attention_smem(group, c.head_dim);
         // Each norm, SiLU-multiply and attention output is quantized by the kernel that writes
         // it, for the quantized product that reads it.
         for (li, layer) in self.layers.iter().enumerate() {
@@ -813,7 +813,7 @@ impl<D: Device> DeviceModel<D> {
         Self::linear(dev, s, &self.output, &s.last, &s.logits, n, false)?;
         dev.launch(
             "argmax_logprob",
-            Launch::new((n as u32, 1, 1), 256),
+            Launch::new((n as u32, 1, 1), 1024),
             &[
                 KArg::Buf(&s.logits),
                 KArg::I32(c.vocab_size as i32),

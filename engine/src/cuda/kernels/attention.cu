@@ -11,7 +11,8 @@
 
 #define SF_ATT_MAX_DIMS_PER_LANE 8  // head_dim up to 256
 
-// Shared memory (dynamic): q of the group [group * hd], k and v tiles [32 * (hd + 1)] each.
+// Shared memory (dynamic): q of the group [group * hd], k and v tiles [32 * (hd + 1)] each,
+// the tile's cache slots [32] (ints). `hd` is a multiple of 32.
 // Grid: (tokens, nkv, max partitions); block: group * 32 threads.
 // `part_ml`: [tokens, nh, parts, 2] (max, sum); `part_acc`: [tokens, nh, parts, hd]. With one
 // partition (`parts == 1`) the output is final: it goes normalised into `out` [tokens, nh * hd]
@@ -43,6 +44,8 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
     float* qs = SF_DYN_SMEM(float);
     float* ks = qs + group * hd;
     float* vs = ks + 32 * stride;
+    int* slots = (int*)(vs + 32 * stride);
+    const int pieces = hd / 8;  // 16-byte pieces (8 halves) of one position's head
     for (int i = threadIdx.x; i < group * hd; i += blockDim.x)
         qs[i] = qkv[(i64)t * width + (i64)g * group * hd + i] * scale;
     const int* table = block_tables + (i64)token_seq[t] * max_blocks;
@@ -53,16 +56,29 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
     float m = SF_NEG_INF, l = 0.0f;
     for (int tile = start; tile < end; tile += 32) {
         __syncthreads();  // the previous tile is read by every warp (and q written, the first time)
-        for (int i = threadIdx.x; i < 32 * hd; i += blockDim.x) {
-            const int j = i / hd, d = i % hd, at = tile + j;
-            float kv_k = 0.0f, kv_v = 0.0f;
-            if (at < end) {
-                const i64 s = (i64)table[at / block_size] * block_size + at % block_size;
-                kv_k = sf_h2f(k_cache[s * kvd + (i64)g * hd + d]);
-                kv_v = sf_h2f(v_cache[s * kvd + (i64)g * hd + d]);
+        // One block-table lookup per position, then the keys and values in 16-byte loads that
+        // do not wait on one another.
+        if (threadIdx.x < 32) {
+            const int at = tile + threadIdx.x;
+            slots[threadIdx.x] = at < end ? table[at / block_size] * block_size + at % block_size : -1;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < 32 * pieces; i += blockDim.x) {
+            const int j = i / pieces, d = 8 * (i % pieces), slot = slots[j];
+            int4 kr = {0, 0, 0, 0}, vr = {0, 0, 0, 0};
+            if (slot >= 0) {
+                const i64 at = (i64)slot * kvd + (i64)g * hd + d;
+                kr = *(const int4*)(k_cache + at);
+                vr = *(const int4*)(v_cache + at);
             }
-            ks[j * stride + d] = kv_k;
-            vs[j * stride + d] = kv_v;
+            const int kw[4] = {kr.x, kr.y, kr.z, kr.w}, vw[4] = {vr.x, vr.y, vr.z, vr.w};
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                ks[j * stride + d + 2 * e] = sf_h2f((u16)(kw[e] & 0xffff));
+                ks[j * stride + d + 2 * e + 1] = sf_h2f((u16)((u32)kw[e] >> 16));
+                vs[j * stride + d + 2 * e] = sf_h2f((u16)(vw[e] & 0xffff));
+                vs[j * stride + d + 2 * e + 1] = sf_h2f((u16)((u32)vw[e] >> 16));
+            }
         }
         __syncthreads();
         const bool valid = tile + lane < end;

@@ -7,6 +7,7 @@
 SF_DEVICE int sf_block_argmax(const float* __restrict__ x, int n, float* best, float* sv, int* si) {
     float bv = SF_NEG_INF;
     int bi = 0x7fffffff;
+#pragma unroll 4
     for (int i = threadIdx.x; i < n; i += blockDim.x)
         if (x[i] > bv) { bv = x[i]; bi = i; }  // i grows: the first of equal values stays
 #pragma unroll
@@ -47,6 +48,7 @@ SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* 
     float mx;
     const int pick = sf_block_argmax(x, vocab, &mx, sv, si);
     float s = 0.0f;
+#pragma unroll 4
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += expf(x[i] - mx);
     s = sf_block_sum(s, scratch);
     if (threadIdx.x == 0) {
