@@ -48,6 +48,11 @@ fn every_kernel_compiles_for_sm_90_without_spills() {
         .unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8(ptx.image).unwrap();
     assert!(text.contains(".target sm_90"));
+    // Every kernel waits for the one before it (programmatic dependent launch).
+    assert!(
+        text.matches("griddepcontrol.wait").count() >= cuda::KERNELS.len(),
+        "a kernel lacks griddepcontrol.wait"
+    );
     for k in cuda::KERNELS {
         assert!(text.contains(&format!(".entry {k}(")), "PTX lacks {k}");
     }

@@ -7,13 +7,13 @@ use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
-    LaunchConfig, PushKernelArg,
 };
 
 use super::{load_kernels, open_device, KERNELS};
@@ -91,6 +91,18 @@ pub trait Device {
         Ok(b)
     }
 
+    /// Whether a kernel may start while the one before it finishes (programmatic dependent
+    /// launch: every kernel waits in `SF_WAIT_PRIOR` before it touches memory, so only the
+    /// launch latency overlaps). On by default on a GPU of compute capability 9.0 or later;
+    /// graphs captured before a change keep what they were captured with. A device that runs
+    /// launches one after another anyway ignores it.
+    fn set_overlap(&self, _on: bool) {}
+
+    /// Whether launches overlap now ([`Device::set_overlap`]).
+    fn overlap(&self) -> bool {
+        false
+    }
+
     /// Starts (or stops) timing each launch on the device, for [`Device::take_profile`]. Only
     /// for launches made one by one: a graph is not captured while it is on. A device that
     /// cannot time its launches ignores it.
@@ -138,6 +150,8 @@ pub struct CudaDevice {
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
     /// While profiling: each launch's kernel between its start and end events.
     profile: Mutex<Option<Vec<TimedLaunch>>>,
+    /// See [`Device::set_overlap`].
+    overlap: AtomicBool,
 }
 
 impl CudaDevice {
@@ -147,6 +161,7 @@ impl CudaDevice {
         // SAFETY: before any buffer exists; this device orders all its work on one stream.
         unsafe { ctx.disable_event_tracking() };
         let module = load_kernels(&ctx)?;
+        let (major, _) = ctx.compute_capability().map_err(drv)?;
         let stream = ctx.new_stream().map_err(drv)?;
         // Every function looked up now: nothing but launches happens while a graph is captured.
         let functions = KERNELS
@@ -159,6 +174,7 @@ impl CudaDevice {
             module,
             functions: Mutex::new(functions),
             profile: Mutex::new(None),
+            overlap: AtomicBool::new(major >= 9),
         })
     }
 
@@ -235,33 +251,26 @@ impl Device for CudaDevice {
 
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
         let f = self.function(name)?;
-        // Buffers go as raw device addresses (event tracking is off: nothing to record).
+        // Each parameter's value in an 8-byte slot (a 4-byte one in its low bytes: the
+        // driver reads the parameter's size from the slot's start); buffers as raw device
+        // addresses (event tracking is off: nothing to record).
         let ptr = |buf: &Self::Buf, offset: usize| -> u64 {
             let (p, _record) = buf.device_ptr(&self.stream);
             p + offset as u64
         };
-        let ptrs: Vec<u64> = args
+        let mut values: Vec<u64> = args
             .iter()
             .map(|a| match a {
                 KArg::Buf(buf) => ptr(buf, 0),
                 KArg::At(buf, offset) => ptr(buf, *offset),
-                _ => 0,
+                KArg::Null => 0,
+                KArg::I32(v) => *v as u32 as u64,
+                KArg::I64(v) => *v as u64,
+                KArg::F32(v) => v.to_bits() as u64,
             })
             .collect();
-        let mut b = self.stream.launch_builder(&f);
-        for (a, p) in args.iter().zip(&ptrs) {
-            match a {
-                KArg::Buf(_) | KArg::At(..) | KArg::Null => b.arg(p),
-                KArg::I32(v) => b.arg(v),
-                KArg::I64(v) => b.arg(v),
-                KArg::F32(v) => b.arg(v),
-            };
-        }
-        let cfg = LaunchConfig {
-            grid_dim: at.grid,
-            block_dim: (at.block, 1, 1),
-            shared_mem_bytes: at.smem,
-        };
+        let mut params: Vec<*mut c_void> =
+            values.iter_mut().map(|v| (v as *mut u64).cast()).collect();
         let mut profile = self.lock_profile();
         let event = || {
             self.stream
@@ -269,14 +278,31 @@ impl Device for CudaDevice {
                 .map_err(drv)
         };
         let start = profile.as_ref().map(|_| event()).transpose()?;
+        let overlap = self.overlap.load(Ordering::Relaxed);
         // SAFETY: callers pass the kernel's parameters in order with buffers sized for the
-        // launch (the host forward pass, checked against the CPU engine through HostDevice).
-        unsafe { b.launch(cfg) }
-            .map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))?;
+        // launch (the host forward pass, checked against the CPU engine through HostDevice);
+        // `params` points into `values`, alive for the call.
+        let mut r = unsafe { self.launch_ex(&f, at, &mut params, overlap) };
+        if r.is_err() && overlap {
+            // A driver that refuses programmatic dependent launch: launch plainly from now on.
+            tracing::warn!(kernel = name, error = ?r, "overlapped launches refused; launching one after another");
+            self.overlap.store(false, Ordering::Relaxed);
+            // SAFETY: as above.
+            r = unsafe { self.launch_ex(&f, at, &mut params, false) };
+        }
+        r.map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))?;
         if let (Some(list), Some(start)) = (profile.as_mut(), start) {
             list.push((name, start, event()?));
         }
         Ok(())
+    }
+
+    fn set_overlap(&self, on: bool) {
+        self.overlap.store(on, Ordering::Relaxed);
+    }
+
+    fn overlap(&self) -> bool {
+        self.overlap.load(Ordering::Relaxed)
     }
 
     fn set_profiling(&self, on: bool) {
@@ -313,6 +339,48 @@ impl Device for CudaDevice {
 }
 
 impl CudaDevice {
+    /// `cuLaunchKernelEx` on the device's stream, with programmatic stream serialization when
+    /// `overlap`.
+    ///
+    /// # Safety
+    /// `params` holds a pointer to each of the kernel's parameters, in order.
+    unsafe fn launch_ex(
+        &self,
+        f: &CudaFunction,
+        at: Launch,
+        params: &mut [*mut c_void],
+        overlap: bool,
+    ) -> std::result::Result<(), cudarc::driver::DriverError> {
+        use cudarc::driver::sys;
+        self.ctx.bind_to_thread()?;
+        // SAFETY: a plain C struct; zero is a valid pattern for it.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: at.grid.0,
+            gridDimY: at.grid.1,
+            gridDimZ: at.grid.2,
+            blockDimX: at.block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: at.smem,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: overlap as u32,
+        };
+        // SAFETY: the config and attribute outlive the call; the caller vouches for `params`.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &config,
+                f.cu_function(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
+    }
+
     fn lock_profile(&self) -> std::sync::MutexGuard<'_, Option<Vec<TimedLaunch>>> {
         self.profile.lock().unwrap_or_else(|e| e.into_inner())
     }

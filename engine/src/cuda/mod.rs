@@ -307,6 +307,24 @@ mod tests {
         assert_eq!(sorted, listed);
     }
 
+    /// Kernels are launched with programmatic dependent launch: one that touched memory
+    /// before waiting for the kernel before it would race with it.
+    #[test]
+    fn every_kernel_waits_for_the_one_before_it_first() {
+        let src = source();
+        for k in KERNELS {
+            let at = src
+                .find(&format!("SF_KERNEL void {k}("))
+                .unwrap_or_else(|| panic!("{k} is not defined"));
+            let body = &src[at..];
+            let open = body.find(") {").expect("a kernel body") + 3;
+            assert!(
+                body[open..].trim_start().starts_with("SF_WAIT_PRIOR();"),
+                "{k} does not start with SF_WAIT_PRIOR()"
+            );
+        }
+    }
+
     #[test]
     fn spills_are_found_in_the_ptxas_report() {
         let c = Compiled {

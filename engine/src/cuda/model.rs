@@ -405,6 +405,12 @@ impl<D: Device> DeviceModel<D> {
         Ok(())
     }
 
+    /// Overlapped launches on or off ([`Device::set_overlap`]); the graphs are captured again.
+    pub fn set_overlap(&mut self, on: bool) {
+        self.dev.set_overlap(on);
+        self.graphs.graphs.clear();
+    }
+
     pub fn device(&self) -> &D {
         &self.dev
     }

@@ -24,6 +24,7 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
                                  float* __restrict__ part_acc, float* __restrict__ out,
                                  i8* __restrict__ q, float* __restrict__ ds, int nh, int nkv, int hd,
                                  int block_size, int parts, int part_len, float scale) {
+    SF_WAIT_PRIOR();
     const int t = blockIdx.x, g = blockIdx.y, p = blockIdx.z;
     const int group = nh / nkv;
     const int warp = threadIdx.x / SF_WARP, lane = threadIdx.x % SF_WARP;
@@ -127,6 +128,7 @@ SF_KERNEL void attention_reduce(const float* __restrict__ part_ml, const float* 
                                 const int* __restrict__ ctx_len, float* __restrict__ out,
                                 i8* __restrict__ q, float* __restrict__ ds, int nh, int hd, int parts,
                                 int part_len) {
+    SF_WAIT_PRIOR();
     const int t = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
     const int used = (ctx_len[t] + part_len - 1) / part_len;
     const i64 base = ((i64)t * nh + h) * parts;

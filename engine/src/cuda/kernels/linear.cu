@@ -79,6 +79,7 @@ SF_DEVICE void sf_mv_store(float* acc, float* __restrict__ y, int row, int rows,
 SF_KERNEL void matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm,
                            const i8* __restrict__ xq, const float* __restrict__ xds,
                            float* __restrict__ y, int rows, int cols, int ntok) {
+    SF_WAIT_PRIOR();
     SF_MV_ROWS_OF_WARP();
     const int nb = cols / 32;
     SF_MV_CHUNK();
@@ -119,6 +120,7 @@ SF_KERNEL void matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm
 SF_KERNEL void matvec_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
                            const i8* __restrict__ xq, const float* __restrict__ xds,
                            float* __restrict__ y, int rows, int cols, int ntok) {
+    SF_WAIT_PRIOR();
     SF_MV_ROWS_OF_WARP();
     const int nb = cols / 32;
     SF_MV_CHUNK();
@@ -159,6 +161,7 @@ SF_KERNEL void matvec_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
 // f32 weights (from f16/f32 files) for few tokens: plain dot products, `SF_MV_ROWS` rows a warp.
 SF_KERNEL void matvec_f32(const float* __restrict__ w, const float* __restrict__ x,
                           float* __restrict__ y, int rows, int cols, int ntok) {
+    SF_WAIT_PRIOR();
     SF_MV_ROWS_OF_WARP();
     {
         const int t0 = blockIdx.y * SF_MV_MAX_TOKENS;

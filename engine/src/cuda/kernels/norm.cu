@@ -13,6 +13,7 @@ SF_DEVICE void sf_put_row(float v, float* __restrict__ out, i8* __restrict__ q,
 SF_KERNEL void rms_norm(const float* __restrict__ x, const float* __restrict__ w,
                         float* __restrict__ out, i8* __restrict__ q, float* __restrict__ ds, int h,
                         float eps) {
+    SF_WAIT_PRIOR();
     __shared__ float scratch[32];
     const i64 row = blockIdx.x;
     const float* xr = x + row * h;
@@ -28,6 +29,7 @@ SF_KERNEL void rms_norm(const float* __restrict__ x, const float* __restrict__ w
 SF_KERNEL void add_rms_norm(float* __restrict__ x, const float* __restrict__ delta,
                             const float* __restrict__ w, float* __restrict__ out, i8* __restrict__ q,
                             float* __restrict__ ds, int h, float eps) {
+    SF_WAIT_PRIOR();
     __shared__ float scratch[32];
     const i64 row = blockIdx.x;
     float* xr = x + row * h;
@@ -44,6 +46,7 @@ SF_KERNEL void add_rms_norm(float* __restrict__ x, const float* __restrict__ del
 
 // `x += delta` over `n` floats.
 SF_KERNEL void add_inplace(float* __restrict__ x, const float* __restrict__ delta, i64 n) {
+    SF_WAIT_PRIOR();
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += delta[i];
 }
@@ -52,6 +55,7 @@ SF_KERNEL void add_inplace(float* __restrict__ x, const float* __restrict__ delt
 // outputs (`f` a multiple of 32, blocks of whole warps), quantized into `q`, `ds` where given.
 SF_KERNEL void silu_mul(const float* __restrict__ gu, float* __restrict__ out, i8* __restrict__ q,
                         float* __restrict__ ds, int f, i64 n) {
+    SF_WAIT_PRIOR();
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;  // whole warps: n is a multiple of 32
     const i64 r = i / f, c = i % f;

@@ -32,6 +32,18 @@ SF_DEVICE u16 sf_f2h(float f) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
     return h;
 }
+
+// Programmatic dependent launch (Hopper on): a kernel may be started while the one before it
+// in the stream is still running, so every kernel waits here, before it touches memory, until
+// that kernel has finished and its writes are visible. Launched without the attribute (or
+// before sm_90) it returns at once.
+#if __CUDA_ARCH__ >= 900
+#define SF_WAIT_PRIOR() asm volatile("griddepcontrol.wait;" ::: "memory")
+#else
+#define SF_WAIT_PRIOR() \
+    do {                \
+    } while (0)
+#endif
 #endif
 
 #define SF_NEG_INF __int_as_float(0xff800000u)

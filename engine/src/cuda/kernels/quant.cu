@@ -11,6 +11,7 @@
 // One warp per block of 32 values; `x` holds `nblocks * 32` floats.
 SF_KERNEL void quantize_q8_1(const float* __restrict__ x, i8* __restrict__ q,
                              float* __restrict__ ds, int nblocks) {
+    SF_WAIT_PRIOR();
     const int lane = threadIdx.x % SF_WARP;
     const int b = blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP;
     if (b >= nblocks) return;  // whole warps only
@@ -21,6 +22,7 @@ SF_KERNEL void quantize_q8_1(const float* __restrict__ x, i8* __restrict__ q,
 // Grid: one block per id.
 SF_KERNEL void embed_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm,
                           const int* __restrict__ ids, float* __restrict__ out, int cols) {
+    SF_WAIT_PRIOR();
     const int t = blockIdx.x;
     const i64 nb = cols / 32;
     const i64 row = ids[t];
@@ -36,6 +38,7 @@ SF_KERNEL void embed_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm,
 
 SF_KERNEL void embed_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
                           const int* __restrict__ ids, float* __restrict__ out, int cols) {
+    SF_WAIT_PRIOR();
     const int t = blockIdx.x;
     const i64 row = ids[t];
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -46,6 +49,7 @@ SF_KERNEL void embed_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
 
 SF_KERNEL void embed_f32(const float* __restrict__ w, const int* __restrict__ ids,
                          float* __restrict__ out, int cols) {
+    SF_WAIT_PRIOR();
     const int t = blockIdx.x;
     const i64 row = ids[t];
     for (int c = threadIdx.x; c < cols; c += blockDim.x) out[(i64)t * cols + c] = w[row * cols + c];
@@ -54,6 +58,7 @@ SF_KERNEL void embed_f32(const float* __restrict__ w, const int* __restrict__ id
 // A whole Q4_1 / Q8_0 matrix (`nblocks` blocks) to f16, for the GEMM path: one thread a value.
 SF_KERNEL void dequantize_q4_1_f16(const u8* __restrict__ qs, const u32* __restrict__ dm,
                                    u16* __restrict__ out, i64 nblocks) {
+    SF_WAIT_PRIOR();
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= nblocks * 32) return;
     const i64 b = i / 32;
@@ -66,6 +71,7 @@ SF_KERNEL void dequantize_q4_1_f16(const u8* __restrict__ qs, const u32* __restr
 
 SF_KERNEL void dequantize_q8_0_f16(const i8* __restrict__ qs, const u16* __restrict__ d,
                                    u16* __restrict__ out, i64 nblocks) {
+    SF_WAIT_PRIOR();
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= nblocks * 32) return;
     out[i] = sf_f2h(sf_h2f(d[i / 32]) * (float)qs[i]);
@@ -73,6 +79,7 @@ SF_KERNEL void dequantize_q8_0_f16(const i8* __restrict__ qs, const u16* __restr
 
 // f32 activations to f16 for the GEMM path.
 SF_KERNEL void f32_to_f16(const float* __restrict__ x, u16* __restrict__ out, i64 n) {
+    SF_WAIT_PRIOR();
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = sf_f2h(x[i]);
 }
@@ -80,6 +87,7 @@ SF_KERNEL void f32_to_f16(const float* __restrict__ x, u16* __restrict__ out, i6
 // Rows `idx[i]` of `src` (`cols` floats each) into row i of `dst`; one block per row.
 SF_KERNEL void gather_rows(const float* __restrict__ src, const int* __restrict__ idx,
                            float* __restrict__ dst, int cols) {
+    SF_WAIT_PRIOR();
     const i64 from = idx[blockIdx.x], to = blockIdx.x;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[to * cols + c] = src[from * cols + c];
 }

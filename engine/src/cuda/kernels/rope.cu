@@ -9,6 +9,7 @@ SF_KERNEL void rope_write_kv(float* __restrict__ qkv, const float* __restrict__ 
                              const int* __restrict__ pos, const i64* __restrict__ slot,
                              const float* __restrict__ cos_t, const float* __restrict__ sin_t,
                              int nh, int nkv, int hd, int neox) {
+    SF_WAIT_PRIOR();
     const int t = blockIdx.x;
     const int width = (nh + 2 * nkv) * hd;
     float* row = qkv + (i64)t * width;

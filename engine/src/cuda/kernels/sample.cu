@@ -40,6 +40,7 @@ SF_DEVICE int sf_block_argmax(const float* __restrict__ x, int n, float* best, f
 // One block per row of `vocab` logits. Ties go to the lowest token id, as the CPU sampler's.
 SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* __restrict__ best,
                               float* __restrict__ logprob) {
+    SF_WAIT_PRIOR();
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ float scratch[32];
@@ -147,6 +148,7 @@ SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const in
                            const float* __restrict__ fparams, const int* __restrict__ edit_tok,
                            const float* __restrict__ edit_val, float* __restrict__ work,
                            int* __restrict__ token, float* __restrict__ logprob) {
+    SF_WAIT_PRIOR();
     __shared__ float scratch[32];
     __shared__ float si_v[32];
     __shared__ int si_i[32];
