@@ -284,11 +284,14 @@ impl Device for CudaDevice {
         // `params` points into `values`, alive for the call.
         let mut r = unsafe { self.launch_ex(&f, at, &mut params, overlap) };
         if r.is_err() && overlap {
-            // A driver that refuses programmatic dependent launch: launch plainly from now on.
-            tracing::warn!(kernel = name, error = ?r, "overlapped launches refused; launching one after another");
-            self.overlap.store(false, Ordering::Relaxed);
             // SAFETY: as above.
-            r = unsafe { self.launch_ex(&f, at, &mut params, false) };
+            let plain = unsafe { self.launch_ex(&f, at, &mut params, false) };
+            if plain.is_ok() {
+                // A driver that refuses programmatic dependent launch: plain launches from now on.
+                tracing::warn!(kernel = name, error = ?r, "overlapped launches refused; launching one after another");
+                self.overlap.store(false, Ordering::Relaxed);
+            }
+            r = plain;
         }
         r.map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))?;
         if let (Some(list), Some(start)) = (profile.as_mut(), start) {
