@@ -421,6 +421,8 @@ struct ModelRuns {
     batches: [usize; 3],
     prefill: usize,
     prefill_rounds: usize,
+    /// Attention partition lengths to time decode with, beside the default.
+    partitions: &'static [usize],
 }
 
 fn run_model(a: &Args) -> anyhow::Result<serde_json::Value> {
@@ -432,6 +434,7 @@ fn run_model(a: &Args) -> anyhow::Result<serde_json::Value> {
             batches: [1, 16, 64],
             prefill: 512,
             prefill_rounds: 1,
+            partitions: &[128],
         }
     } else {
         ModelRuns {
@@ -441,6 +444,7 @@ fn run_model(a: &Args) -> anyhow::Result<serde_json::Value> {
             batches: [1, 16, 64],
             prefill: 512,
             prefill_rounds: 5,
+            partitions: &[64, 128, 256],
         }
     };
     run_model_on(|| Ok(CudaDevice::open(0)?), default_model_shapes(), &runs)
@@ -529,6 +533,27 @@ fn run_model_on<D: Device>(
     }
     let prefill = prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds)?;
     eprintln!("cuda_bench: prefill {prefill}");
+    // Shorter attention partitions spread a short context over more blocks (a few per KV head
+    // instead of one), at the cost of a merge launch per layer.
+    let mut partitions = Vec::new();
+    for &part in runs.partitions {
+        gpu.set_attention_partition(part)?;
+        for batch in [b1, b3] {
+            let mut d = decode_rate(
+                &mut gpu,
+                vocab,
+                batch,
+                runs.context,
+                runs.decode_steps,
+                Launches::Graphs,
+                &RowPick::Greedy,
+            )?;
+            d["attention_partition"] = json!(part);
+            eprintln!("cuda_bench: decode {d}");
+            partitions.push(d);
+        }
+    }
+    gpu.set_attention_partition(engine::cuda::ATTENTION_PARTITION)?;
     // The targets are read off the default launches (overlapped where the GPU allows).
     let gpu_overlaps = gpu.device().overlap();
     let rate = |b: usize| {
@@ -551,6 +576,8 @@ fn run_model_on<D: Device>(
         "greedy_agreement_cpu_avx512_against_avx2": baseline,
         "decode": decode,
         "prefill": prefill,
+        "attention_partition_default": engine::cuda::ATTENTION_PARTITION,
+        "decode_by_attention_partition": partitions,
         "graph_captures": gpu.graph_captures,
         "graph_replays": gpu.graph_replays,
         "targets": {
@@ -738,6 +765,7 @@ mod tests {
             batches: [1, 3, 5],
             prefill: 40,
             prefill_rounds: 1,
+            partitions: &[32],
         };
         // Built once per kernel source version (the file name holds its hash).
         let dir = std::env::temp_dir().join("starfire-cuda-cpu");
@@ -756,6 +784,10 @@ mod tests {
         );
         assert!(count("equal") >= 55, "{v:#}");
         assert_eq!(v["decode"].as_array().unwrap().len(), 8);
+        assert_eq!(
+            v["decode_by_attention_partition"][1]["attention_partition"],
+            32
+        );
         assert!(v["decode"][4]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(v["prefill"]["tokens"], 40);
         // Batches 3 and 5 run as graphs of 4 and 8; 1 with graphs, and the warm-up steps.
