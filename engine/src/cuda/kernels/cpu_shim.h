@@ -45,10 +45,6 @@ struct alignas(16) float4 {
 
 #define SF_DEVICE static inline
 #define SF_KERNEL extern "C"
-// Launches run one after another here: nothing to wait for.
-#define SF_WAIT_PRIOR() \
-    do {                \
-    } while (0)
 #define __shared__ static
 #define __restrict__ __restrict
 #define __align__(n) alignas(n)

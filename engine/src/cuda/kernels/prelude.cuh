@@ -35,15 +35,18 @@ SF_DEVICE u16 sf_f2h(float f) {
 
 // Programmatic dependent launch (Hopper on): a kernel may be started while the one before it
 // in the stream is still running, so every kernel waits here, before it touches memory, until
-// that kernel has finished and its writes are visible. Launched without the attribute (or
-// before sm_90) it returns at once.
+// that kernel has finished and its writes are visible. Launched without the attribute it
+// returns at once.
 #if __CUDA_ARCH__ >= 900
 #define SF_WAIT_PRIOR() asm volatile("griddepcontrol.wait;" ::: "memory")
-#else
+#endif
+#endif
+
+// Before sm_90, and on the CPU (launches run one after another): nothing to wait for.
+#ifndef SF_WAIT_PRIOR
 #define SF_WAIT_PRIOR() \
     do {                \
     } while (0)
-#endif
 #endif
 
 #define SF_NEG_INF __int_as_float(0xff800000u)
