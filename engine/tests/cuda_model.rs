@@ -6,8 +6,8 @@
 //! `HostDevice` (the kernels compiled as C++), and on a GPU through `CudaDevice` where a driver
 //! is present (skipped with one line elsewhere).
 
-use engine::cuda::device::{CudaDevice, Device, HostDevice};
-use engine::cuda::model::DeviceModel;
+use engine::cuda::device::{CudaDevice, Device, Gemm, HostDevice, KArg};
+use engine::cuda::model::{DeviceModel, GemmWeights};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::RowPick;
 use engine::{Model, SequenceStep, StepBatch, StepOutput, Tokenizer};
@@ -51,12 +51,33 @@ fn compare(gpu: &[f32], cpu: &[f32]) -> (f32, bool) {
     (diff, g == c || sorted[0] - sorted[1] < 0.1)
 }
 
-fn forward_matches_the_cpu_engine<D: Device>(dev: D) {
+/// Which products a test runs through the GEMM path: none (the matrix-vector kernels only),
+/// every one, or those of steps of at least `n` tokens (here: the prefills).
+#[derive(Clone, Copy, Debug)]
+enum Products {
+    MatVec,
+    Gemm(GemmWeights),
+    GemmFrom(usize),
+}
+
+impl Products {
+    fn set<D: Device>(self, m: &mut DeviceModel<D>) {
+        match self {
+            Self::MatVec => m.set_gemm(None, GemmWeights::Dequantize),
+            Self::Gemm(w) => m.set_gemm(Some(1), w),
+            Self::GemmFrom(n) => m.set_gemm(Some(n), GemmWeights::Dequantize),
+        }
+        .unwrap()
+    }
+}
+
+fn forward_matches_the_cpu_engine<D: Device>(dev: D, products: Products) {
     let model = small_model();
     let bs = 16;
     let num_blocks = 12;
     let mut cpu_cache = model.new_kv_cache(bs, num_blocks).unwrap();
     let mut gpu = DeviceModel::new(dev, &model, bs, num_blocks).unwrap();
+    products.set(&mut gpu);
     let vocab = model.config.vocab_size as u32;
     let prompt_a: Vec<u32> = (0..37).map(|i| (i * 7 + 3) % vocab).collect();
     let prompt_b: Vec<u32> = (0..5).map(|i| (i * 11 + 1) % vocab).collect();
@@ -106,7 +127,10 @@ fn forward_matches_the_cpu_engine<D: Device>(dev: D) {
 
     // The device path against itself: sequence A's whole history prefilled at once into other
     // blocks gives its last decode step's logits. Every token's numbers are computed the same
-    // way whatever else is in the step, so they are equal (up to the order of the warp sums).
+    // way whatever else is in the step, so they are equal (up to the order of the warp sums,
+    // or of cuBLAS's sums, whose kernels depend on the shapes) where prefill and decode take
+    // the same path; where the prefill takes the GEMM path and decode the matrix-vector
+    // kernels, they differ as either does from the CPU engine.
     let again = gpu
         .step(&StepBatch {
             seqs: vec![SequenceStep::contiguous(
@@ -123,9 +147,15 @@ fn forward_matches_the_cpu_engine<D: Device>(dev: D) {
         .zip(&last_a)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
+    let scale = last_a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let tolerance = match products {
+        Products::MatVec => 1e-4,
+        Products::Gemm(_) => 1e-4 * scale.max(1.0),
+        Products::GemmFrom(_) => 0.05 * scale,
+    };
     assert!(
-        diff <= 1e-4,
-        "prefilled at once, the logits differ from the decode steps' by {diff}"
+        diff <= tolerance,
+        "prefilled at once, the logits differ from the decode steps' by {diff} ({products:?})"
     );
 }
 
@@ -133,7 +163,11 @@ fn forward_matches_the_cpu_engine<D: Device>(dev: D) {
 /// the first attention partition, here of 64 positions) give the logits that the same steps
 /// launched kernel by kernel give, across a prefill that grows the buffers the graphs were
 /// captured against; and the greedy rows are those logits' argmax and log-softmax.
-fn graphs_match_launches_kernel_by_kernel<D: Device>(make: impl Fn() -> D, exact: bool) {
+fn graphs_match_launches_kernel_by_kernel<D: Device>(
+    make: impl Fn() -> D,
+    exact: bool,
+    products: Products,
+) {
     let model = small_model();
     let bs = 16;
     let num_blocks = 80;
@@ -143,6 +177,7 @@ fn graphs_match_launches_kernel_by_kernel<D: Device>(make: impl Fn() -> D, exact
     for m in [&mut graphed, &mut eager] {
         m.set_attention_partition(64).unwrap();
         m.set_graph_batch_limit(8);
+        products.set(m);
     }
     let vocab = model.config.vocab_size as u32;
     let prompt =
@@ -236,10 +271,22 @@ fn graphs_match_launches_kernel_by_kernel<D: Device>(make: impl Fn() -> D, exact
     assert_eq!(eager.graph_replays, 0);
 }
 
+/// The kernels compiled for this CPU, with the GEMM emulated (off unless the test turns the
+/// path on).
+fn host() -> HostDevice {
+    HostDevice::build(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
+        .unwrap()
+        .with_gemm()
+}
+
 #[test]
 fn on_the_cpu_decode_graphs_match_launches_kernel_by_kernel() {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu");
-    graphs_match_launches_kernel_by_kernel(|| HostDevice::build(&dir).unwrap(), true);
+    graphs_match_launches_kernel_by_kernel(host, true, Products::MatVec);
+}
+
+#[test]
+fn on_the_cpu_decode_graphs_through_the_gemm_path_match_launches_kernel_by_kernel() {
+    graphs_match_launches_kernel_by_kernel(host, true, Products::Gemm(GemmWeights::Dequantize));
 }
 
 #[test]
@@ -247,15 +294,177 @@ fn on_a_gpu_decode_graphs_match_launches_kernel_by_kernel() {
     if !gpu_or_skip() {
         return;
     }
-    graphs_match_launches_kernel_by_kernel(|| CudaDevice::open(0).unwrap(), false);
+    graphs_match_launches_kernel_by_kernel(
+        || CudaDevice::open(0).unwrap(),
+        false,
+        Products::MatVec,
+    );
+}
+
+#[test]
+fn on_a_gpu_decode_graphs_through_the_gemm_path_match_launches_kernel_by_kernel() {
+    if !gpu_or_skip() {
+        return;
+    }
+    graphs_match_launches_kernel_by_kernel(
+        || CudaDevice::open(0).unwrap(),
+        false,
+        Products::Gemm(GemmWeights::Dequantize),
+    );
 }
 
 #[test]
 fn on_the_cpu_the_cuda_forward_pass_matches_the_cpu_engine() {
+    forward_matches_the_cpu_engine(host(), Products::MatVec);
+}
+
+#[test]
+fn on_the_cpu_the_gemm_path_matches_the_cpu_engine() {
+    for products in [
+        Products::Gemm(GemmWeights::Dequantize),
+        Products::Gemm(GemmWeights::Resident),
+        Products::GemmFrom(8),
+    ] {
+        forward_matches_the_cpu_engine(host(), products);
+    }
+}
+
+#[test]
+fn on_a_gpu_the_gemm_path_matches_the_cpu_engine() {
+    if !gpu_or_skip() {
+        return;
+    }
+    for products in [
+        Products::Gemm(GemmWeights::Dequantize),
+        Products::Gemm(GemmWeights::Resident),
+        Products::GemmFrom(8),
+    ] {
+        forward_matches_the_cpu_engine(CudaDevice::open(0).unwrap(), products);
+    }
+}
+
+/// `Device::gemm` against a column-major product computed here, for each pair of transposes,
+/// with leading dimensions longer than the matrices' rows and operands at offsets into their
+/// buffers; and a leading dimension too short is refused.
+fn gemm_matches_a_column_major_reference<D: Device>(dev: D) {
+    use half::f16;
+    assert!(dev.has_gemm());
+    let (m, n, k) = (37usize, 5usize, 70usize);
+    let value = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f32 / 500.0) - 1.0;
+    for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+        let (a_rows, a_cols) = if trans_a { (k, m) } else { (m, k) };
+        let (b_rows, b_cols) = if trans_b { (n, k) } else { (k, n) };
+        let g = Gemm {
+            trans_a,
+            trans_b,
+            m,
+            n,
+            k,
+            lda: a_rows + 3,
+            ldb: b_rows + 1,
+            ldc: m + 2,
+        };
+        let a: Vec<f16> = (0..g.lda * a_cols)
+            .map(|i| f16::from_f32(value(i, 1)))
+            .collect();
+        let b: Vec<f16> = (0..g.ldb * b_cols)
+            .map(|i| f16::from_f32(value(i, 2)))
+            .collect();
+        let at = |i: usize, l: usize| {
+            if trans_a {
+                a[l + i * g.lda]
+            } else {
+                a[i + l * g.lda]
+            }
+            .to_f32() as f64
+        };
+        let bt = |l: usize, j: usize| {
+            if trans_b {
+                b[j + l * g.ldb]
+            } else {
+                b[l + j * g.ldb]
+            }
+            .to_f32() as f64
+        };
+        // Each operand 16 bytes into a buffer of its own.
+        let put = |bytes: &[u8]| {
+            let mut buf = dev.alloc(16 + bytes.len()).unwrap();
+            let mut v = vec![0u8; 16];
+            v.extend_from_slice(bytes);
+            dev.write(&mut buf, &v).unwrap();
+            buf
+        };
+        let bits = |v: &[f16]| {
+            v.iter()
+                .flat_map(|x| x.to_bits().to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let (da, db) = (put(&bits(&a)), put(&bits(&b)));
+        let dc = put(&vec![0u8; 4 * g.ldc * n]);
+        dev.gemm(g, KArg::At(&da, 16), KArg::At(&db, 16), KArg::At(&dc, 16))
+            .unwrap();
+        let mut c = vec![0f32; g.ldc * n];
+        dev.read_at(&dc, 16, engine::cuda::device::bytes_of_mut(&mut c))
+            .unwrap();
+        for j in 0..n {
+            for i in 0..m {
+                let want: f64 = (0..k).map(|l| at(i, l) * bt(l, j)).sum();
+                let got = c[i + j * g.ldc] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                    "{g:?}: c[{i}, {j}] = {got}, want {want}"
+                );
+            }
+            // The rows past m in each column of c are left alone.
+            assert!(c[j * g.ldc + m..(j + 1) * g.ldc].iter().all(|&v| v == 0.0));
+        }
+        let short = Gemm {
+            lda: a_rows - 1,
+            ..g
+        };
+        let err = dev
+            .gemm(
+                short,
+                KArg::At(&da, 16),
+                KArg::At(&db, 16),
+                KArg::At(&dc, 16),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leading dimension"), "{err}");
+    }
+}
+
+#[test]
+fn on_the_cpu_the_gemm_matches_a_column_major_reference() {
+    gemm_matches_a_column_major_reference(host());
+}
+
+#[test]
+fn on_a_gpu_the_gemm_matches_a_column_major_reference() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let dev = CudaDevice::open(0).unwrap();
+    assert!(
+        dev.has_gemm(),
+        "cuBLAS (libcublas.so.13) was not found on the GPU machine's library path"
+    );
+    gemm_matches_a_column_major_reference(dev);
+}
+
+#[test]
+fn the_gemm_path_is_refused_where_the_device_has_no_gemm() {
     let dev =
         HostDevice::build(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
             .unwrap();
-    forward_matches_the_cpu_engine(dev);
+    let mut m = DeviceModel::new(dev, &small_model(), 16, 4).unwrap();
+    let err = m
+        .set_gemm(Some(16), GemmWeights::Dequantize)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs cuBLAS"), "{err}");
+    m.set_gemm(None, GemmWeights::Dequantize).unwrap();
 }
 
 /// Whether a GPU test can run here; without a driver it says so in one line (and fails where
@@ -277,7 +486,7 @@ fn on_a_gpu_the_cuda_forward_pass_matches_the_cpu_engine() {
     if !gpu_or_skip() {
         return;
     }
-    forward_matches_the_cpu_engine(CudaDevice::open(0).unwrap());
+    forward_matches_the_cpu_engine(CudaDevice::open(0).unwrap(), Products::MatVec);
 }
 
 #[test]

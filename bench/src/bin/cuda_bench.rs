@@ -2,7 +2,7 @@
 //!
 //! - `matvec`: the quantized matrix-vector kernels against the GPU's own memory bandwidth: a
 //!   device-to-device copy (bytes read plus bytes written per second, the baseline), then the
-//!   kernels over a `rows × cols` matrix (default 16384 × 16384) for 1 and 8 tokens, each as
+//!   kernels over a `rows × cols` matrix (default 16384 × 16384) for 1, 8 and 64 tokens, each as
 //!   bytes of weights read per second and as a fraction of the copy's rate (target for Q4_1
 //!   at one token: at least 0.70). Times are CUDA events around `--iters` launches after
 //!   warm-up launches; the median of `--rounds` rounds is reported.
@@ -14,7 +14,13 @@
 //!   at batch 1, 16 and 64 (tokens per second of wall time, greedy tokens picked on the GPU
 //!   and read back each step, decode steps as CUDA graphs; batch 1 also without graphs, batch
 //!   64 also sampled on the GPU with temperature 1 and top_p 0.95), and a prefill of 512
-//!   tokens. Targets: 1,000 tokens/s at batch 1, 30,000 at batch 64.
+//!   tokens. Targets: 1,000 tokens/s at batch 1, 30,000 at batch 64. The same at batch 16
+//!   and 64 and the prefill again with every product on the matrix-vector kernels and on the
+//!   cuBLAS GEMM path (weights dequantized before each product, or kept as f16), and the
+//!   agreement again on the matrix-vector kernels only.
+//! - `gemm_q4_1`: the GEMM path over the same Q4_1 matrix for 8, 64 and 512 tokens, the
+//!   product alone and with its dequantize and convert launches, beside the matrix-vector
+//!   kernel's time.
 //!
 //! Prints one JSON object. On a machine without a GPU it prints the engine's error
 //! ("no CUDA driver found; ...") and exits with status 2.
@@ -25,8 +31,8 @@ use std::sync::Arc;
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
-use engine::cuda::device::{bytes_of, CudaDevice, Device, KArg, KernelTime, Launch};
-use engine::cuda::model::DeviceModel;
+use engine::cuda::device::{bytes_of, CudaDevice, Device, Gemm, KArg, KernelTime, Launch};
+use engine::cuda::model::{DeviceModel, GemmWeights};
 use engine::kernels::cpu::{self, Isa};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::{DeviceSample, RowPick};
@@ -481,6 +487,23 @@ fn run_model_on<D: Device>(
         Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
     )?;
     eprintln!("cuda_bench: greedy agreement {agreement}");
+    // The same with every product on the matrix-vector kernels (the agreement's prefill and
+    // its decode steps of 20 sequences take the GEMM path by default).
+    let (gemm_from, gemm_weights) = gpu.gemm();
+    let agreement_matvec = if gemm_from.is_some() {
+        gpu.set_gemm(None, gemm_weights)?;
+        let v = greedy_agreement(
+            vocab,
+            runs.agreement_steps,
+            cpu_stepper(&model, None),
+            Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
+        )?;
+        gpu.set_gemm(gemm_from, gemm_weights)?;
+        eprintln!("cuda_bench: greedy agreement, matrix-vector kernels only {v}");
+        v
+    } else {
+        json!("the GEMM path is off on this device")
+    };
     // The baseline: the CPU engine against itself on its other SIMD path (AVX-512 and AVX2
     // sum in different lane orders), where this CPU has both; how far rounding alone moves
     // this model's tokens.
@@ -554,6 +577,43 @@ fn run_model_on<D: Device>(
         }
     }
     gpu.set_attention_partition(engine::cuda::ATTENTION_PARTITION)?;
+    // Batches 16 and 64 and the prefill with every product on the matrix-vector kernels, and
+    // on the GEMM path from the middle batch (16) with its weights dequantized before each
+    // product or kept as f16.
+    let mut by_products = Vec::new();
+    if gpu.device().has_gemm() {
+        let settings = [
+            ("matvec", None, GemmWeights::Dequantize),
+            ("gemm_dequantize", Some(b2), GemmWeights::Dequantize),
+            ("gemm_resident", Some(b2), GemmWeights::Resident),
+        ];
+        for (name, from, weights) in settings {
+            gpu.set_gemm(from, weights)?;
+            for (batch, launches) in [
+                (b2, Launches::Graphs),
+                (b3, Launches::Graphs),
+                (b3, Launches::Profiled),
+            ] {
+                let mut d = decode_rate(
+                    &mut gpu,
+                    vocab,
+                    batch,
+                    runs.context,
+                    runs.decode_steps,
+                    launches,
+                    &RowPick::Greedy,
+                )?;
+                d["products"] = json!(name);
+                eprintln!("cuda_bench: decode {d}");
+                by_products.push(d);
+            }
+            let mut p = prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds)?;
+            p["products"] = json!(name);
+            eprintln!("cuda_bench: prefill {p}");
+            by_products.push(p);
+        }
+        gpu.set_gemm(gemm_from, gemm_weights)?;
+    }
     // The targets are read off the default launches (overlapped where the GPU allows).
     let gpu_overlaps = gpu.device().overlap();
     let rate = |b: usize| {
@@ -572,12 +632,16 @@ fn run_model_on<D: Device>(
     Ok(json!({
         "shapes": format!("{cfg:?}"),
         "setup_s": made_s,
+        "gemm_from_tokens": gemm_from,
+        "gemm_weights": format!("{gemm_weights:?}"),
         "greedy_agreement": agreement,
+        "greedy_agreement_matvec_only": agreement_matvec,
         "greedy_agreement_cpu_avx512_against_avx2": baseline,
         "decode": decode,
         "prefill": prefill,
         "attention_partition_default": engine::cuda::ATTENTION_PARTITION,
         "decode_by_attention_partition": partitions,
+        "decode_and_prefill_by_products": by_products,
         "graph_captures": gpu.graph_captures,
         "graph_replays": gpu.graph_replays,
         "targets": {
@@ -634,7 +698,7 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
     ];
 
     let mut results = Vec::new();
-    for ntok in [1usize, 8] {
+    for ntok in [1usize, 8, 64] {
         let x_host: Vec<f32> = bytes(ntok * cols, 4)
             .iter()
             .map(|&b| b as f32 / 128.0 - 1.0)
@@ -683,6 +747,11 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
     let q4_one = results[0]["q4_1"]["fraction_of_copy"]
         .as_f64()
         .unwrap_or(0.0);
+    let gemm = if dev.has_gemm() {
+        gemm_rates(&dev, a, &weights[0].1, &weights[0].2, &results)?
+    } else {
+        json!("cuBLAS (libcublas) not found")
+    };
     drop(weights);
     eprintln!(
         "cuda_bench: copy {copy_gbs:.0} GB/s, matvec {}",
@@ -702,9 +771,82 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
         "rounds": a.rounds,
         "copy": {"bytes": copy_bytes, "ms": copy_ms, "gb_per_s_read_plus_written": copy_gbs},
         "matvec": results,
+        "gemm_q4_1": gemm,
         "target": {"q4_1_one_token_fraction_of_copy": 0.70, "met": q4_one >= 0.70},
         "model": model,
     }))
+}
+
+/// The GEMM path over the same Q4_1 matrix for 8, 64 and 512 tokens: the product alone (f16
+/// weights kept), and with the weights dequantized and the activations converted first (what
+/// each product of `GemmWeights::Dequantize` costs), against the matrix-vector kernel's time
+/// for the same tokens where `matvec` has it.
+fn gemm_rates(
+    dev: &CudaDevice,
+    a: &Args,
+    qs: &cudarc::driver::CudaSlice<u8>,
+    scales: &cudarc::driver::CudaSlice<u8>,
+    matvec: &[serde_json::Value],
+) -> anyhow::Result<serde_json::Value> {
+    let (rows, cols) = (a.rows, a.cols);
+    let n = rows * cols;
+    let wh = dev.alloc(2 * n)?;
+    let dequantize = || {
+        dev.launch(
+            "dequantize_q4_1_f16",
+            Launch::new((n.div_ceil(256) as u32, 1, 1), 256),
+            &[
+                KArg::Buf(qs),
+                KArg::Buf(scales),
+                KArg::Buf(&wh),
+                KArg::I64((n / 32) as i64),
+            ],
+        )
+    };
+    dequantize()?;
+    let mut out = Vec::new();
+    for ntok in [8usize, 64, 512] {
+        let x_host: Vec<f32> = bytes(ntok * cols, 4)
+            .iter()
+            .map(|&b| b as f32 / 128.0 - 1.0)
+            .collect();
+        let x = dev.upload(bytes_of(&x_host))?;
+        let xh = dev.alloc(2 * ntok * cols)?;
+        let y = dev.alloc(4 * ntok * rows)?;
+        let convert = || {
+            dev.launch(
+                "f32_to_f16",
+                Launch::new(((ntok * cols).div_ceil(256) as u32, 1, 1), 256),
+                &[
+                    KArg::Buf(&x),
+                    KArg::Buf(&xh),
+                    KArg::I64((ntok * cols) as i64),
+                ],
+            )
+        };
+        convert()?;
+        let g = Gemm::rows_by_tokens(rows, cols, ntok);
+        let product = || dev.gemm(g, KArg::Buf(&wh), KArg::Buf(&xh), KArg::Buf(&y));
+        let resident = time_ms(&dev.stream, a.rounds, a.iters, || Ok(product()?))?;
+        let whole = time_ms(&dev.stream, a.rounds, a.iters, || {
+            dequantize()?;
+            convert()?;
+            Ok(product()?)
+        })?;
+        let matvec_ms = matvec
+            .iter()
+            .find(|r| r["tokens"] == ntok)
+            .and_then(|r| r["q4_1"]["ms"].as_f64());
+        out.push(json!({
+            "tokens": ntok,
+            "gemm_ms": resident,
+            "tflop_per_s": 2.0 * (n * ntok) as f64 / (resident * 1e9),
+            "dequantize_convert_gemm_ms": whole,
+            "matvec_ms": matvec_ms,
+        }));
+    }
+    eprintln!("cuda_bench: gemm {}", json!(out));
+    Ok(json!(out))
 }
 
 fn main() {
@@ -770,7 +912,7 @@ mod tests {
         // Built once per kernel source version (the file name holds its hash).
         let dir = std::env::temp_dir().join("starfire-cuda-cpu");
         let v = run_model_on(
-            || Ok(engine::cuda::device::HostDevice::build(&dir)?),
+            || Ok(engine::cuda::device::HostDevice::build(&dir)?.with_gemm()),
             cfg,
             &runs,
         )
@@ -790,6 +932,13 @@ mod tests {
         );
         assert!(v["decode"][4]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(v["prefill"]["tokens"], 40);
+        // The same runs with every product on the matrix-vector kernels, and on the GEMM
+        // path both ways: batches 3 and 5 (graphs, profiled) and the prefill each.
+        let by = v["decode_and_prefill_by_products"].as_array().unwrap();
+        assert_eq!(by.len(), 12, "{v:#}");
+        assert_eq!(by[11]["products"], "gemm_resident");
+        assert!(by[11]["tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["greedy_agreement_matvec_only"]["tokens_compared"], 60);
         // Batches 3 and 5 run as graphs of 4 and 8; 1 with graphs, and the warm-up steps.
         assert!(v["graph_captures"].as_u64().unwrap() >= 3, "{v:#}");
         assert!(v["graph_replays"].as_u64().unwrap() >= 4 * 7, "{v:#}");

@@ -57,6 +57,52 @@ impl Launch {
     }
 }
 
+/// A matrix product `C = op(A) · op(B)` in `cublasGemmEx`'s terms: column-major matrices, `op`
+/// transposing where `trans_*` is set, `op(A)` `m × k`, `op(B)` `k × n`, `C` `m × n`; A and B
+/// f16, C f32, accumulated in f32 (alpha 1, beta 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gemm {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub lda: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+}
+
+impl Gemm {
+    /// `y[t] = W · x[t]` for `t` tokens: `W` row-major `rows × cols`, `x` row-major
+    /// `t × cols`, `y` row-major `t × rows` (column-major, `W` is `Aᵀ` and `y` is `C`).
+    pub fn rows_by_tokens(rows: usize, cols: usize, t: usize) -> Self {
+        Self {
+            trans_a: true,
+            trans_b: false,
+            m: rows,
+            n: t,
+            k: cols,
+            lda: cols,
+            ldb: cols,
+            ldc: rows,
+        }
+    }
+
+    /// Whether every matrix's leading dimension holds its rows (column-major).
+    fn check(&self) -> Result<()> {
+        let (a_rows, b_rows) = (
+            if self.trans_a { self.k } else { self.m },
+            if self.trans_b { self.n } else { self.k },
+        );
+        if self.lda < a_rows.max(1) || self.ldb < b_rows.max(1) || self.ldc < self.m.max(1) {
+            return Err(EngineError::Cuda(format!(
+                "GEMM {self:?}: a leading dimension is shorter than its matrix's rows"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Memory and kernel launches of one device, in one stream (launches run in order).
 pub trait Device {
     type Buf;
@@ -113,7 +159,29 @@ pub trait Device {
     fn take_profile(&self) -> Result<Vec<KernelTime>> {
         Ok(Vec::new())
     }
+
+    /// Whether [`Device::gemm`] runs here (cuBLAS was found).
+    fn has_gemm(&self) -> bool {
+        false
+    }
+
+    /// `c = op(a) · op(b)` as `g` says (f16 `a` and `b`, f32 `c`), in launch order with the
+    /// kernels (and captured with them).
+    fn gemm(
+        &self,
+        g: Gemm,
+        _a: KArg<'_, Self::Buf>,
+        _b: KArg<'_, Self::Buf>,
+        _c: KArg<'_, Self::Buf>,
+    ) -> Result<()> {
+        Err(EngineError::Cuda(format!(
+            "GEMM {g:?}: this device has no matrix-product library"
+        )))
+    }
 }
+
+/// The name a GEMM goes by in profiles.
+pub const GEMM: &str = "cublas_gemm_f16";
 
 /// One kernel's share of a profile: its launches and their device time.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +220,49 @@ pub struct CudaDevice {
     profile: Mutex<Option<Vec<TimedLaunch>>>,
     /// See [`Device::set_overlap`].
     overlap: AtomicBool,
+    /// cuBLAS on the device's stream, where it was found.
+    blas: Option<Blas>,
+}
+
+/// A cuBLAS handle bound to the device's stream, with a workspace of its own: cuBLAS then
+/// allocates nothing while a graph is captured.
+struct Blas {
+    handle: cudarc::cublas::CudaBlas,
+    _workspace: CudaSlice<u8>,
+}
+
+/// cuBLAS's workspace (its documentation recommends 32 MiB on Hopper).
+const BLAS_WORKSPACE: usize = 32 << 20;
+
+impl Blas {
+    /// cuBLAS, when the library can be loaded (never a panic where it is missing).
+    fn open(stream: &Arc<CudaStream>) -> Result<Option<Self>> {
+        // SAFETY: only tries to open the library.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Ok(None);
+        }
+        let blas_err = |what: &str, e: cudarc::cublas::result::CublasError| {
+            EngineError::Cuda(format!("cuBLAS {what}: {e:?}"))
+        };
+        let handle =
+            cudarc::cublas::CudaBlas::new(stream.clone()).map_err(|e| blas_err("handle", e))?;
+        let workspace = stream.alloc_zeros::<u8>(BLAS_WORKSPACE).map_err(drv)?;
+        let ptr = workspace.device_ptr(stream).0;
+        // SAFETY: the workspace is device memory of that size, kept alive with the handle.
+        unsafe {
+            cudarc::cublas::sys::cublasSetWorkspace_v2(
+                *handle.handle(),
+                ptr as *mut c_void,
+                BLAS_WORKSPACE,
+            )
+        }
+        .result()
+        .map_err(|e| blas_err("workspace", e))?;
+        Ok(Some(Self {
+            handle,
+            _workspace: workspace,
+        }))
+    }
 }
 
 impl CudaDevice {
@@ -168,6 +279,18 @@ impl CudaDevice {
             .iter()
             .map(|&k| Ok((k, module.load_function(k).map_err(drv)?)))
             .collect::<Result<HashMap<_, _>>>()?;
+        // Without cuBLAS every step takes the matrix-vector kernels: slower, still correct.
+        let blas = match Blas::open(&stream) {
+            Ok(Some(b)) => Some(b),
+            Ok(None) => {
+                tracing::warn!("cuBLAS (libcublas.so.13) not found: prefill and large batches use the matrix-vector kernels");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cuBLAS did not start: prefill and large batches use the matrix-vector kernels");
+                None
+            }
+        };
         Ok(Self {
             ctx,
             stream,
@@ -175,7 +298,38 @@ impl CudaDevice {
             functions: Mutex::new(functions),
             profile: Mutex::new(None),
             overlap: AtomicBool::new(major >= 9),
+            blas,
         })
+    }
+
+    /// A buffer argument's device address.
+    fn address(&self, arg: &KArg<'_, CudaSlice<u8>>) -> Option<u64> {
+        let ptr = |buf: &CudaSlice<u8>, offset: usize| -> u64 {
+            let (p, _record) = buf.device_ptr(&self.stream);
+            p + offset as u64
+        };
+        match arg {
+            KArg::Buf(buf) => Some(ptr(buf, 0)),
+            KArg::At(buf, offset) => Some(ptr(buf, *offset)),
+            KArg::Null => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Runs `f` between two events when launches are profiled, recording its time as `name`'s.
+    fn timed(&self, name: &'static str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        let mut profile = self.lock_profile();
+        let event = || {
+            self.stream
+                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(drv)
+        };
+        let start = profile.as_ref().map(|_| event()).transpose()?;
+        f()?;
+        if let (Some(list), Some(start)) = (profile.as_mut(), start) {
+            list.push((name, start, event()?));
+        }
+        Ok(())
     }
 
     fn function(&self, name: &'static str) -> Result<CudaFunction> {
@@ -254,50 +408,107 @@ impl Device for CudaDevice {
         // Each parameter's value in an 8-byte slot (a 4-byte one in its low bytes: the
         // driver reads the parameter's size from the slot's start); buffers as raw device
         // addresses (event tracking is off: nothing to record).
-        let ptr = |buf: &Self::Buf, offset: usize| -> u64 {
-            let (p, _record) = buf.device_ptr(&self.stream);
-            p + offset as u64
-        };
         let mut values: Vec<u64> = args
             .iter()
             .map(|a| match a {
-                KArg::Buf(buf) => ptr(buf, 0),
-                KArg::At(buf, offset) => ptr(buf, *offset),
-                KArg::Null => 0,
                 KArg::I32(v) => *v as u32 as u64,
                 KArg::I64(v) => *v as u64,
                 KArg::F32(v) => v.to_bits() as u64,
+                buf => self.address(buf).expect("a buffer argument"),
             })
             .collect();
         let mut params: Vec<*mut c_void> =
             values.iter_mut().map(|v| (v as *mut u64).cast()).collect();
-        let mut profile = self.lock_profile();
-        let event = || {
-            self.stream
-                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(drv)
-        };
-        let start = profile.as_ref().map(|_| event()).transpose()?;
-        let overlap = self.overlap.load(Ordering::Relaxed);
-        // SAFETY: callers pass the kernel's parameters in order with buffers sized for the
-        // launch (the host forward pass, checked against the CPU engine through HostDevice);
-        // `params` points into `values`, alive for the call.
-        let mut r = unsafe { self.launch_ex(&f, at, &mut params, overlap) };
-        if r.is_err() && overlap {
-            // SAFETY: as above.
-            let plain = unsafe { self.launch_ex(&f, at, &mut params, false) };
-            if plain.is_ok() {
-                // A driver that refuses programmatic dependent launch: plain launches from now on.
-                tracing::warn!(kernel = name, error = ?r, "overlapped launches refused; launching one after another");
-                self.overlap.store(false, Ordering::Relaxed);
+        self.timed(name, || {
+            let overlap = self.overlap.load(Ordering::Relaxed);
+            // SAFETY: callers pass the kernel's parameters in order with buffers sized for the
+            // launch (the host forward pass, checked against the CPU engine through
+            // HostDevice); `params` points into `values`, alive for the call.
+            let mut r = unsafe { self.launch_ex(&f, at, &mut params, overlap) };
+            if r.is_err() && overlap {
+                // SAFETY: as above.
+                let plain = unsafe { self.launch_ex(&f, at, &mut params, false) };
+                if plain.is_ok() {
+                    // A driver that refuses programmatic dependent launch: plain launches from
+                    // now on.
+                    tracing::warn!(kernel = name, error = ?r, "overlapped launches refused; launching one after another");
+                    self.overlap.store(false, Ordering::Relaxed);
+                }
+                r = plain;
             }
-            r = plain;
-        }
-        r.map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))?;
-        if let (Some(list), Some(start)) = (profile.as_mut(), start) {
-            list.push((name, start, event()?));
-        }
-        Ok(())
+            r.map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))
+        })
+    }
+
+    fn has_gemm(&self) -> bool {
+        self.blas.is_some()
+    }
+
+    fn gemm(
+        &self,
+        g: Gemm,
+        a: KArg<'_, Self::Buf>,
+        b: KArg<'_, Self::Buf>,
+        c: KArg<'_, Self::Buf>,
+    ) -> Result<()> {
+        use cudarc::cublas::sys;
+        let blas = self.blas.as_ref().ok_or_else(|| {
+            EngineError::Cuda("cuBLAS (libcublas) was not found on this machine".into())
+        })?;
+        g.check()?;
+        let int = |v: usize| {
+            i32::try_from(v)
+                .map_err(|_| EngineError::Cuda(format!("GEMM {g:?}: a dimension past i32")))
+        };
+        let (m, n, k) = (int(g.m)?, int(g.n)?, int(g.k)?);
+        let (lda, ldb, ldc) = (int(g.lda)?, int(g.ldb)?, int(g.ldc)?);
+        let addr = |x: &KArg<'_, Self::Buf>| {
+            self.address(x)
+                .filter(|&p| p != 0)
+                .map(|p| p as *mut c_void)
+                .ok_or_else(|| EngineError::Cuda("GEMM: an operand is not a buffer".into()))
+        };
+        let (a, b, c) = (addr(&a)?, addr(&b)?, addr(&c)?);
+        let op = |t: bool| {
+            if t {
+                sys::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                sys::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let (alpha, beta) = (1f32, 0f32);
+        self.timed(GEMM, || {
+            self.ctx.bind_to_thread().map_err(drv)?;
+            // SAFETY: the operands are device buffers of the device's context that the caller
+            // sized for `g` (checked on the CPU through HostDevice's emulation of this call);
+            // alpha and beta are host scalars read during the call (cuBLAS's default pointer
+            // mode); the handle's stream is the device's.
+            unsafe {
+                sys::cublasGemmEx(
+                    *blas.handle.handle(),
+                    op(g.trans_a),
+                    op(g.trans_b),
+                    m,
+                    n,
+                    k,
+                    (&alpha as *const f32).cast(),
+                    a,
+                    sys::cudaDataType::CUDA_R_16F,
+                    lda,
+                    b,
+                    sys::cudaDataType::CUDA_R_16F,
+                    ldb,
+                    (&beta as *const f32).cast(),
+                    c,
+                    sys::cudaDataType::CUDA_R_32F,
+                    ldc,
+                    sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .result()
+            .map_err(|e| EngineError::Cuda(format!("cuBLAS GEMM {g:?}: {e:?}")))
+        })
     }
 
     fn set_overlap(&self, on: bool) {
@@ -399,6 +610,8 @@ pub struct HostDevice {
     launch: LaunchFn,
     /// While capturing: the launches recorded so far.
     capture: Mutex<Option<Vec<HostLaunch>>>,
+    /// Whether [`Device::gemm`] runs (an emulation of `cublasGemmEx`); off unless asked for.
+    gemm: bool,
 }
 
 /// One launch's argument, as its value.
@@ -452,6 +665,11 @@ template <class... A>
 static std::function<void()> sf_bind(void (*f)(A...), void** args) {
     return [f, args] { sf_call(f, args, std::index_sequence_for<A...>{}); };
 }
+"#,
+    );
+    s.push_str(HOST_GEMM_SOURCE);
+    s.push_str(
+        r#"
 extern "C" int sf_cpu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                              unsigned by, unsigned bz, unsigned smem, void** args) {
 "#,
@@ -461,9 +679,34 @@ extern "C" int sf_cpu_launch(const char* name, unsigned gx, unsigned gy, unsigne
             "    if (!std::strcmp(name, \"{k}\")) {{ sfcpu::launch(sf_bind(&{k}, args), dim3(gx, gy, gz), dim3(bx, by, bz), smem); return 0; }}\n"
         ));
     }
+    s.push_str(&format!(
+        "    if (!std::strcmp(name, \"{HOST_GEMM}\")) {{ sf_bind(&sf_gemm_f16, args)(); return 0; }}\n"
+    ));
     s.push_str("    return -1;\n}\n");
     s
 }
+
+/// The launch name of `HostDevice`'s GEMM (a plain C++ function, captured and replayed as the
+/// kernels are).
+const HOST_GEMM: &str = "sf_gemm_f16";
+
+/// `cublasGemmEx` as [`Gemm`] describes it, on the CPU: column-major, f16 operands, f32 sums
+/// in order of `k`.
+const HOST_GEMM_SOURCE: &str = r#"
+static void sf_gemm_f16(const uint16_t* a, const uint16_t* b, float* c, int ta, int tb, int m,
+                        int n, int k, int lda, int ldb, int ldc) {
+    for (long long j = 0; j < n; j++)
+        for (long long i = 0; i < m; i++) {
+            float s = 0.0f;
+            for (long long l = 0; l < k; l++) {
+                const float av = sf_h2f(ta ? a[l + i * lda] : a[i + l * lda]);
+                const float bv = sf_h2f(tb ? b[j + l * ldb] : b[l + j * ldb]);
+                s += av * bv;
+            }
+            c[i + j * ldc] = s;
+        }
+}
+"#;
 
 static HOST_LOCK: Mutex<()> = Mutex::new(());
 
@@ -519,8 +762,16 @@ impl HostDevice {
                 _lib: lib,
                 launch,
                 capture: Mutex::new(None),
+                gemm: false,
             })
         }
+    }
+
+    /// The same device with [`Device::gemm`] emulated (what a GPU with cuBLAS does, for tests
+    /// of the GEMM path on machines without one).
+    pub fn with_gemm(mut self) -> Self {
+        self.gemm = true;
+        self
     }
 
     /// Launches with raw host pointers (what `Device::launch` and the kernel tests share).
@@ -618,6 +869,69 @@ impl Device for HostDevice {
 
     fn replay(&self, graph: &Self::Graph) -> Result<()> {
         graph.0.iter().try_for_each(|l| self.run(l))
+    }
+
+    fn has_gemm(&self) -> bool {
+        self.gemm
+    }
+
+    fn gemm(
+        &self,
+        g: Gemm,
+        a: KArg<'_, Self::Buf>,
+        b: KArg<'_, Self::Buf>,
+        c: KArg<'_, Self::Buf>,
+    ) -> Result<()> {
+        if !self.gemm {
+            return Err(EngineError::Cuda(
+                "this HostDevice was built without its GEMM (HostDevice::with_gemm)".into(),
+            ));
+        }
+        g.check()?;
+        let int = |v: usize| {
+            i32::try_from(v)
+                .map(KArg::I32)
+                .map_err(|_| EngineError::Cuda(format!("GEMM {g:?}: a dimension past i32")))
+        };
+        // Each operand as stored (rows, columns), its end checked against its buffer (which
+        // cuBLAS cannot do).
+        let ((a_rows, a_cols), (b_rows, b_cols)) = (
+            if g.trans_a { (g.k, g.m) } else { (g.m, g.k) },
+            if g.trans_b { (g.n, g.k) } else { (g.k, g.n) },
+        );
+        for (x, ld, rows, cols, size) in [
+            (&a, g.lda, a_rows, a_cols, 2),
+            (&b, g.ldb, b_rows, b_cols, 2),
+            (&c, g.ldc, g.m, g.n, 4),
+        ] {
+            let (buf, offset) = match x {
+                KArg::Buf(buf) => (*buf, 0),
+                KArg::At(buf, offset) => (*buf, *offset),
+                _ => return Err(EngineError::Cuda("GEMM: an operand is not a buffer".into())),
+            };
+            if rows > 0 && cols > 0 && offset + size * (ld * (cols - 1) + rows) > buf.1 {
+                return Err(EngineError::Cuda(format!(
+                    "GEMM {g:?}: an operand reaches past its buffer"
+                )));
+            }
+        }
+        self.launch(
+            HOST_GEMM,
+            Launch::new((1, 1, 1), 1),
+            &[
+                a,
+                b,
+                c,
+                KArg::I32(g.trans_a as i32),
+                KArg::I32(g.trans_b as i32),
+                int(g.m)?,
+                int(g.n)?,
+                int(g.k)?,
+                int(g.lda)?,
+                int(g.ldb)?,
+                int(g.ldc)?,
+            ],
+        )
     }
 
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {

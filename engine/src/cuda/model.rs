@@ -4,7 +4,7 @@
 //! slot mappings drive the cache exactly as on the CPU. Only the logits of the sequences that
 //! want them come back to the host.
 
-use super::device::{bytes_of, bytes_of_mut, Device, KArg, Launch};
+use super::device::{bytes_of, bytes_of_mut, Device, Gemm, KArg, Launch};
 use super::ATTENTION_PARTITION;
 use crate::batch::StepBatch;
 use crate::error::{EngineError, Result};
@@ -24,73 +24,132 @@ pub fn q4_1_scales(m: &crate::kernels::quant::Q4_1Matrix) -> Vec<u32> {
         .collect()
 }
 
-/// A weight matrix in device memory.
-enum DevLinear<B> {
+/// A weight matrix's values in device memory.
+enum DevWeights<B> {
     /// Quants (16 bytes a block) and `scales`: packed (d, m) f16 pairs.
     Q4_1 {
         qs: B,
         scales: B,
-        rows: usize,
-        cols: usize,
     },
     /// Quants (32 bytes a block) and `scales`: f16 d.
     Q8_0 {
         qs: B,
         scales: B,
-        rows: usize,
-        cols: usize,
     },
     F32 {
         w: B,
-        rows: usize,
-        cols: usize,
     },
+}
+
+/// A weight matrix in device memory, `rows × cols`.
+struct DevLinear<B> {
+    w: DevWeights<B>,
+    rows: usize,
+    cols: usize,
+    /// The matrix as f16, row-major, for the GEMM path ([`GemmWeights::Resident`]).
+    half: Option<B>,
 }
 
 impl<B> DevLinear<B> {
     fn upload<D: Device<Buf = B>>(dev: &D, name: &str, l: &Linear) -> Result<Self> {
         use half::f16;
-        Ok(match l {
-            Linear::Q4_1(m) => {
-                Self::Q4_1 {
+        let (w, rows, cols) = match l {
+            Linear::Q4_1(m) => (
+                DevWeights::Q4_1 {
                     qs: dev.upload(&m.qs)?,
                     scales: dev.upload(bytes_of(&q4_1_scales(m)))?,
-                    rows: m.rows,
-                    cols: m.cols,
-                }
-            }
+                },
+                m.rows,
+                m.cols,
+            ),
             Linear::Q8_0(m) => {
                 let d: Vec<u16> = m.d.iter().map(|&d| f16::from_f32(d).to_bits()).collect();
                 let qs: Vec<u8> = m.qs.iter().map(|&q| q as u8).collect();
-                Self::Q8_0 {
-                    qs: dev.upload(&qs)?,
-                    scales: dev.upload(bytes_of(&d))?,
-                    rows: m.rows,
-                    cols: m.cols,
-                }
+                (
+                    DevWeights::Q8_0 {
+                        qs: dev.upload(&qs)?,
+                        scales: dev.upload(bytes_of(&d))?,
+                    },
+                    m.rows,
+                    m.cols,
+                )
             }
             Linear::Dense { rows, cols, weight } => {
                 let w: Vec<f32> = weight.flatten_all()?.to_vec1()?;
-                Self::F32 {
-                    w: dev.upload(bytes_of(&w))?,
-                    rows: *rows,
-                    cols: *cols,
-                }
+                (
+                    DevWeights::F32 {
+                        w: dev.upload(bytes_of(&w))?,
+                    },
+                    *rows,
+                    *cols,
+                )
             }
             other => {
                 return Err(EngineError::Cuda(format!(
                     "{name}: weights stored as {other:?} are not supported by the CUDA backend (Q4_1, Q8_0, f16/f32 are)"
                 )))
             }
+        };
+        Ok(Self {
+            w,
+            rows,
+            cols,
+            half: None,
         })
     }
 
-    fn rows(&self) -> usize {
-        match self {
-            Self::Q4_1 { rows, .. } | Self::Q8_0 { rows, .. } | Self::F32 { rows, .. } => *rows,
+    fn quantized(&self) -> bool {
+        matches!(self.w, DevWeights::Q4_1 { .. } | DevWeights::Q8_0 { .. })
+    }
+
+    /// Writes the matrix as f16 (row-major) into `out`.
+    fn to_f16<D: Device<Buf = B>>(&self, dev: &D, out: &B) -> Result<()> {
+        let n = self.rows * self.cols;
+        let at = Launch::new(grid1(n, 256), 256);
+        match &self.w {
+            DevWeights::Q4_1 { qs, scales } => dev.launch(
+                "dequantize_q4_1_f16",
+                at,
+                &[
+                    KArg::Buf(qs),
+                    KArg::Buf(scales),
+                    KArg::Buf(out),
+                    KArg::I64((n / 32) as i64),
+                ],
+            ),
+            DevWeights::Q8_0 { qs, scales } => dev.launch(
+                "dequantize_q8_0_f16",
+                at,
+                &[
+                    KArg::Buf(qs),
+                    KArg::Buf(scales),
+                    KArg::Buf(out),
+                    KArg::I64((n / 32) as i64),
+                ],
+            ),
+            DevWeights::F32 { w } => dev.launch(
+                "f32_to_f16",
+                at,
+                &[KArg::Buf(w), KArg::Buf(out), KArg::I64(n as i64)],
+            ),
         }
     }
 }
+
+/// Where the GEMM path's f16 weights come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmWeights {
+    /// Dequantized into one scratch buffer before each product: device memory for the largest
+    /// matrix's f16 copy only (llama.cpp's way).
+    Dequantize,
+    /// Dequantized once, when the GEMM path is set, and kept: 2 bytes of device memory a
+    /// weight more, one launch and one pass over the weights less a product.
+    Resident,
+}
+
+/// Steps of at least this many tokens (rows of logits, for the output product) take the
+/// GEMM path by default, where the device has one; smaller ones the matrix-vector kernels.
+pub const GEMM_MIN_TOKENS: usize = 16;
 
 struct DevLayer<B> {
     attn_norm: B,
@@ -128,6 +187,11 @@ struct Scratch<B> {
     /// `[rows]` greedy token ids (i32), then `[rows]` their log-probabilities (f32), for the
     /// rows of one launch (the second array starts at `4 * rows of the launch`).
     picked: B,
+    /// The GEMM path's activations as f16 (`[tokens, widest]`), and its weights dequantized
+    /// for one product (the largest matrix; [`GemmWeights::Dequantize`] only). One byte where
+    /// the path is off.
+    xh: B,
+    wh: B,
 }
 
 /// Where each input of a step lies in one packed buffer, so a step costs one copy to the
@@ -303,6 +367,9 @@ pub struct DeviceModel<D: Device> {
     partition: usize,
     /// The largest decode batch run as a graph.
     graph_limit: usize,
+    /// Steps of at least this many tokens take the GEMM path (`None`: never).
+    gemm_min_tokens: Option<usize>,
+    gemm_weights: GemmWeights,
     /// How many decode steps ran as graphs (replays), and how many graphs were captured.
     pub graph_replays: u64,
     pub graph_captures: u64,
@@ -369,6 +436,8 @@ impl<D: Device> DeviceModel<D> {
             use_graphs: true,
             partition: ATTENTION_PARTITION,
             graph_limit: *GRAPH_BATCH_SIZES.last().expect("not empty"),
+            gemm_min_tokens: dev.has_gemm().then_some(GEMM_MIN_TOKENS),
+            gemm_weights: GemmWeights::Dequantize,
             graph_replays: 0,
             graph_captures: 0,
             cfg,
@@ -403,6 +472,60 @@ impl<D: Device> DeviceModel<D> {
         self.partition = positions;
         self.graphs.graphs.clear();
         Ok(())
+    }
+
+    /// The GEMM path (f16 weights and activations, f32 sums, through [`Device::gemm`]) for
+    /// steps of at least `min_tokens` tokens, or never (`None`); its weights as `weights` says.
+    /// On by default from [`GEMM_MIN_TOKENS`] where the device has a GEMM. Its sums differ
+    /// from the matrix-vector kernels' (f16 activations instead of 8-bit ones), so a token's
+    /// numbers then depend on how many tokens share its step.
+    pub fn set_gemm(&mut self, min_tokens: Option<usize>, weights: GemmWeights) -> Result<()> {
+        if min_tokens.is_some() && !self.dev.has_gemm() {
+            return Err(EngineError::Cuda(
+                "the GEMM path needs cuBLAS (libcublas), which this device does not have".into(),
+            ));
+        }
+        if min_tokens == Some(0) {
+            return Err(EngineError::Cuda(
+                "the GEMM path's smallest step is at least one token".into(),
+            ));
+        }
+        self.graphs.graphs.clear();
+        // The scratch buffers are sized for the path: made again on the next step.
+        self.scratch = None;
+        self.gemm_min_tokens = min_tokens;
+        self.gemm_weights = weights;
+        let resident = min_tokens.is_some() && weights == GemmWeights::Resident;
+        let Self {
+            dev,
+            layers,
+            output,
+            ..
+        } = self;
+        let linears = layers
+            .iter_mut()
+            .flat_map(|l| [&mut l.qkv, &mut l.o, &mut l.gate_up, &mut l.down])
+            .chain(std::iter::once(output));
+        for w in linears {
+            if !resident {
+                w.half = None;
+            } else if w.half.is_none() {
+                let half = dev.alloc(2 * w.rows * w.cols)?;
+                w.to_f16(dev, &half)?;
+                w.half = Some(half);
+            }
+        }
+        Ok(())
+    }
+
+    /// The GEMM path's setting ([`Self::set_gemm`]).
+    pub fn gemm(&self) -> (Option<usize>, GemmWeights) {
+        (self.gemm_min_tokens, self.gemm_weights)
+    }
+
+    /// Whether a product over `t` tokens takes the GEMM path.
+    fn gemm_for(&self, t: usize) -> bool {
+        self.gemm_min_tokens.is_some_and(|m| t >= m)
     }
 
     /// Overlapped launches on or off ([`Device::set_overlap`]); the graphs are captured again.
@@ -443,7 +566,25 @@ impl<D: Device> DeviceModel<D> {
         .max()
         .unwrap_or(0);
         let f4 = |n: usize| self.dev.alloc(4 * n);
+        let gemm = self.gemm_min_tokens.is_some();
+        let largest = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down])
+            .chain(std::iter::once(&self.output))
+            .map(|w| w.rows * w.cols)
+            .max()
+            .unwrap_or(0);
+        let wh = if gemm && self.gemm_weights == GemmWeights::Dequantize {
+            2 * largest
+        } else {
+            1
+        };
         self.scratch = Some(Scratch {
+            xh: self
+                .dev
+                .alloc(if gemm { 2 * t.max(r) * widest } else { 1 })?,
+            wh: self.dev.alloc(wh)?,
             tokens: t,
             token_parts: tp,
             rows: r,
@@ -465,8 +606,10 @@ impl<D: Device> DeviceModel<D> {
     }
 
     /// `y = x · Wᵀ` for `t` tokens: 8-bit activations and integer dot products for quantized
-    /// weights, plain floats for f32 ones. `quantized`: the kernel that wrote `x` also left it
-    /// quantized in the scratch buffers (see [`Self::quantize_into`]).
+    /// weights, plain floats for f32 ones; or, where `gemm`, f16 weights and activations
+    /// through [`Device::gemm`]. `quantized`: the kernel that wrote `x` also left it quantized
+    /// in the scratch buffers (see [`Self::quantize_into`]).
+    #[allow(clippy::too_many_arguments)]
     fn linear(
         dev: &D,
         s: &Scratch<D::Buf>,
@@ -475,9 +618,50 @@ impl<D: Device> DeviceModel<D> {
         y: &D::Buf,
         t: usize,
         quantized: bool,
+        gemm: bool,
     ) -> Result<()> {
-        let mv = super::matvec_launch(w.rows(), t);
-        let quantize = |cols: usize| {
+        let (rows, cols) = (w.rows, w.cols);
+        if gemm {
+            let n = t * cols;
+            dev.launch(
+                "f32_to_f16",
+                Launch::new(grid1(n, 256), 256),
+                &[KArg::Buf(x), KArg::Buf(&s.xh), KArg::I64(n as i64)],
+            )?;
+            let half = match &w.half {
+                Some(h) => h,
+                None => {
+                    w.to_f16(dev, &s.wh)?;
+                    &s.wh
+                }
+            };
+            return dev.gemm(
+                Gemm::rows_by_tokens(rows, cols, t),
+                KArg::Buf(half),
+                KArg::Buf(&s.xh),
+                KArg::Buf(y),
+            );
+        }
+        let mv = super::matvec_launch(rows, t);
+        let (kernel, qs, scales) = match &w.w {
+            DevWeights::Q4_1 { qs, scales } => ("matvec_q4_1", qs, scales),
+            DevWeights::Q8_0 { qs, scales } => ("matvec_q8_0", qs, scales),
+            DevWeights::F32 { w } => {
+                return dev.launch(
+                    "matvec_f32",
+                    mv,
+                    &[
+                        KArg::Buf(w),
+                        KArg::Buf(x),
+                        KArg::Buf(y),
+                        KArg::I32(rows as i32),
+                        KArg::I32(cols as i32),
+                        KArg::I32(t as i32),
+                    ],
+                )
+            }
+        };
+        if !quantized {
             let nblocks = t * cols / 32;
             dev.launch(
                 "quantize_q8_1",
@@ -488,75 +672,42 @@ impl<D: Device> DeviceModel<D> {
                     KArg::Buf(&s.xds),
                     KArg::I32(nblocks as i32),
                 ],
-            )
-        };
-        match w {
-            DevLinear::Q4_1 {
-                qs,
-                scales,
-                rows,
-                cols,
-            }
-            | DevLinear::Q8_0 {
-                qs,
-                scales,
-                rows,
-                cols,
-            } => {
-                if !quantized {
-                    quantize(*cols)?;
-                }
-                let kernel = match w {
-                    DevLinear::Q4_1 { .. } => "matvec_q4_1",
-                    _ => "matvec_q8_0",
-                };
-                dev.launch(
-                    kernel,
-                    mv,
-                    &[
-                        KArg::Buf(qs),
-                        KArg::Buf(scales),
-                        KArg::Buf(&s.xq),
-                        KArg::Buf(&s.xds),
-                        KArg::Buf(y),
-                        KArg::I32(*rows as i32),
-                        KArg::I32(*cols as i32),
-                        KArg::I32(t as i32),
-                    ],
-                )
-            }
-            DevLinear::F32 { w, rows, cols } => dev.launch(
-                "matvec_f32",
-                mv,
-                &[
-                    KArg::Buf(w),
-                    KArg::Buf(x),
-                    KArg::Buf(y),
-                    KArg::I32(*rows as i32),
-                    KArg::I32(*cols as i32),
-                    KArg::I32(t as i32),
-                ],
-            ),
+            )?;
         }
+        dev.launch(
+            kernel,
+            mv,
+            &[
+                KArg::Buf(qs),
+                KArg::Buf(scales),
+                KArg::Buf(&s.xq),
+                KArg::Buf(&s.xds),
+                KArg::Buf(y),
+                KArg::I32(rows as i32),
+                KArg::I32(cols as i32),
+                KArg::I32(t as i32),
+            ],
+        )
     }
 
     /// The arguments that make a kernel quantize what it writes for a product with `w` (the
-    /// scratch buffers `linear` reads), or two nulls where `w` takes floats.
+    /// scratch buffers `linear` reads), or two nulls where `w` takes floats (f32 weights, or
+    /// the GEMM path: `gemm`).
     fn quantize_into<'a>(
         s: &'a Scratch<D::Buf>,
         w: Option<&DevLinear<D::Buf>>,
+        gemm: bool,
     ) -> [KArg<'a, D::Buf>; 2] {
-        match w {
-            Some(DevLinear::Q4_1 { .. } | DevLinear::Q8_0 { .. }) => {
-                [KArg::Buf(&s.xq), KArg::Buf(&s.xds)]
-            }
-            _ => [KArg::Null, KArg::Null],
+        if Self::takes_quantized(w, gemm) {
+            [KArg::Buf(&s.xq), KArg::Buf(&s.xds)]
+        } else {
+            [KArg::Null, KArg::Null]
         }
     }
 
     /// Whether [`Self::quantize_into`] quantizes for `w`.
-    fn takes_quantized(w: Option<&DevLinear<D::Buf>>) -> bool {
-        matches!(w, Some(DevLinear::Q4_1 { .. } | DevLinear::Q8_0 { .. }))
+    fn takes_quantized(w: Option<&DevLinear<D::Buf>>, gemm: bool) -> bool {
+        !gemm && w.is_some_and(|w| w.quantized())
     }
 
     /// Flattens `batch`, checking token ids, positions, slots and blocks against the model and
@@ -647,24 +798,25 @@ impl<D: Device> DeviceModel<D> {
             KArg::Buf(&s.x),
             KArg::I32(h as i32),
         ];
-        let (kernel, mut args) = match &self.embed {
-            DevLinear::Q4_1 { qs, scales, .. } => {
+        let (kernel, mut args) = match &self.embed.w {
+            DevWeights::Q4_1 { qs, scales } => {
                 ("embed_q4_1", vec![KArg::Buf(qs), KArg::Buf(scales)])
             }
-            DevLinear::Q8_0 { qs, scales, .. } => {
+            DevWeights::Q8_0 { qs, scales } => {
                 ("embed_q8_0", vec![KArg::Buf(qs), KArg::Buf(scales)])
             }
-            DevLinear::F32 { w, .. } => ("embed_f32", vec![KArg::Buf(w)]),
+            DevWeights::F32 { w } => ("embed_f32", vec![KArg::Buf(w)]),
         };
         args.extend(tail);
         dev.launch(kernel, rows(t), &args)?;
         let group = c.num_heads / c.num_kv_heads;
         let att_smem = super::attention_smem(group, c.head_dim);
+        let gemm = self.gemm_for(t);
         // Each norm, SiLU-multiply and attention output is quantized by the kernel that writes
         // it, for the quantized product that reads it.
         for (li, layer) in self.layers.iter().enumerate() {
             if li == 0 {
-                let [q, ds] = Self::quantize_into(s, Some(&layer.qkv));
+                let [q, ds] = Self::quantize_into(s, Some(&layer.qkv), gemm);
                 dev.launch(
                     "rms_norm",
                     rows(t),
@@ -679,8 +831,8 @@ impl<D: Device> DeviceModel<D> {
                     ],
                 )?;
             }
-            let pre = Self::takes_quantized(Some(&layer.qkv));
-            Self::linear(dev, s, &layer.qkv, &s.normed, &s.qkv, t, pre)?;
+            let pre = Self::takes_quantized(Some(&layer.qkv), gemm);
+            Self::linear(dev, s, &layer.qkv, &s.normed, &s.qkv, t, pre, gemm)?;
             let (kc, vc) = &self.kv[li];
             dev.launch(
                 "rope_write_kv",
@@ -700,7 +852,7 @@ impl<D: Device> DeviceModel<D> {
                     KArg::I32((c.rope_style == RopeStyle::Neox) as i32),
                 ],
             )?;
-            let [q, ds] = Self::quantize_into(s, Some(&layer.o));
+            let [q, ds] = Self::quantize_into(s, Some(&layer.o), gemm);
             dev.launch(
                 "attention_partial",
                 Launch {
@@ -748,9 +900,9 @@ impl<D: Device> DeviceModel<D> {
                     ],
                 )?;
             }
-            let pre = Self::takes_quantized(Some(&layer.o));
-            Self::linear(dev, s, &layer.o, &s.attn, &s.mlp, t, pre)?;
-            let [q, ds] = Self::quantize_into(s, Some(&layer.gate_up));
+            let pre = Self::takes_quantized(Some(&layer.o), gemm);
+            Self::linear(dev, s, &layer.o, &s.attn, &s.mlp, t, pre, gemm)?;
+            let [q, ds] = Self::quantize_into(s, Some(&layer.gate_up), gemm);
             dev.launch(
                 "add_rms_norm",
                 rows(t),
@@ -765,10 +917,10 @@ impl<D: Device> DeviceModel<D> {
                     KArg::F32(eps),
                 ],
             )?;
-            let pre = Self::takes_quantized(Some(&layer.gate_up));
-            Self::linear(dev, s, &layer.gate_up, &s.normed, &s.mlp, t, pre)?;
+            let pre = Self::takes_quantized(Some(&layer.gate_up), gemm);
+            Self::linear(dev, s, &layer.gate_up, &s.normed, &s.mlp, t, pre, gemm)?;
             let n_act = t * c.intermediate_size;
-            let [q, ds] = Self::quantize_into(s, Some(&layer.down));
+            let [q, ds] = Self::quantize_into(s, Some(&layer.down), gemm);
             dev.launch(
                 "silu_mul",
                 Launch::new(grid1(n_act, 256), 256),
@@ -781,13 +933,13 @@ impl<D: Device> DeviceModel<D> {
                     KArg::I64(n_act as i64),
                 ],
             )?;
-            let pre = Self::takes_quantized(Some(&layer.down));
-            Self::linear(dev, s, &layer.down, &s.act, &s.mlp, t, pre)?;
+            let pre = Self::takes_quantized(Some(&layer.down), gemm);
+            Self::linear(dev, s, &layer.down, &s.act, &s.mlp, t, pre, gemm)?;
             // The residual, fused with the next layer's attention norm (quantized for its
             // q/k/v product) or the output norm (whose rows are gathered first).
             let next = self.layers.get(li + 1);
             let next_norm = next.map_or(&self.norm, |n| &n.attn_norm);
-            let [q, ds] = Self::quantize_into(s, next.map(|n| &n.qkv));
+            let [q, ds] = Self::quantize_into(s, next.map(|n| &n.qkv), gemm);
             dev.launch(
                 "add_rms_norm",
                 rows(t),
@@ -816,7 +968,16 @@ impl<D: Device> DeviceModel<D> {
                 KArg::I32(h as i32),
             ],
         )?;
-        Self::linear(dev, s, &self.output, &s.last, &s.logits, n, false)?;
+        Self::linear(
+            dev,
+            s,
+            &self.output,
+            &s.last,
+            &s.logits,
+            n,
+            false,
+            self.gemm_for(n),
+        )?;
         dev.launch(
             "argmax_logprob",
             Launch::new((n as u32, 1, 1), 1024),
