@@ -522,6 +522,8 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
     let mut w = randn(&mut rng, h, 1.0);
     let mut delta = randn(&mut rng, rows * h, 1.0);
     let mut out = vec![0f32; rows * h];
+    // With `q` alone: the output as f16 beside it (the GEMM path's input).
+    let mut h16 = vec![0u16; rows * h];
     launch(
         "rms_norm",
         (rows as u32, 1, 1),
@@ -531,7 +533,7 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
             p(&mut x),
             p(&mut w),
             p(&mut out),
-            NULL,
+            p(&mut h16),
             NULL,
             Arg::I32(h as i32),
             Arg::F32(eps),
@@ -539,6 +541,7 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
     );
     let want: Vec<f32> = x.chunks(h).flat_map(|r| rms_norm_ref(r, &w, eps)).collect();
     assert_close("rms_norm", &out, &want, 1e-5);
+    assert_f16_as_written("rms_norm", &out, &h16);
     // Quantized as it is written: what quantize_q8_1 makes of the output, byte for byte.
     let (mut q, mut ds) = (vec![0i8; rows * h], vec![0f32; rows * h / 16]);
     launch(
@@ -597,6 +600,7 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
     let f = 1536;
     let mut gu = randn(&mut rng, rows * 2 * f, 6.0);
     let mut act = vec![0f32; rows * f];
+    let mut h16 = vec![0u16; rows * f];
     let n = (rows * f) as i64;
     launch(
         "silu_mul",
@@ -606,7 +610,7 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
         vec![
             p(&mut gu),
             p(&mut act),
-            NULL,
+            p(&mut h16),
             NULL,
             Arg::I32(f as i32),
             Arg::I64(n),
@@ -617,6 +621,7 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
         swiglu(&g[..f], &g[f..], o);
     }
     assert_close("silu_mul", &act, &want, 1e-5);
+    assert_f16_as_written("silu_mul", &act, &h16);
     let (mut q, mut ds) = (vec![0i8; rows * f], vec![0f32; rows * f / 16]);
     launch(
         "silu_mul",
@@ -638,6 +643,12 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
 
 /// A null pointer argument (an optional output left out).
 const NULL: Arg = Arg::I64(0);
+
+/// `h` holds `x` as f16 bits, rounded to nearest even (`sf_emit` with `q` alone).
+fn assert_f16_as_written(what: &str, x: &[f32], h: &[u16]) {
+    let want: Vec<u16> = x.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+    assert_eq!(h, &want[..], "{what}: the f16 copy");
+}
 
 /// `q`, `ds` are what `quantize_q8_1` makes of `x`, byte for byte.
 fn assert_quantized_as_written(what: &str, x: &mut [f32], q: &[i8], ds: &[f32]) {
@@ -809,6 +820,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
         ],
     );
     let mut out = vec![0f32; t * qd];
+    let mut h16 = vec![0u16; t * qd];
     launch(
         "attention_reduce",
         (t as u32, nh as u32, 1),
@@ -819,7 +831,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             p(&mut part_acc),
             p(&mut ctx),
             p(&mut out),
-            NULL,
+            p(&mut h16),
             NULL,
             Arg::I32(nh as i32),
             Arg::I32(hd as i32),
@@ -827,6 +839,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             Arg::I32(cuda::ATTENTION_PARTITION as i32),
         ],
     );
+    assert_f16_as_written("attention_reduce", &out, &h16);
     // One partition as long as the longest context: attention_partial writes the output
     // itself (no reduce), the same to rounding, and quantized as written.
     let mut one = vec![0f32; t * qd];

@@ -607,8 +607,8 @@ impl<D: Device> DeviceModel<D> {
 
     /// `y = x · Wᵀ` for `t` tokens: 8-bit activations and integer dot products for quantized
     /// weights, plain floats for f32 ones; or, where `gemm`, f16 weights and activations
-    /// through [`Device::gemm`]. `quantized`: the kernel that wrote `x` also left it quantized
-    /// in the scratch buffers (see [`Self::quantize_into`]).
+    /// through [`Device::gemm`]. `quantized`: the kernel that wrote `x` also left it as this
+    /// product reads it, quantized or as f16 (see [`Self::quantize_into`]).
     #[allow(clippy::too_many_arguments)]
     fn linear(
         dev: &D,
@@ -622,12 +622,14 @@ impl<D: Device> DeviceModel<D> {
     ) -> Result<()> {
         let (rows, cols) = (w.rows, w.cols);
         if gemm {
-            let n = t * cols;
-            dev.launch(
-                "f32_to_f16",
-                Launch::new(grid1(n, 256), 256),
-                &[KArg::Buf(x), KArg::Buf(&s.xh), KArg::I64(n as i64)],
-            )?;
+            if !quantized {
+                let n = t * cols;
+                dev.launch(
+                    "f32_to_f16",
+                    Launch::new(grid1(n, 256), 256),
+                    &[KArg::Buf(x), KArg::Buf(&s.xh), KArg::I64(n as i64)],
+                )?;
+            }
             let half = match &w.half {
                 Some(h) => h,
                 None => {
@@ -690,24 +692,25 @@ impl<D: Device> DeviceModel<D> {
         )
     }
 
-    /// The arguments that make a kernel quantize what it writes for a product with `w` (the
-    /// scratch buffers `linear` reads), or two nulls where `w` takes floats (f32 weights, or
-    /// the GEMM path: `gemm`).
+    /// The arguments that make a kernel leave what it writes in the form a product with `w`
+    /// reads (`sf_emit`): quantized into the scratch buffers `linear` reads for a quantized
+    /// matrix-vector product, as f16 into `xh` on the GEMM path (`gemm`), nothing (two nulls)
+    /// for f32 weights or no product.
     fn quantize_into<'a>(
         s: &'a Scratch<D::Buf>,
         w: Option<&DevLinear<D::Buf>>,
         gemm: bool,
     ) -> [KArg<'a, D::Buf>; 2] {
-        if Self::takes_quantized(w, gemm) {
-            [KArg::Buf(&s.xq), KArg::Buf(&s.xds)]
-        } else {
-            [KArg::Null, KArg::Null]
+        match w {
+            Some(_) if gemm => [KArg::Buf(&s.xh), KArg::Null],
+            Some(w) if w.quantized() => [KArg::Buf(&s.xq), KArg::Buf(&s.xds)],
+            _ => [KArg::Null, KArg::Null],
         }
     }
 
-    /// Whether [`Self::quantize_into`] quantizes for `w`.
+    /// Whether [`Self::quantize_into`] leaves anything for `w`.
     fn takes_quantized(w: Option<&DevLinear<D::Buf>>, gemm: bool) -> bool {
-        !gemm && w.is_some_and(|w| w.quantized())
+        w.is_some_and(|w| gemm || w.quantized())
     }
 
     /// Flattens `batch`, checking token ids, positions, slots and blocks against the model and
@@ -812,8 +815,8 @@ impl<D: Device> DeviceModel<D> {
         let group = c.num_heads / c.num_kv_heads;
         let att_smem = super::attention_smem(group, c.head_dim);
         let gemm = self.gemm_for(t);
-        // Each norm, SiLU-multiply and attention output is quantized by the kernel that writes
-        // it, for the quantized product that reads it.
+        // Each norm, SiLU-multiply and attention output is quantized (or, on the GEMM path,
+        // converted to f16) by the kernel that writes it, for the product that reads it.
         for (li, layer) in self.layers.iter().enumerate() {
             if li == 0 {
                 let [q, ds] = Self::quantize_into(s, Some(&layer.qkv), gemm);

@@ -16,7 +16,7 @@
 // Grid: (tokens, nkv, max partitions); block: group * 32 threads.
 // `part_ml`: [tokens, nh, parts, 2] (max, sum); `part_acc`: [tokens, nh, parts, hd]. With one
 // partition (`parts == 1`) the output is final: it goes normalised into `out` [tokens, nh * hd]
-// (and quantized into `q`, `ds` where given) and `attention_reduce` is not needed.
+// (and left for the next product as `sf_emit` says) and `attention_reduce` is not needed.
 SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __restrict__ k_cache,
                                  const u16* __restrict__ v_cache, const int* __restrict__ block_tables,
                                  int max_blocks, const int* __restrict__ token_seq,
@@ -109,7 +109,7 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
             if (k < dpl) {
                 const float v = acc[k] / l;
                 out[o + k * SF_WARP + lane] = v;
-                if (q) sf_quantize_block(v, q, ds, (o + k * SF_WARP) / 32);
+                sf_emit(v, q, ds, o + k * SF_WARP + lane);
             }
         return;
     }
@@ -123,7 +123,7 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
 }
 
 // Merges a token's partitions: grid (tokens, nh), block of hd threads (at most 1024).
-// `out`: [tokens, nh * hd], quantized into `q`, `ds` where given.
+// `out`: [tokens, nh * hd], left for the next product as `sf_emit` says.
 SF_KERNEL void attention_reduce(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
                                 const int* __restrict__ ctx_len, float* __restrict__ out,
                                 i8* __restrict__ q, float* __restrict__ ds, int nh, int hd, int parts,
@@ -142,5 +142,5 @@ SF_KERNEL void attention_reduce(const float* __restrict__ part_ml, const float* 
     }
     const i64 o = ((i64)t * nh + h) * hd + d;
     out[o] = v / sum;
-    if (q) sf_quantize_block(v / sum, q, ds, o / 32);
+    sf_emit(v / sum, q, ds, o);
 }

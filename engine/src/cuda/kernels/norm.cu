@@ -1,15 +1,16 @@
 // Normalisation and element-wise kernels of a decoder layer.
 
-// Writes `v` at element `i` of `out`'s row `row` and, where `q` is given, quantizes it (the
-// loops below hand each warp 32 consecutive elements of a row; `h` is a multiple of 32).
+// Writes `v` at element `i` of `out`'s row `row`, and beside it what `sf_emit` makes of it for
+// the next product (the loops below hand each warp 32 consecutive elements of a row; `h` is a
+// multiple of 32).
 SF_DEVICE void sf_put_row(float v, float* __restrict__ out, i8* __restrict__ q,
                           float* __restrict__ ds, i64 row, int h, int i) {
     out[row * h + i] = v;
-    if (q) sf_quantize_block(v, q, ds, (row * h + i) / 32);
+    sf_emit(v, q, ds, row * h + i);
 }
 
-// `out = x / rms(x) * w`, one block per row of `h` floats; also quantized into `q`, `ds` for
-// the next matrix product where they are given.
+// `out = x / rms(x) * w`, one block per row of `h` floats; also quantized into `q`, `ds` (or
+// as f16 into `q`) for the next matrix product where they are given (`sf_emit`).
 SF_KERNEL void rms_norm(const float* __restrict__ x, const float* __restrict__ w,
                         float* __restrict__ out, i8* __restrict__ q, float* __restrict__ ds, int h,
                         float eps) {
@@ -52,7 +53,8 @@ SF_KERNEL void add_inplace(float* __restrict__ x, const float* __restrict__ delt
 }
 
 // SwiGLU over rows of `[gate (f) | up (f)]`: `out[r * f + c] = silu(gate) * up`, `rows * f`
-// outputs (`f` a multiple of 32, blocks of whole warps), quantized into `q`, `ds` where given.
+// outputs (`f` a multiple of 32, blocks of whole warps), left for the next product as
+// `sf_emit` says.
 SF_KERNEL void silu_mul(const float* __restrict__ gu, float* __restrict__ out, i8* __restrict__ q,
                         float* __restrict__ ds, int f, i64 n) {
     SF_WAIT_PRIOR();
@@ -62,5 +64,5 @@ SF_KERNEL void silu_mul(const float* __restrict__ gu, float* __restrict__ out, i
     const float g = gu[r * 2 * f + c], u = gu[r * 2 * f + f + c];
     const float v = g / (1.0f + expf(-g)) * u;
     out[i] = v;
-    if (q) sf_quantize_block(v, q, ds, i / 32);
+    sf_emit(v, q, ds, i);
 }

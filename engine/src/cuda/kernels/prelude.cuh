@@ -114,3 +114,16 @@ SF_DEVICE void sf_quantize_block(float v, i8* __restrict__ q, float* __restrict_
         ds[2 * b + 1] = sf_round_f16(d * (float)sum);
     }
 }
+
+// What a kernel leaves beside a float activation `v` (element `i` of its output) for the
+// matrix product that reads it: with `q` and `ds`, the value quantized (`sf_quantize_block`:
+// the whole warp holds 32 consecutive elements, the block of `i`); with `q` alone, the value
+// as f16 (the GEMM path's input: `q` is then an array of f16 bits); with neither, nothing.
+SF_DEVICE void sf_emit(float v, i8* __restrict__ q, float* __restrict__ ds, i64 i) {
+    if (!q) return;
+    if (ds) {
+        sf_quantize_block(v, q, ds, i / 32);
+    } else {
+        ((u16*)q)[i] = sf_f2h(v);
+    }
+}
