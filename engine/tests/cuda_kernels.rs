@@ -116,6 +116,7 @@ on_both!(
     norm_and_elementwise_kernels_match_the_cpu_engine,
     rope_write_kv_matches_the_cpu_engine_bit_for_bit,
     paged_attention_matches_exact_attention_and_the_cpu_kernel,
+    attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_attention,
     argmax_logprob_picks_the_first_maximum_and_its_log_probability,
     sample_rows_picks_the_cpu_samplers_tokens,
     every_thread_of_every_block_runs_once,
@@ -817,6 +818,12 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             Arg::I32(parts as i32),
             Arg::I32(cuda::ATTENTION_PARTITION as i32),
             Arg::F32(scale),
+            NULL,
+            NULL,
+            NULL,
+            NULL,
+            NULL,
+            Arg::I32(0),
         ],
     );
     let mut out = vec![0f32; t * qd];
@@ -869,6 +876,12 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             Arg::I32(1),
             Arg::I32(704),
             Arg::F32(scale),
+            NULL,
+            NULL,
+            NULL,
+            NULL,
+            NULL,
+            Arg::I32(0),
         ],
     );
     assert_close("one partition against several", &one, &out, 1e-5);
@@ -935,6 +948,162 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             &out[i * qd..(i + 1) * qd],
             &cpu,
             2e-2,
+        );
+    }
+}
+
+/// Decode tokens of three sequences (contexts inside the first partition, across a tile, and
+/// over four partitions of 32 positions), with a bias and without, interleaved and NeoX pairs:
+/// `attention_partial` doing the rotation and the cache write itself (`rope` 1 or 2) gives the
+/// bits that `rope_write_kv` followed by `attention_partial` (`rope` 0) gives: the same partial
+/// results, the same merged output, the same keys and values in the cache, nothing else
+/// written.
+fn attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_attention() {
+    let mut rng = SmallRng::seed_from_u64(11);
+    let (nh, nkv, hd, bs) = (6usize, 2usize, 64usize, 16usize);
+    let (half, kvd, width) = (hd / 2, nkv * hd, (nh + 2 * nkv) * hd);
+    let (group, part_len) = (nh / nkv, 32usize);
+    let max_pos = 128;
+    let theta_scale = 10000f32.powf(-2.0 / hd as f32);
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for pos in 0..max_pos {
+        let mut theta = pos as f32;
+        for _ in 0..half {
+            cos.push(theta.cos());
+            sin.push(theta.sin());
+            theta *= theta_scale;
+        }
+    }
+    let num_blocks = 24;
+    let max_blocks = 8;
+    // Sequence i owns blocks 8i..8i+8, in reverse order.
+    let mut tables: Vec<i32> = (0..3)
+        .flat_map(|s| (0..max_blocks as i32).rev().map(move |b| 8 * s + b))
+        .collect();
+    let lens = [9usize, 40, 100];
+    let t = lens.len();
+    let mut token_seq: Vec<i32> = (0..t as i32).collect();
+    let mut ctx: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
+    let mut pos: Vec<i32> = lens.iter().map(|&l| l as i32 - 1).collect();
+    let mut slot: Vec<i64> = (0..t)
+        .map(|i| {
+            let p = lens[i] - 1;
+            (tables[i * max_blocks + p / bs] as usize * bs + p % bs) as i64
+        })
+        .collect();
+    let parts = lens.iter().max().unwrap().div_ceil(part_len);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let smem = cuda::attention_smem(group, hd);
+    for (neox, with_bias) in [(false, true), (true, false), (false, false)] {
+        let qkv = randn(&mut rng, t * width, 1.0);
+        let mut bias = randn(&mut rng, width, 0.2);
+        let kc0 = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
+        let vc0 = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
+        // Both ways: (output, partial results, caches).
+        let mut results = Vec::new();
+        for fused in [false, true] {
+            let (mut qkv, mut kc, mut vc) = (qkv.clone(), kc0.clone(), vc0.clone());
+            let bias_arg = |b: &mut Vec<f32>| if with_bias { p(b) } else { NULL };
+            if !fused {
+                launch(
+                    "rope_write_kv",
+                    (t as u32, 1, 1),
+                    128,
+                    0,
+                    vec![
+                        p(&mut qkv),
+                        bias_arg(&mut bias),
+                        p(&mut kc),
+                        p(&mut vc),
+                        p(&mut pos),
+                        p(&mut slot),
+                        p(&mut cos),
+                        p(&mut sin),
+                        Arg::I32(nh as i32),
+                        Arg::I32(nkv as i32),
+                        Arg::I32(hd as i32),
+                        Arg::I32(neox as i32),
+                    ],
+                );
+            }
+            let mut part_ml = vec![0f32; t * nh * parts * 2];
+            let mut part_acc = vec![0f32; t * nh * parts * hd];
+            let mut out = vec![0f32; t * nh * hd];
+            let rope = if fused {
+                vec![
+                    bias_arg(&mut bias),
+                    p(&mut pos),
+                    p(&mut slot),
+                    p(&mut cos),
+                    p(&mut sin),
+                    Arg::I32(1 + neox as i32),
+                ]
+            } else {
+                vec![NULL, NULL, NULL, NULL, NULL, Arg::I32(0)]
+            };
+            let mut args = vec![
+                p(&mut qkv),
+                p(&mut kc),
+                p(&mut vc),
+                p(&mut tables),
+                Arg::I32(max_blocks as i32),
+                p(&mut token_seq),
+                p(&mut ctx),
+                p(&mut part_ml),
+                p(&mut part_acc),
+                p(&mut out),
+                NULL,
+                NULL,
+                Arg::I32(nh as i32),
+                Arg::I32(nkv as i32),
+                Arg::I32(hd as i32),
+                Arg::I32(bs as i32),
+                Arg::I32(parts as i32),
+                Arg::I32(part_len as i32),
+                Arg::F32(scale),
+            ];
+            args.extend(rope);
+            launch(
+                "attention_partial",
+                (t as u32, nkv as u32, parts as u32),
+                (group * 32) as u32,
+                smem,
+                args,
+            );
+            launch(
+                "attention_reduce",
+                (t as u32, nh as u32, 1),
+                hd as u32,
+                0,
+                vec![
+                    p(&mut part_ml),
+                    p(&mut part_acc),
+                    p(&mut ctx),
+                    p(&mut out),
+                    NULL,
+                    NULL,
+                    Arg::I32(nh as i32),
+                    Arg::I32(hd as i32),
+                    Arg::I32(parts as i32),
+                    Arg::I32(part_len as i32),
+                ],
+            );
+            results.push((out, part_ml, part_acc, kc, vc));
+        }
+        let what = format!("neox {neox}, bias {with_bias}");
+        let (a, b) = (&results[0], &results[1]);
+        assert!(a.0.iter().all(|v| v.is_finite()), "{what}");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.0), bits(&b.0), "{what}: the output");
+        assert_eq!(bits(&a.1), bits(&b.1), "{what}: partial maxima and sums");
+        assert_eq!(bits(&a.2), bits(&b.2), "{what}: partial outputs");
+        assert_eq!(a.3, b.3, "{what}: the key cache");
+        assert_eq!(a.4, b.4, "{what}: the value cache");
+        // The new tokens' keys were written (and nothing else changed).
+        let changed = (0..kc0.len()).filter(|&i| a.3[i] != kc0[i]).count();
+        assert!(
+            changed > 0 && changed <= t * kvd,
+            "{what}: {changed} key halves changed"
         );
     }
 }

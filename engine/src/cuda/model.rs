@@ -786,8 +786,19 @@ impl<D: Device> DeviceModel<D> {
 
     /// Launches one whole step over the inputs packed in `io` (laid out as `l`): `t` tokens,
     /// attention over `parts` partitions, `n` rows of logits and each row's greedy token and
-    /// its log-probability into the scratch buffers. Only launches: it can be captured.
-    fn launch_step(&self, io: &D::Buf, l: Layout, t: usize, n: usize, parts: usize) -> Result<()> {
+    /// its log-probability into the scratch buffers. `decode`: every token is the one new
+    /// token of its sequence, so the attention kernel rotates it and writes its keys and
+    /// values itself (no `rope_write_kv` launch). Only launches: it can be captured.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_step(
+        &self,
+        io: &D::Buf,
+        l: Layout,
+        t: usize,
+        n: usize,
+        parts: usize,
+        decode: bool,
+    ) -> Result<()> {
         let c = &self.cfg;
         let h = c.hidden_size;
         let dev = &self.dev;
@@ -837,25 +848,74 @@ impl<D: Device> DeviceModel<D> {
             let pre = Self::takes_quantized(Some(&layer.qkv), gemm);
             Self::linear(dev, s, &layer.qkv, &s.normed, &s.qkv, t, pre, gemm)?;
             let (kc, vc) = &self.kv[li];
-            dev.launch(
-                "rope_write_kv",
-                Launch::new((t as u32, 1, 1), 128),
-                &[
-                    KArg::Buf(&s.qkv),
+            // Decode steps leave the bias, rotation and cache write to the attention kernel.
+            let rope_style = if c.rope_style == RopeStyle::Neox {
+                2
+            } else {
+                1
+            };
+            let rope = if decode {
+                [
                     layer.qkv_bias.as_ref().map_or(KArg::Null, KArg::Buf),
-                    KArg::Buf(kc),
-                    KArg::Buf(vc),
                     KArg::At(io, l.pos()),
                     KArg::At(io, l.slot()),
                     KArg::Buf(&self.cos),
                     KArg::Buf(&self.sin),
-                    KArg::I32(c.num_heads as i32),
-                    KArg::I32(c.num_kv_heads as i32),
-                    KArg::I32(c.head_dim as i32),
-                    KArg::I32((c.rope_style == RopeStyle::Neox) as i32),
-                ],
-            )?;
+                    KArg::I32(rope_style),
+                ]
+            } else {
+                [
+                    KArg::Null,
+                    KArg::Null,
+                    KArg::Null,
+                    KArg::Null,
+                    KArg::Null,
+                    KArg::I32(0),
+                ]
+            };
+            if !decode {
+                dev.launch(
+                    "rope_write_kv",
+                    Launch::new((t as u32, 1, 1), 128),
+                    &[
+                        KArg::Buf(&s.qkv),
+                        layer.qkv_bias.as_ref().map_or(KArg::Null, KArg::Buf),
+                        KArg::Buf(kc),
+                        KArg::Buf(vc),
+                        KArg::At(io, l.pos()),
+                        KArg::At(io, l.slot()),
+                        KArg::Buf(&self.cos),
+                        KArg::Buf(&self.sin),
+                        KArg::I32(c.num_heads as i32),
+                        KArg::I32(c.num_kv_heads as i32),
+                        KArg::I32(c.head_dim as i32),
+                        KArg::I32((c.rope_style == RopeStyle::Neox) as i32),
+                    ],
+                )?;
+            }
             let [q, ds] = Self::quantize_into(s, Some(&layer.o), gemm);
+            let mut args = vec![
+                KArg::Buf(&s.qkv),
+                KArg::Buf(kc),
+                KArg::Buf(vc),
+                KArg::At(io, l.tables()),
+                KArg::I32(l.width as i32),
+                KArg::At(io, l.seq()),
+                KArg::At(io, l.ctx()),
+                KArg::Buf(&s.part_ml),
+                KArg::Buf(&s.part_acc),
+                KArg::Buf(&s.attn),
+                q,
+                ds,
+                KArg::I32(c.num_heads as i32),
+                KArg::I32(c.num_kv_heads as i32),
+                KArg::I32(c.head_dim as i32),
+                KArg::I32(self.block_size as i32),
+                KArg::I32(parts as i32),
+                KArg::I32(self.partition as i32),
+                KArg::F32(1.0 / (c.head_dim as f32).sqrt()),
+            ];
+            args.extend(rope);
             dev.launch(
                 "attention_partial",
                 Launch {
@@ -863,27 +923,7 @@ impl<D: Device> DeviceModel<D> {
                     block: (group * 32) as u32,
                     smem: att_smem,
                 },
-                &[
-                    KArg::Buf(&s.qkv),
-                    KArg::Buf(kc),
-                    KArg::Buf(vc),
-                    KArg::At(io, l.tables()),
-                    KArg::I32(l.width as i32),
-                    KArg::At(io, l.seq()),
-                    KArg::At(io, l.ctx()),
-                    KArg::Buf(&s.part_ml),
-                    KArg::Buf(&s.part_acc),
-                    KArg::Buf(&s.attn),
-                    q,
-                    ds,
-                    KArg::I32(c.num_heads as i32),
-                    KArg::I32(c.num_kv_heads as i32),
-                    KArg::I32(c.head_dim as i32),
-                    KArg::I32(self.block_size as i32),
-                    KArg::I32(parts as i32),
-                    KArg::I32(self.partition as i32),
-                    KArg::F32(1.0 / (c.head_dim as f32).sqrt()),
-                ],
+                &args,
             )?;
             if parts > 1 {
                 dev.launch(
@@ -1045,7 +1085,7 @@ impl<D: Device> DeviceModel<D> {
                 .expect("allocated")
                 .1;
             self.dev.begin_capture()?;
-            let launched = self.launch_step(io, l, bucket, bucket, parts);
+            let launched = self.launch_step(io, l, bucket, bucket, parts, true);
             let graph = self.dev.end_capture();
             launched?;
             self.graphs.graphs.push(((bucket, parts), graph?));
@@ -1082,7 +1122,7 @@ impl<D: Device> DeviceModel<D> {
         let io = &mut self.io.as_mut().expect("allocated above").1;
         self.dev.write(io, &packed)?;
         let io = &self.io.as_ref().expect("allocated above").1;
-        self.launch_step(io, l, t, n, x.parts)?;
+        self.launch_step(io, l, t, n, x.parts, x.decode)?;
         Ok(n)
     }
 

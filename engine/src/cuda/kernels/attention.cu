@@ -17,13 +17,27 @@
 // `part_ml`: [tokens, nh, parts, 2] (max, sum); `part_acc`: [tokens, nh, parts, hd]. With one
 // partition (`parts == 1`) the output is final: it goes normalised into `out` [tokens, nh * hd]
 // (and left for the next product as `sf_emit` says) and `attention_reduce` is not needed.
-SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __restrict__ k_cache,
-                                 const u16* __restrict__ v_cache, const int* __restrict__ block_tables,
+//
+// `rope` 0: q and k are rotated and the new keys and values are in the cache already
+// (`rope_write_kv` ran). `rope` 1 (interleaved pairs) or 2 (NeoX halves), decode steps only
+// (each token the one new token of its sequence, at position `pos[t]` = its context length
+// - 1): this kernel does `rope_write_kv`'s work itself, with the same arithmetic, so one
+// launch a layer less: each block adds `bias` (where given) to its group's queries and rotates
+// them as it loads them, and the block whose partition holds the new position rotates that
+// token's key of its KV head and writes it and the value into the cache at `slot[t]` before it
+// reads the cache (no other block reads that slot's head: other partitions end before it, and
+// other tokens belong to other sequences). The cache is therefore not `__restrict__`: it is
+// read after this block's writes.
+SF_KERNEL void attention_partial(const float* __restrict__ qkv, u16* k_cache, u16* v_cache,
+                                 const int* __restrict__ block_tables,
                                  int max_blocks, const int* __restrict__ token_seq,
                                  const int* __restrict__ ctx_len, float* __restrict__ part_ml,
                                  float* __restrict__ part_acc, float* __restrict__ out,
                                  i8* __restrict__ q, float* __restrict__ ds, int nh, int nkv, int hd,
-                                 int block_size, int parts, int part_len, float scale) {
+                                 int block_size, int parts, int part_len, float scale,
+                                 const float* __restrict__ bias, const int* __restrict__ pos,
+                                 const i64* __restrict__ slot, const float* __restrict__ cos_t,
+                                 const float* __restrict__ sin_t, int rope) {
     SF_WAIT_PRIOR();
     const int t = blockIdx.x, g = blockIdx.y, p = blockIdx.z;
     const int group = nh / nkv;
@@ -47,8 +61,41 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, const u16* __res
     float* vs = ks + 32 * stride;
     int* slots = (int*)(vs + 32 * stride);
     const int pieces = hd / 8;  // 16-byte pieces (8 halves) of one position's head
-    for (int i = threadIdx.x; i < group * hd; i += blockDim.x)
-        qs[i] = qkv[(i64)t * width + (i64)g * group * hd + i] * scale;
+    const float* row = qkv + (i64)t * width;
+    if (!rope) {
+        for (int i = threadIdx.x; i < group * hd; i += blockDim.x)
+            qs[i] = row[(i64)g * group * hd + i] * scale;
+    } else {
+        // rope_write_kv's steps for this block's heads: the bias, then each pair rotated with
+        // the host's cos / sin at the token's position, then (queries) the scale.
+        const int half = hd / 2, neox = rope == 2;
+        const float* c = cos_t + (i64)pos[t] * half;
+        const float* sn = sin_t + (i64)pos[t] * half;
+        const int q0 = g * group * hd;
+        for (int i = threadIdx.x; i < group * hd; i += blockDim.x)
+            qs[i] = bias ? row[q0 + i] + bias[q0 + i] : row[q0 + i];
+        __syncthreads();
+        for (int i = threadIdx.x; i < group * half; i += blockDim.x) {
+            const int h = i / half, j = i % half;
+            const int a = h * hd + (neox ? j : 2 * j), b = h * hd + (neox ? j + half : 2 * j + 1);
+            const float x0 = qs[a], x1 = qs[b];
+            qs[a] = fmaf(x0, c[j], -(x1 * sn[j])) * scale;
+            qs[b] = fmaf(x0, sn[j], x1 * c[j]) * scale;
+        }
+        if (p == (len - 1) / part_len) {
+            const int k0 = nh * hd + g * hd, v0 = nh * hd + kvd + g * hd;
+            const i64 at = slot[t] * kvd + (i64)g * hd;
+            for (int j = threadIdx.x; j < half; j += blockDim.x) {
+                const int a = neox ? j : 2 * j, b = neox ? j + half : 2 * j + 1;
+                const float x0 = bias ? row[k0 + a] + bias[k0 + a] : row[k0 + a];
+                const float x1 = bias ? row[k0 + b] + bias[k0 + b] : row[k0 + b];
+                k_cache[at + a] = sf_f2h(fmaf(x0, c[j], -(x1 * sn[j])));
+                k_cache[at + b] = sf_f2h(fmaf(x0, sn[j], x1 * c[j]));
+            }
+            for (int d = threadIdx.x; d < hd; d += blockDim.x)
+                v_cache[at + d] = sf_f2h(bias ? row[v0 + d] + bias[v0 + d] : row[v0 + d]);
+        }
+    }
     const int* table = block_tables + (i64)token_seq[t] * max_blocks;
     const int dpl = hd / SF_WARP;
     float acc[SF_ATT_MAX_DIMS_PER_LANE];
