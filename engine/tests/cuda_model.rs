@@ -453,6 +453,36 @@ fn on_a_gpu_the_gemm_matches_a_column_major_reference() {
     gemm_matches_a_column_major_reference(dev);
 }
 
+/// Where the device has a GEMM, steps from 16 tokens take it by default, with f16 copies of
+/// the matrices kept where they take at most a quarter of the device's memory.
+#[test]
+fn the_gemm_path_is_on_by_default_where_the_device_has_one() {
+    use engine::cuda::model::GEMM_MIN_TOKENS;
+    let model = small_model();
+    let c = &model.config;
+    let weights = c.num_layers
+        * c.hidden_size
+        * (c.q_dim() + 2 * c.kv_dim() + c.q_dim() + 3 * c.intermediate_size)
+        + c.vocab_size * c.hidden_size;
+    let default = |dev: HostDevice| DeviceModel::new(dev, &model, 16, 4).unwrap().gemm();
+    assert_eq!(
+        default(host().with_memory(4 * 2 * weights)),
+        (Some(GEMM_MIN_TOKENS), GemmWeights::Resident)
+    );
+    assert_eq!(
+        default(host().with_memory(4 * 2 * weights - 1)),
+        (Some(GEMM_MIN_TOKENS), GemmWeights::Dequantize)
+    );
+    assert_eq!(
+        default(host()),
+        (Some(GEMM_MIN_TOKENS), GemmWeights::Dequantize)
+    );
+    let plain =
+        HostDevice::build(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
+            .unwrap();
+    assert_eq!(default(plain).0, None);
+}
+
 #[test]
 fn the_gemm_path_is_refused_where_the_device_has_no_gemm() {
     let dev =

@@ -165,6 +165,11 @@ pub trait Device {
         false
     }
 
+    /// The device's memory in all, in bytes, where it is known.
+    fn memory_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// `c = op(a) · op(b)` as `g` says (f16 `a` and `b`, f32 `c`), in launch order with the
     /// kernels (and captured with them).
     fn gemm(
@@ -444,6 +449,10 @@ impl Device for CudaDevice {
         self.blas.is_some()
     }
 
+    fn memory_bytes(&self) -> Option<usize> {
+        self.ctx.total_mem().ok()
+    }
+
     fn gemm(
         &self,
         g: Gemm,
@@ -612,6 +621,8 @@ pub struct HostDevice {
     capture: Mutex<Option<Vec<HostLaunch>>>,
     /// Whether [`Device::gemm`] runs (an emulation of `cublasGemmEx`); off unless asked for.
     gemm: bool,
+    /// What [`Device::memory_bytes`] says (unknown unless set, for tests).
+    memory: Option<usize>,
 }
 
 /// One launch's argument, as its value.
@@ -763,6 +774,7 @@ impl HostDevice {
                 launch,
                 capture: Mutex::new(None),
                 gemm: false,
+                memory: None,
             })
         }
     }
@@ -771,6 +783,12 @@ impl HostDevice {
     /// of the GEMM path on machines without one).
     pub fn with_gemm(mut self) -> Self {
         self.gemm = true;
+        self
+    }
+
+    /// The same device saying it has `bytes` of memory (what decides defaults on a GPU).
+    pub fn with_memory(mut self, bytes: usize) -> Self {
+        self.memory = Some(bytes);
         self
     }
 
@@ -873,6 +891,10 @@ impl Device for HostDevice {
 
     fn has_gemm(&self) -> bool {
         self.gemm
+    }
+
+    fn memory_bytes(&self) -> Option<usize> {
+        self.memory
     }
 
     fn gemm(

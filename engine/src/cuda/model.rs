@@ -151,6 +151,10 @@ pub enum GemmWeights {
 /// GEMM path by default, where the device has one; smaller ones the matrix-vector kernels.
 pub const GEMM_MIN_TOKENS: usize = 16;
 
+/// By default the GEMM path keeps its f16 weights ([`GemmWeights::Resident`]) when they take at
+/// most this fraction of the device's memory, and dequantizes before each product otherwise.
+pub const GEMM_RESIDENT_MAX_FRACTION: f64 = 0.25;
+
 struct DevLayer<B> {
     attn_norm: B,
     qkv: DevLinear<B>,
@@ -416,7 +420,7 @@ impl<D: Device> DeviceModel<D> {
         let kv = (0..cfg.num_layers)
             .map(|_| Ok((dev.alloc(kv_bytes)?, dev.alloc(kv_bytes)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
+        let mut m = Self {
             embed: DevLinear::upload(&dev, "token_embd", &model.embed)?,
             output: DevLinear::upload(&dev, "output", &model.output)?,
             norm: dev.upload(bytes_of(&model.norm))?,
@@ -436,13 +440,34 @@ impl<D: Device> DeviceModel<D> {
             use_graphs: true,
             partition: ATTENTION_PARTITION,
             graph_limit: *GRAPH_BATCH_SIZES.last().expect("not empty"),
-            gemm_min_tokens: dev.has_gemm().then_some(GEMM_MIN_TOKENS),
+            gemm_min_tokens: None,
             gemm_weights: GemmWeights::Dequantize,
             graph_replays: 0,
             graph_captures: 0,
             cfg,
             dev,
-        })
+        };
+        if m.dev.has_gemm() {
+            // The f16 copies kept where they are a small part of the device's memory (a device
+            // that does not say how much it has dequantizes before each product).
+            let half_bytes: usize = 2 * m.linears().map(|w| w.rows * w.cols).sum::<usize>();
+            let weights = match m.dev.memory_bytes() {
+                Some(total) if half_bytes as f64 <= GEMM_RESIDENT_MAX_FRACTION * total as f64 => {
+                    GemmWeights::Resident
+                }
+                _ => GemmWeights::Dequantize,
+            };
+            m.set_gemm(Some(GEMM_MIN_TOKENS), weights)?;
+        }
+        Ok(m)
+    }
+
+    /// Every matrix a product multiplies by (not the embeddings, which are looked up).
+    fn linears(&self) -> impl Iterator<Item = &DevLinear<D::Buf>> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down])
+            .chain(std::iter::once(&self.output))
     }
 
     /// Whether decode steps run as graphs (on by default); off, every step launches kernel by
@@ -476,7 +501,8 @@ impl<D: Device> DeviceModel<D> {
 
     /// The GEMM path (f16 weights and activations, f32 sums, through [`Device::gemm`]) for
     /// steps of at least `min_tokens` tokens, or never (`None`); its weights as `weights` says.
-    /// On by default from [`GEMM_MIN_TOKENS`] where the device has a GEMM. Its sums differ
+    /// On by default from [`GEMM_MIN_TOKENS`] where the device has a GEMM, its weights kept
+    /// as f16 where they fit [`GEMM_RESIDENT_MAX_FRACTION`] of its memory. Its sums differ
     /// from the matrix-vector kernels' (f16 activations instead of 8-bit ones), so a token's
     /// numbers then depend on how many tokens share its step.
     pub fn set_gemm(&mut self, min_tokens: Option<usize>, weights: GemmWeights) -> Result<()> {
@@ -567,14 +593,7 @@ impl<D: Device> DeviceModel<D> {
         .unwrap_or(0);
         let f4 = |n: usize| self.dev.alloc(4 * n);
         let gemm = self.gemm_min_tokens.is_some();
-        let largest = self
-            .layers
-            .iter()
-            .flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down])
-            .chain(std::iter::once(&self.output))
-            .map(|w| w.rows * w.cols)
-            .max()
-            .unwrap_or(0);
+        let largest = self.linears().map(|w| w.rows * w.cols).max().unwrap_or(0);
         let wh = if gemm && self.gemm_weights == GemmWeights::Dequantize {
             2 * largest
         } else {
