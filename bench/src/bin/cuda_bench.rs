@@ -316,7 +316,8 @@ fn profile_json(profile: &[KernelTime], steps: usize) -> serde_json::Value {
 
 /// Decode throughput at `batch` sequences of `context` prompt tokens: `steps` timed steps
 /// after warm-up ones, each step's tokens picked on the GPU as `pick` says (greedy, or
-/// sampled) and read back.
+/// sampled) and read back. The model's launch settings are restored whether or not it
+/// succeeds.
 fn decode_rate<D: Device>(
     gpu: &mut DeviceModel<D>,
     vocab: usize,
@@ -332,6 +333,40 @@ fn decode_rate<D: Device>(
     if launches == Launches::GraphsSerial {
         gpu.set_overlap(false);
     }
+    let profiled = launches == Launches::Profiled;
+    let timed = decode_timed(gpu, vocab, batch, context, steps, profiled, pick);
+    gpu.device().set_profiling(false);
+    gpu.set_graphs(true);
+    if launches == Launches::GraphsSerial {
+        gpu.set_overlap(overlap);
+    }
+    let (s, profile) = timed?;
+    let mut v = json!({
+        "batch": batch,
+        "context": context,
+        "steps": steps,
+        "graphs": graphs,
+        "overlapped_launches": overlap && launches != Launches::GraphsSerial,
+        "sampling": if *pick == RowPick::Greedy { "greedy" } else { "temperature 1, top_p 0.95" },
+        "ms_per_step": 1e3 * s / steps as f64,
+        "tokens_per_s": (batch * steps) as f64 / s,
+    });
+    if profiled {
+        v["profile"] = profile_json(&profile, steps);
+    }
+    Ok(v)
+}
+
+/// [`decode_rate`]'s steps: the seconds the timed ones took, and their profile (`profiled`).
+fn decode_timed<D: Device>(
+    gpu: &mut DeviceModel<D>,
+    vocab: usize,
+    batch: usize,
+    context: usize,
+    steps: usize,
+    profiled: bool,
+    pick: &RowPick,
+) -> anyhow::Result<(f64, Vec<KernelTime>)> {
     let warm = 5;
     let mut seqs = Seqs {
         tokens: (0..batch)
@@ -357,33 +392,28 @@ fn decode_rate<D: Device>(
     for _ in 0..warm {
         run(gpu, &mut seqs, &mut next)?;
     }
-    let profiled = launches == Launches::Profiled;
     gpu.device().set_profiling(profiled);
     let start = std::time::Instant::now();
     for _ in 0..steps {
         run(gpu, &mut seqs, &mut next)?;
     }
     let s = start.elapsed().as_secs_f64();
-    let profile = gpu.device().take_profile();
-    gpu.device().set_profiling(false);
-    gpu.set_graphs(true);
-    if launches == Launches::GraphsSerial {
-        gpu.set_overlap(overlap);
-    }
-    let mut v = json!({
-        "batch": batch,
-        "context": context,
-        "steps": steps,
-        "graphs": graphs,
-        "overlapped_launches": overlap && launches != Launches::GraphsSerial,
-        "sampling": if *pick == RowPick::Greedy { "greedy" } else { "temperature 1, top_p 0.95" },
-        "ms_per_step": 1e3 * s / steps as f64,
-        "tokens_per_s": (batch * steps) as f64 / s,
-    });
-    if profiled {
-        v["profile"] = profile_json(&profile?, steps);
-    }
-    Ok(v)
+    Ok((s, gpu.device().take_profile()?))
+}
+
+/// A run's result, or its error in its place (and in `errors`), so that one failing run
+/// leaves the others' numbers standing.
+fn kept(
+    r: anyhow::Result<serde_json::Value>,
+    what: &str,
+    errors: &mut Vec<String>,
+) -> serde_json::Value {
+    r.unwrap_or_else(|e| {
+        let msg = format!("{what}: {e:#}");
+        eprintln!("cuda_bench: {msg}");
+        errors.push(msg.clone());
+        json!({ "error": msg })
+    })
 }
 
 /// One sequence of `len` tokens prefilled in one step (median of `rounds`).
@@ -408,9 +438,10 @@ fn prefill_rate<D: Device>(
     ms.sort_by(|a, b| a.total_cmp(b));
     let med = ms[ms.len() / 2];
     gpu.device().set_profiling(true);
-    gpu.step(&b)?;
+    let profiled = gpu.step(&b);
     let profile = gpu.device().take_profile();
     gpu.device().set_profiling(false);
+    profiled?;
     Ok(json!({
         "tokens": len,
         "ms": med,
@@ -480,24 +511,34 @@ fn run_model_on<D: Device>(
     let mut gpu = DeviceModel::new(open()?, &model, BLOCK, num_blocks)?;
     let made_s = made.elapsed().as_secs_f64();
     eprintln!("cuda_bench: model made in {made_s:.1} s");
-    let agreement = greedy_agreement(
-        vocab,
-        runs.agreement_steps,
-        cpu_stepper(&model, None),
-        Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
-    )?;
+    // Each run's error takes its place in the JSON; the section fails at the end.
+    let mut errors = Vec::new();
+    let agreement = kept(
+        greedy_agreement(
+            vocab,
+            runs.agreement_steps,
+            cpu_stepper(&model, None),
+            Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
+        ),
+        "greedy agreement",
+        &mut errors,
+    );
     eprintln!("cuda_bench: greedy agreement {agreement}");
     // The same with every product on the matrix-vector kernels (the agreement's prefill and
     // its decode steps of 20 sequences take the GEMM path by default).
     let (gemm_from, gemm_weights) = gpu.gemm();
     let agreement_matvec = if gemm_from.is_some() {
         gpu.set_gemm(None, gemm_weights)?;
-        let v = greedy_agreement(
-            vocab,
-            runs.agreement_steps,
-            cpu_stepper(&model, None),
-            Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
-        )?;
+        let v = kept(
+            greedy_agreement(
+                vocab,
+                runs.agreement_steps,
+                cpu_stepper(&model, None),
+                Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
+            ),
+            "greedy agreement, matrix-vector kernels only",
+            &mut errors,
+        );
         gpu.set_gemm(gemm_from, gemm_weights)?;
         eprintln!("cuda_bench: greedy agreement, matrix-vector kernels only {v}");
         v
@@ -542,19 +583,27 @@ fn run_model_on<D: Device>(
         (b1, Launches::Profiled, &RowPick::Greedy),
         (b3, Launches::Profiled, &RowPick::Greedy),
     ] {
-        let d = decode_rate(
-            &mut gpu,
-            vocab,
-            batch,
-            runs.context,
-            runs.decode_steps,
-            launches,
-            pick,
-        )?;
+        let d = kept(
+            decode_rate(
+                &mut gpu,
+                vocab,
+                batch,
+                runs.context,
+                runs.decode_steps,
+                launches,
+                pick,
+            ),
+            &format!("decode at batch {batch}"),
+            &mut errors,
+        );
         eprintln!("cuda_bench: decode {d}");
         decode.push(d);
     }
-    let prefill = prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds)?;
+    let prefill = kept(
+        prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds),
+        "prefill",
+        &mut errors,
+    );
     eprintln!("cuda_bench: prefill {prefill}");
     // Shorter attention partitions spread a short context over more blocks (a few per KV head
     // instead of one), at the cost of a merge launch per layer.
@@ -562,15 +611,19 @@ fn run_model_on<D: Device>(
     for &part in runs.partitions {
         gpu.set_attention_partition(part)?;
         for batch in [b1, b3] {
-            let mut d = decode_rate(
-                &mut gpu,
-                vocab,
-                batch,
-                runs.context,
-                runs.decode_steps,
-                Launches::Graphs,
-                &RowPick::Greedy,
-            )?;
+            let mut d = kept(
+                decode_rate(
+                    &mut gpu,
+                    vocab,
+                    batch,
+                    runs.context,
+                    runs.decode_steps,
+                    Launches::Graphs,
+                    &RowPick::Greedy,
+                ),
+                &format!("decode at batch {batch}, attention partition {part}"),
+                &mut errors,
+            );
             d["attention_partition"] = json!(part);
             eprintln!("cuda_bench: decode {d}");
             partitions.push(d);
@@ -594,20 +647,28 @@ fn run_model_on<D: Device>(
                 (b3, Launches::Graphs),
                 (b3, Launches::Profiled),
             ] {
-                let mut d = decode_rate(
-                    &mut gpu,
-                    vocab,
-                    batch,
-                    runs.context,
-                    runs.decode_steps,
-                    launches,
-                    &RowPick::Greedy,
-                )?;
+                let mut d = kept(
+                    decode_rate(
+                        &mut gpu,
+                        vocab,
+                        batch,
+                        runs.context,
+                        runs.decode_steps,
+                        launches,
+                        &RowPick::Greedy,
+                    ),
+                    &format!("decode at batch {batch}, products {name}"),
+                    &mut errors,
+                );
                 d["products"] = json!(name);
                 eprintln!("cuda_bench: decode {d}");
                 by_products.push(d);
             }
-            let mut p = prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds)?;
+            let mut p = kept(
+                prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds),
+                &format!("prefill, products {name}"),
+                &mut errors,
+            );
             p["products"] = json!(name);
             eprintln!("cuda_bench: prefill {p}");
             by_products.push(p);
@@ -642,6 +703,7 @@ fn run_model_on<D: Device>(
         "attention_partition_default": engine::cuda::ATTENTION_PARTITION,
         "decode_by_attention_partition": partitions,
         "decode_and_prefill_by_products": by_products,
+        "errors": errors,
         "graph_captures": gpu.graph_captures,
         "graph_replays": gpu.graph_replays,
         "targets": {
@@ -867,6 +929,16 @@ fn main() {
                 );
                 std::process::exit(3);
             }
+            if v["model"]["errors"]
+                .as_array()
+                .is_some_and(|e| !e.is_empty())
+            {
+                eprintln!(
+                    "cuda_bench: runs of the model section failed: {}",
+                    v["model"]["errors"]
+                );
+                std::process::exit(3);
+            }
         }
         Err(e) => {
             eprintln!("cuda_bench: {e}");
@@ -939,9 +1011,26 @@ mod tests {
         assert_eq!(by[11]["products"], "gemm_resident");
         assert!(by[11]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(v["greedy_agreement_matvec_only"]["tokens_compared"], 60);
+        assert_eq!(v["errors"], json!([]), "{v:#}");
         // Batches 3 and 5 run as graphs of 4 and 8; 1 with graphs, and the warm-up steps.
         assert!(v["graph_captures"].as_u64().unwrap() >= 3, "{v:#}");
         assert!(v["graph_replays"].as_u64().unwrap() >= 4 * 7, "{v:#}");
+    }
+
+    #[test]
+    fn a_failing_run_leaves_its_error_in_its_place() {
+        let mut errors = Vec::new();
+        assert_eq!(
+            kept(Ok(json!({"x": 1})), "fine", &mut errors),
+            json!({"x": 1})
+        );
+        let v = kept(
+            Err(anyhow::anyhow!("capture invalidated")),
+            "decode at batch 64",
+            &mut errors,
+        );
+        assert_eq!(v["error"], "decode at batch 64: capture invalidated");
+        assert_eq!(errors, vec!["decode at batch 64: capture invalidated"]);
     }
 
     #[test]
