@@ -1103,6 +1103,11 @@ impl<D: Device> DeviceModel<D> {
                 .find(|(b, _)| *b == bucket)
                 .expect("allocated")
                 .1;
+            // The step once as plain launches first: whatever its first run sets up (modules
+            // loaded lazily, cuBLAS's choice of kernels) happens outside the capture, and a
+            // launch that fails says so here rather than as an invalidated capture. It writes
+            // the same keys and values the replay writes.
+            self.launch_step(io, l, bucket, bucket, parts, true)?;
             self.dev.begin_capture()?;
             let launched = self.launch_step(io, l, bucket, bucket, parts, true);
             let graph = self.dev.end_capture();
