@@ -666,6 +666,21 @@ fn assert_quantized_as_written(what: &str, x: &mut [f32], q: &[i8], ds: &[f32]) 
     assert_eq!(ds, &wds[..], "{what}: block scales and sums");
 }
 
+/// cos and sin tables (`max_pos × hd/2`) as the CPU engine builds them, for base 10000.
+fn rope_tables(hd: usize, max_pos: usize) -> (Vec<f32>, Vec<f32>) {
+    let theta_scale = 10000f32.powf(-2.0 / hd as f32);
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for pos in 0..max_pos {
+        let mut theta = pos as f32;
+        for _ in 0..hd / 2 {
+            cos.push(theta.cos());
+            sin.push(theta.sin());
+            theta *= theta_scale;
+        }
+    }
+    (cos, sin)
+}
+
 /// q and k rotated with the CPU engine's arithmetic (the same bits), bias added first, and k,
 /// v written as f16 at each token's slot; other slots untouched.
 fn rope_write_kv_matches_the_cpu_engine_bit_for_bit() {
@@ -675,16 +690,7 @@ fn rope_write_kv_matches_the_cpu_engine_bit_for_bit() {
     let width = (nh + 2 * nkv) * hd;
     let kvd = nkv * hd;
     let max_pos = 64;
-    let theta_scale = 10000f32.powf(-2.0 / hd as f32);
-    let (mut cos, mut sin) = (Vec::new(), Vec::new());
-    for pos in 0..max_pos {
-        let mut theta = pos as f32;
-        for _ in 0..half {
-            cos.push(theta.cos());
-            sin.push(theta.sin());
-            theta *= theta_scale;
-        }
-    }
+    let (mut cos, mut sin) = rope_tables(hd, max_pos);
     for neox in [false, true] {
         let t = 4;
         let mut qkv = randn(&mut rng, t * width, 1.0);
@@ -961,19 +967,10 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
 fn attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_attention() {
     let mut rng = SmallRng::seed_from_u64(11);
     let (nh, nkv, hd, bs) = (6usize, 2usize, 64usize, 16usize);
-    let (half, kvd, width) = (hd / 2, nkv * hd, (nh + 2 * nkv) * hd);
+    let (kvd, width) = (nkv * hd, (nh + 2 * nkv) * hd);
     let (group, part_len) = (nh / nkv, 32usize);
     let max_pos = 128;
-    let theta_scale = 10000f32.powf(-2.0 / hd as f32);
-    let (mut cos, mut sin) = (Vec::new(), Vec::new());
-    for pos in 0..max_pos {
-        let mut theta = pos as f32;
-        for _ in 0..half {
-            cos.push(theta.cos());
-            sin.push(theta.sin());
-            theta *= theta_scale;
-        }
-    }
+    let (mut cos, mut sin) = rope_tables(hd, max_pos);
     let num_blocks = 24;
     let max_blocks = 8;
     // Sequence i owns blocks 8i..8i+8, in reverse order.

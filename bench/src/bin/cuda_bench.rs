@@ -513,22 +513,8 @@ fn run_model_on<D: Device>(
     eprintln!("cuda_bench: model made in {made_s:.1} s");
     // Each run's error takes its place in the JSON; the section fails at the end.
     let mut errors = Vec::new();
-    let agreement = kept(
-        greedy_agreement(
-            vocab,
-            runs.agreement_steps,
-            cpu_stepper(&model, None),
-            Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
-        ),
-        "greedy agreement",
-        &mut errors,
-    );
-    eprintln!("cuda_bench: greedy agreement {agreement}");
-    // The same with every product on the matrix-vector kernels (the agreement's prefill and
-    // its decode steps of 20 sequences take the GEMM path by default).
-    let (gemm_from, gemm_weights) = gpu.gemm();
-    let agreement_matvec = if gemm_from.is_some() {
-        gpu.set_gemm(None, gemm_weights)?;
+    // Greedy tokens of the CUDA engine, as set now, against the CPU engine's.
+    let against_cpu = |gpu: &mut DeviceModel<D>, what: &str, errors: &mut Vec<String>| {
         let v = kept(
             greedy_agreement(
                 vocab,
@@ -536,11 +522,24 @@ fn run_model_on<D: Device>(
                 cpu_stepper(&model, None),
                 Box::new(|b: &StepBatch| Ok(gpu.step(b)?)),
             ),
+            what,
+            errors,
+        );
+        eprintln!("cuda_bench: {what} {v}");
+        v
+    };
+    let agreement = against_cpu(&mut gpu, "greedy agreement", &mut errors);
+    // The same with every product on the matrix-vector kernels (the agreement's prefill and
+    // its decode steps of 20 sequences take the GEMM path by default).
+    let (gemm_from, gemm_weights) = gpu.gemm();
+    let agreement_matvec = if gemm_from.is_some() {
+        gpu.set_gemm(None, gemm_weights)?;
+        let v = against_cpu(
+            &mut gpu,
             "greedy agreement, matrix-vector kernels only",
             &mut errors,
         );
         gpu.set_gemm(gemm_from, gemm_weights)?;
-        eprintln!("cuda_bench: greedy agreement, matrix-vector kernels only {v}");
         v
     } else {
         json!("the GEMM path is off on this device")

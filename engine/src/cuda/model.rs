@@ -107,18 +107,12 @@ impl<B> DevLinear<B> {
         let n = self.rows * self.cols;
         let at = Launch::new(grid1(n, 256), 256);
         match &self.w {
-            DevWeights::Q4_1 { qs, scales } => dev.launch(
-                "dequantize_q4_1_f16",
-                at,
-                &[
-                    KArg::Buf(qs),
-                    KArg::Buf(scales),
-                    KArg::Buf(out),
-                    KArg::I64((n / 32) as i64),
-                ],
-            ),
-            DevWeights::Q8_0 { qs, scales } => dev.launch(
-                "dequantize_q8_0_f16",
+            DevWeights::Q4_1 { qs, scales } | DevWeights::Q8_0 { qs, scales } => dev.launch(
+                if matches!(self.w, DevWeights::Q4_1 { .. }) {
+                    "dequantize_q4_1_f16"
+                } else {
+                    "dequantize_q8_0_f16"
+                },
                 at,
                 &[
                     KArg::Buf(qs),
@@ -727,8 +721,9 @@ impl<D: Device> DeviceModel<D> {
         }
     }
 
-    /// Whether [`Self::quantize_into`] leaves anything for `w`.
-    fn takes_quantized(w: Option<&DevLinear<D::Buf>>, gemm: bool) -> bool {
+    /// Whether the kernel that writes `w`'s input leaves it as `w`'s product reads it
+    /// ([`Self::quantize_into`] gives it somewhere to).
+    fn prepared_by_producer(w: Option<&DevLinear<D::Buf>>, gemm: bool) -> bool {
         w.is_some_and(|w| gemm || w.quantized())
     }
 
@@ -845,6 +840,12 @@ impl<D: Device> DeviceModel<D> {
         let group = c.num_heads / c.num_kv_heads;
         let att_smem = super::attention_smem(group, c.head_dim);
         let gemm = self.gemm_for(t);
+        // `attention_partial`'s `rope` in decode steps: interleaved pairs 1, NeoX halves 2.
+        let rope_style = if c.rope_style == RopeStyle::Neox {
+            2
+        } else {
+            1
+        };
         // Each norm, SiLU-multiply and attention output is quantized (or, on the GEMM path,
         // converted to f16) by the kernel that writes it, for the product that reads it.
         for (li, layer) in self.layers.iter().enumerate() {
@@ -864,15 +865,10 @@ impl<D: Device> DeviceModel<D> {
                     ],
                 )?;
             }
-            let pre = Self::takes_quantized(Some(&layer.qkv), gemm);
+            let pre = Self::prepared_by_producer(Some(&layer.qkv), gemm);
             Self::linear(dev, s, &layer.qkv, &s.normed, &s.qkv, t, pre, gemm)?;
             let (kc, vc) = &self.kv[li];
             // Decode steps leave the bias, rotation and cache write to the attention kernel.
-            let rope_style = if c.rope_style == RopeStyle::Neox {
-                2
-            } else {
-                1
-            };
             let rope = if decode {
                 [
                     layer.qkv_bias.as_ref().map_or(KArg::Null, KArg::Buf),
@@ -962,7 +958,7 @@ impl<D: Device> DeviceModel<D> {
                     ],
                 )?;
             }
-            let pre = Self::takes_quantized(Some(&layer.o), gemm);
+            let pre = Self::prepared_by_producer(Some(&layer.o), gemm);
             Self::linear(dev, s, &layer.o, &s.attn, &s.mlp, t, pre, gemm)?;
             let [q, ds] = Self::quantize_into(s, Some(&layer.gate_up), gemm);
             dev.launch(
@@ -979,7 +975,7 @@ impl<D: Device> DeviceModel<D> {
                     KArg::F32(eps),
                 ],
             )?;
-            let pre = Self::takes_quantized(Some(&layer.gate_up), gemm);
+            let pre = Self::prepared_by_producer(Some(&layer.gate_up), gemm);
             Self::linear(dev, s, &layer.gate_up, &s.normed, &s.mlp, t, pre, gemm)?;
             let n_act = t * c.intermediate_size;
             let [q, ds] = Self::quantize_into(s, Some(&layer.down), gemm);
@@ -995,7 +991,7 @@ impl<D: Device> DeviceModel<D> {
                     KArg::I64(n_act as i64),
                 ],
             )?;
-            let pre = Self::takes_quantized(Some(&layer.down), gemm);
+            let pre = Self::prepared_by_producer(Some(&layer.down), gemm);
             Self::linear(dev, s, &layer.down, &s.act, &s.mlp, t, pre, gemm)?;
             // The residual, fused with the next layer's attention norm (quantized for its
             // q/k/v product) or the output norm (whose rows are gathered first).
