@@ -7,9 +7,9 @@
 //! is present (skipped with one line elsewhere).
 
 use engine::cuda::device::{CudaDevice, Device, Gemm, HostDevice, KArg};
-use engine::cuda::model::{DeviceModel, GemmWeights};
+use engine::cuda::model::{DeviceModel, GemmWeights, StepLimits};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
-use engine::sampling::RowPick;
+use engine::sampling::{DeviceSample, RowPick};
 use engine::{Model, SequenceStep, StepBatch, StepOutput, Tokenizer};
 
 /// A small model of seeded random weights with the default model's layer types (Q4_1 layers,
@@ -453,24 +453,38 @@ fn on_a_gpu_the_gemm_matches_a_column_major_reference() {
     gemm_matches_a_column_major_reference(dev);
 }
 
+/// The device memory of `model`'s weights and a KV cache of `num_blocks` blocks of 16 tokens
+/// (what `DeviceModel::new` allocates with the GEMM path off).
+fn base_bytes(model: &Model, num_blocks: usize) -> usize {
+    let mut m = DeviceModel::new(host(), model, 16, num_blocks).unwrap();
+    m.set_gemm(None, GemmWeights::Dequantize).unwrap();
+    m.device().used_bytes()
+}
+
+/// The f16 copies of `model`'s matrices, in bytes (what the GEMM path keeps).
+fn resident_bytes(model: &Model) -> usize {
+    let c = &model.config;
+    2 * (c.num_layers
+        * c.hidden_size
+        * (c.q_dim() + 2 * c.kv_dim() + c.q_dim() + 3 * c.intermediate_size)
+        + c.vocab_size * c.hidden_size)
+}
+
 /// Where the device has a GEMM, steps from 16 tokens take it by default, with f16 copies of
-/// the matrices kept where they take at most a quarter of the device's memory.
+/// the matrices kept where they take at most a quarter of the memory left after the weights
+/// and the KV cache.
 #[test]
 fn the_gemm_path_is_on_by_default_where_the_device_has_one() {
     use engine::cuda::model::GEMM_MIN_TOKENS;
     let model = small_model();
-    let c = &model.config;
-    let weights = c.num_layers
-        * c.hidden_size
-        * (c.q_dim() + 2 * c.kv_dim() + c.q_dim() + 3 * c.intermediate_size)
-        + c.vocab_size * c.hidden_size;
+    let (base, half) = (base_bytes(&model, 4), resident_bytes(&model));
     let default = |dev: HostDevice| DeviceModel::new(dev, &model, 16, 4).unwrap().gemm();
     assert_eq!(
-        default(host().with_memory(4 * 2 * weights)),
+        default(host().with_memory(base + 4 * half)),
         (Some(GEMM_MIN_TOKENS), GemmWeights::Resident)
     );
     assert_eq!(
-        default(host().with_memory(4 * 2 * weights - 1)),
+        default(host().with_memory(base + 4 * half - 1)),
         (Some(GEMM_MIN_TOKENS), GemmWeights::Dequantize)
     );
     assert_eq!(
@@ -481,6 +495,158 @@ fn the_gemm_path_is_on_by_default_where_the_device_has_one() {
         HostDevice::build(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
             .unwrap();
     assert_eq!(default(plain).0, None);
+}
+
+/// A KV cache that does not fit beside the weights is refused before anything is allocated
+/// for it, saying what to lower.
+#[test]
+fn a_kv_cache_too_large_for_the_device_is_refused_at_start() {
+    let model = small_model();
+    let base = base_bytes(&model, 40);
+    DeviceModel::new(host().with_memory(base), &model, 16, 40).unwrap();
+    let err = DeviceModel::new(host().with_memory(base - 1), &model, 16, 40)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("KV cache of 40 blocks") && err.contains("lower kv_cache_memory"),
+        "{err}"
+    );
+}
+
+/// The serving limits the reserve test uses: steps of up to 96 tokens and 4 sequences, each of
+/// up to 300 positions.
+const LIMITS: StepLimits = StepLimits {
+    max_tokens: 96,
+    max_seqs: 4,
+    max_context: 300,
+};
+
+/// After `reserve`, steps within its limits allocate nothing: a prefill of the most tokens,
+/// decode steps of the most sequences (as graphs, greedy and sampled on the device, and with
+/// full logits) past the first attention partition (of 32 positions), on the matrix-vector
+/// kernels and on the GEMM path.
+#[test]
+fn after_reserve_steps_within_the_limits_allocate_nothing() {
+    let model = small_model();
+    let vocab = model.config.vocab_size as u32;
+    for products in [
+        Products::MatVec,
+        Products::GemmFrom(16),
+        Products::Gemm(GemmWeights::Resident),
+    ] {
+        let mut m = DeviceModel::new(host(), &model, 16, 100).unwrap();
+        m.set_attention_partition(32).unwrap();
+        products.set(&mut m);
+        m.reserve(LIMITS).unwrap();
+        let reserved = m.device().used_bytes();
+        // Four prompts of 24 tokens: 96 tokens in one step.
+        let tables: Vec<Vec<u32>> = (0..4).map(|i| (i * 20..i * 20 + 19).collect()).collect();
+        let mut lens = [24usize; 4];
+        let prefill = StepBatch {
+            seqs: (0..4)
+                .map(|i| {
+                    let p = (0..24).map(|j| (j * (i + 3) + 1) % vocab).collect();
+                    SequenceStep::contiguous(p, 0, tables[i as usize].clone(), 16, true)
+                })
+                .collect(),
+        };
+        let mut next: Vec<u32> = m
+            .step(&prefill)
+            .unwrap()
+            .iter()
+            .map(|l| (0..l.len()).fold(0, |b, j| if l[j] > l[b] { j } else { b }) as u32)
+            .collect();
+        let sample = DeviceSample {
+            temperature: 0.8,
+            top_k: 20,
+            top_p: 0.9,
+            min_p: 0.0,
+            u: 0.5,
+            edits: (0..40).map(|t| (t, [0.5, 1.1, 0.2])).collect(),
+        };
+        let picks = [
+            RowPick::Greedy,
+            RowPick::Sample(sample.clone()),
+            RowPick::Logits,
+            RowPick::Sample(sample),
+        ];
+        // Decode past position 32: two attention partitions.
+        for _ in 0..12 {
+            let batch = StepBatch {
+                seqs: (0..4)
+                    .map(|i| {
+                        SequenceStep::contiguous(
+                            vec![next[i]],
+                            lens[i],
+                            tables[i].clone(),
+                            16,
+                            true,
+                        )
+                    })
+                    .collect(),
+            };
+            let out = m.step_outputs(&batch, &picks).unwrap();
+            for (i, o) in out.iter().enumerate() {
+                next[i] = match o {
+                    StepOutput::Token { token, .. } => *token,
+                    StepOutput::Logits(l) => {
+                        (0..l.len()).fold(0, |b, j| if l[j] > l[b] { j } else { b }) as u32
+                    }
+                };
+                lens[i] += 1;
+            }
+        }
+        assert_eq!(
+            m.device().used_bytes(),
+            reserved,
+            "{products:?}: the steps allocated device memory after reserve"
+        );
+        assert_eq!(m.graph_replays, 12, "{products:?}: decode ran as graphs");
+    }
+}
+
+/// Where the steps' memory does not fit beside the GEMM path's kept f16 weights, `reserve`
+/// gives those up (dequantizing before each product) rather than fail; where it does not fit
+/// even then, it fails at once and says what to lower.
+#[test]
+fn reserve_gives_up_kept_f16_weights_before_it_fails() {
+    let model = small_model();
+    // Long prefills: the steps' buffers are larger than the kept copies.
+    let limits = StepLimits {
+        max_tokens: 1024,
+        max_seqs: 16,
+        max_context: 2048,
+    };
+    let (base, half) = (base_bytes(&model, 100), resident_bytes(&model));
+    let need = |weights: GemmWeights| {
+        let mut m = DeviceModel::new(host(), &model, 16, 100).unwrap();
+        m.set_gemm(Some(16), weights).unwrap();
+        let before = m.device().used_bytes();
+        m.reserve(limits).unwrap();
+        m.device().used_bytes() - before
+    };
+    let (kept, dequantized) = (need(GemmWeights::Resident), need(GemmWeights::Dequantize));
+    // Memory that keeps the copies at start (a quarter of what is left after the cache) and
+    // holds the dequantizing path's buffers, but not the kept copies and their buffers.
+    let memory = (base + 4 * half).max(base + dequantized);
+    assert!(
+        base + half + kept > memory,
+        "the limits are meant to fit only without the kept copies: {base} {half} {kept} {dequantized}"
+    );
+    let mut m = DeviceModel::new(host().with_memory(memory), &model, 16, 100).unwrap();
+    assert_eq!(m.gemm().1, GemmWeights::Resident);
+    m.reserve(limits).unwrap();
+    assert_eq!(m.gemm(), (Some(16), GemmWeights::Dequantize));
+
+    let mut m =
+        DeviceModel::new(host().with_memory(base + dequantized - 1), &model, 16, 100).unwrap();
+    let err = m.reserve(limits).unwrap_err().to_string();
+    assert!(
+        err.contains("steps of up to 1024 tokens and 16 sequences")
+            && err.contains("max_num_batched_tokens"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -132,6 +132,7 @@ impl InProcessBackend {
                     &model,
                     config.block_size,
                     config.num_gpu_blocks,
+                    scheduler::model_executor::step_limits(&config),
                 )
                 .map_err(|e| SchedulerError::EngineStart(e.to_string()))
                 .and_then(|forward| spawn_engine_with(&model, config, forward)),

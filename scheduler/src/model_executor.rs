@@ -251,6 +251,16 @@ pub fn config_for_model(
     config
 }
 
+/// The largest steps the scheduler plans under `config`, for a forward pass that reserves its
+/// memory at start (the CUDA engine's `DeviceModel::reserve`).
+pub fn step_limits(config: &SchedulerConfig) -> engine::cuda::model::StepLimits {
+    engine::cuda::model::StepLimits {
+        max_tokens: config.max_num_batched_tokens,
+        max_seqs: config.max_num_seqs,
+        max_context: config.max_model_len,
+    }
+}
+
 /// An engine loop running `model` with `config` (from [`config_for_model`]): the scheduler in
 /// front of an [`EngineExecutor`] and the model's tokenizer as the detokenizer.
 pub fn spawn_engine(

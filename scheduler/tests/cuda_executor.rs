@@ -8,7 +8,7 @@ use std::sync::Arc;
 use engine::cuda::device::HostDevice;
 use engine::cuda::model::DeviceModel;
 use engine::{Model, SamplingParams, TextModel};
-use scheduler::model_executor::{config_for_model, spawn_engine, spawn_engine_with};
+use scheduler::model_executor::{config_for_model, spawn_engine, spawn_engine_with, step_limits};
 use scheduler::{EngineLoop, NewRequest, SchedulerConfig};
 
 fn synthetic() -> Arc<Model> {
@@ -76,7 +76,10 @@ fn the_engine_loop_over_the_cuda_forward_pass_matches_the_cpu_engine() {
     let dev =
         HostDevice::build(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
             .unwrap();
-    let forward = DeviceModel::new(dev, &model, config.block_size, config.num_gpu_blocks).unwrap();
+    let mut forward =
+        DeviceModel::new(dev, &model, config.block_size, config.num_gpu_blocks).unwrap();
+    // Its memory reserved for the scheduler's largest steps, as serving does.
+    forward.reserve(step_limits(&config)).unwrap();
     let got = generate(&spawn_engine_with(&model, config, Box::new(forward)).unwrap());
     assert_eq!(got, want);
     assert!(got.iter().all(|t| t.len() == 6));

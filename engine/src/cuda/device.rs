@@ -7,7 +7,7 @@ use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUevent_flags;
@@ -165,8 +165,8 @@ pub trait Device {
         false
     }
 
-    /// The device's memory in all, in bytes, where it is known.
-    fn memory_bytes(&self) -> Option<usize> {
+    /// The device's memory, free now and in all, where it is known.
+    fn memory(&self) -> Option<Memory> {
         None
     }
 
@@ -183,6 +183,13 @@ pub trait Device {
             "GEMM {g:?}: this device has no matrix-product library"
         )))
     }
+}
+
+/// A device's memory in bytes: free now (what allocations may still take), and in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory {
+    pub free: usize,
+    pub total: usize,
 }
 
 /// The name a GEMM goes by in profiles.
@@ -449,8 +456,9 @@ impl Device for CudaDevice {
         self.blas.is_some()
     }
 
-    fn memory_bytes(&self) -> Option<usize> {
-        self.ctx.total_mem().ok()
+    fn memory(&self) -> Option<Memory> {
+        let (free, total) = self.ctx.mem_get_info().ok()?;
+        Some(Memory { free, total })
     }
 
     fn gemm(
@@ -621,8 +629,11 @@ pub struct HostDevice {
     capture: Mutex<Option<Vec<HostLaunch>>>,
     /// Whether [`Device::gemm`] runs (an emulation of `cublasGemmEx`); off unless asked for.
     gemm: bool,
-    /// What [`Device::memory_bytes`] says (unknown unless set, for tests).
+    /// The memory it says it has, and refuses to allocate past (unlimited and unknown unless
+    /// set, for tests).
     memory: Option<usize>,
+    /// Bytes of the buffers alive now.
+    used: Arc<AtomicUsize>,
 }
 
 /// One launch's argument, as its value.
@@ -649,13 +660,20 @@ unsafe impl Send for HostLaunch {}
 /// The launches of a capture, replayed in order.
 pub struct HostGraph(Vec<HostLaunch>);
 
-/// A host buffer the kernels may write through (16-byte aligned, as device memory is).
-pub struct HostBuf(UnsafeCell<Vec<u128>>, usize);
+/// A host buffer the kernels may write through (16-byte aligned, as device memory is),
+/// counted against its device's memory while it lives.
+pub struct HostBuf(UnsafeCell<Vec<u128>>, usize, Arc<AtomicUsize>);
 
 impl HostBuf {
     fn ptr(&self) -> *mut u8 {
         // SAFETY: the vector is never resized after creation; the pointer stays valid.
         unsafe { (*self.0.get()).as_mut_ptr().cast() }
+    }
+}
+
+impl Drop for HostBuf {
+    fn drop(&mut self) {
+        self.2.fetch_sub(self.1.max(1), Ordering::Relaxed);
     }
 }
 
@@ -775,6 +793,7 @@ impl HostDevice {
                 capture: Mutex::new(None),
                 gemm: false,
                 memory: None,
+                used: Arc::new(AtomicUsize::new(0)),
             })
         }
     }
@@ -786,10 +805,16 @@ impl HostDevice {
         self
     }
 
-    /// The same device saying it has `bytes` of memory (what decides defaults on a GPU).
+    /// The same device with `bytes` of memory: it says so (what decides defaults on a GPU),
+    /// and an allocation past it fails as a GPU's would.
     pub fn with_memory(mut self, bytes: usize) -> Self {
         self.memory = Some(bytes);
         self
+    }
+
+    /// Bytes of this device's buffers alive now.
+    pub fn used_bytes(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
     }
 
     /// Launches with raw host pointers (what `Device::launch` and the kernel tests share).
@@ -847,9 +872,19 @@ impl Device for HostDevice {
     type Graph = HostGraph;
 
     fn alloc(&self, bytes: usize) -> Result<Self::Buf> {
+        let size = bytes.max(1);
+        let before = self.used.fetch_add(size, Ordering::Relaxed);
+        if self.memory.is_some_and(|m| before + size > m) {
+            self.used.fetch_sub(size, Ordering::Relaxed);
+            return Err(EngineError::Cuda(format!(
+                "out of device memory: {size} bytes asked for, {} free",
+                self.memory.unwrap_or(0).saturating_sub(before)
+            )));
+        }
         Ok(HostBuf(
             UnsafeCell::new(vec![0u128; bytes.div_ceil(16).max(1)]),
             bytes,
+            self.used.clone(),
         ))
     }
 
@@ -893,8 +928,12 @@ impl Device for HostDevice {
         self.gemm
     }
 
-    fn memory_bytes(&self) -> Option<usize> {
-        self.memory
+    fn memory(&self) -> Option<Memory> {
+        let total = self.memory?;
+        Some(Memory {
+            free: total.saturating_sub(self.used_bytes()),
+            total,
+        })
     }
 
     fn gemm(

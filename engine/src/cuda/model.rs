@@ -284,6 +284,23 @@ impl StepInputs {
     }
 }
 
+/// The largest steps a [`DeviceModel`] will be asked to run ([`DeviceModel::reserve`]): the
+/// scheduler's `max_num_batched_tokens`, `max_num_seqs` and `max_model_len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepLimits {
+    /// Most tokens in one step.
+    pub max_tokens: usize,
+    /// Most sequences in one step.
+    pub max_seqs: usize,
+    /// Most positions of one sequence (prompt and output).
+    pub max_context: usize,
+}
+
+/// `bytes` in MiB, for messages.
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
 /// Decode batches up to this many sequences run as CUDA graphs, padded to the next of
 /// [`GRAPH_BATCH_SIZES`]; larger ones, and prefill steps, launch kernel by kernel.
 pub const GRAPH_BATCH_SIZES: &[usize] = &[1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
@@ -410,16 +427,34 @@ impl<D: Device> DeviceModel<D> {
                 down: DevLinear::upload(&dev, &name("ffn_down"), &l.down)?,
             });
         }
+        let embed = DevLinear::upload(&dev, "token_embd", &model.embed)?;
+        let output = DevLinear::upload(&dev, "output", &model.output)?;
+        let norm = dev.upload(bytes_of(&model.norm))?;
+        let cos = dev.upload(bytes_of(model.rope.cos_table()))?;
+        let sin = dev.upload(bytes_of(model.rope.sin_table()))?;
         let kv_bytes = (num_blocks + 1) * block_size * cfg.kv_dim() * 2;
+        if let Some(mem) = dev.memory() {
+            let need = 2 * cfg.num_layers * kv_bytes;
+            if need > mem.free {
+                return Err(EngineError::Cuda(format!(
+                    "a KV cache of {num_blocks} blocks of {block_size} tokens ({}) does not fit \
+                     in the {} of device memory left after the weights ({} in all); lower \
+                     kv_cache_memory",
+                    mib(need),
+                    mib(mem.free),
+                    mib(mem.total)
+                )));
+            }
+        }
         let kv = (0..cfg.num_layers)
             .map(|_| Ok((dev.alloc(kv_bytes)?, dev.alloc(kv_bytes)?)))
             .collect::<Result<Vec<_>>>()?;
         let mut m = Self {
-            embed: DevLinear::upload(&dev, "token_embd", &model.embed)?,
-            output: DevLinear::upload(&dev, "output", &model.output)?,
-            norm: dev.upload(bytes_of(&model.norm))?,
-            cos: dev.upload(bytes_of(model.rope.cos_table()))?,
-            sin: dev.upload(bytes_of(model.rope.sin_table()))?,
+            embed,
+            output,
+            norm,
+            cos,
+            sin,
             layers,
             kv,
             block_size,
@@ -442,11 +477,14 @@ impl<D: Device> DeviceModel<D> {
             dev,
         };
         if m.dev.has_gemm() {
-            // The f16 copies kept where they are a small part of the device's memory (a device
-            // that does not say how much it has dequantizes before each product).
-            let half_bytes: usize = 2 * m.linears().map(|w| w.rows * w.cols).sum::<usize>();
-            let weights = match m.dev.memory_bytes() {
-                Some(total) if half_bytes as f64 <= GEMM_RESIDENT_MAX_FRACTION * total as f64 => {
+            // The f16 copies kept where they are a small part of the memory left after the
+            // weights and the cache (a device that does not say how much it has dequantizes
+            // before each product).
+            let weights = match m.dev.memory() {
+                Some(mem)
+                    if m.resident_bytes() as f64
+                        <= GEMM_RESIDENT_MAX_FRACTION * mem.free as f64 =>
+                {
                     GemmWeights::Resident
                 }
                 _ => GemmWeights::Dequantize,
@@ -454,6 +492,96 @@ impl<D: Device> DeviceModel<D> {
             m.set_gemm(Some(GEMM_MIN_TOKENS), weights)?;
         }
         Ok(m)
+    }
+
+    /// Device memory the GEMM path's kept f16 weights take ([`GemmWeights::Resident`]).
+    fn resident_bytes(&self) -> usize {
+        2 * self.linears().map(|w| w.rows * w.cols).sum::<usize>()
+    }
+
+    /// Allocates, now, every buffer a step within `limits` needs (activations, attention
+    /// partials, logits, the sampler's rows, packed inputs, and the decode graphs' inputs for
+    /// batches up to `limits.max_seqs`), so that serving never allocates device memory after
+    /// start and a device too small for the configuration says so at start. Where the GEMM
+    /// path keeps its f16 weights and the rest does not fit beside them, it gives them up
+    /// (dequantizing before each product) before it gives up.
+    pub fn reserve(&mut self, limits: StepLimits) -> Result<()> {
+        if limits.max_tokens == 0 || limits.max_seqs == 0 || limits.max_context == 0 {
+            return Err(EngineError::Cuda(format!(
+                "step limits must be positive: {limits:?}"
+            )));
+        }
+        let free = self.dev.memory().map(|m| m.free);
+        match self.try_reserve(limits) {
+            Err(_)
+                if self.gemm_min_tokens.is_some() && self.gemm_weights == GemmWeights::Resident =>
+            {
+                tracing::warn!(
+                    "the GEMM path's f16 weights ({}) leave too little device memory for steps of \
+                     {} tokens; they are dequantized before each product instead",
+                    mib(self.resident_bytes()),
+                    limits.max_tokens
+                );
+                self.set_gemm(self.gemm_min_tokens, GemmWeights::Dequantize)?;
+                self.try_reserve(limits)
+            }
+            r => r,
+        }
+        .map_err(|e| {
+            let left = free.map_or_else(String::new, |f| format!(" ({} were free)", mib(f)));
+            EngineError::Cuda(format!(
+                "the device has too little memory left after the weights and the KV cache{left} \
+                 for steps of up to {} tokens and {} sequences of up to {} positions ({e}); lower \
+                 kv_cache_memory, max_num_batched_tokens or max_num_seqs",
+                limits.max_tokens, limits.max_seqs, limits.max_context
+            ))
+        })
+    }
+
+    fn try_reserve(&mut self, limits: StepLimits) -> Result<()> {
+        let StepLimits {
+            max_tokens,
+            max_seqs,
+            max_context,
+        } = limits;
+        let max_context = max_context.min(self.cfg.max_position_embeddings);
+        // Decode batches run as graphs up to the bucket that holds `max_seqs`.
+        let bucket = GRAPH_BATCH_SIZES
+            .iter()
+            .copied()
+            .find(|&b| b >= max_seqs)
+            .unwrap_or(*GRAPH_BATCH_SIZES.last().expect("not empty"));
+        self.set_graph_batch_limit(bucket.min(self.graph_limit));
+        let most = GRAPH_BATCH_SIZES
+            .iter()
+            .copied()
+            .filter(|&b| b <= self.graph_limit)
+            .max()
+            .unwrap_or(1);
+        let parts = max_context.div_ceil(self.partition);
+        self.scratch(
+            max_tokens.max(most),
+            (max_tokens * parts).max(most * parts.next_power_of_two()),
+            max_seqs.max(most),
+        )?;
+        let width = max_context.div_ceil(self.block_size);
+        let eager = Layout {
+            tokens: max_tokens,
+            seqs: max_seqs.min(max_tokens),
+            width,
+        };
+        self.io_capacity(eager.bytes())?;
+        let graph_width = self.cfg.max_position_embeddings.div_ceil(self.block_size);
+        let limit = self.graph_limit;
+        for &b in GRAPH_BATCH_SIZES.iter().filter(|&&b| b <= limit) {
+            self.graph_io(b, graph_width)?;
+        }
+        // The sampler's packed parameters: 32 bytes a row, and room for 64 penalized tokens
+        // a row (12 bytes each, grown past that).
+        self.sampling_capacity(
+            max_seqs * (32 + 64 * 16),
+            max_seqs * (4 * self.cfg.vocab_size + 8),
+        )
     }
 
     /// Every matrix a product multiplies by (not the embeddings, which are looked up).
@@ -1048,6 +1176,54 @@ impl<D: Device> DeviceModel<D> {
         )
     }
 
+    /// The packed input buffer of graphs of `bucket` sequences (block tables `width` wide),
+    /// allocated the first time.
+    fn graph_io(&mut self, bucket: usize, width: usize) -> Result<()> {
+        if !self.graphs.io.iter().any(|(b, _)| *b == bucket) {
+            let l = Layout {
+                tokens: bucket,
+                seqs: bucket,
+                width,
+            };
+            let buf = self.dev.alloc(l.bytes())?;
+            self.graphs.io.push((bucket, buf));
+        }
+        Ok(())
+    }
+
+    /// Grows the packed input buffer of steps launched kernel by kernel to `bytes`.
+    fn io_capacity(&mut self, bytes: usize) -> Result<()> {
+        if self.io.as_ref().is_none_or(|(cap, _)| *cap < bytes) {
+            let cap = bytes.max(2 * self.io.as_ref().map_or(0, |(c, _)| *c));
+            // The old buffer goes first, so growing needs no room for both.
+            self.io = None;
+            self.io = Some((cap, self.dev.alloc(cap)?));
+        }
+        Ok(())
+    }
+
+    /// Grows the sampler's buffers to `io` bytes of packed parameters and `work` bytes of rows
+    /// and output.
+    fn sampling_capacity(&mut self, io: usize, work: usize) -> Result<()> {
+        if self
+            .sampling
+            .as_ref()
+            .is_none_or(|s| s.io_cap < io || s.work_cap < work)
+        {
+            let old = self.sampling.take();
+            let io_cap = io.max(old.as_ref().map_or(0, |s| 2 * s.io_cap));
+            let work_cap = work.max(old.as_ref().map_or(0, |s| s.work_cap));
+            drop(old);
+            self.sampling = Some(SamplingBufs {
+                io: self.dev.alloc(io_cap)?,
+                io_cap,
+                work: self.dev.alloc(work_cap)?,
+                work_cap,
+            });
+        }
+        Ok(())
+    }
+
     /// Runs a decode step of `x.seqs` sequences as the graph of the next batch size up
     /// (capturing it the first time). Returns the rows computed (the batch size).
     fn run_graph(&mut self, x: &StepInputs, bucket: usize) -> Result<usize> {
@@ -1073,10 +1249,7 @@ impl<D: Device> DeviceModel<D> {
             seqs: bucket,
             width,
         };
-        if !self.graphs.io.iter().any(|(b, _)| *b == bucket) {
-            let buf = self.dev.alloc(l.bytes())?;
-            self.graphs.io.push((bucket, buf));
-        }
+        self.graph_io(bucket, width)?;
         let packed = x.pack(l, self.num_blocks as i32, self.block_size);
         let Self { dev, graphs, .. } = self;
         let io = &mut graphs
@@ -1133,12 +1306,7 @@ impl<D: Device> DeviceModel<D> {
             width: x.width,
         };
         let packed = x.pack(l, self.num_blocks as i32, self.block_size);
-        if self.io.as_ref().is_none_or(|(cap, _)| *cap < packed.len()) {
-            let cap = packed
-                .len()
-                .max(2 * self.io.as_ref().map_or(0, |(c, _)| *c));
-            self.io = Some((cap, self.dev.alloc(cap)?));
-        }
+        self.io_capacity(packed.len())?;
         let io = &mut self.io.as_mut().expect("allocated above").1;
         self.dev.write(io, &packed)?;
         let io = &self.io.as_ref().expect("allocated above").1;
@@ -1167,22 +1335,7 @@ impl<D: Device> DeviceModel<D> {
         packed[f_at..t_at].copy_from_slice(bytes_of(&fparams));
         packed[t_at..v_at].copy_from_slice(bytes_of(&tok));
         packed[v_at..].copy_from_slice(bytes_of(&val));
-        let need_work = n * vocab * 4 + 8 * n;
-        if self
-            .sampling
-            .as_ref()
-            .is_none_or(|s| s.io_cap < bytes || s.work_cap < need_work)
-        {
-            let old = self.sampling.take();
-            let io_cap = bytes.max(old.as_ref().map_or(0, |s| 2 * s.io_cap));
-            let work_cap = need_work.max(old.as_ref().map_or(0, |s| s.work_cap));
-            self.sampling = Some(SamplingBufs {
-                io: self.dev.alloc(io_cap)?,
-                io_cap,
-                work: self.dev.alloc(work_cap)?,
-                work_cap,
-            });
-        }
+        self.sampling_capacity(bytes, n * vocab * 4 + 8 * n)?;
         let sb = self.sampling.as_mut().expect("allocated above");
         self.dev.write(&mut sb.io, &packed)?;
         let s = self.scratch.as_ref().expect("sized by the step");
@@ -1318,15 +1471,16 @@ where
 }
 
 /// The CUDA forward pass of `model` on GPU 0 with a KV cache of `num_blocks` blocks of
-/// `block_size` tokens in device memory. Without a driver: the clear error of
-/// [`super::probe_driver`].
+/// `block_size` tokens in device memory, and the memory for steps within `limits` reserved
+/// ([`DeviceModel::reserve`]). Without a driver: the clear error of [`super::probe_driver`].
 pub fn cuda_forward(
     model: &Model,
     block_size: usize,
     num_blocks: usize,
+    limits: StepLimits,
 ) -> Result<Box<dyn crate::model::StepForward>> {
     let dev = super::device::CudaDevice::open(0)?;
-    Ok(Box::new(DeviceModel::new(
-        dev, model, block_size, num_blocks,
-    )?))
+    let mut m = DeviceModel::new(dev, model, block_size, num_blocks)?;
+    m.reserve(limits)?;
+    Ok(Box::new(m))
 }
