@@ -522,12 +522,12 @@ const LIMITS: StepLimits = StepLimits {
     max_context: 300,
 };
 
-/// After `reserve`, steps within its limits allocate nothing: a prefill of the most tokens,
-/// decode steps of the most sequences (as graphs, greedy and sampled on the device, and with
-/// full logits) past the first attention partition (of 32 positions), on the matrix-vector
-/// kernels and on the GEMM path.
-#[test]
-fn after_reserve_steps_within_the_limits_allocate_nothing() {
+/// Steps within `reserve`'s limits after it: a prefill of the most tokens, decode steps of the
+/// most sequences (as graphs, greedy and sampled on the device, and with full logits) past the
+/// first attention partition (of 32 positions), on the matrix-vector kernels and on the GEMM
+/// path. Where `used` can tell (the CPU build of the kernels counts its buffers), they
+/// allocate nothing.
+fn steps_after_reserve<D: Device>(make: impl Fn() -> D, used: impl Fn(&D) -> Option<usize>) {
     let model = small_model();
     let vocab = model.config.vocab_size as u32;
     for products in [
@@ -535,11 +535,11 @@ fn after_reserve_steps_within_the_limits_allocate_nothing() {
         Products::GemmFrom(16),
         Products::Gemm(GemmWeights::Resident),
     ] {
-        let mut m = DeviceModel::new(host(), &model, 16, 100).unwrap();
+        let mut m = DeviceModel::new(make(), &model, 16, 100).unwrap();
         m.set_attention_partition(32).unwrap();
         products.set(&mut m);
         m.reserve(LIMITS).unwrap();
-        let reserved = m.device().used_bytes();
+        let reserved = used(m.device());
         // Four prompts of 24 tokens: 96 tokens in one step.
         let tables: Vec<Vec<u32>> = (0..4).map(|i| (i * 20..i * 20 + 19).collect()).collect();
         let mut lens = [24usize; 4];
@@ -598,12 +598,53 @@ fn after_reserve_steps_within_the_limits_allocate_nothing() {
             }
         }
         assert_eq!(
-            m.device().used_bytes(),
+            used(m.device()),
             reserved,
             "{products:?}: the steps allocated device memory after reserve"
         );
         assert_eq!(m.graph_replays, 12, "{products:?}: decode ran as graphs");
     }
+}
+
+#[test]
+fn on_the_cpu_steps_within_the_limits_allocate_nothing_after_reserve() {
+    steps_after_reserve(host, |d| Some(d.used_bytes()));
+}
+
+/// On a GPU the driver's own allocations (the graphs it instantiates) move its free memory,
+/// so this checks that the reserved steps run, not what they allocate.
+#[test]
+fn on_a_gpu_steps_run_within_the_limits_after_reserve() {
+    if !gpu_or_skip() {
+        return;
+    }
+    steps_after_reserve(|| CudaDevice::open(0).unwrap(), |_| None);
+}
+
+/// The device's own free memory decides: a cache a little larger than it is refused.
+#[test]
+fn on_a_gpu_a_kv_cache_too_large_for_the_device_is_refused_at_start() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let model = small_model();
+    let dev = CudaDevice::open(0).unwrap();
+    let free = dev
+        .memory()
+        .expect("a GPU says how much memory it has")
+        .free;
+    let c = &model.config;
+    let per_block = 2 * c.num_layers * 16 * c.kv_dim() * 2;
+    let blocks = free / per_block + 16;
+    let err = DeviceModel::new(dev, &model, 16, blocks)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains(&format!("KV cache of {blocks} blocks"))
+            && err.contains("lower kv_cache_memory"),
+        "{err}"
+    );
 }
 
 /// Where the steps' memory does not fit beside the GEMM path's kept f16 weights, `reserve`
