@@ -577,7 +577,7 @@ impl<D: Device> DeviceModel<D> {
             self.graph_io(b, graph_width)?;
         }
         // The sampler's packed parameters: 32 bytes a row, and room for 64 penalized tokens
-        // a row (12 bytes each, grown past that).
+        // a row (16 bytes each: the token and its three values; grown past that).
         self.sampling_capacity(
             max_seqs * (32 + 64 * 16),
             max_seqs * (4 * self.cfg.vocab_size + 8),
