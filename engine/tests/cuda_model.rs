@@ -6,7 +6,11 @@
 //! `HostDevice` (the kernels compiled as C++), and on a GPU through `CudaDevice` where a driver
 //! is present (skipped with one line elsewhere).
 
-use engine::cuda::device::{CudaDevice, Device, Gemm, HostDevice, KArg};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use engine::cuda::device::{
+    CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch,
+};
 use engine::cuda::model::{DeviceModel, GemmWeights, StepLimits};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::{DeviceSample, RowPick};
@@ -277,6 +281,124 @@ fn host() -> HostDevice {
     HostDevice::build(&std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
         .unwrap()
         .with_gemm()
+}
+
+/// The kernels compiled for this CPU behind what a driver does that takes overlapped launches
+/// one by one but refuses them inside a capture: the launch (or GEMM) fails and the capture is
+/// invalidated, so ending it fails too.
+struct RefusesOverlapInCapture {
+    inner: HostDevice,
+    overlap: AtomicBool,
+    capturing: AtomicBool,
+    invalidated: AtomicBool,
+}
+
+impl RefusesOverlapInCapture {
+    fn new() -> Self {
+        Self {
+            inner: host(),
+            overlap: AtomicBool::new(true),
+            capturing: AtomicBool::new(false),
+            invalidated: AtomicBool::new(false),
+        }
+    }
+
+    fn refuse(&self, what: &str) -> engine::Result<()> {
+        if self.capturing.load(Relaxed) && self.overlap.load(Relaxed) {
+            self.invalidated.store(true, Relaxed);
+            return Err(engine::EngineError::Cuda(format!(
+                "{what}: operation not permitted when stream is capturing"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Device for RefusesOverlapInCapture {
+    type Buf = HostBuf;
+    type Graph = HostGraph;
+
+    fn alloc(&self, bytes: usize) -> engine::Result<HostBuf> {
+        self.inner.alloc(bytes)
+    }
+    fn write(&self, dst: &mut HostBuf, src: &[u8]) -> engine::Result<()> {
+        self.inner.write(dst, src)
+    }
+    fn read_at(&self, src: &HostBuf, offset: usize, dst: &mut [u8]) -> engine::Result<()> {
+        self.inner.read_at(src, offset, dst)
+    }
+    fn begin_capture(&self) -> engine::Result<()> {
+        self.capturing.store(true, Relaxed);
+        self.inner.begin_capture()
+    }
+    fn end_capture(&self) -> engine::Result<HostGraph> {
+        self.capturing.store(false, Relaxed);
+        let graph = self.inner.end_capture();
+        if self.invalidated.swap(false, Relaxed) {
+            return Err(engine::EngineError::Cuda(
+                "the capture was invalidated by a refused launch".into(),
+            ));
+        }
+        graph
+    }
+    fn replay(&self, graph: &HostGraph) -> engine::Result<()> {
+        self.inner.replay(graph)
+    }
+    fn launch(
+        &self,
+        name: &'static str,
+        at: Launch,
+        args: &[KArg<'_, HostBuf>],
+    ) -> engine::Result<()> {
+        self.refuse(name)?;
+        self.inner.launch(name, at, args)
+    }
+    fn set_overlap(&self, on: bool) {
+        self.overlap.store(on, Relaxed);
+    }
+    fn overlap(&self) -> bool {
+        self.overlap.load(Relaxed)
+    }
+    fn has_gemm(&self) -> bool {
+        self.inner.has_gemm()
+    }
+    fn gemm(
+        &self,
+        g: Gemm,
+        a: KArg<'_, HostBuf>,
+        b: KArg<'_, HostBuf>,
+        c: KArg<'_, HostBuf>,
+    ) -> engine::Result<()> {
+        self.refuse("gemm")?;
+        self.inner.gemm(g, a, b, c)
+    }
+}
+
+/// Where overlapped launches are refused inside captures, decode steps are captured again
+/// without them, and the graphs still equal launches kernel by kernel (the shared test fails
+/// on the first refused capture otherwise).
+#[test]
+fn on_the_cpu_a_capture_refused_with_overlapped_launches_is_taken_again_without_them() {
+    graphs_match_launches_kernel_by_kernel(RefusesOverlapInCapture::new, true, Products::MatVec);
+    let mut m = DeviceModel::new(RefusesOverlapInCapture::new(), &small_model(), 16, 4).unwrap();
+    m.set_gemm(None, GemmWeights::Dequantize).unwrap();
+    let prompt = StepBatch {
+        seqs: vec![SequenceStep::contiguous(
+            vec![1, 2, 3],
+            0,
+            vec![0],
+            16,
+            true,
+        )],
+    };
+    m.step(&prompt).unwrap();
+    assert!(m.device().overlap());
+    m.step(&StepBatch {
+        seqs: vec![SequenceStep::contiguous(vec![4], 3, vec![0], 16, true)],
+    })
+    .unwrap();
+    assert_eq!(m.graph_captures, 1);
+    assert!(!m.device().overlap(), "launches are no longer overlapped");
 }
 
 #[test]

@@ -1224,6 +1224,22 @@ impl<D: Device> DeviceModel<D> {
         Ok(())
     }
 
+    /// A decode step of `bucket` sequences and `parts` attention partitions, captured as one
+    /// graph over the inputs in `io`.
+    fn capture_step(
+        &self,
+        io: &D::Buf,
+        l: Layout,
+        bucket: usize,
+        parts: usize,
+    ) -> Result<D::Graph> {
+        self.dev.begin_capture()?;
+        let launched = self.launch_step(io, l, bucket, bucket, parts, true);
+        let graph = self.dev.end_capture();
+        launched?;
+        graph
+    }
+
     /// Runs a decode step of `x.seqs` sequences as the graph of the next batch size up
     /// (capturing it the first time). Returns the rows computed (the batch size).
     fn run_graph(&mut self, x: &StepInputs, bucket: usize) -> Result<usize> {
@@ -1277,11 +1293,22 @@ impl<D: Device> DeviceModel<D> {
             // launch that fails says so here rather than as an invalidated capture. It writes
             // the same keys and values the replay writes.
             self.launch_step(io, l, bucket, bucket, parts, true)?;
-            self.dev.begin_capture()?;
-            let launched = self.launch_step(io, l, bucket, bucket, parts, true);
-            let graph = self.dev.end_capture();
-            launched?;
-            self.graphs.graphs.push(((bucket, parts), graph?));
+            let graph = match self.capture_step(io, l, bucket, parts) {
+                // A driver may take overlapped launches one by one and still refuse them in a
+                // capture (or after a cuBLAS kernel in one): capture without them, as every
+                // launch from now on will be.
+                Err(e) if self.dev.overlap() => {
+                    tracing::warn!(
+                        error = %e,
+                        "capturing a decode step with overlapped launches failed; launching one \
+                         after another from now on"
+                    );
+                    self.dev.set_overlap(false);
+                    self.capture_step(io, l, bucket, parts)?
+                }
+                r => r?,
+            };
+            self.graphs.graphs.push(((bucket, parts), graph));
             self.graph_captures += 1;
         }
         let graph = &self
