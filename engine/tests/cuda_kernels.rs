@@ -27,6 +27,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// One kernel argument, as `cuLaunchKernel` takes them: a pointer to each value.
+#[derive(Clone, Copy)]
 enum Arg {
     /// A host buffer: its start and length in bytes.
     Ptr(*mut u8, usize),
@@ -645,6 +646,86 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
 /// A null pointer argument (an optional output left out).
 const NULL: Arg = Arg::I64(0);
 
+/// The shape of an attention launch: `t` tokens, `nh` query and `nkv` KV heads of `hd`, cache
+/// blocks of `bs` positions, block tables `max_blocks` wide, `parts` partitions of `part_len`
+/// positions.
+#[derive(Clone, Copy)]
+struct AttnShape {
+    t: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    bs: usize,
+    max_blocks: usize,
+    parts: usize,
+    part_len: usize,
+}
+
+/// `attention_partial`'s six trailing arguments where it neither adds a bias nor rotates.
+const NO_ROPE: [Arg; 6] = [NULL, NULL, NULL, NULL, NULL, Arg::I32(0)];
+
+/// `attention_partial` over `a`, scores scaled by 1/sqrt(hd). `io`: qkv, key cache, value
+/// cache, block tables, each token's sequence and context length, partial maxima and sums,
+/// partial outputs, the output and its `sf_emit` pair; `rope`: the trailing bias, positions,
+/// slots, cos, sin and rope style.
+fn attention_partial(a: AttnShape, io: [Arg; 11], rope: [Arg; 6]) {
+    let [qkv, kc, vc, tables, seq, ctx, ml, acc, out, q, ds] = io;
+    let group = a.nh / a.nkv;
+    let mut args = vec![
+        qkv,
+        kc,
+        vc,
+        tables,
+        Arg::I32(a.max_blocks as i32),
+        seq,
+        ctx,
+        ml,
+        acc,
+        out,
+        q,
+        ds,
+        Arg::I32(a.nh as i32),
+        Arg::I32(a.nkv as i32),
+        Arg::I32(a.hd as i32),
+        Arg::I32(a.bs as i32),
+        Arg::I32(a.parts as i32),
+        Arg::I32(a.part_len as i32),
+        Arg::F32(1.0 / (a.hd as f32).sqrt()),
+    ];
+    args.extend(rope);
+    launch(
+        "attention_partial",
+        (a.t as u32, a.nkv as u32, a.parts as u32),
+        (group * 32) as u32,
+        cuda::attention_smem(group, a.hd),
+        args,
+    );
+}
+
+/// `attention_reduce` over `a`. `io`: partial maxima and sums, partial outputs, each token's
+/// context length, the output and its `sf_emit` pair.
+fn attention_reduce(a: AttnShape, io: [Arg; 6]) {
+    let [ml, acc, ctx, out, q, ds] = io;
+    launch(
+        "attention_reduce",
+        (a.t as u32, a.nh as u32, 1),
+        a.hd as u32,
+        0,
+        vec![
+            ml,
+            acc,
+            ctx,
+            out,
+            q,
+            ds,
+            Arg::I32(a.nh as i32),
+            Arg::I32(a.hd as i32),
+            Arg::I32(a.parts as i32),
+            Arg::I32(a.part_len as i32),
+        ],
+    );
+}
+
 /// `h` holds `x` as f16 bits, rounded to nearest even (`sf_emit` with `q` alone).
 fn assert_f16_as_written(what: &str, x: &[f32], h: &[u16]) {
     let want: Vec<u16> = x.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
@@ -798,18 +879,23 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
     let mut part_acc = vec![0f32; t * nh * parts * hd];
     let scale = 1.0 / (hd as f32).sqrt();
     let group = nh / nkv;
-    let smem = cuda::attention_smem(group, hd);
-    launch(
-        "attention_partial",
-        (t as u32, nkv as u32, parts as u32),
-        (group * 32) as u32,
-        smem,
-        vec![
+    let shape = AttnShape {
+        t,
+        nh,
+        nkv,
+        hd,
+        bs,
+        max_blocks,
+        parts,
+        part_len: cuda::ATTENTION_PARTITION,
+    };
+    attention_partial(
+        shape,
+        [
             p(&mut qkv),
             p(&mut kc),
             p(&mut vc),
             p(&mut tables),
-            Arg::I32(max_blocks as i32),
             p(&mut token_seq),
             p(&mut ctx),
             p(&mut part_ml),
@@ -817,39 +903,20 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             NULL,
             NULL,
             NULL,
-            Arg::I32(nh as i32),
-            Arg::I32(nkv as i32),
-            Arg::I32(hd as i32),
-            Arg::I32(bs as i32),
-            Arg::I32(parts as i32),
-            Arg::I32(cuda::ATTENTION_PARTITION as i32),
-            Arg::F32(scale),
-            NULL,
-            NULL,
-            NULL,
-            NULL,
-            NULL,
-            Arg::I32(0),
         ],
+        NO_ROPE,
     );
     let mut out = vec![0f32; t * qd];
     let mut h16 = vec![0u16; t * qd];
-    launch(
-        "attention_reduce",
-        (t as u32, nh as u32, 1),
-        hd as u32,
-        0,
-        vec![
+    attention_reduce(
+        shape,
+        [
             p(&mut part_ml),
             p(&mut part_acc),
             p(&mut ctx),
             p(&mut out),
             p(&mut h16),
             NULL,
-            Arg::I32(nh as i32),
-            Arg::I32(hd as i32),
-            Arg::I32(parts as i32),
-            Arg::I32(cuda::ATTENTION_PARTITION as i32),
         ],
     );
     assert_f16_as_written("attention_reduce", &out, &h16);
@@ -857,17 +924,17 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
     // itself (no reduce), the same to rounding, and quantized as written.
     let mut one = vec![0f32; t * qd];
     let (mut q, mut ds) = (vec![0i8; t * qd], vec![0f32; t * qd / 16]);
-    launch(
-        "attention_partial",
-        (t as u32, nkv as u32, 1),
-        (group * 32) as u32,
-        smem,
-        vec![
+    attention_partial(
+        AttnShape {
+            parts: 1,
+            part_len: 704,
+            ..shape
+        },
+        [
             p(&mut qkv),
             p(&mut kc),
             p(&mut vc),
             p(&mut tables),
-            Arg::I32(max_blocks as i32),
             p(&mut token_seq),
             p(&mut ctx),
             p(&mut part_ml),
@@ -875,20 +942,8 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             p(&mut one),
             p(&mut q),
             p(&mut ds),
-            Arg::I32(nh as i32),
-            Arg::I32(nkv as i32),
-            Arg::I32(hd as i32),
-            Arg::I32(bs as i32),
-            Arg::I32(1),
-            Arg::I32(704),
-            Arg::F32(scale),
-            NULL,
-            NULL,
-            NULL,
-            NULL,
-            NULL,
-            Arg::I32(0),
         ],
+        NO_ROPE,
     );
     assert_close("one partition against several", &one, &out, 1e-5);
     assert_quantized_as_written("attention_partial", &mut one, &q, &ds);
@@ -968,7 +1023,7 @@ fn attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_at
     let mut rng = SmallRng::seed_from_u64(11);
     let (nh, nkv, hd, bs) = (6usize, 2usize, 64usize, 16usize);
     let (kvd, width) = (nkv * hd, (nh + 2 * nkv) * hd);
-    let (group, part_len) = (nh / nkv, 32usize);
+    let part_len = 32usize;
     let max_pos = 128;
     let (mut cos, mut sin) = rope_tables(hd, max_pos);
     let num_blocks = 24;
@@ -989,8 +1044,16 @@ fn attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_at
         })
         .collect();
     let parts = lens.iter().max().unwrap().div_ceil(part_len);
-    let scale = 1.0 / (hd as f32).sqrt();
-    let smem = cuda::attention_smem(group, hd);
+    let shape = AttnShape {
+        t,
+        nh,
+        nkv,
+        hd,
+        bs,
+        max_blocks,
+        parts,
+        part_len,
+    };
     for (neox, with_bias) in [(false, true), (true, false), (false, false)] {
         let qkv = randn(&mut rng, t * width, 1.0);
         let mut bias = randn(&mut rng, width, 0.2);
@@ -1027,7 +1090,7 @@ fn attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_at
             let mut part_acc = vec![0f32; t * nh * parts * hd];
             let mut out = vec![0f32; t * nh * hd];
             let rope = if fused {
-                vec![
+                [
                     bias_arg(&mut bias),
                     p(&mut pos),
                     p(&mut slot),
@@ -1036,53 +1099,34 @@ fn attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_at
                     Arg::I32(1 + neox as i32),
                 ]
             } else {
-                vec![NULL, NULL, NULL, NULL, NULL, Arg::I32(0)]
+                NO_ROPE
             };
-            let mut args = vec![
-                p(&mut qkv),
-                p(&mut kc),
-                p(&mut vc),
-                p(&mut tables),
-                Arg::I32(max_blocks as i32),
-                p(&mut token_seq),
-                p(&mut ctx),
-                p(&mut part_ml),
-                p(&mut part_acc),
-                p(&mut out),
-                NULL,
-                NULL,
-                Arg::I32(nh as i32),
-                Arg::I32(nkv as i32),
-                Arg::I32(hd as i32),
-                Arg::I32(bs as i32),
-                Arg::I32(parts as i32),
-                Arg::I32(part_len as i32),
-                Arg::F32(scale),
-            ];
-            args.extend(rope);
-            launch(
-                "attention_partial",
-                (t as u32, nkv as u32, parts as u32),
-                (group * 32) as u32,
-                smem,
-                args,
+            attention_partial(
+                shape,
+                [
+                    p(&mut qkv),
+                    p(&mut kc),
+                    p(&mut vc),
+                    p(&mut tables),
+                    p(&mut token_seq),
+                    p(&mut ctx),
+                    p(&mut part_ml),
+                    p(&mut part_acc),
+                    p(&mut out),
+                    NULL,
+                    NULL,
+                ],
+                rope,
             );
-            launch(
-                "attention_reduce",
-                (t as u32, nh as u32, 1),
-                hd as u32,
-                0,
-                vec![
+            attention_reduce(
+                shape,
+                [
                     p(&mut part_ml),
                     p(&mut part_acc),
                     p(&mut ctx),
                     p(&mut out),
                     NULL,
                     NULL,
-                    Arg::I32(nh as i32),
-                    Arg::I32(hd as i32),
-                    Arg::I32(parts as i32),
-                    Arg::I32(part_len as i32),
                 ],
             );
             results.push((out, part_ml, part_acc, kc, vc));
