@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use engine::cuda::device::{
     CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch,
 };
-use engine::cuda::model::{DeviceModel, GemmWeights, StepLimits};
+use engine::cuda::model::{kv_block_bytes, DeviceModel, GemmWeights, KvCacheSize, StepLimits};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::{DeviceSample, RowPick};
 use engine::{Model, SequenceStep, StepBatch, StepOutput, Tokenizer};
@@ -769,6 +769,44 @@ fn on_a_gpu_a_kv_cache_too_large_for_the_device_is_refused_at_start() {
     );
 }
 
+/// On a GPU, the model sized by a share of the device's memory takes about that share of
+/// what the driver reports free (its allocations are rounded to pages, so within 64 MiB), and
+/// runs.
+#[test]
+fn on_a_gpu_a_cache_sized_by_utilization_takes_its_share() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let model = small_model();
+    let dev = CudaDevice::open(0).unwrap();
+    let at_start = dev.memory().expect("a GPU says how much memory it has");
+    let budget = (0.05 * at_start.total as f64) as usize;
+    let mut m =
+        DeviceModel::start(dev, &model, 16, KvCacheSize::Utilization(0.05), LIMITS).unwrap();
+    let taken = at_start.free - m.device().memory().unwrap().free;
+    let slack = 64 << 20;
+    assert!(
+        taken <= budget + slack && taken + slack >= budget,
+        "took {taken} of a {budget}-byte share"
+    );
+    let batch = StepBatch {
+        seqs: vec![SequenceStep::contiguous(
+            (0..40).collect(),
+            0,
+            vec![0, 1, 2],
+            16,
+            true,
+        )],
+    };
+    assert_eq!(m.step(&batch).unwrap().len(), 1);
+    eprintln!(
+        "a 0.05 share of {} MiB: {} blocks, {} MiB taken",
+        at_start.total >> 20,
+        m.num_blocks(),
+        taken >> 20
+    );
+}
+
 /// Where the steps' memory does not fit beside the GEMM path's kept f16 weights, `reserve`
 /// gives those up (dequantizing before each product) rather than fail; where it does not fit
 /// even then, it fails at once and says what to lower.
@@ -810,6 +848,110 @@ fn reserve_gives_up_kept_f16_weights_before_it_fails() {
             && err.contains("max_num_batched_tokens"),
         "{err}"
     );
+}
+
+/// With a share of the device's memory (vLLM's `gpu_memory_utilization`), the KV cache takes
+/// what the weights and the step buffers leave of it: the model's memory stays within the
+/// share, one block more would not, and steps then allocate nothing. Memory other processes
+/// took counts against the device, not against the share; a share larger than what is free is
+/// refused, as is one too small for a single block.
+#[test]
+fn a_cache_sized_by_utilization_takes_what_the_weights_and_steps_leave() {
+    let model = small_model();
+    let per_block = kv_block_bytes(&model.config, 16);
+    let total = 64 << 20;
+    let dev = host().with_memory(total);
+    // Another process's memory: a quarter of the device.
+    let other = dev.alloc(total / 4).unwrap();
+    let budget = (0.5 * total as f64) as usize;
+    let mut m = DeviceModel::start(dev, &model, 16, KvCacheSize::Utilization(0.5), LIMITS).unwrap();
+    let taken = m.device().used_bytes() - total / 4;
+    assert!(taken <= budget, "{taken} > {budget}");
+    assert!(
+        taken + per_block > budget,
+        "a block more would fit: {taken} + {per_block} <= {budget}"
+    );
+    // The blocks, and the padding block, are what the cache took.
+    assert!(m.num_blocks() > 100, "{}", m.num_blocks());
+    let before = m.device().used_bytes();
+    let batch = StepBatch {
+        seqs: vec![SequenceStep::contiguous(
+            (0..40).collect(),
+            0,
+            vec![0, 1, 2],
+            16,
+            true,
+        )],
+    };
+    assert_eq!(m.step(&batch).unwrap().len(), 1);
+    assert_eq!(
+        m.device().used_bytes(),
+        before,
+        "the step allocated after start"
+    );
+
+    let refused = |dev: HostDevice, cache: KvCacheSize| {
+        DeviceModel::start(dev, &model, 16, cache, LIMITS)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    // 0.8 of the device asked for, with a quarter of it taken by another process.
+    let dev = host().with_memory(total);
+    let _other = dev.alloc(total / 4).unwrap();
+    let err = refused(dev, KvCacheSize::Utilization(0.8));
+    assert!(
+        err.contains("less than the 51.2 MiB that gpu_memory_utilization 0.8 asks for"),
+        "{err}"
+    );
+    // A share that the weights and step buffers fill.
+    // (`base_bytes` of no blocks: the weights and the padding block.)
+    let fraction = base_bytes(&model, 0) as f64 / total as f64;
+    let err = refused(
+        host().with_memory(total),
+        KvCacheSize::Utilization(fraction),
+    );
+    assert!(
+        err.contains("leaves no room for a KV cache")
+            && err.contains("raise gpu_memory_utilization"),
+        "{err}"
+    );
+    for bad in [0.0, -0.5, 1.5, f64::NAN] {
+        let err = refused(host().with_memory(total), KvCacheSize::Utilization(bad));
+        assert!(err.contains("above 0 and at most 1"), "{bad}: {err}");
+    }
+    let err = refused(host(), KvCacheSize::Utilization(0.9));
+    assert!(err.contains("set kv_cache_memory"), "{err}");
+    drop(other);
+}
+
+/// `kv_cache_memory` counts the device's f16 bytes: as many blocks as it holds, and a budget
+/// smaller than one block is refused.
+#[test]
+fn a_cache_sized_in_bytes_holds_as_many_blocks_as_fit() {
+    let model = small_model();
+    let per_block = kv_block_bytes(&model.config, 16);
+    assert_eq!(per_block, 2 * 2 * 16 * 64 * 2);
+    let m = DeviceModel::start(
+        host(),
+        &model,
+        16,
+        KvCacheSize::Bytes(10 * per_block as u64 + 1),
+        LIMITS,
+    )
+    .unwrap();
+    assert_eq!(m.num_blocks(), 10);
+    let err = DeviceModel::start(
+        host(),
+        &model,
+        16,
+        KvCacheSize::Bytes(per_block as u64 - 1),
+        LIMITS,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(err.contains("holds no block"), "{err}");
 }
 
 #[test]

@@ -19,7 +19,7 @@
 //! | `invite_ttl_secs` | `STARFIRE_INVITE_TTL_SECS` | `604800` (7 days) |
 //! | `model_path` | `STARFIRE_MODEL_PATH` | the default model in the model cache, served as `smollm2-135m-instruct` |
 //! | `[[models]]` | none | one entry from `model_path`; several models with names, paths, `max_model_len`, `kv_cache_memory` and `default_sampling` (see `registry`) |
-//! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | a quarter of the memory available at start (`MemAvailable`), between 256 MiB and 8 GiB; 1 GiB where the system does not say |
+//! | `kv_cache_memory` | `STARFIRE_KV_CACHE_MEMORY` | a quarter of the memory available at start (`MemAvailable`), between 256 MiB and 8 GiB; 1 GiB where the system does not say. Shared by the models that set none of their own; CUDA models share it only where it is set here, and otherwise take `gpu_memory_utilization` of the GPU |
 //! | `ws_ticket_ttl_secs` | `STARFIRE_WS_TICKET_TTL_SECS` | `60` |
 //! | `ws_idle_timeout_secs` | `STARFIRE_WS_IDLE_TIMEOUT_SECS` | `300` |
 //! | `ws_ping_interval_secs` | `STARFIRE_WS_PING_INTERVAL_SECS` | `30` |
@@ -101,6 +101,9 @@ pub struct Config {
     /// Bytes of KV cache, shared evenly by the models that do not set their own
     /// (vLLM's `kv_cache_memory`).
     pub kv_cache_memory: u64,
+    /// Whether `kv_cache_memory` was set (environment or file) rather than taken from the
+    /// host's memory: only a set one sizes CUDA models' caches.
+    pub kv_cache_memory_set: bool,
     /// Lifetime of a WebSocket ticket (`POST /v1/ws/tickets`); it is also single-use.
     pub ws_ticket_ttl_secs: u64,
     /// A chat WebSocket with no request running and no frame from the client (pongs aside) for
@@ -202,6 +205,7 @@ impl std::fmt::Debug for Config {
             .field("invite_ttl_secs", &self.invite_ttl_secs)
             .field("models", &self.models)
             .field("kv_cache_memory", &self.kv_cache_memory)
+            .field("kv_cache_memory_set", &self.kv_cache_memory_set)
             .field("ws_ticket_ttl_secs", &self.ws_ticket_ttl_secs)
             .field("ws_idle_timeout_secs", &self.ws_idle_timeout_secs)
             .field("ws_ping_interval_secs", &self.ws_ping_interval_secs)
@@ -334,6 +338,14 @@ fn models_of(
 }
 
 impl Config {
+    /// `kv_cache_memory`, and whether it was set, for the registry.
+    pub fn kv_cache_budget(&self) -> crate::registry::KvCacheMemory {
+        crate::registry::KvCacheMemory {
+            bytes: self.kv_cache_memory,
+            set: self.kv_cache_memory_set,
+        }
+    }
+
     /// Loads from the process environment and the optional file, then makes sure a session
     /// secret exists (generating and persisting one under `home` on first start).
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -388,6 +400,8 @@ impl Config {
                 .or(file.tls_key),
         )?;
         let models = models_of(&env, file.model_path, file.models)?;
+        let kv_cache_memory =
+            number::<u64>(&env, "STARFIRE_KV_CACHE_MEMORY")?.or(file.kv_cache_memory);
         crate::registry::validate(&models)?;
         let deployments = file.deployments.unwrap_or_default();
         deployments
@@ -449,9 +463,8 @@ impl Config {
                 .or(file.invite_ttl_secs)
                 .unwrap_or(7 * 24 * 3600),
             models,
-            kv_cache_memory: number(&env, "STARFIRE_KV_CACHE_MEMORY")?
-                .or(file.kv_cache_memory)
-                .unwrap_or_else(default_kv_cache_memory),
+            kv_cache_memory: kv_cache_memory.unwrap_or_else(default_kv_cache_memory),
+            kv_cache_memory_set: kv_cache_memory.is_some(),
             ws_ticket_ttl_secs: positive(
                 number(&env, "STARFIRE_WS_TICKET_TTL_SECS")?.or(file.ws_ticket_ttl_secs),
                 "ws_ticket_ttl_secs",
@@ -651,10 +664,21 @@ mod tests {
         assert_eq!(c.models, vec![ModelEntry::from_model_path(None)]);
         assert_eq!(c.models[0].name, "smollm2-135m-instruct");
         assert!((256 << 20..=8 << 30).contains(&c.kv_cache_memory));
+        assert!(!c.kv_cache_memory_set);
         assert_eq!(c.ws_ticket_ttl_secs, 60);
         assert_eq!(c.ws_idle_timeout_secs, 300);
         assert_eq!(c.ws_ping_interval_secs, 30);
         assert_eq!(c.ws_max_concurrent_requests, 16);
+    }
+
+    #[test]
+    fn kv_cache_memory_says_whether_it_was_set() {
+        let c =
+            Config::resolve(None, env_of(&[("STARFIRE_KV_CACHE_MEMORY", "123456789")])).unwrap();
+        assert_eq!(
+            c.kv_cache_budget(),
+            crate::registry::KvCacheMemory::set(123_456_789)
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use engine::cuda::model::KvCacheSize;
 use engine::Model;
-use scheduler::model_executor::{config_for_model, spawn_engine, spawn_engine_with};
+use scheduler::model_executor::{config_for_model, spawn_device_engine, spawn_engine};
 use scheduler::{EngineLoop, SchedulerConfig, SchedulerError};
 
 pub use protocol::{
@@ -56,8 +57,11 @@ pub struct ModelOptions {
     pub name: String,
     /// Batching and admission settings; `max_model_len` caps the model's own context length.
     pub scheduler: SchedulerConfig,
-    /// Bytes of KV cache.
+    /// Bytes of KV cache (f32 values on the CPU, f16 on a GPU).
     pub kv_cache_memory: u64,
+    /// For the CUDA engine: instead of `kv_cache_memory`, the fraction of the GPU's memory the
+    /// model takes, its KV cache sized from what the weights and step buffers leave of it.
+    pub gpu_memory_utilization: Option<f64>,
     /// Sampling values for fields a request leaves out.
     pub defaults: SamplingDefaults,
     /// The engine that runs the model.
@@ -71,6 +75,7 @@ impl ModelOptions {
             name: name.into(),
             scheduler: SchedulerConfig::default(),
             kv_cache_memory,
+            gpu_memory_utilization: None,
             defaults: SamplingDefaults::default(),
             backend: crate::registry::ModelBackend::Cpu,
         }
@@ -124,18 +129,22 @@ impl InProcessBackend {
             .map_or(0, |d| d.as_secs());
         let mut served = Vec::with_capacity(models.len());
         for (options, model) in models {
-            let config = config_for_model(&model, options.scheduler, options.kv_cache_memory);
+            let config =
+                config_for_model(&model, options.scheduler.clone(), options.kv_cache_memory);
             let max_model_len = config.max_model_len;
             let engine = match options.backend {
                 crate::registry::ModelBackend::Cpu => spawn_engine(&model, config),
-                crate::registry::ModelBackend::Cuda => engine::cuda::model::cuda_forward(
-                    &model,
-                    config.block_size,
-                    config.num_gpu_blocks,
-                    scheduler::model_executor::step_limits(&config),
-                )
-                .map_err(|e| SchedulerError::EngineStart(e.to_string()))
-                .and_then(|forward| spawn_engine_with(&model, config, forward)),
+                crate::registry::ModelBackend::Cuda => {
+                    let cache = match options.gpu_memory_utilization {
+                        Some(fraction) => KvCacheSize::Utilization(fraction),
+                        None => KvCacheSize::Bytes(options.kv_cache_memory),
+                    };
+                    engine::cuda::device::CudaDevice::open(0)
+                        .map_err(|e| SchedulerError::EngineStart(e.to_string()))
+                        .and_then(|dev| {
+                            spawn_device_engine(&model, options.scheduler.clone(), dev, cache)
+                        })
+                }
             }
             .map_err(|e| (options.name.clone(), e))?;
             served.push(Arc::new(InProcessModel {

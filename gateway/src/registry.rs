@@ -7,6 +7,9 @@
 //! backend = "cpu"                  # the engine that runs it: "cpu", or "cuda" (GPU 0)
 //! max_model_len = 2048             # caps the model's own context length
 //! kv_cache_memory = 268435456      # bytes of KV cache; default: `kv_cache_memory` split evenly
+//! # gpu_memory_utilization = 0.9   # backend "cuda" without kv_cache_memory: the share of GPU 0
+//!                                  # this model takes (weights, step buffers, KV cache); default:
+//!                                  # 0.9 split evenly between such models
 //! # max_num_seqs = 256             # most sequences per engine step
 //! # max_num_batched_tokens = 2048  # most tokens per engine step (prefill chunks included)
 //! # workers = ["http://10.0.0.2:8090", "http://10.0.0.3:8090"]   # run by `starfire worker`s
@@ -46,6 +49,11 @@ use crate::worker::{
 /// The name the default model is served under.
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
 
+/// The share of GPU 0's memory that CUDA models without `kv_cache_memory` or
+/// `gpu_memory_utilization` take in all (vLLM's default), split evenly between them; the rest
+/// is left to the driver (graphs, cuBLAS) and other processes.
+pub const GPU_MEMORY_UTILIZATION: f64 = 0.9;
+
 /// Longest accepted model name.
 const MAX_NAME_LEN: usize = 128;
 
@@ -56,8 +64,9 @@ pub enum ModelBackend {
     /// The engine on the CPU (our AVX2 kernels, candle for the rest).
     #[default]
     Cpu,
-    /// The CUDA kernels on GPU 0 (Q4_1, Q8_0 and f16/f32 weights); the KV cache
-    /// (`kv_cache_memory`) in device memory. Without an NVIDIA driver, starting fails.
+    /// The CUDA kernels on GPU 0 (Q4_1, Q8_0 and f16/f32 weights); the KV cache in device
+    /// memory (`kv_cache_memory` bytes of f16, or what `gpu_memory_utilization` of the device
+    /// leaves after the weights). Without an NVIDIA driver, starting fails.
     Cuda,
 }
 
@@ -76,6 +85,10 @@ pub struct ModelEntry {
     pub max_model_len: Option<usize>,
     /// Bytes of KV cache for this model.
     pub kv_cache_memory: Option<u64>,
+    /// For `backend = "cuda"` without `kv_cache_memory`: the fraction of the GPU's memory this
+    /// model takes, weights and step buffers included; the KV cache gets the rest of it (vLLM's
+    /// `--gpu-memory-utilization`). Default: 0.9, split evenly between such models.
+    pub gpu_memory_utilization: Option<f64>,
     /// Most sequences in one engine step (vLLM's `--max-num-seqs`; default 256).
     pub max_num_seqs: Option<usize>,
     /// Most tokens in one engine step, prefill chunks included (vLLM's
@@ -139,6 +152,7 @@ impl ModelEntry {
             backend: ModelBackend::Cpu,
             max_model_len: None,
             kv_cache_memory: None,
+            gpu_memory_utilization: None,
             max_num_seqs: None,
             max_num_batched_tokens: None,
             default_sampling: SamplingDefaults::default(),
@@ -227,6 +241,24 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
                 "model '{name}': worker '{url}' must be an http:// URL"
             )));
         }
+        if let Some(u) = e.gpu_memory_utilization {
+            if !(u > 0.0 && u <= 1.0) {
+                return Err(invalid(format!(
+                    "model '{name}': gpu_memory_utilization must be above 0 and at most 1, not {u}"
+                )));
+            }
+            if e.kv_cache_memory.is_some() {
+                return Err(invalid(format!(
+                    "model '{name}': give kv_cache_memory or gpu_memory_utilization, not both"
+                )));
+            }
+            let runs_here = e.workers.is_empty() && e.workers_dns.is_none() && e.openai.is_none();
+            if runs_here && e.backend == ModelBackend::Cpu {
+                return Err(invalid(format!(
+                    "model '{name}': gpu_memory_utilization is for backend = \"cuda\""
+                )));
+            }
+        }
         if e.max_model_len == Some(0)
             || e.kv_cache_memory == Some(0)
             || e.max_num_seqs == Some(0)
@@ -264,7 +296,7 @@ pub struct RegistryError {
 /// weights there), the others in this process (`load_local`).
 pub fn load(
     entries: &[ModelEntry],
-    kv_cache_memory: u64,
+    kv_cache_memory: KvCacheMemory,
     admission: &scheduler::AdmissionLimits,
     workers: &WorkerSettings,
 ) -> Result<Arc<dyn InferenceBackend>, RegistryError> {
@@ -381,13 +413,14 @@ fn load_remote(
     )))
 }
 
-/// Loads the entries this process runs and starts one engine loop per model. Entries without
-/// their own `kv_cache_memory` share `kv_cache_memory` evenly; each model's scheduler queues
-/// up to `admission`. When the only entry's file is missing, serving goes on without a model (inference routes answer 503 `model_not_loaded`); with
-/// several entries a missing file is an error, since the operator asked for it by name.
+/// Loads the entries this process runs and starts one engine loop per model, each with the KV
+/// cache `cache_budgets` gives it. Each model's scheduler queues up to `admission`. When the only
+/// entry's file is missing, serving goes on without a model (inference routes answer 503
+/// `model_not_loaded`); with several entries a missing file is an error, since the operator
+/// asked for it by name.
 pub fn load_local(
     entries: &[ModelEntry],
-    kv_cache_memory: u64,
+    kv_cache_memory: KvCacheMemory,
     admission: &scheduler::AdmissionLimits,
 ) -> Result<Arc<dyn InferenceBackend>, RegistryError> {
     if let [only] = entries {
@@ -398,13 +431,8 @@ pub fn load_local(
             return Ok(Arc::new(unloaded));
         }
     }
-    let shared = entries
-        .iter()
-        .filter(|e| e.kv_cache_memory.is_none())
-        .count()
-        .max(1) as u64;
     let mut loaded = Vec::with_capacity(entries.len());
-    for entry in entries {
+    for (entry, (bytes, share)) in entries.iter().zip(cache_budgets(entries, kv_cache_memory)) {
         let err = |message: String| RegistryError {
             name: entry.name.clone(),
             message,
@@ -419,10 +447,8 @@ pub fn load_local(
         let started = std::time::Instant::now();
         let model = engine::Model::load(&path)
             .map_err(|e| err(format!("cannot load {}: {e}", path.display())))?;
-        let mut options = ModelOptions::new(
-            entry.name.clone(),
-            entry.kv_cache_memory.unwrap_or(kv_cache_memory / shared),
-        );
+        let mut options = ModelOptions::new(entry.name.clone(), bytes);
+        options.gpu_memory_utilization = share;
         options.scheduler.admission = admission.clone();
         if let Some(len) = entry.max_model_len {
             options.scheduler.max_model_len = len;
@@ -435,6 +461,7 @@ pub fn load_local(
         }
         options.defaults = entry.default_sampling.clone();
         options.backend = entry.backend;
+
         loaded.push((options, Arc::new(model)));
         tracing::info!(model = %entry.name, path = %path.display(),
             elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
@@ -444,6 +471,54 @@ pub fn load_local(
         message: format!("cannot start the engine: {}", e.1),
     })?;
     Ok(Arc::new(backend))
+}
+
+/// The process's `kv_cache_memory`: its bytes, and whether the operator set them. An unset
+/// one is a default from the host's memory, which has nothing to do with a GPU's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvCacheMemory {
+    pub bytes: u64,
+    pub set: bool,
+}
+
+impl KvCacheMemory {
+    /// `bytes`, set by the operator.
+    pub fn set(bytes: u64) -> Self {
+        KvCacheMemory { bytes, set: true }
+    }
+}
+
+/// Each entry's KV cache, in order: its bytes, or for a CUDA entry that sets no
+/// `kv_cache_memory` its share of the GPU's memory (`gpu_memory_utilization`, or
+/// [`GPU_MEMORY_UTILIZATION`] split evenly between such entries; where the operator set the
+/// process's `kv_cache_memory` and the entry no share, it takes part of those bytes instead).
+/// Entries without either split `kv_cache_memory` evenly.
+fn cache_budgets(
+    entries: &[ModelEntry],
+    kv_cache_memory: KvCacheMemory,
+) -> Vec<(u64, Option<f64>)> {
+    let by_share = |e: &ModelEntry| {
+        e.backend == ModelBackend::Cuda
+            && e.kv_cache_memory.is_none()
+            && (e.gpu_memory_utilization.is_some() || !kv_cache_memory.set)
+    };
+    let count = |f: &dyn Fn(&ModelEntry) -> bool| entries.iter().filter(|e| f(e)).count().max(1);
+    let shared = count(&|e| e.kv_cache_memory.is_none() && !by_share(e)) as u64;
+    let on_device = count(&|e| by_share(e)) as f64;
+    entries
+        .iter()
+        .map(|e| match e.kv_cache_memory {
+            Some(bytes) => (bytes, None),
+            None if by_share(e) => (
+                0,
+                Some(
+                    e.gpu_memory_utilization
+                        .unwrap_or(GPU_MEMORY_UTILIZATION / on_device),
+                ),
+            ),
+            None => (kv_cache_memory.bytes / shared, None),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -514,6 +589,100 @@ mod tests {
             ..entry("f")
         };
         assert!(validate(&[ftp]).is_err());
+    }
+
+    #[test]
+    fn gpu_memory_utilization_is_checked() {
+        let cuda = |u: f64| ModelEntry {
+            backend: ModelBackend::Cuda,
+            gpu_memory_utilization: Some(u),
+            ..entry("g")
+        };
+        assert!(validate(&[cuda(0.5)]).is_ok());
+        assert!(validate(&[cuda(1.0)]).is_ok());
+        for bad in [0.0, -0.1, 1.01, f64::NAN] {
+            let err = validate(&[cuda(bad)]).unwrap_err().to_string();
+            assert!(err.contains("above 0 and at most 1"), "{bad}: {err}");
+        }
+        let both = ModelEntry {
+            kv_cache_memory: Some(1 << 30),
+            ..cuda(0.5)
+        };
+        let err = validate(&[both]).unwrap_err().to_string();
+        assert!(
+            err.contains("kv_cache_memory or gpu_memory_utilization"),
+            "{err}"
+        );
+        let cpu = ModelEntry {
+            backend: ModelBackend::Cpu,
+            ..cuda(0.5)
+        };
+        let err = validate(std::slice::from_ref(&cpu))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is for backend = \"cuda\""), "{err}");
+        // Workers run it: their `--backend` decides.
+        let remote = ModelEntry {
+            workers: vec!["http://127.0.0.1:1".into()],
+            ..cpu
+        };
+        assert!(validate(&[remote]).is_ok());
+    }
+
+    #[test]
+    fn cuda_models_without_a_cache_size_share_the_gpu() {
+        let with = |name: &str, backend, bytes: Option<u64>, share: Option<f64>| ModelEntry {
+            backend,
+            kv_cache_memory: bytes,
+            gpu_memory_utilization: share,
+            ..entry(name)
+        };
+        use ModelBackend::{Cpu, Cuda};
+        let entries = [
+            with("a", Cpu, None, None),
+            with("b", Cpu, None, None),
+            with("c", Cpu, Some(7), None),
+            with("d", Cuda, None, None),
+            with("e", Cuda, None, None),
+            with("f", Cuda, Some(5), None),
+            with("g", Cuda, None, Some(0.3)),
+        ];
+        let from_host = KvCacheMemory {
+            bytes: 900,
+            set: false,
+        };
+        let third = GPU_MEMORY_UTILIZATION / 3.0;
+        assert_eq!(
+            cache_budgets(&entries, from_host),
+            [
+                (450, None),
+                (450, None),
+                (7, None),
+                (0, Some(third)),
+                (0, Some(third)),
+                (5, None),
+                (0, Some(0.3)),
+            ]
+        );
+        // Bytes the operator set are shared by the CUDA entries that set nothing too.
+        assert_eq!(
+            cache_budgets(&entries, KvCacheMemory::set(900)),
+            [
+                (225, None),
+                (225, None),
+                (7, None),
+                (225, None),
+                (225, None),
+                (5, None),
+                (0, Some(0.3)),
+            ]
+        );
+        // One CUDA model alone takes vLLM's default share; a CPU model alone the whole budget.
+        assert_eq!(
+            cache_budgets(&[with("d", Cuda, None, None)], from_host),
+            [(0, Some(GPU_MEMORY_UTILIZATION))]
+        );
+        assert_eq!(cache_budgets(&[entry("a")], from_host), [(900, None)]);
     }
 
     #[test]

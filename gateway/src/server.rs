@@ -159,7 +159,7 @@ pub fn load_inference(config: &Config) -> Result<Arc<dyn InferenceBackend>, Serv
     };
     crate::registry::load(
         &config.models,
-        config.kv_cache_memory,
+        config.kv_cache_budget(),
         &config.admission,
         &workers,
     )

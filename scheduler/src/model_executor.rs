@@ -5,6 +5,8 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use engine::cuda::device::Device;
+use engine::cuda::model::{DeviceModel, KvCacheSize};
 use engine::sampling::{device_pick, sample, RowPick, SampleContext};
 use engine::structured::{Constraint, Mask};
 use engine::{CpuForward, Model, StepForward, StepOutput, Tokenizer};
@@ -271,6 +273,27 @@ pub fn spawn_engine(
     EngineLoop::spawn_with(config, detokenizer_for(model), move || {
         EngineExecutor::new(m, &c)
     })
+}
+
+/// An engine loop over the CUDA engine's forward pass on `dev` (`DeviceModel::start`, with
+/// memory reserved for the largest steps `config_for_model`'s settings plan): its KV cache
+/// sized by `cache` in device memory, and the scheduler's `num_gpu_blocks` what that made.
+pub fn spawn_device_engine<D>(
+    model: &Arc<Model>,
+    base: SchedulerConfig,
+    dev: D,
+    cache: KvCacheSize,
+) -> Result<EngineLoop, SchedulerError>
+where
+    D: Device + Send + 'static,
+    D::Buf: Send,
+    D::Graph: Send,
+{
+    let mut config = config_for_model(model, base, 0);
+    let forward = DeviceModel::start(dev, model, config.block_size, cache, step_limits(&config))
+        .map_err(|e| SchedulerError::EngineStart(e.to_string()))?;
+    config.num_gpu_blocks = forward.num_blocks();
+    spawn_engine_with(model, config, Box::new(forward))
 }
 
 /// [`spawn_engine`] with another forward pass (built for `config`'s KV cache: `num_gpu_blocks`

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use engine::cuda::device::HostDevice;
 use engine::cuda::model::DeviceModel;
 use engine::{Model, SamplingParams, TextModel};
-use scheduler::model_executor::{config_for_model, spawn_engine, spawn_engine_with, step_limits};
+use scheduler::model_executor::{
+    config_for_model, spawn_device_engine, spawn_engine, spawn_engine_with, step_limits,
+};
 use scheduler::{EngineLoop, NewRequest, SchedulerConfig};
 
 fn synthetic() -> Arc<Model> {
@@ -141,4 +143,49 @@ fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
         on_device.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
         greedy
     );
+}
+
+/// Serving's start (`spawn_device_engine`): the KV cache sized by a share of the device's
+/// memory, the scheduler's block count is what that made (a request larger than the cache is
+/// refused with that count), and generation matches the CPU engine.
+#[test]
+fn an_engine_sized_by_a_share_of_the_device_uses_the_blocks_it_got() {
+    use engine::cuda::model::{kv_block_bytes, KvCacheSize};
+    let model = synthetic();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu");
+    let base = SchedulerConfig {
+        max_num_seqs: 8,
+        max_num_batched_tokens: 256,
+        ..SchedulerConfig::default()
+    };
+    let config = config_for_model(&model, base.clone(), 4 << 20);
+    // What the weights, the step buffers, one block and the padding block take.
+    let probe = DeviceModel::start(
+        HostDevice::build(&dir).unwrap(),
+        &model,
+        config.block_size,
+        KvCacheSize::Blocks(1),
+        step_limits(&config),
+    )
+    .unwrap();
+    let per_block = kv_block_bytes(&model.config, config.block_size);
+    // A quarter of the device holds that and 38 blocks more: 39 blocks and the padding one.
+    let total = 4 * (probe.device().used_bytes() + 38 * per_block);
+    drop(probe);
+    let device = HostDevice::build(&dir).unwrap().with_memory(total);
+    let engine = spawn_device_engine(&model, base, device, KvCacheSize::Utilization(0.25)).unwrap();
+    assert_eq!(
+        generate(&engine),
+        generate(&spawn_engine(&model, config).unwrap())
+    );
+    let params = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(700)
+    };
+    let err = engine
+        .submit_blocking(NewRequest::new("big", "tenant", vec![1, 2, 3], params))
+        .err()
+        .expect("larger than the cache")
+        .to_string();
+    assert!(err.contains("but the cache has 39"), "{err}");
 }

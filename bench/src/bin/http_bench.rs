@@ -411,7 +411,7 @@ impl GatewayServer {
                         };
                         gateway::registry::load(
                             &[entry],
-                            KV_CACHE_MEMORY,
+                            gateway::registry::KvCacheMemory::set(KV_CACHE_MEMORY),
                             &config.admission,
                             &Default::default(),
                         )

@@ -296,6 +296,24 @@ pub struct StepLimits {
     pub max_context: usize,
 }
 
+/// How large a [`DeviceModel`]'s KV cache is ([`DeviceModel::start`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KvCacheSize {
+    /// This many blocks.
+    Blocks(usize),
+    /// As many blocks as these bytes of device memory hold (`kv_cache_memory`).
+    Bytes(u64),
+    /// What is left of this fraction of the device's memory after the model's weights and
+    /// step buffers (vLLM's `gpu_memory_utilization`): above 0, at most 1.
+    Utilization(f64),
+}
+
+/// Bytes of device memory one block of `block_size` tokens of the KV cache takes: keys and
+/// values of every layer, f16.
+pub fn kv_block_bytes(cfg: &crate::model::ModelConfig, block_size: usize) -> usize {
+    2 * cfg.num_layers * block_size * cfg.kv_dim() * 2
+}
+
 /// `bytes` in MiB, for messages.
 fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
@@ -398,6 +416,113 @@ impl<D: Device> DeviceModel<D> {
     /// Uploads `model`'s weights and allocates a KV cache of `num_blocks` blocks of
     /// `block_size` tokens (and one more for padding). Decode steps run as graphs.
     pub fn new(dev: D, model: &Model, block_size: usize, num_blocks: usize) -> Result<Self> {
+        let mut m = Self::upload(dev, model, block_size)?;
+        m.alloc_cache(num_blocks)?;
+        // The f16 copies kept where they are a small part of the memory left after the
+        // weights and the cache.
+        let room = m.dev.memory().map(|mem| mem.free);
+        m.default_gemm(room)?;
+        Ok(m)
+    }
+
+    /// The model on `dev`, with its KV cache sized by `cache` and its memory for steps within
+    /// `limits` reserved ([`DeviceModel::reserve`]): what serving starts.
+    ///
+    /// With [`KvCacheSize::Utilization`], the weights and the step buffers are allocated
+    /// first and the cache takes what is left of that fraction of the device's memory
+    /// (vLLM's `gpu_memory_utilization`); [`DeviceModel::num_blocks`] says how many blocks
+    /// that made.
+    pub fn start(
+        dev: D,
+        model: &Model,
+        block_size: usize,
+        cache: KvCacheSize,
+        limits: StepLimits,
+    ) -> Result<Self> {
+        let per_block = kv_block_bytes(&model.config, block_size);
+        let fraction = match cache {
+            KvCacheSize::Blocks(n) => {
+                let mut m = Self::new(dev, model, block_size, n)?;
+                m.reserve(limits)?;
+                return Ok(m);
+            }
+            KvCacheSize::Bytes(bytes) => {
+                let n = usize::try_from(bytes / per_block as u64).unwrap_or(usize::MAX);
+                if n == 0 {
+                    return Err(EngineError::Cuda(format!(
+                        "a kv_cache_memory of {bytes} bytes holds no block of the KV cache \
+                         (one block of {block_size} tokens takes {per_block} bytes on the device)"
+                    )));
+                }
+                let m = Self::start(dev, model, block_size, KvCacheSize::Blocks(n), limits)?;
+                tracing::info!(
+                    "KV cache: {n} blocks of {block_size} tokens ({}) in kv_cache_memory",
+                    mib(n * per_block)
+                );
+                return Ok(m);
+            }
+            KvCacheSize::Utilization(u) => u,
+        };
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(EngineError::Cuda(format!(
+                "gpu_memory_utilization must be above 0 and at most 1, not {fraction}"
+            )));
+        }
+        let Some(at_start) = dev.memory() else {
+            return Err(EngineError::Cuda(
+                "the device does not say how much memory it has; set kv_cache_memory".into(),
+            ));
+        };
+        let budget = (fraction * at_start.total as f64) as usize;
+        if at_start.free < budget {
+            return Err(EngineError::Cuda(format!(
+                "the device has {} free of {}, less than the {} that gpu_memory_utilization {fraction} \
+                 asks for; lower gpu_memory_utilization or set kv_cache_memory (other processes or \
+                 models use the rest)",
+                mib(at_start.free),
+                mib(at_start.total),
+                mib(budget)
+            )));
+        }
+        let mut m = Self::upload(dev, model, block_size)?;
+        // What this model has taken of the device so far.
+        let taken =
+            |m: &Self| at_start.free - m.dev.memory().map_or(0, |now| now.free).min(at_start.free);
+        m.default_gemm(Some(budget.saturating_sub(taken(&m))))?;
+        m.reserve(limits)?;
+        let mut blocks = (budget.saturating_sub(taken(&m)) / per_block).saturating_sub(1);
+        if blocks == 0 && m.gemm_min_tokens.is_some() && m.gemm_weights == GemmWeights::Resident {
+            // Give the kept f16 weights up for a cache.
+            m.set_gemm(m.gemm_min_tokens, GemmWeights::Dequantize)?;
+            m.reserve(limits)?;
+            blocks = (budget.saturating_sub(taken(&m)) / per_block).saturating_sub(1);
+        }
+        if blocks == 0 {
+            return Err(EngineError::Cuda(format!(
+                "gpu_memory_utilization {fraction} ({} of the device) leaves no room for a KV cache \
+                 after the weights and the buffers of steps of up to {} tokens and {} sequences \
+                 ({}); raise gpu_memory_utilization, or lower max_num_batched_tokens or \
+                 max_num_seqs",
+                mib(budget),
+                limits.max_tokens,
+                limits.max_seqs,
+                mib(taken(&m))
+            )));
+        }
+        let before_cache = taken(&m);
+        m.alloc_cache(blocks)?;
+        tracing::info!(
+            "KV cache: {blocks} blocks of {block_size} tokens ({}) in gpu_memory_utilization \
+             {fraction} of {} ({} for the weights and step buffers)",
+            mib((blocks + 1) * per_block),
+            mib(at_start.total),
+            mib(before_cache)
+        );
+        Ok(m)
+    }
+
+    /// `model`'s weights on `dev`, with no KV cache yet.
+    fn upload(dev: D, model: &Model, block_size: usize) -> Result<Self> {
         let cfg = model.config.clone();
         if !cfg.head_dim.is_multiple_of(32) || cfg.head_dim > 256 {
             return Err(EngineError::Cuda(format!(
@@ -432,33 +557,16 @@ impl<D: Device> DeviceModel<D> {
         let norm = dev.upload(bytes_of(&model.norm))?;
         let cos = dev.upload(bytes_of(model.rope.cos_table()))?;
         let sin = dev.upload(bytes_of(model.rope.sin_table()))?;
-        let kv_bytes = (num_blocks + 1) * block_size * cfg.kv_dim() * 2;
-        if let Some(mem) = dev.memory() {
-            let need = 2 * cfg.num_layers * kv_bytes;
-            if need > mem.free {
-                return Err(EngineError::Cuda(format!(
-                    "a KV cache of {num_blocks} blocks of {block_size} tokens ({}) does not fit \
-                     in the {} of device memory left after the weights ({} in all); lower \
-                     kv_cache_memory",
-                    mib(need),
-                    mib(mem.free),
-                    mib(mem.total)
-                )));
-            }
-        }
-        let kv = (0..cfg.num_layers)
-            .map(|_| Ok((dev.alloc(kv_bytes)?, dev.alloc(kv_bytes)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let mut m = Self {
+        Ok(Self {
             embed,
             output,
             norm,
             cos,
             sin,
             layers,
-            kv,
+            kv: Vec::new(),
             block_size,
-            num_blocks,
+            num_blocks: 0,
             scratch: None,
             io: None,
             sampling: None,
@@ -475,23 +583,54 @@ impl<D: Device> DeviceModel<D> {
             graph_captures: 0,
             cfg,
             dev,
-        };
-        if m.dev.has_gemm() {
-            // The f16 copies kept where they are a small part of the memory left after the
-            // weights and the cache (a device that does not say how much it has dequantizes
-            // before each product).
-            let weights = match m.dev.memory() {
-                Some(mem)
-                    if m.resident_bytes() as f64
-                        <= GEMM_RESIDENT_MAX_FRACTION * mem.free as f64 =>
-                {
-                    GemmWeights::Resident
-                }
-                _ => GemmWeights::Dequantize,
-            };
-            m.set_gemm(Some(GEMM_MIN_TOKENS), weights)?;
+        })
+    }
+
+    /// Allocates a KV cache of `num_blocks` blocks (and one more for padding).
+    fn alloc_cache(&mut self, num_blocks: usize) -> Result<()> {
+        let (cfg, block_size, dev) = (&self.cfg, self.block_size, &self.dev);
+        let kv_bytes = (num_blocks + 1) * block_size * cfg.kv_dim() * 2;
+        if let Some(mem) = dev.memory() {
+            let need = (num_blocks + 1) * kv_block_bytes(cfg, block_size);
+            if need > mem.free {
+                return Err(EngineError::Cuda(format!(
+                    "a KV cache of {num_blocks} blocks of {block_size} tokens ({}) does not fit \
+                     in the {} of device memory left after the weights ({} in all); lower \
+                     kv_cache_memory",
+                    mib(need),
+                    mib(mem.free),
+                    mib(mem.total)
+                )));
+            }
         }
-        Ok(m)
+        self.kv = (0..cfg.num_layers)
+            .map(|_| Ok((dev.alloc(kv_bytes)?, dev.alloc(kv_bytes)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.num_blocks = num_blocks;
+        Ok(())
+    }
+
+    /// Turns the GEMM path on where the device has cuBLAS, keeping its f16 weights where they
+    /// take at most [`GEMM_RESIDENT_MAX_FRACTION`] of `room` bytes (a device that does not say
+    /// how much memory it has dequantizes before each product).
+    fn default_gemm(&mut self, room: Option<usize>) -> Result<()> {
+        if !self.dev.has_gemm() {
+            return Ok(());
+        }
+        let weights = match room {
+            Some(room)
+                if self.resident_bytes() as f64 <= GEMM_RESIDENT_MAX_FRACTION * room as f64 =>
+            {
+                GemmWeights::Resident
+            }
+            _ => GemmWeights::Dequantize,
+        };
+        self.set_gemm(Some(GEMM_MIN_TOKENS), weights)
+    }
+
+    /// Blocks in the KV cache (not counting the padding block).
+    pub fn num_blocks(&self) -> usize {
+        self.num_blocks
     }
 
     /// Device memory the GEMM path's kept f16 weights take ([`GemmWeights::Resident`]).
@@ -529,9 +668,13 @@ impl<D: Device> DeviceModel<D> {
         }
         .map_err(|e| {
             let left = free.map_or_else(String::new, |f| format!(" ({} were free)", mib(f)));
+            let taken = if self.kv.is_empty() {
+                "the weights"
+            } else {
+                "the weights and the KV cache"
+            };
             EngineError::Cuda(format!(
-                "the device has too little memory left after the weights and the KV cache{left} \
-                 for steps of up to {} tokens and {} sequences of up to {} positions ({e}); lower \
+                "the device has too little memory left after {taken}{left} for steps of up to {} tokens and {} sequences of up to {} positions ({e}); lower \
                  kv_cache_memory, max_num_batched_tokens or max_num_seqs",
                 limits.max_tokens, limits.max_seqs, limits.max_context
             ))
@@ -1495,19 +1638,4 @@ where
     fn step_outputs(&mut self, batch: &StepBatch, picks: &[RowPick]) -> Result<Vec<StepOutput>> {
         DeviceModel::step_outputs(self, batch, picks)
     }
-}
-
-/// The CUDA forward pass of `model` on GPU 0 with a KV cache of `num_blocks` blocks of
-/// `block_size` tokens in device memory, and the memory for steps within `limits` reserved
-/// ([`DeviceModel::reserve`]). Without a driver: the clear error of [`super::probe_driver`].
-pub fn cuda_forward(
-    model: &Model,
-    block_size: usize,
-    num_blocks: usize,
-    limits: StepLimits,
-) -> Result<Box<dyn crate::model::StepForward>> {
-    let dev = super::device::CudaDevice::open(0)?;
-    let mut m = DeviceModel::new(dev, model, block_size, num_blocks)?;
-    m.reserve(limits)?;
-    Ok(Box::new(m))
 }

@@ -392,8 +392,9 @@ pub fn load(
     if let Some(b) = backend {
         entries.iter_mut().for_each(|e| e.backend = b);
     }
-    let backend = crate::registry::load_local(&entries, config.kv_cache_memory, &config.admission)
-        .map_err(|e| ServeError::Model(e.to_string()))?;
+    let backend =
+        crate::registry::load_local(&entries, config.kv_cache_budget(), &config.admission)
+            .map_err(|e| ServeError::Model(e.to_string()))?;
     Ok(WorkerState::new(backend, config.worker_token.clone()))
 }
 

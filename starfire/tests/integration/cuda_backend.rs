@@ -62,7 +62,7 @@ fn serve_and_worker_refuse_cuda_without_a_driver() {
     std::fs::write(
         &config,
         format!(
-            "[[models]]\nname = \"on-gpu\"\npath = {:?}\nbackend = \"cuda\"\n",
+            "[[models]]\nname = \"on-gpu\"\npath = {:?}\nbackend = \"cuda\"\ngpu_memory_utilization = 0.5\n",
             model.display().to_string()
         ),
     )

@@ -40,9 +40,13 @@ async fn gateway_over_upstream(base_url: String) -> TestApp {
         }),
         ..ModelEntry::from_model_path(None)
     };
-    let backend =
-        gateway::registry::load(&[entry], 64 << 20, &Default::default(), &Default::default())
-            .expect("an upstream model");
+    let backend = gateway::registry::load(
+        &[entry],
+        gateway::registry::KvCacheMemory::set(64 << 20),
+        &Default::default(),
+        &Default::default(),
+    )
+    .expect("an upstream model");
     let state = app.state.clone().with_inference(backend);
     app.sharing(state)
 }

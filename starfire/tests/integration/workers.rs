@@ -122,8 +122,13 @@ async fn gateway_over(ports: &[u16], routing: Routing) -> TestApp {
         token: Some(TOKEN.to_owned()),
         ..Default::default()
     };
-    let backend = gateway::registry::load(&[entry], 64 << 20, &Default::default(), &settings)
-        .expect("a pool over the workers");
+    let backend = gateway::registry::load(
+        &[entry],
+        gateway::registry::KvCacheMemory::set(64 << 20),
+        &Default::default(),
+        &settings,
+    )
+    .expect("a pool over the workers");
     let state = app.state.clone().with_inference(backend);
     app.sharing(state)
 }
@@ -519,8 +524,13 @@ async fn a_model_served_by_workers() {
         token: Some(TOKEN.to_owned()),
         ..Default::default()
     };
-    let backend = gateway::registry::load(&[entry], 64 << 20, &Default::default(), &settings)
-        .expect("a pool from DNS");
+    let backend = gateway::registry::load(
+        &[entry],
+        gateway::registry::KvCacheMemory::set(64 << 20),
+        &Default::default(),
+        &settings,
+    )
+    .expect("a pool from DNS");
     let discovered = discovered.sharing(discovered.state.clone().with_inference(backend));
     let dns_key = discovered.inference_key().await;
     let before_b = finished(port_b);

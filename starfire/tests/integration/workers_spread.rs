@@ -65,8 +65,13 @@ fn replica(app: &TestApp, urls: &[String], prefix: &RedisPrefix) -> AppState {
         token: Some(TOKEN.to_owned()),
         ..Default::default()
     };
-    let pool = gateway::registry::load(&[entry], 64 << 20, &Default::default(), &settings)
-        .expect("a pool over the workers");
+    let pool = gateway::registry::load(
+        &[entry],
+        gateway::registry::KvCacheMemory::set(64 << 20),
+        &Default::default(),
+        &settings,
+    )
+    .expect("a pool over the workers");
     AppState::new(app.state.store.clone(), config).with_inference(pool)
 }
 
