@@ -189,3 +189,88 @@ fn an_engine_sized_by_a_share_of_the_device_uses_the_blocks_it_got() {
         .to_string();
     assert!(err.contains("but the cache has 39"), "{err}");
 }
+
+/// Greedy outputs of `prompts` (24 tokens each) submitted together to `engine`.
+fn generate_all(engine: &EngineLoop, prompts: &[Vec<u32>]) -> Vec<Vec<u32>> {
+    let params = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(24)
+    };
+    let streams: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            engine
+                .submit_blocking(NewRequest::new(
+                    format!("p{i}"),
+                    "tenant",
+                    p.clone(),
+                    params.clone(),
+                ))
+                .unwrap()
+        })
+        .collect();
+    streams
+        .into_iter()
+        .map(|mut s| {
+            let mut tokens = Vec::new();
+            while let Some(d) = s.blocking_recv() {
+                tokens.extend(d.token_ids);
+            }
+            tokens
+        })
+        .collect()
+}
+
+/// The scheduler's block tables drive the device's cache as they drive the CPU engine's: with
+/// a cache too small for four sequences at once, sequences are preempted and recomputed, and
+/// prompts sharing a 32-token prefix reuse its cached blocks; the tokens are those the same
+/// forward pass gives with room for all and nothing cached. (The matrix-vector kernels only:
+/// each row's sums then do not depend on what shares its step.)
+#[test]
+fn preemption_and_prefix_caching_work_over_the_cuda_forward_pass() {
+    let model = synthetic();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu");
+    let prefix: Vec<u32> = (0..32).map(|i| (i * 7 + 3) % 256).collect();
+    let prompts: Vec<Vec<u32>> = (0..4u32)
+        .map(|i| {
+            let mut p = prefix.clone();
+            p.extend((0..5).map(|j| (i * 31 + j * 11 + 1) % 256));
+            p
+        })
+        .collect();
+    let run = |num_gpu_blocks: usize, enable_prefix_caching: bool| {
+        let base = SchedulerConfig {
+            max_num_seqs: 4,
+            enable_prefix_caching,
+            ..SchedulerConfig::default()
+        };
+        let mut config = config_for_model(&model, base, 4 << 20);
+        config.num_gpu_blocks = num_gpu_blocks;
+        let mut forward = DeviceModel::new(
+            HostDevice::build(&dir).unwrap(),
+            &model,
+            config.block_size,
+            num_gpu_blocks,
+        )
+        .unwrap();
+        forward.reserve(step_limits(&config)).unwrap();
+        let engine = spawn_engine_with(&model, config, Box::new(forward)).unwrap();
+        let out = generate_all(&engine, &prompts);
+        (out, engine.metrics().scheduler)
+    };
+    let (want, roomy) = run(64, false);
+    assert_eq!(roomy.num_preemptions_total, 0);
+    assert!(want.iter().all(|t| t.len() == 24));
+    // 61 positions: 4 blocks a sequence, 10 for four sharing the prefix's 2; the cache has 7.
+    let (got, tight) = run(7, true);
+    assert!(
+        tight.num_preemptions_total > 0,
+        "the small cache preempted: {tight:?}"
+    );
+    assert!(
+        tight.prefix_cache_hits > 0,
+        "the shared prefix was reused: {tight:?}"
+    );
+    assert_eq!(got, want);
+}
