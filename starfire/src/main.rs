@@ -48,6 +48,11 @@ enum Command {
         /// entry's `backend`.
         #[arg(long, value_parser = ["cpu", "cuda"])]
         backend: Option<String>,
+        /// With the CUDA backend: the share of GPU 0's memory every model takes (weights, step
+        /// buffers and KV cache), above 0 and at most 1, instead of `kv_cache_memory`
+        /// (vLLM's `--gpu-memory-utilization`).
+        #[arg(long)]
+        gpu_memory_utilization: Option<f64>,
     },
     /// Print the OpenAPI 3.1 document of the API.
     Openapi,
@@ -114,6 +119,7 @@ fn main() -> anyhow::Result<()> {
             model,
             drain_timeout,
             backend,
+            gpu_memory_utilization,
         } => {
             init_logging();
             let config = Config::resolve(cli.config.as_deref(), |name| std::env::var(name).ok())?;
@@ -121,7 +127,13 @@ fn main() -> anyhow::Result<()> {
                 "cuda" => gateway::registry::ModelBackend::Cuda,
                 _ => gateway::registry::ModelBackend::Cpu,
             });
-            let state = gateway::worker::server::load(&config, &listen, model.as_deref(), backend)?;
+            let state = gateway::worker::server::load(
+                &config,
+                &listen,
+                model.as_deref(),
+                backend,
+                gpu_memory_utilization,
+            )?;
             actix_web::rt::System::new()
                 .block_on(gateway::worker::server::serve(
                     state,

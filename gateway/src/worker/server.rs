@@ -362,12 +362,14 @@ async fn embed(state: web::Data<WorkerState>, req: HttpRequest, body: Bytes) -> 
 /// directory, instead), each loaded into this process whatever its `workers` says, and the
 /// worker token. Without a token the worker may only listen on loopback.
 /// `backend`, when given (`starfire worker --backend`), runs every model on that engine
-/// whatever its `[[models]]` entry says.
+/// whatever its `[[models]]` entry says; `gpu_memory_utilization` (`--gpu-memory-utilization`)
+/// likewise gives every model that share of the GPU instead of its `kv_cache_memory`.
 pub fn load(
     config: &crate::config::Config,
     listen: &str,
     model: Option<&std::path::Path>,
     backend: Option<crate::registry::ModelBackend>,
+    gpu_memory_utilization: Option<f64>,
 ) -> Result<WorkerState, ServeError> {
     if config.worker_token.is_none() && !is_loopback(listen) {
         return Err(ServeError::Model(format!(
@@ -392,6 +394,14 @@ pub fn load(
     if let Some(b) = backend {
         entries.iter_mut().for_each(|e| e.backend = b);
     }
+    if let Some(share) = gpu_memory_utilization {
+        for e in &mut entries {
+            e.gpu_memory_utilization = Some(share);
+            e.kv_cache_memory = None;
+        }
+    }
+    // The entries as this worker runs them (a share needs the CUDA backend).
+    crate::registry::validate(&entries).map_err(|e| ServeError::Model(e.to_string()))?;
     let backend =
         crate::registry::load_local(&entries, config.kv_cache_budget(), &config.admission)
             .map_err(|e| ServeError::Model(e.to_string()))?;

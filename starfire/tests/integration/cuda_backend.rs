@@ -98,4 +98,41 @@ fn serve_and_worker_refuse_cuda_without_a_driver() {
         ],
     );
     assert_stopped_with_the_reason(&out);
+
+    // A share of the GPU given on the command line: checked before the engine starts, and
+    // only with the CUDA backend.
+    let worker = |extra: &[&str]| {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "worker",
+            "--listen",
+            &listen,
+            "--model",
+            model.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run_until_exit(home.path(), &args)
+    };
+    assert_stopped_with_the_reason(&worker(&[
+        "--backend",
+        "cuda",
+        "--gpu-memory-utilization",
+        "0.5",
+    ]));
+    for (extra, says) in [
+        (
+            &["--backend", "cuda", "--gpu-memory-utilization", "1.5"][..],
+            "gpu_memory_utilization must be above 0 and at most 1, not 1.5",
+        ),
+        (
+            &["--gpu-memory-utilization", "0.5"][..],
+            "gpu_memory_utilization is for backend = \"cuda\"",
+        ),
+    ] {
+        let out = worker(extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }
