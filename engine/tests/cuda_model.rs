@@ -789,16 +789,7 @@ fn on_a_gpu_a_cache_sized_by_utilization_takes_its_share() {
         taken <= budget + slack && taken + slack >= budget,
         "took {taken} of a {budget}-byte share"
     );
-    let batch = StepBatch {
-        seqs: vec![SequenceStep::contiguous(
-            (0..40).collect(),
-            0,
-            vec![0, 1, 2],
-            16,
-            true,
-        )],
-    };
-    assert_eq!(m.step(&batch).unwrap().len(), 1);
+    assert_eq!(m.step(&prompt_of_40()).unwrap().len(), 1);
     eprintln!(
         "a 0.05 share of {} MiB: {} blocks, {} MiB taken",
         at_start.total >> 20,
@@ -850,6 +841,19 @@ fn reserve_gives_up_kept_f16_weights_before_it_fails() {
     );
 }
 
+/// One prompt of 40 tokens in blocks 0 to 2, for a step after start.
+fn prompt_of_40() -> StepBatch {
+    StepBatch {
+        seqs: vec![SequenceStep::contiguous(
+            (0..40).collect(),
+            0,
+            vec![0, 1, 2],
+            16,
+            true,
+        )],
+    }
+}
+
 /// With a share of the device's memory (vLLM's `gpu_memory_utilization`), the KV cache takes
 /// what the weights and the step buffers leave of it: the model's memory stays within the
 /// share, one block more would not, and steps then allocate nothing. Memory other processes
@@ -874,16 +878,7 @@ fn a_cache_sized_by_utilization_takes_what_the_weights_and_steps_leave() {
     // The blocks, and the padding block, are what the cache took.
     assert!(m.num_blocks() > 100, "{}", m.num_blocks());
     let before = m.device().used_bytes();
-    let batch = StepBatch {
-        seqs: vec![SequenceStep::contiguous(
-            (0..40).collect(),
-            0,
-            vec![0, 1, 2],
-            16,
-            true,
-        )],
-    };
-    assert_eq!(m.step(&batch).unwrap().len(), 1);
+    assert_eq!(m.step(&prompt_of_40()).unwrap().len(), 1);
     assert_eq!(
         m.device().used_bytes(),
         before,

@@ -41,6 +41,16 @@ fn generate_with(engine: &EngineLoop, params: &SamplingParams) -> Vec<(Vec<u32>,
         (0..21).map(|i| (i * 5 + 2) % 256).collect::<Vec<u32>>(),
         vec![9, 8, 7],
     ];
+    submit_all(engine, &prompts, params)
+}
+
+/// `prompts` submitted together (so they share steps) with `params`; each request's tokens
+/// and logprobs, its usage checked against `params.max_tokens`.
+fn submit_all(
+    engine: &EngineLoop,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+) -> Vec<(Vec<u32>, Vec<f32>)> {
     let streams: Vec<_> = prompts
         .iter()
         .enumerate()
@@ -64,7 +74,10 @@ fn generate_with(engine: &EngineLoop, params: &SamplingParams) -> Vec<(Vec<u32>,
                 logprobs.extend(d.logprobs.iter().map(|l| l.logprob));
                 usage = d.usage.or(usage);
             }
-            assert_eq!(usage.expect("usage at the end").completion_tokens, 6);
+            assert_eq!(
+                Some(usage.expect("usage at the end").completion_tokens),
+                params.max_tokens
+            );
             (tokens, logprobs)
         })
         .collect()
@@ -196,29 +209,9 @@ fn generate_all(engine: &EngineLoop, prompts: &[Vec<u32>]) -> Vec<Vec<u32>> {
         ignore_eos: true,
         ..SamplingParams::greedy(24)
     };
-    let streams: Vec<_> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            engine
-                .submit_blocking(NewRequest::new(
-                    format!("p{i}"),
-                    "tenant",
-                    p.clone(),
-                    params.clone(),
-                ))
-                .unwrap()
-        })
-        .collect();
-    streams
+    submit_all(engine, prompts, &params)
         .into_iter()
-        .map(|mut s| {
-            let mut tokens = Vec::new();
-            while let Some(d) = s.blocking_recv() {
-                tokens.extend(d.token_ids);
-            }
-            tokens
-        })
+        .map(|(t, _)| t)
         .collect()
 }
 
