@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use engine::cuda::device::{
     CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch,
 };
-use engine::cuda::model::{kv_block_bytes, DeviceModel, GemmWeights, KvCacheSize, StepLimits};
+use engine::cuda::model::{DeviceModel, GemmWeights, KvCacheSize, StepLimits};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::{DeviceSample, RowPick};
 use engine::{Model, SequenceStep, StepBatch, StepOutput, Tokenizer};
@@ -862,7 +862,8 @@ fn prompt_of_40() -> StepBatch {
 #[test]
 fn a_cache_sized_by_utilization_takes_what_the_weights_and_steps_leave() {
     let model = small_model();
-    let per_block = kv_block_bytes(&model.config, 16);
+    let per_block =
+        engine::KvCache::bytes_per_block(model.config.num_layers, model.config.kv_dim(), 16);
     let total = 64 << 20;
     let dev = host().with_memory(total);
     // Another process's memory: a quarter of the device.
@@ -925,7 +926,8 @@ fn a_cache_sized_by_utilization_takes_what_the_weights_and_steps_leave() {
 #[test]
 fn a_cache_sized_in_bytes_holds_as_many_blocks_as_fit() {
     let model = small_model();
-    let per_block = kv_block_bytes(&model.config, 16);
+    let per_block =
+        engine::KvCache::bytes_per_block(model.config.num_layers, model.config.kv_dim(), 16);
     assert_eq!(per_block, 2 * 2 * 16 * 64 * 2);
     let m = DeviceModel::start(
         host(),

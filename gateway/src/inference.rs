@@ -57,7 +57,7 @@ pub struct ModelOptions {
     pub name: String,
     /// Batching and admission settings; `max_model_len` caps the model's own context length.
     pub scheduler: SchedulerConfig,
-    /// Bytes of KV cache (f32 values on the CPU, f16 on a GPU).
+    /// Bytes of KV cache (f16 keys and values, on the CPU as on a GPU).
     pub kv_cache_memory: u64,
     /// For the CUDA engine: instead of `kv_cache_memory`, the fraction of the GPU's memory the
     /// model takes, its KV cache sized from what the weights and step buffers leave of it.

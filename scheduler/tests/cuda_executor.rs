@@ -163,7 +163,7 @@ fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
 /// refused with that count), and generation matches the CPU engine.
 #[test]
 fn an_engine_sized_by_a_share_of_the_device_uses_the_blocks_it_got() {
-    use engine::cuda::model::{kv_block_bytes, KvCacheSize};
+    use engine::cuda::model::KvCacheSize;
     let model = synthetic();
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu");
     let base = SchedulerConfig {
@@ -181,7 +181,11 @@ fn an_engine_sized_by_a_share_of_the_device_uses_the_blocks_it_got() {
         step_limits(&config),
     )
     .unwrap();
-    let per_block = kv_block_bytes(&model.config, config.block_size);
+    let per_block = engine::KvCache::bytes_per_block(
+        model.config.num_layers,
+        model.config.kv_dim(),
+        config.block_size,
+    );
     // A quarter of the device holds that and 38 blocks more: 39 blocks and the padding one.
     let total = 4 * (probe.device().used_bytes() + 38 * per_block);
     drop(probe);

@@ -301,17 +301,12 @@ pub struct StepLimits {
 pub enum KvCacheSize {
     /// This many blocks.
     Blocks(usize),
-    /// As many blocks as these bytes of device memory hold (`kv_cache_memory`).
+    /// As many blocks as these bytes of device memory hold (`kv_cache_memory`; f16 keys and
+    /// values, as on the CPU: `KvCache::bytes_per_block`).
     Bytes(u64),
     /// What is left of this fraction of the device's memory after the model's weights and
     /// step buffers (vLLM's `gpu_memory_utilization`): above 0, at most 1.
     Utilization(f64),
-}
-
-/// Bytes of device memory one block of `block_size` tokens of the KV cache takes: keys and
-/// values of every layer, f16.
-pub fn kv_block_bytes(cfg: &crate::model::ModelConfig, block_size: usize) -> usize {
-    2 * cfg.num_layers * block_size * cfg.kv_dim() * 2
 }
 
 /// `bytes` in MiB, for messages.
@@ -439,7 +434,11 @@ impl<D: Device> DeviceModel<D> {
         cache: KvCacheSize,
         limits: StepLimits,
     ) -> Result<Self> {
-        let per_block = kv_block_bytes(&model.config, block_size);
+        let per_block = crate::KvCache::bytes_per_block(
+            model.config.num_layers,
+            model.config.kv_dim(),
+            block_size,
+        );
         let fraction = match cache {
             KvCacheSize::Blocks(n) => {
                 let mut m = Self::new(dev, model, block_size, n)?;
@@ -591,7 +590,8 @@ impl<D: Device> DeviceModel<D> {
         let (cfg, block_size, dev) = (&self.cfg, self.block_size, &self.dev);
         let kv_bytes = (num_blocks + 1) * block_size * cfg.kv_dim() * 2;
         if let Some(mem) = dev.memory() {
-            let need = (num_blocks + 1) * kv_block_bytes(cfg, block_size);
+            let need = (num_blocks + 1)
+                * crate::KvCache::bytes_per_block(cfg.num_layers, cfg.kv_dim(), block_size);
             if need > mem.free {
                 return Err(EngineError::Cuda(format!(
                     "a KV cache of {num_blocks} blocks of {block_size} tokens ({}) does not fit \
