@@ -7,6 +7,7 @@ use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::Number;
 
 use super::cors::{ORIGIN_MAX_LENGTH, ORIGIN_PATTERN};
+use super::inference::request::MAX_LOGIT_BIAS;
 
 /// Chat fields accepted by name but refused when given a value (OpenAI's, not supported yet).
 const UNSUPPORTED_CHAT_FIELDS: [&str; 7] = [
@@ -163,9 +164,11 @@ impl utoipa::Modify for Constraints {
                 }
             }
         }
-        // A logit bias is -100 to 100 (`sampling::sampling_params`).
+        // A logit bias is -100 to 100, of at most `MAX_LOGIT_BIAS` tokens
+        // (`sampling::sampling_params`).
         for schema in ["ChatCompletionRequest", "CompletionRequest"] {
             if let Some(Schema::Object(bias)) = property(openapi, schema, "logit_bias") {
+                bias.max_properties = Some(MAX_LOGIT_BIAS);
                 let mut value = Object::with_type(Type::Number);
                 value.minimum = Some(Number::Float(-100.0));
                 value.maximum = Some(Number::Float(100.0));

@@ -322,6 +322,34 @@ async fn invalid_requests_name_the_field() {
     post(chat(json!({"logit_bias": {"abc": 1}})))
         .await
         .expect_error(400, Some("logit_bias"));
+    // At most 300 biased tokens (OpenAI's limit) and 1024 stop token ids: 300 and 1024 are
+    // served, one more is refused, saying how many.
+    let bias = |n: u32| -> serde_json::Map<String, Value> {
+        (0..n).map(|id| (id.to_string(), json!(-1))).collect()
+    };
+    post(chat(json!({"logit_bias": bias(300), "max_tokens": 1})))
+        .await
+        .expect(200);
+    let err = post(chat(json!({"logit_bias": bias(301)})))
+        .await
+        .expect_error(400, Some("logit_bias"));
+    assert!(
+        err["message"].as_str().unwrap().contains("at most 300"),
+        "{err}"
+    );
+    let ids: Vec<u32> = (0..1025).collect();
+    post(chat(
+        json!({"stop_token_ids": &ids[..1024], "max_tokens": 1}),
+    ))
+    .await
+    .expect(200);
+    let err = post(chat(json!({"stop_token_ids": ids})))
+        .await
+        .expect_error(400, Some("stop_token_ids"));
+    assert!(
+        err["message"].as_str().unwrap().contains("at most 1024"),
+        "{err}"
+    );
     post(chat(json!({"max_tokens": "many"})))
         .await
         .expect_error(400, Some("max_tokens"));

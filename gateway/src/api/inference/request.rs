@@ -20,6 +20,12 @@ use protocol::{ForwardedPrompt, StructuredOutput};
 /// Largest `n`, and most prompts in one text completion.
 pub const MAX_N: usize = 16;
 
+/// Most tokens one request may bias (`logit_bias`): OpenAI's limit.
+pub const MAX_LOGIT_BIAS: usize = 300;
+
+/// Most `stop_token_ids` of one request.
+pub const MAX_STOP_TOKEN_IDS: usize = 1024;
+
 /// `content` of a message: a string, or an array of text parts.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
@@ -126,7 +132,7 @@ macro_rules! generation_request {
             /// -2 to 2.
             #[schema(minimum = -2, maximum = 2)]
             pub frequency_penalty: Option<f64>,
-            /// Token id (as a string) to a bias from -100 to 100.
+            /// Token id (as a string) to a bias from -100 to 100; at most 300 tokens.
             pub logit_bias: Option<HashMap<String, f64>>,
             /// An end-user id (accepted for compatibility; not used for anything yet).
             pub user: Option<String>,
@@ -145,7 +151,8 @@ macro_rules! generation_request {
             pub min_tokens: Option<u32>,
             /// vLLM: keep generating after EOS.
             pub ignore_eos: Option<bool>,
-            /// vLLM: token ids that end a choice.
+            /// vLLM: token ids that end a choice; at most 1024.
+            #[schema(max_items = 1024)]
             pub stop_token_ids: Option<Vec<u32>>,
             /// vLLM: lower runs earlier among this organization's requests (default 0).
             pub priority: Option<i32>,

@@ -1518,7 +1518,7 @@ export interface components {
             guided_regex?: string | null;
             /** @description vLLM: keep generating after EOS. */
             ignore_eos?: boolean | null;
-            /** @description Token id (as a string) to a bias from -100 to 100. */
+            /** @description Token id (as a string) to a bias from -100 to 100; at most 300 tokens. */
             logit_bias?: {
                 [key: string]: number;
             } | null;
@@ -1585,7 +1585,7 @@ export interface components {
              */
             seed?: number | null;
             stop?: null | components["schemas"]["StopSpec"];
-            /** @description vLLM: token ids that end a choice. */
+            /** @description vLLM: token ids that end a choice; at most 1024. */
             stop_token_ids?: number[] | null;
             /** @description Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`). */
             stream?: boolean | null;
@@ -1788,7 +1788,7 @@ export interface components {
             guided_regex?: string | null;
             /** @description vLLM: keep generating after EOS. */
             ignore_eos?: boolean | null;
-            /** @description Token id (as a string) to a bias from -100 to 100. */
+            /** @description Token id (as a string) to a bias from -100 to 100; at most 300 tokens. */
             logit_bias?: {
                 [key: string]: number;
             } | null;
@@ -1845,7 +1845,7 @@ export interface components {
              */
             seed?: number | null;
             stop?: null | components["schemas"]["StopSpec"];
-            /** @description vLLM: token ids that end a choice. */
+            /** @description vLLM: token ids that end a choice; at most 1024. */
             stop_token_ids?: number[] | null;
             /** @description Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`). */
             stream?: boolean | null;

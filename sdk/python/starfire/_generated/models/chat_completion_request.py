@@ -48,7 +48,7 @@ class ChatCompletionRequest:
         guided_regex (None | str | Unset): vLLM's older name for `structured_outputs.regex`.
         ignore_eos (bool | None | Unset): vLLM: keep generating after EOS.
         logit_bias (ChatCompletionRequestLogitBiasType0 | None | Unset): Token id (as a string) to a bias from -100 to
-            100.
+            100; at most 300 tokens.
         logprobs (bool | None | Unset): Return the log-probability of each output token.
         max_completion_tokens (int | None | Unset): Same as `max_tokens` (OpenAI's newer name); give one of them.
         max_tokens (int | None | Unset): Most tokens to generate per choice (default: what the context leaves).
@@ -65,7 +65,7 @@ class ChatCompletionRequest:
         response_format (None | ResponseFormatType0 | ResponseFormatType1 | ResponseFormatType2 | Unset):
         seed (int | None | Unset): Makes sampling reproducible.
         stop (list[str] | None | str | Unset):
-        stop_token_ids (list[int] | None | Unset): vLLM: token ids that end a choice.
+        stop_token_ids (list[int] | None | Unset): vLLM: token ids that end a choice; at most 1024.
         stream (bool | None | Unset): Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
         stream_options (None | StreamOptions | Unset):
         structured_outputs (None | StructuredOutputs | Unset):

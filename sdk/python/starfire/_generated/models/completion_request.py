@@ -43,7 +43,8 @@ class CompletionRequest:
             its text).
         guided_regex (None | str | Unset): vLLM's older name for `structured_outputs.regex`.
         ignore_eos (bool | None | Unset): vLLM: keep generating after EOS.
-        logit_bias (CompletionRequestLogitBiasType0 | None | Unset): Token id (as a string) to a bias from -100 to 100.
+        logit_bias (CompletionRequestLogitBiasType0 | None | Unset): Token id (as a string) to a bias from -100 to 100;
+            at most 300 tokens.
         logprobs (int | None | Unset): Return log-probabilities of each token and of this many alternatives (0 to 20).
         max_tokens (int | None | Unset): Most tokens to generate per choice (default 16, as OpenAI).
         min_p (float | None | Unset): vLLM: drop tokens below `min_p` times the top token's probability; 0 to 1.
@@ -55,7 +56,7 @@ class CompletionRequest:
         response_format (None | ResponseFormatType0 | ResponseFormatType1 | ResponseFormatType2 | Unset):
         seed (int | None | Unset): Makes sampling reproducible.
         stop (list[str] | None | str | Unset):
-        stop_token_ids (list[int] | None | Unset): vLLM: token ids that end a choice.
+        stop_token_ids (list[int] | None | Unset): vLLM: token ids that end a choice; at most 1024.
         stream (bool | None | Unset): Stream the answer as server-sent events (`data: {chunk}`, then `data: [DONE]`).
         stream_options (None | StreamOptions | Unset):
         structured_outputs (None | StructuredOutputs | Unset):

@@ -11,7 +11,7 @@ T = TypeVar("T", bound="CompletionRequestLogitBiasType0")
 
 @_attrs_define
 class CompletionRequestLogitBiasType0:
-    """Token id (as a string) to a bias from -100 to 100."""
+    """Token id (as a string) to a bias from -100 to 100; at most 300 tokens."""
 
     additional_properties: dict[str, float] = _attrs_field(init=False, factory=dict)
 
