@@ -770,8 +770,8 @@ fn on_a_gpu_a_kv_cache_too_large_for_the_device_is_refused_at_start() {
 }
 
 /// On a GPU, the model sized by a share of the device's memory takes about that share of
-/// what the driver reports free (its allocations are rounded to pages, so within 64 MiB), and
-/// runs.
+/// what the driver reports free (its allocations are rounded to pages, and the decode graphs
+/// captured at start take a little beyond it, so within 64 MiB), and runs.
 #[test]
 fn on_a_gpu_a_cache_sized_by_utilization_takes_its_share() {
     if !gpu_or_skip() {
@@ -789,9 +789,11 @@ fn on_a_gpu_a_cache_sized_by_utilization_takes_its_share() {
         taken <= budget + slack && taken + slack >= budget,
         "took {taken} of a {budget}-byte share"
     );
+    // The decode graphs, captured at start: batches of 1, 2 and 4, one partition.
+    assert_eq!(m.graph_captures, 3);
     assert_eq!(m.step(&prompt_of_40()).unwrap().len(), 1);
     eprintln!(
-        "a 0.05 share of {} MiB: {} blocks, {} MiB taken",
+        "a 0.05 share of {} MiB: {} blocks, {} MiB taken (with 3 decode graphs)",
         at_start.total >> 20,
         m.num_blocks(),
         taken >> 20
@@ -949,6 +951,68 @@ fn a_cache_sized_in_bytes_holds_as_many_blocks_as_fit() {
     .expect("refused")
     .to_string();
     assert!(err.contains("holds no block"), "{err}");
+}
+
+/// `start` captures every decode graph a step within the limits can take (each batch size
+/// bucket up to `max_seqs`, each power-of-two count of attention partitions up to
+/// `max_context`), so serving captures none: decode steps of 1, 2 and 3 sequences at
+/// positions that need 1, 2 and 3 partitions replay them, and give exactly the outputs of the
+/// same steps launched kernel by kernel by a model that had no warm-up. (The positions before
+/// each step's token hold what the device's zeroed memory holds, in both models, unless the
+/// warm-up wrote outside the padding block. A prefill of 1,000 tokens through the kernels
+/// compiled for the CPU would take a minute.)
+#[test]
+fn start_captures_every_decode_graph_so_serving_captures_none() {
+    let model = small_model();
+    let bs = 16;
+    let limits = StepLimits {
+        max_tokens: 96,
+        max_seqs: 4,
+        max_context: 1100,
+    };
+    let start = || DeviceModel::start(host(), &model, bs, KvCacheSize::Blocks(120), limits);
+    let mut graphed = start().unwrap();
+    // Buckets 1, 2 and 4; 1, 2 and 4 partitions of 512 positions (1100 needs 3).
+    assert_eq!(graphed.graph_captures, 9);
+    assert_eq!(graphed.graph_replays, 0);
+    // The same model without the warm-up (`start` with a block count is `new` and
+    // `reserve`), launching kernel by kernel.
+    let mut eager = DeviceModel::new(host(), &model, bs, 120).unwrap();
+    eager.reserve(limits).unwrap();
+    eager.set_graphs(false);
+    let again = graphed.capture_graphs().unwrap();
+    assert_eq!(again.graphs, 0, "nothing left to capture: {again:?}");
+    assert_eq!((again.largest_batch, again.most_parts), (4, 4));
+
+    // Positions 20, 530 and 1030: one, two and three partitions of context.
+    let positions = [20usize, 530, 1030];
+    let mut first = 0u32;
+    let tables: Vec<Vec<u32>> = positions
+        .iter()
+        .map(|&p| {
+            let blocks = (p + 1).div_ceil(bs) as u32;
+            first += blocks;
+            (first - blocks..first).collect()
+        })
+        .collect();
+    for seqs in 1..=3 {
+        let batch = StepBatch {
+            seqs: (0..seqs)
+                .map(|i| {
+                    let token = (7 * i + seqs) as u32;
+                    SequenceStep::contiguous(vec![token], positions[i], tables[i].clone(), bs, true)
+                })
+                .collect(),
+        };
+        assert_eq!(
+            graphed.step(&batch).unwrap(),
+            eager.step(&batch).unwrap(),
+            "a decode step of {seqs} sequences"
+        );
+    }
+    assert_eq!(graphed.graph_replays, 3);
+    assert_eq!(graphed.graph_captures, 9, "serving captured a graph");
+    assert_eq!((eager.graph_replays, eager.graph_captures), (0, 0));
 }
 
 #[test]

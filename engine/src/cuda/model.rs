@@ -363,6 +363,19 @@ struct SamplingBufs<B> {
     work_cap: usize,
 }
 
+/// What [`DeviceModel::capture_graphs`] captured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphsCaptured {
+    /// Graphs captured (those captured before are not counted again).
+    pub graphs: usize,
+    /// The largest batch size captured (a [`GRAPH_BATCH_SIZES`] bucket).
+    pub largest_batch: usize,
+    /// The most attention partitions captured, a power of two.
+    pub most_parts: usize,
+    /// The device memory they took, where the device says how much it has free.
+    pub bytes: Option<usize>,
+}
+
 /// Captured decode steps: one packed input buffer per batch size, one graph per batch size
 /// and attention partition count (a power of two).
 struct Graphs<D: Device> {
@@ -395,6 +408,9 @@ pub struct DeviceModel<D: Device> {
     partition: usize,
     /// The largest decode batch run as a graph.
     graph_limit: usize,
+    /// The longest context of a step within the reserved limits ([`DeviceModel::reserve`];
+    /// 0 before it).
+    reserved_context: usize,
     /// Steps of at least this many tokens take the GEMM path (`None`: never).
     gemm_min_tokens: Option<usize>,
     gemm_weights: GemmWeights,
@@ -427,7 +443,23 @@ impl<D: Device> DeviceModel<D> {
     /// first and the cache takes what is left of that fraction of the device's memory
     /// (vLLM's `gpu_memory_utilization`); [`DeviceModel::num_blocks`] says how many blocks
     /// that made.
+    ///
+    /// It then captures the decode graphs steps within `limits` take
+    /// ([`DeviceModel::capture_graphs`]), so that no request waits on a capture.
     pub fn start(
+        dev: D,
+        model: &Model,
+        block_size: usize,
+        cache: KvCacheSize,
+        limits: StepLimits,
+    ) -> Result<Self> {
+        let mut m = Self::start_sized(dev, model, block_size, cache, limits)?;
+        m.capture_graphs()?;
+        Ok(m)
+    }
+
+    /// [`DeviceModel::start`] without the graphs.
+    fn start_sized(
         dev: D,
         model: &Model,
         block_size: usize,
@@ -453,7 +485,7 @@ impl<D: Device> DeviceModel<D> {
                          (one block of {block_size} tokens takes {per_block} bytes on the device)"
                     )));
                 }
-                let m = Self::start(dev, model, block_size, KvCacheSize::Blocks(n), limits)?;
+                let m = Self::start_sized(dev, model, block_size, KvCacheSize::Blocks(n), limits)?;
                 tracing::info!(
                     "KV cache: {n} blocks of {block_size} tokens ({}) in kv_cache_memory",
                     mib(n * per_block)
@@ -576,6 +608,7 @@ impl<D: Device> DeviceModel<D> {
             use_graphs: true,
             partition: ATTENTION_PARTITION,
             graph_limit: *GRAPH_BATCH_SIZES.last().expect("not empty"),
+            reserved_context: 0,
             gemm_min_tokens: None,
             gemm_weights: GemmWeights::Dequantize,
             graph_replays: 0,
@@ -702,6 +735,7 @@ impl<D: Device> DeviceModel<D> {
             .max()
             .unwrap_or(1);
         let parts = max_context.div_ceil(self.partition);
+        self.reserved_context = max_context;
         self.scratch(
             max_tokens.max(most),
             (max_tokens * parts).max(most * parts.next_power_of_two()),
@@ -1464,6 +1498,70 @@ impl<D: Device> DeviceModel<D> {
         self.dev.replay(graph)?;
         self.graph_replays += 1;
         Ok(bucket)
+    }
+
+    /// Captures, now, the decode graph of every batch size and attention partition count
+    /// that a step within the reserved limits can take ([`DeviceModel::reserve`] first), as
+    /// vLLM does at start: no request then waits on a capture, and the device memory the
+    /// graphs take is taken at start and logged. Each graph runs once over padding rows, which
+    /// write only the padding block of the cache. Nothing to do where graphs are off.
+    pub fn capture_graphs(&mut self) -> Result<GraphsCaptured> {
+        let started = std::time::Instant::now();
+        if !self.use_graphs || self.reserved_context == 0 {
+            return Ok(GraphsCaptured::default());
+        }
+        let free_before = self.dev.memory().map(|m| m.free);
+        let (replays, captures) = (self.graph_replays, self.graph_captures);
+        let most_parts = self
+            .reserved_context
+            .div_ceil(self.partition)
+            .next_power_of_two();
+        let buckets: Vec<usize> = GRAPH_BATCH_SIZES
+            .iter()
+            .copied()
+            .filter(|&b| b <= self.graph_limit)
+            .collect();
+        for &bucket in &buckets {
+            let mut parts = 1;
+            while parts <= most_parts {
+                let padding = StepInputs {
+                    ids: Vec::new(),
+                    pos: Vec::new(),
+                    slot: Vec::new(),
+                    seq: Vec::new(),
+                    ctx: Vec::new(),
+                    rows: Vec::new(),
+                    tables: Vec::new(),
+                    width: 0,
+                    seqs: 0,
+                    parts,
+                    decode: true,
+                };
+                self.run_graph(&padding, bucket)?;
+                parts *= 2;
+            }
+        }
+        // Warm-up runs are not serving's replays.
+        self.graph_replays = replays;
+        let captured = GraphsCaptured {
+            graphs: (self.graph_captures - captures) as usize,
+            largest_batch: buckets.last().copied().unwrap_or(0),
+            most_parts,
+            bytes: free_before
+                .zip(self.dev.memory())
+                .map(|(before, now)| before.saturating_sub(now.free)),
+        };
+        tracing::info!(
+            "captured {} decode graphs (batches of up to {} sequences, up to {} attention              partitions) in {:.2} s{}",
+            captured.graphs,
+            captured.largest_batch,
+            captured.most_parts,
+            started.elapsed().as_secs_f64(),
+            captured
+                .bytes
+                .map_or_else(String::new, |b| format!(", taking {} of device memory", mib(b)))
+        );
+        Ok(captured)
     }
 
     /// Runs a step kernel by kernel. Returns the rows of logits computed.
