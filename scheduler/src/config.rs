@@ -119,15 +119,20 @@ mod tests {
 
     #[test]
     fn smollm2_sized_cache() {
-        // SmolLM2-135M: 30 layers, 3 KV heads of 64, f32 cache on CPU.
+        // SmolLM2-135M: 30 layers, 3 KV heads of 64, an f16 cache (the engine's, on CPU and
+        // GPU alike).
         let shape = KvCacheShape {
             num_layers: 30,
             num_kv_heads: 3,
             head_dim: 64,
-            dtype_bytes: 4,
+            dtype_bytes: engine::KvCache::BYTES_PER_VALUE,
         };
-        assert_eq!(shape.bytes_per_block(16), 2 * 30 * 3 * 64 * 4 * 16);
-        assert_eq!(num_kv_blocks(shape, 16, 1 << 30), (1usize << 30) / 737_280);
+        assert_eq!(shape.bytes_per_block(16), 2 * 30 * 3 * 64 * 2 * 16);
+        assert_eq!(
+            shape.bytes_per_block(16),
+            engine::KvCache::bytes_per_block(30, 3 * 64, 16)
+        );
+        assert_eq!(num_kv_blocks(shape, 16, 1 << 30), (1usize << 30) / 368_640);
         assert_eq!(default_kv_cache_memory(1000, 0.9, 100), 800);
         assert_eq!(default_kv_cache_memory(1000, 0.9, 5000), 0);
     }
