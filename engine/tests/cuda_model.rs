@@ -645,7 +645,8 @@ const LIMITS: StepLimits = StepLimits {
 };
 
 /// Steps within `reserve`'s limits after it: a prefill of the most tokens, decode steps of the
-/// most sequences (as graphs, greedy and sampled on the device, and with full logits) past the
+/// most sequences (as graphs, greedy and sampled on the device with every token penalized, and
+/// with full logits) past the
 /// first attention partition (of 32 positions), on the matrix-vector kernels and on the GEMM
 /// path. Where `used` can tell (the CPU build of the kernels counts its buffers), they
 /// allocate nothing.
@@ -685,7 +686,9 @@ fn steps_after_reserve<D: Device>(make: impl Fn() -> D, used: impl Fn(&D) -> Opt
             top_p: 0.9,
             min_p: 0.0,
             u: 0.5,
-            edits: (0..40).map(|t| (t, [0.5, 1.1, 0.2])).collect(),
+            // Every token of the vocabulary: the most edits a row can have
+            // (`engine::sampling::max_device_edits`).
+            edits: (0..vocab).map(|t| (t, [0.5, 1.1, 0.2])).collect(),
         };
         let picks = [
             RowPick::Greedy,

@@ -36,6 +36,7 @@ pub use request::{
     StopReason, TokenLogprob, Usage,
 };
 pub use sampling::{
-    valid_function_name, SamplingParams, StructuredOutput, ToolAnswer, MAX_LOGPROBS, MAX_TOOLS,
+    valid_function_name, SamplingParams, StructuredOutput, ToolAnswer, MAX_LOGIT_BIAS,
+    MAX_LOGPROBS, MAX_STOP_TOKEN_IDS, MAX_TOOLS,
 };
 pub use stream::{AbortFn, DeltaObserver, DeltaStream};

@@ -207,6 +207,12 @@ impl Default for SamplingParams {
 /// Largest `logprobs` value accepted (vLLM's default `max_logprobs`).
 pub const MAX_LOGPROBS: usize = 20;
 
+/// Most tokens one request may bias (`logit_bias`): OpenAI's limit.
+pub const MAX_LOGIT_BIAS: usize = 300;
+
+/// Most `stop_token_ids` of one request.
+pub const MAX_STOP_TOKEN_IDS: usize = 1024;
+
 impl SamplingParams {
     /// Greedy decoding of at most `max_tokens` tokens.
     pub fn greedy(max_tokens: usize) -> Self {
@@ -252,6 +258,25 @@ impl SamplingParams {
             .any(|(_, b)| !(-100.0..=100.0).contains(b))
         {
             return bad("logit_bias", "each bias must be between -100 and 100");
+        }
+        // Bounded: a device sampler takes every bias and penalty of a row each step.
+        if self.logit_bias.len() > MAX_LOGIT_BIAS {
+            return bad(
+                "logit_bias",
+                &format!(
+                    "at most {MAX_LOGIT_BIAS} tokens may be biased; got {}",
+                    self.logit_bias.len()
+                ),
+            );
+        }
+        if self.stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
+            return bad(
+                "stop_token_ids",
+                &format!(
+                    "at most {MAX_STOP_TOKEN_IDS} token ids; got {}",
+                    self.stop_token_ids.len()
+                ),
+            );
         }
         if self.logprobs.is_some_and(|k| k > MAX_LOGPROBS) {
             return bad("logprobs", "must be at most 20");

@@ -387,6 +387,8 @@ struct Graphs<D: Device> {
 pub struct DeviceModel<D: Device> {
     dev: D,
     cfg: crate::model::ModelConfig,
+    /// How many end-of-sequence ids the model has (the sampler masks them under min_tokens).
+    eos_ids: usize,
     embed: DevLinear<D::Buf>,
     layers: Vec<DevLayer<D::Buf>>,
     norm: D::Buf,
@@ -589,6 +591,7 @@ impl<D: Device> DeviceModel<D> {
         let cos = dev.upload(bytes_of(model.rope.cos_table()))?;
         let sin = dev.upload(bytes_of(model.rope.sin_table()))?;
         Ok(Self {
+            eos_ids: model.tokenizer.eos_token_ids().len(),
             embed,
             output,
             norm,
@@ -753,10 +756,13 @@ impl<D: Device> DeviceModel<D> {
         for &b in GRAPH_BATCH_SIZES.iter().filter(|&&b| b <= limit) {
             self.graph_io(b, graph_width)?;
         }
-        // The sampler's packed parameters: 32 bytes a row, and room for 64 penalized tokens
-        // a row (16 bytes each: the token and its three values; grown past that).
+        // The sampler's packed parameters: 32 bytes a row, and 16 bytes an edit (the token
+        // and its three values) for as many edits as a valid request's row can have (grown
+        // past that only for rows the scheduler's validation would refuse).
+        let edits =
+            crate::sampling::max_device_edits(self.cfg.vocab_size, self.eos_ids, max_context);
         self.sampling_capacity(
-            max_seqs * (32 + 64 * 16),
+            max_seqs * (32 + edits * 16),
             max_seqs * (4 * self.cfg.vocab_size + 8),
         )
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::SamplingParams;
+use super::{SamplingParams, MAX_LOGIT_BIAS, MAX_STOP_TOKEN_IDS};
 use crate::structured::{apply_mask, Mask};
 
 /// What the sampler needs to know about the sequence besides its logits.
@@ -73,6 +73,15 @@ pub struct DeviceSample {
     /// dividing a positive value by `rp` and multiplying the others (min_tokens' -inf, the
     /// logit bias and the penalties, in the order [`sample`] applies them).
     pub edits: Vec<(u32, [f32; 3])>,
+}
+
+/// The most edits [`device_pick`] gives a row of a request that passed
+/// [`SamplingParams::validate`], for a model with `eos` end-of-sequence ids and sequences of
+/// at most `max_context` prompt and output tokens: each edit is a distinct token of the
+/// vocabulary, masked (an end-of-sequence or stop id), biased or penalized (one of the
+/// context's).
+pub fn max_device_edits(vocab: usize, eos: usize, max_context: usize) -> usize {
+    vocab.min(eos + MAX_STOP_TOKEN_IDS + MAX_LOGIT_BIAS + max_context)
 }
 
 /// How a device can take this row's token (see [`RowPick`]); `vocab` bounds the edits.
@@ -362,6 +371,56 @@ mod tests {
             ..SamplingParams::greedy(4)
         };
         assert_eq!(sample(&mut [5.0, 1.0, 0.0], &p, &ctx(&[], 0)).token, 2);
+    }
+
+    /// A row with every kind of edit at its limit (min_tokens masking the EOS ids and 1024
+    /// stop ids, 300 biased tokens, a repetition penalty over a context of distinct tokens)
+    /// has exactly `max_device_edits`; a smaller vocabulary caps the bound.
+    #[test]
+    fn max_device_edits_bounds_a_valid_request() {
+        let params = SamplingParams {
+            temperature: 0.7,
+            min_tokens: 10,
+            stop_token_ids: (10..10 + MAX_STOP_TOKEN_IDS as u32).collect(),
+            logit_bias: (1_100..1_100 + MAX_LOGIT_BIAS as u32)
+                .map(|t| (t, 1.0))
+                .collect(),
+            repetition_penalty: 1.2,
+            frequency_penalty: 0.5,
+            ..SamplingParams::default()
+        };
+        params.validate().unwrap();
+        let prompt: Vec<u32> = (1_500..4_500).collect();
+        let output: Vec<u32> = (4_500..4_505).collect();
+        let ctx = SampleContext {
+            prompt_tokens: &prompt,
+            output_tokens: &output,
+            eos_token_ids: &[0, 1],
+            seed: 3,
+            mask: None,
+        };
+        let edits = |vocab| match device_pick(&params, &ctx, vocab) {
+            RowPick::Sample(s) => s.edits.len(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(edits(49_152), max_device_edits(49_152, 2, 3_005));
+        assert_eq!(max_device_edits(49_152, 2, 3_005), 2 + 1024 + 300 + 3_005);
+        // Only the tokens below 3,000 are edits there.
+        assert_eq!(edits(3_000), 2 + 1024 + 300 + 1_500);
+        assert_eq!(max_device_edits(3_000, 2, 3_005), 3_000);
+        // One more of either is refused.
+        for more in [
+            SamplingParams {
+                stop_token_ids: (0..=MAX_STOP_TOKEN_IDS as u32).collect(),
+                ..params.clone()
+            },
+            SamplingParams {
+                logit_bias: (0..=MAX_LOGIT_BIAS as u32).map(|t| (t, 1.0)).collect(),
+                ..params.clone()
+            },
+        ] {
+            assert!(more.validate().unwrap_err().message.contains("at most"));
+        }
     }
 
     #[test]

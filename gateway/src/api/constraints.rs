@@ -2,12 +2,12 @@
 //! document after it is derived: the items of string arrays, `not`, and fields that must be
 //! absent. Each matches what the handler enforces (the contract test checks both ways).
 
+use protocol::MAX_LOGIT_BIAS;
 use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Object, Schema, Type};
 use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::Number;
 
 use super::cors::{ORIGIN_MAX_LENGTH, ORIGIN_PATTERN};
-use super::inference::request::MAX_LOGIT_BIAS;
 
 /// Chat fields accepted by name but refused when given a value (OpenAI's, not supported yet).
 const UNSUPPORTED_CHAT_FIELDS: [&str; 7] = [

@@ -20,12 +20,6 @@ use protocol::{ForwardedPrompt, StructuredOutput};
 /// Largest `n`, and most prompts in one text completion.
 pub const MAX_N: usize = 16;
 
-/// Most tokens one request may bias (`logit_bias`): OpenAI's limit.
-pub const MAX_LOGIT_BIAS: usize = 300;
-
-/// Most `stop_token_ids` of one request.
-pub const MAX_STOP_TOKEN_IDS: usize = 1024;
-
 /// `content` of a message: a string, or an array of text parts.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]

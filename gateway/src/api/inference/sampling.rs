@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use engine::SamplingParams;
 use protocol::StructuredOutput;
 
-use super::request::{StopSpec, MAX_LOGIT_BIAS, MAX_N, MAX_STOP_TOKEN_IDS};
+use super::request::{StopSpec, MAX_N};
 use crate::error::ApiError;
 use crate::inference::ServedModel;
 
@@ -67,17 +67,6 @@ pub(crate) fn sampling_params(
             "must be between 0 and 20",
         ));
     }
-    // Bounded: the device sampler uploads every bias and penalty of a row each step.
-    if let Some(n) = f
-        .logit_bias
-        .map(HashMap::len)
-        .filter(|&n| n > MAX_LOGIT_BIAS)
-    {
-        return Err(ApiError::field(
-            "logit_bias",
-            format_args!("at most {MAX_LOGIT_BIAS} tokens may be biased; got {n}"),
-        ));
-    }
     let logit_bias = f
         .logit_bias
         .into_iter()
@@ -95,15 +84,6 @@ pub(crate) fn sampling_params(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let stop_token_ids = f.stop_token_ids.cloned().unwrap_or_default();
-    if stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
-        return Err(ApiError::field(
-            "stop_token_ids",
-            format_args!(
-                "at most {MAX_STOP_TOKEN_IDS} token ids; got {}",
-                stop_token_ids.len()
-            ),
-        ));
-    }
     if let Some(bad) = stop_token_ids.iter().find(|&&id| id as usize >= vocab) {
         return Err(ApiError::field(
             "stop_token_ids",
