@@ -978,6 +978,11 @@ fn start_captures_every_decode_graph_so_serving_captures_none() {
     // Buckets 1, 2 and 4; 1, 2 and 4 partitions of 512 positions (1100 needs 3).
     assert_eq!(graphed.graph_captures, 9);
     assert_eq!(graphed.graph_replays, 0);
+    let at_start = graphed.last_capture;
+    assert_eq!(
+        (at_start.graphs, at_start.largest_batch, at_start.most_parts),
+        (9, 4, 4)
+    );
     // The same model without the warm-up (`start` with a block count is `new` and
     // `reserve`), launching kernel by kernel.
     let mut eager = DeviceModel::new(host(), &model, bs, 120).unwrap();
@@ -985,7 +990,6 @@ fn start_captures_every_decode_graph_so_serving_captures_none() {
     eager.set_graphs(false);
     let again = graphed.capture_graphs().unwrap();
     assert_eq!(again.graphs, 0, "nothing left to capture: {again:?}");
-    assert_eq!((again.largest_batch, again.most_parts), (4, 4));
 
     // Positions 20, 530 and 1030: one, two and three partitions of context.
     let positions = [20usize, 530, 1030];

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
 use engine::cuda::device::{bytes_of, CudaDevice, Device, Gemm, KArg, KernelTime, Launch};
-use engine::cuda::model::{DeviceModel, GemmWeights};
+use engine::cuda::model::{DeviceModel, GemmWeights, KvCacheSize, StepLimits};
 use engine::kernels::cpu::{self, Isa};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::{DeviceSample, RowPick};
@@ -460,6 +460,8 @@ struct ModelRuns {
     prefill_rounds: usize,
     /// Attention partition lengths to time decode with, beside the default.
     partitions: &'static [usize],
+    /// The scheduler's step limits for serving's start.
+    serving: StepLimits,
 }
 
 fn run_model(a: &Args) -> anyhow::Result<serde_json::Value> {
@@ -472,6 +474,7 @@ fn run_model(a: &Args) -> anyhow::Result<serde_json::Value> {
             prefill: 512,
             prefill_rounds: 1,
             partitions: &[128],
+            serving: serving_limits(),
         }
     } else {
         ModelRuns {
@@ -482,15 +485,86 @@ fn run_model(a: &Args) -> anyhow::Result<serde_json::Value> {
             prefill: 512,
             prefill_rounds: 5,
             partitions: &[64, 128, 256],
+            serving: serving_limits(),
         }
     };
     run_model_on(|| Ok(CudaDevice::open(0)?), default_model_shapes(), &runs)
 }
 
+/// The step limits the scheduler's defaults give the default model.
+fn serving_limits() -> StepLimits {
+    let cfg = default_model_shapes();
+    scheduler::model_executor::step_limits(&scheduler::SchedulerConfig {
+        max_model_len: cfg.max_position_embeddings,
+        ..scheduler::SchedulerConfig::default()
+    })
+}
+
+/// Serving's start (`DeviceModel::start`) of `model` under `limits`, the KV cache sized by
+/// serving's default `gpu_memory_utilization` (or by 0.5 where the device has too little free
+/// for that; each refusal is kept): how long it took, the blocks it made, the device memory it
+/// took, and the decode graphs it captured (how many, how long, their memory); then decode
+/// steps of 1 and of `limits.max_seqs` sequences, which must capture nothing.
+fn serving_start<D: Device>(
+    open: impl Fn() -> anyhow::Result<D>,
+    model: &Model,
+    limits: StepLimits,
+) -> anyhow::Result<serde_json::Value> {
+    let mut refused = Vec::new();
+    for share in [gateway::registry::GPU_MEMORY_UTILIZATION, 0.5] {
+        let dev = open()?;
+        let free = dev.memory().map(|m| m.free);
+        let began = std::time::Instant::now();
+        let mut m =
+            match DeviceModel::start(dev, model, BLOCK, KvCacheSize::Utilization(share), limits) {
+                Ok(m) => m,
+                Err(e) => {
+                    refused.push(json!({"gpu_memory_utilization": share, "error": e.to_string()}));
+                    continue;
+                }
+            };
+        let start_s = began.elapsed().as_secs_f64();
+        let taken = free
+            .zip(m.device().memory())
+            .map(|(before, now)| before.saturating_sub(now.free));
+        let g = m.last_capture;
+        let captures = m.graph_captures;
+        let vocab = model.config.vocab_size as u32;
+        for seqs in [1, limits.max_seqs] {
+            let batch = StepBatch {
+                seqs: (0..seqs)
+                    .map(|i| {
+                        let table = vec![i as u32];
+                        SequenceStep::contiguous(vec![i as u32 % vocab], 0, table, BLOCK, true)
+                    })
+                    .collect(),
+            };
+            m.step_outputs(&batch, &vec![RowPick::Greedy; seqs])?;
+        }
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        return Ok(json!({
+            "gpu_memory_utilization": share,
+            "refused": refused,
+            "limits": format!("{limits:?}"),
+            "start_s": start_s,
+            "kv_blocks": m.num_blocks(),
+            "kv_tokens": m.num_blocks() * BLOCK,
+            "taken_mib": taken.map(mib),
+            "graphs": g.graphs,
+            "graphs_largest_batch": g.largest_batch,
+            "graphs_most_attention_partitions": g.most_parts,
+            "graphs_capture_s": g.seconds,
+            "graphs_mib": g.bytes.map(mib),
+            "captures_while_serving": m.graph_captures - captures,
+        }));
+    }
+    anyhow::bail!("every share was refused: {refused:?}")
+}
+
 /// The model section on the device `open` gives (the GPU; the CPU build of the kernels in
 /// this file's test).
 fn run_model_on<D: Device>(
-    open: impl FnOnce() -> anyhow::Result<D>,
+    open: impl Fn() -> anyhow::Result<D>,
     cfg: ModelConfig,
     runs: &ModelRuns,
 ) -> anyhow::Result<serde_json::Value> {
@@ -689,6 +763,15 @@ fn run_model_on<D: Device>(
             .unwrap_or(0.0)
     };
     let (r1, r64) = (rate(1), rate(64));
+    let (graph_captures, graph_replays) = (gpu.graph_captures, gpu.graph_replays);
+    // The device memory back, for serving's start.
+    drop(gpu);
+    let serving = kept(
+        serving_start(&open, &model, runs.serving),
+        "serving's start",
+        &mut errors,
+    );
+    eprintln!("cuda_bench: serving's start {serving}");
     Ok(json!({
         "shapes": format!("{cfg:?}"),
         "setup_s": made_s,
@@ -702,9 +785,10 @@ fn run_model_on<D: Device>(
         "attention_partition_default": engine::cuda::ATTENTION_PARTITION,
         "decode_by_attention_partition": partitions,
         "decode_and_prefill_by_products": by_products,
+        "serving_start": serving,
         "errors": errors,
-        "graph_captures": gpu.graph_captures,
-        "graph_replays": gpu.graph_replays,
+        "graph_captures": graph_captures,
+        "graph_replays": graph_replays,
         "targets": {
             "decode_batch1_tokens_per_s": {"target": 1000, "measured": r1, "met": r1 >= 1000.0},
             "decode_batch64_tokens_per_s": {"target": 30000, "measured": r64, "met": r64 >= 30000.0},
@@ -979,11 +1063,21 @@ mod tests {
             prefill: 40,
             prefill_rounds: 1,
             partitions: &[32],
+            serving: StepLimits {
+                max_tokens: 40,
+                max_seqs: 4,
+                max_context: 64,
+            },
         };
-        // Built once per kernel source version (the file name holds its hash).
+        // Built once per kernel source version (the file name holds its hash); a device of
+        // 256 MiB, so that serving's start can take a share of it.
         let dir = std::env::temp_dir().join("starfire-cuda-cpu");
         let v = run_model_on(
-            || Ok(engine::cuda::device::HostDevice::build(&dir)?.with_gemm()),
+            || {
+                Ok(engine::cuda::device::HostDevice::build(&dir)?
+                    .with_gemm()
+                    .with_memory(256 << 20))
+            },
             cfg,
             &runs,
         )
@@ -1014,6 +1108,14 @@ mod tests {
         // Batches 3 and 5 run as graphs of 4 and 8; 1 with graphs, and the warm-up steps.
         assert!(v["graph_captures"].as_u64().unwrap() >= 3, "{v:#}");
         assert!(v["graph_replays"].as_u64().unwrap() >= 4 * 7, "{v:#}");
+        // Serving's start at the default share: the graphs of batches 1, 2 and 4 (one
+        // attention partition of 64 positions), and none captured by the steps after it.
+        let s = &v["serving_start"];
+        assert_eq!(s["gpu_memory_utilization"], 0.9, "{s:#}");
+        assert_eq!(s["graphs"], 3, "{s:#}");
+        assert_eq!(s["graphs_largest_batch"], 4, "{s:#}");
+        assert_eq!(s["captures_while_serving"], 0, "{s:#}");
+        assert!(s["kv_blocks"].as_u64().unwrap() > 1000, "{s:#}");
     }
 
     #[test]

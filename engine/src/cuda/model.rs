@@ -364,7 +364,7 @@ struct SamplingBufs<B> {
 }
 
 /// What [`DeviceModel::capture_graphs`] captured.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GraphsCaptured {
     /// Graphs captured (those captured before are not counted again).
     pub graphs: usize,
@@ -374,6 +374,8 @@ pub struct GraphsCaptured {
     pub most_parts: usize,
     /// The device memory they took, where the device says how much it has free.
     pub bytes: Option<usize>,
+    /// How long capturing them took.
+    pub seconds: f64,
 }
 
 /// Captured decode steps: one packed input buffer per batch size, one graph per batch size
@@ -419,6 +421,9 @@ pub struct DeviceModel<D: Device> {
     /// How many decode steps ran as graphs (replays), and how many graphs were captured.
     pub graph_replays: u64,
     pub graph_captures: u64,
+    /// What the last [`DeviceModel::capture_graphs`] captured ([`DeviceModel::start`]'s,
+    /// unless it was called again).
+    pub last_capture: GraphsCaptured,
 }
 
 fn grid1(n: usize, per_block: usize) -> (u32, u32, u32) {
@@ -616,6 +621,7 @@ impl<D: Device> DeviceModel<D> {
             gemm_weights: GemmWeights::Dequantize,
             graph_replays: 0,
             graph_captures: 0,
+            last_capture: GraphsCaptured::default(),
             cfg,
             dev,
         })
@@ -1556,13 +1562,15 @@ impl<D: Device> DeviceModel<D> {
             bytes: free_before
                 .zip(self.dev.memory())
                 .map(|(before, now)| before.saturating_sub(now.free)),
+            seconds: started.elapsed().as_secs_f64(),
         };
+        self.last_capture = captured;
         tracing::info!(
             "captured {} decode graphs (batches of up to {} sequences, up to {} attention              partitions) in {:.2} s{}",
             captured.graphs,
             captured.largest_batch,
             captured.most_parts,
-            started.elapsed().as_secs_f64(),
+            captured.seconds,
             captured
                 .bytes
                 .map_or_else(String::new, |b| format!(", taking {} of device memory", mib(b)))
