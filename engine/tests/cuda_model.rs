@@ -969,7 +969,7 @@ fn start_captures_every_decode_graph_so_serving_captures_none() {
     let model = small_model();
     let bs = 16;
     let limits = StepLimits {
-        max_tokens: 96,
+        max_tokens: 16,
         max_seqs: 4,
         max_context: 1100,
     };
@@ -1020,6 +1020,24 @@ fn start_captures_every_decode_graph_so_serving_captures_none() {
     assert_eq!(graphed.graph_replays, 3);
     assert_eq!(graphed.graph_captures, 9, "serving captured a graph");
     assert_eq!((eager.graph_replays, eager.graph_captures), (0, 0));
+
+    // Partitions of 32 positions drop the graphs; capturing them again takes 64 partitions
+    // (1100 positions need 35), more than the buffers were reserved for: they grow before the
+    // first capture, not midway (which would drop the graphs captured before).
+    graphed.set_attention_partition(32).unwrap();
+    let again = graphed.capture_graphs().unwrap();
+    assert_eq!((again.graphs, again.most_parts), (3 * 7, 64));
+    for seqs in 1..=3 {
+        let batch = StepBatch {
+            seqs: (0..seqs)
+                .map(|i| {
+                    SequenceStep::contiguous(vec![1], positions[i], tables[i].clone(), bs, true)
+                })
+                .collect(),
+        };
+        graphed.step(&batch).unwrap();
+    }
+    assert_eq!(graphed.graph_captures, 9 + 21, "serving captured a graph");
 }
 
 #[test]

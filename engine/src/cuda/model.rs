@@ -1533,6 +1533,10 @@ impl<D: Device> DeviceModel<D> {
             .copied()
             .filter(|&b| b <= self.graph_limit)
             .collect();
+        // Room for the widest first (`reserve` made it, unless the partition shrank since):
+        // growing the buffers midway would drop the graphs captured before.
+        let most = buckets.last().copied().unwrap_or(1);
+        self.scratch(most, most * most_parts, most)?;
         for &bucket in &buckets {
             let mut parts = 1;
             while parts <= most_parts {
