@@ -228,6 +228,7 @@ impl Layout {
 }
 
 /// A step flattened as the CPU forward pass does, with what the kernels trust checked.
+#[derive(Default)]
 struct StepInputs {
     ids: Vec<i32>,
     pos: Vec<i32>,
@@ -1540,18 +1541,11 @@ impl<D: Device> DeviceModel<D> {
         for &bucket in &buckets {
             let mut parts = 1;
             while parts <= most_parts {
+                // No sequences: every row is padding.
                 let padding = StepInputs {
-                    ids: Vec::new(),
-                    pos: Vec::new(),
-                    slot: Vec::new(),
-                    seq: Vec::new(),
-                    ctx: Vec::new(),
-                    rows: Vec::new(),
-                    tables: Vec::new(),
-                    width: 0,
-                    seqs: 0,
                     parts,
                     decode: true,
+                    ..StepInputs::default()
                 };
                 self.run_graph(&padding, bucket)?;
                 parts *= 2;
