@@ -321,6 +321,20 @@ pub struct Mask {
 }
 
 impl Mask {
+    /// A mask over `vocab` tokens allowing only `tokens` (no end-of-sequence ids).
+    #[cfg(test)]
+    pub(crate) fn allow_only(vocab: usize, tokens: &[u32]) -> Self {
+        let mut allowed = SimpleVob::alloc(vocab);
+        for &t in tokens {
+            allowed.allow_token(t);
+        }
+        Self {
+            allowed,
+            eos_allowed: false,
+            eos_token_ids: Arc::from(Vec::new()),
+        }
+    }
+
     pub fn is_allowed(&self, token: u32) -> bool {
         if self.eos_token_ids.contains(&token) {
             return self.eos_allowed;

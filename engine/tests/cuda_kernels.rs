@@ -1213,13 +1213,14 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
     };
     let params = [
         with(&|p| p.temperature = 0.7),
-        with(&|p| p.top_k = 5),
+        with(&|p| (p.top_k, p.logprobs) = (5, Some(5))),
         with(&|p| p.top_p = 0.9),
         with(&|p| p.min_p = 0.1),
         with(&|p| {
             (p.temperature, p.top_k, p.top_p, p.min_p) = (1.3, 40, 0.83, 0.02);
+            p.logprobs = Some(engine::sampling::MAX_LOGPROBS);
         }),
-        with(&|p| (p.temperature, p.repetition_penalty) = (0.0, 1.3)),
+        with(&|p| (p.temperature, p.repetition_penalty, p.logprobs) = (0.0, 1.3, Some(3))),
         with(&|p| (p.frequency_penalty, p.presence_penalty) = (0.5, 0.25)),
         with(&|p| {
             p.logit_bias = vec![(3, 5.0), (7, -100.0), (1, 2.5)];
@@ -1276,6 +1277,8 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
         let mut work = vec![0f32; n * vocab];
         let mut token = vec![0i32; n];
         let mut logprob = vec![0f32; n];
+        let mut top_tok = vec![-2i32; n * cuda::TOP_LOGPROBS];
+        let mut top_lp = vec![0f32; n * cuda::TOP_LOGPROBS];
         launch(
             "sample_rows",
             (n as u32, 1, 1),
@@ -1291,6 +1294,8 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
                 p(&mut work),
                 p(&mut token),
                 p(&mut logprob),
+                p(&mut top_tok),
+                p(&mut top_lp),
             ],
         );
         for (j, w) in want.iter().enumerate() {
@@ -1305,6 +1310,20 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
                 logprob[j],
                 w.logprob
             );
+            // The raw distribution's most likely tokens, ties in id order; nothing written
+            // past the row's list.
+            let k = prm.logprobs.unwrap_or(0);
+            let row = j * cuda::TOP_LOGPROBS..(j + 1) * cuda::TOP_LOGPROBS;
+            let (ids, lps) = (&top_tok[row.clone()], &top_lp[row]);
+            let want_ids: Vec<i32> = w.top_logprobs.iter().map(|t| t.0 as i32).collect();
+            assert_eq!(&ids[..k], want_ids, "vocab {vocab}, row {j}: top {k}");
+            assert!(ids[k..].iter().all(|&t| t == -2), "vocab {vocab}, row {j}");
+            for (got, (_, want)) in lps.iter().zip(&w.top_logprobs) {
+                assert!(
+                    (got - want).abs() <= 1e-4,
+                    "vocab {vocab}, row {j}: {got} vs {want}"
+                );
+            }
         }
     }
 }

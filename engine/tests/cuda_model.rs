@@ -252,8 +252,13 @@ fn graphs_match_launches_kernel_by_kernel<D: Device>(
                     assert!(!greedy[i]);
                     close(l, w, &format!("step {step}, sequence {i}"));
                 }
-                StepOutput::Token { token, logprob } => {
+                StepOutput::Token {
+                    token,
+                    logprob,
+                    top_logprobs,
+                } => {
                     assert!(greedy[i]);
+                    assert!(top_logprobs.is_empty());
                     assert_eq!(*token, argmax(w), "step {step}, sequence {i}: greedy token");
                     let lp = engine::sampling::log_softmax(w)[*token as usize];
                     assert!(
@@ -689,6 +694,8 @@ fn steps_after_reserve<D: Device>(make: impl Fn() -> D, used: impl Fn(&D) -> Opt
             // Every token of the vocabulary: the most edits a row can have
             // (`engine::sampling::max_device_edits`).
             edits: (0..vocab).map(|t| (t, [0.5, 1.1, 0.2])).collect(),
+            // And the longest list of alternatives.
+            top_logprobs: engine::cuda::TOP_LOGPROBS,
         };
         let picks = [
             RowPick::Greedy,

@@ -128,8 +128,7 @@ impl ModelExecutor for EngineExecutor {
                 mask: None,
             }
         }
-        // What a device may pick itself: rows with a grammar or top logprobs need the logits
-        // here. Not computed for the CPU engine, which returns logits whatever this says.
+        // What a device may pick itself: rows with a grammar need the logits here. Not computed for the CPU engine, which returns logits whatever this says.
         let vocab = self.model.config.vocab_size;
         let mut picks: Vec<Option<RowPick>> = vec![None; next];
         let device_picks = self.forward.picks_tokens();
@@ -191,10 +190,14 @@ impl ModelExecutor for EngineExecutor {
                     ExecutorError::Other(format!("no logits for batch entry {}", s.batch_index))
                 })?;
             let t = match output {
-                StepOutput::Token { token, logprob } => engine::sampling::SampledToken {
+                StepOutput::Token {
+                    token,
+                    logprob,
+                    top_logprobs,
+                } => engine::sampling::SampledToken {
                     token: *token,
                     logprob: *logprob,
-                    top_logprobs: Vec::new(),
+                    top_logprobs: top_logprobs.clone(),
                 },
                 StepOutput::Logits(row) => {
                     let mut row = row.clone();

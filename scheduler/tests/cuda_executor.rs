@@ -3,7 +3,9 @@
 //! a seeded random model produce the tokens the CPU engine produces, with usage, through the
 //! same engine loop (batching, paged blocks, sampling on the returned logits).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use engine::sampling::RowPick;
 
 use engine::cuda::device::HostDevice;
 use engine::cuda::model::DeviceModel;
@@ -11,7 +13,7 @@ use engine::{Model, SamplingParams, TextModel};
 use scheduler::model_executor::{
     config_for_model, spawn_device_engine, spawn_engine, spawn_engine_with, step_limits,
 };
-use scheduler::{EngineLoop, NewRequest, SchedulerConfig};
+use scheduler::{EngineLoop, NewRequest, SchedulerConfig, TokenLogprob};
 
 fn synthetic() -> Arc<Model> {
     let path = engine::model_cache::find_default_model().expect("run `starfire model fetch` first");
@@ -36,7 +38,10 @@ fn generate(engine: &EngineLoop) -> Vec<Vec<u32>> {
 }
 
 /// [`generate`] with `params`; each request's tokens and logprobs.
-fn generate_with(engine: &EngineLoop, params: &SamplingParams) -> Vec<(Vec<u32>, Vec<f32>)> {
+fn generate_with(
+    engine: &EngineLoop,
+    params: &SamplingParams,
+) -> Vec<(Vec<u32>, Vec<TokenLogprob>)> {
     let prompts = [
         (0..21).map(|i| (i * 5 + 2) % 256).collect::<Vec<u32>>(),
         vec![9, 8, 7],
@@ -50,7 +55,7 @@ fn submit_all(
     engine: &EngineLoop,
     prompts: &[Vec<u32>],
     params: &SamplingParams,
-) -> Vec<(Vec<u32>, Vec<f32>)> {
+) -> Vec<(Vec<u32>, Vec<TokenLogprob>)> {
     let streams: Vec<_> = prompts
         .iter()
         .enumerate()
@@ -71,7 +76,7 @@ fn submit_all(
             let (mut tokens, mut logprobs, mut usage) = (Vec::new(), Vec::new(), None);
             while let Some(d) = s.blocking_recv() {
                 tokens.extend(d.token_ids);
-                logprobs.extend(d.logprobs.iter().map(|l| l.logprob));
+                logprobs.extend(d.logprobs);
                 usage = d.usage.or(usage);
             }
             assert_eq!(
@@ -110,6 +115,31 @@ impl engine::StepForward for LogitsOnly {
     }
 }
 
+/// The CUDA forward pass, recording how the executor asked it to pick each row.
+struct Recording(DeviceModel<HostDevice>, Arc<Mutex<Vec<RowPick>>>);
+
+impl engine::StepForward for Recording {
+    fn step(&mut self, batch: &engine::StepBatch) -> engine::Result<Vec<Vec<f32>>> {
+        self.0.step(batch)
+    }
+
+    fn picks_tokens(&self) -> bool {
+        true
+    }
+
+    fn step_outputs(
+        &mut self,
+        batch: &engine::StepBatch,
+        picks: &[RowPick],
+    ) -> engine::Result<Vec<engine::StepOutput>> {
+        self.1.lock().unwrap().extend_from_slice(picks);
+        self.0.step_outputs(batch, picks)
+    }
+}
+
+/// Sampled and greedy requests, with top logprobs, picked on the device (every row: no logits
+/// come back) give the tokens, logprobs and alternatives the CPU sampler gives on the same
+/// logits.
 #[test]
 fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
     let model = synthetic();
@@ -124,7 +154,7 @@ fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
         )
         .unwrap()
     };
-    let params = SamplingParams {
+    let sampled = SamplingParams {
         temperature: 1.5,
         top_k: 50,
         top_p: 0.95,
@@ -135,27 +165,66 @@ fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
         ignore_eos: true,
         ..SamplingParams::greedy(6)
     };
-    let on_cpu = generate_with(
-        &spawn_engine_with(&model, config.clone(), Box::new(LogitsOnly(forward()))).unwrap(),
-        &params,
-    );
-    let on_device = generate_with(
-        &spawn_engine_with(&model, config.clone(), Box::new(forward())).unwrap(),
-        &params,
-    );
-    for ((ct, cl), (dt, dl)) in on_cpu.iter().zip(&on_device) {
-        assert_eq!(dt, ct, "the tokens sampled on the device and on the CPU");
-        assert_eq!(dl.len(), 6);
-        for (a, b) in cl.iter().zip(dl) {
-            assert!((a - b).abs() <= 1e-4, "logprobs {cl:?} against {dl:?}");
+    let with_top = SamplingParams {
+        logprobs: Some(engine::sampling::MAX_LOGPROBS),
+        ..sampled.clone()
+    };
+    let greedy_with_top = SamplingParams {
+        logprobs: Some(3),
+        ignore_eos: true,
+        ..SamplingParams::greedy(6)
+    };
+    for params in [&sampled, &with_top, &greedy_with_top] {
+        let on_cpu = generate_with(
+            &spawn_engine_with(&model, config.clone(), Box::new(LogitsOnly(forward()))).unwrap(),
+            params,
+        );
+        let picks = Arc::new(Mutex::new(Vec::new()));
+        let on_device = generate_with(
+            &spawn_engine_with(
+                &model,
+                config.clone(),
+                Box::new(Recording(forward(), picks.clone())),
+            )
+            .unwrap(),
+            params,
+        );
+        let picks = picks.lock().unwrap();
+        assert!(!picks.is_empty());
+        assert!(
+            picks.iter().all(|p| matches!(p, RowPick::Sample(_))),
+            "{params:?}: every row sampled on the device: {picks:?}"
+        );
+        for ((ct, cl), (dt, dl)) in on_cpu.iter().zip(&on_device) {
+            assert_eq!(
+                dt, ct,
+                "{params:?}: the tokens sampled on the device and on the CPU"
+            );
+            assert_eq!(dl.len(), 6);
+            for (a, b) in cl.iter().zip(dl) {
+                assert_eq!(a.token_id, b.token_id);
+                assert!(
+                    (a.logprob - b.logprob).abs() <= 1e-4,
+                    "{cl:?} against {dl:?}"
+                );
+                let k = params.logprobs.unwrap();
+                assert_eq!((a.top.len(), b.top.len()), (k, k));
+                for (x, y) in a.top.iter().zip(&b.top) {
+                    assert_eq!(x.0, y.0, "{params:?}: alternatives {cl:?} against {dl:?}");
+                    assert!((x.1 - y.1).abs() <= 1e-4, "{cl:?} against {dl:?}");
+                }
+            }
+        }
+        if params.temperature > 0.0 {
+            // Sampled, not greedy: the two requests' outputs are not the argmax chain.
+            let greedy =
+                generate(&spawn_engine_with(&model, config.clone(), Box::new(forward())).unwrap());
+            assert_ne!(
+                on_device.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+                greedy
+            );
         }
     }
-    // Sampled, not greedy: the two requests' outputs are not the argmax chain.
-    let greedy = generate(&spawn_engine_with(&model, config.clone(), Box::new(forward())).unwrap());
-    assert_ne!(
-        on_device.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
-        greedy
-    );
 }
 
 /// Serving's start (`spawn_device_engine`): the KV cache sized by a share of the device's

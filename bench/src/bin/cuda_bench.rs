@@ -643,6 +643,7 @@ fn run_model_on<D: Device>(
         min_p: 0.0,
         u: 0.5,
         edits: Vec::new(),
+        top_logprobs: 0,
     });
     let [b1, b2, b3] = runs.batches;
     let mut decode = Vec::new();

@@ -59,6 +59,10 @@ pub const KERNELS: &[&str] = &[
     "sample_rows",
 ];
 
+/// The most raw top log-probabilities `sample_rows` lists for a row (its `SF_TOP_LOGPROBS`):
+/// as many as a valid request asks for.
+pub const TOP_LOGPROBS: usize = crate::sampling::MAX_LOGPROBS;
+
 /// Positions one `attention_partial` block covers by default (its `part_len`; a multiple of
 /// the 32-position tile).
 pub const ATTENTION_PARTITION: usize = 512;
@@ -309,6 +313,11 @@ mod tests {
 
     /// Kernels are launched with programmatic dependent launch: one that touched memory
     /// before waiting for the kernel before it would race with it.
+    #[test]
+    fn the_sampler_kernel_lists_as_many_top_logprobs_as_a_request_asks_for() {
+        assert!(source().contains(&format!("#define SF_TOP_LOGPROBS {TOP_LOGPROBS}\n")));
+    }
+
     #[test]
     fn every_kernel_waits_for_the_one_before_it_first() {
         let src = source();

@@ -5,7 +5,7 @@
 //! want them come back to the host.
 
 use super::device::{bytes_of, bytes_of_mut, Device, Gemm, KArg, Launch};
-use super::ATTENTION_PARTITION;
+use super::{ATTENTION_PARTITION, TOP_LOGPROBS};
 use crate::batch::StepBatch;
 use crate::error::{EngineError, Result};
 use crate::kernels::Linear;
@@ -319,9 +319,9 @@ fn mib(bytes: usize) -> String {
 /// [`GRAPH_BATCH_SIZES`]; larger ones, and prefill steps, launch kernel by kernel.
 pub const GRAPH_BATCH_SIZES: &[usize] = &[1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 
-/// `sample_rows`' parameters for rows `(logits row, sample)`: `meta` [n, 4] (logits row, first
-/// edit, end of edits, top_k), `fparams` [n, 4] (temperature, top_p, min_p, u), the edits'
-/// tokens [e] and values [e, 3] (add, rp, sub).
+/// `sample_rows`' parameters for rows `(logits row, sample)`: `meta` [n, 5] (logits row, first
+/// edit, end of edits, top_k, top_logprobs), `fparams` [n, 4] (temperature, top_p, min_p, u),
+/// the edits' tokens [e] and values [e, 3] (add, rp, sub).
 pub struct SampleArrays {
     pub meta: Vec<i32>,
     pub fparams: Vec<f32>,
@@ -333,7 +333,7 @@ impl SampleArrays {
     pub fn new(picks: &[(usize, &DeviceSample)]) -> Self {
         let edits: usize = picks.iter().map(|(_, p)| p.edits.len()).sum();
         let mut a = Self {
-            meta: Vec::with_capacity(4 * picks.len()),
+            meta: Vec::with_capacity(5 * picks.len()),
             fparams: Vec::with_capacity(4 * picks.len()),
             tok: Vec::with_capacity(edits),
             val: Vec::with_capacity(3 * edits),
@@ -344,6 +344,7 @@ impl SampleArrays {
                 a.tok.len() as i32,
                 (a.tok.len() + p.edits.len()) as i32,
                 p.top_k,
+                p.top_logprobs.min(TOP_LOGPROBS) as i32,
             ]);
             a.fparams.extend([p.temperature, p.top_p, p.min_p, p.u]);
             for (t, v) in &p.edits {
@@ -354,6 +355,13 @@ impl SampleArrays {
         a
     }
 }
+
+/// Bytes of `sample_rows`' packed parameters a row: its `meta` ints, then (all rows') `fparams`.
+const SAMPLE_META_BYTES: usize = 4 * 5;
+const SAMPLE_ROW_BYTES: usize = SAMPLE_META_BYTES + 4 * 4;
+/// Bytes of `sample_rows`' output a row: token, log-probability, and the top list's tokens and
+/// log-probabilities.
+const SAMPLE_OUT_BYTES: usize = 8 + 8 * TOP_LOGPROBS;
 
 /// The device sampler's buffers: its packed parameters, and scratch rows with its output at
 /// the end.
@@ -763,14 +771,14 @@ impl<D: Device> DeviceModel<D> {
         for &b in GRAPH_BATCH_SIZES.iter().filter(|&&b| b <= limit) {
             self.graph_io(b, graph_width)?;
         }
-        // The sampler's packed parameters: 32 bytes a row, and 16 bytes an edit (the token
+        // The sampler's packed parameters: 36 bytes a row, and 16 bytes an edit (the token
         // and its three values) for as many edits as a valid request's row can have (grown
         // past that only for rows the scheduler's validation would refuse).
         let edits =
             crate::sampling::max_device_edits(self.cfg.vocab_size, self.eos_ids, max_context);
         self.sampling_capacity(
-            max_seqs * (32 + edits * 16),
-            max_seqs * (4 * self.cfg.vocab_size + 8),
+            max_seqs * (SAMPLE_ROW_BYTES + edits * 16),
+            max_seqs * (4 * self.cfg.vocab_size + SAMPLE_OUT_BYTES),
         )
     }
 
@@ -1594,9 +1602,9 @@ impl<D: Device> DeviceModel<D> {
         Ok(n)
     }
 
-    /// Samples the rows of `picks` on the device (`sample_rows`); their tokens and
-    /// log-probabilities, in that order.
-    fn sample_on_device(&mut self, picks: &[(usize, &DeviceSample)]) -> Result<Vec<(u32, f32)>> {
+    /// Samples the rows of `picks` on the device (`sample_rows`): for each, in that order, its
+    /// token, log-probability and top log-probabilities ([`StepOutput::Token`]).
+    fn sample_on_device(&mut self, picks: &[(usize, &DeviceSample)]) -> Result<Vec<StepOutput>> {
         let n = picks.len();
         let vocab = self.cfg.vocab_size;
         let SampleArrays {
@@ -1606,20 +1614,25 @@ impl<D: Device> DeviceModel<D> {
             val,
         } = SampleArrays::new(picks);
         let edits = tok.len();
-        // One packed upload: meta [n, 4] i32, fparams [n, 4] f32, edit tokens [e] i32, edit
+        // One packed upload: meta [n, 5] i32, fparams [n, 4] f32, edit tokens [e] i32, edit
         // values [e, 3] f32.
-        let (f_at, t_at, v_at) = (16 * n, 32 * n, 32 * n + 4 * edits);
+        let (f_at, t_at) = (SAMPLE_META_BYTES * n, SAMPLE_ROW_BYTES * n);
+        let v_at = t_at + 4 * edits;
         let bytes = v_at + 12 * edits;
         let mut packed = vec![0u8; bytes];
         packed[..f_at].copy_from_slice(bytes_of(&meta));
         packed[f_at..t_at].copy_from_slice(bytes_of(&fparams));
         packed[t_at..v_at].copy_from_slice(bytes_of(&tok));
         packed[v_at..].copy_from_slice(bytes_of(&val));
-        self.sampling_capacity(bytes, n * vocab * 4 + 8 * n)?;
+        self.sampling_capacity(bytes, n * (4 * vocab + SAMPLE_OUT_BYTES))?;
         let sb = self.sampling.as_mut().expect("allocated above");
         self.dev.write(&mut sb.io, &packed)?;
         let s = self.scratch.as_ref().expect("sized by the step");
+        // Out, after the rows: token [n], logprob [n], top tokens [n, TOP_LOGPROBS], their
+        // logprobs [n, TOP_LOGPROBS].
         let out_at = n * vocab * 4;
+        let top_at = out_at + 8 * n;
+        let top_lp_at = top_at + 4 * n * TOP_LOGPROBS;
         self.dev.launch(
             "sample_rows",
             Launch::new((n as u32, 1, 1), 1024),
@@ -1633,12 +1646,35 @@ impl<D: Device> DeviceModel<D> {
                 KArg::Buf(&sb.work),
                 KArg::At(&sb.work, out_at),
                 KArg::At(&sb.work, out_at + 4 * n),
+                KArg::At(&sb.work, top_at),
+                KArg::At(&sb.work, top_lp_at),
             ],
         )?;
-        let mut out = vec![0u32; 2 * n];
+        // The top lists only where a row asked for one.
+        let listed = picks.iter().any(|(_, p)| p.top_logprobs > 0);
+        let mut out = vec![
+            0u32;
+            if listed {
+                n * SAMPLE_OUT_BYTES / 4
+            } else {
+                2 * n
+            }
+        ];
         self.dev.read_at(&sb.work, out_at, bytes_of_mut(&mut out))?;
-        Ok((0..n)
-            .map(|i| (out[i], f32::from_bits(out[n + i])))
+        let (top_tok, top_lp) = (2 * n, 2 * n + n * TOP_LOGPROBS);
+        Ok(picks
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| StepOutput::Token {
+                token: out[i],
+                logprob: f32::from_bits(out[n + i]),
+                top_logprobs: (0..p.top_logprobs.min(TOP_LOGPROBS))
+                    .map(|r| i * TOP_LOGPROBS + r)
+                    // -1: the row had fewer values to list (only NaNs were left).
+                    .take_while(|&at| out[top_tok + at] != u32::MAX)
+                    .map(|at| (out[top_tok + at], f32::from_bits(out[top_lp + at])))
+                    .collect(),
+            })
             .collect())
     }
 
@@ -1679,6 +1715,7 @@ impl<D: Device> DeviceModel<D> {
                 out[i] = Some(StepOutput::Token {
                     token: picked[i],
                     logprob: f32::from_bits(picked[computed + i]),
+                    top_logprobs: Vec::new(),
                 });
             }
         }
@@ -1689,8 +1726,8 @@ impl<D: Device> DeviceModel<D> {
             })
             .collect();
         if !sampled.is_empty() {
-            for ((i, _), (token, logprob)) in sampled.iter().zip(self.sample_on_device(&sampled)?) {
-                out[*i] = Some(StepOutput::Token { token, logprob });
+            for ((i, _), o) in sampled.iter().zip(self.sample_on_device(&sampled)?) {
+                out[*i] = Some(o);
             }
         }
         let s = self.scratch.as_ref().expect("sized by the step");

@@ -92,9 +92,14 @@ pub trait StepForward: Send {
 pub enum StepOutput {
     /// The logits of its last new token.
     Logits(Vec<f32>),
-    /// The token picked by the forward pass ([`crate::sampling::RowPick`]) and its raw
-    /// log-probability.
-    Token { token: u32, logprob: f32 },
+    /// The token picked by the forward pass ([`crate::sampling::RowPick`]), its raw
+    /// log-probability, and the raw distribution's most likely tokens with theirs, as many as
+    /// the pick asked for, most likely first.
+    Token {
+        token: u32,
+        logprob: f32,
+        top_logprobs: Vec<(u32, f32)>,
+    },
 }
 
 /// The CPU engine's forward pass with its KV cache.

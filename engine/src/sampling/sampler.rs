@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{SamplingParams, MAX_LOGIT_BIAS, MAX_STOP_TOKEN_IDS};
+use super::{SamplingParams, MAX_LOGIT_BIAS, MAX_LOGPROBS, MAX_STOP_TOKEN_IDS};
 use crate::structured::{apply_mask, Mask};
 
 /// What the sampler needs to know about the sequence besides its logits.
@@ -51,7 +51,7 @@ pub fn is_plain_greedy(params: &SamplingParams, ctx: &SampleContext<'_>) -> bool
 /// How a device can pick a row's token without the logits coming back (the CUDA engine).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowPick {
-    /// The logits come back; [`sample`] runs here (a grammar mask, top logprobs).
+    /// The logits come back; [`sample`] runs here (a grammar mask).
     Logits,
     /// The argmax of the raw logits ([`is_plain_greedy`]).
     Greedy,
@@ -73,6 +73,9 @@ pub struct DeviceSample {
     /// dividing a positive value by `rp` and multiplying the others (min_tokens' -inf, the
     /// logit bias and the penalties, in the order [`sample`] applies them).
     pub edits: Vec<(u32, [f32; 3])>,
+    /// How many of the raw distribution's most likely tokens come back with their
+    /// log-probabilities (`logprobs`; at most [`MAX_LOGPROBS`]).
+    pub top_logprobs: usize,
 }
 
 /// The most edits [`device_pick`] gives a row of a request that passed
@@ -86,7 +89,9 @@ pub fn max_device_edits(vocab: usize, eos: usize, max_context: usize) -> usize {
 
 /// How a device can take this row's token (see [`RowPick`]); `vocab` bounds the edits.
 pub fn device_pick(params: &SamplingParams, ctx: &SampleContext<'_>, vocab: usize) -> RowPick {
-    if ctx.mask.is_some() || params.logprobs.is_some_and(|k| k > 0) {
+    // A grammar's mask is applied here; more alternatives than a device returns (a request
+    // `SamplingParams::validate` would refuse) are listed here.
+    if ctx.mask.is_some() || params.logprobs.is_some_and(|k| k > MAX_LOGPROBS) {
         return RowPick::Logits;
     }
     if is_plain_greedy(params, ctx) {
@@ -142,6 +147,7 @@ pub fn device_pick(params: &SamplingParams, ctx: &SampleContext<'_>, vocab: usiz
             rng.random::<f32>()
         },
         edits,
+        top_logprobs: params.logprobs.unwrap_or(0),
     })
 }
 
@@ -421,6 +427,40 @@ mod tests {
         ] {
             assert!(more.validate().unwrap_err().message.contains("at most"));
         }
+    }
+
+    /// Which rows a device picks itself: plain greedy in the step (argmax), top logprobs and
+    /// everything else but a grammar through the device sampler (greedy as temperature 0, no
+    /// draw), a grammar's mask or more alternatives than a device lists here.
+    #[test]
+    fn device_pick_keeps_top_logprobs_on_the_device() {
+        let greedy = SamplingParams::greedy(4);
+        let with_top = |k| SamplingParams {
+            logprobs: Some(k),
+            ..greedy.clone()
+        };
+        assert_eq!(device_pick(&greedy, &ctx(&[], 1), 10), RowPick::Greedy);
+        assert_eq!(device_pick(&with_top(0), &ctx(&[], 1), 10), RowPick::Greedy);
+        match device_pick(&with_top(MAX_LOGPROBS), &ctx(&[], 1), 10) {
+            RowPick::Sample(s) => {
+                assert_eq!(
+                    (s.top_logprobs, s.u, s.temperature),
+                    (MAX_LOGPROBS, 0.0, 0.0)
+                );
+                assert!(s.edits.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            device_pick(&with_top(MAX_LOGPROBS + 1), &ctx(&[], 1), 10),
+            RowPick::Logits
+        );
+        let mask = crate::structured::Mask::allow_only(10, &[3]);
+        let masked = SampleContext {
+            mask: Some(&mask),
+            ..ctx(&[], 1)
+        };
+        assert_eq!(device_pick(&greedy, &masked, 10), RowPick::Logits);
     }
 
     #[test]

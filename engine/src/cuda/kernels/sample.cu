@@ -1,20 +1,20 @@
 // What the host needs of each row of logits for a greedy pick, so only two numbers per
 // sequence come back: the greedy token and its log-probability (its log-softmax).
 
-// The block's first maximum of `x[0..n)` (ties to the lowest index; 0 where every value is -inf
-// or NaN, as the CPU's argmax): its index, and its value in `*best`. `sv`, `si`: 32 floats and
-// 32 ints of shared memory. Every thread of the block gets the answer.
-SF_DEVICE int sf_block_argmax(const float* __restrict__ x, int n, float* best, float* sv, int* si) {
-    float bv = SF_NEG_INF;
-    int bi = 0x7fffffff;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
-        if (x[i] > bv) { bv = x[i]; bi = i; }  // i grows: the first of equal values stays
+// The block's best of each thread's candidate `(bv, bi)` in (value descending, id ascending)
+// order, `bi == 0x7fffffff` meaning none: its id (`0x7fffffff` where no thread has one), and
+// its value in `*best`. `sv`, `si`: 32 floats and 32 ints of shared memory. Every thread of the
+// block gets the answer.
+SF_DEVICE bool sf_better(float v, int i, float bv, int bi) {
+    return i != 0x7fffffff && (bi == 0x7fffffff || v > bv || (v == bv && i < bi));
+}
+
+SF_DEVICE int sf_block_first(float bv, int bi, float* best, float* sv, int* si) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(SF_FULL_MASK, bv, o);
         const int oi = __shfl_xor_sync(SF_FULL_MASK, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+        if (sf_better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
     }
     const int lane = threadIdx.x % SF_WARP, warp = threadIdx.x / SF_WARP;
     __syncthreads();  // an earlier call's answer has been read
@@ -28,13 +28,54 @@ SF_DEVICE int sf_block_argmax(const float* __restrict__ x, int n, float* best, f
         for (int o = 16; o > 0; o >>= 1) {
             const float ov = __shfl_xor_sync(SF_FULL_MASK, bv, o);
             const int oi = __shfl_xor_sync(SF_FULL_MASK, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+            if (sf_better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
         }
-        if (lane == 0) { sv[0] = bv; si[0] = bi == 0x7fffffff ? 0 : bi; }
+        if (lane == 0) { sv[0] = bv; si[0] = bi; }
     }
     __syncthreads();
     *best = sv[0];
     return si[0];
+}
+
+// The block's first maximum of `x[0..n)` (ties to the lowest index; 0 where every value is -inf
+// or NaN, as the CPU's argmax): its index, and its value in `*best`.
+SF_DEVICE int sf_block_argmax(const float* __restrict__ x, int n, float* best, float* sv, int* si) {
+    float bv = SF_NEG_INF;
+    int bi = 0x7fffffff;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        if (x[i] > bv) { bv = x[i]; bi = i; }  // i grows: the first of equal values stays
+    const int i = sf_block_first(bv, bi, best, sv, si);
+    return i == 0x7fffffff ? 0 : i;
+}
+
+// The `k` largest of `x[0..n)` in (value descending, id ascending) order, as the CPU's
+// `top_k_of` orders them: round r takes the first maximum among the values after round
+// r - 1's in that order (no marks, nothing sorted). Thread 0 writes their ids into `tok` and
+// their values less `lse` (log-probabilities) into `lp`; past the last value, -1 ids.
+SF_DEVICE void sf_block_top(const float* __restrict__ x, int n, int k, float lse,
+                            int* __restrict__ tok, float* __restrict__ lp, float* sv, int* si) {
+    float pv = 0.0f;
+    int pi = -1;
+    for (int r = 0; r < k; r++) {
+        float bv = SF_NEG_INF;
+        int bi = 0x7fffffff;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            const float v = x[i];
+            const bool after = pi < 0 || v < pv || (v == pv && i > pi);
+            if (after && (bi == 0x7fffffff || v > bv)) { bv = v; bi = i; }
+        }
+        pi = sf_block_first(bv, bi, &pv, sv, si);
+        if (pi == 0x7fffffff) {  // every value is listed (or only NaNs are left): -1 past the end
+            if (threadIdx.x == 0)
+                for (; r < k; r++) tok[r] = -1;
+            return;
+        }
+        if (threadIdx.x == 0) {
+            tok[r] = pi;
+            lp[r] = pv - lse;
+        }
+    }
 }
 
 // One block per row of `vocab` logits. Ties go to the lowest token id, as the CPU sampler's.
@@ -59,7 +100,7 @@ SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* 
 }
 
 // Sampling on the device, the CPU sampler's (`engine::sampling::sample`) steps in its order,
-// so only the token and its log-probability come back: edits (min_tokens' -inf for EOS and
+// so only the token, its log-probability and the requested top log-probabilities come back: edits (min_tokens' -inf for EOS and
 // stop ids, logit_bias, repetition / frequency / presence penalties, folded per token by the
 // host into `l' = pen(l + add) - sub`, pen dividing positive logits by `rp` and multiplying
 // the others), then greedy argmax, or temperature, min_p, top_k, top_p and the draw of `u`
@@ -71,10 +112,15 @@ SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* 
 // positive float's bits order as the float does) plus, among ties, a cut on the id, each
 // found by binary search with one block-wide sum per probe.
 //
-// One block (1024 threads) per sampled row. `meta`: [n, 4] ints (logits row, first edit,
-// end of edits, top_k); `fparams`: [n, 4] floats (temperature, top_p, min_p, u); edits:
+// One block (1024 threads) per sampled row. `meta`: [n, 5] ints (logits row, first edit,
+// end of edits, top_k, top_logprobs); `fparams`: [n, 4] floats (temperature, top_p, min_p, u); edits:
 // `edit_tok` [e] and `edit_val` [e, 3] (add, rp, sub). `work`: [n, vocab] scratch.
-// Out: `token` [n], `logprob` [n].
+// Out: `token` [n], `logprob` [n], and the row's `top_logprobs` most likely tokens of the raw
+// distribution (at most SF_TOP_LOGPROBS) with their log-probabilities, most likely first:
+// `top_tok` [n, SF_TOP_LOGPROBS] (-1 past the list) and `top_lp` [n, SF_TOP_LOGPROBS].
+// `meta`'s fifth int is `top_logprobs`.
+
+#define SF_TOP_LOGPROBS 20
 
 SF_DEVICE bool sf_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u; }
 
@@ -147,13 +193,15 @@ SF_DEVICE bool sf_cut(const float* w, int vocab, const SfCuts& k, float goal, bo
 SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const int* __restrict__ meta,
                            const float* __restrict__ fparams, const int* __restrict__ edit_tok,
                            const float* __restrict__ edit_val, float* __restrict__ work,
-                           int* __restrict__ token, float* __restrict__ logprob) {
+                           int* __restrict__ token, float* __restrict__ logprob,
+                           int* __restrict__ top_tok, float* __restrict__ top_lp) {
     SF_WAIT_PRIOR();
     __shared__ float scratch[32];
     __shared__ float si_v[32];
     __shared__ int si_i[32];
     const int j = blockIdx.x;
-    const int row = meta[j * 4], e0 = meta[j * 4 + 1], e1 = meta[j * 4 + 2], top_k = meta[j * 4 + 3];
+    const int row = meta[j * 5], e0 = meta[j * 5 + 1], e1 = meta[j * 5 + 2], top_k = meta[j * 5 + 3];
+    const int top_n = meta[j * 5 + 4] < SF_TOP_LOGPROBS ? meta[j * 5 + 4] : SF_TOP_LOGPROBS;
     const float temp = fparams[j * 4], top_p = fparams[j * 4 + 1], min_p = fparams[j * 4 + 2],
                 u = fparams[j * 4 + 3];
     const float* x = logits + (i64)row * vocab;
@@ -166,6 +214,8 @@ SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const in
     float s = 0.0f;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += expf(x[i] - m);
     const float lse = m + logf(sf_block_sum(s, scratch));
+    sf_block_top(x, vocab, top_n, lse, top_tok + (i64)j * SF_TOP_LOGPROBS,
+                 top_lp + (i64)j * SF_TOP_LOGPROBS, si_v, si_i);
 
     // The edited logits.
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) w[i] = x[i];
