@@ -696,7 +696,7 @@ fn attention_partial(a: AttnShape, io: [Arg; 11], rope: [Arg; 6]) {
     launch(
         "attention_partial",
         (a.t as u32, a.nkv as u32, a.parts as u32),
-        (group * 32) as u32,
+        cuda::attention_threads(group, a.hd),
         cuda::attention_smem(group, a.hd),
         args,
     );
@@ -839,10 +839,18 @@ fn rope_write_kv_matches_the_cpu_engine_bit_for_bit() {
 
 /// Decode and prefill tokens of two sequences over a shuffled block table, contexts shorter
 /// than a tile, across a tile boundary and across a partition boundary (several partitions
-/// merged by `attention_reduce`), against exact attention in f64 and the CPU engine's kernel.
+/// merged by `attention_reduce`), against exact attention in f64 and the CPU engine's kernel:
+/// the default model's heads (3 query heads per KV head of 64), and blocks with warps that
+/// only load (one query head of 128; two of 256).
 fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
+    for (nh, nkv, hd) in [(9, 3, 64), (4, 4, 128), (2, 1, 256)] {
+        paged_attention_case(nh, nkv, hd);
+    }
+}
+
+fn paged_attention_case(nh: usize, nkv: usize, hd: usize) {
     let mut rng = SmallRng::seed_from_u64(6);
-    let (nh, nkv, hd, bs) = (9usize, 3usize, 64usize, 16usize);
+    let bs = 16usize;
     let (qd, kvd, width) = (nh * hd, nkv * hd, (nh + 2 * nkv) * hd);
     let num_blocks = 80;
     let mut kc = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
@@ -988,7 +996,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
                 let got = out[i * qd + h * hd + d];
                 assert!(
                     (got as f64 - v).abs() < 1e-4,
-                    "token {i} head {h} dim {d}: {got} vs exact {v}"
+                    "heads {nh}/{nkv} of {hd}, token {i} head {h} dim {d}: {got} vs exact {v}"
                 );
             }
         }
@@ -1005,7 +1013,7 @@ fn paged_attention_matches_exact_attention_and_the_cpu_kernel() {
             &mut AttentionScratch::default(),
         );
         assert_close(
-            &format!("token {i} against the CPU kernel"),
+            &format!("heads {nh}/{nkv} of {hd}, token {i} against the CPU kernel"),
             &out[i * qd..(i + 1) * qd],
             &cpu,
             2e-2,

@@ -641,6 +641,35 @@ fn a_kv_cache_too_large_for_the_device_is_refused_at_start() {
     );
 }
 
+/// Heads the attention kernel cannot run are refused when the weights would be uploaded,
+/// naming the limit: more than 16 query heads per KV head (a block has at most 512 threads),
+/// a head size that is not a multiple of 32.
+#[test]
+fn heads_the_attention_kernel_cannot_run_are_refused_at_load() {
+    let with = |num_heads: usize, num_kv_heads: usize, head_dim: usize| {
+        let base = small_model();
+        let cfg = ModelConfig {
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            hidden_size: num_heads * head_dim,
+            ..base.config.clone()
+        };
+        let model = Model::synthetic(cfg, Tokenizer::numbered(320).unwrap(), 7).unwrap();
+        DeviceModel::new(host(), &model, 16, 8)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(with(16, 1, 32), None, "16 query heads per KV head run");
+    let err = with(17, 1, 32).expect("refused");
+    assert!(
+        err.contains("17 query heads per KV head is more than the CUDA attention kernel's 16"),
+        "{err}"
+    );
+    let err = with(4, 2, 48).expect("refused");
+    assert!(err.contains("head size 48 is not supported"), "{err}");
+}
+
 /// The serving limits the reserve test uses: steps of up to 96 tokens and 4 sequences, each of
 /// up to 300 positions.
 const LIMITS: StepLimits = StepLimits {

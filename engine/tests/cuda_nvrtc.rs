@@ -44,6 +44,17 @@ fn every_kernel_compiles_for_sm_90_without_spills() {
         "kernels spill registers:\n{}",
         out.spills().join("\n")
     );
+    // Each kernel's registers fit its largest block into one SM's register file (65,536,
+    // given out per warp in steps of 256): else that launch fails on the GPU.
+    for k in cuda::KERNELS {
+        let threads = max_threads(k);
+        let regs = registers(&out.log, k);
+        let per_warp = (regs * 32).div_ceil(256) * 256;
+        assert!(
+            threads / 32 * per_warp <= 65_536,
+            "{k}: {regs} registers a thread leave no room for blocks of {threads} threads"
+        );
+    }
     let ptx = cuda::compile(&cuda::source(), "compute_90", &include_dirs())
         .unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8(ptx.image).unwrap();
@@ -99,4 +110,24 @@ fn the_cubin_is_compiled_once_and_then_read_from_the_cache() {
     // Another architecture is another file.
     cuda::cached_cubin("sm_89", dir.path()).unwrap();
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+/// The most threads a block of `kernel` has, as the engine launches it.
+fn max_threads(kernel: &str) -> usize {
+    match kernel {
+        "attention_partial" => cuda::ATTENTION_MAX_THREADS,
+        "sample_rows" | "argmax_logprob" => 1024,
+        "matvec_q4_1" | "matvec_q8_0" | "matvec_f32" | "rope_write_kv" => 128,
+        // `attention_reduce` has a thread per dimension of a head (at most 256); the rest 256.
+        _ => 256,
+    }
+}
+
+/// The registers ptxas gave `kernel` (its report in `log`).
+fn registers(log: &str, kernel: &str) -> usize {
+    let at = log
+        .find(&format!("Compiling entry function '{kernel}' for 'sm_90'"))
+        .unwrap_or_else(|| panic!("no report for {kernel}"));
+    let used = &log[at..][log[at..].find("Used ").expect("a register count") + 5..];
+    used.split_whitespace().next().unwrap().parse().unwrap()
 }

@@ -77,9 +77,21 @@ pub fn matvec_launch(rows: usize, ntok: usize) -> device::Launch {
 }
 
 /// The dynamic shared memory of an `attention_partial` block (its layout is in the kernel):
-/// the group's queries, a tile of keys and of values as f32, the tile's cache slots.
+/// the group's queries, a tile of keys and of values as f32.
 pub fn attention_smem(group: usize, head_dim: usize) -> u32 {
-    ((group * head_dim + 2 * 32 * (head_dim + 1) + 32) * 4) as u32
+    ((group * head_dim + 2 * 32 * (head_dim + 1)) * 4) as u32
+}
+
+/// The most threads of an `attention_partial` block (its `SF_ATT_MAX_THREADS`): models with
+/// more than 16 query heads per KV head are refused.
+pub const ATTENTION_MAX_THREADS: usize = 512;
+
+/// The threads of an `attention_partial` block: a warp per query head of the group, and at
+/// least `head_dim` in all, so that each thread loads at most `SF_ATT_PIECES` (4) 16-byte
+/// pieces of a tile's keys and as many of its values (a tile: 32 positions of `head_dim / 8`
+/// pieces).
+pub fn attention_threads(group: usize, head_dim: usize) -> u32 {
+    (group * 32).max(head_dim.next_multiple_of(32)) as u32
 }
 
 /// The source NVRTC compiles: the prelude, then every kernel file.
@@ -294,14 +306,24 @@ pub fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<CudaModule>> {
 mod tests {
     use super::*;
 
+    /// Each kernel definition's name and where its text starts in `src` (`SF_KERNEL void`,
+    /// launch bounds where given, the name).
+    fn definitions(src: &str) -> Vec<(&str, usize)> {
+        src.match_indices("SF_KERNEL void ")
+            .map(|(at, m)| {
+                let mut rest = &src[at + m.len()..];
+                if let Some(r) = rest.strip_prefix("SF_BOUNDS(") {
+                    rest = &r[r.find(") ").expect("SF_BOUNDS(n) name") + 2..];
+                }
+                (rest.split('(').next().unwrap_or(""), at)
+            })
+            .collect()
+    }
+
     #[test]
     fn every_kernel_is_defined_once_and_listed() {
         let src = source();
-        let defined: Vec<&str> = src
-            .lines()
-            .filter_map(|l| l.strip_prefix("SF_KERNEL void "))
-            .map(|l| l.split('(').next().unwrap_or(""))
-            .collect();
+        let defined: Vec<&str> = definitions(&src).into_iter().map(|d| d.0).collect();
         let mut sorted = defined.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -311,20 +333,29 @@ mod tests {
         assert_eq!(sorted, listed);
     }
 
+    #[test]
+    fn kernel_limits_match_the_hosts() {
+        let src = source();
+        for define in [
+            format!("#define SF_TOP_LOGPROBS {TOP_LOGPROBS}\n"),
+            format!("#define SF_ATT_MAX_THREADS {ATTENTION_MAX_THREADS}\n"),
+        ] {
+            assert!(src.contains(&define), "the kernels lack {define:?}");
+        }
+    }
+
     /// Kernels are launched with programmatic dependent launch: one that touched memory
     /// before waiting for the kernel before it would race with it.
     #[test]
-    fn the_sampler_kernel_lists_as_many_top_logprobs_as_a_request_asks_for() {
-        assert!(source().contains(&format!("#define SF_TOP_LOGPROBS {TOP_LOGPROBS}\n")));
-    }
-
-    #[test]
     fn every_kernel_waits_for_the_one_before_it_first() {
         let src = source();
+        let defs = definitions(&src);
         for k in KERNELS {
-            let at = src
-                .find(&format!("SF_KERNEL void {k}("))
-                .unwrap_or_else(|| panic!("{k} is not defined"));
+            let at = defs
+                .iter()
+                .find(|d| d.0 == *k)
+                .unwrap_or_else(|| panic!("{k} is not defined"))
+                .1;
             let body = &src[at..];
             let open = body.find(") {").expect("a kernel body") + 3;
             assert!(

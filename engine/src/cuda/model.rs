@@ -578,9 +578,10 @@ impl<D: Device> DeviceModel<D> {
             )));
         }
         let group = cfg.num_heads / cfg.num_kv_heads.max(1);
-        if group * 32 > 1024 {
+        if group * 32 > super::ATTENTION_MAX_THREADS {
             return Err(EngineError::Cuda(format!(
-                "{group} query heads per KV head is more than the CUDA attention kernel's 32"
+                "{group} query heads per KV head is more than the CUDA attention kernel's {}",
+                super::ATTENTION_MAX_THREADS / 32
             )));
         }
         let mut layers = Vec::with_capacity(model.layers.len());
@@ -1261,7 +1262,7 @@ impl<D: Device> DeviceModel<D> {
                 "attention_partial",
                 Launch {
                     grid: (t as u32, c.num_kv_heads as u32, parts as u32),
-                    block: (group * 32) as u32,
+                    block: super::attention_threads(group, c.head_dim),
                     smem: att_smem,
                 },
                 &args,

@@ -11,9 +11,40 @@
 
 #define SF_ATT_MAX_DIMS_PER_LANE 8  // head_dim up to 256
 
-// Shared memory (dynamic): q of the group [group * hd], k and v tiles [32 * (hd + 1)] each,
-// the tile's cache slots [32] (ints). `hd` is a multiple of 32.
-// Grid: (tokens, nkv, max partitions); block: group * 32 threads.
+// Pieces of a tile's keys (and as many of its values) one thread loads: a tile is 32
+// positions of `hd / 8` 16-byte pieces each, and a block has at least `hd` threads
+// (`engine::cuda::attention_threads`).
+#define SF_ATT_PIECES 4
+// The most threads of a block (`engine::cuda::ATTENTION_MAX_THREADS`): 16 query heads per KV
+// head. Its registers (the pieces loaded ahead among them) leave no room for 32 warps.
+#define SF_ATT_MAX_THREADS 512
+
+// Loads this thread's pieces of the tile of 32 positions from `tile` (those at or past `end`
+// as zeros) into `kr`, `vr`: piece i = threadIdx.x + r * blockDim.x is position i / pieces,
+// halves 8 * (i % pieces) .. + 8 of the KV head at `head_at`.
+SF_DEVICE void sf_att_load(const u16* k_cache, const u16* v_cache, const int* __restrict__ table,
+                           int block_size, int kvd, int head_at, int pieces, int tile, int end,
+                           int4* kr, int4* vr) {
+#pragma unroll
+    for (int r = 0; r < SF_ATT_PIECES; r++) {
+        const int i = threadIdx.x + r * blockDim.x;
+        const int at = tile + i / pieces;
+        const int4 zero = {0, 0, 0, 0};
+        kr[r] = zero;
+        vr[r] = zero;
+        if (i < 32 * pieces && at < end) {
+            const i64 slot = (i64)table[at / block_size] * block_size + at % block_size;
+            const i64 o = slot * kvd + head_at + 8 * (i % pieces);
+            kr[r] = *(const int4*)(k_cache + o);
+            vr[r] = *(const int4*)(v_cache + o);
+        }
+    }
+}
+
+// Shared memory (dynamic): q of the group [group * hd], k and v tiles [32 * (hd + 1)] each.
+// `hd` is a multiple of 32.
+// Grid: (tokens, nkv, max partitions); block: `engine::cuda::attention_threads` (group * 32,
+// or `hd` where that is more: warps past the group's only load).
 // `part_ml`: [tokens, nh, parts, 2] (max, sum); `part_acc`: [tokens, nh, parts, hd]. With one
 // partition (`parts == 1`) the output is final: it goes normalised into `out` [tokens, nh * hd]
 // (and left for the next product as `sf_emit` says) and `attention_reduce` is not needed.
@@ -28,27 +59,26 @@
 // reads the cache (no other block reads that slot's head: other partitions end before it, and
 // other tokens belong to other sequences). The cache is therefore not `__restrict__`: it is
 // read after this block's writes.
-SF_KERNEL void attention_partial(const float* __restrict__ qkv, u16* k_cache, u16* v_cache,
-                                 const int* __restrict__ block_tables,
-                                 int max_blocks, const int* __restrict__ token_seq,
-                                 const int* __restrict__ ctx_len, float* __restrict__ part_ml,
-                                 float* __restrict__ part_acc, float* __restrict__ out,
-                                 i8* __restrict__ q, float* __restrict__ ds, int nh, int nkv, int hd,
-                                 int block_size, int parts, int part_len, float scale,
-                                 const float* __restrict__ bias, const int* __restrict__ pos,
-                                 const i64* __restrict__ slot, const float* __restrict__ cos_t,
-                                 const float* __restrict__ sin_t, int rope) {
+SF_KERNEL void SF_BOUNDS(SF_ATT_MAX_THREADS) attention_partial(
+    const float* __restrict__ qkv, u16* k_cache, u16* v_cache, const int* __restrict__ block_tables,
+    int max_blocks, const int* __restrict__ token_seq, const int* __restrict__ ctx_len,
+    float* __restrict__ part_ml, float* __restrict__ part_acc, float* __restrict__ out,
+    i8* __restrict__ q, float* __restrict__ ds, int nh, int nkv, int hd, int block_size, int parts,
+    int part_len, float scale, const float* __restrict__ bias, const int* __restrict__ pos,
+    const i64* __restrict__ slot, const float* __restrict__ cos_t, const float* __restrict__ sin_t,
+    int rope) {
     SF_WAIT_PRIOR();
     const int t = blockIdx.x, g = blockIdx.y, p = blockIdx.z;
     const int group = nh / nkv;
     const int warp = threadIdx.x / SF_WARP, lane = threadIdx.x % SF_WARP;
-    const int head = g * group + warp;
+    const bool computes = warp < group;
+    const int head = g * group + (computes ? warp : 0);
     const int len = ctx_len[t];
     const int start = p * part_len;
     const i64 out_ml = (((i64)t * nh + head) * parts + p) * 2;
     const i64 out_acc = (((i64)t * nh + head) * parts + p) * hd;
     if (start >= len) {  // the whole block: this token's context is shorter
-        if (lane == 0) {
+        if (lane == 0 && computes) {
             part_ml[out_ml] = SF_NEG_INF;
             part_ml[out_ml + 1] = 0.0f;
         }
@@ -59,7 +89,6 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, u16* k_cache, u1
     float* qs = SF_DYN_SMEM(float);
     float* ks = qs + group * hd;
     float* vs = ks + 32 * stride;
-    int* slots = (int*)(vs + 32 * stride);
     const int pieces = hd / 8;  // 16-byte pieces (8 halves) of one position's head
     const float* row = qkv + (i64)t * width;
     if (!rope) {
@@ -102,33 +131,35 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, u16* k_cache, u1
 #pragma unroll
     for (int k = 0; k < SF_ATT_MAX_DIMS_PER_LANE; k++) acc[k] = 0.0f;
     float m = SF_NEG_INF, l = 0.0f;
+    // This thread's pieces of each tile's keys and values, loaded one tile ahead: the loads of
+    // the next tile (its block-table lookups, then 16-byte loads that do not wait on one
+    // another) are in flight while the warps score this one.
+    int4 kn[SF_ATT_PIECES], vn[SF_ATT_PIECES];
+    __syncthreads();  // the new token's key and value are in the cache (rope) before it is read
+    sf_att_load(k_cache, v_cache, table, block_size, kvd, g * hd, pieces, start, end, kn, vn);
     for (int tile = start; tile < end; tile += 32) {
-        __syncthreads();  // the previous tile is read by every warp (and q written, the first time)
-        // One block-table lookup per position, then the keys and values in 16-byte loads that
-        // do not wait on one another.
-        if (threadIdx.x < 32) {
-            const int at = tile + threadIdx.x;
-            slots[threadIdx.x] = at < end ? table[at / block_size] * block_size + at % block_size : -1;
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < 32 * pieces; i += blockDim.x) {
-            const int j = i / pieces, d = 8 * (i % pieces), slot = slots[j];
-            int4 kr = {0, 0, 0, 0}, vr = {0, 0, 0, 0};
-            if (slot >= 0) {
-                const i64 at = (i64)slot * kvd + (i64)g * hd + d;
-                kr = *(const int4*)(k_cache + at);
-                vr = *(const int4*)(v_cache + at);
-            }
-            const int kw[4] = {kr.x, kr.y, kr.z, kr.w}, vw[4] = {vr.x, vr.y, vr.z, vr.w};
+        __syncthreads();  // the previous tile is read by every warp
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                ks[j * stride + d + 2 * e] = sf_h2f((u16)(kw[e] & 0xffff));
-                ks[j * stride + d + 2 * e + 1] = sf_h2f((u16)((u32)kw[e] >> 16));
-                vs[j * stride + d + 2 * e] = sf_h2f((u16)(vw[e] & 0xffff));
-                vs[j * stride + d + 2 * e + 1] = sf_h2f((u16)((u32)vw[e] >> 16));
+        for (int r = 0; r < SF_ATT_PIECES; r++) {
+            const int i = threadIdx.x + r * blockDim.x;
+            if (i < 32 * pieces) {
+                const int j = i / pieces, d = 8 * (i % pieces);
+                const int kw[4] = {kn[r].x, kn[r].y, kn[r].z, kn[r].w};
+                const int vw[4] = {vn[r].x, vn[r].y, vn[r].z, vn[r].w};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    ks[j * stride + d + 2 * e] = sf_h2f((u16)(kw[e] & 0xffff));
+                    ks[j * stride + d + 2 * e + 1] = sf_h2f((u16)((u32)kw[e] >> 16));
+                    vs[j * stride + d + 2 * e] = sf_h2f((u16)(vw[e] & 0xffff));
+                    vs[j * stride + d + 2 * e + 1] = sf_h2f((u16)((u32)vw[e] >> 16));
+                }
             }
         }
         __syncthreads();
+        if (tile + 32 < end)
+            sf_att_load(k_cache, v_cache, table, block_size, kvd, g * hd, pieces, tile + 32, end,
+                        kn, vn);
+        if (!computes) continue;  // a warp that only loads
         const bool valid = tile + lane < end;
         float score = SF_NEG_INF;
         if (valid) {
@@ -149,6 +180,7 @@ SF_KERNEL void attention_partial(const float* __restrict__ qkv, u16* k_cache, u1
                 if (k < dpl) acc[k] += pj * vs[j * stride + k * SF_WARP + lane];
         }
     }
+    if (!computes) return;
     if (parts == 1) {  // the only partition: the output itself (as attention_reduce gives it)
         const i64 o = ((i64)t * nh + head) * hd;
 #pragma unroll

@@ -45,6 +45,7 @@ struct alignas(16) float4 {
 
 #define SF_DEVICE static inline
 #define SF_KERNEL extern "C"
+#define SF_BOUNDS(threads)
 #define __shared__ static
 #define __restrict__ __restrict
 #define __align__(n) alignas(n)

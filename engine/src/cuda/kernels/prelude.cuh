@@ -18,6 +18,9 @@ typedef long long i64;
 #if defined(__CUDACC_RTC__) || defined(__CUDACC__)
 #define SF_DEVICE __device__ __forceinline__
 #define SF_KERNEL extern "C" __global__
+// The most threads a kernel's blocks have: ptxas keeps its registers within what that many
+// threads may hold.
+#define SF_BOUNDS(threads) __launch_bounds__(threads)
 #define SF_DYN_SMEM(type) \
     ([]() -> type* { extern __shared__ __align__(16) unsigned char sf_dyn_smem_[]; return (type*)sf_dyn_smem_; }())
 
