@@ -64,6 +64,11 @@ fn every_kernel_compiles_for_sm_90_without_spills() {
         text.matches("griddepcontrol.wait").count() >= cuda::KERNELS.len(),
         "a kernel lacks griddepcontrol.wait"
     );
+    // And, having waited, lets the kernel after it be scheduled.
+    assert!(
+        text.matches("griddepcontrol.launch_dependents").count() >= cuda::KERNELS.len(),
+        "a kernel lacks griddepcontrol.launch_dependents"
+    );
     for k in cuda::KERNELS {
         assert!(text.contains(&format!(".entry {k}(")), "PTX lacks {k}");
     }
