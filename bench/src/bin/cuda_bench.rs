@@ -347,7 +347,14 @@ fn decode_rate<D: Device>(
         "steps": steps,
         "graphs": graphs,
         "overlapped_launches": overlap && launches != Launches::GraphsSerial,
-        "sampling": if *pick == RowPick::Greedy { "greedy" } else { "temperature 1, top_p 0.95" },
+        "sampling": match pick {
+            RowPick::Sample(s) if s.top_logprobs > 0 => format!(
+                "temperature {}, top_p {}, top_logprobs {}",
+                s.temperature, s.top_p, s.top_logprobs
+            ),
+            RowPick::Sample(s) => format!("temperature {}, top_p {}", s.temperature, s.top_p),
+            _ => "greedy".to_string(),
+        },
         "ms_per_step": 1e3 * s / steps as f64,
         "tokens_per_s": (batch * steps) as f64 / s,
     });
@@ -645,6 +652,14 @@ fn run_model_on<D: Device>(
         edits: Vec::new(),
         top_logprobs: 0,
     });
+    // The same with the 5 most likely tokens listed on the device (`logprobs: 5`).
+    let listed = match &sampled {
+        RowPick::Sample(s) => RowPick::Sample(DeviceSample {
+            top_logprobs: 5,
+            ..s.clone()
+        }),
+        _ => unreachable!("a sampled pick"),
+    };
     let [b1, b2, b3] = runs.batches;
     let mut decode = Vec::new();
     for (batch, launches, pick) in [
@@ -654,6 +669,7 @@ fn run_model_on<D: Device>(
         (b2, Launches::Graphs, &RowPick::Greedy),
         (b3, Launches::Graphs, &RowPick::Greedy),
         (b3, Launches::Graphs, &sampled),
+        (b3, Launches::Graphs, &listed),
         (b1, Launches::Profiled, &RowPick::Greedy),
         (b3, Launches::Profiled, &RowPick::Greedy),
     ] {
@@ -1091,7 +1107,12 @@ mod tests {
             60
         );
         assert!(count("equal") >= 55, "{v:#}");
-        assert_eq!(v["decode"].as_array().unwrap().len(), 8);
+        assert_eq!(v["decode"].as_array().unwrap().len(), 9);
+        assert_eq!(
+            v["decode"][6]["sampling"],
+            "temperature 1, top_p 0.95, top_logprobs 5"
+        );
+        assert!(v["decode"][6]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(
             v["decode_by_attention_partition"][1]["attention_partition"],
             32
