@@ -21,6 +21,10 @@ pub enum EngineError {
     Backend(#[from] candle_core::Error),
     #[error("{0}")]
     Cuda(String),
+    /// The GPU hit an error that leaves its context unusable (an illegal address, a kernel
+    /// that failed, an uncorrectable ECC error): nothing more runs on it in this process.
+    #[error("the GPU failed and runs nothing more until the process restarts: {0}")]
+    DeviceLost(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -159,6 +159,21 @@ impl InProcessBackend {
         Ok(InProcessBackend { served })
     }
 
+    /// A backend serving `engine` (already started) for `model` as `name`.
+    #[cfg(test)]
+    pub(crate) fn with_engine(name: &str, model: Arc<Model>, engine: EngineLoop) -> Self {
+        InProcessBackend {
+            served: vec![Arc::new(InProcessModel {
+                name: name.to_owned(),
+                created: 0,
+                max_model_len: model.config.max_position_embeddings,
+                model,
+                defaults: SamplingDefaults::default(),
+                engine,
+            })],
+        }
+    }
+
     /// The first model's engine loop's latest metrics (scheduler gauges and counters).
     pub fn metrics(&self) -> scheduler::MetricsSnapshot {
         self.served[0].engine.metrics()
@@ -191,6 +206,13 @@ impl InferenceBackend for InProcessBackend {
                 created: m.created,
             })
             .collect())
+    }
+
+    fn out_of_service(&self) -> Option<String> {
+        self.served.iter().find_map(|m| {
+            let failed = m.engine.metrics().engine_loop.failed?;
+            Some(format!("model '{}': {failed}", m.name))
+        })
     }
 
     fn prometheus(&self) -> String {
@@ -268,6 +290,10 @@ impl InferenceBackend for Routed {
             Some(local) => local.model(name),
             None => Err(BackendError::ModelNotFound(name.to_owned())),
         }
+    }
+
+    fn out_of_service(&self) -> Option<String> {
+        self.local.as_ref()?.out_of_service()
     }
 
     fn prometheus(&self) -> String {

@@ -59,6 +59,11 @@ pub trait InferenceBackend: Send + Sync {
     fn prometheus(&self) -> String {
         String::new()
     }
+    /// Why a model this backend runs can serve nothing more (its device failed), naming it;
+    /// `None` while every one serves. A worker is then not ready.
+    fn out_of_service(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One served model: what the routes need to turn a request into prompt tokens and run it.

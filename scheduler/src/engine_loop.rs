@@ -227,8 +227,16 @@ impl LoopState {
             }
             self.note_admitted();
             let exec = executor.as_mut().expect("executor present while running");
+            let mut lost = None;
             let deltas = match catch_unwind(AssertUnwindSafe(|| exec.execute(&plan))) {
                 Ok(Ok(tokens)) => self.scheduler.update(tokens),
+                Ok(Err(e)) if e.device_lost() => {
+                    // Every later step would fail the same way: end them all now.
+                    tracing::error!(error = %e, step = plan.step_id, "the device failed; the engine stops");
+                    self.loop_metrics.num_step_errors_total += 1;
+                    lost = Some(e.to_string());
+                    self.scheduler.fail_all(&e.to_string())
+                }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, step = plan.step_id, "engine step failed");
                     self.loop_metrics.num_step_errors_total += 1;
@@ -243,6 +251,13 @@ impl LoopState {
                 }
             };
             self.loop_metrics.num_steps_total += 1;
+            if let Some(error) = lost {
+                self.loop_metrics.failed = Some(error.clone());
+                self.publish_metrics();
+                self.route(deltas);
+                self.fail_all_until_shutdown(&error);
+                return;
+            }
             // Metrics first: whoever reads a delta then sees a snapshot at least as new.
             self.publish_metrics();
             self.route(deltas);
@@ -424,14 +439,15 @@ impl LoopState {
         }
     }
 
-    /// Without an executor every request fails at once, until shutdown.
+    /// Without an executor every request fails at once, until shutdown; the metrics say why
+    /// (`failed`).
     fn fail_all_until_shutdown(&mut self, error: &str) {
+        self.loop_metrics.failed = Some(error.to_string());
+        self.publish_metrics();
         while let Ok(c) = self.rx.recv() {
             match c {
                 Command::Submit { reply, .. } => {
-                    let _ = reply.send(Err(SchedulerError::InvalidConfig(format!(
-                        "engine unavailable: {error}"
-                    ))));
+                    let _ = reply.send(Err(SchedulerError::EngineFailed(error.to_string())));
                 }
                 Command::Shutdown { .. } => return,
                 Command::Abort(..) => {}

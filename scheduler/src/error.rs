@@ -32,6 +32,10 @@ pub enum SchedulerError {
     EngineStart(String),
     #[error("the engine loop is shutting down")]
     ShuttingDown,
+    /// The engine stopped for good (its device failed, or it never started): nothing more
+    /// runs in this process; another replica may serve the request.
+    #[error("the model's engine is out of service: {0}")]
+    EngineFailed(String),
 }
 
 impl From<SchedulerError> for BackendError {
@@ -49,7 +53,10 @@ impl From<SchedulerError> for BackendError {
             }
             SchedulerError::InvalidParam(p) => BackendError::InvalidParam(p),
             SchedulerError::InvalidRequest(message) => BackendError::InvalidRequest(message),
-            SchedulerError::ShuttingDown => BackendError::ShuttingDown,
+            // A gateway retries both on another worker.
+            SchedulerError::ShuttingDown | SchedulerError::EngineFailed(_) => {
+                BackendError::ShuttingDown
+            }
             other => BackendError::Internal(other.to_string()),
         }
     }

@@ -107,6 +107,17 @@ pub enum ExecutorError {
     Panicked(String),
 }
 
+impl ExecutorError {
+    /// Whether the device can run nothing more ([`engine::EngineError::DeviceLost`]): the
+    /// engine loop then ends every request and refuses new ones.
+    pub fn device_lost(&self) -> bool {
+        matches!(
+            self,
+            ExecutorError::Engine(engine::EngineError::DeviceLost(_))
+        )
+    }
+}
+
 /// Runs steps on a model. The real implementation runs `Model::step` over the KV cache and
 /// samples one token per `plan.sampling` entry; `testing::FakeExecutor` stands in for tests.
 pub trait ModelExecutor: Send {

@@ -93,6 +93,9 @@ pub struct LoopMetrics {
     pub request_success: BTreeMap<String, u64>,
     pub num_steps_total: u64,
     pub num_step_errors_total: u64,
+    /// Why the engine stopped for good (its device failed, or it never started); `None`
+    /// while it serves.
+    pub failed: Option<String>,
 }
 
 impl Default for LoopMetrics {
@@ -105,6 +108,7 @@ impl Default for LoopMetrics {
             request_success: BTreeMap::new(),
             num_steps_total: 0,
             num_step_errors_total: 0,
+            failed: None,
         }
     }
 }

@@ -506,6 +506,19 @@ impl Scheduler {
         deltas
     }
 
+    /// The engine can run nothing more: every request, running or waiting, ends with an error
+    /// delta (the step in flight, if any, is dropped).
+    pub fn fail_all(&mut self, error: &str) -> Vec<Delta> {
+        self.in_flight = None;
+        let mut keys: Vec<u64> = self.requests.keys().copied().collect();
+        keys.sort_unstable();
+        let mut deltas = Vec::new();
+        for key in keys {
+            deltas.extend(self.end_request(key, FinishReason::Error(error.to_string())));
+        }
+        deltas
+    }
+
     /// The step failed: every request with a sequence in it ends with an error delta; the
     /// others carry on.
     pub fn fail_step(&mut self, error: &str) -> Vec<Delta> {

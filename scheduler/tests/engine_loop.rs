@@ -170,6 +170,95 @@ async fn an_executor_error_fails_that_step_only() {
     assert_eq!(engine.metrics().engine_loop.num_step_errors_total, 2);
 }
 
+/// A fake executor whose device is lost at step `at`: every later call fails the same way, as
+/// a GPU context does after an illegal address.
+struct LosesItsDevice {
+    inner: FakeExecutor,
+    at: u64,
+    calls_after: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl scheduler::ModelExecutor for LosesItsDevice {
+    fn execute(
+        &mut self,
+        plan: &scheduler::StepPlan,
+    ) -> Result<Vec<scheduler::SampledToken>, scheduler::ExecutorError> {
+        if plan.step_id >= self.at {
+            if plan.step_id > self.at {
+                self.calls_after
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            return Err(engine::EngineError::DeviceLost(
+                "CUDA driver: DriverError(CUDA_ERROR_ILLEGAL_ADDRESS)".into(),
+            )
+            .into());
+        }
+        self.inner.execute(plan)
+    }
+}
+
+/// A lost device ends every request, running and waiting alike, with its error at once (not
+/// one failed step at a time), runs no step after it, refuses new requests as out of service
+/// (a gateway retries those on another worker) and says why in the metrics.
+#[tokio::test]
+async fn a_lost_device_ends_every_request_and_refuses_new_ones() {
+    let calls_after = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut inner = fake();
+    inner.step_delay = Duration::from_millis(2);
+    let engine = EngineLoop::spawn(
+        SchedulerConfig {
+            max_num_seqs: 2,
+            ..config()
+        },
+        LosesItsDevice {
+            inner,
+            at: 4,
+            calls_after: calls_after.clone(),
+        },
+        Arc::new(FakeDetokenizer {
+            special_token_ids: vec![0],
+        }),
+    )
+    .unwrap();
+    // Two run (max_num_seqs 2), one waits.
+    let mut streams = Vec::new();
+    for id in ["a", "b", "c"] {
+        streams.push(engine.submit(req(id, Some(100))).await.unwrap());
+    }
+    for s in &mut streams {
+        let mut last = None;
+        while let Some(d) = s.recv().await {
+            last = d.finish_reason;
+        }
+        assert!(
+            matches!(last, Some(FinishReason::Error(ref m)) if m.contains("until the process restarts")),
+            "{last:?}"
+        );
+    }
+    let err = engine
+        .submit(req("d", Some(5)))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, SchedulerError::EngineFailed(ref m) if m.contains("ILLEGAL_ADDRESS")),
+        "{err}"
+    );
+    assert!(matches!(
+        protocol::BackendError::from(err),
+        protocol::BackendError::ShuttingDown
+    ));
+    let m = engine.metrics().engine_loop;
+    assert!(
+        m.failed
+            .as_deref()
+            .is_some_and(|f| f.contains("ILLEGAL_ADDRESS")),
+        "{m:?}"
+    );
+    assert_eq!(m.num_step_errors_total, 1);
+    assert_eq!(calls_after.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
 #[test]
 fn graceful_shutdown_finishes_submitted_requests() {
     let mut exec = fake();

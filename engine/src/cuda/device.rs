@@ -215,8 +215,42 @@ pub fn bytes_of_mut<T: Copy>(v: &mut [T]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
 }
 
+/// A driver error as the engine's: [`EngineError::DeviceLost`] for those after which the
+/// driver refuses everything in the context ([`leaves_context_unusable`]), so that serving
+/// stops sending work to this device.
 fn drv(e: cudarc::driver::DriverError) -> EngineError {
-    EngineError::Cuda(format!("CUDA driver: {e:?}"))
+    driver_error("CUDA driver", e)
+}
+
+/// [`drv`] with what failed in front (`launching rms_norm`).
+fn driver_error(what: &str, e: cudarc::driver::DriverError) -> EngineError {
+    // Its Debug asks the driver for the code's text: only reached after a driver call.
+    let msg = format!("{what}: {e:?}");
+    if leaves_context_unusable(e.0) {
+        EngineError::DeviceLost(msg)
+    } else {
+        EngineError::Cuda(msg)
+    }
+}
+
+/// The driver's errors after which its documentation says the context "cannot be used
+/// anymore" (an illegal address, a kernel that failed or trapped, an uncorrectable ECC error).
+pub fn leaves_context_unusable(code: cudarc::driver::sys::CUresult) -> bool {
+    use cudarc::driver::sys::CUresult as R;
+    matches!(
+        code,
+        R::CUDA_ERROR_ILLEGAL_ADDRESS
+            | R::CUDA_ERROR_LAUNCH_FAILED
+            | R::CUDA_ERROR_LAUNCH_TIMEOUT
+            | R::CUDA_ERROR_ASSERT
+            | R::CUDA_ERROR_HARDWARE_STACK_ERROR
+            | R::CUDA_ERROR_ILLEGAL_INSTRUCTION
+            | R::CUDA_ERROR_MISALIGNED_ADDRESS
+            | R::CUDA_ERROR_INVALID_ADDRESS_SPACE
+            | R::CUDA_ERROR_INVALID_PC
+            | R::CUDA_ERROR_ECC_UNCORRECTABLE
+            | R::CUDA_ERROR_CONTEXT_IS_DESTROYED
+    )
 }
 
 /// A GPU through cudarc: its context, one stream of its own (graphs cannot be captured on the
@@ -448,7 +482,7 @@ impl Device for CudaDevice {
                 }
                 r = plain;
             }
-            r.map_err(|e| EngineError::Cuda(format!("launching {name}: {e:?}")))
+            r.map_err(|e| driver_error(&format!("launching {name}"), e))
         })
     }
 
@@ -1026,5 +1060,29 @@ impl Device for HostDevice {
                 self.run(&l)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cudarc::driver::sys::CUresult as R;
+
+    /// Errors that leave the context unusable are told apart from those a caller may recover
+    /// from (a full device, a bad argument).
+    #[test]
+    fn driver_errors_that_leave_the_context_unusable_are_told_apart() {
+        for code in [
+            R::CUDA_ERROR_ILLEGAL_ADDRESS,
+            R::CUDA_ERROR_LAUNCH_FAILED,
+            R::CUDA_ERROR_ECC_UNCORRECTABLE,
+        ] {
+            assert!(leaves_context_unusable(code), "{code:?}");
+        }
+        for code in [R::CUDA_ERROR_OUT_OF_MEMORY, R::CUDA_ERROR_INVALID_VALUE] {
+            assert!(!leaves_context_unusable(code), "{code:?}");
+        }
+        let lost = EngineError::DeviceLost("CUDA driver: ...".into()).to_string();
+        assert!(lost.contains("until the process restarts"), "{lost}");
     }
 }

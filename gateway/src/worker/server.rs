@@ -2,8 +2,8 @@
 //! no database. A gateway sends it requests it has tokenized and metered (`protocol::wire`);
 //! the worker runs them and streams the deltas back.
 //!
-//! - `/health`: the process answers. `/ready`: a model is loaded and the worker is not
-//!   draining (a load balancer's readiness probe). `/metrics`: the scheduler's series under
+//! - `/health`: the process answers. `/ready`: a model is loaded, none is out of service (its
+//!   GPU failed) and the worker is not draining (a load balancer's readiness probe). `/metrics`: the scheduler's series under
 //!   `starfire:` and, for tools built around vLLM (Kubernetes' Gateway API Inference Extension,
 //!   llm-d), the same gauges under vLLM's names.
 //! - The worker routes need `Authorization: Bearer <worker token>` when the worker has one (it
@@ -126,6 +126,9 @@ async fn health() -> HttpResponse {
 async fn ready(state: web::Data<WorkerState>) -> HttpResponse {
     if state.draining.load(Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().body("draining");
+    }
+    if let Some(why) = state.backend.out_of_service() {
+        return HttpResponse::ServiceUnavailable().body(format!("out of service: {why}"));
     }
     match state.backend.models() {
         Ok(models) if !models.is_empty() => HttpResponse::Ok().body("ready"),
@@ -489,7 +492,49 @@ async fn wait_for_stop_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::with_vllm_names;
+    use super::*;
+
+    /// A model whose engine stopped for good (here its device was lost as the executor was
+    /// made) is out of service: the backend names it and why, and the worker is not ready,
+    /// so a load balancer or a gateway's pool stops sending it requests.
+    #[actix_web::test]
+    async fn a_model_whose_engine_failed_makes_the_worker_not_ready() {
+        use scheduler::model_executor::{config_for_model, detokenizer_for};
+        let path =
+            engine::model_cache::find_default_model().expect("run `starfire model fetch` first");
+        let model = Arc::new(engine::Model::load(&path).unwrap());
+        let config = config_for_model(&model, scheduler::SchedulerConfig::default(), 4 << 20);
+        let engine = scheduler::EngineLoop::spawn_with(config, detokenizer_for(&model), || {
+            Err::<scheduler::testing::FakeExecutor, _>(scheduler::ExecutorError::Engine(
+                engine::EngineError::DeviceLost("CUDA driver: CUDA_ERROR_ILLEGAL_ADDRESS".into()),
+            ))
+        })
+        .unwrap();
+        let backend = crate::inference::InProcessBackend::with_engine("m", model, engine);
+        // The loop thread makes the executor: wait for it to say it failed.
+        let start = std::time::Instant::now();
+        let why = loop {
+            if let Some(why) = backend.out_of_service() {
+                break why;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "never out of service"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert!(
+            why.starts_with("model 'm': ") && why.contains("ILLEGAL_ADDRESS"),
+            "{why}"
+        );
+        let resp = ready(web::Data::new(WorkerState::new(Arc::new(backend), None))).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&body).starts_with("out of service: model 'm'"),
+            "{body:?}"
+        );
+    }
 
     #[test]
     fn the_shared_gauges_also_carry_vllm_names() {
