@@ -212,7 +212,7 @@ impl LoopState {
             Ok(e) => Some(e),
             Err(e) => {
                 tracing::error!(error = %e, "the model executor failed to start");
-                self.fail_all_until_shutdown(&e.to_string());
+                self.fail_all_until_shutdown(&e.to_string(), Vec::new());
                 return;
             }
         };
@@ -252,10 +252,7 @@ impl LoopState {
             };
             self.loop_metrics.num_steps_total += 1;
             if let Some(error) = lost {
-                self.loop_metrics.failed = Some(error.clone());
-                self.publish_metrics();
-                self.route(deltas);
-                self.fail_all_until_shutdown(&error);
+                self.fail_all_until_shutdown(&error, deltas);
                 return;
             }
             // Metrics first: whoever reads a delta then sees a snapshot at least as new.
@@ -440,10 +437,12 @@ impl LoopState {
     }
 
     /// Without an executor every request fails at once, until shutdown; the metrics say why
-    /// (`failed`).
-    fn fail_all_until_shutdown(&mut self, error: &str) {
+    /// (`failed`). `ended`: the deltas that ended the requests the loop had.
+    fn fail_all_until_shutdown(&mut self, error: &str, ended: Vec<Delta>) {
         self.loop_metrics.failed = Some(error.to_string());
+        // Metrics first, as for every step.
         self.publish_metrics();
+        self.route(ended);
         while let Ok(c) = self.rx.recv() {
             match c {
                 Command::Submit { reply, .. } => {
