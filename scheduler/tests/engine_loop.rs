@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use engine::SamplingParams;
 use scheduler::testing::{FakeDetokenizer, FakeExecutor};
 use scheduler::{
-    EngineLoop, FinishReason, NewRequest, QueueScope, SchedulerConfig, SchedulerError,
+    DeltaStream, EngineLoop, FinishReason, NewRequest, QueueScope, SchedulerConfig, SchedulerError,
 };
 
 fn config() -> SchedulerConfig {
@@ -35,6 +35,15 @@ fn start(exec: FakeExecutor) -> EngineLoop {
 fn fake() -> FakeExecutor {
     let c = config();
     FakeExecutor::new(c.num_gpu_blocks, c.block_size)
+}
+
+/// Reads `s` to its end; the finish reason of its last delta.
+async fn finish_reason(s: &mut DeltaStream) -> Option<FinishReason> {
+    let mut last = None;
+    while let Some(d) = s.recv().await {
+        last = d.finish_reason;
+    }
+    last
 }
 
 fn req(id: &str, max_tokens: Option<usize>) -> NewRequest {
@@ -143,29 +152,20 @@ async fn an_executor_error_fails_that_step_only() {
     exec.step_delay = Duration::from_millis(1);
     let engine = start(exec);
     let mut a = engine.submit(req("a", Some(50))).await.unwrap();
-    let mut last = None;
-    while let Some(d) = a.recv().await {
-        last = d.finish_reason;
-    }
+    let last = finish_reason(&mut a).await;
     assert!(
         matches!(last, Some(FinishReason::Error(ref m)) if m.contains("fake failure")),
         "{last:?}"
     );
     // The panic at step 6 fails the next request, and the loop survives it too.
     let mut b = engine.submit(req("b", Some(50))).await.unwrap();
-    let mut last = None;
-    while let Some(d) = b.recv().await {
-        last = d.finish_reason;
-    }
+    let last = finish_reason(&mut b).await;
     assert!(
         matches!(last, Some(FinishReason::Error(ref m)) if m.contains("panicked")),
         "{last:?}"
     );
     let mut c = engine.submit(req("c", Some(5))).await.unwrap();
-    let mut last = None;
-    while let Some(d) = c.recv().await {
-        last = d.finish_reason;
-    }
+    let last = finish_reason(&mut c).await;
     assert_eq!(last, Some(FinishReason::Length));
     assert_eq!(engine.metrics().engine_loop.num_step_errors_total, 2);
 }
@@ -226,10 +226,7 @@ async fn a_lost_device_ends_every_request_and_refuses_new_ones() {
         streams.push(engine.submit(req(id, Some(100))).await.unwrap());
     }
     for s in &mut streams {
-        let mut last = None;
-        while let Some(d) = s.recv().await {
-            last = d.finish_reason;
-        }
+        let last = finish_reason(s).await;
         assert!(
             matches!(last, Some(FinishReason::Error(ref m)) if m.contains("until the process restarts")),
             "{last:?}"
