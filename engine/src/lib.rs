@@ -32,6 +32,6 @@ pub use batch::{SequenceStep, StepBatch};
 pub use chat_template::{ChatMessage, ChatTemplate, ToolCall, ToolDefinition};
 pub use error::{EngineError, Result};
 pub use kv_cache::KvCache;
-pub use model::{CpuForward, Model, ModelConfig, StepForward, StepOutput, TextModel};
+pub use model::{CpuForward, Model, ModelConfig, StepForward, StepMasks, StepOutput, TextModel};
 pub use sampling::SamplingParams;
 pub use tokenizer::{IncrementalDecoder, Tokenizer};

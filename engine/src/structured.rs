@@ -321,17 +321,17 @@ pub struct Mask {
 }
 
 impl Mask {
-    /// A mask over `vocab` tokens allowing only `tokens` (no end-of-sequence ids).
-    #[cfg(test)]
-    pub(crate) fn allow_only(vocab: usize, tokens: &[u32]) -> Self {
+    /// A mask over `vocab` tokens allowing `tokens`, as a grammar's would: the
+    /// end-of-sequence ids are all allowed where one of them is among `tokens`.
+    pub fn from_tokens(vocab: usize, tokens: &[u32], eos_token_ids: &[u32]) -> Self {
         let mut allowed = SimpleVob::alloc(vocab);
-        for &t in tokens {
+        for &t in tokens.iter().filter(|&&t| (t as usize) < vocab) {
             allowed.allow_token(t);
         }
         Self {
+            eos_allowed: eos_token_ids.iter().any(|t| tokens.contains(t)),
             allowed,
-            eos_allowed: false,
-            eos_token_ids: Arc::from(Vec::new()),
+            eos_token_ids: Arc::from(eos_token_ids),
         }
     }
 
@@ -340,6 +340,29 @@ impl Mask {
             return self.eos_allowed;
         }
         (token as usize) < self.allowed.len() && self.allowed.is_allowed(token)
+    }
+
+    /// Writes the mask over tokens `0..32 * words.len()` as bits (token `t` is bit `t % 32` of
+    /// word `t / 32`), set where [`Mask::is_allowed`] is true: what a device applies.
+    pub fn write_words(&self, words: &mut [u32]) {
+        let src = self.allowed.as_slice();
+        let bits = self.allowed.len().min(32 * words.len());
+        let full = bits / 32;
+        words[..full].copy_from_slice(&src[..full]);
+        words[full..].fill(0);
+        if !bits.is_multiple_of(32) {
+            words[full] = src[full] & ((1u32 << (bits % 32)) - 1);
+        }
+        for &id in self.eos_token_ids.iter() {
+            if let Some(w) = words.get_mut(id as usize / 32) {
+                let bit = 1u32 << (id % 32);
+                *w = if self.eos_allowed {
+                    *w | bit
+                } else {
+                    *w & !bit
+                };
+            }
+        }
     }
 
     /// The lowest allowed token id, if any.
@@ -379,5 +402,40 @@ pub fn apply_mask(logits: &mut [f32], mask: &Mask) {
         } else {
             f32::NEG_INFINITY
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The device's bits say what `is_allowed` says for every token of the words, the
+    /// end-of-sequence ids following the grammar's verdict on any of them, nothing past the
+    /// mask's vocabulary, and nothing left of what the words held before.
+    #[test]
+    fn a_masks_words_match_is_allowed() {
+        let eos = [2u32, 40, 70];
+        for (vocab, tokens) in [
+            (70usize, vec![0u32, 5, 31, 32, 40, 69]),
+            (70, vec![1, 33, 64]),
+            (64, vec![63, 2]),
+            (65, vec![]),
+        ] {
+            let mask = Mask::from_tokens(vocab, &tokens, &eos);
+            let mut words = vec![u32::MAX; 3];
+            mask.write_words(&mut words);
+            for t in 0..96u32 {
+                let bit = words[t as usize / 32] >> (t % 32) & 1 == 1;
+                assert_eq!(
+                    bit,
+                    mask.is_allowed(t),
+                    "vocab {vocab} {tokens:?}: token {t}"
+                );
+            }
+        }
+        let eos_allowed = Mask::from_tokens(70, &[40], &eos);
+        assert!(eos_allowed.is_allowed(2) && eos_allowed.is_allowed(40));
+        assert_eq!(eos_allowed.first_allowed(), Some(2));
+        assert!(!Mask::from_tokens(70, &[1], &eos).is_allowed(40));
     }
 }

@@ -1205,10 +1205,12 @@ fn argmax_logprob_picks_the_first_maximum_and_its_log_probability() {
 /// parameters (`device_pick` turns them into the kernel's numbers): temperature alone (a draw
 /// in id order), top_k, top_p, min_p and all three (draws in probability order), greedy with a
 /// repetition penalty, frequency and presence penalties, logit bias with min_tokens holding
-/// back EOS. Logits are rounded to quarters so that many tie, and one row is wider than the
-/// block. The same token, and the raw log-probability within 1e-4.
+/// back EOS; each also under grammar masks (a third of the vocabulary, the end-of-sequence
+/// ids only, nothing). Logits are rounded to quarters so that many tie, and some rows are
+/// wider than the block. The same token, and the raw log-probability within 1e-4.
 fn sample_rows_picks_the_cpu_samplers_tokens() {
     use engine::sampling::{device_pick, sample, RowPick, SampleContext, SamplingParams};
+    use engine::structured::Mask;
     let mut rng = SmallRng::seed_from_u64(9);
     let base = SamplingParams {
         logprobs: Some(0),
@@ -1239,47 +1241,68 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
     let prompt: Vec<u32> = (0..40).map(|i| (i * 7) % 300).collect();
     let output: Vec<u32> = vec![3, 3, 5, 11, 3, 250, 5];
     let eos = [2u32, 7];
-    let mut rows = Vec::new(); // (logits, params, seed)
+    let mut rows = Vec::new(); // (logits, params, seed, mask)
     for (pi, prm) in params.iter().enumerate() {
-        for seed in 0..6u64 {
-            let vocab = if seed == 5 { 3000 } else { 300 };
+        for seed in 0..9u64 {
+            let vocab = if seed == 5 || seed == 8 { 3000 } else { 300 };
             let logits: Vec<f32> = randn(&mut rng, vocab, 4.0)
                 .into_iter()
                 .map(|v| (v * 4.0).round() / 4.0)
                 .collect();
-            rows.push((logits, prm.clone(), seed * 31 + pi as u64));
+            let mask = match seed {
+                6 | 8 => {
+                    let some: Vec<u32> = (0..vocab as u32)
+                        .filter(|_| rng.random::<f32>() < 0.3)
+                        .collect();
+                    Some(Mask::from_tokens(vocab, &some, &eos))
+                }
+                // Only end-of-sequence ids: under min_tokens every allowed logit is -inf and
+                // the grammar's first allowed token is taken.
+                7 if pi % 2 == 1 => Some(Mask::from_tokens(vocab, &eos[..1], &eos)),
+                7 => Some(Mask::from_tokens(vocab, &[], &eos)),
+                _ => None,
+            };
+            rows.push((logits, prm.clone(), seed * 31 + pi as u64, mask));
         }
     }
     // Each vocabulary size in one launch.
     for vocab in [300usize, 3000] {
-        let batch: Vec<&(Vec<f32>, SamplingParams, u64)> =
-            rows.iter().filter(|r| r.0.len() == vocab).collect();
+        let batch: Vec<_> = rows.iter().filter(|r| r.0.len() == vocab).collect();
         let n = batch.len();
         let mut plans = Vec::new();
         let mut logits = Vec::new();
         let mut want = Vec::new();
-        for (j, (l, prm, seed)) in batch.iter().enumerate() {
+        for (j, (l, prm, seed, mask)) in batch.iter().enumerate() {
             let ctx = SampleContext {
                 prompt_tokens: &prompt,
                 output_tokens: &output,
                 eos_token_ids: &eos,
                 seed: *seed,
-                mask: None,
+                mask: mask.as_ref(),
             };
-            match device_pick(prm, &ctx, vocab) {
-                RowPick::Sample(s) => plans.push(s),
+            match device_pick(prm, &ctx, vocab, false) {
+                RowPick::Sample(s) => {
+                    assert_eq!(s.masked, mask.is_some());
+                    plans.push(s)
+                }
                 other => panic!("row {j}: {other:?}"),
             };
             logits.extend_from_slice(l);
             want.push(sample(&mut l.clone(), prm, &ctx));
         }
-        let rows: Vec<_> = plans.iter().enumerate().collect();
+        let rows: Vec<_> = plans
+            .iter()
+            .zip(&batch)
+            .enumerate()
+            .map(|(j, (plan, row))| (j, plan, row.3.as_ref()))
+            .collect();
         let SampleArrays {
             mut meta,
             mut fparams,
             mut tok,
             mut val,
-        } = SampleArrays::new(&rows);
+            mut words,
+        } = SampleArrays::new(&rows, vocab);
         tok.push(0); // never empty
         val.extend([0.0; 3]);
         let mut work = vec![0f32; n * vocab];
@@ -1299,6 +1322,7 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
                 p(&mut fparams),
                 p(&mut tok),
                 p(&mut val),
+                p(&mut words),
                 p(&mut work),
                 p(&mut token),
                 p(&mut logprob),
@@ -1307,10 +1331,12 @@ fn sample_rows_picks_the_cpu_samplers_tokens() {
             ],
         );
         for (j, w) in want.iter().enumerate() {
-            let (_, prm, seed) = batch[j];
+            let (_, prm, seed, mask) = batch[j];
             assert_eq!(
-                token[j] as u32, w.token,
-                "vocab {vocab}, row {j} (seed {seed}, {prm:?})"
+                token[j] as u32,
+                w.token,
+                "vocab {vocab}, row {j} (seed {seed}, masked: {}, {prm:?})",
+                mask.is_some()
             );
             assert!(
                 (logprob[j] - w.logprob).abs() <= 1e-4,

@@ -243,7 +243,7 @@ fn graphs_match_launches_kernel_by_kernel<D: Device>(
             .iter()
             .map(|&g| if g { RowPick::Greedy } else { RowPick::Logits })
             .collect();
-        let got = graphed.step_outputs(&batch, &picks).unwrap();
+        let got = graphed.step_outputs(&batch, &picks, &mut Vec::new).unwrap();
         let want = eager.step(&batch).unwrap();
         assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -679,11 +679,10 @@ const LIMITS: StepLimits = StepLimits {
 };
 
 /// Steps within `reserve`'s limits after it: a prefill of the most tokens, decode steps of the
-/// most sequences (as graphs, greedy and sampled on the device with every token penalized, and
-/// with full logits) past the
-/// first attention partition (of 32 positions), on the matrix-vector kernels and on the GEMM
-/// path. Where `used` can tell (the CPU build of the kernels counts its buffers), they
-/// allocate nothing.
+/// most sequences (as graphs, greedy and sampled on the device with every token penalized and a
+/// grammar's mask, and with full logits) past the first attention partition (of 32
+/// positions), on the matrix-vector kernels and on the GEMM path. Where `used` can tell (the
+/// CPU build of the kernels counts its buffers), they allocate nothing.
 fn steps_after_reserve<D: Device>(make: impl Fn() -> D, used: impl Fn(&D) -> Option<usize>) {
     let model = small_model();
     let vocab = model.config.vocab_size as u32;
@@ -725,6 +724,8 @@ fn steps_after_reserve<D: Device>(make: impl Fn() -> D, used: impl Fn(&D) -> Opt
             edits: (0..vocab).map(|t| (t, [0.5, 1.1, 0.2])).collect(),
             // And the longest list of alternatives.
             top_logprobs: engine::cuda::TOP_LOGPROBS,
+            // And a grammar's mask, given with each step.
+            masked: true,
         };
         let picks = [
             RowPick::Greedy,
@@ -732,6 +733,9 @@ fn steps_after_reserve<D: Device>(make: impl Fn() -> D, used: impl Fn(&D) -> Opt
             RowPick::Logits,
             RowPick::Sample(sample),
         ];
+        let every_other: Vec<u32> = (0..vocab).step_by(2).collect();
+        let mask = engine::structured::Mask::from_tokens(vocab as usize, &every_other, &[]);
+        let mut masks = || vec![None, Some(mask.clone()), None, Some(mask.clone())];
         // Decode past position 32: two attention partitions.
         for _ in 0..12 {
             let batch = StepBatch {
@@ -747,10 +751,13 @@ fn steps_after_reserve<D: Device>(make: impl Fn() -> D, used: impl Fn(&D) -> Opt
                     })
                     .collect(),
             };
-            let out = m.step_outputs(&batch, &picks).unwrap();
+            let out = m.step_outputs(&batch, &picks, &mut masks).unwrap();
             for (i, o) in out.iter().enumerate() {
                 next[i] = match o {
-                    StepOutput::Token { token, .. } => *token,
+                    StepOutput::Token { token, .. } => {
+                        assert!(i % 2 == 0 || token % 2 == 0, "row {i}: masked: {token}");
+                        *token
+                    }
                     StepOutput::Logits(l) => {
                         (0..l.len()).fold(0, |b, j| if l[j] > l[b] { j } else { b }) as u32
                     }

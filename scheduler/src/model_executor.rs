@@ -21,8 +21,10 @@ use crate::{EngineLoop, SchedulerError};
 ///
 /// A sequence with a structured output keeps a grammar [`Constraint`] here, keyed by its id
 /// and dropped when the scheduler releases the sequence (a preempted one rebuilds it from its
-/// output). Its mask for the step is computed on a thread of its own while the forward pass
-/// runs, and applied to its logits before sampling; sequences without one pay nothing.
+/// output). Its mask for the step is computed while the forward pass runs: on a thread of its
+/// own beside the CPU engine, which applies it to the logits here before sampling; on the
+/// host while a device's kernels run, which the device's sampler then applies (no logits come
+/// back). Sequences without one pay nothing.
 pub struct EngineExecutor {
     model: Arc<Model>,
     forward: Box<dyn StepForward>,
@@ -38,8 +40,9 @@ impl EngineExecutor {
     }
 
     /// Another forward pass for `model` (the CUDA engine), whose KV cache holds the
-    /// scheduler's `num_gpu_blocks` blocks of `block_size` tokens. Sampling, structured
-    /// outputs and logprobs stay here, on the logits it returns.
+    /// scheduler's `num_gpu_blocks` blocks of `block_size` tokens. Rows whose logits it
+    /// returns are sampled here; one that picks tokens itself (`StepForward::picks_tokens`) is
+    /// told how for each row, and given the rows' grammar masks.
     pub fn with_forward(model: Arc<Model>, forward: Box<dyn StepForward>) -> Self {
         Self {
             model,
@@ -128,18 +131,16 @@ impl ModelExecutor for EngineExecutor {
                 mask: None,
             }
         }
-        // What a device may pick itself: rows with a grammar need the logits here. Not computed for the CPU engine, which returns logits whatever this says.
+        // What a device may pick itself (every row but those asking for more alternatives than
+        // it lists). Not computed for the CPU engine, which returns logits whatever this says.
         let vocab = self.model.config.vocab_size;
         let mut picks: Vec<Option<RowPick>> = vec![None; next];
         let device_picks = self.forward.picks_tokens();
         for s in plan.sampling.iter().filter(|_| device_picks) {
             let row = row_of.get(s.batch_index).copied().unwrap_or(usize::MAX);
             if let Some(p) = picks.get_mut(row) {
-                let pick = if self.constraints.contains_key(&s.seq_id) {
-                    RowPick::Logits
-                } else {
-                    device_pick(&s.params, &context(s, eos), vocab)
-                };
+                let constrained = self.constraints.contains_key(&s.seq_id);
+                let pick = device_pick(&s.params, &context(s, eos), vocab, constrained);
                 // Two samplers of one row (not made by the scheduler): the logits serve both.
                 *p = Some(if p.is_some() { RowPick::Logits } else { pick });
             }
@@ -155,22 +156,40 @@ impl ModelExecutor for EngineExecutor {
         } = self;
         // The masks depend only on the tokens already sampled: they are computed while the
         // forward pass runs.
-        let (outputs, masks) = if constrained {
-            std::thread::scope(|scope| {
-                let masks = scope.spawn(|| compute_masks(constraints, plan, &failed));
-                let outputs = forward.step_outputs(&plan.batch, &picks);
-                let masks = masks
-                    .join()
-                    .map_err(|_| ExecutorError::Panicked("computing token masks".to_string()));
-                (outputs, masks)
-            })
-        } else {
+        let (outputs, mut masks) = if !constrained {
             (
-                forward.step_outputs(&plan.batch, &picks),
-                Ok(HashMap::new()),
+                forward.step_outputs(&plan.batch, &picks, &mut Vec::new),
+                HashMap::new(),
             )
+        } else if device_picks {
+            // The device asks for them once it has launched the step's kernels, and applies
+            // them itself; rows whose logits come back are masked here.
+            let mut computed = None;
+            let outputs = forward.step_outputs(&plan.batch, &picks, &mut || {
+                let masks = compute_masks(constraints, plan, &failed);
+                let mut rows = vec![None; next];
+                for s in &plan.sampling {
+                    let row = row_of.get(s.batch_index).and_then(|&r| rows.get_mut(r));
+                    if let (Some(row), Some(Ok(mask))) = (row, masks.get(&s.seq_id)) {
+                        *row = Some(mask.clone());
+                    }
+                }
+                computed = Some(masks);
+                rows
+            });
+            let masks = computed.unwrap_or_else(|| compute_masks(constraints, plan, &failed));
+            (outputs, masks)
+        } else {
+            let (outputs, masks) = std::thread::scope(|scope| {
+                let masks = scope.spawn(|| compute_masks(constraints, plan, &failed));
+                let outputs = forward.step_outputs(&plan.batch, &picks, &mut Vec::new);
+                (outputs, masks.join())
+            });
+            let masks =
+                masks.map_err(|_| ExecutorError::Panicked("computing token masks".to_string()))?;
+            (outputs, masks)
         };
-        let (outputs, mut masks) = (outputs?, masks?);
+        let outputs = outputs?;
         let mut out = Vec::with_capacity(plan.sampling.len());
         for s in &plan.sampling {
             let mask = match (masks.remove(&s.seq_id), failed.get(&s.seq_id).cloned()) {

@@ -131,15 +131,16 @@ impl engine::StepForward for Recording {
         &mut self,
         batch: &engine::StepBatch,
         picks: &[RowPick],
+        masks: &mut engine::StepMasks<'_>,
     ) -> engine::Result<Vec<engine::StepOutput>> {
         self.1.lock().unwrap().extend_from_slice(picks);
-        self.0.step_outputs(batch, picks)
+        self.0.step_outputs(batch, picks, masks)
     }
 }
 
-/// Sampled and greedy requests, with top logprobs, picked on the device (every row: no logits
-/// come back) give the tokens, logprobs and alternatives the CPU sampler gives on the same
-/// logits.
+/// Sampled and greedy requests, with top logprobs and under a grammar, picked on the device
+/// (every row: no logits come back) give the tokens, logprobs and alternatives the CPU sampler
+/// gives on the same logits.
 #[test]
 fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
     let model = synthetic();
@@ -174,7 +175,29 @@ fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
         ignore_eos: true,
         ..SamplingParams::greedy(6)
     };
-    for params in [&sampled, &with_top, &greedy_with_top] {
+    // Under a grammar (structured outputs): its mask applied by the device's sampler. Six
+    // letters at least, so that every request runs its six tokens (the synthetic model's
+    // vocabulary has one-letter tokens only).
+    let letters = Some(engine::structured::StructuredOutput::Regex {
+        pattern: "[a-e]{6,9}".to_string(),
+    });
+    let sampled_grammar = SamplingParams {
+        structured: letters.clone(),
+        ignore_eos: false,
+        ..sampled.clone()
+    };
+    let greedy_grammar = SamplingParams {
+        structured: letters,
+        ignore_eos: false,
+        ..greedy_with_top.clone()
+    };
+    for params in [
+        &sampled,
+        &with_top,
+        &greedy_with_top,
+        &sampled_grammar,
+        &greedy_grammar,
+    ] {
         let on_cpu = generate_with(
             &spawn_engine_with(&model, config.clone(), Box::new(LogitsOnly(forward()))).unwrap(),
             params,
@@ -191,10 +214,22 @@ fn sampling_on_the_device_picks_the_tokens_the_cpu_sampler_picks() {
         );
         let picks = picks.lock().unwrap();
         assert!(!picks.is_empty());
+        let masked = params.structured.is_some();
         assert!(
-            picks.iter().all(|p| matches!(p, RowPick::Sample(_))),
+            picks
+                .iter()
+                .all(|p| matches!(p, RowPick::Sample(s) if s.masked == masked)),
             "{params:?}: every row sampled on the device: {picks:?}"
         );
+        if masked {
+            for (tokens, _) in &on_device {
+                let text = model.tokenizer.decode(tokens, false).unwrap();
+                assert!(
+                    text.len() == 6 && text.chars().all(|c| ('a'..='e').contains(&c)),
+                    "{params:?}: {text:?} is not the grammar's"
+                );
+            }
+        }
         for ((ct, cl), (dt, dl)) in on_cpu.iter().zip(&on_device) {
             assert_eq!(
                 dt, ct,

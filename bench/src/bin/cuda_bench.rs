@@ -348,6 +348,9 @@ fn decode_rate<D: Device>(
         "graphs": graphs,
         "overlapped_launches": overlap && launches != Launches::GraphsSerial,
         "sampling": match pick {
+            RowPick::Sample(s) if s.masked => {
+                format!("temperature {}, grammar mask", s.temperature)
+            }
             RowPick::Sample(s) if s.top_logprobs > 0 => format!(
                 "temperature {}, top_p {}, top_logprobs {}",
                 s.temperature, s.top_p, s.top_logprobs
@@ -383,11 +386,15 @@ fn decode_timed<D: Device>(
     };
     gpu.step(&seqs.prefill())?;
     let picks = vec![pick.clone(); batch];
+    // A masked pick samples under a grammar's mask allowing every other token, given with
+    // each step as the executor gives it.
+    let every_other: Vec<u32> = (0..vocab as u32).step_by(2).collect();
+    let mask = engine::structured::Mask::from_tokens(vocab, &every_other, &[]);
     let mut next = vec![1u32; batch];
     let run =
         |gpu: &mut DeviceModel<D>, seqs: &mut Seqs, next: &mut Vec<u32>| -> anyhow::Result<()> {
             let b = seqs.decode(next);
-            let out = gpu.step_outputs(&b, &picks)?;
+            let out = gpu.step_outputs(&b, &picks, &mut || vec![Some(mask.clone()); batch])?;
             for (n, o) in next.iter_mut().zip(out) {
                 match o {
                     StepOutput::Token { token, .. } => *n = token,
@@ -546,7 +553,7 @@ fn serving_start<D: Device>(
                     })
                     .collect(),
             };
-            m.step_outputs(&batch, &vec![RowPick::Greedy; seqs])?;
+            m.step_outputs(&batch, &vec![RowPick::Greedy; seqs], &mut Vec::new)?;
         }
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
         return Ok(json!({
@@ -643,7 +650,7 @@ fn run_model_on<D: Device>(
         }
         _ => json!("this CPU has one lane order only (no AVX-512)"),
     };
-    let sampled = RowPick::Sample(DeviceSample {
+    let plain = DeviceSample {
         temperature: 1.0,
         top_k: 0,
         top_p: 0.95,
@@ -651,15 +658,23 @@ fn run_model_on<D: Device>(
         u: 0.5,
         edits: Vec::new(),
         top_logprobs: 0,
-    });
-    // The same with the 5 most likely tokens listed on the device (`logprobs: 5`).
-    let listed = match &sampled {
-        RowPick::Sample(s) => RowPick::Sample(DeviceSample {
-            top_logprobs: 5,
-            ..s.clone()
-        }),
-        _ => unreachable!("a sampled pick"),
+        masked: false,
     };
+    // The same with the 5 most likely tokens listed on the device (`logprobs: 5`).
+    let listed = RowPick::Sample(DeviceSample {
+        top_logprobs: 5,
+        ..plain.clone()
+    });
+    // Greedy under a grammar's mask (structured outputs, tools): the mask's bits go up with
+    // each step.
+    let masked = RowPick::Sample(DeviceSample {
+        temperature: 0.0,
+        top_p: 1.0,
+        u: 0.0,
+        masked: true,
+        ..plain.clone()
+    });
+    let sampled = RowPick::Sample(plain);
     let [b1, b2, b3] = runs.batches;
     let mut decode = Vec::new();
     for (batch, launches, pick) in [
@@ -670,6 +685,7 @@ fn run_model_on<D: Device>(
         (b3, Launches::Graphs, &RowPick::Greedy),
         (b3, Launches::Graphs, &sampled),
         (b3, Launches::Graphs, &listed),
+        (b3, Launches::Graphs, &masked),
         (b1, Launches::Profiled, &RowPick::Greedy),
         (b3, Launches::Profiled, &RowPick::Greedy),
     ] {

@@ -9,8 +9,9 @@ use super::{ATTENTION_PARTITION, TOP_LOGPROBS};
 use crate::batch::StepBatch;
 use crate::error::{EngineError, Result};
 use crate::kernels::Linear;
-use crate::model::{Model, RopeStyle, StepOutput};
+use crate::model::{Model, RopeStyle, StepMasks, StepOutput};
 use crate::sampling::{DeviceSample, RowPick};
+use crate::structured::Mask;
 
 /// A Q4_1 matrix's scales as the kernels read them: one u32 a block, f16 d in the low half and
 /// f16 m in the high half (its quants are used as they are).
@@ -319,32 +320,51 @@ fn mib(bytes: usize) -> String {
 /// [`GRAPH_BATCH_SIZES`]; larger ones, and prefill steps, launch kernel by kernel.
 pub const GRAPH_BATCH_SIZES: &[usize] = &[1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 
-/// `sample_rows`' parameters for rows `(logits row, sample)`: `meta` [n, 5] (logits row, first
-/// edit, end of edits, top_k, top_logprobs), `fparams` [n, 4] (temperature, top_p, min_p, u),
-/// the edits' tokens [e] and values [e, 3] (add, rp, sub).
+/// `sample_rows`' parameters for rows `(logits row, sample, mask)` over `vocab` logits: `meta`
+/// [n, 7] (logits row, first edit, end of edits, top_k, top_logprobs, first word of the mask
+/// or -1, the mask's first allowed token or -1), `fparams` [n, 4] (temperature, top_p, min_p,
+/// u), the edits' tokens [e] and values [e, 3] (add, rp, sub), and the masks' bits
+/// ([`Mask::write_words`], `vocab.div_ceil(32)` words a masked row). A row whose sample is
+/// [`DeviceSample::masked`] but has no mask is sampled unmasked.
 pub struct SampleArrays {
     pub meta: Vec<i32>,
     pub fparams: Vec<f32>,
     pub tok: Vec<i32>,
     pub val: Vec<f32>,
+    pub words: Vec<u32>,
 }
 
 impl SampleArrays {
-    pub fn new(picks: &[(usize, &DeviceSample)]) -> Self {
-        let edits: usize = picks.iter().map(|(_, p)| p.edits.len()).sum();
+    pub fn new(picks: &[(usize, &DeviceSample, Option<&Mask>)], vocab: usize) -> Self {
+        let edits: usize = picks.iter().map(|(_, p, _)| p.edits.len()).sum();
+        let row_words = vocab.div_ceil(32);
+        let masked = picks.iter().filter(|(_, p, m)| p.masked && m.is_some());
         let mut a = Self {
-            meta: Vec::with_capacity(5 * picks.len()),
+            meta: Vec::with_capacity(SAMPLE_META_INTS * picks.len()),
             fparams: Vec::with_capacity(4 * picks.len()),
             tok: Vec::with_capacity(edits),
             val: Vec::with_capacity(3 * edits),
+            words: vec![0; row_words * masked.count()],
         };
-        for (row, p) in picks {
+        let mut words = 0;
+        for (row, p, mask) in picks {
+            let (first_word, fallback) = match mask.filter(|_| p.masked) {
+                Some(m) => {
+                    let at = words;
+                    words += row_words;
+                    m.write_words(&mut a.words[at..words]);
+                    (at as i32, m.first_allowed().map_or(-1, |t| t as i32))
+                }
+                None => (-1, -1),
+            };
             a.meta.extend([
                 *row as i32,
                 a.tok.len() as i32,
                 (a.tok.len() + p.edits.len()) as i32,
                 p.top_k,
                 p.top_logprobs.min(TOP_LOGPROBS) as i32,
+                first_word,
+                fallback,
             ]);
             a.fparams.extend([p.temperature, p.top_p, p.min_p, p.u]);
             for (t, v) in &p.edits {
@@ -356,8 +376,10 @@ impl SampleArrays {
     }
 }
 
+/// `sample_rows`' ints a row (`meta`).
+const SAMPLE_META_INTS: usize = 7;
 /// Bytes of `sample_rows`' packed parameters a row: its `meta` ints, then (all rows') `fparams`.
-const SAMPLE_META_BYTES: usize = 4 * 5;
+const SAMPLE_META_BYTES: usize = 4 * SAMPLE_META_INTS;
 const SAMPLE_ROW_BYTES: usize = SAMPLE_META_BYTES + 4 * 4;
 /// Bytes of `sample_rows`' output a row: token, log-probability, and the top list's tokens and
 /// log-probabilities.
@@ -772,13 +794,14 @@ impl<D: Device> DeviceModel<D> {
         for &b in GRAPH_BATCH_SIZES.iter().filter(|&&b| b <= limit) {
             self.graph_io(b, graph_width)?;
         }
-        // The sampler's packed parameters: 36 bytes a row, and 16 bytes an edit (the token
-        // and its three values) for as many edits as a valid request's row can have (grown
-        // past that only for rows the scheduler's validation would refuse).
+        // The sampler's packed parameters: 44 bytes a row, a grammar's mask (a bit a token),
+        // and 16 bytes an edit (the token and its three values) for as many edits as a valid
+        // request's row can have (grown past that only for rows the scheduler's validation
+        // would refuse).
         let edits =
             crate::sampling::max_device_edits(self.cfg.vocab_size, self.eos_ids, max_context);
         self.sampling_capacity(
-            max_seqs * (SAMPLE_ROW_BYTES + edits * 16),
+            max_seqs * (SAMPLE_ROW_BYTES + 4 * self.cfg.vocab_size.div_ceil(32) + edits * 16),
             max_seqs * (4 * self.cfg.vocab_size + SAMPLE_OUT_BYTES),
         )
     }
@@ -1603,9 +1626,13 @@ impl<D: Device> DeviceModel<D> {
         Ok(n)
     }
 
-    /// Samples the rows of `picks` on the device (`sample_rows`): for each, in that order, its
-    /// token, log-probability and top log-probabilities ([`StepOutput::Token`]).
-    fn sample_on_device(&mut self, picks: &[(usize, &DeviceSample)]) -> Result<Vec<StepOutput>> {
+    /// Samples the rows of `picks` on the device (`sample_rows`), each under its mask where its
+    /// sample is masked: for each, in that order, its token, log-probability and top
+    /// log-probabilities ([`StepOutput::Token`]).
+    fn sample_on_device(
+        &mut self,
+        picks: &[(usize, &DeviceSample, Option<&Mask>)],
+    ) -> Result<Vec<StepOutput>> {
         let n = picks.len();
         let vocab = self.cfg.vocab_size;
         let SampleArrays {
@@ -1613,18 +1640,21 @@ impl<D: Device> DeviceModel<D> {
             fparams,
             tok,
             val,
-        } = SampleArrays::new(picks);
+            words,
+        } = SampleArrays::new(picks, vocab);
         let edits = tok.len();
-        // One packed upload: meta [n, 5] i32, fparams [n, 4] f32, edit tokens [e] i32, edit
-        // values [e, 3] f32.
+        // One packed upload: meta [n, 7] i32, fparams [n, 4] f32, edit tokens [e] i32, edit
+        // values [e, 3] f32, mask words.
         let (f_at, t_at) = (SAMPLE_META_BYTES * n, SAMPLE_ROW_BYTES * n);
         let v_at = t_at + 4 * edits;
-        let bytes = v_at + 12 * edits;
+        let m_at = v_at + 12 * edits;
+        let bytes = m_at + 4 * words.len();
         let mut packed = vec![0u8; bytes];
         packed[..f_at].copy_from_slice(bytes_of(&meta));
         packed[f_at..t_at].copy_from_slice(bytes_of(&fparams));
         packed[t_at..v_at].copy_from_slice(bytes_of(&tok));
-        packed[v_at..].copy_from_slice(bytes_of(&val));
+        packed[v_at..m_at].copy_from_slice(bytes_of(&val));
+        packed[m_at..].copy_from_slice(bytes_of(&words));
         self.sampling_capacity(bytes, n * (4 * vocab + SAMPLE_OUT_BYTES))?;
         let sb = self.sampling.as_mut().expect("allocated above");
         self.dev.write(&mut sb.io, &packed)?;
@@ -1644,6 +1674,7 @@ impl<D: Device> DeviceModel<D> {
                 KArg::At(&sb.io, f_at),
                 KArg::At(&sb.io, t_at),
                 KArg::At(&sb.io, v_at),
+                KArg::At(&sb.io, m_at),
                 KArg::Buf(&sb.work),
                 KArg::At(&sb.work, out_at),
                 KArg::At(&sb.work, out_at + 4 * n),
@@ -1652,7 +1683,7 @@ impl<D: Device> DeviceModel<D> {
             ],
         )?;
         // The top lists only where a row asked for one.
-        let listed = picks.iter().any(|(_, p)| p.top_logprobs > 0);
+        let listed = picks.iter().any(|(_, p, _)| p.top_logprobs > 0);
         let mut out = vec![
             0u32;
             if listed {
@@ -1666,7 +1697,7 @@ impl<D: Device> DeviceModel<D> {
         Ok(picks
             .iter()
             .enumerate()
-            .map(|(i, (_, p))| StepOutput::Token {
+            .map(|(i, (_, p, _))| StepOutput::Token {
                 token: out[i],
                 logprob: f32::from_bits(out[n + i]),
                 top_logprobs: (0..p.top_logprobs.min(TOP_LOGPROBS))
@@ -1683,11 +1714,13 @@ impl<D: Device> DeviceModel<D> {
     /// of its row (one entry per such sequence; missing entries: logits): the token picked on
     /// the device, greedy or sampled as `engine::sampling::sample` would, with its raw
     /// log-probability (only those numbers come back), or the logits of its last new token
-    /// (what `Model::step` returns on the CPU).
+    /// (what `Model::step` returns on the CPU). `masks` is called once the step's kernels are
+    /// launched, where a pick is [`DeviceSample::masked`] (see `StepForward::step_outputs`).
     pub fn step_outputs(
         &mut self,
         batch: &StepBatch,
         picks: &[RowPick],
+        masks: &mut StepMasks<'_>,
     ) -> Result<Vec<StepOutput>> {
         if batch.num_tokens() == 0 {
             return Ok(Vec::new());
@@ -1707,6 +1740,12 @@ impl<D: Device> DeviceModel<D> {
             return Ok(Vec::new());
         }
         let pick = |i: usize| picks.get(i).unwrap_or(&RowPick::Logits);
+        // The grammars' masks are computed on the host while the launched kernels run.
+        let masks = if (0..n).any(|i| matches!(pick(i), RowPick::Sample(p) if p.masked)) {
+            masks()
+        } else {
+            Vec::new()
+        };
         let mut out: Vec<Option<StepOutput>> = vec![None; n];
         if (0..n).any(|i| *pick(i) == RowPick::Greedy) {
             let s = self.scratch.as_ref().expect("sized by the step");
@@ -1720,14 +1759,14 @@ impl<D: Device> DeviceModel<D> {
                 });
             }
         }
-        let sampled: Vec<(usize, &DeviceSample)> = (0..n)
+        let sampled: Vec<(usize, &DeviceSample, Option<&Mask>)> = (0..n)
             .filter_map(|i| match pick(i) {
-                RowPick::Sample(p) => Some((i, p)),
+                RowPick::Sample(p) => Some((i, p, masks.get(i).and_then(Option::as_ref))),
                 _ => None,
             })
             .collect();
         if !sampled.is_empty() {
-            for ((i, _), o) in sampled.iter().zip(self.sample_on_device(&sampled)?) {
+            for ((i, _, _), o) in sampled.iter().zip(self.sample_on_device(&sampled)?) {
                 out[*i] = Some(o);
             }
         }
@@ -1759,7 +1798,7 @@ impl<D: Device> DeviceModel<D> {
     /// logits of its last new token (what `Model::step` returns on the CPU).
     pub fn step(&mut self, batch: &StepBatch) -> Result<Vec<Vec<f32>>> {
         Ok(self
-            .step_outputs(batch, &[])?
+            .step_outputs(batch, &[], &mut Vec::new)?
             .into_iter()
             .map(|o| match o {
                 StepOutput::Logits(l) => l,
@@ -1783,7 +1822,12 @@ where
         true
     }
 
-    fn step_outputs(&mut self, batch: &StepBatch, picks: &[RowPick]) -> Result<Vec<StepOutput>> {
-        DeviceModel::step_outputs(self, batch, picks)
+    fn step_outputs(
+        &mut self,
+        batch: &StepBatch,
+        picks: &[RowPick],
+        masks: &mut StepMasks<'_>,
+    ) -> Result<Vec<StepOutput>> {
+        DeviceModel::step_outputs(self, batch, picks, masks)
     }
 }

@@ -73,12 +73,18 @@ pub trait StepForward: Send {
     /// batch order) says which rows' tokens the forward pass may pick itself, greedy or
     /// sampled, so that only the token and its log-probability come back. The CPU engine
     /// returns every row's logits (the caller's sampler is as cheap there).
+    ///
+    /// `masks` gives the grammar masks of the rows whose pick is
+    /// [`crate::sampling::DeviceSample::masked`], one entry per row as `picks`; a forward
+    /// pass calls it once, after it has started the step's work, so that the masks are
+    /// computed while that work runs (and not at all where no pick is masked).
     fn step_outputs(
         &mut self,
         batch: &crate::batch::StepBatch,
         picks: &[crate::sampling::RowPick],
+        masks: &mut StepMasks<'_>,
     ) -> crate::error::Result<Vec<StepOutput>> {
-        let _ = picks;
+        let _ = (picks, masks);
         Ok(self
             .step(batch)?
             .into_iter()
@@ -86,6 +92,10 @@ pub trait StepForward: Send {
             .collect())
     }
 }
+
+/// The grammar masks of a step's rows (see [`StepForward::step_outputs`]): one entry per
+/// sequence with `want_logits`, in batch order, `None` where it has no grammar.
+pub type StepMasks<'a> = dyn FnMut() -> Vec<Option<crate::structured::Mask>> + 'a;
 
 /// What a step returns for one sequence that wants logits.
 #[derive(Clone, Debug, PartialEq)]

@@ -51,7 +51,7 @@ pub fn is_plain_greedy(params: &SamplingParams, ctx: &SampleContext<'_>) -> bool
 /// How a device can pick a row's token without the logits coming back (the CUDA engine).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowPick {
-    /// The logits come back; [`sample`] runs here (a grammar mask).
+    /// The logits come back; [`sample`] runs here (more alternatives than a device lists).
     Logits,
     /// The argmax of the raw logits ([`is_plain_greedy`]).
     Greedy,
@@ -76,6 +76,11 @@ pub struct DeviceSample {
     /// How many of the raw distribution's most likely tokens come back with their
     /// log-probabilities (`logprobs`; at most [`MAX_LOGPROBS`]).
     pub top_logprobs: usize,
+    /// A grammar's mask applies: tokens it refuses are minus infinity before the edits, and a
+    /// pick it refuses becomes its first allowed token ([`sample`]'s steps). The mask reaches
+    /// the device with the step (`StepForward::step_outputs`' `masks`), computed while the
+    /// forward pass runs.
+    pub masked: bool,
 }
 
 /// The most edits [`device_pick`] gives a row of a request that passed
@@ -88,13 +93,22 @@ pub fn max_device_edits(vocab: usize, eos: usize, max_context: usize) -> usize {
 }
 
 /// How a device can take this row's token (see [`RowPick`]); `vocab` bounds the edits.
-pub fn device_pick(params: &SamplingParams, ctx: &SampleContext<'_>, vocab: usize) -> RowPick {
-    // A grammar's mask is applied here; more alternatives than a device returns (a request
-    // `SamplingParams::validate` would refuse) are listed here.
-    if ctx.mask.is_some() || params.logprobs.is_some_and(|k| k > MAX_LOGPROBS) {
+/// `constrained`: the row samples under a grammar's mask, which the device is given with the
+/// step ([`DeviceSample::masked`]); a mask in `ctx` also makes it so (the mask itself is not
+/// read here).
+pub fn device_pick(
+    params: &SamplingParams,
+    ctx: &SampleContext<'_>,
+    vocab: usize,
+    constrained: bool,
+) -> RowPick {
+    // More alternatives than a device returns (a request `SamplingParams::validate` would
+    // refuse) are listed here.
+    if params.logprobs.is_some_and(|k| k > MAX_LOGPROBS) {
         return RowPick::Logits;
     }
-    if is_plain_greedy(params, ctx) {
+    let masked = constrained || ctx.mask.is_some();
+    if !masked && is_plain_greedy(params, ctx) {
         return RowPick::Greedy;
     }
     let mut edits: HashMap<u32, [f32; 3]> = HashMap::new();
@@ -148,6 +162,7 @@ pub fn device_pick(params: &SamplingParams, ctx: &SampleContext<'_>, vocab: usiz
         },
         edits,
         top_logprobs: params.logprobs.unwrap_or(0),
+        masked,
     })
 }
 
@@ -405,7 +420,7 @@ mod tests {
             seed: 3,
             mask: None,
         };
-        let edits = |vocab| match device_pick(&params, &ctx, vocab) {
+        let edits = |vocab| match device_pick(&params, &ctx, vocab, false) {
             RowPick::Sample(s) => s.edits.len(),
             other => panic!("{other:?}"),
         };
@@ -429,9 +444,9 @@ mod tests {
         }
     }
 
-    /// Which rows a device picks itself: plain greedy in the step (argmax), top logprobs and
-    /// everything else but a grammar through the device sampler (greedy as temperature 0, no
-    /// draw), a grammar's mask or more alternatives than a device lists here.
+    /// Which rows a device picks itself: plain greedy in the step (argmax), top logprobs, a
+    /// grammar's mask and everything else through the device sampler (greedy as temperature
+    /// 0, no draw), more alternatives than a device lists here.
     #[test]
     fn device_pick_keeps_top_logprobs_on_the_device() {
         let greedy = SamplingParams::greedy(4);
@@ -439,9 +454,15 @@ mod tests {
             logprobs: Some(k),
             ..greedy.clone()
         };
-        assert_eq!(device_pick(&greedy, &ctx(&[], 1), 10), RowPick::Greedy);
-        assert_eq!(device_pick(&with_top(0), &ctx(&[], 1), 10), RowPick::Greedy);
-        match device_pick(&with_top(MAX_LOGPROBS), &ctx(&[], 1), 10) {
+        assert_eq!(
+            device_pick(&greedy, &ctx(&[], 1), 10, false),
+            RowPick::Greedy
+        );
+        assert_eq!(
+            device_pick(&with_top(0), &ctx(&[], 1), 10, false),
+            RowPick::Greedy
+        );
+        match device_pick(&with_top(MAX_LOGPROBS), &ctx(&[], 1), 10, false) {
             RowPick::Sample(s) => {
                 assert_eq!(
                     (s.top_logprobs, s.u, s.temperature),
@@ -452,15 +473,34 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            device_pick(&with_top(MAX_LOGPROBS + 1), &ctx(&[], 1), 10),
+            device_pick(&with_top(MAX_LOGPROBS + 1), &ctx(&[], 1), 10, false),
             RowPick::Logits
         );
-        let mask = crate::structured::Mask::allow_only(10, &[3]);
+        // A grammar: the device sampler at temperature 0, told to apply the step's mask.
+        let as_greedy_masked = |p: RowPick| match p {
+            RowPick::Sample(s) => {
+                assert_eq!((s.temperature, s.u, s.top_logprobs), (0.0, 0.0, 0));
+                assert!(s.edits.is_empty());
+                s.masked
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(as_greedy_masked(device_pick(
+            &greedy,
+            &ctx(&[], 1),
+            10,
+            true
+        )));
+        let mask = crate::structured::Mask::from_tokens(10, &[3], &[]);
         let masked = SampleContext {
             mask: Some(&mask),
             ..ctx(&[], 1)
         };
-        assert_eq!(device_pick(&greedy, &masked, 10), RowPick::Logits);
+        assert!(as_greedy_masked(device_pick(&greedy, &masked, 10, false)));
+        match device_pick(&with_top(MAX_LOGPROBS), &ctx(&[], 1), 10, false) {
+            RowPick::Sample(s) => assert!(!s.masked),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

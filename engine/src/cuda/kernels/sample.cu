@@ -112,15 +112,25 @@ SF_KERNEL void argmax_logprob(const float* __restrict__ logits, int vocab, int* 
 // positive float's bits order as the float does) plus, among ties, a cut on the id, each
 // found by binary search with one block-wide sum per probe.
 //
-// One block (1024 threads) per sampled row. `meta`: [n, 5] ints (logits row, first edit,
-// end of edits, top_k, top_logprobs); `fparams`: [n, 4] floats (temperature, top_p, min_p, u); edits:
-// `edit_tok` [e] and `edit_val` [e, 3] (add, rp, sub). `work`: [n, vocab] scratch.
+// A grammar's mask, where a row has one, comes first: the tokens it refuses are -inf before
+// the edits, and a pick it refuses becomes its first allowed token (the CPU's fallback where
+// every allowed token was pushed to -inf).
+//
+// One block (1024 threads) per sampled row. `meta`: [n, 7] ints (logits row, first edit,
+// end of edits, top_k, top_logprobs, first word of the row's mask in `mask_words` or -1, the
+// mask's first allowed token or -1); `fparams`: [n, 4] floats (temperature, top_p, min_p, u);
+// edits: `edit_tok` [e] and `edit_val` [e, 3] (add, rp, sub); a mask: ceil(vocab / 32) words,
+// token t allowed where bit t % 32 of word t / 32 is set. `work`: [n, vocab] scratch.
 // Out: `token` [n], `logprob` [n], and the row's `top_logprobs` most likely tokens of the raw
 // distribution (at most SF_TOP_LOGPROBS) with their log-probabilities, most likely first:
 // `top_tok` [n, SF_TOP_LOGPROBS] (-1 past the list) and `top_lp` [n, SF_TOP_LOGPROBS].
-// `meta`'s fifth int is `top_logprobs`.
 
 #define SF_TOP_LOGPROBS 20
+#define SF_SAMPLE_META 7
+
+SF_DEVICE bool sf_allowed(const u32* __restrict__ mask, int t) {
+    return mask == nullptr || ((mask[t >> 5] >> (t & 31)) & 1u) != 0u;
+}
 
 SF_DEVICE bool sf_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u; }
 
@@ -192,7 +202,8 @@ SF_DEVICE bool sf_cut(const float* w, int vocab, const SfCuts& k, float goal, bo
 
 SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const int* __restrict__ meta,
                            const float* __restrict__ fparams, const int* __restrict__ edit_tok,
-                           const float* __restrict__ edit_val, float* __restrict__ work,
+                           const float* __restrict__ edit_val, const u32* __restrict__ mask_words,
+                           float* __restrict__ work,
                            int* __restrict__ token, float* __restrict__ logprob,
                            int* __restrict__ top_tok, float* __restrict__ top_lp) {
     SF_WAIT_PRIOR();
@@ -200,8 +211,11 @@ SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const in
     __shared__ float si_v[32];
     __shared__ int si_i[32];
     const int j = blockIdx.x;
-    const int row = meta[j * 5], e0 = meta[j * 5 + 1], e1 = meta[j * 5 + 2], top_k = meta[j * 5 + 3];
-    const int top_n = meta[j * 5 + 4] < SF_TOP_LOGPROBS ? meta[j * 5 + 4] : SF_TOP_LOGPROBS;
+    const int* mj = meta + j * SF_SAMPLE_META;
+    const int row = mj[0], e0 = mj[1], e1 = mj[2], top_k = mj[3];
+    const int top_n = mj[4] < SF_TOP_LOGPROBS ? mj[4] : SF_TOP_LOGPROBS;
+    const u32* mask = mj[5] >= 0 ? mask_words + mj[5] : nullptr;
+    const int fallback = mj[6];
     const float temp = fparams[j * 4], top_p = fparams[j * 4 + 1], min_p = fparams[j * 4 + 2],
                 u = fparams[j * 4 + 3];
     const float* x = logits + (i64)row * vocab;
@@ -217,8 +231,8 @@ SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const in
     sf_block_top(x, vocab, top_n, lse, top_tok + (i64)j * SF_TOP_LOGPROBS,
                  top_lp + (i64)j * SF_TOP_LOGPROBS, si_v, si_i);
 
-    // The edited logits.
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) w[i] = x[i];
+    // The masked, edited logits.
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) w[i] = sf_allowed(mask, i) ? x[i] : SF_NEG_INF;
     __syncthreads();
     for (int e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
         const int t = edit_tok[e];
@@ -305,7 +319,8 @@ SF_KERNEL void sample_rows(const float* __restrict__ logits, int vocab, const in
         }
     }
     if (threadIdx.x == 0) {
+        if (!sf_allowed(mask, pick) && fallback >= 0) pick = fallback;
         token[j] = pick;
-        logprob[j] = x[pick] - lse;
+        logprob[j] = pick < vocab ? x[pick] - lse : SF_NEG_INF;
     }
 }
