@@ -18,9 +18,11 @@
 //! Failures: a connect error, a timeout or a 5xx before the first byte marks the worker failed
 //! (it cools down for 250 ms, doubling per consecutive failure up to 30 s; the first success
 //! clears it) and the request is retried on another worker, up to three workers in all. A
-//! worker that refuses because it is draining or full is skipped without cooling down. When
-//! every worker is cooling down, the one whose cool-down ends first is tried anyway: a pool
-//! never refuses outright because of old failures.
+//! worker that refuses because it is full is skipped without cooling down; one that refuses
+//! because it is shutting down (draining, or its model out of service after its GPU failed)
+//! is set aside until its `/ready` answers again (probed every other second), 30 s at most.
+//! When every worker is cooling down, the one whose cool-down ends first is tried anyway: a
+//! pool never refuses outright because of old failures.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -40,6 +42,8 @@ use super::affinity::Affinity;
 
 /// How many workers one request may try before it is refused.
 const MAX_ATTEMPTS: usize = 3;
+/// The longest a worker cools down (after failures, or set aside while shutting down).
+const MAX_COOL_DOWN: Duration = Duration::from_secs(30);
 /// Largest refusal body read from a worker.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
@@ -333,10 +337,18 @@ impl WorkerPool {
         let mut h = w.health.lock().unwrap();
         h.failures = h.failures.saturating_add(1);
         let backoff = (Duration::from_millis(250) * 2u32.saturating_pow(h.failures.min(8) - 1))
-            .min(Duration::from_secs(30));
+            .min(MAX_COOL_DOWN);
         h.cool_until = Some(Instant::now() + backoff);
         tracing::warn!(worker = %w.url, failures = h.failures,
             cool_down_ms = backoff.as_millis() as u64, "worker failed");
+    }
+
+    /// A worker shutting down takes nothing new until it is ready again (a restart, or the end
+    /// of a drain that was cancelled): its `/ready` readmits it, or the longest cool-down ends.
+    fn set_aside(&self, w: &Worker) {
+        self.affinity.forget(w.id);
+        w.health.lock().unwrap().cool_until = Some(Instant::now() + MAX_COOL_DOWN);
+        tracing::info!(worker = %w.url, "worker is shutting down; set aside until it is ready");
     }
 
     fn succeeded(&self, w: &Worker) {
@@ -432,7 +444,11 @@ impl WorkerPool {
                     self.succeeded(&worker);
                     return Err(error);
                 }
-                Some(error @ (BackendError::ShuttingDown | BackendError::QueueFull { .. })) => {
+                Some(error @ BackendError::ShuttingDown) => {
+                    last = format!("{}: {error}", worker.url);
+                    self.set_aside(&worker);
+                }
+                Some(error @ BackendError::QueueFull { .. }) => {
                     last = format!("{}: {error}", worker.url);
                 }
                 other => {
@@ -722,6 +738,96 @@ mod tests {
             b.id,
             "3 of 13 blocks is too short a match"
         );
+    }
+
+    /// A worker on a local port answering completions, counting them: 200, or while
+    /// `refusing` a `shutting_down` refusal, with `/ready` saying the same.
+    async fn fake_worker(refusing: Arc<AtomicBool>, hits: Arc<AtomicUsize>) -> String {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let server = HttpServer::new(move || {
+            let (ready, answer) = (refusing.clone(), refusing.clone());
+            let hits = hits.clone();
+            App::new()
+                .route(
+                    "/ready",
+                    web::get().to(move || {
+                        let refusing = ready.load(Ordering::SeqCst);
+                        async move {
+                            if refusing {
+                                HttpResponse::ServiceUnavailable().body("draining")
+                            } else {
+                                HttpResponse::Ok().body("ready")
+                            }
+                        }
+                    }),
+                )
+                .route(
+                    "/v1/completions",
+                    web::post().to(move || {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        let refusing = answer.load(Ordering::SeqCst);
+                        async move {
+                            if refusing {
+                                HttpResponse::ServiceUnavailable().json(ErrorAnswer {
+                                    error: BackendError::ShuttingDown,
+                                })
+                            } else {
+                                HttpResponse::Ok().body("{}")
+                            }
+                        }
+                    }),
+                )
+        })
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let addr = server.addrs()[0];
+        actix_web::rt::spawn(server.run());
+        format!("http://{addr}")
+    }
+
+    /// A worker that refuses because it is shutting down is offered no more requests (each
+    /// goes to the other at once) until its `/ready` answers again.
+    #[actix_web::test]
+    async fn a_worker_shutting_down_is_set_aside_until_it_is_ready() {
+        let refusing = Arc::new(AtomicBool::new(true));
+        let hits = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+        let urls = vec![
+            fake_worker(refusing.clone(), hits[0].clone()).await,
+            fake_worker(Arc::new(AtomicBool::new(false)), hits[1].clone()).await,
+        ];
+        let p = Arc::new(
+            WorkerPool::new(
+                Members::Listed(urls),
+                None,
+                Timeouts::default(),
+                Routing::RoundRobin,
+            )
+            .unwrap(),
+        );
+        let call = || p.call("m", "/v1/completions", &[], Bytes::from("{}"), &[]);
+        for _ in 0..6 {
+            let (claim, resp) = call().await.expect("the other worker answers");
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(claim.url(), p.snapshot()[1].url);
+        }
+        assert_eq!(
+            hits[0].load(Ordering::SeqCst),
+            1,
+            "refused once, then set aside"
+        );
+        assert_eq!(hits[1].load(Ordering::SeqCst), 6);
+        // Ready again (restarted): the watcher's probe readmits it.
+        refusing.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.snapshot()[0].cooling(Instant::now()).is_some() {
+            assert!(Instant::now() < deadline, "its /ready did not readmit it");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for _ in 0..4 {
+            call().await.expect("both answer");
+        }
+        assert_eq!(hits[0].load(Ordering::SeqCst), 3, "back in turn");
     }
 
     #[test]
