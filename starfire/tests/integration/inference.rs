@@ -322,6 +322,13 @@ async fn invalid_requests_name_the_field() {
     post(chat(json!({"logit_bias": {"abc": 1}})))
         .await
         .expect_error(400, Some("logit_bias"));
+    // A token id in plain decimal only: "1" and "01" (or "+1") would name one token twice.
+    for key in ["01", "+1"] {
+        let err = post(chat(json!({"logit_bias": {"1": 1, key: 2}})))
+            .await
+            .expect_error(400, Some("logit_bias"));
+        assert!(err["message"].as_str().unwrap().contains(key), "{err}");
+    }
     // At most 300 biased tokens (OpenAI's limit) and 1024 stop token ids: 300 and 1024 are
     // served, one more is refused, saying how many.
     let bias = |n: u32| -> serde_json::Map<String, Value> {

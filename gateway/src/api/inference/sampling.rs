@@ -71,17 +71,21 @@ pub(crate) fn sampling_params(
         .logit_bias
         .into_iter()
         .flatten()
-        .map(|(k, v)| match k.parse::<u32>() {
-            Ok(_) if !(-100.0..=100.0).contains(v) => Err(ApiError::field(
-                "logit_bias",
-                format_args!("the bias of '{k}' must be between -100 and 100"),
-            )),
-            Ok(id) if (id as usize) < vocab => Ok((id, *v as f32)),
-            _ => Err(ApiError::field(
-                "logit_bias",
-                format_args!("'{k}' is not a token id below {vocab}"),
-            )),
-        })
+        // Keys in their plain decimal form only, so that no two keys ("1", "01", "+1") name
+        // one token.
+        .map(
+            |(k, v)| match k.parse::<u32>().ok().filter(|id| id.to_string() == *k) {
+                Some(_) if !(-100.0..=100.0).contains(v) => Err(ApiError::field(
+                    "logit_bias",
+                    format_args!("the bias of '{k}' must be between -100 and 100"),
+                )),
+                Some(id) if (id as usize) < vocab => Ok((id, *v as f32)),
+                _ => Err(ApiError::field(
+                    "logit_bias",
+                    format_args!("'{k}' is not a token id below {vocab}"),
+                )),
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     let stop_token_ids = f.stop_token_ids.cloned().unwrap_or_default();
     if let Some(bad) = stop_token_ids.iter().find(|&&id| id as usize >= vocab) {
