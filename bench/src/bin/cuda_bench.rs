@@ -1123,12 +1123,14 @@ mod tests {
             60
         );
         assert!(count("equal") >= 55, "{v:#}");
-        assert_eq!(v["decode"].as_array().unwrap().len(), 9);
+        assert_eq!(v["decode"].as_array().unwrap().len(), 10);
         assert_eq!(
             v["decode"][6]["sampling"],
             "temperature 1, top_p 0.95, top_logprobs 5"
         );
         assert!(v["decode"][6]["tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["decode"][7]["sampling"], "temperature 0, grammar mask");
+        assert!(v["decode"][7]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(
             v["decode_by_attention_partition"][1]["attention_partition"],
             32

@@ -339,6 +339,7 @@ mod tests {
         for define in [
             format!("#define SF_TOP_LOGPROBS {TOP_LOGPROBS}\n"),
             format!("#define SF_ATT_MAX_THREADS {ATTENTION_MAX_THREADS}\n"),
+            format!("#define SF_SAMPLE_META {}\n", model::SAMPLE_META_INTS),
         ] {
             assert!(src.contains(&define), "the kernels lack {define:?}");
         }

@@ -376,8 +376,8 @@ impl SampleArrays {
     }
 }
 
-/// `sample_rows`' ints a row (`meta`).
-const SAMPLE_META_INTS: usize = 7;
+/// `sample_rows`' ints a row (`meta`; the kernels' `SF_SAMPLE_META`).
+pub(crate) const SAMPLE_META_INTS: usize = 7;
 /// Bytes of `sample_rows`' packed parameters a row: its `meta` ints, then (all rows') `fparams`.
 const SAMPLE_META_BYTES: usize = 4 * SAMPLE_META_INTS;
 const SAMPLE_ROW_BYTES: usize = SAMPLE_META_BYTES + 4 * 4;
