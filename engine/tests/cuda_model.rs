@@ -789,6 +789,20 @@ fn on_a_gpu_steps_run_within_the_limits_after_reserve() {
     steps_after_reserve(|| CudaDevice::open(0).unwrap(), |_| None);
 }
 
+/// A GPU past those the driver sees is refused saying which ones it sees (a wrong
+/// `cuda_device`), not with the driver's bare code.
+#[test]
+fn on_a_gpu_a_device_that_is_not_there_is_refused_by_name() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let err = CudaDevice::open(4096).err().expect("refused").to_string();
+    assert!(
+        err.contains("there is no CUDA device 4096") && err.contains("visible"),
+        "{err}"
+    );
+}
+
 /// The device's own free memory decides: a cache a little larger than it is refused.
 #[test]
 fn on_a_gpu_a_kv_cache_too_large_for_the_device_is_refused_at_start() {

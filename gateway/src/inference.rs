@@ -66,6 +66,8 @@ pub struct ModelOptions {
     pub defaults: SamplingDefaults,
     /// The engine that runs the model.
     pub backend: crate::registry::ModelBackend,
+    /// For the CUDA engine: the GPU, by its CUDA ordinal.
+    pub cuda_device: usize,
 }
 
 impl ModelOptions {
@@ -78,6 +80,7 @@ impl ModelOptions {
             gpu_memory_utilization: None,
             defaults: SamplingDefaults::default(),
             backend: crate::registry::ModelBackend::Cpu,
+            cuda_device: 0,
         }
     }
 }
@@ -139,7 +142,7 @@ impl InProcessBackend {
                         Some(fraction) => KvCacheSize::Utilization(fraction),
                         None => KvCacheSize::Bytes(options.kv_cache_memory),
                     };
-                    engine::cuda::device::CudaDevice::open(0)
+                    engine::cuda::device::CudaDevice::open(options.cuda_device)
                         .map_err(|e| SchedulerError::EngineStart(e.to_string()))
                         .and_then(|dev| {
                             spawn_device_engine(&model, options.scheduler.clone(), dev, cache)

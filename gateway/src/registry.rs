@@ -4,12 +4,13 @@
 //! [[models]]
 //! name = "smollm2-135m-instruct"   # what clients put in "model"
 //! # path = "/srv/models/x.gguf"    # a GGUF file or a Hugging Face directory; default: the default model
-//! backend = "cpu"                  # the engine that runs it: "cpu", or "cuda" (GPU 0)
+//! backend = "cpu"                  # the engine that runs it: "cpu", or "cuda"
 //! max_model_len = 2048             # caps the model's own context length
 //! kv_cache_memory = 268435456      # bytes of KV cache; default: `kv_cache_memory` split evenly
-//! # gpu_memory_utilization = 0.9   # backend "cuda" without kv_cache_memory: the share of GPU 0
+//! # cuda_device = 0                # backend "cuda": the GPU it runs on (its CUDA ordinal)
+//! # gpu_memory_utilization = 0.9   # backend "cuda" without kv_cache_memory: the share of its GPU
 //!                                  # this model takes (weights, step buffers, KV cache); default:
-//!                                  # 0.9 split evenly between such models
+//!                                  # 0.9 split evenly between such models on that GPU
 //! # max_num_seqs = 256             # most sequences per engine step
 //! # max_num_batched_tokens = 2048  # most tokens per engine step (prefill chunks included)
 //! # workers = ["http://10.0.0.2:8090", "http://10.0.0.3:8090"]   # run by `starfire worker`s
@@ -49,7 +50,7 @@ use crate::worker::{
 /// The name the default model is served under.
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
 
-/// The share of GPU 0's memory that CUDA models without `kv_cache_memory` or
+/// The share of a GPU's memory that the CUDA models on it without `kv_cache_memory` or
 /// `gpu_memory_utilization` take in all (vLLM's default), split evenly between them; the rest
 /// is left to the driver (graphs, cuBLAS) and other processes.
 pub const GPU_MEMORY_UTILIZATION: f64 = 0.9;
@@ -64,7 +65,8 @@ pub enum ModelBackend {
     /// The engine on the CPU (our AVX2 kernels, candle for the rest).
     #[default]
     Cpu,
-    /// The CUDA kernels on GPU 0 (Q4_1, Q8_0 and f16/f32 weights); the KV cache in device
+    /// The CUDA kernels on the entry's GPU (`cuda_device`, default 0; Q4_1, Q8_0 and f16/f32
+    /// weights); the KV cache in device
     /// memory (`kv_cache_memory` bytes of f16, or what `gpu_memory_utilization` of the device
     /// leaves after the weights). Without an NVIDIA driver, starting fails.
     Cuda,
@@ -85,9 +87,12 @@ pub struct ModelEntry {
     pub max_model_len: Option<usize>,
     /// Bytes of KV cache for this model.
     pub kv_cache_memory: Option<u64>,
-    /// For `backend = "cuda"` without `kv_cache_memory`: the fraction of the GPU's memory this
+    /// For `backend = "cuda"`: the GPU it runs on, by its CUDA ordinal (as the driver numbers
+    /// the GPUs `CUDA_VISIBLE_DEVICES` leaves visible); default 0.
+    pub cuda_device: Option<usize>,
+    /// For `backend = "cuda"` without `kv_cache_memory`: the fraction of its GPU's memory this
     /// model takes, weights and step buffers included; the KV cache gets the rest of it (vLLM's
-    /// `--gpu-memory-utilization`). Default: 0.9, split evenly between such models.
+    /// `--gpu-memory-utilization`). Default: 0.9, split evenly between such models on that GPU.
     pub gpu_memory_utilization: Option<f64>,
     /// Most sequences in one engine step (vLLM's `--max-num-seqs`; default 256).
     pub max_num_seqs: Option<usize>,
@@ -152,6 +157,7 @@ impl ModelEntry {
             backend: ModelBackend::Cpu,
             max_model_len: None,
             kv_cache_memory: None,
+            cuda_device: None,
             gpu_memory_utilization: None,
             max_num_seqs: None,
             max_num_batched_tokens: None,
@@ -161,6 +167,11 @@ impl ModelEntry {
             routing: Routing::default(),
             openai: None,
         }
+    }
+
+    /// The GPU a CUDA entry runs on (`cuda_device`, default 0).
+    pub fn device(&self) -> usize {
+        self.cuda_device.unwrap_or(0)
     }
 
     /// Whether `starfire worker`s run this model (`workers` or `workers_dns`).
@@ -241,6 +252,13 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
                 "model '{name}': worker '{url}' must be an http:// URL"
             )));
         }
+        let runs_here = e.workers.is_empty() && e.workers_dns.is_none() && e.openai.is_none();
+        let on_cpu_here = runs_here && e.backend == ModelBackend::Cpu;
+        if e.cuda_device.is_some() && on_cpu_here {
+            return Err(invalid(format!(
+                "model '{name}': cuda_device is for backend = \"cuda\""
+            )));
+        }
         if let Some(u) = e.gpu_memory_utilization {
             if !(u > 0.0 && u <= 1.0) {
                 return Err(invalid(format!(
@@ -252,8 +270,7 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
                     "model '{name}': give kv_cache_memory or gpu_memory_utilization, not both"
                 )));
             }
-            let runs_here = e.workers.is_empty() && e.workers_dns.is_none() && e.openai.is_none();
-            if runs_here && e.backend == ModelBackend::Cpu {
+            if on_cpu_here {
                 return Err(invalid(format!(
                     "model '{name}': gpu_memory_utilization is for backend = \"cuda\""
                 )));
@@ -461,6 +478,7 @@ pub fn load_local(
         }
         options.defaults = entry.default_sampling.clone();
         options.backend = entry.backend;
+        options.cuda_device = entry.device();
 
         loaded.push((options, Arc::new(model)));
         tracing::info!(model = %entry.name, path = %path.display(),
@@ -489,8 +507,8 @@ impl KvCacheMemory {
 }
 
 /// Each entry's KV cache, in order: its bytes, or for a CUDA entry that sets no
-/// `kv_cache_memory` its share of the GPU's memory (`gpu_memory_utilization`, or
-/// [`GPU_MEMORY_UTILIZATION`] split evenly between such entries; where the operator set the
+/// `kv_cache_memory` its share of its GPU's memory (`gpu_memory_utilization`, or
+/// [`GPU_MEMORY_UTILIZATION`] split evenly between such entries on that GPU; where the operator set the
 /// process's `kv_cache_memory` and the entry no share, it takes part of those bytes instead).
 /// Entries without either split `kv_cache_memory` evenly.
 fn cache_budgets(
@@ -504,7 +522,7 @@ fn cache_budgets(
     };
     let count = |f: &dyn Fn(&ModelEntry) -> bool| entries.iter().filter(|e| f(e)).count().max(1);
     let shared = count(&|e| e.kv_cache_memory.is_none() && !by_share(e)) as u64;
-    let on_device = count(&|e| by_share(e)) as f64;
+    let on_device = |device| count(&|e| by_share(e) && e.device() == device) as f64;
     entries
         .iter()
         .map(|e| match e.kv_cache_memory {
@@ -513,7 +531,7 @@ fn cache_budgets(
                 0,
                 Some(
                     e.gpu_memory_utilization
-                        .unwrap_or(GPU_MEMORY_UTILIZATION / on_device),
+                        .unwrap_or(GPU_MEMORY_UTILIZATION / on_device(e.device())),
                 ),
             ),
             None => (kv_cache_memory.bytes / shared, None),
@@ -621,10 +639,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is for backend = \"cuda\""), "{err}");
+        let cpu_on_a_gpu = ModelEntry {
+            backend: ModelBackend::Cpu,
+            cuda_device: Some(1),
+            ..entry("d")
+        };
+        let err = validate(std::slice::from_ref(&cpu_on_a_gpu))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cuda_device is for backend = \"cuda\""),
+            "{err}"
+        );
+        assert!(validate(&[ModelEntry {
+            backend: ModelBackend::Cuda,
+            ..cpu_on_a_gpu.clone()
+        }])
+        .is_ok());
         // Workers run it: their `--backend` decides.
         let remote = ModelEntry {
             workers: vec!["http://127.0.0.1:1".into()],
             ..cpu
+        };
+        assert!(validate(&[remote]).is_ok());
+        let remote = ModelEntry {
+            workers: vec!["http://127.0.0.1:1".into()],
+            ..cpu_on_a_gpu
         };
         assert!(validate(&[remote]).is_ok());
     }
@@ -683,6 +723,29 @@ mod tests {
             [(0, Some(GPU_MEMORY_UTILIZATION))]
         );
         assert_eq!(cache_budgets(&[entry("a")], from_host), [(900, None)]);
+        // Each GPU's default share is split between the models on that GPU.
+        let on = |name: &str, device: Option<usize>| ModelEntry {
+            cuda_device: device,
+            ..with(name, Cuda, None, None)
+        };
+        let half = GPU_MEMORY_UTILIZATION / 2.0;
+        assert_eq!(
+            cache_budgets(
+                &[
+                    on("a", None),
+                    on("b", Some(1)),
+                    on("c", Some(0)),
+                    on("d", Some(2))
+                ],
+                from_host
+            ),
+            [
+                (0, Some(half)),
+                (0, Some(GPU_MEMORY_UTILIZATION)),
+                (0, Some(half)),
+                (0, Some(GPU_MEMORY_UTILIZATION)),
+            ]
+        );
     }
 
     #[test]
@@ -695,13 +758,19 @@ mod tests {
             "[[models]]\nname = \"a\"\nmax_model_len = 512\n[models.default_sampling]\n\
              temperature = 0.5\nmax_tokens = 7\n[[models]]\nname = \"b\"\npath = \"/m/b.gguf\"\n\
              backend = \"cpu\"\nmax_num_seqs = 8\nmax_num_batched_tokens = 64\n\
+             [[models]]\nname = \"g\"\nbackend = \"cuda\"\ncuda_device = 3\n\
              [[models]]\nname = \"c\"\n[models.openai]\nbase_url = \"https://x/v1\"\n\
              api_key_env = \"X_KEY\"\n",
         )
         .unwrap();
         assert_eq!(f.models[1].max_num_seqs, Some(8));
         assert_eq!(f.models[1].max_num_batched_tokens, Some(64));
-        let up = f.models[2].openai.as_ref().unwrap();
+        assert_eq!(
+            (f.models[2].cuda_device, f.models[2].device()),
+            (Some(3), 3)
+        );
+        assert_eq!(f.models[1].device(), 0);
+        let up = f.models[3].openai.as_ref().unwrap();
         assert_eq!(
             (up.base_url.as_str(), up.api_key_env.as_deref()),
             ("https://x/v1", Some("X_KEY"))

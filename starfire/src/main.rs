@@ -44,15 +44,19 @@ enum Command {
         /// Seconds running requests get to finish after SIGTERM.
         #[arg(long, default_value_t = 120)]
         drain_timeout: u64,
-        /// The engine for every model: `cpu`, or `cuda` (GPU 0); default: each `[[models]]`
-        /// entry's `backend`.
+        /// The engine for every model: `cpu`, or `cuda`; default: each `[[models]]` entry's
+        /// `backend`.
         #[arg(long, value_parser = ["cpu", "cuda"])]
         backend: Option<String>,
-        /// With the CUDA backend: the share of GPU 0's memory every model takes (weights, step
+        /// With the CUDA backend: the share of the GPU's memory every model takes (weights, step
         /// buffers and KV cache), above 0 and at most 1, instead of `kv_cache_memory`
         /// (vLLM's `--gpu-memory-utilization`).
         #[arg(long)]
         gpu_memory_utilization: Option<f64>,
+        /// With the CUDA backend: the GPU every model runs on, by its CUDA ordinal; default:
+        /// each `[[models]]` entry's `cuda_device`, else 0.
+        #[arg(long)]
+        cuda_device: Option<usize>,
     },
     /// Print the OpenAPI 3.1 document of the API.
     Openapi,
@@ -120,20 +124,20 @@ fn main() -> anyhow::Result<()> {
             drain_timeout,
             backend,
             gpu_memory_utilization,
+            cuda_device,
         } => {
             init_logging();
             let config = Config::resolve(cli.config.as_deref(), |name| std::env::var(name).ok())?;
-            let backend = backend.map(|b| match b.as_str() {
-                "cuda" => gateway::registry::ModelBackend::Cuda,
-                _ => gateway::registry::ModelBackend::Cpu,
-            });
-            let state = gateway::worker::server::load(
-                &config,
-                &listen,
-                model.as_deref(),
-                backend,
+            let overrides = gateway::worker::server::WorkerOverrides {
+                backend: backend.map(|b| match b.as_str() {
+                    "cuda" => gateway::registry::ModelBackend::Cuda,
+                    _ => gateway::registry::ModelBackend::Cpu,
+                }),
                 gpu_memory_utilization,
-            )?;
+                cuda_device,
+            };
+            let state =
+                gateway::worker::server::load(&config, &listen, model.as_deref(), &overrides)?;
             actix_web::rt::System::new()
                 .block_on(gateway::worker::server::serve(
                     state,

@@ -220,11 +220,33 @@ pub fn include_dirs_from_env() -> Vec<String> {
 }
 
 /// Opens device `ordinal` after probing for the driver, so a machine without one gets
-/// [`probe_driver`]'s error instead of a panic.
+/// [`probe_driver`]'s error instead of a panic, and an ordinal past the GPUs there says how
+/// many there are.
 pub fn open_device(ordinal: usize) -> Result<Arc<CudaContext>> {
     probe_driver()?;
+    let count = CudaContext::device_count()
+        .map_err(|e| EngineError::Cuda(format!("counting the CUDA devices: {e:?}")))?;
+    if ordinal >= count.max(0) as usize {
+        return Err(EngineError::Cuda(no_such_device(
+            ordinal,
+            count.max(0) as usize,
+        )));
+    }
     CudaContext::new(ordinal)
         .map_err(|e| EngineError::Cuda(format!("CUDA device {ordinal}: {e:?}")))
+}
+
+/// What opening GPU `ordinal` says where the driver sees `count`.
+fn no_such_device(ordinal: usize, count: usize) -> String {
+    let visible = match count {
+        0 => "no CUDA device is visible".to_string(),
+        1 => "only CUDA device 0 is visible".to_string(),
+        n => format!("CUDA devices 0 to {} are visible", n - 1),
+    };
+    format!(
+        "there is no CUDA device {ordinal}: {visible} (CUDA_VISIBLE_DEVICES may hide others; \
+         check cuda_device)"
+    )
 }
 
 /// NVRTC's version (`major.minor`), after [`nvrtc_present`] said yes.
@@ -364,6 +386,17 @@ mod tests {
                 "{k} does not start with SF_WAIT_PRIOR()"
             );
         }
+    }
+
+    #[test]
+    fn a_gpu_that_is_not_there_is_named_with_those_that_are() {
+        assert_eq!(
+            no_such_device(1, 1),
+            "there is no CUDA device 1: only CUDA device 0 is visible (CUDA_VISIBLE_DEVICES may \
+             hide others; check cuda_device)"
+        );
+        assert!(no_such_device(4, 4).contains("CUDA devices 0 to 3 are visible"));
+        assert!(no_such_device(0, 0).contains("no CUDA device is visible"));
     }
 
     #[test]

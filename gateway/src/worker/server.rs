@@ -361,18 +361,28 @@ async fn embed(state: web::Data<WorkerState>, req: HttpRequest, body: Bytes) -> 
     }
 }
 
+/// What `starfire worker`'s flags change in every model it runs, whatever its `[[models]]`
+/// entry says.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerOverrides {
+    /// The engine (`--backend`).
+    pub backend: Option<crate::registry::ModelBackend>,
+    /// The share of the GPU each model takes instead of its `kv_cache_memory`
+    /// (`--gpu-memory-utilization`).
+    pub gpu_memory_utilization: Option<f64>,
+    /// The GPU (`--cuda-device`).
+    pub cuda_device: Option<usize>,
+}
+
 /// The worker's state for `config`: the models of `[[models]]` (or `model`, a file or
-/// directory, instead), each loaded into this process whatever its `workers` says, and the
-/// worker token. Without a token the worker may only listen on loopback.
-/// `backend`, when given (`starfire worker --backend`), runs every model on that engine
-/// whatever its `[[models]]` entry says; `gpu_memory_utilization` (`--gpu-memory-utilization`)
-/// likewise gives every model that share of the GPU instead of its `kv_cache_memory`.
+/// directory, instead), each loaded into this process whatever its `workers` says, with
+/// `overrides` applied, and the worker token. Without a token the worker may only listen on
+/// loopback.
 pub fn load(
     config: &crate::config::Config,
     listen: &str,
     model: Option<&std::path::Path>,
-    backend: Option<crate::registry::ModelBackend>,
-    gpu_memory_utilization: Option<f64>,
+    overrides: &WorkerOverrides,
 ) -> Result<WorkerState, ServeError> {
     if config.worker_token.is_none() && !is_loopback(listen) {
         return Err(ServeError::Model(format!(
@@ -394,13 +404,16 @@ pub fn load(
             })
             .collect(),
     };
-    if let Some(b) = backend {
-        entries.iter_mut().for_each(|e| e.backend = b);
-    }
-    if let Some(share) = gpu_memory_utilization {
-        for e in &mut entries {
+    for e in &mut entries {
+        if let Some(b) = overrides.backend {
+            e.backend = b;
+        }
+        if let Some(share) = overrides.gpu_memory_utilization {
             e.gpu_memory_utilization = Some(share);
             e.kv_cache_memory = None;
+        }
+        if let Some(device) = overrides.cuda_device {
+            e.cuda_device = Some(device);
         }
     }
     // The entries as this worker runs them (a share needs the CUDA backend).

@@ -99,8 +99,8 @@ fn serve_and_worker_refuse_cuda_without_a_driver() {
     );
     assert_stopped_with_the_reason(&out);
 
-    // A share of the GPU given on the command line: checked before the engine starts, and
-    // only with the CUDA backend.
+    // A share of the GPU, or a GPU, given on the command line: checked before the engine
+    // starts, and only with the CUDA backend.
     let worker = |extra: &[&str]| {
         let listen = format!("127.0.0.1:{}", free_port());
         let mut args = vec![
@@ -119,6 +119,7 @@ fn serve_and_worker_refuse_cuda_without_a_driver() {
         "--gpu-memory-utilization",
         "0.5",
     ]));
+    assert_stopped_with_the_reason(&worker(&["--backend", "cuda", "--cuda-device", "1"]));
     for (extra, says) in [
         (
             &["--backend", "cuda", "--gpu-memory-utilization", "1.5"][..],
@@ -127,6 +128,10 @@ fn serve_and_worker_refuse_cuda_without_a_driver() {
         (
             &["--gpu-memory-utilization", "0.5"][..],
             "gpu_memory_utilization is for backend = \"cuda\"",
+        ),
+        (
+            &["--cuda-device", "1"][..],
+            "cuda_device is for backend = \"cuda\"",
         ),
     ] {
         let out = worker(extra);
