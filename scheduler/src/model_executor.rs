@@ -177,7 +177,12 @@ impl ModelExecutor for EngineExecutor {
                 computed = Some(masks);
                 rows
             });
-            let masks = computed.unwrap_or_else(|| compute_masks(constraints, plan, &failed));
+            // Not asked for (no row was masked on the device): the rows that came back need them.
+            let masks = match (computed, &outputs) {
+                (Some(masks), _) => masks,
+                (None, Ok(_)) => compute_masks(constraints, plan, &failed),
+                (None, Err(_)) => HashMap::new(),
+            };
             (outputs, masks)
         } else {
             let (outputs, masks) = std::thread::scope(|scope| {
