@@ -66,9 +66,9 @@ pub enum ModelBackend {
     #[default]
     Cpu,
     /// The CUDA kernels on the entry's GPU (`cuda_device`, default 0; Q4_1, Q8_0 and f16/f32
-    /// weights); the KV cache in device
-    /// memory (`kv_cache_memory` bytes of f16, or what `gpu_memory_utilization` of the device
-    /// leaves after the weights). Without an NVIDIA driver, starting fails.
+    /// weights); the KV cache in device memory (`kv_cache_memory` bytes of f16, or what
+    /// `gpu_memory_utilization` of the device leaves after the weights). Without an NVIDIA
+    /// driver, starting fails.
     Cuda,
 }
 
@@ -252,7 +252,7 @@ pub fn validate(entries: &[ModelEntry]) -> Result<(), ConfigError> {
                 "model '{name}': worker '{url}' must be an http:// URL"
             )));
         }
-        let runs_here = e.workers.is_empty() && e.workers_dns.is_none() && e.openai.is_none();
+        let runs_here = !e.served_by_workers() && e.openai.is_none();
         let on_cpu_here = runs_here && e.backend == ModelBackend::Cpu;
         if e.cuda_device.is_some() && on_cpu_here {
             return Err(invalid(format!(
@@ -508,8 +508,9 @@ impl KvCacheMemory {
 
 /// Each entry's KV cache, in order: its bytes, or for a CUDA entry that sets no
 /// `kv_cache_memory` its share of its GPU's memory (`gpu_memory_utilization`, or
-/// [`GPU_MEMORY_UTILIZATION`] split evenly between such entries on that GPU; where the operator set the
-/// process's `kv_cache_memory` and the entry no share, it takes part of those bytes instead).
+/// [`GPU_MEMORY_UTILIZATION`] split evenly between such entries on that GPU; where the operator
+/// set the process's `kv_cache_memory` and the entry no share, it takes part of those bytes
+/// instead).
 /// Entries without either split `kv_cache_memory` evenly.
 fn cache_budgets(
     entries: &[ModelEntry],

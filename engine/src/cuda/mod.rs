@@ -225,12 +225,10 @@ pub fn include_dirs_from_env() -> Vec<String> {
 pub fn open_device(ordinal: usize) -> Result<Arc<CudaContext>> {
     probe_driver()?;
     let count = CudaContext::device_count()
-        .map_err(|e| EngineError::Cuda(format!("counting the CUDA devices: {e:?}")))?;
-    if ordinal >= count.max(0) as usize {
-        return Err(EngineError::Cuda(no_such_device(
-            ordinal,
-            count.max(0) as usize,
-        )));
+        .map_err(|e| EngineError::Cuda(format!("counting the CUDA devices: {e:?}")))?
+        .max(0) as usize;
+    if ordinal >= count {
+        return Err(EngineError::Cuda(no_such_device(ordinal, count)));
     }
     CudaContext::new(ordinal)
         .map_err(|e| EngineError::Cuda(format!("CUDA device {ordinal}: {e:?}")))

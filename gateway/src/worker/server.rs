@@ -3,9 +3,9 @@
 //! the worker runs them and streams the deltas back.
 //!
 //! - `/health`: the process answers. `/ready`: a model is loaded, none is out of service (its
-//!   GPU failed) and the worker is not draining (a load balancer's readiness probe). `/metrics`: the scheduler's series under
-//!   `starfire:` and, for tools built around vLLM (Kubernetes' Gateway API Inference Extension,
-//!   llm-d), the same gauges under vLLM's names.
+//!   GPU failed) and the worker is not draining (a load balancer's readiness probe).
+//!   `/metrics`: the scheduler's series under `starfire:` and, for tools built around vLLM
+//!   (Kubernetes' Gateway API Inference Extension, llm-d), the same gauges under vLLM's names.
 //! - The worker routes need `Authorization: Bearer <worker token>` when the worker has one (it
 //!   must, unless it listens on loopback only): the token is what lets a caller name the tenant,
 //!   its weight and the priority.

@@ -71,21 +71,17 @@ pub(crate) fn sampling_params(
         .logit_bias
         .into_iter()
         .flatten()
-        // Keys in their plain decimal form only, so that no two keys ("1", "01", "+1") name
-        // one token.
-        .map(
-            |(k, v)| match k.parse::<u32>().ok().filter(|id| id.to_string() == *k) {
-                Some(_) if !(-100.0..=100.0).contains(v) => Err(ApiError::field(
-                    "logit_bias",
-                    format_args!("the bias of '{k}' must be between -100 and 100"),
-                )),
-                Some(id) if (id as usize) < vocab => Ok((id, *v as f32)),
-                _ => Err(ApiError::field(
-                    "logit_bias",
-                    format_args!("'{k}' is not a token id below {vocab}"),
-                )),
-            },
-        )
+        .map(|(k, v)| match plain_token_id(k) {
+            Some(_) if !(-100.0..=100.0).contains(v) => Err(ApiError::field(
+                "logit_bias",
+                format_args!("the bias of '{k}' must be between -100 and 100"),
+            )),
+            Some(id) if (id as usize) < vocab => Ok((id, *v as f32)),
+            _ => Err(ApiError::field(
+                "logit_bias",
+                format_args!("'{k}' is not a token id below {vocab}"),
+            )),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let stop_token_ids = f.stop_token_ids.cloned().unwrap_or_default();
     if let Some(bad) = stop_token_ids.iter().find(|&&id| id as usize >= vocab) {
@@ -256,6 +252,12 @@ pub(crate) fn fit_context(
             d.min(max_model_len - prompt_len)
         })),
     }
+}
+
+/// A `logit_bias` key's token id, in plain decimal only, so that no two keys ("1", "01", "+1")
+/// name one token.
+fn plain_token_id(key: &str) -> Option<u32> {
+    key.parse::<u32>().ok().filter(|id| id.to_string() == key)
 }
 
 #[cfg(test)]
