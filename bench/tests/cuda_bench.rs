@@ -1,5 +1,6 @@
-//! `cuda_bench --quick`: on a GPU machine, a complete report (copy baseline, both matrix-vector
-//! kernels at 1 and 8 tokens, each as a fraction of the copy's rate); elsewhere, the engine's
+//! `cuda_bench --quick`: on a GPU machine, a complete report (copy baseline, both kinds of
+//! matrix-vector kernels at 1, 8 and 64 tokens in every shape, each as a fraction of the copy's
+//! rate); elsewhere, the engine's
 //! clear no-driver error and exit status 2, never a panic. No timing is asserted.
 
 use std::process::Command;
@@ -32,13 +33,23 @@ fn quick_run_reports_kernels_against_the_copy_or_names_the_missing_driver() {
         "{report}"
     );
     let runs = report["matvec"].as_array().expect("matvec runs");
-    assert_eq!(runs.len(), 2, "{report}");
+    assert_eq!(runs.len(), 3, "{report}");
     for run in runs {
         for k in ["q4_1", "q8_0"] {
             assert!(
                 run[k]["fraction_of_copy"].as_f64().unwrap() > 0.0,
                 "{report}"
             );
+            // Every shape the engine chooses from for that many tokens, the fastest reported.
+            let shapes = run[k]["shapes"].as_array().expect("the shapes timed");
+            let candidates =
+                engine::cuda::matvec_candidates(run["tokens"].as_u64().unwrap() as usize);
+            assert_eq!(shapes.len(), candidates.count(), "{report}");
+            let best = shapes
+                .iter()
+                .map(|s| s["ms"].as_f64().unwrap())
+                .fold(f64::INFINITY, f64::min);
+            assert_eq!(run[k]["ms"].as_f64().unwrap(), best, "{report}");
         }
     }
 }

@@ -274,7 +274,8 @@ fn quantize_q8_1_matches_the_cpu_engine_bit_for_bit() {
 
 /// Q4_1 and Q8_0 products for 1, 3, 8 and 19 tokens (chunks of up to 8, the last partial),
 /// rows that do not fill the last block of warps, and rows shorter and longer than a warp's 32
-/// blocks.
+/// blocks, through every kernel shape (`cuda::MATVEC_SHAPES`): each matches the CPU engine's
+/// dot products, and all give the same bits (what lets the engine launch whichever is fastest).
 fn matvec_kernels_match_the_cpu_dot_products() {
     let mut rng = SmallRng::seed_from_u64(2);
     for (rows, cols) in [(37, 576), (10, 2048 + 96)] {
@@ -289,64 +290,66 @@ fn matvec_kernels_match_the_cpu_dot_products() {
             let (mut xq, mut xds) = quantize_on_kernels(&x);
             let xr = QuantizedRows::quantize(&x, ntok, cols);
             let tokens: Vec<usize> = (0..ntok).collect();
-            let grid = cuda::matvec_launch(rows, ntok).grid;
-            let mut y = vec![0f32; ntok * rows];
-            launch(
-                "matvec_q4_1",
-                grid,
-                128,
-                0,
-                vec![
-                    p(&mut qs4),
-                    p(&mut dm),
-                    p(&mut xq),
-                    p(&mut xds),
-                    p(&mut y),
-                    Arg::I32(rows as i32),
-                    Arg::I32(cols as i32),
-                    Arg::I32(ntok as i32),
-                ],
-            );
-            let mut want = vec![0f32; ntok * rows];
+            let mut want4 = vec![0f32; ntok * rows];
+            let mut want8 = vec![0f32; ntok * rows];
             let mut out = vec![0f32; ntok];
             for r in 0..rows {
                 dot::q4_1_row(&w4, r, &xr, &tokens, &mut out);
                 for t in 0..ntok {
-                    want[t * rows + r] = out[t];
+                    want4[t * rows + r] = out[t];
                 }
-            }
-            assert_close(&format!("q4_1 {rows}x{cols} ntok {ntok}"), &y, &want, 1e-4);
-
-            launch(
-                "matvec_q8_0",
-                grid,
-                128,
-                0,
-                vec![
-                    p(&mut qs8),
-                    p(&mut d8),
-                    p(&mut xq),
-                    p(&mut xds),
-                    p(&mut y),
-                    Arg::I32(rows as i32),
-                    Arg::I32(cols as i32),
-                    Arg::I32(ntok as i32),
-                ],
-            );
-            for r in 0..rows {
                 dot::q8_0_row(&w8, r, &xr, &tokens, &mut out);
                 for t in 0..ntok {
-                    want[t * rows + r] = out[t];
+                    want8[t * rows + r] = out[t];
                 }
             }
-            assert_close(&format!("q8_0 {rows}x{cols} ntok {ntok}"), &y, &want, 1e-4);
+            let mut first: Option<(Vec<f32>, Vec<f32>)> = None;
+            for shape in cuda::MATVEC_SHAPES {
+                let at = shape.launch(rows, ntok);
+                let mut y4 = vec![0f32; ntok * rows];
+                let mut y8 = vec![0f32; ntok * rows];
+                for (kernel, qs, scales, y) in [
+                    (shape.q4_1, p(&mut qs4), p(&mut dm), &mut y4),
+                    (shape.q8_0, p(&mut qs8), p(&mut d8), &mut y8),
+                ] {
+                    launch(
+                        kernel,
+                        at.grid,
+                        at.block,
+                        0,
+                        vec![
+                            qs,
+                            scales,
+                            p(&mut xq),
+                            p(&mut xds),
+                            p(y.as_mut_slice()),
+                            Arg::I32(rows as i32),
+                            Arg::I32(cols as i32),
+                            Arg::I32(ntok as i32),
+                        ],
+                    );
+                }
+                let name = format!("{rows}x{cols} ntok {ntok} {shape:?}");
+                assert_close(&format!("q4_1 {name}"), &y4, &want4, 1e-4);
+                assert_close(&format!("q8_0 {name}"), &y8, &want8, 1e-4);
+                match &first {
+                    None => first = Some((y4, y8)),
+                    Some((f4, f8)) => {
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&y4), bits(f4), "q4_1 {name} against the first shape");
+                        assert_eq!(bits(&y8), bits(f8), "q8_0 {name} against the first shape");
+                    }
+                }
+            }
 
             let mut wf = randn(&mut rng, rows * cols, 0.1);
             let mut xf = x.clone();
+            let mut y = vec![0f32; ntok * rows];
+            let at = cuda::MATVEC_F32.launch(rows, ntok);
             launch(
                 "matvec_f32",
-                grid,
-                128,
+                at.grid,
+                at.block,
                 0,
                 vec![
                     p(&mut wf),
@@ -357,6 +360,7 @@ fn matvec_kernels_match_the_cpu_dot_products() {
                     Arg::I32(ntok as i32),
                 ],
             );
+            let mut want = vec![0f32; ntok * rows];
             for t in 0..ntok {
                 for r in 0..rows {
                     want[t * rows + r] = (0..cols)

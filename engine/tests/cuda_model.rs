@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+use engine::cuda;
 use engine::cuda::device::{
     CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch,
 };
@@ -438,6 +439,88 @@ fn on_a_gpu_decode_graphs_through_the_gemm_path_match_launches_kernel_by_kernel(
         false,
         Products::Gemm(GemmWeights::Dequantize),
     );
+}
+
+/// Timing at load picks, for each distinct quantized matrix and for one token and for more,
+/// the fastest of the candidate shapes; and whatever shapes a model launches, its logits are
+/// the same bits (prefill, one-token decode as a graph, and a mixed step), which is what makes
+/// choosing by speed safe. (`cuda_kernels` checks each product's bits; here a difference of an
+/// ulp in one product would mostly vanish when the next kernel quantizes its output to 8 bits,
+/// so this checks that every shape is launched where it should be and computes the same.) `timed`: the device of the model timed at load; `make`: those of
+/// the models launching each shape.
+fn every_matvec_shape_gives_the_same_logits<D: Device>(timed: D, make: impl Fn() -> D) {
+    let model = small_model();
+    let bs = 16;
+    let timed = DeviceModel::new(timed, &model, bs, 8).unwrap();
+    let choices = timed.matvec_choices();
+    // q/k/v, attention output, gate/up and down (Q4_1), and the output (Q8_0); 1 and 8 tokens.
+    assert_eq!(choices.len(), 2 * 5, "{choices:?}");
+    for c in choices {
+        let candidates: Vec<_> = cuda::matvec_candidates(c.tokens).copied().collect();
+        assert_eq!(
+            c.timed.iter().map(|t| t.0).collect::<Vec<_>>(),
+            candidates,
+            "{c:?}"
+        );
+        let least = c.timed.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+        assert!(
+            c.timed.iter().any(|t| t.0 == c.chosen && t.1 == least),
+            "{c:?}"
+        );
+    }
+    assert!(choices.iter().any(|c| c.weights == "q8_0" && c.rows == 320));
+    drop(timed);
+
+    let vocab = model.config.vocab_size as u32;
+    let a: Vec<u32> = (0..7).map(|i| (i * 5 + 2) % vocab).collect();
+    let b: Vec<u32> = (0..4).map(|i| (i * 13 + 9) % vocab).collect();
+    let steps = [
+        vec![SequenceStep::contiguous(a.clone(), 0, vec![0], bs, true)],
+        vec![SequenceStep::contiguous(vec![11], 7, vec![0], bs, true)],
+        vec![
+            SequenceStep::contiguous(vec![12], 8, vec![0], bs, true),
+            SequenceStep::contiguous(b, 0, vec![1], bs, true),
+        ],
+    ];
+    let ones: Vec<_> = cuda::matvec_candidates(1).copied().collect();
+    let several: Vec<_> = cuda::matvec_candidates(2).copied().collect();
+    let mut first: Option<Vec<Vec<u32>>> = None;
+    for (i, &one) in ones.iter().enumerate() {
+        let many = several[i % several.len()];
+        let mut m = DeviceModel::new(make(), &model, bs, 8).unwrap();
+        m.set_gemm(None, GemmWeights::Dequantize).unwrap();
+        m.set_matvec(one, many).unwrap();
+        let mut bits = Vec::new();
+        for seqs in &steps {
+            for row in m.step(&StepBatch { seqs: seqs.clone() }).unwrap() {
+                bits.push(row.iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+            }
+        }
+        match &first {
+            None => first = Some(bits),
+            Some(f) => assert!(*f == bits, "{one:?} and {many:?} change the logits"),
+        }
+    }
+    // A one-token shape for several tokens (or the reverse) is refused.
+    let mut m = DeviceModel::new(make(), &model, bs, 8).unwrap();
+    assert!(m.set_matvec(several[0], several[0]).is_err());
+    assert!(m.set_matvec(ones[0], ones[0]).is_err());
+}
+
+#[test]
+fn on_the_cpu_every_matvec_shape_gives_the_same_logits() {
+    // The models that compare shapes are not timed (on the CPU build that takes a while).
+    every_matvec_shape_gives_the_same_logits(host().with_timing(), host);
+}
+
+#[test]
+fn on_a_gpu_every_matvec_shape_gives_the_same_logits() {
+    if !gpu_or_skip() {
+        return;
+    }
+    every_matvec_shape_gives_the_same_logits(CudaDevice::open(0).unwrap(), || {
+        CudaDevice::open(0).unwrap()
+    });
 }
 
 #[test]

@@ -2,10 +2,12 @@
 //!
 //! - `matvec`: the quantized matrix-vector kernels against the GPU's own memory bandwidth: a
 //!   device-to-device copy (bytes read plus bytes written per second, the baseline), then the
-//!   kernels over a `rows × cols` matrix (default 16384 × 16384) for 1, 8 and 64 tokens, each as
-//!   bytes of weights read per second and as a fraction of the copy's rate (target for Q4_1
-//!   at one token: at least 0.70). Times are CUDA events around `--iters` launches after
-//!   warm-up launches; the median of `--rounds` rounds is reported.
+//!   kernels over a `rows × cols` matrix (default 16384 × 16384) for 1, 8 and 64 tokens, in
+//!   every shape the engine chooses from for that many tokens (`shapes`; the fastest, which
+//!   the engine's timing at load would choose, heads each kind), each as bytes of weights read
+//!   per second and as a fraction of the copy's rate (target for Q4_1 at one token: at least
+//!   0.70). Times are CUDA events around `--iters` launches after a warm-up launch; the median
+//!   of `--rounds` rounds is reported.
 //! - `model`: a model of the default model's exact shapes (SmolLM2-135M: 30 layers, Q4_1
 //!   layers, Q8_0 embeddings and output) with seeded random weights, made here (the real file
 //!   is not needed): greedy tokens of the CPU engine and the CUDA engine on 20 prompts (each
@@ -17,7 +19,9 @@
 //!   tokens. Targets: 1,000 tokens/s at batch 1, 30,000 at batch 64. The same at batch 16
 //!   and 64 and the prefill again with every product on the matrix-vector kernels and on the
 //!   cuBLAS GEMM path (weights dequantized before each product, or kept as f16), and the
-//!   agreement again on the matrix-vector kernels only.
+//!   agreement again on the matrix-vector kernels only. `matvec_choices`: the shape timing
+//!   chose for each matrix at load; decode at batch 1 and 8 with those shapes and with two
+//!   rows a warp everywhere.
 //! - `gemm_q4_1`: the GEMM path over the same Q4_1 matrix for 8, 64 and 512 tokens, the
 //!   product alone and with its dequantize and convert launches, beside the matrix-vector
 //!   kernel's time.
@@ -32,7 +36,10 @@ use std::sync::Arc;
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
 use engine::cuda::device::{bytes_of, CudaDevice, Device, Gemm, KArg, KernelTime, Launch};
-use engine::cuda::model::{DeviceModel, GemmWeights, KvCacheSize, StepLimits};
+use engine::cuda::model::{
+    fastest, time_matvecs, DeviceModel, GemmWeights, KvCacheSize, MatvecChoice, MatvecOperands,
+    StepLimits,
+};
 use engine::kernels::cpu::{self, Isa};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
 use engine::sampling::{DeviceSample, RowPick};
@@ -796,6 +803,37 @@ fn run_model_on<D: Device>(
             .unwrap_or(0.0)
     };
     let (r1, r64) = (rate(1), rate(64));
+    // What timing chose for each matrix at load, and decode at batch 1 and 8 (the sizes
+    // the matrix-vector shapes are timed at) with those shapes and with the defaults (two rows a
+    // warp) everywhere. Last: the defaults stay set.
+    let choices = matvec_choices_json(gpu.matvec_choices());
+    let mut by_matvec_shapes = Vec::new();
+    for (name, defaults) in [("timed at load", false), ("two rows a warp", true)] {
+        if defaults {
+            gpu.set_matvec(
+                engine::cuda::matvec_default(1),
+                engine::cuda::matvec_default(2),
+            )?;
+        }
+        for batch in [b1, b2.min(engine::cuda::model::MATVEC_TIMED_TOKENS)] {
+            let mut d = kept(
+                decode_rate(
+                    &mut gpu,
+                    vocab,
+                    batch,
+                    runs.context,
+                    runs.decode_steps,
+                    Launches::Graphs,
+                    &RowPick::Greedy,
+                ),
+                &format!("decode at batch {batch}, matrix-vector shapes {name}"),
+                &mut errors,
+            );
+            d["matvec_shapes"] = json!(name);
+            eprintln!("cuda_bench: decode {d}");
+            by_matvec_shapes.push(d);
+        }
+    }
     let (graph_captures, graph_replays) = (gpu.graph_captures, gpu.graph_replays);
     // The device memory back, for serving's start.
     drop(gpu);
@@ -818,6 +856,8 @@ fn run_model_on<D: Device>(
         "attention_partition_default": engine::cuda::ATTENTION_PARTITION,
         "decode_by_attention_partition": partitions,
         "decode_and_prefill_by_products": by_products,
+        "matvec_choices": choices,
+        "decode_by_matvec_shapes": by_matvec_shapes,
         "serving_start": serving,
         "errors": errors,
         "graph_captures": graph_captures,
@@ -827,6 +867,25 @@ fn run_model_on<D: Device>(
             "decode_batch64_tokens_per_s": {"target": 30000, "measured": r64, "met": r64 >= 30000.0},
         },
     }))
+}
+
+/// Each matrix shape and step size the model timed at load: the kernel chosen and every
+/// candidate's milliseconds a launch.
+fn matvec_choices_json(choices: &[MatvecChoice]) -> serde_json::Value {
+    choices
+        .iter()
+        .map(|c| {
+            let q4_1 = c.weights == "q4_1";
+            json!({
+                "weights": c.weights,
+                "rows": c.rows,
+                "cols": c.cols,
+                "tokens": c.tokens,
+                "chosen": c.chosen.kernel(q4_1),
+                "ms": c.timed.iter().map(|(m, ms)| (m.kernel(q4_1).to_string(), json!(ms))).collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect()
 }
 
 fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
@@ -859,16 +918,16 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
     let q8_scales: Vec<u16> = (0..nb)
         .map(|i| half::f16::from_f32(0.001 + (i % 7) as f32 * 1e-4).to_bits())
         .collect();
-    // (kernel, quants, scales, bytes read per block)
+    // (Q4_1?, quants, scales, bytes read per block)
     let weights = [
         (
-            "matvec_q4_1",
+            true,
             dev.upload(&bytes(nb * 16, 1))?,
             dev.upload(bytes_of(&q4_scales))?,
             20,
         ),
         (
-            "matvec_q8_0",
+            false,
             dev.upload(&bytes(nb * 32, 3))?,
             dev.upload(bytes_of(&q8_scales))?,
             34,
@@ -896,29 +955,38 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
             ],
         )?;
         let y = dev.alloc(4 * ntok * rows)?;
-        let mv = engine::cuda::matvec_launch(rows, ntok);
         let mut run = json!({ "tokens": ntok });
-        for (kernel, qs, scales, block_bytes) in &weights {
-            let ms = time_ms(&stream, a.rounds, a.iters, || {
-                dev.launch(
-                    kernel,
-                    mv,
-                    &[
-                        KArg::Buf(qs),
-                        KArg::Buf(scales),
-                        KArg::Buf(&xq),
-                        KArg::Buf(&xds),
-                        KArg::Buf(&y),
-                        KArg::I32(rows as i32),
-                        KArg::I32(cols as i32),
-                        KArg::I32(ntok as i32),
-                    ],
-                )?;
-                Ok(())
-            })?;
-            let gbs = (nb * block_bytes) as f64 / (ms * 1e6);
-            run[kernel.trim_start_matches("matvec_")] =
-                json!({"ms": ms, "weight_gb_per_s": gbs, "fraction_of_copy": gbs / copy_gbs});
+        for (q4_1, qs, scales, block_bytes) in &weights {
+            let op = MatvecOperands {
+                q4_1: *q4_1,
+                qs,
+                scales,
+                xq: &xq,
+                xds: &xds,
+                y: &y,
+                rows,
+                cols,
+            };
+            // Every shape the engine chooses from, as it times them at load (more launches).
+            let timed = time_matvecs(&dev, &op, ntok, a.rounds, a.iters)?
+                .ok_or_else(|| anyhow::anyhow!("the device did not time the launches"))?;
+            let rate = |ms: f64| {
+                let gbs = (nb * block_bytes) as f64 / (ms * 1e6);
+                json!({"ms": ms, "weight_gb_per_s": gbs, "fraction_of_copy": gbs / copy_gbs})
+            };
+            let best = fastest(&timed).expect("candidates");
+            let best_ms = timed.iter().find(|t| t.0 == best).map_or(0.0, |t| t.1);
+            let mut entry = rate(best_ms);
+            entry["kernel"] = json!(best.kernel(*q4_1));
+            entry["shapes"] = timed
+                .iter()
+                .map(|(m, ms)| {
+                    let mut r = rate(*ms);
+                    r["kernel"] = json!(m.kernel(*q4_1));
+                    r
+                })
+                .collect();
+            run[if *q4_1 { "q4_1" } else { "q8_0" }] = entry;
         }
         results.push(run);
     }
@@ -1144,6 +1212,14 @@ mod tests {
         assert_eq!(by[11]["products"], "gemm_resident");
         assert!(by[11]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(v["greedy_agreement_matvec_only"]["tokens_compared"], 60);
+        // The CPU build times nothing (a GPU times each matrix's shapes at load: see
+        // `matvec_choices_list_each_shape_timed`); decode with the shapes chosen and with the
+        // defaults.
+        assert_eq!(v["matvec_choices"], json!([]), "{v:#}");
+        let by_shapes = v["decode_by_matvec_shapes"].as_array().unwrap();
+        assert_eq!(by_shapes.len(), 4, "{v:#}");
+        assert_eq!(by_shapes[3]["matvec_shapes"], "two rows a warp");
+        assert_eq!(by_shapes[3]["batch"], 3);
         assert_eq!(v["errors"], json!([]), "{v:#}");
         // Batches 3 and 5 run as graphs of 4 and 8; 1 with graphs, and the warm-up steps.
         assert!(v["graph_captures"].as_u64().unwrap() >= 3, "{v:#}");
@@ -1156,6 +1232,30 @@ mod tests {
         assert_eq!(s["graphs_largest_batch"], 4, "{s:#}");
         assert_eq!(s["captures_while_serving"], 0, "{s:#}");
         assert!(s["kv_blocks"].as_u64().unwrap() > 1000, "{s:#}");
+    }
+
+    #[test]
+    fn matvec_choices_list_each_shape_timed() {
+        let [a, b, ..] = engine::cuda::MATVEC_SHAPES;
+        let c = MatvecChoice {
+            weights: "q8_0",
+            rows: 49152,
+            cols: 576,
+            tokens: 1,
+            timed: vec![(a, 0.02), (b, 0.01)],
+            chosen: b,
+        };
+        assert_eq!(
+            matvec_choices_json(&[c]),
+            json!([{
+                "weights": "q8_0",
+                "rows": 49152,
+                "cols": 576,
+                "tokens": 1,
+                "chosen": "matvec_q8_0_r2t1",
+                "ms": {"matvec_q8_0_r1t1": 0.02, "matvec_q8_0_r2t1": 0.01},
+            }])
+        );
     }
 
     #[test]

@@ -160,6 +160,13 @@ pub trait Device {
         Ok(Vec::new())
     }
 
+    /// The device time of `f`'s launches in milliseconds, from before the first to after the
+    /// last (it waits for them); `None`, without calling `f`, where the device does not time
+    /// launches. Not while capturing.
+    fn time_launches(&self, _f: &mut dyn FnMut() -> Result<()>) -> Result<Option<f64>> {
+        Ok(None)
+    }
+
     /// Whether [`Device::gemm`] runs here (cuBLAS was found).
     fn has_gemm(&self) -> bool {
         false
@@ -601,6 +608,19 @@ impl Device for CudaDevice {
         per.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         Ok(per)
     }
+
+    fn time_launches(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<Option<f64>> {
+        let event = || {
+            self.stream
+                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(drv)
+        };
+        let start = event()?;
+        f()?;
+        let end = event()?;
+        end.synchronize().map_err(drv)?;
+        Ok(Some(start.elapsed_ms(&end).map_err(drv)? as f64))
+    }
 }
 
 impl CudaDevice {
@@ -668,6 +688,9 @@ pub struct HostDevice {
     memory: Option<usize>,
     /// Bytes of the buffers alive now.
     used: Arc<AtomicUsize>,
+    /// Whether [`Device::time_launches`] times launches (by the clock: they run on this
+    /// thread); off unless asked for.
+    timing: bool,
 }
 
 /// One launch's argument, as its value.
@@ -828,6 +851,7 @@ impl HostDevice {
                 gemm: false,
                 memory: None,
                 used: Arc::new(AtomicUsize::new(0)),
+                timing: false,
             })
         }
     }
@@ -843,6 +867,13 @@ impl HostDevice {
     /// and an allocation past it fails as a GPU's would.
     pub fn with_memory(mut self, bytes: usize) -> Self {
         self.memory = Some(bytes);
+        self
+    }
+
+    /// The same device timing its launches by the clock ([`Device::time_launches`]), so that
+    /// what a GPU times at start runs here too.
+    pub fn with_timing(mut self) -> Self {
+        self.timing = true;
         self
     }
 
@@ -956,6 +987,15 @@ impl Device for HostDevice {
 
     fn replay(&self, graph: &Self::Graph) -> Result<()> {
         graph.0.iter().try_for_each(|l| self.run(l))
+    }
+
+    fn time_launches(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<Option<f64>> {
+        if !self.timing {
+            return Ok(None);
+        }
+        let start = std::time::Instant::now();
+        f()?;
+        Ok(Some(start.elapsed().as_secs_f64() * 1e3))
     }
 
     fn has_gemm(&self) -> bool {

@@ -45,8 +45,20 @@ pub const KERNELS: &[&str] = &[
     "dequantize_q8_0_f16",
     "f32_to_f16",
     "gather_rows",
-    "matvec_q4_1",
-    "matvec_q8_0",
+    "matvec_q4_1_r1t1",
+    "matvec_q4_1_r2t1",
+    "matvec_q4_1_r4t1",
+    "matvec_q4_1_r8t1",
+    "matvec_q4_1_r2t8",
+    "matvec_q4_1_r4t8",
+    "matvec_q4_1_r8t8",
+    "matvec_q8_0_r1t1",
+    "matvec_q8_0_r2t1",
+    "matvec_q8_0_r4t1",
+    "matvec_q8_0_r8t1",
+    "matvec_q8_0_r2t8",
+    "matvec_q8_0_r4t8",
+    "matvec_q8_0_r8t8",
     "matvec_f32",
     "rms_norm",
     "add_rms_norm",
@@ -67,13 +79,105 @@ pub const TOP_LOGPROBS: usize = crate::sampling::MAX_LOGPROBS;
 /// the 32-position tile).
 pub const ATTENTION_PARTITION: usize = 512;
 
-/// The launch of a `matvec_*` kernel over `rows` rows and `ntok` tokens: 128 threads, each warp
-/// two rows (`SF_MV_ROWS`), each block row of the grid 8 tokens (`SF_MV_MAX_TOKENS`).
-pub fn matvec_launch(rows: usize, ntok: usize) -> device::Launch {
-    device::Launch::new(
-        (rows.div_ceil(2 * 4) as u32, ntok.div_ceil(8) as u32, 1),
-        128,
-    )
+/// A shape of the quantized matrix-vector kernels (`kernels/linear.cu`): how many rows a warp
+/// computes and how many tokens a block row of the grid covers (each weight block is loaded
+/// once for that many tokens). Every shape gives the same bits, so the engine times them on its
+/// own matrices at start and launches the fastest ([`model::DeviceModel::matvec_choices`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Matvec {
+    pub rows_per_warp: usize,
+    pub tokens: usize,
+    /// Its kernel for Q4_1 weights.
+    pub q4_1: &'static str,
+    /// Its kernel for Q8_0 weights.
+    pub q8_0: &'static str,
+}
+
+/// Warps in a block of a matrix-vector kernel (128 threads).
+const MATVEC_WARPS: usize = 4;
+
+impl Matvec {
+    /// The launch over `rows` rows and `ntok` tokens.
+    pub fn launch(&self, rows: usize, ntok: usize) -> device::Launch {
+        device::Launch::new(
+            (
+                rows.div_ceil(self.rows_per_warp * MATVEC_WARPS) as u32,
+                ntok.div_ceil(self.tokens) as u32,
+                1,
+            ),
+            (32 * MATVEC_WARPS) as u32,
+        )
+    }
+
+    /// Its kernel for Q4_1 weights where `q4_1`, else for Q8_0 weights.
+    pub fn kernel(&self, q4_1: bool) -> &'static str {
+        if q4_1 {
+            self.q4_1
+        } else {
+            self.q8_0
+        }
+    }
+}
+
+macro_rules! matvec_shapes {
+    ($(($r:literal, $t:literal)),* $(,)?) => {
+        [$(Matvec {
+            rows_per_warp: $r,
+            tokens: $t,
+            q4_1: concat!("matvec_q4_1_r", $r, "t", $t),
+            q8_0: concat!("matvec_q8_0_r", $r, "t", $t),
+        }),*]
+    };
+}
+
+/// Every shape the kernels are compiled in: for one token, 1 to 8 rows a warp; for more,
+/// 8 tokens a block row and 2 to 8 rows a warp.
+pub const MATVEC_SHAPES: [Matvec; 7] =
+    matvec_shapes!((1, 1), (2, 1), (4, 1), (8, 1), (2, 8), (4, 8), (8, 8));
+
+/// The shapes a product of `ntok` tokens chooses from: the one-token kernels for one token,
+/// the eight-token ones for more.
+pub fn matvec_candidates(ntok: usize) -> impl Iterator<Item = &'static Matvec> {
+    let one = ntok == 1;
+    MATVEC_SHAPES.iter().filter(move |m| (m.tokens == 1) == one)
+}
+
+/// The shape launched for `ntok` tokens before (or without) timing: two rows a warp.
+pub fn matvec_default(ntok: usize) -> Matvec {
+    *matvec_candidates(ntok)
+        .find(|m| m.rows_per_warp == 2)
+        .expect("a two-row shape of each kind")
+}
+
+/// The shape of `matvec_f32` (f32 weights): 2 rows a warp, 8 tokens a block row.
+pub const MATVEC_F32: Matvec = Matvec {
+    rows_per_warp: 2,
+    tokens: 8,
+    q4_1: "matvec_f32",
+    q8_0: "matvec_f32",
+};
+
+/// The `extern "C"` kernels of every [`MATVEC_SHAPES`] entry, calling `linear.cu`'s templates.
+fn matvec_kernels() -> String {
+    let mut s = String::from("\n// ---- the matrix-vector kernels of cuda::MATVEC_SHAPES\n");
+    for m in MATVEC_SHAPES {
+        let (r, t) = (m.rows_per_warp, m.tokens);
+        for (name, w, scales, call) in [
+            (m.q4_1, "u8", "u32", "sf_matvec_q4_1"),
+            (m.q8_0, "i8", "u16", "sf_matvec_q8_0"),
+        ] {
+            let params = format!(
+                "const {w}* __restrict__ qs, const {scales}* __restrict__ dm, \
+                 const i8* __restrict__ xq, const float* __restrict__ xds, \
+                 float* __restrict__ y, int rows, int cols, int ntok"
+            );
+            s.push_str(&format!(
+                "SF_KERNEL void {name}({params}) {{\n    SF_WAIT_PRIOR();\n    \
+                 {call}<{r}, {t}>(qs, dm, xq, xds, y, rows, cols, ntok);\n}}\n"
+            ));
+        }
+    }
+    s
 }
 
 /// The dynamic shared memory of an `attention_partial` block (its layout is in the kernel):
@@ -94,13 +198,15 @@ pub fn attention_threads(group: usize, head_dim: usize) -> u32 {
     (group * 32).max(head_dim.next_multiple_of(32)) as u32
 }
 
-/// The source NVRTC compiles: the prelude, then every kernel file.
+/// The source NVRTC compiles: the prelude, every kernel file, then the matrix-vector kernels
+/// of each [`MATVEC_SHAPES`] entry.
 pub fn source() -> String {
     let mut s = String::from(PRELUDE);
     for (name, text) in KERNEL_FILES {
         s.push_str(&format!("\n// ---- {name}\n"));
         s.push_str(text);
     }
+    s.push_str(&matvec_kernels());
     s
 }
 

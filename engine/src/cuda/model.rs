@@ -5,7 +5,7 @@
 //! want them come back to the host.
 
 use super::device::{bytes_of, bytes_of_mut, Device, Gemm, KArg, Launch};
-use super::{ATTENTION_PARTITION, TOP_LOGPROBS};
+use super::{Matvec, ATTENTION_PARTITION, MATVEC_F32, TOP_LOGPROBS};
 use crate::batch::StepBatch;
 use crate::error::{EngineError, Result};
 use crate::kernels::Linear;
@@ -49,6 +49,9 @@ struct DevLinear<B> {
     cols: usize,
     /// The matrix as f16, row-major, for the GEMM path ([`GemmWeights::Resident`]).
     half: Option<B>,
+    /// The matrix-vector kernel shapes launched for one token and for more (quantized weights;
+    /// [`DeviceModel::matvec_choices`]).
+    mv: [Matvec; 2],
 }
 
 impl<B> DevLinear<B> {
@@ -96,11 +99,21 @@ impl<B> DevLinear<B> {
             rows,
             cols,
             half: None,
+            mv: [super::matvec_default(1), super::matvec_default(2)],
         })
     }
 
     fn quantized(&self) -> bool {
         matches!(self.w, DevWeights::Q4_1 { .. } | DevWeights::Q8_0 { .. })
+    }
+
+    /// `Some(true)` for Q4_1 weights, `Some(false)` for Q8_0, `None` for f32.
+    fn q4_1(&self) -> Option<bool> {
+        match self.w {
+            DevWeights::Q4_1 { .. } => Some(true),
+            DevWeights::Q8_0 { .. } => Some(false),
+            DevWeights::F32 { .. } => None,
+        }
     }
 
     /// Writes the matrix as f16 (row-major) into `out`.
@@ -394,6 +407,103 @@ struct SamplingBufs<B> {
     work_cap: usize,
 }
 
+/// The step size the several-token matrix-vector shapes are timed at (a block row's worth).
+pub const MATVEC_TIMED_TOKENS: usize = 8;
+
+/// What timing chose for the products of one matrix shape in steps of one size
+/// ([`DeviceModel::matvec_choices`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatvecChoice {
+    /// `"q4_1"` or `"q8_0"`.
+    pub weights: &'static str,
+    pub rows: usize,
+    pub cols: usize,
+    /// The step size timed: 1, or [`MATVEC_TIMED_TOKENS`] for the shapes of several tokens.
+    pub tokens: usize,
+    /// Each candidate with its device milliseconds a launch.
+    pub timed: Vec<(Matvec, f64)>,
+    /// The fastest (the first of equals).
+    pub chosen: Matvec,
+}
+
+/// A quantized matrix and the buffers a product with it reads and writes, for timing the
+/// matrix-vector kernels ([`time_matvecs`]).
+pub struct MatvecOperands<'a, B> {
+    pub q4_1: bool,
+    pub qs: &'a B,
+    pub scales: &'a B,
+    /// Activations of at least the tokens timed, quantized: `tokens × cols` bytes and
+    /// `tokens × cols / 32` (d, s) pairs of f32.
+    pub xq: &'a B,
+    pub xds: &'a B,
+    /// `tokens × rows` f32.
+    pub y: &'a B,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Device milliseconds a launch of each shape [`super::matvec_candidates`] offers for `ntok`
+/// tokens: the median of `rounds` rounds of `launches` launches, after one launch of each to
+/// warm up. `None` where the device does not time launches.
+pub fn time_matvecs<D: Device>(
+    dev: &D,
+    op: &MatvecOperands<'_, D::Buf>,
+    ntok: usize,
+    rounds: usize,
+    launches: usize,
+) -> Result<Option<Vec<(Matvec, f64)>>> {
+    let launch = |m: &Matvec| {
+        dev.launch(
+            m.kernel(op.q4_1),
+            m.launch(op.rows, ntok),
+            &[
+                KArg::Buf(op.qs),
+                KArg::Buf(op.scales),
+                KArg::Buf(op.xq),
+                KArg::Buf(op.xds),
+                KArg::Buf(op.y),
+                KArg::I32(op.rows as i32),
+                KArg::I32(op.cols as i32),
+                KArg::I32(ntok as i32),
+            ],
+        )
+    };
+    if dev.time_launches(&mut || Ok(()))?.is_none() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for m in super::matvec_candidates(ntok) {
+        launch(m)?;
+        let mut per = Vec::with_capacity(rounds);
+        for _ in 0..rounds.max(1) {
+            let timed = dev.time_launches(&mut || {
+                for _ in 0..launches.max(1) {
+                    launch(m)?;
+                }
+                Ok(())
+            })?;
+            let Some(ms) = timed else {
+                return Ok(None);
+            };
+            per.push(ms / launches.max(1) as f64);
+        }
+        per.sort_by(f64::total_cmp);
+        out.push((*m, per[per.len() / 2]));
+    }
+    Ok(Some(out))
+}
+
+/// The fastest of `timed` (the first of equals).
+pub fn fastest(timed: &[(Matvec, f64)]) -> Option<Matvec> {
+    timed
+        .iter()
+        .fold(None, |best: Option<&(Matvec, f64)>, t| match best {
+            Some(b) if b.1 <= t.1 => Some(b),
+            _ => Some(t),
+        })
+        .map(|t| t.0)
+}
+
 /// What [`DeviceModel::capture_graphs`] captured.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GraphsCaptured {
@@ -455,6 +565,19 @@ pub struct DeviceModel<D: Device> {
     /// What the last [`DeviceModel::capture_graphs`] captured ([`DeviceModel::start`]'s,
     /// unless it was called again).
     pub last_capture: GraphsCaptured,
+    /// What timing the matrix-vector shapes chose at load ([`DeviceModel::matvec_choices`]).
+    matvec_choices: Vec<MatvecChoice>,
+}
+
+/// The weight matrices of `layers` and `output`, for changing them.
+fn linears_mut<'a, B>(
+    layers: &'a mut [DevLayer<B>],
+    output: &'a mut DevLinear<B>,
+) -> impl Iterator<Item = &'a mut DevLinear<B>> {
+    layers
+        .iter_mut()
+        .flat_map(|l| [&mut l.qkv, &mut l.o, &mut l.gate_up, &mut l.down])
+        .chain(std::iter::once(output))
 }
 
 fn grid1(n: usize, per_block: usize) -> (u32, u32, u32) {
@@ -627,7 +750,7 @@ impl<D: Device> DeviceModel<D> {
         let norm = dev.upload(bytes_of(&model.norm))?;
         let cos = dev.upload(bytes_of(model.rope.cos_table()))?;
         let sin = dev.upload(bytes_of(model.rope.sin_table()))?;
-        Ok(Self {
+        Self {
             eos_ids: model.tokenizer.eos_token_ids().len(),
             embed,
             output,
@@ -654,9 +777,118 @@ impl<D: Device> DeviceModel<D> {
             graph_replays: 0,
             graph_captures: 0,
             last_capture: GraphsCaptured::default(),
+            matvec_choices: Vec::new(),
             cfg,
             dev,
-        })
+        }
+        .with_timed_matvecs()
+    }
+
+    /// The model, launching for each of its quantized matrices the matrix-vector shape that
+    /// timing found fastest on this device, for one token and for more
+    /// ([`MATVEC_TIMED_TOKENS`] timed). Every shape gives the same bits, so only the speed
+    /// depends on it. A device that does not time launches keeps the defaults
+    /// ([`super::matvec_default`]).
+    fn with_timed_matvecs(mut self) -> Result<Self> {
+        let mut shapes: Vec<(bool, usize, usize)> = Vec::new();
+        for w in self.linears() {
+            if let Some(q4_1) = w.q4_1() {
+                if !shapes.contains(&(q4_1, w.rows, w.cols)) {
+                    shapes.push((q4_1, w.rows, w.cols));
+                }
+            }
+        }
+        let Some(rows) = shapes.iter().map(|s| s.1).max() else {
+            return Ok(self);
+        };
+        let cols = shapes.iter().map(|s| s.2).max().unwrap_or(0);
+        let n = MATVEC_TIMED_TOKENS;
+        let (dev, xq) = (&self.dev, self.dev.alloc(n * cols)?);
+        let (xds, y) = (dev.alloc(n * cols / 32 * 8)?, dev.alloc(n * rows * 4)?);
+        let mut choices = Vec::new();
+        for &(q4_1, rows, cols) in &shapes {
+            let w = self
+                .linears()
+                .find(|w| (w.q4_1(), w.rows, w.cols) == (Some(q4_1), rows, cols))
+                .expect("listed above");
+            let (DevWeights::Q4_1 { qs, scales } | DevWeights::Q8_0 { qs, scales }) = &w.w else {
+                unreachable!("quantized");
+            };
+            let op = MatvecOperands {
+                q4_1,
+                qs,
+                scales,
+                xq: &xq,
+                xds: &xds,
+                y: &y,
+                rows,
+                cols,
+            };
+            let weights = if q4_1 { "q4_1" } else { "q8_0" };
+            for tokens in [1, n] {
+                let Some(timed) = time_matvecs(dev, &op, tokens, 3, 10)? else {
+                    return Ok(self);
+                };
+                let chosen = fastest(&timed).expect("a candidate for every step size");
+                tracing::debug!(
+                    weights,
+                    rows,
+                    cols,
+                    tokens,
+                    kernel = chosen.kernel(q4_1),
+                    "matrix-vector shape chosen by timing"
+                );
+                choices.push(MatvecChoice {
+                    weights,
+                    rows,
+                    cols,
+                    tokens,
+                    timed,
+                    chosen,
+                });
+            }
+        }
+        drop((xq, xds, y));
+        let Self { layers, output, .. } = &mut self;
+        for w in linears_mut(layers, output) {
+            let Some(q4_1) = w.q4_1() else { continue };
+            let pick = |tokens: usize| {
+                choices
+                    .iter()
+                    .find(|c| {
+                        (c.weights == "q4_1", c.rows, c.cols, c.tokens)
+                            == (q4_1, w.rows, w.cols, tokens)
+                    })
+                    .map(|c| c.chosen)
+            };
+            if let (Some(one), Some(several)) = (pick(1), pick(n)) {
+                w.mv = [one, several];
+            }
+        }
+        self.matvec_choices = choices;
+        Ok(self)
+    }
+
+    /// What timing chose for each quantized matrix shape at load, for one token and for
+    /// [`MATVEC_TIMED_TOKENS`] (empty where the device does not time launches).
+    pub fn matvec_choices(&self) -> &[MatvecChoice] {
+        &self.matvec_choices
+    }
+
+    /// Launches `one` for products of one token and `several` for products of more, on every
+    /// quantized matrix, instead of what timing chose. Graphs captured before are dropped.
+    pub fn set_matvec(&mut self, one: Matvec, several: Matvec) -> Result<()> {
+        if one.tokens != 1 || several.tokens == 1 {
+            return Err(EngineError::Cuda(format!(
+                "{one:?} is not a one-token shape or {several:?} not a several-token one"
+            )));
+        }
+        self.graphs.graphs.clear();
+        let Self { layers, output, .. } = self;
+        for w in linears_mut(layers, output) {
+            w.mv = [one, several];
+        }
+        Ok(())
     }
 
     /// Allocates a KV cache of `num_blocks` blocks (and one more for padding).
@@ -872,11 +1104,7 @@ impl<D: Device> DeviceModel<D> {
             output,
             ..
         } = self;
-        let linears = layers
-            .iter_mut()
-            .flat_map(|l| [&mut l.qkv, &mut l.o, &mut l.gate_up, &mut l.down])
-            .chain(std::iter::once(output));
-        for w in linears {
+        for w in linears_mut(layers, output) {
             if !resident {
                 w.half = None;
             } else if w.half.is_none() {
@@ -1007,14 +1235,14 @@ impl<D: Device> DeviceModel<D> {
                 KArg::Buf(y),
             );
         }
-        let mv = super::matvec_launch(rows, t);
+        let shape = w.mv[(t > 1) as usize];
         let (kernel, qs, scales) = match &w.w {
-            DevWeights::Q4_1 { qs, scales } => ("matvec_q4_1", qs, scales),
-            DevWeights::Q8_0 { qs, scales } => ("matvec_q8_0", qs, scales),
+            DevWeights::Q4_1 { qs, scales } => (shape.q4_1, qs, scales),
+            DevWeights::Q8_0 { qs, scales } => (shape.q8_0, qs, scales),
             DevWeights::F32 { w } => {
                 return dev.launch(
                     "matvec_f32",
-                    mv,
+                    MATVEC_F32.launch(rows, t),
                     &[
                         KArg::Buf(w),
                         KArg::Buf(x),
@@ -1041,7 +1269,7 @@ impl<D: Device> DeviceModel<D> {
         }
         dev.launch(
             kernel,
-            mv,
+            shape.launch(rows, t),
             &[
                 KArg::Buf(qs),
                 KArg::Buf(scales),

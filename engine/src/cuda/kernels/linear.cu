@@ -2,33 +2,39 @@
 // with 8-bit activations (`quantize_q8_1`) and integer dot products (`__dp4a`), as the CPU
 // engine computes them block by block.
 //
-// One warp per `SF_MV_ROWS` output rows, its lanes over the rows' blocks (consecutive lanes,
-// consecutive blocks: each load instruction of a warp reads one contiguous stretch of the
-// matrix), each weight block loaded once and used for every token of its chunk, each
-// activation block loaded once (two 16-byte loads) and used for every row of the warp:
-// `blockIdx.y` picks tokens `8 * y .. 8 * y + 8` of the step (grid.y = ceil(ntok / 8)). A row's
-// sum is the same whatever shares its warp: lane partials over its blocks, then the warp sum.
+// One warp per `R` output rows, its lanes over the rows' blocks (consecutive lanes, consecutive
+// blocks: each load instruction of a warp reads one contiguous stretch of the matrix), each
+// weight block loaded once and used for every token of its chunk, each activation block loaded
+// once (two 16-byte loads) and used for every row of the warp: `blockIdx.y` picks tokens
+// `T * y .. T * y + T` of the step (grid.y = ceil(ntok / T)).
+//
+// Each (R, T) is its own kernel (`matvec_q4_1_r{R}t{T}`, for those `cuda::MATVEC_SHAPES`
+// lists), and the engine times them on its own matrices at load: more rows a warp load each
+// activation block for more rows (at one token the activations are as many bytes as the
+// weights, read again by every warp), fewer spread a small matrix over more multiprocessors,
+// and a one-token kernel needs fewer registers than an eight-token one. Every shape gives the
+// same bits: a row's sum is its lanes' partials over its blocks in block order, then the warp
+// sum, and each block's term is written with explicit `fmaf`s, so no shape's code contracts
+// its multiplies and adds differently; what shares the warp changes none of it.
 
-#define SF_MV_MAX_TOKENS 8
-#define SF_MV_ROWS 2
-
-// Moves the activation and output pointers to this block's chunk of tokens; `ntok` becomes the
-// chunk's size.
-#define SF_MV_CHUNK()                                                       \
-    do {                                                                    \
-        const int t0 = blockIdx.y * SF_MV_MAX_TOKENS;                       \
-        xq += (i64)t0 * cols;                                               \
-        xds += 2 * (i64)t0 * nb;                                            \
-        y += (i64)t0 * rows;                                                \
-        ntok = ntok - t0 < SF_MV_MAX_TOKENS ? ntok - t0 : SF_MV_MAX_TOKENS; \
-    } while (0)
-
-// The warp's first row and how many of its `SF_MV_ROWS` rows exist; returns from the kernel
-// when none does (whole warps only).
-#define SF_MV_ROWS_OF_WARP()                                                                 \
-    const int row0 = (blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP) * SF_MV_ROWS; \
+// The warp's first row, how many of its `R` rows exist (returns when none does: whole warps
+// only), and this block's chunk of tokens (`ntok` becomes the chunk's size).
+#define SF_MV_SETUP(R, T)                                                                    \
+    const int row0 = (blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP) * (R);    \
     if (row0 >= rows) return;                                                                \
-    const int nr = rows - row0 < SF_MV_ROWS ? rows - row0 : SF_MV_ROWS
+    const int nr = rows - row0 < (R) ? rows - row0 : (R);                                    \
+    const int nb = cols / 32;                                                                \
+    {                                                                                        \
+        const int t0 = blockIdx.y * (T);                                                     \
+        xq += (i64)t0 * cols;                                                                \
+        xds += 2 * (i64)t0 * nb;                                                             \
+        y += (i64)t0 * rows;                                                                 \
+        ntok = ntok - t0 < (T) ? ntok - t0 : (T);                                            \
+    }
+
+// Two blocks a lane in flight, unless the warp's rows and tokens already keep a lane's
+// registers full (8 rows and 8 tokens: two blocks would spill).
+#define SF_MV_UNROLL(R, T) ((R) * (T) >= 64 ? 1 : 2)
 
 SF_DEVICE int sf_dot_q4_block(const int4 w, const int* x) {
     int s = 0;
@@ -64,9 +70,10 @@ SF_DEVICE void sf_load_x_block(const i8* __restrict__ p, int* x) {
 }
 
 // Sums each token's partial over the warp; lane 0 writes the row's outputs.
-SF_DEVICE void sf_mv_store(float* acc, float* __restrict__ y, int row, int rows, int ntok) {
+template <int T>
+SF_DEVICE void sf_mv_store(const float* acc, float* __restrict__ y, int row, int rows, int ntok) {
 #pragma unroll
-    for (int t = 0; t < SF_MV_MAX_TOKENS; t++) {
+    for (int t = 0; t < T; t++) {
         if (t < ntok) {
             const float v = sf_warp_sum(acc[t]);
             if (threadIdx.x % SF_WARP == 0) y[(i64)t * rows + row] = v;
@@ -74,26 +81,25 @@ SF_DEVICE void sf_mv_store(float* acc, float* __restrict__ y, int row, int rows,
     }
 }
 
-// Grid: ceil(rows / (SF_MV_ROWS * warps per block)) blocks; `x` is `ntok × cols` quantized
-// activations with their `ds` pairs (`ntok × cols/32`).
-SF_KERNEL void matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm,
-                           const i8* __restrict__ xq, const float* __restrict__ xds,
-                           float* __restrict__ y, int rows, int cols, int ntok) {
-    SF_WAIT_PRIOR();
-    SF_MV_ROWS_OF_WARP();
-    const int nb = cols / 32;
-    SF_MV_CHUNK();
-    float acc[SF_MV_ROWS][SF_MV_MAX_TOKENS];
+// Grid: `cuda::Matvec::launch` (ceil(rows / (R * warps a block)) by ceil(ntok / T) blocks);
+// `x` is `ntok × cols` quantized activations with their `ds` pairs (`ntok × cols/32`).
+template <int R, int T>
+SF_DEVICE void sf_matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm,
+                              const i8* __restrict__ xq, const float* __restrict__ xds,
+                              float* __restrict__ y, int rows, int cols, int ntok) {
+    SF_MV_SETUP(R, T);
+    float acc[R][T];
 #pragma unroll
-    for (int r = 0; r < SF_MV_ROWS; r++)
+    for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int t = 0; t < SF_MV_MAX_TOKENS; t++) acc[r][t] = 0.0f;
-#pragma unroll 2
+        for (int t = 0; t < T; t++) acc[r][t] = 0.0f;
+#pragma unroll SF_MV_UNROLL(R, T)
     for (int b = threadIdx.x % SF_WARP; b < nb; b += SF_WARP) {
-        int4 w[SF_MV_ROWS];
-        float d[SF_MV_ROWS], m[SF_MV_ROWS];
+        int4 w[R];
+        float d[R], m[R];
 #pragma unroll
-        for (int r = 0; r < SF_MV_ROWS; r++) {
+        for (int r = 0; r < R; r++) {
+            // A warp's missing rows read its first row again (and are not stored).
             const i64 at = (i64)(row0 + (r < nr ? r : 0)) * nb + b;
             w[r] = *(const int4*)(qs + at * 16);
             const u32 v = dm[at];
@@ -101,40 +107,38 @@ SF_KERNEL void matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm
             m[r] = sf_h2f((u16)(v >> 16));
         }
 #pragma unroll
-        for (int t = 0; t < SF_MV_MAX_TOKENS; t++) {
+        for (int t = 0; t < T; t++) {
             if (t < ntok) {
                 int x[8];
                 sf_load_x_block(xq + (i64)t * cols + b * 32, x);
                 const float2 s = *(const float2*)(xds + 2 * ((i64)t * nb + b));
 #pragma unroll
-                for (int r = 0; r < SF_MV_ROWS; r++)
-                    acc[r][t] += d[r] * s.x * (float)sf_dot_q4_block(w[r], x) + m[r] * s.y;
+                for (int r = 0; r < R; r++)
+                    acc[r][t] += fmaf(d[r] * s.x, (float)sf_dot_q4_block(w[r], x), m[r] * s.y);
             }
         }
     }
 #pragma unroll
-    for (int r = 0; r < SF_MV_ROWS; r++)
-        if (r < nr) sf_mv_store(acc[r], y, row0 + r, rows, ntok);
+    for (int r = 0; r < R; r++)
+        if (r < nr) sf_mv_store<T>(acc[r], y, row0 + r, rows, ntok);
 }
 
-SF_KERNEL void matvec_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
-                           const i8* __restrict__ xq, const float* __restrict__ xds,
-                           float* __restrict__ y, int rows, int cols, int ntok) {
-    SF_WAIT_PRIOR();
-    SF_MV_ROWS_OF_WARP();
-    const int nb = cols / 32;
-    SF_MV_CHUNK();
-    float acc[SF_MV_ROWS][SF_MV_MAX_TOKENS];
+template <int R, int T>
+SF_DEVICE void sf_matvec_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
+                              const i8* __restrict__ xq, const float* __restrict__ xds,
+                              float* __restrict__ y, int rows, int cols, int ntok) {
+    SF_MV_SETUP(R, T);
+    float acc[R][T];
 #pragma unroll
-    for (int r = 0; r < SF_MV_ROWS; r++)
+    for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int t = 0; t < SF_MV_MAX_TOKENS; t++) acc[r][t] = 0.0f;
-#pragma unroll 2
+        for (int t = 0; t < T; t++) acc[r][t] = 0.0f;
+#pragma unroll SF_MV_UNROLL(R, T)
     for (int b = threadIdx.x % SF_WARP; b < nb; b += SF_WARP) {
-        int4 w0[SF_MV_ROWS], w1[SF_MV_ROWS];
-        float dw[SF_MV_ROWS];
+        int4 w0[R], w1[R];
+        float dw[R];
 #pragma unroll
-        for (int r = 0; r < SF_MV_ROWS; r++) {
+        for (int r = 0; r < R; r++) {
             const i64 at = (i64)(row0 + (r < nr ? r : 0)) * nb + b;
             const int4* p = (const int4*)(qs + at * 32);
             w0[r] = p[0];
@@ -142,51 +146,57 @@ SF_KERNEL void matvec_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
             dw[r] = sf_h2f(d[at]);
         }
 #pragma unroll
-        for (int t = 0; t < SF_MV_MAX_TOKENS; t++) {
+        for (int t = 0; t < T; t++) {
             if (t < ntok) {
                 int x[8];
                 sf_load_x_block(xq + (i64)t * cols + b * 32, x);
                 const float s = xds[2 * ((i64)t * nb + b)];
 #pragma unroll
-                for (int r = 0; r < SF_MV_ROWS; r++)
-                    acc[r][t] += dw[r] * s * (float)sf_dot_q8_block(w0[r], w1[r], x);
+                for (int r = 0; r < R; r++)
+                    acc[r][t] = fmaf(dw[r] * s, (float)sf_dot_q8_block(w0[r], w1[r], x), acc[r][t]);
             }
         }
     }
 #pragma unroll
-    for (int r = 0; r < SF_MV_ROWS; r++)
-        if (r < nr) sf_mv_store(acc[r], y, row0 + r, rows, ntok);
+    for (int r = 0; r < R; r++)
+        if (r < nr) sf_mv_store<T>(acc[r], y, row0 + r, rows, ntok);
 }
 
-// f32 weights (from f16/f32 files) for few tokens: plain dot products, `SF_MV_ROWS` rows a warp.
+// The kernels, `matvec_q4_1_r{R}t{T}` and `matvec_q8_0_r{R}t{T}`, call these two for every
+// (R, T) of `cuda::MATVEC_SHAPES`; `cuda::source` writes them after this file.
+
+// f32 weights (from f16/f32 files) for few tokens: plain dot products, 2 rows a warp and 8
+// tokens a block row (`cuda::MATVEC_F32`).
 SF_KERNEL void matvec_f32(const float* __restrict__ w, const float* __restrict__ x,
                           float* __restrict__ y, int rows, int cols, int ntok) {
     SF_WAIT_PRIOR();
-    SF_MV_ROWS_OF_WARP();
+    const int row0 = (blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP) * 2;
+    if (row0 >= rows) return;
+    const int nr = rows - row0 < 2 ? rows - row0 : 2;
     {
-        const int t0 = blockIdx.y * SF_MV_MAX_TOKENS;
+        const int t0 = blockIdx.y * 8;
         x += (i64)t0 * cols;
         y += (i64)t0 * rows;
-        ntok = ntok - t0 < SF_MV_MAX_TOKENS ? ntok - t0 : SF_MV_MAX_TOKENS;
+        ntok = ntok - t0 < 8 ? ntok - t0 : 8;
     }
-    float acc[SF_MV_ROWS][SF_MV_MAX_TOKENS];
+    float acc[2][8];
 #pragma unroll
-    for (int r = 0; r < SF_MV_ROWS; r++)
+    for (int r = 0; r < 2; r++)
 #pragma unroll
-        for (int t = 0; t < SF_MV_MAX_TOKENS; t++) acc[r][t] = 0.0f;
+        for (int t = 0; t < 8; t++) acc[r][t] = 0.0f;
     for (int c = threadIdx.x % SF_WARP; c < cols; c += SF_WARP) {
-        float wv[SF_MV_ROWS];
+        float wv[2];
 #pragma unroll
-        for (int r = 0; r < SF_MV_ROWS; r++) wv[r] = w[(i64)(row0 + (r < nr ? r : 0)) * cols + c];
+        for (int r = 0; r < 2; r++) wv[r] = w[(i64)(row0 + (r < nr ? r : 0)) * cols + c];
 #pragma unroll
-        for (int t = 0; t < SF_MV_MAX_TOKENS; t++)
+        for (int t = 0; t < 8; t++)
             if (t < ntok) {
                 const float xv = x[(i64)t * cols + c];
 #pragma unroll
-                for (int r = 0; r < SF_MV_ROWS; r++) acc[r][t] += wv[r] * xv;
+                for (int r = 0; r < 2; r++) acc[r][t] += wv[r] * xv;
             }
     }
 #pragma unroll
-    for (int r = 0; r < SF_MV_ROWS; r++)
-        if (r < nr) sf_mv_store(acc[r], y, row0 + r, rows, ntok);
+    for (int r = 0; r < 2; r++)
+        if (r < nr) sf_mv_store<8>(acc[r], y, row0 + r, rows, ntok);
 }
