@@ -305,6 +305,10 @@ enum Launches {
     /// Kernel by kernel, each launch timed on the device (the profile's events slow the
     /// wall-clock rate a little).
     Profiled,
+    /// Replayed as graphs, each replay timed on the device as a whole: the graph's device
+    /// time a step beside the step's wall time (the rest is the host's, and the launches
+    /// outside the graph).
+    GraphsProfiled,
 }
 
 /// The device time of a profile, per step: in all, and the kernels that took most.
@@ -334,13 +338,16 @@ fn decode_rate<D: Device>(
     launches: Launches,
     pick: &RowPick,
 ) -> anyhow::Result<serde_json::Value> {
-    let graphs = matches!(launches, Launches::Graphs | Launches::GraphsSerial);
+    let graphs = matches!(
+        launches,
+        Launches::Graphs | Launches::GraphsSerial | Launches::GraphsProfiled
+    );
     gpu.set_graphs(graphs);
     let overlap = gpu.device().overlap();
     if launches == Launches::GraphsSerial {
         gpu.set_overlap(false);
     }
-    let profiled = launches == Launches::Profiled;
+    let profiled = matches!(launches, Launches::Profiled | Launches::GraphsProfiled);
     let timed = decode_timed(gpu, vocab, batch, context, steps, profiled, pick);
     gpu.device().set_profiling(false);
     gpu.set_graphs(true);
@@ -695,6 +702,8 @@ fn run_model_on<D: Device>(
         (b3, Launches::Graphs, &masked),
         (b1, Launches::Profiled, &RowPick::Greedy),
         (b3, Launches::Profiled, &RowPick::Greedy),
+        (b1, Launches::GraphsProfiled, &RowPick::Greedy),
+        (b3, Launches::GraphsProfiled, &RowPick::Greedy),
     ] {
         let d = kept(
             decode_rate(
@@ -1191,7 +1200,10 @@ mod tests {
             60
         );
         assert!(count("equal") >= 55, "{v:#}");
-        assert_eq!(v["decode"].as_array().unwrap().len(), 10);
+        assert_eq!(v["decode"].as_array().unwrap().len(), 12);
+        // Graph replays timed: the CPU build times nothing, but they run as graphs.
+        assert_eq!(v["decode"][11]["graphs"], true, "{v:#}");
+        assert!(v["decode"][11]["profile"].is_object(), "{v:#}");
         assert_eq!(
             v["decode"][6]["sampling"],
             "temperature 1, top_p 0.95, top_logprobs 5"

@@ -149,9 +149,9 @@ pub trait Device {
         false
     }
 
-    /// Starts (or stops) timing each launch on the device, for [`Device::take_profile`]. Only
-    /// for launches made one by one: a graph is not captured while it is on. A device that
-    /// cannot time its launches ignores it.
+    /// Starts (or stops) timing each launch on the device, for [`Device::take_profile`], and
+    /// each graph replay as a whole ([`GRAPH_REPLAY`]). A graph is not captured while it is
+    /// on. A device that cannot time its launches ignores it.
     fn set_profiling(&self, _on: bool) {}
 
     /// The device time of the launches since profiling started, per kernel, longest first
@@ -201,6 +201,9 @@ pub struct Memory {
 
 /// The name a GEMM goes by in profiles.
 pub const GEMM: &str = "cublas_gemm_f16";
+
+/// The name a graph's replay goes by in profiles (the device time of the whole graph).
+pub const GRAPH_REPLAY: &str = "cuda_graph_replay";
 
 /// One kernel's share of a profile: its launches and their device time.
 #[derive(Clone, Debug, PartialEq)]
@@ -453,7 +456,7 @@ impl Device for CudaDevice {
     }
 
     fn replay(&self, graph: &Self::Graph) -> Result<()> {
-        graph.0.launch().map_err(drv)
+        self.timed(GRAPH_REPLAY, || graph.0.launch().map_err(drv))
     }
 
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
