@@ -381,6 +381,34 @@ fn decode_rate<D: Device>(
     Ok(v)
 }
 
+/// Greedy decode at `batch` launched as `launches` ([`decode_rate`]), tagged with what the
+/// run varies (`tag`: a key and its value, added to the result), or its error in its place.
+fn greedy_decode<D: Device>(
+    gpu: &mut DeviceModel<D>,
+    vocab: usize,
+    runs: &ModelRuns,
+    (batch, launches): (usize, Launches),
+    (key, value): (&str, serde_json::Value),
+    errors: &mut Vec<String>,
+) -> serde_json::Value {
+    let mut d = kept(
+        decode_rate(
+            gpu,
+            vocab,
+            batch,
+            runs.context,
+            runs.decode_steps,
+            launches,
+            &RowPick::Greedy,
+        ),
+        &format!("decode at batch {batch}, {key} {value}"),
+        errors,
+    );
+    d[key] = value;
+    eprintln!("cuda_bench: decode {d}");
+    d
+}
+
 /// [`decode_rate`]'s steps: the seconds the timed ones took, and their profile (`profiled`).
 fn decode_timed<D: Device>(
     gpu: &mut DeviceModel<D>,
@@ -733,22 +761,15 @@ fn run_model_on<D: Device>(
     for &part in runs.partitions {
         gpu.set_attention_partition(part)?;
         for batch in [b1, b3] {
-            let mut d = kept(
-                decode_rate(
-                    &mut gpu,
-                    vocab,
-                    batch,
-                    runs.context,
-                    runs.decode_steps,
-                    Launches::Graphs,
-                    &RowPick::Greedy,
-                ),
-                &format!("decode at batch {batch}, attention partition {part}"),
+            let tag = ("attention_partition", json!(part));
+            partitions.push(greedy_decode(
+                &mut gpu,
+                vocab,
+                runs,
+                (batch, Launches::Graphs),
+                tag,
                 &mut errors,
-            );
-            d["attention_partition"] = json!(part);
-            eprintln!("cuda_bench: decode {d}");
-            partitions.push(d);
+            ));
         }
     }
     gpu.set_attention_partition(engine::cuda::ATTENTION_PARTITION)?;
@@ -769,22 +790,15 @@ fn run_model_on<D: Device>(
                 (b3, Launches::Graphs),
                 (b3, Launches::Profiled),
             ] {
-                let mut d = kept(
-                    decode_rate(
-                        &mut gpu,
-                        vocab,
-                        batch,
-                        runs.context,
-                        runs.decode_steps,
-                        launches,
-                        &RowPick::Greedy,
-                    ),
-                    &format!("decode at batch {batch}, products {name}"),
+                let tag = ("products", json!(name));
+                by_products.push(greedy_decode(
+                    &mut gpu,
+                    vocab,
+                    runs,
+                    (batch, launches),
+                    tag,
                     &mut errors,
-                );
-                d["products"] = json!(name);
-                eprintln!("cuda_bench: decode {d}");
-                by_products.push(d);
+                ));
             }
             let mut p = kept(
                 prefill_rate(&mut gpu, vocab, runs.prefill, runs.prefill_rounds),
@@ -825,22 +839,15 @@ fn run_model_on<D: Device>(
             )?;
         }
         for batch in [b1, b2.min(engine::cuda::model::MATVEC_TIMED_TOKENS)] {
-            let mut d = kept(
-                decode_rate(
-                    &mut gpu,
-                    vocab,
-                    batch,
-                    runs.context,
-                    runs.decode_steps,
-                    Launches::Graphs,
-                    &RowPick::Greedy,
-                ),
-                &format!("decode at batch {batch}, matrix-vector shapes {name}"),
+            let tag = ("matvec_shapes", json!(name));
+            by_matvec_shapes.push(greedy_decode(
+                &mut gpu,
+                vocab,
+                runs,
+                (batch, Launches::Graphs),
+                tag,
                 &mut errors,
-            );
-            d["matvec_shapes"] = json!(name);
-            eprintln!("cuda_bench: decode {d}");
-            by_matvec_shapes.push(d);
+            ));
         }
     }
     let (graph_captures, graph_replays) = (gpu.graph_captures, gpu.graph_replays);

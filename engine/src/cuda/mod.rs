@@ -157,23 +157,20 @@ pub const MATVEC_F32: Matvec = Matvec {
     q8_0: "matvec_f32",
 };
 
-/// The `extern "C"` kernels of every [`MATVEC_SHAPES`] entry, calling `linear.cu`'s templates.
+/// The `extern "C"` kernels of every [`MATVEC_SHAPES`] entry, calling `linear.cu`'s template.
 fn matvec_kernels() -> String {
     let mut s = String::from("\n// ---- the matrix-vector kernels of cuda::MATVEC_SHAPES\n");
     for m in MATVEC_SHAPES {
         let (r, t) = (m.rows_per_warp, m.tokens);
-        for (name, w, scales, call) in [
-            (m.q4_1, "u8", "u32", "sf_matvec_q4_1"),
-            (m.q8_0, "i8", "u16", "sf_matvec_q8_0"),
-        ] {
+        for (name, w, scales) in [(m.q4_1, "u8", "u32"), (m.q8_0, "i8", "u16")] {
             let params = format!(
-                "const {w}* __restrict__ qs, const {scales}* __restrict__ dm, \
+                "const {w}* __restrict__ qs, const {scales}* __restrict__ sc, \
                  const i8* __restrict__ xq, const float* __restrict__ xds, \
                  float* __restrict__ y, int rows, int cols, int ntok"
             );
             s.push_str(&format!(
                 "SF_KERNEL void {name}({params}) {{\n    SF_WAIT_PRIOR();\n    \
-                 {call}<{r}, {t}>(qs, dm, xq, xds, y, rows, cols, ntok);\n}}\n"
+                 sf_matvec<{r}, {t}>(qs, sc, xq, xds, y, rows, cols, ntok);\n}}\n"
             ));
         }
     }

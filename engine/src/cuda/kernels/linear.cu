@@ -81,12 +81,43 @@ SF_DEVICE void sf_mv_store(const float* acc, float* __restrict__ y, int row, int
     }
 }
 
+// What `sf_matvec` needs of each kind of weights, overloaded by the types of its arrays: a
+// block's weights (`sf_mv_load`), and a row's sum with the block's term added for one token's
+// activation block `x` and its (d, s) (`sf_mv_add`).
+
+// Q4_1: per block, 16 bytes of quants (`qs`) and a packed f16 (d, m) pair (`sc`).
+struct SfQ4_1Block {
+    int4 w;
+    float d, m;
+};
+SF_DEVICE SfQ4_1Block sf_mv_load(const u8* __restrict__ qs, const u32* __restrict__ sc, i64 at) {
+    const u32 v = sc[at];
+    return {*(const int4*)(qs + at * 16), sf_h2f((u16)(v & 0xffff)), sf_h2f((u16)(v >> 16))};
+}
+SF_DEVICE float sf_mv_add(float acc, const SfQ4_1Block& w, const int* x, float2 s) {
+    return acc + fmaf(w.d * s.x, (float)sf_dot_q4_block(w.w, x), w.m * s.y);
+}
+
+// Q8_0: per block, 32 signed bytes (`qs`) and an f16 d (`sc`).
+struct SfQ8_0Block {
+    int4 lo, hi;
+    float d;
+};
+SF_DEVICE SfQ8_0Block sf_mv_load(const i8* __restrict__ qs, const u16* __restrict__ sc, i64 at) {
+    const int4* p = (const int4*)(qs + at * 32);
+    return {p[0], p[1], sf_h2f(sc[at])};
+}
+SF_DEVICE float sf_mv_add(float acc, const SfQ8_0Block& w, const int* x, float2 s) {
+    return fmaf(w.d * s.x, (float)sf_dot_q8_block(w.lo, w.hi, x), acc);
+}
+
 // Grid: `cuda::Matvec::launch` (ceil(rows / (R * warps a block)) by ceil(ntok / T) blocks);
-// `x` is `ntok × cols` quantized activations with their `ds` pairs (`ntok × cols/32`).
-template <int R, int T>
-SF_DEVICE void sf_matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__ dm,
-                              const i8* __restrict__ xq, const float* __restrict__ xds,
-                              float* __restrict__ y, int rows, int cols, int ntok) {
+// `x` is `ntok × cols` quantized activations with their `ds` pairs (`ntok × cols/32`); `qs`
+// and `sc` the weights' quants and scales, of either kind.
+template <int R, int T, class Q, class S>
+SF_DEVICE void sf_matvec(const Q* __restrict__ qs, const S* __restrict__ sc,
+                         const i8* __restrict__ xq, const float* __restrict__ xds,
+                         float* __restrict__ y, int rows, int cols, int ntok) {
     SF_MV_SETUP(R, T);
     float acc[R][T];
 #pragma unroll
@@ -95,17 +126,11 @@ SF_DEVICE void sf_matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__
         for (int t = 0; t < T; t++) acc[r][t] = 0.0f;
 #pragma unroll SF_MV_UNROLL(R, T)
     for (int b = threadIdx.x % SF_WARP; b < nb; b += SF_WARP) {
-        int4 w[R];
-        float d[R], m[R];
+        decltype(sf_mv_load(qs, sc, 0)) w[R];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
+        for (int r = 0; r < R; r++)
             // A warp's missing rows read its first row again (and are not stored).
-            const i64 at = (i64)(row0 + (r < nr ? r : 0)) * nb + b;
-            w[r] = *(const int4*)(qs + at * 16);
-            const u32 v = dm[at];
-            d[r] = sf_h2f((u16)(v & 0xffff));
-            m[r] = sf_h2f((u16)(v >> 16));
-        }
+            w[r] = sf_mv_load(qs, sc, (i64)(row0 + (r < nr ? r : 0)) * nb + b);
 #pragma unroll
         for (int t = 0; t < T; t++) {
             if (t < ntok) {
@@ -113,8 +138,7 @@ SF_DEVICE void sf_matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__
                 sf_load_x_block(xq + (i64)t * cols + b * 32, x);
                 const float2 s = *(const float2*)(xds + 2 * ((i64)t * nb + b));
 #pragma unroll
-                for (int r = 0; r < R; r++)
-                    acc[r][t] += fmaf(d[r] * s.x, (float)sf_dot_q4_block(w[r], x), m[r] * s.y);
+                for (int r = 0; r < R; r++) acc[r][t] = sf_mv_add(acc[r][t], w[r], x, s);
             }
         }
     }
@@ -123,46 +147,7 @@ SF_DEVICE void sf_matvec_q4_1(const u8* __restrict__ qs, const u32* __restrict__
         if (r < nr) sf_mv_store<T>(acc[r], y, row0 + r, rows, ntok);
 }
 
-template <int R, int T>
-SF_DEVICE void sf_matvec_q8_0(const i8* __restrict__ qs, const u16* __restrict__ d,
-                              const i8* __restrict__ xq, const float* __restrict__ xds,
-                              float* __restrict__ y, int rows, int cols, int ntok) {
-    SF_MV_SETUP(R, T);
-    float acc[R][T];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int t = 0; t < T; t++) acc[r][t] = 0.0f;
-#pragma unroll SF_MV_UNROLL(R, T)
-    for (int b = threadIdx.x % SF_WARP; b < nb; b += SF_WARP) {
-        int4 w0[R], w1[R];
-        float dw[R];
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            const i64 at = (i64)(row0 + (r < nr ? r : 0)) * nb + b;
-            const int4* p = (const int4*)(qs + at * 32);
-            w0[r] = p[0];
-            w1[r] = p[1];
-            dw[r] = sf_h2f(d[at]);
-        }
-#pragma unroll
-        for (int t = 0; t < T; t++) {
-            if (t < ntok) {
-                int x[8];
-                sf_load_x_block(xq + (i64)t * cols + b * 32, x);
-                const float s = xds[2 * ((i64)t * nb + b)];
-#pragma unroll
-                for (int r = 0; r < R; r++)
-                    acc[r][t] = fmaf(dw[r] * s, (float)sf_dot_q8_block(w0[r], w1[r], x), acc[r][t]);
-            }
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < R; r++)
-        if (r < nr) sf_mv_store<T>(acc[r], y, row0 + r, rows, ntok);
-}
-
-// The kernels, `matvec_q4_1_r{R}t{T}` and `matvec_q8_0_r{R}t{T}`, call these two for every
+// The kernels, `matvec_q4_1_r{R}t{T}` and `matvec_q8_0_r{R}t{T}`, call `sf_matvec` for every
 // (R, T) of `cuda::MATVEC_SHAPES`; `cuda::source` writes them after this file.
 
 // f32 weights (from f16/f32 files) for few tokens: plain dot products, 2 rows a warp and 8
