@@ -95,6 +95,11 @@ GENERATION_RULES = {
     # schema's keywords, a regular expression's and a Lark grammar's syntax);
     "response_format",
     "structured_outputs",
+    "structured_outputs.json",
+    "structured_outputs.regex",
+    "structured_outputs.choice",
+    "structured_outputs.grammar",
+    "structured_outputs.json_object",
     "guided_json",
     "guided_regex",
     "guided_choice",
