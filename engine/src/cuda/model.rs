@@ -803,6 +803,7 @@ impl<D: Device> DeviceModel<D> {
         };
         let cols = shapes.iter().map(|s| s.2).max().unwrap_or(0);
         let n = MATVEC_TIMED_TOKENS;
+        let started = std::time::Instant::now();
         let (dev, xq) = (&self.dev, self.dev.alloc(n * cols)?);
         let (xds, y) = (dev.alloc(n * cols / 32 * 8)?, dev.alloc(n * rows * 4)?);
         let mut choices = Vec::new();
@@ -830,14 +831,6 @@ impl<D: Device> DeviceModel<D> {
                     return Ok(self);
                 };
                 let chosen = fastest(&timed).expect("a candidate for every step size");
-                tracing::debug!(
-                    weights,
-                    rows,
-                    cols,
-                    tokens,
-                    kernel = chosen.kernel(q4_1),
-                    "matrix-vector shape chosen by timing"
-                );
                 choices.push(MatvecChoice {
                     weights,
                     rows,
@@ -849,6 +842,22 @@ impl<D: Device> DeviceModel<D> {
             }
         }
         drop((xq, xds, y));
+        tracing::info!(
+            "matrix-vector kernels timed at load in {:.0} ms; launching {}",
+            started.elapsed().as_secs_f64() * 1e3,
+            choices
+                .chunks(2)
+                .map(|c| format!(
+                    "{} {}x{}: {} (1 token), {} (more)",
+                    c[0].weights,
+                    c[0].rows,
+                    c[0].cols,
+                    c[0].chosen.kernel(c[0].weights == "q4_1"),
+                    c[c.len() - 1].chosen.kernel(c[0].weights == "q4_1")
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
         let Self { layers, output, .. } = &mut self;
         for w in linears_mut(layers, output) {
             let Some(q4_1) = w.q4_1() else { continue };
