@@ -990,8 +990,7 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
                 let gbs = (nb * block_bytes) as f64 / (ms * 1e6);
                 json!({"ms": ms, "weight_gb_per_s": gbs, "fraction_of_copy": gbs / copy_gbs})
             };
-            let best = fastest(&timed).expect("candidates");
-            let best_ms = timed.iter().find(|t| t.0 == best).map_or(0.0, |t| t.1);
+            let (best, best_ms) = fastest(&timed).expect("candidates");
             let mut entry = rate(best_ms);
             entry["kernel"] = json!(best.kernel(*q4_1));
             entry["shapes"] = timed

@@ -375,17 +375,19 @@ impl CudaDevice {
     /// Runs `f` between two events when launches are profiled, recording its time as `name`'s.
     fn timed(&self, name: &'static str, f: impl FnOnce() -> Result<()>) -> Result<()> {
         let mut profile = self.lock_profile();
-        let event = || {
-            self.stream
-                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(drv)
-        };
-        let start = profile.as_ref().map(|_| event()).transpose()?;
+        let start = profile.as_ref().map(|_| self.event()).transpose()?;
         f()?;
         if let (Some(list), Some(start)) = (profile.as_mut(), start) {
-            list.push((name, start, event()?));
+            list.push((name, start, self.event()?));
         }
         Ok(())
+    }
+
+    /// A timing event recorded on the stream now.
+    fn event(&self) -> Result<CudaEvent> {
+        self.stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(drv)
     }
 
     fn function(&self, name: &'static str) -> Result<CudaFunction> {
@@ -613,14 +615,9 @@ impl Device for CudaDevice {
     }
 
     fn time_launches(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<Option<f64>> {
-        let event = || {
-            self.stream
-                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(drv)
-        };
-        let start = event()?;
+        let start = self.event()?;
         f()?;
-        let end = event()?;
+        let end = self.event()?;
         end.synchronize().map_err(drv)?;
         Ok(Some(start.elapsed_ms(&end).map_err(drv)? as f64))
     }

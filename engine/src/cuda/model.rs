@@ -471,21 +471,17 @@ pub fn time_matvecs<D: Device>(
     if dev.time_launches(&mut || Ok(()))?.is_none() {
         return Ok(None);
     }
+    let (rounds, launches) = (rounds.max(1), launches.max(1));
     let mut out = Vec::new();
     for m in super::matvec_candidates(ntok) {
         launch(m)?;
         let mut per = Vec::with_capacity(rounds);
-        for _ in 0..rounds.max(1) {
-            let timed = dev.time_launches(&mut || {
-                for _ in 0..launches.max(1) {
-                    launch(m)?;
-                }
-                Ok(())
-            })?;
+        for _ in 0..rounds {
+            let timed = dev.time_launches(&mut || (0..launches).try_for_each(|_| launch(m)))?;
             let Some(ms) = timed else {
                 return Ok(None);
             };
-            per.push(ms / launches.max(1) as f64);
+            per.push(ms / launches as f64);
         }
         per.sort_by(f64::total_cmp);
         out.push((*m, per[per.len() / 2]));
@@ -493,15 +489,12 @@ pub fn time_matvecs<D: Device>(
     Ok(Some(out))
 }
 
-/// The fastest of `timed` (the first of equals).
-pub fn fastest(timed: &[(Matvec, f64)]) -> Option<Matvec> {
+/// The fastest of `timed` with its time (the first of equals).
+pub fn fastest(timed: &[(Matvec, f64)]) -> Option<(Matvec, f64)> {
     timed
         .iter()
-        .fold(None, |best: Option<&(Matvec, f64)>, t| match best {
-            Some(b) if b.1 <= t.1 => Some(b),
-            _ => Some(t),
-        })
-        .map(|t| t.0)
+        .copied()
+        .reduce(|b, t| if t.1 < b.1 { t } else { b })
 }
 
 /// What [`DeviceModel::capture_graphs`] captured.
@@ -807,6 +800,8 @@ impl<D: Device> DeviceModel<D> {
         let (dev, xq) = (&self.dev, self.dev.alloc(n * cols)?);
         let (xds, y) = (dev.alloc(n * cols / 32 * 8)?, dev.alloc(n * rows * 4)?);
         let mut choices = Vec::new();
+        // Per shape: the kernel shapes for one token and for more.
+        let mut picks: Vec<((bool, usize, usize), [Matvec; 2])> = Vec::new();
         for &(q4_1, rows, cols) in &shapes {
             let w = self
                 .linears()
@@ -825,14 +820,15 @@ impl<D: Device> DeviceModel<D> {
                 rows,
                 cols,
             };
-            let weights = if q4_1 { "q4_1" } else { "q8_0" };
-            for tokens in [1, n] {
+            let mut pick = [super::matvec_default(1), super::matvec_default(n)];
+            for (slot, tokens) in [1, n].into_iter().enumerate() {
                 let Some(timed) = time_matvecs(dev, &op, tokens, 3, 10)? else {
                     return Ok(self);
                 };
-                let chosen = fastest(&timed).expect("a candidate for every step size");
+                let (chosen, _) = fastest(&timed).expect("a candidate for every step size");
+                pick[slot] = chosen;
                 choices.push(MatvecChoice {
-                    weights,
+                    weights: if q4_1 { "q4_1" } else { "q8_0" },
                     rows,
                     cols,
                     tokens,
@@ -840,38 +836,27 @@ impl<D: Device> DeviceModel<D> {
                     chosen,
                 });
             }
+            picks.push(((q4_1, rows, cols), pick));
         }
         drop((xq, xds, y));
         tracing::info!(
             "matrix-vector kernels timed at load in {:.0} ms; launching {}",
             started.elapsed().as_secs_f64() * 1e3,
-            choices
-                .chunks(2)
-                .map(|c| format!(
-                    "{} {}x{}: {} (1 token), {} (more)",
-                    c[0].weights,
-                    c[0].rows,
-                    c[0].cols,
-                    c[0].chosen.kernel(c[0].weights == "q4_1"),
-                    c[c.len() - 1].chosen.kernel(c[0].weights == "q4_1")
+            picks
+                .iter()
+                .map(|&((q4_1, rows, cols), [one, more])| format!(
+                    "{rows}x{cols}: {} (1 token), {} (more)",
+                    one.kernel(q4_1),
+                    more.kernel(q4_1)
                 ))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
         let Self { layers, output, .. } = &mut self;
         for w in linears_mut(layers, output) {
-            let Some(q4_1) = w.q4_1() else { continue };
-            let pick = |tokens: usize| {
-                choices
-                    .iter()
-                    .find(|c| {
-                        (c.weights == "q4_1", c.rows, c.cols, c.tokens)
-                            == (q4_1, w.rows, w.cols, tokens)
-                    })
-                    .map(|c| c.chosen)
-            };
-            if let (Some(one), Some(several)) = (pick(1), pick(n)) {
-                w.mv = [one, several];
+            let key = w.q4_1().map(|q4_1| (q4_1, w.rows, w.cols));
+            if let Some((_, pick)) = picks.iter().find(|p| Some(p.0) == key) {
+                w.mv = *pick;
             }
         }
         self.matvec_choices = choices;
