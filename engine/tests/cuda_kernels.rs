@@ -1035,7 +1035,6 @@ fn attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_at
     let mut rng = SmallRng::seed_from_u64(11);
     let (nh, nkv, hd, bs) = (6usize, 2usize, 64usize, 16usize);
     let (kvd, width) = (nkv * hd, (nh + 2 * nkv) * hd);
-    let part_len = 32usize;
     let max_pos = 128;
     let (mut cos, mut sin) = rope_tables(hd, max_pos);
     let num_blocks = 24;
@@ -1055,109 +1054,114 @@ fn attention_that_rotates_and_writes_the_new_token_matches_rope_write_kv_then_at
             (tables[i * max_blocks + p / bs] as usize * bs + p % bs) as i64
         })
         .collect();
-    let parts = lens.iter().max().unwrap().div_ceil(part_len);
-    let shape = AttnShape {
-        t,
-        nh,
-        nkv,
-        hd,
-        bs,
-        max_blocks,
-        parts,
-        part_len,
-    };
-    for (neox, with_bias) in [(false, true), (true, false), (false, false)] {
-        let qkv = randn(&mut rng, t * width, 1.0);
-        let mut bias = randn(&mut rng, width, 0.2);
-        let kc0 = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
-        let vc0 = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
-        // Both ways: (output, partial results, caches).
-        let mut results = Vec::new();
-        for fused in [false, true] {
-            let (mut qkv, mut kc, mut vc) = (qkv.clone(), kc0.clone(), vc0.clone());
-            let bias_arg = |b: &mut Vec<f32>| if with_bias { p(b) } else { NULL };
-            if !fused {
-                launch(
-                    "rope_write_kv",
-                    (t as u32, 1, 1),
-                    128,
-                    0,
-                    vec![
-                        p(&mut qkv),
+    // 32 positions a partition: the new position is in the first tile of its partition; 64:
+    // in the second one for two of the three lengths (the kernel loads the first tile before
+    // it writes the new position, and that position apart after).
+    for part_len in [32usize, 64] {
+        let parts = lens.iter().max().unwrap().div_ceil(part_len);
+        let shape = AttnShape {
+            t,
+            nh,
+            nkv,
+            hd,
+            bs,
+            max_blocks,
+            parts,
+            part_len,
+        };
+        for (neox, with_bias) in [(false, true), (true, false), (false, false)] {
+            let qkv = randn(&mut rng, t * width, 1.0);
+            let mut bias = randn(&mut rng, width, 0.2);
+            let kc0 = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
+            let vc0 = f16_bits(&randn(&mut rng, num_blocks * bs * kvd, 1.0));
+            // Both ways: (output, partial results, caches).
+            let mut results = Vec::new();
+            for fused in [false, true] {
+                let (mut qkv, mut kc, mut vc) = (qkv.clone(), kc0.clone(), vc0.clone());
+                let bias_arg = |b: &mut Vec<f32>| if with_bias { p(b) } else { NULL };
+                if !fused {
+                    launch(
+                        "rope_write_kv",
+                        (t as u32, 1, 1),
+                        128,
+                        0,
+                        vec![
+                            p(&mut qkv),
+                            bias_arg(&mut bias),
+                            p(&mut kc),
+                            p(&mut vc),
+                            p(&mut pos),
+                            p(&mut slot),
+                            p(&mut cos),
+                            p(&mut sin),
+                            Arg::I32(nh as i32),
+                            Arg::I32(nkv as i32),
+                            Arg::I32(hd as i32),
+                            Arg::I32(neox as i32),
+                        ],
+                    );
+                }
+                let mut part_ml = vec![0f32; t * nh * parts * 2];
+                let mut part_acc = vec![0f32; t * nh * parts * hd];
+                let mut out = vec![0f32; t * nh * hd];
+                let rope = if fused {
+                    [
                         bias_arg(&mut bias),
-                        p(&mut kc),
-                        p(&mut vc),
                         p(&mut pos),
                         p(&mut slot),
                         p(&mut cos),
                         p(&mut sin),
-                        Arg::I32(nh as i32),
-                        Arg::I32(nkv as i32),
-                        Arg::I32(hd as i32),
-                        Arg::I32(neox as i32),
+                        Arg::I32(1 + neox as i32),
+                    ]
+                } else {
+                    NO_ROPE
+                };
+                attention_partial(
+                    shape,
+                    [
+                        p(&mut qkv),
+                        p(&mut kc),
+                        p(&mut vc),
+                        p(&mut tables),
+                        p(&mut token_seq),
+                        p(&mut ctx),
+                        p(&mut part_ml),
+                        p(&mut part_acc),
+                        p(&mut out),
+                        NULL,
+                        NULL,
+                    ],
+                    rope,
+                );
+                attention_reduce(
+                    shape,
+                    [
+                        p(&mut part_ml),
+                        p(&mut part_acc),
+                        p(&mut ctx),
+                        p(&mut out),
+                        NULL,
+                        NULL,
                     ],
                 );
+                results.push((out, part_ml, part_acc, kc, vc));
             }
-            let mut part_ml = vec![0f32; t * nh * parts * 2];
-            let mut part_acc = vec![0f32; t * nh * parts * hd];
-            let mut out = vec![0f32; t * nh * hd];
-            let rope = if fused {
-                [
-                    bias_arg(&mut bias),
-                    p(&mut pos),
-                    p(&mut slot),
-                    p(&mut cos),
-                    p(&mut sin),
-                    Arg::I32(1 + neox as i32),
-                ]
-            } else {
-                NO_ROPE
-            };
-            attention_partial(
-                shape,
-                [
-                    p(&mut qkv),
-                    p(&mut kc),
-                    p(&mut vc),
-                    p(&mut tables),
-                    p(&mut token_seq),
-                    p(&mut ctx),
-                    p(&mut part_ml),
-                    p(&mut part_acc),
-                    p(&mut out),
-                    NULL,
-                    NULL,
-                ],
-                rope,
+            let what = format!("partition {part_len}, neox {neox}, bias {with_bias}");
+            let (a, b) = (&results[0], &results[1]);
+            assert!(a.0.iter().all(|v| v.is_finite()), "{what}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a.0), bits(&b.0), "{what}: the output");
+            assert_eq!(bits(&a.1), bits(&b.1), "{what}: partial maxima and sums");
+            assert_eq!(bits(&a.2), bits(&b.2), "{what}: partial outputs");
+            assert_eq!(a.3, b.3, "{what}: the key cache");
+            assert_eq!(a.4, b.4, "{what}: the value cache");
+            // The new tokens' keys were written (and nothing else changed).
+            let changed = (0..kc0.len()).filter(|&i| a.3[i] != kc0[i]).count();
+            assert!(
+                changed > 0 && changed <= t * kvd,
+                "{what}: {changed} key halves changed"
             );
-            attention_reduce(
-                shape,
-                [
-                    p(&mut part_ml),
-                    p(&mut part_acc),
-                    p(&mut ctx),
-                    p(&mut out),
-                    NULL,
-                    NULL,
-                ],
-            );
-            results.push((out, part_ml, part_acc, kc, vc));
         }
-        let what = format!("neox {neox}, bias {with_bias}");
-        let (a, b) = (&results[0], &results[1]);
-        assert!(a.0.iter().all(|v| v.is_finite()), "{what}");
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&a.0), bits(&b.0), "{what}: the output");
-        assert_eq!(bits(&a.1), bits(&b.1), "{what}: partial maxima and sums");
-        assert_eq!(bits(&a.2), bits(&b.2), "{what}: partial outputs");
-        assert_eq!(a.3, b.3, "{what}: the key cache");
-        assert_eq!(a.4, b.4, "{what}: the value cache");
-        // The new tokens' keys were written (and nothing else changed).
-        let changed = (0..kc0.len()).filter(|&i| a.3[i] != kc0[i]).count();
-        assert!(
-            changed > 0 && changed <= t * kvd,
-            "{what}: {changed} key halves changed"
-        );
     }
 }
 

@@ -138,8 +138,8 @@ pub trait Device {
     }
 
     /// Whether a kernel may start while the one before it finishes (programmatic dependent
-    /// launch: every kernel waits in `SF_WAIT_PRIOR` before it touches memory, so only the
-    /// launch latency overlaps). On by default on a GPU of compute capability 9.0 or later;
+    /// launch: every kernel waits in `SF_WAIT_PRIOR` before it touches memory the kernel before
+    /// may write, so only the launch latency, and loads of what no kernel writes, overlap). On by default on a GPU of compute capability 9.0 or later;
     /// graphs captured before a change keep what they were captured with. A device that runs
     /// launches one after another anyway ignores it.
     fn set_overlap(&self, _on: bool) {}

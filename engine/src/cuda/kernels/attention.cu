@@ -21,14 +21,16 @@
 
 // Loads this thread's pieces of the tile of 32 positions from `tile` (those at or past `end`
 // as zeros) into `kr`, `vr`: piece i = threadIdx.x + r * blockDim.x is position i / pieces,
-// halves 8 * (i % pieces) .. + 8 of the KV head at `head_at`.
+// halves 8 * (i % pieces) .. + 8 of the KV head at `head_at`. With `only` >= 0, only the
+// pieces of position `only` are loaded again; the others keep what they hold.
 SF_DEVICE void sf_att_load(const u16* k_cache, const u16* v_cache, const int* __restrict__ table,
                            int block_size, int kvd, int head_at, int pieces, int tile, int end,
-                           int4* kr, int4* vr) {
+                           int only, int4* kr, int4* vr) {
 #pragma unroll
     for (int r = 0; r < SF_ATT_PIECES; r++) {
         const int i = threadIdx.x + r * blockDim.x;
         const int at = tile + i / pieces;
+        if (only >= 0 && at != only) continue;
         const int4 zero = {0, 0, 0, 0};
         kr[r] = zero;
         vr[r] = zero;
@@ -59,6 +61,12 @@ SF_DEVICE void sf_att_load(const u16* k_cache, const u16* v_cache, const int* __
 // reads the cache (no other block reads that slot's head: other partitions end before it, and
 // other tokens belong to other sequences). The cache is therefore not `__restrict__`: it is
 // read after this block's writes.
+//
+// What no kernel of the step writes is read before the wait for the kernel before
+// (`SF_WAIT_PRIOR`), so that launched overlapped those loads are in flight while it finishes:
+// the step's inputs (lengths, block tables) and, in a decode step, the first tile's keys and
+// values (every position but the new one was written by an earlier step; the new one's pieces
+// are loaded again after this block has written it).
 SF_KERNEL void SF_BOUNDS(SF_ATT_MAX_THREADS) attention_partial(
     const float* __restrict__ qkv, u16* k_cache, u16* v_cache, const int* __restrict__ block_tables,
     int max_blocks, const int* __restrict__ token_seq, const int* __restrict__ ctx_len,
@@ -67,7 +75,6 @@ SF_KERNEL void SF_BOUNDS(SF_ATT_MAX_THREADS) attention_partial(
     int part_len, float scale, const float* __restrict__ bias, const int* __restrict__ pos,
     const i64* __restrict__ slot, const float* __restrict__ cos_t, const float* __restrict__ sin_t,
     int rope) {
-    SF_WAIT_PRIOR();
     const int t = blockIdx.x, g = blockIdx.y, p = blockIdx.z;
     const int group = nh / nkv;
     const int warp = threadIdx.x / SF_WARP, lane = threadIdx.x % SF_WARP;
@@ -78,6 +85,7 @@ SF_KERNEL void SF_BOUNDS(SF_ATT_MAX_THREADS) attention_partial(
     const i64 out_ml = (((i64)t * nh + head) * parts + p) * 2;
     const i64 out_acc = (((i64)t * nh + head) * parts + p) * hd;
     if (start >= len) {  // the whole block: this token's context is shorter
+        SF_WAIT_PRIOR();
         if (lane == 0 && computes) {
             part_ml[out_ml] = SF_NEG_INF;
             part_ml[out_ml + 1] = 0.0f;
@@ -91,6 +99,15 @@ SF_KERNEL void SF_BOUNDS(SF_ATT_MAX_THREADS) attention_partial(
     float* vs = ks + 32 * stride;
     const int pieces = hd / 8;  // 16-byte pieces (8 halves) of one position's head
     const float* row = qkv + (i64)t * width;
+    const int* table = block_tables + (i64)token_seq[t] * max_blocks;
+    // This thread's pieces of each tile's keys and values, loaded one tile ahead: the loads of
+    // the next tile (its block-table lookups, then 16-byte loads that do not wait on one
+    // another) are in flight while the warps score this one.
+    int4 kn[SF_ATT_PIECES], vn[SF_ATT_PIECES];
+    const int fresh = len - 1;  // a decode step's new position
+    if (rope)
+        sf_att_load(k_cache, v_cache, table, block_size, kvd, g * hd, pieces, start, end, -1, kn, vn);
+    SF_WAIT_PRIOR();
     if (!rope) {
         for (int i = threadIdx.x; i < group * hd; i += blockDim.x)
             qs[i] = row[(i64)g * group * hd + i] * scale;
@@ -125,18 +142,17 @@ SF_KERNEL void SF_BOUNDS(SF_ATT_MAX_THREADS) attention_partial(
                 v_cache[at + d] = sf_f2h(bias ? row[v0 + d] + bias[v0 + d] : row[v0 + d]);
         }
     }
-    const int* table = block_tables + (i64)token_seq[t] * max_blocks;
     const int dpl = hd / SF_WARP;
     float acc[SF_ATT_MAX_DIMS_PER_LANE];
 #pragma unroll
     for (int k = 0; k < SF_ATT_MAX_DIMS_PER_LANE; k++) acc[k] = 0.0f;
     float m = SF_NEG_INF, l = 0.0f;
-    // This thread's pieces of each tile's keys and values, loaded one tile ahead: the loads of
-    // the next tile (its block-table lookups, then 16-byte loads that do not wait on one
-    // another) are in flight while the warps score this one.
-    int4 kn[SF_ATT_PIECES], vn[SF_ATT_PIECES];
     __syncthreads();  // the new token's key and value are in the cache (rope) before it is read
-    sf_att_load(k_cache, v_cache, table, block_size, kvd, g * hd, pieces, start, end, kn, vn);
+    if (!rope)
+        sf_att_load(k_cache, v_cache, table, block_size, kvd, g * hd, pieces, start, end, -1, kn, vn);
+    else if (fresh < start + 32)  // the new position is in the first tile
+        sf_att_load(k_cache, v_cache, table, block_size, kvd, g * hd, pieces, start, end, fresh, kn,
+                    vn);
     for (int tile = start; tile < end; tile += 32) {
         __syncthreads();  // the previous tile is read by every warp
 #pragma unroll
@@ -158,7 +174,7 @@ SF_KERNEL void SF_BOUNDS(SF_ATT_MAX_THREADS) attention_partial(
         __syncthreads();
         if (tile + 32 < end)
             sf_att_load(k_cache, v_cache, table, block_size, kvd, g * hd, pieces, tile + 32, end,
-                        kn, vn);
+                        -1, kn, vn);
         if (!computes) continue;  // a warp that only loads
         const bool valid = tile + lane < end;
         float score = SF_NEG_INF;

@@ -111,36 +111,60 @@ SF_DEVICE float sf_mv_add(float acc, const SfQ8_0Block& w, const int* x, float2 
     return fmaf(w.d * s.x, (float)sf_dot_q8_block(w.lo, w.hi, x), acc);
 }
 
+// The warp's `R` rows' weight block `b` (a missing row reads the warp's first row again, and
+// is not stored).
+template <int R, class Q, class S, class W>
+SF_DEVICE void sf_mv_weights(W (&w)[R], const Q* __restrict__ qs, const S* __restrict__ sc,
+                             int row0, int nr, int nb, int b) {
+#pragma unroll
+    for (int r = 0; r < R; r++) w[r] = sf_mv_load(qs, sc, (i64)(row0 + (r < nr ? r : 0)) * nb + b);
+}
+
+// Adds weight block `b`'s terms to the warp's rows' sums, for every token of the chunk.
+template <int R, int T, class W>
+SF_DEVICE void sf_mv_block(float (&acc)[R][T], const W (&w)[R], int b, const i8* __restrict__ xq,
+                           const float* __restrict__ xds, int cols, int nb, int ntok) {
+#pragma unroll
+    for (int t = 0; t < T; t++) {
+        if (t < ntok) {
+            int x[8];
+            sf_load_x_block(xq + (i64)t * cols + b * 32, x);
+            const float2 s = *(const float2*)(xds + 2 * ((i64)t * nb + b));
+#pragma unroll
+            for (int r = 0; r < R; r++) acc[r][t] = sf_mv_add(acc[r][t], w[r], x, s);
+        }
+    }
+}
+
 // Grid: `cuda::Matvec::launch` (ceil(rows / (R * warps a block)) by ceil(ntok / T) blocks);
 // `x` is `ntok × cols` quantized activations with their `ds` pairs (`ntok × cols/32`); `qs`
 // and `sc` the weights' quants and scales, of either kind.
+//
+// No kernel writes the weights, so each lane loads its first block of the warp's rows before
+// it waits for the kernel before (`SF_WAIT_PRIOR`): launched overlapped, those loads are in
+// flight while that kernel finishes, and only the activations it wrote are read after. A row
+// of up to 32 blocks (1024 columns) is then loaded whole before the wait.
 template <int R, int T, class Q, class S>
 SF_DEVICE void sf_matvec(const Q* __restrict__ qs, const S* __restrict__ sc,
                          const i8* __restrict__ xq, const float* __restrict__ xds,
                          float* __restrict__ y, int rows, int cols, int ntok) {
     SF_MV_SETUP(R, T);
+    typedef decltype(sf_mv_load(qs, sc, 0)) W;
+    const int lane = threadIdx.x % SF_WARP;
+    W first[R] = {};
+    if (lane < nb) sf_mv_weights(first, qs, sc, row0, nr, nb, lane);
+    SF_WAIT_PRIOR();
     float acc[R][T];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int t = 0; t < T; t++) acc[r][t] = 0.0f;
+    if (lane < nb) sf_mv_block(acc, first, lane, xq, xds, cols, nb, ntok);
 #pragma unroll SF_MV_UNROLL(R, T)
-    for (int b = threadIdx.x % SF_WARP; b < nb; b += SF_WARP) {
-        decltype(sf_mv_load(qs, sc, 0)) w[R];
-#pragma unroll
-        for (int r = 0; r < R; r++)
-            // A warp's missing rows read its first row again (and are not stored).
-            w[r] = sf_mv_load(qs, sc, (i64)(row0 + (r < nr ? r : 0)) * nb + b);
-#pragma unroll
-        for (int t = 0; t < T; t++) {
-            if (t < ntok) {
-                int x[8];
-                sf_load_x_block(xq + (i64)t * cols + b * 32, x);
-                const float2 s = *(const float2*)(xds + 2 * ((i64)t * nb + b));
-#pragma unroll
-                for (int r = 0; r < R; r++) acc[r][t] = sf_mv_add(acc[r][t], w[r], x, s);
-            }
-        }
+    for (int b = lane + SF_WARP; b < nb; b += SF_WARP) {
+        W w[R];
+        sf_mv_weights(w, qs, sc, row0, nr, nb, b);
+        sf_mv_block(acc, w, b, xq, xds, cols, nb, ntok);
     }
 #pragma unroll
     for (int r = 0; r < R; r++)

@@ -37,13 +37,15 @@ SF_DEVICE u16 sf_f2h(float f) {
 }
 
 // Programmatic dependent launch (Hopper on): a kernel may be started while the one before it
-// in the stream is still running, so every kernel waits here, before it touches memory, until
-// that kernel has finished and its writes are visible. Then it lets the kernel after it be
-// scheduled at once (`launch_dependents`): once every block of this one has got here, the
-// next one's blocks take free room on the SMs and wait at their own `wait` while this one
-// works, instead of being launched only when it ends. That changes when the next kernel
-// starts, never what it sees: its `wait` still waits for this whole grid. Launched without
-// the attribute both return at once.
+// in the stream is still running, so every kernel waits here, before it touches memory that
+// kernel may write, until it has finished and its writes are visible. (A few kernels load
+// what no kernel writes, weights and earlier steps' keys and values, before they wait: those
+// loads overlap the kernel before.) Then it lets the kernel after it be scheduled at once
+// (`launch_dependents`): once every block of this one has got here, the next one's blocks
+// take free room on the SMs and wait at their own `wait` while this one works, instead of
+// being launched only when it ends. That changes when the next kernel starts, never what it
+// sees: its `wait` still waits for this whole grid. Launched without the attribute both
+// return at once.
 #if __CUDA_ARCH__ >= 900
 #define SF_WAIT_PRIOR() \
     asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
