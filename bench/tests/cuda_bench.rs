@@ -32,6 +32,13 @@ fn quick_run_reports_kernels_against_the_copy_or_names_the_missing_driver() {
             > 0.0,
         "{report}"
     );
+    // The launch floor, each way.
+    for way in ["overlapped", "serial"] {
+        for k in ["eager_us", "graph_us"] {
+            let us = report["launch_floor"][way][k].as_f64().unwrap_or(0.0);
+            assert!(us > 0.0, "launch floor {way} {k}: {report}");
+        }
+    }
     let runs = report["matvec"].as_array().expect("matvec runs");
     assert_eq!(runs.len(), 3, "{report}");
     for run in runs {

@@ -8,6 +8,9 @@
 //!   per second and as a fraction of the copy's rate (target for Q4_1 at one token: at least
 //!   0.70). Times are CUDA events around `--iters` launches after a warm-up launch; the median
 //!   of `--rounds` rounds is reported.
+//! - `launch_floor`: the device's own cost of a launch, from 250 launches (a decode step's
+//!   count) of a kernel that does nothing, kernel by kernel and as one graph, with and without
+//!   overlapped launches: microseconds a launch, the floor under a decode step's time.
 //! - `model`: a model of the default model's exact shapes (SmolLM2-135M: 30 layers, Q4_1
 //!   layers, Q8_0 embeddings and output) with seeded random weights, made here (the real file
 //!   is not needed): greedy tokens of the CPU engine and the CUDA engine on 20 prompts (each
@@ -919,6 +922,10 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
     })?;
     let copy_gbs = 2.0 * copy_bytes as f64 / (copy_ms * 1e6);
     drop((src, dst));
+    // As many launches as a decode step of the default model makes.
+    let floor =
+        launch_floor(&dev, 250, a.rounds).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
+    eprintln!("cuda_bench: launch floor {floor}");
 
     let (rows, cols) = (a.rows, a.cols);
     let nb = rows * cols / 32;
@@ -1031,10 +1038,59 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
         "iters": a.iters,
         "rounds": a.rounds,
         "copy": {"bytes": copy_bytes, "ms": copy_ms, "gb_per_s_read_plus_written": copy_gbs},
+        "launch_floor": floor,
         "matvec": results,
         "gemm_q4_1": gemm,
         "target": {"q4_1_one_token_fraction_of_copy": 0.70, "met": q4_one >= 0.70},
         "model": model,
+    }))
+}
+
+/// The device's own cost of a kernel launch: `n` launches of a kernel that does nothing
+/// (`add_inplace` over no elements, one warp), launched kernel by kernel and replayed as one
+/// graph, each with and without overlapped launches: device microseconds a launch (the median
+/// of `rounds`). However fast the kernels, a decode step of `launches_per_step` kernels takes
+/// at least that many times this floor.
+fn launch_floor<D: Device>(dev: &D, n: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
+    let n = n.max(1);
+    let empty = || {
+        dev.launch(
+            "add_inplace",
+            Launch::new((1, 1, 1), 32),
+            &[KArg::Null, KArg::Null, KArg::I64(0)],
+        )
+    };
+    let per_launch_us = |f: &mut dyn FnMut() -> engine::Result<()>| -> anyhow::Result<f64> {
+        f()?;
+        let mut per = Vec::with_capacity(rounds.max(1));
+        for _ in 0..rounds.max(1) {
+            let ms = dev
+                .time_launches(f)?
+                .ok_or_else(|| anyhow::anyhow!("the device did not time the launches"))?;
+            per.push(1e3 * ms / n as f64);
+        }
+        per.sort_by(f64::total_cmp);
+        Ok(per[per.len() / 2])
+    };
+    let was = dev.overlap();
+    let measure = |overlap: bool| -> anyhow::Result<serde_json::Value> {
+        dev.set_overlap(overlap);
+        let eager = per_launch_us(&mut || (0..n).try_for_each(|_| empty()))?;
+        dev.begin_capture()?;
+        let captured = (0..n).try_for_each(|_| empty());
+        let graph = dev.end_capture();
+        captured?;
+        let graph = graph?;
+        let replayed = per_launch_us(&mut || dev.replay(&graph))?;
+        Ok(json!({ "eager_us": eager, "graph_us": replayed }))
+    };
+    let overlapped = measure(true);
+    let serial = measure(false);
+    dev.set_overlap(was);
+    Ok(json!({
+        "launches": n,
+        "overlapped": overlapped?,
+        "serial": serial?,
     }))
 }
 
@@ -1250,6 +1306,28 @@ mod tests {
         assert_eq!(s["graphs_largest_batch"], 4, "{s:#}");
         assert_eq!(s["captures_while_serving"], 0, "{s:#}");
         assert!(s["kv_blocks"].as_u64().unwrap() > 1000, "{s:#}");
+    }
+
+    /// The launch floor on the CPU build of the kernels (timed by the clock there): every way
+    /// measured, each a positive time a launch.
+    #[test]
+    fn the_launch_floor_is_measured_each_way() {
+        let dir = std::env::temp_dir().join("starfire-cuda-cpu");
+        let dev = engine::cuda::device::HostDevice::build(&dir)
+            .unwrap()
+            .with_timing();
+        let v = launch_floor(&dev, 20, 3).unwrap();
+        assert_eq!(v["launches"], 20);
+        for way in ["overlapped", "serial"] {
+            for k in ["eager_us", "graph_us"] {
+                let us = v[way][k].as_f64().unwrap_or(0.0);
+                assert!(us > 0.0 && us.is_finite(), "{way} {k}: {v:#}");
+            }
+        }
+        // A device that does not time launches says so.
+        let untimed = engine::cuda::device::HostDevice::build(&dir).unwrap();
+        let e = launch_floor(&untimed, 5, 1).unwrap_err();
+        assert!(e.to_string().contains("did not time"), "{e}");
     }
 
     #[test]
