@@ -528,6 +528,18 @@ fn on_the_cpu_the_cuda_forward_pass_matches_the_cpu_engine() {
     forward_matches_the_cpu_engine(host(), Products::MatVec);
 }
 
+/// Every launch started as early as programmatic dependent launch lets a GPU start it (its
+/// first block runs up to its `SF_WAIT_PRIOR` before the launch before it runs): no kernel reads
+/// what the launch before it writes before it waits, so the forward pass (matrix-vector
+/// kernels and GEMM path) and decode graphs still match.
+#[test]
+fn on_the_cpu_launches_started_early_still_match_the_cpu_engine() {
+    let early = || host().with_early_starts();
+    forward_matches_the_cpu_engine(early(), Products::MatVec);
+    forward_matches_the_cpu_engine(early(), Products::Gemm(GemmWeights::Dequantize));
+    graphs_match_launches_kernel_by_kernel(early, true, Products::MatVec);
+}
+
 #[test]
 fn on_the_cpu_the_gemm_path_matches_the_cpu_engine() {
     for products in [

@@ -139,9 +139,10 @@ pub trait Device {
 
     /// Whether a kernel may start while the one before it finishes (programmatic dependent
     /// launch: every kernel waits in `SF_WAIT_PRIOR` before it touches memory the kernel before
-    /// may write, so only the launch latency, and loads of what no kernel writes, overlap). On by default on a GPU of compute capability 9.0 or later;
-    /// graphs captured before a change keep what they were captured with. A device that runs
-    /// launches one after another anyway ignores it.
+    /// may write, so only the launch latency, and loads of what no kernel writes, overlap). On
+    /// by default on a GPU of compute capability 9.0 or later; graphs captured before a change
+    /// keep what they were captured with. A device that runs launches one after another anyway
+    /// ignores it.
     fn set_overlap(&self, _on: bool) {}
 
     /// Whether launches overlap now ([`Device::set_overlap`]).
@@ -673,9 +674,37 @@ impl CudaDevice {
 
 type LaunchFn =
     unsafe extern "C" fn(*const c_char, u32, u32, u32, u32, u32, u32, u32, *mut *mut c_void) -> i32;
+/// `sf_cpu_begin`: a launch started early (null for an unknown kernel).
+type BeginFn = unsafe extern "C" fn(
+    *const c_char,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    *mut *mut c_void,
+) -> *mut c_void;
+/// `sf_cpu_finish`: the rest of a launch started early.
+type FinishFn = unsafe extern "C" fn(*mut c_void);
+
+/// A launch started early ([`HostDevice::with_early_starts`]) and not finished yet: the shim's
+/// handle, and the argument values its `void**` points into (boxed: they do not move).
+struct Started {
+    handle: *mut c_void,
+    _values: Box<[HostArg]>,
+    _pointers: Box<[*mut c_void]>,
+}
+
+// SAFETY: the handle and the pointers are used only under `HOST_LOCK`, by one thread at a
+// time; the buffers they point to outlive the launch (see `HostDevice::settle`).
+unsafe impl Send for Started {}
 
 /// The kernels compiled as C++ and run on this CPU, one launch at a time (the shim's fibers
-/// live in globals). For tests: it needs `g++` and is slow (every CUDA thread is a fiber).
+/// live in globals), or two at once where launches start early
+/// ([`HostDevice::with_early_starts`]). For tests: it needs `g++` and is slow (every CUDA
+/// thread is a fiber).
 pub struct HostDevice {
     _lib: libloading::Library,
     launch: LaunchFn,
@@ -691,6 +720,12 @@ pub struct HostDevice {
     /// Whether [`Device::time_launches`] times launches (by the clock: they run on this
     /// thread); off unless asked for.
     timing: bool,
+    begin: BeginFn,
+    finish: FinishFn,
+    /// Whether launches start early ([`HostDevice::with_early_starts`]).
+    early: bool,
+    /// The launch started early and not finished yet.
+    started: Mutex<Option<Started>>,
 }
 
 /// One launch's argument, as its value.
@@ -769,6 +804,37 @@ extern "C" int sf_cpu_launch(const char* name, unsigned gx, unsigned gy, unsigne
         "    if (!std::strcmp(name, \"{HOST_GEMM}\")) {{ sf_bind(&sf_gemm_f16, args)(); return 0; }}\n"
     ));
     s.push_str("    return -1;\n}\n");
+    // Launches started early (`HostDevice::with_early_starts`): `sf_cpu_begin` runs the first
+    // block up to its wait and returns a handle `sf_cpu_finish` runs the rest with (the GEMM,
+    // which does not wait, runs whole then).
+    s.push_str(
+        r#"
+struct SfStarted {
+    sfcpu::Grid* grid;
+    std::function<void()> call;
+};
+extern "C" void* sf_cpu_begin(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                              unsigned by, unsigned bz, unsigned smem, void** args) {
+"#,
+    );
+    for k in KERNELS {
+        s.push_str(&format!(
+            "    if (!std::strcmp(name, \"{k}\")) return new SfStarted{{sfcpu::begin(sf_bind(&{k}, args), dim3(gx, gy, gz), dim3(bx, by, bz), smem), {{}}}};\n"
+        ));
+    }
+    s.push_str(&format!(
+        "    if (!std::strcmp(name, \"{HOST_GEMM}\")) return new SfStarted{{nullptr, sf_bind(&sf_gemm_f16, args)}};\n"
+    ));
+    s.push_str(
+        r#"    return nullptr;
+}
+extern "C" void sf_cpu_finish(void* handle) {
+    SfStarted* s = static_cast<SfStarted*>(handle);
+    if (s->grid) sfcpu::finish(s->grid); else s->call();
+    delete s;
+}
+"#,
+    );
     s
 }
 
@@ -844,6 +910,12 @@ impl HostDevice {
             let launch = *lib
                 .get::<LaunchFn>(b"sf_cpu_launch\0")
                 .map_err(|e| EngineError::Cuda(e.to_string()))?;
+            let begin = *lib
+                .get::<BeginFn>(b"sf_cpu_begin\0")
+                .map_err(|e| EngineError::Cuda(e.to_string()))?;
+            let finish = *lib
+                .get::<FinishFn>(b"sf_cpu_finish\0")
+                .map_err(|e| EngineError::Cuda(e.to_string()))?;
             Ok(Self {
                 _lib: lib,
                 launch,
@@ -852,6 +924,10 @@ impl HostDevice {
                 memory: None,
                 used: Arc::new(AtomicUsize::new(0)),
                 timing: false,
+                begin,
+                finish,
+                early: false,
+                started: Mutex::new(None),
             })
         }
     }
@@ -875,6 +951,34 @@ impl HostDevice {
     pub fn with_timing(mut self) -> Self {
         self.timing = true;
         self
+    }
+
+    /// The same device starting each launch as early as programmatic dependent launch lets a
+    /// GPU start it: the kernel's first block runs up to its `SF_WAIT_PRIOR` before the launch
+    /// before it runs, the rest after. A kernel that reads what the launch before it writes
+    /// before it waits then computes on what was there before, as it may on a GPU (where it
+    /// would depend on timing): tests on this device fail instead. Launches still run on the
+    /// calling thread; each is finished when the next one starts or the host touches memory.
+    pub fn with_early_starts(mut self) -> Self {
+        self.early = true;
+        self
+    }
+
+    /// Finishes the launch started early, if any: before the host reads or writes memory,
+    /// allocates, or stops timing, and when the device is dropped (a buffer a launch uses is
+    /// never freed before one of those).
+    fn settle(&self) {
+        let started = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = started {
+            let _g = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: the handle came from `sf_cpu_begin` and is finished once; its arguments
+            // are alive in `s`.
+            unsafe { (self.finish)(s.handle) };
+        }
     }
 
     /// Bytes of this device's buffers alive now.
@@ -914,21 +1018,73 @@ impl HostDevice {
     }
 }
 
+/// A `cuLaunchKernel`-style `void**` over argument values: a pointer to each.
+fn arg_pointers(values: &mut [HostArg]) -> Vec<*mut c_void> {
+    values
+        .iter_mut()
+        .map(|v| match v {
+            HostArg::P(p) => (p as *mut *mut u8).cast(),
+            HostArg::I(x) => (x as *mut i32).cast(),
+            HostArg::L(x) => (x as *mut i64).cast(),
+            HostArg::F(x) => (x as *mut f32).cast(),
+        })
+        .collect()
+}
+
+impl Drop for HostDevice {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
 impl HostDevice {
     fn run(&self, l: &HostLaunch) -> Result<()> {
+        if self.early {
+            return self.run_early(l);
+        }
         let mut vals = l.args.clone();
-        let mut ptrs: Vec<*mut c_void> = vals
-            .iter_mut()
-            .map(|v| match v {
-                HostArg::P(p) => (p as *mut *mut u8).cast(),
-                HostArg::I(x) => (x as *mut i32).cast(),
-                HostArg::L(x) => (x as *mut i64).cast(),
-                HostArg::F(x) => (x as *mut f32).cast(),
-            })
-            .collect();
+        let mut ptrs = arg_pointers(&mut vals);
         // SAFETY: each pointer points into `vals`, alive for the call; buffers are HostBufs
         // sized by the caller for the launch.
         unsafe { self.launch_raw(l.name, l.at, &mut ptrs) }
+    }
+
+    /// `l` started early: its first block up to its wait, then the launch before it finished.
+    fn run_early(&self, l: &HostLaunch) -> Result<()> {
+        let mut values: Box<[HostArg]> = l.args.clone().into_boxed_slice();
+        let mut pointers = arg_pointers(&mut values).into_boxed_slice();
+        let c = CString::new(l.name).map_err(|_| EngineError::Cuda("kernel name".into()))?;
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, b) = (l.at.grid, l.at.block);
+        // SAFETY: as `run`: the pointers point into `values`, kept alive in `Started` until
+        // the launch is finished; buffers are HostBufs sized for the launch.
+        let handle = unsafe {
+            (self.begin)(
+                c.as_ptr(),
+                g.0,
+                g.1,
+                g.2,
+                b,
+                1,
+                1,
+                l.at.smem,
+                pointers.as_mut_ptr(),
+            )
+        };
+        if handle.is_null() {
+            return Err(EngineError::Cuda(format!("unknown kernel {}", l.name)));
+        }
+        if let Some(before) = started.take() {
+            // SAFETY: as in `settle`.
+            unsafe { (self.finish)(before.handle) };
+        }
+        *started = Some(Started {
+            handle,
+            _values: values,
+            _pointers: pointers,
+        });
+        Ok(())
     }
 }
 
@@ -937,6 +1093,7 @@ impl Device for HostDevice {
     type Graph = HostGraph;
 
     fn alloc(&self, bytes: usize) -> Result<Self::Buf> {
+        self.settle();
         let size = bytes.max(1);
         let before = self.used.fetch_add(size, Ordering::Relaxed);
         if self.memory.is_some_and(|m| before + size > m) {
@@ -954,6 +1111,7 @@ impl Device for HostDevice {
     }
 
     fn write(&self, dst: &mut Self::Buf, src: &[u8]) -> Result<()> {
+        self.settle();
         assert!(src.len() <= dst.1, "write past the buffer");
         // SAFETY: `dst` holds at least `src.len()` bytes.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.ptr(), src.len()) };
@@ -961,6 +1119,7 @@ impl Device for HostDevice {
     }
 
     fn read_at(&self, src: &Self::Buf, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.settle();
         assert!(offset + dst.len() <= src.1, "read past the buffer");
         // SAFETY: as above.
         unsafe {
@@ -994,7 +1153,9 @@ impl Device for HostDevice {
             return Ok(None);
         }
         let start = std::time::Instant::now();
-        f()?;
+        let r = f();
+        self.settle();
+        r?;
         Ok(Some(start.elapsed().as_secs_f64() * 1e3))
     }
 

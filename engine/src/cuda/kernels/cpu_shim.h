@@ -10,6 +10,11 @@
 //
 // `__shared__` variables become static storage: blocks never overlap, so one copy serves them
 // all. Dynamic shared memory is a buffer sized by the launch.
+//
+// A launch may also be started early (`sfcpu::begin`): its first block runs up to
+// `SF_WAIT_PRIOR` before the launch before it runs, the earliest a GPU's programmatic
+// dependent launch may run it, so that a kernel reading that launch's output before waiting
+// for it fails its tests here too.
 #pragma once
 
 #include <setjmp.h>
@@ -53,7 +58,7 @@ struct alignas(16) float4 {
 
 namespace sfcpu {
 
-enum class State { Run, BlockBarrier, WarpBarrier, Done };
+enum class State { Run, BlockBarrier, WarpBarrier, GridWait, Done };
 
 // A fiber starts on its own stack through `setcontext` and from then on switches with
 // `_setjmp`/`_longjmp`, which (unlike `swapcontext`) save no signal mask: no system call per
@@ -66,43 +71,82 @@ struct Fiber {
     dim3 idx;
 };
 
-inline std::vector<Fiber> fibers;
-inline std::vector<std::vector<unsigned char>> stacks;
+// One launch: its threads' fibers, their stacks (a set reused from launch to launch), the
+// warp exchange slots and the dynamic shared memory.
+struct Grid {
+    std::function<void()> body;
+    dim3 grid, block;
+    unsigned n = 0;
+    std::vector<Fiber> fibers;
+    std::vector<std::vector<unsigned char>>* stacks = nullptr;
+    std::vector<uint64_t> exchange;
+    std::vector<unsigned char> dyn;
+    // Block 0 stops at `SF_WAIT_PRIOR` (started early: see `begin`).
+    bool early = false;
+    // Block 0 ran to its end while started early (it never waited).
+    bool first_done = false;
+};
+
+// Stack sets: a launch takes a free one (two launches are alive at once while one is started
+// early).
+inline std::vector<std::vector<std::vector<unsigned char>>*> stack_sets;
+inline std::vector<bool> stack_set_used;
+
+inline Grid* active = nullptr;  // the launch whose fibers run now
 inline jmp_buf scheduler;
 inline unsigned current;
-inline std::function<void()> body;
 inline unsigned char* dyn_smem;
-// One 8-byte slot per thread for warp exchanges.
-inline std::vector<uint64_t> exchange;
 
 inline void wait(State s) {
-    fibers[current].state = s;
-    if (!_setjmp(fibers[current].jb)) _longjmp(scheduler, 1);
+    active->fibers[current].state = s;
+    if (!_setjmp(active->fibers[current].jb)) _longjmp(scheduler, 1);
 }
 
 inline void entry() {
-    body();
-    fibers[current].state = State::Done;
+    active->body();
+    active->fibers[current].state = State::Done;
     _longjmp(scheduler, 1);  // never returns into makecontext's trampoline
+}
+
+// `SF_WAIT_PRIOR` on the CPU: launches run one after another, so there is nothing to wait for,
+// but a block started early stops here until the launch before it has run.
+inline void grid_wait() {
+    if (active->early && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0) wait(State::GridWait);
 }
 
 inline unsigned linear_tid() {
     return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
 }
 
-// Runs every thread of the current block to completion.
-inline void run_block(unsigned n) {
-    for (unsigned i = 0; i < n; i++) {
-        Fiber& f = fibers[i];
+// Makes `gr` the running launch, at block `b`.
+inline void enter(Grid& gr, dim3 b) {
+    active = &gr;
+    blockDim = gr.block;
+    gridDim = gr.grid;
+    blockIdx = b;
+    dyn_smem = gr.dyn.data();
+}
+
+// Sets the current block's threads to start from the kernel's beginning.
+inline void start_block() {
+    for (unsigned i = 0; i < active->n; i++) {
+        Fiber& f = active->fibers[i];
         getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = stacks[i].data();
-        f.ctx.uc_stack.ss_size = stacks[i].size();
+        f.ctx.uc_stack.ss_sp = (*active->stacks)[i].data();
+        f.ctx.uc_stack.ss_size = (*active->stacks)[i].size();
         f.ctx.uc_link = nullptr;
         f.started = false;
         f.state = State::Run;
         f.idx = dim3(i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y));
         makecontext(&f.ctx, entry, 0);
     }
+}
+
+// Runs the current block's threads until every one is done (true), or, in a block started
+// early, until none can go on and some wait at `SF_WAIT_PRIOR` (false).
+inline bool run_threads() {
+    const unsigned n = active->n;
+    std::vector<Fiber>& fibers = active->fibers;
     const unsigned warps = (n + 31) / 32;
     for (;;) {
         for (unsigned i = 0; i < n; i++) {
@@ -132,61 +176,124 @@ inline void run_block(unsigned n) {
             }
         }
         if (released) continue;
-        bool any_block = false, all_block = true;
+        bool any_block = false, all_block = true, any_grid = false;
         for (unsigned i = 0; i < n; i++) {
             all_done &= fibers[i].state == State::Done;
             any_block |= fibers[i].state == State::BlockBarrier;
             all_block &= fibers[i].state == State::BlockBarrier || fibers[i].state == State::Done;
+            any_grid |= fibers[i].state == State::GridWait;
         }
-        if (all_done) return;
+        if (all_done) return true;
         if (any_block && all_block) {
             for (unsigned i = 0; i < n; i++)
                 if (fibers[i].state == State::BlockBarrier) fibers[i].state = State::Run;
             continue;
         }
+        if (any_grid) return false;
         std::fprintf(stderr, "cpu_shim: barrier deadlock in block (%u,%u,%u)\n", blockIdx.x, blockIdx.y,
                      blockIdx.z);
         std::abort();
     }
 }
 
-inline void launch(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
+// A launch's state, its stacks taken from a free set.
+inline Grid* make_grid(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
     const unsigned n = block.x * block.y * block.z;
     if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
         std::fprintf(stderr, "cpu_shim: bad launch shape\n");
         std::abort();
     }
-    fibers.assign(n, Fiber{});
-    stacks.resize(n);
-    for (auto& s : stacks) s.resize(256 * 1024);
-    exchange.assign(n, 0);
-    std::vector<unsigned char> dyn(std::max(smem, 16u));
-    dyn_smem = dyn.data();
-    blockDim = block;
-    gridDim = grid;
-    body = std::move(kernel);
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                blockIdx = dim3(x, y, z);
-                run_block(n);
+    Grid* gr = new Grid;
+    gr->body = std::move(kernel);
+    gr->grid = grid;
+    gr->block = block;
+    gr->n = n;
+    gr->fibers.assign(n, Fiber{});
+    gr->exchange.assign(n, 0);
+    gr->dyn.assign(std::max(smem, 16u), 0);
+    unsigned set = 0;
+    while (set < stack_sets.size() && stack_set_used[set]) set++;
+    if (set == stack_sets.size()) {
+        stack_sets.push_back(new std::vector<std::vector<unsigned char>>());
+        stack_set_used.push_back(false);
+    }
+    stack_set_used[set] = true;
+    gr->stacks = stack_sets[set];
+    if (gr->stacks->size() < n) gr->stacks->resize(n);
+    for (unsigned i = 0; i < n; i++) (*gr->stacks)[i].resize(256 * 1024);
+    return gr;
+}
+
+inline void free_grid(Grid* gr) {
+    for (size_t i = 0; i < stack_sets.size(); i++)
+        if (stack_sets[i] == gr->stacks) stack_set_used[i] = false;
+    if (active == gr) active = nullptr;
+    delete gr;
+}
+
+// Runs blocks `first` (in launch order: x fastest) onwards to completion.
+inline void run_blocks(Grid& gr, unsigned first) {
+    unsigned at = 0;
+    for (unsigned z = 0; z < gr.grid.z; z++)
+        for (unsigned y = 0; y < gr.grid.y; y++)
+            for (unsigned x = 0; x < gr.grid.x; x++, at++) {
+                if (at < first) continue;
+                enter(gr, dim3(x, y, z));
+                start_block();
+                run_threads();
             }
-    body = nullptr;
+}
+
+inline void launch(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
+    Grid* gr = make_grid(std::move(kernel), grid, block, smem);
+    run_blocks(*gr, 0);
+    free_grid(gr);
+}
+
+// A launch started as early as programmatic dependent launch allows: its first block runs up
+// to `SF_WAIT_PRIOR` now, before the launch before it has run; `finish` runs the rest. A
+// kernel that read what the launch before it writes before waiting then computes on what was
+// there before. (What the first block does before it waits must not use `__shared__`
+// variables: they are static storage, which another launch of the same kernel may be using.)
+inline Grid* begin(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
+    Grid* gr = make_grid(std::move(kernel), grid, block, smem);
+    gr->early = true;
+    enter(*gr, dim3(0, 0, 0));
+    start_block();
+    gr->first_done = run_threads();
+    gr->early = false;
+    return gr;
+}
+
+inline void finish(Grid* gr) {
+    if (!gr->first_done) {
+        enter(*gr, dim3(0, 0, 0));
+        for (auto& f : gr->fibers)
+            if (f.state == State::GridWait) f.state = State::Run;
+        if (!run_threads()) {
+            std::fprintf(stderr, "cpu_shim: a block started early waits again\n");
+            std::abort();
+        }
+    }
+    run_blocks(*gr, 1);
+    free_grid(gr);
 }
 
 }  // namespace sfcpu
 
 inline void __syncthreads() { sfcpu::wait(sfcpu::State::BlockBarrier); }
+#define SF_WAIT_PRIOR() sfcpu::grid_wait()
 inline void __syncwarp(unsigned = 0xffffffffu) { sfcpu::wait(sfcpu::State::WarpBarrier); }
 
 template <class T>
 inline T sf_exchange(T v, unsigned from_lane) {
     static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
     const unsigned tid = sfcpu::linear_tid();
-    std::memcpy(&sfcpu::exchange[tid], &v, sizeof(T));
+    std::vector<uint64_t>& exchange = sfcpu::active->exchange;
+    std::memcpy(&exchange[tid], &v, sizeof(T));
     sfcpu::wait(sfcpu::State::WarpBarrier);
     T out;
-    std::memcpy(&out, &sfcpu::exchange[(tid / 32) * 32 + from_lane % 32], sizeof(T));
+    std::memcpy(&out, &exchange[(tid / 32) * 32 + from_lane % 32], sizeof(T));
     sfcpu::wait(sfcpu::State::WarpBarrier);
     return out;
 }

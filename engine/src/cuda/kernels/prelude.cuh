@@ -52,7 +52,7 @@ SF_DEVICE u16 sf_f2h(float f) {
 #endif
 #endif
 
-// Before sm_90, and on the CPU (launches run one after another): nothing to wait for.
+// Before sm_90: nothing to wait for. (The CPU shim defines its own.)
 #ifndef SF_WAIT_PRIOR
 #define SF_WAIT_PRIOR() \
     do {                \
