@@ -795,13 +795,10 @@ extern "C" int sf_cpu_launch(const char* name, unsigned gx, unsigned gy, unsigne
                              unsigned by, unsigned bz, unsigned smem, void** args) {
 "#,
     );
-    for k in KERNELS {
-        s.push_str(&format!(
-            "    if (!std::strcmp(name, \"{k}\")) {{ sfcpu::launch(sf_bind(&{k}, args), dim3(gx, gy, gz), dim3(bx, by, bz), smem); return 0; }}\n"
-        ));
-    }
-    s.push_str(&format!(
-        "    if (!std::strcmp(name, \"{HOST_GEMM}\")) {{ sf_bind(&sf_gemm_f16, args)(); return 0; }}\n"
+    let grid = "dim3(gx, gy, gz), dim3(bx, by, bz), smem";
+    s.push_str(&dispatch(
+        &format!("{{ sfcpu::launch(sf_bind(&KERNEL, args), {grid}); return 0; }}"),
+        "{ sf_bind(&sf_gemm_f16, args)(); return 0; }",
     ));
     s.push_str("    return -1;\n}\n");
     // Launches started early (`HostDevice::with_early_starts`): `sf_cpu_begin` runs the first
@@ -817,13 +814,9 @@ extern "C" void* sf_cpu_begin(const char* name, unsigned gx, unsigned gy, unsign
                               unsigned by, unsigned bz, unsigned smem, void** args) {
 "#,
     );
-    for k in KERNELS {
-        s.push_str(&format!(
-            "    if (!std::strcmp(name, \"{k}\")) return new SfStarted{{sfcpu::begin(sf_bind(&{k}, args), dim3(gx, gy, gz), dim3(bx, by, bz), smem), {{}}}};\n"
-        ));
-    }
-    s.push_str(&format!(
-        "    if (!std::strcmp(name, \"{HOST_GEMM}\")) return new SfStarted{{nullptr, sf_bind(&sf_gemm_f16, args)}};\n"
+    s.push_str(&dispatch(
+        &format!("return new SfStarted{{sfcpu::begin(sf_bind(&KERNEL, args), {grid}), {{}}}};"),
+        "return new SfStarted{nullptr, sf_bind(&sf_gemm_f16, args)};",
     ));
     s.push_str(
         r#"    return nullptr;
@@ -835,6 +828,24 @@ extern "C" void sf_cpu_finish(void* handle) {
 }
 "#,
     );
+    s
+}
+
+/// C++ lines that run `kernel` (a statement, `KERNEL` standing for the kernel) for the kernel
+/// that `name` names, and `gemm` for the GEMM.
+fn dispatch(kernel: &str, gemm: &str) -> String {
+    let mut s: String = KERNELS
+        .iter()
+        .map(|k| {
+            format!(
+                "    if (!std::strcmp(name, \"{k}\")) {}\n",
+                kernel.replace("KERNEL", k)
+            )
+        })
+        .collect();
+    s.push_str(&format!(
+        "    if (!std::strcmp(name, \"{HOST_GEMM}\")) {gemm}\n"
+    ));
     s
 }
 
