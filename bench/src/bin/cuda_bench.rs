@@ -9,8 +9,9 @@
 //!   0.70). Times are CUDA events around `--iters` launches after a warm-up launch; the median
 //!   of `--rounds` rounds is reported.
 //! - `launch_floor`: the device's own cost of a launch, from 250 launches (a decode step's
-//!   count) of a kernel that does nothing, kernel by kernel and as one graph, with and without
-//!   overlapped launches: microseconds a launch, the floor under a decode step's time.
+//!   count) of a kernel that does nothing, in 1 block and in 144, kernel by kernel and as one
+//!   graph, with and without overlapped launches: microseconds a launch, the floor under a
+//!   decode step's time.
 //! - `model`: a model of the default model's exact shapes (SmolLM2-135M: 30 layers, Q4_1
 //!   layers, Q8_0 embeddings and output) with seeded random weights, made here (the real file
 //!   is not needed): greedy tokens of the CPU engine and the CUDA engine on 20 prompts (each
@@ -1047,19 +1048,13 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
 }
 
 /// The device's own cost of a kernel launch: `n` launches of a kernel that does nothing
-/// (`add_inplace` over no elements, one warp), launched kernel by kernel and replayed as one
-/// graph, each with and without overlapped launches: device microseconds a launch (the median
-/// of `rounds`). However fast the kernels, a decode step of `launches_per_step` kernels takes
-/// at least that many times this floor.
+/// (`add_inplace` over no elements) in one block of 32 threads and in 144 blocks of 128 (a
+/// decode step's products have about that many), launched kernel by kernel and replayed as
+/// one graph, each with and without overlapped launches: device microseconds a launch (the
+/// median of `rounds`). However fast the kernels, a decode step of `launches_per_step` kernels
+/// takes at least that many times this floor.
 fn launch_floor<D: Device>(dev: &D, n: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
     let n = n.max(1);
-    let empty = || {
-        dev.launch(
-            "add_inplace",
-            Launch::new((1, 1, 1), 32),
-            &[KArg::Null, KArg::Null, KArg::I64(0)],
-        )
-    };
     let per_launch_us = |f: &mut dyn FnMut() -> engine::Result<()>| -> anyhow::Result<f64> {
         f()?;
         let mut per = Vec::with_capacity(rounds.max(1));
@@ -1072,8 +1067,14 @@ fn launch_floor<D: Device>(dev: &D, n: usize, rounds: usize) -> anyhow::Result<s
         per.sort_by(f64::total_cmp);
         Ok(per[per.len() / 2])
     };
-    let was = dev.overlap();
-    let measure = |overlap: bool| -> anyhow::Result<serde_json::Value> {
+    let measure = |blocks: u32, threads: u32, overlap: bool| -> anyhow::Result<serde_json::Value> {
+        let empty = || {
+            dev.launch(
+                "add_inplace",
+                Launch::new((blocks, 1, 1), threads),
+                &[KArg::Null, KArg::Null, KArg::I64(0)],
+            )
+        };
         dev.set_overlap(overlap);
         let eager = per_launch_us(&mut || (0..n).try_for_each(|_| empty()))?;
         dev.begin_capture()?;
@@ -1082,16 +1083,21 @@ fn launch_floor<D: Device>(dev: &D, n: usize, rounds: usize) -> anyhow::Result<s
         captured?;
         let graph = graph?;
         let replayed = per_launch_us(&mut || dev.replay(&graph))?;
-        Ok(json!({ "eager_us": eager, "graph_us": replayed }))
+        Ok(json!({
+            "blocks": blocks,
+            "threads": threads,
+            "overlapped": overlap,
+            "eager_us": eager,
+            "graph_us": replayed,
+        }))
     };
-    let overlapped = measure(true);
-    let serial = measure(false);
+    let was = dev.overlap();
+    let runs: anyhow::Result<Vec<_>> = [(1, 32), (144, 128)]
+        .into_iter()
+        .flat_map(|(b, t)| [true, false].map(|o| measure(b, t, o)))
+        .collect();
     dev.set_overlap(was);
-    Ok(json!({
-        "launches": n,
-        "overlapped": overlapped?,
-        "serial": serial?,
-    }))
+    Ok(json!({ "launches": n, "runs": runs? }))
 }
 
 /// The GEMM path over the same Q4_1 matrix for 8, 64 and 512 tokens: the product alone (f16
@@ -1318,10 +1324,21 @@ mod tests {
             .with_timing();
         let v = launch_floor(&dev, 20, 3).unwrap();
         assert_eq!(v["launches"], 20);
-        for way in ["overlapped", "serial"] {
+        let runs = v["runs"].as_array().unwrap();
+        let ways: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r["blocks"].as_u64().unwrap(),
+                    r["overlapped"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(ways, [(1, true), (1, false), (144, true), (144, false)]);
+        for r in runs {
             for k in ["eager_us", "graph_us"] {
-                let us = v[way][k].as_f64().unwrap_or(0.0);
-                assert!(us > 0.0 && us.is_finite(), "{way} {k}: {v:#}");
+                let us = r[k].as_f64().unwrap_or(0.0);
+                assert!(us > 0.0 && us.is_finite(), "{k}: {v:#}");
             }
         }
         // A device that does not time launches says so.
