@@ -111,7 +111,7 @@ inline void entry() {
 // `SF_WAIT_PRIOR` on the CPU: launches run one after another, so there is nothing to wait for,
 // but a block started early stops here until the launch before it has run.
 inline void grid_wait() {
-    if (active->early && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0) wait(State::GridWait);
+    if (active->early) wait(State::GridWait);
 }
 
 inline unsigned linear_tid() {
