@@ -113,6 +113,7 @@ macro_rules! on_both {
 on_both!(
     quantize_q8_1_matches_the_cpu_engine_bit_for_bit,
     matvec_kernels_match_the_cpu_dot_products,
+    matvec_kernels_that_make_their_input_match_the_kernels_they_spare,
     embedding_and_dequantize_kernels_match_the_cpu_rows,
     norm_and_elementwise_kernels_match_the_cpu_engine,
     rope_write_kv_matches_the_cpu_engine_bit_for_bit,
@@ -326,6 +327,12 @@ fn matvec_kernels_match_the_cpu_dot_products() {
                             Arg::I32(rows as i32),
                             Arg::I32(cols as i32),
                             Arg::I32(ntok as i32),
+                            Arg::I32(cuda::MatvecInput::Quantized as i32),
+                            NULL,
+                            NULL,
+                            NULL,
+                            NULL,
+                            Arg::F32(0.0),
                         ],
                     );
                 }
@@ -369,6 +376,132 @@ fn matvec_kernels_match_the_cpu_dot_products() {
                 }
             }
             assert_close("f32", &y, &want, 1e-4);
+        }
+    }
+}
+
+/// The matrix-vector kernels that make their own input (`cuda::MatvecInput::Norm`, with and
+/// without the residual's delta, and `SiluMul`) give the bits of the kernel they spare (its
+/// quantized output read by the same shape), in every shape and chunk of tokens, rows short
+/// and longer than a warp's 32 blocks; the one that adds the residual writes the sum.
+fn matvec_kernels_that_make_their_input_match_the_kernels_they_spare() {
+    let mut rng = SmallRng::seed_from_u64(12);
+    let eps = 1e-5f32;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (rows, cols) in [(37, 576), (10, 2048 + 96)] {
+        let w4 = q4_1_matrix(&mut rng, rows, cols);
+        let mut qs = w4.qs.clone();
+        let mut dm = q4_1_scales(&w4);
+        let mut nw = randn(&mut rng, cols, 1.0);
+        for ntok in [1usize, 3, 8, 19] {
+            let n = ntok * cols;
+            let mut x = randn(&mut rng, n, 2.0);
+            let mut delta = randn(&mut rng, n, 1.0);
+            let mut gu = randn(&mut rng, 2 * n, 4.0);
+            let summed: Vec<f32> = x.iter().zip(&delta).map(|(a, b)| a + b).collect();
+            // A norm alone, a norm of the residual plus a delta, SwiGLU.
+            for (how, add) in [
+                (cuda::MatvecInput::Norm, false),
+                (cuda::MatvecInput::Norm, true),
+                (cuda::MatvecInput::SiluMul, false),
+            ] {
+                let (mut q, mut ds) = (vec![0i8; n], vec![0f32; n / 16]);
+                let mut out = vec![0f32; n];
+                match (how, add) {
+                    (cuda::MatvecInput::SiluMul, _) => launch(
+                        "silu_mul",
+                        (n.div_ceil(256) as u32, 1, 1),
+                        256,
+                        0,
+                        vec![
+                            p(&mut gu),
+                            p(&mut out),
+                            p(&mut q),
+                            p(&mut ds),
+                            Arg::I32(cols as i32),
+                            Arg::I64(n as i64),
+                        ],
+                    ),
+                    (_, false) => launch(
+                        "rms_norm",
+                        (ntok as u32, 1, 1),
+                        256,
+                        0,
+                        vec![
+                            p(&mut x),
+                            p(&mut nw),
+                            p(&mut out),
+                            p(&mut q),
+                            p(&mut ds),
+                            Arg::I32(cols as i32),
+                            Arg::F32(eps),
+                        ],
+                    ),
+                    (_, true) => launch(
+                        "add_rms_norm",
+                        (ntok as u32, 1, 1),
+                        256,
+                        0,
+                        vec![
+                            p(&mut x),
+                            p(&mut delta),
+                            NULL,
+                            p(&mut nw),
+                            p(&mut out),
+                            p(&mut q),
+                            p(&mut ds),
+                            Arg::I32(cols as i32),
+                            Arg::F32(eps),
+                        ],
+                    ),
+                }
+                for shape in cuda::MATVEC_SHAPES {
+                    let at = shape.launch(rows, ntok);
+                    let smem = shape.input_smem(cols).expect("fits");
+                    let mut want = vec![0f32; ntok * rows];
+                    let mut got = vec![0f32; ntok * rows];
+                    let mut resid = vec![0f32; n];
+                    for (y, fused) in [(&mut want, false), (&mut got, true)] {
+                        let (mode, src, dl, w, sum) = match (fused, how, add) {
+                            (false, _, _) => (cuda::MatvecInput::Quantized, NULL, NULL, NULL, NULL),
+                            (true, cuda::MatvecInput::SiluMul, _) => {
+                                (how, p(&mut gu), NULL, NULL, NULL)
+                            }
+                            (true, _, false) => (how, p(&mut x), NULL, p(&mut nw), NULL),
+                            (true, _, true) => {
+                                (how, p(&mut x), p(&mut delta), p(&mut nw), p(&mut resid))
+                            }
+                        };
+                        launch(
+                            shape.q4_1,
+                            at.grid,
+                            at.block,
+                            if fused { smem } else { 0 },
+                            vec![
+                                p(&mut qs),
+                                p(&mut dm),
+                                p(&mut q),
+                                p(&mut ds),
+                                p(y.as_mut_slice()),
+                                Arg::I32(rows as i32),
+                                Arg::I32(cols as i32),
+                                Arg::I32(ntok as i32),
+                                Arg::I32(mode as i32),
+                                src,
+                                dl,
+                                w,
+                                sum,
+                                Arg::F32(eps),
+                            ],
+                        );
+                    }
+                    let name = format!("{rows}x{cols} ntok {ntok} {shape:?} {how:?} add {add}");
+                    assert_eq!(bits(&got), bits(&want), "{name}: the product");
+                    if add {
+                        assert_eq!(bits(&resid), bits(&summed), "{name}: the residual's sum");
+                    }
+                }
+            }
         }
     }
 }
@@ -568,6 +701,8 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
     assert_quantized_as_written("rms_norm", &mut out, &q, &ds);
 
     let summed: Vec<f32> = x.iter().zip(&delta).map(|(a, b)| a + b).collect();
+    let x_before = x.clone();
+    let mut sum = vec![0f32; rows * h];
     launch(
         "add_rms_norm",
         (rows as u32, 1, 1),
@@ -576,6 +711,7 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
         vec![
             p(&mut x),
             p(&mut delta),
+            p(&mut sum),
             p(&mut w),
             p(&mut out),
             p(&mut q),
@@ -584,13 +720,63 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
             Arg::F32(eps),
         ],
     );
-    assert_eq!(x, summed, "the residual is added in place");
+    assert_eq!(sum, summed, "the residual's sum");
+    assert_eq!(x, x_before, "the residual read is left as it was");
     assert_quantized_as_written("add_rms_norm", &mut out, &q, &ds);
     let want: Vec<f32> = summed
         .chunks(h)
         .flat_map(|r| rms_norm_ref(r, &w, eps))
         .collect();
     assert_close("add_rms_norm", &out, &want, 1e-5);
+    // Without a place for the sum (the last layer's), the same output.
+    let kept = out.clone();
+    launch(
+        "add_rms_norm",
+        (rows as u32, 1, 1),
+        256,
+        0,
+        vec![
+            p(&mut x),
+            p(&mut delta),
+            NULL,
+            p(&mut w),
+            p(&mut out),
+            p(&mut q),
+            p(&mut ds),
+            Arg::I32(h as i32),
+            Arg::F32(eps),
+        ],
+    );
+    assert_eq!(out, kept, "128 and 256 threads, with and without the sum");
+    x = summed.clone();
+    // A norm's sum follows one order whatever the block's width (what lets a matrix-vector
+    // block of 128 threads normalise its own input with `rms_norm`'s bits): over many rows,
+    // where another order would change some of them.
+    let many = 64;
+    let mut xs = randn(&mut rng, many * h, 3.0);
+    let widths: Vec<Vec<u32>> = [128u32, 256]
+        .iter()
+        .map(|&threads| {
+            let mut o = vec![0f32; many * h];
+            launch(
+                "rms_norm",
+                (many as u32, 1, 1),
+                threads,
+                0,
+                vec![
+                    p(&mut xs),
+                    p(&mut w),
+                    p(&mut o),
+                    NULL,
+                    NULL,
+                    Arg::I32(h as i32),
+                    Arg::F32(eps),
+                ],
+            );
+            o.iter().map(|v| v.to_bits()).collect()
+        })
+        .collect();
+    assert!(widths[0] == widths[1], "rms_norm in 128 and 256 threads");
 
     let n = (rows * h) as i64;
     launch(

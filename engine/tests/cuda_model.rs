@@ -523,6 +523,72 @@ fn on_a_gpu_every_matvec_shape_gives_the_same_logits() {
     });
 }
 
+/// The products that make their norm's or SwiGLU's input themselves (the default) give the
+/// bits of a norm or SwiGLU kernel launched before each (`set_fused_inputs(false)`): in a
+/// prefill of two sequences (chunks of eight tokens, the last partial), in decode steps as
+/// graphs and kernel by kernel, and with launches started early; and a decode step launches
+/// three kernels a layer fewer (the two norms and SwiGLU).
+#[test]
+fn on_the_cpu_products_that_make_their_own_input_give_the_same_logits_in_fewer_launches() {
+    let model = small_model();
+    let bs = 16;
+    let vocab = model.config.vocab_size as u32;
+    let a: Vec<u32> = (0..19).map(|i| (i * 5 + 2) % vocab).collect();
+    let b: Vec<u32> = (0..7).map(|i| (i * 13 + 9) % vocab).collect();
+    let run = |dev: HostDevice, fused: bool, graphs: bool| {
+        let mut m = DeviceModel::new(dev, &model, bs, 8).unwrap();
+        m.set_gemm(None, GemmWeights::Dequantize).unwrap();
+        m.set_fused_inputs(fused);
+        m.set_graphs(graphs);
+        let mut steps = vec![StepBatch {
+            seqs: vec![
+                SequenceStep::contiguous(a.clone(), 0, vec![0, 1], bs, true),
+                SequenceStep::contiguous(b.clone(), 0, vec![2], bs, true),
+            ],
+        }];
+        for i in 0..3 {
+            steps.push(StepBatch {
+                seqs: vec![
+                    SequenceStep::contiguous(
+                        vec![11 + i],
+                        a.len() + i as usize,
+                        vec![0, 1],
+                        bs,
+                        true,
+                    ),
+                    SequenceStep::contiguous(vec![40 + i], b.len() + i as usize, vec![2], bs, true),
+                ],
+            });
+        }
+        let mut bits = Vec::new();
+        let mut launches = 0;
+        for batch in &steps {
+            let before = m.device().launches_run();
+            for row in m.step(batch).unwrap() {
+                bits.push(row.iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+            }
+            launches = m.device().launches_run() - before;
+        }
+        (bits, launches)
+    };
+    let (want, separate) = run(host(), false, false);
+    let layers = model.config.num_layers;
+    for graphs in [false, true] {
+        let (got, launches) = run(host(), true, graphs);
+        assert!(
+            got == want,
+            "fused inputs (graphs {graphs}) change the logits"
+        );
+        assert_eq!(
+            launches + 3 * layers,
+            separate,
+            "a decode step's launches (graphs {graphs})"
+        );
+    }
+    let (got, _) = run(host().with_early_starts(), true, true);
+    assert!(got == want, "fused inputs started early change the logits");
+}
+
 #[test]
 fn on_the_cpu_the_cuda_forward_pass_matches_the_cpu_engine() {
     forward_matches_the_cpu_engine(host(), Products::MatVec);

@@ -854,6 +854,23 @@ fn run_model_on<D: Device>(
             ));
         }
     }
+    // Decode with the products making their norm's and SwiGLU's input themselves (the default:
+    // three launches a layer fewer) and with those made by their own kernels first, at batch 1
+    // (as graphs, and kernel by kernel with each launch timed: the launches a step) and at 8.
+    let mut by_fused_inputs = Vec::new();
+    for fused in [true, false] {
+        gpu.set_fused_inputs(fused);
+        let eight = b2.min(engine::cuda::model::MATVEC_TIMED_TOKENS);
+        for at in [
+            (b1, Launches::Graphs),
+            (b1, Launches::Profiled),
+            (eight, Launches::Graphs),
+        ] {
+            let tag = ("fused_inputs", json!(fused));
+            by_fused_inputs.push(greedy_decode(&mut gpu, vocab, runs, at, tag, &mut errors));
+        }
+    }
+    gpu.set_fused_inputs(true);
     let (graph_captures, graph_replays) = (gpu.graph_captures, gpu.graph_replays);
     // The device memory back, for serving's start.
     drop(gpu);
@@ -878,6 +895,7 @@ fn run_model_on<D: Device>(
         "decode_and_prefill_by_products": by_products,
         "matvec_choices": choices,
         "decode_by_matvec_shapes": by_matvec_shapes,
+        "decode_by_fused_inputs": by_fused_inputs,
         "serving_start": serving,
         "errors": errors,
         "graph_captures": graph_captures,
@@ -1300,6 +1318,12 @@ mod tests {
         assert_eq!(by_shapes.len(), 4, "{v:#}");
         assert_eq!(by_shapes[3]["matvec_shapes"], "two rows a warp");
         assert_eq!(by_shapes[3]["batch"], 3);
+        // Fused inputs on and off: batch 1 as graphs and profiled, batch 3 as graphs.
+        let by_fused = v["decode_by_fused_inputs"].as_array().unwrap();
+        assert_eq!(by_fused.len(), 6, "{v:#}");
+        assert_eq!(by_fused[5]["fused_inputs"], false);
+        assert_eq!(by_fused[5]["batch"], 3);
+        assert!(by_fused[5]["tokens_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(v["errors"], json!([]), "{v:#}");
         // Batches 3 and 5 run as graphs of 4 and 8; 1 with graphs, and the warm-up steps.
         assert!(v["graph_captures"].as_u64().unwrap() >= 3, "{v:#}");

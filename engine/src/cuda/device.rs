@@ -726,6 +726,8 @@ pub struct HostDevice {
     early: bool,
     /// The launch started early and not finished yet.
     started: Mutex<Option<Started>>,
+    /// Launches run, replayed ones included ([`HostDevice::launches_run`]).
+    runs: AtomicUsize,
 }
 
 /// One launch's argument, as its value.
@@ -939,6 +941,7 @@ impl HostDevice {
                 finish,
                 early: false,
                 started: Mutex::new(None),
+                runs: AtomicUsize::new(0),
             })
         }
     }
@@ -973,6 +976,11 @@ impl HostDevice {
     pub fn with_early_starts(mut self) -> Self {
         self.early = true;
         self
+    }
+
+    /// How many launches (kernels and GEMMs) have run, those of replayed graphs included.
+    pub fn launches_run(&self) -> usize {
+        self.runs.load(Ordering::Relaxed)
     }
 
     /// Finishes the launch started early, if any: before the host reads or writes memory,
@@ -1050,6 +1058,7 @@ impl Drop for HostDevice {
 
 impl HostDevice {
     fn run(&self, l: &HostLaunch) -> Result<()> {
+        self.runs.fetch_add(1, Ordering::Relaxed);
         if self.early {
             return self.run_early(l);
         }

@@ -22,8 +22,8 @@ pub mod model;
 /// Every kernel file, in the order they are concatenated after the prelude.
 pub const KERNEL_FILES: [(&str, &str); 6] = [
     ("quant.cu", include_str!("kernels/quant.cu")),
-    ("linear.cu", include_str!("kernels/linear.cu")),
     ("norm.cu", include_str!("kernels/norm.cu")),
+    ("linear.cu", include_str!("kernels/linear.cu")),
     ("rope.cu", include_str!("kernels/rope.cu")),
     ("attention.cu", include_str!("kernels/attention.cu")),
     ("sample.cu", include_str!("kernels/sample.cu")),
@@ -96,6 +96,27 @@ pub struct Matvec {
 /// Warps in a block of a matrix-vector kernel (128 threads).
 const MATVEC_WARPS: usize = 4;
 
+/// The threads whose order a norm's sum follows (`norm.cu`'s `SF_NORM_THREADS`): a
+/// matrix-vector block that normalises its own input must divide it.
+pub(crate) const NORM_THREADS: usize = 256;
+const _: () = assert!(NORM_THREADS.is_multiple_of(32 * MATVEC_WARPS));
+
+/// The most dynamic shared memory a block may have without opting in (48 KiB): a product
+/// whose input needs more has it made by its own launch first.
+pub const MATVEC_INPUT_SMEM_MAX: usize = 48 << 10;
+
+/// Where a matrix-vector kernel's activations come from (`linear.cu`'s `in`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum MatvecInput {
+    /// Quantized already (`xq`, `xds`) by the kernel that wrote them.
+    Quantized = 0,
+    /// `rms_norm(src + delta) * w`, made by each block.
+    Norm = 1,
+    /// `silu(gate) * up` of rows `[gate | up]`, made by each block.
+    SiluMul = 2,
+}
+
 impl Matvec {
     /// The launch over `rows` rows and `ntok` tokens.
     pub fn launch(&self, rows: usize, ntok: usize) -> device::Launch {
@@ -107,6 +128,16 @@ impl Matvec {
             ),
             (32 * MATVEC_WARPS) as u32,
         )
+    }
+
+    /// The dynamic shared memory a block needs to make its own input of `cols` columns
+    /// ([`MatvecInput::Norm`], [`MatvecInput::SiluMul`]): 32 floats of scratch, the
+    /// chunk's (d, s) pairs, padded to 16 bytes, then its quantized values. `None` past
+    /// [`MATVEC_INPUT_SMEM_MAX`].
+    pub fn input_smem(&self, cols: usize) -> Option<u32> {
+        let pairs = (2 * self.tokens * (cols / 32)).next_multiple_of(4);
+        let bytes = 4 * (32 + pairs) + self.tokens * cols;
+        (bytes <= MATVEC_INPUT_SMEM_MAX).then_some(bytes as u32)
     }
 
     /// Its kernel for Q4_1 weights where `q4_1`, else for Q8_0 weights.
@@ -166,11 +197,14 @@ fn matvec_kernels() -> String {
             let params = format!(
                 "const {w}* __restrict__ qs, const {scales}* __restrict__ sc, \
                  const i8* __restrict__ xq, const float* __restrict__ xds, \
-                 float* __restrict__ y, int rows, int cols, int ntok"
+                 float* __restrict__ y, int rows, int cols, int ntok, int in, \
+                 const float* __restrict__ src, const float* __restrict__ delta, \
+                 const float* __restrict__ nw, float* __restrict__ resid, float eps"
             );
             s.push_str(&format!(
                 "SF_KERNEL void {name}({params}) {{\n    \
-                 sf_matvec<{r}, {t}>(qs, sc, xq, xds, y, rows, cols, ntok);\n}}\n"
+                 sf_matvec<{r}, {t}>(qs, sc, xq, xds, y, rows, cols, ntok, in, src, delta, nw, \
+                 resid, eps);\n}}\n"
             ));
         }
     }

@@ -5,7 +5,7 @@
 //! want them come back to the host.
 
 use super::device::{bytes_of, bytes_of_mut, Device, Gemm, KArg, Launch};
-use super::{Matvec, ATTENTION_PARTITION, MATVEC_F32, TOP_LOGPROBS};
+use super::{Matvec, MatvecInput, ATTENTION_PARTITION, MATVEC_F32, TOP_LOGPROBS};
 use crate::batch::StepBatch;
 use crate::error::{EngineError, Result};
 use crate::kernels::Linear;
@@ -173,6 +173,36 @@ struct DevLayer<B> {
     down: DevLinear<B>,
 }
 
+/// A norm's input: rows of `h` floats, `x` plus `delta` where given, scaled by `w`; the sum
+/// written to `sum` where given (never `x` itself).
+struct NormIn<'a, B> {
+    x: &'a B,
+    delta: Option<&'a B>,
+    sum: Option<&'a B>,
+    w: &'a B,
+    h: usize,
+    eps: f32,
+}
+
+impl<B> Clone for NormIn<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for NormIn<'_, B> {}
+
+/// What a product ([`DeviceModel::linear`]) reads.
+enum Input<'a, B> {
+    /// Floats in `x`; `quantized`: the kernel that wrote them also left them as the product
+    /// reads them ([`DeviceModel::quantize_into`]).
+    Ready { x: &'a B, quantized: bool },
+    /// A norm's output.
+    Norm(NormIn<'a, B>),
+    /// SwiGLU's output of rows `[gate | up]` in this buffer (each as wide as the product).
+    SiluMul(&'a B),
+}
+
 /// Buffers a step reuses, grown to the largest step seen. Captured graphs hold their
 /// addresses, so growing them drops the graphs (they are captured again on next use).
 struct Scratch<B> {
@@ -182,10 +212,14 @@ struct Scratch<B> {
     token_parts: usize,
     /// Rows of logits.
     rows: usize,
+    /// The residual stream, in two buffers (`launch_step`).
     x: B,
+    x2: B,
     normed: B,
     qkv: B,
     attn: B,
+    /// What a sublayer adds to the residual: the output and down projections' outputs.
+    delta: B,
     mlp: B,
     act: B,
     xq: B,
@@ -465,6 +499,12 @@ pub fn time_matvecs<D: Device>(
                 KArg::I32(op.rows as i32),
                 KArg::I32(op.cols as i32),
                 KArg::I32(ntok as i32),
+                KArg::I32(MatvecInput::Quantized as i32),
+                KArg::Null,
+                KArg::Null,
+                KArg::Null,
+                KArg::Null,
+                KArg::F32(0.0),
             ],
         )
     };
@@ -542,6 +582,9 @@ pub struct DeviceModel<D: Device> {
     sampling: Option<SamplingBufs<D::Buf>>,
     graphs: Graphs<D>,
     use_graphs: bool,
+    /// Whether products make their norm's or SwiGLU's input themselves
+    /// ([`DeviceModel::set_fused_inputs`]).
+    fuse_inputs: bool,
     /// Positions per attention partition.
     partition: usize,
     /// The largest decode batch run as a graph.
@@ -762,6 +805,7 @@ impl<D: Device> DeviceModel<D> {
                 graphs: Vec::new(),
             },
             use_graphs: true,
+            fuse_inputs: true,
             partition: ATTENTION_PARTITION,
             graph_limit: *GRAPH_BATCH_SIZES.last().expect("not empty"),
             reserved_context: 0,
@@ -1049,6 +1093,15 @@ impl<D: Device> DeviceModel<D> {
         }
     }
 
+    /// Whether the matrix-vector products that read a norm's or SwiGLU's output make it
+    /// themselves, each block from the floats it comes from (on by default): three launches a
+    /// layer fewer (both norms and SwiGLU), the same bits. Off, a norm or SwiGLU kernel makes it first (the GEMM path
+    /// and inputs too wide for a block's shared memory always do).
+    pub fn set_fused_inputs(&mut self, on: bool) {
+        self.fuse_inputs = on;
+        self.graphs.graphs.clear();
+    }
+
     /// Decode batches of at most `limit` sequences run as graphs (default: all of
     /// [`GRAPH_BATCH_SIZES`]); the graphs' buffers are sized for the largest such batch.
     pub fn set_graph_batch_limit(&mut self, limit: usize) {
@@ -1174,10 +1227,12 @@ impl<D: Device> DeviceModel<D> {
             token_parts: tp,
             rows: r,
             x: f4(t * c.hidden_size)?,
+            x2: f4(t * c.hidden_size)?,
+            delta: f4(t * c.hidden_size)?,
             normed: f4(t * c.hidden_size)?,
             qkv: f4(t * (c.q_dim() + 2 * c.kv_dim()))?,
             attn: f4(t * c.q_dim())?,
-            mlp: f4(t * 2 * c.intermediate_size.max(c.hidden_size))?,
+            mlp: f4(t * 2 * c.intermediate_size)?,
             act: f4(t * c.intermediate_size)?,
             xq: self.dev.alloc(t * widest)?,
             xds: f4(t * widest / 16)?,
@@ -1190,22 +1245,82 @@ impl<D: Device> DeviceModel<D> {
         Ok(())
     }
 
-    /// `y = x · Wᵀ` for `t` tokens: 8-bit activations and integer dot products for quantized
-    /// weights, plain floats for f32 ones; or, where `gemm`, f16 weights and activations
-    /// through [`Device::gemm`]. `quantized`: the kernel that wrote `x` also left it as this
-    /// product reads it, quantized or as f16 (see [`Self::quantize_into`]).
+    /// `y = x · Wᵀ` for `t` tokens, `x` as `input` says: 8-bit activations and integer dot
+    /// products for quantized weights, plain floats for f32 ones; or, where `gemm`, f16
+    /// weights and activations through [`Device::gemm`]. A norm's or SwiGLU's output is made
+    /// by the matrix-vector kernel's blocks themselves where `fuse` and its shared memory
+    /// allows ([`super::Matvec::input_smem`]), else by its own launch first.
     #[allow(clippy::too_many_arguments)]
     fn linear(
         dev: &D,
         s: &Scratch<D::Buf>,
         w: &DevLinear<D::Buf>,
-        x: &D::Buf,
+        input: Input<'_, D::Buf>,
         y: &D::Buf,
         t: usize,
-        quantized: bool,
         gemm: bool,
+        fuse: bool,
     ) -> Result<()> {
         let (rows, cols) = (w.rows, w.cols);
+        let shape = w.mv[(t > 1) as usize];
+        let fused = match input {
+            _ if gemm || !w.quantized() || !fuse => None,
+            Input::Ready { .. } => None,
+            Input::Norm(n) => shape.input_smem(cols).map(|smem| {
+                (
+                    smem,
+                    MatvecInput::Norm,
+                    [
+                        KArg::Buf(n.x),
+                        n.delta.map_or(KArg::Null, KArg::Buf),
+                        KArg::Buf(n.w),
+                        n.sum.map_or(KArg::Null, KArg::Buf),
+                        KArg::F32(n.eps),
+                    ],
+                )
+            }),
+            Input::SiluMul(gu) => shape.input_smem(cols).map(|smem| {
+                (
+                    smem,
+                    MatvecInput::SiluMul,
+                    [
+                        KArg::Buf(gu),
+                        KArg::Null,
+                        KArg::Null,
+                        KArg::Null,
+                        KArg::F32(0.0),
+                    ],
+                )
+            }),
+        };
+        // Where the product's floats are, and whether they are quantized (or f16) already.
+        let (x, quantized) = match (input, fused.is_some()) {
+            (Input::Ready { x, quantized }, _) => (x, quantized),
+            // Made by the product's own blocks: nothing to launch first, `x` is not read.
+            (_, true) => (&s.normed, true),
+            (Input::Norm(n), false) => {
+                let [q, ds] = Self::quantize_into(s, Some(w), gemm);
+                Self::norm(dev, n, &s.normed, [q, ds], t)?;
+                (&s.normed, Self::prepared_by_producer(Some(w), gemm))
+            }
+            (Input::SiluMul(gu), false) => {
+                let n_act = t * cols;
+                let [q, ds] = Self::quantize_into(s, Some(w), gemm);
+                dev.launch(
+                    "silu_mul",
+                    Launch::new(grid1(n_act, 256), 256),
+                    &[
+                        KArg::Buf(gu),
+                        KArg::Buf(&s.act),
+                        q,
+                        ds,
+                        KArg::I32(cols as i32),
+                        KArg::I64(n_act as i64),
+                    ],
+                )?;
+                (&s.act, Self::prepared_by_producer(Some(w), gemm))
+            }
+        };
         if gemm {
             if !quantized {
                 let n = t * cols;
@@ -1229,7 +1344,6 @@ impl<D: Device> DeviceModel<D> {
                 KArg::Buf(y),
             );
         }
-        let shape = w.mv[(t > 1) as usize];
         let (kernel, qs, scales) = match &w.w {
             DevWeights::Q4_1 { qs, scales } => (shape.q4_1, qs, scales),
             DevWeights::Q8_0 { qs, scales } => (shape.q8_0, qs, scales),
@@ -1261,20 +1375,82 @@ impl<D: Device> DeviceModel<D> {
                 ],
             )?;
         }
+        let (smem, how, from) = fused.unwrap_or((
+            0,
+            MatvecInput::Quantized,
+            [
+                KArg::Null,
+                KArg::Null,
+                KArg::Null,
+                KArg::Null,
+                KArg::F32(0.0),
+            ],
+        ));
+        let mut args = vec![
+            KArg::Buf(qs),
+            KArg::Buf(scales),
+            KArg::Buf(&s.xq),
+            KArg::Buf(&s.xds),
+            KArg::Buf(y),
+            KArg::I32(rows as i32),
+            KArg::I32(cols as i32),
+            KArg::I32(t as i32),
+            KArg::I32(how as i32),
+        ];
+        args.extend(from);
         dev.launch(
             kernel,
-            shape.launch(rows, t),
-            &[
-                KArg::Buf(qs),
-                KArg::Buf(scales),
-                KArg::Buf(&s.xq),
-                KArg::Buf(&s.xds),
-                KArg::Buf(y),
-                KArg::I32(rows as i32),
-                KArg::I32(cols as i32),
-                KArg::I32(t as i32),
-            ],
+            Launch {
+                smem,
+                ..shape.launch(rows, t)
+            },
+            &args,
         )
+    }
+
+    /// `out = rms_norm(x + delta) * w` over `t` rows (`rms_norm` or `add_rms_norm`), the sum
+    /// written where `n.sum` says, `emit` what the kernel leaves for the next product
+    /// ([`Self::quantize_into`]).
+    fn norm(
+        dev: &D,
+        n: NormIn<'_, D::Buf>,
+        out: &D::Buf,
+        emit: [KArg<'_, D::Buf>; 2],
+        t: usize,
+    ) -> Result<()> {
+        let [q, ds] = emit;
+        let threads = super::NORM_THREADS as u32;
+        let h = KArg::I32(n.h as i32);
+        match n.delta {
+            None => dev.launch(
+                "rms_norm",
+                Launch::new((t as u32, 1, 1), threads),
+                &[
+                    KArg::Buf(n.x),
+                    KArg::Buf(n.w),
+                    KArg::Buf(out),
+                    q,
+                    ds,
+                    h,
+                    KArg::F32(n.eps),
+                ],
+            ),
+            Some(delta) => dev.launch(
+                "add_rms_norm",
+                Launch::new((t as u32, 1, 1), threads),
+                &[
+                    KArg::Buf(n.x),
+                    KArg::Buf(delta),
+                    n.sum.map_or(KArg::Null, KArg::Buf),
+                    KArg::Buf(n.w),
+                    KArg::Buf(out),
+                    q,
+                    ds,
+                    h,
+                    KArg::F32(n.eps),
+                ],
+            ),
+        }
     }
 
     /// The arguments that make a kernel leave what it writes in the form a product with `w`
@@ -1419,26 +1595,29 @@ impl<D: Device> DeviceModel<D> {
             1
         };
         // Each norm, SiLU-multiply and attention output is quantized (or, on the GEMM path,
-        // converted to f16) by the kernel that writes it, for the product that reads it.
+        // converted to f16) for the product that reads it: by that product's own blocks where
+        // they can ([`Self::linear`]), else by the kernel that writes it. The residual lives
+        // in two buffers: each add reads one and writes the other (`cur` is the current one),
+        // since a product whose blocks add it cannot write where its other blocks read.
+        let fuse = self.fuse_inputs;
+        let (mut cur, mut other) = (&s.x, &s.x2);
+        // What the last sublayer added that is not in `cur` yet (`s.delta`; none before the
+        // first layer).
+        let mut pending = false;
+        let norm_in = |x, pending: bool, sum, w| NormIn {
+            x,
+            delta: pending.then_some(&s.delta),
+            sum: pending.then_some(sum),
+            w,
+            h,
+            eps,
+        };
         for (li, layer) in self.layers.iter().enumerate() {
-            if li == 0 {
-                let [q, ds] = Self::quantize_into(s, Some(&layer.qkv), gemm);
-                dev.launch(
-                    "rms_norm",
-                    rows(t),
-                    &[
-                        KArg::Buf(&s.x),
-                        KArg::Buf(&layer.attn_norm),
-                        KArg::Buf(&s.normed),
-                        q,
-                        ds,
-                        KArg::I32(h as i32),
-                        KArg::F32(eps),
-                    ],
-                )?;
+            let input = Input::Norm(norm_in(cur, pending, other, &layer.attn_norm));
+            Self::linear(dev, s, &layer.qkv, input, &s.qkv, t, gemm, fuse)?;
+            if pending {
+                std::mem::swap(&mut cur, &mut other);
             }
-            let pre = Self::prepared_by_producer(Some(&layer.qkv), gemm);
-            Self::linear(dev, s, &layer.qkv, &s.normed, &s.qkv, t, pre, gemm)?;
             let (kc, vc) = &self.kv[li];
             // Decode steps leave the bias, rotation and cache write to the attention kernel.
             let rope = if decode {
@@ -1530,84 +1709,56 @@ impl<D: Device> DeviceModel<D> {
                     ],
                 )?;
             }
-            let pre = Self::prepared_by_producer(Some(&layer.o), gemm);
-            Self::linear(dev, s, &layer.o, &s.attn, &s.mlp, t, pre, gemm)?;
-            let [q, ds] = Self::quantize_into(s, Some(&layer.gate_up), gemm);
-            dev.launch(
-                "add_rms_norm",
-                rows(t),
-                &[
-                    KArg::Buf(&s.x),
-                    KArg::Buf(&s.mlp),
-                    KArg::Buf(&layer.ffn_norm),
-                    KArg::Buf(&s.normed),
-                    q,
-                    ds,
-                    KArg::I32(h as i32),
-                    KArg::F32(eps),
-                ],
-            )?;
-            let pre = Self::prepared_by_producer(Some(&layer.gate_up), gemm);
-            Self::linear(dev, s, &layer.gate_up, &s.normed, &s.mlp, t, pre, gemm)?;
-            let n_act = t * c.intermediate_size;
-            let [q, ds] = Self::quantize_into(s, Some(&layer.down), gemm);
-            dev.launch(
-                "silu_mul",
-                Launch::new(grid1(n_act, 256), 256),
-                &[
-                    KArg::Buf(&s.mlp),
-                    KArg::Buf(&s.act),
-                    q,
-                    ds,
-                    KArg::I32(c.intermediate_size as i32),
-                    KArg::I64(n_act as i64),
-                ],
-            )?;
-            let pre = Self::prepared_by_producer(Some(&layer.down), gemm);
-            Self::linear(dev, s, &layer.down, &s.act, &s.mlp, t, pre, gemm)?;
-            // The residual, fused with the next layer's attention norm (quantized for its
-            // q/k/v product) or the output norm (whose rows are gathered first).
-            let next = self.layers.get(li + 1);
-            let next_norm = next.map_or(&self.norm, |n| &n.attn_norm);
-            let [q, ds] = Self::quantize_into(s, next.map(|n| &n.qkv), gemm);
-            dev.launch(
-                "add_rms_norm",
-                rows(t),
-                &[
-                    KArg::Buf(&s.x),
-                    KArg::Buf(&s.mlp),
-                    KArg::Buf(next_norm),
-                    KArg::Buf(&s.normed),
-                    q,
-                    ds,
-                    KArg::I32(h as i32),
-                    KArg::F32(eps),
-                ],
-            )?;
+            let quantized = Self::prepared_by_producer(Some(&layer.o), gemm);
+            let input = Input::Ready {
+                x: &s.attn,
+                quantized,
+            };
+            Self::linear(dev, s, &layer.o, input, &s.delta, t, gemm, fuse)?;
+            let input = Input::Norm(norm_in(cur, true, other, &layer.ffn_norm));
+            Self::linear(dev, s, &layer.gate_up, input, &s.mlp, t, gemm, fuse)?;
+            std::mem::swap(&mut cur, &mut other);
+            let input = Input::SiluMul(&s.mlp);
+            Self::linear(dev, s, &layer.down, input, &s.delta, t, gemm, fuse)?;
+            pending = true;
         }
-        if n == 0 {
-            return Ok(());
-        }
-        dev.launch(
-            "gather_rows",
-            rows(n),
-            &[
-                KArg::Buf(&s.normed),
-                KArg::At(io, l.rows()),
-                KArg::Buf(&s.last),
-                KArg::I32(h as i32),
-            ],
-        )?;
-        Self::linear(
-            dev,
-            s,
-            &self.output,
-            &s.last,
-            &s.logits,
-            n,
-            false,
-            self.gemm_for(n),
-        )?;
+        // The last residual add (its sum is not kept), with the output norm. In a decode step
+        // every token's row is wanted, in order: the norm leaves it as the output product reads
+        // it. Otherwise the rows wanted are gathered first.
+        let last = NormIn {
+            sum: None,
+            ..norm_in(cur, pending, other, &self.norm)
+        };
+        let gemm = self.gemm_for(n);
+        let input = if decode {
+            debug_assert_eq!(n, t, "a decode step wants every token's logits");
+            let emit = Self::quantize_into(s, Some(&self.output), gemm);
+            Self::norm(dev, last, &s.normed, emit, t)?;
+            Input::Ready {
+                x: &s.normed,
+                quantized: Self::prepared_by_producer(Some(&self.output), gemm),
+            }
+        } else {
+            Self::norm(dev, last, &s.normed, [KArg::Null, KArg::Null], t)?;
+            if n == 0 {
+                return Ok(());
+            }
+            dev.launch(
+                "gather_rows",
+                rows(n),
+                &[
+                    KArg::Buf(&s.normed),
+                    KArg::At(io, l.rows()),
+                    KArg::Buf(&s.last),
+                    KArg::I32(h as i32),
+                ],
+            )?;
+            Input::Ready {
+                x: &s.last,
+                quantized: false,
+            }
+        };
+        Self::linear(dev, s, &self.output, input, &s.logits, n, gemm, fuse)?;
         dev.launch(
             "argmax_logprob",
             Launch::new((n as u32, 1, 1), 1024),

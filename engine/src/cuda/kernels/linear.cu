@@ -17,21 +17,6 @@
 // sum, and each block's term is written with explicit `fmaf`s, so no shape's code contracts
 // its multiplies and adds differently; what shares the warp changes none of it.
 
-// The warp's first row, how many of its `R` rows exist (returns when none does: whole warps
-// only), and this block's chunk of tokens (`ntok` becomes the chunk's size).
-#define SF_MV_SETUP(R, T)                                                                    \
-    const int row0 = (blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP) * (R);    \
-    if (row0 >= rows) return;                                                                \
-    const int nr = rows - row0 < (R) ? rows - row0 : (R);                                    \
-    const int nb = cols / 32;                                                                \
-    {                                                                                        \
-        const int t0 = blockIdx.y * (T);                                                     \
-        xq += (i64)t0 * cols;                                                                \
-        xds += 2 * (i64)t0 * nb;                                                             \
-        y += (i64)t0 * rows;                                                                 \
-        ntok = ntok - t0 < (T) ? ntok - t0 : (T);                                            \
-    }
-
 // Two blocks a lane in flight, unless the warp's rows and tokens already keep a lane's
 // registers full (8 rows and 8 tokens: two blocks would spill).
 #define SF_MV_UNROLL(R, T) ((R) * (T) >= 64 ? 1 : 2)
@@ -122,8 +107,8 @@ SF_DEVICE void sf_mv_weights(W (&w)[R], const Q* __restrict__ qs, const S* __res
 
 // Adds weight block `b`'s terms to the warp's rows' sums, for every token of the chunk.
 template <int R, int T, class W>
-SF_DEVICE void sf_mv_block(float (&acc)[R][T], const W (&w)[R], int b, const i8* __restrict__ xq,
-                           const float* __restrict__ xds, int cols, int nb, int ntok) {
+SF_DEVICE void sf_mv_block(float (&acc)[R][T], const W (&w)[R], int b, const i8* xq,
+                           const float* xds, int cols, int nb, int ntok) {
 #pragma unroll
     for (int t = 0; t < T; t++) {
         if (t < ntok) {
@@ -136,24 +121,82 @@ SF_DEVICE void sf_mv_block(float (&acc)[R][T], const W (&w)[R], int b, const i8*
     }
 }
 
+// Where a matrix-vector kernel's activations come from (its `in`):
+// - `SF_MV_QUANTIZED`: `xq`, `xds`, quantized by the kernel that wrote them;
+// - `SF_MV_NORM`: each block makes them itself from floats, `rms_norm(src + delta) * nw` as
+//   `add_rms_norm` does (`delta` may be null: `rms_norm`), block 0 of each token chunk also
+//   writing the sum `src + delta` to `resid` (where given);
+// - `SF_MV_SILU`: each block makes them itself from rows `[gate (cols) | up (cols)]` of
+//   `src`, `silu(gate) * up` as `silu_mul` does.
+// The last two spare the launch of the kernel that would make them, and its round trip through
+// memory: every block quantizes the chunk's whole input into its dynamic shared memory
+// (`cuda::Matvec::input_smem`: 32 floats of scratch, then the (d, s) pairs, then the quantized
+// values at a 16-byte boundary), the same bits that kernel would have written.
+#define SF_MV_QUANTIZED 0
+#define SF_MV_NORM 1
+#define SF_MV_SILU 2
+
+// The activations of `ntok` tokens from row `t0` on, made as `in` says into shared memory
+// (`xq`, `xds` then point there, the chunk's first token first), by the whole block.
+template <int T>
+SF_DEVICE void sf_mv_input(int in, const float* __restrict__ src, const float* __restrict__ delta,
+                           const float* __restrict__ nw, float* __restrict__ resid, float eps,
+                           int cols, int t0, int ntok, const i8*& xq, const float*& xds) {
+    const int nb = cols / 32;
+    float* smem = SF_DYN_SMEM(float);
+    float* ds = smem + 32;
+    i8* q = (i8*)(ds + ((2 * T * nb + 3) & ~3));
+    for (int t = 0; t < ntok; t++) {
+        const i64 row = (i64)(t0 + t) * cols;
+        if (in == SF_MV_NORM) {
+            float* sum = resid && blockIdx.x == 0 ? resid + row : nullptr;
+            sf_norm_row(src + row, delta ? delta + row : nullptr, sum, nw, cols, eps, smem, nullptr,
+                        q, ds, (i64)t * cols);
+        } else {
+            const float* gu = src + 2 * row;
+            for (int c = threadIdx.x; c < cols; c += blockDim.x)
+                sf_emit(sf_silu_mul(gu[c], gu[cols + c]), q, ds, (i64)t * cols + c);
+        }
+    }
+    __syncthreads();
+    xq = q;
+    xds = ds;
+}
+
 // Grid: `cuda::Matvec::launch` (ceil(rows / (R * warps a block)) by ceil(ntok / T) blocks);
-// `x` is `ntok × cols` quantized activations with their `ds` pairs (`ntok × cols/32`); `qs`
-// and `sc` the weights' quants and scales, of either kind.
+// `x` is `ntok × cols` quantized activations with their `ds` pairs (`ntok × cols/32`), or
+// what they are made from (`sf_mv_input`); `qs` and `sc` the weights' quants and scales, of
+// either kind.
 //
 // No kernel writes the weights, so each lane loads its first block of the warp's rows before
 // it waits for the kernel before (`SF_WAIT_PRIOR`): launched overlapped, those loads are in
 // flight while that kernel finishes, and only the activations it wrote are read after. A row
 // of up to 32 blocks (1024 columns) is then loaded whole before the wait.
 template <int R, int T, class Q, class S>
-SF_DEVICE void sf_matvec(const Q* __restrict__ qs, const S* __restrict__ sc,
-                         const i8* __restrict__ xq, const float* __restrict__ xds,
-                         float* __restrict__ y, int rows, int cols, int ntok) {
-    SF_MV_SETUP(R, T);
+SF_DEVICE void sf_matvec(const Q* __restrict__ qs, const S* __restrict__ sc, const i8* xq,
+                         const float* xds, float* __restrict__ y, int rows, int cols, int ntok,
+                         int in, const float* __restrict__ src, const float* __restrict__ delta,
+                         const float* __restrict__ nw, float* __restrict__ resid, float eps) {
     typedef decltype(sf_mv_load(qs, sc, 0)) W;
     const int lane = threadIdx.x % SF_WARP;
+    // The warp's first row and how many of its `R` rows exist; the block's chunk of tokens.
+    const int row0 = (blockIdx.x * (blockDim.x / SF_WARP) + threadIdx.x / SF_WARP) * (R);
+    const int nr = rows - row0 < (R) ? rows - row0 : (R);
+    const int nb = cols / 32;
+    const int t0 = blockIdx.y * (T);
+    ntok = ntok - t0 < (T) ? ntok - t0 : (T);
+    y += (i64)t0 * rows;
     W first[R] = {};
-    if (lane < nb) sf_mv_weights(first, qs, sc, row0, nr, nb, lane);
+    if (row0 < rows && lane < nb) sf_mv_weights(first, qs, sc, row0, nr, nb, lane);
     SF_WAIT_PRIOR();
+    if (in == SF_MV_QUANTIZED) {
+        xq += (i64)t0 * cols;
+        xds += 2 * (i64)t0 * nb;
+    } else {
+        // Every warp helps, then those past the last row leave.
+        sf_mv_input<T>(in, src, delta, nw, resid, eps, cols, t0, ntok, xq, xds);
+    }
+    if (row0 >= rows) return;  // whole warps only
     float acc[R][T];
 #pragma unroll
     for (int r = 0; r < R; r++)
