@@ -703,51 +703,40 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
     let summed: Vec<f32> = x.iter().zip(&delta).map(|(a, b)| a + b).collect();
     let x_before = x.clone();
     let mut sum = vec![0f32; rows * h];
-    launch(
-        "add_rms_norm",
-        (rows as u32, 1, 1),
-        128,
-        0,
-        vec![
-            p(&mut x),
-            p(&mut delta),
-            p(&mut sum),
-            p(&mut w),
-            p(&mut out),
-            p(&mut q),
-            p(&mut ds),
-            Arg::I32(h as i32),
-            Arg::F32(eps),
-        ],
-    );
-    assert_eq!(sum, summed, "the residual's sum");
-    assert_eq!(x, x_before, "the residual read is left as it was");
-    assert_quantized_as_written("add_rms_norm", &mut out, &q, &ds);
     let want: Vec<f32> = summed
         .chunks(h)
         .flat_map(|r| rms_norm_ref(r, &w, eps))
         .collect();
-    assert_close("add_rms_norm", &out, &want, 1e-5);
-    // Without a place for the sum (the last layer's), the same output.
-    let kept = out.clone();
-    launch(
-        "add_rms_norm",
-        (rows as u32, 1, 1),
-        256,
-        0,
-        vec![
-            p(&mut x),
-            p(&mut delta),
-            NULL,
-            p(&mut w),
-            p(&mut out),
-            p(&mut q),
-            p(&mut ds),
-            Arg::I32(h as i32),
-            Arg::F32(eps),
-        ],
+    // In 128 threads writing the sum, and in 256 without a place for it (the last layer's).
+    let mut outs = Vec::new();
+    for (threads, keep_sum) in [(128u32, true), (256, false)] {
+        launch(
+            "add_rms_norm",
+            (rows as u32, 1, 1),
+            threads,
+            0,
+            vec![
+                p(&mut x),
+                p(&mut delta),
+                if keep_sum { p(&mut sum) } else { NULL },
+                p(&mut w),
+                p(&mut out),
+                p(&mut q),
+                p(&mut ds),
+                Arg::I32(h as i32),
+                Arg::F32(eps),
+            ],
+        );
+        assert_eq!(x, x_before, "the residual read is left as it was");
+        assert_quantized_as_written("add_rms_norm", &mut out, &q, &ds);
+        assert_close("add_rms_norm", &out, &want, 1e-5);
+        outs.push(out.clone());
+    }
+    assert_eq!(sum, summed, "the residual's sum");
+    assert_eq!(
+        outs[0], outs[1],
+        "128 and 256 threads, with and without the sum"
     );
-    assert_eq!(out, kept, "128 and 256 threads, with and without the sum");
     x = summed.clone();
     // A norm's sum follows one order whatever the block's width (what lets a matrix-vector
     // block of 128 threads normalise its own input with `rms_norm`'s bits): over many rows,
