@@ -446,8 +446,9 @@ fn on_a_gpu_decode_graphs_through_the_gemm_path_match_launches_kernel_by_kernel(
 /// the same bits (prefill, one-token decode as a graph, and a mixed step), which is what makes
 /// choosing by speed safe. (`cuda_kernels` checks each product's bits; here a difference of an
 /// ulp in one product would mostly vanish when the next kernel quantizes its output to 8 bits,
-/// so this checks that every shape is launched where it should be and computes the same.) `timed`: the device of the model timed at load; `make`: those of
-/// the models launching each shape.
+/// so this checks that every shape is launched where it should be and computes the same.)
+/// `timed`: the device of the model timed at load; `make`: those of the models launching each
+/// shape.
 fn every_matvec_shape_gives_the_same_logits<D: Device>(timed: D, make: impl Fn() -> D) {
     let model = small_model();
     let bs = 16;
@@ -469,6 +470,17 @@ fn every_matvec_shape_gives_the_same_logits<D: Device>(timed: D, make: impl Fn()
         );
     }
     assert!(choices.iter().any(|c| c.weights == "q8_0" && c.rows == 320));
+    // Each timed reading its input as it does in a step: q/k/v and gate/up making their norm,
+    // down its SwiGLU, the attention output and the output product reading it quantized.
+    let input = |rows: usize, cols: usize| {
+        let c = choices.iter().find(|c| (c.rows, c.cols) == (rows, cols));
+        c.map(|c| c.input)
+    };
+    assert_eq!(input(128 + 2 * 64, 128), Some(cuda::MatvecInput::Norm));
+    assert_eq!(input(2 * 256, 128), Some(cuda::MatvecInput::Norm));
+    assert_eq!(input(128, 256), Some(cuda::MatvecInput::SiluMul));
+    assert_eq!(input(128, 128), Some(cuda::MatvecInput::Quantized));
+    assert_eq!(input(320, 128), Some(cuda::MatvecInput::Quantized));
     drop(timed);
 
     let vocab = model.config.vocab_size as u32;

@@ -919,6 +919,7 @@ fn matvec_choices_json(choices: &[MatvecChoice]) -> serde_json::Value {
                 "rows": c.rows,
                 "cols": c.cols,
                 "tokens": c.tokens,
+                "input": format!("{:?}", c.input),
                 "chosen": c.chosen.kernel(q4_1),
                 "ms": c.timed.iter().map(|(m, ms)| (m.kernel(q4_1).to_string(), json!(ms))).collect::<serde_json::Map<_, _>>(),
             })
@@ -1008,6 +1009,7 @@ fn run(a: &Args) -> anyhow::Result<serde_json::Value> {
                 y: &y,
                 rows,
                 cols,
+                made_from: None,
             };
             // Every shape the engine chooses from, as it times them at load (more launches).
             let timed = time_matvecs(&dev, &op, ntok, a.rounds, a.iters)?
@@ -1379,6 +1381,7 @@ mod tests {
             rows: 49152,
             cols: 576,
             tokens: 1,
+            input: engine::cuda::MatvecInput::Quantized,
             timed: vec![(a, 0.02), (b, 0.01)],
             chosen: b,
         };
@@ -1389,6 +1392,7 @@ mod tests {
                 "rows": 49152,
                 "cols": 576,
                 "tokens": 1,
+                "input": "Quantized",
                 "chosen": "matvec_q8_0_r2t1",
                 "ms": {"matvec_q8_0_r1t1": 0.02, "matvec_q8_0_r2t1": 0.01},
             }])

@@ -52,10 +52,18 @@ struct DevLinear<B> {
     /// The matrix-vector kernel shapes launched for one token and for more (quantized weights;
     /// [`DeviceModel::matvec_choices`]).
     mv: [Matvec; 2],
+    /// What its product reads on the matrix-vector path with fused inputs (the default): a
+    /// norm's or SwiGLU's output it makes itself, or activations quantized already.
+    input: MatvecInput,
 }
 
 impl<B> DevLinear<B> {
-    fn upload<D: Device<Buf = B>>(dev: &D, name: &str, l: &Linear) -> Result<Self> {
+    fn upload<D: Device<Buf = B>>(
+        dev: &D,
+        name: &str,
+        l: &Linear,
+        input: MatvecInput,
+    ) -> Result<Self> {
         use half::f16;
         let (w, rows, cols) = match l {
             Linear::Q4_1(m) => (
@@ -100,6 +108,7 @@ impl<B> DevLinear<B> {
             cols,
             half: None,
             mv: [super::matvec_default(1), super::matvec_default(2)],
+            input,
         })
     }
 
@@ -454,6 +463,9 @@ pub struct MatvecChoice {
     pub cols: usize,
     /// The step size timed: 1, or [`MATVEC_TIMED_TOKENS`] for the shapes of several tokens.
     pub tokens: usize,
+    /// What the products read, as they were timed: a norm's or SwiGLU's output each block
+    /// makes itself, or activations quantized already.
+    pub input: MatvecInput,
     /// Each candidate with its device milliseconds a launch.
     pub timed: Vec<(Matvec, f64)>,
     /// The fastest (the first of equals).
@@ -474,6 +486,12 @@ pub struct MatvecOperands<'a, B> {
     pub y: &'a B,
     pub rows: usize,
     pub cols: usize,
+    /// Where the products make their input themselves ([`MatvecInput::Norm`], of a residual
+    /// and a delta, or [`MatvecInput::SiluMul`]): the floats they make it from (`tokens × 2 ×
+    /// cols` f32, also read as the delta and the norm's weights) and where a norm writes the
+    /// residual's sum (`tokens × cols` f32). `None`: they read `xq`, `xds`. A shape whose input
+    /// does not fit its shared memory reads `xq`, `xds` too, as it would in a step.
+    pub made_from: Option<(MatvecInput, &'a B, &'a B)>,
 }
 
 /// Device milliseconds a launch of each shape [`super::matvec_candidates`] offers for `ntok`
@@ -487,25 +505,47 @@ pub fn time_matvecs<D: Device>(
     launches: usize,
 ) -> Result<Option<Vec<(Matvec, f64)>>> {
     let launch = |m: &Matvec| {
+        let made = op
+            .made_from
+            .and_then(|(how, src, sum)| Some((how, src, sum, m.input_smem(op.cols)?)));
+        let (how, from, smem) = match made {
+            Some((MatvecInput::Norm, src, sum, smem)) => (
+                MatvecInput::Norm,
+                [
+                    KArg::Buf(src),
+                    KArg::Buf(src),
+                    KArg::Buf(src),
+                    KArg::Buf(sum),
+                ],
+                smem,
+            ),
+            Some((how, src, _, smem)) => (
+                how,
+                [KArg::Buf(src), KArg::Null, KArg::Null, KArg::Null],
+                smem,
+            ),
+            None => (MatvecInput::Quantized, [KArg::Null; 4], 0),
+        };
+        let mut args = vec![
+            KArg::Buf(op.qs),
+            KArg::Buf(op.scales),
+            KArg::Buf(op.xq),
+            KArg::Buf(op.xds),
+            KArg::Buf(op.y),
+            KArg::I32(op.rows as i32),
+            KArg::I32(op.cols as i32),
+            KArg::I32(ntok as i32),
+            KArg::I32(how as i32),
+        ];
+        args.extend(from);
+        args.push(KArg::F32(1e-5));
         dev.launch(
             m.kernel(op.q4_1),
-            m.launch(op.rows, ntok),
-            &[
-                KArg::Buf(op.qs),
-                KArg::Buf(op.scales),
-                KArg::Buf(op.xq),
-                KArg::Buf(op.xds),
-                KArg::Buf(op.y),
-                KArg::I32(op.rows as i32),
-                KArg::I32(op.cols as i32),
-                KArg::I32(ntok as i32),
-                KArg::I32(MatvecInput::Quantized as i32),
-                KArg::Null,
-                KArg::Null,
-                KArg::Null,
-                KArg::Null,
-                KArg::F32(0.0),
-            ],
+            Launch {
+                smem,
+                ..m.launch(op.rows, ntok)
+            },
+            &args,
         )
     };
     if dev.time_launches(&mut || Ok(()))?.is_none() {
@@ -770,19 +810,24 @@ impl<D: Device> DeviceModel<D> {
             let name = |n: &str| format!("blk.{i}.{n}");
             layers.push(DevLayer {
                 attn_norm: dev.upload(bytes_of(&l.attn_norm))?,
-                qkv: DevLinear::upload(&dev, &name("qkv"), &l.qkv)?,
+                qkv: DevLinear::upload(&dev, &name("qkv"), &l.qkv, MatvecInput::Norm)?,
                 qkv_bias: match &l.qkv_bias {
                     Some(b) => Some(dev.upload(bytes_of(b))?),
                     None => None,
                 },
-                o: DevLinear::upload(&dev, &name("attn_output"), &l.o)?,
+                o: DevLinear::upload(&dev, &name("attn_output"), &l.o, MatvecInput::Quantized)?,
                 ffn_norm: dev.upload(bytes_of(&l.ffn_norm))?,
-                gate_up: DevLinear::upload(&dev, &name("ffn_gate_up"), &l.gate_up)?,
-                down: DevLinear::upload(&dev, &name("ffn_down"), &l.down)?,
+                gate_up: DevLinear::upload(
+                    &dev,
+                    &name("ffn_gate_up"),
+                    &l.gate_up,
+                    MatvecInput::Norm,
+                )?,
+                down: DevLinear::upload(&dev, &name("ffn_down"), &l.down, MatvecInput::SiluMul)?,
             });
         }
-        let embed = DevLinear::upload(&dev, "token_embd", &model.embed)?;
-        let output = DevLinear::upload(&dev, "output", &model.output)?;
+        let embed = DevLinear::upload(&dev, "token_embd", &model.embed, MatvecInput::Quantized)?;
+        let output = DevLinear::upload(&dev, "output", &model.output, MatvecInput::Quantized)?;
         let norm = dev.upload(bytes_of(&model.norm))?;
         let cos = dev.upload(bytes_of(model.rope.cos_table()))?;
         let sin = dev.upload(bytes_of(model.rope.sin_table()))?;
@@ -823,15 +868,17 @@ impl<D: Device> DeviceModel<D> {
 
     /// The model, launching for each of its quantized matrices the matrix-vector shape that
     /// timing found fastest on this device, for one token and for more
-    /// ([`MATVEC_TIMED_TOKENS`] timed). Every shape gives the same bits, so only the speed
+    /// ([`MATVEC_TIMED_TOKENS`] timed), each reading its input as it does with fused inputs
+    /// (a norm or SwiGLU each block makes itself costs more in shapes of fewer rows a block). Every shape gives the same bits, so only the speed
     /// depends on it. A device that does not time launches keeps the defaults
     /// ([`super::matvec_default`]).
     fn with_timed_matvecs(mut self) -> Result<Self> {
-        let mut shapes: Vec<(bool, usize, usize)> = Vec::new();
+        type Key = (bool, usize, usize, MatvecInput);
+        let mut shapes: Vec<Key> = Vec::new();
         for w in self.linears() {
             if let Some(q4_1) = w.q4_1() {
-                if !shapes.contains(&(q4_1, w.rows, w.cols)) {
-                    shapes.push((q4_1, w.rows, w.cols));
+                if !shapes.contains(&(q4_1, w.rows, w.cols, w.input)) {
+                    shapes.push((q4_1, w.rows, w.cols, w.input));
                 }
             }
         }
@@ -843,13 +890,16 @@ impl<D: Device> DeviceModel<D> {
         let started = std::time::Instant::now();
         let (dev, xq) = (&self.dev, self.dev.alloc(n * cols)?);
         let (xds, y) = (dev.alloc(n * cols / 32 * 8)?, dev.alloc(n * rows * 4)?);
+        // What the products that make their input themselves make it from (zeros: the time
+        // does not depend on the values), and where a norm writes the residual's sum.
+        let (floats, sum) = (dev.alloc(4 * n * 2 * cols)?, dev.alloc(4 * n * cols)?);
         let mut choices = Vec::new();
         // Per shape: the kernel shapes for one token and for more.
-        let mut picks: Vec<((bool, usize, usize), [Matvec; 2])> = Vec::new();
-        for &(q4_1, rows, cols) in &shapes {
+        let mut picks: Vec<(Key, [Matvec; 2])> = Vec::new();
+        for &(q4_1, rows, cols, input) in &shapes {
             let w = self
                 .linears()
-                .find(|w| (w.q4_1(), w.rows, w.cols) == (Some(q4_1), rows, cols))
+                .find(|w| (w.q4_1(), w.rows, w.cols, w.input) == (Some(q4_1), rows, cols, input))
                 .expect("listed above");
             let (DevWeights::Q4_1 { qs, scales } | DevWeights::Q8_0 { qs, scales }) = &w.w else {
                 unreachable!("quantized");
@@ -863,6 +913,7 @@ impl<D: Device> DeviceModel<D> {
                 y: &y,
                 rows,
                 cols,
+                made_from: (input != MatvecInput::Quantized).then_some((input, &floats, &sum)),
             };
             let mut pick = [super::matvec_default(1), super::matvec_default(n)];
             for (slot, tokens) in [1, n].into_iter().enumerate() {
@@ -876,20 +927,21 @@ impl<D: Device> DeviceModel<D> {
                     rows,
                     cols,
                     tokens,
+                    input,
                     timed,
                     chosen,
                 });
             }
-            picks.push(((q4_1, rows, cols), pick));
+            picks.push(((q4_1, rows, cols, input), pick));
         }
-        drop((xq, xds, y));
+        drop((xq, xds, y, floats, sum));
         tracing::info!(
             "matrix-vector kernels timed at load in {:.0} ms; launching {}",
             started.elapsed().as_secs_f64() * 1e3,
             picks
                 .iter()
-                .map(|&((q4_1, rows, cols), [one, more])| format!(
-                    "{rows}x{cols}: {} (1 token), {} (more)",
+                .map(|&((q4_1, rows, cols, input), [one, more])| format!(
+                    "{rows}x{cols} ({input:?} input): {} (1 token), {} (more)",
                     one.kernel(q4_1),
                     more.kernel(q4_1)
                 ))
@@ -898,7 +950,7 @@ impl<D: Device> DeviceModel<D> {
         );
         let Self { layers, output, .. } = &mut self;
         for w in linears_mut(layers, output) {
-            let key = w.q4_1().map(|q4_1| (q4_1, w.rows, w.cols));
+            let key = w.q4_1().map(|q4_1| (q4_1, w.rows, w.cols, w.input));
             if let Some((_, pick)) = picks.iter().find(|p| Some(p.0) == key) {
                 w.mv = *pick;
             }
