@@ -422,38 +422,22 @@ fn matvec_kernels_that_make_their_input_match_the_kernels_they_spare() {
                             Arg::I64(n as i64),
                         ],
                     ),
-                    (_, false) => launch(
-                        "rms_norm",
-                        (ntok as u32, 1, 1),
-                        256,
-                        0,
-                        vec![
-                            p(&mut x),
+                    (_, add) => {
+                        let mut args = vec![p(&mut x)];
+                        if add {
+                            args.extend([p(&mut delta), NULL]);
+                        }
+                        args.extend([
                             p(&mut nw),
                             p(&mut out),
                             p(&mut q),
                             p(&mut ds),
                             Arg::I32(cols as i32),
                             Arg::F32(eps),
-                        ],
-                    ),
-                    (_, true) => launch(
-                        "add_rms_norm",
-                        (ntok as u32, 1, 1),
-                        256,
-                        0,
-                        vec![
-                            p(&mut x),
-                            p(&mut delta),
-                            NULL,
-                            p(&mut nw),
-                            p(&mut out),
-                            p(&mut q),
-                            p(&mut ds),
-                            Arg::I32(cols as i32),
-                            Arg::F32(eps),
-                        ],
-                    ),
+                        ]);
+                        let kernel = if add { "add_rms_norm" } else { "rms_norm" };
+                        launch(kernel, (ntok as u32, 1, 1), 256, 0, args)
+                    }
                 }
                 for shape in cuda::MATVEC_SHAPES {
                     let at = shape.launch(rows, ntok);
