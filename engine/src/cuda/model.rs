@@ -2021,7 +2021,7 @@ impl<D: Device> DeviceModel<D> {
         };
         self.last_capture = captured;
         tracing::info!(
-            "captured {} decode graphs (batches of up to {} sequences, up to {} attention              partitions) in {:.2} s{}",
+            "captured {} decode graphs (batches of up to {} sequences, up to {} attention partitions) in {:.2} s{}",
             captured.graphs,
             captured.largest_batch,
             captured.most_parts,
