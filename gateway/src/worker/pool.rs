@@ -20,7 +20,9 @@
 //! clears it) and the request is retried on another worker, up to three workers in all. A
 //! worker that refuses because it is full is skipped without cooling down; one that refuses
 //! because it is shutting down (draining, or its model out of service after its GPU failed)
-//! is set aside until its `/ready` answers again (probed every other second), 30 s at most.
+//! is set aside until its `/ready` answers again (probed every other second), 30 s at most;
+//! one that answers that it does not serve the model (`model_not_found`: it serves others) is
+//! set aside until its `/v1/models` lists the model, and the request moves on.
 //! When every worker is cooling down, the one whose cool-down ends first is tried anyway: a
 //! pool never refuses outright because of old failures.
 
@@ -101,6 +103,9 @@ struct Worker {
 struct Health {
     failures: u32,
     cool_until: Option<Instant>,
+    /// Set aside because it answered that it does not serve this model (named as the request
+    /// named it): its `/v1/models` must list it to readmit it, not just its `/ready`.
+    lacks_model: Option<String>,
 }
 
 impl Worker {
@@ -351,6 +356,19 @@ impl WorkerPool {
         tracing::info!(worker = %w.url, "worker is shutting down; set aside until it is ready");
     }
 
+    /// A worker that answers that it does not serve the pool's model (`model_not_found`) is
+    /// misconfigured, or serving other models: it takes nothing new until its `/v1/models`
+    /// lists the model, or the longest cool-down ends. Its `/ready` says nothing about that
+    /// model.
+    fn set_aside_lacking(&self, w: &Worker, model: String) {
+        self.affinity.forget(w.id);
+        tracing::warn!(worker = %w.url, model = %model,
+            "worker does not serve the model; set aside until its /v1/models lists it");
+        let mut h = w.health.lock().unwrap();
+        h.cool_until = Some(Instant::now() + MAX_COOL_DOWN);
+        h.lacks_model = Some(model);
+    }
+
     fn succeeded(&self, w: &Worker) {
         let mut h = w.health.lock().unwrap();
         if h.failures > 0 {
@@ -440,6 +458,10 @@ impl WorkerPool {
             }
             let status = resp.status();
             match self.refusal(resp).await {
+                Some(BackendError::ModelNotFound(missing)) => {
+                    last = format!("{}: does not serve '{missing}'", worker.url);
+                    self.set_aside_lacking(&worker, missing);
+                }
                 Some(error) if !retry_elsewhere(&error) => {
                     self.succeeded(&worker);
                     return Err(error);
@@ -517,24 +539,42 @@ impl WorkerPool {
     }
 
     /// Each worker's queue and KV use from its `/metrics`; a cooling worker whose `/ready`
-    /// answers is back in the pool.
+    /// answers (or, set aside for lacking the model, whose `/v1/models` lists it) is back in
+    /// the pool.
     async fn refresh_load(&self) {
         let now = Instant::now();
         for w in self.snapshot() {
             let timeout = self.timeouts.connect;
             if w.cooling(now).is_some() {
+                let lacks = w.health.lock().unwrap().lacks_model.clone();
+                let path = if lacks.is_some() {
+                    "/v1/models"
+                } else {
+                    "/ready"
+                };
                 let Ok(req) = self.request(
                     hyper::Method::GET,
-                    format!("{}/ready", w.url),
+                    format!("{}{path}", w.url),
                     &[],
                     Bytes::new(),
                 ) else {
                     continue;
                 };
-                if let Ok(resp) = self.send(req, timeout).await {
-                    if resp.status() == StatusCode::OK {
-                        self.succeeded(&w);
+                let Ok(resp) = self.send(req, timeout).await else {
+                    continue;
+                };
+                if resp.status() != StatusCode::OK {
+                    continue;
+                }
+                let back = match lacks {
+                    None => true,
+                    Some(model) => {
+                        let body = read_all(resp.into_body(), MAX_ERROR_BODY, timeout).await;
+                        body.is_ok_and(|b| lists_model(&b, &model))
                     }
+                };
+                if back {
+                    self.succeeded(&w);
                 }
                 continue;
             }
@@ -614,6 +654,19 @@ pub fn series_sum(text: &str, series: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v >= 0.0)
         .sum()
+}
+
+/// Whether an OpenAI model list (`{"data": [{"id": ...}]}`) names `model`.
+fn lists_model(body: &[u8], model: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Card {
+        id: String,
+    }
+    #[derive(Deserialize)]
+    struct List {
+        data: Vec<Card>,
+    }
+    serde_json::from_slice::<List>(body).is_ok_and(|l| l.data.iter().any(|c| c.id == model))
 }
 
 /// Whether a refusal is the worker's state rather than the request's: another worker may take
@@ -822,6 +875,120 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         while p.snapshot()[0].cooling(Instant::now()).is_some() {
             assert!(Instant::now() < deadline, "its /ready did not readmit it");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for _ in 0..4 {
+            call().await.expect("both answer");
+        }
+        assert_eq!(hits[0].load(Ordering::SeqCst), 3, "back in turn");
+    }
+
+    /// A worker on a local port that is ready but serves model "other" until `serves_m` is
+    /// set: it refuses completions for "m" with `model_not_found`, and its `/v1/models` lists
+    /// what it serves.
+    async fn worker_serving_another_model(
+        serves_m: Arc<AtomicBool>,
+        hits: Arc<AtomicUsize>,
+    ) -> String {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let server = HttpServer::new(move || {
+            let (listed, answer) = (serves_m.clone(), serves_m.clone());
+            let hits = hits.clone();
+            App::new()
+                .route(
+                    "/ready",
+                    web::get().to(|| async { HttpResponse::Ok().body("ready") }),
+                )
+                .route(
+                    "/v1/models",
+                    web::get().to(move || {
+                        let id = if listed.load(Ordering::SeqCst) {
+                            "m"
+                        } else {
+                            "other"
+                        };
+                        async move {
+                            HttpResponse::Ok().json(serde_json::json!({
+                                "object": "list",
+                                "data": [{"id": id, "object": "model"}],
+                            }))
+                        }
+                    }),
+                )
+                .route(
+                    "/v1/completions",
+                    web::post().to(move || {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        let serves = answer.load(Ordering::SeqCst);
+                        async move {
+                            if serves {
+                                HttpResponse::Ok().body("{}")
+                            } else {
+                                HttpResponse::NotFound().json(ErrorAnswer {
+                                    error: BackendError::ModelNotFound("m".into()),
+                                })
+                            }
+                        }
+                    }),
+                )
+        })
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let addr = server.addrs()[0];
+        actix_web::rt::spawn(server.run());
+        format!("http://{addr}")
+    }
+
+    /// A worker that answers that it does not serve the model is set aside and the request
+    /// goes to the other worker (not back to the client as "no such model"); its `/ready`
+    /// (200) does not readmit it, its `/v1/models` listing the model does.
+    #[actix_web::test]
+    async fn a_worker_without_the_model_is_set_aside_until_it_lists_it() {
+        let serves_m = Arc::new(AtomicBool::new(false));
+        let hits = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+        let urls = vec![
+            worker_serving_another_model(serves_m.clone(), hits[0].clone()).await,
+            fake_worker(Arc::new(AtomicBool::new(false)), hits[1].clone()).await,
+        ];
+        let p = Arc::new(
+            WorkerPool::new(
+                Members::Listed(urls),
+                None,
+                Timeouts::default(),
+                Routing::RoundRobin,
+            )
+            .unwrap(),
+        );
+        let call = || p.call("m", "/v1/completions", &[], Bytes::from("{}"), &[]);
+        for _ in 0..4 {
+            let (claim, resp) = call().await.expect("the other worker answers");
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(claim.url(), p.snapshot()[1].url);
+        }
+        assert_eq!(
+            hits[0].load(Ordering::SeqCst),
+            1,
+            "refused once, then set aside"
+        );
+        // Three of the watcher's probes later, its /ready (200) has not readmitted it.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert!(
+            p.snapshot()[0].cooling(Instant::now()).is_some(),
+            "readmitted by /ready"
+        );
+        for _ in 0..2 {
+            call().await.expect("the other worker answers");
+        }
+        assert_eq!(hits[0].load(Ordering::SeqCst), 1);
+        // Serving the model now: its /v1/models readmits it.
+        serves_m.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.snapshot()[0].cooling(Instant::now()).is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "its /v1/models did not readmit it"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for _ in 0..4 {
