@@ -839,31 +839,52 @@ mod tests {
         format!("http://{addr}")
     }
 
+    /// A round-robin pool over `urls`.
+    fn round_robin(urls: Vec<String>) -> Arc<WorkerPool> {
+        let members = Members::Listed(urls);
+        let p = WorkerPool::new(members, None, Timeouts::default(), Routing::RoundRobin);
+        Arc::new(p.unwrap())
+    }
+
+    /// `n` completions, each answered by the pool's second worker.
+    async fn answered_by_the_second(p: &Arc<WorkerPool>, n: usize) {
+        for _ in 0..n {
+            let (claim, resp) = p
+                .call("m", "/v1/completions", &[], Bytes::from("{}"), &[])
+                .await
+                .expect("the other worker answers");
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(claim.url(), p.snapshot()[1].url);
+        }
+    }
+
+    /// Waits (10 s at most) until the watcher readmits the pool's first worker, then sends
+    /// four completions (two go to it).
+    async fn readmitted(p: &Arc<WorkerPool>, by: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.snapshot()[0].cooling(Instant::now()).is_some() {
+            assert!(Instant::now() < deadline, "its {by} did not readmit it");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for _ in 0..4 {
+            let body = Bytes::from("{}");
+            p.call("m", "/v1/completions", &[], body, &[])
+                .await
+                .expect("both answer");
+        }
+    }
+
     /// A worker that refuses because it is shutting down is offered no more requests (each
     /// goes to the other at once) until its `/ready` answers again.
     #[actix_web::test]
     async fn a_worker_shutting_down_is_set_aside_until_it_is_ready() {
         let refusing = Arc::new(AtomicBool::new(true));
         let hits = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
-        let urls = vec![
+        let p = round_robin(vec![
             fake_worker(refusing.clone(), hits[0].clone()).await,
             fake_worker(Arc::new(AtomicBool::new(false)), hits[1].clone()).await,
-        ];
-        let p = Arc::new(
-            WorkerPool::new(
-                Members::Listed(urls),
-                None,
-                Timeouts::default(),
-                Routing::RoundRobin,
-            )
-            .unwrap(),
-        );
-        let call = || p.call("m", "/v1/completions", &[], Bytes::from("{}"), &[]);
-        for _ in 0..6 {
-            let (claim, resp) = call().await.expect("the other worker answers");
-            assert_eq!(resp.status(), StatusCode::OK);
-            assert_eq!(claim.url(), p.snapshot()[1].url);
-        }
+        ]);
+        answered_by_the_second(&p, 6).await;
         assert_eq!(
             hits[0].load(Ordering::SeqCst),
             1,
@@ -872,14 +893,7 @@ mod tests {
         assert_eq!(hits[1].load(Ordering::SeqCst), 6);
         // Ready again (restarted): the watcher's probe readmits it.
         refusing.store(false, Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while p.snapshot()[0].cooling(Instant::now()).is_some() {
-            assert!(Instant::now() < deadline, "its /ready did not readmit it");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for _ in 0..4 {
-            call().await.expect("both answer");
-        }
+        readmitted(&p, "/ready").await;
         assert_eq!(hits[0].load(Ordering::SeqCst), 3, "back in turn");
     }
 
@@ -947,25 +961,11 @@ mod tests {
     async fn a_worker_without_the_model_is_set_aside_until_it_lists_it() {
         let serves_m = Arc::new(AtomicBool::new(false));
         let hits = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
-        let urls = vec![
+        let p = round_robin(vec![
             worker_serving_another_model(serves_m.clone(), hits[0].clone()).await,
             fake_worker(Arc::new(AtomicBool::new(false)), hits[1].clone()).await,
-        ];
-        let p = Arc::new(
-            WorkerPool::new(
-                Members::Listed(urls),
-                None,
-                Timeouts::default(),
-                Routing::RoundRobin,
-            )
-            .unwrap(),
-        );
-        let call = || p.call("m", "/v1/completions", &[], Bytes::from("{}"), &[]);
-        for _ in 0..4 {
-            let (claim, resp) = call().await.expect("the other worker answers");
-            assert_eq!(resp.status(), StatusCode::OK);
-            assert_eq!(claim.url(), p.snapshot()[1].url);
-        }
+        ]);
+        answered_by_the_second(&p, 4).await;
         assert_eq!(
             hits[0].load(Ordering::SeqCst),
             1,
@@ -977,23 +977,11 @@ mod tests {
             p.snapshot()[0].cooling(Instant::now()).is_some(),
             "readmitted by /ready"
         );
-        for _ in 0..2 {
-            call().await.expect("the other worker answers");
-        }
+        answered_by_the_second(&p, 2).await;
         assert_eq!(hits[0].load(Ordering::SeqCst), 1);
         // Serving the model now: its /v1/models readmits it.
         serves_m.store(true, Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while p.snapshot()[0].cooling(Instant::now()).is_some() {
-            assert!(
-                Instant::now() < deadline,
-                "its /v1/models did not readmit it"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for _ in 0..4 {
-            call().await.expect("both answer");
-        }
+        readmitted(&p, "/v1/models").await;
         assert_eq!(hits[0].load(Ordering::SeqCst), 3, "back in turn");
     }
 
