@@ -497,6 +497,13 @@ mod tests {
             format!("#define SF_TOP_LOGPROBS {TOP_LOGPROBS}\n"),
             format!("#define SF_ATT_MAX_THREADS {ATTENTION_MAX_THREADS}\n"),
             format!("#define SF_SAMPLE_META {}\n", model::SAMPLE_META_INTS),
+            format!("#define SF_NORM_THREADS {NORM_THREADS}\n"),
+            format!(
+                "#define SF_MV_QUANTIZED {}\n",
+                MatvecInput::Quantized as i32
+            ),
+            format!("#define SF_MV_NORM {}\n", MatvecInput::Norm as i32),
+            format!("#define SF_MV_SILU {}\n", MatvecInput::SiluMul as i32),
         ] {
             assert!(src.contains(&define), "the kernels lack {define:?}");
         }
