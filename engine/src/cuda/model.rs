@@ -486,12 +486,78 @@ pub struct MatvecOperands<'a, B> {
     pub y: &'a B,
     pub rows: usize,
     pub cols: usize,
-    /// Where the products make their input themselves ([`MatvecInput::Norm`], of a residual
-    /// and a delta, or [`MatvecInput::SiluMul`]): the floats they make it from (`tokens × 2 ×
-    /// cols` f32, also read as the delta and the norm's weights) and where a norm writes the
-    /// residual's sum (`tokens × cols` f32). `None`: they read `xq`, `xds`. A shape whose input
-    /// does not fit its shared memory reads `xq`, `xds` too, as it would in a step.
-    pub made_from: Option<(MatvecInput, &'a B, &'a B)>,
+    /// Where the products make their input themselves; `None`: they read `xq`, `xds`. A shape
+    /// whose input does not fit its shared memory ([`Matvec::input_smem`]) reads `xq`, `xds`
+    /// too, as it does in a step.
+    pub made_from: Option<MatvecMadeFrom<'a, B>>,
+}
+
+/// What the blocks of a matrix-vector kernel make their input from (`linear.cu`'s `in`,
+/// `src`, `delta`, `nw`, `resid`, `eps`): [`MatvecInput::Norm`] of `src` (plus `delta`) scaled
+/// by `nw`, the sum written to `resid`; or [`MatvecInput::SiluMul`] of `src`'s rows.
+pub struct MatvecMadeFrom<'a, B> {
+    pub how: MatvecInput,
+    pub src: &'a B,
+    pub delta: Option<&'a B>,
+    pub nw: Option<&'a B>,
+    pub resid: Option<&'a B>,
+    pub eps: f32,
+}
+
+impl<B> Clone for MatvecMadeFrom<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for MatvecMadeFrom<'_, B> {}
+
+/// Launches `shape`'s kernel for `op` over `ntok` tokens, its input made by its blocks where
+/// `op.made_from` says and its shared memory allows, else read from `op.xq`, `op.xds`.
+pub fn launch_matvec<'a, D: Device>(
+    dev: &D,
+    op: &MatvecOperands<'a, D::Buf>,
+    shape: &Matvec,
+    ntok: usize,
+) -> Result<()> {
+    let made = op
+        .made_from
+        .and_then(|m| Some((m, shape.input_smem(op.cols)?)));
+    let opt = |b: Option<&'a D::Buf>| b.map_or(KArg::Null, KArg::Buf);
+    let mut args = vec![
+        KArg::Buf(op.qs),
+        KArg::Buf(op.scales),
+        KArg::Buf(op.xq),
+        KArg::Buf(op.xds),
+        KArg::Buf(op.y),
+        KArg::I32(op.rows as i32),
+        KArg::I32(op.cols as i32),
+        KArg::I32(ntok as i32),
+    ];
+    let smem = match made {
+        Some((m, smem)) => {
+            args.extend([
+                KArg::I32(m.how as i32),
+                KArg::Buf(m.src),
+                opt(m.delta),
+                opt(m.nw),
+                opt(m.resid),
+                KArg::F32(m.eps),
+            ]);
+            smem
+        }
+        None => {
+            args.extend([KArg::I32(MatvecInput::Quantized as i32)]);
+            args.extend([KArg::Null; 4]);
+            args.push(KArg::F32(0.0));
+            0
+        }
+    };
+    let at = Launch {
+        smem,
+        ..shape.launch(op.rows, ntok)
+    };
+    dev.launch(shape.kernel(op.q4_1), at, &args)
 }
 
 /// Device milliseconds a launch of each shape [`super::matvec_candidates`] offers for `ntok`
@@ -504,50 +570,7 @@ pub fn time_matvecs<D: Device>(
     rounds: usize,
     launches: usize,
 ) -> Result<Option<Vec<(Matvec, f64)>>> {
-    let launch = |m: &Matvec| {
-        let made = op
-            .made_from
-            .and_then(|(how, src, sum)| Some((how, src, sum, m.input_smem(op.cols)?)));
-        let (how, from, smem) = match made {
-            Some((MatvecInput::Norm, src, sum, smem)) => (
-                MatvecInput::Norm,
-                [
-                    KArg::Buf(src),
-                    KArg::Buf(src),
-                    KArg::Buf(src),
-                    KArg::Buf(sum),
-                ],
-                smem,
-            ),
-            Some((how, src, _, smem)) => (
-                how,
-                [KArg::Buf(src), KArg::Null, KArg::Null, KArg::Null],
-                smem,
-            ),
-            None => (MatvecInput::Quantized, [KArg::Null; 4], 0),
-        };
-        let mut args = vec![
-            KArg::Buf(op.qs),
-            KArg::Buf(op.scales),
-            KArg::Buf(op.xq),
-            KArg::Buf(op.xds),
-            KArg::Buf(op.y),
-            KArg::I32(op.rows as i32),
-            KArg::I32(op.cols as i32),
-            KArg::I32(ntok as i32),
-            KArg::I32(how as i32),
-        ];
-        args.extend(from);
-        args.push(KArg::F32(1e-5));
-        dev.launch(
-            m.kernel(op.q4_1),
-            Launch {
-                smem,
-                ..m.launch(op.rows, ntok)
-            },
-            &args,
-        )
-    };
+    let launch = |m: &Matvec| launch_matvec(dev, op, m, ntok);
     if dev.time_launches(&mut || Ok(()))?.is_none() {
         return Ok(None);
     }
@@ -869,9 +892,9 @@ impl<D: Device> DeviceModel<D> {
     /// The model, launching for each of its quantized matrices the matrix-vector shape that
     /// timing found fastest on this device, for one token and for more
     /// ([`MATVEC_TIMED_TOKENS`] timed), each reading its input as it does with fused inputs
-    /// (a norm or SwiGLU each block makes itself costs more in shapes of fewer rows a block). Every shape gives the same bits, so only the speed
-    /// depends on it. A device that does not time launches keeps the defaults
-    /// ([`super::matvec_default`]).
+    /// (a norm or SwiGLU each block makes itself costs more in shapes of fewer rows a block).
+    /// Every shape gives the same bits, so only the speed depends on it. A device that does
+    /// not time launches keeps the defaults ([`super::matvec_default`]).
     fn with_timed_matvecs(mut self) -> Result<Self> {
         type Key = (bool, usize, usize, MatvecInput);
         let mut shapes: Vec<Key> = Vec::new();
@@ -913,7 +936,15 @@ impl<D: Device> DeviceModel<D> {
                 y: &y,
                 rows,
                 cols,
-                made_from: (input != MatvecInput::Quantized).then_some((input, &floats, &sum)),
+                // SwiGLU reads only `src`.
+                made_from: (input != MatvecInput::Quantized).then_some(MatvecMadeFrom {
+                    how: input,
+                    src: &floats,
+                    delta: Some(&floats),
+                    nw: Some(&floats),
+                    resid: Some(&sum),
+                    eps: 1e-5,
+                }),
             };
             let mut pick = [super::matvec_default(1), super::matvec_default(n)];
             for (slot, tokens) in [1, n].into_iter().enumerate() {
@@ -1147,8 +1178,8 @@ impl<D: Device> DeviceModel<D> {
 
     /// Whether the matrix-vector products that read a norm's or SwiGLU's output make it
     /// themselves, each block from the floats it comes from (on by default): three launches a
-    /// layer fewer (both norms and SwiGLU), the same bits. Off, a norm or SwiGLU kernel makes it first (the GEMM path
-    /// and inputs too wide for a block's shared memory always do).
+    /// layer fewer (both norms and SwiGLU), the same bits. Off, a norm or SwiGLU kernel makes
+    /// it first (the GEMM path and inputs too wide for a block's shared memory always do).
     pub fn set_fused_inputs(&mut self, on: bool) {
         self.fuse_inputs = on;
         self.graphs.graphs.clear();
@@ -1315,34 +1346,25 @@ impl<D: Device> DeviceModel<D> {
     ) -> Result<()> {
         let (rows, cols) = (w.rows, w.cols);
         let shape = w.mv[(t > 1) as usize];
+        // What its blocks make their input from, where they make it.
         let fused = match input {
-            _ if gemm || !w.quantized() || !fuse => None,
+            _ if gemm || !w.quantized() || !fuse || shape.input_smem(cols).is_none() => None,
             Input::Ready { .. } => None,
-            Input::Norm(n) => shape.input_smem(cols).map(|smem| {
-                (
-                    smem,
-                    MatvecInput::Norm,
-                    [
-                        KArg::Buf(n.x),
-                        n.delta.map_or(KArg::Null, KArg::Buf),
-                        KArg::Buf(n.w),
-                        n.sum.map_or(KArg::Null, KArg::Buf),
-                        KArg::F32(n.eps),
-                    ],
-                )
+            Input::Norm(n) => Some(MatvecMadeFrom {
+                how: MatvecInput::Norm,
+                src: n.x,
+                delta: n.delta,
+                nw: Some(n.w),
+                resid: n.sum,
+                eps: n.eps,
             }),
-            Input::SiluMul(gu) => shape.input_smem(cols).map(|smem| {
-                (
-                    smem,
-                    MatvecInput::SiluMul,
-                    [
-                        KArg::Buf(gu),
-                        KArg::Null,
-                        KArg::Null,
-                        KArg::Null,
-                        KArg::F32(0.0),
-                    ],
-                )
+            Input::SiluMul(gu) => Some(MatvecMadeFrom {
+                how: MatvecInput::SiluMul,
+                src: gu,
+                delta: None,
+                nw: None,
+                resid: None,
+                eps: 0.0,
             }),
         };
         // Where the product's floats are, and whether they are quantized (or f16) already.
@@ -1396,9 +1418,9 @@ impl<D: Device> DeviceModel<D> {
                 KArg::Buf(y),
             );
         }
-        let (kernel, qs, scales) = match &w.w {
-            DevWeights::Q4_1 { qs, scales } => (shape.q4_1, qs, scales),
-            DevWeights::Q8_0 { qs, scales } => (shape.q8_0, qs, scales),
+        let (q4_1, qs, scales) = match &w.w {
+            DevWeights::Q4_1 { qs, scales } => (true, qs, scales),
+            DevWeights::Q8_0 { qs, scales } => (false, qs, scales),
             DevWeights::F32 { w } => {
                 return dev.launch(
                     "matvec_f32",
@@ -1427,37 +1449,18 @@ impl<D: Device> DeviceModel<D> {
                 ],
             )?;
         }
-        let (smem, how, from) = fused.unwrap_or((
-            0,
-            MatvecInput::Quantized,
-            [
-                KArg::Null,
-                KArg::Null,
-                KArg::Null,
-                KArg::Null,
-                KArg::F32(0.0),
-            ],
-        ));
-        let mut args = vec![
-            KArg::Buf(qs),
-            KArg::Buf(scales),
-            KArg::Buf(&s.xq),
-            KArg::Buf(&s.xds),
-            KArg::Buf(y),
-            KArg::I32(rows as i32),
-            KArg::I32(cols as i32),
-            KArg::I32(t as i32),
-            KArg::I32(how as i32),
-        ];
-        args.extend(from);
-        dev.launch(
-            kernel,
-            Launch {
-                smem,
-                ..shape.launch(rows, t)
-            },
-            &args,
-        )
+        let op = MatvecOperands {
+            q4_1,
+            qs,
+            scales,
+            xq: &s.xq,
+            xds: &s.xds,
+            y,
+            rows,
+            cols,
+            made_from: fused,
+        };
+        launch_matvec(dev, &op, &shape, t)
     }
 
     /// `out = rms_norm(x + delta) * w` over `t` rows (`rms_norm` or `add_rms_norm`), the sum
