@@ -6,7 +6,7 @@
 //! `HostDevice` (the kernels compiled as C++), and on a GPU through `CudaDevice` where a driver
 //! is present (skipped with one line elsewhere).
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use engine::cuda;
 use engine::cuda::device::{
@@ -1280,6 +1280,216 @@ fn start_captures_every_decode_graph_so_serving_captures_none() {
         graphed.step(&batch).unwrap();
     }
     assert_eq!(graphed.graph_captures, 9 + 21, "serving captured a graph");
+}
+
+/// The kernels compiled for this CPU behind a device whose timing says one path is the faster
+/// at every batch size: a replay of a graph with a GEMM in it takes 1 ms where `gemm_faster`
+/// (else 2 ms), one without the other; plain launches take no time. Launches, GEMMs and graphs
+/// are the host's, except that what is timed is only counted, not run (its results are not
+/// read, and on the CPU it would take minutes); a graph remembers whether a GEMM was captured
+/// in it.
+struct TimesPaths {
+    inner: HostDevice,
+    gemm_faster: bool,
+    timing: AtomicBool,
+    /// GEMMs since the capture began.
+    gemms: AtomicUsize,
+    /// Replays of graphs with a GEMM in them, and without, since the timing began.
+    with_gemm: AtomicUsize,
+    without: AtomicUsize,
+}
+
+impl TimesPaths {
+    fn new(gemm_faster: bool) -> Self {
+        Self {
+            inner: host(),
+            gemm_faster,
+            timing: AtomicBool::new(false),
+            gemms: AtomicUsize::new(0),
+            with_gemm: AtomicUsize::new(0),
+            without: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Device for TimesPaths {
+    type Buf = HostBuf;
+    type Graph = (HostGraph, bool);
+
+    fn alloc(&self, bytes: usize) -> engine::Result<HostBuf> {
+        self.inner.alloc(bytes)
+    }
+    fn write(&self, dst: &mut HostBuf, src: &[u8]) -> engine::Result<()> {
+        self.inner.write(dst, src)
+    }
+    fn read_at(&self, src: &HostBuf, offset: usize, dst: &mut [u8]) -> engine::Result<()> {
+        self.inner.read_at(src, offset, dst)
+    }
+    fn begin_capture(&self) -> engine::Result<()> {
+        self.gemms.store(0, Relaxed);
+        self.inner.begin_capture()
+    }
+    fn end_capture(&self) -> engine::Result<(HostGraph, bool)> {
+        Ok((self.inner.end_capture()?, self.gemms.load(Relaxed) > 0))
+    }
+    fn replay(&self, graph: &(HostGraph, bool)) -> engine::Result<()> {
+        let count = if graph.1 {
+            &self.with_gemm
+        } else {
+            &self.without
+        };
+        count.fetch_add(1, Relaxed);
+        if self.timing.load(Relaxed) {
+            return Ok(());
+        }
+        self.inner.replay(&graph.0)
+    }
+    fn launch(
+        &self,
+        name: &'static str,
+        at: Launch,
+        args: &[KArg<'_, HostBuf>],
+    ) -> engine::Result<()> {
+        if self.timing.load(Relaxed) {
+            return Ok(());
+        }
+        self.inner.launch(name, at, args)
+    }
+    fn time_launches(
+        &self,
+        f: &mut dyn FnMut() -> engine::Result<()>,
+    ) -> engine::Result<Option<f64>> {
+        self.with_gemm.store(0, Relaxed);
+        self.without.store(0, Relaxed);
+        self.timing.store(true, Relaxed);
+        let timed = f();
+        self.timing.store(false, Relaxed);
+        timed?;
+        let (fast, slow) = if self.gemm_faster {
+            (&self.with_gemm, &self.without)
+        } else {
+            (&self.without, &self.with_gemm)
+        };
+        Ok(Some((fast.load(Relaxed) + 2 * slow.load(Relaxed)) as f64))
+    }
+    fn has_gemm(&self) -> bool {
+        true
+    }
+    fn gemm(
+        &self,
+        g: Gemm,
+        a: KArg<'_, HostBuf>,
+        b: KArg<'_, HostBuf>,
+        c: KArg<'_, HostBuf>,
+    ) -> engine::Result<()> {
+        self.gemms.fetch_add(1, Relaxed);
+        self.inner.gemm(g, a, b, c)
+    }
+}
+
+/// Serving's start times each decode batch size from 8 sequences up both ways and keeps the
+/// faster: decode steps of that size then compute exactly what a model taking that path for
+/// every product computes kernel by kernel (and not what the other path computes), as graphs
+/// captured at start; smaller batches keep the matrix-vector kernels, and turning the GEMM
+/// path off forgets the choice. `dev`: the device serving starts on; `reference`: those of the
+/// models taking one path; `gemm_faster`: what `dev`'s timing is known to say, where it is.
+fn decode_steps_take_the_timed_path<D: Device, R: Device>(
+    dev: D,
+    reference: impl Fn() -> R,
+    gemm_faster: Option<bool>,
+) {
+    use engine::cuda::model::{DecodePath, DECODE_PATHS_TIMED_FROM};
+    let model = small_model();
+    let bs = 16;
+    let limits = StepLimits {
+        max_tokens: 16,
+        max_seqs: 16,
+        max_context: 64,
+    };
+    let decode = |seqs: usize| StepBatch {
+        seqs: (0..seqs)
+            .map(|i| {
+                let token = (7 * i + seqs) as u32 % 320;
+                SequenceStep::contiguous(vec![token], 0, vec![i as u32], bs, true)
+            })
+            .collect(),
+    };
+    let taking = |gemm: bool| {
+        let mut m = DeviceModel::new(reference(), &model, bs, 40).unwrap();
+        m.set_graphs(false);
+        m.set_gemm(gemm.then_some(1), GemmWeights::Dequantize)
+            .unwrap();
+        m
+    };
+    let (mut by_gemm, mut by_matvec) = (taking(true), taking(false));
+    assert_eq!(DECODE_PATHS_TIMED_FROM, 8);
+    let start = DeviceModel::start(dev, &model, bs, KvCacheSize::Blocks(40), limits);
+    let mut m = start.unwrap();
+    // The GEMM path from 16 tokens for other steps (its f16 weights, kept or not, are the
+    // references' bits).
+    assert_eq!(m.gemm().0, Some(16));
+    let paths = m.decode_paths().to_vec();
+    assert_eq!(paths.iter().map(|p| p.batch).collect::<Vec<_>>(), [8, 16]);
+    for p in &paths {
+        assert!(p.matvec_ms > 0.0 && p.gemm_ms > 0.0, "{p:?}");
+        assert_eq!(p.gemm, p.gemm_ms < p.matvec_ms, "{p:?}");
+        if let Some(gemm) = gemm_faster {
+            let (fast, slow) = (1.0, 2.0);
+            let (matvec_ms, gemm_ms) = if gemm { (slow, fast) } else { (fast, slow) };
+            let want = DecodePath {
+                batch: p.batch,
+                matvec_ms,
+                gemm_ms,
+                gemm,
+            };
+            assert_eq!(*p, want);
+        }
+    }
+    // Batches 1, 2, 4, 8 and 16, one partition each; the slower path's graphs of 8 and 16
+    // are not kept.
+    assert_eq!(m.last_capture.graphs, 5, "{:?}", m.last_capture);
+    assert_eq!(m.graph_captures, 7);
+    for seqs in [4, 8, 16] {
+        let gemm = paths.iter().any(|p| p.batch == seqs && p.gemm);
+        let got = m.step(&decode(seqs)).unwrap();
+        let (same, other) = if gemm {
+            (&mut by_gemm, &mut by_matvec)
+        } else {
+            (&mut by_matvec, &mut by_gemm)
+        };
+        assert_eq!(got, same.step(&decode(seqs)).unwrap(), "{seqs} sequences");
+        assert_ne!(got, other.step(&decode(seqs)).unwrap(), "{seqs} sequences");
+    }
+    assert_eq!(
+        (m.graph_replays, m.graph_captures),
+        (3, 7),
+        "serving captured"
+    );
+    // Without the GEMM path there is nothing to choose between.
+    m.set_gemm(None, GemmWeights::Dequantize).unwrap();
+    assert!(m.decode_paths().is_empty());
+    m.capture_graphs().unwrap();
+    assert!(m.decode_paths().is_empty());
+    assert_eq!(
+        m.step(&decode(16)).unwrap(),
+        by_matvec.step(&decode(16)).unwrap()
+    );
+}
+
+#[test]
+fn on_the_cpu_decode_steps_take_the_path_timing_found_faster() {
+    for gemm_faster in [true, false] {
+        decode_steps_take_the_timed_path(TimesPaths::new(gemm_faster), host, Some(gemm_faster));
+    }
+}
+
+#[test]
+fn on_a_gpu_decode_steps_take_the_path_timing_found_faster() {
+    if !gpu_or_skip() {
+        return;
+    }
+    let open = || CudaDevice::open(0).unwrap();
+    decode_steps_take_the_timed_path(open(), open, None);
 }
 
 #[test]

@@ -20,7 +20,9 @@
 //!   at batch 1, 16 and 64 (tokens per second of wall time, greedy tokens picked on the GPU
 //!   and read back each step, decode steps as CUDA graphs; batch 1 also without graphs, batch
 //!   64 also sampled on the GPU with temperature 1 and top_p 0.95), and a prefill of 512
-//!   tokens. Targets: 1,000 tokens/s at batch 1, 30,000 at batch 64. The same at batch 16
+//!   tokens. Targets: 1,000 tokens/s at batch 1, 30,000 at batch 64. Decode batches from 8
+//!   up take the path (matrix-vector kernels or GEMM) that timing chose, as at serving's
+//!   start (`decode_paths`: each batch size's device ms a step both ways). The same at batch 16
 //!   and 64 and the prefill again with every product on the matrix-vector kernels and on the
 //!   cuBLAS GEMM path (weights dequantized before each product, or kept as f16), and the
 //!   agreement again on the matrix-vector kernels only. `matvec_choices`: the shape timing
@@ -41,8 +43,8 @@ use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
 use engine::cuda::device::{bytes_of, CudaDevice, Device, Gemm, KArg, KernelTime, Launch};
 use engine::cuda::model::{
-    fastest, time_matvecs, DeviceModel, GemmWeights, KvCacheSize, MatvecChoice, MatvecOperands,
-    StepLimits,
+    fastest, time_matvecs, DecodePath, DeviceModel, GemmWeights, KvCacheSize, MatvecChoice,
+    MatvecOperands, StepLimits,
 };
 use engine::kernels::cpu::{self, Isa};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
@@ -615,6 +617,7 @@ fn serving_start<D: Device>(
             "graphs_most_attention_partitions": g.most_parts,
             "graphs_capture_s": g.seconds,
             "graphs_mib": g.bytes.map(mib),
+            "decode_paths": decode_paths_json(m.decode_paths()),
             "captures_while_serving": m.graph_captures - captures,
         }));
     }
@@ -645,6 +648,13 @@ fn run_model_on<D: Device>(
     let mut gpu = DeviceModel::new(open()?, &model, BLOCK, num_blocks)?;
     let made_s = made.elapsed().as_secs_f64();
     eprintln!("cuda_bench: model made in {made_s:.1} s");
+    // Decode batches from 8 up take the path timing finds faster, as from serving's start;
+    // timed again after each change of the GEMM path below. Graphs up to the largest batch
+    // run, so that only those sizes are timed.
+    let buckets = engine::cuda::model::GRAPH_BATCH_SIZES;
+    gpu.set_graph_batch_limit(buckets.iter().copied().find(|&b| b >= most).unwrap_or(most));
+    let decode_paths = decode_paths_json(gpu.time_decode_paths()?);
+    eprintln!("cuda_bench: decode paths {decode_paths}");
     // Each run's error takes its place in the JSON; the section fails at the end.
     let mut errors = Vec::new();
     // Greedy tokens of the CUDA engine, as set now, against the CPU engine's.
@@ -674,6 +684,7 @@ fn run_model_on<D: Device>(
             &mut errors,
         );
         gpu.set_gemm(gemm_from, gemm_weights)?;
+        gpu.time_decode_paths()?;
         v
     } else {
         json!("the GEMM path is off on this device")
@@ -814,6 +825,7 @@ fn run_model_on<D: Device>(
             by_products.push(p);
         }
         gpu.set_gemm(gemm_from, gemm_weights)?;
+        gpu.time_decode_paths()?;
     }
     // The targets are read off the default launches (overlapped where the GPU allows).
     let gpu_overlaps = gpu.device().overlap();
@@ -892,6 +904,7 @@ fn run_model_on<D: Device>(
         "prefill": prefill,
         "attention_partition_default": engine::cuda::ATTENTION_PARTITION,
         "decode_by_attention_partition": partitions,
+        "decode_paths": decode_paths,
         "decode_and_prefill_by_products": by_products,
         "matvec_choices": choices,
         "decode_by_matvec_shapes": by_matvec_shapes,
@@ -905,6 +918,21 @@ fn run_model_on<D: Device>(
             "decode_batch64_tokens_per_s": {"target": 30000, "measured": r64, "met": r64 >= 30000.0},
         },
     }))
+}
+
+/// Each decode batch size timed: device milliseconds a step each way and the path taken.
+fn decode_paths_json(paths: &[DecodePath]) -> serde_json::Value {
+    paths
+        .iter()
+        .map(|p| {
+            json!({
+                "batch": p.batch,
+                "matvec_ms": p.matvec_ms,
+                "gemm_ms": p.gemm_ms,
+                "taken": if p.gemm { "gemm" } else { "matvec" },
+            })
+        })
+        .collect()
 }
 
 /// Each matrix shape and step size the model timed at load: the kernel chosen and every
@@ -1316,6 +1344,10 @@ mod tests {
         // `matvec_choices_list_each_shape_timed`); decode with the shapes chosen and with the
         // defaults.
         assert_eq!(v["matvec_choices"], json!([]), "{v:#}");
+        // Nor the decode paths (`on_the_cpu_decode_steps_take_the_path_timing_found_faster`
+        // checks the choice with a device that does).
+        assert_eq!(v["decode_paths"], json!([]), "{v:#}");
+        assert_eq!(v["serving_start"]["decode_paths"], json!([]), "{v:#}");
         let by_shapes = v["decode_by_matvec_shapes"].as_array().unwrap();
         assert_eq!(by_shapes.len(), 4, "{v:#}");
         assert_eq!(by_shapes[3]["matvec_shapes"], "two rows a warp");

@@ -472,6 +472,26 @@ pub struct MatvecChoice {
     pub chosen: Matvec,
 }
 
+/// Decode batches of at least this many sequences (run as graphs) take whichever of the
+/// matrix-vector kernels and the GEMM path timing at start found faster
+/// ([`DeviceModel::time_decode_paths`]); smaller ones take the matrix-vector kernels.
+pub const DECODE_PATHS_TIMED_FROM: usize = MATVEC_TIMED_TOKENS;
+
+/// Replays in a round of timing a decode graph ([`DeviceModel::time_decode_paths`] keeps the
+/// median of three rounds).
+const DECODE_PATH_REPLAYS: usize = 5;
+
+/// What timing chose for decode steps of one batch size ([`DeviceModel::decode_paths`]): the
+/// device milliseconds of a step, as a graph, with every product on the matrix-vector kernels
+/// and on the GEMM path, and whether the GEMM path was the faster.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DecodePath {
+    pub batch: usize,
+    pub matvec_ms: f64,
+    pub gemm_ms: f64,
+    pub gemm: bool,
+}
+
 /// A quantized matrix and the buffers a product with it reads and writes, for timing the
 /// matrix-vector kernels ([`time_matvecs`]).
 pub struct MatvecOperands<'a, B> {
@@ -603,7 +623,8 @@ pub fn fastest(timed: &[(Matvec, f64)]) -> Option<(Matvec, f64)> {
 /// What [`DeviceModel::capture_graphs`] captured.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GraphsCaptured {
-    /// Graphs captured (those captured before are not counted again).
+    /// Graphs captured and kept (those captured before are not counted again, nor the
+    /// slower path's of each batch size timed: [`DeviceModel::time_decode_paths`]).
     pub graphs: usize,
     /// The largest batch size captured (a [`GRAPH_BATCH_SIZES`] bucket).
     pub largest_batch: usize,
@@ -666,6 +687,9 @@ pub struct DeviceModel<D: Device> {
     pub last_capture: GraphsCaptured,
     /// What timing the matrix-vector shapes chose at load ([`DeviceModel::matvec_choices`]).
     matvec_choices: Vec<MatvecChoice>,
+    /// Per decode batch size timed, the faster path ([`DeviceModel::time_decode_paths`]);
+    /// cleared when a setting changes what a step launches.
+    decode_paths: Vec<DecodePath>,
 }
 
 /// The weight matrices of `layers` and `output`, for changing them.
@@ -883,6 +907,7 @@ impl<D: Device> DeviceModel<D> {
             graph_captures: 0,
             last_capture: GraphsCaptured::default(),
             matvec_choices: Vec::new(),
+            decode_paths: Vec::new(),
             cfg,
             dev,
         }
@@ -1004,7 +1029,7 @@ impl<D: Device> DeviceModel<D> {
                 "{one:?} is not a one-token shape or {several:?} not a several-token one"
             )));
         }
-        self.graphs.graphs.clear();
+        self.launches_changed();
         let Self { layers, output, .. } = self;
         for w in linears_mut(layers, output) {
             w.mv = [one, several];
@@ -1172,8 +1197,15 @@ impl<D: Device> DeviceModel<D> {
     pub fn set_graphs(&mut self, on: bool) {
         self.use_graphs = on;
         if !on {
-            self.graphs.graphs.clear();
+            self.launches_changed();
         }
+    }
+
+    /// Drops the captured graphs and the decode paths timed ([`Self::time_decode_paths`]):
+    /// what a step launches changed.
+    fn launches_changed(&mut self) {
+        self.graphs.graphs.clear();
+        self.decode_paths.clear();
     }
 
     /// Whether the matrix-vector products that read a norm's or SwiGLU's output make it
@@ -1182,7 +1214,7 @@ impl<D: Device> DeviceModel<D> {
     /// it first (the GEMM path and inputs too wide for a block's shared memory always do).
     pub fn set_fused_inputs(&mut self, on: bool) {
         self.fuse_inputs = on;
-        self.graphs.graphs.clear();
+        self.launches_changed();
     }
 
     /// Decode batches of at most `limit` sequences run as graphs (default: all of
@@ -1222,7 +1254,7 @@ impl<D: Device> DeviceModel<D> {
                 "the GEMM path's smallest step is at least one token".into(),
             ));
         }
-        self.graphs.graphs.clear();
+        self.launches_changed();
         // The scratch buffers are sized for the path: made again on the next step.
         self.scratch = None;
         self.gemm_min_tokens = min_tokens;
@@ -1256,10 +1288,26 @@ impl<D: Device> DeviceModel<D> {
         self.gemm_min_tokens.is_some_and(|m| t >= m)
     }
 
+    /// Whether a decode step of `t` sequences takes the GEMM path: as timing chose for that
+    /// batch size ([`Self::time_decode_paths`]), else as for any product of `t` tokens.
+    fn decode_gemm(&self, t: usize) -> bool {
+        match self.decode_paths.iter().find(|p| p.batch == t) {
+            Some(p) => p.gemm && self.gemm_min_tokens.is_some(),
+            None => self.gemm_for(t),
+        }
+    }
+
+    /// What timing chose for decode steps of each batch size timed
+    /// ([`Self::time_decode_paths`]; empty before it, where the device does not time
+    /// launches, and where the GEMM path or graphs are off).
+    pub fn decode_paths(&self) -> &[DecodePath] {
+        &self.decode_paths
+    }
+
     /// Overlapped launches on or off ([`Device::set_overlap`]); the graphs are captured again.
     pub fn set_overlap(&mut self, on: bool) {
         self.dev.set_overlap(on);
-        self.graphs.graphs.clear();
+        self.launches_changed();
     }
 
     pub fn device(&self) -> &D {
@@ -1642,7 +1690,11 @@ impl<D: Device> DeviceModel<D> {
         dev.launch(kernel, rows(t), &args)?;
         let group = c.num_heads / c.num_kv_heads;
         let att_smem = super::attention_smem(group, c.head_dim);
-        let gemm = self.gemm_for(t);
+        let gemm = if decode {
+            self.decode_gemm(t)
+        } else {
+            self.gemm_for(t)
+        };
         // `attention_partial`'s `rope` in decode steps: interleaved pairs 1, NeoX halves 2.
         let rope_style = if c.rope_style == RopeStyle::Neox {
             2
@@ -1784,7 +1836,7 @@ impl<D: Device> DeviceModel<D> {
             sum: None,
             ..norm_in(cur, pending, other, &self.norm)
         };
-        let gemm = self.gemm_for(n);
+        let gemm = if decode { gemm } else { self.gemm_for(n) };
         let input = if decode {
             debug_assert_eq!(n, t, "a decode step wants every token's logits");
             let emit = Self::quantize_into(s, Some(&self.output), gemm);
@@ -1973,6 +2025,114 @@ impl<D: Device> DeviceModel<D> {
         Ok(bucket)
     }
 
+    /// Times, for each decode batch size from [`DECODE_PATHS_TIMED_FROM`] up that runs as a
+    /// graph and has no choice yet, a step with every product on the matrix-vector kernels
+    /// and one on the GEMM path, each captured as a graph and replayed over padding rows (the
+    /// median of three rounds), and keeps the faster for decode steps of that size, with its
+    /// graph. Which is faster depends on the GPU, the model's shapes and the batch, so no one
+    /// token count suits every device and model; the matrix-vector shapes are chosen by
+    /// timing at load the same way. Nothing to do where the device does not time launches,
+    /// or graphs or the GEMM path are off: decode steps then take the GEMM path from
+    /// [`Self::set_gemm`]'s token count, as other steps always do. [`Self::capture_graphs`]
+    /// (and so serving's start) does this first.
+    pub fn time_decode_paths(&mut self) -> Result<&[DecodePath]> {
+        self.timed_decode_paths()?;
+        Ok(&self.decode_paths)
+    }
+
+    /// [`Self::time_decode_paths`]; returns how many graphs it captured and dropped (the
+    /// slower path's).
+    fn timed_decode_paths(&mut self) -> Result<usize> {
+        if !self.use_graphs
+            || self.gemm_min_tokens.is_none()
+            || self.dev.time_launches(&mut || Ok(()))?.is_none()
+        {
+            return Ok(0);
+        }
+        let buckets: Vec<usize> = GRAPH_BATCH_SIZES
+            .iter()
+            .copied()
+            .filter(|&b| b >= DECODE_PATHS_TIMED_FROM && b <= self.graph_limit)
+            .filter(|&b| !self.decode_paths.iter().any(|p| p.batch == b))
+            .collect();
+        let replays = self.graph_replays;
+        let mut dropped = 0;
+        for &bucket in &buckets {
+            // Graphs of this size captured before took the path its token count chose.
+            self.graphs.graphs.retain(|((b, _), _)| *b != bucket);
+            let mut timed: Vec<(f64, D::Graph)> = Vec::with_capacity(2);
+            for gemm in [false, true] {
+                // The path this capture takes (`decode_gemm`).
+                self.decode_paths.push(DecodePath {
+                    batch: bucket,
+                    matvec_ms: 0.0,
+                    gemm_ms: 0.0,
+                    gemm,
+                });
+                let padding = StepInputs {
+                    parts: 1,
+                    decode: true,
+                    ..StepInputs::default()
+                };
+                let ran = self.run_graph(&padding, bucket);
+                self.decode_paths.pop();
+                ran?;
+                let at = self
+                    .graphs
+                    .graphs
+                    .iter()
+                    .position(|(k, _)| *k == (bucket, 1))
+                    .expect("captured by run_graph");
+                let (_, graph) = self.graphs.graphs.swap_remove(at);
+                let dev = &self.dev;
+                let mut rounds = Vec::with_capacity(3);
+                for _ in 0..3 {
+                    let ms = dev
+                        .time_launches(&mut || {
+                            (0..DECODE_PATH_REPLAYS).try_for_each(|_| dev.replay(&graph))
+                        })?
+                        .ok_or_else(|| {
+                            EngineError::Cuda("the device stopped timing launches".into())
+                        })?;
+                    rounds.push(ms / DECODE_PATH_REPLAYS as f64);
+                }
+                rounds.sort_by(f64::total_cmp);
+                timed.push((rounds[1], graph));
+            }
+            let (gemm_ms, gemm_graph) = timed.pop().expect("timed both");
+            let (matvec_ms, matvec_graph) = timed.pop().expect("timed both");
+            let gemm = gemm_ms < matvec_ms;
+            let kept = if gemm { gemm_graph } else { matvec_graph };
+            self.graphs.graphs.push(((bucket, 1), kept));
+            dropped += 1;
+            self.decode_paths.push(DecodePath {
+                batch: bucket,
+                matvec_ms,
+                gemm_ms,
+                gemm,
+            });
+        }
+        // Timing runs are not serving's replays.
+        self.graph_replays = replays;
+        if !buckets.is_empty() {
+            tracing::info!(
+                "decode paths timed (device ms a step, matrix-vector kernels / GEMM path): {}",
+                self.decode_paths
+                    .iter()
+                    .map(|p| format!(
+                        "batch {}: {:.3} / {:.3}, {}",
+                        p.batch,
+                        p.matvec_ms,
+                        p.gemm_ms,
+                        if p.gemm { "GEMM" } else { "matrix-vector" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        Ok(dropped)
+    }
+
     /// Captures, now, the decode graph of every batch size and attention partition count
     /// that a step within the reserved limits can take ([`DeviceModel::reserve`] first), as
     /// vLLM does at start: no request then waits on a capture, and the device memory the
@@ -1998,6 +2158,7 @@ impl<D: Device> DeviceModel<D> {
         // growing the buffers midway would drop the graphs captured before.
         let most = buckets.last().copied().unwrap_or(1);
         self.scratch(most, most * most_parts, most)?;
+        let dropped = self.timed_decode_paths()?;
         for &bucket in &buckets {
             let mut parts = 1;
             while parts <= most_parts {
@@ -2014,7 +2175,7 @@ impl<D: Device> DeviceModel<D> {
         // Warm-up runs are not serving's replays.
         self.graph_replays = replays;
         let captured = GraphsCaptured {
-            graphs: (self.graph_captures - captures) as usize,
+            graphs: (self.graph_captures - captures) as usize - dropped,
             largest_batch: buckets.last().copied().unwrap_or(0),
             most_parts,
             bytes: free_before
