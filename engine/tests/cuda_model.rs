@@ -289,6 +289,21 @@ fn host() -> HostDevice {
         .with_gemm()
 }
 
+/// The memory methods of a test device wrapping a `HostDevice` in `inner`: the host's.
+macro_rules! host_memory {
+    () => {
+        fn alloc(&self, bytes: usize) -> engine::Result<HostBuf> {
+            self.inner.alloc(bytes)
+        }
+        fn write(&self, dst: &mut HostBuf, src: &[u8]) -> engine::Result<()> {
+            self.inner.write(dst, src)
+        }
+        fn read_at(&self, src: &HostBuf, offset: usize, dst: &mut [u8]) -> engine::Result<()> {
+            self.inner.read_at(src, offset, dst)
+        }
+    };
+}
+
 /// The kernels compiled for this CPU behind what a driver does that takes overlapped launches
 /// one by one but refuses them inside a capture: the launch (or GEMM) fails and the capture is
 /// invalidated, so ending it fails too.
@@ -324,15 +339,7 @@ impl Device for RefusesOverlapInCapture {
     type Buf = HostBuf;
     type Graph = HostGraph;
 
-    fn alloc(&self, bytes: usize) -> engine::Result<HostBuf> {
-        self.inner.alloc(bytes)
-    }
-    fn write(&self, dst: &mut HostBuf, src: &[u8]) -> engine::Result<()> {
-        self.inner.write(dst, src)
-    }
-    fn read_at(&self, src: &HostBuf, offset: usize, dst: &mut [u8]) -> engine::Result<()> {
-        self.inner.read_at(src, offset, dst)
-    }
+    host_memory!();
     fn begin_capture(&self) -> engine::Result<()> {
         self.capturing.store(true, Relaxed);
         self.inner.begin_capture()
@@ -1316,15 +1323,7 @@ impl Device for TimesPaths {
     type Buf = HostBuf;
     type Graph = (HostGraph, bool);
 
-    fn alloc(&self, bytes: usize) -> engine::Result<HostBuf> {
-        self.inner.alloc(bytes)
-    }
-    fn write(&self, dst: &mut HostBuf, src: &[u8]) -> engine::Result<()> {
-        self.inner.write(dst, src)
-    }
-    fn read_at(&self, src: &HostBuf, offset: usize, dst: &mut [u8]) -> engine::Result<()> {
-        self.inner.read_at(src, offset, dst)
-    }
+    host_memory!();
     fn begin_capture(&self) -> engine::Result<()> {
         self.gemms.store(0, Relaxed);
         self.inner.begin_capture()
