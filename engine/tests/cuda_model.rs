@@ -1289,15 +1289,15 @@ fn start_captures_every_decode_graph_so_serving_captures_none() {
     assert_eq!(graphed.graph_captures, 9 + 21, "serving captured a graph");
 }
 
-/// The kernels compiled for this CPU behind a device whose timing says one path is the faster
-/// at every batch size: a replay of a graph with a GEMM in it takes 1 ms where `gemm_faster`
-/// (else 2 ms), one without the other; plain launches take no time. Launches, GEMMs and graphs
+/// The kernels compiled for this CPU behind a device whose timing gives every replay of a graph
+/// with a GEMM in it `gemm_ms`, and of one without `matvec_ms`; plain launches take no time. Launches, GEMMs and graphs
 /// are the host's, except that what is timed is only counted, not run (its results are not
 /// read, and on the CPU it would take minutes); a graph remembers whether a GEMM was captured
 /// in it.
 struct TimesPaths {
     inner: HostDevice,
-    gemm_faster: bool,
+    matvec_ms: f64,
+    gemm_ms: f64,
     timing: AtomicBool,
     /// GEMMs since the capture began.
     gemms: AtomicUsize,
@@ -1307,10 +1307,11 @@ struct TimesPaths {
 }
 
 impl TimesPaths {
-    fn new(gemm_faster: bool) -> Self {
+    fn new(matvec_ms: f64, gemm_ms: f64) -> Self {
         Self {
             inner: host(),
-            gemm_faster,
+            matvec_ms,
+            gemm_ms,
             timing: AtomicBool::new(false),
             gemms: AtomicUsize::new(0),
             with_gemm: AtomicUsize::new(0),
@@ -1364,12 +1365,9 @@ impl Device for TimesPaths {
         let timed = f();
         self.timing.store(false, Relaxed);
         timed?;
-        let (fast, slow) = if self.gemm_faster {
-            (&self.with_gemm, &self.without)
-        } else {
-            (&self.without, &self.with_gemm)
-        };
-        Ok(Some((fast.load(Relaxed) + 2 * slow.load(Relaxed)) as f64))
+        let with = self.with_gemm.load(Relaxed) as f64;
+        let without = self.without.load(Relaxed) as f64;
+        Ok(Some(with * self.gemm_ms + without * self.matvec_ms))
     }
     fn has_gemm(&self) -> bool {
         true
@@ -1391,13 +1389,14 @@ impl Device for TimesPaths {
 /// every product computes kernel by kernel (and not what the other path computes), as graphs
 /// captured at start; smaller batches keep the matrix-vector kernels, and turning the GEMM
 /// path off forgets the choice. `dev`: the device serving starts on; `reference`: those of the
-/// models taking one path; `gemm_faster`: what `dev`'s timing is known to say, where it is.
+/// models taking one path; `known`: the times a step `dev`'s timing gives (matrix-vector, GEMM)
+/// and the path it must then take (GEMM or not), where they are known.
 fn decode_steps_take_the_timed_path<D: Device, R: Device>(
     dev: D,
     reference: impl Fn() -> R,
-    gemm_faster: Option<bool>,
+    known: Option<(f64, f64, bool)>,
 ) {
-    use engine::cuda::model::{DecodePath, DECODE_PATHS_TIMED_FROM};
+    use engine::cuda::model::{DecodePath, DECODE_GEMM_MAX_FRACTION, DECODE_PATHS_TIMED_FROM};
     let model = small_model();
     let bs = 16;
     let limits = StepLimits {
@@ -1431,10 +1430,9 @@ fn decode_steps_take_the_timed_path<D: Device, R: Device>(
     assert_eq!(paths.iter().map(|p| p.batch).collect::<Vec<_>>(), [8, 16]);
     for p in &paths {
         assert!(p.matvec_ms > 0.0 && p.gemm_ms > 0.0, "{p:?}");
-        assert_eq!(p.gemm, p.gemm_ms < p.matvec_ms, "{p:?}");
-        if let Some(gemm) = gemm_faster {
-            let (fast, slow) = (1.0, 2.0);
-            let (matvec_ms, gemm_ms) = if gemm { (slow, fast) } else { (fast, slow) };
+        let faster = p.gemm_ms < DECODE_GEMM_MAX_FRACTION * p.matvec_ms;
+        assert_eq!(p.gemm, faster, "{p:?}");
+        if let Some((matvec_ms, gemm_ms, gemm)) = known {
             let want = DecodePath {
                 batch: p.batch,
                 matvec_ms,
@@ -1477,8 +1475,10 @@ fn decode_steps_take_the_timed_path<D: Device, R: Device>(
 
 #[test]
 fn on_the_cpu_decode_steps_take_the_path_timing_found_faster() {
-    for gemm_faster in [true, false] {
-        decode_steps_take_the_timed_path(TimesPaths::new(gemm_faster), host, Some(gemm_faster));
+    // GEMM twice as fast, half as fast, and 3 % faster (within noise: not taken).
+    for (matvec_ms, gemm_ms, gemm) in [(2.0, 1.0, true), (1.0, 2.0, false), (1.0, 0.96875, false)] {
+        let dev = TimesPaths::new(matvec_ms, gemm_ms);
+        decode_steps_take_the_timed_path(dev, host, Some((matvec_ms, gemm_ms, gemm)));
     }
 }
 

@@ -477,13 +477,19 @@ pub struct MatvecChoice {
 /// ([`DeviceModel::time_decode_paths`]); smaller ones take the matrix-vector kernels.
 pub const DECODE_PATHS_TIMED_FROM: usize = MATVEC_TIMED_TOKENS;
 
+/// A timed decode batch size takes the GEMM path only where its step takes less than this
+/// fraction of the matrix-vector kernels' time: within timing noise the matrix-vector kernels
+/// are kept, whose 8-bit activations are the CPU engine's (the GEMM path's are f16).
+pub const DECODE_GEMM_MAX_FRACTION: f64 = 0.95;
+
 /// Replays in a round of timing a decode graph ([`DeviceModel::time_decode_paths`] keeps the
 /// median of three rounds).
 const DECODE_PATH_REPLAYS: usize = 5;
 
 /// What timing chose for decode steps of one batch size ([`DeviceModel::decode_paths`]): the
 /// device milliseconds of a step, as a graph, with every product on the matrix-vector kernels
-/// and on the GEMM path, and whether the GEMM path was the faster.
+/// and on the GEMM path, and whether the GEMM path is taken (it was faster by more than
+/// [`DECODE_GEMM_MAX_FRACTION`] allows).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DecodePath {
     pub batch: usize,
@@ -2029,7 +2035,8 @@ impl<D: Device> DeviceModel<D> {
     /// graph and has no choice yet, a step with every product on the matrix-vector kernels
     /// and one on the GEMM path, each captured as a graph and replayed over padding rows (the
     /// median of three rounds), and keeps the faster for decode steps of that size, with its
-    /// graph. Which is faster depends on the GPU, the model's shapes and the batch, so no one
+    /// graph (the matrix-vector kernels unless the GEMM path takes less than
+    /// [`DECODE_GEMM_MAX_FRACTION`] of their time). Which is faster depends on the GPU, the model's shapes and the batch, so no one
     /// token count suits every device and model; the matrix-vector shapes are chosen by
     /// timing at load the same way. Nothing to do where the device does not time launches,
     /// or graphs or the GEMM path are off: decode steps then take the GEMM path from
@@ -2101,7 +2108,7 @@ impl<D: Device> DeviceModel<D> {
             }
             let (gemm_ms, gemm_graph) = timed.pop().expect("timed both");
             let (matvec_ms, matvec_graph) = timed.pop().expect("timed both");
-            let gemm = gemm_ms < matvec_ms;
+            let gemm = gemm_ms < DECODE_GEMM_MAX_FRACTION * matvec_ms;
             let kept = if gemm { gemm_graph } else { matvec_graph };
             self.graphs.graphs.push(((bucket, 1), kept));
             dropped += 1;
