@@ -1446,8 +1446,17 @@ fn decode_steps_take_the_timed_path<D: Device, R: Device>(
     // are not kept.
     assert_eq!(m.last_capture.graphs, 5, "{:?}", m.last_capture);
     assert_eq!(m.graph_captures, 7);
-    for seqs in [4, 8, 16] {
-        let gemm = paths.iter().any(|p| p.batch == seqs && p.gemm);
+    // As graphs, then kernel by kernel (12 sequences: as the graph of 16 would).
+    for (seqs, graphs) in [
+        (4usize, true),
+        (8, true),
+        (16, true),
+        (12, false),
+        (4, false),
+    ] {
+        m.set_graphs(graphs);
+        let bucket = seqs.next_power_of_two();
+        let gemm = paths.iter().any(|p| p.batch == bucket && p.gemm);
         let got = m.step(&decode(seqs)).unwrap();
         let (same, other) = if gemm {
             (&mut by_gemm, &mut by_matvec)
@@ -1457,6 +1466,8 @@ fn decode_steps_take_the_timed_path<D: Device, R: Device>(
         assert_eq!(got, same.step(&decode(seqs)).unwrap(), "{seqs} sequences");
         assert_ne!(got, other.step(&decode(seqs)).unwrap(), "{seqs} sequences");
     }
+    assert_eq!(m.decode_paths(), paths, "graphs off keep the choice");
+    m.set_graphs(true);
     assert_eq!(
         (m.graph_replays, m.graph_captures),
         (3, 7),

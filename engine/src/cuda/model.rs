@@ -694,7 +694,7 @@ pub struct DeviceModel<D: Device> {
     /// What timing the matrix-vector shapes chose at load ([`DeviceModel::matvec_choices`]).
     matvec_choices: Vec<MatvecChoice>,
     /// Per decode batch size timed, the faster path ([`DeviceModel::time_decode_paths`]);
-    /// cleared when a setting changes what a step launches.
+    /// cleared by [`DeviceModel::set_gemm`].
     decode_paths: Vec<DecodePath>,
 }
 
@@ -1035,7 +1035,7 @@ impl<D: Device> DeviceModel<D> {
                 "{one:?} is not a one-token shape or {several:?} not a several-token one"
             )));
         }
-        self.launches_changed();
+        self.graphs.graphs.clear();
         let Self { layers, output, .. } = self;
         for w in linears_mut(layers, output) {
             w.mv = [one, several];
@@ -1203,15 +1203,8 @@ impl<D: Device> DeviceModel<D> {
     pub fn set_graphs(&mut self, on: bool) {
         self.use_graphs = on;
         if !on {
-            self.launches_changed();
+            self.graphs.graphs.clear();
         }
-    }
-
-    /// Drops the captured graphs and the decode paths timed ([`Self::time_decode_paths`]):
-    /// what a step launches changed.
-    fn launches_changed(&mut self) {
-        self.graphs.graphs.clear();
-        self.decode_paths.clear();
     }
 
     /// Whether the matrix-vector products that read a norm's or SwiGLU's output make it
@@ -1220,7 +1213,7 @@ impl<D: Device> DeviceModel<D> {
     /// it first (the GEMM path and inputs too wide for a block's shared memory always do).
     pub fn set_fused_inputs(&mut self, on: bool) {
         self.fuse_inputs = on;
-        self.launches_changed();
+        self.graphs.graphs.clear();
     }
 
     /// Decode batches of at most `limit` sequences run as graphs (default: all of
@@ -1260,7 +1253,9 @@ impl<D: Device> DeviceModel<D> {
                 "the GEMM path's smallest step is at least one token".into(),
             ));
         }
-        self.launches_changed();
+        self.graphs.graphs.clear();
+        // What the paths were timed against has changed.
+        self.decode_paths.clear();
         // The scratch buffers are sized for the path: made again on the next step.
         self.scratch = None;
         self.gemm_min_tokens = min_tokens;
@@ -1294,10 +1289,12 @@ impl<D: Device> DeviceModel<D> {
         self.gemm_min_tokens.is_some_and(|m| t >= m)
     }
 
-    /// Whether a decode step of `t` sequences takes the GEMM path: as timing chose for that
-    /// batch size ([`Self::time_decode_paths`]), else as for any product of `t` tokens.
+    /// Whether a decode step of `t` sequences takes the GEMM path: as timing chose for the
+    /// batch size it pads to as a graph ([`Self::time_decode_paths`]; as a graph or not), else
+    /// as for any product of `t` tokens.
     fn decode_gemm(&self, t: usize) -> bool {
-        match self.decode_paths.iter().find(|p| p.batch == t) {
+        let bucket = GRAPH_BATCH_SIZES.iter().find(|&&b| b >= t);
+        match self.decode_paths.iter().find(|p| Some(&p.batch) == bucket) {
             Some(p) => p.gemm && self.gemm_min_tokens.is_some(),
             None => self.gemm_for(t),
         }
@@ -1305,7 +1302,9 @@ impl<D: Device> DeviceModel<D> {
 
     /// What timing chose for decode steps of each batch size timed
     /// ([`Self::time_decode_paths`]; empty before it, where the device does not time
-    /// launches, and where the GEMM path or graphs are off).
+    /// launches, where graphs or the GEMM path were off then, and after [`Self::set_gemm`]).
+    /// Other settings keep it: both paths give correct steps whatever they are, and
+    /// [`Self::time_decode_paths`] times again.
     pub fn decode_paths(&self) -> &[DecodePath] {
         &self.decode_paths
     }
@@ -1313,7 +1312,7 @@ impl<D: Device> DeviceModel<D> {
     /// Overlapped launches on or off ([`Device::set_overlap`]); the graphs are captured again.
     pub fn set_overlap(&mut self, on: bool) {
         self.dev.set_overlap(on);
-        self.launches_changed();
+        self.graphs.graphs.clear();
     }
 
     pub fn device(&self) -> &D {
@@ -2032,23 +2031,24 @@ impl<D: Device> DeviceModel<D> {
     }
 
     /// Times, for each decode batch size from [`DECODE_PATHS_TIMED_FROM`] up that runs as a
-    /// graph and has no choice yet, a step with every product on the matrix-vector kernels
-    /// and one on the GEMM path, each captured as a graph and replayed over padding rows (the
-    /// median of three rounds), and keeps the faster for decode steps of that size, with its
-    /// graph (the matrix-vector kernels unless the GEMM path takes less than
-    /// [`DECODE_GEMM_MAX_FRACTION`] of their time). Which is faster depends on the GPU, the model's shapes and the batch, so no one
-    /// token count suits every device and model; the matrix-vector shapes are chosen by
-    /// timing at load the same way. Nothing to do where the device does not time launches,
-    /// or graphs or the GEMM path are off: decode steps then take the GEMM path from
-    /// [`Self::set_gemm`]'s token count, as other steps always do. [`Self::capture_graphs`]
-    /// (and so serving's start) does this first.
+    /// graph, a step with every product on the matrix-vector kernels and one on the GEMM
+    /// path, each captured as a graph and replayed over padding rows (the median of three
+    /// rounds), and keeps the faster for decode steps of that size, with its graph (the
+    /// matrix-vector kernels unless the GEMM path takes less than
+    /// [`DECODE_GEMM_MAX_FRACTION`] of their time). Which is faster depends on the GPU, the
+    /// model's shapes and the batch, so no one token count suits every device and model; the
+    /// matrix-vector shapes are chosen by timing at load the same way. Nothing to do where
+    /// the device does not time launches, or graphs or the GEMM path are off: decode steps
+    /// then take the GEMM path from [`Self::set_gemm`]'s token count, as other steps always
+    /// do. [`Self::capture_graphs`] (and so serving's start) times the sizes not timed yet.
     pub fn time_decode_paths(&mut self) -> Result<&[DecodePath]> {
+        self.decode_paths.clear();
         self.timed_decode_paths()?;
         Ok(&self.decode_paths)
     }
 
-    /// [`Self::time_decode_paths`]; returns how many graphs it captured and dropped (the
-    /// slower path's).
+    /// [`Self::time_decode_paths`] of the batch sizes not timed yet; returns how many graphs
+    /// it captured and dropped (the slower path's).
     fn timed_decode_paths(&mut self) -> Result<usize> {
         if !self.use_graphs
             || self.gemm_min_tokens.is_none()
