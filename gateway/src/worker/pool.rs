@@ -793,24 +793,51 @@ mod tests {
         );
     }
 
-    /// A worker on a local port answering completions, counting them: 200, or while
-    /// `refusing` a `shutting_down` refusal, with `/ready` saying the same.
-    async fn fake_worker(refusing: Arc<AtomicBool>, hits: Arc<AtomicUsize>) -> String {
+    /// How a fake worker refuses while its flag is set.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Refusal {
+        /// `shutting_down` (503), with `/ready` answering 503 too.
+        ShuttingDown,
+        /// `model_not_found` for "m" (404): it serves model "other" (its `/v1/models` says so)
+        /// and its `/ready` answers 200.
+        ServesAnother,
+    }
+
+    /// A worker on a local port answering completions, counting them: 200 (and serving "m"),
+    /// or while `refusing` as `how` says.
+    async fn fake_worker(
+        how: Refusal,
+        refusing: Arc<AtomicBool>,
+        hits: Arc<AtomicUsize>,
+    ) -> String {
         use actix_web::{web, App, HttpResponse, HttpServer};
         let server = HttpServer::new(move || {
-            let (ready, answer) = (refusing.clone(), refusing.clone());
+            let (ready, listed, answer) = (refusing.clone(), refusing.clone(), refusing.clone());
             let hits = hits.clone();
             App::new()
                 .route(
                     "/ready",
                     web::get().to(move || {
-                        let refusing = ready.load(Ordering::SeqCst);
+                        let draining = how == Refusal::ShuttingDown && ready.load(Ordering::SeqCst);
                         async move {
-                            if refusing {
+                            if draining {
                                 HttpResponse::ServiceUnavailable().body("draining")
                             } else {
                                 HttpResponse::Ok().body("ready")
                             }
+                        }
+                    }),
+                )
+                .route(
+                    "/v1/models",
+                    web::get().to(move || {
+                        let other = how == Refusal::ServesAnother && listed.load(Ordering::SeqCst);
+                        let id = if other { "other" } else { "m" };
+                        async move {
+                            HttpResponse::Ok().json(serde_json::json!({
+                                "object": "list",
+                                "data": [{"id": id, "object": "model"}],
+                            }))
                         }
                     }),
                 )
@@ -820,12 +847,17 @@ mod tests {
                         hits.fetch_add(1, Ordering::SeqCst);
                         let refusing = answer.load(Ordering::SeqCst);
                         async move {
-                            if refusing {
-                                HttpResponse::ServiceUnavailable().json(ErrorAnswer {
-                                    error: BackendError::ShuttingDown,
-                                })
-                            } else {
-                                HttpResponse::Ok().body("{}")
+                            match (refusing, how) {
+                                (false, _) => HttpResponse::Ok().body("{}"),
+                                (true, Refusal::ShuttingDown) => HttpResponse::ServiceUnavailable()
+                                    .json(ErrorAnswer {
+                                        error: BackendError::ShuttingDown,
+                                    }),
+                                (true, Refusal::ServesAnother) => {
+                                    HttpResponse::NotFound().json(ErrorAnswer {
+                                        error: BackendError::ModelNotFound("m".into()),
+                                    })
+                                }
                             }
                         }
                     }),
@@ -858,6 +890,32 @@ mod tests {
         }
     }
 
+    /// A pool of `first` and a ready fake worker (its hits counted in `hits[1]`): of `n`
+    /// completions, `first` (its hits counted in `hits[0]`) refuses one and is set aside, and
+    /// the other answers every one.
+    async fn set_aside_beside_a_ready_worker(
+        first: String,
+        hits: &[Arc<AtomicUsize>; 2],
+        n: usize,
+    ) -> Arc<WorkerPool> {
+        let p = round_robin(vec![
+            first,
+            fake_worker(
+                Refusal::ShuttingDown,
+                Arc::new(AtomicBool::new(false)),
+                hits[1].clone(),
+            )
+            .await,
+        ]);
+        answered_by_the_second(&p, n).await;
+        assert_eq!(
+            hits[0].load(Ordering::SeqCst),
+            1,
+            "refused once, then set aside"
+        );
+        p
+    }
+
     /// Waits (10 s at most) until the watcher readmits the pool's first worker, then sends
     /// four completions (two go to it).
     async fn readmitted(p: &Arc<WorkerPool>, by: &str) {
@@ -880,16 +938,8 @@ mod tests {
     async fn a_worker_shutting_down_is_set_aside_until_it_is_ready() {
         let refusing = Arc::new(AtomicBool::new(true));
         let hits = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
-        let p = round_robin(vec![
-            fake_worker(refusing.clone(), hits[0].clone()).await,
-            fake_worker(Arc::new(AtomicBool::new(false)), hits[1].clone()).await,
-        ]);
-        answered_by_the_second(&p, 6).await;
-        assert_eq!(
-            hits[0].load(Ordering::SeqCst),
-            1,
-            "refused once, then set aside"
-        );
+        let first = fake_worker(Refusal::ShuttingDown, refusing.clone(), hits[0].clone()).await;
+        let p = set_aside_beside_a_ready_worker(first, &hits, 6).await;
         assert_eq!(hits[1].load(Ordering::SeqCst), 6);
         // Ready again (restarted): the watcher's probe readmits it.
         refusing.store(false, Ordering::SeqCst);
@@ -897,80 +947,20 @@ mod tests {
         assert_eq!(hits[0].load(Ordering::SeqCst), 3, "back in turn");
     }
 
-    /// A worker on a local port that is ready but serves model "other" until `serves_m` is
-    /// set: it refuses completions for "m" with `model_not_found`, and its `/v1/models` lists
-    /// what it serves.
-    async fn worker_serving_another_model(
-        serves_m: Arc<AtomicBool>,
-        hits: Arc<AtomicUsize>,
-    ) -> String {
-        use actix_web::{web, App, HttpResponse, HttpServer};
-        let server = HttpServer::new(move || {
-            let (listed, answer) = (serves_m.clone(), serves_m.clone());
-            let hits = hits.clone();
-            App::new()
-                .route(
-                    "/ready",
-                    web::get().to(|| async { HttpResponse::Ok().body("ready") }),
-                )
-                .route(
-                    "/v1/models",
-                    web::get().to(move || {
-                        let id = if listed.load(Ordering::SeqCst) {
-                            "m"
-                        } else {
-                            "other"
-                        };
-                        async move {
-                            HttpResponse::Ok().json(serde_json::json!({
-                                "object": "list",
-                                "data": [{"id": id, "object": "model"}],
-                            }))
-                        }
-                    }),
-                )
-                .route(
-                    "/v1/completions",
-                    web::post().to(move || {
-                        hits.fetch_add(1, Ordering::SeqCst);
-                        let serves = answer.load(Ordering::SeqCst);
-                        async move {
-                            if serves {
-                                HttpResponse::Ok().body("{}")
-                            } else {
-                                HttpResponse::NotFound().json(ErrorAnswer {
-                                    error: BackendError::ModelNotFound("m".into()),
-                                })
-                            }
-                        }
-                    }),
-                )
-        })
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-        let addr = server.addrs()[0];
-        actix_web::rt::spawn(server.run());
-        format!("http://{addr}")
-    }
-
     /// A worker that answers that it does not serve the model is set aside and the request
     /// goes to the other worker (not back to the client as "no such model"); its `/ready`
     /// (200) does not readmit it, its `/v1/models` listing the model does.
     #[actix_web::test]
     async fn a_worker_without_the_model_is_set_aside_until_it_lists_it() {
-        let serves_m = Arc::new(AtomicBool::new(false));
+        let serves_other = Arc::new(AtomicBool::new(true));
         let hits = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
-        let p = round_robin(vec![
-            worker_serving_another_model(serves_m.clone(), hits[0].clone()).await,
-            fake_worker(Arc::new(AtomicBool::new(false)), hits[1].clone()).await,
-        ]);
-        answered_by_the_second(&p, 4).await;
-        assert_eq!(
-            hits[0].load(Ordering::SeqCst),
-            1,
-            "refused once, then set aside"
-        );
+        let first = fake_worker(
+            Refusal::ServesAnother,
+            serves_other.clone(),
+            hits[0].clone(),
+        )
+        .await;
+        let p = set_aside_beside_a_ready_worker(first, &hits, 4).await;
         // Three of the watcher's probes later, its /ready (200) has not readmitted it.
         tokio::time::sleep(Duration::from_millis(3500)).await;
         assert!(
@@ -980,7 +970,7 @@ mod tests {
         answered_by_the_second(&p, 2).await;
         assert_eq!(hits[0].load(Ordering::SeqCst), 1);
         // Serving the model now: its /v1/models readmits it.
-        serves_m.store(true, Ordering::SeqCst);
+        serves_other.store(false, Ordering::SeqCst);
         readmitted(&p, "/v1/models").await;
         assert_eq!(hits[0].load(Ordering::SeqCst), 3, "back in turn");
     }
