@@ -304,6 +304,41 @@ macro_rules! host_memory {
     };
 }
 
+/// The launches of a test device wrapping a `HostDevice` in `inner`: `before` (the device as
+/// `this`, the kernel's name as `name`), then the host's.
+macro_rules! host_launch {
+    (($this:ident, $name:ident) => $before:expr) => {
+        fn launch(
+            &self,
+            name: &'static str,
+            at: Launch,
+            args: &[KArg<'_, HostBuf>],
+        ) -> engine::Result<()> {
+            let ($this, $name) = (self, name);
+            $before;
+            self.inner.launch(name, at, args)
+        }
+    };
+}
+
+/// The GEMM of a test device wrapping a `HostDevice` in `inner`: `before` (the device as
+/// `this`), then the host's.
+macro_rules! host_gemm {
+    ($this:ident => $before:expr) => {
+        fn gemm(
+            &self,
+            g: Gemm,
+            a: KArg<'_, HostBuf>,
+            b: KArg<'_, HostBuf>,
+            c: KArg<'_, HostBuf>,
+        ) -> engine::Result<()> {
+            let $this = self;
+            $before;
+            self.inner.gemm(g, a, b, c)
+        }
+    };
+}
+
 /// The kernels compiled for this CPU behind what a driver does that takes overlapped launches
 /// one by one but refuses them inside a capture: the launch (or GEMM) fails and the capture is
 /// invalidated, so ending it fails too.
@@ -357,15 +392,7 @@ impl Device for RefusesOverlapInCapture {
     fn replay(&self, graph: &HostGraph) -> engine::Result<()> {
         self.inner.replay(graph)
     }
-    fn launch(
-        &self,
-        name: &'static str,
-        at: Launch,
-        args: &[KArg<'_, HostBuf>],
-    ) -> engine::Result<()> {
-        self.refuse(name)?;
-        self.inner.launch(name, at, args)
-    }
+    host_launch!((this, name) => this.refuse(name)?);
     fn set_overlap(&self, on: bool) {
         self.overlap.store(on, Relaxed);
     }
@@ -375,16 +402,7 @@ impl Device for RefusesOverlapInCapture {
     fn has_gemm(&self) -> bool {
         self.inner.has_gemm()
     }
-    fn gemm(
-        &self,
-        g: Gemm,
-        a: KArg<'_, HostBuf>,
-        b: KArg<'_, HostBuf>,
-        c: KArg<'_, HostBuf>,
-    ) -> engine::Result<()> {
-        self.refuse("gemm")?;
-        self.inner.gemm(g, a, b, c)
-    }
+    host_gemm!(this => this.refuse("gemm")?);
 }
 
 /// Where overlapped launches are refused inside captures, decode steps are captured again
@@ -1344,17 +1362,9 @@ impl Device for TimesPaths {
         }
         self.inner.replay(&graph.0)
     }
-    fn launch(
-        &self,
-        name: &'static str,
-        at: Launch,
-        args: &[KArg<'_, HostBuf>],
-    ) -> engine::Result<()> {
-        if self.timing.load(Relaxed) {
-            return Ok(());
-        }
-        self.inner.launch(name, at, args)
-    }
+    host_launch!((this, _name) => if this.timing.load(Relaxed) {
+        return Ok(());
+    });
     fn time_launches(
         &self,
         f: &mut dyn FnMut() -> engine::Result<()>,
@@ -1372,16 +1382,7 @@ impl Device for TimesPaths {
     fn has_gemm(&self) -> bool {
         true
     }
-    fn gemm(
-        &self,
-        g: Gemm,
-        a: KArg<'_, HostBuf>,
-        b: KArg<'_, HostBuf>,
-        c: KArg<'_, HostBuf>,
-    ) -> engine::Result<()> {
-        self.gemms.fetch_add(1, Relaxed);
-        self.inner.gemm(g, a, b, c)
-    }
+    host_gemm!(this => this.gemms.fetch_add(1, Relaxed));
 }
 
 /// Serving's start times each decode batch size from 8 sequences up both ways and keeps the
