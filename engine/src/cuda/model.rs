@@ -166,6 +166,8 @@ pub enum GemmWeights {
 
 /// Steps of at least this many tokens (rows of logits, for the output product) take the
 /// GEMM path by default, where the device has one; smaller ones the matrix-vector kernels.
+/// Decode batch sizes timed at start take the path timing chose instead
+/// ([`DeviceModel::time_decode_paths`]).
 pub const GEMM_MIN_TOKENS: usize = 16;
 
 /// By default the GEMM path keeps its f16 weights ([`GemmWeights::Resident`]) when they take at
