@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use engine::cuda;
-use engine::cuda::device::{HostDevice, Launch};
+use engine::cuda::device::{HostDevice, Launch, Schedule};
 use engine::cuda::model::{q4_1_scales, SampleArrays};
 use engine::kernels::attention::{paged_attention, AttentionScratch, AttentionShape};
 use engine::kernels::dot;
@@ -40,24 +40,29 @@ fn p<T>(v: &mut [T]) -> Arg {
     Arg::Ptr(v.as_mut_ptr().cast(), std::mem::size_of_val(v))
 }
 
-/// The kernels compiled as C++ for this CPU (once per source version, under target/).
-fn host() -> &'static HostDevice {
-    static H: OnceLock<HostDevice> = OnceLock::new();
-    H.get_or_init(|| {
+/// The kernels compiled as C++ for this CPU (once per source version, under target/), run as
+/// `schedule` says.
+fn host(schedule: Schedule) -> &'static HostDevice {
+    static H: [OnceLock<HostDevice>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    H[schedule as usize].get_or_init(|| {
         HostDevice::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
             .unwrap_or_else(|e| panic!("{e}"))
+            .with_schedule(schedule)
     })
 }
 
-/// Where this thread's test launches its kernels.
+/// Where this thread's test launches its kernels: on the CPU, run as each of the schedules
+/// says (a read that no barrier orders where it needs reads the wrong value under one of
+/// them), or on the GPU.
 #[derive(Clone, Copy, PartialEq)]
 enum Target {
-    Cpu,
+    Cpu(Schedule),
     Gpu,
 }
 
 thread_local! {
-    static TARGET: std::cell::Cell<Target> = const { std::cell::Cell::new(Target::Cpu) };
+    static TARGET: std::cell::Cell<Target> =
+        const { std::cell::Cell::new(Target::Cpu(Schedule::InStep)) };
 }
 
 struct Gpu {
@@ -98,11 +103,23 @@ fn run_on(target: Target, check: fn()) {
     check();
 }
 
-/// A `_cpu` and a `_gpu` test for each check.
+/// A test for each check in `cpu` (warps in step), `cpu_in_turn`, `cpu_in_turn_last_first`
+/// (the other [`Schedule`]s) and `gpu`.
 macro_rules! on_both {
     ($($check:ident),* $(,)?) => {
         mod cpu {
-            $(#[test] fn $check() { super::run_on(super::Target::Cpu, super::$check) })*
+            use engine::cuda::device::Schedule;
+            $(#[test] fn $check() { super::run_on(super::Target::Cpu(Schedule::InStep), super::$check) })*
+        }
+        mod cpu_in_turn {
+            use engine::cuda::device::Schedule;
+            $(#[test] fn $check() { super::run_on(super::Target::Cpu(Schedule::InTurn), super::$check) })*
+        }
+        mod cpu_in_turn_last_first {
+            use engine::cuda::device::Schedule;
+            $(#[test] fn $check() {
+                super::run_on(super::Target::Cpu(Schedule::InTurnLastFirst), super::$check)
+            })*
         }
         mod gpu {
             $(#[test] fn $check() { super::run_on(super::Target::Gpu, super::$check) })*
@@ -126,7 +143,7 @@ on_both!(
 
 fn launch(name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: Vec<Arg>) {
     match TARGET.with(|t| t.get()) {
-        Target::Cpu => launch_cpu(name, grid, block, smem, args),
+        Target::Cpu(schedule) => launch_cpu(host(schedule), name, grid, block, smem, args),
         Target::Gpu => launch_gpu(
             gpu().expect("checked by run_on"),
             name,
@@ -180,7 +197,14 @@ fn launch_gpu(g: &Gpu, name: &str, grid: (u32, u32, u32), block: u32, smem: u32,
     s.synchronize().unwrap();
 }
 
-fn launch_cpu(name: &str, grid: (u32, u32, u32), block: u32, smem: u32, mut args: Vec<Arg>) {
+fn launch_cpu(
+    host: &HostDevice,
+    name: &str,
+    grid: (u32, u32, u32),
+    block: u32,
+    smem: u32,
+    mut args: Vec<Arg>,
+) {
     let mut ptrs: Vec<*mut c_void> = args
         .iter_mut()
         .map(|a| match a {
@@ -192,7 +216,7 @@ fn launch_cpu(name: &str, grid: (u32, u32, u32), block: u32, smem: u32, mut args
         .collect();
     // SAFETY: every pointer argument points into a live buffer sized for the launch by the
     // caller; scalars are read through pointers into `args`, alive for the call.
-    unsafe { host().launch_raw(name, Launch { grid, block, smem }, &mut ptrs) }
+    unsafe { host.launch_raw(name, Launch { grid, block, smem }, &mut ptrs) }
         .unwrap_or_else(|e| panic!("{e}"));
 }
 

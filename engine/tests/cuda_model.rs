@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use engine::cuda;
 use engine::cuda::device::{
-    CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch,
+    CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch, Schedule,
 };
 use engine::cuda::model::{DeviceModel, GemmWeights, KvCacheSize, StepLimits};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
@@ -653,6 +653,73 @@ fn on_the_cpu_launches_started_early_still_match_the_cpu_engine() {
     forward_matches_the_cpu_engine(early(), Products::MatVec);
     forward_matches_the_cpu_engine(early(), Products::Gemm(GemmWeights::Dequantize));
     graphs_match_launches_kernel_by_kernel(early, true, Products::MatVec);
+}
+
+/// The logits of a prefill of two sequences (37 and 5 tokens; attention split into partitions
+/// of 32 positions, so the longer one takes two and their reduce) and three decode steps after
+/// it, as bits, on `dev` with `products`, launched kernel by kernel or (decode steps) as graphs.
+fn logit_bits<D: Device>(dev: D, products: Products, graphs: bool) -> Vec<Vec<u32>> {
+    let model = small_model();
+    let bs = 16;
+    let mut m = DeviceModel::new(dev, &model, bs, 8).unwrap();
+    products.set(&mut m);
+    m.set_graphs(graphs);
+    m.set_attention_partition(32).unwrap();
+    let vocab = model.config.vocab_size as u32;
+    let a: Vec<u32> = (0..37).map(|i| (i * 7 + 3) % vocab).collect();
+    let b: Vec<u32> = (0..5).map(|i| (i * 11 + 1) % vocab).collect();
+    let mut steps = vec![StepBatch {
+        seqs: vec![
+            SequenceStep::contiguous(a.clone(), 0, vec![0, 1, 2], bs, true),
+            SequenceStep::contiguous(b.clone(), 0, vec![3], bs, true),
+        ],
+    }];
+    for i in 0..3u32 {
+        let (pa, pb) = (a.len() + i as usize, b.len() + i as usize);
+        steps.push(StepBatch {
+            seqs: vec![
+                SequenceStep::contiguous(vec![11 + i], pa, vec![0, 1, 2], bs, true),
+                SequenceStep::contiguous(vec![40 + i], pb, vec![3], bs, true),
+            ],
+        });
+    }
+    let mut bits = Vec::new();
+    for batch in &steps {
+        for row in m.step(batch).unwrap() {
+            bits.push(row.iter().map(|v| v.to_bits()).collect());
+        }
+    }
+    bits
+}
+
+/// Every schedule of a launch's blocks and threads on the CPU ([`Schedule`]: warps in step or in
+/// turn, first to last or last to first; every block's shared memory starts as 0xff bytes), the
+/// last one with launches started early, gives the logits' every bit: a read that no barrier
+/// orders where it needs would read the wrong value under one of them, as it may on a GPU.
+#[test]
+fn on_the_cpu_every_schedule_of_blocks_and_threads_gives_the_same_logits() {
+    for (products, graphs) in [
+        (Products::MatVec, false),
+        (Products::MatVec, true),
+        (Products::Gemm(GemmWeights::Dequantize), false),
+    ] {
+        let want = logit_bits(host(), products, graphs);
+        assert!(
+            want.iter()
+                .flatten()
+                .all(|&v| f32::from_bits(v).is_finite()),
+            "{products:?}, graphs {graphs}: a logit that is not a number"
+        );
+        for (schedule, early) in [(Schedule::InTurn, false), (Schedule::InTurnLastFirst, true)] {
+            let dev = host().with_schedule(schedule);
+            let dev = if early { dev.with_early_starts() } else { dev };
+            assert!(
+                logit_bits(dev, products, graphs) == want,
+                "{products:?}, graphs {graphs}, {schedule:?}, started early {early}: \
+                 the logits depend on the order blocks and threads run in"
+            );
+        }
+    }
 }
 
 #[test]

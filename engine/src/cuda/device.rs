@@ -688,6 +688,26 @@ type BeginFn = unsafe extern "C" fn(
 ) -> *mut c_void;
 /// `sf_cpu_finish`: the rest of a launch started early.
 type FinishFn = unsafe extern "C" fn(*mut c_void);
+type OrderFn = unsafe extern "C" fn(i32, i32);
+
+/// How [`HostDevice`] runs a launch's blocks and threads ([`HostDevice::with_schedule`]).
+/// Every block starts with its shared memory filled with 0xff bytes (a GPU leaves it
+/// undefined). A read that no barrier orders after the write it needs, or before the write that
+/// replaces what it needs (another warp's, another block's), reads the wrong value under one
+/// of the schedules, as it may on a GPU (where it depends on timing): tests that run each fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// Blocks first to last; in each, every thread runs to its next barrier (a shuffle or
+    /// `__syncthreads`), first to last, before any goes past one: the warps stay in step, as
+    /// they mostly do on a GPU.
+    #[default]
+    InStep,
+    /// Blocks, and the warps of each, first to last; one warp at a time runs as far as it can
+    /// before the block's next `__syncthreads`, as far ahead of the others as a GPU may let it.
+    InTurn,
+    /// As `InTurn`, with blocks, warps and each warp's threads last to first.
+    InTurnLastFirst,
+}
 
 /// A launch started early ([`HostDevice::with_early_starts`]) and not finished yet: the shim's
 /// handle, and the argument values its `void**` points into (boxed: they do not move).
@@ -726,6 +746,10 @@ pub struct HostDevice {
     early: bool,
     /// The launch started early and not finished yet.
     started: Mutex<Option<Started>>,
+    /// Sets how the shim runs blocks and threads (`sf_cpu_order`).
+    order: OrderFn,
+    /// How this device's launches run ([`HostDevice::with_schedule`]).
+    schedule: Schedule,
     /// Launches run, replayed ones included ([`HostDevice::launches_run`]).
     runs: AtomicUsize,
 }
@@ -822,6 +846,10 @@ extern "C" void* sf_cpu_begin(const char* name, unsigned gx, unsigned gy, unsign
     ));
     s.push_str(
         r#"    return nullptr;
+}
+extern "C" void sf_cpu_order(int in_turn, int reversed) {
+    sfcpu::in_turn = in_turn != 0;
+    sfcpu::reversed = reversed != 0;
 }
 extern "C" void sf_cpu_finish(void* handle) {
     SfStarted* s = static_cast<SfStarted*>(handle);
@@ -929,6 +957,9 @@ impl HostDevice {
             let finish = *lib
                 .get::<FinishFn>(b"sf_cpu_finish\0")
                 .map_err(|e| EngineError::Cuda(e.to_string()))?;
+            let order = *lib
+                .get::<OrderFn>(b"sf_cpu_order\0")
+                .map_err(|e| EngineError::Cuda(e.to_string()))?;
             Ok(Self {
                 _lib: lib,
                 launch,
@@ -942,6 +973,8 @@ impl HostDevice {
                 early: false,
                 started: Mutex::new(None),
                 runs: AtomicUsize::new(0),
+                order,
+                schedule: Schedule::InStep,
             })
         }
     }
@@ -978,6 +1011,24 @@ impl HostDevice {
         self
     }
 
+    /// The same device running its launches as `schedule` says (default [`Schedule::InStep`]).
+    pub fn with_schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Sets the shim's schedule to this device's; under `HOST_LOCK`, before each call that runs
+    /// blocks.
+    fn apply_schedule(&self) {
+        let (in_turn, reversed) = match self.schedule {
+            Schedule::InStep => (0, 0),
+            Schedule::InTurn => (1, 0),
+            Schedule::InTurnLastFirst => (1, 1),
+        };
+        // SAFETY: plain stores into the library's globals, under the lock.
+        unsafe { (self.order)(in_turn, reversed) }
+    }
+
     /// How many launches (kernels and GEMMs) have run, those of replayed graphs included.
     pub fn launches_run(&self) -> usize {
         self.runs.load(Ordering::Relaxed)
@@ -994,6 +1045,7 @@ impl HostDevice {
             .take();
         if let Some(s) = started {
             let _g = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            self.apply_schedule();
             // SAFETY: the handle came from `sf_cpu_begin` and is finished once; its arguments
             // are alive in `s`.
             unsafe { (self.finish)(s.handle) };
@@ -1017,6 +1069,7 @@ impl HostDevice {
         args: &mut [*mut c_void],
     ) -> Result<()> {
         let _g = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_schedule();
         let c = CString::new(name).map_err(|_| EngineError::Cuda("kernel name".into()))?;
         let (g, b) = (at.grid, at.block);
         let rc = (self.launch)(
@@ -1076,6 +1129,7 @@ impl HostDevice {
         let c = CString::new(l.name).map_err(|_| EngineError::Cuda("kernel name".into()))?;
         let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
         let _g = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_schedule();
         let (g, b) = (l.at.grid, l.at.block);
         // SAFETY: as `run`: the pointers point into `values`, kept alive in `Started` until
         // the launch is finished; buffers are HostBufs sized for the launch.

@@ -11,7 +11,15 @@
 // `__shared__` variables become static storage: blocks never overlap, so one copy serves them
 // all. Dynamic shared memory is a buffer sized by the launch.
 //
-// A launch may also be started early (`sfcpu::begin`): its first block runs up to
+// What a GPU leaves undefined is made to show here: every block starts with its shared memory
+// (dynamic, and the `__shared__` variables, kept in their own section for this) filled with
+// 0xff bytes (NaN as floats, -1 as integers), not what the block before left; and a launch may
+// run its warps in turn rather than in step, and its blocks, warps and threads last first
+// (`sf_cpu_order`, `run_threads`). A read that no barrier orders after the write it needs, or
+// before the write that replaces what it needs (another warp's, another block's), then reads
+// the wrong value under one of the orders, as it may on a GPU, where it depends on timing.
+//
+// A launch may also be started early (`sfcpu::begin`): its first block to run goes up to
 // `SF_WAIT_PRIOR` before the launch before it runs, the earliest a GPU's programmatic
 // dependent launch may run it, so that a kernel reading that launch's output before waiting
 // for it fails its tests here too.
@@ -51,7 +59,10 @@ struct alignas(16) float4 {
 #define SF_DEVICE static inline
 #define SF_KERNEL extern "C"
 #define SF_BOUNDS(threads)
-#define __shared__ static
+// Static storage in a section of its own, which each block's start fills (`start_block`).
+// (g++ leaves a static of a template function out of the section: kernels declare their
+// `__shared__` variables in the kernel itself.)
+#define __shared__ static __attribute__((section("sf_shared"), used))
 #define __restrict__ __restrict
 #define __align__(n) alignas(n)
 #define SF_DYN_SMEM(type) (reinterpret_cast<type*>(sfcpu::dyn_smem))
@@ -81,9 +92,9 @@ struct Grid {
     std::vector<std::vector<unsigned char>>* stacks = nullptr;
     std::vector<uint64_t> exchange;
     std::vector<unsigned char> dyn;
-    // Block 0 stops at `SF_WAIT_PRIOR` (started early: see `begin`).
+    // The first block to run stops at `SF_WAIT_PRIOR` (started early: see `begin`).
     bool early = false;
-    // Block 0 ran to its end while started early (it never waited).
+    // That block ran to its end while started early (it never waited).
     bool first_done = false;
 };
 
@@ -91,6 +102,11 @@ struct Grid {
 // early).
 inline std::vector<std::vector<std::vector<unsigned char>>*> stack_sets;
 inline std::vector<bool> stack_set_used;
+
+// How launches run (`sf_cpu_order`): each block's warps in step or in turn (`run_threads`),
+// and the blocks, the warps and each warp's threads first to last or last to first.
+inline bool in_turn = false;
+inline bool reversed = false;
 
 inline Grid* active = nullptr;  // the launch whose fibers run now
 inline jmp_buf scheduler;
@@ -127,8 +143,20 @@ inline void enter(Grid& gr, dim3 b) {
     dyn_smem = gr.dyn.data();
 }
 
-// Sets the current block's threads to start from the kernel's beginning.
+}  // namespace sfcpu
+
+// The `__shared__` variables' section, bounded by the linker (weak: a source without any).
+extern "C" unsigned char __start_sf_shared[] __attribute__((weak, visibility("hidden")));
+extern "C" unsigned char __stop_sf_shared[] __attribute__((weak, visibility("hidden")));
+
+namespace sfcpu {
+
+// Sets the current block's threads to start from the kernel's beginning, its shared memory
+// unwritten (a GPU block's starts undefined).
 inline void start_block() {
+    std::memset(active->dyn.data(), 0xff, active->dyn.size());
+    if (__start_sf_shared && __stop_sf_shared > __start_sf_shared)
+        std::memset(__start_sf_shared, 0xff, size_t(__stop_sf_shared - __start_sf_shared));
     for (unsigned i = 0; i < active->n; i++) {
         Fiber& f = active->fibers[i];
         getcontext(&f.ctx);
@@ -142,41 +170,67 @@ inline void start_block() {
     }
 }
 
+// Runs fiber `i` of the current block until it reaches a barrier or returns.
+inline void run_fiber(unsigned i) {
+    Fiber& f = active->fibers[i];
+    current = i;
+    threadIdx = f.idx;
+    if (!_setjmp(scheduler)) {
+        if (!f.started) {
+            f.started = true;
+            setcontext(&f.ctx);
+        }
+        _longjmp(f.jb, 1);
+    }
+}
+
+// Lets warp `w` on past its shuffle if every one of its threads has reached it (or returned).
+inline bool release_warp(unsigned w) {
+    std::vector<Fiber>& fibers = active->fibers;
+    const unsigned end = std::min(active->n, w * 32 + 32);
+    bool any = false, all = true;
+    for (unsigned i = w * 32; i < end; i++) {
+        any |= fibers[i].state == State::WarpBarrier;
+        all &= fibers[i].state == State::WarpBarrier || fibers[i].state == State::Done;
+    }
+    if (!(any && all)) return false;
+    for (unsigned i = w * 32; i < end; i++)
+        if (fibers[i].state == State::WarpBarrier) fibers[i].state = State::Run;
+    return true;
+}
+
 // Runs the current block's threads until every one is done (true), or, in a block started
 // early, until none can go on and some wait at `SF_WAIT_PRIOR` (false).
+//
+// In step (`in_turn` off), every thread runs to its next barrier, first to last, before any
+// goes past one: the block's warps stay together, as they mostly do on a GPU. In turn, one warp
+// at a time runs as far as it can before the block's next `__syncthreads` (its shuffles let
+// through within it), then the next: as far apart as a GPU may let warps drift.
 inline bool run_threads() {
     const unsigned n = active->n;
     std::vector<Fiber>& fibers = active->fibers;
     const unsigned warps = (n + 31) / 32;
+    auto nth = [](unsigned k, unsigned count) { return reversed ? count - 1 - k : k; };
     for (;;) {
-        for (unsigned i = 0; i < n; i++) {
-            if (fibers[i].state != State::Run) continue;
-            current = i;
-            threadIdx = fibers[i].idx;
-            if (!_setjmp(scheduler)) {
-                if (!fibers[i].started) {
-                    fibers[i].started = true;
-                    setcontext(&fibers[i].ctx);
-                }
-                _longjmp(fibers[i].jb, 1);
+        if (in_turn) {
+            for (unsigned wk = 0; wk < warps; wk++) {
+                const unsigned w = nth(wk, warps), first = w * 32;
+                const unsigned lanes = std::min(n, first + 32) - first;
+                do {
+                    for (unsigned k = 0; k < lanes; k++)
+                        if (fibers[first + nth(k, lanes)].state == State::Run)
+                            run_fiber(first + nth(k, lanes));
+                } while (release_warp(w));
             }
+        } else {
+            for (unsigned k = 0; k < n; k++)
+                if (fibers[nth(k, n)].state == State::Run) run_fiber(nth(k, n));
+            // Everyone is at a barrier or done. Release whole warps waiting at a shuffle first.
+            bool released = false;
+            for (unsigned w = 0; w < warps; w++) released |= release_warp(w);
+            if (released) continue;
         }
-        // Everyone is at a barrier or done. Release whole warps waiting at a shuffle first.
-        bool released = false, all_done = true;
-        for (unsigned w = 0; w < warps; w++) {
-            bool any = false, all = true;
-            for (unsigned i = w * 32; i < std::min(n, w * 32 + 32); i++) {
-                any |= fibers[i].state == State::WarpBarrier;
-                all &= fibers[i].state == State::WarpBarrier || fibers[i].state == State::Done;
-            }
-            if (any && all) {
-                for (unsigned i = w * 32; i < std::min(n, w * 32 + 32); i++)
-                    if (fibers[i].state == State::WarpBarrier) fibers[i].state = State::Run;
-                released = true;
-            }
-        }
-        if (released) continue;
-        bool any_block = false, all_block = true, any_grid = false;
+        bool all_done = true, any_block = false, all_block = true, any_grid = false;
         for (unsigned i = 0; i < n; i++) {
             all_done &= fibers[i].state == State::Done;
             any_block |= fibers[i].state == State::BlockBarrier;
@@ -231,17 +285,21 @@ inline void free_grid(Grid* gr) {
     delete gr;
 }
 
-// Runs blocks `first` (in launch order: x fastest) onwards to completion.
+// The block that runs `k`-th: in launch order (x fastest), or (`reversed`) the last first.
+inline dim3 block_at(const Grid& gr, unsigned k) {
+    const unsigned total = gr.grid.x * gr.grid.y * gr.grid.z;
+    const unsigned at = reversed ? total - 1 - k : k;
+    return dim3(at % gr.grid.x, (at / gr.grid.x) % gr.grid.y, at / (gr.grid.x * gr.grid.y));
+}
+
+// Runs the blocks from the `first`-th to run onwards to completion.
 inline void run_blocks(Grid& gr, unsigned first) {
-    unsigned at = 0;
-    for (unsigned z = 0; z < gr.grid.z; z++)
-        for (unsigned y = 0; y < gr.grid.y; y++)
-            for (unsigned x = 0; x < gr.grid.x; x++, at++) {
-                if (at < first) continue;
-                enter(gr, dim3(x, y, z));
-                start_block();
-                run_threads();
-            }
+    const unsigned total = gr.grid.x * gr.grid.y * gr.grid.z;
+    for (unsigned k = first; k < total; k++) {
+        enter(gr, block_at(gr, k));
+        start_block();
+        run_threads();
+    }
 }
 
 inline void launch(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
@@ -250,15 +308,16 @@ inline void launch(std::function<void()> kernel, dim3 grid, dim3 block, unsigned
     free_grid(gr);
 }
 
-// A launch started as early as programmatic dependent launch allows: its first block runs up
-// to `SF_WAIT_PRIOR` now, before the launch before it has run; `finish` runs the rest. A
-// kernel that read what the launch before it writes before waiting then computes on what was
-// there before. (What the first block does before it waits must not use `__shared__`
-// variables: they are static storage, which another launch of the same kernel may be using.)
+// A launch started as early as programmatic dependent launch allows: its first block to run
+// (`block_at(0)`: the last one where `reversed`) runs up to `SF_WAIT_PRIOR` now, before the
+// launch before it has run; `finish` runs the rest. A kernel that read what the launch before
+// it writes before waiting then computes on what was there before. (What the first block does
+// before it waits must not use `__shared__` variables: they are static storage, which another
+// launch of the same kernel may be using.)
 inline Grid* begin(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
     Grid* gr = make_grid(std::move(kernel), grid, block, smem);
     gr->early = true;
-    enter(*gr, dim3(0, 0, 0));
+    enter(*gr, block_at(*gr, 0));
     start_block();
     gr->first_done = run_threads();
     gr->early = false;
@@ -267,7 +326,7 @@ inline Grid* begin(std::function<void()> kernel, dim3 grid, dim3 block, unsigned
 
 inline void finish(Grid* gr) {
     if (!gr->first_done) {
-        enter(*gr, dim3(0, 0, 0));
+        enter(*gr, block_at(*gr, 0));
         for (auto& f : gr->fibers)
             if (f.state == State::GridWait) f.state = State::Run;
         if (!run_threads()) {
