@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use engine::cuda;
-use engine::cuda::device::{HostDevice, Launch, Schedule};
+use engine::cuda::device::{Device, HostBuf, HostDevice, Launch, Schedule};
 use engine::cuda::model::{q4_1_scales, SampleArrays};
 use engine::kernels::attention::{paged_attention, AttentionScratch, AttentionShape};
 use engine::kernels::dot;
@@ -197,15 +197,38 @@ fn launch_gpu(g: &Gpu, name: &str, grid: (u32, u32, u32), block: u32, smem: u32,
     s.synchronize().unwrap();
 }
 
+/// Copies every buffer into one of the device's (each with an inaccessible page after its end:
+/// a kernel that reaches past a buffer faults), launches, and copies every buffer back.
 fn launch_cpu(
     host: &HostDevice,
     name: &str,
     grid: (u32, u32, u32),
     block: u32,
     smem: u32,
-    mut args: Vec<Arg>,
+    args: Vec<Arg>,
 ) {
-    let mut ptrs: Vec<*mut c_void> = args
+    let bufs: Vec<Option<HostBuf>> = args
+        .iter()
+        .map(|a| match a {
+            Arg::Ptr(p, n) => {
+                let mut b = host.alloc(*n).unwrap();
+                // SAFETY: the caller's buffer, alive for the call.
+                host.write(&mut b, unsafe { std::slice::from_raw_parts(*p, *n) })
+                    .unwrap();
+                Some(b)
+            }
+            _ => None,
+        })
+        .collect();
+    let mut values: Vec<Arg> = args
+        .iter()
+        .zip(&bufs)
+        .map(|(a, b)| match (a, b) {
+            (Arg::Ptr(_, n), Some(b)) => Arg::Ptr(b.as_mut_ptr(), *n),
+            _ => *a,
+        })
+        .collect();
+    let mut ptrs: Vec<*mut c_void> = values
         .iter_mut()
         .map(|a| match a {
             Arg::Ptr(p, _) => (p as *mut *mut u8).cast(),
@@ -214,10 +237,18 @@ fn launch_cpu(
             Arg::F32(v) => (v as *mut f32).cast(),
         })
         .collect();
-    // SAFETY: every pointer argument points into a live buffer sized for the launch by the
-    // caller; scalars are read through pointers into `args`, alive for the call.
+    // SAFETY: every pointer argument points to a device buffer as long as the caller's (sized
+    // for the launch by the caller); scalars are read through pointers into `values`, alive
+    // for the call.
     unsafe { host.launch_raw(name, Launch { grid, block, smem }, &mut ptrs) }
         .unwrap_or_else(|e| panic!("{e}"));
+    for (a, b) in args.iter().zip(&bufs) {
+        if let (Arg::Ptr(p, n), Some(b)) = (a, b) {
+            // SAFETY: as above.
+            host.read(b, unsafe { std::slice::from_raw_parts_mut(*p, *n) })
+                .unwrap();
+        }
+    }
 }
 
 fn randn(rng: &mut SmallRng, n: usize, scale: f32) -> Vec<f32> {

@@ -3,7 +3,6 @@
 //! cudarc; [`HostDevice`] runs the same kernel source compiled as C++ for the CPU (`g++` at run
 //! time, `cpu_shim.h`), so the whole CUDA forward pass is tested on machines without a GPU.
 
-use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
@@ -778,20 +777,74 @@ unsafe impl Send for HostLaunch {}
 /// The launches of a capture, replayed in order.
 pub struct HostGraph(Vec<HostLaunch>);
 
-/// A host buffer the kernels may write through (16-byte aligned, as device memory is),
-/// counted against its device's memory while it lives.
-pub struct HostBuf(UnsafeCell<Vec<u128>>, usize, Arc<AtomicUsize>);
+/// A host buffer the kernels may write through: zeroed, 16-byte aligned (as device memory is),
+/// counted against its device's memory while it lives. Its pages are mapped for it alone, the
+/// page after its end (its size rounded up to 16 bytes) with no access: a kernel that reads or
+/// writes past a buffer's end faults here (the shim names the kernel), where on a GPU it would
+/// stop the context with an illegal address or read another buffer.
+pub struct HostBuf {
+    map: *mut c_void,
+    map_len: usize,
+    data: *mut u8,
+    len: usize,
+    used: Arc<AtomicUsize>,
+}
+
+// SAFETY: the mapping belongs to the buffer alone; kernels touch it only through its device,
+// one launch at a time (`HOST_LOCK`).
+unsafe impl Send for HostBuf {}
 
 impl HostBuf {
-    fn ptr(&self) -> *mut u8 {
-        // SAFETY: the vector is never resized after creation; the pointer stays valid.
-        unsafe { (*self.0.get()).as_mut_ptr().cast() }
+    fn new(bytes: usize, used: Arc<AtomicUsize>) -> Result<Self> {
+        // SAFETY: sysconf reads a constant of the system.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let body = bytes.div_ceil(16).max(1) * 16;
+        let pages = body.div_ceil(page) * page;
+        let map_len = pages + page;
+        // SAFETY: a new private anonymous mapping (zeroed), touching no memory of ours.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: `map` holds `map_len` bytes; its last page is made inaccessible, and the
+        // buffer ends where that page starts.
+        unsafe {
+            if libc::mprotect(map.cast::<u8>().add(pages).cast(), page, libc::PROT_NONE) != 0 {
+                let e = std::io::Error::last_os_error();
+                libc::munmap(map, map_len);
+                return Err(e.into());
+            }
+            Ok(Self {
+                map,
+                map_len,
+                data: map.cast::<u8>().add(pages - body),
+                len: bytes,
+                used,
+            })
+        }
+    }
+
+    /// Where the buffer starts: what a kernel's pointer argument to it holds.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.data
     }
 }
 
 impl Drop for HostBuf {
     fn drop(&mut self) {
-        self.2.fetch_sub(self.1.max(1), Ordering::Relaxed);
+        // SAFETY: the mapping made in `new`, unmapped once; no launch uses it any more (the
+        // device finishes launches before it frees).
+        unsafe { libc::munmap(self.map, self.map_len) };
+        self.used.fetch_sub(self.len.max(1), Ordering::Relaxed);
     }
 }
 
@@ -823,7 +876,7 @@ extern "C" int sf_cpu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     );
     let grid = "dim3(gx, gy, gz), dim3(bx, by, bz), smem";
     s.push_str(&dispatch(
-        &format!("{{ sfcpu::launch(sf_bind(&KERNEL, args), {grid}); return 0; }}"),
+        &format!("{{ sfcpu::launch(sf_bind(&KERNEL, args), \"KERNEL\", {grid}); return 0; }}"),
         "{ sf_bind(&sf_gemm_f16, args)(); return 0; }",
     ));
     s.push_str("    return -1;\n}\n");
@@ -841,7 +894,9 @@ extern "C" void* sf_cpu_begin(const char* name, unsigned gx, unsigned gy, unsign
 "#,
     );
     s.push_str(&dispatch(
-        &format!("return new SfStarted{{sfcpu::begin(sf_bind(&KERNEL, args), {grid}), {{}}}};"),
+        &format!(
+            "return new SfStarted{{sfcpu::begin(sf_bind(&KERNEL, args), \"KERNEL\", {grid}), {{}}}};"
+        ),
         "return new SfStarted{nullptr, sf_bind(&sf_gemm_f16, args)};",
     ));
     s.push_str(
@@ -1177,27 +1232,25 @@ impl Device for HostDevice {
                 self.memory.unwrap_or(0).saturating_sub(before)
             )));
         }
-        Ok(HostBuf(
-            UnsafeCell::new(vec![0u128; bytes.div_ceil(16).max(1)]),
-            bytes,
-            self.used.clone(),
-        ))
+        HostBuf::new(bytes, self.used.clone()).inspect_err(|_| {
+            self.used.fetch_sub(size, Ordering::Relaxed);
+        })
     }
 
     fn write(&self, dst: &mut Self::Buf, src: &[u8]) -> Result<()> {
         self.settle();
-        assert!(src.len() <= dst.1, "write past the buffer");
+        assert!(src.len() <= dst.len, "write past the buffer");
         // SAFETY: `dst` holds at least `src.len()` bytes.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.ptr(), src.len()) };
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), src.len()) };
         Ok(())
     }
 
     fn read_at(&self, src: &Self::Buf, offset: usize, dst: &mut [u8]) -> Result<()> {
         self.settle();
-        assert!(offset + dst.len() <= src.1, "read past the buffer");
+        assert!(offset + dst.len() <= src.len, "read past the buffer");
         // SAFETY: as above.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.ptr().add(offset), dst.as_mut_ptr(), dst.len())
+            std::ptr::copy_nonoverlapping(src.as_mut_ptr().add(offset), dst.as_mut_ptr(), dst.len())
         };
         Ok(())
     }
@@ -1279,7 +1332,7 @@ impl Device for HostDevice {
                 KArg::At(buf, offset) => (*buf, *offset),
                 _ => return Err(EngineError::Cuda("GEMM: an operand is not a buffer".into())),
             };
-            if rows > 0 && cols > 0 && offset + size * (ld * (cols - 1) + rows) > buf.1 {
+            if rows > 0 && cols > 0 && offset + size * (ld * (cols - 1) + rows) > buf.len {
                 return Err(EngineError::Cuda(format!(
                     "GEMM {g:?}: an operand reaches past its buffer"
                 )));
@@ -1311,11 +1364,11 @@ impl Device for HostDevice {
             args: args
                 .iter()
                 .map(|a| match a {
-                    KArg::Buf(b) => HostArg::P(b.ptr()),
+                    KArg::Buf(b) => HostArg::P(b.as_mut_ptr()),
                     KArg::At(b, offset) => {
-                        assert!(*offset <= b.1, "offset past the buffer");
+                        assert!(*offset <= b.len, "offset past the buffer");
                         // SAFETY: inside the buffer, checked above.
-                        HostArg::P(unsafe { b.ptr().add(*offset) })
+                        HostArg::P(unsafe { b.as_mut_ptr().add(*offset) })
                     }
                     KArg::Null => HostArg::P(std::ptr::null_mut()),
                     KArg::I32(v) => HostArg::I(*v),

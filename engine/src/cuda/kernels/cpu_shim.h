@@ -5,8 +5,9 @@
 // the block, a warp shuffle for every thread of its warp (two barriers around an exchange
 // through memory). A barrier that can never be released (threads of one warp at different
 // barriers, or some threads at `__syncthreads` while others of the block wait elsewhere) is a
-// bug in the kernel; the launcher reports it and aborts rather than guess. Threads that have
-// returned count as arrived, as on the GPU.
+// bug in the kernel; the launcher reports it and aborts rather than guess, as it does for a
+// shuffle that lanes which have returned can never reach (undefined on a GPU). At
+// `__syncthreads`, threads that have returned count as arrived, as on the GPU.
 //
 // `__shared__` variables become static storage: blocks never overlap, so one copy serves them
 // all. Dynamic shared memory is a buffer sized by the launch.
@@ -26,7 +27,9 @@
 #pragma once
 
 #include <setjmp.h>
+#include <signal.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -86,6 +89,7 @@ struct Fiber {
 // warp exchange slots and the dynamic shared memory.
 struct Grid {
     std::function<void()> body;
+    const char* name;
     dim3 grid, block;
     unsigned n = 0;
     std::vector<Fiber> fibers;
@@ -109,6 +113,7 @@ inline bool in_turn = false;
 inline bool reversed = false;
 
 inline Grid* active = nullptr;  // the launch whose fibers run now
+inline bool in_kernel = false;  // a fiber runs now (not the scheduler)
 inline jmp_buf scheduler;
 inline unsigned current;
 inline unsigned char* dyn_smem;
@@ -175,6 +180,7 @@ inline void run_fiber(unsigned i) {
     Fiber& f = active->fibers[i];
     current = i;
     threadIdx = f.idx;
+    in_kernel = true;
     if (!_setjmp(scheduler)) {
         if (!f.started) {
             f.started = true;
@@ -182,18 +188,27 @@ inline void run_fiber(unsigned i) {
         }
         _longjmp(f.jb, 1);
     }
+    in_kernel = false;
 }
 
-// Lets warp `w` on past its shuffle if every one of its threads has reached it (or returned).
+// Lets warp `w` on past its shuffle if every one of its threads has reached it. A shuffle
+// (every one here names the whole warp) that lanes which have returned can never reach is
+// undefined on a GPU: a bug in the kernel, reported.
 inline bool release_warp(unsigned w) {
     std::vector<Fiber>& fibers = active->fibers;
     const unsigned end = std::min(active->n, w * 32 + 32);
-    bool any = false, all = true;
+    bool any = false, all = true, gone = false;
     for (unsigned i = w * 32; i < end; i++) {
         any |= fibers[i].state == State::WarpBarrier;
         all &= fibers[i].state == State::WarpBarrier || fibers[i].state == State::Done;
+        gone |= fibers[i].state == State::Done;
     }
     if (!(any && all)) return false;
+    if (gone) {
+        std::fprintf(stderr, "cpu_shim: a warp shuffle in block (%u,%u,%u) waits for lanes that returned\n",
+                     blockIdx.x, blockIdx.y, blockIdx.z);
+        std::abort();
+    }
     for (unsigned i = w * 32; i < end; i++)
         if (fibers[i].state == State::WarpBarrier) fibers[i].state = State::Run;
     return true;
@@ -250,8 +265,48 @@ inline bool run_threads() {
     }
 }
 
+// A fault while a kernel's thread runs (memory past a buffer's end reaches the guard page after
+// each of `HostDevice`'s buffers) names the kernel and its block and thread, then is handled as
+// it was before: the handler puts the earlier one back and returns, and the access faults again.
+inline struct sigaction earlier_segv;
+
+inline void say(const char* s) {
+    if (write(2, s, std::strlen(s)) < 0) return;
+}
+
+inline void say(unsigned v) {
+    char buf[16];
+    int i = sizeof buf;
+    do buf[--i] = char('0' + v % 10); while ((v /= 10) && i > 0);
+    if (write(2, buf + i, sizeof buf - i) < 0) return;
+}
+
+inline void on_fault(int, siginfo_t*, void*) {
+    if (in_kernel && active) {
+        say("cpu_shim: kernel ");
+        say(active->name);
+        say(" touched memory outside its buffers, in block (");
+        say(blockIdx.x), say(","), say(blockIdx.y), say(","), say(blockIdx.z), say("), thread ");
+        say(threadIdx.x);
+        say("\n");
+    }
+    sigaction(SIGSEGV, &earlier_segv, nullptr);
+}
+
+inline void watch_faults() {
+    static bool watching = false;
+    if (watching) return;
+    watching = true;
+    struct sigaction sa = {};
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &earlier_segv);
+}
+
 // A launch's state, its stacks taken from a free set.
-inline Grid* make_grid(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
+inline Grid* make_grid(std::function<void()> kernel, const char* name, dim3 grid, dim3 block,
+                       unsigned smem) {
     const unsigned n = block.x * block.y * block.z;
     if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
         std::fprintf(stderr, "cpu_shim: bad launch shape\n");
@@ -259,6 +314,7 @@ inline Grid* make_grid(std::function<void()> kernel, dim3 grid, dim3 block, unsi
     }
     Grid* gr = new Grid;
     gr->body = std::move(kernel);
+    gr->name = name;
     gr->grid = grid;
     gr->block = block;
     gr->n = n;
@@ -302,8 +358,10 @@ inline void run_blocks(Grid& gr, unsigned first) {
     }
 }
 
-inline void launch(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
-    Grid* gr = make_grid(std::move(kernel), grid, block, smem);
+inline void launch(std::function<void()> kernel, const char* name, dim3 grid, dim3 block,
+                   unsigned smem) {
+    watch_faults();
+    Grid* gr = make_grid(std::move(kernel), name, grid, block, smem);
     run_blocks(*gr, 0);
     free_grid(gr);
 }
@@ -314,8 +372,10 @@ inline void launch(std::function<void()> kernel, dim3 grid, dim3 block, unsigned
 // it writes before waiting then computes on what was there before. (What the first block does
 // before it waits must not use `__shared__` variables: they are static storage, which another
 // launch of the same kernel may be using.)
-inline Grid* begin(std::function<void()> kernel, dim3 grid, dim3 block, unsigned smem) {
-    Grid* gr = make_grid(std::move(kernel), grid, block, smem);
+inline Grid* begin(std::function<void()> kernel, const char* name, dim3 grid, dim3 block,
+                   unsigned smem) {
+    watch_faults();
+    Grid* gr = make_grid(std::move(kernel), name, grid, block, smem);
     gr->early = true;
     enter(*gr, block_at(*gr, 0));
     start_block();
