@@ -796,41 +796,15 @@ unsafe impl Send for HostBuf {}
 
 impl HostBuf {
     fn new(bytes: usize, used: Arc<AtomicUsize>) -> Result<Self> {
-        // SAFETY: sysconf reads a constant of the system.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         let body = bytes.div_ceil(16).max(1) * 16;
-        let pages = body.div_ceil(page) * page;
-        let map_len = pages + page;
-        // SAFETY: a new private anonymous mapping (zeroed), touching no memory of ours.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        // SAFETY: `map` holds `map_len` bytes; its last page is made inaccessible, and the
-        // buffer ends where that page starts.
-        unsafe {
-            if libc::mprotect(map.cast::<u8>().add(pages).cast(), page, libc::PROT_NONE) != 0 {
-                let e = std::io::Error::last_os_error();
-                libc::munmap(map, map_len);
-                return Err(e.into());
-            }
-            Ok(Self {
-                map,
-                map_len,
-                data: map.cast::<u8>().add(pages - body),
-                len: bytes,
-                used,
-            })
-        }
+        let (map, map_len, data) = guarded_pages(body)?;
+        Ok(Self {
+            map,
+            map_len,
+            data,
+            len: bytes,
+            used,
+        })
     }
 
     /// Where the buffer starts: what a kernel's pointer argument to it holds.
@@ -841,11 +815,80 @@ impl HostBuf {
 
 impl Drop for HostBuf {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once; no launch uses it any more (the
+        // SAFETY: the pages `guarded_pages` gave, freed once; no launch uses them any more (the
         // device finishes launches before it frees).
-        unsafe { libc::munmap(self.map, self.map_len) };
+        unsafe { free_guarded_pages(self.map, self.map_len) };
         self.used.fetch_sub(self.len.max(1), Ordering::Relaxed);
     }
+}
+
+/// Zeroed memory for `body` bytes (a multiple of 16) that end where a page without access
+/// starts: the mapping, its length, and where the bytes start.
+#[cfg(unix)]
+fn guarded_pages(body: usize) -> Result<(*mut c_void, usize, *mut u8)> {
+    // SAFETY: sysconf reads a constant of the system.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let pages = body.div_ceil(page) * page;
+    let map_len = pages + page;
+    // SAFETY: a new private anonymous mapping (zeroed), touching no memory of ours.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: `map` holds `map_len` bytes; its last page is made inaccessible.
+    unsafe {
+        if libc::mprotect(map.cast::<u8>().add(pages).cast(), page, libc::PROT_NONE) != 0 {
+            let e = std::io::Error::last_os_error();
+            libc::munmap(map, map_len);
+            return Err(e.into());
+        }
+        Ok((map, map_len, map.cast::<u8>().add(pages - body)))
+    }
+}
+
+/// # Safety
+/// `map` and `map_len` must be what [`guarded_pages`] gave, not freed before.
+#[cfg(unix)]
+unsafe fn free_guarded_pages(map: *mut c_void, map_len: usize) {
+    // SAFETY: as the caller promises.
+    unsafe { libc::munmap(map, map_len) };
+}
+
+/// Where pages cannot be mapped this way: zeroed memory, with no page after it.
+#[cfg(not(unix))]
+fn guarded_pages(body: usize) -> Result<(*mut c_void, usize, *mut u8)> {
+    let layout = std::alloc::Layout::from_size_align(body, 16)
+        .map_err(|e| EngineError::Cuda(e.to_string()))?;
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    if p.is_null() {
+        return Err(EngineError::Cuda(format!(
+            "out of host memory for {body} bytes"
+        )));
+    }
+    Ok((p.cast(), body, p))
+}
+
+/// # Safety
+/// As the Unix version's.
+#[cfg(not(unix))]
+unsafe fn free_guarded_pages(map: *mut c_void, map_len: usize) {
+    // SAFETY: allocated in `guarded_pages` with this layout.
+    unsafe {
+        std::alloc::dealloc(
+            map.cast(),
+            std::alloc::Layout::from_size_align_unchecked(map_len, 16),
+        )
+    };
 }
 
 /// The C++ that `HostDevice` compiles: the shim, the kernels, and `sf_cpu_launch`, which finds
