@@ -9,14 +9,13 @@
 //! the CPU build cannot check is what only hardware shows (races between blocks, the memory
 //! model, speed): the `gpu::` tests do.
 
-use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use engine::cuda;
-use engine::cuda::device::{Device, HostBuf, HostDevice, Launch, Schedule};
+use engine::cuda::device::{Device, HostBuf, HostDevice, KArg, Launch, Schedule};
 use engine::cuda::model::{q4_1_scales, SampleArrays};
 use engine::kernels::attention::{paged_attention, AttentionScratch, AttentionShape};
 use engine::kernels::dot;
@@ -141,7 +140,7 @@ on_both!(
     every_thread_of_every_block_runs_once,
 );
 
-fn launch(name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: Vec<Arg>) {
+fn launch(name: &'static str, grid: (u32, u32, u32), block: u32, smem: u32, args: Vec<Arg>) {
     match TARGET.with(|t| t.get()) {
         Target::Cpu(schedule) => launch_cpu(host(schedule), name, grid, block, smem, args),
         Target::Gpu => launch_gpu(
@@ -201,7 +200,7 @@ fn launch_gpu(g: &Gpu, name: &str, grid: (u32, u32, u32), block: u32, smem: u32,
 /// a kernel that reaches past a buffer faults), launches, and copies every buffer back.
 fn launch_cpu(
     host: &HostDevice,
-    name: &str,
+    name: &'static str,
     grid: (u32, u32, u32),
     block: u32,
     smem: u32,
@@ -220,27 +219,18 @@ fn launch_cpu(
             _ => None,
         })
         .collect();
-    let mut values: Vec<Arg> = args
+    let kargs: Vec<KArg<'_, HostBuf>> = args
         .iter()
         .zip(&bufs)
         .map(|(a, b)| match (a, b) {
-            (Arg::Ptr(_, n), Some(b)) => Arg::Ptr(b.as_mut_ptr(), *n),
-            _ => *a,
+            (_, Some(b)) => KArg::Buf(b),
+            (Arg::I32(v), _) => KArg::I32(*v),
+            (Arg::I64(v), _) => KArg::I64(*v),
+            (Arg::F32(v), _) => KArg::F32(*v),
+            (Arg::Ptr(..), None) => unreachable!("every pointer has its buffer"),
         })
         .collect();
-    let mut ptrs: Vec<*mut c_void> = values
-        .iter_mut()
-        .map(|a| match a {
-            Arg::Ptr(p, _) => (p as *mut *mut u8).cast(),
-            Arg::I32(v) => (v as *mut i32).cast(),
-            Arg::I64(v) => (v as *mut i64).cast(),
-            Arg::F32(v) => (v as *mut f32).cast(),
-        })
-        .collect();
-    // SAFETY: every pointer argument points to a device buffer as long as the caller's (sized
-    // for the launch by the caller); scalars are read through pointers into `values`, alive
-    // for the call.
-    unsafe { host.launch_raw(name, Launch { grid, block, smem }, &mut ptrs) }
+    host.launch(name, Launch { grid, block, smem }, &kargs)
         .unwrap_or_else(|e| panic!("{e}"));
     for (a, b) in args.iter().zip(&bufs) {
         if let (Arg::Ptr(p, n), Some(b)) = (a, b) {

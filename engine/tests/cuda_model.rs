@@ -560,53 +560,67 @@ fn on_a_gpu_every_matvec_shape_gives_the_same_logits() {
     });
 }
 
+/// A prefill of two sequences (37 and 5 tokens: chunks of eight tokens, the last partial) and
+/// three decode steps after it, on `dev` as `setup` sets the model: every row's logits as
+/// bits, and what the last step launched where `launches` counts the device's launches.
+fn prefill_then_decode_bits<D: Device>(
+    dev: D,
+    setup: impl FnOnce(&mut DeviceModel<D>),
+    launches: impl Fn(&D) -> Option<usize>,
+) -> (Vec<Vec<u32>>, Option<usize>) {
+    let model = small_model();
+    let bs = 16;
+    let mut m = DeviceModel::new(dev, &model, bs, 8).unwrap();
+    setup(&mut m);
+    let vocab = model.config.vocab_size as u32;
+    let a: Vec<u32> = (0..37).map(|i| (i * 7 + 3) % vocab).collect();
+    let b: Vec<u32> = (0..5).map(|i| (i * 11 + 1) % vocab).collect();
+    let mut steps = vec![StepBatch {
+        seqs: vec![
+            SequenceStep::contiguous(a.clone(), 0, vec![0, 1, 2], bs, true),
+            SequenceStep::contiguous(b.clone(), 0, vec![3], bs, true),
+        ],
+    }];
+    for i in 0..3u32 {
+        let (pa, pb) = (a.len() + i as usize, b.len() + i as usize);
+        steps.push(StepBatch {
+            seqs: vec![
+                SequenceStep::contiguous(vec![11 + i], pa, vec![0, 1, 2], bs, true),
+                SequenceStep::contiguous(vec![40 + i], pb, vec![3], bs, true),
+            ],
+        });
+    }
+    let mut bits = Vec::new();
+    let mut last_step = None;
+    for batch in &steps {
+        let before = launches(m.device());
+        for row in m.step(batch).unwrap() {
+            bits.push(row.iter().map(|v| v.to_bits()).collect());
+        }
+        last_step = launches(m.device()).zip(before).map(|(n, b)| n - b);
+    }
+    (bits, last_step)
+}
+
 /// The products that make their norm's or SwiGLU's input themselves (the default) give the
 /// bits of a norm or SwiGLU kernel launched before each (`set_fused_inputs(false)`): in a
-/// prefill of two sequences (chunks of eight tokens, the last partial) and in decode steps as
-/// graphs and kernel by kernel. `launches`: the launches a device has run, where it counts
-/// them; then a decode step launches three kernels a layer fewer (the two norms and SwiGLU).
+/// prefill and in decode steps (`prefill_then_decode_bits`) as graphs and kernel by kernel.
+/// `launches`: the launches a device has run, where it counts them; then a decode step
+/// launches three kernels a layer fewer (the two norms and SwiGLU).
 fn fused_inputs_give_the_same_logits<D: Device>(
     make: impl Fn() -> D,
     launches: impl Fn(&D) -> Option<usize>,
 ) {
-    let model = small_model();
-    let bs = 16;
-    let vocab = model.config.vocab_size as u32;
-    let a: Vec<u32> = (0..19).map(|i| (i * 5 + 2) % vocab).collect();
-    let b: Vec<u32> = (0..7).map(|i| (i * 13 + 9) % vocab).collect();
     let run = |fused: bool, graphs: bool| {
-        let mut m = DeviceModel::new(make(), &model, bs, 8).unwrap();
-        m.set_gemm(None, GemmWeights::Dequantize).unwrap();
-        m.set_fused_inputs(fused);
-        m.set_graphs(graphs);
-        let mut steps = vec![StepBatch {
-            seqs: vec![
-                SequenceStep::contiguous(a.clone(), 0, vec![0, 1], bs, true),
-                SequenceStep::contiguous(b.clone(), 0, vec![2], bs, true),
-            ],
-        }];
-        for i in 0..3 {
-            let (pa, pb) = (a.len() + i as usize, b.len() + i as usize);
-            steps.push(StepBatch {
-                seqs: vec![
-                    SequenceStep::contiguous(vec![11 + i], pa, vec![0, 1], bs, true),
-                    SequenceStep::contiguous(vec![40 + i], pb, vec![2], bs, true),
-                ],
-            });
-        }
-        let mut bits = Vec::new();
-        let mut last_step = None;
-        for batch in &steps {
-            let before = launches(m.device());
-            for row in m.step(batch).unwrap() {
-                bits.push(row.iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
-            }
-            last_step = launches(m.device()).zip(before).map(|(n, b)| n - b);
-        }
-        (bits, last_step)
+        let setup = |m: &mut DeviceModel<D>| {
+            m.set_gemm(None, GemmWeights::Dequantize).unwrap();
+            m.set_fused_inputs(fused);
+            m.set_graphs(graphs);
+        };
+        prefill_then_decode_bits(make(), setup, &launches)
     };
     let (want, separate) = run(false, false);
-    let layers = model.config.num_layers;
+    let layers = small_model().config.num_layers;
     for graphs in [false, true] {
         let (got, fused) = run(true, graphs);
         assert!(
@@ -655,47 +669,12 @@ fn on_the_cpu_launches_started_early_still_match_the_cpu_engine() {
     graphs_match_launches_kernel_by_kernel(early, true, Products::MatVec);
 }
 
-/// The logits of a prefill of two sequences (37 and 5 tokens; attention split into partitions
-/// of 32 positions, so the longer one takes two and their reduce) and three decode steps after
-/// it, as bits, on `dev` with `products`, launched kernel by kernel or (decode steps) as graphs.
-fn logit_bits<D: Device>(dev: D, products: Products, graphs: bool) -> Vec<Vec<u32>> {
-    let model = small_model();
-    let bs = 16;
-    let mut m = DeviceModel::new(dev, &model, bs, 8).unwrap();
-    products.set(&mut m);
-    m.set_graphs(graphs);
-    m.set_attention_partition(32).unwrap();
-    let vocab = model.config.vocab_size as u32;
-    let a: Vec<u32> = (0..37).map(|i| (i * 7 + 3) % vocab).collect();
-    let b: Vec<u32> = (0..5).map(|i| (i * 11 + 1) % vocab).collect();
-    let mut steps = vec![StepBatch {
-        seqs: vec![
-            SequenceStep::contiguous(a.clone(), 0, vec![0, 1, 2], bs, true),
-            SequenceStep::contiguous(b.clone(), 0, vec![3], bs, true),
-        ],
-    }];
-    for i in 0..3u32 {
-        let (pa, pb) = (a.len() + i as usize, b.len() + i as usize);
-        steps.push(StepBatch {
-            seqs: vec![
-                SequenceStep::contiguous(vec![11 + i], pa, vec![0, 1, 2], bs, true),
-                SequenceStep::contiguous(vec![40 + i], pb, vec![3], bs, true),
-            ],
-        });
-    }
-    let mut bits = Vec::new();
-    for batch in &steps {
-        for row in m.step(batch).unwrap() {
-            bits.push(row.iter().map(|v| v.to_bits()).collect());
-        }
-    }
-    bits
-}
-
 /// Every schedule of a launch's blocks and threads on the CPU ([`Schedule`]: warps in step or in
 /// turn, first to last or last to first; every block's shared memory starts as 0xff bytes), the
-/// last one with launches started early, gives the logits' every bit: a read that no barrier
-/// orders where it needs would read the wrong value under one of them, as it may on a GPU.
+/// last one with launches started early, gives the logits' every bit, in a prefill and decode
+/// steps (`prefill_then_decode_bits`; attention split into partitions of 32 positions, so the
+/// longer sequence takes two and their reduce): a read that no barrier orders where it needs
+/// would read the wrong value under one of them, as it may on a GPU.
 #[test]
 fn on_the_cpu_every_schedule_of_blocks_and_threads_gives_the_same_logits() {
     for (products, graphs) in [
@@ -703,7 +682,15 @@ fn on_the_cpu_every_schedule_of_blocks_and_threads_gives_the_same_logits() {
         (Products::MatVec, true),
         (Products::Gemm(GemmWeights::Dequantize), false),
     ] {
-        let want = logit_bits(host(), products, graphs);
+        let logit_bits = |dev| {
+            let setup = |m: &mut DeviceModel<HostDevice>| {
+                products.set(m);
+                m.set_graphs(graphs);
+                m.set_attention_partition(32).unwrap();
+            };
+            prefill_then_decode_bits(dev, setup, |_| None).0
+        };
+        let want = logit_bits(host());
         assert!(
             want.iter()
                 .flatten()
@@ -714,7 +701,7 @@ fn on_the_cpu_every_schedule_of_blocks_and_threads_gives_the_same_logits() {
             let dev = host().with_schedule(schedule);
             let dev = if early { dev.with_early_starts() } else { dev };
             assert!(
-                logit_bits(dev, products, graphs) == want,
+                logit_bits(dev) == want,
                 "{products:?}, graphs {graphs}, {schedule:?}, started early {early}: \
                  the logits depend on the order blocks and threads run in"
             );

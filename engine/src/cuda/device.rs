@@ -808,7 +808,7 @@ impl HostBuf {
     }
 
     /// Where the buffer starts: what a kernel's pointer argument to it holds.
-    pub fn as_mut_ptr(&self) -> *mut u8 {
+    fn as_mut_ptr(&self) -> *mut u8 {
         self.data
     }
 }
@@ -1155,17 +1155,12 @@ impl HostDevice {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Launches with raw host pointers (what `Device::launch` and the kernel tests share).
+    /// Launches with raw host pointers.
     ///
     /// # Safety
     /// Every pointer in `args` must point to a live value of the kernel parameter's type, and
     /// pointer parameters to buffers sized for the launch.
-    pub unsafe fn launch_raw(
-        &self,
-        name: &str,
-        at: Launch,
-        args: &mut [*mut c_void],
-    ) -> Result<()> {
+    unsafe fn launch_raw(&self, name: &str, at: Launch, args: &mut [*mut c_void]) -> Result<()> {
         let _g = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         self.apply_schedule();
         let c = CString::new(name).map_err(|_| EngineError::Cuda("kernel name".into()))?;
