@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use cudarc::driver::{CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use engine::cuda;
 use engine::cuda::device::{Device, HostBuf, HostDevice, KArg, Launch, Schedule};
@@ -65,6 +65,7 @@ thread_local! {
 }
 
 struct Gpu {
+    ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     module: Arc<CudaModule>,
 }
@@ -81,6 +82,7 @@ fn gpu() -> Option<&'static Gpu> {
         let module = cuda::load_kernels(&ctx).unwrap_or_else(|e| panic!("{e}"));
         Some(Gpu {
             stream: ctx.default_stream(),
+            ctx,
             module,
         })
     })
@@ -152,6 +154,20 @@ fn launch(name: &'static str, grid: (u32, u32, u32), block: u32, smem: u32, args
             args,
         ),
     }
+}
+
+/// Lets kernel `name` be launched with `bytes` of dynamic shared memory (more than 48 KiB needs
+/// it), as the engine does at load.
+fn allow_shared_memory(name: &'static str, bytes: u32) {
+    match TARGET.with(|t| t.get()) {
+        Target::Cpu(schedule) => host(schedule).allow_shared_memory(name, bytes),
+        Target::Gpu => {
+            let g = gpu().expect("checked by run_on");
+            let f = g.module.load_function(name).unwrap();
+            engine::cuda::device::allow_shared_memory(&g.ctx, &f, name, bytes)
+        }
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Copies every buffer to the device, launches, and copies every buffer back.
@@ -901,11 +917,13 @@ fn attention_partial(a: AttnShape, io: [Arg; 11], rope: [Arg; 6]) {
         Arg::F32(1.0 / (a.hd as f32).sqrt()),
     ];
     args.extend(rope);
+    let smem = cuda::attention_smem(group, a.hd);
+    allow_shared_memory("attention_partial", smem);
     launch(
         "attention_partial",
         (a.t as u32, a.nkv as u32, a.parts as u32),
         cuda::attention_threads(group, a.hd),
-        cuda::attention_smem(group, a.hd),
+        smem,
         args,
     );
 }

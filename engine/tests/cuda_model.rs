@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use engine::cuda;
 use engine::cuda::device::{
     CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch, Schedule,
+    SMEM_OPT_IN_SM_90, SMEM_WITHOUT_OPT_IN,
 };
 use engine::cuda::model::{DeviceModel, GemmWeights, KvCacheSize, StepLimits};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
@@ -36,6 +37,21 @@ fn small_model() -> Model {
         max_position_embeddings: 8192,
     };
     Model::synthetic(cfg, Tokenizer::numbered(320).unwrap(), 7).expect("a synthetic model")
+}
+
+/// `small_model` with heads of 256 (the largest the attention kernel takes), two query heads
+/// per KV head: its attention blocks need more than the 48 KiB of shared memory a launch has
+/// without opting in.
+fn large_heads_model() -> Model {
+    let base = small_model();
+    let cfg = ModelConfig {
+        num_heads: 2,
+        num_kv_heads: 1,
+        head_dim: 256,
+        hidden_size: 512,
+        ..base.config.clone()
+    };
+    Model::synthetic(cfg, Tokenizer::numbered(320).unwrap(), 11).expect("a synthetic model")
 }
 
 /// Largest |a - b| over the row, and whether the greedy tokens agree (or the CPU's top two are
@@ -76,8 +92,7 @@ impl Products {
     }
 }
 
-fn forward_matches_the_cpu_engine<D: Device>(dev: D, products: Products) {
-    let model = small_model();
+fn forward_matches_the_cpu_engine<D: Device>(dev: D, model: Model, products: Products) {
     let bs = 16;
     let num_blocks = 12;
     let mut cpu_cache = model.new_kv_cache(bs, num_blocks).unwrap();
@@ -305,7 +320,7 @@ macro_rules! host_memory {
 }
 
 /// The launches of a test device wrapping a `HostDevice` in `inner`: `before` (the device as
-/// `this`, the kernel's name as `name`), then the host's.
+/// `this`, the kernel's name as `name`), then the host's; and the host's shared-memory opt-ins.
 macro_rules! host_launch {
     (($this:ident, $name:ident) => $before:expr) => {
         fn launch(
@@ -317,6 +332,9 @@ macro_rules! host_launch {
             let ($this, $name) = (self, name);
             $before;
             self.inner.launch(name, at, args)
+        }
+        fn allow_shared_memory(&self, name: &'static str, bytes: u32) -> engine::Result<()> {
+            self.inner.allow_shared_memory(name, bytes)
         }
     };
 }
@@ -654,7 +672,66 @@ fn on_a_gpu_products_that_make_their_own_input_give_the_same_logits() {
 
 #[test]
 fn on_the_cpu_the_cuda_forward_pass_matches_the_cpu_engine() {
-    forward_matches_the_cpu_engine(host(), Products::MatVec);
+    forward_matches_the_cpu_engine(host(), small_model(), Products::MatVec);
+}
+
+/// Heads of 256 take more dynamic shared memory than a launch may have without opting in
+/// (a GPU, and `HostDevice` as it, refuse such a launch): the model opts in at load, and the
+/// forward pass matches the CPU engine.
+#[test]
+fn on_the_cpu_heads_of_256_opt_in_for_their_shared_memory_and_match_the_cpu_engine() {
+    assert!(cuda::attention_smem(2, 256) > SMEM_WITHOUT_OPT_IN);
+    forward_matches_the_cpu_engine(host(), large_heads_model(), Products::MatVec);
+}
+
+#[test]
+fn on_a_gpu_heads_of_256_opt_in_for_their_shared_memory_and_match_the_cpu_engine() {
+    if !gpu_or_skip() {
+        return;
+    }
+    forward_matches_the_cpu_engine(
+        CudaDevice::open(0).unwrap(),
+        large_heads_model(),
+        Products::MatVec,
+    );
+}
+
+/// A launch with more dynamic shared memory than its kernel opted in for is refused, as a GPU
+/// refuses it (with an error that says nothing of why); no kernel opts in for more than a GPU
+/// of compute capability 9.0 gives a block.
+#[test]
+fn a_launch_with_more_shared_memory_than_its_kernel_opted_in_for_is_refused() {
+    let dev = host();
+    let at = |smem| Launch {
+        grid: (1, 1, 1),
+        block: 32,
+        smem,
+    };
+    let err = dev
+        .launch("attention_partial", at(SMEM_WITHOUT_OPT_IN + 16), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("launching attention_partial with 49168 bytes of dynamic shared memory")
+            && err.contains("48 KiB unless it opts in"),
+        "{err}"
+    );
+    dev.allow_shared_memory("attention_partial", SMEM_WITHOUT_OPT_IN + 8)
+        .unwrap();
+    let err = dev
+        .launch("attention_partial", at(SMEM_WITHOUT_OPT_IN + 16), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than the 49160 it may have"), "{err}");
+    let err = dev
+        .allow_shared_memory("attention_partial", SMEM_OPT_IN_SM_90 + 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("more than the 232448 a block may have on this GPU"),
+        "{err}"
+    );
+    assert!(dev.allow_shared_memory("no_such_kernel", 1024).is_err());
 }
 
 /// Every launch started as early as programmatic dependent launch lets a GPU start it (its
@@ -664,8 +741,12 @@ fn on_the_cpu_the_cuda_forward_pass_matches_the_cpu_engine() {
 #[test]
 fn on_the_cpu_launches_started_early_still_match_the_cpu_engine() {
     let early = || host().with_early_starts();
-    forward_matches_the_cpu_engine(early(), Products::MatVec);
-    forward_matches_the_cpu_engine(early(), Products::Gemm(GemmWeights::Dequantize));
+    forward_matches_the_cpu_engine(early(), small_model(), Products::MatVec);
+    forward_matches_the_cpu_engine(
+        early(),
+        small_model(),
+        Products::Gemm(GemmWeights::Dequantize),
+    );
     graphs_match_launches_kernel_by_kernel(early, true, Products::MatVec);
 }
 
@@ -716,7 +797,7 @@ fn on_the_cpu_the_gemm_path_matches_the_cpu_engine() {
         Products::Gemm(GemmWeights::Resident),
         Products::GemmFrom(8),
     ] {
-        forward_matches_the_cpu_engine(host(), products);
+        forward_matches_the_cpu_engine(host(), small_model(), products);
     }
 }
 
@@ -730,7 +811,7 @@ fn on_a_gpu_the_gemm_path_matches_the_cpu_engine() {
         Products::Gemm(GemmWeights::Resident),
         Products::GemmFrom(8),
     ] {
-        forward_matches_the_cpu_engine(CudaDevice::open(0).unwrap(), products);
+        forward_matches_the_cpu_engine(CudaDevice::open(0).unwrap(), small_model(), products);
     }
 }
 
@@ -1606,7 +1687,11 @@ fn on_a_gpu_the_cuda_forward_pass_matches_the_cpu_engine() {
     if !gpu_or_skip() {
         return;
     }
-    forward_matches_the_cpu_engine(CudaDevice::open(0).unwrap(), Products::MatVec);
+    forward_matches_the_cpu_engine(
+        CudaDevice::open(0).unwrap(),
+        small_model(),
+        Products::MatVec,
+    );
 }
 
 #[test]

@@ -56,6 +56,19 @@ fn every_kernel_compiles_for_sm_90_without_spills() {
             "{k}: {regs} registers a thread leave no room for blocks of {threads} threads"
         );
     }
+    // The kernels that take dynamic shared memory declare no `__shared__` variables, so the
+    // dynamic bytes are all a launch has: what `HostDevice` holds their launches to.
+    for k in cuda::KERNELS
+        .iter()
+        .filter(|k| **k == "attention_partial" || k.starts_with("matvec_q"))
+    {
+        assert_eq!(
+            static_smem(&out.log, k),
+            0,
+            "{k} declares __shared__ variables:\n{}",
+            out.log
+        );
+    }
     let ptx = cuda::compile(&cuda::source(), "compute_90", &include_dirs())
         .unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8(ptx.image).unwrap();
@@ -130,11 +143,33 @@ fn max_threads(kernel: &str) -> usize {
     }
 }
 
+/// ptxas's report on `kernel` in `log`: from its "Compiling entry function" line to the next.
+fn report<'a>(log: &'a str, kernel: &str) -> &'a str {
+    let head = format!("Compiling entry function '{kernel}' for 'sm_90'");
+    let at = log
+        .find(&head)
+        .unwrap_or_else(|| panic!("no report for {kernel}"));
+    let rest = &log[at + head.len()..];
+    &rest[..rest.find("Compiling entry function").unwrap_or(rest.len())]
+}
+
 /// The registers ptxas gave `kernel` (its report in `log`).
 fn registers(log: &str, kernel: &str) -> usize {
-    let at = log
-        .find(&format!("Compiling entry function '{kernel}' for 'sm_90'"))
-        .unwrap_or_else(|| panic!("no report for {kernel}"));
-    let used = &log[at..][log[at..].find("Used ").expect("a register count") + 5..];
+    let r = report(log, kernel);
+    let used = &r[r.find("Used ").expect("a register count") + 5..];
     used.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The bytes of `__shared__` variables `kernel` declares (ptxas's "N bytes smem"; none where
+/// it says nothing of shared memory).
+fn static_smem(log: &str, kernel: &str) -> usize {
+    let r = report(log, kernel);
+    r.find(" bytes smem").map_or(0, |end| {
+        r[..end]
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
 }

@@ -102,6 +102,15 @@ impl Gemm {
     }
 }
 
+/// The dynamic shared memory a launch may have before its kernel opts in for more
+/// ([`Device::allow_shared_memory`]): 48 KiB on every NVIDIA GPU since compute capability 3.0.
+pub const SMEM_WITHOUT_OPT_IN: u32 = 48 << 10;
+
+/// The most dynamic shared memory a kernel may opt in for on a GPU of compute capability 9.0
+/// (`CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN`: 227 KiB), which [`HostDevice`]
+/// holds its launches to.
+pub const SMEM_OPT_IN_SM_90: u32 = 227 << 10;
+
 /// Memory and kernel launches of one device, in one stream (launches run in order).
 pub trait Device {
     type Buf;
@@ -129,6 +138,11 @@ pub trait Device {
     }
     /// Launches kernel `name` (one of [`KERNELS`]) with `args` in its parameters' order.
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()>;
+    /// Lets kernel `name` be launched with up to `bytes` of dynamic shared memory. Without it a
+    /// launch may have [`SMEM_WITHOUT_OPT_IN`] (48 KiB); past that a GPU refuses the launch
+    /// unless the kernel opted in, up to the device's own limit (227 KiB on compute capability
+    /// 9.0), past which this fails, naming both.
+    fn allow_shared_memory(&self, name: &'static str, bytes: u32) -> Result<()>;
 
     fn upload(&self, src: &[u8]) -> Result<Self::Buf> {
         let mut b = self.alloc(src.len())?;
@@ -261,6 +275,47 @@ pub fn leaves_context_unusable(code: cudarc::driver::sys::CUresult) -> bool {
             | R::CUDA_ERROR_ECC_UNCORRECTABLE
             | R::CUDA_ERROR_CONTEXT_IS_DESTROYED
     )
+}
+
+/// Whether kernel `name`, with `fixed` bytes of `__shared__` variables, may opt in for `bytes`
+/// of dynamic shared memory on a device that gives a block at most `limit` in all.
+fn check_opt_in(name: &str, bytes: u32, fixed: u32, limit: u32) -> Result<()> {
+    if u64::from(bytes) + u64::from(fixed) > u64::from(limit) {
+        let own = if fixed > 0 {
+            format!(" (and {fixed} of its own)")
+        } else {
+            String::new()
+        };
+        return Err(EngineError::Cuda(format!(
+            "{name} needs {bytes} bytes of dynamic shared memory{own}, more than the {limit} a \
+             block may have on this GPU"
+        )));
+    }
+    Ok(())
+}
+
+/// Lets kernel `name` (`f`, of a module loaded in `ctx`) be launched with up to `bytes` of
+/// dynamic shared memory ([`Device::allow_shared_memory`]; for launches that do not go through
+/// a [`CudaDevice`], as the kernel tests' own).
+pub fn allow_shared_memory(
+    ctx: &CudaContext,
+    f: &CudaFunction,
+    name: &str,
+    bytes: u32,
+) -> Result<()> {
+    use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+    ctx.bind_to_thread().map_err(drv)?;
+    let limit = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+        .map_err(drv)?;
+    let fixed = f.shared_size_bytes().map_err(drv)?;
+    check_opt_in(name, bytes, fixed.max(0) as u32, limit.max(0) as u32)?;
+    let max = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    // Only ever raised: another caller may have allowed more.
+    if f.get_attribute(max).map_err(drv)? < bytes as i32 {
+        f.set_attribute(max, bytes as i32).map_err(drv)?;
+    }
+    Ok(())
 }
 
 /// A GPU through cudarc: its context, one stream of its own (graphs cannot be captured on the
@@ -496,6 +551,10 @@ impl Device for CudaDevice {
             }
             r.map_err(|e| driver_error(&format!("launching {name}"), e))
         })
+    }
+
+    fn allow_shared_memory(&self, name: &'static str, bytes: u32) -> Result<()> {
+        allow_shared_memory(&self.ctx, &self.function(name)?, name, bytes)
     }
 
     fn has_gemm(&self) -> bool {
@@ -751,6 +810,8 @@ pub struct HostDevice {
     schedule: Schedule,
     /// Launches run, replayed ones included ([`HostDevice::launches_run`]).
     runs: AtomicUsize,
+    /// The dynamic shared memory each kernel opted in for ([`Device::allow_shared_memory`]).
+    smem_allowed: Mutex<HashMap<&'static str, u32>>,
 }
 
 /// One launch's argument, as its value.
@@ -1023,6 +1084,10 @@ impl HostDevice {
                     // The shim's fibers switch stacks with longjmp, which the fortified
                     // variant refuses.
                     "-U_FORTIFY_SOURCE",
+                    // A vector loaded or stored at an address its alignment does not divide
+                    // traps (the shim names the kernel), as a GPU faults on it.
+                    "-fsanitize=alignment",
+                    "-fsanitize-undefined-trap-on-error",
                     "-fPIC",
                     "-shared",
                     "-Wall",
@@ -1073,6 +1138,7 @@ impl HostDevice {
                 runs: AtomicUsize::new(0),
                 order,
                 schedule: Schedule::InStep,
+                smem_allowed: Mutex::new(HashMap::new()),
             })
         }
     }
@@ -1395,7 +1461,39 @@ impl Device for HostDevice {
         )
     }
 
+    /// Holds the kernels to what a GPU of compute capability 9.0 allows
+    /// ([`SMEM_OPT_IN_SM_90`]), counting dynamic shared memory only: the kernels that take
+    /// any declare no `__shared__` variables (the NVRTC test checks ptxas's report).
+    fn allow_shared_memory(&self, name: &'static str, bytes: u32) -> Result<()> {
+        if !KERNELS.contains(&name) {
+            return Err(EngineError::Cuda(format!("no kernel named {name}")));
+        }
+        check_opt_in(name, bytes, 0, SMEM_OPT_IN_SM_90)?;
+        let mut allowed = self.smem_allowed.lock().unwrap_or_else(|e| e.into_inner());
+        let a = allowed.entry(name).or_insert(SMEM_WITHOUT_OPT_IN);
+        *a = (*a).max(bytes);
+        Ok(())
+    }
+
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
+        // A GPU refuses a launch with more dynamic shared memory than its kernel may have.
+        if at.smem > SMEM_WITHOUT_OPT_IN {
+            let allowed = self
+                .smem_allowed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .copied()
+                .unwrap_or(SMEM_WITHOUT_OPT_IN);
+            if at.smem > allowed {
+                return Err(EngineError::Cuda(format!(
+                    "launching {name} with {} bytes of dynamic shared memory, more than the \
+                     {allowed} it may have (48 KiB unless it opts in through \
+                     Device::allow_shared_memory): a GPU refuses the launch",
+                    at.smem
+                )));
+            }
+        }
         let l = HostLaunch {
             name,
             at,

@@ -103,7 +103,7 @@ const _: () = assert!(NORM_THREADS.is_multiple_of(32 * MATVEC_WARPS));
 
 /// The most dynamic shared memory a block may have without opting in (48 KiB): a product
 /// whose input needs more has it made by its own launch first.
-pub const MATVEC_INPUT_SMEM_MAX: usize = 48 << 10;
+pub const MATVEC_INPUT_SMEM_MAX: usize = device::SMEM_WITHOUT_OPT_IN as usize;
 
 /// Where a matrix-vector kernel's activations come from (`linear.cu`'s `in`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -860,6 +860,16 @@ impl<D: Device> DeviceModel<D> {
                 super::ATTENTION_MAX_THREADS / 32
             )));
         }
+        // Large heads take more than the 48 KiB of shared memory a launch has by default.
+        let att_smem = super::attention_smem(group, cfg.head_dim);
+        dev.allow_shared_memory("attention_partial", att_smem)
+            .map_err(|e| {
+                EngineError::Cuda(format!(
+                    "heads of {} with {group} query heads per KV head do not fit the CUDA \
+                     attention kernel: {e}",
+                    cfg.head_dim
+                ))
+            })?;
         let mut layers = Vec::with_capacity(model.layers.len());
         for (i, l) in model.layers.iter().enumerate() {
             let name = |n: &str| format!("blk.{i}.{n}");

@@ -20,6 +20,10 @@
 // before the write that replaces what it needs (another warp's, another block's), then reads
 // the wrong value under one of the orders, as it may on a GPU, where it depends on timing.
 //
+// What a GPU refuses is refused here too: a launch shape past CUDA's limits aborts, and a read
+// or write past a buffer's end or the launch's dynamic shared memory, or a vector at a misaligned
+// address, faults, naming the kernel (`on_fault`).
+//
 // A launch may also be started early (`sfcpu::begin`): its first block to run goes up to
 // `SF_WAIT_PRIOR` before the launch before it runs, the earliest a GPU's programmatic
 // dependent launch may run it, so that a kernel reading that launch's output before waiting
@@ -28,6 +32,7 @@
 
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -85,8 +90,34 @@ struct Fiber {
     dim3 idx;
 };
 
+// Bytes mapped for one use alone, the page after their end (their size rounded up to 16 bytes)
+// with no access: a read or write past the end faults (`on_fault` names the kernel).
+struct Guarded {
+    unsigned char* data = nullptr;
+    size_t len = 0;
+    void* map = nullptr;
+    size_t map_len = 0;
+
+    explicit Guarded(size_t n) : len(n) {
+        const size_t page = size_t(sysconf(_SC_PAGESIZE));
+        const size_t body = std::max<size_t>((n + 15) / 16 * 16, 16);
+        const size_t pages = (body + page - 1) / page;
+        map_len = (pages + 1) * page;
+        map = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map == MAP_FAILED || mprotect(static_cast<unsigned char*>(map) + pages * page, page, PROT_NONE)) {
+            std::fprintf(stderr, "cpu_shim: cannot map %zu bytes\n", n);
+            std::abort();
+        }
+        data = static_cast<unsigned char*>(map) + pages * page - body;
+    }
+    Guarded(const Guarded&) = delete;
+    Guarded& operator=(const Guarded&) = delete;
+    ~Guarded() { munmap(map, map_len); }
+};
+
 // One launch: its threads' fibers, their stacks (a set reused from launch to launch), the
-// warp exchange slots and the dynamic shared memory.
+// warp exchange slots and the dynamic shared memory (guarded: a kernel reaching past the
+// shared memory its launch asked for faults, where on a GPU it reads another block's or faults).
 struct Grid {
     std::function<void()> body;
     const char* name;
@@ -95,7 +126,7 @@ struct Grid {
     std::vector<Fiber> fibers;
     std::vector<std::vector<unsigned char>>* stacks = nullptr;
     std::vector<uint64_t> exchange;
-    std::vector<unsigned char> dyn;
+    Guarded* dyn = nullptr;
     // The first block to run stops at `SF_WAIT_PRIOR` (started early: see `begin`).
     bool early = false;
     // That block ran to its end while started early (it never waited).
@@ -145,7 +176,7 @@ inline void enter(Grid& gr, dim3 b) {
     blockDim = gr.block;
     gridDim = gr.grid;
     blockIdx = b;
-    dyn_smem = gr.dyn.data();
+    dyn_smem = gr.dyn->data;
 }
 
 }  // namespace sfcpu
@@ -159,7 +190,7 @@ namespace sfcpu {
 // Sets the current block's threads to start from the kernel's beginning, its shared memory
 // unwritten (a GPU block's starts undefined).
 inline void start_block() {
-    std::memset(active->dyn.data(), 0xff, active->dyn.size());
+    std::memset(active->dyn->data, 0xff, active->dyn->len);
     if (__start_sf_shared && __stop_sf_shared > __start_sf_shared)
         std::memset(__start_sf_shared, 0xff, size_t(__stop_sf_shared - __start_sf_shared));
     for (unsigned i = 0; i < active->n; i++) {
@@ -266,8 +297,9 @@ inline bool run_threads() {
 }
 
 // A fault while a kernel's thread runs (memory past a buffer's end reaches the guard page after
-// each of `HostDevice`'s buffers) names the kernel and its block and thread, then is handled as
-// it was before: the handler puts the earlier one back and returns, and the access faults again.
+// each of `HostDevice`'s buffers and after the launch's dynamic shared memory; a misaligned
+// vector traps) names the kernel and its block and thread, then is handled as it was before: the
+// handler puts the earlier one back and returns, and the access faults again.
 inline struct sigaction earlier_segv;
 
 inline void say(const char* s) {
@@ -281,18 +313,24 @@ inline void say(unsigned v) {
     if (write(2, buf + i, sizeof buf - i) < 0) return;
 }
 
-inline void on_fault(int, siginfo_t*, void*) {
+inline struct sigaction earlier_ill;
+
+inline void on_fault(int sig, siginfo_t*, void*) {
     if (in_kernel && active) {
         say("cpu_shim: kernel ");
         say(active->name);
-        say(" touched memory outside its buffers, in block (");
+        say(sig == SIGILL ? " loaded or stored a vector at an address not aligned to its size (a GPU faults: misaligned address), in block ("
+                          : " touched memory outside its buffers and its shared memory, in block (");
         say(blockIdx.x), say(","), say(blockIdx.y), say(","), say(blockIdx.z), say("), thread ");
         say(threadIdx.x);
         say("\n");
     }
-    sigaction(SIGSEGV, &earlier_segv, nullptr);
+    sigaction(sig, sig == SIGILL ? &earlier_ill : &earlier_segv, nullptr);
 }
 
+// A fault in a kernel names it. The kernels are compiled with g++'s alignment check trapping
+// (`HostDevice::build`): an `int4` or `float2` loaded from an address that is not a multiple of
+// its size, which a GPU refuses, stops here with SIGILL, where x86 would load it.
 inline void watch_faults() {
     static bool watching = false;
     if (watching) return;
@@ -302,14 +340,19 @@ inline void watch_faults() {
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &earlier_segv);
+    sigaction(SIGILL, &sa, &earlier_ill);
 }
 
 // A launch's state, its stacks taken from a free set.
 inline Grid* make_grid(std::function<void()> kernel, const char* name, dim3 grid, dim3 block,
                        unsigned smem) {
     const unsigned n = block.x * block.y * block.z;
-    if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
-        std::fprintf(stderr, "cpu_shim: bad launch shape\n");
+    // CUDA's limits: 1024 threads a block (at most 64 in z), 2^31 - 1 blocks in x and 65535 in
+    // y and z. A GPU refuses any other launch.
+    if (n == 0 || n > 1024 || block.z > 64 || grid.x == 0 || grid.x > 0x7fffffffu || grid.y == 0 ||
+        grid.y > 65535 || grid.z == 0 || grid.z > 65535) {
+        std::fprintf(stderr, "cpu_shim: %s launched as (%u,%u,%u) blocks of (%u,%u,%u) threads, which a GPU refuses\n",
+                     name, grid.x, grid.y, grid.z, block.x, block.y, block.z);
         std::abort();
     }
     Grid* gr = new Grid;
@@ -320,7 +363,7 @@ inline Grid* make_grid(std::function<void()> kernel, const char* name, dim3 grid
     gr->n = n;
     gr->fibers.assign(n, Fiber{});
     gr->exchange.assign(n, 0);
-    gr->dyn.assign(std::max(smem, 16u), 0);
+    gr->dyn = new Guarded(smem);
     unsigned set = 0;
     while (set < stack_sets.size() && stack_set_used[set]) set++;
     if (set == stack_sets.size()) {
@@ -338,6 +381,7 @@ inline void free_grid(Grid* gr) {
     for (size_t i = 0; i < stack_sets.size(); i++)
         if (stack_sets[i] == gr->stacks) stack_set_used[i] = false;
     if (active == gr) active = nullptr;
+    delete gr->dyn;
     delete gr;
 }
 
