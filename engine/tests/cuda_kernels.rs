@@ -40,13 +40,20 @@ fn p<T>(v: &mut [T]) -> Arg {
 }
 
 /// The kernels compiled as C++ for this CPU (once per source version, under target/), run as
-/// `schedule` says.
+/// `schedule` says (and, last first, with buffers that start where an inaccessible page ends).
 fn host(schedule: Schedule) -> &'static HostDevice {
     static H: [OnceLock<HostDevice>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     H[schedule as usize].get_or_init(|| {
-        HostDevice::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
+        let dev = HostDevice::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-cpu"))
             .unwrap_or_else(|e| panic!("{e}"))
-            .with_schedule(schedule)
+            .with_schedule(schedule);
+        // Where everything runs last first, buffers sit right after their inaccessible page
+        // too: a kernel reaching before a buffer's start faults.
+        if schedule == Schedule::InTurnLastFirst {
+            dev.with_guard_before()
+        } else {
+            dev
+        }
     })
 }
 

@@ -812,6 +812,9 @@ pub struct HostDevice {
     runs: AtomicUsize,
     /// The dynamic shared memory each kernel opted in for ([`Device::allow_shared_memory`]).
     smem_allowed: Mutex<HashMap<&'static str, u32>>,
+    /// Whether buffers start right after their inaccessible page rather than end right before
+    /// theirs ([`HostDevice::with_guard_before`]).
+    guard_before: bool,
 }
 
 /// One launch's argument, as its value.
@@ -839,10 +842,12 @@ unsafe impl Send for HostLaunch {}
 pub struct HostGraph(Vec<HostLaunch>);
 
 /// A host buffer the kernels may write through: zeroed, 16-byte aligned (as device memory is),
-/// counted against its device's memory while it lives. Its pages are mapped for it alone, the
-/// page after its end (its size rounded up to 16 bytes) with no access: a kernel that reads or
-/// writes past a buffer's end faults here (the shim names the kernel), where on a GPU it would
-/// stop the context with an illegal address or read another buffer.
+/// counted against its device's memory while it lives. Its pages are mapped for it alone,
+/// between two pages with no access, and its end (its size rounded up to 16 bytes) is where the
+/// page after starts: a kernel that reads or writes past a buffer's end faults here (the shim
+/// names the kernel), where on a GPU it would stop the context with an illegal address or read
+/// another buffer. On a device made [`HostDevice::with_guard_before`], its start is where the
+/// page before ends instead: then a kernel reaching before the start faults.
 pub struct HostBuf {
     map: *mut c_void,
     map_len: usize,
@@ -856,9 +861,9 @@ pub struct HostBuf {
 unsafe impl Send for HostBuf {}
 
 impl HostBuf {
-    fn new(bytes: usize, used: Arc<AtomicUsize>) -> Result<Self> {
+    fn new(bytes: usize, used: Arc<AtomicUsize>, guard_before: bool) -> Result<Self> {
         let body = bytes.div_ceil(16).max(1) * 16;
-        let (map, map_len, data) = guarded_pages(body)?;
+        let (map, map_len, data) = guarded_pages(body, guard_before)?;
         Ok(Self {
             map,
             map_len,
@@ -883,14 +888,15 @@ impl Drop for HostBuf {
     }
 }
 
-/// Zeroed memory for `body` bytes (a multiple of 16) that end where a page without access
-/// starts: the mapping, its length, and where the bytes start.
+/// Zeroed memory for `body` bytes (a multiple of 16) between two pages without access, ending
+/// where the page after starts or (`before`) starting where the page before ends: the mapping,
+/// its length, and where the bytes start.
 #[cfg(unix)]
-fn guarded_pages(body: usize) -> Result<(*mut c_void, usize, *mut u8)> {
+fn guarded_pages(body: usize, before: bool) -> Result<(*mut c_void, usize, *mut u8)> {
     // SAFETY: sysconf reads a constant of the system.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let pages = body.div_ceil(page) * page;
-    let map_len = pages + page;
+    let map_len = page + pages + page;
     // SAFETY: a new private anonymous mapping (zeroed), touching no memory of ours.
     let map = unsafe {
         libc::mmap(
@@ -905,14 +911,18 @@ fn guarded_pages(body: usize) -> Result<(*mut c_void, usize, *mut u8)> {
     if map == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error().into());
     }
-    // SAFETY: `map` holds `map_len` bytes; its last page is made inaccessible.
+    // SAFETY: `map` holds `map_len` bytes; its first and last pages are made inaccessible.
     unsafe {
-        if libc::mprotect(map.cast::<u8>().add(pages).cast(), page, libc::PROT_NONE) != 0 {
+        let start = map.cast::<u8>();
+        if libc::mprotect(map, page, libc::PROT_NONE) != 0
+            || libc::mprotect(start.add(page + pages).cast(), page, libc::PROT_NONE) != 0
+        {
             let e = std::io::Error::last_os_error();
             libc::munmap(map, map_len);
             return Err(e.into());
         }
-        Ok((map, map_len, map.cast::<u8>().add(pages - body)))
+        let at = if before { page } else { page + pages - body };
+        Ok((map, map_len, start.add(at)))
     }
 }
 
@@ -924,9 +934,9 @@ unsafe fn free_guarded_pages(map: *mut c_void, map_len: usize) {
     unsafe { libc::munmap(map, map_len) };
 }
 
-/// Where pages cannot be mapped this way: zeroed memory, with no page after it.
+/// Where pages cannot be mapped this way: zeroed memory, with no page before or after it.
 #[cfg(not(unix))]
-fn guarded_pages(body: usize) -> Result<(*mut c_void, usize, *mut u8)> {
+fn guarded_pages(body: usize, _before: bool) -> Result<(*mut c_void, usize, *mut u8)> {
     let layout = std::alloc::Layout::from_size_align(body, 16)
         .map_err(|e| EngineError::Cuda(e.to_string()))?;
     // SAFETY: the layout has a non-zero size.
@@ -1139,6 +1149,7 @@ impl HostDevice {
                 order,
                 schedule: Schedule::InStep,
                 smem_allowed: Mutex::new(HashMap::new()),
+                guard_before: false,
             })
         }
     }
@@ -1172,6 +1183,14 @@ impl HostDevice {
     /// calling thread; each is finished when the next one starts or the host touches memory.
     pub fn with_early_starts(mut self) -> Self {
         self.early = true;
+        self
+    }
+
+    /// The same device with each buffer starting where an inaccessible page ends, so that a
+    /// kernel reading or writing before a buffer's start faults (by default a buffer ends where
+    /// one starts, and an access past its end faults).
+    pub fn with_guard_before(mut self) -> Self {
+        self.guard_before = true;
         self
     }
 
@@ -1336,7 +1355,7 @@ impl Device for HostDevice {
                 self.memory.unwrap_or(0).saturating_sub(before)
             )));
         }
-        HostBuf::new(bytes, self.used.clone()).inspect_err(|_| {
+        HostBuf::new(bytes, self.used.clone(), self.guard_before).inspect_err(|_| {
             self.used.fetch_sub(size, Ordering::Relaxed);
         })
     }
