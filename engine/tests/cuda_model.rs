@@ -734,6 +734,20 @@ fn a_launch_with_more_shared_memory_than_its_kernel_opted_in_for_is_refused() {
     assert!(dev.allow_shared_memory("no_such_kernel", 1024).is_err());
 }
 
+/// A launch of more threads than its kernel's launch bounds is refused, as a GPU refuses it.
+#[test]
+fn a_launch_past_its_kernels_launch_bounds_is_refused() {
+    let at = Launch::new((1, 1, 1), cuda::ATTENTION_MAX_THREADS as u32 + 32);
+    let err = host()
+        .launch("attention_partial", at, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("launching attention_partial with blocks of 544 threads, more than its launch bounds' 512"),
+        "{err}"
+    );
+}
+
 /// Every launch started as early as programmatic dependent launch lets a GPU start it (its
 /// first block runs up to its `SF_WAIT_PRIOR` before the launch before it runs): no kernel reads
 /// what the launch before it writes before it waits, so the forward pass (matrix-vector

@@ -812,6 +812,8 @@ pub struct HostDevice {
     runs: AtomicUsize,
     /// The dynamic shared memory each kernel opted in for ([`Device::allow_shared_memory`]).
     smem_allowed: Mutex<HashMap<&'static str, u32>>,
+    /// The launch bounds of the kernels that have them (`SF_BOUNDS`).
+    bounds: HashMap<&'static str, u32>,
     /// Whether buffers start right after their inaccessible page rather than end right before
     /// theirs ([`HostDevice::with_guard_before`]).
     guard_before: bool,
@@ -1149,6 +1151,13 @@ impl HostDevice {
                 order,
                 schedule: Schedule::InStep,
                 smem_allowed: Mutex::new(HashMap::new()),
+                bounds: super::definitions(&super::source())
+                    .into_iter()
+                    .filter_map(|d| {
+                        let name = KERNELS.iter().find(|k| **k == d.name)?;
+                        Some((*name, d.bounds?))
+                    })
+                    .collect(),
                 guard_before: false,
             })
         }
@@ -1495,6 +1504,16 @@ impl Device for HostDevice {
     }
 
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
+        // A GPU refuses a launch of more threads than its kernel's launch bounds.
+        if let Some(&max) = self.bounds.get(name) {
+            if at.block > max {
+                return Err(EngineError::Cuda(format!(
+                    "launching {name} with blocks of {} threads, more than its launch bounds' \
+                     {max}: a GPU refuses the launch",
+                    at.block
+                )));
+            }
+        }
         // A GPU refuses a launch with more dynamic shared memory than its kernel may have.
         if at.smem > SMEM_WITHOUT_OPT_IN {
             let allowed = self

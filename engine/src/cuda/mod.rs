@@ -459,28 +459,53 @@ pub fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<CudaModule>> {
         .map_err(drv)
 }
 
+/// One kernel definition in the source: its name, where its text starts (`SF_KERNEL void`), and
+/// its launch bounds (`SF_BOUNDS(n)`: the most threads a block may have, a number or a name
+/// `#define`d as one) where given. A GPU refuses a launch of more threads than the bounds.
+pub(crate) struct Definition<'a> {
+    pub name: &'a str,
+    // Read by the tests, which look into the kernels' bodies.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub at: usize,
+    pub bounds: Option<u32>,
+}
+
+/// Every kernel definition in `src`, in order.
+pub(crate) fn definitions(src: &str) -> Vec<Definition<'_>> {
+    let defined = |name: &str| -> Option<u32> {
+        let line = format!("#define {name} ");
+        let at = src.find(&line)? + line.len();
+        src[at..].split_whitespace().next()?.parse().ok()
+    };
+    src.match_indices("SF_KERNEL void ")
+        .map(|(at, m)| {
+            let mut rest = &src[at + m.len()..];
+            let mut bounds = None;
+            if let Some(r) = rest.strip_prefix("SF_BOUNDS(") {
+                let close = r.find(") ").expect("SF_BOUNDS(n) name");
+                let n = r[..close].trim();
+                bounds = Some(n.parse().ok().or_else(|| defined(n)).unwrap_or_else(|| {
+                    panic!("SF_BOUNDS({n}): neither a number nor a #define of one")
+                }));
+                rest = &r[close + 2..];
+            }
+            Definition {
+                name: rest.split('(').next().unwrap_or(""),
+                at,
+                bounds,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Each kernel definition's name and where its text starts in `src` (`SF_KERNEL void`,
-    /// launch bounds where given, the name).
-    fn definitions(src: &str) -> Vec<(&str, usize)> {
-        src.match_indices("SF_KERNEL void ")
-            .map(|(at, m)| {
-                let mut rest = &src[at + m.len()..];
-                if let Some(r) = rest.strip_prefix("SF_BOUNDS(") {
-                    rest = &r[r.find(") ").expect("SF_BOUNDS(n) name") + 2..];
-                }
-                (rest.split('(').next().unwrap_or(""), at)
-            })
-            .collect()
-    }
-
     #[test]
     fn every_kernel_is_defined_once_and_listed() {
         let src = source();
-        let defined: Vec<&str> = definitions(&src).into_iter().map(|d| d.0).collect();
+        let defined: Vec<&str> = definitions(&src).into_iter().map(|d| d.name).collect();
         let mut sorted = defined.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -530,9 +555,9 @@ mod tests {
         for k in KERNELS {
             let at = defs
                 .iter()
-                .find(|d| d.0 == *k)
+                .find(|d| d.name == *k)
                 .unwrap_or_else(|| panic!("{k} is not defined"))
-                .1;
+                .at;
             let body = body_after(&src, at).trim_start();
             if body.starts_with("SF_WAIT_PRIOR();") {
                 continue;
@@ -552,6 +577,21 @@ mod tests {
             };
             assert!(waits_in.contains("SF_WAIT_PRIOR();"), "{k} never waits");
         }
+    }
+
+    #[test]
+    fn launch_bounds_are_read_through_their_defines() {
+        let src = source();
+        let bounds: Vec<(&str, u32)> = definitions(&src)
+            .into_iter()
+            .filter_map(|d| Some((d.name, d.bounds?)))
+            .collect();
+        assert!(
+            bounds.contains(&("attention_partial", ATTENTION_MAX_THREADS as u32)),
+            "{bounds:?}"
+        );
+        let d = definitions("#define B 64\nSF_KERNEL void SF_BOUNDS(B) k(int x) {}\n");
+        assert_eq!((d[0].name, d[0].bounds), ("k", Some(64)));
     }
 
     #[test]
