@@ -30,6 +30,8 @@ use rand::{Rng, SeedableRng};
 enum Arg {
     /// A host buffer: its start and length in bytes.
     Ptr(*mut u8, usize),
+    /// A null pointer (an optional input or output left out).
+    Null,
     I32(i32),
     I64(i64),
     F32(f32),
@@ -177,6 +179,9 @@ fn allow_shared_memory(name: &'static str, bytes: u32) {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// The device address a null pointer argument passes.
+static NULL_ADDRESS: u64 = 0;
+
 /// Copies every buffer to the device, launches, and copies every buffer back.
 fn launch_gpu(g: &Gpu, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: Vec<Arg>) {
     let s = &g.stream;
@@ -196,6 +201,7 @@ fn launch_gpu(g: &Gpu, name: &str, grid: (u32, u32, u32), block: u32, smem: u32,
     for (a, buf) in args.iter().zip(&bufs) {
         match a {
             Arg::Ptr(..) => b.arg(buf.as_ref().unwrap()),
+            Arg::Null => b.arg(&NULL_ADDRESS),
             Arg::I32(v) => b.arg(v),
             Arg::I64(v) => b.arg(v),
             Arg::F32(v) => b.arg(v),
@@ -247,6 +253,7 @@ fn launch_cpu(
         .zip(&bufs)
         .map(|(a, b)| match (a, b) {
             (_, Some(b)) => KArg::Buf(b),
+            (Arg::Null, _) => KArg::Null,
             (Arg::I32(v), _) => KArg::I32(*v),
             (Arg::I64(v), _) => KArg::I64(*v),
             (Arg::F32(v), _) => KArg::F32(*v),
@@ -875,7 +882,7 @@ fn norm_and_elementwise_kernels_match_the_cpu_engine() {
 }
 
 /// A null pointer argument (an optional output left out).
-const NULL: Arg = Arg::I64(0);
+const NULL: Arg = Arg::Null;
 
 /// The shape of an attention launch: `t` tokens, `nh` query and `nkv` KV heads of `hd`, cache
 /// blocks of `bs` positions, block tables `max_blocks` wide, `parts` partitions of `part_len`

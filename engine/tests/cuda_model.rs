@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use engine::cuda;
 use engine::cuda::device::{
-    CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch, Schedule,
-    SMEM_OPT_IN_SM_90, SMEM_WITHOUT_OPT_IN,
+    bytes_of, bytes_of_mut, CudaDevice, Device, Gemm, HostBuf, HostDevice, HostGraph, KArg, Launch,
+    Schedule, SMEM_OPT_IN_SM_90, SMEM_WITHOUT_OPT_IN,
 };
 use engine::cuda::model::{DeviceModel, GemmWeights, KvCacheSize, StepLimits};
 use engine::model::{Architecture, ModelConfig, RopeStyle};
@@ -734,6 +734,43 @@ fn a_launch_with_more_shared_memory_than_its_kernel_opted_in_for_is_refused() {
     assert!(dev.allow_shared_memory("no_such_kernel", 1024).is_err());
 }
 
+/// A launch whose arguments do not fit its kernel's parameters (as the source declares them) is
+/// refused: one missing, one of another width (a GPU would read 8 bytes of a 4-byte value), one
+/// buffer for two parameters that `__restrict__` says never share memory.
+#[test]
+fn a_launch_whose_arguments_do_not_fit_its_parameters_is_refused() {
+    let dev = host();
+    let x = dev.upload(bytes_of(&[1f32, 2.0, 3.0, 4.0])).unwrap();
+    let y = dev.upload(bytes_of(&[10f32, 20.0, 30.0, 40.0])).unwrap();
+    let at = Launch::new((1, 1, 1), 32);
+    let refused =
+        |args: &[KArg<'_, HostBuf>]| dev.launch("add_inplace", at, args).unwrap_err().to_string();
+    let err = refused(&[KArg::Buf(&x), KArg::Buf(&y)]);
+    assert!(
+        err.contains("add_inplace: 2 arguments for its 3 parameters"),
+        "{err}"
+    );
+    let err = refused(&[KArg::Buf(&x), KArg::Buf(&y), KArg::I32(4)]);
+    assert!(
+        err.contains("parameter n is I64, given another kind"),
+        "{err}"
+    );
+    let err = refused(&[KArg::Buf(&x), KArg::I64(0), KArg::I64(4)]);
+    assert!(err.contains("parameter delta is Pointer"), "{err}");
+    let err = refused(&[KArg::Buf(&x), KArg::Buf(&x), KArg::I64(4)]);
+    assert!(err.contains("x and delta are the same memory"), "{err}");
+    // Fitting arguments run.
+    dev.launch(
+        "add_inplace",
+        at,
+        &[KArg::Buf(&x), KArg::Buf(&y), KArg::I64(4)],
+    )
+    .unwrap();
+    let mut out = [0f32; 4];
+    dev.read(&x, bytes_of_mut(&mut out)).unwrap();
+    assert_eq!(out, [11.0, 22.0, 33.0, 44.0]);
+}
+
 /// A launch of more threads than its kernel's launch bounds is refused, as a GPU refuses it.
 #[test]
 fn a_launch_past_its_kernels_launch_bounds_is_refused() {
@@ -743,7 +780,9 @@ fn a_launch_past_its_kernels_launch_bounds_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("launching attention_partial with blocks of 544 threads, more than its launch bounds' 512"),
+        err.contains(
+            "launching attention_partial: blocks of 544 threads, more than its launch bounds' 512"
+        ),
         "{err}"
     );
 }

@@ -812,11 +812,88 @@ pub struct HostDevice {
     runs: AtomicUsize,
     /// The dynamic shared memory each kernel opted in for ([`Device::allow_shared_memory`]).
     smem_allowed: Mutex<HashMap<&'static str, u32>>,
-    /// The launch bounds of the kernels that have them (`SF_BOUNDS`).
-    bounds: HashMap<&'static str, u32>,
+    /// Each kernel's launch bounds (`SF_BOUNDS`) and parameters, from the source.
+    decls: HashMap<&'static str, KernelDecl>,
     /// Whether buffers start right after their inaccessible page rather than end right before
     /// theirs ([`HostDevice::with_guard_before`]).
     guard_before: bool,
+}
+
+/// What the source declares of a kernel: its launch bounds, where given, and its parameters.
+struct KernelDecl {
+    bounds: Option<u32>,
+    params: Vec<super::Param>,
+}
+
+impl KernelDecl {
+    /// Refuses a launch that a GPU would refuse, or that would read its arguments wrong, or
+    /// break the promise of a `__restrict__` parameter: more threads than the launch bounds; an
+    /// argument missing, extra, or of another kind or width than its parameter; one address for
+    /// two pointer parameters, one of them `__restrict__` and one written (a GPU may read one
+    /// through its read-only cache and miss what the other writes).
+    fn check(&self, name: &str, at: Launch, args: &[KArg<'_, HostBuf>]) -> Result<()> {
+        use super::ParamKind as P;
+        let refuse = |why: String| Err(EngineError::Cuda(format!("launching {name}: {why}")));
+        if let Some(max) = self.bounds.filter(|&max| at.block > max) {
+            return refuse(format!(
+                "blocks of {} threads, more than its launch bounds' {max}: a GPU refuses it",
+                at.block
+            ));
+        }
+        if args.len() != self.params.len() {
+            return refuse(format!(
+                "{} arguments for its {} parameters",
+                args.len(),
+                self.params.len()
+            ));
+        }
+        for (p, a) in self.params.iter().zip(args) {
+            let fits = matches!(
+                (p.kind, a),
+                (P::Pointer { .. }, KArg::Buf(_) | KArg::At(..) | KArg::Null)
+                    | (P::I32, KArg::I32(_))
+                    | (P::I64, KArg::I64(_))
+                    | (P::F32, KArg::F32(_))
+            );
+            if !fits {
+                return refuse(format!(
+                    "parameter {} is {:?}, given another kind",
+                    p.name, p.kind
+                ));
+            }
+        }
+        let address = |a: &KArg<'_, HostBuf>| match a {
+            KArg::Buf(b) => Some(b.data as usize),
+            KArg::At(b, offset) => Some(b.data as usize + offset),
+            _ => None,
+        };
+        for (i, (p, a)) in self.params.iter().zip(args).enumerate() {
+            for (q, b) in self.params.iter().zip(args).skip(i + 1) {
+                let (
+                    P::Pointer {
+                        restrict: rp,
+                        written: wp,
+                    },
+                    P::Pointer {
+                        restrict: rq,
+                        written: wq,
+                    },
+                ) = (p.kind, q.kind)
+                else {
+                    continue;
+                };
+                if (rp || rq) && (wp || wq) && address(a).is_some() && address(a) == address(b) {
+                    return refuse(format!(
+                        "{} and {} are the same memory, which __restrict__ says they never \
+                         are: a GPU may read one through its read-only cache and miss what \
+                         the other writes",
+                        p.name, q.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One launch's argument, as its value.
@@ -1151,11 +1228,17 @@ impl HostDevice {
                 order,
                 schedule: Schedule::InStep,
                 smem_allowed: Mutex::new(HashMap::new()),
-                bounds: super::definitions(&super::source())
+                decls: super::definitions(&super::source())
                     .into_iter()
                     .filter_map(|d| {
                         let name = KERNELS.iter().find(|k| **k == d.name)?;
-                        Some((*name, d.bounds?))
+                        Some((
+                            *name,
+                            KernelDecl {
+                                bounds: d.bounds,
+                                params: d.params,
+                            },
+                        ))
                     })
                     .collect(),
                 guard_before: false,
@@ -1504,16 +1587,6 @@ impl Device for HostDevice {
     }
 
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
-        // A GPU refuses a launch of more threads than its kernel's launch bounds.
-        if let Some(&max) = self.bounds.get(name) {
-            if at.block > max {
-                return Err(EngineError::Cuda(format!(
-                    "launching {name} with blocks of {} threads, more than its launch bounds' \
-                     {max}: a GPU refuses the launch",
-                    at.block
-                )));
-            }
-        }
         // A GPU refuses a launch with more dynamic shared memory than its kernel may have.
         if at.smem > SMEM_WITHOUT_OPT_IN {
             let allowed = self
@@ -1531,6 +1604,9 @@ impl Device for HostDevice {
                     at.smem
                 )));
             }
+        }
+        if let Some(decl) = self.decls.get(name) {
+            decl.check(name, at, args)?;
         }
         let l = HostLaunch {
             name,

@@ -459,15 +459,61 @@ pub fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<CudaModule>> {
         .map_err(drv)
 }
 
-/// One kernel definition in the source: its name, where its text starts (`SF_KERNEL void`), and
-/// its launch bounds (`SF_BOUNDS(n)`: the most threads a block may have, a number or a name
-/// `#define`d as one) where given. A GPU refuses a launch of more threads than the bounds.
+/// One kernel definition in the source: its name, where its text starts (`SF_KERNEL void`), its
+/// launch bounds (`SF_BOUNDS(n)`: the most threads a block may have, a number or a name
+/// `#define`d as one) where given (a GPU refuses a launch of more threads), and its parameters.
 pub(crate) struct Definition<'a> {
     pub name: &'a str,
     // Read by the tests, which look into the kernels' bodies.
     #[cfg_attr(not(test), allow(dead_code))]
     pub at: usize,
     pub bounds: Option<u32>,
+    pub params: Vec<Param>,
+}
+
+/// A kernel parameter as its declaration says: what a launch must pass for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Param {
+    pub name: String,
+    pub kind: ParamKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ParamKind {
+    I32,
+    I64,
+    F32,
+    /// A pointer: `__restrict__` (no other parameter reaches its memory), and not `const`.
+    Pointer {
+        restrict: bool,
+        written: bool,
+    },
+}
+
+impl Param {
+    /// `decl`: one parameter's declaration, as `const float* __restrict__ x` or `int n`.
+    fn parse(decl: &str) -> Self {
+        let words: Vec<&str> = decl.split_whitespace().collect();
+        let (name, ty) = words.split_last().expect("a parameter");
+        let ty = ty.join(" ");
+        let kind = if ty.contains('*') {
+            ParamKind::Pointer {
+                restrict: ty.contains("__restrict__"),
+                written: !ty.starts_with("const "),
+            }
+        } else {
+            match ty.trim_start_matches("const ") {
+                "int" => ParamKind::I32,
+                "i64" | "long long" => ParamKind::I64,
+                "float" => ParamKind::F32,
+                other => panic!("a kernel parameter of type {other:?} ({decl:?})"),
+            }
+        };
+        Self {
+            name: name.trim_start_matches('*').to_string(),
+            kind,
+        }
+    }
 }
 
 /// Every kernel definition in `src`, in order.
@@ -489,10 +535,17 @@ pub(crate) fn definitions(src: &str) -> Vec<Definition<'_>> {
                 }));
                 rest = &r[close + 2..];
             }
+            let open = rest.find('(').expect("a kernel's parameters");
+            let close = open + rest[open..].find(')').expect("a kernel's parameters' end");
             Definition {
-                name: rest.split('(').next().unwrap_or(""),
+                name: &rest[..open],
                 at,
                 bounds,
+                params: rest[open + 1..close]
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(Param::parse)
+                    .collect(),
             }
         })
         .collect()
@@ -592,6 +645,45 @@ mod tests {
         );
         let d = definitions("#define B 64\nSF_KERNEL void SF_BOUNDS(B) k(int x) {}\n");
         assert_eq!((d[0].name, d[0].bounds), ("k", Some(64)));
+    }
+
+    #[test]
+    fn kernel_parameters_are_read_with_their_kinds() {
+        let d = definitions(
+            "SF_KERNEL void k(const float* __restrict__ x, float* y, i64 n, int m, float s) {}\n",
+        );
+        let kinds: Vec<(&str, ParamKind)> = d[0]
+            .params
+            .iter()
+            .map(|p| (p.name.as_str(), p.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    "x",
+                    ParamKind::Pointer {
+                        restrict: true,
+                        written: false
+                    }
+                ),
+                (
+                    "y",
+                    ParamKind::Pointer {
+                        restrict: false,
+                        written: true
+                    }
+                ),
+                ("n", ParamKind::I64),
+                ("m", ParamKind::I32),
+                ("s", ParamKind::F32),
+            ]
+        );
+        // Every kernel of the source parses.
+        let src = source();
+        for d in definitions(&src) {
+            assert!(!d.params.is_empty(), "{} takes no parameters", d.name);
+        }
     }
 
     #[test]
