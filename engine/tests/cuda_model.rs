@@ -712,7 +712,7 @@ fn a_launch_with_more_shared_memory_than_its_kernel_opted_in_for_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("launching attention_partial with 49168 bytes of dynamic shared memory")
+        err.contains("launching attention_partial: 49168 bytes of dynamic shared memory")
             && err.contains("48 KiB unless it opts in"),
         "{err}"
     );

@@ -827,17 +827,32 @@ struct KernelDecl {
 
 impl KernelDecl {
     /// Refuses a launch that a GPU would refuse, or that would read its arguments wrong, or
-    /// break the promise of a `__restrict__` parameter: more threads than the launch bounds; an
-    /// argument missing, extra, or of another kind or width than its parameter; one address for
-    /// two pointer parameters, one of them `__restrict__` and one written (a GPU may read one
-    /// through its read-only cache and miss what the other writes).
-    fn check(&self, name: &str, at: Launch, args: &[KArg<'_, HostBuf>]) -> Result<()> {
+    /// break the promise of a `__restrict__` parameter: more threads than the launch bounds;
+    /// more dynamic shared memory than the kernel may have (`smem_allowed`: 48 KiB unless it
+    /// opted in, [`Device::allow_shared_memory`]); an argument missing, extra, or of another
+    /// kind or width than its parameter; one address for two pointer parameters, one of them
+    /// `__restrict__` and one written (a GPU may read one through its read-only cache and miss
+    /// what the other writes).
+    fn check(
+        &self,
+        name: &str,
+        at: Launch,
+        smem_allowed: u32,
+        args: &[KArg<'_, HostBuf>],
+    ) -> Result<()> {
         use super::ParamKind as P;
         let refuse = |why: String| Err(EngineError::Cuda(format!("launching {name}: {why}")));
         if let Some(max) = self.bounds.filter(|&max| at.block > max) {
             return refuse(format!(
                 "blocks of {} threads, more than its launch bounds' {max}: a GPU refuses it",
                 at.block
+            ));
+        }
+        if at.smem > smem_allowed {
+            return refuse(format!(
+                "{} bytes of dynamic shared memory, more than the {smem_allowed} it may have \
+                 (48 KiB unless it opts in through Device::allow_shared_memory): a GPU refuses it",
+                at.smem
             ));
         }
         if args.len() != self.params.len() {
@@ -1587,26 +1602,15 @@ impl Device for HostDevice {
     }
 
     fn launch(&self, name: &'static str, at: Launch, args: &[KArg<'_, Self::Buf>]) -> Result<()> {
-        // A GPU refuses a launch with more dynamic shared memory than its kernel may have.
-        if at.smem > SMEM_WITHOUT_OPT_IN {
-            let allowed = self
+        if let Some(decl) = self.decls.get(name) {
+            let smem_allowed = self
                 .smem_allowed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(name)
                 .copied()
                 .unwrap_or(SMEM_WITHOUT_OPT_IN);
-            if at.smem > allowed {
-                return Err(EngineError::Cuda(format!(
-                    "launching {name} with {} bytes of dynamic shared memory, more than the \
-                     {allowed} it may have (48 KiB unless it opts in through \
-                     Device::allow_shared_memory): a GPU refuses the launch",
-                    at.smem
-                )));
-            }
-        }
-        if let Some(decl) = self.decls.get(name) {
-            decl.check(name, at, args)?;
+            decl.check(name, at, smem_allowed, args)?;
         }
         let l = HostLaunch {
             name,
